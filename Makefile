@@ -1,0 +1,121 @@
+# ngx_http_events_module: build, run and test against Debian's nginx.
+#
+#   make            build build/ngx_http_events_module.so
+#   make run        install what is missing, build, run the quickstart on
+#                   127.0.0.1:8080 in the foreground
+#   make test       install what is missing, build, run the whole suite
+#   make test-asan  the suite against an AddressSanitizer build
+#   make bench      the ingest benchmark (t/bench), side by side with Nchan
+#   make fuzz       a longer fuzzing run of the parsers
+
+SHELL       := /bin/bash
+
+NGINX_SRC   ?= /usr/share/nginx/src
+NGINX_BIN   ?= /usr/sbin/nginx
+BUILD       := $(CURDIR)/build
+MODULE      := $(BUILD)/ngx_http_events_module.so
+ASAN_MODULE := $(BUILD)/asan/ngx_http_events_module.so
+SOURCES     := config $(wildcard src/*.c src/*.h)
+LIBASAN     := $(firstword $(wildcard /usr/lib/*-linux-gnu/libasan.so.8))
+PROVE_JOBS  ?= 2
+
+DEBS := nginx nginx-dev libjansson-dev libssl-dev libpcre2-dev zlib1g-dev \
+        gcc make perl libasan8 clang libclang-rt-14-dev wrk \
+        libnginx-mod-nchan
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all deps run test test-asan bench fuzz fuzz-short clean
+
+all: $(MODULE)
+
+# Install only what is missing; apt-get update only when something is.
+deps:
+	@missing=""; for p in $(DEBS); do \
+	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null \
+	        | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	    echo "installing:$$missing"; \
+	    $(SUDO) apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+	        --no-install-recommends $$missing; \
+	fi
+	@# Debian starts the packaged nginx; it is not ours and holds port 80.
+	@if [ -x /usr/sbin/invoke-rc.d ] && pgrep -f 'nginx: master' \
+	    | xargs -r ps -o args= -p | grep -q '/etc/nginx'; then \
+	    $(SUDO) /usr/sbin/nginx -s quit 2>/dev/null || true; fi
+
+# nginx's configure writes objs/ next to the sources, so build in a copy.
+$(BUILD)/nginx/Makefile: config | $(BUILD)
+	rm -rf $(BUILD)/nginx
+	cp -r $(NGINX_SRC) $(BUILD)/nginx
+	cd $(BUILD)/nginx && . ./conf_flags && \
+	    ./configure "$${NGX_CONF_FLAGS[@]}" --add-dynamic-module=$(CURDIR) \
+	        > $(BUILD)/configure.log 2>&1 \
+	    || (tail -30 $(BUILD)/configure.log; exit 1)
+
+$(MODULE): $(SOURCES) $(BUILD)/nginx/Makefile
+	$(MAKE) -C $(BUILD)/nginx -f objs/Makefile modules
+	cp $(BUILD)/nginx/objs/ngx_http_events_module.so $@
+
+$(BUILD)/asan/nginx/Makefile: config | $(BUILD)
+	rm -rf $(BUILD)/asan && mkdir -p $(BUILD)/asan
+	cp -r $(NGINX_SRC) $(BUILD)/asan/nginx
+	cd $(BUILD)/asan/nginx && . ./conf_flags && \
+	    ./configure "$${NGX_CONF_FLAGS[@]}" --add-dynamic-module=$(CURDIR) \
+	        --with-cc-opt='-fsanitize=address -fno-omit-frame-pointer -g -O1' \
+	        --with-ld-opt=-fsanitize=address \
+	        > $(BUILD)/asan/configure.log 2>&1 \
+	    || (tail -30 $(BUILD)/asan/configure.log; exit 1)
+
+$(ASAN_MODULE): $(SOURCES) $(BUILD)/asan/nginx/Makefile
+	$(MAKE) -C $(BUILD)/asan/nginx -f objs/Makefile modules
+	cp $(BUILD)/asan/nginx/objs/ngx_http_events_module.so $@
+
+$(BUILD):
+	mkdir -p $@
+
+run: deps $(MODULE)
+	mkdir -p $(BUILD)/run/logs
+	sed -e 's#^load_module .*ngx_http_events_module.so;#load_module $(MODULE);#' \
+	    conf-examples/quickstart.conf > $(BUILD)/run/nginx.conf
+	@echo "nginx on http://127.0.0.1:8080 (Ctrl-C to stop)"
+	exec $(NGINX_BIN) -p $(BUILD)/run/ -c nginx.conf -e logs/error.log \
+	    -g 'daemon off;'
+
+test: deps $(MODULE)
+	T_MODULE=$(MODULE) prove -j$(PROVE_JOBS) -r t/
+
+test-asan: deps $(ASAN_MODULE)
+	T_MODULE=$(ASAN_MODULE) T_ASAN=$(LIBASAN) prove -j$(PROVE_JOBS) -r t/
+
+bench: deps $(MODULE)
+	t/bench/ingest.sh
+
+# libFuzzer targets for the envelope validator and the query/cursor parsers.
+FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined \
+    -I src -I $(NGINX_SRC)/src/core -I $(NGINX_SRC)/src/event \
+    -I $(NGINX_SRC)/src/event/modules -I $(NGINX_SRC)/src/os/unix \
+    -I $(NGINX_SRC)/src/http -I $(NGINX_SRC)/src/http/modules \
+    -I $(BUILD)/nginx/objs
+
+.PHONY: fuzz-build
+fuzz-build: $(BUILD)/fuzz/fuzz_envelope $(BUILD)/fuzz/fuzz_query
+
+$(BUILD)/fuzz/fuzz_%: t/fuzz/fuzz_%.c $(SOURCES) $(BUILD)/nginx/Makefile
+	mkdir -p $(BUILD)/fuzz
+	clang $(FUZZ_CFLAGS) -o $@ $< t/fuzz/ngx_stubs.c \
+	    src/ngx_http_events_json.c src/ngx_http_events_cursor.c \
+	    src/ngx_http_events_match.c src/ngx_http_events_query.c \
+	    -ljansson -lcrypto
+
+fuzz: fuzz-build
+	mkdir -p $(BUILD)/fuzz/corpus-envelope $(BUILD)/fuzz/corpus-query
+	$(BUILD)/fuzz/fuzz_envelope -max_total_time=$${FUZZ_SECONDS:-300} \
+	    $(BUILD)/fuzz/corpus-envelope t/fuzz/seeds/envelope
+	$(BUILD)/fuzz/fuzz_query -max_total_time=$${FUZZ_SECONDS:-300} \
+	    $(BUILD)/fuzz/corpus-query t/fuzz/seeds/query
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,1101 @@
+
+/*
+ * Copyright (C) ngx_http_events_module authors
+ */
+
+
+/*
+ * The REST API at an events_api location P:
+ *
+ *   POST P                 one event, or an array of them (all or nothing)
+ *   GET  P                 the list, with filters and cursor paging
+ *   GET  P/types           the type catalog of the window
+ *   GET  P/{id}            one event
+ *   GET  P/{type}/{id}     an entity's history, from its index
+ *
+ * Every failure answers the JSON error envelope.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_events_module.h"
+#include "ngx_http_events_store.h"
+#include "ngx_http_events_api.h"
+#include "ngx_http_events_json.h"
+#include "ngx_http_events_query.h"
+#include "ngx_http_events_cursor.h"
+
+
+static ngx_int_t ngx_http_events_api_collection(ngx_http_request_t *r,
+    ngx_str_t *tenant);
+static ngx_int_t ngx_http_events_api_post(ngx_http_request_t *r);
+static void ngx_http_events_api_body(ngx_http_request_t *r);
+static ngx_int_t ngx_http_events_api_ingest(ngx_http_request_t *r,
+    u_char *body, size_t len);
+static ngx_int_t ngx_http_events_api_store(ngx_http_request_t *r,
+    json_t *root, ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_api_read_body(ngx_http_request_t *r,
+    ngx_str_t *body);
+static ngx_int_t ngx_http_events_api_list(ngx_http_request_t *r,
+    ngx_str_t *tenant, ngx_str_t *rtype, ngx_str_t *rid);
+static ngx_int_t ngx_http_events_api_list_body(ngx_http_request_t *r,
+    ngx_http_events_query_t *q, ngx_http_events_result_t *res);
+static ngx_int_t ngx_http_events_api_link(ngx_http_request_t *r,
+    ngx_http_events_query_t *q, ngx_http_events_result_t *res);
+static ngx_int_t ngx_http_events_api_gone(ngx_http_request_t *r,
+    ngx_http_events_window_t *w, const char *param, const char *code,
+    const char *message);
+static ngx_int_t ngx_http_events_api_get(ngx_http_request_t *r,
+    ngx_str_t *tenant, ngx_str_t *id);
+static ngx_int_t ngx_http_events_api_types(ngx_http_request_t *r,
+    ngx_str_t *tenant);
+static int ngx_libc_cdecl ngx_http_events_type_cmp(const void *one,
+    const void *two);
+static ngx_int_t ngx_http_events_not_allowed(ngx_http_request_t *r,
+    char *allow);
+static ngx_int_t ngx_http_events_not_found(ngx_http_request_t *r,
+    const char *message);
+static ngx_uint_t ngx_http_events_is_json(ngx_http_request_t *r);
+static ngx_uint_t ngx_http_events_path_ok(ngx_str_t *s, ngx_uint_t rid);
+
+
+static ngx_str_t  ngx_http_events_json_type = ngx_string("application/json");
+
+
+ngx_int_t
+ngx_http_events_api_handler(ngx_http_request_t *r)
+{
+    u_char                      *slash;
+    ngx_int_t                    rc;
+    ngx_str_t                    rest, tenant, first, second;
+    ngx_http_events_error_t      err;
+    ngx_http_events_loc_conf_t  *elcf;
+
+    elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
+
+    rc = ngx_http_events_get_tenant(r, &tenant);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        ngx_http_discard_request_body(r);
+        ngx_http_events_error(&err, 400, "invalid_tenant", NULL, NULL, NULL,
+                              "the request's tenant must be 1-64 "
+                              "characters of [A-Za-z0-9_.:-]");
+        return ngx_http_events_send_error(r, &err, NULL);
+    }
+
+    rest.data = r->uri.data + elcf->prefix.len;
+    rest.len = r->uri.len - ngx_min(r->uri.len, elcf->prefix.len);
+
+    if (rest.len == 0 || (rest.len == 1 && rest.data[0] == '/')) {
+        return ngx_http_events_api_collection(r, &tenant);
+    }
+
+    if (rest.data[0] != '/') {
+        /* "/eventsfoo" in "location /events" */
+        return ngx_http_events_not_found(r, "no such endpoint");
+    }
+
+    rest.data++;
+    rest.len--;
+
+    slash = ngx_strlchr(rest.data, rest.data + rest.len, '/');
+
+    first.data = rest.data;
+    first.len = slash ? (size_t) (slash - rest.data) : rest.len;
+
+    if (slash == NULL) {
+        if (r->method != NGX_HTTP_GET && r->method != NGX_HTTP_HEAD) {
+            return ngx_http_events_not_allowed(r, "GET, HEAD");
+        }
+
+        if (first.len == 5 && ngx_strncmp(first.data, "types", 5) == 0) {
+            return ngx_http_events_api_types(r, &tenant);
+        }
+
+        if (first.len == 6 && ngx_strncmp(first.data, "stream", 6) == 0) {
+            return ngx_http_events_not_found(r, "the stream is served by "
+                                             "an events_stream location");
+        }
+
+        return ngx_http_events_api_get(r, &tenant, &first);
+    }
+
+    second.data = slash + 1;
+    second.len = rest.data + rest.len - second.data;
+
+    if (!ngx_http_events_path_ok(&first, 0)
+        || !ngx_http_events_path_ok(&second, 1))
+    {
+        return ngx_http_events_not_found(r, "no such endpoint");
+    }
+
+    if (r->method != NGX_HTTP_GET && r->method != NGX_HTTP_HEAD) {
+        return ngx_http_events_not_allowed(r, "GET, HEAD");
+    }
+
+    return ngx_http_events_api_list(r, &tenant, &first, &second);
+}
+
+
+static ngx_uint_t
+ngx_http_events_path_ok(ngx_str_t *s, ngx_uint_t rid)
+{
+    size_t  i;
+    u_char  ch;
+
+    if (s->len == 0 || s->len > (rid ? NGX_HTTP_EVENTS_MAX_RID
+                                     : NGX_HTTP_EVENTS_MAX_RTYPE))
+    {
+        return 0;
+    }
+
+    for (i = 0; i < s->len; i++) {
+        ch = s->data[i];
+
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')
+              || (ch >= '0' && ch <= '9') || ch == '_' || ch == '-'
+              || (rid && (ch == '.' || ch == ':' || ch == '@'))))
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+static ngx_int_t
+ngx_http_events_api_collection(ngx_http_request_t *r, ngx_str_t *tenant)
+{
+    if (r->method == NGX_HTTP_POST) {
+        return ngx_http_events_api_post(r);
+    }
+
+    if (r->method == NGX_HTTP_GET || r->method == NGX_HTTP_HEAD) {
+        return ngx_http_events_api_list(r, tenant, NULL, NULL);
+    }
+
+    return ngx_http_events_not_allowed(r, "GET, HEAD, POST");
+}
+
+
+/* POST */
+
+static ngx_int_t
+ngx_http_events_api_post(ngx_http_request_t *r)
+{
+    ngx_int_t                    rc;
+    ngx_http_events_error_t      err;
+    ngx_http_events_loc_conf_t  *elcf;
+
+    elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
+
+    if (!ngx_http_events_is_json(r)) {
+        ngx_http_discard_request_body(r);
+        ngx_http_events_error(&err, 415, "unsupported_media_type", NULL,
+                              NULL, NULL, "events are sent as "
+                              "application/json");
+        return ngx_http_events_send_error(r, &err, NULL);
+    }
+
+    if (r->headers_in.content_length_n > (off_t) elcf->max_body_size) {
+        ngx_http_discard_request_body(r);
+        ngx_http_events_error(&err, 413, "payload_too_large", NULL, NULL,
+                              NULL, "the body may be at most %uz bytes",
+                              elcf->max_body_size);
+        return ngx_http_events_send_error(r, &err, NULL);
+    }
+
+    r->request_body_in_single_buf = 1;
+    r->request_body_in_clean_file = 1;
+    r->request_body_file_log_level = 0;
+
+    rc = ngx_http_read_client_request_body(r, ngx_http_events_api_body);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    return NGX_DONE;
+}
+
+
+static ngx_uint_t
+ngx_http_events_is_json(ngx_http_request_t *r)
+{
+    u_char  *p;
+    size_t   len;
+
+    if (r->headers_in.content_type == NULL) {
+        return 0;
+    }
+
+    p = r->headers_in.content_type->value.data;
+    len = r->headers_in.content_type->value.len;
+
+    if (len < 16 || ngx_strncasecmp(p, (u_char *) "application/json", 16)
+                    != 0)
+    {
+        return 0;
+    }
+
+    return len == 16 || p[16] == ';' || p[16] == ' ';
+}
+
+
+static void
+ngx_http_events_api_body(ngx_http_request_t *r)
+{
+    ngx_int_t                    rc;
+    ngx_str_t                    body;
+    ngx_http_events_error_t      err;
+    ngx_http_events_loc_conf_t  *elcf;
+
+    elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
+
+    rc = ngx_http_events_api_read_body(r, &body);
+
+    if (rc == NGX_ERROR) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    if (rc == NGX_DECLINED) {
+        ngx_http_events_error(&err, 413, "payload_too_large", NULL, NULL,
+                              NULL, "the body may be at most %uz bytes",
+                              elcf->max_body_size);
+        ngx_http_finalize_request(r,
+                                  ngx_http_events_send_error(r, &err, NULL));
+        return;
+    }
+
+    ngx_http_finalize_request(r,
+                              ngx_http_events_api_ingest(r, body.data,
+                                                         body.len));
+}
+
+
+/* the body in one buffer, wherever nginx kept it */
+
+static ngx_int_t
+ngx_http_events_api_read_body(ngx_http_request_t *r, ngx_str_t *body)
+{
+    u_char                      *p;
+    off_t                        len;
+    ssize_t                      n;
+    ngx_buf_t                   *b;
+    ngx_chain_t                 *cl;
+    ngx_http_events_loc_conf_t  *elcf;
+
+    elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
+
+    ngx_str_set(body, "");
+
+    if (r->request_body == NULL || r->request_body->bufs == NULL) {
+        return NGX_OK;
+    }
+
+    len = 0;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        b = cl->buf;
+        len += b->in_file ? b->file_last - b->file_pos : b->last - b->pos;
+    }
+
+    if (len > (off_t) elcf->max_body_size) {
+        return NGX_DECLINED;
+    }
+
+    if (len == 0) {
+        return NGX_OK;
+    }
+
+    b = r->request_body->bufs->buf;
+
+    if (r->request_body->bufs->next == NULL && !b->in_file) {
+        body->data = b->pos;
+        body->len = len;
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    body->data = p;
+    body->len = len;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (!b->in_file) {
+            p = ngx_cpymem(p, b->pos, b->last - b->pos);
+            continue;
+        }
+
+        n = ngx_read_file(b->file, p, b->file_last - b->file_pos,
+                          b->file_pos);
+
+        if (n != b->file_last - b->file_pos) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "events: short read of the request body file "
+                          "\"%V\"", &b->file->name);
+            return NGX_ERROR;
+        }
+
+        p += n;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_events_api_ingest(ngx_http_request_t *r, u_char *body, size_t len)
+{
+    json_t                   *root;
+    ngx_int_t                 rc;
+    json_error_t              jerr;
+    ngx_http_events_error_t   err;
+
+    ngx_memzero(&err, sizeof(ngx_http_events_error_t));
+
+    root = json_loadb((char *) body, len, JSON_REJECT_DUPLICATES, &jerr);
+
+    if (root == NULL) {
+        ngx_http_events_error(&err, 400, "invalid_json", NULL, NULL, NULL,
+                              "malformed JSON at line %d, column %d: %s",
+                              jerr.line, jerr.column, jerr.text);
+        return ngx_http_events_send_error(r, &err, NULL);
+    }
+
+    rc = ngx_http_events_api_store(r, root, &err);
+
+    json_decref(root);
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_http_events_api_store(ngx_http_request_t *r, json_t *root,
+    ngx_http_events_error_t *err)
+{
+    u_char                      *p, *body;
+    size_t                       len;
+    ngx_int_t                    rc;
+    ngx_str_t                    location;
+    ngx_uint_t                   i, j, n, batch, failed, created;
+    ngx_http_events_event_t     *events, *ev;
+    ngx_http_events_store_t     *store;
+    ngx_http_events_envelope_t   env;
+    ngx_http_events_loc_conf_t  *elcf;
+    u_char                       prefix[16];
+
+    elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
+    store = elcf->api_zone->data;
+
+    batch = json_is_array(root);
+    n = batch ? json_array_size(root) : 1;
+
+    if (!batch && !json_is_object(root)) {
+        ngx_http_events_error(err, 400, "invalid_body", NULL, NULL, NULL,
+                              "the body must be an event object or an "
+                              "array of them");
+        return ngx_http_events_send_error(r, err, NULL);
+    }
+
+    if (n == 0) {
+        ngx_http_events_error(err, 400, "invalid_body", NULL, NULL, NULL,
+                              "the batch is empty");
+        return ngx_http_events_send_error(r, err, NULL);
+    }
+
+    if (n > ngx_min(NGX_HTTP_EVENTS_MAX_BATCH,
+                    ngx_http_events_store_max_batch(store)))
+    {
+        ngx_http_events_error(err, 413, "payload_too_large", NULL, NULL,
+                              NULL, "a batch holds at most %ui events",
+                              ngx_min(NGX_HTTP_EVENTS_MAX_BATCH,
+                                      ngx_http_events_store_max_batch(store)));
+        return ngx_http_events_send_error(r, err, NULL);
+    }
+
+    events = ngx_palloc(r->pool, n * sizeof(ngx_http_events_event_t));
+    if (events == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memzero(&env, sizeof(ngx_http_events_envelope_t));
+
+    if (ngx_http_events_get_tenant(r, &env.tenant) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (elcf->source
+        && ngx_http_complex_value(r, elcf->source, &env.source) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (env.source.len > NGX_HTTP_EVENTS_MAX_SOURCE) {
+        env.source.len = NGX_HTTP_EVENTS_MAX_SOURCE;
+    }
+
+    env.pool = r->pool;
+    env.max_size = ngx_min(elcf->max_event_size,
+                           ngx_http_events_store_max_record(store));
+
+    for (i = 0; i < n; i++) {
+        if (batch) {
+            env.prefix.data = prefix;
+            env.prefix.len = ngx_sprintf(prefix, "[%ui].", i) - prefix;
+        }
+
+        err->status = 0;
+
+        if (ngx_http_events_json_event(&env,
+                                       batch ? json_array_get(root, i) : root,
+                                       &events[i], err)
+            != NGX_OK)
+        {
+            if (err->status == 0) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            return ngx_http_events_send_error(r, err, NULL);
+        }
+
+        if (!events[i].client_id) {
+            continue;
+        }
+
+        for (j = 0; j < i; j++) {
+            if (events[j].client_id
+                && events[j].id.len == events[i].id.len
+                && ngx_memcmp(events[j].id.data, events[i].id.data,
+                              events[i].id.len) == 0)
+            {
+                ngx_http_events_error(err, 400, "invalid_body", "field",
+                                      &env.prefix, "id", "the id appears "
+                                      "more than once in the batch");
+                return ngx_http_events_send_error(r, err, NULL);
+            }
+        }
+    }
+
+    rc = ngx_http_events_store_append(store, events, n, r->pool, &failed);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (batch) {
+        env.prefix.len = ngx_sprintf(prefix, "[%ui].", failed) - prefix;
+    }
+
+    if (rc == NGX_DECLINED) {
+        ngx_http_events_error(err, 409, "conflict", "field", &env.prefix,
+                              "id", "an event with this id and a different "
+                              "body exists");
+        return ngx_http_events_send_error(r, err, NULL);
+    }
+
+    if (rc == NGX_ABORT) {
+        ngx_http_events_error(err, 413, "payload_too_large", NULL, NULL,
+                              NULL, "the events are larger than the zone "
+                              "can hold");
+        return ngx_http_events_send_error(r, err, NULL);
+    }
+
+    if (rc == NGX_BUSY) {
+        ngx_http_events_error(err, 503, "store_unavailable", NULL, NULL,
+                              NULL, "the store cannot take the write now; "
+                              "nothing was stored");
+        return ngx_http_events_send_error(r, err, NULL);
+    }
+
+    created = 0;
+    len = sizeof("{\"data\":[]}");
+
+    for (i = 0; i < n; i++) {
+        created += !events[i].repeat;
+        len += events[i].stored.len + 1;
+    }
+
+    if (!batch) {
+        ev = &events[0];
+
+        location.len = elcf->prefix.len + 1 + ev->id.len;
+        location.data = ngx_pnalloc(r->pool, location.len);
+        if (location.data == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        p = ngx_cpymem(location.data, elcf->prefix.data, elcf->prefix.len);
+        *p++ = '/';
+        ngx_memcpy(p, ev->id.data, ev->id.len);
+
+        if (ngx_http_events_add_header(r, "Location", &location) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_events_send(r, created ? NGX_HTTP_CREATED : NGX_HTTP_OK,
+                                    &ngx_http_events_json_type,
+                                    ev->stored.data, ev->stored.len);
+    }
+
+    body = ngx_pnalloc(r->pool, len);
+    if (body == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_cpymem(body, "{\"data\":[", sizeof("{\"data\":[") - 1);
+
+    for (i = 0; i < n; i++) {
+        if (i) {
+            *p++ = ',';
+        }
+
+        p = ngx_cpymem(p, events[i].stored.data, events[i].stored.len);
+    }
+
+    *p++ = ']';
+    *p++ = '}';
+
+    return ngx_http_events_send(r, created ? NGX_HTTP_CREATED : NGX_HTTP_OK,
+                                &ngx_http_events_json_type, body, p - body);
+}
+
+
+/* GET */
+
+static ngx_int_t
+ngx_http_events_api_list(ngx_http_request_t *r, ngx_str_t *tenant,
+    ngx_str_t *rtype, ngx_str_t *rid)
+{
+    ngx_int_t                    rc;
+    ngx_http_events_error_t      err;
+    ngx_http_events_query_t      q;
+    ngx_http_events_store_t     *store;
+    ngx_http_events_result_t     res;
+    ngx_http_events_window_t     w;
+    ngx_http_events_loc_conf_t  *elcf;
+
+    elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
+    store = elcf->api_zone->data;
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    ngx_memzero(&q, sizeof(ngx_http_events_query_t));
+    ngx_memzero(&err, sizeof(ngx_http_events_error_t));
+
+    if (ngx_http_events_query_parse(&r->args, r->pool, &q, &err) != NGX_OK) {
+        if (err.status == 0) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_events_send_error(r, &err, NULL);
+    }
+
+    if (rtype) {
+        if ((q.rtype.len && (q.rtype.len != rtype->len
+                             || ngx_strncmp(q.rtype.data, rtype->data,
+                                            rtype->len) != 0))
+            || (q.rid.len && (q.rid.len != rid->len
+                              || ngx_strncmp(q.rid.data, rid->data,
+                                             rid->len) != 0)))
+        {
+            ngx_http_events_error(&err, 400, "invalid_parameter", "param",
+                                  NULL, "resourceType", "the path names "
+                                  "the entity; the query may not name "
+                                  "another");
+            return ngx_http_events_send_error(r, &err, NULL);
+        }
+
+        q.rtype = *rtype;
+        q.rid = *rid;
+    }
+
+    q.tenant = *tenant;
+    q.scan_limit = elcf->scan_limit;
+
+    ngx_http_events_store_window(store, &w);
+
+    if ((q.has_after && q.after_epoch != w.epoch)
+        || (q.before && q.before_epoch != w.epoch))
+    {
+        return ngx_http_events_api_gone(r, &w, q.has_after ? "after"
+                                                           : "before",
+                                        "epoch_changed",
+                                        "the cursor is from another "
+                                        "incarnation of the store; read "
+                                        "again from \"oldest\"");
+    }
+
+    if ((q.has_after && q.after > w.head_seq)
+        || (q.before && q.before > w.head_seq + 1))
+    {
+        ngx_http_events_error(&err, 400, "invalid_cursor", "param", NULL,
+                              q.has_after ? "after" : "before",
+                              "the cursor is ahead of the store's head");
+        return ngx_http_events_send_error(r, &err, NULL);
+    }
+
+    if (ngx_http_events_store_query(store, &q, r->pool, &res) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (res.expired) {
+        return ngx_http_events_api_gone(r, &res.window,
+                                        q.has_after ? "after" : "before",
+                                        "cursor_expired",
+                                        "the events after this cursor have "
+                                        "left the store; read again from "
+                                        "\"oldest\"");
+    }
+
+    return ngx_http_events_api_list_body(r, &q, &res);
+}
+
+
+static ngx_int_t
+ngx_http_events_api_list_body(ngx_http_request_t *r,
+    ngx_http_events_query_t *q, ngx_http_events_result_t *res)
+{
+    u_char                  *p, *body;
+    size_t                   len;
+    ngx_str_t                head;
+    ngx_uint_t               i;
+    ngx_http_events_item_t  *items;
+    ngx_http_events_window_t  *w;
+
+    w = &res->window;
+    items = res->items.elts;
+
+    len = sizeof("{\"data\":[],\"has_more\":false,\"next\":,\"head\":\"\","
+                 "\"oldest\":\"\"}")
+          + 3 * (NGX_HTTP_EVENTS_CURSOR_LEN + 2);
+
+    for (i = 0; i < res->items.nelts; i++) {
+        len += items[i].json.len + 1;
+    }
+
+    body = ngx_pnalloc(r->pool, len);
+    head.data = ngx_pnalloc(r->pool, NGX_HTTP_EVENTS_CURSOR_LEN);
+
+    if (body == NULL || head.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    head.len = ngx_http_events_cursor_write(head.data, w->epoch, w->head_seq)
+               - head.data;
+
+    p = ngx_cpymem(body, "{\"data\":[", sizeof("{\"data\":[") - 1);
+
+    for (i = 0; i < res->items.nelts; i++) {
+        if (i) {
+            *p++ = ',';
+        }
+
+        p = ngx_cpymem(p, items[i].json.data, items[i].json.len);
+    }
+
+    p = ngx_sprintf(p, "],\"has_more\":%s,\"next\":",
+                    res->has_more ? "true" : "false");
+
+    if (res->has_next) {
+        *p++ = '"';
+        p = ngx_http_events_cursor_write(p, w->epoch, res->next);
+        *p++ = '"';
+
+    } else {
+        p = ngx_cpymem(p, "null", 4);
+    }
+
+    p = ngx_sprintf(p, ",\"head\":\"%V\",\"oldest\":\"", &head);
+    p = ngx_http_events_cursor_write(p, w->epoch, w->evicted_seq);
+    p = ngx_cpymem(p, "\"}", 2);
+
+    if (ngx_http_events_add_header(r, "Events-Head", &head) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (res->has_more && ngx_http_events_api_link(r, q, res) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_events_send(r, NGX_HTTP_OK, &ngx_http_events_json_type,
+                                body, p - body);
+}
+
+
+/* Link: <same query, the cursor moved on>; rel="next" */
+
+static ngx_int_t
+ngx_http_events_api_link(ngx_http_request_t *r, ngx_http_events_query_t *q,
+    ngx_http_events_result_t *res)
+{
+    u_char     *p, *arg, *end, *amp;
+    size_t      name;
+    ngx_str_t   link;
+
+    link.data = ngx_pnalloc(r->pool, r->uri.len + r->args.len
+                                     + NGX_HTTP_EVENTS_CURSOR_LEN
+                                     + sizeof("<?&before=>; rel=\"next\""));
+    if (link.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_sprintf(link.data, "<%V?", &r->uri);
+
+    arg = r->args.data;
+    end = arg + r->args.len;
+
+    for ( /* void */ ; arg < end; arg = amp + 1) {
+        amp = ngx_strlchr(arg, end, '&');
+        if (amp == NULL) {
+            amp = end;
+        }
+
+        name = amp - arg;
+
+        if (name == 0
+            || (name >= 6 && ngx_strncmp(arg, "after=", 6) == 0)
+            || (name >= 7 && ngx_strncmp(arg, "before=", 7) == 0))
+        {
+            continue;
+        }
+
+        p = ngx_cpymem(p, arg, name);
+        *p++ = '&';
+    }
+
+    p = ngx_cpymem(p, q->desc ? "before=" : "after=", q->desc ? 7 : 6);
+    p = ngx_http_events_cursor_write(p, res->window.epoch, res->next);
+    p = ngx_cpymem(p, ">; rel=\"next\"", sizeof(">; rel=\"next\"") - 1);
+
+    link.len = p - link.data;
+
+    return ngx_http_events_add_header(r, "Link", &link);
+}
+
+
+static ngx_int_t
+ngx_http_events_api_gone(ngx_http_request_t *r, ngx_http_events_window_t *w,
+    const char *param, const char *code, const char *message)
+{
+    u_char                   *p;
+    ngx_str_t                 extra;
+    ngx_http_events_error_t   err;
+
+    extra.data = ngx_pnalloc(r->pool, sizeof(",\"oldest\":\"\",\"head\":\"\"")
+                                      + 2 * NGX_HTTP_EVENTS_CURSOR_LEN);
+    if (extra.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_cpymem(extra.data, ",\"oldest\":\"", sizeof(",\"oldest\":\"") - 1);
+    p = ngx_http_events_cursor_write(p, w->epoch, w->evicted_seq);
+    p = ngx_cpymem(p, "\",\"head\":\"", sizeof("\",\"head\":\"") - 1);
+    p = ngx_http_events_cursor_write(p, w->epoch, w->head_seq);
+    *p++ = '"';
+
+    extra.len = p - extra.data;
+
+    ngx_http_events_error(&err, 410, code, "param", NULL, param, "%s",
+                          message);
+
+    return ngx_http_events_send_error(r, &err, &extra);
+}
+
+
+static ngx_int_t
+ngx_http_events_api_get(ngx_http_request_t *r, ngx_str_t *tenant,
+    ngx_str_t *id)
+{
+    ngx_int_t                    rc;
+    ngx_str_t                    json;
+    ngx_http_events_store_t     *store;
+    ngx_http_events_loc_conf_t  *elcf;
+
+    elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
+    store = elcf->api_zone->data;
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (ngx_http_events_id_valid(id->data, id->len) != NGX_OK) {
+        return ngx_http_events_not_found(r, "no event with this id");
+    }
+
+    rc = ngx_http_events_store_get(store, tenant, id, r->pool, &json);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        /* another tenant's event is not found either */
+        return ngx_http_events_not_found(r, "no event with this id");
+    }
+
+    return ngx_http_events_send(r, NGX_HTTP_OK, &ngx_http_events_json_type,
+                                json.data, json.len);
+}
+
+
+static ngx_int_t
+ngx_http_events_api_types(ngx_http_request_t *r, ngx_str_t *tenant)
+{
+    u_char                       *p, *body;
+    size_t                        len;
+    ngx_int_t                     rc;
+    ngx_uint_t                    i;
+    ngx_array_t                   types;
+    ngx_http_events_store_t      *store;
+    ngx_http_events_loc_conf_t   *elcf;
+    ngx_http_events_type_info_t  *ti;
+
+    elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
+    store = elcf->api_zone->data;
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (r->args.len) {
+        return ngx_http_events_not_found(r, "the catalog takes no "
+                                         "parameters");
+    }
+
+    if (ngx_array_init(&types, r->pool, 16,
+                       sizeof(ngx_http_events_type_info_t))
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_http_events_store_types(store, tenant, r->pool, &types)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ti = types.elts;
+    ngx_qsort(ti, types.nelts, sizeof(ngx_http_events_type_info_t),
+              ngx_http_events_type_cmp);
+
+    len = sizeof("{\"data\":[]}");
+
+    for (i = 0; i < types.nelts; i++) {
+        len += sizeof("{\"type\":\"\",\"count\":,\"lastTimestamp\":\"\"},")
+               + ti[i].type.len + NGX_INT64_LEN
+               + NGX_HTTP_EVENTS_TIMESTAMP_LEN;
+    }
+
+    body = ngx_pnalloc(r->pool, len);
+    if (body == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_cpymem(body, "{\"data\":[", sizeof("{\"data\":[") - 1);
+
+    for (i = 0; i < types.nelts; i++) {
+        p = ngx_sprintf(p, "%s{\"type\":\"%V\",\"count\":%uL,"
+                        "\"lastTimestamp\":\"", i ? "," : "",
+                        &ti[i].type, ti[i].count);
+        p = ngx_http_events_timestamp(p, ti[i].last_ms);
+        p = ngx_cpymem(p, "\"}", 2);
+    }
+
+    p = ngx_cpymem(p, "]}", 2);
+
+    return ngx_http_events_send(r, NGX_HTTP_OK, &ngx_http_events_json_type,
+                                body, p - body);
+}
+
+
+static int ngx_libc_cdecl
+ngx_http_events_type_cmp(const void *one, const void *two)
+{
+    const ngx_http_events_type_info_t  *a = one;
+    const ngx_http_events_type_info_t  *b = two;
+
+    ngx_int_t  rc;
+
+    rc = ngx_memn2cmp(a->type.data, b->type.data, a->type.len, b->type.len);
+
+    return (int) rc;
+}
+
+
+/* answers */
+
+static ngx_int_t
+ngx_http_events_not_allowed(ngx_http_request_t *r, char *allow)
+{
+    ngx_str_t                value;
+    ngx_http_events_error_t  err;
+
+    ngx_http_discard_request_body(r);
+
+    value.data = (u_char *) allow;
+    value.len = ngx_strlen(allow);
+
+    if (ngx_http_events_add_header(r, "Allow", &value) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_http_events_error(&err, 405, "method_not_allowed", NULL, NULL, NULL,
+                          "this endpoint allows %s", allow);
+
+    return ngx_http_events_send_error(r, &err, NULL);
+}
+
+
+static ngx_int_t
+ngx_http_events_not_found(ngx_http_request_t *r, const char *message)
+{
+    ngx_http_events_error_t  err;
+
+    ngx_http_discard_request_body(r);
+
+    ngx_http_events_error(&err, 404, "not_found", NULL, NULL, NULL, "%s",
+                          message);
+
+    return ngx_http_events_send_error(r, &err, NULL);
+}
+
+
+ngx_int_t
+ngx_http_events_add_header(ngx_http_request_t *r, char *name,
+    ngx_str_t *value)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    h->key.data = (u_char *) name;
+    h->key.len = ngx_strlen(name);
+    h->value = *value;
+
+    if (h->key.len == 8 && ngx_strncmp(name, "Location", 8) == 0) {
+        r->headers_out.location = h;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_events_send_error(ngx_http_request_t *r,
+    ngx_http_events_error_t *err, ngx_str_t *extra)
+{
+    u_char  *p, *body;
+    size_t   len;
+
+    len = sizeof("{\"error\":{\"status\":,\"code\":\"\",\"message\":\"\","
+                 "\"param\":\"\"}}")
+          + NGX_INT_T_LEN + ngx_strlen(err->code)
+          + ngx_http_events_json_escape_len(err->message, err->message_len)
+          + ngx_http_events_json_escape_len(err->name, err->name_len)
+          + (extra ? extra->len : 0);
+
+    body = ngx_pnalloc(r->pool, len);
+    if (body == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_sprintf(body, "{\"error\":{\"status\":%ui,\"code\":\"%s\","
+                    "\"message\":\"", err->status, err->code);
+    p = ngx_http_events_json_escape(p, err->message, err->message_len);
+    *p++ = '"';
+
+    if (err->kind && err->name_len) {
+        p = ngx_sprintf(p, ",\"%s\":\"", err->kind);
+        p = ngx_http_events_json_escape(p, err->name, err->name_len);
+        *p++ = '"';
+    }
+
+    if (extra) {
+        p = ngx_cpymem(p, extra->data, extra->len);
+    }
+
+    *p++ = '}';
+    *p++ = '}';
+
+    if (err->status >= 500) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "events: %ui %s: %*s", err->status, err->code,
+                      err->message_len, err->message);
+
+    } else {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "events: %ui %s: %*s", err->status, err->code,
+                      err->message_len, err->message);
+    }
+
+    return ngx_http_events_send(r, err->status, &ngx_http_events_json_type,
+                                body, p - body);
+}
+
+
+ngx_int_t
+ngx_http_events_send(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *type, u_char *data, size_t len)
+{
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = len;
+    r->headers_out.content_type = *type;
+    r->headers_out.content_type_len = type->len;
+    r->headers_out.content_type_lowcase = NULL;
+
+    if (r->method == NGX_HTTP_HEAD) {
+        r->header_only = 1;
+    }
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->pos = data;
+    b->last = data + len;
+    b->memory = 1;
+    b->last_buf = (r == r->main);
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}

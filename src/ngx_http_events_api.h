@@ -1,0 +1,28 @@
+
+/*
+ * Copyright (C) ngx_http_events_module authors
+ */
+
+
+#ifndef _NGX_HTTP_EVENTS_API_H_INCLUDED_
+#define _NGX_HTTP_EVENTS_API_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_events_json.h"
+
+
+ngx_int_t ngx_http_events_api_handler(ngx_http_request_t *r);
+
+ngx_int_t ngx_http_events_send(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *type, u_char *data, size_t len);
+ngx_int_t ngx_http_events_send_error(ngx_http_request_t *r,
+    ngx_http_events_error_t *err, ngx_str_t *extra);
+ngx_int_t ngx_http_events_add_header(ngx_http_request_t *r, char *name,
+    ngx_str_t *value);
+
+
+#endif /* _NGX_HTTP_EVENTS_API_H_INCLUDED_ */

@@ -1,0 +1,977 @@
+
+/*
+ * Copyright (C) ngx_http_events_module authors
+ */
+
+
+/*
+ * The envelope: a client's event object is checked field by field and
+ * turned into the stored envelope, keys in one fixed order.  jansson
+ * parses; the writer is ours, so that numbers come back as they were
+ * sent (shortest form that reads back the same) and the output lands
+ * in one pool buffer.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_md5.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "ngx_http_events_json.h"
+#include "ngx_http_events_cursor.h"
+#include "ngx_http_events_match.h"
+
+
+#define NGX_HTTP_EVENTS_REAL_LEN    32
+
+
+typedef struct {
+    json_t                     *id;
+    json_t                     *type;
+    json_t                     *source;
+    json_t                     *tenant;
+    json_t                     *project;
+    json_t                     *rtype;
+    json_t                     *rid;
+    json_t                     *occurred;
+    json_t                     *payload;
+    json_t                     *metadata;
+    json_t                     *data;
+    json_t                     *changes;
+    ngx_uint_t                  action;
+} ngx_http_events_fields_t;
+
+
+static ngx_int_t ngx_http_events_json_fields(ngx_http_events_envelope_t *env,
+    json_t *obj, ngx_http_events_fields_t *f, ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_json_payload(
+    ngx_http_events_envelope_t *env, ngx_http_events_fields_t *f,
+    ngx_str_t *type, ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_json_string(ngx_http_events_envelope_t *env,
+    json_t *v, const char *name, size_t max, ngx_uint_t (*ok)(u_char),
+    ngx_str_t *s, ngx_http_events_error_t *err);
+static ngx_uint_t ngx_http_events_text_char(u_char ch);
+static ngx_uint_t ngx_http_events_rtype_char(u_char ch);
+static ngx_uint_t ngx_http_events_rid_char(u_char ch);
+static ngx_int_t ngx_http_events_json_digest(json_t *obj, u_char *digest);
+static u_char *ngx_http_events_json_str(u_char *p, ngx_str_t *s);
+static size_t ngx_http_events_real(double d, u_char *buf);
+static ngx_uint_t ngx_http_events_action(ngx_str_t *s);
+
+
+static ngx_str_t  ngx_http_events_actions[] = {
+    ngx_null_string,
+    ngx_string("created"),
+    ngx_string("updated"),
+    ngx_string("deleted"),
+    ngx_string("occurred")
+};
+
+
+void
+ngx_http_events_error(ngx_http_events_error_t *err, ngx_uint_t status,
+    const char *code, const char *kind, ngx_str_t *prefix, const char *name,
+    const char *fmt, ...)
+{
+    u_char   *p, *last;
+    va_list   args;
+
+    err->status = status;
+    err->code = code;
+    err->kind = kind;
+
+    p = err->name;
+    last = err->name + sizeof(err->name);
+
+    if (prefix && prefix->len) {
+        p = ngx_slprintf(p, last, "%V", prefix);
+    }
+
+    if (name) {
+        p = ngx_slprintf(p, last, "%s", name);
+    }
+
+    err->name_len = p - err->name;
+
+    va_start(args, fmt);
+    p = ngx_vslprintf(err->message, err->message + sizeof(err->message),
+                      fmt, args);
+    va_end(args);
+
+    err->message_len = p - err->message;
+}
+
+
+ngx_int_t
+ngx_http_events_json_event(ngx_http_events_envelope_t *env, json_t *obj,
+    ngx_http_events_event_t *ev, ngx_http_events_error_t *err)
+{
+    u_char                    *p, *dot;
+    size_t                     len, data_len, changes_len, meta_len;
+    ngx_str_t                  project, occurred, tenant;
+    ngx_time_t                *tp;
+    ngx_http_events_fields_t   f;
+
+    ngx_memzero(ev, sizeof(ngx_http_events_event_t));
+    ngx_memzero(&f, sizeof(ngx_http_events_fields_t));
+
+    if (!json_is_object(obj)) {
+        ngx_http_events_error(err, 400, "invalid_body", NULL, NULL, NULL,
+                              "%san event must be a JSON object",
+                              env->prefix.len ? "each item: " : "");
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_events_json_fields(env, obj, &f, err) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    /* type */
+
+    if (f.type == NULL) {
+        ngx_http_events_error(err, 400, "missing_field", "field",
+                              &env->prefix, "type", "\"type\" is required");
+        return NGX_ERROR;
+    }
+
+    if (!json_is_string(f.type)
+        || ngx_http_events_type_valid((u_char *) json_string_value(f.type),
+                                      json_string_length(f.type))
+           != NGX_OK)
+    {
+        ngx_http_events_error(err, 400, "invalid_field", "field",
+                              &env->prefix, "type",
+                              "\"type\" must be a string of dot-separated "
+                              "segments of [a-z0-9_], 1-128 characters");
+        return NGX_ERROR;
+    }
+
+    ev->type.data = (u_char *) json_string_value(f.type);
+    ev->type.len = json_string_length(f.type);
+
+    /* id: the client's makes ingestion idempotent */
+
+    if (f.id && !json_is_null(f.id)) {
+        if (!json_is_string(f.id)
+            || ngx_http_events_id_valid((u_char *) json_string_value(f.id),
+                                        json_string_length(f.id))
+               != NGX_OK)
+        {
+            ngx_http_events_error(err, 400, "invalid_field", "field",
+                                  &env->prefix, "id",
+                                  "\"id\" must be a string of 1-128 "
+                                  "characters of [A-Za-z0-9_:-]");
+            return NGX_ERROR;
+        }
+
+        ev->id.data = (u_char *) json_string_value(f.id);
+        ev->id.len = json_string_length(f.id);
+        ev->client_id = 1;
+
+        if (ngx_http_events_json_digest(obj, ev->digest) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+    } else {
+        ev->id.data = ngx_pnalloc(env->pool, NGX_HTTP_EVENTS_ID_LEN);
+        if (ev->id.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        tp = ngx_timeofday();
+
+        if (ngx_http_events_id_generate(ev->id.data,
+                                        (uint64_t) tp->sec * 1000 + tp->msec)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        ev->id.len = NGX_HTTP_EVENTS_ID_LEN;
+    }
+
+    /* the tenant is the request's, never the body's */
+
+    ev->tenant = env->tenant;
+
+    if (f.tenant && !json_is_null(f.tenant)) {
+        if (!json_is_string(f.tenant)) {
+            ngx_http_events_error(err, 400, "invalid_field", "field",
+                                  &env->prefix, "tenantId",
+                                  "\"tenantId\" must be a string");
+            return NGX_ERROR;
+        }
+
+        tenant.data = (u_char *) json_string_value(f.tenant);
+        tenant.len = json_string_length(f.tenant);
+
+        if (tenant.len != env->tenant.len
+            || ngx_memcmp(tenant.data, env->tenant.data, tenant.len) != 0)
+        {
+            ngx_http_events_error(err, 403, "tenant_mismatch", "field",
+                                  &env->prefix, "tenantId",
+                                  "\"tenantId\" names another tenant than "
+                                  "the request's");
+            return NGX_ERROR;
+        }
+    }
+
+    if (ngx_http_events_json_string(env, f.source, "source",
+                                    NGX_HTTP_EVENTS_MAX_SOURCE,
+                                    ngx_http_events_text_char, &ev->source,
+                                    err)
+        != NGX_OK
+        || ngx_http_events_json_string(env, f.project, "projectId", 128,
+                                       ngx_http_events_text_char, &project,
+                                       err)
+           != NGX_OK
+        || ngx_http_events_json_string(env, f.rtype, "resourceType",
+                                       NGX_HTTP_EVENTS_MAX_RTYPE,
+                                       ngx_http_events_rtype_char,
+                                       &ev->rtype, err)
+           != NGX_OK
+        || ngx_http_events_json_string(env, f.rid, "resourceId",
+                                       NGX_HTTP_EVENTS_MAX_RID,
+                                       ngx_http_events_rid_char, &ev->rid,
+                                       err)
+           != NGX_OK
+        || ngx_http_events_json_string(env, f.occurred, "occurredAt", 64,
+                                       ngx_http_events_text_char, &occurred,
+                                       err)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (occurred.len
+        && ngx_http_events_parse_time(occurred.data, occurred.len, NULL)
+           != NGX_OK)
+    {
+        ngx_http_events_error(err, 400, "invalid_field", "field",
+                              &env->prefix, "occurredAt",
+                              "\"occurredAt\" must be an ISO-8601 time, "
+                              "e.g. 2026-11-23T12:00:00.123Z");
+        return NGX_ERROR;
+    }
+
+    if (ev->source.len == 0) {
+        ev->source = env->source;
+    }
+
+    if (ev->rtype.len == 0) {
+        dot = ngx_strlchr(ev->type.data, ev->type.data + ev->type.len, '.');
+        ev->rtype.data = ev->type.data;
+        ev->rtype.len = dot ? (size_t) (dot - ev->type.data) : ev->type.len;
+    }
+
+    if (ngx_http_events_json_payload(env, &f, &ev->type, err) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ev->action = f.action;
+
+    if (f.metadata && !json_is_null(f.metadata)
+        && !json_is_object(f.metadata))
+    {
+        ngx_http_events_error(err, 400, "invalid_field", "field",
+                              &env->prefix, "metadata",
+                              "\"metadata\" must be an object");
+        return NGX_ERROR;
+    }
+
+    /* the envelope, in its one order */
+
+    data_len = f.data ? ngx_http_events_json_size(f.data) : 4;
+    changes_len = f.changes ? ngx_http_events_json_size(f.changes) : 4;
+    meta_len = f.metadata ? ngx_http_events_json_size(f.metadata) : 4;
+
+    len = sizeof("{\"id\":,\"seq\":,\"type\":,\"source\":,\"tenantId\":,"
+                 "\"projectId\":,\"resourceType\":,\"resourceId\":,"
+                 "\"timestamp\":\"\",\"occurredAt\":,\"payload\":"
+                 "{\"action\":\"\",\"data\":,\"changes\":},"
+                 "\"metadata\":}")
+          + ev->id.len + ev->type.len
+          + 2 + ngx_http_events_json_escape_len(ev->source.data,
+                                                ev->source.len)
+          + 2 + ngx_http_events_json_escape_len(ev->tenant.data,
+                                                ev->tenant.len)
+          + 2 + ngx_http_events_json_escape_len(project.data, project.len)
+          + ev->rtype.len + ev->rid.len + 8
+          + 2 + ngx_http_events_json_escape_len(occurred.data, occurred.len)
+          + ngx_http_events_actions[f.action].len
+          + data_len + changes_len + meta_len + 16;
+
+    if (len + NGX_INT64_LEN + NGX_HTTP_EVENTS_TIMESTAMP_LEN > env->max_size) {
+        ngx_http_events_error(err, 413, "payload_too_large", NULL, NULL,
+                              NULL, "%san event may be at most %uz bytes",
+                              env->prefix.len ? "each item: " : "",
+                              env->max_size);
+        return NGX_ERROR;
+    }
+
+    p = ngx_pnalloc(env->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ev->json = p;
+
+    p = ngx_cpymem(p, "{\"id\":", sizeof("{\"id\":") - 1);
+    p = ngx_http_events_json_str(p, &ev->id);
+    p = ngx_cpymem(p, ",\"seq\":", sizeof(",\"seq\":") - 1);
+    ev->seq_at = p - ev->json;
+
+    p = ngx_cpymem(p, ",\"type\":", sizeof(",\"type\":") - 1);
+    p = ngx_http_events_json_str(p, &ev->type);
+    p = ngx_cpymem(p, ",\"source\":", sizeof(",\"source\":") - 1);
+    p = ngx_http_events_json_str(p, &ev->source);
+    p = ngx_cpymem(p, ",\"tenantId\":", sizeof(",\"tenantId\":") - 1);
+    p = ngx_http_events_json_str(p, &ev->tenant);
+    p = ngx_cpymem(p, ",\"projectId\":", sizeof(",\"projectId\":") - 1);
+    p = ngx_http_events_json_str(p, &project);
+    p = ngx_cpymem(p, ",\"resourceType\":",
+                   sizeof(",\"resourceType\":") - 1);
+    p = ngx_http_events_json_str(p, &ev->rtype);
+    p = ngx_cpymem(p, ",\"resourceId\":", sizeof(",\"resourceId\":") - 1);
+    p = ngx_http_events_json_str(p, &ev->rid);
+    p = ngx_cpymem(p, ",\"timestamp\":\"", sizeof(",\"timestamp\":\"") - 1);
+    ev->ts_at = p - ev->json;
+
+    p = ngx_cpymem(p, "\",\"occurredAt\":", sizeof("\",\"occurredAt\":") - 1);
+    p = ngx_http_events_json_str(p, &occurred);
+    p = ngx_sprintf(p, ",\"payload\":{\"action\":\"%V\",\"data\":",
+                    &ngx_http_events_actions[f.action]);
+    p = f.data ? ngx_http_events_json_write(p, f.data)
+               : ngx_cpymem(p, "null", 4);
+    p = ngx_cpymem(p, ",\"changes\":", sizeof(",\"changes\":") - 1);
+    p = f.changes ? ngx_http_events_json_write(p, f.changes)
+                  : ngx_cpymem(p, "null", 4);
+    p = ngx_cpymem(p, "},\"metadata\":", sizeof("},\"metadata\":") - 1);
+    p = f.metadata ? ngx_http_events_json_write(p, f.metadata)
+                   : ngx_cpymem(p, "null", 4);
+    *p++ = '}';
+
+    ev->json_len = p - ev->json;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_events_json_fields(ngx_http_events_envelope_t *env, json_t *obj,
+    ngx_http_events_fields_t *f, ngx_http_events_error_t *err)
+{
+    json_t      *v;
+    const char  *key;
+
+    json_object_foreach(obj, key, v) {
+
+        if (ngx_strcmp(key, "id") == 0) {
+            f->id = v;
+
+        } else if (ngx_strcmp(key, "type") == 0) {
+            f->type = v;
+
+        } else if (ngx_strcmp(key, "source") == 0) {
+            f->source = v;
+
+        } else if (ngx_strcmp(key, "tenantId") == 0) {
+            f->tenant = v;
+
+        } else if (ngx_strcmp(key, "projectId") == 0) {
+            f->project = v;
+
+        } else if (ngx_strcmp(key, "resourceType") == 0) {
+            f->rtype = v;
+
+        } else if (ngx_strcmp(key, "resourceId") == 0) {
+            f->rid = v;
+
+        } else if (ngx_strcmp(key, "occurredAt") == 0) {
+            f->occurred = v;
+
+        } else if (ngx_strcmp(key, "payload") == 0) {
+            f->payload = v;
+
+        } else if (ngx_strcmp(key, "metadata") == 0) {
+            f->metadata = v;
+
+        } else if (ngx_strcmp(key, "seq") == 0
+                   || ngx_strcmp(key, "timestamp") == 0)
+        {
+            ngx_http_events_error(err, 400, "invalid_field", "field",
+                                  &env->prefix, key,
+                                  "\"%s\" is set by the server", key);
+            return NGX_ERROR;
+
+        } else {
+            ngx_http_events_error(err, 400, "unknown_field", "field",
+                                  &env->prefix, key,
+                                  "unknown field \"%s\"; custom data "
+                                  "belongs in payload.data or metadata",
+                                  key);
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_events_json_payload(ngx_http_events_envelope_t *env,
+    ngx_http_events_fields_t *f, ngx_str_t *type,
+    ngx_http_events_error_t *err)
+{
+    u_char      *p;
+    json_t      *v, *action;
+    ngx_str_t    s;
+    const char  *key;
+
+    action = NULL;
+
+    if (f->payload && !json_is_null(f->payload)) {
+
+        if (!json_is_object(f->payload)) {
+            ngx_http_events_error(err, 400, "invalid_field", "field",
+                                  &env->prefix, "payload",
+                                  "\"payload\" must be an object");
+            return NGX_ERROR;
+        }
+
+        json_object_foreach(f->payload, key, v) {
+
+            if (ngx_strcmp(key, "action") == 0) {
+                action = v;
+
+            } else if (ngx_strcmp(key, "data") == 0) {
+                f->data = v;
+
+            } else if (ngx_strcmp(key, "changes") == 0) {
+                f->changes = json_is_null(v) ? NULL : v;
+
+            } else {
+                ngx_http_events_error(err, 400, "unknown_field", "field",
+                                      &env->prefix, "payload",
+                                      "unknown field \"payload.%s\"; "
+                                      "payload has action, data and "
+                                      "changes", key);
+                return NGX_ERROR;
+            }
+        }
+    }
+
+    if (action && !json_is_null(action)) {
+        s.data = (u_char *) json_string_value(action);
+        s.len = json_is_string(action) ? json_string_length(action) : 0;
+
+        f->action = ngx_http_events_action(&s);
+
+        if (f->action == 0) {
+            ngx_http_events_error(err, 400, "invalid_field", "field",
+                                  &env->prefix, "payload.action",
+                                  "\"payload.action\" must be one of "
+                                  "created, updated, deleted, occurred");
+            return NGX_ERROR;
+        }
+
+    } else {
+        /* from the type's last segment, when it is one of the four */
+        p = type->data + type->len;
+        while (p > type->data && p[-1] != '.') {
+            p--;
+        }
+
+        s.data = p;
+        s.len = type->data + type->len - p;
+
+        f->action = ngx_http_events_action(&s);
+
+        if (f->action == 0) {
+            f->action = NGX_HTTP_EVENTS_ACTION_OCCURRED;
+        }
+    }
+
+    if (f->changes) {
+        if (f->action != NGX_HTTP_EVENTS_ACTION_UPDATED) {
+            ngx_http_events_error(err, 400, "invalid_field", "field",
+                                  &env->prefix, "payload.changes",
+                                  "\"payload.changes\" is only valid with "
+                                  "action \"updated\"");
+            return NGX_ERROR;
+        }
+
+        if (!json_is_object(f->changes)) {
+            ngx_http_events_error(err, 400, "invalid_field", "field",
+                                  &env->prefix, "payload.changes",
+                                  "\"payload.changes\" must be an object "
+                                  "of previous values");
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_uint_t
+ngx_http_events_action(ngx_str_t *s)
+{
+    ngx_uint_t  i;
+
+    for (i = 1; i < sizeof(ngx_http_events_actions) / sizeof(ngx_str_t); i++)
+    {
+        if (s->len == ngx_http_events_actions[i].len
+            && ngx_strncmp(s->data, ngx_http_events_actions[i].data, s->len)
+               == 0)
+        {
+            return i;
+        }
+    }
+
+    return 0;
+}
+
+
+/* an optional string field: absent or null is empty */
+
+static ngx_int_t
+ngx_http_events_json_string(ngx_http_events_envelope_t *env, json_t *v,
+    const char *name, size_t max, ngx_uint_t (*ok)(u_char), ngx_str_t *s,
+    ngx_http_events_error_t *err)
+{
+    size_t  i;
+
+    ngx_str_null(s);
+
+    if (v == NULL || json_is_null(v)) {
+        return NGX_OK;
+    }
+
+    if (!json_is_string(v)) {
+        ngx_http_events_error(err, 400, "invalid_field", "field",
+                              &env->prefix, name,
+                              "\"%s\" must be a string", name);
+        return NGX_ERROR;
+    }
+
+    s->data = (u_char *) json_string_value(v);
+    s->len = json_string_length(v);
+
+    if (s->len == 0 || s->len > max) {
+        ngx_http_events_error(err, 400, "invalid_field", "field",
+                              &env->prefix, name,
+                              "\"%s\" must be 1-%uz characters", name, max);
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < s->len; i++) {
+        if (!ok(s->data[i])) {
+            ngx_http_events_error(err, 400, "invalid_field", "field",
+                                  &env->prefix, name,
+                                  "\"%s\" has a character it may not "
+                                  "have at offset %uz", name, i);
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_uint_t
+ngx_http_events_text_char(u_char ch)
+{
+    return ch >= 0x20 && ch != 0x7f;
+}
+
+
+static ngx_uint_t
+ngx_http_events_rtype_char(u_char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')
+           || (ch >= '0' && ch <= '9') || ch == '_' || ch == '-';
+}
+
+
+static ngx_uint_t
+ngx_http_events_rid_char(u_char ch)
+{
+    return ngx_http_events_rtype_char(ch)
+           || ch == '.' || ch == ':' || ch == '@';
+}
+
+
+/* the same body is the same object, whatever the order of its keys */
+
+static ngx_int_t
+ngx_http_events_json_digest(json_t *obj, u_char *digest)
+{
+    char       *s;
+    ngx_md5_t   md5;
+
+    s = json_dumps(obj, JSON_SORT_KEYS | JSON_COMPACT);
+    if (s == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_md5_init(&md5);
+    ngx_md5_update(&md5, s, ngx_strlen(s));
+    ngx_md5_final(digest, &md5);
+
+    free(s);
+
+    return NGX_OK;
+}
+
+
+static u_char *
+ngx_http_events_json_str(u_char *p, ngx_str_t *s)
+{
+    if (s->len == 0) {
+        return ngx_cpymem(p, "null", 4);
+    }
+
+    *p++ = '"';
+    p = ngx_http_events_json_escape(p, s->data, s->len);
+    *p++ = '"';
+
+    return p;
+}
+
+
+size_t
+ngx_http_events_json_escape_len(u_char *s, size_t len)
+{
+    size_t  n, i;
+
+    n = len;
+
+    for (i = 0; i < len; i++) {
+        if (s[i] == '"' || s[i] == '\\') {
+            n++;
+
+        } else if (s[i] < 0x20) {
+            n += 5;
+        }
+    }
+
+    return n;
+}
+
+
+u_char *
+ngx_http_events_json_escape(u_char *p, u_char *s, size_t len)
+{
+    size_t             i;
+    u_char             ch;
+    static const char  hex[] = "0123456789abcdef";
+
+    for (i = 0; i < len; i++) {
+        ch = s[i];
+
+        if (ch == '"' || ch == '\\') {
+            *p++ = '\\';
+            *p++ = ch;
+
+        } else if (ch < 0x20) {
+            *p++ = '\\';
+
+            switch (ch) {
+            case '\n': *p++ = 'n'; break;
+            case '\r': *p++ = 'r'; break;
+            case '\t': *p++ = 't'; break;
+            case '\b': *p++ = 'b'; break;
+            case '\f': *p++ = 'f'; break;
+            default:
+                *p++ = 'u';
+                *p++ = '0';
+                *p++ = '0';
+                *p++ = hex[ch >> 4];
+                *p++ = hex[ch & 0xf];
+            }
+
+        } else {
+            *p++ = ch;
+        }
+    }
+
+    return p;
+}
+
+
+/* the shortest decimal that reads back as the same double */
+
+static size_t
+ngx_http_events_real(double d, u_char *buf)
+{
+    int     n, prec;
+    char   *s;
+    double  back;
+
+    s = (char *) buf;
+    n = 0;
+
+    for (prec = 15; prec <= 17; prec++) {
+        n = snprintf(s, NGX_HTTP_EVENTS_REAL_LEN, "%.*g", prec, d);
+        back = strtod(s, NULL);
+
+        if (back == d) {
+            break;
+        }
+    }
+
+    /* keep it a real: 1.0 stays 1.0 */
+    if (strpbrk(s, ".eEni") == NULL && n + 2 < NGX_HTTP_EVENTS_REAL_LEN) {
+        s[n++] = '.';
+        s[n++] = '0';
+        s[n] = '\0';
+    }
+
+    return n;
+}
+
+
+size_t
+ngx_http_events_json_size(json_t *v)
+{
+    u_char       buf[NGX_HTTP_EVENTS_REAL_LEN];
+    size_t       len, i;
+    json_t      *item;
+    const char  *key;
+
+    switch (json_typeof(v)) {
+
+    case JSON_OBJECT:
+        len = 2;
+
+        json_object_foreach(v, key, item) {
+            len += 3 + ngx_http_events_json_escape_len((u_char *) key,
+                                                       ngx_strlen(key))
+                   + ngx_http_events_json_size(item);
+        }
+
+        return len - (json_object_size(v) ? 1 : 0);
+
+    case JSON_ARRAY:
+        len = 2;
+
+        for (i = 0; i < json_array_size(v); i++) {
+            len += 1 + ngx_http_events_json_size(json_array_get(v, i));
+        }
+
+        return len - (json_array_size(v) ? 1 : 0);
+
+    case JSON_STRING:
+        return 2 + ngx_http_events_json_escape_len(
+                       (u_char *) json_string_value(v),
+                       json_string_length(v));
+
+    case JSON_INTEGER:
+        return ngx_sprintf(buf, "%L", (int64_t) json_integer_value(v)) - buf;
+
+    case JSON_REAL:
+        return ngx_http_events_real(json_real_value(v), buf);
+
+    case JSON_TRUE:
+        return 4;
+
+    case JSON_FALSE:
+        return 5;
+
+    default: /* JSON_NULL */
+        return 4;
+    }
+}
+
+
+u_char *
+ngx_http_events_json_write(u_char *p, json_t *v)
+{
+    size_t       i;
+    json_t      *item;
+    const char  *key;
+
+    switch (json_typeof(v)) {
+
+    case JSON_OBJECT:
+        *p++ = '{';
+        i = 0;
+
+        json_object_foreach(v, key, item) {
+            if (i++) {
+                *p++ = ',';
+            }
+
+            *p++ = '"';
+            p = ngx_http_events_json_escape(p, (u_char *) key,
+                                            ngx_strlen(key));
+            *p++ = '"';
+            *p++ = ':';
+            p = ngx_http_events_json_write(p, item);
+        }
+
+        *p++ = '}';
+        return p;
+
+    case JSON_ARRAY:
+        *p++ = '[';
+
+        for (i = 0; i < json_array_size(v); i++) {
+            if (i) {
+                *p++ = ',';
+            }
+
+            p = ngx_http_events_json_write(p, json_array_get(v, i));
+        }
+
+        *p++ = ']';
+        return p;
+
+    case JSON_STRING:
+        *p++ = '"';
+        p = ngx_http_events_json_escape(p, (u_char *) json_string_value(v),
+                                        json_string_length(v));
+        *p++ = '"';
+        return p;
+
+    case JSON_INTEGER:
+        return ngx_sprintf(p, "%L", (int64_t) json_integer_value(v));
+
+    case JSON_REAL:
+        return p + ngx_http_events_real(json_real_value(v), p);
+
+    case JSON_TRUE:
+        return ngx_cpymem(p, "true", 4);
+
+    case JSON_FALSE:
+        return ngx_cpymem(p, "false", 5);
+
+    default: /* JSON_NULL */
+        return ngx_cpymem(p, "null", 4);
+    }
+}
+
+
+/*
+ * ISO-8601 in the forms clients send: a date, or a date and time with
+ * optional fraction and a zone ("Z" or +hh:mm); ms may be NULL.
+ */
+
+ngx_int_t
+ngx_http_events_parse_time(u_char *p, size_t len, int64_t *ms)
+{
+    u_char     *end;
+    int64_t     t, frac, scale;
+    ngx_int_t   year, month, day, hour, min, sec, zone, sign;
+
+    end = p + len;
+
+    if (len < 10 || p[4] != '-' || p[7] != '-') {
+        return NGX_ERROR;
+    }
+
+    year = ngx_atoi(p, 4);
+    month = ngx_atoi(p + 5, 2);
+    day = ngx_atoi(p + 8, 2);
+    hour = min = sec = 0;
+    frac = 0;
+    zone = 0;
+
+    if (year < 1970 || month < 1 || month > 12 || day < 1 || day > 31) {
+        return NGX_ERROR;
+    }
+
+    p += 10;
+
+    if (p < end) {
+        if (end - p < 9 || (*p != 'T' && *p != 't' && *p != ' ')
+            || p[3] != ':' || p[6] != ':')
+        {
+            return NGX_ERROR;
+        }
+
+        hour = ngx_atoi(p + 1, 2);
+        min = ngx_atoi(p + 4, 2);
+        sec = ngx_atoi(p + 7, 2);
+
+        if (hour < 0 || hour > 23 || min < 0 || min > 59
+            || sec < 0 || sec > 60)
+        {
+            return NGX_ERROR;
+        }
+
+        p += 9;
+
+        if (p < end && *p == '.') {
+            p++;
+            scale = 1000;
+
+            if (p == end || *p < '0' || *p > '9') {
+                return NGX_ERROR;
+            }
+
+            while (p < end && *p >= '0' && *p <= '9') {
+                if (scale > 1) {
+                    scale /= 10;
+                    frac += (*p - '0') * scale;
+                }
+
+                p++;
+            }
+        }
+
+        if (p == end) {
+            return NGX_ERROR;
+        }
+
+        if (*p == 'Z' || *p == 'z') {
+            p++;
+
+        } else if (*p == '+' || *p == '-') {
+            sign = (*p == '-') ? -1 : 1;
+
+            if (end - p != 6 || p[3] != ':') {
+                return NGX_ERROR;
+            }
+
+            zone = ngx_atoi(p + 1, 2) * 60 + ngx_atoi(p + 4, 2);
+
+            if (ngx_atoi(p + 1, 2) < 0 || ngx_atoi(p + 1, 2) > 23
+                || ngx_atoi(p + 4, 2) < 0 || ngx_atoi(p + 4, 2) > 59)
+            {
+                return NGX_ERROR;
+            }
+
+            zone *= sign;
+            p += 6;
+
+        } else {
+            return NGX_ERROR;
+        }
+    }
+
+    if (p != end) {
+        return NGX_ERROR;
+    }
+
+    /* days from the civil date, as in ngx_parse_http_time() */
+
+    if (--month <= 0) {
+        month += 12;
+        year -= 1;
+    }
+
+    t = (int64_t) (365 * year + year / 4 - year / 100 + year / 400
+                   + 367 * month / 12 - 30 + day - 1 - 719527 + 31 + 28);
+    t = t * 86400 + hour * 3600 + min * 60 + sec - zone * 60;
+
+    if (ms) {
+        *ms = t * 1000 + frac;
+    }
+
+    return NGX_OK;
+}

@@ -1,0 +1,176 @@
+
+/*
+ * Copyright (C) ngx_http_events_module authors
+ */
+
+
+/*
+ * Event types are dot-separated segments of [a-z0-9_].  A pattern is
+ * an exact type, "*" (everything), "*" as a whole inner segment (exactly
+ * one segment), or a trailing ".*" or ".**" (any non-empty rest).
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+#include "ngx_http_events_match.h"
+#include "ngx_http_events_store.h"
+
+
+static ngx_inline ngx_uint_t
+ngx_http_events_seg_char(u_char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_';
+}
+
+
+ngx_int_t
+ngx_http_events_type_valid(u_char *p, size_t len)
+{
+    size_t  i, seg;
+
+    if (len == 0 || len > NGX_HTTP_EVENTS_MAX_TYPE) {
+        return NGX_ERROR;
+    }
+
+    seg = 0;
+
+    for (i = 0; i < len; i++) {
+        if (p[i] == '.') {
+            if (seg == 0) {
+                return NGX_ERROR;
+            }
+
+            seg = 0;
+            continue;
+        }
+
+        if (!ngx_http_events_seg_char(p[i])) {
+            return NGX_ERROR;
+        }
+
+        seg++;
+    }
+
+    return seg ? NGX_OK : NGX_ERROR;
+}
+
+
+ngx_int_t
+ngx_http_events_pattern_valid(u_char *p, size_t len)
+{
+    size_t  i, start;
+
+    if (len == 0 || len > NGX_HTTP_EVENTS_MAX_TYPE) {
+        return NGX_ERROR;
+    }
+
+    start = 0;
+
+    for (i = 0; i <= len; i++) {
+        if (i < len && p[i] != '.') {
+            continue;
+        }
+
+        /* the segment p[start .. i) */
+
+        if (i == start) {
+            return NGX_ERROR;
+        }
+
+        if (i - start == 2 && p[start] == '*' && p[start + 1] == '*') {
+            if (i != len) {
+                return NGX_ERROR;
+            }
+
+        } else if (!(i - start == 1 && p[start] == '*')) {
+            while (start < i) {
+                if (!ngx_http_events_seg_char(p[start++])) {
+                    return NGX_ERROR;
+                }
+            }
+        }
+
+        start = i + 1;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_uint_t
+ngx_http_events_match(ngx_str_t *pattern, ngx_str_t *type)
+{
+    u_char  *p, *pend, *pseg, *t, *tend, *tseg;
+    size_t   plen, tlen;
+
+    p = pattern->data;
+    pend = p + pattern->len;
+    t = type->data;
+    tend = t + type->len;
+
+    if ((pattern->len == 1 && p[0] == '*')
+        || (pattern->len == 2 && p[0] == '*' && p[1] == '*'))
+    {
+        return 1;
+    }
+
+    while (p < pend) {
+        pseg = p;
+        while (p < pend && *p != '.') {
+            p++;
+        }
+        plen = p - pseg;
+
+        if (p == pend && pseg != pattern->data
+            && (plen == 1 || plen == 2) && pseg[0] == '*'
+            && pseg[plen - 1] == '*')
+        {
+            /* a trailing wildcard: any non-empty rest */
+            return t < tend;
+        }
+
+        if (t >= tend) {
+            return 0;
+        }
+
+        tseg = t;
+        while (t < tend && *t != '.') {
+            t++;
+        }
+        tlen = t - tseg;
+
+        if (!(plen == 1 && pseg[0] == '*')
+            && (plen != tlen || ngx_memcmp(pseg, tseg, plen) != 0))
+        {
+            return 0;
+        }
+
+        /* step over the dots; a type never ends with one */
+        if (p < pend) {
+            p++;
+        }
+
+        if (t < tend) {
+            t++;
+        }
+    }
+
+    return t >= tend;
+}
+
+
+ngx_uint_t
+ngx_http_events_match_any(ngx_str_t *patterns, ngx_uint_t n, ngx_str_t *type)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < n; i++) {
+        if (ngx_http_events_match(&patterns[i], type)) {
+            return 1;
+        }
+    }
+
+    return 0;
+}

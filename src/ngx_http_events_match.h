@@ -1,0 +1,22 @@
+
+/*
+ * Copyright (C) ngx_http_events_module authors
+ */
+
+
+#ifndef _NGX_HTTP_EVENTS_MATCH_H_INCLUDED_
+#define _NGX_HTTP_EVENTS_MATCH_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+
+ngx_int_t ngx_http_events_type_valid(u_char *p, size_t len);
+ngx_int_t ngx_http_events_pattern_valid(u_char *p, size_t len);
+ngx_uint_t ngx_http_events_match(ngx_str_t *pattern, ngx_str_t *type);
+ngx_uint_t ngx_http_events_match_any(ngx_str_t *patterns, ngx_uint_t n,
+    ngx_str_t *type);
+
+
+#endif /* _NGX_HTTP_EVENTS_MATCH_H_INCLUDED_ */

@@ -1,0 +1,439 @@
+
+/*
+ * Copyright (C) ngx_http_events_module authors
+ */
+
+
+/*
+ * Directives, configuration and the request-level helpers every
+ * endpoint shares (the tenant of a request).
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_events_module.h"
+#include "ngx_http_events_store.h"
+#include "ngx_http_events_api.h"
+#include "ngx_http_events_status.h"
+
+
+static void *ngx_http_events_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_events_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_http_events_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_events_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static char *ngx_http_events_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_events_api(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_events_status(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_shm_zone_t *ngx_http_events_zone_ref(ngx_conf_t *cf,
+    ngx_str_t *name);
+
+
+static ngx_conf_num_bounds_t  ngx_http_events_scan_bounds = {
+    ngx_conf_check_num_bounds, 1, 10000000
+};
+
+
+static ngx_command_t  ngx_http_events_commands[] = {
+
+    { ngx_string("events_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE23,
+      ngx_http_events_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("events_retention"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_events_main_conf_t, retention),
+      NULL },
+
+    { ngx_string("events_api"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_events_api,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("events_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_events_status,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("events_tenant"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_events_loc_conf_t, tenant),
+      NULL },
+
+    { ngx_string("events_source"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_events_loc_conf_t, source),
+      NULL },
+
+    { ngx_string("events_max_event_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_events_loc_conf_t, max_event_size),
+      NULL },
+
+    { ngx_string("events_max_body_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_events_loc_conf_t, max_body_size),
+      NULL },
+
+    { ngx_string("events_scan_limit"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_events_loc_conf_t, scan_limit),
+      &ngx_http_events_scan_bounds },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_events_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    NULL,                                  /* postconfiguration */
+
+    ngx_http_events_create_main_conf,      /* create main configuration */
+    ngx_http_events_init_main_conf,        /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_events_create_loc_conf,       /* create location configuration */
+    ngx_http_events_merge_loc_conf         /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_events_module = {
+    NGX_MODULE_V1,
+    &ngx_http_events_module_ctx,           /* module context */
+    ngx_http_events_commands,              /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+ngx_int_t
+ngx_http_events_get_tenant(ngx_http_request_t *r, ngx_str_t *tenant)
+{
+    size_t                       i;
+    u_char                       ch;
+    ngx_http_events_loc_conf_t  *elcf;
+
+    elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
+
+    if (elcf->tenant == NULL) {
+        ngx_str_null(tenant);
+        return NGX_OK;
+    }
+
+    if (ngx_http_complex_value(r, elcf->tenant, tenant) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (tenant->len > NGX_HTTP_EVENTS_MAX_TENANT) {
+        return NGX_DECLINED;
+    }
+
+    for (i = 0; i < tenant->len; i++) {
+        ch = tenant->data[i];
+
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')
+              || (ch >= '0' && ch <= '9') || ch == '_' || ch == '-'
+              || ch == '.' || ch == ':'))
+        {
+            return NGX_DECLINED;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static void *
+ngx_http_events_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_events_main_conf_t  *emcf;
+
+    emcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_events_main_conf_t));
+    if (emcf == NULL) {
+        return NULL;
+    }
+
+    if (ngx_array_init(&emcf->zones, cf->pool, 2, sizeof(ngx_shm_zone_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    emcf->retention = NGX_CONF_UNSET_MSEC;
+
+    return emcf;
+}
+
+
+static char *
+ngx_http_events_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_events_main_conf_t  *emcf = conf;
+
+    ngx_uint_t                i;
+    ngx_shm_zone_t          **zones;
+    ngx_http_events_store_t  *store;
+
+    ngx_conf_init_msec_value(emcf->retention, 0);
+
+    zones = emcf->zones.elts;
+
+    for (i = 0; i < emcf->zones.nelts; i++) {
+        store = zones[i]->data;
+
+        if (store->retention == NGX_CONF_UNSET_MSEC) {
+            store->retention = emcf->retention;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_events_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_events_loc_conf_t  *elcf;
+
+    elcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_events_loc_conf_t));
+    if (elcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     elcf->api_zone = NULL;
+     *     elcf->status_zone = NULL;
+     *     elcf->prefix = { 0, NULL };
+     */
+
+    elcf->tenant = NGX_CONF_UNSET_PTR;
+    elcf->source = NGX_CONF_UNSET_PTR;
+    elcf->max_event_size = NGX_CONF_UNSET_SIZE;
+    elcf->max_body_size = NGX_CONF_UNSET_SIZE;
+    elcf->scan_limit = NGX_CONF_UNSET_UINT;
+
+    return elcf;
+}
+
+
+static char *
+ngx_http_events_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_events_loc_conf_t *prev = parent;
+    ngx_http_events_loc_conf_t *conf = child;
+
+    ngx_conf_merge_ptr_value(conf->tenant, prev->tenant, NULL);
+    ngx_conf_merge_ptr_value(conf->source, prev->source, NULL);
+    ngx_conf_merge_size_value(conf->max_event_size, prev->max_event_size,
+                              64 * 1024);
+    ngx_conf_merge_size_value(conf->max_body_size, prev->max_body_size,
+                              1024 * 1024);
+    ngx_conf_merge_uint_value(conf->scan_limit, prev->scan_limit, 100000);
+
+    if (conf->max_event_size < 256) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"events_max_event_size\" must be at least 256");
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* events_zone NAME SIZE [retention=TIME] */
+
+static char *
+ngx_http_events_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_events_main_conf_t  *emcf = conf;
+
+    ssize_t                   size;
+    ngx_str_t                *value, s;
+    ngx_msec_t                retention;
+    ngx_shm_zone_t           *shm_zone, **zp;
+    ngx_http_events_store_t  *store;
+
+    value = cf->args->elts;
+    retention = NGX_CONF_UNSET_MSEC;
+
+    size = ngx_parse_size(&value[2]);
+
+    if (size == NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone size \"%V\"", &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (size < (ssize_t) (64 * ngx_pagesize)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "events zone \"%V\" is too small: at least %uz",
+                           &value[1], 64 * ngx_pagesize);
+        return NGX_CONF_ERROR;
+    }
+
+    if (cf->args->nelts == 4) {
+        if (ngx_strncmp(value[3].data, "retention=", 10) != 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\"", &value[3]);
+            return NGX_CONF_ERROR;
+        }
+
+        s.data = value[3].data + 10;
+        s.len = value[3].len - 10;
+
+        retention = ngx_parse_time(&s, 0);
+        if (retention == (ngx_msec_t) NGX_ERROR) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid retention \"%V\"", &value[3]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    shm_zone = ngx_shared_memory_add(cf, &value[1], size,
+                                     &ngx_http_events_module);
+    if (shm_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (shm_zone->data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "duplicate events zone \"%V\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    store = ngx_pcalloc(cf->pool, sizeof(ngx_http_events_store_t));
+    if (store == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    store->name = value[1];
+    store->retention = retention;
+
+    shm_zone->init = ngx_http_events_store_init_zone;
+    shm_zone->data = store;
+
+    zp = ngx_array_push(&emcf->zones);
+    if (zp == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *zp = shm_zone;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_shm_zone_t *
+ngx_http_events_zone_ref(ngx_conf_t *cf, ngx_str_t *name)
+{
+    /* size 0: declared by events_zone, before or after this directive */
+    return ngx_shared_memory_add(cf, name, 0, &ngx_http_events_module);
+}
+
+
+static char *
+ngx_http_events_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_events_loc_conf_t *elcf = conf;
+
+    ngx_str_t                 *value;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (elcf->api_zone) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    elcf->api_zone = ngx_http_events_zone_ref(cf, &value[1]);
+    if (elcf->api_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+#if (NGX_PCRE)
+    if (clcf->regex) {
+        return "needs a prefix location, not a regular expression";
+    }
+#endif
+
+    if (clcf->named) {
+        return "needs a prefix location, not a named one";
+    }
+
+    /* the location's prefix is the collection; "/events/" too */
+    elcf->prefix = clcf->name;
+
+    while (elcf->prefix.len > 1
+           && elcf->prefix.data[elcf->prefix.len - 1] == '/')
+    {
+        elcf->prefix.len--;
+    }
+
+    clcf->handler = ngx_http_events_api_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_events_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_events_loc_conf_t *elcf = conf;
+
+    ngx_str_t                 *value;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (elcf->status_zone) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    elcf->status_zone = ngx_http_events_zone_ref(cf, &value[1]);
+    if (elcf->status_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_events_status_handler;
+
+    return NGX_CONF_OK;
+}

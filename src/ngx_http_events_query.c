@@ -1,0 +1,475 @@
+
+/*
+ * Copyright (C) ngx_http_events_module authors
+ */
+
+
+/*
+ * The list filters of GET /events, from the query string.  Every
+ * parameter is known, given once, and checked; what is wrong is named.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+#include "ngx_http_events_query.h"
+#include "ngx_http_events_cursor.h"
+#include "ngx_http_events_match.h"
+
+
+typedef ngx_int_t (*ngx_http_events_param_pt)(ngx_http_events_query_t *q,
+    ngx_str_t *value, ngx_pool_t *pool, ngx_http_events_error_t *err);
+
+
+typedef struct {
+    ngx_str_t                   name;
+    ngx_http_events_param_pt    handler;
+} ngx_http_events_param_t;
+
+
+static ngx_int_t ngx_http_events_param_types(ngx_http_events_query_t *q,
+    ngx_str_t *value, ngx_pool_t *pool, ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_param_rtype(ngx_http_events_query_t *q,
+    ngx_str_t *value, ngx_pool_t *pool, ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_param_rid(ngx_http_events_query_t *q,
+    ngx_str_t *value, ngx_pool_t *pool, ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_param_action(ngx_http_events_query_t *q,
+    ngx_str_t *value, ngx_pool_t *pool, ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_param_source(ngx_http_events_query_t *q,
+    ngx_str_t *value, ngx_pool_t *pool, ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_param_since(ngx_http_events_query_t *q,
+    ngx_str_t *value, ngx_pool_t *pool, ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_param_until(ngx_http_events_query_t *q,
+    ngx_str_t *value, ngx_pool_t *pool, ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_param_after(ngx_http_events_query_t *q,
+    ngx_str_t *value, ngx_pool_t *pool, ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_param_before(ngx_http_events_query_t *q,
+    ngx_str_t *value, ngx_pool_t *pool, ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_param_limit(ngx_http_events_query_t *q,
+    ngx_str_t *value, ngx_pool_t *pool, ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_param_order(ngx_http_events_query_t *q,
+    ngx_str_t *value, ngx_pool_t *pool, ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_key_string(ngx_str_t *value, size_t max,
+    ngx_uint_t rid);
+
+
+static ngx_http_events_param_t  ngx_http_events_params[] = {
+    { ngx_string("types"), ngx_http_events_param_types },
+    { ngx_string("resourceType"), ngx_http_events_param_rtype },
+    { ngx_string("resourceId"), ngx_http_events_param_rid },
+    { ngx_string("action"), ngx_http_events_param_action },
+    { ngx_string("source"), ngx_http_events_param_source },
+    { ngx_string("since"), ngx_http_events_param_since },
+    { ngx_string("until"), ngx_http_events_param_until },
+    { ngx_string("after"), ngx_http_events_param_after },
+    { ngx_string("before"), ngx_http_events_param_before },
+    { ngx_string("limit"), ngx_http_events_param_limit },
+    { ngx_string("order"), ngx_http_events_param_order },
+    { ngx_null_string, NULL }
+};
+
+
+ngx_int_t
+ngx_http_events_query_parse(ngx_str_t *args, ngx_pool_t *pool,
+    ngx_http_events_query_t *q, ngx_http_events_error_t *err)
+{
+    u_char                   *p, *end, *amp, *eq, *src, *dst;
+    uint32_t                  seen;
+    ngx_str_t                 name, value;
+    ngx_uint_t                i, order_set;
+    ngx_http_events_param_t  *param;
+
+    q->since_ms = -1;
+    q->until_ms = -1;
+    q->limit = NGX_HTTP_EVENTS_DEFAULT_LIMIT;
+
+    seen = 0;
+    order_set = 0;
+
+    p = args->data;
+    end = p + args->len;
+
+    for ( /* void */ ; p < end; p = amp + 1) {
+        amp = ngx_strlchr(p, end, '&');
+        if (amp == NULL) {
+            amp = end;
+        }
+
+        if (amp == p) {
+            continue;
+        }
+
+        eq = ngx_strlchr(p, amp, '=');
+
+        name.data = p;
+        name.len = (eq ? eq : amp) - p;
+
+        param = NULL;
+
+        for (i = 0; ngx_http_events_params[i].name.len; i++) {
+            if (name.len == ngx_http_events_params[i].name.len
+                && ngx_strncmp(name.data, ngx_http_events_params[i].name.data,
+                               name.len) == 0)
+            {
+                param = &ngx_http_events_params[i];
+                break;
+            }
+        }
+
+        if (param == NULL) {
+            ngx_http_events_error(err, 400, "invalid_parameter", "param",
+                                  NULL, NULL, "unknown parameter");
+
+            /* name the parameter as sent, within reason */
+            err->name_len = ngx_min(name.len, sizeof(err->name));
+            ngx_memcpy(err->name, name.data, err->name_len);
+            return NGX_ERROR;
+        }
+
+        if (seen & (1 << i)) {
+            ngx_http_events_error(err, 400, "invalid_parameter", "param",
+                                  NULL, (char *) param->name.data,
+                                  "\"%V\" is given more than once",
+                                  &param->name);
+            return NGX_ERROR;
+        }
+
+        seen |= 1 << i;
+
+        ngx_str_set(&value, "");
+
+        if (eq) {
+            value.data = ngx_pnalloc(pool, amp - eq);
+            if (value.data == NULL) {
+                err->status = 0;
+                return NGX_ERROR;
+            }
+
+            src = eq + 1;
+            dst = value.data;
+            ngx_unescape_uri(&dst, &src, amp - eq - 1, 0);
+            value.len = dst - value.data;
+        }
+
+        if (param->handler == ngx_http_events_param_order) {
+            order_set = 1;
+        }
+
+        if (param->handler(q, &value, pool, err) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    if (q->has_after && q->before) {
+        ngx_http_events_error(err, 400, "invalid_parameter", "param", NULL,
+                              "before", "give \"after\" or \"before\", "
+                              "not both");
+        return NGX_ERROR;
+    }
+
+    if (q->before && !order_set) {
+        q->desc = 1;
+
+    } else if (q->before && !q->desc) {
+        ngx_http_events_error(err, 400, "invalid_parameter", "param", NULL,
+                              "before", "\"before\" pages in descending "
+                              "order: drop order=asc, or use \"after\"");
+        return NGX_ERROR;
+
+    } else if (q->has_after && q->desc) {
+        ngx_http_events_error(err, 400, "invalid_parameter", "param", NULL,
+                              "after", "\"after\" pages in ascending "
+                              "order: drop order=desc, or use \"before\"");
+        return NGX_ERROR;
+    }
+
+    if (q->rid.len && q->rtype.len == 0) {
+        ngx_http_events_error(err, 400, "invalid_parameter", "param", NULL,
+                              "resourceId", "\"resourceId\" needs "
+                              "\"resourceType\"");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_events_param_types(ngx_http_events_query_t *q, ngx_str_t *value,
+    ngx_pool_t *pool, ngx_http_events_error_t *err)
+{
+    u_char     *p, *end, *comma;
+    ngx_str_t  *pat;
+
+    q->types = ngx_palloc(pool,
+                          NGX_HTTP_EVENTS_MAX_PATTERNS * sizeof(ngx_str_t));
+    if (q->types == NULL) {
+        err->status = 0;
+        return NGX_ERROR;
+    }
+
+    p = value->data;
+    end = p + value->len;
+
+    for ( ;; ) {
+        comma = ngx_strlchr(p, end, ',');
+        if (comma == NULL) {
+            comma = end;
+        }
+
+        if (q->ntypes == NGX_HTTP_EVENTS_MAX_PATTERNS) {
+            ngx_http_events_error(err, 400, "invalid_parameter", "param",
+                                  NULL, "types", "\"types\" takes at most "
+                                  "%d patterns", NGX_HTTP_EVENTS_MAX_PATTERNS);
+            return NGX_ERROR;
+        }
+
+        if (ngx_http_events_pattern_valid(p, comma - p) != NGX_OK) {
+            ngx_http_events_error(err, 400, "invalid_parameter", "param",
+                                  NULL, "types", "\"types\" has an invalid "
+                                  "pattern \"%*s\": use dot-separated "
+                                  "segments of [a-z0-9_], \"*\" for one "
+                                  "segment, a trailing \".*\" for the rest",
+                                  ngx_min(comma - p, 128), p);
+            return NGX_ERROR;
+        }
+
+        pat = &q->types[q->ntypes++];
+        pat->data = p;
+        pat->len = comma - p;
+
+        if (comma == end) {
+            return NGX_OK;
+        }
+
+        p = comma + 1;
+    }
+}
+
+
+static ngx_int_t
+ngx_http_events_key_string(ngx_str_t *value, size_t max, ngx_uint_t rid)
+{
+    size_t  i;
+    u_char  ch;
+
+    if (value->len == 0 || value->len > max) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < value->len; i++) {
+        ch = value->data[i];
+
+        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')
+            || (ch >= '0' && ch <= '9') || ch == '_' || ch == '-')
+        {
+            continue;
+        }
+
+        if (rid && (ch == '.' || ch == ':' || ch == '@')) {
+            continue;
+        }
+
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_events_param_rtype(ngx_http_events_query_t *q, ngx_str_t *value,
+    ngx_pool_t *pool, ngx_http_events_error_t *err)
+{
+    if (ngx_http_events_key_string(value, NGX_HTTP_EVENTS_MAX_RTYPE, 0)
+        != NGX_OK)
+    {
+        ngx_http_events_error(err, 400, "invalid_parameter", "param", NULL,
+                              "resourceType", "\"resourceType\" must be "
+                              "1-64 characters of [A-Za-z0-9_-]");
+        return NGX_ERROR;
+    }
+
+    q->rtype = *value;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_events_param_rid(ngx_http_events_query_t *q, ngx_str_t *value,
+    ngx_pool_t *pool, ngx_http_events_error_t *err)
+{
+    if (ngx_http_events_key_string(value, NGX_HTTP_EVENTS_MAX_RID, 1)
+        != NGX_OK)
+    {
+        ngx_http_events_error(err, 400, "invalid_parameter", "param", NULL,
+                              "resourceId", "\"resourceId\" must be "
+                              "1-128 characters of [A-Za-z0-9_.:@-]");
+        return NGX_ERROR;
+    }
+
+    q->rid = *value;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_events_param_action(ngx_http_events_query_t *q, ngx_str_t *value,
+    ngx_pool_t *pool, ngx_http_events_error_t *err)
+{
+    static ngx_str_t  actions[] = {
+        ngx_string("created"), ngx_string("updated"),
+        ngx_string("deleted"), ngx_string("occurred")
+    };
+
+    ngx_uint_t  i;
+
+    for (i = 0; i < 4; i++) {
+        if (value->len == actions[i].len
+            && ngx_strncmp(value->data, actions[i].data, value->len) == 0)
+        {
+            q->action = i + 1;
+            return NGX_OK;
+        }
+    }
+
+    ngx_http_events_error(err, 400, "invalid_parameter", "param", NULL,
+                          "action", "\"action\" must be one of created, "
+                          "updated, deleted, occurred");
+    return NGX_ERROR;
+}
+
+
+static ngx_int_t
+ngx_http_events_param_source(ngx_http_events_query_t *q, ngx_str_t *value,
+    ngx_pool_t *pool, ngx_http_events_error_t *err)
+{
+    if (value->len == 0 || value->len > NGX_HTTP_EVENTS_MAX_SOURCE) {
+        ngx_http_events_error(err, 400, "invalid_parameter", "param", NULL,
+                              "source", "\"source\" must be 1-128 "
+                              "characters");
+        return NGX_ERROR;
+    }
+
+    q->source = *value;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_events_param_since(ngx_http_events_query_t *q, ngx_str_t *value,
+    ngx_pool_t *pool, ngx_http_events_error_t *err)
+{
+    if (ngx_http_events_parse_time(value->data, value->len, &q->since_ms)
+        != NGX_OK)
+    {
+        ngx_http_events_error(err, 400, "invalid_parameter", "param", NULL,
+                              "since", "\"since\" must be an ISO-8601 time, "
+                              "e.g. 2026-11-23T12:00:00Z");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_events_param_until(ngx_http_events_query_t *q, ngx_str_t *value,
+    ngx_pool_t *pool, ngx_http_events_error_t *err)
+{
+    if (ngx_http_events_parse_time(value->data, value->len, &q->until_ms)
+        != NGX_OK)
+    {
+        ngx_http_events_error(err, 400, "invalid_parameter", "param", NULL,
+                              "until", "\"until\" must be an ISO-8601 time, "
+                              "e.g. 2026-11-23T12:00:00Z");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_events_param_after(ngx_http_events_query_t *q, ngx_str_t *value,
+    ngx_pool_t *pool, ngx_http_events_error_t *err)
+{
+    if (ngx_http_events_cursor_parse(value->data, value->len,
+                                     &q->after_epoch, &q->after)
+        != NGX_OK)
+    {
+        ngx_http_events_error(err, 400, "invalid_cursor", "param", NULL,
+                              "after", "\"after\" is not a cursor of this "
+                              "API");
+        return NGX_ERROR;
+    }
+
+    q->has_after = 1;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_events_param_before(ngx_http_events_query_t *q, ngx_str_t *value,
+    ngx_pool_t *pool, ngx_http_events_error_t *err)
+{
+    if (ngx_http_events_cursor_parse(value->data, value->len,
+                                     &q->before_epoch, &q->before)
+        != NGX_OK
+        || q->before == 0)
+    {
+        ngx_http_events_error(err, 400, "invalid_cursor", "param", NULL,
+                              "before", "\"before\" is not a cursor of "
+                              "this API");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_events_param_limit(ngx_http_events_query_t *q, ngx_str_t *value,
+    ngx_pool_t *pool, ngx_http_events_error_t *err)
+{
+    ngx_int_t  n;
+
+    n = (value->len && value->len <= 4) ? ngx_atoi(value->data, value->len)
+                                        : NGX_ERROR;
+
+    if (n < 1 || n > NGX_HTTP_EVENTS_MAX_LIMIT) {
+        ngx_http_events_error(err, 400, "invalid_parameter", "param", NULL,
+                              "limit", "limit must be between 1 and %d",
+                              NGX_HTTP_EVENTS_MAX_LIMIT);
+        return NGX_ERROR;
+    }
+
+    q->limit = n;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_events_param_order(ngx_http_events_query_t *q, ngx_str_t *value,
+    ngx_pool_t *pool, ngx_http_events_error_t *err)
+{
+    if (value->len == 3 && ngx_strncmp(value->data, "asc", 3) == 0) {
+        q->desc = 0;
+        return NGX_OK;
+    }
+
+    if (value->len == 4 && ngx_strncmp(value->data, "desc", 4) == 0) {
+        q->desc = 1;
+        return NGX_OK;
+    }
+
+    ngx_http_events_error(err, 400, "invalid_parameter", "param", NULL,
+                          "order", "\"order\" must be asc or desc");
+    return NGX_ERROR;
+}

@@ -1,0 +1,199 @@
+
+/*
+ * Copyright (C) ngx_http_events_module authors
+ */
+
+
+/*
+ * events_status: the store's counters as JSON, or in Prometheus text
+ * format with "Accept: text/plain" or "?format=prometheus".
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_events_module.h"
+#include "ngx_http_events_store.h"
+#include "ngx_http_events_status.h"
+#include "ngx_http_events_api.h"
+
+
+#define NGX_HTTP_EVENTS_STATUS_LEN  4096
+
+
+static ngx_uint_t ngx_http_events_status_prometheus(ngx_http_request_t *r);
+static u_char *ngx_http_events_status_json(u_char *p, ngx_str_t *zone,
+    ngx_http_events_stats_t *st);
+static u_char *ngx_http_events_status_text(u_char *p, ngx_str_t *zone,
+    ngx_http_events_stats_t *st);
+
+
+ngx_int_t
+ngx_http_events_status_handler(ngx_http_request_t *r)
+{
+    u_char                      *p, *body;
+    ngx_int_t                    rc;
+    ngx_str_t                    type;
+    ngx_uint_t                   text;
+    ngx_http_events_error_t      err;
+    ngx_http_events_stats_t     *st;
+    ngx_http_events_store_t     *store;
+    ngx_http_events_loc_conf_t  *elcf;
+
+    if (r->method != NGX_HTTP_GET && r->method != NGX_HTTP_HEAD) {
+        ngx_str_set(&type, "GET, HEAD");
+
+        if (ngx_http_events_add_header(r, "Allow", &type) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_http_discard_request_body(r);
+        ngx_http_events_error(&err, 405, "method_not_allowed", NULL, NULL,
+                              NULL, "this endpoint allows GET, HEAD");
+        return ngx_http_events_send_error(r, &err, NULL);
+    }
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
+    store = elcf->status_zone->data;
+
+    st = ngx_palloc(r->pool, sizeof(ngx_http_events_stats_t));
+    body = ngx_pnalloc(r->pool, NGX_HTTP_EVENTS_STATUS_LEN
+                                + NGX_HTTP_EVENTS_MAX_WORKERS * 160);
+    if (st == NULL || body == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_http_events_store_stats(store, st);
+
+    text = ngx_http_events_status_prometheus(r);
+
+    if (text) {
+        ngx_str_set(&type, "text/plain; version=0.0.4; charset=utf-8");
+        p = ngx_http_events_status_text(body, &store->name, st);
+
+    } else {
+        ngx_str_set(&type, "application/json");
+        p = ngx_http_events_status_json(body, &store->name, st);
+    }
+
+    r->headers_out.last_modified_time = -1;
+
+    return ngx_http_events_send(r, NGX_HTTP_OK, &type, body, p - body);
+}
+
+
+static ngx_uint_t
+ngx_http_events_status_prometheus(ngx_http_request_t *r)
+{
+    ngx_str_t         value;
+    ngx_table_elt_t  *accept;
+
+    if (ngx_http_arg(r, (u_char *) "format", 6, &value) == NGX_OK) {
+        return value.len == 10
+               && ngx_strncmp(value.data, "prometheus", 10) == 0;
+    }
+
+    accept = r->headers_in.accept;
+
+    return accept != NULL
+           && ngx_strlcasestrn(accept->value.data,
+                               accept->value.data + accept->value.len,
+                               (u_char *) "text/plain", 10 - 1)
+              != NULL;
+}
+
+
+static u_char *
+ngx_http_events_status_json(u_char *p, ngx_str_t *zone,
+    ngx_http_events_stats_t *st)
+{
+    ngx_uint_t  i;
+
+    p = ngx_sprintf(p, "{\"zone\":\"%V\",\"epoch\":\"%016uxL\","
+                    "\"events\":{\"stored\":%uL,\"retained\":%uL,"
+                    "\"evicted\":%uL,\"expired\":%uL,\"repeats\":%uL,"
+                    "\"conflicts\":%uL,\"rejected\":%uL,"
+                    "\"oldestSeq\":%uL,\"newestSeq\":%uL,\"types\":%uL},",
+                    zone, st->epoch, st->stored, st->retained, st->evicted,
+                    st->expired, st->repeats, st->conflicts,
+                    st->rejected_full, st->oldest_seq, st->head_seq,
+                    st->types);
+
+    p = ngx_sprintf(p, "\"ring\":{\"zoneBytes\":%uL,\"bytes\":%uL,"
+                    "\"used\":%uL,\"free\":%uL,\"slots\":%uL},"
+                    "\"workers\":[",
+                    st->zone_size, st->ring_size, st->ring_used,
+                    st->ring_size - st->ring_used, st->capacity);
+
+    for (i = 0; i < st->nworkers; i++) {
+        p = ngx_sprintf(p, "%s{\"pid\":%P,\"published\":%uL}",
+                        i ? "," : "", st->workers[i].pid,
+                        st->workers[i].published);
+    }
+
+    return ngx_cpymem(p, "]}", 2);
+}
+
+
+static u_char *
+ngx_http_events_status_text(u_char *p, ngx_str_t *zone,
+    ngx_http_events_stats_t *st)
+{
+    ngx_uint_t  i;
+
+#define ngx_http_events_metric(name, kind, help, value)                       \
+    p = ngx_sprintf(p, "# HELP " name " " help "\n# TYPE " name " " kind "\n" \
+                    name "{zone=\"%V\"} %uL\n", zone, (uint64_t) (value))
+
+    ngx_http_events_metric("events_stored_total", "counter",
+                           "Events stored since the zone was created.",
+                           st->stored);
+    ngx_http_events_metric("events_evicted_total", "counter",
+                           "Events evicted to make room.", st->evicted);
+    ngx_http_events_metric("events_expired_total", "counter",
+                           "Events dropped by events_retention.",
+                           st->expired);
+    ngx_http_events_metric("events_repeats_total", "counter",
+                           "Idempotent repeats answered from the store.",
+                           st->repeats);
+    ngx_http_events_metric("events_conflicts_total", "counter",
+                           "Writes refused for an id with another body.",
+                           st->conflicts);
+    ngx_http_events_metric("events_rejected_total", "counter",
+                           "Writes refused because the zone was full.",
+                           st->rejected_full);
+    ngx_http_events_metric("events_retained", "gauge",
+                           "Events in the window.", st->retained);
+    ngx_http_events_metric("events_oldest_seq", "gauge",
+                           "Seq of the oldest event retained.",
+                           st->oldest_seq);
+    ngx_http_events_metric("events_newest_seq", "gauge",
+                           "Seq of the newest event.", st->head_seq);
+    ngx_http_events_metric("events_types", "gauge",
+                           "Types in the catalog.", st->types);
+    ngx_http_events_metric("events_ring_bytes", "gauge",
+                           "Bytes of ring.", st->ring_size);
+    ngx_http_events_metric("events_ring_used_bytes", "gauge",
+                           "Bytes of ring in use.", st->ring_used);
+
+#undef ngx_http_events_metric
+
+    p = ngx_sprintf(p, "# HELP events_published_total Events stored, by "
+                    "the worker that stored them.\n"
+                    "# TYPE events_published_total counter\n");
+
+    for (i = 0; i < st->nworkers; i++) {
+        p = ngx_sprintf(p, "events_published_total{zone=\"%V\",pid=\"%P\"} "
+                        "%uL\n", zone, st->workers[i].pid,
+                        st->workers[i].published);
+    }
+
+    return p;
+}

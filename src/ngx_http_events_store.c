@@ -1,0 +1,1630 @@
+
+/*
+ * Copyright (C) ngx_http_events_module authors
+ */
+
+
+/*
+ * The event store: one shared-memory zone per events_zone, holding
+ *
+ *   - a ring of variable-length records (header, keys, envelope JSON),
+ *     addressed by 64-bit logical offsets that only grow;
+ *   - the seq index: a circular array of (seq, offset) in seq order;
+ *   - two chained hash indexes, id -> record and entity -> records,
+ *     whose links live in the records and always point to older records,
+ *     so that eviction (always the oldest) never has to unlink anything:
+ *     a walk stops at the first offset below the tail;
+ *   - the type catalog, an rbtree of (tenant, type) -> count, last time.
+ *
+ * Writers hold shpool->mutex (the only lock the master releases when a
+ * worker dies), advance the tail before they overwrite anything, write,
+ * and publish the new head last.  Readers take no lock: they copy, then
+ * check that what they copied is still at or above the tail.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_md5.h>
+
+#include <openssl/rand.h>
+
+#include "ngx_http_events_store.h"
+#include "ngx_http_events_match.h"
+
+
+#define NGX_HTTP_EVENTS_MAGIC       0x45564e54      /* "EVNT" */
+#define NGX_HTTP_EVENTS_VERSION     1
+
+/* an index slot for every this many bytes of ring */
+#define NGX_HTTP_EVENTS_SLOT_BYTES  256
+
+#define NGX_HTTP_EVENTS_RETRIES     8
+
+
+typedef struct {
+    uint64_t                    seq;
+    uint64_t                    time_ms;
+    uint64_t                    prev_id;        /* offset + 1, or 0 */
+    uint64_t                    prev_entity;    /* offset + 1, or 0 */
+    uint32_t                    size;
+    uint32_t                    json_len;
+    uint32_t                    id_hash;
+    uint32_t                    entity_hash;
+    u_char                      digest[16];
+    uint16_t                    tenant_len;
+    uint16_t                    id_len;
+    uint16_t                    type_len;
+    uint16_t                    rtype_len;
+    uint16_t                    rid_len;
+    uint16_t                    source_len;
+    u_char                      action;
+    u_char                      client_id;
+} ngx_http_events_record_t;
+
+
+typedef struct {
+    uint64_t                    seq;
+    uint64_t                    off;
+} ngx_http_events_slot_t;
+
+
+typedef struct {
+    ngx_rbtree_node_t           node;
+    uint64_t                    count;
+    uint64_t                    last_ms;
+    u_short                     tenant_len;
+    u_short                     type_len;
+    u_char                      data[1];
+} ngx_http_events_type_node_t;
+
+
+struct ngx_http_events_sh_s {
+    uint32_t                    magic;
+    uint32_t                    version;
+    uint64_t                    epoch;
+    uint64_t                    zone_size;
+
+    u_char                     *ring;
+    uint64_t                    ring_size;
+    ngx_http_events_slot_t     *slots;
+    uint64_t                    nslots;
+    uint64_t                   *id_buckets;
+    uint64_t                   *entity_buckets;
+    uint64_t                    bucket_mask;
+
+    volatile uint64_t           head;
+    volatile uint64_t           tail;
+    volatile uint64_t           slot_head;
+    volatile uint64_t           slot_tail;
+    volatile uint64_t           last_seq;
+    volatile uint64_t           evicted_seq;
+    uint64_t                    last_ms;
+
+    ngx_rbtree_t                types;
+    ngx_rbtree_node_t           types_sentinel;
+    uint64_t                    ntypes;
+
+    uint64_t                    stored;
+    uint64_t                    evicted;
+    uint64_t                    expired;
+    uint64_t                    repeats;
+    uint64_t                    conflicts;
+    uint64_t                    rejected_full;
+
+    ngx_http_events_worker_stat_t  workers[NGX_HTTP_EVENTS_MAX_WORKERS];
+};
+
+
+/* a record's header and keys, copied out of the ring */
+typedef struct {
+    ngx_http_events_record_t    h;
+    ngx_str_t                   tenant;
+    ngx_str_t                   id;
+    ngx_str_t                   type;
+    ngx_str_t                   rtype;
+    ngx_str_t                   rid;
+    ngx_str_t                   source;
+    u_char                      keys[NGX_HTTP_EVENTS_MAX_KEYS];
+} ngx_http_events_copy_t;
+
+
+static ngx_int_t ngx_http_events_store_layout(ngx_shm_zone_t *shm_zone,
+    ngx_http_events_sh_t *sh);
+static uint32_t ngx_http_events_hash2(ngx_str_t *a, ngx_str_t *b);
+static uint32_t ngx_http_events_hash3(ngx_str_t *a, ngx_str_t *b,
+    ngx_str_t *c);
+static ngx_http_events_record_t *ngx_http_events_record(
+    ngx_http_events_sh_t *sh, uint64_t off);
+static ngx_http_events_record_t *ngx_http_events_find_id_locked(
+    ngx_http_events_sh_t *sh, ngx_str_t *tenant, ngx_str_t *id);
+static ngx_http_events_type_node_t *ngx_http_events_type_find(
+    ngx_http_events_sh_t *sh, ngx_str_t *tenant, ngx_str_t *type,
+    uint32_t hash);
+static ngx_int_t ngx_http_events_type_ref(ngx_http_events_store_t *store,
+    ngx_str_t *tenant, ngx_str_t *type);
+static void ngx_http_events_type_touch(ngx_http_events_sh_t *sh,
+    ngx_str_t *tenant, ngx_str_t *type, uint64_t last_ms);
+static void ngx_http_events_type_unref(ngx_http_events_store_t *store,
+    ngx_str_t *tenant, ngx_str_t *type);
+static void ngx_http_events_type_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static void ngx_http_events_evict_locked(ngx_http_events_store_t *store);
+static void ngx_http_events_expire_locked(ngx_http_events_store_t *store,
+    uint64_t now);
+static void ngx_http_events_write_locked(ngx_http_events_store_t *store,
+    ngx_http_events_event_t *ev);
+static size_t ngx_http_events_record_size(ngx_http_events_event_t *ev);
+static u_char *ngx_http_events_write_json(u_char *p,
+    ngx_http_events_event_t *ev);
+static ngx_int_t ngx_http_events_copy(ngx_http_events_sh_t *sh,
+    uint64_t off, ngx_http_events_copy_t *c);
+static ngx_int_t ngx_http_events_copy_json(ngx_http_events_sh_t *sh,
+    uint64_t off, ngx_http_events_copy_t *c, ngx_pool_t *pool,
+    ngx_str_t *json);
+static ngx_inline ngx_uint_t ngx_http_events_valid(ngx_http_events_sh_t *sh,
+    uint64_t off);
+static ngx_int_t ngx_http_events_read_slot(ngx_http_events_sh_t *sh,
+    uint64_t i, ngx_http_events_slot_t *slot);
+static ngx_int_t ngx_http_events_seek(ngx_http_events_sh_t *sh,
+    uint64_t seq, uint64_t *pos);
+static ngx_uint_t ngx_http_events_match_query(ngx_http_events_query_t *q,
+    ngx_http_events_copy_t *c);
+static ngx_int_t ngx_http_events_query_scan(ngx_http_events_store_t *store,
+    ngx_http_events_query_t *q, ngx_pool_t *pool,
+    ngx_http_events_result_t *res);
+static ngx_int_t ngx_http_events_query_entity(
+    ngx_http_events_store_t *store, ngx_http_events_query_t *q,
+    ngx_pool_t *pool, ngx_http_events_result_t *res);
+static ngx_int_t ngx_http_events_add_item(ngx_http_events_sh_t *sh,
+    uint64_t off, ngx_http_events_copy_t *c, ngx_pool_t *pool,
+    ngx_http_events_result_t *res);
+static uint64_t ngx_http_events_now_ms(void);
+
+
+ngx_int_t
+ngx_http_events_store_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_http_events_store_t  *ostore = data;
+
+    size_t                    len;
+    ngx_slab_pool_t          *shpool;
+    ngx_http_events_sh_t     *sh;
+    ngx_http_events_store_t  *store;
+
+    store = shm_zone->data;
+
+    if (ostore) {
+        sh = ostore->sh;
+
+        if (sh->magic != NGX_HTTP_EVENTS_MAGIC
+            || sh->version != NGX_HTTP_EVENTS_VERSION)
+        {
+            ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                          "events zone \"%V\" has an incompatible layout "
+                          "(version %uD, this module writes %d); "
+                          "restart nginx instead of reloading",
+                          &shm_zone->shm.name, sh->version,
+                          NGX_HTTP_EVENTS_VERSION);
+            return NGX_ERROR;
+        }
+
+        store->sh = sh;
+        store->shpool = ostore->shpool;
+
+        return NGX_OK;
+    }
+
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (shm_zone->shm.exists) {
+        store->sh = shpool->data;
+        store->shpool = shpool;
+        return NGX_OK;
+    }
+
+    store->shpool = shpool;
+
+    sh = ngx_slab_calloc(shpool, sizeof(ngx_http_events_sh_t));
+    if (sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    shpool->data = sh;
+    store->sh = sh;
+
+    if (ngx_http_events_store_layout(shm_zone, sh) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    len = sizeof(" in events zone \"\"") + shm_zone->shm.name.len;
+
+    shpool->log_ctx = ngx_slab_alloc(shpool, len);
+    if (shpool->log_ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(shpool->log_ctx, " in events zone \"%V\"%Z",
+                &shm_zone->shm.name);
+
+    /* the catalog handles a failed allocation itself: 503, not crit */
+    shpool->log_nomem = 0;
+
+    ngx_log_error(NGX_LOG_NOTICE, shm_zone->shm.log, 0,
+                  "events zone \"%V\": %uL bytes of ring, %uL index slots, "
+                  "epoch %016uxL",
+                  &shm_zone->shm.name, sh->ring_size, sh->nslots, sh->epoch);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_events_store_layout(ngx_shm_zone_t *shm_zone,
+    ngx_http_events_sh_t *sh)
+{
+    uint64_t          size, ring, nslots, nbuckets;
+    ngx_slab_pool_t  *shpool;
+
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+    size = shm_zone->shm.size;
+
+    /*
+     * 3/4 of the zone is ring; the index slots and both bucket arrays
+     * take about 1/8 of that; the rest is slab overhead and the catalog
+     */
+    ring = ngx_align((size / 4 * 3) - ngx_pagesize + 1, ngx_pagesize);
+    ring = ring / ngx_pagesize * ngx_pagesize;
+    nslots = ring / NGX_HTTP_EVENTS_SLOT_BYTES;
+
+    for (nbuckets = 1; nbuckets * 2 <= nslots; nbuckets *= 2) {
+        /* void */
+    }
+
+    sh->magic = NGX_HTTP_EVENTS_MAGIC;
+    sh->version = NGX_HTTP_EVENTS_VERSION;
+    sh->zone_size = size;
+
+    /* the big block first, while the pool is not fragmented */
+    sh->ring = ngx_slab_alloc(shpool, ring);
+    sh->slots = ngx_slab_alloc(shpool,
+                               nslots * sizeof(ngx_http_events_slot_t));
+    sh->id_buckets = ngx_slab_calloc(shpool, nbuckets * sizeof(uint64_t));
+    sh->entity_buckets = ngx_slab_calloc(shpool,
+                                         nbuckets * sizeof(uint64_t));
+
+    if (sh->ring == NULL || sh->slots == NULL || sh->id_buckets == NULL
+        || sh->entity_buckets == NULL)
+    {
+        ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                      "events zone \"%V\" is too small",
+                      &shm_zone->shm.name);
+        return NGX_ERROR;
+    }
+
+    sh->ring_size = ring;
+    sh->nslots = nslots;
+    sh->bucket_mask = nbuckets - 1;
+
+    do {
+        if (RAND_bytes((u_char *) &sh->epoch, sizeof(uint64_t)) != 1) {
+            ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                          "RAND_bytes() failed for events zone \"%V\"",
+                          &shm_zone->shm.name);
+            return NGX_ERROR;
+        }
+    } while (sh->epoch == 0);
+
+    ngx_rbtree_init(&sh->types, &sh->types_sentinel,
+                    ngx_http_events_type_insert);
+
+    return NGX_OK;
+}
+
+
+size_t
+ngx_http_events_store_max_record(ngx_http_events_store_t *store)
+{
+    /* with the padding at the ring's end, twice this always fits */
+    return store->sh->ring_size / 2;
+}
+
+
+ngx_uint_t
+ngx_http_events_store_max_batch(ngx_http_events_store_t *store)
+{
+    return store->sh->nslots / 2;
+}
+
+
+/* keys and hashes */
+
+static uint32_t
+ngx_http_events_hash2(ngx_str_t *a, ngx_str_t *b)
+{
+    uint32_t  h;
+
+    ngx_crc32_init(h);
+    ngx_crc32_update(&h, a->data, a->len);
+    ngx_crc32_update(&h, (u_char *) "", 1);
+    ngx_crc32_update(&h, b->data, b->len);
+    ngx_crc32_final(h);
+
+    return h;
+}
+
+
+static uint32_t
+ngx_http_events_hash3(ngx_str_t *a, ngx_str_t *b, ngx_str_t *c)
+{
+    uint32_t  h;
+
+    ngx_crc32_init(h);
+    ngx_crc32_update(&h, a->data, a->len);
+    ngx_crc32_update(&h, (u_char *) "", 1);
+    ngx_crc32_update(&h, b->data, b->len);
+    ngx_crc32_update(&h, (u_char *) "", 1);
+    ngx_crc32_update(&h, c->data, c->len);
+    ngx_crc32_final(h);
+
+    return h;
+}
+
+
+static ngx_http_events_record_t *
+ngx_http_events_record(ngx_http_events_sh_t *sh, uint64_t off)
+{
+    return (ngx_http_events_record_t *) (sh->ring + off % sh->ring_size);
+}
+
+
+#define ngx_http_events_rec_tenant(h)                                         \
+    ((u_char *) (h) + sizeof(ngx_http_events_record_t))
+#define ngx_http_events_rec_id(h)                                             \
+    (ngx_http_events_rec_tenant(h) + (h)->tenant_len)
+#define ngx_http_events_rec_type(h)                                           \
+    (ngx_http_events_rec_id(h) + (h)->id_len)
+#define ngx_http_events_rec_rtype(h)                                          \
+    (ngx_http_events_rec_type(h) + (h)->type_len)
+#define ngx_http_events_rec_rid(h)                                            \
+    (ngx_http_events_rec_rtype(h) + (h)->rtype_len)
+#define ngx_http_events_rec_source(h)                                         \
+    (ngx_http_events_rec_rid(h) + (h)->rid_len)
+#define ngx_http_events_rec_json(h)                                           \
+    (ngx_http_events_rec_source(h) + (h)->source_len)
+#define ngx_http_events_rec_keys_len(h)                                       \
+    ((size_t) (h)->tenant_len + (h)->id_len + (h)->type_len                   \
+     + (h)->rtype_len + (h)->rid_len + (h)->source_len)
+
+
+static ngx_inline ngx_uint_t
+ngx_http_events_str_eq(ngx_str_t *s, u_char *p, size_t len)
+{
+    return s->len == len && ngx_memcmp(s->data, p, len) == 0;
+}
+
+
+/* called with the mutex held: the chain is stable */
+
+static ngx_http_events_record_t *
+ngx_http_events_find_id_locked(ngx_http_events_sh_t *sh, ngx_str_t *tenant,
+    ngx_str_t *id)
+{
+    uint32_t                   hash;
+    uint64_t                   link;
+    ngx_http_events_record_t  *h;
+
+    hash = ngx_http_events_hash2(tenant, id);
+    link = sh->id_buckets[hash & sh->bucket_mask];
+
+    while (link != 0 && link - 1 >= sh->tail) {
+        h = ngx_http_events_record(sh, link - 1);
+
+        if (h->id_hash == hash
+            && ngx_http_events_str_eq(tenant, ngx_http_events_rec_tenant(h),
+                                      h->tenant_len)
+            && ngx_http_events_str_eq(id, ngx_http_events_rec_id(h),
+                                      h->id_len))
+        {
+            return h;
+        }
+
+        link = h->prev_id;
+    }
+
+    return NULL;
+}
+
+
+/* the type catalog */
+
+static ngx_http_events_type_node_t *
+ngx_http_events_type_find(ngx_http_events_sh_t *sh, ngx_str_t *tenant,
+    ngx_str_t *type, uint32_t hash)
+{
+    ngx_rbtree_node_t            *node, *sentinel;
+    ngx_http_events_type_node_t  *tn;
+
+    node = sh->types.root;
+    sentinel = sh->types.sentinel;
+
+    while (node != sentinel) {
+
+        if (hash != node->key) {
+            node = (hash < node->key) ? node->left : node->right;
+            continue;
+        }
+
+        tn = (ngx_http_events_type_node_t *) node;
+
+        if (ngx_http_events_str_eq(tenant, tn->data, tn->tenant_len)
+            && ngx_http_events_str_eq(type, tn->data + tn->tenant_len,
+                                      tn->type_len))
+        {
+            return tn;
+        }
+
+        /* equal hashes go right, see the insert function */
+        node = node->right;
+    }
+
+    return NULL;
+}
+
+
+static void
+ngx_http_events_type_insert(ngx_rbtree_node_t *temp, ngx_rbtree_node_t *node,
+    ngx_rbtree_node_t *sentinel)
+{
+    ngx_rbtree_node_t  **p;
+
+    for ( ;; ) {
+        p = (node->key < temp->key) ? &temp->left : &temp->right;
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}
+
+
+static ngx_int_t
+ngx_http_events_type_ref(ngx_http_events_store_t *store, ngx_str_t *tenant,
+    ngx_str_t *type)
+{
+    uint32_t                      hash;
+    ngx_http_events_sh_t         *sh;
+    ngx_http_events_type_node_t  *tn;
+
+    sh = store->sh;
+    hash = ngx_http_events_hash2(tenant, type);
+
+    tn = ngx_http_events_type_find(sh, tenant, type, hash);
+
+    if (tn == NULL) {
+        tn = ngx_slab_alloc_locked(store->shpool,
+                                   sizeof(ngx_http_events_type_node_t)
+                                   + tenant->len + type->len);
+        if (tn == NULL) {
+            return NGX_ERROR;
+        }
+
+        tn->node.key = hash;
+        tn->count = 0;
+        tn->last_ms = 0;
+        tn->tenant_len = (u_short) tenant->len;
+        tn->type_len = (u_short) type->len;
+        ngx_memcpy(ngx_cpymem(tn->data, tenant->data, tenant->len),
+                   type->data, type->len);
+
+        ngx_rbtree_insert(&sh->types, &tn->node);
+        sh->ntypes++;
+    }
+
+    tn->count++;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_events_type_touch(ngx_http_events_sh_t *sh, ngx_str_t *tenant,
+    ngx_str_t *type, uint64_t last_ms)
+{
+    ngx_http_events_type_node_t  *tn;
+
+    tn = ngx_http_events_type_find(sh, tenant, type,
+                                   ngx_http_events_hash2(tenant, type));
+    if (tn != NULL) {
+        tn->last_ms = last_ms;
+    }
+}
+
+
+static void
+ngx_http_events_type_unref(ngx_http_events_store_t *store, ngx_str_t *tenant,
+    ngx_str_t *type)
+{
+    ngx_http_events_sh_t         *sh;
+    ngx_http_events_type_node_t  *tn;
+
+    sh = store->sh;
+
+    tn = ngx_http_events_type_find(sh, tenant, type,
+                                   ngx_http_events_hash2(tenant, type));
+    if (tn == NULL) {
+        return;
+    }
+
+    if (--tn->count == 0) {
+        ngx_rbtree_delete(&sh->types, &tn->node);
+        ngx_slab_free_locked(store->shpool, tn);
+        sh->ntypes--;
+    }
+}
+
+
+/* writing */
+
+static void
+ngx_http_events_evict_locked(ngx_http_events_store_t *store)
+{
+    ngx_str_t                  tenant, type;
+    ngx_http_events_sh_t      *sh;
+    ngx_http_events_slot_t    *slot;
+    ngx_http_events_record_t  *h;
+
+    sh = store->sh;
+    slot = &sh->slots[sh->slot_tail % sh->nslots];
+    h = ngx_http_events_record(sh, slot->off);
+
+    tenant.len = h->tenant_len;
+    tenant.data = ngx_http_events_rec_tenant(h);
+    type.len = h->type_len;
+    type.data = ngx_http_events_rec_type(h);
+
+    ngx_http_events_type_unref(store, &tenant, &type);
+
+    sh->evicted_seq = slot->seq;
+    sh->slot_tail++;
+    sh->tail = (sh->slot_tail < sh->slot_head)
+               ? sh->slots[sh->slot_tail % sh->nslots].off
+               : sh->head;
+}
+
+
+static void
+ngx_http_events_expire_locked(ngx_http_events_store_t *store, uint64_t now)
+{
+    ngx_http_events_sh_t      *sh;
+    ngx_http_events_record_t  *h;
+
+    sh = store->sh;
+
+    if (store->retention == 0) {
+        return;
+    }
+
+    while (sh->slot_tail < sh->slot_head) {
+        h = ngx_http_events_record(sh,
+                                   sh->slots[sh->slot_tail % sh->nslots].off);
+
+        if (h->time_ms + store->retention >= now) {
+            break;
+        }
+
+        ngx_http_events_evict_locked(store);
+        sh->expired++;
+    }
+}
+
+
+static size_t
+ngx_http_events_record_size(ngx_http_events_event_t *ev)
+{
+    size_t  len;
+
+    len = sizeof(ngx_http_events_record_t)
+          + ev->tenant.len + ev->id.len + ev->type.len + ev->rtype.len
+          + ev->rid.len + ev->source.len
+          + ev->json_len + NGX_INT64_LEN + NGX_HTTP_EVENTS_TIMESTAMP_LEN;
+
+    return ngx_align(len, 8);
+}
+
+
+static u_char *
+ngx_http_events_write_json(u_char *p, ngx_http_events_event_t *ev)
+{
+    p = ngx_cpymem(p, ev->json, ev->seq_at);
+    p = ngx_sprintf(p, "%uL", ev->seq);
+    p = ngx_cpymem(p, ev->json + ev->seq_at, ev->ts_at - ev->seq_at);
+    p = ngx_http_events_timestamp(p, ev->time_ms);
+    p = ngx_cpymem(p, ev->json + ev->ts_at, ev->json_len - ev->ts_at);
+
+    return p;
+}
+
+
+static void
+ngx_http_events_write_locked(ngx_http_events_store_t *store,
+    ngx_http_events_event_t *ev)
+{
+    u_char                    *p, *json;
+    size_t                     need, pad;
+    uint64_t                   off, *bucket;
+    ngx_http_events_sh_t      *sh;
+    ngx_http_events_slot_t    *slot;
+    ngx_http_events_record_t  *h;
+
+    sh = store->sh;
+
+    need = ngx_http_events_record_size(ev);
+    pad = sh->head % sh->ring_size + need > sh->ring_size
+          ? sh->ring_size - sh->head % sh->ring_size : 0;
+
+    while (sh->slot_tail < sh->slot_head
+           && (sh->ring_size - (sh->head - sh->tail) < pad + need
+               || sh->slot_head - sh->slot_tail >= sh->nslots))
+    {
+        ngx_http_events_evict_locked(store);
+        sh->evicted++;
+    }
+
+    if (sh->slot_tail == sh->slot_head) {
+        sh->tail = sh->head + pad;
+    }
+
+    /* readers must see the new tail before the bytes under it change */
+    ngx_memory_barrier();
+
+    off = sh->head + pad;
+    h = ngx_http_events_record(sh, off);
+
+    ngx_memzero(h, sizeof(ngx_http_events_record_t));
+
+    h->seq = ev->seq;
+    h->time_ms = ev->time_ms;
+    h->id_hash = ngx_http_events_hash2(&ev->tenant, &ev->id);
+    h->entity_hash = ngx_http_events_hash3(&ev->tenant, &ev->rtype,
+                                           &ev->rid);
+    ngx_memcpy(h->digest, ev->digest, 16);
+    h->tenant_len = (uint16_t) ev->tenant.len;
+    h->id_len = (uint16_t) ev->id.len;
+    h->type_len = (uint16_t) ev->type.len;
+    h->rtype_len = (uint16_t) ev->rtype.len;
+    h->rid_len = (uint16_t) ev->rid.len;
+    h->source_len = (uint16_t) ev->source.len;
+    h->action = (u_char) ev->action;
+    h->client_id = ev->client_id;
+
+    p = ngx_http_events_rec_tenant(h);
+    p = ngx_cpymem(p, ev->tenant.data, ev->tenant.len);
+    p = ngx_cpymem(p, ev->id.data, ev->id.len);
+    p = ngx_cpymem(p, ev->type.data, ev->type.len);
+    p = ngx_cpymem(p, ev->rtype.data, ev->rtype.len);
+    p = ngx_cpymem(p, ev->rid.data, ev->rid.len);
+    p = ngx_cpymem(p, ev->source.data, ev->source.len);
+
+    json = p;
+    p = ngx_http_events_write_json(p, ev);
+
+    h->json_len = (uint32_t) (p - json);
+    h->size = (uint32_t) need;
+
+    bucket = &sh->id_buckets[h->id_hash & sh->bucket_mask];
+    h->prev_id = *bucket;
+
+    if (ev->rid.len) {
+        bucket = &sh->entity_buckets[h->entity_hash & sh->bucket_mask];
+        h->prev_entity = *bucket;
+    }
+
+    slot = &sh->slots[sh->slot_head % sh->nslots];
+    slot->seq = ev->seq;
+    slot->off = off;
+
+    /* the record is complete before anything points to it */
+    ngx_memory_barrier();
+
+    sh->id_buckets[h->id_hash & sh->bucket_mask] = off + 1;
+
+    if (ev->rid.len) {
+        sh->entity_buckets[h->entity_hash & sh->bucket_mask] = off + 1;
+    }
+
+    sh->head = off + need;
+    sh->slot_head++;
+}
+
+
+ngx_int_t
+ngx_http_events_store_append(ngx_http_events_store_t *store,
+    ngx_http_events_event_t *events, ngx_uint_t n, ngx_pool_t *pool,
+    ngx_uint_t *failed)
+{
+    u_char                    *p;
+    size_t                     total;
+    uint64_t                   now, seq;
+    ngx_int_t                  rc;
+    ngx_uint_t                 i, j, w;
+    ngx_http_events_sh_t      *sh;
+    ngx_http_events_event_t   *ev;
+    ngx_http_events_record_t  *h;
+
+    sh = store->sh;
+    rc = NGX_OK;
+
+    total = 0;
+
+    for (i = 0; i < n; i++) {
+        total += ngx_http_events_record_size(&events[i]);
+    }
+
+    if (total > ngx_http_events_store_max_record(store)) {
+        return NGX_ABORT;
+    }
+
+    ngx_shmtx_lock(&store->shpool->mutex);
+
+    now = ngx_http_events_now_ms();
+    if (now < sh->last_ms) {
+        /* the wall clock went back: timestamps never do */
+        now = sh->last_ms;
+    }
+
+    ngx_http_events_expire_locked(store, now);
+
+    /* first everything that can fail, so that a batch is all or nothing */
+
+    for (i = 0; i < n; i++) {
+        ev = &events[i];
+        ev->repeat = 0;
+
+        if (!ev->client_id) {
+            continue;
+        }
+
+        h = ngx_http_events_find_id_locked(sh, &ev->tenant, &ev->id);
+        if (h == NULL) {
+            continue;
+        }
+
+        if (!h->client_id || ngx_memcmp(h->digest, ev->digest, 16) != 0) {
+            sh->conflicts++;
+            *failed = i;
+            rc = NGX_DECLINED;
+            goto done;
+        }
+
+        p = ngx_pnalloc(pool, h->json_len);
+        if (p == NULL) {
+            rc = NGX_ERROR;
+            goto done;
+        }
+
+        ngx_memcpy(p, ngx_http_events_rec_json(h), h->json_len);
+
+        ev->stored.data = p;
+        ev->stored.len = h->json_len;
+        ev->seq = h->seq;
+        ev->time_ms = h->time_ms;
+        ev->repeat = 1;
+        sh->repeats++;
+    }
+
+    for (i = 0; i < n; i++) {
+        ev = &events[i];
+
+        if (ev->repeat) {
+            continue;
+        }
+
+        if (ngx_http_events_type_ref(store, &ev->tenant, &ev->type)
+            != NGX_OK)
+        {
+            for (j = 0; j < i; j++) {
+                if (!events[j].repeat) {
+                    ngx_http_events_type_unref(store, &events[j].tenant,
+                                               &events[j].type);
+                }
+            }
+
+            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                          "events zone \"%V\": no memory for the type "
+                          "catalog, %ui types kept; event refused",
+                          &store->name, (ngx_uint_t) sh->ntypes);
+
+            sh->rejected_full++;
+            *failed = i;
+            rc = NGX_BUSY;
+            goto done;
+        }
+    }
+
+    /* nothing can fail from here on */
+
+    seq = sh->last_seq;
+
+    for (i = 0; i < n; i++) {
+        ev = &events[i];
+
+        if (ev->repeat) {
+            continue;
+        }
+
+        ev->seq = ++seq;
+        ev->time_ms = now;
+
+        ngx_http_events_write_locked(store, ev);
+        ngx_http_events_type_touch(sh, &ev->tenant, &ev->type, now);
+    }
+
+    sh->last_ms = now;
+
+    ngx_memory_barrier();
+
+    w = ngx_worker < NGX_HTTP_EVENTS_MAX_WORKERS ? ngx_worker : 0;
+    sh->workers[w].pid = ngx_pid;
+    sh->workers[w].published += seq - sh->last_seq;
+    sh->stored += seq - sh->last_seq;
+
+    sh->last_seq = seq;
+
+done:
+
+    ngx_shmtx_unlock(&store->shpool->mutex);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    /* the answer is built outside the lock from what was written */
+
+    for (i = 0; i < n; i++) {
+        ev = &events[i];
+
+        if (ev->repeat) {
+            continue;
+        }
+
+        p = ngx_pnalloc(pool, ev->json_len + NGX_INT64_LEN
+                              + NGX_HTTP_EVENTS_TIMESTAMP_LEN);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        ev->stored.data = p;
+        ev->stored.len = ngx_http_events_write_json(p, ev) - p;
+    }
+
+    return NGX_OK;
+}
+
+
+/* reading, without the lock */
+
+static ngx_inline ngx_uint_t
+ngx_http_events_valid(ngx_http_events_sh_t *sh, uint64_t off)
+{
+    ngx_memory_barrier();
+    return off >= sh->tail;
+}
+
+
+static ngx_int_t
+ngx_http_events_copy(ngx_http_events_sh_t *sh, uint64_t off,
+    ngx_http_events_copy_t *c)
+{
+    u_char                    *p;
+    size_t                     keys;
+    ngx_http_events_record_t  *h;
+
+    if (off < sh->tail) {
+        return NGX_DECLINED;
+    }
+
+    h = ngx_http_events_record(sh, off);
+    c->h = *h;
+
+    keys = ngx_http_events_rec_keys_len(&c->h);
+
+    /* a record overwritten under us may hold anything: check first */
+    if (keys > NGX_HTTP_EVENTS_MAX_KEYS
+        || c->h.size > sh->ring_size - off % sh->ring_size
+        || sizeof(ngx_http_events_record_t) + keys + c->h.json_len
+           > c->h.size)
+    {
+        return ngx_http_events_valid(sh, off) ? NGX_ERROR : NGX_DECLINED;
+    }
+
+    ngx_memcpy(c->keys, ngx_http_events_rec_tenant(h), keys);
+
+    if (!ngx_http_events_valid(sh, off)) {
+        return NGX_DECLINED;
+    }
+
+    p = c->keys;
+    c->tenant.data = p;
+    c->tenant.len = c->h.tenant_len;
+    p += c->h.tenant_len;
+    c->id.data = p;
+    c->id.len = c->h.id_len;
+    p += c->h.id_len;
+    c->type.data = p;
+    c->type.len = c->h.type_len;
+    p += c->h.type_len;
+    c->rtype.data = p;
+    c->rtype.len = c->h.rtype_len;
+    p += c->h.rtype_len;
+    c->rid.data = p;
+    c->rid.len = c->h.rid_len;
+    p += c->h.rid_len;
+    c->source.data = p;
+    c->source.len = c->h.source_len;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_events_copy_json(ngx_http_events_sh_t *sh, uint64_t off,
+    ngx_http_events_copy_t *c, ngx_pool_t *pool, ngx_str_t *json)
+{
+    u_char                    *p;
+    ngx_http_events_record_t  *h;
+
+    p = ngx_pnalloc(pool, c->h.json_len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    h = ngx_http_events_record(sh, off);
+    ngx_memcpy(p, (u_char *) h + sizeof(ngx_http_events_record_t)
+                  + ngx_http_events_rec_keys_len(&c->h),
+               c->h.json_len);
+
+    if (!ngx_http_events_valid(sh, off)) {
+        return NGX_DECLINED;
+    }
+
+    json->data = p;
+    json->len = c->h.json_len;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_events_store_window(ngx_http_events_store_t *store,
+    ngx_http_events_window_t *w)
+{
+    uint64_t                 i;
+    ngx_int_t                rc;
+    ngx_uint_t               n;
+    ngx_http_events_sh_t    *sh;
+    ngx_http_events_slot_t   slot;
+
+    sh = store->sh;
+
+    w->epoch = sh->epoch;
+
+    for (n = 0; n < NGX_HTTP_EVENTS_RETRIES; n++) {
+        w->head_seq = sh->last_seq;
+        ngx_memory_barrier();
+        w->evicted_seq = sh->evicted_seq;
+        i = sh->slot_tail;
+
+        rc = ngx_http_events_read_slot(sh, i, &slot);
+
+        if (rc == NGX_DECLINED) {
+            continue;
+        }
+
+        /* empty, or the oldest is not published yet */
+        w->oldest_seq = (rc == NGX_OK && slot.seq <= w->head_seq)
+                        ? slot.seq : 0;
+        return;
+    }
+
+    w->oldest_seq = w->evicted_seq + 1;
+}
+
+
+static ngx_int_t
+ngx_http_events_read_slot(ngx_http_events_sh_t *sh, uint64_t i,
+    ngx_http_events_slot_t *slot)
+{
+    if (i >= sh->slot_head) {
+        return NGX_DONE;
+    }
+
+    *slot = sh->slots[i % sh->nslots];
+
+    ngx_memory_barrier();
+
+    return i >= sh->slot_tail ? NGX_OK : NGX_DECLINED;
+}
+
+
+/*
+ * Finds the first slot whose seq is above the given one; a binary search
+ * that starts over if eviction overtakes it.
+ */
+
+static ngx_int_t
+ngx_http_events_seek(ngx_http_events_sh_t *sh, uint64_t seq, uint64_t *pos)
+{
+    uint64_t                lo, hi, mid;
+    ngx_int_t               rc;
+    ngx_uint_t              n;
+    ngx_http_events_slot_t  slot;
+
+    for (n = 0; n < NGX_HTTP_EVENTS_RETRIES; n++) {
+        lo = sh->slot_tail;
+        hi = sh->slot_head;
+
+        while (lo < hi) {
+            mid = lo + (hi - lo) / 2;
+
+            rc = ngx_http_events_read_slot(sh, mid, &slot);
+            if (rc == NGX_DECLINED) {
+                break;
+            }
+
+            if (rc == NGX_OK && slot.seq <= seq) {
+                lo = mid + 1;
+
+            } else {
+                hi = mid;
+            }
+        }
+
+        if (lo >= hi) {
+            *pos = lo;
+            return NGX_OK;
+        }
+    }
+
+    return NGX_ERROR;
+}
+
+
+static ngx_uint_t
+ngx_http_events_match_query(ngx_http_events_query_t *q,
+    ngx_http_events_copy_t *c)
+{
+    if (c->tenant.len != q->tenant.len
+        || ngx_memcmp(c->tenant.data, q->tenant.data, q->tenant.len) != 0)
+    {
+        return 0;
+    }
+
+    if (q->ntypes
+        && !ngx_http_events_match_any(q->types, q->ntypes, &c->type))
+    {
+        return 0;
+    }
+
+    if (q->rtype.len
+        && !ngx_http_events_str_eq(&q->rtype, c->rtype.data, c->rtype.len))
+    {
+        return 0;
+    }
+
+    if (q->rid.len
+        && !ngx_http_events_str_eq(&q->rid, c->rid.data, c->rid.len))
+    {
+        return 0;
+    }
+
+    if (q->source.len
+        && !ngx_http_events_str_eq(&q->source, c->source.data,
+                                   c->source.len))
+    {
+        return 0;
+    }
+
+    if (q->action && q->action != c->h.action) {
+        return 0;
+    }
+
+    if (q->since_ms >= 0 && c->h.time_ms < (uint64_t) q->since_ms) {
+        return 0;
+    }
+
+    if (q->until_ms >= 0 && c->h.time_ms > (uint64_t) q->until_ms) {
+        return 0;
+    }
+
+    return 1;
+}
+
+
+static ngx_int_t
+ngx_http_events_add_item(ngx_http_events_sh_t *sh, uint64_t off,
+    ngx_http_events_copy_t *c, ngx_pool_t *pool,
+    ngx_http_events_result_t *res)
+{
+    ngx_int_t                rc;
+    ngx_str_t                json;
+    ngx_http_events_item_t  *item;
+
+    rc = ngx_http_events_copy_json(sh, off, c, pool, &json);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    item = ngx_array_push(&res->items);
+    if (item == NULL) {
+        return NGX_ERROR;
+    }
+
+    item->seq = c->h.seq;
+    item->json = json;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_events_store_query(ngx_http_events_store_t *store,
+    ngx_http_events_query_t *q, ngx_pool_t *pool,
+    ngx_http_events_result_t *res)
+{
+    ngx_http_events_window_t  *w;
+
+    if (ngx_array_init(&res->items, pool, q->limit + 1,
+                       sizeof(ngx_http_events_item_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    res->has_next = 0;
+    res->has_more = 0;
+    res->expired = 0;
+
+    w = &res->window;
+    ngx_http_events_store_window(store, w);
+
+    if ((q->has_after && q->after < w->evicted_seq)
+        || (q->before && q->before <= w->evicted_seq))
+    {
+        res->expired = 1;
+        return NGX_OK;
+    }
+
+    if (q->rid.len) {
+        return ngx_http_events_query_entity(store, q, pool, res);
+    }
+
+    return ngx_http_events_query_scan(store, q, pool, res);
+}
+
+
+static ngx_int_t
+ngx_http_events_query_scan(ngx_http_events_store_t *store,
+    ngx_http_events_query_t *q, ngx_pool_t *pool,
+    ngx_http_events_result_t *res)
+{
+    uint64_t                 pos, head, last;
+    ngx_int_t                rc;
+    ngx_uint_t               scanned;
+    ngx_http_events_sh_t    *sh;
+    ngx_http_events_copy_t   c;
+    ngx_http_events_slot_t   slot;
+
+    sh = store->sh;
+    head = res->window.head_seq;
+
+    if (!q->desc) {
+        if (ngx_http_events_seek(sh, q->after, &pos) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        last = q->after;
+
+    } else {
+        if (ngx_http_events_seek(sh, q->before ? q->before - 1 : head, &pos)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        last = q->before ? q->before : head + 1;
+    }
+
+    for (scanned = 0; /* void */; /* void */) {
+
+        if (q->desc) {
+            if (pos == 0) {
+                break;
+            }
+
+            pos--;
+        }
+
+        rc = ngx_http_events_read_slot(sh, pos, &slot);
+
+        if (rc == NGX_DECLINED) {
+            /*
+             * ascending, eviction overtook us: what was copied stays valid
+             * and the next page says 410; descending, this is the end
+             */
+            res->has_more = !q->desc;
+            break;
+        }
+
+        if (rc == NGX_DONE || slot.seq > head) {
+            break;
+        }
+
+        if (!q->desc) {
+            pos++;
+        }
+
+        if (scanned++ == q->scan_limit) {
+            res->has_more = 1;
+            break;
+        }
+
+        rc = ngx_http_events_copy(sh, slot.off, &c);
+
+        if (rc == NGX_DECLINED) {
+            res->has_more = !q->desc;
+            break;
+        }
+
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        /* timestamps never go back: past these nothing can match */
+
+        if (!q->desc && q->until_ms >= 0
+            && c.h.time_ms > (uint64_t) q->until_ms)
+        {
+            break;
+        }
+
+        if (q->desc && q->since_ms >= 0
+            && c.h.time_ms < (uint64_t) q->since_ms)
+        {
+            break;
+        }
+
+        if (!ngx_http_events_match_query(q, &c)) {
+            last = slot.seq;
+            continue;
+        }
+
+        if (res->items.nelts == q->limit) {
+            res->has_more = 1;
+            break;
+        }
+
+        rc = ngx_http_events_add_item(sh, slot.off, &c, pool, res);
+
+        if (rc == NGX_DECLINED) {
+            res->has_more = !q->desc;
+            break;
+        }
+
+        if (rc != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        last = slot.seq;
+    }
+
+    if (!q->desc) {
+        /* a reader at the end polls from where the scan stopped */
+        res->next = res->has_more ? last : ngx_max(last, head);
+        res->has_next = 1;
+
+    } else if (res->has_more) {
+        res->next = last;
+        res->has_next = 1;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Entity history follows the entity chain from the newest record down,
+ * so ascending pages keep the oldest "limit + 1" matches seen.
+ */
+
+static ngx_int_t
+ngx_http_events_query_entity(ngx_http_events_store_t *store,
+    ngx_http_events_query_t *q, ngx_pool_t *pool,
+    ngx_http_events_result_t *res)
+{
+    uint32_t                 hash;
+    uint64_t                 link, head, *offs, *seqs;
+    ngx_int_t                rc;
+    ngx_uint_t               n, i, j, k, cap, steps;
+    ngx_http_events_sh_t    *sh;
+    ngx_http_events_copy_t   c;
+
+    sh = store->sh;
+    head = res->window.head_seq;
+
+    cap = q->limit + 1;
+    offs = ngx_palloc(pool, cap * 2 * sizeof(uint64_t));
+    if (offs == NULL) {
+        return NGX_ERROR;
+    }
+
+    seqs = offs + cap;
+
+    hash = ngx_http_events_hash3(&q->tenant, &q->rtype, &q->rid);
+    link = sh->entity_buckets[hash & sh->bucket_mask];
+
+    n = 0;
+
+    for (steps = 0; link != 0 && steps < sh->nslots; steps++) {
+
+        rc = ngx_http_events_copy(sh, link - 1, &c);
+        if (rc == NGX_DECLINED) {
+            break;
+        }
+
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        if (c.h.seq > head
+            || c.h.entity_hash != hash
+            || !ngx_http_events_match_query(q, &c))
+        {
+            goto next;
+        }
+
+        if (!q->desc) {
+            if (c.h.seq <= q->after) {
+                break;
+            }
+
+            /* a ring of the last cap matches: the oldest ones win */
+            offs[n % cap] = link - 1;
+            seqs[n % cap] = c.h.seq;
+            n++;
+
+        } else {
+            if (q->before && c.h.seq >= q->before) {
+                goto next;
+            }
+
+            offs[n] = link - 1;
+            seqs[n] = c.h.seq;
+
+            if (++n == cap) {
+                break;
+            }
+        }
+
+    next:
+
+        link = c.h.prev_entity;
+    }
+
+    k = ngx_min(n, cap);
+
+    for (i = 0; i < k && i < q->limit; i++) {
+        /* ascending: newest-first ring, read back from its oldest end */
+        j = q->desc ? i : (n - 1 - i) % cap;
+
+        rc = ngx_http_events_copy(sh, offs[j], &c);
+        if (rc == NGX_OK) {
+            rc = ngx_http_events_add_item(sh, offs[j], &c, pool, res);
+        }
+
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        if (rc == NGX_DECLINED) {
+            /* evicted meanwhile: the next page will say 410 */
+            break;
+        }
+    }
+
+    res->has_more = n > res->items.nelts;
+
+    if (res->items.nelts) {
+        res->next = ((ngx_http_events_item_t *) res->items.elts)
+                    [res->items.nelts - 1].seq;
+        res->has_next = res->has_more || !q->desc;
+
+    } else if (!q->desc) {
+        res->next = ngx_max(q->after, head);
+        res->has_next = 1;
+    }
+
+    if (!q->desc && !res->has_more) {
+        res->next = ngx_max(res->next, head);
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_events_store_get(ngx_http_events_store_t *store, ngx_str_t *tenant,
+    ngx_str_t *id, ngx_pool_t *pool, ngx_str_t *json)
+{
+    uint32_t                 hash;
+    uint64_t                 link, head;
+    ngx_int_t                rc;
+    ngx_uint_t               steps;
+    ngx_http_events_sh_t    *sh;
+    ngx_http_events_copy_t   c;
+
+    sh = store->sh;
+
+    head = sh->last_seq;
+    ngx_memory_barrier();
+
+    hash = ngx_http_events_hash2(tenant, id);
+    link = sh->id_buckets[hash & sh->bucket_mask];
+
+    for (steps = 0; link != 0 && steps < sh->nslots; steps++) {
+
+        rc = ngx_http_events_copy(sh, link - 1, &c);
+        if (rc != NGX_OK) {
+            return rc == NGX_DECLINED ? NGX_DECLINED : NGX_ERROR;
+        }
+
+        if (c.h.seq <= head
+            && c.h.id_hash == hash
+            && ngx_http_events_str_eq(tenant, c.tenant.data, c.tenant.len)
+            && ngx_http_events_str_eq(id, c.id.data, c.id.len))
+        {
+            return ngx_http_events_copy_json(sh, link - 1, &c, pool, json);
+        }
+
+        link = c.h.prev_id;
+    }
+
+    return NGX_DECLINED;
+}
+
+
+ngx_int_t
+ngx_http_events_store_types(ngx_http_events_store_t *store, ngx_str_t *tenant,
+    ngx_pool_t *pool, ngx_array_t *types)
+{
+    u_char                       *p;
+    ngx_int_t                     rc;
+    ngx_rbtree_node_t            *node, *root, *sentinel;
+    ngx_http_events_sh_t         *sh;
+    ngx_http_events_type_info_t  *ti;
+    ngx_http_events_type_node_t  *tn;
+
+    sh = store->sh;
+    rc = NGX_OK;
+
+    ngx_shmtx_lock(&store->shpool->mutex);
+
+    ngx_http_events_expire_locked(store, ngx_http_events_now_ms());
+
+    root = sh->types.root;
+    sentinel = sh->types.sentinel;
+
+    if (root == sentinel) {
+        goto done;
+    }
+
+    for (node = ngx_rbtree_min(root, sentinel);
+         node;
+         node = ngx_rbtree_next(&sh->types, node))
+    {
+        tn = (ngx_http_events_type_node_t *) node;
+
+        if (!ngx_http_events_str_eq(tenant, tn->data, tn->tenant_len)) {
+            continue;
+        }
+
+        ti = ngx_array_push(types);
+        p = ngx_pnalloc(pool, tn->type_len);
+
+        if (ti == NULL || p == NULL) {
+            rc = NGX_ERROR;
+            break;
+        }
+
+        ngx_memcpy(p, tn->data + tn->tenant_len, tn->type_len);
+
+        ti->type.data = p;
+        ti->type.len = tn->type_len;
+        ti->count = tn->count;
+        ti->last_ms = tn->last_ms;
+    }
+
+done:
+
+    ngx_shmtx_unlock(&store->shpool->mutex);
+
+    return rc;
+}
+
+
+void
+ngx_http_events_store_stats(ngx_http_events_store_t *store,
+    ngx_http_events_stats_t *st)
+{
+    ngx_uint_t                 i;
+    ngx_http_events_sh_t      *sh;
+    ngx_http_events_window_t   w;
+
+    sh = store->sh;
+
+    ngx_shmtx_lock(&store->shpool->mutex);
+
+    ngx_http_events_expire_locked(store, ngx_http_events_now_ms());
+
+    st->epoch = sh->epoch;
+    st->zone_size = sh->zone_size;
+    st->ring_size = sh->ring_size;
+    st->ring_used = sh->head - sh->tail;
+    st->capacity = sh->nslots;
+    st->retained = sh->slot_head - sh->slot_tail;
+    st->stored = sh->stored;
+    st->evicted = sh->evicted;
+    st->expired = sh->expired;
+    st->repeats = sh->repeats;
+    st->conflicts = sh->conflicts;
+    st->rejected_full = sh->rejected_full;
+    st->types = sh->ntypes;
+
+    st->nworkers = 0;
+
+    for (i = 0; i < NGX_HTTP_EVENTS_MAX_WORKERS; i++) {
+        if (sh->workers[i].pid) {
+            st->workers[st->nworkers++] = sh->workers[i];
+        }
+    }
+
+    ngx_shmtx_unlock(&store->shpool->mutex);
+
+    ngx_http_events_store_window(store, &w);
+
+    st->head_seq = w.head_seq;
+    st->oldest_seq = w.oldest_seq;
+}
+
+
+static uint64_t
+ngx_http_events_now_ms(void)
+{
+    ngx_time_t  *tp;
+
+    tp = ngx_timeofday();
+
+    return (uint64_t) tp->sec * 1000 + tp->msec;
+}
+
+
+u_char *
+ngx_http_events_timestamp(u_char *p, uint64_t ms)
+{
+    ngx_tm_t  tm;
+
+    ngx_gmtime((time_t) (ms / 1000), &tm);
+
+    return ngx_sprintf(p, "%4d-%02d-%02dT%02d:%02d:%02d.%03uLZ",
+                       tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
+                       tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec,
+                       ms % 1000);
+}

@@ -1,0 +1,178 @@
+
+/*
+ * Copyright (C) ngx_http_events_module authors
+ */
+
+
+#ifndef _NGX_HTTP_EVENTS_STORE_H_INCLUDED_
+#define _NGX_HTTP_EVENTS_STORE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+
+#define NGX_HTTP_EVENTS_MAX_WORKERS     64
+
+#define NGX_HTTP_EVENTS_ACTION_CREATED  1
+#define NGX_HTTP_EVENTS_ACTION_UPDATED  2
+#define NGX_HTTP_EVENTS_ACTION_DELETED  3
+#define NGX_HTTP_EVENTS_ACTION_OCCURRED 4
+
+/* the longest strings a record keeps beside its JSON */
+#define NGX_HTTP_EVENTS_MAX_ID          128
+#define NGX_HTTP_EVENTS_MAX_TYPE        128
+#define NGX_HTTP_EVENTS_MAX_RTYPE       64
+#define NGX_HTTP_EVENTS_MAX_RID         128
+#define NGX_HTTP_EVENTS_MAX_SOURCE      128
+#define NGX_HTTP_EVENTS_MAX_KEYS        (64 + 128 + 128 + 64 + 128 + 128)
+
+#define NGX_HTTP_EVENTS_TIMESTAMP_LEN   24  /* 2026-11-23T12:00:00.123Z */
+
+
+/* one event on its way into the store, and what the store made of it */
+typedef struct {
+    ngx_str_t                   tenant;
+    ngx_str_t                   id;
+    ngx_str_t                   type;
+    ngx_str_t                   rtype;
+    ngx_str_t                   rid;
+    ngx_str_t                   source;
+    ngx_uint_t                  action;
+    u_char                      digest[16];
+
+    /*
+     * the envelope without seq and timestamp: the store writes them
+     * in at seq_at and ts_at once it has assigned them
+     */
+    u_char                     *json;
+    size_t                      json_len;
+    size_t                      seq_at;
+    size_t                      ts_at;
+
+    unsigned                    client_id:1;
+    unsigned                    repeat:1;
+
+    uint64_t                    seq;
+    uint64_t                    time_ms;
+    ngx_str_t                   stored;         /* the envelope, as stored */
+} ngx_http_events_event_t;
+
+
+/* a consistent view of the store's window, taken without the lock */
+typedef struct {
+    uint64_t                    epoch;
+    uint64_t                    head_seq;       /* newest published */
+    uint64_t                    evicted_seq;    /* newest gone */
+    uint64_t                    oldest_seq;     /* oldest retained, or 0 */
+} ngx_http_events_window_t;
+
+
+typedef struct {
+    ngx_str_t                   tenant;
+    ngx_str_t                  *types;
+    ngx_uint_t                  ntypes;
+    ngx_str_t                   rtype;
+    ngx_str_t                   rid;
+    ngx_str_t                   source;
+    ngx_uint_t                  action;
+    int64_t                     since_ms;       /* -1: none */
+    int64_t                     until_ms;       /* -1: none */
+    uint64_t                    after;
+    uint64_t                    after_epoch;
+    uint64_t                    before;         /* 0: none */
+    uint64_t                    before_epoch;
+    ngx_uint_t                  limit;
+    ngx_uint_t                  scan_limit;
+    unsigned                    desc:1;
+    unsigned                    has_after:1;
+} ngx_http_events_query_t;
+
+
+typedef struct {
+    uint64_t                    seq;
+    ngx_str_t                   json;
+} ngx_http_events_item_t;
+
+
+typedef struct {
+    ngx_array_t                 items;          /* ngx_http_events_item_t */
+    ngx_http_events_window_t    window;
+    uint64_t                    next;           /* cursor seq to go on */
+    unsigned                    has_next:1;
+    unsigned                    has_more:1;
+    unsigned                    expired:1;      /* the cursor left the window */
+} ngx_http_events_result_t;
+
+
+typedef struct {
+    ngx_str_t                   type;
+    uint64_t                    count;
+    uint64_t                    last_ms;
+} ngx_http_events_type_info_t;
+
+
+typedef struct {
+    ngx_pid_t                   pid;
+    uint64_t                    published;
+} ngx_http_events_worker_stat_t;
+
+
+typedef struct {
+    uint64_t                    epoch;
+    uint64_t                    zone_size;
+    uint64_t                    ring_size;
+    uint64_t                    ring_used;
+    uint64_t                    capacity;       /* index slots */
+    uint64_t                    retained;
+    uint64_t                    stored;
+    uint64_t                    evicted;
+    uint64_t                    expired;
+    uint64_t                    repeats;
+    uint64_t                    conflicts;
+    uint64_t                    rejected_full;
+    uint64_t                    head_seq;
+    uint64_t                    oldest_seq;
+    uint64_t                    types;
+    ngx_uint_t                  nworkers;
+    ngx_http_events_worker_stat_t  workers[NGX_HTTP_EVENTS_MAX_WORKERS];
+} ngx_http_events_stats_t;
+
+
+typedef struct ngx_http_events_sh_s  ngx_http_events_sh_t;
+
+
+typedef struct {
+    ngx_http_events_sh_t       *sh;
+    ngx_slab_pool_t            *shpool;
+    ngx_str_t                   name;
+    ngx_msec_t                  retention;
+} ngx_http_events_store_t;
+
+
+ngx_int_t ngx_http_events_store_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
+
+size_t ngx_http_events_store_max_record(ngx_http_events_store_t *store);
+ngx_uint_t ngx_http_events_store_max_batch(ngx_http_events_store_t *store);
+
+ngx_int_t ngx_http_events_store_append(ngx_http_events_store_t *store,
+    ngx_http_events_event_t *events, ngx_uint_t n, ngx_pool_t *pool,
+    ngx_uint_t *failed);
+
+void ngx_http_events_store_window(ngx_http_events_store_t *store,
+    ngx_http_events_window_t *w);
+ngx_int_t ngx_http_events_store_get(ngx_http_events_store_t *store,
+    ngx_str_t *tenant, ngx_str_t *id, ngx_pool_t *pool, ngx_str_t *json);
+ngx_int_t ngx_http_events_store_query(ngx_http_events_store_t *store,
+    ngx_http_events_query_t *q, ngx_pool_t *pool,
+    ngx_http_events_result_t *res);
+ngx_int_t ngx_http_events_store_types(ngx_http_events_store_t *store,
+    ngx_str_t *tenant, ngx_pool_t *pool, ngx_array_t *types);
+void ngx_http_events_store_stats(ngx_http_events_store_t *store,
+    ngx_http_events_stats_t *st);
+
+u_char *ngx_http_events_timestamp(u_char *p, uint64_t ms);
+
+
+#endif /* _NGX_HTTP_EVENTS_STORE_H_INCLUDED_ */
