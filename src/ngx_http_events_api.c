@@ -368,7 +368,8 @@ ngx_http_events_api_ingest(ngx_http_request_t *r, u_char *body, size_t len)
 
     ngx_memzero(&err, sizeof(ngx_http_events_error_t));
 
-    root = json_loadb((char *) body, len, JSON_REJECT_DUPLICATES, &jerr);
+    root = json_loadb((char *) body, len,
+                     JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
 
     if (root == NULL) {
         ngx_http_events_error(&err, 400, "invalid_json", NULL, NULL, NULL,
@@ -866,6 +867,7 @@ ngx_http_events_api_types(ngx_http_request_t *r, ngx_str_t *tenant)
     ngx_int_t                     rc;
     ngx_uint_t                    i;
     ngx_array_t                   types;
+    ngx_http_events_error_t       err;
     ngx_http_events_store_t      *store;
     ngx_http_events_loc_conf_t   *elcf;
     ngx_http_events_type_info_t  *ti;
@@ -879,8 +881,9 @@ ngx_http_events_api_types(ngx_http_request_t *r, ngx_str_t *tenant)
     }
 
     if (r->args.len) {
-        return ngx_http_events_not_found(r, "the catalog takes no "
-                                         "parameters");
+        ngx_http_events_error(&err, 400, "invalid_parameter", NULL, NULL,
+                              NULL, "the catalog takes no parameters");
+        return ngx_http_events_send_error(r, &err, NULL);
     }
 
     if (ngx_array_init(&types, r->pool, 16,
