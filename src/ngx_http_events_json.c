@@ -958,9 +958,11 @@ ngx_http_events_parse_time(u_char *p, size_t len, int64_t *ms)
         return NGX_ERROR;
     }
 
-    /* days from the civil date, as in ngx_parse_http_time() */
+    /* days from the civil date: years start in March, Gauss' formula */
 
-    if (--month <= 0) {
+    month -= 2;
+
+    if (month <= 0) {
         month += 12;
         year -= 1;
     }

@@ -1,0 +1,438 @@
+#!/usr/bin/env bash
+#
+# Ingest benchmark: POST one ~300-byte JSON event per request into
+# ngx_http_events_module and, side by side, into Nchan's publisher
+# (Debian's libnginx-mod-nchan), both under the same stock nginx.
+#
+#   t/bench/ingest.sh            (make bench runs it after building)
+#
+# Environment:
+#   T_MODULE          our module (default: build/ngx_http_events_module.so
+#                     of this checkout)
+#   NGINX_BIN         nginx binary (default /usr/sbin/nginx)
+#   NCHAN_MODULE      Nchan (default /usr/lib/nginx/modules/ngx_nchan_module.so)
+#   BENCH_SECONDS     seconds per wrk run (default 10)
+#   BENCH_ROUNDS      rounds; each round runs ours then Nchan at every
+#                     connection count, so noise hits both (default 2)
+#   BENCH_WARMUP      seconds of unmeasured warm-up per server (default 1,
+#                     0 to skip)
+#   BENCH_CONNECTIONS connection counts (default "1 16"; wrk gets -t1 for
+#                     1 connection, -t2 otherwise)
+#   BENCH_BODY_BYTES  body size (default 300)
+#   BENCH_STRICT=1    count non-2xx with a wrk response() hook instead of
+#                     wrk's status error counter (which counts >= 400 only)
+#   BENCH_KEEP=1      keep the temp directory (configs, logs, wrk output)
+#
+# Exit status: 0 when every check passed, 1 when a check failed, 2 when
+# the setup failed (nginx did not start, wrk missing, ...).
+#
+# Only 127.0.0.1 is ever used.
+
+# R_*, PORT_* and DIR_* are assigned through printf -v
+# shellcheck disable=SC2154
+
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+
+MODULE=${T_MODULE:-$ROOT/build/ngx_http_events_module.so}
+case $MODULE in /*) ;; *) MODULE=$PWD/$MODULE ;; esac
+NGINX=${NGINX_BIN:-/usr/sbin/nginx}
+NCHAN=${NCHAN_MODULE:-/usr/lib/nginx/modules/ngx_nchan_module.so}
+DURATION=${BENCH_SECONDS:-10}
+ROUNDS=${BENCH_ROUNDS:-2}
+WARMUP=${BENCH_WARMUP:-1}
+CONNECTIONS=${BENCH_CONNECTIONS:-"1 16"}
+export BENCH_BODY_BYTES=${BENCH_BODY_BYTES:-300}
+export BENCH_STRICT=${BENCH_STRICT:-0}
+LUA=$HERE/post.lua
+
+die() {
+    echo "ingest.sh: $*" >&2
+    exit 2
+}
+
+for v in DURATION ROUNDS WARMUP BENCH_BODY_BYTES; do
+    [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number, not '${!v}'"
+done
+((DURATION > 0 && ROUNDS > 0)) || die "BENCH_SECONDS and BENCH_ROUNDS must be > 0"
+for c in $CONNECTIONS; do
+    [[ $c =~ ^[1-9][0-9]*$ ]] || die "bad connection count '$c'"
+done
+
+[[ -x $NGINX ]] || die "no nginx at $NGINX"
+[[ -f $MODULE ]] || die "no module at $MODULE (run make first, or set T_MODULE)"
+[[ -f $NCHAN ]] || die "no Nchan at $NCHAN (apt-get install libnginx-mod-nchan)"
+[[ -f $LUA ]] || die "no $LUA"
+command -v wrk >/dev/null || die "wrk is not installed (apt-get install wrk)"
+command -v curl >/dev/null || die "curl is not installed"
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/events-bench.XXXXXX")
+chmod 755 "$WORK"     # workers may run as nobody
+
+STARTED=()            # prefixes of the nginx instances we started
+
+stop_all() {
+    local rc=$? dir pid i
+    trap - EXIT INT TERM
+    for dir in "${STARTED[@]}"; do
+        "$NGINX" -p "$dir/" -c "$dir/nginx.conf" -e "$dir/error.log" \
+            -s quit 2>/dev/null || true
+    done
+    for dir in "${STARTED[@]}"; do
+        pid=$(cat "$dir/nginx.pid" 2>/dev/null || true)
+        [[ -n $pid ]] || continue
+        for ((i = 0; i < 50; i++)); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$pid" 2>/dev/null; then
+            echo "ingest.sh: nginx $pid ($dir) ignored quit; terminating" >&2
+            kill -TERM "$pid" 2>/dev/null || true
+        fi
+    done
+    if [[ ${BENCH_KEEP:-0} == 1 ]]; then
+        echo "kept: $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+    exit "$rc"
+}
+trap stop_all EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# FREE_PORT: a port nothing on 127.0.0.1 accepts on right now; start()
+# retries with another one if the port gets taken in between
+USED_PORTS=" "
+free_port() {
+    local p i
+    for ((i = 0; i < 200; i++)); do
+        p=$((20000 + RANDOM % 40000))
+        [[ $USED_PORTS == *" $p "* ]] && continue
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            USED_PORTS+="$p "
+            FREE_PORT=$p
+            return 0
+        fi
+    done
+    die "no free port found"
+}
+
+wait_port() {
+    local port=$1 pid=$2 i
+    for ((i = 0; i < 100; i++)); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+        kill -0 "$pid" 2>/dev/null || return 1
+        sleep 0.05
+    done
+    return 1
+}
+
+# write_conf DIR PORT KIND
+write_conf() {
+    local dir=$1 port=$2 kind=$3
+    local t
+    mkdir -p "$dir"
+    chmod 755 "$dir"
+    {
+        if [[ $kind == ours ]]; then
+            echo "load_module $MODULE;"
+        else
+            echo "load_module $NCHAN;"
+        fi
+        cat <<EOF
+worker_processes 2;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+
+events {
+    worker_connections 1024;
+}
+
+http {
+    access_log off;
+EOF
+        for t in client_body proxy fastcgi uwsgi scgi; do
+            echo "    ${t}_temp_path $dir/${t}_temp;"
+        done
+        if [[ $kind == ours ]]; then
+            cat <<EOF
+
+    events_zone bench 256m;
+
+    server {
+        listen 127.0.0.1:$port;
+        client_body_buffer_size 16k;
+
+        location /events {
+            events_api bench;
+        }
+
+        location = /events-status {
+            events_status bench;
+        }
+    }
+}
+EOF
+        else
+            cat <<EOF
+
+    # the same 256 MB of shared memory as events_zone
+    nchan_max_reserved_memory 256m;
+
+    server {
+        listen 127.0.0.1:$port;
+        client_body_buffer_size 16k;
+
+        location = /pub {
+            nchan_publisher;
+            nchan_channel_id bench;
+            nchan_message_buffer_length 1000;
+            nchan_message_timeout 1h;
+        }
+
+        # not used during ingest; messages stay in Nchan's memory store
+        location = /sub {
+            nchan_subscriber;
+            nchan_channel_id bench;
+            nchan_message_buffer_length 1000;
+            nchan_message_timeout 1h;
+        }
+    }
+}
+EOF
+        fi
+    } > "$dir/nginx.conf"
+}
+
+# start KIND -> sets PORT_<kind>, DIR_<kind>
+start() {
+    local kind=$1 dir=$WORK/$1 port attempt pid i
+    for ((attempt = 1; attempt <= 5; attempt++)); do
+        free_port
+        port=$FREE_PORT
+        write_conf "$dir" "$port" "$kind"
+        : > "$dir/error.log"
+        CMD_START[$kind]=$(printf '%q ' "$NGINX" -p "$dir/" -c "$dir/nginx.conf" -e "$dir/error.log")
+        STARTED+=("$dir")
+        if ! "$NGINX" -p "$dir/" -c "$dir/nginx.conf" -e "$dir/error.log" \
+                2>"$dir/start.err"; then
+            if grep -q 'Address already in use' "$dir/start.err"; then
+                continue
+            fi
+            break
+        fi
+        pid=""
+        for ((i = 0; i < 50; i++)); do
+            pid=$(cat "$dir/nginx.pid" 2>/dev/null || true)
+            [[ -n $pid ]] && break
+            sleep 0.05
+        done
+        if [[ -n $pid ]] && wait_port "$port" "$pid"; then
+            printf -v "PORT_$kind" '%s' "$port"
+            printf -v "DIR_$kind" '%s' "$dir"
+            return 0
+        fi
+        grep -q 'Address already in use' "$dir/error.log" || break
+    done
+    echo "ingest.sh: nginx ($kind) failed to start; $dir/nginx.conf:" >&2
+    sed 's/^/    /' "$dir/nginx.conf" >&2
+    echo "ingest.sh: its error log and stderr:" >&2
+    sed 's/^/    /' "$dir/error.log" "$dir/start.err" >&2
+    exit 2
+}
+
+declare -A CMD_START
+
+# our newest seq, 0 when the store is empty
+head_seq() {
+    local body
+    body=$(curl -sS --max-time 10 \
+        "http://127.0.0.1:$PORT_ours/events?limit=1&order=desc") \
+        || { echo "ingest.sh: GET /events failed" >&2; echo -1; return; }
+    if [[ $body =~ \"seq\":([0-9]+) ]]; then
+        echo "${BASH_REMATCH[1]}"
+    elif [[ $body == *'"data":[]'* ]]; then
+        echo 0
+    else
+        echo "ingest.sh: unexpected GET /events answer: ${body:0:200}" >&2
+        echo -1
+    fi
+}
+
+# run_wrk KIND CONNS SECONDS LOGFILE -> sets R_requests, R_duration_us, ...
+run_wrk() {
+    local kind=$1 c=$2 secs=$3 log=$4 t=2 url line kv
+    ((c == 1)) && t=1
+    if [[ $kind == ours ]]; then
+        url=http://127.0.0.1:$PORT_ours/events
+    else
+        url=http://127.0.0.1:$PORT_nchan/pub
+    fi
+    WRK_CMD=(wrk "-t$t" "-c$c" "-d${secs}s" -s "$LUA" "$url")
+    CMD_WRK["$kind/$c"]=$(printf '%q ' "${WRK_CMD[@]}")
+    if ! "${WRK_CMD[@]}" > "$log" 2>&1; then
+        echo "ingest.sh: wrk failed:" >&2
+        sed 's/^/    /' "$log" >&2
+        exit 2
+    fi
+    line=$(grep '^WRK_RESULT ' "$log" | tail -1)
+    [[ -n $line ]] || { echo "ingest.sh: no WRK_RESULT in:" >&2; cat "$log" >&2; exit 2; }
+    for kv in ${line#WRK_RESULT }; do
+        printf -v "R_${kv%%=*}" '%s' "${kv#*=}"
+    done
+}
+declare -A CMD_WRK
+
+median() {
+    printf '%s\n' "$@" | sort -g | awk '
+        { v[NR] = $1 }
+        END { if (NR % 2) print v[(NR + 1) / 2];
+              else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# ---------------------------------------------------------------------
+
+start ours
+start nchan
+
+echo "== machine"
+echo "nproc: $(nproc)"
+echo "cpu: $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || echo unknown)"
+echo "kernel: $(uname -srm)"
+echo "nginx: $("$NGINX" -V 2>&1 | head -1)"
+echo "nchan: $(dpkg-query -W -f='${Package} ${Version}' libnginx-mod-nchan 2>/dev/null || echo "$NCHAN")"
+echo "wrk: $(wrk -v 2>&1 | head -1)"
+echo "module: $MODULE ($(stat -c '%y' "$MODULE" | cut -d. -f1))"
+echo "loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+echo "== servers"
+echo "ours:  ${CMD_START[ours]}  (port $PORT_ours)"
+echo "nchan: ${CMD_START[nchan]}  (port $PORT_nchan)"
+echo "-- $DIR_ours/nginx.conf"
+sed 's/^/    /' "$DIR_ours/nginx.conf"
+echo "-- $DIR_nchan/nginx.conf"
+sed 's/^/    /' "$DIR_nchan/nginx.conf"
+echo
+
+FAILED=0
+fail() {
+    echo "FAIL: $*"
+    FAILED=1
+}
+
+# one POST each before anything else: a wrong status here would make
+# every number below meaningless
+for kind in ours nchan; do
+    if [[ $kind == ours ]]; then path=/events; port=$PORT_ours; else path=/pub; port=$PORT_nchan; fi
+    status=$(curl -sS -o "$WORK/probe-$kind.out" -w '%{http_code}' --max-time 10 \
+        -X POST -H 'Content-Type: application/json' \
+        --data-binary '{"type":"ticket.updated","resourceId":"ticket-123","payload":{"data":{"probe":true}}}' \
+        "http://127.0.0.1:$port$path") || status=000
+    if [[ $status != 2?? ]]; then
+        echo "ingest.sh: probe POST to $kind answered $status:" >&2
+        cat "$WORK/probe-$kind.out" >&2
+        sed 's/^/    /' "$WORK/$kind/error.log" >&2
+        exit 2
+    fi
+    echo "probe POST $kind$path: $status"
+done
+
+if ((WARMUP > 0)); then
+    for kind in ours nchan; do
+        run_wrk "$kind" 16 "$WARMUP" "$WORK/warmup-$kind.log"
+    done
+    echo "warm-up: ${WARMUP}s per server at 16 connections (not measured)"
+fi
+echo "body: ${R_body_bytes:-$BENCH_BODY_BYTES} bytes, non-2xx counted by: $([[ $BENCH_STRICT == 1 ]] && echo "response() hook" || echo "wrk status errors (>= 400)")"
+echo
+
+declare -A RATES
+echo "== runs (${DURATION}s each)"
+printf '%-5s %-5s %-6s %12s %9s %9s %9s %8s %12s %12s %s\n' \
+    round conns server requests events/s p50_us p99_us non2xx seq_delta "delta-req" check
+for ((r = 1; r <= ROUNDS; r++)); do
+    for c in $CONNECTIONS; do
+        for kind in ours nchan; do
+            log=$WORK/wrk-$kind-c$c-r$r.log
+            if [[ $kind == ours ]]; then
+                before=$(head_seq)
+            fi
+            run_wrk "$kind" "$c" "$DURATION" "$log"
+            rate=$(awk -v n="$R_requests" -v us="$R_duration_us" \
+                'BEGIN { printf "%.1f", n / (us / 1e6) }')
+            RATES["$kind/$c"]+="$rate "
+            errs=$((R_err_connect + R_err_read + R_err_write + R_err_timeout))
+            check=ok
+            if ((R_non2xx != 0)); then
+                check="non-2xx"
+                fail "$kind c=$c round $r: $R_non2xx non-2xx responses"
+            fi
+            if ((errs != 0)); then
+                check+=",socket-errors"
+                echo "note: $kind c=$c round $r: socket errors connect=$R_err_connect read=$R_err_read write=$R_err_write timeout=$R_err_timeout"
+            fi
+            delta="-" diff="-"
+            if [[ $kind == ours ]]; then
+                after=$(head_seq)
+                if ((before < 0 || after < 0)); then
+                    check="seq?"
+                    fail "ours c=$c round $r: could not read the head seq"
+                else
+                    delta=$((after - before))
+                    diff=$((delta - R_requests))
+                    # requests still in flight when wrk stops are stored
+                    # but not counted by wrk: at most one per connection
+                    if ((diff < 0 || diff > c + errs)); then
+                        check="seq-mismatch"
+                        fail "ours c=$c round $r: seq advanced $delta, wrk counted $R_requests requests"
+                    fi
+                fi
+            fi
+            printf '%-5s %-5s %-6s %12s %9s %9s %9s %8s %12s %12s %s\n' \
+                "$r" "$c" "$kind" "$R_requests" "$rate" "$R_lat_p50_us" \
+                "$R_lat_p99_us" "$R_non2xx" "$delta" "$diff" "$check"
+        done
+    done
+done
+echo
+
+echo "== commands"
+for c in $CONNECTIONS; do
+    echo "ours  c=$c: ${CMD_WRK[ours/$c]}"
+    echo "nchan c=$c: ${CMD_WRK[nchan/$c]}"
+done
+echo
+
+echo "== ours: /events-status after the runs"
+curl -sS --max-time 10 "http://127.0.0.1:$PORT_ours/events-status" || true
+echo
+echo
+
+for kind in ours nchan; do
+    if grep -qE '\[(warn|error|crit|alert|emerg)\]' "$WORK/$kind/error.log"; then
+        echo "== $kind error log (warn and above)"
+        grep -E '\[(warn|error|crit|alert|emerg)\]' "$WORK/$kind/error.log" | tail -20 | sed 's/^/    /'
+        echo
+    fi
+done
+
+echo "== ingest, events/s, median of $ROUNDS round(s) of ${DURATION}s, ${R_body_bytes:-$BENCH_BODY_BYTES}-byte body"
+printf '%-12s %14s %14s %12s\n' connections ours nchan ours/nchan
+for c in $CONNECTIONS; do
+    # shellcheck disable=SC2086
+    o=$(median ${RATES[ours/$c]})
+    # shellcheck disable=SC2086
+    n=$(median ${RATES[nchan/$c]})
+    ratio=$(awk -v o="$o" -v n="$n" 'BEGIN { if (n > 0) printf "%.2f", o / n; else print "-" }')
+    printf '%-12s %14s %14s %12s\n' "$c" "$o" "$n" "$ratio"
+done
+echo "loadavg at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+if ((FAILED)); then
+    echo "RESULT: correctness checks FAILED"
+    exit 1
+fi
+echo "RESULT: all correctness checks passed"
