@@ -179,6 +179,7 @@ static ngx_int_t ngx_http_events_query_entity(
 static ngx_int_t ngx_http_events_add_item(ngx_http_events_sh_t *sh,
     uint64_t off, ngx_http_events_copy_t *c, ngx_pool_t *pool,
     ngx_http_events_result_t *res);
+static void ngx_http_events_expire(ngx_http_events_store_t *store);
 static uint64_t ngx_http_events_now_ms(void);
 
 
@@ -624,6 +625,40 @@ ngx_http_events_expire_locked(ngx_http_events_store_t *store, uint64_t now)
         ngx_http_events_evict_locked(store);
         sh->expired++;
     }
+}
+
+
+/*
+ * Readers drop expired events too, so that the window is right without
+ * writes; the lock is taken only when the oldest event has expired.
+ */
+
+static void
+ngx_http_events_expire(ngx_http_events_store_t *store)
+{
+    uint64_t                  now;
+    ngx_http_events_sh_t     *sh;
+    ngx_http_events_slot_t    slot;
+    ngx_http_events_copy_t    c;
+
+    sh = store->sh;
+
+    if (store->retention == 0
+        || ngx_http_events_read_slot(sh, sh->slot_tail, &slot) != NGX_OK
+        || ngx_http_events_copy(sh, slot.off, &c) != NGX_OK)
+    {
+        return;
+    }
+
+    now = ngx_http_events_now_ms();
+
+    if (c.h.time_ms + store->retention >= now) {
+        return;
+    }
+
+    ngx_shmtx_lock(&store->shpool->mutex);
+    ngx_http_events_expire_locked(store, now);
+    ngx_shmtx_unlock(&store->shpool->mutex);
 }
 
 
@@ -1193,6 +1228,8 @@ ngx_http_events_store_query(ngx_http_events_store_t *store,
     res->has_more = 0;
     res->expired = 0;
 
+    ngx_http_events_expire(store);
+
     w = &res->window;
     ngx_http_events_store_window(store, w);
 
@@ -1472,6 +1509,8 @@ ngx_http_events_store_get(ngx_http_events_store_t *store, ngx_str_t *tenant,
     ngx_http_events_copy_t   c;
 
     sh = store->sh;
+
+    ngx_http_events_expire(store);
 
     head = sh->last_seq;
     ngx_memory_barrier();
