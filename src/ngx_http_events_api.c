@@ -399,7 +399,7 @@ ngx_http_events_api_store(ngx_http_request_t *r, json_t *root,
     ngx_http_events_store_t     *store;
     ngx_http_events_envelope_t   env;
     ngx_http_events_loc_conf_t  *elcf;
-    u_char                       prefix[16];
+    u_char                       prefix[NGX_INT_T_LEN + 4];
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
     store = elcf->api_zone->data;
@@ -499,7 +499,7 @@ ngx_http_events_api_store(ngx_http_request_t *r, json_t *root,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (batch) {
+    if (rc != NGX_OK && batch) {
         env.prefix.len = ngx_sprintf(prefix, "[%ui].", failed) - prefix;
     }
 

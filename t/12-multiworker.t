@@ -44,7 +44,8 @@ my @res = $t->parallel(n => $clients + 1, timeout => 60, code => sub {
     my ($i) = @_;
 
     if ($i == $clients) {
-        my (@seen, $after, $empty);
+        my (@seen, $after);
+        my $empty = 0;
         my $deadline = time + 30;
         while (time < $deadline) {
             my $q = '/events?limit=7' . ($after ? "&after=$after" : '');
