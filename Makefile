@@ -57,7 +57,8 @@ $(BUILD)/nginx/Makefile: config | $(BUILD)
 
 $(MODULE): $(SOURCES) $(BUILD)/nginx/Makefile
 	$(MAKE) -C $(BUILD)/nginx -f objs/Makefile modules
-	cp $(BUILD)/nginx/objs/ngx_http_events_module.so $@
+	@# a new inode: an nginx running the old copy keeps its mapping
+	cp $(BUILD)/nginx/objs/ngx_http_events_module.so $@.tmp && mv $@.tmp $@
 
 $(BUILD)/asan/nginx/Makefile: config | $(BUILD)
 	rm -rf $(BUILD)/asan && mkdir -p $(BUILD)/asan
@@ -71,7 +72,7 @@ $(BUILD)/asan/nginx/Makefile: config | $(BUILD)
 
 $(ASAN_MODULE): $(SOURCES) $(BUILD)/asan/nginx/Makefile
 	$(MAKE) -C $(BUILD)/asan/nginx -f objs/Makefile modules
-	cp $(BUILD)/asan/nginx/objs/ngx_http_events_module.so $@
+	cp $(BUILD)/asan/nginx/objs/ngx_http_events_module.so $@.tmp && mv $@.tmp $@
 
 $(BUILD):
 	mkdir -p $@
@@ -93,29 +94,68 @@ test-asan: deps $(ASAN_MODULE)
 bench: deps $(MODULE)
 	t/bench/ingest.sh
 
-# libFuzzer targets for the envelope validator and the query/cursor parsers.
-FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined \
+# libFuzzer targets for the envelope validator and the query/cursor parsers
+# (t/fuzz/).  The nginx core functions the sources call come from
+# t/fuzz/ngx_stubs.c; the configured headers from $(BUILD)/nginx/objs.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 300
+FUZZ_SHORT   ?= 20
+FUZZ_TARGETS := envelope query
+FUZZ_SRC     := src/ngx_http_events_json.c src/ngx_http_events_cursor.c \
+                src/ngx_http_events_match.c src/ngx_http_events_query.c
+FUZZ_CFLAGS  := -g -O1 -fno-omit-frame-pointer \
+    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
     -I src -I $(NGINX_SRC)/src/core -I $(NGINX_SRC)/src/event \
     -I $(NGINX_SRC)/src/event/modules -I $(NGINX_SRC)/src/os/unix \
     -I $(NGINX_SRC)/src/http -I $(NGINX_SRC)/src/http/modules \
     -I $(BUILD)/nginx/objs
+FUZZ_RUN     := -rss_limit_mb=2048 -timeout=10 -print_final_stats=1
+FUZZ_ENV     := ASAN_OPTIONS=abort_on_error=1:detect_leaks=1 \
+                UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+
+FUZZ_CONF    := $(BUILD)/nginx/objs/ngx_auto_config.h
 
 .PHONY: fuzz-build
-fuzz-build: $(BUILD)/fuzz/fuzz_envelope $(BUILD)/fuzz/fuzz_query
+fuzz-build: $(foreach t,$(FUZZ_TARGETS),$(BUILD)/fuzz/fuzz_$(t))
 
-$(BUILD)/fuzz/fuzz_%: t/fuzz/fuzz_%.c $(SOURCES) $(BUILD)/nginx/Makefile
+# Only the configured headers are needed: configure once if they are
+# missing (Debian's nginx-dev configure writes objs/, but no top Makefile).
+$(FUZZ_CONF):
+	$(MAKE) $(BUILD)/nginx/Makefile
+
+$(BUILD)/fuzz/fuzz_%: t/fuzz/fuzz_%.c t/fuzz/ngx_stubs.c $(SOURCES) \
+        | $(FUZZ_CONF)
 	mkdir -p $(BUILD)/fuzz
-	clang $(FUZZ_CFLAGS) -o $@ $< t/fuzz/ngx_stubs.c \
-	    src/ngx_http_events_json.c src/ngx_http_events_cursor.c \
-	    src/ngx_http_events_match.c src/ngx_http_events_query.c \
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< t/fuzz/ngx_stubs.c $(FUZZ_SRC) \
 	    -ljansson -lcrypto
 
+# Each target from a fresh copy of the seeds, for a bounded time; a crash,
+# a leak or a failed invariant fails the target (and leaves crash-* files
+# in $(BUILD)/fuzz/).
+fuzz-short: fuzz-build
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	    rm -rf $(BUILD)/fuzz/short-$$t; \
+	    cp -r t/fuzz/seeds/$$t $(BUILD)/fuzz/short-$$t; \
+	    echo "fuzz_$$t: $(FUZZ_SHORT) s"; \
+	    $(FUZZ_ENV) $(BUILD)/fuzz/fuzz_$$t $(FUZZ_RUN) \
+	        -max_total_time=$(FUZZ_SHORT) \
+	        -artifact_prefix=$(BUILD)/fuzz/ \
+	        $(BUILD)/fuzz/short-$$t > $(BUILD)/fuzz/short-$$t.log 2>&1 \
+	    || { tail -60 $(BUILD)/fuzz/short-$$t.log; exit 1; }; \
+	    grep -E '^stat::number_of_executed_units' \
+	        $(BUILD)/fuzz/short-$$t.log || true; \
+	done
+
+# Longer runs, FUZZ_SECONDS each, with a corpus kept in $(BUILD)/fuzz/.
 fuzz: fuzz-build
-	mkdir -p $(BUILD)/fuzz/corpus-envelope $(BUILD)/fuzz/corpus-query
-	$(BUILD)/fuzz/fuzz_envelope -max_total_time=$${FUZZ_SECONDS:-300} \
-	    $(BUILD)/fuzz/corpus-envelope t/fuzz/seeds/envelope
-	$(BUILD)/fuzz/fuzz_query -max_total_time=$${FUZZ_SECONDS:-300} \
-	    $(BUILD)/fuzz/corpus-query t/fuzz/seeds/query
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	    mkdir -p $(BUILD)/fuzz/corpus-$$t; \
+	    echo "fuzz_$$t: $(FUZZ_SECONDS) s"; \
+	    $(FUZZ_ENV) $(BUILD)/fuzz/fuzz_$$t $(FUZZ_RUN) \
+	        -max_total_time=$(FUZZ_SECONDS) \
+	        -artifact_prefix=$(BUILD)/fuzz/ \
+	        $(BUILD)/fuzz/corpus-$$t t/fuzz/seeds/$$t; \
+	done
 
 clean:
 	rm -rf $(BUILD)

@@ -27,6 +27,7 @@
 #include "ngx_http_events_json.h"
 #include "ngx_http_events_query.h"
 #include "ngx_http_events_cursor.h"
+#include "ngx_http_events_ipc.h"
 
 
 static ngx_int_t ngx_http_events_api_collection(ngx_http_request_t *r,
@@ -532,6 +533,11 @@ ngx_http_events_api_store(ngx_http_request_t *r, json_t *root,
         len += events[i].stored.len + 1;
     }
 
+    if (created) {
+        /* streams hear of it after this answer has gone */
+        ngx_http_events_ipc_notify(store);
+    }
+
     if (!batch) {
         ev = &events[0];
 
@@ -602,7 +608,10 @@ ngx_http_events_api_list(ngx_http_request_t *r, ngx_str_t *tenant,
     ngx_memzero(&q, sizeof(ngx_http_events_query_t));
     ngx_memzero(&err, sizeof(ngx_http_events_error_t));
 
-    if (ngx_http_events_query_parse(&r->args, r->pool, &q, &err) != NGX_OK) {
+    if (ngx_http_events_query_parse(&r->args, NGX_HTTP_EVENTS_QUERY_LIST,
+                                    r->pool, &q, &err)
+        != NGX_OK)
+    {
         if (err.status == 0) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }

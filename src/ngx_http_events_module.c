@@ -18,6 +18,8 @@
 #include "ngx_http_events_store.h"
 #include "ngx_http_events_api.h"
 #include "ngx_http_events_status.h"
+#include "ngx_http_events_stream.h"
+#include "ngx_http_events_ipc.h"
 
 
 static void *ngx_http_events_create_main_conf(ngx_conf_t *cf);
@@ -31,12 +33,22 @@ static char *ngx_http_events_api(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_events_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_events_stream(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_http_events_init_module(ngx_cycle_t *cycle);
+static ngx_int_t ngx_http_events_init_process(ngx_cycle_t *cycle);
+static void ngx_http_events_exit_process(ngx_cycle_t *cycle);
 static ngx_shm_zone_t *ngx_http_events_zone_ref(ngx_conf_t *cf,
     ngx_str_t *name);
 
 
 static ngx_conf_num_bounds_t  ngx_http_events_scan_bounds = {
     ngx_conf_check_num_bounds, 1, 10000000
+};
+
+
+static ngx_conf_num_bounds_t  ngx_http_events_subscribers_bounds = {
+    ngx_conf_check_num_bounds, 0, 10000000
 };
 
 
@@ -105,6 +117,55 @@ static ngx_command_t  ngx_http_events_commands[] = {
       offsetof(ngx_http_events_loc_conf_t, scan_limit),
       &ngx_http_events_scan_bounds },
 
+    { ngx_string("events_stream"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_events_stream,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("events_heartbeat"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_events_loc_conf_t, heartbeat),
+      NULL },
+
+    { ngx_string("events_stream_retry"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_events_loc_conf_t, stream_retry),
+      NULL },
+
+    { ngx_string("events_stream_max_lifetime"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_events_loc_conf_t, stream_max_lifetime),
+      NULL },
+
+    { ngx_string("events_stream_max_buffer"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_events_loc_conf_t, stream_max_buffer),
+      NULL },
+
+    { ngx_string("events_stream_max_subscribers"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_events_loc_conf_t, stream_max_subscribers),
+      &ngx_http_events_subscribers_bounds },
+
+    { ngx_string("events_stream_event_field"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_events_loc_conf_t, stream_event_field),
+      NULL },
+
       ngx_null_command
 };
 
@@ -130,11 +191,11 @@ ngx_module_t  ngx_http_events_module = {
     ngx_http_events_commands,              /* module directives */
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
-    NULL,                                  /* init module */
-    NULL,                                  /* init process */
+    ngx_http_events_init_module,           /* init module */
+    ngx_http_events_init_process,          /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
+    ngx_http_events_exit_process,          /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
@@ -247,6 +308,12 @@ ngx_http_events_create_loc_conf(ngx_conf_t *cf)
     elcf->max_event_size = NGX_CONF_UNSET_SIZE;
     elcf->max_body_size = NGX_CONF_UNSET_SIZE;
     elcf->scan_limit = NGX_CONF_UNSET_UINT;
+    elcf->heartbeat = NGX_CONF_UNSET_MSEC;
+    elcf->stream_retry = NGX_CONF_UNSET_MSEC;
+    elcf->stream_max_lifetime = NGX_CONF_UNSET_MSEC;
+    elcf->stream_max_buffer = NGX_CONF_UNSET_SIZE;
+    elcf->stream_max_subscribers = NGX_CONF_UNSET_UINT;
+    elcf->stream_event_field = NGX_CONF_UNSET;
 
     return elcf;
 }
@@ -265,6 +332,22 @@ ngx_http_events_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_size_value(conf->max_body_size, prev->max_body_size,
                               1024 * 1024);
     ngx_conf_merge_uint_value(conf->scan_limit, prev->scan_limit, 100000);
+    ngx_conf_merge_msec_value(conf->heartbeat, prev->heartbeat, 20000);
+    ngx_conf_merge_msec_value(conf->stream_retry, prev->stream_retry, 3000);
+    ngx_conf_merge_msec_value(conf->stream_max_lifetime,
+                              prev->stream_max_lifetime, 0);
+    ngx_conf_merge_size_value(conf->stream_max_buffer,
+                              prev->stream_max_buffer, 1024 * 1024);
+    ngx_conf_merge_uint_value(conf->stream_max_subscribers,
+                              prev->stream_max_subscribers, 0);
+    ngx_conf_merge_value(conf->stream_event_field, prev->stream_event_field,
+                         0);
+
+    if (conf->heartbeat == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"events_heartbeat\" must be more than 0");
+        return NGX_CONF_ERROR;
+    }
 
     if (conf->max_event_size < 256) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -344,6 +427,7 @@ ngx_http_events_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     store->name = value[1];
     store->retention = retention;
+    ngx_queue_init(&store->subscribers);
 
     shm_zone->init = ngx_http_events_store_init_zone;
     shm_zone->data = store;
@@ -436,4 +520,51 @@ ngx_http_events_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     clcf->handler = ngx_http_events_status_handler;
 
     return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_events_stream(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_events_loc_conf_t *elcf = conf;
+
+    ngx_str_t                 *value;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (elcf->stream_zone) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    elcf->stream_zone = ngx_http_events_zone_ref(cf, &value[1]);
+    if (elcf->stream_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_events_stream_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_events_init_module(ngx_cycle_t *cycle)
+{
+    return ngx_http_events_ipc_init_module(cycle);
+}
+
+
+static ngx_int_t
+ngx_http_events_init_process(ngx_cycle_t *cycle)
+{
+    return ngx_http_events_ipc_init_process(cycle);
+}
+
+
+static void
+ngx_http_events_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_events_ipc_exit_process(cycle);
 }

@@ -25,6 +25,7 @@ typedef ngx_int_t (*ngx_http_events_param_pt)(ngx_http_events_query_t *q,
 typedef struct {
     ngx_str_t                   name;
     ngx_http_events_param_pt    handler;
+    ngx_uint_t                  modes;
 } ngx_http_events_param_t;
 
 
@@ -50,29 +51,42 @@ static ngx_int_t ngx_http_events_param_limit(ngx_http_events_query_t *q,
     ngx_str_t *value, ngx_pool_t *pool, ngx_http_events_error_t *err);
 static ngx_int_t ngx_http_events_param_order(ngx_http_events_query_t *q,
     ngx_str_t *value, ngx_pool_t *pool, ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_param_last(ngx_http_events_query_t *q,
+    ngx_str_t *value, ngx_pool_t *pool, ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_param_named(ngx_http_events_query_t *q,
+    ngx_str_t *value, ngx_pool_t *pool, ngx_http_events_error_t *err);
 static ngx_int_t ngx_http_events_key_string(ngx_str_t *value, size_t max,
     ngx_uint_t rid);
 
 
+#define L  NGX_HTTP_EVENTS_QUERY_LIST
+#define S  NGX_HTTP_EVENTS_QUERY_STREAM
+
 static ngx_http_events_param_t  ngx_http_events_params[] = {
-    { ngx_string("types"), ngx_http_events_param_types },
-    { ngx_string("resourceType"), ngx_http_events_param_rtype },
-    { ngx_string("resourceId"), ngx_http_events_param_rid },
-    { ngx_string("action"), ngx_http_events_param_action },
-    { ngx_string("source"), ngx_http_events_param_source },
-    { ngx_string("since"), ngx_http_events_param_since },
-    { ngx_string("until"), ngx_http_events_param_until },
-    { ngx_string("after"), ngx_http_events_param_after },
-    { ngx_string("before"), ngx_http_events_param_before },
-    { ngx_string("limit"), ngx_http_events_param_limit },
-    { ngx_string("order"), ngx_http_events_param_order },
-    { ngx_null_string, NULL }
+    { ngx_string("types"), ngx_http_events_param_types, L|S },
+    { ngx_string("resourceType"), ngx_http_events_param_rtype, L|S },
+    { ngx_string("resourceId"), ngx_http_events_param_rid, L|S },
+    { ngx_string("action"), ngx_http_events_param_action, L|S },
+    { ngx_string("source"), ngx_http_events_param_source, L|S },
+    { ngx_string("since"), ngx_http_events_param_since, L },
+    { ngx_string("until"), ngx_http_events_param_until, L },
+    { ngx_string("after"), ngx_http_events_param_after, L },
+    { ngx_string("before"), ngx_http_events_param_before, L },
+    { ngx_string("limit"), ngx_http_events_param_limit, L },
+    { ngx_string("order"), ngx_http_events_param_order, L },
+    { ngx_string("lastEventId"), ngx_http_events_param_last, S },
+    { ngx_string("named"), ngx_http_events_param_named, S },
+    { ngx_null_string, NULL, 0 }
 };
+
+#undef L
+#undef S
 
 
 ngx_int_t
-ngx_http_events_query_parse(ngx_str_t *args, ngx_pool_t *pool,
-    ngx_http_events_query_t *q, ngx_http_events_error_t *err)
+ngx_http_events_query_parse(ngx_str_t *args, ngx_uint_t mode,
+    ngx_pool_t *pool, ngx_http_events_query_t *q,
+    ngx_http_events_error_t *err)
 {
     u_char                   *p, *end, *amp, *eq, *src, *dst;
     uint32_t                  seen;
@@ -108,7 +122,8 @@ ngx_http_events_query_parse(ngx_str_t *args, ngx_pool_t *pool,
         param = NULL;
 
         for (i = 0; ngx_http_events_params[i].name.len; i++) {
-            if (name.len == ngx_http_events_params[i].name.len
+            if ((ngx_http_events_params[i].modes & mode)
+                && name.len == ngx_http_events_params[i].name.len
                 && ngx_strncmp(name.data, ngx_http_events_params[i].name.data,
                                name.len) == 0)
             {
@@ -452,6 +467,32 @@ ngx_http_events_param_limit(ngx_http_events_query_t *q, ngx_str_t *value,
     q->limit = n;
 
     return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_events_param_last(ngx_http_events_query_t *q, ngx_str_t *value,
+    ngx_pool_t *pool, ngx_http_events_error_t *err)
+{
+    /* checked when the stream starts: a bad one is a reset, not a 400 */
+    q->last_event_id = *value;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_events_param_named(ngx_http_events_query_t *q, ngx_str_t *value,
+    ngx_pool_t *pool, ngx_http_events_error_t *err)
+{
+    if (value->len == 1 && (value->data[0] == '0' || value->data[0] == '1')) {
+        q->named = value->data[0] == '1';
+        return NGX_OK;
+    }
+
+    ngx_http_events_error(err, 400, "invalid_parameter", "param", NULL,
+                          "named", "\"named\" must be 0 or 1");
+    return NGX_ERROR;
 }
 
 

@@ -20,8 +20,13 @@
 #define NGX_HTTP_EVENTS_DEFAULT_LIMIT   25
 
 
-ngx_int_t ngx_http_events_query_parse(ngx_str_t *args, ngx_pool_t *pool,
-    ngx_http_events_query_t *q, ngx_http_events_error_t *err);
+#define NGX_HTTP_EVENTS_QUERY_LIST      1
+#define NGX_HTTP_EVENTS_QUERY_STREAM    2
+
+
+ngx_int_t ngx_http_events_query_parse(ngx_str_t *args, ngx_uint_t mode,
+    ngx_pool_t *pool, ngx_http_events_query_t *q,
+    ngx_http_events_error_t *err);
 
 
 #endif /* _NGX_HTTP_EVENTS_QUERY_H_INCLUDED_ */

@@ -114,7 +114,8 @@ static u_char *
 ngx_http_events_status_json(u_char *p, ngx_str_t *zone,
     ngx_http_events_stats_t *st)
 {
-    ngx_uint_t  i;
+    ngx_uint_t         i;
+    ngx_atomic_uint_t  subscribers, streamed, lagging;
 
     p = ngx_sprintf(p, "{\"zone\":\"%V\",\"epoch\":\"%016uxL\","
                     "\"events\":{\"stored\":%uL,\"retained\":%uL,"
@@ -132,13 +133,27 @@ ngx_http_events_status_json(u_char *p, ngx_str_t *zone,
                     st->zone_size, st->ring_size, st->ring_used,
                     st->ring_size - st->ring_used, st->capacity);
 
+    subscribers = 0;
+    streamed = 0;
+    lagging = 0;
+
     for (i = 0; i < st->nworkers; i++) {
-        p = ngx_sprintf(p, "%s{\"pid\":%P,\"published\":%uL}",
+        p = ngx_sprintf(p, "%s{\"pid\":%P,\"published\":%uL,"
+                        "\"subscribers\":%uA,\"streamed\":%uA,"
+                        "\"lagging\":%uA}",
                         i ? "," : "", st->workers[i].pid,
-                        st->workers[i].published);
+                        st->workers[i].published,
+                        st->workers[i].subscribers,
+                        st->workers[i].streamed, st->workers[i].lagging);
+
+        subscribers += st->workers[i].subscribers;
+        streamed += st->workers[i].streamed;
+        lagging += st->workers[i].lagging;
     }
 
-    return ngx_cpymem(p, "]}", 2);
+    return ngx_sprintf(p, "],\"streams\":{\"subscribers\":%uA,"
+                       "\"streamed\":%uA,\"lagging\":%uA}}",
+                       subscribers, streamed, lagging);
 }
 
 
@@ -194,6 +209,25 @@ ngx_http_events_status_text(u_char *p, ngx_str_t *zone,
                         "%uL\n", zone, st->workers[i].pid,
                         st->workers[i].published);
     }
+
+#define ngx_http_events_worker_metric(name, kind, help, field)                \
+    p = ngx_sprintf(p, "# HELP " name " " help "\n# TYPE " name " " kind     \
+                    "\n");                                                    \
+    for (i = 0; i < st->nworkers; i++) {                                      \
+        p = ngx_sprintf(p, name "{zone=\"%V\",pid=\"%P\"} %uA\n", zone,       \
+                        st->workers[i].pid, st->workers[i].field);            \
+    }
+
+    ngx_http_events_worker_metric("events_stream_subscribers", "gauge",
+                                  "Open streams, by worker.", subscribers);
+    ngx_http_events_worker_metric("events_streamed_total", "counter",
+                                  "Events written to streams, by worker.",
+                                  streamed);
+    ngx_http_events_worker_metric("events_stream_lagging_total", "counter",
+                                  "Streams cut for not keeping up.",
+                                  lagging);
+
+#undef ngx_http_events_worker_metric
 
     return p;
 }

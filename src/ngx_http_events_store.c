@@ -212,6 +212,7 @@ ngx_http_events_store_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
         store->sh = sh;
         store->shpool = ostore->shpool;
+        store->epoch = sh->epoch;
 
         return NGX_OK;
     }
@@ -221,6 +222,7 @@ ngx_http_events_store_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     if (shm_zone->shm.exists) {
         store->sh = shpool->data;
         store->shpool = shpool;
+        store->epoch = store->sh->epoch;
         return NGX_OK;
     }
 
@@ -237,6 +239,8 @@ ngx_http_events_store_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     if (ngx_http_events_store_layout(shm_zone, sh) != NGX_OK) {
         return NGX_ERROR;
     }
+
+    store->epoch = sh->epoch;
 
     len = sizeof(" in events zone \"\"") + shm_zone->shm.name.len;
 
@@ -1641,6 +1645,170 @@ ngx_http_events_store_stats(ngx_http_events_store_t *store,
 
     st->head_seq = w.head_seq;
     st->oldest_seq = w.oldest_seq;
+}
+
+
+/*
+ * The next event after a position that matches the filters, copied
+ * into the caller's scratch: what a stream reads, one event at a time,
+ * without growing any pool.  NGX_DONE: nothing more up to the head;
+ * NGX_AGAIN: the budget ran out; NGX_DECLINED: "after" left the window.
+ * *last is how far the reader got either way.
+ */
+
+ngx_int_t
+ngx_http_events_store_next(ngx_http_events_store_t *store,
+    ngx_http_events_query_t *q, uint64_t after, ngx_uint_t budget,
+    ngx_http_events_scratch_t *scratch, ngx_http_events_item_t *item,
+    uint64_t *last)
+{
+    u_char                    *p;
+    uint64_t                   pos, head;
+    ngx_int_t                  rc;
+    ngx_uint_t                 n;
+    ngx_http_events_sh_t      *sh;
+    ngx_http_events_copy_t     c;
+    ngx_http_events_slot_t     slot;
+    ngx_http_events_record_t  *h;
+
+    sh = store->sh;
+    *last = after;
+
+    head = sh->last_seq;
+    ngx_memory_barrier();
+
+    if (after >= head) {
+        return NGX_DONE;
+    }
+
+    if (after < sh->evicted_seq
+        || ngx_http_events_seek(sh, after, &pos) != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    for (n = 0; n < budget; n++) {
+
+        rc = ngx_http_events_read_slot(sh, pos++, &slot);
+
+        if (rc == NGX_DECLINED) {
+            return NGX_DECLINED;
+        }
+
+        if (rc == NGX_DONE || slot.seq > head) {
+            *last = head;
+            return NGX_DONE;
+        }
+
+        rc = ngx_http_events_copy(sh, slot.off, &c);
+
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        if (!ngx_http_events_match_query(q, &c)) {
+            *last = slot.seq;
+            continue;
+        }
+
+        if (c.h.json_len > scratch->size) {
+            p = ngx_alloc(c.h.json_len, ngx_cycle->log);
+            if (p == NULL) {
+                return NGX_ERROR;
+            }
+
+            if (scratch->data) {
+                ngx_free(scratch->data);
+            }
+
+            scratch->data = p;
+            scratch->size = c.h.json_len;
+        }
+
+        h = ngx_http_events_record(sh, slot.off);
+        ngx_memcpy(scratch->data, (u_char *) h
+                                  + sizeof(ngx_http_events_record_t)
+                                  + ngx_http_events_rec_keys_len(&c.h),
+                   c.h.json_len);
+
+        if (!ngx_http_events_valid(sh, slot.off)) {
+            return NGX_DECLINED;
+        }
+
+        ngx_memcpy(scratch->type, c.type.data, c.type.len);
+
+        item->seq = slot.seq;
+        item->json.data = scratch->data;
+        item->json.len = c.h.json_len;
+        item->type.data = scratch->type;
+        item->type.len = c.type.len;
+
+        *last = slot.seq;
+
+        return NGX_OK;
+    }
+
+    return NGX_AGAIN;
+}
+
+
+/* streams: who listens where, and the doorbells' pending flags */
+
+void
+ngx_http_events_store_subscribe(ngx_http_events_store_t *store,
+    ngx_int_t delta)
+{
+    ngx_uint_t  w;
+
+    w = ngx_worker < NGX_HTTP_EVENTS_MAX_WORKERS ? ngx_worker : 0;
+
+    store->sh->workers[w].pid = ngx_pid;
+    (void) ngx_atomic_fetch_add(&store->sh->workers[w].subscribers, delta);
+}
+
+
+ngx_uint_t
+ngx_http_events_store_listening(ngx_http_events_store_t *store,
+    ngx_uint_t worker)
+{
+    return worker < NGX_HTTP_EVENTS_MAX_WORKERS
+           && store->sh->workers[worker].subscribers > 0;
+}
+
+
+ngx_uint_t
+ngx_http_events_store_ring(ngx_http_events_store_t *store, ngx_uint_t worker)
+{
+    return ngx_atomic_cmp_set(&store->sh->workers[worker].pending, 0, 1);
+}
+
+
+void
+ngx_http_events_store_unring(ngx_http_events_store_t *store,
+    ngx_uint_t worker)
+{
+    if (worker < NGX_HTTP_EVENTS_MAX_WORKERS) {
+        (void) ngx_atomic_cmp_set(&store->sh->workers[worker].pending, 1, 0);
+    }
+}
+
+
+void
+ngx_http_events_store_count(ngx_http_events_store_t *store,
+    ngx_uint_t streamed, ngx_uint_t lagging)
+{
+    ngx_uint_t  w;
+
+    w = ngx_worker < NGX_HTTP_EVENTS_MAX_WORKERS ? ngx_worker : 0;
+
+    if (streamed) {
+        (void) ngx_atomic_fetch_add(&store->sh->workers[w].streamed,
+                                    streamed);
+    }
+
+    if (lagging) {
+        (void) ngx_atomic_fetch_add(&store->sh->workers[w].lagging, lagging);
+    }
 }
 
 

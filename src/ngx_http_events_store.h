@@ -84,15 +84,26 @@ typedef struct {
     uint64_t                    before_epoch;
     ngx_uint_t                  limit;
     ngx_uint_t                  scan_limit;
+    ngx_str_t                   last_event_id;  /* streams only */
     unsigned                    desc:1;
     unsigned                    has_after:1;
+    unsigned                    named:1;
 } ngx_http_events_query_t;
 
 
 typedef struct {
     uint64_t                    seq;
     ngx_str_t                   json;
+    ngx_str_t                   type;
 } ngx_http_events_item_t;
+
+
+/* where a reader copies one event: grown, never shrunk */
+typedef struct {
+    u_char                     *data;
+    size_t                      size;
+    u_char                      type[NGX_HTTP_EVENTS_MAX_TYPE];
+} ngx_http_events_scratch_t;
 
 
 typedef struct {
@@ -115,6 +126,10 @@ typedef struct {
 typedef struct {
     ngx_pid_t                   pid;
     uint64_t                    published;
+    ngx_atomic_t                subscribers;
+    ngx_atomic_t                pending;        /* its doorbell rang */
+    ngx_atomic_t                streamed;
+    ngx_atomic_t                lagging;
 } ngx_http_events_worker_stat_t;
 
 
@@ -147,6 +162,11 @@ typedef struct {
     ngx_slab_pool_t            *shpool;
     ngx_str_t                   name;
     ngx_msec_t                  retention;
+    uint64_t                    epoch;
+
+    /* this worker's streams on the zone */
+    ngx_queue_t                 subscribers;
+    ngx_uint_t                  nsubscribers;
 } ngx_http_events_store_t;
 
 
@@ -169,8 +189,23 @@ ngx_int_t ngx_http_events_store_query(ngx_http_events_store_t *store,
     ngx_http_events_result_t *res);
 ngx_int_t ngx_http_events_store_types(ngx_http_events_store_t *store,
     ngx_str_t *tenant, ngx_pool_t *pool, ngx_array_t *types);
+ngx_int_t ngx_http_events_store_next(ngx_http_events_store_t *store,
+    ngx_http_events_query_t *q, uint64_t after, ngx_uint_t budget,
+    ngx_http_events_scratch_t *scratch, ngx_http_events_item_t *item,
+    uint64_t *last);
 void ngx_http_events_store_stats(ngx_http_events_store_t *store,
     ngx_http_events_stats_t *st);
+
+void ngx_http_events_store_subscribe(ngx_http_events_store_t *store,
+    ngx_int_t delta);
+ngx_uint_t ngx_http_events_store_listening(ngx_http_events_store_t *store,
+    ngx_uint_t worker);
+ngx_uint_t ngx_http_events_store_ring(ngx_http_events_store_t *store,
+    ngx_uint_t worker);
+void ngx_http_events_store_unring(ngx_http_events_store_t *store,
+    ngx_uint_t worker);
+void ngx_http_events_store_count(ngx_http_events_store_t *store,
+    ngx_uint_t streamed, ngx_uint_t lagging);
 
 u_char *ngx_http_events_timestamp(u_char *p, uint64_t ms);
 

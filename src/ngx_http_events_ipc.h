@@ -1,0 +1,35 @@
+
+/*
+ * Copyright (C) ngx_http_events_module authors
+ */
+
+
+#ifndef _NGX_HTTP_EVENTS_IPC_H_INCLUDED_
+#define _NGX_HTTP_EVENTS_IPC_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+#include "ngx_http_events_module.h"
+#include "ngx_http_events_store.h"
+
+
+/* one per worker process, hung off the main conf */
+struct ngx_http_events_ipc_s {
+    ngx_fd_t                   *doorbells;      /* by ngx_worker */
+    ngx_uint_t                  ndoorbells;
+    ngx_event_t                 fanout;         /* posted: local publish */
+    ngx_connection_t           *watcher;        /* learns of shutdown */
+    ngx_http_events_scratch_t   scratch;        /* one event, for streams */
+};
+
+
+ngx_int_t ngx_http_events_ipc_init_module(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_events_ipc_init_process(ngx_cycle_t *cycle);
+void ngx_http_events_ipc_exit_process(ngx_cycle_t *cycle);
+void ngx_http_events_ipc_notify(ngx_http_events_store_t *store);
+ngx_http_events_ipc_t *ngx_http_events_ipc(void);
+
+
+#endif /* _NGX_HTTP_EVENTS_IPC_H_INCLUDED_ */

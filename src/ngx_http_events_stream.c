@@ -1,0 +1,993 @@
+
+/*
+ * Copyright (C) ngx_http_events_module authors
+ */
+
+
+/*
+ * Server-Sent Events at an events_stream location.
+ *
+ * A stream is a position in the shared ring: it pulls the events after
+ * its cursor that match its filters, so replay and live delivery are the
+ * same code, and nothing is missed or sent twice whichever worker wrote
+ * the events.  Frames go out in recycled buffers whose memory is given
+ * back whenever the client has taken everything, so an idle stream
+ * holds none; a client that stops reading is cut off once its unsent
+ * output passes events_stream_max_buffer.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_events_module.h"
+#include "ngx_http_events_store.h"
+#include "ngx_http_events_stream.h"
+#include "ngx_http_events_api.h"
+#include "ngx_http_events_ipc.h"
+#include "ngx_http_events_query.h"
+#include "ngx_http_events_cursor.h"
+
+
+#define NGX_HTTP_EVENTS_STREAM_BUF      16384
+#define NGX_HTTP_EVENTS_STREAM_BUDGET   4096    /* records per look */
+#define NGX_HTTP_EVENTS_STREAM_LOOKS    64      /* looks per turn */
+
+
+typedef struct {
+    ngx_http_request_t         *request;
+    ngx_http_events_store_t    *store;
+    ngx_queue_t                 queue;
+    ngx_http_events_query_t     filter;
+
+    uint64_t                    cursor;         /* sent or passed over */
+    uint64_t                    replay_until;
+    ngx_uint_t                  replayed;
+    size_t                      max_buffer;
+    ngx_msec_t                  heartbeat_ms;
+
+    ngx_chain_t                *free;
+    ngx_chain_t                *busy;
+    ngx_chain_t                *out;
+    ngx_chain_t               **last;
+    ngx_chain_t                *tail;
+    off_t                       stalled_sent;
+
+    ngx_event_t                 heartbeat;
+    ngx_event_t                 lifetime;
+    ngx_event_t                 resume;
+
+    unsigned                    queued:1;
+    unsigned                    replaying:1;
+    unsigned                    named:1;
+    unsigned                    stalled:1;
+    unsigned                    done:1;
+} ngx_http_events_stream_ctx_t;
+
+
+static ngx_int_t ngx_http_events_stream_refuse(ngx_http_request_t *r,
+    ngx_uint_t status, const char *code, const char *message);
+static ngx_int_t ngx_http_events_stream_start(
+    ngx_http_events_stream_ctx_t *ctx);
+static ngx_int_t ngx_http_events_stream_headers(ngx_http_request_t *r);
+static ngx_str_t *ngx_http_events_stream_last_id(ngx_http_request_t *r,
+    ngx_http_events_query_t *q);
+static ngx_int_t ngx_http_events_stream_append(
+    ngx_http_events_stream_ctx_t *ctx, u_char *data, size_t len);
+static ngx_int_t ngx_http_events_stream_event(
+    ngx_http_events_stream_ctx_t *ctx, ngx_http_events_item_t *item);
+static ngx_int_t ngx_http_events_stream_reset(
+    ngx_http_events_stream_ctx_t *ctx, const char *reason);
+static ngx_int_t ngx_http_events_stream_ready(
+    ngx_http_events_stream_ctx_t *ctx);
+static ngx_int_t ngx_http_events_stream_flush(
+    ngx_http_events_stream_ctx_t *ctx);
+static off_t ngx_http_events_stream_unsent(ngx_http_events_stream_ctx_t *ctx);
+static void ngx_http_events_stream_release(ngx_http_events_stream_ctx_t *ctx);
+static void ngx_http_events_stream_pump(ngx_http_events_stream_ctx_t *ctx);
+static void ngx_http_events_stream_finish(ngx_http_events_stream_ctx_t *ctx,
+    char *comment);
+static void ngx_http_events_stream_cut(ngx_http_events_stream_ctx_t *ctx);
+static void ngx_http_events_stream_writer(ngx_http_request_t *r);
+static void ngx_http_events_stream_heartbeat(ngx_event_t *ev);
+static void ngx_http_events_stream_lifetime(ngx_event_t *ev);
+static void ngx_http_events_stream_resume(ngx_event_t *ev);
+static void ngx_http_events_stream_unsubscribe(
+    ngx_http_events_stream_ctx_t *ctx);
+static void ngx_http_events_stream_cleanup(void *data);
+
+
+ngx_int_t
+ngx_http_events_stream_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                      rc;
+    ngx_str_t                      allow;
+    ngx_pool_cleanup_t            *cln;
+    ngx_http_events_error_t        err;
+    ngx_http_events_store_t       *store;
+    ngx_http_events_loc_conf_t    *elcf;
+    ngx_http_events_stream_ctx_t  *ctx;
+
+    elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
+    store = elcf->stream_zone->data;
+
+    if (r->method != NGX_HTTP_GET) {
+        ngx_str_set(&allow, "GET");
+
+        if (ngx_http_events_add_header(r, "Allow", &allow) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_events_stream_refuse(r, 405, "method_not_allowed",
+                                             "a stream is read with GET");
+    }
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_events_stream_ctx_t));
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memzero(&err, sizeof(ngx_http_events_error_t));
+
+    rc = ngx_http_events_get_tenant(r, &ctx->filter.tenant);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_events_stream_refuse(r, 400, "invalid_tenant",
+                                             "the request's tenant must be "
+                                             "1-64 characters of "
+                                             "[A-Za-z0-9_.:-]");
+    }
+
+    /* before it is an EventSource, a bad request may be a 4xx */
+
+    if (ngx_http_events_query_parse(&r->args, NGX_HTTP_EVENTS_QUERY_STREAM,
+                                    r->pool, &ctx->filter, &err)
+        != NGX_OK)
+    {
+        if (err.status == 0) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_events_send_error(r, &err, NULL);
+    }
+
+    if (elcf->stream_max_subscribers
+        && store->nsubscribers >= elcf->stream_max_subscribers)
+    {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "events: %ui streams on zone \"%V\" in this worker, "
+                      "stream refused", store->nsubscribers, &store->name);
+
+        return ngx_http_events_stream_refuse(r, 503, "too_many_subscribers",
+                                             "this server holds as many "
+                                             "streams as it may; retry "
+                                             "later");
+    }
+
+    ctx->request = r;
+    ctx->store = store;
+    ctx->max_buffer = elcf->stream_max_buffer;
+    ctx->heartbeat_ms = elcf->heartbeat;
+    ctx->named = elcf->stream_event_field || ctx->filter.named;
+    ctx->last = &ctx->out;
+
+    ctx->filter.scan_limit = NGX_HTTP_EVENTS_STREAM_BUDGET;
+
+    ngx_http_set_ctx(r, ctx, ngx_http_events_module);
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_http_events_stream_cleanup;
+    cln->data = ctx;
+
+    rc = ngx_http_events_stream_headers(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK) {
+        return rc;
+    }
+
+    if (ngx_http_events_stream_start(ctx) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ctx->heartbeat.handler = ngx_http_events_stream_heartbeat;
+    ctx->heartbeat.data = ctx;
+    ctx->heartbeat.log = r->connection->log;
+    ctx->heartbeat.cancelable = 1;
+
+    ctx->resume.handler = ngx_http_events_stream_resume;
+    ctx->resume.data = ctx;
+    ctx->resume.log = r->connection->log;
+
+    if (elcf->stream_max_lifetime) {
+        ctx->lifetime.handler = ngx_http_events_stream_lifetime;
+        ctx->lifetime.data = ctx;
+        ctx->lifetime.log = r->connection->log;
+        ctx->lifetime.cancelable = 1;
+
+        /* up to a tenth earlier, so that reconnects spread out */
+        ngx_add_timer(&ctx->lifetime,
+                      elcf->stream_max_lifetime
+                      - (ngx_msec_t) ngx_random()
+                        % (elcf->stream_max_lifetime / 10 + 1));
+    }
+
+    ngx_queue_insert_tail(&store->subscribers, &ctx->queue);
+    store->nsubscribers++;
+    ctx->queued = 1;
+    ngx_http_events_store_subscribe(store, 1);
+
+    r->main->count++;
+    r->read_event_handler = ngx_http_test_reading;
+    r->write_event_handler = ngx_http_events_stream_writer;
+
+    ngx_http_events_stream_pump(ctx);
+
+    return NGX_DONE;
+}
+
+
+static ngx_int_t
+ngx_http_events_stream_refuse(ngx_http_request_t *r, ngx_uint_t status,
+    const char *code, const char *message)
+{
+    ngx_http_events_error_t  err;
+
+    ngx_http_discard_request_body(r);
+    ngx_http_events_error(&err, status, code, NULL, NULL, NULL, "%s",
+                          message);
+
+    return ngx_http_events_send_error(r, &err, NULL);
+}
+
+
+static ngx_int_t
+ngx_http_events_stream_headers(ngx_http_request_t *r)
+{
+    ngx_str_t  value;
+
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = -1;
+    ngx_str_set(&r->headers_out.content_type,
+                "text/event-stream; charset=utf-8");
+    r->headers_out.content_type_len = sizeof("text/event-stream") - 1;
+    r->headers_out.content_type_lowcase = NULL;
+
+    ngx_str_set(&value, "no-cache, no-transform");
+    if (ngx_http_events_add_header(r, "Cache-Control", &value) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    /* for an nginx in front of us: do not buffer this */
+    ngx_str_set(&value, "no");
+    if (ngx_http_events_add_header(r, "X-Accel-Buffering", &value)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+#if (NGX_HTTP_GZIP)
+    /* whatever gzip_types says: compression would hold events back */
+    r->gzip_tested = 1;
+    r->gzip_ok = 0;
+#endif
+
+    return ngx_http_send_header(r);
+}
+
+
+/*
+ * Where the stream starts: the head, or after the client's cursor.
+ * A cursor that cannot be followed is never a 4xx (an EventSource would
+ * give up for good): the stream says "reset" and goes on from the head.
+ */
+
+static ngx_int_t
+ngx_http_events_stream_start(ngx_http_events_stream_ctx_t *ctx)
+{
+    u_char                      buf[sizeof("retry: \n\n") + NGX_INT_T_LEN];
+    uint64_t                    epoch, seq;
+    ngx_str_t                  *last;
+    const char                 *reason;
+    ngx_http_request_t         *r;
+    ngx_http_events_window_t    w;
+    ngx_http_events_loc_conf_t  *elcf;
+
+    r = ctx->request;
+    elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
+
+    if (ngx_http_events_stream_append(ctx, buf,
+                                      ngx_sprintf(buf, "retry: %M\n\n",
+                                                  elcf->stream_retry)
+                                      - buf)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_http_events_store_window(ctx->store, &w);
+
+    ctx->cursor = w.head_seq;
+
+    last = ngx_http_events_stream_last_id(r, &ctx->filter);
+
+    if (last == NULL || last->len == 0) {
+        return NGX_OK;
+    }
+
+    reason = NULL;
+
+    if (last->len == 8 && ngx_strncmp(last->data, "earliest", 8) == 0) {
+        seq = w.evicted_seq;
+
+    } else if (ngx_http_events_cursor_parse(last->data, last->len, &epoch,
+                                            &seq)
+               != NGX_OK)
+    {
+        reason = "invalid_cursor";
+
+    } else if (epoch != w.epoch) {
+        reason = "epoch_changed";
+
+    } else if (seq < w.evicted_seq) {
+        reason = "cursor_expired";
+
+    } else if (seq > w.head_seq) {
+        reason = "invalid_cursor";
+    }
+
+    if (reason) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "events: stream resumes from the head: %s", reason);
+
+        return ngx_http_events_stream_reset(ctx, reason);
+    }
+
+    ctx->cursor = seq;
+    ctx->replay_until = w.head_seq;
+    ctx->replaying = 1;
+
+    return NGX_OK;
+}
+
+
+/* the header wins: it is what a reconnecting EventSource sends */
+
+static ngx_str_t *
+ngx_http_events_stream_last_id(ngx_http_request_t *r,
+    ngx_http_events_query_t *q)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == sizeof("Last-Event-ID") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "Last-Event-ID",
+                               sizeof("Last-Event-ID") - 1) == 0)
+        {
+            return &h[i].value;
+        }
+    }
+
+    return q->last_event_id.len ? &q->last_event_id : NULL;
+}
+
+
+/* frames */
+
+static ngx_int_t
+ngx_http_events_stream_append(ngx_http_events_stream_ctx_t *ctx,
+    u_char *data, size_t len)
+{
+    size_t               n;
+    u_char              *start, *end;
+    ngx_buf_t           *b;
+    ngx_chain_t         *cl;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+
+    while (len) {
+        b = ctx->tail ? ctx->tail->buf : NULL;
+
+        if (b == NULL || b->last == b->end) {
+            cl = ngx_chain_get_free_buf(r->pool, &ctx->free);
+            if (cl == NULL) {
+                return NGX_ERROR;
+            }
+
+            b = cl->buf;
+            start = b->start;
+            end = b->end;
+
+            if (start == NULL) {
+                start = ngx_palloc(r->pool, NGX_HTTP_EVENTS_STREAM_BUF);
+                if (start == NULL) {
+                    return NGX_ERROR;
+                }
+
+                end = start + NGX_HTTP_EVENTS_STREAM_BUF;
+            }
+
+            ngx_memzero(b, sizeof(ngx_buf_t));
+
+            b->start = start;
+            b->end = end;
+            b->pos = start;
+            b->last = start;
+            b->temporary = 1;
+            b->tag = (ngx_buf_tag_t) &ngx_http_events_module;
+
+            *ctx->last = cl;
+            ctx->last = &cl->next;
+            ctx->tail = cl;
+        }
+
+        n = ngx_min(len, (size_t) (b->end - b->last));
+        b->last = ngx_cpymem(b->last, data, n);
+        data += n;
+        len -= n;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_events_stream_event(ngx_http_events_stream_ctx_t *ctx,
+    ngx_http_events_item_t *item)
+{
+    u_char  *p;
+    u_char   head[sizeof("event: \nid: \ndata: ") + NGX_HTTP_EVENTS_MAX_TYPE
+                  + NGX_HTTP_EVENTS_CURSOR_LEN];
+
+    p = head;
+
+    if (ctx->named) {
+        p = ngx_sprintf(p, "event: %V\n", &item->type);
+    }
+
+    p = ngx_cpymem(p, "id: ", 4);
+    p = ngx_http_events_cursor_write(p, ctx->store->epoch, item->seq);
+    p = ngx_cpymem(p, "\ndata: ", 7);
+
+    if (ngx_http_events_stream_append(ctx, head, p - head) != NGX_OK
+        || ngx_http_events_stream_append(ctx, item->json.data,
+                                         item->json.len)
+           != NGX_OK
+        || ngx_http_events_stream_append(ctx, (u_char *) "\n\n", 2)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_events_stream_reset(ngx_http_events_stream_ctx_t *ctx,
+    const char *reason)
+{
+    u_char                    *p;
+    u_char                     buf[256];
+    ngx_http_events_window_t   w;
+
+    ngx_http_events_store_window(ctx->store, &w);
+
+    p = ngx_cpymem(buf, "event: reset\nid: ", sizeof("event: reset\nid: ") - 1);
+    p = ngx_http_events_cursor_write(p, w.epoch, w.head_seq);
+    p = ngx_sprintf(p, "\ndata: {\"reason\":\"%s\",\"oldest\":\"", reason);
+    p = ngx_http_events_cursor_write(p, w.epoch, w.evicted_seq);
+    p = ngx_cpymem(p, "\",\"head\":\"", sizeof("\",\"head\":\"") - 1);
+    p = ngx_http_events_cursor_write(p, w.epoch, w.head_seq);
+    p = ngx_cpymem(p, "\"}\n\n", 4);
+
+    ctx->cursor = w.head_seq;
+
+    return ngx_http_events_stream_append(ctx, buf, p - buf);
+}
+
+
+static ngx_int_t
+ngx_http_events_stream_ready(ngx_http_events_stream_ctx_t *ctx)
+{
+    u_char  *p;
+    u_char   buf[128];
+
+    p = ngx_sprintf(buf, "event: ready\ndata: {\"replayed\":%ui,\"head\":\"",
+                    ctx->replayed);
+    p = ngx_http_events_cursor_write(p, ctx->store->epoch, ctx->cursor);
+    p = ngx_cpymem(p, "\"}\n\n", 4);
+
+    return ngx_http_events_stream_append(ctx, buf, p - buf);
+}
+
+
+/* output */
+
+static off_t
+ngx_http_events_stream_unsent(ngx_http_events_stream_ctx_t *ctx)
+{
+    off_t         n;
+    ngx_chain_t  *cl;
+
+    n = 0;
+
+    for (cl = ctx->busy; cl; cl = cl->next) {
+        n += ngx_buf_size(cl->buf);
+    }
+
+    for (cl = ctx->out; cl; cl = cl->next) {
+        n += ngx_buf_size(cl->buf);
+    }
+
+    return n;
+}
+
+
+static ngx_int_t
+ngx_http_events_stream_flush(ngx_http_events_stream_ctx_t *ctx)
+{
+    ngx_int_t                  rc;
+    ngx_event_t               *wev;
+    ngx_connection_t          *c;
+    ngx_http_request_t        *r;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    r = ctx->request;
+    c = r->connection;
+    wev = c->write;
+
+    if (ctx->out == NULL && ctx->busy == NULL && !c->buffered) {
+        return NGX_OK;
+    }
+
+    if (ctx->tail) {
+        /* past postpone_output at once */
+        ctx->tail->buf->flush = 1;
+    }
+
+    rc = ngx_http_output_filter(r, ctx->out);
+
+    ngx_chain_update_chains(r->pool, &ctx->free, &ctx->busy, &ctx->out,
+                            (ngx_buf_tag_t) &ngx_http_events_module);
+
+    ctx->last = &ctx->out;
+    ctx->tail = NULL;
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    if (ctx->busy || c->buffered) {
+        if (!wev->delayed) {
+            ngx_add_timer(wev, clcf->send_timeout);
+        }
+
+        if (ngx_handle_write_event(wev, clcf->send_lowat) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+    } else {
+        if (wev->timer_set) {
+            ngx_del_timer(wev);
+        }
+
+        ngx_http_events_stream_release(ctx);
+    }
+
+    if (!ctx->done && !ngx_exiting) {
+        ngx_add_timer(&ctx->heartbeat, ctx->heartbeat_ms);
+    }
+
+    return NGX_OK;
+}
+
+
+/* the client took everything: give the buffers' memory back */
+
+static void
+ngx_http_events_stream_release(ngx_http_events_stream_ctx_t *ctx)
+{
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    for (cl = ctx->free; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (b->start && ngx_pfree(ctx->request->pool, b->start) == NGX_OK) {
+            b->start = NULL;
+            b->end = NULL;
+            b->pos = NULL;
+            b->last = NULL;
+        }
+    }
+}
+
+
+static void
+ngx_http_events_stream_pump(ngx_http_events_stream_ctx_t *ctx)
+{
+    off_t                    unsent;
+    uint64_t                 last;
+    ngx_int_t                rc;
+    ngx_uint_t               looks, streamed;
+    ngx_connection_t        *c;
+    ngx_http_request_t      *r;
+    ngx_http_events_ipc_t   *ipc;
+    ngx_http_events_item_t   item;
+
+    if (ctx->done) {
+        return;
+    }
+
+    r = ctx->request;
+    c = r->connection;
+    ipc = ngx_http_events_ipc();
+
+    unsent = ngx_http_events_stream_unsent(ctx);
+
+    if (unsent >= (off_t) ctx->max_buffer) {
+        if (ctx->stalled && c->sent == ctx->stalled_sent) {
+            ngx_http_events_stream_cut(ctx);
+            return;
+        }
+
+        /* wait for the writer; cut if it does not move by the next turn */
+        ctx->stalled = 1;
+        ctx->stalled_sent = c->sent;
+        return;
+    }
+
+    ctx->stalled = 0;
+    streamed = 0;
+    rc = NGX_DONE;
+
+    for (looks = 0; looks < NGX_HTTP_EVENTS_STREAM_LOOKS; looks++) {
+
+        rc = ngx_http_events_store_next(ctx->store, &ctx->filter,
+                                        ctx->cursor,
+                                        NGX_HTTP_EVENTS_STREAM_BUDGET,
+                                        &ipc->scratch, &item, &last);
+
+        ctx->cursor = ngx_max(ctx->cursor, last);
+
+        if (rc == NGX_OK) {
+            if (ngx_http_events_stream_event(ctx, &item) != NGX_OK) {
+                ngx_http_finalize_request(r, NGX_ERROR);
+                return;
+            }
+
+            streamed++;
+            ctx->replayed += ctx->replaying;
+            unsent += item.json.len;
+
+            if (unsent >= (off_t) ctx->max_buffer) {
+                break;
+            }
+
+            looks--;
+            continue;
+        }
+
+        if (rc != NGX_AGAIN) {
+            break;
+        }
+    }
+
+    ngx_http_events_store_count(ctx->store, streamed, 0);
+
+    if (rc == NGX_DECLINED) {
+        /* the window moved past this stream: it resumes from the head */
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "events: stream fell out of the window of zone \"%V\"",
+                      &ctx->store->name);
+
+        ngx_http_events_store_count(ctx->store, 0, 1);
+
+        if (ngx_http_events_stream_reset(ctx, "lagging") != NGX_OK) {
+            ngx_http_finalize_request(r, NGX_ERROR);
+            return;
+        }
+
+        ngx_http_events_stream_finish(ctx, NULL);
+        return;
+    }
+
+    if (rc == NGX_ERROR) {
+        ngx_http_finalize_request(r, NGX_ERROR);
+        return;
+    }
+
+    if (rc == NGX_AGAIN && !ctx->resume.posted) {
+        /* a long way behind: go on after other work */
+        ngx_post_event(&ctx->resume, &ngx_posted_events);
+    }
+
+    if (ctx->replaying && ctx->cursor >= ctx->replay_until) {
+        ctx->replaying = 0;
+
+        if (ngx_http_events_stream_ready(ctx) != NGX_OK) {
+            ngx_http_finalize_request(r, NGX_ERROR);
+            return;
+        }
+    }
+
+    if (ngx_http_events_stream_flush(ctx) != NGX_OK) {
+        ngx_http_finalize_request(r, NGX_ERROR);
+    }
+}
+
+
+/* a client that does not read: closed, it resumes from its last cursor */
+
+static void
+ngx_http_events_stream_cut(ngx_http_events_stream_ctx_t *ctx)
+{
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "events: stream cut, the client does not read "
+                  "(%O bytes unsent)", ngx_http_events_stream_unsent(ctx));
+
+    ngx_http_events_store_count(ctx->store, 0, 1);
+    ngx_http_events_stream_unsubscribe(ctx);
+
+    ctx->done = 1;
+    r->connection->error = 1;
+
+    ngx_http_finalize_request(r, NGX_ERROR);
+}
+
+
+/* a clean end: the last frame, the end of the chunked body */
+
+static void
+ngx_http_events_stream_finish(ngx_http_events_stream_ctx_t *ctx,
+    char *comment)
+{
+    ngx_int_t            rc;
+    ngx_http_request_t  *r;
+
+    if (ctx->done) {
+        return;
+    }
+
+    r = ctx->request;
+    ctx->done = 1;
+
+    ngx_http_events_stream_unsubscribe(ctx);
+
+    if (comment
+        && ngx_http_events_stream_append(ctx, (u_char *) comment,
+                                         ngx_strlen(comment))
+           != NGX_OK)
+    {
+        ngx_http_finalize_request(r, NGX_ERROR);
+        return;
+    }
+
+    if (ngx_http_events_stream_flush(ctx) != NGX_OK) {
+        ngx_http_finalize_request(r, NGX_ERROR);
+        return;
+    }
+
+    rc = ngx_http_send_special(r, NGX_HTTP_LAST | NGX_HTTP_FLUSH);
+
+    ngx_http_finalize_request(r, rc == NGX_ERROR ? NGX_ERROR : NGX_OK);
+}
+
+
+static void
+ngx_http_events_stream_writer(ngx_http_request_t *r)
+{
+    ngx_event_t                   *wev;
+    ngx_connection_t              *c;
+    ngx_http_events_stream_ctx_t  *ctx;
+
+    c = r->connection;
+    wev = c->write;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_events_module);
+
+    if (wev->timedout) {
+        ngx_log_error(NGX_LOG_INFO, c->log, NGX_ETIMEDOUT,
+                      "events: stream client timed out");
+        c->timedout = 1;
+        ngx_http_finalize_request(r, NGX_HTTP_REQUEST_TIME_OUT);
+        return;
+    }
+
+    if (wev->delayed || ctx == NULL || ctx->done) {
+        return;
+    }
+
+    if (ngx_http_events_stream_flush(ctx) != NGX_OK) {
+        ngx_http_finalize_request(r, NGX_ERROR);
+        return;
+    }
+
+    ngx_http_events_stream_pump(ctx);
+}
+
+
+static void
+ngx_http_events_stream_heartbeat(ngx_event_t *ev)
+{
+    ngx_connection_t              *c;
+    ngx_http_events_stream_ctx_t  *ctx;
+
+    ctx = ev->data;
+    c = ctx->request->connection;
+
+    if (ctx->done || ctx->stalled) {
+        return;
+    }
+
+    if (ngx_http_events_stream_append(ctx, (u_char *) ": heartbeat\n\n",
+                                      sizeof(": heartbeat\n\n") - 1)
+        != NGX_OK
+        || ngx_http_events_stream_flush(ctx) != NGX_OK)
+    {
+        ngx_http_finalize_request(ctx->request, NGX_ERROR);
+    }
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_events_stream_lifetime(ngx_event_t *ev)
+{
+    ngx_connection_t              *c;
+    ngx_http_events_stream_ctx_t  *ctx;
+
+    ctx = ev->data;
+    c = ctx->request->connection;
+
+    ngx_http_events_stream_finish(ctx, ": lifetime over, reconnect\n\n");
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_events_stream_resume(ngx_event_t *ev)
+{
+    ngx_connection_t              *c;
+    ngx_http_events_stream_ctx_t  *ctx;
+
+    ctx = ev->data;
+    c = ctx->request->connection;
+
+    ngx_http_events_stream_pump(ctx);
+    ngx_http_run_posted_requests(c);
+}
+
+
+/* called for this worker's streams on a zone when it has news */
+
+void
+ngx_http_events_stream_wake(ngx_http_events_store_t *store)
+{
+    ngx_queue_t                   *q, *next;
+    ngx_connection_t              *c;
+    ngx_http_events_stream_ctx_t  *ctx;
+
+    for (q = ngx_queue_head(&store->subscribers);
+         q != ngx_queue_sentinel(&store->subscribers);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+
+        ctx = ngx_queue_data(q, ngx_http_events_stream_ctx_t, queue);
+        c = ctx->request->connection;
+
+        ngx_http_events_stream_pump(ctx);
+        ngx_http_run_posted_requests(c);
+    }
+}
+
+
+/* graceful shutdown: every stream ends cleanly, clients reconnect */
+
+void
+ngx_http_events_stream_close_all(ngx_cycle_t *cycle)
+{
+    ngx_uint_t                     i;
+    ngx_queue_t                   *q;
+    ngx_shm_zone_t               **zones;
+    ngx_connection_t              *c;
+    ngx_http_events_store_t       *store;
+    ngx_http_events_main_conf_t   *emcf;
+    ngx_http_events_stream_ctx_t  *ctx;
+
+    emcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_events_module);
+    zones = emcf->zones.elts;
+
+    for (i = 0; i < emcf->zones.nelts; i++) {
+        store = zones[i]->data;
+
+        while (!ngx_queue_empty(&store->subscribers)) {
+            q = ngx_queue_head(&store->subscribers);
+            ctx = ngx_queue_data(q, ngx_http_events_stream_ctx_t, queue);
+            c = ctx->request->connection;
+
+            /* finish() unlinks it, whatever happens to the request */
+            ngx_http_events_stream_finish(ctx, ": server restarting, "
+                                          "reconnect\n\n");
+            ngx_http_run_posted_requests(c);
+        }
+    }
+}
+
+
+static void
+ngx_http_events_stream_unsubscribe(ngx_http_events_stream_ctx_t *ctx)
+{
+    if (!ctx->queued) {
+        return;
+    }
+
+    ctx->queued = 0;
+    ngx_queue_remove(&ctx->queue);
+    ctx->store->nsubscribers--;
+    ngx_http_events_store_subscribe(ctx->store, -1);
+
+    if (ctx->heartbeat.timer_set) {
+        ngx_del_timer(&ctx->heartbeat);
+    }
+
+    if (ctx->lifetime.timer_set) {
+        ngx_del_timer(&ctx->lifetime);
+    }
+
+    if (ctx->resume.posted) {
+        ngx_delete_posted_event(&ctx->resume);
+    }
+}
+
+
+static void
+ngx_http_events_stream_cleanup(void *data)
+{
+    ngx_http_events_stream_ctx_t  *ctx = data;
+
+    ctx->done = 1;
+    ngx_http_events_stream_unsubscribe(ctx);
+
+    if (ctx->heartbeat.timer_set) {
+        ngx_del_timer(&ctx->heartbeat);
+    }
+}
