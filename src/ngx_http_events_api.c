@@ -448,10 +448,6 @@ ngx_http_events_api_store(ngx_http_request_t *r, json_t *root,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (env.source.len > NGX_HTTP_EVENTS_MAX_SOURCE) {
-        env.source.len = NGX_HTTP_EVENTS_MAX_SOURCE;
-    }
-
     env.pool = r->pool;
     env.max_size = ngx_min(elcf->max_event_size,
                            ngx_http_events_store_max_record(store));

@@ -54,6 +54,8 @@ static ngx_int_t ngx_http_events_json_string(ngx_http_events_envelope_t *env,
     json_t *v, const char *name, size_t max, ngx_uint_t (*ok)(u_char),
     ngx_str_t *s, ngx_http_events_error_t *err);
 static ngx_uint_t ngx_http_events_text_char(u_char ch);
+static ngx_int_t ngx_http_events_text_valid(u_char *p, size_t len,
+    size_t max);
 static ngx_uint_t ngx_http_events_rtype_char(u_char ch);
 static ngx_uint_t ngx_http_events_rid_char(u_char ch);
 static ngx_int_t ngx_http_events_json_digest(json_t *obj, u_char *digest);
@@ -209,7 +211,9 @@ ngx_http_events_json_event(ngx_http_events_envelope_t *env, json_t *obj,
         tenant.len = json_string_length(f.tenant);
 
         if (tenant.len != env->tenant.len
-            || ngx_memcmp(tenant.data, env->tenant.data, tenant.len) != 0)
+            || (tenant.len
+                && ngx_memcmp(tenant.data, env->tenant.data, tenant.len)
+                   != 0))
         {
             ngx_http_events_error(err, 403, "tenant_mismatch", "field",
                                   &env->prefix, "tenantId",
@@ -257,7 +261,19 @@ ngx_http_events_json_event(ngx_http_events_envelope_t *env, json_t *obj,
         return NGX_ERROR;
     }
 
-    if (ev->source.len == 0) {
+    if (ev->source.len == 0 && env->source.len) {
+        /* the configured default, often from a variable: check it too */
+        if (ngx_http_events_text_valid(env->source.data, env->source.len,
+                                       NGX_HTTP_EVENTS_MAX_SOURCE)
+            != NGX_OK)
+        {
+            ngx_http_events_error(err, 400, "invalid_source", NULL, NULL,
+                                  NULL, "the request's source "
+                                  "(events_source) must be 1-128 bytes of "
+                                  "printable UTF-8");
+            return NGX_ERROR;
+        }
+
         ev->source = env->source;
     }
 
@@ -589,6 +605,62 @@ ngx_http_events_text_char(u_char ch)
 }
 
 
+static ngx_int_t
+ngx_http_events_text_valid(u_char *p, size_t len, size_t max)
+{
+    size_t      i, n;
+    uint32_t    cp, min;
+
+    if (len == 0 || len > max) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < len; /* void */) {
+
+        if (p[i] < 0x80) {
+            if (!ngx_http_events_text_char(p[i++])) {
+                return NGX_ERROR;
+            }
+
+            continue;
+        }
+
+        /* well-formed UTF-8: no overlong forms, surrogates, or cut-offs */
+
+        if ((p[i] & 0xe0) == 0xc0) {
+            n = 1; cp = p[i] & 0x1f; min = 0x80;
+
+        } else if ((p[i] & 0xf0) == 0xe0) {
+            n = 2; cp = p[i] & 0x0f; min = 0x800;
+
+        } else if ((p[i] & 0xf8) == 0xf0) {
+            n = 3; cp = p[i] & 0x07; min = 0x10000;
+
+        } else {
+            return NGX_ERROR;
+        }
+
+        if (len - i - 1 < n) {
+            return NGX_ERROR;
+        }
+
+        for (i++; n; n--, i++) {
+            if ((p[i] & 0xc0) != 0x80) {
+                return NGX_ERROR;
+            }
+
+            cp = (cp << 6) | (p[i] & 0x3f);
+        }
+
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
 static ngx_uint_t
 ngx_http_events_rtype_char(u_char ch)
 {
@@ -748,8 +820,9 @@ ngx_http_events_json_size(json_t *v)
     case JSON_OBJECT:
         len = 2;
 
+        /* "key":value, a comma after each but the last */
         json_object_foreach(v, key, item) {
-            len += 3 + ngx_http_events_json_escape_len((u_char *) key,
+            len += 4 + ngx_http_events_json_escape_len((u_char *) key,
                                                        ngx_strlen(key))
                    + ngx_http_events_json_size(item);
         }
