@@ -58,6 +58,8 @@ sub parser {
         skip_lf       => 0,
         eof           => 0,
         closed        => 0,
+        # decode => 0 skips JSON::PP on each event, for bulk readers
+        decode        => $o{decode} // 1,
     }, $class;
 }
 
@@ -248,7 +250,8 @@ sub _dispatch {
         id    => $self->{last_event_id},
         event => length $type ? $type : 'message',
         data  => $data,
-        json  => scalar eval { $JSON->decode($data) },
+        json  => $self->{decode} ? scalar eval { $JSON->decode($data) }
+                                 : undef,
         retry => $retry,
     };
 }
