@@ -85,10 +85,20 @@ run: deps $(MODULE)
 	exec $(NGINX_BIN) -p $(BUILD)/run/ -c nginx.conf -e logs/error.log \
 	    -g 'daemon off;'
 
-test: deps $(MODULE)
+# real clients the tests drive (eventsource), from the npm registry
+NODE_DEPS := t/node/node_modules/.installed
+
+$(NODE_DEPS): t/node/package.json t/node/package-lock.json
+	@command -v npm >/dev/null || { $(SUDO) apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+	        --no-install-recommends nodejs npm; }
+	cd t/node && npm ci --no-audit --no-fund --silent
+	touch $@
+
+test: deps $(MODULE) $(NODE_DEPS)
 	T_MODULE=$(MODULE) prove -j$(PROVE_JOBS) -r t/
 
-test-asan: deps $(ASAN_MODULE)
+test-asan: deps $(ASAN_MODULE) $(NODE_DEPS)
 	T_MODULE=$(ASAN_MODULE) T_ASAN=$(LIBASAN) prove -j$(PROVE_JOBS) -r t/
 
 bench: deps $(MODULE)
@@ -123,7 +133,7 @@ fuzz-build: $(foreach t,$(FUZZ_TARGETS),$(BUILD)/fuzz/fuzz_$(t))
 $(FUZZ_CONF):
 	$(MAKE) $(BUILD)/nginx/Makefile
 
-$(BUILD)/fuzz/fuzz_%: t/fuzz/fuzz_%.c t/fuzz/ngx_stubs.c $(SOURCES) \
+$(BUILD)/fuzz/fuzz_%: t/fuzz/fuzz_%.c t/fuzz/ngx_stubs.c t/fuzz/fuzz_utf8.h $(SOURCES) \
         | $(FUZZ_CONF)
 	mkdir -p $(BUILD)/fuzz
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< t/fuzz/ngx_stubs.c $(FUZZ_SRC) \
