@@ -108,9 +108,14 @@ cmp_ok($st->{lagging}, '>=', 1, 'the stream that did not read was cut');
 is($st->{subscribers}, 0, 'and let go');
 
 my $grew = rss_anon() - $rss0;
-cmp_ok($grew, '<', 24 * 1024,
-    'worker memory grew less than 24 MB over 50 MB published')
-    or diag("grew $grew kB");
+SKIP: {
+    # ASan keeps freed memory in quarantine: its RSS says nothing of ours
+    skip 'memory is measured without ASan', 1 if $t->asan;
+
+    cmp_ok($grew, '<', 24 * 1024,
+        'worker memory grew less than 24 MB over 50 MB published')
+        or diag("grew $grew kB");
+}
 diag("worker anonymous memory grew by $grew kB") if $ENV{TEST_VERBOSE};
 
 # what the cut stream did get is a clean prefix, and it can resume
