@@ -449,6 +449,7 @@ ngx_http_events_api_store(ngx_http_request_t *r, json_t *root,
     }
 
     env.pool = r->pool;
+    env.rng = ngx_http_events_ipc() ? &ngx_http_events_ipc()->rng : NULL;
     env.max_size = ngx_min(elcf->max_event_size,
                            ngx_http_events_store_max_record(store));
 

@@ -29,6 +29,7 @@
 
 static void ngx_http_events_put64(u_char *p, uint64_t v);
 static uint64_t ngx_http_events_get64(u_char *p);
+static uint64_t ngx_http_events_splitmix(uint64_t *state);
 
 
 static void
@@ -117,15 +118,42 @@ ngx_http_events_cursor_parse(u_char *p, size_t len, uint64_t *epoch,
 }
 
 
+/*
+ * A worker's stream of id randomness: splitmix64 from a seed drawn once
+ * from RAND_bytes(); a call per event to the CSPRNG cost more than the
+ * rest of the id (ids need to be unique and unguessable enough to not
+ * collide, not secret).  Without a state, RAND_bytes() it is.
+ */
+
+static uint64_t
+ngx_http_events_splitmix(uint64_t *state)
+{
+    uint64_t  z;
+
+    z = (*state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+
+    return z ^ (z >> 31);
+}
+
+
 ngx_int_t
-ngx_http_events_id_generate(u_char *p, uint64_t ms)
+ngx_http_events_id_generate(u_char *p, uint64_t ms, uint64_t *rng)
 {
     u_char             rnd[10];
-    uint64_t           hi, lo;
+    uint64_t           hi, lo, r;
     ngx_uint_t         i;
     static const char  b32[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
-    if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+    if (rng) {
+        r = ngx_http_events_splitmix(rng);
+        ngx_http_events_put64(rnd + 2, r);
+        r = ngx_http_events_splitmix(rng);
+        rnd[0] = (u_char) r;
+        rnd[1] = (u_char) (r >> 8);
+
+    } else if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
         return NGX_ERROR;
     }
 

@@ -22,6 +22,7 @@ struct ngx_http_events_ipc_s {
     ngx_event_t                 fanout;         /* posted: local publish */
     ngx_connection_t           *watcher;        /* learns of shutdown */
     ngx_http_events_scratch_t   scratch;        /* one event, for streams */
+    uint64_t                    rng;            /* for event ids */
 };
 
 

@@ -186,7 +186,8 @@ ngx_http_events_json_event(ngx_http_events_envelope_t *env, json_t *obj,
         tp = ngx_timeofday();
 
         if (ngx_http_events_id_generate(ev->id.data,
-                                        (uint64_t) tp->sec * 1000 + tp->msec)
+                                        (uint64_t) tp->sec * 1000 + tp->msec,
+                                        env->rng)
             != NGX_OK)
         {
             return NGX_ERROR;

@@ -33,6 +33,7 @@ typedef struct {
     ngx_str_t                   prefix;         /* "[3]." in a batch */
     size_t                      max_size;
     ngx_pool_t                 *pool;
+    uint64_t                   *rng;            /* for ids, may be NULL */
 } ngx_http_events_envelope_t;
 
 

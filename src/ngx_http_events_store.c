@@ -307,6 +307,12 @@ ngx_http_events_store_layout(ngx_shm_zone_t *shm_zone,
         return NGX_ERROR;
     }
 
+    /*
+     * touch every page now, in the master: otherwise the first fill of
+     * the ring pays a page fault and a zeroed page every 4k, in writers
+     */
+    ngx_memzero(sh->ring, ring);
+
     sh->ring_size = ring;
     sh->nslots = nslots;
     sh->bucket_mask = nbuckets - 1;
