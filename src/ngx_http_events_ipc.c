@@ -37,7 +37,8 @@
 static void ngx_http_events_ipc_cleanup(void *data);
 static void ngx_http_events_ipc_doorbell(ngx_event_t *ev);
 static void ngx_http_events_ipc_fanout(ngx_event_t *ev);
-static void ngx_http_events_ipc_wake(ngx_cycle_t *cycle);
+static void ngx_http_events_ipc_wake(ngx_cycle_t *cycle,
+    ngx_uint_t doorbell);
 static ngx_int_t ngx_http_events_ipc_watch(ngx_cycle_t *cycle,
     ngx_http_events_ipc_t *ipc);
 static void ngx_http_events_ipc_watcher(ngx_event_t *ev);
@@ -251,19 +252,19 @@ ngx_http_events_ipc_doorbell(ngx_event_t *ev)
                       "read() from the doorbell failed");
     }
 
-    ngx_http_events_ipc_wake((ngx_cycle_t *) ngx_cycle);
+    ngx_http_events_ipc_wake((ngx_cycle_t *) ngx_cycle, 1);
 }
 
 
 static void
 ngx_http_events_ipc_fanout(ngx_event_t *ev)
 {
-    ngx_http_events_ipc_wake((ngx_cycle_t *) ngx_cycle);
+    ngx_http_events_ipc_wake((ngx_cycle_t *) ngx_cycle, 0);
 }
 
 
 static void
-ngx_http_events_ipc_wake(ngx_cycle_t *cycle)
+ngx_http_events_ipc_wake(ngx_cycle_t *cycle, ngx_uint_t doorbell)
 {
     ngx_uint_t                    i;
     ngx_shm_zone_t              **zones;
@@ -278,6 +279,10 @@ ngx_http_events_ipc_wake(ngx_cycle_t *cycle)
 
         /* clear first: a publish from now on rings again */
         ngx_http_events_store_unring(store, ngx_worker);
+
+        if (doorbell) {
+            ngx_http_events_store_woken(store);
+        }
 
         if (store->nsubscribers) {
             ngx_http_events_stream_wake(store);

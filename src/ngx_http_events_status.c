@@ -140,11 +140,12 @@ ngx_http_events_status_json(u_char *p, ngx_str_t *zone,
     for (i = 0; i < st->nworkers; i++) {
         p = ngx_sprintf(p, "%s{\"pid\":%P,\"published\":%uL,"
                         "\"subscribers\":%uA,\"streamed\":%uA,"
-                        "\"lagging\":%uA}",
+                        "\"lagging\":%uA,\"wakeups\":%uA}",
                         i ? "," : "", st->workers[i].pid,
                         st->workers[i].published,
                         st->workers[i].subscribers,
-                        st->workers[i].streamed, st->workers[i].lagging);
+                        st->workers[i].streamed, st->workers[i].lagging,
+                        st->workers[i].wakeups);
 
         subscribers += st->workers[i].subscribers;
         streamed += st->workers[i].streamed;
@@ -226,6 +227,9 @@ ngx_http_events_status_text(u_char *p, ngx_str_t *zone,
     ngx_http_events_worker_metric("events_stream_lagging_total", "counter",
                                   "Streams cut for not keeping up.",
                                   lagging);
+    ngx_http_events_worker_metric("events_wakeups_total", "counter",
+                                  "Doorbells answered: news from another "
+                                  "worker.", wakeups);
 
 #undef ngx_http_events_worker_metric
 

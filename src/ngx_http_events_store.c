@@ -1818,6 +1818,16 @@ ngx_http_events_store_count(ngx_http_events_store_t *store,
 }
 
 
+void
+ngx_http_events_store_woken(ngx_http_events_store_t *store)
+{
+    if (ngx_worker < NGX_HTTP_EVENTS_MAX_WORKERS) {
+        (void) ngx_atomic_fetch_add(&store->sh->workers[ngx_worker].wakeups,
+                                    1);
+    }
+}
+
+
 static uint64_t
 ngx_http_events_now_ms(void)
 {

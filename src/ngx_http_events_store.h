@@ -130,6 +130,7 @@ typedef struct {
     ngx_atomic_t                pending;        /* its doorbell rang */
     ngx_atomic_t                streamed;
     ngx_atomic_t                lagging;
+    ngx_atomic_t                wakeups;        /* its doorbell, answered */
 } ngx_http_events_worker_stat_t;
 
 
@@ -206,6 +207,7 @@ void ngx_http_events_store_unring(ngx_http_events_store_t *store,
     ngx_uint_t worker);
 void ngx_http_events_store_count(ngx_http_events_store_t *store,
     ngx_uint_t streamed, ngx_uint_t lagging);
+void ngx_http_events_store_woken(ngx_http_events_store_t *store);
 
 u_char *ngx_http_events_timestamp(u_char *p, uint64_t ms);
 
