@@ -28,6 +28,7 @@
 #include "ngx_http_events_query.h"
 #include "ngx_http_events_cursor.h"
 #include "ngx_http_events_ipc.h"
+#include "ngx_http_events_auth.h"
 
 
 static ngx_int_t ngx_http_events_api_collection(ngx_http_request_t *r,
@@ -53,6 +54,8 @@ static ngx_int_t ngx_http_events_api_get(ngx_http_request_t *r,
     ngx_str_t *tenant, ngx_str_t *id);
 static ngx_int_t ngx_http_events_api_types(ngx_http_request_t *r,
     ngx_str_t *tenant);
+static ngx_uint_t ngx_http_events_api_visible(ngx_http_request_t *r,
+    ngx_str_t *json);
 static int ngx_libc_cdecl ngx_http_events_type_cmp(const void *one,
     const void *two);
 static ngx_int_t ngx_http_events_not_allowed(ngx_http_request_t *r,
@@ -76,6 +79,11 @@ ngx_http_events_api_handler(ngx_http_request_t *r)
     ngx_http_events_loc_conf_t  *elcf;
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
+
+    rc = ngx_http_events_access(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
 
     rc = ngx_http_events_get_tenant(r, &tenant);
 
@@ -398,12 +406,14 @@ ngx_http_events_api_store(ngx_http_request_t *r, json_t *root,
     ngx_uint_t                   i, j, n, batch, failed, created;
     ngx_http_events_event_t     *events, *ev;
     ngx_http_events_store_t     *store;
+    ngx_http_events_claims_t    *claims;
     ngx_http_events_envelope_t   env;
     ngx_http_events_loc_conf_t  *elcf;
     u_char                       prefix[NGX_INT_T_LEN + 4];
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
     store = elcf->api_zone->data;
+    claims = ngx_http_events_claims(r);
 
     batch = json_is_array(root);
     n = batch ? json_array_size(root) : 1;
@@ -470,6 +480,16 @@ ngx_http_events_api_store(ngx_http_request_t *r, json_t *root,
                 return NGX_HTTP_INTERNAL_SERVER_ERROR;
             }
 
+            return ngx_http_events_send_error(r, err, NULL);
+        }
+
+        if (claims
+            && !ngx_http_events_granted(claims->publish, claims->npublish,
+                                        &events[i].type))
+        {
+            ngx_http_events_error(err, 403, "forbidden", "field",
+                                  &env.prefix, "type", "the token may not "
+                                  "publish this type");
             return ngx_http_events_send_error(r, err, NULL);
         }
 
@@ -592,6 +612,7 @@ ngx_http_events_api_list(ngx_http_request_t *r, ngx_str_t *tenant,
     ngx_http_events_store_t     *store;
     ngx_http_events_result_t     res;
     ngx_http_events_window_t     w;
+    ngx_http_events_claims_t    *claims;
     ngx_http_events_loc_conf_t  *elcf;
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
@@ -637,6 +658,24 @@ ngx_http_events_api_list(ngx_http_request_t *r, ngx_str_t *tenant,
 
     q.tenant = *tenant;
     q.scan_limit = elcf->scan_limit;
+
+    claims = ngx_http_events_claims(r);
+
+    if (claims) {
+        rc = ngx_http_events_narrow(claims->subscribe, claims->nsubscribe,
+                                    &q.types, &q.ntypes, r->pool);
+
+        if (rc == NGX_ERROR) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (rc == NGX_DECLINED) {
+            ngx_http_events_error(&err, 403, "forbidden", "param", NULL,
+                                  "types", "the token grants no "
+                                  "subscription to these types");
+            return ngx_http_events_send_error(r, &err, NULL);
+        }
+    }
 
     ngx_http_events_store_window(store, &w);
 
@@ -855,8 +894,10 @@ ngx_http_events_api_get(ngx_http_request_t *r, ngx_str_t *tenant,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (rc == NGX_DECLINED) {
-        /* another tenant's event is not found either */
+    if (rc == NGX_DECLINED
+        || !ngx_http_events_api_visible(r, &json))
+    {
+        /* another tenant's event, or one the token may not see: 404 */
         return ngx_http_events_not_found(r, "no event with this id");
     }
 
@@ -871,9 +912,10 @@ ngx_http_events_api_types(ngx_http_request_t *r, ngx_str_t *tenant)
     u_char                       *p, *body;
     size_t                        len;
     ngx_int_t                     rc;
-    ngx_uint_t                    i;
+    ngx_uint_t                    i, n;
     ngx_array_t                   types;
     ngx_http_events_error_t       err;
+    ngx_http_events_claims_t     *claims;
     ngx_http_events_store_t      *store;
     ngx_http_events_loc_conf_t   *elcf;
     ngx_http_events_type_info_t  *ti;
@@ -906,6 +948,20 @@ ngx_http_events_api_types(ngx_http_request_t *r, ngx_str_t *tenant)
     }
 
     ti = types.elts;
+    claims = ngx_http_events_claims(r);
+
+    if (claims) {
+        for (i = 0, n = 0; i < types.nelts; i++) {
+            if (ngx_http_events_granted(claims->subscribe,
+                                        claims->nsubscribe, &ti[i].type))
+            {
+                ti[n++] = ti[i];
+            }
+        }
+
+        types.nelts = n;
+    }
+
     ngx_qsort(ti, types.nelts, sizeof(ngx_http_events_type_info_t),
               ngx_http_events_type_cmp);
 
@@ -936,6 +992,42 @@ ngx_http_events_api_types(ngx_http_request_t *r, ngx_str_t *tenant)
 
     return ngx_http_events_send(r, NGX_HTTP_OK, &ngx_http_events_json_type,
                                 body, p - body);
+}
+
+
+/* whether the token's subscribe grant covers a stored event's type */
+
+static ngx_uint_t
+ngx_http_events_api_visible(ngx_http_request_t *r, ngx_str_t *json)
+{
+    u_char                    *p, *end;
+    ngx_str_t                  type;
+    ngx_http_events_claims_t  *claims;
+
+    claims = ngx_http_events_claims(r);
+
+    if (claims == NULL) {
+        return 1;
+    }
+
+    /* the envelope is ours: "type" is the third key, a plain string */
+    p = ngx_strlcasestrn(json->data, json->data + json->len,
+                         (u_char *) ",\"type\":\"", sizeof(",\"type\":\"") - 2);
+    if (p == NULL) {
+        return 0;
+    }
+
+    p += sizeof(",\"type\":\"") - 1;
+    end = ngx_strlchr(p, json->data + json->len, '"');
+    if (end == NULL) {
+        return 0;
+    }
+
+    type.data = p;
+    type.len = end - p;
+
+    return ngx_http_events_granted(claims->subscribe, claims->nsubscribe,
+                                   &type);
 }
 
 

@@ -57,6 +57,33 @@ ngx_http_events_type_valid(u_char *p, size_t len)
 }
 
 
+/* tenants are 1-64 of [A-Za-z0-9_.:-], or empty for the default one */
+
+ngx_int_t
+ngx_http_events_tenant_valid(ngx_str_t *tenant)
+{
+    size_t  i;
+    u_char  ch;
+
+    if (tenant->len > NGX_HTTP_EVENTS_MAX_TENANT) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < tenant->len; i++) {
+        ch = tenant->data[i];
+
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')
+              || (ch >= '0' && ch <= '9') || ch == '_' || ch == '-'
+              || ch == '.' || ch == ':'))
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
 ngx_int_t
 ngx_http_events_pattern_valid(u_char *p, size_t len)
 {
@@ -173,4 +200,97 @@ ngx_http_events_match_any(ngx_str_t *patterns, ngx_uint_t n, ngx_str_t *type)
     }
 
     return 0;
+}
+
+
+/* a pattern's segments, and where its trailing wildcard is, if any */
+
+typedef struct {
+    ngx_str_t                   seg[NGX_HTTP_EVENTS_MAX_TYPE / 2 + 1];
+    ngx_uint_t                  n;
+    ngx_uint_t                  all;
+    ngx_uint_t                  rest;           /* ends with .* or .** */
+} ngx_http_events_segs_t;
+
+
+static void
+ngx_http_events_split(ngx_str_t *p, ngx_http_events_segs_t *s)
+{
+    u_char  *c, *end, *start;
+    size_t   len;
+
+    s->n = 0;
+    c = p->data;
+    end = c + p->len;
+
+    for (start = c; c <= end; c++) {
+        if (c < end && *c != '.') {
+            continue;
+        }
+
+        s->seg[s->n].data = start;
+        s->seg[s->n].len = c - start;
+        s->n++;
+        start = c + 1;
+    }
+
+    len = s->seg[s->n - 1].len;
+
+    s->rest = s->n > 1 && (len == 1 || len == 2)
+              && s->seg[s->n - 1].data[0] == '*';
+    s->all = s->n == 1 && (len == 1 || len == 2) && s->seg[0].data[0] == '*';
+}
+
+
+/*
+ * Whether every type that "small" matches, "big" matches too: what a
+ * grant must be of a filter for the filter to stay as it is.
+ */
+
+ngx_uint_t
+ngx_http_events_pattern_covers(ngx_str_t *big, ngx_str_t *small)
+{
+    ngx_uint_t              i;
+    ngx_http_events_segs_t  b, a;
+
+    ngx_http_events_split(big, &b);
+
+    if (b.all) {
+        return 1;
+    }
+
+    ngx_http_events_split(small, &a);
+
+    if (a.all) {
+        return 0;
+    }
+
+    for (i = 0; /* void */; i++) {
+
+        if (b.rest && i == b.n - 1) {
+            return i < a.n;
+        }
+
+        if (a.rest && i == a.n - 1) {
+            return 0;
+        }
+
+        if (i == a.n || i == b.n) {
+            return i == a.n && i == b.n;
+        }
+
+        if (b.seg[i].len == 1 && b.seg[i].data[0] == '*') {
+            continue;
+        }
+
+        if (a.seg[i].len == 1 && a.seg[i].data[0] == '*') {
+            return 0;
+        }
+
+        if (a.seg[i].len != b.seg[i].len
+            || ngx_memcmp(a.seg[i].data, b.seg[i].data, a.seg[i].len) != 0)
+        {
+            return 0;
+        }
+    }
 }

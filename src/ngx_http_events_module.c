@@ -20,8 +20,11 @@
 #include "ngx_http_events_status.h"
 #include "ngx_http_events_stream.h"
 #include "ngx_http_events_ipc.h"
+#include "ngx_http_events_auth.h"
+#include "ngx_http_events_match.h"
 
 
+static ngx_int_t ngx_http_events_preconfiguration(ngx_conf_t *cf);
 static void *ngx_http_events_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_events_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_events_create_loc_conf(ngx_conf_t *cf);
@@ -166,12 +169,61 @@ static ngx_command_t  ngx_http_events_commands[] = {
       offsetof(ngx_http_events_loc_conf_t, stream_event_field),
       NULL },
 
+    { ngx_string("events_auth"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_events_loc_conf_t, auth),
+      NULL },
+
+    { ngx_string("events_auth_jwt_key"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_http_events_jwt_key,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("events_auth_cookie"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_events_loc_conf_t, auth_cookie),
+      NULL },
+
+    { ngx_string("events_auth_query_token"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_events_loc_conf_t, auth_query_token),
+      NULL },
+
+    { ngx_string("events_auth_audience"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_events_loc_conf_t, auth_audience),
+      NULL },
+
+    { ngx_string("events_auth_issuer"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_events_loc_conf_t, auth_issuer),
+      NULL },
+
+    { ngx_string("events_auth_leeway"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_events_loc_conf_t, auth_leeway),
+      NULL },
+
       ngx_null_command
 };
 
 
 static ngx_http_module_t  ngx_http_events_module_ctx = {
-    NULL,                                  /* preconfiguration */
+    ngx_http_events_preconfiguration,      /* preconfiguration */
     NULL,                                  /* postconfiguration */
 
     ngx_http_events_create_main_conf,      /* create main configuration */
@@ -204,11 +256,22 @@ ngx_module_t  ngx_http_events_module = {
 ngx_int_t
 ngx_http_events_get_tenant(ngx_http_request_t *r, ngx_str_t *tenant)
 {
-    size_t                       i;
-    u_char                       ch;
+    ngx_http_events_claims_t    *claims;
     ngx_http_events_loc_conf_t  *elcf;
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
+
+    if (elcf->auth) {
+        /* the token's word is final: a request never picks a tenant */
+        claims = ngx_http_events_claims(r);
+
+        if (claims == NULL) {
+            return NGX_ERROR;
+        }
+
+        *tenant = claims->tenant;
+        return NGX_OK;
+    }
 
     if (elcf->tenant == NULL) {
         ngx_str_null(tenant);
@@ -219,22 +282,35 @@ ngx_http_events_get_tenant(ngx_http_request_t *r, ngx_str_t *tenant)
         return NGX_ERROR;
     }
 
-    if (tenant->len > NGX_HTTP_EVENTS_MAX_TENANT) {
-        return NGX_DECLINED;
-    }
+    return ngx_http_events_tenant_valid(tenant) == NGX_OK ? NGX_OK
+                                                          : NGX_DECLINED;
+}
 
-    for (i = 0; i < tenant->len; i++) {
-        ch = tenant->data[i];
 
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')
-              || (ch >= '0' && ch <= '9') || ch == '_' || ch == '-'
-              || ch == '.' || ch == ':'))
-        {
-            return NGX_DECLINED;
+ngx_http_events_ctx_t *
+ngx_http_events_ctx(ngx_http_request_t *r)
+{
+    ngx_http_events_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_events_module);
+
+    if (ctx == NULL) {
+        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_events_ctx_t));
+        if (ctx == NULL) {
+            return NULL;
         }
+
+        ngx_http_set_ctx(r, ctx, ngx_http_events_module);
     }
 
-    return NGX_OK;
+    return ctx;
+}
+
+
+static ngx_int_t
+ngx_http_events_preconfiguration(ngx_conf_t *cf)
+{
+    return ngx_http_events_add_variables(cf);
 }
 
 
@@ -301,6 +377,10 @@ ngx_http_events_create_loc_conf(ngx_conf_t *cf)
      *     elcf->api_zone = NULL;
      *     elcf->status_zone = NULL;
      *     elcf->prefix = { 0, NULL };
+     *     elcf->jwt_keys = NULL;
+     *     elcf->auth_cookie = { 0, NULL };
+     *     elcf->auth_audience = { 0, NULL };
+     *     elcf->auth_issuer = { 0, NULL };
      */
 
     elcf->tenant = NGX_CONF_UNSET_PTR;
@@ -314,6 +394,9 @@ ngx_http_events_create_loc_conf(ngx_conf_t *cf)
     elcf->stream_max_buffer = NGX_CONF_UNSET_SIZE;
     elcf->stream_max_subscribers = NGX_CONF_UNSET_UINT;
     elcf->stream_event_field = NGX_CONF_UNSET;
+    elcf->auth = NGX_CONF_UNSET;
+    elcf->auth_query_token = NGX_CONF_UNSET;
+    elcf->auth_leeway = NGX_CONF_UNSET;
 
     return elcf;
 }
@@ -342,6 +425,24 @@ ngx_http_events_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               prev->stream_max_subscribers, 0);
     ngx_conf_merge_value(conf->stream_event_field, prev->stream_event_field,
                          0);
+
+    ngx_conf_merge_value(conf->auth, prev->auth, 0);
+    ngx_conf_merge_value(conf->auth_query_token, prev->auth_query_token, 0);
+    ngx_conf_merge_str_value(conf->auth_cookie, prev->auth_cookie, "");
+    ngx_conf_merge_str_value(conf->auth_audience, prev->auth_audience, "");
+    ngx_conf_merge_str_value(conf->auth_issuer, prev->auth_issuer, "");
+    ngx_conf_merge_sec_value(conf->auth_leeway, prev->auth_leeway, 30);
+
+    if (conf->jwt_keys == NULL) {
+        conf->jwt_keys = prev->jwt_keys;
+    }
+
+    if (conf->auth && conf->jwt_keys == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"events_auth on\" needs "
+                           "\"events_auth_jwt_key\"");
+        return NGX_CONF_ERROR;
+    }
 
     if (conf->heartbeat == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,

@@ -12,12 +12,23 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "ngx_http_events_json.h"
+#include "ngx_http_events_jwt.h"
+
 
 #define NGX_HTTP_EVENTS_MAX_BATCH       1000
-#define NGX_HTTP_EVENTS_MAX_TENANT      64
 
 
 typedef struct ngx_http_events_ipc_s  ngx_http_events_ipc_t;
+
+
+/* what a request carries between the module's handlers */
+typedef struct {
+    ngx_http_events_claims_t   *claims;         /* a valid token's */
+    void                       *stream;
+    ngx_int_t                   auth_rc;        /* 0: not checked yet */
+    ngx_http_events_error_t    *auth_err;
+} ngx_http_events_ctx_t;
 
 
 typedef struct {
@@ -46,11 +57,20 @@ typedef struct {
     ngx_uint_t                  stream_max_subscribers;
     ngx_flag_t                  stream_event_field;
 
+    ngx_flag_t                  auth;
+    ngx_array_t                *jwt_keys;
+    ngx_str_t                   auth_cookie;
+    ngx_flag_t                  auth_query_token;
+    ngx_str_t                   auth_audience;
+    ngx_str_t                   auth_issuer;
+    time_t                      auth_leeway;
+
     ngx_str_t                   prefix;
 } ngx_http_events_loc_conf_t;
 
 
 ngx_int_t ngx_http_events_get_tenant(ngx_http_request_t *r, ngx_str_t *tenant);
+ngx_http_events_ctx_t *ngx_http_events_ctx(ngx_http_request_t *r);
 
 
 extern ngx_module_t  ngx_http_events_module;

@@ -55,6 +55,8 @@ static ngx_int_t ngx_http_events_param_last(ngx_http_events_query_t *q,
     ngx_str_t *value, ngx_pool_t *pool, ngx_http_events_error_t *err);
 static ngx_int_t ngx_http_events_param_named(ngx_http_events_query_t *q,
     ngx_str_t *value, ngx_pool_t *pool, ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_param_token(ngx_http_events_query_t *q,
+    ngx_str_t *value, ngx_pool_t *pool, ngx_http_events_error_t *err);
 static ngx_int_t ngx_http_events_key_string(ngx_str_t *value, size_t max,
     ngx_uint_t rid);
 
@@ -76,6 +78,7 @@ static ngx_http_events_param_t  ngx_http_events_params[] = {
     { ngx_string("order"), ngx_http_events_param_order, L },
     { ngx_string("lastEventId"), ngx_http_events_param_last, S },
     { ngx_string("named"), ngx_http_events_param_named, S },
+    { ngx_string("token"), ngx_http_events_param_token, L|S },
     { ngx_null_string, NULL, 0 }
 };
 
@@ -477,6 +480,15 @@ ngx_http_events_param_last(ngx_http_events_query_t *q, ngx_str_t *value,
     /* checked when the stream starts: a bad one is a reset, not a 400 */
     q->last_event_id = *value;
 
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_events_param_token(ngx_http_events_query_t *q, ngx_str_t *value,
+    ngx_pool_t *pool, ngx_http_events_error_t *err)
+{
+    /* the auth layer's: refused there unless events_auth_query_token */
     return NGX_OK;
 }
 

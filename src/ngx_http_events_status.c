@@ -18,6 +18,7 @@
 #include "ngx_http_events_store.h"
 #include "ngx_http_events_status.h"
 #include "ngx_http_events_api.h"
+#include "ngx_http_events_auth.h"
 
 
 #define NGX_HTTP_EVENTS_STATUS_LEN  4096
@@ -41,6 +42,18 @@ ngx_http_events_status_handler(ngx_http_request_t *r)
     ngx_http_events_stats_t     *st;
     ngx_http_events_store_t     *store;
     ngx_http_events_loc_conf_t  *elcf;
+
+    rc = ngx_http_events_access(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (ngx_http_events_claims(r) && !ngx_http_events_claims(r)->admin) {
+        ngx_http_discard_request_body(r);
+        ngx_http_events_error(&err, 403, "forbidden", NULL, NULL, NULL,
+                              "status needs a token with the admin claim");
+        return ngx_http_events_send_error(r, &err, NULL);
+    }
 
     if (r->method != NGX_HTTP_GET && r->method != NGX_HTTP_HEAD) {
         ngx_str_set(&type, "GET, HEAD");

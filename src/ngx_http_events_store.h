@@ -20,6 +20,7 @@
 #define NGX_HTTP_EVENTS_ACTION_OCCURRED 4
 
 /* the longest strings a record keeps beside its JSON */
+#define NGX_HTTP_EVENTS_MAX_TENANT      64
 #define NGX_HTTP_EVENTS_MAX_ID          128
 #define NGX_HTTP_EVENTS_MAX_TYPE        128
 #define NGX_HTTP_EVENTS_MAX_RTYPE       64

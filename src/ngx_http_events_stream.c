@@ -28,6 +28,7 @@
 #include "ngx_http_events_ipc.h"
 #include "ngx_http_events_query.h"
 #include "ngx_http_events_cursor.h"
+#include "ngx_http_events_auth.h"
 
 
 #define NGX_HTTP_EVENTS_STREAM_BUF      16384
@@ -57,6 +58,8 @@ typedef struct {
     ngx_event_t                 heartbeat;
     ngx_event_t                 lifetime;
     ngx_event_t                 resume;
+    ngx_event_t                 expiry;         /* the token's */
+    time_t                      exp;
 
     unsigned                    queued:1;
     unsigned                    replaying:1;
@@ -93,6 +96,9 @@ static void ngx_http_events_stream_writer(ngx_http_request_t *r);
 static void ngx_http_events_stream_heartbeat(ngx_event_t *ev);
 static void ngx_http_events_stream_lifetime(ngx_event_t *ev);
 static void ngx_http_events_stream_resume(ngx_event_t *ev);
+static void ngx_http_events_stream_expiry(ngx_event_t *ev);
+static ngx_int_t ngx_http_events_stream_grants(ngx_http_request_t *r,
+    ngx_http_events_stream_ctx_t *ctx);
 static void ngx_http_events_stream_unsubscribe(
     ngx_http_events_stream_ctx_t *ctx);
 static void ngx_http_events_stream_cleanup(void *data);
@@ -121,6 +127,11 @@ ngx_http_events_stream_handler(ngx_http_request_t *r)
 
         return ngx_http_events_stream_refuse(r, 405, "method_not_allowed",
                                              "a stream is read with GET");
+    }
+
+    rc = ngx_http_events_access(r);
+    if (rc != NGX_OK) {
+        return rc;
     }
 
     rc = ngx_http_discard_request_body(r);
@@ -161,6 +172,11 @@ ngx_http_events_stream_handler(ngx_http_request_t *r)
         return ngx_http_events_send_error(r, &err, NULL);
     }
 
+    rc = ngx_http_events_stream_grants(r, ctx);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
     if (elcf->stream_max_subscribers
         && store->nsubscribers >= elcf->stream_max_subscribers)
     {
@@ -183,7 +199,7 @@ ngx_http_events_stream_handler(ngx_http_request_t *r)
 
     ctx->filter.scan_limit = NGX_HTTP_EVENTS_STREAM_BUDGET;
 
-    ngx_http_set_ctx(r, ctx, ngx_http_events_module);
+    ngx_http_events_ctx(r)->stream = ctx;
 
     cln = ngx_pool_cleanup_add(r->pool, 0);
     if (cln == NULL) {
@@ -225,6 +241,19 @@ ngx_http_events_stream_handler(ngx_http_request_t *r)
                         % (elcf->stream_max_lifetime / 10 + 1));
     }
 
+    if (ctx->exp) {
+        /* "reauth" a little before the token expires, the end at expiry */
+        ctx->expiry.handler = ngx_http_events_stream_expiry;
+        ctx->expiry.data = ctx;
+        ctx->expiry.log = r->connection->log;
+        ctx->expiry.cancelable = 1;
+
+        ngx_add_timer(&ctx->expiry,
+                      ctx->exp - ngx_time() > 30
+                      ? (ngx_msec_t) (ctx->exp - ngx_time() - 30) * 1000
+                      : 0);
+    }
+
     ngx_queue_insert_tail(&store->subscribers, &ctx->queue);
     store->nsubscribers++;
     ctx->queued = 1;
@@ -237,6 +266,41 @@ ngx_http_events_stream_handler(ngx_http_request_t *r)
     ngx_http_events_stream_pump(ctx);
 
     return NGX_DONE;
+}
+
+
+/* a token's subscribe grant narrows the filters, never widens them */
+
+static ngx_int_t
+ngx_http_events_stream_grants(ngx_http_request_t *r,
+    ngx_http_events_stream_ctx_t *ctx)
+{
+    ngx_int_t                  rc;
+    ngx_http_events_claims_t  *claims;
+
+    claims = ngx_http_events_claims(r);
+
+    if (claims == NULL) {
+        return NGX_OK;
+    }
+
+    ctx->exp = claims->exp;
+
+    rc = ngx_http_events_narrow(claims->subscribe, claims->nsubscribe,
+                                &ctx->filter.types, &ctx->filter.ntypes,
+                                r->pool);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_events_stream_refuse(r, 403, "forbidden",
+                                             "the token grants no "
+                                             "subscription to these types");
+    }
+
+    return NGX_OK;
 }
 
 
@@ -816,11 +880,13 @@ ngx_http_events_stream_writer(ngx_http_request_t *r)
 {
     ngx_event_t                   *wev;
     ngx_connection_t              *c;
+    ngx_http_events_ctx_t         *rctx;
     ngx_http_events_stream_ctx_t  *ctx;
 
     c = r->connection;
     wev = c->write;
-    ctx = ngx_http_get_module_ctx(r, ngx_http_events_module);
+    rctx = ngx_http_get_module_ctx(r, ngx_http_events_module);
+    ctx = rctx ? rctx->stream : NULL;
 
     if (wev->timedout) {
         ngx_log_error(NGX_LOG_INFO, c->log, NGX_ETIMEDOUT,
@@ -878,6 +944,44 @@ ngx_http_events_stream_lifetime(ngx_event_t *ev)
     c = ctx->request->connection;
 
     ngx_http_events_stream_finish(ctx, ": lifetime over, reconnect\n\n");
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_events_stream_expiry(ngx_event_t *ev)
+{
+    u_char                        *p;
+    u_char                         buf[96];
+    ngx_connection_t              *c;
+    ngx_http_events_stream_ctx_t  *ctx;
+
+    ctx = ev->data;
+    c = ctx->request->connection;
+
+    if (ctx->done) {
+        return;
+    }
+
+    if (ngx_time() >= ctx->exp) {
+        ngx_http_events_stream_finish(ctx, ": token expired, reconnect "
+                                      "with a new one\n\n");
+        ngx_http_run_posted_requests(c);
+        return;
+    }
+
+    p = ngx_sprintf(buf, "event: reauth\ndata: {\"exp\":%T}\n\n", ctx->exp);
+
+    if (ngx_http_events_stream_append(ctx, buf, p - buf) != NGX_OK
+        || ngx_http_events_stream_flush(ctx) != NGX_OK)
+    {
+        ngx_http_finalize_request(ctx->request, NGX_ERROR);
+        ngx_http_run_posted_requests(c);
+        return;
+    }
+
+    ngx_add_timer(&ctx->expiry, (ngx_msec_t) (ctx->exp - ngx_time()) * 1000);
+
     ngx_http_run_posted_requests(c);
 }
 
@@ -971,6 +1075,10 @@ ngx_http_events_stream_unsubscribe(ngx_http_events_stream_ctx_t *ctx)
 
     if (ctx->lifetime.timer_set) {
         ngx_del_timer(&ctx->lifetime);
+    }
+
+    if (ctx->expiry.timer_set) {
+        ngx_del_timer(&ctx->expiry);
     }
 
     if (ctx->resume.posted) {

@@ -1,0 +1,370 @@
+
+/*
+ * Copyright (C) ngx_http_events_module authors
+ */
+
+
+/*
+ * Tokens on requests: found in "Authorization: Bearer", the cookie
+ * named by events_auth_cookie, or the "token" query parameter where
+ * events_auth_query_token allows it (tokens in URLs end up in logs);
+ * checked once per request; the claims kept in the request's context.
+ * $events_tenant and $events_subject expose them to logs and config.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_events_module.h"
+#include "ngx_http_events_auth.h"
+#include "ngx_http_events_api.h"
+
+
+static ngx_int_t ngx_http_events_authenticate(ngx_http_request_t *r);
+static ngx_int_t ngx_http_events_token(ngx_http_request_t *r,
+    ngx_str_t *token, ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+
+
+static ngx_http_variable_t  ngx_http_events_vars[] = {
+
+    { ngx_string("events_tenant"), NULL, ngx_http_events_variable,
+      offsetof(ngx_http_events_claims_t, tenant),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("events_subject"), NULL, ngx_http_events_variable,
+      offsetof(ngx_http_events_claims_t, subject),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+      ngx_http_null_variable
+};
+
+
+/* NGX_OK, or the answer to a request without a valid token */
+
+ngx_int_t
+ngx_http_events_access(ngx_http_request_t *r)
+{
+    ngx_str_t                    value;
+    ngx_http_events_ctx_t       *ctx;
+    ngx_http_events_loc_conf_t  *elcf;
+
+    elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
+
+    if (!elcf->auth) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_events_authenticate(r) == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx = ngx_http_events_ctx(r);
+
+    if (ctx->claims) {
+        return NGX_OK;
+    }
+
+    ngx_http_discard_request_body(r);
+
+    if (ngx_strcmp(ctx->auth_err->code, "missing_token") == 0) {
+        ngx_str_set(&value, "Bearer realm=\"events\"");
+
+    } else {
+        ngx_str_set(&value, "Bearer realm=\"events\", error=\"invalid_token\"");
+    }
+
+    if (ngx_http_events_add_header(r, "WWW-Authenticate", &value) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_events_send_error(r, ctx->auth_err, NULL);
+}
+
+
+ngx_http_events_claims_t *
+ngx_http_events_claims(ngx_http_request_t *r)
+{
+    ngx_http_events_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_events_module);
+
+    return ctx ? ctx->claims : NULL;
+}
+
+
+/* once per request: ctx->claims, or ctx->auth_err saying why not */
+
+static ngx_int_t
+ngx_http_events_authenticate(ngx_http_request_t *r)
+{
+    ngx_int_t                    rc;
+    ngx_str_t                    token;
+    ngx_http_events_ctx_t       *ctx;
+    ngx_http_events_claims_t    *claims;
+    ngx_http_events_loc_conf_t  *elcf;
+    ngx_http_events_jwt_conf_t   jc;
+
+    ctx = ngx_http_events_ctx(r);
+    if (ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ctx->auth_rc) {
+        return ctx->auth_rc;
+    }
+
+    elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
+
+    ctx->auth_err = ngx_pcalloc(r->pool, sizeof(ngx_http_events_error_t));
+    claims = ngx_pcalloc(r->pool, sizeof(ngx_http_events_claims_t));
+
+    if (ctx->auth_err == NULL || claims == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->auth_rc = NGX_DECLINED;
+
+    if (elcf->jwt_keys == NULL) {
+        ngx_http_events_error(ctx->auth_err, 401, "missing_token", NULL, NULL,
+                              NULL, "no token can be checked here");
+        return NGX_DECLINED;
+    }
+
+    rc = ngx_http_events_token(r, &token, ctx->auth_err);
+    if (rc != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    jc.keys = elcf->jwt_keys;
+    jc.audience = elcf->auth_audience;
+    jc.issuer = elcf->auth_issuer;
+    jc.leeway = elcf->auth_leeway;
+    jc.now = ngx_time();
+
+    if (ngx_http_events_jwt_verify(&jc, &token, r->pool, claims,
+                                   ctx->auth_err)
+        != NGX_OK)
+    {
+        if (ctx->auth_err->status == 0) {
+            ctx->auth_rc = NGX_ERROR;
+            return NGX_ERROR;
+        }
+
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "events: token refused: %*s",
+                      ctx->auth_err->message_len, ctx->auth_err->message);
+        return NGX_DECLINED;
+    }
+
+    ctx->claims = claims;
+    ctx->auth_rc = NGX_OK;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_events_token(ngx_http_request_t *r, ngx_str_t *token,
+    ngx_http_events_error_t *err)
+{
+    ngx_str_t                    value, name;
+    ngx_table_elt_t             *h;
+    ngx_http_events_loc_conf_t  *elcf;
+
+    elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
+
+    h = r->headers_in.authorization;
+
+    if (h && h->value.len > 7
+        && ngx_strncasecmp(h->value.data, (u_char *) "Bearer ", 7) == 0)
+    {
+        token->data = h->value.data + 7;
+        token->len = h->value.len - 7;
+
+        while (token->len && token->data[0] == ' ') {
+            token->data++;
+            token->len--;
+        }
+
+        return NGX_OK;
+    }
+
+    if (elcf->auth_cookie.len) {
+        name = elcf->auth_cookie;
+
+        if (ngx_http_parse_multi_header_lines(&r->headers_in.cookies, &name,
+                                              token)
+            != NGX_DECLINED)
+        {
+            return NGX_OK;
+        }
+    }
+
+    if (ngx_http_arg(r, (u_char *) "token", 5, &value) == NGX_OK) {
+        if (!elcf->auth_query_token) {
+            ngx_http_events_error(err, 401, "invalid_request", "param",
+                                  NULL, "token", "tokens in the URL are not "
+                                  "accepted here (events_auth_query_token)");
+            return NGX_DECLINED;
+        }
+
+        *token = value;
+        return NGX_OK;
+    }
+
+    ngx_http_events_error(err, 401, "missing_token", NULL, NULL, NULL,
+                          "a bearer token is required");
+
+    return NGX_DECLINED;
+}
+
+
+ngx_int_t
+ngx_http_events_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_events_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_events_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
+    uintptr_t data)
+{
+    ngx_str_t                 *s;
+    ngx_http_events_ctx_t     *ctx;
+
+    if (ngx_http_events_authenticate(r) != NGX_OK) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    ctx = ngx_http_events_ctx(r);
+    s = (ngx_str_t *) ((u_char *) ctx->claims + data);
+
+    if (s->len == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->len = s->len;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+    v->data = s->data;
+
+    return NGX_OK;
+}
+
+
+/* events_auth_jwt_key FILE [kid=ID]: an HS256 secret, the file's bytes */
+
+char *
+ngx_http_events_jwt_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_events_loc_conf_t *elcf = conf;
+
+    ssize_t                     n;
+    ngx_fd_t                    fd;
+    ngx_str_t                  *value, path;
+    ngx_file_info_t             fi;
+    ngx_http_events_jwt_key_t  *key;
+
+    value = cf->args->elts;
+
+    if (elcf->jwt_keys == NULL) {
+        elcf->jwt_keys = ngx_array_create(cf->pool, 2,
+                                          sizeof(ngx_http_events_jwt_key_t));
+        if (elcf->jwt_keys == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    key = ngx_array_push(elcf->jwt_keys);
+    if (key == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_str_null(&key->kid);
+
+    if (cf->args->nelts == 3) {
+        if (ngx_strncmp(value[2].data, "kid=", 4) != 0 || value[2].len == 4) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\"", &value[2]);
+            return NGX_CONF_ERROR;
+        }
+
+        key->kid.data = value[2].data + 4;
+        key->kid.len = value[2].len - 4;
+    }
+
+    path = value[1];
+
+    if (ngx_conf_full_name(cf->cycle, &path, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    fd = ngx_open_file(path.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_open_file_n " \"%s\" failed", path.data);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR
+        || ngx_file_size(&fi) == 0 || ngx_file_size(&fi) > 4096)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "the key file \"%s\" must hold 1 to 4096 bytes",
+                           path.data);
+        (void) ngx_close_file(fd);
+        return NGX_CONF_ERROR;
+    }
+
+    key->secret.data = ngx_pnalloc(cf->pool, ngx_file_size(&fi));
+    if (key->secret.data == NULL) {
+        (void) ngx_close_file(fd);
+        return NGX_CONF_ERROR;
+    }
+
+    n = ngx_read_fd(fd, key->secret.data, ngx_file_size(&fi));
+    (void) ngx_close_file(fd);
+
+    if (n != ngx_file_size(&fi)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "could not read the key file \"%s\"", path.data);
+        return NGX_CONF_ERROR;
+    }
+
+    /* a key written with echo ends with a newline that is not the key's */
+    while (n && (key->secret.data[n - 1] == '\n'
+                 || key->secret.data[n - 1] == '\r'))
+    {
+        n--;
+    }
+
+    if (n == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "the key file \"%s\" is empty", path.data);
+        return NGX_CONF_ERROR;
+    }
+
+    key->secret.len = n;
+
+    return NGX_CONF_OK;
+}
