@@ -80,8 +80,7 @@ ngx_http_events_api_handler(ngx_http_request_t *r)
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
 
-    rc = ngx_http_events_access(r);
-    if (rc != NGX_OK) {
+    if (!ngx_http_events_access(r, &rc)) {
         return rc;
     }
 

@@ -43,10 +43,13 @@ static ngx_http_variable_t  ngx_http_events_vars[] = {
 };
 
 
-/* NGX_OK, or the answer to a request without a valid token */
+/*
+ * Whether the request may go on; if not, it has been answered, and
+ * *rc is what its handler returns.
+ */
 
-ngx_int_t
-ngx_http_events_access(ngx_http_request_t *r)
+ngx_uint_t
+ngx_http_events_access(ngx_http_request_t *r, ngx_int_t *rc)
 {
     ngx_str_t                    value;
     ngx_http_events_ctx_t       *ctx;
@@ -55,17 +58,18 @@ ngx_http_events_access(ngx_http_request_t *r)
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
 
     if (!elcf->auth) {
-        return NGX_OK;
+        return 1;
     }
 
     if (ngx_http_events_authenticate(r) == NGX_ERROR) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return 0;
     }
 
     ctx = ngx_http_events_ctx(r);
 
     if (ctx->claims) {
-        return NGX_OK;
+        return 1;
     }
 
     ngx_http_discard_request_body(r);
@@ -78,10 +82,13 @@ ngx_http_events_access(ngx_http_request_t *r)
     }
 
     if (ngx_http_events_add_header(r, "WWW-Authenticate", &value) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return 0;
     }
 
-    return ngx_http_events_send_error(r, ctx->auth_err, NULL);
+    *rc = ngx_http_events_send_error(r, ctx->auth_err, NULL);
+
+    return 0;
 }
 
 

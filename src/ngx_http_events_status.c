@@ -43,8 +43,7 @@ ngx_http_events_status_handler(ngx_http_request_t *r)
     ngx_http_events_store_t     *store;
     ngx_http_events_loc_conf_t  *elcf;
 
-    rc = ngx_http_events_access(r);
-    if (rc != NGX_OK) {
+    if (!ngx_http_events_access(r, &rc)) {
         return rc;
     }
 

@@ -97,8 +97,8 @@ static void ngx_http_events_stream_heartbeat(ngx_event_t *ev);
 static void ngx_http_events_stream_lifetime(ngx_event_t *ev);
 static void ngx_http_events_stream_resume(ngx_event_t *ev);
 static void ngx_http_events_stream_expiry(ngx_event_t *ev);
-static ngx_int_t ngx_http_events_stream_grants(ngx_http_request_t *r,
-    ngx_http_events_stream_ctx_t *ctx);
+static ngx_uint_t ngx_http_events_stream_grants(ngx_http_request_t *r,
+    ngx_http_events_stream_ctx_t *ctx, ngx_int_t *rc);
 static void ngx_http_events_stream_unsubscribe(
     ngx_http_events_stream_ctx_t *ctx);
 static void ngx_http_events_stream_cleanup(void *data);
@@ -129,8 +129,7 @@ ngx_http_events_stream_handler(ngx_http_request_t *r)
                                              "a stream is read with GET");
     }
 
-    rc = ngx_http_events_access(r);
-    if (rc != NGX_OK) {
+    if (!ngx_http_events_access(r, &rc)) {
         return rc;
     }
 
@@ -172,8 +171,7 @@ ngx_http_events_stream_handler(ngx_http_request_t *r)
         return ngx_http_events_send_error(r, &err, NULL);
     }
 
-    rc = ngx_http_events_stream_grants(r, ctx);
-    if (rc != NGX_OK) {
+    if (!ngx_http_events_stream_grants(r, ctx, &rc)) {
         return rc;
     }
 
@@ -269,38 +267,43 @@ ngx_http_events_stream_handler(ngx_http_request_t *r)
 }
 
 
-/* a token's subscribe grant narrows the filters, never widens them */
+/*
+ * A token's subscribe grant narrows the filters, never widens them.
+ * Whether the stream may start; if not, it has been answered with *rc.
+ */
 
-static ngx_int_t
+static ngx_uint_t
 ngx_http_events_stream_grants(ngx_http_request_t *r,
-    ngx_http_events_stream_ctx_t *ctx)
+    ngx_http_events_stream_ctx_t *ctx, ngx_int_t *rc)
 {
-    ngx_int_t                  rc;
+    ngx_int_t                  narrowed;
     ngx_http_events_claims_t  *claims;
 
     claims = ngx_http_events_claims(r);
 
     if (claims == NULL) {
-        return NGX_OK;
+        return 1;
     }
 
     ctx->exp = claims->exp;
 
-    rc = ngx_http_events_narrow(claims->subscribe, claims->nsubscribe,
-                                &ctx->filter.types, &ctx->filter.ntypes,
-                                r->pool);
+    narrowed = ngx_http_events_narrow(claims->subscribe, claims->nsubscribe,
+                                      &ctx->filter.types,
+                                      &ctx->filter.ntypes, r->pool);
 
-    if (rc == NGX_ERROR) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    if (narrowed == NGX_ERROR) {
+        *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return 0;
     }
 
-    if (rc == NGX_DECLINED) {
-        return ngx_http_events_stream_refuse(r, 403, "forbidden",
-                                             "the token grants no "
-                                             "subscription to these types");
+    if (narrowed == NGX_DECLINED) {
+        *rc = ngx_http_events_stream_refuse(r, 403, "forbidden",
+                                            "the token grants no "
+                                            "subscription to these types");
+        return 0;
     }
 
-    return NGX_OK;
+    return 1;
 }
 
 
