@@ -47,7 +47,7 @@ deps:
 	    $(SUDO) /usr/sbin/nginx -s quit 2>/dev/null || true; fi
 
 # nginx's configure writes objs/ next to the sources, so build in a copy.
-$(BUILD)/nginx/Makefile: config | $(BUILD)
+$(BUILD)/nginx/objs/Makefile: config | $(BUILD)
 	rm -rf $(BUILD)/nginx
 	cp -r $(NGINX_SRC) $(BUILD)/nginx
 	cd $(BUILD)/nginx && . ./conf_flags && \
@@ -55,12 +55,12 @@ $(BUILD)/nginx/Makefile: config | $(BUILD)
 	        > $(BUILD)/configure.log 2>&1 \
 	    || (tail -30 $(BUILD)/configure.log; exit 1)
 
-$(MODULE): $(SOURCES) $(BUILD)/nginx/Makefile
+$(MODULE): $(SOURCES) $(BUILD)/nginx/objs/Makefile
 	$(MAKE) -C $(BUILD)/nginx -f objs/Makefile modules
 	@# a new inode: an nginx running the old copy keeps its mapping
 	cp $(BUILD)/nginx/objs/ngx_http_events_module.so $@.tmp && mv $@.tmp $@
 
-$(BUILD)/asan/nginx/Makefile: config | $(BUILD)
+$(BUILD)/asan/nginx/objs/Makefile: config | $(BUILD)
 	rm -rf $(BUILD)/asan && mkdir -p $(BUILD)/asan
 	cp -r $(NGINX_SRC) $(BUILD)/asan/nginx
 	cd $(BUILD)/asan/nginx && . ./conf_flags && \
@@ -70,7 +70,7 @@ $(BUILD)/asan/nginx/Makefile: config | $(BUILD)
 	        > $(BUILD)/asan/configure.log 2>&1 \
 	    || (tail -30 $(BUILD)/asan/configure.log; exit 1)
 
-$(ASAN_MODULE): $(SOURCES) $(BUILD)/asan/nginx/Makefile
+$(ASAN_MODULE): $(SOURCES) $(BUILD)/asan/nginx/objs/Makefile
 	$(MAKE) -C $(BUILD)/asan/nginx -f objs/Makefile modules
 	cp $(BUILD)/asan/nginx/objs/ngx_http_events_module.so $@.tmp && mv $@.tmp $@
 
@@ -95,8 +95,8 @@ $(NODE_DEPS): t/node/package.json t/node/package-lock.json
 	cd t/node && npm ci --no-audit --no-fund --silent
 	touch $@
 
-test: deps $(MODULE) $(NODE_DEPS)
-	T_MODULE=$(MODULE) prove -j$(PROVE_JOBS) -r t/
+test: deps $(MODULE) $(NODE_DEPS) fuzz-build
+	T_MODULE=$(MODULE) T_FUZZ_REQUIRED=1 prove -j$(PROVE_JOBS) -r t/
 
 test-asan: deps $(ASAN_MODULE) $(NODE_DEPS)
 	T_MODULE=$(ASAN_MODULE) T_ASAN=$(LIBASAN) prove -j$(PROVE_JOBS) -r t/
@@ -110,9 +110,10 @@ bench: deps $(MODULE)
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 300
 FUZZ_SHORT   ?= 20
-FUZZ_TARGETS := envelope query
+FUZZ_TARGETS := envelope query jwt
 FUZZ_SRC     := src/ngx_http_events_json.c src/ngx_http_events_cursor.c \
-                src/ngx_http_events_match.c src/ngx_http_events_query.c
+                src/ngx_http_events_match.c src/ngx_http_events_query.c \
+                src/ngx_http_events_jwt.c
 FUZZ_CFLAGS  := -g -O1 -fno-omit-frame-pointer \
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
     -I src -I $(NGINX_SRC)/src/core -I $(NGINX_SRC)/src/event \
@@ -131,30 +132,39 @@ fuzz-build: $(foreach t,$(FUZZ_TARGETS),$(BUILD)/fuzz/fuzz_$(t))
 # Only the configured headers are needed: configure once if they are
 # missing (Debian's nginx-dev configure writes objs/, but no top Makefile).
 $(FUZZ_CONF):
-	$(MAKE) $(BUILD)/nginx/Makefile
+	$(MAKE) $(BUILD)/nginx/objs/Makefile
 
-$(BUILD)/fuzz/fuzz_%: t/fuzz/fuzz_%.c t/fuzz/ngx_stubs.c t/fuzz/fuzz_utf8.h $(SOURCES) \
-        | $(FUZZ_CONF)
+$(BUILD)/fuzz/fuzz_%: t/fuzz/fuzz_%.c t/fuzz/ngx_stubs.c t/fuzz/fuzz_utf8.h \
+        $(SOURCES) | $(FUZZ_CONF)
 	mkdir -p $(BUILD)/fuzz
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< t/fuzz/ngx_stubs.c $(FUZZ_SRC) \
 	    -ljansson -lcrypto
 
 # Each target from a fresh copy of the seeds, for a bounded time; a crash,
-# a leak or a failed invariant fails the target (and leaves crash-* files
-# in $(BUILD)/fuzz/).
+# a leak or a failed invariant fails the target (the input is left as
+# $(BUILD)/fuzz/crash-*, the whole output in $(BUILD)/fuzz/short-*.log).
 fuzz-short: fuzz-build
-	@set -e; for t in $(FUZZ_TARGETS); do \
+	@failed=""; for t in $(FUZZ_TARGETS); do \
 	    rm -rf $(BUILD)/fuzz/short-$$t; \
 	    cp -r t/fuzz/seeds/$$t $(BUILD)/fuzz/short-$$t; \
 	    echo "fuzz_$$t: $(FUZZ_SHORT) s"; \
-	    $(FUZZ_ENV) $(BUILD)/fuzz/fuzz_$$t $(FUZZ_RUN) \
+	    if $(FUZZ_ENV) $(BUILD)/fuzz/fuzz_$$t $(FUZZ_RUN) \
 	        -max_total_time=$(FUZZ_SHORT) \
 	        -artifact_prefix=$(BUILD)/fuzz/ \
-	        $(BUILD)/fuzz/short-$$t > $(BUILD)/fuzz/short-$$t.log 2>&1 \
-	    || { tail -60 $(BUILD)/fuzz/short-$$t.log; exit 1; }; \
-	    grep -E '^stat::number_of_executed_units' \
-	        $(BUILD)/fuzz/short-$$t.log || true; \
-	done
+	        $(BUILD)/fuzz/short-$$t > $(BUILD)/fuzz/short-$$t.log 2>&1; \
+	    then \
+	        grep -a '^stat::number_of_executed_units' \
+	            $(BUILD)/fuzz/short-$$t.log || true; \
+	    else \
+	        failed="$$failed fuzz_$$t"; \
+	        grep -a -m1 -A24 -E 'ERROR|invariant failed|runtime error' \
+	            $(BUILD)/fuzz/short-$$t.log \
+	            | grep -av '^    #[0-9]* 0x.* in fuzzer::'; \
+	        grep -a -E 'Test unit written|^Base64:' \
+	            $(BUILD)/fuzz/short-$$t.log; \
+	    fi; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz-short failed:$$failed"; exit 1; fi
 
 # Longer runs, FUZZ_SECONDS each, with a corpus kept in $(BUILD)/fuzz/.
 fuzz: fuzz-build

@@ -56,6 +56,8 @@ static ngx_int_t ngx_http_events_json_string(ngx_http_events_envelope_t *env,
 static ngx_uint_t ngx_http_events_text_char(u_char ch);
 static ngx_int_t ngx_http_events_text_valid(u_char *p, size_t len,
     size_t max);
+static size_t ngx_http_events_utf8_len(u_char *p, size_t len);
+static void ngx_http_events_utf8_sanitize(u_char *p, size_t len);
 static ngx_uint_t ngx_http_events_rtype_char(u_char ch);
 static ngx_uint_t ngx_http_events_rid_char(u_char ch);
 static ngx_int_t ngx_http_events_json_digest(json_t *obj, u_char *digest);
@@ -104,6 +106,18 @@ ngx_http_events_error(ngx_http_events_error_t *err, ngx_uint_t status,
     va_end(args);
 
     err->message_len = p - err->message;
+
+    ngx_http_events_utf8_sanitize(err->name, err->name_len);
+    ngx_http_events_utf8_sanitize(err->message, err->message_len);
+}
+
+
+/* after a caller filled the name itself */
+
+void
+ngx_http_events_error_name(ngx_http_events_error_t *err)
+{
+    ngx_http_events_utf8_sanitize(err->name, err->name_len);
 }
 
 
@@ -606,59 +620,91 @@ ngx_http_events_text_char(u_char ch)
 }
 
 
+/* the length of the well-formed UTF-8 sequence at p, or 0 */
+
+static size_t
+ngx_http_events_utf8_len(u_char *p, size_t len)
+{
+    size_t    i, n;
+    uint32_t  cp, min;
+
+    if (p[0] < 0x80) {
+        return 1;
+    }
+
+    if ((p[0] & 0xe0) == 0xc0) {
+        n = 1; cp = p[0] & 0x1f; min = 0x80;
+
+    } else if ((p[0] & 0xf0) == 0xe0) {
+        n = 2; cp = p[0] & 0x0f; min = 0x800;
+
+    } else if ((p[0] & 0xf8) == 0xf0) {
+        n = 3; cp = p[0] & 0x07; min = 0x10000;
+
+    } else {
+        return 0;
+    }
+
+    if (len - 1 < n) {
+        return 0;
+    }
+
+    for (i = 1; i <= n; i++) {
+        if ((p[i] & 0xc0) != 0x80) {
+            return 0;
+        }
+
+        cp = (cp << 6) | (p[i] & 0x3f);
+    }
+
+    /* no overlong forms, no surrogates */
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
+        return 0;
+    }
+
+    return n + 1;
+}
+
+
 static ngx_int_t
 ngx_http_events_text_valid(u_char *p, size_t len, size_t max)
 {
-    size_t      i, n;
-    uint32_t    cp, min;
+    size_t  i, n;
 
     if (len == 0 || len > max) {
         return NGX_ERROR;
     }
 
-    for (i = 0; i < len; /* void */) {
+    for (i = 0; i < len; i += n) {
+        n = ngx_http_events_utf8_len(p + i, len - i);
 
-        if (p[i] < 0x80) {
-            if (!ngx_http_events_text_char(p[i++])) {
-                return NGX_ERROR;
-            }
-
-            continue;
-        }
-
-        /* well-formed UTF-8: no overlong forms, surrogates, or cut-offs */
-
-        if ((p[i] & 0xe0) == 0xc0) {
-            n = 1; cp = p[i] & 0x1f; min = 0x80;
-
-        } else if ((p[i] & 0xf0) == 0xe0) {
-            n = 2; cp = p[i] & 0x0f; min = 0x800;
-
-        } else if ((p[i] & 0xf8) == 0xf0) {
-            n = 3; cp = p[i] & 0x07; min = 0x10000;
-
-        } else {
-            return NGX_ERROR;
-        }
-
-        if (len - i - 1 < n) {
-            return NGX_ERROR;
-        }
-
-        for (i++; n; n--, i++) {
-            if ((p[i] & 0xc0) != 0x80) {
-                return NGX_ERROR;
-            }
-
-            cp = (cp << 6) | (p[i] & 0x3f);
-        }
-
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
+        if (n == 0 || (n == 1 && !ngx_http_events_text_char(p[i]))) {
             return NGX_ERROR;
         }
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * What goes into an error may come from the client, raw or cut short:
+ * bytes that are not UTF-8 become "?", so the error is always JSON.
+ */
+
+static void
+ngx_http_events_utf8_sanitize(u_char *p, size_t len)
+{
+    size_t  i, n;
+
+    for (i = 0; i < len; i += n) {
+        n = ngx_http_events_utf8_len(p + i, len - i);
+
+        if (n == 0) {
+            p[i] = '?';
+            n = 1;
+        }
+    }
 }
 
 
@@ -728,7 +774,9 @@ ngx_http_events_json_escape_len(u_char *s, size_t len)
             n++;
 
         } else if (s[i] < 0x20) {
-            n += 5;
+            /* \n and friends take 2 bytes, the rest \u00XX 6 */
+            n += (s[i] == '\n' || s[i] == '\r' || s[i] == '\t'
+                  || s[i] == '\b' || s[i] == '\f') ? 1 : 5;
         }
     }
 
@@ -782,10 +830,9 @@ static size_t
 ngx_http_events_real(double d, u_char *buf)
 {
     int     n, prec;
-    char   *s;
+    char    s[NGX_HTTP_EVENTS_REAL_LEN];
     double  back;
 
-    s = (char *) buf;
     n = 0;
 
     for (prec = 15; prec <= 17; prec++) {
@@ -801,8 +848,10 @@ ngx_http_events_real(double d, u_char *buf)
     if (strpbrk(s, ".eEni") == NULL && n + 2 < NGX_HTTP_EVENTS_REAL_LEN) {
         s[n++] = '.';
         s[n++] = '0';
-        s[n] = '\0';
     }
+
+    /* the trials wrote into s: only the result, and no NUL, goes out */
+    ngx_memcpy(buf, s, n);
 
     return n;
 }
@@ -1044,6 +1093,11 @@ ngx_http_events_parse_time(u_char *p, size_t len, int64_t *ms)
     t = (int64_t) (365 * year + year / 4 - year / 100 + year / 400
                    + 367 * month / 12 - 30 + day - 1 - 719527 + 31 + 28);
     t = t * 86400 + hour * 3600 + min * 60 + sec - zone * 60;
+
+    if (t < 0) {
+        /* before 1970 in UTC: not a time this store has seen */
+        return NGX_ERROR;
+    }
 
     if (ms) {
         *ms = t * 1000 + frac;

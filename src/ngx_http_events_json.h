@@ -47,6 +47,7 @@ u_char *ngx_http_events_json_escape(u_char *p, u_char *s, size_t len);
 
 ngx_int_t ngx_http_events_parse_time(u_char *p, size_t len, int64_t *ms);
 
+void ngx_http_events_error_name(ngx_http_events_error_t *err);
 void ngx_http_events_error(ngx_http_events_error_t *err, ngx_uint_t status,
     const char *code, const char *kind, ngx_str_t *prefix, const char *name,
     const char *fmt, ...);

@@ -212,7 +212,8 @@ ngx_http_events_jwt_signature(ngx_http_events_jwt_conf_t *conf,
     for (i = 0; i < conf->keys->nelts; i++) {
 
         if (keys[i].kid.len != want.len
-            || ngx_strncmp(keys[i].kid.data, want.data, want.len) != 0)
+            || (want.len
+                && ngx_strncmp(keys[i].kid.data, want.data, want.len) != 0))
         {
             continue;
         }

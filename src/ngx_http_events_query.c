@@ -136,12 +136,13 @@ ngx_http_events_query_parse(ngx_str_t *args, ngx_uint_t mode,
         }
 
         if (param == NULL) {
-            ngx_http_events_error(err, 400, "invalid_parameter", "param",
-                                  NULL, NULL, "unknown parameter");
-
             /* name the parameter as sent, within reason */
+            ngx_http_events_error(err, 400, "invalid_parameter", "param",
+                                  NULL, NULL, "unknown parameter \"%*s\"",
+                                  ngx_min(name.len, 64), name.data);
             err->name_len = ngx_min(name.len, sizeof(err->name));
             ngx_memcpy(err->name, name.data, err->name_len);
+            ngx_http_events_error_name(err);
             return NGX_ERROR;
         }
 

@@ -71,11 +71,23 @@ command -v curl >/dev/null || die "curl is not installed"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/events-bench.XXXXXX")
 chmod 755 "$WORK"     # workers may run as nobody
 
+# nginx runs a private copy of the module: a rebuild rewrites the .so in
+# place, which kills the workers that have it mapped (SIGBUS/SIGSEGV)
+MODULE_SRC=$MODULE
+MODULE=$WORK/ngx_http_events_module.so
+cp "$MODULE_SRC" "$MODULE"
+chmod 644 "$MODULE"
+
 STARTED=()            # prefixes of the nginx instances we started
+WRK_PID=""            # the wrk running now, if any
 
 stop_all() {
     local rc=$? dir pid i
     trap - EXIT INT TERM
+    if [[ -n $WRK_PID ]]; then
+        kill -TERM "$WRK_PID" 2>/dev/null || true
+        wait "$WRK_PID" 2>/dev/null || true
+    fi
     for dir in "${STARTED[@]}"; do
         "$NGINX" -p "$dir/" -c "$dir/nginx.conf" -e "$dir/error.log" \
             -s quit 2>/dev/null || true
@@ -238,6 +250,7 @@ start() {
         grep -q 'Address already in use' "$dir/error.log" || break
     done
     echo "ingest.sh: nginx ($kind) failed to start; $dir/nginx.conf:" >&2
+    [[ $kind == ours ]] && echo "(the module loaded is a copy of $MODULE_SRC)" >&2
     sed 's/^/    /' "$dir/nginx.conf" >&2
     echo "ingest.sh: its error log and stderr:" >&2
     sed 's/^/    /' "$dir/error.log" "$dir/start.err" >&2
@@ -273,11 +286,17 @@ run_wrk() {
     fi
     WRK_CMD=(wrk "-t$t" "-c$c" "-d${secs}s" -s "$LUA" "$url")
     CMD_WRK["$kind/$c"]=$(printf '%q ' "${WRK_CMD[@]}")
-    if ! "${WRK_CMD[@]}" > "$log" 2>&1; then
+    # in the background so that a signal reaches the trap at once and the
+    # trap can stop this wrk by its pid
+    "${WRK_CMD[@]}" > "$log" 2>&1 &
+    WRK_PID=$!
+    if ! wait "$WRK_PID"; then
+        WRK_PID=""
         echo "ingest.sh: wrk failed:" >&2
         sed 's/^/    /' "$log" >&2
         exit 2
     fi
+    WRK_PID=""
     line=$(grep '^WRK_RESULT ' "$log" | tail -1)
     [[ -n $line ]] || { echo "ingest.sh: no WRK_RESULT in:" >&2; cat "$log" >&2; exit 2; }
     for kv in ${line#WRK_RESULT }; do
@@ -305,7 +324,8 @@ echo "kernel: $(uname -srm)"
 echo "nginx: $("$NGINX" -V 2>&1 | head -1)"
 echo "nchan: $(dpkg-query -W -f='${Package} ${Version}' libnginx-mod-nchan 2>/dev/null || echo "$NCHAN")"
 echo "wrk: $(wrk -v 2>&1 | head -1)"
-echo "module: $MODULE ($(stat -c '%y' "$MODULE" | cut -d. -f1))"
+echo "module: $MODULE_SRC (built $(stat -c '%y' "$MODULE_SRC" | cut -d. -f1), sha256 $(sha256sum "$MODULE" | cut -c1-16), run from a copy)"
+echo "checkout: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD -- src config 2>/dev/null || echo " + uncommitted changes in src/")"
 echo "loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 echo "== servers"
@@ -321,6 +341,20 @@ FAILED=0
 fail() {
     echo "FAIL: $*"
     FAILED=1
+}
+
+# a worker that died makes every later number meaningless: stop there
+crashes() {
+    grep -c 'exited on signal' "$WORK/$1/error.log" || true
+}
+check_crash() {
+    local kind=$1 what=$2
+    if (($(crashes "$kind") > 0)); then
+        echo "FAIL: $kind: nginx worker(s) crashed during $what; its error log:"
+        grep -E '\[(warn|error|crit|alert|emerg)\]' "$WORK/$kind/error.log" \
+            | head -20 | sed 's/^/    /'
+        exit 1
+    fi
 }
 
 # one POST each before anything else: a wrong status here would make
@@ -343,6 +377,7 @@ done
 if ((WARMUP > 0)); then
     for kind in ours nchan; do
         run_wrk "$kind" 16 "$WARMUP" "$WORK/warmup-$kind.log"
+        check_crash "$kind" "the warm-up"
     done
     echo "warm-up: ${WARMUP}s per server at 16 connections (not measured)"
 fi
@@ -361,6 +396,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
                 before=$(head_seq)
             fi
             run_wrk "$kind" "$c" "$DURATION" "$log"
+            check_crash "$kind" "round $r at $c connection(s)"
             rate=$(awk -v n="$R_requests" -v us="$R_duration_us" \
                 'BEGIN { printf "%.1f", n / (us / 1e6) }')
             RATES["$kind/$c"]+="$rate "
