@@ -8,7 +8,11 @@ use warnings;
 
 use lib 't/lib';
 use Test::More;
+use JSON::PP;
+use Digest::SHA qw(hmac_sha256);
+use MIME::Base64 qw(encode_base64url);
 use EventsTest;
+use EventsTest::SSE;
 
 my $dir = "$EventsTest::REPO/conf-examples";
 opendir(my $dh, $dir) or die "$dir: $!";
@@ -33,7 +37,51 @@ my %check = (
         is($t->get('/events-status')->{json}{events}{stored}, 1,
             'quickstart: status');
     },
+
+    'auth_request.conf' => sub {
+        my ($t) = @_;
+        my %acme = (headers => { 'X-Api-Key' => 'key-acme' });
+        is($t->get('/events')->{status}, 401, 'auth_request: no key, 401');
+        is($t->get('/events', headers => { 'X-Api-Key' => 'nope' })
+            ->{status}, 401, 'auth_request: a wrong key, 401');
+        my $r = $t->post_json('/events', { type => 'ticket.created' },
+            headers => { 'X-Api-Key' => 'key-acme', 'X-Tenant' => 'beta' });
+        is($r->{status}, 201, 'auth_request: POST with a key');
+        is($r->{json}{tenantId}, 'acme', 'auth_request: the service\'s tenant');
+        is(scalar @{ $t->get('/events', headers => {
+            'X-Api-Key' => 'key-beta' })->{json}{data} }, 0,
+            'auth_request: beta sees none of acme\'s');
+        is(scalar @{ $t->get('/events', %acme)->{json}{data} }, 1,
+            'auth_request: acme sees its own');
+    },
+
+    'jwt.conf' => sub {
+        my ($t) = @_;
+        my $json = JSON::PP->new->canonical;
+        my $h = encode_base64url('{"alg":"HS256","typ":"JWT"}');
+        my $p = encode_base64url($json->encode({ tenant => 'acme',
+            sub => 'svc', exp => time + 300, publish => ['ticket.*'],
+            subscribe => ['ticket.*'] }));
+        my $tok = "$h.$p." . encode_base64url(hmac_sha256("$h.$p",
+            'example-secret'));
+        is($t->get('/events')->{status}, 401, 'jwt: no token, 401');
+        my $r = $t->post_json('/events', { type => 'ticket.created' },
+            headers => { Authorization => "Bearer $tok" });
+        is($r->{status}, 201, 'jwt: POST with a token');
+        is($r->{json}{tenantId}, 'acme', 'jwt: the token\'s tenant');
+        my $s = EventsTest::SSE->open($t,
+            "/events/stream?lastEventId=earliest&token=$tok");
+        is($s->next_event(timeout => 2)->{json}{seq}, $r->{json}{seq},
+            'jwt: a stream with ?token=');
+        $s->close;
+        is($t->get('/events-status', headers => {
+            Authorization => "Bearer $tok" })->{status}, 403,
+            'jwt: status needs admin');
+    },
 );
+
+# files an example expects beside it
+my %files = ('jwt.conf' => { 'events-jwt.key' => "example-secret\n" });
 
 for my $file (@files) {
     open(my $fh, '<', "$dir/$file") or die "$file: $!";
@@ -46,10 +94,13 @@ for my $file (@files) {
     $conf =~ s/^\s*(load_module|worker_processes|pid|error_log)\b[^;]*;\n//mg;
     $conf =~ s/^events\s*\{[^}]*\}\n//m;
     $conf =~ s/127\.0\.0\.1:8080/127.0.0.1:%%PORT%%/g;
+    $conf =~ s/127\.0\.0\.1:8081/127.0.0.1:%%PORT_2%%/g;
 
     my $t = EventsTest->new;
     mkdir $t->testdir . '/logs';
     chmod 0777, $t->testdir . '/logs';
+    my $extra = $files{$file} // {};
+    $t->write_file($_, $extra->{$_}) for keys %$extra;
     $t->write_config("%%GLOBALS%%\n$conf");
     $t->run;
 
