@@ -69,6 +69,9 @@ typedef struct {
 } ngx_http_events_stream_ctx_t;
 
 
+static void ngx_http_events_stream_event_init(
+    ngx_http_events_stream_ctx_t *ctx, ngx_event_t *ev,
+    ngx_event_handler_pt handler);
 static ngx_int_t ngx_http_events_stream_refuse(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, const char *message);
 static ngx_int_t ngx_http_events_stream_start(
@@ -217,21 +220,16 @@ ngx_http_events_stream_handler(ngx_http_request_t *r)
         return NGX_ERROR;
     }
 
-    ctx->heartbeat.handler = ngx_http_events_stream_heartbeat;
-    ctx->heartbeat.data = ctx;
-    ctx->heartbeat.log = r->connection->log;
-    ctx->heartbeat.cancelable = 1;
-
-    ctx->resume.handler = ngx_http_events_stream_resume;
-    ctx->resume.data = ctx;
-    ctx->resume.log = r->connection->log;
+    ngx_http_events_stream_event_init(ctx, &ctx->heartbeat,
+                                      ngx_http_events_stream_heartbeat);
+    ngx_http_events_stream_event_init(ctx, &ctx->resume,
+                                      ngx_http_events_stream_resume);
+    ngx_http_events_stream_event_init(ctx, &ctx->lifetime,
+                                      ngx_http_events_stream_lifetime);
+    ngx_http_events_stream_event_init(ctx, &ctx->expiry,
+                                      ngx_http_events_stream_expiry);
 
     if (elcf->stream_max_lifetime) {
-        ctx->lifetime.handler = ngx_http_events_stream_lifetime;
-        ctx->lifetime.data = ctx;
-        ctx->lifetime.log = r->connection->log;
-        ctx->lifetime.cancelable = 1;
-
         /* up to a tenth earlier, so that reconnects spread out */
         ngx_add_timer(&ctx->lifetime,
                       elcf->stream_max_lifetime
@@ -241,11 +239,6 @@ ngx_http_events_stream_handler(ngx_http_request_t *r)
 
     if (ctx->exp) {
         /* "reauth" a little before the token expires, the end at expiry */
-        ctx->expiry.handler = ngx_http_events_stream_expiry;
-        ctx->expiry.data = ctx;
-        ctx->expiry.log = r->connection->log;
-        ctx->expiry.cancelable = 1;
-
         ngx_add_timer(&ctx->expiry,
                       ctx->exp - ngx_time() > 30
                       ? (ngx_msec_t) (ctx->exp - ngx_time() - 30) * 1000
@@ -264,6 +257,19 @@ ngx_http_events_stream_handler(ngx_http_request_t *r)
     ngx_http_events_stream_pump(ctx);
 
     return NGX_DONE;
+}
+
+
+/* the stream's own timers: cancelable, so that they never hold up exit */
+
+static void
+ngx_http_events_stream_event_init(ngx_http_events_stream_ctx_t *ctx,
+    ngx_event_t *ev, ngx_event_handler_pt handler)
+{
+    ev->handler = handler;
+    ev->data = ctx;
+    ev->log = ctx->request->connection->log;
+    ev->cancelable = 1;
 }
 
 
