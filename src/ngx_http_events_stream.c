@@ -1057,6 +1057,12 @@ ngx_http_events_stream_close_all(ngx_cycle_t *cycle)
             ctx = ngx_queue_data(q, ngx_http_events_stream_ctx_t, queue);
             c = ctx->request->connection;
 
+            if (ctx->done) {
+                /* ending already: only let go of it, or this never ends */
+                ngx_http_events_stream_unsubscribe(ctx);
+                continue;
+            }
+
             /* finish() unlinks it, whatever happens to the request */
             ngx_http_events_stream_finish(ctx, ": server restarting, "
                                           "reconnect\n\n");
