@@ -13,6 +13,7 @@
 
 #include "ngx_http_events_module.h"
 #include "ngx_http_events_store.h"
+#include "ngx_http_events_cursor.h"
 
 
 /* one per worker process, hung off the main conf */
@@ -23,6 +24,11 @@ struct ngx_http_events_ipc_s {
     ngx_connection_t           *watcher;        /* learns of shutdown */
     ngx_http_events_scratch_t   scratch;        /* one event, for streams */
     uint64_t                    rng;            /* for event ids */
+
+    /* the last event's cursor, framed for many streams in a wake */
+    uint64_t                    cursor_seq;
+    uint64_t                    cursor_epoch;
+    u_char                      cursor[NGX_HTTP_EVENTS_CURSOR_LEN];
 };
 
 

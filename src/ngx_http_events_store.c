@@ -1148,7 +1148,9 @@ ngx_http_events_match_query(ngx_http_events_query_t *q,
     ngx_http_events_copy_t *c)
 {
     if (c->tenant.len != q->tenant.len
-        || ngx_memcmp(c->tenant.data, q->tenant.data, q->tenant.len) != 0)
+        || (q->tenant.len
+            && ngx_memcmp(c->tenant.data, q->tenant.data, q->tenant.len)
+               != 0))
     {
         return 0;
     }

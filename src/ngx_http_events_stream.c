@@ -34,6 +34,7 @@
 #define NGX_HTTP_EVENTS_STREAM_BUF      16384
 #define NGX_HTTP_EVENTS_STREAM_BUDGET   4096    /* records per look */
 #define NGX_HTTP_EVENTS_STREAM_LOOKS    64      /* looks per turn */
+#define NGX_HTTP_EVENTS_STREAM_TURN     65536   /* bytes framed per turn */
 
 
 typedef struct {
@@ -83,6 +84,8 @@ static ngx_int_t ngx_http_events_stream_append(
     ngx_http_events_stream_ctx_t *ctx, u_char *data, size_t len);
 static ngx_int_t ngx_http_events_stream_event(
     ngx_http_events_stream_ctx_t *ctx, ngx_http_events_item_t *item);
+static u_char *ngx_http_events_stream_cursor(
+    ngx_http_events_stream_ctx_t *ctx, uint64_t seq);
 static ngx_int_t ngx_http_events_stream_reset(
     ngx_http_events_stream_ctx_t *ctx, const char *reason);
 static ngx_int_t ngx_http_events_stream_ready(
@@ -549,7 +552,8 @@ ngx_http_events_stream_event(ngx_http_events_stream_ctx_t *ctx,
     }
 
     p = ngx_cpymem(p, "id: ", 4);
-    p = ngx_http_events_cursor_write(p, ctx->store->epoch, item->seq);
+    p = ngx_cpymem(p, ngx_http_events_stream_cursor(ctx, item->seq),
+                   NGX_HTTP_EVENTS_CURSOR_LEN);
     p = ngx_cpymem(p, "\ndata: ", 7);
 
     if (ngx_http_events_stream_append(ctx, head, p - head) != NGX_OK
@@ -563,6 +567,27 @@ ngx_http_events_stream_event(ngx_http_events_stream_ctx_t *ctx,
     }
 
     return NGX_OK;
+}
+
+
+/* a wake frames the same event for many streams: its cursor once */
+
+static u_char *
+ngx_http_events_stream_cursor(ngx_http_events_stream_ctx_t *ctx,
+    uint64_t seq)
+{
+    ngx_http_events_ipc_t  *ipc;
+
+    ipc = ngx_http_events_ipc();
+
+    if (ipc->cursor_seq != seq || ipc->cursor_epoch != ctx->store->epoch) {
+        (void) ngx_http_events_cursor_write(ipc->cursor, ctx->store->epoch,
+                                            seq);
+        ipc->cursor_seq = seq;
+        ipc->cursor_epoch = ctx->store->epoch;
+    }
+
+    return ipc->cursor;
 }
 
 
@@ -713,6 +738,7 @@ static void
 ngx_http_events_stream_pump(ngx_http_events_stream_ctx_t *ctx)
 {
     off_t                    unsent;
+    size_t                   framed;
     uint64_t                 last;
     ngx_int_t                rc;
     ngx_uint_t               looks, streamed;
@@ -745,7 +771,14 @@ ngx_http_events_stream_pump(ngx_http_events_stream_ctx_t *ctx)
 
     ctx->stalled = 0;
     streamed = 0;
+    framed = 0;
     rc = NGX_DONE;
+
+    /*
+     * A turn frames at most NGX_HTTP_EVENTS_STREAM_TURN bytes: a stream
+     * far behind then holds little memory, and it goes on in the next
+     * turn of the event loop, after other streams and requests had theirs.
+     */
 
     for (looks = 0; looks < NGX_HTTP_EVENTS_STREAM_LOOKS; looks++) {
 
@@ -765,8 +798,14 @@ ngx_http_events_stream_pump(ngx_http_events_stream_ctx_t *ctx)
             streamed++;
             ctx->replayed += ctx->replaying;
             unsent += item.json.len;
+            framed += item.json.len;
 
             if (unsent >= (off_t) ctx->max_buffer) {
+                break;
+            }
+
+            if (framed >= NGX_HTTP_EVENTS_STREAM_TURN) {
+                rc = NGX_AGAIN;
                 break;
             }
 
@@ -804,8 +843,8 @@ ngx_http_events_stream_pump(ngx_http_events_stream_ctx_t *ctx)
     }
 
     if (rc == NGX_AGAIN && !ctx->resume.posted) {
-        /* a long way behind: go on after other work */
-        ngx_post_event(&ctx->resume, &ngx_posted_events);
+        /* more to go: in the next turn of the event loop, not this one */
+        ngx_post_event(&ctx->resume, &ngx_posted_next_events);
     }
 
     if (ctx->replaying && ctx->cursor >= ctx->replay_until) {

@@ -26,7 +26,10 @@
 # the end of the drain (lost, or still queued when the drain gave up);
 # "gaps" = holes inside what a stream received (per publisher connection
 # counter); "dup" = events a stream got twice; for ours "seq_gaps" and
-# "seq_dups" check that seq goes up by exactly 1 on every stream.
+# "seq_dups" check that seq goes up by exactly 1 on every stream;
+# "foreign" = events of an earlier phase still arriving (each phase starts
+# only once the workers are idle, so this should be 0); "lagging" = our
+# status counter of streams cut or reset for falling behind.
 #
 # Environment:
 #   T_MODULE             our module (default build/ngx_http_events_module.so)
@@ -36,15 +39,27 @@
 #                        counts that the fd limit cannot hold are skipped)
 #   BENCH_RATES          events/s, "max" for saturation (default "10 100 1000 max")
 #   BENCH_SECONDS        seconds of publishing per rate (default 5)
-#   BENCH_PUB_CONNS      publisher connections (default 4)
+#   BENCH_PUB_CONNS      publisher connections at "max" (default 4)
+#   BENCH_RATE_CONNS     publisher connections at a fixed rate (default 64):
+#                        the schedule is open loop, an event goes out on
+#                        any idle connection, so slow answers do not lower
+#                        the offered rate (up to this many in flight)
 #   BENCH_BODY_BYTES     POST body size (default 300)
+#   BENCH_PUB_GRACE      seconds the publisher waits after BENCH_SECONDS for
+#                        answers still due (default 30); it sends nothing new
 #   BENCH_DRAIN_IDLE_MS  drain ends after this long without an event (default 3000)
 #   BENCH_DRAIN_MAX      drain ends after this many seconds at most (default 20)
 #   BENCH_MAX_RSS_MB     abort a server's phases when its workers' RSS
 #                        passes this (default 8000)
 #   BENCH_SERVERS        "ours nchan" (default), or one of them
+#   BENCH_FLOOR=0        skip nginx's own floor: a third nginx (ours' config)
+#                        holding N requests whose headers never end, i.e.
+#                        what any request in flight costs before a module
+#                        sees it (default 1)
 #   BENCH_PERF           "N:RATE" (e.g. "5000:max"): perf-record our workers
 #                        during that phase and print the hottest symbols
+#   BENCH_PERF_CALLGRAPH perf's --call-graph (default fp; nginx has no frame
+#                        pointers, "dwarf" finds callers but costs more)
 #   BENCH_KEEP=1         keep the temp directory (configs, logs, outputs)
 #
 # Exit status: 0 when the run completed and ours lost, skipped and
@@ -70,12 +85,16 @@ SUBSCRIBERS=${BENCH_SUBSCRIBERS:-"100 1000 5000 10000"}
 RATES=${BENCH_RATES:-"10 100 1000 max"}
 DURATION=${BENCH_SECONDS:-5}
 PUB_CONNS=${BENCH_PUB_CONNS:-4}
+RATE_CONNS=${BENCH_RATE_CONNS:-64}
 BODY_BYTES=${BENCH_BODY_BYTES:-300}
+PUB_GRACE=${BENCH_PUB_GRACE:-30}
 DRAIN_IDLE_MS=${BENCH_DRAIN_IDLE_MS:-3000}
 DRAIN_MAX=${BENCH_DRAIN_MAX:-20}
 MAX_RSS_MB=${BENCH_MAX_RSS_MB:-8000}
 SERVERS=${BENCH_SERVERS:-"ours nchan"}
 PERF_AT=${BENCH_PERF:-}
+FLOOR=${BENCH_FLOOR:-1}
+PERF_CG=${BENCH_PERF_CALLGRAPH:-fp}
 CLIENT_SRC=$HERE/fanout_client.c
 
 die() {
@@ -83,10 +102,10 @@ die() {
     exit 2
 }
 
-for v in DURATION PUB_CONNS BODY_BYTES DRAIN_IDLE_MS DRAIN_MAX MAX_RSS_MB; do
+for v in DURATION PUB_GRACE PUB_CONNS RATE_CONNS BODY_BYTES DRAIN_IDLE_MS DRAIN_MAX MAX_RSS_MB; do
     [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a whole number > 0, not '${!v}'"
 done
-((PUB_CONNS <= 64)) || die "BENCH_PUB_CONNS must be at most 64"
+((PUB_CONNS <= 64 && RATE_CONNS <= 64)) || die "BENCH_PUB_CONNS and BENCH_RATE_CONNS must be at most 64"
 for n in $SUBSCRIBERS; do
     [[ $n =~ ^[1-9][0-9]*$ ]] || die "bad subscriber count '$n'"
 done
@@ -119,6 +138,7 @@ if (($(ulimit -n) < NEED_FDS)); then
     ulimit -n "$(($(ulimit -Hn) < NEED_FDS ? $(ulimit -Hn) : NEED_FDS))" 2>/dev/null || true
 fi
 FD_LIMIT=$(ulimit -n)
+FD_HARD=$(ulimit -Hn)
 RUN_N=""
 SKIPPED_N=""
 for n in $SUBSCRIBERS; do
@@ -229,18 +249,21 @@ wait_port() {
 # write_conf DIR PORT KIND N
 write_conf() {
     local dir=$1 port=$2 kind=$3 n=$4
-    local t conns=$((n + 1024))
+    local t conns=$((n + 1024)) nofile
+    # workers run as nobody and cannot go past the hard limit
+    nofile=$((conns + 64))
+    [[ $FD_HARD != unlimited ]] && ((nofile > FD_HARD)) && nofile=$FD_HARD
     mkdir -p "$dir"
     chmod 755 "$dir"
     {
-        if [[ $kind == ours ]]; then
+        if [[ $kind == ours || $kind == floor ]]; then
             echo "load_module $MODULE;"
         else
             echo "load_module $NCHAN;"
         fi
         cat <<EOF
 worker_processes 2;
-worker_rlimit_nofile $((2 * conns + 64));
+worker_rlimit_nofile $nofile;
 pid $dir/nginx.pid;
 # info: our "stream cut" / "fell out of the window" are info messages
 error_log $dir/error.log info;
@@ -256,7 +279,7 @@ EOF
         for t in client_body proxy fastcgi uwsgi scgi; do
             echo "    ${t}_temp_path $dir/${t}_temp;"
         done
-        if [[ $kind == ours ]]; then
+        if [[ $kind == ours || $kind == floor ]]; then
             cat <<EOF
 
     events_zone bench 512m;
@@ -460,6 +483,7 @@ kv() {
 CTL=$WORK/ctl
 mkfifo "$CTL"
 SUB_OUT=""
+SUB_RUN=0
 
 # sub_start KIND N -> SUB_PID, READY line in SUB_READY
 sub_start() {
@@ -468,14 +492,18 @@ sub_start() {
     if [[ $kind == ours ]]; then
         path=/events/stream
         args=(-s)
+    elif [[ $kind == floor ]]; then
+        path=/events/stream
+        args=(-x)
     else
         path=/sub
         args=()
     fi
-    SUB_OUT=$WORK/sub-$kind-$n.out
+    SUB_RUN=$((SUB_RUN + 1))
+    SUB_OUT=$WORK/sub-$kind-$n-$SUB_RUN.out
     SUB_CMD=("$CLIENT" sub -p "$port" -u "$path" -n "$n" "${args[@]}" -P 256 -T 120)
     CMD_SUB[$kind/$n]=$(printf '%q ' "${SUB_CMD[@]}")
-    "${SUB_CMD[@]}" < "$CTL" > "$SUB_OUT" 2> "$WORK/sub-$kind-$n.err" &
+    "${SUB_CMD[@]}" < "$CTL" > "$SUB_OUT" 2> "${SUB_OUT%.out}.err" &
     SUB_PID=$!
     BG_PIDS+=("$SUB_PID")
     exec 7> "$CTL"
@@ -491,7 +519,7 @@ sub_start() {
         sleep 0.1
     done
     echo "fanout.sh: the subscriber client did not get ready:" >&2
-    sed 's/^/    /' "$SUB_OUT" "$WORK/sub-$kind-$n.err" >&2
+    sed 's/^/    /' "$SUB_OUT" "${SUB_OUT%.out}.err" >&2
     exit 2
 }
 
@@ -553,11 +581,11 @@ publish() {
     if [[ $kind == ours ]]; then path=/events; else path=/pub; extra=(-j); fi
     [[ $rate == max ]] && rate=0
     PUB_CMD=("$CLIENT" pub -p "$port" -u "$path" -r "$rate" -d "$secs" -c "$conns" \
-        -g "$phase" -b "$BODY_BYTES" "${extra[@]}")
+        -g "$phase" -b "$BODY_BYTES" -G "$PUB_GRACE" "${extra[@]}")
     "${PUB_CMD[@]}" > "$WORK/pub-$phase.out" 2> "$WORK/pub-$phase.err" &
     pid=$!
     BG_PIDS+=("$pid")
-    for ((i = 0; i < (secs + 20) * 10; i++)); do
+    for ((i = 0; i < (secs + PUB_GRACE + 10) * 10; i++)); do
         kill -0 "$pid" 2>/dev/null || break
         if ! watch_rss "$kind"; then
             ABORT="worker RSS over ${MAX_RSS_MB} MB while publishing"
@@ -570,6 +598,24 @@ publish() {
     wait "$pid" 2>/dev/null || true
     forget_pid "$pid"
     P_LINE=$(grep '^PUB ' "$WORK/pub-$phase.out" || true)
+}
+
+# settle KIND: wait (at most 30 s) until the workers are idle (under 5% of
+# a CPU over half a second), so that no phase pays for the last one's
+# backlog; SETTLED = seconds waited
+settle() {
+    local kind=$1 i a b
+    SETTLED=0
+    for ((i = 1; i <= 60; i++)); do
+        a=$(cpu_ticks "$kind")
+        sleep 0.5
+        b=$(cpu_ticks "$kind")
+        if (((b - a) * 40 <= TCK)); then
+            SETTLED=$(awk -v i="$i" 'BEGIN { printf "%.1f", i / 2 }')
+            return 0
+        fi
+    done
+    SETTLED=30+
 }
 
 declare -A CMD_SUB CMD_PUB RES MEM NOTES
@@ -597,10 +643,30 @@ echo "loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "busiest processes at start (other load skews every number below):"
 ps -eo pcpu=,comm= --sort=-pcpu | head -4 | sed 's/^/    /'
 echo "client: ${CC_CMD[*]}"
-echo "settings: rates '$RATES', ${DURATION}s each, $PUB_CONNS publisher connections, ${BODY_BYTES}-byte bodies, drain: ${DRAIN_IDLE_MS} ms idle or ${DRAIN_MAX}s at most"
+echo "settings: rates '$RATES', ${DURATION}s each, publisher connections: $RATE_CONNS at a fixed rate, $PUB_CONNS at max; ${BODY_BYTES}-byte bodies, drain: ${DRAIN_IDLE_MS} ms idle or ${DRAIN_MAX}s at most"
 echo
 
+declare -A FLOOR_B
 for n in $RUN_N; do
+    if [[ $FLOOR == 1 ]]; then
+        # nginx's own cost of a request in flight, before any module runs
+        start floor "$n"
+        curl -sS -o /dev/null --max-time 10 -X POST -H 'Content-Type: application/json' \
+            --data-binary '{"type":"bench.warmup"}' "http://127.0.0.1:$PORT_floor/events" || true
+        sleep 0.5
+        fb=$(rss_anon floor)
+        sub_start floor "$n"
+        sleep 1
+        fa=$(rss_anon floor)
+        fo=$(kv open "$SUB_READY")
+        sub_stop
+        stop floor
+        if ((fo > 0)); then FLOOR_B[$n]=$(( (fa - fb) * 1024 / fo )); else FLOOR_B[$n]=-; fi
+        echo "== nginx floor, N=$n: ${CMD_START[floor/$n]}"
+        echo "$fo requests whose headers never end ($(printf '%q ' "${SUB_CMD[@]}")): worker RssAnon $fb kB -> $fa kB, ${FLOOR_B[$n]} B per request"
+        echo
+    fi
+
     for kind in $SERVERS; do
         start "$kind" "$n"
     done
@@ -631,7 +697,7 @@ for n in $RUN_N; do
         echo "streams: $SUB_READY; the server counts: $(server_subscribers "$kind")"
         if ((opened < n)); then
             fail "$kind N=$n: only $opened of $n streams opened"
-            sed 's/^/    /' "$WORK/sub-$kind-$n.err" | sort | uniq -c | head -5
+            sed 's/^/    /' "${SUB_OUT%.out}.err" | sort | uniq -c | head -5
         fi
         sleep 1
         rss_conn=$(rss_anon "$kind")
@@ -654,9 +720,13 @@ for n in $RUN_N; do
             "$(( opened ? (rss_idle - BASE[$kind]) * 1024 / opened : 0 ))" \
             "$(( opened ? (rss_conn - BASE[$kind]) * 1024 / opened : 0 ))"
 
-        printf '%-6s %8s %9s %11s %8s %8s %8s %8s %9s %6s %5s %6s %6s %7s %6s %8s %8s %8s %s\n' \
-            rate published pub/s deliv/s p50_ms p90_ms p99_ms max_ms missing gaps dup seqgap closed lagging resets srv_cpu cli_cpu us/1kdel end
+        printf '%-6s %8s %7s %9s %8s %8s %8s %8s %9s %5s %4s %6s %6s %7s %6s %7s %7s %7s %7s %s\n' \
+            rate published pub/s deliv/s p50_ms p90_ms p99_ms max_ms missing gaps dup seqgap closed lagging foreign srv_cpu cli_cpu us/1k peakMB end
         for rate in $RATES; do
+            settle "$kind"
+            if [[ $SETTLED != 0.5 ]]; then
+                NOTES[$kind/$n]+="$rate: workers busy before the phase, waited ${SETTLED}s. "
+            fi
             PHASE=$((PHASE + 1))
             ABORT=""
             PEAK_RSS=0
@@ -666,13 +736,14 @@ for n in $RUN_N; do
             perf_pid=""
             if [[ $kind == ours && $PERF_AT == "$n:$rate" ]]; then
                 PERF_DATA=$WORK/perf-$kind-$n-$rate.data
-                PERF_CMD=(perf record -F 999 -g -o "$PERF_DATA" -p "$(workers "$kind" | tr ' ' ',' | sed 's/,$//')")
+                PERF_CMD=(perf record -F 999 --call-graph "$PERF_CG" -o "$PERF_DATA" -p "$(workers "$kind" | tr ' ' ',' | sed 's/,$//')")
                 "${PERF_CMD[@]}" > "$WORK/perf.log" 2>&1 &
                 perf_pid=$!
                 BG_PIDS+=("$perf_pid")
             fi
             echo "PHASE $PHASE" >&7
-            publish "$kind" "$PHASE" "$rate" "$DURATION" "$PUB_CONNS"
+            if [[ $rate == max ]]; then pc=$PUB_CONNS; else pc=$RATE_CONNS; fi
+            publish "$kind" "$PHASE" "$rate" "$DURATION" "$pc"
             CMD_PUB[$kind/$n/$rate]=$(printf '%q ' "${PUB_CMD[@]}")
             ok=$(kv ok "$P_LINE")
             [[ $ok == - ]] && ok=0
@@ -694,10 +765,13 @@ for n in $RUN_N; do
                 echo "$rate: ABORTED: $ABORT (peak worker RssAnon ${PEAK_RSS} kB); $P_LINE"
                 RES[$kind/$n/$rate]="aborted=1"
                 NOTES[$kind/$n]+="$rate: aborted ($ABORT). "
-                # the client may be stuck behind a huge backlog: start over
+                # drop the backlog with the streams, then start over
                 kill -TERM "$SUB_PID" 2>/dev/null || true
                 sub_stop
-                break
+                sleep 2
+                sub_start "$kind" "$n"
+                echo "       streams again: $SUB_READY; worker RssAnon now $(rss_anon "$kind") kB"
+                continue
             fi
 
             rx=$(kv rx "$R_LINE")
@@ -717,20 +791,26 @@ for n in $RUN_N; do
             seqgap=$(( $(num "$(kv seq_gaps "$R_LINE")") + $(num "$(kv seq_dups "$R_LINE")") ))
             [[ $kind == ours ]] || seqgap=-
             closed=$(kv closed "$R_LINE")
-            resets=$(kv resets "$R_LINE")
             lagging=$((lag1 - lag0))
             [[ $kind == ours ]] || lagging=-
             RES[$kind/$n/$rate]="deliv=$deliv p50=$p50 p99=$p99 missing=$missing gaps=$gaps dup=$dup seqgap=$seqgap closed=$closed published=$ok srv_cpu=$srv_cpu us_per_k=$us_per_k peak_rss=$PEAK_RSS"
-            printf '%-6s %8s %9s %11s %8s %8s %8s %8s %9s %6s %5s %6s %6s %7s %6s %8s %8s %8s %s\n' \
+            printf '%-6s %8s %7s %9s %8s %8s %8s %8s %9s %5s %4s %6s %6s %7s %6s %7s %7s %7s %7s %s\n' \
                 "$rate" "$ok" "$pubrate" "$deliv" "$p50" "$p90" "$p99" "$pmax" \
-                "$missing" "$gaps" "$dup" "$seqgap" "$closed" "$lagging" "$resets" \
-                "$srv_cpu" "$cli_cpu" "$us_per_k" "$(kv why "$R_LINE") $(awk -v u="$(kv wait_us "$R_LINE")" 'BEGIN { printf "+%.1fs", u / 1e6 }')"
+                "$missing" "$gaps" "$dup" "$seqgap" "$closed" "$lagging" "$(kv foreign "$R_LINE")" \
+                "$srv_cpu" "$cli_cpu" "$us_per_k" "$((PEAK_RSS / 1024))" \
+                "$(kv why "$R_LINE") $(awk -v u="$(kv wait_us "$R_LINE")" 'BEGIN { printf "+%.1fs", u / 1e6 }')"
             echo "    pub: $P_LINE" >> "$WORK/details.log"
             echo "    sub: $R_LINE" >> "$WORK/details.log"
             if [[ -z $P_LINE ]]; then
                 NOTES[$kind/$n]+="$rate: the publisher printed nothing ($(head -c 200 "$WORK/pub-$PHASE.err")). "
             elif (($(num "$(kv non2xx "$P_LINE")") + $(num "$(kv errors "$P_LINE")") > 0)); then
                 NOTES[$kind/$n]+="$rate: publisher non2xx=$(kv non2xx "$P_LINE") errors=$(kv errors "$P_LINE") (first bad status $(kv first_bad_status "$P_LINE")). "
+            fi
+            if (($(num "$(kv unsent "$P_LINE")") + $(num "$(kv abandoned "$P_LINE")") > 0)); then
+                NOTES[$kind/$n]+="$rate: the publisher could not send $(kv unsent "$P_LINE") scheduled events in time and gave up waiting for $(kv abandoned "$P_LINE") answers. "
+            fi
+            if (($(num "$(kv resets "$R_LINE")") + $(num "$(kv bad "$R_LINE")") > 0)); then
+                NOTES[$kind/$n]+="$rate: resets=$(kv resets "$R_LINE") unparsable=$(kv bad "$R_LINE"). "
             fi
             if (($(num "$(kv late "$P_LINE")") > 0)) && [[ $rate != max ]]; then
                 NOTES[$kind/$n]+="$rate: $(kv late "$P_LINE") events sent >1 ms late (max $(kv max_late_us "$P_LINE") us). "
@@ -746,8 +826,13 @@ for n in $RUN_N; do
             if [[ -n $perf_pid ]]; then
                 echo "    perf: ${PERF_CMD[*]}"
                 perf report -i "$PERF_DATA" --no-children --sort dso,symbol \
-                    --percent-limit 0.7 --stdio 2>/dev/null \
-                    | grep -E '^ +[0-9.]+%' | head -40 | sed 's/^/    /' > "$WORK/perf-top.txt" || true
+                    --percent-limit 0.7 --stdio -g none 2>/dev/null \
+                    | awk '/^ +[0-9.]+%/ { printf "    %7s  %-28s %s\n", $1, $2, $4 }' \
+                    | head -40 > "$WORK/perf-top.txt" || true
+                echo "    perf report -i $PERF_DATA --no-children --sort dso,symbol --stdio" >> "$WORK/perf-top.txt"
+                if [[ ${BENCH_KEEP:-0} != 1 ]]; then
+                    echo "    (BENCH_KEEP=1 keeps the perf data)" >> "$WORK/perf-top.txt"
+                fi
                 PERF_TOP=$WORK/perf-top.txt
             fi
             if (($(crashes "$kind") > 0)); then
@@ -809,26 +894,42 @@ ratio() {
     awk -v o="$1" -v c="$2" 'BEGIN { if (o == "-" || c == "-" || c + 0 == 0) print "-"; else printf "%.2f", o / c }'
 }
 
+# accepted: events the server answered 2xx; "*" when it took fewer than 90%
+# of the events the schedule offered (the publisher ran out of connections
+# because answers came late: that server was overloaded)
+acc() {
+    local p
+    p=$(g "$1" published)
+    if [[ $p != - && $2 != max ]] && ((p * 10 < 9 * $2 * DURATION)); then
+        echo "$p*"
+    else
+        echo "$p"
+    fi
+}
 echo "== fan-out, $DURATION s per rate, ${BODY_BYTES}-byte events, 2 workers each"
-printf '%-6s %-5s | %11s %11s %6s | %8s %8s | %8s %8s %6s | %9s %9s | %7s %7s\n' \
-    N rate "deliv/s us" "deliv/s nch" ratio "p50 us" "p50 nch" "p99 us" "p99 nch" ratio \
+printf '%-6s %-5s | %7s %7s | %10s %10s %6s | %8s %8s | %8s %8s %6s | %7s %7s | %7s %7s\n' \
+    N rate "acc us" "acc nch" "deliv/s us" "deliv/s nch" ratio "p50 us" "p50 nch" "p99 us" "p99 nch" ratio \
     "miss us" "miss nch" "us/1k" "nch/1k"
 for n in $RUN_N; do
     for rate in $RATES; do
         o=ours/$n/$rate c=nchan/$n/$rate
-        printf '%-6s %-5s | %11s %11s %6s | %8s %8s | %8s %8s %6s | %9s %9s | %7s %7s\n' \
-            "$n" "$rate" "$(g "$o" deliv)" "$(g "$c" deliv)" "$(ratio "$(g "$o" deliv)" "$(g "$c" deliv)")" \
+        printf '%-6s %-5s | %7s %7s | %10s %10s %6s | %8s %8s | %8s %8s %6s | %7s %7s | %7s %7s\n' \
+            "$n" "$rate" "$(acc "$o" "$rate")" "$(acc "$c" "$rate")" \
+            "$(g "$o" deliv)" "$(g "$c" deliv)" "$(ratio "$(g "$o" deliv)" "$(g "$c" deliv)")" \
             "$(g "$o" p50)" "$(g "$c" p50)" "$(g "$o" p99)" "$(g "$c" p99)" \
             "$(ratio "$(g "$o" p99)" "$(g "$c" p99)")" \
             "$(g "$o" missing)" "$(g "$c" missing)" "$(g "$o" us_per_k)" "$(g "$c" us_per_k)"
     done
 done
-echo "(latency in ms, publish -> receive; miss = deliveries not received by the end of the drain;"
+echo "(acc = events accepted (2xx) in the phase, * = under 90% of the offered rate x $DURATION s:"
+echo " the server answered the publisher too slowly, i.e. it was overloaded, and its latencies"
+echo " are queueing delays of a different amount of work than the other server's;"
+echo " latency in ms, publish -> receive; miss = deliveries not received by the end of the drain;"
 echo " us/1k = worker CPU microseconds per 1000 deliveries, i.e. ns per delivery)"
 echo
 
 echo "== worker memory per idle subscriber (RssAnon of both workers, after one event)"
-printf '%-6s | %10s %10s %6s | %14s %14s\n' N "B/sub us" "B/sub nch" ratio "at connect us" "at connect nch"
+printf '%-6s | %10s %10s %6s | %14s %14s | %s\n' N "B/sub us" "B/sub nch" ratio "at connect us" "at connect nch" "nginx floor B/request"
 declare -A PERSUB
 for n in $RUN_N; do
     row=()
@@ -845,9 +946,11 @@ for n in $RUN_N; do
             PERSUB[$kind/$n]=- ; row+=(- -)
         fi
     done
-    printf '%-6s | %10s %10s %6s | %14s %14s\n' "$n" "${row[0]}" "${row[2]}" \
-        "$(ratio "${row[0]}" "${row[2]}")" "${row[1]}" "${row[3]}"
+    printf '%-6s | %10s %10s %6s | %14s %14s | %s\n' "$n" "${row[0]}" "${row[2]}" \
+        "$(ratio "${row[0]}" "${row[2]}")" "${row[1]}" "${row[3]}" "${FLOOR_B[$n]:--}"
 done
+echo "(nginx floor: the same nginx and config as ours holding N requests whose headers"
+echo " never end; what every request in flight costs before any module sees it)"
 echo
 
 met() { if [[ $1 == 1 ]]; then echo "MET"; elif [[ $1 == 0 ]]; then echo "NOT MET"; else echo "n/a"; fi; }
@@ -862,7 +965,11 @@ for n in 1000 5000; do
     for rate in $RATES; do
         o=$(g "ours/$n/$rate" p99) c=$(g "nchan/$n/$rate" p99)
         v=$(awk -v o="$o" -v c="$c" 'BEGIN { if (o == "-" || c == "-" || c + 0 == 0) print "-"; else print (o <= c / 2) ? 1 : 0 }')
-        echo "p99 <= half of Nchan's, N=$n rate=$rate: ours $o ms, nchan $c ms, ratio $(ratio "$o" "$c"): $(met "$v")"
+        ov=""
+        [[ $(acc "ours/$n/$rate" "$rate") == *\* ]] && ov+=", ours overloaded"
+        [[ $(acc "nchan/$n/$rate" "$rate") == *\* ]] && ov+=", nchan overloaded"
+        [[ $rate == max ]] && ov+=", saturation: queueing delay"
+        echo "p99 <= half of Nchan's, N=$n rate=$rate: ours $o ms, nchan $c ms, ratio $(ratio "$o" "$c"): $(met "$v")${ov:+ (${ov#, })}"
     done
 done
 for n in $RUN_N; do

@@ -1,7 +1,7 @@
 /*
  * Fan-out benchmark client for t/bench/fanout.sh: one process, two modes.
  *
- *   fanout_client sub -p PORT -u PATH -n N [-s] [-P PARALLEL] [-T SECS]
+ *   fanout_client sub -p PORT -u PATH -n N [-s] [-x] [-P PARALLEL] [-T SECS]
  *
  *     Holds N Server-Sent Events streams on 127.0.0.1:PORT with one epoll
  *     loop (non-blocking sockets; chunked or raw bodies).  Parses frames
@@ -11,6 +11,8 @@
  *     counter) and, with -s, "seq" (the server's position, which must go
  *     up by exactly 1 per event on every stream: nothing missed, nothing
  *     twice).  -P bounds the connects in flight, -T the set-up time.
+ *     -x only holds N requests whose headers never end (no blank line):
+ *     what nginx itself spends on a request in flight, for comparison.
  *     Prints "READY ..." once every stream answered (or failed).
  *
  *     Commands, one per line on stdin:
@@ -24,16 +26,20 @@
  *     EOF on stdin is QUIT.
  *
  *   fanout_client pub -p PORT -u PATH -r RATE -d SECS -c CONNS -g PHASE
- *                     [-b BYTES] [-j]
+ *                     [-b BYTES] [-j] [-G GRACE]
  *
  *     POSTs BYTES-byte JSON events (default 300) over CONNS keep-alive
  *     connections: RATE events/s on a fixed schedule (open loop: an event
  *     that finds no idle connection goes out late, and is counted), or
  *     with RATE 0 as fast as each connection gets its answers, for SECS
- *     seconds.  Each body carries its send time:
+ *     seconds (events of a schedule that fell behind and are not out
+ *     by then are counted as "unsent").  Each body carries its send time:
  *       {"type":"bench.tick","payload":{"data":{"pt":<us>,"ph":<phase>,
  *        "pc":<conn>,"pn":<n>,"pad":"xx..."}}}
  *     -j sends "Accept: application/json" (Nchan answers shorter).
+ *     After SECS it waits up to GRACE seconds (default 30) for the answers
+ *     still due; those it gives up on are counted as "abandoned" (the
+ *     server may still store and deliver them).
  *     Prints "PUB key=value ...".
  *
  * Only 127.0.0.1.  Every loop is bounded in time.
@@ -223,6 +229,7 @@ static struct {
     char      *path;
     int        n;
     int        check_seq;
+    int        hold;
     int        parallel;
     int        setup_secs;
 
@@ -704,6 +711,22 @@ sub_event(sub_t *c, uint32_t events)
             return;
         }
 
+        if (S.hold) {
+            /* the request never ends: nothing to wait for */
+            c->state = S_BODY;
+            S.pending--;
+            S.open++;
+
+            ev.events = EPOLLIN | EPOLLRDHUP;
+            ev.data.ptr = c;
+
+            if (epoll_ctl(S.ep, EPOLL_CTL_MOD, c->fd, &ev) < 0) {
+                die("epoll_ctl");
+            }
+
+            return;
+        }
+
         c->state = S_HEADERS;
         c->hdr = malloc(HDR_MAX);
         if (c->hdr == NULL) {
@@ -946,7 +969,7 @@ run_sub(void)
                                  "Host: 127.0.0.1:%d\r\n"
                                  "Accept: text/event-stream\r\n"
                                  "Cache-Control: no-cache\r\n"
-                                 "\r\n", S.path, S.port);
+                                 "%s", S.path, S.port, S.hold ? "" : "\r\n");
 
     S.ep = epoll_create1(EPOLL_CLOEXEC);
     if (S.ep < 0) {
@@ -1081,6 +1104,7 @@ static struct {
     int        bytes;
     int64_t    phase;
     int        accept_json;
+    int        grace;
 
     int        ep;
     pubc_t    *c;
@@ -1345,8 +1369,8 @@ static int
 run_pub(void)
 {
     int                 i, k, nev, busy, sent_any, blocked;
-    int64_t             t0, now, stop, due, total, next_k, wait_us;
-    int64_t             p50 = -1, p99 = -1;
+    int64_t             t0, now, stop, send_stop, due, total, next_k, wait_us;
+    int64_t             p50 = -1, p99 = -1, abandoned = 0;
     struct timespec     ts;
     struct epoll_event  events[256];
 
@@ -1393,13 +1417,14 @@ run_pub(void)
     total = P.rate > 0 ? (int64_t) P.rate * P.secs : -1;
     t0 = mono_us();
     stop = t0 + (int64_t) P.secs * 1000000;
+    send_stop = stop + 100000;      /* a last event a little late still goes */
     next_k = 0;
 
     for ( ;; ) {
         now = mono_us();
 
-        if (now >= stop + 10000000) {
-            break;      /* answers overdue by 10 s: give up on them */
+        if (now >= stop + (int64_t) P.grace * 1000000) {
+            break;      /* answers overdue by GRACE s: give up on them */
         }
 
         sent_any = 1;
@@ -1409,7 +1434,8 @@ run_pub(void)
             sent_any = 0;
 
             if (P.rate > 0) {
-                if (next_k >= total) {
+                /* a schedule that fell behind is cut at the end, too */
+                if (next_k >= total || now >= send_stop) {
                     break;
                 }
 
@@ -1462,12 +1488,12 @@ run_pub(void)
         }
 
         if (now >= stop && busy == 0
-            && (P.rate == 0 || next_k >= total))
+            && (P.rate == 0 || next_k >= total || now >= send_stop))
         {
             break;
         }
 
-        if (P.rate > 0 && next_k < total && !blocked) {
+        if (P.rate > 0 && next_k < total && !blocked && now < send_stop) {
             due = t0 + next_k * 1000000 / P.rate;
             wait_us = due - now;
             if (wait_us < 0) {
@@ -1499,6 +1525,10 @@ run_pub(void)
 
     now = mono_us();
 
+    for (i = 0; i < P.conns; i++) {
+        abandoned += P.c[i].state == P_WAIT;
+    }
+
     if (P.nrtt) {
         qsort(P.rtts, P.nrtt, sizeof(int64_t), cmp64);
         p50 = P.rtts[(P.nrtt - 1) / 2];
@@ -1506,13 +1536,15 @@ run_pub(void)
     }
 
     printf("PUB phase=%" PRId64 " rate=%d secs=%d conns=%d body_bytes=%d"
-           " sent=%" PRId64 " ok=%" PRId64 " non2xx=%" PRId64
+           " sent=%" PRId64 " unsent=%" PRId64 " ok=%" PRId64
+           " abandoned=%" PRId64
+           " non2xx=%" PRId64
            " first_bad_status=%" PRId64 " errors=%" PRId64
            " reconnects=%" PRId64 " late=%" PRId64 " max_late_us=%" PRId64
            " elapsed_us=%" PRId64 " rtt_p50_us=%" PRId64
            " rtt_p99_us=%" PRId64 " rtt_max_us=%" PRId64 " per_conn=",
-           P.phase, P.rate, P.secs, P.conns, P.bytes, P.sent, P.ok,
-           P.non2xx, P.bad_status_example, P.errors, P.reconnects, P.late,
+           P.phase, P.rate, P.secs, P.conns, P.bytes, P.sent,
+           total > next_k ? total - next_k : 0, P.ok, abandoned, P.non2xx, P.bad_status_example, P.errors, P.reconnects, P.late,
            P.max_late, now - t0, p50, p99, P.rtt_max);
 
     for (i = 0; i < P.conns; i++) {
@@ -1533,10 +1565,10 @@ static void
 usage(void)
 {
     fprintf(stderr,
-            "usage: fanout_client sub -p PORT -u PATH -n N [-s] [-P PAR]"
+            "usage: fanout_client sub -p PORT -u PATH -n N [-s] [-x] [-P PAR]"
             " [-T SECS]\n"
             "       fanout_client pub -p PORT -u PATH -r RATE -d SECS"
-            " -c CONNS -g PHASE [-b BYTES] [-j]\n");
+            " -c CONNS -g PHASE [-b BYTES] [-j] [-G GRACE]\n");
     exit(2);
 }
 
@@ -1558,12 +1590,13 @@ main(int argc, char **argv)
         S.setup_secs = 120;
 
         optind = 2;
-        while ((o = getopt(argc, argv, "p:u:n:sP:T:")) != -1) {
+        while ((o = getopt(argc, argv, "p:u:n:sxP:T:")) != -1) {
             switch (o) {
             case 'p': S.port = atoi(optarg); break;
             case 'u': S.path = optarg; break;
             case 'n': S.n = atoi(optarg); break;
             case 's': S.check_seq = 1; break;
+            case 'x': S.hold = 1; break;
             case 'P': S.parallel = atoi(optarg); break;
             case 'T': S.setup_secs = atoi(optarg); break;
             default: usage();
@@ -1582,9 +1615,10 @@ main(int argc, char **argv)
         P.conns = 1;
         P.rate = -1;
         P.secs = 0;
+        P.grace = 30;
 
         optind = 2;
-        while ((o = getopt(argc, argv, "p:u:r:d:c:g:b:j")) != -1) {
+        while ((o = getopt(argc, argv, "p:u:r:d:c:g:b:jG:")) != -1) {
             switch (o) {
             case 'p': P.port = atoi(optarg); break;
             case 'u': P.path = optarg; break;
@@ -1594,6 +1628,7 @@ main(int argc, char **argv)
             case 'g': P.phase = atoll(optarg); break;
             case 'b': P.bytes = atoi(optarg); break;
             case 'j': P.accept_json = 1; break;
+            case 'G': P.grace = atoi(optarg); break;
             default: usage();
             }
         }
