@@ -36,6 +36,12 @@ my %check = (
         is(scalar @{ $r->{json}{data} }, 1, 'quickstart: history');
         is($t->get('/events-status')->{json}{events}{stored}, 1,
             'quickstart: status');
+        my $s = EventsTest::SSE->open($t,
+            '/events/stream?lastEventId=earliest',
+            headers => { 'X-Tenant' => 'acme' });
+        is($s->next_event(timeout => 2)->{json}{resourceId}, 'ticket-123',
+            'quickstart: the stream');
+        $s->close;
     },
 
     'auth_request.conf' => sub {
