@@ -182,7 +182,17 @@ ngx_http_events_path_ok(ngx_str_t *s, ngx_uint_t rid)
 static ngx_int_t
 ngx_http_events_api_collection(ngx_http_request_t *r, ngx_str_t *tenant)
 {
+    ngx_http_events_ctx_t  *ctx;
+
     if (r->method == NGX_HTTP_POST) {
+        /* for the body handler, later */
+        ctx = ngx_http_events_ctx(r);
+        if (ctx == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ctx->tenant = *tenant;
+
         return ngx_http_events_api_post(r);
     }
 
@@ -405,6 +415,7 @@ ngx_http_events_api_store(ngx_http_request_t *r, json_t *root,
     ngx_uint_t                   i, j, n, batch, failed, created;
     ngx_http_events_event_t     *events, *ev;
     ngx_http_events_store_t     *store;
+    ngx_http_events_ipc_t       *ipc;
     ngx_http_events_claims_t    *claims;
     ngx_http_events_envelope_t   env;
     ngx_http_events_loc_conf_t  *elcf;
@@ -447,9 +458,7 @@ ngx_http_events_api_store(ngx_http_request_t *r, json_t *root,
 
     ngx_memzero(&env, sizeof(ngx_http_events_envelope_t));
 
-    if (ngx_http_events_get_tenant(r, &env.tenant) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+    env.tenant = ngx_http_events_ctx(r)->tenant;
 
     if (elcf->source
         && ngx_http_complex_value(r, elcf->source, &env.source) != NGX_OK)
@@ -457,8 +466,10 @@ ngx_http_events_api_store(ngx_http_request_t *r, json_t *root,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    ipc = ngx_http_events_ipc();
+
     env.pool = r->pool;
-    env.rng = ngx_http_events_ipc() ? &ngx_http_events_ipc()->rng : NULL;
+    env.rng = ipc ? &ipc->rng : NULL;
     env.max_size = ngx_min(elcf->max_event_size,
                            ngx_http_events_store_max_record(store));
 

@@ -24,6 +24,7 @@ typedef struct ngx_http_events_ipc_s  ngx_http_events_ipc_t;
 
 /* what a request carries between the module's handlers */
 typedef struct {
+    ngx_str_t                   tenant;         /* the request's */
     ngx_http_events_claims_t   *claims;         /* a valid token's */
     void                       *stream;
     ngx_int_t                   auth_rc;        /* 0: not checked yet */
