@@ -92,10 +92,23 @@ ngx_http_events_access(ngx_http_request_t *r, ngx_int_t *rc)
 }
 
 
+/*
+ * The claims that bind this request: only where events_auth is on.
+ * Elsewhere a token is optional, so its grants would bind nobody; the
+ * variables still read it.
+ */
+
 ngx_http_events_claims_t *
 ngx_http_events_claims(ngx_http_request_t *r)
 {
-    ngx_http_events_ctx_t  *ctx;
+    ngx_http_events_ctx_t       *ctx;
+    ngx_http_events_loc_conf_t  *elcf;
+
+    elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
+
+    if (!elcf->auth) {
+        return NULL;
+    }
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_events_module);
 

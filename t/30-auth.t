@@ -65,6 +65,13 @@ http {
         location = /whoami {
             return 200 "$events_tenant $events_subject";
         }
+
+        location /optional {
+            # tokens optional: the tenant is the token's when there is one
+            events_api main;
+            events_auth off;
+            events_tenant $events_tenant;
+        }
     }
 }
 EOF
@@ -182,6 +189,11 @@ is($t->get('/events', headers => { Cookie => "x=1; events_token=$acme" })
     ->{status}, 200, 'the cookie');
 is($t->get('/whoami', auth($acme))->{body}, 'acme u-42',
     '$events_tenant and $events_subject');
+
+my $opt = $t->post_json('/optional', { type => 'opt.in' }, auth($acme));
+is($opt->{json}{tenantId}, 'acme', 'events_tenant $events_tenant: the token');
+is($t->post_json('/optional', { type => 'opt.out' })->{json}{tenantId},
+    undef, 'and no token, the default tenant');
 
 ###########################################################################
 # Claims
