@@ -34,6 +34,8 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
 ROOT=$(cd "$HERE/../.." && pwd)
 
 MODULE=${T_MODULE:-$ROOT/build/ngx_http_events_module.so}
@@ -118,30 +120,6 @@ trap 'exit 143' TERM
 # FREE_PORT: a port nothing on 127.0.0.1 accepts on right now; start()
 # retries with another one if the port gets taken in between
 USED_PORTS=" "
-free_port() {
-    local p i
-    for ((i = 0; i < 200; i++)); do
-        p=$((20000 + RANDOM % 40000))
-        [[ $USED_PORTS == *" $p "* ]] && continue
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-            USED_PORTS+="$p "
-            FREE_PORT=$p
-            return 0
-        fi
-    done
-    die "no free port found"
-}
-
-wait_port() {
-    local port=$1 pid=$2 i
-    for ((i = 0; i < 100; i++)); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
-        kill -0 "$pid" 2>/dev/null || return 1
-        sleep 0.05
-    done
-    return 1
-}
-
 # write_conf DIR PORT KIND
 write_conf() {
     local dir=$1 port=$2 kind=$3
