@@ -6,6 +6,7 @@
 #   make test       install what is missing, build, run the whole suite
 #   make test-asan  the suite against an AddressSanitizer build
 #   make bench      the ingest benchmark (t/bench), side by side with Nchan
+#   make bench-fanout  the SSE fan-out benchmark, side by side with Nchan
 #   make fuzz       a longer fuzzing run of the parsers
 
 SHELL       := /bin/bash
@@ -25,7 +26,7 @@ DEBS := nginx nginx-dev libjansson-dev libssl-dev libpcre2-dev zlib1g-dev \
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps run test test-asan bench fuzz fuzz-short clean
+.PHONY: all deps run test test-asan bench bench-fanout fuzz fuzz-short clean
 
 all: $(MODULE)
 
@@ -103,6 +104,10 @@ test-asan: deps $(ASAN_MODULE) $(NODE_DEPS)
 
 bench: deps $(MODULE)
 	t/bench/ingest.sh
+
+# SSE fan-out beside Nchan: 100 to 10 000 streams, about 10 minutes
+bench-fanout: deps $(MODULE)
+	t/bench/fanout.sh
 
 # libFuzzer targets for the envelope validator and the query/cursor parsers
 # (t/fuzz/).  The nginx core functions the sources call come from
