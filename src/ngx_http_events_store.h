@@ -10,6 +10,7 @@
 
 #include <ngx_config.h>
 #include <ngx_core.h>
+#include <ngx_event.h>
 
 
 #define NGX_HTTP_EVENTS_MAX_WORKERS     64
@@ -169,6 +170,8 @@ typedef struct {
     /* this worker's streams on the zone */
     ngx_queue_t                 subscribers;
     ngx_uint_t                  nsubscribers;
+    ngx_uint_t                  wake_left;      /* streams this wake owes */
+    ngx_event_t                 wake_more;      /* posted: the rest */
 } ngx_http_events_store_t;
 
 

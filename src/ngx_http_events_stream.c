@@ -35,6 +35,7 @@
 #define NGX_HTTP_EVENTS_STREAM_BUDGET   4096    /* records per look */
 #define NGX_HTTP_EVENTS_STREAM_LOOKS    64      /* looks per turn */
 #define NGX_HTTP_EVENTS_STREAM_TURN     65536   /* bytes framed per turn */
+#define NGX_HTTP_EVENTS_STREAM_WAKE     64      /* streams woken per turn */
 
 
 typedef struct {
@@ -105,6 +106,8 @@ static void ngx_http_events_stream_resume(ngx_event_t *ev);
 static void ngx_http_events_stream_expiry(ngx_event_t *ev);
 static ngx_uint_t ngx_http_events_stream_grants(ngx_http_request_t *r,
     ngx_http_events_stream_ctx_t *ctx, ngx_int_t *rc);
+static void ngx_http_events_stream_wake_more(ngx_event_t *ev);
+static void ngx_http_events_stream_wake_turn(ngx_http_events_store_t *store);
 static void ngx_http_events_stream_unsubscribe(
     ngx_http_events_stream_ctx_t *ctx);
 static void ngx_http_events_stream_cleanup(void *data);
@@ -1048,26 +1051,66 @@ ngx_http_events_stream_resume(ngx_event_t *ev)
 }
 
 
-/* called for this worker's streams on a zone when it has news */
+/*
+ * Called for this worker's streams on a zone when it has news.  A turn
+ * of the event loop serves at most NGX_HTTP_EVENTS_STREAM_WAKE streams,
+ * moving each to the back of the queue, and the next turn goes on: a
+ * fan-out to thousands of streams does not hold up the requests (and
+ * publishes) that arrive meanwhile.
+ */
 
 void
 ngx_http_events_stream_wake(ngx_http_events_store_t *store)
 {
-    ngx_queue_t                   *q, *next;
+    if (store->wake_more.handler == NULL) {
+        store->wake_more.handler = ngx_http_events_stream_wake_more;
+        store->wake_more.data = store;
+        store->wake_more.log = ngx_cycle->log;
+    }
+
+    store->wake_left = store->nsubscribers;
+
+    ngx_http_events_stream_wake_turn(store);
+}
+
+
+static void
+ngx_http_events_stream_wake_more(ngx_event_t *ev)
+{
+    ngx_http_events_stream_wake_turn(ev->data);
+}
+
+
+static void
+ngx_http_events_stream_wake_turn(ngx_http_events_store_t *store)
+{
+    ngx_uint_t                     n;
+    ngx_queue_t                   *q;
     ngx_connection_t              *c;
     ngx_http_events_stream_ctx_t  *ctx;
 
-    for (q = ngx_queue_head(&store->subscribers);
-         q != ngx_queue_sentinel(&store->subscribers);
-         q = next)
+    for (n = 0;
+         n < NGX_HTTP_EVENTS_STREAM_WAKE && store->wake_left
+         && !ngx_queue_empty(&store->subscribers);
+         n++)
     {
-        next = ngx_queue_next(q);
+        store->wake_left--;
+
+        q = ngx_queue_head(&store->subscribers);
+        ngx_queue_remove(q);
+        ngx_queue_insert_tail(&store->subscribers, q);
 
         ctx = ngx_queue_data(q, ngx_http_events_stream_ctx_t, queue);
         c = ctx->request->connection;
 
         ngx_http_events_stream_pump(ctx);
         ngx_http_run_posted_requests(c);
+    }
+
+    if (store->wake_left && !ngx_queue_empty(&store->subscribers)
+        && !store->wake_more.posted && !ngx_exiting)
+    {
+        ngx_post_event(&store->wake_more, &ngx_posted_next_events);
     }
 }
 
@@ -1090,6 +1133,10 @@ ngx_http_events_stream_close_all(ngx_cycle_t *cycle)
 
     for (i = 0; i < emcf->zones.nelts; i++) {
         store = zones[i]->data;
+
+        if (store->wake_more.posted) {
+            ngx_delete_posted_event(&store->wake_more);
+        }
 
         while (!ngx_queue_empty(&store->subscribers)) {
             q = ngx_queue_head(&store->subscribers);
