@@ -184,22 +184,7 @@ stop_all() {
     for pid in "${BG_PIDS[@]}"; do
         wait "$pid" 2>/dev/null || true
     done
-    for dir in "${STARTED[@]}"; do
-        "$NGINX" -p "$dir/" -c "$dir/nginx.conf" -e "$dir/error.log" \
-            -s quit 2>/dev/null || true
-    done
-    for dir in "${STARTED[@]}"; do
-        pid=$(cat "$dir/nginx.pid" 2>/dev/null || true)
-        [[ -n $pid ]] || continue
-        for ((i = 0; i < 100; i++)); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        if kill -0 "$pid" 2>/dev/null; then
-            echo "fanout.sh: nginx $pid ($dir) ignored quit; terminating" >&2
-            kill -TERM "$pid" 2>/dev/null || true
-        fi
-    done
+    quit_servers fanout.sh 100 "${STARTED[@]}"
     if [[ ${BENCH_KEEP:-0} == 1 ]]; then
         echo "kept: $WORK"
     else
@@ -320,41 +305,7 @@ declare -A CMD_START
 
 # start KIND N -> sets PORT_<kind>, DIR_<kind>
 start() {
-    local kind=$1 n=$2 dir=$WORK/$1-$2 port attempt pid i
-    for ((attempt = 1; attempt <= 5; attempt++)); do
-        free_port
-        port=$FREE_PORT
-        write_conf "$dir" "$port" "$kind" "$n"
-        : > "$dir/error.log"
-        CMD_START[$kind/$n]=$(printf '%q ' "$NGINX" -p "$dir/" -c "$dir/nginx.conf" -e "$dir/error.log")
-        STARTED+=("$dir")
-        if ! "$NGINX" -p "$dir/" -c "$dir/nginx.conf" -e "$dir/error.log" \
-                2>"$dir/start.err"; then
-            if grep -q 'Address already in use' "$dir/start.err"; then
-                continue
-            fi
-            break
-        fi
-        pid=""
-        for ((i = 0; i < 50; i++)); do
-            pid=$(cat "$dir/nginx.pid" 2>/dev/null || true)
-            [[ -n $pid ]] && break
-            sleep 0.05
-        done
-        if [[ -n $pid ]] && wait_port "$port" "$pid"; then
-            printf -v "PORT_$kind" '%s' "$port"
-            printf -v "DIR_$kind" '%s' "$dir"
-            printf -v "MASTER_$kind" '%s' "$pid"
-            return 0
-        fi
-        grep -q 'Address already in use' "$dir/error.log" || break
-    done
-    echo "fanout.sh: nginx ($kind) failed to start; $dir/nginx.conf:" >&2
-    [[ $kind == ours ]] && echo "(the module loaded is a copy of $MODULE_SRC)" >&2
-    sed 's/^/    /' "$dir/nginx.conf" >&2
-    echo "fanout.sh: its error log and stderr:" >&2
-    sed 's/^/    /' "$dir/error.log" "$dir/start.err" >&2
-    exit 2
+    start_server fanout.sh "$1" "$WORK/$1-$2" "$1/$2" "$1" "$2"
 }
 
 # stop KIND: quit and wait (bounded) for the master to go

@@ -27,3 +27,69 @@ wait_port() {
     done
     return 1
 }
+
+# quit_servers NAME TENTHS DIR...: nginx -s quit for each prefix DIR, wait
+# up to TENTHS tenths of a second for each master, then TERM what is left.
+quit_servers() {
+    local name=$1 tenths=$2 dir pid i
+    shift 2
+    for dir in "$@"; do
+        "$NGINX" -p "$dir/" -c "$dir/nginx.conf" -e "$dir/error.log" \
+            -s quit 2>/dev/null || true
+    done
+    for dir in "$@"; do
+        pid=$(cat "$dir/nginx.pid" 2>/dev/null || true)
+        [[ -n $pid ]] || continue
+        for ((i = 0; i < tenths; i++)); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$pid" 2>/dev/null; then
+            echo "$name: nginx $pid ($dir) ignored quit; terminating" >&2
+            kill -TERM "$pid" 2>/dev/null || true
+        fi
+    done
+}
+
+# start_server NAME KIND DIR KEY ARGS...: write DIR/nginx.conf with the
+# caller's write_conf DIR PORT ARGS..., start nginx on a free port (a port
+# taken meanwhile is retried), and set PORT_KIND, DIR_KIND, MASTER_KIND and
+# CMD_START[KEY].  If it does not come up: its config and logs, exit 2.
+start_server() {
+    local name=$1 kind=$2 dir=$3 key=$4 port attempt pid i
+    shift 4
+    for ((attempt = 1; attempt <= 5; attempt++)); do
+        free_port
+        port=$FREE_PORT
+        write_conf "$dir" "$port" "$@"
+        : > "$dir/error.log"
+        CMD_START[$key]=$(printf '%q ' "$NGINX" -p "$dir/" -c "$dir/nginx.conf" -e "$dir/error.log")
+        STARTED+=("$dir")
+        if ! "$NGINX" -p "$dir/" -c "$dir/nginx.conf" -e "$dir/error.log" \
+                2>"$dir/start.err"; then
+            if grep -q 'Address already in use' "$dir/start.err"; then
+                continue
+            fi
+            break
+        fi
+        pid=""
+        for ((i = 0; i < 50; i++)); do
+            pid=$(cat "$dir/nginx.pid" 2>/dev/null || true)
+            [[ -n $pid ]] && break
+            sleep 0.05
+        done
+        if [[ -n $pid ]] && wait_port "$port" "$pid"; then
+            printf -v "PORT_$kind" '%s' "$port"
+            printf -v "DIR_$kind" '%s' "$dir"
+            printf -v "MASTER_$kind" '%s' "$pid"
+            return 0
+        fi
+        grep -q 'Address already in use' "$dir/error.log" || break
+    done
+    echo "$name: nginx ($kind) failed to start; $dir/nginx.conf:" >&2
+    [[ $kind == ours ]] && echo "(the module loaded is a copy of $MODULE_SRC)" >&2
+    sed 's/^/    /' "$dir/nginx.conf" >&2
+    echo "$name: its error log and stderr:" >&2
+    sed 's/^/    /' "$dir/error.log" "$dir/start.err" >&2
+    exit 2
+}
