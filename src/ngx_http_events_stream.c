@@ -1158,17 +1158,17 @@ ngx_http_events_stream_close_all(ngx_cycle_t *cycle)
 }
 
 
+/* off the worker's list, and no timer or posted event left behind */
+
 static void
 ngx_http_events_stream_unsubscribe(ngx_http_events_stream_ctx_t *ctx)
 {
-    if (!ctx->queued) {
-        return;
+    if (ctx->queued) {
+        ctx->queued = 0;
+        ngx_queue_remove(&ctx->queue);
+        ctx->store->nsubscribers--;
+        ngx_http_events_store_subscribe(ctx->store, -1);
     }
-
-    ctx->queued = 0;
-    ngx_queue_remove(&ctx->queue);
-    ctx->store->nsubscribers--;
-    ngx_http_events_store_subscribe(ctx->store, -1);
 
     if (ctx->heartbeat.timer_set) {
         ngx_del_timer(&ctx->heartbeat);
@@ -1193,10 +1193,7 @@ ngx_http_events_stream_cleanup(void *data)
 {
     ngx_http_events_stream_ctx_t  *ctx = data;
 
+    /* unsubscribe() also deletes the stream's timers and posted event */
     ctx->done = 1;
     ngx_http_events_stream_unsubscribe(ctx);
-
-    if (ctx->heartbeat.timer_set) {
-        ngx_del_timer(&ctx->heartbeat);
-    }
 }
