@@ -39,8 +39,6 @@ static ngx_int_t ngx_http_events_api_ingest(ngx_http_request_t *r,
     u_char *body, size_t len);
 static ngx_int_t ngx_http_events_api_store(ngx_http_request_t *r,
     json_t *root, ngx_http_events_error_t *err);
-static ngx_int_t ngx_http_events_api_read_body(ngx_http_request_t *r,
-    ngx_str_t *body);
 static ngx_int_t ngx_http_events_api_list(ngx_http_request_t *r,
     ngx_str_t *tenant, ngx_str_t *rtype, ngx_str_t *rid);
 static ngx_int_t ngx_http_events_api_list_body(ngx_http_request_t *r,
@@ -62,7 +60,6 @@ static ngx_int_t ngx_http_events_not_allowed(ngx_http_request_t *r,
     char *allow);
 static ngx_int_t ngx_http_events_not_found(ngx_http_request_t *r,
     const char *message);
-static ngx_uint_t ngx_http_events_is_json(ngx_http_request_t *r);
 static ngx_uint_t ngx_http_events_path_ok(ngx_str_t *s, ngx_uint_t rid);
 
 
@@ -245,7 +242,7 @@ ngx_http_events_api_post(ngx_http_request_t *r)
 }
 
 
-static ngx_uint_t
+ngx_uint_t
 ngx_http_events_is_json(ngx_http_request_t *r)
 {
     u_char  *p;
@@ -278,7 +275,7 @@ ngx_http_events_api_body(ngx_http_request_t *r)
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
 
-    rc = ngx_http_events_api_read_body(r, &body);
+    rc = ngx_http_events_read_body(r, &body);
 
     if (rc == NGX_ERROR) {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
@@ -302,8 +299,8 @@ ngx_http_events_api_body(ngx_http_request_t *r)
 
 /* the body in one buffer, wherever nginx kept it */
 
-static ngx_int_t
-ngx_http_events_api_read_body(ngx_http_request_t *r, ngx_str_t *body)
+ngx_int_t
+ngx_http_events_read_body(ngx_http_request_t *r, ngx_str_t *body)
 {
     u_char                      *p;
     off_t                        len;

@@ -34,7 +34,7 @@
 
 
 #define NGX_HTTP_EVENTS_MAGIC       0x45564e54      /* "EVNT" */
-#define NGX_HTTP_EVENTS_VERSION     1
+#define NGX_HTTP_EVENTS_VERSION     2
 
 /* an index slot for every this many bytes of ring */
 #define NGX_HTTP_EVENTS_SLOT_BYTES  256
@@ -113,6 +113,8 @@ struct ngx_http_events_sh_s {
     uint64_t                    rejected_full;
 
     ngx_http_events_worker_stat_t  workers[NGX_HTTP_EVENTS_MAX_WORKERS];
+
+    void                       *webhooks;       /* allocated on first use */
 };
 
 
@@ -1744,8 +1746,11 @@ ngx_http_events_store_next(ngx_http_events_store_t *store,
         }
 
         ngx_memcpy(scratch->type, c.type.data, c.type.len);
+        ngx_memcpy(scratch->id, c.id.data, c.id.len);
 
         item->seq = slot.seq;
+        item->id.data = scratch->id;
+        item->id.len = c.id.len;
         item->json.data = scratch->data;
         item->json.len = c.h.json_len;
         item->type.data = scratch->type;
@@ -1852,4 +1857,20 @@ ngx_http_events_timestamp(u_char *p, uint64_t ms)
                        tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
                        tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec,
                        ms % 1000);
+}
+
+
+/* the webhooks' state hangs off the zone header */
+
+void **
+ngx_http_events_store_wh_slot(ngx_http_events_store_t *store)
+{
+    return &store->sh->webhooks;
+}
+
+
+uint64_t
+ngx_http_events_store_head(ngx_http_events_store_t *store)
+{
+    return store->sh->last_seq;
 }

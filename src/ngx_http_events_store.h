@@ -97,6 +97,7 @@ typedef struct {
     uint64_t                    seq;
     ngx_str_t                   json;
     ngx_str_t                   type;
+    ngx_str_t                   id;             /* store_next() only */
 } ngx_http_events_item_t;
 
 
@@ -105,6 +106,7 @@ typedef struct {
     u_char                     *data;
     size_t                      size;
     u_char                      type[NGX_HTTP_EVENTS_MAX_TYPE];
+    u_char                      id[NGX_HTTP_EVENTS_MAX_ID];
 } ngx_http_events_scratch_t;
 
 
@@ -172,6 +174,16 @@ typedef struct {
     ngx_uint_t                  nsubscribers;
     ngx_uint_t                  wake_left;      /* streams this wake owes */
     ngx_event_t                 wake_more;      /* posted: the rest */
+
+    /* webhooks: the server that sends them, their settings, the queue */
+    void                       *wh_ctx;         /* ngx_http_conf_ctx_t */
+    void                       *whcf;           /* wh_conf_t */
+    ngx_array_t                *wh_static;      /* wh_spec_t */
+    void                       *wh;             /* wh_sh_t, in the zone */
+    ngx_event_t                 wh_tick;
+    ngx_event_t                 wh_kick;        /* posted: events came */
+    ngx_uint_t                  wh_inflight;    /* this process's */
+    unsigned                    wh_owner:1;
 } ngx_http_events_store_t;
 
 
@@ -212,6 +224,9 @@ void ngx_http_events_store_unring(ngx_http_events_store_t *store,
 void ngx_http_events_store_count(ngx_http_events_store_t *store,
     ngx_uint_t streamed, ngx_uint_t lagging);
 void ngx_http_events_store_woken(ngx_http_events_store_t *store);
+
+void **ngx_http_events_store_wh_slot(ngx_http_events_store_t *store);
+uint64_t ngx_http_events_store_head(ngx_http_events_store_t *store);
 
 u_char *ngx_http_events_timestamp(u_char *p, uint64_t ms);
 
