@@ -641,7 +641,8 @@ ngx_http_events_wh_attempts(ngx_http_events_store_t *store,
     }
 
     oldest = ep->log_next > ep->log_size ? ep->log_next - ep->log_size : 0;
-    n = (before && before <= ep->log_next) ? before : ep->log_next;
+    /* the entry at index i is attempt n = i + 1 */
+    n = (before && before <= ep->log_next) ? before - 1 : ep->log_next;
 
     while (n > oldest && out->nelts < out->nalloc) {
         n--;

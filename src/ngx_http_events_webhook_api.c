@@ -45,6 +45,8 @@
 
 typedef struct {
     ngx_uint_t                  route;
+    ngx_int_t                   rc;             /* of an answer sent */
+    unsigned                    answered:1;
     ngx_str_t                   tenant;
     ngx_str_t                   id;
     ngx_str_t                   event;
@@ -107,7 +109,7 @@ static ngx_int_t ngx_http_events_wh_fail(ngx_http_request_t *r,
 static ngx_int_t ngx_http_events_wh_unknown(ngx_http_request_t *r,
     ngx_http_events_wh_route_t *rt);
 static ngx_int_t ngx_http_events_wh_covered(ngx_http_request_t *r,
-    ngx_str_t *patterns, ngx_uint_t n);
+    ngx_str_t *patterns, ngx_uint_t n, ngx_http_events_error_t *err);
 static void ngx_http_events_out(ngx_http_events_out_t *o, const char *fmt,
     ...);
 static void ngx_http_events_out_str(ngx_http_events_out_t *o, u_char *s,
@@ -165,7 +167,7 @@ ngx_http_events_webhooks_handler(ngx_http_request_t *r)
     }
 
     rc = ngx_http_events_wh_route(r, rt);
-    if (rc != NGX_OK) {
+    if (rt->answered) {
         return rc;
     }
 
@@ -222,9 +224,7 @@ ngx_http_events_wh_route(ngx_http_request_t *r,
     last = r->uri.data + r->uri.len;
 
     if (p < last && *p != '/') {
-        ngx_http_discard_request_body(r);
-        return ngx_http_events_wh_fail(r, 404, "not_found", NULL,
-                                       "no such endpoint");
+        goto not_found;
     }
 
     for (n = 0; p < last && n < 4; n++) {
@@ -336,6 +336,8 @@ done:
         value.data = (u_char *) allow;
         value.len = ngx_strlen(allow);
 
+        rt->answered = 1;
+
         if (ngx_http_events_add_header(r, "Allow", &value) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
@@ -349,6 +351,7 @@ done:
 not_found:
 
     ngx_http_discard_request_body(r);
+    rt->answered = 1;
 
     return ngx_http_events_wh_fail(r, 404, "not_found", NULL,
                                    "no such endpoint");
@@ -526,9 +529,10 @@ ngx_http_events_wh_api_create(ngx_http_request_t *r,
         return ngx_http_events_send_error(r, &err, NULL);
     }
 
-    rc = ngx_http_events_wh_covered(r, spec->patterns, spec->npatterns);
-    if (rc != NGX_OK) {
-        return rc;
+    if (ngx_http_events_wh_covered(r, spec->patterns, spec->npatterns, &err)
+        != NGX_OK)
+    {
+        return ngx_http_events_send_error(r, &err, NULL);
     }
 
     if (spec->secret_len == 0) {
@@ -653,11 +657,12 @@ ngx_http_events_wh_api_patch(ngx_http_request_t *r,
                                        "POST .../rotate-secret");
     }
 
-    if (spec->set_patterns) {
-        rc = ngx_http_events_wh_covered(r, spec->patterns, spec->npatterns);
-        if (rc != NGX_OK) {
-            return rc;
-        }
+    if (spec->set_patterns
+        && ngx_http_events_wh_covered(r, spec->patterns, spec->npatterns,
+                                      &err)
+           != NGX_OK)
+    {
+        return ngx_http_events_send_error(r, &err, NULL);
     }
 
     spec->id = rt->id;
@@ -696,7 +701,7 @@ ngx_http_events_wh_api_spec(ngx_http_request_t *r, json_t *root,
     size_t         i, len;
     json_t        *v, *item;
     ngx_str_t      s;
-    const char    *key;
+    const char    *key, *hkey;
     json_int_t     n;
 
     json_object_foreach(root, key, v) {
@@ -844,14 +849,14 @@ ngx_http_events_wh_api_spec(ngx_http_request_t *r, json_t *root,
 
             n = 0;
 
-            json_object_foreach(v, key, item) {
-                len = ngx_strlen(key);
+            json_object_foreach(v, hkey, item) {
+                len = ngx_strlen(hkey);
 
                 if (len == 0 || len > NGX_HTTP_EVENTS_WH_MAX_HNAME) {
                     goto bad_header;
                 }
 
-                for (p = (u_char *) key; *p; p++) {
+                for (p = (u_char *) hkey; *p; p++) {
                     if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
                           || (*p >= '0' && *p <= '9') || *p == '-'
                           || *p == '_'))
@@ -860,29 +865,29 @@ ngx_http_events_wh_api_spec(ngx_http_request_t *r, json_t *root,
                     }
                 }
 
-                if ((len >= 8 && ngx_strncasecmp((u_char *) key,
+                if ((len >= 8 && ngx_strncasecmp((u_char *) hkey,
                                                  (u_char *) "webhook-", 8)
                                  == 0)
-                    || (len >= 9 && ngx_strncasecmp((u_char *) key,
+                    || (len >= 9 && ngx_strncasecmp((u_char *) hkey,
                                                     (u_char *) "x-events-",
                                                     9) == 0)
-                    || ngx_strcasecmp((u_char *) key,
+                    || ngx_strcasecmp((u_char *) hkey,
                                       (u_char *) "content-type") == 0
-                    || ngx_strcasecmp((u_char *) key,
+                    || ngx_strcasecmp((u_char *) hkey,
                                       (u_char *) "content-length") == 0
-                    || ngx_strcasecmp((u_char *) key,
+                    || ngx_strcasecmp((u_char *) hkey,
                                       (u_char *) "host") == 0
-                    || ngx_strcasecmp((u_char *) key,
+                    || ngx_strcasecmp((u_char *) hkey,
                                       (u_char *) "user-agent") == 0
-                    || ngx_strcasecmp((u_char *) key,
+                    || ngx_strcasecmp((u_char *) hkey,
                                       (u_char *) "connection") == 0
-                    || ngx_strcasecmp((u_char *) key,
+                    || ngx_strcasecmp((u_char *) hkey,
                                       (u_char *) "transfer-encoding") == 0)
                 {
                     ngx_http_events_error(err, 400, "invalid_field",
                                           "field", NULL, "headers",
                                           "header \"%s\" is set by the "
-                                          "module", key);
+                                          "module", hkey);
                     return NGX_ERROR;
                 }
 
@@ -899,7 +904,7 @@ ngx_http_events_wh_api_spec(ngx_http_request_t *r, json_t *root,
                     }
                 }
 
-                spec->hnames[n].data = (u_char *) key;
+                spec->hnames[n].data = (u_char *) hkey;
                 spec->hnames[n].len = len;
                 spec->hvalues[n].data = (u_char *) json_string_value(item);
                 spec->hvalues[n].len = json_string_length(item);
@@ -908,7 +913,6 @@ ngx_http_events_wh_api_spec(ngx_http_request_t *r, json_t *root,
 
             spec->nheaders = (ngx_uint_t) n;
             spec->set_headers = 1;
-            key = "headers";
 
         } else {
             ngx_http_events_error(err, 400, "unknown_field", "field", NULL,
@@ -1046,7 +1050,7 @@ invalid:
 
 static ngx_int_t
 ngx_http_events_wh_covered(ngx_http_request_t *r, ngx_str_t *patterns,
-    ngx_uint_t n)
+    ngx_uint_t n, ngx_http_events_error_t *err)
 {
     ngx_uint_t                 i, j, ok;
     ngx_http_events_claims_t  *claims;
@@ -1066,10 +1070,10 @@ ngx_http_events_wh_covered(ngx_http_request_t *r, ngx_str_t *patterns,
         }
 
         if (!ok) {
-            return ngx_http_events_wh_fail(r, 403, "forbidden", "events",
-                                           "the token does not grant "
-                                           "subscribe to \"%V\"",
-                                           &patterns[i]);
+            ngx_http_events_error(err, 403, "forbidden", "field", NULL,
+                                  "events", "the token does not grant "
+                                  "subscribe to \"%V\"", &patterns[i]);
+            return NGX_DECLINED;
         }
     }
 
@@ -1333,7 +1337,7 @@ ngx_http_events_wh_api_delivery(ngx_http_request_t *r,
 
     rc = ngx_http_events_wh_api_event(r, rt, &json, &seq, &type);
     if (rc != NGX_OK) {
-        return rc;
+        return rc == NGX_DECLINED ? rt->rc : rc;
     }
 
     rc = ngx_http_events_wh_delivery(store, &rt->tenant, &rt->id, seq, &d);
@@ -1415,7 +1419,7 @@ ngx_http_events_wh_api_retry(ngx_http_request_t *r,
 
     rc = ngx_http_events_wh_api_event(r, rt, &json, &seq, &type);
     if (rc != NGX_OK) {
-        return rc;
+        return rc == NGX_DECLINED ? rt->rc : rc;
     }
 
     rc = ngx_http_events_wh_send_now(store, &rt->tenant, &rt->id, seq,
@@ -1955,17 +1959,19 @@ ngx_http_events_wh_api_event(ngx_http_request_t *r,
     store = elcf->webhooks_zone->data;
 
     if (ngx_http_events_id_valid(rt->event.data, rt->event.len) != NGX_OK) {
-        return ngx_http_events_wh_fail(r, 404, "not_found", NULL,
-                                       "no such event");
+        rt->rc = ngx_http_events_wh_fail(r, 404, "not_found", NULL,
+                                         "no such event");
+        return NGX_DECLINED;
     }
 
     rc = ngx_http_events_store_get(store, &rt->tenant, &rt->event, r->pool,
                                    json);
 
     if (rc == NGX_DECLINED) {
-        return ngx_http_events_wh_fail(r, 404, "not_found", NULL,
-                                       "no event \"%V\" in the ring",
-                                       &rt->event);
+        rt->rc = ngx_http_events_wh_fail(r, 404, "not_found", NULL,
+                                         "no event \"%V\" in the ring",
+                                         &rt->event);
+        return NGX_DECLINED;
     }
 
     if (rc != NGX_OK) {
