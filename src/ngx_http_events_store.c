@@ -1785,7 +1785,23 @@ ngx_http_events_store_listening(ngx_http_events_store_t *store,
     ngx_uint_t worker)
 {
     return worker < NGX_HTTP_EVENTS_MAX_WORKERS
-           && store->sh->workers[worker].subscribers > 0;
+           && (store->sh->workers[worker].subscribers > 0
+               || store->sh->workers[worker].dispatching);
+}
+
+
+/* the webhook dispatcher wants the doorbell as streams do */
+
+void
+ngx_http_events_store_dispatching(ngx_http_events_store_t *store,
+    ngx_uint_t on)
+{
+    ngx_uint_t  w;
+
+    w = ngx_worker < NGX_HTTP_EVENTS_MAX_WORKERS ? ngx_worker : 0;
+
+    store->sh->workers[w].pid = ngx_pid;
+    store->sh->workers[w].dispatching = on;
 }
 
 

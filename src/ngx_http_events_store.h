@@ -135,6 +135,7 @@ typedef struct {
     ngx_atomic_t                streamed;
     ngx_atomic_t                lagging;
     ngx_atomic_t                wakeups;        /* its doorbell, answered */
+    ngx_atomic_t                dispatching;    /* webhooks: rings it too */
 } ngx_http_events_worker_stat_t;
 
 
@@ -215,6 +216,8 @@ void ngx_http_events_store_stats(ngx_http_events_store_t *store,
 
 void ngx_http_events_store_subscribe(ngx_http_events_store_t *store,
     ngx_int_t delta);
+void ngx_http_events_store_dispatching(ngx_http_events_store_t *store,
+    ngx_uint_t on);
 ngx_uint_t ngx_http_events_store_listening(ngx_http_events_store_t *store,
     ngx_uint_t worker);
 ngx_uint_t ngx_http_events_store_ring(ngx_http_events_store_t *store,

@@ -1391,7 +1391,7 @@ ngx_http_events_wh_release(ngx_cycle_t *cycle)
         ngx_shmtx_unlock(&store->shpool->mutex);
 
         store->wh_owner = 0;
-        ngx_http_events_store_subscribe(store, -1);
+        ngx_http_events_store_dispatching(store, 0);
 
         ngx_log_error(NGX_LOG_INFO, cycle->log, 0,
                       "events zone \"%V\": webhook dispatcher released",
@@ -1503,7 +1503,7 @@ ngx_http_events_wh_lease(ngx_http_events_store_t *store)
     } else if (store->wh_owner) {
         /* the lease went to another worker while this one stalled */
         store->wh_owner = 0;
-        ngx_http_events_store_subscribe(store, -1);
+        ngx_http_events_store_dispatching(store, 0);
     }
 
     ngx_shmtx_unlock(&store->shpool->mutex);
@@ -1511,7 +1511,7 @@ ngx_http_events_wh_lease(ngx_http_events_store_t *store)
     if (took) {
         if (!store->wh_owner) {
             store->wh_owner = 1;
-            ngx_http_events_store_subscribe(store, 1);
+            ngx_http_events_store_dispatching(store, 1);
         }
 
         ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
