@@ -61,6 +61,28 @@ my %check = (
             'auth_request: acme sees its own');
     },
 
+    'webhooks.conf' => sub {
+        my ($t) = @_;
+        my %acme = (headers => { 'X-Tenant' => 'acme' });
+        my $r = $t->post_json('/events', { type => 'invoice.paid' }, %acme);
+        is($r->{status}, 201, 'webhooks: POST');
+        my $log;
+        for (1 .. 50) {
+            $log = $t->get('/webhooks/billing/deliveries', %acme)->{json};
+            last if @{ $log->{data} };
+            select undef, undef, undef, 0.1;
+        }
+        is($log->{data}[0]{result}, 'succeeded',
+            'webhooks: delivered to the static endpoint');
+        is($log->{data}[0]{responseExcerpt}, "received\n",
+            'webhooks: the receiver\'s answer');
+        my $ep = $t->post_json('/webhooks', { url => 'http://10.0.0.1/x',
+            events => ['a.*'] }, %acme);
+        is($ep->{status}, 400, 'webhooks: a private address is refused');
+        is($t->get('/events-status')->{json}{webhooks}{ok}, 1,
+            'webhooks: status');
+    },
+
     'jwt.conf' => sub {
         my ($t) = @_;
         my $json = JSON::PP->new->canonical;
