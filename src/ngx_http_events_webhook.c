@@ -656,8 +656,21 @@ ngx_http_events_wh_attempts(ngx_http_events_store_t *store,
             break;
         }
 
-        /* the entries of the array are log_entry bytes apart */
-        ngx_memcpy(copy, a, out->size);
+        /* the entry may be of another size, from before a reload */
+        if (out->size > ep->log_entry) {
+            ngx_memzero(copy, out->size);
+        }
+
+        ngx_memcpy(copy, a, ngx_min(out->size, ep->log_entry));
+
+        if (copy->excerpt_len > out->size
+                                - offsetof(ngx_http_events_wh_attempt_t,
+                                           excerpt))
+        {
+            copy->excerpt_len = (uint16_t) (out->size
+                                - offsetof(ngx_http_events_wh_attempt_t,
+                                           excerpt));
+        }
     }
 
 done:
