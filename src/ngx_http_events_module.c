@@ -25,6 +25,7 @@
 
 
 static ngx_int_t ngx_http_events_preconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_http_events_postconfiguration(ngx_conf_t *cf);
 static void *ngx_http_events_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_events_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_events_create_loc_conf(ngx_conf_t *cf);
@@ -218,13 +219,41 @@ static ngx_command_t  ngx_http_events_commands[] = {
       offsetof(ngx_http_events_loc_conf_t, auth_leeway),
       NULL },
 
+    { ngx_string("events_capture"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_events_capture,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("events_resource"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE2,
+      ngx_http_events_capture_resource,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("events_capture_metadata"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE2,
+      ngx_http_events_capture_metadata,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("events_capture_max_body"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_events_loc_conf_t, capture.max_body),
+      NULL },
+
       ngx_null_command
 };
 
 
 static ngx_http_module_t  ngx_http_events_module_ctx = {
     ngx_http_events_preconfiguration,      /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_http_events_postconfiguration,     /* postconfiguration */
 
     ngx_http_events_create_main_conf,      /* create main configuration */
     ngx_http_events_init_main_conf,        /* init main configuration */
@@ -314,6 +343,13 @@ ngx_http_events_preconfiguration(ngx_conf_t *cf)
 }
 
 
+static ngx_int_t
+ngx_http_events_postconfiguration(ngx_conf_t *cf)
+{
+    return ngx_http_events_capture_init(cf);
+}
+
+
 static void *
 ngx_http_events_create_main_conf(ngx_conf_t *cf)
 {
@@ -398,6 +434,8 @@ ngx_http_events_create_loc_conf(ngx_conf_t *cf)
     elcf->auth_query_token = NGX_CONF_UNSET;
     elcf->auth_leeway = NGX_CONF_UNSET;
 
+    ngx_http_events_capture_create_conf(&elcf->capture);
+
     return elcf;
 }
 
@@ -456,7 +494,8 @@ ngx_http_events_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
-    return NGX_CONF_OK;
+    return ngx_http_events_capture_merge_conf(cf, &prev->capture,
+                                              &conf->capture);
 }
 
 

@@ -14,6 +14,7 @@
 
 #include "ngx_http_events_json.h"
 #include "ngx_http_events_jwt.h"
+#include "ngx_http_events_capture.h"
 
 
 #define NGX_HTTP_EVENTS_MAX_BATCH       1000
@@ -27,6 +28,7 @@ typedef struct {
     ngx_str_t                   tenant;         /* the request's */
     ngx_http_events_claims_t   *claims;         /* a valid token's */
     void                       *stream;
+    void                       *capture;
     ngx_int_t                   auth_rc;        /* 0: not checked yet */
     ngx_http_events_error_t    *auth_err;
 } ngx_http_events_ctx_t;
@@ -65,6 +67,8 @@ typedef struct {
     ngx_str_t                   auth_audience;
     ngx_str_t                   auth_issuer;
     time_t                      auth_leeway;
+
+    ngx_http_events_capture_conf_t  capture;
 
     ngx_str_t                   prefix;
 } ngx_http_events_loc_conf_t;
