@@ -23,6 +23,7 @@
 
 #include "ngx_http_events_module.h"
 #include "ngx_http_events_capture.h"
+#include "ngx_http_events_validate.h"
 #include "ngx_http_events_store.h"
 #include "ngx_http_events_json.h"
 #include "ngx_http_events_match.h"
@@ -82,6 +83,10 @@ static json_t *ngx_http_events_capture_envelope(ngx_http_request_t *r,
     ngx_http_events_capture_ctx_t *ctx, json_t *data);
 static ngx_int_t ngx_http_events_capture_event(ngx_http_request_t *r,
     json_t *obj, const char *what);
+static void ngx_http_events_capture_validated(ngx_http_request_t *r,
+    ngx_http_events_validation_t *v);
+static ngx_int_t ngx_http_events_capture_append(ngx_http_request_t *r,
+    ngx_http_events_event_t *ev, const char *what);
 static void ngx_http_events_capture_refused(ngx_http_request_t *r,
     const char *what, ngx_http_events_error_t *err);
 
@@ -807,14 +812,15 @@ static ngx_int_t
 ngx_http_events_capture_event(ngx_http_request_t *r, json_t *obj,
     const char *what)
 {
-    ngx_int_t                    rc;
-    ngx_uint_t                   failed;
-    ngx_http_events_ipc_t       *ipc;
-    ngx_http_events_error_t      err;
-    ngx_http_events_event_t     *ev;
-    ngx_http_events_store_t     *store;
-    ngx_http_events_envelope_t   env;
-    ngx_http_events_loc_conf_t  *elcf;
+    ngx_int_t                      rc;
+    ngx_pool_cleanup_t            *cln;
+    ngx_http_events_ipc_t         *ipc;
+    ngx_http_events_error_t        err;
+    ngx_http_events_event_t       *ev;
+    ngx_http_events_store_t       *store;
+    ngx_http_events_envelope_t     env;
+    ngx_http_events_loc_conf_t    *elcf;
+    ngx_http_events_validation_t  *v;
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
     store = elcf->capture.zone->data;
@@ -864,6 +870,81 @@ ngx_http_events_capture_event(ngx_http_request_t *r, json_t *obj,
         ngx_http_events_capture_refused(r, what, &err);
         return err.status;
     }
+
+    if (!ngx_http_events_validate_wanted(r, ev)) {
+        return ngx_http_events_capture_append(r, ev, what);
+    }
+
+    /* the event points into obj: keep it until the hook has answered */
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    v = ngx_pcalloc(r->pool, sizeof(ngx_http_events_validation_t));
+
+    if (cln == NULL || v == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_http_events_json_cleanup;
+    cln->data = json_incref(obj);
+
+    v->ev = ev;
+    v->store = store;
+    v->handler = ngx_http_events_capture_validated;
+    v->data = (void *) what;
+
+    if (ngx_http_events_validate_background(r, v) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "events: captured event (%s): could not ask the "
+                      "validation hook", what);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_events_capture_validated(ngx_http_request_t *r,
+    ngx_http_events_validation_t *v)
+{
+    ngx_int_t                 rc;
+    ngx_http_events_error_t   err;
+
+    rc = ngx_http_events_validate_verdict(r, v);
+
+    if (rc == NGX_OK) {
+        (void) ngx_http_events_capture_append(r, v->ev, v->data);
+        return;
+    }
+
+    if (rc == NGX_DECLINED) {
+        ngx_http_events_error(&err, v->status, "rejected", NULL, NULL, NULL,
+                              "the validation hook refused the event");
+
+    } else {
+        ngx_http_events_error(&err, 503, "validation_unavailable", NULL,
+                              NULL, NULL, "the validation hook did not "
+                              "answer");
+    }
+
+    ngx_http_events_capture_refused(r, v->data, &err);
+}
+
+
+static ngx_int_t
+ngx_http_events_capture_append(ngx_http_request_t *r,
+    ngx_http_events_event_t *ev, const char *what)
+{
+    ngx_int_t                    rc;
+    ngx_uint_t                   failed;
+    ngx_http_events_error_t      err;
+    ngx_http_events_store_t     *store;
+    ngx_http_events_loc_conf_t  *elcf;
+
+    elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
+    store = elcf->capture.zone->data;
+
+    ngx_memzero(&err, sizeof(ngx_http_events_error_t));
 
     rc = ngx_http_events_store_append(store, ev, 1, r->pool, &failed);
 

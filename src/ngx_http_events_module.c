@@ -247,6 +247,13 @@ static ngx_command_t  ngx_http_events_commands[] = {
       offsetof(ngx_http_events_loc_conf_t, capture.max_body),
       NULL },
 
+    { ngx_string("events_validate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_events_validate,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
@@ -346,7 +353,12 @@ ngx_http_events_preconfiguration(ngx_conf_t *cf)
 static ngx_int_t
 ngx_http_events_postconfiguration(ngx_conf_t *cf)
 {
-    return ngx_http_events_capture_init(cf);
+    if (ngx_http_events_capture_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    /* above capture: a hook's answer is swallowed before anything */
+    return ngx_http_events_validate_init(cf);
 }
 
 
@@ -493,6 +505,8 @@ ngx_http_events_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                            "\"events_max_event_size\" must be at least 256");
         return NGX_CONF_ERROR;
     }
+
+    ngx_http_events_validate_merge_conf(&prev->validate, &conf->validate);
 
     return ngx_http_events_capture_merge_conf(cf, &prev->capture,
                                               &conf->capture);

@@ -15,6 +15,7 @@
 #include "ngx_http_events_json.h"
 #include "ngx_http_events_jwt.h"
 #include "ngx_http_events_capture.h"
+#include "ngx_http_events_validate.h"
 
 
 #define NGX_HTTP_EVENTS_MAX_BATCH       1000
@@ -29,6 +30,8 @@ typedef struct {
     ngx_http_events_claims_t   *claims;         /* a valid token's */
     void                       *stream;
     void                       *capture;
+    void                       *validate;       /* waiting for the hook */
+    ngx_http_events_validation_t  *validation;  /* a hook's subrequest */
     ngx_int_t                   auth_rc;        /* 0: not checked yet */
     ngx_http_events_error_t    *auth_err;
 } ngx_http_events_ctx_t;
@@ -69,6 +72,7 @@ typedef struct {
     time_t                      auth_leeway;
 
     ngx_http_events_capture_conf_t  capture;
+    ngx_http_events_validate_conf_t  validate;
 
     ngx_str_t                   prefix;
 } ngx_http_events_loc_conf_t;

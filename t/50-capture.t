@@ -191,13 +191,16 @@ like($text, qr/^events_capture_invalid_total\{zone="main"\} 5$/m,
 ###########################################################################
 # Both workers capture into the one store
 
-my %seen;
-for my $i (1 .. 30) {
-    emit("/api/orders/w$i",
-        'X-Emit' => qq({"type":"order.created","resourceId":"w-$i"}));
-}
+$t->parallel(n => 6, code => sub {
+    my ($i) = @_;
+    for my $j (1 .. 5) {
+        emit("/api/orders/w$i-$j",
+            'X-Emit' => qq({"type":"order.created","resourceId":"w-$i-$j"}));
+    }
+    return 1;
+});
 @ev = grep { ($_->{resourceId} // '') =~ /^w-/ } events();
-is(scalar @ev, 30, 'thirty captures, all seen');
+is(scalar @ev, 30, 'thirty captures at once, all seen');
 my $workers = status()->{workers};
 is(scalar(grep { $_->{published} > 0 } @$workers), 2,
     'both workers captured some');

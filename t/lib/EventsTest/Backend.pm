@@ -10,9 +10,12 @@ package EventsTest::Backend;
 #   X-Body-Size: N           a JSON body of N bytes: {"id":"big","pad":"xx.."}
 #   X-Emit: ...              an X-Event-Emit header (X-Emit-2, X-Emit-3 too)
 #   X-Slow: N                the body in N pieces, 0.3 s apart, chunked
+#   X-Delay: S               wait S seconds before answering
+#   X-Reject-If: TEXT        422 {"error":"rejected by the backend"} when
+#                            the request's body holds TEXT
 #
-# It answers one connection at a time and appends "METHOD PATH" of each
-# request to log(), so a test can see what reached it.
+# It answers one connection at a time and appends "METHOD PATH TYPE BODY"
+# of each request to log(), so a test can see what reached it.
 
 use strict;
 use warnings;
@@ -83,12 +86,18 @@ sub _serve {
     read($c, $body, $h{'content-length'}) if $h{'content-length'};
 
     open my $fh, '>>', $log or die "$log: $!";
-    print $fh "$method $path\n";
+    print $fh "$method $path ", $h{'content-type'} // '-', " $body\n";
     close $fh;
+
+    sleep $h{'x-delay'} if $h{'x-delay'};
 
     my $status = $h{'x-status'} // 200;
     my $type = $h{'x-content-type'} // 'application/json';
     my $out = $h{'x-body'} // $body;
+    if (defined $h{'x-reject-if'} && index($body, $h{'x-reject-if'}) >= 0) {
+        $status = 422;
+        $out = '{"error":"rejected by the backend"}';
+    }
     if (my $size = $h{'x-body-size'}) {
         $out = '{"id":"big","pad":"' . ('x' x ($size - 21)) . '"}';
     }
