@@ -131,8 +131,7 @@ ngx_http_events_capture_header_filter(ngx_http_request_t *r)
     }
 
     if ((elcf->capture.modes & NGX_HTTP_EVENTS_CAPTURE_AUTO)
-        && ok && r->headers_out.status < NGX_HTTP_MOVED_PERMANENTLY
-        && ngx_http_events_capture_start(r) != NGX_OK)
+        && ok && ngx_http_events_capture_start(r) != NGX_OK)
     {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "events: automatic capture could not start");
