@@ -9,6 +9,7 @@ use warnings;
 use lib 't/lib';
 use Test::More;
 use JSON::PP;
+use IO::Socket::IP;
 use Time::HiRes qw(sleep);
 use EventsTest;
 use EventsTest::Backend;
@@ -71,6 +72,7 @@ http {
             proxy_set_header X-Content-Type $http_x_hook_type;
             proxy_set_header X-Delay $http_x_hook_delay;
             proxy_set_header X-Reject-If $http_x_hook_reject_if;
+            proxy_set_header X-Body-Size $http_x_hook_body_size;
             proxy_set_header X-Emit "";
             proxy_read_timeout 500ms;
         }
@@ -147,6 +149,18 @@ $t->is_error($r, 403, 'rejected', undef, '"return 403": rejected');
 is(count(), 1, 'nothing stored');
 is(status()->{rejected}, 3, 'rejections counted');
 
+# a big answer: never relayed, never in the way
+$r = $t->post_json('/events', { type => 'ticket.created' }, headers => {
+    'X-Hook-Status' => 422, 'X-Hook-Body-Size' => 5000 });
+$t->is_error($r, 422, 'rejected', undef, 'over 4 KB: our error instead');
+
+$r = $t->post_json('/events', { type => 'ticket.created',
+    resourceId => 't-big' }, headers => { 'X-Hook-Body-Size' => 200000 });
+is($r->{status}, 201, 'a 200 KB yes is a yes');
+
+is(count(), 2, 'stored: the first, and the big yes');
+is(status()->{rejected}, 4, 'rejections counted');
+
 ###########################################################################
 # The hook is down or slow: 503, or stored with fail=open
 
@@ -160,16 +174,29 @@ $r = $t->post_json('/events', { type => 'ticket.created' },
     headers => { 'X-Hook-Delay' => 1 });
 $t->is_error($r, 503, 'validation_unavailable', undef, 'timeout: 503');
 
-is(count(), 1, 'down, slow: nothing stored');
+is(count(), 2, 'down, slow: nothing stored');
 
 $r = $t->post_json('/open/events', { type => 'ticket.created',
     resourceId => 't-open' });
 is($r->{status}, 201, 'fail=open: stored anyway');
-is(count(), 2, 'fail=open: it is there');
+is(count(), 3, 'fail=open: it is there');
 is(status()->{failed}, 3, 'failures counted');
 my $failed = qr/\[warn\].*validation hook "\/_down" failed \(status 502\)/;
 like($t->error_log, qr/$failed on "ticket.created", stored \(fail=open\)/,
     'fail=open: warn');
+
+# a client that leaves while the hook thinks
+{
+    my $s = IO::Socket::IP->new(PeerHost => '127.0.0.1',
+        PeerPort => $t->port(1)) or die "connect: $@";
+    my $body = '{"type":"ticket.created","resourceId":"t-gone"}';
+    print $s "POST /events HTTP/1.1\r\nHost: x\r\nX-Hook-Delay: 1\r\n"
+        . "Content-Type: application/json\r\n"
+        . 'Content-Length: ' . length($body) . "\r\n\r\n$body";
+    sleep 0.2;
+    close $s;
+}
+is($t->get('/free/events')->{status}, 200, 'a client gone: nginx is fine');
 
 ###########################################################################
 # types= narrows what the hook sees
