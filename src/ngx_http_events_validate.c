@@ -352,6 +352,9 @@ ngx_http_events_validate_start(ngx_http_request_t *r,
     p = ngx_cpymem(p, ev->json + ev->ts_at + 1,
                    ev->json_len - ev->ts_at - 1);
     b->last = p;
+    /* the proxy rewinds to start to send it again to the next upstream */
+    b->start = b->pos;
+    b->end = b->last;
     b->memory = 1;
     b->last_buf = 1;
     b->last_in_chain = 1;

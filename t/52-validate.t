@@ -23,6 +23,18 @@ http {
 
     events_zone main 8m;
 
+    # the first takes the event and hangs up: the proxy sends it again
+    # to the second
+    upstream hooks {
+        server 127.0.0.1:%%PORT_4%%;
+        server 127.0.0.1:%%PORT_2%%;
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT_4%%;
+        return 444;
+    }
+
     server {
         listen 127.0.0.1:%%PORT%%;
 
@@ -51,6 +63,11 @@ http {
         location /deny/events {
             events_api main;
             events_validate /_deny;
+        }
+
+        location /retry/events {
+            events_api main;
+            events_validate /_retry;
         }
 
         location /free/events {
@@ -82,6 +99,13 @@ http {
             proxy_pass http://127.0.0.1:%%PORT_3%%;
         }
 
+        location = /_retry {
+            internal;
+            proxy_pass http://hooks/validate;
+            # asking a hook twice is harmless
+            proxy_next_upstream error timeout non_idempotent;
+        }
+
         location = /_deny {
             internal;
             return 403;
@@ -98,9 +122,12 @@ my $backend = EventsTest::Backend->start($t, 2);
 $t->port(3);    # reserved, nothing listens: the hook is down
 $t->expect_log(qr/connect\(\) failed \(111: Connection refused\)/);
 $t->expect_log(qr/upstream timed out/);
+$t->expect_log(qr/upstream prematurely closed/);
 $t->run;
 
 my $json = JSON::PP->new->canonical;
+
+my $n;
 
 sub count { scalar @{ $t->get('/free/events?limit=1000')->{json}{data} } }
 sub status { $t->get('/events-status')->{json}{validate} }
@@ -198,6 +225,18 @@ like($t->error_log, qr/$failed on "ticket.created", stored \(fail=open\)/,
 }
 is($t->get('/free/events')->{status}, 200, 'a client gone: nginx is fine');
 
+# the proxy tries the next upstream: the same body again
+$n = count();
+for my $i (1 .. 4) {
+    is($t->post_json('/retry/events', { type => 'ticket.created',
+        resourceId => "r-$i" })->{status}, 201, "next upstream $i: stored");
+}
+is(count(), $n + 4, 'next upstream: all four');
+my @retried = grep { /"resourceId":"r-\d"/ } $backend->log;
+is(scalar(grep { m{^POST /validate application/json (\{.*\})$}
+    && eval { $json->decode($1) } } @retried), 4,
+    'next upstream: the hook got each whole');
+
 ###########################################################################
 # types= narrows what the hook sees
 
@@ -217,7 +256,7 @@ is($r->{status}, 422, 'types=: a pattern is checked');
 ###########################################################################
 # A batch: one hook call per event, in order; the first refusal wins
 
-my $n = count();
+$n = count();
 $asked = hooks();
 $r = $t->post_json('/events', [ map { { type => 'ticket.created',
     resourceId => "b-$_" } } 1 .. 3 ]);
