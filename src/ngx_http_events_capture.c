@@ -28,6 +28,7 @@
 #include "ngx_http_events_json.h"
 #include "ngx_http_events_match.h"
 #include "ngx_http_events_ipc.h"
+#include "ngx_http_events_auth.h"
 
 
 /* events_resource /api/tickets/{id} ticket; */
@@ -96,6 +97,7 @@ static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
 
 
 static ngx_str_t  ngx_http_events_emit_header = ngx_string("X-Event-Emit");
+static ngx_str_t  ngx_http_events_tenant_var = ngx_string("events_tenant");
 
 
 ngx_int_t
@@ -812,6 +814,7 @@ ngx_http_events_capture_event(ngx_http_request_t *r, json_t *obj,
     const char *what)
 {
     ngx_int_t                      rc;
+    ngx_str_t                     *name;
     ngx_pool_cleanup_t            *cln;
     ngx_http_events_ipc_t         *ipc;
     ngx_http_events_error_t        err;
@@ -827,11 +830,20 @@ ngx_http_events_capture_event(ngx_http_request_t *r, json_t *obj,
     ngx_memzero(&env, sizeof(ngx_http_events_envelope_t));
     ngx_memzero(&err, sizeof(ngx_http_events_error_t));
 
+    if (elcf->auth && ngx_http_events_claims(r) == NULL) {
+        /* nothing checked the token yet: the variable does, once */
+        name = &ngx_http_events_tenant_var;
+        (void) ngx_http_get_variable(r, name,
+                                     ngx_hash_key(name->data, name->len));
+    }
+
     rc = ngx_http_events_get_tenant(r, &env.tenant);
 
     if (rc != NGX_OK) {
         ngx_http_events_error(&err, 400, "invalid_tenant", NULL, NULL, NULL,
-                              "the request's tenant is not a valid tenant");
+                              elcf->auth ? "no valid token names a tenant"
+                                         : "the request's tenant is not a "
+                                           "valid tenant");
         ngx_http_events_capture_refused(r, what, &err);
         return err.status;
     }

@@ -9,7 +9,8 @@ use warnings;
 use lib 't/lib';
 use Test::More;
 use JSON::PP;
-use MIME::Base64 qw(encode_base64url encode_base64);
+use MIME::Base64 qw(encode_base64url);
+use Digest::SHA qw(hmac_sha256);
 use EventsTest;
 use EventsTest::Backend;
 
@@ -33,6 +34,13 @@ http {
             proxy_pass http://127.0.0.1:%%PORT_2%%;
         }
 
+        location /authed/ {
+            events_auth on;
+            events_auth_jwt_key %%TESTDIR%%/hs.key;
+            events_capture header zone=main;
+            proxy_pass http://127.0.0.1:%%PORT_2%%;
+        }
+
         location /plain/ {
             proxy_pass http://127.0.0.1:%%PORT_2%%;
         }
@@ -48,6 +56,7 @@ http {
 }
 EOF
 
+$t->write_file('hs.key', "s3cret\n");
 my $backend = EventsTest::Backend->start($t, 2);
 $t->run;
 
@@ -180,12 +189,40 @@ is($r->{headers}{'x-event-emit'}, '{"type":"order.created"}',
 is(scalar(events()), 3, 'and is no event');
 
 ###########################################################################
+# With events_auth on, the token's tenant; no token, no event
+
+sub jwt {
+    my ($claims) = @_;
+    my $h = encode_base64url('{"alg":"HS256","typ":"JWT"}');
+    my $p = encode_base64url($json->encode({ exp => time + 600, %$claims }));
+    return "$h.$p." . encode_base64url(hmac_sha256("$h.$p", 's3cret'));
+}
+
+my $before = status()->{capture};
+$r = emit('/authed/orders/7', 'X-Tenant' => 'beta',
+    Authorization => 'Bearer ' . jwt({ tenant => 'acme' }),
+    'X-Emit' => '{"type":"order.created","resourceId":"o-7"}');
+is($r->{body}, 'backend says hi', 'auth: the answer');
+@ev = events(headers => { 'X-Tenant' => 'acme' });
+is($ev[-1]{resourceId}, 'o-7', 'auth: stored in the token\'s tenant');
+
+$r = emit('/authed/orders/8',
+    'X-Emit' => '{"type":"order.created","resourceId":"o-8"}');
+is($r->{status}, 200, 'auth, no token: the answer passes');
+is(status()->{capture}{invalid}, $before->{invalid} + 1,
+    'auth, no token: refused');
+like($t->error_log, qr/$refused invalid_tenant: no valid token/,
+    'auth, no token: warn');
+is(scalar(grep { ($_->{resourceId} // '') eq 'o-8' } events()), 0,
+    'auth, no token: not in the default tenant');
+
+###########################################################################
 # Prometheus
 
 my $text = $t->get('/events-status?format=prometheus')->{body};
-like($text, qr/^events_captured_total\{zone="main"\} 6$/m,
+like($text, qr/^events_captured_total\{zone="main"\} 7$/m,
     'prometheus: captured');
-like($text, qr/^events_capture_invalid_total\{zone="main"\} 5$/m,
+like($text, qr/^events_capture_invalid_total\{zone="main"\} 6$/m,
     'prometheus: invalid');
 
 ###########################################################################
