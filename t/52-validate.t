@@ -328,6 +328,9 @@ $t->parallel(n => 4, code => sub {
     return $ok;
 });
 is(count(), $n + 20, 'twenty validated writes at once, all stored');
+is(scalar(grep { $_->{published} > 0 }
+    @{ $t->get('/events-status')->{json}{workers} }), 2,
+    'both workers stored validated events');
 
 $backend->stop;
 $t->done;
