@@ -241,7 +241,7 @@ ngx_http_events_capture_emit_header(ngx_http_request_t *r, ngx_str_t *value)
 
     raw = *value;
 
-    if (raw.len == 0 || raw.data[0] != '{') {
+    if (raw.len == 0 || (raw.data[0] != '{' && raw.data[0] != '[')) {
         /* base64url, padded or not */
         raw.data = ngx_pnalloc(r->pool, ngx_base64_decoded_length(value->len));
         if (raw.data == NULL) {

@@ -152,9 +152,12 @@ is(scalar(events()), 3, 'invalid: nothing stored');
 $r = emit('/api/orders/4', 'X-Emit' => 'not*base64');
 is(status()->{capture}{invalid}, $invalid + 4, 'neither JSON nor base64');
 
+$r = emit('/api/orders/4', 'X-Emit' => '[{"type":"order.created"}]');
+is(status()->{capture}{invalid}, $invalid + 5, 'an array is no event');
+
 $r = emit('/api/orders/4', 'X-Emit' =>
     '{"type":"order.created","resourceId":"o 4"}');
-is(status()->{capture}{invalid}, $invalid + 5, 'a bad resourceId');
+is(status()->{capture}{invalid}, $invalid + 6, 'a bad resourceId');
 
 my $log = $t->error_log;
 my $refused = qr/\[warn\].*captured event \(X-Event-Emit\) refused:/;
@@ -167,6 +170,8 @@ like($log, qr/\[warn\].*refused: invalid_json: neither JSON nor base64url/,
     'warn: not base64');
 like($log, qr/\[warn\].*refused: invalid_field: .*\(resourceId\)/,
     'warn: a bad resourceId');
+like($log, qr/$refused invalid_body: an event must be a JSON object/,
+    'warn: an array');
 
 ###########################################################################
 # Not 2xx: nothing stored, still stripped
@@ -222,7 +227,7 @@ is(scalar(grep { ($_->{resourceId} // '') eq 'o-8' } events()), 0,
 my $text = $t->get('/events-status?format=prometheus')->{body};
 like($text, qr/^events_captured_total\{zone="main"\} 7$/m,
     'prometheus: captured');
-like($text, qr/^events_capture_invalid_total\{zone="main"\} 6$/m,
+like($text, qr/^events_capture_invalid_total\{zone="main"\} 7$/m,
     'prometheus: invalid');
 
 ###########################################################################
