@@ -146,7 +146,6 @@ ngx_http_events_capture_header_filter(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_events_capture_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 {
-    ngx_int_t                       rc;
     ngx_uint_t                      last;
     ngx_chain_t                    *cl;
     ngx_http_events_ctx_t          *ectx;
@@ -177,13 +176,16 @@ ngx_http_events_capture_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         }
     }
 
-    rc = ngx_http_next_body_filter(r, in);
+    /*
+     * stored before the last bytes go: a client that has the whole
+     * answer finds the event (unless a hook is still deciding)
+     */
 
     if (last) {
         ngx_http_events_capture_emit_auto(r, ctx);
     }
 
-    return rc;
+    return ngx_http_next_body_filter(r, in);
 }
 
 

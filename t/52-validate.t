@@ -281,7 +281,7 @@ is(count(), $n + 3, 'batch: all or nothing');
 
 sub wait_count {
     my ($want) = @_;
-    for (1 .. 40) {
+    for (1 .. 100) {
         return 1 if count() == $want;
         sleep 0.05;
     }
@@ -303,7 +303,7 @@ $r = $t->get('/api/orders/2', headers => { 'X-Body' => 'hello',
 is($r->{status}, 200, 'capture refused: 200 all the same');
 is($r->{body}, 'hello', 'capture refused: the answer');
 ok(!exists $r->{headers}{'x-event-emit'}, 'capture refused: stripped');
-for (1 .. 40) {
+for (1 .. 100) {
     last if $t->get('/events-status')->{json}{capture}{invalid} > $invalid;
     sleep 0.05;
 }
