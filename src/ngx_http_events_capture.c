@@ -125,8 +125,11 @@ ngx_http_events_capture_header_filter(ngx_http_request_t *r)
         return ngx_http_next_header_filter(r);
     }
 
+    /* an answer from proxy_cache was captured when the backend gave it */
+
     ok = r->headers_out.status >= NGX_HTTP_OK
-         && r->headers_out.status < NGX_HTTP_SPECIAL_RESPONSE;
+         && r->headers_out.status < NGX_HTTP_SPECIAL_RESPONSE
+         && !r->cached;
 
     if (elcf->capture.modes & NGX_HTTP_EVENTS_CAPTURE_HEADER) {
         ngx_http_events_capture_headers(r, ok);

@@ -22,6 +22,7 @@ http {
     %%HTTP_GLOBALS%%
 
     events_zone main 8m;
+    proxy_cache_path %%TESTDIR%%/cache keys_zone=cache:1m;
 
     server {
         listen 127.0.0.1:%%PORT%%;
@@ -38,6 +39,13 @@ http {
             events_auth on;
             events_auth_jwt_key %%TESTDIR%%/hs.key;
             events_capture header zone=main;
+            proxy_pass http://127.0.0.1:%%PORT_2%%;
+        }
+
+        location /cached/ {
+            events_capture header zone=main;
+            proxy_cache cache;
+            proxy_cache_valid 200 1m;
             proxy_pass http://127.0.0.1:%%PORT_2%%;
         }
 
@@ -186,12 +194,26 @@ for my $status (301, 404, 409, 500) {
 is(scalar(events()), 3, 'non-2xx: nothing stored');
 
 ###########################################################################
+# An answer from the cache was captured when the backend gave it
+
+for my $i (1 .. 3) {
+    $r = emit('/cached/orders/9',
+        'X-Emit' => '{"type":"order.created","resourceId":"o-9"}');
+    is($r->{body}, 'backend says hi', "cached $i: the answer");
+    ok(!exists $r->{headers}{'x-event-emit'}, "cached $i: stripped");
+}
+is(scalar(grep { ($_->{resourceId} // '') eq 'o-9' } events()), 1,
+    'cached: one event, not one per hit');
+is(scalar(grep { m{^GET /cached/} } $backend->log), 1,
+    'cached: the backend was asked once');
+
+###########################################################################
 # Without events_capture the header is the backend's business
 
 $r = emit('/plain/orders/6', 'X-Emit' => '{"type":"order.created"}');
 is($r->{headers}{'x-event-emit'}, '{"type":"order.created"}',
     'elsewhere the header passes');
-is(scalar(events()), 3, 'and is no event');
+is(scalar(events()), 4, 'and is no event');
 
 ###########################################################################
 # With events_auth on, the token's tenant; no token, no event
@@ -225,7 +247,7 @@ is(scalar(grep { ($_->{resourceId} // '') eq 'o-8' } events()), 0,
 # Prometheus
 
 my $text = $t->get('/events-status?format=prometheus')->{body};
-like($text, qr/^events_captured_total\{zone="main"\} 7$/m,
+like($text, qr/^events_captured_total\{zone="main"\} 8$/m,
     'prometheus: captured');
 like($text, qr/^events_capture_invalid_total\{zone="main"\} 7$/m,
     'prometheus: invalid');
