@@ -29,6 +29,7 @@
 #include "ngx_http_events_cursor.h"
 #include "ngx_http_events_ipc.h"
 #include "ngx_http_events_auth.h"
+#include "ngx_http_events_validate.h"
 
 
 static ngx_int_t ngx_http_events_api_collection(ngx_http_request_t *r,
@@ -39,6 +40,8 @@ static ngx_int_t ngx_http_events_api_ingest(ngx_http_request_t *r,
     u_char *body, size_t len);
 static ngx_int_t ngx_http_events_api_store(ngx_http_request_t *r,
     json_t *root, ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_api_commit(ngx_http_request_t *r,
+    ngx_http_events_event_t *events, ngx_uint_t n, ngx_uint_t batch);
 static ngx_int_t ngx_http_events_api_list(ngx_http_request_t *r,
     ngx_str_t *tenant, ngx_str_t *rtype, ngx_str_t *rid);
 static ngx_int_t ngx_http_events_api_list_body(ngx_http_request_t *r,
@@ -377,8 +380,8 @@ static ngx_int_t
 ngx_http_events_api_ingest(ngx_http_request_t *r, u_char *body, size_t len)
 {
     json_t                   *root;
-    ngx_int_t                 rc;
     json_error_t              jerr;
+    ngx_pool_cleanup_t       *cln;
     ngx_http_events_error_t   err;
 
     ngx_memzero(&err, sizeof(ngx_http_events_error_t));
@@ -393,11 +396,18 @@ ngx_http_events_api_ingest(ngx_http_request_t *r, u_char *body, size_t len)
         return ngx_http_events_send_error(r, &err, NULL);
     }
 
-    rc = ngx_http_events_api_store(r, root, &err);
+    /* the events point into root until stored, maybe after a hook */
 
-    json_decref(root);
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        json_decref(root);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
-    return rc;
+    cln->handler = ngx_http_events_json_cleanup;
+    cln->data = root;
+
+    return ngx_http_events_api_store(r, root, &err);
 }
 
 
@@ -405,12 +415,9 @@ static ngx_int_t
 ngx_http_events_api_store(ngx_http_request_t *r, json_t *root,
     ngx_http_events_error_t *err)
 {
-    u_char                      *p, *body;
-    size_t                       len;
     ngx_int_t                    rc;
-    ngx_str_t                    location;
-    ngx_uint_t                   i, j, n, batch, failed, created;
-    ngx_http_events_event_t     *events, *ev;
+    ngx_uint_t                   i, j, n, batch;
+    ngx_http_events_event_t     *events;
     ngx_http_events_store_t     *store;
     ngx_http_events_ipc_t       *ipc;
     ngx_http_events_claims_t    *claims;
@@ -518,6 +525,41 @@ ngx_http_events_api_store(ngx_http_request_t *r, json_t *root,
         }
     }
 
+    rc = ngx_http_events_validate_batch(r, events, n, batch,
+                                        ngx_http_events_api_commit);
+
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
+
+    return ngx_http_events_api_commit(r, events, n, batch);
+}
+
+
+/* the events are valid, and the hook, if any, agreed: store them */
+
+static ngx_int_t
+ngx_http_events_api_commit(ngx_http_request_t *r,
+    ngx_http_events_event_t *events, ngx_uint_t n, ngx_uint_t batch)
+{
+    u_char                      *p, *body;
+    size_t                       len;
+    ngx_int_t                    rc;
+    ngx_str_t                    location, prefix;
+    ngx_uint_t                   i, failed, created;
+    ngx_http_events_error_t     *err, error;
+    ngx_http_events_event_t     *ev;
+    ngx_http_events_store_t     *store;
+    ngx_http_events_loc_conf_t  *elcf;
+    u_char                       item[NGX_INT_T_LEN + 4];
+
+    elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
+    store = elcf->api_zone->data;
+
+    err = &error;
+    ngx_memzero(err, sizeof(ngx_http_events_error_t));
+    ngx_str_null(&prefix);
+
     rc = ngx_http_events_store_append(store, events, n, r->pool, &failed);
 
     if (rc == NGX_ERROR) {
@@ -525,11 +567,12 @@ ngx_http_events_api_store(ngx_http_request_t *r, json_t *root,
     }
 
     if (rc != NGX_OK && batch) {
-        env.prefix.len = ngx_sprintf(prefix, "[%ui].", failed) - prefix;
+        prefix.data = item;
+        prefix.len = ngx_sprintf(item, "[%ui].", failed) - item;
     }
 
     if (rc == NGX_DECLINED) {
-        ngx_http_events_error(err, 409, "conflict", "field", &env.prefix,
+        ngx_http_events_error(err, 409, "conflict", "field", &prefix,
                               "id", "an event with this id and a different "
                               "body exists");
         return ngx_http_events_send_error(r, err, NULL);

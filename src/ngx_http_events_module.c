@@ -26,6 +26,7 @@
 
 
 static ngx_int_t ngx_http_events_preconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_http_events_postconfiguration(ngx_conf_t *cf);
 static void *ngx_http_events_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_events_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_events_create_loc_conf(ngx_conf_t *cf);
@@ -317,6 +318,41 @@ static ngx_command_t  ngx_http_events_commands[] = {
       0,
       NULL },
 
+    { ngx_string("events_capture"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_events_capture,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("events_resource"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE2,
+      ngx_http_events_capture_resource,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("events_capture_metadata"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE2,
+      ngx_http_events_capture_metadata,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("events_capture_max_body"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_events_loc_conf_t, capture.max_body),
+      NULL },
+
+    { ngx_string("events_validate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_events_validate,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("events_webhook_location"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_str_slot,
@@ -330,7 +366,7 @@ static ngx_command_t  ngx_http_events_commands[] = {
 
 static ngx_http_module_t  ngx_http_events_module_ctx = {
     ngx_http_events_preconfiguration,      /* preconfiguration */
-    ngx_http_events_wh_postconfiguration,  /* postconfiguration */
+    ngx_http_events_postconfiguration,     /* postconfiguration */
 
     ngx_http_events_create_main_conf,      /* create main configuration */
     ngx_http_events_init_main_conf,        /* init main configuration */
@@ -421,6 +457,26 @@ ngx_http_events_preconfiguration(ngx_conf_t *cf)
     }
 
     return ngx_http_events_wh_add_variables(cf);
+}
+
+
+/*
+ * The body filters, last registered first called: a validate hook's
+ * answer and a webhook's are swallowed before capture could see them.
+ */
+
+static ngx_int_t
+ngx_http_events_postconfiguration(ngx_conf_t *cf)
+{
+    if (ngx_http_events_wh_postconfiguration(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_events_capture_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_events_validate_init(cf);
 }
 
 
@@ -515,6 +571,7 @@ ngx_http_events_create_loc_conf(ngx_conf_t *cf)
     elcf->auth_leeway = NGX_CONF_UNSET;
 
     ngx_http_events_wh_conf_init(&elcf->wh);
+    ngx_http_events_capture_create_conf(&elcf->capture);
 
     return elcf;
 }
@@ -580,7 +637,10 @@ ngx_http_events_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
-    return NGX_CONF_OK;
+    ngx_http_events_validate_merge_conf(&prev->validate, &conf->validate);
+
+    return ngx_http_events_capture_merge_conf(cf, &prev->capture,
+                                              &conf->capture);
 }
 
 

@@ -15,6 +15,8 @@
 #include "ngx_http_events_json.h"
 #include "ngx_http_events_jwt.h"
 #include "ngx_http_events_webhook.h"
+#include "ngx_http_events_capture.h"
+#include "ngx_http_events_validate.h"
 
 
 #define NGX_HTTP_EVENTS_MAX_BATCH       1000
@@ -30,6 +32,9 @@ typedef struct {
     void                       *stream;
     void                       *job;            /* a webhook attempt's */
     void                       *route;          /* a webhooks API call's */
+    void                       *capture;
+    void                       *validate;       /* waiting for the hook */
+    ngx_http_events_validation_t  *validation;  /* a hook's subrequest */
     ngx_int_t                   auth_rc;        /* 0: not checked yet */
     ngx_http_events_error_t    *auth_err;
 } ngx_http_events_ctx_t;
@@ -88,6 +93,8 @@ typedef struct {
     time_t                      auth_leeway;
 
     ngx_http_events_wh_conf_t   wh;
+    ngx_http_events_capture_conf_t  capture;
+    ngx_http_events_validate_conf_t  validate;
 
     ngx_str_t                   prefix;
 } ngx_http_events_loc_conf_t;

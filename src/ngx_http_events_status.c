@@ -22,7 +22,7 @@
 #include "ngx_http_events_webhook.h"
 
 
-#define NGX_HTTP_EVENTS_STATUS_LEN  4096
+#define NGX_HTTP_EVENTS_STATUS_LEN  8192
 
 
 static ngx_uint_t ngx_http_events_status_prometheus(ngx_http_request_t *r);
@@ -158,6 +158,13 @@ ngx_http_events_status_json(u_char *p, ngx_str_t *zone,
                     st->rejected_full, st->oldest_seq, st->head_seq,
                     st->types);
 
+    p = ngx_sprintf(p, "\"capture\":{\"stored\":%uA,\"invalid\":%uA},"
+                    "\"validate\":{\"rejected\":%uA,\"failed\":%uA},",
+                    st->counters[NGX_HTTP_EVENTS_CAPTURED],
+                    st->counters[NGX_HTTP_EVENTS_CAPTURE_INVALID],
+                    st->counters[NGX_HTTP_EVENTS_VALIDATE_REJECTED],
+                    st->counters[NGX_HTTP_EVENTS_VALIDATE_FAILED]);
+
     p = ngx_sprintf(p, "\"ring\":{\"zoneBytes\":%uL,\"bytes\":%uL,"
                     "\"used\":%uL,\"free\":%uL,\"slots\":%uL},"
                     "\"workers\":[",
@@ -216,6 +223,20 @@ ngx_http_events_status_text(u_char *p, ngx_str_t *zone,
     ngx_http_events_metric("events_rejected_total", "counter",
                            "Writes refused because the zone was full.",
                            st->rejected_full);
+    ngx_http_events_metric("events_captured_total", "counter",
+                           "Events captured from proxied responses and "
+                           "stored.",
+                           st->counters[NGX_HTTP_EVENTS_CAPTURED]);
+    ngx_http_events_metric("events_capture_invalid_total", "counter",
+                           "Captured events refused (invalid, or vetoed).",
+                           st->counters[NGX_HTTP_EVENTS_CAPTURE_INVALID]);
+    ngx_http_events_metric("events_validate_rejected_total", "counter",
+                           "Events the events_validate hook refused.",
+                           st->counters[NGX_HTTP_EVENTS_VALIDATE_REJECTED]);
+    ngx_http_events_metric("events_validate_failed_total", "counter",
+                           "Events refused because the hook did not "
+                           "answer.",
+                           st->counters[NGX_HTTP_EVENTS_VALIDATE_FAILED]);
     ngx_http_events_metric("events_retained", "gauge",
                            "Events in the window.", st->retained);
     ngx_http_events_metric("events_oldest_seq", "gauge",

@@ -34,7 +34,7 @@
 
 
 #define NGX_HTTP_EVENTS_MAGIC       0x45564e54      /* "EVNT" */
-#define NGX_HTTP_EVENTS_VERSION     2
+#define NGX_HTTP_EVENTS_VERSION     3
 
 /* an index slot for every this many bytes of ring */
 #define NGX_HTTP_EVENTS_SLOT_BYTES  256
@@ -111,6 +111,7 @@ struct ngx_http_events_sh_s {
     uint64_t                    repeats;
     uint64_t                    conflicts;
     uint64_t                    rejected_full;
+    ngx_atomic_t                counters[NGX_HTTP_EVENTS_NCOUNTERS];
 
     ngx_http_events_worker_stat_t  workers[NGX_HTTP_EVENTS_MAX_WORKERS];
 
@@ -1613,6 +1614,16 @@ done:
 }
 
 
+/* counters outside the write path: no lock, the zone outlives workers */
+
+void
+ngx_http_events_store_tally(ngx_http_events_store_t *store,
+    ngx_uint_t counter)
+{
+    (void) ngx_atomic_fetch_add(&store->sh->counters[counter], 1);
+}
+
+
 void
 ngx_http_events_store_stats(ngx_http_events_store_t *store,
     ngx_http_events_stats_t *st)
@@ -1639,6 +1650,10 @@ ngx_http_events_store_stats(ngx_http_events_store_t *store,
     st->repeats = sh->repeats;
     st->conflicts = sh->conflicts;
     st->rejected_full = sh->rejected_full;
+
+    for (i = 0; i < NGX_HTTP_EVENTS_NCOUNTERS; i++) {
+        st->counters[i] = sh->counters[i];
+    }
     st->types = sh->ntypes;
 
     st->nworkers = 0;

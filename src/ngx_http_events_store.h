@@ -32,6 +32,14 @@
 #define NGX_HTTP_EVENTS_TIMESTAMP_LEN   24  /* 2026-11-23T12:00:00.123Z */
 
 
+/* what happens around the write path: capture and pre-write hooks */
+#define NGX_HTTP_EVENTS_CAPTURED        0   /* captured and stored */
+#define NGX_HTTP_EVENTS_CAPTURE_INVALID 1   /* captured, refused */
+#define NGX_HTTP_EVENTS_VALIDATE_REJECTED  2   /* the hook said no */
+#define NGX_HTTP_EVENTS_VALIDATE_FAILED 3   /* the hook did not answer */
+#define NGX_HTTP_EVENTS_NCOUNTERS       4
+
+
 /* one event on its way into the store, and what the store made of it */
 typedef struct {
     ngx_str_t                   tenant;
@@ -152,6 +160,7 @@ typedef struct {
     uint64_t                    repeats;
     uint64_t                    conflicts;
     uint64_t                    rejected_full;
+    ngx_atomic_uint_t           counters[NGX_HTTP_EVENTS_NCOUNTERS];
     uint64_t                    head_seq;
     uint64_t                    oldest_seq;
     uint64_t                    types;
@@ -198,6 +207,8 @@ ngx_int_t ngx_http_events_store_append(ngx_http_events_store_t *store,
     ngx_http_events_event_t *events, ngx_uint_t n, ngx_pool_t *pool,
     ngx_uint_t *failed);
 
+void ngx_http_events_store_tally(ngx_http_events_store_t *store,
+    ngx_uint_t counter);
 void ngx_http_events_store_window(ngx_http_events_store_t *store,
     ngx_http_events_window_t *w);
 ngx_int_t ngx_http_events_store_get(ngx_http_events_store_t *store,
