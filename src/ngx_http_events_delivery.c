@@ -122,6 +122,13 @@ ngx_http_events_wh_vet(ngx_http_events_wh_job_t *job)
     ngx_http_conf_ctx_t        *hctx;
     ngx_http_core_loc_conf_t   *clcf;
 
+    if (job->handler) {
+        /* a local handler: a location of this nginx, no address */
+        ngx_str_null(&job->pinned);
+        ngx_str_null(&job->host);
+        return ngx_http_events_wh_request(job);
+    }
+
     ngx_memzero(&u, sizeof(ngx_url_t));
 
     if (job->url.len > 8
@@ -214,7 +221,7 @@ ngx_http_events_wh_vet(ngx_http_events_wh_job_t *job)
         return ngx_http_events_wh_request(job);
     }
 
-    hctx = job->store->wh_ctx;
+    hctx = job->ctx;
 
     clcf = hctx->loc_conf[ngx_http_core_module.ctx_index];
 
@@ -366,7 +373,7 @@ ngx_http_events_wh_request(ngx_http_events_wh_job_t *job)
     log->handler = NULL;
     log->action = "sending a webhook";
 
-    hc->conf_ctx = job->store->wh_ctx;
+    hc->conf_ctx = job->ctx;
 
     c = ngx_get_connection((ngx_socket_t) 0, log);
     if (c == NULL) {
@@ -410,7 +417,7 @@ ngx_http_events_wh_request(ngx_http_events_wh_job_t *job)
     ngx_str_set(&r->method_name, "POST");
     r->http_version = NGX_HTTP_VERSION_11;
     ngx_str_set(&r->http_protocol, "HTTP/1.1");
-    r->uri = job->whcf->location;
+    r->uri = job->handler ? job->url : job->whcf->location;
     r->unparsed_uri = r->uri;
     r->valid_unparsed_uri = 1;
     r->write_event_handler = ngx_http_events_wh_finished;
@@ -437,7 +444,7 @@ ngx_http_events_wh_request(ngx_http_events_wh_job_t *job)
     ps->handler = ngx_http_events_wh_answered;
     ps->data = job;
 
-    uri = job->whcf->location;
+    uri = r->uri;
 
     if (ngx_http_subrequest(r, &uri, NULL, &sr, ps, 0) != NGX_OK) {
         goto failed;
@@ -542,6 +549,11 @@ ngx_http_events_wh_headers(ngx_http_events_wh_job_t *job,
         return NGX_ERROR;
     }
 
+    if (job->secret_len == 0) {
+        /* a local handler: no secret, the tenant instead */
+        goto unsigned_headers;
+    }
+
     /* the current secret's signature first, then the previous one's */
     v.data = p;
     p = ngx_cpymem(p, "v1,", 3);
@@ -558,6 +570,16 @@ ngx_http_events_wh_headers(ngx_http_events_wh_job_t *job,
 
     if (ngx_http_events_wh_header(r, "webhook-signature", NULL, &v)
         != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+unsigned_headers:
+
+    if (job->handler
+        && ngx_http_events_wh_header(r, "x-events-tenant", NULL,
+                                     &job->event_tenant)
+           != NGX_OK)
     {
         return NGX_ERROR;
     }

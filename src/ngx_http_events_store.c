@@ -1150,10 +1150,12 @@ static ngx_uint_t
 ngx_http_events_match_query(ngx_http_events_query_t *q,
     ngx_http_events_copy_t *c)
 {
-    if (c->tenant.len != q->tenant.len
-        || (q->tenant.len
-            && ngx_memcmp(c->tenant.data, q->tenant.data, q->tenant.len)
-               != 0))
+    if (!q->any_tenant
+        && (c->tenant.len != q->tenant.len
+            || (q->tenant.len
+                && ngx_memcmp(c->tenant.data, q->tenant.data,
+                              q->tenant.len)
+                   != 0)))
     {
         return 0;
     }
@@ -1762,10 +1764,13 @@ ngx_http_events_store_next(ngx_http_events_store_t *store,
 
         ngx_memcpy(scratch->type, c.type.data, c.type.len);
         ngx_memcpy(scratch->id, c.id.data, c.id.len);
+        ngx_memcpy(scratch->tenant, c.tenant.data, c.tenant.len);
 
         item->seq = slot.seq;
         item->id.data = scratch->id;
         item->id.len = c.id.len;
+        item->tenant.data = scratch->tenant;
+        item->tenant.len = c.tenant.len;
         item->json.data = scratch->data;
         item->json.len = c.h.json_len;
         item->type.data = scratch->type;

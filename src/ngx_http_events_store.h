@@ -96,6 +96,7 @@ typedef struct {
     ngx_uint_t                  scan_limit;
     ngx_str_t                   last_event_id;  /* streams only */
     unsigned                    desc:1;
+    unsigned                    any_tenant:1;
     unsigned                    has_after:1;
     unsigned                    named:1;
 } ngx_http_events_query_t;
@@ -106,6 +107,7 @@ typedef struct {
     ngx_str_t                   json;
     ngx_str_t                   type;
     ngx_str_t                   id;             /* store_next() only */
+    ngx_str_t                   tenant;         /* store_next() only */
 } ngx_http_events_item_t;
 
 
@@ -115,6 +117,7 @@ typedef struct {
     size_t                      size;
     u_char                      type[NGX_HTTP_EVENTS_MAX_TYPE];
     u_char                      id[NGX_HTTP_EVENTS_MAX_ID];
+    u_char                      tenant[NGX_HTTP_EVENTS_MAX_TENANT];
 } ngx_http_events_scratch_t;
 
 

@@ -89,6 +89,8 @@ static void ngx_http_events_wh_scan(ngx_http_events_store_t *store,
 static ngx_http_events_wh_job_t *ngx_http_events_wh_job(
     ngx_http_events_store_t *store, ngx_http_events_wh_endpoint_t *ep);
 static void ngx_http_events_wh_start(ngx_http_events_wh_job_t *job);
+static void *ngx_http_events_wh_handler_ctx(ngx_http_events_store_t *store,
+    ngx_http_events_wh_endpoint_t *ep);
 static void ngx_http_events_wh_done(ngx_http_events_wh_job_t *job);
 static void ngx_http_events_wh_outcome(ngx_http_events_store_t *store,
     ngx_http_events_wh_sh_t *wh, ngx_http_events_wh_endpoint_t *ep,
@@ -284,6 +286,7 @@ ngx_http_events_wh_create_locked(ngx_http_events_store_t *store,
     ep->previous_expires_ms = spec->previous_len ? (uint64_t) -1 : 0;
 
     ep->is_static = spec->is_static;
+    ep->is_handler = spec->is_handler;
     ep->seen = 1;
     ep->disabled = spec->enabled ? 0 : NGX_HTTP_EVENTS_WH_MANUALLY;
     ep->created_ms = now;
@@ -866,6 +869,7 @@ ngx_http_events_wh_send_now(ngx_http_events_store_t *store,
     job->seq = seq;
     job->attempt = 1;
     job->trigger = NGX_HTTP_EVENTS_WH_MANUAL;
+    job->event_tenant = job->tenant;
 
     job->event_id.data = ngx_pstrdup(job->pool, event_id);
     job->event_id.len = event_id->len;
@@ -1183,6 +1187,7 @@ ngx_http_events_wh_view(ngx_http_events_wh_endpoint_t *ep, ngx_pool_t *pool,
 
     spec->rate_limit = ep->rate_limit;
     spec->is_static = ep->is_static;
+    spec->is_handler = ep->is_handler;
     spec->enabled = !ep->disabled;
 
     view->disabled = ep->disabled;
@@ -1616,6 +1621,7 @@ ngx_http_events_wh_dispatch(ngx_http_events_store_t *store)
         sc->q.tenant.data = ngx_cpymem(sc->id.data + ep->id_len, ep->tenant,
                                        ep->tenant_len) - ep->tenant_len;
         sc->q.tenant.len = ep->tenant_len;
+        sc->q.any_tenant = (ep->tenant_len == 1 && ep->tenant[0] == '*');
 
         /* the patterns point into a copy of the blob after the array */
         ngx_memcpy((u_char *) (sc->q.types + ep->npatterns), ep->blob,
@@ -1943,6 +1949,18 @@ ngx_http_events_wh_job(ngx_http_events_store_t *store,
     job->excerpt_size = ep->excerpt_size;
     job->done = ngx_http_events_wh_done;
     job->vet = !ep->is_static;
+    job->handler = ep->is_handler;
+    job->ctx = store->wh_ctx;
+
+    if (ep->is_handler) {
+        /* the server its location is in, from this cycle's config */
+        job->ctx = ngx_http_events_wh_handler_ctx(store, ep);
+
+        if (job->ctx == NULL) {
+            ngx_destroy_pool(pool);
+            return NULL;
+        }
+    }
 
     ngx_memcpy(p, ep->blob, ep->blob_len);
 
@@ -1981,6 +1999,29 @@ ngx_http_events_wh_job(ngx_http_events_store_t *store,
 }
 
 
+/* a handler's server: its events_handler is in this cycle's config */
+
+static void *
+ngx_http_events_wh_handler_ctx(ngx_http_events_store_t *store,
+    ngx_http_events_wh_endpoint_t *ep)
+{
+    ngx_uint_t                  i;
+    ngx_http_events_wh_spec_t  *spec;
+
+    spec = store->wh_static ? store->wh_static->elts : NULL;
+
+    for (i = 0; store->wh_static && i < store->wh_static->nelts; i++) {
+        if (spec[i].is_handler && spec[i].id.len == ep->id_len
+            && ngx_strncmp(spec[i].id.data, ep->id, ep->id_len) == 0)
+        {
+            return spec[i].ctx;
+        }
+    }
+
+    return NULL;
+}
+
+
 /* the event, as GET /events/{id} gives it, then the attempt */
 
 static void
@@ -1997,6 +2038,7 @@ ngx_http_events_wh_start(ngx_http_events_wh_job_t *job)
 
     ngx_memzero(&q, sizeof(ngx_http_events_query_t));
     q.tenant = job->tenant;
+    q.any_tenant = (job->tenant.len == 1 && job->tenant.data[0] == '*');
     q.since_ms = -1;
     q.until_ms = -1;
 
@@ -2013,7 +2055,8 @@ ngx_http_events_wh_start(ngx_http_events_wh_job_t *job)
         return;
     }
 
-    p = ngx_pnalloc(job->pool, item.json.len + item.type.len + item.id.len);
+    p = ngx_pnalloc(job->pool, item.json.len + item.type.len + item.id.len
+                               + item.tenant.len);
     if (p == NULL) {
         job->error = NGX_HTTP_EVENTS_E_INTERNAL;
         ngx_http_events_wh_done(job);
@@ -2030,7 +2073,12 @@ ngx_http_events_wh_start(ngx_http_events_wh_job_t *job)
 
     job->event_id.data = p;
     job->event_id.len = item.id.len;
-    ngx_memcpy(p, item.id.data, item.id.len);
+    p = ngx_cpymem(p, item.id.data, item.id.len);
+
+    /* the event's own tenant: a handler of every tenant tells it */
+    job->event_tenant.data = p;
+    job->event_tenant.len = item.tenant.len;
+    ngx_memcpy(p, item.tenant.data, item.tenant.len);
 
     ngx_http_events_wh_send(job);
 }

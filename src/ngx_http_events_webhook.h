@@ -29,6 +29,9 @@
 #define NGX_HTTP_EVENTS_WH_FAILED           256
 #define NGX_HTTP_EVENTS_WH_MAX_REPLAY       10000
 
+/* an endpoint of every tenant (events_handler tenant=*) */
+#define NGX_HTTP_EVENTS_WH_ANY_TENANT       "*"
+
 /* delivery and attempt states */
 #define NGX_HTTP_EVENTS_WH_QUEUED           0
 #define NGX_HTTP_EVENTS_WH_INFLIGHT         1
@@ -144,6 +147,7 @@ typedef struct {
     uint64_t                    previous_expires_ms;
 
     u_char                      is_static;
+    u_char                      is_handler;     /* url is a location */
     u_char                      seen;           /* static: still in conf */
     u_char                      disabled;       /* a reason, or 0 */
     u_char                      last_error;
@@ -241,8 +245,10 @@ typedef struct {
     size_t                      secret_len;
     size_t                      previous_len;
     ngx_uint_t                  rate_limit;
+    void                       *ctx;            /* a handler's server */
 
     unsigned                    is_static:1;
+    unsigned                    is_handler:1;
     unsigned                    enabled:1;
     unsigned                    set_url:1;
     unsigned                    set_patterns:1;
@@ -312,12 +318,15 @@ struct ngx_http_events_wh_job_s {
 
     uint64_t                    seq;
     ngx_str_t                   event_id;
+    ngx_str_t                   event_tenant;
     ngx_str_t                   type;
     ngx_str_t                   body;
     ngx_uint_t                  attempt;        /* 1-based */
     ngx_uint_t                  trigger;
     uint32_t                    term;
+    void                       *ctx;            /* the server it leaves by */
     unsigned                    queued:1;       /* a delivery waits on it */
+    unsigned                    handler:1;      /* url is a location */
     unsigned                    vet:1;          /* check the address */
 
     /* where it went and what came back */
@@ -399,6 +408,8 @@ char *ngx_http_events_wh_conf_merge(ngx_conf_t *cf,
 char *ngx_http_events_webhooks(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_events_webhook(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_events_handler(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_events_wh_retry(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);

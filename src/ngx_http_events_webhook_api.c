@@ -2015,7 +2015,14 @@ ngx_http_events_wh_view_json(ngx_http_events_out_t *o,
 
     ngx_http_events_out(o, "{\"id\":");
     ngx_http_events_out_str(o, v->spec.id.data, v->spec.id.len);
-    ngx_http_events_out(o, ",\"url\":");
+
+    if (v->spec.is_handler) {
+        ngx_http_events_out(o, ",\"url\":null,\"location\":");
+
+    } else {
+        ngx_http_events_out(o, ",\"url\":");
+    }
+
     ngx_http_events_out_str(o, v->spec.url.data, v->spec.url.len);
     ngx_http_events_out(o, ",\"events\":[");
 
@@ -2070,10 +2077,19 @@ ngx_http_events_wh_view_json(ngx_http_events_out_t *o,
     ngx_encode_base64(&b64, &src);
 
     ngx_http_events_out(o, "},\"format\":\"envelope\",\"static\":%s,"
-                        "\"secretHint\":\"whsec_\xe2\x80\xa6%*s\","
-                        "\"previousSecretExpiresAt\":",
+                        "\"handler\":%s,\"secretHint\":",
                         v->spec.is_static ? "true" : "false",
-                        (size_t) 4, b64.data + b64.len - 4);
+                        v->spec.is_handler ? "true" : "false");
+
+    if (b64.len >= 4) {
+        ngx_http_events_out(o, "\"whsec_\xe2\x80\xa6%*s\"", (size_t) 4,
+                            b64.data + b64.len - 4);
+
+    } else {
+        ngx_http_events_out(o, "null");
+    }
+
+    ngx_http_events_out(o, ",\"previousSecretExpiresAt\":");
     ngx_http_events_out_time(o, v->spec.is_static ? 0
                                 : v->previous_expires_ms);
 

@@ -378,6 +378,142 @@ invalid:
 }
 
 
+/*
+ * events_handler ZONE types=P[,P...] location=/uri [id=ID] [tenant=T|*]:
+ * each matching event goes to a location of this server (or of the
+ * events_webhooks server, at http level), retried like a webhook
+ */
+
+char *
+ngx_http_events_handler(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_events_main_conf_t  *emcf = conf;
+
+    u_char                       *p, *last, *comma;
+    uint32_t                      n;
+    ngx_str_t                    *value;
+    ngx_uint_t                    i;
+    ngx_http_events_wh_spec_t    *spec;
+    ngx_http_events_wh_static_t  *st;
+
+    value = cf->args->elts;
+
+    st = ngx_array_push(&emcf->wh_static);
+    if (st == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(st, sizeof(ngx_http_events_wh_static_t));
+
+    st->zone = value[1];
+    spec = &st->spec;
+    spec->is_static = 1;
+    spec->is_handler = 1;
+    spec->enabled = 1;
+    ngx_str_set(&spec->tenant, NGX_HTTP_EVENTS_WH_ANY_TENANT);
+
+    /* in a server block, that server sends it */
+    spec->ctx = (cf->cmd_type == NGX_HTTP_SRV_CONF) ? cf->ctx : NULL;
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "location=", 9) == 0) {
+            spec->url.data = value[i].data + 9;
+            spec->url.len = value[i].len - 9;
+
+            if (spec->url.len == 0 || spec->url.data[0] != '/') {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "types=", 6) == 0) {
+            p = value[i].data + 6;
+            last = value[i].data + value[i].len;
+
+            while (p < last) {
+                comma = ngx_strlchr(p, last, ',');
+                if (comma == NULL) {
+                    comma = last;
+                }
+
+                if (spec->npatterns == NGX_HTTP_EVENTS_WH_MAX_PATTERNS
+                    || ngx_http_events_pattern_valid(p, comma - p) != NGX_OK)
+                {
+                    goto invalid;
+                }
+
+                spec->patterns[spec->npatterns].data = p;
+                spec->patterns[spec->npatterns].len = comma - p;
+                spec->npatterns++;
+
+                p = comma + 1;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "id=", 3) == 0) {
+            spec->id.data = value[i].data + 3;
+            spec->id.len = value[i].len - 3;
+
+            if (spec->id.len == 0 || spec->id.len > 48
+                || ngx_http_events_tenant_valid(&spec->id) != NGX_OK)
+            {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "tenant=", 7) == 0) {
+            spec->tenant.data = value[i].data + 7;
+            spec->tenant.len = value[i].len - 7;
+
+            if (!(spec->tenant.len == 1 && spec->tenant.data[0] == '*')
+                && ngx_http_events_tenant_valid(&spec->tenant) != NGX_OK)
+            {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    if (spec->url.len == 0 || spec->npatterns == 0) {
+        return "needs location= and types=";
+    }
+
+    if (spec->id.len == 0) {
+        p = ngx_pnalloc(cf->pool, sizeof("handler_") + 8);
+        if (p == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        n = ngx_crc32_long(spec->url.data, spec->url.len);
+
+        for (i = 0; i < spec->npatterns; i++) {
+            n ^= ngx_crc32_long(spec->patterns[i].data,
+                                spec->patterns[i].len) + i;
+        }
+
+        spec->id.data = p;
+        spec->id.len = ngx_sprintf(p, "handler_%08xD", n) - p;
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid parameter \"%V\"",
+                       &value[i]);
+    return NGX_CONF_ERROR;
+}
+
+
 /* events_webhook_retry 5s 5m ... */
 
 char *
@@ -486,6 +622,7 @@ ngx_http_events_wh_postconfiguration(ngx_conf_t *cf)
 {
     ngx_uint_t                    i, j;
     ngx_shm_zone_t              **zones;
+    ngx_http_conf_ctx_t          *ctx;
     ngx_http_events_store_t      *store;
     ngx_http_events_wh_spec_t    *spec;
     ngx_http_events_wh_bind_t    *bind;
@@ -537,12 +674,28 @@ ngx_http_events_wh_postconfiguration(ngx_conf_t *cf)
 
         store = zones[j]->data;
 
-        if (store->whcf == NULL) {
+        if (st[i].spec.is_handler && st[i].spec.ctx == NULL) {
+            st[i].spec.ctx = store->wh_ctx;
+        }
+
+        if (store->whcf == NULL && st[i].spec.ctx) {
+            /* handlers only: the settings of the handler's server */
+            ctx = st[i].spec.ctx;
+            elcf = ctx->loc_conf[ngx_http_events_module.ctx_index];
+            store->whcf = &elcf->wh;
+            store->wh_ctx = ctx;
+        }
+
+        if (store->whcf == NULL || (st[i].spec.is_handler
+                                    && st[i].spec.ctx == NULL))
+        {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "events_webhook in zone \"%V\" needs an "
-                               "\"events_webhooks %V\" location: its server "
-                               "sends the webhooks", &st[i].zone,
-                               &st[i].zone);
+                               "%s in zone \"%V\" needs a server: write it "
+                               "in the server block of its location, or "
+                               "add an \"events_webhooks %V\" location",
+                               st[i].spec.is_handler ? "events_handler"
+                                                     : "events_webhook",
+                               &st[i].zone, &st[i].zone);
             return NGX_ERROR;
         }
 
