@@ -103,6 +103,9 @@ static void ngx_http_events_wh_log(ngx_http_events_wh_endpoint_t *ep,
 static ngx_msec_t ngx_http_events_wh_jitter(ngx_msec_t delay);
 
 
+static ngx_msec_t  ngx_http_events_wh_expired_warned;
+
+
 static const char  *ngx_http_events_wh_reasons[] = {
     "", "gone", "receiver", "failing", "manual"
 };
@@ -2231,6 +2234,19 @@ ngx_http_events_wh_outcome(ngx_http_events_store_t *store,
         ep->expired++;
         wh->expired++;
         final = 1;
+
+        /* a ring too small for the retry horizon: say so, not too often */
+        if (ngx_current_msec - ngx_http_events_wh_expired_warned > 60000
+            || ngx_http_events_wh_expired_warned == 0)
+        {
+            ngx_http_events_wh_expired_warned = ngx_current_msec;
+            ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                          "events webhook \"%V\": event %uL left the ring "
+                          "before it was delivered (%uL such deliveries "
+                          "in zone \"%V\"); the ring is smaller than the "
+                          "retry horizon", &job->endpoint, job->seq,
+                          wh->expired, &store->name);
+        }
 
     } else if (job->abort || job->status == 410 || job->disable) {
         a->result = job->abort ? NGX_HTTP_EVENTS_WH_ABORTED
