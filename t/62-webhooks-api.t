@@ -252,6 +252,7 @@ $t->is_error(api(GET => "/webhooks/$ep->{id}/deliveries?status=meh"), 400,
 my @old = map { publish('report.ready', { resourceId => "r$_" }) } 1 .. 3;
 my $late = api(POST => '/webhooks', { url => $rcv->url('/late'),
     events => ['report.*'] })->{json};
+select undef, undef, undef, 0.02;     # a millisecond of its own
 my $new = publish('report.ready', { resourceId => 'r4' });
 $rcv->wait_requests('/late', 1, 10);
 my $miss = api(POST => "/webhooks/$late->{id}/replay",
@@ -263,10 +264,18 @@ my @late = $rcv->wait_requests('/late', 4, 10);
 is_deeply([ sort map { $_->{headers}{'webhook-id'} } @late ],
     [ sort map { $_->{id} } @old, $new ], 'missing: exactly those');
 
+my $since = api(POST => "/webhooks/$late->{id}/replay",
+    { since => $new->{timestamp}, mode => 'all' });
+is($since->{json}{queued}, 1, 'replay since a time: from that event on')
+    or diag $since->{body};
+is(scalar $rcv->wait_requests('/late', 5, 10), 5, 'delivered');
+$rcv->reset_log;
+$rcv->script('/late', undef);
+
 my $ra = api(POST => "/webhooks/$late->{id}/replay",
     { after => $old[1]{seq} - 1, until => $new->{seq} - 1 });
 is($ra->{json}{queued}, 2, 'replay all of a range');
-is(scalar $rcv->wait_requests('/late', 6, 10), 6, 'delivered again');
+is(scalar $rcv->wait_requests('/late', 2, 10), 2, 'delivered again');
 $t->is_error(api(POST => "/webhooks/$late->{id}/replay", {}), 400,
     'missing_field', 'after', 'replay without a start');
 $t->is_error(api(POST => "/webhooks/$late->{id}/replay",
@@ -304,5 +313,23 @@ for my $route ([GET => "/webhooks/$ep->{id}"],
 }
 is(api(GET => "/webhooks/$ep->{id}")->{json}{description}, 'changed',
     'still there, unchanged');
+
+# a static endpoint's secret rotated in nginx.conf: secret_previous
+# signs too, and the endpoint keeps its id and its log across the reload
+my $newsec = 'whsec_QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo=';
+(my $rotated = $conf) =~ s/secret=(\S+)/secret=$newsec secret_previous=$1/;
+$t->write_config($rotated);
+ok($t->reload, 'reloaded with a new static secret');
+my $before = scalar $rcv->requests('/static');
+publish('order.refunded');
+my @sr = $rcv->wait_requests('/static', $before + 1, 10);
+my $last = $sr[-1];
+is(scalar(split / /, $last->{headers}{'webhook-signature'}), 2,
+    'two signatures after the rotation');
+ok(verify($newsec, $last->{headers}, $last->{body}), 'the new secret');
+ok(verify('whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', $last->{headers},
+    $last->{body}), 'and the previous one');
+ok(api(GET => '/webhooks/orders')->{json}{stats}{ok} >= 2,
+    'the same endpoint, its counters kept');
 
 $t->done;
