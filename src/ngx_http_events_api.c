@@ -545,6 +545,23 @@ ngx_http_events_api_store(ngx_http_request_t *r, json_t *root,
         return ngx_http_events_send_error(r, err, NULL);
     }
 
+    if (rc == NGX_HTTP_EVENTS_JOURNAL_UNSYNCED) {
+        /* published: streams see it; the client must not assume either */
+        ngx_http_events_ipc_notify(store);
+        ngx_http_events_error(err, 503, "journal_unavailable", NULL, NULL,
+                              NULL, "the events were stored but could not "
+                              "be synced to disk; a retry with the same "
+                              "ids is safe");
+        return ngx_http_events_send_error(r, err, NULL);
+    }
+
+    if (rc == NGX_HTTP_EVENTS_JOURNAL_FAILED) {
+        ngx_http_events_error(err, 503, "journal_unavailable", NULL, NULL,
+                              NULL, "the journal on disk cannot take the "
+                              "write now; nothing was stored");
+        return ngx_http_events_send_error(r, err, NULL);
+    }
+
     if (rc == NGX_BUSY) {
         ngx_http_events_error(err, 503, "store_unavailable", NULL, NULL,
                               NULL, "the store cannot take the write now; "

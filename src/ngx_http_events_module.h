@@ -35,6 +35,7 @@ typedef struct {
 typedef struct {
     ngx_array_t                 zones;          /* ngx_shm_zone_t * */
     ngx_msec_t                  retention;
+    ngx_array_t                *journals;       /* journal_t * */
     ngx_http_events_ipc_t      *ipc;            /* this process's */
 } ngx_http_events_main_conf_t;
 
