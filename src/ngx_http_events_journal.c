@@ -117,6 +117,8 @@ typedef struct {
 
 static ngx_int_t ngx_http_events_journal_dir(ngx_http_events_journal_t *j,
     ngx_log_t *log);
+static ngx_int_t ngx_http_events_journal_parent(
+    ngx_http_events_journal_t *j, ngx_log_t *log);
 static ngx_int_t ngx_http_events_journal_probe(ngx_http_events_journal_t *j,
     ngx_core_conf_t *ccf, ngx_log_t *log);
 static ngx_int_t ngx_http_events_journal_list(ngx_http_events_journal_t *j,
@@ -430,8 +432,8 @@ ngx_http_events_journal_dir(ngx_http_events_journal_t *j, ngx_log_t *log)
         }
 
         if (ngx_test_config) {
-            /* made at start; the parent is checked by the mkdir then */
-            return NGX_OK;
+            /* made at start, in a directory that must be there */
+            return ngx_http_events_journal_parent(j, log);
         }
 
         if (ngx_create_dir(j->path.data, 0700) == NGX_FILE_ERROR) {
@@ -462,6 +464,39 @@ ngx_http_events_journal_dir(ngx_http_events_journal_t *j, ngx_log_t *log)
     }
 
     return ngx_http_events_journal_probe(j, ccf, log);
+}
+
+
+static ngx_int_t
+ngx_http_events_journal_parent(ngx_http_events_journal_t *j, ngx_log_t *log)
+{
+    u_char           *p, *parent;
+    ngx_file_info_t   fi;
+
+    parent = ngx_pnalloc(j->cycle->pool, j->path.len + 1);
+    if (parent == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(parent, j->path.data, j->path.len + 1);
+
+    p = (u_char *) strrchr((char *) parent, '/');
+
+    if (p == NULL || p == parent) {
+        return NGX_OK;
+    }
+
+    *p = '\0';
+
+    if (ngx_file_info(parent, &fi) == NGX_FILE_ERROR || !ngx_is_dir(&fi)) {
+        ngx_log_error(NGX_LOG_EMERG, log, ngx_errno,
+                      "events zone \"%V\": journal directory \"%V\" "
+                      "cannot be created: \"%s\" is not a directory",
+                      &j->zone, &j->path, parent);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
