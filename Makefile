@@ -7,6 +7,7 @@
 #   make test-asan  the suite against an AddressSanitizer build
 #   make bench      the ingest benchmark (t/bench), side by side with Nchan
 #   make bench-fanout  the SSE fan-out benchmark, side by side with Nchan
+#   make bench-journal what each events_journal fsync mode costs at ingest
 #   make fuzz       a longer fuzzing run of the parsers
 
 SHELL       := /bin/bash
@@ -26,7 +27,8 @@ DEBS := nginx nginx-dev libjansson-dev libssl-dev libpcre2-dev zlib1g-dev \
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps run test test-asan bench bench-fanout fuzz fuzz-short clean
+.PHONY: all deps run test test-asan bench bench-fanout bench-journal fuzz \
+        fuzz-short clean
 
 all: $(MODULE)
 
@@ -108,6 +110,10 @@ bench: deps $(MODULE)
 # SSE fan-out beside Nchan: 100 to 10 000 streams, about 10 minutes
 bench-fanout: deps $(MODULE)
 	t/bench/fanout.sh
+
+# ingest without a journal and with each fsync mode, as ratios
+bench-journal: deps $(MODULE)
+	t/bench/journal.sh
 
 # libFuzzer targets for the envelope validator and the query/cursor parsers
 # (t/fuzz/).  The nginx core functions the sources call come from

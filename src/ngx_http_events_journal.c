@@ -610,8 +610,7 @@ ngx_http_events_journal_list(ngx_http_events_journal_t *j, ngx_pool_t *pool,
         first = 0;
 
         for (p = (u_char *) de->d_name; p < (u_char *) de->d_name + 20; p++) {
-            if (*p < '0' || *p > '9' || first > ((uint64_t) -1 - 9) / 10)
-            {
+            if (*p < '0' || *p > '9' || first > ((uint64_t) -1 - 9) / 10) {
                 break;
             }
 
@@ -768,7 +767,8 @@ ngx_http_events_journal_replay_segment(ngx_http_events_journal_t *j,
     ngx_http_events_journal_seg_t *seg, ngx_uint_t last,
     ngx_http_events_replay_t *rp, ngx_log_t *log)
 {
-    u_char                         *map, *p, *end, name[NGX_MAX_PATH];
+    u_char                         *map, *p, *end, *body;
+    u_char                          name[NGX_MAX_PATH];
     off_t                           off;
     ngx_fd_t                        fd;
     ngx_int_t                       rc;
@@ -884,19 +884,16 @@ ngx_http_events_journal_replay_segment(ngx_http_events_journal_t *j,
             break;
         }
 
-        if (ngx_http_events_journal_crc(&rec,
-                                        p + sizeof(ngx_http_events_journal_rec_t))
-            != rec.crc)
-        {
+        body = p + sizeof(ngx_http_events_journal_rec_t);
+
+        if (ngx_http_events_journal_crc(&rec, body) != rec.crc) {
             ngx_http_events_journal_cut(j, name, off, seg->size, last,
                                         "a checksum mismatch", rp, log);
             break;
         }
 
         if (rec.kind == NGX_HTTP_EVENTS_JOURNAL_EVENT) {
-            rc = ngx_http_events_journal_restore(j, &rec,
-                                 p + sizeof(ngx_http_events_journal_rec_t),
-                                 rp, log);
+            rc = ngx_http_events_journal_restore(j, &rec, body, rp, log);
             if (rc == NGX_ERROR) {
                 break;
             }
@@ -1111,7 +1108,8 @@ ngx_http_events_journal_crc(ngx_http_events_journal_rec_t *rec, u_char *body)
     h.crc = 0;
 
     ngx_crc32_init(crc);
-    ngx_crc32_update(&crc, (u_char *) &h, sizeof(ngx_http_events_journal_rec_t));
+    ngx_crc32_update(&crc, (u_char *) &h,
+                     sizeof(ngx_http_events_journal_rec_t));
     ngx_crc32_update(&crc, body, h.len);
     ngx_crc32_final(crc);
 
