@@ -1259,10 +1259,8 @@ ngx_http_events_journal_write_locked(ngx_http_events_journal_t *j,
 
     jsh->errors++;
 
-    if (ngx_http_events_journal_repair_locked(j, jsh) != NGX_OK) {
-        /* jsh->writer stays set: the next writer tries again */
-        return NGX_ERROR;
-    }
+    /* if this fails too, jsh->writer stays set: the next writer retries */
+    (void) ngx_http_events_journal_repair_locked(j, jsh);
 
     return NGX_ERROR;
 }
