@@ -151,6 +151,13 @@ static ngx_int_t ngx_http_events_journal_fsync_locked(
     ngx_http_events_journal_t *j, ngx_http_events_journal_sh_t *jsh);
 static void ngx_http_events_journal_sync_dir(ngx_http_events_journal_t *j);
 static void ngx_http_events_journal_sync_handler(ngx_event_t *ev);
+#if (NGX_THREADS)
+static ngx_int_t ngx_http_events_journal_start(ngx_http_events_journal_t *j);
+static void ngx_http_events_journal_fsync_thread(void *data, ngx_log_t *log);
+static void ngx_http_events_journal_synced(ngx_event_t *ev);
+static void ngx_http_events_journal_answer(ngx_http_events_journal_t *j,
+    ngx_uint_t all, ngx_int_t rc);
+#endif
 static void ngx_http_events_journal_sweep_handler(ngx_event_t *ev);
 static void ngx_http_events_journal_sweep(ngx_http_events_journal_t *j);
 static uint64_t ngx_http_events_journal_now(void);
@@ -269,6 +276,15 @@ ngx_http_events_journal_directive(ngx_conf_t *cf, ngx_command_t *cmd,
             j->segment_size = ngx_max(j->max_size / 4, 4096);
         }
     }
+
+#if (NGX_THREADS)
+    /* fsync=always syncs in nginx's default pool, as "aio threads" does */
+    if (j->fsync == NGX_HTTP_EVENTS_FSYNC_ALWAYS
+        && ngx_thread_pool_add(cf, NULL) == NULL)
+    {
+        return NGX_CONF_ERROR;
+    }
+#endif
 
     if (j->max_size && j->max_size < 2 * j->segment_size) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -1553,6 +1569,10 @@ ngx_http_events_journal_init_process(ngx_cycle_t *cycle,
     ngx_uint_t                   i;
     ngx_http_events_journal_t  **jp, *j;
 
+#if (NGX_THREADS)
+    static ngx_str_t  default_pool = ngx_string("default");
+#endif
+
     if (journals == NULL
         || (ngx_process != NGX_PROCESS_WORKER
             && ngx_process != NGX_PROCESS_SINGLE))
@@ -1567,6 +1587,26 @@ ngx_http_events_journal_init_process(ngx_cycle_t *cycle,
 
         /* inherited from the master, which never opens one: be sure */
         j->fd = NGX_INVALID_FILE;
+        ngx_queue_init(&j->waiting);
+
+#if (NGX_THREADS)
+        if (j->fsync == NGX_HTTP_EVENTS_FSYNC_ALWAYS) {
+            j->thread_pool = ngx_thread_pool_get(cycle, &default_pool);
+
+            if (j->thread_pool != NULL) {
+                j->task = ngx_thread_task_alloc(cycle->pool, 0);
+                if (j->task == NULL) {
+                    return NGX_ERROR;
+                }
+
+                j->task->ctx = j;
+                j->task->handler = ngx_http_events_journal_fsync_thread;
+                j->task->event.handler = ngx_http_events_journal_synced;
+                j->task->event.data = j;
+                j->task->event.log = cycle->log;
+            }
+        }
+#endif
 
         if (j->fsync == NGX_HTTP_EVENTS_FSYNC_INTERVAL) {
             j->sync_timer.handler = ngx_http_events_journal_sync_handler;
@@ -1781,3 +1821,196 @@ ngx_http_events_journal_now(void)
 
     return (uint64_t) tp->sec * 1000 + tp->msec;
 }
+
+
+/*
+ * fsync=always without blocking the worker: a request whose records
+ * are not durable yet waits in this worker's queue while one thread
+ * syncs; requests that wrote meanwhile are covered by the next sync,
+ * all of them at once (group commit).  NGX_OK: durable already;
+ * NGX_AGAIN: w->handler will be called; NGX_DECLINED: no thread pool,
+ * sync in the worker; NGX_ERROR: the sync could not be started.
+ */
+
+ngx_int_t
+ngx_http_events_journal_wait(ngx_http_events_journal_t *j,
+    ngx_http_events_journal_waiter_t *w)
+{
+#if (NGX_THREADS)
+    ngx_http_events_journal_sh_t  *jsh;
+
+    if (j->task == NULL) {
+        return NGX_DECLINED;
+    }
+
+    jsh = ngx_http_events_store_journal(j->store);
+
+    ngx_shmtx_lock(&j->store->shpool->mutex);
+
+    if (jsh->synced >= w->end) {
+        ngx_shmtx_unlock(&j->store->shpool->mutex);
+        return NGX_OK;
+    }
+
+    ngx_shmtx_unlock(&j->store->shpool->mutex);
+
+    ngx_queue_insert_tail(&j->waiting, &w->queue);
+    w->queued = 1;
+
+    if (!j->syncing && ngx_http_events_journal_start(j) != NGX_OK) {
+        ngx_queue_remove(&w->queue);
+        w->queued = 0;
+        return NGX_ERROR;
+    }
+
+    return NGX_AGAIN;
+
+#else
+
+    return NGX_DECLINED;
+
+#endif
+}
+
+
+void
+ngx_http_events_journal_unwait(ngx_http_events_journal_waiter_t *w)
+{
+    if (w->queued) {
+        ngx_queue_remove(&w->queue);
+        w->queued = 0;
+    }
+}
+
+
+#if (NGX_THREADS)
+
+static ngx_int_t
+ngx_http_events_journal_start(ngx_http_events_journal_t *j)
+{
+    ngx_fd_t                       fd;
+    ngx_http_events_journal_sh_t  *jsh;
+
+    jsh = ngx_http_events_store_journal(j->store);
+
+    ngx_shmtx_lock(&j->store->shpool->mutex);
+
+    if (ngx_http_events_journal_open_locked(j, jsh) != NGX_OK) {
+        jsh->errors++;
+        ngx_shmtx_unlock(&j->store->shpool->mutex);
+        return NGX_ERROR;
+    }
+
+    /* every byte before this is in this segment or in synced ones */
+    j->sync_upto = jsh->written;
+
+    /* the thread's own: a rotation may close j->fd meanwhile */
+    fd = dup(j->fd);
+
+    ngx_shmtx_unlock(&j->store->shpool->mutex);
+
+    if (fd == -1) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, ngx_errno,
+                      "events zone \"%V\": dup() failed", &j->zone);
+        return NGX_ERROR;
+    }
+
+    j->sync_fd = fd;
+    j->sync_err = 0;
+
+    if (ngx_thread_task_post(j->thread_pool, j->task) != NGX_OK) {
+        (void) close(fd);
+        return NGX_ERROR;
+    }
+
+    j->syncing = 1;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_events_journal_fsync_thread(void *data, ngx_log_t *log)
+{
+    ngx_http_events_journal_t  *j = data;
+
+    j->sync_err = (fdatasync(j->sync_fd) == -1) ? ngx_errno : 0;
+}
+
+
+static void
+ngx_http_events_journal_synced(ngx_event_t *ev)
+{
+    ngx_http_events_journal_t  *j = ev->data;
+
+    ngx_int_t                      rc;
+    ngx_http_events_journal_sh_t  *jsh;
+
+    jsh = ngx_http_events_store_journal(j->store);
+
+    (void) close(j->sync_fd);
+    j->sync_fd = NGX_INVALID_FILE;
+    j->syncing = 0;
+
+    ngx_shmtx_lock(&j->store->shpool->mutex);
+
+    if (j->sync_err) {
+        jsh->errors++;
+        rc = NGX_ERROR;
+
+    } else {
+        if (jsh->synced < j->sync_upto) {
+            jsh->synced = j->sync_upto;
+        }
+
+        jsh->fsync_ms = ngx_http_events_journal_now();
+        jsh->fsyncs++;
+        rc = NGX_OK;
+    }
+
+    ngx_shmtx_unlock(&j->store->shpool->mutex);
+
+    if (rc != NGX_OK) {
+        ngx_log_error(NGX_LOG_CRIT, ngx_cycle->log, j->sync_err,
+                      "events zone \"%V\": fdatasync() of the journal "
+                      "failed", &j->zone);
+    }
+
+    ngx_http_events_journal_answer(j, 0, rc);
+
+    /* those who wrote while the disk was busy: one more sync for all */
+
+    if (!ngx_queue_empty(&j->waiting)
+        && ngx_http_events_journal_start(j) != NGX_OK)
+    {
+        ngx_http_events_journal_answer(j, 1, NGX_ERROR);
+    }
+}
+
+
+static void
+ngx_http_events_journal_answer(ngx_http_events_journal_t *j, ngx_uint_t all,
+    ngx_int_t rc)
+{
+    ngx_queue_t                       *q, *next;
+    ngx_http_events_journal_waiter_t  *w;
+
+    for (q = ngx_queue_head(&j->waiting);
+         q != ngx_queue_sentinel(&j->waiting);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        w = ngx_queue_data(q, ngx_http_events_journal_waiter_t, queue);
+
+        if (!all && w->end > j->sync_upto) {
+            continue;
+        }
+
+        ngx_queue_remove(q);
+        w->queued = 0;
+
+        w->handler(w->data, rc);
+    }
+}
+
+#endif

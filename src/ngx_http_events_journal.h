@@ -11,6 +11,10 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 
+#if (NGX_THREADS)
+#include <ngx_thread_pool.h>
+#endif
+
 #include "ngx_http_events_store.h"
 
 
@@ -42,6 +46,16 @@ struct ngx_http_events_journal_sh_s {
 };
 
 
+/* a request waiting for an fsync=always sync done in a thread */
+typedef struct {
+    ngx_queue_t                 queue;
+    uint64_t                    end;            /* durable up to here */
+    void                       *data;
+    void                      (*handler)(void *data, ngx_int_t rc);
+    unsigned                    queued:1;
+} ngx_http_events_journal_waiter_t;
+
+
 struct ngx_http_events_journal_s {
     ngx_str_t                   zone;
     ngx_str_t                   path;           /* null-terminated */
@@ -58,6 +72,17 @@ struct ngx_http_events_journal_s {
     uint64_t                    segment;
     ngx_event_t                 sync_timer;
     ngx_event_t                 sweep_timer;
+
+    /* fsync=always in a thread: one sync at a time, for all waiting */
+    ngx_queue_t                 waiting;
+#if (NGX_THREADS)
+    ngx_thread_pool_t          *thread_pool;
+    ngx_thread_task_t          *task;
+#endif
+    ngx_fd_t                    sync_fd;
+    uint64_t                    sync_upto;
+    ngx_err_t                   sync_err;
+    unsigned                    syncing:1;
 };
 
 
@@ -78,6 +103,9 @@ ngx_int_t ngx_http_events_journal_write_locked(ngx_http_events_journal_t *j,
     ngx_uint_t n, u_char *buf, uint64_t *end);
 ngx_int_t ngx_http_events_journal_sync(ngx_http_events_journal_t *j,
     uint64_t end);
+ngx_int_t ngx_http_events_journal_wait(ngx_http_events_journal_t *j,
+    ngx_http_events_journal_waiter_t *w);
+void ngx_http_events_journal_unwait(ngx_http_events_journal_waiter_t *w);
 
 
 #endif /* _NGX_HTTP_EVENTS_JOURNAL_H_INCLUDED_ */

@@ -815,6 +815,35 @@ ngx_http_events_store_append(ngx_http_events_store_t *store,
     ngx_http_events_event_t *events, ngx_uint_t n, ngx_pool_t *pool,
     ngx_uint_t *failed)
 {
+    uint64_t   upto;
+    ngx_int_t  rc;
+
+    rc = ngx_http_events_store_append_nosync(store, events, n, pool, failed,
+                                             &upto);
+
+    /* with fsync=always the answer waits for the disk, not the lock */
+
+    if (rc == NGX_OK && upto
+        && ngx_http_events_journal_sync(store->journal, upto) != NGX_OK)
+    {
+        return NGX_HTTP_EVENTS_JOURNAL_UNSYNCED;
+    }
+
+    return rc;
+}
+
+
+/*
+ * The append itself; with fsync=always, *upto is where the journal must
+ * be durable up to before the events are acknowledged (0: nothing to
+ * wait for), for callers that wait for it their own way.
+ */
+
+ngx_int_t
+ngx_http_events_store_append_nosync(ngx_http_events_store_t *store,
+    ngx_http_events_event_t *events, ngx_uint_t n, ngx_pool_t *pool,
+    ngx_uint_t *failed, uint64_t *upto)
+{
     u_char                    *p, *jbuf;
     size_t                     total, jlen;
     uint64_t                   now, seq, jend;
@@ -826,6 +855,7 @@ ngx_http_events_store_append(ngx_http_events_store_t *store,
 
     sh = store->sh;
     rc = NGX_OK;
+    *upto = 0;
 
     total = 0;
     jlen = 0;
@@ -996,12 +1026,7 @@ done:
         return rc;
     }
 
-    /* with fsync=always the answer waits for the disk, not the lock */
-
-    if (jend && ngx_http_events_journal_sync(store->journal, jend) != NGX_OK)
-    {
-        return NGX_HTTP_EVENTS_JOURNAL_UNSYNCED;
-    }
+    *upto = jend;
 
     /* the answer is built outside the lock from what was written */
 

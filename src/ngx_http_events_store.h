@@ -205,6 +205,9 @@ ngx_uint_t ngx_http_events_store_max_batch(ngx_http_events_store_t *store);
 ngx_int_t ngx_http_events_store_append(ngx_http_events_store_t *store,
     ngx_http_events_event_t *events, ngx_uint_t n, ngx_pool_t *pool,
     ngx_uint_t *failed);
+ngx_int_t ngx_http_events_store_append_nosync(ngx_http_events_store_t *store,
+    ngx_http_events_event_t *events, ngx_uint_t n, ngx_pool_t *pool,
+    ngx_uint_t *failed, uint64_t *upto);
 
 ngx_http_events_journal_sh_t *ngx_http_events_store_journal(
     ngx_http_events_store_t *store);
