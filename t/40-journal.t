@@ -132,6 +132,7 @@ is($live && $live->{json}{seq}, 31, 'and the stream gets it live');
 $s->close;
 
 # writers on both workers, then another restart: one journal, in order
+my $fsyncs = $t->get('/events-status')->{json}{journal}{fsyncs};
 my @got = $t->parallel(n => 4, code => sub {
     my ($i) = @_;
     my @seqs;
@@ -148,6 +149,10 @@ my %pids = map { $_->{pid} => 1 } grep { $_->{published} }
     @{ $t->get('/events-status')->{json}{workers} };
 ok(keys %pids == 2, 'both workers wrote')
     or diag explain $t->get('/events-status')->{json}{workers};
+
+# concurrent writers share fsyncs (group commit): fewer than one each
+$fsyncs = $t->get('/events-status')->{json}{journal}{fsyncs} - $fsyncs;
+ok($fsyncs > 0 && $fsyncs < 100, "$fsyncs fsyncs for 100 events");
 
 $t->stop;
 $t->run;
