@@ -23,8 +23,10 @@
  * published.  Each worker keeps its own O_APPEND descriptor; the
  * segment being written is recorded in the zone, and a worker reopens
  * when it changed.  With fsync=always the request waits, outside the
- * lock, for an fdatasync() that covers its bytes; concurrent requests
- * share one (the zone knows how far the file is durable).
+ * lock, for an fdatasync() that covers its bytes, run in a thread so
+ * that the worker goes on; the requests that wrote meanwhile share the
+ * next one, and the zone knows how far the file is durable, so a
+ * request covered by another worker's sync does not wait at all.
  *
  * The master replays the journal when it creates the zone (a start, or
  * a reload that resized the zone); a reused zone already has it all.
