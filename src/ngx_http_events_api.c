@@ -40,6 +40,7 @@ typedef struct {
     ngx_http_events_event_t           *events;
     ngx_uint_t                         n;
     ngx_uint_t                         batch;
+    json_t                            *root;     /* the events' strings */
 } ngx_http_events_api_wait_t;
 
 
@@ -52,10 +53,11 @@ static ngx_int_t ngx_http_events_api_ingest(ngx_http_request_t *r,
 static ngx_int_t ngx_http_events_api_store(ngx_http_request_t *r,
     json_t *root, ngx_http_events_error_t *err);
 static ngx_int_t ngx_http_events_api_sync(ngx_http_request_t *r,
-    ngx_http_events_store_t *store, ngx_http_events_event_t *events,
-    ngx_uint_t n, ngx_uint_t batch, uint64_t upto);
+    json_t *root, ngx_http_events_store_t *store,
+    ngx_http_events_event_t *events, ngx_uint_t n, ngx_uint_t batch,
+    uint64_t upto);
 static void ngx_http_events_api_synced(void *data, ngx_int_t rc);
-static void ngx_http_events_api_unwait(void *data);
+static void ngx_http_events_api_cleanup(void *data);
 static ngx_int_t ngx_http_events_api_unsynced(ngx_http_request_t *r,
     ngx_http_events_store_t *store);
 static ngx_int_t ngx_http_events_api_created(ngx_http_request_t *r,
@@ -581,7 +583,8 @@ ngx_http_events_api_store(ngx_http_request_t *r, json_t *root,
     }
 
     if (upto) {
-        return ngx_http_events_api_sync(r, store, events, n, batch, upto);
+        return ngx_http_events_api_sync(r, root, store, events, n, batch,
+                                        upto);
     }
 
     return ngx_http_events_api_created(r, store, events, n, batch);
@@ -595,9 +598,9 @@ ngx_http_events_api_store(ngx_http_request_t *r, json_t *root,
  */
 
 static ngx_int_t
-ngx_http_events_api_sync(ngx_http_request_t *r, ngx_http_events_store_t *store,
-    ngx_http_events_event_t *events, ngx_uint_t n, ngx_uint_t batch,
-    uint64_t upto)
+ngx_http_events_api_sync(ngx_http_request_t *r, json_t *root,
+    ngx_http_events_store_t *store, ngx_http_events_event_t *events,
+    ngx_uint_t n, ngx_uint_t batch, uint64_t upto)
 {
     ngx_int_t                    rc;
     ngx_http_cleanup_t          *cln;
@@ -619,12 +622,14 @@ ngx_http_events_api_sync(ngx_http_request_t *r, ngx_http_events_store_t *store,
     aw->batch = batch;
 
     /* a request ended early must not stay in the queue */
-    cln->handler = ngx_http_events_api_unwait;
+    cln->handler = ngx_http_events_api_cleanup;
     cln->data = aw;
 
     rc = ngx_http_events_journal_wait(store->journal, &aw->waiter);
 
     if (rc == NGX_AGAIN) {
+        /* the events point into the parsed body: keep it until the end */
+        aw->root = json_incref(root);
         r->main->count++;
         return NGX_DONE;
     }
@@ -666,11 +671,16 @@ ngx_http_events_api_synced(void *data, ngx_int_t rc)
 
 
 static void
-ngx_http_events_api_unwait(void *data)
+ngx_http_events_api_cleanup(void *data)
 {
     ngx_http_events_api_wait_t  *aw = data;
 
     ngx_http_events_journal_unwait(&aw->waiter);
+
+    if (aw->root) {
+        json_decref(aw->root);
+        aw->root = NULL;
+    }
 }
 
 
