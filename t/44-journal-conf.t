@@ -124,4 +124,18 @@ my @seqs = map { $_->{seq} }
     @{ $t->get('/events?limit=100')->{json}{data} };
 is_deeply(\@seqs, [ 1 .. 5 ], 'after a restart: before and after the reload');
 
+# a reload that resizes the zone: a new zone, filled from the journal
+my $epoch = $t->get('/events-status')->{json}{epoch};
+my $cursor = $t->get('/events?limit=2')->{json}{next};
+(my $bigger = $conf) =~ s/JOURNAL/main %%TESTDIR%%\/j-int fsync=interval/;
+$bigger =~ s/events_zone main 4m;/events_zone main 5m;/;
+$t->write_config($bigger);
+ok($t->reload, 'reloaded with another zone size');
+my $s = $t->get('/events-status')->{json};
+is($s->{ring}{zoneBytes}, 5 * 1024 * 1024, 'a new zone');
+is($s->{epoch}, $epoch, 'with the journal\'s epoch');
+is($s->{journal}{replayed}, 5, 'replayed into it');
+is_deeply([ map { $_->{seq} } @{ $t->get("/events?after=$cursor")
+    ->{json}{data} } ], [ 3 .. 5 ], 'an old cursor goes on');
+
 $t->done;
