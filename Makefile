@@ -7,6 +7,7 @@
 #   make test-asan  the suite against an AddressSanitizer build
 #   make bench      the ingest benchmark (t/bench), side by side with Nchan
 #   make bench-fanout  the SSE fan-out benchmark, side by side with Nchan
+#   make bench-webhooks  webhook deliveries/s and latency
 #   make bench-journal what each events_journal fsync mode costs at ingest
 #   make fuzz       a longer fuzzing run of the parsers
 
@@ -27,8 +28,8 @@ DEBS := nginx nginx-dev libjansson-dev libssl-dev libpcre2-dev zlib1g-dev \
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps run test test-asan bench bench-fanout bench-journal fuzz \
-        fuzz-short clean
+.PHONY: all deps run test test-asan bench bench-fanout bench-webhooks \
+        bench-journal fuzz fuzz-short clean
 
 all: $(MODULE)
 
@@ -110,6 +111,12 @@ bench: deps $(MODULE)
 # SSE fan-out beside Nchan: 100 to 10 000 streams, about 10 minutes
 bench-fanout: deps $(MODULE)
 	t/bench/fanout.sh
+
+# webhook deliveries/s and latency to a loopback receiver, 1-100 endpoints
+bench-webhooks: deps $(MODULE)
+	T_MODULE=$(MODULE) perl t/bench/webhooks.pl
+	T_MODULE=$(MODULE) BENCH_PACED=5 BENCH_DELIVERIES=1000 \
+	    BENCH_ENDPOINTS="1 10" perl t/bench/webhooks.pl
 
 # ingest without a journal and with each fsync mode, as ratios
 bench-journal: deps $(MODULE)

@@ -29,6 +29,7 @@
 #include "ngx_http_events_cursor.h"
 #include "ngx_http_events_ipc.h"
 #include "ngx_http_events_auth.h"
+#include "ngx_http_events_validate.h"
 #include "ngx_http_events_journal.h"
 
 
@@ -40,7 +41,6 @@ typedef struct {
     ngx_http_events_event_t           *events;
     ngx_uint_t                         n;
     ngx_uint_t                         batch;
-    json_t                            *root;     /* the events' strings */
 } ngx_http_events_api_wait_t;
 
 
@@ -52,10 +52,11 @@ static ngx_int_t ngx_http_events_api_ingest(ngx_http_request_t *r,
     u_char *body, size_t len);
 static ngx_int_t ngx_http_events_api_store(ngx_http_request_t *r,
     json_t *root, ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_api_commit(ngx_http_request_t *r,
+    ngx_http_events_event_t *events, ngx_uint_t n, ngx_uint_t batch);
 static ngx_int_t ngx_http_events_api_sync(ngx_http_request_t *r,
-    json_t *root, ngx_http_events_store_t *store,
-    ngx_http_events_event_t *events, ngx_uint_t n, ngx_uint_t batch,
-    uint64_t upto);
+    ngx_http_events_store_t *store, ngx_http_events_event_t *events,
+    ngx_uint_t n, ngx_uint_t batch, uint64_t upto);
 static void ngx_http_events_api_synced(void *data, ngx_int_t rc);
 static void ngx_http_events_api_cleanup(void *data);
 static ngx_int_t ngx_http_events_api_unsynced(ngx_http_request_t *r,
@@ -63,8 +64,6 @@ static ngx_int_t ngx_http_events_api_unsynced(ngx_http_request_t *r,
 static ngx_int_t ngx_http_events_api_created(ngx_http_request_t *r,
     ngx_http_events_store_t *store, ngx_http_events_event_t *events,
     ngx_uint_t n, ngx_uint_t batch);
-static ngx_int_t ngx_http_events_api_read_body(ngx_http_request_t *r,
-    ngx_str_t *body);
 static ngx_int_t ngx_http_events_api_list(ngx_http_request_t *r,
     ngx_str_t *tenant, ngx_str_t *rtype, ngx_str_t *rid);
 static ngx_int_t ngx_http_events_api_list_body(ngx_http_request_t *r,
@@ -86,7 +85,6 @@ static ngx_int_t ngx_http_events_not_allowed(ngx_http_request_t *r,
     char *allow);
 static ngx_int_t ngx_http_events_not_found(ngx_http_request_t *r,
     const char *message);
-static ngx_uint_t ngx_http_events_is_json(ngx_http_request_t *r);
 static ngx_uint_t ngx_http_events_path_ok(ngx_str_t *s, ngx_uint_t rid);
 
 
@@ -269,7 +267,7 @@ ngx_http_events_api_post(ngx_http_request_t *r)
 }
 
 
-static ngx_uint_t
+ngx_uint_t
 ngx_http_events_is_json(ngx_http_request_t *r)
 {
     u_char  *p;
@@ -302,7 +300,7 @@ ngx_http_events_api_body(ngx_http_request_t *r)
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
 
-    rc = ngx_http_events_api_read_body(r, &body);
+    rc = ngx_http_events_read_body(r, &body);
 
     if (rc == NGX_ERROR) {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
@@ -326,8 +324,8 @@ ngx_http_events_api_body(ngx_http_request_t *r)
 
 /* the body in one buffer, wherever nginx kept it */
 
-static ngx_int_t
-ngx_http_events_api_read_body(ngx_http_request_t *r, ngx_str_t *body)
+ngx_int_t
+ngx_http_events_read_body(ngx_http_request_t *r, ngx_str_t *body)
 {
     u_char                      *p;
     off_t                        len;
@@ -404,8 +402,8 @@ static ngx_int_t
 ngx_http_events_api_ingest(ngx_http_request_t *r, u_char *body, size_t len)
 {
     json_t                   *root;
-    ngx_int_t                 rc;
     json_error_t              jerr;
+    ngx_pool_cleanup_t       *cln;
     ngx_http_events_error_t   err;
 
     ngx_memzero(&err, sizeof(ngx_http_events_error_t));
@@ -420,11 +418,18 @@ ngx_http_events_api_ingest(ngx_http_request_t *r, u_char *body, size_t len)
         return ngx_http_events_send_error(r, &err, NULL);
     }
 
-    rc = ngx_http_events_api_store(r, root, &err);
+    /* the events point into root until stored, maybe after a hook */
 
-    json_decref(root);
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        json_decref(root);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
-    return rc;
+    cln->handler = ngx_http_events_json_cleanup;
+    cln->data = root;
+
+    return ngx_http_events_api_store(r, root, &err);
 }
 
 
@@ -432,9 +437,8 @@ static ngx_int_t
 ngx_http_events_api_store(ngx_http_request_t *r, json_t *root,
     ngx_http_events_error_t *err)
 {
-    uint64_t                     upto;
     ngx_int_t                    rc;
-    ngx_uint_t                   i, j, n, batch, failed;
+    ngx_uint_t                   i, j, n, batch;
     ngx_http_events_event_t     *events;
     ngx_http_events_store_t     *store;
     ngx_http_events_ipc_t       *ipc;
@@ -543,6 +547,39 @@ ngx_http_events_api_store(ngx_http_request_t *r, json_t *root,
         }
     }
 
+    rc = ngx_http_events_validate_batch(r, events, n, batch,
+                                        ngx_http_events_api_commit);
+
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
+
+    return ngx_http_events_api_commit(r, events, n, batch);
+}
+
+
+/* the events are valid, and the hook, if any, agreed: store them */
+
+static ngx_int_t
+ngx_http_events_api_commit(ngx_http_request_t *r,
+    ngx_http_events_event_t *events, ngx_uint_t n, ngx_uint_t batch)
+{
+    uint64_t                     upto;
+    ngx_int_t                    rc;
+    ngx_str_t                    prefix;
+    ngx_uint_t                   failed;
+    ngx_http_events_error_t     *err, error;
+    ngx_http_events_store_t     *store;
+    ngx_http_events_loc_conf_t  *elcf;
+    u_char                       item[NGX_INT_T_LEN + 4];
+
+    elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
+    store = elcf->api_zone->data;
+
+    err = &error;
+    ngx_memzero(err, sizeof(ngx_http_events_error_t));
+    ngx_str_null(&prefix);
+
     rc = ngx_http_events_store_append_nosync(store, events, n, r->pool,
                                              &failed, &upto);
 
@@ -551,11 +588,12 @@ ngx_http_events_api_store(ngx_http_request_t *r, json_t *root,
     }
 
     if (rc != NGX_OK && batch) {
-        env.prefix.len = ngx_sprintf(prefix, "[%ui].", failed) - prefix;
+        prefix.data = item;
+        prefix.len = ngx_sprintf(item, "[%ui].", failed) - item;
     }
 
     if (rc == NGX_DECLINED) {
-        ngx_http_events_error(err, 409, "conflict", "field", &env.prefix,
+        ngx_http_events_error(err, 409, "conflict", "field", &prefix,
                               "id", "an event with this id and a different "
                               "body exists");
         return ngx_http_events_send_error(r, err, NULL);
@@ -583,8 +621,7 @@ ngx_http_events_api_store(ngx_http_request_t *r, json_t *root,
     }
 
     if (upto) {
-        return ngx_http_events_api_sync(r, root, store, events, n, batch,
-                                        upto);
+        return ngx_http_events_api_sync(r, store, events, n, batch, upto);
     }
 
     return ngx_http_events_api_created(r, store, events, n, batch);
@@ -598,9 +635,9 @@ ngx_http_events_api_store(ngx_http_request_t *r, json_t *root,
  */
 
 static ngx_int_t
-ngx_http_events_api_sync(ngx_http_request_t *r, json_t *root,
-    ngx_http_events_store_t *store, ngx_http_events_event_t *events,
-    ngx_uint_t n, ngx_uint_t batch, uint64_t upto)
+ngx_http_events_api_sync(ngx_http_request_t *r, ngx_http_events_store_t *store,
+    ngx_http_events_event_t *events, ngx_uint_t n, ngx_uint_t batch,
+    uint64_t upto)
 {
     ngx_int_t                    rc;
     ngx_http_cleanup_t          *cln;
@@ -628,8 +665,7 @@ ngx_http_events_api_sync(ngx_http_request_t *r, json_t *root,
     rc = ngx_http_events_journal_wait(store->journal, &aw->waiter);
 
     if (rc == NGX_AGAIN) {
-        /* the events point into the parsed body: keep it until the end */
-        aw->root = json_incref(root);
+        /* the parsed body the events point into lives as long as r */
         r->main->count++;
         return NGX_DONE;
     }
@@ -676,11 +712,6 @@ ngx_http_events_api_cleanup(void *data)
     ngx_http_events_api_wait_t  *aw = data;
 
     ngx_http_events_journal_unwait(&aw->waiter);
-
-    if (aw->root) {
-        json_decref(aw->root);
-        aw->root = NULL;
-    }
 }
 
 

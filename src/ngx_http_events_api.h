@@ -21,6 +21,9 @@ ngx_int_t ngx_http_events_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *type, u_char *data, size_t len);
 ngx_int_t ngx_http_events_send_error(ngx_http_request_t *r,
     ngx_http_events_error_t *err, ngx_str_t *extra);
+ngx_int_t ngx_http_events_read_body(ngx_http_request_t *r, ngx_str_t *body);
+ngx_uint_t ngx_http_events_is_json(ngx_http_request_t *r);
+ngx_int_t ngx_http_events_webhooks_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_events_add_header(ngx_http_request_t *r, char *name,
     ngx_str_t *value);
 

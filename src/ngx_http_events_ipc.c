@@ -31,6 +31,7 @@
 
 #include "ngx_http_events_module.h"
 #include "ngx_http_events_ipc.h"
+#include "ngx_http_events_webhook.h"
 #include "ngx_http_events_stream.h"
 
 
@@ -213,7 +214,9 @@ ngx_http_events_ipc_notify(ngx_http_events_store_t *store)
         return;
     }
 
-    if (store->nsubscribers && !ipc->fanout.posted && !ngx_exiting) {
+    if ((store->nsubscribers || store->wh_owner) && !ipc->fanout.posted
+        && !ngx_exiting)
+    {
         ngx_post_event(&ipc->fanout, &ngx_posted_events);
     }
 
@@ -287,6 +290,8 @@ ngx_http_events_ipc_wake(ngx_cycle_t *cycle, ngx_uint_t doorbell)
         if (store->nsubscribers) {
             ngx_http_events_stream_wake(store);
         }
+
+        ngx_http_events_wh_wake(store);
     }
 }
 
@@ -341,6 +346,7 @@ ngx_http_events_ipc_watcher(ngx_event_t *ev)
 
     ngx_http_events_ipc_unwatch(ipc);
     ngx_http_events_stream_close_all((ngx_cycle_t *) ngx_cycle);
+    ngx_http_events_wh_release((ngx_cycle_t *) ngx_cycle);
 }
 
 

@@ -114,6 +114,15 @@ ngx_http_events_error(ngx_http_events_error_t *err, ngx_uint_t status,
 
 /* after a caller filled the name itself */
 
+/* for ngx_pool_cleanup_add(): a JSON value lives as long as a request */
+
+void
+ngx_http_events_json_cleanup(void *data)
+{
+    json_decref(data);
+}
+
+
 void
 ngx_http_events_error_name(ngx_http_events_error_t *err)
 {

@@ -45,6 +45,8 @@ u_char *ngx_http_events_json_write(u_char *p, json_t *v);
 size_t ngx_http_events_json_escape_len(u_char *s, size_t len);
 u_char *ngx_http_events_json_escape(u_char *p, u_char *s, size_t len);
 
+void ngx_http_events_json_cleanup(void *data);
+
 ngx_int_t ngx_http_events_parse_time(u_char *p, size_t len, int64_t *ms);
 
 void ngx_http_events_error_name(ngx_http_events_error_t *err);

@@ -23,9 +23,11 @@
 #include "ngx_http_events_auth.h"
 #include "ngx_http_events_match.h"
 #include "ngx_http_events_journal.h"
+#include "ngx_http_events_webhook.h"
 
 
 static ngx_int_t ngx_http_events_preconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_http_events_postconfiguration(ngx_conf_t *cf);
 static void *ngx_http_events_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_events_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_events_create_loc_conf(ngx_conf_t *cf);
@@ -226,13 +228,160 @@ static ngx_command_t  ngx_http_events_commands[] = {
       offsetof(ngx_http_events_loc_conf_t, auth_leeway),
       NULL },
 
+    { ngx_string("events_webhooks"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_events_webhooks,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("events_webhook"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_http_events_webhook,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("events_handler"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_2MORE,
+      ngx_http_events_handler,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("events_webhook_retry"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_events_wh_retry,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("events_webhook_overload_delay"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_events_loc_conf_t, wh.overload_delay),
+      NULL },
+
+    { ngx_string("events_webhook_disable_after"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_events_loc_conf_t, wh.disable_after),
+      NULL },
+
+    { ngx_string("events_webhook_secret_grace"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_events_loc_conf_t, wh.secret_grace),
+      NULL },
+
+    { ngx_string("events_webhook_concurrency"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_events_loc_conf_t, wh.concurrency),
+      NULL },
+
+    { ngx_string("events_webhook_endpoint_concurrency"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_events_loc_conf_t, wh.endpoint_concurrency),
+      NULL },
+
+    { ngx_string("events_webhook_log_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_events_loc_conf_t, wh.log_size),
+      NULL },
+
+    { ngx_string("events_webhook_response_excerpt"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_events_loc_conf_t, wh.excerpt_size),
+      NULL },
+
+    { ngx_string("events_webhook_max_per_tenant"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_events_loc_conf_t, wh.max_endpoints),
+      NULL },
+
+    { ngx_string("events_webhook_allow_private"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_events_loc_conf_t, wh.allow_private),
+      NULL },
+
+    { ngx_string("events_webhook_https_only"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_events_loc_conf_t, wh.https_only),
+      NULL },
+
+    { ngx_string("events_webhook_allow"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_events_wh_allow,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("events_capture"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_events_capture,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("events_resource"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE2,
+      ngx_http_events_capture_resource,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("events_capture_metadata"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE2,
+      ngx_http_events_capture_metadata,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("events_capture_max_body"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_events_loc_conf_t, capture.max_body),
+      NULL },
+
+    { ngx_string("events_validate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_events_validate,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("events_webhook_location"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_events_loc_conf_t, wh.location),
+      NULL },
+
       ngx_null_command
 };
 
 
 static ngx_http_module_t  ngx_http_events_module_ctx = {
     ngx_http_events_preconfiguration,      /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_http_events_postconfiguration,     /* postconfiguration */
 
     ngx_http_events_create_main_conf,      /* create main configuration */
     ngx_http_events_init_main_conf,        /* init main configuration */
@@ -318,7 +467,31 @@ ngx_http_events_ctx(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_events_preconfiguration(ngx_conf_t *cf)
 {
-    return ngx_http_events_add_variables(cf);
+    if (ngx_http_events_add_variables(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_events_wh_add_variables(cf);
+}
+
+
+/*
+ * The body filters, last registered first called: a validate hook's
+ * answer and a webhook's are swallowed before capture could see them.
+ */
+
+static ngx_int_t
+ngx_http_events_postconfiguration(ngx_conf_t *cf)
+{
+    if (ngx_http_events_wh_postconfiguration(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_events_capture_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_events_validate_init(cf);
 }
 
 
@@ -333,7 +506,13 @@ ngx_http_events_create_main_conf(ngx_conf_t *cf)
     }
 
     if (ngx_array_init(&emcf->zones, cf->pool, 2, sizeof(ngx_shm_zone_t *))
-        != NGX_OK)
+        != NGX_OK
+        || ngx_array_init(&emcf->wh_static, cf->pool, 2,
+                          sizeof(ngx_http_events_wh_static_t))
+           != NGX_OK
+        || ngx_array_init(&emcf->wh_bind, cf->pool, 2,
+                          sizeof(ngx_http_events_wh_bind_t))
+           != NGX_OK)
     {
         return NULL;
     }
@@ -406,6 +585,9 @@ ngx_http_events_create_loc_conf(ngx_conf_t *cf)
     elcf->auth_query_token = NGX_CONF_UNSET;
     elcf->auth_leeway = NGX_CONF_UNSET;
 
+    ngx_http_events_wh_conf_init(&elcf->wh);
+    ngx_http_events_capture_create_conf(&elcf->capture);
+
     return elcf;
 }
 
@@ -445,6 +627,12 @@ ngx_http_events_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         conf->jwt_keys = prev->jwt_keys;
     }
 
+    if (ngx_http_events_wh_conf_merge(cf, &prev->wh, &conf->wh)
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
     if (conf->auth && conf->jwt_keys == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"events_auth on\" needs "
@@ -464,7 +652,10 @@ ngx_http_events_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
-    return NGX_CONF_OK;
+    ngx_http_events_validate_merge_conf(&prev->validate, &conf->validate);
+
+    return ngx_http_events_capture_merge_conf(cf, &prev->capture,
+                                              &conf->capture);
 }
 
 
@@ -661,7 +852,11 @@ ngx_http_events_stream(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static ngx_int_t
 ngx_http_events_init_module(ngx_cycle_t *cycle)
 {
-    return ngx_http_events_ipc_init_module(cycle);
+    if (ngx_http_events_ipc_init_module(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_events_wh_init_module(cycle);
 }
 
 
@@ -676,11 +871,14 @@ ngx_http_events_init_process(ngx_cycle_t *cycle)
 
     emcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_events_module);
 
-    if (emcf == NULL) {
-        return NGX_OK;
+    if (emcf != NULL
+        && ngx_http_events_journal_init_process(cycle, emcf->journals)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
-    return ngx_http_events_journal_init_process(cycle, emcf->journals);
+    return ngx_http_events_wh_init_process(cycle);
 }
 
 
@@ -689,6 +887,7 @@ ngx_http_events_exit_process(ngx_cycle_t *cycle)
 {
     ngx_http_events_main_conf_t  *emcf;
 
+    ngx_http_events_wh_exit_process(cycle);
     ngx_http_events_ipc_exit_process(cycle);
 
     emcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_events_module);

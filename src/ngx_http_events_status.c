@@ -20,9 +20,10 @@
 #include "ngx_http_events_api.h"
 #include "ngx_http_events_auth.h"
 #include "ngx_http_events_journal.h"
+#include "ngx_http_events_webhook.h"
 
 
-#define NGX_HTTP_EVENTS_STATUS_LEN  4096
+#define NGX_HTTP_EVENTS_STATUS_LEN  8192
 
 
 static ngx_uint_t ngx_http_events_status_prometheus(ngx_http_request_t *r);
@@ -34,6 +35,10 @@ static u_char *ngx_http_events_status_journal_json(u_char *p,
     ngx_http_events_store_t *store, ngx_http_events_stats_t *st);
 static u_char *ngx_http_events_status_journal_text(u_char *p,
     ngx_str_t *zone, ngx_http_events_stats_t *st);
+static u_char *ngx_http_events_status_wh_json(u_char *p,
+    ngx_http_events_wh_stats_t *ws);
+static u_char *ngx_http_events_status_wh_text(u_char *p, ngx_str_t *zone,
+    ngx_http_events_wh_stats_t *ws);
 
 
 ngx_int_t
@@ -41,6 +46,7 @@ ngx_http_events_status_handler(ngx_http_request_t *r)
 {
     u_char                      *p, *body;
     ngx_int_t                    rc;
+    ngx_http_events_wh_stats_t   ws;
     ngx_str_t                    type;
     ngx_uint_t                   text;
     ngx_http_events_error_t      err;
@@ -81,7 +87,7 @@ ngx_http_events_status_handler(ngx_http_request_t *r)
     store = elcf->status_zone->data;
 
     st = ngx_palloc(r->pool, sizeof(ngx_http_events_stats_t));
-    body = ngx_pnalloc(r->pool, NGX_HTTP_EVENTS_STATUS_LEN
+    body = ngx_pnalloc(r->pool, NGX_HTTP_EVENTS_STATUS_LEN * 2
                                 + NGX_HTTP_EVENTS_MAX_WORKERS * 160
                                 + (store->journal
                                    ? 6 * store->journal->path.len : 0));
@@ -93,10 +99,18 @@ ngx_http_events_status_handler(ngx_http_request_t *r)
 
     text = ngx_http_events_status_prometheus(r);
 
+    if (store->whcf) {
+        ngx_http_events_wh_stats(store, &ws);
+    }
+
     if (text) {
         ngx_str_set(&type, "text/plain; version=0.0.4; charset=utf-8");
         p = ngx_http_events_status_text(body, &store->name, st);
         p = ngx_http_events_status_journal_text(p, &store->name, st);
+
+        if (store->whcf) {
+            p = ngx_http_events_status_wh_text(p, &store->name, &ws);
+        }
 
     } else {
         ngx_str_set(&type, "application/json");
@@ -104,6 +118,11 @@ ngx_http_events_status_handler(ngx_http_request_t *r)
 
         /* the journal goes inside the object: replace its last brace */
         p = ngx_http_events_status_journal_json(p - 1, store, st);
+
+        if (store->whcf) {
+            p--;                                /* the closing brace */
+            p = ngx_http_events_status_wh_json(p, &ws);
+        }
     }
 
     r->headers_out.last_modified_time = -1;
@@ -149,6 +168,13 @@ ngx_http_events_status_json(u_char *p, ngx_str_t *zone,
                     st->expired, st->repeats, st->conflicts,
                     st->rejected_full, st->oldest_seq, st->head_seq,
                     st->types);
+
+    p = ngx_sprintf(p, "\"capture\":{\"stored\":%uA,\"invalid\":%uA},"
+                    "\"validate\":{\"rejected\":%uA,\"failed\":%uA},",
+                    st->counters[NGX_HTTP_EVENTS_CAPTURED],
+                    st->counters[NGX_HTTP_EVENTS_CAPTURE_INVALID],
+                    st->counters[NGX_HTTP_EVENTS_VALIDATE_REJECTED],
+                    st->counters[NGX_HTTP_EVENTS_VALIDATE_FAILED]);
 
     p = ngx_sprintf(p, "\"ring\":{\"zoneBytes\":%uL,\"bytes\":%uL,"
                     "\"used\":%uL,\"free\":%uL,\"slots\":%uL},"
@@ -208,6 +234,20 @@ ngx_http_events_status_text(u_char *p, ngx_str_t *zone,
     ngx_http_events_metric("events_rejected_total", "counter",
                            "Writes refused because the zone was full.",
                            st->rejected_full);
+    ngx_http_events_metric("events_captured_total", "counter",
+                           "Events captured from proxied responses and "
+                           "stored.",
+                           st->counters[NGX_HTTP_EVENTS_CAPTURED]);
+    ngx_http_events_metric("events_capture_invalid_total", "counter",
+                           "Captured events refused (invalid, or vetoed).",
+                           st->counters[NGX_HTTP_EVENTS_CAPTURE_INVALID]);
+    ngx_http_events_metric("events_validate_rejected_total", "counter",
+                           "Events the events_validate hook refused.",
+                           st->counters[NGX_HTTP_EVENTS_VALIDATE_REJECTED]);
+    ngx_http_events_metric("events_validate_failed_total", "counter",
+                           "Events refused because the hook did not "
+                           "answer.",
+                           st->counters[NGX_HTTP_EVENTS_VALIDATE_FAILED]);
     ngx_http_events_metric("events_retained", "gauge",
                            "Events in the window.", st->retained);
     ngx_http_events_metric("events_oldest_seq", "gauge",
@@ -301,6 +341,30 @@ ngx_http_events_status_journal_json(u_char *p, ngx_http_events_store_t *store,
 
 
 static u_char *
+ngx_http_events_status_wh_json(u_char *p, ngx_http_events_wh_stats_t *ws)
+{
+    ngx_uint_t  i;
+
+    p = ngx_sprintf(p, ",\"webhooks\":{\"dispatcherPid\":%P,"
+                    "\"endpoints\":%uL,\"disabled\":%uL,\"pending\":%uL,"
+                    "\"inFlight\":%uL,\"oldestPendingAgeMs\":%uL,"
+                    "\"ok\":%uL,\"failed\":%uL,\"expired\":%uL,"
+                    "\"aborted\":%uL,\"attempts\":%uL,\"retries\":%uL,"
+                    "\"errors\":{",
+                    ws->owner, ws->endpoints, ws->disabled, ws->pending,
+                    ws->inflight, ws->oldest_pending_ms, ws->ok, ws->failed,
+                    ws->expired, ws->aborted, ws->attempts, ws->retries);
+
+    for (i = 1; i < NGX_HTTP_EVENTS_E_MAX; i++) {
+        p = ngx_sprintf(p, "%s\"%s\":%uL", i > 1 ? "," : "",
+                        ngx_http_events_wh_errors[i], ws->errors[i]);
+    }
+
+    return ngx_sprintf(p, "}}}");
+}
+
+
+static u_char *
 ngx_http_events_status_journal_text(u_char *p, ngx_str_t *zone,
     ngx_http_events_stats_t *st)
 {
@@ -342,6 +406,57 @@ ngx_http_events_status_journal_text(u_char *p, ngx_str_t *zone,
                            "%uL", st->journal_replayed);
 
 #undef ngx_http_events_metric
+
+    return p;
+}
+
+
+static u_char *
+ngx_http_events_status_wh_text(u_char *p, ngx_str_t *zone,
+    ngx_http_events_wh_stats_t *ws)
+{
+    ngx_uint_t  i;
+
+#define ngx_http_events_metric(name, kind, help, value)                       \
+    p = ngx_sprintf(p, "# HELP " name " " help "\n# TYPE " name " " kind "\n" \
+                    name "{zone=\"%V\"} %uL\n", zone, (uint64_t) (value))
+
+    ngx_http_events_metric("events_webhook_endpoints", "gauge",
+                           "Webhook endpoints.", ws->endpoints);
+    ngx_http_events_metric("events_webhook_endpoints_disabled", "gauge",
+                           "Webhook endpoints disabled.", ws->disabled);
+    ngx_http_events_metric("events_webhook_pending", "gauge",
+                           "Deliveries queued or in flight.", ws->pending);
+    ngx_http_events_metric("events_webhook_in_flight", "gauge",
+                           "Attempts in flight.", ws->inflight);
+    ngx_http_events_metric("events_webhook_oldest_pending_age_ms", "gauge",
+                           "Age of the oldest delivery not done.",
+                           ws->oldest_pending_ms);
+    ngx_http_events_metric("events_webhook_delivered_total", "counter",
+                           "Deliveries that succeeded.", ws->ok);
+    ngx_http_events_metric("events_webhook_failed_total", "counter",
+                           "Deliveries that ended failed.", ws->failed);
+    ngx_http_events_metric("events_webhook_expired_total", "counter",
+                           "Deliveries whose event left the ring.",
+                           ws->expired);
+    ngx_http_events_metric("events_webhook_attempts_total", "counter",
+                           "Attempts made.", ws->attempts);
+    ngx_http_events_metric("events_webhook_retries_total", "counter",
+                           "Retries scheduled.", ws->retries);
+    ngx_http_events_metric("events_webhook_dispatcher_pid", "gauge",
+                           "The worker that dispatches.", ws->owner);
+
+#undef ngx_http_events_metric
+
+    p = ngx_sprintf(p, "# HELP events_webhook_errors_total Failed attempts, "
+                    "by error.\n# TYPE events_webhook_errors_total "
+                    "counter\n");
+
+    for (i = 1; i < NGX_HTTP_EVENTS_E_MAX; i++) {
+        p = ngx_sprintf(p, "events_webhook_errors_total{zone=\"%V\","
+                        "error=\"%s\"} %uL\n", zone,
+                        ngx_http_events_wh_errors[i], ws->errors[i]);
+    }
 
     return p;
 }

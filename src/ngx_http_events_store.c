@@ -35,7 +35,7 @@
 
 
 #define NGX_HTTP_EVENTS_MAGIC       0x45564e54      /* "EVNT" */
-#define NGX_HTTP_EVENTS_VERSION     2
+#define NGX_HTTP_EVENTS_VERSION     4
 
 /* an index slot for every this many bytes of ring */
 #define NGX_HTTP_EVENTS_SLOT_BYTES  256
@@ -112,10 +112,13 @@ struct ngx_http_events_sh_s {
     uint64_t                    repeats;
     uint64_t                    conflicts;
     uint64_t                    rejected_full;
+    ngx_atomic_t                counters[NGX_HTTP_EVENTS_NCOUNTERS];
 
     ngx_http_events_journal_sh_t   journal;
 
     ngx_http_events_worker_stat_t  workers[NGX_HTTP_EVENTS_MAX_WORKERS];
+
+    void                       *webhooks;       /* allocated on first use */
 };
 
 
@@ -1362,10 +1365,12 @@ static ngx_uint_t
 ngx_http_events_match_query(ngx_http_events_query_t *q,
     ngx_http_events_copy_t *c)
 {
-    if (c->tenant.len != q->tenant.len
-        || (q->tenant.len
-            && ngx_memcmp(c->tenant.data, q->tenant.data, q->tenant.len)
-               != 0))
+    if (!q->any_tenant
+        && (c->tenant.len != q->tenant.len
+            || (q->tenant.len
+                && ngx_memcmp(c->tenant.data, q->tenant.data,
+                              q->tenant.len)
+                   != 0)))
     {
         return 0;
     }
@@ -1826,6 +1831,16 @@ done:
 }
 
 
+/* counters outside the write path: no lock, the zone outlives workers */
+
+void
+ngx_http_events_store_tally(ngx_http_events_store_t *store,
+    ngx_uint_t counter)
+{
+    (void) ngx_atomic_fetch_add(&store->sh->counters[counter], 1);
+}
+
+
 void
 ngx_http_events_store_stats(ngx_http_events_store_t *store,
     ngx_http_events_stats_t *st)
@@ -1852,6 +1867,10 @@ ngx_http_events_store_stats(ngx_http_events_store_t *store,
     st->repeats = sh->repeats;
     st->conflicts = sh->conflicts;
     st->rejected_full = sh->rejected_full;
+
+    for (i = 0; i < NGX_HTTP_EVENTS_NCOUNTERS; i++) {
+        st->counters[i] = sh->counters[i];
+    }
     st->types = sh->ntypes;
 
     st->journal = (store->journal != NULL);
@@ -1977,8 +1996,14 @@ ngx_http_events_store_next(ngx_http_events_store_t *store,
         }
 
         ngx_memcpy(scratch->type, c.type.data, c.type.len);
+        ngx_memcpy(scratch->id, c.id.data, c.id.len);
+        ngx_memcpy(scratch->tenant, c.tenant.data, c.tenant.len);
 
         item->seq = slot.seq;
+        item->id.data = scratch->id;
+        item->id.len = c.id.len;
+        item->tenant.data = scratch->tenant;
+        item->tenant.len = c.tenant.len;
         item->json.data = scratch->data;
         item->json.len = c.h.json_len;
         item->type.data = scratch->type;
@@ -2013,7 +2038,23 @@ ngx_http_events_store_listening(ngx_http_events_store_t *store,
     ngx_uint_t worker)
 {
     return worker < NGX_HTTP_EVENTS_MAX_WORKERS
-           && store->sh->workers[worker].subscribers > 0;
+           && (store->sh->workers[worker].subscribers > 0
+               || store->sh->workers[worker].dispatching);
+}
+
+
+/* the webhook dispatcher wants the doorbell as streams do */
+
+void
+ngx_http_events_store_dispatching(ngx_http_events_store_t *store,
+    ngx_uint_t on)
+{
+    ngx_uint_t  w;
+
+    w = ngx_worker < NGX_HTTP_EVENTS_MAX_WORKERS ? ngx_worker : 0;
+
+    store->sh->workers[w].pid = ngx_pid;
+    store->sh->workers[w].dispatching = on;
 }
 
 
@@ -2085,4 +2126,20 @@ ngx_http_events_timestamp(u_char *p, uint64_t ms)
                        tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
                        tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec,
                        ms % 1000);
+}
+
+
+/* the webhooks' state hangs off the zone header */
+
+void **
+ngx_http_events_store_wh_slot(ngx_http_events_store_t *store)
+{
+    return &store->sh->webhooks;
+}
+
+
+uint64_t
+ngx_http_events_store_head(ngx_http_events_store_t *store)
+{
+    return store->sh->last_seq;
 }

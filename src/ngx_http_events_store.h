@@ -41,6 +41,14 @@ typedef struct ngx_http_events_journal_s     ngx_http_events_journal_t;
 typedef struct ngx_http_events_journal_sh_s  ngx_http_events_journal_sh_t;
 
 
+/* what happens around the write path: capture and pre-write hooks */
+#define NGX_HTTP_EVENTS_CAPTURED        0   /* captured and stored */
+#define NGX_HTTP_EVENTS_CAPTURE_INVALID 1   /* captured, refused */
+#define NGX_HTTP_EVENTS_VALIDATE_REJECTED  2   /* the hook said no */
+#define NGX_HTTP_EVENTS_VALIDATE_FAILED 3   /* the hook did not answer */
+#define NGX_HTTP_EVENTS_NCOUNTERS       4
+
+
 /* one event on its way into the store, and what the store made of it */
 typedef struct {
     ngx_str_t                   tenant;
@@ -97,6 +105,7 @@ typedef struct {
     ngx_uint_t                  scan_limit;
     ngx_str_t                   last_event_id;  /* streams only */
     unsigned                    desc:1;
+    unsigned                    any_tenant:1;
     unsigned                    has_after:1;
     unsigned                    named:1;
 } ngx_http_events_query_t;
@@ -106,6 +115,8 @@ typedef struct {
     uint64_t                    seq;
     ngx_str_t                   json;
     ngx_str_t                   type;
+    ngx_str_t                   id;             /* store_next() only */
+    ngx_str_t                   tenant;         /* store_next() only */
 } ngx_http_events_item_t;
 
 
@@ -114,6 +125,8 @@ typedef struct {
     u_char                     *data;
     size_t                      size;
     u_char                      type[NGX_HTTP_EVENTS_MAX_TYPE];
+    u_char                      id[NGX_HTTP_EVENTS_MAX_ID];
+    u_char                      tenant[NGX_HTTP_EVENTS_MAX_TENANT];
 } ngx_http_events_scratch_t;
 
 
@@ -142,6 +155,7 @@ typedef struct {
     ngx_atomic_t                streamed;
     ngx_atomic_t                lagging;
     ngx_atomic_t                wakeups;        /* its doorbell, answered */
+    ngx_atomic_t                dispatching;    /* webhooks: rings it too */
 } ngx_http_events_worker_stat_t;
 
 
@@ -158,6 +172,7 @@ typedef struct {
     uint64_t                    repeats;
     uint64_t                    conflicts;
     uint64_t                    rejected_full;
+    ngx_atomic_uint_t           counters[NGX_HTTP_EVENTS_NCOUNTERS];
     uint64_t                    head_seq;
     uint64_t                    oldest_seq;
     uint64_t                    types;
@@ -193,6 +208,16 @@ typedef struct {
     ngx_uint_t                  nsubscribers;
     ngx_uint_t                  wake_left;      /* streams this wake owes */
     ngx_event_t                 wake_more;      /* posted: the rest */
+
+    /* webhooks: the server that sends them, their settings, the queue */
+    void                       *wh_ctx;         /* ngx_http_conf_ctx_t */
+    void                       *whcf;           /* wh_conf_t */
+    ngx_array_t                *wh_static;      /* wh_spec_t */
+    void                       *wh;             /* wh_sh_t, in the zone */
+    ngx_event_t                 wh_tick;
+    ngx_event_t                 wh_kick;        /* posted: events came */
+    ngx_uint_t                  wh_inflight;    /* this process's */
+    unsigned                    wh_owner:1;
 } ngx_http_events_store_t;
 
 
@@ -218,6 +243,8 @@ void ngx_http_events_store_resume(ngx_http_events_store_t *store,
 size_t ngx_http_events_store_json_len(ngx_http_events_event_t *ev);
 u_char *ngx_http_events_store_json(u_char *p, ngx_http_events_event_t *ev);
 
+void ngx_http_events_store_tally(ngx_http_events_store_t *store,
+    ngx_uint_t counter);
 void ngx_http_events_store_window(ngx_http_events_store_t *store,
     ngx_http_events_window_t *w);
 ngx_int_t ngx_http_events_store_get(ngx_http_events_store_t *store,
@@ -236,6 +263,8 @@ void ngx_http_events_store_stats(ngx_http_events_store_t *store,
 
 void ngx_http_events_store_subscribe(ngx_http_events_store_t *store,
     ngx_int_t delta);
+void ngx_http_events_store_dispatching(ngx_http_events_store_t *store,
+    ngx_uint_t on);
 ngx_uint_t ngx_http_events_store_listening(ngx_http_events_store_t *store,
     ngx_uint_t worker);
 ngx_uint_t ngx_http_events_store_ring(ngx_http_events_store_t *store,
@@ -245,6 +274,9 @@ void ngx_http_events_store_unring(ngx_http_events_store_t *store,
 void ngx_http_events_store_count(ngx_http_events_store_t *store,
     ngx_uint_t streamed, ngx_uint_t lagging);
 void ngx_http_events_store_woken(ngx_http_events_store_t *store);
+
+void **ngx_http_events_store_wh_slot(ngx_http_events_store_t *store);
+uint64_t ngx_http_events_store_head(ngx_http_events_store_t *store);
 
 u_char *ngx_http_events_timestamp(u_char *p, uint64_t ms);
 

@@ -44,6 +44,57 @@ my %check = (
         $s->close;
     },
 
+    'capture.conf' => sub {
+        my ($t) = @_;
+        my %acme = (headers => { 'X-Tenant' => 'acme', 'X-User' => 'u-42' });
+        my $list = sub {
+            for (1 .. $_[1] // 100) {
+                my @ev = @{ $t->get('/events?limit=100', %acme)->{json}{data}
+                    // [] };
+                return @ev if @ev >= $_[0];
+                select(undef, undef, undef, 0.05);
+            }
+            return @{ $t->get('/events?limit=100', %acme)->{json}{data} };
+        };
+
+        # the hook decides after the answer: wait for each event
+        my $r = $t->post_json('/api/tickets', { title => 'Printer on fire' },
+            %acme);
+        is($r->{status}, 201, 'capture: the backend answers');
+        is($r->{json}{id}, 't-1', 'capture: its body');
+        $list->(1);
+        $t->req('PUT', '/api/tickets/t-1', json => { status => 'closed' },
+            %acme);
+        $list->(2);
+        is($t->req('DELETE', '/api/tickets/t-1', %acme)->{status}, 204,
+            'capture: DELETE');
+        $list->(3);
+        $r = $t->get('/api/orders/o-1', %acme);
+        is($r->{json}{paid}, JSON::PP::true, 'capture: an order');
+        ok(!exists $r->{headers}{'x-event-emit'}, 'capture: header stripped');
+
+        my @ev = $list->(4);
+        is_deeply([ map { "$_->{type} $_->{resourceId}" } @ev ],
+            [ 'ticket.created t-1', 'ticket.updated t-1',
+              'ticket.deleted t-1', 'order.paid o-1' ],
+            'capture: four events, in order');
+        is($ev[0]{payload}{data}{title}, 'Printer on fire', 'capture: data');
+        is($ev[0]{metadata}{actorId}, 'u-42', 'capture: actor');
+        is($ev[0]{source}, 'helpdesk', 'capture: source');
+
+        $r = $t->post_json('/events', { type => 'ticket.created' },
+            headers => { 'X-Tenant' => 'acme', 'X-User' => 'mallory' });
+        is($r->{status}, 403, 'capture: the hook refuses mallory');
+        is($r->{json}{error}{message}, 'mallory may not publish',
+            'capture: in its own words');
+        $t->get('/api/orders/o-2',
+            headers => { 'X-Tenant' => 'acme', 'X-User' => 'mallory' });
+        is(scalar($list->(5, 20)), 4, 'capture: nor mallory\'s capture');
+        my $st = $t->get('/events-status')->{json};
+        is($st->{capture}{stored}, 4, 'capture: status, stored');
+        is($st->{validate}{rejected}, 2, 'capture: status, refused');
+    },
+
     'auth_request.conf' => sub {
         my ($t) = @_;
         my %acme = (headers => { 'X-Api-Key' => 'key-acme' });
@@ -59,6 +110,28 @@ my %check = (
             'auth_request: beta sees none of acme\'s');
         is(scalar @{ $t->get('/events', %acme)->{json}{data} }, 1,
             'auth_request: acme sees its own');
+    },
+
+    'webhooks.conf' => sub {
+        my ($t) = @_;
+        my %acme = (headers => { 'X-Tenant' => 'acme' });
+        my $r = $t->post_json('/events', { type => 'invoice.paid' }, %acme);
+        is($r->{status}, 201, 'webhooks: POST');
+        my $log;
+        for (1 .. 50) {
+            $log = $t->get('/webhooks/billing/deliveries', %acme)->{json};
+            last if @{ $log->{data} };
+            select undef, undef, undef, 0.1;
+        }
+        is($log->{data}[0]{result}, 'succeeded',
+            'webhooks: delivered to the static endpoint');
+        is($log->{data}[0]{responseExcerpt}, "received\n",
+            'webhooks: the receiver\'s answer');
+        my $ep = $t->post_json('/webhooks', { url => 'http://10.0.0.1/x',
+            events => ['a.*'] }, %acme);
+        is($ep->{status}, 400, 'webhooks: a private address is refused');
+        is($t->get('/events-status')->{json}{webhooks}{ok}, 1,
+            'webhooks: status');
     },
 
     'jwt.conf' => sub {
