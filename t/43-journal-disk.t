@@ -2,7 +2,8 @@
 
 # A full disk: the write the journal cannot take is answered 503
 # journal_unavailable, nothing of it is stored (not in the ring, not
-# half in the file), and what was accepted before survives a restart.
+# half in the file), and what was accepted before, a captured event
+# (events_capture) included, survives a restart.
 # Needs root to mount a small tmpfs.
 
 use strict;
@@ -37,12 +38,28 @@ http {
 
         location /events { events_api main; }
         location = /events-status { events_status main; }
+
+        location /api/ {
+            events_capture header zone=main;
+            proxy_pass http://127.0.0.1:%%PORT_2%%;
+        }
+    }
+
+    # the backend: its answers name events to capture
+    server {
+        listen 127.0.0.1:%%PORT_2%%;
+
+        location / {
+            add_header X-Event-Emit '{"type":"captured.write"}';
+            return 200 "done\n";
+        }
     }
 }
 EOF
 $t->run;
 
-my ($ok, $refused) = (0);
+is($t->get('/api/x')->{status}, 200, 'a captured write');
+my ($ok, $refused) = (1);
 for my $n (1 .. 400) {
     my $r = $t->post_json('/events', { type => 'disk.fill', id => "e-$n",
         payload => { data => { pad => 'x' x 1000 } } });
@@ -94,8 +111,9 @@ is($records, $ok, 'with one record per accepted event');
 
 $t->stop;
 $t->run;
-is(scalar @{ $t->get('/events?limit=1000')->{json}{data} }, $ok,
-    'after a restart: the same events');
+my @after = @{ $t->get('/events?limit=1000')->{json}{data} };
+is(scalar @after, $ok, 'after a restart: the same events');
+is($after[0]{type}, 'captured.write', 'the captured one included');
 
 $t->done;
 $t->stop;
