@@ -8,6 +8,7 @@
 #   make bench      the ingest benchmark (t/bench), side by side with Nchan
 #   make bench-fanout  the SSE fan-out benchmark, side by side with Nchan
 #   make bench-webhooks  webhook deliveries/s and latency
+#   make bench-journal what each events_journal fsync mode costs at ingest
 #   make fuzz       a longer fuzzing run of the parsers
 
 SHELL       := /bin/bash
@@ -27,8 +28,8 @@ DEBS := nginx nginx-dev libjansson-dev libssl-dev libpcre2-dev zlib1g-dev \
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps run test test-asan bench bench-fanout bench-webhooks fuzz \
-        fuzz-short clean
+.PHONY: all deps run test test-asan bench bench-fanout bench-webhooks \
+        bench-journal fuzz fuzz-short clean
 
 all: $(MODULE)
 
@@ -116,6 +117,10 @@ bench-webhooks: deps $(MODULE)
 	T_MODULE=$(MODULE) perl t/bench/webhooks.pl
 	T_MODULE=$(MODULE) BENCH_PACED=5 BENCH_DELIVERIES=1000 \
 	    BENCH_ENDPOINTS="1 10" perl t/bench/webhooks.pl
+
+# ingest without a journal and with each fsync mode, as ratios
+bench-journal: deps $(MODULE)
+	t/bench/journal.sh
 
 # libFuzzer targets for the envelope validator and the query/cursor parsers
 # (t/fuzz/).  The nginx core functions the sources call come from

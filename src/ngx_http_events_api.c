@@ -30,6 +30,18 @@
 #include "ngx_http_events_ipc.h"
 #include "ngx_http_events_auth.h"
 #include "ngx_http_events_validate.h"
+#include "ngx_http_events_journal.h"
+
+
+/* a POST whose events wait for the journal's fsync */
+typedef struct {
+    ngx_http_events_journal_waiter_t   waiter;
+    ngx_http_request_t                *request;
+    ngx_http_events_store_t           *store;
+    ngx_http_events_event_t           *events;
+    ngx_uint_t                         n;
+    ngx_uint_t                         batch;
+} ngx_http_events_api_wait_t;
 
 
 static ngx_int_t ngx_http_events_api_collection(ngx_http_request_t *r,
@@ -42,6 +54,16 @@ static ngx_int_t ngx_http_events_api_store(ngx_http_request_t *r,
     json_t *root, ngx_http_events_error_t *err);
 static ngx_int_t ngx_http_events_api_commit(ngx_http_request_t *r,
     ngx_http_events_event_t *events, ngx_uint_t n, ngx_uint_t batch);
+static ngx_int_t ngx_http_events_api_sync(ngx_http_request_t *r,
+    ngx_http_events_store_t *store, ngx_http_events_event_t *events,
+    ngx_uint_t n, ngx_uint_t batch, uint64_t upto);
+static void ngx_http_events_api_synced(void *data, ngx_int_t rc);
+static void ngx_http_events_api_cleanup(void *data);
+static ngx_int_t ngx_http_events_api_unsynced(ngx_http_request_t *r,
+    ngx_http_events_store_t *store);
+static ngx_int_t ngx_http_events_api_created(ngx_http_request_t *r,
+    ngx_http_events_store_t *store, ngx_http_events_event_t *events,
+    ngx_uint_t n, ngx_uint_t batch);
 static ngx_int_t ngx_http_events_api_list(ngx_http_request_t *r,
     ngx_str_t *tenant, ngx_str_t *rtype, ngx_str_t *rid);
 static ngx_int_t ngx_http_events_api_list_body(ngx_http_request_t *r,
@@ -542,13 +564,11 @@ static ngx_int_t
 ngx_http_events_api_commit(ngx_http_request_t *r,
     ngx_http_events_event_t *events, ngx_uint_t n, ngx_uint_t batch)
 {
-    u_char                      *p, *body;
-    size_t                       len;
+    uint64_t                     upto;
     ngx_int_t                    rc;
-    ngx_str_t                    location, prefix;
-    ngx_uint_t                   i, failed, created;
+    ngx_str_t                    prefix;
+    ngx_uint_t                   failed;
     ngx_http_events_error_t     *err, error;
-    ngx_http_events_event_t     *ev;
     ngx_http_events_store_t     *store;
     ngx_http_events_loc_conf_t  *elcf;
     u_char                       item[NGX_INT_T_LEN + 4];
@@ -560,7 +580,8 @@ ngx_http_events_api_commit(ngx_http_request_t *r,
     ngx_memzero(err, sizeof(ngx_http_events_error_t));
     ngx_str_null(&prefix);
 
-    rc = ngx_http_events_store_append(store, events, n, r->pool, &failed);
+    rc = ngx_http_events_store_append_nosync(store, events, n, r->pool,
+                                             &failed, &upto);
 
     if (rc == NGX_ERROR) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -585,12 +606,145 @@ ngx_http_events_api_commit(ngx_http_request_t *r,
         return ngx_http_events_send_error(r, err, NULL);
     }
 
+    if (rc == NGX_HTTP_EVENTS_JOURNAL_FAILED) {
+        ngx_http_events_error(err, 503, "journal_unavailable", NULL, NULL,
+                              NULL, "the journal on disk cannot take the "
+                              "write now; nothing was stored");
+        return ngx_http_events_send_error(r, err, NULL);
+    }
+
     if (rc == NGX_BUSY) {
         ngx_http_events_error(err, 503, "store_unavailable", NULL, NULL,
                               NULL, "the store cannot take the write now; "
                               "nothing was stored");
         return ngx_http_events_send_error(r, err, NULL);
     }
+
+    if (upto) {
+        return ngx_http_events_api_sync(r, store, events, n, batch, upto);
+    }
+
+    return ngx_http_events_api_created(r, store, events, n, batch);
+}
+
+
+/*
+ * fsync=always: the answer waits until the journal is durable past the
+ * events' records, in a thread when nginx has a thread pool, so that
+ * the worker serves other requests meanwhile and they share the sync.
+ */
+
+static ngx_int_t
+ngx_http_events_api_sync(ngx_http_request_t *r, ngx_http_events_store_t *store,
+    ngx_http_events_event_t *events, ngx_uint_t n, ngx_uint_t batch,
+    uint64_t upto)
+{
+    ngx_int_t                    rc;
+    ngx_http_cleanup_t          *cln;
+    ngx_http_events_api_wait_t  *aw;
+
+    aw = ngx_pcalloc(r->pool, sizeof(ngx_http_events_api_wait_t));
+    cln = ngx_http_cleanup_add(r, 0);
+    if (aw == NULL || cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    aw->waiter.end = upto;
+    aw->waiter.data = aw;
+    aw->waiter.handler = ngx_http_events_api_synced;
+    aw->request = r;
+    aw->store = store;
+    aw->events = events;
+    aw->n = n;
+    aw->batch = batch;
+
+    /* a request ended early must not stay in the queue */
+    cln->handler = ngx_http_events_api_cleanup;
+    cln->data = aw;
+
+    rc = ngx_http_events_journal_wait(store->journal, &aw->waiter);
+
+    if (rc == NGX_AGAIN) {
+        /* the parsed body the events point into lives as long as r */
+        r->main->count++;
+        return NGX_DONE;
+    }
+
+    if (rc == NGX_DECLINED) {
+        rc = ngx_http_events_journal_sync(store->journal, upto);
+    }
+
+    if (rc != NGX_OK) {
+        return ngx_http_events_api_unsynced(r, store);
+    }
+
+    return ngx_http_events_api_created(r, store, events, n, batch);
+}
+
+
+static void
+ngx_http_events_api_synced(void *data, ngx_int_t rc)
+{
+    ngx_http_events_api_wait_t  *aw = data;
+
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = aw->request;
+    c = r->connection;
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_events_api_created(r, aw->store, aw->events, aw->n,
+                                         aw->batch);
+
+    } else {
+        rc = ngx_http_events_api_unsynced(r, aw->store);
+    }
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_events_api_cleanup(void *data)
+{
+    ngx_http_events_api_wait_t  *aw = data;
+
+    ngx_http_events_journal_unwait(&aw->waiter);
+}
+
+
+static ngx_int_t
+ngx_http_events_api_unsynced(ngx_http_request_t *r,
+    ngx_http_events_store_t *store)
+{
+    ngx_http_events_error_t  err;
+
+    /* published: streams see it; the client must not assume either */
+    ngx_http_events_ipc_notify(store);
+
+    ngx_http_events_error(&err, 503, "journal_unavailable", NULL, NULL,
+                          NULL, "the events were stored but could not "
+                          "be synced to disk; a retry with the same "
+                          "ids is safe");
+    return ngx_http_events_send_error(r, &err, NULL);
+}
+
+
+static ngx_int_t
+ngx_http_events_api_created(ngx_http_request_t *r,
+    ngx_http_events_store_t *store, ngx_http_events_event_t *events,
+    ngx_uint_t n, ngx_uint_t batch)
+{
+    u_char                      *p, *body;
+    size_t                       len;
+    ngx_str_t                    location;
+    ngx_uint_t                   i, created;
+    ngx_http_events_event_t     *ev;
+    ngx_http_events_loc_conf_t  *elcf;
+
+    elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
 
     created = 0;
     len = sizeof("{\"data\":[]}");

@@ -964,9 +964,20 @@ ngx_http_events_capture_append(ngx_http_request_t *r,
 
     rc = ngx_http_events_store_append(store, ev, 1, r->pool, &failed);
 
+    if (rc == NGX_HTTP_EVENTS_JOURNAL_UNSYNCED) {
+        /* stored and published; the journal logged its fsync's failure */
+        rc = NGX_OK;
+    }
+
     switch (rc) {
 
     case NGX_OK:
+        break;
+
+    case NGX_HTTP_EVENTS_JOURNAL_FAILED:
+        ngx_http_events_error(&err, 503, "journal_unavailable", NULL, NULL,
+                              NULL, "the journal on disk cannot take the "
+                              "write now");
         break;
 
     case NGX_DECLINED:

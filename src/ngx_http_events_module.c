@@ -22,6 +22,7 @@
 #include "ngx_http_events_ipc.h"
 #include "ngx_http_events_auth.h"
 #include "ngx_http_events_match.h"
+#include "ngx_http_events_journal.h"
 #include "ngx_http_events_webhook.h"
 
 
@@ -71,6 +72,13 @@ static ngx_command_t  ngx_http_events_commands[] = {
       ngx_conf_set_msec_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_events_main_conf_t, retention),
+      NULL },
+
+    { ngx_string("events_journal"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_http_events_journal_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_events_main_conf_t, journals),
       NULL },
 
     { ngx_string("events_api"),
@@ -536,7 +544,7 @@ ngx_http_events_init_main_conf(ngx_conf_t *cf, void *conf)
         }
     }
 
-    return NGX_CONF_OK;
+    return ngx_http_events_journal_bind(cf, emcf->journals, &emcf->zones);
 }
 
 
@@ -855,7 +863,18 @@ ngx_http_events_init_module(ngx_cycle_t *cycle)
 static ngx_int_t
 ngx_http_events_init_process(ngx_cycle_t *cycle)
 {
+    ngx_http_events_main_conf_t  *emcf;
+
     if (ngx_http_events_ipc_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    emcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_events_module);
+
+    if (emcf != NULL
+        && ngx_http_events_journal_init_process(cycle, emcf->journals)
+           != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -866,6 +885,14 @@ ngx_http_events_init_process(ngx_cycle_t *cycle)
 static void
 ngx_http_events_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_http_events_main_conf_t  *emcf;
+
     ngx_http_events_wh_exit_process(cycle);
     ngx_http_events_ipc_exit_process(cycle);
+
+    emcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_events_module);
+
+    if (emcf != NULL) {
+        ngx_http_events_journal_exit_process(emcf->journals);
+    }
 }

@@ -60,6 +60,7 @@ typedef struct {
     ngx_array_t                 wh_static;      /* wh_static_t */
     ngx_array_t                 wh_bind;        /* wh_bind_t */
     ngx_msec_t                  retention;
+    ngx_array_t                *journals;       /* journal_t * */
     ngx_http_events_ipc_t      *ipc;            /* this process's */
 } ngx_http_events_main_conf_t;
 

@@ -19,6 +19,7 @@
 #include "ngx_http_events_status.h"
 #include "ngx_http_events_api.h"
 #include "ngx_http_events_auth.h"
+#include "ngx_http_events_journal.h"
 #include "ngx_http_events_webhook.h"
 
 
@@ -30,6 +31,10 @@ static u_char *ngx_http_events_status_json(u_char *p, ngx_str_t *zone,
     ngx_http_events_stats_t *st);
 static u_char *ngx_http_events_status_text(u_char *p, ngx_str_t *zone,
     ngx_http_events_stats_t *st);
+static u_char *ngx_http_events_status_journal_json(u_char *p,
+    ngx_http_events_store_t *store, ngx_http_events_stats_t *st);
+static u_char *ngx_http_events_status_journal_text(u_char *p,
+    ngx_str_t *zone, ngx_http_events_stats_t *st);
 static u_char *ngx_http_events_status_wh_json(u_char *p,
     ngx_http_events_wh_stats_t *ws);
 static u_char *ngx_http_events_status_wh_text(u_char *p, ngx_str_t *zone,
@@ -83,7 +88,9 @@ ngx_http_events_status_handler(ngx_http_request_t *r)
 
     st = ngx_palloc(r->pool, sizeof(ngx_http_events_stats_t));
     body = ngx_pnalloc(r->pool, NGX_HTTP_EVENTS_STATUS_LEN * 2
-                                + NGX_HTTP_EVENTS_MAX_WORKERS * 160);
+                                + NGX_HTTP_EVENTS_MAX_WORKERS * 160
+                                + (store->journal
+                                   ? 6 * store->journal->path.len : 0));
     if (st == NULL || body == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -99,6 +106,7 @@ ngx_http_events_status_handler(ngx_http_request_t *r)
     if (text) {
         ngx_str_set(&type, "text/plain; version=0.0.4; charset=utf-8");
         p = ngx_http_events_status_text(body, &store->name, st);
+        p = ngx_http_events_status_journal_text(p, &store->name, st);
 
         if (store->whcf) {
             p = ngx_http_events_status_wh_text(p, &store->name, &ws);
@@ -107,6 +115,9 @@ ngx_http_events_status_handler(ngx_http_request_t *r)
     } else {
         ngx_str_set(&type, "application/json");
         p = ngx_http_events_status_json(body, &store->name, st);
+
+        /* the journal goes inside the object: replace its last brace */
+        p = ngx_http_events_status_journal_json(p - 1, store, st);
 
         if (store->whcf) {
             p--;                                /* the closing brace */
@@ -290,6 +301,46 @@ ngx_http_events_status_text(u_char *p, ngx_str_t *zone,
 
 
 static u_char *
+ngx_http_events_status_journal_json(u_char *p, ngx_http_events_store_t *store,
+    ngx_http_events_stats_t *st)
+{
+    ngx_http_events_journal_t  *j;
+
+    static const char  *modes[] = { "off", "interval", "always" };
+
+    j = store->journal;
+
+    if (j == NULL) {
+        return ngx_cpymem(p, ",\"journal\":null}",
+                          sizeof(",\"journal\":null}") - 1);
+    }
+
+    p = ngx_cpymem(p, ",\"journal\":{\"path\":\"",
+                   sizeof(",\"journal\":{\"path\":\"") - 1);
+    p = (u_char *) ngx_escape_json(p, j->path.data, j->path.len);
+
+    p = ngx_sprintf(p, "\",\"fsync\":\"%s\",\"bytes\":%uL,"
+                    "\"segments\":%uL,\"lastFsyncAgeMs\":",
+                    modes[j->fsync], st->journal_bytes,
+                    st->journal_segments);
+
+    if (st->journal_fsync_age < 0) {
+        p = ngx_cpymem(p, "null", 4);
+
+    } else {
+        p = ngx_sprintf(p, "%uL", (uint64_t) st->journal_fsync_age);
+    }
+
+    return ngx_sprintf(p, ",\"fsyncs\":%uL,\"errors\":%uL,"
+                       "\"replayMs\":%uL,\"replayed\":%uL,"
+                       "\"cutBytes\":%uL}}",
+                       st->journal_fsyncs, st->journal_errors,
+                       st->journal_replay_ms, st->journal_replayed,
+                       st->journal_cut);
+}
+
+
+static u_char *
 ngx_http_events_status_wh_json(u_char *p, ngx_http_events_wh_stats_t *ws)
 {
     ngx_uint_t  i;
@@ -310,6 +361,53 @@ ngx_http_events_status_wh_json(u_char *p, ngx_http_events_wh_stats_t *ws)
     }
 
     return ngx_sprintf(p, "}}}");
+}
+
+
+static u_char *
+ngx_http_events_status_journal_text(u_char *p, ngx_str_t *zone,
+    ngx_http_events_stats_t *st)
+{
+    if (!st->journal) {
+        return p;
+    }
+
+#define ngx_http_events_metric(name, kind, help, fmt, ...)                    \
+    p = ngx_sprintf(p, "# HELP " name " " help "\n# TYPE " name " " kind "\n" \
+                    name "{zone=\"%V\"} " fmt "\n", zone, __VA_ARGS__)
+
+    ngx_http_events_metric("events_journal_bytes", "gauge",
+                           "Bytes in the journal's segments.", "%uL",
+                           st->journal_bytes);
+    ngx_http_events_metric("events_journal_segments", "gauge",
+                           "Segment files in the journal.", "%uL",
+                           st->journal_segments);
+
+    if (st->journal_fsync_age >= 0) {
+        ngx_http_events_metric("events_journal_last_fsync_age_seconds",
+                               "gauge", "Time since the journal's last "
+                               "fsync.", "%uL.%03uL",
+                               (uint64_t) st->journal_fsync_age / 1000,
+                               (uint64_t) st->journal_fsync_age % 1000);
+    }
+
+    ngx_http_events_metric("events_journal_fsyncs_total", "counter",
+                           "fsyncs of the journal.", "%uL",
+                           st->journal_fsyncs);
+    ngx_http_events_metric("events_journal_errors_total", "counter",
+                           "Journal writes or fsyncs that failed.", "%uL",
+                           st->journal_errors);
+    ngx_http_events_metric("events_journal_replay_seconds", "gauge",
+                           "Time the journal's replay took at start.",
+                           "%uL.%03uL", st->journal_replay_ms / 1000,
+                           st->journal_replay_ms % 1000);
+    ngx_http_events_metric("events_journal_replayed", "gauge",
+                           "Events read back from the journal at start.",
+                           "%uL", st->journal_replayed);
+
+#undef ngx_http_events_metric
+
+    return p;
 }
 
 

@@ -31,10 +31,11 @@
 
 #include "ngx_http_events_store.h"
 #include "ngx_http_events_match.h"
+#include "ngx_http_events_journal.h"
 
 
 #define NGX_HTTP_EVENTS_MAGIC       0x45564e54      /* "EVNT" */
-#define NGX_HTTP_EVENTS_VERSION     3
+#define NGX_HTTP_EVENTS_VERSION     4
 
 /* an index slot for every this many bytes of ring */
 #define NGX_HTTP_EVENTS_SLOT_BYTES  256
@@ -112,6 +113,8 @@ struct ngx_http_events_sh_s {
     uint64_t                    conflicts;
     uint64_t                    rejected_full;
     ngx_atomic_t                counters[NGX_HTTP_EVENTS_NCOUNTERS];
+
+    ngx_http_events_journal_sh_t   journal;
 
     ngx_http_events_worker_stat_t  workers[NGX_HTTP_EVENTS_MAX_WORKERS];
 
@@ -217,6 +220,11 @@ ngx_http_events_store_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         store->shpool = ostore->shpool;
         store->epoch = sh->epoch;
 
+        if (store->journal) {
+            return ngx_http_events_journal_init_zone(store->journal,
+                                                     shm_zone->shm.log, 1);
+        }
+
         return NGX_OK;
     }
 
@@ -257,6 +265,17 @@ ngx_http_events_store_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     /* the catalog handles a failed allocation itself: 503, not crit */
     shpool->log_nomem = 0;
+
+    /* a journal gives the zone back its events, seqs and epoch */
+    if (store->journal
+        && ngx_http_events_journal_init_zone(store->journal,
+                                             shm_zone->shm.log, 0)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    store->epoch = sh->epoch;
 
     ngx_log_error(NGX_LOG_NOTICE, shm_zone->shm.log, 0,
                   "events zone \"%V\": %uL bytes of ring, %uL index slots, "
@@ -799,9 +818,38 @@ ngx_http_events_store_append(ngx_http_events_store_t *store,
     ngx_http_events_event_t *events, ngx_uint_t n, ngx_pool_t *pool,
     ngx_uint_t *failed)
 {
-    u_char                    *p;
-    size_t                     total;
-    uint64_t                   now, seq;
+    uint64_t   upto;
+    ngx_int_t  rc;
+
+    rc = ngx_http_events_store_append_nosync(store, events, n, pool, failed,
+                                             &upto);
+
+    /* with fsync=always the answer waits for the disk, not the lock */
+
+    if (rc == NGX_OK && upto
+        && ngx_http_events_journal_sync(store->journal, upto) != NGX_OK)
+    {
+        return NGX_HTTP_EVENTS_JOURNAL_UNSYNCED;
+    }
+
+    return rc;
+}
+
+
+/*
+ * The append itself; with fsync=always, *upto is where the journal must
+ * be durable up to before the events are acknowledged (0: nothing to
+ * wait for), for callers that wait for it their own way.
+ */
+
+ngx_int_t
+ngx_http_events_store_append_nosync(ngx_http_events_store_t *store,
+    ngx_http_events_event_t *events, ngx_uint_t n, ngx_pool_t *pool,
+    ngx_uint_t *failed, uint64_t *upto)
+{
+    u_char                    *p, *jbuf;
+    size_t                     total, jlen;
+    uint64_t                   now, seq, jend;
     ngx_int_t                  rc;
     ngx_uint_t                 i, j, w;
     ngx_http_events_sh_t      *sh;
@@ -810,15 +858,31 @@ ngx_http_events_store_append(ngx_http_events_store_t *store,
 
     sh = store->sh;
     rc = NGX_OK;
+    *upto = 0;
 
     total = 0;
+    jlen = 0;
+    jbuf = NULL;
+    jend = 0;
 
     for (i = 0; i < n; i++) {
         total += ngx_http_events_record_size(&events[i]);
+
+        if (store->journal) {
+            jlen += ngx_http_events_journal_size(&events[i]);
+        }
     }
 
     if (total > ngx_http_events_store_max_record(store)) {
         return NGX_ABORT;
+    }
+
+    if (jlen) {
+        /* the journal's records are built under the lock, here */
+        jbuf = ngx_pnalloc(pool, jlen);
+        if (jbuf == NULL) {
+            return NGX_ERROR;
+        }
     }
 
     ngx_shmtx_lock(&store->shpool->mutex);
@@ -898,8 +962,6 @@ ngx_http_events_store_append(ngx_http_events_store_t *store,
         }
     }
 
-    /* nothing can fail from here on */
-
     seq = sh->last_seq;
 
     for (i = 0; i < n; i++) {
@@ -911,6 +973,38 @@ ngx_http_events_store_append(ngx_http_events_store_t *store,
 
         ev->seq = ++seq;
         ev->time_ms = now;
+    }
+
+    /*
+     * the journal is written before the ring: journal order is seq
+     * order, and a write the disk refuses leaves nothing published
+     */
+
+    if (store->journal && seq != sh->last_seq
+        && ngx_http_events_journal_write_locked(store->journal, &sh->journal,
+                                                events, n, jbuf, &jend)
+           != NGX_OK)
+    {
+        for (j = 0; j < n; j++) {
+            if (!events[j].repeat) {
+                ngx_http_events_type_unref(store, &events[j].tenant,
+                                           &events[j].type);
+            }
+        }
+
+        *failed = 0;
+        rc = NGX_HTTP_EVENTS_JOURNAL_FAILED;
+        goto done;
+    }
+
+    /* nothing can fail from here on */
+
+    for (i = 0; i < n; i++) {
+        ev = &events[i];
+
+        if (ev->repeat) {
+            continue;
+        }
 
         ngx_http_events_write_locked(store, ev);
         ngx_http_events_type_touch(sh, &ev->tenant, &ev->type, now);
@@ -935,6 +1029,8 @@ done:
         return rc;
     }
 
+    *upto = jend;
+
     /* the answer is built outside the lock from what was written */
 
     for (i = 0; i < n; i++) {
@@ -955,6 +1051,125 @@ done:
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * The journal's way in at start: one event with the seq and time it
+ * had, through the same write path as ingest, so that the id index,
+ * the entity chains and the catalog come back as they were.
+ */
+
+ngx_int_t
+ngx_http_events_store_restore(ngx_http_events_store_t *store,
+    ngx_http_events_event_t *ev)
+{
+    ngx_int_t              rc;
+    ngx_http_events_sh_t  *sh;
+
+    sh = store->sh;
+
+    if (ngx_http_events_record_size(ev)
+        > ngx_http_events_store_max_record(store))
+    {
+        return NGX_ABORT;
+    }
+
+    rc = NGX_OK;
+
+    ngx_shmtx_lock(&store->shpool->mutex);
+
+    if (ev->seq <= sh->last_seq) {
+        rc = NGX_DECLINED;
+        goto done;
+    }
+
+    if (ngx_http_events_type_ref(store, &ev->tenant, &ev->type) != NGX_OK) {
+        rc = NGX_BUSY;
+        goto done;
+    }
+
+    ngx_http_events_write_locked(store, ev);
+    ngx_http_events_type_touch(sh, &ev->tenant, &ev->type, ev->time_ms);
+
+    if (ev->time_ms > sh->last_ms) {
+        sh->last_ms = ev->time_ms;
+    }
+
+    ngx_memory_barrier();
+
+    sh->last_seq = ev->seq;
+
+done:
+
+    ngx_shmtx_unlock(&store->shpool->mutex);
+
+    return rc;
+}
+
+
+/* after a replay: the journal's epoch, and seqs and time go on */
+
+void
+ngx_http_events_store_resume(ngx_http_events_store_t *store, uint64_t epoch,
+    uint64_t last_seq, uint64_t last_ms, uint64_t gone)
+{
+    ngx_http_events_sh_t  *sh;
+
+    sh = store->sh;
+
+    ngx_shmtx_lock(&store->shpool->mutex);
+
+    if (epoch) {
+        sh->epoch = epoch;
+        store->epoch = epoch;
+    }
+
+    if (last_seq > sh->last_seq) {
+        sh->last_seq = last_seq;
+    }
+
+    /*
+     * events the journal no longer had, or that were not restored, are
+     * gone: a cursor before them is expired, never silently skipped
+     */
+
+    if (gone > sh->evicted_seq) {
+        sh->evicted_seq = gone;
+    }
+
+    if (sh->slot_tail == sh->slot_head) {
+        sh->evicted_seq = sh->last_seq;
+    }
+
+    if (last_ms > sh->last_ms) {
+        sh->last_ms = last_ms;
+    }
+
+    ngx_shmtx_unlock(&store->shpool->mutex);
+}
+
+
+ngx_http_events_journal_sh_t *
+ngx_http_events_store_journal(ngx_http_events_store_t *store)
+{
+    return &store->sh->journal;
+}
+
+
+/* the envelope as stored, with seq and timestamp written in */
+
+size_t
+ngx_http_events_store_json_len(ngx_http_events_event_t *ev)
+{
+    return ev->json_len + NGX_INT64_LEN + NGX_HTTP_EVENTS_TIMESTAMP_LEN;
+}
+
+
+u_char *
+ngx_http_events_store_json(u_char *p, ngx_http_events_event_t *ev)
+{
+    return ngx_http_events_write_json(p, ev);
 }
 
 
@@ -1657,6 +1872,24 @@ ngx_http_events_store_stats(ngx_http_events_store_t *store,
         st->counters[i] = sh->counters[i];
     }
     st->types = sh->ntypes;
+
+    st->journal = (store->journal != NULL);
+    st->journal_bytes = sh->journal.closed_bytes + sh->journal.size;
+    st->journal_segments = sh->journal.closed + (sh->journal.segment != 0);
+    st->journal_fsync_age = sh->journal.fsync_ms
+                            ? (int64_t) (ngx_http_events_now_ms()
+                                         - sh->journal.fsync_ms)
+                            : -1;
+    st->journal_fsyncs = sh->journal.fsyncs;
+    st->journal_errors = sh->journal.errors;
+    st->journal_replay_ms = sh->journal.replay_ms;
+    st->journal_replayed = sh->journal.replayed;
+    st->journal_cut = sh->journal.cut;
+
+    if (st->journal_fsync_age < 0 && sh->journal.fsync_ms) {
+        /* the wall clock went back */
+        st->journal_fsync_age = 0;
+    }
 
     st->nworkers = 0;
 

@@ -31,6 +31,15 @@
 
 #define NGX_HTTP_EVENTS_TIMESTAMP_LEN   24  /* 2026-11-23T12:00:00.123Z */
 
+/* ngx_http_events_store_append(): the journal could not be written */
+#define NGX_HTTP_EVENTS_JOURNAL_FAILED  -100
+/* ... was written and published, but its fsync failed */
+#define NGX_HTTP_EVENTS_JOURNAL_UNSYNCED  -101
+
+
+typedef struct ngx_http_events_journal_s     ngx_http_events_journal_t;
+typedef struct ngx_http_events_journal_sh_s  ngx_http_events_journal_sh_t;
+
 
 /* what happens around the write path: capture and pre-write hooks */
 #define NGX_HTTP_EVENTS_CAPTURED        0   /* captured and stored */
@@ -167,6 +176,17 @@ typedef struct {
     uint64_t                    head_seq;
     uint64_t                    oldest_seq;
     uint64_t                    types;
+
+    unsigned                    journal:1;
+    uint64_t                    journal_bytes;
+    uint64_t                    journal_segments;
+    int64_t                     journal_fsync_age;  /* ms; -1: never */
+    uint64_t                    journal_fsyncs;
+    uint64_t                    journal_errors;
+    uint64_t                    journal_replay_ms;
+    uint64_t                    journal_replayed;
+    uint64_t                    journal_cut;
+
     ngx_uint_t                  nworkers;
     ngx_http_events_worker_stat_t  workers[NGX_HTTP_EVENTS_MAX_WORKERS];
 } ngx_http_events_stats_t;
@@ -181,6 +201,7 @@ typedef struct {
     ngx_str_t                   name;
     ngx_msec_t                  retention;
     uint64_t                    epoch;
+    ngx_http_events_journal_t  *journal;        /* NULL: none */
 
     /* this worker's streams on the zone */
     ngx_queue_t                 subscribers;
@@ -209,6 +230,18 @@ ngx_uint_t ngx_http_events_store_max_batch(ngx_http_events_store_t *store);
 ngx_int_t ngx_http_events_store_append(ngx_http_events_store_t *store,
     ngx_http_events_event_t *events, ngx_uint_t n, ngx_pool_t *pool,
     ngx_uint_t *failed);
+ngx_int_t ngx_http_events_store_append_nosync(ngx_http_events_store_t *store,
+    ngx_http_events_event_t *events, ngx_uint_t n, ngx_pool_t *pool,
+    ngx_uint_t *failed, uint64_t *upto);
+
+ngx_http_events_journal_sh_t *ngx_http_events_store_journal(
+    ngx_http_events_store_t *store);
+ngx_int_t ngx_http_events_store_restore(ngx_http_events_store_t *store,
+    ngx_http_events_event_t *ev);
+void ngx_http_events_store_resume(ngx_http_events_store_t *store,
+    uint64_t epoch, uint64_t last_seq, uint64_t last_ms, uint64_t gone);
+size_t ngx_http_events_store_json_len(ngx_http_events_event_t *ev);
+u_char *ngx_http_events_store_json(u_char *p, ngx_http_events_event_t *ev);
 
 void ngx_http_events_store_tally(ngx_http_events_store_t *store,
     ngx_uint_t counter);

@@ -1,0 +1,111 @@
+
+/*
+ * Copyright (C) ngx_http_events_module authors
+ */
+
+
+#ifndef _NGX_HTTP_EVENTS_JOURNAL_H_INCLUDED_
+#define _NGX_HTTP_EVENTS_JOURNAL_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+#if (NGX_THREADS)
+#include <ngx_thread_pool.h>
+#endif
+
+#include "ngx_http_events_store.h"
+
+
+#define NGX_HTTP_EVENTS_FSYNC_OFF       0
+#define NGX_HTTP_EVENTS_FSYNC_INTERVAL  1
+#define NGX_HTTP_EVENTS_FSYNC_ALWAYS    2
+
+/* the kind byte of a record; other kinds (webhook state) may follow */
+#define NGX_HTTP_EVENTS_JOURNAL_EVENT   1
+
+
+/* the journal's state in the zone, under shpool->mutex */
+struct ngx_http_events_journal_sh_s {
+    uint64_t                    config;         /* hash of the path */
+    uint64_t                    gen;            /* bumped: reopen */
+    uint64_t                    segment;        /* its first seq; 0: none */
+    uint64_t                    size;           /* of that segment */
+    uint64_t                    closed_bytes;   /* the older segments' */
+    uint64_t                    closed;         /* how many of them */
+    uint64_t                    written;        /* bytes appended, ever */
+    uint64_t                    synced;         /* durable up to here */
+    uint64_t                    fsync_ms;       /* wall clock; 0: never */
+    uint64_t                    fsyncs;
+    uint64_t                    errors;
+    uint64_t                    replay_ms;
+    uint64_t                    replayed;
+    uint64_t                    cut;            /* bytes cut at start */
+    ngx_pid_t                   writer;         /* a write under way */
+};
+
+
+/* a request waiting for an fsync=always sync done in a thread */
+typedef struct {
+    ngx_queue_t                 queue;
+    uint64_t                    end;            /* durable up to here */
+    void                       *data;
+    void                      (*handler)(void *data, ngx_int_t rc);
+    unsigned                    queued:1;
+} ngx_http_events_journal_waiter_t;
+
+
+struct ngx_http_events_journal_s {
+    ngx_str_t                   zone;
+    ngx_str_t                   path;           /* null-terminated */
+    ngx_uint_t                  fsync;
+    ngx_msec_t                  interval;
+    off_t                       max_size;       /* 0: no limit */
+    off_t                       segment_size;
+    ngx_cycle_t                *cycle;
+    ngx_http_events_store_t    *store;
+
+    /* this process's */
+    ngx_fd_t                    fd;
+    uint64_t                    gen;
+    uint64_t                    segment;
+    ngx_event_t                 sync_timer;
+    ngx_event_t                 sweep_timer;
+
+    /* fsync=always in a thread: one sync at a time, for all waiting */
+    ngx_queue_t                 waiting;
+#if (NGX_THREADS)
+    ngx_thread_pool_t          *thread_pool;
+    ngx_thread_task_t          *task;
+#endif
+    ngx_fd_t                    sync_fd;
+    uint64_t                    sync_upto;
+    ngx_err_t                   sync_err;
+    unsigned                    syncing:1;
+};
+
+
+char *ngx_http_events_journal_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_events_journal_bind(ngx_conf_t *cf, ngx_array_t *journals,
+    ngx_array_t *zones);
+
+ngx_int_t ngx_http_events_journal_init_zone(ngx_http_events_journal_t *j,
+    ngx_log_t *log, ngx_uint_t reused);
+ngx_int_t ngx_http_events_journal_init_process(ngx_cycle_t *cycle,
+    ngx_array_t *journals);
+void ngx_http_events_journal_exit_process(ngx_array_t *journals);
+
+size_t ngx_http_events_journal_size(ngx_http_events_event_t *ev);
+ngx_int_t ngx_http_events_journal_write_locked(ngx_http_events_journal_t *j,
+    ngx_http_events_journal_sh_t *jsh, ngx_http_events_event_t *events,
+    ngx_uint_t n, u_char *buf, uint64_t *end);
+ngx_int_t ngx_http_events_journal_sync(ngx_http_events_journal_t *j,
+    uint64_t end);
+ngx_int_t ngx_http_events_journal_wait(ngx_http_events_journal_t *j,
+    ngx_http_events_journal_waiter_t *w);
+void ngx_http_events_journal_unwait(ngx_http_events_journal_waiter_t *w);
+
+
+#endif /* _NGX_HTTP_EVENTS_JOURNAL_H_INCLUDED_ */
