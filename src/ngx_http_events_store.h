@@ -217,6 +217,7 @@ typedef struct {
     ngx_event_t                 wh_tick;
     ngx_event_t                 wh_kick;        /* posted: events came */
     ngx_uint_t                  wh_inflight;    /* this process's */
+    ngx_msec_t                  wh_saved;       /* state last written */
     unsigned                    wh_owner:1;
 } ngx_http_events_store_t;
 

@@ -168,6 +168,12 @@ ngx_http_events_wh_init_zone(ngx_http_events_store_t *store,
         return NGX_ERROR;
     }
 
+    /* a new zone: what the last run left on disk, beside the journal */
+    if (!wh->loaded) {
+        wh->loaded = 1;
+        (void) ngx_http_events_wh_load(store, wh, ngx_cycle->log);
+    }
+
     for (q = ngx_queue_head(&wh->endpoints);
          q != ngx_queue_sentinel(&wh->endpoints);
          q = ngx_queue_next(q))
@@ -303,6 +309,7 @@ ngx_http_events_wh_create_locked(ngx_http_events_store_t *store,
     ngx_queue_init(&ep->deliveries);
     ngx_queue_insert_tail(&wh->endpoints, &ep->queue);
     wh->nendpoints++;
+    wh->version++;
 
     return ep;
 }
@@ -454,6 +461,7 @@ ngx_http_events_wh_update(ngx_http_events_store_t *store,
     }
 
     ep->updated_ms = now;
+    wh->version++;
     rc = NGX_OK;
 
 done:
@@ -534,6 +542,7 @@ ngx_http_events_wh_rotate(ngx_http_events_store_t *store, ngx_str_t *tenant,
     ngx_memcpy(ep->secret, secret, len);
     ep->secret_len = (u_char) len;
     ep->updated_ms = now;
+    wh->version++;
     rc = NGX_OK;
 
 done:
@@ -791,6 +800,7 @@ ngx_http_events_wh_replay(ngx_http_events_store_t *store, ngx_str_t *tenant,
     ep->replay_after = after;
     ep->replay_to = to;
     ep->replay_left = (uint32_t) count;
+    wh->version++;
 
 done:
 
@@ -1119,6 +1129,7 @@ ngx_http_events_wh_free(ngx_http_events_store_t *store,
 
     ngx_queue_remove(&ep->queue);
     wh->nendpoints--;
+    wh->version++;
 
     if (ep->log) {
         ngx_slab_free_locked(store->shpool, ep->log);
@@ -1400,6 +1411,10 @@ ngx_http_events_wh_release(ngx_cycle_t *cycle)
             continue;
         }
 
+        if (store->journal) {
+            ngx_http_events_wh_save_changed(store);
+        }
+
         ngx_shmtx_lock(&store->shpool->mutex);
 
         wh = store->wh;
@@ -1452,6 +1467,14 @@ ngx_http_events_wh_tick(ngx_event_t *ev)
 
     if (store->wh_owner) {
         ngx_http_events_wh_dispatch(store);
+
+        /* delivery progress to disk, at most once a second */
+        if (store->journal
+            && ngx_current_msec - store->wh_saved >= 1000)
+        {
+            store->wh_saved = ngx_current_msec;
+            ngx_http_events_wh_save_changed(store);
+        }
     }
 
     ngx_add_timer(ev, NGX_HTTP_EVENTS_WH_TICK);
@@ -1785,6 +1808,17 @@ ngx_http_events_wh_dispatch(ngx_http_events_store_t *store)
         }
     }
 
+    for (i = 0; i < scans.nelts; i++) {
+        if (sc[i].live.nelts || sc[i].replay.nelts || sc[i].lost) {
+            wh->version++;
+            break;
+        }
+    }
+
+    if (jobs.nelts) {
+        wh->version++;
+    }
+
     ngx_shmtx_unlock(&store->shpool->mutex);
 
     jp = jobs.elts;
@@ -2114,6 +2148,7 @@ ngx_http_events_wh_done(ngx_http_events_wh_job_t *job)
     if (ep) {
         ngx_http_events_wh_outcome(store, wh, ep, job, now, a);
         ngx_http_events_wh_log(ep, job, a);
+        wh->version++;
     }
 
     wh->attempts++;

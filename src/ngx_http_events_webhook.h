@@ -201,6 +201,11 @@ typedef struct {
     ngx_msec_t                  lease_expires;  /* monotonic */
     uint32_t                    term;
 
+    /* changes, and the last change on disk (webhook_state.c) */
+    uint64_t                    version;
+    uint64_t                    saved;
+    ngx_uint_t                  loaded;         /* the file was read */
+
     uint64_t                    ok;
     uint64_t                    failed;
     uint64_t                    expired;
@@ -399,6 +404,12 @@ ngx_http_events_wh_endpoint_t *ngx_http_events_wh_create_locked(
 ngx_int_t ngx_http_events_wh_secret(ngx_str_t *text, u_char *out,
     size_t *len);
 void ngx_http_events_wh_release(ngx_cycle_t *cycle);
+
+/* ngx_http_events_webhook_state.c: the state beside the journal */
+ngx_int_t ngx_http_events_wh_save(ngx_http_events_store_t *store);
+void ngx_http_events_wh_save_changed(ngx_http_events_store_t *store);
+ngx_int_t ngx_http_events_wh_load(ngx_http_events_store_t *store,
+    ngx_http_events_wh_sh_t *wh, ngx_log_t *log);
 uint64_t ngx_http_events_wh_now(void);
 
 /* ngx_http_events_webhook_conf.c: directives */

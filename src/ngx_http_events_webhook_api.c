@@ -442,6 +442,7 @@ ngx_http_events_wh_api_run(ngx_http_request_t *r,
             rc = ngx_http_events_wh_delete(store, &rt->tenant, &rt->id);
 
             if (rc == NGX_OK) {
+                (void) ngx_http_events_wh_save(store);
                 r->headers_out.status = NGX_HTTP_NO_CONTENT;
                 r->header_only = 1;
                 r->headers_out.content_length_n = 0;
@@ -580,6 +581,14 @@ ngx_http_events_wh_api_create(ngx_http_request_t *r,
                                        "events zone \"%V\"", &store->name);
     }
 
+    /* with a journal, on disk before the 201, or not at all */
+    if (ngx_http_events_wh_save(store) == NGX_ERROR) {
+        (void) ngx_http_events_wh_delete(store, &rt->tenant, &spec->id);
+        return ngx_http_events_wh_fail(r, 503, "journal_unavailable", NULL,
+                                       "the webhook state cannot be "
+                                       "written; nothing was created");
+    }
+
     rt->id = spec->id;
 
     /* the secret is shown now and on rotation, never again */
@@ -685,6 +694,8 @@ ngx_http_events_wh_api_patch(ngx_http_request_t *r,
                                        "no room in events zone \"%V\"",
                                        &store->name);
     }
+
+    (void) ngx_http_events_wh_save(store);
 
     return ngx_http_events_wh_api_get(r, rt, NGX_HTTP_OK, NULL);
 }
@@ -1606,6 +1617,8 @@ ngx_http_events_wh_api_rotate(ngx_http_request_t *r,
                                        "nginx.conf: rotate with secret= and "
                                        "secret_previous= there");
     }
+
+    (void) ngx_http_events_wh_save(store);
 
     src.data = secret;
     src.len = len;
