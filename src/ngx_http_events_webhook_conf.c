@@ -23,6 +23,12 @@
 #include "ngx_http_events_webhook.h"
 
 
+static ngx_int_t ngx_http_events_wh_conf_patterns(ngx_str_t *value,
+    size_t skip, ngx_http_events_wh_spec_t *spec);
+static ngx_int_t ngx_http_events_wh_conf_id(ngx_conf_t *cf,
+    ngx_http_events_wh_spec_t *spec, char *prefix);
+
+
 static ngx_msec_t  ngx_http_events_wh_default_retry[] = {
     5000, 300000, 1800000, 7200000, 18000000, 36000000, 36000000
 };
@@ -187,7 +193,7 @@ ngx_http_events_webhook(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_events_main_conf_t  *emcf = conf;
 
-    u_char                       *p, *last, *comma;
+    u_char                       *p;
     ngx_int_t                     n;
     ngx_str_t                    *value, v, text;
     ngx_uint_t                    i;
@@ -229,26 +235,10 @@ ngx_http_events_webhook(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
 
         if (ngx_strncmp(value[i].data, "events=", 7) == 0) {
-            p = value[i].data + 7;
-            last = value[i].data + value[i].len;
-
-            while (p < last) {
-                comma = ngx_strlchr(p, last, ',');
-                if (comma == NULL) {
-                    comma = last;
-                }
-
-                if (spec->npatterns == NGX_HTTP_EVENTS_WH_MAX_PATTERNS
-                    || ngx_http_events_pattern_valid(p, comma - p) != NGX_OK)
-                {
-                    goto invalid;
-                }
-
-                spec->patterns[spec->npatterns].data = p;
-                spec->patterns[spec->npatterns].len = comma - p;
-                spec->npatterns++;
-
-                p = comma + 1;
+            if (ngx_http_events_wh_conf_patterns(&value[i], 7, spec)
+                != NGX_OK)
+            {
+                goto invalid;
             }
 
             continue;
@@ -350,22 +340,10 @@ ngx_http_events_webhook(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return "needs url=, events= and secret=";
     }
 
-    if (spec->id.len == 0) {
-        /* stable across reloads while the url and events stay */
-        p = ngx_pnalloc(cf->pool, sizeof("wh_static_") + 8);
-        if (p == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        n = ngx_crc32_long(spec->url.data, spec->url.len);
-
-        for (i = 0; i < spec->npatterns; i++) {
-            n ^= ngx_crc32_long(spec->patterns[i].data,
-                                spec->patterns[i].len) + i;
-        }
-
-        spec->id.data = p;
-        spec->id.len = ngx_sprintf(p, "wh_static_%08xD", (uint32_t) n) - p;
+    if (spec->id.len == 0
+        && ngx_http_events_wh_conf_id(cf, spec, "wh_static_") != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
     }
 
     return NGX_CONF_OK;
@@ -389,8 +367,6 @@ ngx_http_events_handler(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_events_main_conf_t  *emcf = conf;
 
-    u_char                       *p, *last, *comma;
-    uint32_t                      n;
     ngx_str_t                    *value;
     ngx_uint_t                    i;
     ngx_http_events_wh_spec_t    *spec;
@@ -429,26 +405,10 @@ ngx_http_events_handler(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
 
         if (ngx_strncmp(value[i].data, "types=", 6) == 0) {
-            p = value[i].data + 6;
-            last = value[i].data + value[i].len;
-
-            while (p < last) {
-                comma = ngx_strlchr(p, last, ',');
-                if (comma == NULL) {
-                    comma = last;
-                }
-
-                if (spec->npatterns == NGX_HTTP_EVENTS_WH_MAX_PATTERNS
-                    || ngx_http_events_pattern_valid(p, comma - p) != NGX_OK)
-                {
-                    goto invalid;
-                }
-
-                spec->patterns[spec->npatterns].data = p;
-                spec->patterns[spec->npatterns].len = comma - p;
-                spec->npatterns++;
-
-                p = comma + 1;
+            if (ngx_http_events_wh_conf_patterns(&value[i], 6, spec)
+                != NGX_OK)
+            {
+                goto invalid;
             }
 
             continue;
@@ -487,21 +447,10 @@ ngx_http_events_handler(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return "needs location= and types=";
     }
 
-    if (spec->id.len == 0) {
-        p = ngx_pnalloc(cf->pool, sizeof("handler_") + 8);
-        if (p == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        n = ngx_crc32_long(spec->url.data, spec->url.len);
-
-        for (i = 0; i < spec->npatterns; i++) {
-            n ^= ngx_crc32_long(spec->patterns[i].data,
-                                spec->patterns[i].len) + i;
-        }
-
-        spec->id.data = p;
-        spec->id.len = ngx_sprintf(p, "handler_%08xD", n) - p;
+    if (spec->id.len == 0
+        && ngx_http_events_wh_conf_id(cf, spec, "handler_") != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
     }
 
     return NGX_CONF_OK;
@@ -745,6 +694,69 @@ ngx_http_events_wh_init_module(ngx_cycle_t *cycle)
             return NGX_ERROR;
         }
     }
+
+    return NGX_OK;
+}
+
+
+/* "events=a.*,b.created": the patterns after the name, comma-separated */
+
+static ngx_int_t
+ngx_http_events_wh_conf_patterns(ngx_str_t *value, size_t skip,
+    ngx_http_events_wh_spec_t *spec)
+{
+    u_char  *p, *last, *comma;
+
+    p = value->data + skip;
+    last = value->data + value->len;
+
+    while (p < last) {
+        comma = ngx_strlchr(p, last, ',');
+        if (comma == NULL) {
+            comma = last;
+        }
+
+        if (spec->npatterns == NGX_HTTP_EVENTS_WH_MAX_PATTERNS
+            || ngx_http_events_pattern_valid(p, comma - p) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        spec->patterns[spec->npatterns].data = p;
+        spec->patterns[spec->npatterns].len = comma - p;
+        spec->npatterns++;
+
+        p = comma + 1;
+    }
+
+    return NGX_OK;
+}
+
+
+/* an id stable across reloads while the target and patterns stay */
+
+static ngx_int_t
+ngx_http_events_wh_conf_id(ngx_conf_t *cf, ngx_http_events_wh_spec_t *spec,
+    char *prefix)
+{
+    u_char      *p;
+    uint32_t     n;
+    ngx_uint_t   i;
+
+    p = ngx_pnalloc(cf->pool, ngx_strlen(prefix) + 8);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    n = ngx_crc32_long(spec->url.data, spec->url.len);
+
+    for (i = 0; i < spec->npatterns; i++) {
+        n ^= ngx_crc32_long(spec->patterns[i].data, spec->patterns[i].len)
+             + i;
+    }
+
+    spec->id.data = p;
+    spec->id.len = ngx_sprintf(p, "%s%08xD", prefix, n) - p;
 
     return NGX_OK;
 }
