@@ -412,6 +412,23 @@ ngx_int_t ngx_http_events_wh_load(ngx_http_events_store_t *store,
     ngx_http_events_wh_sh_t *wh, ngx_log_t *log);
 uint64_t ngx_http_events_wh_now(void);
 
+/* inside: the zone's endpoints and queues, under shpool->mutex */
+ngx_http_events_wh_sh_t *ngx_http_events_wh_shm(
+    ngx_http_events_store_t *store);
+ngx_http_events_wh_endpoint_t *ngx_http_events_wh_find(
+    ngx_http_events_wh_sh_t *wh, ngx_str_t *tenant, ngx_str_t *id);
+ngx_http_events_wh_delivery_t *ngx_http_events_wh_queue(
+    ngx_http_events_store_t *store, ngx_http_events_wh_endpoint_t *ep,
+    uint64_t seq, ngx_uint_t trigger, uint64_t now);
+void ngx_http_events_wh_dequeue(ngx_http_events_store_t *store,
+    ngx_http_events_wh_endpoint_t *ep, ngx_http_events_wh_delivery_t *d);
+
+/* ngx_http_events_dispatch.c: the dispatcher */
+ngx_http_events_wh_job_t *ngx_http_events_wh_job(
+    ngx_http_events_store_t *store, ngx_http_events_wh_endpoint_t *ep);
+void ngx_http_events_wh_disable(ngx_http_events_wh_endpoint_t *ep,
+    ngx_uint_t reason, uint64_t now);
+
 /* ngx_http_events_webhook_conf.c: directives */
 void ngx_http_events_wh_conf_init(ngx_http_events_wh_conf_t *whcf);
 char *ngx_http_events_wh_conf_merge(ngx_conf_t *cf,
