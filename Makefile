@@ -23,7 +23,7 @@ LIBASAN     := $(firstword $(wildcard /usr/lib/*-linux-gnu/libasan.so.8))
 PROVE_JOBS  ?= 2
 
 DEBS := nginx nginx-dev libjansson-dev libssl-dev libpcre2-dev zlib1g-dev \
-        gcc make perl libasan8 clang libclang-rt-14-dev wrk \
+        gcc make perl libasan8 clang libclang-rt-14-dev wrk openssl \
         libnginx-mod-nchan
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
