@@ -137,11 +137,19 @@ for my $n (@counts) {
         . ' latency p50 %6.1f ms, p95 %6.1f ms, failed %d',
         $paced ? "paced ${paced}ms, " : '', $n, $got, $secs, $got / $secs, $lat[int($got * 0.5)],
         $lat[int($got * 0.95)], $st->{failed});
+    $report[-1] .= ', worker RssAnon ' . join('/', map { rss($_) }
+        $t->worker_pids) . ' kB';
     diag $report[-1];
     is($got, $events * $n, "$n endpoints: every delivery arrived");
 }
 
 $t->stop;
+
+sub rss {
+    open my $fh, '<', "/proc/$_[0]/status" or return '?';
+    while (<$fh>) { return $1 if /^RssAnon:\s+(\d+)/ }
+    return '?';
+}
 
 # the event's timestamp: when the server accepted it
 sub accepted {
