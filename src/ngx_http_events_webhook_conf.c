@@ -27,6 +27,8 @@ static ngx_int_t ngx_http_events_wh_conf_patterns(ngx_str_t *value,
     size_t skip, ngx_http_events_wh_spec_t *spec);
 static ngx_int_t ngx_http_events_wh_conf_id(ngx_conf_t *cf,
     ngx_http_events_wh_spec_t *spec, char *prefix);
+static ngx_http_core_loc_conf_t *ngx_http_events_wh_location(
+    ngx_http_conf_ctx_t *ctx, ngx_str_t *uri);
 
 
 static ngx_msec_t  ngx_http_events_wh_default_retry[] = {
@@ -572,6 +574,7 @@ ngx_http_events_wh_postconfiguration(ngx_conf_t *cf)
     ngx_uint_t                    i, j;
     ngx_shm_zone_t              **zones;
     ngx_http_conf_ctx_t          *ctx;
+    ngx_http_core_loc_conf_t     *clcf;
     ngx_http_events_store_t      *store;
     ngx_http_events_wh_spec_t    *spec;
     ngx_http_events_wh_bind_t    *bind;
@@ -598,6 +601,24 @@ ngx_http_events_wh_postconfiguration(ngx_conf_t *cf)
             elcf = bind[i].elcf;
             store->whcf = &elcf->wh;
             store->wh_ctx = bind[i].ctx;
+
+            /*
+             * without it, a delivery would go to whatever location
+             * matches, "location /" and its backend included
+             */
+            clcf = ngx_http_events_wh_location(bind[i].ctx,
+                                               &elcf->wh.location);
+
+            if (clcf == NULL) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "events_webhooks %V: the server has no "
+                                   "\"location %V\" to send webhooks "
+                                   "through (internal; proxy_pass "
+                                   "$events_webhook_url;)",
+                                   &bind[i].zone->shm.name,
+                                   &elcf->wh.location);
+                return NGX_ERROR;
+            }
         }
     }
 
@@ -759,4 +780,61 @@ ngx_http_events_wh_conf_id(ngx_conf_t *cf, ngx_http_events_wh_spec_t *spec,
     spec->id.len = ngx_sprintf(p, "%s%08xD", prefix, n) - p;
 
     return NGX_OK;
+}
+
+
+/*
+ * The location of a server whose name is exactly uri (an exact or a
+ * prefix one, nested ones included), from its static location tree.
+ */
+
+static ngx_http_core_loc_conf_t *
+ngx_http_events_wh_location(ngx_http_conf_ctx_t *ctx, ngx_str_t *uri)
+{
+    u_char                         *p;
+    size_t                          len, n;
+    ngx_int_t                       rc;
+    ngx_http_core_srv_conf_t       *cscf;
+    ngx_http_core_loc_conf_t       *clcf;
+    ngx_http_location_tree_node_t  *node;
+
+    /* the server's own locations, wherever in it ctx was taken */
+    cscf = ctx->srv_conf[ngx_http_core_module.ctx_index];
+    clcf = cscf->ctx->loc_conf[ngx_http_core_module.ctx_index];
+    node = clcf->static_locations;
+
+    p = uri->data;
+    len = uri->len;
+
+    while (node) {
+        n = ngx_min(len, (size_t) node->len);
+        rc = ngx_filename_cmp(p, node->name, n);
+
+        if (rc != 0) {
+            node = (rc < 0) ? node->left : node->right;
+            continue;
+        }
+
+        if (len > (size_t) node->len) {
+
+            if (node->inclusive) {
+                /* the rest is in the locations nested under this name */
+                p += node->len;
+                len -= node->len;
+                node = node->tree;
+                continue;
+            }
+
+            node = node->right;
+            continue;
+        }
+
+        if (len == (size_t) node->len) {
+            return node->exact ? node->exact : node->inclusive;
+        }
+
+        node = node->left;
+    }
+
+    return NULL;
 }

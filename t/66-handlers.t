@@ -40,6 +40,11 @@ http {
         location = /events-status { events_status main; }
         location /webhooks { events_webhooks main; }
 
+        location = /_events_webhook {
+            internal;
+            proxy_pass $events_webhook_url;
+        }
+
         location /internal/ {
             internal;
             proxy_pass http://127.0.0.1:RPORT/fn/;
@@ -121,5 +126,23 @@ http {
 EOF
 ok(!eval { $u->run; 1 }, 'http-level handler without a server: refused');
 like($@, qr/events_handler in zone "main" needs a server/, 'and says why');
+
+# events_webhooks without the location webhooks leave through: refused,
+# or deliveries would go to whatever "location /" proxies to
+my $v = EventsTest->new;
+$v->write_config(<<'EOF');
+%%GLOBALS%%
+http {
+    %%HTTP_GLOBALS%%
+    events_zone main 1m;
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        location /webhooks { events_webhooks main; }
+        location / { proxy_pass http://127.0.0.1:9; }
+    }
+}
+EOF
+ok(!eval { $v->run; 1 }, 'events_webhooks without /_events_webhook: refused');
+like($@, qr{the server has no "location /_events_webhook"}, 'and says why');
 
 $t->done;
