@@ -231,8 +231,10 @@ my @got = $rcv->wait_requests('/down', $before + 2, 10);
 is_deeply([ sort map { $_->{headers}{'webhook-id'} } @got[$before .. $#got] ],
     [ sort map { $_->{id} } @failed ],
     'the failed one replayed, the waiting one resumed, nothing else');
-my $rl2 = attempts($down);
-is($rl2->[0]{trigger}, 'replay', 'marked as a replay');
+my $rl2 = wait_for('replayed', sub { my $l = attempts($down);
+    (grep { $_->{trigger} eq 'replay' && $_->{result} eq 'succeeded' } @$l)
+        ? $l : undef });
+ok($rl2, 'the replayed attempt is marked as a replay');
 
 # rotation: two signatures during the grace, one after a revoke
 my $rot = endpoint($rcv->url('/rot'), 'k.rot');
