@@ -115,6 +115,10 @@ ngx_http_events_wh_init_process(ngx_cycle_t *cycle)
         store->wh_tick.log = cycle->log;
         store->wh_tick.cancelable = 1;
 
+        if (ngx_http_events_wh_save_init(cycle, store) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
         store->wh_kick.handler = ngx_http_events_wh_kick;
         store->wh_kick.data = store;
         store->wh_kick.log = cycle->log;

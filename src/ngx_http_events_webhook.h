@@ -408,6 +408,8 @@ void ngx_http_events_wh_release(ngx_cycle_t *cycle);
 /* ngx_http_events_webhook_state.c: the state beside the journal */
 ngx_int_t ngx_http_events_wh_save(ngx_http_events_store_t *store);
 void ngx_http_events_wh_save_changed(ngx_http_events_store_t *store);
+ngx_int_t ngx_http_events_wh_save_init(ngx_cycle_t *cycle,
+    ngx_http_events_store_t *store);
 ngx_int_t ngx_http_events_wh_load(ngx_http_events_store_t *store,
     ngx_http_events_wh_sh_t *wh, ngx_log_t *log);
 uint64_t ngx_http_events_wh_now(void);

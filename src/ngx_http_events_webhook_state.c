@@ -45,139 +45,290 @@ static ngx_int_t ngx_http_events_wh_state_path(ngx_http_events_store_t *store,
     const char *name, u_char *buf, size_t size);
 
 
+/* what a write needs, from the main thread to a thread of the pool */
+typedef struct {
+    ngx_http_events_store_t    *store;
+    ngx_http_events_wh_sh_t    *wh;
+    char                       *text;
+    size_t                      len;
+    uint64_t                    version;
+    ngx_uint_t                  fsync;
+    ngx_err_t                   err;
+    u_char                      path[NGX_MAX_PATH];
+    u_char                      lock[NGX_MAX_PATH];
+    u_char                      tmp[NGX_MAX_PATH];
+} ngx_http_events_wh_write_t;
+
+
+static ngx_int_t ngx_http_events_wh_snapshot(ngx_http_events_store_t *store,
+    ngx_http_events_wh_write_t *w);
+static void ngx_http_events_wh_write(ngx_http_events_wh_write_t *w);
+#if (NGX_THREADS)
+static void ngx_http_events_wh_write_thread(void *data, ngx_log_t *log);
+static void ngx_http_events_wh_written(ngx_event_t *ev);
+#endif
+
+
 /* write the state now; NGX_DECLINED: the zone has no journal */
 
 ngx_int_t
 ngx_http_events_wh_save(ngx_http_events_store_t *store)
 {
-    int                       fd, lock;
-    char                     *text;
-    size_t                    len;
-    json_t                   *root;
-    ssize_t                   n;
-    uint64_t                  version;
-    ngx_err_t                 err;
-    ngx_http_events_wh_sh_t  *wh;
-    u_char                    path[NGX_MAX_PATH], tmp[NGX_MAX_PATH];
-    u_char                    lpath[NGX_MAX_PATH];
+    ngx_int_t                   rc;
+    ngx_http_events_wh_write_t  w;
 
-    if (ngx_http_events_wh_state_path(store, "webhooks.state", path,
-                                      sizeof(path))
-        != NGX_OK)
-    {
-        return NGX_DECLINED;
+    rc = ngx_http_events_wh_snapshot(store, &w);
+    if (rc != NGX_OK) {
+        return rc;
     }
 
-    (void) ngx_http_events_wh_state_path(store, "webhooks.lock", lpath,
-                                         sizeof(lpath));
-    ngx_snprintf(tmp, sizeof(tmp), "%s.%P%Z", path, ngx_pid);
+    ngx_http_events_wh_write(&w);
 
-    lock = open((char *) lpath, O_RDWR | O_CREAT, 0600);
-    if (lock == -1) {
-        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, ngx_errno,
-                      "open(\"%s\") failed", lpath);
+    free(w.text);
+
+    if (w.err) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, w.err,
+                      "events zone \"%V\": cannot write the webhook state "
+                      "\"%s\"", &store->name, w.path);
         return NGX_ERROR;
     }
-
-    if (flock(lock, LOCK_EX) == -1) {
-        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, ngx_errno,
-                      "flock(\"%s\") failed", lpath);
-        close(lock);
-        return NGX_ERROR;
-    }
-
-    /* under the flock: what is copied now is the newest on disk */
-
-    ngx_shmtx_lock(&store->shpool->mutex);
-
-    wh = store->wh;
-    version = wh ? wh->version : 0;
-    root = wh ? ngx_http_events_wh_state_json(wh) : NULL;
-
-    ngx_shmtx_unlock(&store->shpool->mutex);
-
-    if (root == NULL) {
-        close(lock);
-        return wh ? NGX_ERROR : NGX_DECLINED;
-    }
-
-    text = json_dumps(root, JSON_COMPACT);
-    json_decref(root);
-
-    if (text == NULL) {
-        close(lock);
-        return NGX_ERROR;
-    }
-
-    len = ngx_strlen(text);
-
-    fd = open((char *) tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (fd == -1) {
-        err = ngx_errno;
-        goto failed;
-    }
-
-    n = write(fd, text, len);
-    err = ngx_errno;
-
-    if (n != (ssize_t) len || fsync(fd) == -1) {
-        err = n == (ssize_t) len ? ngx_errno : (n == -1 ? err : NGX_ENOSPC);
-        close(fd);
-        (void) unlink((char *) tmp);
-        goto failed;
-    }
-
-    close(fd);
-
-    if (rename((char *) tmp, (char *) path) == -1) {
-        err = ngx_errno;
-        (void) unlink((char *) tmp);
-        goto failed;
-    }
-
-    free(text);
-    close(lock);
-
-    ngx_shmtx_lock(&store->shpool->mutex);
-
-    wh = store->wh;
-
-    if (wh && wh->saved < version) {
-        wh->saved = version;
-    }
-
-    ngx_shmtx_unlock(&store->shpool->mutex);
 
     return NGX_OK;
-
-failed:
-
-    ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, err,
-                  "events zone \"%V\": cannot write the webhook state "
-                  "\"%s\"", &store->name, path);
-    free(text);
-    close(lock);
-
-    return NGX_ERROR;
 }
 
 
-/* the dispatcher: write what changed since the last save */
+/*
+ * The dispatcher: write what changed since the last save, in a thread
+ * of nginx's pool when the journal syncs there (fsync=always), so the
+ * worker does not wait for the disk; in the worker otherwise.
+ */
 
 void
 ngx_http_events_wh_save_changed(ngx_http_events_store_t *store)
 {
-    ngx_uint_t                changed;
-    ngx_http_events_wh_sh_t  *wh;
+    ngx_uint_t                   changed;
+    ngx_http_events_wh_sh_t     *wh;
+#if (NGX_THREADS)
+    ngx_http_events_wh_write_t  *w;
+#endif
 
     ngx_shmtx_lock(&store->shpool->mutex);
     wh = store->wh;
     changed = wh && wh->version != wh->saved;
     ngx_shmtx_unlock(&store->shpool->mutex);
 
-    if (changed) {
-        (void) ngx_http_events_wh_save(store);
+    if (!changed) {
+        return;
     }
+
+#if (NGX_THREADS)
+    if (store->wh_task && !ngx_exiting) {
+
+        if (store->wh_writing) {
+            return;                             /* next time */
+        }
+
+        w = ((ngx_thread_task_t *) store->wh_task)->ctx;
+
+        if (ngx_http_events_wh_snapshot(store, w) != NGX_OK) {
+            return;
+        }
+
+        if (ngx_thread_task_post(store->journal->thread_pool, store->wh_task)
+            == NGX_OK)
+        {
+            store->wh_writing = 1;
+            return;
+        }
+
+        free(w->text);
+    }
+#endif
+
+    (void) ngx_http_events_wh_save(store);
+}
+
+
+#if (NGX_THREADS)
+
+ngx_int_t
+ngx_http_events_wh_save_init(ngx_cycle_t *cycle,
+    ngx_http_events_store_t *store)
+{
+    ngx_thread_task_t  *task;
+
+    if (store->journal == NULL || store->journal->thread_pool == NULL) {
+        return NGX_OK;
+    }
+
+    task = ngx_thread_task_alloc(cycle->pool,
+                                 sizeof(ngx_http_events_wh_write_t));
+    if (task == NULL) {
+        return NGX_ERROR;
+    }
+
+    task->handler = ngx_http_events_wh_write_thread;
+    task->event.handler = ngx_http_events_wh_written;
+    task->event.data = store;
+    task->event.log = cycle->log;
+
+    store->wh_task = task;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_events_wh_write_thread(void *data, ngx_log_t *log)
+{
+    ngx_http_events_wh_write(data);
+}
+
+
+static void
+ngx_http_events_wh_written(ngx_event_t *ev)
+{
+    ngx_http_events_store_t     *store = ev->data;
+    ngx_http_events_wh_write_t  *w;
+
+    w = ((ngx_thread_task_t *) store->wh_task)->ctx;
+    store->wh_writing = 0;
+
+    if (w->err) {
+        ngx_log_error(NGX_LOG_ERR, ev->log, w->err,
+                      "events zone \"%V\": cannot write the webhook state "
+                      "\"%s\"", &store->name, w->path);
+    }
+
+    free(w->text);
+    w->text = NULL;
+}
+
+#else
+
+ngx_int_t
+ngx_http_events_wh_save_init(ngx_cycle_t *cycle,
+    ngx_http_events_store_t *store)
+{
+    return NGX_OK;
+}
+
+#endif
+
+
+/* the state as JSON text, copied under the zone lock */
+
+static ngx_int_t
+ngx_http_events_wh_snapshot(ngx_http_events_store_t *store,
+    ngx_http_events_wh_write_t *w)
+{
+    json_t                   *root;
+    ngx_http_events_wh_sh_t  *wh;
+
+    ngx_memzero(w, sizeof(ngx_http_events_wh_write_t));
+
+    if (ngx_http_events_wh_state_path(store, "webhooks.state", w->path,
+                                      sizeof(w->path))
+           != NGX_OK
+        || ngx_http_events_wh_state_path(store, "webhooks.lock", w->lock,
+                                         sizeof(w->lock))
+           != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    ngx_snprintf(w->tmp, sizeof(w->tmp), "%s.%P%Z", w->path, ngx_pid);
+
+    w->store = store;
+    w->fsync = store->journal->fsync != NGX_HTTP_EVENTS_FSYNC_OFF;
+
+    ngx_shmtx_lock(&store->shpool->mutex);
+
+    wh = store->wh;
+    w->wh = wh;
+    w->version = wh ? wh->version : 0;
+    root = wh ? ngx_http_events_wh_state_json(wh) : NULL;
+
+    ngx_shmtx_unlock(&store->shpool->mutex);
+
+    if (root == NULL) {
+        return wh ? NGX_ERROR : NGX_DECLINED;
+    }
+
+    w->text = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+
+    if (w->text == NULL) {
+        return NGX_ERROR;
+    }
+
+    w->len = ngx_strlen(w->text);
+
+    return NGX_OK;
+}
+
+
+/*
+ * Under a flock, so that writers take turns: a snapshot older than the
+ * one on disk is not written (the version only grows, and "saved" only
+ * changes under the flock).  Runs in a worker or in a pool thread.
+ */
+
+static void
+ngx_http_events_wh_write(ngx_http_events_wh_write_t *w)
+{
+    int      fd, lock;
+    ssize_t  n;
+
+    w->err = 0;
+
+    lock = open((char *) w->lock, O_RDWR | O_CREAT, 0600);
+    if (lock == -1) {
+        w->err = ngx_errno;
+        return;
+    }
+
+    if (flock(lock, LOCK_EX) == -1) {
+        w->err = ngx_errno;
+        close(lock);
+        return;
+    }
+
+    if (w->wh->saved >= w->version) {
+        close(lock);
+        return;
+    }
+
+    fd = open((char *) w->tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd == -1) {
+        w->err = ngx_errno;
+        close(lock);
+        return;
+    }
+
+    n = write(fd, w->text, w->len);
+
+    if (n != (ssize_t) w->len || (w->fsync && fsync(fd) == -1)) {
+        w->err = (n == -1 || n == (ssize_t) w->len) ? ngx_errno : NGX_ENOSPC;
+        close(fd);
+        (void) unlink((char *) w->tmp);
+        close(lock);
+        return;
+    }
+
+    close(fd);
+
+    if (rename((char *) w->tmp, (char *) w->path) == -1) {
+        w->err = ngx_errno;
+        (void) unlink((char *) w->tmp);
+        close(lock);
+        return;
+    }
+
+    /* read by writers only under the flock */
+    w->wh->saved = w->version;
+
+    close(lock);
 }
 
 
