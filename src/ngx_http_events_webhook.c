@@ -43,6 +43,9 @@ static ngx_str_t ngx_http_events_wh_str(ngx_http_events_wh_endpoint_t *ep,
     ngx_http_events_wh_str_t *s);
 static void ngx_http_events_wh_skip(ngx_http_events_wh_endpoint_t *ep,
     uint64_t from, uint64_t to);
+static ngx_http_events_wh_endpoint_t *ngx_http_events_wh_lock(
+    ngx_http_events_store_t *store, ngx_str_t *tenant, ngx_str_t *id,
+    ngx_http_events_wh_sh_t **whp);
 
 
 /* the webhooks' part of the zone, made on first use */
@@ -174,6 +177,23 @@ ngx_http_events_wh_init_zone(ngx_http_events_store_t *store,
 
 
 /* endpoints */
+
+/* the zone locked, and the tenant's endpoint id in it, or NULL */
+
+static ngx_http_events_wh_endpoint_t *
+ngx_http_events_wh_lock(ngx_http_events_store_t *store, ngx_str_t *tenant,
+    ngx_str_t *id, ngx_http_events_wh_sh_t **whp)
+{
+    ngx_http_events_wh_sh_t  *wh;
+
+    ngx_shmtx_lock(&store->shpool->mutex);
+
+    wh = ngx_http_events_wh_shm(store);
+    *whp = wh;
+
+    return wh ? ngx_http_events_wh_find(wh, tenant, id) : NULL;
+}
+
 
 ngx_http_events_wh_endpoint_t *
 ngx_http_events_wh_create_locked(ngx_http_events_store_t *store,
@@ -310,10 +330,7 @@ ngx_http_events_wh_update(ngx_http_events_store_t *store,
     ngx_http_events_wh_endpoint_t  *ep;
     ngx_uint_t                      i;
 
-    ngx_shmtx_lock(&store->shpool->mutex);
-
-    wh = ngx_http_events_wh_shm(store);
-    ep = wh ? ngx_http_events_wh_find(wh, &spec->tenant, &spec->id) : NULL;
+    ep = ngx_http_events_wh_lock(store, &spec->tenant, &spec->id, &wh);
 
     if (ep == NULL) {
         rc = NGX_DECLINED;
@@ -414,10 +431,7 @@ ngx_http_events_wh_delete(ngx_http_events_store_t *store, ngx_str_t *tenant,
     ngx_http_events_wh_sh_t        *wh;
     ngx_http_events_wh_endpoint_t  *ep;
 
-    ngx_shmtx_lock(&store->shpool->mutex);
-
-    wh = ngx_http_events_wh_shm(store);
-    ep = wh ? ngx_http_events_wh_find(wh, tenant, id) : NULL;
+    ep = ngx_http_events_wh_lock(store, tenant, id, &wh);
 
     if (ep == NULL) {
         rc = NGX_DECLINED;
@@ -445,10 +459,7 @@ ngx_http_events_wh_rotate(ngx_http_events_store_t *store, ngx_str_t *tenant,
     ngx_http_events_wh_sh_t        *wh;
     ngx_http_events_wh_endpoint_t  *ep;
 
-    ngx_shmtx_lock(&store->shpool->mutex);
-
-    wh = ngx_http_events_wh_shm(store);
-    ep = wh ? ngx_http_events_wh_find(wh, tenant, id) : NULL;
+    ep = ngx_http_events_wh_lock(store, tenant, id, &wh);
 
     if (ep == NULL) {
         rc = NGX_DECLINED;
@@ -495,10 +506,7 @@ ngx_http_events_wh_get(ngx_http_events_store_t *store, ngx_str_t *tenant,
     ngx_http_events_wh_sh_t        *wh;
     ngx_http_events_wh_endpoint_t  *ep;
 
-    ngx_shmtx_lock(&store->shpool->mutex);
-
-    wh = ngx_http_events_wh_shm(store);
-    ep = wh ? ngx_http_events_wh_find(wh, tenant, id) : NULL;
+    ep = ngx_http_events_wh_lock(store, tenant, id, &wh);
 
     if (ep == NULL) {
         rc = NGX_DECLINED;
@@ -579,10 +587,7 @@ ngx_http_events_wh_attempts(ngx_http_events_store_t *store,
 
     rc = NGX_OK;
 
-    ngx_shmtx_lock(&store->shpool->mutex);
-
-    wh = ngx_http_events_wh_shm(store);
-    ep = wh ? ngx_http_events_wh_find(wh, tenant, id) : NULL;
+    ep = ngx_http_events_wh_lock(store, tenant, id, &wh);
 
     if (ep == NULL) {
         rc = NGX_DECLINED;
@@ -643,10 +648,7 @@ ngx_http_events_wh_delivery(ngx_http_events_store_t *store,
 
     rc = NGX_DONE;
 
-    ngx_shmtx_lock(&store->shpool->mutex);
-
-    wh = ngx_http_events_wh_shm(store);
-    ep = wh ? ngx_http_events_wh_find(wh, tenant, id) : NULL;
+    ep = ngx_http_events_wh_lock(store, tenant, id, &wh);
 
     if (ep == NULL) {
         rc = NGX_DECLINED;
@@ -691,10 +693,7 @@ ngx_http_events_wh_replay(ngx_http_events_store_t *store, ngx_str_t *tenant,
     ngx_http_events_wh_sh_t        *wh;
     ngx_http_events_wh_endpoint_t  *ep;
 
-    ngx_shmtx_lock(&store->shpool->mutex);
-
-    wh = ngx_http_events_wh_shm(store);
-    ep = wh ? ngx_http_events_wh_find(wh, tenant, id) : NULL;
+    ep = ngx_http_events_wh_lock(store, tenant, id, &wh);
 
     if (ep == NULL) {
         rc = NGX_DECLINED;
@@ -760,10 +759,7 @@ ngx_http_events_wh_was_failed(ngx_http_events_store_t *store,
 
     found = 0;
 
-    ngx_shmtx_lock(&store->shpool->mutex);
-
-    wh = ngx_http_events_wh_shm(store);
-    ep = wh ? ngx_http_events_wh_find(wh, tenant, id) : NULL;
+    ep = ngx_http_events_wh_lock(store, tenant, id, &wh);
 
     if (ep && mode == 2) {
         n = ngx_min(ep->nfailed, NGX_HTTP_EVENTS_WH_FAILED);
@@ -795,10 +791,7 @@ ngx_http_events_wh_send_now(ngx_http_events_store_t *store,
     ngx_http_events_wh_job_t       *job;
     ngx_http_events_wh_endpoint_t  *ep;
 
-    ngx_shmtx_lock(&store->shpool->mutex);
-
-    wh = ngx_http_events_wh_shm(store);
-    ep = wh ? ngx_http_events_wh_find(wh, tenant, id) : NULL;
+    ep = ngx_http_events_wh_lock(store, tenant, id, &wh);
 
     if (ep == NULL) {
         ngx_shmtx_unlock(&store->shpool->mutex);

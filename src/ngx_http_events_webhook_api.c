@@ -85,6 +85,8 @@ static ngx_int_t ngx_http_events_wh_api_attempts(ngx_http_request_t *r,
     ngx_http_events_wh_route_t *rt);
 static ngx_int_t ngx_http_events_wh_api_delivery(ngx_http_request_t *r,
     ngx_http_events_wh_route_t *rt);
+static ngx_int_t ngx_http_events_wh_api_log(ngx_http_request_t *r,
+    ngx_http_events_wh_route_t *rt, uint64_t before, ngx_array_t *all);
 static ngx_int_t ngx_http_events_wh_api_retry(ngx_http_request_t *r,
     ngx_http_events_wh_route_t *rt);
 static ngx_int_t ngx_http_events_wh_api_test(ngx_http_request_t *r,
@@ -1182,7 +1184,6 @@ static ngx_int_t
 ngx_http_events_wh_api_attempts(ngx_http_request_t *r,
     ngx_http_events_wh_route_t *rt)
 {
-    u_char                        *last;
     size_t                         size;
     uint64_t                       before, next;
     ngx_int_t                      rc, limit, result;
@@ -1190,13 +1191,10 @@ ngx_http_events_wh_api_attempts(ngx_http_request_t *r,
     ngx_uint_t                     i, n;
     ngx_array_t                    all;
     ngx_http_events_out_t          o;
-    ngx_http_events_store_t       *store;
-    ngx_http_events_wh_view_t      view;
     ngx_http_events_loc_conf_t    *elcf;
     ngx_http_events_wh_attempt_t  *a;
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
-    store = elcf->webhooks_zone->data;
 
     limit = 50;
     before = 0;
@@ -1248,23 +1246,8 @@ ngx_http_events_wh_api_attempts(ngx_http_request_t *r,
     }
 
     /* the whole log below the cursor: it is small, and filters skip */
-    if (ngx_http_events_wh_get(store, &rt->tenant, &rt->id, r->pool, &view)
-        == NGX_DECLINED)
-    {
-        return ngx_http_events_wh_unknown(r, rt);
-    }
-
-    size = ngx_align(offsetof(ngx_http_events_wh_attempt_t, excerpt)
-                     + elcf->wh.excerpt_size, 8);
-
-    if (ngx_array_init(&all, r->pool, elcf->wh.log_size + 1, size)
-        != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    rc = ngx_http_events_wh_attempts(store, &rt->tenant, &rt->id, before,
-                                     r->pool, &all);
+    rc = ngx_http_events_wh_api_log(r, rt, before, &all);
+    size = all.size;
 
     if (rc == NGX_DECLINED) {
         return ngx_http_events_wh_unknown(r, rt);
@@ -1318,10 +1301,31 @@ ngx_http_events_wh_api_attempts(ngx_http_request_t *r,
         ngx_http_events_out(&o, "],\"nextCursor\":null}");
     }
 
-    last = o.pos;
-    (void) last;
-
     return ngx_http_events_out_send(r, &o, NGX_HTTP_OK);
+}
+
+
+/* the endpoint's attempts below "before", copied into all */
+
+static ngx_int_t
+ngx_http_events_wh_api_log(ngx_http_request_t *r,
+    ngx_http_events_wh_route_t *rt, uint64_t before, ngx_array_t *all)
+{
+    size_t                       size;
+    ngx_http_events_loc_conf_t  *elcf;
+
+    elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
+
+    size = ngx_align(offsetof(ngx_http_events_wh_attempt_t, excerpt)
+                     + elcf->wh.excerpt_size, 8);
+
+    if (ngx_array_init(all, r->pool, elcf->wh.log_size + 1, size) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_events_wh_attempts(elcf->webhooks_zone->data, &rt->tenant,
+                                       &rt->id, before, r->pool, all);
 }
 
 
@@ -1357,16 +1361,11 @@ ngx_http_events_wh_api_delivery(ngx_http_request_t *r,
         return ngx_http_events_wh_unknown(r, rt);
     }
 
-    size = ngx_align(offsetof(ngx_http_events_wh_attempt_t, excerpt)
-                     + elcf->wh.excerpt_size, 8);
-
-    if (ngx_array_init(&all, r->pool, elcf->wh.log_size + 1, size) != NGX_OK
-        || ngx_http_events_wh_attempts(store, &rt->tenant, &rt->id, 0,
-                                       r->pool, &all)
-           != NGX_OK)
-    {
+    if (ngx_http_events_wh_api_log(r, rt, 0, &all) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    size = all.size;
 
     ngx_memzero(&o, sizeof(ngx_http_events_out_t));
     o.pool = r->pool;

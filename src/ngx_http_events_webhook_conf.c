@@ -27,6 +27,8 @@ static ngx_int_t ngx_http_events_wh_conf_patterns(ngx_str_t *value,
     size_t skip, ngx_http_events_wh_spec_t *spec);
 static ngx_int_t ngx_http_events_wh_conf_id(ngx_conf_t *cf,
     ngx_http_events_wh_spec_t *spec, char *prefix);
+static ngx_int_t ngx_http_events_wh_conf_param(ngx_str_t *value,
+    ngx_http_events_wh_spec_t *spec, ngx_uint_t any_tenant);
 static ngx_http_core_loc_conf_t *ngx_http_events_wh_location(
     ngx_http_conf_ctx_t *ctx, ngx_str_t *uri);
 
@@ -196,7 +198,7 @@ ngx_http_events_webhook(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_events_main_conf_t  *emcf = conf;
 
     u_char                       *p;
-    ngx_int_t                     n;
+    ngx_int_t                     n, rc;
     ngx_str_t                    *value, v, text;
     ngx_uint_t                    i;
     ngx_http_events_wh_spec_t    *spec;
@@ -280,27 +282,13 @@ ngx_http_events_webhook(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
-        if (ngx_strncmp(value[i].data, "id=", 3) == 0) {
-            spec->id.data = value[i].data + 3;
-            spec->id.len = value[i].len - 3;
+        rc = ngx_http_events_wh_conf_param(&value[i], spec, 0);
 
-            if (spec->id.len == 0 || spec->id.len > 48
-                || ngx_http_events_tenant_valid(&spec->id) != NGX_OK)
-            {
-                goto invalid;
-            }
-
-            continue;
+        if (rc == NGX_ERROR) {
+            goto invalid;
         }
 
-        if (ngx_strncmp(value[i].data, "tenant=", 7) == 0) {
-            spec->tenant.data = value[i].data + 7;
-            spec->tenant.len = value[i].len - 7;
-
-            if (ngx_http_events_tenant_valid(&spec->tenant) != NGX_OK) {
-                goto invalid;
-            }
-
+        if (rc == NGX_OK) {
             continue;
         }
 
@@ -369,6 +357,7 @@ ngx_http_events_handler(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_events_main_conf_t  *emcf = conf;
 
+    ngx_int_t                     rc;
     ngx_str_t                    *value;
     ngx_uint_t                    i;
     ngx_http_events_wh_spec_t    *spec;
@@ -416,29 +405,13 @@ ngx_http_events_handler(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
-        if (ngx_strncmp(value[i].data, "id=", 3) == 0) {
-            spec->id.data = value[i].data + 3;
-            spec->id.len = value[i].len - 3;
+        rc = ngx_http_events_wh_conf_param(&value[i], spec, 1);
 
-            if (spec->id.len == 0 || spec->id.len > 48
-                || ngx_http_events_tenant_valid(&spec->id) != NGX_OK)
-            {
-                goto invalid;
-            }
-
-            continue;
+        if (rc == NGX_ERROR) {
+            goto invalid;
         }
 
-        if (ngx_strncmp(value[i].data, "tenant=", 7) == 0) {
-            spec->tenant.data = value[i].data + 7;
-            spec->tenant.len = value[i].len - 7;
-
-            if (!(spec->tenant.len == 1 && spec->tenant.data[0] == '*')
-                && ngx_http_events_tenant_valid(&spec->tenant) != NGX_OK)
-            {
-                goto invalid;
-            }
-
+        if (rc == NGX_OK) {
             continue;
         }
 
@@ -751,6 +724,46 @@ ngx_http_events_wh_conf_patterns(ngx_str_t *value, size_t skip,
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * id= and tenant=, common to events_webhook and events_handler ("*", every
+ * tenant, for handlers only): NGX_DECLINED when it is neither
+ */
+
+static ngx_int_t
+ngx_http_events_wh_conf_param(ngx_str_t *value,
+    ngx_http_events_wh_spec_t *spec, ngx_uint_t any_tenant)
+{
+    if (ngx_strncmp(value->data, "id=", 3) == 0) {
+        spec->id.data = value->data + 3;
+        spec->id.len = value->len - 3;
+
+        if (spec->id.len == 0 || spec->id.len > 48
+            || ngx_http_events_tenant_valid(&spec->id) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        return NGX_OK;
+    }
+
+    if (ngx_strncmp(value->data, "tenant=", 7) == 0) {
+        spec->tenant.data = value->data + 7;
+        spec->tenant.len = value->len - 7;
+
+        if (any_tenant && spec->tenant.len == 1
+            && spec->tenant.data[0] == '*')
+        {
+            return NGX_OK;
+        }
+
+        return ngx_http_events_tenant_valid(&spec->tenant) == NGX_OK
+               ? NGX_OK : NGX_ERROR;
+    }
+
+    return NGX_DECLINED;
 }
 
 

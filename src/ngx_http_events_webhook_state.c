@@ -547,7 +547,6 @@ ngx_http_events_wh_state_endpoint(ngx_http_events_store_t *store,
     size_t                          i;
     json_t                         *v, *a, *nums;
     json_int_t                      f[15], d[5];
-    ngx_uint_t                      k;
     ngx_http_events_wh_spec_t       spec;
     ngx_http_events_wh_delivery_t  *dl;
     ngx_http_events_wh_endpoint_t  *ep;
@@ -675,7 +674,6 @@ ngx_http_events_wh_state_endpoint(ngx_http_events_store_t *store,
     }
 
     a = json_object_get(o, "deliveries");
-    k = 0;
 
     json_array_foreach(a, i, v) {
         if (json_unpack(v, "[IIIII]", &d[0], &d[1], &d[2], &d[3], &d[4])
@@ -700,7 +698,6 @@ ngx_http_events_wh_state_endpoint(ngx_http_events_store_t *store,
 
         ngx_queue_insert_tail(&ep->deliveries, &dl->queue);
         ep->pending++;
-        k++;
     }
 
     return NGX_OK;
