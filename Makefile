@@ -18,7 +18,7 @@ NGINX_BIN   ?= /usr/sbin/nginx
 BUILD       := $(CURDIR)/build
 MODULE      := $(BUILD)/ngx_http_events_module.so
 ASAN_MODULE := $(BUILD)/asan/ngx_http_events_module.so
-SOURCES     := config $(wildcard src/*.c src/*.h)
+SOURCES     := config $(wildcard src/*.[ch] src/*/*.[ch])
 LIBASAN     := $(firstword $(wildcard /usr/lib/*-linux-gnu/libasan.so.8))
 PROVE_JOBS  ?= 2
 
@@ -129,12 +129,14 @@ FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 300
 FUZZ_SHORT   ?= 20
 FUZZ_TARGETS := envelope query jwt
-FUZZ_SRC     := src/ngx_http_events_json.c src/ngx_http_events_cursor.c \
-                src/ngx_http_events_match.c src/ngx_http_events_query.c \
-                src/ngx_http_events_jwt.c
+FUZZ_SRC     := src/core/ngx_http_events_json.c \
+                src/core/ngx_http_events_cursor.c \
+                src/core/ngx_http_events_match.c \
+                src/core/ngx_http_events_query.c \
+                src/core/ngx_http_events_jwt.c
 FUZZ_CFLAGS  := -g -O1 -fno-omit-frame-pointer \
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-    -I src -I $(NGINX_SRC)/src/core -I $(NGINX_SRC)/src/event \
+    -I src -I src/core -I $(NGINX_SRC)/src/core -I $(NGINX_SRC)/src/event \
     -I $(NGINX_SRC)/src/event/modules -I $(NGINX_SRC)/src/os/unix \
     -I $(NGINX_SRC)/src/http -I $(NGINX_SRC)/src/http/modules \
     -I $(BUILD)/nginx/objs

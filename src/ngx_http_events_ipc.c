@@ -291,7 +291,7 @@ ngx_http_events_ipc_wake(ngx_cycle_t *cycle, ngx_uint_t doorbell)
             ngx_http_events_stream_wake(store);
         }
 
-        ngx_http_events_wh_wake(store);
+        ngx_http_events_webhook_dispatch_wake(store);
     }
 }
 
@@ -346,7 +346,7 @@ ngx_http_events_ipc_watcher(ngx_event_t *ev)
 
     ngx_http_events_ipc_unwatch(ipc);
     ngx_http_events_stream_close_all((ngx_cycle_t *) ngx_cycle);
-    ngx_http_events_wh_release((ngx_cycle_t *) ngx_cycle);
+    ngx_http_events_webhook_dispatch_release((ngx_cycle_t *) ngx_cycle);
 }
 
 

@@ -188,7 +188,7 @@ static ngx_command_t  ngx_http_events_commands[] = {
 
     { ngx_string("events_auth_jwt_key"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
-      ngx_http_events_jwt_key,
+      ngx_http_events_auth_jwt_key,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -230,28 +230,28 @@ static ngx_command_t  ngx_http_events_commands[] = {
 
     { ngx_string("events_webhooks"),
       NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_events_webhooks,
+      ngx_http_events_webhook_conf_webhooks,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
 
     { ngx_string("events_webhook"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
-      ngx_http_events_webhook,
+      ngx_http_events_webhook_conf_static,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
 
     { ngx_string("events_handler"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_2MORE,
-      ngx_http_events_handler,
+      ngx_http_events_webhook_conf_handler,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
 
     { ngx_string("events_webhook_retry"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
-      ngx_http_events_wh_retry,
+      ngx_http_events_webhook_conf_retry,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -328,7 +328,7 @@ static ngx_command_t  ngx_http_events_commands[] = {
 
     { ngx_string("events_webhook_allow"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
-      ngx_http_events_wh_allow,
+      ngx_http_events_webhook_conf_allow,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -420,7 +420,7 @@ ngx_http_events_get_tenant(ngx_http_request_t *r, ngx_str_t *tenant)
 
     if (elcf->auth) {
         /* the token's word is final: a request never picks a tenant */
-        claims = ngx_http_events_claims(r);
+        claims = ngx_http_events_auth_claims(r);
 
         if (claims == NULL) {
             return NGX_ERROR;
@@ -439,7 +439,7 @@ ngx_http_events_get_tenant(ngx_http_request_t *r, ngx_str_t *tenant)
         return NGX_ERROR;
     }
 
-    return ngx_http_events_tenant_valid(tenant) == NGX_OK ? NGX_OK
+    return ngx_http_events_match_tenant_valid(tenant) == NGX_OK ? NGX_OK
                                                           : NGX_DECLINED;
 }
 
@@ -467,11 +467,11 @@ ngx_http_events_ctx(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_events_preconfiguration(ngx_conf_t *cf)
 {
-    if (ngx_http_events_add_variables(cf) != NGX_OK) {
+    if (ngx_http_events_auth_add_variables(cf) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    return ngx_http_events_wh_add_variables(cf);
+    return ngx_http_events_webhook_delivery_add_variables(cf);
 }
 
 
@@ -483,7 +483,7 @@ ngx_http_events_preconfiguration(ngx_conf_t *cf)
 static ngx_int_t
 ngx_http_events_postconfiguration(ngx_conf_t *cf)
 {
-    if (ngx_http_events_wh_postconfiguration(cf) != NGX_OK) {
+    if (ngx_http_events_webhook_conf_postconfiguration(cf) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -585,7 +585,7 @@ ngx_http_events_create_loc_conf(ngx_conf_t *cf)
     elcf->auth_query_token = NGX_CONF_UNSET;
     elcf->auth_leeway = NGX_CONF_UNSET;
 
-    ngx_http_events_wh_conf_init(&elcf->wh);
+    ngx_http_events_webhook_conf_init(&elcf->wh);
     ngx_http_events_capture_create_conf(&elcf->capture);
 
     return elcf;
@@ -627,7 +627,7 @@ ngx_http_events_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         conf->jwt_keys = prev->jwt_keys;
     }
 
-    if (ngx_http_events_wh_conf_merge(cf, &prev->wh, &conf->wh)
+    if (ngx_http_events_webhook_conf_merge(cf, &prev->wh, &conf->wh)
         != NGX_CONF_OK)
     {
         return NGX_CONF_ERROR;
@@ -856,7 +856,7 @@ ngx_http_events_init_module(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
-    return ngx_http_events_wh_init_module(cycle);
+    return ngx_http_events_webhook_conf_init_module(cycle);
 }
 
 
@@ -878,7 +878,7 @@ ngx_http_events_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
-    return ngx_http_events_wh_init_process(cycle);
+    return ngx_http_events_webhook_dispatch_init_process(cycle);
 }
 
 
@@ -887,7 +887,7 @@ ngx_http_events_exit_process(ngx_cycle_t *cycle)
 {
     ngx_http_events_main_conf_t  *emcf;
 
-    ngx_http_events_wh_exit_process(cycle);
+    ngx_http_events_webhook_dispatch_exit_process(cycle);
     ngx_http_events_ipc_exit_process(cycle);
 
     emcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_events_module);

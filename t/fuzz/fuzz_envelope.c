@@ -258,7 +258,7 @@ fz_check_envelope(ngx_http_events_envelope_t *env, json_t *obj,
              <= env->max_size, "json_len %zu over max_size %zu",
              ev->json_len, env->max_size);
 
-    fz_check(ngx_http_events_type_valid(ev->type.data, ev->type.len)
+    fz_check(ngx_http_events_match_type_valid(ev->type.data, ev->type.len)
              == NGX_OK, "type \"%.*s\" not valid",
              (int) ev->type.len, ev->type.data);
     fz_check(ngx_http_events_id_valid(ev->id.data, ev->id.len) == NGX_OK,

@@ -194,23 +194,24 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                  (int) token.len, token.data);
         fz_check(claims.exp + FZ_LEEWAY >= FZ_NOW, "expired exp %lld",
                  (long long) claims.exp);
-        fz_check(ngx_http_events_tenant_valid(&claims.tenant) == NGX_OK,
+        fz_check(ngx_http_events_match_tenant_valid(&claims.tenant) == NGX_OK,
                  "tenant %.*s", (int) claims.tenant.len, claims.tenant.data);
 
         for (i = 0; i < claims.npublish; i++) {
-            fz_check(ngx_http_events_pattern_valid(claims.publish[i].data,
-                                                   claims.publish[i].len)
+            fz_check(ngx_http_events_match_pattern_valid(claims.publish[i].data,
+                                                         claims.publish[i].len)
                      == NGX_OK, "publish pattern");
         }
 
         for (i = 0; i < claims.nsubscribe; i++) {
-            fz_check(ngx_http_events_pattern_valid(claims.subscribe[i].data,
-                                                   claims.subscribe[i].len)
+            fz_check(
+                ngx_http_events_match_pattern_valid(claims.subscribe[i].data,
+                                                         claims.subscribe[i].len)
                      == NGX_OK, "subscribe pattern");
 
             /* a grant never narrows to something it does not cover */
-            fz_check(ngx_http_events_pattern_covers(&claims.subscribe[i],
-                                                    &claims.subscribe[i]),
+            fz_check(ngx_http_events_match_pattern_covers(&claims.subscribe[i],
+                                                          &claims.subscribe[i]),
                      "a pattern does not cover itself");
         }
     }

@@ -143,8 +143,8 @@ fz_query_mode(u_char *p, size_t len, ngx_uint_t mode)
              (unsigned long) q.ntypes);
 
     for (i = 0; i < q.ntypes; i++) {
-        fz_check(ngx_http_events_pattern_valid(q.types[i].data,
-                                               q.types[i].len)
+        fz_check(ngx_http_events_match_pattern_valid(q.types[i].data,
+                                                     q.types[i].len)
                  == NGX_OK, "types[%lu] \"%.*s\" not valid",
                  (unsigned long) i, (int) q.types[i].len, q.types[i].data);
     }
@@ -269,25 +269,26 @@ fz_match(u_char *p, size_t len)
     if (nl) {
         type.data = nl + 1;
         type.len = p + len - type.data;
-        has_type = (ngx_http_events_type_valid(type.data, type.len)
+        has_type = (ngx_http_events_match_type_valid(type.data, type.len)
                     == NGX_OK);
     }
 
     /* every type is a pattern that names itself */
-    if (ngx_http_events_type_valid(pattern.data, pattern.len) == NGX_OK) {
-        fz_check(ngx_http_events_pattern_valid(pattern.data, pattern.len)
+    if (ngx_http_events_match_type_valid(pattern.data, pattern.len) == NGX_OK) {
+        fz_check(ngx_http_events_match_pattern_valid(pattern.data, pattern.len)
                  == NGX_OK, "type \"%.*s\" is not a valid pattern",
                  (int) pattern.len, pattern.data);
     }
 
-    if (ngx_http_events_pattern_valid(pattern.data, pattern.len) != NGX_OK) {
+    if (ngx_http_events_match_pattern_valid(pattern.data,
+                                            pattern.len) != NGX_OK) {
         return;
     }
 
     star = (memchr(pattern.data, '*', pattern.len) != NULL);
 
     if (!star) {
-        fz_check(ngx_http_events_type_valid(pattern.data, pattern.len)
+        fz_check(ngx_http_events_match_type_valid(pattern.data, pattern.len)
                  == NGX_OK, "pattern \"%.*s\" without '*' is no type",
                  (int) pattern.len, pattern.data);
         fz_check(ngx_http_events_match(&pattern, &pattern) == 1,

@@ -29,35 +29,35 @@ typedef struct {
 } ngx_http_events_param_t;
 
 
-static ngx_int_t ngx_http_events_param_types(ngx_http_events_query_t *q,
+static ngx_int_t ngx_http_events_query_param_types(ngx_http_events_query_t *q,
     ngx_str_t *value, ngx_pool_t *pool, ngx_http_events_error_t *err);
-static ngx_int_t ngx_http_events_param_rtype(ngx_http_events_query_t *q,
+static ngx_int_t ngx_http_events_query_param_rtype(ngx_http_events_query_t *q,
     ngx_str_t *value, ngx_pool_t *pool, ngx_http_events_error_t *err);
-static ngx_int_t ngx_http_events_param_rid(ngx_http_events_query_t *q,
+static ngx_int_t ngx_http_events_query_param_rid(ngx_http_events_query_t *q,
     ngx_str_t *value, ngx_pool_t *pool, ngx_http_events_error_t *err);
-static ngx_int_t ngx_http_events_param_action(ngx_http_events_query_t *q,
+static ngx_int_t ngx_http_events_query_param_action(ngx_http_events_query_t *q,
     ngx_str_t *value, ngx_pool_t *pool, ngx_http_events_error_t *err);
-static ngx_int_t ngx_http_events_param_source(ngx_http_events_query_t *q,
+static ngx_int_t ngx_http_events_query_param_source(ngx_http_events_query_t *q,
     ngx_str_t *value, ngx_pool_t *pool, ngx_http_events_error_t *err);
-static ngx_int_t ngx_http_events_param_since(ngx_http_events_query_t *q,
+static ngx_int_t ngx_http_events_query_param_since(ngx_http_events_query_t *q,
     ngx_str_t *value, ngx_pool_t *pool, ngx_http_events_error_t *err);
-static ngx_int_t ngx_http_events_param_until(ngx_http_events_query_t *q,
+static ngx_int_t ngx_http_events_query_param_until(ngx_http_events_query_t *q,
     ngx_str_t *value, ngx_pool_t *pool, ngx_http_events_error_t *err);
-static ngx_int_t ngx_http_events_param_after(ngx_http_events_query_t *q,
+static ngx_int_t ngx_http_events_query_param_after(ngx_http_events_query_t *q,
     ngx_str_t *value, ngx_pool_t *pool, ngx_http_events_error_t *err);
-static ngx_int_t ngx_http_events_param_before(ngx_http_events_query_t *q,
+static ngx_int_t ngx_http_events_query_param_before(ngx_http_events_query_t *q,
     ngx_str_t *value, ngx_pool_t *pool, ngx_http_events_error_t *err);
-static ngx_int_t ngx_http_events_param_limit(ngx_http_events_query_t *q,
+static ngx_int_t ngx_http_events_query_param_limit(ngx_http_events_query_t *q,
     ngx_str_t *value, ngx_pool_t *pool, ngx_http_events_error_t *err);
-static ngx_int_t ngx_http_events_param_order(ngx_http_events_query_t *q,
+static ngx_int_t ngx_http_events_query_param_order(ngx_http_events_query_t *q,
     ngx_str_t *value, ngx_pool_t *pool, ngx_http_events_error_t *err);
-static ngx_int_t ngx_http_events_param_last(ngx_http_events_query_t *q,
+static ngx_int_t ngx_http_events_query_param_last(ngx_http_events_query_t *q,
     ngx_str_t *value, ngx_pool_t *pool, ngx_http_events_error_t *err);
-static ngx_int_t ngx_http_events_param_named(ngx_http_events_query_t *q,
+static ngx_int_t ngx_http_events_query_param_named(ngx_http_events_query_t *q,
     ngx_str_t *value, ngx_pool_t *pool, ngx_http_events_error_t *err);
-static ngx_int_t ngx_http_events_param_token(ngx_http_events_query_t *q,
+static ngx_int_t ngx_http_events_query_param_token(ngx_http_events_query_t *q,
     ngx_str_t *value, ngx_pool_t *pool, ngx_http_events_error_t *err);
-static ngx_int_t ngx_http_events_key_string(ngx_str_t *value, size_t max,
+static ngx_int_t ngx_http_events_query_key_string(ngx_str_t *value, size_t max,
     ngx_uint_t rid);
 
 
@@ -65,20 +65,20 @@ static ngx_int_t ngx_http_events_key_string(ngx_str_t *value, size_t max,
 #define S  NGX_HTTP_EVENTS_QUERY_STREAM
 
 static ngx_http_events_param_t  ngx_http_events_params[] = {
-    { ngx_string("types"), ngx_http_events_param_types, L|S },
-    { ngx_string("resourceType"), ngx_http_events_param_rtype, L|S },
-    { ngx_string("resourceId"), ngx_http_events_param_rid, L|S },
-    { ngx_string("action"), ngx_http_events_param_action, L|S },
-    { ngx_string("source"), ngx_http_events_param_source, L|S },
-    { ngx_string("since"), ngx_http_events_param_since, L },
-    { ngx_string("until"), ngx_http_events_param_until, L },
-    { ngx_string("after"), ngx_http_events_param_after, L },
-    { ngx_string("before"), ngx_http_events_param_before, L },
-    { ngx_string("limit"), ngx_http_events_param_limit, L },
-    { ngx_string("order"), ngx_http_events_param_order, L },
-    { ngx_string("lastEventId"), ngx_http_events_param_last, S },
-    { ngx_string("named"), ngx_http_events_param_named, S },
-    { ngx_string("token"), ngx_http_events_param_token, L|S },
+    { ngx_string("types"), ngx_http_events_query_param_types, L|S },
+    { ngx_string("resourceType"), ngx_http_events_query_param_rtype, L|S },
+    { ngx_string("resourceId"), ngx_http_events_query_param_rid, L|S },
+    { ngx_string("action"), ngx_http_events_query_param_action, L|S },
+    { ngx_string("source"), ngx_http_events_query_param_source, L|S },
+    { ngx_string("since"), ngx_http_events_query_param_since, L },
+    { ngx_string("until"), ngx_http_events_query_param_until, L },
+    { ngx_string("after"), ngx_http_events_query_param_after, L },
+    { ngx_string("before"), ngx_http_events_query_param_before, L },
+    { ngx_string("limit"), ngx_http_events_query_param_limit, L },
+    { ngx_string("order"), ngx_http_events_query_param_order, L },
+    { ngx_string("lastEventId"), ngx_http_events_query_param_last, S },
+    { ngx_string("named"), ngx_http_events_query_param_named, S },
+    { ngx_string("token"), ngx_http_events_query_param_token, L|S },
     { ngx_null_string, NULL, 0 }
 };
 
@@ -171,7 +171,7 @@ ngx_http_events_query_parse(ngx_str_t *args, ngx_uint_t mode,
             value.len = dst - value.data;
         }
 
-        if (param->handler == ngx_http_events_param_order) {
+        if (param->handler == ngx_http_events_query_param_order) {
             order_set = 1;
         }
 
@@ -215,7 +215,7 @@ ngx_http_events_query_parse(ngx_str_t *args, ngx_uint_t mode,
 
 
 static ngx_int_t
-ngx_http_events_param_types(ngx_http_events_query_t *q, ngx_str_t *value,
+ngx_http_events_query_param_types(ngx_http_events_query_t *q, ngx_str_t *value,
     ngx_pool_t *pool, ngx_http_events_error_t *err)
 {
     u_char     *p, *end, *comma;
@@ -244,7 +244,7 @@ ngx_http_events_param_types(ngx_http_events_query_t *q, ngx_str_t *value,
             return NGX_ERROR;
         }
 
-        if (ngx_http_events_pattern_valid(p, comma - p) != NGX_OK) {
+        if (ngx_http_events_match_pattern_valid(p, comma - p) != NGX_OK) {
             ngx_http_events_error(err, 400, "invalid_parameter", "param",
                                   NULL, "types", "\"types\" has an invalid "
                                   "pattern \"%*s\": use dot-separated "
@@ -268,7 +268,7 @@ ngx_http_events_param_types(ngx_http_events_query_t *q, ngx_str_t *value,
 
 
 static ngx_int_t
-ngx_http_events_key_string(ngx_str_t *value, size_t max, ngx_uint_t rid)
+ngx_http_events_query_key_string(ngx_str_t *value, size_t max, ngx_uint_t rid)
 {
     size_t  i;
     u_char  ch;
@@ -298,10 +298,10 @@ ngx_http_events_key_string(ngx_str_t *value, size_t max, ngx_uint_t rid)
 
 
 static ngx_int_t
-ngx_http_events_param_rtype(ngx_http_events_query_t *q, ngx_str_t *value,
+ngx_http_events_query_param_rtype(ngx_http_events_query_t *q, ngx_str_t *value,
     ngx_pool_t *pool, ngx_http_events_error_t *err)
 {
-    if (ngx_http_events_key_string(value, NGX_HTTP_EVENTS_MAX_RTYPE, 0)
+    if (ngx_http_events_query_key_string(value, NGX_HTTP_EVENTS_MAX_RTYPE, 0)
         != NGX_OK)
     {
         ngx_http_events_error(err, 400, "invalid_parameter", "param", NULL,
@@ -317,10 +317,10 @@ ngx_http_events_param_rtype(ngx_http_events_query_t *q, ngx_str_t *value,
 
 
 static ngx_int_t
-ngx_http_events_param_rid(ngx_http_events_query_t *q, ngx_str_t *value,
+ngx_http_events_query_param_rid(ngx_http_events_query_t *q, ngx_str_t *value,
     ngx_pool_t *pool, ngx_http_events_error_t *err)
 {
-    if (ngx_http_events_key_string(value, NGX_HTTP_EVENTS_MAX_RID, 1)
+    if (ngx_http_events_query_key_string(value, NGX_HTTP_EVENTS_MAX_RID, 1)
         != NGX_OK)
     {
         ngx_http_events_error(err, 400, "invalid_parameter", "param", NULL,
@@ -336,7 +336,7 @@ ngx_http_events_param_rid(ngx_http_events_query_t *q, ngx_str_t *value,
 
 
 static ngx_int_t
-ngx_http_events_param_action(ngx_http_events_query_t *q, ngx_str_t *value,
+ngx_http_events_query_param_action(ngx_http_events_query_t *q, ngx_str_t *value,
     ngx_pool_t *pool, ngx_http_events_error_t *err)
 {
     static ngx_str_t  actions[] = {
@@ -363,7 +363,7 @@ ngx_http_events_param_action(ngx_http_events_query_t *q, ngx_str_t *value,
 
 
 static ngx_int_t
-ngx_http_events_param_source(ngx_http_events_query_t *q, ngx_str_t *value,
+ngx_http_events_query_param_source(ngx_http_events_query_t *q, ngx_str_t *value,
     ngx_pool_t *pool, ngx_http_events_error_t *err)
 {
     if (value->len == 0 || value->len > NGX_HTTP_EVENTS_MAX_SOURCE) {
@@ -380,7 +380,7 @@ ngx_http_events_param_source(ngx_http_events_query_t *q, ngx_str_t *value,
 
 
 static ngx_int_t
-ngx_http_events_param_since(ngx_http_events_query_t *q, ngx_str_t *value,
+ngx_http_events_query_param_since(ngx_http_events_query_t *q, ngx_str_t *value,
     ngx_pool_t *pool, ngx_http_events_error_t *err)
 {
     if (ngx_http_events_parse_time(value->data, value->len, &q->since_ms)
@@ -397,7 +397,7 @@ ngx_http_events_param_since(ngx_http_events_query_t *q, ngx_str_t *value,
 
 
 static ngx_int_t
-ngx_http_events_param_until(ngx_http_events_query_t *q, ngx_str_t *value,
+ngx_http_events_query_param_until(ngx_http_events_query_t *q, ngx_str_t *value,
     ngx_pool_t *pool, ngx_http_events_error_t *err)
 {
     if (ngx_http_events_parse_time(value->data, value->len, &q->until_ms)
@@ -414,7 +414,7 @@ ngx_http_events_param_until(ngx_http_events_query_t *q, ngx_str_t *value,
 
 
 static ngx_int_t
-ngx_http_events_param_after(ngx_http_events_query_t *q, ngx_str_t *value,
+ngx_http_events_query_param_after(ngx_http_events_query_t *q, ngx_str_t *value,
     ngx_pool_t *pool, ngx_http_events_error_t *err)
 {
     if (ngx_http_events_cursor_parse(value->data, value->len,
@@ -434,7 +434,7 @@ ngx_http_events_param_after(ngx_http_events_query_t *q, ngx_str_t *value,
 
 
 static ngx_int_t
-ngx_http_events_param_before(ngx_http_events_query_t *q, ngx_str_t *value,
+ngx_http_events_query_param_before(ngx_http_events_query_t *q, ngx_str_t *value,
     ngx_pool_t *pool, ngx_http_events_error_t *err)
 {
     if (ngx_http_events_cursor_parse(value->data, value->len,
@@ -453,7 +453,7 @@ ngx_http_events_param_before(ngx_http_events_query_t *q, ngx_str_t *value,
 
 
 static ngx_int_t
-ngx_http_events_param_limit(ngx_http_events_query_t *q, ngx_str_t *value,
+ngx_http_events_query_param_limit(ngx_http_events_query_t *q, ngx_str_t *value,
     ngx_pool_t *pool, ngx_http_events_error_t *err)
 {
     ngx_int_t  n;
@@ -475,7 +475,7 @@ ngx_http_events_param_limit(ngx_http_events_query_t *q, ngx_str_t *value,
 
 
 static ngx_int_t
-ngx_http_events_param_last(ngx_http_events_query_t *q, ngx_str_t *value,
+ngx_http_events_query_param_last(ngx_http_events_query_t *q, ngx_str_t *value,
     ngx_pool_t *pool, ngx_http_events_error_t *err)
 {
     /* checked when the stream starts: a bad one is a reset, not a 400 */
@@ -486,7 +486,7 @@ ngx_http_events_param_last(ngx_http_events_query_t *q, ngx_str_t *value,
 
 
 static ngx_int_t
-ngx_http_events_param_token(ngx_http_events_query_t *q, ngx_str_t *value,
+ngx_http_events_query_param_token(ngx_http_events_query_t *q, ngx_str_t *value,
     ngx_pool_t *pool, ngx_http_events_error_t *err)
 {
     /* the auth layer's: refused there unless events_auth_query_token */
@@ -495,7 +495,7 @@ ngx_http_events_param_token(ngx_http_events_query_t *q, ngx_str_t *value,
 
 
 static ngx_int_t
-ngx_http_events_param_named(ngx_http_events_query_t *q, ngx_str_t *value,
+ngx_http_events_query_param_named(ngx_http_events_query_t *q, ngx_str_t *value,
     ngx_pool_t *pool, ngx_http_events_error_t *err)
 {
     if (value->len == 1 && (value->data[0] == '0' || value->data[0] == '1')) {
@@ -510,7 +510,7 @@ ngx_http_events_param_named(ngx_http_events_query_t *q, ngx_str_t *value,
 
 
 static ngx_int_t
-ngx_http_events_param_order(ngx_http_events_query_t *q, ngx_str_t *value,
+ngx_http_events_query_param_order(ngx_http_events_query_t *q, ngx_str_t *value,
     ngx_pool_t *pool, ngx_http_events_error_t *err)
 {
     if (value->len == 3 && ngx_strncmp(value->data, "asc", 3) == 0) {

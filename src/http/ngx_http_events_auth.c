@@ -19,23 +19,23 @@
 
 #include "ngx_http_events_module.h"
 #include "ngx_http_events_auth.h"
-#include "ngx_http_events_api.h"
+#include "ngx_http_events_http.h"
 
 
-static ngx_int_t ngx_http_events_authenticate(ngx_http_request_t *r);
-static ngx_int_t ngx_http_events_token(ngx_http_request_t *r,
+static ngx_int_t ngx_http_events_auth_authenticate(ngx_http_request_t *r);
+static ngx_int_t ngx_http_events_auth_token(ngx_http_request_t *r,
     ngx_str_t *token, ngx_http_events_error_t *err);
-static ngx_int_t ngx_http_events_variable(ngx_http_request_t *r,
+static ngx_int_t ngx_http_events_auth_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 
 
 static ngx_http_variable_t  ngx_http_events_vars[] = {
 
-    { ngx_string("events_tenant"), NULL, ngx_http_events_variable,
+    { ngx_string("events_tenant"), NULL, ngx_http_events_auth_variable,
       offsetof(ngx_http_events_claims_t, tenant),
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
-    { ngx_string("events_subject"), NULL, ngx_http_events_variable,
+    { ngx_string("events_subject"), NULL, ngx_http_events_auth_variable,
       offsetof(ngx_http_events_claims_t, subject),
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
@@ -49,7 +49,7 @@ static ngx_http_variable_t  ngx_http_events_vars[] = {
  */
 
 ngx_uint_t
-ngx_http_events_access(ngx_http_request_t *r, ngx_int_t *rc)
+ngx_http_events_auth_access(ngx_http_request_t *r, ngx_int_t *rc)
 {
     ngx_str_t                    value;
     ngx_http_events_ctx_t       *ctx;
@@ -61,7 +61,7 @@ ngx_http_events_access(ngx_http_request_t *r, ngx_int_t *rc)
         return 1;
     }
 
-    if (ngx_http_events_authenticate(r) == NGX_ERROR) {
+    if (ngx_http_events_auth_authenticate(r) == NGX_ERROR) {
         *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
         return 0;
     }
@@ -81,12 +81,13 @@ ngx_http_events_access(ngx_http_request_t *r, ngx_int_t *rc)
         ngx_str_set(&value, "Bearer realm=\"events\", error=\"invalid_token\"");
     }
 
-    if (ngx_http_events_add_header(r, "WWW-Authenticate", &value) != NGX_OK) {
+    if (ngx_http_events_http_add_header(r, "WWW-Authenticate",
+                                        &value) != NGX_OK) {
         *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
         return 0;
     }
 
-    *rc = ngx_http_events_send_error(r, ctx->auth_err, NULL);
+    *rc = ngx_http_events_http_send_error(r, ctx->auth_err, NULL);
 
     return 0;
 }
@@ -99,7 +100,7 @@ ngx_http_events_access(ngx_http_request_t *r, ngx_int_t *rc)
  */
 
 ngx_http_events_claims_t *
-ngx_http_events_claims(ngx_http_request_t *r)
+ngx_http_events_auth_claims(ngx_http_request_t *r)
 {
     ngx_http_events_ctx_t       *ctx;
     ngx_http_events_loc_conf_t  *elcf;
@@ -119,7 +120,7 @@ ngx_http_events_claims(ngx_http_request_t *r)
 /* once per request: ctx->claims, or ctx->auth_err saying why not */
 
 static ngx_int_t
-ngx_http_events_authenticate(ngx_http_request_t *r)
+ngx_http_events_auth_authenticate(ngx_http_request_t *r)
 {
     ngx_int_t                    rc;
     ngx_str_t                    token;
@@ -154,7 +155,7 @@ ngx_http_events_authenticate(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    rc = ngx_http_events_token(r, &token, ctx->auth_err);
+    rc = ngx_http_events_auth_token(r, &token, ctx->auth_err);
     if (rc != NGX_OK) {
         return NGX_DECLINED;
     }
@@ -188,7 +189,7 @@ ngx_http_events_authenticate(ngx_http_request_t *r)
 
 
 static ngx_int_t
-ngx_http_events_token(ngx_http_request_t *r, ngx_str_t *token,
+ngx_http_events_auth_token(ngx_http_request_t *r, ngx_str_t *token,
     ngx_http_events_error_t *err)
 {
     ngx_str_t                    value, name;
@@ -244,7 +245,7 @@ ngx_http_events_token(ngx_http_request_t *r, ngx_str_t *token,
 
 
 ngx_int_t
-ngx_http_events_add_variables(ngx_conf_t *cf)
+ngx_http_events_auth_add_variables(ngx_conf_t *cf)
 {
     ngx_http_variable_t  *var, *v;
 
@@ -263,13 +264,14 @@ ngx_http_events_add_variables(ngx_conf_t *cf)
 
 
 static ngx_int_t
-ngx_http_events_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
+ngx_http_events_auth_variable(ngx_http_request_t *r,
+                              ngx_http_variable_value_t *v,
     uintptr_t data)
 {
     ngx_str_t                 *s;
     ngx_http_events_ctx_t     *ctx;
 
-    if (ngx_http_events_authenticate(r) != NGX_OK) {
+    if (ngx_http_events_auth_authenticate(r) != NGX_OK) {
         v->not_found = 1;
         return NGX_OK;
     }
@@ -295,7 +297,7 @@ ngx_http_events_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
 /* events_auth_jwt_key FILE [kid=ID]: an HS256 secret, the file's bytes */
 
 char *
-ngx_http_events_jwt_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+ngx_http_events_auth_jwt_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_events_loc_conf_t *elcf = conf;
 

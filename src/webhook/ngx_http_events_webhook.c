@@ -6,7 +6,7 @@
 
 /*
  * Webhook endpoints and their deliveries, in the events zone: what the
- * API and nginx.conf make of them (ngx_http_events_dispatch.c sends
+ * API and nginx.conf make of them (ngx_http_events_webhook_dispatch.c sends
  * them).
  *
  * An endpoint keeps a scan position in the ring: the dispatcher turns
@@ -33,17 +33,17 @@
 #include "ngx_http_events_ipc.h"
 
 
-static ngx_int_t ngx_http_events_wh_set(ngx_http_events_store_t *store,
+static ngx_int_t ngx_http_events_webhook_set(ngx_http_events_store_t *store,
     ngx_http_events_wh_endpoint_t *ep, ngx_http_events_wh_spec_t *spec);
-static void ngx_http_events_wh_free(ngx_http_events_store_t *store,
+static void ngx_http_events_webhook_free(ngx_http_events_store_t *store,
     ngx_http_events_wh_sh_t *wh, ngx_http_events_wh_endpoint_t *ep);
-static void ngx_http_events_wh_view(ngx_http_events_wh_endpoint_t *ep,
+static void ngx_http_events_webhook_view(ngx_http_events_wh_endpoint_t *ep,
     ngx_pool_t *pool, ngx_http_events_wh_view_t *view, uint64_t now);
-static ngx_str_t ngx_http_events_wh_str(ngx_http_events_wh_endpoint_t *ep,
+static ngx_str_t ngx_http_events_webhook_str(ngx_http_events_wh_endpoint_t *ep,
     ngx_http_events_wh_str_t *s);
-static void ngx_http_events_wh_skip(ngx_http_events_wh_endpoint_t *ep,
+static void ngx_http_events_webhook_skip(ngx_http_events_wh_endpoint_t *ep,
     uint64_t from, uint64_t to);
-static ngx_http_events_wh_endpoint_t *ngx_http_events_wh_lock(
+static ngx_http_events_wh_endpoint_t *ngx_http_events_webhook_lock(
     ngx_http_events_store_t *store, ngx_str_t *tenant, ngx_str_t *id,
     ngx_http_events_wh_sh_t **whp);
 
@@ -51,7 +51,7 @@ static ngx_http_events_wh_endpoint_t *ngx_http_events_wh_lock(
 /* the webhooks' part of the zone, made on first use */
 
 ngx_http_events_wh_sh_t *
-ngx_http_events_wh_shm(ngx_http_events_store_t *store)
+ngx_http_events_webhook_shm(ngx_http_events_store_t *store)
 {
     void                     **slot;
     ngx_http_events_wh_sh_t   *wh;
@@ -82,7 +82,7 @@ ngx_http_events_wh_shm(ngx_http_events_store_t *store)
 /* master, at start and on reload: the nginx.conf endpoints */
 
 ngx_int_t
-ngx_http_events_wh_init_zone(ngx_http_events_store_t *store,
+ngx_http_events_webhook_init_zone(ngx_http_events_store_t *store,
     ngx_http_events_wh_conf_t *whcf)
 {
     ngx_int_t                       rc;
@@ -96,7 +96,7 @@ ngx_http_events_wh_init_zone(ngx_http_events_store_t *store,
 
     ngx_shmtx_lock(&store->shpool->mutex);
 
-    wh = ngx_http_events_wh_shm(store);
+    wh = ngx_http_events_webhook_shm(store);
     if (wh == NULL) {
         ngx_shmtx_unlock(&store->shpool->mutex);
         ngx_log_error(NGX_LOG_EMERG, ngx_cycle->log, 0,
@@ -108,7 +108,7 @@ ngx_http_events_wh_init_zone(ngx_http_events_store_t *store,
     /* a new zone: what the last run left on disk, beside the journal */
     if (!wh->loaded) {
         wh->loaded = 1;
-        (void) ngx_http_events_wh_load(store, wh, ngx_cycle->log);
+        (void) ngx_http_events_webhook_state_load(store, wh, ngx_cycle->log);
     }
 
     for (q = ngx_queue_head(&wh->endpoints);
@@ -123,11 +123,11 @@ ngx_http_events_wh_init_zone(ngx_http_events_store_t *store,
 
     for (i = 0; store->wh_static && i < store->wh_static->nelts; i++) {
 
-        ep = ngx_http_events_wh_find(wh, &spec[i].tenant, &spec[i].id);
+        ep = ngx_http_events_webhook_find(wh, &spec[i].tenant, &spec[i].id);
 
         if (ep) {
             /* the same id keeps its queue and scan position */
-            if (ngx_http_events_wh_set(store, ep, &spec[i]) != NGX_OK) {
+            if (ngx_http_events_webhook_set(store, ep, &spec[i]) != NGX_OK) {
                 rc = NGX_ERROR;
                 break;
             }
@@ -143,7 +143,7 @@ ngx_http_events_wh_init_zone(ngx_http_events_store_t *store,
             continue;
         }
 
-        if (ngx_http_events_wh_create_locked(store, wh, &spec[i], whcf)
+        if (ngx_http_events_webhook_create_locked(store, wh, &spec[i], whcf)
             == NULL)
         {
             rc = NGX_ERROR;
@@ -160,7 +160,7 @@ ngx_http_events_wh_init_zone(ngx_http_events_store_t *store,
         ep = ngx_queue_data(q, ngx_http_events_wh_endpoint_t, queue);
 
         if (ep->is_static && !ep->seen && rc == NGX_OK) {
-            ngx_http_events_wh_free(store, wh, ep);
+            ngx_http_events_webhook_free(store, wh, ep);
         }
     }
 
@@ -181,22 +181,22 @@ ngx_http_events_wh_init_zone(ngx_http_events_store_t *store,
 /* the zone locked, and the tenant's endpoint id in it, or NULL */
 
 static ngx_http_events_wh_endpoint_t *
-ngx_http_events_wh_lock(ngx_http_events_store_t *store, ngx_str_t *tenant,
+ngx_http_events_webhook_lock(ngx_http_events_store_t *store, ngx_str_t *tenant,
     ngx_str_t *id, ngx_http_events_wh_sh_t **whp)
 {
     ngx_http_events_wh_sh_t  *wh;
 
     ngx_shmtx_lock(&store->shpool->mutex);
 
-    wh = ngx_http_events_wh_shm(store);
+    wh = ngx_http_events_webhook_shm(store);
     *whp = wh;
 
-    return wh ? ngx_http_events_wh_find(wh, tenant, id) : NULL;
+    return wh ? ngx_http_events_webhook_find(wh, tenant, id) : NULL;
 }
 
 
 ngx_http_events_wh_endpoint_t *
-ngx_http_events_wh_create_locked(ngx_http_events_store_t *store,
+ngx_http_events_webhook_create_locked(ngx_http_events_store_t *store,
     ngx_http_events_wh_sh_t *wh, ngx_http_events_wh_spec_t *spec,
     ngx_http_events_wh_conf_t *whcf)
 {
@@ -225,7 +225,7 @@ ngx_http_events_wh_create_locked(ngx_http_events_store_t *store,
         }
     }
 
-    if (ngx_http_events_wh_set(store, ep, spec) != NGX_OK) {
+    if (ngx_http_events_webhook_set(store, ep, spec) != NGX_OK) {
         if (ep->log) {
             ngx_slab_free_locked(store->shpool, ep->log);
         }
@@ -234,7 +234,7 @@ ngx_http_events_wh_create_locked(ngx_http_events_store_t *store,
         return NULL;
     }
 
-    now = ngx_http_events_wh_now();
+    now = ngx_http_events_webhook_now();
     head = ngx_http_events_store_head(store);
 
     ngx_memcpy(ep->id, spec->id.data, spec->id.len);
@@ -258,7 +258,7 @@ ngx_http_events_wh_create_locked(ngx_http_events_store_t *store,
 
     /* what came before the endpoint is "missing" for a replay */
     ep->scan_seq = head;
-    ngx_http_events_wh_skip(ep, 0, head);
+    ngx_http_events_webhook_skip(ep, 0, head);
 
     ngx_queue_init(&ep->deliveries);
     ngx_queue_insert_tail(&wh->endpoints, &ep->queue);
@@ -270,7 +270,7 @@ ngx_http_events_wh_create_locked(ngx_http_events_store_t *store,
 
 
 ngx_int_t
-ngx_http_events_wh_create(ngx_http_events_store_t *store,
+ngx_http_events_webhook_create(ngx_http_events_store_t *store,
     ngx_http_events_wh_spec_t *spec, ngx_uint_t max)
 {
     ngx_int_t                       rc;
@@ -281,7 +281,7 @@ ngx_http_events_wh_create(ngx_http_events_store_t *store,
 
     ngx_shmtx_lock(&store->shpool->mutex);
 
-    wh = ngx_http_events_wh_shm(store);
+    wh = ngx_http_events_webhook_shm(store);
     if (wh == NULL) {
         rc = NGX_ERROR;
         goto done;
@@ -308,7 +308,7 @@ ngx_http_events_wh_create(ngx_http_events_store_t *store,
         goto done;
     }
 
-    ep = ngx_http_events_wh_create_locked(store, wh, spec, store->whcf);
+    ep = ngx_http_events_webhook_create_locked(store, wh, spec, store->whcf);
     rc = ep ? NGX_OK : NGX_BUSY;
 
 done:
@@ -320,7 +320,7 @@ done:
 
 
 ngx_int_t
-ngx_http_events_wh_update(ngx_http_events_store_t *store,
+ngx_http_events_webhook_update(ngx_http_events_store_t *store,
     ngx_http_events_wh_spec_t *spec)
 {
     ngx_int_t                       rc;
@@ -330,7 +330,7 @@ ngx_http_events_wh_update(ngx_http_events_store_t *store,
     ngx_http_events_wh_endpoint_t  *ep;
     ngx_uint_t                      i;
 
-    ep = ngx_http_events_wh_lock(store, &spec->tenant, &spec->id, &wh);
+    ep = ngx_http_events_webhook_lock(store, &spec->tenant, &spec->id, &wh);
 
     if (ep == NULL) {
         rc = NGX_DECLINED;
@@ -346,10 +346,10 @@ ngx_http_events_wh_update(ngx_http_events_store_t *store,
     ngx_memzero(&merged, sizeof(ngx_http_events_wh_spec_t));
 
     merged.url = spec->set_url ? spec->url
-                               : ngx_http_events_wh_str(ep, &ep->url);
+                               : ngx_http_events_webhook_str(ep, &ep->url);
     merged.description = spec->set_description
                          ? spec->description
-                         : ngx_http_events_wh_str(ep, &ep->description);
+                         : ngx_http_events_webhook_str(ep, &ep->description);
 
     if (spec->set_patterns) {
         merged.npatterns = spec->npatterns;
@@ -360,8 +360,8 @@ ngx_http_events_wh_update(ngx_http_events_store_t *store,
     } else {
         merged.npatterns = ep->npatterns;
         for (i = 0; i < ep->npatterns; i++) {
-            merged.patterns[i] = ngx_http_events_wh_str(ep,
-                                                        &ep->patterns[i]);
+            merged.patterns[i] = ngx_http_events_webhook_str(ep,
+                                                             &ep->patterns[i]);
         }
     }
 
@@ -375,27 +375,28 @@ ngx_http_events_wh_update(ngx_http_events_store_t *store,
     } else {
         merged.nheaders = ep->nheaders;
         for (i = 0; i < ep->nheaders; i++) {
-            merged.hnames[i] = ngx_http_events_wh_str(ep, &ep->hnames[i]);
-            merged.hvalues[i] = ngx_http_events_wh_str(ep, &ep->hvalues[i]);
+            merged.hnames[i] = ngx_http_events_webhook_str(ep, &ep->hnames[i]);
+            merged.hvalues[i] = ngx_http_events_webhook_str(ep,
+                                                            &ep->hvalues[i]);
         }
     }
 
     merged.rate_limit = spec->set_rate ? spec->rate_limit : ep->rate_limit;
 
     /* the old strings are in the blob being replaced: set copies first */
-    if (ngx_http_events_wh_set(store, ep, &merged) != NGX_OK) {
+    if (ngx_http_events_webhook_set(store, ep, &merged) != NGX_OK) {
         rc = NGX_BUSY;
         goto done;
     }
 
-    now = ngx_http_events_wh_now();
+    now = ngx_http_events_webhook_now();
 
     if (spec->set_enabled) {
 
         if (spec->enabled && ep->disabled) {
             /* events while disabled are "missing"; the queue resumes */
             head = ngx_http_events_store_head(store);
-            ngx_http_events_wh_skip(ep, ep->scan_seq, head);
+            ngx_http_events_webhook_skip(ep, ep->scan_seq, head);
             ep->scan_seq = head;
             ep->disabled = 0;
             ep->disabled_ms = 0;
@@ -407,7 +408,8 @@ ngx_http_events_wh_update(ngx_http_events_store_t *store,
                           ep->id);
 
         } else if (!spec->enabled && !ep->disabled) {
-            ngx_http_events_wh_disable(ep, NGX_HTTP_EVENTS_WH_MANUALLY, now);
+            ngx_http_events_webhook_dispatch_disable(ep,
+                                                     NGX_HTTP_EVENTS_WH_MANUALLY, now);
         }
     }
 
@@ -424,14 +426,15 @@ done:
 
 
 ngx_int_t
-ngx_http_events_wh_delete(ngx_http_events_store_t *store, ngx_str_t *tenant,
+ngx_http_events_webhook_delete(ngx_http_events_store_t *store,
+                               ngx_str_t *tenant,
     ngx_str_t *id)
 {
     ngx_int_t                       rc;
     ngx_http_events_wh_sh_t        *wh;
     ngx_http_events_wh_endpoint_t  *ep;
 
-    ep = ngx_http_events_wh_lock(store, tenant, id, &wh);
+    ep = ngx_http_events_webhook_lock(store, tenant, id, &wh);
 
     if (ep == NULL) {
         rc = NGX_DECLINED;
@@ -440,7 +443,7 @@ ngx_http_events_wh_delete(ngx_http_events_store_t *store, ngx_str_t *tenant,
         rc = NGX_ABORT;
 
     } else {
-        ngx_http_events_wh_free(store, wh, ep);
+        ngx_http_events_webhook_free(store, wh, ep);
         rc = NGX_OK;
     }
 
@@ -451,7 +454,8 @@ ngx_http_events_wh_delete(ngx_http_events_store_t *store, ngx_str_t *tenant,
 
 
 ngx_int_t
-ngx_http_events_wh_rotate(ngx_http_events_store_t *store, ngx_str_t *tenant,
+ngx_http_events_webhook_rotate(ngx_http_events_store_t *store,
+                               ngx_str_t *tenant,
     ngx_str_t *id, u_char *secret, size_t len, uint64_t grace_ms)
 {
     ngx_int_t                       rc;
@@ -459,7 +463,7 @@ ngx_http_events_wh_rotate(ngx_http_events_store_t *store, ngx_str_t *tenant,
     ngx_http_events_wh_sh_t        *wh;
     ngx_http_events_wh_endpoint_t  *ep;
 
-    ep = ngx_http_events_wh_lock(store, tenant, id, &wh);
+    ep = ngx_http_events_webhook_lock(store, tenant, id, &wh);
 
     if (ep == NULL) {
         rc = NGX_DECLINED;
@@ -471,7 +475,7 @@ ngx_http_events_wh_rotate(ngx_http_events_store_t *store, ngx_str_t *tenant,
         goto done;
     }
 
-    now = ngx_http_events_wh_now();
+    now = ngx_http_events_webhook_now();
 
     /* one previous secret: rotating in the grace drops the older one */
     if (grace_ms) {
@@ -499,20 +503,21 @@ done:
 
 
 ngx_int_t
-ngx_http_events_wh_get(ngx_http_events_store_t *store, ngx_str_t *tenant,
+ngx_http_events_webhook_get(ngx_http_events_store_t *store, ngx_str_t *tenant,
     ngx_str_t *id, ngx_pool_t *pool, ngx_http_events_wh_view_t *view)
 {
     ngx_int_t                       rc;
     ngx_http_events_wh_sh_t        *wh;
     ngx_http_events_wh_endpoint_t  *ep;
 
-    ep = ngx_http_events_wh_lock(store, tenant, id, &wh);
+    ep = ngx_http_events_webhook_lock(store, tenant, id, &wh);
 
     if (ep == NULL) {
         rc = NGX_DECLINED;
 
     } else {
-        ngx_http_events_wh_view(ep, pool, view, ngx_http_events_wh_now());
+        ngx_http_events_webhook_view(ep, pool, view,
+                                     ngx_http_events_webhook_now());
         rc = view->spec.url.data ? NGX_OK : NGX_ERROR;
     }
 
@@ -523,7 +528,7 @@ ngx_http_events_wh_get(ngx_http_events_store_t *store, ngx_str_t *tenant,
 
 
 ngx_int_t
-ngx_http_events_wh_list(ngx_http_events_store_t *store, ngx_str_t *tenant,
+ngx_http_events_webhook_list(ngx_http_events_store_t *store, ngx_str_t *tenant,
     ngx_pool_t *pool, ngx_array_t *views)
 {
     ngx_int_t                       rc;
@@ -534,11 +539,11 @@ ngx_http_events_wh_list(ngx_http_events_store_t *store, ngx_str_t *tenant,
     ngx_http_events_wh_endpoint_t  *ep;
 
     rc = NGX_OK;
-    now = ngx_http_events_wh_now();
+    now = ngx_http_events_webhook_now();
 
     ngx_shmtx_lock(&store->shpool->mutex);
 
-    wh = ngx_http_events_wh_shm(store);
+    wh = ngx_http_events_webhook_shm(store);
 
     for (q = wh ? ngx_queue_head(&wh->endpoints) : NULL;
          q && q != ngx_queue_sentinel(&wh->endpoints);
@@ -558,7 +563,7 @@ ngx_http_events_wh_list(ngx_http_events_store_t *store, ngx_str_t *tenant,
             break;
         }
 
-        ngx_http_events_wh_view(ep, pool, view, now);
+        ngx_http_events_webhook_view(ep, pool, view, now);
 
         if (view->spec.url.data == NULL) {
             rc = NGX_ERROR;
@@ -575,7 +580,7 @@ ngx_http_events_wh_list(ngx_http_events_store_t *store, ngx_str_t *tenant,
 /* the attempt log, newest first, below the cursor "before" (0: none) */
 
 ngx_int_t
-ngx_http_events_wh_attempts(ngx_http_events_store_t *store,
+ngx_http_events_webhook_attempts(ngx_http_events_store_t *store,
     ngx_str_t *tenant, ngx_str_t *id, uint64_t before, ngx_pool_t *pool,
     ngx_array_t *out)
 {
@@ -587,7 +592,7 @@ ngx_http_events_wh_attempts(ngx_http_events_store_t *store,
 
     rc = NGX_OK;
 
-    ep = ngx_http_events_wh_lock(store, tenant, id, &wh);
+    ep = ngx_http_events_webhook_lock(store, tenant, id, &wh);
 
     if (ep == NULL) {
         rc = NGX_DECLINED;
@@ -636,7 +641,7 @@ done:
 
 
 ngx_int_t
-ngx_http_events_wh_delivery(ngx_http_events_store_t *store,
+ngx_http_events_webhook_attempt(ngx_http_events_store_t *store,
     ngx_str_t *tenant, ngx_str_t *id, uint64_t seq,
     ngx_http_events_wh_delivery_t *d)
 {
@@ -648,7 +653,7 @@ ngx_http_events_wh_delivery(ngx_http_events_store_t *store,
 
     rc = NGX_DONE;
 
-    ep = ngx_http_events_wh_lock(store, tenant, id, &wh);
+    ep = ngx_http_events_webhook_lock(store, tenant, id, &wh);
 
     if (ep == NULL) {
         rc = NGX_DECLINED;
@@ -683,7 +688,8 @@ done:
  */
 
 ngx_int_t
-ngx_http_events_wh_replay(ngx_http_events_store_t *store, ngx_str_t *tenant,
+ngx_http_events_webhook_replay(ngx_http_events_store_t *store,
+                               ngx_str_t *tenant,
     ngx_str_t *id, ngx_uint_t mode, uint64_t after, uint64_t to,
     ngx_uint_t count)
 {
@@ -693,7 +699,7 @@ ngx_http_events_wh_replay(ngx_http_events_store_t *store, ngx_str_t *tenant,
     ngx_http_events_wh_sh_t        *wh;
     ngx_http_events_wh_endpoint_t  *ep;
 
-    ep = ngx_http_events_wh_lock(store, tenant, id, &wh);
+    ep = ngx_http_events_webhook_lock(store, tenant, id, &wh);
 
     if (ep == NULL) {
         rc = NGX_DECLINED;
@@ -708,7 +714,7 @@ ngx_http_events_wh_replay(ngx_http_events_store_t *store, ngx_str_t *tenant,
     rc = NGX_OK;
 
     if (mode == 2) {
-        now = ngx_http_events_wh_now();
+        now = ngx_http_events_webhook_now();
         n = ngx_min(ep->nfailed, NGX_HTTP_EVENTS_WH_FAILED);
 
         for (i = 0; i < n; i++) {
@@ -716,8 +722,8 @@ ngx_http_events_wh_replay(ngx_http_events_store_t *store, ngx_str_t *tenant,
                                   % NGX_HTTP_EVENTS_WH_FAILED];
 
             if (seq > after && seq <= to) {
-                if (ngx_http_events_wh_queue(store, ep, seq,
-                                             NGX_HTTP_EVENTS_WH_REPLAY, now)
+                if (ngx_http_events_webhook_queue(store, ep, seq,
+                                                  NGX_HTTP_EVENTS_WH_REPLAY, now)
                     == NULL)
                 {
                     rc = NGX_BUSY;
@@ -740,7 +746,7 @@ done:
     ngx_shmtx_unlock(&store->shpool->mutex);
 
     if (rc == NGX_OK) {
-        ngx_http_events_wh_wake(store);
+        ngx_http_events_webhook_dispatch_wake(store);
     }
 
     return rc;
@@ -750,7 +756,7 @@ done:
 /* whether seq is one a "failed" (mode 2) or "missing" (3) replay takes */
 
 ngx_uint_t
-ngx_http_events_wh_was_failed(ngx_http_events_store_t *store,
+ngx_http_events_webhook_was_failed(ngx_http_events_store_t *store,
     ngx_str_t *tenant, ngx_str_t *id, uint64_t seq, ngx_uint_t mode)
 {
     ngx_uint_t                      i, n, found;
@@ -759,7 +765,7 @@ ngx_http_events_wh_was_failed(ngx_http_events_store_t *store,
 
     found = 0;
 
-    ep = ngx_http_events_wh_lock(store, tenant, id, &wh);
+    ep = ngx_http_events_webhook_lock(store, tenant, id, &wh);
 
     if (ep && mode == 2) {
         n = ngx_min(ep->nfailed, NGX_HTTP_EVENTS_WH_FAILED);
@@ -783,7 +789,7 @@ ngx_http_events_wh_was_failed(ngx_http_events_store_t *store,
 /* a resend or a test ping: one attempt now, not retried */
 
 ngx_int_t
-ngx_http_events_wh_send_now(ngx_http_events_store_t *store,
+ngx_http_events_webhook_send_now(ngx_http_events_store_t *store,
     ngx_str_t *tenant, ngx_str_t *id, uint64_t seq, ngx_str_t *event_id,
     ngx_str_t *type, ngx_str_t *body)
 {
@@ -791,14 +797,14 @@ ngx_http_events_wh_send_now(ngx_http_events_store_t *store,
     ngx_http_events_wh_job_t       *job;
     ngx_http_events_wh_endpoint_t  *ep;
 
-    ep = ngx_http_events_wh_lock(store, tenant, id, &wh);
+    ep = ngx_http_events_webhook_lock(store, tenant, id, &wh);
 
     if (ep == NULL) {
         ngx_shmtx_unlock(&store->shpool->mutex);
         return NGX_DECLINED;
     }
 
-    job = ngx_http_events_wh_job(store, ep);
+    job = ngx_http_events_webhook_dispatch_job(store, ep);
 
     ngx_shmtx_unlock(&store->shpool->mutex);
 
@@ -826,14 +832,14 @@ ngx_http_events_wh_send_now(ngx_http_events_store_t *store,
     }
 
     store->wh_inflight++;
-    ngx_http_events_wh_send(job);
+    ngx_http_events_webhook_delivery_send(job);
 
     return NGX_OK;
 }
 
 
 void
-ngx_http_events_wh_stats(ngx_http_events_store_t *store,
+ngx_http_events_webhook_stats(ngx_http_events_store_t *store,
     ngx_http_events_wh_stats_t *st)
 {
     uint64_t                        now;
@@ -844,11 +850,11 @@ ngx_http_events_wh_stats(ngx_http_events_store_t *store,
 
     ngx_memzero(st, sizeof(ngx_http_events_wh_stats_t));
 
-    now = ngx_http_events_wh_now();
+    now = ngx_http_events_webhook_now();
 
     ngx_shmtx_lock(&store->shpool->mutex);
 
-    wh = ngx_http_events_wh_shm(store);
+    wh = ngx_http_events_webhook_shm(store);
 
     if (wh == NULL) {
         ngx_shmtx_unlock(&store->shpool->mutex);
@@ -896,7 +902,7 @@ ngx_http_events_wh_stats(ngx_http_events_store_t *store,
 /* "whsec_" + base64 (padded or not) of 24-64 bytes */
 
 ngx_int_t
-ngx_http_events_wh_secret(ngx_str_t *text, u_char *out, size_t *len)
+ngx_http_events_webhook_secret(ngx_str_t *text, u_char *out, size_t *len)
 {
     u_char     buf[128];
     ngx_str_t  src, dst;
@@ -937,7 +943,7 @@ ngx_http_events_wh_secret(ngx_str_t *text, u_char *out, size_t *len)
 /* the zone's endpoints: lookups and the blob of strings */
 
 ngx_http_events_wh_endpoint_t *
-ngx_http_events_wh_find(ngx_http_events_wh_sh_t *wh, ngx_str_t *tenant,
+ngx_http_events_webhook_find(ngx_http_events_wh_sh_t *wh, ngx_str_t *tenant,
     ngx_str_t *id)
 {
     ngx_queue_t                    *q;
@@ -963,7 +969,7 @@ ngx_http_events_wh_find(ngx_http_events_wh_sh_t *wh, ngx_str_t *tenant,
 
 
 static ngx_str_t
-ngx_http_events_wh_str(ngx_http_events_wh_endpoint_t *ep,
+ngx_http_events_webhook_str(ngx_http_events_wh_endpoint_t *ep,
     ngx_http_events_wh_str_t *s)
 {
     ngx_str_t  str;
@@ -976,7 +982,7 @@ ngx_http_events_wh_str(ngx_http_events_wh_endpoint_t *ep,
 
 
 static u_char *
-ngx_http_events_wh_put(u_char *start, u_char *p, ngx_str_t *s,
+ngx_http_events_webhook_put(u_char *start, u_char *p, ngx_str_t *s,
     ngx_http_events_wh_str_t *ws)
 {
     ws->off = (uint32_t) (p - start);
@@ -987,7 +993,7 @@ ngx_http_events_wh_put(u_char *start, u_char *p, ngx_str_t *s,
 
 
 static ngx_int_t
-ngx_http_events_wh_set(ngx_http_events_store_t *store,
+ngx_http_events_webhook_set(ngx_http_events_store_t *store,
     ngx_http_events_wh_endpoint_t *ep, ngx_http_events_wh_spec_t *spec)
 {
     u_char      *blob, *p;
@@ -1010,20 +1016,20 @@ ngx_http_events_wh_set(ngx_http_events_store_t *store,
     }
 
     p = blob;
-    p = ngx_http_events_wh_put(blob, p, &spec->url, &ep->url);
-    p = ngx_http_events_wh_put(blob, p, &spec->description,
-                               &ep->description);
+    p = ngx_http_events_webhook_put(blob, p, &spec->url, &ep->url);
+    p = ngx_http_events_webhook_put(blob, p, &spec->description,
+                                    &ep->description);
 
     for (i = 0; i < spec->npatterns; i++) {
-        p = ngx_http_events_wh_put(blob, p, &spec->patterns[i],
-                                   &ep->patterns[i]);
+        p = ngx_http_events_webhook_put(blob, p, &spec->patterns[i],
+                                        &ep->patterns[i]);
     }
 
     for (i = 0; i < spec->nheaders; i++) {
-        p = ngx_http_events_wh_put(blob, p, &spec->hnames[i],
-                                   &ep->hnames[i]);
-        p = ngx_http_events_wh_put(blob, p, &spec->hvalues[i],
-                                   &ep->hvalues[i]);
+        p = ngx_http_events_webhook_put(blob, p, &spec->hnames[i],
+                                        &ep->hnames[i]);
+        p = ngx_http_events_webhook_put(blob, p, &spec->hvalues[i],
+                                        &ep->hvalues[i]);
     }
 
     ep->npatterns = (u_char) spec->npatterns;
@@ -1042,7 +1048,7 @@ ngx_http_events_wh_set(ngx_http_events_store_t *store,
 
 
 static void
-ngx_http_events_wh_free(ngx_http_events_store_t *store,
+ngx_http_events_webhook_free(ngx_http_events_store_t *store,
     ngx_http_events_wh_sh_t *wh, ngx_http_events_wh_endpoint_t *ep)
 {
     ngx_queue_t                    *q;
@@ -1051,7 +1057,7 @@ ngx_http_events_wh_free(ngx_http_events_store_t *store,
     while (!ngx_queue_empty(&ep->deliveries)) {
         q = ngx_queue_head(&ep->deliveries);
         d = ngx_queue_data(q, ngx_http_events_wh_delivery_t, queue);
-        ngx_http_events_wh_dequeue(store, ep, d);
+        ngx_http_events_webhook_dequeue(store, ep, d);
     }
 
     ngx_queue_remove(&ep->queue);
@@ -1071,7 +1077,8 @@ ngx_http_events_wh_free(ngx_http_events_store_t *store,
 
 
 static void
-ngx_http_events_wh_view(ngx_http_events_wh_endpoint_t *ep, ngx_pool_t *pool,
+ngx_http_events_webhook_view(ngx_http_events_wh_endpoint_t *ep,
+                             ngx_pool_t *pool,
     ngx_http_events_wh_view_t *view, uint64_t now)
 {
     u_char                         *blob;
@@ -1170,7 +1177,7 @@ ngx_http_events_wh_view(ngx_http_events_wh_endpoint_t *ep, ngx_pool_t *pool,
  * one dropped when there are too many (then "missing" forgets them) */
 
 static void
-ngx_http_events_wh_skip(ngx_http_events_wh_endpoint_t *ep, uint64_t from,
+ngx_http_events_webhook_skip(ngx_http_events_wh_endpoint_t *ep, uint64_t from,
     uint64_t to)
 {
     ngx_http_events_wh_skip_t  *last;
@@ -1204,7 +1211,7 @@ ngx_http_events_wh_skip(ngx_http_events_wh_endpoint_t *ep, uint64_t from,
 /* deliveries: a queue per endpoint, in the order they were made */
 
 ngx_http_events_wh_delivery_t *
-ngx_http_events_wh_queue(ngx_http_events_store_t *store,
+ngx_http_events_webhook_queue(ngx_http_events_store_t *store,
     ngx_http_events_wh_endpoint_t *ep, uint64_t seq, ngx_uint_t trigger,
     uint64_t now)
 {
@@ -1243,7 +1250,7 @@ ngx_http_events_wh_queue(ngx_http_events_store_t *store,
 
 
 void
-ngx_http_events_wh_dequeue(ngx_http_events_store_t *store,
+ngx_http_events_webhook_dequeue(ngx_http_events_store_t *store,
     ngx_http_events_wh_endpoint_t *ep, ngx_http_events_wh_delivery_t *d)
 {
     if (d->state == NGX_HTTP_EVENTS_WH_INFLIGHT && ep->inflight) {
@@ -1257,7 +1264,7 @@ ngx_http_events_wh_dequeue(ngx_http_events_store_t *store,
 
 
 uint64_t
-ngx_http_events_wh_now(void)
+ngx_http_events_webhook_now(void)
 {
     ngx_time_t  *tp;
 

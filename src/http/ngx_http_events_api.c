@@ -23,6 +23,7 @@
 
 #include "ngx_http_events_module.h"
 #include "ngx_http_events_store.h"
+#include "ngx_http_events_http.h"
 #include "ngx_http_events_api.h"
 #include "ngx_http_events_json.h"
 #include "ngx_http_events_query.h"
@@ -79,16 +80,11 @@ static ngx_int_t ngx_http_events_api_types(ngx_http_request_t *r,
     ngx_str_t *tenant);
 static ngx_uint_t ngx_http_events_api_visible(ngx_http_request_t *r,
     ngx_str_t *json);
-static int ngx_libc_cdecl ngx_http_events_type_cmp(const void *one,
+static int ngx_libc_cdecl ngx_http_events_api_type_cmp(const void *one,
     const void *two);
-static ngx_int_t ngx_http_events_not_allowed(ngx_http_request_t *r,
-    char *allow);
-static ngx_int_t ngx_http_events_not_found(ngx_http_request_t *r,
-    const char *message);
-static ngx_uint_t ngx_http_events_path_ok(ngx_str_t *s, ngx_uint_t rid);
+static ngx_uint_t ngx_http_events_api_path_ok(ngx_str_t *s, ngx_uint_t rid);
 
 
-static ngx_str_t  ngx_http_events_json_type = ngx_string("application/json");
 
 
 ngx_int_t
@@ -102,7 +98,7 @@ ngx_http_events_api_handler(ngx_http_request_t *r)
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
 
-    if (!ngx_http_events_access(r, &rc)) {
+    if (!ngx_http_events_auth_access(r, &rc)) {
         return rc;
     }
 
@@ -117,7 +113,7 @@ ngx_http_events_api_handler(ngx_http_request_t *r)
         ngx_http_events_error(&err, 400, "invalid_tenant", NULL, NULL, NULL,
                               "the request's tenant must be 1-64 "
                               "characters of [A-Za-z0-9_.:-]");
-        return ngx_http_events_send_error(r, &err, NULL);
+        return ngx_http_events_http_send_error(r, &err, NULL);
     }
 
     rest.data = r->uri.data + elcf->prefix.len;
@@ -129,7 +125,7 @@ ngx_http_events_api_handler(ngx_http_request_t *r)
 
     if (rest.data[0] != '/') {
         /* "/eventsfoo" in "location /events" */
-        return ngx_http_events_not_found(r, "no such endpoint");
+        return ngx_http_events_http_not_found(r, "no such endpoint");
     }
 
     rest.data++;
@@ -142,7 +138,7 @@ ngx_http_events_api_handler(ngx_http_request_t *r)
 
     if (slash == NULL) {
         if (r->method != NGX_HTTP_GET && r->method != NGX_HTTP_HEAD) {
-            return ngx_http_events_not_allowed(r, "GET, HEAD");
+            return ngx_http_events_http_not_allowed(r, "GET, HEAD");
         }
 
         if (first.len == 5 && ngx_strncmp(first.data, "types", 5) == 0) {
@@ -150,7 +146,7 @@ ngx_http_events_api_handler(ngx_http_request_t *r)
         }
 
         if (first.len == 6 && ngx_strncmp(first.data, "stream", 6) == 0) {
-            return ngx_http_events_not_found(r, "the stream is served by "
+            return ngx_http_events_http_not_found(r, "the stream is served by "
                                              "an events_stream location");
         }
 
@@ -160,14 +156,14 @@ ngx_http_events_api_handler(ngx_http_request_t *r)
     second.data = slash + 1;
     second.len = rest.data + rest.len - second.data;
 
-    if (!ngx_http_events_path_ok(&first, 0)
-        || !ngx_http_events_path_ok(&second, 1))
+    if (!ngx_http_events_api_path_ok(&first, 0)
+        || !ngx_http_events_api_path_ok(&second, 1))
     {
-        return ngx_http_events_not_found(r, "no such endpoint");
+        return ngx_http_events_http_not_found(r, "no such endpoint");
     }
 
     if (r->method != NGX_HTTP_GET && r->method != NGX_HTTP_HEAD) {
-        return ngx_http_events_not_allowed(r, "GET, HEAD");
+        return ngx_http_events_http_not_allowed(r, "GET, HEAD");
     }
 
     return ngx_http_events_api_list(r, &tenant, &first, &second);
@@ -175,7 +171,7 @@ ngx_http_events_api_handler(ngx_http_request_t *r)
 
 
 static ngx_uint_t
-ngx_http_events_path_ok(ngx_str_t *s, ngx_uint_t rid)
+ngx_http_events_api_path_ok(ngx_str_t *s, ngx_uint_t rid)
 {
     size_t  i;
     u_char  ch;
@@ -222,7 +218,7 @@ ngx_http_events_api_collection(ngx_http_request_t *r, ngx_str_t *tenant)
         return ngx_http_events_api_list(r, tenant, NULL, NULL);
     }
 
-    return ngx_http_events_not_allowed(r, "GET, HEAD, POST");
+    return ngx_http_events_http_not_allowed(r, "GET, HEAD, POST");
 }
 
 
@@ -237,12 +233,12 @@ ngx_http_events_api_post(ngx_http_request_t *r)
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
 
-    if (!ngx_http_events_is_json(r)) {
+    if (!ngx_http_events_http_is_json(r)) {
         ngx_http_discard_request_body(r);
         ngx_http_events_error(&err, 415, "unsupported_media_type", NULL,
                               NULL, NULL, "events are sent as "
                               "application/json");
-        return ngx_http_events_send_error(r, &err, NULL);
+        return ngx_http_events_http_send_error(r, &err, NULL);
     }
 
     if (r->headers_in.content_length_n > (off_t) elcf->max_body_size) {
@@ -250,7 +246,7 @@ ngx_http_events_api_post(ngx_http_request_t *r)
         ngx_http_events_error(&err, 413, "payload_too_large", NULL, NULL,
                               NULL, "the body may be at most %uz bytes",
                               elcf->max_body_size);
-        return ngx_http_events_send_error(r, &err, NULL);
+        return ngx_http_events_http_send_error(r, &err, NULL);
     }
 
     r->request_body_in_single_buf = 1;
@@ -267,29 +263,6 @@ ngx_http_events_api_post(ngx_http_request_t *r)
 }
 
 
-ngx_uint_t
-ngx_http_events_is_json(ngx_http_request_t *r)
-{
-    u_char  *p;
-    size_t   len;
-
-    if (r->headers_in.content_type == NULL) {
-        return 0;
-    }
-
-    p = r->headers_in.content_type->value.data;
-    len = r->headers_in.content_type->value.len;
-
-    if (len < 16 || ngx_strncasecmp(p, (u_char *) "application/json", 16)
-                    != 0)
-    {
-        return 0;
-    }
-
-    return len == 16 || p[16] == ';' || p[16] == ' ';
-}
-
-
 static void
 ngx_http_events_api_body(ngx_http_request_t *r)
 {
@@ -300,7 +273,7 @@ ngx_http_events_api_body(ngx_http_request_t *r)
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
 
-    rc = ngx_http_events_read_body(r, &body);
+    rc = ngx_http_events_http_read_body(r, &body);
 
     if (rc == NGX_ERROR) {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
@@ -312,7 +285,8 @@ ngx_http_events_api_body(ngx_http_request_t *r)
                               NULL, "the body may be at most %uz bytes",
                               elcf->max_body_size);
         ngx_http_finalize_request(r,
-                                  ngx_http_events_send_error(r, &err, NULL));
+                                  ngx_http_events_http_send_error(r, &err,
+                                                                  NULL));
         return;
     }
 
@@ -323,79 +297,6 @@ ngx_http_events_api_body(ngx_http_request_t *r)
 
 
 /* the body in one buffer, wherever nginx kept it */
-
-ngx_int_t
-ngx_http_events_read_body(ngx_http_request_t *r, ngx_str_t *body)
-{
-    u_char                      *p;
-    off_t                        len;
-    ssize_t                      n;
-    ngx_buf_t                   *b;
-    ngx_chain_t                 *cl;
-    ngx_http_events_loc_conf_t  *elcf;
-
-    elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
-
-    ngx_str_set(body, "");
-
-    if (r->request_body == NULL || r->request_body->bufs == NULL) {
-        return NGX_OK;
-    }
-
-    len = 0;
-
-    for (cl = r->request_body->bufs; cl; cl = cl->next) {
-        b = cl->buf;
-        len += b->in_file ? b->file_last - b->file_pos : b->last - b->pos;
-    }
-
-    if (len > (off_t) elcf->max_body_size) {
-        return NGX_DECLINED;
-    }
-
-    if (len == 0) {
-        return NGX_OK;
-    }
-
-    b = r->request_body->bufs->buf;
-
-    if (r->request_body->bufs->next == NULL && !b->in_file) {
-        body->data = b->pos;
-        body->len = len;
-        return NGX_OK;
-    }
-
-    p = ngx_pnalloc(r->pool, len);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    body->data = p;
-    body->len = len;
-
-    for (cl = r->request_body->bufs; cl; cl = cl->next) {
-        b = cl->buf;
-
-        if (!b->in_file) {
-            p = ngx_cpymem(p, b->pos, b->last - b->pos);
-            continue;
-        }
-
-        n = ngx_read_file(b->file, p, b->file_last - b->file_pos,
-                          b->file_pos);
-
-        if (n != b->file_last - b->file_pos) {
-            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                          "events: short read of the request body file "
-                          "\"%V\"", &b->file->name);
-            return NGX_ERROR;
-        }
-
-        p += n;
-    }
-
-    return NGX_OK;
-}
 
 
 static ngx_int_t
@@ -415,7 +316,7 @@ ngx_http_events_api_ingest(ngx_http_request_t *r, u_char *body, size_t len)
         ngx_http_events_error(&err, 400, "invalid_json", NULL, NULL, NULL,
                               "malformed JSON at line %d, column %d: %s",
                               jerr.line, jerr.column, jerr.text);
-        return ngx_http_events_send_error(r, &err, NULL);
+        return ngx_http_events_http_send_error(r, &err, NULL);
     }
 
     /* the events point into root until stored, maybe after a hook */
@@ -449,7 +350,7 @@ ngx_http_events_api_store(ngx_http_request_t *r, json_t *root,
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
     store = elcf->api_zone->data;
-    claims = ngx_http_events_claims(r);
+    claims = ngx_http_events_auth_claims(r);
 
     batch = json_is_array(root);
     n = batch ? json_array_size(root) : 1;
@@ -458,13 +359,13 @@ ngx_http_events_api_store(ngx_http_request_t *r, json_t *root,
         ngx_http_events_error(err, 400, "invalid_body", NULL, NULL, NULL,
                               "the body must be an event object or an "
                               "array of them");
-        return ngx_http_events_send_error(r, err, NULL);
+        return ngx_http_events_http_send_error(r, err, NULL);
     }
 
     if (n == 0) {
         ngx_http_events_error(err, 400, "invalid_body", NULL, NULL, NULL,
                               "the batch is empty");
-        return ngx_http_events_send_error(r, err, NULL);
+        return ngx_http_events_http_send_error(r, err, NULL);
     }
 
     if (n > ngx_min(NGX_HTTP_EVENTS_MAX_BATCH,
@@ -474,7 +375,7 @@ ngx_http_events_api_store(ngx_http_request_t *r, json_t *root,
                               NULL, "a batch holds at most %ui events",
                               ngx_min(NGX_HTTP_EVENTS_MAX_BATCH,
                                       ngx_http_events_store_max_batch(store)));
-        return ngx_http_events_send_error(r, err, NULL);
+        return ngx_http_events_http_send_error(r, err, NULL);
     }
 
     events = ngx_palloc(r->pool, n * sizeof(ngx_http_events_event_t));
@@ -516,17 +417,17 @@ ngx_http_events_api_store(ngx_http_request_t *r, json_t *root,
                 return NGX_HTTP_INTERNAL_SERVER_ERROR;
             }
 
-            return ngx_http_events_send_error(r, err, NULL);
+            return ngx_http_events_http_send_error(r, err, NULL);
         }
 
         if (claims
-            && !ngx_http_events_granted(claims->publish, claims->npublish,
+            && !ngx_http_events_jwt_granted(claims->publish, claims->npublish,
                                         &events[i].type))
         {
             ngx_http_events_error(err, 403, "forbidden", "field",
                                   &env.prefix, "type", "the token may not "
                                   "publish this type");
-            return ngx_http_events_send_error(r, err, NULL);
+            return ngx_http_events_http_send_error(r, err, NULL);
         }
 
         if (!events[i].client_id) {
@@ -542,7 +443,7 @@ ngx_http_events_api_store(ngx_http_request_t *r, json_t *root,
                 ngx_http_events_error(err, 400, "invalid_body", "field",
                                       &env.prefix, "id", "the id appears "
                                       "more than once in the batch");
-                return ngx_http_events_send_error(r, err, NULL);
+                return ngx_http_events_http_send_error(r, err, NULL);
             }
         }
     }
@@ -596,28 +497,28 @@ ngx_http_events_api_commit(ngx_http_request_t *r,
         ngx_http_events_error(err, 409, "conflict", "field", &prefix,
                               "id", "an event with this id and a different "
                               "body exists");
-        return ngx_http_events_send_error(r, err, NULL);
+        return ngx_http_events_http_send_error(r, err, NULL);
     }
 
     if (rc == NGX_ABORT) {
         ngx_http_events_error(err, 413, "payload_too_large", NULL, NULL,
                               NULL, "the events are larger than the zone "
                               "can hold");
-        return ngx_http_events_send_error(r, err, NULL);
+        return ngx_http_events_http_send_error(r, err, NULL);
     }
 
     if (rc == NGX_HTTP_EVENTS_JOURNAL_FAILED) {
         ngx_http_events_error(err, 503, "journal_unavailable", NULL, NULL,
                               NULL, "the journal on disk cannot take the "
                               "write now; nothing was stored");
-        return ngx_http_events_send_error(r, err, NULL);
+        return ngx_http_events_http_send_error(r, err, NULL);
     }
 
     if (rc == NGX_BUSY) {
         ngx_http_events_error(err, 503, "store_unavailable", NULL, NULL,
                               NULL, "the store cannot take the write now; "
                               "nothing was stored");
-        return ngx_http_events_send_error(r, err, NULL);
+        return ngx_http_events_http_send_error(r, err, NULL);
     }
 
     if (upto) {
@@ -728,7 +629,7 @@ ngx_http_events_api_unsynced(ngx_http_request_t *r,
                           NULL, "the events were stored but could not "
                           "be synced to disk; a retry with the same "
                           "ids is safe");
-    return ngx_http_events_send_error(r, &err, NULL);
+    return ngx_http_events_http_send_error(r, &err, NULL);
 }
 
 
@@ -772,12 +673,14 @@ ngx_http_events_api_created(ngx_http_request_t *r,
         *p++ = '/';
         ngx_memcpy(p, ev->id.data, ev->id.len);
 
-        if (ngx_http_events_add_header(r, "Location", &location) != NGX_OK) {
+        if (ngx_http_events_http_add_header(r, "Location",
+                                            &location) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        return ngx_http_events_send(r, created ? NGX_HTTP_CREATED : NGX_HTTP_OK,
-                                    &ngx_http_events_json_type,
+        return ngx_http_events_http_send(r,
+                                         created ? NGX_HTTP_CREATED : NGX_HTTP_OK,
+                                    &ngx_http_events_http_json_type,
                                     ev->stored.data, ev->stored.len);
     }
 
@@ -799,8 +702,9 @@ ngx_http_events_api_created(ngx_http_request_t *r,
     *p++ = ']';
     *p++ = '}';
 
-    return ngx_http_events_send(r, created ? NGX_HTTP_CREATED : NGX_HTTP_OK,
-                                &ngx_http_events_json_type, body, p - body);
+    return ngx_http_events_http_send(r,
+                                     created ? NGX_HTTP_CREATED : NGX_HTTP_OK,
+                                &ngx_http_events_http_json_type, body, p - body);
 }
 
 
@@ -838,7 +742,7 @@ ngx_http_events_api_list(ngx_http_request_t *r, ngx_str_t *tenant,
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        return ngx_http_events_send_error(r, &err, NULL);
+        return ngx_http_events_http_send_error(r, &err, NULL);
     }
 
     if (rtype) {
@@ -853,7 +757,7 @@ ngx_http_events_api_list(ngx_http_request_t *r, ngx_str_t *tenant,
                                   NULL, "resourceType", "the path names "
                                   "the entity; the query may not name "
                                   "another");
-            return ngx_http_events_send_error(r, &err, NULL);
+            return ngx_http_events_http_send_error(r, &err, NULL);
         }
 
         q.rtype = *rtype;
@@ -863,10 +767,10 @@ ngx_http_events_api_list(ngx_http_request_t *r, ngx_str_t *tenant,
     q.tenant = *tenant;
     q.scan_limit = elcf->scan_limit;
 
-    claims = ngx_http_events_claims(r);
+    claims = ngx_http_events_auth_claims(r);
 
     if (claims) {
-        rc = ngx_http_events_narrow(claims->subscribe, claims->nsubscribe,
+        rc = ngx_http_events_jwt_narrow(claims->subscribe, claims->nsubscribe,
                                     &q.types, &q.ntypes, r->pool);
 
         if (rc == NGX_ERROR) {
@@ -877,7 +781,7 @@ ngx_http_events_api_list(ngx_http_request_t *r, ngx_str_t *tenant,
             ngx_http_events_error(&err, 403, "forbidden", "param", NULL,
                                   "types", "the token grants no "
                                   "subscription to these types");
-            return ngx_http_events_send_error(r, &err, NULL);
+            return ngx_http_events_http_send_error(r, &err, NULL);
         }
     }
 
@@ -900,7 +804,7 @@ ngx_http_events_api_list(ngx_http_request_t *r, ngx_str_t *tenant,
         ngx_http_events_error(&err, 400, "invalid_cursor", "param", NULL,
                               q.has_after ? "after" : "before",
                               "the cursor is ahead of the store's head");
-        return ngx_http_events_send_error(r, &err, NULL);
+        return ngx_http_events_http_send_error(r, &err, NULL);
     }
 
     if (ngx_http_events_store_query(store, &q, r->pool, &res) != NGX_OK) {
@@ -978,7 +882,7 @@ ngx_http_events_api_list_body(ngx_http_request_t *r,
     p = ngx_http_events_cursor_write(p, w->epoch, w->evicted_seq);
     p = ngx_cpymem(p, "\"}", 2);
 
-    if (ngx_http_events_add_header(r, "Events-Head", &head) != NGX_OK) {
+    if (ngx_http_events_http_add_header(r, "Events-Head", &head) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -986,7 +890,8 @@ ngx_http_events_api_list_body(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_http_events_send(r, NGX_HTTP_OK, &ngx_http_events_json_type,
+    return ngx_http_events_http_send(r, NGX_HTTP_OK,
+                                     &ngx_http_events_http_json_type,
                                 body, p - body);
 }
 
@@ -1038,7 +943,7 @@ ngx_http_events_api_link(ngx_http_request_t *r, ngx_http_events_query_t *q,
 
     link.len = p - link.data;
 
-    return ngx_http_events_add_header(r, "Link", &link);
+    return ngx_http_events_http_add_header(r, "Link", &link);
 }
 
 
@@ -1067,7 +972,7 @@ ngx_http_events_api_gone(ngx_http_request_t *r, ngx_http_events_window_t *w,
     ngx_http_events_error(&err, 410, code, "param", NULL, param, "%s",
                           message);
 
-    return ngx_http_events_send_error(r, &err, &extra);
+    return ngx_http_events_http_send_error(r, &err, &extra);
 }
 
 
@@ -1089,7 +994,7 @@ ngx_http_events_api_get(ngx_http_request_t *r, ngx_str_t *tenant,
     }
 
     if (ngx_http_events_id_valid(id->data, id->len) != NGX_OK) {
-        return ngx_http_events_not_found(r, "no event with this id");
+        return ngx_http_events_http_not_found(r, "no event with this id");
     }
 
     rc = ngx_http_events_store_get(store, tenant, id, r->pool, &json);
@@ -1102,10 +1007,11 @@ ngx_http_events_api_get(ngx_http_request_t *r, ngx_str_t *tenant,
         || !ngx_http_events_api_visible(r, &json))
     {
         /* another tenant's event, or one the token may not see: 404 */
-        return ngx_http_events_not_found(r, "no event with this id");
+        return ngx_http_events_http_not_found(r, "no event with this id");
     }
 
-    return ngx_http_events_send(r, NGX_HTTP_OK, &ngx_http_events_json_type,
+    return ngx_http_events_http_send(r, NGX_HTTP_OK,
+                                     &ngx_http_events_http_json_type,
                                 json.data, json.len);
 }
 
@@ -1135,7 +1041,7 @@ ngx_http_events_api_types(ngx_http_request_t *r, ngx_str_t *tenant)
     if (r->args.len) {
         ngx_http_events_error(&err, 400, "invalid_parameter", NULL, NULL,
                               NULL, "the catalog takes no parameters");
-        return ngx_http_events_send_error(r, &err, NULL);
+        return ngx_http_events_http_send_error(r, &err, NULL);
     }
 
     if (ngx_array_init(&types, r->pool, 16,
@@ -1152,11 +1058,11 @@ ngx_http_events_api_types(ngx_http_request_t *r, ngx_str_t *tenant)
     }
 
     ti = types.elts;
-    claims = ngx_http_events_claims(r);
+    claims = ngx_http_events_auth_claims(r);
 
     if (claims) {
         for (i = 0, n = 0; i < types.nelts; i++) {
-            if (ngx_http_events_granted(claims->subscribe,
+            if (ngx_http_events_jwt_granted(claims->subscribe,
                                         claims->nsubscribe, &ti[i].type))
             {
                 ti[n++] = ti[i];
@@ -1167,7 +1073,7 @@ ngx_http_events_api_types(ngx_http_request_t *r, ngx_str_t *tenant)
     }
 
     ngx_qsort(ti, types.nelts, sizeof(ngx_http_events_type_info_t),
-              ngx_http_events_type_cmp);
+              ngx_http_events_api_type_cmp);
 
     len = sizeof("{\"data\":[]}");
 
@@ -1194,7 +1100,8 @@ ngx_http_events_api_types(ngx_http_request_t *r, ngx_str_t *tenant)
 
     p = ngx_cpymem(p, "]}", 2);
 
-    return ngx_http_events_send(r, NGX_HTTP_OK, &ngx_http_events_json_type,
+    return ngx_http_events_http_send(r, NGX_HTTP_OK,
+                                     &ngx_http_events_http_json_type,
                                 body, p - body);
 }
 
@@ -1208,7 +1115,7 @@ ngx_http_events_api_visible(ngx_http_request_t *r, ngx_str_t *json)
     ngx_str_t                  type;
     ngx_http_events_claims_t  *claims;
 
-    claims = ngx_http_events_claims(r);
+    claims = ngx_http_events_auth_claims(r);
 
     if (claims == NULL) {
         return 1;
@@ -1230,13 +1137,13 @@ ngx_http_events_api_visible(ngx_http_request_t *r, ngx_str_t *json)
     type.data = p;
     type.len = end - p;
 
-    return ngx_http_events_granted(claims->subscribe, claims->nsubscribe,
+    return ngx_http_events_jwt_granted(claims->subscribe, claims->nsubscribe,
                                    &type);
 }
 
 
 static int ngx_libc_cdecl
-ngx_http_events_type_cmp(const void *one, const void *two)
+ngx_http_events_api_type_cmp(const void *one, const void *two)
 {
     const ngx_http_events_type_info_t  *a = one;
     const ngx_http_events_type_info_t  *b = two;
@@ -1249,158 +1156,4 @@ ngx_http_events_type_cmp(const void *one, const void *two)
 }
 
 
-/* answers */
 
-static ngx_int_t
-ngx_http_events_not_allowed(ngx_http_request_t *r, char *allow)
-{
-    ngx_str_t                value;
-    ngx_http_events_error_t  err;
-
-    ngx_http_discard_request_body(r);
-
-    value.data = (u_char *) allow;
-    value.len = ngx_strlen(allow);
-
-    if (ngx_http_events_add_header(r, "Allow", &value) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ngx_http_events_error(&err, 405, "method_not_allowed", NULL, NULL, NULL,
-                          "this endpoint allows %s", allow);
-
-    return ngx_http_events_send_error(r, &err, NULL);
-}
-
-
-static ngx_int_t
-ngx_http_events_not_found(ngx_http_request_t *r, const char *message)
-{
-    ngx_http_events_error_t  err;
-
-    ngx_http_discard_request_body(r);
-
-    ngx_http_events_error(&err, 404, "not_found", NULL, NULL, NULL, "%s",
-                          message);
-
-    return ngx_http_events_send_error(r, &err, NULL);
-}
-
-
-ngx_int_t
-ngx_http_events_add_header(ngx_http_request_t *r, char *name,
-    ngx_str_t *value)
-{
-    ngx_table_elt_t  *h;
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->hash = 1;
-    h->key.data = (u_char *) name;
-    h->key.len = ngx_strlen(name);
-    h->value = *value;
-
-    if (h->key.len == 8 && ngx_strncmp(name, "Location", 8) == 0) {
-        r->headers_out.location = h;
-    }
-
-    return NGX_OK;
-}
-
-
-ngx_int_t
-ngx_http_events_send_error(ngx_http_request_t *r,
-    ngx_http_events_error_t *err, ngx_str_t *extra)
-{
-    u_char  *p, *body;
-    size_t   len;
-
-    len = sizeof("{\"error\":{\"status\":,\"code\":\"\",\"message\":\"\","
-                 "\"param\":\"\"}}")
-          + NGX_INT_T_LEN + ngx_strlen(err->code)
-          + ngx_http_events_json_escape_len(err->message, err->message_len)
-          + ngx_http_events_json_escape_len(err->name, err->name_len)
-          + (extra ? extra->len : 0);
-
-    body = ngx_pnalloc(r->pool, len);
-    if (body == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    p = ngx_sprintf(body, "{\"error\":{\"status\":%ui,\"code\":\"%s\","
-                    "\"message\":\"", err->status, err->code);
-    p = ngx_http_events_json_escape(p, err->message, err->message_len);
-    *p++ = '"';
-
-    if (err->kind && err->name_len) {
-        p = ngx_sprintf(p, ",\"%s\":\"", err->kind);
-        p = ngx_http_events_json_escape(p, err->name, err->name_len);
-        *p++ = '"';
-    }
-
-    if (extra) {
-        p = ngx_cpymem(p, extra->data, extra->len);
-    }
-
-    *p++ = '}';
-    *p++ = '}';
-
-    if (err->status >= 500) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "events: %ui %s: %*s", err->status, err->code,
-                      err->message_len, err->message);
-
-    } else {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "events: %ui %s: %*s", err->status, err->code,
-                      err->message_len, err->message);
-    }
-
-    return ngx_http_events_send(r, err->status, &ngx_http_events_json_type,
-                                body, p - body);
-}
-
-
-ngx_int_t
-ngx_http_events_send(ngx_http_request_t *r, ngx_uint_t status,
-    ngx_str_t *type, u_char *data, size_t len)
-{
-    ngx_int_t     rc;
-    ngx_buf_t    *b;
-    ngx_chain_t   out;
-
-    r->headers_out.status = status;
-    r->headers_out.content_length_n = len;
-    r->headers_out.content_type = *type;
-    r->headers_out.content_type_len = type->len;
-    r->headers_out.content_type_lowcase = NULL;
-
-    if (r->method == NGX_HTTP_HEAD) {
-        r->header_only = 1;
-    }
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    b = ngx_calloc_buf(r->pool);
-    if (b == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    b->pos = data;
-    b->last = data + len;
-    b->memory = 1;
-    b->last_buf = (r == r->main);
-    b->last_in_chain = 1;
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
-}

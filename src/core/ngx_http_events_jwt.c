@@ -342,7 +342,7 @@ ngx_http_events_jwt_claims(ngx_http_events_jwt_conf_t *conf, json_t *payload,
 
     if (v && !json_is_null(v)) {
         if (ngx_http_events_jwt_string(v, pool, &claims->tenant) != NGX_OK
-            || ngx_http_events_tenant_valid(&claims->tenant) != NGX_OK)
+            || ngx_http_events_match_tenant_valid(&claims->tenant) != NGX_OK)
         {
             ngx_http_events_jwt_error(err, "invalid_token",
                                       "the token's tenant claim is not a "
@@ -404,7 +404,7 @@ ngx_http_events_jwt_grants(json_t *v, ngx_pool_t *pool, ngx_str_t **grants,
 
     json_array_foreach(v, i, item) {
         if (!json_is_string(item)
-            || ngx_http_events_pattern_valid(
+            || ngx_http_events_match_pattern_valid(
                    (u_char *) json_string_value(item),
                    json_string_length(item))
                != NGX_OK
@@ -451,7 +451,7 @@ ngx_http_events_jwt_error(ngx_http_events_error_t *err, const char *code,
 /* grants: a type is granted if a pattern matches it */
 
 ngx_uint_t
-ngx_http_events_granted(ngx_str_t *grants, ngx_uint_t n, ngx_str_t *type)
+ngx_http_events_jwt_granted(ngx_str_t *grants, ngx_uint_t n, ngx_str_t *type)
 {
     return ngx_http_events_match_any(grants, n, type);
 }
@@ -465,7 +465,7 @@ ngx_http_events_granted(ngx_str_t *grants, ngx_uint_t n, ngx_str_t *type)
  */
 
 ngx_int_t
-ngx_http_events_narrow(ngx_str_t *grants, ngx_uint_t ngrants,
+ngx_http_events_jwt_narrow(ngx_str_t *grants, ngx_uint_t ngrants,
     ngx_str_t **patterns, ngx_uint_t *npatterns, ngx_pool_t *pool)
 {
     ngx_str_t   *out, *in;
@@ -488,7 +488,7 @@ ngx_http_events_narrow(ngx_str_t *grants, ngx_uint_t ngrants,
 
     for (i = 0; i < *npatterns; i++) {
         for (j = 0; j < ngrants; j++) {
-            if (ngx_http_events_pattern_covers(&grants[j], &in[i])) {
+            if (ngx_http_events_match_pattern_covers(&grants[j], &in[i])) {
                 out[n++] = in[i];
                 break;
             }
@@ -497,8 +497,8 @@ ngx_http_events_narrow(ngx_str_t *grants, ngx_uint_t ngrants,
 
     for (j = 0; j < ngrants; j++) {
         for (i = 0; i < *npatterns; i++) {
-            if (!ngx_http_events_pattern_covers(&grants[j], &in[i])
-                && ngx_http_events_pattern_covers(&in[i], &grants[j]))
+            if (!ngx_http_events_match_pattern_covers(&grants[j], &in[i])
+                && ngx_http_events_match_pattern_covers(&in[i], &grants[j]))
             {
                 out[n++] = grants[j];
                 break;

@@ -24,7 +24,7 @@
 #include "ngx_http_events_module.h"
 #include "ngx_http_events_store.h"
 #include "ngx_http_events_stream.h"
-#include "ngx_http_events_api.h"
+#include "ngx_http_events_http.h"
 #include "ngx_http_events_ipc.h"
 #include "ngx_http_events_query.h"
 #include "ngx_http_events_cursor.h"
@@ -130,7 +130,7 @@ ngx_http_events_stream_handler(ngx_http_request_t *r)
     if (r->method != NGX_HTTP_GET) {
         ngx_str_set(&allow, "GET");
 
-        if (ngx_http_events_add_header(r, "Allow", &allow) != NGX_OK) {
+        if (ngx_http_events_http_add_header(r, "Allow", &allow) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
@@ -138,7 +138,7 @@ ngx_http_events_stream_handler(ngx_http_request_t *r)
                                              "a stream is read with GET");
     }
 
-    if (!ngx_http_events_access(r, &rc)) {
+    if (!ngx_http_events_auth_access(r, &rc)) {
         return rc;
     }
 
@@ -177,7 +177,7 @@ ngx_http_events_stream_handler(ngx_http_request_t *r)
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        return ngx_http_events_send_error(r, &err, NULL);
+        return ngx_http_events_http_send_error(r, &err, NULL);
     }
 
     if (!ngx_http_events_stream_grants(r, ctx, &rc)) {
@@ -291,7 +291,7 @@ ngx_http_events_stream_grants(ngx_http_request_t *r,
     ngx_int_t                  narrowed;
     ngx_http_events_claims_t  *claims;
 
-    claims = ngx_http_events_claims(r);
+    claims = ngx_http_events_auth_claims(r);
 
     if (claims == NULL) {
         return 1;
@@ -299,9 +299,9 @@ ngx_http_events_stream_grants(ngx_http_request_t *r,
 
     ctx->exp = claims->exp;
 
-    narrowed = ngx_http_events_narrow(claims->subscribe, claims->nsubscribe,
-                                      &ctx->filter.types,
-                                      &ctx->filter.ntypes, r->pool);
+    narrowed = ngx_http_events_jwt_narrow(claims->subscribe, claims->nsubscribe,
+                                          &ctx->filter.types,
+                                          &ctx->filter.ntypes, r->pool);
 
     if (narrowed == NGX_ERROR) {
         *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -329,7 +329,7 @@ ngx_http_events_stream_refuse(ngx_http_request_t *r, ngx_uint_t status,
     ngx_http_events_error(&err, status, code, NULL, NULL, NULL, "%s",
                           message);
 
-    return ngx_http_events_send_error(r, &err, NULL);
+    return ngx_http_events_http_send_error(r, &err, NULL);
 }
 
 
@@ -346,13 +346,13 @@ ngx_http_events_stream_headers(ngx_http_request_t *r)
     r->headers_out.content_type_lowcase = NULL;
 
     ngx_str_set(&value, "no-cache, no-transform");
-    if (ngx_http_events_add_header(r, "Cache-Control", &value) != NGX_OK) {
+    if (ngx_http_events_http_add_header(r, "Cache-Control", &value) != NGX_OK) {
         return NGX_ERROR;
     }
 
     /* for an nginx in front of us: do not buffer this */
     ngx_str_set(&value, "no");
-    if (ngx_http_events_add_header(r, "X-Accel-Buffering", &value)
+    if (ngx_http_events_http_add_header(r, "X-Accel-Buffering", &value)
         != NGX_OK)
     {
         return NGX_ERROR;

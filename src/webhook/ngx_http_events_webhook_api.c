@@ -25,7 +25,7 @@
 
 #include "ngx_http_events_module.h"
 #include "ngx_http_events_store.h"
-#include "ngx_http_events_api.h"
+#include "ngx_http_events_http.h"
 #include "ngx_http_events_auth.h"
 #include "ngx_http_events_cursor.h"
 #include "ngx_http_events_match.h"
@@ -63,68 +63,69 @@ typedef struct {
 } ngx_http_events_out_t;
 
 
-static ngx_int_t ngx_http_events_wh_route(ngx_http_request_t *r,
+static ngx_int_t ngx_http_events_webhook_api_route(ngx_http_request_t *r,
     ngx_http_events_wh_route_t *rt);
-static void ngx_http_events_wh_api_body(ngx_http_request_t *r);
-static ngx_int_t ngx_http_events_wh_api_run(ngx_http_request_t *r,
+static void ngx_http_events_webhook_api_body(ngx_http_request_t *r);
+static ngx_int_t ngx_http_events_webhook_api_run(ngx_http_request_t *r,
     ngx_http_events_wh_route_t *rt, ngx_str_t *body);
-static ngx_int_t ngx_http_events_wh_api_create(ngx_http_request_t *r,
+static ngx_int_t ngx_http_events_webhook_api_create(ngx_http_request_t *r,
     ngx_http_events_wh_route_t *rt, json_t *root);
-static ngx_int_t ngx_http_events_wh_api_patch(ngx_http_request_t *r,
+static ngx_int_t ngx_http_events_webhook_api_patch(ngx_http_request_t *r,
     ngx_http_events_wh_route_t *rt, json_t *root);
-static ngx_int_t ngx_http_events_wh_api_spec(ngx_http_request_t *r,
+static ngx_int_t ngx_http_events_webhook_api_spec(ngx_http_request_t *r,
     json_t *root, ngx_http_events_wh_spec_t *spec, ngx_uint_t create,
     ngx_http_events_error_t *err);
-static ngx_int_t ngx_http_events_wh_api_url(ngx_http_request_t *r,
+static ngx_int_t ngx_http_events_webhook_api_url(ngx_http_request_t *r,
     ngx_str_t *url, ngx_http_events_error_t *err);
-static ngx_int_t ngx_http_events_wh_api_get(ngx_http_request_t *r,
+static ngx_int_t ngx_http_events_webhook_api_get(ngx_http_request_t *r,
     ngx_http_events_wh_route_t *rt, ngx_uint_t status, ngx_str_t *secret);
-static ngx_int_t ngx_http_events_wh_api_list(ngx_http_request_t *r,
+static ngx_int_t ngx_http_events_webhook_api_list(ngx_http_request_t *r,
     ngx_http_events_wh_route_t *rt);
-static ngx_int_t ngx_http_events_wh_api_attempts(ngx_http_request_t *r,
+static ngx_int_t ngx_http_events_webhook_api_attempts(ngx_http_request_t *r,
     ngx_http_events_wh_route_t *rt);
-static ngx_int_t ngx_http_events_wh_api_delivery(ngx_http_request_t *r,
+static ngx_int_t ngx_http_events_webhook_api_delivery(ngx_http_request_t *r,
     ngx_http_events_wh_route_t *rt);
-static ngx_int_t ngx_http_events_wh_api_log(ngx_http_request_t *r,
+static ngx_int_t ngx_http_events_webhook_api_log(ngx_http_request_t *r,
     ngx_http_events_wh_route_t *rt, uint64_t before, ngx_array_t *all);
-static ngx_int_t ngx_http_events_wh_api_retry(ngx_http_request_t *r,
+static ngx_int_t ngx_http_events_webhook_api_retry(ngx_http_request_t *r,
     ngx_http_events_wh_route_t *rt);
-static ngx_int_t ngx_http_events_wh_api_test(ngx_http_request_t *r,
+static ngx_int_t ngx_http_events_webhook_api_test(ngx_http_request_t *r,
     ngx_http_events_wh_route_t *rt);
-static ngx_int_t ngx_http_events_wh_api_rotate(ngx_http_request_t *r,
+static ngx_int_t ngx_http_events_webhook_api_rotate(ngx_http_request_t *r,
     ngx_http_events_wh_route_t *rt, json_t *root);
-static ngx_int_t ngx_http_events_wh_api_replay(ngx_http_request_t *r,
+static ngx_int_t ngx_http_events_webhook_api_replay(ngx_http_request_t *r,
     ngx_http_events_wh_route_t *rt, json_t *root);
-static ngx_int_t ngx_http_events_wh_api_event(ngx_http_request_t *r,
+static ngx_int_t ngx_http_events_webhook_api_event(ngx_http_request_t *r,
     ngx_http_events_wh_route_t *rt, ngx_str_t *json, uint64_t *seq,
     ngx_str_t *type);
-static ngx_int_t ngx_http_events_wh_api_position(ngx_http_request_t *r,
+static ngx_int_t ngx_http_events_webhook_api_position(ngx_http_request_t *r,
     json_t *v, const char *name, ngx_uint_t until, uint64_t *seq,
     ngx_http_events_error_t *err);
-static void ngx_http_events_wh_view_json(ngx_http_events_out_t *o,
+static void ngx_http_events_webhook_api_view_json(ngx_http_events_out_t *o,
     ngx_http_events_wh_view_t *v);
-static void ngx_http_events_wh_attempt_json(ngx_http_events_out_t *o,
+static void ngx_http_events_webhook_api_attempt_json(ngx_http_events_out_t *o,
     ngx_http_events_wh_attempt_t *a);
-static ngx_int_t ngx_http_events_wh_fail(ngx_http_request_t *r,
+static ngx_int_t ngx_http_events_webhook_api_fail(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, const char *field,
     const char *fmt, ...);
-static ngx_int_t ngx_http_events_wh_unknown(ngx_http_request_t *r,
+static ngx_int_t ngx_http_events_webhook_api_unknown(ngx_http_request_t *r,
     ngx_http_events_wh_route_t *rt);
-static ngx_int_t ngx_http_events_wh_covered(ngx_http_request_t *r,
+static ngx_int_t ngx_http_events_webhook_api_covered(ngx_http_request_t *r,
     ngx_str_t *patterns, ngx_uint_t n, ngx_http_events_error_t *err);
-static void ngx_http_events_out(ngx_http_events_out_t *o, const char *fmt,
+static void ngx_http_events_webhook_api_out(ngx_http_events_out_t *o,
+    const char *fmt,
     ...);
-static void ngx_http_events_out_str(ngx_http_events_out_t *o, u_char *s,
+static void ngx_http_events_webhook_api_out_str(ngx_http_events_out_t *o,
+    u_char *s,
     size_t len);
-static void ngx_http_events_out_time(ngx_http_events_out_t *o,
+static void ngx_http_events_webhook_api_out_time(ngx_http_events_out_t *o,
     uint64_t ms);
-static u_char *ngx_http_events_out_reserve(ngx_http_events_out_t *o,
+static u_char *ngx_http_events_webhook_api_out_reserve(ngx_http_events_out_t *o,
     size_t len);
-static ngx_int_t ngx_http_events_out_send(ngx_http_request_t *r,
+static ngx_int_t ngx_http_events_webhook_api_out_send(ngx_http_request_t *r,
     ngx_http_events_out_t *o, ngx_uint_t status);
 
 
-static ngx_str_t  ngx_http_events_wh_json = ngx_string("application/json");
 
 static const char  *ngx_http_events_wh_results[] = {
     "succeeded", "failed", "failed", "expired", "aborted"
@@ -140,13 +141,13 @@ static const char  *ngx_http_events_wh_disabled[] = {
 
 
 ngx_int_t
-ngx_http_events_webhooks_handler(ngx_http_request_t *r)
+ngx_http_events_webhook_api_handler(ngx_http_request_t *r)
 {
     ngx_int_t                    rc;
     ngx_http_events_ctx_t       *ctx;
     ngx_http_events_wh_route_t  *rt;
 
-    if (!ngx_http_events_access(r, &rc)) {
+    if (!ngx_http_events_auth_access(r, &rc)) {
         return rc;
     }
 
@@ -163,28 +164,29 @@ ngx_http_events_webhooks_handler(ngx_http_request_t *r)
 
     if (rc == NGX_DECLINED) {
         ngx_http_discard_request_body(r);
-        return ngx_http_events_wh_fail(r, 400, "invalid_tenant", NULL,
-                                       "the request's tenant must be 1-64 "
-                                       "characters of [A-Za-z0-9_.:-]");
+        return ngx_http_events_webhook_api_fail(r, 400, "invalid_tenant", NULL,
+                                                "the request's tenant must be 1-64 "
+                                                "characters of [A-Za-z0-9_.:-]");
     }
 
-    rc = ngx_http_events_wh_route(r, rt);
+    rc = ngx_http_events_webhook_api_route(r, rt);
     if (rt->answered) {
         return rc;
     }
 
     if (r->method != NGX_HTTP_POST && r->method != NGX_HTTP_PATCH) {
         ngx_http_discard_request_body(r);
-        return ngx_http_events_wh_api_run(r, rt, NULL);
+        return ngx_http_events_webhook_api_run(r, rt, NULL);
     }
 
-    if (!ngx_http_events_is_json(r)
+    if (!ngx_http_events_http_is_json(r)
         && (r->headers_in.content_length_n > 0
             || r->headers_in.chunked))
     {
         ngx_http_discard_request_body(r);
-        return ngx_http_events_wh_fail(r, 415, "unsupported_media_type",
-                                       NULL, "send application/json");
+        return ngx_http_events_webhook_api_fail(r, 415,
+                                                "unsupported_media_type",
+                                                NULL, "send application/json");
     }
 
     ctx = ngx_http_events_ctx(r);
@@ -198,7 +200,7 @@ ngx_http_events_webhooks_handler(ngx_http_request_t *r)
     r->request_body_in_clean_file = 1;
     r->request_body_file_log_level = 0;
 
-    rc = ngx_http_read_client_request_body(r, ngx_http_events_wh_api_body);
+    rc = ngx_http_read_client_request_body(r, ngx_http_events_webhook_api_body);
 
     if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
         return rc;
@@ -211,7 +213,7 @@ ngx_http_events_webhooks_handler(ngx_http_request_t *r)
 /* which route, and whether the method fits it */
 
 static ngx_int_t
-ngx_http_events_wh_route(ngx_http_request_t *r,
+ngx_http_events_webhook_api_route(ngx_http_request_t *r,
     ngx_http_events_wh_route_t *rt)
 {
     u_char                      *p, *last, *s;
@@ -340,12 +342,13 @@ done:
 
         rt->answered = 1;
 
-        if (ngx_http_events_add_header(r, "Allow", &value) != NGX_OK) {
+        if (ngx_http_events_http_add_header(r, "Allow", &value) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        return ngx_http_events_wh_fail(r, 405, "method_not_allowed", NULL,
-                                       "this endpoint allows %s", allow);
+        return ngx_http_events_webhook_api_fail(r, 405, "method_not_allowed",
+                                                NULL,
+                                                "this endpoint allows %s", allow);
     }
 
     return NGX_OK;
@@ -355,13 +358,13 @@ not_found:
     ngx_http_discard_request_body(r);
     rt->answered = 1;
 
-    return ngx_http_events_wh_fail(r, 404, "not_found", NULL,
-                                   "no such endpoint");
+    return ngx_http_events_webhook_api_fail(r, 404, "not_found", NULL,
+                                            "no such endpoint");
 }
 
 
 static void
-ngx_http_events_wh_api_body(ngx_http_request_t *r)
+ngx_http_events_webhook_api_body(ngx_http_request_t *r)
 {
     ngx_int_t               rc;
     ngx_str_t               body;
@@ -369,7 +372,7 @@ ngx_http_events_wh_api_body(ngx_http_request_t *r)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_events_module);
 
-    rc = ngx_http_events_read_body(r, &body);
+    rc = ngx_http_events_http_read_body(r, &body);
 
     if (rc == NGX_ERROR) {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
@@ -378,18 +381,18 @@ ngx_http_events_wh_api_body(ngx_http_request_t *r)
 
     if (rc == NGX_DECLINED) {
         ngx_http_finalize_request(r,
-            ngx_http_events_wh_fail(r, 413, "payload_too_large", NULL,
-                                    "the body is too large"));
+            ngx_http_events_webhook_api_fail(r, 413, "payload_too_large", NULL,
+                                             "the body is too large"));
         return;
     }
 
-    ngx_http_finalize_request(r, ngx_http_events_wh_api_run(r, ctx->route,
-                                                            &body));
+    ngx_http_finalize_request(r, ngx_http_events_webhook_api_run(r, ctx->route,
+                                                                 &body));
 }
 
 
 static ngx_int_t
-ngx_http_events_wh_api_run(ngx_http_request_t *r,
+ngx_http_events_webhook_api_run(ngx_http_request_t *r,
     ngx_http_events_wh_route_t *rt, ngx_str_t *body)
 {
     json_t                      *root;
@@ -402,8 +405,8 @@ ngx_http_events_wh_api_run(ngx_http_request_t *r,
     store = elcf->webhooks_zone->data;
 
     if (store->whcf == NULL) {
-        return ngx_http_events_wh_fail(r, 500, "internal_error", NULL,
-                                       "webhooks are not set up");
+        return ngx_http_events_webhook_api_fail(r, 500, "internal_error", NULL,
+                                                "webhooks are not set up");
     }
 
     root = NULL;
@@ -413,17 +416,19 @@ ngx_http_events_wh_api_run(ngx_http_request_t *r,
                           JSON_REJECT_DUPLICATES, &jerr);
 
         if (root == NULL) {
-            return ngx_http_events_wh_fail(r, 400, "invalid_json", NULL,
-                                           "malformed JSON at line %d, "
-                                           "column %d: %s", jerr.line,
-                                           jerr.column, jerr.text);
+            return ngx_http_events_webhook_api_fail(r, 400, "invalid_json",
+                                                    NULL,
+                                                    "malformed JSON at line %d, "
+                                                    "column %d: %s", jerr.line,
+                                                    jerr.column, jerr.text);
         }
 
         if (!json_is_object(root)) {
             json_decref(root);
-            return ngx_http_events_wh_fail(r, 400, "invalid_body", NULL,
-                                           "the body must be a JSON "
-                                           "object");
+            return ngx_http_events_webhook_api_fail(r, 400, "invalid_body",
+                                                    NULL,
+                                                    "the body must be a JSON "
+                                                    "object");
         }
     }
 
@@ -431,62 +436,62 @@ ngx_http_events_wh_api_run(ngx_http_request_t *r,
 
     case NGX_HTTP_EVENTS_WH_LIST:
         rc = (r->method == NGX_HTTP_POST)
-             ? ngx_http_events_wh_api_create(r, rt, root)
-             : ngx_http_events_wh_api_list(r, rt);
+             ? ngx_http_events_webhook_api_create(r, rt, root)
+             : ngx_http_events_webhook_api_list(r, rt);
         break;
 
     case NGX_HTTP_EVENTS_WH_ONE:
 
         if (r->method == NGX_HTTP_PATCH) {
-            rc = ngx_http_events_wh_api_patch(r, rt, root);
+            rc = ngx_http_events_webhook_api_patch(r, rt, root);
 
         } else if (r->method == NGX_HTTP_DELETE) {
-            rc = ngx_http_events_wh_delete(store, &rt->tenant, &rt->id);
+            rc = ngx_http_events_webhook_delete(store, &rt->tenant, &rt->id);
 
             if (rc == NGX_OK) {
-                (void) ngx_http_events_wh_save(store);
+                (void) ngx_http_events_webhook_state_save(store);
                 r->headers_out.status = NGX_HTTP_NO_CONTENT;
                 r->header_only = 1;
                 r->headers_out.content_length_n = 0;
                 rc = ngx_http_send_header(r);
 
             } else if (rc == NGX_ABORT) {
-                rc = ngx_http_events_wh_fail(r, 409, "static_endpoint",
-                                             NULL, "this endpoint comes "
-                                             "from nginx.conf; change it "
-                                             "there");
+                rc = ngx_http_events_webhook_api_fail(r, 409, "static_endpoint",
+                                                      NULL, "this endpoint comes "
+                                                      "from nginx.conf; change it "
+                                                      "there");
             } else {
-                rc = ngx_http_events_wh_unknown(r, rt);
+                rc = ngx_http_events_webhook_api_unknown(r, rt);
             }
 
         } else {
-            rc = ngx_http_events_wh_api_get(r, rt, NGX_HTTP_OK, NULL);
+            rc = ngx_http_events_webhook_api_get(r, rt, NGX_HTTP_OK, NULL);
         }
 
         break;
 
     case NGX_HTTP_EVENTS_WH_DELIVERIES:
-        rc = ngx_http_events_wh_api_attempts(r, rt);
+        rc = ngx_http_events_webhook_api_attempts(r, rt);
         break;
 
     case NGX_HTTP_EVENTS_WH_DELIVERY:
-        rc = ngx_http_events_wh_api_delivery(r, rt);
+        rc = ngx_http_events_webhook_api_delivery(r, rt);
         break;
 
     case NGX_HTTP_EVENTS_WH_RETRY:
-        rc = ngx_http_events_wh_api_retry(r, rt);
+        rc = ngx_http_events_webhook_api_retry(r, rt);
         break;
 
     case NGX_HTTP_EVENTS_WH_TEST:
-        rc = ngx_http_events_wh_api_test(r, rt);
+        rc = ngx_http_events_webhook_api_test(r, rt);
         break;
 
     case NGX_HTTP_EVENTS_WH_ROTATE:
-        rc = ngx_http_events_wh_api_rotate(r, rt, root);
+        rc = ngx_http_events_webhook_api_rotate(r, rt, root);
         break;
 
     default: /* NGX_HTTP_EVENTS_WH_REPLAY_R */
-        rc = ngx_http_events_wh_api_replay(r, rt, root);
+        rc = ngx_http_events_webhook_api_replay(r, rt, root);
         break;
     }
 
@@ -501,7 +506,7 @@ ngx_http_events_wh_api_run(ngx_http_request_t *r,
 /* POST P */
 
 static ngx_int_t
-ngx_http_events_wh_api_create(ngx_http_request_t *r,
+ngx_http_events_webhook_api_create(ngx_http_request_t *r,
     ngx_http_events_wh_route_t *rt, json_t *root)
 {
     u_char                      *p;
@@ -518,9 +523,9 @@ ngx_http_events_wh_api_create(ngx_http_request_t *r,
     store = elcf->webhooks_zone->data;
 
     if (root == NULL) {
-        return ngx_http_events_wh_fail(r, 400, "invalid_body", NULL,
-                                       "send the endpoint as a JSON "
-                                       "object");
+        return ngx_http_events_webhook_api_fail(r, 400, "invalid_body", NULL,
+                                                "send the endpoint as a JSON "
+                                                "object");
     }
 
     spec = ngx_pcalloc(r->pool, sizeof(ngx_http_events_wh_spec_t));
@@ -528,14 +533,15 @@ ngx_http_events_wh_api_create(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (ngx_http_events_wh_api_spec(r, root, spec, 1, &err) != NGX_OK) {
-        return ngx_http_events_send_error(r, &err, NULL);
+    if (ngx_http_events_webhook_api_spec(r, root, spec, 1, &err) != NGX_OK) {
+        return ngx_http_events_http_send_error(r, &err, NULL);
     }
 
-    if (ngx_http_events_wh_covered(r, spec->patterns, spec->npatterns, &err)
+    if (ngx_http_events_webhook_api_covered(r, spec->patterns, spec->npatterns,
+                                            &err)
         != NGX_OK)
     {
-        return ngx_http_events_send_error(r, &err, NULL);
+        return ngx_http_events_http_send_error(r, &err, NULL);
     }
 
     if (spec->secret_len == 0) {
@@ -568,27 +574,29 @@ ngx_http_events_wh_api_create(ngx_http_request_t *r,
     spec->tenant = rt->tenant;
     spec->enabled = 1;
 
-    rc = ngx_http_events_wh_create(store, spec, elcf->wh.max_endpoints);
+    rc = ngx_http_events_webhook_create(store, spec, elcf->wh.max_endpoints);
 
     if (rc == NGX_DECLINED) {
-        return ngx_http_events_wh_fail(r, 409, "too_many_endpoints", NULL,
-                                       "this tenant has %ui endpoints, the "
-                                       "most events_webhook_max_per_tenant "
-                                       "allows", elcf->wh.max_endpoints);
+        return ngx_http_events_webhook_api_fail(r, 409, "too_many_endpoints",
+                                                NULL,
+                                                "this tenant has %ui endpoints, the "
+                                                "most events_webhook_max_per_tenant "
+                                                "allows", elcf->wh.max_endpoints);
     }
 
     if (rc != NGX_OK) {
-        return ngx_http_events_wh_fail(r, 503, "zone_full", NULL,
-                                       "no room for another endpoint in "
-                                       "events zone \"%V\"", &store->name);
+        return ngx_http_events_webhook_api_fail(r, 503, "zone_full", NULL,
+                                                "no room for another endpoint in "
+                                                "events zone \"%V\"", &store->name);
     }
 
     /* with a journal, on disk before the 201, or not at all */
-    if (ngx_http_events_wh_save(store) == NGX_ERROR) {
-        (void) ngx_http_events_wh_delete(store, &rt->tenant, &spec->id);
-        return ngx_http_events_wh_fail(r, 503, "journal_unavailable", NULL,
-                                       "the webhook state cannot be "
-                                       "written; nothing was created");
+    if (ngx_http_events_webhook_state_save(store) == NGX_ERROR) {
+        (void) ngx_http_events_webhook_delete(store, &rt->tenant, &spec->id);
+        return ngx_http_events_webhook_api_fail(r, 503, "journal_unavailable",
+                                                NULL,
+                                                "the webhook state cannot be "
+                                                "written; nothing was created");
     }
 
     rt->id = spec->id;
@@ -625,18 +633,18 @@ ngx_http_events_wh_api_create(ngx_http_request_t *r,
     p = ngx_cpymem(p, rt->id.data, rt->id.len);
     src.len = p - src.data;
 
-    if (ngx_http_events_add_header(r, "Location", &src) != NGX_OK) {
+    if (ngx_http_events_http_add_header(r, "Location", &src) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_http_events_wh_api_get(r, rt, NGX_HTTP_CREATED, &text);
+    return ngx_http_events_webhook_api_get(r, rt, NGX_HTTP_CREATED, &text);
 }
 
 
 /* PATCH P/{id} */
 
 static ngx_int_t
-ngx_http_events_wh_api_patch(ngx_http_request_t *r,
+ngx_http_events_webhook_api_patch(ngx_http_request_t *r,
     ngx_http_events_wh_route_t *rt, json_t *root)
 {
     ngx_int_t                    rc;
@@ -649,8 +657,8 @@ ngx_http_events_wh_api_patch(ngx_http_request_t *r,
     store = elcf->webhooks_zone->data;
 
     if (root == NULL) {
-        return ngx_http_events_wh_fail(r, 400, "invalid_body", NULL,
-                                       "send the changes as a JSON object");
+        return ngx_http_events_webhook_api_fail(r, 400, "invalid_body", NULL,
+                                                "send the changes as a JSON object");
     }
 
     spec = ngx_pcalloc(r->pool, sizeof(ngx_http_events_wh_spec_t));
@@ -658,55 +666,57 @@ ngx_http_events_wh_api_patch(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (ngx_http_events_wh_api_spec(r, root, spec, 0, &err) != NGX_OK) {
-        return ngx_http_events_send_error(r, &err, NULL);
+    if (ngx_http_events_webhook_api_spec(r, root, spec, 0, &err) != NGX_OK) {
+        return ngx_http_events_http_send_error(r, &err, NULL);
     }
 
     if (json_object_get(root, "secret")) {
-        return ngx_http_events_wh_fail(r, 400, "invalid_field", "secret",
-                                       "change the secret with "
-                                       "POST .../rotate-secret");
+        return ngx_http_events_webhook_api_fail(r, 400, "invalid_field",
+                                                "secret",
+                                                "change the secret with "
+                                                "POST .../rotate-secret");
     }
 
     if (spec->set_patterns
-        && ngx_http_events_wh_covered(r, spec->patterns, spec->npatterns,
-                                      &err)
+        && ngx_http_events_webhook_api_covered(r, spec->patterns,
+                                               spec->npatterns,
+                                               &err)
            != NGX_OK)
     {
-        return ngx_http_events_send_error(r, &err, NULL);
+        return ngx_http_events_http_send_error(r, &err, NULL);
     }
 
     spec->id = rt->id;
     spec->tenant = rt->tenant;
 
-    rc = ngx_http_events_wh_update(store, spec);
+    rc = ngx_http_events_webhook_update(store, spec);
 
     if (rc == NGX_DECLINED) {
-        return ngx_http_events_wh_unknown(r, rt);
+        return ngx_http_events_webhook_api_unknown(r, rt);
     }
 
     if (rc == NGX_ABORT) {
-        return ngx_http_events_wh_fail(r, 409, "static_endpoint", NULL,
-                                       "this endpoint comes from "
-                                       "nginx.conf; change it there");
+        return ngx_http_events_webhook_api_fail(r, 409, "static_endpoint", NULL,
+                                                "this endpoint comes from "
+                                                "nginx.conf; change it there");
     }
 
     if (rc != NGX_OK) {
-        return ngx_http_events_wh_fail(r, 503, "zone_full", NULL,
-                                       "no room in events zone \"%V\"",
-                                       &store->name);
+        return ngx_http_events_webhook_api_fail(r, 503, "zone_full", NULL,
+                                                "no room in events zone \"%V\"",
+                                                &store->name);
     }
 
-    (void) ngx_http_events_wh_save(store);
+    (void) ngx_http_events_webhook_state_save(store);
 
-    return ngx_http_events_wh_api_get(r, rt, NGX_HTTP_OK, NULL);
+    return ngx_http_events_webhook_api_get(r, rt, NGX_HTTP_OK, NULL);
 }
 
 
 /* the fields of a create or a patch, checked; nothing is changed yet */
 
 static ngx_int_t
-ngx_http_events_wh_api_spec(ngx_http_request_t *r, json_t *root,
+ngx_http_events_webhook_api_spec(ngx_http_request_t *r, json_t *root,
     ngx_http_events_wh_spec_t *spec, ngx_uint_t create,
     ngx_http_events_error_t *err)
 {
@@ -728,7 +738,7 @@ ngx_http_events_wh_api_spec(ngx_http_request_t *r, json_t *root,
             spec->url.len = json_string_length(v);
             spec->set_url = 1;
 
-            if (ngx_http_events_wh_api_url(r, &spec->url, err) != NGX_OK) {
+            if (ngx_http_events_webhook_api_url(r, &spec->url, err) != NGX_OK) {
                 return NGX_ERROR;
             }
 
@@ -749,7 +759,7 @@ ngx_http_events_wh_api_spec(ngx_http_request_t *r, json_t *root,
 
             json_array_foreach(v, i, item) {
                 if (!json_is_string(item)
-                    || ngx_http_events_pattern_valid(
+                    || ngx_http_events_match_pattern_valid(
                            (u_char *) json_string_value(item),
                            json_string_length(item))
                        != NGX_OK)
@@ -793,8 +803,8 @@ ngx_http_events_wh_api_spec(ngx_http_request_t *r, json_t *root,
             s.data = (u_char *) json_string_value(v);
             s.len = json_string_length(v);
 
-            if (ngx_http_events_wh_secret(&s, spec->secret,
-                                          &spec->secret_len)
+            if (ngx_http_events_webhook_secret(&s, spec->secret,
+                                               &spec->secret_len)
                 != NGX_OK)
             {
                 ngx_http_events_error(err, 400, "invalid_secret", "field",
@@ -970,7 +980,7 @@ bad_header:
 /* an http(s) URL with a host; a literal private address is refused now */
 
 static ngx_int_t
-ngx_http_events_wh_api_url(ngx_http_request_t *r, ngx_str_t *url,
+ngx_http_events_webhook_api_url(ngx_http_request_t *r, ngx_str_t *url,
     ngx_http_events_error_t *err)
 {
     size_t                       skip;
@@ -1039,7 +1049,8 @@ ngx_http_events_wh_api_url(ngx_http_request_t *r, ngx_str_t *url,
     }
 
     if (ngx_parse_addr(r->pool, &addr, host.data, host.len) == NGX_OK
-        && ngx_http_events_wh_addr_blocked(addr.sockaddr, &elcf->wh))
+        && ngx_http_events_webhook_delivery_addr_blocked(addr.sockaddr,
+                                                         &elcf->wh))
     {
         ngx_http_events_error(err, 400, "blocked_url", "field", NULL, "url",
                               "%V is a loopback, private or reserved "
@@ -1062,13 +1073,13 @@ invalid:
 /* the token's subscribe grant must cover every pattern */
 
 static ngx_int_t
-ngx_http_events_wh_covered(ngx_http_request_t *r, ngx_str_t *patterns,
+ngx_http_events_webhook_api_covered(ngx_http_request_t *r, ngx_str_t *patterns,
     ngx_uint_t n, ngx_http_events_error_t *err)
 {
     ngx_uint_t                 i, j, ok;
     ngx_http_events_claims_t  *claims;
 
-    claims = ngx_http_events_claims(r);
+    claims = ngx_http_events_auth_claims(r);
 
     if (claims == NULL || claims->admin) {
         return NGX_OK;
@@ -1078,8 +1089,8 @@ ngx_http_events_wh_covered(ngx_http_request_t *r, ngx_str_t *patterns,
         ok = 0;
 
         for (j = 0; j < claims->nsubscribe && !ok; j++) {
-            ok = ngx_http_events_pattern_covers(&claims->subscribe[j],
-                                                &patterns[i]);
+            ok = ngx_http_events_match_pattern_covers(&claims->subscribe[j],
+                                                      &patterns[i]);
         }
 
         if (!ok) {
@@ -1097,7 +1108,7 @@ ngx_http_events_wh_covered(ngx_http_request_t *r, ngx_str_t *patterns,
 /* GET P/{id}, and the answers of create and patch */
 
 static ngx_int_t
-ngx_http_events_wh_api_get(ngx_http_request_t *r,
+ngx_http_events_webhook_api_get(ngx_http_request_t *r,
     ngx_http_events_wh_route_t *rt, ngx_uint_t status, ngx_str_t *secret)
 {
     ngx_int_t                    rc;
@@ -1109,10 +1120,11 @@ ngx_http_events_wh_api_get(ngx_http_request_t *r,
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
     store = elcf->webhooks_zone->data;
 
-    rc = ngx_http_events_wh_get(store, &rt->tenant, &rt->id, r->pool, &view);
+    rc = ngx_http_events_webhook_get(store, &rt->tenant, &rt->id, r->pool,
+                                     &view);
 
     if (rc == NGX_DECLINED) {
-        return ngx_http_events_wh_unknown(r, rt);
+        return ngx_http_events_webhook_api_unknown(r, rt);
     }
 
     if (rc != NGX_OK) {
@@ -1122,21 +1134,21 @@ ngx_http_events_wh_api_get(ngx_http_request_t *r,
     ngx_memzero(&o, sizeof(ngx_http_events_out_t));
     o.pool = r->pool;
 
-    ngx_http_events_wh_view_json(&o, &view);
+    ngx_http_events_webhook_api_view_json(&o, &view);
 
     if (secret && o.pos) {
         o.pos--;        /* the closing brace */
-        ngx_http_events_out(&o, ",\"secret\":");
-        ngx_http_events_out_str(&o, secret->data, secret->len);
-        ngx_http_events_out(&o, "}");
+        ngx_http_events_webhook_api_out(&o, ",\"secret\":");
+        ngx_http_events_webhook_api_out_str(&o, secret->data, secret->len);
+        ngx_http_events_webhook_api_out(&o, "}");
     }
 
-    return ngx_http_events_out_send(r, &o, status);
+    return ngx_http_events_webhook_api_out_send(r, &o, status);
 }
 
 
 static ngx_int_t
-ngx_http_events_wh_api_list(ngx_http_request_t *r,
+ngx_http_events_webhook_api_list(ngx_http_request_t *r,
     ngx_http_events_wh_route_t *rt)
 {
     ngx_uint_t                   i;
@@ -1151,7 +1163,7 @@ ngx_http_events_wh_api_list(ngx_http_request_t *r,
 
     if (ngx_array_init(&views, r->pool, 8, sizeof(ngx_http_events_wh_view_t))
         != NGX_OK
-        || ngx_http_events_wh_list(store, &rt->tenant, r->pool, &views)
+        || ngx_http_events_webhook_list(store, &rt->tenant, r->pool, &views)
            != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -1160,28 +1172,28 @@ ngx_http_events_wh_api_list(ngx_http_request_t *r,
     ngx_memzero(&o, sizeof(ngx_http_events_out_t));
     o.pool = r->pool;
 
-    ngx_http_events_out(&o, "{\"data\":[");
+    ngx_http_events_webhook_api_out(&o, "{\"data\":[");
 
     v = views.elts;
 
     for (i = 0; i < views.nelts; i++) {
         if (i) {
-            ngx_http_events_out(&o, ",");
+            ngx_http_events_webhook_api_out(&o, ",");
         }
 
-        ngx_http_events_wh_view_json(&o, &v[i]);
+        ngx_http_events_webhook_api_view_json(&o, &v[i]);
     }
 
-    ngx_http_events_out(&o, "]}");
+    ngx_http_events_webhook_api_out(&o, "]}");
 
-    return ngx_http_events_out_send(r, &o, NGX_HTTP_OK);
+    return ngx_http_events_webhook_api_out_send(r, &o, NGX_HTTP_OK);
 }
 
 
 /* GET P/{id}/deliveries: the attempt log, newest first */
 
 static ngx_int_t
-ngx_http_events_wh_api_attempts(ngx_http_request_t *r,
+ngx_http_events_webhook_api_attempts(ngx_http_request_t *r,
     ngx_http_events_wh_route_t *rt)
 {
     size_t                         size;
@@ -1205,8 +1217,9 @@ ngx_http_events_wh_api_attempts(ngx_http_request_t *r,
         limit = ngx_atoi(value.data, value.len);
 
         if (limit < 1 || limit > 1000) {
-            return ngx_http_events_wh_fail(r, 400, "invalid_param", "limit",
-                                           "limit is 1-1000");
+            return ngx_http_events_webhook_api_fail(r, 400, "invalid_param",
+                                                    "limit",
+                                                    "limit is 1-1000");
         }
     }
 
@@ -1214,8 +1227,9 @@ ngx_http_events_wh_api_attempts(ngx_http_request_t *r,
         if (value.len < 2 || value.data[0] != 'a'
             || ngx_atoi(value.data + 1, value.len - 1) == NGX_ERROR)
         {
-            return ngx_http_events_wh_fail(r, 400, "invalid_cursor", "after",
-                                           "not a cursor of this log");
+            return ngx_http_events_webhook_api_fail(r, 400, "invalid_cursor",
+                                                    "after",
+                                                    "not a cursor of this log");
         }
 
         before = (uint64_t) ngx_atoi(value.data + 1, value.len - 1);
@@ -1232,25 +1246,26 @@ ngx_http_events_wh_api_attempts(ngx_http_request_t *r,
         }
 
         if (result == -1) {
-            return ngx_http_events_wh_fail(r, 400, "invalid_param",
-                                           "status", "status is succeeded, "
-                                           "failed, expired or aborted");
+            return ngx_http_events_webhook_api_fail(r, 400, "invalid_param",
+                                                    "status", "status is succeeded, "
+                                                    "failed, expired or aborted");
         }
     }
 
     if (ngx_http_arg(r, (u_char *) "eventId", 7, &event_id) == NGX_OK
         && ngx_http_events_id_valid(event_id.data, event_id.len) != NGX_OK)
     {
-        return ngx_http_events_wh_fail(r, 400, "invalid_param", "eventId",
-                                       "not an event id");
+        return ngx_http_events_webhook_api_fail(r, 400, "invalid_param",
+                                                "eventId",
+                                                "not an event id");
     }
 
     /* the whole log below the cursor: it is small, and filters skip */
-    rc = ngx_http_events_wh_api_log(r, rt, before, &all);
+    rc = ngx_http_events_webhook_api_log(r, rt, before, &all);
     size = all.size;
 
     if (rc == NGX_DECLINED) {
-        return ngx_http_events_wh_unknown(r, rt);
+        return ngx_http_events_webhook_api_unknown(r, rt);
     }
 
     if (rc != NGX_OK) {
@@ -1260,7 +1275,7 @@ ngx_http_events_wh_api_attempts(ngx_http_request_t *r,
     ngx_memzero(&o, sizeof(ngx_http_events_out_t));
     o.pool = r->pool;
 
-    ngx_http_events_out(&o, "{\"data\":[");
+    ngx_http_events_webhook_api_out(&o, "{\"data\":[");
 
     n = 0;
     next = 0;
@@ -1282,7 +1297,7 @@ ngx_http_events_wh_api_attempts(ngx_http_request_t *r,
         }
 
         if (n++) {
-            ngx_http_events_out(&o, ",");
+            ngx_http_events_webhook_api_out(&o, ",");
         }
 
         /* a copy longer than its excerpt was cut by the array's size */
@@ -1290,25 +1305,25 @@ ngx_http_events_wh_api_attempts(ngx_http_request_t *r,
             a->excerpt_len = (uint16_t) elcf->wh.excerpt_size;
         }
 
-        ngx_http_events_wh_attempt_json(&o, a);
+        ngx_http_events_webhook_api_attempt_json(&o, a);
         next = a->n;
     }
 
     if (i < all.nelts && next) {
-        ngx_http_events_out(&o, "],\"nextCursor\":\"a%uL\"}", next);
+        ngx_http_events_webhook_api_out(&o, "],\"nextCursor\":\"a%uL\"}", next);
 
     } else {
-        ngx_http_events_out(&o, "],\"nextCursor\":null}");
+        ngx_http_events_webhook_api_out(&o, "],\"nextCursor\":null}");
     }
 
-    return ngx_http_events_out_send(r, &o, NGX_HTTP_OK);
+    return ngx_http_events_webhook_api_out_send(r, &o, NGX_HTTP_OK);
 }
 
 
 /* the endpoint's attempts below "before", copied into all */
 
 static ngx_int_t
-ngx_http_events_wh_api_log(ngx_http_request_t *r,
+ngx_http_events_webhook_api_log(ngx_http_request_t *r,
     ngx_http_events_wh_route_t *rt, uint64_t before, ngx_array_t *all)
 {
     size_t                       size;
@@ -1324,15 +1339,16 @@ ngx_http_events_wh_api_log(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    return ngx_http_events_wh_attempts(elcf->webhooks_zone->data, &rt->tenant,
-                                       &rt->id, before, r->pool, all);
+    return ngx_http_events_webhook_attempts(elcf->webhooks_zone->data,
+                                            &rt->tenant,
+                                            &rt->id, before, r->pool, all);
 }
 
 
 /* GET P/{id}/deliveries/{eventId} */
 
 static ngx_int_t
-ngx_http_events_wh_api_delivery(ngx_http_request_t *r,
+ngx_http_events_webhook_api_delivery(ngx_http_request_t *r,
     ngx_http_events_wh_route_t *rt)
 {
     size_t                          size;
@@ -1350,18 +1366,18 @@ ngx_http_events_wh_api_delivery(ngx_http_request_t *r,
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
     store = elcf->webhooks_zone->data;
 
-    rc = ngx_http_events_wh_api_event(r, rt, &json, &seq, &type);
+    rc = ngx_http_events_webhook_api_event(r, rt, &json, &seq, &type);
     if (rc != NGX_OK) {
         return rc == NGX_DECLINED ? rt->rc : rc;
     }
 
-    rc = ngx_http_events_wh_delivery(store, &rt->tenant, &rt->id, seq, &d);
+    rc = ngx_http_events_webhook_attempt(store, &rt->tenant, &rt->id, seq, &d);
 
     if (rc == NGX_DECLINED) {
-        return ngx_http_events_wh_unknown(r, rt);
+        return ngx_http_events_webhook_api_unknown(r, rt);
     }
 
-    if (ngx_http_events_wh_api_log(r, rt, 0, &all) != NGX_OK) {
+    if (ngx_http_events_webhook_api_log(r, rt, 0, &all) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -1370,22 +1386,24 @@ ngx_http_events_wh_api_delivery(ngx_http_request_t *r,
     ngx_memzero(&o, sizeof(ngx_http_events_out_t));
     o.pool = r->pool;
 
-    ngx_http_events_out(&o, "{\"eventId\":");
-    ngx_http_events_out_str(&o, rt->event.data, rt->event.len);
-    ngx_http_events_out(&o, ",\"seq\":%uL,\"state\":\"%s\"", seq,
-                        rc != NGX_OK ? "none"
-                        : d.state == NGX_HTTP_EVENTS_WH_INFLIGHT
+    ngx_http_events_webhook_api_out(&o, "{\"eventId\":");
+    ngx_http_events_webhook_api_out_str(&o, rt->event.data, rt->event.len);
+    ngx_http_events_webhook_api_out(&o, ",\"seq\":%uL,\"state\":\"%s\"", seq,
+                                    rc != NGX_OK ? "none"
+                                    : d.state == NGX_HTTP_EVENTS_WH_INFLIGHT
                           ? "in_flight" : "pending");
 
     if (rc == NGX_OK) {
-        ngx_http_events_out(&o, ",\"attempts\":%uD,\"trigger\":\"%s\","
-                            "\"nextAttemptAt\":", d.attempts,
-                            ngx_http_events_wh_triggers[d.trigger]);
-        ngx_http_events_out_time(&o, d.state == NGX_HTTP_EVENTS_WH_QUEUED
+        ngx_http_events_webhook_api_out(&o,
+                                        ",\"attempts\":%uD,\"trigger\":\"%s\","
+                                        "\"nextAttemptAt\":", d.attempts,
+                                        ngx_http_events_wh_triggers[d.trigger]);
+        ngx_http_events_webhook_api_out_time(&o,
+                                             d.state == NGX_HTTP_EVENTS_WH_QUEUED
                                      ? d.next_ms : 0);
     }
 
-    ngx_http_events_out(&o, ",\"log\":[");
+    ngx_http_events_webhook_api_out(&o, ",\"log\":[");
 
     n = 0;
 
@@ -1399,22 +1417,22 @@ ngx_http_events_wh_api_delivery(ngx_http_request_t *r,
         }
 
         if (n++) {
-            ngx_http_events_out(&o, ",");
+            ngx_http_events_webhook_api_out(&o, ",");
         }
 
-        ngx_http_events_wh_attempt_json(&o, a);
+        ngx_http_events_webhook_api_attempt_json(&o, a);
     }
 
-    ngx_http_events_out(&o, "]}");
+    ngx_http_events_webhook_api_out(&o, "]}");
 
-    return ngx_http_events_out_send(r, &o, NGX_HTTP_OK);
+    return ngx_http_events_webhook_api_out_send(r, &o, NGX_HTTP_OK);
 }
 
 
 /* POST P/{id}/deliveries/{eventId}/retry: once, now */
 
 static ngx_int_t
-ngx_http_events_wh_api_retry(ngx_http_request_t *r,
+ngx_http_events_webhook_api_retry(ngx_http_request_t *r,
     ngx_http_events_wh_route_t *rt)
 {
     uint64_t                     seq;
@@ -1427,16 +1445,16 @@ ngx_http_events_wh_api_retry(ngx_http_request_t *r,
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
     store = elcf->webhooks_zone->data;
 
-    rc = ngx_http_events_wh_api_event(r, rt, &json, &seq, &type);
+    rc = ngx_http_events_webhook_api_event(r, rt, &json, &seq, &type);
     if (rc != NGX_OK) {
         return rc == NGX_DECLINED ? rt->rc : rc;
     }
 
-    rc = ngx_http_events_wh_send_now(store, &rt->tenant, &rt->id, seq,
-                                     &rt->event, &type, &json);
+    rc = ngx_http_events_webhook_send_now(store, &rt->tenant, &rt->id, seq,
+                                          &rt->event, &type, &json);
 
     if (rc == NGX_DECLINED) {
-        return ngx_http_events_wh_unknown(r, rt);
+        return ngx_http_events_webhook_api_unknown(r, rt);
     }
 
     if (rc != NGX_OK) {
@@ -1446,18 +1464,19 @@ ngx_http_events_wh_api_retry(ngx_http_request_t *r,
     ngx_memzero(&o, sizeof(ngx_http_events_out_t));
     o.pool = r->pool;
 
-    ngx_http_events_out(&o, "{\"eventId\":");
-    ngx_http_events_out_str(&o, rt->event.data, rt->event.len);
-    ngx_http_events_out(&o, ",\"seq\":%uL,\"trigger\":\"manual\"}", seq);
+    ngx_http_events_webhook_api_out(&o, "{\"eventId\":");
+    ngx_http_events_webhook_api_out_str(&o, rt->event.data, rt->event.len);
+    ngx_http_events_webhook_api_out(&o, ",\"seq\":%uL,\"trigger\":\"manual\"}",
+                                    seq);
 
-    return ngx_http_events_out_send(r, &o, NGX_HTTP_ACCEPTED);
+    return ngx_http_events_webhook_api_out_send(r, &o, NGX_HTTP_ACCEPTED);
 }
 
 
 /* POST P/{id}/test: a webhook.test event, not stored, signed as any */
 
 static ngx_int_t
-ngx_http_events_wh_api_test(ngx_http_request_t *r,
+ngx_http_events_webhook_api_test(ngx_http_request_t *r,
     ngx_http_events_wh_route_t *rt)
 {
     u_char                       id[NGX_HTTP_EVENTS_ID_LEN];
@@ -1473,7 +1492,7 @@ ngx_http_events_wh_api_test(ngx_http_request_t *r,
     store = elcf->webhooks_zone->data;
     ipc = ngx_http_events_ipc();
 
-    ms = ngx_http_events_wh_now();
+    ms = ngx_http_events_webhook_now();
 
     if (ngx_http_events_id_generate(id, ms, ipc ? &ipc->rng : NULL)
         != NGX_OK)
@@ -1488,20 +1507,20 @@ ngx_http_events_wh_api_test(ngx_http_request_t *r,
     ngx_memzero(&b, sizeof(ngx_http_events_out_t));
     b.pool = r->pool;
 
-    ngx_http_events_out(&b, "{\"id\":\"%*s\",\"seq\":0,"
-                        "\"type\":\"webhook.test\",\"source\":"
-                        "\"ngx_http_events\",\"tenantId\":",
-                        event_id.len, event_id.data);
-    ngx_http_events_out_str(&b, rt->tenant.data, rt->tenant.len);
-    ngx_http_events_out(&b, ",\"resourceType\":\"webhook\","
-                        "\"resourceId\":");
-    ngx_http_events_out_str(&b, rt->id.data, rt->id.len);
-    ngx_http_events_out(&b, ",\"timestamp\":");
-    ngx_http_events_out_time(&b, ms);
-    ngx_http_events_out(&b, ",\"payload\":{\"action\":\"occurred\","
-                        "\"data\":{\"webhookId\":");
-    ngx_http_events_out_str(&b, rt->id.data, rt->id.len);
-    ngx_http_events_out(&b, "},\"changes\":null}}");
+    ngx_http_events_webhook_api_out(&b, "{\"id\":\"%*s\",\"seq\":0,"
+                                    "\"type\":\"webhook.test\",\"source\":"
+                                    "\"ngx_http_events\",\"tenantId\":",
+                                    event_id.len, event_id.data);
+    ngx_http_events_webhook_api_out_str(&b, rt->tenant.data, rt->tenant.len);
+    ngx_http_events_webhook_api_out(&b, ",\"resourceType\":\"webhook\","
+                                    "\"resourceId\":");
+    ngx_http_events_webhook_api_out_str(&b, rt->id.data, rt->id.len);
+    ngx_http_events_webhook_api_out(&b, ",\"timestamp\":");
+    ngx_http_events_webhook_api_out_time(&b, ms);
+    ngx_http_events_webhook_api_out(&b, ",\"payload\":{\"action\":\"occurred\","
+                                    "\"data\":{\"webhookId\":");
+    ngx_http_events_webhook_api_out_str(&b, rt->id.data, rt->id.len);
+    ngx_http_events_webhook_api_out(&b, "},\"changes\":null}}");
 
     if (b.failed) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -1510,11 +1529,11 @@ ngx_http_events_wh_api_test(ngx_http_request_t *r,
     body.data = b.start;
     body.len = b.pos - b.start;
 
-    rc = ngx_http_events_wh_send_now(store, &rt->tenant, &rt->id, 0,
-                                     &event_id, &type, &body);
+    rc = ngx_http_events_webhook_send_now(store, &rt->tenant, &rt->id, 0,
+                                          &event_id, &type, &body);
 
     if (rc == NGX_DECLINED) {
-        return ngx_http_events_wh_unknown(r, rt);
+        return ngx_http_events_webhook_api_unknown(r, rt);
     }
 
     if (rc != NGX_OK) {
@@ -1524,18 +1543,18 @@ ngx_http_events_wh_api_test(ngx_http_request_t *r,
     ngx_memzero(&o, sizeof(ngx_http_events_out_t));
     o.pool = r->pool;
 
-    ngx_http_events_out(&o, "{\"eventId\":\"%*s\",\"type\":"
-                        "\"webhook.test\",\"trigger\":\"manual\"}",
-                        event_id.len, event_id.data);
+    ngx_http_events_webhook_api_out(&o, "{\"eventId\":\"%*s\",\"type\":"
+                                    "\"webhook.test\",\"trigger\":\"manual\"}",
+                                    event_id.len, event_id.data);
 
-    return ngx_http_events_out_send(r, &o, NGX_HTTP_ACCEPTED);
+    return ngx_http_events_webhook_api_out_send(r, &o, NGX_HTTP_ACCEPTED);
 }
 
 
 /* POST P/{id}/rotate-secret {"secret"?, "graceSeconds"?} */
 
 static ngx_int_t
-ngx_http_events_wh_api_rotate(ngx_http_request_t *r,
+ngx_http_events_webhook_api_rotate(ngx_http_request_t *r,
     ngx_http_events_wh_route_t *rt, json_t *root)
 {
     u_char                       secret[NGX_HTTP_EVENTS_WH_MAX_SECRET + 32];
@@ -1560,37 +1579,42 @@ ngx_http_events_wh_api_rotate(ngx_http_request_t *r,
 
             if (ngx_strcmp(key, "secret") == 0) {
                 if (!json_is_string(v)) {
-                    return ngx_http_events_wh_fail(r, 400, "invalid_field",
-                                                   "secret", "secret has "
-                                                   "the wrong type");
+                    return ngx_http_events_webhook_api_fail(r, 400,
+                                                            "invalid_field",
+                                                            "secret", "secret has "
+                                                            "the wrong type");
                 }
 
                 s.data = (u_char *) json_string_value(v);
                 s.len = json_string_length(v);
 
-                if (ngx_http_events_wh_secret(&s, secret, &len) != NGX_OK) {
-                    return ngx_http_events_wh_fail(r, 400, "invalid_secret",
-                                                   "secret", "a secret is "
-                                                   "\"whsec_\" and the "
-                                                   "base64 of 24 to 64 "
-                                                   "random bytes");
+                if (ngx_http_events_webhook_secret(&s, secret,
+                                                   &len) != NGX_OK) {
+                    return ngx_http_events_webhook_api_fail(r, 400,
+                                                            "invalid_secret",
+                                                            "secret", "a secret is "
+                                                            "\"whsec_\" and the "
+                                                            "base64 of 24 to 64 "
+                                                            "random bytes");
                 }
 
             } else if (ngx_strcmp(key, "graceSeconds") == 0) {
                 if (!json_is_integer(v) || json_integer_value(v) < 0
                     || json_integer_value(v) > 30 * 86400)
                 {
-                    return ngx_http_events_wh_fail(r, 400, "invalid_field",
-                                                   "graceSeconds",
-                                                   "graceSeconds is 0-"
-                                                   "2592000");
+                    return ngx_http_events_webhook_api_fail(r, 400,
+                                                            "invalid_field",
+                                                            "graceSeconds",
+                                                            "graceSeconds is 0-"
+                                                            "2592000");
                 }
 
                 grace = (uint64_t) json_integer_value(v) * 1000;
 
             } else {
-                return ngx_http_events_wh_fail(r, 400, "unknown_field", key,
-                                               "unknown field \"%s\"", key);
+                return ngx_http_events_webhook_api_fail(r, 400, "unknown_field",
+                                                        key,
+                                                        "unknown field \"%s\"", key);
             }
         }
     }
@@ -1603,21 +1627,22 @@ ngx_http_events_wh_api_rotate(ngx_http_request_t *r,
         len = 32;
     }
 
-    rc = ngx_http_events_wh_rotate(store, &rt->tenant, &rt->id, secret, len,
-                                   grace);
+    rc = ngx_http_events_webhook_rotate(store, &rt->tenant, &rt->id, secret,
+                                        len,
+                                        grace);
 
     if (rc == NGX_DECLINED) {
-        return ngx_http_events_wh_unknown(r, rt);
+        return ngx_http_events_webhook_api_unknown(r, rt);
     }
 
     if (rc == NGX_ABORT) {
-        return ngx_http_events_wh_fail(r, 409, "static_endpoint", NULL,
-                                       "this endpoint comes from "
-                                       "nginx.conf: rotate with secret= and "
-                                       "secret_previous= there");
+        return ngx_http_events_webhook_api_fail(r, 409, "static_endpoint", NULL,
+                                                "this endpoint comes from "
+                                                "nginx.conf: rotate with secret= and "
+                                                "secret_previous= there");
     }
 
-    (void) ngx_http_events_wh_save(store);
+    (void) ngx_http_events_webhook_state_save(store);
 
     src.data = secret;
     src.len = len;
@@ -1632,14 +1657,14 @@ ngx_http_events_wh_api_rotate(ngx_http_request_t *r,
     ngx_memzero(&o, sizeof(ngx_http_events_out_t));
     o.pool = r->pool;
 
-    ngx_http_events_out(&o, "{\"secret\":\"whsec_%V\","
-                        "\"previousExpiresAt\":", &b64);
-    ngx_http_events_out_time(&o, grace
-                                 ? ngx_http_events_wh_now() + grace
+    ngx_http_events_webhook_api_out(&o, "{\"secret\":\"whsec_%V\","
+                                    "\"previousExpiresAt\":", &b64);
+    ngx_http_events_webhook_api_out_time(&o, grace
+                                 ? ngx_http_events_webhook_now() + grace
                                  : 0);
-    ngx_http_events_out(&o, "}");
+    ngx_http_events_webhook_api_out(&o, "}");
 
-    return ngx_http_events_out_send(r, &o, NGX_HTTP_OK);
+    return ngx_http_events_webhook_api_out_send(r, &o, NGX_HTTP_OK);
 }
 
 
@@ -1650,7 +1675,7 @@ ngx_http_events_wh_api_rotate(ngx_http_request_t *r,
  */
 
 static ngx_int_t
-ngx_http_events_wh_api_replay(ngx_http_request_t *r,
+ngx_http_events_webhook_api_replay(ngx_http_request_t *r,
     ngx_http_events_wh_route_t *rt, json_t *root)
 {
     u_char                       id[NGX_HTTP_EVENTS_ID_LEN];
@@ -1683,10 +1708,11 @@ ngx_http_events_wh_api_replay(ngx_http_request_t *r,
     to = w.head_seq;
 
     if (root == NULL) {
-        return ngx_http_events_wh_fail(r, 400, "missing_field", "after",
-                                       "say where the replay starts: "
-                                       "\"after\" (a cursor or seq) or "
-                                       "\"since\" (a time)");
+        return ngx_http_events_webhook_api_fail(r, 400, "missing_field",
+                                                "after",
+                                                "say where the replay starts: "
+                                                "\"after\" (a cursor or seq) or "
+                                                "\"since\" (a time)");
     }
 
     json_object_foreach(root, key, v) {
@@ -1694,24 +1720,25 @@ ngx_http_events_wh_api_replay(ngx_http_request_t *r,
         if (ngx_strcmp(key, "after") == 0 || ngx_strcmp(key, "since") == 0)
         {
             if (has_from) {
-                return ngx_http_events_wh_fail(r, 400, "invalid_field", key,
-                                               "give \"after\" or "
-                                               "\"since\", not both");
+                return ngx_http_events_webhook_api_fail(r, 400, "invalid_field",
+                                                        key,
+                                                        "give \"after\" or "
+                                                        "\"since\", not both");
             }
 
-            if (ngx_http_events_wh_api_position(r, v, key, 0, &after, &err)
+            if (ngx_http_events_webhook_api_position(r, v, key, 0, &after, &err)
                 != NGX_OK)
             {
-                return ngx_http_events_send_error(r, &err, NULL);
+                return ngx_http_events_http_send_error(r, &err, NULL);
             }
 
             has_from = 1;
 
         } else if (ngx_strcmp(key, "until") == 0) {
-            if (ngx_http_events_wh_api_position(r, v, key, 1, &to, &err)
+            if (ngx_http_events_webhook_api_position(r, v, key, 1, &to, &err)
                 != NGX_OK)
             {
-                return ngx_http_events_send_error(r, &err, NULL);
+                return ngx_http_events_http_send_error(r, &err, NULL);
             }
 
         } else if (ngx_strcmp(key, "mode") == 0) {
@@ -1727,28 +1754,30 @@ ngx_http_events_wh_api_replay(ngx_http_request_t *r,
                 mode = 3;
 
             } else {
-                return ngx_http_events_wh_fail(r, 400, "invalid_field",
-                                               "mode", "mode is \"all\", "
-                                               "\"failed\" or \"missing\"");
+                return ngx_http_events_webhook_api_fail(r, 400, "invalid_field",
+                                                        "mode", "mode is \"all\", "
+                                                        "\"failed\" or \"missing\"");
             }
 
         } else {
-            return ngx_http_events_wh_fail(r, 400, "unknown_field", key,
-                                           "unknown field \"%s\"", key);
+            return ngx_http_events_webhook_api_fail(r, 400, "unknown_field",
+                                                    key,
+                                                    "unknown field \"%s\"", key);
         }
     }
 
     if (!has_from) {
-        return ngx_http_events_wh_fail(r, 400, "missing_field", "after",
-                                       "say where the replay starts: "
-                                       "\"after\" (a cursor or seq) or "
-                                       "\"since\" (a time)");
+        return ngx_http_events_webhook_api_fail(r, 400, "missing_field",
+                                                "after",
+                                                "say where the replay starts: "
+                                                "\"after\" (a cursor or seq) or "
+                                                "\"since\" (a time)");
     }
 
-    if (ngx_http_events_wh_get(store, &rt->tenant, &rt->id, r->pool, &view)
+    if (ngx_http_events_webhook_get(store, &rt->tenant, &rt->id, r->pool, &view)
         != NGX_OK)
     {
-        return ngx_http_events_wh_unknown(r, rt);
+        return ngx_http_events_webhook_api_unknown(r, rt);
     }
 
     ngx_http_events_store_window(store, &w);
@@ -1768,7 +1797,7 @@ ngx_http_events_wh_api_replay(ngx_http_request_t *r,
         ngx_http_events_error(&err, 409, "replay_out_of_range", "field",
                               NULL, "after", "the range starts before the "
                               "oldest event the ring still holds");
-        return ngx_http_events_send_error(r, &err, &x);
+        return ngx_http_events_http_send_error(r, &err, &x);
     }
 
     /* count what the replay will take, up to the cap */
@@ -1798,8 +1827,8 @@ ngx_http_events_wh_api_replay(ngx_http_request_t *r,
         }
 
         if (mode != 1
-            && !ngx_http_events_wh_was_failed(store, &rt->tenant, &rt->id,
-                                              item.seq, mode))
+            && !ngx_http_events_webhook_was_failed(store, &rt->tenant, &rt->id,
+                                                   item.seq, mode))
         {
             continue;
         }
@@ -1817,17 +1846,19 @@ ngx_http_events_wh_api_replay(ngx_http_request_t *r,
         to = final;
     }
 
-    rc = ngx_http_events_wh_replay(store, &rt->tenant, &rt->id, mode, after,
-                                   to, count);
+    rc = ngx_http_events_webhook_replay(store, &rt->tenant, &rt->id, mode,
+                                        after,
+                                        to, count);
 
     if (rc == NGX_DECLINED) {
-        return ngx_http_events_wh_unknown(r, rt);
+        return ngx_http_events_webhook_api_unknown(r, rt);
     }
 
     if (rc == NGX_BUSY) {
-        return ngx_http_events_wh_fail(r, 409, "replay_in_progress", NULL,
-                                       "a replay of this endpoint is still "
-                                       "being queued; try again shortly");
+        return ngx_http_events_webhook_api_fail(r, 409, "replay_in_progress",
+                                                NULL,
+                                                "a replay of this endpoint is still "
+                                                "being queued; try again shortly");
     }
 
     if (ngx_http_events_id_generate(id, (uint64_t) ngx_time() * 1000,
@@ -1843,22 +1874,24 @@ ngx_http_events_wh_api_replay(ngx_http_request_t *r,
     ngx_memzero(&o, sizeof(ngx_http_events_out_t));
     o.pool = r->pool;
 
-    ngx_http_events_out(&o, "{\"replayId\":\"rp_%*s\",\"mode\":\"%s\","
-                        "\"queued\":%ui,\"from\":\"%*s\",\"to\":\"%*s\","
-                        "\"truncated\":%s}", (size_t) 26, id + 4,
-                        mode == 1 ? "all" : mode == 2 ? "failed" : "missing",
-                        count, (size_t) NGX_HTTP_EVENTS_CURSOR_LEN, from_c,
-                        (size_t) NGX_HTTP_EVENTS_CURSOR_LEN, to_c,
-                        truncated ? "true" : "false");
+    ngx_http_events_webhook_api_out(&o,
+                                    "{\"replayId\":\"rp_%*s\",\"mode\":\"%s\","
+                                    "\"queued\":%ui,\"from\":\"%*s\",\"to\":\"%*s\","
+                                    "\"truncated\":%s}", (size_t) 26, id + 4,
+                                    mode == 1 ? "all" : mode == 2 ? "failed" : "missing",
+                                    count, (
+                                        size_t) NGX_HTTP_EVENTS_CURSOR_LEN, from_c,
+                                    (size_t) NGX_HTTP_EVENTS_CURSOR_LEN, to_c,
+                                    truncated ? "true" : "false");
 
-    return ngx_http_events_out_send(r, &o, NGX_HTTP_ACCEPTED);
+    return ngx_http_events_webhook_api_out_send(r, &o, NGX_HTTP_ACCEPTED);
 }
 
 
 /* a position: a cursor, a seq, or (since/until) an ISO-8601 time */
 
 static ngx_int_t
-ngx_http_events_wh_api_position(ngx_http_request_t *r, json_t *v,
+ngx_http_events_webhook_api_position(ngx_http_request_t *r, json_t *v,
     const char *name, ngx_uint_t until, uint64_t *seq,
     ngx_http_events_error_t *err)
 {
@@ -1958,7 +1991,7 @@ invalid:
 /* an event of the tenant by id: its JSON, seq and type */
 
 static ngx_int_t
-ngx_http_events_wh_api_event(ngx_http_request_t *r,
+ngx_http_events_webhook_api_event(ngx_http_request_t *r,
     ngx_http_events_wh_route_t *rt, ngx_str_t *json, uint64_t *seq,
     ngx_str_t *type)
 {
@@ -1971,8 +2004,8 @@ ngx_http_events_wh_api_event(ngx_http_request_t *r,
     store = elcf->webhooks_zone->data;
 
     if (ngx_http_events_id_valid(rt->event.data, rt->event.len) != NGX_OK) {
-        rt->rc = ngx_http_events_wh_fail(r, 404, "not_found", NULL,
-                                         "no such event");
+        rt->rc = ngx_http_events_webhook_api_fail(r, 404, "not_found", NULL,
+                                                  "no such event");
         return NGX_DECLINED;
     }
 
@@ -1980,9 +2013,9 @@ ngx_http_events_wh_api_event(ngx_http_request_t *r,
                                    json);
 
     if (rc == NGX_DECLINED) {
-        rt->rc = ngx_http_events_wh_fail(r, 404, "not_found", NULL,
-                                         "no event \"%V\" in the ring",
-                                         &rt->event);
+        rt->rc = ngx_http_events_webhook_api_fail(r, 404, "not_found", NULL,
+                                                  "no event \"%V\" in the ring",
+                                                  &rt->event);
         return NGX_DECLINED;
     }
 
@@ -2018,69 +2051,70 @@ ngx_http_events_wh_api_event(ngx_http_request_t *r,
 /* answers */
 
 static void
-ngx_http_events_wh_view_json(ngx_http_events_out_t *o,
+ngx_http_events_webhook_api_view_json(ngx_http_events_out_t *o,
     ngx_http_events_wh_view_t *v)
 {
     u_char      hint[ngx_base64_encoded_length(NGX_HTTP_EVENTS_WH_MAX_SECRET)];
     ngx_str_t   src, b64;
     ngx_uint_t  i;
 
-    ngx_http_events_out(o, "{\"id\":");
-    ngx_http_events_out_str(o, v->spec.id.data, v->spec.id.len);
+    ngx_http_events_webhook_api_out(o, "{\"id\":");
+    ngx_http_events_webhook_api_out_str(o, v->spec.id.data, v->spec.id.len);
 
     if (v->spec.is_handler) {
-        ngx_http_events_out(o, ",\"url\":null,\"location\":");
+        ngx_http_events_webhook_api_out(o, ",\"url\":null,\"location\":");
 
     } else {
-        ngx_http_events_out(o, ",\"url\":");
+        ngx_http_events_webhook_api_out(o, ",\"url\":");
     }
 
-    ngx_http_events_out_str(o, v->spec.url.data, v->spec.url.len);
-    ngx_http_events_out(o, ",\"events\":[");
+    ngx_http_events_webhook_api_out_str(o, v->spec.url.data, v->spec.url.len);
+    ngx_http_events_webhook_api_out(o, ",\"events\":[");
 
     for (i = 0; i < v->spec.npatterns; i++) {
-        ngx_http_events_out(o, i ? "," : "");
-        ngx_http_events_out_str(o, v->spec.patterns[i].data,
-                                v->spec.patterns[i].len);
+        ngx_http_events_webhook_api_out(o, i ? "," : "");
+        ngx_http_events_webhook_api_out_str(o, v->spec.patterns[i].data,
+                                            v->spec.patterns[i].len);
     }
 
-    ngx_http_events_out(o, "],\"description\":");
-    ngx_http_events_out_str(o, v->spec.description.data,
-                            v->spec.description.len);
+    ngx_http_events_webhook_api_out(o, "],\"description\":");
+    ngx_http_events_webhook_api_out_str(o, v->spec.description.data,
+                                        v->spec.description.len);
 
-    ngx_http_events_out(o, ",\"status\":\"%s\",\"disabledReason\":",
-                        v->disabled ? "disabled" : "enabled");
+    ngx_http_events_webhook_api_out(o, ",\"status\":\"%s\",\"disabledReason\":",
+                                    v->disabled ? "disabled" : "enabled");
 
     if (v->disabled) {
-        ngx_http_events_out(o, "\"%s\"",
-                            ngx_http_events_wh_disabled[v->disabled]);
+        ngx_http_events_webhook_api_out(o, "\"%s\"",
+                                        ngx_http_events_wh_disabled[v->disabled]);
 
     } else {
-        ngx_http_events_out(o, "null");
+        ngx_http_events_webhook_api_out(o, "null");
     }
 
-    ngx_http_events_out(o, ",\"disabledAt\":");
-    ngx_http_events_out_time(o, v->disabled_ms);
-    ngx_http_events_out(o, ",\"failingSince\":");
-    ngx_http_events_out_time(o, v->failing_since_ms);
-    ngx_http_events_out(o, ",\"pausedUntil\":");
-    ngx_http_events_out_time(o, v->paused_until_ms);
+    ngx_http_events_webhook_api_out(o, ",\"disabledAt\":");
+    ngx_http_events_webhook_api_out_time(o, v->disabled_ms);
+    ngx_http_events_webhook_api_out(o, ",\"failingSince\":");
+    ngx_http_events_webhook_api_out_time(o, v->failing_since_ms);
+    ngx_http_events_webhook_api_out(o, ",\"pausedUntil\":");
+    ngx_http_events_webhook_api_out_time(o, v->paused_until_ms);
 
     if (v->spec.rate_limit) {
-        ngx_http_events_out(o, ",\"rateLimit\":%ui", v->spec.rate_limit);
+        ngx_http_events_webhook_api_out(o, ",\"rateLimit\":%ui",
+                                        v->spec.rate_limit);
 
     } else {
-        ngx_http_events_out(o, ",\"rateLimit\":null");
+        ngx_http_events_webhook_api_out(o, ",\"rateLimit\":null");
     }
 
     /* header values may be credentials: only their names are shown */
-    ngx_http_events_out(o, ",\"headers\":{");
+    ngx_http_events_webhook_api_out(o, ",\"headers\":{");
 
     for (i = 0; i < v->spec.nheaders; i++) {
-        ngx_http_events_out(o, i ? "," : "");
-        ngx_http_events_out_str(o, v->spec.hnames[i].data,
-                                v->spec.hnames[i].len);
-        ngx_http_events_out(o, ":\"(set)\"");
+        ngx_http_events_webhook_api_out(o, i ? "," : "");
+        ngx_http_events_webhook_api_out_str(o, v->spec.hnames[i].data,
+                                            v->spec.hnames[i].len);
+        ngx_http_events_webhook_api_out(o, ":\"(set)\"");
     }
 
     src.data = v->spec.secret;
@@ -2088,113 +2122,116 @@ ngx_http_events_wh_view_json(ngx_http_events_out_t *o,
     b64.data = hint;
     ngx_encode_base64(&b64, &src);
 
-    ngx_http_events_out(o, "},\"format\":\"envelope\",\"static\":%s,"
-                        "\"handler\":%s,\"secretHint\":",
-                        v->spec.is_static ? "true" : "false",
-                        v->spec.is_handler ? "true" : "false");
+    ngx_http_events_webhook_api_out(o,
+                                    "},\"format\":\"envelope\",\"static\":%s,"
+                                    "\"handler\":%s,\"secretHint\":",
+                                    v->spec.is_static ? "true" : "false",
+                                    v->spec.is_handler ? "true" : "false");
 
     if (b64.len >= 4) {
-        ngx_http_events_out(o, "\"whsec_\xe2\x80\xa6%*s\"", (size_t) 4,
-                            b64.data + b64.len - 4);
+        ngx_http_events_webhook_api_out(o, "\"whsec_\xe2\x80\xa6%*s\"",
+                                        (size_t) 4,
+                                        b64.data + b64.len - 4);
 
     } else {
-        ngx_http_events_out(o, "null");
+        ngx_http_events_webhook_api_out(o, "null");
     }
 
-    ngx_http_events_out(o, ",\"previousSecretExpiresAt\":");
-    ngx_http_events_out_time(o, v->spec.is_static ? 0
+    ngx_http_events_webhook_api_out(o, ",\"previousSecretExpiresAt\":");
+    ngx_http_events_webhook_api_out_time(o, v->spec.is_static ? 0
                                 : v->previous_expires_ms);
 
-    ngx_http_events_out(o, ",\"createdAt\":");
-    ngx_http_events_out_time(o, v->created_ms);
-    ngx_http_events_out(o, ",\"updatedAt\":");
-    ngx_http_events_out_time(o, v->updated_ms);
+    ngx_http_events_webhook_api_out(o, ",\"createdAt\":");
+    ngx_http_events_webhook_api_out_time(o, v->created_ms);
+    ngx_http_events_webhook_api_out(o, ",\"updatedAt\":");
+    ngx_http_events_webhook_api_out_time(o, v->updated_ms);
 
-    ngx_http_events_out(o, ",\"stats\":{\"ok\":%uL,\"failed\":%uL,"
-                        "\"expired\":%uL,\"pending\":%uL,\"inFlight\":%uL,"
-                        "\"lastSuccessAt\":", v->ok, v->failed, v->expired,
-                        v->pending, v->inflight);
-    ngx_http_events_out_time(o, v->last_success_ms);
-    ngx_http_events_out(o, ",\"lastFailureAt\":");
-    ngx_http_events_out_time(o, v->last_failure_ms);
+    ngx_http_events_webhook_api_out(o, ",\"stats\":{\"ok\":%uL,\"failed\":%uL,"
+                                    "\"expired\":%uL,\"pending\":%uL,\"inFlight\":%uL,"
+                                    "\"lastSuccessAt\":", v->ok, v->failed, v->expired,
+                                    v->pending, v->inflight);
+    ngx_http_events_webhook_api_out_time(o, v->last_success_ms);
+    ngx_http_events_webhook_api_out(o, ",\"lastFailureAt\":");
+    ngx_http_events_webhook_api_out_time(o, v->last_failure_ms);
 
     if (v->last_error) {
-        ngx_http_events_out(o, ",\"lastError\":\"%s\"",
-                            ngx_http_events_wh_errors[v->last_error]);
+        ngx_http_events_webhook_api_out(o, ",\"lastError\":\"%s\"",
+                                        ngx_http_events_wh_errors[v->last_error]);
 
     } else {
-        ngx_http_events_out(o, ",\"lastError\":null");
+        ngx_http_events_webhook_api_out(o, ",\"lastError\":null");
     }
 
-    ngx_http_events_out(o, ",\"oldestPendingAgeMs\":%uL}}",
-                        v->oldest_pending_ms);
+    ngx_http_events_webhook_api_out(o, ",\"oldestPendingAgeMs\":%uL}}",
+                                    v->oldest_pending_ms);
 }
 
 
 static void
-ngx_http_events_wh_attempt_json(ngx_http_events_out_t *o,
+ngx_http_events_webhook_api_attempt_json(ngx_http_events_out_t *o,
     ngx_http_events_wh_attempt_t *a)
 {
-    ngx_http_events_out(o, "{\"id\":\"att_%*s\",\"eventId\":",
-                        (size_t) 26, a->aid);
-    ngx_http_events_out_str(o, a->event_id, a->event_id_len);
-    ngx_http_events_out(o, ",\"seq\":%uL,\"type\":", a->seq);
-    ngx_http_events_out_str(o, a->type, a->type_len);
-    ngx_http_events_out(o, ",\"attempt\":%ud,\"trigger\":\"%s\","
-                        "\"startedAt\":", (unsigned) a->attempt,
-                        ngx_http_events_wh_triggers[a->trigger]);
-    ngx_http_events_out_time(o, a->started_ms);
-    ngx_http_events_out(o, ",\"durationMs\":%uD,\"result\":\"%s\"",
-                        a->duration_ms,
-                        ngx_http_events_wh_results[a->result]);
+    ngx_http_events_webhook_api_out(o, "{\"id\":\"att_%*s\",\"eventId\":",
+                                    (size_t) 26, a->aid);
+    ngx_http_events_webhook_api_out_str(o, a->event_id, a->event_id_len);
+    ngx_http_events_webhook_api_out(o, ",\"seq\":%uL,\"type\":", a->seq);
+    ngx_http_events_webhook_api_out_str(o, a->type, a->type_len);
+    ngx_http_events_webhook_api_out(o, ",\"attempt\":%ud,\"trigger\":\"%s\","
+                                    "\"startedAt\":", (unsigned) a->attempt,
+                                    ngx_http_events_wh_triggers[a->trigger]);
+    ngx_http_events_webhook_api_out_time(o, a->started_ms);
+    ngx_http_events_webhook_api_out(o, ",\"durationMs\":%uD,\"result\":\"%s\"",
+                                    a->duration_ms,
+                                    ngx_http_events_wh_results[a->result]);
 
     if (a->http_status) {
-        ngx_http_events_out(o, ",\"httpStatus\":%ud",
-                            (unsigned) a->http_status);
+        ngx_http_events_webhook_api_out(o, ",\"httpStatus\":%ud",
+                                        (unsigned) a->http_status);
 
     } else {
-        ngx_http_events_out(o, ",\"httpStatus\":null");
+        ngx_http_events_webhook_api_out(o, ",\"httpStatus\":null");
     }
 
     if (a->error) {
-        ngx_http_events_out(o, ",\"error\":\"%s\",\"errorDetail\":",
-                            ngx_http_events_wh_errors[a->error]);
-        ngx_http_events_out_str(o, a->detail, a->detail_len);
+        ngx_http_events_webhook_api_out(o, ",\"error\":\"%s\",\"errorDetail\":",
+                                        ngx_http_events_wh_errors[a->error]);
+        ngx_http_events_webhook_api_out_str(o, a->detail, a->detail_len);
 
     } else {
-        ngx_http_events_out(o, ",\"error\":null,\"errorDetail\":null");
+        ngx_http_events_webhook_api_out(o,
+                                        ",\"error\":null,\"errorDetail\":null");
     }
 
-    ngx_http_events_out(o, ",\"retryAfter\":");
-    ngx_http_events_out_time(o, a->retry_after_ms);
-    ngx_http_events_out(o, ",\"responseExcerpt\":");
-    ngx_http_events_out_str(o, a->excerpt, a->excerpt_len);
-    ngx_http_events_out(o, ",\"responseContentType\":");
+    ngx_http_events_webhook_api_out(o, ",\"retryAfter\":");
+    ngx_http_events_webhook_api_out_time(o, a->retry_after_ms);
+    ngx_http_events_webhook_api_out(o, ",\"responseExcerpt\":");
+    ngx_http_events_webhook_api_out_str(o, a->excerpt, a->excerpt_len);
+    ngx_http_events_webhook_api_out(o, ",\"responseContentType\":");
 
     if (a->ctype_len) {
-        ngx_http_events_out_str(o, a->ctype, a->ctype_len);
+        ngx_http_events_webhook_api_out_str(o, a->ctype, a->ctype_len);
 
     } else {
-        ngx_http_events_out(o, "null");
+        ngx_http_events_webhook_api_out(o, "null");
     }
 
-    ngx_http_events_out(o, ",\"nextAttemptAt\":");
-    ngx_http_events_out_time(o, a->next_ms);
-    ngx_http_events_out(o, "}");
+    ngx_http_events_webhook_api_out(o, ",\"nextAttemptAt\":");
+    ngx_http_events_webhook_api_out_time(o, a->next_ms);
+    ngx_http_events_webhook_api_out(o, "}");
 }
 
 
 static ngx_int_t
-ngx_http_events_wh_unknown(ngx_http_request_t *r,
+ngx_http_events_webhook_api_unknown(ngx_http_request_t *r,
     ngx_http_events_wh_route_t *rt)
 {
-    return ngx_http_events_wh_fail(r, 404, "not_found", NULL,
-                                   "no webhook endpoint \"%V\"", &rt->id);
+    return ngx_http_events_webhook_api_fail(r, 404, "not_found", NULL,
+                                            "no webhook endpoint \"%V\"", &rt->id);
 }
 
 
 static ngx_int_t
-ngx_http_events_wh_fail(ngx_http_request_t *r, ngx_uint_t status,
+ngx_http_events_webhook_api_fail(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *field, const char *fmt, ...)
 {
     u_char                   *p;
@@ -2213,14 +2250,14 @@ ngx_http_events_wh_fail(ngx_http_request_t *r, ngx_uint_t status,
 
     ngx_http_events_error_name(&err);
 
-    return ngx_http_events_send_error(r, &err, NULL);
+    return ngx_http_events_http_send_error(r, &err, NULL);
 }
 
 
 /* the growing answer */
 
 static u_char *
-ngx_http_events_out_reserve(ngx_http_events_out_t *o, size_t len)
+ngx_http_events_webhook_api_out_reserve(ngx_http_events_out_t *o, size_t len)
 {
     u_char  *p;
     size_t   size;
@@ -2250,12 +2287,12 @@ ngx_http_events_out_reserve(ngx_http_events_out_t *o, size_t len)
 
 
 static void
-ngx_http_events_out(ngx_http_events_out_t *o, const char *fmt, ...)
+ngx_http_events_webhook_api_out(ngx_http_events_out_t *o, const char *fmt, ...)
 {
     u_char   *p;
     va_list   args;
 
-    p = ngx_http_events_out_reserve(o, 512);
+    p = ngx_http_events_webhook_api_out_reserve(o, 512);
     if (p == NULL) {
         return;
     }
@@ -2267,13 +2304,15 @@ ngx_http_events_out(ngx_http_events_out_t *o, const char *fmt, ...)
 
 
 static void
-ngx_http_events_out_str(ngx_http_events_out_t *o, u_char *s, size_t len)
+ngx_http_events_webhook_api_out_str(ngx_http_events_out_t *o, u_char *s,
+                                    size_t len)
 {
     u_char  *p;
 
-    p = ngx_http_events_out_reserve(o,
-                                    ngx_http_events_json_escape_len(s, len)
-                                    + 2);
+    p = ngx_http_events_webhook_api_out_reserve(o,
+                                                ngx_http_events_json_escape_len(
+                                                    s, len)
+                                                + 2);
     if (p == NULL) {
         return;
     }
@@ -2287,16 +2326,17 @@ ngx_http_events_out_str(ngx_http_events_out_t *o, u_char *s, size_t len)
 
 
 static void
-ngx_http_events_out_time(ngx_http_events_out_t *o, uint64_t ms)
+ngx_http_events_webhook_api_out_time(ngx_http_events_out_t *o, uint64_t ms)
 {
     u_char  *p;
 
     if (ms == 0 || ms == (uint64_t) -1) {
-        ngx_http_events_out(o, "null");
+        ngx_http_events_webhook_api_out(o, "null");
         return;
     }
 
-    p = ngx_http_events_out_reserve(o, NGX_HTTP_EVENTS_TIMESTAMP_LEN + 2);
+    p = ngx_http_events_webhook_api_out_reserve(o,
+                                                NGX_HTTP_EVENTS_TIMESTAMP_LEN + 2);
     if (p == NULL) {
         return;
     }
@@ -2310,13 +2350,14 @@ ngx_http_events_out_time(ngx_http_events_out_t *o, uint64_t ms)
 
 
 static ngx_int_t
-ngx_http_events_out_send(ngx_http_request_t *r, ngx_http_events_out_t *o,
+ngx_http_events_webhook_api_out_send(ngx_http_request_t *r,
+                                     ngx_http_events_out_t *o,
     ngx_uint_t status)
 {
     if (o->failed || o->start == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_http_events_send(r, status, &ngx_http_events_wh_json,
-                                o->start, o->pos - o->start);
+    return ngx_http_events_http_send(r, status, &ngx_http_events_http_json_type,
+                                     o->start, o->pos - o->start);
 }

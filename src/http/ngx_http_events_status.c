@@ -17,7 +17,7 @@
 #include "ngx_http_events_module.h"
 #include "ngx_http_events_store.h"
 #include "ngx_http_events_status.h"
-#include "ngx_http_events_api.h"
+#include "ngx_http_events_http.h"
 #include "ngx_http_events_auth.h"
 #include "ngx_http_events_journal.h"
 #include "ngx_http_events_webhook.h"
@@ -54,28 +54,29 @@ ngx_http_events_status_handler(ngx_http_request_t *r)
     ngx_http_events_store_t     *store;
     ngx_http_events_loc_conf_t  *elcf;
 
-    if (!ngx_http_events_access(r, &rc)) {
+    if (!ngx_http_events_auth_access(r, &rc)) {
         return rc;
     }
 
-    if (ngx_http_events_claims(r) && !ngx_http_events_claims(r)->admin) {
+    if (ngx_http_events_auth_claims(r)
+        && !ngx_http_events_auth_claims(r)->admin) {
         ngx_http_discard_request_body(r);
         ngx_http_events_error(&err, 403, "forbidden", NULL, NULL, NULL,
                               "status needs a token with the admin claim");
-        return ngx_http_events_send_error(r, &err, NULL);
+        return ngx_http_events_http_send_error(r, &err, NULL);
     }
 
     if (r->method != NGX_HTTP_GET && r->method != NGX_HTTP_HEAD) {
         ngx_str_set(&type, "GET, HEAD");
 
-        if (ngx_http_events_add_header(r, "Allow", &type) != NGX_OK) {
+        if (ngx_http_events_http_add_header(r, "Allow", &type) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
         ngx_http_discard_request_body(r);
         ngx_http_events_error(&err, 405, "method_not_allowed", NULL, NULL,
                               NULL, "this endpoint allows GET, HEAD");
-        return ngx_http_events_send_error(r, &err, NULL);
+        return ngx_http_events_http_send_error(r, &err, NULL);
     }
 
     rc = ngx_http_discard_request_body(r);
@@ -100,7 +101,7 @@ ngx_http_events_status_handler(ngx_http_request_t *r)
     text = ngx_http_events_status_prometheus(r);
 
     if (store->whcf) {
-        ngx_http_events_wh_stats(store, &ws);
+        ngx_http_events_webhook_stats(store, &ws);
     }
 
     if (text) {
@@ -127,7 +128,7 @@ ngx_http_events_status_handler(ngx_http_request_t *r)
 
     r->headers_out.last_modified_time = -1;
 
-    return ngx_http_events_send(r, NGX_HTTP_OK, &type, body, p - body);
+    return ngx_http_events_http_send(r, NGX_HTTP_OK, &type, body, p - body);
 }
 
 

@@ -6,7 +6,7 @@
 
 /*
  * The webhook dispatcher: one worker at a time turns events into
- * deliveries and sends the due ones (ngx_http_events_delivery.c makes
+ * deliveries and sends the due ones (ngx_http_events_webhook_delivery.c makes
  * each attempt a subrequest), then decides what an answer means.
  *
  * The worker holds a lease in the zone, renewed on a timer: another
@@ -53,23 +53,31 @@ typedef struct {
 } ngx_http_events_wh_scan_t;
 
 
-static void ngx_http_events_wh_tick(ngx_event_t *ev);
-static void ngx_http_events_wh_kick(ngx_event_t *ev);
-static void ngx_http_events_wh_lease(ngx_http_events_store_t *store);
-static void ngx_http_events_wh_dispatch(ngx_http_events_store_t *store);
-static void ngx_http_events_wh_scan(ngx_http_events_store_t *store,
+static void ngx_http_events_webhook_dispatch_tick(ngx_event_t *ev);
+static void ngx_http_events_webhook_dispatch_kick(ngx_event_t *ev);
+static void ngx_http_events_webhook_dispatch_lease(
+    ngx_http_events_store_t *store);
+static void ngx_http_events_webhook_dispatch_dispatch(
+    ngx_http_events_store_t *store);
+static void ngx_http_events_webhook_dispatch_scan(
+    ngx_http_events_store_t *store,
     ngx_http_events_wh_scan_t *sc, ngx_http_events_scratch_t *scratch);
-static void ngx_http_events_wh_start(ngx_http_events_wh_job_t *job);
-static void *ngx_http_events_wh_handler_ctx(ngx_http_events_store_t *store,
+static void ngx_http_events_webhook_dispatch_start(
+    ngx_http_events_wh_job_t *job);
+static void *ngx_http_events_webhook_dispatch_handler_ctx(
+    ngx_http_events_store_t *store,
     ngx_http_events_wh_endpoint_t *ep);
-static void ngx_http_events_wh_done(ngx_http_events_wh_job_t *job);
-static void ngx_http_events_wh_outcome(ngx_http_events_store_t *store,
+static void ngx_http_events_webhook_dispatch_done(
+    ngx_http_events_wh_job_t *job);
+static void ngx_http_events_webhook_dispatch_outcome(
+    ngx_http_events_store_t *store,
     ngx_http_events_wh_sh_t *wh, ngx_http_events_wh_endpoint_t *ep,
     ngx_http_events_wh_job_t *job, uint64_t now,
     ngx_http_events_wh_attempt_t *a);
-static void ngx_http_events_wh_log(ngx_http_events_wh_endpoint_t *ep,
+static void ngx_http_events_webhook_dispatch_log(
+    ngx_http_events_wh_endpoint_t *ep,
     ngx_http_events_wh_job_t *job, ngx_http_events_wh_attempt_t *a);
-static ngx_msec_t ngx_http_events_wh_jitter(ngx_msec_t delay);
+static ngx_msec_t ngx_http_events_webhook_dispatch_jitter(ngx_msec_t delay);
 
 
 static ngx_msec_t  ngx_http_events_wh_expired_warned;
@@ -83,7 +91,7 @@ static const char  *ngx_http_events_wh_reasons[] = {
 /* the dispatcher: a tick in every worker, the work in the lease owner */
 
 ngx_int_t
-ngx_http_events_wh_init_process(ngx_cycle_t *cycle)
+ngx_http_events_webhook_dispatch_init_process(ngx_cycle_t *cycle)
 {
     ngx_uint_t                    i;
     ngx_shm_zone_t              **zones;
@@ -110,16 +118,16 @@ ngx_http_events_wh_init_process(ngx_cycle_t *cycle)
             continue;
         }
 
-        store->wh_tick.handler = ngx_http_events_wh_tick;
+        store->wh_tick.handler = ngx_http_events_webhook_dispatch_tick;
         store->wh_tick.data = store;
         store->wh_tick.log = cycle->log;
         store->wh_tick.cancelable = 1;
 
-        if (ngx_http_events_wh_save_init(cycle, store) != NGX_OK) {
+        if (ngx_http_events_webhook_state_save_init(cycle, store) != NGX_OK) {
             return NGX_ERROR;
         }
 
-        store->wh_kick.handler = ngx_http_events_wh_kick;
+        store->wh_kick.handler = ngx_http_events_webhook_dispatch_kick;
         store->wh_kick.data = store;
         store->wh_kick.log = cycle->log;
 
@@ -136,7 +144,7 @@ ngx_http_events_wh_init_process(ngx_cycle_t *cycle)
 /* shutting down: let another worker take over now, not at expiry */
 
 void
-ngx_http_events_wh_release(ngx_cycle_t *cycle)
+ngx_http_events_webhook_dispatch_release(ngx_cycle_t *cycle)
 {
     ngx_uint_t                    i;
     ngx_shm_zone_t              **zones;
@@ -167,7 +175,7 @@ ngx_http_events_wh_release(ngx_cycle_t *cycle)
         }
 
         if (store->journal) {
-            ngx_http_events_wh_save_changed(store);
+            ngx_http_events_webhook_state_save_changed(store);
         }
 
         ngx_shmtx_lock(&store->shpool->mutex);
@@ -192,16 +200,16 @@ ngx_http_events_wh_release(ngx_cycle_t *cycle)
 
 
 void
-ngx_http_events_wh_exit_process(ngx_cycle_t *cycle)
+ngx_http_events_webhook_dispatch_exit_process(ngx_cycle_t *cycle)
 {
-    ngx_http_events_wh_release(cycle);
+    ngx_http_events_webhook_dispatch_release(cycle);
 }
 
 
 /* events came: the owner looks for new deliveries at once */
 
 void
-ngx_http_events_wh_wake(ngx_http_events_store_t *store)
+ngx_http_events_webhook_dispatch_wake(ngx_http_events_store_t *store)
 {
     if (store->wh_owner && !store->wh_kick.posted && !ngx_exiting) {
         ngx_post_event(&store->wh_kick, &ngx_posted_events);
@@ -210,7 +218,7 @@ ngx_http_events_wh_wake(ngx_http_events_store_t *store)
 
 
 static void
-ngx_http_events_wh_tick(ngx_event_t *ev)
+ngx_http_events_webhook_dispatch_tick(ngx_event_t *ev)
 {
     ngx_http_events_store_t  *store = ev->data;
 
@@ -218,17 +226,17 @@ ngx_http_events_wh_tick(ngx_event_t *ev)
         return;
     }
 
-    ngx_http_events_wh_lease(store);
+    ngx_http_events_webhook_dispatch_lease(store);
 
     if (store->wh_owner) {
-        ngx_http_events_wh_dispatch(store);
+        ngx_http_events_webhook_dispatch_dispatch(store);
 
         /* delivery progress to disk, at most once a second */
         if (store->journal
             && ngx_current_msec - store->wh_saved >= 1000)
         {
             store->wh_saved = ngx_current_msec;
-            ngx_http_events_wh_save_changed(store);
+            ngx_http_events_webhook_state_save_changed(store);
         }
     }
 
@@ -237,18 +245,18 @@ ngx_http_events_wh_tick(ngx_event_t *ev)
 
 
 static void
-ngx_http_events_wh_kick(ngx_event_t *ev)
+ngx_http_events_webhook_dispatch_kick(ngx_event_t *ev)
 {
     ngx_http_events_store_t  *store = ev->data;
 
     if (store->wh_owner && !ngx_exiting) {
-        ngx_http_events_wh_dispatch(store);
+        ngx_http_events_webhook_dispatch_dispatch(store);
     }
 }
 
 
 static void
-ngx_http_events_wh_lease(ngx_http_events_store_t *store)
+ngx_http_events_webhook_dispatch_lease(ngx_http_events_store_t *store)
 {
     ngx_uint_t                      took;
     ngx_queue_t                    *q, *dq;
@@ -260,7 +268,7 @@ ngx_http_events_wh_lease(ngx_http_events_store_t *store)
 
     ngx_shmtx_lock(&store->shpool->mutex);
 
-    wh = ngx_http_events_wh_shm(store);
+    wh = ngx_http_events_webhook_shm(store);
     if (wh == NULL) {
         ngx_shmtx_unlock(&store->shpool->mutex);
         return;
@@ -327,7 +335,7 @@ ngx_http_events_wh_lease(ngx_http_events_store_t *store)
  */
 
 static void
-ngx_http_events_wh_dispatch(ngx_http_events_store_t *store)
+ngx_http_events_webhook_dispatch_dispatch(ngx_http_events_store_t *store)
 {
     uint64_t                        now, *seq;
     ngx_uint_t                      i, j, n, cap;
@@ -434,15 +442,15 @@ ngx_http_events_wh_dispatch(ngx_http_events_store_t *store)
     sc = scans.elts;
 
     for (i = 0; i < scans.nelts; i++) {
-        ngx_http_events_wh_scan(store, &sc[i], &ipc->scratch);
+        ngx_http_events_webhook_dispatch_scan(store, &sc[i], &ipc->scratch);
     }
 
-    now = ngx_http_events_wh_now();
+    now = ngx_http_events_webhook_now();
 
     ngx_shmtx_lock(&store->shpool->mutex);
 
     for (i = 0; i < scans.nelts; i++) {
-        ep = ngx_http_events_wh_find(wh, &sc[i].q.tenant, &sc[i].id);
+        ep = ngx_http_events_webhook_find(wh, &sc[i].q.tenant, &sc[i].id);
 
         /* gone, or moved by an API call meanwhile: next time */
         if (ep == NULL || ep->scan_seq != sc[i].scan_seq
@@ -462,8 +470,8 @@ ngx_http_events_wh_dispatch(ngx_http_events_store_t *store)
         seq = sc[i].live.elts;
 
         for (j = 0; j < sc[i].live.nelts; j++) {
-            if (ngx_http_events_wh_queue(store, ep, seq[j],
-                                         NGX_HTTP_EVENTS_WH_SCHEDULED, now)
+            if (ngx_http_events_webhook_queue(store, ep, seq[j],
+                                              NGX_HTTP_EVENTS_WH_SCHEDULED, now)
                 == NULL)
             {
                 sc[i].scanned = j ? seq[j - 1] : sc[i].scan_seq;
@@ -477,8 +485,8 @@ ngx_http_events_wh_dispatch(ngx_http_events_store_t *store)
             seq = sc[i].replay.elts;
 
             for (j = 0; j < sc[i].replay.nelts; j++) {
-                if (ngx_http_events_wh_queue(store, ep, seq[j],
-                                             NGX_HTTP_EVENTS_WH_REPLAY, now)
+                if (ngx_http_events_webhook_queue(store, ep, seq[j],
+                                                  NGX_HTTP_EVENTS_WH_REPLAY, now)
                     == NULL)
                 {
                     sc[i].replayed = j ? seq[j - 1] : sc[i].replay_after;
@@ -534,7 +542,7 @@ ngx_http_events_wh_dispatch(ngx_http_events_store_t *store)
                                 + 1000 / ep->rate_limit;
             }
 
-            job = ngx_http_events_wh_job(store, ep);
+            job = ngx_http_events_webhook_dispatch_job(store, ep);
             if (job == NULL) {
                 break;
             }
@@ -580,7 +588,7 @@ ngx_http_events_wh_dispatch(ngx_http_events_store_t *store)
     n = jobs.nelts;
 
     for (i = 0; i < n; i++) {
-        ngx_http_events_wh_start(jp[i]);
+        ngx_http_events_webhook_dispatch_start(jp[i]);
     }
 
 done:
@@ -592,7 +600,7 @@ done:
 /* the ring after an endpoint's positions, without the lock */
 
 static void
-ngx_http_events_wh_scan(ngx_http_events_store_t *store,
+ngx_http_events_webhook_dispatch_scan(ngx_http_events_store_t *store,
     ngx_http_events_wh_scan_t *sc, ngx_http_events_scratch_t *scratch)
 {
     uint64_t                  last, *seq, from;
@@ -713,7 +721,7 @@ ngx_http_events_wh_scan(ngx_http_events_store_t *store,
 /* an attempt's job: a pool of its own with the endpoint copied in */
 
 ngx_http_events_wh_job_t *
-ngx_http_events_wh_job(ngx_http_events_store_t *store,
+ngx_http_events_webhook_dispatch_job(ngx_http_events_store_t *store,
     ngx_http_events_wh_endpoint_t *ep)
 {
     u_char                    *p;
@@ -739,14 +747,14 @@ ngx_http_events_wh_job(ngx_http_events_store_t *store,
     job->store = store;
     job->whcf = store->whcf;
     job->excerpt_size = ep->excerpt_size;
-    job->done = ngx_http_events_wh_done;
+    job->done = ngx_http_events_webhook_dispatch_done;
     job->vet = !ep->is_static;
     job->handler = ep->is_handler;
     job->ctx = store->wh_ctx;
 
     if (ep->is_handler) {
         /* the server its location is in, from this cycle's config */
-        job->ctx = ngx_http_events_wh_handler_ctx(store, ep);
+        job->ctx = ngx_http_events_webhook_dispatch_handler_ctx(store, ep);
 
         if (job->ctx == NULL) {
             ngx_destroy_pool(pool);
@@ -780,7 +788,7 @@ ngx_http_events_wh_job(ngx_http_events_store_t *store,
     ngx_memcpy(job->secret, ep->secret, ep->secret_len);
     job->secret_len = ep->secret_len;
 
-    now = ngx_http_events_wh_now();
+    now = ngx_http_events_webhook_now();
 
     if (ep->previous_len && ep->previous_expires_ms > now) {
         ngx_memcpy(job->previous, ep->previous, ep->previous_len);
@@ -794,7 +802,7 @@ ngx_http_events_wh_job(ngx_http_events_store_t *store,
 /* a handler's server: its events_handler is in this cycle's config */
 
 static void *
-ngx_http_events_wh_handler_ctx(ngx_http_events_store_t *store,
+ngx_http_events_webhook_dispatch_handler_ctx(ngx_http_events_store_t *store,
     ngx_http_events_wh_endpoint_t *ep)
 {
     ngx_uint_t                  i;
@@ -817,7 +825,7 @@ ngx_http_events_wh_handler_ctx(ngx_http_events_store_t *store,
 /* the event, as GET /events/{id} gives it, then the attempt */
 
 static void
-ngx_http_events_wh_start(ngx_http_events_wh_job_t *job)
+ngx_http_events_webhook_dispatch_start(ngx_http_events_wh_job_t *job)
 {
     u_char                    *p;
     uint64_t                   last;
@@ -838,12 +846,12 @@ ngx_http_events_wh_start(ngx_http_events_wh_job_t *job)
                                     &ipc->scratch, &item, &last);
 
     if (rc != NGX_OK || item.seq != job->seq) {
-        job->started_ms = ngx_http_events_wh_now();
+        job->started_ms = ngx_http_events_webhook_now();
         job->error = NGX_HTTP_EVENTS_E_EVICTED;
         job->detail_len = ngx_sprintf(job->detail, "event %uL left the "
                                       "ring before it was delivered",
                                       job->seq) - job->detail;
-        ngx_http_events_wh_done(job);
+        ngx_http_events_webhook_dispatch_done(job);
         return;
     }
 
@@ -851,7 +859,7 @@ ngx_http_events_wh_start(ngx_http_events_wh_job_t *job)
                                + item.tenant.len);
     if (p == NULL) {
         job->error = NGX_HTTP_EVENTS_E_INTERNAL;
-        ngx_http_events_wh_done(job);
+        ngx_http_events_webhook_dispatch_done(job);
         return;
     }
 
@@ -872,14 +880,14 @@ ngx_http_events_wh_start(ngx_http_events_wh_job_t *job)
     job->event_tenant.len = item.tenant.len;
     ngx_memcpy(p, item.tenant.data, item.tenant.len);
 
-    ngx_http_events_wh_send(job);
+    ngx_http_events_webhook_delivery_send(job);
 }
 
 
 /* an attempt is over: log it, then retry, finish or give up */
 
 static void
-ngx_http_events_wh_done(ngx_http_events_wh_job_t *job)
+ngx_http_events_webhook_dispatch_done(ngx_http_events_wh_job_t *job)
 {
     u_char                          buf[sizeof(ngx_http_events_wh_attempt_t)
                                         + 64];
@@ -890,7 +898,7 @@ ngx_http_events_wh_done(ngx_http_events_wh_job_t *job)
     ngx_http_events_wh_endpoint_t  *ep;
 
     store = job->store;
-    now = ngx_http_events_wh_now();
+    now = ngx_http_events_webhook_now();
 
     a = (ngx_http_events_wh_attempt_t *) buf;
     ngx_memzero(a, sizeof(ngx_http_events_wh_attempt_t));
@@ -898,11 +906,11 @@ ngx_http_events_wh_done(ngx_http_events_wh_job_t *job)
     ngx_shmtx_lock(&store->shpool->mutex);
 
     wh = store->wh;
-    ep = ngx_http_events_wh_find(wh, &job->tenant, &job->endpoint);
+    ep = ngx_http_events_webhook_find(wh, &job->tenant, &job->endpoint);
 
     if (ep) {
-        ngx_http_events_wh_outcome(store, wh, ep, job, now, a);
-        ngx_http_events_wh_log(ep, job, a);
+        ngx_http_events_webhook_dispatch_outcome(store, wh, ep, job, now, a);
+        ngx_http_events_webhook_dispatch_log(ep, job, a);
         wh->version++;
     }
 
@@ -926,12 +934,12 @@ ngx_http_events_wh_done(ngx_http_events_wh_job_t *job)
     ngx_destroy_pool(job->pool);
 
     /* a slot is free: more may be due */
-    ngx_http_events_wh_wake(store);
+    ngx_http_events_webhook_dispatch_wake(store);
 }
 
 
 static void
-ngx_http_events_wh_outcome(ngx_http_events_store_t *store,
+ngx_http_events_webhook_dispatch_outcome(ngx_http_events_store_t *store,
     ngx_http_events_wh_sh_t *wh, ngx_http_events_wh_endpoint_t *ep,
     ngx_http_events_wh_job_t *job, uint64_t now,
     ngx_http_events_wh_attempt_t *a)
@@ -971,7 +979,7 @@ ngx_http_events_wh_outcome(ngx_http_events_store_t *store,
         if (job->error == NGX_HTTP_EVENTS_E_NONE
             && d->state == NGX_HTTP_EVENTS_WH_QUEUED)
         {
-            ngx_http_events_wh_dequeue(store, ep, d);
+            ngx_http_events_webhook_dequeue(store, ep, d);
         }
 
         d = NULL;
@@ -987,11 +995,12 @@ ngx_http_events_wh_outcome(ngx_http_events_store_t *store,
         a->result = NGX_HTTP_EVENTS_WH_SUCCEEDED;
 
         if (d) {
-            ngx_http_events_wh_dequeue(store, ep, d);
+            ngx_http_events_webhook_dequeue(store, ep, d);
         }
 
         if (job->disable) {
-            ngx_http_events_wh_disable(ep, NGX_HTTP_EVENTS_WH_RECEIVER, now);
+            ngx_http_events_webhook_dispatch_disable(ep,
+                                                     NGX_HTTP_EVENTS_WH_RECEIVER, now);
         }
 
         return;
@@ -1005,10 +1014,12 @@ ngx_http_events_wh_outcome(ngx_http_events_store_t *store,
     }
 
     if (job->status == 410) {
-        ngx_http_events_wh_disable(ep, NGX_HTTP_EVENTS_WH_GONE, now);
+        ngx_http_events_webhook_dispatch_disable(ep, NGX_HTTP_EVENTS_WH_GONE,
+                                                 now);
 
     } else if (job->disable) {
-        ngx_http_events_wh_disable(ep, NGX_HTTP_EVENTS_WH_RECEIVER, now);
+        ngx_http_events_webhook_dispatch_disable(ep,
+                                                 NGX_HTTP_EVENTS_WH_RECEIVER, now);
     }
 
     if (d == NULL) {
@@ -1061,19 +1072,20 @@ ngx_http_events_wh_outcome(ngx_http_events_store_t *store,
                                                                    d->seq;
         }
 
-        ngx_http_events_wh_dequeue(store, ep, d);
+        ngx_http_events_webhook_dequeue(store, ep, d);
 
         /* failing for long enough, with no success since: disabled */
         if (!ep->disabled && whcf->disable_after
             && now - ep->failing_since_ms >= whcf->disable_after)
         {
-            ngx_http_events_wh_disable(ep, NGX_HTTP_EVENTS_WH_FAILING, now);
+            ngx_http_events_webhook_dispatch_disable(ep,
+                                                     NGX_HTTP_EVENTS_WH_FAILING, now);
         }
 
         return;
     }
 
-    delay = ngx_http_events_wh_jitter(
+    delay = ngx_http_events_webhook_dispatch_jitter(
                 ((ngx_msec_t *) whcf->retry->elts)[d->attempts - 1]);
 
     /* overloaded or slow: at least the penalty */
@@ -1106,7 +1118,7 @@ ngx_http_events_wh_outcome(ngx_http_events_store_t *store,
 
 
 void
-ngx_http_events_wh_disable(ngx_http_events_wh_endpoint_t *ep,
+ngx_http_events_webhook_dispatch_disable(ngx_http_events_wh_endpoint_t *ep,
     ngx_uint_t reason, uint64_t now)
 {
     if (ep->disabled) {
@@ -1123,7 +1135,7 @@ ngx_http_events_wh_disable(ngx_http_events_wh_endpoint_t *ep,
 
 
 static void
-ngx_http_events_wh_log(ngx_http_events_wh_endpoint_t *ep,
+ngx_http_events_webhook_dispatch_log(ngx_http_events_wh_endpoint_t *ep,
     ngx_http_events_wh_job_t *job, ngx_http_events_wh_attempt_t *src)
 {
     u_char                         id[NGX_HTTP_EVENTS_ID_LEN];
@@ -1179,7 +1191,7 @@ ngx_http_events_wh_log(ngx_http_events_wh_endpoint_t *ep,
 /* +-20% */
 
 static ngx_msec_t
-ngx_http_events_wh_jitter(ngx_msec_t delay)
+ngx_http_events_webhook_dispatch_jitter(ngx_msec_t delay)
 {
     ngx_msec_t  span;
 

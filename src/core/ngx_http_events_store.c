@@ -137,55 +137,57 @@ typedef struct {
 
 static ngx_int_t ngx_http_events_store_layout(ngx_shm_zone_t *shm_zone,
     ngx_http_events_sh_t *sh);
-static uint32_t ngx_http_events_hash2(ngx_str_t *a, ngx_str_t *b);
-static uint32_t ngx_http_events_hash3(ngx_str_t *a, ngx_str_t *b,
+static uint32_t ngx_http_events_store_hash2(ngx_str_t *a, ngx_str_t *b);
+static uint32_t ngx_http_events_store_hash3(ngx_str_t *a, ngx_str_t *b,
     ngx_str_t *c);
-static ngx_http_events_record_t *ngx_http_events_record(
+static ngx_http_events_record_t *ngx_http_events_store_record(
     ngx_http_events_sh_t *sh, uint64_t off);
-static ngx_http_events_record_t *ngx_http_events_find_id_locked(
+static ngx_http_events_record_t *ngx_http_events_store_find_id_locked(
     ngx_http_events_sh_t *sh, ngx_str_t *tenant, ngx_str_t *id);
-static ngx_http_events_type_node_t *ngx_http_events_type_find(
+static ngx_http_events_type_node_t *ngx_http_events_store_type_find(
     ngx_http_events_sh_t *sh, ngx_str_t *tenant, ngx_str_t *type,
     uint32_t hash);
-static ngx_int_t ngx_http_events_type_ref(ngx_http_events_store_t *store,
+static ngx_int_t ngx_http_events_store_type_ref(ngx_http_events_store_t *store,
     ngx_str_t *tenant, ngx_str_t *type);
-static void ngx_http_events_type_touch(ngx_http_events_sh_t *sh,
+static void ngx_http_events_store_type_touch(ngx_http_events_sh_t *sh,
     ngx_str_t *tenant, ngx_str_t *type, uint64_t last_ms);
-static void ngx_http_events_type_unref(ngx_http_events_store_t *store,
+static void ngx_http_events_store_type_unref(ngx_http_events_store_t *store,
     ngx_str_t *tenant, ngx_str_t *type);
-static void ngx_http_events_type_insert(ngx_rbtree_node_t *temp,
+static void ngx_http_events_store_type_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
-static void ngx_http_events_evict_locked(ngx_http_events_store_t *store);
-static void ngx_http_events_expire_locked(ngx_http_events_store_t *store,
+static void ngx_http_events_store_evict_locked(ngx_http_events_store_t *store);
+static void ngx_http_events_store_expire_locked(ngx_http_events_store_t *store,
     uint64_t now);
-static void ngx_http_events_write_locked(ngx_http_events_store_t *store,
+static void ngx_http_events_store_write_locked(ngx_http_events_store_t *store,
     ngx_http_events_event_t *ev);
-static size_t ngx_http_events_record_size(ngx_http_events_event_t *ev);
-static u_char *ngx_http_events_write_json(u_char *p,
+static size_t ngx_http_events_store_record_size(ngx_http_events_event_t *ev);
+static u_char *ngx_http_events_store_write_json(u_char *p,
     ngx_http_events_event_t *ev);
-static ngx_int_t ngx_http_events_copy(ngx_http_events_sh_t *sh,
+static ngx_int_t ngx_http_events_store_copy(ngx_http_events_sh_t *sh,
     uint64_t off, ngx_http_events_copy_t *c);
-static ngx_int_t ngx_http_events_copy_json(ngx_http_events_sh_t *sh,
+static ngx_int_t ngx_http_events_store_copy_json(ngx_http_events_sh_t *sh,
     uint64_t off, ngx_http_events_copy_t *c, ngx_pool_t *pool,
     ngx_str_t *json);
-static ngx_inline ngx_uint_t ngx_http_events_valid(ngx_http_events_sh_t *sh,
+static ngx_inline ngx_uint_t ngx_http_events_store_valid(
+    ngx_http_events_sh_t *sh,
     uint64_t off);
-static ngx_int_t ngx_http_events_read_slot(ngx_http_events_sh_t *sh,
+static ngx_int_t ngx_http_events_store_read_slot(ngx_http_events_sh_t *sh,
     uint64_t i, ngx_http_events_slot_t *slot);
-static ngx_int_t ngx_http_events_seek(ngx_http_events_sh_t *sh,
+static ngx_int_t ngx_http_events_store_seek(ngx_http_events_sh_t *sh,
     uint64_t seq, uint64_t *pos);
-static ngx_uint_t ngx_http_events_match_query(ngx_http_events_query_t *q,
+static ngx_uint_t ngx_http_events_store_match_query(ngx_http_events_query_t *q,
     ngx_http_events_copy_t *c);
-static ngx_int_t ngx_http_events_query_scan(ngx_http_events_store_t *store,
+static ngx_int_t ngx_http_events_store_query_scan(
+    ngx_http_events_store_t *store,
     ngx_http_events_query_t *q, ngx_pool_t *pool,
     ngx_http_events_result_t *res);
-static ngx_int_t ngx_http_events_query_entity(
+static ngx_int_t ngx_http_events_store_query_entity(
     ngx_http_events_store_t *store, ngx_http_events_query_t *q,
     ngx_pool_t *pool, ngx_http_events_result_t *res);
-static ngx_int_t ngx_http_events_add_item(ngx_http_events_sh_t *sh,
+static ngx_int_t ngx_http_events_store_add_item(ngx_http_events_sh_t *sh,
     uint64_t off, ngx_http_events_copy_t *c, ngx_pool_t *pool,
     ngx_http_events_result_t *res);
-static void ngx_http_events_expire(ngx_http_events_store_t *store);
+static void ngx_http_events_store_expire(ngx_http_events_store_t *store);
 static uint64_t ngx_http_events_now_ms(void);
 
 
@@ -349,7 +351,7 @@ ngx_http_events_store_layout(ngx_shm_zone_t *shm_zone,
     } while (sh->epoch == 0);
 
     ngx_rbtree_init(&sh->types, &sh->types_sentinel,
-                    ngx_http_events_type_insert);
+                    ngx_http_events_store_type_insert);
 
     return NGX_OK;
 }
@@ -373,7 +375,7 @@ ngx_http_events_store_max_batch(ngx_http_events_store_t *store)
 /* keys and hashes */
 
 static uint32_t
-ngx_http_events_hash2(ngx_str_t *a, ngx_str_t *b)
+ngx_http_events_store_hash2(ngx_str_t *a, ngx_str_t *b)
 {
     uint32_t  h;
 
@@ -388,7 +390,7 @@ ngx_http_events_hash2(ngx_str_t *a, ngx_str_t *b)
 
 
 static uint32_t
-ngx_http_events_hash3(ngx_str_t *a, ngx_str_t *b, ngx_str_t *c)
+ngx_http_events_store_hash3(ngx_str_t *a, ngx_str_t *b, ngx_str_t *c)
 {
     uint32_t  h;
 
@@ -405,7 +407,7 @@ ngx_http_events_hash3(ngx_str_t *a, ngx_str_t *b, ngx_str_t *c)
 
 
 static ngx_http_events_record_t *
-ngx_http_events_record(ngx_http_events_sh_t *sh, uint64_t off)
+ngx_http_events_store_record(ngx_http_events_sh_t *sh, uint64_t off)
 {
     return (ngx_http_events_record_t *) (sh->ring + off % sh->ring_size);
 }
@@ -431,7 +433,7 @@ ngx_http_events_record(ngx_http_events_sh_t *sh, uint64_t off)
 
 
 static ngx_inline ngx_uint_t
-ngx_http_events_str_eq(ngx_str_t *s, u_char *p, size_t len)
+ngx_http_events_store_str_eq(ngx_str_t *s, u_char *p, size_t len)
 {
     return s->len == len && ngx_memcmp(s->data, p, len) == 0;
 }
@@ -440,24 +442,26 @@ ngx_http_events_str_eq(ngx_str_t *s, u_char *p, size_t len)
 /* called with the mutex held: the chain is stable */
 
 static ngx_http_events_record_t *
-ngx_http_events_find_id_locked(ngx_http_events_sh_t *sh, ngx_str_t *tenant,
+ngx_http_events_store_find_id_locked(ngx_http_events_sh_t *sh,
+                                     ngx_str_t *tenant,
     ngx_str_t *id)
 {
     uint32_t                   hash;
     uint64_t                   link;
     ngx_http_events_record_t  *h;
 
-    hash = ngx_http_events_hash2(tenant, id);
+    hash = ngx_http_events_store_hash2(tenant, id);
     link = sh->id_buckets[hash & sh->bucket_mask];
 
     while (link != 0 && link - 1 >= sh->tail) {
-        h = ngx_http_events_record(sh, link - 1);
+        h = ngx_http_events_store_record(sh, link - 1);
 
         if (h->id_hash == hash
-            && ngx_http_events_str_eq(tenant, ngx_http_events_rec_tenant(h),
-                                      h->tenant_len)
-            && ngx_http_events_str_eq(id, ngx_http_events_rec_id(h),
-                                      h->id_len))
+            && ngx_http_events_store_str_eq(tenant,
+                                            ngx_http_events_rec_tenant(h),
+                                            h->tenant_len)
+            && ngx_http_events_store_str_eq(id, ngx_http_events_rec_id(h),
+                                            h->id_len))
         {
             return h;
         }
@@ -472,7 +476,7 @@ ngx_http_events_find_id_locked(ngx_http_events_sh_t *sh, ngx_str_t *tenant,
 /* the type catalog */
 
 static ngx_http_events_type_node_t *
-ngx_http_events_type_find(ngx_http_events_sh_t *sh, ngx_str_t *tenant,
+ngx_http_events_store_type_find(ngx_http_events_sh_t *sh, ngx_str_t *tenant,
     ngx_str_t *type, uint32_t hash)
 {
     ngx_rbtree_node_t            *node, *sentinel;
@@ -490,9 +494,9 @@ ngx_http_events_type_find(ngx_http_events_sh_t *sh, ngx_str_t *tenant,
 
         tn = (ngx_http_events_type_node_t *) node;
 
-        if (ngx_http_events_str_eq(tenant, tn->data, tn->tenant_len)
-            && ngx_http_events_str_eq(type, tn->data + tn->tenant_len,
-                                      tn->type_len))
+        if (ngx_http_events_store_str_eq(tenant, tn->data, tn->tenant_len)
+            && ngx_http_events_store_str_eq(type, tn->data + tn->tenant_len,
+                                            tn->type_len))
         {
             return tn;
         }
@@ -506,7 +510,8 @@ ngx_http_events_type_find(ngx_http_events_sh_t *sh, ngx_str_t *tenant,
 
 
 static void
-ngx_http_events_type_insert(ngx_rbtree_node_t *temp, ngx_rbtree_node_t *node,
+ngx_http_events_store_type_insert(ngx_rbtree_node_t *temp,
+                                  ngx_rbtree_node_t *node,
     ngx_rbtree_node_t *sentinel)
 {
     ngx_rbtree_node_t  **p;
@@ -530,7 +535,8 @@ ngx_http_events_type_insert(ngx_rbtree_node_t *temp, ngx_rbtree_node_t *node,
 
 
 static ngx_int_t
-ngx_http_events_type_ref(ngx_http_events_store_t *store, ngx_str_t *tenant,
+ngx_http_events_store_type_ref(ngx_http_events_store_t *store,
+                               ngx_str_t *tenant,
     ngx_str_t *type)
 {
     uint32_t                      hash;
@@ -538,9 +544,9 @@ ngx_http_events_type_ref(ngx_http_events_store_t *store, ngx_str_t *tenant,
     ngx_http_events_type_node_t  *tn;
 
     sh = store->sh;
-    hash = ngx_http_events_hash2(tenant, type);
+    hash = ngx_http_events_store_hash2(tenant, type);
 
-    tn = ngx_http_events_type_find(sh, tenant, type, hash);
+    tn = ngx_http_events_store_type_find(sh, tenant, type, hash);
 
     if (tn == NULL) {
         tn = ngx_slab_alloc_locked(store->shpool,
@@ -569,13 +575,14 @@ ngx_http_events_type_ref(ngx_http_events_store_t *store, ngx_str_t *tenant,
 
 
 static void
-ngx_http_events_type_touch(ngx_http_events_sh_t *sh, ngx_str_t *tenant,
+ngx_http_events_store_type_touch(ngx_http_events_sh_t *sh, ngx_str_t *tenant,
     ngx_str_t *type, uint64_t last_ms)
 {
     ngx_http_events_type_node_t  *tn;
 
-    tn = ngx_http_events_type_find(sh, tenant, type,
-                                   ngx_http_events_hash2(tenant, type));
+    tn = ngx_http_events_store_type_find(sh, tenant, type,
+                                         ngx_http_events_store_hash2(tenant,
+                                                                     type));
     if (tn != NULL) {
         tn->last_ms = last_ms;
     }
@@ -583,7 +590,8 @@ ngx_http_events_type_touch(ngx_http_events_sh_t *sh, ngx_str_t *tenant,
 
 
 static void
-ngx_http_events_type_unref(ngx_http_events_store_t *store, ngx_str_t *tenant,
+ngx_http_events_store_type_unref(ngx_http_events_store_t *store,
+                                 ngx_str_t *tenant,
     ngx_str_t *type)
 {
     ngx_http_events_sh_t         *sh;
@@ -591,8 +599,9 @@ ngx_http_events_type_unref(ngx_http_events_store_t *store, ngx_str_t *tenant,
 
     sh = store->sh;
 
-    tn = ngx_http_events_type_find(sh, tenant, type,
-                                   ngx_http_events_hash2(tenant, type));
+    tn = ngx_http_events_store_type_find(sh, tenant, type,
+                                         ngx_http_events_store_hash2(tenant,
+                                                                     type));
     if (tn == NULL) {
         return;
     }
@@ -608,7 +617,7 @@ ngx_http_events_type_unref(ngx_http_events_store_t *store, ngx_str_t *tenant,
 /* writing */
 
 static void
-ngx_http_events_evict_locked(ngx_http_events_store_t *store)
+ngx_http_events_store_evict_locked(ngx_http_events_store_t *store)
 {
     ngx_str_t                  tenant, type;
     ngx_http_events_sh_t      *sh;
@@ -617,14 +626,14 @@ ngx_http_events_evict_locked(ngx_http_events_store_t *store)
 
     sh = store->sh;
     slot = &sh->slots[sh->slot_tail % sh->nslots];
-    h = ngx_http_events_record(sh, slot->off);
+    h = ngx_http_events_store_record(sh, slot->off);
 
     tenant.len = h->tenant_len;
     tenant.data = ngx_http_events_rec_tenant(h);
     type.len = h->type_len;
     type.data = ngx_http_events_rec_type(h);
 
-    ngx_http_events_type_unref(store, &tenant, &type);
+    ngx_http_events_store_type_unref(store, &tenant, &type);
 
     sh->evicted_seq = slot->seq;
     sh->slot_tail++;
@@ -635,7 +644,8 @@ ngx_http_events_evict_locked(ngx_http_events_store_t *store)
 
 
 static void
-ngx_http_events_expire_locked(ngx_http_events_store_t *store, uint64_t now)
+ngx_http_events_store_expire_locked(ngx_http_events_store_t *store,
+                                    uint64_t now)
 {
     ngx_http_events_sh_t      *sh;
     ngx_http_events_record_t  *h;
@@ -647,14 +657,14 @@ ngx_http_events_expire_locked(ngx_http_events_store_t *store, uint64_t now)
     }
 
     while (sh->slot_tail < sh->slot_head) {
-        h = ngx_http_events_record(sh,
-                                   sh->slots[sh->slot_tail % sh->nslots].off);
+        h = ngx_http_events_store_record(sh,
+                                         sh->slots[sh->slot_tail % sh->nslots].off);
 
         if (h->time_ms + store->retention >= now) {
             break;
         }
 
-        ngx_http_events_evict_locked(store);
+        ngx_http_events_store_evict_locked(store);
         sh->expired++;
     }
 }
@@ -666,7 +676,7 @@ ngx_http_events_expire_locked(ngx_http_events_store_t *store, uint64_t now)
  */
 
 static void
-ngx_http_events_expire(ngx_http_events_store_t *store)
+ngx_http_events_store_expire(ngx_http_events_store_t *store)
 {
     uint64_t                  now;
     ngx_http_events_sh_t     *sh;
@@ -676,8 +686,8 @@ ngx_http_events_expire(ngx_http_events_store_t *store)
     sh = store->sh;
 
     if (store->retention == 0
-        || ngx_http_events_read_slot(sh, sh->slot_tail, &slot) != NGX_OK
-        || ngx_http_events_copy(sh, slot.off, &c) != NGX_OK)
+        || ngx_http_events_store_read_slot(sh, sh->slot_tail, &slot) != NGX_OK
+        || ngx_http_events_store_copy(sh, slot.off, &c) != NGX_OK)
     {
         return;
     }
@@ -689,13 +699,13 @@ ngx_http_events_expire(ngx_http_events_store_t *store)
     }
 
     ngx_shmtx_lock(&store->shpool->mutex);
-    ngx_http_events_expire_locked(store, now);
+    ngx_http_events_store_expire_locked(store, now);
     ngx_shmtx_unlock(&store->shpool->mutex);
 }
 
 
 static size_t
-ngx_http_events_record_size(ngx_http_events_event_t *ev)
+ngx_http_events_store_record_size(ngx_http_events_event_t *ev)
 {
     size_t  len;
 
@@ -709,7 +719,7 @@ ngx_http_events_record_size(ngx_http_events_event_t *ev)
 
 
 static u_char *
-ngx_http_events_write_json(u_char *p, ngx_http_events_event_t *ev)
+ngx_http_events_store_write_json(u_char *p, ngx_http_events_event_t *ev)
 {
     p = ngx_cpymem(p, ev->json, ev->seq_at);
     p = ngx_sprintf(p, "%uL", ev->seq);
@@ -722,7 +732,7 @@ ngx_http_events_write_json(u_char *p, ngx_http_events_event_t *ev)
 
 
 static void
-ngx_http_events_write_locked(ngx_http_events_store_t *store,
+ngx_http_events_store_write_locked(ngx_http_events_store_t *store,
     ngx_http_events_event_t *ev)
 {
     u_char                    *p, *json;
@@ -734,7 +744,7 @@ ngx_http_events_write_locked(ngx_http_events_store_t *store,
 
     sh = store->sh;
 
-    need = ngx_http_events_record_size(ev);
+    need = ngx_http_events_store_record_size(ev);
     pad = sh->head % sh->ring_size + need > sh->ring_size
           ? sh->ring_size - sh->head % sh->ring_size : 0;
 
@@ -742,7 +752,7 @@ ngx_http_events_write_locked(ngx_http_events_store_t *store,
            && (sh->ring_size - (sh->head - sh->tail) < pad + need
                || sh->slot_head - sh->slot_tail >= sh->nslots))
     {
-        ngx_http_events_evict_locked(store);
+        ngx_http_events_store_evict_locked(store);
         sh->evicted++;
     }
 
@@ -754,15 +764,15 @@ ngx_http_events_write_locked(ngx_http_events_store_t *store,
     ngx_memory_barrier();
 
     off = sh->head + pad;
-    h = ngx_http_events_record(sh, off);
+    h = ngx_http_events_store_record(sh, off);
 
     ngx_memzero(h, sizeof(ngx_http_events_record_t));
 
     h->seq = ev->seq;
     h->time_ms = ev->time_ms;
-    h->id_hash = ngx_http_events_hash2(&ev->tenant, &ev->id);
-    h->entity_hash = ngx_http_events_hash3(&ev->tenant, &ev->rtype,
-                                           &ev->rid);
+    h->id_hash = ngx_http_events_store_hash2(&ev->tenant, &ev->id);
+    h->entity_hash = ngx_http_events_store_hash3(&ev->tenant, &ev->rtype,
+                                                 &ev->rid);
     ngx_memcpy(h->digest, ev->digest, 16);
     h->tenant_len = (uint16_t) ev->tenant.len;
     h->id_len = (uint16_t) ev->id.len;
@@ -782,7 +792,7 @@ ngx_http_events_write_locked(ngx_http_events_store_t *store,
     p = ngx_cpymem(p, ev->source.data, ev->source.len);
 
     json = p;
-    p = ngx_http_events_write_json(p, ev);
+    p = ngx_http_events_store_write_json(p, ev);
 
     h->json_len = (uint32_t) (p - json);
     h->size = (uint32_t) need;
@@ -866,7 +876,7 @@ ngx_http_events_store_append_nosync(ngx_http_events_store_t *store,
     jend = 0;
 
     for (i = 0; i < n; i++) {
-        total += ngx_http_events_record_size(&events[i]);
+        total += ngx_http_events_store_record_size(&events[i]);
 
         if (store->journal) {
             jlen += ngx_http_events_journal_size(&events[i]);
@@ -893,7 +903,7 @@ ngx_http_events_store_append_nosync(ngx_http_events_store_t *store,
         now = sh->last_ms;
     }
 
-    ngx_http_events_expire_locked(store, now);
+    ngx_http_events_store_expire_locked(store, now);
 
     /* first everything that can fail, so that a batch is all or nothing */
 
@@ -905,7 +915,7 @@ ngx_http_events_store_append_nosync(ngx_http_events_store_t *store,
             continue;
         }
 
-        h = ngx_http_events_find_id_locked(sh, &ev->tenant, &ev->id);
+        h = ngx_http_events_store_find_id_locked(sh, &ev->tenant, &ev->id);
         if (h == NULL) {
             continue;
         }
@@ -940,13 +950,13 @@ ngx_http_events_store_append_nosync(ngx_http_events_store_t *store,
             continue;
         }
 
-        if (ngx_http_events_type_ref(store, &ev->tenant, &ev->type)
+        if (ngx_http_events_store_type_ref(store, &ev->tenant, &ev->type)
             != NGX_OK)
         {
             for (j = 0; j < i; j++) {
                 if (!events[j].repeat) {
-                    ngx_http_events_type_unref(store, &events[j].tenant,
-                                               &events[j].type);
+                    ngx_http_events_store_type_unref(store, &events[j].tenant,
+                                                     &events[j].type);
                 }
             }
 
@@ -987,8 +997,8 @@ ngx_http_events_store_append_nosync(ngx_http_events_store_t *store,
     {
         for (j = 0; j < n; j++) {
             if (!events[j].repeat) {
-                ngx_http_events_type_unref(store, &events[j].tenant,
-                                           &events[j].type);
+                ngx_http_events_store_type_unref(store, &events[j].tenant,
+                                                 &events[j].type);
             }
         }
 
@@ -1006,8 +1016,8 @@ ngx_http_events_store_append_nosync(ngx_http_events_store_t *store,
             continue;
         }
 
-        ngx_http_events_write_locked(store, ev);
-        ngx_http_events_type_touch(sh, &ev->tenant, &ev->type, now);
+        ngx_http_events_store_write_locked(store, ev);
+        ngx_http_events_store_type_touch(sh, &ev->tenant, &ev->type, now);
     }
 
     sh->last_ms = now;
@@ -1047,7 +1057,7 @@ done:
         }
 
         ev->stored.data = p;
-        ev->stored.len = ngx_http_events_write_json(p, ev) - p;
+        ev->stored.len = ngx_http_events_store_write_json(p, ev) - p;
     }
 
     return NGX_OK;
@@ -1069,7 +1079,7 @@ ngx_http_events_store_restore(ngx_http_events_store_t *store,
 
     sh = store->sh;
 
-    if (ngx_http_events_record_size(ev)
+    if (ngx_http_events_store_record_size(ev)
         > ngx_http_events_store_max_record(store))
     {
         return NGX_ABORT;
@@ -1084,13 +1094,14 @@ ngx_http_events_store_restore(ngx_http_events_store_t *store,
         goto done;
     }
 
-    if (ngx_http_events_type_ref(store, &ev->tenant, &ev->type) != NGX_OK) {
+    if (ngx_http_events_store_type_ref(store, &ev->tenant,
+                                       &ev->type) != NGX_OK) {
         rc = NGX_BUSY;
         goto done;
     }
 
-    ngx_http_events_write_locked(store, ev);
-    ngx_http_events_type_touch(sh, &ev->tenant, &ev->type, ev->time_ms);
+    ngx_http_events_store_write_locked(store, ev);
+    ngx_http_events_store_type_touch(sh, &ev->tenant, &ev->type, ev->time_ms);
 
     if (ev->time_ms > sh->last_ms) {
         sh->last_ms = ev->time_ms;
@@ -1169,14 +1180,14 @@ ngx_http_events_store_json_len(ngx_http_events_event_t *ev)
 u_char *
 ngx_http_events_store_json(u_char *p, ngx_http_events_event_t *ev)
 {
-    return ngx_http_events_write_json(p, ev);
+    return ngx_http_events_store_write_json(p, ev);
 }
 
 
 /* reading, without the lock */
 
 static ngx_inline ngx_uint_t
-ngx_http_events_valid(ngx_http_events_sh_t *sh, uint64_t off)
+ngx_http_events_store_valid(ngx_http_events_sh_t *sh, uint64_t off)
 {
     ngx_memory_barrier();
     return off >= sh->tail;
@@ -1184,7 +1195,7 @@ ngx_http_events_valid(ngx_http_events_sh_t *sh, uint64_t off)
 
 
 static ngx_int_t
-ngx_http_events_copy(ngx_http_events_sh_t *sh, uint64_t off,
+ngx_http_events_store_copy(ngx_http_events_sh_t *sh, uint64_t off,
     ngx_http_events_copy_t *c)
 {
     u_char                    *p;
@@ -1195,7 +1206,7 @@ ngx_http_events_copy(ngx_http_events_sh_t *sh, uint64_t off,
         return NGX_DECLINED;
     }
 
-    h = ngx_http_events_record(sh, off);
+    h = ngx_http_events_store_record(sh, off);
     c->h = *h;
 
     keys = ngx_http_events_rec_keys_len(&c->h);
@@ -1206,12 +1217,12 @@ ngx_http_events_copy(ngx_http_events_sh_t *sh, uint64_t off,
         || sizeof(ngx_http_events_record_t) + keys + c->h.json_len
            > c->h.size)
     {
-        return ngx_http_events_valid(sh, off) ? NGX_ERROR : NGX_DECLINED;
+        return ngx_http_events_store_valid(sh, off) ? NGX_ERROR : NGX_DECLINED;
     }
 
     ngx_memcpy(c->keys, ngx_http_events_rec_tenant(h), keys);
 
-    if (!ngx_http_events_valid(sh, off)) {
+    if (!ngx_http_events_store_valid(sh, off)) {
         return NGX_DECLINED;
     }
 
@@ -1239,7 +1250,7 @@ ngx_http_events_copy(ngx_http_events_sh_t *sh, uint64_t off,
 
 
 static ngx_int_t
-ngx_http_events_copy_json(ngx_http_events_sh_t *sh, uint64_t off,
+ngx_http_events_store_copy_json(ngx_http_events_sh_t *sh, uint64_t off,
     ngx_http_events_copy_t *c, ngx_pool_t *pool, ngx_str_t *json)
 {
     u_char                    *p;
@@ -1250,12 +1261,12 @@ ngx_http_events_copy_json(ngx_http_events_sh_t *sh, uint64_t off,
         return NGX_ERROR;
     }
 
-    h = ngx_http_events_record(sh, off);
+    h = ngx_http_events_store_record(sh, off);
     ngx_memcpy(p, (u_char *) h + sizeof(ngx_http_events_record_t)
                   + ngx_http_events_rec_keys_len(&c->h),
                c->h.json_len);
 
-    if (!ngx_http_events_valid(sh, off)) {
+    if (!ngx_http_events_store_valid(sh, off)) {
         return NGX_DECLINED;
     }
 
@@ -1286,7 +1297,7 @@ ngx_http_events_store_window(ngx_http_events_store_t *store,
         w->evicted_seq = sh->evicted_seq;
         i = sh->slot_tail;
 
-        rc = ngx_http_events_read_slot(sh, i, &slot);
+        rc = ngx_http_events_store_read_slot(sh, i, &slot);
 
         if (rc == NGX_DECLINED) {
             continue;
@@ -1303,7 +1314,7 @@ ngx_http_events_store_window(ngx_http_events_store_t *store,
 
 
 static ngx_int_t
-ngx_http_events_read_slot(ngx_http_events_sh_t *sh, uint64_t i,
+ngx_http_events_store_read_slot(ngx_http_events_sh_t *sh, uint64_t i,
     ngx_http_events_slot_t *slot)
 {
     if (i >= sh->slot_head) {
@@ -1324,7 +1335,8 @@ ngx_http_events_read_slot(ngx_http_events_sh_t *sh, uint64_t i,
  */
 
 static ngx_int_t
-ngx_http_events_seek(ngx_http_events_sh_t *sh, uint64_t seq, uint64_t *pos)
+ngx_http_events_store_seek(ngx_http_events_sh_t *sh, uint64_t seq,
+                           uint64_t *pos)
 {
     uint64_t                lo, hi, mid;
     ngx_int_t               rc;
@@ -1338,7 +1350,7 @@ ngx_http_events_seek(ngx_http_events_sh_t *sh, uint64_t seq, uint64_t *pos)
         while (lo < hi) {
             mid = lo + (hi - lo) / 2;
 
-            rc = ngx_http_events_read_slot(sh, mid, &slot);
+            rc = ngx_http_events_store_read_slot(sh, mid, &slot);
             if (rc == NGX_DECLINED) {
                 break;
             }
@@ -1362,7 +1374,7 @@ ngx_http_events_seek(ngx_http_events_sh_t *sh, uint64_t seq, uint64_t *pos)
 
 
 static ngx_uint_t
-ngx_http_events_match_query(ngx_http_events_query_t *q,
+ngx_http_events_store_match_query(ngx_http_events_query_t *q,
     ngx_http_events_copy_t *c)
 {
     if (!q->any_tenant
@@ -1382,20 +1394,21 @@ ngx_http_events_match_query(ngx_http_events_query_t *q,
     }
 
     if (q->rtype.len
-        && !ngx_http_events_str_eq(&q->rtype, c->rtype.data, c->rtype.len))
+        && !ngx_http_events_store_str_eq(&q->rtype, c->rtype.data,
+                                         c->rtype.len))
     {
         return 0;
     }
 
     if (q->rid.len
-        && !ngx_http_events_str_eq(&q->rid, c->rid.data, c->rid.len))
+        && !ngx_http_events_store_str_eq(&q->rid, c->rid.data, c->rid.len))
     {
         return 0;
     }
 
     if (q->source.len
-        && !ngx_http_events_str_eq(&q->source, c->source.data,
-                                   c->source.len))
+        && !ngx_http_events_store_str_eq(&q->source, c->source.data,
+                                         c->source.len))
     {
         return 0;
     }
@@ -1417,7 +1430,7 @@ ngx_http_events_match_query(ngx_http_events_query_t *q,
 
 
 static ngx_int_t
-ngx_http_events_add_item(ngx_http_events_sh_t *sh, uint64_t off,
+ngx_http_events_store_add_item(ngx_http_events_sh_t *sh, uint64_t off,
     ngx_http_events_copy_t *c, ngx_pool_t *pool,
     ngx_http_events_result_t *res)
 {
@@ -1425,7 +1438,7 @@ ngx_http_events_add_item(ngx_http_events_sh_t *sh, uint64_t off,
     ngx_str_t                json;
     ngx_http_events_item_t  *item;
 
-    rc = ngx_http_events_copy_json(sh, off, c, pool, &json);
+    rc = ngx_http_events_store_copy_json(sh, off, c, pool, &json);
     if (rc != NGX_OK) {
         return rc;
     }
@@ -1460,7 +1473,7 @@ ngx_http_events_store_query(ngx_http_events_store_t *store,
     res->has_more = 0;
     res->expired = 0;
 
-    ngx_http_events_expire(store);
+    ngx_http_events_store_expire(store);
 
     w = &res->window;
     ngx_http_events_store_window(store, w);
@@ -1473,15 +1486,15 @@ ngx_http_events_store_query(ngx_http_events_store_t *store,
     }
 
     if (q->rid.len) {
-        return ngx_http_events_query_entity(store, q, pool, res);
+        return ngx_http_events_store_query_entity(store, q, pool, res);
     }
 
-    return ngx_http_events_query_scan(store, q, pool, res);
+    return ngx_http_events_store_query_scan(store, q, pool, res);
 }
 
 
 static ngx_int_t
-ngx_http_events_query_scan(ngx_http_events_store_t *store,
+ngx_http_events_store_query_scan(ngx_http_events_store_t *store,
     ngx_http_events_query_t *q, ngx_pool_t *pool,
     ngx_http_events_result_t *res)
 {
@@ -1496,14 +1509,15 @@ ngx_http_events_query_scan(ngx_http_events_store_t *store,
     head = res->window.head_seq;
 
     if (!q->desc) {
-        if (ngx_http_events_seek(sh, q->after, &pos) != NGX_OK) {
+        if (ngx_http_events_store_seek(sh, q->after, &pos) != NGX_OK) {
             return NGX_ERROR;
         }
 
         last = q->after;
 
     } else {
-        if (ngx_http_events_seek(sh, q->before ? q->before - 1 : head, &pos)
+        if (ngx_http_events_store_seek(sh, q->before ? q->before - 1 : head,
+                                       &pos)
             != NGX_OK)
         {
             return NGX_ERROR;
@@ -1522,7 +1536,7 @@ ngx_http_events_query_scan(ngx_http_events_store_t *store,
             pos--;
         }
 
-        rc = ngx_http_events_read_slot(sh, pos, &slot);
+        rc = ngx_http_events_store_read_slot(sh, pos, &slot);
 
         if (rc == NGX_DECLINED) {
             /*
@@ -1546,7 +1560,7 @@ ngx_http_events_query_scan(ngx_http_events_store_t *store,
             break;
         }
 
-        rc = ngx_http_events_copy(sh, slot.off, &c);
+        rc = ngx_http_events_store_copy(sh, slot.off, &c);
 
         if (rc == NGX_DECLINED) {
             res->has_more = !q->desc;
@@ -1571,7 +1585,7 @@ ngx_http_events_query_scan(ngx_http_events_store_t *store,
             break;
         }
 
-        if (!ngx_http_events_match_query(q, &c)) {
+        if (!ngx_http_events_store_match_query(q, &c)) {
             last = slot.seq;
             continue;
         }
@@ -1581,7 +1595,7 @@ ngx_http_events_query_scan(ngx_http_events_store_t *store,
             break;
         }
 
-        rc = ngx_http_events_add_item(sh, slot.off, &c, pool, res);
+        rc = ngx_http_events_store_add_item(sh, slot.off, &c, pool, res);
 
         if (rc == NGX_DECLINED) {
             res->has_more = !q->desc;
@@ -1615,7 +1629,7 @@ ngx_http_events_query_scan(ngx_http_events_store_t *store,
  */
 
 static ngx_int_t
-ngx_http_events_query_entity(ngx_http_events_store_t *store,
+ngx_http_events_store_query_entity(ngx_http_events_store_t *store,
     ngx_http_events_query_t *q, ngx_pool_t *pool,
     ngx_http_events_result_t *res)
 {
@@ -1637,14 +1651,14 @@ ngx_http_events_query_entity(ngx_http_events_store_t *store,
 
     seqs = offs + cap;
 
-    hash = ngx_http_events_hash3(&q->tenant, &q->rtype, &q->rid);
+    hash = ngx_http_events_store_hash3(&q->tenant, &q->rtype, &q->rid);
     link = sh->entity_buckets[hash & sh->bucket_mask];
 
     n = 0;
 
     for (steps = 0; link != 0 && steps < sh->nslots; steps++) {
 
-        rc = ngx_http_events_copy(sh, link - 1, &c);
+        rc = ngx_http_events_store_copy(sh, link - 1, &c);
         if (rc == NGX_DECLINED) {
             break;
         }
@@ -1655,7 +1669,7 @@ ngx_http_events_query_entity(ngx_http_events_store_t *store,
 
         if (c.h.seq > head
             || c.h.entity_hash != hash
-            || !ngx_http_events_match_query(q, &c))
+            || !ngx_http_events_store_match_query(q, &c))
         {
             goto next;
         }
@@ -1694,9 +1708,9 @@ ngx_http_events_query_entity(ngx_http_events_store_t *store,
         /* ascending: newest-first ring, read back from its oldest end */
         j = q->desc ? i : (n - 1 - i) % cap;
 
-        rc = ngx_http_events_copy(sh, offs[j], &c);
+        rc = ngx_http_events_store_copy(sh, offs[j], &c);
         if (rc == NGX_OK) {
-            rc = ngx_http_events_add_item(sh, offs[j], &c, pool, res);
+            rc = ngx_http_events_store_add_item(sh, offs[j], &c, pool, res);
         }
 
         if (rc == NGX_ERROR) {
@@ -1742,27 +1756,28 @@ ngx_http_events_store_get(ngx_http_events_store_t *store, ngx_str_t *tenant,
 
     sh = store->sh;
 
-    ngx_http_events_expire(store);
+    ngx_http_events_store_expire(store);
 
     head = sh->last_seq;
     ngx_memory_barrier();
 
-    hash = ngx_http_events_hash2(tenant, id);
+    hash = ngx_http_events_store_hash2(tenant, id);
     link = sh->id_buckets[hash & sh->bucket_mask];
 
     for (steps = 0; link != 0 && steps < sh->nslots; steps++) {
 
-        rc = ngx_http_events_copy(sh, link - 1, &c);
+        rc = ngx_http_events_store_copy(sh, link - 1, &c);
         if (rc != NGX_OK) {
             return rc == NGX_DECLINED ? NGX_DECLINED : NGX_ERROR;
         }
 
         if (c.h.seq <= head
             && c.h.id_hash == hash
-            && ngx_http_events_str_eq(tenant, c.tenant.data, c.tenant.len)
-            && ngx_http_events_str_eq(id, c.id.data, c.id.len))
+            && ngx_http_events_store_str_eq(tenant, c.tenant.data, c.tenant.len)
+            && ngx_http_events_store_str_eq(id, c.id.data, c.id.len))
         {
-            return ngx_http_events_copy_json(sh, link - 1, &c, pool, json);
+            return ngx_http_events_store_copy_json(sh, link - 1, &c, pool,
+                                                   json);
         }
 
         link = c.h.prev_id;
@@ -1788,7 +1803,7 @@ ngx_http_events_store_types(ngx_http_events_store_t *store, ngx_str_t *tenant,
 
     ngx_shmtx_lock(&store->shpool->mutex);
 
-    ngx_http_events_expire_locked(store, ngx_http_events_now_ms());
+    ngx_http_events_store_expire_locked(store, ngx_http_events_now_ms());
 
     root = sh->types.root;
     sentinel = sh->types.sentinel;
@@ -1803,7 +1818,7 @@ ngx_http_events_store_types(ngx_http_events_store_t *store, ngx_str_t *tenant,
     {
         tn = (ngx_http_events_type_node_t *) node;
 
-        if (!ngx_http_events_str_eq(tenant, tn->data, tn->tenant_len)) {
+        if (!ngx_http_events_store_str_eq(tenant, tn->data, tn->tenant_len)) {
             continue;
         }
 
@@ -1853,7 +1868,7 @@ ngx_http_events_store_stats(ngx_http_events_store_t *store,
 
     ngx_shmtx_lock(&store->shpool->mutex);
 
-    ngx_http_events_expire_locked(store, ngx_http_events_now_ms());
+    ngx_http_events_store_expire_locked(store, ngx_http_events_now_ms());
 
     st->epoch = sh->epoch;
     st->zone_size = sh->zone_size;
@@ -1942,14 +1957,14 @@ ngx_http_events_store_next(ngx_http_events_store_t *store,
     }
 
     if (after < sh->evicted_seq
-        || ngx_http_events_seek(sh, after, &pos) != NGX_OK)
+        || ngx_http_events_store_seek(sh, after, &pos) != NGX_OK)
     {
         return NGX_DECLINED;
     }
 
     for (n = 0; n < budget; n++) {
 
-        rc = ngx_http_events_read_slot(sh, pos++, &slot);
+        rc = ngx_http_events_store_read_slot(sh, pos++, &slot);
 
         if (rc == NGX_DECLINED) {
             return NGX_DECLINED;
@@ -1960,13 +1975,13 @@ ngx_http_events_store_next(ngx_http_events_store_t *store,
             return NGX_DONE;
         }
 
-        rc = ngx_http_events_copy(sh, slot.off, &c);
+        rc = ngx_http_events_store_copy(sh, slot.off, &c);
 
         if (rc != NGX_OK) {
             return rc;
         }
 
-        if (!ngx_http_events_match_query(q, &c)) {
+        if (!ngx_http_events_store_match_query(q, &c)) {
             *last = slot.seq;
             continue;
         }
@@ -1985,13 +2000,13 @@ ngx_http_events_store_next(ngx_http_events_store_t *store,
             scratch->size = c.h.json_len;
         }
 
-        h = ngx_http_events_record(sh, slot.off);
+        h = ngx_http_events_store_record(sh, slot.off);
         ngx_memcpy(scratch->data, (u_char *) h
                                   + sizeof(ngx_http_events_record_t)
                                   + ngx_http_events_rec_keys_len(&c.h),
                    c.h.json_len);
 
-        if (!ngx_http_events_valid(sh, slot.off)) {
+        if (!ngx_http_events_store_valid(sh, slot.off)) {
             return NGX_DECLINED;
         }
 

@@ -50,9 +50,9 @@ ngx_int_t ngx_http_events_jwt_verify(ngx_http_events_jwt_conf_t *conf,
     ngx_str_t *token, ngx_pool_t *pool, ngx_http_events_claims_t *claims,
     ngx_http_events_error_t *err);
 
-ngx_uint_t ngx_http_events_granted(ngx_str_t *grants, ngx_uint_t n,
+ngx_uint_t ngx_http_events_jwt_granted(ngx_str_t *grants, ngx_uint_t n,
     ngx_str_t *type);
-ngx_int_t ngx_http_events_narrow(ngx_str_t *grants, ngx_uint_t ngrants,
+ngx_int_t ngx_http_events_jwt_narrow(ngx_str_t *grants, ngx_uint_t ngrants,
     ngx_str_t **patterns, ngx_uint_t *npatterns, ngx_pool_t *pool);
 
 

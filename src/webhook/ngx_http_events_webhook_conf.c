@@ -18,18 +18,18 @@
 
 #include "ngx_http_events_module.h"
 #include "ngx_http_events_store.h"
-#include "ngx_http_events_api.h"
+#include "ngx_http_events_http.h"
 #include "ngx_http_events_match.h"
 #include "ngx_http_events_webhook.h"
 
 
-static ngx_int_t ngx_http_events_wh_conf_patterns(ngx_str_t *value,
+static ngx_int_t ngx_http_events_webhook_conf_patterns(ngx_str_t *value,
     size_t skip, ngx_http_events_wh_spec_t *spec);
-static ngx_int_t ngx_http_events_wh_conf_id(ngx_conf_t *cf,
+static ngx_int_t ngx_http_events_webhook_conf_id(ngx_conf_t *cf,
     ngx_http_events_wh_spec_t *spec, char *prefix);
-static ngx_int_t ngx_http_events_wh_conf_param(ngx_str_t *value,
+static ngx_int_t ngx_http_events_webhook_conf_param(ngx_str_t *value,
     ngx_http_events_wh_spec_t *spec, ngx_uint_t any_tenant);
-static ngx_http_core_loc_conf_t *ngx_http_events_wh_location(
+static ngx_http_core_loc_conf_t *ngx_http_events_webhook_conf_location(
     ngx_http_conf_ctx_t *ctx, ngx_str_t *uri);
 
 
@@ -39,7 +39,7 @@ static ngx_msec_t  ngx_http_events_wh_default_retry[] = {
 
 
 void
-ngx_http_events_wh_conf_init(ngx_http_events_wh_conf_t *whcf)
+ngx_http_events_webhook_conf_init(ngx_http_events_wh_conf_t *whcf)
 {
     whcf->retry = NGX_CONF_UNSET_PTR;
     whcf->overload_delay = NGX_CONF_UNSET_MSEC;
@@ -57,7 +57,8 @@ ngx_http_events_wh_conf_init(ngx_http_events_wh_conf_t *whcf)
 
 
 char *
-ngx_http_events_wh_conf_merge(ngx_conf_t *cf, ngx_http_events_wh_conf_t *prev,
+ngx_http_events_webhook_conf_merge(ngx_conf_t *cf,
+                                   ngx_http_events_wh_conf_t *prev,
     ngx_http_events_wh_conf_t *conf)
 {
     ngx_uint_t   i;
@@ -129,7 +130,8 @@ ngx_http_events_wh_conf_merge(ngx_conf_t *cf, ngx_http_events_wh_conf_t *prev,
 /* events_webhooks ZONE */
 
 char *
-ngx_http_events_webhooks(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+ngx_http_events_webhook_conf_webhooks(ngx_conf_t *cf, ngx_command_t *cmd,
+                                      void *conf)
 {
     ngx_http_events_loc_conf_t *elcf = conf;
 
@@ -169,7 +171,7 @@ ngx_http_events_webhooks(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         elcf->prefix.len--;
     }
 
-    clcf->handler = ngx_http_events_webhooks_handler;
+    clcf->handler = ngx_http_events_webhook_api_handler;
 
     emcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_events_module);
 
@@ -193,7 +195,8 @@ ngx_http_events_webhooks(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
  */
 
 char *
-ngx_http_events_webhook(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+ngx_http_events_webhook_conf_static(ngx_conf_t *cf, ngx_command_t *cmd,
+                                    void *conf)
 {
     ngx_http_events_main_conf_t  *emcf = conf;
 
@@ -239,7 +242,7 @@ ngx_http_events_webhook(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
 
         if (ngx_strncmp(value[i].data, "events=", 7) == 0) {
-            if (ngx_http_events_wh_conf_patterns(&value[i], 7, spec)
+            if (ngx_http_events_webhook_conf_patterns(&value[i], 7, spec)
                 != NGX_OK)
             {
                 goto invalid;
@@ -252,8 +255,8 @@ ngx_http_events_webhook(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             text.data = value[i].data + 7;
             text.len = value[i].len - 7;
 
-            if (ngx_http_events_wh_secret(&text, spec->secret,
-                                          &spec->secret_len)
+            if (ngx_http_events_webhook_secret(&text, spec->secret,
+                                               &spec->secret_len)
                 != NGX_OK)
             {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -269,8 +272,8 @@ ngx_http_events_webhook(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             text.data = value[i].data + 16;
             text.len = value[i].len - 16;
 
-            if (ngx_http_events_wh_secret(&text, spec->previous,
-                                          &spec->previous_len)
+            if (ngx_http_events_webhook_secret(&text, spec->previous,
+                                               &spec->previous_len)
                 != NGX_OK)
             {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -282,7 +285,7 @@ ngx_http_events_webhook(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
-        rc = ngx_http_events_wh_conf_param(&value[i], spec, 0);
+        rc = ngx_http_events_webhook_conf_param(&value[i], spec, 0);
 
         if (rc == NGX_ERROR) {
             goto invalid;
@@ -331,7 +334,7 @@ ngx_http_events_webhook(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     if (spec->id.len == 0
-        && ngx_http_events_wh_conf_id(cf, spec, "wh_static_") != NGX_OK)
+        && ngx_http_events_webhook_conf_id(cf, spec, "wh_static_") != NGX_OK)
     {
         return NGX_CONF_ERROR;
     }
@@ -353,7 +356,8 @@ invalid:
  */
 
 char *
-ngx_http_events_handler(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+ngx_http_events_webhook_conf_handler(ngx_conf_t *cf, ngx_command_t *cmd,
+                                     void *conf)
 {
     ngx_http_events_main_conf_t  *emcf = conf;
 
@@ -396,7 +400,7 @@ ngx_http_events_handler(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
 
         if (ngx_strncmp(value[i].data, "types=", 6) == 0) {
-            if (ngx_http_events_wh_conf_patterns(&value[i], 6, spec)
+            if (ngx_http_events_webhook_conf_patterns(&value[i], 6, spec)
                 != NGX_OK)
             {
                 goto invalid;
@@ -405,7 +409,7 @@ ngx_http_events_handler(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
-        rc = ngx_http_events_wh_conf_param(&value[i], spec, 1);
+        rc = ngx_http_events_webhook_conf_param(&value[i], spec, 1);
 
         if (rc == NGX_ERROR) {
             goto invalid;
@@ -423,7 +427,7 @@ ngx_http_events_handler(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     if (spec->id.len == 0
-        && ngx_http_events_wh_conf_id(cf, spec, "handler_") != NGX_OK)
+        && ngx_http_events_webhook_conf_id(cf, spec, "handler_") != NGX_OK)
     {
         return NGX_CONF_ERROR;
     }
@@ -441,7 +445,8 @@ invalid:
 /* events_webhook_retry 5s 5m ... */
 
 char *
-ngx_http_events_wh_retry(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+ngx_http_events_webhook_conf_retry(ngx_conf_t *cf, ngx_command_t *cmd,
+                                   void *conf)
 {
     ngx_http_events_loc_conf_t *elcf = conf;
 
@@ -492,7 +497,8 @@ ngx_http_events_wh_retry(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 /* events_webhook_allow CIDR ... */
 
 char *
-ngx_http_events_wh_allow(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+ngx_http_events_webhook_conf_allow(ngx_conf_t *cf, ngx_command_t *cmd,
+                                   void *conf)
 {
     ngx_http_events_loc_conf_t *elcf = conf;
 
@@ -542,7 +548,7 @@ ngx_http_events_wh_allow(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
  */
 
 ngx_int_t
-ngx_http_events_wh_postconfiguration(ngx_conf_t *cf)
+ngx_http_events_webhook_conf_postconfiguration(ngx_conf_t *cf)
 {
     ngx_uint_t                    i, j;
     ngx_shm_zone_t              **zones;
@@ -579,8 +585,8 @@ ngx_http_events_wh_postconfiguration(ngx_conf_t *cf)
              * without it, a delivery would go to whatever location
              * matches, "location /" and its backend included
              */
-            clcf = ngx_http_events_wh_location(bind[i].ctx,
-                                               &elcf->wh.location);
+            clcf = ngx_http_events_webhook_conf_location(bind[i].ctx,
+                                                         &elcf->wh.location);
 
             if (clcf == NULL) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -658,14 +664,14 @@ ngx_http_events_wh_postconfiguration(ngx_conf_t *cf)
         *spec = st[i].spec;
     }
 
-    return ngx_http_events_wh_init_filter(cf);
+    return ngx_http_events_webhook_delivery_init_filter(cf);
 }
 
 
 /* master: the zones exist; bring their static endpoints up to date */
 
 ngx_int_t
-ngx_http_events_wh_init_module(ngx_cycle_t *cycle)
+ngx_http_events_webhook_conf_init_module(ngx_cycle_t *cycle)
 {
     ngx_uint_t                    i;
     ngx_shm_zone_t              **zones;
@@ -683,7 +689,7 @@ ngx_http_events_wh_init_module(ngx_cycle_t *cycle)
         store = zones[i]->data;
 
         if (store->whcf
-            && ngx_http_events_wh_init_zone(store, store->whcf) != NGX_OK)
+            && ngx_http_events_webhook_init_zone(store, store->whcf) != NGX_OK)
         {
             return NGX_ERROR;
         }
@@ -696,7 +702,7 @@ ngx_http_events_wh_init_module(ngx_cycle_t *cycle)
 /* "events=a.*,b.created": the patterns after the name, comma-separated */
 
 static ngx_int_t
-ngx_http_events_wh_conf_patterns(ngx_str_t *value, size_t skip,
+ngx_http_events_webhook_conf_patterns(ngx_str_t *value, size_t skip,
     ngx_http_events_wh_spec_t *spec)
 {
     u_char  *p, *last, *comma;
@@ -711,7 +717,7 @@ ngx_http_events_wh_conf_patterns(ngx_str_t *value, size_t skip,
         }
 
         if (spec->npatterns == NGX_HTTP_EVENTS_WH_MAX_PATTERNS
-            || ngx_http_events_pattern_valid(p, comma - p) != NGX_OK)
+            || ngx_http_events_match_pattern_valid(p, comma - p) != NGX_OK)
         {
             return NGX_ERROR;
         }
@@ -733,7 +739,7 @@ ngx_http_events_wh_conf_patterns(ngx_str_t *value, size_t skip,
  */
 
 static ngx_int_t
-ngx_http_events_wh_conf_param(ngx_str_t *value,
+ngx_http_events_webhook_conf_param(ngx_str_t *value,
     ngx_http_events_wh_spec_t *spec, ngx_uint_t any_tenant)
 {
     if (ngx_strncmp(value->data, "id=", 3) == 0) {
@@ -741,7 +747,7 @@ ngx_http_events_wh_conf_param(ngx_str_t *value,
         spec->id.len = value->len - 3;
 
         if (spec->id.len == 0 || spec->id.len > 48
-            || ngx_http_events_tenant_valid(&spec->id) != NGX_OK)
+            || ngx_http_events_match_tenant_valid(&spec->id) != NGX_OK)
         {
             return NGX_ERROR;
         }
@@ -759,7 +765,7 @@ ngx_http_events_wh_conf_param(ngx_str_t *value,
             return NGX_OK;
         }
 
-        return ngx_http_events_tenant_valid(&spec->tenant) == NGX_OK
+        return ngx_http_events_match_tenant_valid(&spec->tenant) == NGX_OK
                ? NGX_OK : NGX_ERROR;
     }
 
@@ -770,7 +776,7 @@ ngx_http_events_wh_conf_param(ngx_str_t *value,
 /* an id stable across reloads while the target and patterns stay */
 
 static ngx_int_t
-ngx_http_events_wh_conf_id(ngx_conf_t *cf, ngx_http_events_wh_spec_t *spec,
+ngx_http_events_webhook_conf_id(ngx_conf_t *cf, ngx_http_events_wh_spec_t *spec,
     char *prefix)
 {
     u_char      *p;
@@ -802,7 +808,7 @@ ngx_http_events_wh_conf_id(ngx_conf_t *cf, ngx_http_events_wh_spec_t *spec,
  */
 
 static ngx_http_core_loc_conf_t *
-ngx_http_events_wh_location(ngx_http_conf_ctx_t *ctx, ngx_str_t *uri)
+ngx_http_events_webhook_conf_location(ngx_http_conf_ctx_t *ctx, ngx_str_t *uri)
 {
     u_char                         *p;
     size_t                          len, n;

@@ -835,7 +835,7 @@ ngx_http_events_capture_event(ngx_http_request_t *r, json_t *obj,
     ngx_memzero(&env, sizeof(ngx_http_events_envelope_t));
     ngx_memzero(&err, sizeof(ngx_http_events_error_t));
 
-    if (elcf->auth && ngx_http_events_claims(r) == NULL) {
+    if (elcf->auth && ngx_http_events_auth_claims(r) == NULL) {
         /* nothing checked the token yet: the variable does, once */
         name = &ngx_http_events_tenant_var;
         (void) ngx_http_get_variable(r, name,
@@ -1168,7 +1168,7 @@ ngx_http_events_capture_resource(ngx_conf_t *cf, ngx_command_t *cmd,
         return "needs a path that starts with \"/\"";
     }
 
-    if (ngx_http_events_type_valid(value[2].data, value[2].len) != NGX_OK
+    if (ngx_http_events_match_type_valid(value[2].data, value[2].len) != NGX_OK
         || value[2].len > NGX_HTTP_EVENTS_MAX_TYPE - sizeof(".created"))
     {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,

@@ -28,7 +28,7 @@
 #include "ngx_http_events_store.h"
 #include "ngx_http_events_json.h"
 #include "ngx_http_events_match.h"
-#include "ngx_http_events_api.h"
+#include "ngx_http_events_http.h"
 
 
 #define NGX_HTTP_EVENTS_VALIDATE_MAX_TYPES  32
@@ -64,7 +64,6 @@ static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
 
 
 static ngx_str_t  ngx_http_events_post = ngx_string("POST");
-static ngx_str_t  ngx_http_events_json_type = ngx_string("application/json");
 
 
 ngx_int_t
@@ -198,7 +197,8 @@ ngx_http_events_validate_resume(ngx_http_request_t *r)
                               NULL, NULL, "the validation hook did not "
                               "answer; nothing was stored");
         ngx_http_finalize_request(r,
-                                  ngx_http_events_send_error(r, &err, NULL));
+                                  ngx_http_events_http_send_error(r, &err,
+                                                                  NULL));
         return;
     }
 
@@ -239,8 +239,9 @@ ngx_http_events_validate_refuse(ngx_http_request_t *r,
                   &v->ev->type, v->status);
 
     if (v->json && v->whole && v->len) {
-        return ngx_http_events_send(r, v->status, &ngx_http_events_json_type,
-                                    v->body, v->len);
+        return ngx_http_events_http_send(r, v->status,
+                                         &ngx_http_events_http_json_type,
+                                         v->body, v->len);
     }
 
     prefix.data = item;
@@ -251,7 +252,7 @@ ngx_http_events_validate_refuse(ngx_http_request_t *r,
                           ctx->batch ? &prefix : NULL, NULL,
                           "the validation hook refused the event");
 
-    return ngx_http_events_send_error(r, &err, NULL);
+    return ngx_http_events_http_send_error(r, &err, NULL);
 }
 
 
@@ -652,7 +653,7 @@ ngx_http_events_validate(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             }
 
             if (vcf->ntypes == NGX_HTTP_EVENTS_VALIDATE_MAX_TYPES
-                || ngx_http_events_pattern_valid(p, comma - p) != NGX_OK)
+                || ngx_http_events_match_pattern_valid(p, comma - p) != NGX_OK)
             {
                 goto invalid;
             }

@@ -19,14 +19,14 @@
 
 
 static ngx_inline ngx_uint_t
-ngx_http_events_seg_char(u_char ch)
+ngx_http_events_match_seg_char(u_char ch)
 {
     return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_';
 }
 
 
 ngx_int_t
-ngx_http_events_type_valid(u_char *p, size_t len)
+ngx_http_events_match_type_valid(u_char *p, size_t len)
 {
     size_t  i, seg;
 
@@ -46,7 +46,7 @@ ngx_http_events_type_valid(u_char *p, size_t len)
             continue;
         }
 
-        if (!ngx_http_events_seg_char(p[i])) {
+        if (!ngx_http_events_match_seg_char(p[i])) {
             return NGX_ERROR;
         }
 
@@ -60,7 +60,7 @@ ngx_http_events_type_valid(u_char *p, size_t len)
 /* tenants are 1-64 of [A-Za-z0-9_.:-], or empty for the default one */
 
 ngx_int_t
-ngx_http_events_tenant_valid(ngx_str_t *tenant)
+ngx_http_events_match_tenant_valid(ngx_str_t *tenant)
 {
     size_t  i;
     u_char  ch;
@@ -85,7 +85,7 @@ ngx_http_events_tenant_valid(ngx_str_t *tenant)
 
 
 ngx_int_t
-ngx_http_events_pattern_valid(u_char *p, size_t len)
+ngx_http_events_match_pattern_valid(u_char *p, size_t len)
 {
     size_t  i, start;
 
@@ -113,7 +113,7 @@ ngx_http_events_pattern_valid(u_char *p, size_t len)
 
         } else if (!(i - start == 1 && p[start] == '*')) {
             while (start < i) {
-                if (!ngx_http_events_seg_char(p[start++])) {
+                if (!ngx_http_events_match_seg_char(p[start++])) {
                     return NGX_ERROR;
                 }
             }
@@ -214,7 +214,7 @@ typedef struct {
 
 
 static void
-ngx_http_events_split(ngx_str_t *p, ngx_http_events_segs_t *s)
+ngx_http_events_match_split(ngx_str_t *p, ngx_http_events_segs_t *s)
 {
     u_char  *c, *end, *start;
     size_t   len;
@@ -248,18 +248,18 @@ ngx_http_events_split(ngx_str_t *p, ngx_http_events_segs_t *s)
  */
 
 ngx_uint_t
-ngx_http_events_pattern_covers(ngx_str_t *big, ngx_str_t *small)
+ngx_http_events_match_pattern_covers(ngx_str_t *big, ngx_str_t *small)
 {
     ngx_uint_t              i;
     ngx_http_events_segs_t  b, a;
 
-    ngx_http_events_split(big, &b);
+    ngx_http_events_match_split(big, &b);
 
     if (b.all) {
         return 1;
     }
 
-    ngx_http_events_split(small, &a);
+    ngx_http_events_match_split(small, &a);
 
     if (a.all) {
         return 0;

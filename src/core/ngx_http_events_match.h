@@ -12,13 +12,14 @@
 #include <ngx_core.h>
 
 
-ngx_int_t ngx_http_events_type_valid(u_char *p, size_t len);
-ngx_int_t ngx_http_events_tenant_valid(ngx_str_t *tenant);
-ngx_int_t ngx_http_events_pattern_valid(u_char *p, size_t len);
+ngx_int_t ngx_http_events_match_type_valid(u_char *p, size_t len);
+ngx_int_t ngx_http_events_match_tenant_valid(ngx_str_t *tenant);
+ngx_int_t ngx_http_events_match_pattern_valid(u_char *p, size_t len);
 ngx_uint_t ngx_http_events_match(ngx_str_t *pattern, ngx_str_t *type);
 ngx_uint_t ngx_http_events_match_any(ngx_str_t *patterns, ngx_uint_t n,
     ngx_str_t *type);
-ngx_uint_t ngx_http_events_pattern_covers(ngx_str_t *big, ngx_str_t *small);
+ngx_uint_t ngx_http_events_match_pattern_covers(ngx_str_t *big,
+    ngx_str_t *small);
 
 
 #endif /* _NGX_HTTP_EVENTS_MATCH_H_INCLUDED_ */

@@ -362,99 +362,103 @@ struct ngx_http_events_wh_job_s {
 };
 
 
-ngx_int_t ngx_http_events_wh_init_zone(ngx_http_events_store_t *store,
+ngx_int_t ngx_http_events_webhook_init_zone(ngx_http_events_store_t *store,
     ngx_http_events_wh_conf_t *whcf);
-ngx_int_t ngx_http_events_wh_init_process(ngx_cycle_t *cycle);
-void ngx_http_events_wh_exit_process(ngx_cycle_t *cycle);
-void ngx_http_events_wh_wake(ngx_http_events_store_t *store);
+ngx_int_t ngx_http_events_webhook_dispatch_init_process(ngx_cycle_t *cycle);
+void ngx_http_events_webhook_dispatch_exit_process(ngx_cycle_t *cycle);
+void ngx_http_events_webhook_dispatch_wake(ngx_http_events_store_t *store);
 
-ngx_int_t ngx_http_events_wh_create(ngx_http_events_store_t *store,
+ngx_int_t ngx_http_events_webhook_create(ngx_http_events_store_t *store,
     ngx_http_events_wh_spec_t *spec, ngx_uint_t max);
-ngx_int_t ngx_http_events_wh_update(ngx_http_events_store_t *store,
+ngx_int_t ngx_http_events_webhook_update(ngx_http_events_store_t *store,
     ngx_http_events_wh_spec_t *spec);
-ngx_int_t ngx_http_events_wh_delete(ngx_http_events_store_t *store,
+ngx_int_t ngx_http_events_webhook_delete(ngx_http_events_store_t *store,
     ngx_str_t *tenant, ngx_str_t *id);
-ngx_int_t ngx_http_events_wh_rotate(ngx_http_events_store_t *store,
+ngx_int_t ngx_http_events_webhook_rotate(ngx_http_events_store_t *store,
     ngx_str_t *tenant, ngx_str_t *id, u_char *secret, size_t len,
     uint64_t grace_ms);
-ngx_int_t ngx_http_events_wh_get(ngx_http_events_store_t *store,
+ngx_int_t ngx_http_events_webhook_get(ngx_http_events_store_t *store,
     ngx_str_t *tenant, ngx_str_t *id, ngx_pool_t *pool,
     ngx_http_events_wh_view_t *view);
-ngx_int_t ngx_http_events_wh_list(ngx_http_events_store_t *store,
+ngx_int_t ngx_http_events_webhook_list(ngx_http_events_store_t *store,
     ngx_str_t *tenant, ngx_pool_t *pool, ngx_array_t *views);
-ngx_int_t ngx_http_events_wh_attempts(ngx_http_events_store_t *store,
+ngx_int_t ngx_http_events_webhook_attempts(ngx_http_events_store_t *store,
     ngx_str_t *tenant, ngx_str_t *id, uint64_t before, ngx_pool_t *pool,
     ngx_array_t *out);
-ngx_int_t ngx_http_events_wh_delivery(ngx_http_events_store_t *store,
+ngx_int_t ngx_http_events_webhook_attempt(ngx_http_events_store_t *store,
     ngx_str_t *tenant, ngx_str_t *id, uint64_t seq,
     ngx_http_events_wh_delivery_t *d);
-ngx_int_t ngx_http_events_wh_replay(ngx_http_events_store_t *store,
+ngx_int_t ngx_http_events_webhook_replay(ngx_http_events_store_t *store,
     ngx_str_t *tenant, ngx_str_t *id, ngx_uint_t mode, uint64_t after,
     uint64_t to, ngx_uint_t count);
-ngx_uint_t ngx_http_events_wh_was_failed(ngx_http_events_store_t *store,
+ngx_uint_t ngx_http_events_webhook_was_failed(ngx_http_events_store_t *store,
     ngx_str_t *tenant, ngx_str_t *id, uint64_t seq, ngx_uint_t mode);
-ngx_int_t ngx_http_events_wh_send_now(ngx_http_events_store_t *store,
+ngx_int_t ngx_http_events_webhook_send_now(ngx_http_events_store_t *store,
     ngx_str_t *tenant, ngx_str_t *id, uint64_t seq, ngx_str_t *event_id,
     ngx_str_t *type, ngx_str_t *body);
-void ngx_http_events_wh_stats(ngx_http_events_store_t *store,
+void ngx_http_events_webhook_stats(ngx_http_events_store_t *store,
     ngx_http_events_wh_stats_t *st);
-ngx_http_events_wh_endpoint_t *ngx_http_events_wh_create_locked(
+ngx_http_events_wh_endpoint_t *ngx_http_events_webhook_create_locked(
     ngx_http_events_store_t *store, ngx_http_events_wh_sh_t *wh,
     ngx_http_events_wh_spec_t *spec, ngx_http_events_wh_conf_t *whcf);
-ngx_int_t ngx_http_events_wh_secret(ngx_str_t *text, u_char *out,
+ngx_int_t ngx_http_events_webhook_secret(ngx_str_t *text, u_char *out,
     size_t *len);
-void ngx_http_events_wh_release(ngx_cycle_t *cycle);
+void ngx_http_events_webhook_dispatch_release(ngx_cycle_t *cycle);
 
 /* ngx_http_events_webhook_state.c: the state beside the journal */
-ngx_int_t ngx_http_events_wh_save(ngx_http_events_store_t *store);
-void ngx_http_events_wh_save_changed(ngx_http_events_store_t *store);
-ngx_int_t ngx_http_events_wh_save_init(ngx_cycle_t *cycle,
+ngx_int_t ngx_http_events_webhook_state_save(ngx_http_events_store_t *store);
+void ngx_http_events_webhook_state_save_changed(ngx_http_events_store_t *store);
+ngx_int_t ngx_http_events_webhook_state_save_init(ngx_cycle_t *cycle,
     ngx_http_events_store_t *store);
-ngx_int_t ngx_http_events_wh_load(ngx_http_events_store_t *store,
+ngx_int_t ngx_http_events_webhook_state_load(ngx_http_events_store_t *store,
     ngx_http_events_wh_sh_t *wh, ngx_log_t *log);
-uint64_t ngx_http_events_wh_now(void);
+uint64_t ngx_http_events_webhook_now(void);
 
 /* inside: the zone's endpoints and queues, under shpool->mutex */
-ngx_http_events_wh_sh_t *ngx_http_events_wh_shm(
+ngx_http_events_wh_sh_t *ngx_http_events_webhook_shm(
     ngx_http_events_store_t *store);
-ngx_http_events_wh_endpoint_t *ngx_http_events_wh_find(
+ngx_http_events_wh_endpoint_t *ngx_http_events_webhook_find(
     ngx_http_events_wh_sh_t *wh, ngx_str_t *tenant, ngx_str_t *id);
-ngx_http_events_wh_delivery_t *ngx_http_events_wh_queue(
+ngx_http_events_wh_delivery_t *ngx_http_events_webhook_queue(
     ngx_http_events_store_t *store, ngx_http_events_wh_endpoint_t *ep,
     uint64_t seq, ngx_uint_t trigger, uint64_t now);
-void ngx_http_events_wh_dequeue(ngx_http_events_store_t *store,
+void ngx_http_events_webhook_dequeue(ngx_http_events_store_t *store,
     ngx_http_events_wh_endpoint_t *ep, ngx_http_events_wh_delivery_t *d);
 
-/* ngx_http_events_dispatch.c: the dispatcher */
-ngx_http_events_wh_job_t *ngx_http_events_wh_job(
+/* ngx_http_events_webhook_dispatch.c: the dispatcher */
+ngx_http_events_wh_job_t *ngx_http_events_webhook_dispatch_job(
     ngx_http_events_store_t *store, ngx_http_events_wh_endpoint_t *ep);
-void ngx_http_events_wh_disable(ngx_http_events_wh_endpoint_t *ep,
+void ngx_http_events_webhook_dispatch_disable(ngx_http_events_wh_endpoint_t *ep,
     ngx_uint_t reason, uint64_t now);
 
-/* ngx_http_events_webhook_conf.c: directives */
-void ngx_http_events_wh_conf_init(ngx_http_events_wh_conf_t *whcf);
-char *ngx_http_events_wh_conf_merge(ngx_conf_t *cf,
-    ngx_http_events_wh_conf_t *prev, ngx_http_events_wh_conf_t *conf);
-char *ngx_http_events_webhooks(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-char *ngx_http_events_webhook(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-char *ngx_http_events_handler(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-char *ngx_http_events_wh_retry(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-char *ngx_http_events_wh_allow(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-ngx_int_t ngx_http_events_wh_postconfiguration(ngx_conf_t *cf);
-ngx_int_t ngx_http_events_wh_init_module(ngx_cycle_t *cycle);
+/* ngx_http_events_webhook_api.c: the management API */
+ngx_int_t ngx_http_events_webhook_api_handler(ngx_http_request_t *r);
 
-/* ngx_http_events_delivery.c: an attempt as a subrequest */
-void ngx_http_events_wh_send(ngx_http_events_wh_job_t *job);
-ngx_int_t ngx_http_events_wh_sign(u_char *secret, size_t secret_len,
+/* ngx_http_events_webhook_conf.c: directives */
+void ngx_http_events_webhook_conf_init(ngx_http_events_wh_conf_t *whcf);
+char *ngx_http_events_webhook_conf_merge(ngx_conf_t *cf,
+    ngx_http_events_wh_conf_t *prev, ngx_http_events_wh_conf_t *conf);
+char *ngx_http_events_webhook_conf_webhooks(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_events_webhook_conf_static(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_events_webhook_conf_handler(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_events_webhook_conf_retry(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_events_webhook_conf_allow(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_events_webhook_conf_postconfiguration(ngx_conf_t *cf);
+ngx_int_t ngx_http_events_webhook_conf_init_module(ngx_cycle_t *cycle);
+
+/* ngx_http_events_webhook_delivery.c: an attempt as a subrequest */
+void ngx_http_events_webhook_delivery_send(ngx_http_events_wh_job_t *job);
+ngx_int_t ngx_http_events_webhook_delivery_sign(u_char *secret,
+    size_t secret_len,
     ngx_str_t *id, time_t ts, ngx_str_t *body, u_char *out);
-ngx_int_t ngx_http_events_wh_add_variables(ngx_conf_t *cf);
-ngx_int_t ngx_http_events_wh_init_filter(ngx_conf_t *cf);
-ngx_uint_t ngx_http_events_wh_addr_blocked(struct sockaddr *sa,
+ngx_int_t ngx_http_events_webhook_delivery_add_variables(ngx_conf_t *cf);
+ngx_int_t ngx_http_events_webhook_delivery_init_filter(ngx_conf_t *cf);
+ngx_uint_t ngx_http_events_webhook_delivery_addr_blocked(struct sockaddr *sa,
     ngx_http_events_wh_conf_t *whcf);
 
 extern const char  *ngx_http_events_wh_errors[];

@@ -32,25 +32,32 @@
 #define NGX_HTTP_EVENTS_WH_VERSION  "0.4"
 
 
-static ngx_int_t ngx_http_events_wh_vet(ngx_http_events_wh_job_t *job);
-static void ngx_http_events_wh_resolved(ngx_resolver_ctx_t *ctx);
-static ngx_int_t ngx_http_events_wh_pin(ngx_http_events_wh_job_t *job,
+static ngx_int_t ngx_http_events_webhook_delivery_vet(
+    ngx_http_events_wh_job_t *job);
+static void ngx_http_events_webhook_delivery_resolved(ngx_resolver_ctx_t *ctx);
+static ngx_int_t ngx_http_events_webhook_delivery_pin(
+    ngx_http_events_wh_job_t *job,
     struct sockaddr *sa, socklen_t socklen);
-static ngx_int_t ngx_http_events_wh_request(ngx_http_events_wh_job_t *job);
-static ngx_int_t ngx_http_events_wh_headers(ngx_http_events_wh_job_t *job,
+static ngx_int_t ngx_http_events_webhook_delivery_request(
+    ngx_http_events_wh_job_t *job);
+static ngx_int_t ngx_http_events_webhook_delivery_headers(
+    ngx_http_events_wh_job_t *job,
     ngx_http_request_t *r);
-static ngx_int_t ngx_http_events_wh_header(ngx_http_request_t *r,
+static ngx_int_t ngx_http_events_webhook_delivery_header(ngx_http_request_t *r,
     char *name, ngx_str_t *key, ngx_str_t *value);
-static ngx_int_t ngx_http_events_wh_answered(ngx_http_request_t *r,
+static ngx_int_t ngx_http_events_webhook_delivery_answered(
+    ngx_http_request_t *r,
     void *data, ngx_int_t rc);
-static void ngx_http_events_wh_finished(ngx_http_request_t *r);
-static void ngx_http_events_wh_fail(ngx_http_events_wh_job_t *job,
+static void ngx_http_events_webhook_delivery_finished(ngx_http_request_t *r);
+static void ngx_http_events_webhook_delivery_fail(ngx_http_events_wh_job_t *job,
     ngx_uint_t error, const char *fmt, ...);
-static ngx_int_t ngx_http_events_wh_body_filter(ngx_http_request_t *r,
+static ngx_int_t ngx_http_events_webhook_delivery_body_filter(
+    ngx_http_request_t *r,
     ngx_chain_t *in);
-static ngx_int_t ngx_http_events_wh_variable(ngx_http_request_t *r,
+static ngx_int_t ngx_http_events_webhook_delivery_variable(
+    ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
-static ngx_uint_t ngx_http_events_wh_v4_blocked(in_addr_t a);
+static ngx_uint_t ngx_http_events_webhook_delivery_v4_blocked(in_addr_t a);
 
 
 static ngx_http_output_body_filter_pt  ngx_http_next_body_filter;
@@ -65,17 +72,17 @@ const char  *ngx_http_events_wh_errors[] = {
 static ngx_http_variable_t  ngx_http_events_wh_vars[] = {
 
     { ngx_string("events_webhook_url"), NULL,
-      ngx_http_events_wh_variable,
+      ngx_http_events_webhook_delivery_variable,
       offsetof(ngx_http_events_wh_job_t, pinned),
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("events_webhook_host"), NULL,
-      ngx_http_events_wh_variable,
+      ngx_http_events_webhook_delivery_variable,
       offsetof(ngx_http_events_wh_job_t, host),
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("events_webhook_server_name"), NULL,
-      ngx_http_events_wh_variable,
+      ngx_http_events_webhook_delivery_variable,
       offsetof(ngx_http_events_wh_job_t, server_name),
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
@@ -86,24 +93,25 @@ static ngx_http_variable_t  ngx_http_events_wh_vars[] = {
 /* whatever happens, job->done() is called once, now or later */
 
 void
-ngx_http_events_wh_send(ngx_http_events_wh_job_t *job)
+ngx_http_events_webhook_delivery_send(ngx_http_events_wh_job_t *job)
 {
     job->started = ngx_current_msec;
-    job->started_ms = ngx_http_events_wh_now();
+    job->started_ms = ngx_http_events_webhook_now();
     job->error = NGX_HTTP_EVENTS_E_INTERNAL;
 
     if (job->excerpt_size) {
         job->excerpt = ngx_pnalloc(job->pool, job->excerpt_size);
         if (job->excerpt == NULL) {
-            ngx_http_events_wh_fail(job, NGX_HTTP_EVENTS_E_INTERNAL,
-                                    "out of memory");
+            ngx_http_events_webhook_delivery_fail(job,
+                                                  NGX_HTTP_EVENTS_E_INTERNAL,
+                                                  "out of memory");
             return;
         }
     }
 
-    if (ngx_http_events_wh_vet(job) != NGX_OK) {
-        ngx_http_events_wh_fail(job, NGX_HTTP_EVENTS_E_INTERNAL,
-                                "cannot create the subrequest");
+    if (ngx_http_events_webhook_delivery_vet(job) != NGX_OK) {
+        ngx_http_events_webhook_delivery_fail(job, NGX_HTTP_EVENTS_E_INTERNAL,
+                                              "cannot create the subrequest");
     }
 }
 
@@ -111,7 +119,7 @@ ngx_http_events_wh_send(ngx_http_events_wh_job_t *job)
 /* the URL's parts, and for API endpoints the address it may go to */
 
 static ngx_int_t
-ngx_http_events_wh_vet(ngx_http_events_wh_job_t *job)
+ngx_http_events_webhook_delivery_vet(ngx_http_events_wh_job_t *job)
 {
     u_char                     *p;
     size_t                      skip;
@@ -126,7 +134,7 @@ ngx_http_events_wh_vet(ngx_http_events_wh_job_t *job)
         /* a local handler: a location of this nginx, no address */
         ngx_str_null(&job->pinned);
         ngx_str_null(&job->host);
-        return ngx_http_events_wh_request(job);
+        return ngx_http_events_webhook_delivery_request(job);
     }
 
     ngx_memzero(&u, sizeof(ngx_url_t));
@@ -145,8 +153,8 @@ ngx_http_events_wh_vet(ngx_http_events_wh_job_t *job)
         u.default_port = 80;
 
     } else {
-        ngx_http_events_wh_fail(job, NGX_HTTP_EVENTS_E_INTERNAL,
-                                "not an http(s) URL");
+        ngx_http_events_webhook_delivery_fail(job, NGX_HTTP_EVENTS_E_INTERNAL,
+                                              "not an http(s) URL");
         return NGX_OK;
     }
 
@@ -156,9 +164,9 @@ ngx_http_events_wh_vet(ngx_http_events_wh_job_t *job)
     u.no_resolve = 1;
 
     if (ngx_parse_url(job->pool, &u) != NGX_OK || u.host.len == 0) {
-        ngx_http_events_wh_fail(job, NGX_HTTP_EVENTS_E_INTERNAL,
-                                "cannot parse the URL: %s",
-                                u.err ? u.err : "no host");
+        ngx_http_events_webhook_delivery_fail(job, NGX_HTTP_EVENTS_E_INTERNAL,
+                                              "cannot parse the URL: %s",
+                                              u.err ? u.err : "no host");
         return NGX_OK;
     }
 
@@ -192,33 +200,36 @@ ngx_http_events_wh_vet(ngx_http_events_wh_job_t *job)
     if (!job->vet) {
         /* nginx.conf endpoints are trusted like a proxy_pass */
         job->pinned = job->url;
-        return ngx_http_events_wh_request(job);
+        return ngx_http_events_webhook_delivery_request(job);
     }
 
     if (job->whcf->https_only && !job->https) {
-        ngx_http_events_wh_fail(job, NGX_HTTP_EVENTS_E_BLOCKED_IP,
-                                "plain http refused by "
-                                "events_webhook_https_only");
+        ngx_http_events_webhook_delivery_fail(job, NGX_HTTP_EVENTS_E_BLOCKED_IP,
+                                              "plain http refused by "
+                                              "events_webhook_https_only");
         return NGX_OK;
     }
 
     if (ngx_parse_addr(job->pool, &addr, host.data, host.len) == NGX_OK) {
 
-        if (ngx_http_events_wh_addr_blocked(addr.sockaddr, job->whcf)) {
-            ngx_http_events_wh_fail(job, NGX_HTTP_EVENTS_E_BLOCKED_IP,
-                                    "%V is a private address (see "
-                                    "events_webhook_allow_private and "
-                                    "events_webhook_allow)", &host);
+        if (ngx_http_events_webhook_delivery_addr_blocked(addr.sockaddr,
+                                                          job->whcf)) {
+            ngx_http_events_webhook_delivery_fail(job,
+                                                  NGX_HTTP_EVENTS_E_BLOCKED_IP,
+                                                  "%V is a private address (see "
+                                                  "events_webhook_allow_private and "
+                                                  "events_webhook_allow)", &host);
             return NGX_OK;
         }
 
-        if (ngx_http_events_wh_pin(job, addr.sockaddr, addr.socklen)
+        if (ngx_http_events_webhook_delivery_pin(job, addr.sockaddr,
+                                                 addr.socklen)
             != NGX_OK)
         {
             return NGX_ERROR;
         }
 
-        return ngx_http_events_wh_request(job);
+        return ngx_http_events_webhook_delivery_request(job);
     }
 
     hctx = job->ctx;
@@ -235,22 +246,22 @@ ngx_http_events_wh_vet(ngx_http_events_wh_job_t *job)
     }
 
     if (rctx == NGX_NO_RESOLVER) {
-        ngx_http_events_wh_fail(job, NGX_HTTP_EVENTS_E_DNS,
-                                "no resolver defined to resolve %V (add "
-                                "\"resolver\" beside events_webhooks)",
-                                &host);
+        ngx_http_events_webhook_delivery_fail(job, NGX_HTTP_EVENTS_E_DNS,
+                                              "no resolver defined to resolve %V (add "
+                                              "\"resolver\" beside events_webhooks)",
+                                              &host);
         return NGX_OK;
     }
 
     rctx->name = host;
-    rctx->handler = ngx_http_events_wh_resolved;
+    rctx->handler = ngx_http_events_webhook_delivery_resolved;
     rctx->data = job;
     rctx->timeout = clcf->resolver_timeout;
 
     if (ngx_resolve_name(rctx) != NGX_OK) {
         /* the context is freed by ngx_resolve_name on failure */
-        ngx_http_events_wh_fail(job, NGX_HTTP_EVENTS_E_DNS,
-                                "cannot resolve %V", &host);
+        ngx_http_events_webhook_delivery_fail(job, NGX_HTTP_EVENTS_E_DNS,
+                                              "cannot resolve %V", &host);
         return NGX_OK;
     }
 
@@ -259,7 +270,7 @@ ngx_http_events_wh_vet(ngx_http_events_wh_job_t *job)
 
 
 static void
-ngx_http_events_wh_resolved(ngx_resolver_ctx_t *ctx)
+ngx_http_events_webhook_delivery_resolved(ngx_resolver_ctx_t *ctx)
 {
     ngx_uint_t                 i;
     ngx_http_events_wh_job_t  *job;
@@ -267,42 +278,44 @@ ngx_http_events_wh_resolved(ngx_resolver_ctx_t *ctx)
     job = ctx->data;
 
     if (ctx->state) {
-        ngx_http_events_wh_fail(job, NGX_HTTP_EVENTS_E_DNS,
-                                "%V could not be resolved (%i: %s)",
-                                &ctx->name, ctx->state,
-                                ngx_resolver_strerror(ctx->state));
+        ngx_http_events_webhook_delivery_fail(job, NGX_HTTP_EVENTS_E_DNS,
+                                              "%V could not be resolved (%i: %s)",
+                                              &ctx->name, ctx->state,
+                                              ngx_resolver_strerror(
+                                                  ctx->state));
         ngx_resolve_name_done(ctx);
         return;
     }
 
     for (i = 0; i < ctx->naddrs; i++) {
-        if (ngx_http_events_wh_addr_blocked(ctx->addrs[i].sockaddr,
-                                            job->whcf))
+        if (ngx_http_events_webhook_delivery_addr_blocked(ctx->addrs[i].sockaddr,
+                                                          job->whcf))
         {
-            ngx_http_events_wh_fail(job, NGX_HTTP_EVENTS_E_BLOCKED_IP,
-                                    "%V resolves to a private address "
-                                    "(see events_webhook_allow_private and "
-                                    "events_webhook_allow)", &ctx->name);
+            ngx_http_events_webhook_delivery_fail(job,
+                                                  NGX_HTTP_EVENTS_E_BLOCKED_IP,
+                                                  "%V resolves to a private address "
+                                                  "(see events_webhook_allow_private and "
+                                                  "events_webhook_allow)", &ctx->name);
             ngx_resolve_name_done(ctx);
             return;
         }
     }
 
-    if (ngx_http_events_wh_pin(job, ctx->addrs[0].sockaddr,
-                               ctx->addrs[0].socklen)
+    if (ngx_http_events_webhook_delivery_pin(job, ctx->addrs[0].sockaddr,
+                                             ctx->addrs[0].socklen)
         != NGX_OK)
     {
         ngx_resolve_name_done(ctx);
-        ngx_http_events_wh_fail(job, NGX_HTTP_EVENTS_E_INTERNAL,
-                                "out of memory");
+        ngx_http_events_webhook_delivery_fail(job, NGX_HTTP_EVENTS_E_INTERNAL,
+                                              "out of memory");
         return;
     }
 
     ngx_resolve_name_done(ctx);
 
-    if (ngx_http_events_wh_request(job) != NGX_OK) {
-        ngx_http_events_wh_fail(job, NGX_HTTP_EVENTS_E_INTERNAL,
-                                "cannot create the subrequest");
+    if (ngx_http_events_webhook_delivery_request(job) != NGX_OK) {
+        ngx_http_events_webhook_delivery_fail(job, NGX_HTTP_EVENTS_E_INTERNAL,
+                                              "cannot create the subrequest");
     }
 }
 
@@ -310,7 +323,8 @@ ngx_http_events_wh_resolved(ngx_resolver_ctx_t *ctx)
 /* the URL again, with the vetted address in place of the name */
 
 static ngx_int_t
-ngx_http_events_wh_pin(ngx_http_events_wh_job_t *job, struct sockaddr *sa,
+ngx_http_events_webhook_delivery_pin(ngx_http_events_wh_job_t *job,
+                                     struct sockaddr *sa,
     socklen_t socklen)
 {
     u_char  *p;
@@ -347,7 +361,7 @@ ngx_http_events_wh_pin(ngx_http_events_wh_job_t *job, struct sockaddr *sa,
 /* the fake request on a fake connection, and its subrequest */
 
 static ngx_int_t
-ngx_http_events_wh_request(ngx_http_events_wh_job_t *job)
+ngx_http_events_webhook_delivery_request(ngx_http_events_wh_job_t *job)
 {
     ngx_log_t                  *log;
     ngx_buf_t                  *b;
@@ -420,7 +434,7 @@ ngx_http_events_wh_request(ngx_http_events_wh_job_t *job)
     r->uri = job->handler ? job->url : job->whcf->location;
     r->unparsed_uri = r->uri;
     r->valid_unparsed_uri = 1;
-    r->write_event_handler = ngx_http_events_wh_finished;
+    r->write_event_handler = ngx_http_events_webhook_delivery_finished;
     r->read_event_handler = ngx_http_block_reading;
 
     if (ngx_list_init(&r->headers_in.headers, r->pool, 12,
@@ -430,7 +444,7 @@ ngx_http_events_wh_request(ngx_http_events_wh_job_t *job)
         goto failed;
     }
 
-    if (ngx_http_events_wh_headers(job, r) != NGX_OK) {
+    if (ngx_http_events_webhook_delivery_headers(job, r) != NGX_OK) {
         goto failed;
     }
 
@@ -441,7 +455,7 @@ ngx_http_events_wh_request(ngx_http_events_wh_job_t *job)
         goto failed;
     }
 
-    ps->handler = ngx_http_events_wh_answered;
+    ps->handler = ngx_http_events_webhook_delivery_answered;
     ps->data = job;
 
     uri = r->uri;
@@ -501,7 +515,7 @@ failed:
 /* Standard Webhooks headers, then the endpoint's own */
 
 static ngx_int_t
-ngx_http_events_wh_headers(ngx_http_events_wh_job_t *job,
+ngx_http_events_webhook_delivery_headers(ngx_http_events_wh_job_t *job,
     ngx_http_request_t *r)
 {
     u_char      *p;
@@ -518,16 +532,19 @@ ngx_http_events_wh_headers(ngx_http_events_wh_job_t *job,
     ts = ngx_time();
 
     ngx_str_set(&v, "application/json");
-    if (ngx_http_events_wh_header(r, "content-type", NULL, &v) != NGX_OK) {
+    if (ngx_http_events_webhook_delivery_header(r, "content-type", NULL,
+                                                &v) != NGX_OK) {
         return NGX_ERROR;
     }
 
     ngx_str_set(&v, "ngx_http_events/" NGX_HTTP_EVENTS_WH_VERSION);
-    if (ngx_http_events_wh_header(r, "user-agent", NULL, &v) != NGX_OK) {
+    if (ngx_http_events_webhook_delivery_header(r, "user-agent", NULL,
+                                                &v) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    if (ngx_http_events_wh_header(r, "webhook-id", NULL, &job->event_id)
+    if (ngx_http_events_webhook_delivery_header(r, "webhook-id", NULL,
+                                                &job->event_id)
         != NGX_OK)
     {
         return NGX_ERROR;
@@ -543,7 +560,8 @@ ngx_http_events_wh_headers(ngx_http_events_wh_job_t *job,
     v.len = ngx_sprintf(p, "%T", ts) - p;
     p += v.len;
 
-    if (ngx_http_events_wh_header(r, "webhook-timestamp", NULL, &v)
+    if (ngx_http_events_webhook_delivery_header(r, "webhook-timestamp", NULL,
+                                                &v)
         != NGX_OK)
     {
         return NGX_ERROR;
@@ -557,18 +575,20 @@ ngx_http_events_wh_headers(ngx_http_events_wh_job_t *job,
     /* the current secret's signature first, then the previous one's */
     v.data = p;
     p = ngx_cpymem(p, "v1,", 3);
-    p += ngx_http_events_wh_sign(job->secret, job->secret_len,
-                                 &job->event_id, ts, &job->body, p);
+    p += ngx_http_events_webhook_delivery_sign(job->secret, job->secret_len,
+                                               &job->event_id, ts, &job->body, p);
 
     if (job->previous_len) {
         p = ngx_cpymem(p, " v1,", 4);
-        p += ngx_http_events_wh_sign(job->previous, job->previous_len,
-                                     &job->event_id, ts, &job->body, p);
+        p += ngx_http_events_webhook_delivery_sign(job->previous,
+                                                   job->previous_len,
+                                                   &job->event_id, ts, &job->body, p);
     }
 
     v.len = p - v.data;
 
-    if (ngx_http_events_wh_header(r, "webhook-signature", NULL, &v)
+    if (ngx_http_events_webhook_delivery_header(r, "webhook-signature", NULL,
+                                                &v)
         != NGX_OK)
     {
         return NGX_ERROR;
@@ -577,14 +597,15 @@ ngx_http_events_wh_headers(ngx_http_events_wh_job_t *job,
 unsigned_headers:
 
     if (job->handler
-        && ngx_http_events_wh_header(r, "x-events-tenant", NULL,
-                                     &job->event_tenant)
+        && ngx_http_events_webhook_delivery_header(r, "x-events-tenant", NULL,
+                                                   &job->event_tenant)
            != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    if (ngx_http_events_wh_header(r, "x-events-type", NULL, &job->type)
+    if (ngx_http_events_webhook_delivery_header(r, "x-events-type", NULL,
+                                                &job->type)
         != NGX_OK)
     {
         return NGX_ERROR;
@@ -594,14 +615,15 @@ unsigned_headers:
     v.len = ngx_sprintf(p, "%uL", job->seq) - p;
     p += v.len;
 
-    if (ngx_http_events_wh_header(r, "x-events-seq", NULL, &v) != NGX_OK) {
+    if (ngx_http_events_webhook_delivery_header(r, "x-events-seq", NULL,
+                                                &v) != NGX_OK) {
         return NGX_ERROR;
     }
 
     v.data = p;
     v.len = ngx_sprintf(p, "%ui", job->attempt) - p;
 
-    if (ngx_http_events_wh_header(r, "x-events-attempt", NULL, &v)
+    if (ngx_http_events_webhook_delivery_header(r, "x-events-attempt", NULL, &v)
         != NGX_OK)
     {
         return NGX_ERROR;
@@ -622,8 +644,8 @@ unsigned_headers:
             continue;
         }
 
-        if (ngx_http_events_wh_header(r, NULL, &job->hnames[i],
-                                      &job->hvalues[i])
+        if (ngx_http_events_webhook_delivery_header(r, NULL, &job->hnames[i],
+                                                    &job->hvalues[i])
             != NGX_OK)
         {
             return NGX_ERROR;
@@ -635,7 +657,8 @@ unsigned_headers:
 
 
 static ngx_int_t
-ngx_http_events_wh_header(ngx_http_request_t *r, char *name, ngx_str_t *key,
+ngx_http_events_webhook_delivery_header(ngx_http_request_t *r, char *name,
+                                        ngx_str_t *key,
     ngx_str_t *value)
 {
     ngx_table_elt_t  *h;
@@ -670,7 +693,8 @@ ngx_http_events_wh_header(ngx_http_request_t *r, char *name, ngx_str_t *key,
 /* base64(HMAC-SHA256(secret, id "." ts "." body)), 44 bytes */
 
 ngx_int_t
-ngx_http_events_wh_sign(u_char *secret, size_t secret_len, ngx_str_t *id,
+ngx_http_events_webhook_delivery_sign(u_char *secret, size_t secret_len,
+                                      ngx_str_t *id,
     time_t ts, ngx_str_t *body, u_char *out)
 {
     u_char         *p;
@@ -718,7 +742,8 @@ ngx_http_events_wh_sign(u_char *secret, size_t secret_len, ngx_str_t *id,
  */
 
 static ngx_int_t
-ngx_http_events_wh_answered(ngx_http_request_t *r, void *data, ngx_int_t rc)
+ngx_http_events_webhook_delivery_answered(ngx_http_request_t *r, void *data,
+                                          ngx_int_t rc)
 {
     ngx_http_events_wh_job_t *job = data;
 
@@ -844,7 +869,7 @@ ngx_http_events_wh_answered(ngx_http_request_t *r, void *data, ngx_int_t rc)
 
 
 static void
-ngx_http_events_wh_finished(ngx_http_request_t *r)
+ngx_http_events_webhook_delivery_finished(ngx_http_request_t *r)
 {
     ngx_connection_t          *c;
     ngx_http_events_ctx_t     *ctx;
@@ -873,7 +898,8 @@ ngx_http_events_wh_finished(ngx_http_request_t *r)
 
 
 static void
-ngx_http_events_wh_fail(ngx_http_events_wh_job_t *job, ngx_uint_t error,
+ngx_http_events_webhook_delivery_fail(ngx_http_events_wh_job_t *job,
+                                      ngx_uint_t error,
     const char *fmt, ...)
 {
     va_list  args;
@@ -895,7 +921,8 @@ ngx_http_events_wh_fail(ngx_http_events_wh_job_t *job, ngx_uint_t error,
 /* a delivery's answer is not sent anywhere: keep an excerpt, drop it */
 
 static ngx_int_t
-ngx_http_events_wh_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
+ngx_http_events_webhook_delivery_body_filter(ngx_http_request_t *r,
+                                             ngx_chain_t *in)
 {
     size_t                     n;
     ngx_buf_t                 *b;
@@ -933,17 +960,17 @@ ngx_http_events_wh_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
 
 ngx_int_t
-ngx_http_events_wh_init_filter(ngx_conf_t *cf)
+ngx_http_events_webhook_delivery_init_filter(ngx_conf_t *cf)
 {
     ngx_http_next_body_filter = ngx_http_top_body_filter;
-    ngx_http_top_body_filter = ngx_http_events_wh_body_filter;
+    ngx_http_top_body_filter = ngx_http_events_webhook_delivery_body_filter;
 
     return NGX_OK;
 }
 
 
 ngx_int_t
-ngx_http_events_wh_add_variables(ngx_conf_t *cf)
+ngx_http_events_webhook_delivery_add_variables(ngx_conf_t *cf)
 {
     ngx_http_variable_t  *var, *v;
 
@@ -964,7 +991,7 @@ ngx_http_events_wh_add_variables(ngx_conf_t *cf)
 /* a subrequest shares its parent's variable cache: never cached */
 
 static ngx_int_t
-ngx_http_events_wh_variable(ngx_http_request_t *r,
+ngx_http_events_webhook_delivery_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
     ngx_str_t                 *s;
@@ -992,7 +1019,7 @@ ngx_http_events_wh_variable(ngx_http_request_t *r,
 /* SSRF: the ranges WEBHOOKS.md refuses, unless allowed */
 
 ngx_uint_t
-ngx_http_events_wh_addr_blocked(struct sockaddr *sa,
+ngx_http_events_webhook_delivery_addr_blocked(struct sockaddr *sa,
     ngx_http_events_wh_conf_t *whcf)
 {
     u_char               *p;
@@ -1051,7 +1078,8 @@ ngx_http_events_wh_addr_blocked(struct sockaddr *sa,
 
     if (sa->sa_family == AF_INET) {
         sin = (struct sockaddr_in *) sa;
-        return ngx_http_events_wh_v4_blocked(ntohl(sin->sin_addr.s_addr));
+        return ngx_http_events_webhook_delivery_v4_blocked(
+            ntohl(sin->sin_addr.s_addr));
     }
 
 #if (NGX_HAVE_INET6)
@@ -1065,13 +1093,13 @@ ngx_http_events_wh_addr_blocked(struct sockaddr *sa,
         {
             a = ((in_addr_t) p[12] << 24) | (p[13] << 16) | (p[14] << 8)
                 | p[15];
-            return ngx_http_events_wh_v4_blocked(a);
+            return ngx_http_events_webhook_delivery_v4_blocked(a);
         }
 
         /* 2002:a.b.c.d::/48, 6to4 */
         if (p[0] == 0x20 && p[1] == 0x02) {
             a = ((in_addr_t) p[2] << 24) | (p[3] << 16) | (p[4] << 8) | p[5];
-            return ngx_http_events_wh_v4_blocked(a);
+            return ngx_http_events_webhook_delivery_v4_blocked(a);
         }
 
         for (n = 0; n < 15 && p[n] == 0; n++) { /* void */ }
@@ -1096,7 +1124,7 @@ ngx_http_events_wh_addr_blocked(struct sockaddr *sa,
 
 
 static ngx_uint_t
-ngx_http_events_wh_v4_blocked(in_addr_t a)
+ngx_http_events_webhook_delivery_v4_blocked(in_addr_t a)
 {
     ngx_uint_t  i;
 

@@ -27,13 +27,13 @@
 #define NGX_HTTP_EVENTS_CURSOR_RAW      18
 
 
-static void ngx_http_events_put64(u_char *p, uint64_t v);
-static uint64_t ngx_http_events_get64(u_char *p);
+static void ngx_http_events_cursor_put64(u_char *p, uint64_t v);
+static uint64_t ngx_http_events_cursor_get64(u_char *p);
 static uint64_t ngx_http_events_splitmix(uint64_t *state);
 
 
 static void
-ngx_http_events_put64(u_char *p, uint64_t v)
+ngx_http_events_cursor_put64(u_char *p, uint64_t v)
 {
     ngx_uint_t  i;
 
@@ -44,7 +44,7 @@ ngx_http_events_put64(u_char *p, uint64_t v)
 
 
 static uint64_t
-ngx_http_events_get64(u_char *p)
+ngx_http_events_cursor_get64(u_char *p)
 {
     uint64_t    v;
     ngx_uint_t  i;
@@ -66,8 +66,8 @@ ngx_http_events_cursor_write(u_char *p, uint64_t epoch, uint64_t seq)
     uint32_t   crc;
     ngx_str_t  src, dst;
 
-    ngx_http_events_put64(raw, epoch);
-    ngx_http_events_put64(raw + 8, seq);
+    ngx_http_events_cursor_put64(raw, epoch);
+    ngx_http_events_cursor_put64(raw + 8, seq);
 
     crc = ngx_crc32_short(raw, 16);
     raw[16] = (u_char) (crc >> 8);
@@ -111,8 +111,8 @@ ngx_http_events_cursor_parse(u_char *p, size_t len, uint64_t *epoch,
         return NGX_ERROR;
     }
 
-    *epoch = ngx_http_events_get64(raw);
-    *seq = ngx_http_events_get64(raw + 8);
+    *epoch = ngx_http_events_cursor_get64(raw);
+    *seq = ngx_http_events_cursor_get64(raw + 8);
 
     return NGX_OK;
 }
@@ -148,7 +148,7 @@ ngx_http_events_id_generate(u_char *p, uint64_t ms, uint64_t *rng)
 
     if (rng) {
         r = ngx_http_events_splitmix(rng);
-        ngx_http_events_put64(rnd + 2, r);
+        ngx_http_events_cursor_put64(rnd + 2, r);
         r = ngx_http_events_splitmix(rng);
         rnd[0] = (u_char) r;
         rnd[1] = (u_char) (r >> 8);
@@ -160,7 +160,7 @@ ngx_http_events_id_generate(u_char *p, uint64_t ms, uint64_t *rng)
     /* 48 bits of time, 80 of randomness: 128 bits as 26 digits */
 
     hi = (ms << 16) | ((uint64_t) rnd[0] << 8) | rnd[1];
-    lo = ngx_http_events_get64(rnd + 2);
+    lo = ngx_http_events_cursor_get64(rnd + 2);
 
     p = ngx_cpymem(p, "evt_", 4);
 

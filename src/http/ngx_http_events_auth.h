@@ -15,10 +15,10 @@
 #include "ngx_http_events_jwt.h"
 
 
-ngx_uint_t ngx_http_events_access(ngx_http_request_t *r, ngx_int_t *rc);
-ngx_http_events_claims_t *ngx_http_events_claims(ngx_http_request_t *r);
-ngx_int_t ngx_http_events_add_variables(ngx_conf_t *cf);
-char *ngx_http_events_jwt_key(ngx_conf_t *cf, ngx_command_t *cmd,
+ngx_uint_t ngx_http_events_auth_access(ngx_http_request_t *r, ngx_int_t *rc);
+ngx_http_events_claims_t *ngx_http_events_auth_claims(ngx_http_request_t *r);
+ngx_int_t ngx_http_events_auth_add_variables(ngx_conf_t *cf);
+char *ngx_http_events_auth_jwt_key(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
 

@@ -32,16 +32,18 @@
 #define NGX_HTTP_EVENTS_WH_STATE_VERSION  1
 
 
-static json_t *ngx_http_events_wh_state_json(ngx_http_events_wh_sh_t *wh);
-static json_t *ngx_http_events_wh_state_str(ngx_http_events_wh_endpoint_t *ep,
+static json_t *ngx_http_events_webhook_state_json(ngx_http_events_wh_sh_t *wh);
+static json_t *ngx_http_events_webhook_state_str(
+    ngx_http_events_wh_endpoint_t *ep,
     ngx_http_events_wh_str_t *s);
-static json_t *ngx_http_events_wh_state_b64(u_char *p, size_t len);
-static ngx_int_t ngx_http_events_wh_state_endpoint(
+static json_t *ngx_http_events_webhook_state_b64(u_char *p, size_t len);
+static ngx_int_t ngx_http_events_webhook_state_endpoint(
     ngx_http_events_store_t *store, ngx_http_events_wh_sh_t *wh,
     json_t *o, ngx_log_t *log);
-static ngx_int_t ngx_http_events_wh_state_unb64(json_t *v, u_char *out,
+static ngx_int_t ngx_http_events_webhook_state_unb64(json_t *v, u_char *out,
     size_t *len);
-static ngx_int_t ngx_http_events_wh_state_path(ngx_http_events_store_t *store,
+static ngx_int_t ngx_http_events_webhook_state_path(
+    ngx_http_events_store_t *store,
     const char *name, u_char *buf, size_t size);
 
 
@@ -60,29 +62,31 @@ typedef struct {
 } ngx_http_events_wh_write_t;
 
 
-static ngx_int_t ngx_http_events_wh_snapshot(ngx_http_events_store_t *store,
+static ngx_int_t ngx_http_events_webhook_state_snapshot(
+    ngx_http_events_store_t *store,
     ngx_http_events_wh_write_t *w);
-static void ngx_http_events_wh_write(ngx_http_events_wh_write_t *w);
+static void ngx_http_events_webhook_state_write(ngx_http_events_wh_write_t *w);
 #if (NGX_THREADS)
-static void ngx_http_events_wh_write_thread(void *data, ngx_log_t *log);
-static void ngx_http_events_wh_written(ngx_event_t *ev);
+static void ngx_http_events_webhook_state_write_thread(void *data,
+    ngx_log_t *log);
+static void ngx_http_events_webhook_state_written(ngx_event_t *ev);
 #endif
 
 
 /* write the state now; NGX_DECLINED: the zone has no journal */
 
 ngx_int_t
-ngx_http_events_wh_save(ngx_http_events_store_t *store)
+ngx_http_events_webhook_state_save(ngx_http_events_store_t *store)
 {
     ngx_int_t                   rc;
     ngx_http_events_wh_write_t  w;
 
-    rc = ngx_http_events_wh_snapshot(store, &w);
+    rc = ngx_http_events_webhook_state_snapshot(store, &w);
     if (rc != NGX_OK) {
         return rc;
     }
 
-    ngx_http_events_wh_write(&w);
+    ngx_http_events_webhook_state_write(&w);
 
     free(w.text);
 
@@ -104,7 +108,7 @@ ngx_http_events_wh_save(ngx_http_events_store_t *store)
  */
 
 void
-ngx_http_events_wh_save_changed(ngx_http_events_store_t *store)
+ngx_http_events_webhook_state_save_changed(ngx_http_events_store_t *store)
 {
     ngx_uint_t                   changed;
     ngx_http_events_wh_sh_t     *wh;
@@ -130,7 +134,7 @@ ngx_http_events_wh_save_changed(ngx_http_events_store_t *store)
 
         w = ((ngx_thread_task_t *) store->wh_task)->ctx;
 
-        if (ngx_http_events_wh_snapshot(store, w) != NGX_OK) {
+        if (ngx_http_events_webhook_state_snapshot(store, w) != NGX_OK) {
             return;
         }
 
@@ -145,14 +149,14 @@ ngx_http_events_wh_save_changed(ngx_http_events_store_t *store)
     }
 #endif
 
-    (void) ngx_http_events_wh_save(store);
+    (void) ngx_http_events_webhook_state_save(store);
 }
 
 
 #if (NGX_THREADS)
 
 ngx_int_t
-ngx_http_events_wh_save_init(ngx_cycle_t *cycle,
+ngx_http_events_webhook_state_save_init(ngx_cycle_t *cycle,
     ngx_http_events_store_t *store)
 {
     ngx_thread_task_t  *task;
@@ -167,8 +171,8 @@ ngx_http_events_wh_save_init(ngx_cycle_t *cycle,
         return NGX_ERROR;
     }
 
-    task->handler = ngx_http_events_wh_write_thread;
-    task->event.handler = ngx_http_events_wh_written;
+    task->handler = ngx_http_events_webhook_state_write_thread;
+    task->event.handler = ngx_http_events_webhook_state_written;
     task->event.data = store;
     task->event.log = cycle->log;
 
@@ -179,14 +183,14 @@ ngx_http_events_wh_save_init(ngx_cycle_t *cycle,
 
 
 static void
-ngx_http_events_wh_write_thread(void *data, ngx_log_t *log)
+ngx_http_events_webhook_state_write_thread(void *data, ngx_log_t *log)
 {
-    ngx_http_events_wh_write(data);
+    ngx_http_events_webhook_state_write(data);
 }
 
 
 static void
-ngx_http_events_wh_written(ngx_event_t *ev)
+ngx_http_events_webhook_state_written(ngx_event_t *ev)
 {
     ngx_http_events_store_t     *store = ev->data;
     ngx_http_events_wh_write_t  *w;
@@ -207,7 +211,7 @@ ngx_http_events_wh_written(ngx_event_t *ev)
 #else
 
 ngx_int_t
-ngx_http_events_wh_save_init(ngx_cycle_t *cycle,
+ngx_http_events_webhook_state_save_init(ngx_cycle_t *cycle,
     ngx_http_events_store_t *store)
 {
     return NGX_OK;
@@ -219,7 +223,7 @@ ngx_http_events_wh_save_init(ngx_cycle_t *cycle,
 /* the state as JSON text, copied under the zone lock */
 
 static ngx_int_t
-ngx_http_events_wh_snapshot(ngx_http_events_store_t *store,
+ngx_http_events_webhook_state_snapshot(ngx_http_events_store_t *store,
     ngx_http_events_wh_write_t *w)
 {
     json_t                   *root;
@@ -227,11 +231,11 @@ ngx_http_events_wh_snapshot(ngx_http_events_store_t *store,
 
     ngx_memzero(w, sizeof(ngx_http_events_wh_write_t));
 
-    if (ngx_http_events_wh_state_path(store, "webhooks.state", w->path,
-                                      sizeof(w->path))
+    if (ngx_http_events_webhook_state_path(store, "webhooks.state", w->path,
+                                           sizeof(w->path))
            != NGX_OK
-        || ngx_http_events_wh_state_path(store, "webhooks.lock", w->lock,
-                                         sizeof(w->lock))
+        || ngx_http_events_webhook_state_path(store, "webhooks.lock", w->lock,
+                                              sizeof(w->lock))
            != NGX_OK)
     {
         return NGX_DECLINED;
@@ -247,7 +251,7 @@ ngx_http_events_wh_snapshot(ngx_http_events_store_t *store,
     wh = store->wh;
     w->wh = wh;
     w->version = wh ? wh->version : 0;
-    root = wh ? ngx_http_events_wh_state_json(wh) : NULL;
+    root = wh ? ngx_http_events_webhook_state_json(wh) : NULL;
 
     ngx_shmtx_unlock(&store->shpool->mutex);
 
@@ -275,7 +279,7 @@ ngx_http_events_wh_snapshot(ngx_http_events_store_t *store,
  */
 
 static void
-ngx_http_events_wh_write(ngx_http_events_wh_write_t *w)
+ngx_http_events_webhook_state_write(ngx_http_events_wh_write_t *w)
 {
     int      fd, lock;
     ssize_t  n;
@@ -333,7 +337,7 @@ ngx_http_events_wh_write(ngx_http_events_wh_write_t *w)
 
 
 static json_t *
-ngx_http_events_wh_state_json(ngx_http_events_wh_sh_t *wh)
+ngx_http_events_webhook_state_json(ngx_http_events_wh_sh_t *wh)
 {
     json_t                         *root, *eps, *o, *a, *h, *d;
     ngx_uint_t                      i;
@@ -368,16 +372,16 @@ ngx_http_events_wh_state_json(ngx_http_events_wh_sh_t *wh)
         json_object_set_new(o, "tenant", json_stringn((char *) ep->tenant,
                                                       ep->tenant_len));
         json_object_set_new(o, "url",
-                            ngx_http_events_wh_state_str(ep, &ep->url));
+                            ngx_http_events_webhook_state_str(ep, &ep->url));
         json_object_set_new(o, "description",
-                            ngx_http_events_wh_state_str(ep,
-                                                         &ep->description));
+                            ngx_http_events_webhook_state_str(ep,
+                                                              &ep->description));
 
         a = json_array();
         json_object_set_new(o, "events", a);
 
         for (i = 0; i < ep->npatterns; i++) {
-            json_array_append_new(a, ngx_http_events_wh_state_str(ep,
+            json_array_append_new(a, ngx_http_events_webhook_state_str(ep,
                                                         &ep->patterns[i]));
         }
 
@@ -385,18 +389,18 @@ ngx_http_events_wh_state_json(ngx_http_events_wh_sh_t *wh)
         json_object_set_new(o, "headers", h);
 
         for (i = 0; i < ep->nheaders; i++) {
-            json_array_append_new(h, ngx_http_events_wh_state_str(ep,
+            json_array_append_new(h, ngx_http_events_webhook_state_str(ep,
                                                         &ep->hnames[i]));
-            json_array_append_new(h, ngx_http_events_wh_state_str(ep,
+            json_array_append_new(h, ngx_http_events_webhook_state_str(ep,
                                                         &ep->hvalues[i]));
         }
 
         json_object_set_new(o, "secret",
-                            ngx_http_events_wh_state_b64(ep->secret,
-                                                         ep->secret_len));
+                            ngx_http_events_webhook_state_b64(ep->secret,
+                                                              ep->secret_len));
         json_object_set_new(o, "previous",
-                            ngx_http_events_wh_state_b64(ep->previous,
-                                                         ep->previous_len));
+                            ngx_http_events_webhook_state_b64(ep->previous,
+                                                              ep->previous_len));
 
         json_object_set_new(o, "n", json_pack("[IIIIIIIIIIIIIII]",
             (json_int_t) ep->previous_expires_ms,
@@ -461,7 +465,7 @@ failed:
 
 
 static json_t *
-ngx_http_events_wh_state_str(ngx_http_events_wh_endpoint_t *ep,
+ngx_http_events_webhook_state_str(ngx_http_events_wh_endpoint_t *ep,
     ngx_http_events_wh_str_t *s)
 {
     return json_stringn((char *) ep->blob + s->off, s->len);
@@ -469,7 +473,7 @@ ngx_http_events_wh_state_str(ngx_http_events_wh_endpoint_t *ep,
 
 
 static json_t *
-ngx_http_events_wh_state_b64(u_char *p, size_t len)
+ngx_http_events_webhook_state_b64(u_char *p, size_t len)
 {
     u_char     buf[ngx_base64_encoded_length(NGX_HTTP_EVENTS_WH_MAX_SECRET)];
     ngx_str_t  src, dst;
@@ -491,7 +495,7 @@ ngx_http_events_wh_state_b64(u_char *p, size_t len)
  */
 
 ngx_int_t
-ngx_http_events_wh_load(ngx_http_events_store_t *store,
+ngx_http_events_webhook_state_load(ngx_http_events_store_t *store,
     ngx_http_events_wh_sh_t *wh, ngx_log_t *log)
 {
     size_t        i;
@@ -500,8 +504,8 @@ ngx_http_events_wh_load(ngx_http_events_store_t *store,
     json_error_t  jerr;
     u_char        path[NGX_MAX_PATH];
 
-    if (ngx_http_events_wh_state_path(store, "webhooks.state", path,
-                                      sizeof(path))
+    if (ngx_http_events_webhook_state_path(store, "webhooks.state", path,
+                                           sizeof(path))
         != NGX_OK)
     {
         return NGX_DECLINED;
@@ -525,7 +529,8 @@ ngx_http_events_wh_load(ngx_http_events_store_t *store,
     n = 0;
 
     json_array_foreach(eps, i, o) {
-        if (ngx_http_events_wh_state_endpoint(store, wh, o, log) == NGX_OK) {
+        if (ngx_http_events_webhook_state_endpoint(store, wh, o,
+                                                   log) == NGX_OK) {
             n++;
         }
     }
@@ -541,7 +546,7 @@ ngx_http_events_wh_load(ngx_http_events_store_t *store,
 
 
 static ngx_int_t
-ngx_http_events_wh_state_endpoint(ngx_http_events_store_t *store,
+ngx_http_events_webhook_state_endpoint(ngx_http_events_store_t *store,
     ngx_http_events_wh_sh_t *wh, json_t *o, ngx_log_t *log)
 {
     size_t                          i;
@@ -604,11 +609,11 @@ ngx_http_events_wh_state_endpoint(ngx_http_events_store_t *store,
         }
     }
 
-    if (ngx_http_events_wh_state_unb64(json_object_get(o, "secret"),
-                                       spec.secret, &spec.secret_len)
+    if (ngx_http_events_webhook_state_unb64(json_object_get(o, "secret"),
+                                            spec.secret, &spec.secret_len)
         != NGX_OK
-        || ngx_http_events_wh_state_unb64(json_object_get(o, "previous"),
-                                          spec.previous, &spec.previous_len)
+        || ngx_http_events_webhook_state_unb64(json_object_get(o, "previous"),
+                                               spec.previous, &spec.previous_len)
            != NGX_OK)
     {
         goto invalid;
@@ -629,7 +634,7 @@ ngx_http_events_wh_state_endpoint(ngx_http_events_store_t *store,
     spec.enabled = f[3] ? 0 : 1;
     spec.rate_limit = (ngx_uint_t) f[4];
 
-    ep = ngx_http_events_wh_create_locked(store, wh, &spec, store->whcf);
+    ep = ngx_http_events_webhook_create_locked(store, wh, &spec, store->whcf);
     if (ep == NULL) {
         ngx_log_error(NGX_LOG_ERR, log, 0,
                       "events zone \"%V\": no room to restore webhook "
@@ -713,7 +718,7 @@ invalid:
 
 
 static ngx_int_t
-ngx_http_events_wh_state_unb64(json_t *v, u_char *out, size_t *len)
+ngx_http_events_webhook_state_unb64(json_t *v, u_char *out, size_t *len)
 {
     u_char     buf[ngx_base64_decoded_length(
                        ngx_base64_encoded_length(
@@ -745,7 +750,7 @@ ngx_http_events_wh_state_unb64(json_t *v, u_char *out, size_t *len)
 
 
 static ngx_int_t
-ngx_http_events_wh_state_path(ngx_http_events_store_t *store,
+ngx_http_events_webhook_state_path(ngx_http_events_store_t *store,
     const char *name, u_char *buf, size_t size)
 {
     if (store->journal == NULL) {

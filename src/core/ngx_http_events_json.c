@@ -53,17 +53,17 @@ static ngx_int_t ngx_http_events_json_payload(
 static ngx_int_t ngx_http_events_json_string(ngx_http_events_envelope_t *env,
     json_t *v, const char *name, size_t max, ngx_uint_t (*ok)(u_char),
     ngx_str_t *s, ngx_http_events_error_t *err);
-static ngx_uint_t ngx_http_events_text_char(u_char ch);
-static ngx_int_t ngx_http_events_text_valid(u_char *p, size_t len,
+static ngx_uint_t ngx_http_events_json_text_char(u_char ch);
+static ngx_int_t ngx_http_events_json_text_valid(u_char *p, size_t len,
     size_t max);
-static size_t ngx_http_events_utf8_len(u_char *p, size_t len);
-static void ngx_http_events_utf8_sanitize(u_char *p, size_t len);
-static ngx_uint_t ngx_http_events_rtype_char(u_char ch);
-static ngx_uint_t ngx_http_events_rid_char(u_char ch);
+static size_t ngx_http_events_json_utf8_len(u_char *p, size_t len);
+static void ngx_http_events_json_utf8_sanitize(u_char *p, size_t len);
+static ngx_uint_t ngx_http_events_json_rtype_char(u_char ch);
+static ngx_uint_t ngx_http_events_json_rid_char(u_char ch);
 static ngx_int_t ngx_http_events_json_digest(json_t *obj, u_char *digest);
 static u_char *ngx_http_events_json_str(u_char *p, ngx_str_t *s);
-static size_t ngx_http_events_real(double d, u_char *buf);
-static ngx_uint_t ngx_http_events_action(ngx_str_t *s);
+static size_t ngx_http_events_json_real(double d, u_char *buf);
+static ngx_uint_t ngx_http_events_json_action(ngx_str_t *s);
 
 
 static ngx_str_t  ngx_http_events_actions[] = {
@@ -107,8 +107,8 @@ ngx_http_events_error(ngx_http_events_error_t *err, ngx_uint_t status,
 
     err->message_len = p - err->message;
 
-    ngx_http_events_utf8_sanitize(err->name, err->name_len);
-    ngx_http_events_utf8_sanitize(err->message, err->message_len);
+    ngx_http_events_json_utf8_sanitize(err->name, err->name_len);
+    ngx_http_events_json_utf8_sanitize(err->message, err->message_len);
 }
 
 
@@ -126,7 +126,7 @@ ngx_http_events_json_cleanup(void *data)
 void
 ngx_http_events_error_name(ngx_http_events_error_t *err)
 {
-    ngx_http_events_utf8_sanitize(err->name, err->name_len);
+    ngx_http_events_json_utf8_sanitize(err->name, err->name_len);
 }
 
 
@@ -163,8 +163,9 @@ ngx_http_events_json_event(ngx_http_events_envelope_t *env, json_t *obj,
     }
 
     if (!json_is_string(f.type)
-        || ngx_http_events_type_valid((u_char *) json_string_value(f.type),
-                                      json_string_length(f.type))
+        || ngx_http_events_match_type_valid(
+            (u_char *) json_string_value(f.type),
+                                            json_string_length(f.type))
            != NGX_OK)
     {
         ngx_http_events_error(err, 400, "invalid_field", "field",
@@ -249,25 +250,25 @@ ngx_http_events_json_event(ngx_http_events_envelope_t *env, json_t *obj,
 
     if (ngx_http_events_json_string(env, f.source, "source",
                                     NGX_HTTP_EVENTS_MAX_SOURCE,
-                                    ngx_http_events_text_char, &ev->source,
+                                    ngx_http_events_json_text_char, &ev->source,
                                     err)
         != NGX_OK
         || ngx_http_events_json_string(env, f.project, "projectId", 128,
-                                       ngx_http_events_text_char, &project,
+                                       ngx_http_events_json_text_char, &project,
                                        err)
            != NGX_OK
         || ngx_http_events_json_string(env, f.rtype, "resourceType",
                                        NGX_HTTP_EVENTS_MAX_RTYPE,
-                                       ngx_http_events_rtype_char,
+                                       ngx_http_events_json_rtype_char,
                                        &ev->rtype, err)
            != NGX_OK
         || ngx_http_events_json_string(env, f.rid, "resourceId",
                                        NGX_HTTP_EVENTS_MAX_RID,
-                                       ngx_http_events_rid_char, &ev->rid,
+                                       ngx_http_events_json_rid_char, &ev->rid,
                                        err)
            != NGX_OK
         || ngx_http_events_json_string(env, f.occurred, "occurredAt", 64,
-                                       ngx_http_events_text_char, &occurred,
+                                       ngx_http_events_json_text_char, &occurred,
                                        err)
            != NGX_OK)
     {
@@ -287,8 +288,8 @@ ngx_http_events_json_event(ngx_http_events_envelope_t *env, json_t *obj,
 
     if (ev->source.len == 0 && env->source.len) {
         /* the configured default, often from a variable: check it too */
-        if (ngx_http_events_text_valid(env->source.data, env->source.len,
-                                       NGX_HTTP_EVENTS_MAX_SOURCE)
+        if (ngx_http_events_json_text_valid(env->source.data, env->source.len,
+                                            NGX_HTTP_EVENTS_MAX_SOURCE)
             != NGX_OK)
         {
             ngx_http_events_error(err, 400, "invalid_source", NULL, NULL,
@@ -508,7 +509,7 @@ ngx_http_events_json_payload(ngx_http_events_envelope_t *env,
         s.data = (u_char *) json_string_value(action);
         s.len = json_is_string(action) ? json_string_length(action) : 0;
 
-        f->action = ngx_http_events_action(&s);
+        f->action = ngx_http_events_json_action(&s);
 
         if (f->action == 0) {
             ngx_http_events_error(err, 400, "invalid_field", "field",
@@ -528,7 +529,7 @@ ngx_http_events_json_payload(ngx_http_events_envelope_t *env,
         s.data = p;
         s.len = type->data + type->len - p;
 
-        f->action = ngx_http_events_action(&s);
+        f->action = ngx_http_events_json_action(&s);
 
         if (f->action == 0) {
             f->action = NGX_HTTP_EVENTS_ACTION_OCCURRED;
@@ -558,7 +559,7 @@ ngx_http_events_json_payload(ngx_http_events_envelope_t *env,
 
 
 static ngx_uint_t
-ngx_http_events_action(ngx_str_t *s)
+ngx_http_events_json_action(ngx_str_t *s)
 {
     ngx_uint_t  i;
 
@@ -623,7 +624,7 @@ ngx_http_events_json_string(ngx_http_events_envelope_t *env, json_t *v,
 
 
 static ngx_uint_t
-ngx_http_events_text_char(u_char ch)
+ngx_http_events_json_text_char(u_char ch)
 {
     return ch >= 0x20 && ch != 0x7f;
 }
@@ -632,7 +633,7 @@ ngx_http_events_text_char(u_char ch)
 /* the length of the well-formed UTF-8 sequence at p, or 0 */
 
 static size_t
-ngx_http_events_utf8_len(u_char *p, size_t len)
+ngx_http_events_json_utf8_len(u_char *p, size_t len)
 {
     size_t    i, n;
     uint32_t  cp, min;
@@ -676,7 +677,7 @@ ngx_http_events_utf8_len(u_char *p, size_t len)
 
 
 static ngx_int_t
-ngx_http_events_text_valid(u_char *p, size_t len, size_t max)
+ngx_http_events_json_text_valid(u_char *p, size_t len, size_t max)
 {
     size_t  i, n;
 
@@ -685,9 +686,9 @@ ngx_http_events_text_valid(u_char *p, size_t len, size_t max)
     }
 
     for (i = 0; i < len; i += n) {
-        n = ngx_http_events_utf8_len(p + i, len - i);
+        n = ngx_http_events_json_utf8_len(p + i, len - i);
 
-        if (n == 0 || (n == 1 && !ngx_http_events_text_char(p[i]))) {
+        if (n == 0 || (n == 1 && !ngx_http_events_json_text_char(p[i]))) {
             return NGX_ERROR;
         }
     }
@@ -702,12 +703,12 @@ ngx_http_events_text_valid(u_char *p, size_t len, size_t max)
  */
 
 static void
-ngx_http_events_utf8_sanitize(u_char *p, size_t len)
+ngx_http_events_json_utf8_sanitize(u_char *p, size_t len)
 {
     size_t  i, n;
 
     for (i = 0; i < len; i += n) {
-        n = ngx_http_events_utf8_len(p + i, len - i);
+        n = ngx_http_events_json_utf8_len(p + i, len - i);
 
         if (n == 0) {
             p[i] = '?';
@@ -718,7 +719,7 @@ ngx_http_events_utf8_sanitize(u_char *p, size_t len)
 
 
 static ngx_uint_t
-ngx_http_events_rtype_char(u_char ch)
+ngx_http_events_json_rtype_char(u_char ch)
 {
     return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')
            || (ch >= '0' && ch <= '9') || ch == '_' || ch == '-';
@@ -726,9 +727,9 @@ ngx_http_events_rtype_char(u_char ch)
 
 
 static ngx_uint_t
-ngx_http_events_rid_char(u_char ch)
+ngx_http_events_json_rid_char(u_char ch)
 {
-    return ngx_http_events_rtype_char(ch)
+    return ngx_http_events_json_rtype_char(ch)
            || ch == '.' || ch == ':' || ch == '@';
 }
 
@@ -836,7 +837,7 @@ ngx_http_events_json_escape(u_char *p, u_char *s, size_t len)
 /* the shortest decimal that reads back as the same double */
 
 static size_t
-ngx_http_events_real(double d, u_char *buf)
+ngx_http_events_json_real(double d, u_char *buf)
 {
     int     n, prec;
     char    s[NGX_HTTP_EVENTS_REAL_LEN];
@@ -906,7 +907,7 @@ ngx_http_events_json_size(json_t *v)
         return ngx_sprintf(buf, "%L", (int64_t) json_integer_value(v)) - buf;
 
     case JSON_REAL:
-        return ngx_http_events_real(json_real_value(v), buf);
+        return ngx_http_events_json_real(json_real_value(v), buf);
 
     case JSON_TRUE:
         return 4;
@@ -974,7 +975,7 @@ ngx_http_events_json_write(u_char *p, json_t *v)
         return ngx_sprintf(p, "%L", (int64_t) json_integer_value(v));
 
     case JSON_REAL:
-        return p + ngx_http_events_real(json_real_value(v), p);
+        return p + ngx_http_events_json_real(json_real_value(v), p);
 
     case JSON_TRUE:
         return ngx_cpymem(p, "true", 4);

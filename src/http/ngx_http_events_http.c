@@ -1,0 +1,271 @@
+
+/*
+ * Copyright (C) ngx_http_events_module authors
+ */
+
+
+/*
+ * The request/response toolkit every endpoint answers with: the body in
+ * one buffer, headers, the JSON error envelope of the contract, 404 and
+ * 405 with Allow.  Endpoints (REST, streams, status, webhooks, capture)
+ * sit above it; it knows none of them.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_events_module.h"
+#include "ngx_http_events_json.h"
+#include "ngx_http_events_http.h"
+
+
+ngx_str_t  ngx_http_events_http_json_type = ngx_string("application/json");
+
+
+ngx_uint_t
+ngx_http_events_http_is_json(ngx_http_request_t *r)
+{
+    u_char  *p;
+    size_t   len;
+
+    if (r->headers_in.content_type == NULL) {
+        return 0;
+    }
+
+    p = r->headers_in.content_type->value.data;
+    len = r->headers_in.content_type->value.len;
+
+    if (len < 16 || ngx_strncasecmp(p, (u_char *) "application/json", 16)
+                    != 0)
+    {
+        return 0;
+    }
+
+    return len == 16 || p[16] == ';' || p[16] == ' ';
+}
+
+ngx_int_t
+ngx_http_events_http_read_body(ngx_http_request_t *r, ngx_str_t *body)
+{
+    u_char                      *p;
+    off_t                        len;
+    ssize_t                      n;
+    ngx_buf_t                   *b;
+    ngx_chain_t                 *cl;
+    ngx_http_events_loc_conf_t  *elcf;
+
+    elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
+
+    ngx_str_set(body, "");
+
+    if (r->request_body == NULL || r->request_body->bufs == NULL) {
+        return NGX_OK;
+    }
+
+    len = 0;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        b = cl->buf;
+        len += b->in_file ? b->file_last - b->file_pos : b->last - b->pos;
+    }
+
+    if (len > (off_t) elcf->max_body_size) {
+        return NGX_DECLINED;
+    }
+
+    if (len == 0) {
+        return NGX_OK;
+    }
+
+    b = r->request_body->bufs->buf;
+
+    if (r->request_body->bufs->next == NULL && !b->in_file) {
+        body->data = b->pos;
+        body->len = len;
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    body->data = p;
+    body->len = len;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (!b->in_file) {
+            p = ngx_cpymem(p, b->pos, b->last - b->pos);
+            continue;
+        }
+
+        n = ngx_read_file(b->file, p, b->file_last - b->file_pos,
+                          b->file_pos);
+
+        if (n != b->file_last - b->file_pos) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "events: short read of the request body file "
+                          "\"%V\"", &b->file->name);
+            return NGX_ERROR;
+        }
+
+        p += n;
+    }
+
+    return NGX_OK;
+}
+
+ngx_int_t
+ngx_http_events_http_not_allowed(ngx_http_request_t *r, char *allow)
+{
+    ngx_str_t                value;
+    ngx_http_events_error_t  err;
+
+    ngx_http_discard_request_body(r);
+
+    value.data = (u_char *) allow;
+    value.len = ngx_strlen(allow);
+
+    if (ngx_http_events_http_add_header(r, "Allow", &value) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_http_events_error(&err, 405, "method_not_allowed", NULL, NULL, NULL,
+                          "this endpoint allows %s", allow);
+
+    return ngx_http_events_http_send_error(r, &err, NULL);
+}
+
+ngx_int_t
+ngx_http_events_http_not_found(ngx_http_request_t *r, const char *message)
+{
+    ngx_http_events_error_t  err;
+
+    ngx_http_discard_request_body(r);
+
+    ngx_http_events_error(&err, 404, "not_found", NULL, NULL, NULL, "%s",
+                          message);
+
+    return ngx_http_events_http_send_error(r, &err, NULL);
+}
+
+ngx_int_t
+ngx_http_events_http_add_header(ngx_http_request_t *r, char *name,
+    ngx_str_t *value)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    h->key.data = (u_char *) name;
+    h->key.len = ngx_strlen(name);
+    h->value = *value;
+
+    if (h->key.len == 8 && ngx_strncmp(name, "Location", 8) == 0) {
+        r->headers_out.location = h;
+    }
+
+    return NGX_OK;
+}
+
+ngx_int_t
+ngx_http_events_http_send_error(ngx_http_request_t *r,
+    ngx_http_events_error_t *err, ngx_str_t *extra)
+{
+    u_char  *p, *body;
+    size_t   len;
+
+    len = sizeof("{\"error\":{\"status\":,\"code\":\"\",\"message\":\"\","
+                 "\"param\":\"\"}}")
+          + NGX_INT_T_LEN + ngx_strlen(err->code)
+          + ngx_http_events_json_escape_len(err->message, err->message_len)
+          + ngx_http_events_json_escape_len(err->name, err->name_len)
+          + (extra ? extra->len : 0);
+
+    body = ngx_pnalloc(r->pool, len);
+    if (body == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_sprintf(body, "{\"error\":{\"status\":%ui,\"code\":\"%s\","
+                    "\"message\":\"", err->status, err->code);
+    p = ngx_http_events_json_escape(p, err->message, err->message_len);
+    *p++ = '"';
+
+    if (err->kind && err->name_len) {
+        p = ngx_sprintf(p, ",\"%s\":\"", err->kind);
+        p = ngx_http_events_json_escape(p, err->name, err->name_len);
+        *p++ = '"';
+    }
+
+    if (extra) {
+        p = ngx_cpymem(p, extra->data, extra->len);
+    }
+
+    *p++ = '}';
+    *p++ = '}';
+
+    if (err->status >= 500) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "events: %ui %s: %*s", err->status, err->code,
+                      err->message_len, err->message);
+
+    } else {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "events: %ui %s: %*s", err->status, err->code,
+                      err->message_len, err->message);
+    }
+
+    return ngx_http_events_http_send(r, err->status,
+                                     &ngx_http_events_http_json_type,
+                                body, p - body);
+}
+
+ngx_int_t
+ngx_http_events_http_send(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *type, u_char *data, size_t len)
+{
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = len;
+    r->headers_out.content_type = *type;
+    r->headers_out.content_type_len = type->len;
+    r->headers_out.content_type_lowcase = NULL;
+
+    if (r->method == NGX_HTTP_HEAD) {
+        r->header_only = 1;
+    }
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->pos = data;
+    b->last = data + len;
+    b->memory = 1;
+    b->last_buf = (r == r->main);
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
