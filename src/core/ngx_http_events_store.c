@@ -870,6 +870,14 @@ ngx_http_events_store_append_nosync(ngx_http_events_store_t *store,
     rc = NGX_OK;
     *upto = 0;
 
+    if (store->remote) {
+        /* a cluster's ring is written by its tailer only, in its order */
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "events zone \"%V\" is a cluster's: events reach it "
+                      "through the cluster only", &store->name);
+        return NGX_BUSY;
+    }
+
     total = 0;
     jlen = 0;
     jbuf = NULL;
@@ -1116,6 +1124,48 @@ done:
     ngx_shmtx_unlock(&store->shpool->mutex);
 
     return rc;
+}
+
+
+/*
+ * Cluster mode: the log the ring follows began again with another
+ * epoch.  Everything goes (through eviction, so the catalog is right);
+ * seqs start over; a cursor of the old epoch is told epoch_changed.
+ */
+
+void
+ngx_http_events_store_reset(ngx_http_events_store_t *store, uint64_t epoch)
+{
+    ngx_http_events_sh_t  *sh;
+
+    sh = store->sh;
+
+    ngx_shmtx_lock(&store->shpool->mutex);
+
+    while (sh->slot_tail < sh->slot_head) {
+        ngx_http_events_store_evict_locked(store);
+    }
+
+    sh->tail = sh->head;
+    sh->epoch = epoch;
+
+    ngx_memory_barrier();
+
+    sh->evicted_seq = 0;
+    sh->last_seq = 0;
+
+    ngx_shmtx_unlock(&store->shpool->mutex);
+
+    store->epoch = epoch;
+}
+
+
+/* the epoch now: another worker may have reset the zone */
+
+uint64_t
+ngx_http_events_store_epoch(ngx_http_events_store_t *store)
+{
+    return store->sh->epoch;
 }
 
 

@@ -195,6 +195,60 @@ typedef struct {
 typedef struct ngx_http_events_sh_s  ngx_http_events_sh_t;
 
 
+/*
+ * Cluster mode (src/cluster/): appends go to another log and come back
+ * into the ring through ngx_http_events_store_restore(), in its order.
+ * done() gets NGX_OK (the events carry their seq, time and stored
+ * envelope, repeats marked), NGX_DECLINED (failed: a conflicting id),
+ * NGX_BUSY (not stored: the log is unreachable) or NGX_AGAIN (no answer
+ * in time: maybe stored).
+ */
+
+typedef void (*ngx_http_events_remote_done_pt)(void *ctx, ngx_int_t rc,
+    ngx_uint_t failed);
+
+
+/* a cluster's state, as the status shows it */
+typedef struct {
+    ngx_str_t                   url;            /* without the password */
+    ngx_str_t                   prefix;
+    uint64_t                    epoch;
+    uint64_t                    last_seq;       /* tailed into the ring */
+    uint64_t                    last_ms;
+    uint64_t                    head_seq;       /* the log's, last seen */
+    uint64_t                    lag_ms;         /* the last event's trip */
+    ngx_pid_t                   tailer;         /* 0: none */
+    ngx_uint_t                  holder;         /* this process tails */
+    ngx_uint_t                  connected;      /* the tailer is */
+    ngx_uint_t                  caught_up;
+    uint64_t                    appended;
+    uint64_t                    repeats;
+    uint64_t                    conflicts;
+    uint64_t                    unavailable;    /* appends refused */
+    uint64_t                    tailed;
+    uint64_t                    resets;         /* new epochs adopted */
+    uint64_t                    reconnects;
+    uint64_t                    errors;
+} ngx_http_events_remote_stats_t;
+
+
+typedef struct {
+    void                       *data;
+
+    /* a handle for cancel(); NULL: refused now, done() is not called */
+    void                     *(*append)(void *data,
+                                        ngx_http_events_event_t *events,
+                                        ngx_uint_t n, ngx_pool_t *pool,
+                                        ngx_http_events_remote_done_pt done,
+                                        void *ctx);
+    void                      (*cancel)(void *handle);
+    /* NGX_AGAIN: the ring is still catching up with the log */
+    ngx_int_t                 (*ready)(void *data);
+    void                      (*stats)(void *data,
+                                       ngx_http_events_remote_stats_t *st);
+} ngx_http_events_remote_t;
+
+
 typedef struct {
     ngx_http_events_sh_t       *sh;
     ngx_slab_pool_t            *shpool;
@@ -202,6 +256,7 @@ typedef struct {
     ngx_msec_t                  retention;
     uint64_t                    epoch;
     ngx_http_events_journal_t  *journal;        /* NULL: none */
+    ngx_http_events_remote_t   *remote;         /* NULL: not a cluster */
 
     /* this worker's streams on the zone */
     ngx_queue_t                 subscribers;
@@ -245,6 +300,10 @@ void ngx_http_events_store_resume(ngx_http_events_store_t *store,
     uint64_t epoch, uint64_t last_seq, uint64_t last_ms, uint64_t gone);
 size_t ngx_http_events_store_json_len(ngx_http_events_event_t *ev);
 u_char *ngx_http_events_store_json(u_char *p, ngx_http_events_event_t *ev);
+
+void ngx_http_events_store_reset(ngx_http_events_store_t *store,
+    uint64_t epoch);
+uint64_t ngx_http_events_store_epoch(ngx_http_events_store_t *store);
 
 void ngx_http_events_store_tally(ngx_http_events_store_t *store,
     ngx_uint_t counter);

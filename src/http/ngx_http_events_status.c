@@ -37,6 +37,10 @@ static u_char *ngx_http_events_status_journal_text(u_char *p,
     ngx_str_t *zone, ngx_http_events_stats_t *st);
 static u_char *ngx_http_events_status_wh_json(u_char *p,
     ngx_http_events_wh_stats_t *ws);
+static u_char *ngx_http_events_status_cluster_json(u_char *p,
+    ngx_http_events_remote_stats_t *cs);
+static u_char *ngx_http_events_status_cluster_text(u_char *p,
+    ngx_str_t *zone, ngx_http_events_remote_stats_t *cs);
 static u_char *ngx_http_events_status_wh_text(u_char *p, ngx_str_t *zone,
     ngx_http_events_wh_stats_t *ws);
 
@@ -47,6 +51,7 @@ ngx_http_events_status_handler(ngx_http_request_t *r)
     u_char                      *p, *body;
     ngx_int_t                    rc;
     ngx_http_events_wh_stats_t   ws;
+    ngx_http_events_remote_stats_t  cs;
     ngx_str_t                    type;
     ngx_uint_t                   text;
     ngx_http_events_error_t      err;
@@ -104,6 +109,10 @@ ngx_http_events_status_handler(ngx_http_request_t *r)
         ngx_http_events_webhook_stats(store, &ws);
     }
 
+    if (store->remote) {
+        store->remote->stats(store->remote->data, &cs);
+    }
+
     if (text) {
         ngx_str_set(&type, "text/plain; version=0.0.4; charset=utf-8");
         p = ngx_http_events_status_text(body, &store->name, st);
@@ -111,6 +120,10 @@ ngx_http_events_status_handler(ngx_http_request_t *r)
 
         if (store->whcf) {
             p = ngx_http_events_status_wh_text(p, &store->name, &ws);
+        }
+
+        if (store->remote) {
+            p = ngx_http_events_status_cluster_text(p, &store->name, &cs);
         }
 
     } else {
@@ -123,6 +136,11 @@ ngx_http_events_status_handler(ngx_http_request_t *r)
         if (store->whcf) {
             p--;                                /* the closing brace */
             p = ngx_http_events_status_wh_json(p, &ws);
+        }
+
+        if (store->remote) {
+            p--;
+            p = ngx_http_events_status_cluster_json(p, &cs);
         }
     }
 
@@ -458,6 +476,89 @@ ngx_http_events_status_wh_text(u_char *p, ngx_str_t *zone,
                         "error=\"%s\"} %uL\n", zone,
                         ngx_http_events_wh_errors[i], ws->errors[i]);
     }
+
+    return p;
+}
+
+
+/* events_cluster: the log in Redis and this node's tail of it */
+
+static u_char *
+ngx_http_events_status_cluster_json(u_char *p,
+    ngx_http_events_remote_stats_t *cs)
+{
+    p = ngx_cpymem(p, ",\"cluster\":{\"url\":\"",
+                   sizeof(",\"cluster\":{\"url\":\"") - 1);
+    p = (u_char *) ngx_escape_json(p, cs->url.data, cs->url.len);
+    p = ngx_cpymem(p, "\",\"prefix\":\"", sizeof("\",\"prefix\":\"") - 1);
+    p = (u_char *) ngx_escape_json(p, cs->prefix.data, cs->prefix.len);
+
+    return ngx_sprintf(p, "\",\"connected\":%s,\"caughtUp\":%s,"
+                       "\"epoch\":\"%016uxL\",\"lastSeq\":%uL,"
+                       "\"headSeq\":%uL,\"lagEvents\":%uL,\"lagMs\":%uL,"
+                       "\"tailerPid\":%P,\"appended\":%uL,\"repeats\":%uL,"
+                       "\"conflicts\":%uL,\"unavailable\":%uL,"
+                       "\"tailed\":%uL,\"epochResets\":%uL,"
+                       "\"reconnects\":%uL,\"errors\":%uL}}",
+                       cs->connected ? "true" : "false",
+                       cs->caught_up ? "true" : "false",
+                       cs->epoch, cs->last_seq, cs->head_seq,
+                       cs->head_seq - cs->last_seq, cs->lag_ms,
+                       cs->tailer, cs->appended, cs->repeats, cs->conflicts,
+                       cs->unavailable, cs->tailed, cs->resets,
+                       cs->reconnects, cs->errors);
+}
+
+
+static u_char *
+ngx_http_events_status_cluster_text(u_char *p, ngx_str_t *zone,
+    ngx_http_events_remote_stats_t *cs)
+{
+#define ngx_http_events_metric(name, kind, help, value)                       \
+    p = ngx_sprintf(p, "# HELP " name " " help "\n# TYPE " name " " kind "\n" \
+                    name "{zone=\"%V\"} %uL\n", zone, (uint64_t) (value))
+
+    ngx_http_events_metric("events_cluster_connected", "gauge",
+                           "1 when this node's tailer is connected to "
+                           "Redis.", cs->connected);
+    ngx_http_events_metric("events_cluster_caught_up", "gauge",
+                           "1 when the ring has caught up with the log.",
+                           cs->caught_up);
+    ngx_http_events_metric("events_cluster_last_seq", "gauge",
+                           "The newest seq tailed into the ring.",
+                           cs->last_seq);
+    ngx_http_events_metric("events_cluster_head_seq", "gauge",
+                           "The newest seq of the log this node saw.",
+                           cs->head_seq);
+    ngx_http_events_metric("events_cluster_lag_events", "gauge",
+                           "Events in the log not yet in the ring.",
+                           cs->head_seq - cs->last_seq);
+    ngx_http_events_metric("events_cluster_lag_ms", "gauge",
+                           "From append to the ring, the last event.",
+                           cs->lag_ms);
+    ngx_http_events_metric("events_cluster_appended_total", "counter",
+                           "Events this node appended to the log.",
+                           cs->appended);
+    ngx_http_events_metric("events_cluster_repeats_total", "counter",
+                           "Appends answered with an existing event.",
+                           cs->repeats);
+    ngx_http_events_metric("events_cluster_conflicts_total", "counter",
+                           "Appends refused: an id with another body.",
+                           cs->conflicts);
+    ngx_http_events_metric("events_cluster_unavailable_total", "counter",
+                           "Appends answered 503: Redis unreachable.",
+                           cs->unavailable);
+    ngx_http_events_metric("events_cluster_tailed_total", "counter",
+                           "Events tailed from the log into the ring.",
+                           cs->tailed);
+    ngx_http_events_metric("events_cluster_epoch_resets_total", "counter",
+                           "New epochs of the log adopted.", cs->resets);
+    ngx_http_events_metric("events_cluster_reconnects_total", "counter",
+                           "Connections to Redis lost.", cs->reconnects);
+    ngx_http_events_metric("events_cluster_errors_total", "counter",
+                           "Unexpected answers from Redis.", cs->errors);
+
+#undef ngx_http_events_metric
 
     return p;
 }

@@ -45,6 +45,7 @@ typedef struct {
     ngx_http_events_query_t     filter;
 
     uint64_t                    cursor;         /* sent or passed over */
+    uint64_t                    epoch;          /* the cursor's */
     uint64_t                    replay_until;
     ngx_uint_t                  replayed;
     size_t                      max_buffer;
@@ -400,6 +401,7 @@ ngx_http_events_stream_start(ngx_http_events_stream_ctx_t *ctx)
     ngx_http_events_store_window(ctx->store, &w);
 
     ctx->cursor = w.head_seq;
+    ctx->epoch = w.epoch;
 
     last = ngx_http_events_stream_last_id(r, &ctx->filter);
 
@@ -583,11 +585,10 @@ ngx_http_events_stream_cursor(ngx_http_events_stream_ctx_t *ctx,
 
     ipc = ngx_http_events_ipc();
 
-    if (ipc->cursor_seq != seq || ipc->cursor_epoch != ctx->store->epoch) {
-        (void) ngx_http_events_cursor_write(ipc->cursor, ctx->store->epoch,
-                                            seq);
+    if (ipc->cursor_seq != seq || ipc->cursor_epoch != ctx->epoch) {
+        (void) ngx_http_events_cursor_write(ipc->cursor, ctx->epoch, seq);
         ipc->cursor_seq = seq;
-        ipc->cursor_epoch = ctx->store->epoch;
+        ipc->cursor_epoch = ctx->epoch;
     }
 
     return ipc->cursor;
@@ -613,6 +614,7 @@ ngx_http_events_stream_reset(ngx_http_events_stream_ctx_t *ctx,
     p = ngx_cpymem(p, "\"}\n\n", 4);
 
     ctx->cursor = w.head_seq;
+    ctx->epoch = w.epoch;
 
     return ngx_http_events_stream_append(ctx, buf, p - buf);
 }
@@ -626,7 +628,7 @@ ngx_http_events_stream_ready(ngx_http_events_stream_ctx_t *ctx)
 
     p = ngx_sprintf(buf, "event: ready\ndata: {\"replayed\":%ui,\"head\":\"",
                     ctx->replayed);
-    p = ngx_http_events_cursor_write(p, ctx->store->epoch, ctx->cursor);
+    p = ngx_http_events_cursor_write(p, ctx->epoch, ctx->cursor);
     p = ngx_cpymem(p, "\"}\n\n", 4);
 
     return ngx_http_events_stream_append(ctx, buf, p - buf);
@@ -757,6 +759,21 @@ ngx_http_events_stream_pump(ngx_http_events_stream_ctx_t *ctx)
     r = ctx->request;
     c = r->connection;
     ipc = ngx_http_events_ipc();
+
+    if (ngx_http_events_store_epoch(ctx->store) != ctx->epoch) {
+        /* a cluster's log began again: this cursor means nothing now */
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "events: the epoch of zone \"%V\" changed under a "
+                      "stream", &ctx->store->name);
+
+        if (ngx_http_events_stream_reset(ctx, "epoch_changed") != NGX_OK) {
+            ngx_http_finalize_request(r, NGX_ERROR);
+            return;
+        }
+
+        ngx_http_events_stream_finish(ctx, NULL);
+        return;
+    }
 
     unsent = ngx_http_events_stream_unsent(ctx);
 
