@@ -29,10 +29,11 @@
  * on one machine, in one order on every node.
  *
  * Epochs.  The log's epoch lives in Redis ({prefix}:meta), made by the
- * first tailer or append that finds none; every entry carries it.  A node adopts Redis's
- * epoch: a different one (Redis lost its data, or it is the node's
- * first look) empties the ring and restarts the tail from the start of
- * the stream, so cursors of the old epoch get reset epoch_changed.
+ * first tailer or append that finds none; every entry carries it.  A
+ * node adopts Redis's epoch: a different one (Redis lost its data, or
+ * it is the node's first look) empties the ring and restarts the tail
+ * from the start of the stream, so that cursors of the old epoch get
+ * reset epoch_changed.
  *
  * Where the tail resumes, its epoch, the lease and the counters live in
  * a small zone of this module, so that they survive a reload.
@@ -1142,16 +1143,18 @@ ngx_http_events_cluster_rec_len(ngx_http_events_event_t *ev)
 }
 
 
-#define ngx_http_events_cluster_put16(p, v)                                          \
+#define ngx_http_events_cluster_put16(p, v)                                  \
     *(p)++ = (u_char) ((v) & 0xff); *(p)++ = (u_char) (((v) >> 8) & 0xff)
 
-#define ngx_http_events_cluster_put32(p, v)                                          \
-    ngx_http_events_cluster_put16(p, (v) & 0xffff);                                  \
+#define ngx_http_events_cluster_put32(p, v)                                  \
+    ngx_http_events_cluster_put16(p, (v) & 0xffff);                          \
     ngx_http_events_cluster_put16(p, ((v) >> 16) & 0xffff)
 
-#define ngx_http_events_cluster_get16(p)  ((uint32_t) (p)[0] | (uint32_t) (p)[1] << 8)
-#define ngx_http_events_cluster_get32(p)                                             \
-    (ngx_http_events_cluster_get16(p) | ngx_http_events_cluster_get16((p) + 2) << 16)
+#define ngx_http_events_cluster_get16(p)                                     \
+    ((uint32_t) (p)[0] | (uint32_t) (p)[1] << 8)
+#define ngx_http_events_cluster_get32(p)                                     \
+    (ngx_http_events_cluster_get16(p)                                        \
+     | ngx_http_events_cluster_get16((p) + 2) << 16)
 
 
 static u_char *

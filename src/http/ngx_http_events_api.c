@@ -115,6 +115,7 @@ ngx_http_events_api_handler(ngx_http_request_t *r)
     ngx_int_t                    rc;
     ngx_str_t                    rest, tenant, first, second;
     ngx_http_events_error_t      err;
+    ngx_http_events_store_t     *store;
     ngx_http_events_loc_conf_t  *elcf;
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
@@ -135,6 +136,16 @@ ngx_http_events_api_handler(ngx_http_request_t *r)
                               "the request's tenant must be 1-64 "
                               "characters of [A-Za-z0-9_.:-]");
         return ngx_http_events_http_send_error(r, &err, NULL);
+    }
+
+    store = elcf->api_zone->data;
+
+    if (store->remote && r->method != NGX_HTTP_POST
+        && store->remote->ready(store->remote->data) != NGX_OK)
+    {
+        /* a node that has not caught up with the log must not answer */
+        ngx_http_discard_request_body(r);
+        return ngx_http_events_api_unavailable(r, NGX_DONE);
     }
 
     rest.data = r->uri.data + elcf->prefix.len;
@@ -677,7 +688,13 @@ ngx_http_events_api_unavailable(ngx_http_request_t *r, ngx_int_t rc)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (rc == NGX_AGAIN) {
+    if (rc == NGX_DONE) {
+        ngx_http_events_error(&err, 503, "cluster_catching_up", NULL, NULL,
+                              NULL, "this node is still reading the "
+                              "cluster's log; it answers when it has "
+                              "caught up");
+
+    } else if (rc == NGX_AGAIN) {
         ngx_http_events_error(&err, 503, "cluster_unavailable", NULL, NULL,
                               NULL, "the cluster's log did not answer in "
                               "time; the events may have been stored, a "
