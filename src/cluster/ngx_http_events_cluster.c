@@ -152,6 +152,9 @@ static ngx_int_t ngx_http_events_cluster_keys(ngx_conf_t *cf,
 static ngx_int_t ngx_http_events_cluster_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 static void *ngx_http_events_cluster_create_main_conf(ngx_conf_t *cf);
+static void *ngx_http_events_cluster_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_events_cluster_merge_loc_conf(ngx_conf_t *cf,
+    void *parent, void *child);
 static ngx_int_t ngx_http_events_cluster_postconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_http_events_cluster_init_process(ngx_cycle_t *cycle);
 static void ngx_http_events_cluster_exit_process(ngx_cycle_t *cycle);
@@ -301,8 +304,8 @@ static ngx_http_module_t  ngx_http_events_cluster_module_ctx = {
     NULL,                                  /* create server configuration */
     NULL,                                  /* merge server configuration */
 
-    NULL,                                  /* create location configuration */
-    NULL                                   /* merge location configuration */
+    ngx_http_events_cluster_create_loc_conf, /* create location conf */
+    ngx_http_events_cluster_merge_loc_conf /* merge location configuration */
 };
 
 
@@ -595,6 +598,48 @@ ngx_http_events_cluster_create_main_conf(ngx_conf_t *cf)
     }
 
     return cmcf;
+}
+
+
+/* no settings of its own: the merge only checks the events module's */
+
+static void *
+ngx_http_events_cluster_create_loc_conf(ngx_conf_t *cf)
+{
+    return ngx_pcalloc(cf->pool, sizeof(ngx_uint_t));
+}
+
+
+static char *
+ngx_http_events_cluster_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child)
+{
+    ngx_uint_t                            i;
+    ngx_http_events_cluster_t           **clp;
+    ngx_http_events_loc_conf_t           *elcf;
+    ngx_http_events_cluster_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf,
+                                              ngx_http_events_cluster_module);
+    elcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_events_module);
+
+    if (elcf == NULL || elcf->capture.zone == NULL) {
+        return NGX_CONF_OK;
+    }
+
+    clp = cmcf->clusters.elts;
+
+    for (i = 0; i < cmcf->clusters.nelts; i++) {
+        if (clp[i]->zone == elcf->capture.zone) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "events_capture into events zone \"%V\", "
+                               "which has an events_cluster, is not "
+                               "supported yet", &clp[i]->zone_name);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
 }
 
 
