@@ -197,6 +197,20 @@ like($text, qr/^events_cluster_connected\{zone="main"\} 1$/m,
 
 is($redis->cli('XLEN', '{t70}:log'), 61, 'the log in Redis holds 61');
 
+# a reload: the ring and the tail go on where they were
+ok($nodes[0]->reload, 'node 0 reloaded');
+$r = $nodes[0]->post_json('/events', { id => 'after-reload', type => 'x.y' });
+is($r->{json}{seq}, 62, 'a POST after the reload: seq 62');
+for my $i (0 .. 2) {
+    my @ev = wait_count($nodes[$i], 62);
+    is_deeply([ map { $_->{seq} } @ev ], [ 1 .. 62 ],
+        "node $i: 62 events, none twice, after node 0's reload");
+}
+$st = $nodes[0]->get('/events-status')->{json}{cluster};
+ok((grep { $_ == $st->{tailerPid} } $nodes[0]->worker_pids),
+    'a new worker tails after the reload');
+is($st->{epochResets}, 1, 'the reload kept the epoch');
+
 $_->close for @streams;
 finish(@nodes);
 

@@ -185,4 +185,30 @@ for my $n (@nodes) {
     ok(!@bad, 'example: no alert, crit or emerg');
 }
 
+# max_len= trims the log (MAXLEN ~, whole nodes of the stream);
+# retention= is how long Redis remembers a client id (and MINID ~)
+
+my $m = EventsTest->new;
+config($m, 'events_cluster main ' . $redis->url
+    . ' prefix=t72m max_len=20 retention=2s;');
+$m->run;
+for (1 .. 100) {
+    last if $m->get('/events')->{status} == 200;
+    sleep 0.05;
+}
+for my $b (1 .. 3) {
+    $r = $m->post_json('/events', [ map { { type => 'bulk.item' } } 1 .. 100 ]);
+    is($r->{status}, 201, "max_len: a batch of 100 ($b)");
+}
+my $len = $redis->cli('XLEN', '{t72m}:log');
+ok($len >= 20 && $len < 300, "max_len=20: the log was trimmed ($len left)");
+
+$r = $m->post_json('/events', { id => 'kept-2s', type => 'x.y' });
+is($r->{status}, 201, 'retention: a client id');
+my $ttl = $redis->cli('PTTL', '{t72m}:id:0:kept-2s');
+ok($ttl > 0 && $ttl <= 2000, "retention=2s: the id expires in Redis ($ttl ms)");
+$m->stop;
+my @bad = grep { /\[(?:alert|crit|emerg)\]/ } split /\n/, $m->error_log;
+ok(!@bad, 'max_len: no alert, crit or emerg');
+
 $t->done;

@@ -112,7 +112,6 @@ typedef struct {
     ngx_http_events_redis_t     tail;           /* XREAD BLOCK */
     ngx_event_t                 tick;
     ngx_uint_t                  tailing;
-    ngx_uint_t                  failures;       /* counted so far */
 } ngx_http_events_cluster_t;
 
 
@@ -135,12 +134,6 @@ typedef struct {
     ngx_http_events_redis_cmd_t  *cmd;
     unsigned                    retried:1;
 } ngx_http_events_cluster_op_t;
-
-
-/* a record read back from the stream */
-typedef struct {
-    ngx_http_events_event_t     ev;
-} ngx_http_events_cluster_rec_t;
 
 
 static char *ngx_http_events_cluster(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -767,6 +760,15 @@ ngx_http_events_cluster_exit_process(ngx_cycle_t *cycle)
 
         ngx_http_events_cluster_tail_stop(cl);
         ngx_http_events_redis_close(&cl->rd);
+
+        /* the next tailer need not wait for the lease to lapse */
+        ngx_shmtx_lock(&cl->shpool->mutex);
+
+        if (cl->sh->lease_pid == ngx_pid) {
+            cl->sh->lease_pid = 0;
+        }
+
+        ngx_shmtx_unlock(&cl->shpool->mutex);
     }
 }
 
@@ -1393,10 +1395,6 @@ ngx_http_events_cluster_tick(ngx_event_t *ev)
 
     } else if (!mine && cl->tailing) {
         ngx_http_events_cluster_tail_stop(cl);
-    }
-
-    if (cl->rd.failures != cl->failures) {
-        cl->failures = cl->rd.failures;
     }
 
     if (!ngx_exiting) {
