@@ -9,6 +9,7 @@
 #   make bench-fanout  the SSE fan-out benchmark, side by side with Nchan
 #   make bench-webhooks  webhook deliveries/s and latency
 #   make bench-journal what each events_journal fsync mode costs at ingest
+#   make bench-cluster three cluster nodes on one Redis beside Nchan-Redis
 #   make fuzz       a longer fuzzing run of the parsers
 
 SHELL       := /bin/bash
@@ -29,7 +30,7 @@ DEBS := nginx nginx-dev libjansson-dev libssl-dev libpcre2-dev zlib1g-dev \
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps run test test-asan bench bench-fanout bench-webhooks \
-        bench-journal fuzz fuzz-short clean
+        bench-journal bench-cluster fuzz fuzz-short clean
 
 all: $(MODULE)
 
@@ -121,6 +122,11 @@ bench-webhooks: deps $(MODULE)
 # ingest without a journal and with each fsync mode, as ratios
 bench-journal: deps $(MODULE)
 	t/bench/journal.sh
+
+# ingest through three cluster nodes and cross-node latency, beside one
+# node without cluster and three Nchan nodes on the same Redis
+bench-cluster: deps $(MODULE)
+	T_MODULE=$(MODULE) t/bench/cluster.sh
 
 # libFuzzer targets for the envelope validator and the query/cursor parsers
 # (t/fuzz/).  The nginx core functions the sources call come from
