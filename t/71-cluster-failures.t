@@ -245,6 +245,20 @@ for my $i (0 .. 2) {
         "node $i lists the new log only");
 }
 
+# an entry some other program added to the stream is skipped, once
+like($redis->cli('XADD', '{t71}:log', '*', 'junk', '1'), qr/^\d+-\d+$/,
+    'a foreign entry in the stream');
+$r = $nodes[0]->post_json('/events', { type => 'after.junk' });
+is($r->{json}{seq}, 2, 'a POST after it: seq 2');
+for my $i (0 .. 2) {
+    my @ev = wait_list($nodes[$i], sub { @_ == 2 });
+    is_deeply([ map { "$_->{seq} $_->{type}" } @ev ],
+        [ '1 fresh.start', '2 after.junk' ], "node $i skipped the entry");
+}
+my $skips = () = join('', map { $_->error_log } @nodes)
+    =~ /entry \d+-\d+ of \{t71\}:log was not written by this module; skipped/g;
+is($skips, 3, 'each node logged it once');
+
 # Redis gone for good: POST 503 at once, reads of the ring go on
 $redis->stop;
 my $t0 = time;

@@ -111,6 +111,7 @@ typedef struct {
     ngx_http_events_redis_t     rd;             /* appends */
     ngx_http_events_redis_t     tail;           /* XREAD BLOCK */
     ngx_event_t                 tick;
+    ngx_event_t                 tail_wait;      /* after an error */
     ngx_uint_t                  tailing;
 } ngx_http_events_cluster_t;
 
@@ -187,6 +188,8 @@ static void ngx_http_events_cluster_tail_lost(ngx_http_events_redis_t *rd);
 static void ngx_http_events_cluster_tail_epoch(void *data, redisReply *reply,
     ngx_http_events_redis_cmd_t *cmd);
 static void ngx_http_events_cluster_tail_read(ngx_http_events_cluster_t *cl);
+static void ngx_http_events_cluster_tail_later(ngx_http_events_cluster_t *cl);
+static void ngx_http_events_cluster_tail_again(ngx_event_t *ev);
 static void ngx_http_events_cluster_tailed(void *data, redisReply *reply,
     ngx_http_events_redis_cmd_t *cmd);
 static ngx_int_t ngx_http_events_cluster_import(
@@ -722,6 +725,11 @@ ngx_http_events_cluster_init_process(ngx_cycle_t *cycle)
 
         cl->rd.data = cl;
         cl->rd.lost = ngx_http_events_cluster_lost;
+
+        cl->tail_wait.handler = ngx_http_events_cluster_tail_again;
+        cl->tail_wait.data = cl;
+        cl->tail_wait.log = cycle->log;
+        cl->tail_wait.cancelable = 1;
 
         cl->tick.handler = ngx_http_events_cluster_tick;
         cl->tick.data = cl;
@@ -1315,7 +1323,7 @@ ngx_http_events_cluster_id(u_char *p, size_t len, uint64_t *ms,
     a = ngx_atoof(p, dash - p);
     b = ngx_atoof(dash + 1, p + len - dash - 1);
 
-    if (a == NGX_ERROR || b == NGX_ERROR || b == 0) {
+    if (a == NGX_ERROR || b == NGX_ERROR) {
         return NGX_ERROR;
     }
 
@@ -1436,6 +1444,10 @@ ngx_http_events_cluster_tail_stop(ngx_http_events_cluster_t *cl)
     cl->tailing = 0;
     cl->sh->connected = 0;
 
+    if (cl->tail_wait.timer_set) {
+        ngx_del_timer(&cl->tail_wait);
+    }
+
     ngx_http_events_redis_close(&cl->tail);
 }
 
@@ -1514,12 +1526,23 @@ ngx_http_events_cluster_tail_epoch(void *data, redisReply *reply,
         /* no log yet, or a flushed one: nothing to read until appends */
         cl->sh->caught_up = 1;
 
+    } else if (reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, cl->log, 0,
+                      "events_cluster: redis %V refused HGET %V: %*s",
+                      &cl->redis.url, &cl->key_meta,
+                      (size_t) ngx_min(reply->len, 200), reply->str);
+        (void) ngx_atomic_fetch_add(&cl->sh->errors, 1);
+        ngx_http_events_cluster_tail_later(cl);
+        return;
+
     } else if (ngx_http_events_cluster_epoch(reply, &epoch) != NGX_OK) {
         ngx_log_error(NGX_LOG_ERR, cl->log, 0,
                       "events_cluster: redis %V: the epoch in %V is not "
                       "one this module wrote", &cl->redis.url,
                       &cl->key_meta);
         (void) ngx_atomic_fetch_add(&cl->sh->errors, 1);
+        ngx_http_events_cluster_tail_later(cl);
+        return;
 
     } else if (epoch != cl->sh->epoch) {
         ngx_http_events_cluster_adopt(cl, epoch);
@@ -1590,7 +1613,7 @@ ngx_http_events_cluster_tailed(void *data, redisReply *reply,
                       &cl->redis.url, (size_t) ngx_min(reply->len, 200),
                       reply->str);
         (void) ngx_atomic_fetch_add(&cl->sh->errors, 1);
-        ngx_http_events_cluster_tail_ready(&cl->tail);
+        ngx_http_events_cluster_tail_later(cl);
         return;
     }
 
@@ -1639,7 +1662,29 @@ invalid:
                   "unexpected shape", &cl->redis.url, &cl->key_log);
     (void) ngx_atomic_fetch_add(&cl->sh->errors, 1);
 
-    ngx_http_events_cluster_tail_read(cl);
+    ngx_http_events_cluster_tail_later(cl);
+}
+
+
+/* Redis refused or answered nonsense: not again at once, in a loop */
+
+static void
+ngx_http_events_cluster_tail_later(ngx_http_events_cluster_t *cl)
+{
+    if (!cl->tail_wait.timer_set) {
+        ngx_add_timer(&cl->tail_wait, NGX_HTTP_EVENTS_CLUSTER_BLOCK);
+    }
+}
+
+
+static void
+ngx_http_events_cluster_tail_again(ngx_event_t *ev)
+{
+    ngx_http_events_cluster_t  *cl = ev->data;
+
+    if (cl->tailing && cl->tail.state == NGX_HTTP_EVENTS_REDIS_READY) {
+        ngx_http_events_cluster_tail_ready(&cl->tail);
+    }
 }
 
 
@@ -1662,22 +1707,23 @@ ngx_http_events_cluster_import(ngx_http_events_cluster_t *cl,
 
     if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2
         || entry->element[0]->type != REDIS_REPLY_STRING
-        || entry->element[1]->type != REDIS_REPLY_ARRAY
-        || entry->element[1]->elements != 4)
+        || ngx_http_events_cluster_id((u_char *) entry->element[0]->str,
+                                      entry->element[0]->len, &ms, &seq)
+           != NGX_OK)
     {
+        /* not even an id to go on from */
         return NGX_ERROR;
     }
 
     f = entry->element[1]->element;
 
-    if (ngx_http_events_cluster_id((u_char *) entry->element[0]->str,
-                                   entry->element[0]->len, &ms, &seq)
-        != NGX_OK
+    if (entry->element[1]->type != REDIS_REPLY_ARRAY
+        || entry->element[1]->elements != 4
         || f[1]->type != REDIS_REPLY_STRING
         || f[3]->type != REDIS_REPLY_STRING
         || ngx_http_events_cluster_epoch(f[1], &epoch) != NGX_OK)
     {
-        return NGX_ERROR;
+        goto foreign;
     }
 
     if (epoch != sh->epoch) {
@@ -1689,11 +1735,12 @@ ngx_http_events_cluster_import(ngx_http_events_cluster_t *cl,
 
     ngx_memzero(&ev, sizeof(ngx_http_events_event_t));
 
-    if (ngx_http_events_cluster_rec_read((u_char *) f[3]->str, f[3]->len,
-                                         &ev)
-        != NGX_OK)
+    if (seq == 0
+        || ngx_http_events_cluster_rec_read((u_char *) f[3]->str,
+                                            f[3]->len, &ev)
+           != NGX_OK)
     {
-        return NGX_ERROR;
+        goto foreign;
     }
 
     ev.seq = seq;
@@ -1710,6 +1757,20 @@ ngx_http_events_cluster_import(ngx_http_events_cluster_t *cl,
                                      : "larger than the zone can hold");
         (void) ngx_atomic_fetch_add(&sh->errors, 1);
     }
+
+    goto done;
+
+foreign:
+
+    /* something else wrote into the stream: skipped, not read again */
+    ngx_log_error(NGX_LOG_ERR, cl->log, 0,
+                  "events_cluster: redis %V: entry %*s of %V was not "
+                  "written by this module; skipped", &cl->redis.url,
+                  (size_t) entry->element[0]->len, entry->element[0]->str,
+                  &cl->key_log);
+    (void) ngx_atomic_fetch_add(&sh->errors, 1);
+
+done:
 
     ngx_shmtx_lock(&cl->shpool->mutex);
 
