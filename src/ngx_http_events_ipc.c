@@ -75,6 +75,14 @@ ngx_http_events_ipc_init_module(ngx_cycle_t *cycle)
 
     ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_core_module);
 
+    if (ccf->worker_processes > NGX_HTTP_EVENTS_MAX_WORKERS) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "events zones support at most %d worker processes, "
+                      "not %i", NGX_HTTP_EVENTS_MAX_WORKERS,
+                      ccf->worker_processes);
+        return NGX_ERROR;
+    }
+
     ipc = ngx_pcalloc(cycle->pool, sizeof(ngx_http_events_ipc_t));
     if (ipc == NULL) {
         return NGX_ERROR;

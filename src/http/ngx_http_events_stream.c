@@ -38,7 +38,7 @@
 #define NGX_HTTP_EVENTS_STREAM_WAKE     64      /* streams woken per turn */
 
 
-typedef struct {
+struct ngx_http_events_stream_ctx_s {
     ngx_http_request_t         *request;
     ngx_http_events_store_t    *store;
     ngx_queue_t                 queue;
@@ -68,7 +68,7 @@ typedef struct {
     unsigned                    named:1;
     unsigned                    stalled:1;
     unsigned                    done:1;
-} ngx_http_events_stream_ctx_t;
+};
 
 
 static void ngx_http_events_stream_event_init(
