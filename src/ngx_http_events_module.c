@@ -953,7 +953,9 @@ ngx_http_events_init_process(ngx_cycle_t *cycle)
 {
     ngx_http_events_main_conf_t  *emcf;
 
-    if (ngx_http_events_ipc_init_process(cycle) != NGX_OK) {
+    if (ngx_http_events_ipc_init_process(cycle) != NGX_OK
+        || ngx_http_events_stream_init_process(cycle) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
