@@ -119,7 +119,6 @@ ngx_int_t
 ngx_http_events_stream_handler(ngx_http_request_t *r)
 {
     ngx_int_t                      rc;
-    ngx_str_t                      allow;
     ngx_pool_cleanup_t            *cln;
     ngx_http_events_error_t        err;
     ngx_http_events_store_t       *store;
@@ -130,14 +129,7 @@ ngx_http_events_stream_handler(ngx_http_request_t *r)
     store = elcf->stream_zone->data;
 
     if (r->method != NGX_HTTP_GET) {
-        ngx_str_set(&allow, "GET");
-
-        if (ngx_http_events_http_add_header(r, "Allow", &allow) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        return ngx_http_events_stream_refuse(r, 405, "method_not_allowed",
-                                             "a stream is read with GET");
+        return ngx_http_events_http_not_allowed(r, "GET");
     }
 
     if (!ngx_http_events_auth_access(r, &rc)) {
