@@ -66,57 +66,6 @@
 
 
 typedef struct {
-    ngx_pid_t                   lease_pid;
-    ngx_msec_t                  lease_expires;
-    uint64_t                    term;
-
-    uint64_t                    epoch;          /* Redis's; 0: not known */
-    uint64_t                    last_seq;       /* tailed up to here */
-    uint64_t                    last_ms;
-    uint64_t                    head_seq;
-    uint64_t                    lag_ms;
-
-    ngx_atomic_t                connected;
-    ngx_atomic_t                caught_up;
-    ngx_atomic_t                appended;
-    ngx_atomic_t                repeats;
-    ngx_atomic_t                conflicts;
-    ngx_atomic_t                unavailable;
-    ngx_atomic_t                tailed;
-    ngx_atomic_t                resets;
-    ngx_atomic_t                reconnects;
-    ngx_atomic_t                errors;
-} ngx_http_events_cluster_sh_t;
-
-
-typedef struct {
-    ngx_str_t                   zone_name;
-    ngx_shm_zone_t             *zone;           /* the events zone */
-    ngx_shm_zone_t             *shm;            /* this module's */
-    ngx_http_events_cluster_sh_t  *sh;
-    ngx_slab_pool_t            *shpool;
-
-    ngx_http_events_redis_conf_t  redis;
-    ngx_str_t                   prefix;
-    ngx_str_t                   key_log;
-    ngx_str_t                   key_meta;
-    ngx_str_t                   key_id;         /* ids' keys start so */
-    ngx_str_t                   max_len;        /* "0": no limit */
-    ngx_str_t                   retention;      /* ms; "0": no limit */
-
-    ngx_http_events_remote_t    remote;
-
-    /* this worker's */
-    ngx_log_t                  *log;
-    ngx_http_events_redis_t     rd;             /* appends */
-    ngx_http_events_redis_t     tail;           /* XREAD BLOCK */
-    ngx_event_t                 tick;
-    ngx_event_t                 tail_wait;      /* after an error */
-    ngx_uint_t                  tailing;
-} ngx_http_events_cluster_t;
-
-
-typedef struct {
     ngx_array_t                 clusters;       /* cluster_t * */
 } ngx_http_events_cluster_main_conf_t;
 
@@ -146,9 +95,6 @@ static ngx_int_t ngx_http_events_cluster_keys(ngx_conf_t *cf,
 static ngx_int_t ngx_http_events_cluster_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 static void *ngx_http_events_cluster_create_main_conf(ngx_conf_t *cf);
-static void *ngx_http_events_cluster_create_loc_conf(ngx_conf_t *cf);
-static char *ngx_http_events_cluster_merge_loc_conf(ngx_conf_t *cf,
-    void *parent, void *child);
 static ngx_int_t ngx_http_events_cluster_postconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_http_events_cluster_init_process(ngx_cycle_t *cycle);
 static void ngx_http_events_cluster_exit_process(ngx_cycle_t *cycle);
@@ -158,8 +104,6 @@ static void *ngx_http_events_cluster_append(void *data,
     ngx_http_events_remote_done_pt done, void *ctx);
 static void ngx_http_events_cluster_cancel(void *handle);
 static ngx_int_t ngx_http_events_cluster_ready(void *data);
-static void ngx_http_events_cluster_stats_get(void *data,
-    ngx_http_events_remote_stats_t *st);
 static ngx_int_t ngx_http_events_cluster_send(
     ngx_http_events_cluster_op_t *op);
 static void ngx_http_events_cluster_appended(void *data, redisReply *reply,
@@ -300,8 +244,8 @@ static ngx_http_module_t  ngx_http_events_cluster_module_ctx = {
     NULL,                                  /* create server configuration */
     NULL,                                  /* merge server configuration */
 
-    ngx_http_events_cluster_create_loc_conf, /* create location conf */
-    ngx_http_events_cluster_merge_loc_conf /* merge location configuration */
+    NULL,                                  /* create location configuration */
+    NULL                                   /* merge location configuration */
 };
 
 
@@ -597,65 +541,31 @@ ngx_http_events_cluster_create_main_conf(ngx_conf_t *cf)
 }
 
 
-/* no settings of its own: the merge only checks the events module's */
-
-static void *
-ngx_http_events_cluster_create_loc_conf(ngx_conf_t *cf)
-{
-    return ngx_pcalloc(cf->pool, sizeof(ngx_uint_t));
-}
-
-
-static char *
-ngx_http_events_cluster_merge_loc_conf(ngx_conf_t *cf, void *parent,
-    void *child)
-{
-    ngx_uint_t                            i;
-    ngx_http_events_cluster_t           **clp;
-    ngx_http_events_loc_conf_t           *elcf;
-    ngx_http_events_cluster_main_conf_t  *cmcf;
-
-    cmcf = ngx_http_conf_get_module_main_conf(cf,
-                                              ngx_http_events_cluster_module);
-    elcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_events_module);
-
-    if (elcf == NULL || elcf->capture.zone == NULL) {
-        return NGX_CONF_OK;
-    }
-
-    clp = cmcf->clusters.elts;
-
-    for (i = 0; i < cmcf->clusters.nelts; i++) {
-        if (clp[i]->zone == elcf->capture.zone) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "events_capture into events zone \"%V\", "
-                               "which has an events_cluster, is not "
-                               "supported yet", &clp[i]->zone_name);
-            return NGX_CONF_ERROR;
-        }
-    }
-
-    return NGX_CONF_OK;
-}
-
-
 /* every zone is known now: bind each cluster to its store */
 
 static ngx_int_t
 ngx_http_events_cluster_postconfiguration(ngx_conf_t *cf)
 {
-    ngx_uint_t                            i;
+    ngx_uint_t                            i, k;
     ngx_http_events_store_t              *store;
     ngx_http_events_cluster_t           **clp, *cl;
+    ngx_http_events_main_conf_t          *emcf;
     ngx_http_events_cluster_main_conf_t  *cmcf;
     u_char                                sha[SHA_DIGEST_LENGTH];
 
     cmcf = ngx_http_conf_get_module_main_conf(cf,
                                               ngx_http_events_cluster_module);
+    emcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_events_module);
 
     SHA1(ngx_http_events_cluster_script.data,
          ngx_http_events_cluster_script.len, sha);
     ngx_hex_dump(ngx_http_events_cluster_sha, sha, SHA_DIGEST_LENGTH);
+
+    if (cmcf->clusters.nelts
+        && ngx_http_events_cluster_status_register(cf) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
 
     clp = cmcf->clusters.elts;
 
@@ -668,6 +578,16 @@ ngx_http_events_cluster_postconfiguration(ngx_conf_t *cf)
                           "events_cluster: unknown events zone \"%V\"",
                           &cl->zone_name);
             return NGX_ERROR;
+        }
+
+        for (k = 0; emcf->captured && k < emcf->captured->nelts; k++) {
+            if (((ngx_shm_zone_t **) emcf->captured->elts)[k] == cl->zone) {
+                ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                              "events_capture into events zone \"%V\", "
+                              "which has an events_cluster, is not "
+                              "supported yet", &cl->zone_name);
+                return NGX_ERROR;
+            }
         }
 
         if (store->journal) {
@@ -683,7 +603,6 @@ ngx_http_events_cluster_postconfiguration(ngx_conf_t *cf)
         cl->remote.append = ngx_http_events_cluster_append;
         cl->remote.cancel = ngx_http_events_cluster_cancel;
         cl->remote.ready = ngx_http_events_cluster_ready;
-        cl->remote.stats = ngx_http_events_cluster_stats_get;
 
         store->remote = &cl->remote;
     }
@@ -1144,46 +1063,6 @@ ngx_http_events_cluster_lost(ngx_http_events_redis_t *rd)
     ngx_http_events_cluster_t  *cl = rd->data;
 
     (void) ngx_atomic_fetch_add(&cl->sh->reconnects, 1);
-}
-
-
-static void
-ngx_http_events_cluster_stats_get(void *data,
-    ngx_http_events_remote_stats_t *st)
-{
-    ngx_http_events_cluster_t  *cl = data;
-
-    ngx_http_events_cluster_sh_t  *sh;
-
-    sh = cl->sh;
-
-    ngx_memzero(st, sizeof(ngx_http_events_remote_stats_t));
-
-    st->url = cl->redis.url;
-    st->prefix = cl->prefix;
-
-    ngx_shmtx_lock(&cl->shpool->mutex);
-
-    st->epoch = sh->epoch;
-    st->last_seq = sh->last_seq;
-    st->last_ms = sh->last_ms;
-    st->head_seq = ngx_max(sh->head_seq, sh->last_seq);
-    st->lag_ms = sh->lag_ms;
-    st->tailer = sh->lease_pid;
-
-    ngx_shmtx_unlock(&cl->shpool->mutex);
-
-    st->holder = (st->tailer == ngx_pid);
-    st->connected = sh->connected;
-    st->caught_up = sh->caught_up;
-    st->appended = sh->appended;
-    st->repeats = sh->repeats;
-    st->conflicts = sh->conflicts;
-    st->unavailable = sh->unavailable;
-    st->tailed = sh->tailed;
-    st->resets = sh->resets;
-    st->reconnects = sh->reconnects;
-    st->errors = sh->errors;
 }
 
 

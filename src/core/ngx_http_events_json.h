@@ -16,7 +16,7 @@
 
 
 /* what a failed request says, in the error envelope of the contract */
-typedef struct {
+struct ngx_http_events_error_s {
     ngx_uint_t                  status;
     const char                 *code;
     const char                 *kind;           /* "param", "field", NULL */
@@ -24,7 +24,7 @@ typedef struct {
     size_t                      message_len;
     u_char                      name[160];
     u_char                      message[320];
-} ngx_http_events_error_t;
+};
 
 
 typedef struct {

@@ -12,6 +12,8 @@
 #include <ngx_core.h>
 #include <ngx_event.h>
 
+#include "ngx_http_events_types.h"
+
 
 #define NGX_HTTP_EVENTS_MAX_WORKERS     64
 
@@ -37,7 +39,6 @@
 #define NGX_HTTP_EVENTS_JOURNAL_UNSYNCED  -101
 
 
-typedef struct ngx_http_events_journal_s     ngx_http_events_journal_t;
 typedef struct ngx_http_events_journal_sh_s  ngx_http_events_journal_sh_t;
 
 
@@ -208,30 +209,6 @@ typedef void (*ngx_http_events_remote_done_pt)(void *ctx, ngx_int_t rc,
     ngx_uint_t failed);
 
 
-/* a cluster's state, as the status shows it */
-typedef struct {
-    ngx_str_t                   url;            /* without the password */
-    ngx_str_t                   prefix;
-    uint64_t                    epoch;
-    uint64_t                    last_seq;       /* tailed into the ring */
-    uint64_t                    last_ms;
-    uint64_t                    head_seq;       /* the log's, last seen */
-    uint64_t                    lag_ms;         /* the last event's trip */
-    ngx_pid_t                   tailer;         /* 0: none */
-    ngx_uint_t                  holder;         /* this process tails */
-    ngx_uint_t                  connected;      /* the tailer is */
-    ngx_uint_t                  caught_up;
-    uint64_t                    appended;
-    uint64_t                    repeats;
-    uint64_t                    conflicts;
-    uint64_t                    unavailable;    /* appends refused */
-    uint64_t                    tailed;
-    uint64_t                    resets;         /* new epochs adopted */
-    uint64_t                    reconnects;
-    uint64_t                    errors;
-} ngx_http_events_remote_stats_t;
-
-
 typedef struct {
     void                       *data;
 
@@ -244,12 +221,10 @@ typedef struct {
     void                      (*cancel)(void *handle);
     /* NGX_AGAIN: the ring is still catching up with the log */
     ngx_int_t                 (*ready)(void *data);
-    void                      (*stats)(void *data,
-                                       ngx_http_events_remote_stats_t *st);
 } ngx_http_events_remote_t;
 
 
-typedef struct {
+struct ngx_http_events_store_s {
     ngx_http_events_sh_t       *sh;
     ngx_slab_pool_t            *shpool;
     ngx_str_t                   name;
@@ -266,17 +241,17 @@ typedef struct {
 
     /* webhooks: the server that sends them, their settings, the queue */
     void                       *wh_ctx;         /* ngx_http_conf_ctx_t */
-    void                       *whcf;           /* wh_conf_t */
+    ngx_http_events_wh_conf_t  *whcf;
     ngx_array_t                *wh_static;      /* wh_spec_t */
-    void                       *wh;             /* wh_sh_t, in the zone */
+    ngx_http_events_wh_sh_t    *wh;             /* in the zone */
     ngx_event_t                 wh_tick;
     ngx_event_t                 wh_kick;        /* posted: events came */
     ngx_uint_t                  wh_inflight;    /* this process's */
     ngx_msec_t                  wh_saved;       /* state last written */
-    void                       *wh_task;        /* ngx_thread_task_t */
+    ngx_thread_task_t          *wh_task;
     unsigned                    wh_writing:1;   /* the task is out */
     unsigned                    wh_owner:1;
-} ngx_http_events_store_t;
+};
 
 
 ngx_int_t ngx_http_events_store_init_zone(ngx_shm_zone_t *shm_zone,
