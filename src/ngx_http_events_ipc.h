@@ -14,6 +14,7 @@
 #include "ngx_http_events_module.h"
 #include "ngx_http_events_store.h"
 #include "ngx_http_events_cursor.h"
+#include "ngx_http_events_id.h"
 
 
 /* one per worker process, hung off the main conf */
@@ -23,7 +24,7 @@ struct ngx_http_events_ipc_s {
     ngx_event_t                 fanout;         /* posted: local publish */
     ngx_connection_t           *watcher;        /* learns of shutdown */
     ngx_http_events_scratch_t   scratch;        /* one event, for streams */
-    uint64_t                    rng;            /* for event ids */
+    ngx_http_events_id_rng_t    rng;            /* for event ids */
 
     /* the last event's cursor, framed for many streams in a wake */
     uint64_t                    cursor_seq;

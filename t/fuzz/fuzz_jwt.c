@@ -198,15 +198,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                  "tenant %.*s", (int) claims.tenant.len, claims.tenant.data);
 
         for (i = 0; i < claims.npublish; i++) {
-            fz_check(ngx_http_events_match_pattern_valid(claims.publish[i].data,
-                                                         claims.publish[i].len)
+            fz_check(ngx_http_events_match_pattern_valid(
+                         claims.publish[i].data, claims.publish[i].len)
                      == NGX_OK, "publish pattern");
         }
 
         for (i = 0; i < claims.nsubscribe; i++) {
-            fz_check(
-                ngx_http_events_match_pattern_valid(claims.subscribe[i].data,
-                                                         claims.subscribe[i].len)
+            fz_check(ngx_http_events_match_pattern_valid(
+                         claims.subscribe[i].data, claims.subscribe[i].len)
                      == NGX_OK, "subscribe pattern");
 
             /* a grant never narrows to something it does not cover */
