@@ -21,7 +21,7 @@
  * pcalloc'd owner needs no init (see ngx_http_events_id.c).
  */
 typedef struct {
-    u_char                      buf[NGX_HTTP_EVENTS_ID_RANDOM * 64];
+    u_char                      buf[NGX_HTTP_EVENTS_ID_RANDOM * 256];
     size_t                      left;
     ngx_pid_t                   pid;
 } ngx_http_events_id_rng_t;

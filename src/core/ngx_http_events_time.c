@@ -19,6 +19,9 @@
 #include "ngx_http_events_time.h"
 
 
+static ngx_int_t ngx_http_events_time_days(ngx_int_t year, ngx_int_t month);
+
+
 uint64_t
 ngx_http_events_time_now_ms(void)
 {
@@ -69,7 +72,10 @@ ngx_http_events_time_parse(u_char *p, size_t len, int64_t *ms)
     frac = 0;
     zone = 0;
 
-    if (year < 1970 || month < 1 || month > 12 || day < 1 || day > 31) {
+    if (year < 1970 || month < 1 || month > 12 || day < 1
+        || day > ngx_http_events_time_days(year, month))
+    {
+        /* 2026-02-29 is not March 1st: a date that never was is refused */
         return NGX_ERROR;
     }
 
@@ -169,4 +175,22 @@ ngx_http_events_time_parse(u_char *p, size_t len, int64_t *ms)
     }
 
     return NGX_OK;
+}
+
+
+/* the days of a month of the proleptic Gregorian calendar */
+
+static ngx_int_t
+ngx_http_events_time_days(ngx_int_t year, ngx_int_t month)
+{
+    static const u_char  days[] = { 31, 28, 31, 30, 31, 30,
+                                    31, 31, 30, 31, 30, 31 };
+
+    if (month == 2
+        && year % 4 == 0 && (year % 100 != 0 || year % 400 == 0))
+    {
+        return 29;
+    }
+
+    return days[month - 1];
 }

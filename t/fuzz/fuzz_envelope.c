@@ -458,9 +458,9 @@ fz_digits(const u_char *p, size_t n)
 
 /*
  * YYYY-MM-DD, or YYYY-MM-DD(T|t| )hh:mm:ss[.d+](Z|z|(+|-)hh:mm);
- * year >= 1970, fields in range (a day up to 31 in any month, a second
- * up to 60); a fraction counts to the millisecond.  timegm() does the
- * calendar.
+ * year >= 1970, fields in range (a day that exists in its month: timegm()
+ * leaves it as it was, a second up to 60); a fraction counts to the
+ * millisecond.  timegm() does the calendar.
  */
 
 static ngx_int_t
@@ -548,6 +548,14 @@ fz_ref_time(const u_char *p, size_t len, int64_t *ms)
     tm.tm_year = year - 1900;
     tm.tm_mon = month - 1;
     tm.tm_mday = day;
+
+    /* timegm() rolls 02-30 over into March: a day that does not exist */
+    (void) timegm(&tm);
+
+    if (tm.tm_mday != day || tm.tm_mon != month - 1) {
+        return NGX_ERROR;
+    }
+
     tm.tm_hour = hour;
     tm.tm_min = min;
     tm.tm_sec = sec;

@@ -9,7 +9,8 @@
  *
  * The first byte picks a mode:
  *   even: the rest is a token as a client would send it; whatever is
- *         accepted must carry a real HS256 signature by one of the keys;
+ *         accepted must carry a real HS256 signature by one of the keys,
+ *         in base64url without "=" padding;
  *   odd:  the rest is "header JSON \n payload JSON", which the harness
  *         signs with the first key, so the claims parser is reached; an
  *         accepted token must have said alg HS256, and its claims must
@@ -191,6 +192,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fz_check(fz_signed_by(&token, &fz_key1, pool)
                  || fz_signed_by(&token, &fz_key2, pool),
                  "accepted without a valid signature: %.*s",
+                 (int) token.len, token.data);
+        fz_check(memchr(token.data, '=', token.len) == NULL,
+                 "accepted with base64 padding: %.*s",
                  (int) token.len, token.data);
         fz_check(claims.exp + FZ_LEEWAY >= FZ_NOW, "expired exp %lld",
                  (long long) claims.exp);
