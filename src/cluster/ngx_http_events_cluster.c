@@ -82,7 +82,11 @@ typedef struct {
     const char                **argv;
     size_t                     *argvlen;
     ngx_http_events_redis_cmd_t  *cmd;
+    ngx_int_t                   rc;             /* the script's, for WAIT */
+    ngx_uint_t                  failed;
+    ngx_uint_t                  stale_waits;    /* WAITs to pass over */
     unsigned                    retried:1;
+    unsigned                    no_wait:1;      /* WAIT could not go */
 } ngx_http_events_cluster_op_t;
 
 
@@ -108,6 +112,10 @@ static ngx_int_t ngx_http_events_cluster_send(
     ngx_http_events_cluster_op_t *op);
 static void ngx_http_events_cluster_appended(void *data, redisReply *reply,
     ngx_http_events_redis_cmd_t *cmd);
+static void ngx_http_events_cluster_waited(void *data, redisReply *reply,
+    ngx_http_events_redis_cmd_t *cmd);
+static void ngx_http_events_cluster_finish(ngx_http_events_cluster_op_t *op,
+    ngx_int_t rc, ngx_uint_t failed);
 static ngx_int_t ngx_http_events_cluster_answer(
     ngx_http_events_cluster_op_t *op, redisReply *reply, ngx_uint_t *failed);
 static ngx_int_t ngx_http_events_cluster_stored(ngx_pool_t *pool,
@@ -322,6 +330,18 @@ ngx_http_events_cluster(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    if (cl->wait_n) {
+        /* half the timeout: WAIT answers before the connection is dead */
+        cl->wait_ms.data = ngx_pnalloc(cf->pool, NGX_INT_T_LEN);
+        if (cl->wait_ms.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        cl->wait_ms.len = ngx_sprintf(cl->wait_ms.data, "%M",
+                                      ngx_max(cl->redis.timeout / 2, 1))
+                          - cl->wait_ms.data;
+    }
+
     /* size 0: events_zone declares it, before or after this directive */
     cl->zone = ngx_shared_memory_add(cf, &value[1], 0,
                                      &ngx_http_events_module);
@@ -430,6 +450,18 @@ ngx_http_events_cluster_param(ngx_conf_t *cf, ngx_http_events_cluster_t *cl,
 
         cl->retention.len = ngx_sprintf(cl->retention.data, "%M", ms)
                             - cl->retention.data;
+        return NGX_CONF_OK;
+    }
+
+    if (v->len > 5 && ngx_strncmp(v->data, "wait=", 5) == 0) {
+        n = ngx_atoi(v->data + 5, v->len - 5);
+        if (n == NGX_ERROR || n == 0 || n > 64) {
+            goto invalid;
+        }
+
+        cl->wait_n = n;
+        cl->wait.data = v->data + 5;
+        cl->wait.len = v->len - 5;
         return NGX_CONF_OK;
     }
 
@@ -850,12 +882,41 @@ ngx_http_events_cluster_cancel(void *handle)
 static ngx_int_t
 ngx_http_events_cluster_send(ngx_http_events_cluster_op_t *op)
 {
-    op->cmd = ngx_http_events_redis_send(&op->cl->rd, op->argc, op->argv,
+    size_t                      argvlen[3];
+    const char                 *argv[3];
+    ngx_http_events_cluster_t  *cl;
+
+    cl = op->cl;
+
+    op->cmd = ngx_http_events_redis_send(&cl->rd, op->argc, op->argv,
                                          op->argvlen,
                                          ngx_http_events_cluster_appended,
                                          op);
+    if (op->cmd == NULL) {
+        return NGX_ERROR;
+    }
 
-    return op->cmd ? NGX_OK : NGX_ERROR;
+    if (cl->wait.len == 0) {
+        return NGX_OK;
+    }
+
+    /* wait=N: right behind the script, in the same write */
+
+    argv[0] = "WAIT";
+    argvlen[0] = 4;
+    argv[1] = (const char *) cl->wait.data;
+    argvlen[1] = cl->wait.len;
+    argv[2] = (const char *) cl->wait_ms.data;
+    argvlen[2] = cl->wait_ms.len;
+
+    if (ngx_http_events_redis_send(&cl->rd, 3, argv, argvlen,
+                                   ngx_http_events_cluster_waited, op)
+        == NULL)
+    {
+        op->no_wait = 1;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -881,7 +942,7 @@ ngx_http_events_cluster_appended(void *data, redisReply *reply,
         /* written and not answered: the script may have run */
         rc = cmd->written ? NGX_AGAIN : NGX_BUSY;
         (void) ngx_atomic_fetch_add(&cl->sh->unavailable, 1);
-        op->done(op->ctx, rc, 0);
+        ngx_http_events_cluster_finish(op, rc, 0);
         return;
     }
 
@@ -893,12 +954,17 @@ ngx_http_events_cluster_appended(void *data, redisReply *reply,
         op->argv[1] = (const char *) ngx_http_events_cluster_script.data;
         op->argvlen[1] = ngx_http_events_cluster_script.len;
 
+        if (cl->wait.len && !op->no_wait) {
+            /* the WAIT sent behind the refused script answers first */
+            op->stale_waits++;
+        }
+
         if (ngx_http_events_cluster_send(op) == NGX_OK) {
             return;
         }
 
         (void) ngx_atomic_fetch_add(&cl->sh->unavailable, 1);
-        op->done(op->ctx, NGX_BUSY, 0);
+        ngx_http_events_cluster_finish(op, NGX_BUSY, 0);
         return;
     }
 
@@ -910,7 +976,87 @@ ngx_http_events_cluster_appended(void *data, redisReply *reply,
         rc = NGX_BUSY;
     }
 
-    op->done(op->ctx, rc, failed);
+    if (rc == NGX_OK && cl->wait.len) {
+        if (op->no_wait) {
+            ngx_http_events_cluster_finish(op, NGX_ABORT, 0);
+            return;
+        }
+
+        /* the answer waits for the replicas */
+        op->rc = rc;
+        op->failed = failed;
+        return;
+    }
+
+    ngx_http_events_cluster_finish(op, rc, failed);
+}
+
+
+/* wait=N: how many replicas have the writes of this connection so far */
+
+static void
+ngx_http_events_cluster_waited(void *data, redisReply *reply,
+    ngx_http_events_redis_cmd_t *cmd)
+{
+    ngx_http_events_cluster_op_t  *op = data;
+
+    ngx_http_events_cluster_t  *cl;
+
+    cl = op->cl;
+
+    if (op->stale_waits) {
+        op->stale_waits--;
+        return;
+    }
+
+    if (op->done == NULL) {
+        return;
+    }
+
+    if (reply == NULL) {
+        ngx_http_events_cluster_finish(op, NGX_AGAIN, 0);
+        return;
+    }
+
+    if (reply->type != REDIS_REPLY_INTEGER
+        || reply->integer < (long long) cl->wait_n)
+    {
+        if (reply->type == REDIS_REPLY_INTEGER) {
+            ngx_log_error(NGX_LOG_ERR, cl->log, 0,
+                          "events_cluster: redis %V: %L replicas of %ui "
+                          "confirmed an append in time", &cl->redis.url,
+                          (int64_t) reply->integer, cl->wait_n);
+
+        } else {
+            ngx_log_error(NGX_LOG_ERR, cl->log, 0,
+                          "events_cluster: redis %V refused WAIT: %*s",
+                          &cl->redis.url, (size_t) ngx_min(reply->len, 200),
+                          reply->str);
+        }
+
+        (void) ngx_atomic_fetch_add(&cl->sh->unreplicated, 1);
+        ngx_http_events_cluster_finish(op, NGX_ABORT, 0);
+        return;
+    }
+
+    ngx_http_events_cluster_finish(op, op->rc, op->failed);
+}
+
+
+/* the one way an append ends: once */
+
+static void
+ngx_http_events_cluster_finish(ngx_http_events_cluster_op_t *op,
+    ngx_int_t rc, ngx_uint_t failed)
+{
+    ngx_http_events_remote_done_pt  done;
+
+    done = op->done;
+    op->done = NULL;
+
+    if (done) {
+        done(op->ctx, rc, failed);
+    }
 }
 
 

@@ -34,6 +34,7 @@ typedef struct {
     ngx_atomic_t                repeats;
     ngx_atomic_t                conflicts;
     ngx_atomic_t                unavailable;
+    ngx_atomic_t                unreplicated;   /* wait= not met */
     ngx_atomic_t                tailed;
     ngx_atomic_t                resets;
     ngx_atomic_t                reconnects;
@@ -56,6 +57,9 @@ typedef struct {
     ngx_str_t                   key_id;         /* ids' keys start so */
     ngx_str_t                   max_len;        /* "0": no limit */
     ngx_str_t                   retention;      /* ms; "0": no limit */
+    ngx_uint_t                  wait_n;         /* wait=: replicas */
+    ngx_str_t                   wait;
+    ngx_str_t                   wait_ms;
 
     ngx_http_events_remote_t    remote;
 

@@ -109,6 +109,7 @@ ngx_http_events_cluster_status_json(ngx_http_events_buf_t *b,
                     "\"headSeq\":%uL,\"lagEvents\":%uL,\"lagMs\":%uL,"
                     "\"tailerPid\":%P,\"appended\":%uA,\"repeats\":%uA,"
                     "\"conflicts\":%uA,\"unavailable\":%uA,"
+                    "\"unreplicated\":%uA,"
                     "\"tailed\":%uA,\"epochResets\":%uA,"
                     "\"reconnects\":%uA,\"errors\":%uA}",
                     sh->connected ? "true" : "false",
@@ -116,7 +117,8 @@ ngx_http_events_cluster_status_json(ngx_http_events_buf_t *b,
                     cs.epoch, cs.last_seq, cs.head_seq,
                     cs.head_seq - cs.last_seq, cs.lag_ms, cs.tailer,
                     sh->appended, sh->repeats, sh->conflicts,
-                    sh->unavailable, sh->tailed, sh->resets,
+                    sh->unavailable, sh->unreplicated, sh->tailed,
+                    sh->resets,
                     sh->reconnects, sh->errors);
 }
 
@@ -171,6 +173,10 @@ ngx_http_events_cluster_status_text(ngx_http_events_buf_t *b,
                   "events_cluster_unavailable_total", "counter",
                   "Appends answered 503: Redis unreachable.",
                   sh->unavailable);
+    ngx_http_events_status_metric(b, store,
+                  "events_cluster_unreplicated_total", "counter",
+                  "Appends answered 503: fewer replicas than wait=.",
+                  sh->unreplicated);
     ngx_http_events_status_metric(b, store, "events_cluster_tailed_total",
                   "counter", "Events tailed from the log into the ring.",
                   sh->tailed);

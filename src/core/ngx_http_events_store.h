@@ -201,8 +201,9 @@ typedef struct ngx_http_events_sh_s  ngx_http_events_sh_t;
  * into the ring through ngx_http_events_store_restore(), in its order.
  * done() gets NGX_OK (the events carry their seq, time and stored
  * envelope, repeats marked), NGX_DECLINED (failed: a conflicting id),
- * NGX_BUSY (not stored: the log is unreachable) or NGX_AGAIN (no answer
- * in time: maybe stored).
+ * NGX_BUSY (not stored: the log is unreachable), NGX_AGAIN (no answer
+ * in time: maybe stored) or NGX_ABORT (stored, but not confirmed by as
+ * many replicas as required).
  */
 
 typedef void (*ngx_http_events_remote_done_pt)(void *ctx, ngx_int_t rc,

@@ -704,6 +704,13 @@ ngx_http_events_api_unavailable(ngx_http_request_t *r, ngx_int_t rc)
                               "time; the events may have been stored, a "
                               "retry with the same ids is safe");
 
+    } else if (rc == NGX_ABORT) {
+        ngx_http_events_error(&err, 503, "cluster_unreplicated", NULL, NULL,
+                              NULL, "the cluster's log stored the events, "
+                              "but fewer replicas than required confirmed "
+                              "them in time; a retry with the same ids is "
+                              "safe");
+
     } else {
         ngx_http_events_error(&err, 503, "cluster_unavailable", NULL, NULL,
                               NULL, "the cluster's log cannot be reached; "
