@@ -46,6 +46,11 @@ static ngx_int_t ngx_http_events_redis_queue(ngx_http_events_redis_t *rd,
     int argc, const char **argv, const size_t *argvlen,
     ngx_http_events_redis_pt handler, void *data,
     ngx_http_events_redis_cmd_t **cmdp);
+static ngx_int_t ngx_http_events_redis_out(ngx_http_events_redis_t *rd,
+    char *buf, size_t len);
+static ngx_int_t ngx_http_events_redis_moved(ngx_http_events_redis_t *rd,
+    redisReply *reply);
+static void ngx_http_events_redis_switch(ngx_http_events_redis_t *rd);
 static void ngx_http_events_redis_flush(ngx_event_t *ev);
 static void ngx_http_events_redis_write(ngx_event_t *wev);
 static void ngx_http_events_redis_read(ngx_event_t *rev);
@@ -222,6 +227,7 @@ ngx_http_events_redis_init(ngx_http_events_redis_t *rd,
     }
 
     ngx_queue_init(&rd->pending);
+    ngx_queue_init(&rd->redo);
     ngx_queue_init(&rd->free);
 
     rd->flush.handler = ngx_http_events_redis_flush;
@@ -242,15 +248,23 @@ ngx_http_events_redis_init(ngx_http_events_redis_t *rd,
 void
 ngx_http_events_redis_connect(ngx_http_events_redis_t *rd)
 {
-    ngx_int_t          rc;
-    ngx_addr_t        *addr;
-    ngx_connection_t  *c;
+    ngx_int_t                     rc;
+    ngx_addr_t                   *addr;
+    ngx_queue_t                   rest, *q;
+    ngx_connection_t             *c;
+    ngx_http_events_redis_cmd_t  *cmd;
 
     if (rd->state != NGX_HTTP_EVENTS_REDIS_IDLE || ngx_exiting) {
         return;
     }
 
-    addr = &rd->conf->addrs[rd->connects % rd->conf->naddrs];
+    if (rd->moved.sockaddr) {
+        addr = &rd->moved;
+
+    } else {
+        addr = &rd->conf->addrs[rd->connects % rd->conf->naddrs];
+    }
+
     rd->connects++;
 
     ngx_memzero(&rd->pc, sizeof(ngx_peer_connection_t));
@@ -281,11 +295,37 @@ ngx_http_events_redis_connect(ngx_http_events_redis_t *rd)
 
     rd->state = NGX_HTTP_EVENTS_REDIS_CONNECTING;
 
-    /* AUTH and SELECT go first, before whatever is queued meanwhile */
+    /*
+     * AUTH and SELECT go first, then what waits: commands a MOVED sent
+     * here, and those queued while the connection changed
+     */
+
+    ngx_queue_init(&rest);
+    ngx_queue_add(&rest, &rd->pending);
+    ngx_queue_init(&rd->pending);
+    rd->npending = 0;
+    rd->nwritten = 0;
 
     if (ngx_http_events_redis_hello(rd) != NGX_OK) {
+        ngx_queue_add(&rd->pending, &rest);
         ngx_http_events_redis_fail(rd, "no memory");
         return;
+    }
+
+    while (!ngx_queue_empty(&rest)) {
+        q = ngx_queue_head(&rest);
+        ngx_queue_remove(q);
+        cmd = ngx_queue_data(q, ngx_http_events_redis_cmd_t, queue);
+
+        cmd->written = 0;
+        ngx_queue_insert_tail(&rd->pending, q);
+        rd->npending++;
+
+        if (ngx_http_events_redis_out(rd, cmd->buf, cmd->len) != NGX_OK) {
+            ngx_queue_add(&rd->pending, &rest);
+            ngx_http_events_redis_fail(rd, "no memory");
+            return;
+        }
     }
 
     if (rc == NGX_AGAIN) {
@@ -442,37 +482,12 @@ ngx_http_events_redis_queue(ngx_http_events_redis_t *rd, int argc,
 {
     int                           len;
     char                         *s;
-    u_char                       *out;
-    size_t                        size;
     ngx_queue_t                  *q;
     ngx_http_events_redis_cmd_t  *cmd;
 
     len = redisFormatCommandArgv(&s, argc, argv, argvlen);
     if (len < 0) {
         return NGX_ERROR;
-    }
-
-    if (rd->out_len + len > rd->out_size) {
-        /* a worker's own buffer, kept for its life, as big as needed */
-        size = ngx_max(rd->out_size * 2, rd->out_len + len);
-        size = ngx_max(size, 16384);
-
-        out = ngx_alloc(size, rd->log);
-        if (out == NULL) {
-            redisFreeCommand(s);
-            return NGX_ERROR;
-        }
-
-        if (rd->out) {
-            ngx_memcpy(out, rd->out + rd->out_pos,
-                       rd->out_len - rd->out_pos);
-            ngx_free(rd->out);
-        }
-
-        rd->out_len -= rd->out_pos;
-        rd->out_pos = 0;
-        rd->out = out;
-        rd->out_size = size;
     }
 
     if (!ngx_queue_empty(&rd->free)) {
@@ -488,10 +503,15 @@ ngx_http_events_redis_queue(ngx_http_events_redis_t *rd, int argc,
         }
     }
 
-    ngx_memcpy(rd->out + rd->out_len, s, len);
-    rd->out_len += len;
-    redisFreeCommand(s);
+    if (ngx_http_events_redis_out(rd, s, len) != NGX_OK) {
+        redisFreeCommand(s);
+        ngx_free(cmd);
+        return NGX_ERROR;
+    }
 
+    /* kept until the reply: a MOVED sends it again elsewhere */
+    cmd->buf = s;
+    cmd->len = len;
     cmd->handler = handler;
     cmd->data = data;
     cmd->written = 0;
@@ -502,6 +522,43 @@ ngx_http_events_redis_queue(ngx_http_events_redis_t *rd, int argc,
     if (cmdp) {
         *cmdp = cmd;
     }
+
+    return NGX_OK;
+}
+
+
+/* bytes to write, in a worker's own buffer, kept for its life */
+
+static ngx_int_t
+ngx_http_events_redis_out(ngx_http_events_redis_t *rd, char *buf,
+    size_t len)
+{
+    u_char  *out;
+    size_t   size;
+
+    if (rd->out_len + len > rd->out_size) {
+        size = ngx_max(rd->out_size * 2, rd->out_len + len);
+        size = ngx_max(size, 16384);
+
+        out = ngx_alloc(size, rd->log);
+        if (out == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (rd->out) {
+            ngx_memcpy(out, rd->out + rd->out_pos,
+                       rd->out_len - rd->out_pos);
+            ngx_free(rd->out);
+        }
+
+        rd->out_len -= rd->out_pos;
+        rd->out_pos = 0;
+        rd->out = out;
+        rd->out_size = size;
+    }
+
+    ngx_memcpy(rd->out + rd->out_len, buf, len);
+    rd->out_len += len;
 
     return NGX_OK;
 }
@@ -679,11 +736,26 @@ ngx_http_events_redis_read(ngx_event_t *rev)
 
             cmd = ngx_queue_data(q, ngx_http_events_redis_cmd_t, queue);
 
+            if (ngx_http_events_redis_moved(rd, (redisReply *) reply)
+                == NGX_OK)
+            {
+                /* once every answer due here came: the other node */
+                ngx_queue_insert_tail(&rd->redo, q);
+                freeReplyObject(reply);
+                continue;
+            }
+
+            if (((redisReply *) reply)->type != REDIS_REPLY_ERROR) {
+                rd->moves = 0;
+            }
+
             if (cmd->handler) {
                 cmd->handler(cmd->data, reply, cmd);
             }
 
             freeReplyObject(reply);
+            redisFreeCommand(cmd->buf);
+            cmd->buf = NULL;
             ngx_queue_insert_head(&rd->free, q);
 
             if (rd->broken) {
@@ -700,6 +772,11 @@ ngx_http_events_redis_read(ngx_event_t *rev)
         }
     }
 
+    if (rd->redirect && rd->nwritten == 0) {
+        ngx_http_events_redis_switch(rd);
+        return;
+    }
+
     if (ngx_exiting && rd->npending == 0) {
         ngx_http_events_redis_close(rd);
         return;
@@ -711,6 +788,128 @@ ngx_http_events_redis_read(ngx_event_t *rev)
     }
 
     ngx_http_events_redis_timer(rd);
+}
+
+
+/*
+ * "-MOVED <slot> <ip>:<port>": a Redis Cluster node says the keys are on
+ * another.  Every key of one log shares one hash tag, so they all are:
+ * the connection goes there, and the commands with it, in their order.
+ * Only IPv4 addresses; a node that keeps sending us on is an error.
+ */
+
+static ngx_int_t
+ngx_http_events_redis_moved(ngx_http_events_redis_t *rd, redisReply *reply)
+{
+    u_char     *p, *last, *colon;
+    in_addr_t   inaddr;
+    ngx_int_t   port;
+
+    if (!ngx_http_events_redis_is_error(reply, "MOVED ")
+        || rd->moves >= 5)
+    {
+        return NGX_DECLINED;
+    }
+
+    p = (u_char *) reply->str + 6;
+    last = (u_char *) reply->str + reply->len;
+
+    p = ngx_strlchr(p, last, ' ');
+    if (p == NULL) {
+        return NGX_DECLINED;
+    }
+
+    p++;
+
+    colon = NULL;
+
+    for (colon = last - 1; colon > p && *colon != ':'; colon--) {
+        /* void */
+    }
+
+    if (colon <= p) {
+        return NGX_DECLINED;
+    }
+
+    inaddr = ngx_inet_addr(p, colon - p);
+    port = ngx_atoi(colon + 1, last - colon - 1);
+
+    if (inaddr == INADDR_NONE || port < 1 || port > 65535) {
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "events_cluster: redis %V: cannot follow \"%*s\"",
+                      &rd->conf->url, (size_t) ngx_min(reply->len, 200),
+                      reply->str);
+        return NGX_DECLINED;
+    }
+
+    if (!rd->redirect) {
+        ngx_memzero(&rd->moved_sin, sizeof(struct sockaddr_in));
+        rd->moved_sin.sin_family = AF_INET;
+        rd->moved_sin.sin_addr.s_addr = inaddr;
+        rd->moved_sin.sin_port = htons((in_port_t) port);
+
+        rd->moved.sockaddr = (struct sockaddr *) &rd->moved_sin;
+        rd->moved.socklen = sizeof(struct sockaddr_in);
+        rd->moved.name.data = rd->moved_name;
+        rd->moved.name.len = ngx_sock_ntop(rd->moved.sockaddr,
+                                           rd->moved.socklen,
+                                           rd->moved_name,
+                                           NGX_SOCKADDR_STRLEN, 1);
+        rd->redirect = 1;
+        rd->moves++;
+        rd->redirects++;
+
+        ngx_log_error(NGX_LOG_INFO, rd->log, 0,
+                      "events_cluster: redis %V: the keys moved to %V",
+                      &rd->conf->url, &rd->moved.name);
+    }
+
+    return NGX_OK;
+}
+
+
+/* every answer due on this connection came: the redirected go first */
+
+static void
+ngx_http_events_redis_switch(ngx_http_events_redis_t *rd)
+{
+    ngx_queue_t  rest, *q;
+
+    rd->redirect = 0;
+
+    ngx_close_connection(rd->pc.connection);
+    rd->pc.connection = NULL;
+
+    if (rd->flush.posted) {
+        ngx_delete_posted_event(&rd->flush);
+    }
+
+    redisReaderFree(rd->reader);
+    rd->reader = redisReaderCreate();
+    if (rd->reader == NULL) {
+        ngx_http_events_redis_fail(rd, "no memory");
+        return;
+    }
+
+    ngx_queue_init(&rest);
+    ngx_queue_add(&rest, &rd->redo);
+    ngx_queue_init(&rd->redo);
+    ngx_queue_add(&rest, &rd->pending);
+    ngx_queue_init(&rd->pending);
+    ngx_queue_add(&rd->pending, &rest);
+
+    rd->npending = 0;
+
+    for (q = ngx_queue_head(&rd->pending);
+         q != ngx_queue_sentinel(&rd->pending);
+         q = ngx_queue_next(q))
+    {
+        rd->npending++;
+    }
+
+    rd->state = NGX_HTTP_EVENTS_REDIS_IDLE;
+
+    ngx_http_events_redis_connect(rd);
 }
 
 
@@ -772,6 +971,12 @@ ngx_http_events_redis_fail(ngx_http_events_redis_t *rd, const char *why)
     }
 
     rd->failures++;
+
+    /* the next connection asks the configured address where to go */
+    rd->moved.sockaddr = NULL;
+    rd->redirect = 0;
+    rd->moves = 0;
+
     rd->error.len = ngx_cpystrn(rd->errbuf, (u_char *) why,
                                 sizeof(rd->errbuf)) - rd->errbuf;
     rd->error.data = rd->errbuf;
@@ -843,10 +1048,15 @@ ngx_http_events_redis_drop(ngx_http_events_redis_t *rd)
 
     rd->state = NGX_HTTP_EVENTS_REDIS_CLOSED;
 
+    /* the redirected were written, and not answered where they went */
+    ngx_queue_add(&rd->redo, &rd->pending);
+    ngx_queue_init(&rd->pending);
+    ngx_queue_add(&rd->pending, &rd->redo);
+    ngx_queue_init(&rd->redo);
+
     while (!ngx_queue_empty(&rd->pending)) {
         q = ngx_queue_head(&rd->pending);
         ngx_queue_remove(q);
-        rd->npending--;
 
         cmd = ngx_queue_data(q, ngx_http_events_redis_cmd_t, queue);
 
@@ -854,6 +1064,8 @@ ngx_http_events_redis_drop(ngx_http_events_redis_t *rd)
             cmd->handler(cmd->data, NULL, cmd);
         }
 
+        redisFreeCommand(cmd->buf);
+        cmd->buf = NULL;
         ngx_queue_insert_head(&rd->free, q);
     }
 

@@ -50,6 +50,8 @@ struct ngx_http_events_redis_cmd_s {
     ngx_queue_t                 queue;
     ngx_http_events_redis_pt    handler;        /* NULL: nobody waits */
     void                       *data;
+    char                       *buf;            /* formatted, for a redo */
+    size_t                      len;
     unsigned                    written:1;      /* reached the socket */
 };
 
@@ -67,6 +69,7 @@ struct ngx_http_events_redis_s {
     size_t                      out_len;
 
     ngx_queue_t                 pending;        /* waiting for replies */
+    ngx_queue_t                 redo;           /* MOVED: for the next */
     ngx_queue_t                 free;
     ngx_uint_t                  npending;
     ngx_uint_t                  nwritten;       /* of them, on the wire */
@@ -82,12 +85,20 @@ struct ngx_http_events_redis_s {
     void                      (*lost)(ngx_http_events_redis_t *rd);
     void                       *data;
 
+    /* where a Redis Cluster said the keys are (MOVED) */
+    ngx_addr_t                  moved;
+    struct sockaddr_in          moved_sin;
+    u_char                      moved_name[NGX_SOCKADDR_STRLEN];
+    ngx_uint_t                  moves;          /* in a row */
+
     ngx_uint_t                  connects;
     ngx_uint_t                  failures;
+    ngx_uint_t                  redirects;
     ngx_str_t                   error;          /* the last, for logs */
     u_char                      errbuf[128];
     unsigned                    broken:1;       /* close after the reads */
     unsigned                    abandon:1;      /* quit without replies */
+    unsigned                    redirect:1;     /* go where MOVED said */
 };
 
 
