@@ -319,11 +319,34 @@ ngx_http_events_cluster(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return rv;
     }
 
+    ngx_str_set(&cl->trusted, "/etc/ssl/certs/ca-certificates.crt");
+
     for (i = 3; i < cf->args->nelts; i++) {
+        if (value[i].len > 24
+            && ngx_strncmp(value[i].data, "tls_trusted_certificate=", 24)
+               == 0)
+        {
+            if (!cl->redis.tls) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "events_cluster: \"%V\" needs a "
+                                   "rediss:// URL", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            cl->trusted.data = value[i].data + 24;
+            cl->trusted.len = value[i].len - 24;
+            continue;
+        }
+
         rv = ngx_http_events_cluster_param(cf, cl, &value[i]);
         if (rv != NGX_CONF_OK) {
             return rv;
         }
+    }
+
+    rv = ngx_http_events_redis_tls(cf, &cl->redis, &cl->trusted);
+    if (rv != NGX_CONF_OK) {
+        return rv;
     }
 
     if (ngx_http_events_cluster_keys(cf, cl) != NGX_OK) {

@@ -60,6 +60,7 @@ typedef struct {
     ngx_uint_t                  wait_n;         /* wait=: replicas */
     ngx_str_t                   wait;
     ngx_str_t                   wait_ms;
+    ngx_str_t                   trusted;        /* rediss:// */
 
     ngx_http_events_remote_t    remote;
 

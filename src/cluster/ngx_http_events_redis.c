@@ -55,6 +55,12 @@ static void ngx_http_events_redis_flush(ngx_event_t *ev);
 static void ngx_http_events_redis_write(ngx_event_t *wev);
 static void ngx_http_events_redis_read(ngx_event_t *rev);
 static ngx_int_t ngx_http_events_redis_test_connect(ngx_connection_t *c);
+#if (NGX_SSL)
+static ngx_int_t ngx_http_events_redis_tls_start(ngx_http_events_redis_t *rd,
+    ngx_connection_t *c);
+static void ngx_http_events_redis_tls_done(ngx_connection_t *c);
+#endif
+static void ngx_http_events_redis_close_connection(ngx_connection_t *c);
 static void ngx_http_events_redis_fail(ngx_http_events_redis_t *rd,
     const char *why);
 static void ngx_http_events_redis_retry(ngx_event_t *ev);
@@ -75,23 +81,32 @@ ngx_http_events_redis_parse_url(ngx_conf_t *cf, ngx_str_t *value,
     p = value->data;
     last = p + value->len;
 
+    conf->tls = 0;
+
     if (value->len > 9 && ngx_strncasecmp(p, (u_char *) "rediss://", 9) == 0)
     {
+#if (NGX_SSL)
+        conf->tls = 1;
+        p += 9;
+#else
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "events_cluster: \"rediss://\" (TLS) is not "
-                           "supported yet, in \"%V\"", value);
+                           "events_cluster: \"rediss://\" needs nginx "
+                           "built with SSL, in \"%V\"", value);
         return NGX_CONF_ERROR;
-    }
+#endif
 
-    if (value->len < 8 || ngx_strncasecmp(p, (u_char *) "redis://", 8) != 0)
+    } else if (value->len >= 8
+               && ngx_strncasecmp(p, (u_char *) "redis://", 8) == 0)
     {
+        p += 8;
+
+    } else {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "events_cluster: the URL must start with "
-                           "\"redis://\", not \"%V\"", value);
+                           "\"redis://\" or \"rediss://\", not \"%V\"",
+                           value);
         return NGX_CONF_ERROR;
     }
-
-    p += 8;
 
     slash = ngx_strlchr(p, last, '/');
     db = -1;
@@ -186,12 +201,13 @@ ngx_http_events_redis_parse_url(ngx_conf_t *cf, ngx_str_t *value,
 
     /* the URL as logs and the status show it: without the password */
 
-    conf->url.data = ngx_pnalloc(cf->pool, value->len + 16);
+    conf->url.data = ngx_pnalloc(cf->pool, value->len + 17);
     if (conf->url.data == NULL) {
         return NGX_CONF_ERROR;
     }
 
-    p = ngx_cpymem(conf->url.data, "redis://", 8);
+    p = conf->tls ? ngx_cpymem(conf->url.data, "rediss://", 9)
+                  : ngx_cpymem(conf->url.data, "redis://", 8);
 
     if (conf->user.len) {
         p = ngx_sprintf(p, "%V:***@", &conf->user);
@@ -209,6 +225,69 @@ ngx_http_events_redis_parse_url(ngx_conf_t *cf, ngx_str_t *value,
     conf->url.len = p - conf->url.data;
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * rediss://: nginx's own SSL; the certificate is checked against the
+ * trusted certificates, and its name against the host of the URL, which
+ * also goes as SNI
+ */
+
+char *
+ngx_http_events_redis_tls(ngx_conf_t *cf, ngx_http_events_redis_conf_t *conf,
+    ngx_str_t *trusted)
+{
+#if (NGX_SSL)
+    ngx_pool_cleanup_t  *cln;
+
+    if (!conf->tls) {
+        return NGX_CONF_OK;
+    }
+
+    conf->ssl = ngx_pcalloc(cf->pool, sizeof(ngx_ssl_t));
+    if (conf->ssl == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    conf->ssl->log = cf->log;
+
+    if (ngx_ssl_create(conf->ssl, NGX_SSL_TLSv1_2 | NGX_SSL_TLSv1_3, NULL)
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        ngx_ssl_cleanup_ctx(conf->ssl);
+        return NGX_CONF_ERROR;
+    }
+
+    cln->handler = ngx_ssl_cleanup_ctx;
+    cln->data = conf->ssl;
+
+    if (ngx_ssl_trusted_certificate(cf, conf->ssl, trusted, 9) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_inet_addr(conf->host.data, conf->host.len) == INADDR_NONE
+        && ngx_strlchr(conf->host.data, conf->host.data + conf->host.len,
+                       ':')
+           == NULL)
+    {
+        conf->sni = ngx_pnalloc(cf->pool, conf->host.len + 1);
+        if (conf->sni == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        (void) ngx_cpystrn(conf->sni, conf->host.data, conf->host.len + 1);
+    }
+
+    return NGX_CONF_OK;
+#else
+    return NGX_CONF_OK;
+#endif
 }
 
 
@@ -579,6 +658,9 @@ static void
 ngx_http_events_redis_write(ngx_event_t *wev)
 {
     ssize_t                       n;
+#if (NGX_SSL)
+    ngx_int_t                     rc;
+#endif
     ngx_uint_t                    i, unwritten;
     ngx_queue_t                  *q;
     ngx_connection_t             *c;
@@ -603,6 +685,23 @@ ngx_http_events_redis_write(ngx_event_t *wev)
         ngx_http_events_redis_fail(rd, "connect() failed");
         return;
     }
+
+#if (NGX_SSL)
+
+    if (rd->conf->tls && c->ssl == NULL) {
+        rc = ngx_http_events_redis_tls_start(rd, c);
+
+        if (rc != NGX_OK) {
+            /* NGX_AGAIN: the handshake goes on; NGX_DONE: it went on */
+            if (rc == NGX_ERROR) {
+                ngx_http_events_redis_fail(rd, "TLS failed");
+            }
+
+            return;
+        }
+    }
+
+#endif
 
     while (rd->out_pos < rd->out_len) {
         n = c->send(c, rd->out + rd->out_pos, rd->out_len - rd->out_pos);
@@ -877,7 +976,7 @@ ngx_http_events_redis_switch(ngx_http_events_redis_t *rd)
 
     rd->redirect = 0;
 
-    ngx_close_connection(rd->pc.connection);
+    ngx_http_events_redis_close_connection(rd->pc.connection);
     rd->pc.connection = NULL;
 
     if (rd->flush.posted) {
@@ -956,6 +1055,126 @@ ngx_http_events_redis_test_connect(ngx_connection_t *c)
 }
 
 
+#if (NGX_SSL)
+
+static ngx_int_t
+ngx_http_events_redis_tls_start(ngx_http_events_redis_t *rd,
+    ngx_connection_t *c)
+{
+    ngx_int_t  rc;
+
+    /* the SSL connection lives in the connection's pool */
+    c->pool = ngx_create_pool(1024, rd->log);
+    if (c->pool == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_ssl_create_connection(rd->conf->ssl, c,
+                                  NGX_SSL_BUFFER | NGX_SSL_CLIENT)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (rd->conf->sni
+        && SSL_set_tlsext_host_name(c->ssl->connection,
+                                    (char *) rd->conf->sni)
+           == 0)
+    {
+        ngx_ssl_error(NGX_LOG_ERR, c->log, 0,
+                      "SSL_set_tlsext_host_name(\"%s\") failed",
+                      rd->conf->sni);
+        return NGX_ERROR;
+    }
+
+    rc = ngx_ssl_handshake(c);
+
+    if (rc == NGX_AGAIN) {
+        if (!c->write->timer_set) {
+            ngx_add_timer(c->write, rd->conf->connect_timeout);
+        }
+
+        c->ssl->handler = ngx_http_events_redis_tls_done;
+        return NGX_AGAIN;
+    }
+
+    ngx_http_events_redis_tls_done(c);
+
+    return NGX_DONE;
+}
+
+
+/* the handshake ended: a certificate we trust, for the URL's host */
+
+static void
+ngx_http_events_redis_tls_done(ngx_connection_t *c)
+{
+    long                      rc;
+    ngx_http_events_redis_t  *rd;
+
+    rd = c->data;
+
+    if (c->write->timer_set) {
+        ngx_del_timer(c->write);
+    }
+
+    if (!c->ssl->handshaked) {
+        ngx_http_events_redis_fail(rd, "TLS handshake failed");
+        return;
+    }
+
+    rc = SSL_get_verify_result(c->ssl->connection);
+
+    if (rc != X509_V_OK) {
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "events_cluster: redis %V: certificate verify "
+                      "error: (%l:%s)", &rd->conf->url, rc,
+                      X509_verify_cert_error_string(rc));
+        ngx_http_events_redis_fail(rd, "the certificate is not trusted");
+        return;
+    }
+
+    if (ngx_ssl_check_host(c, &rd->conf->host) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "events_cluster: redis %V: the certificate does not "
+                      "match \"%V\"", &rd->conf->url, &rd->conf->host);
+        ngx_http_events_redis_fail(rd, "the certificate is not the host's");
+        return;
+    }
+
+    c->read->handler = ngx_http_events_redis_read;
+    c->write->handler = ngx_http_events_redis_write;
+
+    ngx_http_events_redis_write(c->write);
+}
+
+#endif
+
+
+static void
+ngx_http_events_redis_close_connection(ngx_connection_t *c)
+{
+    ngx_pool_t  *pool;
+
+#if (NGX_SSL)
+
+    if (c->ssl) {
+        c->ssl->no_wait_shutdown = 1;
+        (void) ngx_ssl_shutdown(c);
+    }
+
+#endif
+
+    pool = c->pool;
+
+    ngx_close_connection(c);
+
+    if (pool) {
+        ngx_destroy_pool(pool);
+    }
+}
+
+
 /* the connection is gone: every waiting command learns it, then retry */
 
 static void
@@ -1028,7 +1247,7 @@ ngx_http_events_redis_drop(ngx_http_events_redis_t *rd)
     ngx_http_events_redis_cmd_t  *cmd;
 
     if (rd->pc.connection) {
-        ngx_close_connection(rd->pc.connection);
+        ngx_http_events_redis_close_connection(rd->pc.connection);
         rd->pc.connection = NULL;
     }
 

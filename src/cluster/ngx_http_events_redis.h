@@ -43,6 +43,11 @@ typedef struct {
     ngx_int_t                   db;             /* -1: not given */
     ngx_msec_t                  connect_timeout;
     ngx_msec_t                  timeout;
+#if (NGX_SSL)
+    ngx_ssl_t                  *ssl;            /* rediss:// */
+    u_char                     *sni;            /* NULL: an address */
+#endif
+    unsigned                    tls:1;
 } ngx_http_events_redis_conf_t;
 
 
@@ -104,6 +109,8 @@ struct ngx_http_events_redis_s {
 
 char *ngx_http_events_redis_parse_url(ngx_conf_t *cf, ngx_str_t *value,
     ngx_http_events_redis_conf_t *conf);
+char *ngx_http_events_redis_tls(ngx_conf_t *cf,
+    ngx_http_events_redis_conf_t *conf, ngx_str_t *trusted);
 ngx_int_t ngx_http_events_redis_init(ngx_http_events_redis_t *rd,
     ngx_http_events_redis_conf_t *conf, ngx_log_t *log);
 void ngx_http_events_redis_connect(ngx_http_events_redis_t *rd);

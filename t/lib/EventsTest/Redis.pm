@@ -8,7 +8,9 @@ package EventsTest::Redis;
 #   $redis->url;                    # redis://127.0.0.1:PORT
 #   $redis->cli(qw(XLEN {events}:log));
 #   $redis->stop; $redis->start;    # the same dir: the data comes back
-#   $redis->kill;                   # SIGKILL
+#   $redis->crash;                  # SIGKILL
+#   EventsTest::Redis->new(tls => { cert => F, key => F, ca => F })
+#                                   # TLS only, on the same port
 #
 # The port is held the way EventsTest::port() holds one (a UDP socket of
 # the same number), so test files running in parallel cannot take it,
@@ -39,6 +41,7 @@ sub new {
         lock  => $udp,
         owner => $$,
         args  => $o{args} // [],
+        tls   => $o{tls},
     }, $class;
     EventsTest::Daemon::track($self);
     $self->start;
@@ -47,7 +50,11 @@ sub new {
 
 sub port { $_[0]{port} }
 sub dir { $_[0]{dir} }
-sub url { "redis://127.0.0.1:$_[0]{port}" }
+sub url {
+    my ($self) = @_;
+    return $self->{tls} ? "rediss://localhost:$self->{port}"
+                        : "redis://127.0.0.1:$self->{port}";
+}
 sub pid { $_[0]{pid} }
 
 sub start {
@@ -59,7 +66,12 @@ sub start {
         open(STDIN, '<', '/dev/null');
         open(STDOUT, '>>', "$self->{dir}/stdout.log");
         open(STDERR, '>&', \*STDOUT);
-        { no warnings "exec"; exec { $SERVER } $SERVER, '--port', $self->{port},
+        my $tls = $self->{tls};
+        my @port = $tls ? ('--port', 0, '--tls-port', $self->{port},
+            '--tls-cert-file', $tls->{cert}, '--tls-key-file', $tls->{key},
+            '--tls-ca-cert-file', $tls->{ca}, '--tls-auth-clients', 'no')
+            : ('--port', $self->{port});
+        { no warnings "exec"; exec { $SERVER } $SERVER, @port,
             '--bind', '127.0.0.1', '--dir', $self->{dir},
             '--daemonize', 'no', '--appendonly', 'yes',
             '--appendfsync', 'always', '--save', '',
@@ -87,7 +99,9 @@ sub cli {
     unless ($pid) {
         open(STDERR, '>', '/dev/null');
         { no warnings 'exec';
-          exec { $CLI } $CLI, '-h', '127.0.0.1', '-p', $self->{port}, @args; }
+          exec { $CLI } $CLI, '-h', '127.0.0.1', '-p', $self->{port},
+              ($self->{tls} ? ('--tls', '--cacert', $self->{tls}{ca}) : ()),
+              @args; }
         POSIX::_exit(127);
     }
     local $/;
