@@ -211,6 +211,16 @@ ok((grep { $_ == $st->{tailerPid} } $nodes[0]->worker_pids),
     'a new worker tails after the reload');
 is($st->{epochResets}, 1, 'the reload kept the epoch');
 
+# a reload with another zone size: a new, empty ring, filled from the log
+my $conf = $nodes[1]->read_file('nginx.conf');
+$conf =~ s/events_zone main 16m;/events_zone main 24m;/ or die 'no zone';
+$nodes[1]->write_file('nginx.conf', $conf);
+ok($nodes[1]->reload, 'node 1 reloaded with a bigger zone');
+my @again = wait_count($nodes[1], 62);
+is_deeply([ map { $_->{seq} } @again ], [ 1 .. 62 ],
+    'node 1 read the log into its new ring');
+is_deeply(\@again, [ wait_count($nodes[0], 62) ], 'and agrees with node 0');
+
 $_->close for @streams;
 finish(@nodes);
 

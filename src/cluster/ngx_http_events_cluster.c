@@ -1592,7 +1592,13 @@ ngx_http_events_cluster_tail_epoch(void *data, redisReply *reply,
         ngx_http_events_cluster_tail_later(cl);
         return;
 
-    } else if (epoch != cl->sh->epoch) {
+    } else if (epoch != cl->sh->epoch
+               || epoch != ngx_http_events_store_epoch(cl->zone->data))
+    {
+        /*
+         * a new log, or a new ring: a zone made anew at a reload (its
+         * size changed) while this module's small zone was kept
+         */
         ngx_http_events_cluster_adopt(cl, epoch);
     }
 
