@@ -35,9 +35,14 @@
 #include "ngx_http_events_journal.h"
 
 
+/* how often a POST waiting for an fsync says so, keeping its worker */
+#define NGX_HTTP_EVENTS_API_HOLD        10000
+
+
 /* a POST whose events wait for the journal's fsync */
 typedef struct {
     ngx_http_events_journal_waiter_t   waiter;
+    ngx_event_t                        hold;
     ngx_http_request_t                *request;
     ngx_http_events_store_t           *store;
     ngx_http_events_event_t           *events;
@@ -48,6 +53,7 @@ typedef struct {
 
 static ngx_int_t ngx_http_events_api_collection(ngx_http_request_t *r,
     ngx_str_t *tenant);
+static void ngx_http_events_api_hold(ngx_event_t *ev);
 static ngx_int_t ngx_http_events_api_post(ngx_http_request_t *r);
 static void ngx_http_events_api_body(ngx_http_request_t *r);
 static ngx_int_t ngx_http_events_api_ingest(ngx_http_request_t *r,
@@ -536,6 +542,12 @@ ngx_http_events_api_commit(ngx_http_request_t *r,
  * fsync=always: the answer waits until the journal is durable past the
  * events' records, in a thread when nginx has a thread pool, so that
  * the worker serves other requests meanwhile and they share the sync.
+ *
+ * A worker in graceful shutdown exits once no timer but cancelable ones
+ * is left, and nothing of a task out in the thread pool is a timer: the
+ * waiting request holds a timer that is not cancelable, so its worker
+ * stays until it has answered (accepted events are answered, never
+ * dropped with the connection).
  */
 
 static ngx_int_t
@@ -569,6 +581,11 @@ ngx_http_events_api_sync(ngx_http_request_t *r, ngx_http_events_store_t *store,
     rc = ngx_http_events_journal_wait(store->journal, &aw->waiter);
 
     if (rc == NGX_AGAIN) {
+        aw->hold.handler = ngx_http_events_api_hold;
+        aw->hold.data = aw;
+        aw->hold.log = r->connection->log;
+        ngx_add_timer(&aw->hold, NGX_HTTP_EVENTS_API_HOLD);
+
         /* the parsed body the events point into lives as long as r */
         r->main->count++;
         return NGX_DONE;
@@ -597,6 +614,10 @@ ngx_http_events_api_synced(void *data, ngx_int_t rc)
     r = aw->request;
     c = r->connection;
 
+    if (aw->hold.timer_set) {
+        ngx_del_timer(&aw->hold);
+    }
+
     if (rc == NGX_OK) {
         rc = ngx_http_events_api_created(r, aw->store, aw->events, aw->n,
                                          aw->batch);
@@ -616,6 +637,25 @@ ngx_http_events_api_cleanup(void *data)
     ngx_http_events_api_wait_t  *aw = data;
 
     ngx_http_events_journal_unwait(&aw->waiter);
+
+    if (aw->hold.timer_set) {
+        ngx_del_timer(&aw->hold);
+    }
+}
+
+
+/* only keeps the worker: the sync's end answers, however long it takes */
+
+static void
+ngx_http_events_api_hold(ngx_event_t *ev)
+{
+    ngx_http_events_api_wait_t  *aw = ev->data;
+
+    ngx_log_error(NGX_LOG_WARN, ev->log, 0,
+                  "events: zone \"%V\": a POST still waits for the "
+                  "journal's fsync", &aw->store->name);
+
+    ngx_add_timer(&aw->hold, NGX_HTTP_EVENTS_API_HOLD);
 }
 
 
