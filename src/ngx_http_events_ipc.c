@@ -31,7 +31,6 @@
 #include <ngx_channel.h>
 
 #include <sys/eventfd.h>
-#include <openssl/rand.h>
 
 #include "ngx_http_events_module.h"
 #include "ngx_http_events_ipc.h"
@@ -209,11 +208,6 @@ ngx_http_events_ipc_init_process(ngx_cycle_t *cycle)
     ipc = ngx_http_events_ipc();
     if (ipc == NULL) {
         return NGX_OK;
-    }
-
-    if (RAND_bytes((u_char *) &ipc->rng, sizeof(uint64_t)) != 1) {
-        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0, "RAND_bytes() failed");
-        return NGX_ERROR;
     }
 
     ipc->fanout.handler = ngx_http_events_ipc_fanout;

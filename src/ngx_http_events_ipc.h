@@ -14,6 +14,7 @@
 #include "ngx_http_events_types.h"
 #include "ngx_http_events_store.h"
 #include "ngx_http_events_cursor.h"
+#include "ngx_http_events_id.h"
 
 
 /* how many consumers may register for each kind of news */
@@ -34,7 +35,7 @@ struct ngx_http_events_ipc_s {
     ngx_event_t                 fanout;         /* posted: local publish */
     ngx_connection_t           *watcher;        /* learns of shutdown */
     ngx_http_events_scratch_t   scratch;        /* one event, for streams */
-    uint64_t                    rng;            /* for event ids */
+    ngx_http_events_id_rng_t    rng;            /* for event ids */
 
     /* the last event's cursor, framed for many streams in a wake */
     uint64_t                    cursor_seq;

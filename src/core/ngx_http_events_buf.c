@@ -191,7 +191,7 @@ ngx_http_events_buf_time(ngx_http_events_buf_t *b, uint64_t ms)
     }
 
     *p++ = '"';
-    p = ngx_http_events_timestamp(p, ms);
+    p = ngx_http_events_time_write(p, ms);
     *p++ = '"';
 
     b->pos = p;

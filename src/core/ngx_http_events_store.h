@@ -13,6 +13,7 @@
 #include <ngx_event.h>
 
 #include "ngx_http_events_types.h"
+#include "ngx_http_events_time.h"
 
 
 #define NGX_HTTP_EVENTS_MAX_WORKERS     64
@@ -31,7 +32,6 @@
 #define NGX_HTTP_EVENTS_MAX_SOURCE      128
 #define NGX_HTTP_EVENTS_MAX_KEYS        (64 + 128 + 128 + 64 + 128 + 128)
 
-#define NGX_HTTP_EVENTS_TIMESTAMP_LEN   24  /* 2026-11-23T12:00:00.123Z */
 
 /* ngx_http_events_store_append(): the journal could not be written */
 #define NGX_HTTP_EVENTS_JOURNAL_FAILED  -100
@@ -281,8 +281,6 @@ void ngx_http_events_store_woken(ngx_http_events_store_t *store);
 
 void **ngx_http_events_store_wh_slot(ngx_http_events_store_t *store);
 uint64_t ngx_http_events_store_head(ngx_http_events_store_t *store);
-
-u_char *ngx_http_events_timestamp(u_char *p, uint64_t ms);
 
 
 #endif /* _NGX_HTTP_EVENTS_STORE_H_INCLUDED_ */

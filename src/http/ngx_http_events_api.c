@@ -29,6 +29,7 @@
 #include "ngx_http_events_json.h"
 #include "ngx_http_events_query.h"
 #include "ngx_http_events_cursor.h"
+#include "ngx_http_events_id.h"
 #include "ngx_http_events_ipc.h"
 #include "ngx_http_events_auth.h"
 #include "ngx_http_events_validate.h"
@@ -1205,7 +1206,7 @@ ngx_http_events_api_types(ngx_http_request_t *r, ngx_str_t *tenant)
         p = ngx_sprintf(p, "%s{\"type\":\"%V\",\"count\":%uL,"
                         "\"lastTimestamp\":\"", i ? "," : "",
                         &ti[i].type, ti[i].count);
-        p = ngx_http_events_timestamp(p, ti[i].last_ms);
+        p = ngx_http_events_time_write(p, ti[i].last_ms);
         p = ngx_cpymem(p, "\"}", 2);
     }
 

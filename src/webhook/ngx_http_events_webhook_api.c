@@ -28,6 +28,7 @@
 #include "ngx_http_events_http.h"
 #include "ngx_http_events_auth.h"
 #include "ngx_http_events_cursor.h"
+#include "ngx_http_events_id.h"
 #include "ngx_http_events_match.h"
 #include "ngx_http_events_webhook.h"
 #include "ngx_http_events_ipc.h"
@@ -1936,7 +1937,7 @@ ngx_http_events_webhook_api_position(ngx_http_request_t *r, json_t *v,
         return NGX_OK;
     }
 
-    if (ngx_http_events_parse_time((u_char *) json_string_value(v),
+    if (ngx_http_events_time_parse((u_char *) json_string_value(v),
                                    json_string_length(v), &ms)
         != NGX_OK)
     {
@@ -2342,7 +2343,7 @@ ngx_http_events_webhook_api_out_time(ngx_http_events_out_t *o, uint64_t ms)
     }
 
     *p++ = '"';
-    p = ngx_http_events_timestamp(p, ms);
+    p = ngx_http_events_time_write(p, ms);
     *p++ = '"';
 
     o->pos = p;

@@ -24,6 +24,7 @@
 #include "ngx_http_events_store.h"
 #include "ngx_http_events_webhook.h"
 #include "ngx_http_events_cursor.h"
+#include "ngx_http_events_id.h"
 #include "ngx_http_events_ipc.h"
 
 
