@@ -19,7 +19,7 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 
-#include "ngx_http_events_store.h"
+#include "ngx_http_events_time.h"
 #include "ngx_http_events_json.h"
 #include "ngx_http_events_buf.h"
 
