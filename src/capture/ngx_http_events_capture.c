@@ -848,7 +848,7 @@ ngx_http_events_capture_event(ngx_http_request_t *r, json_t *obj,
         ngx_http_events_error(&err, 400, "invalid_tenant", NULL, NULL, NULL,
                               elcf->auth ? "no valid token names a tenant"
                                          : "the request's tenant is not a "
-                                           "valid tenant");
+                              "valid tenant");
         ngx_http_events_capture_refused(r, what, &err);
         return err.status;
     }
@@ -1131,7 +1131,7 @@ ngx_http_events_capture(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     elcf->capture->zone = ngx_shared_memory_add(cf, &name, 0,
-                                               &ngx_http_events_module);
+                                                &ngx_http_events_module);
     if (elcf->capture->zone == NULL) {
         return NGX_CONF_ERROR;
     }
@@ -1157,8 +1157,9 @@ ngx_http_events_capture_resource(ngx_conf_t *cf, ngx_command_t *cmd,
     value = cf->args->elts;
 
     if (elcf->capture->resources == NGX_CONF_UNSET_PTR) {
-        elcf->capture->resources = ngx_array_create(cf->pool, 4,
-                                           sizeof(ngx_http_events_resource_t));
+        elcf->capture->resources =
+                  ngx_array_create(cf->pool, 4,
+                                   sizeof(ngx_http_events_resource_t));
         if (elcf->capture->resources == NULL) {
             return NGX_CONF_ERROR;
         }
@@ -1247,8 +1248,9 @@ ngx_http_events_capture_metadata(ngx_conf_t *cf, ngx_command_t *cmd,
     value = cf->args->elts;
 
     if (elcf->capture->metadata == NGX_CONF_UNSET_PTR) {
-        elcf->capture->metadata = ngx_array_create(cf->pool, 4,
-                                       sizeof(ngx_http_events_capture_meta_t));
+        elcf->capture->metadata =
+                  ngx_array_create(cf->pool, 4,
+                                   sizeof(ngx_http_events_capture_meta_t));
         if (elcf->capture->metadata == NULL) {
             return NGX_CONF_ERROR;
         }

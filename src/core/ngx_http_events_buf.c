@@ -117,8 +117,8 @@ ngx_http_events_buf_str(ngx_http_events_buf_t *b, u_char *s, size_t len)
 {
     u_char  *p;
 
-    p = ngx_http_events_buf_reserve(b,
-                                ngx_http_events_json_escape_len(s, len) + 2);
+    p = ngx_http_events_buf_reserve(b, ngx_http_events_json_escape_len(s, len)
+                                       + 2);
     if (p == NULL) {
         return;
     }

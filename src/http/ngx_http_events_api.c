@@ -157,7 +157,7 @@ ngx_http_events_api_handler(ngx_http_request_t *r)
 
         if (first.len == 6 && ngx_strncmp(first.data, "stream", 6) == 0) {
             return ngx_http_events_http_not_found(r, "the stream is served by "
-                                             "an events_stream location");
+                                                  "an events_stream location");
         }
 
         return ngx_http_events_api_get(r, &tenant, &first);
@@ -320,7 +320,7 @@ ngx_http_events_api_ingest(ngx_http_request_t *r, u_char *body, size_t len)
     ngx_memzero(&err, sizeof(ngx_http_events_error_t));
 
     root = json_loadb((char *) body, len,
-                     JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+                      JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
 
     if (root == NULL) {
         ngx_http_events_error(&err, 400, "invalid_json", NULL, NULL, NULL,
@@ -432,7 +432,7 @@ ngx_http_events_api_store(ngx_http_request_t *r, json_t *root,
 
         if (claims
             && !ngx_http_events_jwt_granted(claims->publish, claims->npublish,
-                                        &events[i].type))
+                                            &events[i].type))
         {
             ngx_http_events_error(err, 403, "forbidden", "field",
                                   &env.prefix, "type", "the token may not "
@@ -685,7 +685,7 @@ ngx_http_events_api_created(ngx_http_request_t *r,
     u_char                      *p, *body;
     size_t                       len;
     ngx_str_t                    location;
-    ngx_uint_t                   i, created;
+    ngx_uint_t                   i, created, status;
     ngx_http_events_event_t     *ev;
     ngx_http_events_loc_conf_t  *elcf;
 
@@ -698,6 +698,8 @@ ngx_http_events_api_created(ngx_http_request_t *r,
         created += !events[i].repeat;
         len += events[i].stored.len + 1;
     }
+
+    status = created ? NGX_HTTP_CREATED : NGX_HTTP_OK;
 
     if (created) {
         /* streams hear of it after this answer has gone */
@@ -717,15 +719,15 @@ ngx_http_events_api_created(ngx_http_request_t *r,
         *p++ = '/';
         ngx_memcpy(p, ev->id.data, ev->id.len);
 
-        if (ngx_http_events_http_add_header(r, "Location",
-                                            &location) != NGX_OK) {
+        if (ngx_http_events_http_add_header(r, "Location", &location)
+            != NGX_OK)
+        {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        return ngx_http_events_http_send(r,
-                                         created ? NGX_HTTP_CREATED : NGX_HTTP_OK,
-                                    &ngx_http_events_http_json_type,
-                                    ev->stored.data, ev->stored.len);
+        return ngx_http_events_http_send(r, status,
+                                         &ngx_http_events_http_json_type,
+                                         ev->stored.data, ev->stored.len);
     }
 
     body = ngx_pnalloc(r->pool, len);
@@ -746,9 +748,9 @@ ngx_http_events_api_created(ngx_http_request_t *r,
     *p++ = ']';
     *p++ = '}';
 
-    return ngx_http_events_http_send(r,
-                                     created ? NGX_HTTP_CREATED : NGX_HTTP_OK,
-                                &ngx_http_events_http_json_type, body, p - body);
+    return ngx_http_events_http_send(r, status,
+                                     &ngx_http_events_http_json_type,
+                                     body, p - body);
 }
 
 
@@ -815,7 +817,7 @@ ngx_http_events_api_list(ngx_http_request_t *r, ngx_str_t *tenant,
 
     if (claims) {
         rc = ngx_http_events_jwt_narrow(claims->subscribe, claims->nsubscribe,
-                                    &q.types, &q.ntypes, r->pool);
+                                        &q.types, &q.ntypes, r->pool);
 
         if (rc == NGX_ERROR) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -936,7 +938,7 @@ ngx_http_events_api_list_body(ngx_http_request_t *r,
 
     return ngx_http_events_http_send(r, NGX_HTTP_OK,
                                      &ngx_http_events_http_json_type,
-                                body, p - body);
+                                     body, p - body);
 }
 
 
@@ -1124,7 +1126,7 @@ ngx_http_events_api_get(ngx_http_request_t *r, ngx_str_t *tenant,
 
     return ngx_http_events_http_send(r, NGX_HTTP_OK,
                                      &ngx_http_events_http_json_type,
-                                json.data, json.len);
+                                     json.data, json.len);
 }
 
 
@@ -1175,7 +1177,7 @@ ngx_http_events_api_types(ngx_http_request_t *r, ngx_str_t *tenant)
     if (claims) {
         for (i = 0, n = 0; i < types.nelts; i++) {
             if (ngx_http_events_jwt_granted(claims->subscribe,
-                                        claims->nsubscribe, &ti[i].type))
+                                            claims->nsubscribe, &ti[i].type))
             {
                 ti[n++] = ti[i];
             }
@@ -1214,7 +1216,7 @@ ngx_http_events_api_types(ngx_http_request_t *r, ngx_str_t *tenant)
 
     return ngx_http_events_http_send(r, NGX_HTTP_OK,
                                      &ngx_http_events_http_json_type,
-                                body, p - body);
+                                     body, p - body);
 }
 
 
@@ -1250,7 +1252,7 @@ ngx_http_events_api_visible(ngx_http_request_t *r, ngx_str_t *json)
     type.len = end - p;
 
     return ngx_http_events_jwt_granted(claims->subscribe, claims->nsubscribe,
-                                   &type);
+                                       &type);
 }
 
 
