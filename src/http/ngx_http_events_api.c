@@ -73,6 +73,9 @@ static ngx_int_t ngx_http_events_api_unsynced(ngx_http_request_t *r,
 static ngx_int_t ngx_http_events_api_created(ngx_http_request_t *r,
     ngx_http_events_store_t *store, ngx_http_events_event_t *events,
     ngx_uint_t n, ngx_uint_t batch);
+static ngx_uint_t ngx_http_events_api_list_query(ngx_http_request_t *r,
+    ngx_str_t *tenant, ngx_str_t *rtype, ngx_str_t *rid,
+    ngx_http_events_query_t *q, ngx_int_t *rc);
 static ngx_int_t ngx_http_events_api_list(ngx_http_request_t *r,
     ngx_str_t *tenant, ngx_str_t *rtype, ngx_str_t *rid);
 static ngx_int_t ngx_http_events_api_list_body(ngx_http_request_t *r,
@@ -766,7 +769,6 @@ ngx_http_events_api_list(ngx_http_request_t *r, ngx_str_t *tenant,
     ngx_http_events_store_t     *store;
     ngx_http_events_result_t     res;
     ngx_http_events_window_t     w;
-    ngx_http_events_claims_t    *claims;
     ngx_http_events_loc_conf_t  *elcf;
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
@@ -777,58 +779,8 @@ ngx_http_events_api_list(ngx_http_request_t *r, ngx_str_t *tenant,
         return rc;
     }
 
-    ngx_memzero(&q, sizeof(ngx_http_events_query_t));
-    ngx_memzero(&err, sizeof(ngx_http_events_error_t));
-
-    if (ngx_http_events_query_parse(&r->args, NGX_HTTP_EVENTS_QUERY_LIST,
-                                    r->pool, &q, &err)
-        != NGX_OK)
-    {
-        if (err.status == 0) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        return ngx_http_events_http_send_error(r, &err, NULL);
-    }
-
-    if (rtype) {
-        if ((q.rtype.len && (q.rtype.len != rtype->len
-                             || ngx_strncmp(q.rtype.data, rtype->data,
-                                            rtype->len) != 0))
-            || (q.rid.len && (q.rid.len != rid->len
-                              || ngx_strncmp(q.rid.data, rid->data,
-                                             rid->len) != 0)))
-        {
-            ngx_http_events_error(&err, 400, "invalid_parameter", "param",
-                                  NULL, "resourceType", "the path names "
-                                  "the entity; the query may not name "
-                                  "another");
-            return ngx_http_events_http_send_error(r, &err, NULL);
-        }
-
-        q.rtype = *rtype;
-        q.rid = *rid;
-    }
-
-    q.tenant = *tenant;
-    q.scan_limit = elcf->scan_limit;
-
-    claims = ngx_http_events_auth_claims(r);
-
-    if (claims) {
-        rc = ngx_http_events_jwt_narrow(claims->subscribe, claims->nsubscribe,
-                                        &q.types, &q.ntypes, r->pool);
-
-        if (rc == NGX_ERROR) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        if (rc == NGX_DECLINED) {
-            ngx_http_events_error(&err, 403, "forbidden", "param", NULL,
-                                  "types", "the token grants no "
-                                  "subscription to these types");
-            return ngx_http_events_http_send_error(r, &err, NULL);
-        }
+    if (!ngx_http_events_api_list_query(r, tenant, rtype, rid, &q, &rc)) {
+        return rc;
     }
 
     ngx_http_events_store_window(store, &w);
@@ -867,6 +819,86 @@ ngx_http_events_api_list(ngx_http_request_t *r, ngx_str_t *tenant,
     }
 
     return ngx_http_events_api_list_body(r, &q, &res);
+}
+
+
+/*
+ * The query of a list: its parameters, the entity of the path, the
+ * request's tenant, the token's grant.  Whether it can run; if not, the
+ * request has been answered with *rc.
+ */
+
+static ngx_uint_t
+ngx_http_events_api_list_query(ngx_http_request_t *r, ngx_str_t *tenant,
+    ngx_str_t *rtype, ngx_str_t *rid, ngx_http_events_query_t *q,
+    ngx_int_t *rc)
+{
+    ngx_int_t                    narrowed;
+    ngx_http_events_error_t      err;
+    ngx_http_events_claims_t    *claims;
+    ngx_http_events_loc_conf_t  *elcf;
+
+    elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
+
+    ngx_memzero(q, sizeof(ngx_http_events_query_t));
+    ngx_memzero(&err, sizeof(ngx_http_events_error_t));
+
+    if (ngx_http_events_query_parse(&r->args, NGX_HTTP_EVENTS_QUERY_LIST,
+                                    r->pool, q, &err)
+        != NGX_OK)
+    {
+        *rc = err.status ? ngx_http_events_http_send_error(r, &err, NULL)
+                         : NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return 0;
+    }
+
+    if (rtype) {
+        if ((q->rtype.len && (q->rtype.len != rtype->len
+                              || ngx_strncmp(q->rtype.data, rtype->data,
+                                             rtype->len) != 0))
+            || (q->rid.len && (q->rid.len != rid->len
+                               || ngx_strncmp(q->rid.data, rid->data,
+                                              rid->len) != 0)))
+        {
+            ngx_http_events_error(&err, 400, "invalid_parameter", "param",
+                                  NULL, "resourceType", "the path names "
+                                  "the entity; the query may not name "
+                                  "another");
+            *rc = ngx_http_events_http_send_error(r, &err, NULL);
+            return 0;
+        }
+
+        q->rtype = *rtype;
+        q->rid = *rid;
+    }
+
+    q->tenant = *tenant;
+    q->scan_limit = elcf->scan_limit;
+
+    claims = ngx_http_events_auth_claims(r);
+
+    if (claims == NULL) {
+        return 1;
+    }
+
+    narrowed = ngx_http_events_jwt_narrow(claims->subscribe,
+                                          claims->nsubscribe, &q->types,
+                                          &q->ntypes, r->pool);
+
+    if (narrowed == NGX_ERROR) {
+        *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return 0;
+    }
+
+    if (narrowed == NGX_DECLINED) {
+        ngx_http_events_error(&err, 403, "forbidden", "param", NULL,
+                              "types", "the token grants no "
+                              "subscription to these types");
+        *rc = ngx_http_events_http_send_error(r, &err, NULL);
+        return 0;
+    }
+
+    return 1;
 }
 
 
