@@ -59,6 +59,9 @@ static ngx_int_t ngx_http_events_api_post(ngx_http_request_t *r);
 static void ngx_http_events_api_body(ngx_http_request_t *r);
 static ngx_int_t ngx_http_events_api_ingest(ngx_http_request_t *r,
     u_char *body, size_t len);
+static ngx_uint_t ngx_http_events_api_events(ngx_http_request_t *r,
+    json_t *root, ngx_http_events_event_t *events, ngx_uint_t n,
+    ngx_uint_t batch, ngx_http_events_error_t *err, ngx_int_t *rc);
 static ngx_int_t ngx_http_events_api_store(ngx_http_request_t *r,
     json_t *root, ngx_http_events_error_t *err);
 static ngx_int_t ngx_http_events_api_commit(ngx_http_request_t *r,
@@ -352,18 +355,13 @@ ngx_http_events_api_store(ngx_http_request_t *r, json_t *root,
     ngx_http_events_error_t *err)
 {
     ngx_int_t                    rc;
-    ngx_uint_t                   i, j, n, batch;
+    ngx_uint_t                   n, batch;
     ngx_http_events_event_t     *events;
     ngx_http_events_store_t     *store;
-    ngx_http_events_ipc_t       *ipc;
-    ngx_http_events_claims_t    *claims;
-    ngx_http_events_envelope_t   env;
     ngx_http_events_loc_conf_t  *elcf;
-    u_char                       prefix[NGX_INT_T_LEN + 4];
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
     store = elcf->api_zone->data;
-    claims = ngx_http_events_auth_claims(r);
 
     batch = json_is_array(root);
     n = batch ? json_array_size(root) : 1;
@@ -396,6 +394,44 @@ ngx_http_events_api_store(ngx_http_request_t *r, json_t *root,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    if (!ngx_http_events_api_events(r, root, events, n, batch, err, &rc)) {
+        return rc;
+    }
+
+    rc = ngx_http_events_validate_batch(r, events, n, batch,
+                                        ngx_http_events_api_commit);
+
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
+
+    return ngx_http_events_api_commit(r, events, n, batch);
+}
+
+
+/*
+ * Each event of the body checked and enveloped, as the token allows, and
+ * ids unique in the batch.  Whether all are good; if not, the request
+ * has been answered with *rc.
+ */
+
+static ngx_uint_t
+ngx_http_events_api_events(ngx_http_request_t *r, json_t *root,
+    ngx_http_events_event_t *events, ngx_uint_t n, ngx_uint_t batch,
+    ngx_http_events_error_t *err, ngx_int_t *rc)
+{
+    ngx_uint_t                   i, j;
+    ngx_http_events_ipc_t       *ipc;
+    ngx_http_events_store_t     *store;
+    ngx_http_events_claims_t    *claims;
+    ngx_http_events_envelope_t   env;
+    ngx_http_events_loc_conf_t  *elcf;
+    u_char                       prefix[NGX_INT_T_LEN + 4];
+
+    elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
+    store = elcf->api_zone->data;
+    claims = ngx_http_events_auth_claims(r);
+
     ngx_memzero(&env, sizeof(ngx_http_events_envelope_t));
 
     env.tenant = ngx_http_events_ctx(r)->tenant;
@@ -403,7 +439,8 @@ ngx_http_events_api_store(ngx_http_request_t *r, json_t *root,
     if (elcf->source
         && ngx_http_complex_value(r, elcf->source, &env.source) != NGX_OK)
     {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return 0;
     }
 
     ipc = ngx_http_events_ipc();
@@ -426,11 +463,10 @@ ngx_http_events_api_store(ngx_http_request_t *r, json_t *root,
                                        &events[i], err)
             != NGX_OK)
         {
-            if (err->status == 0) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-
-            return ngx_http_events_http_send_error(r, err, NULL);
+            *rc = err->status
+                  ? ngx_http_events_http_send_error(r, err, NULL)
+                  : NGX_HTTP_INTERNAL_SERVER_ERROR;
+            return 0;
         }
 
         if (claims
@@ -440,7 +476,8 @@ ngx_http_events_api_store(ngx_http_request_t *r, json_t *root,
             ngx_http_events_error(err, 403, "forbidden", "field",
                                   &env.prefix, "type", "the token may not "
                                   "publish this type");
-            return ngx_http_events_http_send_error(r, err, NULL);
+            *rc = ngx_http_events_http_send_error(r, err, NULL);
+            return 0;
         }
 
         if (!events[i].client_id) {
@@ -456,19 +493,13 @@ ngx_http_events_api_store(ngx_http_request_t *r, json_t *root,
                 ngx_http_events_error(err, 400, "invalid_body", "field",
                                       &env.prefix, "id", "the id appears "
                                       "more than once in the batch");
-                return ngx_http_events_http_send_error(r, err, NULL);
+                *rc = ngx_http_events_http_send_error(r, err, NULL);
+                return 0;
             }
         }
     }
 
-    rc = ngx_http_events_validate_batch(r, events, n, batch,
-                                        ngx_http_events_api_commit);
-
-    if (rc != NGX_DECLINED) {
-        return rc;
-    }
-
-    return ngx_http_events_api_commit(r, events, n, batch);
+    return 1;
 }
 
 
