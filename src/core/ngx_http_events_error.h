@@ -11,9 +11,11 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 
+#include "ngx_http_events_types.h"
+
 
 /* what a failed request says, in the error envelope of the contract */
-typedef struct {
+struct ngx_http_events_error_s {
     ngx_uint_t                  status;
     const char                 *code;
     const char                 *kind;           /* "param", "field", NULL */
@@ -21,7 +23,7 @@ typedef struct {
     size_t                      message_len;
     u_char                      name[160];
     u_char                      message[320];
-} ngx_http_events_error_t;
+};
 
 
 void ngx_http_events_error_name(ngx_http_events_error_t *err);

@@ -12,6 +12,7 @@
 #include <ngx_core.h>
 #include <ngx_event.h>
 
+#include "ngx_http_events_types.h"
 #include "ngx_http_events_time.h"
 #include "ngx_http_events_cursor.h"
 
@@ -55,7 +56,6 @@ typedef enum {
 } ngx_http_events_store_rc_e;
 
 
-typedef struct ngx_http_events_journal_s     ngx_http_events_journal_t;
 typedef struct ngx_http_events_journal_sh_s  ngx_http_events_journal_sh_t;
 
 
@@ -214,7 +214,7 @@ typedef struct {
 typedef struct ngx_http_events_sh_s  ngx_http_events_sh_t;
 
 
-typedef struct {
+struct ngx_http_events_store_s {
     ngx_http_events_sh_t       *sh;
     ngx_slab_pool_t            *shpool;
     ngx_str_t                   name;
@@ -231,17 +231,17 @@ typedef struct {
 
     /* webhooks: the server that sends them, their settings, the queue */
     void                       *wh_ctx;         /* ngx_http_conf_ctx_t */
-    void                       *whcf;           /* wh_conf_t */
+    ngx_http_events_wh_conf_t  *whcf;
     ngx_array_t                *wh_static;      /* wh_spec_t */
-    void                       *wh;             /* wh_sh_t, in the zone */
+    ngx_http_events_wh_sh_t    *wh;             /* in the zone */
     ngx_event_t                 wh_tick;
     ngx_event_t                 wh_kick;        /* posted: events came */
     ngx_uint_t                  wh_inflight;    /* this process's */
     ngx_msec_t                  wh_saved;       /* state last written */
-    void                       *wh_task;        /* ngx_thread_task_t */
+    ngx_thread_task_t          *wh_task;
     unsigned                    wh_writing:1;   /* the task is out */
     unsigned                    wh_owner:1;
-} ngx_http_events_store_t;
+};
 
 
 ngx_int_t ngx_http_events_store_init_zone(ngx_shm_zone_t *shm_zone,
