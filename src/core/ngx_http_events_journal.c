@@ -125,6 +125,8 @@ typedef struct {
 } ngx_http_events_replay_t;
 
 
+static char *ngx_http_events_journal_param(ngx_conf_t *cf,
+    ngx_http_events_journal_t *j, ngx_str_t *v);
 static ngx_int_t ngx_http_events_journal_secret(ngx_http_events_journal_t *j,
     ngx_log_t *log, ngx_uint_t from_zone);
 static ngx_int_t ngx_http_events_journal_dir(ngx_http_events_journal_t *j,
@@ -142,6 +144,9 @@ static ngx_int_t ngx_http_events_journal_replay(ngx_http_events_journal_t *j,
 static ngx_int_t ngx_http_events_journal_replay_segment(
     ngx_http_events_journal_t *j, ngx_http_events_journal_seg_t *seg,
     ngx_uint_t last, ngx_http_events_replay_t *rp, ngx_log_t *log);
+static ngx_int_t ngx_http_events_journal_records(ngx_http_events_journal_t *j,
+    u_char *name, u_char *map, off_t size, ngx_uint_t last,
+    ngx_http_events_replay_t *rp, ngx_log_t *log);
 static ngx_http_events_journal_rec_rc_e ngx_http_events_journal_restore(
     ngx_http_events_journal_t *j, ngx_http_events_journal_rec_t *rec,
     u_char *body, ngx_http_events_replay_t *rp, ngx_log_t *log);
@@ -183,10 +188,8 @@ ngx_http_events_journal_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 {
     ngx_array_t  **journals = (ngx_array_t **) ((char *) conf + cmd->offset);
 
-    off_t                       size;
-    ngx_str_t                  *value, s;
+    ngx_str_t                  *value;
     ngx_uint_t                  i;
-    ngx_msec_t                  interval;
     ngx_http_events_journal_t  *j, **jp;
 
     value = cf->args->elts;
@@ -213,71 +216,9 @@ ngx_http_events_journal_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     }
 
     for (i = 3; i < cf->args->nelts; i++) {
-
-        if (ngx_strcmp(value[i].data, "fsync=always") == 0) {
-            j->fsync = NGX_HTTP_EVENTS_FSYNC_ALWAYS;
-            continue;
+        if (ngx_http_events_journal_param(cf, j, &value[i]) != NGX_CONF_OK) {
+            return NGX_CONF_ERROR;
         }
-
-        if (ngx_strcmp(value[i].data, "fsync=interval") == 0) {
-            j->fsync = NGX_HTTP_EVENTS_FSYNC_INTERVAL;
-            continue;
-        }
-
-        if (ngx_strcmp(value[i].data, "fsync=off") == 0) {
-            j->fsync = NGX_HTTP_EVENTS_FSYNC_OFF;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "interval=", 9) == 0) {
-            s.data = value[i].data + 9;
-            s.len = value[i].len - 9;
-
-            interval = ngx_parse_time(&s, 0);
-            if (interval == (ngx_msec_t) NGX_ERROR || interval == 0) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid interval \"%V\"", &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            j->interval = interval;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "max_size=", 9) == 0) {
-            s.data = value[i].data + 9;
-            s.len = value[i].len - 9;
-
-            size = ngx_parse_offset(&s);
-            if (size == NGX_ERROR || size == 0) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid max_size \"%V\"", &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            j->max_size = size;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "segment_size=", 13) == 0) {
-            s.data = value[i].data + 13;
-            s.len = value[i].len - 13;
-
-            size = ngx_parse_offset(&s);
-            if (size == NGX_ERROR || size < 4096) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid segment_size \"%V\": "
-                                   "at least 4k", &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            j->segment_size = size;
-            continue;
-        }
-
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid parameter \"%V\"", &value[i]);
-        return NGX_CONF_ERROR;
     }
 
     if (j->segment_size == NGX_CONF_UNSET) {
@@ -340,6 +281,82 @@ ngx_http_events_journal_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     *jp = j;
 
     return NGX_CONF_OK;
+}
+
+
+/* one key=value of events_journal */
+
+static char *
+ngx_http_events_journal_param(ngx_conf_t *cf, ngx_http_events_journal_t *j,
+    ngx_str_t *v)
+{
+    off_t       size;
+    ngx_str_t   s;
+    ngx_msec_t  interval;
+
+    if (ngx_strcmp(v->data, "fsync=always") == 0) {
+        j->fsync = NGX_HTTP_EVENTS_FSYNC_ALWAYS;
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_strcmp(v->data, "fsync=interval") == 0) {
+        j->fsync = NGX_HTTP_EVENTS_FSYNC_INTERVAL;
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_strcmp(v->data, "fsync=off") == 0) {
+        j->fsync = NGX_HTTP_EVENTS_FSYNC_OFF;
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_strncmp(v->data, "interval=", 9) == 0) {
+        s.data = v->data + 9;
+        s.len = v->len - 9;
+
+        interval = ngx_parse_time(&s, 0);
+        if (interval == (ngx_msec_t) NGX_ERROR || interval == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid interval \"%V\"", v);
+            return NGX_CONF_ERROR;
+        }
+
+        j->interval = interval;
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_strncmp(v->data, "max_size=", 9) == 0) {
+        s.data = v->data + 9;
+        s.len = v->len - 9;
+
+        size = ngx_parse_offset(&s);
+        if (size == NGX_ERROR || size == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid max_size \"%V\"", v);
+            return NGX_CONF_ERROR;
+        }
+
+        j->max_size = size;
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_strncmp(v->data, "segment_size=", 13) == 0) {
+        s.data = v->data + 13;
+        s.len = v->len - 13;
+
+        size = ngx_parse_offset(&s);
+        if (size == NGX_ERROR || size < 4096) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid segment_size \"%V\": "
+                               "at least 4k", v);
+            return NGX_CONF_ERROR;
+        }
+
+        j->segment_size = size;
+        return NGX_CONF_OK;
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid parameter \"%V\"", v);
+    return NGX_CONF_ERROR;
 }
 
 
@@ -899,15 +916,12 @@ ngx_http_events_journal_replay_segment(ngx_http_events_journal_t *j,
     ngx_http_events_journal_seg_t *seg, ngx_uint_t last,
     ngx_http_events_replay_t *rp, ngx_log_t *log)
 {
-    u_char                         *map, *p, *end, *body;
+    u_char                         *map;
     u_char                          name[NGX_MAX_PATH];
-    off_t                           off;
     ngx_fd_t                        fd;
     ngx_int_t                       rc;
     ngx_file_info_t                 fi;
     ngx_http_events_journal_hdr_t   hdr;
-    ngx_http_events_journal_rec_t   rec;
-    ngx_http_events_journal_rec_rc_e  rrc;
 
     ngx_http_events_journal_name(j, name, seg->first);
 
@@ -988,15 +1002,49 @@ ngx_http_events_journal_replay_segment(ngx_http_events_journal_t *j,
 
     rp->epoch = hdr.epoch;
 
+    rc = ngx_http_events_journal_records(j, name, map, seg->size, last, rp,
+                                         log);
+
+    (void) munmap(map, (size_t) seg->size);
+
+    if (ngx_fd_info(fd, &fi) != NGX_FILE_ERROR) {
+        seg->size = ngx_file_size(&fi);
+    }
+
+    (void) ngx_close_file(fd);
+
+    rp->segments++;
+    rp->bytes += seg->size;
+
+    return rc;
+}
+
+
+/*
+ * The records of a mapped segment, up to the first that fails its
+ * checks: the rest of the file is cut off there (see journal_cut()).
+ */
+
+static ngx_int_t
+ngx_http_events_journal_records(ngx_http_events_journal_t *j, u_char *name,
+    u_char *map, off_t size, ngx_uint_t last, ngx_http_events_replay_t *rp,
+    ngx_log_t *log)
+{
+    u_char                            *p, *end, *body;
+    off_t                              off;
+    ngx_int_t                          rc;
+    ngx_http_events_journal_rec_t      rec;
+    ngx_http_events_journal_rec_rc_e   rrc;
+
     p = map + sizeof(ngx_http_events_journal_hdr_t);
-    end = map + seg->size;
+    end = map + size;
     rc = NGX_OK;
 
     while (p < end) {
         off = p - map;
 
         if ((size_t) (end - p) < sizeof(ngx_http_events_journal_rec_t)) {
-            ngx_http_events_journal_cut(j, name, off, seg->size, last, 1,
+            ngx_http_events_journal_cut(j, name, off, size, last, 1,
                                         "a torn record header", rp, log);
             break;
         }
@@ -1004,7 +1052,7 @@ ngx_http_events_journal_replay_segment(ngx_http_events_journal_t *j,
         ngx_memcpy(&rec, p, sizeof(ngx_http_events_journal_rec_t));
 
         if (rec.magic != NGX_HTTP_EVENTS_JOURNAL_RECORD) {
-            ngx_http_events_journal_cut(j, name, off, seg->size, last, 0,
+            ngx_http_events_journal_cut(j, name, off, size, last, 0,
                                         "no record magic", rp, log);
             break;
         }
@@ -1012,7 +1060,7 @@ ngx_http_events_journal_replay_segment(ngx_http_events_journal_t *j,
         if (rec.len > (size_t) (end - p)
                       - sizeof(ngx_http_events_journal_rec_t))
         {
-            ngx_http_events_journal_cut(j, name, off, seg->size, last, 1,
+            ngx_http_events_journal_cut(j, name, off, size, last, 1,
                                         "a torn record", rp, log);
             break;
         }
@@ -1021,7 +1069,7 @@ ngx_http_events_journal_replay_segment(ngx_http_events_journal_t *j,
 
         if (ngx_http_events_journal_crc(&rec, body) != rec.crc) {
             /* the last record of the file: a write the crash tore */
-            ngx_http_events_journal_cut(j, name, off, seg->size, last,
+            ngx_http_events_journal_cut(j, name, off, size, last,
                                         body + rec.len == end,
                                         "a checksum mismatch", rp, log);
             break;
@@ -1036,7 +1084,7 @@ ngx_http_events_journal_replay_segment(ngx_http_events_journal_t *j,
 
             if (rrc == NGX_HTTP_EVENTS_JOURNAL_REC_MALFORMED) {
                 /* well-formed to the checksum, not to the layout */
-                ngx_http_events_journal_cut(j, name, off, seg->size, last, 0,
+                ngx_http_events_journal_cut(j, name, off, size, last, 0,
                                             "a malformed event", rp, log);
                 rc = NGX_OK;
                 break;
@@ -1049,17 +1097,6 @@ ngx_http_events_journal_replay_segment(ngx_http_events_journal_t *j,
 
         p += sizeof(ngx_http_events_journal_rec_t) + rec.len;
     }
-
-    (void) munmap(map, (size_t) seg->size);
-
-    if (ngx_fd_info(fd, &fi) != NGX_FILE_ERROR) {
-        seg->size = ngx_file_size(&fi);
-    }
-
-    (void) ngx_close_file(fd);
-
-    rp->segments++;
-    rp->bytes += seg->size;
 
     return rc;
 }
