@@ -144,6 +144,21 @@ is(scalar @{ $seen[0] }, $clients * $each, 'the stream on node 0 saw all');
 is_deeply($seen[1], $seen[0], 'node 1 streamed the same, same cursors');
 is_deeply($seen[2], $seen[0], 'node 2 streamed the same, same cursors');
 
+# a cursor from one node is good on another: one secret, one epoch
+my $page = $nodes[0]->get('/events?limit=10')->{json};
+my $next = $nodes[1]->get("/events?limit=10&after=$page->{next}");
+is($next->{status}, 200, 'a cursor of node 0 on node 1: 200');
+is_deeply([ map { $_->{seq} } @{ $next->{json}{data} } ], [ 11 .. 20 ],
+    'and the page after it');
+my $resume = EventsTest::SSE->open($nodes[2], '/events/stream',
+    last_event_id => $seen[0][29] =~ s/ .*//r);
+my @replayed = grep { $_->{json} && defined $_->{json}{seq} }
+    $resume->events_until(sub { ($_[0]{json}{seq} // 0) == 60 },
+        timeout => 10);
+is_deeply([ map { $_->{json}{seq} } @replayed ], [ 31 .. 60 ],
+    'an SSE id of node 0 resumes on node 2 with no reset and no gap');
+$resume->close;
+
 # Events-Head and a single event agree
 my $one = $lists[0][17];
 for my $i (0 .. 2) {

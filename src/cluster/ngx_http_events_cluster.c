@@ -147,7 +147,7 @@ static void ngx_http_events_cluster_tailed(void *data, redisReply *reply,
 static ngx_int_t ngx_http_events_cluster_import(
     ngx_http_events_cluster_t *cl, redisReply *entry, ngx_uint_t *restart);
 static void ngx_http_events_cluster_adopt(ngx_http_events_cluster_t *cl,
-    uint64_t epoch);
+    uint64_t epoch, u_char *secret);
 
 
 /*
@@ -1505,43 +1505,57 @@ ngx_http_events_cluster_tail_ready(ngx_http_events_redis_t *rd)
 {
     ngx_http_events_cluster_t  *cl = rd->data;
 
-    u_char       hex[16];
-    size_t       argvlen[4];
+    u_char       hex[2 * NGX_HTTP_EVENTS_CURSOR_SECRET];
+    size_t       argvlen[5];
     uint64_t     candidate;
-    const char  *argv[4];
+    const char  *argv[5];
+    u_char       secret[NGX_HTTP_EVENTS_CURSOR_SECRET];
 
     cl->sh->connected = 1;
 
     /*
      * A log without an epoch gets one now, before any append, so that
-     * streams opened on a new cluster keep theirs through the first POST
+     * streams opened on a new cluster keep theirs through the first POST;
+     * and one cursor secret for every node, so that a cursor from one
+     * node is good on all
      */
-
-    do {
-        if (RAND_bytes((u_char *) &candidate, sizeof(uint64_t)) != 1) {
-            candidate = 0;
-            break;
-        }
-    } while (candidate == 0);
 
     argv[1] = (const char *) cl->key_meta.data;
     argvlen[1] = cl->key_meta.len;
-    argv[2] = "epoch";
-    argvlen[2] = 5;
 
-    if (candidate) {
+    if (RAND_bytes((u_char *) &candidate, sizeof(uint64_t)) == 1
+        && candidate != 0)
+    {
         argv[0] = "HSETNX";
         argvlen[0] = 6;
+        argv[2] = "epoch";
+        argvlen[2] = 5;
         argv[3] = (const char *) hex;
         argvlen[3] = ngx_sprintf(hex, "%016uxL", candidate) - hex;
 
         (void) ngx_http_events_redis_send(rd, 4, argv, argvlen, NULL, NULL);
     }
 
-    argv[0] = "HGET";
-    argvlen[0] = 4;
+    if (RAND_bytes(secret, NGX_HTTP_EVENTS_CURSOR_SECRET) == 1) {
+        argv[0] = "HSETNX";
+        argvlen[0] = 6;
+        argv[2] = "secret";
+        argvlen[2] = 6;
+        argv[3] = (const char *) hex;
+        argvlen[3] = ngx_hex_dump(hex, secret, NGX_HTTP_EVENTS_CURSOR_SECRET)
+                     - hex;
 
-    (void) ngx_http_events_redis_send(rd, 3, argv, argvlen,
+        (void) ngx_http_events_redis_send(rd, 4, argv, argvlen, NULL, NULL);
+    }
+
+    argv[0] = "HMGET";
+    argvlen[0] = 5;
+    argv[2] = "epoch";
+    argvlen[2] = 5;
+    argv[3] = "secret";
+    argvlen[3] = 6;
+
+    (void) ngx_http_events_redis_send(rd, 4, argv, argvlen,
                                       ngx_http_events_cluster_tail_epoch, cl);
 }
 
@@ -1556,7 +1570,11 @@ ngx_http_events_cluster_tail_lost(ngx_http_events_redis_t *rd)
 }
 
 
-/* Redis's epoch, before reading on: a different one is a new log */
+/*
+ * Redis's epoch and cursor secret, before reading on: another epoch is
+ * another log (or a ring made anew at a reload: its size changed while
+ * this module's small zone was kept)
+ */
 
 static void
 ngx_http_events_cluster_tail_epoch(void *data, redisReply *reply,
@@ -1564,45 +1582,78 @@ ngx_http_events_cluster_tail_epoch(void *data, redisReply *reply,
 {
     ngx_http_events_cluster_t  *cl = data;
 
-    uint64_t  epoch;
+    u_char                   *p;
+    uint64_t                  epoch;
+    ngx_uint_t                i;
+    ngx_http_events_store_t  *store;
+    u_char                    secret[NGX_HTTP_EVENTS_CURSOR_SECRET];
 
     if (reply == NULL || !cl->tailing) {
         return;
     }
 
-    if (reply->type == REDIS_REPLY_NIL) {
-        /* no log yet, or a flushed one: nothing to read until appends */
-        cl->sh->caught_up = 1;
+    store = cl->zone->data;
 
-    } else if (reply->type == REDIS_REPLY_ERROR) {
+    if (reply->type == REDIS_REPLY_ERROR) {
         ngx_log_error(NGX_LOG_ERR, cl->log, 0,
-                      "events_cluster: redis %V refused HGET %V: %*s",
+                      "events_cluster: redis %V refused HMGET %V: %*s",
                       &cl->redis.url, &cl->key_meta,
                       (size_t) ngx_min(reply->len, 200), reply->str);
-        (void) ngx_atomic_fetch_add(&cl->sh->errors, 1);
-        ngx_http_events_cluster_tail_later(cl);
-        return;
+        goto failed;
+    }
 
-    } else if (ngx_http_events_cluster_epoch(reply, &epoch) != NGX_OK) {
-        ngx_log_error(NGX_LOG_ERR, cl->log, 0,
-                      "events_cluster: redis %V: the epoch in %V is not "
-                      "one this module wrote", &cl->redis.url,
-                      &cl->key_meta);
-        (void) ngx_atomic_fetch_add(&cl->sh->errors, 1);
-        ngx_http_events_cluster_tail_later(cl);
-        return;
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
+        goto invalid;
+    }
 
-    } else if (epoch != cl->sh->epoch
-               || epoch != ngx_http_events_store_epoch(cl->zone->data))
+    if (reply->element[0]->type == REDIS_REPLY_NIL) {
+        /* a log flushed meanwhile: nothing to read until appends */
+        cl->sh->caught_up = 1;
+        ngx_http_events_cluster_tail_read(cl);
+        return;
+    }
+
+    if (ngx_http_events_cluster_epoch(reply->element[0], &epoch) != NGX_OK
+        || reply->element[1]->type != REDIS_REPLY_STRING
+        || reply->element[1]->len != 2 * NGX_HTTP_EVENTS_CURSOR_SECRET)
     {
-        /*
-         * a new log, or a new ring: a zone made anew at a reload (its
-         * size changed) while this module's small zone was kept
-         */
-        ngx_http_events_cluster_adopt(cl, epoch);
+        goto invalid;
+    }
+
+    p = (u_char *) reply->element[1]->str;
+
+    for (i = 0; i < NGX_HTTP_EVENTS_CURSOR_SECRET; i++) {
+        if (ngx_hextoi(p + 2 * i, 2) == NGX_ERROR) {
+            goto invalid;
+        }
+
+        secret[i] = (u_char) ngx_hextoi(p + 2 * i, 2);
+    }
+
+    if (epoch != cl->sh->epoch
+        || epoch != ngx_http_events_store_epoch(store)
+        || ngx_memcmp(secret, ngx_http_events_store_secret(store),
+                      NGX_HTTP_EVENTS_CURSOR_SECRET)
+           != 0)
+    {
+        ngx_http_events_cluster_adopt(cl, epoch, secret);
     }
 
     ngx_http_events_cluster_tail_read(cl);
+
+    return;
+
+invalid:
+
+    ngx_log_error(NGX_LOG_ERR, cl->log, 0,
+                  "events_cluster: redis %V: the epoch or secret in %V is "
+                  "not what this module wrote", &cl->redis.url,
+                  &cl->key_meta);
+
+failed:
+
+    (void) ngx_atomic_fetch_add(&cl->sh->errors, 1);
+    ngx_http_events_cluster_tail_later(cl);
 }
 
 
@@ -1701,6 +1752,11 @@ ngx_http_events_cluster_tailed(void *data, redisReply *reply,
         ngx_http_events_ipc_notify(cl->zone->data);
     }
 
+    if (restart) {
+        ngx_http_events_cluster_tail_ready(&cl->tail);
+        return;
+    }
+
     if (entries->elements < NGX_HTTP_EVENTS_CLUSTER_COUNT) {
         cl->sh->caught_up = 1;
     }
@@ -1781,8 +1837,7 @@ ngx_http_events_cluster_import(ngx_http_events_cluster_t *cl,
     }
 
     if (epoch != sh->epoch) {
-        /* a new log began: from its start, in its epoch */
-        ngx_http_events_cluster_adopt(cl, epoch);
+        /* a new log began: its epoch and secret, then from its start */
         *restart = 1;
         return NGX_OK;
     }
@@ -1802,13 +1857,17 @@ ngx_http_events_cluster_import(ngx_http_events_cluster_t *cl,
 
     rc = ngx_http_events_store_restore(store, &ev);
 
-    if (rc == NGX_BUSY || rc == NGX_ABORT) {
+    if (rc != NGX_HTTP_EVENTS_STORE_OK && rc != NGX_HTTP_EVENTS_STORE_STALE)
+    {
         ngx_log_error(NGX_LOG_ERR, cl->log, 0,
                       "events_cluster: events zone \"%V\" could not take "
                       "event %uL from redis (%s); this node skips it",
                       &cl->zone_name, seq,
-                      rc == NGX_BUSY ? "no memory for the type catalog"
-                                     : "larger than the zone can hold");
+                      rc == NGX_HTTP_EVENTS_STORE_TOO_LARGE
+                      ? "larger than the zone can hold"
+                      : rc == NGX_HTTP_EVENTS_STORE_TOO_MANY_TYPES
+                        ? "the tenant has too many types"
+                        : "no memory for the type catalog");
         (void) ngx_atomic_fetch_add(&sh->errors, 1);
     }
 
@@ -1850,7 +1909,8 @@ done:
 /* Redis's log has another epoch: the ring starts again with it */
 
 static void
-ngx_http_events_cluster_adopt(ngx_http_events_cluster_t *cl, uint64_t epoch)
+ngx_http_events_cluster_adopt(ngx_http_events_cluster_t *cl, uint64_t epoch,
+    u_char *secret)
 {
     ngx_http_events_cluster_sh_t  *sh;
 
@@ -1861,7 +1921,7 @@ ngx_http_events_cluster_adopt(ngx_http_events_cluster_t *cl, uint64_t epoch)
                   "%016uxL from redis %V (was %016uxL)",
                   &cl->zone_name, epoch, &cl->redis.url, sh->epoch);
 
-    ngx_http_events_store_reset(cl->zone->data, epoch);
+    ngx_http_events_store_reset(cl->zone->data, epoch, secret);
 
     ngx_shmtx_lock(&cl->shpool->mutex);
 
