@@ -166,6 +166,7 @@ static ngx_http_events_type_node_t *ngx_http_events_store_type_find(
     uint32_t hash);
 static ngx_http_events_tenant_node_t *ngx_http_events_store_tenant_find(
     ngx_http_events_sh_t *sh, ngx_str_t *tenant, uint32_t hash);
+static size_t ngx_http_events_store_slab_size(size_t size);
 static ngx_http_events_store_rc_e ngx_http_events_store_type_ref(
     ngx_http_events_store_t *store, ngx_str_t *tenant, ngx_str_t *type,
     ngx_uint_t bounded);
@@ -612,6 +613,19 @@ ngx_http_events_store_tenant_find(ngx_http_events_sh_t *sh, ngx_str_t *tenant,
 }
 
 
+/* what the slab takes for an allocation of this size: a power of two */
+
+static size_t
+ngx_http_events_store_slab_size(size_t size)
+{
+    size_t  n;
+
+    for (n = 8; n < size; n <<= 1) { /* void */ }
+
+    return n;
+}
+
+
 /*
  * An event's (tenant, type) into the catalog.  A type new to its tenant
  * is refused (when bounded: not at replay) if the tenant has
@@ -643,9 +657,12 @@ ngx_http_events_store_type_ref(ngx_http_events_store_t *store,
             return NGX_HTTP_EVENTS_STORE_TOO_MANY_TYPES;
         }
 
-        size = sizeof(ngx_http_events_type_node_t) + tenant->len
-               + type->len + (ten ? 0 : sizeof(ngx_http_events_tenant_node_t)
-                                        + tenant->len);
+        size = ngx_http_events_store_slab_size(
+                   sizeof(ngx_http_events_type_node_t) + tenant->len
+                   + type->len)
+               + (ten ? 0 : ngx_http_events_store_slab_size(
+                                sizeof(ngx_http_events_tenant_node_t)
+                                + tenant->len));
 
         if (bounded && sh->catalog_bytes + size > sh->catalog_max) {
             return NGX_HTTP_EVENTS_STORE_FULL;
@@ -659,8 +676,9 @@ ngx_http_events_store_type_ref(ngx_http_events_store_t *store,
                 return NGX_HTTP_EVENTS_STORE_FULL;
             }
 
-            sh->catalog_bytes += sizeof(ngx_http_events_tenant_node_t)
-                                 + tenant->len;
+            sh->catalog_bytes += ngx_http_events_store_slab_size(
+                                     sizeof(ngx_http_events_tenant_node_t)
+                                     + tenant->len);
 
             ten->node.key = thash;
             ten->events = 0;
@@ -678,8 +696,9 @@ ngx_http_events_store_type_ref(ngx_http_events_store_t *store,
             if (ten->types == 0) {
                 ngx_rbtree_delete(&sh->tenants, &ten->node);
                 ngx_slab_free_locked(store->shpool, ten);
-                sh->catalog_bytes -= sizeof(ngx_http_events_tenant_node_t)
-                                     + tenant->len;
+                sh->catalog_bytes -= ngx_http_events_store_slab_size(
+                                         sizeof(ngx_http_events_tenant_node_t)
+                                         + tenant->len);
             }
 
             return NGX_HTTP_EVENTS_STORE_FULL;
@@ -694,8 +713,9 @@ ngx_http_events_store_type_ref(ngx_http_events_store_t *store,
                    type->data, type->len);
 
         ngx_rbtree_insert(&sh->types, &tn->node);
-        sh->catalog_bytes += sizeof(ngx_http_events_type_node_t)
-                             + tenant->len + type->len;
+        sh->catalog_bytes += ngx_http_events_store_slab_size(
+                                 sizeof(ngx_http_events_type_node_t)
+                                 + tenant->len + type->len);
         sh->ntypes++;
         ten->types++;
     }
@@ -746,8 +766,9 @@ ngx_http_events_store_type_unref(ngx_http_events_store_t *store,
     if (--tn->count == 0) {
         ngx_rbtree_delete(&sh->types, &tn->node);
         ngx_slab_free_locked(store->shpool, tn);
-        sh->catalog_bytes -= sizeof(ngx_http_events_type_node_t)
-                             + tenant->len + type->len;
+        sh->catalog_bytes -= ngx_http_events_store_slab_size(
+                                 sizeof(ngx_http_events_type_node_t)
+                                 + tenant->len + type->len);
         sh->ntypes--;
 
         if (ten) {
@@ -758,8 +779,9 @@ ngx_http_events_store_type_unref(ngx_http_events_store_t *store,
     if (ten && --ten->events == 0) {
         ngx_rbtree_delete(&sh->tenants, &ten->node);
         ngx_slab_free_locked(store->shpool, ten);
-        sh->catalog_bytes -= sizeof(ngx_http_events_tenant_node_t)
-                             + tenant->len;
+        sh->catalog_bytes -= ngx_http_events_store_slab_size(
+                                 sizeof(ngx_http_events_tenant_node_t)
+                                 + tenant->len);
     }
 }
 
