@@ -508,10 +508,10 @@ ngx_http_events_create_main_conf(ngx_conf_t *cf)
     if (ngx_array_init(&emcf->zones, cf->pool, 2, sizeof(ngx_shm_zone_t *))
         != NGX_OK
         || ngx_array_init(&emcf->wh_static, cf->pool, 2,
-                          sizeof(ngx_http_events_wh_static_t))
+                          sizeof(ngx_http_events_webhook_static_t))
            != NGX_OK
         || ngx_array_init(&emcf->wh_bind, cf->pool, 2,
-                          sizeof(ngx_http_events_wh_bind_t))
+                          sizeof(ngx_http_events_webhook_bind_t))
            != NGX_OK)
     {
         return NULL;
@@ -595,8 +595,8 @@ ngx_http_events_create_loc_conf(ngx_conf_t *cf)
 static char *
 ngx_http_events_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 {
-    ngx_http_events_loc_conf_t *prev = parent;
-    ngx_http_events_loc_conf_t *conf = child;
+    ngx_http_events_loc_conf_t  *prev = parent;
+    ngx_http_events_loc_conf_t  *conf = child;
 
     ngx_conf_merge_ptr_value(conf->tenant, prev->tenant, NULL);
     ngx_conf_merge_ptr_value(conf->source, prev->source, NULL);

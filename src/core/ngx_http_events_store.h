@@ -219,6 +219,7 @@ typedef struct {
     ngx_uint_t                  wh_inflight;    /* this process's */
     ngx_msec_t                  wh_saved;       /* state last written */
     void                       *wh_task;        /* ngx_thread_task_t */
+    void                       *wh_jobs;        /* webhook_jobs_t */
     unsigned                    wh_writing:1;   /* the task is out */
     unsigned                    wh_owner:1;
 } ngx_http_events_store_t;

@@ -36,23 +36,23 @@ static u_char *ngx_http_events_status_journal_json(u_char *p,
 static u_char *ngx_http_events_status_journal_text(u_char *p,
     ngx_str_t *zone, ngx_http_events_stats_t *st);
 static u_char *ngx_http_events_status_wh_json(u_char *p,
-    ngx_http_events_wh_stats_t *ws);
+    ngx_http_events_webhook_stats_t *ws);
 static u_char *ngx_http_events_status_wh_text(u_char *p, ngx_str_t *zone,
-    ngx_http_events_wh_stats_t *ws);
+    ngx_http_events_webhook_stats_t *ws);
 
 
 ngx_int_t
 ngx_http_events_status_handler(ngx_http_request_t *r)
 {
-    u_char                      *p, *body;
-    ngx_int_t                    rc;
-    ngx_http_events_wh_stats_t   ws;
-    ngx_str_t                    type;
-    ngx_uint_t                   text;
-    ngx_http_events_error_t      err;
-    ngx_http_events_stats_t     *st;
-    ngx_http_events_store_t     *store;
-    ngx_http_events_loc_conf_t  *elcf;
+    u_char                          *p, *body;
+    ngx_int_t                        rc;
+    ngx_http_events_webhook_stats_t  ws;
+    ngx_str_t                        type;
+    ngx_uint_t                       text;
+    ngx_http_events_error_t          err;
+    ngx_http_events_stats_t         *st;
+    ngx_http_events_store_t         *store;
+    ngx_http_events_loc_conf_t      *elcf;
 
     if (!ngx_http_events_auth_access(r, &rc)) {
         return rc;
@@ -342,7 +342,7 @@ ngx_http_events_status_journal_json(u_char *p, ngx_http_events_store_t *store,
 
 
 static u_char *
-ngx_http_events_status_wh_json(u_char *p, ngx_http_events_wh_stats_t *ws)
+ngx_http_events_status_wh_json(u_char *p, ngx_http_events_webhook_stats_t *ws)
 {
     ngx_uint_t  i;
 
@@ -358,7 +358,7 @@ ngx_http_events_status_wh_json(u_char *p, ngx_http_events_wh_stats_t *ws)
 
     for (i = 1; i < NGX_HTTP_EVENTS_E_MAX; i++) {
         p = ngx_sprintf(p, "%s\"%s\":%uL", i > 1 ? "," : "",
-                        ngx_http_events_wh_errors[i], ws->errors[i]);
+                        ngx_http_events_webhook_errors[i], ws->errors[i]);
     }
 
     return ngx_sprintf(p, "}}}");
@@ -414,7 +414,7 @@ ngx_http_events_status_journal_text(u_char *p, ngx_str_t *zone,
 
 static u_char *
 ngx_http_events_status_wh_text(u_char *p, ngx_str_t *zone,
-    ngx_http_events_wh_stats_t *ws)
+    ngx_http_events_webhook_stats_t *ws)
 {
     ngx_uint_t  i;
 
@@ -456,7 +456,7 @@ ngx_http_events_status_wh_text(u_char *p, ngx_str_t *zone,
     for (i = 1; i < NGX_HTTP_EVENTS_E_MAX; i++) {
         p = ngx_sprintf(p, "events_webhook_errors_total{zone=\"%V\","
                         "error=\"%s\"} %uL\n", zone,
-                        ngx_http_events_wh_errors[i], ws->errors[i]);
+                        ngx_http_events_webhook_errors[i], ws->errors[i]);
     }
 
     return p;

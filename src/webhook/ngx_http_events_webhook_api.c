@@ -29,7 +29,7 @@
 #include "ngx_http_events_auth.h"
 #include "ngx_http_events_cursor.h"
 #include "ngx_http_events_match.h"
-#include "ngx_http_events_webhook.h"
+#include "ngx_http_events_webhook_shm.h"
 #include "ngx_http_events_ipc.h"
 
 
@@ -50,7 +50,7 @@ typedef struct {
     ngx_str_t                   tenant;
     ngx_str_t                   id;
     ngx_str_t                   event;
-} ngx_http_events_wh_route_t;
+} ngx_http_events_webhook_route_t;
 
 
 /* a JSON answer grown in the request pool */
@@ -64,52 +64,54 @@ typedef struct {
 
 
 static ngx_int_t ngx_http_events_webhook_api_route(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt);
+    ngx_http_events_webhook_route_t *rt);
 static void ngx_http_events_webhook_api_body(ngx_http_request_t *r);
 static ngx_int_t ngx_http_events_webhook_api_run(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt, ngx_str_t *body);
+    ngx_http_events_webhook_route_t *rt, ngx_str_t *body);
 static ngx_int_t ngx_http_events_webhook_api_create(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt, json_t *root);
+    ngx_http_events_webhook_route_t *rt, json_t *root);
 static ngx_int_t ngx_http_events_webhook_api_patch(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt, json_t *root);
+    ngx_http_events_webhook_route_t *rt, json_t *root);
 static ngx_int_t ngx_http_events_webhook_api_spec(ngx_http_request_t *r,
-    json_t *root, ngx_http_events_wh_spec_t *spec, ngx_uint_t create,
+    json_t *root, ngx_http_events_webhook_spec_t *spec, ngx_uint_t create,
     ngx_http_events_error_t *err);
 static ngx_int_t ngx_http_events_webhook_api_url(ngx_http_request_t *r,
     ngx_str_t *url, ngx_http_events_error_t *err);
 static ngx_int_t ngx_http_events_webhook_api_get(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt, ngx_uint_t status, ngx_str_t *secret);
+    ngx_http_events_webhook_route_t *rt, ngx_uint_t status, ngx_str_t *secret);
 static ngx_int_t ngx_http_events_webhook_api_list(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt);
+    ngx_http_events_webhook_route_t *rt);
 static ngx_int_t ngx_http_events_webhook_api_attempts(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt);
+    ngx_http_events_webhook_route_t *rt);
 static ngx_int_t ngx_http_events_webhook_api_delivery(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt);
+    ngx_http_events_webhook_route_t *rt);
 static ngx_int_t ngx_http_events_webhook_api_log(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt, uint64_t before, ngx_array_t *all);
+    ngx_http_events_webhook_route_t *rt, uint64_t before, ngx_array_t *all);
 static ngx_int_t ngx_http_events_webhook_api_retry(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt);
+    ngx_http_events_webhook_route_t *rt);
 static ngx_int_t ngx_http_events_webhook_api_test(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt);
+    ngx_http_events_webhook_route_t *rt);
 static ngx_int_t ngx_http_events_webhook_api_rotate(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt, json_t *root);
+    ngx_http_events_webhook_route_t *rt, json_t *root);
 static ngx_int_t ngx_http_events_webhook_api_replay(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt, json_t *root);
+    ngx_http_events_webhook_route_t *rt, json_t *root);
 static ngx_int_t ngx_http_events_webhook_api_event(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt, ngx_str_t *json, uint64_t *seq,
+    ngx_http_events_webhook_route_t *rt, ngx_str_t *json, uint64_t *seq,
     ngx_str_t *type);
 static ngx_int_t ngx_http_events_webhook_api_position(ngx_http_request_t *r,
     json_t *v, const char *name, ngx_uint_t until, uint64_t *seq,
     ngx_http_events_error_t *err);
 static void ngx_http_events_webhook_api_view_json(ngx_http_events_out_t *o,
-    ngx_http_events_wh_view_t *v);
+    ngx_http_events_webhook_view_t *v);
 static void ngx_http_events_webhook_api_attempt_json(ngx_http_events_out_t *o,
-    ngx_http_events_wh_attempt_t *a);
+    ngx_http_events_webhook_attempt_t *a);
 static ngx_int_t ngx_http_events_webhook_api_fail(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, const char *field,
     const char *fmt, ...);
 static ngx_int_t ngx_http_events_webhook_api_unknown(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt);
+    ngx_http_events_webhook_route_t *rt);
+static ngx_uint_t ngx_http_events_webhook_api_granted(ngx_http_request_t *r,
+    ngx_str_t *type);
 static ngx_int_t ngx_http_events_webhook_api_covered(ngx_http_request_t *r,
     ngx_str_t *patterns, ngx_uint_t n, ngx_http_events_error_t *err);
 static void ngx_http_events_webhook_api_out(ngx_http_events_out_t *o,
@@ -127,15 +129,15 @@ static ngx_int_t ngx_http_events_webhook_api_out_send(ngx_http_request_t *r,
 
 
 
-static const char  *ngx_http_events_wh_results[] = {
+static const char  *ngx_http_events_webhook_results[] = {
     "succeeded", "failed", "failed", "expired", "aborted"
 };
 
-static const char  *ngx_http_events_wh_triggers[] = {
+static const char  *ngx_http_events_webhook_triggers[] = {
     "scheduled", "manual", "replay"
 };
 
-static const char  *ngx_http_events_wh_disabled[] = {
+static const char  *ngx_http_events_webhook_disabled[] = {
     NULL, "gone", "receiver", "failing", "manual"
 };
 
@@ -143,15 +145,15 @@ static const char  *ngx_http_events_wh_disabled[] = {
 ngx_int_t
 ngx_http_events_webhook_api_handler(ngx_http_request_t *r)
 {
-    ngx_int_t                    rc;
-    ngx_http_events_ctx_t       *ctx;
-    ngx_http_events_wh_route_t  *rt;
+    ngx_int_t                         rc;
+    ngx_http_events_ctx_t            *ctx;
+    ngx_http_events_webhook_route_t  *rt;
 
     if (!ngx_http_events_auth_access(r, &rc)) {
         return rc;
     }
 
-    rt = ngx_pcalloc(r->pool, sizeof(ngx_http_events_wh_route_t));
+    rt = ngx_pcalloc(r->pool, sizeof(ngx_http_events_webhook_route_t));
     if (rt == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -165,8 +167,9 @@ ngx_http_events_webhook_api_handler(ngx_http_request_t *r)
     if (rc == NGX_DECLINED) {
         ngx_http_discard_request_body(r);
         return ngx_http_events_webhook_api_fail(r, 400, "invalid_tenant", NULL,
-                                                "the request's tenant must be 1-64 "
-                                                "characters of [A-Za-z0-9_.:-]");
+                                                "the request's tenant must be "
+                                                "1-64 characters of "
+                                                "[A-Za-z0-9_.:-]");
     }
 
     rc = ngx_http_events_webhook_api_route(r, rt);
@@ -185,8 +188,8 @@ ngx_http_events_webhook_api_handler(ngx_http_request_t *r)
     {
         ngx_http_discard_request_body(r);
         return ngx_http_events_webhook_api_fail(r, 415,
-                                                "unsupported_media_type",
-                                                NULL, "send application/json");
+                                                "unsupported_media_type", NULL,
+                                                "send application/json");
     }
 
     ctx = ngx_http_events_ctx(r);
@@ -214,7 +217,7 @@ ngx_http_events_webhook_api_handler(ngx_http_request_t *r)
 
 static ngx_int_t
 ngx_http_events_webhook_api_route(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt)
+    ngx_http_events_webhook_route_t *rt)
 {
     u_char                      *p, *last, *s;
     ngx_str_t                    seg[4];
@@ -347,8 +350,8 @@ done:
         }
 
         return ngx_http_events_webhook_api_fail(r, 405, "method_not_allowed",
-                                                NULL,
-                                                "this endpoint allows %s", allow);
+                                                NULL, "this endpoint allows %s",
+                                                allow);
     }
 
     return NGX_OK;
@@ -393,7 +396,7 @@ ngx_http_events_webhook_api_body(ngx_http_request_t *r)
 
 static ngx_int_t
 ngx_http_events_webhook_api_run(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt, ngx_str_t *body)
+    ngx_http_events_webhook_route_t *rt, ngx_str_t *body)
 {
     json_t                      *root;
     ngx_int_t                    rc;
@@ -418,9 +421,10 @@ ngx_http_events_webhook_api_run(ngx_http_request_t *r,
         if (root == NULL) {
             return ngx_http_events_webhook_api_fail(r, 400, "invalid_json",
                                                     NULL,
-                                                    "malformed JSON at line %d, "
-                                                    "column %d: %s", jerr.line,
-                                                    jerr.column, jerr.text);
+                                                    "malformed JSON at line "
+                                                    "%d, column %d: %s",
+                                                    jerr.line, jerr.column,
+                                                    jerr.text);
         }
 
         if (!json_is_object(root)) {
@@ -448,18 +452,19 @@ ngx_http_events_webhook_api_run(ngx_http_request_t *r,
         } else if (r->method == NGX_HTTP_DELETE) {
             rc = ngx_http_events_webhook_delete(store, &rt->tenant, &rt->id);
 
-            if (rc == NGX_OK) {
+            if (rc == NGX_HTTP_EVENTS_WEBHOOK_OK) {
                 (void) ngx_http_events_webhook_state_save(store);
                 r->headers_out.status = NGX_HTTP_NO_CONTENT;
                 r->header_only = 1;
                 r->headers_out.content_length_n = 0;
                 rc = ngx_http_send_header(r);
 
-            } else if (rc == NGX_ABORT) {
+            } else if (rc == NGX_HTTP_EVENTS_WEBHOOK_STATIC) {
                 rc = ngx_http_events_webhook_api_fail(r, 409, "static_endpoint",
-                                                      NULL, "this endpoint comes "
-                                                      "from nginx.conf; change it "
-                                                      "there");
+                                                      NULL,
+                                                      "this endpoint comes "
+                                                      "from nginx.conf; "
+                                                      "change it there");
             } else {
                 rc = ngx_http_events_webhook_api_unknown(r, rt);
             }
@@ -507,17 +512,17 @@ ngx_http_events_webhook_api_run(ngx_http_request_t *r,
 
 static ngx_int_t
 ngx_http_events_webhook_api_create(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt, json_t *root)
+    ngx_http_events_webhook_route_t *rt, json_t *root)
 {
-    u_char                      *p;
-    u_char                       id[NGX_HTTP_EVENTS_ID_LEN];
-    ngx_int_t                    rc;
-    ngx_str_t                    src, text;
-    ngx_http_events_ipc_t       *ipc;
-    ngx_http_events_error_t      err;
-    ngx_http_events_store_t     *store;
-    ngx_http_events_wh_spec_t   *spec;
-    ngx_http_events_loc_conf_t  *elcf;
+    u_char                          *p;
+    u_char                           id[NGX_HTTP_EVENTS_ID_LEN];
+    ngx_int_t                        rc;
+    ngx_str_t                        src, text;
+    ngx_http_events_ipc_t           *ipc;
+    ngx_http_events_error_t          err;
+    ngx_http_events_store_t         *store;
+    ngx_http_events_webhook_spec_t  *spec;
+    ngx_http_events_loc_conf_t      *elcf;
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
     store = elcf->webhooks_zone->data;
@@ -528,7 +533,7 @@ ngx_http_events_webhook_api_create(ngx_http_request_t *r,
                                                 "object");
     }
 
-    spec = ngx_pcalloc(r->pool, sizeof(ngx_http_events_wh_spec_t));
+    spec = ngx_pcalloc(r->pool, sizeof(ngx_http_events_webhook_spec_t));
     if (spec == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -576,18 +581,20 @@ ngx_http_events_webhook_api_create(ngx_http_request_t *r,
 
     rc = ngx_http_events_webhook_create(store, spec, elcf->wh.max_endpoints);
 
-    if (rc == NGX_DECLINED) {
+    if (rc == NGX_HTTP_EVENTS_WEBHOOK_LIMIT) {
         return ngx_http_events_webhook_api_fail(r, 409, "too_many_endpoints",
-                                                NULL,
-                                                "this tenant has %ui endpoints, the "
-                                                "most events_webhook_max_per_tenant "
-                                                "allows", elcf->wh.max_endpoints);
+                                                NULL, "this tenant has %ui "
+                                                "endpoints, the most "
+                                                "events_webhook_max_per_tenant"
+                                                " allows",
+                                                elcf->wh.max_endpoints);
     }
 
-    if (rc != NGX_OK) {
+    if (rc != NGX_HTTP_EVENTS_WEBHOOK_OK) {
         return ngx_http_events_webhook_api_fail(r, 503, "zone_full", NULL,
-                                                "no room for another endpoint in "
-                                                "events zone \"%V\"", &store->name);
+                                                "no room for another endpoint "
+                                                "in events zone \"%V\"",
+                                                &store->name);
     }
 
     /* with a journal, on disk before the 201, or not at all */
@@ -645,23 +652,24 @@ ngx_http_events_webhook_api_create(ngx_http_request_t *r,
 
 static ngx_int_t
 ngx_http_events_webhook_api_patch(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt, json_t *root)
+    ngx_http_events_webhook_route_t *rt, json_t *root)
 {
-    ngx_int_t                    rc;
-    ngx_http_events_error_t      err;
-    ngx_http_events_store_t     *store;
-    ngx_http_events_wh_spec_t   *spec;
-    ngx_http_events_loc_conf_t  *elcf;
+    ngx_int_t                        rc;
+    ngx_http_events_error_t          err;
+    ngx_http_events_store_t         *store;
+    ngx_http_events_webhook_spec_t  *spec;
+    ngx_http_events_loc_conf_t      *elcf;
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
     store = elcf->webhooks_zone->data;
 
     if (root == NULL) {
         return ngx_http_events_webhook_api_fail(r, 400, "invalid_body", NULL,
-                                                "send the changes as a JSON object");
+                                                "send the changes as a JSON "
+                                                "object");
     }
 
-    spec = ngx_pcalloc(r->pool, sizeof(ngx_http_events_wh_spec_t));
+    spec = ngx_pcalloc(r->pool, sizeof(ngx_http_events_webhook_spec_t));
     if (spec == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -673,8 +681,8 @@ ngx_http_events_webhook_api_patch(ngx_http_request_t *r,
     if (json_object_get(root, "secret")) {
         return ngx_http_events_webhook_api_fail(r, 400, "invalid_field",
                                                 "secret",
-                                                "change the secret with "
-                                                "POST .../rotate-secret");
+                                                "change the secret with POST "
+                                                ".../rotate-secret");
     }
 
     if (spec->set_patterns
@@ -691,17 +699,17 @@ ngx_http_events_webhook_api_patch(ngx_http_request_t *r,
 
     rc = ngx_http_events_webhook_update(store, spec);
 
-    if (rc == NGX_DECLINED) {
+    if (rc == NGX_HTTP_EVENTS_WEBHOOK_NOT_FOUND) {
         return ngx_http_events_webhook_api_unknown(r, rt);
     }
 
-    if (rc == NGX_ABORT) {
+    if (rc == NGX_HTTP_EVENTS_WEBHOOK_STATIC) {
         return ngx_http_events_webhook_api_fail(r, 409, "static_endpoint", NULL,
                                                 "this endpoint comes from "
                                                 "nginx.conf; change it there");
     }
 
-    if (rc != NGX_OK) {
+    if (rc != NGX_HTTP_EVENTS_WEBHOOK_OK) {
         return ngx_http_events_webhook_api_fail(r, 503, "zone_full", NULL,
                                                 "no room in events zone \"%V\"",
                                                 &store->name);
@@ -717,7 +725,7 @@ ngx_http_events_webhook_api_patch(ngx_http_request_t *r,
 
 static ngx_int_t
 ngx_http_events_webhook_api_spec(ngx_http_request_t *r, json_t *root,
-    ngx_http_events_wh_spec_t *spec, ngx_uint_t create,
+    ngx_http_events_webhook_spec_t *spec, ngx_uint_t create,
     ngx_http_events_error_t *err)
 {
     u_char        *p;
@@ -1109,13 +1117,13 @@ ngx_http_events_webhook_api_covered(ngx_http_request_t *r, ngx_str_t *patterns,
 
 static ngx_int_t
 ngx_http_events_webhook_api_get(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt, ngx_uint_t status, ngx_str_t *secret)
+    ngx_http_events_webhook_route_t *rt, ngx_uint_t status, ngx_str_t *secret)
 {
-    ngx_int_t                    rc;
-    ngx_http_events_out_t        o;
-    ngx_http_events_store_t     *store;
-    ngx_http_events_wh_view_t    view;
-    ngx_http_events_loc_conf_t  *elcf;
+    ngx_int_t                       rc;
+    ngx_http_events_out_t           o;
+    ngx_http_events_store_t        *store;
+    ngx_http_events_webhook_view_t  view;
+    ngx_http_events_loc_conf_t     *elcf;
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
     store = elcf->webhooks_zone->data;
@@ -1123,11 +1131,11 @@ ngx_http_events_webhook_api_get(ngx_http_request_t *r,
     rc = ngx_http_events_webhook_get(store, &rt->tenant, &rt->id, r->pool,
                                      &view);
 
-    if (rc == NGX_DECLINED) {
+    if (rc == NGX_HTTP_EVENTS_WEBHOOK_NOT_FOUND) {
         return ngx_http_events_webhook_api_unknown(r, rt);
     }
 
-    if (rc != NGX_OK) {
+    if (rc != NGX_HTTP_EVENTS_WEBHOOK_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -1149,20 +1157,20 @@ ngx_http_events_webhook_api_get(ngx_http_request_t *r,
 
 static ngx_int_t
 ngx_http_events_webhook_api_list(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt)
+    ngx_http_events_webhook_route_t *rt)
 {
-    ngx_uint_t                   i;
-    ngx_array_t                  views;
-    ngx_http_events_out_t        o;
-    ngx_http_events_store_t     *store;
-    ngx_http_events_wh_view_t   *v;
-    ngx_http_events_loc_conf_t  *elcf;
+    ngx_uint_t                       i;
+    ngx_array_t                      views;
+    ngx_http_events_out_t            o;
+    ngx_http_events_store_t         *store;
+    ngx_http_events_webhook_view_t  *v;
+    ngx_http_events_loc_conf_t      *elcf;
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
     store = elcf->webhooks_zone->data;
 
-    if (ngx_array_init(&views, r->pool, 8, sizeof(ngx_http_events_wh_view_t))
-        != NGX_OK
+    if (ngx_array_init(&views, r->pool, 8, sizeof(ngx_http_events_webhook_view_t))
+        != NGX_HTTP_EVENTS_WEBHOOK_OK
         || ngx_http_events_webhook_list(store, &rt->tenant, r->pool, &views)
            != NGX_OK)
     {
@@ -1194,17 +1202,17 @@ ngx_http_events_webhook_api_list(ngx_http_request_t *r,
 
 static ngx_int_t
 ngx_http_events_webhook_api_attempts(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt)
+    ngx_http_events_webhook_route_t *rt)
 {
-    size_t                         size;
-    uint64_t                       before, next;
-    ngx_int_t                      rc, limit, result;
-    ngx_str_t                      value, event_id;
-    ngx_uint_t                     i, n;
-    ngx_array_t                    all;
-    ngx_http_events_out_t          o;
-    ngx_http_events_loc_conf_t    *elcf;
-    ngx_http_events_wh_attempt_t  *a;
+    size_t                              size;
+    uint64_t                            before, next;
+    ngx_int_t                           rc, limit, result;
+    ngx_str_t                           value, event_id, type;
+    ngx_uint_t                          i, n;
+    ngx_array_t                         all;
+    ngx_http_events_out_t               o;
+    ngx_http_events_loc_conf_t         *elcf;
+    ngx_http_events_webhook_attempt_t  *a;
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
 
@@ -1218,8 +1226,7 @@ ngx_http_events_webhook_api_attempts(ngx_http_request_t *r,
 
         if (limit < 1 || limit > 1000) {
             return ngx_http_events_webhook_api_fail(r, 400, "invalid_param",
-                                                    "limit",
-                                                    "limit is 1-1000");
+                                                    "limit", "limit is 1-1000");
         }
     }
 
@@ -1237,8 +1244,8 @@ ngx_http_events_webhook_api_attempts(ngx_http_request_t *r,
 
     if (ngx_http_arg(r, (u_char *) "status", 6, &value) == NGX_OK) {
         for (i = 0; i < 5; i++) {
-            if (i != 2 && value.len == ngx_strlen(ngx_http_events_wh_results[i])
-                && ngx_strncmp(value.data, ngx_http_events_wh_results[i],
+            if (i != 2 && value.len == ngx_strlen(ngx_http_events_webhook_results[i])
+                && ngx_strncmp(value.data, ngx_http_events_webhook_results[i],
                                value.len) == 0)
             {
                 result = i;
@@ -1247,8 +1254,10 @@ ngx_http_events_webhook_api_attempts(ngx_http_request_t *r,
 
         if (result == -1) {
             return ngx_http_events_webhook_api_fail(r, 400, "invalid_param",
-                                                    "status", "status is succeeded, "
-                                                    "failed, expired or aborted");
+                                                    "status",
+                                                    "status is succeeded, "
+                                                    "failed, expired or "
+                                                    "aborted");
         }
     }
 
@@ -1256,8 +1265,7 @@ ngx_http_events_webhook_api_attempts(ngx_http_request_t *r,
         && ngx_http_events_id_valid(event_id.data, event_id.len) != NGX_OK)
     {
         return ngx_http_events_webhook_api_fail(r, 400, "invalid_param",
-                                                "eventId",
-                                                "not an event id");
+                                                "eventId", "not an event id");
     }
 
     /* the whole log below the cursor: it is small, and filters skip */
@@ -1281,7 +1289,16 @@ ngx_http_events_webhook_api_attempts(ngx_http_request_t *r,
     next = 0;
 
     for (i = 0; i < all.nelts; i++) {
-        a = (ngx_http_events_wh_attempt_t *) ((u_char *) all.elts + i * size);
+        a = (ngx_http_events_webhook_attempt_t *)
+                ((u_char *) all.elts + i * size);
+
+        /* what the caller's grant does not cover is not shown */
+        type.data = a->type;
+        type.len = a->type_len;
+
+        if (!ngx_http_events_webhook_api_granted(r, &type)) {
+            continue;
+        }
 
         if ((result == 1 && a->result != 1 && a->result != 2)
             || (result != -1 && result != 1 && a->result != result)
@@ -1324,14 +1341,14 @@ ngx_http_events_webhook_api_attempts(ngx_http_request_t *r,
 
 static ngx_int_t
 ngx_http_events_webhook_api_log(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt, uint64_t before, ngx_array_t *all)
+    ngx_http_events_webhook_route_t *rt, uint64_t before, ngx_array_t *all)
 {
     size_t                       size;
     ngx_http_events_loc_conf_t  *elcf;
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
 
-    size = ngx_align(offsetof(ngx_http_events_wh_attempt_t, excerpt)
+    size = ngx_align(offsetof(ngx_http_events_webhook_attempt_t, excerpt)
                      + elcf->wh.excerpt_size, 8);
 
     if (ngx_array_init(all, r->pool, elcf->wh.log_size + 1, size) != NGX_OK)
@@ -1340,8 +1357,8 @@ ngx_http_events_webhook_api_log(ngx_http_request_t *r,
     }
 
     return ngx_http_events_webhook_attempts(elcf->webhooks_zone->data,
-                                            &rt->tenant,
-                                            &rt->id, before, r->pool, all);
+                                            &rt->tenant, &rt->id, before, all)
+           == NGX_HTTP_EVENTS_WEBHOOK_OK ? NGX_OK : NGX_DECLINED;
 }
 
 
@@ -1349,19 +1366,19 @@ ngx_http_events_webhook_api_log(ngx_http_request_t *r,
 
 static ngx_int_t
 ngx_http_events_webhook_api_delivery(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt)
+    ngx_http_events_webhook_route_t *rt)
 {
-    size_t                          size;
-    uint64_t                        seq;
-    ngx_int_t                       rc;
-    ngx_str_t                       json, type;
-    ngx_uint_t                      i, n;
-    ngx_array_t                     all;
-    ngx_http_events_out_t           o;
-    ngx_http_events_store_t        *store;
-    ngx_http_events_loc_conf_t     *elcf;
-    ngx_http_events_wh_attempt_t   *a;
-    ngx_http_events_wh_delivery_t   d;
+    size_t                              size;
+    uint64_t                            seq;
+    ngx_int_t                           rc;
+    ngx_str_t                           json, type;
+    ngx_uint_t                          i, n;
+    ngx_array_t                         all;
+    ngx_http_events_out_t               o;
+    ngx_http_events_store_t            *store;
+    ngx_http_events_loc_conf_t         *elcf;
+    ngx_http_events_webhook_attempt_t  *a;
+    ngx_http_events_webhook_delivery_t  d;
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
     store = elcf->webhooks_zone->data;
@@ -1373,7 +1390,7 @@ ngx_http_events_webhook_api_delivery(ngx_http_request_t *r,
 
     rc = ngx_http_events_webhook_attempt(store, &rt->tenant, &rt->id, seq, &d);
 
-    if (rc == NGX_DECLINED) {
+    if (rc == NGX_HTTP_EVENTS_WEBHOOK_NOT_FOUND) {
         return ngx_http_events_webhook_api_unknown(r, rt);
     }
 
@@ -1389,15 +1406,15 @@ ngx_http_events_webhook_api_delivery(ngx_http_request_t *r,
     ngx_http_events_webhook_api_out(&o, "{\"eventId\":");
     ngx_http_events_webhook_api_out_str(&o, rt->event.data, rt->event.len);
     ngx_http_events_webhook_api_out(&o, ",\"seq\":%uL,\"state\":\"%s\"", seq,
-                                    rc != NGX_OK ? "none"
+                                    rc != NGX_HTTP_EVENTS_WEBHOOK_OK ? "none"
                                     : d.state == NGX_HTTP_EVENTS_WH_INFLIGHT
                           ? "in_flight" : "pending");
 
-    if (rc == NGX_OK) {
+    if (rc == NGX_HTTP_EVENTS_WEBHOOK_OK) {
         ngx_http_events_webhook_api_out(&o,
                                         ",\"attempts\":%uD,\"trigger\":\"%s\","
                                         "\"nextAttemptAt\":", d.attempts,
-                                        ngx_http_events_wh_triggers[d.trigger]);
+                                        ngx_http_events_webhook_triggers[d.trigger]);
         ngx_http_events_webhook_api_out_time(&o,
                                              d.state == NGX_HTTP_EVENTS_WH_QUEUED
                                      ? d.next_ms : 0);
@@ -1408,7 +1425,7 @@ ngx_http_events_webhook_api_delivery(ngx_http_request_t *r,
     n = 0;
 
     for (i = 0; i < all.nelts; i++) {
-        a = (ngx_http_events_wh_attempt_t *) ((u_char *) all.elts + i * size);
+        a = (ngx_http_events_webhook_attempt_t *) ((u_char *) all.elts + i * size);
 
         if (a->seq != seq || a->event_id_len != rt->event.len
             || ngx_strncmp(a->event_id, rt->event.data, rt->event.len) != 0)
@@ -1433,7 +1450,7 @@ ngx_http_events_webhook_api_delivery(ngx_http_request_t *r,
 
 static ngx_int_t
 ngx_http_events_webhook_api_retry(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt)
+    ngx_http_events_webhook_route_t *rt)
 {
     uint64_t                     seq;
     ngx_int_t                    rc;
@@ -1450,14 +1467,14 @@ ngx_http_events_webhook_api_retry(ngx_http_request_t *r,
         return rc == NGX_DECLINED ? rt->rc : rc;
     }
 
-    rc = ngx_http_events_webhook_send_now(store, &rt->tenant, &rt->id, seq,
+    rc = ngx_http_events_webhook_dispatch_send_now(store, &rt->tenant, &rt->id, seq,
                                           &rt->event, &type, &json);
 
-    if (rc == NGX_DECLINED) {
+    if (rc == NGX_HTTP_EVENTS_WEBHOOK_NOT_FOUND) {
         return ngx_http_events_webhook_api_unknown(r, rt);
     }
 
-    if (rc != NGX_OK) {
+    if (rc != NGX_HTTP_EVENTS_WEBHOOK_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -1477,7 +1494,7 @@ ngx_http_events_webhook_api_retry(ngx_http_request_t *r,
 
 static ngx_int_t
 ngx_http_events_webhook_api_test(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt)
+    ngx_http_events_webhook_route_t *rt)
 {
     u_char                       id[NGX_HTTP_EVENTS_ID_LEN];
     uint64_t                     ms;
@@ -1529,14 +1546,14 @@ ngx_http_events_webhook_api_test(ngx_http_request_t *r,
     body.data = b.start;
     body.len = b.pos - b.start;
 
-    rc = ngx_http_events_webhook_send_now(store, &rt->tenant, &rt->id, 0,
+    rc = ngx_http_events_webhook_dispatch_send_now(store, &rt->tenant, &rt->id, 0,
                                           &event_id, &type, &body);
 
-    if (rc == NGX_DECLINED) {
+    if (rc == NGX_HTTP_EVENTS_WEBHOOK_NOT_FOUND) {
         return ngx_http_events_webhook_api_unknown(r, rt);
     }
 
-    if (rc != NGX_OK) {
+    if (rc != NGX_HTTP_EVENTS_WEBHOOK_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -1555,7 +1572,7 @@ ngx_http_events_webhook_api_test(ngx_http_request_t *r,
 
 static ngx_int_t
 ngx_http_events_webhook_api_rotate(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt, json_t *root)
+    ngx_http_events_webhook_route_t *rt, json_t *root)
 {
     u_char                       secret[NGX_HTTP_EVENTS_WH_MAX_SECRET + 32];
     size_t                       len;
@@ -1581,8 +1598,9 @@ ngx_http_events_webhook_api_rotate(ngx_http_request_t *r,
                 if (!json_is_string(v)) {
                     return ngx_http_events_webhook_api_fail(r, 400,
                                                             "invalid_field",
-                                                            "secret", "secret has "
-                                                            "the wrong type");
+                                                            "secret",
+                                                            "secret has the "
+                                                            "wrong type");
                 }
 
                 s.data = (u_char *) json_string_value(v);
@@ -1592,10 +1610,12 @@ ngx_http_events_webhook_api_rotate(ngx_http_request_t *r,
                                                    &len) != NGX_OK) {
                     return ngx_http_events_webhook_api_fail(r, 400,
                                                             "invalid_secret",
-                                                            "secret", "a secret is "
-                                                            "\"whsec_\" and the "
-                                                            "base64 of 24 to 64 "
-                                                            "random bytes");
+                                                            "secret",
+                                                            "a secret is "
+                                                            "\"whsec_\" and "
+                                                            "the base64 of 24 "
+                                                            "to 64 random "
+                                                            "bytes");
                 }
 
             } else if (ngx_strcmp(key, "graceSeconds") == 0) {
@@ -1605,8 +1625,8 @@ ngx_http_events_webhook_api_rotate(ngx_http_request_t *r,
                     return ngx_http_events_webhook_api_fail(r, 400,
                                                             "invalid_field",
                                                             "graceSeconds",
-                                                            "graceSeconds is 0-"
-                                                            "2592000");
+                                                            "graceSeconds is "
+                                                            "0-2592000");
                 }
 
                 grace = (uint64_t) json_integer_value(v) * 1000;
@@ -1614,7 +1634,8 @@ ngx_http_events_webhook_api_rotate(ngx_http_request_t *r,
             } else {
                 return ngx_http_events_webhook_api_fail(r, 400, "unknown_field",
                                                         key,
-                                                        "unknown field \"%s\"", key);
+                                                        "unknown field \"%s\"",
+                                                        key);
             }
         }
     }
@@ -1631,15 +1652,16 @@ ngx_http_events_webhook_api_rotate(ngx_http_request_t *r,
                                         len,
                                         grace);
 
-    if (rc == NGX_DECLINED) {
+    if (rc == NGX_HTTP_EVENTS_WEBHOOK_NOT_FOUND) {
         return ngx_http_events_webhook_api_unknown(r, rt);
     }
 
-    if (rc == NGX_ABORT) {
+    if (rc == NGX_HTTP_EVENTS_WEBHOOK_STATIC) {
         return ngx_http_events_webhook_api_fail(r, 409, "static_endpoint", NULL,
                                                 "this endpoint comes from "
-                                                "nginx.conf: rotate with secret= and "
-                                                "secret_previous= there");
+                                                "nginx.conf: rotate with "
+                                                "secret= and secret_previous= "
+                                                "there");
     }
 
     (void) ngx_http_events_webhook_state_save(store);
@@ -1676,25 +1698,27 @@ ngx_http_events_webhook_api_rotate(ngx_http_request_t *r,
 
 static ngx_int_t
 ngx_http_events_webhook_api_replay(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt, json_t *root)
+    ngx_http_events_webhook_route_t *rt, json_t *root)
 {
-    u_char                       id[NGX_HTTP_EVENTS_ID_LEN];
-    u_char                       from_c[NGX_HTTP_EVENTS_CURSOR_LEN];
-    u_char                       to_c[NGX_HTTP_EVENTS_CURSOR_LEN];
-    json_t                      *v;
-    uint64_t                     after, to, last, final;
-    ngx_int_t                    rc;
-    ngx_uint_t                   mode, count, truncated, has_from;
-    const char                  *key, *m;
-    ngx_http_events_out_t        o;
-    ngx_http_events_ipc_t       *ipc;
-    ngx_http_events_item_t       item;
-    ngx_http_events_error_t      err;
-    ngx_http_events_query_t      q;
-    ngx_http_events_window_t     w;
-    ngx_http_events_store_t     *store;
-    ngx_http_events_wh_view_t    view;
-    ngx_http_events_loc_conf_t  *elcf;
+    u_char                           extra[64];
+    ngx_str_t                        x;
+    u_char                          id[NGX_HTTP_EVENTS_ID_LEN];
+    u_char                          from_c[NGX_HTTP_EVENTS_CURSOR_LEN];
+    u_char                          to_c[NGX_HTTP_EVENTS_CURSOR_LEN];
+    json_t                         *v;
+    uint64_t                        after, to, last, final;
+    ngx_int_t                       rc;
+    ngx_uint_t                      mode, count, truncated, has_from;
+    const char                     *key, *m;
+    ngx_http_events_out_t           o;
+    ngx_http_events_ipc_t          *ipc;
+    ngx_http_events_item_t          item;
+    ngx_http_events_error_t         err;
+    ngx_http_events_query_t         q;
+    ngx_http_events_window_t        w;
+    ngx_http_events_store_t        *store;
+    ngx_http_events_webhook_view_t  view;
+    ngx_http_events_loc_conf_t     *elcf;
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
     store = elcf->webhooks_zone->data;
@@ -1711,8 +1735,8 @@ ngx_http_events_webhook_api_replay(ngx_http_request_t *r,
         return ngx_http_events_webhook_api_fail(r, 400, "missing_field",
                                                 "after",
                                                 "say where the replay starts: "
-                                                "\"after\" (a cursor or seq) or "
-                                                "\"since\" (a time)");
+                                                "\"after\" (a cursor or seq) "
+                                                "or \"since\" (a time)");
     }
 
     json_object_foreach(root, key, v) {
@@ -1755,14 +1779,16 @@ ngx_http_events_webhook_api_replay(ngx_http_request_t *r,
 
             } else {
                 return ngx_http_events_webhook_api_fail(r, 400, "invalid_field",
-                                                        "mode", "mode is \"all\", "
-                                                        "\"failed\" or \"missing\"");
+                                                        "mode",
+                                                        "mode is \"all\", "
+                                                        "\"failed\" or "
+                                                        "\"missing\"");
             }
 
         } else {
             return ngx_http_events_webhook_api_fail(r, 400, "unknown_field",
-                                                    key,
-                                                    "unknown field \"%s\"", key);
+                                                    key, "unknown field \"%s\"",
+                                                    key);
         }
     }
 
@@ -1770,22 +1796,28 @@ ngx_http_events_webhook_api_replay(ngx_http_request_t *r,
         return ngx_http_events_webhook_api_fail(r, 400, "missing_field",
                                                 "after",
                                                 "say where the replay starts: "
-                                                "\"after\" (a cursor or seq) or "
-                                                "\"since\" (a time)");
+                                                "\"after\" (a cursor or seq) "
+                                                "or \"since\" (a time)");
     }
 
-    if (ngx_http_events_webhook_get(store, &rt->tenant, &rt->id, r->pool, &view)
-        != NGX_OK)
+    if (ngx_http_events_webhook_get(store, &rt->tenant, &rt->id, r->pool,
+                                    &view)
+        != NGX_HTTP_EVENTS_WEBHOOK_OK)
     {
         return ngx_http_events_webhook_api_unknown(r, rt);
+    }
+
+    /* a replay sends what the endpoint takes: the grant must cover it */
+    if (ngx_http_events_webhook_api_covered(r, view.spec.patterns,
+                                            view.spec.npatterns, &err)
+        != NGX_OK)
+    {
+        return ngx_http_events_http_send_error(r, &err, NULL);
     }
 
     ngx_http_events_store_window(store, &w);
 
     if (after < w.evicted_seq) {
-        u_char     extra[64];
-        ngx_str_t  x;
-
         x.data = extra;
         x.len = ngx_sprintf(extra, ",\"oldest\":\"%*s\"",
                             (size_t) NGX_HTTP_EVENTS_CURSOR_LEN,
@@ -1798,6 +1830,27 @@ ngx_http_events_webhook_api_replay(ngx_http_request_t *r,
                               NULL, "after", "the range starts before the "
                               "oldest event the ring still holds");
         return ngx_http_events_http_send_error(r, &err, &x);
+    }
+
+    if (after > w.head_seq) {
+        x.data = extra;
+        x.len = ngx_sprintf(extra, ",\"newest\":\"%*s\"",
+                            (size_t) NGX_HTTP_EVENTS_CURSOR_LEN,
+                            ngx_http_events_cursor_write(from_c, w.epoch,
+                                                         w.head_seq)
+                            - NGX_HTTP_EVENTS_CURSOR_LEN)
+                - extra;
+
+        ngx_http_events_error(&err, 409, "replay_out_of_range", "field",
+                              NULL, "after", "the range starts after the "
+                              "newest event the ring holds");
+        return ngx_http_events_http_send_error(r, &err, &x);
+    }
+
+    if (to < after) {
+        return ngx_http_events_webhook_api_fail(r, 400, "invalid_field",
+                                                "until", "until is before "
+                                                "the start of the range");
     }
 
     /* count what the replay will take, up to the cap */
@@ -1850,15 +1903,16 @@ ngx_http_events_webhook_api_replay(ngx_http_request_t *r,
                                         after,
                                         to, count);
 
-    if (rc == NGX_DECLINED) {
+    if (rc == NGX_HTTP_EVENTS_WEBHOOK_NOT_FOUND) {
         return ngx_http_events_webhook_api_unknown(r, rt);
     }
 
-    if (rc == NGX_BUSY) {
+    if (rc == NGX_HTTP_EVENTS_WEBHOOK_BUSY) {
         return ngx_http_events_webhook_api_fail(r, 409, "replay_in_progress",
                                                 NULL,
-                                                "a replay of this endpoint is still "
-                                                "being queued; try again shortly");
+                                                "a replay of this endpoint is "
+                                                "still being queued; try "
+                                                "again shortly");
     }
 
     if (ngx_http_events_id_generate(id, (uint64_t) ngx_time() * 1000,
@@ -1895,14 +1949,14 @@ ngx_http_events_webhook_api_position(ngx_http_request_t *r, json_t *v,
     const char *name, ngx_uint_t until, uint64_t *seq,
     ngx_http_events_error_t *err)
 {
-    int64_t                    ms;
-    uint64_t                   epoch, s;
-    ngx_http_events_query_t    q;
-    ngx_http_events_result_t   res;
-    ngx_http_events_item_t    *item;
+    int64_t                      ms;
+    uint64_t                     epoch, s;
+    ngx_http_events_query_t      q;
+    ngx_http_events_result_t     res;
+    ngx_http_events_item_t      *item;
     ngx_http_events_loc_conf_t  *elcf;
-    ngx_http_events_window_t   w;
-    ngx_str_t                  tenant;
+    ngx_http_events_window_t     w;
+    ngx_str_t                    tenant;
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
 
@@ -1988,35 +2042,48 @@ invalid:
 }
 
 
-/* an event of the tenant by id: its JSON, seq and type */
+/*
+ * An event of the tenant by id, for an endpoint: its JSON, seq and type.
+ * An event the endpoint's patterns or the caller's subscribe grant do
+ * not cover is answered as one that does not exist, so that the routes
+ * tell nothing of the events a token may not see.
+ */
 
 static ngx_int_t
 ngx_http_events_webhook_api_event(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt, ngx_str_t *json, uint64_t *seq,
+    ngx_http_events_webhook_route_t *rt, ngx_str_t *json, uint64_t *seq,
     ngx_str_t *type)
 {
-    json_t                      *root, *v;
-    ngx_int_t                    rc;
-    ngx_http_events_store_t     *store;
-    ngx_http_events_loc_conf_t  *elcf;
+    json_t                          *root, *v;
+    ngx_int_t                        rc;
+    ngx_http_events_store_t         *store;
+    ngx_http_events_webhook_view_t   view;
+    ngx_http_events_loc_conf_t      *elcf;
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
     store = elcf->webhooks_zone->data;
 
-    if (ngx_http_events_id_valid(rt->event.data, rt->event.len) != NGX_OK) {
-        rt->rc = ngx_http_events_webhook_api_fail(r, 404, "not_found", NULL,
-                                                  "no such event");
+    rc = ngx_http_events_webhook_get(store, &rt->tenant, &rt->id, r->pool,
+                                     &view);
+
+    if (rc == NGX_HTTP_EVENTS_WEBHOOK_NOT_FOUND) {
+        rt->rc = ngx_http_events_webhook_api_unknown(r, rt);
         return NGX_DECLINED;
+    }
+
+    if (rc != NGX_HTTP_EVENTS_WEBHOOK_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_http_events_id_valid(rt->event.data, rt->event.len) != NGX_OK) {
+        goto not_found;
     }
 
     rc = ngx_http_events_store_get(store, &rt->tenant, &rt->event, r->pool,
                                    json);
 
     if (rc == NGX_DECLINED) {
-        rt->rc = ngx_http_events_webhook_api_fail(r, 404, "not_found", NULL,
-                                                  "no event \"%V\" in the ring",
-                                                  &rt->event);
-        return NGX_DECLINED;
+        goto not_found;
     }
 
     if (rc != NGX_OK) {
@@ -2044,7 +2111,39 @@ ngx_http_events_webhook_api_event(ngx_http_request_t *r,
 
     json_decref(root);
 
+    if (!ngx_http_events_match_any(view.spec.patterns, view.spec.npatterns,
+                                   type)
+        || !ngx_http_events_webhook_api_granted(r, type))
+    {
+        goto not_found;
+    }
+
     return NGX_OK;
+
+not_found:
+
+    rt->rc = ngx_http_events_webhook_api_fail(r, 404, "not_found", NULL,
+                                              "no event \"%V\" in the ring",
+                                              &rt->event);
+    return NGX_DECLINED;
+}
+
+
+/* whether the caller's subscribe grant covers an event type */
+
+static ngx_uint_t
+ngx_http_events_webhook_api_granted(ngx_http_request_t *r, ngx_str_t *type)
+{
+    ngx_http_events_claims_t  *claims;
+
+    claims = ngx_http_events_auth_claims(r);
+
+    if (claims == NULL || claims->admin) {
+        return 1;
+    }
+
+    return ngx_http_events_jwt_granted(claims->subscribe, claims->nsubscribe,
+                                       type);
 }
 
 
@@ -2052,7 +2151,7 @@ ngx_http_events_webhook_api_event(ngx_http_request_t *r,
 
 static void
 ngx_http_events_webhook_api_view_json(ngx_http_events_out_t *o,
-    ngx_http_events_wh_view_t *v)
+    ngx_http_events_webhook_view_t *v)
 {
     u_char      hint[ngx_base64_encoded_length(NGX_HTTP_EVENTS_WH_MAX_SECRET)];
     ngx_str_t   src, b64;
@@ -2086,7 +2185,7 @@ ngx_http_events_webhook_api_view_json(ngx_http_events_out_t *o,
 
     if (v->disabled) {
         ngx_http_events_webhook_api_out(o, "\"%s\"",
-                                        ngx_http_events_wh_disabled[v->disabled]);
+                                        ngx_http_events_webhook_disabled[v->disabled]);
 
     } else {
         ngx_http_events_webhook_api_out(o, "null");
@@ -2156,7 +2255,7 @@ ngx_http_events_webhook_api_view_json(ngx_http_events_out_t *o,
 
     if (v->last_error) {
         ngx_http_events_webhook_api_out(o, ",\"lastError\":\"%s\"",
-                                        ngx_http_events_wh_errors[v->last_error]);
+                                        ngx_http_events_webhook_errors[v->last_error]);
 
     } else {
         ngx_http_events_webhook_api_out(o, ",\"lastError\":null");
@@ -2169,7 +2268,7 @@ ngx_http_events_webhook_api_view_json(ngx_http_events_out_t *o,
 
 static void
 ngx_http_events_webhook_api_attempt_json(ngx_http_events_out_t *o,
-    ngx_http_events_wh_attempt_t *a)
+    ngx_http_events_webhook_attempt_t *a)
 {
     ngx_http_events_webhook_api_out(o, "{\"id\":\"att_%*s\",\"eventId\":",
                                     (size_t) 26, a->aid);
@@ -2178,11 +2277,11 @@ ngx_http_events_webhook_api_attempt_json(ngx_http_events_out_t *o,
     ngx_http_events_webhook_api_out_str(o, a->type, a->type_len);
     ngx_http_events_webhook_api_out(o, ",\"attempt\":%ud,\"trigger\":\"%s\","
                                     "\"startedAt\":", (unsigned) a->attempt,
-                                    ngx_http_events_wh_triggers[a->trigger]);
+                                    ngx_http_events_webhook_triggers[a->trigger]);
     ngx_http_events_webhook_api_out_time(o, a->started_ms);
     ngx_http_events_webhook_api_out(o, ",\"durationMs\":%uD,\"result\":\"%s\"",
                                     a->duration_ms,
-                                    ngx_http_events_wh_results[a->result]);
+                                    ngx_http_events_webhook_results[a->result]);
 
     if (a->http_status) {
         ngx_http_events_webhook_api_out(o, ",\"httpStatus\":%ud",
@@ -2194,7 +2293,7 @@ ngx_http_events_webhook_api_attempt_json(ngx_http_events_out_t *o,
 
     if (a->error) {
         ngx_http_events_webhook_api_out(o, ",\"error\":\"%s\",\"errorDetail\":",
-                                        ngx_http_events_wh_errors[a->error]);
+                                        ngx_http_events_webhook_errors[a->error]);
         ngx_http_events_webhook_api_out_str(o, a->detail, a->detail_len);
 
     } else {
@@ -2223,10 +2322,11 @@ ngx_http_events_webhook_api_attempt_json(ngx_http_events_out_t *o,
 
 static ngx_int_t
 ngx_http_events_webhook_api_unknown(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt)
+    ngx_http_events_webhook_route_t *rt)
 {
     return ngx_http_events_webhook_api_fail(r, 404, "not_found", NULL,
-                                            "no webhook endpoint \"%V\"", &rt->id);
+                                            "no webhook endpoint \"%V\"",
+                                            &rt->id);
 }
 
 

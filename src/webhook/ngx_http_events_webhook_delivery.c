@@ -26,22 +26,22 @@
 #include <openssl/evp.h>
 
 #include "ngx_http_events_module.h"
-#include "ngx_http_events_webhook.h"
+#include "ngx_http_events_webhook_shm.h"
 
 
 #define NGX_HTTP_EVENTS_WH_VERSION  "0.4"
 
 
 static ngx_int_t ngx_http_events_webhook_delivery_vet(
-    ngx_http_events_wh_job_t *job);
+    ngx_http_events_webhook_job_t *job);
 static void ngx_http_events_webhook_delivery_resolved(ngx_resolver_ctx_t *ctx);
 static ngx_int_t ngx_http_events_webhook_delivery_pin(
-    ngx_http_events_wh_job_t *job,
+    ngx_http_events_webhook_job_t *job,
     struct sockaddr *sa, socklen_t socklen);
 static ngx_int_t ngx_http_events_webhook_delivery_request(
-    ngx_http_events_wh_job_t *job);
+    ngx_http_events_webhook_job_t *job);
 static ngx_int_t ngx_http_events_webhook_delivery_headers(
-    ngx_http_events_wh_job_t *job,
+    ngx_http_events_webhook_job_t *job,
     ngx_http_request_t *r);
 static ngx_int_t ngx_http_events_webhook_delivery_header(ngx_http_request_t *r,
     char *name, ngx_str_t *key, ngx_str_t *value);
@@ -49,7 +49,7 @@ static ngx_int_t ngx_http_events_webhook_delivery_answered(
     ngx_http_request_t *r,
     void *data, ngx_int_t rc);
 static void ngx_http_events_webhook_delivery_finished(ngx_http_request_t *r);
-static void ngx_http_events_webhook_delivery_fail(ngx_http_events_wh_job_t *job,
+static void ngx_http_events_webhook_delivery_fail(ngx_http_events_webhook_job_t *job,
     ngx_uint_t error, const char *fmt, ...);
 static ngx_int_t ngx_http_events_webhook_delivery_body_filter(
     ngx_http_request_t *r,
@@ -63,27 +63,27 @@ static ngx_uint_t ngx_http_events_webhook_delivery_v4_blocked(in_addr_t a);
 static ngx_http_output_body_filter_pt  ngx_http_next_body_filter;
 
 
-const char  *ngx_http_events_wh_errors[] = {
+const char  *ngx_http_events_webhook_errors[] = {
     "", "E_DNS", "E_CONNECT", "E_TLS", "E_TIMEOUT", "E_HTTP", "E_REDIRECT",
     "E_BLOCKED_IP", "E_EVICTED", "E_ABORTED", "E_INTERNAL"
 };
 
 
-static ngx_http_variable_t  ngx_http_events_wh_vars[] = {
+static ngx_http_variable_t  ngx_http_events_webhook_vars[] = {
 
     { ngx_string("events_webhook_url"), NULL,
       ngx_http_events_webhook_delivery_variable,
-      offsetof(ngx_http_events_wh_job_t, pinned),
+      offsetof(ngx_http_events_webhook_job_t, pinned),
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("events_webhook_host"), NULL,
       ngx_http_events_webhook_delivery_variable,
-      offsetof(ngx_http_events_wh_job_t, host),
+      offsetof(ngx_http_events_webhook_job_t, host),
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("events_webhook_server_name"), NULL,
       ngx_http_events_webhook_delivery_variable,
-      offsetof(ngx_http_events_wh_job_t, server_name),
+      offsetof(ngx_http_events_webhook_job_t, server_name),
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     ngx_http_null_variable
@@ -93,7 +93,7 @@ static ngx_http_variable_t  ngx_http_events_wh_vars[] = {
 /* whatever happens, job->done() is called once, now or later */
 
 void
-ngx_http_events_webhook_delivery_send(ngx_http_events_wh_job_t *job)
+ngx_http_events_webhook_delivery_send(ngx_http_events_webhook_job_t *job)
 {
     job->started = ngx_current_msec;
     job->started_ms = ngx_http_events_webhook_now();
@@ -119,7 +119,7 @@ ngx_http_events_webhook_delivery_send(ngx_http_events_wh_job_t *job)
 /* the URL's parts, and for API endpoints the address it may go to */
 
 static ngx_int_t
-ngx_http_events_webhook_delivery_vet(ngx_http_events_wh_job_t *job)
+ngx_http_events_webhook_delivery_vet(ngx_http_events_webhook_job_t *job)
 {
     u_char                     *p;
     size_t                      skip;
@@ -272,8 +272,8 @@ ngx_http_events_webhook_delivery_vet(ngx_http_events_wh_job_t *job)
 static void
 ngx_http_events_webhook_delivery_resolved(ngx_resolver_ctx_t *ctx)
 {
-    ngx_uint_t                 i;
-    ngx_http_events_wh_job_t  *job;
+    ngx_uint_t                      i;
+    ngx_http_events_webhook_job_t  *job;
 
     job = ctx->data;
 
@@ -323,7 +323,7 @@ ngx_http_events_webhook_delivery_resolved(ngx_resolver_ctx_t *ctx)
 /* the URL again, with the vetted address in place of the name */
 
 static ngx_int_t
-ngx_http_events_webhook_delivery_pin(ngx_http_events_wh_job_t *job,
+ngx_http_events_webhook_delivery_pin(ngx_http_events_webhook_job_t *job,
                                      struct sockaddr *sa,
     socklen_t socklen)
 {
@@ -361,18 +361,18 @@ ngx_http_events_webhook_delivery_pin(ngx_http_events_wh_job_t *job,
 /* the fake request on a fake connection, and its subrequest */
 
 static ngx_int_t
-ngx_http_events_webhook_delivery_request(ngx_http_events_wh_job_t *job)
+ngx_http_events_webhook_delivery_request(ngx_http_events_webhook_job_t *job)
 {
-    ngx_log_t                  *log;
-    ngx_buf_t                  *b;
-    ngx_str_t                   uri;
-    ngx_chain_t                *cl;
-    ngx_connection_t           *c;
-    ngx_http_request_t         *r, *sr;
-    ngx_http_log_ctx_t         *lctx;
-    ngx_http_events_ctx_t      *ctx;
-    ngx_http_connection_t      *hc;
-    ngx_http_post_subrequest_t *ps;
+    ngx_log_t                   *log;
+    ngx_buf_t                   *b;
+    ngx_str_t                    uri;
+    ngx_chain_t                 *cl;
+    ngx_connection_t            *c;
+    ngx_http_request_t          *r, *sr;
+    ngx_http_log_ctx_t          *lctx;
+    ngx_http_events_ctx_t       *ctx;
+    ngx_http_connection_t       *hc;
+    ngx_http_post_subrequest_t  *ps;
 
     log = ngx_palloc(job->pool, sizeof(ngx_log_t));
     lctx = ngx_pcalloc(job->pool, sizeof(ngx_http_log_ctx_t));
@@ -515,7 +515,7 @@ failed:
 /* Standard Webhooks headers, then the endpoint's own */
 
 static ngx_int_t
-ngx_http_events_webhook_delivery_headers(ngx_http_events_wh_job_t *job,
+ngx_http_events_webhook_delivery_headers(ngx_http_events_webhook_job_t *job,
     ngx_http_request_t *r)
 {
     u_char      *p;
@@ -745,7 +745,7 @@ static ngx_int_t
 ngx_http_events_webhook_delivery_answered(ngx_http_request_t *r, void *data,
                                           ngx_int_t rc)
 {
-    ngx_http_events_wh_job_t *job = data;
+    ngx_http_events_webhook_job_t *job = data;
 
     time_t            t;
     ngx_uint_t        i, status;
@@ -871,9 +871,9 @@ ngx_http_events_webhook_delivery_answered(ngx_http_request_t *r, void *data,
 static void
 ngx_http_events_webhook_delivery_finished(ngx_http_request_t *r)
 {
-    ngx_connection_t          *c;
-    ngx_http_events_ctx_t     *ctx;
-    ngx_http_events_wh_job_t  *job;
+    ngx_connection_t               *c;
+    ngx_http_events_ctx_t          *ctx;
+    ngx_http_events_webhook_job_t  *job;
 
     c = r->connection;
     ctx = ngx_http_get_module_ctx(r, ngx_http_events_module);
@@ -898,7 +898,7 @@ ngx_http_events_webhook_delivery_finished(ngx_http_request_t *r)
 
 
 static void
-ngx_http_events_webhook_delivery_fail(ngx_http_events_wh_job_t *job,
+ngx_http_events_webhook_delivery_fail(ngx_http_events_webhook_job_t *job,
                                       ngx_uint_t error,
     const char *fmt, ...)
 {
@@ -924,11 +924,11 @@ static ngx_int_t
 ngx_http_events_webhook_delivery_body_filter(ngx_http_request_t *r,
                                              ngx_chain_t *in)
 {
-    size_t                     n;
-    ngx_buf_t                 *b;
-    ngx_chain_t               *cl;
-    ngx_http_events_ctx_t     *ctx;
-    ngx_http_events_wh_job_t  *job;
+    size_t                          n;
+    ngx_buf_t                      *b;
+    ngx_chain_t                    *cl;
+    ngx_http_events_ctx_t          *ctx;
+    ngx_http_events_webhook_job_t  *job;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_events_module);
 
@@ -974,7 +974,7 @@ ngx_http_events_webhook_delivery_add_variables(ngx_conf_t *cf)
 {
     ngx_http_variable_t  *var, *v;
 
-    for (v = ngx_http_events_wh_vars; v->name.len; v++) {
+    for (v = ngx_http_events_webhook_vars; v->name.len; v++) {
         var = ngx_http_add_variable(cf, &v->name, v->flags);
         if (var == NULL) {
             return NGX_ERROR;
@@ -1020,7 +1020,7 @@ ngx_http_events_webhook_delivery_variable(ngx_http_request_t *r,
 
 ngx_uint_t
 ngx_http_events_webhook_delivery_addr_blocked(struct sockaddr *sa,
-    ngx_http_events_wh_conf_t *whcf)
+    ngx_http_events_webhook_conf_t *whcf)
 {
     u_char               *p;
     in_addr_t             a;
@@ -1087,12 +1087,31 @@ ngx_http_events_webhook_delivery_addr_blocked(struct sockaddr *sa,
         sin6 = (struct sockaddr_in6 *) sa;
         p = sin6->sin6_addr.s6_addr;
 
-        /* ::ffff:a.b.c.d, 64:ff9b::a.b.c.d: the v4 inside decides */
-        if ((ngx_memcmp(p, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12) == 0)
+        /*
+         * A v4 address inside a v6 one decides: ::ffff:a.b.c.d (mapped),
+         * ::a.b.c.d (compatible; "::" and "::1" are 0.0.0.0 and 0.0.0.1,
+         * in 0/8), ::ffff:0:a.b.c.d (translated), 64:ff9b::a.b.c.d
+         * (NAT64).  The local-use NAT64 prefix 64:ff9b:1::/48 may embed
+         * any v4 address at any prefix length: all of it is refused.
+         */
+        if (ngx_memcmp(p, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12) == 0
+            || ngx_memcmp(p, "\0\0\0\0\0\0\0\0\0\0\0\0", 12) == 0
+            || ngx_memcmp(p, "\0\0\0\0\0\0\0\0\xff\xff\0\0", 12) == 0
             || ngx_memcmp(p, "\0\x64\xff\x9b\0\0\0\0\0\0\0\0", 12) == 0)
         {
             a = ((in_addr_t) p[12] << 24) | (p[13] << 16) | (p[14] << 8)
                 | p[15];
+            return ngx_http_events_webhook_delivery_v4_blocked(a);
+        }
+
+        if (ngx_memcmp(p, "\0\x64\xff\x9b\0\x01", 6) == 0) {
+            return 1;                                   /* 64:ff9b:1::/48 */
+        }
+
+        /* 2001::/32, Teredo: the client's v4, inverted, in the last bits */
+        if (ngx_memcmp(p, "\x20\x01\0\0", 4) == 0) {
+            a = ((in_addr_t) (p[12] ^ 0xff) << 24) | ((p[13] ^ 0xff) << 16)
+                | ((p[14] ^ 0xff) << 8) | (p[15] ^ 0xff);
             return ngx_http_events_webhook_delivery_v4_blocked(a);
         }
 
@@ -1102,14 +1121,9 @@ ngx_http_events_webhook_delivery_addr_blocked(struct sockaddr *sa,
             return ngx_http_events_webhook_delivery_v4_blocked(a);
         }
 
-        for (n = 0; n < 15 && p[n] == 0; n++) { /* void */ }
-
-        if (n == 15 && (p[15] == 0 || p[15] == 1)) {
-            return 1;                                   /* ::, ::1 */
-        }
-
         return (p[0] & 0xfe) == 0xfc                     /* fc00::/7 */
-               || (p[0] == 0xfe && (p[1] & 0xc0) == 0x80)  /* fe80::/10 */
+               || (p[0] == 0xfe && (p[1] & 0x80) == 0x80)
+                                             /* fe80::/10, fec0::/10 */
                || p[0] == 0xff                          /* ff00::/8 */
                || (p[0] == 0x20 && p[1] == 0x01 && p[2] == 0x0d
                    && p[3] == 0xb8)                     /* 2001:db8::/32 */

@@ -22,7 +22,7 @@
 
 #include "ngx_http_events_module.h"
 #include "ngx_http_events_store.h"
-#include "ngx_http_events_webhook.h"
+#include "ngx_http_events_webhook_shm.h"
 #include "ngx_http_events_cursor.h"
 #include "ngx_http_events_ipc.h"
 
@@ -36,21 +36,21 @@
 
 /* what the dispatcher copies out of an endpoint to scan the ring */
 typedef struct {
-    ngx_str_t                   id;
-    ngx_http_events_query_t     q;
-    uint64_t                    scan_seq;
-    uint64_t                    replay_after;
-    uint64_t                    replay_to;
-    ngx_uint_t                  replay_mode;
-    ngx_uint_t                  want;
-    ngx_array_t                 live;           /* uint64_t seqs */
-    ngx_array_t                 replay;
-    ngx_http_events_wh_skip_t   skips[NGX_HTTP_EVENTS_WH_SKIPS];
-    ngx_uint_t                  nskips;
-    uint64_t                    scanned;        /* live scan got to */
-    uint64_t                    replayed;       /* replay scan got to */
-    unsigned                    lost:1;         /* the ring moved past */
-} ngx_http_events_wh_scan_t;
+    ngx_str_t                       id;
+    ngx_http_events_query_t         q;
+    uint64_t                        scan_seq;
+    uint64_t                        replay_after;
+    uint64_t                        replay_to;
+    ngx_uint_t                      replay_mode;
+    ngx_uint_t                      want;
+    ngx_array_t                     live;           /* uint64_t seqs */
+    ngx_array_t                     replay;
+    ngx_http_events_webhook_skip_t  skips[NGX_HTTP_EVENTS_WH_SKIPS];
+    ngx_uint_t                      nskips;
+    uint64_t                        scanned;        /* live scan got to */
+    uint64_t                        replayed;       /* replay scan got to */
+    unsigned                        lost:1;         /* the ring moved past */
+} ngx_http_events_webhook_scan_t;
 
 
 static void ngx_http_events_webhook_dispatch_tick(ngx_event_t *ev);
@@ -61,31 +61,36 @@ static void ngx_http_events_webhook_dispatch_dispatch(
     ngx_http_events_store_t *store);
 static void ngx_http_events_webhook_dispatch_scan(
     ngx_http_events_store_t *store,
-    ngx_http_events_wh_scan_t *sc, ngx_http_events_scratch_t *scratch);
+    ngx_http_events_webhook_scan_t *sc, ngx_http_events_scratch_t *scratch);
+static ngx_uint_t ngx_http_events_webhook_dispatch_reserve(
+    ngx_http_events_store_t *store, ngx_uint_t n);
+static ngx_http_events_webhook_job_t *ngx_http_events_webhook_dispatch_take(
+    ngx_http_events_store_t *store, ngx_http_events_webhook_endpoint_t *ep);
+static void ngx_http_events_webhook_dispatch_give(
+    ngx_http_events_webhook_job_t *job);
+static ngx_int_t ngx_http_events_webhook_dispatch_pool(
+    ngx_http_events_webhook_job_t *job);
 static void ngx_http_events_webhook_dispatch_start(
-    ngx_http_events_wh_job_t *job);
+    ngx_http_events_webhook_job_t *job);
 static void *ngx_http_events_webhook_dispatch_handler_ctx(
     ngx_http_events_store_t *store,
-    ngx_http_events_wh_endpoint_t *ep);
+    ngx_http_events_webhook_endpoint_t *ep);
 static void ngx_http_events_webhook_dispatch_done(
-    ngx_http_events_wh_job_t *job);
+    ngx_http_events_webhook_job_t *job);
 static void ngx_http_events_webhook_dispatch_outcome(
     ngx_http_events_store_t *store,
-    ngx_http_events_wh_sh_t *wh, ngx_http_events_wh_endpoint_t *ep,
-    ngx_http_events_wh_job_t *job, uint64_t now,
-    ngx_http_events_wh_attempt_t *a);
+    ngx_http_events_webhook_sh_t *wh, ngx_http_events_webhook_endpoint_t *ep,
+    ngx_http_events_webhook_job_t *job, uint64_t now,
+    ngx_http_events_webhook_attempt_t *a);
 static void ngx_http_events_webhook_dispatch_log(
-    ngx_http_events_wh_endpoint_t *ep,
-    ngx_http_events_wh_job_t *job, ngx_http_events_wh_attempt_t *a);
+    ngx_http_events_webhook_endpoint_t *ep,
+    ngx_http_events_webhook_job_t *job, ngx_http_events_webhook_attempt_t *a);
+static size_t ngx_http_events_webhook_dispatch_utf8(u_char *dst, size_t size,
+    u_char *src, size_t len);
 static ngx_msec_t ngx_http_events_webhook_dispatch_jitter(ngx_msec_t delay);
 
 
-static ngx_msec_t  ngx_http_events_wh_expired_warned;
-
-
-static const char  *ngx_http_events_wh_reasons[] = {
-    "", "gone", "receiver", "failing", "manual"
-};
+static ngx_msec_t  ngx_http_events_webhook_expired_warned;
 
 
 /* the dispatcher: a tick in every worker, the work in the lease owner */
@@ -96,6 +101,7 @@ ngx_http_events_webhook_dispatch_init_process(ngx_cycle_t *cycle)
     ngx_uint_t                    i;
     ngx_shm_zone_t              **zones;
     ngx_http_events_store_t      *store;
+    ngx_http_events_webhook_jobs_t  *jobs;
     ngx_http_events_main_conf_t  *emcf;
 
     if (ngx_process != NGX_PROCESS_WORKER
@@ -127,6 +133,16 @@ ngx_http_events_webhook_dispatch_init_process(ngx_cycle_t *cycle)
             return NGX_ERROR;
         }
 
+        jobs = ngx_pcalloc(cycle->pool,
+                           sizeof(ngx_http_events_webhook_jobs_t));
+        if (jobs == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_queue_init(&jobs->free);
+        jobs->room = 4096;
+        store->wh_jobs = jobs;
+
         store->wh_kick.handler = ngx_http_events_webhook_dispatch_kick;
         store->wh_kick.data = store;
         store->wh_kick.log = cycle->log;
@@ -146,11 +162,11 @@ ngx_http_events_webhook_dispatch_init_process(ngx_cycle_t *cycle)
 void
 ngx_http_events_webhook_dispatch_release(ngx_cycle_t *cycle)
 {
-    ngx_uint_t                    i;
-    ngx_shm_zone_t              **zones;
-    ngx_http_events_wh_sh_t      *wh;
-    ngx_http_events_store_t      *store;
-    ngx_http_events_main_conf_t  *emcf;
+    ngx_uint_t                     i;
+    ngx_shm_zone_t               **zones;
+    ngx_http_events_webhook_sh_t  *wh;
+    ngx_http_events_store_t       *store;
+    ngx_http_events_main_conf_t   *emcf;
 
     emcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_events_module);
     if (emcf == NULL) {
@@ -258,11 +274,11 @@ ngx_http_events_webhook_dispatch_kick(ngx_event_t *ev)
 static void
 ngx_http_events_webhook_dispatch_lease(ngx_http_events_store_t *store)
 {
-    ngx_uint_t                      took;
-    ngx_queue_t                    *q, *dq;
-    ngx_http_events_wh_sh_t        *wh;
-    ngx_http_events_wh_delivery_t  *d;
-    ngx_http_events_wh_endpoint_t  *ep;
+    ngx_uint_t                           took;
+    ngx_queue_t                         *q, *dq;
+    ngx_http_events_webhook_sh_t        *wh;
+    ngx_http_events_webhook_delivery_t  *d;
+    ngx_http_events_webhook_endpoint_t  *ep;
 
     took = 0;
 
@@ -292,14 +308,14 @@ ngx_http_events_webhook_dispatch_lease(ngx_http_events_store_t *store)
              q != ngx_queue_sentinel(&wh->endpoints);
              q = ngx_queue_next(q))
         {
-            ep = ngx_queue_data(q, ngx_http_events_wh_endpoint_t, queue);
+            ep = ngx_queue_data(q, ngx_http_events_webhook_endpoint_t, queue);
             ep->inflight = 0;
 
             for (dq = ngx_queue_head(&ep->deliveries);
                  dq != ngx_queue_sentinel(&ep->deliveries);
                  dq = ngx_queue_next(dq))
             {
-                d = ngx_queue_data(dq, ngx_http_events_wh_delivery_t, queue);
+                d = ngx_queue_data(dq, ngx_http_events_webhook_delivery_t, queue);
 
                 if (d->state == NGX_HTTP_EVENTS_WH_INFLIGHT) {
                     d->state = NGX_HTTP_EVENTS_WH_QUEUED;
@@ -337,18 +353,18 @@ ngx_http_events_webhook_dispatch_lease(ngx_http_events_store_t *store)
 static void
 ngx_http_events_webhook_dispatch_dispatch(ngx_http_events_store_t *store)
 {
-    uint64_t                        now, *seq;
-    ngx_uint_t                      i, j, n, cap;
-    ngx_pool_t                     *pool;
-    ngx_array_t                     scans, jobs;
-    ngx_queue_t                    *q, *dq;
-    ngx_http_events_ipc_t          *ipc;
-    ngx_http_events_wh_sh_t        *wh;
-    ngx_http_events_wh_job_t      **jp, *job;
-    ngx_http_events_wh_conf_t      *whcf;
-    ngx_http_events_wh_scan_t      *sc;
-    ngx_http_events_wh_delivery_t  *d;
-    ngx_http_events_wh_endpoint_t  *ep;
+    uint64_t                             now, *seq;
+    ngx_uint_t                           i, j, cap;
+    ngx_pool_t                          *pool;
+    ngx_array_t                          scans;
+    ngx_queue_t                         *q, *dq, started;
+    ngx_http_events_ipc_t               *ipc;
+    ngx_http_events_webhook_sh_t        *wh;
+    ngx_http_events_webhook_job_t       *job;
+    ngx_http_events_webhook_conf_t      *whcf;
+    ngx_http_events_webhook_scan_t      *sc;
+    ngx_http_events_webhook_delivery_t  *d;
+    ngx_http_events_webhook_endpoint_t  *ep;
 
     whcf = store->whcf;
     ipc = ngx_http_events_ipc();
@@ -362,13 +378,19 @@ ngx_http_events_webhook_dispatch_dispatch(ngx_http_events_store_t *store)
         return;
     }
 
-    if (ngx_array_init(&scans, pool, 8, sizeof(ngx_http_events_wh_scan_t))
-        != NGX_OK
-        || ngx_array_init(&jobs, pool, 16, sizeof(ngx_http_events_wh_job_t *))
-           != NGX_OK)
+    if (ngx_array_init(&scans, pool, 8,
+                       sizeof(ngx_http_events_webhook_scan_t))
+        != NGX_OK)
     {
         goto done;
     }
+
+    /* as many jobs as the cap may take, made before the lock */
+    cap = whcf->concurrency > store->wh_inflight
+          ? whcf->concurrency - store->wh_inflight : 0;
+    cap = ngx_min(cap, ngx_http_events_webhook_dispatch_reserve(store, cap));
+
+    ngx_queue_init(&started);
 
     ngx_shmtx_lock(&store->shpool->mutex);
 
@@ -378,7 +400,7 @@ ngx_http_events_webhook_dispatch_dispatch(ngx_http_events_store_t *store)
          q != ngx_queue_sentinel(&wh->endpoints);
          q = ngx_queue_next(q))
     {
-        ep = ngx_queue_data(q, ngx_http_events_wh_endpoint_t, queue);
+        ep = ngx_queue_data(q, ngx_http_events_webhook_endpoint_t, queue);
 
         if (ep->disabled || ep->pending >= NGX_HTTP_EVENTS_WH_WINDOW) {
             continue;
@@ -389,7 +411,7 @@ ngx_http_events_webhook_dispatch_dispatch(ngx_http_events_store_t *store)
             break;
         }
 
-        ngx_memzero(sc, sizeof(ngx_http_events_wh_scan_t));
+        ngx_memzero(sc, sizeof(ngx_http_events_webhook_scan_t));
 
         sc->id.data = ngx_pnalloc(pool, ep->id_len + ep->tenant_len);
         sc->q.types = ngx_palloc(pool, ep->npatterns * sizeof(ngx_str_t)
@@ -432,7 +454,7 @@ ngx_http_events_webhook_dispatch_dispatch(ngx_http_events_store_t *store)
         sc->want = NGX_HTTP_EVENTS_WH_WINDOW - ep->pending;
         sc->nskips = ep->nskips;
         ngx_memcpy(sc->skips, ep->skips,
-                   ep->nskips * sizeof(ngx_http_events_wh_skip_t));
+                   ep->nskips * sizeof(ngx_http_events_webhook_skip_t));
         sc->scanned = sc->scan_seq;
         sc->replayed = sc->replay_after;
     }
@@ -508,14 +530,11 @@ ngx_http_events_webhook_dispatch_dispatch(ngx_http_events_store_t *store)
 
     /* the due deliveries, as far as the caps allow */
 
-    cap = whcf->concurrency > store->wh_inflight
-          ? whcf->concurrency - store->wh_inflight : 0;
-
     for (q = ngx_queue_head(&wh->endpoints);
          q != ngx_queue_sentinel(&wh->endpoints) && cap;
          q = ngx_queue_next(q))
     {
-        ep = ngx_queue_data(q, ngx_http_events_wh_endpoint_t, queue);
+        ep = ngx_queue_data(q, ngx_http_events_webhook_endpoint_t, queue);
 
         if (ep->disabled || ep->paused_until_ms > now) {
             continue;
@@ -526,7 +545,7 @@ ngx_http_events_webhook_dispatch_dispatch(ngx_http_events_store_t *store)
              && ep->inflight < whcf->endpoint_concurrency;
              dq = ngx_queue_next(dq))
         {
-            d = ngx_queue_data(dq, ngx_http_events_wh_delivery_t, queue);
+            d = ngx_queue_data(dq, ngx_http_events_webhook_delivery_t, queue);
 
             if (d->state != NGX_HTTP_EVENTS_WH_QUEUED || d->next_ms > now) {
                 continue;
@@ -542,18 +561,12 @@ ngx_http_events_webhook_dispatch_dispatch(ngx_http_events_store_t *store)
                                 + 1000 / ep->rate_limit;
             }
 
-            job = ngx_http_events_webhook_dispatch_job(store, ep);
+            job = ngx_http_events_webhook_dispatch_take(store, ep);
             if (job == NULL) {
                 break;
             }
 
-            jp = ngx_array_push(&jobs);
-            if (jp == NULL) {
-                ngx_destroy_pool(job->pool);
-                break;
-            }
-
-            *jp = job;
+            ngx_queue_insert_tail(&started, &job->queue);
 
             d->state = NGX_HTTP_EVENTS_WH_INFLIGHT;
             d->term = wh->term;
@@ -578,17 +591,17 @@ ngx_http_events_webhook_dispatch_dispatch(ngx_http_events_store_t *store)
         }
     }
 
-    if (jobs.nelts) {
+    if (!ngx_queue_empty(&started)) {
         wh->version++;
     }
 
     ngx_shmtx_unlock(&store->shpool->mutex);
 
-    jp = jobs.elts;
-    n = jobs.nelts;
-
-    for (i = 0; i < n; i++) {
-        ngx_http_events_webhook_dispatch_start(jp[i]);
+    while (!ngx_queue_empty(&started)) {
+        q = ngx_queue_head(&started);
+        ngx_queue_remove(q);
+        job = ngx_queue_data(q, ngx_http_events_webhook_job_t, queue);
+        ngx_http_events_webhook_dispatch_start(job);
     }
 
 done:
@@ -601,7 +614,7 @@ done:
 
 static void
 ngx_http_events_webhook_dispatch_scan(ngx_http_events_store_t *store,
-    ngx_http_events_wh_scan_t *sc, ngx_http_events_scratch_t *scratch)
+    ngx_http_events_webhook_scan_t *sc, ngx_http_events_scratch_t *scratch)
 {
     uint64_t                  last, *seq, from;
     ngx_int_t                 rc;
@@ -718,32 +731,96 @@ ngx_http_events_webhook_dispatch_scan(ngx_http_events_store_t *store,
 }
 
 
-/* an attempt's job: a pool of its own with the endpoint copied in */
+/*
+ * Jobs: this process's free list, each job with room for the copy of
+ * one endpoint (its blob, id and tenant).  Jobs are made and grown
+ * before the zone is locked, taken from the list under the lock (a copy,
+ * no allocation), and go back to the list when their attempt is over.
+ */
 
-ngx_http_events_wh_job_t *
-ngx_http_events_webhook_dispatch_job(ngx_http_events_store_t *store,
-    ngx_http_events_wh_endpoint_t *ep)
+static ngx_uint_t
+ngx_http_events_webhook_dispatch_reserve(ngx_http_events_store_t *store,
+    ngx_uint_t n)
 {
-    u_char                    *p;
-    uint64_t                   now;
-    ngx_uint_t                 i;
-    ngx_pool_t                *pool;
-    ngx_http_events_wh_job_t  *job;
+    ngx_queue_t                     *q, *next;
+    ngx_http_events_webhook_job_t   *job;
+    ngx_http_events_webhook_jobs_t  *jobs;
 
-    pool = ngx_create_pool(4096, ngx_cycle->log);
-    if (pool == NULL) {
+    jobs = store->wh_jobs;
+
+    /* a job too small for the largest endpoint seen is made again */
+    for (q = ngx_queue_head(&jobs->free);
+         q != ngx_queue_sentinel(&jobs->free);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        job = ngx_queue_data(q, ngx_http_events_webhook_job_t, queue);
+
+        if (job->room_size < jobs->room) {
+            ngx_queue_remove(q);
+            jobs->nfree--;
+            ngx_free(job);
+        }
+    }
+
+    while (jobs->nfree < n) {
+        job = ngx_alloc(sizeof(ngx_http_events_webhook_job_t) + jobs->room,
+                        ngx_cycle->log);
+        if (job == NULL) {
+            break;
+        }
+
+        job->room = (u_char *) (job + 1);
+        job->room_size = jobs->room;
+
+        ngx_queue_insert_tail(&jobs->free, &job->queue);
+        jobs->nfree++;
+    }
+
+    return jobs->nfree;
+}
+
+
+/* under the lock: a free job with the endpoint copied in, or NULL */
+
+static ngx_http_events_webhook_job_t *
+ngx_http_events_webhook_dispatch_take(ngx_http_events_store_t *store,
+    ngx_http_events_webhook_endpoint_t *ep)
+{
+    u_char                          *p, *room;
+    size_t                           need, room_size;
+    uint64_t                         now;
+    ngx_uint_t                       i;
+    ngx_queue_t                     *q;
+    ngx_http_events_webhook_job_t   *job;
+    ngx_http_events_webhook_jobs_t  *jobs;
+
+    jobs = store->wh_jobs;
+    need = ep->blob_len + ep->id_len + ep->tenant_len;
+
+    if (ngx_queue_empty(&jobs->free)) {
         return NULL;
     }
 
-    job = ngx_pcalloc(pool, sizeof(ngx_http_events_wh_job_t));
-    p = ngx_pnalloc(pool, ep->blob_len + ep->id_len + ep->tenant_len + 1);
+    q = ngx_queue_head(&jobs->free);
+    job = ngx_queue_data(q, ngx_http_events_webhook_job_t, queue);
 
-    if (job == NULL || p == NULL) {
-        ngx_destroy_pool(pool);
+    if (job->room_size < need) {
+        /* the next reserve, outside the lock, makes them larger */
+        jobs->room = ngx_max(jobs->room, ngx_align(need, 1024));
         return NULL;
     }
 
-    job->pool = pool;
+    ngx_queue_remove(q);
+    jobs->nfree--;
+
+    room = job->room;
+    room_size = job->room_size;
+
+    ngx_memzero(job, sizeof(ngx_http_events_webhook_job_t));
+
+    job->room = room;
+    job->room_size = room_size;
     job->store = store;
     job->whcf = store->whcf;
     job->excerpt_size = ep->excerpt_size;
@@ -757,11 +834,13 @@ ngx_http_events_webhook_dispatch_job(ngx_http_events_store_t *store,
         job->ctx = ngx_http_events_webhook_dispatch_handler_ctx(store, ep);
 
         if (job->ctx == NULL) {
-            ngx_destroy_pool(pool);
+            ngx_queue_insert_head(&jobs->free, &job->queue);
+            jobs->nfree++;
             return NULL;
         }
     }
 
+    p = room;
     ngx_memcpy(p, ep->blob, ep->blob_len);
 
     job->url.data = p + ep->url.off;
@@ -799,14 +878,128 @@ ngx_http_events_webhook_dispatch_job(ngx_http_events_store_t *store,
 }
 
 
+/* an attempt is over, or never began: the job goes back to the list */
+
+static void
+ngx_http_events_webhook_dispatch_give(ngx_http_events_webhook_job_t *job)
+{
+    ngx_http_events_webhook_jobs_t  *jobs;
+
+    jobs = job->store->wh_jobs;
+
+    if (job->pool) {
+        ngx_destroy_pool(job->pool);
+        job->pool = NULL;
+    }
+
+    /* more than the caps need were made for a burst: let them go */
+    if (jobs->nfree > job->whcf->concurrency + 8) {
+        ngx_free(job);
+        return;
+    }
+
+    ngx_queue_insert_head(&jobs->free, &job->queue);
+    jobs->nfree++;
+}
+
+
+/* out of the lock: the pool an attempt allocates from */
+
+static ngx_int_t
+ngx_http_events_webhook_dispatch_pool(ngx_http_events_webhook_job_t *job)
+{
+    job->pool = ngx_create_pool(4096, ngx_cycle->log);
+
+    return job->pool ? NGX_OK : NGX_ERROR;
+}
+
+
+/*
+ * A resend or a test ping: one attempt now, not retried.  The endpoint
+ * is copied under the lock into a job made before it; a copy larger
+ * than the job's room makes the jobs larger and is tried again.
+ */
+
+ngx_http_events_webhook_rc_e
+ngx_http_events_webhook_dispatch_send_now(ngx_http_events_store_t *store,
+    ngx_str_t *tenant, ngx_str_t *id, uint64_t seq, ngx_str_t *event_id,
+    ngx_str_t *type, ngx_str_t *body)
+{
+    ngx_uint_t                           tries, found;
+    ngx_http_events_webhook_sh_t        *wh;
+    ngx_http_events_webhook_job_t       *job;
+    ngx_http_events_webhook_endpoint_t  *ep;
+
+    job = NULL;
+    found = 0;
+
+    for (tries = 0; tries < 3 && job == NULL; tries++) {
+
+        if (ngx_http_events_webhook_dispatch_reserve(store, 1) == 0) {
+            return NGX_HTTP_EVENTS_WEBHOOK_ERROR;
+        }
+
+        ngx_shmtx_lock(&store->shpool->mutex);
+
+        wh = ngx_http_events_webhook_shm(store);
+        ep = wh ? ngx_http_events_webhook_find(wh, tenant, id) : NULL;
+
+        if (ep) {
+            found = 1;
+            job = ngx_http_events_webhook_dispatch_take(store, ep);
+        }
+
+        ngx_shmtx_unlock(&store->shpool->mutex);
+
+        if (ep == NULL) {
+            return NGX_HTTP_EVENTS_WEBHOOK_NOT_FOUND;
+        }
+    }
+
+    if (job == NULL) {
+        return found ? NGX_HTTP_EVENTS_WEBHOOK_ERROR
+                     : NGX_HTTP_EVENTS_WEBHOOK_NOT_FOUND;
+    }
+
+    job->seq = seq;
+    job->attempt = 1;
+    job->trigger = NGX_HTTP_EVENTS_WH_MANUAL;
+    job->event_tenant = job->tenant;
+
+    if (ngx_http_events_webhook_dispatch_pool(job) != NGX_OK) {
+        ngx_http_events_webhook_dispatch_give(job);
+        return NGX_HTTP_EVENTS_WEBHOOK_ERROR;
+    }
+
+    job->event_id.data = ngx_pstrdup(job->pool, event_id);
+    job->event_id.len = event_id->len;
+    job->type.data = ngx_pstrdup(job->pool, type);
+    job->type.len = type->len;
+    job->body.data = ngx_pstrdup(job->pool, body);
+    job->body.len = body->len;
+
+    if (job->event_id.data == NULL || job->type.data == NULL
+        || job->body.data == NULL)
+    {
+        ngx_http_events_webhook_dispatch_give(job);
+        return NGX_HTTP_EVENTS_WEBHOOK_ERROR;
+    }
+
+    store->wh_inflight++;
+    ngx_http_events_webhook_delivery_send(job);
+
+    return NGX_HTTP_EVENTS_WEBHOOK_OK;
+}
+
+
 /* a handler's server: its events_handler is in this cycle's config */
 
 static void *
 ngx_http_events_webhook_dispatch_handler_ctx(ngx_http_events_store_t *store,
-    ngx_http_events_wh_endpoint_t *ep)
+    ngx_http_events_webhook_endpoint_t *ep)
 {
-    ngx_uint_t                  i;
-    ngx_http_events_wh_spec_t  *spec;
+    ngx_uint_t                       i;
+    ngx_http_events_webhook_spec_t  *spec;
 
     spec = store->wh_static ? store->wh_static->elts : NULL;
 
@@ -825,7 +1018,7 @@ ngx_http_events_webhook_dispatch_handler_ctx(ngx_http_events_store_t *store,
 /* the event, as GET /events/{id} gives it, then the attempt */
 
 static void
-ngx_http_events_webhook_dispatch_start(ngx_http_events_wh_job_t *job)
+ngx_http_events_webhook_dispatch_start(ngx_http_events_webhook_job_t *job)
 {
     u_char                    *p;
     uint64_t                   last;
@@ -835,6 +1028,13 @@ ngx_http_events_webhook_dispatch_start(ngx_http_events_wh_job_t *job)
     ngx_http_events_query_t    q;
 
     ipc = ngx_http_events_ipc();
+
+    if (ngx_http_events_webhook_dispatch_pool(job) != NGX_OK) {
+        job->started_ms = ngx_http_events_webhook_now();
+        job->error = NGX_HTTP_EVENTS_E_INTERNAL;
+        ngx_http_events_webhook_dispatch_done(job);
+        return;
+    }
 
     ngx_memzero(&q, sizeof(ngx_http_events_query_t));
     q.tenant = job->tenant;
@@ -887,21 +1087,21 @@ ngx_http_events_webhook_dispatch_start(ngx_http_events_wh_job_t *job)
 /* an attempt is over: log it, then retry, finish or give up */
 
 static void
-ngx_http_events_webhook_dispatch_done(ngx_http_events_wh_job_t *job)
+ngx_http_events_webhook_dispatch_done(ngx_http_events_webhook_job_t *job)
 {
-    u_char                          buf[sizeof(ngx_http_events_wh_attempt_t)
+    u_char                          buf[sizeof(ngx_http_events_webhook_attempt_t)
                                         + 64];
-    uint64_t                        now;
-    ngx_http_events_store_t        *store;
-    ngx_http_events_wh_sh_t        *wh;
-    ngx_http_events_wh_attempt_t   *a;
-    ngx_http_events_wh_endpoint_t  *ep;
+    uint64_t                             now;
+    ngx_http_events_store_t             *store;
+    ngx_http_events_webhook_sh_t        *wh;
+    ngx_http_events_webhook_attempt_t   *a;
+    ngx_http_events_webhook_endpoint_t  *ep;
 
     store = job->store;
     now = ngx_http_events_webhook_now();
 
-    a = (ngx_http_events_wh_attempt_t *) buf;
-    ngx_memzero(a, sizeof(ngx_http_events_wh_attempt_t));
+    a = (ngx_http_events_webhook_attempt_t *) buf;
+    ngx_memzero(a, sizeof(ngx_http_events_webhook_attempt_t));
 
     ngx_shmtx_lock(&store->shpool->mutex);
 
@@ -923,7 +1123,7 @@ ngx_http_events_webhook_dispatch_done(ngx_http_events_wh_job_t *job)
         ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
                       "events webhook \"%V\": attempt %ui of event %uL "
                       "failed: %s %*s", &job->endpoint, job->attempt,
-                      job->seq, ngx_http_events_wh_errors[job->error],
+                      job->seq, ngx_http_events_webhook_errors[job->error],
                       job->detail_len, job->detail);
     }
 
@@ -931,7 +1131,7 @@ ngx_http_events_webhook_dispatch_done(ngx_http_events_wh_job_t *job)
         store->wh_inflight--;
     }
 
-    ngx_destroy_pool(job->pool);
+    ngx_http_events_webhook_dispatch_give(job);
 
     /* a slot is free: more may be due */
     ngx_http_events_webhook_dispatch_wake(store);
@@ -940,16 +1140,16 @@ ngx_http_events_webhook_dispatch_done(ngx_http_events_wh_job_t *job)
 
 static void
 ngx_http_events_webhook_dispatch_outcome(ngx_http_events_store_t *store,
-    ngx_http_events_wh_sh_t *wh, ngx_http_events_wh_endpoint_t *ep,
-    ngx_http_events_wh_job_t *job, uint64_t now,
-    ngx_http_events_wh_attempt_t *a)
+    ngx_http_events_webhook_sh_t *wh, ngx_http_events_webhook_endpoint_t *ep,
+    ngx_http_events_webhook_job_t *job, uint64_t now,
+    ngx_http_events_webhook_attempt_t *a)
 {
-    uint64_t                        pause;
-    ngx_msec_t                      delay;
-    ngx_uint_t                      nretry, final;
-    ngx_queue_t                    *q;
-    ngx_http_events_wh_conf_t      *whcf;
-    ngx_http_events_wh_delivery_t  *d, *dd;
+    uint64_t                             pause;
+    ngx_msec_t                           delay;
+    ngx_uint_t                           nretry, final;
+    ngx_queue_t                         *q;
+    ngx_http_events_webhook_conf_t      *whcf;
+    ngx_http_events_webhook_delivery_t  *d, *dd;
 
     whcf = store->whcf;
     ep->attempts++;
@@ -960,7 +1160,7 @@ ngx_http_events_webhook_dispatch_outcome(ngx_http_events_store_t *store,
          q != ngx_queue_sentinel(&ep->deliveries);
          q = ngx_queue_next(q))
     {
-        dd = ngx_queue_data(q, ngx_http_events_wh_delivery_t, queue);
+        dd = ngx_queue_data(q, ngx_http_events_webhook_delivery_t, queue);
 
         if (dd->seq == job->seq) {
             d = dd;
@@ -999,7 +1199,7 @@ ngx_http_events_webhook_dispatch_outcome(ngx_http_events_store_t *store,
         }
 
         if (job->disable) {
-            ngx_http_events_webhook_dispatch_disable(ep,
+            ngx_http_events_webhook_disable(ep,
                                                      NGX_HTTP_EVENTS_WH_RECEIVER, now);
         }
 
@@ -1014,11 +1214,11 @@ ngx_http_events_webhook_dispatch_outcome(ngx_http_events_store_t *store,
     }
 
     if (job->status == 410) {
-        ngx_http_events_webhook_dispatch_disable(ep, NGX_HTTP_EVENTS_WH_GONE,
+        ngx_http_events_webhook_disable(ep, NGX_HTTP_EVENTS_WH_GONE,
                                                  now);
 
     } else if (job->disable) {
-        ngx_http_events_webhook_dispatch_disable(ep,
+        ngx_http_events_webhook_disable(ep,
                                                  NGX_HTTP_EVENTS_WH_RECEIVER, now);
     }
 
@@ -1037,10 +1237,10 @@ ngx_http_events_webhook_dispatch_outcome(ngx_http_events_store_t *store,
         final = 1;
 
         /* a ring too small for the retry horizon: say so, not too often */
-        if (ngx_current_msec - ngx_http_events_wh_expired_warned > 60000
-            || ngx_http_events_wh_expired_warned == 0)
+        if (ngx_current_msec - ngx_http_events_webhook_expired_warned > 60000
+            || ngx_http_events_webhook_expired_warned == 0)
         {
-            ngx_http_events_wh_expired_warned = ngx_current_msec;
+            ngx_http_events_webhook_expired_warned = ngx_current_msec;
             ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
                           "events webhook \"%V\": event %uL left the ring "
                           "before it was delivered (%uL such deliveries "
@@ -1078,7 +1278,7 @@ ngx_http_events_webhook_dispatch_outcome(ngx_http_events_store_t *store,
         if (!ep->disabled && whcf->disable_after
             && now - ep->failing_since_ms >= whcf->disable_after)
         {
-            ngx_http_events_webhook_dispatch_disable(ep,
+            ngx_http_events_webhook_disable(ep,
                                                      NGX_HTTP_EVENTS_WH_FAILING, now);
         }
 
@@ -1117,39 +1317,22 @@ ngx_http_events_webhook_dispatch_outcome(ngx_http_events_store_t *store,
 }
 
 
-void
-ngx_http_events_webhook_dispatch_disable(ngx_http_events_wh_endpoint_t *ep,
-    ngx_uint_t reason, uint64_t now)
-{
-    if (ep->disabled) {
-        return;
-    }
-
-    ep->disabled = (u_char) reason;
-    ep->disabled_ms = now;
-
-    ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-                  "events webhook \"%*s\" disabled (%s)", ep->id_len, ep->id,
-                  ngx_http_events_wh_reasons[reason]);
-}
-
-
 static void
-ngx_http_events_webhook_dispatch_log(ngx_http_events_wh_endpoint_t *ep,
-    ngx_http_events_wh_job_t *job, ngx_http_events_wh_attempt_t *src)
+ngx_http_events_webhook_dispatch_log(ngx_http_events_webhook_endpoint_t *ep,
+    ngx_http_events_webhook_job_t *job, ngx_http_events_webhook_attempt_t *src)
 {
-    u_char                         id[NGX_HTTP_EVENTS_ID_LEN];
-    ngx_http_events_ipc_t         *ipc;
-    ngx_http_events_wh_attempt_t  *a;
+    u_char                              id[NGX_HTTP_EVENTS_ID_LEN];
+    ngx_http_events_ipc_t              *ipc;
+    ngx_http_events_webhook_attempt_t  *a;
 
     if (ep->log_size == 0) {
         return;
     }
 
-    a = (ngx_http_events_wh_attempt_t *)
+    a = (ngx_http_events_webhook_attempt_t *)
             (ep->log + (ep->log_next % ep->log_size) * ep->log_entry);
 
-    ngx_memzero(a, offsetof(ngx_http_events_wh_attempt_t, excerpt));
+    ngx_memzero(a, offsetof(ngx_http_events_webhook_attempt_t, excerpt));
 
     ipc = ngx_http_events_ipc();
     (void) ngx_http_events_id_generate(id, job->started_ms,
@@ -1183,8 +1366,63 @@ ngx_http_events_webhook_dispatch_log(ngx_http_events_wh_endpoint_t *ep,
     a->ctype_len = (u_char) ngx_min(job->ctype.len, sizeof(a->ctype));
     ngx_memcpy(a->ctype, job->ctype.data, a->ctype_len);
 
-    a->excerpt_len = (uint16_t) ngx_min(job->excerpt_len, ep->excerpt_size);
-    ngx_memcpy(a->excerpt, job->excerpt, a->excerpt_len);
+    a->excerpt_len = (uint16_t) ngx_http_events_webhook_dispatch_utf8(
+                                    a->excerpt, ep->excerpt_size,
+                                    job->excerpt, job->excerpt_len);
+}
+
+
+/*
+ * The answer's first bytes as valid UTF-8, for JSON: a byte that does
+ * not begin a valid character becomes U+FFFD, and the copy ends before
+ * a character that does not fit whole (or was cut by the excerpt).
+ */
+
+static size_t
+ngx_http_events_webhook_dispatch_utf8(u_char *dst, size_t size, u_char *src,
+    size_t len)
+{
+    u_char    *p, *last, *start, *d;
+    size_t     n;
+    uint32_t   u;
+
+    p = src;
+    last = src + len;
+    d = dst;
+
+    while (p < last) {
+        start = p;
+
+        if (*p < 0x80) {
+            p++;
+            u = 0;
+
+        } else {
+            u = ngx_utf8_decode(&p, last - p);
+
+            if (u == 0xfffffffe) {
+                break;                      /* cut by the excerpt */
+            }
+
+            if (u == 0xffffffff || u > 0x10ffff
+                || (u >= 0xd800 && u <= 0xdfff))
+            {
+                u = 0xffffffff;
+                p = start + 1;
+            }
+        }
+
+        n = (u == 0xffffffff) ? 3 : (size_t) (p - start);
+
+        if ((size_t) (d - dst) + n > size) {
+            break;
+        }
+
+        d = (u == 0xffffffff) ? ngx_cpymem(d, "\xef\xbf\xbd", 3)
+                              : ngx_cpymem(d, start, n);
+    }
+
+    return d - dst;
 }
 
 

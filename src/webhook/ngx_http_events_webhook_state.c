@@ -25,20 +25,20 @@
 
 #include "ngx_http_events_module.h"
 #include "ngx_http_events_store.h"
-#include "ngx_http_events_webhook.h"
+#include "ngx_http_events_webhook_shm.h"
 #include "ngx_http_events_journal.h"
 
 
 #define NGX_HTTP_EVENTS_WH_STATE_VERSION  1
 
 
-static json_t *ngx_http_events_webhook_state_json(ngx_http_events_wh_sh_t *wh);
+static json_t *ngx_http_events_webhook_state_json(ngx_http_events_webhook_sh_t *wh);
 static json_t *ngx_http_events_webhook_state_str(
-    ngx_http_events_wh_endpoint_t *ep,
-    ngx_http_events_wh_str_t *s);
+    ngx_http_events_webhook_endpoint_t *ep,
+    ngx_http_events_webhook_str_t *s);
 static json_t *ngx_http_events_webhook_state_b64(u_char *p, size_t len);
 static ngx_int_t ngx_http_events_webhook_state_endpoint(
-    ngx_http_events_store_t *store, ngx_http_events_wh_sh_t *wh,
+    ngx_http_events_store_t *store, ngx_http_events_webhook_sh_t *wh,
     json_t *o, ngx_log_t *log);
 static ngx_int_t ngx_http_events_webhook_state_unb64(json_t *v, u_char *out,
     size_t *len);
@@ -49,23 +49,23 @@ static ngx_int_t ngx_http_events_webhook_state_path(
 
 /* what a write needs, from the main thread to a thread of the pool */
 typedef struct {
-    ngx_http_events_store_t    *store;
-    ngx_http_events_wh_sh_t    *wh;
-    char                       *text;
-    size_t                      len;
-    uint64_t                    version;
-    ngx_uint_t                  fsync;
-    ngx_err_t                   err;
-    u_char                      path[NGX_MAX_PATH];
-    u_char                      lock[NGX_MAX_PATH];
-    u_char                      tmp[NGX_MAX_PATH];
-} ngx_http_events_wh_write_t;
+    ngx_http_events_store_t       *store;
+    ngx_http_events_webhook_sh_t  *wh;
+    char                          *text;
+    size_t                         len;
+    uint64_t                       version;
+    ngx_uint_t                     fsync;
+    ngx_err_t                      err;
+    u_char                         path[NGX_MAX_PATH];
+    u_char                         lock[NGX_MAX_PATH];
+    u_char                         tmp[NGX_MAX_PATH];
+} ngx_http_events_webhook_write_t;
 
 
 static ngx_int_t ngx_http_events_webhook_state_snapshot(
     ngx_http_events_store_t *store,
-    ngx_http_events_wh_write_t *w);
-static void ngx_http_events_webhook_state_write(ngx_http_events_wh_write_t *w);
+    ngx_http_events_webhook_write_t *w);
+static void ngx_http_events_webhook_state_write(ngx_http_events_webhook_write_t *w);
 #if (NGX_THREADS)
 static void ngx_http_events_webhook_state_write_thread(void *data,
     ngx_log_t *log);
@@ -78,8 +78,8 @@ static void ngx_http_events_webhook_state_written(ngx_event_t *ev);
 ngx_int_t
 ngx_http_events_webhook_state_save(ngx_http_events_store_t *store)
 {
-    ngx_int_t                   rc;
-    ngx_http_events_wh_write_t  w;
+    ngx_int_t                        rc;
+    ngx_http_events_webhook_write_t  w;
 
     rc = ngx_http_events_webhook_state_snapshot(store, &w);
     if (rc != NGX_OK) {
@@ -110,10 +110,10 @@ ngx_http_events_webhook_state_save(ngx_http_events_store_t *store)
 void
 ngx_http_events_webhook_state_save_changed(ngx_http_events_store_t *store)
 {
-    ngx_uint_t                   changed;
-    ngx_http_events_wh_sh_t     *wh;
+    ngx_uint_t                     changed;
+    ngx_http_events_webhook_sh_t  *wh;
 #if (NGX_THREADS)
-    ngx_http_events_wh_write_t  *w;
+    ngx_http_events_webhook_write_t  *w;
 #endif
 
     ngx_shmtx_lock(&store->shpool->mutex);
@@ -166,7 +166,7 @@ ngx_http_events_webhook_state_save_init(ngx_cycle_t *cycle,
     }
 
     task = ngx_thread_task_alloc(cycle->pool,
-                                 sizeof(ngx_http_events_wh_write_t));
+                                 sizeof(ngx_http_events_webhook_write_t));
     if (task == NULL) {
         return NGX_ERROR;
     }
@@ -192,8 +192,8 @@ ngx_http_events_webhook_state_write_thread(void *data, ngx_log_t *log)
 static void
 ngx_http_events_webhook_state_written(ngx_event_t *ev)
 {
-    ngx_http_events_store_t     *store = ev->data;
-    ngx_http_events_wh_write_t  *w;
+    ngx_http_events_store_t          *store = ev->data;
+    ngx_http_events_webhook_write_t  *w;
 
     w = ((ngx_thread_task_t *) store->wh_task)->ctx;
     store->wh_writing = 0;
@@ -224,12 +224,12 @@ ngx_http_events_webhook_state_save_init(ngx_cycle_t *cycle,
 
 static ngx_int_t
 ngx_http_events_webhook_state_snapshot(ngx_http_events_store_t *store,
-    ngx_http_events_wh_write_t *w)
+    ngx_http_events_webhook_write_t *w)
 {
-    json_t                   *root;
-    ngx_http_events_wh_sh_t  *wh;
+    json_t                        *root;
+    ngx_http_events_webhook_sh_t  *wh;
 
-    ngx_memzero(w, sizeof(ngx_http_events_wh_write_t));
+    ngx_memzero(w, sizeof(ngx_http_events_webhook_write_t));
 
     if (ngx_http_events_webhook_state_path(store, "webhooks.state", w->path,
                                            sizeof(w->path))
@@ -279,7 +279,7 @@ ngx_http_events_webhook_state_snapshot(ngx_http_events_store_t *store,
  */
 
 static void
-ngx_http_events_webhook_state_write(ngx_http_events_wh_write_t *w)
+ngx_http_events_webhook_state_write(ngx_http_events_webhook_write_t *w)
 {
     int      fd, lock;
     ssize_t  n;
@@ -337,13 +337,13 @@ ngx_http_events_webhook_state_write(ngx_http_events_wh_write_t *w)
 
 
 static json_t *
-ngx_http_events_webhook_state_json(ngx_http_events_wh_sh_t *wh)
+ngx_http_events_webhook_state_json(ngx_http_events_webhook_sh_t *wh)
 {
-    json_t                         *root, *eps, *o, *a, *h, *d;
-    ngx_uint_t                      i;
-    ngx_queue_t                    *q, *dq;
-    ngx_http_events_wh_delivery_t  *dl;
-    ngx_http_events_wh_endpoint_t  *ep;
+    json_t                              *root, *eps, *o, *a, *h, *d;
+    ngx_uint_t                           i;
+    ngx_queue_t                         *q, *dq;
+    ngx_http_events_webhook_delivery_t  *dl;
+    ngx_http_events_webhook_endpoint_t  *ep;
 
     root = json_object();
     eps = json_array();
@@ -360,7 +360,7 @@ ngx_http_events_webhook_state_json(ngx_http_events_wh_sh_t *wh)
          q != ngx_queue_sentinel(&wh->endpoints);
          q = ngx_queue_next(q))
     {
-        ep = ngx_queue_data(q, ngx_http_events_wh_endpoint_t, queue);
+        ep = ngx_queue_data(q, ngx_http_events_webhook_endpoint_t, queue);
 
         o = json_object();
         if (o == NULL || json_array_append_new(eps, o) != 0) {
@@ -442,7 +442,7 @@ ngx_http_events_webhook_state_json(ngx_http_events_wh_sh_t *wh)
              dq != ngx_queue_sentinel(&ep->deliveries);
              dq = ngx_queue_next(dq))
         {
-            dl = ngx_queue_data(dq, ngx_http_events_wh_delivery_t, queue);
+            dl = ngx_queue_data(dq, ngx_http_events_webhook_delivery_t, queue);
 
             d = json_pack("[IIIII]", (json_int_t) dl->seq,
                           (json_int_t) dl->attempts, (json_int_t) dl->next_ms,
@@ -465,8 +465,8 @@ failed:
 
 
 static json_t *
-ngx_http_events_webhook_state_str(ngx_http_events_wh_endpoint_t *ep,
-    ngx_http_events_wh_str_t *s)
+ngx_http_events_webhook_state_str(ngx_http_events_webhook_endpoint_t *ep,
+    ngx_http_events_webhook_str_t *s)
 {
     return json_stringn((char *) ep->blob + s->off, s->len);
 }
@@ -496,7 +496,7 @@ ngx_http_events_webhook_state_b64(u_char *p, size_t len)
 
 ngx_int_t
 ngx_http_events_webhook_state_load(ngx_http_events_store_t *store,
-    ngx_http_events_wh_sh_t *wh, ngx_log_t *log)
+    ngx_http_events_webhook_sh_t *wh, ngx_log_t *log)
 {
     size_t        i;
     json_t       *root, *eps, *o;
@@ -547,16 +547,16 @@ ngx_http_events_webhook_state_load(ngx_http_events_store_t *store,
 
 static ngx_int_t
 ngx_http_events_webhook_state_endpoint(ngx_http_events_store_t *store,
-    ngx_http_events_wh_sh_t *wh, json_t *o, ngx_log_t *log)
+    ngx_http_events_webhook_sh_t *wh, json_t *o, ngx_log_t *log)
 {
-    size_t                          i;
-    json_t                         *v, *a, *nums;
-    json_int_t                      f[15], d[5];
-    ngx_http_events_wh_spec_t       spec;
-    ngx_http_events_wh_delivery_t  *dl;
-    ngx_http_events_wh_endpoint_t  *ep;
+    size_t                               i;
+    json_t                              *v, *a, *nums;
+    json_int_t                           f[15], d[5];
+    ngx_http_events_webhook_spec_t       spec;
+    ngx_http_events_webhook_delivery_t  *dl;
+    ngx_http_events_webhook_endpoint_t  *ep;
 
-    ngx_memzero(&spec, sizeof(ngx_http_events_wh_spec_t));
+    ngx_memzero(&spec, sizeof(ngx_http_events_webhook_spec_t));
 
 #define ngx_http_events_state_string(field, name)                             \
     v = json_object_get(o, name);                                             \
@@ -688,7 +688,7 @@ ngx_http_events_webhook_state_endpoint(ngx_http_events_store_t *store,
         }
 
         dl = ngx_slab_calloc_locked(store->shpool,
-                                    sizeof(ngx_http_events_wh_delivery_t));
+                                    sizeof(ngx_http_events_webhook_delivery_t));
         if (dl == NULL) {
             break;
         }
