@@ -53,6 +53,26 @@ typedef struct {
 } ngx_http_events_webhook_route_t;
 
 
+/* the filters of GET P/{id}/deliveries */
+typedef struct {
+    ngx_int_t                   limit;
+    ngx_int_t                   result;         /* -1: any */
+    uint64_t                    before;         /* 0: from the newest */
+    ngx_str_t                   event_id;
+} ngx_http_events_webhook_filter_t;
+
+
+typedef ngx_int_t (*ngx_http_events_webhook_param_pt)(
+    ngx_http_events_webhook_filter_t *f, ngx_str_t *value,
+    ngx_http_events_error_t *err);
+
+
+typedef struct {
+    ngx_str_t                           name;
+    ngx_http_events_webhook_param_pt    handler;
+} ngx_http_events_webhook_param_t;
+
+
 /* a JSON answer grown in the request pool */
 typedef struct {
     ngx_pool_t                 *pool;
@@ -127,6 +147,35 @@ static u_char *ngx_http_events_webhook_api_out_reserve(ngx_http_events_out_t *o,
 static ngx_int_t ngx_http_events_webhook_api_out_send(ngx_http_request_t *r,
     ngx_http_events_out_t *o, ngx_uint_t status);
 
+
+
+static ngx_int_t ngx_http_events_webhook_api_params(ngx_http_request_t *r,
+    ngx_http_events_webhook_filter_t *f, ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_webhook_api_param_limit(
+    ngx_http_events_webhook_filter_t *f, ngx_str_t *value,
+    ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_webhook_api_param_after(
+    ngx_http_events_webhook_filter_t *f, ngx_str_t *value,
+    ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_webhook_api_param_status(
+    ngx_http_events_webhook_filter_t *f, ngx_str_t *value,
+    ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_webhook_api_param_event(
+    ngx_http_events_webhook_filter_t *f, ngx_str_t *value,
+    ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_webhook_api_param_token(
+    ngx_http_events_webhook_filter_t *f, ngx_str_t *value,
+    ngx_http_events_error_t *err);
+
+
+static ngx_http_events_webhook_param_t  ngx_http_events_webhook_params[] = {
+    { ngx_string("limit"), ngx_http_events_webhook_api_param_limit },
+    { ngx_string("after"), ngx_http_events_webhook_api_param_after },
+    { ngx_string("status"), ngx_http_events_webhook_api_param_status },
+    { ngx_string("eventId"), ngx_http_events_webhook_api_param_event },
+    { ngx_string("token"), ngx_http_events_webhook_api_param_token },
+    { ngx_null_string, NULL }
+};
 
 
 static const char  *ngx_http_events_webhook_results[] = {
@@ -1207,66 +1256,30 @@ ngx_http_events_webhook_api_attempts(ngx_http_request_t *r,
     size_t                              size;
     uint64_t                            before, next;
     ngx_int_t                           rc, limit, result;
-    ngx_str_t                           value, event_id, type;
+    ngx_str_t                           event_id, type;
     ngx_uint_t                          i, n;
     ngx_array_t                         all;
     ngx_http_events_out_t               o;
+    ngx_http_events_error_t             err;
     ngx_http_events_loc_conf_t         *elcf;
+    ngx_http_events_webhook_filter_t    f;
     ngx_http_events_webhook_attempt_t  *a;
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
 
-    limit = 50;
-    before = 0;
-    result = -1;
-    ngx_str_null(&event_id);
+    ngx_memzero(&f, sizeof(ngx_http_events_webhook_filter_t));
+    f.limit = 50;
+    f.result = -1;
 
-    if (ngx_http_arg(r, (u_char *) "limit", 5, &value) == NGX_OK) {
-        limit = ngx_atoi(value.data, value.len);
-
-        if (limit < 1 || limit > 1000) {
-            return ngx_http_events_webhook_api_fail(r, 400, "invalid_param",
-                                                    "limit", "limit is 1-1000");
-        }
+    if (ngx_http_events_webhook_api_params(r, &f, &err) != NGX_OK) {
+        return err.status ? ngx_http_events_http_send_error(r, &err, NULL)
+                          : NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (ngx_http_arg(r, (u_char *) "after", 5, &value) == NGX_OK) {
-        if (value.len < 2 || value.data[0] != 'a'
-            || ngx_atoi(value.data + 1, value.len - 1) == NGX_ERROR)
-        {
-            return ngx_http_events_webhook_api_fail(r, 400, "invalid_cursor",
-                                                    "after",
-                                                    "not a cursor of this log");
-        }
-
-        before = (uint64_t) ngx_atoi(value.data + 1, value.len - 1);
-    }
-
-    if (ngx_http_arg(r, (u_char *) "status", 6, &value) == NGX_OK) {
-        for (i = 0; i < 5; i++) {
-            if (i != 2 && value.len == ngx_strlen(ngx_http_events_webhook_results[i])
-                && ngx_strncmp(value.data, ngx_http_events_webhook_results[i],
-                               value.len) == 0)
-            {
-                result = i;
-            }
-        }
-
-        if (result == -1) {
-            return ngx_http_events_webhook_api_fail(r, 400, "invalid_param",
-                                                    "status",
-                                                    "status is succeeded, "
-                                                    "failed, expired or "
-                                                    "aborted");
-        }
-    }
-
-    if (ngx_http_arg(r, (u_char *) "eventId", 7, &event_id) == NGX_OK
-        && ngx_http_events_id_valid(event_id.data, event_id.len) != NGX_OK)
-    {
-        return ngx_http_events_webhook_api_fail(r, 400, "invalid_param",
-                                                "eventId", "not an event id");
-    }
+    limit = f.limit;
+    before = f.before;
+    result = f.result;
+    event_id = f.event_id;
 
     /* the whole log below the cursor: it is small, and filters skip */
     rc = ngx_http_events_webhook_api_log(r, rt, before, &all);
@@ -1334,6 +1347,189 @@ ngx_http_events_webhook_api_attempts(ngx_http_request_t *r,
     }
 
     return ngx_http_events_webhook_api_out_send(r, &o, NGX_HTTP_OK);
+}
+
+
+/*
+ * The query of GET P/{id}/deliveries, under the contract of GET /events:
+ * every parameter known, given once, and checked; what is wrong is
+ * invalid_parameter with its name in "param".
+ */
+
+static ngx_int_t
+ngx_http_events_webhook_api_params(ngx_http_request_t *r,
+    ngx_http_events_webhook_filter_t *f, ngx_http_events_error_t *err)
+{
+    u_char                                *p, *end, *amp, *eq, *src, *dst;
+    ngx_str_t                              name, value;
+    ngx_uint_t                             i, seen;
+    ngx_http_events_webhook_param_t       *param;
+
+    seen = 0;
+    err->status = 0;
+
+    p = r->args.data;
+    end = p + r->args.len;
+
+    for ( /* void */ ; p < end; p = amp + 1) {
+        amp = ngx_strlchr(p, end, '&');
+        if (amp == NULL) {
+            amp = end;
+        }
+
+        if (amp == p) {
+            continue;
+        }
+
+        eq = ngx_strlchr(p, amp, '=');
+
+        name.data = p;
+        name.len = (eq ? eq : amp) - p;
+
+        param = NULL;
+
+        for (i = 0; ngx_http_events_webhook_params[i].name.len; i++) {
+            if (name.len == ngx_http_events_webhook_params[i].name.len
+                && ngx_strncmp(name.data,
+                               ngx_http_events_webhook_params[i].name.data,
+                               name.len) == 0)
+            {
+                param = &ngx_http_events_webhook_params[i];
+                break;
+            }
+        }
+
+        if (param == NULL) {
+            ngx_http_events_error(err, 400, "invalid_parameter", "param",
+                                  NULL, NULL, "unknown parameter \"%*s\"",
+                                  ngx_min(name.len, 64), name.data);
+            err->name_len = ngx_min(name.len, sizeof(err->name));
+            ngx_memcpy(err->name, name.data, err->name_len);
+            ngx_http_events_error_name(err);
+            return NGX_ERROR;
+        }
+
+        if (seen & (1 << i)) {
+            ngx_http_events_error(err, 400, "invalid_parameter", "param",
+                                  NULL, (char *) param->name.data,
+                                  "\"%V\" is given more than once",
+                                  &param->name);
+            return NGX_ERROR;
+        }
+
+        seen |= 1 << i;
+
+        ngx_str_set(&value, "");
+
+        if (eq) {
+            value.data = ngx_pnalloc(r->pool, amp - eq);
+            if (value.data == NULL) {
+                return NGX_ERROR;
+            }
+
+            src = eq + 1;
+            dst = value.data;
+            ngx_unescape_uri(&dst, &src, amp - eq - 1, 0);
+            value.len = dst - value.data;
+        }
+
+        if (param->handler(f, &value, err) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_events_webhook_api_param_limit(ngx_http_events_webhook_filter_t *f,
+    ngx_str_t *value, ngx_http_events_error_t *err)
+{
+    f->limit = ngx_atoi(value->data, value->len);
+
+    if (f->limit < 1 || f->limit > 1000) {
+        ngx_http_events_error(err, 400, "invalid_parameter", "param", NULL,
+                              "limit", "\"limit\" must be 1-1000");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* "a" and an attempt's number: the log's own cursor */
+
+static ngx_int_t
+ngx_http_events_webhook_api_param_after(ngx_http_events_webhook_filter_t *f,
+    ngx_str_t *value, ngx_http_events_error_t *err)
+{
+    ngx_int_t  n;
+
+    n = (value->len >= 2 && value->data[0] == 'a')
+        ? ngx_atoi(value->data + 1, value->len - 1) : NGX_ERROR;
+
+    if (n == NGX_ERROR) {
+        ngx_http_events_error(err, 400, "invalid_cursor", "param", NULL,
+                              "after", "\"after\" is not a cursor of this "
+                              "log");
+        return NGX_ERROR;
+    }
+
+    f->before = (uint64_t) n;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_events_webhook_api_param_status(ngx_http_events_webhook_filter_t *f,
+    ngx_str_t *value, ngx_http_events_error_t *err)
+{
+    size_t      len;
+    ngx_uint_t  i;
+
+    for (i = 0; i < 5; i++) {
+        len = ngx_strlen(ngx_http_events_webhook_results[i]);
+
+        if (i != NGX_HTTP_EVENTS_WH_FAILED_FINAL && value->len == len
+            && ngx_strncmp(value->data, ngx_http_events_webhook_results[i],
+                           len) == 0)
+        {
+            f->result = i;
+            return NGX_OK;
+        }
+    }
+
+    ngx_http_events_error(err, 400, "invalid_parameter", "param", NULL,
+                          "status", "\"status\" must be succeeded, failed, "
+                          "expired or aborted");
+    return NGX_ERROR;
+}
+
+
+static ngx_int_t
+ngx_http_events_webhook_api_param_event(ngx_http_events_webhook_filter_t *f,
+    ngx_str_t *value, ngx_http_events_error_t *err)
+{
+    if (ngx_http_events_id_valid(value->data, value->len) != NGX_OK) {
+        ngx_http_events_error(err, 400, "invalid_parameter", "param", NULL,
+                              "eventId", "\"eventId\" is not an event id");
+        return NGX_ERROR;
+    }
+
+    f->event_id = *value;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_events_webhook_api_param_token(ngx_http_events_webhook_filter_t *f,
+    ngx_str_t *value, ngx_http_events_error_t *err)
+{
+    /* the auth layer's: refused there unless events_auth_query_token */
+    return NGX_OK;
 }
 
 
