@@ -38,6 +38,10 @@ static void ngx_http_events_webhook_delivery_resolved(ngx_resolver_ctx_t *ctx);
 static ngx_int_t ngx_http_events_webhook_delivery_pin(
     ngx_http_events_webhook_job_t *job,
     struct sockaddr *sa, socklen_t socklen);
+static ngx_connection_t *ngx_http_events_webhook_delivery_connection(
+    ngx_log_t *log);
+static void ngx_http_events_webhook_delivery_free_connection(
+    ngx_connection_t *c);
 static ngx_int_t ngx_http_events_webhook_delivery_request(
     ngx_http_events_webhook_job_t *job);
 static ngx_int_t ngx_http_events_webhook_delivery_headers(
@@ -358,6 +362,53 @@ ngx_http_events_webhook_delivery_pin(ngx_http_events_webhook_job_t *job,
 }
 
 
+/*
+ * A connection slot with no socket.  Under poll and select,
+ * ngx_get_connection() files the connection in ngx_cycle->files[] under
+ * its fd, here 0, which is not ours: the slot is put back.
+ */
+
+static ngx_connection_t *
+ngx_http_events_webhook_delivery_connection(ngx_log_t *log)
+{
+    ngx_connection_t  *c, *saved;
+
+    saved = ngx_cycle->files ? ngx_cycle->files[0] : NULL;
+
+    c = ngx_get_connection((ngx_socket_t) 0, log);
+
+    if (ngx_cycle->files) {
+        ngx_cycle->files[0] = saved;
+    }
+
+    if (c == NULL) {
+        return NULL;
+    }
+
+    /* not a socket: the event pipe and the proxy skip what needs one */
+    c->fd = (ngx_socket_t) -1;
+
+    return c;
+}
+
+
+/*
+ * ngx_free_connection() looks the connection up in ngx_cycle->files[]
+ * by its fd: with -1 that reads files[-1].  Under 0 it finds whatever
+ * files[0] holds, never this connection, and leaves it alone.
+ */
+
+static void
+ngx_http_events_webhook_delivery_free_connection(ngx_connection_t *c)
+{
+    c->fd = (ngx_socket_t) 0;
+    ngx_free_connection(c);
+    c->fd = (ngx_socket_t) -1;
+    c->pool = NULL;
+    c->destroyed = 1;
+}
+
+
 /* the fake request on a fake connection, and its subrequest */
 
 static ngx_int_t
@@ -389,13 +440,11 @@ ngx_http_events_webhook_delivery_request(ngx_http_events_webhook_job_t *job)
 
     hc->conf_ctx = job->ctx;
 
-    c = ngx_get_connection((ngx_socket_t) 0, log);
+    c = ngx_http_events_webhook_delivery_connection(log);
     if (c == NULL) {
         return NGX_ERROR;
     }
 
-    /* not a socket: the event pipe and the proxy skip what needs one */
-    c->fd = (ngx_socket_t) -1;
     c->pool = job->pool;
     c->log = log;
     c->read->log = log;
@@ -412,8 +461,7 @@ ngx_http_events_webhook_delivery_request(ngx_http_events_webhook_job_t *job)
 
     r = ngx_http_create_request(c);
     if (r == NULL) {
-        c->fd = (ngx_socket_t) -1;
-        ngx_free_connection(c);
+        ngx_http_events_webhook_delivery_free_connection(c);
         return NGX_ERROR;
     }
 
@@ -502,10 +550,7 @@ failed:
     /* nothing ran yet: undo the request as the completion would */
     r->logged = 1;
     ngx_http_free_request(r, 0);
-    c->fd = (ngx_socket_t) -1;
-    ngx_free_connection(c);
-    c->pool = NULL;
-    c->destroyed = 1;
+    ngx_http_events_webhook_delivery_free_connection(c);
     job->request = NULL;
 
     return NGX_ERROR;
@@ -886,11 +931,7 @@ ngx_http_events_webhook_delivery_finished(ngx_http_request_t *r)
 
     r->logged = 1;
     ngx_http_free_request(r, 0);
-
-    c->fd = (ngx_socket_t) -1;
-    ngx_free_connection(c);
-    c->pool = NULL;
-    c->destroyed = 1;
+    ngx_http_events_webhook_delivery_free_connection(c);
 
     job->request = NULL;
     job->done(job);

@@ -227,7 +227,9 @@ ngx_http_events_webhook_dispatch_exit_process(ngx_cycle_t *cycle)
 void
 ngx_http_events_webhook_dispatch_wake(ngx_http_events_store_t *store)
 {
-    if (store->wh_owner && !store->wh_kick.posted && !ngx_exiting) {
+    if (store->wh_owner && !store->wh_kick.posted && !ngx_exiting
+        && !ngx_terminate && !ngx_quit)
+    {
         ngx_post_event(&store->wh_kick, &ngx_posted_events);
     }
 }
@@ -265,7 +267,7 @@ ngx_http_events_webhook_dispatch_kick(ngx_event_t *ev)
 {
     ngx_http_events_store_t  *store = ev->data;
 
-    if (store->wh_owner && !ngx_exiting) {
+    if (store->wh_owner && !ngx_exiting && !ngx_terminate && !ngx_quit) {
         ngx_http_events_webhook_dispatch_dispatch(store);
     }
 }

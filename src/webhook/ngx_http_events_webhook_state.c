@@ -126,7 +126,11 @@ ngx_http_events_webhook_state_save_changed(ngx_http_events_store_t *store)
     }
 
 #if (NGX_THREADS)
-    if (store->wh_task && !ngx_exiting) {
+    /*
+     * Not when the worker stops, gracefully or fast (SIGTERM sets only
+     * ngx_terminate): the thread pools may be destroyed already.
+     */
+    if (store->wh_task && !ngx_exiting && !ngx_terminate && !ngx_quit) {
 
         if (store->wh_writing) {
             return;                             /* next time */
