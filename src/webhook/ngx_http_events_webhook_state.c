@@ -32,7 +32,13 @@
 #define NGX_HTTP_EVENTS_WH_STATE_VERSION  1
 
 
-static json_t *ngx_http_events_webhook_state_json(ngx_http_events_webhook_sh_t *wh);
+static json_t *ngx_http_events_webhook_state_json(
+    ngx_http_events_store_t *store, ngx_http_events_webhook_sh_t *wh);
+static void ngx_http_events_webhook_state_positions(
+    ngx_http_events_store_t *store, ngx_http_events_webhook_sh_t *wh,
+    json_t *root, ngx_log_t *log);
+static void ngx_http_events_webhook_state_clamp(ngx_http_events_store_t *store,
+    ngx_http_events_webhook_endpoint_t *ep, uint64_t head);
 static json_t *ngx_http_events_webhook_state_str(
     ngx_http_events_webhook_endpoint_t *ep,
     ngx_http_events_webhook_str_t *s);
@@ -255,7 +261,7 @@ ngx_http_events_webhook_state_snapshot(ngx_http_events_store_t *store,
     wh = store->wh;
     w->wh = wh;
     w->version = wh ? wh->version : 0;
-    root = wh ? ngx_http_events_webhook_state_json(wh) : NULL;
+    root = wh ? ngx_http_events_webhook_state_json(store, wh) : NULL;
 
     ngx_shmtx_unlock(&store->shpool->mutex);
 
@@ -341,8 +347,11 @@ ngx_http_events_webhook_state_write(ngx_http_events_webhook_write_t *w)
 
 
 static json_t *
-ngx_http_events_webhook_state_json(ngx_http_events_webhook_sh_t *wh)
+ngx_http_events_webhook_state_json(ngx_http_events_store_t *store,
+    ngx_http_events_webhook_sh_t *wh)
 {
+    u_char                               epoch[NGX_INT64_LEN + 1];
+    ngx_http_events_window_t             w;
     json_t                              *root, *eps, *o, *a, *h, *d;
     ngx_uint_t                           i;
     ngx_queue_t                         *q, *dq;
@@ -358,6 +367,12 @@ ngx_http_events_webhook_state_json(ngx_http_events_webhook_sh_t *wh)
 
     json_object_set_new(root, "version",
                         json_integer(NGX_HTTP_EVENTS_WH_STATE_VERSION));
+
+    /* the positions below are seqs of this epoch, up to this head */
+    ngx_http_events_store_window(store, &w);
+    json_object_set_new(root, "epoch", json_stringn((char *) epoch,
+                        ngx_sprintf(epoch, "%016xL", w.epoch) - epoch));
+    json_object_set_new(root, "head", json_integer((json_int_t) w.head_seq));
     json_object_set_new(root, "endpoints", eps);
 
     for (q = ngx_queue_head(&wh->endpoints);
@@ -539,6 +554,8 @@ ngx_http_events_webhook_state_load(ngx_http_events_store_t *store,
         }
     }
 
+    ngx_http_events_webhook_state_positions(store, wh, root, log);
+
     json_decref(root);
 
     ngx_log_error(NGX_LOG_NOTICE, log, 0,
@@ -546,6 +563,137 @@ ngx_http_events_webhook_state_load(ngx_http_events_store_t *store,
                   "\"%s\"", &store->name, n, path);
 
     return NGX_OK;
+}
+
+
+/*
+ * The positions restored are seqs of the store the state was written
+ * with.  In another epoch (the journal was gone, seqs start again at 1)
+ * none of them means anything: the endpoints start at the store's
+ * first event.  In the same epoch, a store that holds less than the
+ * state names (the journal was cut back) moves them back to its head,
+ * so that no new event hides behind an old position.
+ */
+
+static void
+ngx_http_events_webhook_state_positions(ngx_http_events_store_t *store,
+    ngx_http_events_webhook_sh_t *wh, json_t *root, ngx_log_t *log)
+{
+    u_char                              *p;
+    json_t                              *v;
+    uint64_t                             epoch, head;
+    ngx_int_t                            digit;
+    ngx_uint_t                           moved;
+    ngx_queue_t                         *q;
+    ngx_http_events_window_t             w;
+    ngx_http_events_webhook_endpoint_t  *ep;
+
+    ngx_http_events_store_window(store, &w);
+
+    v = json_object_get(root, "epoch");
+    epoch = w.epoch;
+
+    if (json_is_string(v) && json_string_length(v) == 16) {
+        epoch = 0;
+
+        for (p = (u_char *) json_string_value(v); *p; p++) {
+            digit = ngx_hextoi(p, 1);
+
+            if (digit == NGX_ERROR) {
+                epoch = w.epoch;        /* not ours: not checked */
+                break;
+            }
+
+            epoch = (epoch << 4) | (uint64_t) digit;
+        }
+    }
+
+    /* another epoch: nothing of the old seqs is kept */
+    head = (epoch == w.epoch) ? w.head_seq : 0;
+    moved = 0;
+
+    for (q = ngx_queue_head(&wh->endpoints);
+         q != ngx_queue_sentinel(&wh->endpoints);
+         q = ngx_queue_next(q))
+    {
+        ep = ngx_queue_data(q, ngx_http_events_webhook_endpoint_t, queue);
+
+        if (ep->scan_seq > head || epoch != w.epoch) {
+            ngx_http_events_webhook_state_clamp(store, ep, head);
+            moved++;
+        }
+    }
+
+    if (moved == 0) {
+        return;
+    }
+
+    if (epoch != w.epoch) {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "events zone \"%V\": the store is not the one the "
+                      "webhook state was written with (epoch %016xL, now "
+                      "%016xL): %ui endpoints start at its first event",
+                      &store->name, epoch, w.epoch, moved);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, log, 0,
+                  "events zone \"%V\": the store ends at seq %uL, before "
+                  "what the webhook state names: %ui endpoints go on from "
+                  "there", &store->name, w.head_seq, moved);
+}
+
+
+/* an endpoint's positions and deliveries, none after head */
+
+static void
+ngx_http_events_webhook_state_clamp(ngx_http_events_store_t *store,
+    ngx_http_events_webhook_endpoint_t *ep, uint64_t head)
+{
+    uint64_t                             failed[NGX_HTTP_EVENTS_WH_FAILED];
+    ngx_uint_t                           i, j, n;
+    ngx_queue_t                         *q, *next;
+    ngx_http_events_webhook_delivery_t  *d;
+
+    ep->scan_seq = ngx_min(ep->scan_seq, head);
+
+    for (q = ngx_queue_head(&ep->deliveries);
+         q != ngx_queue_sentinel(&ep->deliveries);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        d = ngx_queue_data(q, ngx_http_events_webhook_delivery_t, queue);
+
+        if (d->seq > head) {
+            ngx_http_events_webhook_dequeue(store, ep, d);
+        }
+    }
+
+    if (ep->replay_mode && ep->replay_after >= head) {
+        ep->replay_mode = 0;
+    }
+
+    ep->replay_to = ngx_min(ep->replay_to, head);
+
+    for (i = 0, j = 0; i < ep->nskips; i++) {
+        if (ep->skips[i].from < head) {
+            ep->skips[j].from = ep->skips[i].from;
+            ep->skips[j++].to = ngx_min(ep->skips[i].to, head);
+        }
+    }
+
+    ep->nskips = j;
+
+    n = ngx_min(ep->nfailed, NGX_HTTP_EVENTS_WH_FAILED);
+
+    for (i = 0, j = 0; i < n; i++) {
+        if (ep->failed_seqs[i] <= head) {
+            failed[j++] = ep->failed_seqs[i];
+        }
+    }
+
+    ngx_memcpy(ep->failed_seqs, failed, j * sizeof(uint64_t));
+    ep->nfailed = j;
 }
 
 
