@@ -29,6 +29,9 @@
 #include "ngx_http_events_webhook_shm.h"
 
 
+static ngx_http_events_webhook_tenant_t *ngx_http_events_webhook_tenant(
+    ngx_http_events_store_t *store, ngx_http_events_webhook_sh_t *wh,
+    ngx_str_t *tenant);
 static ngx_http_events_webhook_endpoint_t *ngx_http_events_webhook_locate(
     ngx_http_events_store_t *store, ngx_str_t *tenant, ngx_str_t *id);
 static ngx_int_t ngx_http_events_webhook_set(ngx_http_events_store_t *store,
@@ -82,6 +85,7 @@ ngx_http_events_webhook_shm(ngx_http_events_store_t *store)
         }
 
         ngx_queue_init(&wh->endpoints);
+        ngx_queue_init(&wh->tenants);
         *slot = wh;
     }
 
@@ -188,6 +192,43 @@ ngx_http_events_webhook_init_zone(ngx_http_events_store_t *store,
 }
 
 
+/* a tenant's record, made with its first endpoint */
+
+static ngx_http_events_webhook_tenant_t *
+ngx_http_events_webhook_tenant(ngx_http_events_store_t *store,
+    ngx_http_events_webhook_sh_t *wh, ngx_str_t *tenant)
+{
+    ngx_queue_t                       *q;
+    ngx_http_events_webhook_tenant_t  *tn;
+
+    for (q = ngx_queue_head(&wh->tenants);
+         q != ngx_queue_sentinel(&wh->tenants);
+         q = ngx_queue_next(q))
+    {
+        tn = ngx_queue_data(q, ngx_http_events_webhook_tenant_t, queue);
+
+        if (tn->tenant_len == tenant->len
+            && ngx_strncmp(tn->tenant, tenant->data, tenant->len) == 0)
+        {
+            return tn;
+        }
+    }
+
+    tn = ngx_slab_calloc_locked(store->shpool,
+                                sizeof(ngx_http_events_webhook_tenant_t));
+    if (tn == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(tn->tenant, tenant->data, tenant->len);
+    tn->tenant_len = (u_char) tenant->len;
+    ngx_queue_init(&tn->endpoints);
+    ngx_queue_insert_tail(&wh->tenants, &tn->queue);
+
+    return tn;
+}
+
+
 /* endpoints */
 
 /* the tenant's endpoint id, the zone locked by the caller */
@@ -234,7 +275,16 @@ ngx_http_events_webhook_create_locked(ngx_http_events_store_t *store,
         }
     }
 
-    if (ngx_http_events_webhook_set(store, ep, spec) != NGX_OK) {
+    ep->tn = ngx_http_events_webhook_tenant(store, wh, &spec->tenant);
+
+    if (ep->tn == NULL
+        || ngx_http_events_webhook_set(store, ep, spec) != NGX_OK)
+    {
+        if (ep->tn && ep->tn->nendpoints == 0) {
+            ngx_queue_remove(&ep->tn->queue);
+            ngx_slab_free_locked(store->shpool, ep->tn);
+        }
+
         if (ep->log) {
             ngx_slab_free_locked(store->shpool, ep->log);
         }
@@ -271,6 +321,8 @@ ngx_http_events_webhook_create_locked(ngx_http_events_store_t *store,
 
     ngx_queue_init(&ep->deliveries);
     ngx_queue_insert_tail(&wh->endpoints, &ep->queue);
+    ngx_queue_insert_tail(&ep->tn->endpoints, &ep->tqueue);
+    ep->tn->nendpoints++;
     wh->nendpoints++;
     wh->version++;
 
@@ -1117,8 +1169,14 @@ ngx_http_events_webhook_free(ngx_http_events_store_t *store,
     }
 
     ngx_queue_remove(&ep->queue);
+    ngx_queue_remove(&ep->tqueue);
     wh->nendpoints--;
     wh->version++;
+
+    if (--ep->tn->nendpoints == 0) {
+        ngx_queue_remove(&ep->tn->queue);
+        ngx_slab_free_locked(store->shpool, ep->tn);
+    }
 
     if (ep->log) {
         ngx_slab_free_locked(store->shpool, ep->log);

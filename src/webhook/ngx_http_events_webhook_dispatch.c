@@ -59,6 +59,12 @@ static void ngx_http_events_webhook_dispatch_lease(
     ngx_http_events_store_t *store);
 static void ngx_http_events_webhook_dispatch_dispatch(
     ngx_http_events_store_t *store);
+static void ngx_http_events_webhook_dispatch_due(
+    ngx_http_events_store_t *store, ngx_http_events_webhook_sh_t *wh,
+    ngx_uint_t cap, uint64_t now, ngx_queue_t *started);
+static ngx_http_events_webhook_job_t *ngx_http_events_webhook_dispatch_next(
+    ngx_http_events_store_t *store, ngx_http_events_webhook_sh_t *wh,
+    ngx_http_events_webhook_tenant_t *tn, uint64_t now);
 static void ngx_http_events_webhook_dispatch_scan(
     ngx_http_events_store_t *store,
     ngx_http_events_webhook_scan_t *sc, ngx_http_events_scratch_t *scratch);
@@ -359,13 +365,12 @@ ngx_http_events_webhook_dispatch_dispatch(ngx_http_events_store_t *store)
     ngx_uint_t                           i, j, cap;
     ngx_pool_t                          *pool;
     ngx_array_t                          scans;
-    ngx_queue_t                         *q, *dq, started;
+    ngx_queue_t                         *q, started;
     ngx_http_events_ipc_t               *ipc;
     ngx_http_events_webhook_sh_t        *wh;
     ngx_http_events_webhook_job_t       *job;
     ngx_http_events_webhook_conf_t      *whcf;
     ngx_http_events_webhook_scan_t      *sc;
-    ngx_http_events_webhook_delivery_t  *d;
     ngx_http_events_webhook_endpoint_t  *ep;
 
     whcf = store->whcf;
@@ -531,60 +536,7 @@ ngx_http_events_webhook_dispatch_dispatch(ngx_http_events_store_t *store)
     }
 
     /* the due deliveries, as far as the caps allow */
-
-    for (q = ngx_queue_head(&wh->endpoints);
-         q != ngx_queue_sentinel(&wh->endpoints) && cap;
-         q = ngx_queue_next(q))
-    {
-        ep = ngx_queue_data(q, ngx_http_events_webhook_endpoint_t, queue);
-
-        if (ep->disabled || ep->paused_until_ms > now) {
-            continue;
-        }
-
-        for (dq = ngx_queue_head(&ep->deliveries);
-             dq != ngx_queue_sentinel(&ep->deliveries) && cap
-             && ep->inflight < whcf->endpoint_concurrency;
-             dq = ngx_queue_next(dq))
-        {
-            d = ngx_queue_data(dq, ngx_http_events_webhook_delivery_t, queue);
-
-            if (d->state != NGX_HTTP_EVENTS_WH_QUEUED || d->next_ms > now) {
-                continue;
-            }
-
-            /* rateLimit: a virtual schedule, one slot per 1/rate s */
-            if (ep->rate_limit) {
-                if (ep->tokens_ms > now + 1000) {
-                    break;
-                }
-
-                ep->tokens_ms = ngx_max(ep->tokens_ms, now)
-                                + 1000 / ep->rate_limit;
-            }
-
-            job = ngx_http_events_webhook_dispatch_take(store, ep);
-            if (job == NULL) {
-                break;
-            }
-
-            ngx_queue_insert_tail(&started, &job->queue);
-
-            d->state = NGX_HTTP_EVENTS_WH_INFLIGHT;
-            d->term = wh->term;
-            d->attempts++;
-
-            job->seq = d->seq;
-            job->attempt = d->attempts;
-            job->trigger = d->trigger;
-            job->term = wh->term;
-            job->queued = 1;
-
-            ep->inflight++;
-            store->wh_inflight++;
-            cap--;
-        }
-    }
+    ngx_http_events_webhook_dispatch_due(store, wh, cap, now, &started);
 
     for (i = 0; i < scans.nelts; i++) {
         if (sc[i].live.nelts || sc[i].replay.nelts || sc[i].lost) {
@@ -609,6 +561,184 @@ ngx_http_events_webhook_dispatch_dispatch(ngx_http_events_store_t *store)
 done:
 
     ngx_destroy_pool(pool);
+}
+
+
+/*
+ * The due deliveries, under the lock, into jobs made before it.  The
+ * slots are shared among the tenants that have endpoints: none takes
+ * more than its share of events_webhook_concurrency, so a tenant whose
+ * receivers hang holds its share and no more.  Tenants take one
+ * delivery each in turn, from their endpoints in turn, and the tenant
+ * that went first goes last next time.
+ */
+
+static void
+ngx_http_events_webhook_dispatch_due(ngx_http_events_store_t *store,
+    ngx_http_events_webhook_sh_t *wh, ngx_uint_t cap, uint64_t now,
+    ngx_queue_t *started)
+{
+    ngx_uint_t                           ntenants, share, took;
+    ngx_queue_t                         *q;
+    ngx_http_events_webhook_job_t       *job;
+    ngx_http_events_webhook_conf_t      *whcf;
+    ngx_http_events_webhook_tenant_t    *tn;
+    ngx_http_events_webhook_endpoint_t  *ep;
+
+    if (ngx_queue_empty(&wh->tenants)) {
+        return;
+    }
+
+    /* what each tenant has in flight now, in every worker */
+
+    for (q = ngx_queue_head(&wh->tenants);
+         q != ngx_queue_sentinel(&wh->tenants);
+         q = ngx_queue_next(q))
+    {
+        tn = ngx_queue_data(q, ngx_http_events_webhook_tenant_t, queue);
+        tn->inflight = 0;
+    }
+
+    ntenants = 0;
+
+    for (q = ngx_queue_head(&wh->endpoints);
+         q != ngx_queue_sentinel(&wh->endpoints);
+         q = ngx_queue_next(q))
+    {
+        ep = ngx_queue_data(q, ngx_http_events_webhook_endpoint_t, queue);
+        ep->tn->inflight += ep->inflight;
+    }
+
+    for (q = ngx_queue_head(&wh->tenants);
+         q != ngx_queue_sentinel(&wh->tenants);
+         q = ngx_queue_next(q))
+    {
+        ntenants++;
+    }
+
+    whcf = store->whcf;
+    share = (whcf->concurrency + ntenants - 1) / ntenants;
+
+    do {
+        took = 0;
+
+        for (q = ngx_queue_head(&wh->tenants);
+             q != ngx_queue_sentinel(&wh->tenants) && cap;
+             q = ngx_queue_next(q))
+        {
+            tn = ngx_queue_data(q, ngx_http_events_webhook_tenant_t, queue);
+
+            if (tn->inflight >= share) {
+                continue;
+            }
+
+            job = ngx_http_events_webhook_dispatch_next(store, wh, tn, now);
+
+            if (job == NGX_CONF_ERROR) {
+                cap = 0;                    /* no job left: next time */
+                break;
+            }
+
+            if (job == NULL) {
+                continue;
+            }
+
+            ngx_queue_insert_tail(started, &job->queue);
+            tn->inflight++;
+            took++;
+            cap--;
+        }
+
+    } while (took && cap);
+
+    /* the next turn begins with the tenant after this one's first */
+    q = ngx_queue_head(&wh->tenants);
+    ngx_queue_remove(q);
+    ngx_queue_insert_tail(&wh->tenants, q);
+}
+
+
+/*
+ * A tenant's next due delivery, from its endpoints in turn, as a job:
+ * NULL when it has none now, NGX_CONF_ERROR when no job is left.
+ */
+
+static ngx_http_events_webhook_job_t *
+ngx_http_events_webhook_dispatch_next(ngx_http_events_store_t *store,
+    ngx_http_events_webhook_sh_t *wh, ngx_http_events_webhook_tenant_t *tn,
+    uint64_t now)
+{
+    ngx_queue_t                         *q, *dq;
+    ngx_http_events_webhook_job_t       *job;
+    ngx_http_events_webhook_conf_t      *whcf;
+    ngx_http_events_webhook_delivery_t  *d;
+    ngx_http_events_webhook_endpoint_t  *ep;
+
+    whcf = store->whcf;
+
+    for (q = ngx_queue_head(&tn->endpoints);
+         q != ngx_queue_sentinel(&tn->endpoints);
+         q = ngx_queue_next(q))
+    {
+        ep = ngx_queue_data(q, ngx_http_events_webhook_endpoint_t, tqueue);
+
+        if (ep->disabled || ep->paused_until_ms > now
+            || ep->inflight >= whcf->endpoint_concurrency)
+        {
+            continue;
+        }
+
+        for (dq = ngx_queue_head(&ep->deliveries);
+             dq != ngx_queue_sentinel(&ep->deliveries);
+             dq = ngx_queue_next(dq))
+        {
+            d = ngx_queue_data(dq, ngx_http_events_webhook_delivery_t, queue);
+
+            if (d->state == NGX_HTTP_EVENTS_WH_QUEUED && d->next_ms <= now) {
+                break;
+            }
+        }
+
+        if (dq == ngx_queue_sentinel(&ep->deliveries)) {
+            continue;
+        }
+
+        /* rateLimit: a virtual schedule, one slot per 1/rate s */
+        if (ep->rate_limit && ep->tokens_ms > now + 1000) {
+            continue;
+        }
+
+        job = ngx_http_events_webhook_dispatch_take(store, ep);
+        if (job == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        if (ep->rate_limit) {
+            ep->tokens_ms = ngx_max(ep->tokens_ms, now)
+                            + 1000 / ep->rate_limit;
+        }
+
+        d->state = NGX_HTTP_EVENTS_WH_INFLIGHT;
+        d->term = wh->term;
+        d->attempts++;
+
+        job->seq = d->seq;
+        job->attempt = d->attempts;
+        job->trigger = d->trigger;
+        job->term = wh->term;
+        job->queued = 1;
+
+        ep->inflight++;
+        store->wh_inflight++;
+
+        /* the tenant's next turn begins with its next endpoint */
+        ngx_queue_remove(&ep->tqueue);
+        ngx_queue_insert_tail(&tn->endpoints, &ep->tqueue);
+
+        return job;
+    }
+
+    return NULL;
 }
 
 

@@ -125,8 +125,24 @@ typedef struct {
 } ngx_http_events_webhook_attempt_t;
 
 
+/*
+ * A tenant with endpoints: the dispatcher shares the delivery slots
+ * among tenants and takes their deliveries in turn.
+ */
+typedef struct {
+    ngx_queue_t                     queue;          /* wh->tenants */
+    ngx_queue_t                     endpoints;      /* by ep->tqueue */
+    u_char                          tenant[NGX_HTTP_EVENTS_MAX_TENANT];
+    u_char                          tenant_len;
+    uint32_t                        nendpoints;
+    uint32_t                        inflight;       /* at the last turn */
+} ngx_http_events_webhook_tenant_t;
+
+
 typedef struct {
     ngx_queue_t                     queue;
+    ngx_queue_t                     tqueue;         /* tn->endpoints */
+    ngx_http_events_webhook_tenant_t  *tn;
 
     u_char                          id[NGX_HTTP_EVENTS_WH_MAX_ID];
     u_char                          tenant[NGX_HTTP_EVENTS_MAX_TENANT];
@@ -199,6 +215,7 @@ typedef struct {
 typedef struct {
     ngx_queue_t                 endpoints;
     ngx_uint_t                  nendpoints;
+    ngx_queue_t                 tenants;        /* in turn */
 
     /* the dispatcher lease */
     ngx_pid_t                   owner;
