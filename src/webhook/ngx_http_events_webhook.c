@@ -251,6 +251,7 @@ ngx_http_events_webhook_create_locked(ngx_http_events_store_t *store,
     ngx_http_events_webhook_conf_t *whcf)
 {
     uint64_t                             now, head;
+    ngx_uint_t                           i;
     ngx_http_events_webhook_endpoint_t  *ep;
 
     ep = ngx_slab_calloc_locked(store->shpool,
@@ -275,14 +276,21 @@ ngx_http_events_webhook_create_locked(ngx_http_events_store_t *store,
         }
     }
 
+    ep->slots = ngx_slab_calloc_locked(store->shpool,
+                                 NGX_HTTP_EVENTS_WH_WINDOW
+                                 * sizeof(ngx_http_events_webhook_delivery_t));
     ep->tn = ngx_http_events_webhook_tenant(store, wh, &spec->tenant);
 
-    if (ep->tn == NULL
+    if (ep->slots == NULL || ep->tn == NULL
         || ngx_http_events_webhook_set(store, ep, spec) != NGX_OK)
     {
         if (ep->tn && ep->tn->nendpoints == 0) {
             ngx_queue_remove(&ep->tn->queue);
             ngx_slab_free_locked(store->shpool, ep->tn);
+        }
+
+        if (ep->slots) {
+            ngx_slab_free_locked(store->shpool, ep->slots);
         }
 
         if (ep->log) {
@@ -320,6 +328,12 @@ ngx_http_events_webhook_create_locked(ngx_http_events_store_t *store,
     ngx_http_events_webhook_skip(ep, 0, head);
 
     ngx_queue_init(&ep->deliveries);
+    ngx_queue_init(&ep->free);
+
+    for (i = 0; i < NGX_HTTP_EVENTS_WH_WINDOW; i++) {
+        ngx_queue_insert_tail(&ep->free, &ep->slots[i].queue);
+    }
+
     ngx_queue_insert_tail(&wh->endpoints, &ep->queue);
     ngx_queue_insert_tail(&ep->tn->endpoints, &ep->tqueue);
     ep->tn->nendpoints++;
@@ -856,7 +870,7 @@ ngx_http_events_webhook_replay(ngx_http_events_store_t *store,
     uint64_t to, ngx_uint_t count)
 {
     uint64_t                             now, seq;
-    ngx_uint_t                           i, n;
+    ngx_uint_t                           i, n, want;
     ngx_http_events_webhook_rc_e         rc;
     ngx_http_events_webhook_endpoint_t  *ep;
 
@@ -879,6 +893,17 @@ ngx_http_events_webhook_replay(ngx_http_events_store_t *store,
     if (mode == 2) {
         now = ngx_http_events_webhook_now();
         n = ngx_min(ep->nfailed, NGX_HTTP_EVENTS_WH_FAILED);
+
+        /* all of them, or none: what is in the window must fit */
+        for (i = 0, want = 0; i < n; i++) {
+            seq = ep->failed_seqs[i];
+            want += (seq > after && seq <= to);
+        }
+
+        if (want > NGX_HTTP_EVENTS_WH_WINDOW - ep->pending) {
+            rc = NGX_HTTP_EVENTS_WEBHOOK_QUEUE_FULL;
+            goto done;
+        }
 
         for (i = 0; i < n; i++) {
             seq = ep->failed_seqs[(ep->nfailed - n + i)
@@ -1186,6 +1211,7 @@ ngx_http_events_webhook_free(ngx_http_events_store_t *store,
         ngx_slab_free_locked(store->shpool, ep->blob);
     }
 
+    ngx_slab_free_locked(store->shpool, ep->slots);
     ngx_slab_free_locked(store->shpool, ep);
 }
 
@@ -1324,7 +1350,10 @@ ngx_http_events_webhook_skip(ngx_http_events_webhook_endpoint_t *ep,
 }
 
 
-/* deliveries: a queue per endpoint, in the order they were made */
+/*
+ * Deliveries: a queue per endpoint, in the order they were made, from
+ * the endpoint's own window of them; NULL when the window is full.
+ */
 
 ngx_http_events_webhook_delivery_t *
 ngx_http_events_webhook_queue(ngx_http_events_store_t *store,
@@ -1346,11 +1375,15 @@ ngx_http_events_webhook_queue(ngx_http_events_store_t *store,
         }
     }
 
-    d = ngx_slab_calloc_locked(store->shpool,
-                               sizeof(ngx_http_events_webhook_delivery_t));
-    if (d == NULL) {
+    if (ngx_queue_empty(&ep->free)) {
         return NULL;
     }
+
+    q = ngx_queue_head(&ep->free);
+    ngx_queue_remove(q);
+
+    d = ngx_queue_data(q, ngx_http_events_webhook_delivery_t, queue);
+    ngx_memzero(d, sizeof(ngx_http_events_webhook_delivery_t));
 
     d->seq = seq;
     d->next_ms = now;
@@ -1376,7 +1409,7 @@ ngx_http_events_webhook_dequeue(ngx_http_events_store_t *store,
 
     ngx_queue_remove(&d->queue);
     ep->pending--;
-    ngx_slab_free_locked(store->shpool, d);
+    ngx_queue_insert_head(&ep->free, &d->queue);
 }
 
 

@@ -2103,6 +2103,20 @@ ngx_http_events_webhook_api_replay(ngx_http_request_t *r,
         return ngx_http_events_webhook_api_unknown(r, rt);
     }
 
+    if (rc == NGX_HTTP_EVENTS_WEBHOOK_QUEUE_FULL) {
+        return ngx_http_events_webhook_api_fail(r, 409, "queue_full", NULL,
+                                                "the endpoint's deliveries "
+                                                "waiting leave no room for "
+                                                "this replay; try again when "
+                                                "they are sent");
+    }
+
+    if (rc != NGX_HTTP_EVENTS_WEBHOOK_OK
+        && rc != NGX_HTTP_EVENTS_WEBHOOK_BUSY)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     if (rc == NGX_HTTP_EVENTS_WEBHOOK_BUSY) {
         return ngx_http_events_webhook_api_fail(r, 409, "replay_in_progress",
                                                 NULL,

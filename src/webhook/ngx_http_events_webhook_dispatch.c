@@ -27,7 +27,6 @@
 #include "ngx_http_events_ipc.h"
 
 
-#define NGX_HTTP_EVENTS_WH_WINDOW       256     /* deliveries per endpoint */
 #define NGX_HTTP_EVENTS_WH_TICK         250
 #define NGX_HTTP_EVENTS_WH_LEASE        2000
 #define NGX_HTTP_EVENTS_WH_SCAN         4096    /* records per endpoint scan */

@@ -34,6 +34,9 @@
 #define NGX_HTTP_EVENTS_WH_FAILED           256
 #define NGX_HTTP_EVENTS_WH_MAX_REPLAY       10000
 
+/* deliveries an endpoint holds at once, made with the endpoint */
+#define NGX_HTTP_EVENTS_WH_WINDOW           256
+
 /* an endpoint of every tenant (events_handler tenant=*) */
 #define NGX_HTTP_EVENTS_WH_ANY_TENANT       "*"
 
@@ -68,6 +71,7 @@ typedef enum {
     NGX_HTTP_EVENTS_WEBHOOK_ZONE_FULL,      /* no room in the zone */
     NGX_HTTP_EVENTS_WEBHOOK_BUSY,           /* a replay is being queued */
     NGX_HTTP_EVENTS_WEBHOOK_NO_DELIVERY,    /* the event is not queued */
+    NGX_HTTP_EVENTS_WEBHOOK_QUEUE_FULL,     /* no free delivery slot */
     NGX_HTTP_EVENTS_WEBHOOK_ERROR           /* out of process memory */
 } ngx_http_events_webhook_rc_e;
 
@@ -192,6 +196,13 @@ typedef struct {
     /* the live scan: events up to scan_seq are deliveries or done */
     uint64_t                        scan_seq;
     ngx_queue_t                     deliveries;
+
+    /*
+     * Its deliveries are made with it, a window of them: no delivery
+     * waits for zone memory that the index or another endpoint took.
+     */
+    ngx_http_events_webhook_delivery_t  *slots;
+    ngx_queue_t                     free;
 
     /* a replay in progress: (replay_after, replay_to] */
     uint64_t                        replay_after;

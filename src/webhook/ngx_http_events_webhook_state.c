@@ -704,6 +704,7 @@ ngx_http_events_webhook_state_endpoint(ngx_http_events_store_t *store,
     size_t                               i;
     json_t                              *v, *a, *nums;
     json_int_t                           f[15], d[5];
+    ngx_uint_t                           lost;
     ngx_http_events_webhook_spec_t       spec;
     ngx_http_events_webhook_delivery_t  *dl;
     ngx_http_events_webhook_endpoint_t  *ep;
@@ -831,6 +832,7 @@ ngx_http_events_webhook_state_endpoint(ngx_http_events_store_t *store,
     }
 
     a = json_object_get(o, "deliveries");
+    lost = 0;
 
     json_array_foreach(a, i, v) {
         if (json_unpack(v, "[IIIII]", &d[0], &d[1], &d[2], &d[3], &d[4])
@@ -839,22 +841,28 @@ ngx_http_events_webhook_state_endpoint(ngx_http_events_store_t *store,
             continue;
         }
 
-        dl = ngx_slab_calloc_locked(store->shpool,
-                                    sizeof(ngx_http_events_webhook_delivery_t));
+        /* in flight when nginx stopped: not known to have arrived */
+        dl = ngx_http_events_webhook_queue(store, ep, (uint64_t) d[0],
+                                           (ngx_uint_t) d[4],
+                                           (uint64_t) d[3]);
+
         if (dl == NULL) {
-            break;
+            /* no room (a smaller window): the scan takes it again */
+            ep->scan_seq = ngx_min(ep->scan_seq, (uint64_t) d[0] - 1);
+            lost++;
+            continue;
         }
 
-        /* in flight when nginx stopped: not known to have arrived */
-        dl->seq = (uint64_t) d[0];
         dl->attempts = (uint32_t) d[1];
         dl->next_ms = (uint64_t) d[2];
-        dl->created_ms = (uint64_t) d[3];
-        dl->trigger = (u_char) d[4];
-        dl->state = NGX_HTTP_EVENTS_WH_QUEUED;
+    }
 
-        ngx_queue_insert_tail(&ep->deliveries, &dl->queue);
-        ep->pending++;
+    if (lost) {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "events zone \"%V\": %ui deliveries of webhook "
+                      "endpoint \"%V\" did not fit its window; they are "
+                      "scanned again from seq %uL", &store->name, lost,
+                      &spec.id, ep->scan_seq);
     }
 
     return NGX_OK;
