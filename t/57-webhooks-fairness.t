@@ -1,9 +1,13 @@
 #!/usr/bin/perl
 
-# Delivery slots are shared among tenants: one tenant whose 16 endpoints
-# point at a host that accepts and never answers holds its share of
+# One tenant cannot starve another's webhooks.  Delivery slots are
+# shared among tenants: one tenant whose 16 endpoints point at a host
+# that accepts and never answers holds its share of
 # events_webhook_concurrency, not all of it, and another tenant's event
-# is delivered at once, not after the read timeout.
+# is delivered at once, not after the read timeout.  Zone memory: once
+# one tenant's endpoints and event types have taken all the zone has,
+# another tenant's deliveries still go (each endpoint's deliveries are
+# made with it).
 
 use strict;
 use warnings;
@@ -101,4 +105,70 @@ diag sprintf('quiet delivery: %.3fs with %d noisy deliveries in flight',
 
 # the hung connections go: nginx sees them reset, and stops cleanly
 close $hang;
+$t->stop;
+
+# a zone full of one tenant's endpoints and types
+$t = EventsTest->new;
+$t->write_config(<<'EOF');
+%%GLOBALS%%
+http {
+    %%HTTP_GLOBALS%%
+
+    events_zone main 2m;
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        events_tenant $http_x_tenant;
+
+        events_webhook_allow_private on;
+        events_webhook_max_per_tenant 10000;
+
+        location /events { events_api main; }
+        location /webhooks { events_webhooks main; }
+
+        location = /_events_webhook {
+            internal;
+            proxy_pass $events_webhook_url;
+        }
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT_2%%;
+        location / { return 200 ok; }
+    }
+}
+EOF
+$t->run;
+
+my $port2 = $t->port(2);
+$quiet = api(quiet => POST => '/webhooks', {
+    url => "http://127.0.0.1:$port2/q", events => ['q.*'] })->{json}{id};
+my $r;
+for my $i (1 .. 500) {
+    $r = api(noisy => POST => '/webhooks', {
+        url => "http://127.0.0.1:$port2/n$i", events => ['n.*'],
+        description => 'd' x 500 });
+    last if $r->{status} != 201;
+}
+$t->is_error($r, 503, 'zone_full', undef,
+    'the noisy tenant\'s endpoints fill the zone');
+for my $b (1 .. 200) {
+    $r = api(noisy => POST => '/events',
+        [ map { { type => "n.t$b.$_" } } 1 .. 200 ]);
+    last if $r->{status} != 201;
+}
+is($r->{status}, 503, 'and its new types are refused');
+is(api(quiet => POST => '/events', [ map { { type => 'q.x' } } 1 .. 300 ])
+    ->{status}, 201, 'the quiet tenant stores 300 events');
+my $ok = 0;
+$end = time + 10;
+while (time < $end) {
+    $ok = api(quiet => GET => "/webhooks/$quiet")->{json}{stats}{ok};
+    last if $ok >= 300;
+    sleep 0.2;
+}
+is($ok, 300, 'and all 300 are delivered');
+is(api(quiet => GET => "/webhooks/$quiet")->{json}{stats}{pending}, 0,
+    'none left pending');
+
 $t->done;
