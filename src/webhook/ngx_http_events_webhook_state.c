@@ -32,25 +32,28 @@
 #define NGX_HTTP_EVENTS_WH_STATE_VERSION  1
 
 
-static json_t *ngx_http_events_webhook_state_json(
-    ngx_http_events_store_t *store, ngx_http_events_webhook_sh_t *wh);
+static size_t ngx_http_events_webhook_state_size(
+    ngx_http_events_webhook_sh_t *wh);
+static u_char *ngx_http_events_webhook_state_text(
+    ngx_http_events_store_t *store, ngx_http_events_webhook_sh_t *wh,
+    u_char *p);
+static u_char *ngx_http_events_webhook_state_str(u_char *p, u_char *s,
+    size_t len);
+static u_char *ngx_http_events_webhook_state_b64(u_char *p, u_char *s,
+    size_t len);
 static void ngx_http_events_webhook_state_positions(
     ngx_http_events_store_t *store, ngx_http_events_webhook_sh_t *wh,
     json_t *root, ngx_log_t *log);
 static void ngx_http_events_webhook_state_clamp(ngx_http_events_store_t *store,
     ngx_http_events_webhook_endpoint_t *ep, uint64_t head);
-static json_t *ngx_http_events_webhook_state_str(
-    ngx_http_events_webhook_endpoint_t *ep,
-    ngx_http_events_webhook_str_t *s);
-static json_t *ngx_http_events_webhook_state_b64(u_char *p, size_t len);
 static ngx_int_t ngx_http_events_webhook_state_endpoint(
     ngx_http_events_store_t *store, ngx_http_events_webhook_sh_t *wh,
     json_t *o, ngx_log_t *log);
 static ngx_int_t ngx_http_events_webhook_state_unb64(json_t *v, u_char *out,
     size_t *len);
 static ngx_int_t ngx_http_events_webhook_state_path(
-    ngx_http_events_store_t *store,
-    const char *name, u_char *buf, size_t size);
+    ngx_http_events_store_t *store, const char *name, u_char *buf,
+    size_t size);
 
 
 /* what a write needs, from the main thread to a thread of the pool */
@@ -94,7 +97,7 @@ ngx_http_events_webhook_state_save(ngx_http_events_store_t *store)
 
     ngx_http_events_webhook_state_write(&w);
 
-    free(w.text);
+    ngx_free(w.text);
 
     if (w.err) {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, w.err,
@@ -155,7 +158,7 @@ ngx_http_events_webhook_state_save_changed(ngx_http_events_store_t *store)
             return;
         }
 
-        free(w->text);
+        ngx_free(w->text);
     }
 #endif
 
@@ -214,7 +217,7 @@ ngx_http_events_webhook_state_written(ngx_event_t *ev)
                       "\"%s\"", &store->name, w->path);
     }
 
-    free(w->text);
+    ngx_free(w->text);
     w->text = NULL;
 }
 
@@ -228,58 +231,6 @@ ngx_http_events_webhook_state_save_init(ngx_cycle_t *cycle,
 }
 
 #endif
-
-
-/* the state as JSON text, copied under the zone lock */
-
-static ngx_int_t
-ngx_http_events_webhook_state_snapshot(ngx_http_events_store_t *store,
-    ngx_http_events_webhook_write_t *w)
-{
-    json_t                        *root;
-    ngx_http_events_webhook_sh_t  *wh;
-
-    ngx_memzero(w, sizeof(ngx_http_events_webhook_write_t));
-
-    if (ngx_http_events_webhook_state_path(store, "webhooks.state", w->path,
-                                           sizeof(w->path))
-           != NGX_OK
-        || ngx_http_events_webhook_state_path(store, "webhooks.lock", w->lock,
-                                              sizeof(w->lock))
-           != NGX_OK)
-    {
-        return NGX_DECLINED;
-    }
-
-    ngx_snprintf(w->tmp, sizeof(w->tmp), "%s.%P%Z", w->path, ngx_pid);
-
-    w->store = store;
-    w->fsync = store->journal->fsync != NGX_HTTP_EVENTS_FSYNC_OFF;
-
-    ngx_shmtx_lock(&store->shpool->mutex);
-
-    wh = store->wh;
-    w->wh = wh;
-    w->version = wh ? wh->version : 0;
-    root = wh ? ngx_http_events_webhook_state_json(store, wh) : NULL;
-
-    ngx_shmtx_unlock(&store->shpool->mutex);
-
-    if (root == NULL) {
-        return wh ? NGX_ERROR : NGX_DECLINED;
-    }
-
-    w->text = json_dumps(root, JSON_COMPACT);
-    json_decref(root);
-
-    if (w->text == NULL) {
-        return NGX_ERROR;
-    }
-
-    w->len = ngx_strlen(w->text);
-
-    return NGX_OK;
-}
 
 
 /*
@@ -346,34 +297,95 @@ ngx_http_events_webhook_state_write(ngx_http_events_webhook_write_t *w)
 }
 
 
-static json_t *
-ngx_http_events_webhook_state_json(ngx_http_events_store_t *store,
-    ngx_http_events_webhook_sh_t *wh)
+/*
+ * The state as JSON text.  jansson would allocate under the zone lock:
+ * the text is written by hand into memory taken before the lock, sized
+ * by a look under it, and the look is repeated if the state grew
+ * between the two.
+ */
+
+static ngx_int_t
+ngx_http_events_webhook_state_snapshot(ngx_http_events_store_t *store,
+    ngx_http_events_webhook_write_t *w)
 {
-    u_char                               epoch[NGX_INT64_LEN + 1];
-    ngx_http_events_window_t             w;
-    json_t                              *root, *eps, *o, *a, *h, *d;
-    ngx_uint_t                           i;
-    ngx_queue_t                         *q, *dq;
-    ngx_http_events_webhook_delivery_t  *dl;
-    ngx_http_events_webhook_endpoint_t  *ep;
+    size_t                         size, need;
+    ngx_uint_t                     tries;
+    ngx_http_events_webhook_sh_t  *wh;
 
-    root = json_object();
-    eps = json_array();
+    ngx_memzero(w, sizeof(ngx_http_events_webhook_write_t));
 
-    if (root == NULL || eps == NULL) {
-        goto failed;
+    if (ngx_http_events_webhook_state_path(store, "webhooks.state", w->path,
+                                           sizeof(w->path))
+           != NGX_OK
+        || ngx_http_events_webhook_state_path(store, "webhooks.lock", w->lock,
+                                              sizeof(w->lock))
+           != NGX_OK)
+    {
+        return NGX_DECLINED;
     }
 
-    json_object_set_new(root, "version",
-                        json_integer(NGX_HTTP_EVENTS_WH_STATE_VERSION));
+    ngx_snprintf(w->tmp, sizeof(w->tmp), "%s.%P%Z", w->path, ngx_pid);
 
-    /* the positions below are seqs of this epoch, up to this head */
-    ngx_http_events_store_window(store, &w);
-    json_object_set_new(root, "epoch", json_stringn((char *) epoch,
-                        ngx_sprintf(epoch, "%016xL", w.epoch) - epoch));
-    json_object_set_new(root, "head", json_integer((json_int_t) w.head_seq));
-    json_object_set_new(root, "endpoints", eps);
+    w->store = store;
+    w->fsync = store->journal->fsync != NGX_HTTP_EVENTS_FSYNC_OFF;
+
+    size = 0;
+
+    for (tries = 0; tries < 4; tries++) {
+
+        ngx_shmtx_lock(&store->shpool->mutex);
+
+        wh = store->wh;
+        need = wh ? ngx_http_events_webhook_state_size(wh) : 0;
+
+        if (wh && need <= size) {
+            w->wh = wh;
+            w->version = wh->version;
+            w->len = ngx_http_events_webhook_state_text(store, wh,
+                                                        (u_char *) w->text)
+                     - (u_char *) w->text;
+        }
+
+        ngx_shmtx_unlock(&store->shpool->mutex);
+
+        if (wh == NULL) {
+            ngx_free(w->text);
+            w->text = NULL;
+            return NGX_DECLINED;
+        }
+
+        if (need <= size) {
+            return NGX_OK;
+        }
+
+        ngx_free(w->text);
+
+        size = need + 4096;
+
+        w->text = ngx_alloc(size, ngx_cycle->log);
+        if (w->text == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    ngx_free(w->text);
+    w->text = NULL;
+
+    return NGX_ERROR;
+}
+
+
+/* at most what ngx_http_events_webhook_state_text() writes */
+
+static size_t
+ngx_http_events_webhook_state_size(ngx_http_events_webhook_sh_t *wh)
+{
+    size_t                               size;
+    ngx_queue_t                         *q;
+    ngx_http_events_webhook_endpoint_t  *ep;
+
+    size = sizeof("{\"version\":,\"epoch\":\"\",\"head\":,\"endpoints\":[]}")
+           + 3 * NGX_INT64_LEN;
 
     for (q = ngx_queue_head(&wh->endpoints);
          q != ngx_queue_sentinel(&wh->endpoints);
@@ -381,129 +393,168 @@ ngx_http_events_webhook_state_json(ngx_http_events_store_t *store,
     {
         ep = ngx_queue_data(q, ngx_http_events_webhook_endpoint_t, queue);
 
-        o = json_object();
-        if (o == NULL || json_array_append_new(eps, o) != 0) {
-            goto failed;
+        /* every byte of the strings escaped as \u00XX, quotes, commas */
+        size += 6 * (ep->id_len + ep->tenant_len + ep->blob_len)
+                + 4 * (4 + ep->npatterns + 2 * ep->nheaders)
+                + 2 * ngx_base64_encoded_length(NGX_HTTP_EVENTS_WH_MAX_SECRET)
+                + 256 + 16 * (NGX_INT64_LEN + 1)
+                + ep->nskips * (2 * NGX_INT64_LEN + 4)
+                + NGX_HTTP_EVENTS_WH_FAILED * (NGX_INT64_LEN + 1)
+                + ep->pending * (5 * NGX_INT64_LEN + 8);
+    }
+
+    return size;
+}
+
+
+/* under the lock, into memory of state_size() bytes */
+
+static u_char *
+ngx_http_events_webhook_state_text(ngx_http_events_store_t *store,
+    ngx_http_events_webhook_sh_t *wh, u_char *p)
+{
+    ngx_uint_t                           i, n;
+    ngx_queue_t                         *q, *dq;
+    ngx_http_events_window_t             w;
+    ngx_http_events_webhook_delivery_t  *d;
+    ngx_http_events_webhook_endpoint_t  *ep;
+
+    /* the positions below are seqs of this epoch, up to this head */
+    ngx_http_events_store_window(store, &w);
+
+    p = ngx_sprintf(p, "{\"version\":%d,\"epoch\":\"%016xL\",\"head\":%uL,"
+                    "\"endpoints\":[", NGX_HTTP_EVENTS_WH_STATE_VERSION,
+                    w.epoch, w.head_seq);
+
+    for (q = ngx_queue_head(&wh->endpoints);
+         q != ngx_queue_sentinel(&wh->endpoints);
+         q = ngx_queue_next(q))
+    {
+        ep = ngx_queue_data(q, ngx_http_events_webhook_endpoint_t, queue);
+
+        if (q != ngx_queue_head(&wh->endpoints)) {
+            *p++ = ',';
         }
 
-        json_object_set_new(o, "id", json_stringn((char *) ep->id,
-                                                  ep->id_len));
-        json_object_set_new(o, "tenant", json_stringn((char *) ep->tenant,
-                                                      ep->tenant_len));
-        json_object_set_new(o, "url",
-                            ngx_http_events_webhook_state_str(ep, &ep->url));
-        json_object_set_new(o, "description",
-                            ngx_http_events_webhook_state_str(ep,
-                                                              &ep->description));
+        p = ngx_cpymem(p, "{\"id\":", 6);
+        p = ngx_http_events_webhook_state_str(p, ep->id, ep->id_len);
+        p = ngx_cpymem(p, ",\"tenant\":", 10);
+        p = ngx_http_events_webhook_state_str(p, ep->tenant, ep->tenant_len);
+        p = ngx_cpymem(p, ",\"url\":", 7);
+        p = ngx_http_events_webhook_state_str(p, ep->blob + ep->url.off,
+                                              ep->url.len);
+        p = ngx_cpymem(p, ",\"description\":", 15);
+        p = ngx_http_events_webhook_state_str(p,
+                                          ep->blob + ep->description.off,
+                                          ep->description.len);
 
-        a = json_array();
-        json_object_set_new(o, "events", a);
+        p = ngx_cpymem(p, ",\"events\":[", 11);
 
         for (i = 0; i < ep->npatterns; i++) {
-            json_array_append_new(a, ngx_http_events_webhook_state_str(ep,
-                                                        &ep->patterns[i]));
+            p = ngx_cpymem(p, ",", i ? 1 : 0);
+            p = ngx_http_events_webhook_state_str(p,
+                                          ep->blob + ep->patterns[i].off,
+                                          ep->patterns[i].len);
         }
 
-        h = json_array();
-        json_object_set_new(o, "headers", h);
+        p = ngx_cpymem(p, "],\"headers\":[", 13);
 
         for (i = 0; i < ep->nheaders; i++) {
-            json_array_append_new(h, ngx_http_events_webhook_state_str(ep,
-                                                        &ep->hnames[i]));
-            json_array_append_new(h, ngx_http_events_webhook_state_str(ep,
-                                                        &ep->hvalues[i]));
+            p = ngx_cpymem(p, ",", i ? 1 : 0);
+            p = ngx_http_events_webhook_state_str(p,
+                                          ep->blob + ep->hnames[i].off,
+                                          ep->hnames[i].len);
+            *p++ = ',';
+            p = ngx_http_events_webhook_state_str(p,
+                                          ep->blob + ep->hvalues[i].off,
+                                          ep->hvalues[i].len);
         }
 
-        json_object_set_new(o, "secret",
-                            ngx_http_events_webhook_state_b64(ep->secret,
-                                                              ep->secret_len));
-        json_object_set_new(o, "previous",
-                            ngx_http_events_webhook_state_b64(ep->previous,
-                                                              ep->previous_len));
+        p = ngx_cpymem(p, "],\"secret\":", 11);
+        p = ngx_http_events_webhook_state_b64(p, ep->secret, ep->secret_len);
+        p = ngx_cpymem(p, ",\"previous\":", 12);
+        p = ngx_http_events_webhook_state_b64(p, ep->previous,
+                                              ep->previous_len);
 
-        json_object_set_new(o, "n", json_pack("[IIIIIIIIIIIIIII]",
-            (json_int_t) ep->previous_expires_ms,
-            (json_int_t) ep->is_static, (json_int_t) ep->is_handler,
-            (json_int_t) ep->disabled, (json_int_t) ep->rate_limit,
-            (json_int_t) ep->created_ms, (json_int_t) ep->updated_ms,
-            (json_int_t) ep->disabled_ms, (json_int_t) ep->failing_since_ms,
-            (json_int_t) ep->last_success_ms,
-            (json_int_t) ep->last_failure_ms, (json_int_t) ep->ok,
-            (json_int_t) ep->failed, (json_int_t) ep->expired,
-            (json_int_t) ep->scan_seq));
+        /* signed, as the reader's json_int_t: -1 is "never expires" */
+        p = ngx_sprintf(p, ",\"n\":[%L,%L,%L,%L,%L,%L,%L,%L,%L,%L,%L,%L,%L,"
+                        "%L,%L]",
+                        (int64_t) ep->previous_expires_ms,
+                        (int64_t) ep->is_static, (int64_t) ep->is_handler,
+                        (int64_t) ep->disabled, (int64_t) ep->rate_limit,
+                        (int64_t) ep->created_ms, (int64_t) ep->updated_ms,
+                        (int64_t) ep->disabled_ms,
+                        (int64_t) ep->failing_since_ms,
+                        (int64_t) ep->last_success_ms,
+                        (int64_t) ep->last_failure_ms, (int64_t) ep->ok,
+                        (int64_t) ep->failed, (int64_t) ep->expired,
+                        (int64_t) ep->scan_seq);
 
-        a = json_array();
-        json_object_set_new(o, "skips", a);
+        p = ngx_cpymem(p, ",\"skips\":[", 10);
 
         for (i = 0; i < ep->nskips; i++) {
-            json_array_append_new(a, json_pack("[II]",
-                                  (json_int_t) ep->skips[i].from,
-                                  (json_int_t) ep->skips[i].to));
+            p = ngx_sprintf(p, "%s[%L,%L]", i ? "," : "",
+                            (int64_t) ep->skips[i].from,
+                            (int64_t) ep->skips[i].to);
         }
 
-        a = json_array();
-        json_object_set_new(o, "failedSeqs", a);
+        p = ngx_cpymem(p, "],\"failedSeqs\":[", 16);
+        n = ngx_min(ep->nfailed, NGX_HTTP_EVENTS_WH_FAILED);
 
-        for (i = 0; i < ngx_min(ep->nfailed, NGX_HTTP_EVENTS_WH_FAILED);
-             i++)
-        {
-            json_array_append_new(a, json_integer((json_int_t)
-                ep->failed_seqs[(ep->nfailed
-                                 - ngx_min(ep->nfailed,
-                                           NGX_HTTP_EVENTS_WH_FAILED) + i)
-                                % NGX_HTTP_EVENTS_WH_FAILED]));
+        for (i = 0; i < n; i++) {
+            p = ngx_sprintf(p, "%s%L", i ? "," : "",
+                            (int64_t) ep->failed_seqs[(ep->nfailed - n + i)
+                                                  % NGX_HTTP_EVENTS_WH_FAILED]);
         }
 
-        a = json_array();
-        json_object_set_new(o, "deliveries", a);
+        p = ngx_cpymem(p, "],\"deliveries\":[", 16);
 
         for (dq = ngx_queue_head(&ep->deliveries);
              dq != ngx_queue_sentinel(&ep->deliveries);
              dq = ngx_queue_next(dq))
         {
-            dl = ngx_queue_data(dq, ngx_http_events_webhook_delivery_t, queue);
+            d = ngx_queue_data(dq, ngx_http_events_webhook_delivery_t, queue);
 
-            d = json_pack("[IIIII]", (json_int_t) dl->seq,
-                          (json_int_t) dl->attempts, (json_int_t) dl->next_ms,
-                          (json_int_t) dl->created_ms,
-                          (json_int_t) dl->trigger);
-            json_array_append_new(a, d);
+            p = ngx_sprintf(p, "%s[%L,%L,%L,%L,%L]",
+                            dq == ngx_queue_head(&ep->deliveries) ? "" : ",",
+                            (int64_t) d->seq, (int64_t) d->attempts,
+                            (int64_t) d->next_ms, (int64_t) d->created_ms,
+                            (int64_t) d->trigger);
         }
+
+        p = ngx_cpymem(p, "]}", 2);
     }
 
-    return root;
-
-failed:
-
-    if (root) {
-        json_decref(root);
-    }
-
-    return NULL;
+    return ngx_cpymem(p, "]}", 2);
 }
 
 
-static json_t *
-ngx_http_events_webhook_state_str(ngx_http_events_webhook_endpoint_t *ep,
-    ngx_http_events_webhook_str_t *s)
+static u_char *
+ngx_http_events_webhook_state_str(u_char *p, u_char *s, size_t len)
 {
-    return json_stringn((char *) ep->blob + s->off, s->len);
+    *p++ = '"';
+    p = ngx_http_events_json_escape(p, s, len);
+    *p++ = '"';
+
+    return p;
 }
 
 
-static json_t *
-ngx_http_events_webhook_state_b64(u_char *p, size_t len)
+static u_char *
+ngx_http_events_webhook_state_b64(u_char *p, u_char *s, size_t len)
 {
-    u_char     buf[ngx_base64_encoded_length(NGX_HTTP_EVENTS_WH_MAX_SECRET)];
     ngx_str_t  src, dst;
 
-    src.data = p;
+    src.data = s;
     src.len = len;
-    dst.data = buf;
+    dst.data = p + 1;
 
     ngx_encode_base64(&dst, &src);
 
-    return json_stringn((char *) dst.data, dst.len);
+    *p = '"';
+    p[dst.len + 1] = '"';
+
+    return p + dst.len + 2;
 }
 
 
