@@ -34,7 +34,7 @@
 
 
 /* what the dispatcher copies out of an endpoint to scan the ring */
-typedef struct {
+typedef struct ngx_http_events_webhook_scan_s {
     ngx_str_t                       id;
     ngx_http_events_query_t         q;
     uint64_t                        scan_seq;
@@ -42,13 +42,16 @@ typedef struct {
     uint64_t                        replay_to;
     ngx_uint_t                      replay_mode;
     ngx_uint_t                      want;
-    ngx_array_t                     live;           /* uint64_t seqs */
-    ngx_array_t                     replay;
     ngx_http_events_webhook_skip_t  skips[NGX_HTTP_EVENTS_WH_SKIPS];
     ngx_uint_t                      nskips;
     uint64_t                        scanned;        /* live scan got to */
     uint64_t                        replayed;       /* replay scan got to */
     unsigned                        lost:1;         /* the ring moved past */
+    ngx_uint_t                      nlive;
+    ngx_uint_t                      nreplay;
+
+    /* what was found: nlive live seqs, then nreplay replayed ones */
+    uint64_t                        seqs[NGX_HTTP_EVENTS_WH_WINDOW];
 } ngx_http_events_webhook_scan_t;
 
 
@@ -58,6 +61,18 @@ static void ngx_http_events_webhook_dispatch_lease(
     ngx_http_events_store_t *store);
 static void ngx_http_events_webhook_dispatch_dispatch(
     ngx_http_events_store_t *store);
+static ngx_uint_t ngx_http_events_webhook_dispatch_copy(
+    ngx_http_events_store_t *store);
+static size_t ngx_http_events_webhook_dispatch_copy_size(
+    ngx_http_events_webhook_endpoint_t *ep);
+static u_char *ngx_http_events_webhook_dispatch_copy_one(
+    ngx_http_events_webhook_endpoint_t *ep,
+    ngx_http_events_webhook_scan_t *sc, u_char *p);
+static ngx_int_t ngx_http_events_webhook_dispatch_grow(
+    ngx_http_events_webhook_jobs_t *jobs, ngx_uint_t n, size_t size);
+static ngx_uint_t ngx_http_events_webhook_dispatch_found(
+    ngx_http_events_store_t *store, ngx_http_events_webhook_sh_t *wh,
+    ngx_http_events_webhook_scan_t *sc, uint64_t now);
 static void ngx_http_events_webhook_dispatch_due(
     ngx_http_events_store_t *store, ngx_http_events_webhook_sh_t *wh,
     ngx_uint_t cap, uint64_t now, ngx_queue_t *started);
@@ -355,196 +370,58 @@ ngx_http_events_webhook_dispatch_lease(ngx_http_events_store_t *store)
  * One dispatch: copy what the scans need out of the zone, scan the
  * ring without the lock, then under the lock queue what was found and
  * take the due deliveries the caps allow.  The attempts start after.
+ * The copies and the jobs are this process's, made before the lock.
  */
 
 static void
 ngx_http_events_webhook_dispatch_dispatch(ngx_http_events_store_t *store)
 {
-    uint64_t                             now, *seq;
-    ngx_uint_t                           i, j, cap;
-    ngx_pool_t                          *pool;
-    ngx_array_t                          scans;
-    ngx_queue_t                         *q, started;
-    ngx_http_events_ipc_t               *ipc;
-    ngx_http_events_webhook_sh_t        *wh;
-    ngx_http_events_webhook_job_t       *job;
-    ngx_http_events_webhook_conf_t      *whcf;
-    ngx_http_events_webhook_scan_t      *sc;
-    ngx_http_events_webhook_endpoint_t  *ep;
+    uint64_t                         now;
+    ngx_uint_t                       i, n, cap, found;
+    ngx_queue_t                     *q, started;
+    ngx_http_events_ipc_t           *ipc;
+    ngx_http_events_webhook_sh_t    *wh;
+    ngx_http_events_webhook_job_t   *job;
+    ngx_http_events_webhook_conf_t  *whcf;
+    ngx_http_events_webhook_jobs_t  *jobs;
 
     whcf = store->whcf;
+    jobs = store->wh_jobs;
     ipc = ngx_http_events_ipc();
 
     if (ipc == NULL) {
         return;
     }
 
-    pool = ngx_create_pool(16384, ngx_cycle->log);
-    if (pool == NULL) {
-        return;
-    }
-
-    if (ngx_array_init(&scans, pool, 8,
-                       sizeof(ngx_http_events_webhook_scan_t))
-        != NGX_OK)
-    {
-        goto done;
-    }
-
-    /* as many jobs as the cap may take, made before the lock */
+    /* as many jobs as the cap may take */
     cap = whcf->concurrency > store->wh_inflight
           ? whcf->concurrency - store->wh_inflight : 0;
     cap = ngx_min(cap, ngx_http_events_webhook_dispatch_reserve(store, cap));
 
+    n = ngx_http_events_webhook_dispatch_copy(store);
+
+    for (i = 0; i < n; i++) {
+        ngx_http_events_webhook_dispatch_scan(store, &jobs->scans[i],
+                                              &ipc->scratch);
+    }
+
+    now = ngx_http_events_webhook_now();
     ngx_queue_init(&started);
 
     ngx_shmtx_lock(&store->shpool->mutex);
 
     wh = store->wh;
+    found = 0;
 
-    for (q = ngx_queue_head(&wh->endpoints);
-         q != ngx_queue_sentinel(&wh->endpoints);
-         q = ngx_queue_next(q))
-    {
-        ep = ngx_queue_data(q, ngx_http_events_webhook_endpoint_t, queue);
-
-        if (ep->disabled || ep->pending >= NGX_HTTP_EVENTS_WH_WINDOW) {
-            continue;
-        }
-
-        sc = ngx_array_push(&scans);
-        if (sc == NULL) {
-            break;
-        }
-
-        ngx_memzero(sc, sizeof(ngx_http_events_webhook_scan_t));
-
-        sc->id.data = ngx_pnalloc(pool, ep->id_len + ep->tenant_len);
-        sc->q.types = ngx_palloc(pool, ep->npatterns * sizeof(ngx_str_t)
-                                       + ep->blob_len + 1);
-
-        if (sc->id.data == NULL || sc->q.types == NULL
-            || ngx_array_init(&sc->live, pool, 16, sizeof(uint64_t))
-               != NGX_OK
-            || ngx_array_init(&sc->replay, pool, 16, sizeof(uint64_t))
-               != NGX_OK)
-        {
-            scans.nelts--;
-            break;
-        }
-
-        sc->id.len = ep->id_len;
-        ngx_memcpy(sc->id.data, ep->id, ep->id_len);
-        sc->q.tenant.data = ngx_cpymem(sc->id.data + ep->id_len, ep->tenant,
-                                       ep->tenant_len) - ep->tenant_len;
-        sc->q.tenant.len = ep->tenant_len;
-        sc->q.any_tenant = (ep->tenant_len == 1 && ep->tenant[0] == '*');
-
-        /* the patterns point into a copy of the blob after the array */
-        ngx_memcpy((u_char *) (sc->q.types + ep->npatterns), ep->blob,
-                   ep->blob_len);
-
-        for (j = 0; j < ep->npatterns; j++) {
-            sc->q.types[j].data = (u_char *) (sc->q.types + ep->npatterns)
-                                  + ep->patterns[j].off;
-            sc->q.types[j].len = ep->patterns[j].len;
-        }
-
-        sc->q.ntypes = ep->npatterns;
-        sc->q.since_ms = -1;
-        sc->q.until_ms = -1;
-        sc->scan_seq = ep->scan_seq;
-        sc->replay_mode = ep->replay_mode;
-        sc->replay_after = ep->replay_after;
-        sc->replay_to = ep->replay_to;
-        sc->want = NGX_HTTP_EVENTS_WH_WINDOW - ep->pending;
-        sc->nskips = ep->nskips;
-        ngx_memcpy(sc->skips, ep->skips,
-                   ep->nskips * sizeof(ngx_http_events_webhook_skip_t));
-        sc->scanned = sc->scan_seq;
-        sc->replayed = sc->replay_after;
-    }
-
-    ngx_shmtx_unlock(&store->shpool->mutex);
-
-    sc = scans.elts;
-
-    for (i = 0; i < scans.nelts; i++) {
-        ngx_http_events_webhook_dispatch_scan(store, &sc[i], &ipc->scratch);
-    }
-
-    now = ngx_http_events_webhook_now();
-
-    ngx_shmtx_lock(&store->shpool->mutex);
-
-    for (i = 0; i < scans.nelts; i++) {
-        ep = ngx_http_events_webhook_find(wh, &sc[i].q.tenant, &sc[i].id);
-
-        /* gone, or moved by an API call meanwhile: next time */
-        if (ep == NULL || ep->scan_seq != sc[i].scan_seq
-            || ep->replay_after != sc[i].replay_after
-            || ep->replay_mode != sc[i].replay_mode)
-        {
-            continue;
-        }
-
-        if (sc[i].lost) {
-            ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-                          "events webhook \"%V\": events after seq %uL "
-                          "left the ring before they were delivered",
-                          &sc[i].id, sc[i].scan_seq);
-        }
-
-        seq = sc[i].live.elts;
-
-        for (j = 0; j < sc[i].live.nelts; j++) {
-            if (ngx_http_events_webhook_queue(store, ep, seq[j],
-                                              NGX_HTTP_EVENTS_WH_SCHEDULED, now)
-                == NULL)
-            {
-                sc[i].scanned = j ? seq[j - 1] : sc[i].scan_seq;
-                break;
-            }
-        }
-
-        ep->scan_seq = sc[i].scanned;
-
-        if (ep->replay_mode) {
-            seq = sc[i].replay.elts;
-
-            for (j = 0; j < sc[i].replay.nelts; j++) {
-                if (ngx_http_events_webhook_queue(store, ep, seq[j],
-                                                  NGX_HTTP_EVENTS_WH_REPLAY, now)
-                    == NULL)
-                {
-                    sc[i].replayed = j ? seq[j - 1] : sc[i].replay_after;
-                    break;
-                }
-
-                if (ep->replay_left) {
-                    ep->replay_left--;
-                }
-            }
-
-            ep->replay_after = sc[i].replayed;
-
-            if (ep->replay_after >= ep->replay_to || ep->replay_left == 0) {
-                ep->replay_mode = 0;
-            }
-        }
+    for (i = 0; i < n; i++) {
+        found |= ngx_http_events_webhook_dispatch_found(store, wh,
+                                                        &jobs->scans[i], now);
     }
 
     /* the due deliveries, as far as the caps allow */
     ngx_http_events_webhook_dispatch_due(store, wh, cap, now, &started);
 
-    for (i = 0; i < scans.nelts; i++) {
-        if (sc[i].live.nelts || sc[i].replay.nelts || sc[i].lost) {
-            wh->version++;
-            break;
-        }
-    }
-
-    if (!ngx_queue_empty(&started)) {
+    if (found || !ngx_queue_empty(&started)) {
         wh->version++;
     }
 
@@ -556,10 +433,249 @@ ngx_http_events_webhook_dispatch_dispatch(ngx_http_events_store_t *store)
         job = ngx_queue_data(q, ngx_http_events_webhook_job_t, queue);
         ngx_http_events_webhook_dispatch_start(job);
     }
+}
 
-done:
 
-    ngx_destroy_pool(pool);
+/*
+ * What the scans need, copied out of the zone into this process's scans
+ * and their memory; both are made larger outside the lock when the
+ * endpoints outgrew them, and the copy is tried again.
+ */
+
+static ngx_uint_t
+ngx_http_events_webhook_dispatch_copy(ngx_http_events_store_t *store)
+{
+    u_char                              *p;
+    size_t                               need;
+    ngx_uint_t                           n, tries;
+    ngx_queue_t                         *q;
+    ngx_http_events_webhook_sh_t        *wh;
+    ngx_http_events_webhook_jobs_t      *jobs;
+    ngx_http_events_webhook_endpoint_t  *ep;
+
+    jobs = store->wh_jobs;
+
+    for (tries = 0; tries < 3; tries++) {
+
+        ngx_shmtx_lock(&store->shpool->mutex);
+
+        wh = store->wh;
+        n = 0;
+        need = 0;
+
+        for (q = ngx_queue_head(&wh->endpoints);
+             q != ngx_queue_sentinel(&wh->endpoints);
+             q = ngx_queue_next(q))
+        {
+            ep = ngx_queue_data(q, ngx_http_events_webhook_endpoint_t, queue);
+
+            if (!ep->disabled && ep->pending < NGX_HTTP_EVENTS_WH_WINDOW) {
+                need += ngx_http_events_webhook_dispatch_copy_size(ep);
+                n++;
+            }
+        }
+
+        if (n <= jobs->nscans && need <= jobs->scan_size) {
+            p = jobs->scan_mem;
+            n = 0;
+
+            for (q = ngx_queue_head(&wh->endpoints);
+                 q != ngx_queue_sentinel(&wh->endpoints);
+                 q = ngx_queue_next(q))
+            {
+                ep = ngx_queue_data(q, ngx_http_events_webhook_endpoint_t,
+                                    queue);
+
+                if (!ep->disabled && ep->pending < NGX_HTTP_EVENTS_WH_WINDOW)
+                {
+                    p = ngx_http_events_webhook_dispatch_copy_one(ep,
+                                                       &jobs->scans[n++], p);
+                }
+            }
+
+            ngx_shmtx_unlock(&store->shpool->mutex);
+
+            return n;
+        }
+
+        ngx_shmtx_unlock(&store->shpool->mutex);
+
+        if (ngx_http_events_webhook_dispatch_grow(jobs, n + 8, need + 4096)
+            != NGX_OK)
+        {
+            return 0;
+        }
+    }
+
+    return 0;
+}
+
+
+static size_t
+ngx_http_events_webhook_dispatch_copy_size(
+    ngx_http_events_webhook_endpoint_t *ep)
+{
+    return ngx_align(ep->npatterns * sizeof(ngx_str_t) + ep->blob_len
+                     + ep->id_len + ep->tenant_len, sizeof(void *));
+}
+
+
+/* under the lock: one endpoint's scan, its strings at p */
+
+static u_char *
+ngx_http_events_webhook_dispatch_copy_one(
+    ngx_http_events_webhook_endpoint_t *ep,
+    ngx_http_events_webhook_scan_t *sc, u_char *p)
+{
+    u_char      *blob, *next;
+    ngx_uint_t   j;
+
+    next = p + ngx_http_events_webhook_dispatch_copy_size(ep);
+
+    ngx_memzero(sc, offsetof(ngx_http_events_webhook_scan_t, seqs));
+
+    /* the patterns, then the blob they point into, the id, the tenant */
+    sc->q.types = (ngx_str_t *) p;
+    blob = p + ep->npatterns * sizeof(ngx_str_t);
+    ngx_memcpy(blob, ep->blob, ep->blob_len);
+
+    for (j = 0; j < ep->npatterns; j++) {
+        sc->q.types[j].data = blob + ep->patterns[j].off;
+        sc->q.types[j].len = ep->patterns[j].len;
+    }
+
+    sc->id.data = blob + ep->blob_len;
+    sc->id.len = ep->id_len;
+    ngx_memcpy(sc->id.data, ep->id, ep->id_len);
+
+    sc->q.tenant.data = sc->id.data + ep->id_len;
+    sc->q.tenant.len = ep->tenant_len;
+    ngx_memcpy(sc->q.tenant.data, ep->tenant, ep->tenant_len);
+
+    sc->q.any_tenant = (ep->tenant_len == 1 && ep->tenant[0] == '*');
+    sc->q.ntypes = ep->npatterns;
+    sc->q.since_ms = -1;
+    sc->q.until_ms = -1;
+    sc->scan_seq = ep->scan_seq;
+    sc->replay_mode = ep->replay_mode;
+    sc->replay_after = ep->replay_after;
+    sc->replay_to = ep->replay_to;
+    sc->want = NGX_HTTP_EVENTS_WH_WINDOW - ep->pending;
+    sc->nskips = ep->nskips;
+    ngx_memcpy(sc->skips, ep->skips,
+               ep->nskips * sizeof(ngx_http_events_webhook_skip_t));
+    sc->scanned = sc->scan_seq;
+    sc->replayed = sc->replay_after;
+
+    return next;
+}
+
+
+/* out of the lock: room for n scans and size bytes of their strings */
+
+static ngx_int_t
+ngx_http_events_webhook_dispatch_grow(ngx_http_events_webhook_jobs_t *jobs,
+    ngx_uint_t n, size_t size)
+{
+    void  *p;
+
+    if (n > jobs->nscans) {
+        p = ngx_alloc(n * sizeof(ngx_http_events_webhook_scan_t),
+                      ngx_cycle->log);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_free(jobs->scans);
+        jobs->scans = p;
+        jobs->nscans = n;
+    }
+
+    if (size > jobs->scan_size) {
+        p = ngx_alloc(size, ngx_cycle->log);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_free(jobs->scan_mem);
+        jobs->scan_mem = p;
+        jobs->scan_size = size;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Under the lock: what a scan found becomes deliveries, unless the
+ * endpoint went or an API call moved it meanwhile (then next time).
+ * Whatever its window cannot take now waits in the ring.
+ */
+
+static ngx_uint_t
+ngx_http_events_webhook_dispatch_found(ngx_http_events_store_t *store,
+    ngx_http_events_webhook_sh_t *wh, ngx_http_events_webhook_scan_t *sc,
+    uint64_t now)
+{
+    uint64_t                            *seq;
+    ngx_uint_t                           j;
+    ngx_http_events_webhook_endpoint_t  *ep;
+
+    ep = ngx_http_events_webhook_find(wh, &sc->q.tenant, &sc->id);
+
+    if (ep == NULL || ep->scan_seq != sc->scan_seq
+        || ep->replay_after != sc->replay_after
+        || ep->replay_mode != sc->replay_mode)
+    {
+        return 0;
+    }
+
+    if (sc->lost) {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "events webhook \"%V\": events after seq %uL "
+                      "left the ring before they were delivered",
+                      &sc->id, sc->scan_seq);
+    }
+
+    seq = sc->seqs;
+
+    for (j = 0; j < sc->nlive; j++) {
+        if (ngx_http_events_webhook_queue(store, ep, seq[j],
+                                          NGX_HTTP_EVENTS_WH_SCHEDULED, now)
+            == NULL)
+        {
+            sc->scanned = j ? seq[j - 1] : sc->scan_seq;
+            break;
+        }
+    }
+
+    ep->scan_seq = sc->scanned;
+
+    if (ep->replay_mode) {
+        seq = sc->seqs + sc->nlive;
+
+        for (j = 0; j < sc->nreplay; j++) {
+            if (ngx_http_events_webhook_queue(store, ep, seq[j],
+                                              NGX_HTTP_EVENTS_WH_REPLAY, now)
+                == NULL)
+            {
+                sc->replayed = j ? seq[j - 1] : sc->replay_after;
+                break;
+            }
+
+            if (ep->replay_left) {
+                ep->replay_left--;
+            }
+        }
+
+        ep->replay_after = sc->replayed;
+
+        if (ep->replay_after >= ep->replay_to || ep->replay_left == 0) {
+            ep->replay_mode = 0;
+        }
+    }
+
+    return sc->nlive || sc->nreplay || sc->lost;
 }
 
 
@@ -747,7 +863,7 @@ static void
 ngx_http_events_webhook_dispatch_scan(ngx_http_events_store_t *store,
     ngx_http_events_webhook_scan_t *sc, ngx_http_events_scratch_t *scratch)
 {
-    uint64_t                  last, *seq, from;
+    uint64_t                  last, from;
     ngx_int_t                 rc;
     ngx_uint_t                budget, i, found;
     ngx_http_events_item_t    item;
@@ -756,19 +872,14 @@ ngx_http_events_webhook_dispatch_scan(ngx_http_events_store_t *store,
     budget = NGX_HTTP_EVENTS_WH_SCAN;
     from = sc->scan_seq;
 
-    while (sc->live.nelts < sc->want && budget) {
+    while (sc->nlive < sc->want && budget) {
 
         rc = ngx_http_events_store_next(store, &sc->q, from, budget, scratch,
                                         &item, &last);
         budget = budget > 64 ? budget - 64 : 0;
 
         if (rc == NGX_OK) {
-            seq = ngx_array_push(&sc->live);
-            if (seq == NULL) {
-                break;
-            }
-
-            *seq = item.seq;
+            sc->seqs[sc->nlive++] = item.seq;
             from = item.seq;
             continue;
         }
@@ -802,7 +913,7 @@ ngx_http_events_webhook_dispatch_scan(ngx_http_events_store_t *store,
     budget = NGX_HTTP_EVENTS_WH_SCAN;
     from = sc->replay_after;
 
-    while (sc->live.nelts + sc->replay.nelts < sc->want && budget
+    while (sc->nlive + sc->nreplay < sc->want && budget
            && from < sc->replay_to)
     {
         rc = ngx_http_events_store_next(store, &sc->q, from, budget, scratch,
@@ -831,12 +942,7 @@ ngx_http_events_webhook_dispatch_scan(ngx_http_events_store_t *store,
                 }
             }
 
-            seq = ngx_array_push(&sc->replay);
-            if (seq == NULL) {
-                break;
-            }
-
-            *seq = item.seq;
+            sc->seqs[sc->nlive + sc->nreplay++] = item.seq;
             continue;
         }
 

@@ -333,11 +333,22 @@ struct ngx_http_events_webhook_job_s {
 };
 
 
-/* this process's jobs, kept between attempts (store->wh_jobs) */
+typedef struct ngx_http_events_webhook_scan_s
+    ngx_http_events_webhook_scan_t;
+
+
+/*
+ * This process's dispatcher memory, kept between dispatches
+ * (store->wh_jobs): jobs on a free list, the scans and their strings.
+ */
 typedef struct {
     ngx_queue_t                      free;
     ngx_uint_t                       nfree;
     size_t                           room;          /* the largest copy */
+    ngx_http_events_webhook_scan_t  *scans;
+    ngx_uint_t                       nscans;
+    u_char                          *scan_mem;
+    size_t                           scan_size;
 } ngx_http_events_webhook_jobs_t;
 
 
