@@ -35,12 +35,11 @@
 
 #include <ngx_config.h>
 #include <ngx_core.h>
-#include <ngx_http.h>
+#include <ngx_event.h>
 
 #include <dirent.h>
 #include <sys/mman.h>
 
-#include "ngx_http_events_module.h"
 #include "ngx_http_events_journal.h"
 
 
@@ -546,7 +545,12 @@ ngx_http_events_journal_probe(ngx_http_events_journal_t *j,
             ngx_log_error(NGX_LOG_EMERG, log, ngx_errno,
                           "events zone \"%V\": seteuid(%d) failed",
                           &j->zone, (int) ccf->user);
-            (void) setegid(0);
+            if (setegid(0) == -1) {
+                ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
+                              "events zone \"%V\": setegid(0) failed",
+                              &j->zone);
+            }
+
             return NGX_ERROR;
         }
     }

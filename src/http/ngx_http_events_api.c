@@ -24,19 +24,26 @@
 #include "ngx_http_events_module.h"
 #include "ngx_http_events_store.h"
 #include "ngx_http_events_http.h"
+#include "ngx_http_events_buf.h"
 #include "ngx_http_events_api.h"
 #include "ngx_http_events_json.h"
 #include "ngx_http_events_query.h"
 #include "ngx_http_events_cursor.h"
+#include "ngx_http_events_id.h"
 #include "ngx_http_events_ipc.h"
 #include "ngx_http_events_auth.h"
 #include "ngx_http_events_validate.h"
 #include "ngx_http_events_journal.h"
 
 
+/* how often a POST waiting for an fsync says so, keeping its worker */
+#define NGX_HTTP_EVENTS_API_HOLD        10000
+
+
 /* a POST whose events wait for the journal's fsync */
 typedef struct {
     ngx_http_events_journal_waiter_t   waiter;
+    ngx_event_t                        hold;
     ngx_http_request_t                *request;
     ngx_http_events_store_t           *store;
     ngx_http_events_event_t           *events;
@@ -47,10 +54,14 @@ typedef struct {
 
 static ngx_int_t ngx_http_events_api_collection(ngx_http_request_t *r,
     ngx_str_t *tenant);
+static void ngx_http_events_api_hold(ngx_event_t *ev);
 static ngx_int_t ngx_http_events_api_post(ngx_http_request_t *r);
 static void ngx_http_events_api_body(ngx_http_request_t *r);
 static ngx_int_t ngx_http_events_api_ingest(ngx_http_request_t *r,
     u_char *body, size_t len);
+static ngx_uint_t ngx_http_events_api_events(ngx_http_request_t *r,
+    json_t *root, ngx_http_events_event_t *events, ngx_uint_t n,
+    ngx_uint_t batch, ngx_http_events_error_t *err, ngx_int_t *rc);
 static ngx_int_t ngx_http_events_api_store(ngx_http_request_t *r,
     json_t *root, ngx_http_events_error_t *err);
 static ngx_int_t ngx_http_events_api_commit(ngx_http_request_t *r,
@@ -65,10 +76,15 @@ static ngx_int_t ngx_http_events_api_unsynced(ngx_http_request_t *r,
 static ngx_int_t ngx_http_events_api_created(ngx_http_request_t *r,
     ngx_http_events_store_t *store, ngx_http_events_event_t *events,
     ngx_uint_t n, ngx_uint_t batch);
+static ngx_uint_t ngx_http_events_api_list_query(ngx_http_request_t *r,
+    ngx_str_t *tenant, ngx_str_t *rtype, ngx_str_t *rid,
+    ngx_http_events_query_t *q, ngx_int_t *rc);
 static ngx_int_t ngx_http_events_api_list(ngx_http_request_t *r,
     ngx_str_t *tenant, ngx_str_t *rtype, ngx_str_t *rid);
 static ngx_int_t ngx_http_events_api_list_body(ngx_http_request_t *r,
     ngx_http_events_query_t *q, ngx_http_events_result_t *res);
+static void ngx_http_events_api_link_encode(ngx_http_events_buf_t *b,
+    u_char *s, size_t len, ngx_uint_t path);
 static ngx_int_t ngx_http_events_api_link(ngx_http_request_t *r,
     ngx_http_events_query_t *q, ngx_http_events_result_t *res);
 static ngx_int_t ngx_http_events_api_gone(ngx_http_request_t *r,
@@ -147,7 +163,7 @@ ngx_http_events_api_handler(ngx_http_request_t *r)
 
         if (first.len == 6 && ngx_strncmp(first.data, "stream", 6) == 0) {
             return ngx_http_events_http_not_found(r, "the stream is served by "
-                                             "an events_stream location");
+                                                  "an events_stream location");
         }
 
         return ngx_http_events_api_get(r, &tenant, &first);
@@ -310,7 +326,7 @@ ngx_http_events_api_ingest(ngx_http_request_t *r, u_char *body, size_t len)
     ngx_memzero(&err, sizeof(ngx_http_events_error_t));
 
     root = json_loadb((char *) body, len,
-                     JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+                      JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
 
     if (root == NULL) {
         ngx_http_events_error(&err, 400, "invalid_json", NULL, NULL, NULL,
@@ -339,18 +355,13 @@ ngx_http_events_api_store(ngx_http_request_t *r, json_t *root,
     ngx_http_events_error_t *err)
 {
     ngx_int_t                    rc;
-    ngx_uint_t                   i, j, n, batch;
+    ngx_uint_t                   n, batch;
     ngx_http_events_event_t     *events;
     ngx_http_events_store_t     *store;
-    ngx_http_events_ipc_t       *ipc;
-    ngx_http_events_claims_t    *claims;
-    ngx_http_events_envelope_t   env;
     ngx_http_events_loc_conf_t  *elcf;
-    u_char                       prefix[NGX_INT_T_LEN + 4];
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
     store = elcf->api_zone->data;
-    claims = ngx_http_events_auth_claims(r);
 
     batch = json_is_array(root);
     n = batch ? json_array_size(root) : 1;
@@ -383,6 +394,44 @@ ngx_http_events_api_store(ngx_http_request_t *r, json_t *root,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    if (!ngx_http_events_api_events(r, root, events, n, batch, err, &rc)) {
+        return rc;
+    }
+
+    rc = ngx_http_events_validate_batch(r, events, n, batch,
+                                        ngx_http_events_api_commit);
+
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
+
+    return ngx_http_events_api_commit(r, events, n, batch);
+}
+
+
+/*
+ * Each event of the body checked and enveloped, as the token allows, and
+ * ids unique in the batch.  Whether all are good; if not, the request
+ * has been answered with *rc.
+ */
+
+static ngx_uint_t
+ngx_http_events_api_events(ngx_http_request_t *r, json_t *root,
+    ngx_http_events_event_t *events, ngx_uint_t n, ngx_uint_t batch,
+    ngx_http_events_error_t *err, ngx_int_t *rc)
+{
+    ngx_uint_t                   i, j;
+    ngx_http_events_ipc_t       *ipc;
+    ngx_http_events_store_t     *store;
+    ngx_http_events_claims_t    *claims;
+    ngx_http_events_envelope_t   env;
+    ngx_http_events_loc_conf_t  *elcf;
+    u_char                       prefix[NGX_INT_T_LEN + 4];
+
+    elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
+    store = elcf->api_zone->data;
+    claims = ngx_http_events_auth_claims(r);
+
     ngx_memzero(&env, sizeof(ngx_http_events_envelope_t));
 
     env.tenant = ngx_http_events_ctx(r)->tenant;
@@ -390,7 +439,8 @@ ngx_http_events_api_store(ngx_http_request_t *r, json_t *root,
     if (elcf->source
         && ngx_http_complex_value(r, elcf->source, &env.source) != NGX_OK)
     {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return 0;
     }
 
     ipc = ngx_http_events_ipc();
@@ -413,21 +463,21 @@ ngx_http_events_api_store(ngx_http_request_t *r, json_t *root,
                                        &events[i], err)
             != NGX_OK)
         {
-            if (err->status == 0) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-
-            return ngx_http_events_http_send_error(r, err, NULL);
+            *rc = err->status
+                  ? ngx_http_events_http_send_error(r, err, NULL)
+                  : NGX_HTTP_INTERNAL_SERVER_ERROR;
+            return 0;
         }
 
         if (claims
             && !ngx_http_events_jwt_granted(claims->publish, claims->npublish,
-                                        &events[i].type))
+                                            &events[i].type))
         {
             ngx_http_events_error(err, 403, "forbidden", "field",
                                   &env.prefix, "type", "the token may not "
                                   "publish this type");
-            return ngx_http_events_http_send_error(r, err, NULL);
+            *rc = ngx_http_events_http_send_error(r, err, NULL);
+            return 0;
         }
 
         if (!events[i].client_id) {
@@ -443,19 +493,13 @@ ngx_http_events_api_store(ngx_http_request_t *r, json_t *root,
                 ngx_http_events_error(err, 400, "invalid_body", "field",
                                       &env.prefix, "id", "the id appears "
                                       "more than once in the batch");
-                return ngx_http_events_http_send_error(r, err, NULL);
+                *rc = ngx_http_events_http_send_error(r, err, NULL);
+                return 0;
             }
         }
     }
 
-    rc = ngx_http_events_validate_batch(r, events, n, batch,
-                                        ngx_http_events_api_commit);
-
-    if (rc != NGX_DECLINED) {
-        return rc;
-    }
-
-    return ngx_http_events_api_commit(r, events, n, batch);
+    return 1;
 }
 
 
@@ -533,6 +577,12 @@ ngx_http_events_api_commit(ngx_http_request_t *r,
  * fsync=always: the answer waits until the journal is durable past the
  * events' records, in a thread when nginx has a thread pool, so that
  * the worker serves other requests meanwhile and they share the sync.
+ *
+ * A worker in graceful shutdown exits once no timer but cancelable ones
+ * is left, and nothing of a task out in the thread pool is a timer: the
+ * waiting request holds a timer that is not cancelable, so its worker
+ * stays until it has answered (accepted events are answered, never
+ * dropped with the connection).
  */
 
 static ngx_int_t
@@ -566,6 +616,11 @@ ngx_http_events_api_sync(ngx_http_request_t *r, ngx_http_events_store_t *store,
     rc = ngx_http_events_journal_wait(store->journal, &aw->waiter);
 
     if (rc == NGX_AGAIN) {
+        aw->hold.handler = ngx_http_events_api_hold;
+        aw->hold.data = aw;
+        aw->hold.log = r->connection->log;
+        ngx_add_timer(&aw->hold, NGX_HTTP_EVENTS_API_HOLD);
+
         /* the parsed body the events point into lives as long as r */
         r->main->count++;
         return NGX_DONE;
@@ -594,6 +649,10 @@ ngx_http_events_api_synced(void *data, ngx_int_t rc)
     r = aw->request;
     c = r->connection;
 
+    if (aw->hold.timer_set) {
+        ngx_del_timer(&aw->hold);
+    }
+
     if (rc == NGX_OK) {
         rc = ngx_http_events_api_created(r, aw->store, aw->events, aw->n,
                                          aw->batch);
@@ -613,6 +672,25 @@ ngx_http_events_api_cleanup(void *data)
     ngx_http_events_api_wait_t  *aw = data;
 
     ngx_http_events_journal_unwait(&aw->waiter);
+
+    if (aw->hold.timer_set) {
+        ngx_del_timer(&aw->hold);
+    }
+}
+
+
+/* only keeps the worker: the sync's end answers, however long it takes */
+
+static void
+ngx_http_events_api_hold(ngx_event_t *ev)
+{
+    ngx_http_events_api_wait_t  *aw = ev->data;
+
+    ngx_log_error(NGX_LOG_WARN, ev->log, 0,
+                  "events: zone \"%V\": a POST still waits for the "
+                  "journal's fsync", &aw->store->name);
+
+    ngx_add_timer(&aw->hold, NGX_HTTP_EVENTS_API_HOLD);
 }
 
 
@@ -641,7 +719,7 @@ ngx_http_events_api_created(ngx_http_request_t *r,
     u_char                      *p, *body;
     size_t                       len;
     ngx_str_t                    location;
-    ngx_uint_t                   i, created;
+    ngx_uint_t                   i, created, status;
     ngx_http_events_event_t     *ev;
     ngx_http_events_loc_conf_t  *elcf;
 
@@ -654,6 +732,8 @@ ngx_http_events_api_created(ngx_http_request_t *r,
         created += !events[i].repeat;
         len += events[i].stored.len + 1;
     }
+
+    status = created ? NGX_HTTP_CREATED : NGX_HTTP_OK;
 
     if (created) {
         /* streams hear of it after this answer has gone */
@@ -673,15 +753,15 @@ ngx_http_events_api_created(ngx_http_request_t *r,
         *p++ = '/';
         ngx_memcpy(p, ev->id.data, ev->id.len);
 
-        if (ngx_http_events_http_add_header(r, "Location",
-                                            &location) != NGX_OK) {
+        if (ngx_http_events_http_add_header(r, "Location", &location)
+            != NGX_OK)
+        {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        return ngx_http_events_http_send(r,
-                                         created ? NGX_HTTP_CREATED : NGX_HTTP_OK,
-                                    &ngx_http_events_http_json_type,
-                                    ev->stored.data, ev->stored.len);
+        return ngx_http_events_http_send(r, status,
+                                         &ngx_http_events_http_json_type,
+                                         ev->stored.data, ev->stored.len);
     }
 
     body = ngx_pnalloc(r->pool, len);
@@ -702,9 +782,9 @@ ngx_http_events_api_created(ngx_http_request_t *r,
     *p++ = ']';
     *p++ = '}';
 
-    return ngx_http_events_http_send(r,
-                                     created ? NGX_HTTP_CREATED : NGX_HTTP_OK,
-                                &ngx_http_events_http_json_type, body, p - body);
+    return ngx_http_events_http_send(r, status,
+                                     &ngx_http_events_http_json_type,
+                                     body, p - body);
 }
 
 
@@ -720,7 +800,6 @@ ngx_http_events_api_list(ngx_http_request_t *r, ngx_str_t *tenant,
     ngx_http_events_store_t     *store;
     ngx_http_events_result_t     res;
     ngx_http_events_window_t     w;
-    ngx_http_events_claims_t    *claims;
     ngx_http_events_loc_conf_t  *elcf;
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
@@ -731,58 +810,8 @@ ngx_http_events_api_list(ngx_http_request_t *r, ngx_str_t *tenant,
         return rc;
     }
 
-    ngx_memzero(&q, sizeof(ngx_http_events_query_t));
-    ngx_memzero(&err, sizeof(ngx_http_events_error_t));
-
-    if (ngx_http_events_query_parse(&r->args, NGX_HTTP_EVENTS_QUERY_LIST,
-                                    r->pool, &q, &err)
-        != NGX_OK)
-    {
-        if (err.status == 0) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        return ngx_http_events_http_send_error(r, &err, NULL);
-    }
-
-    if (rtype) {
-        if ((q.rtype.len && (q.rtype.len != rtype->len
-                             || ngx_strncmp(q.rtype.data, rtype->data,
-                                            rtype->len) != 0))
-            || (q.rid.len && (q.rid.len != rid->len
-                              || ngx_strncmp(q.rid.data, rid->data,
-                                             rid->len) != 0)))
-        {
-            ngx_http_events_error(&err, 400, "invalid_parameter", "param",
-                                  NULL, "resourceType", "the path names "
-                                  "the entity; the query may not name "
-                                  "another");
-            return ngx_http_events_http_send_error(r, &err, NULL);
-        }
-
-        q.rtype = *rtype;
-        q.rid = *rid;
-    }
-
-    q.tenant = *tenant;
-    q.scan_limit = elcf->scan_limit;
-
-    claims = ngx_http_events_auth_claims(r);
-
-    if (claims) {
-        rc = ngx_http_events_jwt_narrow(claims->subscribe, claims->nsubscribe,
-                                    &q.types, &q.ntypes, r->pool);
-
-        if (rc == NGX_ERROR) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        if (rc == NGX_DECLINED) {
-            ngx_http_events_error(&err, 403, "forbidden", "param", NULL,
-                                  "types", "the token grants no "
-                                  "subscription to these types");
-            return ngx_http_events_http_send_error(r, &err, NULL);
-        }
+    if (!ngx_http_events_api_list_query(r, tenant, rtype, rid, &q, &rc)) {
+        return rc;
     }
 
     ngx_http_events_store_window(store, &w);
@@ -821,6 +850,86 @@ ngx_http_events_api_list(ngx_http_request_t *r, ngx_str_t *tenant,
     }
 
     return ngx_http_events_api_list_body(r, &q, &res);
+}
+
+
+/*
+ * The query of a list: its parameters, the entity of the path, the
+ * request's tenant, the token's grant.  Whether it can run; if not, the
+ * request has been answered with *rc.
+ */
+
+static ngx_uint_t
+ngx_http_events_api_list_query(ngx_http_request_t *r, ngx_str_t *tenant,
+    ngx_str_t *rtype, ngx_str_t *rid, ngx_http_events_query_t *q,
+    ngx_int_t *rc)
+{
+    ngx_int_t                    narrowed;
+    ngx_http_events_error_t      err;
+    ngx_http_events_claims_t    *claims;
+    ngx_http_events_loc_conf_t  *elcf;
+
+    elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
+
+    ngx_memzero(q, sizeof(ngx_http_events_query_t));
+    ngx_memzero(&err, sizeof(ngx_http_events_error_t));
+
+    if (ngx_http_events_query_parse(&r->args, NGX_HTTP_EVENTS_QUERY_LIST,
+                                    r->pool, q, &err)
+        != NGX_OK)
+    {
+        *rc = err.status ? ngx_http_events_http_send_error(r, &err, NULL)
+                         : NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return 0;
+    }
+
+    if (rtype) {
+        if ((q->rtype.len && (q->rtype.len != rtype->len
+                              || ngx_strncmp(q->rtype.data, rtype->data,
+                                             rtype->len) != 0))
+            || (q->rid.len && (q->rid.len != rid->len
+                               || ngx_strncmp(q->rid.data, rid->data,
+                                              rid->len) != 0)))
+        {
+            ngx_http_events_error(&err, 400, "invalid_parameter", "param",
+                                  NULL, "resourceType", "the path names "
+                                  "the entity; the query may not name "
+                                  "another");
+            *rc = ngx_http_events_http_send_error(r, &err, NULL);
+            return 0;
+        }
+
+        q->rtype = *rtype;
+        q->rid = *rid;
+    }
+
+    q->tenant = *tenant;
+    q->scan_limit = elcf->scan_limit;
+
+    claims = ngx_http_events_auth_claims(r);
+
+    if (claims == NULL) {
+        return 1;
+    }
+
+    narrowed = ngx_http_events_jwt_narrow(claims->subscribe,
+                                          claims->nsubscribe, &q->types,
+                                          &q->ntypes, r->pool);
+
+    if (narrowed == NGX_ERROR) {
+        *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return 0;
+    }
+
+    if (narrowed == NGX_DECLINED) {
+        ngx_http_events_error(&err, 403, "forbidden", "param", NULL,
+                              "types", "the token grants no "
+                              "subscription to these types");
+        *rc = ngx_http_events_http_send_error(r, &err, NULL);
+        return 0;
+    }
+
+    return 1;
 }
 
 
@@ -892,28 +1001,38 @@ ngx_http_events_api_list_body(ngx_http_request_t *r,
 
     return ngx_http_events_http_send(r, NGX_HTTP_OK,
                                      &ngx_http_events_http_json_type,
-                                body, p - body);
+                                     body, p - body);
 }
 
 
-/* Link: <same query, the cursor moved on>; rel="next" */
+/*
+ * Link: <same query, the cursor moved on>; rel="next".  Built from the
+ * query as parsed (every name known, given once), each value decoded as
+ * the parser decodes it and encoded again with everything but unreserved
+ * characters escaped: nothing a client sent can end the URI reference
+ * or add a parameter to the header ("<", ">", ",", ";", quotes).
+ */
 
 static ngx_int_t
 ngx_http_events_api_link(ngx_http_request_t *r, ngx_http_events_query_t *q,
     ngx_http_events_result_t *res)
 {
-    u_char     *p, *arg, *end, *amp;
-    size_t      name;
-    ngx_str_t   link;
+    u_char                 *arg, *end, *amp, *eq, *src, *dst, *v;
+    size_t                  name;
+    ngx_str_t               link;
+    ngx_http_events_buf_t   b;
 
-    link.data = ngx_pnalloc(r->pool, r->uri.len + r->args.len
-                                     + NGX_HTTP_EVENTS_CURSOR_LEN
-                                     + sizeof("<?&before=>; rel=\"next\""));
-    if (link.data == NULL) {
+    ngx_http_events_buf_init(&b, r->pool, r->uri.len + 3 * r->args.len
+                                          + NGX_HTTP_EVENTS_CURSOR_LEN + 64);
+
+    ngx_http_events_buf_literal(&b, "<");
+    ngx_http_events_api_link_encode(&b, r->uri.data, r->uri.len, 1);
+    ngx_http_events_buf_literal(&b, "?");
+
+    v = ngx_pnalloc(r->pool, r->args.len);
+    if (v == NULL) {
         return NGX_ERROR;
     }
-
-    p = ngx_sprintf(link.data, "<%V?", &r->uri);
 
     arg = r->args.data;
     end = arg + r->args.len;
@@ -924,26 +1043,84 @@ ngx_http_events_api_link(ngx_http_request_t *r, ngx_http_events_query_t *q,
             amp = end;
         }
 
-        name = amp - arg;
+        eq = ngx_strlchr(arg, amp, '=');
+        name = (eq ? eq : amp) - arg;
 
         if (name == 0
-            || (name >= 6 && ngx_strncmp(arg, "after=", 6) == 0)
-            || (name >= 7 && ngx_strncmp(arg, "before=", 7) == 0))
+            || (name == 5 && ngx_strncmp(arg, "after", 5) == 0)
+            || (name == 6 && ngx_strncmp(arg, "before", 6) == 0))
         {
             continue;
         }
 
-        p = ngx_cpymem(p, arg, name);
-        *p++ = '&';
+        /* the name is one the parser knows: letters only */
+        ngx_http_events_buf_add(&b, arg, name);
+        ngx_http_events_buf_literal(&b, "=");
+
+        if (eq) {
+            src = eq + 1;
+            dst = v;
+            ngx_unescape_uri(&dst, &src, amp - eq - 1, 0);
+            ngx_http_events_api_link_encode(&b, v, dst - v, 0);
+        }
+
+        ngx_http_events_buf_literal(&b, "&");
     }
 
-    p = ngx_cpymem(p, q->desc ? "before=" : "after=", q->desc ? 7 : 6);
-    p = ngx_http_events_cursor_write(p, res->window.epoch, res->next);
-    p = ngx_cpymem(p, ">; rel=\"next\"", sizeof(">; rel=\"next\"") - 1);
+    ngx_http_events_buf_add(&b, (u_char *) (q->desc ? "before=" : "after="),
+                            q->desc ? 7 : 6);
 
-    link.len = p - link.data;
+    dst = ngx_http_events_buf_reserve(&b, NGX_HTTP_EVENTS_CURSOR_LEN);
+    if (dst) {
+        b.pos = ngx_http_events_cursor_write(dst, res->window.epoch,
+                                             res->next);
+    }
+
+    ngx_http_events_buf_literal(&b, ">; rel=\"next\"");
+
+    if (b.failed) {
+        return NGX_ERROR;
+    }
+
+    link.data = b.start;
+    link.len = b.pos - b.start;
 
     return ngx_http_events_http_add_header(r, "Link", &link);
+}
+
+
+/* percent-encoded but for RFC 3986's unreserved characters (and "/") */
+
+static void
+ngx_http_events_api_link_encode(ngx_http_events_buf_t *b, u_char *s,
+    size_t len, ngx_uint_t path)
+{
+    u_char  *p, c;
+
+    static u_char  hex[] = "0123456789ABCDEF";
+
+    p = ngx_http_events_buf_reserve(b, 3 * len);
+    if (p == NULL) {
+        return;
+    }
+
+    while (len--) {
+        c = *s++;
+
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+            || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_'
+            || c == '~' || (path && c == '/'))
+        {
+            *p++ = c;
+            continue;
+        }
+
+        *p++ = '%';
+        *p++ = hex[c >> 4];
+        *p++ = hex[c & 0xf];
+    }
+
+    b->pos = p;
 }
 
 
@@ -1012,7 +1189,7 @@ ngx_http_events_api_get(ngx_http_request_t *r, ngx_str_t *tenant,
 
     return ngx_http_events_http_send(r, NGX_HTTP_OK,
                                      &ngx_http_events_http_json_type,
-                                json.data, json.len);
+                                     json.data, json.len);
 }
 
 
@@ -1063,7 +1240,7 @@ ngx_http_events_api_types(ngx_http_request_t *r, ngx_str_t *tenant)
     if (claims) {
         for (i = 0, n = 0; i < types.nelts; i++) {
             if (ngx_http_events_jwt_granted(claims->subscribe,
-                                        claims->nsubscribe, &ti[i].type))
+                                            claims->nsubscribe, &ti[i].type))
             {
                 ti[n++] = ti[i];
             }
@@ -1094,7 +1271,7 @@ ngx_http_events_api_types(ngx_http_request_t *r, ngx_str_t *tenant)
         p = ngx_sprintf(p, "%s{\"type\":\"%V\",\"count\":%uL,"
                         "\"lastTimestamp\":\"", i ? "," : "",
                         &ti[i].type, ti[i].count);
-        p = ngx_http_events_timestamp(p, ti[i].last_ms);
+        p = ngx_http_events_time_write(p, ti[i].last_ms);
         p = ngx_cpymem(p, "\"}", 2);
     }
 
@@ -1102,7 +1279,7 @@ ngx_http_events_api_types(ngx_http_request_t *r, ngx_str_t *tenant)
 
     return ngx_http_events_http_send(r, NGX_HTTP_OK,
                                      &ngx_http_events_http_json_type,
-                                body, p - body);
+                                     body, p - body);
 }
 
 
@@ -1138,7 +1315,7 @@ ngx_http_events_api_visible(ngx_http_request_t *r, ngx_str_t *json)
     type.len = end - p;
 
     return ngx_http_events_jwt_granted(claims->subscribe, claims->nsubscribe,
-                                   &type);
+                                       &type);
 }
 
 

@@ -38,7 +38,7 @@
 #define NGX_HTTP_EVENTS_STREAM_WAKE     64      /* streams woken per turn */
 
 
-typedef struct {
+struct ngx_http_events_stream_ctx_s {
     ngx_http_request_t         *request;
     ngx_http_events_store_t    *store;
     ngx_queue_t                 queue;
@@ -68,12 +68,16 @@ typedef struct {
     unsigned                    named:1;
     unsigned                    stalled:1;
     unsigned                    done:1;
-} ngx_http_events_stream_ctx_t;
+};
 
 
 static void ngx_http_events_stream_event_init(
     ngx_http_events_stream_ctx_t *ctx, ngx_event_t *ev,
     ngx_event_handler_pt handler);
+static ngx_uint_t ngx_http_events_stream_accept(ngx_http_request_t *r,
+    ngx_http_events_stream_ctx_t *ctx, ngx_int_t *rc);
+static void ngx_http_events_stream_subscribe(
+    ngx_http_events_stream_ctx_t *ctx);
 static ngx_int_t ngx_http_events_stream_refuse(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, const char *message);
 static ngx_int_t ngx_http_events_stream_start(
@@ -108,6 +112,8 @@ static ngx_uint_t ngx_http_events_stream_grants(ngx_http_request_t *r,
     ngx_http_events_stream_ctx_t *ctx, ngx_int_t *rc);
 static void ngx_http_events_stream_wake_more(ngx_event_t *ev);
 static void ngx_http_events_stream_wake_turn(ngx_http_events_store_t *store);
+static void ngx_http_events_stream_wake(ngx_http_events_store_t *store);
+static void ngx_http_events_stream_close_all(ngx_cycle_t *cycle);
 static void ngx_http_events_stream_unsubscribe(
     ngx_http_events_stream_ctx_t *ctx);
 static void ngx_http_events_stream_cleanup(void *data);
@@ -117,25 +123,11 @@ ngx_int_t
 ngx_http_events_stream_handler(ngx_http_request_t *r)
 {
     ngx_int_t                      rc;
-    ngx_str_t                      allow;
     ngx_pool_cleanup_t            *cln;
-    ngx_http_events_error_t        err;
-    ngx_http_events_store_t       *store;
-    ngx_http_events_loc_conf_t    *elcf;
     ngx_http_events_stream_ctx_t  *ctx;
 
-    elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
-    store = elcf->stream_zone->data;
-
     if (r->method != NGX_HTTP_GET) {
-        ngx_str_set(&allow, "GET");
-
-        if (ngx_http_events_http_add_header(r, "Allow", &allow) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        return ngx_http_events_stream_refuse(r, 405, "method_not_allowed",
-                                             "a stream is read with GET");
+        return ngx_http_events_http_not_allowed(r, "GET");
     }
 
     if (!ngx_http_events_auth_access(r, &rc)) {
@@ -152,59 +144,9 @@ ngx_http_events_stream_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_memzero(&err, sizeof(ngx_http_events_error_t));
-
-    rc = ngx_http_events_get_tenant(r, &ctx->filter.tenant);
-
-    if (rc == NGX_ERROR) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (rc == NGX_DECLINED) {
-        return ngx_http_events_stream_refuse(r, 400, "invalid_tenant",
-                                             "the request's tenant must be "
-                                             "1-64 characters of "
-                                             "[A-Za-z0-9_.:-]");
-    }
-
-    /* before it is an EventSource, a bad request may be a 4xx */
-
-    if (ngx_http_events_query_parse(&r->args, NGX_HTTP_EVENTS_QUERY_STREAM,
-                                    r->pool, &ctx->filter, &err)
-        != NGX_OK)
-    {
-        if (err.status == 0) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        return ngx_http_events_http_send_error(r, &err, NULL);
-    }
-
-    if (!ngx_http_events_stream_grants(r, ctx, &rc)) {
+    if (!ngx_http_events_stream_accept(r, ctx, &rc)) {
         return rc;
     }
-
-    if (elcf->stream_max_subscribers
-        && store->nsubscribers >= elcf->stream_max_subscribers)
-    {
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "events: %ui streams on zone \"%V\" in this worker, "
-                      "stream refused", store->nsubscribers, &store->name);
-
-        return ngx_http_events_stream_refuse(r, 503, "too_many_subscribers",
-                                             "this server holds as many "
-                                             "streams as it may; retry "
-                                             "later");
-    }
-
-    ctx->request = r;
-    ctx->store = store;
-    ctx->max_buffer = elcf->stream_max_buffer;
-    ctx->heartbeat_ms = elcf->heartbeat;
-    ctx->named = elcf->stream_event_field || ctx->filter.named;
-    ctx->last = &ctx->out;
-
-    ctx->filter.scan_limit = NGX_HTTP_EVENTS_STREAM_BUDGET;
 
     ngx_http_events_ctx(r)->stream = ctx;
 
@@ -225,6 +167,117 @@ ngx_http_events_stream_handler(ngx_http_request_t *r)
     if (ngx_http_events_stream_start(ctx) != NGX_OK) {
         return NGX_ERROR;
     }
+
+    r->main->count++;
+
+    if (ngx_exiting) {
+        /*
+         * the headers came after this worker began a graceful shutdown
+         * and closed its streams: end this one as they were ended, with
+         * the retry hint start() wrote, rather than subscribe a stream
+         * no one will close
+         */
+        ngx_http_events_stream_finish(ctx, ": server restarting, "
+                                      "reconnect\n\n");
+        return NGX_DONE;
+    }
+
+    ngx_http_events_stream_subscribe(ctx);
+
+    r->read_event_handler = ngx_http_test_reading;
+    r->write_event_handler = ngx_http_events_stream_writer;
+
+    ngx_http_events_stream_pump(ctx);
+
+    return NGX_DONE;
+}
+
+
+/*
+ * Before it is an EventSource, a bad request may be a 4xx: the tenant,
+ * the filters, the token's grant and the worker's room for one more.
+ * NGX_OK: the stream may start, ctx is set up; else it was answered.
+ */
+
+static ngx_uint_t
+ngx_http_events_stream_accept(ngx_http_request_t *r,
+    ngx_http_events_stream_ctx_t *ctx, ngx_int_t *rc)
+{
+    ngx_int_t                    trc;
+    ngx_http_events_error_t      err;
+    ngx_http_events_store_t     *store;
+    ngx_http_events_loc_conf_t  *elcf;
+
+    elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
+    store = elcf->stream_zone->data;
+
+    ngx_memzero(&err, sizeof(ngx_http_events_error_t));
+
+    trc = ngx_http_events_get_tenant(r, &ctx->filter.tenant);
+
+    if (trc == NGX_ERROR) {
+        *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return 0;
+    }
+
+    if (trc == NGX_DECLINED) {
+        *rc = ngx_http_events_stream_refuse(r, 400, "invalid_tenant",
+                                            "the request's tenant must be "
+                                            "1-64 characters of "
+                                            "[A-Za-z0-9_.:-]");
+        return 0;
+    }
+
+    if (ngx_http_events_query_parse(&r->args, NGX_HTTP_EVENTS_QUERY_STREAM,
+                                    r->pool, &ctx->filter, &err)
+        != NGX_OK)
+    {
+        *rc = err.status ? ngx_http_events_http_send_error(r, &err, NULL)
+                         : NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return 0;
+    }
+
+    if (!ngx_http_events_stream_grants(r, ctx, rc)) {
+        return 0;
+    }
+
+    if (elcf->stream_max_subscribers
+        && store->nsubscribers >= elcf->stream_max_subscribers)
+    {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "events: %ui streams on zone \"%V\" in this worker, "
+                      "stream refused", store->nsubscribers, &store->name);
+
+        *rc = ngx_http_events_stream_refuse(r, 503, "too_many_subscribers",
+                                            "this server holds as many "
+                                            "streams as it may; retry "
+                                            "later");
+        return 0;
+    }
+
+    ctx->request = r;
+    ctx->store = store;
+    ctx->max_buffer = elcf->stream_max_buffer;
+    ctx->heartbeat_ms = elcf->heartbeat;
+    ctx->named = elcf->stream_event_field || ctx->filter.named;
+    ctx->last = &ctx->out;
+
+    ctx->filter.scan_limit = NGX_HTTP_EVENTS_STREAM_BUDGET;
+
+    return 1;
+}
+
+
+/* the stream's timers, and on the worker's list of the zone's streams */
+
+static void
+ngx_http_events_stream_subscribe(ngx_http_events_stream_ctx_t *ctx)
+{
+    ngx_http_events_store_t     *store;
+    ngx_http_events_loc_conf_t  *elcf;
+
+    elcf = ngx_http_get_module_loc_conf(ctx->request, ngx_http_events_module);
+    store = ctx->store;
 
     ngx_http_events_stream_event_init(ctx, &ctx->heartbeat,
                                       ngx_http_events_stream_heartbeat);
@@ -255,14 +308,22 @@ ngx_http_events_stream_handler(ngx_http_request_t *r)
     store->nsubscribers++;
     ctx->queued = 1;
     ngx_http_events_store_subscribe(store, 1);
+}
 
-    r->main->count++;
-    r->read_event_handler = ngx_http_test_reading;
-    r->write_event_handler = ngx_http_events_stream_writer;
 
-    ngx_http_events_stream_pump(ctx);
+/* the doorbells' news and the start of a shutdown come through ipc */
 
-    return NGX_DONE;
+ngx_int_t
+ngx_http_events_stream_init_process(ngx_cycle_t *cycle)
+{
+    if (ngx_http_events_ipc_on_wake(cycle, ngx_http_events_stream_wake)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_events_ipc_on_shutdown(cycle,
+                                           ngx_http_events_stream_close_all);
 }
 
 
@@ -1059,9 +1120,13 @@ ngx_http_events_stream_resume(ngx_event_t *ev)
  * publishes) that arrive meanwhile.
  */
 
-void
+static void
 ngx_http_events_stream_wake(ngx_http_events_store_t *store)
 {
+    if (store->nsubscribers == 0) {
+        return;
+    }
+
     if (store->wake_more.handler == NULL) {
         store->wake_more.handler = ngx_http_events_stream_wake_more;
         store->wake_more.data = store;
@@ -1117,7 +1182,7 @@ ngx_http_events_stream_wake_turn(ngx_http_events_store_t *store)
 
 /* graceful shutdown: every stream ends cleanly, clients reconnect */
 
-void
+static void
 ngx_http_events_stream_close_all(ngx_cycle_t *cycle)
 {
     ngx_uint_t                     i;

@@ -43,7 +43,7 @@
 
 
 /* the settings of a zone's deliveries, from its events_webhooks */
-typedef struct {
+struct ngx_http_events_webhook_conf_s {
     ngx_array_t                *retry;          /* ngx_msec_t */
     ngx_msec_t                  overload_delay;
     ngx_msec_t                  disable_after;
@@ -57,7 +57,7 @@ typedef struct {
     ngx_flag_t                  https_only;
     ngx_array_t                *allow;          /* ngx_cidr_t */
     ngx_str_t                   location;       /* the internal one */
-} ngx_http_events_webhook_conf_t;
+};
 
 
 /* what an endpoint is made of, given by the API or nginx.conf */
@@ -90,6 +90,21 @@ typedef struct {
 } ngx_http_events_webhook_spec_t;
 
 
+/* an events_webhook from nginx.conf, before its zone is known */
+typedef struct {
+    ngx_str_t                        zone;
+    ngx_http_events_webhook_spec_t   spec;
+} ngx_http_events_webhook_static_t;
+
+
+/* an events_webhooks location: its server sends the zone's webhooks */
+typedef struct {
+    ngx_shm_zone_t                  *zone;
+    ngx_http_conf_ctx_t             *ctx;
+    ngx_http_events_loc_conf_t      *elcf;
+} ngx_http_events_webhook_bind_t;
+
+
 typedef struct {
     ngx_pid_t                   owner;          /* the dispatcher */
     uint64_t                    endpoints;
@@ -110,6 +125,9 @@ typedef struct {
 /* ngx_http_events_webhook.c */
 void ngx_http_events_webhook_stats(ngx_http_events_store_t *store,
     ngx_http_events_webhook_stats_t *st);
+
+/* ngx_http_events_webhook_status.c */
+ngx_int_t ngx_http_events_webhook_status_register(ngx_conf_t *cf);
 
 /* ngx_http_events_webhook_dispatch.c */
 ngx_int_t ngx_http_events_webhook_dispatch_init_process(ngx_cycle_t *cycle);

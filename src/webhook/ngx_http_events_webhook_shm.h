@@ -223,7 +223,7 @@ typedef struct {
 } ngx_http_events_webhook_endpoint_t;
 
 
-typedef struct {
+struct ngx_http_events_webhook_sh_s {
     ngx_queue_t                 endpoints;
     ngx_uint_t                  nendpoints;
     ngx_queue_t                 tenants;        /* in turn */
@@ -246,7 +246,7 @@ typedef struct {
     uint64_t                    retries;
     uint64_t                    inflight;
     uint64_t                    errors[NGX_HTTP_EVENTS_E_MAX];
-} ngx_http_events_webhook_sh_t;
+};
 
 
 /* an endpoint copied out of the zone */
@@ -272,7 +272,6 @@ typedef struct {
 
 
 /* one attempt, everything it needs copied out of the zone */
-typedef struct ngx_http_events_webhook_job_s  ngx_http_events_webhook_job_t;
 
 struct ngx_http_events_webhook_job_s {
     ngx_queue_t                      queue;          /* free, or started */
@@ -341,7 +340,7 @@ typedef struct ngx_http_events_webhook_scan_s
  * This process's dispatcher memory, kept between dispatches
  * (store->wh_jobs): jobs on a free list, the scans and their strings.
  */
-typedef struct {
+struct ngx_http_events_webhook_jobs_s {
     ngx_queue_t                      free;
     ngx_uint_t                       nfree;
     size_t                           room;          /* the largest copy */
@@ -349,7 +348,7 @@ typedef struct {
     ngx_uint_t                       nscans;
     u_char                          *scan_mem;
     size_t                           scan_size;
-} ngx_http_events_webhook_jobs_t;
+};
 
 
 /* ngx_http_events_webhook.c: the endpoints, each call locks and unlocks */

@@ -20,6 +20,7 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
+#include <jansson.h>
 
 #include <sys/file.h>
 
@@ -27,6 +28,7 @@
 #include "ngx_http_events_store.h"
 #include "ngx_http_events_webhook_shm.h"
 #include "ngx_http_events_journal.h"
+#include "ngx_http_events_json.h"
 
 
 #define NGX_HTTP_EVENTS_WH_STATE_VERSION  1
