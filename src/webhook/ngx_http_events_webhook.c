@@ -1127,7 +1127,8 @@ ngx_http_events_webhook_put(u_char *start, u_char *p, ngx_str_t *s,
 
 static ngx_int_t
 ngx_http_events_webhook_set(ngx_http_events_store_t *store,
-    ngx_http_events_webhook_endpoint_t *ep, ngx_http_events_webhook_spec_t *spec)
+    ngx_http_events_webhook_endpoint_t *ep,
+    ngx_http_events_webhook_spec_t *spec)
 {
     u_char      *blob, *p;
     size_t       len;

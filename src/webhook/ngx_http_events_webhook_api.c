@@ -26,6 +26,7 @@
 #include "ngx_http_events_module.h"
 #include "ngx_http_events_store.h"
 #include "ngx_http_events_http.h"
+#include "ngx_http_events_buf.h"
 #include "ngx_http_events_auth.h"
 #include "ngx_http_events_cursor.h"
 #include "ngx_http_events_id.h"
@@ -74,16 +75,6 @@ typedef struct {
 } ngx_http_events_webhook_param_t;
 
 
-/* a JSON answer grown in the request pool */
-typedef struct {
-    ngx_pool_t                 *pool;
-    u_char                     *start;
-    u_char                     *pos;
-    u_char                     *end;
-    ngx_uint_t                  failed;
-} ngx_http_events_out_t;
-
-
 static ngx_int_t ngx_http_events_webhook_api_route(ngx_http_request_t *r,
     ngx_http_events_webhook_route_t *rt);
 static void ngx_http_events_webhook_api_body(ngx_http_request_t *r);
@@ -122,9 +113,9 @@ static ngx_int_t ngx_http_events_webhook_api_event(ngx_http_request_t *r,
 static ngx_int_t ngx_http_events_webhook_api_position(ngx_http_request_t *r,
     json_t *v, const char *name, ngx_uint_t until, uint64_t *seq,
     ngx_http_events_error_t *err);
-static void ngx_http_events_webhook_api_view_json(ngx_http_events_out_t *o,
+static void ngx_http_events_webhook_api_view_json(ngx_http_events_buf_t *o,
     ngx_http_events_webhook_view_t *v);
-static void ngx_http_events_webhook_api_attempt_json(ngx_http_events_out_t *o,
+static void ngx_http_events_webhook_api_attempt_json(ngx_http_events_buf_t *o,
     ngx_http_events_webhook_attempt_t *a);
 static ngx_int_t ngx_http_events_webhook_api_fail(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, const char *field,
@@ -135,18 +126,6 @@ static ngx_uint_t ngx_http_events_webhook_api_granted(ngx_http_request_t *r,
     ngx_str_t *type);
 static ngx_int_t ngx_http_events_webhook_api_covered(ngx_http_request_t *r,
     ngx_str_t *patterns, ngx_uint_t n, ngx_http_events_error_t *err);
-static void ngx_http_events_webhook_api_out(ngx_http_events_out_t *o,
-    const char *fmt,
-    ...);
-static void ngx_http_events_webhook_api_out_str(ngx_http_events_out_t *o,
-    u_char *s,
-    size_t len);
-static void ngx_http_events_webhook_api_out_time(ngx_http_events_out_t *o,
-    uint64_t ms);
-static u_char *ngx_http_events_webhook_api_out_reserve(ngx_http_events_out_t *o,
-    size_t len);
-static ngx_int_t ngx_http_events_webhook_api_out_send(ngx_http_request_t *r,
-    ngx_http_events_out_t *o, ngx_uint_t status);
 
 
 
@@ -185,6 +164,10 @@ static const char  *ngx_http_events_webhook_results[] = {
 
 static const char  *ngx_http_events_webhook_triggers[] = {
     "scheduled", "manual", "replay"
+};
+
+static const char  *ngx_http_events_webhook_modes[] = {
+    NULL, "all", "failed", "missing"
 };
 
 static const char  *ngx_http_events_webhook_disabled[] = {
@@ -1170,7 +1153,7 @@ ngx_http_events_webhook_api_get(ngx_http_request_t *r,
     ngx_http_events_webhook_route_t *rt, ngx_uint_t status, ngx_str_t *secret)
 {
     ngx_int_t                       rc;
-    ngx_http_events_out_t           o;
+    ngx_http_events_buf_t           o;
     ngx_http_events_store_t        *store;
     ngx_http_events_webhook_view_t  view;
     ngx_http_events_loc_conf_t     *elcf;
@@ -1189,19 +1172,18 @@ ngx_http_events_webhook_api_get(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_memzero(&o, sizeof(ngx_http_events_out_t));
-    o.pool = r->pool;
+    ngx_http_events_buf_init(&o, r->pool, 1024);
 
     ngx_http_events_webhook_api_view_json(&o, &view);
 
     if (secret && o.pos) {
         o.pos--;        /* the closing brace */
-        ngx_http_events_webhook_api_out(&o, ",\"secret\":");
-        ngx_http_events_webhook_api_out_str(&o, secret->data, secret->len);
-        ngx_http_events_webhook_api_out(&o, "}");
+        ngx_http_events_buf_printf(&o, ",\"secret\":");
+        ngx_http_events_buf_str(&o, secret->data, secret->len);
+        ngx_http_events_buf_printf(&o, "}");
     }
 
-    return ngx_http_events_webhook_api_out_send(r, &o, status);
+    return ngx_http_events_http_send_buf(r, status, NULL, &o);
 }
 
 
@@ -1211,7 +1193,7 @@ ngx_http_events_webhook_api_list(ngx_http_request_t *r,
 {
     ngx_uint_t                       i;
     ngx_array_t                      views;
-    ngx_http_events_out_t            o;
+    ngx_http_events_buf_t            o;
     ngx_http_events_store_t         *store;
     ngx_http_events_webhook_view_t  *v;
     ngx_http_events_loc_conf_t      *elcf;
@@ -1219,32 +1201,32 @@ ngx_http_events_webhook_api_list(ngx_http_request_t *r,
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
     store = elcf->webhooks_zone->data;
 
-    if (ngx_array_init(&views, r->pool, 8, sizeof(ngx_http_events_webhook_view_t))
-        != NGX_HTTP_EVENTS_WEBHOOK_OK
+    if (ngx_array_init(&views, r->pool, 8,
+                       sizeof(ngx_http_events_webhook_view_t))
+        != NGX_OK
         || ngx_http_events_webhook_list(store, &rt->tenant, r->pool, &views)
-           != NGX_OK)
+           != NGX_HTTP_EVENTS_WEBHOOK_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_memzero(&o, sizeof(ngx_http_events_out_t));
-    o.pool = r->pool;
+    ngx_http_events_buf_init(&o, r->pool, 1024);
 
-    ngx_http_events_webhook_api_out(&o, "{\"data\":[");
+    ngx_http_events_buf_printf(&o, "{\"data\":[");
 
     v = views.elts;
 
     for (i = 0; i < views.nelts; i++) {
         if (i) {
-            ngx_http_events_webhook_api_out(&o, ",");
+            ngx_http_events_buf_printf(&o, ",");
         }
 
         ngx_http_events_webhook_api_view_json(&o, &v[i]);
     }
 
-    ngx_http_events_webhook_api_out(&o, "]}");
+    ngx_http_events_buf_printf(&o, "]}");
 
-    return ngx_http_events_webhook_api_out_send(r, &o, NGX_HTTP_OK);
+    return ngx_http_events_http_send_buf(r, NGX_HTTP_OK, NULL, &o);
 }
 
 
@@ -1260,7 +1242,7 @@ ngx_http_events_webhook_api_attempts(ngx_http_request_t *r,
     ngx_str_t                           event_id, type;
     ngx_uint_t                          i, n;
     ngx_array_t                         all;
-    ngx_http_events_out_t               o;
+    ngx_http_events_buf_t               o;
     ngx_http_events_error_t             err;
     ngx_http_events_loc_conf_t         *elcf;
     ngx_http_events_webhook_filter_t    f;
@@ -1294,10 +1276,9 @@ ngx_http_events_webhook_api_attempts(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_memzero(&o, sizeof(ngx_http_events_out_t));
-    o.pool = r->pool;
+    ngx_http_events_buf_init(&o, r->pool, 1024);
 
-    ngx_http_events_webhook_api_out(&o, "{\"data\":[");
+    ngx_http_events_buf_printf(&o, "{\"data\":[");
 
     n = 0;
     next = 0;
@@ -1328,7 +1309,7 @@ ngx_http_events_webhook_api_attempts(ngx_http_request_t *r,
         }
 
         if (n++) {
-            ngx_http_events_webhook_api_out(&o, ",");
+            ngx_http_events_buf_printf(&o, ",");
         }
 
         /* a copy longer than its excerpt was cut by the array's size */
@@ -1341,13 +1322,13 @@ ngx_http_events_webhook_api_attempts(ngx_http_request_t *r,
     }
 
     if (i < all.nelts && next) {
-        ngx_http_events_webhook_api_out(&o, "],\"nextCursor\":\"a%uL\"}", next);
+        ngx_http_events_buf_printf(&o, "],\"nextCursor\":\"a%uL\"}", next);
 
     } else {
-        ngx_http_events_webhook_api_out(&o, "],\"nextCursor\":null}");
+        ngx_http_events_buf_printf(&o, "],\"nextCursor\":null}");
     }
 
-    return ngx_http_events_webhook_api_out_send(r, &o, NGX_HTTP_OK);
+    return ngx_http_events_http_send_buf(r, NGX_HTTP_OK, NULL, &o);
 }
 
 
@@ -1565,13 +1546,14 @@ static ngx_int_t
 ngx_http_events_webhook_api_delivery(ngx_http_request_t *r,
     ngx_http_events_webhook_route_t *rt)
 {
+    const char                         *state;
     size_t                              size;
     uint64_t                            seq;
     ngx_int_t                           rc;
     ngx_str_t                           json, type;
     ngx_uint_t                          i, n;
     ngx_array_t                         all;
-    ngx_http_events_out_t               o;
+    ngx_http_events_buf_t               o;
     ngx_http_events_store_t            *store;
     ngx_http_events_loc_conf_t         *elcf;
     ngx_http_events_webhook_attempt_t  *a;
@@ -1597,32 +1579,32 @@ ngx_http_events_webhook_api_delivery(ngx_http_request_t *r,
 
     size = all.size;
 
-    ngx_memzero(&o, sizeof(ngx_http_events_out_t));
-    o.pool = r->pool;
+    ngx_http_events_buf_init(&o, r->pool, 1024);
 
-    ngx_http_events_webhook_api_out(&o, "{\"eventId\":");
-    ngx_http_events_webhook_api_out_str(&o, rt->event.data, rt->event.len);
-    ngx_http_events_webhook_api_out(&o, ",\"seq\":%uL,\"state\":\"%s\"", seq,
-                                    rc != NGX_HTTP_EVENTS_WEBHOOK_OK ? "none"
-                                    : d.state == NGX_HTTP_EVENTS_WH_INFLIGHT
-                          ? "in_flight" : "pending");
+    ngx_http_events_buf_printf(&o, "{\"eventId\":");
+    ngx_http_events_buf_str(&o, rt->event.data, rt->event.len);
+    state = (rc != NGX_HTTP_EVENTS_WEBHOOK_OK) ? "none"
+            : (d.state == NGX_HTTP_EVENTS_WH_INFLIGHT) ? "in_flight"
+            : "pending";
+
+    ngx_http_events_buf_printf(&o, ",\"seq\":%uL,\"state\":\"%s\"", seq,
+                               state);
 
     if (rc == NGX_HTTP_EVENTS_WEBHOOK_OK) {
-        ngx_http_events_webhook_api_out(&o,
-                                        ",\"attempts\":%uD,\"trigger\":\"%s\","
-                                        "\"nextAttemptAt\":", d.attempts,
-                                        ngx_http_events_webhook_triggers[d.trigger]);
-        ngx_http_events_webhook_api_out_time(&o,
-                                             d.state == NGX_HTTP_EVENTS_WH_QUEUED
+        ngx_http_events_buf_printf(&o, ",\"attempts\":%uD,\"trigger\":\"%s\","
+                                   "\"nextAttemptAt\":", d.attempts,
+                                   ngx_http_events_webhook_triggers[d.trigger]);
+        ngx_http_events_buf_time(&o, d.state == NGX_HTTP_EVENTS_WH_QUEUED
                                      ? d.next_ms : 0);
     }
 
-    ngx_http_events_webhook_api_out(&o, ",\"log\":[");
+    ngx_http_events_buf_printf(&o, ",\"log\":[");
 
     n = 0;
 
     for (i = 0; i < all.nelts; i++) {
-        a = (ngx_http_events_webhook_attempt_t *) ((u_char *) all.elts + i * size);
+        a = (ngx_http_events_webhook_attempt_t *)
+                ((u_char *) all.elts + i * size);
 
         if (a->seq != seq || a->event_id_len != rt->event.len
             || ngx_strncmp(a->event_id, rt->event.data, rt->event.len) != 0)
@@ -1631,15 +1613,15 @@ ngx_http_events_webhook_api_delivery(ngx_http_request_t *r,
         }
 
         if (n++) {
-            ngx_http_events_webhook_api_out(&o, ",");
+            ngx_http_events_buf_printf(&o, ",");
         }
 
         ngx_http_events_webhook_api_attempt_json(&o, a);
     }
 
-    ngx_http_events_webhook_api_out(&o, "]}");
+    ngx_http_events_buf_printf(&o, "]}");
 
-    return ngx_http_events_webhook_api_out_send(r, &o, NGX_HTTP_OK);
+    return ngx_http_events_http_send_buf(r, NGX_HTTP_OK, NULL, &o);
 }
 
 
@@ -1652,7 +1634,7 @@ ngx_http_events_webhook_api_retry(ngx_http_request_t *r,
     uint64_t                     seq;
     ngx_int_t                    rc;
     ngx_str_t                    json, type;
-    ngx_http_events_out_t        o;
+    ngx_http_events_buf_t        o;
     ngx_http_events_store_t     *store;
     ngx_http_events_loc_conf_t  *elcf;
 
@@ -1664,8 +1646,9 @@ ngx_http_events_webhook_api_retry(ngx_http_request_t *r,
         return rc == NGX_DECLINED ? rt->rc : rc;
     }
 
-    rc = ngx_http_events_webhook_dispatch_send_now(store, &rt->tenant, &rt->id, seq,
-                                          &rt->event, &type, &json);
+    rc = ngx_http_events_webhook_dispatch_send_now(store, &rt->tenant,
+                                                   &rt->id, seq, &rt->event,
+                                                   &type, &json);
 
     if (rc == NGX_HTTP_EVENTS_WEBHOOK_NOT_FOUND) {
         return ngx_http_events_webhook_api_unknown(r, rt);
@@ -1675,15 +1658,13 @@ ngx_http_events_webhook_api_retry(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_memzero(&o, sizeof(ngx_http_events_out_t));
-    o.pool = r->pool;
+    ngx_http_events_buf_init(&o, r->pool, 1024);
 
-    ngx_http_events_webhook_api_out(&o, "{\"eventId\":");
-    ngx_http_events_webhook_api_out_str(&o, rt->event.data, rt->event.len);
-    ngx_http_events_webhook_api_out(&o, ",\"seq\":%uL,\"trigger\":\"manual\"}",
-                                    seq);
+    ngx_http_events_buf_printf(&o, "{\"eventId\":");
+    ngx_http_events_buf_str(&o, rt->event.data, rt->event.len);
+    ngx_http_events_buf_printf(&o, ",\"seq\":%uL,\"trigger\":\"manual\"}", seq);
 
-    return ngx_http_events_webhook_api_out_send(r, &o, NGX_HTTP_ACCEPTED);
+    return ngx_http_events_http_send_buf(r, NGX_HTTP_ACCEPTED, NULL, &o);
 }
 
 
@@ -1697,7 +1678,7 @@ ngx_http_events_webhook_api_test(ngx_http_request_t *r,
     uint64_t                     ms;
     ngx_int_t                    rc;
     ngx_str_t                    event_id, type, body;
-    ngx_http_events_out_t        o, b;
+    ngx_http_events_buf_t        o, b;
     ngx_http_events_ipc_t       *ipc;
     ngx_http_events_store_t     *store;
     ngx_http_events_loc_conf_t  *elcf;
@@ -1718,23 +1699,22 @@ ngx_http_events_webhook_api_test(ngx_http_request_t *r,
     event_id.len = NGX_HTTP_EVENTS_ID_LEN;
     ngx_str_set(&type, "webhook.test");
 
-    ngx_memzero(&b, sizeof(ngx_http_events_out_t));
-    b.pool = r->pool;
+    ngx_http_events_buf_init(&b, r->pool, 1024);
 
-    ngx_http_events_webhook_api_out(&b, "{\"id\":\"%*s\",\"seq\":0,"
-                                    "\"type\":\"webhook.test\",\"source\":"
-                                    "\"ngx_http_events\",\"tenantId\":",
-                                    event_id.len, event_id.data);
-    ngx_http_events_webhook_api_out_str(&b, rt->tenant.data, rt->tenant.len);
-    ngx_http_events_webhook_api_out(&b, ",\"resourceType\":\"webhook\","
-                                    "\"resourceId\":");
-    ngx_http_events_webhook_api_out_str(&b, rt->id.data, rt->id.len);
-    ngx_http_events_webhook_api_out(&b, ",\"timestamp\":");
-    ngx_http_events_webhook_api_out_time(&b, ms);
-    ngx_http_events_webhook_api_out(&b, ",\"payload\":{\"action\":\"occurred\","
-                                    "\"data\":{\"webhookId\":");
-    ngx_http_events_webhook_api_out_str(&b, rt->id.data, rt->id.len);
-    ngx_http_events_webhook_api_out(&b, "},\"changes\":null}}");
+    ngx_http_events_buf_printf(&b, "{\"id\":\"%*s\",\"seq\":0,\"type\":"
+                               "\"webhook.test\",\"source\":"
+                               "\"ngx_http_events\",\"tenantId\":",
+                               event_id.len, event_id.data);
+    ngx_http_events_buf_str(&b, rt->tenant.data, rt->tenant.len);
+    ngx_http_events_buf_printf(&b,
+                               ",\"resourceType\":\"webhook\",\"resourceId\":");
+    ngx_http_events_buf_str(&b, rt->id.data, rt->id.len);
+    ngx_http_events_buf_printf(&b, ",\"timestamp\":");
+    ngx_http_events_buf_time(&b, ms);
+    ngx_http_events_buf_printf(&b, ",\"payload\":{\"action\":\"occurred\","
+                               "\"data\":{\"webhookId\":");
+    ngx_http_events_buf_str(&b, rt->id.data, rt->id.len);
+    ngx_http_events_buf_printf(&b, "},\"changes\":null}}");
 
     if (b.failed) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -1743,8 +1723,9 @@ ngx_http_events_webhook_api_test(ngx_http_request_t *r,
     body.data = b.start;
     body.len = b.pos - b.start;
 
-    rc = ngx_http_events_webhook_dispatch_send_now(store, &rt->tenant, &rt->id, 0,
-                                          &event_id, &type, &body);
+    rc = ngx_http_events_webhook_dispatch_send_now(store, &rt->tenant,
+                                                   &rt->id, 0, &event_id,
+                                                   &type, &body);
 
     if (rc == NGX_HTTP_EVENTS_WEBHOOK_NOT_FOUND) {
         return ngx_http_events_webhook_api_unknown(r, rt);
@@ -1754,14 +1735,13 @@ ngx_http_events_webhook_api_test(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_memzero(&o, sizeof(ngx_http_events_out_t));
-    o.pool = r->pool;
+    ngx_http_events_buf_init(&o, r->pool, 1024);
 
-    ngx_http_events_webhook_api_out(&o, "{\"eventId\":\"%*s\",\"type\":"
-                                    "\"webhook.test\",\"trigger\":\"manual\"}",
-                                    event_id.len, event_id.data);
+    ngx_http_events_buf_printf(&o, "{\"eventId\":\"%*s\",\"type\":"
+                               "\"webhook.test\",\"trigger\":\"manual\"}",
+                               event_id.len, event_id.data);
 
-    return ngx_http_events_webhook_api_out_send(r, &o, NGX_HTTP_ACCEPTED);
+    return ngx_http_events_http_send_buf(r, NGX_HTTP_ACCEPTED, NULL, &o);
 }
 
 
@@ -1778,7 +1758,7 @@ ngx_http_events_webhook_api_rotate(ngx_http_request_t *r,
     ngx_int_t                    rc;
     ngx_str_t                    s, src, b64;
     const char                  *key;
-    ngx_http_events_out_t        o;
+    ngx_http_events_buf_t        o;
     ngx_http_events_store_t     *store;
     ngx_http_events_loc_conf_t  *elcf;
 
@@ -1873,17 +1853,15 @@ ngx_http_events_webhook_api_rotate(ngx_http_request_t *r,
 
     ngx_encode_base64(&b64, &src);
 
-    ngx_memzero(&o, sizeof(ngx_http_events_out_t));
-    o.pool = r->pool;
+    ngx_http_events_buf_init(&o, r->pool, 1024);
 
-    ngx_http_events_webhook_api_out(&o, "{\"secret\":\"whsec_%V\","
-                                    "\"previousExpiresAt\":", &b64);
-    ngx_http_events_webhook_api_out_time(&o, grace
-                                 ? ngx_http_events_webhook_now() + grace
-                                 : 0);
-    ngx_http_events_webhook_api_out(&o, "}");
+    ngx_http_events_buf_printf(&o, "{\"secret\":\"whsec_%V\","
+                               "\"previousExpiresAt\":", &b64);
+    ngx_http_events_buf_time(&o,
+                             grace ? ngx_http_events_webhook_now() + grace : 0);
+    ngx_http_events_buf_printf(&o, "}");
 
-    return ngx_http_events_webhook_api_out_send(r, &o, NGX_HTTP_OK);
+    return ngx_http_events_http_send_buf(r, NGX_HTTP_OK, NULL, &o);
 }
 
 
@@ -1897,8 +1875,8 @@ static ngx_int_t
 ngx_http_events_webhook_api_replay(ngx_http_request_t *r,
     ngx_http_events_webhook_route_t *rt, json_t *root)
 {
-    u_char                           extra[64];
-    ngx_str_t                        x;
+    u_char                          extra[64];
+    ngx_str_t                       x;
     u_char                          id[NGX_HTTP_EVENTS_ID_LEN];
     u_char                          from_c[NGX_HTTP_EVENTS_CURSOR_LEN];
     u_char                          to_c[NGX_HTTP_EVENTS_CURSOR_LEN];
@@ -1907,7 +1885,7 @@ ngx_http_events_webhook_api_replay(ngx_http_request_t *r,
     ngx_int_t                       rc;
     ngx_uint_t                      mode, count, truncated, has_from;
     const char                     *key, *m;
-    ngx_http_events_out_t           o;
+    ngx_http_events_buf_t           o;
     ngx_http_events_ipc_t          *ipc;
     ngx_http_events_item_t          item;
     ngx_http_events_error_t         err;
@@ -2136,20 +2114,18 @@ ngx_http_events_webhook_api_replay(ngx_http_request_t *r,
     (void) ngx_http_events_cursor_write(from_c, w.epoch, after);
     (void) ngx_http_events_cursor_write(to_c, w.epoch, to);
 
-    ngx_memzero(&o, sizeof(ngx_http_events_out_t));
-    o.pool = r->pool;
+    ngx_http_events_buf_init(&o, r->pool, 1024);
 
-    ngx_http_events_webhook_api_out(&o,
-                                    "{\"replayId\":\"rp_%*s\",\"mode\":\"%s\","
-                                    "\"queued\":%ui,\"from\":\"%*s\",\"to\":\"%*s\","
-                                    "\"truncated\":%s}", (size_t) 26, id + 4,
-                                    mode == 1 ? "all" : mode == 2 ? "failed" : "missing",
-                                    count, (
-                                        size_t) NGX_HTTP_EVENTS_CURSOR_LEN, from_c,
-                                    (size_t) NGX_HTTP_EVENTS_CURSOR_LEN, to_c,
-                                    truncated ? "true" : "false");
+    ngx_http_events_buf_printf(&o, "{\"replayId\":\"rp_%*s\",\"mode\":\"%s\","
+                               "\"queued\":%ui,\"from\":\"%*s\","
+                               "\"to\":\"%*s\",\"truncated\":%s}",
+                               (size_t) 26, id + 4,
+                               ngx_http_events_webhook_modes[mode], count,
+                               (size_t) NGX_HTTP_EVENTS_CURSOR_LEN, from_c,
+                               (size_t) NGX_HTTP_EVENTS_CURSOR_LEN, to_c,
+                               truncated ? "true" : "false");
 
-    return ngx_http_events_webhook_api_out_send(r, &o, NGX_HTTP_ACCEPTED);
+    return ngx_http_events_http_send_buf(r, NGX_HTTP_ACCEPTED, NULL, &o);
 }
 
 
@@ -2361,70 +2337,69 @@ ngx_http_events_webhook_api_granted(ngx_http_request_t *r, ngx_str_t *type)
 /* answers */
 
 static void
-ngx_http_events_webhook_api_view_json(ngx_http_events_out_t *o,
+ngx_http_events_webhook_api_view_json(ngx_http_events_buf_t *o,
     ngx_http_events_webhook_view_t *v)
 {
     u_char      hint[ngx_base64_encoded_length(NGX_HTTP_EVENTS_WH_MAX_SECRET)];
     ngx_str_t   src, b64;
     ngx_uint_t  i;
 
-    ngx_http_events_webhook_api_out(o, "{\"id\":");
-    ngx_http_events_webhook_api_out_str(o, v->spec.id.data, v->spec.id.len);
+    ngx_http_events_buf_printf(o, "{\"id\":");
+    ngx_http_events_buf_str(o, v->spec.id.data, v->spec.id.len);
 
     if (v->spec.is_handler) {
-        ngx_http_events_webhook_api_out(o, ",\"url\":null,\"location\":");
+        ngx_http_events_buf_printf(o, ",\"url\":null,\"location\":");
 
     } else {
-        ngx_http_events_webhook_api_out(o, ",\"url\":");
+        ngx_http_events_buf_printf(o, ",\"url\":");
     }
 
-    ngx_http_events_webhook_api_out_str(o, v->spec.url.data, v->spec.url.len);
-    ngx_http_events_webhook_api_out(o, ",\"events\":[");
+    ngx_http_events_buf_str(o, v->spec.url.data, v->spec.url.len);
+    ngx_http_events_buf_printf(o, ",\"events\":[");
 
     for (i = 0; i < v->spec.npatterns; i++) {
-        ngx_http_events_webhook_api_out(o, i ? "," : "");
-        ngx_http_events_webhook_api_out_str(o, v->spec.patterns[i].data,
-                                            v->spec.patterns[i].len);
+        ngx_http_events_buf_printf(o, i ? "," : "");
+        ngx_http_events_buf_str(o, v->spec.patterns[i].data,
+                                v->spec.patterns[i].len);
     }
 
-    ngx_http_events_webhook_api_out(o, "],\"description\":");
-    ngx_http_events_webhook_api_out_str(o, v->spec.description.data,
-                                        v->spec.description.len);
+    ngx_http_events_buf_printf(o, "],\"description\":");
+    ngx_http_events_buf_str(o, v->spec.description.data,
+                            v->spec.description.len);
 
-    ngx_http_events_webhook_api_out(o, ",\"status\":\"%s\",\"disabledReason\":",
-                                    v->disabled ? "disabled" : "enabled");
+    ngx_http_events_buf_printf(o, ",\"status\":\"%s\",\"disabledReason\":",
+                               v->disabled ? "disabled" : "enabled");
 
     if (v->disabled) {
-        ngx_http_events_webhook_api_out(o, "\"%s\"",
-                                        ngx_http_events_webhook_disabled[v->disabled]);
+        ngx_http_events_buf_printf(o, "\"%s\"",
+                             ngx_http_events_webhook_disabled[v->disabled]);
 
     } else {
-        ngx_http_events_webhook_api_out(o, "null");
+        ngx_http_events_buf_printf(o, "null");
     }
 
-    ngx_http_events_webhook_api_out(o, ",\"disabledAt\":");
-    ngx_http_events_webhook_api_out_time(o, v->disabled_ms);
-    ngx_http_events_webhook_api_out(o, ",\"failingSince\":");
-    ngx_http_events_webhook_api_out_time(o, v->failing_since_ms);
-    ngx_http_events_webhook_api_out(o, ",\"pausedUntil\":");
-    ngx_http_events_webhook_api_out_time(o, v->paused_until_ms);
+    ngx_http_events_buf_printf(o, ",\"disabledAt\":");
+    ngx_http_events_buf_time(o, v->disabled_ms);
+    ngx_http_events_buf_printf(o, ",\"failingSince\":");
+    ngx_http_events_buf_time(o, v->failing_since_ms);
+    ngx_http_events_buf_printf(o, ",\"pausedUntil\":");
+    ngx_http_events_buf_time(o, v->paused_until_ms);
 
     if (v->spec.rate_limit) {
-        ngx_http_events_webhook_api_out(o, ",\"rateLimit\":%ui",
-                                        v->spec.rate_limit);
+        ngx_http_events_buf_printf(o, ",\"rateLimit\":%ui", v->spec.rate_limit);
 
     } else {
-        ngx_http_events_webhook_api_out(o, ",\"rateLimit\":null");
+        ngx_http_events_buf_printf(o, ",\"rateLimit\":null");
     }
 
     /* header values may be credentials: only their names are shown */
-    ngx_http_events_webhook_api_out(o, ",\"headers\":{");
+    ngx_http_events_buf_printf(o, ",\"headers\":{");
 
     for (i = 0; i < v->spec.nheaders; i++) {
-        ngx_http_events_webhook_api_out(o, i ? "," : "");
-        ngx_http_events_webhook_api_out_str(o, v->spec.hnames[i].data,
-                                            v->spec.hnames[i].len);
-        ngx_http_events_webhook_api_out(o, ":\"(set)\"");
+        ngx_http_events_buf_printf(o, i ? "," : "");
+        ngx_http_events_buf_str(o, v->spec.hnames[i].data,
+                                v->spec.hnames[i].len);
+        ngx_http_events_buf_printf(o, ":\"(set)\"");
     }
 
     src.data = v->spec.secret;
@@ -2432,102 +2407,98 @@ ngx_http_events_webhook_api_view_json(ngx_http_events_out_t *o,
     b64.data = hint;
     ngx_encode_base64(&b64, &src);
 
-    ngx_http_events_webhook_api_out(o,
-                                    "},\"format\":\"envelope\",\"static\":%s,"
-                                    "\"handler\":%s,\"secretHint\":",
-                                    v->spec.is_static ? "true" : "false",
-                                    v->spec.is_handler ? "true" : "false");
+    ngx_http_events_buf_printf(o, "},\"format\":\"envelope\",\"static\":%s,"
+                               "\"handler\":%s,\"secretHint\":",
+                               v->spec.is_static ? "true" : "false",
+                               v->spec.is_handler ? "true" : "false");
 
     if (b64.len >= 4) {
-        ngx_http_events_webhook_api_out(o, "\"whsec_\xe2\x80\xa6%*s\"",
-                                        (size_t) 4,
-                                        b64.data + b64.len - 4);
+        ngx_http_events_buf_printf(o, "\"whsec_\xe2\x80\xa6%*s\"", (size_t) 4,
+                                   b64.data + b64.len - 4);
 
     } else {
-        ngx_http_events_webhook_api_out(o, "null");
+        ngx_http_events_buf_printf(o, "null");
     }
 
-    ngx_http_events_webhook_api_out(o, ",\"previousSecretExpiresAt\":");
-    ngx_http_events_webhook_api_out_time(o, v->spec.is_static ? 0
-                                : v->previous_expires_ms);
+    ngx_http_events_buf_printf(o, ",\"previousSecretExpiresAt\":");
+    ngx_http_events_buf_time(o, v->spec.is_static ? 0 : v->previous_expires_ms);
 
-    ngx_http_events_webhook_api_out(o, ",\"createdAt\":");
-    ngx_http_events_webhook_api_out_time(o, v->created_ms);
-    ngx_http_events_webhook_api_out(o, ",\"updatedAt\":");
-    ngx_http_events_webhook_api_out_time(o, v->updated_ms);
+    ngx_http_events_buf_printf(o, ",\"createdAt\":");
+    ngx_http_events_buf_time(o, v->created_ms);
+    ngx_http_events_buf_printf(o, ",\"updatedAt\":");
+    ngx_http_events_buf_time(o, v->updated_ms);
 
-    ngx_http_events_webhook_api_out(o, ",\"stats\":{\"ok\":%uL,\"failed\":%uL,"
-                                    "\"expired\":%uL,\"pending\":%uL,\"inFlight\":%uL,"
-                                    "\"lastSuccessAt\":", v->ok, v->failed, v->expired,
-                                    v->pending, v->inflight);
-    ngx_http_events_webhook_api_out_time(o, v->last_success_ms);
-    ngx_http_events_webhook_api_out(o, ",\"lastFailureAt\":");
-    ngx_http_events_webhook_api_out_time(o, v->last_failure_ms);
+    ngx_http_events_buf_printf(o, ",\"stats\":{\"ok\":%uL,\"failed\":%uL,"
+                               "\"expired\":%uL,\"pending\":%uL,\"inFlight\":"
+                               "%uL,\"lastSuccessAt\":", v->ok, v->failed,
+                               v->expired, v->pending, v->inflight);
+    ngx_http_events_buf_time(o, v->last_success_ms);
+    ngx_http_events_buf_printf(o, ",\"lastFailureAt\":");
+    ngx_http_events_buf_time(o, v->last_failure_ms);
 
     if (v->last_error) {
-        ngx_http_events_webhook_api_out(o, ",\"lastError\":\"%s\"",
-                                        ngx_http_events_webhook_errors[v->last_error]);
+        ngx_http_events_buf_printf(o, ",\"lastError\":\"%s\"",
+                             ngx_http_events_webhook_errors[v->last_error]);
 
     } else {
-        ngx_http_events_webhook_api_out(o, ",\"lastError\":null");
+        ngx_http_events_buf_printf(o, ",\"lastError\":null");
     }
 
-    ngx_http_events_webhook_api_out(o, ",\"oldestPendingAgeMs\":%uL}}",
-                                    v->oldest_pending_ms);
+    ngx_http_events_buf_printf(o, ",\"oldestPendingAgeMs\":%uL}}",
+                               v->oldest_pending_ms);
 }
 
 
 static void
-ngx_http_events_webhook_api_attempt_json(ngx_http_events_out_t *o,
+ngx_http_events_webhook_api_attempt_json(ngx_http_events_buf_t *o,
     ngx_http_events_webhook_attempt_t *a)
 {
-    ngx_http_events_webhook_api_out(o, "{\"id\":\"att_%*s\",\"eventId\":",
-                                    (size_t) 26, a->aid);
-    ngx_http_events_webhook_api_out_str(o, a->event_id, a->event_id_len);
-    ngx_http_events_webhook_api_out(o, ",\"seq\":%uL,\"type\":", a->seq);
-    ngx_http_events_webhook_api_out_str(o, a->type, a->type_len);
-    ngx_http_events_webhook_api_out(o, ",\"attempt\":%ud,\"trigger\":\"%s\","
-                                    "\"startedAt\":", (unsigned) a->attempt,
-                                    ngx_http_events_webhook_triggers[a->trigger]);
-    ngx_http_events_webhook_api_out_time(o, a->started_ms);
-    ngx_http_events_webhook_api_out(o, ",\"durationMs\":%uD,\"result\":\"%s\"",
-                                    a->duration_ms,
-                                    ngx_http_events_webhook_results[a->result]);
+    ngx_http_events_buf_printf(o, "{\"id\":\"att_%*s\",\"eventId\":",
+                               (size_t) 26, a->aid);
+    ngx_http_events_buf_str(o, a->event_id, a->event_id_len);
+    ngx_http_events_buf_printf(o, ",\"seq\":%uL,\"type\":", a->seq);
+    ngx_http_events_buf_str(o, a->type, a->type_len);
+    ngx_http_events_buf_printf(o, ",\"attempt\":%ud,\"trigger\":\"%s\","
+                               "\"startedAt\":", (unsigned) a->attempt,
+                               ngx_http_events_webhook_triggers[a->trigger]);
+    ngx_http_events_buf_time(o, a->started_ms);
+    ngx_http_events_buf_printf(o, ",\"durationMs\":%uD,\"result\":\"%s\"",
+                               a->duration_ms,
+                               ngx_http_events_webhook_results[a->result]);
 
     if (a->http_status) {
-        ngx_http_events_webhook_api_out(o, ",\"httpStatus\":%ud",
-                                        (unsigned) a->http_status);
+        ngx_http_events_buf_printf(o, ",\"httpStatus\":%ud",
+                                   (unsigned) a->http_status);
 
     } else {
-        ngx_http_events_webhook_api_out(o, ",\"httpStatus\":null");
+        ngx_http_events_buf_printf(o, ",\"httpStatus\":null");
     }
 
     if (a->error) {
-        ngx_http_events_webhook_api_out(o, ",\"error\":\"%s\",\"errorDetail\":",
-                                        ngx_http_events_webhook_errors[a->error]);
-        ngx_http_events_webhook_api_out_str(o, a->detail, a->detail_len);
+        ngx_http_events_buf_printf(o, ",\"error\":\"%s\",\"errorDetail\":",
+                                   ngx_http_events_webhook_errors[a->error]);
+        ngx_http_events_buf_str(o, a->detail, a->detail_len);
 
     } else {
-        ngx_http_events_webhook_api_out(o,
-                                        ",\"error\":null,\"errorDetail\":null");
+        ngx_http_events_buf_printf(o, ",\"error\":null,\"errorDetail\":null");
     }
 
-    ngx_http_events_webhook_api_out(o, ",\"retryAfter\":");
-    ngx_http_events_webhook_api_out_time(o, a->retry_after_ms);
-    ngx_http_events_webhook_api_out(o, ",\"responseExcerpt\":");
-    ngx_http_events_webhook_api_out_str(o, a->excerpt, a->excerpt_len);
-    ngx_http_events_webhook_api_out(o, ",\"responseContentType\":");
+    ngx_http_events_buf_printf(o, ",\"retryAfter\":");
+    ngx_http_events_buf_time(o, a->retry_after_ms);
+    ngx_http_events_buf_printf(o, ",\"responseExcerpt\":");
+    ngx_http_events_buf_str(o, a->excerpt, a->excerpt_len);
+    ngx_http_events_buf_printf(o, ",\"responseContentType\":");
 
     if (a->ctype_len) {
-        ngx_http_events_webhook_api_out_str(o, a->ctype, a->ctype_len);
+        ngx_http_events_buf_str(o, a->ctype, a->ctype_len);
 
     } else {
-        ngx_http_events_webhook_api_out(o, "null");
+        ngx_http_events_buf_printf(o, "null");
     }
 
-    ngx_http_events_webhook_api_out(o, ",\"nextAttemptAt\":");
-    ngx_http_events_webhook_api_out_time(o, a->next_ms);
-    ngx_http_events_webhook_api_out(o, "}");
+    ngx_http_events_buf_printf(o, ",\"nextAttemptAt\":");
+    ngx_http_events_buf_time(o, a->next_ms);
+    ngx_http_events_buf_printf(o, "}");
 }
 
 
@@ -2562,113 +2533,4 @@ ngx_http_events_webhook_api_fail(ngx_http_request_t *r, ngx_uint_t status,
     ngx_http_events_error_name(&err);
 
     return ngx_http_events_http_send_error(r, &err, NULL);
-}
-
-
-/* the growing answer */
-
-static u_char *
-ngx_http_events_webhook_api_out_reserve(ngx_http_events_out_t *o, size_t len)
-{
-    u_char  *p;
-    size_t   size;
-
-    if (o->failed) {
-        return NULL;
-    }
-
-    if ((size_t) (o->end - o->pos) >= len) {
-        return o->pos;
-    }
-
-    size = ngx_max((size_t) (o->end - o->start) * 2, len + 1024);
-
-    p = ngx_pnalloc(o->pool, size);
-    if (p == NULL) {
-        o->failed = 1;
-        return NULL;
-    }
-
-    o->pos = ngx_cpymem(p, o->start, o->pos - o->start);
-    o->start = p;
-    o->end = p + size;
-
-    return o->pos;
-}
-
-
-static void
-ngx_http_events_webhook_api_out(ngx_http_events_out_t *o, const char *fmt, ...)
-{
-    u_char   *p;
-    va_list   args;
-
-    p = ngx_http_events_webhook_api_out_reserve(o, 512);
-    if (p == NULL) {
-        return;
-    }
-
-    va_start(args, fmt);
-    o->pos = ngx_vslprintf(p, o->end, fmt, args);
-    va_end(args);
-}
-
-
-static void
-ngx_http_events_webhook_api_out_str(ngx_http_events_out_t *o, u_char *s,
-                                    size_t len)
-{
-    u_char  *p;
-
-    p = ngx_http_events_webhook_api_out_reserve(o,
-                                                ngx_http_events_json_escape_len(
-                                                    s, len)
-                                                + 2);
-    if (p == NULL) {
-        return;
-    }
-
-    *p++ = '"';
-    p = ngx_http_events_json_escape(p, s, len);
-    *p++ = '"';
-
-    o->pos = p;
-}
-
-
-static void
-ngx_http_events_webhook_api_out_time(ngx_http_events_out_t *o, uint64_t ms)
-{
-    u_char  *p;
-
-    if (ms == 0 || ms == (uint64_t) -1) {
-        ngx_http_events_webhook_api_out(o, "null");
-        return;
-    }
-
-    p = ngx_http_events_webhook_api_out_reserve(o,
-                                                NGX_HTTP_EVENTS_TIMESTAMP_LEN + 2);
-    if (p == NULL) {
-        return;
-    }
-
-    *p++ = '"';
-    p = ngx_http_events_time_write(p, ms);
-    *p++ = '"';
-
-    o->pos = p;
-}
-
-
-static ngx_int_t
-ngx_http_events_webhook_api_out_send(ngx_http_request_t *r,
-                                     ngx_http_events_out_t *o,
-    ngx_uint_t status)
-{
-    if (o->failed || o->start == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return ngx_http_events_http_send(r, status, &ngx_http_events_http_json_type,
-                                     o->start, o->pos - o->start);
 }

@@ -654,7 +654,7 @@ ngx_http_events_webhook_conf_postconfiguration(ngx_conf_t *cf)
 
         if (store->wh_static == NULL) {
             store->wh_static = ngx_array_create(cf->pool, 4,
-                                           sizeof(ngx_http_events_webhook_spec_t));
+                                      sizeof(ngx_http_events_webhook_spec_t));
             if (store->wh_static == NULL) {
                 return NGX_ERROR;
             }
@@ -780,8 +780,8 @@ ngx_http_events_webhook_conf_param(ngx_str_t *value,
 /* an id stable across reloads while the target and patterns stay */
 
 static ngx_int_t
-ngx_http_events_webhook_conf_id(ngx_conf_t *cf, ngx_http_events_webhook_spec_t *spec,
-    char *prefix)
+ngx_http_events_webhook_conf_id(ngx_conf_t *cf,
+    ngx_http_events_webhook_spec_t *spec, char *prefix)
 {
     u_char      *p;
     uint32_t     n;

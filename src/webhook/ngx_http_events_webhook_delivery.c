@@ -53,8 +53,9 @@ static ngx_int_t ngx_http_events_webhook_delivery_answered(
     ngx_http_request_t *r,
     void *data, ngx_int_t rc);
 static void ngx_http_events_webhook_delivery_finished(ngx_http_request_t *r);
-static void ngx_http_events_webhook_delivery_fail(ngx_http_events_webhook_job_t *job,
-    ngx_uint_t error, const char *fmt, ...);
+static void ngx_http_events_webhook_delivery_fail(
+    ngx_http_events_webhook_job_t *job, ngx_uint_t error, const char *fmt,
+    ...);
 static ngx_int_t ngx_http_events_webhook_delivery_body_filter(
     ngx_http_request_t *r,
     ngx_chain_t *in);
@@ -125,14 +126,15 @@ ngx_http_events_webhook_delivery_send(ngx_http_events_webhook_job_t *job)
 static ngx_int_t
 ngx_http_events_webhook_delivery_vet(ngx_http_events_webhook_job_t *job)
 {
-    u_char                     *p;
-    size_t                      skip;
-    ngx_url_t                   u;
-    ngx_str_t                   host;
-    ngx_addr_t                  addr;
-    ngx_resolver_ctx_t         *rctx, temp;
-    ngx_http_conf_ctx_t        *hctx;
-    ngx_http_core_loc_conf_t   *clcf;
+    ngx_uint_t                 literal;
+    u_char                    *p;
+    size_t                     skip;
+    ngx_url_t                  u;
+    ngx_str_t                  host;
+    ngx_addr_t                 addr;
+    ngx_resolver_ctx_t        *rctx, temp;
+    ngx_http_conf_ctx_t       *hctx;
+    ngx_http_core_loc_conf_t  *clcf;
 
     if (job->handler) {
         /* a local handler: a location of this nginx, no address */
@@ -214,18 +216,22 @@ ngx_http_events_webhook_delivery_vet(ngx_http_events_webhook_job_t *job)
         return NGX_OK;
     }
 
-    if (ngx_parse_addr(job->pool, &addr, host.data, host.len) == NGX_OK) {
+    literal = (ngx_parse_addr(job->pool, &addr, host.data, host.len)
+               == NGX_OK);
 
-        if (ngx_http_events_webhook_delivery_addr_blocked(addr.sockaddr,
-                                                          job->whcf)) {
-            ngx_http_events_webhook_delivery_fail(job,
-                                                  NGX_HTTP_EVENTS_E_BLOCKED_IP,
-                                                  "%V is a private address (see "
-                                                  "events_webhook_allow_private and "
-                                                  "events_webhook_allow)", &host);
-            return NGX_OK;
-        }
+    if (literal
+        && ngx_http_events_webhook_delivery_addr_blocked(addr.sockaddr,
+                                                         job->whcf))
+    {
+        ngx_http_events_webhook_delivery_fail(job, NGX_HTTP_EVENTS_E_BLOCKED_IP,
+                                              "%V is a private address (see "
+                                              "events_webhook_allow_private "
+                                              "and events_webhook_allow)",
+                                              &host);
+        return NGX_OK;
+    }
 
+    if (literal) {
         if (ngx_http_events_webhook_delivery_pin(job, addr.sockaddr,
                                                  addr.socklen)
             != NGX_OK)
@@ -251,9 +257,9 @@ ngx_http_events_webhook_delivery_vet(ngx_http_events_webhook_job_t *job)
 
     if (rctx == NGX_NO_RESOLVER) {
         ngx_http_events_webhook_delivery_fail(job, NGX_HTTP_EVENTS_E_DNS,
-                                              "no resolver defined to resolve %V (add "
-                                              "\"resolver\" beside events_webhooks)",
-                                              &host);
+                                              "no resolver defined to resolve "
+                                              "%V (add \"resolver\" beside "
+                                              "events_webhooks)", &host);
         return NGX_OK;
     }
 
@@ -276,6 +282,7 @@ ngx_http_events_webhook_delivery_vet(ngx_http_events_webhook_job_t *job)
 static void
 ngx_http_events_webhook_delivery_resolved(ngx_resolver_ctx_t *ctx)
 {
+    struct sockaddr                *sa;
     ngx_uint_t                      i;
     ngx_http_events_webhook_job_t  *job;
 
@@ -283,8 +290,8 @@ ngx_http_events_webhook_delivery_resolved(ngx_resolver_ctx_t *ctx)
 
     if (ctx->state) {
         ngx_http_events_webhook_delivery_fail(job, NGX_HTTP_EVENTS_E_DNS,
-                                              "%V could not be resolved (%i: %s)",
-                                              &ctx->name, ctx->state,
+                                              "%V could not be resolved (%i: "
+                                              "%s)", &ctx->name, ctx->state,
                                               ngx_resolver_strerror(
                                                   ctx->state));
         ngx_resolve_name_done(ctx);
@@ -292,17 +299,22 @@ ngx_http_events_webhook_delivery_resolved(ngx_resolver_ctx_t *ctx)
     }
 
     for (i = 0; i < ctx->naddrs; i++) {
-        if (ngx_http_events_webhook_delivery_addr_blocked(ctx->addrs[i].sockaddr,
-                                                          job->whcf))
-        {
-            ngx_http_events_webhook_delivery_fail(job,
-                                                  NGX_HTTP_EVENTS_E_BLOCKED_IP,
-                                                  "%V resolves to a private address "
-                                                  "(see events_webhook_allow_private and "
-                                                  "events_webhook_allow)", &ctx->name);
-            ngx_resolve_name_done(ctx);
-            return;
+        sa = ctx->addrs[i].sockaddr;
+
+        if (ngx_http_events_webhook_delivery_addr_blocked(sa, job->whcf)) {
+            break;
         }
+    }
+
+    if (i < ctx->naddrs) {
+        ngx_http_events_webhook_delivery_fail(job, NGX_HTTP_EVENTS_E_BLOCKED_IP,
+                                              "%V resolves to a private "
+                                              "address (see "
+                                              "events_webhook_allow_private "
+                                              "and events_webhook_allow)",
+                                              &ctx->name);
+        ngx_resolve_name_done(ctx);
+        return;
     }
 
     if (ngx_http_events_webhook_delivery_pin(job, ctx->addrs[0].sockaddr,
@@ -621,13 +633,15 @@ ngx_http_events_webhook_delivery_headers(ngx_http_events_webhook_job_t *job,
     v.data = p;
     p = ngx_cpymem(p, "v1,", 3);
     p += ngx_http_events_webhook_delivery_sign(job->secret, job->secret_len,
-                                               &job->event_id, ts, &job->body, p);
+                                               &job->event_id, ts,
+                                               &job->body, p);
 
     if (job->previous_len) {
         p = ngx_cpymem(p, " v1,", 4);
         p += ngx_http_events_webhook_delivery_sign(job->previous,
                                                    job->previous_len,
-                                                   &job->event_id, ts, &job->body, p);
+                                                   &job->event_id, ts,
+                                                   &job->body, p);
     }
 
     v.len = p - v.data;

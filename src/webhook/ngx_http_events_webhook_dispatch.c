@@ -119,11 +119,11 @@ static ngx_msec_t  ngx_http_events_webhook_expired_warned;
 ngx_int_t
 ngx_http_events_webhook_dispatch_init_process(ngx_cycle_t *cycle)
 {
-    ngx_uint_t                    i;
-    ngx_shm_zone_t              **zones;
-    ngx_http_events_store_t      *store;
+    ngx_uint_t                       i;
+    ngx_shm_zone_t                 **zones;
+    ngx_http_events_store_t         *store;
     ngx_http_events_webhook_jobs_t  *jobs;
-    ngx_http_events_main_conf_t  *emcf;
+    ngx_http_events_main_conf_t     *emcf;
 
     if (ngx_process != NGX_PROCESS_WORKER
         && ngx_process != NGX_PROCESS_SINGLE)
@@ -348,7 +348,8 @@ ngx_http_events_webhook_dispatch_lease(ngx_http_events_store_t *store)
                  dq != ngx_queue_sentinel(&ep->deliveries);
                  dq = ngx_queue_next(dq))
             {
-                d = ngx_queue_data(dq, ngx_http_events_webhook_delivery_t, queue);
+                d = ngx_queue_data(dq, ngx_http_events_webhook_delivery_t,
+                                   queue);
 
                 if (d->state == NGX_HTTP_EVENTS_WH_INFLIGHT) {
                     d->state = NGX_HTTP_EVENTS_WH_QUEUED;
@@ -1337,8 +1338,7 @@ ngx_http_events_webhook_dispatch_start(ngx_http_events_webhook_job_t *job)
 static void
 ngx_http_events_webhook_dispatch_done(ngx_http_events_webhook_job_t *job)
 {
-    u_char                          buf[sizeof(ngx_http_events_webhook_attempt_t)
-                                        + 64];
+    u_char                               buf[NGX_HTTP_EVENTS_WH_ATTEMPT];
     uint64_t                             now;
     ngx_http_events_store_t             *store;
     ngx_http_events_webhook_sh_t        *wh;
@@ -1447,8 +1447,8 @@ ngx_http_events_webhook_dispatch_outcome(ngx_http_events_store_t *store,
         }
 
         if (job->disable) {
-            ngx_http_events_webhook_disable(ep,
-                                                     NGX_HTTP_EVENTS_WH_RECEIVER, now);
+            ngx_http_events_webhook_disable(ep, NGX_HTTP_EVENTS_WH_RECEIVER,
+                                            now);
         }
 
         return;
@@ -1462,12 +1462,10 @@ ngx_http_events_webhook_dispatch_outcome(ngx_http_events_store_t *store,
     }
 
     if (job->status == 410) {
-        ngx_http_events_webhook_disable(ep, NGX_HTTP_EVENTS_WH_GONE,
-                                                 now);
+        ngx_http_events_webhook_disable(ep, NGX_HTTP_EVENTS_WH_GONE, now);
 
     } else if (job->disable) {
-        ngx_http_events_webhook_disable(ep,
-                                                 NGX_HTTP_EVENTS_WH_RECEIVER, now);
+        ngx_http_events_webhook_disable(ep, NGX_HTTP_EVENTS_WH_RECEIVER, now);
     }
 
     if (d == NULL) {
@@ -1526,8 +1524,8 @@ ngx_http_events_webhook_dispatch_outcome(ngx_http_events_store_t *store,
         if (!ep->disabled && whcf->disable_after
             && now - ep->failing_since_ms >= whcf->disable_after)
         {
-            ngx_http_events_webhook_disable(ep,
-                                                     NGX_HTTP_EVENTS_WH_FAILING, now);
+            ngx_http_events_webhook_disable(ep, NGX_HTTP_EVENTS_WH_FAILING,
+                                            now);
         }
 
         return;

@@ -34,6 +34,10 @@
 #define NGX_HTTP_EVENTS_WH_FAILED           256
 #define NGX_HTTP_EVENTS_WH_MAX_REPLAY       10000
 
+/* an attempt, on the stack: the entry without its excerpt, and room */
+#define NGX_HTTP_EVENTS_WH_ATTEMPT                                            \
+    (sizeof(ngx_http_events_webhook_attempt_t) + 64)
+
 /* deliveries an endpoint holds at once, made with the endpoint */
 #define NGX_HTTP_EVENTS_WH_WINDOW           256
 

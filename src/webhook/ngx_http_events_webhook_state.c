@@ -76,7 +76,8 @@ typedef struct {
 static ngx_int_t ngx_http_events_webhook_state_snapshot(
     ngx_http_events_store_t *store,
     ngx_http_events_webhook_write_t *w);
-static void ngx_http_events_webhook_state_write(ngx_http_events_webhook_write_t *w);
+static void ngx_http_events_webhook_state_write(
+    ngx_http_events_webhook_write_t *w);
 #if (NGX_THREADS)
 static void ngx_http_events_webhook_state_write_thread(void *data,
     ngx_log_t *log);
@@ -819,7 +820,8 @@ ngx_http_events_webhook_state_endpoint(ngx_http_events_store_t *store,
                                             spec.secret, &spec.secret_len)
         != NGX_OK
         || ngx_http_events_webhook_state_unb64(json_object_get(o, "previous"),
-                                               spec.previous, &spec.previous_len)
+                                               spec.previous,
+                                               &spec.previous_len)
            != NGX_OK)
     {
         goto invalid;

@@ -45,7 +45,7 @@ static ngx_http_events_status_section_t  ngx_http_events_webhook_status = {
 };
 
 
-#define ngx_http_events_webhook_stat(field)                                        \
+#define ngx_http_events_webhook_stat(field)                                   \
     offsetof(ngx_http_events_webhook_stats_t, field)
 
 
@@ -59,7 +59,8 @@ static ngx_http_events_webhook_status_metric_t
       "Webhook endpoints disabled.", ngx_http_events_webhook_stat(disabled) },
 
     { "events_webhook_pending", "gauge",
-      "Deliveries queued or in flight.", ngx_http_events_webhook_stat(pending) },
+      "Deliveries queued or in flight.",
+      ngx_http_events_webhook_stat(pending) },
 
     { "events_webhook_in_flight", "gauge",
       "Attempts in flight.", ngx_http_events_webhook_stat(inflight) },
@@ -100,7 +101,7 @@ static void
 ngx_http_events_webhook_status_json(ngx_http_events_buf_t *b,
     ngx_http_events_store_t *store)
 {
-    ngx_uint_t                  i;
+    ngx_uint_t                       i;
     ngx_http_events_webhook_stats_t  ws;
 
     if (store->whcf == NULL) {
@@ -140,7 +141,7 @@ ngx_http_events_webhook_status_text(ngx_http_events_buf_t *b,
 {
     ngx_str_t                                 error;
     ngx_uint_t                                i;
-    ngx_http_events_webhook_stats_t                ws;
+    ngx_http_events_webhook_stats_t           ws;
     ngx_http_events_webhook_status_metric_t  *m;
 
     if (store->whcf == NULL) {
