@@ -42,19 +42,17 @@ static void ngx_http_events_webhook_merge(
     ngx_http_events_webhook_spec_t *spec,
     ngx_http_events_webhook_spec_t *merged);
 static void ngx_http_events_webhook_enable(ngx_http_events_store_t *store,
-    ngx_http_events_webhook_endpoint_t *ep, ngx_uint_t enabled,
-    uint64_t now);
+    ngx_http_events_webhook_endpoint_t *ep, ngx_uint_t enabled, uint64_t now);
 static void ngx_http_events_webhook_free(ngx_http_events_store_t *store,
     ngx_http_events_webhook_sh_t *wh, ngx_http_events_webhook_endpoint_t *ep);
 static size_t ngx_http_events_webhook_view_size(
     ngx_http_events_webhook_endpoint_t *ep);
-static void ngx_http_events_webhook_view(
-    ngx_http_events_webhook_endpoint_t *ep, u_char *blob,
-    ngx_http_events_webhook_view_t *view, uint64_t now);
+static void ngx_http_events_webhook_view(ngx_http_events_webhook_endpoint_t *ep,
+    u_char *blob, ngx_http_events_webhook_view_t *view, uint64_t now);
 static ngx_str_t ngx_http_events_webhook_str(
     ngx_http_events_webhook_endpoint_t *ep, ngx_http_events_webhook_str_t *s);
-static void ngx_http_events_webhook_skip(
-    ngx_http_events_webhook_endpoint_t *ep, uint64_t from, uint64_t to);
+static void ngx_http_events_webhook_skip(ngx_http_events_webhook_endpoint_t *ep,
+    uint64_t from, uint64_t to);
 
 
 static const char  *ngx_http_events_webhook_reasons[] = {

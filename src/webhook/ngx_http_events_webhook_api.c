@@ -118,8 +118,8 @@ static void ngx_http_events_webhook_api_view_json(ngx_http_events_buf_t *o,
 static void ngx_http_events_webhook_api_attempt_json(ngx_http_events_buf_t *o,
     ngx_http_events_webhook_attempt_t *a);
 static ngx_int_t ngx_http_events_webhook_api_fail(ngx_http_request_t *r,
-    ngx_uint_t status, const char *code, const char *field,
-    const char *fmt, ...);
+    ngx_uint_t status, const char *code, const char *field, const char *fmt,
+    ...);
 static ngx_int_t ngx_http_events_webhook_api_unknown(ngx_http_request_t *r,
     ngx_http_events_webhook_route_t *rt);
 static ngx_uint_t ngx_http_events_webhook_api_granted(ngx_http_request_t *r,

@@ -58,8 +58,7 @@ ngx_http_events_webhook_conf_init(ngx_http_events_webhook_conf_t *whcf)
 
 char *
 ngx_http_events_webhook_conf_merge(ngx_conf_t *cf,
-                                   ngx_http_events_webhook_conf_t *prev,
-    ngx_http_events_webhook_conf_t *conf)
+    ngx_http_events_webhook_conf_t *prev, ngx_http_events_webhook_conf_t *conf)
 {
     ngx_uint_t   i;
     ngx_msec_t  *t;
@@ -131,7 +130,7 @@ ngx_http_events_webhook_conf_merge(ngx_conf_t *cf,
 
 char *
 ngx_http_events_webhook_conf_webhooks(ngx_conf_t *cf, ngx_command_t *cmd,
-                                      void *conf)
+    void *conf)
 {
     ngx_http_events_loc_conf_t *elcf = conf;
 
@@ -196,7 +195,7 @@ ngx_http_events_webhook_conf_webhooks(ngx_conf_t *cf, ngx_command_t *cmd,
 
 char *
 ngx_http_events_webhook_conf_static(ngx_conf_t *cf, ngx_command_t *cmd,
-                                    void *conf)
+    void *conf)
 {
     ngx_http_events_main_conf_t  *emcf = conf;
 
@@ -357,7 +356,7 @@ invalid:
 
 char *
 ngx_http_events_webhook_conf_handler(ngx_conf_t *cf, ngx_command_t *cmd,
-                                     void *conf)
+    void *conf)
 {
     ngx_http_events_main_conf_t  *emcf = conf;
 
@@ -446,7 +445,7 @@ invalid:
 
 char *
 ngx_http_events_webhook_conf_retry(ngx_conf_t *cf, ngx_command_t *cmd,
-                                   void *conf)
+    void *conf)
 {
     ngx_http_events_loc_conf_t *elcf = conf;
 
@@ -498,7 +497,7 @@ ngx_http_events_webhook_conf_retry(ngx_conf_t *cf, ngx_command_t *cmd,
 
 char *
 ngx_http_events_webhook_conf_allow(ngx_conf_t *cf, ngx_command_t *cmd,
-                                   void *conf)
+    void *conf)
 {
     ngx_http_events_loc_conf_t *elcf = conf;
 

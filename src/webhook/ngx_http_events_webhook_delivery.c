@@ -36,8 +36,7 @@ static ngx_int_t ngx_http_events_webhook_delivery_vet(
     ngx_http_events_webhook_job_t *job);
 static void ngx_http_events_webhook_delivery_resolved(ngx_resolver_ctx_t *ctx);
 static ngx_int_t ngx_http_events_webhook_delivery_pin(
-    ngx_http_events_webhook_job_t *job,
-    struct sockaddr *sa, socklen_t socklen);
+    ngx_http_events_webhook_job_t *job, struct sockaddr *sa, socklen_t socklen);
 static ngx_connection_t *ngx_http_events_webhook_delivery_connection(
     ngx_log_t *log);
 static void ngx_http_events_webhook_delivery_free_connection(
@@ -45,23 +44,18 @@ static void ngx_http_events_webhook_delivery_free_connection(
 static ngx_int_t ngx_http_events_webhook_delivery_request(
     ngx_http_events_webhook_job_t *job);
 static ngx_int_t ngx_http_events_webhook_delivery_headers(
-    ngx_http_events_webhook_job_t *job,
-    ngx_http_request_t *r);
+    ngx_http_events_webhook_job_t *job, ngx_http_request_t *r);
 static ngx_int_t ngx_http_events_webhook_delivery_header(ngx_http_request_t *r,
     char *name, ngx_str_t *key, ngx_str_t *value);
 static ngx_int_t ngx_http_events_webhook_delivery_answered(
-    ngx_http_request_t *r,
-    void *data, ngx_int_t rc);
+    ngx_http_request_t *r, void *data, ngx_int_t rc);
 static void ngx_http_events_webhook_delivery_finished(ngx_http_request_t *r);
 static void ngx_http_events_webhook_delivery_fail(
-    ngx_http_events_webhook_job_t *job, ngx_uint_t error, const char *fmt,
-    ...);
+    ngx_http_events_webhook_job_t *job, ngx_uint_t error, const char *fmt, ...);
 static ngx_int_t ngx_http_events_webhook_delivery_body_filter(
-    ngx_http_request_t *r,
-    ngx_chain_t *in);
+    ngx_http_request_t *r, ngx_chain_t *in);
 static ngx_int_t ngx_http_events_webhook_delivery_variable(
-    ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data);
+    ngx_http_request_t *r, ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_uint_t ngx_http_events_webhook_delivery_v4_blocked(in_addr_t a);
 
 
@@ -340,8 +334,7 @@ ngx_http_events_webhook_delivery_resolved(ngx_resolver_ctx_t *ctx)
 
 static ngx_int_t
 ngx_http_events_webhook_delivery_pin(ngx_http_events_webhook_job_t *job,
-                                     struct sockaddr *sa,
-    socklen_t socklen)
+    struct sockaddr *sa, socklen_t socklen)
 {
     u_char  *p;
     u_char   text[NGX_SOCKADDR_STRLEN];
@@ -717,8 +710,7 @@ unsigned_headers:
 
 static ngx_int_t
 ngx_http_events_webhook_delivery_header(ngx_http_request_t *r, char *name,
-                                        ngx_str_t *key,
-    ngx_str_t *value)
+    ngx_str_t *key, ngx_str_t *value)
 {
     ngx_table_elt_t  *h;
 
@@ -753,8 +745,7 @@ ngx_http_events_webhook_delivery_header(ngx_http_request_t *r, char *name,
 
 ngx_int_t
 ngx_http_events_webhook_delivery_sign(u_char *secret, size_t secret_len,
-                                      ngx_str_t *id,
-    time_t ts, ngx_str_t *body, u_char *out)
+    ngx_str_t *id, time_t ts, ngx_str_t *body, u_char *out)
 {
     u_char         *p;
     u_char          prefix[NGX_HTTP_EVENTS_WH_MAX_ID * 2 + NGX_TIME_T_LEN
@@ -802,7 +793,7 @@ ngx_http_events_webhook_delivery_sign(u_char *secret, size_t secret_len,
 
 static ngx_int_t
 ngx_http_events_webhook_delivery_answered(ngx_http_request_t *r, void *data,
-                                          ngx_int_t rc)
+    ngx_int_t rc)
 {
     ngx_http_events_webhook_job_t *job = data;
 
@@ -954,8 +945,7 @@ ngx_http_events_webhook_delivery_finished(ngx_http_request_t *r)
 
 static void
 ngx_http_events_webhook_delivery_fail(ngx_http_events_webhook_job_t *job,
-                                      ngx_uint_t error,
-    const char *fmt, ...)
+    ngx_uint_t error, const char *fmt, ...)
 {
     va_list  args;
 
@@ -977,7 +967,7 @@ ngx_http_events_webhook_delivery_fail(ngx_http_events_webhook_job_t *job,
 
 static ngx_int_t
 ngx_http_events_webhook_delivery_body_filter(ngx_http_request_t *r,
-                                             ngx_chain_t *in)
+    ngx_chain_t *in)
 {
     size_t                          n;
     ngx_buf_t                      *b;

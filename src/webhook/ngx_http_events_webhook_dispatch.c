@@ -67,22 +67,22 @@ static ngx_uint_t ngx_http_events_webhook_dispatch_copy(
 static size_t ngx_http_events_webhook_dispatch_copy_size(
     ngx_http_events_webhook_endpoint_t *ep);
 static u_char *ngx_http_events_webhook_dispatch_copy_one(
-    ngx_http_events_webhook_endpoint_t *ep,
-    ngx_http_events_webhook_scan_t *sc, u_char *p);
+    ngx_http_events_webhook_endpoint_t *ep, ngx_http_events_webhook_scan_t *sc,
+    u_char *p);
 static ngx_int_t ngx_http_events_webhook_dispatch_grow(
     ngx_http_events_webhook_jobs_t *jobs, ngx_uint_t n, size_t size);
 static ngx_uint_t ngx_http_events_webhook_dispatch_found(
     ngx_http_events_store_t *store, ngx_http_events_webhook_sh_t *wh,
     ngx_http_events_webhook_scan_t *sc, uint64_t now);
-static void ngx_http_events_webhook_dispatch_due(
-    ngx_http_events_store_t *store, ngx_http_events_webhook_sh_t *wh,
-    ngx_uint_t cap, uint64_t now, ngx_queue_t *started);
+static void ngx_http_events_webhook_dispatch_due(ngx_http_events_store_t *store,
+    ngx_http_events_webhook_sh_t *wh, ngx_uint_t cap, uint64_t now,
+    ngx_queue_t *started);
 static ngx_http_events_webhook_job_t *ngx_http_events_webhook_dispatch_next(
     ngx_http_events_store_t *store, ngx_http_events_webhook_sh_t *wh,
     ngx_http_events_webhook_tenant_t *tn, uint64_t now);
 static void ngx_http_events_webhook_dispatch_scan(
-    ngx_http_events_store_t *store,
-    ngx_http_events_webhook_scan_t *sc, ngx_http_events_scratch_t *scratch);
+    ngx_http_events_store_t *store, ngx_http_events_webhook_scan_t *sc,
+    ngx_http_events_scratch_t *scratch);
 static ngx_uint_t ngx_http_events_webhook_dispatch_reserve(
     ngx_http_events_store_t *store, ngx_uint_t n);
 static ngx_http_events_webhook_job_t *ngx_http_events_webhook_dispatch_take(
@@ -94,18 +94,16 @@ static ngx_int_t ngx_http_events_webhook_dispatch_pool(
 static void ngx_http_events_webhook_dispatch_start(
     ngx_http_events_webhook_job_t *job);
 static void *ngx_http_events_webhook_dispatch_handler_ctx(
-    ngx_http_events_store_t *store,
-    ngx_http_events_webhook_endpoint_t *ep);
+    ngx_http_events_store_t *store, ngx_http_events_webhook_endpoint_t *ep);
 static void ngx_http_events_webhook_dispatch_done(
     ngx_http_events_webhook_job_t *job);
 static void ngx_http_events_webhook_dispatch_outcome(
-    ngx_http_events_store_t *store,
-    ngx_http_events_webhook_sh_t *wh, ngx_http_events_webhook_endpoint_t *ep,
-    ngx_http_events_webhook_job_t *job, uint64_t now,
-    ngx_http_events_webhook_attempt_t *a);
+    ngx_http_events_store_t *store, ngx_http_events_webhook_sh_t *wh,
+    ngx_http_events_webhook_endpoint_t *ep, ngx_http_events_webhook_job_t *job,
+    uint64_t now, ngx_http_events_webhook_attempt_t *a);
 static void ngx_http_events_webhook_dispatch_log(
-    ngx_http_events_webhook_endpoint_t *ep,
-    ngx_http_events_webhook_job_t *job, ngx_http_events_webhook_attempt_t *a);
+    ngx_http_events_webhook_endpoint_t *ep, ngx_http_events_webhook_job_t *job,
+    ngx_http_events_webhook_attempt_t *a);
 static size_t ngx_http_events_webhook_dispatch_utf8(u_char *dst, size_t size,
     u_char *src, size_t len);
 static ngx_msec_t ngx_http_events_webhook_dispatch_jitter(ngx_msec_t delay);

@@ -413,8 +413,7 @@ ngx_http_events_webhook_rc_e ngx_http_events_webhook_dispatch_send_now(
 
 /* ngx_http_events_webhook_state.c: the state beside the journal */
 ngx_int_t ngx_http_events_webhook_state_save(ngx_http_events_store_t *store);
-void ngx_http_events_webhook_state_save_changed(
-    ngx_http_events_store_t *store);
+void ngx_http_events_webhook_state_save_changed(ngx_http_events_store_t *store);
 ngx_int_t ngx_http_events_webhook_state_save_init(ngx_cycle_t *cycle,
     ngx_http_events_store_t *store);
 ngx_int_t ngx_http_events_webhook_state_load(ngx_http_events_store_t *store,
@@ -426,8 +425,7 @@ ngx_int_t ngx_http_events_webhook_api_handler(ngx_http_request_t *r);
 /* ngx_http_events_webhook_delivery.c: an attempt as a subrequest */
 void ngx_http_events_webhook_delivery_send(ngx_http_events_webhook_job_t *job);
 ngx_int_t ngx_http_events_webhook_delivery_sign(u_char *secret,
-    size_t secret_len, ngx_str_t *id, time_t ts, ngx_str_t *body,
-    u_char *out);
+    size_t secret_len, ngx_str_t *id, time_t ts, ngx_str_t *body, u_char *out);
 ngx_int_t ngx_http_events_webhook_delivery_init_filter(ngx_conf_t *cf);
 ngx_uint_t ngx_http_events_webhook_delivery_addr_blocked(struct sockaddr *sa,
     ngx_http_events_webhook_conf_t *whcf);

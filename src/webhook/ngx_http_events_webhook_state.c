@@ -49,13 +49,12 @@ static void ngx_http_events_webhook_state_positions(
 static void ngx_http_events_webhook_state_clamp(ngx_http_events_store_t *store,
     ngx_http_events_webhook_endpoint_t *ep, uint64_t head);
 static ngx_int_t ngx_http_events_webhook_state_endpoint(
-    ngx_http_events_store_t *store, ngx_http_events_webhook_sh_t *wh,
-    json_t *o, ngx_log_t *log);
+    ngx_http_events_store_t *store, ngx_http_events_webhook_sh_t *wh, json_t *o,
+    ngx_log_t *log);
 static ngx_int_t ngx_http_events_webhook_state_unb64(json_t *v, u_char *out,
     size_t *len);
 static ngx_int_t ngx_http_events_webhook_state_path(
-    ngx_http_events_store_t *store, const char *name, u_char *buf,
-    size_t size);
+    ngx_http_events_store_t *store, const char *name, u_char *buf, size_t size);
 
 
 /* what a write needs, from the main thread to a thread of the pool */
@@ -74,8 +73,7 @@ typedef struct {
 
 
 static ngx_int_t ngx_http_events_webhook_state_snapshot(
-    ngx_http_events_store_t *store,
-    ngx_http_events_webhook_write_t *w);
+    ngx_http_events_store_t *store, ngx_http_events_webhook_write_t *w);
 static void ngx_http_events_webhook_state_write(
     ngx_http_events_webhook_write_t *w);
 #if (NGX_THREADS)
