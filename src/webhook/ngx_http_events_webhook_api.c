@@ -55,6 +55,20 @@ struct ngx_http_events_webhook_route_s {
 };
 
 
+typedef ngx_int_t (*ngx_http_events_webhook_field_pt)(ngx_http_request_t *r,
+    json_t *v, ngx_http_events_webhook_spec_t *spec,
+    ngx_http_events_error_t *err);
+
+
+/* a field of an endpoint's JSON: its type, and what checks and takes it */
+typedef struct {
+    const char                          *name;
+    json_type                            type;      /* JSON_TRUE: boolean */
+    ngx_uint_t                           nullable;
+    ngx_http_events_webhook_field_pt     handler;
+} ngx_http_events_webhook_field_t;
+
+
 /* the filters of GET P/{id}/deliveries */
 typedef struct {
     ngx_int_t                   limit;
@@ -146,6 +160,46 @@ static ngx_int_t ngx_http_events_webhook_api_param_event(
 static ngx_int_t ngx_http_events_webhook_api_param_token(
     ngx_http_events_webhook_filter_t *f, ngx_str_t *value,
     ngx_http_events_error_t *err);
+
+
+static ngx_int_t ngx_http_events_webhook_api_field_url(ngx_http_request_t *r,
+    json_t *v, ngx_http_events_webhook_spec_t *spec,
+    ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_webhook_api_field_events(
+    ngx_http_request_t *r, json_t *v, ngx_http_events_webhook_spec_t *spec,
+    ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_webhook_api_field_description(
+    ngx_http_request_t *r, json_t *v, ngx_http_events_webhook_spec_t *spec,
+    ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_webhook_api_field_secret(
+    ngx_http_request_t *r, json_t *v, ngx_http_events_webhook_spec_t *spec,
+    ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_webhook_api_field_enabled(
+    ngx_http_request_t *r, json_t *v, ngx_http_events_webhook_spec_t *spec,
+    ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_webhook_api_field_rate(
+    ngx_http_request_t *r, json_t *v, ngx_http_events_webhook_spec_t *spec,
+    ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_webhook_api_field_format(
+    ngx_http_request_t *r, json_t *v, ngx_http_events_webhook_spec_t *spec,
+    ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_webhook_api_field_headers(
+    ngx_http_request_t *r, json_t *v, ngx_http_events_webhook_spec_t *spec,
+    ngx_http_events_error_t *err);
+
+
+static ngx_http_events_webhook_field_t  ngx_http_events_webhook_fields[] = {
+    { "url", JSON_STRING, 0, ngx_http_events_webhook_api_field_url },
+    { "events", JSON_ARRAY, 0, ngx_http_events_webhook_api_field_events },
+    { "description", JSON_STRING, 0,
+      ngx_http_events_webhook_api_field_description },
+    { "secret", JSON_STRING, 0, ngx_http_events_webhook_api_field_secret },
+    { "enabled", JSON_TRUE, 0, ngx_http_events_webhook_api_field_enabled },
+    { "rateLimit", JSON_INTEGER, 1, ngx_http_events_webhook_api_field_rate },
+    { "format", JSON_STRING, 0, ngx_http_events_webhook_api_field_format },
+    { "headers", JSON_OBJECT, 0, ngx_http_events_webhook_api_field_headers },
+    { NULL, JSON_NULL, 0, NULL }
+};
 
 
 static ngx_http_events_webhook_param_t  ngx_http_events_webhook_params[] = {
@@ -754,233 +808,45 @@ ngx_http_events_webhook_api_patch(ngx_http_request_t *r,
 }
 
 
-/* the fields of a create or a patch, checked; nothing is changed yet */
+/*
+ * The fields of a create or a patch, checked; nothing is changed yet.
+ * Each known field has its handler in ngx_http_events_webhook_fields.
+ */
 
 static ngx_int_t
 ngx_http_events_webhook_api_spec(ngx_http_request_t *r, json_t *root,
     ngx_http_events_webhook_spec_t *spec, ngx_uint_t create,
     ngx_http_events_error_t *err)
 {
-    u_char        *p;
-    size_t         i, len;
-    json_t        *v, *item;
-    ngx_str_t      s;
-    const char    *key, *hkey;
-    json_int_t     n;
+    json_t                           *v;
+    const char                       *key;
+    ngx_http_events_webhook_field_t  *f;
 
     json_object_foreach(root, key, v) {
 
-        if (ngx_strcmp(key, "url") == 0) {
-            if (!json_is_string(v)) {
-                goto type;
+        for (f = ngx_http_events_webhook_fields; f->name; f++) {
+            if (ngx_strcmp(key, f->name) == 0) {
+                break;
             }
+        }
 
-            spec->url.data = (u_char *) json_string_value(v);
-            spec->url.len = json_string_length(v);
-            spec->set_url = 1;
-
-            if (ngx_http_events_webhook_api_url(r, &spec->url, err) != NGX_OK) {
-                return NGX_ERROR;
-            }
-
-        } else if (ngx_strcmp(key, "events") == 0) {
-            if (!json_is_array(v) || json_array_size(v) == 0) {
-                ngx_http_events_error(err, 400, "invalid_field", "field",
-                                      NULL, key, "events must be a "
-                                      "non-empty array of type patterns");
-                return NGX_ERROR;
-            }
-
-            if (json_array_size(v) > NGX_HTTP_EVENTS_WH_MAX_PATTERNS) {
-                ngx_http_events_error(err, 400, "invalid_field", "field",
-                                      NULL, key, "at most %d patterns",
-                                      NGX_HTTP_EVENTS_WH_MAX_PATTERNS);
-                return NGX_ERROR;
-            }
-
-            json_array_foreach(v, i, item) {
-                if (!json_is_string(item)
-                    || ngx_http_events_match_pattern_valid(
-                           (u_char *) json_string_value(item),
-                           json_string_length(item))
-                       != NGX_OK)
-                {
-                    ngx_http_events_error(err, 400, "invalid_pattern",
-                                          "field", NULL, key,
-                                          "events[%uz] is not a type "
-                                          "pattern like \"ticket.*\", "
-                                          "\"*.created\" or \"*\"", i);
-                    return NGX_ERROR;
-                }
-
-                spec->patterns[i].data = (u_char *) json_string_value(item);
-                spec->patterns[i].len = json_string_length(item);
-            }
-
-            spec->npatterns = json_array_size(v);
-            spec->set_patterns = 1;
-
-        } else if (ngx_strcmp(key, "description") == 0) {
-            if (!json_is_string(v)) {
-                goto type;
-            }
-
-            if (json_string_length(v) > NGX_HTTP_EVENTS_WH_MAX_DESCRIPTION) {
-                ngx_http_events_error(err, 400, "invalid_field", "field",
-                                      NULL, key, "at most %d bytes",
-                                      NGX_HTTP_EVENTS_WH_MAX_DESCRIPTION);
-                return NGX_ERROR;
-            }
-
-            spec->description.data = (u_char *) json_string_value(v);
-            spec->description.len = json_string_length(v);
-            spec->set_description = 1;
-
-        } else if (ngx_strcmp(key, "secret") == 0) {
-            if (!json_is_string(v)) {
-                goto type;
-            }
-
-            s.data = (u_char *) json_string_value(v);
-            s.len = json_string_length(v);
-
-            if (ngx_http_events_webhook_secret(&s, spec->secret,
-                                               &spec->secret_len)
-                != NGX_OK)
-            {
-                ngx_http_events_error(err, 400, "invalid_secret", "field",
-                                      NULL, key, "a secret is \"whsec_\" "
-                                      "and the base64 of 24 to 64 random "
-                                      "bytes");
-                return NGX_ERROR;
-            }
-
-        } else if (ngx_strcmp(key, "enabled") == 0) {
-            if (!json_is_boolean(v)) {
-                goto type;
-            }
-
-            spec->enabled = json_is_true(v);
-            spec->set_enabled = 1;
-
-        } else if (ngx_strcmp(key, "rateLimit") == 0) {
-            if (json_is_null(v)) {
-                spec->rate_limit = 0;
-
-            } else {
-                if (!json_is_integer(v)) {
-                    goto type;
-                }
-
-                n = json_integer_value(v);
-
-                if (n < 1 || n > 100000) {
-                    ngx_http_events_error(err, 400, "invalid_field",
-                                          "field", NULL, key,
-                                          "rateLimit is deliveries per "
-                                          "second, 1-100000, or null");
-                    return NGX_ERROR;
-                }
-
-                spec->rate_limit = (ngx_uint_t) n;
-            }
-
-            spec->set_rate = 1;
-
-        } else if (ngx_strcmp(key, "format") == 0) {
-            if (!json_is_string(v)) {
-                goto type;
-            }
-
-            if (ngx_strcmp(json_string_value(v), "envelope") != 0) {
-                ngx_http_events_error(err, 400, "invalid_field", "field",
-                                      NULL, key, "the only format is "
-                                      "\"envelope\"");
-                return NGX_ERROR;
-            }
-
-        } else if (ngx_strcmp(key, "headers") == 0) {
-            if (!json_is_object(v)) {
-                goto type;
-            }
-
-            if (json_object_size(v) > NGX_HTTP_EVENTS_WH_MAX_HEADERS) {
-                ngx_http_events_error(err, 400, "invalid_field", "field",
-                                      NULL, key, "at most %d headers",
-                                      NGX_HTTP_EVENTS_WH_MAX_HEADERS);
-                return NGX_ERROR;
-            }
-
-            n = 0;
-
-            json_object_foreach(v, hkey, item) {
-                len = ngx_strlen(hkey);
-
-                if (len == 0 || len > NGX_HTTP_EVENTS_WH_MAX_HNAME) {
-                    goto bad_header;
-                }
-
-                for (p = (u_char *) hkey; *p; p++) {
-                    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
-                          || (*p >= '0' && *p <= '9') || *p == '-'
-                          || *p == '_'))
-                    {
-                        goto bad_header;
-                    }
-                }
-
-                if ((len >= 8 && ngx_strncasecmp((u_char *) hkey,
-                                                 (u_char *) "webhook-", 8)
-                                 == 0)
-                    || (len >= 9 && ngx_strncasecmp((u_char *) hkey,
-                                                    (u_char *) "x-events-",
-                                                    9) == 0)
-                    || ngx_strcasecmp((u_char *) hkey,
-                                      (u_char *) "content-type") == 0
-                    || ngx_strcasecmp((u_char *) hkey,
-                                      (u_char *) "content-length") == 0
-                    || ngx_strcasecmp((u_char *) hkey,
-                                      (u_char *) "host") == 0
-                    || ngx_strcasecmp((u_char *) hkey,
-                                      (u_char *) "user-agent") == 0
-                    || ngx_strcasecmp((u_char *) hkey,
-                                      (u_char *) "connection") == 0
-                    || ngx_strcasecmp((u_char *) hkey,
-                                      (u_char *) "transfer-encoding") == 0)
-                {
-                    ngx_http_events_error(err, 400, "invalid_field",
-                                          "field", NULL, "headers",
-                                          "header \"%s\" is set by the "
-                                          "module", hkey);
-                    return NGX_ERROR;
-                }
-
-                if (!json_is_string(item)
-                    || json_string_length(item)
-                       > NGX_HTTP_EVENTS_WH_MAX_HVALUE)
-                {
-                    goto bad_header;
-                }
-
-                for (p = (u_char *) json_string_value(item); *p; p++) {
-                    if (*p < 0x20 && *p != '\t') {
-                        goto bad_header;
-                    }
-                }
-
-                spec->hnames[n].data = (u_char *) hkey;
-                spec->hnames[n].len = len;
-                spec->hvalues[n].data = (u_char *) json_string_value(item);
-                spec->hvalues[n].len = json_string_length(item);
-                n++;
-            }
-
-            spec->nheaders = (ngx_uint_t) n;
-            spec->set_headers = 1;
-
-        } else {
+        if (f->name == NULL) {
             ngx_http_events_error(err, 400, "unknown_field", "field", NULL,
                                   key, "unknown field \"%s\"", key);
+            return NGX_ERROR;
+        }
+
+        /* a field of the wrong JSON type, whatever it is */
+        if (f->type != JSON_NULL && json_typeof(v) != f->type
+            && !(f->type == JSON_TRUE && json_is_boolean(v))
+            && !(f->nullable && json_is_null(v)))
+        {
+            ngx_http_events_error(err, 400, "invalid_field", "field", NULL,
+                                  key, "%s has the wrong type", key);
+            return NGX_ERROR;
+        }
+
+        if (f->handler(r, v, spec, err) != NGX_OK) {
             return NGX_ERROR;
         }
     }
@@ -999,14 +865,249 @@ ngx_http_events_webhook_api_spec(ngx_http_request_t *r, json_t *root,
     }
 
     return NGX_OK;
+}
 
-type:
 
-    ngx_http_events_error(err, 400, "invalid_field", "field", NULL, key,
-                          "%s has the wrong type", key);
-    return NGX_ERROR;
+static ngx_int_t
+ngx_http_events_webhook_api_field_url(ngx_http_request_t *r, json_t *v,
+    ngx_http_events_webhook_spec_t *spec, ngx_http_events_error_t *err)
+{
+    spec->url.data = (u_char *) json_string_value(v);
+    spec->url.len = json_string_length(v);
+    spec->set_url = 1;
 
-bad_header:
+    return ngx_http_events_webhook_api_url(r, &spec->url, err);
+}
+
+
+static ngx_int_t
+ngx_http_events_webhook_api_field_events(ngx_http_request_t *r, json_t *v,
+    ngx_http_events_webhook_spec_t *spec, ngx_http_events_error_t *err)
+{
+    size_t   i;
+    json_t  *item;
+
+    if (json_array_size(v) == 0) {
+        ngx_http_events_error(err, 400, "invalid_field", "field", NULL,
+                              "events", "events must be a non-empty array "
+                              "of type patterns");
+        return NGX_ERROR;
+    }
+
+    if (json_array_size(v) > NGX_HTTP_EVENTS_WH_MAX_PATTERNS) {
+        ngx_http_events_error(err, 400, "invalid_field", "field", NULL,
+                              "events", "at most %d patterns",
+                              NGX_HTTP_EVENTS_WH_MAX_PATTERNS);
+        return NGX_ERROR;
+    }
+
+    json_array_foreach(v, i, item) {
+        if (!json_is_string(item)
+            || ngx_http_events_match_pattern_valid(
+                   (u_char *) json_string_value(item),
+                   json_string_length(item))
+               != NGX_OK)
+        {
+            ngx_http_events_error(err, 400, "invalid_pattern", "field", NULL,
+                                  "events", "events[%uz] is not a type "
+                                  "pattern like \"ticket.*\", \"*.created\" "
+                                  "or \"*\"", i);
+            return NGX_ERROR;
+        }
+
+        spec->patterns[i].data = (u_char *) json_string_value(item);
+        spec->patterns[i].len = json_string_length(item);
+    }
+
+    spec->npatterns = json_array_size(v);
+    spec->set_patterns = 1;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_events_webhook_api_field_description(ngx_http_request_t *r,
+    json_t *v, ngx_http_events_webhook_spec_t *spec,
+    ngx_http_events_error_t *err)
+{
+    if (json_string_length(v) > NGX_HTTP_EVENTS_WH_MAX_DESCRIPTION) {
+        ngx_http_events_error(err, 400, "invalid_field", "field", NULL,
+                              "description", "at most %d bytes",
+                              NGX_HTTP_EVENTS_WH_MAX_DESCRIPTION);
+        return NGX_ERROR;
+    }
+
+    spec->description.data = (u_char *) json_string_value(v);
+    spec->description.len = json_string_length(v);
+    spec->set_description = 1;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_events_webhook_api_field_secret(ngx_http_request_t *r, json_t *v,
+    ngx_http_events_webhook_spec_t *spec, ngx_http_events_error_t *err)
+{
+    ngx_str_t  s;
+
+    s.data = (u_char *) json_string_value(v);
+    s.len = json_string_length(v);
+
+    if (ngx_http_events_webhook_secret(&s, spec->secret, &spec->secret_len)
+        != NGX_OK)
+    {
+        ngx_http_events_error(err, 400, "invalid_secret", "field", NULL,
+                              "secret", "a secret is \"whsec_\" and the "
+                              "base64 of 24 to 64 random bytes");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_events_webhook_api_field_enabled(ngx_http_request_t *r, json_t *v,
+    ngx_http_events_webhook_spec_t *spec, ngx_http_events_error_t *err)
+{
+    spec->enabled = json_is_true(v);
+    spec->set_enabled = 1;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_events_webhook_api_field_rate(ngx_http_request_t *r, json_t *v,
+    ngx_http_events_webhook_spec_t *spec, ngx_http_events_error_t *err)
+{
+    json_int_t  n;
+
+    spec->set_rate = 1;
+
+    if (json_is_null(v)) {
+        spec->rate_limit = 0;
+        return NGX_OK;
+    }
+
+    n = json_integer_value(v);
+
+    if (n < 1 || n > 100000) {
+        ngx_http_events_error(err, 400, "invalid_field", "field", NULL,
+                              "rateLimit", "rateLimit is deliveries per "
+                              "second, 1-100000, or null");
+        return NGX_ERROR;
+    }
+
+    spec->rate_limit = (ngx_uint_t) n;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_events_webhook_api_field_format(ngx_http_request_t *r, json_t *v,
+    ngx_http_events_webhook_spec_t *spec, ngx_http_events_error_t *err)
+{
+    if (ngx_strcmp(json_string_value(v), "envelope") != 0) {
+        ngx_http_events_error(err, 400, "invalid_field", "field", NULL,
+                              "format", "the only format is \"envelope\"");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* names the module sets itself may not be given */
+static const char  *ngx_http_events_webhook_reserved[] = {
+    "content-type", "content-length", "host", "user-agent", "connection",
+    "transfer-encoding", NULL
+};
+
+
+static ngx_int_t
+ngx_http_events_webhook_api_field_headers(ngx_http_request_t *r, json_t *v,
+    ngx_http_events_webhook_spec_t *spec, ngx_http_events_error_t *err)
+{
+    u_char       *p;
+    size_t        len;
+    json_t       *item;
+    ngx_uint_t    n, i;
+    const char   *hkey;
+
+    if (json_object_size(v) > NGX_HTTP_EVENTS_WH_MAX_HEADERS) {
+        ngx_http_events_error(err, 400, "invalid_field", "field", NULL,
+                              "headers", "at most %d headers",
+                              NGX_HTTP_EVENTS_WH_MAX_HEADERS);
+        return NGX_ERROR;
+    }
+
+    n = 0;
+
+    json_object_foreach(v, hkey, item) {
+        len = ngx_strlen(hkey);
+
+        if (len == 0 || len > NGX_HTTP_EVENTS_WH_MAX_HNAME) {
+            goto invalid;
+        }
+
+        for (p = (u_char *) hkey; *p; p++) {
+            if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
+                  || (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'))
+            {
+                goto invalid;
+            }
+        }
+
+        for (i = 0; ngx_http_events_webhook_reserved[i]; i++) {
+            if (ngx_strcasecmp((u_char *) hkey,
+                        (u_char *) ngx_http_events_webhook_reserved[i])
+                == 0)
+            {
+                break;
+            }
+        }
+
+        if (ngx_http_events_webhook_reserved[i]
+            || (len >= 8 && ngx_strncasecmp((u_char *) hkey,
+                                            (u_char *) "webhook-", 8) == 0)
+            || (len >= 9 && ngx_strncasecmp((u_char *) hkey,
+                                            (u_char *) "x-events-", 9) == 0))
+        {
+            ngx_http_events_error(err, 400, "invalid_field", "field", NULL,
+                                  "headers", "header \"%s\" is set by the "
+                                  "module", hkey);
+            return NGX_ERROR;
+        }
+
+        if (!json_is_string(item)
+            || json_string_length(item) > NGX_HTTP_EVENTS_WH_MAX_HVALUE)
+        {
+            goto invalid;
+        }
+
+        for (p = (u_char *) json_string_value(item); *p; p++) {
+            if (*p < 0x20 && *p != '\t') {
+                goto invalid;
+            }
+        }
+
+        spec->hnames[n].data = (u_char *) hkey;
+        spec->hnames[n].len = len;
+        spec->hvalues[n].data = (u_char *) json_string_value(item);
+        spec->hvalues[n].len = json_string_length(item);
+        n++;
+    }
+
+    spec->nheaders = n;
+    spec->set_headers = 1;
+
+    return NGX_OK;
+
+invalid:
 
     ngx_http_events_error(err, 400, "invalid_field", "field", NULL,
                           "headers", "header names are 1-%d characters of "
