@@ -69,6 +69,16 @@ typedef struct {
 } ngx_http_events_webhook_field_t;
 
 
+/* a replay's range and mode, as the body gives them */
+typedef struct {
+    uint64_t                    after;
+    uint64_t                    to;
+    ngx_uint_t                  mode;           /* 1 all, 2 failed, 3 missing */
+    ngx_uint_t                  count;
+    unsigned                    truncated:1;
+} ngx_http_events_webhook_range_t;
+
+
 /* the filters of GET P/{id}/deliveries */
 typedef struct {
     ngx_int_t                   limit;
@@ -124,6 +134,15 @@ static ngx_int_t ngx_http_events_webhook_api_replay(ngx_http_request_t *r,
 static ngx_int_t ngx_http_events_webhook_api_event(ngx_http_request_t *r,
     ngx_http_events_webhook_route_t *rt, ngx_str_t *json, uint64_t *seq,
     ngx_str_t *type);
+static ngx_int_t ngx_http_events_webhook_api_replay_body(
+    ngx_http_request_t *r, json_t *root, ngx_http_events_webhook_range_t *rg,
+    ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_webhook_api_replay_range(
+    ngx_http_events_webhook_range_t *rg, ngx_http_events_window_t *w,
+    ngx_http_events_error_t *err, ngx_str_t *x);
+static void ngx_http_events_webhook_api_replay_count(ngx_http_request_t *r,
+    ngx_http_events_webhook_route_t *rt, ngx_http_events_webhook_view_t *view,
+    ngx_http_events_webhook_range_t *rg);
 static ngx_int_t ngx_http_events_webhook_api_position(ngx_http_request_t *r,
     json_t *v, const char *name, ngx_uint_t until, uint64_t *seq,
     ngx_http_events_error_t *err);
@@ -1976,104 +1995,29 @@ static ngx_int_t
 ngx_http_events_webhook_api_replay(ngx_http_request_t *r,
     ngx_http_events_webhook_route_t *rt, json_t *root)
 {
-    u_char                          extra[64];
-    ngx_str_t                       x;
-    u_char                          id[NGX_HTTP_EVENTS_ID_LEN];
-    u_char                          from_c[NGX_HTTP_EVENTS_CURSOR_LEN];
-    u_char                          to_c[NGX_HTTP_EVENTS_CURSOR_LEN];
-    json_t                         *v;
-    uint64_t                        after, to, last, final;
-    ngx_int_t                       rc;
-    ngx_uint_t                      mode, count, truncated, has_from;
-    const char                     *key, *m;
-    ngx_http_events_buf_t           o;
-    ngx_http_events_ipc_t          *ipc;
-    ngx_http_events_item_t          item;
-    ngx_http_events_error_t         err;
-    ngx_http_events_query_t         q;
-    ngx_http_events_window_t        w;
-    ngx_http_events_store_t        *store;
-    ngx_http_events_webhook_view_t  view;
-    ngx_http_events_loc_conf_t     *elcf;
+    u_char                           id[NGX_HTTP_EVENTS_ID_LEN];
+    u_char                           from_c[NGX_HTTP_EVENTS_CURSOR_LEN];
+    u_char                           to_c[NGX_HTTP_EVENTS_CURSOR_LEN];
+    u_char                           extra[64];
+    ngx_int_t                        rc;
+    ngx_str_t                        x;
+    ngx_http_events_buf_t            o;
+    ngx_http_events_ipc_t           *ipc;
+    ngx_http_events_error_t          err;
+    ngx_http_events_window_t         w;
+    ngx_http_events_store_t         *store;
+    ngx_http_events_loc_conf_t      *elcf;
+    ngx_http_events_webhook_view_t   view;
+    ngx_http_events_webhook_range_t  rg;
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
     store = elcf->webhooks_zone->data;
     ipc = ngx_http_events_ipc();
 
-    mode = 1;
-    after = 0;
-    has_from = 0;
-
-    ngx_http_events_store_window(store, &w);
-    to = w.head_seq;
-
-    if (root == NULL) {
-        return ngx_http_events_webhook_api_fail(r, 400, "missing_field",
-                                                "after",
-                                                "say where the replay starts: "
-                                                "\"after\" (a cursor or seq) "
-                                                "or \"since\" (a time)");
-    }
-
-    json_object_foreach(root, key, v) {
-
-        if (ngx_strcmp(key, "after") == 0 || ngx_strcmp(key, "since") == 0)
-        {
-            if (has_from) {
-                return ngx_http_events_webhook_api_fail(r, 400, "invalid_field",
-                                                        key,
-                                                        "give \"after\" or "
-                                                        "\"since\", not both");
-            }
-
-            if (ngx_http_events_webhook_api_position(r, v, key, 0, &after, &err)
-                != NGX_OK)
-            {
-                return ngx_http_events_http_send_error(r, &err, NULL);
-            }
-
-            has_from = 1;
-
-        } else if (ngx_strcmp(key, "until") == 0) {
-            if (ngx_http_events_webhook_api_position(r, v, key, 1, &to, &err)
-                != NGX_OK)
-            {
-                return ngx_http_events_http_send_error(r, &err, NULL);
-            }
-
-        } else if (ngx_strcmp(key, "mode") == 0) {
-            m = json_is_string(v) ? json_string_value(v) : "";
-
-            if (ngx_strcmp(m, "all") == 0) {
-                mode = 1;
-
-            } else if (ngx_strcmp(m, "failed") == 0) {
-                mode = 2;
-
-            } else if (ngx_strcmp(m, "missing") == 0) {
-                mode = 3;
-
-            } else {
-                return ngx_http_events_webhook_api_fail(r, 400, "invalid_field",
-                                                        "mode",
-                                                        "mode is \"all\", "
-                                                        "\"failed\" or "
-                                                        "\"missing\"");
-            }
-
-        } else {
-            return ngx_http_events_webhook_api_fail(r, 400, "unknown_field",
-                                                    key, "unknown field \"%s\"",
-                                                    key);
-        }
-    }
-
-    if (!has_from) {
-        return ngx_http_events_webhook_api_fail(r, 400, "missing_field",
-                                                "after",
-                                                "say where the replay starts: "
-                                                "\"after\" (a cursor or seq) "
-                                                "or \"since\" (a time)");
+    if (ngx_http_events_webhook_api_replay_body(r, root, &rg, &err)
+        != NGX_OK)
+    {
+        return ngx_http_events_http_send_error(r, &err, NULL);
     }
 
     if (ngx_http_events_webhook_get(store, &rt->tenant, &rt->id, r->pool,
@@ -2093,116 +2037,43 @@ ngx_http_events_webhook_api_replay(ngx_http_request_t *r,
 
     ngx_http_events_store_window(store, &w);
 
-    if (after < w.evicted_seq) {
-        x.data = extra;
-        x.len = ngx_sprintf(extra, ",\"oldest\":\"%*s\"",
-                            (size_t) NGX_HTTP_EVENTS_CURSOR_LEN,
-                            ngx_http_events_cursor_write(from_c, w.epoch,
-                                                         w.evicted_seq)
-                            - NGX_HTTP_EVENTS_CURSOR_LEN)
-                - extra;
+    x.data = extra;
+    x.len = 0;
 
-        ngx_http_events_error(&err, 409, "replay_out_of_range", "field",
-                              NULL, "after", "the range starts before the "
-                              "oldest event the ring still holds");
+    if (ngx_http_events_webhook_api_replay_range(&rg, &w, &err, &x)
+        != NGX_OK)
+    {
         return ngx_http_events_http_send_error(r, &err, &x);
     }
 
-    if (after > w.head_seq) {
-        x.data = extra;
-        x.len = ngx_sprintf(extra, ",\"newest\":\"%*s\"",
-                            (size_t) NGX_HTTP_EVENTS_CURSOR_LEN,
-                            ngx_http_events_cursor_write(from_c, w.epoch,
-                                                         w.head_seq)
-                            - NGX_HTTP_EVENTS_CURSOR_LEN)
-                - extra;
+    ngx_http_events_webhook_api_replay_count(r, rt, &view, &rg);
 
-        ngx_http_events_error(&err, 409, "replay_out_of_range", "field",
-                              NULL, "after", "the range starts after the "
-                              "newest event the ring holds");
-        return ngx_http_events_http_send_error(r, &err, &x);
-    }
+    rc = ngx_http_events_webhook_replay(store, &rt->tenant, &rt->id, rg.mode,
+                                        rg.after, rg.to, rg.count);
 
-    if (to < after) {
-        return ngx_http_events_webhook_api_fail(r, 400, "invalid_field",
-                                                "until", "until is before "
-                                                "the start of the range");
-    }
+    switch (rc) {
 
-    /* count what the replay will take, up to the cap */
+    case NGX_HTTP_EVENTS_WEBHOOK_OK:
+        break;
 
-    ngx_memzero(&q, sizeof(ngx_http_events_query_t));
-    q.tenant = rt->tenant;
-    q.types = view.spec.patterns;
-    q.ntypes = view.spec.npatterns;
-    q.since_ms = -1;
-    q.until_ms = -1;
-
-    count = 0;
-    truncated = 0;
-    last = after;
-    final = after;
-
-    while (last < to) {
-        rc = ngx_http_events_store_next(store, &q, last, 4096, &ipc->scratch,
-                                        &item, &last);
-
-        if (rc == NGX_AGAIN) {
-            continue;
-        }
-
-        if (rc != NGX_OK || item.seq > to) {
-            break;
-        }
-
-        if (mode != 1
-            && !ngx_http_events_webhook_was_failed(store, &rt->tenant, &rt->id,
-                                                   item.seq, mode))
-        {
-            continue;
-        }
-
-        if (count == NGX_HTTP_EVENTS_WH_MAX_REPLAY) {
-            truncated = 1;
-            break;
-        }
-
-        count++;
-        final = item.seq;
-    }
-
-    if (truncated) {
-        to = final;
-    }
-
-    rc = ngx_http_events_webhook_replay(store, &rt->tenant, &rt->id, mode,
-                                        after,
-                                        to, count);
-
-    if (rc == NGX_HTTP_EVENTS_WEBHOOK_NOT_FOUND) {
+    case NGX_HTTP_EVENTS_WEBHOOK_NOT_FOUND:
         return ngx_http_events_webhook_api_unknown(r, rt);
-    }
 
-    if (rc == NGX_HTTP_EVENTS_WEBHOOK_QUEUE_FULL) {
+    case NGX_HTTP_EVENTS_WEBHOOK_QUEUE_FULL:
         return ngx_http_events_webhook_api_fail(r, 409, "queue_full", NULL,
                                                 "the endpoint's deliveries "
                                                 "waiting leave no room for "
                                                 "this replay; try again when "
                                                 "they are sent");
-    }
 
-    if (rc != NGX_HTTP_EVENTS_WEBHOOK_OK
-        && rc != NGX_HTTP_EVENTS_WEBHOOK_BUSY)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (rc == NGX_HTTP_EVENTS_WEBHOOK_BUSY) {
+    case NGX_HTTP_EVENTS_WEBHOOK_BUSY:
         return ngx_http_events_webhook_api_fail(r, 409, "replay_in_progress",
-                                                NULL,
-                                                "a replay of this endpoint is "
-                                                "still being queued; try "
-                                                "again shortly");
+                                                NULL, "a replay of this "
+                                                "endpoint is still being "
+                                                "queued; try again shortly");
+
+    default:
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     if (ngx_http_events_id_generate(id, (uint64_t) ngx_time() * 1000,
@@ -2212,8 +2083,8 @@ ngx_http_events_webhook_api_replay(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    (void) ngx_http_events_cursor_write(from_c, w.epoch, after);
-    (void) ngx_http_events_cursor_write(to_c, w.epoch, to);
+    (void) ngx_http_events_cursor_write(from_c, w.epoch, rg.after);
+    (void) ngx_http_events_cursor_write(to_c, w.epoch, rg.to);
 
     ngx_http_events_buf_init(&o, r->pool, 1024);
 
@@ -2221,12 +2092,203 @@ ngx_http_events_webhook_api_replay(ngx_http_request_t *r,
                                "\"queued\":%ui,\"from\":\"%*s\","
                                "\"to\":\"%*s\",\"truncated\":%s}",
                                (size_t) 26, id + 4,
-                               ngx_http_events_webhook_modes[mode], count,
+                               ngx_http_events_webhook_modes[rg.mode],
+                               rg.count,
                                (size_t) NGX_HTTP_EVENTS_CURSOR_LEN, from_c,
                                (size_t) NGX_HTTP_EVENTS_CURSOR_LEN, to_c,
-                               truncated ? "true" : "false");
+                               rg.truncated ? "true" : "false");
 
     return ngx_http_events_http_send_buf(r, NGX_HTTP_ACCEPTED, NULL, &o);
+}
+
+
+/* the replay's body: where it starts and ends, and which events */
+
+static ngx_int_t
+ngx_http_events_webhook_api_replay_body(ngx_http_request_t *r, json_t *root,
+    ngx_http_events_webhook_range_t *rg, ngx_http_events_error_t *err)
+{
+    json_t                       *v;
+    ngx_uint_t                    has_from;
+    const char                   *key, *m;
+    ngx_http_events_window_t      w;
+    ngx_http_events_loc_conf_t   *elcf;
+
+    elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
+
+    ngx_memzero(rg, sizeof(ngx_http_events_webhook_range_t));
+    rg->mode = 1;
+    has_from = 0;
+
+    ngx_http_events_store_window(elcf->webhooks_zone->data, &w);
+    rg->to = w.head_seq;
+
+    json_object_foreach(root, key, v) {
+
+        if (ngx_strcmp(key, "after") == 0 || ngx_strcmp(key, "since") == 0)
+        {
+            if (has_from) {
+                ngx_http_events_error(err, 400, "invalid_field", "field",
+                                      NULL, key, "give \"after\" or "
+                                      "\"since\", not both");
+                return NGX_ERROR;
+            }
+
+            if (ngx_http_events_webhook_api_position(r, v, key, 0,
+                                                     &rg->after, err)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+            has_from = 1;
+
+        } else if (ngx_strcmp(key, "until") == 0) {
+            if (ngx_http_events_webhook_api_position(r, v, key, 1, &rg->to,
+                                                     err)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+        } else if (ngx_strcmp(key, "mode") == 0) {
+            m = json_is_string(v) ? json_string_value(v) : "";
+
+            for (rg->mode = 1; rg->mode < 4; rg->mode++) {
+                if (ngx_strcmp(m, ngx_http_events_webhook_modes[rg->mode])
+                    == 0)
+                {
+                    break;
+                }
+            }
+
+            if (rg->mode == 4) {
+                ngx_http_events_error(err, 400, "invalid_field", "field",
+                                      NULL, "mode", "mode is \"all\", "
+                                      "\"failed\" or \"missing\"");
+                return NGX_ERROR;
+            }
+
+        } else {
+            ngx_http_events_error(err, 400, "unknown_field", "field", NULL,
+                                  key, "unknown field \"%s\"", key);
+            return NGX_ERROR;
+        }
+    }
+
+    if (!has_from) {
+        ngx_http_events_error(err, 400, "missing_field", "field", NULL,
+                              "after", "say where the replay starts: "
+                              "\"after\" (a cursor or seq) or \"since\" "
+                              "(a time)");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * A range the ring holds, or the error that says why not (and in x, 64
+ * bytes, the cursor of the ring's end it went past).
+ */
+
+static ngx_int_t
+ngx_http_events_webhook_api_replay_range(ngx_http_events_webhook_range_t *rg,
+    ngx_http_events_window_t *w, ngx_http_events_error_t *err, ngx_str_t *x)
+{
+    u_char  c[NGX_HTTP_EVENTS_CURSOR_LEN];
+
+    if (rg->after < w->evicted_seq || rg->after > w->head_seq) {
+        x->len = ngx_sprintf(x->data, ",\"%s\":\"%*s\"",
+                            rg->after < w->evicted_seq ? "oldest" : "newest",
+                            (size_t) NGX_HTTP_EVENTS_CURSOR_LEN,
+                            ngx_http_events_cursor_write(c, w->epoch,
+                                          rg->after < w->evicted_seq
+                                          ? w->evicted_seq : w->head_seq)
+                            - NGX_HTTP_EVENTS_CURSOR_LEN)
+                 - x->data;
+
+        ngx_http_events_error(err, 409, "replay_out_of_range", "field",
+                              NULL, "after",
+                              rg->after < w->evicted_seq
+                              ? "the range starts before the oldest event "
+                                "the ring still holds"
+                              : "the range starts after the newest event "
+                                "the ring holds");
+        return NGX_ERROR;
+    }
+
+    if (rg->to < rg->after) {
+        ngx_http_events_error(err, 400, "invalid_field", "field", NULL,
+                              "until", "until is before the start of the "
+                              "range");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* what the replay will take, counted in the ring up to the cap */
+
+static void
+ngx_http_events_webhook_api_replay_count(ngx_http_request_t *r,
+    ngx_http_events_webhook_route_t *rt,
+    ngx_http_events_webhook_view_t *view,
+    ngx_http_events_webhook_range_t *rg)
+{
+    uint64_t                     last, final;
+    ngx_int_t                    rc;
+    ngx_http_events_ipc_t       *ipc;
+    ngx_http_events_item_t       item;
+    ngx_http_events_query_t      q;
+    ngx_http_events_store_t     *store;
+    ngx_http_events_loc_conf_t  *elcf;
+
+    elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
+    store = elcf->webhooks_zone->data;
+    ipc = ngx_http_events_ipc();
+
+    ngx_memzero(&q, sizeof(ngx_http_events_query_t));
+    q.tenant = rt->tenant;
+    q.types = view->spec.patterns;
+    q.ntypes = view->spec.npatterns;
+    q.since_ms = -1;
+    q.until_ms = -1;
+
+    last = rg->after;
+    final = rg->after;
+
+    while (last < rg->to) {
+        rc = ngx_http_events_store_next(store, &q, last, 4096, &ipc->scratch,
+                                        &item, &last);
+
+        if (rc == NGX_AGAIN) {
+            continue;
+        }
+
+        if (rc != NGX_OK || item.seq > rg->to) {
+            break;
+        }
+
+        if (rg->mode != 1
+            && !ngx_http_events_webhook_was_failed(store, &rt->tenant,
+                                                   &rt->id, item.seq,
+                                                   rg->mode))
+        {
+            continue;
+        }
+
+        if (rg->count == NGX_HTTP_EVENTS_WH_MAX_REPLAY) {
+            rg->truncated = 1;
+            rg->to = final;
+            break;
+        }
+
+        rg->count++;
+        final = item.seq;
+    }
 }
 
 
