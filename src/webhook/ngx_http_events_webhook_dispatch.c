@@ -101,6 +101,23 @@ static void ngx_http_events_webhook_dispatch_outcome(
     ngx_http_events_store_t *store, ngx_http_events_webhook_sh_t *wh,
     ngx_http_events_webhook_endpoint_t *ep, ngx_http_events_webhook_job_t *job,
     uint64_t now, ngx_http_events_webhook_attempt_t *a);
+static ngx_http_events_webhook_delivery_t *
+    ngx_http_events_webhook_dispatch_delivery(ngx_http_events_store_t *store,
+    ngx_http_events_webhook_endpoint_t *ep,
+    ngx_http_events_webhook_job_t *job);
+static ngx_uint_t ngx_http_events_webhook_dispatch_final(
+    ngx_http_events_store_t *store, ngx_http_events_webhook_sh_t *wh,
+    ngx_http_events_webhook_endpoint_t *ep,
+    ngx_http_events_webhook_delivery_t *d, ngx_http_events_webhook_job_t *job,
+    uint64_t now, ngx_http_events_webhook_attempt_t *a);
+static void ngx_http_events_webhook_dispatch_expired(
+    ngx_http_events_store_t *store, ngx_http_events_webhook_sh_t *wh,
+    ngx_http_events_webhook_job_t *job);
+static void ngx_http_events_webhook_dispatch_retry(
+    ngx_http_events_store_t *store, ngx_http_events_webhook_sh_t *wh,
+    ngx_http_events_webhook_endpoint_t *ep,
+    ngx_http_events_webhook_delivery_t *d, ngx_http_events_webhook_job_t *job,
+    uint64_t now, ngx_http_events_webhook_attempt_t *a);
 static void ngx_http_events_webhook_dispatch_log(
     ngx_http_events_webhook_endpoint_t *ep, ngx_http_events_webhook_job_t *job,
     ngx_http_events_webhook_attempt_t *a);
@@ -1390,46 +1407,11 @@ ngx_http_events_webhook_dispatch_outcome(ngx_http_events_store_t *store,
     ngx_http_events_webhook_job_t *job, uint64_t now,
     ngx_http_events_webhook_attempt_t *a)
 {
-    uint64_t                             pause;
-    ngx_msec_t                           delay;
-    ngx_uint_t                           nretry, final;
-    ngx_queue_t                         *q;
-    ngx_http_events_webhook_conf_t      *whcf;
-    ngx_http_events_webhook_delivery_t  *d, *dd;
+    ngx_http_events_webhook_delivery_t  *d;
 
-    whcf = store->whcf;
     ep->attempts++;
 
-    d = NULL;
-
-    for (q = ngx_queue_head(&ep->deliveries);
-         q != ngx_queue_sentinel(&ep->deliveries);
-         q = ngx_queue_next(q))
-    {
-        dd = ngx_queue_data(q, ngx_http_events_webhook_delivery_t, queue);
-
-        if (dd->seq == job->seq) {
-            d = dd;
-            break;
-        }
-    }
-
-    if (d && (!job->queued || d->state != NGX_HTTP_EVENTS_WH_INFLIGHT
-              || d->term != job->term))
-    {
-        /*
-         * Not this attempt's delivery: a manual one, or one a new
-         * dispatcher queued again.  A success still ends it, if it is
-         * not being sent right now.
-         */
-        if (job->error == NGX_HTTP_EVENTS_E_NONE
-            && d->state == NGX_HTTP_EVENTS_WH_QUEUED)
-        {
-            ngx_http_events_webhook_dequeue(store, ep, d);
-        }
-
-        d = NULL;
-    }
+    d = ngx_http_events_webhook_dispatch_delivery(store, ep, job);
 
     /* the endpoint's state, whatever the delivery's */
 
@@ -1471,63 +1453,141 @@ ngx_http_events_webhook_dispatch_outcome(ngx_http_events_store_t *store,
         return;
     }
 
+    if (ngx_http_events_webhook_dispatch_final(store, wh, ep, d, job, now, a))
+    {
+        return;
+    }
+
+    ngx_http_events_webhook_dispatch_retry(store, wh, ep, d, job, now, a);
+}
+
+
+/*
+ * The attempt's delivery, or NULL when it is not this attempt's: a
+ * manual one, or one a new dispatcher queued again.  A success still
+ * ends that one, if it is not being sent right now.
+ */
+
+static ngx_http_events_webhook_delivery_t *
+ngx_http_events_webhook_dispatch_delivery(ngx_http_events_store_t *store,
+    ngx_http_events_webhook_endpoint_t *ep, ngx_http_events_webhook_job_t *job)
+{
+    ngx_queue_t                         *q;
+    ngx_http_events_webhook_delivery_t  *d;
+
+    for (q = ngx_queue_head(&ep->deliveries);
+         q != ngx_queue_sentinel(&ep->deliveries);
+         q = ngx_queue_next(q))
+    {
+        d = ngx_queue_data(q, ngx_http_events_webhook_delivery_t, queue);
+
+        if (d->seq != job->seq) {
+            continue;
+        }
+
+        if (job->queued && d->state == NGX_HTTP_EVENTS_WH_INFLIGHT
+            && d->term == job->term)
+        {
+            return d;
+        }
+
+        if (job->error == NGX_HTTP_EVENTS_E_NONE
+            && d->state == NGX_HTTP_EVENTS_WH_QUEUED)
+        {
+            ngx_http_events_webhook_dequeue(store, ep, d);
+        }
+
+        return NULL;
+    }
+
+    return NULL;
+}
+
+
+/* a failed attempt that ends its delivery: 1, and the delivery is gone */
+
+static ngx_uint_t
+ngx_http_events_webhook_dispatch_final(ngx_http_events_store_t *store,
+    ngx_http_events_webhook_sh_t *wh, ngx_http_events_webhook_endpoint_t *ep,
+    ngx_http_events_webhook_delivery_t *d, ngx_http_events_webhook_job_t *job,
+    uint64_t now, ngx_http_events_webhook_attempt_t *a)
+{
+    ngx_uint_t                       nretry;
+    ngx_http_events_webhook_conf_t  *whcf;
+
+    whcf = store->whcf;
     nretry = whcf->retry ? whcf->retry->nelts : 0;
-    final = 0;
 
     if (job->error == NGX_HTTP_EVENTS_E_EVICTED) {
         a->result = NGX_HTTP_EVENTS_WH_EXPIRED;
         ep->expired++;
         wh->expired++;
-        final = 1;
+        ngx_http_events_webhook_dispatch_expired(store, wh, job);
 
-        /* a ring too small for the retry horizon: say so, not too often */
-        if (ngx_current_msec - ngx_http_events_webhook_expired_warned > 60000
-            || ngx_http_events_webhook_expired_warned == 0)
-        {
-            ngx_http_events_webhook_expired_warned = ngx_current_msec;
-            ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-                          "events webhook \"%V\": event %uL left the ring "
-                          "before it was delivered (%uL such deliveries "
-                          "in zone \"%V\"); the ring is smaller than the "
-                          "retry horizon", &job->endpoint, job->seq,
-                          wh->expired, &store->name);
-        }
+    } else if (job->abort) {
+        a->result = NGX_HTTP_EVENTS_WH_ABORTED;
+        wh->aborted++;
+        job->error = NGX_HTTP_EVENTS_E_ABORTED;
 
-    } else if (job->abort || job->status == 410 || job->disable) {
-        a->result = job->abort ? NGX_HTTP_EVENTS_WH_ABORTED
-                               : NGX_HTTP_EVENTS_WH_FAILED_FINAL;
-        if (job->abort) {
-            wh->aborted++;
-            job->error = NGX_HTTP_EVENTS_E_ABORTED;
-        }
-
-        final = 1;
-
-    } else if (d->attempts > nretry) {
+    } else if (job->status == 410 || job->disable || d->attempts > nretry) {
         a->result = NGX_HTTP_EVENTS_WH_FAILED_FINAL;
-        final = 1;
+
+    } else {
+        return 0;
     }
 
-    if (final) {
-        if (a->result != NGX_HTTP_EVENTS_WH_EXPIRED) {
-            ep->failed++;
-            wh->failed++;
-            ep->failed_seqs[ep->nfailed++ % NGX_HTTP_EVENTS_WH_FAILED] =
-                                                                   d->seq;
-        }
-
-        ngx_http_events_webhook_dequeue(store, ep, d);
-
-        /* failing for long enough, with no success since: disabled */
-        if (!ep->disabled && whcf->disable_after
-            && now - ep->failing_since_ms >= whcf->disable_after)
-        {
-            ngx_http_events_webhook_disable(ep, NGX_HTTP_EVENTS_WH_FAILING,
-                                            now);
-        }
-
-        return;
+    if (a->result != NGX_HTTP_EVENTS_WH_EXPIRED) {
+        ep->failed++;
+        wh->failed++;
+        ep->failed_seqs[ep->nfailed++ % NGX_HTTP_EVENTS_WH_FAILED] = d->seq;
     }
+
+    ngx_http_events_webhook_dequeue(store, ep, d);
+
+    /* failing for long enough, with no success since: disabled */
+    if (!ep->disabled && whcf->disable_after
+        && now - ep->failing_since_ms >= whcf->disable_after)
+    {
+        ngx_http_events_webhook_disable(ep, NGX_HTTP_EVENTS_WH_FAILING, now);
+    }
+
+    return 1;
+}
+
+
+/* a ring too small for the retry horizon: say so, not too often */
+
+static void
+ngx_http_events_webhook_dispatch_expired(ngx_http_events_store_t *store,
+    ngx_http_events_webhook_sh_t *wh, ngx_http_events_webhook_job_t *job)
+{
+    if (ngx_current_msec - ngx_http_events_webhook_expired_warned > 60000
+        || ngx_http_events_webhook_expired_warned == 0)
+    {
+        ngx_http_events_webhook_expired_warned = ngx_current_msec;
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "events webhook \"%V\": event %uL left the ring "
+                      "before it was delivered (%uL such deliveries "
+                      "in zone \"%V\"); the ring is smaller than the "
+                      "retry horizon", &job->endpoint, job->seq,
+                      wh->expired, &store->name);
+    }
+}
+
+
+/* the next attempt: the schedule's delay, or what the receiver asked */
+
+static void
+ngx_http_events_webhook_dispatch_retry(ngx_http_events_store_t *store,
+    ngx_http_events_webhook_sh_t *wh, ngx_http_events_webhook_endpoint_t *ep,
+    ngx_http_events_webhook_delivery_t *d, ngx_http_events_webhook_job_t *job,
+    uint64_t now, ngx_http_events_webhook_attempt_t *a)
+{
+    uint64_t                         pause;
+    ngx_msec_t                       delay;
+    ngx_http_events_webhook_conf_t  *whcf;
+
+    whcf = store->whcf;
 
     delay = ngx_http_events_webhook_dispatch_jitter(
                 ((ngx_msec_t *) whcf->retry->elts)[d->attempts - 1]);

@@ -51,6 +51,11 @@ static void ngx_http_events_webhook_state_clamp(ngx_http_events_store_t *store,
 static ngx_int_t ngx_http_events_webhook_state_endpoint(
     ngx_http_events_store_t *store, ngx_http_events_webhook_sh_t *wh, json_t *o,
     ngx_log_t *log);
+static ngx_int_t ngx_http_events_webhook_state_spec(json_t *o,
+    ngx_http_events_webhook_spec_t *spec);
+static void ngx_http_events_webhook_state_history(
+    ngx_http_events_store_t *store, ngx_http_events_webhook_endpoint_t *ep,
+    json_t *o, ngx_str_t *id, ngx_log_t *log);
 static ngx_int_t ngx_http_events_webhook_state_unb64(json_t *v, u_char *out,
     size_t *len);
 static ngx_int_t ngx_http_events_webhook_state_path(
@@ -753,75 +758,12 @@ static ngx_int_t
 ngx_http_events_webhook_state_endpoint(ngx_http_events_store_t *store,
     ngx_http_events_webhook_sh_t *wh, json_t *o, ngx_log_t *log)
 {
-    size_t                               i;
-    json_t                              *v, *a, *nums;
-    json_int_t                           f[15], d[5];
-    ngx_uint_t                           lost;
+    json_t                              *nums;
+    json_int_t                           f[15];
     ngx_http_events_webhook_spec_t       spec;
-    ngx_http_events_webhook_delivery_t  *dl;
     ngx_http_events_webhook_endpoint_t  *ep;
 
-    ngx_memzero(&spec, sizeof(ngx_http_events_webhook_spec_t));
-
-#define ngx_http_events_state_string(field, name)                             \
-    v = json_object_get(o, name);                                             \
-    if (!json_is_string(v)) {                                                 \
-        goto invalid;                                                         \
-    }                                                                         \
-    spec.field.data = (u_char *) json_string_value(v);                        \
-    spec.field.len = json_string_length(v)
-
-    ngx_http_events_state_string(id, "id");
-    ngx_http_events_state_string(tenant, "tenant");
-    ngx_http_events_state_string(url, "url");
-    ngx_http_events_state_string(description, "description");
-
-#undef ngx_http_events_state_string
-
-    if (spec.id.len > NGX_HTTP_EVENTS_WH_MAX_ID
-        || spec.tenant.len > NGX_HTTP_EVENTS_MAX_TENANT)
-    {
-        goto invalid;
-    }
-
-    a = json_object_get(o, "events");
-
-    json_array_foreach(a, i, v) {
-        if (i == NGX_HTTP_EVENTS_WH_MAX_PATTERNS || !json_is_string(v)) {
-            goto invalid;
-        }
-
-        spec.patterns[i].data = (u_char *) json_string_value(v);
-        spec.patterns[i].len = json_string_length(v);
-        spec.npatterns = i + 1;
-    }
-
-    a = json_object_get(o, "headers");
-
-    json_array_foreach(a, i, v) {
-        if (i / 2 == NGX_HTTP_EVENTS_WH_MAX_HEADERS || !json_is_string(v)) {
-            goto invalid;
-        }
-
-        if (i % 2 == 0) {
-            spec.hnames[i / 2].data = (u_char *) json_string_value(v);
-            spec.hnames[i / 2].len = json_string_length(v);
-
-        } else {
-            spec.hvalues[i / 2].data = (u_char *) json_string_value(v);
-            spec.hvalues[i / 2].len = json_string_length(v);
-            spec.nheaders = i / 2 + 1;
-        }
-    }
-
-    if (ngx_http_events_webhook_state_unb64(json_object_get(o, "secret"),
-                                            spec.secret, &spec.secret_len)
-        != NGX_OK
-        || ngx_http_events_webhook_state_unb64(json_object_get(o, "previous"),
-                                               spec.previous,
-                                               &spec.previous_len)
-           != NGX_OK)
-    {
+    if (ngx_http_events_webhook_state_spec(o, &spec) != NGX_OK) {
         goto invalid;
     }
 
@@ -861,6 +803,111 @@ ngx_http_events_webhook_state_endpoint(ngx_http_events_store_t *store,
     ep->failed = (uint64_t) f[12];
     ep->expired = (uint64_t) f[13];
     ep->scan_seq = (uint64_t) f[14];
+
+    ngx_http_events_webhook_state_history(store, ep, o, &spec.id, log);
+
+    return NGX_OK;
+
+invalid:
+
+    ngx_log_error(NGX_LOG_ERR, log, 0,
+                  "events zone \"%V\": an invalid webhook endpoint in the "
+                  "state file, skipped", &store->name);
+
+    return NGX_ERROR;
+}
+
+
+/* an endpoint's strings and secrets, pointing into the JSON */
+
+static ngx_int_t
+ngx_http_events_webhook_state_spec(json_t *o,
+    ngx_http_events_webhook_spec_t *spec)
+{
+    size_t   i;
+    json_t  *v, *a;
+
+    ngx_memzero(spec, sizeof(ngx_http_events_webhook_spec_t));
+
+#define ngx_http_events_state_string(field, name)                             \
+    v = json_object_get(o, name);                                             \
+    if (!json_is_string(v)) {                                                 \
+        return NGX_ERROR;                                                     \
+    }                                                                         \
+    spec->field.data = (u_char *) json_string_value(v);                       \
+    spec->field.len = json_string_length(v)
+
+    ngx_http_events_state_string(id, "id");
+    ngx_http_events_state_string(tenant, "tenant");
+    ngx_http_events_state_string(url, "url");
+    ngx_http_events_state_string(description, "description");
+
+#undef ngx_http_events_state_string
+
+    if (spec->id.len > NGX_HTTP_EVENTS_WH_MAX_ID
+        || spec->tenant.len > NGX_HTTP_EVENTS_MAX_TENANT)
+    {
+        return NGX_ERROR;
+    }
+
+    a = json_object_get(o, "events");
+
+    json_array_foreach(a, i, v) {
+        if (i == NGX_HTTP_EVENTS_WH_MAX_PATTERNS || !json_is_string(v)) {
+            return NGX_ERROR;
+        }
+
+        spec->patterns[i].data = (u_char *) json_string_value(v);
+        spec->patterns[i].len = json_string_length(v);
+        spec->npatterns = i + 1;
+    }
+
+    a = json_object_get(o, "headers");
+
+    json_array_foreach(a, i, v) {
+        if (i / 2 == NGX_HTTP_EVENTS_WH_MAX_HEADERS || !json_is_string(v)) {
+            return NGX_ERROR;
+        }
+
+        if (i % 2 == 0) {
+            spec->hnames[i / 2].data = (u_char *) json_string_value(v);
+            spec->hnames[i / 2].len = json_string_length(v);
+
+        } else {
+            spec->hvalues[i / 2].data = (u_char *) json_string_value(v);
+            spec->hvalues[i / 2].len = json_string_length(v);
+            spec->nheaders = i / 2 + 1;
+        }
+    }
+
+    if (ngx_http_events_webhook_state_unb64(json_object_get(o, "secret"),
+                                            spec->secret, &spec->secret_len)
+        != NGX_OK
+        || ngx_http_events_webhook_state_unb64(json_object_get(o, "previous"),
+                                               spec->previous,
+                                               &spec->previous_len)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+
+    return NGX_OK;
+}
+
+
+/* what an endpoint skipped, failed and had queued, as it was */
+
+static void
+ngx_http_events_webhook_state_history(ngx_http_events_store_t *store,
+    ngx_http_events_webhook_endpoint_t *ep, json_t *o, ngx_str_t *id,
+    ngx_log_t *log)
+{
+    size_t                               i;
+    json_t                              *v, *a;
+    json_int_t                           d[5];
+    ngx_uint_t                           lost;
+    ngx_http_events_webhook_delivery_t  *dl;
 
     ep->nskips = 0;
     a = json_object_get(o, "skips");
@@ -915,18 +962,8 @@ ngx_http_events_webhook_state_endpoint(ngx_http_events_store_t *store,
                       "events zone \"%V\": %ui deliveries of webhook "
                       "endpoint \"%V\" did not fit its window; they are "
                       "scanned again from seq %uL", &store->name, lost,
-                      &spec.id, ep->scan_seq);
+                      id, ep->scan_seq);
     }
-
-    return NGX_OK;
-
-invalid:
-
-    ngx_log_error(NGX_LOG_ERR, log, 0,
-                  "events zone \"%V\": an invalid webhook endpoint in the "
-                  "state file, skipped", &store->name);
-
-    return NGX_ERROR;
 }
 
 
