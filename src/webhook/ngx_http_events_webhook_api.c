@@ -139,7 +139,8 @@ static ngx_int_t ngx_http_events_webhook_api_replay_body(
     ngx_http_events_error_t *err);
 static ngx_int_t ngx_http_events_webhook_api_replay_range(
     ngx_http_events_webhook_range_t *rg, ngx_http_events_window_t *w,
-    ngx_http_events_error_t *err, ngx_str_t *x);
+    ngx_http_events_cursor_key_t *ckey, ngx_http_events_error_t *err,
+    ngx_str_t *x);
 static void ngx_http_events_webhook_api_replay_count(ngx_http_request_t *r,
     ngx_http_events_webhook_route_t *rt, ngx_http_events_webhook_view_t *view,
     ngx_http_events_webhook_range_t *rg);
@@ -2007,6 +2008,7 @@ ngx_http_events_webhook_api_replay(ngx_http_request_t *r,
     ngx_http_events_window_t         w;
     ngx_http_events_store_t         *store;
     ngx_http_events_loc_conf_t      *elcf;
+    ngx_http_events_cursor_key_t    *ckey;
     ngx_http_events_webhook_view_t   view;
     ngx_http_events_webhook_range_t  rg;
 
@@ -2040,7 +2042,12 @@ ngx_http_events_webhook_api_replay(ngx_http_request_t *r,
     x.data = extra;
     x.len = 0;
 
-    if (ngx_http_events_webhook_api_replay_range(&rg, &w, &err, &x)
+    ckey = ngx_http_events_store_cursor_key(store);
+    if (ckey == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_http_events_webhook_api_replay_range(&rg, &w, ckey, &err, &x)
         != NGX_OK)
     {
         return ngx_http_events_http_send_error(r, &err, &x);
@@ -2083,8 +2090,8 @@ ngx_http_events_webhook_api_replay(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    (void) ngx_http_events_cursor_write(from_c, w.epoch, rg.after);
-    (void) ngx_http_events_cursor_write(to_c, w.epoch, rg.to);
+    (void) ngx_http_events_cursor_write(ckey, from_c, w.epoch, rg.after);
+    (void) ngx_http_events_cursor_write(ckey, to_c, w.epoch, rg.to);
 
     ngx_http_events_buf_init(&o, r->pool, 1024);
 
@@ -2195,7 +2202,8 @@ ngx_http_events_webhook_api_replay_body(ngx_http_request_t *r, json_t *root,
 
 static ngx_int_t
 ngx_http_events_webhook_api_replay_range(ngx_http_events_webhook_range_t *rg,
-    ngx_http_events_window_t *w, ngx_http_events_error_t *err, ngx_str_t *x)
+    ngx_http_events_window_t *w, ngx_http_events_cursor_key_t *ckey,
+    ngx_http_events_error_t *err, ngx_str_t *x)
 {
     u_char  c[NGX_HTTP_EVENTS_CURSOR_LEN];
 
@@ -2203,7 +2211,7 @@ ngx_http_events_webhook_api_replay_range(ngx_http_events_webhook_range_t *rg,
         x->len = ngx_sprintf(x->data, ",\"%s\":\"%*s\"",
                             rg->after < w->evicted_seq ? "oldest" : "newest",
                             (size_t) NGX_HTTP_EVENTS_CURSOR_LEN,
-                            ngx_http_events_cursor_write(c, w->epoch,
+                            ngx_http_events_cursor_write(ckey, c, w->epoch,
                                           rg->after < w->evicted_seq
                                           ? w->evicted_seq : w->head_seq)
                             - NGX_HTTP_EVENTS_CURSOR_LEN)
@@ -2320,8 +2328,10 @@ ngx_http_events_webhook_api_position(ngx_http_request_t *r, json_t *v,
     }
 
     if (ngx_strcmp(name, "after") == 0) {
-        if (ngx_http_events_cursor_parse((u_char *) json_string_value(v),
-                                         json_string_length(v), &epoch, &s)
+        if (ngx_http_events_cursor_parse(
+                ngx_http_events_store_cursor_key(elcf->webhooks_zone->data),
+                (u_char *) json_string_value(v), json_string_length(v),
+                &epoch, &s)
             != NGX_OK)
         {
             goto invalid;
