@@ -51,6 +51,8 @@ static void ngx_http_events_webhook_view(ngx_http_events_webhook_endpoint_t *ep,
     u_char *blob, ngx_http_events_webhook_view_t *view, uint64_t now);
 static ngx_str_t ngx_http_events_webhook_str(
     ngx_http_events_webhook_endpoint_t *ep, ngx_http_events_webhook_str_t *s);
+static ngx_int_t ngx_http_events_webhook_chunk(
+    ngx_http_events_store_t *store, ngx_http_events_webhook_endpoint_t *ep);
 static void ngx_http_events_webhook_skip(ngx_http_events_webhook_endpoint_t *ep,
     uint64_t from, uint64_t to);
 
@@ -249,7 +251,6 @@ ngx_http_events_webhook_create_locked(ngx_http_events_store_t *store,
     ngx_http_events_webhook_conf_t *whcf)
 {
     uint64_t                             now, head;
-    ngx_uint_t                           i;
     ngx_http_events_webhook_endpoint_t  *ep;
 
     ep = ngx_slab_calloc_locked(store->shpool,
@@ -274,12 +275,11 @@ ngx_http_events_webhook_create_locked(ngx_http_events_store_t *store,
         }
     }
 
-    ep->slots = ngx_slab_calloc_locked(store->shpool,
-                                 NGX_HTTP_EVENTS_WH_WINDOW
-                                 * sizeof(ngx_http_events_webhook_delivery_t));
+    ngx_queue_init(&ep->free);
+
     ep->tn = ngx_http_events_webhook_tenant(store, wh, &spec->tenant);
 
-    if (ep->slots == NULL || ep->tn == NULL
+    if (ngx_http_events_webhook_chunk(store, ep) != NGX_OK || ep->tn == NULL
         || ngx_http_events_webhook_set(store, ep, spec) != NGX_OK)
     {
         if (ep->tn && ep->tn->nendpoints == 0) {
@@ -287,8 +287,8 @@ ngx_http_events_webhook_create_locked(ngx_http_events_store_t *store,
             ngx_slab_free_locked(store->shpool, ep->tn);
         }
 
-        if (ep->slots) {
-            ngx_slab_free_locked(store->shpool, ep->slots);
+        if (ep->chunks) {
+            ngx_slab_free_locked(store->shpool, ep->chunks);
         }
 
         if (ep->log) {
@@ -326,12 +326,6 @@ ngx_http_events_webhook_create_locked(ngx_http_events_store_t *store,
     ngx_http_events_webhook_skip(ep, 0, head);
 
     ngx_queue_init(&ep->deliveries);
-    ngx_queue_init(&ep->free);
-
-    for (i = 0; i < NGX_HTTP_EVENTS_WH_WINDOW; i++) {
-        ngx_queue_insert_tail(&ep->free, &ep->slots[i].queue);
-    }
-
     ngx_queue_insert_tail(&wh->endpoints, &ep->queue);
     ngx_queue_insert_tail(&ep->tn->endpoints, &ep->tqueue);
     ep->tn->nendpoints++;
@@ -1183,6 +1177,7 @@ static void
 ngx_http_events_webhook_free(ngx_http_events_store_t *store,
     ngx_http_events_webhook_sh_t *wh, ngx_http_events_webhook_endpoint_t *ep)
 {
+    ngx_http_events_webhook_chunk_t     *chunk;
     ngx_queue_t                         *q;
     ngx_http_events_webhook_delivery_t  *d;
 
@@ -1210,7 +1205,12 @@ ngx_http_events_webhook_free(ngx_http_events_store_t *store,
         ngx_slab_free_locked(store->shpool, ep->blob);
     }
 
-    ngx_slab_free_locked(store->shpool, ep->slots);
+    while (ep->chunks) {
+        chunk = ep->chunks;
+        ep->chunks = chunk->next;
+        ngx_slab_free_locked(store->shpool, chunk);
+    }
+
     ngx_slab_free_locked(store->shpool, ep);
 }
 
@@ -1350,6 +1350,50 @@ ngx_http_events_webhook_skip(ngx_http_events_webhook_endpoint_t *ep,
 
 
 /*
+ * Another chunk of an endpoint's delivery records.  When the zone has
+ * no room, the endpoint goes on with the chunks it has (its first is
+ * made with it), and the scan waits: once a minute the log says so.
+ */
+
+static ngx_int_t
+ngx_http_events_webhook_chunk(ngx_http_events_store_t *store,
+    ngx_http_events_webhook_endpoint_t *ep)
+{
+    ngx_uint_t                        i;
+    ngx_http_events_webhook_chunk_t  *chunk;
+
+    chunk = ngx_slab_calloc_locked(store->shpool,
+                                   sizeof(ngx_http_events_webhook_chunk_t));
+
+    if (chunk == NULL) {
+        if (ep->chunks
+            && (ngx_current_msec - store->wh->chunk_warned > 60000
+                || store->wh->chunk_warned == 0))
+        {
+            store->wh->chunk_warned = ngx_current_msec;
+            ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                          "events webhook \"%*s\": no room in zone \"%V\" "
+                          "for more than %ui waiting deliveries; the next "
+                          "events wait in the ring", ep->id_len, ep->id,
+                          &store->name, ep->pending);
+        }
+
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < NGX_HTTP_EVENTS_WH_CHUNK; i++) {
+        ngx_queue_insert_tail(&ep->free, &chunk->deliveries[i].queue);
+    }
+
+    chunk->next = ep->chunks;
+    ep->chunks = chunk;
+    ep->nchunks++;
+
+    return NGX_OK;
+}
+
+
+/*
  * Deliveries: a queue per endpoint, in the order they were made, from
  * the endpoint's own window of them; NULL when the window is full.
  */
@@ -1374,7 +1418,10 @@ ngx_http_events_webhook_queue(ngx_http_events_store_t *store,
         }
     }
 
-    if (ngx_queue_empty(&ep->free)) {
+    if (ngx_queue_empty(&ep->free)
+        && (ep->pending >= NGX_HTTP_EVENTS_WH_WINDOW
+            || ngx_http_events_webhook_chunk(store, ep) != NGX_OK))
+    {
         return NULL;
     }
 

@@ -2073,6 +2073,12 @@ ngx_http_events_webhook_api_replay(ngx_http_request_t *r,
                                                 "this replay; try again when "
                                                 "they are sent");
 
+    case NGX_HTTP_EVENTS_WEBHOOK_ZONE_FULL:
+        return ngx_http_events_webhook_api_fail(r, 503, "zone_full", NULL,
+                                                "no room in the zone for "
+                                                "the replay's deliveries; "
+                                                "some may be queued");
+
     case NGX_HTTP_EVENTS_WEBHOOK_BUSY:
         return ngx_http_events_webhook_api_fail(r, 409, "replay_in_progress",
                                                 NULL, "a replay of this "

@@ -38,8 +38,12 @@
 #define NGX_HTTP_EVENTS_WH_ATTEMPT                                            \
     (sizeof(ngx_http_events_webhook_attempt_t) + 64)
 
-/* deliveries an endpoint holds at once, made with the endpoint */
+/*
+ * Deliveries an endpoint holds at once, in chunks of zone memory: the
+ * first is made with the endpoint, the others when they are needed.
+ */
 #define NGX_HTTP_EVENTS_WH_WINDOW           256
+#define NGX_HTTP_EVENTS_WH_CHUNK            32
 
 /* an endpoint of every tenant (events_handler tenant=*) */
 #define NGX_HTTP_EVENTS_WH_ANY_TENANT       "*"
@@ -133,6 +137,16 @@ typedef struct {
 } ngx_http_events_webhook_attempt_t;
 
 
+/* delivery records of an endpoint, a chunk of them in one slab block */
+typedef struct ngx_http_events_webhook_chunk_s
+    ngx_http_events_webhook_chunk_t;
+
+struct ngx_http_events_webhook_chunk_s {
+    ngx_http_events_webhook_chunk_t     *next;
+    ngx_http_events_webhook_delivery_t   deliveries[NGX_HTTP_EVENTS_WH_CHUNK];
+};
+
+
 /*
  * A tenant with endpoints: the dispatcher shares the delivery slots
  * among tenants and takes their deliveries in turn.
@@ -202,11 +216,12 @@ typedef struct {
     ngx_queue_t                     deliveries;
 
     /*
-     * Its deliveries are made with it, a window of them: no delivery
-     * waits for zone memory that the index or another endpoint took.
+     * Its delivery records, in chunks: the first made with it, so that
+     * its deliveries always go on whatever took the zone's memory.
      */
-    ngx_http_events_webhook_delivery_t  *slots;
+    ngx_http_events_webhook_chunk_t  *chunks;
     ngx_queue_t                     free;
+    ngx_uint_t                      nchunks;
 
     /* a replay in progress: (replay_after, replay_to] */
     uint64_t                        replay_after;
@@ -231,6 +246,7 @@ struct ngx_http_events_webhook_sh_s {
     ngx_queue_t                 endpoints;
     ngx_uint_t                  nendpoints;
     ngx_queue_t                 tenants;        /* in turn */
+    ngx_msec_t                  chunk_warned;   /* no room for deliveries */
 
     /* the dispatcher lease */
     ngx_pid_t                   owner;
