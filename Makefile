@@ -23,6 +23,8 @@ ASAN_MODULE := $(BUILD)/asan/ngx_http_events_module.so
 SOURCES     := config $(wildcard src/*.[ch] src/*/*.[ch])
 LIBASAN     := $(firstword $(wildcard /usr/lib/*-linux-gnu/libasan.so.8))
 PROVE_JOBS  ?= 2
+POLL_NGINX  := $(BUILD)/nginx-poll/objs/nginx
+POLL_ENV     = $(if $(wildcard $(POLL_NGINX)),T_NGINX_POLL=$(POLL_NGINX))
 
 VERSION     := $(shell sed -n 's/^\#define NGX_HTTP_EVENTS_VERSION *"\(.*\)"/\1/p' \
                  src/ngx_http_events_version.h)
@@ -40,7 +42,8 @@ DEBS      ?= $(TEST_DEBS)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps deps-run run test test-asan bench bench-fanout \
-        bench-webhooks bench-journal fuzz fuzz-short clean install deb
+        bench-webhooks bench-journal fuzz fuzz-short clean install deb \
+        nginx-poll
 
 all: $(MODULE)
 
@@ -116,10 +119,29 @@ $(NODE_DEPS): t/node/package.json t/node/package-lock.json
 	touch $@
 
 test: deps $(MODULE) $(NODE_DEPS) fuzz-build
-	T_MODULE=$(MODULE) T_FUZZ_REQUIRED=1 prove -j$(PROVE_JOBS) -r t/
+	$(POLL_ENV) T_MODULE=$(MODULE) T_FUZZ_REQUIRED=1 \
+	    prove -j$(PROVE_JOBS) -r t/
 
 test-asan: deps $(ASAN_MODULE) $(NODE_DEPS)
-	T_MODULE=$(ASAN_MODULE) T_ASAN=$(LIBASAN) prove -j$(PROVE_JOBS) -r t/
+	$(POLL_ENV) T_MODULE=$(ASAN_MODULE) T_ASAN=$(LIBASAN) \
+	    prove -j$(PROVE_JOBS) -r t/
+
+# Debian's nginx has neither poll nor select; t/59 runs its webhooks
+# under them with an nginx built the Debian way plus those two, from
+# the full nginx 1.22.1 sources (nginx-dev has only the headers):
+#   make nginx-poll NGINX_FULL_SRC=/path/to/nginx-1.22.1
+nginx-poll: $(POLL_NGINX)
+
+$(POLL_NGINX):
+	@test -f "$(NGINX_FULL_SRC)/src/core/nginx.c" || { echo "set" \
+	    "NGINX_FULL_SRC to the nginx 1.22.1 sources"; exit 1; }
+	rm -rf $(BUILD)/nginx-poll
+	cp -r $(NGINX_FULL_SRC) $(BUILD)/nginx-poll
+	cp $(NGINX_SRC)/conf_flags $(BUILD)/nginx-poll/
+	cd $(BUILD)/nginx-poll && . ./conf_flags && \
+	    auto/configure "$${NGX_CONF_FLAGS[@]}" --with-poll_module \
+	        --with-select_module > $(BUILD)/nginx-poll.log 2>&1 && \
+	    $(MAKE) -f objs/Makefile binary >> $(BUILD)/nginx-poll.log 2>&1
 
 bench: deps $(MODULE)
 	t/bench/ingest.sh
