@@ -2,8 +2,8 @@
 
 # The layering rule of src/, checked on every header a file includes:
 #
-#   0  src/core/, src/ngx_http_events_{types,version}.h: the store and
-#      its parsers; no ngx_http.h
+#   0  src/core/, src/ngx_http_events_types.h,  the store and its parsers;
+#      src/ngx_http_events_version.h            no ngx_http.h
 #   1  src/ngx_http_events_ipc.[ch]             doorbells between workers
 #      src/ngx_http_events_module.h             confs, ctx: declarations
 #                                               only (includes types.h)
