@@ -675,6 +675,8 @@ ngx_http_events_journal_secret(ngx_http_events_journal_t *j, ngx_log_t *log,
         }
     }
 
+    j->new_secret = !from_zone;
+
     fd = ngx_open_file(tmp, NGX_FILE_WRONLY, NGX_FILE_TRUNCATE, 0600);
     if (fd == NGX_INVALID_FILE) {
         ngx_log_error(NGX_LOG_EMERG, log, ngx_errno,
@@ -886,6 +888,14 @@ ngx_http_events_journal_replay(ngx_http_events_journal_t *j, ngx_log_t *log)
                       &j->zone, rp.epoch);
 
         /* the zone's own, freshly drawn epoch */
+        rp.epoch = 0;
+
+    } else if (j->new_secret && rp.epoch) {
+        /* its cursors cannot be read without their secret: start again */
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "events zone \"%V\": no cursor secret in \"%V\": "
+                      "epoch %016uxL ends here, cursors of it get 410",
+                      &j->zone, &j->path, rp.epoch);
         rp.epoch = 0;
     }
 

@@ -83,6 +83,7 @@ struct ngx_http_events_journal_s {
     uint64_t                    sync_upto;
     ngx_err_t                   sync_err;
     unsigned                    syncing:1;
+    unsigned                    new_secret:1;   /* none on disk at start */
 };
 
 
