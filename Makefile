@@ -24,7 +24,7 @@ PROVE_JOBS  ?= 2
 
 DEBS := nginx nginx-dev libjansson-dev libssl-dev libpcre2-dev zlib1g-dev \
         gcc make perl libasan8 clang libclang-rt-14-dev wrk openssl \
-        libnginx-mod-nchan
+        libnginx-mod-nchan liblmdb-dev
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

@@ -19,7 +19,7 @@ my $t = EventsTest->new;
 my $mnt = $t->testdir . '/full';
 mkdir $mnt or die "mkdir $mnt: $!";
 
-system('mount', '-t', 'tmpfs', '-o', 'size=64k,mode=0755', 'tmpfs', $mnt) == 0
+system('mount', '-t', 'tmpfs', '-o', 'size=256k,mode=0755', 'tmpfs', $mnt) == 0
     or plan(skip_all => 'cannot mount a tmpfs here');
 my $mounted = 1;
 END { system('umount', $mnt) if $mounted && $mnt; }

@@ -32,10 +32,11 @@
 #include "ngx_http_events_store.h"
 #include "ngx_http_events_match.h"
 #include "ngx_http_events_journal.h"
+#include "ngx_http_events_history.h"
 
 
 #define NGX_HTTP_EVENTS_MAGIC       0x45564e54      /* "EVNT" */
-#define NGX_HTTP_EVENTS_VERSION     4
+#define NGX_HTTP_EVENTS_VERSION     5
 
 /* an index slot for every this many bytes of ring */
 #define NGX_HTTP_EVENTS_SLOT_BYTES  256
@@ -189,6 +190,15 @@ static ngx_int_t ngx_http_events_store_add_item(ngx_http_events_sh_t *sh,
     ngx_http_events_result_t *res);
 static void ngx_http_events_store_expire(ngx_http_events_store_t *store);
 static uint64_t ngx_http_events_now_ms(void);
+static ngx_int_t ngx_http_events_store_ring_get(ngx_http_events_store_t *store,
+    ngx_str_t *tenant, ngx_str_t *id, ngx_pool_t *pool, ngx_str_t *json);
+static ngx_http_events_history_t *ngx_http_events_store_history(
+    ngx_http_events_store_t *store);
+static void ngx_http_events_store_ring_window(ngx_http_events_store_t *store,
+    ngx_http_events_window_t *w);
+static ngx_int_t ngx_http_events_store_index_locked(
+    ngx_http_events_store_t *store, ngx_http_events_event_t *events,
+    ngx_uint_t n, uint64_t last_seq);
 
 
 ngx_int_t
@@ -863,8 +873,9 @@ ngx_http_events_store_append_nosync(ngx_http_events_store_t *store,
     ngx_int_t                  rc;
     ngx_uint_t                 i, j, w;
     ngx_http_events_sh_t      *sh;
-    ngx_http_events_event_t   *ev;
+    ngx_http_events_event_t   *ev, old;
     ngx_http_events_record_t  *h;
+    ngx_http_events_history_t *hist;
 
     sh = store->sh;
     rc = NGX_OK;
@@ -895,6 +906,19 @@ ngx_http_events_store_append_nosync(ngx_http_events_store_t *store,
         }
     }
 
+    hist = ngx_http_events_store_history(store);
+
+    if (hist == NULL && store->journal
+        && ngx_http_events_journal_history(store->journal)->ready)
+    {
+        /* this process cannot write the index: nobody may trust it */
+        ngx_http_events_journal_history(store->journal)->ready = 0;
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "events zone \"%V\": history index not open in this "
+                      "process: reads beyond the ring are off until the "
+                      "next start rebuilds it", &store->name);
+    }
+
     ngx_shmtx_lock(&store->shpool->mutex);
 
     now = ngx_http_events_now_ms();
@@ -904,6 +928,12 @@ ngx_http_events_store_append_nosync(ngx_http_events_store_t *store,
     }
 
     ngx_http_events_store_expire_locked(store, now);
+
+    if (hist && ngx_http_events_history_begin_locked(hist) != NGX_OK) {
+        *failed = 0;
+        rc = NGX_HTTP_EVENTS_JOURNAL_FAILED;
+        goto done;
+    }
 
     /* first everything that can fail, so that a batch is all or nothing */
 
@@ -916,6 +946,39 @@ ngx_http_events_store_append_nosync(ngx_http_events_store_t *store,
         }
 
         h = ngx_http_events_store_find_id_locked(sh, &ev->tenant, &ev->id);
+
+        if (h == NULL && hist) {
+            /* older than the ring: the index knows it */
+            ngx_memzero(&old, sizeof(ngx_http_events_event_t));
+
+            rc = ngx_http_events_history_find_locked(hist, &ev->tenant,
+                                                     &ev->id, pool, &old);
+            if (rc == NGX_ERROR) {
+                goto done;
+            }
+
+            rc = NGX_OK;
+
+            if (old.seq == 0) {
+                continue;
+            }
+
+            if (!old.client_id || ngx_memcmp(old.digest, ev->digest, 16) != 0)
+            {
+                sh->conflicts++;
+                *failed = i;
+                rc = NGX_DECLINED;
+                goto done;
+            }
+
+            ev->stored = old.stored;
+            ev->seq = old.seq;
+            ev->time_ms = old.time_ms;
+            ev->repeat = 1;
+            sh->repeats++;
+            continue;
+        }
+
         if (h == NULL) {
             continue;
         }
@@ -1007,6 +1070,22 @@ ngx_http_events_store_append_nosync(ngx_http_events_store_t *store,
         goto done;
     }
 
+    if (hist && seq != sh->last_seq
+        && ngx_http_events_store_index_locked(store, events, n, seq)
+           != NGX_OK)
+    {
+        for (j = 0; j < n; j++) {
+            if (!events[j].repeat) {
+                ngx_http_events_store_type_unref(store, &events[j].tenant,
+                                           &events[j].type);
+            }
+        }
+
+        *failed = 0;
+        rc = NGX_HTTP_EVENTS_JOURNAL_FAILED;
+        goto done;
+    }
+
     /* nothing can fail from here on */
 
     for (i = 0; i < n; i++) {
@@ -1032,6 +1111,11 @@ ngx_http_events_store_append_nosync(ngx_http_events_store_t *store,
     sh->last_seq = seq;
 
 done:
+
+    if (hist) {
+        /* committed already, or nothing to keep */
+        ngx_http_events_history_abort_locked(hist);
+    }
 
     ngx_shmtx_unlock(&store->shpool->mutex);
 
@@ -1061,6 +1145,70 @@ done:
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * The index takes the events the journal just wrote, in the same
+ * critical section, before the ring publishes them: a reader that saw
+ * the head finds everything up to it on disk.  If the index cannot,
+ * the journal forgets them too and nothing is stored.
+ */
+
+static ngx_int_t
+ngx_http_events_store_index_locked(ngx_http_events_store_t *store,
+    ngx_http_events_event_t *events, ngx_uint_t n, uint64_t last_seq)
+{
+    size_t                      len;
+    ngx_uint_t                  i;
+    ngx_http_events_history_t  *hist;
+
+    hist = store->journal->history;
+
+    for (i = 0; i < n; i++) {
+        if (!events[i].repeat
+            && ngx_http_events_history_add_locked(hist, &events[i])
+               != NGX_OK)
+        {
+            goto failed;
+        }
+    }
+
+    if (ngx_http_events_history_commit_locked(hist, last_seq) == NGX_OK) {
+        return NGX_OK;
+    }
+
+failed:
+
+    ngx_http_events_history_abort_locked(hist);
+
+    len = 0;
+
+    for (i = 0; i < n; i++) {
+        if (!events[i].repeat) {
+            len += events[i].jlen;
+        }
+    }
+
+    ngx_http_events_journal_unwrite_locked(store->journal,
+                                           &store->sh->journal, len);
+
+    return NGX_ERROR;
+}
+
+
+/* the index, when this zone's journal has one this process can read */
+
+static ngx_http_events_history_t *
+ngx_http_events_store_history(ngx_http_events_store_t *store)
+{
+    if (store->journal == NULL
+        || !ngx_http_events_history_ready(store->journal->history))
+    {
+        return NULL;
+    }
+
+    return store->journal->history;
 }
 
 
@@ -1277,8 +1425,29 @@ ngx_http_events_store_copy_json(ngx_http_events_sh_t *sh, uint64_t off,
 }
 
 
+/*
+ * With history on disk the window is the journal's: the oldest event on
+ * disk, and "evicted" is what retention removed, not what left the ring.
+ */
+
 void
 ngx_http_events_store_window(ngx_http_events_store_t *store,
+    ngx_http_events_window_t *w)
+{
+    ngx_http_events_history_t  *hist;
+
+    ngx_http_events_store_ring_window(store, w);
+
+    hist = ngx_http_events_store_history(store);
+
+    if (hist) {
+        ngx_http_events_history_window(hist, w);
+    }
+}
+
+
+static void
+ngx_http_events_store_ring_window(ngx_http_events_store_t *store,
     ngx_http_events_window_t *w)
 {
     uint64_t                 i;
@@ -1460,7 +1629,10 @@ ngx_http_events_store_query(ngx_http_events_store_t *store,
     ngx_http_events_query_t *q, ngx_pool_t *pool,
     ngx_http_events_result_t *res)
 {
-    ngx_http_events_window_t  *w;
+    uint64_t                    ring;
+    ngx_int_t                   rc;
+    ngx_http_events_window_t   *w, rw;
+    ngx_http_events_history_t  *hist;
 
     if (ngx_array_init(&res->items, pool, q->limit + 1,
                        sizeof(ngx_http_events_item_t))
@@ -1476,7 +1648,14 @@ ngx_http_events_store_query(ngx_http_events_store_t *store,
     ngx_http_events_store_expire(store);
 
     w = &res->window;
-    ngx_http_events_store_window(store, w);
+    ngx_http_events_store_ring_window(store, w);
+
+    ring = w->evicted_seq;
+    hist = ngx_http_events_store_history(store);
+
+    if (hist) {
+        ngx_http_events_history_window(hist, w);
+    }
 
     if ((q->has_after && q->after < w->evicted_seq)
         || (q->before && q->before <= w->evicted_seq))
@@ -1485,11 +1664,40 @@ ngx_http_events_store_query(ngx_http_events_store_t *store,
         return NGX_OK;
     }
 
-    if (q->rid.len) {
-        return ngx_http_events_store_query_entity(store, q, pool, res);
+    /*
+     * The ring answers what it holds all of: ascending from a cursor
+     * inside it, descending until it runs out.  The rest is the disk's.
+     */
+
+    if (hist && ring > w->evicted_seq
+        && (q->desc ? q->before && q->before - 1 <= ring : q->after < ring))
+    {
+        return ngx_http_events_history_query(hist, q, pool, res);
     }
 
-    return ngx_http_events_store_query_scan(store, q, pool, res);
+    rc = q->rid.len
+         ? ngx_http_events_store_query_entity(store, q, pool, res)
+         : ngx_http_events_store_query_scan(store, q, pool, res);
+
+    if (rc != NGX_OK || hist == NULL || !q->desc || res->has_more
+        || res->items.nelts == q->limit)
+    {
+        return rc;
+    }
+
+    ngx_http_events_store_ring_window(store, &rw);
+
+    if (rw.evicted_seq <= w->evicted_seq) {
+        return rc;
+    }
+
+    /* the ring ran out before the page was full: all of it from disk */
+
+    res->items.nelts = 0;
+    res->has_next = 0;
+    res->has_more = 0;
+
+    return ngx_http_events_history_query(hist, q, pool, res);
 }
 
 
@@ -1743,8 +1951,8 @@ ngx_http_events_store_query_entity(ngx_http_events_store_t *store,
 }
 
 
-ngx_int_t
-ngx_http_events_store_get(ngx_http_events_store_t *store, ngx_str_t *tenant,
+static ngx_int_t
+ngx_http_events_store_ring_get(ngx_http_events_store_t *store, ngx_str_t *tenant,
     ngx_str_t *id, ngx_pool_t *pool, ngx_str_t *json)
 {
     uint32_t                 hash;
@@ -1788,6 +1996,27 @@ ngx_http_events_store_get(ngx_http_events_store_t *store, ngx_str_t *tenant,
 
 
 ngx_int_t
+ngx_http_events_store_get(ngx_http_events_store_t *store, ngx_str_t *tenant,
+    ngx_str_t *id, ngx_pool_t *pool, ngx_str_t *json)
+{
+    ngx_int_t                   rc;
+    ngx_http_events_history_t  *hist;
+
+    rc = ngx_http_events_store_ring_get(store, tenant, id, pool, json);
+
+    if (rc == NGX_DECLINED) {
+        hist = ngx_http_events_store_history(store);
+
+        if (hist) {
+            return ngx_http_events_history_get(hist, tenant, id, pool, json);
+        }
+    }
+
+    return rc;
+}
+
+
+ngx_int_t
 ngx_http_events_store_types(ngx_http_events_store_t *store, ngx_str_t *tenant,
     ngx_pool_t *pool, ngx_array_t *types)
 {
@@ -1795,11 +2024,19 @@ ngx_http_events_store_types(ngx_http_events_store_t *store, ngx_str_t *tenant,
     ngx_int_t                     rc;
     ngx_rbtree_node_t            *node, *root, *sentinel;
     ngx_http_events_sh_t         *sh;
+    ngx_http_events_history_t    *hist;
     ngx_http_events_type_info_t  *ti;
     ngx_http_events_type_node_t  *tn;
 
     sh = store->sh;
     rc = NGX_OK;
+
+    hist = ngx_http_events_store_history(store);
+
+    if (hist) {
+        /* the catalog of everything retained, not of the ring */
+        return ngx_http_events_history_types(hist, tenant, pool, types);
+    }
 
     ngx_shmtx_lock(&store->shpool->mutex);
 
@@ -1945,6 +2182,7 @@ ngx_http_events_store_next(ngx_http_events_store_t *store,
     ngx_http_events_copy_t     c;
     ngx_http_events_slot_t     slot;
     ngx_http_events_record_t  *h;
+    ngx_http_events_history_t *hist;
 
     sh = store->sh;
     *last = after;
@@ -1956,9 +2194,19 @@ ngx_http_events_store_next(ngx_http_events_store_t *store,
         return NGX_DONE;
     }
 
-    if (after < sh->evicted_seq
-        || ngx_http_events_store_seek(sh, after, &pos) != NGX_OK)
-    {
+    if (after < sh->evicted_seq) {
+        hist = ngx_http_events_store_history(store);
+
+        if (hist) {
+            /* older than the ring: from disk, until the ring has it */
+            return ngx_http_events_history_next(hist, q, after, head,
+                                                budget, scratch, item, last);
+        }
+
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_events_store_seek(sh, after, &pos) != NGX_OK) {
         return NGX_DECLINED;
     }
 

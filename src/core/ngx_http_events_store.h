@@ -75,6 +75,11 @@ typedef struct {
     uint64_t                    seq;
     uint64_t                    time_ms;
     ngx_str_t                   stored;         /* the envelope, as stored */
+
+    /* where the journal wrote its record, for the history index */
+    uint64_t                    jsegment;
+    uint64_t                    joffset;
+    uint32_t                    jlen;
 } ngx_http_events_event_t;
 
 
