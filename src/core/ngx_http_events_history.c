@@ -62,6 +62,7 @@
 #define NGX_HTTP_EVENTS_HISTORY_CLEAN    500
 #define NGX_HTTP_EVENTS_HISTORY_MERGE    32
 #define NGX_HTTP_EVENTS_HISTORY_SCAN     2000
+#define NGX_HTTP_EVENTS_HISTORY_TICK     10
 #define NGX_HTTP_EVENTS_HISTORY_KEY      (4 + NGX_HTTP_EVENTS_MAX_RTYPE + 1 \
                                           + NGX_HTTP_EVENTS_MAX_RID)
 
@@ -149,6 +150,10 @@ static uint64_t ngx_http_events_history_get_meta(
     ngx_http_events_history_t *h, MDB_txn *txn, const char *name);
 static ngx_int_t ngx_http_events_history_add(ngx_http_events_history_t *h,
     MDB_txn *txn, ngx_http_events_event_t *ev);
+static ngx_int_t ngx_http_events_history_next_record(
+    ngx_http_events_history_t *h, uint64_t *seg, uint64_t *off,
+    ngx_http_events_history_rec_t *r, ngx_http_events_history_loc_t *loc);
+static void ngx_http_events_history_tick(ngx_event_t *ev);
 static ngx_int_t ngx_http_events_history_rtxn(ngx_http_events_history_t *h);
 static void ngx_http_events_history_rdone(ngx_http_events_history_t *h);
 static ngx_int_t ngx_http_events_history_plan(ngx_http_events_history_t *h,
@@ -411,7 +416,11 @@ ngx_http_events_history_replay_done(ngx_http_events_history_t *h,
 
         if (ngx_http_events_history_open(h, log) != NGX_OK) {
             ngx_destroy_pool(pool);
-            return NGX_ERROR;
+            ngx_log_error(NGX_LOG_ERR, log, 0,
+                          "events zone \"%V\": reads beyond the ring are "
+                          "off", &h->journal->zone);
+            hsh->ready = 0;
+            return NGX_OK;
         }
     }
 
@@ -458,12 +467,15 @@ ngx_http_events_history_replay_done(ngx_http_events_history_t *h,
     ngx_destroy_pool(pool);
 
     if (rc != NGX_OK) {
+        /* the journal and the ring still work: only history is off */
         ngx_http_events_history_close(h);
-        ngx_log_error(NGX_LOG_EMERG, log, 0,
+        ngx_log_error(NGX_LOG_ERR, log, 0,
                       "events zone \"%V\": history index \"%V\" cannot be "
-                      "built%s%s", &h->journal->zone, &h->file,
+                      "built%s%s; reads beyond the ring are off",
+                      &h->journal->zone, &h->file,
                       why ? ": " : "", why ? why : "");
-        return NGX_ERROR;
+        hsh->ready = 0;
+        return NGX_OK;
     }
 
     if (mdb_txn_begin(h->env, NULL, MDB_RDONLY, &txn) == 0) {
@@ -501,6 +513,7 @@ ngx_http_events_history_replay_done(ngx_http_events_history_t *h,
     tp = ngx_timeofday();
 
     hsh->ready = 1;
+    hsh->indexed = h->indexed;
     hsh->first_segment = first_segment;
 
     if (first_segment && first_segment - 1 > hsh->gone) {
@@ -621,6 +634,8 @@ ngx_http_events_history_walk(ngx_http_events_history_t *h, ngx_array_t *segs,
 
     h->verified = 0;
     h->batch = 0;
+    h->wseg = 0;
+    h->woff = 0;
     first = segs->elts;
 
     rc = mdb_txn_begin(h->env, NULL, 0, &h->wtxn);
@@ -677,6 +692,10 @@ ngx_http_events_history_walk(ngx_http_events_history_t *h, ngx_array_t *segs,
            != NGX_OK
         || ngx_http_events_history_put_meta(h, h->wtxn, "indexed",
                                             h->indexed)
+           != NGX_OK
+        || ngx_http_events_history_put_meta(h, h->wtxn, "nseg", h->wseg)
+           != NGX_OK
+        || ngx_http_events_history_put_meta(h, h->wtxn, "noff", h->woff)
            != NGX_OK)
     {
         *why = "a write failed";
@@ -725,6 +744,11 @@ ngx_http_events_history_walk_segment(ngx_http_events_history_t *h,
     MDB_cursor                      *cur;
 
     cur = h->vcur;
+
+    /* the indexer goes on from the end of the last segment walked */
+    h->wseg = first;
+    h->woff = NGX_HTTP_EVENTS_JOURNAL_HDR_SIZE;
+
     ngx_http_events_journal_segment_name(h->journal, name, first);
 
     fd = ngx_open_file(name, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
@@ -888,6 +912,8 @@ ngx_http_events_history_walk_segment(ngx_http_events_history_t *h,
         }
     }
 
+    h->woff = p - map;
+
     (void) munmap(map, (size_t) size);
 
     return rc == NGX_DECLINED ? NGX_DECLINED : NGX_OK;
@@ -1025,7 +1051,7 @@ ngx_http_events_history_fd(ngx_http_events_history_t *h, uint64_t segment)
 
     oldest = ngx_http_events_journal_history(h->journal)->first_segment;
     victim = 0;
-    h->tick++;
+    h->clock++;
 
     for (i = 0; i < NGX_HTTP_EVENTS_HISTORY_FDS; i++) {
         f = &h->fds[i];
@@ -1037,8 +1063,7 @@ ngx_http_events_history_fd(ngx_http_events_history_t *h, uint64_t segment)
         }
 
         if (f->used && f->first == segment) {
-            f->fd = f->fd;
-            h->fds[i].used = h->tick;
+            f->used = h->clock;
             return f->fd;
         }
 
@@ -1062,7 +1087,7 @@ ngx_http_events_history_fd(ngx_http_events_history_t *h, uint64_t segment)
     }
 
     f->first = segment;
-    f->used = h->tick;
+    f->used = h->clock;
 
     return f->fd;
 }
@@ -1376,7 +1401,34 @@ ngx_http_events_history_init_process(ngx_http_events_history_t *h,
     /* the read slots of processes killed while reading */
     (void) mdb_reader_check(h->env, &dead);
 
+    if (ngx_worker == 0) {
+        h->tick.handler = ngx_http_events_history_tick;
+        h->tick.log = cycle->log;
+        h->tick.data = h;
+        h->tick.cancelable = 1;
+        ngx_add_timer(&h->tick, NGX_HTTP_EVENTS_HISTORY_TICK);
+    }
+
     return NGX_OK;
+}
+
+
+static void
+ngx_http_events_history_tick(ngx_event_t *ev)
+{
+    ngx_http_events_history_t  *h = ev->data;
+
+    ngx_http_events_history_sh_t  *hsh;
+
+    hsh = ngx_http_events_journal_history(h->journal);
+
+    if (hsh->ready) {
+        (void) ngx_http_events_history_catchup(h);
+    }
+
+    if (!ngx_exiting && !ngx_terminate && !ngx_quit) {
+        ngx_add_timer(ev, NGX_HTTP_EVENTS_HISTORY_TICK);
+    }
 }
 
 
@@ -1384,6 +1436,10 @@ void
 ngx_http_events_history_exit_process(ngx_http_events_history_t *h)
 {
     if (h->env) {
+        if (ngx_http_events_journal_history(h->journal)->ready) {
+            (void) ngx_http_events_history_catchup(h);
+        }
+
         (void) mdb_env_sync(h->env, 1);
     }
 
@@ -1397,39 +1453,15 @@ ngx_http_events_history_exit_process(ngx_http_events_history_t *h)
 }
 
 
-/* the write path, with the zone's mutex held */
-
-ngx_int_t
-ngx_http_events_history_begin_locked(ngx_http_events_history_t *h)
-{
-    int  rc;
-
-    if (h->env == NULL) {
-        return NGX_ERROR;
-    }
-
-    rc = mdb_txn_begin(h->env, NULL, 0, &h->wtxn);
-    if (rc != 0) {
-        h->wtxn = NULL;
-        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                      "events zone \"%V\": history index: %s",
-                      &h->journal->zone, mdb_strerror(rc));
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
-}
-
-
 /*
- * Idempotency beyond the ring: a client id the index knows, with its
- * stored envelope read back.  NGX_DECLINED: unknown (or removed by
- * retention).
+ * Idempotency beyond the ring, with the zone's mutex held: a client id
+ * the index knows, with its stored envelope read back.  NGX_DECLINED:
+ * unknown (or removed by retention).
  */
 
 ngx_int_t
 ngx_http_events_history_find_locked(ngx_http_events_history_t *h,
-    ngx_str_t *tenant, ngx_str_t *id, ngx_pool_t *pool,
+    ngx_str_t *tenant, ngx_str_t *id, uint64_t need, ngx_pool_t *pool,
     ngx_http_events_event_t *found)
 {
     u_char                          key[4 + NGX_HTTP_EVENTS_MAX_ID], *p;
@@ -1440,9 +1472,21 @@ ngx_http_events_history_find_locked(ngx_http_events_history_t *h,
     ngx_http_events_history_loc_t   loc;
     ngx_http_events_history_idv_t   idv;
 
-    rc = ngx_http_events_history_tenant(h, h->wtxn, tenant, 0, &tid);
-    if (rc != NGX_OK) {
+    /* what the ring has not kept must be on disk before it is asked */
+    if (ngx_http_events_journal_history(h->journal)->indexed < need) {
+        (void) ngx_http_events_history_catchup(h);
+    }
+
+    if (ngx_http_events_history_rtxn(h) != NGX_OK) {
         return NGX_DECLINED;
+    }
+
+    rc = NGX_DECLINED;
+
+    if (ngx_http_events_history_tenant(h, h->rtxn, tenant, 0, &tid)
+        != NGX_OK)
+    {
+        goto done;
     }
 
     ngx_http_events_history_be32(key, tid);
@@ -1450,91 +1494,256 @@ ngx_http_events_history_find_locked(ngx_http_events_history_t *h,
     k.mv_size = p - key;
     k.mv_data = key;
 
-    if (mdb_get(h->wtxn, h->id, &k, &v) != 0
+    if (mdb_get(h->rtxn, h->id, &k, &v) != 0
         || v.mv_size != sizeof(ngx_http_events_history_idv_t))
     {
-        return NGX_DECLINED;
+        goto done;
     }
 
     ngx_memcpy(&idv, v.mv_data, sizeof(ngx_http_events_history_idv_t));
 
     if (idv.seq <= ngx_http_events_journal_history(h->journal)->gone
-        || ngx_http_events_history_loc(h, h->wtxn, idv.seq, &loc) != NGX_OK)
+        || ngx_http_events_history_loc(h, h->rtxn, idv.seq, &loc) != NGX_OK)
     {
-        return NGX_DECLINED;
+        goto done;
     }
+
+    rc = ngx_http_events_history_read(h, &loc, idv.seq, &r);
+    if (rc != NGX_OK) {
+        rc = NGX_ERROR;
+        goto done;
+    }
+
+    p = ngx_pnalloc(pool, r.json.len);
+    if (p == NULL) {
+        rc = NGX_ERROR;
+        goto done;
+    }
+
+    ngx_memcpy(p, r.json.data, r.json.len);
 
     found->seq = idv.seq;
     found->time_ms = loc.time_ms;
     found->client_id = idv.client_id;
     ngx_memcpy(found->digest, idv.digest, 16);
-    found->stored.len = 0;
-
-    rc = ngx_http_events_history_read(h, &loc, idv.seq, &r);
-    if (rc != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    p = ngx_pnalloc(pool, r.json.len);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(p, r.json.data, r.json.len);
     found->stored.data = p;
     found->stored.len = r.json.len;
 
-    return NGX_OK;
+done:
+
+    ngx_http_events_history_rdone(h);
+
+    return rc;
 }
 
 
-ngx_int_t
-ngx_http_events_history_add_locked(ngx_http_events_history_t *h,
-    ngx_http_events_event_t *ev)
-{
-    return ngx_http_events_history_add(h, h->wtxn, ev);
-}
+/*
+ * The indexer: from where the index left off in the segments, the
+ * records up to the head, in one write transaction.  Worker 0 runs it
+ * every few milliseconds; a reader that needs what it has not reached
+ * yet runs it first.  LMDB's writer lock makes one indexer at a time,
+ * and the position is in the index itself, so none indexes twice.
+ */
 
-
 ngx_int_t
-ngx_http_events_history_commit_locked(ngx_http_events_history_t *h,
-    uint64_t last_seq)
+ngx_http_events_history_catchup(ngx_http_events_history_t *h)
 {
-    int                            rc;
-    ngx_http_events_history_sh_t  *hsh;
+    int                             rc;
+    MDB_txn                        *txn;
+    uint64_t                        head, indexed, seg, off;
+    ngx_int_t                       n;
+    ngx_uint_t                      added;
+    ngx_http_events_event_t         ev;
+    ngx_http_events_history_sh_t   *hsh;
+    ngx_http_events_history_rec_t   r;
+    ngx_http_events_history_loc_t   loc;
 
     hsh = ngx_http_events_journal_history(h->journal);
+    head = ngx_http_events_store_head(h->journal->store);
 
-    if (ngx_http_events_history_put_meta(h, h->wtxn, "indexed", last_seq)
-        != NGX_OK)
-    {
-        ngx_http_events_history_abort_locked(h);
-        return NGX_ERROR;
+    if (hsh->indexed >= head || h->env == NULL) {
+        return NGX_OK;
     }
 
-    rc = mdb_txn_commit(h->wtxn);
-    h->wtxn = NULL;
+    seg = 0;
+    off = 0;
 
+    rc = mdb_txn_begin(h->env, NULL, 0, &txn);
     if (rc != 0) {
-        hsh->errors++;
-        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                      "events zone \"%V\": history index \"%V\": commit "
-                      "failed: %s", &h->journal->zone, &h->file,
-                      mdb_strerror(rc));
-        return NGX_ERROR;
+        goto failed;
+    }
+
+    indexed = ngx_http_events_history_get_meta(h, txn, "indexed");
+    seg = ngx_http_events_history_get_meta(h, txn, "nseg");
+    off = ngx_http_events_history_get_meta(h, txn, "noff");
+    added = 0;
+
+    while (indexed < head && added < NGX_HTTP_EVENTS_HISTORY_BATCH) {
+
+        n = ngx_http_events_history_next_record(h, &seg, &off, &r, &loc);
+
+        if (n == NGX_DONE) {
+            break;
+        }
+
+        if (n != NGX_OK) {
+            rc = MDB_CORRUPTED;
+            mdb_txn_abort(txn);
+            goto failed;
+        }
+
+        if (r.seq > head) {
+            /* not published yet: the next round */
+            break;
+        }
+
+        off += loc.len;
+
+        if (r.seq <= indexed) {
+            continue;
+        }
+
+        ngx_memzero(&ev, sizeof(ngx_http_events_event_t));
+        ev.seq = r.seq;
+        ev.time_ms = r.time_ms;
+        ev.tenant = r.tenant;
+        ev.id = r.id;
+        ev.type = r.type;
+        ev.rtype = r.rtype;
+        ev.rid = r.rid;
+        ev.source = r.source;
+        ev.action = r.action;
+        ev.client_id = r.client_id;
+        ngx_memcpy(ev.digest, r.digest, 16);
+        ev.jsegment = loc.segment;
+        ev.joffset = loc.offset;
+        ev.jlen = loc.len;
+
+        if (ngx_http_events_history_add(h, txn, &ev) != NGX_OK) {
+            rc = MDB_PROBLEM;
+            mdb_txn_abort(txn);
+            goto failed;
+        }
+
+        indexed = r.seq;
+        added++;
+    }
+
+    if (ngx_http_events_history_put_meta(h, txn, "indexed", indexed)
+        != NGX_OK
+        || ngx_http_events_history_put_meta(h, txn, "nseg", seg) != NGX_OK
+        || ngx_http_events_history_put_meta(h, txn, "noff", off) != NGX_OK)
+    {
+        rc = MDB_PROBLEM;
+        mdb_txn_abort(txn);
+        goto failed;
+    }
+
+    rc = mdb_txn_commit(txn);
+    if (rc != 0) {
+        goto failed;
+    }
+
+    if (indexed > hsh->indexed) {
+        hsh->indexed = indexed;
     }
 
     return NGX_OK;
+
+failed:
+
+    hsh->errors++;
+
+    if (rc == MDB_CORRUPTED) {
+        /* a record the journal published cannot be read back */
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "events zone \"%V\": history index \"%V\": the "
+                      "journal cannot be read at segment %uL offset %uL; "
+                      "reads beyond the ring are off until the next start "
+                      "rebuilds the index", &h->journal->zone, &h->file,
+                      seg, off);
+        hsh->ready = 0;
+        return NGX_ERROR;
+    }
+
+    if (ngx_current_msec - h->logged >= 1000 || h->logged == 0) {
+        /* a full disk, say: tried again every tick, said once a second */
+        h->logged = ngx_current_msec;
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "events zone \"%V\": history index \"%V\": indexing "
+                      "failed: %s; retried", &h->journal->zone, &h->file,
+                      mdb_strerror(rc));
+    }
+
+    return NGX_ERROR;
 }
 
 
-void
-ngx_http_events_history_abort_locked(ngx_http_events_history_t *h)
+/*
+ * The record at (*seg, *off), read whole; at the end of a closed
+ * segment, on to the next one.  NGX_DONE: nothing more to read now.
+ */
+
+static ngx_int_t
+ngx_http_events_history_next_record(ngx_http_events_history_t *h,
+    uint64_t *seg, uint64_t *off, ngx_http_events_history_rec_t *r,
+    ngx_http_events_history_loc_t *loc)
 {
-    if (h->wtxn) {
-        mdb_txn_abort(h->wtxn);
-        h->wtxn = NULL;
+    ssize_t                         n;
+    ngx_fd_t                        fd;
+    ngx_uint_t                      i;
+    ngx_http_events_journal_rec_t   rec;
+
+    for (i = 0; i < 64; i++) {
+
+        fd = *seg ? ngx_http_events_history_fd(h, *seg) : NGX_INVALID_FILE;
+
+        if (fd != NGX_INVALID_FILE) {
+            n = pread(fd, &rec, sizeof(ngx_http_events_journal_rec_t),
+                      (off_t) *off);
+
+            if (n == (ssize_t) sizeof(ngx_http_events_journal_rec_t)
+                && rec.magic == NGX_HTTP_EVENTS_JOURNAL_RECORD)
+            {
+                if (rec.kind != NGX_HTTP_EVENTS_JOURNAL_EVENT) {
+                    *off += sizeof(ngx_http_events_journal_rec_t) + rec.len;
+                    continue;
+                }
+
+                loc->segment = *seg;
+                loc->offset = *off;
+                loc->len = (uint32_t) (sizeof(ngx_http_events_journal_rec_t)
+                                       + rec.len);
+                loc->time_ms = rec.time_ms;
+
+                if (rec.seq > ngx_http_events_store_head(
+                                  h->journal->store))
+                {
+                    r->seq = rec.seq;
+                    return NGX_OK;
+                }
+
+                return ngx_http_events_history_read(h, loc, rec.seq, r)
+                       == NGX_OK ? NGX_OK : NGX_ERROR;
+            }
+
+            if (*seg == ngx_http_events_journal_current(h->journal)) {
+                /* the end of what is written so far */
+                return NGX_DONE;
+            }
+        }
+
+        /* the end of a closed segment: the one after it */
+
+        *seg = ngx_http_events_journal_after(h->journal, *seg);
+        *off = NGX_HTTP_EVENTS_JOURNAL_HDR_SIZE;
+
+        if (*seg == 0) {
+            return NGX_DONE;
+        }
     }
+
+    return NGX_DONE;
 }
 
 
@@ -1590,11 +1799,14 @@ ngx_http_events_history_window(ngx_http_events_history_t *h,
 {
     u_char                         key[8];
     MDB_val                        k, v;
-    uint64_t                       seq;
+    uint64_t                       seq, ring;
     MDB_cursor                    *cur;
     ngx_http_events_history_sh_t  *hsh;
 
     hsh = ngx_http_events_journal_history(h->journal);
+
+    /* not indexed yet, the oldest is the ring's */
+    ring = w->oldest_seq;
 
     w->evicted_seq = hsh->gone;
     ngx_memory_barrier();
@@ -1604,7 +1816,7 @@ ngx_http_events_history_window(ngx_http_events_history_t *h,
         return;
     }
 
-    w->oldest_seq = 0;
+    w->oldest_seq = ring;
 
     if (mdb_cursor_open(h->rtxn, h->seq, &cur) == 0) {
         ngx_http_events_history_be64(key, w->evicted_seq + 1);
@@ -1613,7 +1825,10 @@ ngx_http_events_history_window(ngx_http_events_history_t *h,
 
         if (mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) == 0) {
             seq = ngx_http_events_history_get64(k.mv_data);
-            w->oldest_seq = (seq <= w->head_seq) ? seq : 0;
+
+            if (seq <= w->head_seq && (ring == 0 || seq < ring)) {
+                w->oldest_seq = seq;
+            }
         }
 
         mdb_cursor_close(cur);
@@ -2081,7 +2296,7 @@ ngx_http_events_history_query(ngx_http_events_history_t *h,
     ngx_http_events_result_t *res)
 {
     u_char                          *p;
-    uint64_t                         lo, hi, head, last, seq;
+    uint64_t                         lo, hi, head, last, seq, indexed;
     ngx_int_t                        rc;
     ngx_uint_t                       scanned, budget;
     ngx_http_events_item_t          *item;
@@ -2090,8 +2305,12 @@ ngx_http_events_history_query(ngx_http_events_history_t *h,
 
     head = res->window.head_seq;
 
+    (void) ngx_http_events_history_catchup(h);
+    indexed = ngx_http_events_journal_history(h->journal)->indexed;
+
     lo = ngx_max(q->after, res->window.evicted_seq);
     hi = q->before ? ngx_min(q->before - 1, head) : head;
+    hi = ngx_min(hi, indexed);
 
     if (!q->desc) {
         last = q->after;
@@ -2164,6 +2383,12 @@ ngx_http_events_history_query(ngx_http_events_history_t *h,
         return NGX_ERROR;
     }
 
+    if (!q->desc && !res->has_more && indexed < head) {
+        /* the newest are not indexed yet: the next page has them */
+        res->has_more = 1;
+        last = ngx_max(last, indexed);
+    }
+
     if (!q->desc) {
         res->next = res->has_more ? last : ngx_max(last, head);
         res->has_next = 1;
@@ -2192,6 +2417,8 @@ ngx_http_events_history_get(ngx_http_events_history_t *h, ngx_str_t *tenant,
     if (id->len > NGX_HTTP_EVENTS_MAX_ID) {
         return NGX_DECLINED;
     }
+
+    (void) ngx_http_events_history_catchup(h);
 
     if (ngx_http_events_history_rtxn(h) != NGX_OK) {
         return NGX_ERROR;
@@ -2342,7 +2569,7 @@ ngx_http_events_history_next(ngx_http_events_history_t *h,
     ngx_http_events_item_t *item, uint64_t *last)
 {
     u_char                          *p;
-    uint64_t                         seq;
+    uint64_t                         seq, indexed;
     ngx_int_t                        rc;
     ngx_uint_t                       n;
     ngx_http_events_query_t          qa;
@@ -2354,6 +2581,12 @@ ngx_http_events_history_next(ngx_http_events_history_t *h,
     if (after < ngx_http_events_journal_history(h->journal)->gone) {
         return NGX_DECLINED;
     }
+
+    (void) ngx_http_events_history_catchup(h);
+
+    /* up to what is indexed; NGX_DONE there hands over to the ring */
+    indexed = ngx_http_events_journal_history(h->journal)->indexed;
+    head = ngx_min(head, indexed);
 
     if (ngx_http_events_history_rtxn(h) != NGX_OK) {
         return NGX_ERROR;
@@ -2505,6 +2738,9 @@ ngx_http_events_history_sweep(ngx_http_events_history_t *h,
 
         ngx_http_events_history_rdone(h);
     }
+
+    /* never past what the index has: its entries are what goes */
+    gone = ngx_min(gone, hsh->indexed);
 
     if (gone > hsh->gone) {
         ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,

@@ -21,6 +21,7 @@
 
 /* the index's state in the zone, beside the journal's */
 typedef struct {
+    uint64_t                    indexed;        /* up to this seq */
     uint64_t                    gone;           /* newest seq removed */
     uint64_t                    cleaned;        /* index entries removed */
     uint64_t                    first_segment;  /* oldest kept */
@@ -80,16 +81,19 @@ typedef struct {
 
     u_char                     *buf;            /* one record read back */
     size_t                      size;
-    ngx_uint_t                  tick;
+    ngx_uint_t                  clock;          /* of the fd cache */
+    ngx_msec_t                  logged;
     ngx_http_events_history_fd_t  fds[NGX_HTTP_EVENTS_HISTORY_FDS];
 
     /* the master's rebuild */
     uint64_t                    indexed;
+    uint64_t                    wseg;           /* where the walk ended */
+    uint64_t                    woff;
     uint64_t                    batch;
     uint64_t                    verified;
     ngx_uint_t                  rebuild;
     ngx_msec_t                  start;
-    ngx_event_t                 sweep;
+    ngx_event_t                 tick;           /* worker 0's indexer */
 } ngx_http_events_history_t;
 
 
@@ -103,15 +107,10 @@ ngx_int_t ngx_http_events_history_init_process(ngx_http_events_history_t *h,
     ngx_cycle_t *cycle);
 void ngx_http_events_history_exit_process(ngx_http_events_history_t *h);
 
-ngx_int_t ngx_http_events_history_begin_locked(ngx_http_events_history_t *h);
 ngx_int_t ngx_http_events_history_find_locked(ngx_http_events_history_t *h,
-    ngx_str_t *tenant, ngx_str_t *id, ngx_pool_t *pool,
+    ngx_str_t *tenant, ngx_str_t *id, uint64_t need, ngx_pool_t *pool,
     ngx_http_events_event_t *found);
-ngx_int_t ngx_http_events_history_add_locked(ngx_http_events_history_t *h,
-    ngx_http_events_event_t *ev);
-ngx_int_t ngx_http_events_history_commit_locked(
-    ngx_http_events_history_t *h, uint64_t last_seq);
-void ngx_http_events_history_abort_locked(ngx_http_events_history_t *h);
+ngx_int_t ngx_http_events_history_catchup(ngx_http_events_history_t *h);
 
 ngx_uint_t ngx_http_events_history_ready(ngx_http_events_history_t *h);
 void ngx_http_events_history_window(ngx_http_events_history_t *h,

@@ -426,6 +426,57 @@ ngx_http_events_journal_history(ngx_http_events_journal_t *j)
 }
 
 
+/* the segment being written, 0: none yet */
+
+uint64_t
+ngx_http_events_journal_current(ngx_http_events_journal_t *j)
+{
+    uint64_t  segment;
+
+    segment = ngx_http_events_store_journal(j->store)->segment;
+    ngx_memory_barrier();
+
+    return segment;
+}
+
+
+/* the segment after the one named by "first", 0: none */
+
+uint64_t
+ngx_http_events_journal_after(ngx_http_events_journal_t *j, uint64_t first)
+{
+    uint64_t                        next;
+    ngx_uint_t                      i;
+    ngx_pool_t                     *pool;
+    ngx_array_t                     segs;
+    ngx_http_events_journal_seg_t  *seg;
+
+    pool = ngx_create_pool(4096, ngx_cycle->log);
+    if (pool == NULL) {
+        return 0;
+    }
+
+    next = 0;
+
+    if (ngx_http_events_journal_list(j, pool, &segs, ngx_cycle->log)
+        == NGX_OK)
+    {
+        seg = segs.elts;
+
+        for (i = 0; i < segs.nelts; i++) {
+            if (seg[i].first > first) {
+                next = seg[i].first;
+                break;
+            }
+        }
+    }
+
+    ngx_destroy_pool(pool);
+
+    return next;
+}
+
+
 /* the first seqs of the segments, oldest first */
 
 ngx_int_t
@@ -1247,9 +1298,6 @@ ngx_http_events_journal_write_locked(ngx_http_events_journal_t *j,
             first = ev->seq;
         }
 
-        /* its place in buf for now; in the segment once that is known */
-        ev->joffset = p - buf;
-
         body = p + sizeof(ngx_http_events_journal_rec_t);
 
         ngx_memzero(&e, sizeof(ngx_http_events_journal_ev_t));
@@ -1290,9 +1338,6 @@ ngx_http_events_journal_write_locked(ngx_http_events_journal_t *j,
 
         ngx_memcpy(body - sizeof(ngx_http_events_journal_rec_t), &rec,
                    sizeof(ngx_http_events_journal_rec_t));
-
-        ev->jlen = (uint32_t) (sizeof(ngx_http_events_journal_rec_t)
-                               + rec.len);
     }
 
     len = p - buf;
@@ -1326,13 +1371,6 @@ ngx_http_events_journal_write_locked(ngx_http_events_journal_t *j,
     err = ngx_errno;
 
     if (w == (ssize_t) len) {
-        for (i = 0; i < n; i++) {
-            if (!events[i].repeat) {
-                events[i].jsegment = jsh->segment;
-                events[i].joffset += jsh->size;
-            }
-        }
-
         jsh->writer = 0;
         jsh->size += len;
         jsh->written += len;
@@ -1358,23 +1396,6 @@ ngx_http_events_journal_write_locked(ngx_http_events_journal_t *j,
     (void) ngx_http_events_journal_repair_locked(j, jsh);
 
     return NGX_ERROR;
-}
-
-
-/* the index refused what was just written: the journal forgets it too */
-
-void
-ngx_http_events_journal_unwrite_locked(ngx_http_events_journal_t *j,
-    ngx_http_events_journal_sh_t *jsh, size_t len)
-{
-    jsh->size -= len;
-    jsh->written -= len;
-    jsh->writer = ngx_pid;
-    jsh->errors++;
-
-    if (ngx_http_events_journal_repair_locked(j, jsh) != NGX_OK) {
-        jsh->errors++;
-    }
 }
 
 

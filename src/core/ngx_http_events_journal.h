@@ -143,8 +143,9 @@ ngx_int_t ngx_http_events_journal_sync(ngx_http_events_journal_t *j,
 ngx_int_t ngx_http_events_journal_wait(ngx_http_events_journal_t *j,
     ngx_http_events_journal_waiter_t *w);
 void ngx_http_events_journal_unwait(ngx_http_events_journal_waiter_t *w);
-void ngx_http_events_journal_unwrite_locked(ngx_http_events_journal_t *j,
-    ngx_http_events_journal_sh_t *jsh, size_t len);
+uint64_t ngx_http_events_journal_current(ngx_http_events_journal_t *j);
+uint64_t ngx_http_events_journal_after(ngx_http_events_journal_t *j,
+    uint64_t first);
 
 ngx_http_events_history_sh_t *ngx_http_events_journal_history(
     ngx_http_events_journal_t *j);

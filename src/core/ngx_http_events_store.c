@@ -196,9 +196,6 @@ static ngx_http_events_history_t *ngx_http_events_store_history(
     ngx_http_events_store_t *store);
 static void ngx_http_events_store_ring_window(ngx_http_events_store_t *store,
     ngx_http_events_window_t *w);
-static ngx_int_t ngx_http_events_store_index_locked(
-    ngx_http_events_store_t *store, ngx_http_events_event_t *events,
-    ngx_uint_t n, uint64_t last_seq);
 
 
 ngx_int_t
@@ -929,12 +926,6 @@ ngx_http_events_store_append_nosync(ngx_http_events_store_t *store,
 
     ngx_http_events_store_expire_locked(store, now);
 
-    if (hist && ngx_http_events_history_begin_locked(hist) != NGX_OK) {
-        *failed = 0;
-        rc = NGX_HTTP_EVENTS_JOURNAL_FAILED;
-        goto done;
-    }
-
     /* first everything that can fail, so that a batch is all or nothing */
 
     for (i = 0; i < n; i++) {
@@ -952,7 +943,9 @@ ngx_http_events_store_append_nosync(ngx_http_events_store_t *store,
             ngx_memzero(&old, sizeof(ngx_http_events_event_t));
 
             rc = ngx_http_events_history_find_locked(hist, &ev->tenant,
-                                                     &ev->id, pool, &old);
+                                                     &ev->id,
+                                                     sh->evicted_seq, pool,
+                                                     &old);
             if (rc == NGX_ERROR) {
                 goto done;
             }
@@ -1070,22 +1063,6 @@ ngx_http_events_store_append_nosync(ngx_http_events_store_t *store,
         goto done;
     }
 
-    if (hist && seq != sh->last_seq
-        && ngx_http_events_store_index_locked(store, events, n, seq)
-           != NGX_OK)
-    {
-        for (j = 0; j < n; j++) {
-            if (!events[j].repeat) {
-                ngx_http_events_store_type_unref(store, &events[j].tenant,
-                                           &events[j].type);
-            }
-        }
-
-        *failed = 0;
-        rc = NGX_HTTP_EVENTS_JOURNAL_FAILED;
-        goto done;
-    }
-
     /* nothing can fail from here on */
 
     for (i = 0; i < n; i++) {
@@ -1111,11 +1088,6 @@ ngx_http_events_store_append_nosync(ngx_http_events_store_t *store,
     sh->last_seq = seq;
 
 done:
-
-    if (hist) {
-        /* committed already, or nothing to keep */
-        ngx_http_events_history_abort_locked(hist);
-    }
 
     ngx_shmtx_unlock(&store->shpool->mutex);
 
@@ -1145,55 +1117,6 @@ done:
     }
 
     return NGX_OK;
-}
-
-
-/*
- * The index takes the events the journal just wrote, in the same
- * critical section, before the ring publishes them: a reader that saw
- * the head finds everything up to it on disk.  If the index cannot,
- * the journal forgets them too and nothing is stored.
- */
-
-static ngx_int_t
-ngx_http_events_store_index_locked(ngx_http_events_store_t *store,
-    ngx_http_events_event_t *events, ngx_uint_t n, uint64_t last_seq)
-{
-    size_t                      len;
-    ngx_uint_t                  i;
-    ngx_http_events_history_t  *hist;
-
-    hist = store->journal->history;
-
-    for (i = 0; i < n; i++) {
-        if (!events[i].repeat
-            && ngx_http_events_history_add_locked(hist, &events[i])
-               != NGX_OK)
-        {
-            goto failed;
-        }
-    }
-
-    if (ngx_http_events_history_commit_locked(hist, last_seq) == NGX_OK) {
-        return NGX_OK;
-    }
-
-failed:
-
-    ngx_http_events_history_abort_locked(hist);
-
-    len = 0;
-
-    for (i = 0; i < n; i++) {
-        if (!events[i].repeat) {
-            len += events[i].jlen;
-        }
-    }
-
-    ngx_http_events_journal_unwrite_locked(store->journal,
-                                           &store->sh->journal, len);
-
-    return NGX_ERROR;
 }
 
 
@@ -2197,13 +2120,26 @@ ngx_http_events_store_next(ngx_http_events_store_t *store,
     if (after < sh->evicted_seq) {
         hist = ngx_http_events_store_history(store);
 
-        if (hist) {
-            /* older than the ring: from disk, until the ring has it */
-            return ngx_http_events_history_next(hist, q, after, head,
-                                                budget, scratch, item, last);
+        if (hist == NULL) {
+            return NGX_DECLINED;
         }
 
-        return NGX_DECLINED;
+        /* older than the ring: from disk, until the ring has it */
+
+        rc = ngx_http_events_history_next(hist, q, after, head, budget,
+                                          scratch, item, last);
+
+        if (rc != NGX_DONE || *last >= head) {
+            return rc;
+        }
+
+        /* what the index has not reached yet is the ring's */
+
+        after = *last;
+
+        if (after < sh->evicted_seq) {
+            return NGX_AGAIN;
+        }
     }
 
     if (ngx_http_events_store_seek(sh, after, &pos) != NGX_OK) {
