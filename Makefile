@@ -1,9 +1,11 @@
 # ngx_http_events_module: build, run and test against Debian's nginx.
 #
 #   make            build build/ngx_http_events_module.so
-#   make run        install what is missing, build, run the quickstart on
-#                   127.0.0.1:8080 in the foreground
-#   make test       install what is missing, build, run the whole suite
+#   make run        install what running needs, build, run the quickstart on
+#                   127.0.0.1:$(PORT) (default 8080) in the foreground
+#   make test       install what testing needs, build, run the whole suite
+#   make install    the module and its load snippet under DESTDIR/PREFIX
+#   make deb        build/deb/libnginx-mod-http-events_VERSION_ARCH.deb
 #   make test-asan  the suite against an AddressSanitizer build
 #   make bench      the ingest benchmark (t/bench), side by side with Nchan
 #   make bench-fanout  the SSE fan-out benchmark, side by side with Nchan
@@ -22,14 +24,23 @@ SOURCES     := config $(wildcard src/*.[ch] src/*/*.[ch])
 LIBASAN     := $(firstword $(wildcard /usr/lib/*-linux-gnu/libasan.so.8))
 PROVE_JOBS  ?= 2
 
-DEBS := nginx nginx-dev libjansson-dev libssl-dev libpcre2-dev zlib1g-dev \
-        gcc make perl libasan8 clang libclang-rt-14-dev wrk openssl \
-        libnginx-mod-nchan liblmdb-dev
+VERSION     := $(shell sed -n 's/^\#define NGX_HTTP_EVENTS_VERSION *"\(.*\)"/\1/p' \
+                 src/ngx_http_events_version.h)
+PORT        ?= 8080
+PREFIX      ?= /usr
+DESTDIR     ?=
+
+# what building and running need; testing adds the rest
+RUN_DEBS  := nginx nginx-dev libjansson-dev libssl-dev libpcre2-dev \
+             zlib1g-dev gcc make liblmdb-dev
+TEST_DEBS := $(RUN_DEBS) perl libasan8 clang libclang-rt-14-dev wrk openssl \
+             libnginx-mod-nchan debhelper dpkg-dev fakeroot
+DEBS      ?= $(TEST_DEBS)
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps run test test-asan bench bench-fanout bench-webhooks \
-        bench-journal fuzz fuzz-short clean
+.PHONY: all deps deps-run run test test-asan bench bench-fanout \
+        bench-webhooks bench-journal fuzz fuzz-short clean install deb
 
 all: $(MODULE)
 
@@ -81,11 +92,16 @@ $(ASAN_MODULE): $(SOURCES) $(BUILD)/asan/nginx/objs/Makefile
 $(BUILD):
 	mkdir -p $@
 
-run: deps $(MODULE)
+deps-run:
+	@$(MAKE) --no-print-directory deps DEBS="$(RUN_DEBS)"
+
+run: deps-run $(MODULE)
+	@case "$(PORT)" in ''|*[!0-9]*) echo "PORT must be a number"; exit 2;; esac
 	mkdir -p $(BUILD)/run/logs
 	sed -e 's#^load_module .*ngx_http_events_module.so;#load_module $(MODULE);#' \
+	    -e 's#listen 127.0.0.1:8080;#listen 127.0.0.1:$(PORT);#' \
 	    conf-examples/quickstart.conf > $(BUILD)/run/nginx.conf
-	@echo "nginx on http://127.0.0.1:8080 (Ctrl-C to stop)"
+	@echo "nginx on http://127.0.0.1:$(PORT) (Ctrl-C to stop)"
 	exec $(NGINX_BIN) -p $(BUILD)/run/ -c nginx.conf -e logs/error.log \
 	    -g 'daemon off;'
 
@@ -133,7 +149,10 @@ FUZZ_SRC     := src/core/ngx_http_events_json.c \
                 src/core/ngx_http_events_cursor.c \
                 src/core/ngx_http_events_match.c \
                 src/core/ngx_http_events_query.c \
-                src/core/ngx_http_events_jwt.c
+                src/core/ngx_http_events_jwt.c \
+                src/core/ngx_http_events_time.c \
+                src/core/ngx_http_events_id.c \
+                src/core/ngx_http_events_error.c
 FUZZ_CFLAGS  := -g -O1 -fno-omit-frame-pointer \
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
     -I src -I src/core -I $(NGINX_SRC)/src/core -I $(NGINX_SRC)/src/event \
@@ -196,6 +215,40 @@ fuzz: fuzz-build
 	        -artifact_prefix=$(BUILD)/fuzz/ \
 	        $(BUILD)/fuzz/corpus-$$t t/fuzz/seeds/$$t; \
 	done
+
+# The module where Debian's nginx looks for it, and the snippet that loads
+# it in modules-available (enable it with a link in modules-enabled).
+MODDIR  := $(DESTDIR)$(PREFIX)/lib/nginx/modules
+SNIPDIR := $(DESTDIR)$(PREFIX)/share/nginx/modules-available
+
+install: $(MODULE)
+	install -d $(MODDIR) $(SNIPDIR)
+	install -m 644 $(MODULE) $(MODDIR)/ngx_http_events_module.so
+	echo 'load_module modules/ngx_http_events_module.so;' \
+	    > $(SNIPDIR)/mod-http-events.conf
+	@echo "installed; to load it with Debian's nginx:"
+	@echo "  ln -s $(PREFIX)/share/nginx/modules-available/mod-http-events.conf" \
+	    "/etc/nginx/modules-enabled/50-mod-http-events.conf"
+
+# A binary package built by Debian's tools from a copy of the sources:
+# the nginx_mod debhelper build system configures against nginx-dev,
+# dh_nginx adds the nginx-abi dependency and the modules-available
+# snippet, enabled on install.
+DEB_DIR := $(BUILD)/deb
+DEB_SRC := $(DEB_DIR)/libnginx-mod-http-events-$(VERSION)
+
+deb: deps
+	rm -rf $(DEB_DIR) && mkdir -p $(DEB_SRC)
+	git ls-files -z config src LICENSE | xargs -0 cp --parents -t $(DEB_SRC)
+	cp -r packaging/debian $(DEB_SRC)/debian
+	printf '%s\n\n  * %s\n\n -- %s  %s\n' \
+	    "libnginx-mod-http-events ($(VERSION)) unstable; urgency=medium" \
+	    "Release $(VERSION); see CHANGES." \
+	    "ngx_http_events_module authors <events@localhost>" \
+	    "$$(date -R)" > $(DEB_SRC)/debian/changelog
+	cd $(DEB_SRC) && dpkg-buildpackage -b -us -uc \
+	    > $(DEB_DIR)/build.log 2>&1 || (tail -40 $(DEB_DIR)/build.log; exit 1)
+	@ls $(DEB_DIR)/*.deb
 
 clean:
 	rm -rf $(BUILD)

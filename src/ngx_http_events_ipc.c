@@ -17,7 +17,11 @@
  * event, after its answer has gone.
  *
  * A fake idle "watcher" connection is told by nginx the moment a
- * graceful shutdown starts, and ends every stream cleanly then.
+ * graceful shutdown starts.
+ *
+ * This file is a transport only: it knows its consumers (streams, the
+ * webhook dispatcher) through the wake and shutdown handlers they
+ * register at init_process, as Nchan's ipc_set_handler does.
  */
 
 
@@ -27,12 +31,9 @@
 #include <ngx_channel.h>
 
 #include <sys/eventfd.h>
-#include <openssl/rand.h>
 
 #include "ngx_http_events_module.h"
 #include "ngx_http_events_ipc.h"
-#include "ngx_http_events_webhook.h"
-#include "ngx_http_events_stream.h"
 
 
 static void ngx_http_events_ipc_cleanup(void *data);
@@ -59,6 +60,54 @@ ngx_http_events_ipc(void)
 
 
 ngx_int_t
+ngx_http_events_ipc_on_wake(ngx_cycle_t *cycle,
+    ngx_http_events_ipc_wake_pt handler)
+{
+    ngx_http_events_ipc_t  *ipc;
+
+    ipc = ngx_http_events_ipc();
+
+    if (ipc == NULL) {
+        return NGX_OK;
+    }
+
+    if (ipc->nwake == NGX_HTTP_EVENTS_IPC_HANDLERS) {
+        ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
+                      "events: too many wake handlers");
+        return NGX_ERROR;
+    }
+
+    ipc->wake[ipc->nwake++] = handler;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_events_ipc_on_shutdown(ngx_cycle_t *cycle,
+    ngx_http_events_ipc_shutdown_pt handler)
+{
+    ngx_http_events_ipc_t  *ipc;
+
+    ipc = ngx_http_events_ipc();
+
+    if (ipc == NULL) {
+        return NGX_OK;
+    }
+
+    if (ipc->nshutdown == NGX_HTTP_EVENTS_IPC_HANDLERS) {
+        ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
+                      "events: too many shutdown handlers");
+        return NGX_ERROR;
+    }
+
+    ipc->shutdown[ipc->nshutdown++] = handler;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
 ngx_http_events_ipc_init_module(ngx_cycle_t *cycle)
 {
     ngx_uint_t                    i;
@@ -74,6 +123,14 @@ ngx_http_events_ipc_init_module(ngx_cycle_t *cycle)
     }
 
     ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_core_module);
+
+    if (ccf->worker_processes > NGX_HTTP_EVENTS_MAX_WORKERS) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "events zones support at most %d worker processes, "
+                      "not %i", NGX_HTTP_EVENTS_MAX_WORKERS,
+                      ccf->worker_processes);
+        return NGX_ERROR;
+    }
 
     ipc = ngx_pcalloc(cycle->pool, sizeof(ngx_http_events_ipc_t));
     if (ipc == NULL) {
@@ -151,11 +208,6 @@ ngx_http_events_ipc_init_process(ngx_cycle_t *cycle)
     ipc = ngx_http_events_ipc();
     if (ipc == NULL) {
         return NGX_OK;
-    }
-
-    if (RAND_bytes((u_char *) &ipc->rng, sizeof(uint64_t)) != 1) {
-        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0, "RAND_bytes() failed");
-        return NGX_ERROR;
     }
 
     ipc->fanout.handler = ngx_http_events_ipc_fanout;
@@ -269,13 +321,15 @@ ngx_http_events_ipc_fanout(ngx_event_t *ev)
 static void
 ngx_http_events_ipc_wake(ngx_cycle_t *cycle, ngx_uint_t doorbell)
 {
-    ngx_uint_t                    i;
+    ngx_uint_t                    i, h;
     ngx_shm_zone_t              **zones;
+    ngx_http_events_ipc_t        *ipc;
     ngx_http_events_store_t      *store;
     ngx_http_events_main_conf_t  *emcf;
 
     emcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_events_module);
     zones = emcf->zones.elts;
+    ipc = emcf->ipc;
 
     for (i = 0; i < emcf->zones.nelts; i++) {
         store = zones[i]->data;
@@ -287,11 +341,9 @@ ngx_http_events_ipc_wake(ngx_cycle_t *cycle, ngx_uint_t doorbell)
             ngx_http_events_store_woken(store);
         }
 
-        if (store->nsubscribers) {
-            ngx_http_events_stream_wake(store);
+        for (h = 0; h < ipc->nwake; h++) {
+            ipc->wake[h](store);
         }
-
-        ngx_http_events_webhook_dispatch_wake(store);
     }
 }
 
@@ -331,6 +383,7 @@ ngx_http_events_ipc_watch(ngx_cycle_t *cycle, ngx_http_events_ipc_t *ipc)
 static void
 ngx_http_events_ipc_watcher(ngx_event_t *ev)
 {
+    ngx_uint_t              h;
     ngx_connection_t       *c;
     ngx_http_events_ipc_t  *ipc;
 
@@ -345,8 +398,10 @@ ngx_http_events_ipc_watcher(ngx_event_t *ev)
                   "events: shutting down, closing streams");
 
     ngx_http_events_ipc_unwatch(ipc);
-    ngx_http_events_stream_close_all((ngx_cycle_t *) ngx_cycle);
-    ngx_http_events_webhook_dispatch_release((ngx_cycle_t *) ngx_cycle);
+
+    for (h = 0; h < ipc->nshutdown; h++) {
+        ipc->shutdown[h]((ngx_cycle_t *) ngx_cycle);
+    }
 }
 
 
@@ -363,6 +418,12 @@ ngx_http_events_ipc_unwatch(ngx_http_events_ipc_t *ipc)
 
     ipc->watcher = NULL;
 
-    c->fd = (ngx_socket_t) -1;
+    /*
+     * ngx_free_connection() clears cycle->files[c->fd] when it holds c
+     * (poll, select): an fd of -1 would read before the array; 0 is
+     * safe, files[0] was given back to its owner in watch()
+     */
+    c->fd = 0;
     ngx_free_connection(c);
+    c->fd = (ngx_socket_t) -1;
 }

@@ -23,7 +23,9 @@
 #include "ngx_http_events_auth.h"
 #include "ngx_http_events_match.h"
 #include "ngx_http_events_journal.h"
+#include "ngx_http_events_validate.h"
 #include "ngx_http_events_webhook.h"
+#include "ngx_http_events_capture.h"
 
 
 static ngx_int_t ngx_http_events_preconfiguration(ngx_conf_t *cf);
@@ -46,6 +48,46 @@ static ngx_int_t ngx_http_events_init_process(ngx_cycle_t *cycle);
 static void ngx_http_events_exit_process(ngx_cycle_t *cycle);
 static ngx_shm_zone_t *ngx_http_events_zone_ref(ngx_conf_t *cf,
     ngx_str_t *name);
+static char *ngx_http_events_conf_slot(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+
+/*
+ * A feature's settings live in its own struct, which the location's conf
+ * points to; its directives use the stock slots through this table of
+ * (slot, where the pointer is).
+ */
+
+typedef struct {
+    char                     *(*set)(ngx_conf_t *cf, ngx_command_t *cmd,
+                                     void *conf);
+    size_t                      conf;
+} ngx_http_events_conf_slot_t;
+
+
+static ngx_http_events_conf_slot_t  ngx_http_events_capture_size = {
+    ngx_conf_set_size_slot, offsetof(ngx_http_events_loc_conf_t, capture)
+};
+
+static ngx_http_events_conf_slot_t  ngx_http_events_wh_flag = {
+    ngx_conf_set_flag_slot, offsetof(ngx_http_events_loc_conf_t, wh)
+};
+
+static ngx_http_events_conf_slot_t  ngx_http_events_wh_msec = {
+    ngx_conf_set_msec_slot, offsetof(ngx_http_events_loc_conf_t, wh)
+};
+
+static ngx_http_events_conf_slot_t  ngx_http_events_wh_num = {
+    ngx_conf_set_num_slot, offsetof(ngx_http_events_loc_conf_t, wh)
+};
+
+static ngx_http_events_conf_slot_t  ngx_http_events_wh_size = {
+    ngx_conf_set_size_slot, offsetof(ngx_http_events_loc_conf_t, wh)
+};
+
+static ngx_http_events_conf_slot_t  ngx_http_events_wh_str = {
+    ngx_conf_set_str_slot, offsetof(ngx_http_events_loc_conf_t, wh)
+};
 
 
 static ngx_conf_num_bounds_t  ngx_http_events_scan_bounds = {
@@ -258,73 +300,73 @@ static ngx_command_t  ngx_http_events_commands[] = {
 
     { ngx_string("events_webhook_overload_delay"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_msec_slot,
+      ngx_http_events_conf_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_events_loc_conf_t, wh.overload_delay),
-      NULL },
+      offsetof(ngx_http_events_wh_conf_t, overload_delay),
+      &ngx_http_events_wh_msec },
 
     { ngx_string("events_webhook_disable_after"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_msec_slot,
+      ngx_http_events_conf_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_events_loc_conf_t, wh.disable_after),
-      NULL },
+      offsetof(ngx_http_events_wh_conf_t, disable_after),
+      &ngx_http_events_wh_msec },
 
     { ngx_string("events_webhook_secret_grace"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_msec_slot,
+      ngx_http_events_conf_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_events_loc_conf_t, wh.secret_grace),
-      NULL },
+      offsetof(ngx_http_events_wh_conf_t, secret_grace),
+      &ngx_http_events_wh_msec },
 
     { ngx_string("events_webhook_concurrency"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_num_slot,
+      ngx_http_events_conf_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_events_loc_conf_t, wh.concurrency),
-      NULL },
+      offsetof(ngx_http_events_wh_conf_t, concurrency),
+      &ngx_http_events_wh_num },
 
     { ngx_string("events_webhook_endpoint_concurrency"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_num_slot,
+      ngx_http_events_conf_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_events_loc_conf_t, wh.endpoint_concurrency),
-      NULL },
+      offsetof(ngx_http_events_wh_conf_t, endpoint_concurrency),
+      &ngx_http_events_wh_num },
 
     { ngx_string("events_webhook_log_size"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_num_slot,
+      ngx_http_events_conf_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_events_loc_conf_t, wh.log_size),
-      NULL },
+      offsetof(ngx_http_events_wh_conf_t, log_size),
+      &ngx_http_events_wh_num },
 
     { ngx_string("events_webhook_response_excerpt"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_size_slot,
+      ngx_http_events_conf_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_events_loc_conf_t, wh.excerpt_size),
-      NULL },
+      offsetof(ngx_http_events_wh_conf_t, excerpt_size),
+      &ngx_http_events_wh_size },
 
     { ngx_string("events_webhook_max_per_tenant"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_num_slot,
+      ngx_http_events_conf_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_events_loc_conf_t, wh.max_endpoints),
-      NULL },
+      offsetof(ngx_http_events_wh_conf_t, max_endpoints),
+      &ngx_http_events_wh_num },
 
     { ngx_string("events_webhook_allow_private"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
-      ngx_conf_set_flag_slot,
+      ngx_http_events_conf_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_events_loc_conf_t, wh.allow_private),
-      NULL },
+      offsetof(ngx_http_events_wh_conf_t, allow_private),
+      &ngx_http_events_wh_flag },
 
     { ngx_string("events_webhook_https_only"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
-      ngx_conf_set_flag_slot,
+      ngx_http_events_conf_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_events_loc_conf_t, wh.https_only),
-      NULL },
+      offsetof(ngx_http_events_wh_conf_t, https_only),
+      &ngx_http_events_wh_flag },
 
     { ngx_string("events_webhook_allow"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
@@ -356,10 +398,10 @@ static ngx_command_t  ngx_http_events_commands[] = {
 
     { ngx_string("events_capture_max_body"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_size_slot,
+      ngx_http_events_conf_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_events_loc_conf_t, capture.max_body),
-      NULL },
+      offsetof(ngx_http_events_capture_conf_t, max_body),
+      &ngx_http_events_capture_size },
 
     { ngx_string("events_validate"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
@@ -370,10 +412,10 @@ static ngx_command_t  ngx_http_events_commands[] = {
 
     { ngx_string("events_webhook_location"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_str_slot,
+      ngx_http_events_conf_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_events_loc_conf_t, wh.location),
-      NULL },
+      offsetof(ngx_http_events_wh_conf_t, location),
+      &ngx_http_events_wh_str },
 
       ngx_null_command
 };
@@ -530,9 +572,29 @@ ngx_http_events_init_main_conf(ngx_conf_t *cf, void *conf)
 
     ngx_uint_t                i;
     ngx_shm_zone_t          **zones;
+    ngx_core_conf_t          *ccf;
     ngx_http_events_store_t  *store;
 
     ngx_conf_init_msec_value(emcf->retention, 0);
+
+    /*
+     * the zone counts and rings workers in fixed slots; a worker_processes
+     * after the http block is checked again in init_module
+     */
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(cf->cycle->conf_ctx,
+                                           ngx_core_module);
+
+    if (emcf->zones.nelts
+        && ccf->worker_processes != NGX_CONF_UNSET
+        && ccf->worker_processes > NGX_HTTP_EVENTS_MAX_WORKERS)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "events zones support at most %d worker "
+                           "processes, not %i", NGX_HTTP_EVENTS_MAX_WORKERS,
+                           ccf->worker_processes);
+        return NGX_CONF_ERROR;
+    }
 
     zones = emcf->zones.elts;
 
@@ -585,8 +647,19 @@ ngx_http_events_create_loc_conf(ngx_conf_t *cf)
     elcf->auth_query_token = NGX_CONF_UNSET;
     elcf->auth_leeway = NGX_CONF_UNSET;
 
-    ngx_http_events_webhook_conf_init(&elcf->wh);
-    ngx_http_events_capture_create_conf(&elcf->capture);
+    elcf->wh = ngx_pcalloc(cf->pool, sizeof(ngx_http_events_wh_conf_t));
+    elcf->capture = ngx_pcalloc(cf->pool,
+                                sizeof(ngx_http_events_capture_conf_t));
+    elcf->validate = ngx_pcalloc(cf->pool,
+                                 sizeof(ngx_http_events_validate_conf_t));
+
+    if (elcf->wh == NULL || elcf->capture == NULL || elcf->validate == NULL)
+    {
+        return NULL;
+    }
+
+    ngx_http_events_webhook_conf_init(elcf->wh);
+    ngx_http_events_capture_create_conf(elcf->capture);
 
     return elcf;
 }
@@ -627,7 +700,7 @@ ngx_http_events_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         conf->jwt_keys = prev->jwt_keys;
     }
 
-    if (ngx_http_events_webhook_conf_merge(cf, &prev->wh, &conf->wh)
+    if (ngx_http_events_webhook_conf_merge(cf, prev->wh, conf->wh)
         != NGX_CONF_OK)
     {
         return NGX_CONF_ERROR;
@@ -652,10 +725,10 @@ ngx_http_events_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
-    ngx_http_events_validate_merge_conf(&prev->validate, &conf->validate);
+    ngx_http_events_validate_merge_conf(prev->validate, conf->validate);
 
-    return ngx_http_events_capture_merge_conf(cf, &prev->capture,
-                                              &conf->capture);
+    return ngx_http_events_capture_merge_conf(cf, prev->capture,
+                                              conf->capture);
 }
 
 
@@ -740,6 +813,21 @@ ngx_http_events_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     *zp = shm_zone;
 
     return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_events_conf_slot(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_command_t                 c;
+    ngx_http_events_conf_slot_t  *slot;
+
+    slot = cmd->post;
+
+    c = *cmd;
+    c.post = NULL;
+
+    return slot->set(cf, &c, *(void **) ((u_char *) conf + slot->conf));
 }
 
 
@@ -865,7 +953,9 @@ ngx_http_events_init_process(ngx_cycle_t *cycle)
 {
     ngx_http_events_main_conf_t  *emcf;
 
-    if (ngx_http_events_ipc_init_process(cycle) != NGX_OK) {
+    if (ngx_http_events_ipc_init_process(cycle) != NGX_OK
+        || ngx_http_events_stream_init_process(cycle) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 

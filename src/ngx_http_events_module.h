@@ -12,56 +12,35 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include "ngx_http_events_json.h"
-#include "ngx_http_events_jwt.h"
-#include "ngx_http_events_webhook.h"
-#include "ngx_http_events_capture.h"
-#include "ngx_http_events_validate.h"
+#include "ngx_http_events_types.h"
 
 
 #define NGX_HTTP_EVENTS_MAX_BATCH       1000
-
-
-typedef struct ngx_http_events_ipc_s  ngx_http_events_ipc_t;
 
 
 /* what a request carries between the module's handlers */
 typedef struct {
     ngx_str_t                   tenant;         /* the request's */
     ngx_http_events_claims_t   *claims;         /* a valid token's */
-    void                       *stream;
-    void                       *job;            /* a webhook attempt's */
-    void                       *route;          /* a webhooks API call's */
-    void                       *capture;
-    void                       *validate;       /* waiting for the hook */
-    ngx_http_events_validation_t  *validation;  /* a hook's subrequest */
+    ngx_http_events_stream_ctx_t    *stream;
+    ngx_http_events_wh_job_t        *job;       /* a webhook attempt's */
+    ngx_http_events_wh_route_t      *route;     /* a webhooks API call's */
+    ngx_http_events_capture_ctx_t   *capture;
+    ngx_http_events_validate_ctx_t  *validate;  /* waiting for the hook */
+    ngx_http_events_validation_t    *validation;  /* a hook's subrequest */
     ngx_int_t                   auth_rc;        /* 0: not checked yet */
     ngx_http_events_error_t    *auth_err;
 } ngx_http_events_ctx_t;
 
 
-/* an events_webhook from nginx.conf, before its zone is known */
-typedef struct {
-    ngx_str_t                   zone;
-    ngx_http_events_wh_spec_t   spec;
-} ngx_http_events_wh_static_t;
-
-
-/* an events_webhooks location: its server sends the zone's webhooks */
-typedef struct {
-    ngx_shm_zone_t             *zone;
-    ngx_http_conf_ctx_t        *ctx;
-    void                       *elcf;
-} ngx_http_events_wh_bind_t;
-
-
 typedef struct {
     ngx_array_t                 zones;          /* ngx_shm_zone_t * */
-    ngx_array_t                 wh_static;      /* wh_static_t */
-    ngx_array_t                 wh_bind;        /* wh_bind_t */
+    ngx_array_t                 wh_static;      /* webhook.h wh_static_t */
+    ngx_array_t                 wh_bind;        /* webhook.h wh_bind_t */
     ngx_msec_t                  retention;
     ngx_array_t                *journals;       /* journal_t * */
     ngx_http_events_ipc_t      *ipc;            /* this process's */
+    ngx_array_t                *sections;       /* status_section_t */
 } ngx_http_events_main_conf_t;
 
 
@@ -93,9 +72,10 @@ typedef struct {
     ngx_str_t                   auth_issuer;
     time_t                      auth_leeway;
 
-    ngx_http_events_wh_conf_t   wh;
-    ngx_http_events_capture_conf_t  capture;
-    ngx_http_events_validate_conf_t  validate;
+    /* the features' own settings, each allocated by create_loc_conf */
+    ngx_http_events_wh_conf_t        *wh;
+    ngx_http_events_capture_conf_t   *capture;
+    ngx_http_events_validate_conf_t  *validate;
 
     ngx_str_t                   prefix;
 } ngx_http_events_loc_conf_t;

@@ -258,6 +258,18 @@ $t->is_error(post_raw('{"type":"a.b","metadata":[1]}'), 400,
     'invalid_field', 'metadata', 'metadata not an object');
 $t->is_error(post_raw('{"type":"a.b","occurredAt":"yesterday"}'), 400,
     'invalid_field', 'occurredAt', 'occurredAt not a time');
+# dates that never were are refused, not rolled over into the next month
+for my $day (qw(2026-02-29 2026-02-31 2026-04-31 2026-02-29T10:00:00Z
+    2100-02-29T00:00:00+01:00))
+{
+    $t->is_error(post_raw(qq({"type":"a.b","occurredAt":"$day"})), 400,
+        'invalid_field', 'occurredAt', "occurredAt $day does not exist");
+}
+is(post_raw('{"type":"a.b","occurredAt":"2028-02-29T12:00:00Z"}')->{status},
+    201, 'occurredAt on a leap day');
+is(post_raw('{"type":"a.b","occurredAt":"2000-02-29"}')->{status},
+    201, 'occurredAt on the leap day of a 400th year');
+$before += 2;
 $t->is_error(post_raw('{"type":"a.b","colour":"red"}'), 400,
     'unknown_field', 'colour', 'unknown field');
 $t->is_error(post_raw('{"type":"a.b","seq":5}'), 400, 'invalid_field',

@@ -141,6 +141,14 @@ my %bad = (
         'invalid_token' ],
     'bad grants' => [ jwt(claims => { tenant => 'acme',
         publish => 'ticket.*' }), 'invalid_token' ],
+    # JWS is base64url without padding; nginx's decoder stops at "="
+    'signature with = padding' => [ "$acme=", 'invalid_token' ],
+    'signature with = and more' => [ "$acme=AAAA", 'invalid_token' ],
+    'payload with = padding' => [ do { my @s = split /\./, $acme;
+        join '.', $s[0], "$s[1]=", $s[2] }, 'invalid_token' ],
+    # an empty kid names no key; it is not the key without a kid
+    'empty kid' => [ jwt(header => { alg => 'HS256', kid => '' },
+        claims => { tenant => 'acme', %grant }), 'invalid_token' ],
 );
 
 # tampering: payload and header changed, signature kept

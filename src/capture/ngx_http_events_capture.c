@@ -49,7 +49,7 @@ typedef struct {
 
 
 /* an automatic capture on its way: the answer's body, as it passes */
-typedef struct {
+struct ngx_http_events_capture_ctx_s {
     ngx_http_events_resource_t *resource;
     const char                 *action;
     ngx_str_t                   rid;
@@ -58,7 +58,7 @@ typedef struct {
     size_t                      size;
     unsigned                    json:1;         /* worth keeping */
     unsigned                    done:1;
-} ngx_http_events_capture_ctx_t;
+};
 
 
 static ngx_int_t ngx_http_events_capture_header_filter(ngx_http_request_t *r);
@@ -121,7 +121,7 @@ ngx_http_events_capture_header_filter(ngx_http_request_t *r)
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
 
-    if (elcf->capture.modes == 0 || r != r->main) {
+    if (elcf->capture->modes == 0 || r != r->main) {
         return ngx_http_next_header_filter(r);
     }
 
@@ -131,11 +131,11 @@ ngx_http_events_capture_header_filter(ngx_http_request_t *r)
          && r->headers_out.status < NGX_HTTP_SPECIAL_RESPONSE
          && !r->cached;
 
-    if (elcf->capture.modes & NGX_HTTP_EVENTS_CAPTURE_HEADER) {
+    if (elcf->capture->modes & NGX_HTTP_EVENTS_CAPTURE_HEADER) {
         ngx_http_events_capture_headers(r, ok);
     }
 
-    if ((elcf->capture.modes & NGX_HTTP_EVENTS_CAPTURE_AUTO)
+    if ((elcf->capture->modes & NGX_HTTP_EVENTS_CAPTURE_AUTO)
         && ok && ngx_http_events_capture_start(r) != NGX_OK)
     {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
@@ -344,11 +344,11 @@ ngx_http_events_capture_start(ngx_http_request_t *r)
 
     ctx->json = ngx_http_events_capture_is_json(r)
                 && r->headers_out.content_length_n
-                   <= (off_t) elcf->capture.max_body;
+                   <= (off_t) elcf->capture->max_body;
 
     ctx->size = r->headers_out.content_length_n > 0
                 ? (size_t) r->headers_out.content_length_n
-                : elcf->capture.max_body;
+                : elcf->capture->max_body;
 
     ectx->capture = ctx;
 
@@ -374,13 +374,13 @@ ngx_http_events_capture_match(ngx_http_request_t *r, ngx_str_t *rid)
 
     ngx_str_null(rid);
 
-    if (elcf->capture.resources == NULL) {
+    if (elcf->capture->resources == NULL) {
         return NULL;
     }
 
-    res = elcf->capture.resources->elts;
+    res = elcf->capture->resources->elts;
 
-    for (i = 0; i < elcf->capture.resources->nelts; i++) {
+    for (i = 0; i < elcf->capture->resources->nelts; i++) {
 
         if (!res[i].has_id) {
             if (r->uri.len == res[i].prefix.len
@@ -570,7 +570,7 @@ ngx_http_events_capture_copy(ngx_http_request_t *r,
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
 
-    if (ctx->len + n > elcf->capture.max_body || ctx->len + n > ctx->size) {
+    if (ctx->len + n > elcf->capture->max_body || ctx->len + n > ctx->size) {
         /* too big, or longer than announced: the event has no data */
         ctx->json = 0;
         return;
@@ -751,7 +751,7 @@ ngx_http_events_capture_envelope(ngx_http_request_t *r,
         goto failed;
     }
 
-    if (elcf->capture.metadata == NULL) {
+    if (elcf->capture->metadata == NULL) {
         return obj;
     }
 
@@ -760,9 +760,9 @@ ngx_http_events_capture_envelope(ngx_http_request_t *r,
         goto failed;
     }
 
-    m = elcf->capture.metadata->elts;
+    m = elcf->capture->metadata->elts;
 
-    for (i = 0; i < elcf->capture.metadata->nelts; i++) {
+    for (i = 0; i < elcf->capture->metadata->nelts; i++) {
         if (ngx_http_complex_value(r, &m[i].value, &value) != NGX_OK) {
             json_decref(meta);
             goto failed;
@@ -830,7 +830,7 @@ ngx_http_events_capture_event(ngx_http_request_t *r, json_t *obj,
     ngx_http_events_validation_t  *v;
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
-    store = elcf->capture.zone->data;
+    store = elcf->capture->zone->data;
 
     ngx_memzero(&env, sizeof(ngx_http_events_envelope_t));
     ngx_memzero(&err, sizeof(ngx_http_events_error_t));
@@ -958,7 +958,7 @@ ngx_http_events_capture_append(ngx_http_request_t *r,
     ngx_http_events_loc_conf_t  *elcf;
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
-    store = elcf->capture.zone->data;
+    store = elcf->capture->zone->data;
 
     ngx_memzero(&err, sizeof(ngx_http_events_error_t));
 
@@ -1029,7 +1029,7 @@ ngx_http_events_capture_refused(ngx_http_request_t *r, const char *what,
                   err->name_len ? " (" : "", err->name_len, err->name,
                   err->name_len ? ")" : "");
 
-    ngx_http_events_store_tally(elcf->capture.zone->data,
+    ngx_http_events_store_tally(elcf->capture->zone->data,
                                 NGX_HTTP_EVENTS_CAPTURE_INVALID);
 }
 
@@ -1084,7 +1084,7 @@ ngx_http_events_capture(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_str_t   *value, name;
     ngx_uint_t   i, modes;
 
-    if (elcf->capture.modes != NGX_CONF_UNSET_UINT) {
+    if (elcf->capture->modes != NGX_CONF_UNSET_UINT) {
         return "is duplicate";
     }
 
@@ -1105,7 +1105,7 @@ ngx_http_events_capture(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
 
         if (ngx_strcmp(value[i].data, "off") == 0 && cf->args->nelts == 2) {
-            elcf->capture.modes = 0;
+            elcf->capture->modes = 0;
             return NGX_CONF_OK;
         }
 
@@ -1130,13 +1130,13 @@ ngx_http_events_capture(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return "needs \"zone=\"";
     }
 
-    elcf->capture.zone = ngx_shared_memory_add(cf, &name, 0,
+    elcf->capture->zone = ngx_shared_memory_add(cf, &name, 0,
                                                &ngx_http_events_module);
-    if (elcf->capture.zone == NULL) {
+    if (elcf->capture->zone == NULL) {
         return NGX_CONF_ERROR;
     }
 
-    elcf->capture.modes = modes;
+    elcf->capture->modes = modes;
 
     return NGX_CONF_OK;
 }
@@ -1156,10 +1156,10 @@ ngx_http_events_capture_resource(ngx_conf_t *cf, ngx_command_t *cmd,
 
     value = cf->args->elts;
 
-    if (elcf->capture.resources == NGX_CONF_UNSET_PTR) {
-        elcf->capture.resources = ngx_array_create(cf->pool, 4,
+    if (elcf->capture->resources == NGX_CONF_UNSET_PTR) {
+        elcf->capture->resources = ngx_array_create(cf->pool, 4,
                                            sizeof(ngx_http_events_resource_t));
-        if (elcf->capture.resources == NULL) {
+        if (elcf->capture->resources == NULL) {
             return NGX_CONF_ERROR;
         }
     }
@@ -1177,7 +1177,7 @@ ngx_http_events_capture_resource(ngx_conf_t *cf, ngx_command_t *cmd,
         return NGX_CONF_ERROR;
     }
 
-    res = ngx_array_push(elcf->capture.resources);
+    res = ngx_array_push(elcf->capture->resources);
     if (res == NULL) {
         return NGX_CONF_ERROR;
     }
@@ -1246,10 +1246,10 @@ ngx_http_events_capture_metadata(ngx_conf_t *cf, ngx_command_t *cmd,
 
     value = cf->args->elts;
 
-    if (elcf->capture.metadata == NGX_CONF_UNSET_PTR) {
-        elcf->capture.metadata = ngx_array_create(cf->pool, 4,
+    if (elcf->capture->metadata == NGX_CONF_UNSET_PTR) {
+        elcf->capture->metadata = ngx_array_create(cf->pool, 4,
                                        sizeof(ngx_http_events_capture_meta_t));
-        if (elcf->capture.metadata == NULL) {
+        if (elcf->capture->metadata == NULL) {
             return NGX_CONF_ERROR;
         }
     }
@@ -1258,7 +1258,7 @@ ngx_http_events_capture_metadata(ngx_conf_t *cf, ngx_command_t *cmd,
         return "needs a name of 1-64 characters";
     }
 
-    m = ngx_array_push(elcf->capture.metadata);
+    m = ngx_array_push(elcf->capture->metadata);
     if (m == NULL) {
         return NGX_CONF_ERROR;
     }

@@ -13,18 +13,20 @@
 #include <ngx_http.h>
 #include <jansson.h>
 
+#include "ngx_http_events_types.h"
+
 
 #define NGX_HTTP_EVENTS_CAPTURE_HEADER  0x01
 #define NGX_HTTP_EVENTS_CAPTURE_AUTO    0x02
 
 
-typedef struct {
+struct ngx_http_events_capture_conf_s {
     ngx_uint_t                  modes;          /* NGX_CONF_UNSET_UINT */
     ngx_shm_zone_t             *zone;
     ngx_array_t                *resources;      /* resource_t */
     ngx_array_t                *metadata;       /* meta_t */
     size_t                      max_body;
-} ngx_http_events_capture_conf_t;
+};
 
 
 char *ngx_http_events_capture(ngx_conf_t *cf, ngx_command_t *cmd,

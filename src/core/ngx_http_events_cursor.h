@@ -13,16 +13,12 @@
 
 
 #define NGX_HTTP_EVENTS_CURSOR_LEN      24
-#define NGX_HTTP_EVENTS_ID_LEN          (sizeof("evt_") - 1 + 26)
 
 
 u_char *ngx_http_events_cursor_write(u_char *p, uint64_t epoch,
     uint64_t seq);
 ngx_int_t ngx_http_events_cursor_parse(u_char *p, size_t len,
     uint64_t *epoch, uint64_t *seq);
-ngx_int_t ngx_http_events_id_generate(u_char *p, uint64_t ms,
-    uint64_t *rng);
-ngx_int_t ngx_http_events_id_valid(u_char *p, size_t len);
 
 
 #endif /* _NGX_HTTP_EVENTS_CURSOR_H_INCLUDED_ */

@@ -35,12 +35,11 @@
 
 #include <ngx_config.h>
 #include <ngx_core.h>
-#include <ngx_http.h>
+#include <ngx_event.h>
 
 #include <dirent.h>
 #include <sys/mman.h>
 
-#include "ngx_http_events_module.h"
 #include "ngx_http_events_journal.h"
 
 

@@ -21,7 +21,7 @@
 #include <stdlib.h>
 
 #include "ngx_http_events_json.h"
-#include "ngx_http_events_cursor.h"
+#include "ngx_http_events_id.h"
 #include "ngx_http_events_match.h"
 
 
@@ -56,8 +56,6 @@ static ngx_int_t ngx_http_events_json_string(ngx_http_events_envelope_t *env,
 static ngx_uint_t ngx_http_events_json_text_char(u_char ch);
 static ngx_int_t ngx_http_events_json_text_valid(u_char *p, size_t len,
     size_t max);
-static size_t ngx_http_events_json_utf8_len(u_char *p, size_t len);
-static void ngx_http_events_json_utf8_sanitize(u_char *p, size_t len);
 static ngx_uint_t ngx_http_events_json_rtype_char(u_char ch);
 static ngx_uint_t ngx_http_events_json_rid_char(u_char ch);
 static ngx_int_t ngx_http_events_json_digest(json_t *obj, u_char *digest);
@@ -75,58 +73,12 @@ static ngx_str_t  ngx_http_events_actions[] = {
 };
 
 
-void
-ngx_http_events_error(ngx_http_events_error_t *err, ngx_uint_t status,
-    const char *code, const char *kind, ngx_str_t *prefix, const char *name,
-    const char *fmt, ...)
-{
-    u_char   *p, *last;
-    va_list   args;
-
-    err->status = status;
-    err->code = code;
-    err->kind = kind;
-
-    p = err->name;
-    last = err->name + sizeof(err->name);
-
-    if (prefix && prefix->len) {
-        p = ngx_slprintf(p, last, "%V", prefix);
-    }
-
-    if (name) {
-        p = ngx_slprintf(p, last, "%s", name);
-    }
-
-    err->name_len = p - err->name;
-
-    va_start(args, fmt);
-    p = ngx_vslprintf(err->message, err->message + sizeof(err->message),
-                      fmt, args);
-    va_end(args);
-
-    err->message_len = p - err->message;
-
-    ngx_http_events_json_utf8_sanitize(err->name, err->name_len);
-    ngx_http_events_json_utf8_sanitize(err->message, err->message_len);
-}
-
-
-/* after a caller filled the name itself */
-
 /* for ngx_pool_cleanup_add(): a JSON value lives as long as a request */
 
 void
 ngx_http_events_json_cleanup(void *data)
 {
     json_decref(data);
-}
-
-
-void
-ngx_http_events_error_name(ngx_http_events_error_t *err)
-{
-    ngx_http_events_json_utf8_sanitize(err->name, err->name_len);
 }
 
 
@@ -164,8 +116,8 @@ ngx_http_events_json_event(ngx_http_events_envelope_t *env, json_t *obj,
 
     if (!json_is_string(f.type)
         || ngx_http_events_match_type_valid(
-            (u_char *) json_string_value(f.type),
-                                            json_string_length(f.type))
+               (u_char *) json_string_value(f.type),
+               json_string_length(f.type))
            != NGX_OK)
     {
         ngx_http_events_error(err, 400, "invalid_field", "field",
@@ -268,15 +220,15 @@ ngx_http_events_json_event(ngx_http_events_envelope_t *env, json_t *obj,
                                        err)
            != NGX_OK
         || ngx_http_events_json_string(env, f.occurred, "occurredAt", 64,
-                                       ngx_http_events_json_text_char, &occurred,
-                                       err)
+                                       ngx_http_events_json_text_char,
+                                       &occurred, err)
            != NGX_OK)
     {
         return NGX_ERROR;
     }
 
     if (occurred.len
-        && ngx_http_events_parse_time(occurred.data, occurred.len, NULL)
+        && ngx_http_events_time_parse(occurred.data, occurred.len, NULL)
            != NGX_OK)
     {
         ngx_http_events_error(err, 400, "invalid_field", "field",
@@ -632,7 +584,7 @@ ngx_http_events_json_text_char(u_char ch)
 
 /* the length of the well-formed UTF-8 sequence at p, or 0 */
 
-static size_t
+size_t
 ngx_http_events_json_utf8_len(u_char *p, size_t len)
 {
     size_t    i, n;
@@ -694,27 +646,6 @@ ngx_http_events_json_text_valid(u_char *p, size_t len, size_t max)
     }
 
     return NGX_OK;
-}
-
-
-/*
- * What goes into an error may come from the client, raw or cut short:
- * bytes that are not UTF-8 become "?", so the error is always JSON.
- */
-
-static void
-ngx_http_events_json_utf8_sanitize(u_char *p, size_t len)
-{
-    size_t  i, n;
-
-    for (i = 0; i < len; i += n) {
-        n = ngx_http_events_json_utf8_len(p + i, len - i);
-
-        if (n == 0) {
-            p[i] = '?';
-            n = 1;
-        }
-    }
 }
 
 
@@ -986,132 +917,4 @@ ngx_http_events_json_write(u_char *p, json_t *v)
     default: /* JSON_NULL */
         return ngx_cpymem(p, "null", 4);
     }
-}
-
-
-/*
- * ISO-8601 in the forms clients send: a date, or a date and time with
- * optional fraction and a zone ("Z" or +hh:mm); ms may be NULL.
- */
-
-ngx_int_t
-ngx_http_events_parse_time(u_char *p, size_t len, int64_t *ms)
-{
-    u_char     *end;
-    int64_t     t, frac, scale;
-    ngx_int_t   year, month, day, hour, min, sec, zone, sign;
-
-    end = p + len;
-
-    if (len < 10 || p[4] != '-' || p[7] != '-') {
-        return NGX_ERROR;
-    }
-
-    year = ngx_atoi(p, 4);
-    month = ngx_atoi(p + 5, 2);
-    day = ngx_atoi(p + 8, 2);
-    hour = min = sec = 0;
-    frac = 0;
-    zone = 0;
-
-    if (year < 1970 || month < 1 || month > 12 || day < 1 || day > 31) {
-        return NGX_ERROR;
-    }
-
-    p += 10;
-
-    if (p < end) {
-        if (end - p < 9 || (*p != 'T' && *p != 't' && *p != ' ')
-            || p[3] != ':' || p[6] != ':')
-        {
-            return NGX_ERROR;
-        }
-
-        hour = ngx_atoi(p + 1, 2);
-        min = ngx_atoi(p + 4, 2);
-        sec = ngx_atoi(p + 7, 2);
-
-        if (hour < 0 || hour > 23 || min < 0 || min > 59
-            || sec < 0 || sec > 60)
-        {
-            return NGX_ERROR;
-        }
-
-        p += 9;
-
-        if (p < end && *p == '.') {
-            p++;
-            scale = 1000;
-
-            if (p == end || *p < '0' || *p > '9') {
-                return NGX_ERROR;
-            }
-
-            while (p < end && *p >= '0' && *p <= '9') {
-                if (scale > 1) {
-                    scale /= 10;
-                    frac += (*p - '0') * scale;
-                }
-
-                p++;
-            }
-        }
-
-        if (p == end) {
-            return NGX_ERROR;
-        }
-
-        if (*p == 'Z' || *p == 'z') {
-            p++;
-
-        } else if (*p == '+' || *p == '-') {
-            sign = (*p == '-') ? -1 : 1;
-
-            if (end - p != 6 || p[3] != ':') {
-                return NGX_ERROR;
-            }
-
-            zone = ngx_atoi(p + 1, 2) * 60 + ngx_atoi(p + 4, 2);
-
-            if (ngx_atoi(p + 1, 2) < 0 || ngx_atoi(p + 1, 2) > 23
-                || ngx_atoi(p + 4, 2) < 0 || ngx_atoi(p + 4, 2) > 59)
-            {
-                return NGX_ERROR;
-            }
-
-            zone *= sign;
-            p += 6;
-
-        } else {
-            return NGX_ERROR;
-        }
-    }
-
-    if (p != end) {
-        return NGX_ERROR;
-    }
-
-    /* days from the civil date: years start in March, Gauss' formula */
-
-    month -= 2;
-
-    if (month <= 0) {
-        month += 12;
-        year -= 1;
-    }
-
-    t = (int64_t) (365 * year + year / 4 - year / 100 + year / 400
-                   + 367 * month / 12 - 30 + day - 1 - 719527 + 31 + 28);
-    t = t * 86400 + hour * 3600 + min * 60 + sec - zone * 60;
-
-    if (t < 0) {
-        /* before 1970 in UTC: not a time this store has seen */
-        return NGX_ERROR;
-    }
-
-    if (ms) {
-        *ms = t * 1000 + frac;
-    }
-
-    return NGX_OK;
 }

@@ -13,18 +13,8 @@
 #include <jansson.h>
 
 #include "ngx_http_events_store.h"
-
-
-/* what a failed request says, in the error envelope of the contract */
-typedef struct {
-    ngx_uint_t                  status;
-    const char                 *code;
-    const char                 *kind;           /* "param", "field", NULL */
-    size_t                      name_len;
-    size_t                      message_len;
-    u_char                      name[160];
-    u_char                      message[320];
-} ngx_http_events_error_t;
+#include "ngx_http_events_id.h"
+#include "ngx_http_events_error.h"
 
 
 typedef struct {
@@ -33,7 +23,7 @@ typedef struct {
     ngx_str_t                   prefix;         /* "[3]." in a batch */
     size_t                      max_size;
     ngx_pool_t                 *pool;
-    uint64_t                   *rng;            /* for ids, may be NULL */
+    ngx_http_events_id_rng_t   *rng;            /* for ids, may be NULL */
 } ngx_http_events_envelope_t;
 
 
@@ -44,15 +34,8 @@ size_t ngx_http_events_json_size(json_t *v);
 u_char *ngx_http_events_json_write(u_char *p, json_t *v);
 size_t ngx_http_events_json_escape_len(u_char *s, size_t len);
 u_char *ngx_http_events_json_escape(u_char *p, u_char *s, size_t len);
+size_t ngx_http_events_json_utf8_len(u_char *p, size_t len);
 
 void ngx_http_events_json_cleanup(void *data);
-
-ngx_int_t ngx_http_events_parse_time(u_char *p, size_t len, int64_t *ms);
-
-void ngx_http_events_error_name(ngx_http_events_error_t *err);
-void ngx_http_events_error(ngx_http_events_error_t *err, ngx_uint_t status,
-    const char *code, const char *kind, ngx_str_t *prefix, const char *name,
-    const char *fmt, ...);
-
 
 #endif /* _NGX_HTTP_EVENTS_JSON_H_INCLUDED_ */

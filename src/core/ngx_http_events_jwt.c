@@ -128,9 +128,19 @@ ngx_http_events_jwt_verify(ngx_http_events_jwt_conf_t *conf, ngx_str_t *token,
 }
 
 
+/*
+ * JWS segments are base64url without padding (RFC 7515, 2):
+ * ngx_decode_base64url() stops at the first "=" and ignores what
+ * follows, so a padded or suffixed segment would pass for another.
+ */
+
 static ngx_int_t
 ngx_http_events_jwt_segment(ngx_str_t *seg, ngx_pool_t *pool, ngx_str_t *out)
 {
+    if (ngx_strlchr(seg->data, seg->data + seg->len, '=') != NULL) {
+        return NGX_ERROR;
+    }
+
     out->data = ngx_pnalloc(pool, ngx_base64_decoded_length(seg->len) + 1);
     if (out->data == NULL) {
         return NGX_ERROR;
@@ -211,7 +221,10 @@ ngx_http_events_jwt_signature(ngx_http_events_jwt_conf_t *conf,
 
     for (i = 0; i < conf->keys->nelts; i++) {
 
-        if (keys[i].kid.len != want.len
+        /* "kid": "" names a key; it is not the absence of a kid */
+
+        if ((kid != NULL) != (keys[i].kid.len != 0)
+            || keys[i].kid.len != want.len
             || (want.len
                 && ngx_strncmp(keys[i].kid.data, want.data, want.len) != 0))
         {

@@ -25,7 +25,7 @@ typedef struct {
 
 
 /* what a valid token says */
-typedef struct {
+struct ngx_http_events_claims_s {
     ngx_str_t                   tenant;
     ngx_str_t                   subject;
     ngx_str_t                  *publish;
@@ -34,7 +34,7 @@ typedef struct {
     ngx_uint_t                  nsubscribe;
     time_t                      exp;
     unsigned                    admin:1;
-} ngx_http_events_claims_t;
+};
 
 
 typedef struct {

@@ -383,7 +383,7 @@ static ngx_int_t
 ngx_http_events_query_param_since(ngx_http_events_query_t *q, ngx_str_t *value,
     ngx_pool_t *pool, ngx_http_events_error_t *err)
 {
-    if (ngx_http_events_parse_time(value->data, value->len, &q->since_ms)
+    if (ngx_http_events_time_parse(value->data, value->len, &q->since_ms)
         != NGX_OK)
     {
         ngx_http_events_error(err, 400, "invalid_parameter", "param", NULL,
@@ -400,7 +400,7 @@ static ngx_int_t
 ngx_http_events_query_param_until(ngx_http_events_query_t *q, ngx_str_t *value,
     ngx_pool_t *pool, ngx_http_events_error_t *err)
 {
-    if (ngx_http_events_parse_time(value->data, value->len, &q->until_ms)
+    if (ngx_http_events_time_parse(value->data, value->len, &q->until_ms)
         != NGX_OK)
     {
         ngx_http_events_error(err, 400, "invalid_parameter", "param", NULL,

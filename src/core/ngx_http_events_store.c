@@ -189,7 +189,6 @@ static ngx_int_t ngx_http_events_store_add_item(ngx_http_events_sh_t *sh,
     uint64_t off, ngx_http_events_copy_t *c, ngx_pool_t *pool,
     ngx_http_events_result_t *res);
 static void ngx_http_events_store_expire(ngx_http_events_store_t *store);
-static uint64_t ngx_http_events_now_ms(void);
 static ngx_int_t ngx_http_events_store_ring_get(ngx_http_events_store_t *store,
     ngx_str_t *tenant, ngx_str_t *id, ngx_pool_t *pool, ngx_str_t *json);
 static ngx_http_events_history_t *ngx_http_events_store_history(
@@ -664,8 +663,8 @@ ngx_http_events_store_expire_locked(ngx_http_events_store_t *store,
     }
 
     while (sh->slot_tail < sh->slot_head) {
-        h = ngx_http_events_store_record(sh,
-                                         sh->slots[sh->slot_tail % sh->nslots].off);
+        h = ngx_http_events_store_record(
+                sh, sh->slots[sh->slot_tail % sh->nslots].off);
 
         if (h->time_ms + store->retention >= now) {
             break;
@@ -699,7 +698,7 @@ ngx_http_events_store_expire(ngx_http_events_store_t *store)
         return;
     }
 
-    now = ngx_http_events_now_ms();
+    now = ngx_http_events_time_now_ms();
 
     if (c.h.time_ms + store->retention >= now) {
         return;
@@ -731,7 +730,7 @@ ngx_http_events_store_write_json(u_char *p, ngx_http_events_event_t *ev)
     p = ngx_cpymem(p, ev->json, ev->seq_at);
     p = ngx_sprintf(p, "%uL", ev->seq);
     p = ngx_cpymem(p, ev->json + ev->seq_at, ev->ts_at - ev->seq_at);
-    p = ngx_http_events_timestamp(p, ev->time_ms);
+    p = ngx_http_events_time_write(p, ev->time_ms);
     p = ngx_cpymem(p, ev->json + ev->ts_at, ev->json_len - ev->ts_at);
 
     return p;
@@ -918,7 +917,7 @@ ngx_http_events_store_append_nosync(ngx_http_events_store_t *store,
 
     ngx_shmtx_lock(&store->shpool->mutex);
 
-    now = ngx_http_events_now_ms();
+    now = ngx_http_events_time_now_ms();
     if (now < sh->last_ms) {
         /* the wall clock went back: timestamps never do */
         now = sh->last_ms;
@@ -1963,7 +1962,7 @@ ngx_http_events_store_types(ngx_http_events_store_t *store, ngx_str_t *tenant,
 
     ngx_shmtx_lock(&store->shpool->mutex);
 
-    ngx_http_events_store_expire_locked(store, ngx_http_events_now_ms());
+    ngx_http_events_store_expire_locked(store, ngx_http_events_time_now_ms());
 
     root = sh->types.root;
     sentinel = sh->types.sentinel;
@@ -2028,7 +2027,7 @@ ngx_http_events_store_stats(ngx_http_events_store_t *store,
 
     ngx_shmtx_lock(&store->shpool->mutex);
 
-    ngx_http_events_store_expire_locked(store, ngx_http_events_now_ms());
+    ngx_http_events_store_expire_locked(store, ngx_http_events_time_now_ms());
 
     st->epoch = sh->epoch;
     st->zone_size = sh->zone_size;
@@ -2052,7 +2051,7 @@ ngx_http_events_store_stats(ngx_http_events_store_t *store,
     st->journal_bytes = sh->journal.closed_bytes + sh->journal.size;
     st->journal_segments = sh->journal.closed + (sh->journal.segment != 0);
     st->journal_fsync_age = sh->journal.fsync_ms
-                            ? (int64_t) (ngx_http_events_now_ms()
+                            ? (int64_t) (ngx_http_events_time_now_ms()
                                          - sh->journal.fsync_ms)
                             : -1;
     st->journal_fsyncs = sh->journal.fsyncs;
@@ -2300,31 +2299,6 @@ ngx_http_events_store_woken(ngx_http_events_store_t *store)
         (void) ngx_atomic_fetch_add(&store->sh->workers[ngx_worker].wakeups,
                                     1);
     }
-}
-
-
-static uint64_t
-ngx_http_events_now_ms(void)
-{
-    ngx_time_t  *tp;
-
-    tp = ngx_timeofday();
-
-    return (uint64_t) tp->sec * 1000 + tp->msec;
-}
-
-
-u_char *
-ngx_http_events_timestamp(u_char *p, uint64_t ms)
-{
-    ngx_tm_t  tm;
-
-    ngx_gmtime((time_t) (ms / 1000), &tm);
-
-    return ngx_sprintf(p, "%4d-%02d-%02dT%02d:%02d:%02d.%03uLZ",
-                       tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
-                       tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec,
-                       ms % 1000);
 }
 
 

@@ -12,6 +12,9 @@
 #include <ngx_core.h>
 #include <ngx_event.h>
 
+#include "ngx_http_events_types.h"
+#include "ngx_http_events_time.h"
+
 
 #define NGX_HTTP_EVENTS_MAX_WORKERS     64
 
@@ -29,7 +32,6 @@
 #define NGX_HTTP_EVENTS_MAX_SOURCE      128
 #define NGX_HTTP_EVENTS_MAX_KEYS        (64 + 128 + 128 + 64 + 128 + 128)
 
-#define NGX_HTTP_EVENTS_TIMESTAMP_LEN   24  /* 2026-11-23T12:00:00.123Z */
 
 /* ngx_http_events_store_append(): the journal could not be written */
 #define NGX_HTTP_EVENTS_JOURNAL_FAILED  -100
@@ -37,7 +39,6 @@
 #define NGX_HTTP_EVENTS_JOURNAL_UNSYNCED  -101
 
 
-typedef struct ngx_http_events_journal_s     ngx_http_events_journal_t;
 typedef struct ngx_http_events_journal_sh_s  ngx_http_events_journal_sh_t;
 
 
@@ -200,7 +201,7 @@ typedef struct {
 typedef struct ngx_http_events_sh_s  ngx_http_events_sh_t;
 
 
-typedef struct {
+struct ngx_http_events_store_s {
     ngx_http_events_sh_t       *sh;
     ngx_slab_pool_t            *shpool;
     ngx_str_t                   name;
@@ -216,17 +217,17 @@ typedef struct {
 
     /* webhooks: the server that sends them, their settings, the queue */
     void                       *wh_ctx;         /* ngx_http_conf_ctx_t */
-    void                       *whcf;           /* wh_conf_t */
+    ngx_http_events_wh_conf_t  *whcf;
     ngx_array_t                *wh_static;      /* wh_spec_t */
-    void                       *wh;             /* wh_sh_t, in the zone */
+    ngx_http_events_wh_sh_t    *wh;             /* in the zone */
     ngx_event_t                 wh_tick;
     ngx_event_t                 wh_kick;        /* posted: events came */
     ngx_uint_t                  wh_inflight;    /* this process's */
     ngx_msec_t                  wh_saved;       /* state last written */
-    void                       *wh_task;        /* ngx_thread_task_t */
+    ngx_thread_task_t          *wh_task;
     unsigned                    wh_writing:1;   /* the task is out */
     unsigned                    wh_owner:1;
-} ngx_http_events_store_t;
+};
 
 
 ngx_int_t ngx_http_events_store_init_zone(ngx_shm_zone_t *shm_zone,
@@ -285,8 +286,6 @@ void ngx_http_events_store_woken(ngx_http_events_store_t *store);
 
 void **ngx_http_events_store_wh_slot(ngx_http_events_store_t *store);
 uint64_t ngx_http_events_store_head(ngx_http_events_store_t *store);
-
-u_char *ngx_http_events_timestamp(u_char *p, uint64_t ms);
 
 
 #endif /* _NGX_HTTP_EVENTS_STORE_H_INCLUDED_ */

@@ -24,10 +24,12 @@
 #include "ngx_http_events_module.h"
 #include "ngx_http_events_store.h"
 #include "ngx_http_events_http.h"
+#include "ngx_http_events_buf.h"
 #include "ngx_http_events_api.h"
 #include "ngx_http_events_json.h"
 #include "ngx_http_events_query.h"
 #include "ngx_http_events_cursor.h"
+#include "ngx_http_events_id.h"
 #include "ngx_http_events_ipc.h"
 #include "ngx_http_events_auth.h"
 #include "ngx_http_events_validate.h"
@@ -69,6 +71,8 @@ static ngx_int_t ngx_http_events_api_list(ngx_http_request_t *r,
     ngx_str_t *tenant, ngx_str_t *rtype, ngx_str_t *rid);
 static ngx_int_t ngx_http_events_api_list_body(ngx_http_request_t *r,
     ngx_http_events_query_t *q, ngx_http_events_result_t *res);
+static void ngx_http_events_api_link_encode(ngx_http_events_buf_t *b,
+    u_char *s, size_t len, ngx_uint_t path);
 static ngx_int_t ngx_http_events_api_link(ngx_http_request_t *r,
     ngx_http_events_query_t *q, ngx_http_events_result_t *res);
 static ngx_int_t ngx_http_events_api_gone(ngx_http_request_t *r,
@@ -896,24 +900,34 @@ ngx_http_events_api_list_body(ngx_http_request_t *r,
 }
 
 
-/* Link: <same query, the cursor moved on>; rel="next" */
+/*
+ * Link: <same query, the cursor moved on>; rel="next".  Built from the
+ * query as parsed (every name known, given once), each value decoded as
+ * the parser decodes it and encoded again with everything but unreserved
+ * characters escaped: nothing a client sent can end the URI reference
+ * or add a parameter to the header ("<", ">", ",", ";", quotes).
+ */
 
 static ngx_int_t
 ngx_http_events_api_link(ngx_http_request_t *r, ngx_http_events_query_t *q,
     ngx_http_events_result_t *res)
 {
-    u_char     *p, *arg, *end, *amp;
-    size_t      name;
-    ngx_str_t   link;
+    u_char                 *arg, *end, *amp, *eq, *src, *dst, *v;
+    size_t                  name;
+    ngx_str_t               link;
+    ngx_http_events_buf_t   b;
 
-    link.data = ngx_pnalloc(r->pool, r->uri.len + r->args.len
-                                     + NGX_HTTP_EVENTS_CURSOR_LEN
-                                     + sizeof("<?&before=>; rel=\"next\""));
-    if (link.data == NULL) {
+    ngx_http_events_buf_init(&b, r->pool, r->uri.len + 3 * r->args.len
+                                          + NGX_HTTP_EVENTS_CURSOR_LEN + 64);
+
+    ngx_http_events_buf_literal(&b, "<");
+    ngx_http_events_api_link_encode(&b, r->uri.data, r->uri.len, 1);
+    ngx_http_events_buf_literal(&b, "?");
+
+    v = ngx_pnalloc(r->pool, r->args.len);
+    if (v == NULL) {
         return NGX_ERROR;
     }
-
-    p = ngx_sprintf(link.data, "<%V?", &r->uri);
 
     arg = r->args.data;
     end = arg + r->args.len;
@@ -924,26 +938,84 @@ ngx_http_events_api_link(ngx_http_request_t *r, ngx_http_events_query_t *q,
             amp = end;
         }
 
-        name = amp - arg;
+        eq = ngx_strlchr(arg, amp, '=');
+        name = (eq ? eq : amp) - arg;
 
         if (name == 0
-            || (name >= 6 && ngx_strncmp(arg, "after=", 6) == 0)
-            || (name >= 7 && ngx_strncmp(arg, "before=", 7) == 0))
+            || (name == 5 && ngx_strncmp(arg, "after", 5) == 0)
+            || (name == 6 && ngx_strncmp(arg, "before", 6) == 0))
         {
             continue;
         }
 
-        p = ngx_cpymem(p, arg, name);
-        *p++ = '&';
+        /* the name is one the parser knows: letters only */
+        ngx_http_events_buf_add(&b, arg, name);
+        ngx_http_events_buf_literal(&b, "=");
+
+        if (eq) {
+            src = eq + 1;
+            dst = v;
+            ngx_unescape_uri(&dst, &src, amp - eq - 1, 0);
+            ngx_http_events_api_link_encode(&b, v, dst - v, 0);
+        }
+
+        ngx_http_events_buf_literal(&b, "&");
     }
 
-    p = ngx_cpymem(p, q->desc ? "before=" : "after=", q->desc ? 7 : 6);
-    p = ngx_http_events_cursor_write(p, res->window.epoch, res->next);
-    p = ngx_cpymem(p, ">; rel=\"next\"", sizeof(">; rel=\"next\"") - 1);
+    ngx_http_events_buf_add(&b, (u_char *) (q->desc ? "before=" : "after="),
+                            q->desc ? 7 : 6);
 
-    link.len = p - link.data;
+    dst = ngx_http_events_buf_reserve(&b, NGX_HTTP_EVENTS_CURSOR_LEN);
+    if (dst) {
+        b.pos = ngx_http_events_cursor_write(dst, res->window.epoch,
+                                             res->next);
+    }
+
+    ngx_http_events_buf_literal(&b, ">; rel=\"next\"");
+
+    if (b.failed) {
+        return NGX_ERROR;
+    }
+
+    link.data = b.start;
+    link.len = b.pos - b.start;
 
     return ngx_http_events_http_add_header(r, "Link", &link);
+}
+
+
+/* percent-encoded but for RFC 3986's unreserved characters (and "/") */
+
+static void
+ngx_http_events_api_link_encode(ngx_http_events_buf_t *b, u_char *s,
+    size_t len, ngx_uint_t path)
+{
+    u_char  *p, c;
+
+    static u_char  hex[] = "0123456789ABCDEF";
+
+    p = ngx_http_events_buf_reserve(b, 3 * len);
+    if (p == NULL) {
+        return;
+    }
+
+    while (len--) {
+        c = *s++;
+
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+            || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_'
+            || c == '~' || (path && c == '/'))
+        {
+            *p++ = c;
+            continue;
+        }
+
+        *p++ = '%';
+        *p++ = hex[c >> 4];
+        *p++ = hex[c & 0xf];
+    }
+
+    b->pos = p;
 }
 
 
@@ -1094,7 +1166,7 @@ ngx_http_events_api_types(ngx_http_request_t *r, ngx_str_t *tenant)
         p = ngx_sprintf(p, "%s{\"type\":\"%V\",\"count\":%uL,"
                         "\"lastTimestamp\":\"", i ? "," : "",
                         &ti[i].type, ti[i].count);
-        p = ngx_http_events_timestamp(p, ti[i].last_ms);
+        p = ngx_http_events_time_write(p, ti[i].last_ms);
         p = ngx_cpymem(p, "\"}", 2);
     }
 

@@ -229,6 +229,31 @@ ngx_http_events_http_send_error(ngx_http_request_t *r,
                                 body, p - body);
 }
 
+/*
+ * a builder's answer: one that ran out of memory on the way is a 500, said
+ * once here rather than after every piece
+ */
+
+ngx_int_t
+ngx_http_events_http_send_buf(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *type, ngx_http_events_buf_t *b)
+{
+    if (b->failed) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "events: no memory for a %uz-byte answer",
+                      (size_t) (b->end - b->start));
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (type == NULL) {
+        type = &ngx_http_events_http_json_type;
+    }
+
+    return ngx_http_events_http_send(r, status, type, b->start,
+                                     b->pos - b->start);
+}
+
+
 ngx_int_t
 ngx_http_events_http_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *type, u_char *data, size_t len)

@@ -13,10 +13,13 @@
 #include <ngx_http.h>
 
 #include "ngx_http_events_json.h"
+#include "ngx_http_events_buf.h"
 
 
 ngx_int_t ngx_http_events_http_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *type, u_char *data, size_t len);
+ngx_int_t ngx_http_events_http_send_buf(ngx_http_request_t *r,
+    ngx_uint_t status, ngx_str_t *type, ngx_http_events_buf_t *b);
 ngx_int_t ngx_http_events_http_send_error(ngx_http_request_t *r,
     ngx_http_events_error_t *err, ngx_str_t *extra);
 ngx_int_t ngx_http_events_http_not_allowed(ngx_http_request_t *r,

@@ -38,7 +38,7 @@
 #define NGX_HTTP_EVENTS_STREAM_WAKE     64      /* streams woken per turn */
 
 
-typedef struct {
+struct ngx_http_events_stream_ctx_s {
     ngx_http_request_t         *request;
     ngx_http_events_store_t    *store;
     ngx_queue_t                 queue;
@@ -68,7 +68,7 @@ typedef struct {
     unsigned                    named:1;
     unsigned                    stalled:1;
     unsigned                    done:1;
-} ngx_http_events_stream_ctx_t;
+};
 
 
 static void ngx_http_events_stream_event_init(
@@ -108,6 +108,8 @@ static ngx_uint_t ngx_http_events_stream_grants(ngx_http_request_t *r,
     ngx_http_events_stream_ctx_t *ctx, ngx_int_t *rc);
 static void ngx_http_events_stream_wake_more(ngx_event_t *ev);
 static void ngx_http_events_stream_wake_turn(ngx_http_events_store_t *store);
+static void ngx_http_events_stream_wake(ngx_http_events_store_t *store);
+static void ngx_http_events_stream_close_all(ngx_cycle_t *cycle);
 static void ngx_http_events_stream_unsubscribe(
     ngx_http_events_stream_ctx_t *ctx);
 static void ngx_http_events_stream_cleanup(void *data);
@@ -117,7 +119,6 @@ ngx_int_t
 ngx_http_events_stream_handler(ngx_http_request_t *r)
 {
     ngx_int_t                      rc;
-    ngx_str_t                      allow;
     ngx_pool_cleanup_t            *cln;
     ngx_http_events_error_t        err;
     ngx_http_events_store_t       *store;
@@ -128,14 +129,7 @@ ngx_http_events_stream_handler(ngx_http_request_t *r)
     store = elcf->stream_zone->data;
 
     if (r->method != NGX_HTTP_GET) {
-        ngx_str_set(&allow, "GET");
-
-        if (ngx_http_events_http_add_header(r, "Allow", &allow) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        return ngx_http_events_stream_refuse(r, 405, "method_not_allowed",
-                                             "a stream is read with GET");
+        return ngx_http_events_http_not_allowed(r, "GET");
     }
 
     if (!ngx_http_events_auth_access(r, &rc)) {
@@ -226,6 +220,19 @@ ngx_http_events_stream_handler(ngx_http_request_t *r)
         return NGX_ERROR;
     }
 
+    if (ngx_exiting) {
+        /*
+         * the headers came after this worker began a graceful shutdown
+         * and closed its streams: end this one as they were ended, with
+         * the retry hint start() wrote, rather than subscribe a stream
+         * no one will close
+         */
+        r->main->count++;
+        ngx_http_events_stream_finish(ctx, ": server restarting, "
+                                      "reconnect\n\n");
+        return NGX_DONE;
+    }
+
     ngx_http_events_stream_event_init(ctx, &ctx->heartbeat,
                                       ngx_http_events_stream_heartbeat);
     ngx_http_events_stream_event_init(ctx, &ctx->resume,
@@ -263,6 +270,22 @@ ngx_http_events_stream_handler(ngx_http_request_t *r)
     ngx_http_events_stream_pump(ctx);
 
     return NGX_DONE;
+}
+
+
+/* the doorbells' news and the start of a shutdown come through ipc */
+
+ngx_int_t
+ngx_http_events_stream_init_process(ngx_cycle_t *cycle)
+{
+    if (ngx_http_events_ipc_on_wake(cycle, ngx_http_events_stream_wake)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_events_ipc_on_shutdown(cycle,
+                                           ngx_http_events_stream_close_all);
 }
 
 
@@ -1059,9 +1082,13 @@ ngx_http_events_stream_resume(ngx_event_t *ev)
  * publishes) that arrive meanwhile.
  */
 
-void
+static void
 ngx_http_events_stream_wake(ngx_http_events_store_t *store)
 {
+    if (store->nsubscribers == 0) {
+        return;
+    }
+
     if (store->wake_more.handler == NULL) {
         store->wake_more.handler = ngx_http_events_stream_wake_more;
         store->wake_more.data = store;
@@ -1117,7 +1144,7 @@ ngx_http_events_stream_wake_turn(ngx_http_events_store_t *store)
 
 /* graceful shutdown: every stream ends cleanly, clients reconnect */
 
-void
+static void
 ngx_http_events_stream_close_all(ngx_cycle_t *cycle)
 {
     ngx_uint_t                     i;

@@ -16,8 +16,7 @@
 
 
 ngx_int_t ngx_http_events_stream_handler(ngx_http_request_t *r);
-void ngx_http_events_stream_wake(ngx_http_events_store_t *store);
-void ngx_http_events_stream_close_all(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_events_stream_init_process(ngx_cycle_t *cycle);
 
 
 #endif /* _NGX_HTTP_EVENTS_STREAM_H_INCLUDED_ */

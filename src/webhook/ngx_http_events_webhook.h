@@ -192,7 +192,7 @@ typedef struct {
 } ngx_http_events_wh_endpoint_t;
 
 
-typedef struct {
+struct ngx_http_events_wh_sh_s {
     ngx_queue_t                 endpoints;
     ngx_uint_t                  nendpoints;
 
@@ -214,7 +214,7 @@ typedef struct {
     uint64_t                    retries;
     uint64_t                    inflight;
     uint64_t                    errors[NGX_HTTP_EVENTS_E_MAX];
-} ngx_http_events_wh_sh_t;
+};
 
 
 typedef struct {
@@ -264,6 +264,21 @@ typedef struct {
 } ngx_http_events_wh_spec_t;
 
 
+/* an events_webhook from nginx.conf, before its zone is known */
+typedef struct {
+    ngx_str_t                   zone;
+    ngx_http_events_wh_spec_t   spec;
+} ngx_http_events_wh_static_t;
+
+
+/* an events_webhooks location: its server sends the zone's webhooks */
+typedef struct {
+    ngx_shm_zone_t             *zone;
+    ngx_http_conf_ctx_t        *ctx;
+    void                       *elcf;
+} ngx_http_events_wh_bind_t;
+
+
 /* an endpoint copied out of the zone */
 typedef struct {
     ngx_http_events_wh_spec_t   spec;
@@ -287,7 +302,7 @@ typedef struct {
 
 
 /* the settings of a zone's deliveries, from its events_webhooks */
-typedef struct {
+struct ngx_http_events_wh_conf_s {
     ngx_array_t                *retry;          /* ngx_msec_t */
     ngx_msec_t                  overload_delay;
     ngx_msec_t                  disable_after;
@@ -301,11 +316,10 @@ typedef struct {
     ngx_flag_t                  https_only;
     ngx_array_t                *allow;          /* ngx_cidr_t */
     ngx_str_t                   location;       /* the internal one */
-} ngx_http_events_wh_conf_t;
+};
 
 
 /* one attempt, everything it needs copied out of the zone */
-typedef struct ngx_http_events_wh_job_s  ngx_http_events_wh_job_t;
 
 struct ngx_http_events_wh_job_s {
     ngx_pool_t                 *pool;
@@ -396,6 +410,7 @@ ngx_uint_t ngx_http_events_webhook_was_failed(ngx_http_events_store_t *store,
 ngx_int_t ngx_http_events_webhook_send_now(ngx_http_events_store_t *store,
     ngx_str_t *tenant, ngx_str_t *id, uint64_t seq, ngx_str_t *event_id,
     ngx_str_t *type, ngx_str_t *body);
+ngx_int_t ngx_http_events_webhook_status_register(ngx_conf_t *cf);
 void ngx_http_events_webhook_stats(ngx_http_events_store_t *store,
     ngx_http_events_wh_stats_t *st);
 ngx_http_events_wh_endpoint_t *ngx_http_events_webhook_create_locked(

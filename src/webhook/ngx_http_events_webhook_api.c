@@ -28,6 +28,7 @@
 #include "ngx_http_events_http.h"
 #include "ngx_http_events_auth.h"
 #include "ngx_http_events_cursor.h"
+#include "ngx_http_events_id.h"
 #include "ngx_http_events_match.h"
 #include "ngx_http_events_webhook.h"
 #include "ngx_http_events_ipc.h"
@@ -43,14 +44,14 @@
 #define NGX_HTTP_EVENTS_WH_ROTATE       7
 
 
-typedef struct {
+struct ngx_http_events_wh_route_s {
     ngx_uint_t                  route;
     ngx_int_t                   rc;             /* of an answer sent */
     unsigned                    answered:1;
     ngx_str_t                   tenant;
     ngx_str_t                   id;
     ngx_str_t                   event;
-} ngx_http_events_wh_route_t;
+};
 
 
 /* a JSON answer grown in the request pool */
@@ -574,14 +575,14 @@ ngx_http_events_webhook_api_create(ngx_http_request_t *r,
     spec->tenant = rt->tenant;
     spec->enabled = 1;
 
-    rc = ngx_http_events_webhook_create(store, spec, elcf->wh.max_endpoints);
+    rc = ngx_http_events_webhook_create(store, spec, elcf->wh->max_endpoints);
 
     if (rc == NGX_DECLINED) {
         return ngx_http_events_webhook_api_fail(r, 409, "too_many_endpoints",
                                                 NULL,
                                                 "this tenant has %ui endpoints, the "
                                                 "most events_webhook_max_per_tenant "
-                                                "allows", elcf->wh.max_endpoints);
+                                                "allows", elcf->wh->max_endpoints);
     }
 
     if (rc != NGX_OK) {
@@ -1016,7 +1017,7 @@ ngx_http_events_webhook_api_url(ngx_http_request_t *r, ngx_str_t *url,
     } else if (url->len > 7
                && ngx_strncasecmp(url->data, (u_char *) "http://", 7) == 0)
     {
-        if (elcf->wh.https_only) {
+        if (elcf->wh->https_only) {
             ngx_http_events_error(err, 400, "invalid_url", "field", NULL,
                                   "url", "only https URLs are allowed "
                                   "(events_webhook_https_only)");
@@ -1050,7 +1051,7 @@ ngx_http_events_webhook_api_url(ngx_http_request_t *r, ngx_str_t *url,
 
     if (ngx_parse_addr(r->pool, &addr, host.data, host.len) == NGX_OK
         && ngx_http_events_webhook_delivery_addr_blocked(addr.sockaddr,
-                                                         &elcf->wh))
+                                                         elcf->wh))
     {
         ngx_http_events_error(err, 400, "blocked_url", "field", NULL, "url",
                               "%V is a loopback, private or reserved "
@@ -1301,8 +1302,8 @@ ngx_http_events_webhook_api_attempts(ngx_http_request_t *r,
         }
 
         /* a copy longer than its excerpt was cut by the array's size */
-        if (a->excerpt_len > elcf->wh.excerpt_size) {
-            a->excerpt_len = (uint16_t) elcf->wh.excerpt_size;
+        if (a->excerpt_len > elcf->wh->excerpt_size) {
+            a->excerpt_len = (uint16_t) elcf->wh->excerpt_size;
         }
 
         ngx_http_events_webhook_api_attempt_json(&o, a);
@@ -1332,9 +1333,9 @@ ngx_http_events_webhook_api_log(ngx_http_request_t *r,
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
 
     size = ngx_align(offsetof(ngx_http_events_wh_attempt_t, excerpt)
-                     + elcf->wh.excerpt_size, 8);
+                     + elcf->wh->excerpt_size, 8);
 
-    if (ngx_array_init(all, r->pool, elcf->wh.log_size + 1, size) != NGX_OK)
+    if (ngx_array_init(all, r->pool, elcf->wh->log_size + 1, size) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -1572,7 +1573,7 @@ ngx_http_events_webhook_api_rotate(ngx_http_request_t *r,
     store = elcf->webhooks_zone->data;
 
     len = 0;
-    grace = elcf->wh.secret_grace;
+    grace = elcf->wh->secret_grace;
 
     if (root) {
         json_object_foreach(root, key, v) {
@@ -1936,7 +1937,7 @@ ngx_http_events_webhook_api_position(ngx_http_request_t *r, json_t *v,
         return NGX_OK;
     }
 
-    if (ngx_http_events_parse_time((u_char *) json_string_value(v),
+    if (ngx_http_events_time_parse((u_char *) json_string_value(v),
                                    json_string_length(v), &ms)
         != NGX_OK)
     {
@@ -2342,7 +2343,7 @@ ngx_http_events_webhook_api_out_time(ngx_http_events_out_t *o, uint64_t ms)
     }
 
     *p++ = '"';
-    p = ngx_http_events_timestamp(p, ms);
+    p = ngx_http_events_time_write(p, ms);
     *p++ = '"';
 
     o->pos = p;

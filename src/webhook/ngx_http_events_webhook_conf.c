@@ -454,7 +454,7 @@ ngx_http_events_webhook_conf_retry(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_uint_t   i;
     ngx_msec_t  *t;
 
-    if (elcf->wh.retry != NGX_CONF_UNSET_PTR) {
+    if (elcf->wh->retry != NGX_CONF_UNSET_PTR) {
         return "is duplicate";
     }
 
@@ -462,9 +462,9 @@ ngx_http_events_webhook_conf_retry(ngx_conf_t *cf, ngx_command_t *cmd,
         return "takes at most 20 delays";
     }
 
-    elcf->wh.retry = ngx_array_create(cf->pool, cf->args->nelts,
+    elcf->wh->retry = ngx_array_create(cf->pool, cf->args->nelts,
                                       sizeof(ngx_msec_t));
-    if (elcf->wh.retry == NULL) {
+    if (elcf->wh->retry == NULL) {
         return NGX_CONF_ERROR;
     }
 
@@ -476,7 +476,7 @@ ngx_http_events_webhook_conf_retry(ngx_conf_t *cf, ngx_command_t *cmd,
     }
 
     for (i = 1; i < cf->args->nelts; i++) {
-        t = ngx_array_push(elcf->wh.retry);
+        t = ngx_array_push(elcf->wh->retry);
         if (t == NULL) {
             return NGX_CONF_ERROR;
         }
@@ -507,9 +507,9 @@ ngx_http_events_webhook_conf_allow(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_uint_t   i;
     ngx_cidr_t  *cidr;
 
-    if (elcf->wh.allow == NGX_CONF_UNSET_PTR) {
-        elcf->wh.allow = ngx_array_create(cf->pool, 4, sizeof(ngx_cidr_t));
-        if (elcf->wh.allow == NULL) {
+    if (elcf->wh->allow == NGX_CONF_UNSET_PTR) {
+        elcf->wh->allow = ngx_array_create(cf->pool, 4, sizeof(ngx_cidr_t));
+        if (elcf->wh->allow == NULL) {
             return NGX_CONF_ERROR;
         }
     }
@@ -517,7 +517,7 @@ ngx_http_events_webhook_conf_allow(ngx_conf_t *cf, ngx_command_t *cmd,
     value = cf->args->elts;
 
     for (i = 1; i < cf->args->nelts; i++) {
-        cidr = ngx_array_push(elcf->wh.allow);
+        cidr = ngx_array_push(elcf->wh->allow);
         if (cidr == NULL) {
             return NGX_CONF_ERROR;
         }
@@ -561,6 +561,10 @@ ngx_http_events_webhook_conf_postconfiguration(ngx_conf_t *cf)
     ngx_http_events_loc_conf_t   *elcf;
     ngx_http_events_main_conf_t  *emcf;
 
+    if (ngx_http_events_webhook_status_register(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     emcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_events_module);
 
     zones = emcf->zones.elts;
@@ -578,7 +582,7 @@ ngx_http_events_webhook_conf_postconfiguration(ngx_conf_t *cf)
 
         if (store->whcf == NULL) {
             elcf = bind[i].elcf;
-            store->whcf = &elcf->wh;
+            store->whcf = elcf->wh;
             store->wh_ctx = bind[i].ctx;
 
             /*
@@ -586,7 +590,7 @@ ngx_http_events_webhook_conf_postconfiguration(ngx_conf_t *cf)
              * matches, "location /" and its backend included
              */
             clcf = ngx_http_events_webhook_conf_location(bind[i].ctx,
-                                                         &elcf->wh.location);
+                                                         &elcf->wh->location);
 
             if (clcf == NULL) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -595,7 +599,7 @@ ngx_http_events_webhook_conf_postconfiguration(ngx_conf_t *cf)
                                    "through (internal; proxy_pass "
                                    "$events_webhook_url;)",
                                    &bind[i].zone->shm.name,
-                                   &elcf->wh.location);
+                                   &elcf->wh->location);
                 return NGX_ERROR;
             }
         }
@@ -631,7 +635,7 @@ ngx_http_events_webhook_conf_postconfiguration(ngx_conf_t *cf)
             /* handlers only: the settings of the handler's server */
             ctx = st[i].spec.ctx;
             elcf = ctx->loc_conf[ngx_http_events_module.ctx_index];
-            store->whcf = &elcf->wh;
+            store->whcf = elcf->wh;
             store->wh_ctx = ctx;
         }
 

@@ -24,6 +24,7 @@
 #include "ngx_http_events_store.h"
 #include "ngx_http_events_webhook.h"
 #include "ngx_http_events_cursor.h"
+#include "ngx_http_events_id.h"
 #include "ngx_http_events_ipc.h"
 
 
@@ -102,6 +103,16 @@ ngx_http_events_webhook_dispatch_init_process(ngx_cycle_t *cycle)
         && ngx_process != NGX_PROCESS_SINGLE)
     {
         return NGX_OK;
+    }
+
+    if (ngx_http_events_ipc_on_wake(cycle,
+                                    ngx_http_events_webhook_dispatch_wake)
+        != NGX_OK
+        || ngx_http_events_ipc_on_shutdown(cycle,
+                                   ngx_http_events_webhook_dispatch_release)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     emcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_events_module);

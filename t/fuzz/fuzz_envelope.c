@@ -19,11 +19,11 @@
  * request's side of the envelope: the first one the tenant (bit 0: none
  * configured), the rest the configured source, as it came from the
  * events_source value (which may be a variable the client sets).
- * Server-made ids come from a splitmix state in objects and odd batch
- * items, from RAND_bytes() in the others, as with and without the
- * module's per-worker state.
+ * Server-made ids come from a buffered per-process state in objects and
+ * odd batch items, from RAND_bytes() in the others, as with and without
+ * the module's per-worker state.
  *
- * The same bytes also go to ngx_http_events_parse_time(), checked
+ * The same bytes also go to ngx_http_events_time_parse(), checked
  * against a reference written here from its documented grammar.
  */
 
@@ -40,6 +40,7 @@
 
 #include "ngx_http_events_json.h"
 #include "ngx_http_events_cursor.h"
+#include "ngx_http_events_id.h"
 #include "ngx_http_events_match.h"
 
 #include "fuzz_utf8.h"
@@ -71,7 +72,7 @@ static ngx_uint_t fz_str_is(json_t *v, ngx_str_t *s);
 static json_t *fz_get(json_t *obj, const char *key);
 
 
-static uint64_t  fz_rng;
+static ngx_http_events_id_rng_t  fz_rng;
 
 
 int
@@ -88,7 +89,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     ngx_memzero(&env, sizeof(ngx_http_events_envelope_t));
 
-    fz_rng = 0x243f6a8885a308d3ULL;
     env.rng = &fz_rng;
 
     ngx_str_set(&env.tenant, "acme");
@@ -418,8 +418,8 @@ fz_time(const uint8_t *data, size_t size)
     ngx_memcpy(p, data, size);
 
     ms = 0;
-    rc = ngx_http_events_parse_time(p, size, &ms);
-    rc_null = ngx_http_events_parse_time(p, size, NULL);
+    rc = ngx_http_events_time_parse(p, size, &ms);
+    rc_null = ngx_http_events_time_parse(p, size, NULL);
     rc_ref = fz_ref_time(p, size, &ref);
 
     fz_check(rc == rc_null, "with and without ms differ: \"%.*s\"",
@@ -458,9 +458,9 @@ fz_digits(const u_char *p, size_t n)
 
 /*
  * YYYY-MM-DD, or YYYY-MM-DD(T|t| )hh:mm:ss[.d+](Z|z|(+|-)hh:mm);
- * year >= 1970, fields in range (a day up to 31 in any month, a second
- * up to 60); a fraction counts to the millisecond.  timegm() does the
- * calendar.
+ * year >= 1970, fields in range (a day that exists in its month: timegm()
+ * leaves it as it was, a second up to 60); a fraction counts to the
+ * millisecond.  timegm() does the calendar.
  */
 
 static ngx_int_t
@@ -548,6 +548,14 @@ fz_ref_time(const u_char *p, size_t len, int64_t *ms)
     tm.tm_year = year - 1900;
     tm.tm_mon = month - 1;
     tm.tm_mday = day;
+
+    /* timegm() rolls 02-30 over into March: a day that does not exist */
+    (void) timegm(&tm);
+
+    if (tm.tm_mday != day || tm.tm_mon != month - 1) {
+        return NGX_ERROR;
+    }
+
     tm.tm_hour = hour;
     tm.tm_min = min;
     tm.tm_sec = sec;

@@ -9,7 +9,8 @@
  *
  * The first byte picks a mode:
  *   even: the rest is a token as a client would send it; whatever is
- *         accepted must carry a real HS256 signature by one of the keys;
+ *         accepted must carry a real HS256 signature by one of the keys,
+ *         in base64url without "=" padding;
  *   odd:  the rest is "header JSON \n payload JSON", which the harness
  *         signs with the first key, so the claims parser is reached; an
  *         accepted token must have said alg HS256, and its claims must
@@ -192,21 +193,23 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                  || fz_signed_by(&token, &fz_key2, pool),
                  "accepted without a valid signature: %.*s",
                  (int) token.len, token.data);
+        fz_check(memchr(token.data, '=', token.len) == NULL,
+                 "accepted with base64 padding: %.*s",
+                 (int) token.len, token.data);
         fz_check(claims.exp + FZ_LEEWAY >= FZ_NOW, "expired exp %lld",
                  (long long) claims.exp);
         fz_check(ngx_http_events_match_tenant_valid(&claims.tenant) == NGX_OK,
                  "tenant %.*s", (int) claims.tenant.len, claims.tenant.data);
 
         for (i = 0; i < claims.npublish; i++) {
-            fz_check(ngx_http_events_match_pattern_valid(claims.publish[i].data,
-                                                         claims.publish[i].len)
+            fz_check(ngx_http_events_match_pattern_valid(
+                         claims.publish[i].data, claims.publish[i].len)
                      == NGX_OK, "publish pattern");
         }
 
         for (i = 0; i < claims.nsubscribe; i++) {
-            fz_check(
-                ngx_http_events_match_pattern_valid(claims.subscribe[i].data,
-                                                         claims.subscribe[i].len)
+            fz_check(ngx_http_events_match_pattern_valid(
+                         claims.subscribe[i].data, claims.subscribe[i].len)
                      == NGX_OK, "subscribe pattern");
 
             /* a grant never narrows to something it does not cover */

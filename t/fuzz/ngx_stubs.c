@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/evp.h>
 
@@ -33,6 +34,23 @@
 static ngx_time_t  fz_time = { 1795435200, 123, 0 };
 
 volatile ngx_time_t  *ngx_cached_time = &fz_time;
+
+
+/* as nginx's: the year in full, months from 1 (libc's gmtime_r() does) */
+
+void
+ngx_gmtime(time_t t, ngx_tm_t *tp)
+{
+    (void) gmtime_r(&t, tp);
+
+    tp->ngx_tm_year += 1900;
+    tp->ngx_tm_mon += 1;
+}
+
+
+/* the process: one, never forked */
+
+ngx_pid_t  ngx_pid = 1;
 
 
 /* crc32, the 16-entry (nibble) table of the reflected polynomial */

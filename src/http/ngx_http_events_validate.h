@@ -19,16 +19,15 @@
 #define NGX_HTTP_EVENTS_VALIDATE_BODY   4096
 
 
-typedef struct {
+struct ngx_http_events_validate_conf_s {
     ngx_str_t                   uri;            /* empty: off */
     ngx_str_t                  *types;          /* NULL: every type */
     ngx_uint_t                  ntypes;
     ngx_flag_t                  fail_open;
     ngx_uint_t                  set;
-} ngx_http_events_validate_conf_t;
+};
 
 
-typedef struct ngx_http_events_validation_s  ngx_http_events_validation_t;
 
 typedef void (*ngx_http_events_validated_pt)(ngx_http_request_t *r,
     ngx_http_events_validation_t *v);

@@ -35,14 +35,14 @@
 
 
 /* POST /events waiting for the hook */
-typedef struct {
+struct ngx_http_events_validate_ctx_s {
     ngx_http_events_event_t    *events;
     ngx_uint_t                  n;
     ngx_uint_t                  i;
     ngx_uint_t                  batch;
     ngx_http_events_commit_pt   commit;
     ngx_http_events_validation_t  v;
-} ngx_http_events_validate_ctx_t;
+};
 
 
 static ngx_int_t ngx_http_events_validate_start(ngx_http_request_t *r,
@@ -84,13 +84,13 @@ ngx_http_events_validate_wanted(ngx_http_request_t *r,
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
 
-    if (elcf->validate.uri.len == 0) {
+    if (elcf->validate->uri.len == 0) {
         return 0;
     }
 
-    return elcf->validate.types == NULL
-           || ngx_http_events_match_any(elcf->validate.types,
-                                        elcf->validate.ntypes, &ev->type);
+    return elcf->validate->types == NULL
+           || ngx_http_events_match_any(elcf->validate->types,
+                                        elcf->validate->ntypes, &ev->type);
 }
 
 
@@ -298,12 +298,12 @@ ngx_http_events_validate_verdict(ngx_http_request_t *r,
 
     ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                   "events: the validation hook \"%V\" failed (status %ui) "
-                  "on \"%V\", %s", &elcf->validate.uri, v->status,
+                  "on \"%V\", %s", &elcf->validate->uri, v->status,
                   &v->ev->type,
-                  elcf->validate.fail_open ? "stored (fail=open)"
+                  elcf->validate->fail_open ? "stored (fail=open)"
                                            : "refused");
 
-    return elcf->validate.fail_open ? NGX_OK : NGX_BUSY;
+    return elcf->validate->fail_open ? NGX_OK : NGX_BUSY;
 }
 
 
@@ -372,7 +372,7 @@ ngx_http_events_validate_start(ngx_http_request_t *r,
     v->main = r;
     v->whole = 1;
 
-    if (ngx_http_subrequest(r, &elcf->validate.uri, NULL, &sr, ps,
+    if (ngx_http_subrequest(r, &elcf->validate->uri, NULL, &sr, ps,
                             background ? NGX_HTTP_SUBREQUEST_BACKGROUND
                                        : NGX_HTTP_SUBREQUEST_WAITED)
         != NGX_OK)
@@ -598,7 +598,7 @@ ngx_http_events_validate(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_uint_t                        i;
     ngx_http_events_validate_conf_t  *vcf;
 
-    vcf = &elcf->validate;
+    vcf = elcf->validate;
 
     if (vcf->set) {
         return "is duplicate";
