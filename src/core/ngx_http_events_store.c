@@ -1553,6 +1553,7 @@ ngx_http_events_store_query(ngx_http_events_store_t *store,
 {
     uint64_t                    ring;
     ngx_int_t                   rc;
+    ngx_http_events_item_t     *item;
     ngx_http_events_window_t   *w, rw;
     ngx_http_events_history_t  *hist;
 
@@ -1597,9 +1598,26 @@ ngx_http_events_store_query(ngx_http_events_store_t *store,
         return ngx_http_events_history_query(hist, q, pool, res);
     }
 
+    if (hist && q->after < w->evicted_seq) {
+        /* retention removed events the ring still holds */
+        q->after = w->evicted_seq;
+    }
+
     rc = q->rid.len
          ? ngx_http_events_store_query_entity(store, q, pool, res)
          : ngx_http_events_store_query_scan(store, q, pool, res);
+
+    if (hist && q->desc) {
+        item = res->items.elts;
+
+        while (res->items.nelts
+               && item[res->items.nelts - 1].seq <= w->evicted_seq)
+        {
+            res->items.nelts--;
+            res->has_more = 0;
+            res->has_next = 0;
+        }
+    }
 
     if (rc != NGX_OK || hist == NULL || !q->desc || res->has_more
         || res->items.nelts == q->limit)
@@ -2116,9 +2134,15 @@ ngx_http_events_store_next(ngx_http_events_store_t *store,
         return NGX_DONE;
     }
 
-    if (after < sh->evicted_seq) {
-        hist = ngx_http_events_store_history(store);
+    hist = ngx_http_events_store_history(store);
 
+    if (hist
+        && after < ngx_http_events_journal_history(store->journal)->gone)
+    {
+        return NGX_DECLINED;
+    }
+
+    if (after < sh->evicted_seq) {
         if (hist == NULL) {
             return NGX_DECLINED;
         }
