@@ -11,6 +11,7 @@
 #   make bench-fanout  the SSE fan-out benchmark, side by side with Nchan
 #   make bench-webhooks  webhook deliveries/s and latency
 #   make bench-journal what each events_journal fsync mode costs at ingest
+#   make bench-history reads from 1 000 000 events on disk behind a small ring
 #   make fuzz       a longer fuzzing run of the parsers
 
 SHELL       := /bin/bash
@@ -40,7 +41,8 @@ DEBS      ?= $(TEST_DEBS)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps deps-run run test test-asan bench bench-fanout \
-        bench-webhooks bench-journal fuzz fuzz-short clean install deb
+        bench-webhooks bench-journal bench-history fuzz fuzz-short clean \
+        install deb
 
 all: $(MODULE)
 
@@ -137,6 +139,11 @@ bench-webhooks: deps $(MODULE)
 # ingest without a journal and with each fsync mode, as ratios
 bench-journal: deps $(MODULE)
 	t/bench/journal.sh
+
+# History on disk: 1 000 000 events on disk behind an 8m ring; page, rare
+# type, entity and GET-by-id latencies, SSE catch-up (BENCH_EVENTS=...)
+bench-history: deps $(MODULE)
+	T_MODULE=$(MODULE) perl t/bench/history.pl
 
 # libFuzzer targets for the envelope validator and the query/cursor parsers
 # (t/fuzz/).  The nginx core functions the sources call come from

@@ -67,16 +67,6 @@
                                           + NGX_HTTP_EVENTS_MAX_RID)
 
 
-/* the value of a seq entry */
-typedef struct {
-    uint64_t                    segment;
-    uint64_t                    offset;
-    uint64_t                    time_ms;
-    uint32_t                    len;
-    uint32_t                    tenant;
-} ngx_http_events_history_loc_t;
-
-
 typedef struct {
     uint64_t                    seq;
     u_char                      digest[16];
@@ -154,6 +144,9 @@ static ngx_int_t ngx_http_events_history_next_record(
     ngx_http_events_history_t *h, uint64_t *seg, uint64_t *off,
     ngx_http_events_history_rec_t *r, ngx_http_events_history_loc_t *loc);
 static void ngx_http_events_history_tick(ngx_event_t *ev);
+static ngx_int_t ngx_http_events_history_fill(ngx_http_events_history_t *h,
+    ngx_http_events_query_t *q, uint64_t after, uint64_t head);
+static uint64_t ngx_http_events_history_qkey(ngx_http_events_query_t *q);
 static ngx_int_t ngx_http_events_history_rtxn(ngx_http_events_history_t *h);
 static void ngx_http_events_history_rdone(ngx_http_events_history_t *h);
 static ngx_int_t ngx_http_events_history_plan(ngx_http_events_history_t *h,
@@ -2559,7 +2552,9 @@ done:
 /*
  * What a stream or a webhook reads, one matching event at a time, from
  * disk while "after" is older than the ring: the same contract as the
- * store's next().
+ * store's next().  The candidates of a walk are kept for the next call
+ * (a stream asks for one event at a time, thousands in a row), keyed by
+ * the query and the position, so one index walk serves 64 of them.
  */
 
 ngx_int_t
@@ -2569,71 +2564,88 @@ ngx_http_events_history_next(ngx_http_events_history_t *h,
     ngx_http_events_item_t *item, uint64_t *last)
 {
     u_char                          *p;
-    uint64_t                         seq, indexed;
+    uint64_t                         seq, indexed, key;
     ngx_int_t                        rc;
     ngx_uint_t                       n;
-    ngx_http_events_query_t          qa;
     ngx_http_events_history_rec_t    r;
-    ngx_http_events_history_plan_t   pl;
+    ngx_http_events_history_sh_t    *hsh;
+    ngx_http_events_history_loc_t   *loc;
 
+    hsh = ngx_http_events_journal_history(h->journal);
     *last = after;
 
-    if (after < ngx_http_events_journal_history(h->journal)->gone) {
+    if (after < hsh->gone) {
         return NGX_DECLINED;
     }
 
     (void) ngx_http_events_history_catchup(h);
 
     /* up to what is indexed; NGX_DONE there hands over to the ring */
-    indexed = ngx_http_events_journal_history(h->journal)->indexed;
+    indexed = hsh->indexed;
     head = ngx_min(head, indexed);
 
-    if (ngx_http_events_history_rtxn(h) != NGX_OK) {
-        return NGX_ERROR;
+    if (after >= head) {
+        *last = head;
+        return NGX_DONE;
     }
 
-    qa = *q;
-    qa.desc = 0;
-    qa.since_ms = -1;
-    qa.until_ms = -1;
+    key = ngx_http_events_history_qkey(q);
 
-    rc = ngx_http_events_history_plan(h, &qa, after, head, &pl);
-    qa.since_ms = q->since_ms;
-    qa.until_ms = q->until_ms;
+    if (h->nq != q || h->nkey != key || h->nafter != after) {
+        if (ngx_http_events_history_fill(h, q, after, head) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        h->nkey = key;
+    }
 
     budget = ngx_min(budget, NGX_HTTP_EVENTS_HISTORY_SCAN);
 
-    for (n = 0; rc == NGX_OK; n++) {
+    for (n = 0; n < budget; n++) {
 
-        if (n == budget) {
-            rc = NGX_AGAIN;
-            break;
-        }
+        if (h->ni == h->nn) {
+            if (h->nend >= head) {
+                *last = head;
+                h->nq = NULL;
+                return NGX_DONE;
+            }
 
-        seq = ngx_http_events_history_plan_next(&pl);
-        if (seq == 0) {
-            *last = head;
-            rc = NGX_DONE;
-            break;
-        }
+            if (ngx_http_events_history_fill(h, q, h->nend, head) != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
 
-        rc = ngx_http_events_history_candidate(h, &qa, &pl, seq, &r);
-
-        if (rc == NGX_DECLINED) {
-            *last = seq;
-            rc = NGX_OK;
+            h->nkey = key;
             continue;
         }
 
+        seq = h->nseqs[h->ni];
+        loc = &h->nlocs[h->ni];
+        h->ni++;
+
+        rc = ngx_http_events_history_read(h, loc, seq, &r);
+
         if (rc != NGX_OK) {
-            break;
+            if (seq <= hsh->gone) {
+                /* removed by retention under us */
+                h->nq = NULL;
+                return NGX_DECLINED;
+            }
+
+            *last = seq;
+            continue;
+        }
+
+        if (!ngx_http_events_history_match(q, &r)) {
+            *last = seq;
+            continue;
         }
 
         if (r.json.len > scratch->size) {
             p = ngx_alloc(r.json.len, ngx_cycle->log);
             if (p == NULL) {
-                rc = NGX_ERROR;
-                break;
+                h->nq = NULL;
+                return NGX_ERROR;
             }
 
             if (scratch->data) {
@@ -2660,14 +2672,104 @@ ngx_http_events_history_next(ngx_http_events_history_t *h,
         item->type.len = r.type.len;
 
         *last = seq;
-        rc = NGX_OK;
-        break;
+        h->nafter = seq;
+
+        return NGX_OK;
+    }
+
+    h->nafter = *last;
+
+    return NGX_AGAIN;
+}
+
+
+/* the next candidates of a query after a position, into the cache */
+
+static ngx_int_t
+ngx_http_events_history_fill(ngx_http_events_history_t *h,
+    ngx_http_events_query_t *q, uint64_t after, uint64_t head)
+{
+    uint64_t                         seq;
+    ngx_int_t                        rc;
+    ngx_http_events_query_t          qa;
+    ngx_http_events_history_plan_t   pl;
+
+    h->nq = NULL;
+    h->nn = 0;
+    h->ni = 0;
+    h->nend = head;
+
+    if (ngx_http_events_history_rtxn(h) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    /* streams have no time range; the records' times are checked */
+    qa = *q;
+    qa.desc = 0;
+    qa.since_ms = -1;
+    qa.until_ms = -1;
+
+    rc = ngx_http_events_history_plan(h, &qa, after, head, &pl);
+
+    while (rc == NGX_OK && h->nn < NGX_HTTP_EVENTS_HISTORY_NEXT) {
+
+        seq = ngx_http_events_history_plan_next(&pl);
+        if (seq == 0) {
+            h->nend = head;
+            break;
+        }
+
+        h->nend = seq;
+
+        if (ngx_http_events_history_loc(h, h->rtxn, seq, &h->nlocs[h->nn])
+            != NGX_OK
+            || (!q->any_tenant && h->nlocs[h->nn].tenant != pl.tenant))
+        {
+            continue;
+        }
+
+        h->nseqs[h->nn++] = seq;
     }
 
     ngx_http_events_history_plan_close(&pl);
     ngx_http_events_history_rdone(h);
 
-    return rc;
+    if (rc != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    h->nq = q;
+    h->nafter = after;
+
+    return NGX_OK;
+}
+
+
+/* what a query asks for, as a number: the cache's key */
+
+static uint64_t
+ngx_http_events_history_qkey(ngx_http_events_query_t *q)
+{
+    uint32_t    crc;
+    ngx_uint_t  i;
+
+    ngx_crc32_init(crc);
+    ngx_crc32_update(&crc, q->tenant.data, q->tenant.len);
+    ngx_crc32_update(&crc, (u_char *) "\0", 1);
+
+    for (i = 0; i < q->ntypes; i++) {
+        ngx_crc32_update(&crc, q->types[i].data, q->types[i].len);
+        ngx_crc32_update(&crc, (u_char *) ",", 1);
+    }
+
+    ngx_crc32_update(&crc, (u_char *) "\0", 1);
+    ngx_crc32_update(&crc, q->rtype.data, q->rtype.len);
+    ngx_crc32_update(&crc, (u_char *) "\0", 1);
+    ngx_crc32_update(&crc, q->rid.data, q->rid.len);
+    ngx_crc32_final(crc);
+
+    return ((uint64_t) crc << 32) | (q->ntypes << 2) | (q->any_tenant << 1)
+           | (q->rid.len != 0);
 }
 
 

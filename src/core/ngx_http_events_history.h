@@ -16,7 +16,8 @@
 #include "ngx_http_events_store.h"
 
 
-#define NGX_HTTP_EVENTS_HISTORY_FDS     8
+#define NGX_HTTP_EVENTS_HISTORY_FDS     64
+#define NGX_HTTP_EVENTS_HISTORY_NEXT    64
 
 
 /* the index's state in the zone, beside the journal's */
@@ -49,6 +50,16 @@ typedef struct {
     u_char                      digest[16];
     unsigned                    client_id:1;
 } ngx_http_events_history_rec_t;
+
+
+/* the value of a seq entry: where the record is */
+typedef struct {
+    uint64_t                    segment;
+    uint64_t                    offset;
+    uint64_t                    time_ms;
+    uint32_t                    len;
+    uint32_t                    tenant;
+} ngx_http_events_history_loc_t;
 
 
 typedef struct {
@@ -84,6 +95,16 @@ typedef struct {
     ngx_uint_t                  clock;          /* of the fd cache */
     ngx_msec_t                  logged;
     ngx_http_events_history_fd_t  fds[NGX_HTTP_EVENTS_HISTORY_FDS];
+
+    /* next(): the candidates of the last walk, for the calls after it */
+    void                       *nq;
+    uint64_t                    nkey;
+    uint64_t                    nafter;
+    uint64_t                    nend;           /* walked up to here */
+    ngx_uint_t                  nn;
+    ngx_uint_t                  ni;
+    uint64_t                    nseqs[NGX_HTTP_EVENTS_HISTORY_NEXT];
+    ngx_http_events_history_loc_t  nlocs[NGX_HTTP_EVENTS_HISTORY_NEXT];
 
     /* the master's rebuild */
     uint64_t                    indexed;

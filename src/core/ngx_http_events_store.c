@@ -2078,6 +2078,14 @@ ngx_http_events_store_stats(ngx_http_events_store_t *store,
     st->journal_replayed = sh->journal.replayed;
     st->journal_cut = sh->journal.cut;
 
+    st->history_ready = sh->journal.history.ready ? 1 : 0;
+    st->history_indexed = sh->journal.history.indexed;
+    st->history_removed = sh->journal.history.removed;
+    st->history_gone = sh->journal.history.gone;
+    st->history_rebuilds = sh->journal.history.rebuilds;
+    st->history_build_ms = sh->journal.history.rebuild_ms;
+    st->history_errors = sh->journal.history.errors;
+
     if (st->journal_fsync_age < 0 && sh->journal.fsync_ms) {
         /* the wall clock went back */
         st->journal_fsync_age = 0;

@@ -193,6 +193,14 @@ typedef struct {
     uint64_t                    journal_replayed;
     uint64_t                    journal_cut;
 
+    unsigned                    history_ready:1;
+    uint64_t                    history_indexed;    /* up to this seq */
+    uint64_t                    history_removed;    /* by retention */
+    uint64_t                    history_gone;
+    uint64_t                    history_rebuilds;
+    uint64_t                    history_build_ms;
+    uint64_t                    history_errors;
+
     ngx_uint_t                  nworkers;
     ngx_http_events_worker_stat_t  workers[NGX_HTTP_EVENTS_MAX_WORKERS];
 } ngx_http_events_stats_t;

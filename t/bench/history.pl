@@ -1,0 +1,194 @@
+#!/usr/bin/perl
+
+# What history on disk costs and gives (make bench-history): a small
+# ring (events_zone 8m) with a journal, BENCH_EVENTS events (default
+# 1 000 000, about 1 KB each as stored) written in batches by 4 clients,
+# then, with the index caught up:
+#
+#   - p50/p99 of a page of 100 by cursor at random places in the history
+#   - of a page of 100 of a type that is 1 in 10 000 events
+#   - of an entity's history (100 events per entity)
+#   - of GET /events/{id} at random
+#   - the SSE catch-up rate from lastEventId=earliest to "ready"
+#
+# Latencies are measured by this Perl client over 127.0.0.1 with
+# keep-alive off (one connection per request), so they include its own
+# overhead.  The ingest ratio to no journal is t/bench/journal.sh's.
+#
+#   BENCH_EVENTS=200000 perl t/bench/history.pl
+#   T_MODULE=... BENCH_SAMPLES=300 BENCH_KEEP=1
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/../lib";
+use Compress::Zlib qw(crc32);
+use IO::Socket::IP;
+use MIME::Base64 qw(decode_base64 encode_base64);
+use Time::HiRes qw(time sleep);
+use EventsTest;
+
+my $N = $ENV{BENCH_EVENTS} // 1_000_000;
+my $SAMPLES = $ENV{BENCH_SAMPLES} // 300;
+my $CLIENTS = 4;
+my $BATCH = 500;
+
+$ENV{T_KEEP} = 1 if $ENV{BENCH_KEEP};
+
+my $t = EventsTest->new;
+$t->write_config(<<'EOF');
+%%GLOBALS%%
+http {
+    %%HTTP_GLOBALS%%
+
+    events_zone main 8m;
+    events_journal main %%TESTDIR%%/journal fsync=off;
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        client_max_body_size 16m;
+        events_max_event_size 64k;
+
+        location = /events/stream { events_stream main; }
+        location /events { events_api main; }
+        location = /events-status { events_status main; }
+    }
+}
+EOF
+$t->run;
+
+my $pad = 'p' x 760;
+
+# the JSON of an event, written by hand: JSON::PP is too slow for 1 GB
+sub event_json {
+    my ($i) = @_;
+    my $type = $i % 10000 == 5000 ? 'bench.rare' : 'bench.common';
+    return sprintf('{"id":"b-%d","type":"%s","resourceType":"item",'
+        . '"resourceId":"e-%d","payload":{"data":{"i":%d,"pad":"%s"}}}',
+        $i, $type, $i % 10000, $i, $pad);
+}
+
+# one request on its own connection, the answer unparsed
+sub raw {
+    my ($method, $path, $body) = @_;
+    my $sock = IO::Socket::IP->new(PeerAddr => '127.0.0.1',
+        PeerPort => $t->port, Proto => 'tcp') or die "connect: $!";
+    my $req = "$method $path HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        . "Connection: close\r\n";
+    $req .= "Content-Type: application/json\r\nContent-Length: "
+        . length($body) . "\r\n" if defined $body;
+    print {$sock} $req . "\r\n" . ($body // '');
+    my ($all, $buf) = ('');
+    $all .= $buf while sysread($sock, $buf, 1 << 20);
+    close $sock;
+    my ($status) = $all =~ m{^HTTP/1\.1 (\d+)};
+    return ($status // 0, $all);
+}
+
+printf "writing %d events in batches of %d by %d clients...\n",
+    $N, $BATCH, $CLIENTS;
+my $t0 = time;
+$t->parallel(n => $CLIENTS, timeout => 3600, code => sub {
+    my ($c) = @_;
+    for (my $i = 1 + $c * $BATCH; $i <= $N; $i += $CLIENTS * $BATCH) {
+        my $to = $i + $BATCH - 1 > $N ? $N : $i + $BATCH - 1;
+        my ($status, $all) = raw('POST', '/events',
+            '[' . join(',', map { event_json($_) } $i .. $to) . ']');
+        die "POST: $status " . substr($all, 0, 300) unless $status == 201;
+    }
+    return 1;
+});
+my $ingest = time - $t0;
+
+my $st;
+for (1 .. 600) {
+    $st = $t->get('/events-status')->{json};
+    last if $st->{journal}{history}{indexed} >= $st->{events}{newestSeq};
+    sleep 0.1;
+}
+my $indexed_after = time - $t0;
+my $head = $st->{events}{newestSeq};
+my $jdir = $t->testdir . '/journal';
+my $jbytes = 0;
+$jbytes += -s $_ for glob "$jdir/*.evj";
+my $ibytes = -s "$jdir/index.mdb";
+
+printf "written in %.1f s (%.0f events/s in batches); indexed %.1f s after "
+    . "the start\n", $ingest, $N / $ingest, $indexed_after;
+printf "ring: %d events of %d; journal %.0f MB, index %.0f MB "
+    . "(%.0f bytes/event)\n", $st->{events}{retained}, $head,
+    $jbytes / 1e6, $ibytes / 1e6, $ibytes / $head;
+
+# cursors: epoch from a real one, seq of our choosing
+my $real = $t->get('/events?limit=1')->{json}{next};
+(my $b64 = $real) =~ tr/-_/+\//;
+my ($epoch) = unpack('a8', decode_base64($b64 . '=' x (-length($b64) % 4)));
+
+sub cursor {
+    my ($seq) = @_;
+    my $raw = $epoch . pack('Q>', $seq);
+    my $crc = crc32($raw);
+    $raw .= pack('n', $crc & 0xffff);
+    (my $c = encode_base64($raw, '')) =~ tr/+\//-_/;
+    $c =~ s/=+$//;
+    return $c;
+}
+
+sub timed {
+    my ($name, $make) = @_;
+    my @ms;
+    for (1 .. $SAMPLES) {
+        my $path = $make->();
+        my $s = time;
+        my ($status, $all) = raw('GET', $path);
+        push @ms, (time - $s) * 1000;
+        die "$name: GET $path: $status " . substr($all, 0, 300)
+            unless $status == 200;
+    }
+    @ms = sort { $a <=> $b } @ms;
+    printf "%-34s p50 %6.2f ms   p99 %6.2f ms   max %6.2f ms\n", $name,
+        $ms[int(@ms * 0.5)], $ms[int(@ms * 0.99)], $ms[-1];
+}
+
+my $disk = $head - $st->{events}{retained};
+timed('page of 100 by cursor (disk)',
+    sub { '/events?limit=100&after=' . cursor(1 + int(rand($disk - 200))) });
+timed('page of 100 by cursor, desc (disk)',
+    sub { '/events?limit=100&order=desc&before='
+          . cursor(200 + int(rand($disk - 200))) });
+timed('page of 100, 1 in 10000 type',
+    sub { '/events?types=bench.rare&limit=100&after='
+          . cursor(int(rand($head / 2))) });
+timed('entity history (100 events)',
+    sub { '/events/item/e-' . int(rand(10000)) . '?limit=100' });
+timed('GET /events/{id}',
+    sub { '/events/b-' . (1 + int(rand($N))) });
+timed('page of 100 by cursor (ring)',
+    sub { '/events?limit=100&after=' . cursor($head - 1000) });
+
+# SSE catch-up from the start: count events until "ready"
+my $sock = IO::Socket::IP->new(PeerAddr => '127.0.0.1', PeerPort => $t->port,
+    Proto => 'tcp') or die "connect: $!";
+print {$sock} "GET /events/stream?lastEventId=earliest HTTP/1.1\r\n"
+    . "Host: 127.0.0.1\r\nConnection: close\r\n\r\n";
+my ($buf, $events, $tail) = ('', 0, '');
+$t0 = time;
+while (1) {
+    my $n = sysread($sock, $buf, 1 << 20);
+    last unless $n;
+    my $chunk = $tail . $buf;
+    $events += () = $chunk =~ /\ndata: /g;
+    last if $chunk =~ /event: ready/;
+    $tail = substr($chunk, -32);
+    $events -= () = $tail =~ /\ndata: /g;
+}
+my $catchup = time - $t0;
+close $sock;
+printf "SSE catch-up from earliest: %d events in %.1f s = %.0f events/s\n",
+    $events, $catchup, $events / $catchup;
+
+$t->stop;
+my $errors = () = $t->error_log =~ /\[(?:alert|crit|emerg)\]/g;
+print "alerts in error.log: $errors\n";
+exit($errors ? 1 : 0);
