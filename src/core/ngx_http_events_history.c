@@ -442,6 +442,8 @@ ngx_http_events_history_replay_done(ngx_http_events_history_t *h,
             }
 
             h->indexed = 0;
+            hsh->gone = 0;
+            hsh->cleaned = 0;
             hsh->rebuilds++;
         }
 
@@ -513,7 +515,8 @@ ngx_http_events_history_replay_done(ngx_http_events_history_t *h,
         hsh->gone = first_segment - 1;
     }
 
-    if (hsh->cleaned < hsh->gone) {
+    if (h->rebuild) {
+        /* what is not in the segments was never indexed */
         hsh->cleaned = hsh->gone;
     }
 
@@ -557,6 +560,7 @@ ngx_http_events_history_check(ngx_http_events_history_t *h,
     epoch = ngx_http_events_history_get_meta(h, txn, "epoch");
     h->indexed = ngx_http_events_history_get_meta(h, txn, "indexed");
     hsh->gone = ngx_http_events_history_get_meta(h, txn, "gone");
+    hsh->cleaned = ngx_http_events_history_get_meta(h, txn, "cleaned");
 
     if (version != NGX_HTTP_EVENTS_HISTORY_VERSION) {
         *why = "it has another layout version";

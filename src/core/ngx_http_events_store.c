@@ -190,7 +190,8 @@ static ngx_int_t ngx_http_events_store_add_item(ngx_http_events_sh_t *sh,
     ngx_http_events_result_t *res);
 static void ngx_http_events_store_expire(ngx_http_events_store_t *store);
 static ngx_int_t ngx_http_events_store_ring_get(ngx_http_events_store_t *store,
-    ngx_str_t *tenant, ngx_str_t *id, ngx_pool_t *pool, ngx_str_t *json);
+    ngx_str_t *tenant, ngx_str_t *id, uint64_t gone, ngx_pool_t *pool,
+    ngx_str_t *json);
 static ngx_http_events_history_t *ngx_http_events_store_history(
     ngx_http_events_store_t *store);
 static void ngx_http_events_store_ring_window(ngx_http_events_store_t *store,
@@ -936,6 +937,13 @@ ngx_http_events_store_append_nosync(ngx_http_events_store_t *store,
         }
 
         h = ngx_http_events_store_find_id_locked(sh, &ev->tenant, &ev->id);
+
+        if (h && hist
+            && h->seq <= ngx_http_events_journal_history(store->journal)->gone)
+        {
+            /* removed by retention: the id is free again */
+            continue;
+        }
 
         if (h == NULL && hist) {
             /* older than the ring: the index knows it */
@@ -1892,8 +1900,9 @@ ngx_http_events_store_query_entity(ngx_http_events_store_t *store,
 
 
 static ngx_int_t
-ngx_http_events_store_ring_get(ngx_http_events_store_t *store, ngx_str_t *tenant,
-    ngx_str_t *id, ngx_pool_t *pool, ngx_str_t *json)
+ngx_http_events_store_ring_get(ngx_http_events_store_t *store,
+    ngx_str_t *tenant, ngx_str_t *id, uint64_t gone, ngx_pool_t *pool,
+    ngx_str_t *json)
 {
     uint32_t                 hash;
     uint64_t                 link, head;
@@ -1924,6 +1933,11 @@ ngx_http_events_store_ring_get(ngx_http_events_store_t *store, ngx_str_t *tenant
             && ngx_http_events_store_str_eq(tenant, c.tenant.data, c.tenant.len)
             && ngx_http_events_store_str_eq(id, c.id.data, c.id.len))
         {
+            if (c.h.seq <= gone) {
+                /* retention removed it from disk; the ring follows */
+                return NGX_ABORT;
+            }
+
             return ngx_http_events_store_copy_json(sh, link - 1, &c, pool,
                                                    json);
         }
@@ -1942,14 +1956,20 @@ ngx_http_events_store_get(ngx_http_events_store_t *store, ngx_str_t *tenant,
     ngx_int_t                   rc;
     ngx_http_events_history_t  *hist;
 
-    rc = ngx_http_events_store_ring_get(store, tenant, id, pool, json);
+    hist = ngx_http_events_store_history(store);
 
-    if (rc == NGX_DECLINED) {
-        hist = ngx_http_events_store_history(store);
+    rc = ngx_http_events_store_ring_get(store, tenant, id,
+                                        hist ? ngx_http_events_journal_history(
+                                                   store->journal)->gone
+                                             : 0,
+                                        pool, json);
 
-        if (hist) {
-            return ngx_http_events_history_get(hist, tenant, id, pool, json);
-        }
+    if (rc == NGX_ABORT) {
+        return NGX_DECLINED;
+    }
+
+    if (rc == NGX_DECLINED && hist) {
+        return ngx_http_events_history_get(hist, tenant, id, pool, json);
     }
 
     return rc;
