@@ -27,13 +27,15 @@
  * reads each candidate's record from its segment with pread() and
  * checks it against every filter: the index picks, the record decides.
  *
- * Writers: the store's append, under the zone's mutex, after the
- * journal's write(2) and before the ring publishes, in one LMDB write
- * transaction per request, committed without fsync (MDB_NOSYNC): the
- * index is derived from the segments, and the master checks it against
- * them at every start, rebuilding it when it is missing, damaged, or
- * does not match.  Readers take no lock: a read transaction begun after
- * the head was read sees every event up to it.
+ * Writer: an indexer that reads the segments from where it left off up
+ * to the published head, one LMDB write transaction per batch (worker 0
+ * every few milliseconds, and a reader that needs what it has not
+ * reached yet, first), committed without fsync (MDB_NOSYNC): the index
+ * is derived from the segments, and the master checks it against them
+ * at every start, completing it, or rebuilding it when it is missing,
+ * damaged, or does not match.  The POST's critical section does not
+ * touch it.  Readers take no lock: a read transaction begun after the
+ * indexer caught up with the head sees every event up to it.
  *
  * Retention: worker 0's sweep moves "gone" (events older than max_age,
  * or in segments over max_size), removes their index entries a bounded

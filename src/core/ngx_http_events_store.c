@@ -20,6 +20,10 @@
  * worker dies), advance the tail before they overwrite anything, write,
  * and publish the new head last.  Readers take no lock: they copy, then
  * check that what they copied is still at or above the tail.
+ *
+ * With a journal the ring is a cache of its newest events: what a read
+ * needs from before the ring comes from the history index on disk
+ * (ngx_http_events_history.c), and the window is the journal's.
  */
 
 
