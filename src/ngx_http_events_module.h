@@ -44,7 +44,7 @@ typedef struct {
 } ngx_http_events_main_conf_t;
 
 
-typedef struct {
+struct ngx_http_events_loc_conf_s {
     ngx_shm_zone_t             *api_zone;
     ngx_shm_zone_t             *status_zone;
     ngx_shm_zone_t             *stream_zone;
@@ -78,7 +78,7 @@ typedef struct {
     ngx_http_events_validate_conf_t  *validate;
 
     ngx_str_t                   prefix;
-} ngx_http_events_loc_conf_t;
+};
 
 
 ngx_int_t ngx_http_events_get_tenant(ngx_http_request_t *r, ngx_str_t *tenant);

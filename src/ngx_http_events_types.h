@@ -33,6 +33,8 @@ typedef struct ngx_http_events_claims_s      ngx_http_events_claims_t;
 /* src/ */
 typedef struct ngx_http_events_ipc_s         ngx_http_events_ipc_t;
                                                     /* ipc.h */
+typedef struct ngx_http_events_loc_conf_s    ngx_http_events_loc_conf_t;
+                                                    /* module.h */
 
 /* http/ */
 typedef struct ngx_http_events_stream_ctx_s  ngx_http_events_stream_ctx_t;

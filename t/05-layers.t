@@ -2,8 +2,8 @@
 
 # The layering rule of src/, checked on every header a file includes:
 #
-#   0  src/core/, src/ngx_http_events_types.h   the store and its parsers;
-#                                               no ngx_http.h
+#   0  src/core/, src/ngx_http_events_types.h,  the store and its parsers;
+#      src/ngx_http_events_version.h            no ngx_http.h
 #   1  src/ngx_http_events_ipc.[ch]             doorbells between workers
 #      src/ngx_http_events_module.h             confs, ctx: declarations
 #                                               only (includes types.h)
@@ -35,6 +35,7 @@ sub place {
 
     return (0, 'core') if $rel =~ m{^core/};
     return (0, 'core') if $rel eq 'ngx_http_events_types.h';
+    return (0, 'core') if $rel eq 'ngx_http_events_version.h';
     return (1, 'ipc') if $rel =~ m{^ngx_http_events_ipc\.[ch]$};
     return (1, 'ipc') if $rel eq 'ngx_http_events_module.h';
     return (2, 'http') if $rel =~ m{^http/};

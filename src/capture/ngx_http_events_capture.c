@@ -80,6 +80,8 @@ static void ngx_http_events_capture_emit_auto(ngx_http_request_t *r,
     ngx_http_events_capture_ctx_t *ctx);
 static void ngx_http_events_capture_body_id(ngx_http_request_t *r,
     ngx_http_events_capture_ctx_t *ctx, json_t *id);
+static ngx_int_t ngx_http_events_capture_metadata_json(ngx_http_request_t *r,
+    json_t **out);
 static json_t *ngx_http_events_capture_envelope(ngx_http_request_t *r,
     ngx_http_events_capture_ctx_t *ctx, json_t *data);
 static ngx_int_t ngx_http_events_capture_event(ngx_http_request_t *r,
@@ -699,16 +701,11 @@ static json_t *
 ngx_http_events_capture_envelope(ngx_http_request_t *r,
     ngx_http_events_capture_ctx_t *ctx, json_t *data)
 {
-    u_char                          *p;
-    json_t                          *obj, *v, *meta;
-    ngx_str_t                        value;
-    ngx_uint_t                       i;
-    ngx_http_events_resource_t      *res;
-    ngx_http_events_loc_conf_t      *elcf;
-    ngx_http_events_capture_meta_t  *m;
-    u_char                           type[NGX_HTTP_EVENTS_MAX_TYPE + 16];
+    u_char                      *p;
+    json_t                      *obj, *v, *meta;
+    ngx_http_events_resource_t  *res;
+    u_char                       type[NGX_HTTP_EVENTS_MAX_TYPE + 16];
 
-    elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
     res = ctx->resource;
 
     obj = json_object();
@@ -751,43 +748,11 @@ ngx_http_events_capture_envelope(ngx_http_request_t *r,
         goto failed;
     }
 
-    if (elcf->capture->metadata == NULL) {
-        return obj;
-    }
-
-    meta = json_object();
-    if (meta == NULL) {
+    if (ngx_http_events_capture_metadata_json(r, &meta) != NGX_OK) {
         goto failed;
     }
 
-    m = elcf->capture->metadata->elts;
-
-    for (i = 0; i < elcf->capture->metadata->nelts; i++) {
-        if (ngx_http_complex_value(r, &m[i].value, &value) != NGX_OK) {
-            json_decref(meta);
-            goto failed;
-        }
-
-        /* an empty variable says nothing: leave the key out */
-        if (value.len == 0) {
-            continue;
-        }
-
-        v = json_stringn((char *) value.data, value.len);
-
-        if (v == NULL) {
-            /* not UTF-8: say so rather than drop the event */
-            v = json_string("(not UTF-8)");
-        }
-
-        if (json_object_set_new(meta, (char *) m[i].name.data, v) != 0) {
-            json_decref(meta);
-            goto failed;
-        }
-    }
-
-    if (json_object_size(meta) == 0) {
-        json_decref(meta);
+    if (meta == NULL) {
         return obj;
     }
 
@@ -805,6 +770,67 @@ failed:
                   "events: automatic capture could not build the event");
 
     return NULL;
+}
+
+
+/* events_capture_metadata, evaluated: NULL when every value is empty */
+
+static ngx_int_t
+ngx_http_events_capture_metadata_json(ngx_http_request_t *r, json_t **out)
+{
+    json_t                          *meta, *v;
+    ngx_str_t                        value;
+    ngx_uint_t                       i;
+    ngx_http_events_loc_conf_t      *elcf;
+    ngx_http_events_capture_meta_t  *m;
+
+    elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
+
+    *out = NULL;
+
+    if (elcf->capture->metadata == NULL) {
+        return NGX_OK;
+    }
+
+    meta = json_object();
+    if (meta == NULL) {
+        return NGX_ERROR;
+    }
+
+    m = elcf->capture->metadata->elts;
+
+    for (i = 0; i < elcf->capture->metadata->nelts; i++) {
+        if (ngx_http_complex_value(r, &m[i].value, &value) != NGX_OK) {
+            json_decref(meta);
+            return NGX_ERROR;
+        }
+
+        /* an empty variable says nothing: leave the key out */
+        if (value.len == 0) {
+            continue;
+        }
+
+        v = json_stringn((char *) value.data, value.len);
+
+        if (v == NULL) {
+            /* not UTF-8: say so rather than drop the event */
+            v = json_string("(not UTF-8)");
+        }
+
+        if (json_object_set_new(meta, (char *) m[i].name.data, v) != 0) {
+            json_decref(meta);
+            return NGX_ERROR;
+        }
+    }
+
+    if (json_object_size(meta) == 0) {
+        json_decref(meta);
+        return NGX_OK;
+    }
+
+    *out = meta;
+
+    return NGX_OK;
 }
 
 
@@ -848,7 +874,7 @@ ngx_http_events_capture_event(ngx_http_request_t *r, json_t *obj,
         ngx_http_events_error(&err, 400, "invalid_tenant", NULL, NULL, NULL,
                               elcf->auth ? "no valid token names a tenant"
                                          : "the request's tenant is not a "
-                                           "valid tenant");
+                              "valid tenant");
         ngx_http_events_capture_refused(r, what, &err);
         return err.status;
     }
@@ -951,11 +977,11 @@ static ngx_int_t
 ngx_http_events_capture_append(ngx_http_request_t *r,
     ngx_http_events_event_t *ev, const char *what)
 {
-    ngx_int_t                    rc;
     ngx_uint_t                   failed;
     ngx_http_events_error_t      err;
     ngx_http_events_store_t     *store;
     ngx_http_events_loc_conf_t  *elcf;
+    ngx_http_events_store_rc_e   rc;
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
     store = elcf->capture->zone->data;
@@ -964,29 +990,36 @@ ngx_http_events_capture_append(ngx_http_request_t *r,
 
     rc = ngx_http_events_store_append(store, ev, 1, r->pool, &failed);
 
-    if (rc == NGX_HTTP_EVENTS_JOURNAL_UNSYNCED) {
+    if (rc == NGX_HTTP_EVENTS_STORE_JOURNAL_UNSYNCED) {
         /* stored and published; the journal logged its fsync's failure */
-        rc = NGX_OK;
+        rc = NGX_HTTP_EVENTS_STORE_OK;
     }
 
     switch (rc) {
 
-    case NGX_OK:
+    case NGX_HTTP_EVENTS_STORE_OK:
         break;
 
-    case NGX_HTTP_EVENTS_JOURNAL_FAILED:
+    case NGX_HTTP_EVENTS_STORE_JOURNAL_FAILED:
         ngx_http_events_error(&err, 503, "journal_unavailable", NULL, NULL,
                               NULL, "the journal on disk cannot take the "
                               "write now");
         break;
 
-    case NGX_DECLINED:
+    case NGX_HTTP_EVENTS_STORE_CONFLICT:
         ngx_http_events_error(&err, 409, "conflict", "field", NULL, "id",
                               "an event with this id and a different body "
                               "exists");
         break;
 
-    case NGX_ABORT:
+    case NGX_HTTP_EVENTS_STORE_TOO_MANY_TYPES:
+        ngx_http_events_error(&err, 409, "too_many_types", "field", NULL,
+                              "type", "this tenant has %d types in the "
+                              "store, the most it may have",
+                              NGX_HTTP_EVENTS_TENANT_TYPES);
+        break;
+
+    case NGX_HTTP_EVENTS_STORE_TOO_LARGE:
         ngx_http_events_error(&err, 413, "payload_too_large", NULL, NULL,
                               NULL, "the event is larger than the zone can "
                               "hold");
@@ -998,7 +1031,7 @@ ngx_http_events_capture_append(ngx_http_request_t *r,
         break;
     }
 
-    if (rc != NGX_OK) {
+    if (rc != NGX_HTTP_EVENTS_STORE_OK) {
         ngx_http_events_capture_refused(r, what, &err);
         return err.status;
     }
@@ -1131,7 +1164,7 @@ ngx_http_events_capture(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     elcf->capture->zone = ngx_shared_memory_add(cf, &name, 0,
-                                               &ngx_http_events_module);
+                                                &ngx_http_events_module);
     if (elcf->capture->zone == NULL) {
         return NGX_CONF_ERROR;
     }
@@ -1157,8 +1190,9 @@ ngx_http_events_capture_resource(ngx_conf_t *cf, ngx_command_t *cmd,
     value = cf->args->elts;
 
     if (elcf->capture->resources == NGX_CONF_UNSET_PTR) {
-        elcf->capture->resources = ngx_array_create(cf->pool, 4,
-                                           sizeof(ngx_http_events_resource_t));
+        elcf->capture->resources =
+                  ngx_array_create(cf->pool, 4,
+                                   sizeof(ngx_http_events_resource_t));
         if (elcf->capture->resources == NULL) {
             return NGX_CONF_ERROR;
         }
@@ -1247,8 +1281,9 @@ ngx_http_events_capture_metadata(ngx_conf_t *cf, ngx_command_t *cmd,
     value = cf->args->elts;
 
     if (elcf->capture->metadata == NGX_CONF_UNSET_PTR) {
-        elcf->capture->metadata = ngx_array_create(cf->pool, 4,
-                                       sizeof(ngx_http_events_capture_meta_t));
+        elcf->capture->metadata =
+                  ngx_array_create(cf->pool, 4,
+                                   sizeof(ngx_http_events_capture_meta_t));
         if (elcf->capture->metadata == NULL) {
             return NGX_CONF_ERROR;
         }

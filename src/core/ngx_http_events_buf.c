@@ -19,7 +19,7 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 
-#include "ngx_http_events_store.h"
+#include "ngx_http_events_time.h"
 #include "ngx_http_events_json.h"
 #include "ngx_http_events_buf.h"
 
@@ -117,8 +117,8 @@ ngx_http_events_buf_str(ngx_http_events_buf_t *b, u_char *s, size_t len)
 {
     u_char  *p;
 
-    p = ngx_http_events_buf_reserve(b,
-                                ngx_http_events_json_escape_len(s, len) + 2);
+    p = ngx_http_events_buf_reserve(b, ngx_http_events_json_escape_len(s, len)
+                                       + 2);
     if (p == NULL) {
         return;
     }

@@ -36,9 +36,14 @@
 #include "ngx_http_events_journal.h"
 
 
+/* how often a POST waiting for an fsync says so, keeping its worker */
+#define NGX_HTTP_EVENTS_API_HOLD        10000
+
+
 /* a POST whose events wait for the journal's fsync */
 typedef struct {
     ngx_http_events_journal_waiter_t   waiter;
+    ngx_event_t                        hold;
     ngx_http_request_t                *request;
     ngx_http_events_store_t           *store;
     ngx_http_events_event_t           *events;
@@ -49,10 +54,14 @@ typedef struct {
 
 static ngx_int_t ngx_http_events_api_collection(ngx_http_request_t *r,
     ngx_str_t *tenant);
+static void ngx_http_events_api_hold(ngx_event_t *ev);
 static ngx_int_t ngx_http_events_api_post(ngx_http_request_t *r);
 static void ngx_http_events_api_body(ngx_http_request_t *r);
 static ngx_int_t ngx_http_events_api_ingest(ngx_http_request_t *r,
     u_char *body, size_t len);
+static ngx_uint_t ngx_http_events_api_events(ngx_http_request_t *r,
+    json_t *root, ngx_http_events_event_t *events, ngx_uint_t n,
+    ngx_uint_t batch, ngx_http_events_error_t *err, ngx_int_t *rc);
 static ngx_int_t ngx_http_events_api_store(ngx_http_request_t *r,
     json_t *root, ngx_http_events_error_t *err);
 static ngx_int_t ngx_http_events_api_commit(ngx_http_request_t *r,
@@ -67,17 +76,22 @@ static ngx_int_t ngx_http_events_api_unsynced(ngx_http_request_t *r,
 static ngx_int_t ngx_http_events_api_created(ngx_http_request_t *r,
     ngx_http_events_store_t *store, ngx_http_events_event_t *events,
     ngx_uint_t n, ngx_uint_t batch);
+static ngx_uint_t ngx_http_events_api_list_query(ngx_http_request_t *r,
+    ngx_str_t *tenant, ngx_str_t *rtype, ngx_str_t *rid,
+    ngx_http_events_cursor_key_t *key, ngx_http_events_query_t *q,
+    ngx_int_t *rc);
 static ngx_int_t ngx_http_events_api_list(ngx_http_request_t *r,
     ngx_str_t *tenant, ngx_str_t *rtype, ngx_str_t *rid);
 static ngx_int_t ngx_http_events_api_list_body(ngx_http_request_t *r,
-    ngx_http_events_query_t *q, ngx_http_events_result_t *res);
+    ngx_http_events_query_t *q, ngx_http_events_result_t *res,
+    ngx_uint_t empty);
 static void ngx_http_events_api_link_encode(ngx_http_events_buf_t *b,
     u_char *s, size_t len, ngx_uint_t path);
 static ngx_int_t ngx_http_events_api_link(ngx_http_request_t *r,
     ngx_http_events_query_t *q, ngx_http_events_result_t *res);
 static ngx_int_t ngx_http_events_api_gone(ngx_http_request_t *r,
-    ngx_http_events_window_t *w, const char *param, const char *code,
-    const char *message);
+    ngx_http_events_cursor_key_t *key, ngx_http_events_window_t *w,
+    const char *param, const char *code, const char *message);
 static ngx_int_t ngx_http_events_api_get(ngx_http_request_t *r,
     ngx_str_t *tenant, ngx_str_t *id);
 static ngx_int_t ngx_http_events_api_types(ngx_http_request_t *r,
@@ -151,7 +165,7 @@ ngx_http_events_api_handler(ngx_http_request_t *r)
 
         if (first.len == 6 && ngx_strncmp(first.data, "stream", 6) == 0) {
             return ngx_http_events_http_not_found(r, "the stream is served by "
-                                             "an events_stream location");
+                                                  "an events_stream location");
         }
 
         return ngx_http_events_api_get(r, &tenant, &first);
@@ -314,7 +328,7 @@ ngx_http_events_api_ingest(ngx_http_request_t *r, u_char *body, size_t len)
     ngx_memzero(&err, sizeof(ngx_http_events_error_t));
 
     root = json_loadb((char *) body, len,
-                     JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+                      JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
 
     if (root == NULL) {
         ngx_http_events_error(&err, 400, "invalid_json", NULL, NULL, NULL,
@@ -343,18 +357,13 @@ ngx_http_events_api_store(ngx_http_request_t *r, json_t *root,
     ngx_http_events_error_t *err)
 {
     ngx_int_t                    rc;
-    ngx_uint_t                   i, j, n, batch;
+    ngx_uint_t                   n, batch;
     ngx_http_events_event_t     *events;
     ngx_http_events_store_t     *store;
-    ngx_http_events_ipc_t       *ipc;
-    ngx_http_events_claims_t    *claims;
-    ngx_http_events_envelope_t   env;
     ngx_http_events_loc_conf_t  *elcf;
-    u_char                       prefix[NGX_INT_T_LEN + 4];
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
     store = elcf->api_zone->data;
-    claims = ngx_http_events_auth_claims(r);
 
     batch = json_is_array(root);
     n = batch ? json_array_size(root) : 1;
@@ -387,6 +396,44 @@ ngx_http_events_api_store(ngx_http_request_t *r, json_t *root,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    if (!ngx_http_events_api_events(r, root, events, n, batch, err, &rc)) {
+        return rc;
+    }
+
+    rc = ngx_http_events_validate_batch(r, events, n, batch,
+                                        ngx_http_events_api_commit);
+
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
+
+    return ngx_http_events_api_commit(r, events, n, batch);
+}
+
+
+/*
+ * Each event of the body checked and enveloped, as the token allows, and
+ * ids unique in the batch.  Whether all are good; if not, the request
+ * has been answered with *rc.
+ */
+
+static ngx_uint_t
+ngx_http_events_api_events(ngx_http_request_t *r, json_t *root,
+    ngx_http_events_event_t *events, ngx_uint_t n, ngx_uint_t batch,
+    ngx_http_events_error_t *err, ngx_int_t *rc)
+{
+    ngx_uint_t                   i, j;
+    ngx_http_events_ipc_t       *ipc;
+    ngx_http_events_store_t     *store;
+    ngx_http_events_claims_t    *claims;
+    ngx_http_events_envelope_t   env;
+    ngx_http_events_loc_conf_t  *elcf;
+    u_char                       prefix[NGX_INT_T_LEN + 4];
+
+    elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
+    store = elcf->api_zone->data;
+    claims = ngx_http_events_auth_claims(r);
+
     ngx_memzero(&env, sizeof(ngx_http_events_envelope_t));
 
     env.tenant = ngx_http_events_ctx(r)->tenant;
@@ -394,7 +441,8 @@ ngx_http_events_api_store(ngx_http_request_t *r, json_t *root,
     if (elcf->source
         && ngx_http_complex_value(r, elcf->source, &env.source) != NGX_OK)
     {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return 0;
     }
 
     ipc = ngx_http_events_ipc();
@@ -417,21 +465,21 @@ ngx_http_events_api_store(ngx_http_request_t *r, json_t *root,
                                        &events[i], err)
             != NGX_OK)
         {
-            if (err->status == 0) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-
-            return ngx_http_events_http_send_error(r, err, NULL);
+            *rc = err->status
+                  ? ngx_http_events_http_send_error(r, err, NULL)
+                  : NGX_HTTP_INTERNAL_SERVER_ERROR;
+            return 0;
         }
 
         if (claims
             && !ngx_http_events_jwt_granted(claims->publish, claims->npublish,
-                                        &events[i].type))
+                                            &events[i].type))
         {
             ngx_http_events_error(err, 403, "forbidden", "field",
                                   &env.prefix, "type", "the token may not "
                                   "publish this type");
-            return ngx_http_events_http_send_error(r, err, NULL);
+            *rc = ngx_http_events_http_send_error(r, err, NULL);
+            return 0;
         }
 
         if (!events[i].client_id) {
@@ -447,19 +495,13 @@ ngx_http_events_api_store(ngx_http_request_t *r, json_t *root,
                 ngx_http_events_error(err, 400, "invalid_body", "field",
                                       &env.prefix, "id", "the id appears "
                                       "more than once in the batch");
-                return ngx_http_events_http_send_error(r, err, NULL);
+                *rc = ngx_http_events_http_send_error(r, err, NULL);
+                return 0;
             }
         }
     }
 
-    rc = ngx_http_events_validate_batch(r, events, n, batch,
-                                        ngx_http_events_api_commit);
-
-    if (rc != NGX_DECLINED) {
-        return rc;
-    }
-
-    return ngx_http_events_api_commit(r, events, n, batch);
+    return 1;
 }
 
 
@@ -470,12 +512,12 @@ ngx_http_events_api_commit(ngx_http_request_t *r,
     ngx_http_events_event_t *events, ngx_uint_t n, ngx_uint_t batch)
 {
     uint64_t                     upto;
-    ngx_int_t                    rc;
     ngx_str_t                    prefix;
     ngx_uint_t                   failed;
     ngx_http_events_error_t     *err, error;
     ngx_http_events_store_t     *store;
     ngx_http_events_loc_conf_t  *elcf;
+    ngx_http_events_store_rc_e   rc;
     u_char                       item[NGX_INT_T_LEN + 4];
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
@@ -488,37 +530,46 @@ ngx_http_events_api_commit(ngx_http_request_t *r,
     rc = ngx_http_events_store_append_nosync(store, events, n, r->pool,
                                              &failed, &upto);
 
-    if (rc == NGX_ERROR) {
+    if (rc == NGX_HTTP_EVENTS_STORE_ERROR) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (rc != NGX_OK && batch) {
+    if (rc != NGX_HTTP_EVENTS_STORE_OK && batch) {
         prefix.data = item;
         prefix.len = ngx_sprintf(item, "[%ui].", failed) - item;
     }
 
-    if (rc == NGX_DECLINED) {
+    if (rc == NGX_HTTP_EVENTS_STORE_CONFLICT) {
         ngx_http_events_error(err, 409, "conflict", "field", &prefix,
                               "id", "an event with this id and a different "
                               "body exists");
         return ngx_http_events_http_send_error(r, err, NULL);
     }
 
-    if (rc == NGX_ABORT) {
+    if (rc == NGX_HTTP_EVENTS_STORE_TOO_LARGE) {
         ngx_http_events_error(err, 413, "payload_too_large", NULL, NULL,
                               NULL, "the events are larger than the zone "
                               "can hold");
         return ngx_http_events_http_send_error(r, err, NULL);
     }
 
-    if (rc == NGX_HTTP_EVENTS_JOURNAL_FAILED) {
+    if (rc == NGX_HTTP_EVENTS_STORE_TOO_MANY_TYPES) {
+        ngx_http_events_error(err, 409, "too_many_types", "field", &prefix,
+                              "type", "this tenant has %d types in the "
+                              "store, the most it may have; events of "
+                              "types it has are taken",
+                              NGX_HTTP_EVENTS_TENANT_TYPES);
+        return ngx_http_events_http_send_error(r, err, NULL);
+    }
+
+    if (rc == NGX_HTTP_EVENTS_STORE_JOURNAL_FAILED) {
         ngx_http_events_error(err, 503, "journal_unavailable", NULL, NULL,
                               NULL, "the journal on disk cannot take the "
                               "write now; nothing was stored");
         return ngx_http_events_http_send_error(r, err, NULL);
     }
 
-    if (rc == NGX_BUSY) {
+    if (rc != NGX_HTTP_EVENTS_STORE_OK) {
         ngx_http_events_error(err, 503, "store_unavailable", NULL, NULL,
                               NULL, "the store cannot take the write now; "
                               "nothing was stored");
@@ -537,6 +588,12 @@ ngx_http_events_api_commit(ngx_http_request_t *r,
  * fsync=always: the answer waits until the journal is durable past the
  * events' records, in a thread when nginx has a thread pool, so that
  * the worker serves other requests meanwhile and they share the sync.
+ *
+ * A worker in graceful shutdown exits once no timer but cancelable ones
+ * is left, and nothing of a task out in the thread pool is a timer: the
+ * waiting request holds a timer that is not cancelable, so its worker
+ * stays until it has answered (accepted events are answered, never
+ * dropped with the connection).
  */
 
 static ngx_int_t
@@ -570,6 +627,11 @@ ngx_http_events_api_sync(ngx_http_request_t *r, ngx_http_events_store_t *store,
     rc = ngx_http_events_journal_wait(store->journal, &aw->waiter);
 
     if (rc == NGX_AGAIN) {
+        aw->hold.handler = ngx_http_events_api_hold;
+        aw->hold.data = aw;
+        aw->hold.log = r->connection->log;
+        ngx_add_timer(&aw->hold, NGX_HTTP_EVENTS_API_HOLD);
+
         /* the parsed body the events point into lives as long as r */
         r->main->count++;
         return NGX_DONE;
@@ -598,6 +660,10 @@ ngx_http_events_api_synced(void *data, ngx_int_t rc)
     r = aw->request;
     c = r->connection;
 
+    if (aw->hold.timer_set) {
+        ngx_del_timer(&aw->hold);
+    }
+
     if (rc == NGX_OK) {
         rc = ngx_http_events_api_created(r, aw->store, aw->events, aw->n,
                                          aw->batch);
@@ -617,6 +683,25 @@ ngx_http_events_api_cleanup(void *data)
     ngx_http_events_api_wait_t  *aw = data;
 
     ngx_http_events_journal_unwait(&aw->waiter);
+
+    if (aw->hold.timer_set) {
+        ngx_del_timer(&aw->hold);
+    }
+}
+
+
+/* only keeps the worker: the sync's end answers, however long it takes */
+
+static void
+ngx_http_events_api_hold(ngx_event_t *ev)
+{
+    ngx_http_events_api_wait_t  *aw = ev->data;
+
+    ngx_log_error(NGX_LOG_WARN, ev->log, 0,
+                  "events: zone \"%V\": a POST still waits for the "
+                  "journal's fsync", &aw->store->name);
+
+    ngx_add_timer(&aw->hold, NGX_HTTP_EVENTS_API_HOLD);
 }
 
 
@@ -645,7 +730,7 @@ ngx_http_events_api_created(ngx_http_request_t *r,
     u_char                      *p, *body;
     size_t                       len;
     ngx_str_t                    location;
-    ngx_uint_t                   i, created;
+    ngx_uint_t                   i, created, status;
     ngx_http_events_event_t     *ev;
     ngx_http_events_loc_conf_t  *elcf;
 
@@ -658,6 +743,8 @@ ngx_http_events_api_created(ngx_http_request_t *r,
         created += !events[i].repeat;
         len += events[i].stored.len + 1;
     }
+
+    status = created ? NGX_HTTP_CREATED : NGX_HTTP_OK;
 
     if (created) {
         /* streams hear of it after this answer has gone */
@@ -677,15 +764,15 @@ ngx_http_events_api_created(ngx_http_request_t *r,
         *p++ = '/';
         ngx_memcpy(p, ev->id.data, ev->id.len);
 
-        if (ngx_http_events_http_add_header(r, "Location",
-                                            &location) != NGX_OK) {
+        if (ngx_http_events_http_add_header(r, "Location", &location)
+            != NGX_OK)
+        {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        return ngx_http_events_http_send(r,
-                                         created ? NGX_HTTP_CREATED : NGX_HTTP_OK,
-                                    &ngx_http_events_http_json_type,
-                                    ev->stored.data, ev->stored.len);
+        return ngx_http_events_http_send(r, status,
+                                         &ngx_http_events_http_json_type,
+                                         ev->stored.data, ev->stored.len);
     }
 
     body = ngx_pnalloc(r->pool, len);
@@ -706,9 +793,9 @@ ngx_http_events_api_created(ngx_http_request_t *r,
     *p++ = ']';
     *p++ = '}';
 
-    return ngx_http_events_http_send(r,
-                                     created ? NGX_HTTP_CREATED : NGX_HTTP_OK,
-                                &ngx_http_events_http_json_type, body, p - body);
+    return ngx_http_events_http_send(r, status,
+                                     &ngx_http_events_http_json_type,
+                                     body, p - body);
 }
 
 
@@ -720,12 +807,13 @@ ngx_http_events_api_list(ngx_http_request_t *r, ngx_str_t *tenant,
 {
     ngx_int_t                    rc;
     ngx_http_events_error_t      err;
-    ngx_http_events_query_t      q;
-    ngx_http_events_store_t     *store;
-    ngx_http_events_result_t     res;
-    ngx_http_events_window_t     w;
-    ngx_http_events_claims_t    *claims;
-    ngx_http_events_loc_conf_t  *elcf;
+    ngx_uint_t                     empty;
+    ngx_http_events_query_t        q;
+    ngx_http_events_store_t       *store;
+    ngx_http_events_result_t       res;
+    ngx_http_events_window_t       w;
+    ngx_http_events_loc_conf_t    *elcf;
+    ngx_http_events_cursor_key_t  *key;
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
     store = elcf->api_zone->data;
@@ -735,58 +823,15 @@ ngx_http_events_api_list(ngx_http_request_t *r, ngx_str_t *tenant,
         return rc;
     }
 
-    ngx_memzero(&q, sizeof(ngx_http_events_query_t));
-    ngx_memzero(&err, sizeof(ngx_http_events_error_t));
+    key = ngx_http_events_store_cursor_key(store);
+    if (key == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
-    if (ngx_http_events_query_parse(&r->args, NGX_HTTP_EVENTS_QUERY_LIST,
-                                    r->pool, &q, &err)
-        != NGX_OK)
+    if (!ngx_http_events_api_list_query(r, tenant, rtype, rid, key, &q,
+                                        &rc))
     {
-        if (err.status == 0) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        return ngx_http_events_http_send_error(r, &err, NULL);
-    }
-
-    if (rtype) {
-        if ((q.rtype.len && (q.rtype.len != rtype->len
-                             || ngx_strncmp(q.rtype.data, rtype->data,
-                                            rtype->len) != 0))
-            || (q.rid.len && (q.rid.len != rid->len
-                              || ngx_strncmp(q.rid.data, rid->data,
-                                             rid->len) != 0)))
-        {
-            ngx_http_events_error(&err, 400, "invalid_parameter", "param",
-                                  NULL, "resourceType", "the path names "
-                                  "the entity; the query may not name "
-                                  "another");
-            return ngx_http_events_http_send_error(r, &err, NULL);
-        }
-
-        q.rtype = *rtype;
-        q.rid = *rid;
-    }
-
-    q.tenant = *tenant;
-    q.scan_limit = elcf->scan_limit;
-
-    claims = ngx_http_events_auth_claims(r);
-
-    if (claims) {
-        rc = ngx_http_events_jwt_narrow(claims->subscribe, claims->nsubscribe,
-                                    &q.types, &q.ntypes, r->pool);
-
-        if (rc == NGX_ERROR) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        if (rc == NGX_DECLINED) {
-            ngx_http_events_error(&err, 403, "forbidden", "param", NULL,
-                                  "types", "the token grants no "
-                                  "subscription to these types");
-            return ngx_http_events_http_send_error(r, &err, NULL);
-        }
+        return rc;
     }
 
     ngx_http_events_store_window(store, &w);
@@ -794,8 +839,8 @@ ngx_http_events_api_list(ngx_http_request_t *r, ngx_str_t *tenant,
     if ((q.has_after && q.after_epoch != w.epoch)
         || (q.before && q.before_epoch != w.epoch))
     {
-        return ngx_http_events_api_gone(r, &w, q.has_after ? "after"
-                                                           : "before",
+        return ngx_http_events_api_gone(r, key, &w,
+                                        q.has_after ? "after" : "before",
                                         "epoch_changed",
                                         "the cursor is from another "
                                         "incarnation of the store; read "
@@ -816,7 +861,7 @@ ngx_http_events_api_list(ngx_http_request_t *r, ngx_str_t *tenant,
     }
 
     if (res.expired) {
-        return ngx_http_events_api_gone(r, &res.window,
+        return ngx_http_events_api_gone(r, key, &res.window,
                                         q.has_after ? "after" : "before",
                                         "cursor_expired",
                                         "the events after this cursor have "
@@ -824,13 +869,102 @@ ngx_http_events_api_list(ngx_http_request_t *r, ngx_str_t *tenant,
                                         "\"oldest\"");
     }
 
-    return ngx_http_events_api_list_body(r, &q, &res);
+    empty = !q.any_tenant
+            && ngx_http_events_store_tenant_empty(store, &q.tenant);
+
+    return ngx_http_events_api_list_body(r, &q, &res, empty);
 }
 
 
+/*
+ * The query of a list: its parameters, the entity of the path, the
+ * request's tenant, the token's grant.  Whether it can run; if not, the
+ * request has been answered with *rc.
+ */
+
+static ngx_uint_t
+ngx_http_events_api_list_query(ngx_http_request_t *r, ngx_str_t *tenant,
+    ngx_str_t *rtype, ngx_str_t *rid, ngx_http_events_cursor_key_t *key,
+    ngx_http_events_query_t *q, ngx_int_t *rc)
+{
+    ngx_int_t                    narrowed;
+    ngx_http_events_error_t      err;
+    ngx_http_events_claims_t    *claims;
+    ngx_http_events_loc_conf_t  *elcf;
+
+    elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
+
+    ngx_memzero(q, sizeof(ngx_http_events_query_t));
+    ngx_memzero(&err, sizeof(ngx_http_events_error_t));
+
+    if (ngx_http_events_query_parse(&r->args, NGX_HTTP_EVENTS_QUERY_LIST, key,
+                                    r->pool, q, &err)
+        != NGX_OK)
+    {
+        *rc = err.status ? ngx_http_events_http_send_error(r, &err, NULL)
+                         : NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return 0;
+    }
+
+    if (rtype) {
+        if ((q->rtype.len && (q->rtype.len != rtype->len
+                              || ngx_strncmp(q->rtype.data, rtype->data,
+                                             rtype->len) != 0))
+            || (q->rid.len && (q->rid.len != rid->len
+                               || ngx_strncmp(q->rid.data, rid->data,
+                                              rid->len) != 0)))
+        {
+            ngx_http_events_error(&err, 400, "invalid_parameter", "param",
+                                  NULL, "resourceType", "the path names "
+                                  "the entity; the query may not name "
+                                  "another");
+            *rc = ngx_http_events_http_send_error(r, &err, NULL);
+            return 0;
+        }
+
+        q->rtype = *rtype;
+        q->rid = *rid;
+    }
+
+    q->tenant = *tenant;
+    q->scan_limit = elcf->scan_limit;
+
+    claims = ngx_http_events_auth_claims(r);
+
+    if (claims == NULL) {
+        return 1;
+    }
+
+    narrowed = ngx_http_events_jwt_narrow(claims->subscribe,
+                                          claims->nsubscribe, &q->types,
+                                          &q->ntypes, r->pool);
+
+    if (narrowed == NGX_ERROR) {
+        *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return 0;
+    }
+
+    if (narrowed == NGX_DECLINED) {
+        ngx_http_events_error(&err, 403, "forbidden", "param", NULL,
+                              "types", "the token grants no "
+                              "subscription to these types");
+        *rc = ngx_http_events_http_send_error(r, &err, NULL);
+        return 0;
+    }
+
+    return 1;
+}
+
+
+/*
+ * A tenant with no event in the store gets "head": null and no
+ * Events-Head: its head would be a position among other tenants' events.
+ */
+
 static ngx_int_t
 ngx_http_events_api_list_body(ngx_http_request_t *r,
-    ngx_http_events_query_t *q, ngx_http_events_result_t *res)
+    ngx_http_events_query_t *q, ngx_http_events_result_t *res,
+    ngx_uint_t empty)
 {
     u_char                  *p, *body;
     size_t                   len;
@@ -857,7 +991,8 @@ ngx_http_events_api_list_body(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    head.len = ngx_http_events_cursor_write(head.data, w->epoch, w->head_seq)
+    head.len = ngx_http_events_cursor_write(q->cursor_key, head.data,
+                                            w->epoch, w->head_seq)
                - head.data;
 
     p = ngx_cpymem(body, "{\"data\":[", sizeof("{\"data\":[") - 1);
@@ -875,18 +1010,29 @@ ngx_http_events_api_list_body(ngx_http_request_t *r,
 
     if (res->has_next) {
         *p++ = '"';
-        p = ngx_http_events_cursor_write(p, w->epoch, res->next);
+        p = ngx_http_events_cursor_write(q->cursor_key, p, w->epoch,
+                                         res->next);
         *p++ = '"';
 
     } else {
         p = ngx_cpymem(p, "null", 4);
     }
 
-    p = ngx_sprintf(p, ",\"head\":\"%V\",\"oldest\":\"", &head);
-    p = ngx_http_events_cursor_write(p, w->epoch, w->evicted_seq);
+    if (empty) {
+        p = ngx_cpymem(p, ",\"head\":null,\"oldest\":\"",
+                       sizeof(",\"head\":null,\"oldest\":\"") - 1);
+
+    } else {
+        p = ngx_sprintf(p, ",\"head\":\"%V\",\"oldest\":\"", &head);
+    }
+
+    p = ngx_http_events_cursor_write(q->cursor_key, p, w->epoch,
+                                     w->evicted_seq);
     p = ngx_cpymem(p, "\"}", 2);
 
-    if (ngx_http_events_http_add_header(r, "Events-Head", &head) != NGX_OK) {
+    if (!empty
+        && ngx_http_events_http_add_header(r, "Events-Head", &head) != NGX_OK)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -896,7 +1042,7 @@ ngx_http_events_api_list_body(ngx_http_request_t *r,
 
     return ngx_http_events_http_send(r, NGX_HTTP_OK,
                                      &ngx_http_events_http_json_type,
-                                body, p - body);
+                                     body, p - body);
 }
 
 
@@ -967,8 +1113,8 @@ ngx_http_events_api_link(ngx_http_request_t *r, ngx_http_events_query_t *q,
 
     dst = ngx_http_events_buf_reserve(&b, NGX_HTTP_EVENTS_CURSOR_LEN);
     if (dst) {
-        b.pos = ngx_http_events_cursor_write(dst, res->window.epoch,
-                                             res->next);
+        b.pos = ngx_http_events_cursor_write(q->cursor_key, dst,
+                                             res->window.epoch, res->next);
     }
 
     ngx_http_events_buf_literal(&b, ">; rel=\"next\"");
@@ -1020,7 +1166,8 @@ ngx_http_events_api_link_encode(ngx_http_events_buf_t *b, u_char *s,
 
 
 static ngx_int_t
-ngx_http_events_api_gone(ngx_http_request_t *r, ngx_http_events_window_t *w,
+ngx_http_events_api_gone(ngx_http_request_t *r,
+    ngx_http_events_cursor_key_t *key, ngx_http_events_window_t *w,
     const char *param, const char *code, const char *message)
 {
     u_char                   *p;
@@ -1034,9 +1181,9 @@ ngx_http_events_api_gone(ngx_http_request_t *r, ngx_http_events_window_t *w,
     }
 
     p = ngx_cpymem(extra.data, ",\"oldest\":\"", sizeof(",\"oldest\":\"") - 1);
-    p = ngx_http_events_cursor_write(p, w->epoch, w->evicted_seq);
+    p = ngx_http_events_cursor_write(key, p, w->epoch, w->evicted_seq);
     p = ngx_cpymem(p, "\",\"head\":\"", sizeof("\",\"head\":\"") - 1);
-    p = ngx_http_events_cursor_write(p, w->epoch, w->head_seq);
+    p = ngx_http_events_cursor_write(key, p, w->epoch, w->head_seq);
     *p++ = '"';
 
     extra.len = p - extra.data;
@@ -1084,7 +1231,7 @@ ngx_http_events_api_get(ngx_http_request_t *r, ngx_str_t *tenant,
 
     return ngx_http_events_http_send(r, NGX_HTTP_OK,
                                      &ngx_http_events_http_json_type,
-                                json.data, json.len);
+                                     json.data, json.len);
 }
 
 
@@ -1135,7 +1282,7 @@ ngx_http_events_api_types(ngx_http_request_t *r, ngx_str_t *tenant)
     if (claims) {
         for (i = 0, n = 0; i < types.nelts; i++) {
             if (ngx_http_events_jwt_granted(claims->subscribe,
-                                        claims->nsubscribe, &ti[i].type))
+                                            claims->nsubscribe, &ti[i].type))
             {
                 ti[n++] = ti[i];
             }
@@ -1174,7 +1321,7 @@ ngx_http_events_api_types(ngx_http_request_t *r, ngx_str_t *tenant)
 
     return ngx_http_events_http_send(r, NGX_HTTP_OK,
                                      &ngx_http_events_http_json_type,
-                                body, p - body);
+                                     body, p - body);
 }
 
 
@@ -1210,7 +1357,7 @@ ngx_http_events_api_visible(ngx_http_request_t *r, ngx_str_t *json)
     type.len = end - p;
 
     return ngx_http_events_jwt_granted(claims->subscribe, claims->nsubscribe,
-                                   &type);
+                                       &type);
 }
 
 

@@ -226,7 +226,7 @@ ngx_http_events_http_send_error(ngx_http_request_t *r,
 
     return ngx_http_events_http_send(r, err->status,
                                      &ngx_http_events_http_json_type,
-                                body, p - body);
+                                     body, p - body);
 }
 
 /*

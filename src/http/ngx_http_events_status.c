@@ -31,6 +31,30 @@
 #include "ngx_http_events_status.h"
 
 
+/* a metric of the zone's, in Prometheus text */
+
+typedef struct {
+    const char                 *name;
+    const char                 *kind;
+    const char                 *help;
+    size_t                      offset;         /* in the stats */
+    ngx_uint_t                  type;
+} ngx_http_events_status_zone_metric_t;
+
+
+#define NGX_HTTP_EVENTS_STAT_U64        0
+#define NGX_HTTP_EVENTS_STAT_ATOMIC     1
+#define NGX_HTTP_EVENTS_STAT_SECONDS    2       /* uint64_t ms */
+#define NGX_HTTP_EVENTS_STAT_AGE        3       /* int64_t ms, -1: none */
+
+
+#define ngx_http_events_stat(field, type)                                     \
+    offsetof(ngx_http_events_stats_t, field), NGX_HTTP_EVENTS_STAT_ ## type
+#define ngx_http_events_counter(n)                                            \
+    offsetof(ngx_http_events_stats_t, counters)                               \
+    + (n) * sizeof(ngx_atomic_uint_t), NGX_HTTP_EVENTS_STAT_ATOMIC
+
+
 static ngx_uint_t ngx_http_events_status_prometheus(ngx_http_request_t *r);
 static void ngx_http_events_status_json(ngx_http_events_buf_t *b,
     ngx_http_events_store_t *store, ngx_http_events_stats_t *st);
@@ -40,10 +64,121 @@ static void ngx_http_events_status_journal_json(ngx_http_events_buf_t *b,
     ngx_http_events_store_t *store, ngx_http_events_stats_t *st);
 static void ngx_http_events_status_text(ngx_http_events_buf_t *b,
     ngx_http_events_store_t *store, ngx_http_events_stats_t *st);
+static void ngx_http_events_status_table(ngx_http_events_buf_t *b,
+    ngx_http_events_store_t *store, ngx_http_events_stats_t *st,
+    ngx_http_events_status_zone_metric_t *m);
 static void ngx_http_events_status_workers_text(ngx_http_events_buf_t *b,
     ngx_http_events_store_t *store, ngx_http_events_stats_t *st);
 static void ngx_http_events_status_journal_text(ngx_http_events_buf_t *b,
     ngx_http_events_store_t *store, ngx_http_events_stats_t *st);
+
+
+/* the zone's own metrics, then the journal's */
+
+static ngx_http_events_status_zone_metric_t
+    ngx_http_events_status_zone_metrics[] = {
+
+    { "events_stored_total", "counter",
+      "Events stored since the zone was created.",
+      ngx_http_events_stat(stored, U64) },
+
+    { "events_evicted_total", "counter",
+      "Events evicted to make room.",
+      ngx_http_events_stat(evicted, U64) },
+
+    { "events_expired_total", "counter",
+      "Events dropped by events_retention.",
+      ngx_http_events_stat(expired, U64) },
+
+    { "events_repeats_total", "counter",
+      "Idempotent repeats answered from the store.",
+      ngx_http_events_stat(repeats, U64) },
+
+    { "events_conflicts_total", "counter",
+      "Writes refused for an id with another body.",
+      ngx_http_events_stat(conflicts, U64) },
+
+    { "events_rejected_total", "counter",
+      "Writes refused because the zone was full.",
+      ngx_http_events_stat(rejected_full, U64) },
+
+    { "events_captured_total", "counter",
+      "Events captured from proxied responses and stored.",
+      ngx_http_events_counter(NGX_HTTP_EVENTS_CAPTURED) },
+
+    { "events_capture_invalid_total", "counter",
+      "Captured events refused (invalid, or vetoed).",
+      ngx_http_events_counter(NGX_HTTP_EVENTS_CAPTURE_INVALID) },
+
+    { "events_validate_rejected_total", "counter",
+      "Events the events_validate hook refused.",
+      ngx_http_events_counter(NGX_HTTP_EVENTS_VALIDATE_REJECTED) },
+
+    { "events_validate_failed_total", "counter",
+      "Events refused because the hook did not answer.",
+      ngx_http_events_counter(NGX_HTTP_EVENTS_VALIDATE_FAILED) },
+
+    { "events_retained", "gauge",
+      "Events in the window.",
+      ngx_http_events_stat(retained, U64) },
+
+    { "events_oldest_seq", "gauge",
+      "Seq of the oldest event retained.",
+      ngx_http_events_stat(oldest_seq, U64) },
+
+    { "events_newest_seq", "gauge",
+      "Seq of the newest event.",
+      ngx_http_events_stat(head_seq, U64) },
+
+    { "events_types", "gauge",
+      "Types in the catalog.",
+      ngx_http_events_stat(types, U64) },
+
+    { "events_ring_bytes", "gauge",
+      "Bytes of ring.",
+      ngx_http_events_stat(ring_size, U64) },
+
+    { "events_ring_used_bytes", "gauge",
+      "Bytes of ring in use.",
+      ngx_http_events_stat(ring_used, U64) },
+
+    { NULL, NULL, NULL, 0, 0 }
+};
+
+
+static ngx_http_events_status_zone_metric_t
+    ngx_http_events_status_journal_metrics[] = {
+
+    { "events_journal_bytes", "gauge",
+      "Bytes in the journal's segments.",
+      ngx_http_events_stat(journal_bytes, U64) },
+
+    { "events_journal_segments", "gauge",
+      "Segment files in the journal.",
+      ngx_http_events_stat(journal_segments, U64) },
+
+    { "events_journal_last_fsync_age_seconds", "gauge",
+      "Time since the journal's last fsync.",
+      ngx_http_events_stat(journal_fsync_age, AGE) },
+
+    { "events_journal_fsyncs_total", "counter",
+      "fsyncs of the journal.",
+      ngx_http_events_stat(journal_fsyncs, U64) },
+
+    { "events_journal_errors_total", "counter",
+      "Journal writes or fsyncs that failed.",
+      ngx_http_events_stat(journal_errors, U64) },
+
+    { "events_journal_replay_seconds", "gauge",
+      "Time the journal's replay took at start.",
+      ngx_http_events_stat(journal_replay_ms, SECONDS) },
+
+    { "events_journal_replayed", "gauge",
+      "Events read back from the journal at start.",
+      ngx_http_events_stat(journal_replayed, U64) },
+
+    { NULL, NULL, NULL, 0, 0 }
+};
 
 
 /* the labels and Prometheus names of the per-worker counters */
@@ -175,8 +310,9 @@ ngx_http_events_status_register(ngx_conf_t *cf,
     emcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_events_module);
 
     if (emcf->sections == NULL) {
-        emcf->sections = ngx_array_create(cf->pool, 2,
-                                  sizeof(ngx_http_events_status_section_t));
+        emcf->sections =
+                ngx_array_create(cf->pool, 2,
+                                 sizeof(ngx_http_events_status_section_t));
         if (emcf->sections == NULL) {
             return NGX_ERROR;
         }
@@ -223,29 +359,35 @@ ngx_http_events_status_json(ngx_http_events_buf_t *b,
     ngx_http_events_buf_literal(b, "{\"zone\":");
     ngx_http_events_buf_str(b, store->name.data, store->name.len);
 
-    ngx_http_events_buf_printf(b, ",\"epoch\":\"%016uxL\","
-                    "\"events\":{\"stored\":%uL,\"retained\":%uL,"
-                    "\"evicted\":%uL,\"expired\":%uL,\"repeats\":%uL,"
-                    "\"conflicts\":%uL,\"rejected\":%uL,"
-                    "\"oldestSeq\":%uL,\"newestSeq\":%uL,\"types\":%uL},",
-                    st->epoch, st->stored, st->retained, st->evicted,
-                    st->expired, st->repeats, st->conflicts,
-                    st->rejected_full, st->oldest_seq, st->head_seq,
-                    st->types);
+    ngx_http_events_buf_printf(b, ",\"epoch\":\"%016uxL\",\"events\":{",
+                               st->epoch);
 
-    ngx_http_events_buf_printf(b,
-                    "\"capture\":{\"stored\":%uA,\"invalid\":%uA},"
-                    "\"validate\":{\"rejected\":%uA,\"failed\":%uA},",
-                    st->counters[NGX_HTTP_EVENTS_CAPTURED],
-                    st->counters[NGX_HTTP_EVENTS_CAPTURE_INVALID],
-                    st->counters[NGX_HTTP_EVENTS_VALIDATE_REJECTED],
-                    st->counters[NGX_HTTP_EVENTS_VALIDATE_FAILED]);
+    ngx_http_events_buf_printf(b, "\"stored\":%uL,\"retained\":%uL,"
+                               "\"evicted\":%uL,\"expired\":%uL,",
+                               st->stored, st->retained, st->evicted,
+                               st->expired);
+
+    ngx_http_events_buf_printf(b, "\"repeats\":%uL,\"conflicts\":%uL,"
+                               "\"rejected\":%uL,\"oldestSeq\":%uL,"
+                               "\"newestSeq\":%uL,\"types\":%uL},",
+                               st->repeats, st->conflicts, st->rejected_full,
+                               st->oldest_seq, st->head_seq, st->types);
+
+    ngx_http_events_buf_printf(b, "\"capture\":{\"stored\":%uA,"
+                               "\"invalid\":%uA},",
+                               st->counters[NGX_HTTP_EVENTS_CAPTURED],
+                               st->counters[NGX_HTTP_EVENTS_CAPTURE_INVALID]);
+
+    ngx_http_events_buf_printf(b, "\"validate\":{\"rejected\":%uA,"
+                               "\"failed\":%uA},",
+                               st->counters[NGX_HTTP_EVENTS_VALIDATE_REJECTED],
+                               st->counters[NGX_HTTP_EVENTS_VALIDATE_FAILED]);
 
     ngx_http_events_buf_printf(b, "\"ring\":{\"zoneBytes\":%uL,"
-                    "\"bytes\":%uL,\"used\":%uL,\"free\":%uL,"
-                    "\"slots\":%uL},",
-                    st->zone_size, st->ring_size, st->ring_used,
-                    st->ring_size - st->ring_used, st->capacity);
+                               "\"bytes\":%uL,\"used\":%uL,\"free\":%uL,"
+                               "\"slots\":%uL},",
+                               st->zone_size, st->ring_size, st->ring_used,
+                               st->ring_size - st->ring_used, st->capacity);
 
     ngx_http_events_status_workers_json(b, st);
 }
@@ -389,50 +531,50 @@ static void
 ngx_http_events_status_text(ngx_http_events_buf_t *b,
     ngx_http_events_store_t *store, ngx_http_events_stats_t *st)
 {
-    ngx_http_events_status_metric(b, store, "events_stored_total",
-                  "counter", "Events stored since the zone was created.",
-                  st->stored);
-    ngx_http_events_status_metric(b, store, "events_evicted_total",
-                  "counter", "Events evicted to make room.", st->evicted);
-    ngx_http_events_status_metric(b, store, "events_expired_total",
-                  "counter", "Events dropped by events_retention.",
-                  st->expired);
-    ngx_http_events_status_metric(b, store, "events_repeats_total",
-                  "counter", "Idempotent repeats answered from the store.",
-                  st->repeats);
-    ngx_http_events_status_metric(b, store, "events_conflicts_total",
-                  "counter", "Writes refused for an id with another body.",
-                  st->conflicts);
-    ngx_http_events_status_metric(b, store, "events_rejected_total",
-                  "counter", "Writes refused because the zone was full.",
-                  st->rejected_full);
-    ngx_http_events_status_metric(b, store, "events_captured_total",
-                  "counter", "Events captured from proxied responses and "
-                  "stored.", st->counters[NGX_HTTP_EVENTS_CAPTURED]);
-    ngx_http_events_status_metric(b, store, "events_capture_invalid_total",
-                  "counter", "Captured events refused (invalid, or vetoed).",
-                  st->counters[NGX_HTTP_EVENTS_CAPTURE_INVALID]);
-    ngx_http_events_status_metric(b, store,
-                  "events_validate_rejected_total", "counter",
-                  "Events the events_validate hook refused.",
-                  st->counters[NGX_HTTP_EVENTS_VALIDATE_REJECTED]);
-    ngx_http_events_status_metric(b, store, "events_validate_failed_total",
-                  "counter", "Events refused because the hook did not "
-                  "answer.", st->counters[NGX_HTTP_EVENTS_VALIDATE_FAILED]);
-    ngx_http_events_status_metric(b, store, "events_retained", "gauge",
-                  "Events in the window.", st->retained);
-    ngx_http_events_status_metric(b, store, "events_oldest_seq", "gauge",
-                  "Seq of the oldest event retained.", st->oldest_seq);
-    ngx_http_events_status_metric(b, store, "events_newest_seq", "gauge",
-                  "Seq of the newest event.", st->head_seq);
-    ngx_http_events_status_metric(b, store, "events_types", "gauge",
-                  "Types in the catalog.", st->types);
-    ngx_http_events_status_metric(b, store, "events_ring_bytes", "gauge",
-                  "Bytes of ring.", st->ring_size);
-    ngx_http_events_status_metric(b, store, "events_ring_used_bytes",
-                  "gauge", "Bytes of ring in use.", st->ring_used);
-
+    ngx_http_events_status_table(b, store, st,
+                                 ngx_http_events_status_zone_metrics);
     ngx_http_events_status_workers_text(b, store, st);
+}
+
+
+/* a table of metrics with one sample each; an absent age is left out */
+
+static void
+ngx_http_events_status_table(ngx_http_events_buf_t *b,
+    ngx_http_events_store_t *store, ngx_http_events_stats_t *st,
+    ngx_http_events_status_zone_metric_t *m)
+{
+    u_char    *f;
+    int64_t    age;
+    uint64_t   value;
+
+    for ( /* void */ ; m->name; m++) {
+        f = (u_char *) st + m->offset;
+
+        switch (m->type) {
+
+        case NGX_HTTP_EVENTS_STAT_ATOMIC:
+            value = *(ngx_atomic_uint_t *) f;
+            break;
+
+        case NGX_HTTP_EVENTS_STAT_AGE:
+            age = *(int64_t *) f;
+
+            if (age < 0) {
+                continue;
+            }
+
+            value = (uint64_t) age;
+            break;
+
+        default:
+            value = *(uint64_t *) f;
+        }
+
+        ngx_http_events_status_help(b, m->name, m->kind, m->help);
+        ngx_http_events_status_sample(b, store, m->name, NULL, NULL, value,
+                                      m->type >= NGX_HTTP_EVENTS_STAT_SECONDS);
+    }
 }
 
 
@@ -446,7 +588,8 @@ ngx_http_events_status_workers_text(ngx_http_events_buf_t *b,
     ngx_http_events_status_worker_metric_t  *wm;
 
     ngx_http_events_status_help(b, "events_published_total", "counter",
-                          "Events stored, by the worker that stored them.");
+                                "Events stored, by the worker that stored "
+                                "them.");
 
     pid.data = buf;
 
@@ -466,8 +609,8 @@ ngx_http_events_status_workers_text(ngx_http_events_buf_t *b,
             w = (u_char *) &st->workers[i];
             pid.len = ngx_sprintf(buf, "%P", st->workers[i].pid) - buf;
             ngx_http_events_status_sample(b, store, wm[m].name, "pid", &pid,
-                                 *(ngx_atomic_uint_t *) (w + wm[m].offset),
-                                 0);
+                                    *(ngx_atomic_uint_t *) (w + wm[m].offset),
+                                    0);
         }
     }
 }
@@ -477,37 +620,8 @@ static void
 ngx_http_events_status_journal_text(ngx_http_events_buf_t *b,
     ngx_http_events_store_t *store, ngx_http_events_stats_t *st)
 {
-    if (!st->journal) {
-        return;
+    if (st->journal) {
+        ngx_http_events_status_table(b, store, st,
+                                     ngx_http_events_status_journal_metrics);
     }
-
-    ngx_http_events_status_metric(b, store, "events_journal_bytes", "gauge",
-                  "Bytes in the journal's segments.", st->journal_bytes);
-    ngx_http_events_status_metric(b, store, "events_journal_segments",
-                  "gauge", "Segment files in the journal.",
-                  st->journal_segments);
-
-    if (st->journal_fsync_age >= 0) {
-        ngx_http_events_status_help(b,
-                  "events_journal_last_fsync_age_seconds", "gauge",
-                  "Time since the journal's last fsync.");
-        ngx_http_events_status_sample(b, store,
-                  "events_journal_last_fsync_age_seconds", NULL, NULL,
-                  (uint64_t) st->journal_fsync_age, 1);
-    }
-
-    ngx_http_events_status_metric(b, store, "events_journal_fsyncs_total",
-                  "counter", "fsyncs of the journal.", st->journal_fsyncs);
-    ngx_http_events_status_metric(b, store, "events_journal_errors_total",
-                  "counter", "Journal writes or fsyncs that failed.",
-                  st->journal_errors);
-
-    ngx_http_events_status_help(b, "events_journal_replay_seconds", "gauge",
-                  "Time the journal's replay took at start.");
-    ngx_http_events_status_sample(b, store, "events_journal_replay_seconds",
-                  NULL, NULL, st->journal_replay_ms, 1);
-
-    ngx_http_events_status_metric(b, store, "events_journal_replayed",
-                  "gauge", "Events read back from the journal at start.",
-                  st->journal_replayed);
 }

@@ -41,6 +41,7 @@
 struct ngx_http_events_stream_ctx_s {
     ngx_http_request_t         *request;
     ngx_http_events_store_t    *store;
+    ngx_http_events_cursor_key_t  *key;
     ngx_queue_t                 queue;
     ngx_http_events_query_t     filter;
 
@@ -74,6 +75,10 @@ struct ngx_http_events_stream_ctx_s {
 static void ngx_http_events_stream_event_init(
     ngx_http_events_stream_ctx_t *ctx, ngx_event_t *ev,
     ngx_event_handler_pt handler);
+static ngx_uint_t ngx_http_events_stream_accept(ngx_http_request_t *r,
+    ngx_http_events_stream_ctx_t *ctx, ngx_int_t *rc);
+static void ngx_http_events_stream_subscribe(
+    ngx_http_events_stream_ctx_t *ctx);
 static ngx_int_t ngx_http_events_stream_refuse(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, const char *message);
 static ngx_int_t ngx_http_events_stream_start(
@@ -120,13 +125,7 @@ ngx_http_events_stream_handler(ngx_http_request_t *r)
 {
     ngx_int_t                      rc;
     ngx_pool_cleanup_t            *cln;
-    ngx_http_events_error_t        err;
-    ngx_http_events_store_t       *store;
-    ngx_http_events_loc_conf_t    *elcf;
     ngx_http_events_stream_ctx_t  *ctx;
-
-    elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
-    store = elcf->stream_zone->data;
 
     if (r->method != NGX_HTTP_GET) {
         return ngx_http_events_http_not_allowed(r, "GET");
@@ -146,59 +145,9 @@ ngx_http_events_stream_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_memzero(&err, sizeof(ngx_http_events_error_t));
-
-    rc = ngx_http_events_get_tenant(r, &ctx->filter.tenant);
-
-    if (rc == NGX_ERROR) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (rc == NGX_DECLINED) {
-        return ngx_http_events_stream_refuse(r, 400, "invalid_tenant",
-                                             "the request's tenant must be "
-                                             "1-64 characters of "
-                                             "[A-Za-z0-9_.:-]");
-    }
-
-    /* before it is an EventSource, a bad request may be a 4xx */
-
-    if (ngx_http_events_query_parse(&r->args, NGX_HTTP_EVENTS_QUERY_STREAM,
-                                    r->pool, &ctx->filter, &err)
-        != NGX_OK)
-    {
-        if (err.status == 0) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        return ngx_http_events_http_send_error(r, &err, NULL);
-    }
-
-    if (!ngx_http_events_stream_grants(r, ctx, &rc)) {
+    if (!ngx_http_events_stream_accept(r, ctx, &rc)) {
         return rc;
     }
-
-    if (elcf->stream_max_subscribers
-        && store->nsubscribers >= elcf->stream_max_subscribers)
-    {
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "events: %ui streams on zone \"%V\" in this worker, "
-                      "stream refused", store->nsubscribers, &store->name);
-
-        return ngx_http_events_stream_refuse(r, 503, "too_many_subscribers",
-                                             "this server holds as many "
-                                             "streams as it may; retry "
-                                             "later");
-    }
-
-    ctx->request = r;
-    ctx->store = store;
-    ctx->max_buffer = elcf->stream_max_buffer;
-    ctx->heartbeat_ms = elcf->heartbeat;
-    ctx->named = elcf->stream_event_field || ctx->filter.named;
-    ctx->last = &ctx->out;
-
-    ctx->filter.scan_limit = NGX_HTTP_EVENTS_STREAM_BUDGET;
 
     ngx_http_events_ctx(r)->stream = ctx;
 
@@ -220,6 +169,8 @@ ngx_http_events_stream_handler(ngx_http_request_t *r)
         return NGX_ERROR;
     }
 
+    r->main->count++;
+
     if (ngx_exiting) {
         /*
          * the headers came after this worker began a graceful shutdown
@@ -227,11 +178,115 @@ ngx_http_events_stream_handler(ngx_http_request_t *r)
          * the retry hint start() wrote, rather than subscribe a stream
          * no one will close
          */
-        r->main->count++;
         ngx_http_events_stream_finish(ctx, ": server restarting, "
                                       "reconnect\n\n");
         return NGX_DONE;
     }
+
+    ngx_http_events_stream_subscribe(ctx);
+
+    r->read_event_handler = ngx_http_test_reading;
+    r->write_event_handler = ngx_http_events_stream_writer;
+
+    ngx_http_events_stream_pump(ctx);
+
+    return NGX_DONE;
+}
+
+
+/*
+ * Before it is an EventSource, a bad request may be a 4xx: the tenant,
+ * the filters, the token's grant and the worker's room for one more.
+ * NGX_OK: the stream may start, ctx is set up; else it was answered.
+ */
+
+static ngx_uint_t
+ngx_http_events_stream_accept(ngx_http_request_t *r,
+    ngx_http_events_stream_ctx_t *ctx, ngx_int_t *rc)
+{
+    ngx_int_t                    trc;
+    ngx_http_events_error_t      err;
+    ngx_http_events_store_t     *store;
+    ngx_http_events_loc_conf_t  *elcf;
+
+    elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
+    store = elcf->stream_zone->data;
+
+    ngx_memzero(&err, sizeof(ngx_http_events_error_t));
+
+    trc = ngx_http_events_get_tenant(r, &ctx->filter.tenant);
+
+    if (trc == NGX_ERROR) {
+        *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return 0;
+    }
+
+    if (trc == NGX_DECLINED) {
+        *rc = ngx_http_events_stream_refuse(r, 400, "invalid_tenant",
+                                            "the request's tenant must be "
+                                            "1-64 characters of "
+                                            "[A-Za-z0-9_.:-]");
+        return 0;
+    }
+
+    /* before it is an EventSource, a bad request may be a 4xx */
+
+    ctx->key = ngx_http_events_store_cursor_key(store);
+    if (ctx->key == NULL) {
+        *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return 0;
+    }
+
+    if (ngx_http_events_query_parse(&r->args, NGX_HTTP_EVENTS_QUERY_STREAM,
+                                    ctx->key, r->pool, &ctx->filter, &err)
+        != NGX_OK)
+    {
+        *rc = err.status ? ngx_http_events_http_send_error(r, &err, NULL)
+                         : NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return 0;
+    }
+
+    if (!ngx_http_events_stream_grants(r, ctx, rc)) {
+        return 0;
+    }
+
+    if (elcf->stream_max_subscribers
+        && store->nsubscribers >= elcf->stream_max_subscribers)
+    {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "events: %ui streams on zone \"%V\" in this worker, "
+                      "stream refused", store->nsubscribers, &store->name);
+
+        *rc = ngx_http_events_stream_refuse(r, 503, "too_many_subscribers",
+                                            "this server holds as many "
+                                            "streams as it may; retry "
+                                            "later");
+        return 0;
+    }
+
+    ctx->request = r;
+    ctx->store = store;
+    ctx->max_buffer = elcf->stream_max_buffer;
+    ctx->heartbeat_ms = elcf->heartbeat;
+    ctx->named = elcf->stream_event_field || ctx->filter.named;
+    ctx->last = &ctx->out;
+
+    ctx->filter.scan_limit = NGX_HTTP_EVENTS_STREAM_BUDGET;
+
+    return 1;
+}
+
+
+/* the stream's timers, and on the worker's list of the zone's streams */
+
+static void
+ngx_http_events_stream_subscribe(ngx_http_events_stream_ctx_t *ctx)
+{
+    ngx_http_events_store_t     *store;
+    ngx_http_events_loc_conf_t  *elcf;
+
+    elcf = ngx_http_get_module_loc_conf(ctx->request, ngx_http_events_module);
+    store = ctx->store;
 
     ngx_http_events_stream_event_init(ctx, &ctx->heartbeat,
                                       ngx_http_events_stream_heartbeat);
@@ -262,14 +317,6 @@ ngx_http_events_stream_handler(ngx_http_request_t *r)
     store->nsubscribers++;
     ctx->queued = 1;
     ngx_http_events_store_subscribe(store, 1);
-
-    r->main->count++;
-    r->read_event_handler = ngx_http_test_reading;
-    r->write_event_handler = ngx_http_events_stream_writer;
-
-    ngx_http_events_stream_pump(ctx);
-
-    return NGX_DONE;
 }
 
 
@@ -435,8 +482,8 @@ ngx_http_events_stream_start(ngx_http_events_stream_ctx_t *ctx)
     if (last->len == 8 && ngx_strncmp(last->data, "earliest", 8) == 0) {
         seq = w.evicted_seq;
 
-    } else if (ngx_http_events_cursor_parse(last->data, last->len, &epoch,
-                                            &seq)
+    } else if (ngx_http_events_cursor_parse(ctx->key, last->data, last->len,
+                                            &epoch, &seq)
                != NGX_OK)
     {
         reason = "invalid_cursor";
@@ -607,8 +654,8 @@ ngx_http_events_stream_cursor(ngx_http_events_stream_ctx_t *ctx,
     ipc = ngx_http_events_ipc();
 
     if (ipc->cursor_seq != seq || ipc->cursor_epoch != ctx->store->epoch) {
-        (void) ngx_http_events_cursor_write(ipc->cursor, ctx->store->epoch,
-                                            seq);
+        (void) ngx_http_events_cursor_write(ctx->key, ipc->cursor,
+                                            ctx->store->epoch, seq);
         ipc->cursor_seq = seq;
         ipc->cursor_epoch = ctx->store->epoch;
     }
@@ -628,11 +675,11 @@ ngx_http_events_stream_reset(ngx_http_events_stream_ctx_t *ctx,
     ngx_http_events_store_window(ctx->store, &w);
 
     p = ngx_cpymem(buf, "event: reset\nid: ", sizeof("event: reset\nid: ") - 1);
-    p = ngx_http_events_cursor_write(p, w.epoch, w.head_seq);
+    p = ngx_http_events_cursor_write(ctx->key, p, w.epoch, w.head_seq);
     p = ngx_sprintf(p, "\ndata: {\"reason\":\"%s\",\"oldest\":\"", reason);
-    p = ngx_http_events_cursor_write(p, w.epoch, w.evicted_seq);
+    p = ngx_http_events_cursor_write(ctx->key, p, w.epoch, w.evicted_seq);
     p = ngx_cpymem(p, "\",\"head\":\"", sizeof("\",\"head\":\"") - 1);
-    p = ngx_http_events_cursor_write(p, w.epoch, w.head_seq);
+    p = ngx_http_events_cursor_write(ctx->key, p, w.epoch, w.head_seq);
     p = ngx_cpymem(p, "\"}\n\n", 4);
 
     ctx->cursor = w.head_seq;
@@ -649,7 +696,8 @@ ngx_http_events_stream_ready(ngx_http_events_stream_ctx_t *ctx)
 
     p = ngx_sprintf(buf, "event: ready\ndata: {\"replayed\":%ui,\"head\":\"",
                     ctx->replayed);
-    p = ngx_http_events_cursor_write(p, ctx->store->epoch, ctx->cursor);
+    p = ngx_http_events_cursor_write(ctx->key, p, ctx->store->epoch,
+                                     ctx->cursor);
     p = ngx_cpymem(p, "\"}\n\n", 4);
 
     return ngx_http_events_stream_append(ctx, buf, p - buf);

@@ -275,7 +275,7 @@ typedef struct {
 typedef struct {
     ngx_shm_zone_t             *zone;
     ngx_http_conf_ctx_t        *ctx;
-    void                       *elcf;
+    ngx_http_events_loc_conf_t *elcf;
 } ngx_http_events_wh_bind_t;
 
 

@@ -24,6 +24,15 @@
 #include "ngx_http_events_webhook.h"
 
 
+/* one metric and where its value is in the statistics */
+typedef struct {
+    const char                 *name;
+    const char                 *kind;
+    const char                 *help;
+    size_t                      offset;
+} ngx_http_events_webhook_status_metric_t;
+
+
 static void ngx_http_events_webhook_status_json(ngx_http_events_buf_t *b,
     ngx_http_events_store_t *store);
 static void ngx_http_events_webhook_status_text(ngx_http_events_buf_t *b,
@@ -33,6 +42,49 @@ static void ngx_http_events_webhook_status_text(ngx_http_events_buf_t *b,
 static ngx_http_events_status_section_t  ngx_http_events_webhook_status = {
     ngx_http_events_webhook_status_json,
     ngx_http_events_webhook_status_text
+};
+
+
+#define ngx_http_events_wh_stat(field)                                        \
+    offsetof(ngx_http_events_wh_stats_t, field)
+
+
+static ngx_http_events_webhook_status_metric_t
+    ngx_http_events_webhook_status_metrics[] = {
+
+    { "events_webhook_endpoints", "gauge",
+      "Webhook endpoints.", ngx_http_events_wh_stat(endpoints) },
+
+    { "events_webhook_endpoints_disabled", "gauge",
+      "Webhook endpoints disabled.", ngx_http_events_wh_stat(disabled) },
+
+    { "events_webhook_pending", "gauge",
+      "Deliveries queued or in flight.", ngx_http_events_wh_stat(pending) },
+
+    { "events_webhook_in_flight", "gauge",
+      "Attempts in flight.", ngx_http_events_wh_stat(inflight) },
+
+    { "events_webhook_oldest_pending_age_ms", "gauge",
+      "Age of the oldest delivery not done.",
+      ngx_http_events_wh_stat(oldest_pending_ms) },
+
+    { "events_webhook_delivered_total", "counter",
+      "Deliveries that succeeded.", ngx_http_events_wh_stat(ok) },
+
+    { "events_webhook_failed_total", "counter",
+      "Deliveries that ended failed.", ngx_http_events_wh_stat(failed) },
+
+    { "events_webhook_expired_total", "counter",
+      "Deliveries whose event left the ring.",
+      ngx_http_events_wh_stat(expired) },
+
+    { "events_webhook_attempts_total", "counter",
+      "Attempts made.", ngx_http_events_wh_stat(attempts) },
+
+    { "events_webhook_retries_total", "counter",
+      "Retries scheduled.", ngx_http_events_wh_stat(retries) },
+
+    { NULL, NULL, NULL, 0 }
 };
 
 
@@ -58,14 +110,19 @@ ngx_http_events_webhook_status_json(ngx_http_events_buf_t *b,
     ngx_http_events_webhook_stats(store, &ws);
 
     ngx_http_events_buf_printf(b, ",\"webhooks\":{\"dispatcherPid\":%P,"
-                    "\"endpoints\":%uL,\"disabled\":%uL,\"pending\":%uL,"
-                    "\"inFlight\":%uL,\"oldestPendingAgeMs\":%uL,"
-                    "\"ok\":%uL,\"failed\":%uL,\"expired\":%uL,"
-                    "\"aborted\":%uL,\"attempts\":%uL,\"retries\":%uL,"
-                    "\"errors\":{",
-                    ws.owner, ws.endpoints, ws.disabled, ws.pending,
-                    ws.inflight, ws.oldest_pending_ms, ws.ok, ws.failed,
-                    ws.expired, ws.aborted, ws.attempts, ws.retries);
+                               "\"endpoints\":%uL,\"disabled\":%uL,"
+                               "\"pending\":%uL,\"inFlight\":%uL,"
+                               "\"oldestPendingAgeMs\":%uL,",
+                               ws.owner, ws.endpoints, ws.disabled,
+                               ws.pending, ws.inflight,
+                               ws.oldest_pending_ms);
+
+    ngx_http_events_buf_printf(b, "\"ok\":%uL,\"failed\":%uL,"
+                               "\"expired\":%uL,\"aborted\":%uL,"
+                               "\"attempts\":%uL,\"retries\":%uL,"
+                               "\"errors\":{",
+                               ws.ok, ws.failed, ws.expired, ws.aborted,
+                               ws.attempts, ws.retries);
 
     for (i = 1; i < NGX_HTTP_EVENTS_E_MAX; i++) {
         ngx_http_events_buf_printf(b, "%s\"%s\":%uL", i > 1 ? "," : "",
@@ -81,9 +138,10 @@ static void
 ngx_http_events_webhook_status_text(ngx_http_events_buf_t *b,
     ngx_http_events_store_t *store)
 {
-    ngx_str_t                   error;
-    ngx_uint_t                  i;
-    ngx_http_events_wh_stats_t  ws;
+    ngx_str_t                                 error;
+    ngx_uint_t                                i;
+    ngx_http_events_wh_stats_t                ws;
+    ngx_http_events_webhook_status_metric_t  *m;
 
     if (store->whcf == NULL) {
         return;
@@ -91,33 +149,15 @@ ngx_http_events_webhook_status_text(ngx_http_events_buf_t *b,
 
     ngx_http_events_webhook_stats(store, &ws);
 
-    ngx_http_events_status_metric(b, store, "events_webhook_endpoints",
-                  "gauge", "Webhook endpoints.", ws.endpoints);
-    ngx_http_events_status_metric(b, store,
-                  "events_webhook_endpoints_disabled", "gauge",
-                  "Webhook endpoints disabled.", ws.disabled);
-    ngx_http_events_status_metric(b, store, "events_webhook_pending",
-                  "gauge", "Deliveries queued or in flight.", ws.pending);
-    ngx_http_events_status_metric(b, store, "events_webhook_in_flight",
-                  "gauge", "Attempts in flight.", ws.inflight);
-    ngx_http_events_status_metric(b, store,
-                  "events_webhook_oldest_pending_age_ms", "gauge",
-                  "Age of the oldest delivery not done.",
-                  ws.oldest_pending_ms);
-    ngx_http_events_status_metric(b, store, "events_webhook_delivered_total",
-                  "counter", "Deliveries that succeeded.", ws.ok);
-    ngx_http_events_status_metric(b, store, "events_webhook_failed_total",
-                  "counter", "Deliveries that ended failed.", ws.failed);
-    ngx_http_events_status_metric(b, store, "events_webhook_expired_total",
-                  "counter", "Deliveries whose event left the ring.",
-                  ws.expired);
-    ngx_http_events_status_metric(b, store, "events_webhook_attempts_total",
-                  "counter", "Attempts made.", ws.attempts);
-    ngx_http_events_status_metric(b, store, "events_webhook_retries_total",
-                  "counter", "Retries scheduled.", ws.retries);
+    for (m = ngx_http_events_webhook_status_metrics; m->name; m++) {
+        ngx_http_events_status_metric(b, store, m->name, m->kind, m->help,
+                                *(uint64_t *) ((u_char *) &ws + m->offset));
+    }
+
+    /* a pid, not a counter */
     ngx_http_events_status_metric(b, store, "events_webhook_dispatcher_pid",
-                  "gauge", "The worker that dispatches.",
-                  (uint64_t) ws.owner);
+                                  "gauge", "The worker that dispatches.",
+                                  (uint64_t) ws.owner);
 
     ngx_http_events_status_help(b, "events_webhook_errors_total", "counter",
                                 "Failed attempts, by error.");

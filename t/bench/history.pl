@@ -23,9 +23,7 @@ use warnings;
 
 use FindBin;
 use lib "$FindBin::Bin/../lib";
-use Compress::Zlib qw(crc32);
 use IO::Socket::IP;
-use MIME::Base64 qw(decode_base64 encode_base64);
 use Time::HiRes qw(time sleep);
 use EventsTest;
 
@@ -126,19 +124,35 @@ printf "ring: %d events of %d; journal %.0f MB, index %.0f MB "
     . "(%.0f bytes/event)\n", $st->{events}{retained}, $head,
     $jbytes / 1e6, $ibytes / 1e6, $ibytes / $head;
 
-# cursors: epoch from a real one, seq of our choosing
-my $real = $t->get('/events?limit=1')->{json}{next};
-(my $b64 = $real) =~ tr/-_/+\//;
-my ($epoch) = unpack('a8', decode_base64($b64 . '=' x (-length($b64) % 4)));
+# random places: cursors are opaque (and sealed), times are not; a
+# time is a seq through the index's time table
+my (undef, $first_raw) = raw('GET', '/events?limit=1');
+my (undef, $last_raw) = raw('GET', '/events?limit=1&order=desc');
+my ($t_first) = $first_raw =~ /"timestamp":"([^"]+)"/;
+my ($t_last) = $last_raw =~ /"timestamp":"([^"]+)"/;
 
-sub cursor {
-    my ($seq) = @_;
-    my $raw = $epoch . pack('Q>', $seq);
-    my $crc = crc32($raw);
-    $raw .= pack('n', $crc & 0xffff);
-    (my $c = encode_base64($raw, '')) =~ tr/+\//-_/;
-    $c =~ s/=+$//;
-    return $c;
+sub ms_of {
+    my ($ts) = @_;
+    my ($y, $mo, $d, $h, $mi, $sec, $ms) =
+        $ts =~ /^(\d+)-(\d+)-(\d+)T(\d+):(\d+):(\d+)\.(\d+)Z$/ or die $ts;
+    require Time::Local;
+    return Time::Local::timegm($sec, $mi, $h, $d, $mo - 1, $y) * 1000 + $ms;
+}
+
+sub iso {
+    my ($ms) = @_;
+    my @t = gmtime(int($ms / 1000));
+    return sprintf('%04d-%02d-%02dT%02d:%02d:%02d.%03dZ', $t[5] + 1900,
+        $t[4] + 1, @t[3, 2, 1, 0], $ms % 1000);
+}
+
+my ($ms_first, $ms_last) = (ms_of($t_first), ms_of($t_last));
+my $ring_share = $st->{events}{retained} / $head;
+
+# a time in the part of the history only the disk has
+sub disk_time {
+    return iso($ms_first + int(rand(($ms_last - $ms_first)
+                                    * (1 - 2 * $ring_share))));
 }
 
 sub timed {
@@ -157,21 +171,22 @@ sub timed {
         $ms[int(@ms * 0.5)], $ms[int(@ms * 0.99)], $ms[-1];
 }
 
-my $disk = $head - $st->{events}{retained};
-timed('page of 100 by cursor (disk)',
-    sub { '/events?limit=100&after=' . cursor(1 + int(rand($disk - 200))) });
-timed('page of 100 by cursor, desc (disk)',
-    sub { '/events?limit=100&order=desc&before='
-          . cursor(200 + int(rand($disk - 200))) });
+timed('page of 100 from a time (disk)',
+    sub { '/events?limit=100&since=' . disk_time() });
+timed('page of 100 up to a time, desc (disk)',
+    sub { '/events?limit=100&order=desc&until=' . disk_time() });
+timed('page of 100 after a cursor (disk)', sub {
+    my (undef, $all) = raw('GET', '/events?limit=1&since=' . disk_time());
+    my ($next) = $all =~ /"next":"([^"]+)"/;
+    return "/events?limit=100&after=$next" });
 timed('page of 100, 1 in 10000 type',
-    sub { '/events?types=bench.rare&limit=100&after='
-          . cursor(int(rand($head / 2))) });
+    sub { '/events?types=bench.rare&limit=100&since=' . disk_time() });
 timed('entity history (100 events)',
     sub { '/events/item/e-' . int(rand(10000)) . '?limit=100' });
 timed('GET /events/{id}',
     sub { '/events/b-' . (1 + int(rand($N))) });
-timed('page of 100 by cursor (ring)',
-    sub { '/events?limit=100&after=' . cursor($head - 1000) });
+timed('page of 100 from the ring',
+    sub { '/events?limit=100&order=desc' });
 
 # SSE catch-up from the start: count events until "ready"
 my $sock = IO::Socket::IP->new(PeerAddr => '127.0.0.1', PeerPort => $t->port,
