@@ -271,11 +271,16 @@ my $count_all = scalar @{ pages('/events', \%acme) };
 $ent = pages('/events/ticket/t-7', \%acme, 1000);
 
 $t->stop;
+my $before = length $t->error_log;
 $t->run;
 is(scalar @{ pages('/events', \%acme) }, $count_all,
     'after a restart: all of it');
-like($t->error_log, qr/history index ".*index\.mdb": \d+ events checked/,
-    'the index was checked against the segments');
+my $restart_log = substr($t->error_log, $before);
+like($restart_log, qr/history index ".*index\.mdb": (\d+) events checked, 0 added in/,
+    'the index was checked against the segments, and kept');
+unlike($restart_log, qr/is rebuilt/, 'not rebuilt');
+is($t->get('/events-status')->{json}{journal}{history}{rebuilds}, 0,
+    'status: no rebuild');
 
 kill 'KILL', $t->master_pid, $t->worker_pids;
 sleep 0.5;

@@ -357,8 +357,6 @@ ngx_http_events_history_replay_done(ngx_http_events_history_t *h,
     uint64_t last_seq, ngx_log_t *log)
 {
     u_char                         *p, name[NGX_MAX_PATH];
-    MDB_txn                        *txn;
-    MDB_stat                        ms;
     uint64_t                        first_segment;
     ngx_int_t                       rc;
     ngx_uint_t                      i, level;
@@ -473,14 +471,6 @@ ngx_http_events_history_replay_done(ngx_http_events_history_t *h,
                       why ? ": " : "", why ? why : "");
         hsh->ready = 0;
         return NGX_OK;
-    }
-
-    if (mdb_txn_begin(h->env, NULL, MDB_RDONLY, &txn) == 0) {
-        if (mdb_stat(txn, h->seq, &ms) == 0) {
-            hsh->entries = ms.ms_entries;
-        }
-
-        mdb_txn_abort(txn);
     }
 
     ngx_http_events_history_close(h);
@@ -660,6 +650,8 @@ ngx_http_events_history_walk(ngx_http_events_history_t *h, ngx_array_t *segs,
         goto failed;
     }
 
+    h->vrc = rc;
+
     for (i = 0; i < segs->nelts; i++) {
         n = ngx_http_events_history_walk_segment(h, first[i], verify, log,
                                                  why);
@@ -673,7 +665,8 @@ ngx_http_events_history_walk(ngx_http_events_history_t *h, ngx_array_t *segs,
         cur = h->vcur;
     }
 
-    if (verify && h->batch == 0
+    /* past the end, LMDB's cursor stays on the last entry: vrc says so */
+    if (verify && h->batch == 0 && h->vrc == 0
         && mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT) == 0
         && ngx_http_events_history_get64(k.mv_data) <= h->indexed)
     {
@@ -833,7 +826,8 @@ ngx_http_events_history_walk_segment(ngx_http_events_history_t *h,
                 continue;
             }
 
-            rc = mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT);
+            rc = (h->vrc == 0) ? mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT)
+                               : h->vrc;
 
             if (rc != 0 || k.mv_size != 8 || v.mv_size != sizeof(loc)
                 || ngx_http_events_history_get64(k.mv_data) != seq
@@ -848,11 +842,11 @@ ngx_http_events_history_walk_segment(ngx_http_events_history_t *h,
             }
 
             h->verified++;
-            (void) mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+            h->vrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
             continue;
         }
 
-        if (verify && cur != NULL && h->batch == 0
+        if (verify && cur != NULL && h->batch == 0 && h->vrc == 0
             && mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT) == 0
             && ngx_http_events_history_get64(k.mv_data) <= h->indexed)
         {
@@ -1355,8 +1349,6 @@ ngx_http_events_history_add(ngx_http_events_history_t *h, MDB_txn *txn,
     if (rc != 0 && rc != MDB_KEYEXIST) {
         goto failed;
     }
-
-    ngx_http_events_journal_history(h->journal)->entries++;
 
     return NGX_OK;
 

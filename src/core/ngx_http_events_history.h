@@ -26,7 +26,6 @@ typedef struct {
     uint64_t                    gone;           /* newest seq removed */
     uint64_t                    cleaned;        /* index entries removed */
     uint64_t                    first_segment;  /* oldest kept */
-    uint64_t                    entries;        /* events indexed */
     uint64_t                    errors;
     uint64_t                    rebuilds;
     uint64_t                    rebuild_ms;
@@ -80,6 +79,7 @@ typedef struct {
     MDB_txn                    *rtxn;           /* reset between reads */
     MDB_txn                    *wtxn;           /* under the zone lock */
     MDB_cursor                 *vcur;           /* the master's check */
+    int                         vrc;            /* where vcur is */
     MDB_dbi                     seq;
     MDB_dbi                     tenant;
     MDB_dbi                     type;
