@@ -802,14 +802,10 @@ ngx_http_events_history_walk_segment(ngx_http_events_history_t *h,
             continue;
         }
 
-        if (ngx_http_events_history_decode(p, sizeof(
-                                           ngx_http_events_journal_rec_t)
-                                           + rec.len, &r)
-            != NGX_OK)
-        {
-            /* the replay cut the segment here */
-            break;
-        }
+        /*
+         * the replay has just checked every record's crc; what is
+         * indexed already is compared by place, the rest decoded below
+         */
 
         seq = rec.seq;
 
@@ -853,6 +849,13 @@ ngx_http_events_history_walk_segment(ngx_http_events_history_t *h,
             *why = "it holds events the segments do not";
             (void) munmap(map, (size_t) size);
             return NGX_DECLINED;
+        }
+
+        if (ngx_http_events_history_decode(map + loc.offset, loc.len, &r)
+            != NGX_OK)
+        {
+            /* the replay cut the segment here */
+            break;
         }
 
         ngx_memzero(&ev, sizeof(ngx_http_events_event_t));
