@@ -13,6 +13,7 @@
 #   make bench-fanout  the SSE fan-out benchmark, side by side with Nchan
 #   make bench-webhooks  webhook deliveries/s and latency
 #   make bench-journal what each events_journal fsync mode costs at ingest
+#   make bench-history reads from 1 000 000 events on disk behind a small ring
 #   make fuzz       a longer fuzzing run of the parsers
 
 SHELL       := /bin/bash
@@ -36,7 +37,7 @@ DESTDIR     ?=
 
 # what building and running need; testing adds the rest
 RUN_DEBS  := nginx nginx-dev libjansson-dev libssl-dev libpcre2-dev \
-             zlib1g-dev gcc make
+             zlib1g-dev gcc make liblmdb-dev
 TEST_DEBS := $(RUN_DEBS) perl libasan8 clang libclang-rt-14-dev wrk openssl \
              libnginx-mod-nchan debhelper dpkg-dev fakeroot chromium
 DEBS      ?= $(TEST_DEBS)
@@ -44,8 +45,8 @@ DEBS      ?= $(TEST_DEBS)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps deps-run run test test-asan bench bench-fanout \
-        bench-webhooks bench-journal fuzz fuzz-short clean install deb \
-        nginx-poll check-openssl compat compat-src
+        bench-webhooks bench-journal bench-history fuzz fuzz-short clean \
+        install deb nginx-poll check-openssl compat compat-src
 
 all: $(MODULE)
 
@@ -161,6 +162,11 @@ bench-webhooks: deps $(MODULE)
 # ingest without a journal and with each fsync mode, as ratios
 bench-journal: deps $(MODULE)
 	t/bench/journal.sh
+
+# History on disk: 1 000 000 events on disk behind an 8m ring; page, rare
+# type, entity and GET-by-id latencies, SSE catch-up (BENCH_EVENTS=...)
+bench-history: deps $(MODULE)
+	T_MODULE=$(MODULE) perl t/bench/history.pl
 
 # libFuzzer targets for the envelope validator and the query/cursor parsers
 # (t/fuzz/).  The nginx core functions the sources call come from
