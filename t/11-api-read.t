@@ -87,7 +87,16 @@ ok(defined $r->{json}{next}, 'next, to poll from');
 ok(defined $r->{json}{oldest}, 'oldest');
 
 is_deeply(seqs($t->get('/events', %beta)), [ $beta1->{seq} ], 'beta sees its own');
-is_deeply(seqs($t->get('/events')), [], 'the default tenant sees none');
+$r = $t->get('/events');
+is_deeply(seqs($r), [], 'the default tenant sees none');
+
+# a tenant without events learns nothing of the others': no head
+is($r->{json}{head}, undef, 'no head for a tenant without events');
+ok(exists $r->{json}{head}, 'head is there, as null');
+ok(!exists $r->{headers}{'events-head'}, 'and no Events-Head');
+ok(defined $r->{json}{oldest}, 'oldest, to start from');
+is($t->get('/events', headers => { 'X-Tenant' => 'nobody-here' })
+    ->{json}{head}, undef, 'nor for a tenant never seen');
 
 my %cases = (
     'types=ticket.created'            => [ 0 ],
@@ -272,24 +281,38 @@ for my $q (sort keys %bad) {
 is($t->get('/events?limit=0', %acme)->{json}{error}{message},
     'limit must be between 1 and 1000', 'the message of the contract');
 
-# cursors: one mangled, one ahead, one of another incarnation
+# cursors: epoch, the seq encrypted with the zone's secret, a check
 my $raw = decode_base64url($head);
-my ($epoch, $seq) = (substr($raw, 0, 8), unpack('Q>', substr($raw, 8, 8)));
+my $epoch = substr($raw, 0, 8);
 sub cursor {
-    my ($e, $s) = @_;
-    my $b = $e . pack('Q>', $s);
-    return encode_base64url($b . pack('n', crc32($b) & 0xffff));
+    my ($e, $block) = @_;
+    my $b = $e . $block;
+    return encode_base64url($b . substr(pack('N', crc32($b)), 1, 3));
 }
-is(cursor($epoch, $seq), $head, 'the test knows the cursor format');
+is(length $head, 36, 'a cursor is 36 characters');
+is(cursor($epoch, substr($raw, 8, 16)), $head,
+    'the test knows the cursor format');
+ok(!grep({ index(substr($raw, 8), pack('Q>', $_)) >= 0
+    || index(substr($raw, 8), pack('Q<', $_)) >= 0 } 1 .. 100),
+    'the seq is not in the clear');
+my $other = decode_base64url($t->get("/events?after=$head&limit=1", %acme)
+    ->{json}{oldest});
+is(substr($other, 0, 8), $epoch, 'cursors of one epoch share it');
 
 my $flipped = $head;
 substr($flipped, 3, 1) = substr($flipped, 3, 1) eq 'A' ? 'B' : 'A';
 $t->is_error($t->get("/events?after=$flipped", %acme), 400,
     'invalid_cursor', 'after', 'a mangled cursor');
-$t->is_error($t->get('/events?after=' . cursor($epoch, $seq + 1000), %acme),
-    400, 'invalid_cursor', 'after', 'a cursor ahead of the head');
+my $forged = substr($raw, 8, 16);
+substr($forged, 15, 1) = chr(ord(substr($forged, 15, 1)) ^ 1);
+$t->is_error($t->get('/events?after=' . cursor($epoch, $forged), %acme),
+    400, 'invalid_cursor', 'after', 'a forged cursor with a valid check');
+$t->is_error($t->get('/events?after=' . cursor($epoch, "\0" x 16), %acme),
+    400, 'invalid_cursor', 'after', 'a made-up cursor of this epoch');
+$t->is_error($t->get("/events?after=$head=", %acme), 400,
+    'invalid_cursor', 'after', 'a padded cursor');
 
-$r = $t->get('/events?after=' . cursor("\x01" x 8, 3), %acme);
+$r = $t->get('/events?after=' . cursor("\x01" x 8, "\0" x 16), %acme);
 $t->is_error($r, 410, 'epoch_changed', 'after', 'another incarnation: 410');
 is($r->{json}{error}{head}, $t->get('/events', %acme)->{json}{head},
     '410 says head');

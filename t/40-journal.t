@@ -101,6 +101,8 @@ is($again->{body}, $list->{body},
     'the same events, ids, seqs, timestamps and cursors');
 is_deeply([ map { $_->{seq} } @{ $t->get("/events?after=$mid&limit=100")
     ->{json}{data} } ], [ 21 .. 30 ], 'a cursor from before goes on');
+is(-s "$dir/cursor.key", 16, 'the cursor secret is kept beside the journal');
+is((stat "$dir/cursor.key")[2] & 0777, 0600, 'readable by its owner only');
 is($t->get('/events/types')->{body}, $types, 'the catalog is rebuilt');
 is($t->get('/events/ticket/t-1?limit=100')->{body}, $entity,
     'an entity history is rebuilt');

@@ -183,4 +183,44 @@ ok(grep({ $_ == $seq8 } @$seqs), 'the next segment is read as usual');
 like($t->error_log, qr/\[error\].*journal segment "\Q$file\E": a checksum mismatch at offset $off4; @{[ $size - $off4 ]} bytes cut off/,
     'logged with the file and the offset, as an error: not the tail');
 
+###########################################################################
+# damage in the middle of the newest segment: published events are cut,
+# so their seqs must not come back under the same epoch
+
+my $epoch = $t->get('/events-status')->{json}{epoch};
+$t->post_json('/events', { type => 'mid.test', payload => { data => {
+    n => $_, pad => 'x' x 100 } } }) for 1 .. 6;
+my $cursor = $t->get('/events')->{json}{head};
+$t->stop;
+
+@segs = glob $t->testdir . '/journal/*.evj';
+$file = $segs[-1];
+@recs = records($file);
+my ($off2) = @{ $recs[2] };
+
+open($fh, '+<:raw', $file) or die "$file: $!";
+seek($fh, $off2 + 60, 0);
+read($fh, $byte, 1);
+seek($fh, $off2 + 60, 0);
+print {$fh} chr(ord($byte) ^ 0x5a);
+close $fh;
+
+$t->run;
+like($t->error_log, qr/\[error\].*journal segment "\Q$file\E": a checksum mismatch at offset $off2;/,
+    'damage in the middle of the newest segment is an error');
+unlike($t->error_log, qr/\[warn\].*journal segment "\Q$file\E": a /,
+    'not a torn tail at warn');
+like($t->error_log, qr/\[error\].*journal damaged: epoch [0-9a-f]+ ends here/,
+    'the epoch ends there');
+isnt($t->get('/events-status')->{json}{epoch}, $epoch, 'a new epoch');
+$t->is_error($t->get("/events?after=$cursor"), 410, 'epoch_changed', 'after',
+    'a cursor from before the damage gets 410, not 400');
+is($t->post_json('/events', { type => 'after.damage' })->{status}, 201,
+    'writes go on');
+$t->stop;
+
+# the next start keeps the new epoch
+my $new = do { $t->run; $t->get('/events-status')->{json}{epoch} };
+is($new, $t->get('/events-status')->{json}{epoch}, 'and it stays');
+
 $t->done;

@@ -993,11 +993,11 @@ static ngx_int_t
 ngx_http_events_capture_append(ngx_http_request_t *r,
     ngx_http_events_event_t *ev, const char *what)
 {
-    ngx_int_t                    rc;
     ngx_uint_t                   failed;
     ngx_http_events_error_t      err;
     ngx_http_events_store_t     *store;
     ngx_http_events_loc_conf_t  *elcf;
+    ngx_http_events_store_rc_e   rc;
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
     store = elcf->capture->zone->data;
@@ -1006,29 +1006,36 @@ ngx_http_events_capture_append(ngx_http_request_t *r,
 
     rc = ngx_http_events_store_append(store, ev, 1, r->pool, &failed);
 
-    if (rc == NGX_HTTP_EVENTS_JOURNAL_UNSYNCED) {
+    if (rc == NGX_HTTP_EVENTS_STORE_JOURNAL_UNSYNCED) {
         /* stored and published; the journal logged its fsync's failure */
-        rc = NGX_OK;
+        rc = NGX_HTTP_EVENTS_STORE_OK;
     }
 
     switch (rc) {
 
-    case NGX_OK:
+    case NGX_HTTP_EVENTS_STORE_OK:
         break;
 
-    case NGX_HTTP_EVENTS_JOURNAL_FAILED:
+    case NGX_HTTP_EVENTS_STORE_JOURNAL_FAILED:
         ngx_http_events_error(&err, 503, "journal_unavailable", NULL, NULL,
                               NULL, "the journal on disk cannot take the "
                               "write now");
         break;
 
-    case NGX_DECLINED:
+    case NGX_HTTP_EVENTS_STORE_CONFLICT:
         ngx_http_events_error(&err, 409, "conflict", "field", NULL, "id",
                               "an event with this id and a different body "
                               "exists");
         break;
 
-    case NGX_ABORT:
+    case NGX_HTTP_EVENTS_STORE_TOO_MANY_TYPES:
+        ngx_http_events_error(&err, 409, "too_many_types", "field", NULL,
+                              "type", "this tenant has %d types in the "
+                              "store, the most it may have",
+                              NGX_HTTP_EVENTS_TENANT_TYPES);
+        break;
+
+    case NGX_HTTP_EVENTS_STORE_TOO_LARGE:
         ngx_http_events_error(&err, 413, "payload_too_large", NULL, NULL,
                               NULL, "the event is larger than the zone can "
                               "hold");
@@ -1040,7 +1047,7 @@ ngx_http_events_capture_append(ngx_http_request_t *r,
         break;
     }
 
-    if (rc != NGX_OK) {
+    if (rc != NGX_HTTP_EVENTS_STORE_OK) {
         ngx_http_events_capture_refused(r, what, &err);
         return err.status;
     }

@@ -5,10 +5,27 @@
 
 
 /*
- * Cursors are what clients see of log positions: base64url of the
- * store's epoch, the seq and a check, so that a cursor of another
- * incarnation of the store is told apart from a current one, and a
- * mangled one from both.
+ * Cursors are what clients see of log positions, 36 characters of
+ * base64url over 27 bytes:
+ *
+ *   epoch (8) | AES-128(secret; epoch, seq) (16) | crc32 of both (3)
+ *
+ * The seq is encrypted with the zone's secret, so a cursor says nothing
+ * of how many events the store has taken (a tenant's cursors would
+ * otherwise count every tenant's writes), and the epoch inside the block
+ * authenticates it: a changed block decrypts to another epoch, with
+ * odds of 2^-64 of passing.  The epoch stays in the clear in front,
+ * because a cursor of another incarnation of the store (a restart
+ * without a journal draws a new epoch and a new secret) must still be
+ * told apart from garbage: it means "start again" (410, or a reset on
+ * a stream), where garbage means 400.  The check bytes tell garbage
+ * from a cursor of another epoch; they are no protection, and need not
+ * be: a forged foreign epoch earns a reset, nothing more.
+ *
+ * The secret lives in the zone header (it survives reload) and, with a
+ * journal, in the journal's directory (it survives restarts with the
+ * epoch it belongs to).  Each process keeps its AES contexts, keyed
+ * once, since a stream writes a cursor per event.
  */
 
 
@@ -16,14 +33,14 @@
 #include <ngx_core.h>
 
 #include "ngx_http_events_cursor.h"
-#include "ngx_http_events_store.h"
 
 
-#define NGX_HTTP_EVENTS_CURSOR_RAW      18
+#define NGX_HTTP_EVENTS_CURSOR_RAW      27
 
 
 static void ngx_http_events_cursor_put64(u_char *p, uint64_t v);
 static uint64_t ngx_http_events_cursor_get64(u_char *p);
+static void ngx_http_events_cursor_check(u_char *raw, u_char *check);
 
 
 static void
@@ -53,19 +70,86 @@ ngx_http_events_cursor_get64(u_char *p)
 }
 
 
-u_char *
-ngx_http_events_cursor_write(u_char *p, uint64_t epoch, uint64_t seq)
+static void
+ngx_http_events_cursor_check(u_char *raw, u_char *check)
 {
+    uint32_t  crc;
+
+    crc = ngx_crc32_short(raw, 24);
+
+    check[0] = (u_char) (crc >> 16);
+    check[1] = (u_char) (crc >> 8);
+    check[2] = (u_char) crc;
+}
+
+
+ngx_int_t
+ngx_http_events_cursor_key_init(ngx_http_events_cursor_key_t *key,
+    u_char *secret, uint64_t epoch)
+{
+    key->epoch = epoch;
+    key->enc = EVP_CIPHER_CTX_new();
+    key->dec = EVP_CIPHER_CTX_new();
+
+    if (key->enc == NULL || key->dec == NULL
+        || EVP_EncryptInit_ex(key->enc, EVP_aes_128_ecb(), NULL, secret, NULL)
+           != 1
+        || EVP_DecryptInit_ex(key->dec, EVP_aes_128_ecb(), NULL, secret, NULL)
+           != 1
+        || EVP_CIPHER_CTX_set_padding(key->enc, 0) != 1
+        || EVP_CIPHER_CTX_set_padding(key->dec, 0) != 1)
+    {
+        ngx_http_events_cursor_key_free(key);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_events_cursor_key_free(ngx_http_events_cursor_key_t *key)
+{
+    if (key->enc) {
+        EVP_CIPHER_CTX_free(key->enc);
+        key->enc = NULL;
+    }
+
+    if (key->dec) {
+        EVP_CIPHER_CTX_free(key->dec);
+        key->dec = NULL;
+    }
+}
+
+
+/*
+ * One AES block through a context keyed at start: it cannot fail short
+ * of memory corruption; if it did (or with no key: the process had no
+ * memory for one), the block is zeros, which never reads back as a
+ * cursor of this epoch: 400 later, never a wrong place.
+ */
+
+u_char *
+ngx_http_events_cursor_write(ngx_http_events_cursor_key_t *key, u_char *p,
+    uint64_t epoch, uint64_t seq)
+{
+    int        n;
+    u_char     block[16];
     u_char     raw[NGX_HTTP_EVENTS_CURSOR_RAW];
-    uint32_t   crc;
     ngx_str_t  src, dst;
 
     ngx_http_events_cursor_put64(raw, epoch);
-    ngx_http_events_cursor_put64(raw + 8, seq);
+    ngx_http_events_cursor_put64(block, epoch);
+    ngx_http_events_cursor_put64(block + 8, seq);
 
-    crc = ngx_crc32_short(raw, 16);
-    raw[16] = (u_char) (crc >> 8);
-    raw[17] = (u_char) crc;
+    if (key == NULL
+        || EVP_EncryptUpdate(key->enc, raw + 8, &n, block, 16) != 1
+        || n != 16)
+    {
+        ngx_memzero(raw + 8, 16);
+    }
+
+    ngx_http_events_cursor_check(raw, raw + 24);
 
     src.data = raw;
     src.len = NGX_HTTP_EVENTS_CURSOR_RAW;
@@ -77,15 +161,25 @@ ngx_http_events_cursor_write(u_char *p, uint64_t epoch, uint64_t seq)
 }
 
 
+/*
+ * NGX_OK with the epoch and seq of a cursor of this epoch, or with
+ * another epoch and seq 0 (the caller starts again); NGX_ERROR for
+ * anything else.
+ */
+
 ngx_int_t
-ngx_http_events_cursor_parse(u_char *p, size_t len, uint64_t *epoch,
-    uint64_t *seq)
+ngx_http_events_cursor_parse(ngx_http_events_cursor_key_t *key, u_char *p,
+    size_t len, uint64_t *epoch, uint64_t *seq)
 {
+    int        n;
+    u_char     block[16], check[3];
     u_char     raw[NGX_HTTP_EVENTS_CURSOR_RAW + 3];
-    uint32_t   crc;
+    uint64_t   e;
     ngx_str_t  src, dst;
 
-    if (len != NGX_HTTP_EVENTS_CURSOR_LEN) {
+    if (key == NULL || len != NGX_HTTP_EVENTS_CURSOR_LEN
+        || ngx_strlchr(p, p + len, '=') != NULL)
+    {
         return NGX_ERROR;
     }
 
@@ -99,14 +193,29 @@ ngx_http_events_cursor_parse(u_char *p, size_t len, uint64_t *epoch,
         return NGX_ERROR;
     }
 
-    crc = ngx_crc32_short(raw, 16);
+    ngx_http_events_cursor_check(raw, check);
 
-    if (raw[16] != (u_char) (crc >> 8) || raw[17] != (u_char) crc) {
+    if (ngx_memcmp(check, raw + 24, 3) != 0) {
         return NGX_ERROR;
     }
 
-    *epoch = ngx_http_events_cursor_get64(raw);
-    *seq = ngx_http_events_cursor_get64(raw + 8);
+    e = ngx_http_events_cursor_get64(raw);
+
+    if (e != key->epoch) {
+        *epoch = e;
+        *seq = 0;
+        return NGX_OK;
+    }
+
+    if (EVP_DecryptUpdate(key->dec, block, &n, raw + 8, 16) != 1
+        || n != 16
+        || ngx_http_events_cursor_get64(block) != e)
+    {
+        return NGX_ERROR;
+    }
+
+    *epoch = e;
+    *seq = ngx_http_events_cursor_get64(block + 8);
 
     return NGX_OK;
 }

@@ -74,6 +74,14 @@ typedef struct {
 } ngx_http_events_journal_rec_t;
 
 
+/* what became of one record at replay */
+typedef enum {
+    NGX_HTTP_EVENTS_JOURNAL_REC_OK = 0,
+    NGX_HTTP_EVENTS_JOURNAL_REC_ERROR = -1,     /* no memory: stop */
+    NGX_HTTP_EVENTS_JOURNAL_REC_MALFORMED = 1   /* checksummed, not ours */
+} ngx_http_events_journal_rec_rc_e;
+
+
 /* the body of an event record, then the keys, then the envelope */
 typedef struct {
     u_char                      digest[16];
@@ -113,9 +121,14 @@ typedef struct {
     uint64_t                    now;
     u_char                     *buf;            /* an envelope template */
     size_t                      size;
+    unsigned                    damaged:1;      /* cut, not at a torn tail */
 } ngx_http_events_replay_t;
 
 
+static char *ngx_http_events_journal_param(ngx_conf_t *cf,
+    ngx_http_events_journal_t *j, ngx_str_t *v);
+static ngx_int_t ngx_http_events_journal_secret(ngx_http_events_journal_t *j,
+    ngx_log_t *log, ngx_uint_t from_zone);
 static ngx_int_t ngx_http_events_journal_dir(ngx_http_events_journal_t *j,
     ngx_log_t *log);
 static ngx_int_t ngx_http_events_journal_parent(
@@ -131,11 +144,14 @@ static ngx_int_t ngx_http_events_journal_replay(ngx_http_events_journal_t *j,
 static ngx_int_t ngx_http_events_journal_replay_segment(
     ngx_http_events_journal_t *j, ngx_http_events_journal_seg_t *seg,
     ngx_uint_t last, ngx_http_events_replay_t *rp, ngx_log_t *log);
-static ngx_int_t ngx_http_events_journal_restore(
+static ngx_int_t ngx_http_events_journal_records(ngx_http_events_journal_t *j,
+    u_char *name, u_char *map, off_t size, ngx_uint_t last,
+    ngx_http_events_replay_t *rp, ngx_log_t *log);
+static ngx_http_events_journal_rec_rc_e ngx_http_events_journal_restore(
     ngx_http_events_journal_t *j, ngx_http_events_journal_rec_t *rec,
     u_char *body, ngx_http_events_replay_t *rp, ngx_log_t *log);
 static void ngx_http_events_journal_cut(ngx_http_events_journal_t *j,
-    u_char *name, off_t off, off_t size, ngx_uint_t last,
+    u_char *name, off_t off, off_t size, ngx_uint_t last, ngx_uint_t torn,
     const char *why, ngx_http_events_replay_t *rp, ngx_log_t *log);
 static u_char *ngx_http_events_journal_name(ngx_http_events_journal_t *j,
     u_char *buf, uint64_t first);
@@ -172,10 +188,8 @@ ngx_http_events_journal_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 {
     ngx_array_t  **journals = (ngx_array_t **) ((char *) conf + cmd->offset);
 
-    off_t                       size;
-    ngx_str_t                  *value, s;
+    ngx_str_t                  *value;
     ngx_uint_t                  i;
-    ngx_msec_t                  interval;
     ngx_http_events_journal_t  *j, **jp;
 
     value = cf->args->elts;
@@ -202,71 +216,9 @@ ngx_http_events_journal_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     }
 
     for (i = 3; i < cf->args->nelts; i++) {
-
-        if (ngx_strcmp(value[i].data, "fsync=always") == 0) {
-            j->fsync = NGX_HTTP_EVENTS_FSYNC_ALWAYS;
-            continue;
+        if (ngx_http_events_journal_param(cf, j, &value[i]) != NGX_CONF_OK) {
+            return NGX_CONF_ERROR;
         }
-
-        if (ngx_strcmp(value[i].data, "fsync=interval") == 0) {
-            j->fsync = NGX_HTTP_EVENTS_FSYNC_INTERVAL;
-            continue;
-        }
-
-        if (ngx_strcmp(value[i].data, "fsync=off") == 0) {
-            j->fsync = NGX_HTTP_EVENTS_FSYNC_OFF;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "interval=", 9) == 0) {
-            s.data = value[i].data + 9;
-            s.len = value[i].len - 9;
-
-            interval = ngx_parse_time(&s, 0);
-            if (interval == (ngx_msec_t) NGX_ERROR || interval == 0) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid interval \"%V\"", &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            j->interval = interval;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "max_size=", 9) == 0) {
-            s.data = value[i].data + 9;
-            s.len = value[i].len - 9;
-
-            size = ngx_parse_offset(&s);
-            if (size == NGX_ERROR || size == 0) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid max_size \"%V\"", &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            j->max_size = size;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "segment_size=", 13) == 0) {
-            s.data = value[i].data + 13;
-            s.len = value[i].len - 13;
-
-            size = ngx_parse_offset(&s);
-            if (size == NGX_ERROR || size < 4096) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid segment_size \"%V\": "
-                                   "at least 4k", &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            j->segment_size = size;
-            continue;
-        }
-
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid parameter \"%V\"", &value[i]);
-        return NGX_CONF_ERROR;
     }
 
     if (j->segment_size == NGX_CONF_UNSET) {
@@ -329,6 +281,82 @@ ngx_http_events_journal_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     *jp = j;
 
     return NGX_CONF_OK;
+}
+
+
+/* one key=value of events_journal */
+
+static char *
+ngx_http_events_journal_param(ngx_conf_t *cf, ngx_http_events_journal_t *j,
+    ngx_str_t *v)
+{
+    off_t       size;
+    ngx_str_t   s;
+    ngx_msec_t  interval;
+
+    if (ngx_strcmp(v->data, "fsync=always") == 0) {
+        j->fsync = NGX_HTTP_EVENTS_FSYNC_ALWAYS;
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_strcmp(v->data, "fsync=interval") == 0) {
+        j->fsync = NGX_HTTP_EVENTS_FSYNC_INTERVAL;
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_strcmp(v->data, "fsync=off") == 0) {
+        j->fsync = NGX_HTTP_EVENTS_FSYNC_OFF;
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_strncmp(v->data, "interval=", 9) == 0) {
+        s.data = v->data + 9;
+        s.len = v->len - 9;
+
+        interval = ngx_parse_time(&s, 0);
+        if (interval == (ngx_msec_t) NGX_ERROR || interval == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid interval \"%V\"", v);
+            return NGX_CONF_ERROR;
+        }
+
+        j->interval = interval;
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_strncmp(v->data, "max_size=", 9) == 0) {
+        s.data = v->data + 9;
+        s.len = v->len - 9;
+
+        size = ngx_parse_offset(&s);
+        if (size == NGX_ERROR || size == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid max_size \"%V\"", v);
+            return NGX_CONF_ERROR;
+        }
+
+        j->max_size = size;
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_strncmp(v->data, "segment_size=", 13) == 0) {
+        s.data = v->data + 13;
+        s.len = v->len - 13;
+
+        size = ngx_parse_offset(&s);
+        if (size == NGX_ERROR || size < 4096) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid segment_size \"%V\": "
+                               "at least 4k", v);
+            return NGX_CONF_ERROR;
+        }
+
+        j->segment_size = size;
+        return NGX_CONF_OK;
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid parameter \"%V\"", v);
+    return NGX_CONF_ERROR;
 }
 
 
@@ -395,6 +423,12 @@ ngx_http_events_journal_init_zone(ngx_http_events_journal_t *j,
     hash = ngx_crc32_long(j->path.data, j->path.len);
 
     if (reused) {
+        if (jsh->config != hash
+            && ngx_http_events_journal_secret(j, log, 1) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
         if (jsh->config != hash) {
             /* a journal new to this zone: it starts a segment of its own */
             ngx_shmtx_lock(&j->store->shpool->mutex);
@@ -416,6 +450,10 @@ ngx_http_events_journal_init_zone(ngx_http_events_journal_t *j,
 
     if (ngx_test_config) {
         return NGX_OK;
+    }
+
+    if (ngx_http_events_journal_secret(j, log, 0) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     return ngx_http_events_journal_replay(j, log);
@@ -545,7 +583,12 @@ ngx_http_events_journal_probe(ngx_http_events_journal_t *j,
             ngx_log_error(NGX_LOG_EMERG, log, ngx_errno,
                           "events zone \"%V\": seteuid(%d) failed",
                           &j->zone, (int) ccf->user);
-            (void) setegid(0);
+            if (setegid(0) == -1) {
+                ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
+                              "events zone \"%V\": setegid(0) failed",
+                              &j->zone);
+            }
+
             return NGX_ERROR;
         }
     }
@@ -577,6 +620,90 @@ ngx_http_events_journal_probe(ngx_http_events_journal_t *j,
                   pw ? pw->pw_name : (as_user ? "?" : "(this user)"));
 
     return NGX_ERROR;
+}
+
+
+/*
+ * The zone's cursor secret, beside the segments: cursors of an epoch the
+ * journal brings back must read back after a restart.  An existing file
+ * gives the zone its secret; otherwise (or for a zone that had a secret
+ * before the journal came: its cursors are out) the zone's is written,
+ * whole or not at all (a temporary file, fsync, rename).  Only the
+ * master reads it; 0600, like the segments.
+ */
+
+static ngx_int_t
+ngx_http_events_journal_secret(ngx_http_events_journal_t *j, ngx_log_t *log,
+    ngx_uint_t from_zone)
+{
+    u_char    *secret, name[NGX_MAX_PATH], tmp[NGX_MAX_PATH];
+    u_char     buf[NGX_HTTP_EVENTS_CURSOR_SECRET + 1];
+    ssize_t    n;
+    ngx_fd_t   fd;
+
+    if (j->path.len + sizeof("/cursor.key.tmp") > NGX_MAX_PATH) {
+        ngx_log_error(NGX_LOG_EMERG, log, 0,
+                      "events zone \"%V\": journal path too long", &j->zone);
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(name, "%V/cursor.key%Z", &j->path);
+    ngx_sprintf(tmp, "%V/cursor.key.tmp%Z", &j->path);
+
+    secret = ngx_http_events_store_secret(j->store);
+
+    if (!from_zone) {
+        fd = ngx_open_file(name, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+
+        if (fd != NGX_INVALID_FILE) {
+            n = ngx_read_fd(fd, buf, sizeof(buf));
+            (void) ngx_close_file(fd);
+
+            if (n == NGX_HTTP_EVENTS_CURSOR_SECRET) {
+                ngx_memcpy(secret, buf, NGX_HTTP_EVENTS_CURSOR_SECRET);
+                return NGX_OK;
+            }
+
+            ngx_log_error(NGX_LOG_ERR, log, 0,
+                          "events zone \"%V\": \"%s\" is damaged; "
+                          "cursors of before are refused", &j->zone, name);
+
+        } else if (ngx_errno != NGX_ENOENT) {
+            ngx_log_error(NGX_LOG_EMERG, log, ngx_errno,
+                          ngx_open_file_n " \"%s\" failed", name);
+            return NGX_ERROR;
+        }
+    }
+
+    fd = ngx_open_file(tmp, NGX_FILE_WRONLY, NGX_FILE_TRUNCATE, 0600);
+    if (fd == NGX_INVALID_FILE) {
+        ngx_log_error(NGX_LOG_EMERG, log, ngx_errno,
+                      ngx_open_file_n " \"%s\" failed", tmp);
+        return NGX_ERROR;
+    }
+
+    n = ngx_write_fd(fd, secret, NGX_HTTP_EVENTS_CURSOR_SECRET);
+
+    if (n != NGX_HTTP_EVENTS_CURSOR_SECRET || fsync(fd) == -1) {
+        ngx_log_error(NGX_LOG_EMERG, log, ngx_errno,
+                      "events zone \"%V\": writing \"%s\" failed",
+                      &j->zone, tmp);
+        (void) ngx_close_file(fd);
+        (void) ngx_delete_file(tmp);
+        return NGX_ERROR;
+    }
+
+    (void) ngx_close_file(fd);
+
+    if (ngx_rename_file(tmp, name) == NGX_FILE_ERROR) {
+        ngx_log_error(NGX_LOG_EMERG, log, ngx_errno,
+                      ngx_rename_file_n " \"%s\" to \"%s\" failed",
+                      tmp, name);
+        (void) ngx_delete_file(tmp);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -752,6 +879,16 @@ ngx_http_events_journal_replay(ngx_http_events_journal_t *j, ngx_log_t *log)
         rp.gone = seg[0].first - 1;
     }
 
+    if (rp.damaged && rp.epoch) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "events zone \"%V\": journal damaged: epoch "
+                      "%016uxL ends here, cursors of it get 410",
+                      &j->zone, rp.epoch);
+
+        /* the zone's own, freshly drawn epoch */
+        rp.epoch = 0;
+    }
+
     ngx_http_events_store_resume(j->store, rp.epoch, rp.last_seq, rp.last_ms,
                                  rp.gone);
 
@@ -784,14 +921,12 @@ ngx_http_events_journal_replay_segment(ngx_http_events_journal_t *j,
     ngx_http_events_journal_seg_t *seg, ngx_uint_t last,
     ngx_http_events_replay_t *rp, ngx_log_t *log)
 {
-    u_char                         *map, *p, *end, *body;
+    u_char                         *map;
     u_char                          name[NGX_MAX_PATH];
-    off_t                           off;
     ngx_fd_t                        fd;
     ngx_int_t                       rc;
     ngx_file_info_t                 fi;
     ngx_http_events_journal_hdr_t   hdr;
-    ngx_http_events_journal_rec_t   rec;
 
     ngx_http_events_journal_name(j, name, seg->first);
 
@@ -872,64 +1007,8 @@ ngx_http_events_journal_replay_segment(ngx_http_events_journal_t *j,
 
     rp->epoch = hdr.epoch;
 
-    p = map + sizeof(ngx_http_events_journal_hdr_t);
-    end = map + seg->size;
-    rc = NGX_OK;
-
-    while (p < end) {
-        off = p - map;
-
-        if ((size_t) (end - p) < sizeof(ngx_http_events_journal_rec_t)) {
-            ngx_http_events_journal_cut(j, name, off, seg->size, last,
-                                        "a torn record header", rp, log);
-            break;
-        }
-
-        ngx_memcpy(&rec, p, sizeof(ngx_http_events_journal_rec_t));
-
-        if (rec.magic != NGX_HTTP_EVENTS_JOURNAL_RECORD) {
-            ngx_http_events_journal_cut(j, name, off, seg->size, last,
-                                        "no record magic", rp, log);
-            break;
-        }
-
-        if (rec.len > (size_t) (end - p)
-                      - sizeof(ngx_http_events_journal_rec_t))
-        {
-            ngx_http_events_journal_cut(j, name, off, seg->size, last,
-                                        "a torn record", rp, log);
-            break;
-        }
-
-        body = p + sizeof(ngx_http_events_journal_rec_t);
-
-        if (ngx_http_events_journal_crc(&rec, body) != rec.crc) {
-            ngx_http_events_journal_cut(j, name, off, seg->size, last,
-                                        "a checksum mismatch", rp, log);
-            break;
-        }
-
-        if (rec.kind == NGX_HTTP_EVENTS_JOURNAL_EVENT) {
-            rc = ngx_http_events_journal_restore(j, &rec, body, rp, log);
-            if (rc == NGX_ERROR) {
-                break;
-            }
-
-            if (rc == NGX_ABORT) {
-                /* well-formed to the checksum, not to the layout */
-                ngx_http_events_journal_cut(j, name, off, seg->size, last,
-                                            "a malformed event", rp, log);
-                rc = NGX_OK;
-                break;
-            }
-
-            rc = NGX_OK;
-        }
-
-        /* records of other kinds are not this version's business */
-
-        p += sizeof(ngx_http_events_journal_rec_t) + rec.len;
-    }
+    rc = ngx_http_events_journal_records(j, name, map, seg->size, last, rp,
+                                         log);
 
     (void) munmap(map, (size_t) seg->size);
 
@@ -946,21 +1025,103 @@ ngx_http_events_journal_replay_segment(ngx_http_events_journal_t *j,
 }
 
 
-/* one event record back into the ring */
+/*
+ * The records of a mapped segment, up to the first that fails its
+ * checks: the rest of the file is cut off there (see journal_cut()).
+ */
 
 static ngx_int_t
+ngx_http_events_journal_records(ngx_http_events_journal_t *j, u_char *name,
+    u_char *map, off_t size, ngx_uint_t last, ngx_http_events_replay_t *rp,
+    ngx_log_t *log)
+{
+    u_char                            *p, *end, *body;
+    off_t                              off;
+    ngx_int_t                          rc;
+    ngx_http_events_journal_rec_t      rec;
+    ngx_http_events_journal_rec_rc_e   rrc;
+
+    p = map + sizeof(ngx_http_events_journal_hdr_t);
+    end = map + size;
+    rc = NGX_OK;
+
+    while (p < end) {
+        off = p - map;
+
+        if ((size_t) (end - p) < sizeof(ngx_http_events_journal_rec_t)) {
+            ngx_http_events_journal_cut(j, name, off, size, last, 1,
+                                        "a torn record header", rp, log);
+            break;
+        }
+
+        ngx_memcpy(&rec, p, sizeof(ngx_http_events_journal_rec_t));
+
+        if (rec.magic != NGX_HTTP_EVENTS_JOURNAL_RECORD) {
+            ngx_http_events_journal_cut(j, name, off, size, last, 0,
+                                        "no record magic", rp, log);
+            break;
+        }
+
+        if (rec.len > (size_t) (end - p)
+                      - sizeof(ngx_http_events_journal_rec_t))
+        {
+            ngx_http_events_journal_cut(j, name, off, size, last, 1,
+                                        "a torn record", rp, log);
+            break;
+        }
+
+        body = p + sizeof(ngx_http_events_journal_rec_t);
+
+        if (ngx_http_events_journal_crc(&rec, body) != rec.crc) {
+            /* the last record of the file: a write the crash tore */
+            ngx_http_events_journal_cut(j, name, off, size, last,
+                                        body + rec.len == end,
+                                        "a checksum mismatch", rp, log);
+            break;
+        }
+
+        if (rec.kind == NGX_HTTP_EVENTS_JOURNAL_EVENT) {
+            rrc = ngx_http_events_journal_restore(j, &rec, body, rp, log);
+            if (rrc == NGX_HTTP_EVENTS_JOURNAL_REC_ERROR) {
+                rc = NGX_ERROR;
+                break;
+            }
+
+            if (rrc == NGX_HTTP_EVENTS_JOURNAL_REC_MALFORMED) {
+                /* well-formed to the checksum, not to the layout */
+                ngx_http_events_journal_cut(j, name, off, size, last, 0,
+                                            "a malformed event", rp, log);
+                rc = NGX_OK;
+                break;
+            }
+
+            rc = NGX_OK;
+        }
+
+        /* records of other kinds are not this version's business */
+
+        p += sizeof(ngx_http_events_journal_rec_t) + rec.len;
+    }
+
+    return rc;
+}
+
+
+/* one event record back into the ring */
+
+static ngx_http_events_journal_rec_rc_e
 ngx_http_events_journal_restore(ngx_http_events_journal_t *j,
     ngx_http_events_journal_rec_t *rec, u_char *body,
     ngx_http_events_replay_t *rp, ngx_log_t *log)
 {
     u_char                        *p, *json, digits[NGX_INT64_LEN];
     size_t                         keys, dlen, tail;
-    ngx_int_t                      rc;
     ngx_http_events_event_t        ev;
+    ngx_http_events_store_rc_e     rc;
     ngx_http_events_journal_ev_t   e;
 
     if (rec->len < sizeof(ngx_http_events_journal_ev_t)) {
-        return NGX_ABORT;
+        return NGX_HTTP_EVENTS_JOURNAL_REC_MALFORMED;
     }
 
     ngx_memcpy(&e, body, sizeof(ngx_http_events_journal_ev_t));
@@ -978,14 +1139,14 @@ ngx_http_events_journal_restore(ngx_http_events_journal_t *j,
         || e.action < NGX_HTTP_EVENTS_ACTION_CREATED
         || e.action > NGX_HTTP_EVENTS_ACTION_OCCURRED)
     {
-        return NGX_ABORT;
+        return NGX_HTTP_EVENTS_JOURNAL_REC_MALFORMED;
     }
 
     p = body + sizeof(ngx_http_events_journal_ev_t);
     json = p + keys;
 
     if (ngx_memcmp(json + e.seq_at, digits, dlen) != 0) {
-        return NGX_ABORT;
+        return NGX_HTTP_EVENTS_JOURNAL_REC_MALFORMED;
     }
 
     if (rec->seq <= rp->last_seq) {
@@ -993,7 +1154,7 @@ ngx_http_events_journal_restore(ngx_http_events_journal_t *j,
                       "events zone \"%V\": journal event seq %uL after "
                       "seq %uL: skipped", &j->zone, rec->seq, rp->last_seq);
         rp->skipped++;
-        return NGX_OK;
+        return NGX_HTTP_EVENTS_JOURNAL_REC_OK;
     }
 
     rp->last_seq = rec->seq;
@@ -1011,7 +1172,7 @@ ngx_http_events_journal_restore(ngx_http_events_journal_t *j,
         }
 
         rp->skipped++;
-        return NGX_OK;
+        return NGX_HTTP_EVENTS_JOURNAL_REC_OK;
     }
 
     ngx_memzero(&ev, sizeof(ngx_http_events_event_t));
@@ -1049,7 +1210,7 @@ ngx_http_events_journal_restore(ngx_http_events_journal_t *j,
         rp->buf = ngx_alloc(rp->size, log);
         if (rp->buf == NULL) {
             rp->size = 0;
-            return NGX_ERROR;
+            return NGX_HTTP_EVENTS_JOURNAL_REC_ERROR;
         }
     }
 
@@ -1068,16 +1229,19 @@ ngx_http_events_journal_restore(ngx_http_events_journal_t *j,
 
     rc = ngx_http_events_store_restore(j->store, &ev);
 
-    if (rc == NGX_OK) {
+    if (rc == NGX_HTTP_EVENTS_STORE_OK) {
         rp->replayed++;
-        return NGX_OK;
+        return NGX_HTTP_EVENTS_JOURNAL_REC_OK;
     }
 
     ngx_log_error(NGX_LOG_WARN, log, 0,
                   "events zone \"%V\": journal event seq %uL not restored: "
                   "%s", &j->zone, rec->seq,
-                  rc == NGX_ABORT ? "larger than the zone can hold"
-                                  : "no memory for the type catalog");
+                  rc == NGX_HTTP_EVENTS_STORE_TOO_LARGE
+                  ? "larger than the zone can hold"
+                  : rc == NGX_HTTP_EVENTS_STORE_STALE
+                  ? "not after the store's head"
+                  : "no memory for the type catalog");
 
     if (rp->replayed == 0) {
         rp->gone = rec->seq;
@@ -1085,7 +1249,7 @@ ngx_http_events_journal_restore(ngx_http_events_journal_t *j,
 
     rp->skipped++;
 
-    return NGX_OK;
+    return NGX_HTTP_EVENTS_JOURNAL_REC_OK;
 }
 
 
@@ -1093,13 +1257,23 @@ ngx_http_events_journal_restore(ngx_http_events_journal_t *j,
 
 static void
 ngx_http_events_journal_cut(ngx_http_events_journal_t *j, u_char *name,
-    off_t off, off_t size, ngx_uint_t last, const char *why,
-    ngx_http_events_replay_t *rp, ngx_log_t *log)
+    off_t off, off_t size, ngx_uint_t last, ngx_uint_t torn,
+    const char *why, ngx_http_events_replay_t *rp, ngx_log_t *log)
 {
     ngx_uint_t  level;
 
-    /* a torn tail of the last segment is what a crash leaves: warn */
-    level = last ? NGX_LOG_WARN : NGX_LOG_ERR;
+    /*
+     * A torn tail of the last segment is what a crash during a write
+     * leaves (that record was never published): warn.  Damage anywhere
+     * else took events that were published: an error, and the zone
+     * starts a new epoch, so that the seqs cut off are never handed out
+     * again under the old one (old cursors get 410, not other events).
+     */
+    level = (last && torn) ? NGX_LOG_WARN : NGX_LOG_ERR;
+
+    if (level == NGX_LOG_ERR) {
+        rp->damaged = 1;
+    }
 
     ngx_log_error(level, log, 0,
                   "events zone \"%V\": journal segment \"%s\": %s at "

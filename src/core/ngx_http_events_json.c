@@ -42,11 +42,28 @@ typedef struct {
     json_t                     *data;
     json_t                     *changes;
     ngx_uint_t                  action;
+    ngx_str_t                   project_id;
+    ngx_str_t                   occurred_at;
 } ngx_http_events_fields_t;
 
 
 static ngx_int_t ngx_http_events_json_fields(ngx_http_events_envelope_t *env,
     json_t *obj, ngx_http_events_fields_t *f, ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_json_type(ngx_http_events_envelope_t *env,
+    ngx_http_events_fields_t *f, ngx_http_events_event_t *ev,
+    ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_json_id(ngx_http_events_envelope_t *env,
+    json_t *obj, ngx_http_events_fields_t *f, ngx_http_events_event_t *ev,
+    ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_json_tenant(ngx_http_events_envelope_t *env,
+    ngx_http_events_fields_t *f, ngx_http_events_event_t *ev,
+    ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_json_keys(ngx_http_events_envelope_t *env,
+    ngx_http_events_fields_t *f, ngx_http_events_event_t *ev,
+    ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_json_envelope(
+    ngx_http_events_envelope_t *env, ngx_http_events_fields_t *f,
+    ngx_http_events_event_t *ev, ngx_http_events_error_t *err);
 static ngx_int_t ngx_http_events_json_payload(
     ngx_http_events_envelope_t *env, ngx_http_events_fields_t *f,
     ngx_str_t *type, ngx_http_events_error_t *err);
@@ -86,11 +103,7 @@ ngx_int_t
 ngx_http_events_json_event(ngx_http_events_envelope_t *env, json_t *obj,
     ngx_http_events_event_t *ev, ngx_http_events_error_t *err)
 {
-    u_char                    *p, *dot;
-    size_t                     len, data_len, changes_len, meta_len;
-    ngx_str_t                  project, occurred, tenant;
-    ngx_time_t                *tp;
-    ngx_http_events_fields_t   f;
+    ngx_http_events_fields_t  f;
 
     ngx_memzero(ev, sizeof(ngx_http_events_event_t));
     ngx_memzero(&f, sizeof(ngx_http_events_fields_t));
@@ -102,22 +115,48 @@ ngx_http_events_json_event(ngx_http_events_envelope_t *env, json_t *obj,
         return NGX_ERROR;
     }
 
-    if (ngx_http_events_json_fields(env, obj, &f, err) != NGX_OK) {
+    if (ngx_http_events_json_fields(env, obj, &f, err) != NGX_OK
+        || ngx_http_events_json_type(env, &f, ev, err) != NGX_OK
+        || ngx_http_events_json_id(env, obj, &f, ev, err) != NGX_OK
+        || ngx_http_events_json_tenant(env, &f, ev, err) != NGX_OK
+        || ngx_http_events_json_keys(env, &f, ev, err) != NGX_OK
+        || ngx_http_events_json_payload(env, &f, &ev->type, err) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
-    /* type */
+    ev->action = f.action;
 
-    if (f.type == NULL) {
+    if (f.metadata && !json_is_null(f.metadata)
+        && !json_is_object(f.metadata))
+    {
+        ngx_http_events_error(err, 400, "invalid_field", "field",
+                              &env->prefix, "metadata",
+                              "\"metadata\" must be an object");
+        return NGX_ERROR;
+    }
+
+    return ngx_http_events_json_envelope(env, &f, ev, err);
+}
+
+
+/* type: required, a valid type */
+
+static ngx_int_t
+ngx_http_events_json_type(ngx_http_events_envelope_t *env,
+    ngx_http_events_fields_t *f, ngx_http_events_event_t *ev,
+    ngx_http_events_error_t *err)
+{
+    if (f->type == NULL) {
         ngx_http_events_error(err, 400, "missing_field", "field",
                               &env->prefix, "type", "\"type\" is required");
         return NGX_ERROR;
     }
 
-    if (!json_is_string(f.type)
+    if (!json_is_string(f->type)
         || ngx_http_events_match_type_valid(
-               (u_char *) json_string_value(f.type),
-               json_string_length(f.type))
+               (u_char *) json_string_value(f->type),
+               json_string_length(f->type))
            != NGX_OK)
     {
         ngx_http_events_error(err, 400, "invalid_field", "field",
@@ -127,15 +166,26 @@ ngx_http_events_json_event(ngx_http_events_envelope_t *env, json_t *obj,
         return NGX_ERROR;
     }
 
-    ev->type.data = (u_char *) json_string_value(f.type);
-    ev->type.len = json_string_length(f.type);
+    ev->type.data = (u_char *) json_string_value(f->type);
+    ev->type.len = json_string_length(f->type);
 
-    /* id: the client's makes ingestion idempotent */
+    return NGX_OK;
+}
 
-    if (f.id && !json_is_null(f.id)) {
-        if (!json_is_string(f.id)
-            || ngx_http_events_id_valid((u_char *) json_string_value(f.id),
-                                        json_string_length(f.id))
+
+/* id: the client's makes ingestion idempotent; else a ULID of ours */
+
+static ngx_int_t
+ngx_http_events_json_id(ngx_http_events_envelope_t *env, json_t *obj,
+    ngx_http_events_fields_t *f, ngx_http_events_event_t *ev,
+    ngx_http_events_error_t *err)
+{
+    ngx_time_t  *tp;
+
+    if (f->id && !json_is_null(f->id)) {
+        if (!json_is_string(f->id)
+            || ngx_http_events_id_valid((u_char *) json_string_value(f->id),
+                                        json_string_length(f->id))
                != NGX_OK)
         {
             ngx_http_events_error(err, 400, "invalid_field", "field",
@@ -145,8 +195,8 @@ ngx_http_events_json_event(ngx_http_events_envelope_t *env, json_t *obj,
             return NGX_ERROR;
         }
 
-        ev->id.data = (u_char *) json_string_value(f.id);
-        ev->id.len = json_string_length(f.id);
+        ev->id.data = (u_char *) json_string_value(f->id);
+        ev->id.len = json_string_length(f->id);
         ev->client_id = 1;
 
         if (ngx_http_events_json_digest(obj, ev->digest) != NGX_OK) {
@@ -172,20 +222,31 @@ ngx_http_events_json_event(ngx_http_events_envelope_t *env, json_t *obj,
         ev->id.len = NGX_HTTP_EVENTS_ID_LEN;
     }
 
-    /* the tenant is the request's, never the body's */
+    return NGX_OK;
+}
+
+
+/* the tenant is the request's, never the body's */
+
+static ngx_int_t
+ngx_http_events_json_tenant(ngx_http_events_envelope_t *env,
+    ngx_http_events_fields_t *f, ngx_http_events_event_t *ev,
+    ngx_http_events_error_t *err)
+{
+    ngx_str_t  tenant;
 
     ev->tenant = env->tenant;
 
-    if (f.tenant && !json_is_null(f.tenant)) {
-        if (!json_is_string(f.tenant)) {
+    if (f->tenant && !json_is_null(f->tenant)) {
+        if (!json_is_string(f->tenant)) {
             ngx_http_events_error(err, 400, "invalid_field", "field",
                                   &env->prefix, "tenantId",
                                   "\"tenantId\" must be a string");
             return NGX_ERROR;
         }
 
-        tenant.data = (u_char *) json_string_value(f.tenant);
-        tenant.len = json_string_length(f.tenant);
+        tenant.data = (u_char *) json_string_value(f->tenant);
+        tenant.len = json_string_length(f->tenant);
 
         if (tenant.len != env->tenant.len
             || (tenant.len
@@ -200,35 +261,49 @@ ngx_http_events_json_event(ngx_http_events_envelope_t *env, json_t *obj,
         }
     }
 
-    if (ngx_http_events_json_string(env, f.source, "source",
+    return NGX_OK;
+}
+
+
+/* the keys the indexes use, and occurredAt */
+
+static ngx_int_t
+ngx_http_events_json_keys(ngx_http_events_envelope_t *env,
+    ngx_http_events_fields_t *f, ngx_http_events_event_t *ev,
+    ngx_http_events_error_t *err)
+{
+    u_char  *dot;
+
+    if (ngx_http_events_json_string(env, f->source, "source",
                                     NGX_HTTP_EVENTS_MAX_SOURCE,
                                     ngx_http_events_json_text_char, &ev->source,
                                     err)
         != NGX_OK
-        || ngx_http_events_json_string(env, f.project, "projectId", 128,
-                                       ngx_http_events_json_text_char, &project,
-                                       err)
+        || ngx_http_events_json_string(env, f->project, "projectId", 128,
+                                       ngx_http_events_json_text_char,
+                                       &f->project_id, err)
            != NGX_OK
-        || ngx_http_events_json_string(env, f.rtype, "resourceType",
+        || ngx_http_events_json_string(env, f->rtype, "resourceType",
                                        NGX_HTTP_EVENTS_MAX_RTYPE,
                                        ngx_http_events_json_rtype_char,
                                        &ev->rtype, err)
            != NGX_OK
-        || ngx_http_events_json_string(env, f.rid, "resourceId",
+        || ngx_http_events_json_string(env, f->rid, "resourceId",
                                        NGX_HTTP_EVENTS_MAX_RID,
                                        ngx_http_events_json_rid_char, &ev->rid,
                                        err)
            != NGX_OK
-        || ngx_http_events_json_string(env, f.occurred, "occurredAt", 64,
+        || ngx_http_events_json_string(env, f->occurred, "occurredAt", 64,
                                        ngx_http_events_json_text_char,
-                                       &occurred, err)
+                                       &f->occurred_at, err)
            != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    if (occurred.len
-        && ngx_http_events_time_parse(occurred.data, occurred.len, NULL)
+    if (f->occurred_at.len
+        && ngx_http_events_time_parse(f->occurred_at.data,
+                                      f->occurred_at.len, NULL)
            != NGX_OK)
     {
         ngx_http_events_error(err, 400, "invalid_field", "field",
@@ -260,26 +335,23 @@ ngx_http_events_json_event(ngx_http_events_envelope_t *env, json_t *obj,
         ev->rtype.len = dot ? (size_t) (dot - ev->type.data) : ev->type.len;
     }
 
-    if (ngx_http_events_json_payload(env, &f, &ev->type, err) != NGX_OK) {
-        return NGX_ERROR;
-    }
+    return NGX_OK;
+}
 
-    ev->action = f.action;
 
-    if (f.metadata && !json_is_null(f.metadata)
-        && !json_is_object(f.metadata))
-    {
-        ngx_http_events_error(err, 400, "invalid_field", "field",
-                              &env->prefix, "metadata",
-                              "\"metadata\" must be an object");
-        return NGX_ERROR;
-    }
+/* the envelope, in its one order */
 
-    /* the envelope, in its one order */
+static ngx_int_t
+ngx_http_events_json_envelope(ngx_http_events_envelope_t *env,
+    ngx_http_events_fields_t *f, ngx_http_events_event_t *ev,
+    ngx_http_events_error_t *err)
+{
+    u_char  *p;
+    size_t   len, data_len, changes_len, meta_len;
 
-    data_len = f.data ? ngx_http_events_json_size(f.data) : 4;
-    changes_len = f.changes ? ngx_http_events_json_size(f.changes) : 4;
-    meta_len = f.metadata ? ngx_http_events_json_size(f.metadata) : 4;
+    data_len = f->data ? ngx_http_events_json_size(f->data) : 4;
+    changes_len = f->changes ? ngx_http_events_json_size(f->changes) : 4;
+    meta_len = f->metadata ? ngx_http_events_json_size(f->metadata) : 4;
 
     len = sizeof("{\"id\":,\"seq\":,\"type\":,\"source\":,\"tenantId\":,"
                  "\"projectId\":,\"resourceType\":,\"resourceId\":,"
@@ -291,10 +363,12 @@ ngx_http_events_json_event(ngx_http_events_envelope_t *env, json_t *obj,
                                                 ev->source.len)
           + 2 + ngx_http_events_json_escape_len(ev->tenant.data,
                                                 ev->tenant.len)
-          + 2 + ngx_http_events_json_escape_len(project.data, project.len)
+          + 2 + ngx_http_events_json_escape_len(f->project_id.data,
+                                                f->project_id.len)
           + ev->rtype.len + ev->rid.len + 8
-          + 2 + ngx_http_events_json_escape_len(occurred.data, occurred.len)
-          + ngx_http_events_actions[f.action].len
+          + 2 + ngx_http_events_json_escape_len(f->occurred_at.data,
+                                                f->occurred_at.len)
+          + ngx_http_events_actions[f->action].len
           + data_len + changes_len + meta_len + 16;
 
     if (len + NGX_INT64_LEN + NGX_HTTP_EVENTS_TIMESTAMP_LEN > env->max_size) {
@@ -324,7 +398,7 @@ ngx_http_events_json_event(ngx_http_events_envelope_t *env, json_t *obj,
     p = ngx_cpymem(p, ",\"tenantId\":", sizeof(",\"tenantId\":") - 1);
     p = ngx_http_events_json_str(p, &ev->tenant);
     p = ngx_cpymem(p, ",\"projectId\":", sizeof(",\"projectId\":") - 1);
-    p = ngx_http_events_json_str(p, &project);
+    p = ngx_http_events_json_str(p, &f->project_id);
     p = ngx_cpymem(p, ",\"resourceType\":",
                    sizeof(",\"resourceType\":") - 1);
     p = ngx_http_events_json_str(p, &ev->rtype);
@@ -334,17 +408,17 @@ ngx_http_events_json_event(ngx_http_events_envelope_t *env, json_t *obj,
     ev->ts_at = p - ev->json;
 
     p = ngx_cpymem(p, "\",\"occurredAt\":", sizeof("\",\"occurredAt\":") - 1);
-    p = ngx_http_events_json_str(p, &occurred);
+    p = ngx_http_events_json_str(p, &f->occurred_at);
     p = ngx_sprintf(p, ",\"payload\":{\"action\":\"%V\",\"data\":",
-                    &ngx_http_events_actions[f.action]);
-    p = f.data ? ngx_http_events_json_write(p, f.data)
-               : ngx_cpymem(p, "null", 4);
+                    &ngx_http_events_actions[f->action]);
+    p = f->data ? ngx_http_events_json_write(p, f->data)
+                : ngx_cpymem(p, "null", 4);
     p = ngx_cpymem(p, ",\"changes\":", sizeof(",\"changes\":") - 1);
-    p = f.changes ? ngx_http_events_json_write(p, f.changes)
-                  : ngx_cpymem(p, "null", 4);
-    p = ngx_cpymem(p, "},\"metadata\":", sizeof("},\"metadata\":") - 1);
-    p = f.metadata ? ngx_http_events_json_write(p, f.metadata)
+    p = f->changes ? ngx_http_events_json_write(p, f->changes)
                    : ngx_cpymem(p, "null", 4);
+    p = ngx_cpymem(p, "},\"metadata\":", sizeof("},\"metadata\":") - 1);
+    p = f->metadata ? ngx_http_events_json_write(p, f->metadata)
+                    : ngx_cpymem(p, "null", 4);
     *p++ = '}';
 
     ev->json_len = p - ev->json;

@@ -88,8 +88,8 @@ static ngx_http_events_param_t  ngx_http_events_params[] = {
 
 ngx_int_t
 ngx_http_events_query_parse(ngx_str_t *args, ngx_uint_t mode,
-    ngx_pool_t *pool, ngx_http_events_query_t *q,
-    ngx_http_events_error_t *err)
+    ngx_http_events_cursor_key_t *key, ngx_pool_t *pool,
+    ngx_http_events_query_t *q, ngx_http_events_error_t *err)
 {
     u_char                   *p, *end, *amp, *eq, *src, *dst;
     uint32_t                  seen;
@@ -97,6 +97,7 @@ ngx_http_events_query_parse(ngx_str_t *args, ngx_uint_t mode,
     ngx_uint_t                i, order_set;
     ngx_http_events_param_t  *param;
 
+    q->cursor_key = key;
     q->since_ms = -1;
     q->until_ms = -1;
     q->limit = NGX_HTTP_EVENTS_DEFAULT_LIMIT;
@@ -417,7 +418,7 @@ static ngx_int_t
 ngx_http_events_query_param_after(ngx_http_events_query_t *q, ngx_str_t *value,
     ngx_pool_t *pool, ngx_http_events_error_t *err)
 {
-    if (ngx_http_events_cursor_parse(value->data, value->len,
+    if (ngx_http_events_cursor_parse(q->cursor_key, value->data, value->len,
                                      &q->after_epoch, &q->after)
         != NGX_OK)
     {
@@ -437,15 +438,20 @@ static ngx_int_t
 ngx_http_events_query_param_before(ngx_http_events_query_t *q, ngx_str_t *value,
     ngx_pool_t *pool, ngx_http_events_error_t *err)
 {
-    if (ngx_http_events_cursor_parse(value->data, value->len,
+    if (ngx_http_events_cursor_parse(q->cursor_key, value->data, value->len,
                                      &q->before_epoch, &q->before)
         != NGX_OK
-        || q->before == 0)
+        || (q->before == 0 && q->before_epoch == q->cursor_key->epoch))
     {
         ngx_http_events_error(err, 400, "invalid_cursor", "param", NULL,
                               "before", "\"before\" is not a cursor of "
                               "this API");
         return NGX_ERROR;
+    }
+
+    if (q->before_epoch != q->cursor_key->epoch) {
+        /* another epoch's: present, at no place here (the caller: 410) */
+        q->before = (uint64_t) -1;
     }
 
     return NGX_OK;

@@ -25,8 +25,8 @@
 
 
 ngx_int_t ngx_http_events_query_parse(ngx_str_t *args, ngx_uint_t mode,
-    ngx_pool_t *pool, ngx_http_events_query_t *q,
-    ngx_http_events_error_t *err);
+    ngx_http_events_cursor_key_t *key, ngx_pool_t *pool,
+    ngx_http_events_query_t *q, ngx_http_events_error_t *err);
 
 
 #endif /* _NGX_HTTP_EVENTS_QUERY_H_INCLUDED_ */

@@ -35,7 +35,7 @@
 
 
 #define NGX_HTTP_EVENTS_MAGIC       0x45564e54      /* "EVNT" */
-#define NGX_HTTP_EVENTS_VERSION     4
+#define NGX_HTTP_EVENTS_VERSION     5
 
 /* an index slot for every this many bytes of ring */
 #define NGX_HTTP_EVENTS_SLOT_BYTES  256
@@ -80,11 +80,22 @@ typedef struct {
 } ngx_http_events_type_node_t;
 
 
+/* a tenant with events in the ring: how many, of how many types */
+typedef struct {
+    ngx_rbtree_node_t           node;
+    uint64_t                    events;
+    uint64_t                    types;
+    u_short                     len;
+    u_char                      data[1];
+} ngx_http_events_tenant_node_t;
+
+
 struct ngx_http_events_sh_s {
     uint32_t                    magic;
     uint32_t                    version;
     uint64_t                    epoch;
     uint64_t                    zone_size;
+    u_char                      secret[NGX_HTTP_EVENTS_CURSOR_SECRET];
 
     u_char                     *ring;
     uint64_t                    ring_size;
@@ -105,6 +116,10 @@ struct ngx_http_events_sh_s {
     ngx_rbtree_t                types;
     ngx_rbtree_node_t           types_sentinel;
     uint64_t                    ntypes;
+    ngx_rbtree_t                tenants;        /* their types, events */
+    ngx_rbtree_node_t           tenants_sentinel;
+    ngx_uint_t                  reserve;        /* pages kept from it */
+    uint64_t                    rejected_types; /* at a tenant's cap */
 
     uint64_t                    stored;
     uint64_t                    evicted;
@@ -135,6 +150,7 @@ typedef struct {
 } ngx_http_events_copy_t;
 
 
+static void ngx_http_events_store_cursor_cleanup(void *data);
 static ngx_int_t ngx_http_events_store_layout(ngx_shm_zone_t *shm_zone,
     ngx_http_events_sh_t *sh);
 static uint32_t ngx_http_events_store_hash2(ngx_str_t *a, ngx_str_t *b);
@@ -147,8 +163,11 @@ static ngx_http_events_record_t *ngx_http_events_store_find_id_locked(
 static ngx_http_events_type_node_t *ngx_http_events_store_type_find(
     ngx_http_events_sh_t *sh, ngx_str_t *tenant, ngx_str_t *type,
     uint32_t hash);
-static ngx_int_t ngx_http_events_store_type_ref(ngx_http_events_store_t *store,
-    ngx_str_t *tenant, ngx_str_t *type);
+static ngx_http_events_tenant_node_t *ngx_http_events_store_tenant_find(
+    ngx_http_events_sh_t *sh, ngx_str_t *tenant, uint32_t hash);
+static ngx_http_events_store_rc_e ngx_http_events_store_type_ref(
+    ngx_http_events_store_t *store, ngx_str_t *tenant, ngx_str_t *type,
+    ngx_uint_t bounded);
 static void ngx_http_events_store_type_touch(ngx_http_events_sh_t *sh,
     ngx_str_t *tenant, ngx_str_t *type, uint64_t last_ms);
 static void ngx_http_events_store_type_unref(ngx_http_events_store_t *store,
@@ -169,8 +188,7 @@ static ngx_int_t ngx_http_events_store_copy_json(ngx_http_events_sh_t *sh,
     uint64_t off, ngx_http_events_copy_t *c, ngx_pool_t *pool,
     ngx_str_t *json);
 static ngx_inline ngx_uint_t ngx_http_events_store_valid(
-    ngx_http_events_sh_t *sh,
-    uint64_t off);
+    ngx_http_events_sh_t *sh, uint64_t off);
 static ngx_int_t ngx_http_events_store_read_slot(ngx_http_events_sh_t *sh,
     uint64_t i, ngx_http_events_slot_t *slot);
 static ngx_int_t ngx_http_events_store_seek(ngx_http_events_sh_t *sh,
@@ -178,9 +196,8 @@ static ngx_int_t ngx_http_events_store_seek(ngx_http_events_sh_t *sh,
 static ngx_uint_t ngx_http_events_store_match_query(ngx_http_events_query_t *q,
     ngx_http_events_copy_t *c);
 static ngx_int_t ngx_http_events_store_query_scan(
-    ngx_http_events_store_t *store,
-    ngx_http_events_query_t *q, ngx_pool_t *pool,
-    ngx_http_events_result_t *res);
+    ngx_http_events_store_t *store, ngx_http_events_query_t *q,
+    ngx_pool_t *pool, ngx_http_events_result_t *res);
 static ngx_int_t ngx_http_events_store_query_entity(
     ngx_http_events_store_t *store, ngx_http_events_query_t *q,
     ngx_pool_t *pool, ngx_http_events_result_t *res);
@@ -188,6 +205,20 @@ static ngx_int_t ngx_http_events_store_add_item(ngx_http_events_sh_t *sh,
     uint64_t off, ngx_http_events_copy_t *c, ngx_pool_t *pool,
     ngx_http_events_result_t *res);
 static void ngx_http_events_store_expire(ngx_http_events_store_t *store);
+static ngx_http_events_store_rc_e ngx_http_events_store_repeats_locked(
+    ngx_http_events_store_t *store, ngx_http_events_event_t *events,
+    ngx_uint_t n, ngx_pool_t *pool, ngx_uint_t *failed);
+static ngx_http_events_store_rc_e ngx_http_events_store_catalog_locked(
+    ngx_http_events_store_t *store, ngx_http_events_event_t *events,
+    ngx_uint_t n, ngx_uint_t *failed);
+static void ngx_http_events_store_uncatalog_locked(
+    ngx_http_events_store_t *store, ngx_http_events_event_t *events,
+    ngx_uint_t n);
+static void ngx_http_events_store_publish_locked(
+    ngx_http_events_store_t *store, ngx_http_events_event_t *events,
+    ngx_uint_t n, uint64_t seq, uint64_t now);
+static ngx_http_events_store_rc_e ngx_http_events_store_answer(
+    ngx_http_events_event_t *events, ngx_uint_t n, ngx_pool_t *pool);
 
 
 ngx_int_t
@@ -349,8 +380,24 @@ ngx_http_events_store_layout(ngx_shm_zone_t *shm_zone,
         }
     } while (sh->epoch == 0);
 
+    if (RAND_bytes(sh->secret, NGX_HTTP_EVENTS_CURSOR_SECRET) != 1) {
+        ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                      "RAND_bytes() failed for events zone \"%V\"",
+                      &shm_zone->shm.name);
+        return NGX_ERROR;
+    }
+
     ngx_rbtree_init(&sh->types, &sh->types_sentinel,
                     ngx_http_events_store_type_insert);
+    ngx_rbtree_init(&sh->tenants, &sh->tenants_sentinel,
+                    ngx_http_events_store_type_insert);
+
+    /*
+     * what the catalog may not take of the spare memory: webhook
+     * endpoints and deliveries must find room when one tenant, or many,
+     * write type after type
+     */
+    sh->reserve = shpool->pfree / 4;
 
     return NGX_OK;
 }
@@ -442,8 +489,7 @@ ngx_http_events_store_str_eq(ngx_str_t *s, u_char *p, size_t len)
 
 static ngx_http_events_record_t *
 ngx_http_events_store_find_id_locked(ngx_http_events_sh_t *sh,
-                                     ngx_str_t *tenant,
-    ngx_str_t *id)
+    ngx_str_t *tenant, ngx_str_t *id)
 {
     uint32_t                   hash;
     uint64_t                   link;
@@ -510,8 +556,7 @@ ngx_http_events_store_type_find(ngx_http_events_sh_t *sh, ngx_str_t *tenant,
 
 static void
 ngx_http_events_store_type_insert(ngx_rbtree_node_t *temp,
-                                  ngx_rbtree_node_t *node,
-    ngx_rbtree_node_t *sentinel)
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
 {
     ngx_rbtree_node_t  **p;
 
@@ -533,26 +578,98 @@ ngx_http_events_store_type_insert(ngx_rbtree_node_t *temp,
 }
 
 
-static ngx_int_t
-ngx_http_events_store_type_ref(ngx_http_events_store_t *store,
-                               ngx_str_t *tenant,
-    ngx_str_t *type)
+static ngx_http_events_tenant_node_t *
+ngx_http_events_store_tenant_find(ngx_http_events_sh_t *sh, ngx_str_t *tenant,
+    uint32_t hash)
 {
-    uint32_t                      hash;
-    ngx_http_events_sh_t         *sh;
-    ngx_http_events_type_node_t  *tn;
+    ngx_rbtree_node_t              *node, *sentinel;
+    ngx_http_events_tenant_node_t  *tn;
+
+    node = sh->tenants.root;
+    sentinel = sh->tenants.sentinel;
+
+    while (node != sentinel) {
+
+        if (hash != node->key) {
+            node = (hash < node->key) ? node->left : node->right;
+            continue;
+        }
+
+        tn = (ngx_http_events_tenant_node_t *) node;
+
+        if (ngx_http_events_store_str_eq(tenant, tn->data, tn->len)) {
+            return tn;
+        }
+
+        /* equal hashes go right, see the insert function */
+        node = node->right;
+    }
+
+    return NULL;
+}
+
+
+/*
+ * An event's (tenant, type) into the catalog.  A type new to its tenant
+ * is refused (when bounded: not at replay) if the tenant has
+ * NGX_HTTP_EVENTS_TENANT_TYPES of them, or if the slab would be left
+ * with less than the reserve: one tenant cannot take the zone's spare
+ * memory, and all of them together cannot take what webhooks need.
+ */
+
+static ngx_http_events_store_rc_e
+ngx_http_events_store_type_ref(ngx_http_events_store_t *store,
+    ngx_str_t *tenant, ngx_str_t *type, ngx_uint_t bounded)
+{
+    uint32_t                        hash, thash;
+    ngx_http_events_sh_t           *sh;
+    ngx_http_events_type_node_t    *tn;
+    ngx_http_events_tenant_node_t  *ten;
 
     sh = store->sh;
     hash = ngx_http_events_store_hash2(tenant, type);
+    thash = ngx_crc32_short(tenant->data, tenant->len);
 
     tn = ngx_http_events_store_type_find(sh, tenant, type, hash);
+    ten = ngx_http_events_store_tenant_find(sh, tenant, thash);
 
     if (tn == NULL) {
+        if (bounded && ten && ten->types >= NGX_HTTP_EVENTS_TENANT_TYPES) {
+            sh->rejected_types++;
+            return NGX_HTTP_EVENTS_STORE_TOO_MANY_TYPES;
+        }
+
+        if (bounded && store->shpool->pfree <= sh->reserve) {
+            return NGX_HTTP_EVENTS_STORE_FULL;
+        }
+
+        if (ten == NULL) {
+            ten = ngx_slab_alloc_locked(store->shpool,
+                                        sizeof(ngx_http_events_tenant_node_t)
+                                        + tenant->len);
+            if (ten == NULL) {
+                return NGX_HTTP_EVENTS_STORE_FULL;
+            }
+
+            ten->node.key = thash;
+            ten->events = 0;
+            ten->types = 0;
+            ten->len = (u_short) tenant->len;
+            ngx_memcpy(ten->data, tenant->data, tenant->len);
+
+            ngx_rbtree_insert(&sh->tenants, &ten->node);
+        }
+
         tn = ngx_slab_alloc_locked(store->shpool,
                                    sizeof(ngx_http_events_type_node_t)
                                    + tenant->len + type->len);
         if (tn == NULL) {
-            return NGX_ERROR;
+            if (ten->types == 0) {
+                ngx_rbtree_delete(&sh->tenants, &ten->node);
+                ngx_slab_free_locked(store->shpool, ten);
+            }
+
+            return NGX_HTTP_EVENTS_STORE_FULL;
         }
 
         tn->node.key = hash;
@@ -565,11 +682,13 @@ ngx_http_events_store_type_ref(ngx_http_events_store_t *store,
 
         ngx_rbtree_insert(&sh->types, &tn->node);
         sh->ntypes++;
+        ten->types++;
     }
 
     tn->count++;
+    ten->events++;
 
-    return NGX_OK;
+    return NGX_HTTP_EVENTS_STORE_OK;
 }
 
 
@@ -590,11 +709,11 @@ ngx_http_events_store_type_touch(ngx_http_events_sh_t *sh, ngx_str_t *tenant,
 
 static void
 ngx_http_events_store_type_unref(ngx_http_events_store_t *store,
-                                 ngx_str_t *tenant,
-    ngx_str_t *type)
+    ngx_str_t *tenant, ngx_str_t *type)
 {
-    ngx_http_events_sh_t         *sh;
-    ngx_http_events_type_node_t  *tn;
+    ngx_http_events_sh_t           *sh;
+    ngx_http_events_type_node_t    *tn;
+    ngx_http_events_tenant_node_t  *ten;
 
     sh = store->sh;
 
@@ -605,10 +724,23 @@ ngx_http_events_store_type_unref(ngx_http_events_store_t *store,
         return;
     }
 
+    ten = ngx_http_events_store_tenant_find(sh, tenant,
+                                            ngx_crc32_short(tenant->data,
+                                                            tenant->len));
+
     if (--tn->count == 0) {
         ngx_rbtree_delete(&sh->types, &tn->node);
         ngx_slab_free_locked(store->shpool, tn);
         sh->ntypes--;
+
+        if (ten) {
+            ten->types--;
+        }
+    }
+
+    if (ten && --ten->events == 0) {
+        ngx_rbtree_delete(&sh->tenants, &ten->node);
+        ngx_slab_free_locked(store->shpool, ten);
     }
 }
 
@@ -644,7 +776,7 @@ ngx_http_events_store_evict_locked(ngx_http_events_store_t *store)
 
 static void
 ngx_http_events_store_expire_locked(ngx_http_events_store_t *store,
-                                    uint64_t now)
+    uint64_t now)
 {
     ngx_http_events_sh_t      *sh;
     ngx_http_events_record_t  *h;
@@ -822,23 +954,23 @@ ngx_http_events_store_write_locked(ngx_http_events_store_t *store,
 }
 
 
-ngx_int_t
+ngx_http_events_store_rc_e
 ngx_http_events_store_append(ngx_http_events_store_t *store,
     ngx_http_events_event_t *events, ngx_uint_t n, ngx_pool_t *pool,
     ngx_uint_t *failed)
 {
-    uint64_t   upto;
-    ngx_int_t  rc;
+    uint64_t                    upto;
+    ngx_http_events_store_rc_e  rc;
 
     rc = ngx_http_events_store_append_nosync(store, events, n, pool, failed,
                                              &upto);
 
     /* with fsync=always the answer waits for the disk, not the lock */
 
-    if (rc == NGX_OK && upto
+    if (rc == NGX_HTTP_EVENTS_STORE_OK && upto
         && ngx_http_events_journal_sync(store->journal, upto) != NGX_OK)
     {
-        return NGX_HTTP_EVENTS_JOURNAL_UNSYNCED;
+        return NGX_HTTP_EVENTS_STORE_JOURNAL_UNSYNCED;
     }
 
     return rc;
@@ -849,24 +981,25 @@ ngx_http_events_store_append(ngx_http_events_store_t *store,
  * The append itself; with fsync=always, *upto is where the journal must
  * be durable up to before the events are acknowledged (0: nothing to
  * wait for), for callers that wait for it their own way.
+ *
+ * Under the lock, first everything that can fail (repeats, the catalog,
+ * the journal), so that a batch is all or nothing; then the records,
+ * which cannot fail.  The answer is built outside the lock.
  */
 
-ngx_int_t
+ngx_http_events_store_rc_e
 ngx_http_events_store_append_nosync(ngx_http_events_store_t *store,
     ngx_http_events_event_t *events, ngx_uint_t n, ngx_pool_t *pool,
     ngx_uint_t *failed, uint64_t *upto)
 {
-    u_char                    *p, *jbuf;
-    size_t                     total, jlen;
-    uint64_t                   now, seq, jend;
-    ngx_int_t                  rc;
-    ngx_uint_t                 i, j, w;
-    ngx_http_events_sh_t      *sh;
-    ngx_http_events_event_t   *ev;
-    ngx_http_events_record_t  *h;
+    u_char                      *jbuf;
+    size_t                       total, jlen;
+    uint64_t                     now, seq, jend;
+    ngx_uint_t                   i;
+    ngx_http_events_sh_t        *sh;
+    ngx_http_events_store_rc_e   rc;
 
     sh = store->sh;
-    rc = NGX_OK;
     *upto = 0;
 
     total = 0;
@@ -883,14 +1016,14 @@ ngx_http_events_store_append_nosync(ngx_http_events_store_t *store,
     }
 
     if (total > ngx_http_events_store_max_record(store)) {
-        return NGX_ABORT;
+        return NGX_HTTP_EVENTS_STORE_TOO_LARGE;
     }
 
     if (jlen) {
         /* the journal's records are built under the lock, here */
         jbuf = ngx_pnalloc(pool, jlen);
         if (jbuf == NULL) {
-            return NGX_ERROR;
+            return NGX_HTTP_EVENTS_STORE_ERROR;
         }
     }
 
@@ -904,7 +1037,72 @@ ngx_http_events_store_append_nosync(ngx_http_events_store_t *store,
 
     ngx_http_events_store_expire_locked(store, now);
 
-    /* first everything that can fail, so that a batch is all or nothing */
+    rc = ngx_http_events_store_repeats_locked(store, events, n, pool, failed);
+
+    if (rc == NGX_HTTP_EVENTS_STORE_OK) {
+        rc = ngx_http_events_store_catalog_locked(store, events, n, failed);
+    }
+
+    if (rc != NGX_HTTP_EVENTS_STORE_OK) {
+        goto done;
+    }
+
+    seq = sh->last_seq;
+
+    for (i = 0; i < n; i++) {
+        if (!events[i].repeat) {
+            events[i].seq = ++seq;
+            events[i].time_ms = now;
+        }
+    }
+
+    /*
+     * the journal is written before the ring: journal order is seq
+     * order, and a write the disk refuses leaves nothing published
+     */
+
+    if (store->journal && seq != sh->last_seq
+        && ngx_http_events_journal_write_locked(store->journal, &sh->journal,
+                                                events, n, jbuf, &jend)
+           != NGX_OK)
+    {
+        ngx_http_events_store_uncatalog_locked(store, events, n);
+
+        *failed = 0;
+        rc = NGX_HTTP_EVENTS_STORE_JOURNAL_FAILED;
+        goto done;
+    }
+
+    ngx_http_events_store_publish_locked(store, events, n, seq, now);
+
+done:
+
+    ngx_shmtx_unlock(&store->shpool->mutex);
+
+    if (rc != NGX_HTTP_EVENTS_STORE_OK) {
+        return rc;
+    }
+
+    *upto = jend;
+
+    return ngx_http_events_store_answer(events, n, pool);
+}
+
+
+/* ids a client sent before: the same body is a repeat, another a conflict */
+
+static ngx_http_events_store_rc_e
+ngx_http_events_store_repeats_locked(ngx_http_events_store_t *store,
+    ngx_http_events_event_t *events, ngx_uint_t n, ngx_pool_t *pool,
+    ngx_uint_t *failed)
+{
+    u_char                    *p;
+    ngx_uint_t                 i;
+    ngx_http_events_sh_t      *sh;
+    ngx_http_events_event_t   *ev;
+    ngx_http_events_record_t  *h;
+
+    sh = store->sh;
 
     for (i = 0; i < n; i++) {
         ev = &events[i];
@@ -922,14 +1120,12 @@ ngx_http_events_store_append_nosync(ngx_http_events_store_t *store,
         if (!h->client_id || ngx_memcmp(h->digest, ev->digest, 16) != 0) {
             sh->conflicts++;
             *failed = i;
-            rc = NGX_DECLINED;
-            goto done;
+            return NGX_HTTP_EVENTS_STORE_CONFLICT;
         }
 
         p = ngx_pnalloc(pool, h->json_len);
         if (p == NULL) {
-            rc = NGX_ERROR;
-            goto done;
+            return NGX_HTTP_EVENTS_STORE_ERROR;
         }
 
         ngx_memcpy(p, ngx_http_events_rec_json(h), h->json_len);
@@ -942,6 +1138,20 @@ ngx_http_events_store_append_nosync(ngx_http_events_store_t *store,
         sh->repeats++;
     }
 
+    return NGX_HTTP_EVENTS_STORE_OK;
+}
+
+
+/* the new events into the catalog, all of them or none */
+
+static ngx_http_events_store_rc_e
+ngx_http_events_store_catalog_locked(ngx_http_events_store_t *store,
+    ngx_http_events_event_t *events, ngx_uint_t n, ngx_uint_t *failed)
+{
+    ngx_uint_t                   i;
+    ngx_http_events_event_t     *ev;
+    ngx_http_events_store_rc_e   rc;
+
     for (i = 0; i < n; i++) {
         ev = &events[i];
 
@@ -949,74 +1159,66 @@ ngx_http_events_store_append_nosync(ngx_http_events_store_t *store,
             continue;
         }
 
-        if (ngx_http_events_store_type_ref(store, &ev->tenant, &ev->type)
-            != NGX_OK)
-        {
-            for (j = 0; j < i; j++) {
-                if (!events[j].repeat) {
-                    ngx_http_events_store_type_unref(store, &events[j].tenant,
-                                                     &events[j].type);
-                }
-            }
+        rc = ngx_http_events_store_type_ref(store, &ev->tenant, &ev->type, 1);
 
+        if (rc == NGX_HTTP_EVENTS_STORE_OK) {
+            continue;
+        }
+
+        ngx_http_events_store_uncatalog_locked(store, events, i);
+
+        if (rc == NGX_HTTP_EVENTS_STORE_FULL) {
             ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                           "events zone \"%V\": no memory for the type "
-                          "catalog, %ui types kept; event refused",
-                          &store->name, (ngx_uint_t) sh->ntypes);
+                          "catalog beyond the reserve, %uL types kept; "
+                          "event refused",
+                          &store->name, store->sh->ntypes);
 
-            sh->rejected_full++;
-            *failed = i;
-            rc = NGX_BUSY;
-            goto done;
+            store->sh->rejected_full++;
         }
+
+        *failed = i;
+        return rc;
     }
 
-    seq = sh->last_seq;
+    return NGX_HTTP_EVENTS_STORE_OK;
+}
+
+
+static void
+ngx_http_events_store_uncatalog_locked(ngx_http_events_store_t *store,
+    ngx_http_events_event_t *events, ngx_uint_t n)
+{
+    ngx_uint_t  i;
 
     for (i = 0; i < n; i++) {
-        ev = &events[i];
+        if (!events[i].repeat) {
+            ngx_http_events_store_type_unref(store, &events[i].tenant,
+                                             &events[i].type);
+        }
+    }
+}
 
-        if (ev->repeat) {
+
+/* the records, then the head: nothing here can fail */
+
+static void
+ngx_http_events_store_publish_locked(ngx_http_events_store_t *store,
+    ngx_http_events_event_t *events, ngx_uint_t n, uint64_t seq, uint64_t now)
+{
+    ngx_uint_t             i, w;
+    ngx_http_events_sh_t  *sh;
+
+    sh = store->sh;
+
+    for (i = 0; i < n; i++) {
+        if (events[i].repeat) {
             continue;
         }
 
-        ev->seq = ++seq;
-        ev->time_ms = now;
-    }
-
-    /*
-     * the journal is written before the ring: journal order is seq
-     * order, and a write the disk refuses leaves nothing published
-     */
-
-    if (store->journal && seq != sh->last_seq
-        && ngx_http_events_journal_write_locked(store->journal, &sh->journal,
-                                                events, n, jbuf, &jend)
-           != NGX_OK)
-    {
-        for (j = 0; j < n; j++) {
-            if (!events[j].repeat) {
-                ngx_http_events_store_type_unref(store, &events[j].tenant,
-                                                 &events[j].type);
-            }
-        }
-
-        *failed = 0;
-        rc = NGX_HTTP_EVENTS_JOURNAL_FAILED;
-        goto done;
-    }
-
-    /* nothing can fail from here on */
-
-    for (i = 0; i < n; i++) {
-        ev = &events[i];
-
-        if (ev->repeat) {
-            continue;
-        }
-
-        ngx_http_events_store_write_locked(store, ev);
-        ngx_http_events_store_type_touch(sh, &ev->tenant, &ev->type, now);
+        ngx_http_events_store_write_locked(store, &events[i]);
+        ngx_http_events_store_type_touch(sh, &events[i].tenant,
+                                         &events[i].type, now);
     }
 
     sh->last_ms = now;
@@ -1029,18 +1231,18 @@ ngx_http_events_store_append_nosync(ngx_http_events_store_t *store,
     sh->stored += seq - sh->last_seq;
 
     sh->last_seq = seq;
+}
 
-done:
 
-    ngx_shmtx_unlock(&store->shpool->mutex);
+/* the answer, from what was written */
 
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
-    *upto = jend;
-
-    /* the answer is built outside the lock from what was written */
+static ngx_http_events_store_rc_e
+ngx_http_events_store_answer(ngx_http_events_event_t *events, ngx_uint_t n,
+    ngx_pool_t *pool)
+{
+    u_char                   *p;
+    ngx_uint_t                i;
+    ngx_http_events_event_t  *ev;
 
     for (i = 0; i < n; i++) {
         ev = &events[i];
@@ -1052,14 +1254,14 @@ done:
         p = ngx_pnalloc(pool, ev->json_len + NGX_INT64_LEN
                               + NGX_HTTP_EVENTS_TIMESTAMP_LEN);
         if (p == NULL) {
-            return NGX_ERROR;
+            return NGX_HTTP_EVENTS_STORE_ERROR;
         }
 
         ev->stored.data = p;
         ev->stored.len = ngx_http_events_store_write_json(p, ev) - p;
     }
 
-    return NGX_OK;
+    return NGX_HTTP_EVENTS_STORE_OK;
 }
 
 
@@ -1069,33 +1271,34 @@ done:
  * the entity chains and the catalog come back as they were.
  */
 
-ngx_int_t
+ngx_http_events_store_rc_e
 ngx_http_events_store_restore(ngx_http_events_store_t *store,
     ngx_http_events_event_t *ev)
 {
-    ngx_int_t              rc;
-    ngx_http_events_sh_t  *sh;
+    ngx_http_events_sh_t        *sh;
+    ngx_http_events_store_rc_e   rc;
 
     sh = store->sh;
 
     if (ngx_http_events_store_record_size(ev)
         > ngx_http_events_store_max_record(store))
     {
-        return NGX_ABORT;
+        return NGX_HTTP_EVENTS_STORE_TOO_LARGE;
     }
 
-    rc = NGX_OK;
+    rc = NGX_HTTP_EVENTS_STORE_OK;
 
     ngx_shmtx_lock(&store->shpool->mutex);
 
     if (ev->seq <= sh->last_seq) {
-        rc = NGX_DECLINED;
+        rc = NGX_HTTP_EVENTS_STORE_STALE;
         goto done;
     }
 
-    if (ngx_http_events_store_type_ref(store, &ev->tenant,
-                                       &ev->type) != NGX_OK) {
-        rc = NGX_BUSY;
+    /* what the journal kept was accepted once: no cap, no reserve */
+    rc = ngx_http_events_store_type_ref(store, &ev->tenant, &ev->type, 0);
+
+    if (rc != NGX_HTTP_EVENTS_STORE_OK) {
         goto done;
     }
 
@@ -1335,7 +1538,7 @@ ngx_http_events_store_read_slot(ngx_http_events_sh_t *sh, uint64_t i,
 
 static ngx_int_t
 ngx_http_events_store_seek(ngx_http_events_sh_t *sh, uint64_t seq,
-                           uint64_t *pos)
+    uint64_t *pos)
 {
     uint64_t                lo, hi, mid;
     ngx_int_t               rc;
@@ -2115,6 +2318,83 @@ ngx_http_events_store_woken(ngx_http_events_store_t *store)
         (void) ngx_atomic_fetch_add(&store->sh->workers[ngx_worker].wakeups,
                                     1);
     }
+}
+
+
+/*
+ * The zone's cursor secret: the journal keeps it beside the segments,
+ * and gives it back at replay, with the epoch it goes with.
+ */
+
+u_char *
+ngx_http_events_store_secret(ngx_http_events_store_t *store)
+{
+    return store->sh->secret;
+}
+
+
+/* this process's cursor contexts, keyed on first use (after fork) */
+
+ngx_http_events_cursor_key_t *
+ngx_http_events_store_cursor_key(ngx_http_events_store_t *store)
+{
+    ngx_pool_cleanup_t  *cln;
+
+    if (store->cursor_key.enc != NULL) {
+        return &store->cursor_key;
+    }
+
+    cln = ngx_pool_cleanup_add(ngx_cycle->pool, 0);
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    if (ngx_http_events_cursor_key_init(&store->cursor_key, store->sh->secret,
+                                        store->sh->epoch)
+        != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "events zone \"%V\": no cipher context for cursors",
+                      &store->name);
+        return NULL;
+    }
+
+    cln->handler = ngx_http_events_store_cursor_cleanup;
+    cln->data = &store->cursor_key;
+
+    return &store->cursor_key;
+}
+
+
+static void
+ngx_http_events_store_cursor_cleanup(void *data)
+{
+    ngx_http_events_cursor_key_free(data);
+}
+
+
+/*
+ * Whether a tenant has no event in the ring: such a tenant is told no
+ * head, which would otherwise be a position among other tenants' events.
+ */
+
+ngx_uint_t
+ngx_http_events_store_tenant_empty(ngx_http_events_store_t *store,
+    ngx_str_t *tenant)
+{
+    ngx_uint_t                      empty;
+    ngx_http_events_tenant_node_t  *ten;
+
+    ngx_shmtx_lock(&store->shpool->mutex);
+
+    ten = ngx_http_events_store_tenant_find(store->sh, tenant,
+                                            ngx_crc32_short(tenant->data,
+                                                            tenant->len));
+    empty = (ten == NULL || ten->events == 0);
+
+    ngx_shmtx_unlock(&store->shpool->mutex);
+
+    return empty;
 }
 
 

@@ -14,6 +14,7 @@
 
 #include "ngx_http_events_types.h"
 #include "ngx_http_events_time.h"
+#include "ngx_http_events_cursor.h"
 
 
 #define NGX_HTTP_EVENTS_MAX_WORKERS     64
@@ -33,10 +34,26 @@
 #define NGX_HTTP_EVENTS_MAX_KEYS        (64 + 128 + 128 + 64 + 128 + 128)
 
 
-/* ngx_http_events_store_append(): the journal could not be written */
-#define NGX_HTTP_EVENTS_JOURNAL_FAILED  -100
-/* ... was written and published, but its fsync failed */
-#define NGX_HTTP_EVENTS_JOURNAL_UNSYNCED  -101
+/*
+ * A tenant's distinct types in the catalog, at most; the catalog also
+ * leaves 1/4 of the zone's spare memory (after ring and indexes) to
+ * webhook endpoints and deliveries.
+ */
+#define NGX_HTTP_EVENTS_TENANT_TYPES    1000
+
+
+/* what a write into the store came to */
+typedef enum {
+    NGX_HTTP_EVENTS_STORE_OK = 0,
+    NGX_HTTP_EVENTS_STORE_ERROR = -1,       /* no memory in the pool */
+    NGX_HTTP_EVENTS_STORE_CONFLICT = 1,     /* an id with another body */
+    NGX_HTTP_EVENTS_STORE_TOO_LARGE,        /* more than the ring holds */
+    NGX_HTTP_EVENTS_STORE_FULL,             /* the catalog cannot grow */
+    NGX_HTTP_EVENTS_STORE_TOO_MANY_TYPES,   /* the tenant's types: capped */
+    NGX_HTTP_EVENTS_STORE_JOURNAL_FAILED,   /* nothing written or stored */
+    NGX_HTTP_EVENTS_STORE_JOURNAL_UNSYNCED, /* stored; its fsync failed */
+    NGX_HTTP_EVENTS_STORE_STALE             /* restore: seq not after head */
+} ngx_http_events_store_rc_e;
 
 
 typedef struct ngx_http_events_journal_sh_s  ngx_http_events_journal_sh_t;
@@ -89,6 +106,7 @@ typedef struct {
 
 
 typedef struct {
+    ngx_http_events_cursor_key_t  *cursor_key;  /* after, before */
     ngx_str_t                   tenant;
     ngx_str_t                  *types;
     ngx_uint_t                  ntypes;
@@ -203,6 +221,7 @@ struct ngx_http_events_store_s {
     ngx_msec_t                  retention;
     uint64_t                    epoch;
     ngx_http_events_journal_t  *journal;        /* NULL: none */
+    ngx_http_events_cursor_key_t  cursor_key;   /* keyed on first use */
 
     /* this worker's streams on the zone */
     ngx_queue_t                 subscribers;
@@ -231,17 +250,17 @@ ngx_int_t ngx_http_events_store_init_zone(ngx_shm_zone_t *shm_zone,
 size_t ngx_http_events_store_max_record(ngx_http_events_store_t *store);
 ngx_uint_t ngx_http_events_store_max_batch(ngx_http_events_store_t *store);
 
-ngx_int_t ngx_http_events_store_append(ngx_http_events_store_t *store,
-    ngx_http_events_event_t *events, ngx_uint_t n, ngx_pool_t *pool,
-    ngx_uint_t *failed);
-ngx_int_t ngx_http_events_store_append_nosync(ngx_http_events_store_t *store,
-    ngx_http_events_event_t *events, ngx_uint_t n, ngx_pool_t *pool,
-    ngx_uint_t *failed, uint64_t *upto);
+ngx_http_events_store_rc_e ngx_http_events_store_append(
+    ngx_http_events_store_t *store, ngx_http_events_event_t *events,
+    ngx_uint_t n, ngx_pool_t *pool, ngx_uint_t *failed);
+ngx_http_events_store_rc_e ngx_http_events_store_append_nosync(
+    ngx_http_events_store_t *store, ngx_http_events_event_t *events,
+    ngx_uint_t n, ngx_pool_t *pool, ngx_uint_t *failed, uint64_t *upto);
 
 ngx_http_events_journal_sh_t *ngx_http_events_store_journal(
     ngx_http_events_store_t *store);
-ngx_int_t ngx_http_events_store_restore(ngx_http_events_store_t *store,
-    ngx_http_events_event_t *ev);
+ngx_http_events_store_rc_e ngx_http_events_store_restore(
+    ngx_http_events_store_t *store, ngx_http_events_event_t *ev);
 void ngx_http_events_store_resume(ngx_http_events_store_t *store,
     uint64_t epoch, uint64_t last_seq, uint64_t last_ms, uint64_t gone);
 size_t ngx_http_events_store_json_len(ngx_http_events_event_t *ev);
@@ -281,6 +300,11 @@ void ngx_http_events_store_woken(ngx_http_events_store_t *store);
 
 void **ngx_http_events_store_wh_slot(ngx_http_events_store_t *store);
 uint64_t ngx_http_events_store_head(ngx_http_events_store_t *store);
+ngx_uint_t ngx_http_events_store_tenant_empty(ngx_http_events_store_t *store,
+    ngx_str_t *tenant);
+u_char *ngx_http_events_store_secret(ngx_http_events_store_t *store);
+ngx_http_events_cursor_key_t *ngx_http_events_store_cursor_key(
+    ngx_http_events_store_t *store);
 
 
 #endif /* _NGX_HTTP_EVENTS_STORE_H_INCLUDED_ */

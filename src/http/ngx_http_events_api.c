@@ -78,18 +78,20 @@ static ngx_int_t ngx_http_events_api_created(ngx_http_request_t *r,
     ngx_uint_t n, ngx_uint_t batch);
 static ngx_uint_t ngx_http_events_api_list_query(ngx_http_request_t *r,
     ngx_str_t *tenant, ngx_str_t *rtype, ngx_str_t *rid,
-    ngx_http_events_query_t *q, ngx_int_t *rc);
+    ngx_http_events_cursor_key_t *key, ngx_http_events_query_t *q,
+    ngx_int_t *rc);
 static ngx_int_t ngx_http_events_api_list(ngx_http_request_t *r,
     ngx_str_t *tenant, ngx_str_t *rtype, ngx_str_t *rid);
 static ngx_int_t ngx_http_events_api_list_body(ngx_http_request_t *r,
-    ngx_http_events_query_t *q, ngx_http_events_result_t *res);
+    ngx_http_events_query_t *q, ngx_http_events_result_t *res,
+    ngx_uint_t empty);
 static void ngx_http_events_api_link_encode(ngx_http_events_buf_t *b,
     u_char *s, size_t len, ngx_uint_t path);
 static ngx_int_t ngx_http_events_api_link(ngx_http_request_t *r,
     ngx_http_events_query_t *q, ngx_http_events_result_t *res);
 static ngx_int_t ngx_http_events_api_gone(ngx_http_request_t *r,
-    ngx_http_events_window_t *w, const char *param, const char *code,
-    const char *message);
+    ngx_http_events_cursor_key_t *key, ngx_http_events_window_t *w,
+    const char *param, const char *code, const char *message);
 static ngx_int_t ngx_http_events_api_get(ngx_http_request_t *r,
     ngx_str_t *tenant, ngx_str_t *id);
 static ngx_int_t ngx_http_events_api_types(ngx_http_request_t *r,
@@ -510,12 +512,12 @@ ngx_http_events_api_commit(ngx_http_request_t *r,
     ngx_http_events_event_t *events, ngx_uint_t n, ngx_uint_t batch)
 {
     uint64_t                     upto;
-    ngx_int_t                    rc;
     ngx_str_t                    prefix;
     ngx_uint_t                   failed;
     ngx_http_events_error_t     *err, error;
     ngx_http_events_store_t     *store;
     ngx_http_events_loc_conf_t  *elcf;
+    ngx_http_events_store_rc_e   rc;
     u_char                       item[NGX_INT_T_LEN + 4];
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
@@ -528,37 +530,46 @@ ngx_http_events_api_commit(ngx_http_request_t *r,
     rc = ngx_http_events_store_append_nosync(store, events, n, r->pool,
                                              &failed, &upto);
 
-    if (rc == NGX_ERROR) {
+    if (rc == NGX_HTTP_EVENTS_STORE_ERROR) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (rc != NGX_OK && batch) {
+    if (rc != NGX_HTTP_EVENTS_STORE_OK && batch) {
         prefix.data = item;
         prefix.len = ngx_sprintf(item, "[%ui].", failed) - item;
     }
 
-    if (rc == NGX_DECLINED) {
+    if (rc == NGX_HTTP_EVENTS_STORE_CONFLICT) {
         ngx_http_events_error(err, 409, "conflict", "field", &prefix,
                               "id", "an event with this id and a different "
                               "body exists");
         return ngx_http_events_http_send_error(r, err, NULL);
     }
 
-    if (rc == NGX_ABORT) {
+    if (rc == NGX_HTTP_EVENTS_STORE_TOO_LARGE) {
         ngx_http_events_error(err, 413, "payload_too_large", NULL, NULL,
                               NULL, "the events are larger than the zone "
                               "can hold");
         return ngx_http_events_http_send_error(r, err, NULL);
     }
 
-    if (rc == NGX_HTTP_EVENTS_JOURNAL_FAILED) {
+    if (rc == NGX_HTTP_EVENTS_STORE_TOO_MANY_TYPES) {
+        ngx_http_events_error(err, 409, "too_many_types", "field", &prefix,
+                              "type", "this tenant has %d types in the "
+                              "store, the most it may have; events of "
+                              "types it has are taken",
+                              NGX_HTTP_EVENTS_TENANT_TYPES);
+        return ngx_http_events_http_send_error(r, err, NULL);
+    }
+
+    if (rc == NGX_HTTP_EVENTS_STORE_JOURNAL_FAILED) {
         ngx_http_events_error(err, 503, "journal_unavailable", NULL, NULL,
                               NULL, "the journal on disk cannot take the "
                               "write now; nothing was stored");
         return ngx_http_events_http_send_error(r, err, NULL);
     }
 
-    if (rc == NGX_BUSY) {
+    if (rc != NGX_HTTP_EVENTS_STORE_OK) {
         ngx_http_events_error(err, 503, "store_unavailable", NULL, NULL,
                               NULL, "the store cannot take the write now; "
                               "nothing was stored");
@@ -796,11 +807,13 @@ ngx_http_events_api_list(ngx_http_request_t *r, ngx_str_t *tenant,
 {
     ngx_int_t                    rc;
     ngx_http_events_error_t      err;
-    ngx_http_events_query_t      q;
-    ngx_http_events_store_t     *store;
-    ngx_http_events_result_t     res;
-    ngx_http_events_window_t     w;
-    ngx_http_events_loc_conf_t  *elcf;
+    ngx_uint_t                     empty;
+    ngx_http_events_query_t        q;
+    ngx_http_events_store_t       *store;
+    ngx_http_events_result_t       res;
+    ngx_http_events_window_t       w;
+    ngx_http_events_loc_conf_t    *elcf;
+    ngx_http_events_cursor_key_t  *key;
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
     store = elcf->api_zone->data;
@@ -810,7 +823,14 @@ ngx_http_events_api_list(ngx_http_request_t *r, ngx_str_t *tenant,
         return rc;
     }
 
-    if (!ngx_http_events_api_list_query(r, tenant, rtype, rid, &q, &rc)) {
+    key = ngx_http_events_store_cursor_key(store);
+    if (key == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (!ngx_http_events_api_list_query(r, tenant, rtype, rid, key, &q,
+                                        &rc))
+    {
         return rc;
     }
 
@@ -819,8 +839,8 @@ ngx_http_events_api_list(ngx_http_request_t *r, ngx_str_t *tenant,
     if ((q.has_after && q.after_epoch != w.epoch)
         || (q.before && q.before_epoch != w.epoch))
     {
-        return ngx_http_events_api_gone(r, &w, q.has_after ? "after"
-                                                           : "before",
+        return ngx_http_events_api_gone(r, key, &w,
+                                        q.has_after ? "after" : "before",
                                         "epoch_changed",
                                         "the cursor is from another "
                                         "incarnation of the store; read "
@@ -841,7 +861,7 @@ ngx_http_events_api_list(ngx_http_request_t *r, ngx_str_t *tenant,
     }
 
     if (res.expired) {
-        return ngx_http_events_api_gone(r, &res.window,
+        return ngx_http_events_api_gone(r, key, &res.window,
                                         q.has_after ? "after" : "before",
                                         "cursor_expired",
                                         "the events after this cursor have "
@@ -849,7 +869,10 @@ ngx_http_events_api_list(ngx_http_request_t *r, ngx_str_t *tenant,
                                         "\"oldest\"");
     }
 
-    return ngx_http_events_api_list_body(r, &q, &res);
+    empty = !q.any_tenant
+            && ngx_http_events_store_tenant_empty(store, &q.tenant);
+
+    return ngx_http_events_api_list_body(r, &q, &res, empty);
 }
 
 
@@ -861,8 +884,8 @@ ngx_http_events_api_list(ngx_http_request_t *r, ngx_str_t *tenant,
 
 static ngx_uint_t
 ngx_http_events_api_list_query(ngx_http_request_t *r, ngx_str_t *tenant,
-    ngx_str_t *rtype, ngx_str_t *rid, ngx_http_events_query_t *q,
-    ngx_int_t *rc)
+    ngx_str_t *rtype, ngx_str_t *rid, ngx_http_events_cursor_key_t *key,
+    ngx_http_events_query_t *q, ngx_int_t *rc)
 {
     ngx_int_t                    narrowed;
     ngx_http_events_error_t      err;
@@ -874,7 +897,7 @@ ngx_http_events_api_list_query(ngx_http_request_t *r, ngx_str_t *tenant,
     ngx_memzero(q, sizeof(ngx_http_events_query_t));
     ngx_memzero(&err, sizeof(ngx_http_events_error_t));
 
-    if (ngx_http_events_query_parse(&r->args, NGX_HTTP_EVENTS_QUERY_LIST,
+    if (ngx_http_events_query_parse(&r->args, NGX_HTTP_EVENTS_QUERY_LIST, key,
                                     r->pool, q, &err)
         != NGX_OK)
     {
@@ -933,9 +956,15 @@ ngx_http_events_api_list_query(ngx_http_request_t *r, ngx_str_t *tenant,
 }
 
 
+/*
+ * A tenant with no event in the store gets "head": null and no
+ * Events-Head: its head would be a position among other tenants' events.
+ */
+
 static ngx_int_t
 ngx_http_events_api_list_body(ngx_http_request_t *r,
-    ngx_http_events_query_t *q, ngx_http_events_result_t *res)
+    ngx_http_events_query_t *q, ngx_http_events_result_t *res,
+    ngx_uint_t empty)
 {
     u_char                    *p;
     size_t                     len;
@@ -962,7 +991,8 @@ ngx_http_events_api_list_body(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    head.len = ngx_http_events_cursor_write(head.data, w->epoch, w->head_seq)
+    head.len = ngx_http_events_cursor_write(q->cursor_key, head.data,
+                                            w->epoch, w->head_seq)
                - head.data;
 
     ngx_http_events_buf_literal(&b, "{\"data\":[");
@@ -982,7 +1012,8 @@ ngx_http_events_api_list_body(ngx_http_request_t *r,
 
     if (p && res->has_next) {
         *p++ = '"';
-        p = ngx_http_events_cursor_write(p, w->epoch, res->next);
+        p = ngx_http_events_cursor_write(q->cursor_key, p, w->epoch,
+                                         res->next);
         *p++ = '"';
         b.pos = p;
 
@@ -990,18 +1021,27 @@ ngx_http_events_api_list_body(ngx_http_request_t *r,
         ngx_http_events_buf_literal(&b, "null");
     }
 
-    ngx_http_events_buf_printf(&b, ",\"head\":\"%V\",\"oldest\":\"", &head);
+    if (empty) {
+        ngx_http_events_buf_literal(&b, ",\"head\":null,\"oldest\":\"");
+
+    } else {
+        ngx_http_events_buf_printf(&b, ",\"head\":\"%V\",\"oldest\":\"",
+                                   &head);
+    }
 
     p = ngx_http_events_buf_reserve(&b, NGX_HTTP_EVENTS_CURSOR_LEN + 2);
 
     if (p) {
-        p = ngx_http_events_cursor_write(p, w->epoch, w->evicted_seq);
+        p = ngx_http_events_cursor_write(q->cursor_key, p, w->epoch,
+                                         w->evicted_seq);
         *p++ = '"';
         *p++ = '}';
         b.pos = p;
     }
 
-    if (ngx_http_events_http_add_header(r, "Events-Head", &head) != NGX_OK) {
+    if (!empty
+        && ngx_http_events_http_add_header(r, "Events-Head", &head) != NGX_OK)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -1080,8 +1120,8 @@ ngx_http_events_api_link(ngx_http_request_t *r, ngx_http_events_query_t *q,
 
     dst = ngx_http_events_buf_reserve(&b, NGX_HTTP_EVENTS_CURSOR_LEN);
     if (dst) {
-        b.pos = ngx_http_events_cursor_write(dst, res->window.epoch,
-                                             res->next);
+        b.pos = ngx_http_events_cursor_write(q->cursor_key, dst,
+                                             res->window.epoch, res->next);
     }
 
     ngx_http_events_buf_literal(&b, ">; rel=\"next\"");
@@ -1133,7 +1173,8 @@ ngx_http_events_api_link_encode(ngx_http_events_buf_t *b, u_char *s,
 
 
 static ngx_int_t
-ngx_http_events_api_gone(ngx_http_request_t *r, ngx_http_events_window_t *w,
+ngx_http_events_api_gone(ngx_http_request_t *r,
+    ngx_http_events_cursor_key_t *key, ngx_http_events_window_t *w,
     const char *param, const char *code, const char *message)
 {
     u_char                   *p;
@@ -1147,9 +1188,9 @@ ngx_http_events_api_gone(ngx_http_request_t *r, ngx_http_events_window_t *w,
     }
 
     p = ngx_cpymem(extra.data, ",\"oldest\":\"", sizeof(",\"oldest\":\"") - 1);
-    p = ngx_http_events_cursor_write(p, w->epoch, w->evicted_seq);
+    p = ngx_http_events_cursor_write(key, p, w->epoch, w->evicted_seq);
     p = ngx_cpymem(p, "\",\"head\":\"", sizeof("\",\"head\":\"") - 1);
-    p = ngx_http_events_cursor_write(p, w->epoch, w->head_seq);
+    p = ngx_http_events_cursor_write(key, p, w->epoch, w->head_seq);
     *p++ = '"';
 
     extra.len = p - extra.data;

@@ -41,6 +41,7 @@
 struct ngx_http_events_stream_ctx_s {
     ngx_http_request_t         *request;
     ngx_http_events_store_t    *store;
+    ngx_http_events_cursor_key_t  *key;
     ngx_queue_t                 queue;
     ngx_http_events_query_t     filter;
 
@@ -230,8 +231,16 @@ ngx_http_events_stream_accept(ngx_http_request_t *r,
         return 0;
     }
 
+    /* before it is an EventSource, a bad request may be a 4xx */
+
+    ctx->key = ngx_http_events_store_cursor_key(store);
+    if (ctx->key == NULL) {
+        *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return 0;
+    }
+
     if (ngx_http_events_query_parse(&r->args, NGX_HTTP_EVENTS_QUERY_STREAM,
-                                    r->pool, &ctx->filter, &err)
+                                    ctx->key, r->pool, &ctx->filter, &err)
         != NGX_OK)
     {
         *rc = err.status ? ngx_http_events_http_send_error(r, &err, NULL)
@@ -475,8 +484,8 @@ ngx_http_events_stream_start(ngx_http_events_stream_ctx_t *ctx)
     if (last->len == 8 && ngx_strncmp(last->data, "earliest", 8) == 0) {
         seq = w.evicted_seq;
 
-    } else if (ngx_http_events_cursor_parse(last->data, last->len, &epoch,
-                                            &seq)
+    } else if (ngx_http_events_cursor_parse(ctx->key, last->data, last->len,
+                                            &epoch, &seq)
                != NGX_OK)
     {
         reason = "invalid_cursor";
@@ -647,8 +656,8 @@ ngx_http_events_stream_cursor(ngx_http_events_stream_ctx_t *ctx,
     ipc = ngx_http_events_ipc();
 
     if (ipc->cursor_seq != seq || ipc->cursor_epoch != ctx->store->epoch) {
-        (void) ngx_http_events_cursor_write(ipc->cursor, ctx->store->epoch,
-                                            seq);
+        (void) ngx_http_events_cursor_write(ctx->key, ipc->cursor,
+                                            ctx->store->epoch, seq);
         ipc->cursor_seq = seq;
         ipc->cursor_epoch = ctx->store->epoch;
     }
@@ -668,11 +677,11 @@ ngx_http_events_stream_reset(ngx_http_events_stream_ctx_t *ctx,
     ngx_http_events_store_window(ctx->store, &w);
 
     p = ngx_cpymem(buf, "event: reset\nid: ", sizeof("event: reset\nid: ") - 1);
-    p = ngx_http_events_cursor_write(p, w.epoch, w.head_seq);
+    p = ngx_http_events_cursor_write(ctx->key, p, w.epoch, w.head_seq);
     p = ngx_sprintf(p, "\ndata: {\"reason\":\"%s\",\"oldest\":\"", reason);
-    p = ngx_http_events_cursor_write(p, w.epoch, w.evicted_seq);
+    p = ngx_http_events_cursor_write(ctx->key, p, w.epoch, w.evicted_seq);
     p = ngx_cpymem(p, "\",\"head\":\"", sizeof("\",\"head\":\"") - 1);
-    p = ngx_http_events_cursor_write(p, w.epoch, w.head_seq);
+    p = ngx_http_events_cursor_write(ctx->key, p, w.epoch, w.head_seq);
     p = ngx_cpymem(p, "\"}\n\n", 4);
 
     ctx->cursor = w.head_seq;
@@ -689,7 +698,8 @@ ngx_http_events_stream_ready(ngx_http_events_stream_ctx_t *ctx)
 
     p = ngx_sprintf(buf, "event: ready\ndata: {\"replayed\":%ui,\"head\":\"",
                     ctx->replayed);
-    p = ngx_http_events_cursor_write(p, ctx->store->epoch, ctx->cursor);
+    p = ngx_http_events_cursor_write(ctx->key, p, ctx->store->epoch,
+                                     ctx->cursor);
     p = ngx_cpymem(p, "\"}\n\n", 4);
 
     return ngx_http_events_stream_append(ctx, buf, p - buf);

@@ -1696,6 +1696,7 @@ ngx_http_events_webhook_api_replay(ngx_http_request_t *r,
     ngx_http_events_store_t     *store;
     ngx_http_events_wh_view_t    view;
     ngx_http_events_loc_conf_t  *elcf;
+    ngx_http_events_cursor_key_t  *ckey;
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
     store = elcf->webhooks_zone->data;
@@ -1790,8 +1791,9 @@ ngx_http_events_webhook_api_replay(ngx_http_request_t *r,
         x.data = extra;
         x.len = ngx_sprintf(extra, ",\"oldest\":\"%*s\"",
                             (size_t) NGX_HTTP_EVENTS_CURSOR_LEN,
-                            ngx_http_events_cursor_write(from_c, w.epoch,
-                                                         w.evicted_seq)
+                            ngx_http_events_cursor_write(
+                                ngx_http_events_store_cursor_key(store),
+                                from_c, w.epoch, w.evicted_seq)
                             - NGX_HTTP_EVENTS_CURSOR_LEN)
                 - extra;
 
@@ -1869,8 +1871,13 @@ ngx_http_events_webhook_api_replay(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    (void) ngx_http_events_cursor_write(from_c, w.epoch, after);
-    (void) ngx_http_events_cursor_write(to_c, w.epoch, to);
+    ckey = ngx_http_events_store_cursor_key(store);
+    if (ckey == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    (void) ngx_http_events_cursor_write(ckey, from_c, w.epoch, after);
+    (void) ngx_http_events_cursor_write(ckey, to_c, w.epoch, to);
 
     ngx_memzero(&o, sizeof(ngx_http_events_out_t));
     o.pool = r->pool;
@@ -1917,8 +1924,10 @@ ngx_http_events_webhook_api_position(ngx_http_request_t *r, json_t *v,
     }
 
     if (ngx_strcmp(name, "after") == 0) {
-        if (ngx_http_events_cursor_parse((u_char *) json_string_value(v),
-                                         json_string_length(v), &epoch, &s)
+        if (ngx_http_events_cursor_parse(
+                ngx_http_events_store_cursor_key(elcf->webhooks_zone->data),
+                (u_char *) json_string_value(v), json_string_length(v),
+                &epoch, &s)
             != NGX_OK)
         {
             goto invalid;

@@ -10,7 +10,9 @@
  * and the type patterns (src/ngx_http_events_match.c).
  *
  * The whole input is a query string, and a cursor.  Its first 16 bytes
- * are also an (epoch, seq) to write as a cursor and read back.  Split at
+ * are also an (epoch, seq) to write as a cursor and read back, and the
+ * seq once more with the key's own epoch (cursors of another epoch read
+ * back as that epoch and seq 0: only the key's epoch is decrypted).  Split at
  * the first '\n' it is a pattern and a type: a valid pattern without '*'
  * matches exactly the type that is itself, and any valid pattern matches
  * a valid type exactly when a reference matcher, written here from the
@@ -46,6 +48,7 @@
 
 static void fz_query(u_char *p, size_t len);
 static void fz_query_mode(u_char *p, size_t len, ngx_uint_t mode);
+static ngx_http_events_cursor_key_t *fz_cursor_key(void);
 static void fz_cursor(u_char *p, size_t len);
 static void fz_cursor_values(uint64_t epoch, uint64_t seq);
 static void fz_match(u_char *p, size_t len);
@@ -108,12 +111,8 @@ fz_query_mode(u_char *p, size_t len, ngx_uint_t mode)
     args.data = p;
     args.len = len;
 
-#ifdef NGX_HTTP_EVENTS_QUERY_STREAM
-    rc = ngx_http_events_query_parse(&args, mode, pool, &q, &err);
-#else
-    (void) mode;
-    rc = ngx_http_events_query_parse(&args, pool, &q, &err);
-#endif
+    rc = ngx_http_events_query_parse(&args, mode, fz_cursor_key(), pool, &q,
+                                     &err);
 
     if (rc != NGX_OK) {
         fz_check(rc == NGX_ERROR, "rc %ld", (long) rc);
@@ -190,6 +189,26 @@ fz_get64(u_char *p)
 }
 
 
+#define FZ_EPOCH  0x0123456789abcdefULL
+
+static ngx_http_events_cursor_key_t *
+fz_cursor_key(void)
+{
+    static ngx_http_events_cursor_key_t  key;
+
+    if (key.enc == NULL
+        && ngx_http_events_cursor_key_init(&key,
+                                           (u_char *) "0123456789abcdef",
+                                           FZ_EPOCH)
+           != NGX_OK)
+    {
+        abort();
+    }
+
+    return &key;
+}
+
+
 static void
 fz_cursor(u_char *p, size_t len)
 {
@@ -197,18 +216,26 @@ fz_cursor(u_char *p, size_t len)
     uint64_t   epoch, seq;
     ngx_int_t  rc;
 
-    rc = ngx_http_events_cursor_parse(p, len, &epoch, &seq);
+    rc = ngx_http_events_cursor_parse(fz_cursor_key(), p, len, &epoch,
+                                      &seq);
 
     if (rc == NGX_OK) {
         fz_check(len == NGX_HTTP_EVENTS_CURSOR_LEN, "len %zu", len);
 
-        /* 24 characters hold 18 bytes exactly: one text per cursor */
-        end = ngx_http_events_cursor_write(buf, epoch, seq);
+        if (epoch == FZ_EPOCH) {
+            /* 36 characters hold 27 bytes exactly: one text per cursor */
+            end = ngx_http_events_cursor_write(fz_cursor_key(), buf, epoch,
+                                               seq);
 
-        fz_check(end - buf == NGX_HTTP_EVENTS_CURSOR_LEN
-                 && memcmp(buf, p, NGX_HTTP_EVENTS_CURSOR_LEN) == 0,
-                 "\"%.*s\" writes back as \"%.*s\"", (int) len, p,
-                 (int) (end - buf), buf);
+            fz_check(end - buf == NGX_HTTP_EVENTS_CURSOR_LEN
+                     && memcmp(buf, p, NGX_HTTP_EVENTS_CURSOR_LEN) == 0,
+                     "\"%.*s\" writes back as \"%.*s\"", (int) len, p,
+                     (int) (end - buf), buf);
+
+        } else {
+            fz_check(seq == 0, "a foreign epoch's seq %llu",
+                     (unsigned long long) seq);
+        }
 
         fz_cursor_values(epoch, seq);
 
@@ -218,6 +245,7 @@ fz_cursor(u_char *p, size_t len)
 
     if (len >= 16) {
         fz_cursor_values(fz_get64(p), fz_get64(p + 8));
+        fz_cursor_values(FZ_EPOCH, fz_get64(p + 8));
     }
 }
 
@@ -234,15 +262,16 @@ fz_cursor_values(uint64_t epoch, uint64_t seq)
         abort();
     }
 
-    end = ngx_http_events_cursor_write(buf, epoch, seq);
+    end = ngx_http_events_cursor_write(fz_cursor_key(), buf, epoch, seq);
 
     fz_check(end - buf == NGX_HTTP_EVENTS_CURSOR_LEN, "cursor of %ld bytes",
              (long) (end - buf));
 
-    rc = ngx_http_events_cursor_parse(buf, NGX_HTTP_EVENTS_CURSOR_LEN,
-                                      &e, &s);
+    rc = ngx_http_events_cursor_parse(fz_cursor_key(), buf,
+                                      NGX_HTTP_EVENTS_CURSOR_LEN, &e, &s);
 
-    fz_check(rc == NGX_OK && e == epoch && s == seq,
+    fz_check(rc == NGX_OK && e == epoch
+             && s == (epoch == FZ_EPOCH ? seq : 0),
              "(%llu, %llu) -> \"%.*s\" -> rc %ld (%llu, %llu)",
              (unsigned long long) epoch, (unsigned long long) seq,
              NGX_HTTP_EVENTS_CURSOR_LEN, buf, (long) rc,
