@@ -21,6 +21,7 @@
 #include "ngx_http_events_stream.h"
 #include "ngx_http_events_ipc.h"
 #include "ngx_http_events_auth.h"
+#include "ngx_http_events_cors.h"
 #include "ngx_http_events_match.h"
 #include "ngx_http_events_journal.h"
 #include "ngx_http_events_validate.h"
@@ -126,6 +127,13 @@ static ngx_command_t  ngx_http_events_commands[] = {
     { ngx_string("events_api"),
       NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_events_api,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("events_cors"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_events_cors,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -302,70 +310,70 @@ static ngx_command_t  ngx_http_events_commands[] = {
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_events_conf_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_events_wh_conf_t, overload_delay),
+      offsetof(ngx_http_events_webhook_conf_t, overload_delay),
       &ngx_http_events_wh_msec },
 
     { ngx_string("events_webhook_disable_after"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_events_conf_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_events_wh_conf_t, disable_after),
+      offsetof(ngx_http_events_webhook_conf_t, disable_after),
       &ngx_http_events_wh_msec },
 
     { ngx_string("events_webhook_secret_grace"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_events_conf_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_events_wh_conf_t, secret_grace),
+      offsetof(ngx_http_events_webhook_conf_t, secret_grace),
       &ngx_http_events_wh_msec },
 
     { ngx_string("events_webhook_concurrency"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_events_conf_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_events_wh_conf_t, concurrency),
+      offsetof(ngx_http_events_webhook_conf_t, concurrency),
       &ngx_http_events_wh_num },
 
     { ngx_string("events_webhook_endpoint_concurrency"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_events_conf_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_events_wh_conf_t, endpoint_concurrency),
+      offsetof(ngx_http_events_webhook_conf_t, endpoint_concurrency),
       &ngx_http_events_wh_num },
 
     { ngx_string("events_webhook_log_size"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_events_conf_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_events_wh_conf_t, log_size),
+      offsetof(ngx_http_events_webhook_conf_t, log_size),
       &ngx_http_events_wh_num },
 
     { ngx_string("events_webhook_response_excerpt"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_events_conf_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_events_wh_conf_t, excerpt_size),
+      offsetof(ngx_http_events_webhook_conf_t, excerpt_size),
       &ngx_http_events_wh_size },
 
     { ngx_string("events_webhook_max_per_tenant"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_events_conf_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_events_wh_conf_t, max_endpoints),
+      offsetof(ngx_http_events_webhook_conf_t, max_endpoints),
       &ngx_http_events_wh_num },
 
     { ngx_string("events_webhook_allow_private"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
       ngx_http_events_conf_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_events_wh_conf_t, allow_private),
+      offsetof(ngx_http_events_webhook_conf_t, allow_private),
       &ngx_http_events_wh_flag },
 
     { ngx_string("events_webhook_https_only"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
       ngx_http_events_conf_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_events_wh_conf_t, https_only),
+      offsetof(ngx_http_events_webhook_conf_t, https_only),
       &ngx_http_events_wh_flag },
 
     { ngx_string("events_webhook_allow"),
@@ -414,7 +422,7 @@ static ngx_command_t  ngx_http_events_commands[] = {
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_events_conf_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_events_wh_conf_t, location),
+      offsetof(ngx_http_events_webhook_conf_t, location),
       &ngx_http_events_wh_str },
 
       ngx_null_command
@@ -533,6 +541,10 @@ ngx_http_events_postconfiguration(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
+    if (ngx_http_events_cors_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_events_validate_init(cf);
 }
 
@@ -550,10 +562,10 @@ ngx_http_events_create_main_conf(ngx_conf_t *cf)
     if (ngx_array_init(&emcf->zones, cf->pool, 2, sizeof(ngx_shm_zone_t *))
         != NGX_OK
         || ngx_array_init(&emcf->wh_static, cf->pool, 2,
-                          sizeof(ngx_http_events_wh_static_t))
+                          sizeof(ngx_http_events_webhook_static_t))
            != NGX_OK
         || ngx_array_init(&emcf->wh_bind, cf->pool, 2,
-                          sizeof(ngx_http_events_wh_bind_t))
+                          sizeof(ngx_http_events_webhook_bind_t))
            != NGX_OK)
     {
         return NULL;
@@ -646,8 +658,9 @@ ngx_http_events_create_loc_conf(ngx_conf_t *cf)
     elcf->auth = NGX_CONF_UNSET;
     elcf->auth_query_token = NGX_CONF_UNSET;
     elcf->auth_leeway = NGX_CONF_UNSET;
+    elcf->cors = NGX_CONF_UNSET_PTR;
 
-    elcf->wh = ngx_pcalloc(cf->pool, sizeof(ngx_http_events_wh_conf_t));
+    elcf->wh = ngx_pcalloc(cf->pool, sizeof(ngx_http_events_webhook_conf_t));
     elcf->capture = ngx_pcalloc(cf->pool,
                                 sizeof(ngx_http_events_capture_conf_t));
     elcf->validate = ngx_pcalloc(cf->pool,
@@ -668,8 +681,8 @@ ngx_http_events_create_loc_conf(ngx_conf_t *cf)
 static char *
 ngx_http_events_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 {
-    ngx_http_events_loc_conf_t *prev = parent;
-    ngx_http_events_loc_conf_t *conf = child;
+    ngx_http_events_loc_conf_t  *prev = parent;
+    ngx_http_events_loc_conf_t  *conf = child;
 
     ngx_conf_merge_ptr_value(conf->tenant, prev->tenant, NULL);
     ngx_conf_merge_ptr_value(conf->source, prev->source, NULL);
@@ -695,6 +708,7 @@ ngx_http_events_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_str_value(conf->auth_audience, prev->auth_audience, "");
     ngx_conf_merge_str_value(conf->auth_issuer, prev->auth_issuer, "");
     ngx_conf_merge_sec_value(conf->auth_leeway, prev->auth_leeway, 30);
+    ngx_conf_merge_ptr_value(conf->cors, prev->cors, NULL);
 
     if (conf->jwt_keys == NULL) {
         conf->jwt_keys = prev->jwt_keys;

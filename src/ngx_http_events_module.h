@@ -23,8 +23,8 @@ typedef struct {
     ngx_str_t                   tenant;         /* the request's */
     ngx_http_events_claims_t   *claims;         /* a valid token's */
     ngx_http_events_stream_ctx_t    *stream;
-    ngx_http_events_wh_job_t        *job;       /* a webhook attempt's */
-    ngx_http_events_wh_route_t      *route;     /* a webhooks API call's */
+    ngx_http_events_webhook_job_t   *job;       /* a webhook attempt's */
+    ngx_http_events_webhook_route_t  *route;    /* a webhooks API call's */
     ngx_http_events_capture_ctx_t   *capture;
     ngx_http_events_validate_ctx_t  *validate;  /* waiting for the hook */
     ngx_http_events_validation_t    *validation;  /* a hook's subrequest */
@@ -35,8 +35,8 @@ typedef struct {
 
 typedef struct {
     ngx_array_t                 zones;          /* ngx_shm_zone_t * */
-    ngx_array_t                 wh_static;      /* webhook.h wh_static_t */
-    ngx_array_t                 wh_bind;        /* webhook.h wh_bind_t */
+    ngx_array_t                 wh_static;      /* webhook_static_t */
+    ngx_array_t                 wh_bind;        /* webhook_bind_t */
     ngx_msec_t                  retention;
     ngx_array_t                *journals;       /* journal_t * */
     ngx_http_events_ipc_t      *ipc;            /* this process's */
@@ -73,9 +73,11 @@ struct ngx_http_events_loc_conf_s {
     time_t                      auth_leeway;
 
     /* the features' own settings, each allocated by create_loc_conf */
-    ngx_http_events_wh_conf_t        *wh;
+    ngx_http_events_webhook_conf_t   *wh;
     ngx_http_events_capture_conf_t   *capture;
     ngx_http_events_validate_conf_t  *validate;
+
+    ngx_array_t                *cors;           /* ngx_str_t origins */
 
     ngx_str_t                   prefix;
 };

@@ -47,14 +47,16 @@ typedef struct ngx_http_events_validation_s  ngx_http_events_validation_t;
                                                     /* validate.h */
 
 /* webhook/ */
-typedef struct ngx_http_events_wh_conf_s     ngx_http_events_wh_conf_t;
-                                                    /* webhook.h */
-typedef struct ngx_http_events_wh_sh_s       ngx_http_events_wh_sh_t;
-                                                    /* webhook.h */
-typedef struct ngx_http_events_wh_job_s      ngx_http_events_wh_job_t;
-                                                    /* webhook.h */
-typedef struct ngx_http_events_wh_route_s    ngx_http_events_wh_route_t;
-                                                    /* webhook_api.c */
+typedef struct ngx_http_events_webhook_conf_s
+    ngx_http_events_webhook_conf_t;                 /* webhook.h */
+typedef struct ngx_http_events_webhook_sh_s
+    ngx_http_events_webhook_sh_t;                   /* webhook_shm.h */
+typedef struct ngx_http_events_webhook_job_s
+    ngx_http_events_webhook_job_t;                  /* webhook_shm.h */
+typedef struct ngx_http_events_webhook_jobs_s
+    ngx_http_events_webhook_jobs_t;                 /* webhook_shm.h */
+typedef struct ngx_http_events_webhook_route_s
+    ngx_http_events_webhook_route_t;                /* webhook_api.c */
 
 /* capture/ */
 typedef struct ngx_http_events_capture_conf_s

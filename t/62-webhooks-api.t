@@ -242,11 +242,11 @@ is_deeply([ map { $_->{id} } @paged ], [ map { $_->{id} } @{ $all->{data} } ],
 my $f = api(GET => "/webhooks/$ep->{id}/deliveries?eventId=$tc->{id}")->{json};
 is(scalar @{ $f->{data} }, 2, 'filter by eventId');
 $t->is_error(api(GET => "/webhooks/$ep->{id}/deliveries?limit=0"), 400,
-    'invalid_param', 'limit', 'limit=0');
+    'invalid_parameter', 'limit', 'limit=0');
 $t->is_error(api(GET => "/webhooks/$ep->{id}/deliveries?after=zz"), 400,
     'invalid_cursor', 'after', 'a bad cursor');
 $t->is_error(api(GET => "/webhooks/$ep->{id}/deliveries?status=meh"), 400,
-    'invalid_param', 'status', 'a bad status');
+    'invalid_parameter', 'status', 'a bad status');
 
 # replay: all, and missing (before the endpoint existed)
 my @old = map { publish('report.ready', { resourceId => "r$_" }) } 1 .. 3;

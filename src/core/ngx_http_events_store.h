@@ -231,14 +231,15 @@ struct ngx_http_events_store_s {
 
     /* webhooks: the server that sends them, their settings, the queue */
     void                       *wh_ctx;         /* ngx_http_conf_ctx_t */
-    ngx_http_events_wh_conf_t  *whcf;
-    ngx_array_t                *wh_static;      /* wh_spec_t */
-    ngx_http_events_wh_sh_t    *wh;             /* in the zone */
+    ngx_http_events_webhook_conf_t  *whcf;
+    ngx_array_t                *wh_static;      /* webhook_spec_t */
+    ngx_http_events_webhook_sh_t    *wh;        /* in the zone */
     ngx_event_t                 wh_tick;
     ngx_event_t                 wh_kick;        /* posted: events came */
     ngx_uint_t                  wh_inflight;    /* this process's */
     ngx_msec_t                  wh_saved;       /* state last written */
     ngx_thread_task_t          *wh_task;
+    ngx_http_events_webhook_jobs_t  *wh_jobs;   /* this process's */
     unsigned                    wh_writing:1;   /* the task is out */
     unsigned                    wh_owner:1;
 };

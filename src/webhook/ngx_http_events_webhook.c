@@ -25,36 +25,51 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include "ngx_http_events_module.h"
 #include "ngx_http_events_store.h"
-#include "ngx_http_events_webhook.h"
-#include "ngx_http_events_match.h"
-#include "ngx_http_events_cursor.h"
-#include "ngx_http_events_ipc.h"
+#include "ngx_http_events_webhook_shm.h"
 
 
+static ngx_http_events_webhook_tenant_t *ngx_http_events_webhook_tenant(
+    ngx_http_events_store_t *store, ngx_http_events_webhook_sh_t *wh,
+    ngx_str_t *tenant);
+static ngx_http_events_webhook_endpoint_t *ngx_http_events_webhook_locate(
+    ngx_http_events_store_t *store, ngx_str_t *tenant, ngx_str_t *id);
 static ngx_int_t ngx_http_events_webhook_set(ngx_http_events_store_t *store,
-    ngx_http_events_wh_endpoint_t *ep, ngx_http_events_wh_spec_t *spec);
+    ngx_http_events_webhook_endpoint_t *ep,
+    ngx_http_events_webhook_spec_t *spec);
+static void ngx_http_events_webhook_merge(
+    ngx_http_events_webhook_endpoint_t *ep,
+    ngx_http_events_webhook_spec_t *spec,
+    ngx_http_events_webhook_spec_t *merged);
+static void ngx_http_events_webhook_enable(ngx_http_events_store_t *store,
+    ngx_http_events_webhook_endpoint_t *ep, ngx_uint_t enabled, uint64_t now);
 static void ngx_http_events_webhook_free(ngx_http_events_store_t *store,
-    ngx_http_events_wh_sh_t *wh, ngx_http_events_wh_endpoint_t *ep);
-static void ngx_http_events_webhook_view(ngx_http_events_wh_endpoint_t *ep,
-    ngx_pool_t *pool, ngx_http_events_wh_view_t *view, uint64_t now);
-static ngx_str_t ngx_http_events_webhook_str(ngx_http_events_wh_endpoint_t *ep,
-    ngx_http_events_wh_str_t *s);
-static void ngx_http_events_webhook_skip(ngx_http_events_wh_endpoint_t *ep,
+    ngx_http_events_webhook_sh_t *wh, ngx_http_events_webhook_endpoint_t *ep);
+static size_t ngx_http_events_webhook_view_size(
+    ngx_http_events_webhook_endpoint_t *ep);
+static void ngx_http_events_webhook_view(ngx_http_events_webhook_endpoint_t *ep,
+    u_char *blob, ngx_http_events_webhook_view_t *view, uint64_t now);
+static ngx_str_t ngx_http_events_webhook_str(
+    ngx_http_events_webhook_endpoint_t *ep, ngx_http_events_webhook_str_t *s);
+static ngx_int_t ngx_http_events_webhook_chunk(
+    ngx_http_events_store_t *store, ngx_http_events_webhook_endpoint_t *ep);
+static void ngx_http_events_webhook_skip(ngx_http_events_webhook_endpoint_t *ep,
     uint64_t from, uint64_t to);
-static ngx_http_events_wh_endpoint_t *ngx_http_events_webhook_lock(
-    ngx_http_events_store_t *store, ngx_str_t *tenant, ngx_str_t *id,
-    ngx_http_events_wh_sh_t **whp);
+
+
+static const char  *ngx_http_events_webhook_reasons[] = {
+    "", "gone", "receiver", "failing", "manual"
+};
+
 
 
 /* the webhooks' part of the zone, made on first use */
 
-ngx_http_events_wh_sh_t *
+ngx_http_events_webhook_sh_t *
 ngx_http_events_webhook_shm(ngx_http_events_store_t *store)
 {
-    void                     **slot;
-    ngx_http_events_wh_sh_t   *wh;
+    void                         **slot;
+    ngx_http_events_webhook_sh_t  *wh;
 
     if (store->wh) {
         return store->wh;
@@ -64,12 +79,13 @@ ngx_http_events_webhook_shm(ngx_http_events_store_t *store)
 
     if (*slot == NULL) {
         wh = ngx_slab_calloc_locked(store->shpool,
-                                    sizeof(ngx_http_events_wh_sh_t));
+                                    sizeof(ngx_http_events_webhook_sh_t));
         if (wh == NULL) {
             return NULL;
         }
 
         ngx_queue_init(&wh->endpoints);
+        ngx_queue_init(&wh->tenants);
         *slot = wh;
     }
 
@@ -83,14 +99,14 @@ ngx_http_events_webhook_shm(ngx_http_events_store_t *store)
 
 ngx_int_t
 ngx_http_events_webhook_init_zone(ngx_http_events_store_t *store,
-    ngx_http_events_wh_conf_t *whcf)
+    ngx_http_events_webhook_conf_t *whcf)
 {
-    ngx_int_t                       rc;
-    ngx_uint_t                      i;
-    ngx_queue_t                    *q, *next;
-    ngx_http_events_wh_sh_t        *wh;
-    ngx_http_events_wh_spec_t      *spec;
-    ngx_http_events_wh_endpoint_t  *ep;
+    ngx_int_t                            rc;
+    ngx_uint_t                           i;
+    ngx_queue_t                         *q, *next;
+    ngx_http_events_webhook_sh_t        *wh;
+    ngx_http_events_webhook_spec_t      *spec;
+    ngx_http_events_webhook_endpoint_t  *ep;
 
     rc = NGX_OK;
 
@@ -115,7 +131,7 @@ ngx_http_events_webhook_init_zone(ngx_http_events_store_t *store,
          q != ngx_queue_sentinel(&wh->endpoints);
          q = ngx_queue_next(q))
     {
-        ep = ngx_queue_data(q, ngx_http_events_wh_endpoint_t, queue);
+        ep = ngx_queue_data(q, ngx_http_events_webhook_endpoint_t, queue);
         ep->seen = 0;
     }
 
@@ -157,7 +173,7 @@ ngx_http_events_webhook_init_zone(ngx_http_events_store_t *store,
          q = next)
     {
         next = ngx_queue_next(q);
-        ep = ngx_queue_data(q, ngx_http_events_wh_endpoint_t, queue);
+        ep = ngx_queue_data(q, ngx_http_events_webhook_endpoint_t, queue);
 
         if (ep->is_static && !ep->seen && rc == NGX_OK) {
             ngx_http_events_webhook_free(store, wh, ep);
@@ -176,35 +192,69 @@ ngx_http_events_webhook_init_zone(ngx_http_events_store_t *store,
 }
 
 
+/* a tenant's record, made with its first endpoint */
+
+static ngx_http_events_webhook_tenant_t *
+ngx_http_events_webhook_tenant(ngx_http_events_store_t *store,
+    ngx_http_events_webhook_sh_t *wh, ngx_str_t *tenant)
+{
+    ngx_queue_t                       *q;
+    ngx_http_events_webhook_tenant_t  *tn;
+
+    for (q = ngx_queue_head(&wh->tenants);
+         q != ngx_queue_sentinel(&wh->tenants);
+         q = ngx_queue_next(q))
+    {
+        tn = ngx_queue_data(q, ngx_http_events_webhook_tenant_t, queue);
+
+        if (tn->tenant_len == tenant->len
+            && ngx_strncmp(tn->tenant, tenant->data, tenant->len) == 0)
+        {
+            return tn;
+        }
+    }
+
+    tn = ngx_slab_calloc_locked(store->shpool,
+                                sizeof(ngx_http_events_webhook_tenant_t));
+    if (tn == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(tn->tenant, tenant->data, tenant->len);
+    tn->tenant_len = (u_char) tenant->len;
+    ngx_queue_init(&tn->endpoints);
+    ngx_queue_insert_tail(&wh->tenants, &tn->queue);
+
+    return tn;
+}
+
+
 /* endpoints */
 
-/* the zone locked, and the tenant's endpoint id in it, or NULL */
+/* the tenant's endpoint id, the zone locked by the caller */
 
-static ngx_http_events_wh_endpoint_t *
-ngx_http_events_webhook_lock(ngx_http_events_store_t *store, ngx_str_t *tenant,
-    ngx_str_t *id, ngx_http_events_wh_sh_t **whp)
+static ngx_http_events_webhook_endpoint_t *
+ngx_http_events_webhook_locate(ngx_http_events_store_t *store,
+    ngx_str_t *tenant, ngx_str_t *id)
 {
-    ngx_http_events_wh_sh_t  *wh;
-
-    ngx_shmtx_lock(&store->shpool->mutex);
+    ngx_http_events_webhook_sh_t  *wh;
 
     wh = ngx_http_events_webhook_shm(store);
-    *whp = wh;
 
     return wh ? ngx_http_events_webhook_find(wh, tenant, id) : NULL;
 }
 
 
-ngx_http_events_wh_endpoint_t *
+ngx_http_events_webhook_endpoint_t *
 ngx_http_events_webhook_create_locked(ngx_http_events_store_t *store,
-    ngx_http_events_wh_sh_t *wh, ngx_http_events_wh_spec_t *spec,
-    ngx_http_events_wh_conf_t *whcf)
+    ngx_http_events_webhook_sh_t *wh, ngx_http_events_webhook_spec_t *spec,
+    ngx_http_events_webhook_conf_t *whcf)
 {
-    uint64_t                        now, head;
-    ngx_http_events_wh_endpoint_t  *ep;
+    uint64_t                             now, head;
+    ngx_http_events_webhook_endpoint_t  *ep;
 
     ep = ngx_slab_calloc_locked(store->shpool,
-                                sizeof(ngx_http_events_wh_endpoint_t));
+                                sizeof(ngx_http_events_webhook_endpoint_t));
     if (ep == NULL) {
         return NULL;
     }
@@ -212,7 +262,7 @@ ngx_http_events_webhook_create_locked(ngx_http_events_store_t *store,
     ep->log_size = (uint32_t) whcf->log_size;
     ep->excerpt_size = (uint32_t) whcf->excerpt_size;
     ep->log_entry = (uint32_t) ngx_align(
-                        offsetof(ngx_http_events_wh_attempt_t, excerpt)
+                        offsetof(ngx_http_events_webhook_attempt_t, excerpt)
                         + whcf->excerpt_size, 8);
 
     if (ep->log_size) {
@@ -225,7 +275,22 @@ ngx_http_events_webhook_create_locked(ngx_http_events_store_t *store,
         }
     }
 
-    if (ngx_http_events_webhook_set(store, ep, spec) != NGX_OK) {
+    ngx_queue_init(&ep->free);
+
+    ep->tn = ngx_http_events_webhook_tenant(store, wh, &spec->tenant);
+
+    if (ngx_http_events_webhook_chunk(store, ep) != NGX_OK || ep->tn == NULL
+        || ngx_http_events_webhook_set(store, ep, spec) != NGX_OK)
+    {
+        if (ep->tn && ep->tn->nendpoints == 0) {
+            ngx_queue_remove(&ep->tn->queue);
+            ngx_slab_free_locked(store->shpool, ep->tn);
+        }
+
+        if (ep->chunks) {
+            ngx_slab_free_locked(store->shpool, ep->chunks);
+        }
+
         if (ep->log) {
             ngx_slab_free_locked(store->shpool, ep->log);
         }
@@ -262,6 +327,8 @@ ngx_http_events_webhook_create_locked(ngx_http_events_store_t *store,
 
     ngx_queue_init(&ep->deliveries);
     ngx_queue_insert_tail(&wh->endpoints, &ep->queue);
+    ngx_queue_insert_tail(&ep->tn->endpoints, &ep->tqueue);
+    ep->tn->nendpoints++;
     wh->nendpoints++;
     wh->version++;
 
@@ -269,21 +336,21 @@ ngx_http_events_webhook_create_locked(ngx_http_events_store_t *store,
 }
 
 
-ngx_int_t
+ngx_http_events_webhook_rc_e
 ngx_http_events_webhook_create(ngx_http_events_store_t *store,
-    ngx_http_events_wh_spec_t *spec, ngx_uint_t max)
+    ngx_http_events_webhook_spec_t *spec, ngx_uint_t max)
 {
-    ngx_int_t                       rc;
-    ngx_uint_t                      n;
-    ngx_queue_t                    *q;
-    ngx_http_events_wh_sh_t        *wh;
-    ngx_http_events_wh_endpoint_t  *ep;
+    ngx_uint_t                           n;
+    ngx_queue_t                         *q;
+    ngx_http_events_webhook_sh_t        *wh;
+    ngx_http_events_webhook_rc_e         rc;
+    ngx_http_events_webhook_endpoint_t  *ep;
 
     ngx_shmtx_lock(&store->shpool->mutex);
 
     wh = ngx_http_events_webhook_shm(store);
     if (wh == NULL) {
-        rc = NGX_ERROR;
+        rc = NGX_HTTP_EVENTS_WEBHOOK_ZONE_FULL;
         goto done;
     }
 
@@ -293,7 +360,7 @@ ngx_http_events_webhook_create(ngx_http_events_store_t *store,
          q != ngx_queue_sentinel(&wh->endpoints);
          q = ngx_queue_next(q))
     {
-        ep = ngx_queue_data(q, ngx_http_events_wh_endpoint_t, queue);
+        ep = ngx_queue_data(q, ngx_http_events_webhook_endpoint_t, queue);
 
         if (ep->tenant_len == spec->tenant.len
             && ngx_strncmp(ep->tenant, spec->tenant.data, spec->tenant.len)
@@ -304,12 +371,12 @@ ngx_http_events_webhook_create(ngx_http_events_store_t *store,
     }
 
     if (n >= max) {
-        rc = NGX_DECLINED;
+        rc = NGX_HTTP_EVENTS_WEBHOOK_LIMIT;
         goto done;
     }
 
     ep = ngx_http_events_webhook_create_locked(store, wh, spec, store->whcf);
-    rc = ep ? NGX_OK : NGX_BUSY;
+    rc = ep ? NGX_HTTP_EVENTS_WEBHOOK_OK : NGX_HTTP_EVENTS_WEBHOOK_ZONE_FULL;
 
 done:
 
@@ -319,103 +386,46 @@ done:
 }
 
 
-ngx_int_t
+ngx_http_events_webhook_rc_e
 ngx_http_events_webhook_update(ngx_http_events_store_t *store,
-    ngx_http_events_wh_spec_t *spec)
+    ngx_http_events_webhook_spec_t *spec)
 {
-    ngx_int_t                       rc;
-    uint64_t                        now, head;
-    ngx_http_events_wh_sh_t        *wh;
-    ngx_http_events_wh_spec_t       merged;
-    ngx_http_events_wh_endpoint_t  *ep;
-    ngx_uint_t                      i;
+    uint64_t                             now;
+    ngx_http_events_webhook_rc_e         rc;
+    ngx_http_events_webhook_spec_t       merged;
+    ngx_http_events_webhook_endpoint_t  *ep;
 
-    ep = ngx_http_events_webhook_lock(store, &spec->tenant, &spec->id, &wh);
+    ngx_shmtx_lock(&store->shpool->mutex);
+
+    ep = ngx_http_events_webhook_locate(store, &spec->tenant, &spec->id);
 
     if (ep == NULL) {
-        rc = NGX_DECLINED;
+        rc = NGX_HTTP_EVENTS_WEBHOOK_NOT_FOUND;
         goto done;
     }
 
     if (ep->is_static) {
-        rc = NGX_ABORT;
+        rc = NGX_HTTP_EVENTS_WEBHOOK_STATIC;
         goto done;
     }
 
-    /* what the PATCH leaves out stays as it is */
-    ngx_memzero(&merged, sizeof(ngx_http_events_wh_spec_t));
-
-    merged.url = spec->set_url ? spec->url
-                               : ngx_http_events_webhook_str(ep, &ep->url);
-    merged.description = spec->set_description
-                         ? spec->description
-                         : ngx_http_events_webhook_str(ep, &ep->description);
-
-    if (spec->set_patterns) {
-        merged.npatterns = spec->npatterns;
-        for (i = 0; i < spec->npatterns; i++) {
-            merged.patterns[i] = spec->patterns[i];
-        }
-
-    } else {
-        merged.npatterns = ep->npatterns;
-        for (i = 0; i < ep->npatterns; i++) {
-            merged.patterns[i] = ngx_http_events_webhook_str(ep,
-                                                             &ep->patterns[i]);
-        }
-    }
-
-    if (spec->set_headers) {
-        merged.nheaders = spec->nheaders;
-        for (i = 0; i < spec->nheaders; i++) {
-            merged.hnames[i] = spec->hnames[i];
-            merged.hvalues[i] = spec->hvalues[i];
-        }
-
-    } else {
-        merged.nheaders = ep->nheaders;
-        for (i = 0; i < ep->nheaders; i++) {
-            merged.hnames[i] = ngx_http_events_webhook_str(ep, &ep->hnames[i]);
-            merged.hvalues[i] = ngx_http_events_webhook_str(ep,
-                                                            &ep->hvalues[i]);
-        }
-    }
-
-    merged.rate_limit = spec->set_rate ? spec->rate_limit : ep->rate_limit;
+    ngx_http_events_webhook_merge(ep, spec, &merged);
 
     /* the old strings are in the blob being replaced: set copies first */
     if (ngx_http_events_webhook_set(store, ep, &merged) != NGX_OK) {
-        rc = NGX_BUSY;
+        rc = NGX_HTTP_EVENTS_WEBHOOK_ZONE_FULL;
         goto done;
     }
 
     now = ngx_http_events_webhook_now();
 
     if (spec->set_enabled) {
-
-        if (spec->enabled && ep->disabled) {
-            /* events while disabled are "missing"; the queue resumes */
-            head = ngx_http_events_store_head(store);
-            ngx_http_events_webhook_skip(ep, ep->scan_seq, head);
-            ep->scan_seq = head;
-            ep->disabled = 0;
-            ep->disabled_ms = 0;
-            ep->failing_since_ms = 0;
-            ep->paused_until_ms = 0;
-
-            ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-                          "events webhook \"%*s\" enabled", ep->id_len,
-                          ep->id);
-
-        } else if (!spec->enabled && !ep->disabled) {
-            ngx_http_events_webhook_dispatch_disable(ep,
-                                                     NGX_HTTP_EVENTS_WH_MANUALLY, now);
-        }
+        ngx_http_events_webhook_enable(store, ep, spec->enabled, now);
     }
 
     ep->updated_ms = now;
-    wh->version++;
-    rc = NGX_OK;
+    ngx_http_events_webhook_shm(store)->version++;
+    rc = NGX_HTTP_EVENTS_WEBHOOK_OK;
 
 done:
 
@@ -425,26 +435,121 @@ done:
 }
 
 
-ngx_int_t
-ngx_http_events_webhook_delete(ngx_http_events_store_t *store,
-                               ngx_str_t *tenant,
-    ngx_str_t *id)
+/* what a PATCH leaves out stays as it is */
+
+static void
+ngx_http_events_webhook_merge(ngx_http_events_webhook_endpoint_t *ep,
+    ngx_http_events_webhook_spec_t *spec,
+    ngx_http_events_webhook_spec_t *merged)
 {
-    ngx_int_t                       rc;
-    ngx_http_events_wh_sh_t        *wh;
-    ngx_http_events_wh_endpoint_t  *ep;
+    ngx_uint_t  i;
 
-    ep = ngx_http_events_webhook_lock(store, tenant, id, &wh);
+    ngx_memzero(merged, sizeof(ngx_http_events_webhook_spec_t));
 
-    if (ep == NULL) {
-        rc = NGX_DECLINED;
+    merged->url = spec->set_url
+                  ? spec->url : ngx_http_events_webhook_str(ep, &ep->url);
+    merged->description = spec->set_description
+                          ? spec->description
+                          : ngx_http_events_webhook_str(ep,
+                                                        &ep->description);
 
-    } else if (ep->is_static) {
-        rc = NGX_ABORT;
+    if (spec->set_patterns) {
+        merged->npatterns = spec->npatterns;
+        for (i = 0; i < spec->npatterns; i++) {
+            merged->patterns[i] = spec->patterns[i];
+        }
 
     } else {
-        ngx_http_events_webhook_free(store, wh, ep);
-        rc = NGX_OK;
+        merged->npatterns = ep->npatterns;
+        for (i = 0; i < ep->npatterns; i++) {
+            merged->patterns[i] = ngx_http_events_webhook_str(ep,
+                                                          &ep->patterns[i]);
+        }
+    }
+
+    if (spec->set_headers) {
+        merged->nheaders = spec->nheaders;
+        for (i = 0; i < spec->nheaders; i++) {
+            merged->hnames[i] = spec->hnames[i];
+            merged->hvalues[i] = spec->hvalues[i];
+        }
+
+    } else {
+        merged->nheaders = ep->nheaders;
+        for (i = 0; i < ep->nheaders; i++) {
+            merged->hnames[i] = ngx_http_events_webhook_str(ep,
+                                                            &ep->hnames[i]);
+            merged->hvalues[i] = ngx_http_events_webhook_str(ep,
+                                                           &ep->hvalues[i]);
+        }
+    }
+
+    merged->rate_limit = spec->set_rate ? spec->rate_limit : ep->rate_limit;
+}
+
+
+static void
+ngx_http_events_webhook_enable(ngx_http_events_store_t *store,
+    ngx_http_events_webhook_endpoint_t *ep, ngx_uint_t enabled, uint64_t now)
+{
+    uint64_t  head;
+
+    if (enabled && ep->disabled) {
+        /* events while disabled are "missing"; the queue resumes */
+        head = ngx_http_events_store_head(store);
+        ngx_http_events_webhook_skip(ep, ep->scan_seq, head);
+        ep->scan_seq = head;
+        ep->disabled = 0;
+        ep->disabled_ms = 0;
+        ep->failing_since_ms = 0;
+        ep->paused_until_ms = 0;
+
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "events webhook \"%*s\" enabled", ep->id_len, ep->id);
+
+    } else if (!enabled && !ep->disabled) {
+        ngx_http_events_webhook_disable(ep, NGX_HTTP_EVENTS_WH_MANUALLY, now);
+    }
+}
+
+
+void
+ngx_http_events_webhook_disable(ngx_http_events_webhook_endpoint_t *ep,
+    ngx_uint_t reason, uint64_t now)
+{
+    if (ep->disabled) {
+        return;
+    }
+
+    ep->disabled = (u_char) reason;
+    ep->disabled_ms = now;
+
+    ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                  "events webhook \"%*s\" disabled (%s)", ep->id_len, ep->id,
+                  ngx_http_events_webhook_reasons[reason]);
+}
+
+
+ngx_http_events_webhook_rc_e
+ngx_http_events_webhook_delete(ngx_http_events_store_t *store,
+    ngx_str_t *tenant, ngx_str_t *id)
+{
+    ngx_http_events_webhook_rc_e         rc;
+    ngx_http_events_webhook_endpoint_t  *ep;
+
+    ngx_shmtx_lock(&store->shpool->mutex);
+
+    ep = ngx_http_events_webhook_locate(store, tenant, id);
+
+    if (ep == NULL) {
+        rc = NGX_HTTP_EVENTS_WEBHOOK_NOT_FOUND;
+
+    } else if (ep->is_static) {
+        rc = NGX_HTTP_EVENTS_WEBHOOK_STATIC;
+
+    } else {
+        ngx_http_events_webhook_free(store, store->wh, ep);
+        rc = NGX_HTTP_EVENTS_WEBHOOK_OK;
     }
 
     ngx_shmtx_unlock(&store->shpool->mutex);
@@ -453,25 +558,26 @@ ngx_http_events_webhook_delete(ngx_http_events_store_t *store,
 }
 
 
-ngx_int_t
+ngx_http_events_webhook_rc_e
 ngx_http_events_webhook_rotate(ngx_http_events_store_t *store,
-                               ngx_str_t *tenant,
-    ngx_str_t *id, u_char *secret, size_t len, uint64_t grace_ms)
+    ngx_str_t *tenant, ngx_str_t *id, u_char *secret, size_t len,
+    uint64_t grace_ms)
 {
-    ngx_int_t                       rc;
-    uint64_t                        now;
-    ngx_http_events_wh_sh_t        *wh;
-    ngx_http_events_wh_endpoint_t  *ep;
+    uint64_t                             now;
+    ngx_http_events_webhook_rc_e         rc;
+    ngx_http_events_webhook_endpoint_t  *ep;
 
-    ep = ngx_http_events_webhook_lock(store, tenant, id, &wh);
+    ngx_shmtx_lock(&store->shpool->mutex);
+
+    ep = ngx_http_events_webhook_locate(store, tenant, id);
 
     if (ep == NULL) {
-        rc = NGX_DECLINED;
+        rc = NGX_HTTP_EVENTS_WEBHOOK_NOT_FOUND;
         goto done;
     }
 
     if (ep->is_static) {
-        rc = NGX_ABORT;
+        rc = NGX_HTTP_EVENTS_WEBHOOK_STATIC;
         goto done;
     }
 
@@ -491,8 +597,8 @@ ngx_http_events_webhook_rotate(ngx_http_events_store_t *store,
     ngx_memcpy(ep->secret, secret, len);
     ep->secret_len = (u_char) len;
     ep->updated_ms = now;
-    wh->version++;
-    rc = NGX_OK;
+    ngx_http_events_webhook_shm(store)->version++;
+    rc = NGX_HTTP_EVENTS_WEBHOOK_OK;
 
 done:
 
@@ -502,100 +608,171 @@ done:
 }
 
 
-ngx_int_t
-ngx_http_events_webhook_get(ngx_http_events_store_t *store, ngx_str_t *tenant,
-    ngx_str_t *id, ngx_pool_t *pool, ngx_http_events_wh_view_t *view)
+/*
+ * An endpoint copied out: the copy's memory is taken before the lock,
+ * sized by a look under the lock, and the look is repeated when the
+ * endpoint grew meanwhile (a PATCH between the two).
+ */
+
+ngx_http_events_webhook_rc_e
+ngx_http_events_webhook_get(ngx_http_events_store_t *store,
+    ngx_str_t *tenant, ngx_str_t *id, ngx_pool_t *pool,
+    ngx_http_events_webhook_view_t *view)
 {
-    ngx_int_t                       rc;
-    ngx_http_events_wh_sh_t        *wh;
-    ngx_http_events_wh_endpoint_t  *ep;
+    u_char                              *buf;
+    size_t                               size, need;
+    uint64_t                             now;
+    ngx_uint_t                           tries;
+    ngx_http_events_webhook_endpoint_t  *ep;
 
-    ep = ngx_http_events_webhook_lock(store, tenant, id, &wh);
+    buf = NULL;
+    size = 0;
+    now = ngx_http_events_webhook_now();
 
-    if (ep == NULL) {
-        rc = NGX_DECLINED;
+    for (tries = 0; tries < 4; tries++) {
 
-    } else {
-        ngx_http_events_webhook_view(ep, pool, view,
-                                     ngx_http_events_webhook_now());
-        rc = view->spec.url.data ? NGX_OK : NGX_ERROR;
+        ngx_shmtx_lock(&store->shpool->mutex);
+
+        ep = ngx_http_events_webhook_locate(store, tenant, id);
+        need = ep ? ngx_http_events_webhook_view_size(ep) : 0;
+
+        if (ep && need <= size) {
+            ngx_http_events_webhook_view(ep, buf, view, now);
+        }
+
+        ngx_shmtx_unlock(&store->shpool->mutex);
+
+        if (ep == NULL) {
+            return NGX_HTTP_EVENTS_WEBHOOK_NOT_FOUND;
+        }
+
+        if (need <= size) {
+            return NGX_HTTP_EVENTS_WEBHOOK_OK;
+        }
+
+        size = need + 256;
+
+        buf = ngx_pnalloc(pool, size);
+        if (buf == NULL) {
+            return NGX_HTTP_EVENTS_WEBHOOK_ERROR;
+        }
     }
 
-    ngx_shmtx_unlock(&store->shpool->mutex);
-
-    return rc;
+    return NGX_HTTP_EVENTS_WEBHOOK_ERROR;
 }
 
 
-ngx_int_t
-ngx_http_events_webhook_list(ngx_http_events_store_t *store, ngx_str_t *tenant,
-    ngx_pool_t *pool, ngx_array_t *views)
+ngx_http_events_webhook_rc_e
+ngx_http_events_webhook_list(ngx_http_events_store_t *store,
+    ngx_str_t *tenant, ngx_pool_t *pool, ngx_array_t *views)
 {
-    ngx_int_t                       rc;
-    uint64_t                        now;
-    ngx_queue_t                    *q;
-    ngx_http_events_wh_sh_t        *wh;
-    ngx_http_events_wh_view_t      *view;
-    ngx_http_events_wh_endpoint_t  *ep;
+    u_char                              *buf, *p;
+    size_t                               size, need;
+    uint64_t                             now;
+    ngx_uint_t                           tries, n, fits;
+    ngx_queue_t                         *q;
+    ngx_http_events_webhook_sh_t        *wh;
+    ngx_http_events_webhook_view_t      *view;
+    ngx_http_events_webhook_endpoint_t  *ep;
 
-    rc = NGX_OK;
+    buf = NULL;
+    size = 0;
     now = ngx_http_events_webhook_now();
+
+    for (tries = 0; tries < 4; tries++) {
+
+        ngx_shmtx_lock(&store->shpool->mutex);
+
+        wh = ngx_http_events_webhook_shm(store);
+        need = 0;
+        n = 0;
+
+        for (q = wh ? ngx_queue_head(&wh->endpoints) : NULL;
+             q && q != ngx_queue_sentinel(&wh->endpoints);
+             q = ngx_queue_next(q))
+        {
+            ep = ngx_queue_data(q, ngx_http_events_webhook_endpoint_t, queue);
+
+            if (ep->tenant_len == tenant->len
+                && ngx_strncmp(ep->tenant, tenant->data, tenant->len) == 0)
+            {
+                need += ngx_http_events_webhook_view_size(ep);
+                n++;
+            }
+        }
+
+        fits = (need <= size && n <= views->nalloc);
+        p = buf;
+
+        for (q = (wh && fits) ? ngx_queue_head(&wh->endpoints) : NULL;
+             q && q != ngx_queue_sentinel(&wh->endpoints);
+             q = ngx_queue_next(q))
+        {
+            ep = ngx_queue_data(q, ngx_http_events_webhook_endpoint_t, queue);
+
+            if (ep->tenant_len != tenant->len
+                || ngx_strncmp(ep->tenant, tenant->data, tenant->len) != 0)
+            {
+                continue;
+            }
+
+            /* within nalloc: the array does not grow under the lock */
+            view = ngx_array_push(views);
+            ngx_http_events_webhook_view(ep, p, view, now);
+            p += ngx_http_events_webhook_view_size(ep);
+        }
+
+        ngx_shmtx_unlock(&store->shpool->mutex);
+
+        if (fits) {
+            return NGX_HTTP_EVENTS_WEBHOOK_OK;
+        }
+
+        size = need + 256;
+
+        buf = ngx_pnalloc(pool, size);
+        if (buf == NULL) {
+            return NGX_HTTP_EVENTS_WEBHOOK_ERROR;
+        }
+
+        if (n > views->nalloc
+            && ngx_array_init(views, pool, n + 4,
+                              sizeof(ngx_http_events_webhook_view_t))
+               != NGX_OK)
+        {
+            return NGX_HTTP_EVENTS_WEBHOOK_ERROR;
+        }
+    }
+
+    return NGX_HTTP_EVENTS_WEBHOOK_ERROR;
+}
+
+
+/*
+ * The attempt log, newest first, below the cursor "before" (0: none),
+ * into out, whose room (nalloc) was made before: nothing is allocated
+ * under the lock.
+ */
+
+ngx_http_events_webhook_rc_e
+ngx_http_events_webhook_attempts(ngx_http_events_store_t *store,
+    ngx_str_t *tenant, ngx_str_t *id, uint64_t before, ngx_array_t *out)
+{
+    size_t                               room;
+    uint64_t                             n, oldest;
+    ngx_http_events_webhook_rc_e         rc;
+    ngx_http_events_webhook_attempt_t   *a, *copy;
+    ngx_http_events_webhook_endpoint_t  *ep;
+
+    rc = NGX_HTTP_EVENTS_WEBHOOK_OK;
+    room = out->size - offsetof(ngx_http_events_webhook_attempt_t, excerpt);
 
     ngx_shmtx_lock(&store->shpool->mutex);
 
-    wh = ngx_http_events_webhook_shm(store);
-
-    for (q = wh ? ngx_queue_head(&wh->endpoints) : NULL;
-         q && q != ngx_queue_sentinel(&wh->endpoints);
-         q = ngx_queue_next(q))
-    {
-        ep = ngx_queue_data(q, ngx_http_events_wh_endpoint_t, queue);
-
-        if (ep->tenant_len != tenant->len
-            || ngx_strncmp(ep->tenant, tenant->data, tenant->len) != 0)
-        {
-            continue;
-        }
-
-        view = ngx_array_push(views);
-        if (view == NULL) {
-            rc = NGX_ERROR;
-            break;
-        }
-
-        ngx_http_events_webhook_view(ep, pool, view, now);
-
-        if (view->spec.url.data == NULL) {
-            rc = NGX_ERROR;
-            break;
-        }
-    }
-
-    ngx_shmtx_unlock(&store->shpool->mutex);
-
-    return rc;
-}
-
-
-/* the attempt log, newest first, below the cursor "before" (0: none) */
-
-ngx_int_t
-ngx_http_events_webhook_attempts(ngx_http_events_store_t *store,
-    ngx_str_t *tenant, ngx_str_t *id, uint64_t before, ngx_pool_t *pool,
-    ngx_array_t *out)
-{
-    uint64_t                        n, oldest;
-    ngx_int_t                       rc;
-    ngx_http_events_wh_sh_t        *wh;
-    ngx_http_events_wh_attempt_t   *a, *copy;
-    ngx_http_events_wh_endpoint_t  *ep;
-
-    rc = NGX_OK;
-
-    ep = ngx_http_events_webhook_lock(store, tenant, id, &wh);
+    ep = ngx_http_events_webhook_locate(store, tenant, id);
 
     if (ep == NULL) {
-        rc = NGX_DECLINED;
+        rc = NGX_HTTP_EVENTS_WEBHOOK_NOT_FOUND;
         goto done;
     }
 
@@ -606,14 +783,10 @@ ngx_http_events_webhook_attempts(ngx_http_events_store_t *store,
     while (n > oldest && out->nelts < out->nalloc) {
         n--;
 
-        a = (ngx_http_events_wh_attempt_t *)
+        a = (ngx_http_events_webhook_attempt_t *)
                 (ep->log + (n % ep->log_size) * ep->log_entry);
 
         copy = ngx_array_push(out);
-        if (copy == NULL) {
-            rc = NGX_ERROR;
-            break;
-        }
 
         /* the entry may be of another size, from before a reload */
         if (out->size > ep->log_entry) {
@@ -622,13 +795,8 @@ ngx_http_events_webhook_attempts(ngx_http_events_store_t *store,
 
         ngx_memcpy(copy, a, ngx_min(out->size, ep->log_entry));
 
-        if (copy->excerpt_len > out->size
-                                - offsetof(ngx_http_events_wh_attempt_t,
-                                           excerpt))
-        {
-            copy->excerpt_len = (uint16_t) (out->size
-                                - offsetof(ngx_http_events_wh_attempt_t,
-                                           excerpt));
+        if (copy->excerpt_len > room) {
+            copy->excerpt_len = (uint16_t) room;
         }
     }
 
@@ -640,23 +808,24 @@ done:
 }
 
 
-ngx_int_t
+ngx_http_events_webhook_rc_e
 ngx_http_events_webhook_attempt(ngx_http_events_store_t *store,
     ngx_str_t *tenant, ngx_str_t *id, uint64_t seq,
-    ngx_http_events_wh_delivery_t *d)
+    ngx_http_events_webhook_delivery_t *d)
 {
-    ngx_int_t                       rc;
-    ngx_queue_t                    *q;
-    ngx_http_events_wh_sh_t        *wh;
-    ngx_http_events_wh_delivery_t  *dd;
-    ngx_http_events_wh_endpoint_t  *ep;
+    ngx_queue_t                         *q;
+    ngx_http_events_webhook_rc_e         rc;
+    ngx_http_events_webhook_delivery_t  *dd;
+    ngx_http_events_webhook_endpoint_t  *ep;
 
-    rc = NGX_DONE;
+    rc = NGX_HTTP_EVENTS_WEBHOOK_NO_DELIVERY;
 
-    ep = ngx_http_events_webhook_lock(store, tenant, id, &wh);
+    ngx_shmtx_lock(&store->shpool->mutex);
+
+    ep = ngx_http_events_webhook_locate(store, tenant, id);
 
     if (ep == NULL) {
-        rc = NGX_DECLINED;
+        rc = NGX_HTTP_EVENTS_WEBHOOK_NOT_FOUND;
         goto done;
     }
 
@@ -664,11 +833,11 @@ ngx_http_events_webhook_attempt(ngx_http_events_store_t *store,
          q != ngx_queue_sentinel(&ep->deliveries);
          q = ngx_queue_next(q))
     {
-        dd = ngx_queue_data(q, ngx_http_events_wh_delivery_t, queue);
+        dd = ngx_queue_data(q, ngx_http_events_webhook_delivery_t, queue);
 
         if (dd->seq == seq) {
             *d = *dd;
-            rc = NGX_OK;
+            rc = NGX_HTTP_EVENTS_WEBHOOK_OK;
             break;
         }
     }
@@ -687,48 +856,59 @@ done:
  * events.  count is what the API counted in the ring for the answer.
  */
 
-ngx_int_t
+ngx_http_events_webhook_rc_e
 ngx_http_events_webhook_replay(ngx_http_events_store_t *store,
-                               ngx_str_t *tenant,
-    ngx_str_t *id, ngx_uint_t mode, uint64_t after, uint64_t to,
-    ngx_uint_t count)
+    ngx_str_t *tenant, ngx_str_t *id, ngx_uint_t mode, uint64_t after,
+    uint64_t to, ngx_uint_t count)
 {
-    uint64_t                        now, seq;
-    ngx_int_t                       rc;
-    ngx_uint_t                      i, n;
-    ngx_http_events_wh_sh_t        *wh;
-    ngx_http_events_wh_endpoint_t  *ep;
+    uint64_t                             now, seq;
+    ngx_uint_t                           i, n, want;
+    ngx_http_events_webhook_rc_e         rc;
+    ngx_http_events_webhook_endpoint_t  *ep;
 
-    ep = ngx_http_events_webhook_lock(store, tenant, id, &wh);
+    ngx_shmtx_lock(&store->shpool->mutex);
+
+    ep = ngx_http_events_webhook_locate(store, tenant, id);
 
     if (ep == NULL) {
-        rc = NGX_DECLINED;
+        rc = NGX_HTTP_EVENTS_WEBHOOK_NOT_FOUND;
         goto done;
     }
 
     if (ep->replay_mode) {
-        rc = NGX_BUSY;
+        rc = NGX_HTTP_EVENTS_WEBHOOK_BUSY;
         goto done;
     }
 
-    rc = NGX_OK;
+    rc = NGX_HTTP_EVENTS_WEBHOOK_OK;
 
     if (mode == 2) {
         now = ngx_http_events_webhook_now();
         n = ngx_min(ep->nfailed, NGX_HTTP_EVENTS_WH_FAILED);
 
+        /* all of them, or none: what is in the window must fit */
+        for (i = 0, want = 0; i < n; i++) {
+            seq = ep->failed_seqs[i];
+            want += (seq > after && seq <= to);
+        }
+
+        if (want > NGX_HTTP_EVENTS_WH_WINDOW - ep->pending) {
+            rc = NGX_HTTP_EVENTS_WEBHOOK_QUEUE_FULL;
+            goto done;
+        }
+
         for (i = 0; i < n; i++) {
             seq = ep->failed_seqs[(ep->nfailed - n + i)
                                   % NGX_HTTP_EVENTS_WH_FAILED];
 
-            if (seq > after && seq <= to) {
-                if (ngx_http_events_webhook_queue(store, ep, seq,
-                                                  NGX_HTTP_EVENTS_WH_REPLAY, now)
-                    == NULL)
-                {
-                    rc = NGX_BUSY;
-                    break;
-                }
+            if (seq > after && seq <= to
+                && ngx_http_events_webhook_queue(store, ep, seq,
+                                                 NGX_HTTP_EVENTS_WH_REPLAY,
+                                                 now)
+                   == NULL)
+            {
+                rc = NGX_HTTP_EVENTS_WEBHOOK_ZONE_FULL;
+                break;
             }
         }
 
@@ -739,15 +919,11 @@ ngx_http_events_webhook_replay(ngx_http_events_store_t *store,
     ep->replay_after = after;
     ep->replay_to = to;
     ep->replay_left = (uint32_t) count;
-    wh->version++;
+    ngx_http_events_webhook_shm(store)->version++;
 
 done:
 
     ngx_shmtx_unlock(&store->shpool->mutex);
-
-    if (rc == NGX_OK) {
-        ngx_http_events_webhook_dispatch_wake(store);
-    }
 
     return rc;
 }
@@ -759,13 +935,14 @@ ngx_uint_t
 ngx_http_events_webhook_was_failed(ngx_http_events_store_t *store,
     ngx_str_t *tenant, ngx_str_t *id, uint64_t seq, ngx_uint_t mode)
 {
-    ngx_uint_t                      i, n, found;
-    ngx_http_events_wh_sh_t        *wh;
-    ngx_http_events_wh_endpoint_t  *ep;
+    ngx_uint_t                           i, n, found;
+    ngx_http_events_webhook_endpoint_t  *ep;
 
     found = 0;
 
-    ep = ngx_http_events_webhook_lock(store, tenant, id, &wh);
+    ngx_shmtx_lock(&store->shpool->mutex);
+
+    ep = ngx_http_events_webhook_locate(store, tenant, id);
 
     if (ep && mode == 2) {
         n = ngx_min(ep->nfailed, NGX_HTTP_EVENTS_WH_FAILED);
@@ -786,69 +963,17 @@ ngx_http_events_webhook_was_failed(ngx_http_events_store_t *store,
 }
 
 
-/* a resend or a test ping: one attempt now, not retried */
-
-ngx_int_t
-ngx_http_events_webhook_send_now(ngx_http_events_store_t *store,
-    ngx_str_t *tenant, ngx_str_t *id, uint64_t seq, ngx_str_t *event_id,
-    ngx_str_t *type, ngx_str_t *body)
-{
-    ngx_http_events_wh_sh_t        *wh;
-    ngx_http_events_wh_job_t       *job;
-    ngx_http_events_wh_endpoint_t  *ep;
-
-    ep = ngx_http_events_webhook_lock(store, tenant, id, &wh);
-
-    if (ep == NULL) {
-        ngx_shmtx_unlock(&store->shpool->mutex);
-        return NGX_DECLINED;
-    }
-
-    job = ngx_http_events_webhook_dispatch_job(store, ep);
-
-    ngx_shmtx_unlock(&store->shpool->mutex);
-
-    if (job == NULL) {
-        return NGX_ERROR;
-    }
-
-    job->seq = seq;
-    job->attempt = 1;
-    job->trigger = NGX_HTTP_EVENTS_WH_MANUAL;
-    job->event_tenant = job->tenant;
-
-    job->event_id.data = ngx_pstrdup(job->pool, event_id);
-    job->event_id.len = event_id->len;
-    job->type.data = ngx_pstrdup(job->pool, type);
-    job->type.len = type->len;
-    job->body.data = ngx_pstrdup(job->pool, body);
-    job->body.len = body->len;
-
-    if (job->event_id.data == NULL || job->type.data == NULL
-        || job->body.data == NULL)
-    {
-        ngx_destroy_pool(job->pool);
-        return NGX_ERROR;
-    }
-
-    store->wh_inflight++;
-    ngx_http_events_webhook_delivery_send(job);
-
-    return NGX_OK;
-}
-
-
 void
 ngx_http_events_webhook_stats(ngx_http_events_store_t *store,
-    ngx_http_events_wh_stats_t *st)
+    ngx_http_events_webhook_stats_t *st)
 {
-    uint64_t                        now;
-    ngx_queue_t                    *q, *dq;
-    ngx_http_events_wh_sh_t        *wh;
-    ngx_http_events_wh_delivery_t  *d;
-    ngx_http_events_wh_endpoint_t  *ep;
+    uint64_t                             now;
+    ngx_queue_t                         *q, *dq;
+    ngx_http_events_webhook_sh_t        *wh;
+    ngx_http_events_webhook_delivery_t  *d;
+    ngx_http_events_webhook_endpoint_t  *ep;
 
-    ngx_memzero(st, sizeof(ngx_http_events_wh_stats_t));
+    ngx_memzero(st, sizeof(ngx_http_events_webhook_stats_t));
 
     now = ngx_http_events_webhook_now();
 
@@ -874,7 +999,7 @@ ngx_http_events_webhook_stats(ngx_http_events_store_t *store,
          q != ngx_queue_sentinel(&wh->endpoints);
          q = ngx_queue_next(q))
     {
-        ep = ngx_queue_data(q, ngx_http_events_wh_endpoint_t, queue);
+        ep = ngx_queue_data(q, ngx_http_events_webhook_endpoint_t, queue);
 
         st->endpoints++;
         st->disabled += ep->disabled ? 1 : 0;
@@ -885,7 +1010,7 @@ ngx_http_events_webhook_stats(ngx_http_events_store_t *store,
              dq != ngx_queue_sentinel(&ep->deliveries);
              dq = ngx_queue_next(dq))
         {
-            d = ngx_queue_data(dq, ngx_http_events_wh_delivery_t, queue);
+            d = ngx_queue_data(dq, ngx_http_events_webhook_delivery_t, queue);
 
             if (now > d->created_ms
                 && now - d->created_ms > st->oldest_pending_ms)
@@ -942,18 +1067,18 @@ ngx_http_events_webhook_secret(ngx_str_t *text, u_char *out, size_t *len)
 
 /* the zone's endpoints: lookups and the blob of strings */
 
-ngx_http_events_wh_endpoint_t *
-ngx_http_events_webhook_find(ngx_http_events_wh_sh_t *wh, ngx_str_t *tenant,
-    ngx_str_t *id)
+ngx_http_events_webhook_endpoint_t *
+ngx_http_events_webhook_find(ngx_http_events_webhook_sh_t *wh,
+    ngx_str_t *tenant, ngx_str_t *id)
 {
-    ngx_queue_t                    *q;
-    ngx_http_events_wh_endpoint_t  *ep;
+    ngx_queue_t                         *q;
+    ngx_http_events_webhook_endpoint_t  *ep;
 
     for (q = ngx_queue_head(&wh->endpoints);
          q != ngx_queue_sentinel(&wh->endpoints);
          q = ngx_queue_next(q))
     {
-        ep = ngx_queue_data(q, ngx_http_events_wh_endpoint_t, queue);
+        ep = ngx_queue_data(q, ngx_http_events_webhook_endpoint_t, queue);
 
         if (ep->id_len == id->len
             && ep->tenant_len == tenant->len
@@ -969,8 +1094,8 @@ ngx_http_events_webhook_find(ngx_http_events_wh_sh_t *wh, ngx_str_t *tenant,
 
 
 static ngx_str_t
-ngx_http_events_webhook_str(ngx_http_events_wh_endpoint_t *ep,
-    ngx_http_events_wh_str_t *s)
+ngx_http_events_webhook_str(ngx_http_events_webhook_endpoint_t *ep,
+    ngx_http_events_webhook_str_t *s)
 {
     ngx_str_t  str;
 
@@ -983,7 +1108,7 @@ ngx_http_events_webhook_str(ngx_http_events_wh_endpoint_t *ep,
 
 static u_char *
 ngx_http_events_webhook_put(u_char *start, u_char *p, ngx_str_t *s,
-    ngx_http_events_wh_str_t *ws)
+    ngx_http_events_webhook_str_t *ws)
 {
     ws->off = (uint32_t) (p - start);
     ws->len = (uint32_t) s->len;
@@ -994,7 +1119,8 @@ ngx_http_events_webhook_put(u_char *start, u_char *p, ngx_str_t *s,
 
 static ngx_int_t
 ngx_http_events_webhook_set(ngx_http_events_store_t *store,
-    ngx_http_events_wh_endpoint_t *ep, ngx_http_events_wh_spec_t *spec)
+    ngx_http_events_webhook_endpoint_t *ep,
+    ngx_http_events_webhook_spec_t *spec)
 {
     u_char      *blob, *p;
     size_t       len;
@@ -1049,20 +1175,27 @@ ngx_http_events_webhook_set(ngx_http_events_store_t *store,
 
 static void
 ngx_http_events_webhook_free(ngx_http_events_store_t *store,
-    ngx_http_events_wh_sh_t *wh, ngx_http_events_wh_endpoint_t *ep)
+    ngx_http_events_webhook_sh_t *wh, ngx_http_events_webhook_endpoint_t *ep)
 {
-    ngx_queue_t                    *q;
-    ngx_http_events_wh_delivery_t  *d;
+    ngx_http_events_webhook_chunk_t     *chunk;
+    ngx_queue_t                         *q;
+    ngx_http_events_webhook_delivery_t  *d;
 
     while (!ngx_queue_empty(&ep->deliveries)) {
         q = ngx_queue_head(&ep->deliveries);
-        d = ngx_queue_data(q, ngx_http_events_wh_delivery_t, queue);
+        d = ngx_queue_data(q, ngx_http_events_webhook_delivery_t, queue);
         ngx_http_events_webhook_dequeue(store, ep, d);
     }
 
     ngx_queue_remove(&ep->queue);
+    ngx_queue_remove(&ep->tqueue);
     wh->nendpoints--;
     wh->version++;
+
+    if (--ep->tn->nendpoints == 0) {
+        ngx_queue_remove(&ep->tn->queue);
+        ngx_slab_free_locked(store->shpool, ep->tn);
+    }
 
     if (ep->log) {
         ngx_slab_free_locked(store->shpool, ep->log);
@@ -1072,29 +1205,37 @@ ngx_http_events_webhook_free(ngx_http_events_store_t *store,
         ngx_slab_free_locked(store->shpool, ep->blob);
     }
 
+    while (ep->chunks) {
+        chunk = ep->chunks;
+        ep->chunks = chunk->next;
+        ngx_slab_free_locked(store->shpool, chunk);
+    }
+
     ngx_slab_free_locked(store->shpool, ep);
 }
 
 
-static void
-ngx_http_events_webhook_view(ngx_http_events_wh_endpoint_t *ep,
-                             ngx_pool_t *pool,
-    ngx_http_events_wh_view_t *view, uint64_t now)
-{
-    u_char                         *blob;
-    ngx_uint_t                      i;
-    ngx_queue_t                    *q;
-    ngx_http_events_wh_spec_t      *spec;
-    ngx_http_events_wh_delivery_t  *d;
+/* what a view copies: the blob, the id and the tenant */
 
-    ngx_memzero(view, sizeof(ngx_http_events_wh_view_t));
+static size_t
+ngx_http_events_webhook_view_size(ngx_http_events_webhook_endpoint_t *ep)
+{
+    return ep->blob_len + ep->id_len + ep->tenant_len + 1;
+}
+
+
+static void
+ngx_http_events_webhook_view(ngx_http_events_webhook_endpoint_t *ep,
+    u_char *blob, ngx_http_events_webhook_view_t *view, uint64_t now)
+{
+    ngx_uint_t                           i;
+    ngx_queue_t                         *q;
+    ngx_http_events_webhook_spec_t      *spec;
+    ngx_http_events_webhook_delivery_t  *d;
+
+    ngx_memzero(view, sizeof(ngx_http_events_webhook_view_t));
 
     spec = &view->spec;
-
-    blob = ngx_pnalloc(pool, ep->blob_len + ep->id_len + ep->tenant_len + 1);
-    if (blob == NULL) {
-        return;
-    }
 
     /* the strings point into a copy of the blob */
     ngx_memcpy(blob, ep->blob, ep->blob_len);
@@ -1158,7 +1299,7 @@ ngx_http_events_webhook_view(ngx_http_events_wh_endpoint_t *ep,
          q != ngx_queue_sentinel(&ep->deliveries);
          q = ngx_queue_next(q))
     {
-        d = ngx_queue_data(q, ngx_http_events_wh_delivery_t, queue);
+        d = ngx_queue_data(q, ngx_http_events_webhook_delivery_t, queue);
 
         if (now > d->created_ms
             && now - d->created_ms > view->oldest_pending_ms)
@@ -1177,10 +1318,10 @@ ngx_http_events_webhook_view(ngx_http_events_wh_endpoint_t *ep,
  * one dropped when there are too many (then "missing" forgets them) */
 
 static void
-ngx_http_events_webhook_skip(ngx_http_events_wh_endpoint_t *ep, uint64_t from,
-    uint64_t to)
+ngx_http_events_webhook_skip(ngx_http_events_webhook_endpoint_t *ep,
+    uint64_t from, uint64_t to)
 {
-    ngx_http_events_wh_skip_t  *last;
+    ngx_http_events_webhook_skip_t  *last;
 
     if (to <= from) {
         return;
@@ -1198,7 +1339,7 @@ ngx_http_events_webhook_skip(ngx_http_events_wh_endpoint_t *ep, uint64_t from,
     if (ep->nskips == NGX_HTTP_EVENTS_WH_SKIPS) {
         ngx_memmove(&ep->skips[0], &ep->skips[1],
                     (NGX_HTTP_EVENTS_WH_SKIPS - 1)
-                    * sizeof(ngx_http_events_wh_skip_t));
+                    * sizeof(ngx_http_events_webhook_skip_t));
         ep->nskips--;
     }
 
@@ -1208,33 +1349,87 @@ ngx_http_events_webhook_skip(ngx_http_events_wh_endpoint_t *ep, uint64_t from,
 }
 
 
-/* deliveries: a queue per endpoint, in the order they were made */
+/*
+ * Another chunk of an endpoint's delivery records.  When the zone has
+ * no room, the endpoint goes on with the chunks it has (its first is
+ * made with it), and the scan waits: once a minute the log says so.
+ */
 
-ngx_http_events_wh_delivery_t *
+static ngx_int_t
+ngx_http_events_webhook_chunk(ngx_http_events_store_t *store,
+    ngx_http_events_webhook_endpoint_t *ep)
+{
+    ngx_uint_t                        i;
+    ngx_http_events_webhook_chunk_t  *chunk;
+
+    chunk = ngx_slab_calloc_locked(store->shpool,
+                                   sizeof(ngx_http_events_webhook_chunk_t));
+
+    if (chunk == NULL) {
+        if (ep->chunks
+            && (ngx_current_msec - store->wh->chunk_warned > 60000
+                || store->wh->chunk_warned == 0))
+        {
+            store->wh->chunk_warned = ngx_current_msec;
+            ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                          "events webhook \"%*s\": no room in zone \"%V\" "
+                          "for more than %ui waiting deliveries; the next "
+                          "events wait in the ring", ep->id_len, ep->id,
+                          &store->name, ep->pending);
+        }
+
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < NGX_HTTP_EVENTS_WH_CHUNK; i++) {
+        ngx_queue_insert_tail(&ep->free, &chunk->deliveries[i].queue);
+    }
+
+    chunk->next = ep->chunks;
+    ep->chunks = chunk;
+    ep->nchunks++;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Deliveries: a queue per endpoint, in the order they were made, from
+ * the endpoint's own window of them; NULL when the window is full.
+ */
+
+ngx_http_events_webhook_delivery_t *
 ngx_http_events_webhook_queue(ngx_http_events_store_t *store,
-    ngx_http_events_wh_endpoint_t *ep, uint64_t seq, ngx_uint_t trigger,
+    ngx_http_events_webhook_endpoint_t *ep, uint64_t seq, ngx_uint_t trigger,
     uint64_t now)
 {
-    ngx_queue_t                    *q;
-    ngx_http_events_wh_delivery_t  *d;
+    ngx_queue_t                         *q;
+    ngx_http_events_webhook_delivery_t  *d;
 
     /* an event waits once per endpoint, whatever queued it */
     for (q = ngx_queue_head(&ep->deliveries);
          q != ngx_queue_sentinel(&ep->deliveries);
          q = ngx_queue_next(q))
     {
-        d = ngx_queue_data(q, ngx_http_events_wh_delivery_t, queue);
+        d = ngx_queue_data(q, ngx_http_events_webhook_delivery_t, queue);
 
         if (d->seq == seq) {
             return d;
         }
     }
 
-    d = ngx_slab_calloc_locked(store->shpool,
-                               sizeof(ngx_http_events_wh_delivery_t));
-    if (d == NULL) {
+    if (ngx_queue_empty(&ep->free)
+        && (ep->pending >= NGX_HTTP_EVENTS_WH_WINDOW
+            || ngx_http_events_webhook_chunk(store, ep) != NGX_OK))
+    {
         return NULL;
     }
+
+    q = ngx_queue_head(&ep->free);
+    ngx_queue_remove(q);
+
+    d = ngx_queue_data(q, ngx_http_events_webhook_delivery_t, queue);
+    ngx_memzero(d, sizeof(ngx_http_events_webhook_delivery_t));
 
     d->seq = seq;
     d->next_ms = now;
@@ -1251,7 +1446,8 @@ ngx_http_events_webhook_queue(ngx_http_events_store_t *store,
 
 void
 ngx_http_events_webhook_dequeue(ngx_http_events_store_t *store,
-    ngx_http_events_wh_endpoint_t *ep, ngx_http_events_wh_delivery_t *d)
+    ngx_http_events_webhook_endpoint_t *ep,
+    ngx_http_events_webhook_delivery_t *d)
 {
     if (d->state == NGX_HTTP_EVENTS_WH_INFLIGHT && ep->inflight) {
         ep->inflight--;
@@ -1259,7 +1455,7 @@ ngx_http_events_webhook_dequeue(ngx_http_events_store_t *store,
 
     ngx_queue_remove(&d->queue);
     ep->pending--;
-    ngx_slab_free_locked(store->shpool, d);
+    ngx_queue_insert_head(&ep->free, &d->queue);
 }
 
 

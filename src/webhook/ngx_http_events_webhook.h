@@ -4,6 +4,14 @@
  */
 
 
+/*
+ * Webhooks as the rest of the module sees them: the settings a location
+ * carries, what an nginx.conf endpoint is made of, the figures status
+ * shows, and the hooks module.c and ipc.c call.  What lives in the zone
+ * is in ngx_http_events_webhook_shm.h, for src/webhook/ only.
+ */
+
+
 #ifndef _NGX_HTTP_EVENTS_WEBHOOK_H_INCLUDED_
 #define _NGX_HTTP_EVENTS_WEBHOOK_H_INCLUDED_
 
@@ -17,41 +25,7 @@
 
 #define NGX_HTTP_EVENTS_WH_MAX_PATTERNS     16
 #define NGX_HTTP_EVENTS_WH_MAX_HEADERS      16
-#define NGX_HTTP_EVENTS_WH_MAX_URL          2048
-#define NGX_HTTP_EVENTS_WH_MAX_DESCRIPTION  512
-#define NGX_HTTP_EVENTS_WH_MAX_HNAME        64
-#define NGX_HTTP_EVENTS_WH_MAX_HVALUE       1024
 #define NGX_HTTP_EVENTS_WH_MAX_SECRET       64
-#define NGX_HTTP_EVENTS_WH_MIN_SECRET       24
-#define NGX_HTTP_EVENTS_WH_MAX_ID           64
-#define NGX_HTTP_EVENTS_WH_MAX_RETRIES      20
-#define NGX_HTTP_EVENTS_WH_SKIPS            16
-#define NGX_HTTP_EVENTS_WH_FAILED           256
-#define NGX_HTTP_EVENTS_WH_MAX_REPLAY       10000
-
-/* an endpoint of every tenant (events_handler tenant=*) */
-#define NGX_HTTP_EVENTS_WH_ANY_TENANT       "*"
-
-/* delivery and attempt states */
-#define NGX_HTTP_EVENTS_WH_QUEUED           0
-#define NGX_HTTP_EVENTS_WH_INFLIGHT         1
-
-#define NGX_HTTP_EVENTS_WH_SCHEDULED        0
-#define NGX_HTTP_EVENTS_WH_MANUAL           1
-#define NGX_HTTP_EVENTS_WH_REPLAY           2
-
-#define NGX_HTTP_EVENTS_WH_SUCCEEDED        0
-#define NGX_HTTP_EVENTS_WH_RETRYING         1   /* failed, will retry */
-#define NGX_HTTP_EVENTS_WH_FAILED_FINAL     2
-#define NGX_HTTP_EVENTS_WH_EXPIRED          3
-#define NGX_HTTP_EVENTS_WH_ABORTED          4
-
-/* why an endpoint is disabled */
-#define NGX_HTTP_EVENTS_WH_ENABLED          0
-#define NGX_HTTP_EVENTS_WH_GONE             1
-#define NGX_HTTP_EVENTS_WH_RECEIVER         2
-#define NGX_HTTP_EVENTS_WH_FAILING          3
-#define NGX_HTTP_EVENTS_WH_MANUALLY         4
 
 /* error codes of the attempt log */
 #define NGX_HTTP_EVENTS_E_NONE              0
@@ -68,170 +42,22 @@
 #define NGX_HTTP_EVENTS_E_MAX               11
 
 
-typedef struct {
-    uint32_t                    off;
-    uint32_t                    len;
-} ngx_http_events_wh_str_t;
-
-
-/* seqs (from, to] that were never turned into deliveries */
-typedef struct {
-    uint64_t                    from;
-    uint64_t                    to;
-} ngx_http_events_wh_skip_t;
-
-
-/* an event on its way to one endpoint */
-typedef struct {
-    ngx_queue_t                 queue;
-    uint64_t                    seq;
-    uint64_t                    next_ms;        /* wall clock */
-    uint64_t                    created_ms;
-    uint32_t                    attempts;       /* made so far */
-    uint32_t                    term;           /* of the attempt in flight */
-    u_char                      state;
-    u_char                      trigger;
-} ngx_http_events_wh_delivery_t;
-
-
-/* one attempt, in an endpoint's log */
-typedef struct {
-    uint64_t                    n;              /* the log's cursor */
-    uint64_t                    seq;
-    uint64_t                    started_ms;
-    uint64_t                    next_ms;        /* 0: none */
-    uint64_t                    retry_after_ms; /* 0: none */
-    uint32_t                    duration_ms;
-    uint16_t                    http_status;
-    uint16_t                    excerpt_len;
-    u_char                      attempt;
-    u_char                      trigger;
-    u_char                      result;
-    u_char                      error;
-    u_char                      event_id_len;
-    u_char                      type_len;
-    u_char                      detail_len;
-    u_char                      ctype_len;
-    u_char                      aid[26];        /* att_<aid> */
-    u_char                      event_id[NGX_HTTP_EVENTS_MAX_ID];
-    u_char                      type[NGX_HTTP_EVENTS_MAX_TYPE];
-    u_char                      detail[96];
-    u_char                      ctype[64];
-    u_char                      excerpt[1];
-} ngx_http_events_wh_attempt_t;
-
-
-typedef struct {
-    ngx_queue_t                 queue;
-
-    u_char                      id[NGX_HTTP_EVENTS_WH_MAX_ID];
-    u_char                      tenant[NGX_HTTP_EVENTS_MAX_TENANT];
-    u_char                      id_len;
-    u_char                      tenant_len;
-
-    /* url, description, patterns and headers live in one slab block */
-    u_char                     *blob;
-    size_t                      blob_len;
-    ngx_http_events_wh_str_t    url;
-    ngx_http_events_wh_str_t    description;
-    ngx_http_events_wh_str_t    patterns[NGX_HTTP_EVENTS_WH_MAX_PATTERNS];
-    ngx_http_events_wh_str_t    hnames[NGX_HTTP_EVENTS_WH_MAX_HEADERS];
-    ngx_http_events_wh_str_t    hvalues[NGX_HTTP_EVENTS_WH_MAX_HEADERS];
-    u_char                      npatterns;
-    u_char                      nheaders;
-
-    u_char                      secret[NGX_HTTP_EVENTS_WH_MAX_SECRET];
-    u_char                      previous[NGX_HTTP_EVENTS_WH_MAX_SECRET];
-    u_char                      secret_len;
-    u_char                      previous_len;
-    uint64_t                    previous_expires_ms;
-
-    u_char                      is_static;
-    u_char                      is_handler;     /* url is a location */
-    u_char                      seen;           /* static: still in conf */
-    u_char                      disabled;       /* a reason, or 0 */
-    u_char                      last_error;
-    uint32_t                    rate_limit;     /* per second, 0: none */
-    uint64_t                    tokens_ms;      /* the bucket, in time */
-
-    uint64_t                    created_ms;
-    uint64_t                    updated_ms;
-    uint64_t                    disabled_ms;
-    uint64_t                    failing_since_ms;
-    uint64_t                    paused_until_ms;
-    uint64_t                    last_success_ms;
-    uint64_t                    last_failure_ms;
-
-    uint64_t                    ok;
-    uint64_t                    failed;
-    uint64_t                    expired;
-    uint64_t                    attempts;
-    uint32_t                    pending;
-    uint32_t                    inflight;
-
-    /* the live scan: events up to scan_seq are deliveries or done */
-    uint64_t                    scan_seq;
-    ngx_queue_t                 deliveries;
-
-    /* a replay in progress: (replay_after, replay_to] */
-    uint64_t                    replay_after;
-    uint64_t                    replay_to;
-    uint32_t                    replay_left;
-    u_char                      replay_mode;    /* 0: none */
-
-    ngx_http_events_wh_skip_t   skips[NGX_HTTP_EVENTS_WH_SKIPS];
-    ngx_uint_t                  nskips;
-    uint64_t                    failed_seqs[NGX_HTTP_EVENTS_WH_FAILED];
-    ngx_uint_t                  nfailed;        /* written ever */
-
-    u_char                     *log;            /* attempts, a ring */
-    uint64_t                    log_next;       /* the next attempt's n */
-    uint32_t                    log_size;       /* entries */
-    uint32_t                    log_entry;      /* bytes per entry */
-    uint32_t                    excerpt_size;
-} ngx_http_events_wh_endpoint_t;
-
-
-struct ngx_http_events_wh_sh_s {
-    ngx_queue_t                 endpoints;
-    ngx_uint_t                  nendpoints;
-
-    /* the dispatcher lease */
-    ngx_pid_t                   owner;
-    ngx_msec_t                  lease_expires;  /* monotonic */
-    uint32_t                    term;
-
-    /* changes, and the last change on disk (webhook_state.c) */
-    uint64_t                    version;
-    uint64_t                    saved;
-    ngx_uint_t                  loaded;         /* the file was read */
-
-    uint64_t                    ok;
-    uint64_t                    failed;
-    uint64_t                    expired;
-    uint64_t                    aborted;
-    uint64_t                    attempts;
-    uint64_t                    retries;
-    uint64_t                    inflight;
-    uint64_t                    errors[NGX_HTTP_EVENTS_E_MAX];
+/* the settings of a zone's deliveries, from its events_webhooks */
+struct ngx_http_events_webhook_conf_s {
+    ngx_array_t                *retry;          /* ngx_msec_t */
+    ngx_msec_t                  overload_delay;
+    ngx_msec_t                  disable_after;
+    ngx_msec_t                  secret_grace;
+    ngx_uint_t                  concurrency;
+    ngx_uint_t                  endpoint_concurrency;
+    ngx_uint_t                  log_size;
+    size_t                      excerpt_size;
+    ngx_uint_t                  max_endpoints;
+    ngx_flag_t                  allow_private;
+    ngx_flag_t                  https_only;
+    ngx_array_t                *allow;          /* ngx_cidr_t */
+    ngx_str_t                   location;       /* the internal one */
 };
-
-
-typedef struct {
-    ngx_pid_t                   owner;          /* the dispatcher */
-    uint64_t                    endpoints;
-    uint64_t                    disabled;
-    uint64_t                    pending;
-    uint64_t                    inflight;
-    uint64_t                    oldest_pending_ms;
-    uint64_t                    ok;
-    uint64_t                    failed;
-    uint64_t                    expired;
-    uint64_t                    aborted;
-    uint64_t                    attempts;
-    uint64_t                    retries;
-    uint64_t                    errors[NGX_HTTP_EVENTS_E_MAX];
-} ngx_http_events_wh_stats_t;
 
 
 /* what an endpoint is made of, given by the API or nginx.conf */
@@ -261,198 +87,58 @@ typedef struct {
     unsigned                    set_headers:1;
     unsigned                    set_enabled:1;
     unsigned                    set_rate:1;
-} ngx_http_events_wh_spec_t;
+} ngx_http_events_webhook_spec_t;
 
 
 /* an events_webhook from nginx.conf, before its zone is known */
 typedef struct {
-    ngx_str_t                   zone;
-    ngx_http_events_wh_spec_t   spec;
-} ngx_http_events_wh_static_t;
+    ngx_str_t                        zone;
+    ngx_http_events_webhook_spec_t   spec;
+} ngx_http_events_webhook_static_t;
 
 
 /* an events_webhooks location: its server sends the zone's webhooks */
 typedef struct {
-    ngx_shm_zone_t             *zone;
-    ngx_http_conf_ctx_t        *ctx;
-    ngx_http_events_loc_conf_t *elcf;
-} ngx_http_events_wh_bind_t;
+    ngx_shm_zone_t                  *zone;
+    ngx_http_conf_ctx_t             *ctx;
+    ngx_http_events_loc_conf_t      *elcf;
+} ngx_http_events_webhook_bind_t;
 
 
-/* an endpoint copied out of the zone */
 typedef struct {
-    ngx_http_events_wh_spec_t   spec;
-    uint64_t                    previous_expires_ms;
-    ngx_uint_t                  disabled;
-    ngx_uint_t                  last_error;
-    uint64_t                    created_ms;
-    uint64_t                    updated_ms;
-    uint64_t                    disabled_ms;
-    uint64_t                    failing_since_ms;
-    uint64_t                    paused_until_ms;
-    uint64_t                    last_success_ms;
-    uint64_t                    last_failure_ms;
+    ngx_pid_t                   owner;          /* the dispatcher */
+    uint64_t                    endpoints;
+    uint64_t                    disabled;
+    uint64_t                    pending;
+    uint64_t                    inflight;
     uint64_t                    oldest_pending_ms;
     uint64_t                    ok;
     uint64_t                    failed;
     uint64_t                    expired;
-    uint64_t                    pending;
-    uint64_t                    inflight;
-} ngx_http_events_wh_view_t;
+    uint64_t                    aborted;
+    uint64_t                    attempts;
+    uint64_t                    retries;
+    uint64_t                    errors[NGX_HTTP_EVENTS_E_MAX];
+} ngx_http_events_webhook_stats_t;
 
 
-/* the settings of a zone's deliveries, from its events_webhooks */
-struct ngx_http_events_wh_conf_s {
-    ngx_array_t                *retry;          /* ngx_msec_t */
-    ngx_msec_t                  overload_delay;
-    ngx_msec_t                  disable_after;
-    ngx_msec_t                  secret_grace;
-    ngx_uint_t                  concurrency;
-    ngx_uint_t                  endpoint_concurrency;
-    ngx_uint_t                  log_size;
-    size_t                      excerpt_size;
-    ngx_uint_t                  max_endpoints;
-    ngx_flag_t                  allow_private;
-    ngx_flag_t                  https_only;
-    ngx_array_t                *allow;          /* ngx_cidr_t */
-    ngx_str_t                   location;       /* the internal one */
-};
+/* ngx_http_events_webhook.c */
+void ngx_http_events_webhook_stats(ngx_http_events_store_t *store,
+    ngx_http_events_webhook_stats_t *st);
 
+/* ngx_http_events_webhook_status.c */
+ngx_int_t ngx_http_events_webhook_status_register(ngx_conf_t *cf);
 
-/* one attempt, everything it needs copied out of the zone */
-
-struct ngx_http_events_wh_job_s {
-    ngx_pool_t                 *pool;
-    ngx_http_events_store_t    *store;
-    ngx_str_t                   endpoint;       /* id */
-    ngx_str_t                   tenant;
-    ngx_str_t                   url;
-    ngx_str_t                   hnames[NGX_HTTP_EVENTS_WH_MAX_HEADERS];
-    ngx_str_t                   hvalues[NGX_HTTP_EVENTS_WH_MAX_HEADERS];
-    ngx_uint_t                  nheaders;
-    u_char                      secret[NGX_HTTP_EVENTS_WH_MAX_SECRET];
-    u_char                      previous[NGX_HTTP_EVENTS_WH_MAX_SECRET];
-    size_t                      secret_len;
-    size_t                      previous_len;
-
-    uint64_t                    seq;
-    ngx_str_t                   event_id;
-    ngx_str_t                   event_tenant;
-    ngx_str_t                   type;
-    ngx_str_t                   body;
-    ngx_uint_t                  attempt;        /* 1-based */
-    ngx_uint_t                  trigger;
-    uint32_t                    term;
-    void                       *ctx;            /* the server it leaves by */
-    unsigned                    queued:1;       /* a delivery waits on it */
-    unsigned                    handler:1;      /* url is a location */
-    unsigned                    vet:1;          /* check the address */
-
-    /* where it went and what came back */
-    ngx_http_events_wh_conf_t  *whcf;
-    ngx_http_request_t         *request;        /* the fake one */
-    ngx_str_t                   uri;
-    ngx_uint_t                  port;
-    ngx_str_t                   pinned;         /* $events_webhook_url */
-    ngx_str_t                   host;           /* $events_webhook_host */
-    ngx_str_t                   server_name;
-    ngx_msec_t                  started;
-    uint64_t                    started_ms;
-    ngx_uint_t                  status;
-    ngx_uint_t                  error;
-    u_char                      detail[96];
-    size_t                      detail_len;
-    ngx_str_t                   ctype;
-    uint64_t                    retry_after_ms;
-    unsigned                    https:1;
-    unsigned                    answered:1;
-    unsigned                    disable:1;      /* webhook-delivery: disable */
-    unsigned                    abort:1;        /* ...: abort-message */
-    u_char                     *excerpt;
-    size_t                      excerpt_len;
-    size_t                      excerpt_size;
-
-    void                      (*done)(ngx_http_events_wh_job_t *job);
-};
-
-
-ngx_int_t ngx_http_events_webhook_init_zone(ngx_http_events_store_t *store,
-    ngx_http_events_wh_conf_t *whcf);
+/* ngx_http_events_webhook_dispatch.c */
 ngx_int_t ngx_http_events_webhook_dispatch_init_process(ngx_cycle_t *cycle);
 void ngx_http_events_webhook_dispatch_exit_process(ngx_cycle_t *cycle);
 void ngx_http_events_webhook_dispatch_wake(ngx_http_events_store_t *store);
-
-ngx_int_t ngx_http_events_webhook_create(ngx_http_events_store_t *store,
-    ngx_http_events_wh_spec_t *spec, ngx_uint_t max);
-ngx_int_t ngx_http_events_webhook_update(ngx_http_events_store_t *store,
-    ngx_http_events_wh_spec_t *spec);
-ngx_int_t ngx_http_events_webhook_delete(ngx_http_events_store_t *store,
-    ngx_str_t *tenant, ngx_str_t *id);
-ngx_int_t ngx_http_events_webhook_rotate(ngx_http_events_store_t *store,
-    ngx_str_t *tenant, ngx_str_t *id, u_char *secret, size_t len,
-    uint64_t grace_ms);
-ngx_int_t ngx_http_events_webhook_get(ngx_http_events_store_t *store,
-    ngx_str_t *tenant, ngx_str_t *id, ngx_pool_t *pool,
-    ngx_http_events_wh_view_t *view);
-ngx_int_t ngx_http_events_webhook_list(ngx_http_events_store_t *store,
-    ngx_str_t *tenant, ngx_pool_t *pool, ngx_array_t *views);
-ngx_int_t ngx_http_events_webhook_attempts(ngx_http_events_store_t *store,
-    ngx_str_t *tenant, ngx_str_t *id, uint64_t before, ngx_pool_t *pool,
-    ngx_array_t *out);
-ngx_int_t ngx_http_events_webhook_attempt(ngx_http_events_store_t *store,
-    ngx_str_t *tenant, ngx_str_t *id, uint64_t seq,
-    ngx_http_events_wh_delivery_t *d);
-ngx_int_t ngx_http_events_webhook_replay(ngx_http_events_store_t *store,
-    ngx_str_t *tenant, ngx_str_t *id, ngx_uint_t mode, uint64_t after,
-    uint64_t to, ngx_uint_t count);
-ngx_uint_t ngx_http_events_webhook_was_failed(ngx_http_events_store_t *store,
-    ngx_str_t *tenant, ngx_str_t *id, uint64_t seq, ngx_uint_t mode);
-ngx_int_t ngx_http_events_webhook_send_now(ngx_http_events_store_t *store,
-    ngx_str_t *tenant, ngx_str_t *id, uint64_t seq, ngx_str_t *event_id,
-    ngx_str_t *type, ngx_str_t *body);
-ngx_int_t ngx_http_events_webhook_status_register(ngx_conf_t *cf);
-void ngx_http_events_webhook_stats(ngx_http_events_store_t *store,
-    ngx_http_events_wh_stats_t *st);
-ngx_http_events_wh_endpoint_t *ngx_http_events_webhook_create_locked(
-    ngx_http_events_store_t *store, ngx_http_events_wh_sh_t *wh,
-    ngx_http_events_wh_spec_t *spec, ngx_http_events_wh_conf_t *whcf);
-ngx_int_t ngx_http_events_webhook_secret(ngx_str_t *text, u_char *out,
-    size_t *len);
 void ngx_http_events_webhook_dispatch_release(ngx_cycle_t *cycle);
 
-/* ngx_http_events_webhook_state.c: the state beside the journal */
-ngx_int_t ngx_http_events_webhook_state_save(ngx_http_events_store_t *store);
-void ngx_http_events_webhook_state_save_changed(ngx_http_events_store_t *store);
-ngx_int_t ngx_http_events_webhook_state_save_init(ngx_cycle_t *cycle,
-    ngx_http_events_store_t *store);
-ngx_int_t ngx_http_events_webhook_state_load(ngx_http_events_store_t *store,
-    ngx_http_events_wh_sh_t *wh, ngx_log_t *log);
-uint64_t ngx_http_events_webhook_now(void);
-
-/* inside: the zone's endpoints and queues, under shpool->mutex */
-ngx_http_events_wh_sh_t *ngx_http_events_webhook_shm(
-    ngx_http_events_store_t *store);
-ngx_http_events_wh_endpoint_t *ngx_http_events_webhook_find(
-    ngx_http_events_wh_sh_t *wh, ngx_str_t *tenant, ngx_str_t *id);
-ngx_http_events_wh_delivery_t *ngx_http_events_webhook_queue(
-    ngx_http_events_store_t *store, ngx_http_events_wh_endpoint_t *ep,
-    uint64_t seq, ngx_uint_t trigger, uint64_t now);
-void ngx_http_events_webhook_dequeue(ngx_http_events_store_t *store,
-    ngx_http_events_wh_endpoint_t *ep, ngx_http_events_wh_delivery_t *d);
-
-/* ngx_http_events_webhook_dispatch.c: the dispatcher */
-ngx_http_events_wh_job_t *ngx_http_events_webhook_dispatch_job(
-    ngx_http_events_store_t *store, ngx_http_events_wh_endpoint_t *ep);
-void ngx_http_events_webhook_dispatch_disable(ngx_http_events_wh_endpoint_t *ep,
-    ngx_uint_t reason, uint64_t now);
-
-/* ngx_http_events_webhook_api.c: the management API */
-ngx_int_t ngx_http_events_webhook_api_handler(ngx_http_request_t *r);
-
 /* ngx_http_events_webhook_conf.c: directives */
-void ngx_http_events_webhook_conf_init(ngx_http_events_wh_conf_t *whcf);
+void ngx_http_events_webhook_conf_init(ngx_http_events_webhook_conf_t *whcf);
 char *ngx_http_events_webhook_conf_merge(ngx_conf_t *cf,
-    ngx_http_events_wh_conf_t *prev, ngx_http_events_wh_conf_t *conf);
+    ngx_http_events_webhook_conf_t *prev, ngx_http_events_webhook_conf_t *conf);
 char *ngx_http_events_webhook_conf_webhooks(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_events_webhook_conf_static(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -466,17 +152,10 @@ char *ngx_http_events_webhook_conf_allow(ngx_conf_t *cf, ngx_command_t *cmd,
 ngx_int_t ngx_http_events_webhook_conf_postconfiguration(ngx_conf_t *cf);
 ngx_int_t ngx_http_events_webhook_conf_init_module(ngx_cycle_t *cycle);
 
-/* ngx_http_events_webhook_delivery.c: an attempt as a subrequest */
-void ngx_http_events_webhook_delivery_send(ngx_http_events_wh_job_t *job);
-ngx_int_t ngx_http_events_webhook_delivery_sign(u_char *secret,
-    size_t secret_len,
-    ngx_str_t *id, time_t ts, ngx_str_t *body, u_char *out);
+/* ngx_http_events_webhook_delivery.c */
 ngx_int_t ngx_http_events_webhook_delivery_add_variables(ngx_conf_t *cf);
-ngx_int_t ngx_http_events_webhook_delivery_init_filter(ngx_conf_t *cf);
-ngx_uint_t ngx_http_events_webhook_delivery_addr_blocked(struct sockaddr *sa,
-    ngx_http_events_wh_conf_t *whcf);
 
-extern const char  *ngx_http_events_wh_errors[];
+extern const char  *ngx_http_events_webhook_errors[];
 
 
 #endif /* _NGX_HTTP_EVENTS_WEBHOOK_H_INCLUDED_ */

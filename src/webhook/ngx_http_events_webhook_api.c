@@ -26,11 +26,12 @@
 #include "ngx_http_events_module.h"
 #include "ngx_http_events_store.h"
 #include "ngx_http_events_http.h"
+#include "ngx_http_events_buf.h"
 #include "ngx_http_events_auth.h"
 #include "ngx_http_events_cursor.h"
 #include "ngx_http_events_id.h"
 #include "ngx_http_events_match.h"
-#include "ngx_http_events_webhook.h"
+#include "ngx_http_events_webhook_shm.h"
 #include "ngx_http_events_ipc.h"
 
 
@@ -44,7 +45,7 @@
 #define NGX_HTTP_EVENTS_WH_ROTATE       7
 
 
-struct ngx_http_events_wh_route_s {
+struct ngx_http_events_webhook_route_s {
     ngx_uint_t                  route;
     ngx_int_t                   rc;             /* of an answer sent */
     unsigned                    answered:1;
@@ -54,89 +55,196 @@ struct ngx_http_events_wh_route_s {
 };
 
 
-/* a JSON answer grown in the request pool */
+typedef ngx_int_t (*ngx_http_events_webhook_field_pt)(ngx_http_request_t *r,
+    json_t *v, ngx_http_events_webhook_spec_t *spec,
+    ngx_http_events_error_t *err);
+
+
+/* a field of an endpoint's JSON: its type, and what checks and takes it */
 typedef struct {
-    ngx_pool_t                 *pool;
-    u_char                     *start;
-    u_char                     *pos;
-    u_char                     *end;
-    ngx_uint_t                  failed;
-} ngx_http_events_out_t;
+    const char                          *name;
+    json_type                            type;      /* JSON_TRUE: boolean */
+    ngx_uint_t                           nullable;
+    ngx_http_events_webhook_field_pt     handler;
+} ngx_http_events_webhook_field_t;
+
+
+/* a replay's range and mode, as the body gives them */
+typedef struct {
+    uint64_t                    after;
+    uint64_t                    to;
+    ngx_uint_t                  mode;           /* 1 all, 2 failed, 3 missing */
+    ngx_uint_t                  count;
+    unsigned                    truncated:1;
+} ngx_http_events_webhook_range_t;
+
+
+/* the filters of GET P/{id}/deliveries */
+typedef struct {
+    ngx_int_t                   limit;
+    ngx_int_t                   result;         /* -1: any */
+    uint64_t                    before;         /* 0: from the newest */
+    ngx_str_t                   event_id;
+} ngx_http_events_webhook_filter_t;
+
+
+typedef ngx_int_t (*ngx_http_events_webhook_param_pt)(
+    ngx_http_events_webhook_filter_t *f, ngx_str_t *value,
+    ngx_http_events_error_t *err);
+
+
+typedef struct {
+    ngx_str_t                           name;
+    ngx_http_events_webhook_param_pt    handler;
+} ngx_http_events_webhook_param_t;
 
 
 static ngx_int_t ngx_http_events_webhook_api_route(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt);
+    ngx_http_events_webhook_route_t *rt);
 static void ngx_http_events_webhook_api_body(ngx_http_request_t *r);
 static ngx_int_t ngx_http_events_webhook_api_run(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt, ngx_str_t *body);
+    ngx_http_events_webhook_route_t *rt, ngx_str_t *body);
 static ngx_int_t ngx_http_events_webhook_api_create(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt, json_t *root);
+    ngx_http_events_webhook_route_t *rt, json_t *root);
 static ngx_int_t ngx_http_events_webhook_api_patch(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt, json_t *root);
+    ngx_http_events_webhook_route_t *rt, json_t *root);
 static ngx_int_t ngx_http_events_webhook_api_spec(ngx_http_request_t *r,
-    json_t *root, ngx_http_events_wh_spec_t *spec, ngx_uint_t create,
+    json_t *root, ngx_http_events_webhook_spec_t *spec, ngx_uint_t create,
     ngx_http_events_error_t *err);
 static ngx_int_t ngx_http_events_webhook_api_url(ngx_http_request_t *r,
     ngx_str_t *url, ngx_http_events_error_t *err);
 static ngx_int_t ngx_http_events_webhook_api_get(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt, ngx_uint_t status, ngx_str_t *secret);
+    ngx_http_events_webhook_route_t *rt, ngx_uint_t status, ngx_str_t *secret);
 static ngx_int_t ngx_http_events_webhook_api_list(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt);
+    ngx_http_events_webhook_route_t *rt);
 static ngx_int_t ngx_http_events_webhook_api_attempts(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt);
+    ngx_http_events_webhook_route_t *rt);
 static ngx_int_t ngx_http_events_webhook_api_delivery(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt);
+    ngx_http_events_webhook_route_t *rt);
 static ngx_int_t ngx_http_events_webhook_api_log(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt, uint64_t before, ngx_array_t *all);
+    ngx_http_events_webhook_route_t *rt, uint64_t before, ngx_array_t *all);
 static ngx_int_t ngx_http_events_webhook_api_retry(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt);
+    ngx_http_events_webhook_route_t *rt);
 static ngx_int_t ngx_http_events_webhook_api_test(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt);
+    ngx_http_events_webhook_route_t *rt);
 static ngx_int_t ngx_http_events_webhook_api_rotate(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt, json_t *root);
+    ngx_http_events_webhook_route_t *rt, json_t *root);
 static ngx_int_t ngx_http_events_webhook_api_replay(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt, json_t *root);
+    ngx_http_events_webhook_route_t *rt, json_t *root);
 static ngx_int_t ngx_http_events_webhook_api_event(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt, ngx_str_t *json, uint64_t *seq,
+    ngx_http_events_webhook_route_t *rt, ngx_str_t *json, uint64_t *seq,
     ngx_str_t *type);
+static ngx_int_t ngx_http_events_webhook_api_replay_body(
+    ngx_http_request_t *r, json_t *root, ngx_http_events_webhook_range_t *rg,
+    ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_webhook_api_replay_range(
+    ngx_http_events_webhook_range_t *rg, ngx_http_events_window_t *w,
+    ngx_http_events_cursor_key_t *ckey, ngx_http_events_error_t *err,
+    ngx_str_t *x);
+static void ngx_http_events_webhook_api_replay_count(ngx_http_request_t *r,
+    ngx_http_events_webhook_route_t *rt, ngx_http_events_webhook_view_t *view,
+    ngx_http_events_webhook_range_t *rg);
 static ngx_int_t ngx_http_events_webhook_api_position(ngx_http_request_t *r,
     json_t *v, const char *name, ngx_uint_t until, uint64_t *seq,
     ngx_http_events_error_t *err);
-static void ngx_http_events_webhook_api_view_json(ngx_http_events_out_t *o,
-    ngx_http_events_wh_view_t *v);
-static void ngx_http_events_webhook_api_attempt_json(ngx_http_events_out_t *o,
-    ngx_http_events_wh_attempt_t *a);
+static void ngx_http_events_webhook_api_view_json(ngx_http_events_buf_t *o,
+    ngx_http_events_webhook_view_t *v);
+static void ngx_http_events_webhook_api_attempt_json(ngx_http_events_buf_t *o,
+    ngx_http_events_webhook_attempt_t *a);
 static ngx_int_t ngx_http_events_webhook_api_fail(ngx_http_request_t *r,
-    ngx_uint_t status, const char *code, const char *field,
-    const char *fmt, ...);
+    ngx_uint_t status, const char *code, const char *field, const char *fmt,
+    ...);
 static ngx_int_t ngx_http_events_webhook_api_unknown(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt);
+    ngx_http_events_webhook_route_t *rt);
+static ngx_uint_t ngx_http_events_webhook_api_granted(ngx_http_request_t *r,
+    ngx_str_t *type);
 static ngx_int_t ngx_http_events_webhook_api_covered(ngx_http_request_t *r,
     ngx_str_t *patterns, ngx_uint_t n, ngx_http_events_error_t *err);
-static void ngx_http_events_webhook_api_out(ngx_http_events_out_t *o,
-    const char *fmt,
-    ...);
-static void ngx_http_events_webhook_api_out_str(ngx_http_events_out_t *o,
-    u_char *s,
-    size_t len);
-static void ngx_http_events_webhook_api_out_time(ngx_http_events_out_t *o,
-    uint64_t ms);
-static u_char *ngx_http_events_webhook_api_out_reserve(ngx_http_events_out_t *o,
-    size_t len);
-static ngx_int_t ngx_http_events_webhook_api_out_send(ngx_http_request_t *r,
-    ngx_http_events_out_t *o, ngx_uint_t status);
 
 
 
-static const char  *ngx_http_events_wh_results[] = {
+static ngx_int_t ngx_http_events_webhook_api_params(ngx_http_request_t *r,
+    ngx_http_events_webhook_filter_t *f, ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_webhook_api_param_limit(
+    ngx_http_events_webhook_filter_t *f, ngx_str_t *value,
+    ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_webhook_api_param_after(
+    ngx_http_events_webhook_filter_t *f, ngx_str_t *value,
+    ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_webhook_api_param_status(
+    ngx_http_events_webhook_filter_t *f, ngx_str_t *value,
+    ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_webhook_api_param_event(
+    ngx_http_events_webhook_filter_t *f, ngx_str_t *value,
+    ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_webhook_api_param_token(
+    ngx_http_events_webhook_filter_t *f, ngx_str_t *value,
+    ngx_http_events_error_t *err);
+
+
+static ngx_int_t ngx_http_events_webhook_api_field_url(ngx_http_request_t *r,
+    json_t *v, ngx_http_events_webhook_spec_t *spec,
+    ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_webhook_api_field_events(
+    ngx_http_request_t *r, json_t *v, ngx_http_events_webhook_spec_t *spec,
+    ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_webhook_api_field_description(
+    ngx_http_request_t *r, json_t *v, ngx_http_events_webhook_spec_t *spec,
+    ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_webhook_api_field_secret(
+    ngx_http_request_t *r, json_t *v, ngx_http_events_webhook_spec_t *spec,
+    ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_webhook_api_field_enabled(
+    ngx_http_request_t *r, json_t *v, ngx_http_events_webhook_spec_t *spec,
+    ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_webhook_api_field_rate(
+    ngx_http_request_t *r, json_t *v, ngx_http_events_webhook_spec_t *spec,
+    ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_webhook_api_field_format(
+    ngx_http_request_t *r, json_t *v, ngx_http_events_webhook_spec_t *spec,
+    ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_webhook_api_field_headers(
+    ngx_http_request_t *r, json_t *v, ngx_http_events_webhook_spec_t *spec,
+    ngx_http_events_error_t *err);
+
+
+static ngx_http_events_webhook_field_t  ngx_http_events_webhook_fields[] = {
+    { "url", JSON_STRING, 0, ngx_http_events_webhook_api_field_url },
+    { "events", JSON_ARRAY, 0, ngx_http_events_webhook_api_field_events },
+    { "description", JSON_STRING, 0,
+      ngx_http_events_webhook_api_field_description },
+    { "secret", JSON_STRING, 0, ngx_http_events_webhook_api_field_secret },
+    { "enabled", JSON_TRUE, 0, ngx_http_events_webhook_api_field_enabled },
+    { "rateLimit", JSON_INTEGER, 1, ngx_http_events_webhook_api_field_rate },
+    { "format", JSON_STRING, 0, ngx_http_events_webhook_api_field_format },
+    { "headers", JSON_OBJECT, 0, ngx_http_events_webhook_api_field_headers },
+    { NULL, JSON_NULL, 0, NULL }
+};
+
+
+static ngx_http_events_webhook_param_t  ngx_http_events_webhook_params[] = {
+    { ngx_string("limit"), ngx_http_events_webhook_api_param_limit },
+    { ngx_string("after"), ngx_http_events_webhook_api_param_after },
+    { ngx_string("status"), ngx_http_events_webhook_api_param_status },
+    { ngx_string("eventId"), ngx_http_events_webhook_api_param_event },
+    { ngx_string("token"), ngx_http_events_webhook_api_param_token },
+    { ngx_null_string, NULL }
+};
+
+
+static const char  *ngx_http_events_webhook_results[] = {
     "succeeded", "failed", "failed", "expired", "aborted"
 };
 
-static const char  *ngx_http_events_wh_triggers[] = {
+static const char  *ngx_http_events_webhook_triggers[] = {
     "scheduled", "manual", "replay"
 };
 
-static const char  *ngx_http_events_wh_disabled[] = {
+static const char  *ngx_http_events_webhook_modes[] = {
+    NULL, "all", "failed", "missing"
+};
+
+static const char  *ngx_http_events_webhook_disabled[] = {
     NULL, "gone", "receiver", "failing", "manual"
 };
 
@@ -144,15 +252,15 @@ static const char  *ngx_http_events_wh_disabled[] = {
 ngx_int_t
 ngx_http_events_webhook_api_handler(ngx_http_request_t *r)
 {
-    ngx_int_t                    rc;
-    ngx_http_events_ctx_t       *ctx;
-    ngx_http_events_wh_route_t  *rt;
+    ngx_int_t                         rc;
+    ngx_http_events_ctx_t            *ctx;
+    ngx_http_events_webhook_route_t  *rt;
 
     if (!ngx_http_events_auth_access(r, &rc)) {
         return rc;
     }
 
-    rt = ngx_pcalloc(r->pool, sizeof(ngx_http_events_wh_route_t));
+    rt = ngx_pcalloc(r->pool, sizeof(ngx_http_events_webhook_route_t));
     if (rt == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -166,8 +274,9 @@ ngx_http_events_webhook_api_handler(ngx_http_request_t *r)
     if (rc == NGX_DECLINED) {
         ngx_http_discard_request_body(r);
         return ngx_http_events_webhook_api_fail(r, 400, "invalid_tenant", NULL,
-                                                "the request's tenant must be 1-64 "
-                                                "characters of [A-Za-z0-9_.:-]");
+                                                "the request's tenant must be "
+                                                "1-64 characters of "
+                                                "[A-Za-z0-9_.:-]");
     }
 
     rc = ngx_http_events_webhook_api_route(r, rt);
@@ -186,8 +295,8 @@ ngx_http_events_webhook_api_handler(ngx_http_request_t *r)
     {
         ngx_http_discard_request_body(r);
         return ngx_http_events_webhook_api_fail(r, 415,
-                                                "unsupported_media_type",
-                                                NULL, "send application/json");
+                                                "unsupported_media_type", NULL,
+                                                "send application/json");
     }
 
     ctx = ngx_http_events_ctx(r);
@@ -215,7 +324,7 @@ ngx_http_events_webhook_api_handler(ngx_http_request_t *r)
 
 static ngx_int_t
 ngx_http_events_webhook_api_route(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt)
+    ngx_http_events_webhook_route_t *rt)
 {
     u_char                      *p, *last, *s;
     ngx_str_t                    seg[4];
@@ -348,8 +457,8 @@ done:
         }
 
         return ngx_http_events_webhook_api_fail(r, 405, "method_not_allowed",
-                                                NULL,
-                                                "this endpoint allows %s", allow);
+                                                NULL, "this endpoint allows %s",
+                                                allow);
     }
 
     return NGX_OK;
@@ -394,7 +503,7 @@ ngx_http_events_webhook_api_body(ngx_http_request_t *r)
 
 static ngx_int_t
 ngx_http_events_webhook_api_run(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt, ngx_str_t *body)
+    ngx_http_events_webhook_route_t *rt, ngx_str_t *body)
 {
     json_t                      *root;
     ngx_int_t                    rc;
@@ -419,9 +528,10 @@ ngx_http_events_webhook_api_run(ngx_http_request_t *r,
         if (root == NULL) {
             return ngx_http_events_webhook_api_fail(r, 400, "invalid_json",
                                                     NULL,
-                                                    "malformed JSON at line %d, "
-                                                    "column %d: %s", jerr.line,
-                                                    jerr.column, jerr.text);
+                                                    "malformed JSON at line "
+                                                    "%d, column %d: %s",
+                                                    jerr.line, jerr.column,
+                                                    jerr.text);
         }
 
         if (!json_is_object(root)) {
@@ -449,18 +559,19 @@ ngx_http_events_webhook_api_run(ngx_http_request_t *r,
         } else if (r->method == NGX_HTTP_DELETE) {
             rc = ngx_http_events_webhook_delete(store, &rt->tenant, &rt->id);
 
-            if (rc == NGX_OK) {
+            if (rc == NGX_HTTP_EVENTS_WEBHOOK_OK) {
                 (void) ngx_http_events_webhook_state_save(store);
                 r->headers_out.status = NGX_HTTP_NO_CONTENT;
                 r->header_only = 1;
                 r->headers_out.content_length_n = 0;
                 rc = ngx_http_send_header(r);
 
-            } else if (rc == NGX_ABORT) {
+            } else if (rc == NGX_HTTP_EVENTS_WEBHOOK_STATIC) {
                 rc = ngx_http_events_webhook_api_fail(r, 409, "static_endpoint",
-                                                      NULL, "this endpoint comes "
-                                                      "from nginx.conf; change it "
-                                                      "there");
+                                                      NULL,
+                                                      "this endpoint comes "
+                                                      "from nginx.conf; "
+                                                      "change it there");
             } else {
                 rc = ngx_http_events_webhook_api_unknown(r, rt);
             }
@@ -508,17 +619,17 @@ ngx_http_events_webhook_api_run(ngx_http_request_t *r,
 
 static ngx_int_t
 ngx_http_events_webhook_api_create(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt, json_t *root)
+    ngx_http_events_webhook_route_t *rt, json_t *root)
 {
-    u_char                      *p;
-    u_char                       id[NGX_HTTP_EVENTS_ID_LEN];
-    ngx_int_t                    rc;
-    ngx_str_t                    src, text;
-    ngx_http_events_ipc_t       *ipc;
-    ngx_http_events_error_t      err;
-    ngx_http_events_store_t     *store;
-    ngx_http_events_wh_spec_t   *spec;
-    ngx_http_events_loc_conf_t  *elcf;
+    u_char                          *p;
+    u_char                           id[NGX_HTTP_EVENTS_ID_LEN];
+    ngx_int_t                        rc;
+    ngx_str_t                        src, text;
+    ngx_http_events_ipc_t           *ipc;
+    ngx_http_events_error_t          err;
+    ngx_http_events_store_t         *store;
+    ngx_http_events_webhook_spec_t  *spec;
+    ngx_http_events_loc_conf_t      *elcf;
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
     store = elcf->webhooks_zone->data;
@@ -529,7 +640,7 @@ ngx_http_events_webhook_api_create(ngx_http_request_t *r,
                                                 "object");
     }
 
-    spec = ngx_pcalloc(r->pool, sizeof(ngx_http_events_wh_spec_t));
+    spec = ngx_pcalloc(r->pool, sizeof(ngx_http_events_webhook_spec_t));
     if (spec == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -577,18 +688,20 @@ ngx_http_events_webhook_api_create(ngx_http_request_t *r,
 
     rc = ngx_http_events_webhook_create(store, spec, elcf->wh->max_endpoints);
 
-    if (rc == NGX_DECLINED) {
+    if (rc == NGX_HTTP_EVENTS_WEBHOOK_LIMIT) {
         return ngx_http_events_webhook_api_fail(r, 409, "too_many_endpoints",
-                                                NULL,
-                                                "this tenant has %ui endpoints, the "
-                                                "most events_webhook_max_per_tenant "
-                                                "allows", elcf->wh->max_endpoints);
+                                                NULL, "this tenant has %ui "
+                                                "endpoints, the most "
+                                                "events_webhook_max_per_tenant"
+                                                " allows",
+                                                elcf->wh->max_endpoints);
     }
 
-    if (rc != NGX_OK) {
+    if (rc != NGX_HTTP_EVENTS_WEBHOOK_OK) {
         return ngx_http_events_webhook_api_fail(r, 503, "zone_full", NULL,
-                                                "no room for another endpoint in "
-                                                "events zone \"%V\"", &store->name);
+                                                "no room for another endpoint "
+                                                "in events zone \"%V\"",
+                                                &store->name);
     }
 
     /* with a journal, on disk before the 201, or not at all */
@@ -646,23 +759,24 @@ ngx_http_events_webhook_api_create(ngx_http_request_t *r,
 
 static ngx_int_t
 ngx_http_events_webhook_api_patch(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt, json_t *root)
+    ngx_http_events_webhook_route_t *rt, json_t *root)
 {
-    ngx_int_t                    rc;
-    ngx_http_events_error_t      err;
-    ngx_http_events_store_t     *store;
-    ngx_http_events_wh_spec_t   *spec;
-    ngx_http_events_loc_conf_t  *elcf;
+    ngx_int_t                        rc;
+    ngx_http_events_error_t          err;
+    ngx_http_events_store_t         *store;
+    ngx_http_events_webhook_spec_t  *spec;
+    ngx_http_events_loc_conf_t      *elcf;
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
     store = elcf->webhooks_zone->data;
 
     if (root == NULL) {
         return ngx_http_events_webhook_api_fail(r, 400, "invalid_body", NULL,
-                                                "send the changes as a JSON object");
+                                                "send the changes as a JSON "
+                                                "object");
     }
 
-    spec = ngx_pcalloc(r->pool, sizeof(ngx_http_events_wh_spec_t));
+    spec = ngx_pcalloc(r->pool, sizeof(ngx_http_events_webhook_spec_t));
     if (spec == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -674,8 +788,8 @@ ngx_http_events_webhook_api_patch(ngx_http_request_t *r,
     if (json_object_get(root, "secret")) {
         return ngx_http_events_webhook_api_fail(r, 400, "invalid_field",
                                                 "secret",
-                                                "change the secret with "
-                                                "POST .../rotate-secret");
+                                                "change the secret with POST "
+                                                ".../rotate-secret");
     }
 
     if (spec->set_patterns
@@ -692,17 +806,17 @@ ngx_http_events_webhook_api_patch(ngx_http_request_t *r,
 
     rc = ngx_http_events_webhook_update(store, spec);
 
-    if (rc == NGX_DECLINED) {
+    if (rc == NGX_HTTP_EVENTS_WEBHOOK_NOT_FOUND) {
         return ngx_http_events_webhook_api_unknown(r, rt);
     }
 
-    if (rc == NGX_ABORT) {
+    if (rc == NGX_HTTP_EVENTS_WEBHOOK_STATIC) {
         return ngx_http_events_webhook_api_fail(r, 409, "static_endpoint", NULL,
                                                 "this endpoint comes from "
                                                 "nginx.conf; change it there");
     }
 
-    if (rc != NGX_OK) {
+    if (rc != NGX_HTTP_EVENTS_WEBHOOK_OK) {
         return ngx_http_events_webhook_api_fail(r, 503, "zone_full", NULL,
                                                 "no room in events zone \"%V\"",
                                                 &store->name);
@@ -714,233 +828,45 @@ ngx_http_events_webhook_api_patch(ngx_http_request_t *r,
 }
 
 
-/* the fields of a create or a patch, checked; nothing is changed yet */
+/*
+ * The fields of a create or a patch, checked; nothing is changed yet.
+ * Each known field has its handler in ngx_http_events_webhook_fields.
+ */
 
 static ngx_int_t
 ngx_http_events_webhook_api_spec(ngx_http_request_t *r, json_t *root,
-    ngx_http_events_wh_spec_t *spec, ngx_uint_t create,
+    ngx_http_events_webhook_spec_t *spec, ngx_uint_t create,
     ngx_http_events_error_t *err)
 {
-    u_char        *p;
-    size_t         i, len;
-    json_t        *v, *item;
-    ngx_str_t      s;
-    const char    *key, *hkey;
-    json_int_t     n;
+    json_t                           *v;
+    const char                       *key;
+    ngx_http_events_webhook_field_t  *f;
 
     json_object_foreach(root, key, v) {
 
-        if (ngx_strcmp(key, "url") == 0) {
-            if (!json_is_string(v)) {
-                goto type;
+        for (f = ngx_http_events_webhook_fields; f->name; f++) {
+            if (ngx_strcmp(key, f->name) == 0) {
+                break;
             }
+        }
 
-            spec->url.data = (u_char *) json_string_value(v);
-            spec->url.len = json_string_length(v);
-            spec->set_url = 1;
-
-            if (ngx_http_events_webhook_api_url(r, &spec->url, err) != NGX_OK) {
-                return NGX_ERROR;
-            }
-
-        } else if (ngx_strcmp(key, "events") == 0) {
-            if (!json_is_array(v) || json_array_size(v) == 0) {
-                ngx_http_events_error(err, 400, "invalid_field", "field",
-                                      NULL, key, "events must be a "
-                                      "non-empty array of type patterns");
-                return NGX_ERROR;
-            }
-
-            if (json_array_size(v) > NGX_HTTP_EVENTS_WH_MAX_PATTERNS) {
-                ngx_http_events_error(err, 400, "invalid_field", "field",
-                                      NULL, key, "at most %d patterns",
-                                      NGX_HTTP_EVENTS_WH_MAX_PATTERNS);
-                return NGX_ERROR;
-            }
-
-            json_array_foreach(v, i, item) {
-                if (!json_is_string(item)
-                    || ngx_http_events_match_pattern_valid(
-                           (u_char *) json_string_value(item),
-                           json_string_length(item))
-                       != NGX_OK)
-                {
-                    ngx_http_events_error(err, 400, "invalid_pattern",
-                                          "field", NULL, key,
-                                          "events[%uz] is not a type "
-                                          "pattern like \"ticket.*\", "
-                                          "\"*.created\" or \"*\"", i);
-                    return NGX_ERROR;
-                }
-
-                spec->patterns[i].data = (u_char *) json_string_value(item);
-                spec->patterns[i].len = json_string_length(item);
-            }
-
-            spec->npatterns = json_array_size(v);
-            spec->set_patterns = 1;
-
-        } else if (ngx_strcmp(key, "description") == 0) {
-            if (!json_is_string(v)) {
-                goto type;
-            }
-
-            if (json_string_length(v) > NGX_HTTP_EVENTS_WH_MAX_DESCRIPTION) {
-                ngx_http_events_error(err, 400, "invalid_field", "field",
-                                      NULL, key, "at most %d bytes",
-                                      NGX_HTTP_EVENTS_WH_MAX_DESCRIPTION);
-                return NGX_ERROR;
-            }
-
-            spec->description.data = (u_char *) json_string_value(v);
-            spec->description.len = json_string_length(v);
-            spec->set_description = 1;
-
-        } else if (ngx_strcmp(key, "secret") == 0) {
-            if (!json_is_string(v)) {
-                goto type;
-            }
-
-            s.data = (u_char *) json_string_value(v);
-            s.len = json_string_length(v);
-
-            if (ngx_http_events_webhook_secret(&s, spec->secret,
-                                               &spec->secret_len)
-                != NGX_OK)
-            {
-                ngx_http_events_error(err, 400, "invalid_secret", "field",
-                                      NULL, key, "a secret is \"whsec_\" "
-                                      "and the base64 of 24 to 64 random "
-                                      "bytes");
-                return NGX_ERROR;
-            }
-
-        } else if (ngx_strcmp(key, "enabled") == 0) {
-            if (!json_is_boolean(v)) {
-                goto type;
-            }
-
-            spec->enabled = json_is_true(v);
-            spec->set_enabled = 1;
-
-        } else if (ngx_strcmp(key, "rateLimit") == 0) {
-            if (json_is_null(v)) {
-                spec->rate_limit = 0;
-
-            } else {
-                if (!json_is_integer(v)) {
-                    goto type;
-                }
-
-                n = json_integer_value(v);
-
-                if (n < 1 || n > 100000) {
-                    ngx_http_events_error(err, 400, "invalid_field",
-                                          "field", NULL, key,
-                                          "rateLimit is deliveries per "
-                                          "second, 1-100000, or null");
-                    return NGX_ERROR;
-                }
-
-                spec->rate_limit = (ngx_uint_t) n;
-            }
-
-            spec->set_rate = 1;
-
-        } else if (ngx_strcmp(key, "format") == 0) {
-            if (!json_is_string(v)) {
-                goto type;
-            }
-
-            if (ngx_strcmp(json_string_value(v), "envelope") != 0) {
-                ngx_http_events_error(err, 400, "invalid_field", "field",
-                                      NULL, key, "the only format is "
-                                      "\"envelope\"");
-                return NGX_ERROR;
-            }
-
-        } else if (ngx_strcmp(key, "headers") == 0) {
-            if (!json_is_object(v)) {
-                goto type;
-            }
-
-            if (json_object_size(v) > NGX_HTTP_EVENTS_WH_MAX_HEADERS) {
-                ngx_http_events_error(err, 400, "invalid_field", "field",
-                                      NULL, key, "at most %d headers",
-                                      NGX_HTTP_EVENTS_WH_MAX_HEADERS);
-                return NGX_ERROR;
-            }
-
-            n = 0;
-
-            json_object_foreach(v, hkey, item) {
-                len = ngx_strlen(hkey);
-
-                if (len == 0 || len > NGX_HTTP_EVENTS_WH_MAX_HNAME) {
-                    goto bad_header;
-                }
-
-                for (p = (u_char *) hkey; *p; p++) {
-                    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
-                          || (*p >= '0' && *p <= '9') || *p == '-'
-                          || *p == '_'))
-                    {
-                        goto bad_header;
-                    }
-                }
-
-                if ((len >= 8 && ngx_strncasecmp((u_char *) hkey,
-                                                 (u_char *) "webhook-", 8)
-                                 == 0)
-                    || (len >= 9 && ngx_strncasecmp((u_char *) hkey,
-                                                    (u_char *) "x-events-",
-                                                    9) == 0)
-                    || ngx_strcasecmp((u_char *) hkey,
-                                      (u_char *) "content-type") == 0
-                    || ngx_strcasecmp((u_char *) hkey,
-                                      (u_char *) "content-length") == 0
-                    || ngx_strcasecmp((u_char *) hkey,
-                                      (u_char *) "host") == 0
-                    || ngx_strcasecmp((u_char *) hkey,
-                                      (u_char *) "user-agent") == 0
-                    || ngx_strcasecmp((u_char *) hkey,
-                                      (u_char *) "connection") == 0
-                    || ngx_strcasecmp((u_char *) hkey,
-                                      (u_char *) "transfer-encoding") == 0)
-                {
-                    ngx_http_events_error(err, 400, "invalid_field",
-                                          "field", NULL, "headers",
-                                          "header \"%s\" is set by the "
-                                          "module", hkey);
-                    return NGX_ERROR;
-                }
-
-                if (!json_is_string(item)
-                    || json_string_length(item)
-                       > NGX_HTTP_EVENTS_WH_MAX_HVALUE)
-                {
-                    goto bad_header;
-                }
-
-                for (p = (u_char *) json_string_value(item); *p; p++) {
-                    if (*p < 0x20 && *p != '\t') {
-                        goto bad_header;
-                    }
-                }
-
-                spec->hnames[n].data = (u_char *) hkey;
-                spec->hnames[n].len = len;
-                spec->hvalues[n].data = (u_char *) json_string_value(item);
-                spec->hvalues[n].len = json_string_length(item);
-                n++;
-            }
-
-            spec->nheaders = (ngx_uint_t) n;
-            spec->set_headers = 1;
-
-        } else {
+        if (f->name == NULL) {
             ngx_http_events_error(err, 400, "unknown_field", "field", NULL,
                                   key, "unknown field \"%s\"", key);
+            return NGX_ERROR;
+        }
+
+        /* a field of the wrong JSON type, whatever it is */
+        if (f->type != JSON_NULL && json_typeof(v) != f->type
+            && !(f->type == JSON_TRUE && json_is_boolean(v))
+            && !(f->nullable && json_is_null(v)))
+        {
+            ngx_http_events_error(err, 400, "invalid_field", "field", NULL,
+                                  key, "%s has the wrong type", key);
+            return NGX_ERROR;
+        }
+
+        if (f->handler(r, v, spec, err) != NGX_OK) {
             return NGX_ERROR;
         }
     }
@@ -959,14 +885,249 @@ ngx_http_events_webhook_api_spec(ngx_http_request_t *r, json_t *root,
     }
 
     return NGX_OK;
+}
 
-type:
 
-    ngx_http_events_error(err, 400, "invalid_field", "field", NULL, key,
-                          "%s has the wrong type", key);
-    return NGX_ERROR;
+static ngx_int_t
+ngx_http_events_webhook_api_field_url(ngx_http_request_t *r, json_t *v,
+    ngx_http_events_webhook_spec_t *spec, ngx_http_events_error_t *err)
+{
+    spec->url.data = (u_char *) json_string_value(v);
+    spec->url.len = json_string_length(v);
+    spec->set_url = 1;
 
-bad_header:
+    return ngx_http_events_webhook_api_url(r, &spec->url, err);
+}
+
+
+static ngx_int_t
+ngx_http_events_webhook_api_field_events(ngx_http_request_t *r, json_t *v,
+    ngx_http_events_webhook_spec_t *spec, ngx_http_events_error_t *err)
+{
+    size_t   i;
+    json_t  *item;
+
+    if (json_array_size(v) == 0) {
+        ngx_http_events_error(err, 400, "invalid_field", "field", NULL,
+                              "events", "events must be a non-empty array "
+                              "of type patterns");
+        return NGX_ERROR;
+    }
+
+    if (json_array_size(v) > NGX_HTTP_EVENTS_WH_MAX_PATTERNS) {
+        ngx_http_events_error(err, 400, "invalid_field", "field", NULL,
+                              "events", "at most %d patterns",
+                              NGX_HTTP_EVENTS_WH_MAX_PATTERNS);
+        return NGX_ERROR;
+    }
+
+    json_array_foreach(v, i, item) {
+        if (!json_is_string(item)
+            || ngx_http_events_match_pattern_valid(
+                   (u_char *) json_string_value(item),
+                   json_string_length(item))
+               != NGX_OK)
+        {
+            ngx_http_events_error(err, 400, "invalid_pattern", "field", NULL,
+                                  "events", "events[%uz] is not a type "
+                                  "pattern like \"ticket.*\", \"*.created\" "
+                                  "or \"*\"", i);
+            return NGX_ERROR;
+        }
+
+        spec->patterns[i].data = (u_char *) json_string_value(item);
+        spec->patterns[i].len = json_string_length(item);
+    }
+
+    spec->npatterns = json_array_size(v);
+    spec->set_patterns = 1;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_events_webhook_api_field_description(ngx_http_request_t *r,
+    json_t *v, ngx_http_events_webhook_spec_t *spec,
+    ngx_http_events_error_t *err)
+{
+    if (json_string_length(v) > NGX_HTTP_EVENTS_WH_MAX_DESCRIPTION) {
+        ngx_http_events_error(err, 400, "invalid_field", "field", NULL,
+                              "description", "at most %d bytes",
+                              NGX_HTTP_EVENTS_WH_MAX_DESCRIPTION);
+        return NGX_ERROR;
+    }
+
+    spec->description.data = (u_char *) json_string_value(v);
+    spec->description.len = json_string_length(v);
+    spec->set_description = 1;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_events_webhook_api_field_secret(ngx_http_request_t *r, json_t *v,
+    ngx_http_events_webhook_spec_t *spec, ngx_http_events_error_t *err)
+{
+    ngx_str_t  s;
+
+    s.data = (u_char *) json_string_value(v);
+    s.len = json_string_length(v);
+
+    if (ngx_http_events_webhook_secret(&s, spec->secret, &spec->secret_len)
+        != NGX_OK)
+    {
+        ngx_http_events_error(err, 400, "invalid_secret", "field", NULL,
+                              "secret", "a secret is \"whsec_\" and the "
+                              "base64 of 24 to 64 random bytes");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_events_webhook_api_field_enabled(ngx_http_request_t *r, json_t *v,
+    ngx_http_events_webhook_spec_t *spec, ngx_http_events_error_t *err)
+{
+    spec->enabled = json_is_true(v);
+    spec->set_enabled = 1;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_events_webhook_api_field_rate(ngx_http_request_t *r, json_t *v,
+    ngx_http_events_webhook_spec_t *spec, ngx_http_events_error_t *err)
+{
+    json_int_t  n;
+
+    spec->set_rate = 1;
+
+    if (json_is_null(v)) {
+        spec->rate_limit = 0;
+        return NGX_OK;
+    }
+
+    n = json_integer_value(v);
+
+    if (n < 1 || n > 100000) {
+        ngx_http_events_error(err, 400, "invalid_field", "field", NULL,
+                              "rateLimit", "rateLimit is deliveries per "
+                              "second, 1-100000, or null");
+        return NGX_ERROR;
+    }
+
+    spec->rate_limit = (ngx_uint_t) n;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_events_webhook_api_field_format(ngx_http_request_t *r, json_t *v,
+    ngx_http_events_webhook_spec_t *spec, ngx_http_events_error_t *err)
+{
+    if (ngx_strcmp(json_string_value(v), "envelope") != 0) {
+        ngx_http_events_error(err, 400, "invalid_field", "field", NULL,
+                              "format", "the only format is \"envelope\"");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* names the module sets itself may not be given */
+static const char  *ngx_http_events_webhook_reserved[] = {
+    "content-type", "content-length", "host", "user-agent", "connection",
+    "transfer-encoding", NULL
+};
+
+
+static ngx_int_t
+ngx_http_events_webhook_api_field_headers(ngx_http_request_t *r, json_t *v,
+    ngx_http_events_webhook_spec_t *spec, ngx_http_events_error_t *err)
+{
+    u_char       *p;
+    size_t        len;
+    json_t       *item;
+    ngx_uint_t    n, i;
+    const char   *hkey;
+
+    if (json_object_size(v) > NGX_HTTP_EVENTS_WH_MAX_HEADERS) {
+        ngx_http_events_error(err, 400, "invalid_field", "field", NULL,
+                              "headers", "at most %d headers",
+                              NGX_HTTP_EVENTS_WH_MAX_HEADERS);
+        return NGX_ERROR;
+    }
+
+    n = 0;
+
+    json_object_foreach(v, hkey, item) {
+        len = ngx_strlen(hkey);
+
+        if (len == 0 || len > NGX_HTTP_EVENTS_WH_MAX_HNAME) {
+            goto invalid;
+        }
+
+        for (p = (u_char *) hkey; *p; p++) {
+            if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
+                  || (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'))
+            {
+                goto invalid;
+            }
+        }
+
+        for (i = 0; ngx_http_events_webhook_reserved[i]; i++) {
+            if (ngx_strcasecmp((u_char *) hkey,
+                        (u_char *) ngx_http_events_webhook_reserved[i])
+                == 0)
+            {
+                break;
+            }
+        }
+
+        if (ngx_http_events_webhook_reserved[i]
+            || (len >= 8 && ngx_strncasecmp((u_char *) hkey,
+                                            (u_char *) "webhook-", 8) == 0)
+            || (len >= 9 && ngx_strncasecmp((u_char *) hkey,
+                                            (u_char *) "x-events-", 9) == 0))
+        {
+            ngx_http_events_error(err, 400, "invalid_field", "field", NULL,
+                                  "headers", "header \"%s\" is set by the "
+                                  "module", hkey);
+            return NGX_ERROR;
+        }
+
+        if (!json_is_string(item)
+            || json_string_length(item) > NGX_HTTP_EVENTS_WH_MAX_HVALUE)
+        {
+            goto invalid;
+        }
+
+        for (p = (u_char *) json_string_value(item); *p; p++) {
+            if (*p < 0x20 && *p != '\t') {
+                goto invalid;
+            }
+        }
+
+        spec->hnames[n].data = (u_char *) hkey;
+        spec->hnames[n].len = len;
+        spec->hvalues[n].data = (u_char *) json_string_value(item);
+        spec->hvalues[n].len = json_string_length(item);
+        n++;
+    }
+
+    spec->nheaders = n;
+    spec->set_headers = 1;
+
+    return NGX_OK;
+
+invalid:
 
     ngx_http_events_error(err, 400, "invalid_field", "field", NULL,
                           "headers", "header names are 1-%d characters of "
@@ -1110,13 +1271,13 @@ ngx_http_events_webhook_api_covered(ngx_http_request_t *r, ngx_str_t *patterns,
 
 static ngx_int_t
 ngx_http_events_webhook_api_get(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt, ngx_uint_t status, ngx_str_t *secret)
+    ngx_http_events_webhook_route_t *rt, ngx_uint_t status, ngx_str_t *secret)
 {
-    ngx_int_t                    rc;
-    ngx_http_events_out_t        o;
-    ngx_http_events_store_t     *store;
-    ngx_http_events_wh_view_t    view;
-    ngx_http_events_loc_conf_t  *elcf;
+    ngx_int_t                       rc;
+    ngx_http_events_buf_t           o;
+    ngx_http_events_store_t        *store;
+    ngx_http_events_webhook_view_t  view;
+    ngx_http_events_loc_conf_t     *elcf;
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
     store = elcf->webhooks_zone->data;
@@ -1124,70 +1285,69 @@ ngx_http_events_webhook_api_get(ngx_http_request_t *r,
     rc = ngx_http_events_webhook_get(store, &rt->tenant, &rt->id, r->pool,
                                      &view);
 
-    if (rc == NGX_DECLINED) {
+    if (rc == NGX_HTTP_EVENTS_WEBHOOK_NOT_FOUND) {
         return ngx_http_events_webhook_api_unknown(r, rt);
     }
 
-    if (rc != NGX_OK) {
+    if (rc != NGX_HTTP_EVENTS_WEBHOOK_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_memzero(&o, sizeof(ngx_http_events_out_t));
-    o.pool = r->pool;
+    ngx_http_events_buf_init(&o, r->pool, 1024);
 
     ngx_http_events_webhook_api_view_json(&o, &view);
 
     if (secret && o.pos) {
         o.pos--;        /* the closing brace */
-        ngx_http_events_webhook_api_out(&o, ",\"secret\":");
-        ngx_http_events_webhook_api_out_str(&o, secret->data, secret->len);
-        ngx_http_events_webhook_api_out(&o, "}");
+        ngx_http_events_buf_printf(&o, ",\"secret\":");
+        ngx_http_events_buf_str(&o, secret->data, secret->len);
+        ngx_http_events_buf_printf(&o, "}");
     }
 
-    return ngx_http_events_webhook_api_out_send(r, &o, status);
+    return ngx_http_events_http_send_buf(r, status, NULL, &o);
 }
 
 
 static ngx_int_t
 ngx_http_events_webhook_api_list(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt)
+    ngx_http_events_webhook_route_t *rt)
 {
-    ngx_uint_t                   i;
-    ngx_array_t                  views;
-    ngx_http_events_out_t        o;
-    ngx_http_events_store_t     *store;
-    ngx_http_events_wh_view_t   *v;
-    ngx_http_events_loc_conf_t  *elcf;
+    ngx_uint_t                       i;
+    ngx_array_t                      views;
+    ngx_http_events_buf_t            o;
+    ngx_http_events_store_t         *store;
+    ngx_http_events_webhook_view_t  *v;
+    ngx_http_events_loc_conf_t      *elcf;
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
     store = elcf->webhooks_zone->data;
 
-    if (ngx_array_init(&views, r->pool, 8, sizeof(ngx_http_events_wh_view_t))
+    if (ngx_array_init(&views, r->pool, 8,
+                       sizeof(ngx_http_events_webhook_view_t))
         != NGX_OK
         || ngx_http_events_webhook_list(store, &rt->tenant, r->pool, &views)
-           != NGX_OK)
+           != NGX_HTTP_EVENTS_WEBHOOK_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_memzero(&o, sizeof(ngx_http_events_out_t));
-    o.pool = r->pool;
+    ngx_http_events_buf_init(&o, r->pool, 1024);
 
-    ngx_http_events_webhook_api_out(&o, "{\"data\":[");
+    ngx_http_events_buf_printf(&o, "{\"data\":[");
 
     v = views.elts;
 
     for (i = 0; i < views.nelts; i++) {
         if (i) {
-            ngx_http_events_webhook_api_out(&o, ",");
+            ngx_http_events_buf_printf(&o, ",");
         }
 
         ngx_http_events_webhook_api_view_json(&o, &v[i]);
     }
 
-    ngx_http_events_webhook_api_out(&o, "]}");
+    ngx_http_events_buf_printf(&o, "]}");
 
-    return ngx_http_events_webhook_api_out_send(r, &o, NGX_HTTP_OK);
+    return ngx_http_events_http_send_buf(r, NGX_HTTP_OK, NULL, &o);
 }
 
 
@@ -1195,71 +1355,35 @@ ngx_http_events_webhook_api_list(ngx_http_request_t *r,
 
 static ngx_int_t
 ngx_http_events_webhook_api_attempts(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt)
+    ngx_http_events_webhook_route_t *rt)
 {
-    size_t                         size;
-    uint64_t                       before, next;
-    ngx_int_t                      rc, limit, result;
-    ngx_str_t                      value, event_id;
-    ngx_uint_t                     i, n;
-    ngx_array_t                    all;
-    ngx_http_events_out_t          o;
-    ngx_http_events_loc_conf_t    *elcf;
-    ngx_http_events_wh_attempt_t  *a;
+    size_t                              size;
+    uint64_t                            before, next;
+    ngx_int_t                           rc, limit, result;
+    ngx_str_t                           event_id, type;
+    ngx_uint_t                          i, n;
+    ngx_array_t                         all;
+    ngx_http_events_buf_t               o;
+    ngx_http_events_error_t             err;
+    ngx_http_events_loc_conf_t         *elcf;
+    ngx_http_events_webhook_filter_t    f;
+    ngx_http_events_webhook_attempt_t  *a;
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
 
-    limit = 50;
-    before = 0;
-    result = -1;
-    ngx_str_null(&event_id);
+    ngx_memzero(&f, sizeof(ngx_http_events_webhook_filter_t));
+    f.limit = 50;
+    f.result = -1;
 
-    if (ngx_http_arg(r, (u_char *) "limit", 5, &value) == NGX_OK) {
-        limit = ngx_atoi(value.data, value.len);
-
-        if (limit < 1 || limit > 1000) {
-            return ngx_http_events_webhook_api_fail(r, 400, "invalid_param",
-                                                    "limit",
-                                                    "limit is 1-1000");
-        }
+    if (ngx_http_events_webhook_api_params(r, &f, &err) != NGX_OK) {
+        return err.status ? ngx_http_events_http_send_error(r, &err, NULL)
+                          : NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (ngx_http_arg(r, (u_char *) "after", 5, &value) == NGX_OK) {
-        if (value.len < 2 || value.data[0] != 'a'
-            || ngx_atoi(value.data + 1, value.len - 1) == NGX_ERROR)
-        {
-            return ngx_http_events_webhook_api_fail(r, 400, "invalid_cursor",
-                                                    "after",
-                                                    "not a cursor of this log");
-        }
-
-        before = (uint64_t) ngx_atoi(value.data + 1, value.len - 1);
-    }
-
-    if (ngx_http_arg(r, (u_char *) "status", 6, &value) == NGX_OK) {
-        for (i = 0; i < 5; i++) {
-            if (i != 2 && value.len == ngx_strlen(ngx_http_events_wh_results[i])
-                && ngx_strncmp(value.data, ngx_http_events_wh_results[i],
-                               value.len) == 0)
-            {
-                result = i;
-            }
-        }
-
-        if (result == -1) {
-            return ngx_http_events_webhook_api_fail(r, 400, "invalid_param",
-                                                    "status", "status is succeeded, "
-                                                    "failed, expired or aborted");
-        }
-    }
-
-    if (ngx_http_arg(r, (u_char *) "eventId", 7, &event_id) == NGX_OK
-        && ngx_http_events_id_valid(event_id.data, event_id.len) != NGX_OK)
-    {
-        return ngx_http_events_webhook_api_fail(r, 400, "invalid_param",
-                                                "eventId",
-                                                "not an event id");
-    }
+    limit = f.limit;
+    before = f.before;
+    result = f.result;
+    event_id = f.event_id;
 
     /* the whole log below the cursor: it is small, and filters skip */
     rc = ngx_http_events_webhook_api_log(r, rt, before, &all);
@@ -1273,16 +1397,24 @@ ngx_http_events_webhook_api_attempts(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_memzero(&o, sizeof(ngx_http_events_out_t));
-    o.pool = r->pool;
+    ngx_http_events_buf_init(&o, r->pool, 1024);
 
-    ngx_http_events_webhook_api_out(&o, "{\"data\":[");
+    ngx_http_events_buf_printf(&o, "{\"data\":[");
 
     n = 0;
     next = 0;
 
     for (i = 0; i < all.nelts; i++) {
-        a = (ngx_http_events_wh_attempt_t *) ((u_char *) all.elts + i * size);
+        a = (ngx_http_events_webhook_attempt_t *)
+                ((u_char *) all.elts + i * size);
+
+        /* what the caller's grant does not cover is not shown */
+        type.data = a->type;
+        type.len = a->type_len;
+
+        if (!ngx_http_events_webhook_api_granted(r, &type)) {
+            continue;
+        }
 
         if ((result == 1 && a->result != 1 && a->result != 2)
             || (result != -1 && result != 1 && a->result != result)
@@ -1298,7 +1430,7 @@ ngx_http_events_webhook_api_attempts(ngx_http_request_t *r,
         }
 
         if (n++) {
-            ngx_http_events_webhook_api_out(&o, ",");
+            ngx_http_events_buf_printf(&o, ",");
         }
 
         /* a copy longer than its excerpt was cut by the array's size */
@@ -1311,13 +1443,196 @@ ngx_http_events_webhook_api_attempts(ngx_http_request_t *r,
     }
 
     if (i < all.nelts && next) {
-        ngx_http_events_webhook_api_out(&o, "],\"nextCursor\":\"a%uL\"}", next);
+        ngx_http_events_buf_printf(&o, "],\"nextCursor\":\"a%uL\"}", next);
 
     } else {
-        ngx_http_events_webhook_api_out(&o, "],\"nextCursor\":null}");
+        ngx_http_events_buf_printf(&o, "],\"nextCursor\":null}");
     }
 
-    return ngx_http_events_webhook_api_out_send(r, &o, NGX_HTTP_OK);
+    return ngx_http_events_http_send_buf(r, NGX_HTTP_OK, NULL, &o);
+}
+
+
+/*
+ * The query of GET P/{id}/deliveries, under the contract of GET /events:
+ * every parameter known, given once, and checked; what is wrong is
+ * invalid_parameter with its name in "param".
+ */
+
+static ngx_int_t
+ngx_http_events_webhook_api_params(ngx_http_request_t *r,
+    ngx_http_events_webhook_filter_t *f, ngx_http_events_error_t *err)
+{
+    u_char                                *p, *end, *amp, *eq, *src, *dst;
+    ngx_str_t                              name, value;
+    ngx_uint_t                             i, seen;
+    ngx_http_events_webhook_param_t       *param;
+
+    seen = 0;
+    err->status = 0;
+
+    p = r->args.data;
+    end = p + r->args.len;
+
+    for ( /* void */ ; p < end; p = amp + 1) {
+        amp = ngx_strlchr(p, end, '&');
+        if (amp == NULL) {
+            amp = end;
+        }
+
+        if (amp == p) {
+            continue;
+        }
+
+        eq = ngx_strlchr(p, amp, '=');
+
+        name.data = p;
+        name.len = (eq ? eq : amp) - p;
+
+        param = NULL;
+
+        for (i = 0; ngx_http_events_webhook_params[i].name.len; i++) {
+            if (name.len == ngx_http_events_webhook_params[i].name.len
+                && ngx_strncmp(name.data,
+                               ngx_http_events_webhook_params[i].name.data,
+                               name.len) == 0)
+            {
+                param = &ngx_http_events_webhook_params[i];
+                break;
+            }
+        }
+
+        if (param == NULL) {
+            ngx_http_events_error(err, 400, "invalid_parameter", "param",
+                                  NULL, NULL, "unknown parameter \"%*s\"",
+                                  ngx_min(name.len, 64), name.data);
+            err->name_len = ngx_min(name.len, sizeof(err->name));
+            ngx_memcpy(err->name, name.data, err->name_len);
+            ngx_http_events_error_name(err);
+            return NGX_ERROR;
+        }
+
+        if (seen & (1 << i)) {
+            ngx_http_events_error(err, 400, "invalid_parameter", "param",
+                                  NULL, (char *) param->name.data,
+                                  "\"%V\" is given more than once",
+                                  &param->name);
+            return NGX_ERROR;
+        }
+
+        seen |= 1 << i;
+
+        ngx_str_set(&value, "");
+
+        if (eq) {
+            value.data = ngx_pnalloc(r->pool, amp - eq);
+            if (value.data == NULL) {
+                return NGX_ERROR;
+            }
+
+            src = eq + 1;
+            dst = value.data;
+            ngx_unescape_uri(&dst, &src, amp - eq - 1, 0);
+            value.len = dst - value.data;
+        }
+
+        if (param->handler(f, &value, err) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_events_webhook_api_param_limit(ngx_http_events_webhook_filter_t *f,
+    ngx_str_t *value, ngx_http_events_error_t *err)
+{
+    f->limit = ngx_atoi(value->data, value->len);
+
+    if (f->limit < 1 || f->limit > 1000) {
+        ngx_http_events_error(err, 400, "invalid_parameter", "param", NULL,
+                              "limit", "\"limit\" must be 1-1000");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* "a" and an attempt's number: the log's own cursor */
+
+static ngx_int_t
+ngx_http_events_webhook_api_param_after(ngx_http_events_webhook_filter_t *f,
+    ngx_str_t *value, ngx_http_events_error_t *err)
+{
+    ngx_int_t  n;
+
+    n = (value->len >= 2 && value->data[0] == 'a')
+        ? ngx_atoi(value->data + 1, value->len - 1) : NGX_ERROR;
+
+    if (n == NGX_ERROR) {
+        ngx_http_events_error(err, 400, "invalid_cursor", "param", NULL,
+                              "after", "\"after\" is not a cursor of this "
+                              "log");
+        return NGX_ERROR;
+    }
+
+    f->before = (uint64_t) n;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_events_webhook_api_param_status(ngx_http_events_webhook_filter_t *f,
+    ngx_str_t *value, ngx_http_events_error_t *err)
+{
+    size_t      len;
+    ngx_uint_t  i;
+
+    for (i = 0; i < 5; i++) {
+        len = ngx_strlen(ngx_http_events_webhook_results[i]);
+
+        if (i != NGX_HTTP_EVENTS_WH_FAILED_FINAL && value->len == len
+            && ngx_strncmp(value->data, ngx_http_events_webhook_results[i],
+                           len) == 0)
+        {
+            f->result = i;
+            return NGX_OK;
+        }
+    }
+
+    ngx_http_events_error(err, 400, "invalid_parameter", "param", NULL,
+                          "status", "\"status\" must be succeeded, failed, "
+                          "expired or aborted");
+    return NGX_ERROR;
+}
+
+
+static ngx_int_t
+ngx_http_events_webhook_api_param_event(ngx_http_events_webhook_filter_t *f,
+    ngx_str_t *value, ngx_http_events_error_t *err)
+{
+    if (ngx_http_events_id_valid(value->data, value->len) != NGX_OK) {
+        ngx_http_events_error(err, 400, "invalid_parameter", "param", NULL,
+                              "eventId", "\"eventId\" is not an event id");
+        return NGX_ERROR;
+    }
+
+    f->event_id = *value;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_events_webhook_api_param_token(ngx_http_events_webhook_filter_t *f,
+    ngx_str_t *value, ngx_http_events_error_t *err)
+{
+    /* the auth layer's: refused there unless events_auth_query_token */
+    return NGX_OK;
 }
 
 
@@ -1325,14 +1640,14 @@ ngx_http_events_webhook_api_attempts(ngx_http_request_t *r,
 
 static ngx_int_t
 ngx_http_events_webhook_api_log(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt, uint64_t before, ngx_array_t *all)
+    ngx_http_events_webhook_route_t *rt, uint64_t before, ngx_array_t *all)
 {
     size_t                       size;
     ngx_http_events_loc_conf_t  *elcf;
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
 
-    size = ngx_align(offsetof(ngx_http_events_wh_attempt_t, excerpt)
+    size = ngx_align(offsetof(ngx_http_events_webhook_attempt_t, excerpt)
                      + elcf->wh->excerpt_size, 8);
 
     if (ngx_array_init(all, r->pool, elcf->wh->log_size + 1, size) != NGX_OK)
@@ -1341,8 +1656,8 @@ ngx_http_events_webhook_api_log(ngx_http_request_t *r,
     }
 
     return ngx_http_events_webhook_attempts(elcf->webhooks_zone->data,
-                                            &rt->tenant,
-                                            &rt->id, before, r->pool, all);
+                                            &rt->tenant, &rt->id, before, all)
+           == NGX_HTTP_EVENTS_WEBHOOK_OK ? NGX_OK : NGX_DECLINED;
 }
 
 
@@ -1350,19 +1665,20 @@ ngx_http_events_webhook_api_log(ngx_http_request_t *r,
 
 static ngx_int_t
 ngx_http_events_webhook_api_delivery(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt)
+    ngx_http_events_webhook_route_t *rt)
 {
-    size_t                          size;
-    uint64_t                        seq;
-    ngx_int_t                       rc;
-    ngx_str_t                       json, type;
-    ngx_uint_t                      i, n;
-    ngx_array_t                     all;
-    ngx_http_events_out_t           o;
-    ngx_http_events_store_t        *store;
-    ngx_http_events_loc_conf_t     *elcf;
-    ngx_http_events_wh_attempt_t   *a;
-    ngx_http_events_wh_delivery_t   d;
+    const char                         *state;
+    size_t                              size;
+    uint64_t                            seq;
+    ngx_int_t                           rc;
+    ngx_str_t                           json, type;
+    ngx_uint_t                          i, n;
+    ngx_array_t                         all;
+    ngx_http_events_buf_t               o;
+    ngx_http_events_store_t            *store;
+    ngx_http_events_loc_conf_t         *elcf;
+    ngx_http_events_webhook_attempt_t  *a;
+    ngx_http_events_webhook_delivery_t  d;
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
     store = elcf->webhooks_zone->data;
@@ -1374,7 +1690,7 @@ ngx_http_events_webhook_api_delivery(ngx_http_request_t *r,
 
     rc = ngx_http_events_webhook_attempt(store, &rt->tenant, &rt->id, seq, &d);
 
-    if (rc == NGX_DECLINED) {
+    if (rc == NGX_HTTP_EVENTS_WEBHOOK_NOT_FOUND) {
         return ngx_http_events_webhook_api_unknown(r, rt);
     }
 
@@ -1384,32 +1700,32 @@ ngx_http_events_webhook_api_delivery(ngx_http_request_t *r,
 
     size = all.size;
 
-    ngx_memzero(&o, sizeof(ngx_http_events_out_t));
-    o.pool = r->pool;
+    ngx_http_events_buf_init(&o, r->pool, 1024);
 
-    ngx_http_events_webhook_api_out(&o, "{\"eventId\":");
-    ngx_http_events_webhook_api_out_str(&o, rt->event.data, rt->event.len);
-    ngx_http_events_webhook_api_out(&o, ",\"seq\":%uL,\"state\":\"%s\"", seq,
-                                    rc != NGX_OK ? "none"
-                                    : d.state == NGX_HTTP_EVENTS_WH_INFLIGHT
-                          ? "in_flight" : "pending");
+    ngx_http_events_buf_printf(&o, "{\"eventId\":");
+    ngx_http_events_buf_str(&o, rt->event.data, rt->event.len);
+    state = (rc != NGX_HTTP_EVENTS_WEBHOOK_OK) ? "none"
+            : (d.state == NGX_HTTP_EVENTS_WH_INFLIGHT) ? "in_flight"
+            : "pending";
 
-    if (rc == NGX_OK) {
-        ngx_http_events_webhook_api_out(&o,
-                                        ",\"attempts\":%uD,\"trigger\":\"%s\","
-                                        "\"nextAttemptAt\":", d.attempts,
-                                        ngx_http_events_wh_triggers[d.trigger]);
-        ngx_http_events_webhook_api_out_time(&o,
-                                             d.state == NGX_HTTP_EVENTS_WH_QUEUED
+    ngx_http_events_buf_printf(&o, ",\"seq\":%uL,\"state\":\"%s\"", seq,
+                               state);
+
+    if (rc == NGX_HTTP_EVENTS_WEBHOOK_OK) {
+        ngx_http_events_buf_printf(&o, ",\"attempts\":%uD,\"trigger\":\"%s\","
+                                   "\"nextAttemptAt\":", d.attempts,
+                                   ngx_http_events_webhook_triggers[d.trigger]);
+        ngx_http_events_buf_time(&o, d.state == NGX_HTTP_EVENTS_WH_QUEUED
                                      ? d.next_ms : 0);
     }
 
-    ngx_http_events_webhook_api_out(&o, ",\"log\":[");
+    ngx_http_events_buf_printf(&o, ",\"log\":[");
 
     n = 0;
 
     for (i = 0; i < all.nelts; i++) {
-        a = (ngx_http_events_wh_attempt_t *) ((u_char *) all.elts + i * size);
+        a = (ngx_http_events_webhook_attempt_t *)
+                ((u_char *) all.elts + i * size);
 
         if (a->seq != seq || a->event_id_len != rt->event.len
             || ngx_strncmp(a->event_id, rt->event.data, rt->event.len) != 0)
@@ -1418,15 +1734,15 @@ ngx_http_events_webhook_api_delivery(ngx_http_request_t *r,
         }
 
         if (n++) {
-            ngx_http_events_webhook_api_out(&o, ",");
+            ngx_http_events_buf_printf(&o, ",");
         }
 
         ngx_http_events_webhook_api_attempt_json(&o, a);
     }
 
-    ngx_http_events_webhook_api_out(&o, "]}");
+    ngx_http_events_buf_printf(&o, "]}");
 
-    return ngx_http_events_webhook_api_out_send(r, &o, NGX_HTTP_OK);
+    return ngx_http_events_http_send_buf(r, NGX_HTTP_OK, NULL, &o);
 }
 
 
@@ -1434,12 +1750,12 @@ ngx_http_events_webhook_api_delivery(ngx_http_request_t *r,
 
 static ngx_int_t
 ngx_http_events_webhook_api_retry(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt)
+    ngx_http_events_webhook_route_t *rt)
 {
     uint64_t                     seq;
     ngx_int_t                    rc;
     ngx_str_t                    json, type;
-    ngx_http_events_out_t        o;
+    ngx_http_events_buf_t        o;
     ngx_http_events_store_t     *store;
     ngx_http_events_loc_conf_t  *elcf;
 
@@ -1451,26 +1767,25 @@ ngx_http_events_webhook_api_retry(ngx_http_request_t *r,
         return rc == NGX_DECLINED ? rt->rc : rc;
     }
 
-    rc = ngx_http_events_webhook_send_now(store, &rt->tenant, &rt->id, seq,
-                                          &rt->event, &type, &json);
+    rc = ngx_http_events_webhook_dispatch_send_now(store, &rt->tenant,
+                                                   &rt->id, seq, &rt->event,
+                                                   &type, &json);
 
-    if (rc == NGX_DECLINED) {
+    if (rc == NGX_HTTP_EVENTS_WEBHOOK_NOT_FOUND) {
         return ngx_http_events_webhook_api_unknown(r, rt);
     }
 
-    if (rc != NGX_OK) {
+    if (rc != NGX_HTTP_EVENTS_WEBHOOK_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_memzero(&o, sizeof(ngx_http_events_out_t));
-    o.pool = r->pool;
+    ngx_http_events_buf_init(&o, r->pool, 1024);
 
-    ngx_http_events_webhook_api_out(&o, "{\"eventId\":");
-    ngx_http_events_webhook_api_out_str(&o, rt->event.data, rt->event.len);
-    ngx_http_events_webhook_api_out(&o, ",\"seq\":%uL,\"trigger\":\"manual\"}",
-                                    seq);
+    ngx_http_events_buf_printf(&o, "{\"eventId\":");
+    ngx_http_events_buf_str(&o, rt->event.data, rt->event.len);
+    ngx_http_events_buf_printf(&o, ",\"seq\":%uL,\"trigger\":\"manual\"}", seq);
 
-    return ngx_http_events_webhook_api_out_send(r, &o, NGX_HTTP_ACCEPTED);
+    return ngx_http_events_http_send_buf(r, NGX_HTTP_ACCEPTED, NULL, &o);
 }
 
 
@@ -1478,13 +1793,13 @@ ngx_http_events_webhook_api_retry(ngx_http_request_t *r,
 
 static ngx_int_t
 ngx_http_events_webhook_api_test(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt)
+    ngx_http_events_webhook_route_t *rt)
 {
     u_char                       id[NGX_HTTP_EVENTS_ID_LEN];
     uint64_t                     ms;
     ngx_int_t                    rc;
     ngx_str_t                    event_id, type, body;
-    ngx_http_events_out_t        o, b;
+    ngx_http_events_buf_t        o, b;
     ngx_http_events_ipc_t       *ipc;
     ngx_http_events_store_t     *store;
     ngx_http_events_loc_conf_t  *elcf;
@@ -1505,23 +1820,22 @@ ngx_http_events_webhook_api_test(ngx_http_request_t *r,
     event_id.len = NGX_HTTP_EVENTS_ID_LEN;
     ngx_str_set(&type, "webhook.test");
 
-    ngx_memzero(&b, sizeof(ngx_http_events_out_t));
-    b.pool = r->pool;
+    ngx_http_events_buf_init(&b, r->pool, 1024);
 
-    ngx_http_events_webhook_api_out(&b, "{\"id\":\"%*s\",\"seq\":0,"
-                                    "\"type\":\"webhook.test\",\"source\":"
-                                    "\"ngx_http_events\",\"tenantId\":",
-                                    event_id.len, event_id.data);
-    ngx_http_events_webhook_api_out_str(&b, rt->tenant.data, rt->tenant.len);
-    ngx_http_events_webhook_api_out(&b, ",\"resourceType\":\"webhook\","
-                                    "\"resourceId\":");
-    ngx_http_events_webhook_api_out_str(&b, rt->id.data, rt->id.len);
-    ngx_http_events_webhook_api_out(&b, ",\"timestamp\":");
-    ngx_http_events_webhook_api_out_time(&b, ms);
-    ngx_http_events_webhook_api_out(&b, ",\"payload\":{\"action\":\"occurred\","
-                                    "\"data\":{\"webhookId\":");
-    ngx_http_events_webhook_api_out_str(&b, rt->id.data, rt->id.len);
-    ngx_http_events_webhook_api_out(&b, "},\"changes\":null}}");
+    ngx_http_events_buf_printf(&b, "{\"id\":\"%*s\",\"seq\":0,\"type\":"
+                               "\"webhook.test\",\"source\":"
+                               "\"ngx_http_events\",\"tenantId\":",
+                               event_id.len, event_id.data);
+    ngx_http_events_buf_str(&b, rt->tenant.data, rt->tenant.len);
+    ngx_http_events_buf_printf(&b,
+                               ",\"resourceType\":\"webhook\",\"resourceId\":");
+    ngx_http_events_buf_str(&b, rt->id.data, rt->id.len);
+    ngx_http_events_buf_printf(&b, ",\"timestamp\":");
+    ngx_http_events_buf_time(&b, ms);
+    ngx_http_events_buf_printf(&b, ",\"payload\":{\"action\":\"occurred\","
+                               "\"data\":{\"webhookId\":");
+    ngx_http_events_buf_str(&b, rt->id.data, rt->id.len);
+    ngx_http_events_buf_printf(&b, "},\"changes\":null}}");
 
     if (b.failed) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -1530,25 +1844,25 @@ ngx_http_events_webhook_api_test(ngx_http_request_t *r,
     body.data = b.start;
     body.len = b.pos - b.start;
 
-    rc = ngx_http_events_webhook_send_now(store, &rt->tenant, &rt->id, 0,
-                                          &event_id, &type, &body);
+    rc = ngx_http_events_webhook_dispatch_send_now(store, &rt->tenant,
+                                                   &rt->id, 0, &event_id,
+                                                   &type, &body);
 
-    if (rc == NGX_DECLINED) {
+    if (rc == NGX_HTTP_EVENTS_WEBHOOK_NOT_FOUND) {
         return ngx_http_events_webhook_api_unknown(r, rt);
     }
 
-    if (rc != NGX_OK) {
+    if (rc != NGX_HTTP_EVENTS_WEBHOOK_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_memzero(&o, sizeof(ngx_http_events_out_t));
-    o.pool = r->pool;
+    ngx_http_events_buf_init(&o, r->pool, 1024);
 
-    ngx_http_events_webhook_api_out(&o, "{\"eventId\":\"%*s\",\"type\":"
-                                    "\"webhook.test\",\"trigger\":\"manual\"}",
-                                    event_id.len, event_id.data);
+    ngx_http_events_buf_printf(&o, "{\"eventId\":\"%*s\",\"type\":"
+                               "\"webhook.test\",\"trigger\":\"manual\"}",
+                               event_id.len, event_id.data);
 
-    return ngx_http_events_webhook_api_out_send(r, &o, NGX_HTTP_ACCEPTED);
+    return ngx_http_events_http_send_buf(r, NGX_HTTP_ACCEPTED, NULL, &o);
 }
 
 
@@ -1556,7 +1870,7 @@ ngx_http_events_webhook_api_test(ngx_http_request_t *r,
 
 static ngx_int_t
 ngx_http_events_webhook_api_rotate(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt, json_t *root)
+    ngx_http_events_webhook_route_t *rt, json_t *root)
 {
     u_char                       secret[NGX_HTTP_EVENTS_WH_MAX_SECRET + 32];
     size_t                       len;
@@ -1565,7 +1879,7 @@ ngx_http_events_webhook_api_rotate(ngx_http_request_t *r,
     ngx_int_t                    rc;
     ngx_str_t                    s, src, b64;
     const char                  *key;
-    ngx_http_events_out_t        o;
+    ngx_http_events_buf_t        o;
     ngx_http_events_store_t     *store;
     ngx_http_events_loc_conf_t  *elcf;
 
@@ -1582,8 +1896,9 @@ ngx_http_events_webhook_api_rotate(ngx_http_request_t *r,
                 if (!json_is_string(v)) {
                     return ngx_http_events_webhook_api_fail(r, 400,
                                                             "invalid_field",
-                                                            "secret", "secret has "
-                                                            "the wrong type");
+                                                            "secret",
+                                                            "secret has the "
+                                                            "wrong type");
                 }
 
                 s.data = (u_char *) json_string_value(v);
@@ -1593,10 +1908,12 @@ ngx_http_events_webhook_api_rotate(ngx_http_request_t *r,
                                                    &len) != NGX_OK) {
                     return ngx_http_events_webhook_api_fail(r, 400,
                                                             "invalid_secret",
-                                                            "secret", "a secret is "
-                                                            "\"whsec_\" and the "
-                                                            "base64 of 24 to 64 "
-                                                            "random bytes");
+                                                            "secret",
+                                                            "a secret is "
+                                                            "\"whsec_\" and "
+                                                            "the base64 of 24 "
+                                                            "to 64 random "
+                                                            "bytes");
                 }
 
             } else if (ngx_strcmp(key, "graceSeconds") == 0) {
@@ -1606,8 +1923,8 @@ ngx_http_events_webhook_api_rotate(ngx_http_request_t *r,
                     return ngx_http_events_webhook_api_fail(r, 400,
                                                             "invalid_field",
                                                             "graceSeconds",
-                                                            "graceSeconds is 0-"
-                                                            "2592000");
+                                                            "graceSeconds is "
+                                                            "0-2592000");
                 }
 
                 grace = (uint64_t) json_integer_value(v) * 1000;
@@ -1615,7 +1932,8 @@ ngx_http_events_webhook_api_rotate(ngx_http_request_t *r,
             } else {
                 return ngx_http_events_webhook_api_fail(r, 400, "unknown_field",
                                                         key,
-                                                        "unknown field \"%s\"", key);
+                                                        "unknown field \"%s\"",
+                                                        key);
             }
         }
     }
@@ -1632,15 +1950,16 @@ ngx_http_events_webhook_api_rotate(ngx_http_request_t *r,
                                         len,
                                         grace);
 
-    if (rc == NGX_DECLINED) {
+    if (rc == NGX_HTTP_EVENTS_WEBHOOK_NOT_FOUND) {
         return ngx_http_events_webhook_api_unknown(r, rt);
     }
 
-    if (rc == NGX_ABORT) {
+    if (rc == NGX_HTTP_EVENTS_WEBHOOK_STATIC) {
         return ngx_http_events_webhook_api_fail(r, 409, "static_endpoint", NULL,
                                                 "this endpoint comes from "
-                                                "nginx.conf: rotate with secret= and "
-                                                "secret_previous= there");
+                                                "nginx.conf: rotate with "
+                                                "secret= and secret_previous= "
+                                                "there");
     }
 
     (void) ngx_http_events_webhook_state_save(store);
@@ -1655,17 +1974,15 @@ ngx_http_events_webhook_api_rotate(ngx_http_request_t *r,
 
     ngx_encode_base64(&b64, &src);
 
-    ngx_memzero(&o, sizeof(ngx_http_events_out_t));
-    o.pool = r->pool;
+    ngx_http_events_buf_init(&o, r->pool, 1024);
 
-    ngx_http_events_webhook_api_out(&o, "{\"secret\":\"whsec_%V\","
-                                    "\"previousExpiresAt\":", &b64);
-    ngx_http_events_webhook_api_out_time(&o, grace
-                                 ? ngx_http_events_webhook_now() + grace
-                                 : 0);
-    ngx_http_events_webhook_api_out(&o, "}");
+    ngx_http_events_buf_printf(&o, "{\"secret\":\"whsec_%V\","
+                               "\"previousExpiresAt\":", &b64);
+    ngx_http_events_buf_time(&o,
+                             grace ? ngx_http_events_webhook_now() + grace : 0);
+    ngx_http_events_buf_printf(&o, "}");
 
-    return ngx_http_events_webhook_api_out_send(r, &o, NGX_HTTP_OK);
+    return ngx_http_events_http_send_buf(r, NGX_HTTP_OK, NULL, &o);
 }
 
 
@@ -1677,191 +1994,99 @@ ngx_http_events_webhook_api_rotate(ngx_http_request_t *r,
 
 static ngx_int_t
 ngx_http_events_webhook_api_replay(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt, json_t *root)
+    ngx_http_events_webhook_route_t *rt, json_t *root)
 {
-    u_char                       id[NGX_HTTP_EVENTS_ID_LEN];
-    u_char                       from_c[NGX_HTTP_EVENTS_CURSOR_LEN];
-    u_char                       to_c[NGX_HTTP_EVENTS_CURSOR_LEN];
-    json_t                      *v;
-    uint64_t                     after, to, last, final;
-    ngx_int_t                    rc;
-    ngx_uint_t                   mode, count, truncated, has_from;
-    const char                  *key, *m;
-    ngx_http_events_out_t        o;
-    ngx_http_events_ipc_t       *ipc;
-    ngx_http_events_item_t       item;
-    ngx_http_events_error_t      err;
-    ngx_http_events_query_t      q;
-    ngx_http_events_window_t     w;
-    ngx_http_events_store_t     *store;
-    ngx_http_events_wh_view_t    view;
-    ngx_http_events_loc_conf_t  *elcf;
-    ngx_http_events_cursor_key_t  *ckey;
+    u_char                           id[NGX_HTTP_EVENTS_ID_LEN];
+    u_char                           from_c[NGX_HTTP_EVENTS_CURSOR_LEN];
+    u_char                           to_c[NGX_HTTP_EVENTS_CURSOR_LEN];
+    u_char                           extra[64];
+    ngx_int_t                        rc;
+    ngx_str_t                        x;
+    ngx_http_events_buf_t            o;
+    ngx_http_events_ipc_t           *ipc;
+    ngx_http_events_error_t          err;
+    ngx_http_events_window_t         w;
+    ngx_http_events_store_t         *store;
+    ngx_http_events_loc_conf_t      *elcf;
+    ngx_http_events_cursor_key_t    *ckey;
+    ngx_http_events_webhook_view_t   view;
+    ngx_http_events_webhook_range_t  rg;
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
     store = elcf->webhooks_zone->data;
     ipc = ngx_http_events_ipc();
 
-    mode = 1;
-    after = 0;
-    has_from = 0;
-
-    ngx_http_events_store_window(store, &w);
-    to = w.head_seq;
-
-    if (root == NULL) {
-        return ngx_http_events_webhook_api_fail(r, 400, "missing_field",
-                                                "after",
-                                                "say where the replay starts: "
-                                                "\"after\" (a cursor or seq) or "
-                                                "\"since\" (a time)");
-    }
-
-    json_object_foreach(root, key, v) {
-
-        if (ngx_strcmp(key, "after") == 0 || ngx_strcmp(key, "since") == 0)
-        {
-            if (has_from) {
-                return ngx_http_events_webhook_api_fail(r, 400, "invalid_field",
-                                                        key,
-                                                        "give \"after\" or "
-                                                        "\"since\", not both");
-            }
-
-            if (ngx_http_events_webhook_api_position(r, v, key, 0, &after, &err)
-                != NGX_OK)
-            {
-                return ngx_http_events_http_send_error(r, &err, NULL);
-            }
-
-            has_from = 1;
-
-        } else if (ngx_strcmp(key, "until") == 0) {
-            if (ngx_http_events_webhook_api_position(r, v, key, 1, &to, &err)
-                != NGX_OK)
-            {
-                return ngx_http_events_http_send_error(r, &err, NULL);
-            }
-
-        } else if (ngx_strcmp(key, "mode") == 0) {
-            m = json_is_string(v) ? json_string_value(v) : "";
-
-            if (ngx_strcmp(m, "all") == 0) {
-                mode = 1;
-
-            } else if (ngx_strcmp(m, "failed") == 0) {
-                mode = 2;
-
-            } else if (ngx_strcmp(m, "missing") == 0) {
-                mode = 3;
-
-            } else {
-                return ngx_http_events_webhook_api_fail(r, 400, "invalid_field",
-                                                        "mode", "mode is \"all\", "
-                                                        "\"failed\" or \"missing\"");
-            }
-
-        } else {
-            return ngx_http_events_webhook_api_fail(r, 400, "unknown_field",
-                                                    key,
-                                                    "unknown field \"%s\"", key);
-        }
-    }
-
-    if (!has_from) {
-        return ngx_http_events_webhook_api_fail(r, 400, "missing_field",
-                                                "after",
-                                                "say where the replay starts: "
-                                                "\"after\" (a cursor or seq) or "
-                                                "\"since\" (a time)");
-    }
-
-    if (ngx_http_events_webhook_get(store, &rt->tenant, &rt->id, r->pool, &view)
+    if (ngx_http_events_webhook_api_replay_body(r, root, &rg, &err)
         != NGX_OK)
+    {
+        return ngx_http_events_http_send_error(r, &err, NULL);
+    }
+
+    if (ngx_http_events_webhook_get(store, &rt->tenant, &rt->id, r->pool,
+                                    &view)
+        != NGX_HTTP_EVENTS_WEBHOOK_OK)
     {
         return ngx_http_events_webhook_api_unknown(r, rt);
     }
 
+    /* a replay sends what the endpoint takes: the grant must cover it */
+    if (ngx_http_events_webhook_api_covered(r, view.spec.patterns,
+                                            view.spec.npatterns, &err)
+        != NGX_OK)
+    {
+        return ngx_http_events_http_send_error(r, &err, NULL);
+    }
+
     ngx_http_events_store_window(store, &w);
 
-    if (after < w.evicted_seq) {
-        u_char     extra[64];
-        ngx_str_t  x;
+    x.data = extra;
+    x.len = 0;
 
-        x.data = extra;
-        x.len = ngx_sprintf(extra, ",\"oldest\":\"%*s\"",
-                            (size_t) NGX_HTTP_EVENTS_CURSOR_LEN,
-                            ngx_http_events_cursor_write(
-                                ngx_http_events_store_cursor_key(store),
-                                from_c, w.epoch, w.evicted_seq)
-                            - NGX_HTTP_EVENTS_CURSOR_LEN)
-                - extra;
+    ckey = ngx_http_events_store_cursor_key(store);
+    if (ckey == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
-        ngx_http_events_error(&err, 409, "replay_out_of_range", "field",
-                              NULL, "after", "the range starts before the "
-                              "oldest event the ring still holds");
+    if (ngx_http_events_webhook_api_replay_range(&rg, &w, ckey, &err, &x)
+        != NGX_OK)
+    {
         return ngx_http_events_http_send_error(r, &err, &x);
     }
 
-    /* count what the replay will take, up to the cap */
+    ngx_http_events_webhook_api_replay_count(r, rt, &view, &rg);
 
-    ngx_memzero(&q, sizeof(ngx_http_events_query_t));
-    q.tenant = rt->tenant;
-    q.types = view.spec.patterns;
-    q.ntypes = view.spec.npatterns;
-    q.since_ms = -1;
-    q.until_ms = -1;
+    rc = ngx_http_events_webhook_replay(store, &rt->tenant, &rt->id, rg.mode,
+                                        rg.after, rg.to, rg.count);
 
-    count = 0;
-    truncated = 0;
-    last = after;
-    final = after;
+    switch (rc) {
 
-    while (last < to) {
-        rc = ngx_http_events_store_next(store, &q, last, 4096, &ipc->scratch,
-                                        &item, &last);
+    case NGX_HTTP_EVENTS_WEBHOOK_OK:
+        break;
 
-        if (rc == NGX_AGAIN) {
-            continue;
-        }
-
-        if (rc != NGX_OK || item.seq > to) {
-            break;
-        }
-
-        if (mode != 1
-            && !ngx_http_events_webhook_was_failed(store, &rt->tenant, &rt->id,
-                                                   item.seq, mode))
-        {
-            continue;
-        }
-
-        if (count == NGX_HTTP_EVENTS_WH_MAX_REPLAY) {
-            truncated = 1;
-            break;
-        }
-
-        count++;
-        final = item.seq;
-    }
-
-    if (truncated) {
-        to = final;
-    }
-
-    rc = ngx_http_events_webhook_replay(store, &rt->tenant, &rt->id, mode,
-                                        after,
-                                        to, count);
-
-    if (rc == NGX_DECLINED) {
+    case NGX_HTTP_EVENTS_WEBHOOK_NOT_FOUND:
         return ngx_http_events_webhook_api_unknown(r, rt);
-    }
 
-    if (rc == NGX_BUSY) {
+    case NGX_HTTP_EVENTS_WEBHOOK_QUEUE_FULL:
+        return ngx_http_events_webhook_api_fail(r, 409, "queue_full", NULL,
+                                                "the endpoint's deliveries "
+                                                "waiting leave no room for "
+                                                "this replay; try again when "
+                                                "they are sent");
+
+    case NGX_HTTP_EVENTS_WEBHOOK_ZONE_FULL:
+        return ngx_http_events_webhook_api_fail(r, 503, "zone_full", NULL,
+                                                "no room in the zone for "
+                                                "the replay's deliveries; "
+                                                "some may be queued");
+
+    case NGX_HTTP_EVENTS_WEBHOOK_BUSY:
         return ngx_http_events_webhook_api_fail(r, 409, "replay_in_progress",
-                                                NULL,
-                                                "a replay of this endpoint is still "
-                                                "being queued; try again shortly");
+                                                NULL, "a replay of this "
+                                                "endpoint is still being "
+                                                "queued; try again shortly");
+
+    default:
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     if (ngx_http_events_id_generate(id, (uint64_t) ngx_time() * 1000,
@@ -1871,28 +2096,213 @@ ngx_http_events_webhook_api_replay(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ckey = ngx_http_events_store_cursor_key(store);
-    if (ckey == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    (void) ngx_http_events_cursor_write(ckey, from_c, w.epoch, rg.after);
+    (void) ngx_http_events_cursor_write(ckey, to_c, w.epoch, rg.to);
+
+    ngx_http_events_buf_init(&o, r->pool, 1024);
+
+    ngx_http_events_buf_printf(&o, "{\"replayId\":\"rp_%*s\",\"mode\":\"%s\","
+                               "\"queued\":%ui,\"from\":\"%*s\","
+                               "\"to\":\"%*s\",\"truncated\":%s}",
+                               (size_t) 26, id + 4,
+                               ngx_http_events_webhook_modes[rg.mode],
+                               rg.count,
+                               (size_t) NGX_HTTP_EVENTS_CURSOR_LEN, from_c,
+                               (size_t) NGX_HTTP_EVENTS_CURSOR_LEN, to_c,
+                               rg.truncated ? "true" : "false");
+
+    return ngx_http_events_http_send_buf(r, NGX_HTTP_ACCEPTED, NULL, &o);
+}
+
+
+/* the replay's body: where it starts and ends, and which events */
+
+static ngx_int_t
+ngx_http_events_webhook_api_replay_body(ngx_http_request_t *r, json_t *root,
+    ngx_http_events_webhook_range_t *rg, ngx_http_events_error_t *err)
+{
+    json_t                       *v;
+    ngx_uint_t                    has_from;
+    const char                   *key, *m;
+    ngx_http_events_window_t      w;
+    ngx_http_events_loc_conf_t   *elcf;
+
+    elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
+
+    ngx_memzero(rg, sizeof(ngx_http_events_webhook_range_t));
+    rg->mode = 1;
+    has_from = 0;
+
+    ngx_http_events_store_window(elcf->webhooks_zone->data, &w);
+    rg->to = w.head_seq;
+
+    json_object_foreach(root, key, v) {
+
+        if (ngx_strcmp(key, "after") == 0 || ngx_strcmp(key, "since") == 0)
+        {
+            if (has_from) {
+                ngx_http_events_error(err, 400, "invalid_field", "field",
+                                      NULL, key, "give \"after\" or "
+                                      "\"since\", not both");
+                return NGX_ERROR;
+            }
+
+            if (ngx_http_events_webhook_api_position(r, v, key, 0,
+                                                     &rg->after, err)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+            has_from = 1;
+
+        } else if (ngx_strcmp(key, "until") == 0) {
+            if (ngx_http_events_webhook_api_position(r, v, key, 1, &rg->to,
+                                                     err)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+        } else if (ngx_strcmp(key, "mode") == 0) {
+            m = json_is_string(v) ? json_string_value(v) : "";
+
+            for (rg->mode = 1; rg->mode < 4; rg->mode++) {
+                if (ngx_strcmp(m, ngx_http_events_webhook_modes[rg->mode])
+                    == 0)
+                {
+                    break;
+                }
+            }
+
+            if (rg->mode == 4) {
+                ngx_http_events_error(err, 400, "invalid_field", "field",
+                                      NULL, "mode", "mode is \"all\", "
+                                      "\"failed\" or \"missing\"");
+                return NGX_ERROR;
+            }
+
+        } else {
+            ngx_http_events_error(err, 400, "unknown_field", "field", NULL,
+                                  key, "unknown field \"%s\"", key);
+            return NGX_ERROR;
+        }
     }
 
-    (void) ngx_http_events_cursor_write(ckey, from_c, w.epoch, after);
-    (void) ngx_http_events_cursor_write(ckey, to_c, w.epoch, to);
+    if (!has_from) {
+        ngx_http_events_error(err, 400, "missing_field", "field", NULL,
+                              "after", "say where the replay starts: "
+                              "\"after\" (a cursor or seq) or \"since\" "
+                              "(a time)");
+        return NGX_ERROR;
+    }
 
-    ngx_memzero(&o, sizeof(ngx_http_events_out_t));
-    o.pool = r->pool;
+    return NGX_OK;
+}
 
-    ngx_http_events_webhook_api_out(&o,
-                                    "{\"replayId\":\"rp_%*s\",\"mode\":\"%s\","
-                                    "\"queued\":%ui,\"from\":\"%*s\",\"to\":\"%*s\","
-                                    "\"truncated\":%s}", (size_t) 26, id + 4,
-                                    mode == 1 ? "all" : mode == 2 ? "failed" : "missing",
-                                    count, (
-                                        size_t) NGX_HTTP_EVENTS_CURSOR_LEN, from_c,
-                                    (size_t) NGX_HTTP_EVENTS_CURSOR_LEN, to_c,
-                                    truncated ? "true" : "false");
 
-    return ngx_http_events_webhook_api_out_send(r, &o, NGX_HTTP_ACCEPTED);
+/*
+ * A range the ring holds, or the error that says why not (and in x, 64
+ * bytes, the cursor of the ring's end it went past).
+ */
+
+static ngx_int_t
+ngx_http_events_webhook_api_replay_range(ngx_http_events_webhook_range_t *rg,
+    ngx_http_events_window_t *w, ngx_http_events_cursor_key_t *ckey,
+    ngx_http_events_error_t *err, ngx_str_t *x)
+{
+    u_char  c[NGX_HTTP_EVENTS_CURSOR_LEN];
+
+    if (rg->after < w->evicted_seq || rg->after > w->head_seq) {
+        x->len = ngx_sprintf(x->data, ",\"%s\":\"%*s\"",
+                            rg->after < w->evicted_seq ? "oldest" : "newest",
+                            (size_t) NGX_HTTP_EVENTS_CURSOR_LEN,
+                            ngx_http_events_cursor_write(ckey, c, w->epoch,
+                                          rg->after < w->evicted_seq
+                                          ? w->evicted_seq : w->head_seq)
+                            - NGX_HTTP_EVENTS_CURSOR_LEN)
+                 - x->data;
+
+        ngx_http_events_error(err, 409, "replay_out_of_range", "field",
+                              NULL, "after",
+                              rg->after < w->evicted_seq
+                              ? "the range starts before the oldest event "
+                                "the ring still holds"
+                              : "the range starts after the newest event "
+                                "the ring holds");
+        return NGX_ERROR;
+    }
+
+    if (rg->to < rg->after) {
+        ngx_http_events_error(err, 400, "invalid_field", "field", NULL,
+                              "until", "until is before the start of the "
+                              "range");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* what the replay will take, counted in the ring up to the cap */
+
+static void
+ngx_http_events_webhook_api_replay_count(ngx_http_request_t *r,
+    ngx_http_events_webhook_route_t *rt,
+    ngx_http_events_webhook_view_t *view,
+    ngx_http_events_webhook_range_t *rg)
+{
+    uint64_t                     last, final;
+    ngx_int_t                    rc;
+    ngx_http_events_ipc_t       *ipc;
+    ngx_http_events_item_t       item;
+    ngx_http_events_query_t      q;
+    ngx_http_events_store_t     *store;
+    ngx_http_events_loc_conf_t  *elcf;
+
+    elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
+    store = elcf->webhooks_zone->data;
+    ipc = ngx_http_events_ipc();
+
+    ngx_memzero(&q, sizeof(ngx_http_events_query_t));
+    q.tenant = rt->tenant;
+    q.types = view->spec.patterns;
+    q.ntypes = view->spec.npatterns;
+    q.since_ms = -1;
+    q.until_ms = -1;
+
+    last = rg->after;
+    final = rg->after;
+
+    while (last < rg->to) {
+        rc = ngx_http_events_store_next(store, &q, last, 4096, &ipc->scratch,
+                                        &item, &last);
+
+        if (rc == NGX_AGAIN) {
+            continue;
+        }
+
+        if (rc != NGX_OK || item.seq > rg->to) {
+            break;
+        }
+
+        if (rg->mode != 1
+            && !ngx_http_events_webhook_was_failed(store, &rt->tenant,
+                                                   &rt->id, item.seq,
+                                                   rg->mode))
+        {
+            continue;
+        }
+
+        if (rg->count == NGX_HTTP_EVENTS_WH_MAX_REPLAY) {
+            rg->truncated = 1;
+            rg->to = final;
+            break;
+        }
+
+        rg->count++;
+        final = item.seq;
+    }
 }
 
 
@@ -1903,14 +2313,14 @@ ngx_http_events_webhook_api_position(ngx_http_request_t *r, json_t *v,
     const char *name, ngx_uint_t until, uint64_t *seq,
     ngx_http_events_error_t *err)
 {
-    int64_t                    ms;
-    uint64_t                   epoch, s;
-    ngx_http_events_query_t    q;
-    ngx_http_events_result_t   res;
-    ngx_http_events_item_t    *item;
+    int64_t                      ms;
+    uint64_t                     epoch, s;
+    ngx_http_events_query_t      q;
+    ngx_http_events_result_t     res;
+    ngx_http_events_item_t      *item;
     ngx_http_events_loc_conf_t  *elcf;
-    ngx_http_events_window_t   w;
-    ngx_str_t                  tenant;
+    ngx_http_events_window_t     w;
+    ngx_str_t                    tenant;
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
 
@@ -1998,35 +2408,48 @@ invalid:
 }
 
 
-/* an event of the tenant by id: its JSON, seq and type */
+/*
+ * An event of the tenant by id, for an endpoint: its JSON, seq and type.
+ * An event the endpoint's patterns or the caller's subscribe grant do
+ * not cover is answered as one that does not exist, so that the routes
+ * tell nothing of the events a token may not see.
+ */
 
 static ngx_int_t
 ngx_http_events_webhook_api_event(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt, ngx_str_t *json, uint64_t *seq,
+    ngx_http_events_webhook_route_t *rt, ngx_str_t *json, uint64_t *seq,
     ngx_str_t *type)
 {
-    json_t                      *root, *v;
-    ngx_int_t                    rc;
-    ngx_http_events_store_t     *store;
-    ngx_http_events_loc_conf_t  *elcf;
+    json_t                          *root, *v;
+    ngx_int_t                        rc;
+    ngx_http_events_store_t         *store;
+    ngx_http_events_webhook_view_t   view;
+    ngx_http_events_loc_conf_t      *elcf;
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
     store = elcf->webhooks_zone->data;
 
-    if (ngx_http_events_id_valid(rt->event.data, rt->event.len) != NGX_OK) {
-        rt->rc = ngx_http_events_webhook_api_fail(r, 404, "not_found", NULL,
-                                                  "no such event");
+    rc = ngx_http_events_webhook_get(store, &rt->tenant, &rt->id, r->pool,
+                                     &view);
+
+    if (rc == NGX_HTTP_EVENTS_WEBHOOK_NOT_FOUND) {
+        rt->rc = ngx_http_events_webhook_api_unknown(r, rt);
         return NGX_DECLINED;
+    }
+
+    if (rc != NGX_HTTP_EVENTS_WEBHOOK_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_http_events_id_valid(rt->event.data, rt->event.len) != NGX_OK) {
+        goto not_found;
     }
 
     rc = ngx_http_events_store_get(store, &rt->tenant, &rt->event, r->pool,
                                    json);
 
     if (rc == NGX_DECLINED) {
-        rt->rc = ngx_http_events_webhook_api_fail(r, 404, "not_found", NULL,
-                                                  "no event \"%V\" in the ring",
-                                                  &rt->event);
-        return NGX_DECLINED;
+        goto not_found;
     }
 
     if (rc != NGX_OK) {
@@ -2054,77 +2477,108 @@ ngx_http_events_webhook_api_event(ngx_http_request_t *r,
 
     json_decref(root);
 
+    if (!ngx_http_events_match_any(view.spec.patterns, view.spec.npatterns,
+                                   type)
+        || !ngx_http_events_webhook_api_granted(r, type))
+    {
+        goto not_found;
+    }
+
     return NGX_OK;
+
+not_found:
+
+    rt->rc = ngx_http_events_webhook_api_fail(r, 404, "not_found", NULL,
+                                              "no event \"%V\" in the ring",
+                                              &rt->event);
+    return NGX_DECLINED;
+}
+
+
+/* whether the caller's subscribe grant covers an event type */
+
+static ngx_uint_t
+ngx_http_events_webhook_api_granted(ngx_http_request_t *r, ngx_str_t *type)
+{
+    ngx_http_events_claims_t  *claims;
+
+    claims = ngx_http_events_auth_claims(r);
+
+    if (claims == NULL || claims->admin) {
+        return 1;
+    }
+
+    return ngx_http_events_jwt_granted(claims->subscribe, claims->nsubscribe,
+                                       type);
 }
 
 
 /* answers */
 
 static void
-ngx_http_events_webhook_api_view_json(ngx_http_events_out_t *o,
-    ngx_http_events_wh_view_t *v)
+ngx_http_events_webhook_api_view_json(ngx_http_events_buf_t *o,
+    ngx_http_events_webhook_view_t *v)
 {
     u_char      hint[ngx_base64_encoded_length(NGX_HTTP_EVENTS_WH_MAX_SECRET)];
     ngx_str_t   src, b64;
     ngx_uint_t  i;
 
-    ngx_http_events_webhook_api_out(o, "{\"id\":");
-    ngx_http_events_webhook_api_out_str(o, v->spec.id.data, v->spec.id.len);
+    ngx_http_events_buf_printf(o, "{\"id\":");
+    ngx_http_events_buf_str(o, v->spec.id.data, v->spec.id.len);
 
     if (v->spec.is_handler) {
-        ngx_http_events_webhook_api_out(o, ",\"url\":null,\"location\":");
+        ngx_http_events_buf_printf(o, ",\"url\":null,\"location\":");
 
     } else {
-        ngx_http_events_webhook_api_out(o, ",\"url\":");
+        ngx_http_events_buf_printf(o, ",\"url\":");
     }
 
-    ngx_http_events_webhook_api_out_str(o, v->spec.url.data, v->spec.url.len);
-    ngx_http_events_webhook_api_out(o, ",\"events\":[");
+    ngx_http_events_buf_str(o, v->spec.url.data, v->spec.url.len);
+    ngx_http_events_buf_printf(o, ",\"events\":[");
 
     for (i = 0; i < v->spec.npatterns; i++) {
-        ngx_http_events_webhook_api_out(o, i ? "," : "");
-        ngx_http_events_webhook_api_out_str(o, v->spec.patterns[i].data,
-                                            v->spec.patterns[i].len);
+        ngx_http_events_buf_printf(o, i ? "," : "");
+        ngx_http_events_buf_str(o, v->spec.patterns[i].data,
+                                v->spec.patterns[i].len);
     }
 
-    ngx_http_events_webhook_api_out(o, "],\"description\":");
-    ngx_http_events_webhook_api_out_str(o, v->spec.description.data,
-                                        v->spec.description.len);
+    ngx_http_events_buf_printf(o, "],\"description\":");
+    ngx_http_events_buf_str(o, v->spec.description.data,
+                            v->spec.description.len);
 
-    ngx_http_events_webhook_api_out(o, ",\"status\":\"%s\",\"disabledReason\":",
-                                    v->disabled ? "disabled" : "enabled");
+    ngx_http_events_buf_printf(o, ",\"status\":\"%s\",\"disabledReason\":",
+                               v->disabled ? "disabled" : "enabled");
 
     if (v->disabled) {
-        ngx_http_events_webhook_api_out(o, "\"%s\"",
-                                        ngx_http_events_wh_disabled[v->disabled]);
+        ngx_http_events_buf_printf(o, "\"%s\"",
+                             ngx_http_events_webhook_disabled[v->disabled]);
 
     } else {
-        ngx_http_events_webhook_api_out(o, "null");
+        ngx_http_events_buf_printf(o, "null");
     }
 
-    ngx_http_events_webhook_api_out(o, ",\"disabledAt\":");
-    ngx_http_events_webhook_api_out_time(o, v->disabled_ms);
-    ngx_http_events_webhook_api_out(o, ",\"failingSince\":");
-    ngx_http_events_webhook_api_out_time(o, v->failing_since_ms);
-    ngx_http_events_webhook_api_out(o, ",\"pausedUntil\":");
-    ngx_http_events_webhook_api_out_time(o, v->paused_until_ms);
+    ngx_http_events_buf_printf(o, ",\"disabledAt\":");
+    ngx_http_events_buf_time(o, v->disabled_ms);
+    ngx_http_events_buf_printf(o, ",\"failingSince\":");
+    ngx_http_events_buf_time(o, v->failing_since_ms);
+    ngx_http_events_buf_printf(o, ",\"pausedUntil\":");
+    ngx_http_events_buf_time(o, v->paused_until_ms);
 
     if (v->spec.rate_limit) {
-        ngx_http_events_webhook_api_out(o, ",\"rateLimit\":%ui",
-                                        v->spec.rate_limit);
+        ngx_http_events_buf_printf(o, ",\"rateLimit\":%ui", v->spec.rate_limit);
 
     } else {
-        ngx_http_events_webhook_api_out(o, ",\"rateLimit\":null");
+        ngx_http_events_buf_printf(o, ",\"rateLimit\":null");
     }
 
     /* header values may be credentials: only their names are shown */
-    ngx_http_events_webhook_api_out(o, ",\"headers\":{");
+    ngx_http_events_buf_printf(o, ",\"headers\":{");
 
     for (i = 0; i < v->spec.nheaders; i++) {
-        ngx_http_events_webhook_api_out(o, i ? "," : "");
-        ngx_http_events_webhook_api_out_str(o, v->spec.hnames[i].data,
-                                            v->spec.hnames[i].len);
-        ngx_http_events_webhook_api_out(o, ":\"(set)\"");
+        ngx_http_events_buf_printf(o, i ? "," : "");
+        ngx_http_events_buf_str(o, v->spec.hnames[i].data,
+                                v->spec.hnames[i].len);
+        ngx_http_events_buf_printf(o, ":\"(set)\"");
     }
 
     src.data = v->spec.secret;
@@ -2132,111 +2586,108 @@ ngx_http_events_webhook_api_view_json(ngx_http_events_out_t *o,
     b64.data = hint;
     ngx_encode_base64(&b64, &src);
 
-    ngx_http_events_webhook_api_out(o,
-                                    "},\"format\":\"envelope\",\"static\":%s,"
-                                    "\"handler\":%s,\"secretHint\":",
-                                    v->spec.is_static ? "true" : "false",
-                                    v->spec.is_handler ? "true" : "false");
+    ngx_http_events_buf_printf(o, "},\"format\":\"envelope\",\"static\":%s,"
+                               "\"handler\":%s,\"secretHint\":",
+                               v->spec.is_static ? "true" : "false",
+                               v->spec.is_handler ? "true" : "false");
 
     if (b64.len >= 4) {
-        ngx_http_events_webhook_api_out(o, "\"whsec_\xe2\x80\xa6%*s\"",
-                                        (size_t) 4,
-                                        b64.data + b64.len - 4);
+        ngx_http_events_buf_printf(o, "\"whsec_\xe2\x80\xa6%*s\"", (size_t) 4,
+                                   b64.data + b64.len - 4);
 
     } else {
-        ngx_http_events_webhook_api_out(o, "null");
+        ngx_http_events_buf_printf(o, "null");
     }
 
-    ngx_http_events_webhook_api_out(o, ",\"previousSecretExpiresAt\":");
-    ngx_http_events_webhook_api_out_time(o, v->spec.is_static ? 0
-                                : v->previous_expires_ms);
+    ngx_http_events_buf_printf(o, ",\"previousSecretExpiresAt\":");
+    ngx_http_events_buf_time(o, v->spec.is_static ? 0 : v->previous_expires_ms);
 
-    ngx_http_events_webhook_api_out(o, ",\"createdAt\":");
-    ngx_http_events_webhook_api_out_time(o, v->created_ms);
-    ngx_http_events_webhook_api_out(o, ",\"updatedAt\":");
-    ngx_http_events_webhook_api_out_time(o, v->updated_ms);
+    ngx_http_events_buf_printf(o, ",\"createdAt\":");
+    ngx_http_events_buf_time(o, v->created_ms);
+    ngx_http_events_buf_printf(o, ",\"updatedAt\":");
+    ngx_http_events_buf_time(o, v->updated_ms);
 
-    ngx_http_events_webhook_api_out(o, ",\"stats\":{\"ok\":%uL,\"failed\":%uL,"
-                                    "\"expired\":%uL,\"pending\":%uL,\"inFlight\":%uL,"
-                                    "\"lastSuccessAt\":", v->ok, v->failed, v->expired,
-                                    v->pending, v->inflight);
-    ngx_http_events_webhook_api_out_time(o, v->last_success_ms);
-    ngx_http_events_webhook_api_out(o, ",\"lastFailureAt\":");
-    ngx_http_events_webhook_api_out_time(o, v->last_failure_ms);
+    ngx_http_events_buf_printf(o, ",\"stats\":{\"ok\":%uL,\"failed\":%uL,"
+                               "\"expired\":%uL,\"pending\":%uL,\"inFlight\":"
+                               "%uL,\"lastSuccessAt\":", v->ok, v->failed,
+                               v->expired, v->pending, v->inflight);
+    ngx_http_events_buf_time(o, v->last_success_ms);
+    ngx_http_events_buf_printf(o, ",\"lastFailureAt\":");
+    ngx_http_events_buf_time(o, v->last_failure_ms);
 
     if (v->last_error) {
-        ngx_http_events_webhook_api_out(o, ",\"lastError\":\"%s\"",
-                                        ngx_http_events_wh_errors[v->last_error]);
+        ngx_http_events_buf_printf(o, ",\"lastError\":\"%s\"",
+                             ngx_http_events_webhook_errors[v->last_error]);
 
     } else {
-        ngx_http_events_webhook_api_out(o, ",\"lastError\":null");
+        ngx_http_events_buf_printf(o, ",\"lastError\":null");
     }
 
-    ngx_http_events_webhook_api_out(o, ",\"oldestPendingAgeMs\":%uL}}",
-                                    v->oldest_pending_ms);
+    ngx_http_events_buf_printf(o, ",\"oldestPendingAgeMs\":%uL}}",
+                               v->oldest_pending_ms);
 }
 
 
 static void
-ngx_http_events_webhook_api_attempt_json(ngx_http_events_out_t *o,
-    ngx_http_events_wh_attempt_t *a)
+ngx_http_events_webhook_api_attempt_json(ngx_http_events_buf_t *o,
+    ngx_http_events_webhook_attempt_t *a)
 {
-    ngx_http_events_webhook_api_out(o, "{\"id\":\"att_%*s\",\"eventId\":",
-                                    (size_t) 26, a->aid);
-    ngx_http_events_webhook_api_out_str(o, a->event_id, a->event_id_len);
-    ngx_http_events_webhook_api_out(o, ",\"seq\":%uL,\"type\":", a->seq);
-    ngx_http_events_webhook_api_out_str(o, a->type, a->type_len);
-    ngx_http_events_webhook_api_out(o, ",\"attempt\":%ud,\"trigger\":\"%s\","
-                                    "\"startedAt\":", (unsigned) a->attempt,
-                                    ngx_http_events_wh_triggers[a->trigger]);
-    ngx_http_events_webhook_api_out_time(o, a->started_ms);
-    ngx_http_events_webhook_api_out(o, ",\"durationMs\":%uD,\"result\":\"%s\"",
-                                    a->duration_ms,
-                                    ngx_http_events_wh_results[a->result]);
+    ngx_http_events_buf_printf(o, "{\"id\":\"att_%*s\",\"eventId\":",
+                               (size_t) 26, a->aid);
+    ngx_http_events_buf_str(o, a->event_id, a->event_id_len);
+    ngx_http_events_buf_printf(o, ",\"seq\":%uL,\"type\":", a->seq);
+    ngx_http_events_buf_str(o, a->type, a->type_len);
+    ngx_http_events_buf_printf(o, ",\"attempt\":%ud,\"trigger\":\"%s\","
+                               "\"startedAt\":", (unsigned) a->attempt,
+                               ngx_http_events_webhook_triggers[a->trigger]);
+    ngx_http_events_buf_time(o, a->started_ms);
+    ngx_http_events_buf_printf(o, ",\"durationMs\":%uD,\"result\":\"%s\"",
+                               a->duration_ms,
+                               ngx_http_events_webhook_results[a->result]);
 
     if (a->http_status) {
-        ngx_http_events_webhook_api_out(o, ",\"httpStatus\":%ud",
-                                        (unsigned) a->http_status);
+        ngx_http_events_buf_printf(o, ",\"httpStatus\":%ud",
+                                   (unsigned) a->http_status);
 
     } else {
-        ngx_http_events_webhook_api_out(o, ",\"httpStatus\":null");
+        ngx_http_events_buf_printf(o, ",\"httpStatus\":null");
     }
 
     if (a->error) {
-        ngx_http_events_webhook_api_out(o, ",\"error\":\"%s\",\"errorDetail\":",
-                                        ngx_http_events_wh_errors[a->error]);
-        ngx_http_events_webhook_api_out_str(o, a->detail, a->detail_len);
+        ngx_http_events_buf_printf(o, ",\"error\":\"%s\",\"errorDetail\":",
+                                   ngx_http_events_webhook_errors[a->error]);
+        ngx_http_events_buf_str(o, a->detail, a->detail_len);
 
     } else {
-        ngx_http_events_webhook_api_out(o,
-                                        ",\"error\":null,\"errorDetail\":null");
+        ngx_http_events_buf_printf(o, ",\"error\":null,\"errorDetail\":null");
     }
 
-    ngx_http_events_webhook_api_out(o, ",\"retryAfter\":");
-    ngx_http_events_webhook_api_out_time(o, a->retry_after_ms);
-    ngx_http_events_webhook_api_out(o, ",\"responseExcerpt\":");
-    ngx_http_events_webhook_api_out_str(o, a->excerpt, a->excerpt_len);
-    ngx_http_events_webhook_api_out(o, ",\"responseContentType\":");
+    ngx_http_events_buf_printf(o, ",\"retryAfter\":");
+    ngx_http_events_buf_time(o, a->retry_after_ms);
+    ngx_http_events_buf_printf(o, ",\"responseExcerpt\":");
+    ngx_http_events_buf_str(o, a->excerpt, a->excerpt_len);
+    ngx_http_events_buf_printf(o, ",\"responseContentType\":");
 
     if (a->ctype_len) {
-        ngx_http_events_webhook_api_out_str(o, a->ctype, a->ctype_len);
+        ngx_http_events_buf_str(o, a->ctype, a->ctype_len);
 
     } else {
-        ngx_http_events_webhook_api_out(o, "null");
+        ngx_http_events_buf_printf(o, "null");
     }
 
-    ngx_http_events_webhook_api_out(o, ",\"nextAttemptAt\":");
-    ngx_http_events_webhook_api_out_time(o, a->next_ms);
-    ngx_http_events_webhook_api_out(o, "}");
+    ngx_http_events_buf_printf(o, ",\"nextAttemptAt\":");
+    ngx_http_events_buf_time(o, a->next_ms);
+    ngx_http_events_buf_printf(o, "}");
 }
 
 
 static ngx_int_t
 ngx_http_events_webhook_api_unknown(ngx_http_request_t *r,
-    ngx_http_events_wh_route_t *rt)
+    ngx_http_events_webhook_route_t *rt)
 {
     return ngx_http_events_webhook_api_fail(r, 404, "not_found", NULL,
-                                            "no webhook endpoint \"%V\"", &rt->id);
+                                            "no webhook endpoint \"%V\"",
+                                            &rt->id);
 }
 
 
@@ -2261,113 +2712,4 @@ ngx_http_events_webhook_api_fail(ngx_http_request_t *r, ngx_uint_t status,
     ngx_http_events_error_name(&err);
 
     return ngx_http_events_http_send_error(r, &err, NULL);
-}
-
-
-/* the growing answer */
-
-static u_char *
-ngx_http_events_webhook_api_out_reserve(ngx_http_events_out_t *o, size_t len)
-{
-    u_char  *p;
-    size_t   size;
-
-    if (o->failed) {
-        return NULL;
-    }
-
-    if ((size_t) (o->end - o->pos) >= len) {
-        return o->pos;
-    }
-
-    size = ngx_max((size_t) (o->end - o->start) * 2, len + 1024);
-
-    p = ngx_pnalloc(o->pool, size);
-    if (p == NULL) {
-        o->failed = 1;
-        return NULL;
-    }
-
-    o->pos = ngx_cpymem(p, o->start, o->pos - o->start);
-    o->start = p;
-    o->end = p + size;
-
-    return o->pos;
-}
-
-
-static void
-ngx_http_events_webhook_api_out(ngx_http_events_out_t *o, const char *fmt, ...)
-{
-    u_char   *p;
-    va_list   args;
-
-    p = ngx_http_events_webhook_api_out_reserve(o, 512);
-    if (p == NULL) {
-        return;
-    }
-
-    va_start(args, fmt);
-    o->pos = ngx_vslprintf(p, o->end, fmt, args);
-    va_end(args);
-}
-
-
-static void
-ngx_http_events_webhook_api_out_str(ngx_http_events_out_t *o, u_char *s,
-                                    size_t len)
-{
-    u_char  *p;
-
-    p = ngx_http_events_webhook_api_out_reserve(o,
-                                                ngx_http_events_json_escape_len(
-                                                    s, len)
-                                                + 2);
-    if (p == NULL) {
-        return;
-    }
-
-    *p++ = '"';
-    p = ngx_http_events_json_escape(p, s, len);
-    *p++ = '"';
-
-    o->pos = p;
-}
-
-
-static void
-ngx_http_events_webhook_api_out_time(ngx_http_events_out_t *o, uint64_t ms)
-{
-    u_char  *p;
-
-    if (ms == 0 || ms == (uint64_t) -1) {
-        ngx_http_events_webhook_api_out(o, "null");
-        return;
-    }
-
-    p = ngx_http_events_webhook_api_out_reserve(o,
-                                                NGX_HTTP_EVENTS_TIMESTAMP_LEN + 2);
-    if (p == NULL) {
-        return;
-    }
-
-    *p++ = '"';
-    p = ngx_http_events_time_write(p, ms);
-    *p++ = '"';
-
-    o->pos = p;
-}
-
-
-static ngx_int_t
-ngx_http_events_webhook_api_out_send(ngx_http_request_t *r,
-                                     ngx_http_events_out_t *o,
-    ngx_uint_t status)
-{
-    if (o->failed || o->start == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return ngx_http_events_http_send(r, status, &ngx_http_events_http_json_type,
-                                     o->start, o->pos - o->start);
 }

@@ -20,26 +20,26 @@
 #include "ngx_http_events_store.h"
 #include "ngx_http_events_http.h"
 #include "ngx_http_events_match.h"
-#include "ngx_http_events_webhook.h"
+#include "ngx_http_events_webhook_shm.h"
 
 
 static ngx_int_t ngx_http_events_webhook_conf_patterns(ngx_str_t *value,
-    size_t skip, ngx_http_events_wh_spec_t *spec);
+    size_t skip, ngx_http_events_webhook_spec_t *spec);
 static ngx_int_t ngx_http_events_webhook_conf_id(ngx_conf_t *cf,
-    ngx_http_events_wh_spec_t *spec, char *prefix);
+    ngx_http_events_webhook_spec_t *spec, char *prefix);
 static ngx_int_t ngx_http_events_webhook_conf_param(ngx_str_t *value,
-    ngx_http_events_wh_spec_t *spec, ngx_uint_t any_tenant);
+    ngx_http_events_webhook_spec_t *spec, ngx_uint_t any_tenant);
 static ngx_http_core_loc_conf_t *ngx_http_events_webhook_conf_location(
     ngx_http_conf_ctx_t *ctx, ngx_str_t *uri);
 
 
-static ngx_msec_t  ngx_http_events_wh_default_retry[] = {
+static ngx_msec_t  ngx_http_events_webhook_default_retry[] = {
     5000, 300000, 1800000, 7200000, 18000000, 36000000, 36000000
 };
 
 
 void
-ngx_http_events_webhook_conf_init(ngx_http_events_wh_conf_t *whcf)
+ngx_http_events_webhook_conf_init(ngx_http_events_webhook_conf_t *whcf)
 {
     whcf->retry = NGX_CONF_UNSET_PTR;
     whcf->overload_delay = NGX_CONF_UNSET_MSEC;
@@ -58,8 +58,7 @@ ngx_http_events_webhook_conf_init(ngx_http_events_wh_conf_t *whcf)
 
 char *
 ngx_http_events_webhook_conf_merge(ngx_conf_t *cf,
-                                   ngx_http_events_wh_conf_t *prev,
-    ngx_http_events_wh_conf_t *conf)
+    ngx_http_events_webhook_conf_t *prev, ngx_http_events_webhook_conf_t *conf)
 {
     ngx_uint_t   i;
     ngx_msec_t  *t;
@@ -74,7 +73,7 @@ ngx_http_events_webhook_conf_merge(ngx_conf_t *cf,
             return NGX_CONF_ERROR;
         }
 
-        for (i = 0; i < sizeof(ngx_http_events_wh_default_retry)
+        for (i = 0; i < sizeof(ngx_http_events_webhook_default_retry)
                         / sizeof(ngx_msec_t); i++)
         {
             t = ngx_array_push(conf->retry);
@@ -82,7 +81,7 @@ ngx_http_events_webhook_conf_merge(ngx_conf_t *cf,
                 return NGX_CONF_ERROR;
             }
 
-            *t = ngx_http_events_wh_default_retry[i];
+            *t = ngx_http_events_webhook_default_retry[i];
         }
     }
 
@@ -131,14 +130,14 @@ ngx_http_events_webhook_conf_merge(ngx_conf_t *cf,
 
 char *
 ngx_http_events_webhook_conf_webhooks(ngx_conf_t *cf, ngx_command_t *cmd,
-                                      void *conf)
+    void *conf)
 {
     ngx_http_events_loc_conf_t *elcf = conf;
 
-    ngx_str_t                    *value;
-    ngx_http_core_loc_conf_t     *clcf;
-    ngx_http_events_wh_bind_t    *bind;
-    ngx_http_events_main_conf_t  *emcf;
+    ngx_str_t                       *value;
+    ngx_http_core_loc_conf_t        *clcf;
+    ngx_http_events_webhook_bind_t  *bind;
+    ngx_http_events_main_conf_t     *emcf;
 
     if (elcf->webhooks_zone) {
         return "is duplicate";
@@ -196,16 +195,16 @@ ngx_http_events_webhook_conf_webhooks(ngx_conf_t *cf, ngx_command_t *cmd,
 
 char *
 ngx_http_events_webhook_conf_static(ngx_conf_t *cf, ngx_command_t *cmd,
-                                    void *conf)
+    void *conf)
 {
     ngx_http_events_main_conf_t  *emcf = conf;
 
-    u_char                       *p;
-    ngx_int_t                     n, rc;
-    ngx_str_t                    *value, v, text;
-    ngx_uint_t                    i;
-    ngx_http_events_wh_spec_t    *spec;
-    ngx_http_events_wh_static_t  *st;
+    u_char                            *p;
+    ngx_int_t                          n, rc;
+    ngx_str_t                         *value, v, text;
+    ngx_uint_t                         i;
+    ngx_http_events_webhook_spec_t    *spec;
+    ngx_http_events_webhook_static_t  *st;
 
     value = cf->args->elts;
 
@@ -214,7 +213,7 @@ ngx_http_events_webhook_conf_static(ngx_conf_t *cf, ngx_command_t *cmd,
         return NGX_CONF_ERROR;
     }
 
-    ngx_memzero(st, sizeof(ngx_http_events_wh_static_t));
+    ngx_memzero(st, sizeof(ngx_http_events_webhook_static_t));
 
     st->zone = value[1];
     spec = &st->spec;
@@ -357,15 +356,15 @@ invalid:
 
 char *
 ngx_http_events_webhook_conf_handler(ngx_conf_t *cf, ngx_command_t *cmd,
-                                     void *conf)
+    void *conf)
 {
     ngx_http_events_main_conf_t  *emcf = conf;
 
-    ngx_int_t                     rc;
-    ngx_str_t                    *value;
-    ngx_uint_t                    i;
-    ngx_http_events_wh_spec_t    *spec;
-    ngx_http_events_wh_static_t  *st;
+    ngx_int_t                          rc;
+    ngx_str_t                         *value;
+    ngx_uint_t                         i;
+    ngx_http_events_webhook_spec_t    *spec;
+    ngx_http_events_webhook_static_t  *st;
 
     value = cf->args->elts;
 
@@ -374,7 +373,7 @@ ngx_http_events_webhook_conf_handler(ngx_conf_t *cf, ngx_command_t *cmd,
         return NGX_CONF_ERROR;
     }
 
-    ngx_memzero(st, sizeof(ngx_http_events_wh_static_t));
+    ngx_memzero(st, sizeof(ngx_http_events_webhook_static_t));
 
     st->zone = value[1];
     spec = &st->spec;
@@ -446,7 +445,7 @@ invalid:
 
 char *
 ngx_http_events_webhook_conf_retry(ngx_conf_t *cf, ngx_command_t *cmd,
-                                   void *conf)
+    void *conf)
 {
     ngx_http_events_loc_conf_t *elcf = conf;
 
@@ -498,7 +497,7 @@ ngx_http_events_webhook_conf_retry(ngx_conf_t *cf, ngx_command_t *cmd,
 
 char *
 ngx_http_events_webhook_conf_allow(ngx_conf_t *cf, ngx_command_t *cmd,
-                                   void *conf)
+    void *conf)
 {
     ngx_http_events_loc_conf_t *elcf = conf;
 
@@ -550,16 +549,16 @@ ngx_http_events_webhook_conf_allow(ngx_conf_t *cf, ngx_command_t *cmd,
 ngx_int_t
 ngx_http_events_webhook_conf_postconfiguration(ngx_conf_t *cf)
 {
-    ngx_uint_t                    i, j;
-    ngx_shm_zone_t              **zones;
-    ngx_http_conf_ctx_t          *ctx;
-    ngx_http_core_loc_conf_t     *clcf;
-    ngx_http_events_store_t      *store;
-    ngx_http_events_wh_spec_t    *spec;
-    ngx_http_events_wh_bind_t    *bind;
-    ngx_http_events_wh_static_t  *st;
-    ngx_http_events_loc_conf_t   *elcf;
-    ngx_http_events_main_conf_t  *emcf;
+    ngx_uint_t                         i, j;
+    ngx_shm_zone_t                   **zones;
+    ngx_http_conf_ctx_t               *ctx;
+    ngx_http_core_loc_conf_t          *clcf;
+    ngx_http_events_store_t           *store;
+    ngx_http_events_webhook_spec_t    *spec;
+    ngx_http_events_webhook_bind_t    *bind;
+    ngx_http_events_webhook_static_t  *st;
+    ngx_http_events_loc_conf_t        *elcf;
+    ngx_http_events_main_conf_t       *emcf;
 
     if (ngx_http_events_webhook_status_register(cf) != NGX_OK) {
         return NGX_ERROR;
@@ -654,7 +653,7 @@ ngx_http_events_webhook_conf_postconfiguration(ngx_conf_t *cf)
 
         if (store->wh_static == NULL) {
             store->wh_static = ngx_array_create(cf->pool, 4,
-                                           sizeof(ngx_http_events_wh_spec_t));
+                                      sizeof(ngx_http_events_webhook_spec_t));
             if (store->wh_static == NULL) {
                 return NGX_ERROR;
             }
@@ -707,7 +706,7 @@ ngx_http_events_webhook_conf_init_module(ngx_cycle_t *cycle)
 
 static ngx_int_t
 ngx_http_events_webhook_conf_patterns(ngx_str_t *value, size_t skip,
-    ngx_http_events_wh_spec_t *spec)
+    ngx_http_events_webhook_spec_t *spec)
 {
     u_char  *p, *last, *comma;
 
@@ -744,7 +743,7 @@ ngx_http_events_webhook_conf_patterns(ngx_str_t *value, size_t skip,
 
 static ngx_int_t
 ngx_http_events_webhook_conf_param(ngx_str_t *value,
-    ngx_http_events_wh_spec_t *spec, ngx_uint_t any_tenant)
+    ngx_http_events_webhook_spec_t *spec, ngx_uint_t any_tenant)
 {
     if (ngx_strncmp(value->data, "id=", 3) == 0) {
         spec->id.data = value->data + 3;
@@ -780,8 +779,8 @@ ngx_http_events_webhook_conf_param(ngx_str_t *value,
 /* an id stable across reloads while the target and patterns stay */
 
 static ngx_int_t
-ngx_http_events_webhook_conf_id(ngx_conf_t *cf, ngx_http_events_wh_spec_t *spec,
-    char *prefix)
+ngx_http_events_webhook_conf_id(ngx_conf_t *cf,
+    ngx_http_events_webhook_spec_t *spec, char *prefix)
 {
     u_char      *p;
     uint32_t     n;

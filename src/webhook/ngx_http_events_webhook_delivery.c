@@ -22,68 +22,66 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include <openssl/hmac.h>
-#include <openssl/evp.h>
 
 #include "ngx_http_events_module.h"
-#include "ngx_http_events_webhook.h"
+#include "ngx_http_events_webhook_shm.h"
+#include "ngx_http_events_hmac.h"
 
 
 #define NGX_HTTP_EVENTS_WH_VERSION  "0.4"
 
 
 static ngx_int_t ngx_http_events_webhook_delivery_vet(
-    ngx_http_events_wh_job_t *job);
+    ngx_http_events_webhook_job_t *job);
 static void ngx_http_events_webhook_delivery_resolved(ngx_resolver_ctx_t *ctx);
 static ngx_int_t ngx_http_events_webhook_delivery_pin(
-    ngx_http_events_wh_job_t *job,
-    struct sockaddr *sa, socklen_t socklen);
+    ngx_http_events_webhook_job_t *job, struct sockaddr *sa, socklen_t socklen);
+static ngx_connection_t *ngx_http_events_webhook_delivery_connection(
+    ngx_log_t *log);
+static void ngx_http_events_webhook_delivery_free_connection(
+    ngx_connection_t *c);
 static ngx_int_t ngx_http_events_webhook_delivery_request(
-    ngx_http_events_wh_job_t *job);
+    ngx_http_events_webhook_job_t *job);
 static ngx_int_t ngx_http_events_webhook_delivery_headers(
-    ngx_http_events_wh_job_t *job,
-    ngx_http_request_t *r);
+    ngx_http_events_webhook_job_t *job, ngx_http_request_t *r);
 static ngx_int_t ngx_http_events_webhook_delivery_header(ngx_http_request_t *r,
     char *name, ngx_str_t *key, ngx_str_t *value);
 static ngx_int_t ngx_http_events_webhook_delivery_answered(
-    ngx_http_request_t *r,
-    void *data, ngx_int_t rc);
+    ngx_http_request_t *r, void *data, ngx_int_t rc);
 static void ngx_http_events_webhook_delivery_finished(ngx_http_request_t *r);
-static void ngx_http_events_webhook_delivery_fail(ngx_http_events_wh_job_t *job,
-    ngx_uint_t error, const char *fmt, ...);
+static void ngx_http_events_webhook_delivery_fail(
+    ngx_http_events_webhook_job_t *job, ngx_uint_t error, const char *fmt, ...);
 static ngx_int_t ngx_http_events_webhook_delivery_body_filter(
-    ngx_http_request_t *r,
-    ngx_chain_t *in);
+    ngx_http_request_t *r, ngx_chain_t *in);
 static ngx_int_t ngx_http_events_webhook_delivery_variable(
-    ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data);
+    ngx_http_request_t *r, ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_uint_t ngx_http_events_webhook_delivery_v4_blocked(in_addr_t a);
 
 
 static ngx_http_output_body_filter_pt  ngx_http_next_body_filter;
 
 
-const char  *ngx_http_events_wh_errors[] = {
+const char  *ngx_http_events_webhook_errors[] = {
     "", "E_DNS", "E_CONNECT", "E_TLS", "E_TIMEOUT", "E_HTTP", "E_REDIRECT",
     "E_BLOCKED_IP", "E_EVICTED", "E_ABORTED", "E_INTERNAL"
 };
 
 
-static ngx_http_variable_t  ngx_http_events_wh_vars[] = {
+static ngx_http_variable_t  ngx_http_events_webhook_vars[] = {
 
     { ngx_string("events_webhook_url"), NULL,
       ngx_http_events_webhook_delivery_variable,
-      offsetof(ngx_http_events_wh_job_t, pinned),
+      offsetof(ngx_http_events_webhook_job_t, pinned),
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("events_webhook_host"), NULL,
       ngx_http_events_webhook_delivery_variable,
-      offsetof(ngx_http_events_wh_job_t, host),
+      offsetof(ngx_http_events_webhook_job_t, host),
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("events_webhook_server_name"), NULL,
       ngx_http_events_webhook_delivery_variable,
-      offsetof(ngx_http_events_wh_job_t, server_name),
+      offsetof(ngx_http_events_webhook_job_t, server_name),
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     ngx_http_null_variable
@@ -93,7 +91,7 @@ static ngx_http_variable_t  ngx_http_events_wh_vars[] = {
 /* whatever happens, job->done() is called once, now or later */
 
 void
-ngx_http_events_webhook_delivery_send(ngx_http_events_wh_job_t *job)
+ngx_http_events_webhook_delivery_send(ngx_http_events_webhook_job_t *job)
 {
     job->started = ngx_current_msec;
     job->started_ms = ngx_http_events_webhook_now();
@@ -119,16 +117,17 @@ ngx_http_events_webhook_delivery_send(ngx_http_events_wh_job_t *job)
 /* the URL's parts, and for API endpoints the address it may go to */
 
 static ngx_int_t
-ngx_http_events_webhook_delivery_vet(ngx_http_events_wh_job_t *job)
+ngx_http_events_webhook_delivery_vet(ngx_http_events_webhook_job_t *job)
 {
-    u_char                     *p;
-    size_t                      skip;
-    ngx_url_t                   u;
-    ngx_str_t                   host;
-    ngx_addr_t                  addr;
-    ngx_resolver_ctx_t         *rctx, temp;
-    ngx_http_conf_ctx_t        *hctx;
-    ngx_http_core_loc_conf_t   *clcf;
+    ngx_uint_t                 literal;
+    u_char                    *p;
+    size_t                     skip;
+    ngx_url_t                  u;
+    ngx_str_t                  host;
+    ngx_addr_t                 addr;
+    ngx_resolver_ctx_t        *rctx, temp;
+    ngx_http_conf_ctx_t       *hctx;
+    ngx_http_core_loc_conf_t  *clcf;
 
     if (job->handler) {
         /* a local handler: a location of this nginx, no address */
@@ -210,18 +209,22 @@ ngx_http_events_webhook_delivery_vet(ngx_http_events_wh_job_t *job)
         return NGX_OK;
     }
 
-    if (ngx_parse_addr(job->pool, &addr, host.data, host.len) == NGX_OK) {
+    literal = (ngx_parse_addr(job->pool, &addr, host.data, host.len)
+               == NGX_OK);
 
-        if (ngx_http_events_webhook_delivery_addr_blocked(addr.sockaddr,
-                                                          job->whcf)) {
-            ngx_http_events_webhook_delivery_fail(job,
-                                                  NGX_HTTP_EVENTS_E_BLOCKED_IP,
-                                                  "%V is a private address (see "
-                                                  "events_webhook_allow_private and "
-                                                  "events_webhook_allow)", &host);
-            return NGX_OK;
-        }
+    if (literal
+        && ngx_http_events_webhook_delivery_addr_blocked(addr.sockaddr,
+                                                         job->whcf))
+    {
+        ngx_http_events_webhook_delivery_fail(job, NGX_HTTP_EVENTS_E_BLOCKED_IP,
+                                              "%V is a private address (see "
+                                              "events_webhook_allow_private "
+                                              "and events_webhook_allow)",
+                                              &host);
+        return NGX_OK;
+    }
 
+    if (literal) {
         if (ngx_http_events_webhook_delivery_pin(job, addr.sockaddr,
                                                  addr.socklen)
             != NGX_OK)
@@ -247,9 +250,9 @@ ngx_http_events_webhook_delivery_vet(ngx_http_events_wh_job_t *job)
 
     if (rctx == NGX_NO_RESOLVER) {
         ngx_http_events_webhook_delivery_fail(job, NGX_HTTP_EVENTS_E_DNS,
-                                              "no resolver defined to resolve %V (add "
-                                              "\"resolver\" beside events_webhooks)",
-                                              &host);
+                                              "no resolver defined to resolve "
+                                              "%V (add \"resolver\" beside "
+                                              "events_webhooks)", &host);
         return NGX_OK;
     }
 
@@ -272,15 +275,16 @@ ngx_http_events_webhook_delivery_vet(ngx_http_events_wh_job_t *job)
 static void
 ngx_http_events_webhook_delivery_resolved(ngx_resolver_ctx_t *ctx)
 {
-    ngx_uint_t                 i;
-    ngx_http_events_wh_job_t  *job;
+    struct sockaddr                *sa;
+    ngx_uint_t                      i;
+    ngx_http_events_webhook_job_t  *job;
 
     job = ctx->data;
 
     if (ctx->state) {
         ngx_http_events_webhook_delivery_fail(job, NGX_HTTP_EVENTS_E_DNS,
-                                              "%V could not be resolved (%i: %s)",
-                                              &ctx->name, ctx->state,
+                                              "%V could not be resolved (%i: "
+                                              "%s)", &ctx->name, ctx->state,
                                               ngx_resolver_strerror(
                                                   ctx->state));
         ngx_resolve_name_done(ctx);
@@ -288,17 +292,22 @@ ngx_http_events_webhook_delivery_resolved(ngx_resolver_ctx_t *ctx)
     }
 
     for (i = 0; i < ctx->naddrs; i++) {
-        if (ngx_http_events_webhook_delivery_addr_blocked(ctx->addrs[i].sockaddr,
-                                                          job->whcf))
-        {
-            ngx_http_events_webhook_delivery_fail(job,
-                                                  NGX_HTTP_EVENTS_E_BLOCKED_IP,
-                                                  "%V resolves to a private address "
-                                                  "(see events_webhook_allow_private and "
-                                                  "events_webhook_allow)", &ctx->name);
-            ngx_resolve_name_done(ctx);
-            return;
+        sa = ctx->addrs[i].sockaddr;
+
+        if (ngx_http_events_webhook_delivery_addr_blocked(sa, job->whcf)) {
+            break;
         }
+    }
+
+    if (i < ctx->naddrs) {
+        ngx_http_events_webhook_delivery_fail(job, NGX_HTTP_EVENTS_E_BLOCKED_IP,
+                                              "%V resolves to a private "
+                                              "address (see "
+                                              "events_webhook_allow_private "
+                                              "and events_webhook_allow)",
+                                              &ctx->name);
+        ngx_resolve_name_done(ctx);
+        return;
     }
 
     if (ngx_http_events_webhook_delivery_pin(job, ctx->addrs[0].sockaddr,
@@ -323,9 +332,8 @@ ngx_http_events_webhook_delivery_resolved(ngx_resolver_ctx_t *ctx)
 /* the URL again, with the vetted address in place of the name */
 
 static ngx_int_t
-ngx_http_events_webhook_delivery_pin(ngx_http_events_wh_job_t *job,
-                                     struct sockaddr *sa,
-    socklen_t socklen)
+ngx_http_events_webhook_delivery_pin(ngx_http_events_webhook_job_t *job,
+    struct sockaddr *sa, socklen_t socklen)
 {
     u_char  *p;
     u_char   text[NGX_SOCKADDR_STRLEN];
@@ -358,21 +366,68 @@ ngx_http_events_webhook_delivery_pin(ngx_http_events_wh_job_t *job,
 }
 
 
+/*
+ * A connection slot with no socket.  Under poll and select,
+ * ngx_get_connection() files the connection in ngx_cycle->files[] under
+ * its fd, here 0, which is not ours: the slot is put back.
+ */
+
+static ngx_connection_t *
+ngx_http_events_webhook_delivery_connection(ngx_log_t *log)
+{
+    ngx_connection_t  *c, *saved;
+
+    saved = ngx_cycle->files ? ngx_cycle->files[0] : NULL;
+
+    c = ngx_get_connection((ngx_socket_t) 0, log);
+
+    if (ngx_cycle->files) {
+        ngx_cycle->files[0] = saved;
+    }
+
+    if (c == NULL) {
+        return NULL;
+    }
+
+    /* not a socket: the event pipe and the proxy skip what needs one */
+    c->fd = (ngx_socket_t) -1;
+
+    return c;
+}
+
+
+/*
+ * ngx_free_connection() looks the connection up in ngx_cycle->files[]
+ * by its fd: with -1 that reads files[-1].  Under 0 it finds whatever
+ * files[0] holds, never this connection, and leaves it alone.
+ */
+
+static void
+ngx_http_events_webhook_delivery_free_connection(ngx_connection_t *c)
+{
+    c->fd = (ngx_socket_t) 0;
+    ngx_free_connection(c);
+    c->fd = (ngx_socket_t) -1;
+    c->pool = NULL;
+    c->destroyed = 1;
+}
+
+
 /* the fake request on a fake connection, and its subrequest */
 
 static ngx_int_t
-ngx_http_events_webhook_delivery_request(ngx_http_events_wh_job_t *job)
+ngx_http_events_webhook_delivery_request(ngx_http_events_webhook_job_t *job)
 {
-    ngx_log_t                  *log;
-    ngx_buf_t                  *b;
-    ngx_str_t                   uri;
-    ngx_chain_t                *cl;
-    ngx_connection_t           *c;
-    ngx_http_request_t         *r, *sr;
-    ngx_http_log_ctx_t         *lctx;
-    ngx_http_events_ctx_t      *ctx;
-    ngx_http_connection_t      *hc;
-    ngx_http_post_subrequest_t *ps;
+    ngx_log_t                   *log;
+    ngx_buf_t                   *b;
+    ngx_str_t                    uri;
+    ngx_chain_t                 *cl;
+    ngx_connection_t            *c;
+    ngx_http_request_t          *r, *sr;
+    ngx_http_log_ctx_t          *lctx;
+    ngx_http_events_ctx_t       *ctx;
+    ngx_http_connection_t       *hc;
+    ngx_http_post_subrequest_t  *ps;
 
     log = ngx_palloc(job->pool, sizeof(ngx_log_t));
     lctx = ngx_pcalloc(job->pool, sizeof(ngx_http_log_ctx_t));
@@ -389,13 +444,11 @@ ngx_http_events_webhook_delivery_request(ngx_http_events_wh_job_t *job)
 
     hc->conf_ctx = job->ctx;
 
-    c = ngx_get_connection((ngx_socket_t) 0, log);
+    c = ngx_http_events_webhook_delivery_connection(log);
     if (c == NULL) {
         return NGX_ERROR;
     }
 
-    /* not a socket: the event pipe and the proxy skip what needs one */
-    c->fd = (ngx_socket_t) -1;
     c->pool = job->pool;
     c->log = log;
     c->read->log = log;
@@ -412,8 +465,7 @@ ngx_http_events_webhook_delivery_request(ngx_http_events_wh_job_t *job)
 
     r = ngx_http_create_request(c);
     if (r == NULL) {
-        c->fd = (ngx_socket_t) -1;
-        ngx_free_connection(c);
+        ngx_http_events_webhook_delivery_free_connection(c);
         return NGX_ERROR;
     }
 
@@ -502,10 +554,7 @@ failed:
     /* nothing ran yet: undo the request as the completion would */
     r->logged = 1;
     ngx_http_free_request(r, 0);
-    c->fd = (ngx_socket_t) -1;
-    ngx_free_connection(c);
-    c->pool = NULL;
-    c->destroyed = 1;
+    ngx_http_events_webhook_delivery_free_connection(c);
     job->request = NULL;
 
     return NGX_ERROR;
@@ -515,7 +564,7 @@ failed:
 /* Standard Webhooks headers, then the endpoint's own */
 
 static ngx_int_t
-ngx_http_events_webhook_delivery_headers(ngx_http_events_wh_job_t *job,
+ngx_http_events_webhook_delivery_headers(ngx_http_events_webhook_job_t *job,
     ngx_http_request_t *r)
 {
     u_char      *p;
@@ -576,13 +625,15 @@ ngx_http_events_webhook_delivery_headers(ngx_http_events_wh_job_t *job,
     v.data = p;
     p = ngx_cpymem(p, "v1,", 3);
     p += ngx_http_events_webhook_delivery_sign(job->secret, job->secret_len,
-                                               &job->event_id, ts, &job->body, p);
+                                               &job->event_id, ts,
+                                               &job->body, p);
 
     if (job->previous_len) {
         p = ngx_cpymem(p, " v1,", 4);
         p += ngx_http_events_webhook_delivery_sign(job->previous,
                                                    job->previous_len,
-                                                   &job->event_id, ts, &job->body, p);
+                                                   &job->event_id, ts,
+                                                   &job->body, p);
     }
 
     v.len = p - v.data;
@@ -658,8 +709,7 @@ unsigned_headers:
 
 static ngx_int_t
 ngx_http_events_webhook_delivery_header(ngx_http_request_t *r, char *name,
-                                        ngx_str_t *key,
-    ngx_str_t *value)
+    ngx_str_t *key, ngx_str_t *value)
 {
     ngx_table_elt_t  *h;
 
@@ -694,40 +744,28 @@ ngx_http_events_webhook_delivery_header(ngx_http_request_t *r, char *name,
 
 ngx_int_t
 ngx_http_events_webhook_delivery_sign(u_char *secret, size_t secret_len,
-                                      ngx_str_t *id,
-    time_t ts, ngx_str_t *body, u_char *out)
+    ngx_str_t *id, time_t ts, ngx_str_t *body, u_char *out)
 {
     u_char         *p;
     u_char          prefix[NGX_HTTP_EVENTS_WH_MAX_ID * 2 + NGX_TIME_T_LEN
                            + 2];
-    u_char          mac[EVP_MAX_MD_SIZE];
-    unsigned int    mac_len;
-    ngx_str_t       src, dst;
-    HMAC_CTX       *hctx;
+    u_char          mac[NGX_HTTP_EVENTS_HMAC_SHA256_LEN];
+    ngx_str_t       src, dst, parts[2];
 
     p = ngx_snprintf(prefix, sizeof(prefix), "%V.%T.", id, ts);
 
-    mac_len = 0;
+    parts[0].data = prefix;
+    parts[0].len = p - prefix;
+    parts[1] = *body;
 
-    hctx = HMAC_CTX_new();
-    if (hctx == NULL) {
-        return 0;
-    }
-
-    if (HMAC_Init_ex(hctx, secret, (int) secret_len, EVP_sha256(), NULL)
-           != 1
-        || HMAC_Update(hctx, prefix, p - prefix) != 1
-        || HMAC_Update(hctx, body->data, body->len) != 1
-        || HMAC_Final(hctx, mac, &mac_len) != 1)
+    if (ngx_http_events_hmac_sha256(secret, secret_len, parts, 2, mac)
+        != NGX_OK)
     {
-        HMAC_CTX_free(hctx);
         return 0;
     }
-
-    HMAC_CTX_free(hctx);
 
     src.data = mac;
-    src.len = mac_len;
+    src.len = sizeof(mac);
     dst.data = out;
 
     ngx_encode_base64(&dst, &src);
@@ -743,9 +781,9 @@ ngx_http_events_webhook_delivery_sign(u_char *secret, size_t secret_len,
 
 static ngx_int_t
 ngx_http_events_webhook_delivery_answered(ngx_http_request_t *r, void *data,
-                                          ngx_int_t rc)
+    ngx_int_t rc)
 {
-    ngx_http_events_wh_job_t *job = data;
+    ngx_http_events_webhook_job_t *job = data;
 
     time_t            t;
     ngx_uint_t        i, status;
@@ -871,9 +909,9 @@ ngx_http_events_webhook_delivery_answered(ngx_http_request_t *r, void *data,
 static void
 ngx_http_events_webhook_delivery_finished(ngx_http_request_t *r)
 {
-    ngx_connection_t          *c;
-    ngx_http_events_ctx_t     *ctx;
-    ngx_http_events_wh_job_t  *job;
+    ngx_connection_t               *c;
+    ngx_http_events_ctx_t          *ctx;
+    ngx_http_events_webhook_job_t  *job;
 
     c = r->connection;
     ctx = ngx_http_get_module_ctx(r, ngx_http_events_module);
@@ -886,11 +924,7 @@ ngx_http_events_webhook_delivery_finished(ngx_http_request_t *r)
 
     r->logged = 1;
     ngx_http_free_request(r, 0);
-
-    c->fd = (ngx_socket_t) -1;
-    ngx_free_connection(c);
-    c->pool = NULL;
-    c->destroyed = 1;
+    ngx_http_events_webhook_delivery_free_connection(c);
 
     job->request = NULL;
     job->done(job);
@@ -898,9 +932,8 @@ ngx_http_events_webhook_delivery_finished(ngx_http_request_t *r)
 
 
 static void
-ngx_http_events_webhook_delivery_fail(ngx_http_events_wh_job_t *job,
-                                      ngx_uint_t error,
-    const char *fmt, ...)
+ngx_http_events_webhook_delivery_fail(ngx_http_events_webhook_job_t *job,
+    ngx_uint_t error, const char *fmt, ...)
 {
     va_list  args;
 
@@ -922,13 +955,13 @@ ngx_http_events_webhook_delivery_fail(ngx_http_events_wh_job_t *job,
 
 static ngx_int_t
 ngx_http_events_webhook_delivery_body_filter(ngx_http_request_t *r,
-                                             ngx_chain_t *in)
+    ngx_chain_t *in)
 {
-    size_t                     n;
-    ngx_buf_t                 *b;
-    ngx_chain_t               *cl;
-    ngx_http_events_ctx_t     *ctx;
-    ngx_http_events_wh_job_t  *job;
+    size_t                          n;
+    ngx_buf_t                      *b;
+    ngx_chain_t                    *cl;
+    ngx_http_events_ctx_t          *ctx;
+    ngx_http_events_webhook_job_t  *job;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_events_module);
 
@@ -974,7 +1007,7 @@ ngx_http_events_webhook_delivery_add_variables(ngx_conf_t *cf)
 {
     ngx_http_variable_t  *var, *v;
 
-    for (v = ngx_http_events_wh_vars; v->name.len; v++) {
+    for (v = ngx_http_events_webhook_vars; v->name.len; v++) {
         var = ngx_http_add_variable(cf, &v->name, v->flags);
         if (var == NULL) {
             return NGX_ERROR;
@@ -1020,7 +1053,7 @@ ngx_http_events_webhook_delivery_variable(ngx_http_request_t *r,
 
 ngx_uint_t
 ngx_http_events_webhook_delivery_addr_blocked(struct sockaddr *sa,
-    ngx_http_events_wh_conf_t *whcf)
+    ngx_http_events_webhook_conf_t *whcf)
 {
     u_char               *p;
     in_addr_t             a;
@@ -1087,12 +1120,31 @@ ngx_http_events_webhook_delivery_addr_blocked(struct sockaddr *sa,
         sin6 = (struct sockaddr_in6 *) sa;
         p = sin6->sin6_addr.s6_addr;
 
-        /* ::ffff:a.b.c.d, 64:ff9b::a.b.c.d: the v4 inside decides */
-        if ((ngx_memcmp(p, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12) == 0)
+        /*
+         * A v4 address inside a v6 one decides: ::ffff:a.b.c.d (mapped),
+         * ::a.b.c.d (compatible; "::" and "::1" are 0.0.0.0 and 0.0.0.1,
+         * in 0/8), ::ffff:0:a.b.c.d (translated), 64:ff9b::a.b.c.d
+         * (NAT64).  The local-use NAT64 prefix 64:ff9b:1::/48 may embed
+         * any v4 address at any prefix length: all of it is refused.
+         */
+        if (ngx_memcmp(p, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12) == 0
+            || ngx_memcmp(p, "\0\0\0\0\0\0\0\0\0\0\0\0", 12) == 0
+            || ngx_memcmp(p, "\0\0\0\0\0\0\0\0\xff\xff\0\0", 12) == 0
             || ngx_memcmp(p, "\0\x64\xff\x9b\0\0\0\0\0\0\0\0", 12) == 0)
         {
             a = ((in_addr_t) p[12] << 24) | (p[13] << 16) | (p[14] << 8)
                 | p[15];
+            return ngx_http_events_webhook_delivery_v4_blocked(a);
+        }
+
+        if (ngx_memcmp(p, "\0\x64\xff\x9b\0\x01", 6) == 0) {
+            return 1;                                   /* 64:ff9b:1::/48 */
+        }
+
+        /* 2001::/32, Teredo: the client's v4, inverted, in the last bits */
+        if (ngx_memcmp(p, "\x20\x01\0\0", 4) == 0) {
+            a = ((in_addr_t) (p[12] ^ 0xff) << 24) | ((p[13] ^ 0xff) << 16)
+                | ((p[14] ^ 0xff) << 8) | (p[15] ^ 0xff);
             return ngx_http_events_webhook_delivery_v4_blocked(a);
         }
 
@@ -1102,14 +1154,9 @@ ngx_http_events_webhook_delivery_addr_blocked(struct sockaddr *sa,
             return ngx_http_events_webhook_delivery_v4_blocked(a);
         }
 
-        for (n = 0; n < 15 && p[n] == 0; n++) { /* void */ }
-
-        if (n == 15 && (p[15] == 0 || p[15] == 1)) {
-            return 1;                                   /* ::, ::1 */
-        }
-
         return (p[0] & 0xfe) == 0xfc                     /* fc00::/7 */
-               || (p[0] == 0xfe && (p[1] & 0xc0) == 0x80)  /* fe80::/10 */
+               || (p[0] == 0xfe && (p[1] & 0x80) == 0x80)
+                                             /* fe80::/10, fec0::/10 */
                || p[0] == 0xff                          /* ff00::/8 */
                || (p[0] == 0x20 && p[1] == 0x01 && p[2] == 0x0d
                    && p[3] == 0xb8)                     /* 2001:db8::/32 */

@@ -22,13 +22,12 @@
 
 #include "ngx_http_events_module.h"
 #include "ngx_http_events_store.h"
-#include "ngx_http_events_webhook.h"
+#include "ngx_http_events_webhook_shm.h"
 #include "ngx_http_events_cursor.h"
 #include "ngx_http_events_id.h"
 #include "ngx_http_events_ipc.h"
 
 
-#define NGX_HTTP_EVENTS_WH_WINDOW       256     /* deliveries per endpoint */
 #define NGX_HTTP_EVENTS_WH_TICK         250
 #define NGX_HTTP_EVENTS_WH_LEASE        2000
 #define NGX_HTTP_EVENTS_WH_SCAN         4096    /* records per endpoint scan */
@@ -36,22 +35,25 @@
 
 
 /* what the dispatcher copies out of an endpoint to scan the ring */
-typedef struct {
-    ngx_str_t                   id;
-    ngx_http_events_query_t     q;
-    uint64_t                    scan_seq;
-    uint64_t                    replay_after;
-    uint64_t                    replay_to;
-    ngx_uint_t                  replay_mode;
-    ngx_uint_t                  want;
-    ngx_array_t                 live;           /* uint64_t seqs */
-    ngx_array_t                 replay;
-    ngx_http_events_wh_skip_t   skips[NGX_HTTP_EVENTS_WH_SKIPS];
-    ngx_uint_t                  nskips;
-    uint64_t                    scanned;        /* live scan got to */
-    uint64_t                    replayed;       /* replay scan got to */
-    unsigned                    lost:1;         /* the ring moved past */
-} ngx_http_events_wh_scan_t;
+typedef struct ngx_http_events_webhook_scan_s {
+    ngx_str_t                       id;
+    ngx_http_events_query_t         q;
+    uint64_t                        scan_seq;
+    uint64_t                        replay_after;
+    uint64_t                        replay_to;
+    ngx_uint_t                      replay_mode;
+    ngx_uint_t                      want;
+    ngx_http_events_webhook_skip_t  skips[NGX_HTTP_EVENTS_WH_SKIPS];
+    ngx_uint_t                      nskips;
+    uint64_t                        scanned;        /* live scan got to */
+    uint64_t                        replayed;       /* replay scan got to */
+    unsigned                        lost:1;         /* the ring moved past */
+    ngx_uint_t                      nlive;
+    ngx_uint_t                      nreplay;
+
+    /* what was found: nlive live seqs, then nreplay replayed ones */
+    uint64_t                        seqs[NGX_HTTP_EVENTS_WH_WINDOW];
+} ngx_http_events_webhook_scan_t;
 
 
 static void ngx_http_events_webhook_dispatch_tick(ngx_event_t *ev);
@@ -60,33 +62,71 @@ static void ngx_http_events_webhook_dispatch_lease(
     ngx_http_events_store_t *store);
 static void ngx_http_events_webhook_dispatch_dispatch(
     ngx_http_events_store_t *store);
+static ngx_uint_t ngx_http_events_webhook_dispatch_copy(
+    ngx_http_events_store_t *store);
+static size_t ngx_http_events_webhook_dispatch_copy_size(
+    ngx_http_events_webhook_endpoint_t *ep);
+static u_char *ngx_http_events_webhook_dispatch_copy_one(
+    ngx_http_events_webhook_endpoint_t *ep, ngx_http_events_webhook_scan_t *sc,
+    u_char *p);
+static ngx_int_t ngx_http_events_webhook_dispatch_grow(
+    ngx_http_events_webhook_jobs_t *jobs, ngx_uint_t n, size_t size);
+static ngx_uint_t ngx_http_events_webhook_dispatch_found(
+    ngx_http_events_store_t *store, ngx_http_events_webhook_sh_t *wh,
+    ngx_http_events_webhook_scan_t *sc, uint64_t now);
+static void ngx_http_events_webhook_dispatch_due(ngx_http_events_store_t *store,
+    ngx_http_events_webhook_sh_t *wh, ngx_uint_t cap, uint64_t now,
+    ngx_queue_t *started);
+static ngx_http_events_webhook_job_t *ngx_http_events_webhook_dispatch_next(
+    ngx_http_events_store_t *store, ngx_http_events_webhook_sh_t *wh,
+    ngx_http_events_webhook_tenant_t *tn, uint64_t now);
 static void ngx_http_events_webhook_dispatch_scan(
-    ngx_http_events_store_t *store,
-    ngx_http_events_wh_scan_t *sc, ngx_http_events_scratch_t *scratch);
+    ngx_http_events_store_t *store, ngx_http_events_webhook_scan_t *sc,
+    ngx_http_events_scratch_t *scratch);
+static ngx_uint_t ngx_http_events_webhook_dispatch_reserve(
+    ngx_http_events_store_t *store, ngx_uint_t n);
+static ngx_http_events_webhook_job_t *ngx_http_events_webhook_dispatch_take(
+    ngx_http_events_store_t *store, ngx_http_events_webhook_endpoint_t *ep);
+static void ngx_http_events_webhook_dispatch_give(
+    ngx_http_events_webhook_job_t *job);
+static ngx_int_t ngx_http_events_webhook_dispatch_pool(
+    ngx_http_events_webhook_job_t *job);
 static void ngx_http_events_webhook_dispatch_start(
-    ngx_http_events_wh_job_t *job);
+    ngx_http_events_webhook_job_t *job);
 static void *ngx_http_events_webhook_dispatch_handler_ctx(
-    ngx_http_events_store_t *store,
-    ngx_http_events_wh_endpoint_t *ep);
+    ngx_http_events_store_t *store, ngx_http_events_webhook_endpoint_t *ep);
 static void ngx_http_events_webhook_dispatch_done(
-    ngx_http_events_wh_job_t *job);
+    ngx_http_events_webhook_job_t *job);
 static void ngx_http_events_webhook_dispatch_outcome(
-    ngx_http_events_store_t *store,
-    ngx_http_events_wh_sh_t *wh, ngx_http_events_wh_endpoint_t *ep,
-    ngx_http_events_wh_job_t *job, uint64_t now,
-    ngx_http_events_wh_attempt_t *a);
+    ngx_http_events_store_t *store, ngx_http_events_webhook_sh_t *wh,
+    ngx_http_events_webhook_endpoint_t *ep, ngx_http_events_webhook_job_t *job,
+    uint64_t now, ngx_http_events_webhook_attempt_t *a);
+static ngx_http_events_webhook_delivery_t *
+    ngx_http_events_webhook_dispatch_delivery(ngx_http_events_store_t *store,
+    ngx_http_events_webhook_endpoint_t *ep,
+    ngx_http_events_webhook_job_t *job);
+static ngx_uint_t ngx_http_events_webhook_dispatch_final(
+    ngx_http_events_store_t *store, ngx_http_events_webhook_sh_t *wh,
+    ngx_http_events_webhook_endpoint_t *ep,
+    ngx_http_events_webhook_delivery_t *d, ngx_http_events_webhook_job_t *job,
+    uint64_t now, ngx_http_events_webhook_attempt_t *a);
+static void ngx_http_events_webhook_dispatch_expired(
+    ngx_http_events_store_t *store, ngx_http_events_webhook_sh_t *wh,
+    ngx_http_events_webhook_job_t *job);
+static void ngx_http_events_webhook_dispatch_retry(
+    ngx_http_events_store_t *store, ngx_http_events_webhook_sh_t *wh,
+    ngx_http_events_webhook_endpoint_t *ep,
+    ngx_http_events_webhook_delivery_t *d, ngx_http_events_webhook_job_t *job,
+    uint64_t now, ngx_http_events_webhook_attempt_t *a);
 static void ngx_http_events_webhook_dispatch_log(
-    ngx_http_events_wh_endpoint_t *ep,
-    ngx_http_events_wh_job_t *job, ngx_http_events_wh_attempt_t *a);
+    ngx_http_events_webhook_endpoint_t *ep, ngx_http_events_webhook_job_t *job,
+    ngx_http_events_webhook_attempt_t *a);
+static size_t ngx_http_events_webhook_dispatch_utf8(u_char *dst, size_t size,
+    u_char *src, size_t len);
 static ngx_msec_t ngx_http_events_webhook_dispatch_jitter(ngx_msec_t delay);
 
 
-static ngx_msec_t  ngx_http_events_wh_expired_warned;
-
-
-static const char  *ngx_http_events_wh_reasons[] = {
-    "", "gone", "receiver", "failing", "manual"
-};
+static ngx_msec_t  ngx_http_events_webhook_expired_warned;
 
 
 /* the dispatcher: a tick in every worker, the work in the lease owner */
@@ -94,10 +134,11 @@ static const char  *ngx_http_events_wh_reasons[] = {
 ngx_int_t
 ngx_http_events_webhook_dispatch_init_process(ngx_cycle_t *cycle)
 {
-    ngx_uint_t                    i;
-    ngx_shm_zone_t              **zones;
-    ngx_http_events_store_t      *store;
-    ngx_http_events_main_conf_t  *emcf;
+    ngx_uint_t                       i;
+    ngx_shm_zone_t                 **zones;
+    ngx_http_events_store_t         *store;
+    ngx_http_events_webhook_jobs_t  *jobs;
+    ngx_http_events_main_conf_t     *emcf;
 
     if (ngx_process != NGX_PROCESS_WORKER
         && ngx_process != NGX_PROCESS_SINGLE)
@@ -138,6 +179,16 @@ ngx_http_events_webhook_dispatch_init_process(ngx_cycle_t *cycle)
             return NGX_ERROR;
         }
 
+        jobs = ngx_pcalloc(cycle->pool,
+                           sizeof(ngx_http_events_webhook_jobs_t));
+        if (jobs == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_queue_init(&jobs->free);
+        jobs->room = 4096;
+        store->wh_jobs = jobs;
+
         store->wh_kick.handler = ngx_http_events_webhook_dispatch_kick;
         store->wh_kick.data = store;
         store->wh_kick.log = cycle->log;
@@ -157,11 +208,11 @@ ngx_http_events_webhook_dispatch_init_process(ngx_cycle_t *cycle)
 void
 ngx_http_events_webhook_dispatch_release(ngx_cycle_t *cycle)
 {
-    ngx_uint_t                    i;
-    ngx_shm_zone_t              **zones;
-    ngx_http_events_wh_sh_t      *wh;
-    ngx_http_events_store_t      *store;
-    ngx_http_events_main_conf_t  *emcf;
+    ngx_uint_t                     i;
+    ngx_shm_zone_t               **zones;
+    ngx_http_events_webhook_sh_t  *wh;
+    ngx_http_events_store_t       *store;
+    ngx_http_events_main_conf_t   *emcf;
 
     emcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_events_module);
     if (emcf == NULL) {
@@ -222,7 +273,9 @@ ngx_http_events_webhook_dispatch_exit_process(ngx_cycle_t *cycle)
 void
 ngx_http_events_webhook_dispatch_wake(ngx_http_events_store_t *store)
 {
-    if (store->wh_owner && !store->wh_kick.posted && !ngx_exiting) {
+    if (store->wh_owner && !store->wh_kick.posted && !ngx_exiting
+        && !ngx_terminate && !ngx_quit)
+    {
         ngx_post_event(&store->wh_kick, &ngx_posted_events);
     }
 }
@@ -260,7 +313,7 @@ ngx_http_events_webhook_dispatch_kick(ngx_event_t *ev)
 {
     ngx_http_events_store_t  *store = ev->data;
 
-    if (store->wh_owner && !ngx_exiting) {
+    if (store->wh_owner && !ngx_exiting && !ngx_terminate && !ngx_quit) {
         ngx_http_events_webhook_dispatch_dispatch(store);
     }
 }
@@ -269,11 +322,11 @@ ngx_http_events_webhook_dispatch_kick(ngx_event_t *ev)
 static void
 ngx_http_events_webhook_dispatch_lease(ngx_http_events_store_t *store)
 {
-    ngx_uint_t                      took;
-    ngx_queue_t                    *q, *dq;
-    ngx_http_events_wh_sh_t        *wh;
-    ngx_http_events_wh_delivery_t  *d;
-    ngx_http_events_wh_endpoint_t  *ep;
+    ngx_uint_t                           took;
+    ngx_queue_t                         *q, *dq;
+    ngx_http_events_webhook_sh_t        *wh;
+    ngx_http_events_webhook_delivery_t  *d;
+    ngx_http_events_webhook_endpoint_t  *ep;
 
     took = 0;
 
@@ -303,14 +356,15 @@ ngx_http_events_webhook_dispatch_lease(ngx_http_events_store_t *store)
              q != ngx_queue_sentinel(&wh->endpoints);
              q = ngx_queue_next(q))
         {
-            ep = ngx_queue_data(q, ngx_http_events_wh_endpoint_t, queue);
+            ep = ngx_queue_data(q, ngx_http_events_webhook_endpoint_t, queue);
             ep->inflight = 0;
 
             for (dq = ngx_queue_head(&ep->deliveries);
                  dq != ngx_queue_sentinel(&ep->deliveries);
                  dq = ngx_queue_next(dq))
             {
-                d = ngx_queue_data(dq, ngx_http_events_wh_delivery_t, queue);
+                d = ngx_queue_data(dq, ngx_http_events_webhook_delivery_t,
+                                   queue);
 
                 if (d->state == NGX_HTTP_EVENTS_WH_INFLIGHT) {
                     d->state = NGX_HTTP_EVENTS_WH_QUEUED;
@@ -343,268 +397,490 @@ ngx_http_events_webhook_dispatch_lease(ngx_http_events_store_t *store)
  * One dispatch: copy what the scans need out of the zone, scan the
  * ring without the lock, then under the lock queue what was found and
  * take the due deliveries the caps allow.  The attempts start after.
+ * The copies and the jobs are this process's, made before the lock.
  */
 
 static void
 ngx_http_events_webhook_dispatch_dispatch(ngx_http_events_store_t *store)
 {
-    uint64_t                        now, *seq;
-    ngx_uint_t                      i, j, n, cap;
-    ngx_pool_t                     *pool;
-    ngx_array_t                     scans, jobs;
-    ngx_queue_t                    *q, *dq;
-    ngx_http_events_ipc_t          *ipc;
-    ngx_http_events_wh_sh_t        *wh;
-    ngx_http_events_wh_job_t      **jp, *job;
-    ngx_http_events_wh_conf_t      *whcf;
-    ngx_http_events_wh_scan_t      *sc;
-    ngx_http_events_wh_delivery_t  *d;
-    ngx_http_events_wh_endpoint_t  *ep;
+    uint64_t                         now;
+    ngx_uint_t                       i, n, cap, found;
+    ngx_queue_t                     *q, started;
+    ngx_http_events_ipc_t           *ipc;
+    ngx_http_events_webhook_sh_t    *wh;
+    ngx_http_events_webhook_job_t   *job;
+    ngx_http_events_webhook_conf_t  *whcf;
+    ngx_http_events_webhook_jobs_t  *jobs;
 
     whcf = store->whcf;
+    jobs = store->wh_jobs;
     ipc = ngx_http_events_ipc();
 
     if (ipc == NULL) {
         return;
     }
 
-    pool = ngx_create_pool(16384, ngx_cycle->log);
-    if (pool == NULL) {
-        return;
+    /* as many jobs as the cap may take */
+    cap = whcf->concurrency > store->wh_inflight
+          ? whcf->concurrency - store->wh_inflight : 0;
+    cap = ngx_min(cap, ngx_http_events_webhook_dispatch_reserve(store, cap));
+
+    n = ngx_http_events_webhook_dispatch_copy(store);
+
+    for (i = 0; i < n; i++) {
+        ngx_http_events_webhook_dispatch_scan(store, &jobs->scans[i],
+                                              &ipc->scratch);
     }
 
-    if (ngx_array_init(&scans, pool, 8, sizeof(ngx_http_events_wh_scan_t))
-        != NGX_OK
-        || ngx_array_init(&jobs, pool, 16, sizeof(ngx_http_events_wh_job_t *))
-           != NGX_OK)
-    {
-        goto done;
-    }
+    now = ngx_http_events_webhook_now();
+    ngx_queue_init(&started);
 
     ngx_shmtx_lock(&store->shpool->mutex);
 
     wh = store->wh;
+    found = 0;
 
-    for (q = ngx_queue_head(&wh->endpoints);
-         q != ngx_queue_sentinel(&wh->endpoints);
-         q = ngx_queue_next(q))
-    {
-        ep = ngx_queue_data(q, ngx_http_events_wh_endpoint_t, queue);
-
-        if (ep->disabled || ep->pending >= NGX_HTTP_EVENTS_WH_WINDOW) {
-            continue;
-        }
-
-        sc = ngx_array_push(&scans);
-        if (sc == NULL) {
-            break;
-        }
-
-        ngx_memzero(sc, sizeof(ngx_http_events_wh_scan_t));
-
-        sc->id.data = ngx_pnalloc(pool, ep->id_len + ep->tenant_len);
-        sc->q.types = ngx_palloc(pool, ep->npatterns * sizeof(ngx_str_t)
-                                       + ep->blob_len + 1);
-
-        if (sc->id.data == NULL || sc->q.types == NULL
-            || ngx_array_init(&sc->live, pool, 16, sizeof(uint64_t))
-               != NGX_OK
-            || ngx_array_init(&sc->replay, pool, 16, sizeof(uint64_t))
-               != NGX_OK)
-        {
-            scans.nelts--;
-            break;
-        }
-
-        sc->id.len = ep->id_len;
-        ngx_memcpy(sc->id.data, ep->id, ep->id_len);
-        sc->q.tenant.data = ngx_cpymem(sc->id.data + ep->id_len, ep->tenant,
-                                       ep->tenant_len) - ep->tenant_len;
-        sc->q.tenant.len = ep->tenant_len;
-        sc->q.any_tenant = (ep->tenant_len == 1 && ep->tenant[0] == '*');
-
-        /* the patterns point into a copy of the blob after the array */
-        ngx_memcpy((u_char *) (sc->q.types + ep->npatterns), ep->blob,
-                   ep->blob_len);
-
-        for (j = 0; j < ep->npatterns; j++) {
-            sc->q.types[j].data = (u_char *) (sc->q.types + ep->npatterns)
-                                  + ep->patterns[j].off;
-            sc->q.types[j].len = ep->patterns[j].len;
-        }
-
-        sc->q.ntypes = ep->npatterns;
-        sc->q.since_ms = -1;
-        sc->q.until_ms = -1;
-        sc->scan_seq = ep->scan_seq;
-        sc->replay_mode = ep->replay_mode;
-        sc->replay_after = ep->replay_after;
-        sc->replay_to = ep->replay_to;
-        sc->want = NGX_HTTP_EVENTS_WH_WINDOW - ep->pending;
-        sc->nskips = ep->nskips;
-        ngx_memcpy(sc->skips, ep->skips,
-                   ep->nskips * sizeof(ngx_http_events_wh_skip_t));
-        sc->scanned = sc->scan_seq;
-        sc->replayed = sc->replay_after;
-    }
-
-    ngx_shmtx_unlock(&store->shpool->mutex);
-
-    sc = scans.elts;
-
-    for (i = 0; i < scans.nelts; i++) {
-        ngx_http_events_webhook_dispatch_scan(store, &sc[i], &ipc->scratch);
-    }
-
-    now = ngx_http_events_webhook_now();
-
-    ngx_shmtx_lock(&store->shpool->mutex);
-
-    for (i = 0; i < scans.nelts; i++) {
-        ep = ngx_http_events_webhook_find(wh, &sc[i].q.tenant, &sc[i].id);
-
-        /* gone, or moved by an API call meanwhile: next time */
-        if (ep == NULL || ep->scan_seq != sc[i].scan_seq
-            || ep->replay_after != sc[i].replay_after
-            || ep->replay_mode != sc[i].replay_mode)
-        {
-            continue;
-        }
-
-        if (sc[i].lost) {
-            ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-                          "events webhook \"%V\": events after seq %uL "
-                          "left the ring before they were delivered",
-                          &sc[i].id, sc[i].scan_seq);
-        }
-
-        seq = sc[i].live.elts;
-
-        for (j = 0; j < sc[i].live.nelts; j++) {
-            if (ngx_http_events_webhook_queue(store, ep, seq[j],
-                                              NGX_HTTP_EVENTS_WH_SCHEDULED, now)
-                == NULL)
-            {
-                sc[i].scanned = j ? seq[j - 1] : sc[i].scan_seq;
-                break;
-            }
-        }
-
-        ep->scan_seq = sc[i].scanned;
-
-        if (ep->replay_mode) {
-            seq = sc[i].replay.elts;
-
-            for (j = 0; j < sc[i].replay.nelts; j++) {
-                if (ngx_http_events_webhook_queue(store, ep, seq[j],
-                                                  NGX_HTTP_EVENTS_WH_REPLAY, now)
-                    == NULL)
-                {
-                    sc[i].replayed = j ? seq[j - 1] : sc[i].replay_after;
-                    break;
-                }
-
-                if (ep->replay_left) {
-                    ep->replay_left--;
-                }
-            }
-
-            ep->replay_after = sc[i].replayed;
-
-            if (ep->replay_after >= ep->replay_to || ep->replay_left == 0) {
-                ep->replay_mode = 0;
-            }
-        }
+    for (i = 0; i < n; i++) {
+        found |= ngx_http_events_webhook_dispatch_found(store, wh,
+                                                        &jobs->scans[i], now);
     }
 
     /* the due deliveries, as far as the caps allow */
+    ngx_http_events_webhook_dispatch_due(store, wh, cap, now, &started);
 
-    cap = whcf->concurrency > store->wh_inflight
-          ? whcf->concurrency - store->wh_inflight : 0;
-
-    for (q = ngx_queue_head(&wh->endpoints);
-         q != ngx_queue_sentinel(&wh->endpoints) && cap;
-         q = ngx_queue_next(q))
-    {
-        ep = ngx_queue_data(q, ngx_http_events_wh_endpoint_t, queue);
-
-        if (ep->disabled || ep->paused_until_ms > now) {
-            continue;
-        }
-
-        for (dq = ngx_queue_head(&ep->deliveries);
-             dq != ngx_queue_sentinel(&ep->deliveries) && cap
-             && ep->inflight < whcf->endpoint_concurrency;
-             dq = ngx_queue_next(dq))
-        {
-            d = ngx_queue_data(dq, ngx_http_events_wh_delivery_t, queue);
-
-            if (d->state != NGX_HTTP_EVENTS_WH_QUEUED || d->next_ms > now) {
-                continue;
-            }
-
-            /* rateLimit: a virtual schedule, one slot per 1/rate s */
-            if (ep->rate_limit) {
-                if (ep->tokens_ms > now + 1000) {
-                    break;
-                }
-
-                ep->tokens_ms = ngx_max(ep->tokens_ms, now)
-                                + 1000 / ep->rate_limit;
-            }
-
-            job = ngx_http_events_webhook_dispatch_job(store, ep);
-            if (job == NULL) {
-                break;
-            }
-
-            jp = ngx_array_push(&jobs);
-            if (jp == NULL) {
-                ngx_destroy_pool(job->pool);
-                break;
-            }
-
-            *jp = job;
-
-            d->state = NGX_HTTP_EVENTS_WH_INFLIGHT;
-            d->term = wh->term;
-            d->attempts++;
-
-            job->seq = d->seq;
-            job->attempt = d->attempts;
-            job->trigger = d->trigger;
-            job->term = wh->term;
-            job->queued = 1;
-
-            ep->inflight++;
-            store->wh_inflight++;
-            cap--;
-        }
-    }
-
-    for (i = 0; i < scans.nelts; i++) {
-        if (sc[i].live.nelts || sc[i].replay.nelts || sc[i].lost) {
-            wh->version++;
-            break;
-        }
-    }
-
-    if (jobs.nelts) {
+    if (found || !ngx_queue_empty(&started)) {
         wh->version++;
     }
 
     ngx_shmtx_unlock(&store->shpool->mutex);
 
-    jp = jobs.elts;
-    n = jobs.nelts;
+    while (!ngx_queue_empty(&started)) {
+        q = ngx_queue_head(&started);
+        ngx_queue_remove(q);
+        job = ngx_queue_data(q, ngx_http_events_webhook_job_t, queue);
+        ngx_http_events_webhook_dispatch_start(job);
+    }
+}
 
-    for (i = 0; i < n; i++) {
-        ngx_http_events_webhook_dispatch_start(jp[i]);
+
+/*
+ * What the scans need, copied out of the zone into this process's scans
+ * and their memory; both are made larger outside the lock when the
+ * endpoints outgrew them, and the copy is tried again.
+ */
+
+static ngx_uint_t
+ngx_http_events_webhook_dispatch_copy(ngx_http_events_store_t *store)
+{
+    u_char                              *p;
+    size_t                               need;
+    ngx_uint_t                           n, tries;
+    ngx_queue_t                         *q;
+    ngx_http_events_webhook_sh_t        *wh;
+    ngx_http_events_webhook_jobs_t      *jobs;
+    ngx_http_events_webhook_endpoint_t  *ep;
+
+    jobs = store->wh_jobs;
+
+    for (tries = 0; tries < 3; tries++) {
+
+        ngx_shmtx_lock(&store->shpool->mutex);
+
+        wh = store->wh;
+        n = 0;
+        need = 0;
+
+        for (q = ngx_queue_head(&wh->endpoints);
+             q != ngx_queue_sentinel(&wh->endpoints);
+             q = ngx_queue_next(q))
+        {
+            ep = ngx_queue_data(q, ngx_http_events_webhook_endpoint_t, queue);
+
+            if (!ep->disabled && ep->pending < NGX_HTTP_EVENTS_WH_WINDOW) {
+                need += ngx_http_events_webhook_dispatch_copy_size(ep);
+                n++;
+            }
+        }
+
+        if (n <= jobs->nscans && need <= jobs->scan_size) {
+            p = jobs->scan_mem;
+            n = 0;
+
+            for (q = ngx_queue_head(&wh->endpoints);
+                 q != ngx_queue_sentinel(&wh->endpoints);
+                 q = ngx_queue_next(q))
+            {
+                ep = ngx_queue_data(q, ngx_http_events_webhook_endpoint_t,
+                                    queue);
+
+                if (!ep->disabled && ep->pending < NGX_HTTP_EVENTS_WH_WINDOW)
+                {
+                    p = ngx_http_events_webhook_dispatch_copy_one(ep,
+                                                       &jobs->scans[n++], p);
+                }
+            }
+
+            ngx_shmtx_unlock(&store->shpool->mutex);
+
+            return n;
+        }
+
+        ngx_shmtx_unlock(&store->shpool->mutex);
+
+        if (ngx_http_events_webhook_dispatch_grow(jobs, n + 8, need + 4096)
+            != NGX_OK)
+        {
+            return 0;
+        }
     }
 
-done:
+    return 0;
+}
 
-    ngx_destroy_pool(pool);
+
+static size_t
+ngx_http_events_webhook_dispatch_copy_size(
+    ngx_http_events_webhook_endpoint_t *ep)
+{
+    return ngx_align(ep->npatterns * sizeof(ngx_str_t) + ep->blob_len
+                     + ep->id_len + ep->tenant_len, sizeof(void *));
+}
+
+
+/* under the lock: one endpoint's scan, its strings at p */
+
+static u_char *
+ngx_http_events_webhook_dispatch_copy_one(
+    ngx_http_events_webhook_endpoint_t *ep,
+    ngx_http_events_webhook_scan_t *sc, u_char *p)
+{
+    u_char      *blob, *next;
+    ngx_uint_t   j;
+
+    next = p + ngx_http_events_webhook_dispatch_copy_size(ep);
+
+    ngx_memzero(sc, offsetof(ngx_http_events_webhook_scan_t, seqs));
+
+    /* the patterns, then the blob they point into, the id, the tenant */
+    sc->q.types = (ngx_str_t *) p;
+    blob = p + ep->npatterns * sizeof(ngx_str_t);
+    ngx_memcpy(blob, ep->blob, ep->blob_len);
+
+    for (j = 0; j < ep->npatterns; j++) {
+        sc->q.types[j].data = blob + ep->patterns[j].off;
+        sc->q.types[j].len = ep->patterns[j].len;
+    }
+
+    sc->id.data = blob + ep->blob_len;
+    sc->id.len = ep->id_len;
+    ngx_memcpy(sc->id.data, ep->id, ep->id_len);
+
+    sc->q.tenant.data = sc->id.data + ep->id_len;
+    sc->q.tenant.len = ep->tenant_len;
+    ngx_memcpy(sc->q.tenant.data, ep->tenant, ep->tenant_len);
+
+    sc->q.any_tenant = (ep->tenant_len == 1 && ep->tenant[0] == '*');
+    sc->q.ntypes = ep->npatterns;
+    sc->q.since_ms = -1;
+    sc->q.until_ms = -1;
+    sc->scan_seq = ep->scan_seq;
+    sc->replay_mode = ep->replay_mode;
+    sc->replay_after = ep->replay_after;
+    sc->replay_to = ep->replay_to;
+    sc->want = NGX_HTTP_EVENTS_WH_WINDOW - ep->pending;
+    sc->nskips = ep->nskips;
+    ngx_memcpy(sc->skips, ep->skips,
+               ep->nskips * sizeof(ngx_http_events_webhook_skip_t));
+    sc->scanned = sc->scan_seq;
+    sc->replayed = sc->replay_after;
+
+    return next;
+}
+
+
+/* out of the lock: room for n scans and size bytes of their strings */
+
+static ngx_int_t
+ngx_http_events_webhook_dispatch_grow(ngx_http_events_webhook_jobs_t *jobs,
+    ngx_uint_t n, size_t size)
+{
+    void  *p;
+
+    if (n > jobs->nscans) {
+        p = ngx_alloc(n * sizeof(ngx_http_events_webhook_scan_t),
+                      ngx_cycle->log);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_free(jobs->scans);
+        jobs->scans = p;
+        jobs->nscans = n;
+    }
+
+    if (size > jobs->scan_size) {
+        p = ngx_alloc(size, ngx_cycle->log);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_free(jobs->scan_mem);
+        jobs->scan_mem = p;
+        jobs->scan_size = size;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Under the lock: what a scan found becomes deliveries, unless the
+ * endpoint went or an API call moved it meanwhile (then next time).
+ * Whatever its window cannot take now waits in the ring.
+ */
+
+static ngx_uint_t
+ngx_http_events_webhook_dispatch_found(ngx_http_events_store_t *store,
+    ngx_http_events_webhook_sh_t *wh, ngx_http_events_webhook_scan_t *sc,
+    uint64_t now)
+{
+    uint64_t                            *seq;
+    ngx_uint_t                           j;
+    ngx_http_events_webhook_endpoint_t  *ep;
+
+    ep = ngx_http_events_webhook_find(wh, &sc->q.tenant, &sc->id);
+
+    if (ep == NULL || ep->scan_seq != sc->scan_seq
+        || ep->replay_after != sc->replay_after
+        || ep->replay_mode != sc->replay_mode)
+    {
+        return 0;
+    }
+
+    if (sc->lost) {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "events webhook \"%V\": events after seq %uL "
+                      "left the ring before they were delivered",
+                      &sc->id, sc->scan_seq);
+    }
+
+    seq = sc->seqs;
+
+    for (j = 0; j < sc->nlive; j++) {
+        if (ngx_http_events_webhook_queue(store, ep, seq[j],
+                                          NGX_HTTP_EVENTS_WH_SCHEDULED, now)
+            == NULL)
+        {
+            sc->scanned = j ? seq[j - 1] : sc->scan_seq;
+            break;
+        }
+    }
+
+    ep->scan_seq = sc->scanned;
+
+    if (ep->replay_mode) {
+        seq = sc->seqs + sc->nlive;
+
+        for (j = 0; j < sc->nreplay; j++) {
+            if (ngx_http_events_webhook_queue(store, ep, seq[j],
+                                              NGX_HTTP_EVENTS_WH_REPLAY, now)
+                == NULL)
+            {
+                sc->replayed = j ? seq[j - 1] : sc->replay_after;
+                break;
+            }
+
+            if (ep->replay_left) {
+                ep->replay_left--;
+            }
+        }
+
+        ep->replay_after = sc->replayed;
+
+        if (ep->replay_after >= ep->replay_to || ep->replay_left == 0) {
+            ep->replay_mode = 0;
+        }
+    }
+
+    return sc->nlive || sc->nreplay || sc->lost;
+}
+
+
+/*
+ * The due deliveries, under the lock, into jobs made before it.  The
+ * slots are shared among the tenants that have endpoints: none takes
+ * more than its share of events_webhook_concurrency, so a tenant whose
+ * receivers hang holds its share and no more.  Tenants take one
+ * delivery each in turn, from their endpoints in turn, and the tenant
+ * that went first goes last next time.
+ */
+
+static void
+ngx_http_events_webhook_dispatch_due(ngx_http_events_store_t *store,
+    ngx_http_events_webhook_sh_t *wh, ngx_uint_t cap, uint64_t now,
+    ngx_queue_t *started)
+{
+    ngx_uint_t                           ntenants, share, took;
+    ngx_queue_t                         *q;
+    ngx_http_events_webhook_job_t       *job;
+    ngx_http_events_webhook_conf_t      *whcf;
+    ngx_http_events_webhook_tenant_t    *tn;
+    ngx_http_events_webhook_endpoint_t  *ep;
+
+    if (ngx_queue_empty(&wh->tenants)) {
+        return;
+    }
+
+    /* what each tenant has in flight now, in every worker */
+
+    for (q = ngx_queue_head(&wh->tenants);
+         q != ngx_queue_sentinel(&wh->tenants);
+         q = ngx_queue_next(q))
+    {
+        tn = ngx_queue_data(q, ngx_http_events_webhook_tenant_t, queue);
+        tn->inflight = 0;
+    }
+
+    ntenants = 0;
+
+    for (q = ngx_queue_head(&wh->endpoints);
+         q != ngx_queue_sentinel(&wh->endpoints);
+         q = ngx_queue_next(q))
+    {
+        ep = ngx_queue_data(q, ngx_http_events_webhook_endpoint_t, queue);
+        ep->tn->inflight += ep->inflight;
+    }
+
+    for (q = ngx_queue_head(&wh->tenants);
+         q != ngx_queue_sentinel(&wh->tenants);
+         q = ngx_queue_next(q))
+    {
+        ntenants++;
+    }
+
+    whcf = store->whcf;
+    share = (whcf->concurrency + ntenants - 1) / ntenants;
+
+    do {
+        took = 0;
+
+        for (q = ngx_queue_head(&wh->tenants);
+             q != ngx_queue_sentinel(&wh->tenants) && cap;
+             q = ngx_queue_next(q))
+        {
+            tn = ngx_queue_data(q, ngx_http_events_webhook_tenant_t, queue);
+
+            if (tn->inflight >= share) {
+                continue;
+            }
+
+            job = ngx_http_events_webhook_dispatch_next(store, wh, tn, now);
+
+            if (job == NGX_CONF_ERROR) {
+                cap = 0;                    /* no job left: next time */
+                break;
+            }
+
+            if (job == NULL) {
+                continue;
+            }
+
+            ngx_queue_insert_tail(started, &job->queue);
+            tn->inflight++;
+            took++;
+            cap--;
+        }
+
+    } while (took && cap);
+
+    /* the next turn begins with the tenant after this one's first */
+    q = ngx_queue_head(&wh->tenants);
+    ngx_queue_remove(q);
+    ngx_queue_insert_tail(&wh->tenants, q);
+}
+
+
+/*
+ * A tenant's next due delivery, from its endpoints in turn, as a job:
+ * NULL when it has none now, NGX_CONF_ERROR when no job is left.
+ */
+
+static ngx_http_events_webhook_job_t *
+ngx_http_events_webhook_dispatch_next(ngx_http_events_store_t *store,
+    ngx_http_events_webhook_sh_t *wh, ngx_http_events_webhook_tenant_t *tn,
+    uint64_t now)
+{
+    ngx_queue_t                         *q, *dq;
+    ngx_http_events_webhook_job_t       *job;
+    ngx_http_events_webhook_conf_t      *whcf;
+    ngx_http_events_webhook_delivery_t  *d;
+    ngx_http_events_webhook_endpoint_t  *ep;
+
+    whcf = store->whcf;
+
+    for (q = ngx_queue_head(&tn->endpoints);
+         q != ngx_queue_sentinel(&tn->endpoints);
+         q = ngx_queue_next(q))
+    {
+        ep = ngx_queue_data(q, ngx_http_events_webhook_endpoint_t, tqueue);
+
+        if (ep->disabled || ep->paused_until_ms > now
+            || ep->inflight >= whcf->endpoint_concurrency)
+        {
+            continue;
+        }
+
+        for (dq = ngx_queue_head(&ep->deliveries);
+             dq != ngx_queue_sentinel(&ep->deliveries);
+             dq = ngx_queue_next(dq))
+        {
+            d = ngx_queue_data(dq, ngx_http_events_webhook_delivery_t, queue);
+
+            if (d->state == NGX_HTTP_EVENTS_WH_QUEUED && d->next_ms <= now) {
+                break;
+            }
+        }
+
+        if (dq == ngx_queue_sentinel(&ep->deliveries)) {
+            continue;
+        }
+
+        /* rateLimit: a virtual schedule, one slot per 1/rate s */
+        if (ep->rate_limit && ep->tokens_ms > now + 1000) {
+            continue;
+        }
+
+        job = ngx_http_events_webhook_dispatch_take(store, ep);
+        if (job == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        if (ep->rate_limit) {
+            ep->tokens_ms = ngx_max(ep->tokens_ms, now)
+                            + 1000 / ep->rate_limit;
+        }
+
+        d->state = NGX_HTTP_EVENTS_WH_INFLIGHT;
+        d->term = wh->term;
+        d->attempts++;
+
+        job->seq = d->seq;
+        job->attempt = d->attempts;
+        job->trigger = d->trigger;
+        job->term = wh->term;
+        job->queued = 1;
+
+        ep->inflight++;
+        store->wh_inflight++;
+
+        /* the tenant's next turn begins with its next endpoint */
+        ngx_queue_remove(&ep->tqueue);
+        ngx_queue_insert_tail(&tn->endpoints, &ep->tqueue);
+
+        return job;
+    }
+
+    return NULL;
 }
 
 
@@ -612,9 +888,9 @@ done:
 
 static void
 ngx_http_events_webhook_dispatch_scan(ngx_http_events_store_t *store,
-    ngx_http_events_wh_scan_t *sc, ngx_http_events_scratch_t *scratch)
+    ngx_http_events_webhook_scan_t *sc, ngx_http_events_scratch_t *scratch)
 {
-    uint64_t                  last, *seq, from;
+    uint64_t                  last, from;
     ngx_int_t                 rc;
     ngx_uint_t                budget, i, found;
     ngx_http_events_item_t    item;
@@ -623,19 +899,14 @@ ngx_http_events_webhook_dispatch_scan(ngx_http_events_store_t *store,
     budget = NGX_HTTP_EVENTS_WH_SCAN;
     from = sc->scan_seq;
 
-    while (sc->live.nelts < sc->want && budget) {
+    while (sc->nlive < sc->want && budget) {
 
         rc = ngx_http_events_store_next(store, &sc->q, from, budget, scratch,
                                         &item, &last);
         budget = budget > 64 ? budget - 64 : 0;
 
         if (rc == NGX_OK) {
-            seq = ngx_array_push(&sc->live);
-            if (seq == NULL) {
-                break;
-            }
-
-            *seq = item.seq;
+            sc->seqs[sc->nlive++] = item.seq;
             from = item.seq;
             continue;
         }
@@ -669,7 +940,7 @@ ngx_http_events_webhook_dispatch_scan(ngx_http_events_store_t *store,
     budget = NGX_HTTP_EVENTS_WH_SCAN;
     from = sc->replay_after;
 
-    while (sc->live.nelts + sc->replay.nelts < sc->want && budget
+    while (sc->nlive + sc->nreplay < sc->want && budget
            && from < sc->replay_to)
     {
         rc = ngx_http_events_store_next(store, &sc->q, from, budget, scratch,
@@ -698,12 +969,7 @@ ngx_http_events_webhook_dispatch_scan(ngx_http_events_store_t *store,
                 }
             }
 
-            seq = ngx_array_push(&sc->replay);
-            if (seq == NULL) {
-                break;
-            }
-
-            *seq = item.seq;
+            sc->seqs[sc->nlive + sc->nreplay++] = item.seq;
             continue;
         }
 
@@ -729,32 +995,96 @@ ngx_http_events_webhook_dispatch_scan(ngx_http_events_store_t *store,
 }
 
 
-/* an attempt's job: a pool of its own with the endpoint copied in */
+/*
+ * Jobs: this process's free list, each job with room for the copy of
+ * one endpoint (its blob, id and tenant).  Jobs are made and grown
+ * before the zone is locked, taken from the list under the lock (a copy,
+ * no allocation), and go back to the list when their attempt is over.
+ */
 
-ngx_http_events_wh_job_t *
-ngx_http_events_webhook_dispatch_job(ngx_http_events_store_t *store,
-    ngx_http_events_wh_endpoint_t *ep)
+static ngx_uint_t
+ngx_http_events_webhook_dispatch_reserve(ngx_http_events_store_t *store,
+    ngx_uint_t n)
 {
-    u_char                    *p;
-    uint64_t                   now;
-    ngx_uint_t                 i;
-    ngx_pool_t                *pool;
-    ngx_http_events_wh_job_t  *job;
+    ngx_queue_t                     *q, *next;
+    ngx_http_events_webhook_job_t   *job;
+    ngx_http_events_webhook_jobs_t  *jobs;
 
-    pool = ngx_create_pool(4096, ngx_cycle->log);
-    if (pool == NULL) {
+    jobs = store->wh_jobs;
+
+    /* a job too small for the largest endpoint seen is made again */
+    for (q = ngx_queue_head(&jobs->free);
+         q != ngx_queue_sentinel(&jobs->free);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        job = ngx_queue_data(q, ngx_http_events_webhook_job_t, queue);
+
+        if (job->room_size < jobs->room) {
+            ngx_queue_remove(q);
+            jobs->nfree--;
+            ngx_free(job);
+        }
+    }
+
+    while (jobs->nfree < n) {
+        job = ngx_alloc(sizeof(ngx_http_events_webhook_job_t) + jobs->room,
+                        ngx_cycle->log);
+        if (job == NULL) {
+            break;
+        }
+
+        job->room = (u_char *) (job + 1);
+        job->room_size = jobs->room;
+
+        ngx_queue_insert_tail(&jobs->free, &job->queue);
+        jobs->nfree++;
+    }
+
+    return jobs->nfree;
+}
+
+
+/* under the lock: a free job with the endpoint copied in, or NULL */
+
+static ngx_http_events_webhook_job_t *
+ngx_http_events_webhook_dispatch_take(ngx_http_events_store_t *store,
+    ngx_http_events_webhook_endpoint_t *ep)
+{
+    u_char                          *p, *room;
+    size_t                           need, room_size;
+    uint64_t                         now;
+    ngx_uint_t                       i;
+    ngx_queue_t                     *q;
+    ngx_http_events_webhook_job_t   *job;
+    ngx_http_events_webhook_jobs_t  *jobs;
+
+    jobs = store->wh_jobs;
+    need = ep->blob_len + ep->id_len + ep->tenant_len;
+
+    if (ngx_queue_empty(&jobs->free)) {
         return NULL;
     }
 
-    job = ngx_pcalloc(pool, sizeof(ngx_http_events_wh_job_t));
-    p = ngx_pnalloc(pool, ep->blob_len + ep->id_len + ep->tenant_len + 1);
+    q = ngx_queue_head(&jobs->free);
+    job = ngx_queue_data(q, ngx_http_events_webhook_job_t, queue);
 
-    if (job == NULL || p == NULL) {
-        ngx_destroy_pool(pool);
+    if (job->room_size < need) {
+        /* the next reserve, outside the lock, makes them larger */
+        jobs->room = ngx_max(jobs->room, ngx_align(need, 1024));
         return NULL;
     }
 
-    job->pool = pool;
+    ngx_queue_remove(q);
+    jobs->nfree--;
+
+    room = job->room;
+    room_size = job->room_size;
+
+    ngx_memzero(job, sizeof(ngx_http_events_webhook_job_t));
+
+    job->room = room;
+    job->room_size = room_size;
     job->store = store;
     job->whcf = store->whcf;
     job->excerpt_size = ep->excerpt_size;
@@ -768,11 +1098,13 @@ ngx_http_events_webhook_dispatch_job(ngx_http_events_store_t *store,
         job->ctx = ngx_http_events_webhook_dispatch_handler_ctx(store, ep);
 
         if (job->ctx == NULL) {
-            ngx_destroy_pool(pool);
+            ngx_queue_insert_head(&jobs->free, &job->queue);
+            jobs->nfree++;
             return NULL;
         }
     }
 
+    p = room;
     ngx_memcpy(p, ep->blob, ep->blob_len);
 
     job->url.data = p + ep->url.off;
@@ -810,14 +1142,128 @@ ngx_http_events_webhook_dispatch_job(ngx_http_events_store_t *store,
 }
 
 
+/* an attempt is over, or never began: the job goes back to the list */
+
+static void
+ngx_http_events_webhook_dispatch_give(ngx_http_events_webhook_job_t *job)
+{
+    ngx_http_events_webhook_jobs_t  *jobs;
+
+    jobs = job->store->wh_jobs;
+
+    if (job->pool) {
+        ngx_destroy_pool(job->pool);
+        job->pool = NULL;
+    }
+
+    /* more than the caps need were made for a burst: let them go */
+    if (jobs->nfree > job->whcf->concurrency + 8) {
+        ngx_free(job);
+        return;
+    }
+
+    ngx_queue_insert_head(&jobs->free, &job->queue);
+    jobs->nfree++;
+}
+
+
+/* out of the lock: the pool an attempt allocates from */
+
+static ngx_int_t
+ngx_http_events_webhook_dispatch_pool(ngx_http_events_webhook_job_t *job)
+{
+    job->pool = ngx_create_pool(4096, ngx_cycle->log);
+
+    return job->pool ? NGX_OK : NGX_ERROR;
+}
+
+
+/*
+ * A resend or a test ping: one attempt now, not retried.  The endpoint
+ * is copied under the lock into a job made before it; a copy larger
+ * than the job's room makes the jobs larger and is tried again.
+ */
+
+ngx_http_events_webhook_rc_e
+ngx_http_events_webhook_dispatch_send_now(ngx_http_events_store_t *store,
+    ngx_str_t *tenant, ngx_str_t *id, uint64_t seq, ngx_str_t *event_id,
+    ngx_str_t *type, ngx_str_t *body)
+{
+    ngx_uint_t                           tries, found;
+    ngx_http_events_webhook_sh_t        *wh;
+    ngx_http_events_webhook_job_t       *job;
+    ngx_http_events_webhook_endpoint_t  *ep;
+
+    job = NULL;
+    found = 0;
+
+    for (tries = 0; tries < 3 && job == NULL; tries++) {
+
+        if (ngx_http_events_webhook_dispatch_reserve(store, 1) == 0) {
+            return NGX_HTTP_EVENTS_WEBHOOK_ERROR;
+        }
+
+        ngx_shmtx_lock(&store->shpool->mutex);
+
+        wh = ngx_http_events_webhook_shm(store);
+        ep = wh ? ngx_http_events_webhook_find(wh, tenant, id) : NULL;
+
+        if (ep) {
+            found = 1;
+            job = ngx_http_events_webhook_dispatch_take(store, ep);
+        }
+
+        ngx_shmtx_unlock(&store->shpool->mutex);
+
+        if (ep == NULL) {
+            return NGX_HTTP_EVENTS_WEBHOOK_NOT_FOUND;
+        }
+    }
+
+    if (job == NULL) {
+        return found ? NGX_HTTP_EVENTS_WEBHOOK_ERROR
+                     : NGX_HTTP_EVENTS_WEBHOOK_NOT_FOUND;
+    }
+
+    job->seq = seq;
+    job->attempt = 1;
+    job->trigger = NGX_HTTP_EVENTS_WH_MANUAL;
+    job->event_tenant = job->tenant;
+
+    if (ngx_http_events_webhook_dispatch_pool(job) != NGX_OK) {
+        ngx_http_events_webhook_dispatch_give(job);
+        return NGX_HTTP_EVENTS_WEBHOOK_ERROR;
+    }
+
+    job->event_id.data = ngx_pstrdup(job->pool, event_id);
+    job->event_id.len = event_id->len;
+    job->type.data = ngx_pstrdup(job->pool, type);
+    job->type.len = type->len;
+    job->body.data = ngx_pstrdup(job->pool, body);
+    job->body.len = body->len;
+
+    if (job->event_id.data == NULL || job->type.data == NULL
+        || job->body.data == NULL)
+    {
+        ngx_http_events_webhook_dispatch_give(job);
+        return NGX_HTTP_EVENTS_WEBHOOK_ERROR;
+    }
+
+    store->wh_inflight++;
+    ngx_http_events_webhook_delivery_send(job);
+
+    return NGX_HTTP_EVENTS_WEBHOOK_OK;
+}
+
+
 /* a handler's server: its events_handler is in this cycle's config */
 
 static void *
 ngx_http_events_webhook_dispatch_handler_ctx(ngx_http_events_store_t *store,
-    ngx_http_events_wh_endpoint_t *ep)
+    ngx_http_events_webhook_endpoint_t *ep)
 {
-    ngx_uint_t                  i;
-    ngx_http_events_wh_spec_t  *spec;
+    ngx_uint_t                       i;
+    ngx_http_events_webhook_spec_t  *spec;
 
     spec = store->wh_static ? store->wh_static->elts : NULL;
 
@@ -836,7 +1282,7 @@ ngx_http_events_webhook_dispatch_handler_ctx(ngx_http_events_store_t *store,
 /* the event, as GET /events/{id} gives it, then the attempt */
 
 static void
-ngx_http_events_webhook_dispatch_start(ngx_http_events_wh_job_t *job)
+ngx_http_events_webhook_dispatch_start(ngx_http_events_webhook_job_t *job)
 {
     u_char                    *p;
     uint64_t                   last;
@@ -846,6 +1292,13 @@ ngx_http_events_webhook_dispatch_start(ngx_http_events_wh_job_t *job)
     ngx_http_events_query_t    q;
 
     ipc = ngx_http_events_ipc();
+
+    if (ngx_http_events_webhook_dispatch_pool(job) != NGX_OK) {
+        job->started_ms = ngx_http_events_webhook_now();
+        job->error = NGX_HTTP_EVENTS_E_INTERNAL;
+        ngx_http_events_webhook_dispatch_done(job);
+        return;
+    }
 
     ngx_memzero(&q, sizeof(ngx_http_events_query_t));
     q.tenant = job->tenant;
@@ -898,21 +1351,20 @@ ngx_http_events_webhook_dispatch_start(ngx_http_events_wh_job_t *job)
 /* an attempt is over: log it, then retry, finish or give up */
 
 static void
-ngx_http_events_webhook_dispatch_done(ngx_http_events_wh_job_t *job)
+ngx_http_events_webhook_dispatch_done(ngx_http_events_webhook_job_t *job)
 {
-    u_char                          buf[sizeof(ngx_http_events_wh_attempt_t)
-                                        + 64];
-    uint64_t                        now;
-    ngx_http_events_store_t        *store;
-    ngx_http_events_wh_sh_t        *wh;
-    ngx_http_events_wh_attempt_t   *a;
-    ngx_http_events_wh_endpoint_t  *ep;
+    u_char                               buf[NGX_HTTP_EVENTS_WH_ATTEMPT];
+    uint64_t                             now;
+    ngx_http_events_store_t             *store;
+    ngx_http_events_webhook_sh_t        *wh;
+    ngx_http_events_webhook_attempt_t   *a;
+    ngx_http_events_webhook_endpoint_t  *ep;
 
     store = job->store;
     now = ngx_http_events_webhook_now();
 
-    a = (ngx_http_events_wh_attempt_t *) buf;
-    ngx_memzero(a, sizeof(ngx_http_events_wh_attempt_t));
+    a = (ngx_http_events_webhook_attempt_t *) buf;
+    ngx_memzero(a, sizeof(ngx_http_events_webhook_attempt_t));
 
     ngx_shmtx_lock(&store->shpool->mutex);
 
@@ -934,7 +1386,7 @@ ngx_http_events_webhook_dispatch_done(ngx_http_events_wh_job_t *job)
         ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
                       "events webhook \"%V\": attempt %ui of event %uL "
                       "failed: %s %*s", &job->endpoint, job->attempt,
-                      job->seq, ngx_http_events_wh_errors[job->error],
+                      job->seq, ngx_http_events_webhook_errors[job->error],
                       job->detail_len, job->detail);
     }
 
@@ -942,7 +1394,7 @@ ngx_http_events_webhook_dispatch_done(ngx_http_events_wh_job_t *job)
         store->wh_inflight--;
     }
 
-    ngx_destroy_pool(job->pool);
+    ngx_http_events_webhook_dispatch_give(job);
 
     /* a slot is free: more may be due */
     ngx_http_events_webhook_dispatch_wake(store);
@@ -951,50 +1403,15 @@ ngx_http_events_webhook_dispatch_done(ngx_http_events_wh_job_t *job)
 
 static void
 ngx_http_events_webhook_dispatch_outcome(ngx_http_events_store_t *store,
-    ngx_http_events_wh_sh_t *wh, ngx_http_events_wh_endpoint_t *ep,
-    ngx_http_events_wh_job_t *job, uint64_t now,
-    ngx_http_events_wh_attempt_t *a)
+    ngx_http_events_webhook_sh_t *wh, ngx_http_events_webhook_endpoint_t *ep,
+    ngx_http_events_webhook_job_t *job, uint64_t now,
+    ngx_http_events_webhook_attempt_t *a)
 {
-    uint64_t                        pause;
-    ngx_msec_t                      delay;
-    ngx_uint_t                      nretry, final;
-    ngx_queue_t                    *q;
-    ngx_http_events_wh_conf_t      *whcf;
-    ngx_http_events_wh_delivery_t  *d, *dd;
+    ngx_http_events_webhook_delivery_t  *d;
 
-    whcf = store->whcf;
     ep->attempts++;
 
-    d = NULL;
-
-    for (q = ngx_queue_head(&ep->deliveries);
-         q != ngx_queue_sentinel(&ep->deliveries);
-         q = ngx_queue_next(q))
-    {
-        dd = ngx_queue_data(q, ngx_http_events_wh_delivery_t, queue);
-
-        if (dd->seq == job->seq) {
-            d = dd;
-            break;
-        }
-    }
-
-    if (d && (!job->queued || d->state != NGX_HTTP_EVENTS_WH_INFLIGHT
-              || d->term != job->term))
-    {
-        /*
-         * Not this attempt's delivery: a manual one, or one a new
-         * dispatcher queued again.  A success still ends it, if it is
-         * not being sent right now.
-         */
-        if (job->error == NGX_HTTP_EVENTS_E_NONE
-            && d->state == NGX_HTTP_EVENTS_WH_QUEUED)
-        {
-            ngx_http_events_webhook_dequeue(store, ep, d);
-        }
-
-        d = NULL;
-    }
+    d = ngx_http_events_webhook_dispatch_delivery(store, ep, job);
 
     /* the endpoint's state, whatever the delivery's */
 
@@ -1010,8 +1427,8 @@ ngx_http_events_webhook_dispatch_outcome(ngx_http_events_store_t *store,
         }
 
         if (job->disable) {
-            ngx_http_events_webhook_dispatch_disable(ep,
-                                                     NGX_HTTP_EVENTS_WH_RECEIVER, now);
+            ngx_http_events_webhook_disable(ep, NGX_HTTP_EVENTS_WH_RECEIVER,
+                                            now);
         }
 
         return;
@@ -1025,12 +1442,10 @@ ngx_http_events_webhook_dispatch_outcome(ngx_http_events_store_t *store,
     }
 
     if (job->status == 410) {
-        ngx_http_events_webhook_dispatch_disable(ep, NGX_HTTP_EVENTS_WH_GONE,
-                                                 now);
+        ngx_http_events_webhook_disable(ep, NGX_HTTP_EVENTS_WH_GONE, now);
 
     } else if (job->disable) {
-        ngx_http_events_webhook_dispatch_disable(ep,
-                                                 NGX_HTTP_EVENTS_WH_RECEIVER, now);
+        ngx_http_events_webhook_disable(ep, NGX_HTTP_EVENTS_WH_RECEIVER, now);
     }
 
     if (d == NULL) {
@@ -1038,63 +1453,141 @@ ngx_http_events_webhook_dispatch_outcome(ngx_http_events_store_t *store,
         return;
     }
 
+    if (ngx_http_events_webhook_dispatch_final(store, wh, ep, d, job, now, a))
+    {
+        return;
+    }
+
+    ngx_http_events_webhook_dispatch_retry(store, wh, ep, d, job, now, a);
+}
+
+
+/*
+ * The attempt's delivery, or NULL when it is not this attempt's: a
+ * manual one, or one a new dispatcher queued again.  A success still
+ * ends that one, if it is not being sent right now.
+ */
+
+static ngx_http_events_webhook_delivery_t *
+ngx_http_events_webhook_dispatch_delivery(ngx_http_events_store_t *store,
+    ngx_http_events_webhook_endpoint_t *ep, ngx_http_events_webhook_job_t *job)
+{
+    ngx_queue_t                         *q;
+    ngx_http_events_webhook_delivery_t  *d;
+
+    for (q = ngx_queue_head(&ep->deliveries);
+         q != ngx_queue_sentinel(&ep->deliveries);
+         q = ngx_queue_next(q))
+    {
+        d = ngx_queue_data(q, ngx_http_events_webhook_delivery_t, queue);
+
+        if (d->seq != job->seq) {
+            continue;
+        }
+
+        if (job->queued && d->state == NGX_HTTP_EVENTS_WH_INFLIGHT
+            && d->term == job->term)
+        {
+            return d;
+        }
+
+        if (job->error == NGX_HTTP_EVENTS_E_NONE
+            && d->state == NGX_HTTP_EVENTS_WH_QUEUED)
+        {
+            ngx_http_events_webhook_dequeue(store, ep, d);
+        }
+
+        return NULL;
+    }
+
+    return NULL;
+}
+
+
+/* a failed attempt that ends its delivery: 1, and the delivery is gone */
+
+static ngx_uint_t
+ngx_http_events_webhook_dispatch_final(ngx_http_events_store_t *store,
+    ngx_http_events_webhook_sh_t *wh, ngx_http_events_webhook_endpoint_t *ep,
+    ngx_http_events_webhook_delivery_t *d, ngx_http_events_webhook_job_t *job,
+    uint64_t now, ngx_http_events_webhook_attempt_t *a)
+{
+    ngx_uint_t                       nretry;
+    ngx_http_events_webhook_conf_t  *whcf;
+
+    whcf = store->whcf;
     nretry = whcf->retry ? whcf->retry->nelts : 0;
-    final = 0;
 
     if (job->error == NGX_HTTP_EVENTS_E_EVICTED) {
         a->result = NGX_HTTP_EVENTS_WH_EXPIRED;
         ep->expired++;
         wh->expired++;
-        final = 1;
+        ngx_http_events_webhook_dispatch_expired(store, wh, job);
 
-        /* a ring too small for the retry horizon: say so, not too often */
-        if (ngx_current_msec - ngx_http_events_wh_expired_warned > 60000
-            || ngx_http_events_wh_expired_warned == 0)
-        {
-            ngx_http_events_wh_expired_warned = ngx_current_msec;
-            ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-                          "events webhook \"%V\": event %uL left the ring "
-                          "before it was delivered (%uL such deliveries "
-                          "in zone \"%V\"); the ring is smaller than the "
-                          "retry horizon", &job->endpoint, job->seq,
-                          wh->expired, &store->name);
-        }
+    } else if (job->abort) {
+        a->result = NGX_HTTP_EVENTS_WH_ABORTED;
+        wh->aborted++;
+        job->error = NGX_HTTP_EVENTS_E_ABORTED;
 
-    } else if (job->abort || job->status == 410 || job->disable) {
-        a->result = job->abort ? NGX_HTTP_EVENTS_WH_ABORTED
-                               : NGX_HTTP_EVENTS_WH_FAILED_FINAL;
-        if (job->abort) {
-            wh->aborted++;
-            job->error = NGX_HTTP_EVENTS_E_ABORTED;
-        }
-
-        final = 1;
-
-    } else if (d->attempts > nretry) {
+    } else if (job->status == 410 || job->disable || d->attempts > nretry) {
         a->result = NGX_HTTP_EVENTS_WH_FAILED_FINAL;
-        final = 1;
+
+    } else {
+        return 0;
     }
 
-    if (final) {
-        if (a->result != NGX_HTTP_EVENTS_WH_EXPIRED) {
-            ep->failed++;
-            wh->failed++;
-            ep->failed_seqs[ep->nfailed++ % NGX_HTTP_EVENTS_WH_FAILED] =
-                                                                   d->seq;
-        }
-
-        ngx_http_events_webhook_dequeue(store, ep, d);
-
-        /* failing for long enough, with no success since: disabled */
-        if (!ep->disabled && whcf->disable_after
-            && now - ep->failing_since_ms >= whcf->disable_after)
-        {
-            ngx_http_events_webhook_dispatch_disable(ep,
-                                                     NGX_HTTP_EVENTS_WH_FAILING, now);
-        }
-
-        return;
+    if (a->result != NGX_HTTP_EVENTS_WH_EXPIRED) {
+        ep->failed++;
+        wh->failed++;
+        ep->failed_seqs[ep->nfailed++ % NGX_HTTP_EVENTS_WH_FAILED] = d->seq;
     }
+
+    ngx_http_events_webhook_dequeue(store, ep, d);
+
+    /* failing for long enough, with no success since: disabled */
+    if (!ep->disabled && whcf->disable_after
+        && now - ep->failing_since_ms >= whcf->disable_after)
+    {
+        ngx_http_events_webhook_disable(ep, NGX_HTTP_EVENTS_WH_FAILING, now);
+    }
+
+    return 1;
+}
+
+
+/* a ring too small for the retry horizon: say so, not too often */
+
+static void
+ngx_http_events_webhook_dispatch_expired(ngx_http_events_store_t *store,
+    ngx_http_events_webhook_sh_t *wh, ngx_http_events_webhook_job_t *job)
+{
+    if (ngx_current_msec - ngx_http_events_webhook_expired_warned > 60000
+        || ngx_http_events_webhook_expired_warned == 0)
+    {
+        ngx_http_events_webhook_expired_warned = ngx_current_msec;
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "events webhook \"%V\": event %uL left the ring "
+                      "before it was delivered (%uL such deliveries "
+                      "in zone \"%V\"); the ring is smaller than the "
+                      "retry horizon", &job->endpoint, job->seq,
+                      wh->expired, &store->name);
+    }
+}
+
+
+/* the next attempt: the schedule's delay, or what the receiver asked */
+
+static void
+ngx_http_events_webhook_dispatch_retry(ngx_http_events_store_t *store,
+    ngx_http_events_webhook_sh_t *wh, ngx_http_events_webhook_endpoint_t *ep,
+    ngx_http_events_webhook_delivery_t *d, ngx_http_events_webhook_job_t *job,
+    uint64_t now, ngx_http_events_webhook_attempt_t *a)
+{
+    uint64_t                         pause;
+    ngx_msec_t                       delay;
+    ngx_http_events_webhook_conf_t  *whcf;
+
+    whcf = store->whcf;
 
     delay = ngx_http_events_webhook_dispatch_jitter(
                 ((ngx_msec_t *) whcf->retry->elts)[d->attempts - 1]);
@@ -1128,39 +1621,22 @@ ngx_http_events_webhook_dispatch_outcome(ngx_http_events_store_t *store,
 }
 
 
-void
-ngx_http_events_webhook_dispatch_disable(ngx_http_events_wh_endpoint_t *ep,
-    ngx_uint_t reason, uint64_t now)
-{
-    if (ep->disabled) {
-        return;
-    }
-
-    ep->disabled = (u_char) reason;
-    ep->disabled_ms = now;
-
-    ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-                  "events webhook \"%*s\" disabled (%s)", ep->id_len, ep->id,
-                  ngx_http_events_wh_reasons[reason]);
-}
-
-
 static void
-ngx_http_events_webhook_dispatch_log(ngx_http_events_wh_endpoint_t *ep,
-    ngx_http_events_wh_job_t *job, ngx_http_events_wh_attempt_t *src)
+ngx_http_events_webhook_dispatch_log(ngx_http_events_webhook_endpoint_t *ep,
+    ngx_http_events_webhook_job_t *job, ngx_http_events_webhook_attempt_t *src)
 {
-    u_char                         id[NGX_HTTP_EVENTS_ID_LEN];
-    ngx_http_events_ipc_t         *ipc;
-    ngx_http_events_wh_attempt_t  *a;
+    u_char                              id[NGX_HTTP_EVENTS_ID_LEN];
+    ngx_http_events_ipc_t              *ipc;
+    ngx_http_events_webhook_attempt_t  *a;
 
     if (ep->log_size == 0) {
         return;
     }
 
-    a = (ngx_http_events_wh_attempt_t *)
+    a = (ngx_http_events_webhook_attempt_t *)
             (ep->log + (ep->log_next % ep->log_size) * ep->log_entry);
 
-    ngx_memzero(a, offsetof(ngx_http_events_wh_attempt_t, excerpt));
+    ngx_memzero(a, offsetof(ngx_http_events_webhook_attempt_t, excerpt));
 
     ipc = ngx_http_events_ipc();
     (void) ngx_http_events_id_generate(id, job->started_ms,
@@ -1194,8 +1670,63 @@ ngx_http_events_webhook_dispatch_log(ngx_http_events_wh_endpoint_t *ep,
     a->ctype_len = (u_char) ngx_min(job->ctype.len, sizeof(a->ctype));
     ngx_memcpy(a->ctype, job->ctype.data, a->ctype_len);
 
-    a->excerpt_len = (uint16_t) ngx_min(job->excerpt_len, ep->excerpt_size);
-    ngx_memcpy(a->excerpt, job->excerpt, a->excerpt_len);
+    a->excerpt_len = (uint16_t) ngx_http_events_webhook_dispatch_utf8(
+                                    a->excerpt, ep->excerpt_size,
+                                    job->excerpt, job->excerpt_len);
+}
+
+
+/*
+ * The answer's first bytes as valid UTF-8, for JSON: a byte that does
+ * not begin a valid character becomes U+FFFD, and the copy ends before
+ * a character that does not fit whole (or was cut by the excerpt).
+ */
+
+static size_t
+ngx_http_events_webhook_dispatch_utf8(u_char *dst, size_t size, u_char *src,
+    size_t len)
+{
+    u_char    *p, *last, *start, *d;
+    size_t     n;
+    uint32_t   u;
+
+    p = src;
+    last = src + len;
+    d = dst;
+
+    while (p < last) {
+        start = p;
+
+        if (*p < 0x80) {
+            p++;
+            u = 0;
+
+        } else {
+            u = ngx_utf8_decode(&p, last - p);
+
+            if (u == 0xfffffffe) {
+                break;                      /* cut by the excerpt */
+            }
+
+            if (u == 0xffffffff || u > 0x10ffff
+                || (u >= 0xd800 && u <= 0xdfff))
+            {
+                u = 0xffffffff;
+                p = start + 1;
+            }
+        }
+
+        n = (u == 0xffffffff) ? 3 : (size_t) (p - start);
+
+        if ((size_t) (d - dst) + n > size) {
+            break;
+        }
+
+        d = (u == 0xffffffff) ? ngx_cpymem(d, "\xef\xbf\xbd", 3)
+                              : ngx_cpymem(d, start, n);
+    }
+
+    return d - dst;
 }
 
 

@@ -26,47 +26,61 @@
 
 #include "ngx_http_events_module.h"
 #include "ngx_http_events_store.h"
-#include "ngx_http_events_webhook.h"
+#include "ngx_http_events_webhook_shm.h"
 #include "ngx_http_events_journal.h"
+#include "ngx_http_events_json.h"
 
 
 #define NGX_HTTP_EVENTS_WH_STATE_VERSION  1
 
 
-static json_t *ngx_http_events_webhook_state_json(ngx_http_events_wh_sh_t *wh);
-static json_t *ngx_http_events_webhook_state_str(
-    ngx_http_events_wh_endpoint_t *ep,
-    ngx_http_events_wh_str_t *s);
-static json_t *ngx_http_events_webhook_state_b64(u_char *p, size_t len);
+static size_t ngx_http_events_webhook_state_size(
+    ngx_http_events_webhook_sh_t *wh);
+static u_char *ngx_http_events_webhook_state_text(
+    ngx_http_events_store_t *store, ngx_http_events_webhook_sh_t *wh,
+    u_char *p);
+static u_char *ngx_http_events_webhook_state_str(u_char *p, u_char *s,
+    size_t len);
+static u_char *ngx_http_events_webhook_state_b64(u_char *p, u_char *s,
+    size_t len);
+static void ngx_http_events_webhook_state_positions(
+    ngx_http_events_store_t *store, ngx_http_events_webhook_sh_t *wh,
+    json_t *root, ngx_log_t *log);
+static void ngx_http_events_webhook_state_clamp(ngx_http_events_store_t *store,
+    ngx_http_events_webhook_endpoint_t *ep, uint64_t head);
 static ngx_int_t ngx_http_events_webhook_state_endpoint(
-    ngx_http_events_store_t *store, ngx_http_events_wh_sh_t *wh,
-    json_t *o, ngx_log_t *log);
+    ngx_http_events_store_t *store, ngx_http_events_webhook_sh_t *wh, json_t *o,
+    ngx_log_t *log);
+static ngx_int_t ngx_http_events_webhook_state_spec(json_t *o,
+    ngx_http_events_webhook_spec_t *spec);
+static void ngx_http_events_webhook_state_history(
+    ngx_http_events_store_t *store, ngx_http_events_webhook_endpoint_t *ep,
+    json_t *o, ngx_str_t *id, ngx_log_t *log);
 static ngx_int_t ngx_http_events_webhook_state_unb64(json_t *v, u_char *out,
     size_t *len);
 static ngx_int_t ngx_http_events_webhook_state_path(
-    ngx_http_events_store_t *store,
-    const char *name, u_char *buf, size_t size);
+    ngx_http_events_store_t *store, const char *name, u_char *buf, size_t size);
 
 
 /* what a write needs, from the main thread to a thread of the pool */
 typedef struct {
-    ngx_http_events_store_t    *store;
-    ngx_http_events_wh_sh_t    *wh;
-    char                       *text;
-    size_t                      len;
-    uint64_t                    version;
-    ngx_uint_t                  fsync;
-    ngx_err_t                   err;
-    u_char                      path[NGX_MAX_PATH];
-    u_char                      lock[NGX_MAX_PATH];
-    u_char                      tmp[NGX_MAX_PATH];
-} ngx_http_events_wh_write_t;
+    ngx_http_events_store_t       *store;
+    ngx_http_events_webhook_sh_t  *wh;
+    char                          *text;
+    size_t                         len;
+    uint64_t                       version;
+    ngx_uint_t                     fsync;
+    ngx_err_t                      err;
+    u_char                         path[NGX_MAX_PATH];
+    u_char                         lock[NGX_MAX_PATH];
+    u_char                         tmp[NGX_MAX_PATH];
+} ngx_http_events_webhook_write_t;
 
 
 static ngx_int_t ngx_http_events_webhook_state_snapshot(
-    ngx_http_events_store_t *store,
-    ngx_http_events_wh_write_t *w);
-static void ngx_http_events_webhook_state_write(ngx_http_events_wh_write_t *w);
+    ngx_http_events_store_t *store, ngx_http_events_webhook_write_t *w);
+static void ngx_http_events_webhook_state_write(
+    ngx_http_events_webhook_write_t *w);
 #if (NGX_THREADS)
 static void ngx_http_events_webhook_state_write_thread(void *data,
     ngx_log_t *log);
@@ -79,8 +93,8 @@ static void ngx_http_events_webhook_state_written(ngx_event_t *ev);
 ngx_int_t
 ngx_http_events_webhook_state_save(ngx_http_events_store_t *store)
 {
-    ngx_int_t                   rc;
-    ngx_http_events_wh_write_t  w;
+    ngx_int_t                        rc;
+    ngx_http_events_webhook_write_t  w;
 
     rc = ngx_http_events_webhook_state_snapshot(store, &w);
     if (rc != NGX_OK) {
@@ -89,7 +103,7 @@ ngx_http_events_webhook_state_save(ngx_http_events_store_t *store)
 
     ngx_http_events_webhook_state_write(&w);
 
-    free(w.text);
+    ngx_free(w.text);
 
     if (w.err) {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, w.err,
@@ -111,10 +125,10 @@ ngx_http_events_webhook_state_save(ngx_http_events_store_t *store)
 void
 ngx_http_events_webhook_state_save_changed(ngx_http_events_store_t *store)
 {
-    ngx_uint_t                   changed;
-    ngx_http_events_wh_sh_t     *wh;
+    ngx_uint_t                     changed;
+    ngx_http_events_webhook_sh_t  *wh;
 #if (NGX_THREADS)
-    ngx_http_events_wh_write_t  *w;
+    ngx_http_events_webhook_write_t  *w;
 #endif
 
     ngx_shmtx_lock(&store->shpool->mutex);
@@ -127,7 +141,11 @@ ngx_http_events_webhook_state_save_changed(ngx_http_events_store_t *store)
     }
 
 #if (NGX_THREADS)
-    if (store->wh_task && !ngx_exiting) {
+    /*
+     * Not when the worker stops, gracefully or fast (SIGTERM sets only
+     * ngx_terminate): the thread pools may be destroyed already.
+     */
+    if (store->wh_task && !ngx_exiting && !ngx_terminate && !ngx_quit) {
 
         if (store->wh_writing) {
             return;                             /* next time */
@@ -146,7 +164,7 @@ ngx_http_events_webhook_state_save_changed(ngx_http_events_store_t *store)
             return;
         }
 
-        free(w->text);
+        ngx_free(w->text);
     }
 #endif
 
@@ -167,7 +185,7 @@ ngx_http_events_webhook_state_save_init(ngx_cycle_t *cycle,
     }
 
     task = ngx_thread_task_alloc(cycle->pool,
-                                 sizeof(ngx_http_events_wh_write_t));
+                                 sizeof(ngx_http_events_webhook_write_t));
     if (task == NULL) {
         return NGX_ERROR;
     }
@@ -193,8 +211,8 @@ ngx_http_events_webhook_state_write_thread(void *data, ngx_log_t *log)
 static void
 ngx_http_events_webhook_state_written(ngx_event_t *ev)
 {
-    ngx_http_events_store_t     *store = ev->data;
-    ngx_http_events_wh_write_t  *w;
+    ngx_http_events_store_t          *store = ev->data;
+    ngx_http_events_webhook_write_t  *w;
 
     w = ((ngx_thread_task_t *) store->wh_task)->ctx;
     store->wh_writing = 0;
@@ -205,7 +223,7 @@ ngx_http_events_webhook_state_written(ngx_event_t *ev)
                       "\"%s\"", &store->name, w->path);
     }
 
-    free(w->text);
+    ngx_free(w->text);
     w->text = NULL;
 }
 
@@ -221,58 +239,6 @@ ngx_http_events_webhook_state_save_init(ngx_cycle_t *cycle,
 #endif
 
 
-/* the state as JSON text, copied under the zone lock */
-
-static ngx_int_t
-ngx_http_events_webhook_state_snapshot(ngx_http_events_store_t *store,
-    ngx_http_events_wh_write_t *w)
-{
-    json_t                   *root;
-    ngx_http_events_wh_sh_t  *wh;
-
-    ngx_memzero(w, sizeof(ngx_http_events_wh_write_t));
-
-    if (ngx_http_events_webhook_state_path(store, "webhooks.state", w->path,
-                                           sizeof(w->path))
-           != NGX_OK
-        || ngx_http_events_webhook_state_path(store, "webhooks.lock", w->lock,
-                                              sizeof(w->lock))
-           != NGX_OK)
-    {
-        return NGX_DECLINED;
-    }
-
-    ngx_snprintf(w->tmp, sizeof(w->tmp), "%s.%P%Z", w->path, ngx_pid);
-
-    w->store = store;
-    w->fsync = store->journal->fsync != NGX_HTTP_EVENTS_FSYNC_OFF;
-
-    ngx_shmtx_lock(&store->shpool->mutex);
-
-    wh = store->wh;
-    w->wh = wh;
-    w->version = wh ? wh->version : 0;
-    root = wh ? ngx_http_events_webhook_state_json(wh) : NULL;
-
-    ngx_shmtx_unlock(&store->shpool->mutex);
-
-    if (root == NULL) {
-        return wh ? NGX_ERROR : NGX_DECLINED;
-    }
-
-    w->text = json_dumps(root, JSON_COMPACT);
-    json_decref(root);
-
-    if (w->text == NULL) {
-        return NGX_ERROR;
-    }
-
-    w->len = ngx_strlen(w->text);
-
-    return NGX_OK;
-}
-
-
 /*
  * Under a flock, so that writers take turns: a snapshot older than the
  * one on disk is not written (the version only grows, and "saved" only
@@ -280,7 +246,7 @@ ngx_http_events_webhook_state_snapshot(ngx_http_events_store_t *store,
  */
 
 static void
-ngx_http_events_webhook_state_write(ngx_http_events_wh_write_t *w)
+ngx_http_events_webhook_state_write(ngx_http_events_webhook_write_t *w)
 {
     int      fd, lock;
     ssize_t  n;
@@ -337,155 +303,264 @@ ngx_http_events_webhook_state_write(ngx_http_events_wh_write_t *w)
 }
 
 
-static json_t *
-ngx_http_events_webhook_state_json(ngx_http_events_wh_sh_t *wh)
+/*
+ * The state as JSON text.  jansson would allocate under the zone lock:
+ * the text is written by hand into memory taken before the lock, sized
+ * by a look under it, and the look is repeated if the state grew
+ * between the two.
+ */
+
+static ngx_int_t
+ngx_http_events_webhook_state_snapshot(ngx_http_events_store_t *store,
+    ngx_http_events_webhook_write_t *w)
 {
-    json_t                         *root, *eps, *o, *a, *h, *d;
-    ngx_uint_t                      i;
-    ngx_queue_t                    *q, *dq;
-    ngx_http_events_wh_delivery_t  *dl;
-    ngx_http_events_wh_endpoint_t  *ep;
+    size_t                         size, need;
+    ngx_uint_t                     tries;
+    ngx_http_events_webhook_sh_t  *wh;
 
-    root = json_object();
-    eps = json_array();
+    ngx_memzero(w, sizeof(ngx_http_events_webhook_write_t));
 
-    if (root == NULL || eps == NULL) {
-        goto failed;
+    if (ngx_http_events_webhook_state_path(store, "webhooks.state", w->path,
+                                           sizeof(w->path))
+           != NGX_OK
+        || ngx_http_events_webhook_state_path(store, "webhooks.lock", w->lock,
+                                              sizeof(w->lock))
+           != NGX_OK)
+    {
+        return NGX_DECLINED;
     }
 
-    json_object_set_new(root, "version",
-                        json_integer(NGX_HTTP_EVENTS_WH_STATE_VERSION));
-    json_object_set_new(root, "endpoints", eps);
+    ngx_snprintf(w->tmp, sizeof(w->tmp), "%s.%P%Z", w->path, ngx_pid);
+
+    w->store = store;
+    w->fsync = store->journal->fsync != NGX_HTTP_EVENTS_FSYNC_OFF;
+
+    size = 0;
+
+    for (tries = 0; tries < 4; tries++) {
+
+        ngx_shmtx_lock(&store->shpool->mutex);
+
+        wh = store->wh;
+        need = wh ? ngx_http_events_webhook_state_size(wh) : 0;
+
+        if (wh && need <= size) {
+            w->wh = wh;
+            w->version = wh->version;
+            w->len = ngx_http_events_webhook_state_text(store, wh,
+                                                        (u_char *) w->text)
+                     - (u_char *) w->text;
+        }
+
+        ngx_shmtx_unlock(&store->shpool->mutex);
+
+        if (wh == NULL) {
+            ngx_free(w->text);
+            w->text = NULL;
+            return NGX_DECLINED;
+        }
+
+        if (need <= size) {
+            return NGX_OK;
+        }
+
+        ngx_free(w->text);
+
+        size = need + 4096;
+
+        w->text = ngx_alloc(size, ngx_cycle->log);
+        if (w->text == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    ngx_free(w->text);
+    w->text = NULL;
+
+    return NGX_ERROR;
+}
+
+
+/* at most what ngx_http_events_webhook_state_text() writes */
+
+static size_t
+ngx_http_events_webhook_state_size(ngx_http_events_webhook_sh_t *wh)
+{
+    size_t                               size;
+    ngx_queue_t                         *q;
+    ngx_http_events_webhook_endpoint_t  *ep;
+
+    size = sizeof("{\"version\":,\"epoch\":\"\",\"head\":,\"endpoints\":[]}")
+           + 3 * NGX_INT64_LEN;
 
     for (q = ngx_queue_head(&wh->endpoints);
          q != ngx_queue_sentinel(&wh->endpoints);
          q = ngx_queue_next(q))
     {
-        ep = ngx_queue_data(q, ngx_http_events_wh_endpoint_t, queue);
+        ep = ngx_queue_data(q, ngx_http_events_webhook_endpoint_t, queue);
 
-        o = json_object();
-        if (o == NULL || json_array_append_new(eps, o) != 0) {
-            goto failed;
+        /* every byte of the strings escaped as \u00XX, quotes, commas */
+        size += 6 * (ep->id_len + ep->tenant_len + ep->blob_len)
+                + 4 * (4 + ep->npatterns + 2 * ep->nheaders)
+                + 2 * ngx_base64_encoded_length(NGX_HTTP_EVENTS_WH_MAX_SECRET)
+                + 256 + 16 * (NGX_INT64_LEN + 1)
+                + ep->nskips * (2 * NGX_INT64_LEN + 4)
+                + NGX_HTTP_EVENTS_WH_FAILED * (NGX_INT64_LEN + 1)
+                + ep->pending * (5 * NGX_INT64_LEN + 8);
+    }
+
+    return size;
+}
+
+
+/* under the lock, into memory of state_size() bytes */
+
+static u_char *
+ngx_http_events_webhook_state_text(ngx_http_events_store_t *store,
+    ngx_http_events_webhook_sh_t *wh, u_char *p)
+{
+    ngx_uint_t                           i, n;
+    ngx_queue_t                         *q, *dq;
+    ngx_http_events_window_t             w;
+    ngx_http_events_webhook_delivery_t  *d;
+    ngx_http_events_webhook_endpoint_t  *ep;
+
+    /* the positions below are seqs of this epoch, up to this head */
+    ngx_http_events_store_window(store, &w);
+
+    p = ngx_sprintf(p, "{\"version\":%d,\"epoch\":\"%016xL\",\"head\":%uL,"
+                    "\"endpoints\":[", NGX_HTTP_EVENTS_WH_STATE_VERSION,
+                    w.epoch, w.head_seq);
+
+    for (q = ngx_queue_head(&wh->endpoints);
+         q != ngx_queue_sentinel(&wh->endpoints);
+         q = ngx_queue_next(q))
+    {
+        ep = ngx_queue_data(q, ngx_http_events_webhook_endpoint_t, queue);
+
+        if (q != ngx_queue_head(&wh->endpoints)) {
+            *p++ = ',';
         }
 
-        json_object_set_new(o, "id", json_stringn((char *) ep->id,
-                                                  ep->id_len));
-        json_object_set_new(o, "tenant", json_stringn((char *) ep->tenant,
-                                                      ep->tenant_len));
-        json_object_set_new(o, "url",
-                            ngx_http_events_webhook_state_str(ep, &ep->url));
-        json_object_set_new(o, "description",
-                            ngx_http_events_webhook_state_str(ep,
-                                                              &ep->description));
+        p = ngx_cpymem(p, "{\"id\":", 6);
+        p = ngx_http_events_webhook_state_str(p, ep->id, ep->id_len);
+        p = ngx_cpymem(p, ",\"tenant\":", 10);
+        p = ngx_http_events_webhook_state_str(p, ep->tenant, ep->tenant_len);
+        p = ngx_cpymem(p, ",\"url\":", 7);
+        p = ngx_http_events_webhook_state_str(p, ep->blob + ep->url.off,
+                                              ep->url.len);
+        p = ngx_cpymem(p, ",\"description\":", 15);
+        p = ngx_http_events_webhook_state_str(p,
+                                          ep->blob + ep->description.off,
+                                          ep->description.len);
 
-        a = json_array();
-        json_object_set_new(o, "events", a);
+        p = ngx_cpymem(p, ",\"events\":[", 11);
 
         for (i = 0; i < ep->npatterns; i++) {
-            json_array_append_new(a, ngx_http_events_webhook_state_str(ep,
-                                                        &ep->patterns[i]));
+            p = ngx_cpymem(p, ",", i ? 1 : 0);
+            p = ngx_http_events_webhook_state_str(p,
+                                          ep->blob + ep->patterns[i].off,
+                                          ep->patterns[i].len);
         }
 
-        h = json_array();
-        json_object_set_new(o, "headers", h);
+        p = ngx_cpymem(p, "],\"headers\":[", 13);
 
         for (i = 0; i < ep->nheaders; i++) {
-            json_array_append_new(h, ngx_http_events_webhook_state_str(ep,
-                                                        &ep->hnames[i]));
-            json_array_append_new(h, ngx_http_events_webhook_state_str(ep,
-                                                        &ep->hvalues[i]));
+            p = ngx_cpymem(p, ",", i ? 1 : 0);
+            p = ngx_http_events_webhook_state_str(p,
+                                          ep->blob + ep->hnames[i].off,
+                                          ep->hnames[i].len);
+            *p++ = ',';
+            p = ngx_http_events_webhook_state_str(p,
+                                          ep->blob + ep->hvalues[i].off,
+                                          ep->hvalues[i].len);
         }
 
-        json_object_set_new(o, "secret",
-                            ngx_http_events_webhook_state_b64(ep->secret,
-                                                              ep->secret_len));
-        json_object_set_new(o, "previous",
-                            ngx_http_events_webhook_state_b64(ep->previous,
-                                                              ep->previous_len));
+        p = ngx_cpymem(p, "],\"secret\":", 11);
+        p = ngx_http_events_webhook_state_b64(p, ep->secret, ep->secret_len);
+        p = ngx_cpymem(p, ",\"previous\":", 12);
+        p = ngx_http_events_webhook_state_b64(p, ep->previous,
+                                              ep->previous_len);
 
-        json_object_set_new(o, "n", json_pack("[IIIIIIIIIIIIIII]",
-            (json_int_t) ep->previous_expires_ms,
-            (json_int_t) ep->is_static, (json_int_t) ep->is_handler,
-            (json_int_t) ep->disabled, (json_int_t) ep->rate_limit,
-            (json_int_t) ep->created_ms, (json_int_t) ep->updated_ms,
-            (json_int_t) ep->disabled_ms, (json_int_t) ep->failing_since_ms,
-            (json_int_t) ep->last_success_ms,
-            (json_int_t) ep->last_failure_ms, (json_int_t) ep->ok,
-            (json_int_t) ep->failed, (json_int_t) ep->expired,
-            (json_int_t) ep->scan_seq));
+        /* signed, as the reader's json_int_t: -1 is "never expires" */
+        p = ngx_sprintf(p, ",\"n\":[%L,%L,%L,%L,%L,%L,%L,%L,%L,%L,%L,%L,%L,"
+                        "%L,%L]",
+                        (int64_t) ep->previous_expires_ms,
+                        (int64_t) ep->is_static, (int64_t) ep->is_handler,
+                        (int64_t) ep->disabled, (int64_t) ep->rate_limit,
+                        (int64_t) ep->created_ms, (int64_t) ep->updated_ms,
+                        (int64_t) ep->disabled_ms,
+                        (int64_t) ep->failing_since_ms,
+                        (int64_t) ep->last_success_ms,
+                        (int64_t) ep->last_failure_ms, (int64_t) ep->ok,
+                        (int64_t) ep->failed, (int64_t) ep->expired,
+                        (int64_t) ep->scan_seq);
 
-        a = json_array();
-        json_object_set_new(o, "skips", a);
+        p = ngx_cpymem(p, ",\"skips\":[", 10);
 
         for (i = 0; i < ep->nskips; i++) {
-            json_array_append_new(a, json_pack("[II]",
-                                  (json_int_t) ep->skips[i].from,
-                                  (json_int_t) ep->skips[i].to));
+            p = ngx_sprintf(p, "%s[%L,%L]", i ? "," : "",
+                            (int64_t) ep->skips[i].from,
+                            (int64_t) ep->skips[i].to);
         }
 
-        a = json_array();
-        json_object_set_new(o, "failedSeqs", a);
+        p = ngx_cpymem(p, "],\"failedSeqs\":[", 16);
+        n = ngx_min(ep->nfailed, NGX_HTTP_EVENTS_WH_FAILED);
 
-        for (i = 0; i < ngx_min(ep->nfailed, NGX_HTTP_EVENTS_WH_FAILED);
-             i++)
-        {
-            json_array_append_new(a, json_integer((json_int_t)
-                ep->failed_seqs[(ep->nfailed
-                                 - ngx_min(ep->nfailed,
-                                           NGX_HTTP_EVENTS_WH_FAILED) + i)
-                                % NGX_HTTP_EVENTS_WH_FAILED]));
+        for (i = 0; i < n; i++) {
+            p = ngx_sprintf(p, "%s%L", i ? "," : "",
+                            (int64_t) ep->failed_seqs[(ep->nfailed - n + i)
+                                                  % NGX_HTTP_EVENTS_WH_FAILED]);
         }
 
-        a = json_array();
-        json_object_set_new(o, "deliveries", a);
+        p = ngx_cpymem(p, "],\"deliveries\":[", 16);
 
         for (dq = ngx_queue_head(&ep->deliveries);
              dq != ngx_queue_sentinel(&ep->deliveries);
              dq = ngx_queue_next(dq))
         {
-            dl = ngx_queue_data(dq, ngx_http_events_wh_delivery_t, queue);
+            d = ngx_queue_data(dq, ngx_http_events_webhook_delivery_t, queue);
 
-            d = json_pack("[IIIII]", (json_int_t) dl->seq,
-                          (json_int_t) dl->attempts, (json_int_t) dl->next_ms,
-                          (json_int_t) dl->created_ms,
-                          (json_int_t) dl->trigger);
-            json_array_append_new(a, d);
+            p = ngx_sprintf(p, "%s[%L,%L,%L,%L,%L]",
+                            dq == ngx_queue_head(&ep->deliveries) ? "" : ",",
+                            (int64_t) d->seq, (int64_t) d->attempts,
+                            (int64_t) d->next_ms, (int64_t) d->created_ms,
+                            (int64_t) d->trigger);
         }
+
+        p = ngx_cpymem(p, "]}", 2);
     }
 
-    return root;
-
-failed:
-
-    if (root) {
-        json_decref(root);
-    }
-
-    return NULL;
+    return ngx_cpymem(p, "]}", 2);
 }
 
 
-static json_t *
-ngx_http_events_webhook_state_str(ngx_http_events_wh_endpoint_t *ep,
-    ngx_http_events_wh_str_t *s)
+static u_char *
+ngx_http_events_webhook_state_str(u_char *p, u_char *s, size_t len)
 {
-    return json_stringn((char *) ep->blob + s->off, s->len);
+    *p++ = '"';
+    p = ngx_http_events_json_escape(p, s, len);
+    *p++ = '"';
+
+    return p;
 }
 
 
-static json_t *
-ngx_http_events_webhook_state_b64(u_char *p, size_t len)
+static u_char *
+ngx_http_events_webhook_state_b64(u_char *p, u_char *s, size_t len)
 {
-    u_char     buf[ngx_base64_encoded_length(NGX_HTTP_EVENTS_WH_MAX_SECRET)];
     ngx_str_t  src, dst;
 
-    src.data = p;
+    src.data = s;
     src.len = len;
-    dst.data = buf;
+    dst.data = p + 1;
 
     ngx_encode_base64(&dst, &src);
 
-    return json_stringn((char *) dst.data, dst.len);
+    *p = '"';
+    p[dst.len + 1] = '"';
+
+    return p + dst.len + 2;
 }
 
 
@@ -497,7 +572,7 @@ ngx_http_events_webhook_state_b64(u_char *p, size_t len)
 
 ngx_int_t
 ngx_http_events_webhook_state_load(ngx_http_events_store_t *store,
-    ngx_http_events_wh_sh_t *wh, ngx_log_t *log)
+    ngx_http_events_webhook_sh_t *wh, ngx_log_t *log)
 {
     size_t        i;
     json_t       *root, *eps, *o;
@@ -536,6 +611,8 @@ ngx_http_events_webhook_state_load(ngx_http_events_store_t *store,
         }
     }
 
+    ngx_http_events_webhook_state_positions(store, wh, root, log);
+
     json_decref(root);
 
     ngx_log_error(NGX_LOG_NOTICE, log, 0,
@@ -546,77 +623,147 @@ ngx_http_events_webhook_state_load(ngx_http_events_store_t *store,
 }
 
 
+/*
+ * The positions restored are seqs of the store the state was written
+ * with.  In another epoch (the journal was gone, seqs start again at 1)
+ * none of them means anything: the endpoints start at the store's
+ * first event.  In the same epoch, a store that holds less than the
+ * state names (the journal was cut back) moves them back to its head,
+ * so that no new event hides behind an old position.
+ */
+
+static void
+ngx_http_events_webhook_state_positions(ngx_http_events_store_t *store,
+    ngx_http_events_webhook_sh_t *wh, json_t *root, ngx_log_t *log)
+{
+    u_char                              *p;
+    json_t                              *v;
+    uint64_t                             epoch, head;
+    ngx_int_t                            digit;
+    ngx_uint_t                           moved;
+    ngx_queue_t                         *q;
+    ngx_http_events_window_t             w;
+    ngx_http_events_webhook_endpoint_t  *ep;
+
+    ngx_http_events_store_window(store, &w);
+
+    v = json_object_get(root, "epoch");
+    epoch = w.epoch;
+
+    if (json_is_string(v) && json_string_length(v) == 16) {
+        epoch = 0;
+
+        for (p = (u_char *) json_string_value(v); *p; p++) {
+            digit = ngx_hextoi(p, 1);
+
+            if (digit == NGX_ERROR) {
+                epoch = w.epoch;        /* not ours: not checked */
+                break;
+            }
+
+            epoch = (epoch << 4) | (uint64_t) digit;
+        }
+    }
+
+    /* another epoch: nothing of the old seqs is kept */
+    head = (epoch == w.epoch) ? w.head_seq : 0;
+    moved = 0;
+
+    for (q = ngx_queue_head(&wh->endpoints);
+         q != ngx_queue_sentinel(&wh->endpoints);
+         q = ngx_queue_next(q))
+    {
+        ep = ngx_queue_data(q, ngx_http_events_webhook_endpoint_t, queue);
+
+        if (ep->scan_seq > head || epoch != w.epoch) {
+            ngx_http_events_webhook_state_clamp(store, ep, head);
+            moved++;
+        }
+    }
+
+    if (moved == 0) {
+        return;
+    }
+
+    if (epoch != w.epoch) {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "events zone \"%V\": the store is not the one the "
+                      "webhook state was written with (epoch %016xL, now "
+                      "%016xL): %ui endpoints start at its first event",
+                      &store->name, epoch, w.epoch, moved);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, log, 0,
+                  "events zone \"%V\": the store ends at seq %uL, before "
+                  "what the webhook state names: %ui endpoints go on from "
+                  "there", &store->name, w.head_seq, moved);
+}
+
+
+/* an endpoint's positions and deliveries, none after head */
+
+static void
+ngx_http_events_webhook_state_clamp(ngx_http_events_store_t *store,
+    ngx_http_events_webhook_endpoint_t *ep, uint64_t head)
+{
+    uint64_t                             failed[NGX_HTTP_EVENTS_WH_FAILED];
+    ngx_uint_t                           i, j, n;
+    ngx_queue_t                         *q, *next;
+    ngx_http_events_webhook_delivery_t  *d;
+
+    ep->scan_seq = ngx_min(ep->scan_seq, head);
+
+    for (q = ngx_queue_head(&ep->deliveries);
+         q != ngx_queue_sentinel(&ep->deliveries);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        d = ngx_queue_data(q, ngx_http_events_webhook_delivery_t, queue);
+
+        if (d->seq > head) {
+            ngx_http_events_webhook_dequeue(store, ep, d);
+        }
+    }
+
+    if (ep->replay_mode && ep->replay_after >= head) {
+        ep->replay_mode = 0;
+    }
+
+    ep->replay_to = ngx_min(ep->replay_to, head);
+
+    for (i = 0, j = 0; i < ep->nskips; i++) {
+        if (ep->skips[i].from < head) {
+            ep->skips[j].from = ep->skips[i].from;
+            ep->skips[j++].to = ngx_min(ep->skips[i].to, head);
+        }
+    }
+
+    ep->nskips = j;
+
+    n = ngx_min(ep->nfailed, NGX_HTTP_EVENTS_WH_FAILED);
+
+    for (i = 0, j = 0; i < n; i++) {
+        if (ep->failed_seqs[i] <= head) {
+            failed[j++] = ep->failed_seqs[i];
+        }
+    }
+
+    ngx_memcpy(ep->failed_seqs, failed, j * sizeof(uint64_t));
+    ep->nfailed = j;
+}
+
+
 static ngx_int_t
 ngx_http_events_webhook_state_endpoint(ngx_http_events_store_t *store,
-    ngx_http_events_wh_sh_t *wh, json_t *o, ngx_log_t *log)
+    ngx_http_events_webhook_sh_t *wh, json_t *o, ngx_log_t *log)
 {
-    size_t                          i;
-    json_t                         *v, *a, *nums;
-    json_int_t                      f[15], d[5];
-    ngx_http_events_wh_spec_t       spec;
-    ngx_http_events_wh_delivery_t  *dl;
-    ngx_http_events_wh_endpoint_t  *ep;
+    json_t                              *nums;
+    json_int_t                           f[15];
+    ngx_http_events_webhook_spec_t       spec;
+    ngx_http_events_webhook_endpoint_t  *ep;
 
-    ngx_memzero(&spec, sizeof(ngx_http_events_wh_spec_t));
-
-#define ngx_http_events_state_string(field, name)                             \
-    v = json_object_get(o, name);                                             \
-    if (!json_is_string(v)) {                                                 \
-        goto invalid;                                                         \
-    }                                                                         \
-    spec.field.data = (u_char *) json_string_value(v);                        \
-    spec.field.len = json_string_length(v)
-
-    ngx_http_events_state_string(id, "id");
-    ngx_http_events_state_string(tenant, "tenant");
-    ngx_http_events_state_string(url, "url");
-    ngx_http_events_state_string(description, "description");
-
-#undef ngx_http_events_state_string
-
-    if (spec.id.len > NGX_HTTP_EVENTS_WH_MAX_ID
-        || spec.tenant.len > NGX_HTTP_EVENTS_MAX_TENANT)
-    {
-        goto invalid;
-    }
-
-    a = json_object_get(o, "events");
-
-    json_array_foreach(a, i, v) {
-        if (i == NGX_HTTP_EVENTS_WH_MAX_PATTERNS || !json_is_string(v)) {
-            goto invalid;
-        }
-
-        spec.patterns[i].data = (u_char *) json_string_value(v);
-        spec.patterns[i].len = json_string_length(v);
-        spec.npatterns = i + 1;
-    }
-
-    a = json_object_get(o, "headers");
-
-    json_array_foreach(a, i, v) {
-        if (i / 2 == NGX_HTTP_EVENTS_WH_MAX_HEADERS || !json_is_string(v)) {
-            goto invalid;
-        }
-
-        if (i % 2 == 0) {
-            spec.hnames[i / 2].data = (u_char *) json_string_value(v);
-            spec.hnames[i / 2].len = json_string_length(v);
-
-        } else {
-            spec.hvalues[i / 2].data = (u_char *) json_string_value(v);
-            spec.hvalues[i / 2].len = json_string_length(v);
-            spec.nheaders = i / 2 + 1;
-        }
-    }
-
-    if (ngx_http_events_webhook_state_unb64(json_object_get(o, "secret"),
-                                            spec.secret, &spec.secret_len)
-        != NGX_OK
-        || ngx_http_events_webhook_state_unb64(json_object_get(o, "previous"),
-                                               spec.previous, &spec.previous_len)
-           != NGX_OK)
-    {
+    if (ngx_http_events_webhook_state_spec(o, &spec) != NGX_OK) {
         goto invalid;
     }
 
@@ -657,6 +804,111 @@ ngx_http_events_webhook_state_endpoint(ngx_http_events_store_t *store,
     ep->expired = (uint64_t) f[13];
     ep->scan_seq = (uint64_t) f[14];
 
+    ngx_http_events_webhook_state_history(store, ep, o, &spec.id, log);
+
+    return NGX_OK;
+
+invalid:
+
+    ngx_log_error(NGX_LOG_ERR, log, 0,
+                  "events zone \"%V\": an invalid webhook endpoint in the "
+                  "state file, skipped", &store->name);
+
+    return NGX_ERROR;
+}
+
+
+/* an endpoint's strings and secrets, pointing into the JSON */
+
+static ngx_int_t
+ngx_http_events_webhook_state_spec(json_t *o,
+    ngx_http_events_webhook_spec_t *spec)
+{
+    size_t   i;
+    json_t  *v, *a;
+
+    ngx_memzero(spec, sizeof(ngx_http_events_webhook_spec_t));
+
+#define ngx_http_events_state_string(field, name)                             \
+    v = json_object_get(o, name);                                             \
+    if (!json_is_string(v)) {                                                 \
+        return NGX_ERROR;                                                     \
+    }                                                                         \
+    spec->field.data = (u_char *) json_string_value(v);                       \
+    spec->field.len = json_string_length(v)
+
+    ngx_http_events_state_string(id, "id");
+    ngx_http_events_state_string(tenant, "tenant");
+    ngx_http_events_state_string(url, "url");
+    ngx_http_events_state_string(description, "description");
+
+#undef ngx_http_events_state_string
+
+    if (spec->id.len > NGX_HTTP_EVENTS_WH_MAX_ID
+        || spec->tenant.len > NGX_HTTP_EVENTS_MAX_TENANT)
+    {
+        return NGX_ERROR;
+    }
+
+    a = json_object_get(o, "events");
+
+    json_array_foreach(a, i, v) {
+        if (i == NGX_HTTP_EVENTS_WH_MAX_PATTERNS || !json_is_string(v)) {
+            return NGX_ERROR;
+        }
+
+        spec->patterns[i].data = (u_char *) json_string_value(v);
+        spec->patterns[i].len = json_string_length(v);
+        spec->npatterns = i + 1;
+    }
+
+    a = json_object_get(o, "headers");
+
+    json_array_foreach(a, i, v) {
+        if (i / 2 == NGX_HTTP_EVENTS_WH_MAX_HEADERS || !json_is_string(v)) {
+            return NGX_ERROR;
+        }
+
+        if (i % 2 == 0) {
+            spec->hnames[i / 2].data = (u_char *) json_string_value(v);
+            spec->hnames[i / 2].len = json_string_length(v);
+
+        } else {
+            spec->hvalues[i / 2].data = (u_char *) json_string_value(v);
+            spec->hvalues[i / 2].len = json_string_length(v);
+            spec->nheaders = i / 2 + 1;
+        }
+    }
+
+    if (ngx_http_events_webhook_state_unb64(json_object_get(o, "secret"),
+                                            spec->secret, &spec->secret_len)
+        != NGX_OK
+        || ngx_http_events_webhook_state_unb64(json_object_get(o, "previous"),
+                                               spec->previous,
+                                               &spec->previous_len)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+
+    return NGX_OK;
+}
+
+
+/* what an endpoint skipped, failed and had queued, as it was */
+
+static void
+ngx_http_events_webhook_state_history(ngx_http_events_store_t *store,
+    ngx_http_events_webhook_endpoint_t *ep, json_t *o, ngx_str_t *id,
+    ngx_log_t *log)
+{
+    size_t                               i;
+    json_t                              *v, *a;
+    json_int_t                           d[5];
+    ngx_uint_t                           lost;
+    ngx_http_events_webhook_delivery_t  *dl;
+
     ep->nskips = 0;
     a = json_object_get(o, "skips");
 
@@ -680,6 +932,7 @@ ngx_http_events_webhook_state_endpoint(ngx_http_events_store_t *store,
     }
 
     a = json_object_get(o, "deliveries");
+    lost = 0;
 
     json_array_foreach(a, i, v) {
         if (json_unpack(v, "[IIIII]", &d[0], &d[1], &d[2], &d[3], &d[4])
@@ -688,33 +941,29 @@ ngx_http_events_webhook_state_endpoint(ngx_http_events_store_t *store,
             continue;
         }
 
-        dl = ngx_slab_calloc_locked(store->shpool,
-                                    sizeof(ngx_http_events_wh_delivery_t));
+        /* in flight when nginx stopped: not known to have arrived */
+        dl = ngx_http_events_webhook_queue(store, ep, (uint64_t) d[0],
+                                           (ngx_uint_t) d[4],
+                                           (uint64_t) d[3]);
+
         if (dl == NULL) {
-            break;
+            /* no room (a smaller window): the scan takes it again */
+            ep->scan_seq = ngx_min(ep->scan_seq, (uint64_t) d[0] - 1);
+            lost++;
+            continue;
         }
 
-        /* in flight when nginx stopped: not known to have arrived */
-        dl->seq = (uint64_t) d[0];
         dl->attempts = (uint32_t) d[1];
         dl->next_ms = (uint64_t) d[2];
-        dl->created_ms = (uint64_t) d[3];
-        dl->trigger = (u_char) d[4];
-        dl->state = NGX_HTTP_EVENTS_WH_QUEUED;
-
-        ngx_queue_insert_tail(&ep->deliveries, &dl->queue);
-        ep->pending++;
     }
 
-    return NGX_OK;
-
-invalid:
-
-    ngx_log_error(NGX_LOG_ERR, log, 0,
-                  "events zone \"%V\": an invalid webhook endpoint in the "
-                  "state file, skipped", &store->name);
-
-    return NGX_ERROR;
+    if (lost) {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "events zone \"%V\": %ui deliveries of webhook "
+                      "endpoint \"%V\" did not fit its window; they are "
+                      "scanned again from seq %uL", &store->name, lost,
+                      id, ep->scan_seq);
+    }
 }
 
 

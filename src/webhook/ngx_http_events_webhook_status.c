@@ -45,44 +45,45 @@ static ngx_http_events_status_section_t  ngx_http_events_webhook_status = {
 };
 
 
-#define ngx_http_events_wh_stat(field)                                        \
-    offsetof(ngx_http_events_wh_stats_t, field)
+#define ngx_http_events_webhook_stat(field)                                   \
+    offsetof(ngx_http_events_webhook_stats_t, field)
 
 
 static ngx_http_events_webhook_status_metric_t
     ngx_http_events_webhook_status_metrics[] = {
 
     { "events_webhook_endpoints", "gauge",
-      "Webhook endpoints.", ngx_http_events_wh_stat(endpoints) },
+      "Webhook endpoints.", ngx_http_events_webhook_stat(endpoints) },
 
     { "events_webhook_endpoints_disabled", "gauge",
-      "Webhook endpoints disabled.", ngx_http_events_wh_stat(disabled) },
+      "Webhook endpoints disabled.", ngx_http_events_webhook_stat(disabled) },
 
     { "events_webhook_pending", "gauge",
-      "Deliveries queued or in flight.", ngx_http_events_wh_stat(pending) },
+      "Deliveries queued or in flight.",
+      ngx_http_events_webhook_stat(pending) },
 
     { "events_webhook_in_flight", "gauge",
-      "Attempts in flight.", ngx_http_events_wh_stat(inflight) },
+      "Attempts in flight.", ngx_http_events_webhook_stat(inflight) },
 
     { "events_webhook_oldest_pending_age_ms", "gauge",
       "Age of the oldest delivery not done.",
-      ngx_http_events_wh_stat(oldest_pending_ms) },
+      ngx_http_events_webhook_stat(oldest_pending_ms) },
 
     { "events_webhook_delivered_total", "counter",
-      "Deliveries that succeeded.", ngx_http_events_wh_stat(ok) },
+      "Deliveries that succeeded.", ngx_http_events_webhook_stat(ok) },
 
     { "events_webhook_failed_total", "counter",
-      "Deliveries that ended failed.", ngx_http_events_wh_stat(failed) },
+      "Deliveries that ended failed.", ngx_http_events_webhook_stat(failed) },
 
     { "events_webhook_expired_total", "counter",
       "Deliveries whose event left the ring.",
-      ngx_http_events_wh_stat(expired) },
+      ngx_http_events_webhook_stat(expired) },
 
     { "events_webhook_attempts_total", "counter",
-      "Attempts made.", ngx_http_events_wh_stat(attempts) },
+      "Attempts made.", ngx_http_events_webhook_stat(attempts) },
 
     { "events_webhook_retries_total", "counter",
-      "Retries scheduled.", ngx_http_events_wh_stat(retries) },
+      "Retries scheduled.", ngx_http_events_webhook_stat(retries) },
 
     { NULL, NULL, NULL, 0 }
 };
@@ -100,8 +101,8 @@ static void
 ngx_http_events_webhook_status_json(ngx_http_events_buf_t *b,
     ngx_http_events_store_t *store)
 {
-    ngx_uint_t                  i;
-    ngx_http_events_wh_stats_t  ws;
+    ngx_uint_t                       i;
+    ngx_http_events_webhook_stats_t  ws;
 
     if (store->whcf == NULL) {
         return;
@@ -126,7 +127,7 @@ ngx_http_events_webhook_status_json(ngx_http_events_buf_t *b,
 
     for (i = 1; i < NGX_HTTP_EVENTS_E_MAX; i++) {
         ngx_http_events_buf_printf(b, "%s\"%s\":%uL", i > 1 ? "," : "",
-                                   ngx_http_events_wh_errors[i],
+                                   ngx_http_events_webhook_errors[i],
                                    ws.errors[i]);
     }
 
@@ -140,7 +141,7 @@ ngx_http_events_webhook_status_text(ngx_http_events_buf_t *b,
 {
     ngx_str_t                                 error;
     ngx_uint_t                                i;
-    ngx_http_events_wh_stats_t                ws;
+    ngx_http_events_webhook_stats_t           ws;
     ngx_http_events_webhook_status_metric_t  *m;
 
     if (store->whcf == NULL) {
@@ -163,7 +164,7 @@ ngx_http_events_webhook_status_text(ngx_http_events_buf_t *b,
                                 "Failed attempts, by error.");
 
     for (i = 1; i < NGX_HTTP_EVENTS_E_MAX; i++) {
-        error.data = (u_char *) ngx_http_events_wh_errors[i];
+        error.data = (u_char *) ngx_http_events_webhook_errors[i];
         error.len = ngx_strlen(error.data);
 
         ngx_http_events_status_sample(b, store,
