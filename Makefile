@@ -6,6 +6,8 @@
 #   make test       install what testing needs, build, run the whole suite
 #   make install    the module and its load snippet under DESTDIR/PREFIX
 #   make deb        build/deb/libnginx-mod-http-events_VERSION_ARCH.deb
+#   make compat NGINX_SRC=DIR  build against another nginx source tree,
+#                   as a dynamic and as a static module
 #   make test-asan  the suite against an AddressSanitizer build
 #   make bench      the ingest benchmark (t/bench), side by side with Nchan
 #   make bench-fanout  the SSE fan-out benchmark, side by side with Nchan
@@ -36,14 +38,14 @@ DESTDIR     ?=
 RUN_DEBS  := nginx nginx-dev libjansson-dev libssl-dev libpcre2-dev \
              zlib1g-dev gcc make
 TEST_DEBS := $(RUN_DEBS) perl libasan8 clang libclang-rt-14-dev wrk openssl \
-             libnginx-mod-nchan debhelper dpkg-dev fakeroot
+             libnginx-mod-nchan debhelper dpkg-dev fakeroot chromium
 DEBS      ?= $(TEST_DEBS)
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps deps-run run test test-asan bench bench-fanout \
         bench-webhooks bench-journal fuzz fuzz-short clean install deb \
-        nginx-poll
+        nginx-poll check-openssl compat compat-src
 
 all: $(MODULE)
 
@@ -118,7 +120,7 @@ $(NODE_DEPS): t/node/package.json t/node/package-lock.json
 	cd t/node && npm ci --no-audit --no-fund --silent
 	touch $@
 
-test: deps $(MODULE) $(NODE_DEPS) fuzz-build
+test: deps $(MODULE) $(NODE_DEPS) fuzz-build check-openssl
 	$(POLL_ENV) T_MODULE=$(MODULE) T_FUZZ_REQUIRED=1 \
 	    prove -j$(PROVE_JOBS) -r t/
 
@@ -271,6 +273,60 @@ deb: deps
 	cd $(DEB_SRC) && dpkg-buildpackage -b -us -uc \
 	    > $(DEB_DIR)/build.log 2>&1 || (tail -40 $(DEB_DIR)/build.log; exit 1)
 	@ls $(DEB_DIR)/*.deb
+
+# No OpenSSL API deprecated in 3.0.  nginx's own SSL header silences those
+# warnings for every file that includes it, so each source is compiled
+# again with OpenSSL's headers included first, the warnings an error.
+OPENSSL_PRE := $(foreach h,ssl hmac evp rand core_names,-include openssl/$(h).h)
+NGX_INCS    := $(foreach d,src/core src/event src/event/modules src/os/unix \
+                 objs src/http src/http/modules src/http/v2,-I $(BUILD)/nginx/$(d)) \
+               $(foreach d,$(sort $(dir $(wildcard src/*/*.h))) src,-I $(d))
+
+check-openssl: $(BUILD)/nginx/objs/Makefile
+	@for f in $(filter %.c,$(SOURCES)); do \
+	    $(CC) -fsyntax-only $(OPENSSL_PRE) $(NGX_INCS) \
+	        -Werror=deprecated-declarations $$f || exit 1; \
+	done; echo "check-openssl: no deprecated OpenSSL API in src/"
+
+# Other nginx versions.  NGINX_SRC is a source tree (a release tarball, or
+# `make compat-src NGINX_GIT=REPO TAG=release-1.30.4`, which exports a tag
+# of nginx's own repository).  Both builds go to build/compat/VERSION/:
+# dynamic/ (--with-compat, the .so) and static/ (--add-module, an nginx
+# binary with the module in it, which the suite can run:
+# T_NGINX=build/compat/VERSION/static/objs/nginx T_MODULE=static).
+COMPAT_FLAGS := --with-compat --with-threads --with-debug --with-pcre-jit \
+    --with-http_ssl_module --with-http_auth_request_module \
+    --with-http_realip_module --with-http_v2_module \
+    --with-http_stub_status_module --with-http_slice_module \
+    --with-http_dav_module
+
+compat:
+	@test -f $(NGINX_SRC)/src/core/nginx.h || \
+	    { echo "NGINX_SRC=$(NGINX_SRC) is not an nginx source tree"; exit 2; }
+	@v=$$(sed -n 's/^#define NGINX_VERSION *"\(.*\)"/\1/p' \
+	        $(NGINX_SRC)/src/core/nginx.h); \
+	conf=./configure; [ -x $(NGINX_SRC)/configure ] || conf=auto/configure; \
+	for kind in dynamic static; do \
+	    d=$(BUILD)/compat/$$v/$$kind; rm -rf $$d; mkdir -p $$d; \
+	    cp -r $(NGINX_SRC)/. $$d/; \
+	    if [ $$kind = dynamic ]; then add=--add-dynamic-module=$(CURDIR); \
+	        target=modules; else add=--add-module=$(CURDIR); target=; fi; \
+	    echo "nginx $$v, $$kind: configure and build"; \
+	    (cd $$d && $$conf --prefix=$$d/prefix $(COMPAT_FLAGS) \
+	        $$add \
+	        && $(MAKE) -f objs/Makefile $$target) > $$d/build.log 2>&1 \
+	        || { tail -30 $$d/build.log; exit 1; }; \
+	    grep -E 'warning:' $$d/build.log && exit 1; \
+	done; \
+	echo "nginx $$v: dynamic and static builds in $(BUILD)/compat/$$v"
+
+compat-src:
+	@test -n "$(NGINX_GIT)" -a -n "$(TAG)" || \
+	    { echo "usage: make compat-src NGINX_GIT=REPO TAG=release-X.Y.Z"; \
+	      exit 2; }
+	rm -rf $(BUILD)/compat/src-$(TAG) && mkdir -p $(BUILD)/compat/src-$(TAG)
+	git -C $(NGINX_GIT) archive $(TAG) | tar -x -C $(BUILD)/compat/src-$(TAG)
+	@echo "make compat NGINX_SRC=$(BUILD)/compat/src-$(TAG)"
 
 clean:
 	rm -rf $(BUILD)

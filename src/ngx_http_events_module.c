@@ -21,6 +21,7 @@
 #include "ngx_http_events_stream.h"
 #include "ngx_http_events_ipc.h"
 #include "ngx_http_events_auth.h"
+#include "ngx_http_events_cors.h"
 #include "ngx_http_events_match.h"
 #include "ngx_http_events_journal.h"
 #include "ngx_http_events_validate.h"
@@ -126,6 +127,13 @@ static ngx_command_t  ngx_http_events_commands[] = {
     { ngx_string("events_api"),
       NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_events_api,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("events_cors"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_events_cors,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -533,6 +541,10 @@ ngx_http_events_postconfiguration(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
+    if (ngx_http_events_cors_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_events_validate_init(cf);
 }
 
@@ -646,6 +658,7 @@ ngx_http_events_create_loc_conf(ngx_conf_t *cf)
     elcf->auth = NGX_CONF_UNSET;
     elcf->auth_query_token = NGX_CONF_UNSET;
     elcf->auth_leeway = NGX_CONF_UNSET;
+    elcf->cors = NGX_CONF_UNSET_PTR;
 
     elcf->wh = ngx_pcalloc(cf->pool, sizeof(ngx_http_events_webhook_conf_t));
     elcf->capture = ngx_pcalloc(cf->pool,
@@ -695,6 +708,7 @@ ngx_http_events_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_str_value(conf->auth_audience, prev->auth_audience, "");
     ngx_conf_merge_str_value(conf->auth_issuer, prev->auth_issuer, "");
     ngx_conf_merge_sec_value(conf->auth_leeway, prev->auth_leeway, 30);
+    ngx_conf_merge_ptr_value(conf->cors, prev->cors, NULL);
 
     if (conf->jwt_keys == NULL) {
         conf->jwt_keys = prev->jwt_keys;

@@ -77,6 +77,8 @@ struct ngx_http_events_loc_conf_s {
     ngx_http_events_capture_conf_t   *capture;
     ngx_http_events_validate_conf_t  *validate;
 
+    ngx_array_t                *cors;           /* ngx_str_t origins */
+
     ngx_str_t                   prefix;
 };
 

@@ -2,7 +2,7 @@
 
 # The type catalog is bounded: one tenant may have 1000 distinct types in
 # the store (409 too_many_types for the next, nothing stored), and all
-# tenants together leave a reserve of the zone's spare memory to webhook
+# tenants together take at most 3/4 of the spare memory, the rest for webhook
 # endpoints and deliveries.  Before, about 43 000 types from one tenant
 # took all of it: every tenant's new types got 503, webhook creation got
 # 503 zone_full, and deliveries stopped.
@@ -109,7 +109,7 @@ for my $n (1 .. 40) {
 ok($full, "the catalog filled up ($tenants tenants)");
 $t->is_error($full, 503, 'store_unavailable', undef,
     'then new types get 503') if $full;
-like($t->error_log, qr/\[error\].*no memory for the type catalog beyond the reserve/,
+like($t->error_log, qr/\[error\].*no memory for the type catalog beyond its share/,
     'and the log says why');
 
 $r = $t->req(POST => '/webhooks', headers => { 'X-Tenant' => 'beta' },

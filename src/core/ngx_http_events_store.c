@@ -118,7 +118,8 @@ struct ngx_http_events_sh_s {
     uint64_t                    ntypes;
     ngx_rbtree_t                tenants;        /* their types, events */
     ngx_rbtree_node_t           tenants_sentinel;
-    ngx_uint_t                  reserve;        /* pages kept from it */
+    size_t                      catalog_max;    /* its share of the spare */
+    size_t                      catalog_bytes;  /* what it takes now */
     uint64_t                    rejected_types; /* at a tenant's cap */
 
     uint64_t                    stored;
@@ -165,6 +166,7 @@ static ngx_http_events_type_node_t *ngx_http_events_store_type_find(
     uint32_t hash);
 static ngx_http_events_tenant_node_t *ngx_http_events_store_tenant_find(
     ngx_http_events_sh_t *sh, ngx_str_t *tenant, uint32_t hash);
+static size_t ngx_http_events_store_slab_size(size_t size);
 static ngx_http_events_store_rc_e ngx_http_events_store_type_ref(
     ngx_http_events_store_t *store, ngx_str_t *tenant, ngx_str_t *type,
     ngx_uint_t bounded);
@@ -393,11 +395,13 @@ ngx_http_events_store_layout(ngx_shm_zone_t *shm_zone,
                     ngx_http_events_store_type_insert);
 
     /*
-     * what the catalog may not take of the spare memory: webhook
-     * endpoints and deliveries must find room when one tenant, or many,
-     * write type after type
+     * the catalog may take three quarters of the spare memory and no
+     * more, whoever else uses the rest: webhook endpoints and deliveries
+     * must find room when one tenant, or many, write type after type,
+     * and static endpoints made after this must not starve the catalog
      */
-    sh->reserve = shpool->pfree / 4;
+    sh->catalog_max = shpool->pfree * ngx_pagesize / 4 * 3;
+    sh->catalog_bytes = 0;
 
     return NGX_OK;
 }
@@ -609,11 +613,24 @@ ngx_http_events_store_tenant_find(ngx_http_events_sh_t *sh, ngx_str_t *tenant,
 }
 
 
+/* what the slab takes for an allocation of this size: a power of two */
+
+static size_t
+ngx_http_events_store_slab_size(size_t size)
+{
+    size_t  n;
+
+    for (n = 8; n < size; n <<= 1) { /* void */ }
+
+    return n;
+}
+
+
 /*
  * An event's (tenant, type) into the catalog.  A type new to its tenant
  * is refused (when bounded: not at replay) if the tenant has
  * NGX_HTTP_EVENTS_TENANT_TYPES of them, or if the slab would be left
- * with less than the reserve: one tenant cannot take the zone's spare
+ * past its share of the spare memory: one tenant cannot take the zone's spare
  * memory, and all of them together cannot take what webhooks need.
  */
 
@@ -621,6 +638,7 @@ static ngx_http_events_store_rc_e
 ngx_http_events_store_type_ref(ngx_http_events_store_t *store,
     ngx_str_t *tenant, ngx_str_t *type, ngx_uint_t bounded)
 {
+    size_t                          size;
     uint32_t                        hash, thash;
     ngx_http_events_sh_t           *sh;
     ngx_http_events_type_node_t    *tn;
@@ -639,7 +657,14 @@ ngx_http_events_store_type_ref(ngx_http_events_store_t *store,
             return NGX_HTTP_EVENTS_STORE_TOO_MANY_TYPES;
         }
 
-        if (bounded && store->shpool->pfree <= sh->reserve) {
+        size = ngx_http_events_store_slab_size(
+                   sizeof(ngx_http_events_type_node_t) + tenant->len
+                   + type->len)
+               + (ten ? 0 : ngx_http_events_store_slab_size(
+                                sizeof(ngx_http_events_tenant_node_t)
+                                + tenant->len));
+
+        if (bounded && sh->catalog_bytes + size > sh->catalog_max) {
             return NGX_HTTP_EVENTS_STORE_FULL;
         }
 
@@ -650,6 +675,10 @@ ngx_http_events_store_type_ref(ngx_http_events_store_t *store,
             if (ten == NULL) {
                 return NGX_HTTP_EVENTS_STORE_FULL;
             }
+
+            sh->catalog_bytes += ngx_http_events_store_slab_size(
+                                     sizeof(ngx_http_events_tenant_node_t)
+                                     + tenant->len);
 
             ten->node.key = thash;
             ten->events = 0;
@@ -667,6 +696,9 @@ ngx_http_events_store_type_ref(ngx_http_events_store_t *store,
             if (ten->types == 0) {
                 ngx_rbtree_delete(&sh->tenants, &ten->node);
                 ngx_slab_free_locked(store->shpool, ten);
+                sh->catalog_bytes -= ngx_http_events_store_slab_size(
+                                         sizeof(ngx_http_events_tenant_node_t)
+                                         + tenant->len);
             }
 
             return NGX_HTTP_EVENTS_STORE_FULL;
@@ -681,6 +713,9 @@ ngx_http_events_store_type_ref(ngx_http_events_store_t *store,
                    type->data, type->len);
 
         ngx_rbtree_insert(&sh->types, &tn->node);
+        sh->catalog_bytes += ngx_http_events_store_slab_size(
+                                 sizeof(ngx_http_events_type_node_t)
+                                 + tenant->len + type->len);
         sh->ntypes++;
         ten->types++;
     }
@@ -731,6 +766,9 @@ ngx_http_events_store_type_unref(ngx_http_events_store_t *store,
     if (--tn->count == 0) {
         ngx_rbtree_delete(&sh->types, &tn->node);
         ngx_slab_free_locked(store->shpool, tn);
+        sh->catalog_bytes -= ngx_http_events_store_slab_size(
+                                 sizeof(ngx_http_events_type_node_t)
+                                 + tenant->len + type->len);
         sh->ntypes--;
 
         if (ten) {
@@ -741,6 +779,9 @@ ngx_http_events_store_type_unref(ngx_http_events_store_t *store,
     if (ten && --ten->events == 0) {
         ngx_rbtree_delete(&sh->tenants, &ten->node);
         ngx_slab_free_locked(store->shpool, ten);
+        sh->catalog_bytes -= ngx_http_events_store_slab_size(
+                                 sizeof(ngx_http_events_tenant_node_t)
+                                 + tenant->len);
     }
 }
 
@@ -1170,7 +1211,7 @@ ngx_http_events_store_catalog_locked(ngx_http_events_store_t *store,
         if (rc == NGX_HTTP_EVENTS_STORE_FULL) {
             ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                           "events zone \"%V\": no memory for the type "
-                          "catalog beyond the reserve, %uL types kept; "
+                          "catalog beyond its share, %uL types kept; "
                           "event refused",
                           &store->name, store->sh->ntypes);
 

@@ -217,12 +217,22 @@ ngx_http_events_auth_token(ngx_http_request_t *r, ngx_str_t *token,
     if (elcf->auth_cookie.len) {
         name = elcf->auth_cookie;
 
+#if (nginx_version >= 1023000)
+        /* 1.23.0 keeps headers of one name in a list and returns it */
+        if (ngx_http_parse_multi_header_lines(r, r->headers_in.cookie, &name,
+                                              token)
+            != NULL)
+        {
+            return NGX_OK;
+        }
+#else
         if (ngx_http_parse_multi_header_lines(&r->headers_in.cookies, &name,
                                               token)
             != NGX_DECLINED)
         {
             return NGX_OK;
         }
+#endif
     }
 
     if (ngx_http_arg(r, (u_char *) "token", 5, &value) == NGX_OK) {

@@ -169,9 +169,11 @@ ngx_http_events_http_add_header(ngx_http_request_t *r, char *name,
     h->key.len = ngx_strlen(name);
     h->value = *value;
 
-    if (h->key.len == 8 && ngx_strncmp(name, "Location", 8) == 0) {
-        r->headers_out.location = h;
-    }
+    /*
+     * Location is not made r->headers_out.location: nginx would make it
+     * absolute with its own host and port, which behind a proxy names
+     * the upstream; a relative reference is what the client can use.
+     */
 
     return NGX_OK;
 }

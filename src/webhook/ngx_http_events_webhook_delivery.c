@@ -22,11 +22,10 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include <openssl/hmac.h>
-#include <openssl/evp.h>
 
 #include "ngx_http_events_module.h"
 #include "ngx_http_events_webhook_shm.h"
+#include "ngx_http_events_hmac.h"
 
 
 #define NGX_HTTP_EVENTS_WH_VERSION  "0.4"
@@ -750,34 +749,23 @@ ngx_http_events_webhook_delivery_sign(u_char *secret, size_t secret_len,
     u_char         *p;
     u_char          prefix[NGX_HTTP_EVENTS_WH_MAX_ID * 2 + NGX_TIME_T_LEN
                            + 2];
-    u_char          mac[EVP_MAX_MD_SIZE];
-    unsigned int    mac_len;
-    ngx_str_t       src, dst;
-    HMAC_CTX       *hctx;
+    u_char          mac[NGX_HTTP_EVENTS_HMAC_SHA256_LEN];
+    ngx_str_t       src, dst, parts[2];
 
     p = ngx_snprintf(prefix, sizeof(prefix), "%V.%T.", id, ts);
 
-    mac_len = 0;
+    parts[0].data = prefix;
+    parts[0].len = p - prefix;
+    parts[1] = *body;
 
-    hctx = HMAC_CTX_new();
-    if (hctx == NULL) {
-        return 0;
-    }
-
-    if (HMAC_Init_ex(hctx, secret, (int) secret_len, EVP_sha256(), NULL)
-           != 1
-        || HMAC_Update(hctx, prefix, p - prefix) != 1
-        || HMAC_Update(hctx, body->data, body->len) != 1
-        || HMAC_Final(hctx, mac, &mac_len) != 1)
+    if (ngx_http_events_hmac_sha256(secret, secret_len, parts, 2, mac)
+        != NGX_OK)
     {
-        HMAC_CTX_free(hctx);
         return 0;
     }
-
-    HMAC_CTX_free(hctx);
 
     src.data = mac;
-    src.len = mac_len;
+    src.len = sizeof(mac);
     dst.data = out;
 
     ngx_encode_base64(&dst, &src);

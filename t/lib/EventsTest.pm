@@ -217,7 +217,8 @@ sub _globals {
     my $level = $ENV{T_DEBUG} ? 'debug' : 'info';
 
     my @g;
-    push @g, "load_module $MODULE;" if $self->{module};
+    # T_MODULE=static: the module is built into T_NGINX (--add-module)
+    push @g, "load_module $MODULE;" if $self->{module} && $MODULE ne 'static';
     push @g, "worker_processes $self->{workers};",
         "pid $dir/nginx.pid;",
         "lock_file $dir/nginx.lock;",
@@ -1012,7 +1013,9 @@ EventsTest - nginx test harness for ngx_http_events_module
                          its primary group), test dir made 0755;
                          undef: no "user" directive, dir left 0700
 
-The module is $ENV{T_MODULE}, default <repo>/build/ngx_http_events_module.so.
+The module is $ENV{T_MODULE}, default <repo>/build/ngx_http_events_module.so;
+T_MODULE=static leaves load_module out, for an nginx built with the module
+in it (make compat: T_NGINX=build/compat/VERSION/static/objs/nginx).
 Environment: T_KEEP keep the test dir, T_DEBUG debug error log, T_ASAN
 path to libasan.so (LD_PRELOAD, timeouts x3), T_CATLOG dump error.log
 when a test failed, T_NGINX nginx binary (default /usr/sbin/nginx).
