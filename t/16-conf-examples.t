@@ -16,7 +16,9 @@ use EventsTest::SSE;
 
 my $dir = "$EventsTest::REPO/conf-examples";
 opendir(my $dh, $dir) or die "$dir: $!";
-my @files = sort grep { /\.conf$/ } readdir $dh;
+# cluster.conf needs a Redis: t/72-cluster-conf.t runs it on three nodes
+# of one it starts (as written it would reach whatever holds port 6379)
+my @files = sort grep { /\.conf$/ && $_ ne 'cluster.conf' } readdir $dh;
 closedir $dh;
 
 ok(scalar @files, 'there are examples');

@@ -57,6 +57,7 @@ SKIP: {
     like($info, qr/^Depends:.*\Q$abi\E/m, "depends on $abi")
         if $abi;
     like($info, qr/^Depends:.*libjansson/m, 'depends on libjansson');
+    like($info, qr/^Depends:.*libhiredis/m, 'depends on libhiredis');
 
     my $files = `dpkg-deb -c $deb`;
     like($files, qr{\./usr/lib/nginx/modules/ngx_http_events_module\.so$}m,

@@ -1130,8 +1130,10 @@ ngx_http_events_capture(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_events_loc_conf_t *elcf = conf;
 
-    ngx_str_t   *value, name;
-    ngx_uint_t   i, modes;
+    ngx_str_t                    *value, name;
+    ngx_uint_t                    i, modes;
+    ngx_shm_zone_t              **zp;
+    ngx_http_events_main_conf_t  *emcf;
 
     if (elcf->capture->modes != NGX_CONF_UNSET_UINT) {
         return "is duplicate";
@@ -1184,6 +1186,25 @@ ngx_http_events_capture(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     if (elcf->capture->zone == NULL) {
         return NGX_CONF_ERROR;
     }
+
+    /* a cluster's zone is written by its tailer only: it checks these */
+
+    emcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_events_module);
+
+    if (emcf->captured == NULL) {
+        emcf->captured = ngx_array_create(cf->pool, 2,
+                                          sizeof(ngx_shm_zone_t *));
+        if (emcf->captured == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    zp = ngx_array_push(emcf->captured);
+    if (zp == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *zp = elcf->capture->zone;
 
     elcf->capture->modes = modes;
 

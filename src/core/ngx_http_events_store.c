@@ -1055,6 +1055,14 @@ ngx_http_events_store_append_nosync(ngx_http_events_store_t *store,
     sh = store->sh;
     *upto = 0;
 
+    if (store->remote) {
+        /* a cluster's ring is written by its tailer only, in its order */
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "events zone \"%V\" is a cluster's: events reach it "
+                      "through the cluster only", &store->name);
+        return NGX_HTTP_EVENTS_STORE_REMOTE;
+    }
+
     total = 0;
     jlen = 0;
     jbuf = NULL;
@@ -1428,6 +1436,57 @@ done:
     ngx_shmtx_unlock(&store->shpool->mutex);
 
     return rc;
+}
+
+
+/*
+ * Cluster mode: the log the ring follows began again with another
+ * epoch.  Everything goes (through eviction, so the catalog is right);
+ * seqs start over; a cursor of the old epoch is told epoch_changed.
+ */
+
+void
+ngx_http_events_store_reset(ngx_http_events_store_t *store, uint64_t epoch,
+    u_char *secret)
+{
+    ngx_http_events_sh_t  *sh;
+
+    sh = store->sh;
+
+    ngx_shmtx_lock(&store->shpool->mutex);
+
+    while (sh->slot_tail < sh->slot_head) {
+        ngx_http_events_store_evict_locked(store);
+    }
+
+    sh->tail = sh->head;
+
+    /* the cursors of every node of a cluster: one secret, one epoch */
+    if (secret) {
+        ngx_memcpy(sh->secret, secret, NGX_HTTP_EVENTS_CURSOR_SECRET);
+    }
+
+    ngx_memory_barrier();
+
+    sh->epoch = epoch;
+
+    ngx_memory_barrier();
+
+    sh->evicted_seq = 0;
+    sh->last_seq = 0;
+
+    ngx_shmtx_unlock(&store->shpool->mutex);
+
+    store->epoch = epoch;
+}
+
+
+/* the epoch now: another worker may have reset the zone */
+
+uint64_t
+ngx_http_events_store_epoch(ngx_http_events_store_t *store)
+{
+    return store->sh->epoch;
 }
 
 
@@ -2607,17 +2666,31 @@ ngx_http_events_store_cursor_key(ngx_http_events_store_t *store)
 {
     ngx_pool_cleanup_t  *cln;
 
-    if (store->cursor_key.enc != NULL) {
-        return &store->cursor_key;
-    }
+    uint64_t  epoch;
 
-    cln = ngx_pool_cleanup_add(ngx_cycle->pool, 0);
-    if (cln == NULL) {
-        return NULL;
+    epoch = store->sh->epoch;
+    ngx_memory_barrier();
+
+    if (store->cursor_key.enc != NULL) {
+        if (store->cursor_key.epoch == epoch) {
+            return &store->cursor_key;
+        }
+
+        /* a cluster's log began again (store_reset): key it anew */
+        ngx_http_events_cursor_key_free(&store->cursor_key);
+
+    } else {
+        cln = ngx_pool_cleanup_add(ngx_cycle->pool, 0);
+        if (cln == NULL) {
+            return NULL;
+        }
+
+        cln->handler = ngx_http_events_store_cursor_cleanup;
+        cln->data = &store->cursor_key;
     }
 
     if (ngx_http_events_cursor_key_init(&store->cursor_key, store->sh->secret,
-                                        store->sh->epoch)
+                                        epoch)
         != NGX_OK)
     {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
@@ -2625,9 +2698,6 @@ ngx_http_events_store_cursor_key(ngx_http_events_store_t *store)
                       &store->name);
         return NULL;
     }
-
-    cln->handler = ngx_http_events_store_cursor_cleanup;
-    cln->data = &store->cursor_key;
 
     return &store->cursor_key;
 }

@@ -52,7 +52,8 @@ typedef enum {
     NGX_HTTP_EVENTS_STORE_TOO_MANY_TYPES,   /* the tenant's types: capped */
     NGX_HTTP_EVENTS_STORE_JOURNAL_FAILED,   /* nothing written or stored */
     NGX_HTTP_EVENTS_STORE_JOURNAL_UNSYNCED, /* stored; its fsync failed */
-    NGX_HTTP_EVENTS_STORE_STALE             /* restore: seq not after head */
+    NGX_HTTP_EVENTS_STORE_STALE,            /* restore: seq not after head */
+    NGX_HTTP_EVENTS_STORE_REMOTE            /* a cluster's: its tailer's */
 } ngx_http_events_store_rc_e;
 
 
@@ -227,6 +228,35 @@ typedef struct {
 typedef struct ngx_http_events_sh_s  ngx_http_events_sh_t;
 
 
+/*
+ * Cluster mode (src/cluster/): appends go to another log and come back
+ * into the ring through ngx_http_events_store_restore(), in its order.
+ * done() gets NGX_OK (the events carry their seq, time and stored
+ * envelope, repeats marked), NGX_DECLINED (failed: a conflicting id),
+ * NGX_BUSY (not stored: the log is unreachable), NGX_AGAIN (no answer
+ * in time: maybe stored) or NGX_ABORT (stored, but not confirmed by as
+ * many replicas as required).
+ */
+
+typedef void (*ngx_http_events_remote_done_pt)(void *ctx, ngx_int_t rc,
+    ngx_uint_t failed);
+
+
+typedef struct {
+    void                       *data;
+
+    /* a handle for cancel(); NULL: refused now, done() is not called */
+    void                     *(*append)(void *data,
+                                        ngx_http_events_event_t *events,
+                                        ngx_uint_t n, ngx_pool_t *pool,
+                                        ngx_http_events_remote_done_pt done,
+                                        void *ctx);
+    void                      (*cancel)(void *handle);
+    /* NGX_AGAIN: the ring is still catching up with the log */
+    ngx_int_t                 (*ready)(void *data);
+} ngx_http_events_remote_t;
+
+
 struct ngx_http_events_store_s {
     ngx_http_events_sh_t       *sh;
     ngx_slab_pool_t            *shpool;
@@ -234,6 +264,7 @@ struct ngx_http_events_store_s {
     ngx_msec_t                  retention;
     uint64_t                    epoch;
     ngx_http_events_journal_t  *journal;        /* NULL: none */
+    ngx_http_events_remote_t   *remote;         /* NULL: not a cluster */
     ngx_http_events_cursor_key_t  cursor_key;   /* keyed on first use */
 
     /* this worker's streams on the zone */
@@ -279,6 +310,10 @@ void ngx_http_events_store_resume(ngx_http_events_store_t *store,
     uint64_t epoch, uint64_t last_seq, uint64_t last_ms, uint64_t gone);
 size_t ngx_http_events_store_json_len(ngx_http_events_event_t *ev);
 u_char *ngx_http_events_store_json(u_char *p, ngx_http_events_event_t *ev);
+
+void ngx_http_events_store_reset(ngx_http_events_store_t *store,
+    uint64_t epoch, u_char *secret);
+uint64_t ngx_http_events_store_epoch(ngx_http_events_store_t *store);
 
 void ngx_http_events_store_tally(ngx_http_events_store_t *store,
     ngx_uint_t counter);

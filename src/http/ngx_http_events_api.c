@@ -52,6 +52,17 @@ typedef struct {
 } ngx_http_events_api_wait_t;
 
 
+/* a POST whose events wait for a cluster's log */
+typedef struct {
+    ngx_http_request_t                *request;
+    ngx_http_events_store_t           *store;
+    ngx_http_events_event_t           *events;
+    ngx_uint_t                         n;
+    ngx_uint_t                         batch;
+    void                              *handle;
+} ngx_http_events_api_remote_t;
+
+
 static ngx_int_t ngx_http_events_api_collection(ngx_http_request_t *r,
     ngx_str_t *tenant);
 static void ngx_http_events_api_hold(ngx_event_t *ev);
@@ -73,6 +84,16 @@ static void ngx_http_events_api_synced(void *data, ngx_int_t rc);
 static void ngx_http_events_api_cleanup(void *data);
 static ngx_int_t ngx_http_events_api_unsynced(ngx_http_request_t *r,
     ngx_http_events_store_t *store);
+static ngx_int_t ngx_http_events_api_remote(ngx_http_request_t *r,
+    ngx_http_events_store_t *store, ngx_http_events_event_t *events,
+    ngx_uint_t n, ngx_uint_t batch);
+static void ngx_http_events_api_remoted(void *data, ngx_int_t rc,
+    ngx_uint_t failed);
+static void ngx_http_events_api_remote_cleanup(void *data);
+static ngx_int_t ngx_http_events_api_unavailable(ngx_http_request_t *r,
+    ngx_int_t rc);
+static ngx_int_t ngx_http_events_api_conflict(ngx_http_request_t *r,
+    ngx_uint_t batch, ngx_uint_t failed);
 static ngx_int_t ngx_http_events_api_created(ngx_http_request_t *r,
     ngx_http_events_store_t *store, ngx_http_events_event_t *events,
     ngx_uint_t n, ngx_uint_t batch);
@@ -112,6 +133,7 @@ ngx_http_events_api_handler(ngx_http_request_t *r)
     ngx_int_t                    rc;
     ngx_str_t                    rest, tenant, first, second;
     ngx_http_events_error_t      err;
+    ngx_http_events_store_t     *store;
     ngx_http_events_loc_conf_t  *elcf;
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
@@ -132,6 +154,16 @@ ngx_http_events_api_handler(ngx_http_request_t *r)
                               "the request's tenant must be 1-64 "
                               "characters of [A-Za-z0-9_.:-]");
         return ngx_http_events_http_send_error(r, &err, NULL);
+    }
+
+    store = elcf->api_zone->data;
+
+    if (store->remote && r->method != NGX_HTTP_POST
+        && store->remote->ready(store->remote->data) != NGX_OK)
+    {
+        /* a node that has not caught up with the log must not answer */
+        ngx_http_discard_request_body(r);
+        return ngx_http_events_api_unavailable(r, NGX_DONE);
     }
 
     rest.data = r->uri.data + elcf->prefix.len;
@@ -527,6 +559,10 @@ ngx_http_events_api_commit(ngx_http_request_t *r,
     ngx_memzero(err, sizeof(ngx_http_events_error_t));
     ngx_str_null(&prefix);
 
+    if (store->remote) {
+        return ngx_http_events_api_remote(r, store, events, n, batch);
+    }
+
     rc = ngx_http_events_store_append_nosync(store, events, n, r->pool,
                                              &failed, &upto);
 
@@ -540,10 +576,7 @@ ngx_http_events_api_commit(ngx_http_request_t *r,
     }
 
     if (rc == NGX_HTTP_EVENTS_STORE_CONFLICT) {
-        ngx_http_events_error(err, 409, "conflict", "field", &prefix,
-                              "id", "an event with this id and a different "
-                              "body exists");
-        return ngx_http_events_http_send_error(r, err, NULL);
+        return ngx_http_events_api_conflict(r, batch, failed);
     }
 
     if (rc == NGX_HTTP_EVENTS_STORE_TOO_LARGE) {
@@ -581,6 +614,161 @@ ngx_http_events_api_commit(ngx_http_request_t *r,
     }
 
     return ngx_http_events_api_created(r, store, events, n, batch);
+}
+
+
+static ngx_int_t
+ngx_http_events_api_conflict(ngx_http_request_t *r, ngx_uint_t batch,
+    ngx_uint_t failed)
+{
+    ngx_str_t                 prefix;
+    ngx_http_events_error_t   err;
+    u_char                    item[NGX_INT_T_LEN + 4];
+
+    ngx_memzero(&err, sizeof(ngx_http_events_error_t));
+    ngx_str_null(&prefix);
+
+    if (batch) {
+        prefix.data = item;
+        prefix.len = ngx_sprintf(item, "[%ui].", failed) - item;
+    }
+
+    ngx_http_events_error(&err, 409, "conflict", "field", &prefix,
+                          "id", "an event with this id and a different "
+                          "body exists");
+    return ngx_http_events_http_send_error(r, &err, NULL);
+}
+
+
+/*
+ * A cluster's zone: the events go to the cluster's log; the answer
+ * waits for it, and the ring gets them from the log like every node's.
+ */
+
+static ngx_int_t
+ngx_http_events_api_remote(ngx_http_request_t *r,
+    ngx_http_events_store_t *store, ngx_http_events_event_t *events,
+    ngx_uint_t n, ngx_uint_t batch)
+{
+    ngx_http_cleanup_t            *cln;
+    ngx_http_events_api_remote_t  *ar;
+
+    ar = ngx_pcalloc(r->pool, sizeof(ngx_http_events_api_remote_t));
+    cln = ngx_http_cleanup_add(r, 0);
+    if (ar == NULL || cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ar->request = r;
+    ar->store = store;
+    ar->events = events;
+    ar->n = n;
+    ar->batch = batch;
+
+    ar->handle = store->remote->append(store->remote->data, events, n,
+                                       r->pool, ngx_http_events_api_remoted,
+                                       ar);
+    if (ar->handle == NULL) {
+        return ngx_http_events_api_unavailable(r, NGX_BUSY);
+    }
+
+    /* a request ended early must not be answered */
+    cln->handler = ngx_http_events_api_remote_cleanup;
+    cln->data = ar;
+
+    /* the parsed body the events point into lives as long as r */
+    r->main->count++;
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_events_api_remoted(void *data, ngx_int_t rc, ngx_uint_t failed)
+{
+    ngx_http_events_api_remote_t  *ar = data;
+
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = ar->request;
+    c = r->connection;
+    ar->handle = NULL;
+
+    switch (rc) {
+
+    case NGX_OK:
+        rc = ngx_http_events_api_created(r, ar->store, ar->events, ar->n,
+                                         ar->batch);
+        break;
+
+    case NGX_DECLINED:
+        rc = ngx_http_events_api_conflict(r, ar->batch, failed);
+        break;
+
+    default:
+        rc = ngx_http_events_api_unavailable(r, rc);
+        break;
+    }
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_events_api_remote_cleanup(void *data)
+{
+    ngx_http_events_api_remote_t  *ar = data;
+
+    if (ar->handle) {
+        ar->store->remote->cancel(ar->handle);
+        ar->handle = NULL;
+    }
+}
+
+
+static ngx_int_t
+ngx_http_events_api_unavailable(ngx_http_request_t *r, ngx_int_t rc)
+{
+    ngx_str_t                 retry;
+    ngx_http_events_error_t   err;
+
+    ngx_memzero(&err, sizeof(ngx_http_events_error_t));
+    ngx_str_set(&retry, "1");
+
+    if (ngx_http_events_http_add_header(r, "Retry-After", &retry)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DONE) {
+        ngx_http_events_error(&err, 503, "cluster_catching_up", NULL, NULL,
+                              NULL, "this node is still reading the "
+                              "cluster's log; it answers when it has "
+                              "caught up");
+
+    } else if (rc == NGX_AGAIN) {
+        ngx_http_events_error(&err, 503, "cluster_unavailable", NULL, NULL,
+                              NULL, "the cluster's log did not answer in "
+                              "time; the events may have been stored, a "
+                              "retry with the same ids is safe");
+
+    } else if (rc == NGX_ABORT) {
+        ngx_http_events_error(&err, 503, "cluster_unreplicated", NULL, NULL,
+                              NULL, "the cluster's log stored the events, "
+                              "but fewer replicas than required confirmed "
+                              "them in time; a retry with the same ids is "
+                              "safe");
+
+    } else {
+        ngx_http_events_error(&err, 503, "cluster_unavailable", NULL, NULL,
+                              NULL, "the cluster's log cannot be reached; "
+                              "nothing was stored");
+    }
+
+    return ngx_http_events_http_send_error(r, &err, NULL);
 }
 
 

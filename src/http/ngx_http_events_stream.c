@@ -46,6 +46,7 @@ struct ngx_http_events_stream_ctx_s {
     ngx_http_events_query_t     filter;
 
     uint64_t                    cursor;         /* sent or passed over */
+    uint64_t                    epoch;          /* the cursor's */
     uint64_t                    replay_until;
     ngx_uint_t                  replayed;
     size_t                      max_buffer;
@@ -472,6 +473,7 @@ ngx_http_events_stream_start(ngx_http_events_stream_ctx_t *ctx)
     ngx_http_events_store_window(ctx->store, &w);
 
     ctx->cursor = w.head_seq;
+    ctx->epoch = w.epoch;
 
     last = ngx_http_events_stream_last_id(r, &ctx->filter);
 
@@ -655,11 +657,11 @@ ngx_http_events_stream_cursor(ngx_http_events_stream_ctx_t *ctx,
 
     ipc = ngx_http_events_ipc();
 
-    if (ipc->cursor_seq != seq || ipc->cursor_epoch != ctx->store->epoch) {
+    if (ipc->cursor_seq != seq || ipc->cursor_epoch != ctx->epoch) {
         (void) ngx_http_events_cursor_write(ctx->key, ipc->cursor,
-                                            ctx->store->epoch, seq);
+                                            ctx->epoch, seq);
         ipc->cursor_seq = seq;
-        ipc->cursor_epoch = ctx->store->epoch;
+        ipc->cursor_epoch = ctx->epoch;
     }
 
     return ipc->cursor;
@@ -685,6 +687,7 @@ ngx_http_events_stream_reset(ngx_http_events_stream_ctx_t *ctx,
     p = ngx_cpymem(p, "\"}\n\n", 4);
 
     ctx->cursor = w.head_seq;
+    ctx->epoch = w.epoch;
 
     return ngx_http_events_stream_append(ctx, buf, p - buf);
 }
@@ -698,8 +701,7 @@ ngx_http_events_stream_ready(ngx_http_events_stream_ctx_t *ctx)
 
     p = ngx_sprintf(buf, "event: ready\ndata: {\"replayed\":%ui,\"head\":\"",
                     ctx->replayed);
-    p = ngx_http_events_cursor_write(ctx->key, p, ctx->store->epoch,
-                                     ctx->cursor);
+    p = ngx_http_events_cursor_write(ctx->key, p, ctx->epoch, ctx->cursor);
     p = ngx_cpymem(p, "\"}\n\n", 4);
 
     return ngx_http_events_stream_append(ctx, buf, p - buf);
@@ -824,6 +826,21 @@ ngx_http_events_stream_pump(ngx_http_events_stream_ctx_t *ctx)
 
     r = ctx->request;
     c = r->connection;
+
+    if (ngx_http_events_store_epoch(ctx->store) != ctx->epoch) {
+        /* a cluster's log began again: this cursor means nothing now */
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "events: the epoch of zone \"%V\" changed under a "
+                      "stream", &ctx->store->name);
+
+        if (ngx_http_events_stream_reset(ctx, "epoch_changed") != NGX_OK) {
+            ngx_http_finalize_request(r, NGX_ERROR);
+            return;
+        }
+
+        ngx_http_events_stream_finish(ctx, NULL);
+        return;
+    }
 
     unsent = ngx_http_events_stream_unsent(ctx);
 

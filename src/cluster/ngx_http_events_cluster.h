@@ -1,0 +1,83 @@
+
+/*
+ * Copyright (C) ngx_http_events_module authors
+ */
+
+
+#ifndef _NGX_HTTP_EVENTS_CLUSTER_H_INCLUDED_
+#define _NGX_HTTP_EVENTS_CLUSTER_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_events_store.h"
+#include "ngx_http_events_redis.h"
+
+
+/* a cluster's state in its own zone, events_cluster:ZONE */
+typedef struct {
+    ngx_pid_t                   lease_pid;
+    ngx_msec_t                  lease_expires;
+    uint64_t                    term;
+
+    uint64_t                    epoch;          /* Redis's; 0: not known */
+    uint64_t                    last_seq;       /* tailed up to here */
+    uint64_t                    last_ms;
+    uint64_t                    head_seq;
+    uint64_t                    lag_ms;
+
+    ngx_atomic_t                connected;
+    ngx_atomic_t                caught_up;
+    ngx_atomic_t                appended;
+    ngx_atomic_t                repeats;
+    ngx_atomic_t                conflicts;
+    ngx_atomic_t                unavailable;
+    ngx_atomic_t                unreplicated;   /* wait= not met */
+    ngx_atomic_t                tailed;
+    ngx_atomic_t                resets;
+    ngx_atomic_t                reconnects;
+    ngx_atomic_t                errors;
+} ngx_http_events_cluster_sh_t;
+
+
+/* one events_cluster */
+typedef struct {
+    ngx_str_t                   zone_name;
+    ngx_shm_zone_t             *zone;           /* the events zone */
+    ngx_shm_zone_t             *shm;            /* this module's */
+    ngx_http_events_cluster_sh_t  *sh;
+    ngx_slab_pool_t            *shpool;
+
+    ngx_http_events_redis_conf_t  redis;
+    ngx_str_t                   prefix;
+    ngx_str_t                   key_log;
+    ngx_str_t                   key_meta;
+    ngx_str_t                   key_id;         /* ids' keys start so */
+    ngx_str_t                   max_len;        /* "0": no limit */
+    ngx_str_t                   retention;      /* ms; "0": no limit */
+    ngx_uint_t                  wait_n;         /* wait=: replicas */
+    ngx_str_t                   wait;
+    ngx_str_t                   wait_ms;
+    ngx_str_t                   trusted;        /* rediss:// */
+
+    ngx_http_events_remote_t    remote;
+
+    /* this worker's */
+    ngx_log_t                  *log;
+    ngx_http_events_redis_t     rd;             /* appends */
+    ngx_http_events_redis_t     tail;           /* XREAD BLOCK */
+    ngx_event_t                 tick;
+    ngx_event_t                 tail_wait;      /* after an error */
+    ngx_uint_t                  tailing;
+} ngx_http_events_cluster_t;
+
+
+ngx_int_t ngx_http_events_cluster_status_register(ngx_conf_t *cf);
+
+
+extern ngx_module_t  ngx_http_events_cluster_module;
+
+
+#endif /* _NGX_HTTP_EVENTS_CLUSTER_H_INCLUDED_ */

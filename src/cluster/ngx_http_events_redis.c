@@ -1,0 +1,1337 @@
+
+/*
+ * Copyright (C) ngx_http_events_module authors
+ */
+
+
+/*
+ * A Redis client on nginx's own connections.  hiredis is the codec
+ * only: redisFormatCommandArgv() builds a command, a redisReader parses
+ * the replies from the bytes read here.  The socket, its timers and the
+ * event loop are nginx's (ngx_event_connect_peer), so nothing blocks a
+ * worker.  The address is resolved when the configuration is read.
+ *
+ * Commands queued during one turn of the event loop go out in one write
+ * (the flush is a posted event), and their replies come back in order:
+ * a FIFO of callbacks matches them, so concurrent requests of a worker
+ * share one round trip.  While a connection is being made, commands
+ * wait; when it is lost, refused or silent for longer than the timeout,
+ * every command in flight gets a NULL reply at once and the connection
+ * is made again after a backoff that doubles up to 2 s, with jitter, so
+ * that the workers of many nodes do not reconnect in step.  During the
+ * backoff a command fails at once rather than wait.
+ *
+ * The connection is marked idle so that a graceful shutdown reaches its
+ * read handler (ngx_close_idle_connections); it closes then when no
+ * command waits for a reply, else when the last reply came.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_event.h>
+#include <ngx_event_connect.h>
+
+#include "ngx_http_events_redis.h"
+
+
+#define NGX_HTTP_EVENTS_REDIS_BACKOFF_MIN  100
+#define NGX_HTTP_EVENTS_REDIS_BACKOFF_MAX  2000
+
+
+static ngx_int_t ngx_http_events_redis_hello(ngx_http_events_redis_t *rd);
+static void ngx_http_events_redis_hello_done(void *data, redisReply *reply,
+    ngx_http_events_redis_cmd_t *cmd);
+static ngx_int_t ngx_http_events_redis_queue(ngx_http_events_redis_t *rd,
+    int argc, const char **argv, const size_t *argvlen,
+    ngx_http_events_redis_pt handler, void *data,
+    ngx_http_events_redis_cmd_t **cmdp);
+static ngx_int_t ngx_http_events_redis_out(ngx_http_events_redis_t *rd,
+    char *buf, size_t len);
+static ngx_int_t ngx_http_events_redis_moved(ngx_http_events_redis_t *rd,
+    redisReply *reply);
+static void ngx_http_events_redis_switch(ngx_http_events_redis_t *rd);
+static void ngx_http_events_redis_flush(ngx_event_t *ev);
+static void ngx_http_events_redis_write(ngx_event_t *wev);
+static void ngx_http_events_redis_read(ngx_event_t *rev);
+static ngx_int_t ngx_http_events_redis_test_connect(ngx_connection_t *c);
+#if (NGX_SSL)
+static ngx_int_t ngx_http_events_redis_tls_start(ngx_http_events_redis_t *rd,
+    ngx_connection_t *c);
+static void ngx_http_events_redis_tls_done(ngx_connection_t *c);
+#endif
+static void ngx_http_events_redis_close_connection(ngx_connection_t *c);
+static void ngx_http_events_redis_fail(ngx_http_events_redis_t *rd,
+    const char *why);
+static void ngx_http_events_redis_retry(ngx_event_t *ev);
+static void ngx_http_events_redis_timer(ngx_http_events_redis_t *rd);
+static void ngx_http_events_redis_drop(ngx_http_events_redis_t *rd);
+
+
+/* redis://[user:password@]host[:port][/db] */
+
+char *
+ngx_http_events_redis_parse_url(ngx_conf_t *cf, ngx_str_t *value,
+    ngx_http_events_redis_conf_t *conf)
+{
+    u_char     *p, *last, *at, *colon, *slash;
+    ngx_int_t   db;
+    ngx_url_t   u;
+
+    p = value->data;
+    last = p + value->len;
+
+    conf->tls = 0;
+
+    if (value->len > 9 && ngx_strncasecmp(p, (u_char *) "rediss://", 9) == 0)
+    {
+#if (NGX_SSL)
+        conf->tls = 1;
+        p += 9;
+#else
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "events_cluster: \"rediss://\" needs nginx "
+                           "built with SSL, in \"%V\"", value);
+        return NGX_CONF_ERROR;
+#endif
+
+    } else if (value->len >= 8
+               && ngx_strncasecmp(p, (u_char *) "redis://", 8) == 0)
+    {
+        p += 8;
+
+    } else {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "events_cluster: the URL must start with "
+                           "\"redis://\" or \"rediss://\", not \"%V\"",
+                           value);
+        return NGX_CONF_ERROR;
+    }
+
+    slash = ngx_strlchr(p, last, '/');
+    db = -1;
+
+    if (slash) {
+        if (slash + 1 == last) {
+            db = -1;
+
+        } else {
+            db = ngx_atoi(slash + 1, last - slash - 1);
+            if (db == NGX_ERROR) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "events_cluster: the database after "
+                                   "\"/\" must be a number, in \"%V\"",
+                                   value);
+                return NGX_CONF_ERROR;
+            }
+        }
+
+        last = slash;
+    }
+
+    at = NULL;
+
+    for (colon = p; colon < last; colon++) {
+        if (*colon == '@') {
+            at = colon;
+        }
+    }
+
+    ngx_str_null(&conf->user);
+    ngx_str_null(&conf->password);
+
+    if (at) {
+        colon = ngx_strlchr(p, at, ':');
+
+        if (colon) {
+            conf->user.data = p;
+            conf->user.len = colon - p;
+            conf->password.data = colon + 1;
+            conf->password.len = at - colon - 1;
+
+        } else {
+            conf->password.data = p;
+            conf->password.len = at - p;
+        }
+
+        if (conf->password.len == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "events_cluster: an empty password in the "
+                               "URL");
+            return NGX_CONF_ERROR;
+        }
+
+        p = at + 1;
+    }
+
+    if (p == last) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "events_cluster: no host in \"%V\"", value);
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+
+    u.url.data = p;
+    u.url.len = last - p;
+    u.default_port = 6379;
+
+    if (ngx_parse_url(cf->pool, &u) != NGX_OK) {
+        if (u.err) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "events_cluster: %s in \"%V\"", u.err,
+                               &u.url);
+        }
+
+        return NGX_CONF_ERROR;
+    }
+
+    if (u.naddrs == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "events_cluster: host not found in \"%V\"",
+                           &u.url);
+        return NGX_CONF_ERROR;
+    }
+
+    conf->host = u.host;
+    conf->port = u.port;
+    conf->addrs = u.addrs;
+    conf->naddrs = u.naddrs;
+    conf->db = db;
+
+    /* the URL as logs and the status show it: without the password */
+
+    conf->url.data = ngx_pnalloc(cf->pool, value->len + 17);
+    if (conf->url.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    p = conf->tls ? ngx_cpymem(conf->url.data, "rediss://", 9)
+                  : ngx_cpymem(conf->url.data, "redis://", 8);
+
+    if (conf->user.len) {
+        p = ngx_sprintf(p, "%V:***@", &conf->user);
+
+    } else if (conf->password.len) {
+        p = ngx_cpymem(p, "***@", 4);
+    }
+
+    p = ngx_sprintf(p, "%V:%d", &conf->host, (int) conf->port);
+
+    if (db >= 0) {
+        p = ngx_sprintf(p, "/%i", db);
+    }
+
+    conf->url.len = p - conf->url.data;
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * rediss://: nginx's own SSL; the certificate is checked against the
+ * trusted certificates, and its name against the host of the URL, which
+ * also goes as SNI
+ */
+
+char *
+ngx_http_events_redis_tls(ngx_conf_t *cf, ngx_http_events_redis_conf_t *conf,
+    ngx_str_t *trusted)
+{
+#if (NGX_SSL)
+    ngx_pool_cleanup_t  *cln;
+
+    if (!conf->tls) {
+        return NGX_CONF_OK;
+    }
+
+    conf->ssl = ngx_pcalloc(cf->pool, sizeof(ngx_ssl_t));
+    if (conf->ssl == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    conf->ssl->log = cf->log;
+
+    if (ngx_ssl_create(conf->ssl, NGX_SSL_TLSv1_2 | NGX_SSL_TLSv1_3, NULL)
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        ngx_ssl_cleanup_ctx(conf->ssl);
+        return NGX_CONF_ERROR;
+    }
+
+    cln->handler = ngx_ssl_cleanup_ctx;
+    cln->data = conf->ssl;
+
+    if (ngx_ssl_trusted_certificate(cf, conf->ssl, trusted, 9) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_inet_addr(conf->host.data, conf->host.len) == INADDR_NONE
+        && ngx_strlchr(conf->host.data, conf->host.data + conf->host.len,
+                       ':')
+           == NULL)
+    {
+        conf->sni = ngx_pnalloc(cf->pool, conf->host.len + 1);
+        if (conf->sni == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        (void) ngx_cpystrn(conf->sni, conf->host.data, conf->host.len + 1);
+    }
+
+    return NGX_CONF_OK;
+#else
+    return NGX_CONF_OK;
+#endif
+}
+
+
+ngx_int_t
+ngx_http_events_redis_init(ngx_http_events_redis_t *rd,
+    ngx_http_events_redis_conf_t *conf, ngx_log_t *log)
+{
+    ngx_memzero(rd, sizeof(ngx_http_events_redis_t));
+
+    rd->conf = conf;
+    rd->log = log;
+
+    rd->reader = redisReaderCreate();
+    if (rd->reader == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_queue_init(&rd->pending);
+    ngx_queue_init(&rd->redo);
+    ngx_queue_init(&rd->free);
+
+    rd->flush.handler = ngx_http_events_redis_flush;
+    rd->flush.data = rd;
+    rd->flush.log = log;
+
+    rd->retry.handler = ngx_http_events_redis_retry;
+    rd->retry.data = rd;
+    rd->retry.log = log;
+    rd->retry.cancelable = 1;
+
+    rd->backoff = NGX_HTTP_EVENTS_REDIS_BACKOFF_MIN;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_events_redis_connect(ngx_http_events_redis_t *rd)
+{
+    ngx_int_t                     rc;
+    ngx_addr_t                   *addr;
+    ngx_queue_t                   rest, *q;
+    ngx_connection_t             *c;
+    ngx_http_events_redis_cmd_t  *cmd;
+
+    if (rd->state != NGX_HTTP_EVENTS_REDIS_IDLE || ngx_exiting) {
+        return;
+    }
+
+    if (rd->moved.sockaddr) {
+        addr = &rd->moved;
+
+    } else {
+        addr = &rd->conf->addrs[rd->connects % rd->conf->naddrs];
+    }
+
+    rd->connects++;
+
+    ngx_memzero(&rd->pc, sizeof(ngx_peer_connection_t));
+
+    rd->pc.sockaddr = addr->sockaddr;
+    rd->pc.socklen = addr->socklen;
+    rd->pc.name = &addr->name;
+    rd->pc.get = ngx_event_get_peer;
+    rd->pc.log = rd->log;
+    rd->pc.log_error = NGX_ERROR_ERR;
+
+    rc = ngx_event_connect_peer(&rd->pc);
+
+    if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
+        rd->state = NGX_HTTP_EVENTS_REDIS_CONNECTING;
+        ngx_http_events_redis_fail(rd, "connect() failed");
+        return;
+    }
+
+    c = rd->pc.connection;
+    c->data = rd;
+    c->log = rd->log;
+    c->read->log = rd->log;
+    c->write->log = rd->log;
+    c->read->handler = ngx_http_events_redis_read;
+    c->write->handler = ngx_http_events_redis_write;
+    c->idle = 1;
+
+    rd->state = NGX_HTTP_EVENTS_REDIS_CONNECTING;
+
+    /*
+     * AUTH and SELECT go first, then what waits: commands a MOVED sent
+     * here, and those queued while the connection changed
+     */
+
+    ngx_queue_init(&rest);
+    ngx_queue_add(&rest, &rd->pending);
+    ngx_queue_init(&rd->pending);
+    rd->npending = 0;
+    rd->nwritten = 0;
+
+    if (ngx_http_events_redis_hello(rd) != NGX_OK) {
+        ngx_queue_add(&rd->pending, &rest);
+        ngx_http_events_redis_fail(rd, "no memory");
+        return;
+    }
+
+    while (!ngx_queue_empty(&rest)) {
+        q = ngx_queue_head(&rest);
+        ngx_queue_remove(q);
+        cmd = ngx_queue_data(q, ngx_http_events_redis_cmd_t, queue);
+
+        cmd->written = 0;
+        ngx_queue_insert_tail(&rd->pending, q);
+        rd->npending++;
+
+        if (ngx_http_events_redis_out(rd, cmd->buf, cmd->len) != NGX_OK) {
+            ngx_queue_add(&rd->pending, &rest);
+            ngx_http_events_redis_fail(rd, "no memory");
+            return;
+        }
+    }
+
+    if (rc == NGX_AGAIN) {
+        ngx_add_timer(c->write, rd->conf->connect_timeout);
+        return;
+    }
+
+    ngx_http_events_redis_write(c->write);
+}
+
+
+static ngx_int_t
+ngx_http_events_redis_hello(ngx_http_events_redis_t *rd)
+{
+    int                            argc;
+    u_char                         db[NGX_INT_T_LEN];
+    size_t                         argvlen[3];
+    const char                    *argv[3];
+    ngx_http_events_redis_conf_t  *conf;
+
+    conf = rd->conf;
+
+    /* what was queued while no connection existed is written after */
+    rd->out_pos = 0;
+    rd->out_len = 0;
+
+    if (conf->password.len) {
+        argc = 0;
+        argv[argc] = "AUTH";
+        argvlen[argc++] = 4;
+
+        if (conf->user.len) {
+            argv[argc] = (const char *) conf->user.data;
+            argvlen[argc++] = conf->user.len;
+        }
+
+        argv[argc] = (const char *) conf->password.data;
+        argvlen[argc++] = conf->password.len;
+
+        if (ngx_http_events_redis_queue(rd, argc, argv, argvlen,
+                                        ngx_http_events_redis_hello_done,
+                                        rd, NULL)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (conf->db > 0) {
+        argv[0] = "SELECT";
+        argvlen[0] = 6;
+        argv[1] = (const char *) db;
+        argvlen[1] = ngx_sprintf(db, "%i", conf->db) - db;
+
+        if (ngx_http_events_redis_queue(rd, 2, argv, argvlen,
+                                        ngx_http_events_redis_hello_done,
+                                        rd, NULL)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    /* a PING marks the end of the hello: ready when it answers */
+
+    argv[0] = "PING";
+    argvlen[0] = 4;
+
+    return ngx_http_events_redis_queue(rd, 1, argv, argvlen,
+                                       ngx_http_events_redis_hello_done,
+                                       rd, NULL);
+}
+
+
+static void
+ngx_http_events_redis_hello_done(void *data, redisReply *reply,
+    ngx_http_events_redis_cmd_t *cmd)
+{
+    ngx_http_events_redis_t  *rd = data;
+
+    if (reply == NULL) {
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "events_cluster: redis %V refused the connection's "
+                      "set-up: %*s", &rd->conf->url,
+                      (size_t) ngx_min(reply->len, 200), reply->str);
+        rd->broken = 1;
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_STATUS && reply->len == 4
+        && ngx_strncmp(reply->str, "PONG", 4) == 0
+        && rd->state == NGX_HTTP_EVENTS_REDIS_CONNECTING)
+    {
+        rd->state = NGX_HTTP_EVENTS_REDIS_READY;
+        rd->backoff = NGX_HTTP_EVENTS_REDIS_BACKOFF_MIN;
+
+        ngx_log_error(NGX_LOG_INFO, rd->log, 0,
+                      "events_cluster: connected to redis %V",
+                      &rd->conf->url);
+
+        if (rd->ready) {
+            rd->ready(rd);
+        }
+    }
+}
+
+
+/*
+ * Queue a command.  NULL: it cannot be sent now (the connection is in
+ * its backoff, or nginx quits); the handler is not called then.
+ */
+
+ngx_http_events_redis_cmd_t *
+ngx_http_events_redis_send(ngx_http_events_redis_t *rd, int argc,
+    const char **argv, const size_t *argvlen,
+    ngx_http_events_redis_pt handler, void *data)
+{
+    ngx_http_events_redis_cmd_t  *cmd;
+
+    if (rd->state == NGX_HTTP_EVENTS_REDIS_IDLE) {
+        ngx_http_events_redis_connect(rd);
+    }
+
+    if (rd->state != NGX_HTTP_EVENTS_REDIS_CONNECTING
+        && rd->state != NGX_HTTP_EVENTS_REDIS_READY)
+    {
+        return NULL;
+    }
+
+    if (ngx_http_events_redis_queue(rd, argc, argv, argvlen, handler, data,
+                                    &cmd)
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    if (rd->state == NGX_HTTP_EVENTS_REDIS_READY && !rd->flush.posted) {
+        ngx_post_event(&rd->flush, &ngx_posted_events);
+    }
+
+    return cmd;
+}
+
+
+static ngx_int_t
+ngx_http_events_redis_queue(ngx_http_events_redis_t *rd, int argc,
+    const char **argv, const size_t *argvlen,
+    ngx_http_events_redis_pt handler, void *data,
+    ngx_http_events_redis_cmd_t **cmdp)
+{
+    int                           len;
+    char                         *s;
+    ngx_queue_t                  *q;
+    ngx_http_events_redis_cmd_t  *cmd;
+
+    len = redisFormatCommandArgv(&s, argc, argv, argvlen);
+    if (len < 0) {
+        return NGX_ERROR;
+    }
+
+    if (!ngx_queue_empty(&rd->free)) {
+        q = ngx_queue_head(&rd->free);
+        ngx_queue_remove(q);
+        cmd = ngx_queue_data(q, ngx_http_events_redis_cmd_t, queue);
+
+    } else {
+        cmd = ngx_alloc(sizeof(ngx_http_events_redis_cmd_t), rd->log);
+        if (cmd == NULL) {
+            redisFreeCommand(s);
+            return NGX_ERROR;
+        }
+    }
+
+    if (ngx_http_events_redis_out(rd, s, len) != NGX_OK) {
+        redisFreeCommand(s);
+        ngx_free(cmd);
+        return NGX_ERROR;
+    }
+
+    /* kept until the reply: a MOVED sends it again elsewhere */
+    cmd->buf = s;
+    cmd->len = len;
+    cmd->handler = handler;
+    cmd->data = data;
+    cmd->written = 0;
+
+    ngx_queue_insert_tail(&rd->pending, &cmd->queue);
+    rd->npending++;
+
+    if (cmdp) {
+        *cmdp = cmd;
+    }
+
+    return NGX_OK;
+}
+
+
+/* bytes to write, in a worker's own buffer, kept for its life */
+
+static ngx_int_t
+ngx_http_events_redis_out(ngx_http_events_redis_t *rd, char *buf,
+    size_t len)
+{
+    u_char  *out;
+    size_t   size;
+
+    if (rd->out_len + len > rd->out_size) {
+        size = ngx_max(rd->out_size * 2, rd->out_len + len);
+        size = ngx_max(size, 16384);
+
+        out = ngx_alloc(size, rd->log);
+        if (out == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (rd->out) {
+            ngx_memcpy(out, rd->out + rd->out_pos,
+                       rd->out_len - rd->out_pos);
+            ngx_free(rd->out);
+        }
+
+        rd->out_len -= rd->out_pos;
+        rd->out_pos = 0;
+        rd->out = out;
+        rd->out_size = size;
+    }
+
+    ngx_memcpy(rd->out + rd->out_len, buf, len);
+    rd->out_len += len;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_events_redis_flush(ngx_event_t *ev)
+{
+    ngx_http_events_redis_t  *rd = ev->data;
+
+    if (rd->state == NGX_HTTP_EVENTS_REDIS_READY) {
+        ngx_http_events_redis_write(rd->pc.connection->write);
+    }
+}
+
+
+static void
+ngx_http_events_redis_write(ngx_event_t *wev)
+{
+    ssize_t                       n;
+#if (NGX_SSL)
+    ngx_int_t                     rc;
+#endif
+    ngx_uint_t                    i, unwritten;
+    ngx_queue_t                  *q;
+    ngx_connection_t             *c;
+    ngx_http_events_redis_t      *rd;
+    ngx_http_events_redis_cmd_t  *cmd;
+
+    c = wev->data;
+    rd = c->data;
+
+    if (wev->timedout) {
+        ngx_http_events_redis_fail(rd, "connect timed out");
+        return;
+    }
+
+    if (wev->timer_set) {
+        ngx_del_timer(wev);
+    }
+
+    if (rd->state == NGX_HTTP_EVENTS_REDIS_CONNECTING
+        && ngx_http_events_redis_test_connect(c) != NGX_OK)
+    {
+        ngx_http_events_redis_fail(rd, "connect() failed");
+        return;
+    }
+
+#if (NGX_SSL)
+
+    if (rd->conf->tls && c->ssl == NULL) {
+        rc = ngx_http_events_redis_tls_start(rd, c);
+
+        if (rc != NGX_OK) {
+            /* NGX_AGAIN: the handshake goes on; NGX_DONE: it went on */
+            if (rc == NGX_ERROR) {
+                ngx_http_events_redis_fail(rd, "TLS failed");
+            }
+
+            return;
+        }
+    }
+
+#endif
+
+    while (rd->out_pos < rd->out_len) {
+        n = c->send(c, rd->out + rd->out_pos, rd->out_len - rd->out_pos);
+
+        if (n == NGX_ERROR) {
+            ngx_http_events_redis_fail(rd, "send() failed");
+            return;
+        }
+
+        if (n == NGX_AGAIN) {
+            break;
+        }
+
+        rd->out_pos += n;
+    }
+
+    if (rd->out_pos == rd->out_len) {
+        rd->out_pos = 0;
+        rd->out_len = 0;
+    }
+
+    /* every command whose bytes all went may have reached Redis */
+
+    if (rd->out_len == 0 && rd->nwritten < rd->npending) {
+        unwritten = rd->npending - rd->nwritten;
+        q = ngx_queue_last(&rd->pending);
+
+        for (i = 0; i < unwritten; i++) {
+            cmd = ngx_queue_data(q, ngx_http_events_redis_cmd_t, queue);
+            cmd->written = 1;
+            q = ngx_queue_prev(q);
+        }
+
+        rd->nwritten = rd->npending;
+    }
+
+    if (ngx_handle_write_event(wev, 0) != NGX_OK) {
+        ngx_http_events_redis_fail(rd, "epoll failed");
+        return;
+    }
+
+    ngx_http_events_redis_timer(rd);
+}
+
+
+static void
+ngx_http_events_redis_read(ngx_event_t *rev)
+{
+    int                           rc;
+    void                         *reply;
+    ssize_t                       n;
+    ngx_queue_t                  *q;
+    ngx_connection_t             *c;
+    ngx_http_events_redis_t      *rd;
+    ngx_http_events_redis_cmd_t  *cmd;
+    u_char                        buf[16384];
+
+    c = rev->data;
+    rd = c->data;
+
+    if (c->close) {
+        /* a graceful shutdown: go now if nothing waits for an answer */
+        c->close = 0;
+
+        if (rd->npending == 0 || rd->abandon) {
+            ngx_http_events_redis_close(rd);
+            return;
+        }
+    }
+
+    if (rev->timedout) {
+        ngx_http_events_redis_fail(rd, "no answer in time");
+        return;
+    }
+
+    if (rd->state == NGX_HTTP_EVENTS_REDIS_CONNECTING
+        && ngx_http_events_redis_test_connect(c) != NGX_OK)
+    {
+        ngx_http_events_redis_fail(rd, "connect() failed");
+        return;
+    }
+
+    for ( ;; ) {
+        n = c->recv(c, buf, sizeof(buf));
+
+        if (n == NGX_AGAIN) {
+            break;
+        }
+
+        if (n == 0) {
+            ngx_http_events_redis_fail(rd, "the connection was closed");
+            return;
+        }
+
+        if (n == NGX_ERROR) {
+            ngx_http_events_redis_fail(rd, "recv() failed");
+            return;
+        }
+
+        if (redisReaderFeed(rd->reader, (char *) buf, n) != REDIS_OK) {
+            ngx_http_events_redis_fail(rd, "no memory for the reply");
+            return;
+        }
+
+        for ( ;; ) {
+            reply = NULL;
+            rc = redisReaderGetReply(rd->reader, &reply);
+
+            if (rc != REDIS_OK) {
+                ngx_http_events_redis_fail(rd, rd->reader->errstr);
+                return;
+            }
+
+            if (reply == NULL) {
+                break;
+            }
+
+            if (ngx_queue_empty(&rd->pending)) {
+                freeReplyObject(reply);
+                ngx_http_events_redis_fail(rd, "an answer nobody asked for");
+                return;
+            }
+
+            q = ngx_queue_head(&rd->pending);
+            ngx_queue_remove(q);
+            rd->npending--;
+
+            if (rd->nwritten) {
+                rd->nwritten--;
+            }
+
+            cmd = ngx_queue_data(q, ngx_http_events_redis_cmd_t, queue);
+
+            if (ngx_http_events_redis_moved(rd, (redisReply *) reply)
+                == NGX_OK)
+            {
+                /* once every answer due here came: the other node */
+                ngx_queue_insert_tail(&rd->redo, q);
+                freeReplyObject(reply);
+                continue;
+            }
+
+            if (((redisReply *) reply)->type != REDIS_REPLY_ERROR) {
+                rd->moves = 0;
+            }
+
+            if (cmd->handler) {
+                cmd->handler(cmd->data, reply, cmd);
+            }
+
+            freeReplyObject(reply);
+            redisFreeCommand(cmd->buf);
+            cmd->buf = NULL;
+            ngx_queue_insert_head(&rd->free, q);
+
+            if (rd->broken) {
+                ngx_http_events_redis_fail(rd, "the set-up failed");
+                return;
+            }
+
+            if (rd->state != NGX_HTTP_EVENTS_REDIS_READY
+                && rd->state != NGX_HTTP_EVENTS_REDIS_CONNECTING)
+            {
+                /* a handler closed it */
+                return;
+            }
+        }
+    }
+
+    if (rd->redirect && rd->nwritten == 0) {
+        ngx_http_events_redis_switch(rd);
+        return;
+    }
+
+    if (ngx_exiting && rd->npending == 0) {
+        ngx_http_events_redis_close(rd);
+        return;
+    }
+
+    if (ngx_handle_read_event(rev, 0) != NGX_OK) {
+        ngx_http_events_redis_fail(rd, "epoll failed");
+        return;
+    }
+
+    ngx_http_events_redis_timer(rd);
+}
+
+
+/*
+ * "-MOVED <slot> <ip>:<port>": a Redis Cluster node says the keys are on
+ * another.  Every key of one log shares one hash tag, so they all are:
+ * the connection goes there, and the commands with it, in their order.
+ * Only IPv4 addresses; a node that keeps sending us on is an error.
+ */
+
+static ngx_int_t
+ngx_http_events_redis_moved(ngx_http_events_redis_t *rd, redisReply *reply)
+{
+    u_char     *p, *last, *colon;
+    in_addr_t   inaddr;
+    ngx_int_t   port;
+
+    if (!ngx_http_events_redis_is_error(reply, "MOVED ")
+        || rd->moves >= 5)
+    {
+        return NGX_DECLINED;
+    }
+
+    p = (u_char *) reply->str + 6;
+    last = (u_char *) reply->str + reply->len;
+
+    p = ngx_strlchr(p, last, ' ');
+    if (p == NULL) {
+        return NGX_DECLINED;
+    }
+
+    p++;
+
+    colon = NULL;
+
+    for (colon = last - 1; colon > p && *colon != ':'; colon--) {
+        /* void */
+    }
+
+    if (colon <= p) {
+        return NGX_DECLINED;
+    }
+
+    inaddr = ngx_inet_addr(p, colon - p);
+    port = ngx_atoi(colon + 1, last - colon - 1);
+
+    if (inaddr == INADDR_NONE || port < 1 || port > 65535) {
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "events_cluster: redis %V: cannot follow \"%*s\"",
+                      &rd->conf->url, (size_t) ngx_min(reply->len, 200),
+                      reply->str);
+        return NGX_DECLINED;
+    }
+
+    if (!rd->redirect) {
+        ngx_memzero(&rd->moved_sin, sizeof(struct sockaddr_in));
+        rd->moved_sin.sin_family = AF_INET;
+        rd->moved_sin.sin_addr.s_addr = inaddr;
+        rd->moved_sin.sin_port = htons((in_port_t) port);
+
+        rd->moved.sockaddr = (struct sockaddr *) &rd->moved_sin;
+        rd->moved.socklen = sizeof(struct sockaddr_in);
+        rd->moved.name.data = rd->moved_name;
+        rd->moved.name.len = ngx_sock_ntop(rd->moved.sockaddr,
+                                           rd->moved.socklen,
+                                           rd->moved_name,
+                                           NGX_SOCKADDR_STRLEN, 1);
+        rd->redirect = 1;
+        rd->moves++;
+        rd->redirects++;
+
+        ngx_log_error(NGX_LOG_INFO, rd->log, 0,
+                      "events_cluster: redis %V: the keys moved to %V",
+                      &rd->conf->url, &rd->moved.name);
+    }
+
+    return NGX_OK;
+}
+
+
+/* every answer due on this connection came: the redirected go first */
+
+static void
+ngx_http_events_redis_switch(ngx_http_events_redis_t *rd)
+{
+    ngx_queue_t  rest, *q;
+
+    rd->redirect = 0;
+
+    ngx_http_events_redis_close_connection(rd->pc.connection);
+    rd->pc.connection = NULL;
+
+    if (rd->flush.posted) {
+        ngx_delete_posted_event(&rd->flush);
+    }
+
+    redisReaderFree(rd->reader);
+    rd->reader = redisReaderCreate();
+    if (rd->reader == NULL) {
+        ngx_http_events_redis_fail(rd, "no memory");
+        return;
+    }
+
+    ngx_queue_init(&rest);
+    ngx_queue_add(&rest, &rd->redo);
+    ngx_queue_init(&rd->redo);
+    ngx_queue_add(&rest, &rd->pending);
+    ngx_queue_init(&rd->pending);
+    ngx_queue_add(&rd->pending, &rest);
+
+    rd->npending = 0;
+
+    for (q = ngx_queue_head(&rd->pending);
+         q != ngx_queue_sentinel(&rd->pending);
+         q = ngx_queue_next(q))
+    {
+        rd->npending++;
+    }
+
+    rd->state = NGX_HTTP_EVENTS_REDIS_IDLE;
+
+    ngx_http_events_redis_connect(rd);
+}
+
+
+/* replies are due: no progress for the timeout means a dead connection */
+
+static void
+ngx_http_events_redis_timer(ngx_http_events_redis_t *rd)
+{
+    ngx_event_t  *rev;
+
+    rev = rd->pc.connection->read;
+
+    if (rd->nwritten) {
+        ngx_add_timer(rev, rd->conf->timeout + rd->extra);
+
+    } else if (rev->timer_set) {
+        ngx_del_timer(rev);
+    }
+}
+
+
+static ngx_int_t
+ngx_http_events_redis_test_connect(ngx_connection_t *c)
+{
+    int        err;
+    socklen_t  len;
+
+    err = 0;
+    len = sizeof(int);
+
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, (void *) &err, &len) == -1)
+    {
+        err = ngx_socket_errno;
+    }
+
+    if (err) {
+        c->log->action = "connecting to redis";
+        (void) ngx_connection_error(c, err, "connect() failed");
+        c->log->action = NULL;
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+#if (NGX_SSL)
+
+static ngx_int_t
+ngx_http_events_redis_tls_start(ngx_http_events_redis_t *rd,
+    ngx_connection_t *c)
+{
+    ngx_int_t  rc;
+
+    /* the SSL connection lives in the connection's pool */
+    c->pool = ngx_create_pool(1024, rd->log);
+    if (c->pool == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_ssl_create_connection(rd->conf->ssl, c,
+                                  NGX_SSL_BUFFER | NGX_SSL_CLIENT)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (rd->conf->sni
+        && SSL_set_tlsext_host_name(c->ssl->connection,
+                                    (char *) rd->conf->sni)
+           == 0)
+    {
+        ngx_ssl_error(NGX_LOG_ERR, c->log, 0,
+                      "SSL_set_tlsext_host_name(\"%s\") failed",
+                      rd->conf->sni);
+        return NGX_ERROR;
+    }
+
+    rc = ngx_ssl_handshake(c);
+
+    if (rc == NGX_AGAIN) {
+        if (!c->write->timer_set) {
+            ngx_add_timer(c->write, rd->conf->connect_timeout);
+        }
+
+        c->ssl->handler = ngx_http_events_redis_tls_done;
+        return NGX_AGAIN;
+    }
+
+    ngx_http_events_redis_tls_done(c);
+
+    return NGX_DONE;
+}
+
+
+/* the handshake ended: a certificate we trust, for the URL's host */
+
+static void
+ngx_http_events_redis_tls_done(ngx_connection_t *c)
+{
+    long                      rc;
+    ngx_http_events_redis_t  *rd;
+
+    rd = c->data;
+
+    if (c->write->timer_set) {
+        ngx_del_timer(c->write);
+    }
+
+    if (!c->ssl->handshaked) {
+        ngx_http_events_redis_fail(rd, "TLS handshake failed");
+        return;
+    }
+
+    rc = SSL_get_verify_result(c->ssl->connection);
+
+    if (rc != X509_V_OK) {
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "events_cluster: redis %V: certificate verify "
+                      "error: (%l:%s)", &rd->conf->url, rc,
+                      X509_verify_cert_error_string(rc));
+        ngx_http_events_redis_fail(rd, "the certificate is not trusted");
+        return;
+    }
+
+    if (ngx_ssl_check_host(c, &rd->conf->host) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "events_cluster: redis %V: the certificate does not "
+                      "match \"%V\"", &rd->conf->url, &rd->conf->host);
+        ngx_http_events_redis_fail(rd, "the certificate is not the host's");
+        return;
+    }
+
+    c->read->handler = ngx_http_events_redis_read;
+    c->write->handler = ngx_http_events_redis_write;
+
+    ngx_http_events_redis_write(c->write);
+}
+
+#endif
+
+
+static void
+ngx_http_events_redis_close_connection(ngx_connection_t *c)
+{
+    ngx_pool_t  *pool;
+
+#if (NGX_SSL)
+
+    if (c->ssl) {
+        c->ssl->no_wait_shutdown = 1;
+        (void) ngx_ssl_shutdown(c);
+    }
+
+#endif
+
+    pool = c->pool;
+
+    ngx_close_connection(c);
+
+    if (pool) {
+        ngx_destroy_pool(pool);
+    }
+}
+
+
+/* the connection is gone: every waiting command learns it, then retry */
+
+static void
+ngx_http_events_redis_fail(ngx_http_events_redis_t *rd, const char *why)
+{
+    ngx_msec_t  delay;
+
+    if (rd->state == NGX_HTTP_EVENTS_REDIS_READY
+        || rd->state == NGX_HTTP_EVENTS_REDIS_CONNECTING)
+    {
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "events_cluster: redis %V: %s", &rd->conf->url, why);
+    }
+
+    rd->failures++;
+
+    /* the next connection asks the configured address where to go */
+    rd->moved.sockaddr = NULL;
+    rd->redirect = 0;
+    rd->moves = 0;
+
+    rd->error.len = ngx_cpystrn(rd->errbuf, (u_char *) why,
+                                sizeof(rd->errbuf)) - rd->errbuf;
+    rd->error.data = rd->errbuf;
+
+    ngx_http_events_redis_drop(rd);
+
+    if (ngx_exiting || ngx_terminate) {
+        rd->state = NGX_HTTP_EVENTS_REDIS_CLOSED;
+        return;
+    }
+
+    rd->state = NGX_HTTP_EVENTS_REDIS_BACKOFF;
+
+    /* a random half to a whole of the backoff */
+    delay = rd->backoff / 2 + (ngx_random() % (rd->backoff / 2 + 1));
+    rd->backoff = ngx_min(rd->backoff * 2, NGX_HTTP_EVENTS_REDIS_BACKOFF_MAX);
+
+    ngx_add_timer(&rd->retry, delay);
+
+    if (rd->lost) {
+        rd->lost(rd);
+    }
+}
+
+
+static void
+ngx_http_events_redis_retry(ngx_event_t *ev)
+{
+    ngx_http_events_redis_t  *rd = ev->data;
+
+    if (rd->state != NGX_HTTP_EVENTS_REDIS_BACKOFF) {
+        return;
+    }
+
+    rd->state = NGX_HTTP_EVENTS_REDIS_IDLE;
+
+    if (!ngx_exiting) {
+        ngx_http_events_redis_connect(rd);
+    }
+}
+
+
+/* close the socket, answer every waiting command with NULL */
+
+static void
+ngx_http_events_redis_drop(ngx_http_events_redis_t *rd)
+{
+    ngx_queue_t                  *q;
+    ngx_http_events_redis_cmd_t  *cmd;
+
+    if (rd->pc.connection) {
+        ngx_http_events_redis_close_connection(rd->pc.connection);
+        rd->pc.connection = NULL;
+    }
+
+    if (rd->flush.posted) {
+        ngx_delete_posted_event(&rd->flush);
+    }
+
+    rd->out_pos = 0;
+    rd->out_len = 0;
+    rd->broken = 0;
+
+    /* a reply cut in the middle must not prefix the next connection's */
+    if (rd->reader) {
+        redisReaderFree(rd->reader);
+        rd->reader = redisReaderCreate();
+    }
+
+    rd->state = NGX_HTTP_EVENTS_REDIS_CLOSED;
+
+    /* the redirected were written, and not answered where they went */
+    ngx_queue_add(&rd->redo, &rd->pending);
+    ngx_queue_init(&rd->pending);
+    ngx_queue_add(&rd->pending, &rd->redo);
+    ngx_queue_init(&rd->redo);
+
+    while (!ngx_queue_empty(&rd->pending)) {
+        q = ngx_queue_head(&rd->pending);
+        ngx_queue_remove(q);
+
+        cmd = ngx_queue_data(q, ngx_http_events_redis_cmd_t, queue);
+
+        if (cmd->handler) {
+            cmd->handler(cmd->data, NULL, cmd);
+        }
+
+        redisFreeCommand(cmd->buf);
+        cmd->buf = NULL;
+        ngx_queue_insert_head(&rd->free, q);
+    }
+
+    rd->npending = 0;
+    rd->nwritten = 0;
+}
+
+
+void
+ngx_http_events_redis_close(ngx_http_events_redis_t *rd)
+{
+    ngx_queue_t  *q;
+
+    if (rd->retry.timer_set) {
+        ngx_del_timer(&rd->retry);
+    }
+
+    ngx_http_events_redis_drop(rd);
+
+    while (!ngx_queue_empty(&rd->free)) {
+        q = ngx_queue_head(&rd->free);
+        ngx_queue_remove(q);
+        ngx_free(ngx_queue_data(q, ngx_http_events_redis_cmd_t, queue));
+    }
+
+    if (rd->out) {
+        ngx_free(rd->out);
+        rd->out = NULL;
+        rd->out_size = 0;
+    }
+
+    if (rd->reader) {
+        redisReaderFree(rd->reader);
+        rd->reader = NULL;
+    }
+
+    rd->state = NGX_HTTP_EVENTS_REDIS_CLOSED;
+}
+
+
+ngx_uint_t
+ngx_http_events_redis_is_error(redisReply *reply, const char *prefix)
+{
+    size_t  len;
+
+    len = ngx_strlen(prefix);
+
+    return reply->type == REDIS_REPLY_ERROR && reply->len >= len
+           && ngx_strncmp(reply->str, prefix, len) == 0;
+}

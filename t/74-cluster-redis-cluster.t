@@ -1,0 +1,133 @@
+#!/usr/bin/perl
+
+# events_cluster on a real Redis Cluster: three masters (started here,
+# cluster-enabled, slots assigned by redis-cli --cluster create), three
+# nginx nodes each given another master.  The log's keys share one hash
+# tag, so they live on one master; the nodes given the others follow
+# its MOVED answers.  The same core checks as t/70: one order, lists
+# equal, a client id posted everywhere at once is one event.
+
+use strict;
+use warnings;
+
+use lib 't/lib';
+use Test::More;
+use Time::HiRes qw(sleep);
+use EventsTest;
+use EventsTest::Daemon;
+use EventsTest::Redis;
+
+plan(skip_all => 'redis-server not installed (make deps)')
+    unless EventsTest::Redis->available;
+
+# the cluster bus of each master on a port of its own, held like the rest
+my (@masters, @hold);
+for (1 .. 3) {
+    my (undef, $udp, $bus) = EventsTest::Daemon::reserve_port();
+    push @hold, $udp;
+    undef $udp;
+    push @masters, EventsTest::Redis->new(args => [ '--cluster-enabled',
+        'yes', '--cluster-config-file', 'nodes.conf', '--cluster-port',
+        $bus, '--cluster-node-timeout', '5000' ]);
+}
+@hold = ();
+
+my $cmd = "$EventsTest::Redis::CLI --cluster create "
+    . join(' ', map { '127.0.0.1:' . $_->port } @masters)
+    . ' --cluster-replicas 0 --cluster-yes 2>&1';
+my $create = `$cmd`;
+like($create, qr/All 16384 slots covered/, 'redis-cli --cluster create');
+
+my $ok = 0;
+for (1 .. 200) {
+    $ok = grep { ($_->cli('CLUSTER', 'INFO') // '') =~ /cluster_state:ok/ }
+        @masters;
+    last if $ok == 3;
+    sleep 0.05;
+}
+is($ok, 3, 'the Redis Cluster is up');
+
+my $slot = $masters[0]->cli('CLUSTER', 'KEYSLOT', '{t74}:log');
+ok($slot =~ /^\d+$/, "the log's slot: $slot");
+
+sub node {
+    my ($url) = @_;
+    my $t = EventsTest->new(workers => 2);
+    $t->write_config(<<"EOF");
+%%GLOBALS%%
+http {
+    %%HTTP_GLOBALS%%
+
+    events_zone main 8m;
+    events_cluster main $url prefix=t74 timeout=2s;
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+
+        location /events { events_api main; }
+        location = /events-status { events_status main; }
+    }
+}
+EOF
+    $t->run;
+    return $t;
+}
+
+my @nodes = map { node($_->url) } @masters;
+
+for my $t (@nodes) {
+    for (1 .. 200) {
+        last if $t->get('/events')->{status} == 200;
+        sleep 0.05;
+    }
+}
+is(scalar(grep { $_->get('/events')->{status} == 200 } @nodes), 3,
+    'every node read the log');
+
+my @posted = $nodes[0]->parallel(n => 6, code => sub {
+    my ($i) = @_;
+    my @r;
+    for my $k (1 .. 10) {
+        my $r = $nodes[$i % 3]->post_json('/events', { type => 'c.x',
+            resourceId => "r-$i-$k" });
+        push @r, [ $r->{status}, $r->{json}{seq} ];
+    }
+    return \@r;
+});
+my @acks = map { @{ $_ // [] } } @posted;
+is(scalar(grep { $_->[0] == 201 } @acks), 60, 'every POST 201');
+is_deeply([ sort { $a <=> $b } map { $_->[1] } @acks ], [ 1 .. 60 ],
+    'seqs 1..60 across the nodes');
+
+my @lists;
+for my $t (@nodes) {
+    my $ev = [];
+    for (1 .. 200) {
+        $ev = $t->get('/events?limit=100')->{json}{data} // [];
+        last if @$ev >= 60;
+        sleep 0.05;
+    }
+    push @lists, $ev;
+}
+is(scalar @{ $lists[0] }, 60, 'node 0 lists all');
+is_deeply($lists[1], $lists[0], 'node 1 lists the same');
+is_deeply($lists[2], $lists[0], 'node 2 lists the same');
+
+my @dup = $nodes[0]->parallel(n => 6, code => sub {
+    my ($i) = @_;
+    return $nodes[$i % 3]->post_json('/events', { id => 'once',
+        type => 'c.y' })->{status};
+});
+is(scalar(grep { $_ == 201 } @dup), 1, 'one client id: one 201');
+is(scalar(grep { $_ == 200 } @dup), 5, 'and five 200s');
+
+my $moved = grep { $_->error_log =~ /events_cluster: redis \S+: the keys moved to 127\.0\.0\.1:\d+/ }
+    @nodes;
+ok($moved >= 2, "nodes given another master followed MOVED ($moved)");
+
+for my $t (@nodes[0, 1]) {
+    $t->stop;
+    my @bad = grep { /\[(?:alert|crit|emerg)\]/ } split /\n/, $t->error_log;
+    ok(!@bad, 'no alert, crit or emerg in a node\'s error.log');
+}
+$nodes[2]->done;

@@ -1,0 +1,343 @@
+#!/usr/bin/env bash
+#
+# Cluster benchmark (make bench-cluster): one Redis (Debian's
+# redis-server, started here on a free port, AOF on with fsync every
+# second), side by side:
+#
+#   single  one node of ours without events_cluster (the memory store)
+#   ours    three nodes of ours with events_cluster on the Redis
+#   nchan   three Nchan nodes on the same Redis (nchan_redis_url,
+#           nchan_redis_storage_mode distributed)
+#
+# 1. ingest: POSTs of a ~300-byte event with wrk (t/bench/post.lua):
+#    the single node with BENCH_CONNECTIONS connections; the three nodes
+#    at once, the connections split over them, requests summed; Nchan
+#    the same way.
+# 2. cross-node latency: BENCH_STREAMS streams (default 1000) split over
+#    nodes 2 and 3, events published on node 1 at BENCH_RATE/s for
+#    BENCH_SECONDS; publish-to-receive p50/p99 as the subscriber client
+#    (t/bench/fanout_client.c) measures it, and whether every stream got
+#    every event once.
+#
+# Environment: T_MODULE, NGINX_BIN, NCHAN_MODULE, BENCH_SECONDS (10),
+# BENCH_CONNECTIONS (16), BENCH_STREAMS (1000), BENCH_RATE (200),
+# BENCH_KEEP=1 (keep the temp directory).  Only 127.0.0.1.
+
+# PORT_*, DIR_*, MASTER_* are assigned through printf -v
+# shellcheck disable=SC2154
+
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
+ROOT=$(cd "$HERE/../.." && pwd)
+
+MODULE=${T_MODULE:-$ROOT/build/ngx_http_events_module.so}
+NGINX=${NGINX_BIN:-/usr/sbin/nginx}
+NCHAN=${NCHAN_MODULE:-/usr/lib/nginx/modules/ngx_nchan_module.so}
+DURATION=${BENCH_SECONDS:-10}
+CONNS=${BENCH_CONNECTIONS:-16}
+STREAMS=${BENCH_STREAMS:-1000}
+RATE=${BENCH_RATE:-200}
+LUA=$HERE/post.lua
+export BENCH_BODY_BYTES=300
+
+die() {
+    echo "cluster.sh: $*" >&2
+    exit 2
+}
+
+[[ -x $NGINX ]] || die "no nginx at $NGINX"
+[[ -f $MODULE ]] || die "no module at $MODULE (run make first)"
+[[ -f $NCHAN ]] || die "no Nchan at $NCHAN (make deps)"
+command -v wrk >/dev/null || die "wrk is not installed (make deps)"
+command -v redis-server >/dev/null || die "redis-server is not installed (make deps)"
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/events-bench-cluster.XXXXXX")
+chmod 755 "$WORK"
+
+MODULE_SRC=$MODULE
+MODULE=$WORK/ngx_http_events_module.so
+cp "$MODULE_SRC" "$MODULE"
+chmod 644 "$MODULE"
+
+CLIENT=$WORK/fanout_client
+gcc -O2 -g -Wall -Wextra -o "$CLIENT" "$HERE/fanout_client.c" \
+    || die "the client did not compile"
+
+STARTED=()
+BG_PIDS=()
+REDIS_PID=""
+USED_PORTS=" "
+
+stop_all() {
+    local rc=$? pid
+    trap - EXIT INT TERM
+    for pid in "${BG_PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    quit_servers cluster.sh 50 "${STARTED[@]}"
+    if [[ -n $REDIS_PID ]]; then
+        kill -TERM "$REDIS_PID" 2>/dev/null || true
+        wait "$REDIS_PID" 2>/dev/null || true
+    fi
+    if [[ ${BENCH_KEEP:-0} == 1 ]]; then
+        echo "kept: $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+    exit "$rc"
+}
+trap stop_all EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap '' PIPE
+
+# ---------------------------------------------------------------------
+
+free_port
+REDIS_PORT=$FREE_PORT
+mkdir -p "$WORK/redis"
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$WORK/redis" \
+    --daemonize no --appendonly yes --appendfsync everysec --save '' \
+    --logfile "$WORK/redis/redis.log" > /dev/null 2>&1 &
+REDIS_PID=$!
+for ((i = 0; i < 100; i++)); do
+    [[ $(redis-cli -p "$REDIS_PORT" PING 2>/dev/null) == PONG ]] && break
+    sleep 0.05
+done
+[[ $(redis-cli -p "$REDIS_PORT" PING 2>/dev/null) == PONG ]] \
+    || die "redis-server did not start"
+URL=redis://127.0.0.1:$REDIS_PORT
+
+# write_conf DIR PORT KIND
+write_conf() {
+    local dir=$1 port=$2 kind=$3 t
+    mkdir -p "$dir"
+    chmod 755 "$dir"
+    {
+        if [[ $kind == nchan ]]; then
+            echo "load_module $NCHAN;"
+        else
+            echo "load_module $MODULE;"
+        fi
+        cat <<EOF
+worker_processes 2;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+EOF
+        for t in client_body proxy fastcgi uwsgi scgi; do
+            echo "    ${t}_temp_path $dir/${t}_temp;"
+        done
+        case $kind in
+        nchan)
+            cat <<EOF
+    nchan_redis_url $URL;
+    nchan_use_redis on;
+    nchan_redis_storage_mode distributed;
+    server {
+        listen 127.0.0.1:$port backlog=4096;
+        location = /pub {
+            nchan_publisher;
+            nchan_channel_id bench;
+            nchan_message_buffer_length 1000;
+            nchan_message_timeout 1h;
+        }
+        location = /sub {
+            nchan_subscriber eventsource;
+            nchan_subscriber_first_message newest;
+            nchan_channel_id bench;
+            nchan_message_buffer_length 1000;
+            nchan_message_timeout 1h;
+        }
+    }
+}
+EOF
+            ;;
+        *)
+            echo "    events_zone bench 256m;"
+            [[ $kind == ours ]] && echo "    events_cluster bench $URL prefix=bench;"
+            cat <<EOF
+    server {
+        listen 127.0.0.1:$port backlog=4096;
+        client_body_buffer_size 16k;
+        location /events { events_api bench; }
+        location = /events/stream { events_stream bench; }
+        location = /events-status { events_status bench; }
+    }
+}
+EOF
+            ;;
+        esac
+    } > "$dir/nginx.conf"
+}
+
+declare -A CMD_START
+start() {
+    start_server cluster.sh "$1" "$WORK/$1" "$1" "${2:-$1}"
+}
+
+start single
+start ours1 ours
+start ours2 ours
+start ours3 ours
+start nchan1 nchan
+start nchan2 nchan
+start nchan3 nchan
+
+# the cluster nodes read the log before they answer
+for n in 1 2 3; do
+    port=PORT_ours$n
+    for ((i = 0; i < 100; i++)); do
+        [[ $(curl -s -o /dev/null -w '%{http_code}' \
+            "http://127.0.0.1:${!port}/events") == 200 ]] && break
+        sleep 0.1
+    done
+done
+
+# wrk_run URL CONNS LOG (in the background; WRK_PIDS)
+WRK_PIDS=()
+wrk_run() {
+    local t=2
+    (($2 == 1)) && t=1
+    wrk "-t$t" "-c$2" "-d${DURATION}s" -s "$LUA" "$1" > "$3" 2>&1 &
+    WRK_PIDS+=($!)
+    BG_PIDS+=($!)
+}
+
+wrk_wait() {
+    local p
+    for p in "${WRK_PIDS[@]}"; do
+        wait "$p" || die "wrk failed"
+    done
+    WRK_PIDS=()
+}
+
+# the sum of requests/s and non-2xx of the logs given
+sum_rps() {
+    local f line rps=0 bad=0 req dur non
+    for f in "$@"; do
+        line=$(grep '^WRK_RESULT ' "$f" | tail -1)
+        [[ -n $line ]] || die "no WRK_RESULT in $f"
+        req=$(sed 's/.* requests=\([0-9]*\).*/\1/' <<< "$line")
+        dur=$(sed 's/.* duration_us=\([0-9]*\).*/\1/' <<< "$line")
+        non=$(sed 's/.* non2xx=\([0-9]*\).*/\1/' <<< "$line")
+        rps=$(awk -v a="$rps" -v r="$req" -v d="$dur" \
+            'BEGIN { printf "%.0f", a + r * 1e6 / d }')
+        bad=$((bad + non))
+    done
+    echo "$rps $bad"
+}
+
+echo "== machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "redis: $(redis-server --version | cut -d' ' -f3), appendonly yes, appendfsync everysec"
+echo "nchan: $(dpkg-query -W -f='${Version}' libnginx-mod-nchan 2>/dev/null)"
+echo
+
+echo "== ingest: ${DURATION}s of POSTs, $CONNS connections in all"
+per=$(( (CONNS + 2) / 3 ))
+
+wrk_run "http://127.0.0.1:$PORT_single/events" "$CONNS" "$WORK/wrk-single.log"
+wrk_wait
+read -r SINGLE SINGLE_BAD <<< "$(sum_rps "$WORK/wrk-single.log")"
+
+for n in 1 2 3; do
+    port=PORT_ours$n
+    wrk_run "http://127.0.0.1:${!port}/events" "$per" "$WORK/wrk-ours$n.log"
+done
+wrk_wait
+read -r OURS OURS_BAD <<< "$(sum_rps "$WORK"/wrk-ours[123].log)"
+
+for n in 1 2 3; do
+    port=PORT_nchan$n
+    wrk_run "http://127.0.0.1:${!port}/pub" "$per" "$WORK/wrk-nchan$n.log"
+done
+wrk_wait
+read -r NCHANR NCHAN_BAD <<< "$(sum_rps "$WORK"/wrk-nchan[123].log)"
+
+printf '%-44s %10s %8s\n' "server" "events/s" "non-2xx"
+printf '%-44s %10s %8s\n' "one node, no cluster (memory)" "$SINGLE" "$SINGLE_BAD"
+printf '%-44s %10s %8s\n' "three nodes, events_cluster on Redis" "$OURS" "$OURS_BAD"
+printf '%-44s %10s %8s\n' "three Nchan nodes, Redis distributed" "$NCHANR" "$NCHAN_BAD"
+awk -v a="$OURS" -v b="$NCHANR" 'BEGIN { if (b > 0)
+    printf "cluster / Nchan-Redis: %.2fx\n", a / b }'
+echo
+
+# ---------------------------------------------------------------------
+# cross-node latency
+
+# sub KIND NODE N -> runs a subscriber client, its output in SUB_OUT_<node>
+declare -A SUB_PID SUB_OUT SUB_FD
+sub_start() {
+    local kind=$1 node=$2 n=$3 port path args=() fifo
+    port=PORT_$kind$node; port=${!port}
+    if [[ $kind == ours ]]; then path=/events/stream; args=(-s); else path=/sub; fi
+    fifo=$WORK/ctl-$kind$node
+    rm -f "$fifo"
+    mkfifo "$fifo"
+    SUB_OUT[$kind$node]=$WORK/sub-$kind$node.out
+    "$CLIENT" sub -p "$port" -u "$path" -n "$n" "${args[@]}" -P 256 -T 60 \
+        < "$fifo" > "${SUB_OUT[$kind$node]}" 2>&1 &
+    SUB_PID[$kind$node]=$!
+    BG_PIDS+=($!)
+    if [[ $node == 2 ]]; then exec 7> "$fifo"; else exec 8> "$fifo"; fi
+    for ((i = 0; i < 700; i++)); do
+        grep -q '^READY ' "${SUB_OUT[$kind$node]}" && return 0
+        sleep 0.1
+    done
+    die "the subscriber client on $kind$node did not get ready"
+}
+
+latency() {
+    local kind=$1 half=$((STREAMS / 2)) path extra=() port line1 line2 pub
+    sub_start "$kind" 2 "$half"
+    sub_start "$kind" 3 "$((STREAMS - half))"
+    echo "PHASE 1" >&7
+    echo "PHASE 1" >&8
+    port=PORT_${kind}1; port=${!port}
+    if [[ $kind == ours ]]; then path=/events; else path=/pub; extra=(-j); fi
+    "$CLIENT" pub -p "$port" -u "$path" -r "$RATE" -d "$DURATION" -c 4 \
+        -g 1 -b 300 -G 10 "${extra[@]}" > "$WORK/pub-$kind.out" 2>&1 \
+        || true
+    pub=$(grep '^PUB ' "$WORK/pub-$kind.out" || true)
+    local ok
+    ok=$(sed -n 's/.* ok=\([0-9]*\).*/\1/p' <<< "$pub")
+    echo "END ${ok:-0} 2000 30000" >&7
+    echo "END ${ok:-0} 2000 30000" >&8
+    for ((i = 0; i < 400; i++)); do
+        line1=$(grep '^RESULT ' "${SUB_OUT[${kind}2]}" || true)
+        line2=$(grep '^RESULT ' "${SUB_OUT[${kind}3]}" || true)
+        [[ -n $line1 && -n $line2 ]] && break
+        sleep 0.1
+    done
+    echo QUIT >&7
+    echo QUIT >&8
+    exec 7>&- 8>&-
+    echo "$kind: $pub" >> "$WORK/details.log"
+    echo "$kind node 2: $line1" >> "$WORK/details.log"
+    echo "$kind node 3: $line2" >> "$WORK/details.log"
+    local kv
+    for kv in line1 line2; do
+        printf '%-8s %-7s %9s %9s %9s %7s %7s %7s\n' "$kind" \
+            "node $([[ $kv == line1 ]] && echo 2 || echo 3)" \
+            "$(sed -n 's/.* streams=\([0-9]*\).*/\1/p' <<< "${!kv}")" \
+            "$(sed -n 's/.* lat_p50_us=\([0-9-]*\).*/\1/p' <<< "${!kv}")" \
+            "$(sed -n 's/.* lat_p99_us=\([0-9-]*\).*/\1/p' <<< "${!kv}")" \
+            "$(sed -n 's/.* missing=\([0-9]*\).*/\1/p' <<< "${!kv}")" \
+            "$(sed -n 's/.* dup=\([0-9]*\).*/\1/p' <<< "${!kv}")" \
+            "${ok:-0}"
+    done
+}
+
+echo "== cross-node: $STREAMS streams on nodes 2 and 3, $RATE events/s published on node 1 for ${DURATION}s"
+printf '%-8s %-7s %9s %9s %9s %7s %7s %7s\n' "server" "streams" "count" \
+    "p50 us" "p99 us" "missing" "dup" "posted"
+latency ours
+latency nchan
+echo
+echo "details: $WORK/details.log$([[ ${BENCH_KEEP:-0} == 1 ]] || echo " (BENCH_KEEP=1 keeps it)")"
