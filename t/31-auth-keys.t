@@ -109,13 +109,11 @@ sub jwt {
 sub auth { (headers => { Authorization => "Bearer $_[0]" }) }
 
 # the public parts a JWKS carries
-sub der_pub { slurp_cmd('pkey', '-pubin', '-in', "$dir/$_[0].pub",
+sub der_pub { openssl('pkey', '-pubin', '-in', "$dir/$_[0].pub",
     '-outform', 'DER') }
-sub slurp_cmd { openssl(@_) }
 
 sub jwk {
     my ($name, $kid, %extra) = @_;
-    my $pem = slurp("$dir/$name.pub");
     my $der = der_pub($name);
     if ($name =~ /^rsa/) {
         my ($mod) = openssl('rsa', '-pubin', '-in', "$dir/$name.pub",
@@ -343,7 +341,8 @@ EOF
     my ($ok, $out) = $t2->_test_config;
     my @lines = split /\n/, $t2->read_file('nginx.conf');
     my ($line) = grep { $lines[$_ - 1] =~ /events_auth_jwt_key/ } 1 .. @lines;
-    return $ok ? 'accepted' : $out =~ s/nginx\.conf:$line\b/nginx.conf:LINE/r;
+    return 'accepted' if $ok;
+    return $out =~ s/nginx\.conf:$line\b/nginx.conf:LINE/r;
 }
 
 sub bad_file {

@@ -150,7 +150,7 @@ fz_pkey_sign(ngx_uint_t alg, u_char *in, size_t len, u_char *sig)
     u_char               der[256];
 
     md = EVP_MD_CTX_new();
-    siglen = sizeof(der) > 512 ? sizeof(der) : 512;
+    siglen = 512;
 
     if (alg == NGX_HTTP_EVENTS_JWT_ES256) {
         siglen = sizeof(der);
