@@ -13,6 +13,7 @@
 #   make bench-fanout  the SSE fan-out benchmark, side by side with Nchan
 #   make bench-webhooks  webhook deliveries/s and latency
 #   make bench-journal what each events_journal fsync mode costs at ingest
+#   make bench-history reads from 1 000 000 events on disk behind a small ring
 #   make bench-cluster three cluster nodes on one Redis beside Nchan-Redis
 #   make fuzz       a longer fuzzing run of the parsers
 
@@ -37,7 +38,7 @@ DESTDIR     ?=
 
 # what building and running need; testing adds the rest
 RUN_DEBS  := nginx nginx-dev libjansson-dev libssl-dev libpcre2-dev \
-             zlib1g-dev libhiredis-dev gcc make
+             zlib1g-dev liblmdb-dev libhiredis-dev gcc make
 TEST_DEBS := $(RUN_DEBS) perl libasan8 clang libclang-rt-14-dev wrk openssl \
              libnginx-mod-nchan redis-server debhelper dpkg-dev fakeroot \
              chromium
@@ -46,7 +47,8 @@ DEBS      ?= $(TEST_DEBS)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps deps-run run test test-asan bench bench-fanout \
-        bench-webhooks bench-journal bench-cluster fuzz fuzz-short clean \
+        bench-webhooks bench-journal bench-history bench-cluster fuzz \
+        fuzz-short clean \
         install deb nginx-poll check-openssl compat compat-src
 
 all: $(MODULE)
@@ -164,6 +166,10 @@ bench-webhooks: deps $(MODULE)
 bench-journal: deps $(MODULE)
 	t/bench/journal.sh
 
+# History on disk: 1 000 000 events on disk behind an 8m ring; page, rare
+# type, entity and GET-by-id latencies, SSE catch-up (BENCH_EVENTS=...)
+bench-history: deps $(MODULE)
+	T_MODULE=$(MODULE) perl t/bench/history.pl
 # ingest through three cluster nodes and cross-node latency, beside one
 # node without cluster and three Nchan nodes on the same Redis
 bench-cluster: deps $(MODULE)

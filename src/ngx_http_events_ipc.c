@@ -266,8 +266,9 @@ ngx_http_events_ipc_notify(ngx_http_events_store_t *store)
         return;
     }
 
-    if ((store->nsubscribers || store->wh_owner) && !ipc->fanout.posted
-        && !ngx_exiting)
+    /* a consumer here (a stream, the dispatcher) listens as others do */
+    if (ngx_http_events_store_listening(store, ngx_worker)
+        && !ipc->fanout.posted && !ngx_exiting)
     {
         ngx_post_event(&ipc->fanout, &ngx_posted_events);
     }

@@ -3,7 +3,8 @@
 # A stream whose request headers complete in a worker that has begun a
 # graceful shutdown (its streams were closed a moment before): it is
 # answered 200 with a retry hint and the end of the chunked body at once,
-# never subscribed and left open when the worker exits.
+# never subscribed and left open when the worker exits.  Three reloads,
+# each with streams open and streams still sending their headers.
 
 use strict;
 use warnings;
@@ -14,6 +15,7 @@ use IO::Socket::IP;
 use IO::Select;
 use Time::HiRes qw(sleep time);
 use EventsTest;
+use EventsTest::SSE;
 
 my $t = EventsTest->new;
 
@@ -55,6 +57,9 @@ my $rounds = 3;
 for my $round (1 .. $rounds) {
     my @old = $t->worker_pids;
 
+    # streams already open, and ones whose headers are not complete yet
+    my @open = map { EventsTest::SSE->open($t, '/events/stream') } 1 .. 3;
+
     # headers begun before the reload, ended after its shutdown began
     my @s = map {
         my $s = IO::Socket::IP->new(PeerHost => '127.0.0.1',
@@ -82,6 +87,16 @@ for my $round (1 .. $rounds) {
     }
     is($ended, scalar @s,
         "round $round: every late stream ended with a retry hint");
+
+    my $closed = 0;
+    for my $o (@open) {
+        my $until = time + 5;
+        $o->next_event(timeout => 1)
+            until $o->is_closed || $o->is_eof || time > $until;
+        $closed++ if $o->is_closed && !$o->error;
+    }
+    is($closed, scalar @open,
+        "round $round: the streams open before it ended cleanly");
 
     $deadline = time + 10;
     sleep 0.05 until time > $deadline

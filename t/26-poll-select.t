@@ -4,7 +4,8 @@
 # fd: the shutdown watcher (a fake connection) must never index it with
 # -1.  Streams, a publish, a reload and a stop under each method; with
 # make test-asan a read before the array is a sanitizer report.  Skipped
-# where nginx has neither method (Debian's is built with epoll only).
+# where nginx has neither method (Debian's is built with epoll only;
+# "make nginx-poll" builds one that has, used through T_NGINX_POLL).
 
 use strict;
 use warnings;
@@ -15,6 +16,9 @@ use EventsTest;
 use EventsTest::SSE;
 
 for my $method ('poll', 'select') {
+    # a binary with both, from "make nginx-poll", when there is one
+    local $EventsTest::NGINX = $ENV{T_NGINX_POLL}
+        if $ENV{T_NGINX_POLL} && -x $ENV{T_NGINX_POLL};
     my $t = EventsTest->new(events_block => 0);
 
     $t->write_config(<<"EOF");

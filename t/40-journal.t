@@ -177,4 +177,19 @@ for my $m (qw(events_journal_bytes events_journal_segments
 like($text, qr/^events_journal_replayed\{zone="main"\} 131$/m,
     'prometheus: 131 replayed');
 
+# without its secret, the journal's epoch cannot be told from forgery:
+# a new epoch, and cursors of the old one are 410, not 400
+my $old = $t->get('/events?limit=5')->{json}{next};
+$t->stop;
+unlink "$dir/cursor.key" or die "unlink: $!";
+$t->run;
+isnt($t->get('/events-status')->{json}{epoch}, $epoch,
+    'a lost secret: a new epoch');
+is(scalar @{ $t->get('/events?limit=1000')->{json}{data} }, 131,
+    'with every event');
+$t->is_error($t->get("/events?after=$old"), 410, 'epoch_changed', 'after',
+    'cursors of before get 410');
+like($t->error_log, qr/\[warn\].*no cursor secret in/, 'said so');
+is(-s "$dir/cursor.key", 16, 'and a new secret is kept');
+
 $t->done;

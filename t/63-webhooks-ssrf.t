@@ -33,7 +33,9 @@ my $static = $rcv->url('/static');
 http {
     %%HTTP_GLOBALS%%
 
-    events_zone strict 4m;
+    # five endpoints with 64-entry logs, a delivery chunk each, and the
+    # catalog's reserve for webhooks: more than a 4m zone spares
+    events_zone strict 8m;
     events_zone open 4m;
     events_zone tls 4m;
 

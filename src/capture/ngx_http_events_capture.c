@@ -84,6 +84,8 @@ static ngx_int_t ngx_http_events_capture_metadata_json(ngx_http_request_t *r,
     json_t **out);
 static json_t *ngx_http_events_capture_envelope(ngx_http_request_t *r,
     ngx_http_events_capture_ctx_t *ctx, json_t *data);
+static ngx_int_t ngx_http_events_capture_hook(ngx_http_request_t *r,
+    json_t *obj, ngx_http_events_event_t *ev, const char *what);
 static ngx_int_t ngx_http_events_capture_event(ngx_http_request_t *r,
     json_t *obj, const char *what);
 static void ngx_http_events_capture_validated(ngx_http_request_t *r,
@@ -844,16 +846,14 @@ static ngx_int_t
 ngx_http_events_capture_event(ngx_http_request_t *r, json_t *obj,
     const char *what)
 {
-    ngx_int_t                      rc;
-    ngx_str_t                     *name;
-    ngx_pool_cleanup_t            *cln;
-    ngx_http_events_ipc_t         *ipc;
-    ngx_http_events_error_t        err;
-    ngx_http_events_event_t       *ev;
-    ngx_http_events_store_t       *store;
-    ngx_http_events_envelope_t     env;
-    ngx_http_events_loc_conf_t    *elcf;
-    ngx_http_events_validation_t  *v;
+    ngx_int_t                    rc;
+    ngx_str_t                   *name;
+    ngx_http_events_ipc_t       *ipc;
+    ngx_http_events_error_t      err;
+    ngx_http_events_event_t     *ev;
+    ngx_http_events_store_t     *store;
+    ngx_http_events_envelope_t   env;
+    ngx_http_events_loc_conf_t  *elcf;
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
     store = elcf->capture->zone->data;
@@ -917,6 +917,22 @@ ngx_http_events_capture_event(ngx_http_request_t *r, json_t *obj,
         return ngx_http_events_capture_append(r, ev, what);
     }
 
+    return ngx_http_events_capture_hook(r, obj, ev, what);
+}
+
+
+/* an event the pre-write hook must see: stored when it agrees */
+
+static ngx_int_t
+ngx_http_events_capture_hook(ngx_http_request_t *r, json_t *obj,
+    ngx_http_events_event_t *ev, const char *what)
+{
+    ngx_pool_cleanup_t            *cln;
+    ngx_http_events_loc_conf_t    *elcf;
+    ngx_http_events_validation_t  *v;
+
+    elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
+
     /* the event points into obj: keep it until the hook has answered */
 
     cln = ngx_pool_cleanup_add(r->pool, 0);
@@ -930,7 +946,7 @@ ngx_http_events_capture_event(ngx_http_request_t *r, json_t *obj,
     cln->data = json_incref(obj);
 
     v->ev = ev;
-    v->store = store;
+    v->store = elcf->capture->zone->data;
     v->handler = ngx_http_events_capture_validated;
     v->data = (void *) what;
 

@@ -36,8 +36,9 @@ void ngx_http_events_buf_label(ngx_http_events_buf_t *b, u_char *s,
 void ngx_http_events_buf_time(ngx_http_events_buf_t *b, uint64_t ms);
 
 
+/* a string literal, and only one: its size is known at compile time */
 #define ngx_http_events_buf_literal(b, s)                                     \
-    ngx_http_events_buf_add(b, (u_char *) s, sizeof(s) - 1)
+    ngx_http_events_buf_add(b, (u_char *) (s), sizeof(s) - 1)
 
 
 #endif /* _NGX_HTTP_EVENTS_BUF_H_INCLUDED_ */

@@ -44,7 +44,6 @@
 
 
 #define NGX_HTTP_EVENTS_JOURNAL_MAGIC    "EVJ1"
-#define NGX_HTTP_EVENTS_JOURNAL_RECORD   0xe5
 #define NGX_HTTP_EVENTS_JOURNAL_SUFFIX   ".evj"
 #define NGX_HTTP_EVENTS_JOURNAL_NAME_LEN (20 + sizeof(".evj") - 1)
 
@@ -62,42 +61,12 @@ typedef struct {
 } ngx_http_events_journal_hdr_t;
 
 
-typedef struct {
-    u_char                      magic;
-    u_char                      kind;
-    uint16_t                    flags;
-    uint32_t                    len;            /* of the body */
-    uint32_t                    crc;            /* this, crc 0, and body */
-    uint32_t                    reserved;
-    uint64_t                    seq;
-    uint64_t                    time_ms;
-} ngx_http_events_journal_rec_t;
-
-
 /* what became of one record at replay */
 typedef enum {
     NGX_HTTP_EVENTS_JOURNAL_REC_OK = 0,
     NGX_HTTP_EVENTS_JOURNAL_REC_ERROR = -1,     /* no memory: stop */
     NGX_HTTP_EVENTS_JOURNAL_REC_MALFORMED = 1   /* checksummed, not ours */
 } ngx_http_events_journal_rec_rc_e;
-
-
-/* the body of an event record, then the keys, then the envelope */
-typedef struct {
-    u_char                      digest[16];
-    uint16_t                    tenant_len;
-    uint16_t                    id_len;
-    uint16_t                    type_len;
-    uint16_t                    rtype_len;
-    uint16_t                    rid_len;
-    uint16_t                    source_len;
-    u_char                      action;
-    u_char                      client_id;
-    uint16_t                    reserved;
-    uint32_t                    seq_at;         /* in the unfilled json */
-    uint32_t                    ts_at;
-    uint32_t                    json_len;       /* of the stored one */
-} ngx_http_events_journal_ev_t;
 
 
 typedef struct {
@@ -155,8 +124,6 @@ static void ngx_http_events_journal_cut(ngx_http_events_journal_t *j,
     const char *why, ngx_http_events_replay_t *rp, ngx_log_t *log);
 static u_char *ngx_http_events_journal_name(ngx_http_events_journal_t *j,
     u_char *buf, uint64_t first);
-static uint32_t ngx_http_events_journal_crc(
-    ngx_http_events_journal_rec_t *rec, u_char *body);
 static ngx_int_t ngx_http_events_journal_repair_locked(
     ngx_http_events_journal_t *j, ngx_http_events_journal_sh_t *jsh);
 static ngx_int_t ngx_http_events_journal_rotate_locked(
@@ -177,6 +144,8 @@ static void ngx_http_events_journal_answer(ngx_http_events_journal_t *j,
 #endif
 static void ngx_http_events_journal_sweep_handler(ngx_event_t *ev);
 static void ngx_http_events_journal_sweep(ngx_http_events_journal_t *j);
+static void ngx_http_events_journal_sweep_history(
+    ngx_http_events_journal_t *j);
 static uint64_t ngx_http_events_journal_now(void);
 
 
@@ -207,6 +176,13 @@ ngx_http_events_journal_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     j->cycle = cf->cycle;
     j->fd = NGX_INVALID_FILE;
 
+    j->history = ngx_pcalloc(cf->pool, sizeof(ngx_http_events_history_t));
+    if (j->history == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    j->history->journal = j;
+
     while (j->path.len > 1 && j->path.data[j->path.len - 1] == '/') {
         j->path.len--;
     }
@@ -214,6 +190,14 @@ ngx_http_events_journal_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     if (ngx_conf_full_name(cf->cycle, &j->path, 0) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
+
+    j->history->file.len = j->path.len + sizeof("/index.mdb") - 1;
+    j->history->file.data = ngx_pnalloc(cf->pool, j->history->file.len + 1);
+    if (j->history->file.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_sprintf(j->history->file.data, "%V/index.mdb%Z", &j->path);
 
     for (i = 3; i < cf->args->nelts; i++) {
         if (ngx_http_events_journal_param(cf, j, &value[i]) != NGX_CONF_OK) {
@@ -355,6 +339,15 @@ ngx_http_events_journal_param(ngx_conf_t *cf, ngx_http_events_journal_t *j,
         return NGX_CONF_OK;
     }
 
+    switch (ngx_http_events_history_conf(cf, j, v)) {
+    case NGX_OK:
+        return NGX_CONF_OK;
+    case NGX_ERROR:
+        return NGX_CONF_ERROR;
+    default:
+        break;
+    }
+
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid parameter \"%V\"", v);
     return NGX_CONF_ERROR;
 }
@@ -440,6 +433,9 @@ ngx_http_events_journal_init_zone(ngx_http_events_journal_t *j,
             jsh->closed_bytes = 0;
             jsh->gen++;
 
+            /* no index for it until a start builds one */
+            ngx_memzero(&jsh->history, sizeof(ngx_http_events_history_sh_t));
+
             ngx_shmtx_unlock(&j->store->shpool->mutex);
         }
 
@@ -457,6 +453,125 @@ ngx_http_events_journal_init_zone(ngx_http_events_journal_t *j,
     }
 
     return ngx_http_events_journal_replay(j, log);
+}
+
+
+ngx_http_events_history_sh_t *
+ngx_http_events_journal_history(ngx_http_events_journal_t *j)
+{
+    return &ngx_http_events_store_journal(j->store)->history;
+}
+
+
+/* the segment being written, 0: none yet */
+
+uint64_t
+ngx_http_events_journal_current(ngx_http_events_journal_t *j)
+{
+    uint64_t  segment;
+
+    segment = ngx_http_events_store_journal(j->store)->segment;
+    ngx_memory_barrier();
+
+    return segment;
+}
+
+
+/* the segment after the one named by "first", 0: none */
+
+uint64_t
+ngx_http_events_journal_after(ngx_http_events_journal_t *j, uint64_t first)
+{
+    uint64_t                        next;
+    ngx_uint_t                      i;
+    ngx_pool_t                     *pool;
+    ngx_array_t                     segs;
+    ngx_http_events_journal_seg_t  *seg;
+
+    pool = ngx_create_pool(4096, ngx_cycle->log);
+    if (pool == NULL) {
+        return 0;
+    }
+
+    next = 0;
+
+    if (ngx_http_events_journal_list(j, pool, &segs, ngx_cycle->log)
+        == NGX_OK)
+    {
+        seg = segs.elts;
+
+        for (i = 0; i < segs.nelts; i++) {
+            if (seg[i].first > first) {
+                next = seg[i].first;
+                break;
+            }
+        }
+    }
+
+    ngx_destroy_pool(pool);
+
+    return next;
+}
+
+
+/* the first seqs of the segments, oldest first */
+
+ngx_int_t
+ngx_http_events_journal_segments(ngx_http_events_journal_t *j,
+    ngx_pool_t *pool, ngx_array_t *firsts, ngx_log_t *log)
+{
+    uint64_t                       *first;
+    ngx_uint_t                      i;
+    ngx_array_t                     segs;
+    ngx_http_events_journal_seg_t  *seg;
+
+    if (ngx_http_events_journal_list(j, pool, &segs, log) != NGX_OK
+        || ngx_array_init(firsts, pool, segs.nelts + 1, sizeof(uint64_t))
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    seg = segs.elts;
+
+    for (i = 0; i < segs.nelts; i++) {
+        first = ngx_array_push(firsts);
+        if (first == NULL) {
+            return NGX_ERROR;
+        }
+
+        *first = seg[i].first;
+    }
+
+    return NGX_OK;
+}
+
+
+u_char *
+ngx_http_events_journal_segment_name(ngx_http_events_journal_t *j,
+    u_char *buf, uint64_t first)
+{
+    return ngx_http_events_journal_name(j, buf, first);
+}
+
+
+ngx_int_t
+ngx_http_events_journal_segment_valid(u_char *map, uint64_t first)
+{
+    ngx_http_events_journal_hdr_t  hdr;
+
+    ngx_memcpy(&hdr, map, sizeof(ngx_http_events_journal_hdr_t));
+
+    if (ngx_memcmp(hdr.magic, NGX_HTTP_EVENTS_JOURNAL_MAGIC, 4) != 0
+        || hdr.size != sizeof(ngx_http_events_journal_hdr_t)
+        || hdr.first_seq != first
+        || hdr.crc != ngx_crc32_long(map, offsetof(
+                                     ngx_http_events_journal_hdr_t, crc)))
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -675,6 +790,8 @@ ngx_http_events_journal_secret(ngx_http_events_journal_t *j, ngx_log_t *log,
         }
     }
 
+    j->new_secret = !from_zone;
+
     fd = ngx_open_file(tmp, NGX_FILE_WRONLY, NGX_FILE_TRUNCATE, 0600);
     if (fd == NGX_INVALID_FILE) {
         ngx_log_error(NGX_LOG_EMERG, log, ngx_errno,
@@ -887,6 +1004,14 @@ ngx_http_events_journal_replay(ngx_http_events_journal_t *j, ngx_log_t *log)
 
         /* the zone's own, freshly drawn epoch */
         rp.epoch = 0;
+
+    } else if (j->new_secret && rp.epoch) {
+        /* its cursors cannot be read without their secret: start again */
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "events zone \"%V\": no cursor secret in \"%V\": "
+                      "epoch %016uxL ends here, cursors of it get 410",
+                      &j->zone, &j->path, rp.epoch);
+        rp.epoch = 0;
     }
 
     ngx_http_events_store_resume(j->store, rp.epoch, rp.last_seq, rp.last_ms,
@@ -912,7 +1037,7 @@ ngx_http_events_journal_replay(ngx_http_events_journal_t *j, ngx_log_t *log)
                   &j->zone, &j->path, rp.replayed, rp.skipped, rp.segments,
                   rp.bytes, jsh->replay_ms, rp.last_seq, j->store->epoch);
 
-    return NGX_OK;
+    return ngx_http_events_history_replay_done(j->history, rp.last_seq, log);
 }
 
 
@@ -1289,7 +1414,7 @@ ngx_http_events_journal_cut(ngx_http_events_journal_t *j, u_char *name,
 }
 
 
-static uint32_t
+uint32_t
 ngx_http_events_journal_crc(ngx_http_events_journal_rec_t *rec, u_char *body)
 {
     uint32_t                       crc;
@@ -1764,6 +1889,17 @@ ngx_http_events_journal_init_process(ngx_cycle_t *cycle,
         j->fd = NGX_INVALID_FILE;
         ngx_queue_init(&j->waiting);
 
+        if (j->history->max_age == 0) {
+            /* the zone's retention, as for the segments before */
+            j->history->max_age = j->store->retention;
+        }
+
+        if (ngx_http_events_history_init_process(j->history, cycle)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
 #if (NGX_THREADS)
         if (j->fsync == NGX_HTTP_EVENTS_FSYNC_ALWAYS) {
             j->thread_pool = ngx_thread_pool_get(cycle, &default_pool);
@@ -1841,6 +1977,8 @@ ngx_http_events_journal_exit_process(ngx_array_t *journals)
             (void) ngx_close_file(j->fd);
             j->fd = NGX_INVALID_FILE;
         }
+
+        ngx_http_events_history_exit_process(j->history);
     }
 }
 
@@ -1871,10 +2009,21 @@ ngx_http_events_journal_sweep_handler(ngx_event_t *ev)
 {
     ngx_http_events_journal_t  *j = ev->data;
 
-    ngx_http_events_journal_sweep(j);
+    ngx_http_events_history_sh_t  *hsh;
+
+    hsh = ngx_http_events_journal_history(j);
+
+    if (ngx_http_events_history_ready(j->history)) {
+        ngx_http_events_journal_sweep_history(j);
+
+    } else {
+        ngx_http_events_journal_sweep(j);
+    }
 
     if (!ngx_exiting && !ngx_terminate && !ngx_quit) {
-        ngx_add_timer(ev, NGX_HTTP_EVENTS_JOURNAL_SWEEP);
+        /* index entries left to remove: soon, a bounded number again */
+        ngx_add_timer(ev, hsh->cleaned < hsh->gone
+                          ? 50 : NGX_HTTP_EVENTS_JOURNAL_SWEEP);
     }
 }
 
@@ -1976,6 +2125,128 @@ ngx_http_events_journal_sweep(ngx_http_events_journal_t *j)
     ngx_destroy_pool(pool);
 
     ngx_shmtx_lock(&j->store->shpool->mutex);
+
+    if (jsh->segment == current) {
+        jsh->closed = closed;
+        jsh->closed_bytes = bytes;
+    }
+
+    ngx_shmtx_unlock(&j->store->shpool->mutex);
+}
+
+
+/*
+ * Retention with the history index: max_size gives the index the seq
+ * below which segments go, the index moves "gone" past them and past
+ * what is older than max_age, removes their entries, and says how far
+ * it got; the segments wholly under that are deleted.
+ */
+
+static void
+ngx_http_events_journal_sweep_history(ngx_http_events_journal_t *j)
+{
+    u_char                         name[NGX_MAX_PATH];
+    uint64_t                       current, total, closed, bytes, next;
+    uint64_t                       size_gone, cleaned, first;
+    ngx_uint_t                     i, big;
+    ngx_pool_t                    *pool;
+    ngx_array_t                    segs;
+    ngx_http_events_journal_sh_t  *jsh;
+    ngx_http_events_history_sh_t  *hsh;
+    ngx_http_events_journal_seg_t *seg;
+
+    jsh = ngx_http_events_store_journal(j->store);
+    hsh = ngx_http_events_journal_history(j);
+
+    pool = ngx_create_pool(4096, ngx_cycle->log);
+    if (pool == NULL) {
+        return;
+    }
+
+    if (ngx_http_events_journal_list(j, pool, &segs, ngx_cycle->log)
+        != NGX_OK)
+    {
+        ngx_destroy_pool(pool);
+        return;
+    }
+
+    ngx_shmtx_lock(&j->store->shpool->mutex);
+    current = jsh->segment;
+    ngx_shmtx_unlock(&j->store->shpool->mutex);
+
+    seg = segs.elts;
+    total = 0;
+
+    for (i = 0; i < segs.nelts; i++) {
+        total += seg[i].size;
+    }
+
+    /* over max_size: the oldest closed segments' events go */
+
+    size_gone = 0;
+
+    for (i = 0; i < segs.nelts && j->max_size
+                && total > (uint64_t) j->max_size; i++)
+    {
+        if (current == 0 || seg[i].first >= current) {
+            break;
+        }
+
+        next = (i + 1 < segs.nelts) ? seg[i + 1].first : current;
+        size_gone = next - 1;
+        total -= seg[i].size;
+    }
+
+    cleaned = size_gone;
+    ngx_http_events_history_sweep(j->history, ngx_http_events_journal_now(),
+                                  &cleaned);
+
+    closed = 0;
+    bytes = 0;
+    first = 0;
+
+    for (i = 0; i < segs.nelts; i++) {
+        next = (i + 1 < segs.nelts) ? seg[i + 1].first : current;
+
+        if (current == 0 || seg[i].first >= current || next - 1 > cleaned) {
+            if (first == 0) {
+                first = seg[i].first;
+            }
+
+            if (current == 0 || seg[i].first < current) {
+                closed++;
+                bytes += seg[i].size;
+            }
+
+            continue;
+        }
+
+        big = next - 1 <= size_gone;
+        ngx_http_events_journal_name(j, name, seg[i].first);
+
+        if (ngx_delete_file(name) == NGX_FILE_ERROR) {
+            if (ngx_errno != NGX_ENOENT) {
+                ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, ngx_errno,
+                              ngx_delete_file_n " \"%s\" failed", name);
+            }
+
+            continue;
+        }
+
+        ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                      "events zone \"%V\": journal segment \"%s\" "
+                      "(%O bytes) deleted: %s", &j->zone, name,
+                      seg[i].size,
+                      big ? "over max_size" : "older than the retention");
+    }
+
+    ngx_destroy_pool(pool);
+
+    ngx_shmtx_lock(&j->store->shpool->mutex);
+
+    if (first) {
+        hsh->first_segment = first;
+    }
 
     if (jsh->segment == current) {
         jsh->closed = closed;

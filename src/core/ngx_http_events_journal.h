@@ -16,6 +16,7 @@
 #endif
 
 #include "ngx_http_events_store.h"
+#include "ngx_http_events_history.h"
 
 
 #define NGX_HTTP_EVENTS_FSYNC_OFF       0
@@ -24,6 +25,40 @@
 
 /* the kind byte of a record; other kinds (webhook state) may follow */
 #define NGX_HTTP_EVENTS_JOURNAL_EVENT   1
+
+#define NGX_HTTP_EVENTS_JOURNAL_RECORD   0xe5
+#define NGX_HTTP_EVENTS_JOURNAL_HDR_SIZE 32
+
+
+/* a record's header; the index reads records back by their place */
+typedef struct {
+    u_char                      magic;
+    u_char                      kind;
+    uint16_t                    flags;
+    uint32_t                    len;            /* of the body */
+    uint32_t                    crc;            /* this, crc 0, and body */
+    uint32_t                    reserved;
+    uint64_t                    seq;
+    uint64_t                    time_ms;
+} ngx_http_events_journal_rec_t;
+
+
+/* the body of an event record, then the keys, then the envelope */
+typedef struct {
+    u_char                      digest[16];
+    uint16_t                    tenant_len;
+    uint16_t                    id_len;
+    uint16_t                    type_len;
+    uint16_t                    rtype_len;
+    uint16_t                    rid_len;
+    uint16_t                    source_len;
+    u_char                      action;
+    u_char                      client_id;
+    uint16_t                    reserved;
+    uint32_t                    seq_at;         /* in the unfilled json */
+    uint32_t                    ts_at;
+    uint32_t                    json_len;       /* of the stored one */
+} ngx_http_events_journal_ev_t;
 
 
 /* the journal's state in the zone, under shpool->mutex */
@@ -43,6 +78,7 @@ struct ngx_http_events_journal_sh_s {
     uint64_t                    replayed;
     uint64_t                    cut;            /* bytes cut at start */
     ngx_pid_t                   writer;         /* a write under way */
+    ngx_http_events_history_sh_t  history;
 };
 
 
@@ -65,6 +101,7 @@ struct ngx_http_events_journal_s {
     off_t                       segment_size;
     ngx_cycle_t                *cycle;
     ngx_http_events_store_t    *store;
+    ngx_http_events_history_t  *history;
 
     /* this process's */
     ngx_fd_t                    fd;
@@ -83,6 +120,7 @@ struct ngx_http_events_journal_s {
     uint64_t                    sync_upto;
     ngx_err_t                   sync_err;
     unsigned                    syncing:1;
+    unsigned                    new_secret:1;   /* none on disk at start */
 };
 
 
@@ -106,6 +144,19 @@ ngx_int_t ngx_http_events_journal_sync(ngx_http_events_journal_t *j,
 ngx_int_t ngx_http_events_journal_wait(ngx_http_events_journal_t *j,
     ngx_http_events_journal_waiter_t *w);
 void ngx_http_events_journal_unwait(ngx_http_events_journal_waiter_t *w);
+uint64_t ngx_http_events_journal_current(ngx_http_events_journal_t *j);
+uint64_t ngx_http_events_journal_after(ngx_http_events_journal_t *j,
+    uint64_t first);
+
+ngx_http_events_history_sh_t *ngx_http_events_journal_history(
+    ngx_http_events_journal_t *j);
+ngx_int_t ngx_http_events_journal_segments(ngx_http_events_journal_t *j,
+    ngx_pool_t *pool, ngx_array_t *firsts, ngx_log_t *log);
+u_char *ngx_http_events_journal_segment_name(ngx_http_events_journal_t *j,
+    u_char *buf, uint64_t first);
+ngx_int_t ngx_http_events_journal_segment_valid(u_char *map, uint64_t first);
+uint32_t ngx_http_events_journal_crc(ngx_http_events_journal_rec_t *rec,
+    u_char *body);
 
 
 #endif /* _NGX_HTTP_EVENTS_JOURNAL_H_INCLUDED_ */

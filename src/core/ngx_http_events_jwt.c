@@ -5,12 +5,14 @@
 
 
 /*
- * Built-in tokens: JWTs signed with HS256 by a shared secret.
+ * Built-in tokens: JWTs signed with HS256 by a shared secret, or with
+ * RS256, ES256 (P-256) or EdDSA (Ed25519) by the holder of a private
+ * key whose public half is configured (ngx_http_events_jwk.c loads it).
  *
- * The algorithm comes from the allow-list, never from the token ("none"
- * and every other alg are refused, so an RS256 token cannot be verified
- * with an HMAC key); the key comes from the configuration, chosen by
- * "kid"; the signature is compared in constant time; "exp" is required.
+ * Each key verifies one alg, the one of its type; a token is checked
+ * only with keys of its alg and kid, so "none" and unknown algs match
+ * nothing and a public key is never used as an HMAC secret.  An HMAC is
+ * compared in constant time; "exp" is required.
  * The claims say the tenant (authoritative), the subject, and what the
  * bearer may publish and subscribe to, as type patterns.
  */
@@ -22,6 +24,9 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/ec.h>
+#include <openssl/bn.h>
+#include <openssl/err.h>
 #include <jansson.h>
 
 #include "ngx_http_events_jwt.h"
@@ -38,6 +43,10 @@ static json_t *ngx_http_events_jwt_json(ngx_str_t *seg, ngx_pool_t *pool);
 static ngx_int_t ngx_http_events_jwt_signature(
     ngx_http_events_jwt_conf_t *conf, json_t *header, ngx_str_t *signed_part,
     ngx_str_t *sig, ngx_pool_t *pool, ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_jwt_hmac(ngx_http_events_jwt_key_t *key,
+    ngx_str_t *signed_part, ngx_str_t *raw);
+static ngx_int_t ngx_http_events_jwt_pkey(ngx_http_events_jwt_key_t *key,
+    ngx_str_t *signed_part, ngx_str_t *raw, ngx_pool_t *pool);
 static ngx_int_t ngx_http_events_jwt_times(ngx_http_events_jwt_conf_t *conf,
     json_t *payload, ngx_http_events_claims_t *claims,
     ngx_http_events_error_t *err);
@@ -172,24 +181,40 @@ ngx_http_events_jwt_json(ngx_str_t *seg, ngx_pool_t *pool)
 }
 
 
+/*
+ * The token's alg picks the keys it may be checked with: only keys of
+ * that type, so a public key is never taken for an HMAC secret (the
+ * HS256-with-the-public-key attack) and "none" matches no key at all.
+ */
+
 static ngx_int_t
 ngx_http_events_jwt_signature(ngx_http_events_jwt_conf_t *conf,
     json_t *header, ngx_str_t *signed_part, ngx_str_t *sig, ngx_pool_t *pool,
     ngx_http_events_error_t *err)
 {
     json_t                     *alg, *kid;
+    ngx_int_t                   rc;
     ngx_str_t                   raw, want;
-    ngx_uint_t                  i, tried;
-    unsigned int                len;
+    ngx_uint_t                  i, a, tried;
     ngx_http_events_jwt_key_t  *keys;
-    u_char                      mac[EVP_MAX_MD_SIZE];
 
     alg = json_object_get(header, "alg");
 
-    if (!json_is_string(alg) || ngx_strcmp(json_string_value(alg), "HS256")) {
+    for (a = NGX_HTTP_EVENTS_JWT_HS256; a <= NGX_HTTP_EVENTS_JWT_EDDSA; a++) {
+        if (json_is_string(alg)
+            && ngx_strcmp(json_string_value(alg),
+                          ngx_http_events_jwt_alg_name(a))
+               == 0)
+        {
+            break;
+        }
+    }
+
+    if (a > NGX_HTTP_EVENTS_JWT_EDDSA) {
         ngx_http_events_jwt_error(err, "invalid_token",
                                   "the token's alg is not allowed; this "
-                                  "server takes HS256");
+                                  "server takes HS256, RS256, ES256 and "
+                                  "EdDSA");
         return NGX_ERROR;
     }
 
@@ -209,7 +234,11 @@ ngx_http_events_jwt_signature(ngx_http_events_jwt_conf_t *conf,
     }
 
     if (ngx_http_events_jwt_segment(sig, pool, &raw) != NGX_OK
-        || raw.len != NGX_HTTP_EVENTS_HS256_LEN)
+        || raw.len == 0
+        || (a == NGX_HTTP_EVENTS_JWT_HS256
+            && raw.len != NGX_HTTP_EVENTS_HS256_LEN)
+        || ((a == NGX_HTTP_EVENTS_JWT_ES256 || a == NGX_HTTP_EVENTS_JWT_EDDSA)
+            && raw.len != 64))
     {
         ngx_http_events_jwt_error(err, "invalid_token",
                                   "the token's signature is malformed");
@@ -223,7 +252,8 @@ ngx_http_events_jwt_signature(ngx_http_events_jwt_conf_t *conf,
 
         /* "kid": "" names a key; it is not the absence of a kid */
 
-        if ((kid != NULL) != (keys[i].kid.len != 0)
+        if (keys[i].alg != a
+            || (kid != NULL) != (keys[i].kid.len != 0)
             || keys[i].kid.len != want.len
             || (want.len
                 && ngx_strncmp(keys[i].kid.data, want.data, want.len) != 0))
@@ -233,25 +263,141 @@ ngx_http_events_jwt_signature(ngx_http_events_jwt_conf_t *conf,
 
         tried++;
 
-        if (HMAC(EVP_sha256(), keys[i].secret.data, (int) keys[i].secret.len,
-                 signed_part->data, signed_part->len, mac, &len)
-            == NULL)
-        {
-            ngx_http_events_error(err, 0, "", NULL, NULL, NULL, "HMAC()");
-            return NGX_ERROR;
+        rc = (a == NGX_HTTP_EVENTS_JWT_HS256)
+             ? ngx_http_events_jwt_hmac(&keys[i], signed_part, &raw)
+             : ngx_http_events_jwt_pkey(&keys[i], signed_part, &raw, pool);
+
+        if (rc == NGX_OK) {
+            return NGX_OK;
         }
 
-        if (len == NGX_HTTP_EVENTS_HS256_LEN
-            && CRYPTO_memcmp(mac, raw.data, len) == 0)
-        {
-            return NGX_OK;
+        if (rc == NGX_ERROR) {
+            ngx_http_events_error(err, 0, "", NULL, NULL, NULL,
+                                  "signature check");
+            return NGX_ERROR;
         }
     }
 
     ngx_http_events_jwt_error(err, "invalid_token",
                               tried ? "the token's signature is wrong"
-                                    : "no key for the token's kid");
+                                    : "no key for the token's kid and alg");
     return NGX_ERROR;
+}
+
+
+/* NGX_OK: the signature is right; NGX_DECLINED: wrong */
+
+static ngx_int_t
+ngx_http_events_jwt_hmac(ngx_http_events_jwt_key_t *key,
+    ngx_str_t *signed_part, ngx_str_t *raw)
+{
+    unsigned int  len;
+    u_char        mac[EVP_MAX_MD_SIZE];
+
+    if (HMAC(EVP_sha256(), key->secret.data, (int) key->secret.len,
+             signed_part->data, signed_part->len, mac, &len)
+        == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    if (len == NGX_HTTP_EVENTS_HS256_LEN && raw->len == len
+        && CRYPTO_memcmp(mac, raw->data, len) == 0)
+    {
+        return NGX_OK;
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/*
+ * RS256 (PKCS #1 v1.5), ES256 and EdDSA through EVP_DigestVerify; JOSE
+ * writes an ECDSA signature as r || s, 32 bytes each (RFC 7518, 3.4),
+ * and OpenSSL takes DER, so it is rewritten first.  A signature OpenSSL
+ * cannot parse is a wrong one, not a server error.
+ */
+
+static ngx_int_t
+ngx_http_events_jwt_pkey(ngx_http_events_jwt_key_t *key,
+    ngx_str_t *signed_part, ngx_str_t *raw, ngx_pool_t *pool)
+{
+    int            n;
+    BIGNUM        *r, *s;
+    u_char        *der, *p;
+    ngx_int_t      rc;
+    ngx_str_t      sig;
+    ECDSA_SIG     *es;
+    EVP_MD_CTX    *md;
+    const EVP_MD  *type;
+
+    sig = *raw;
+
+    if (key->alg == NGX_HTTP_EVENTS_JWT_ES256) {
+        es = ECDSA_SIG_new();
+        r = BN_bin2bn(raw->data, 32, NULL);
+        s = BN_bin2bn(raw->data + 32, 32, NULL);
+
+        if (es == NULL || r == NULL || s == NULL
+            || ECDSA_SIG_set0(es, r, s) != 1)
+        {
+            ECDSA_SIG_free(es);
+            BN_free(r);
+            BN_free(s);
+            return NGX_ERROR;
+        }
+
+        /* r and s belong to es now */
+
+        der = NULL;
+        n = i2d_ECDSA_SIG(es, NULL);
+
+        if (n > 0) {
+            der = ngx_pnalloc(pool, n);
+        }
+
+        if (der == NULL) {
+            ECDSA_SIG_free(es);
+            return NGX_ERROR;
+        }
+
+        p = der;
+        n = i2d_ECDSA_SIG(es, &p);
+        ECDSA_SIG_free(es);
+
+        if (n <= 0) {
+            return NGX_ERROR;
+        }
+
+        sig.data = der;
+        sig.len = n;
+    }
+
+    type = (key->alg == NGX_HTTP_EVENTS_JWT_EDDSA) ? NULL : EVP_sha256();
+
+    md = EVP_MD_CTX_new();
+    if (md == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = NGX_DECLINED;
+
+    if (EVP_DigestVerifyInit(md, NULL, type, NULL, key->pkey) != 1) {
+        rc = NGX_ERROR;
+
+    } else if (EVP_DigestVerify(md, sig.data, sig.len, signed_part->data,
+                                signed_part->len)
+               == 1)
+    {
+        rc = NGX_OK;
+    }
+
+    EVP_MD_CTX_free(md);
+
+    /* a refused signature leaves its reason on the error queue */
+    ERR_clear_error();
+
+    return rc;
 }
 
 
@@ -458,6 +604,18 @@ ngx_http_events_jwt_error(ngx_http_events_error_t *err, const char *code,
     const char *message)
 {
     ngx_http_events_error(err, 401, code, NULL, NULL, NULL, "%s", message);
+}
+
+
+static const char  *ngx_http_events_jwt_algs[] = {
+    "HS256", "RS256", "ES256", "EdDSA"
+};
+
+
+const char *
+ngx_http_events_jwt_alg_name(ngx_uint_t alg)
+{
+    return ngx_http_events_jwt_algs[alg];
 }
 
 

@@ -20,6 +20,10 @@
  * worker dies), advance the tail before they overwrite anything, write,
  * and publish the new head last.  Readers take no lock: they copy, then
  * check that what they copied is still at or above the tail.
+ *
+ * With a journal the ring is a cache of its newest events: what a read
+ * needs from before the ring comes from the history index on disk
+ * (ngx_http_events_history.c), and the window is the journal's.
  */
 
 
@@ -32,6 +36,7 @@
 #include "ngx_http_events_store.h"
 #include "ngx_http_events_match.h"
 #include "ngx_http_events_journal.h"
+#include "ngx_http_events_history.h"
 
 
 #define NGX_HTTP_EVENTS_MAGIC       0x45564e54      /* "EVNT" */
@@ -207,6 +212,13 @@ static ngx_int_t ngx_http_events_store_add_item(ngx_http_events_sh_t *sh,
     uint64_t off, ngx_http_events_copy_t *c, ngx_pool_t *pool,
     ngx_http_events_result_t *res);
 static void ngx_http_events_store_expire(ngx_http_events_store_t *store);
+static ngx_int_t ngx_http_events_store_ring_get(ngx_http_events_store_t *store,
+    ngx_str_t *tenant, ngx_str_t *id, uint64_t gone, ngx_pool_t *pool,
+    ngx_str_t *json);
+static ngx_http_events_history_t *ngx_http_events_store_history(
+    ngx_http_events_store_t *store);
+static void ngx_http_events_store_ring_window(ngx_http_events_store_t *store,
+    ngx_http_events_window_t *w);
 static ngx_http_events_store_rc_e ngx_http_events_store_repeats_locked(
     ngx_http_events_store_t *store, ngx_http_events_event_t *events,
     ngx_uint_t n, ngx_pool_t *pool, ngx_uint_t *failed);
@@ -1145,13 +1157,16 @@ ngx_http_events_store_repeats_locked(ngx_http_events_store_t *store,
     ngx_http_events_event_t *events, ngx_uint_t n, ngx_pool_t *pool,
     ngx_uint_t *failed)
 {
-    u_char                    *p;
-    ngx_uint_t                 i;
-    ngx_http_events_sh_t      *sh;
-    ngx_http_events_event_t   *ev;
-    ngx_http_events_record_t  *h;
+    u_char                      *p;
+    ngx_int_t                    rc;
+    ngx_uint_t                   i;
+    ngx_http_events_sh_t        *sh;
+    ngx_http_events_event_t     *ev, old;
+    ngx_http_events_record_t    *h;
+    ngx_http_events_history_t   *hist;
 
     sh = store->sh;
+    hist = ngx_http_events_store_history(store);
 
     for (i = 0; i < n; i++) {
         ev = &events[i];
@@ -1162,6 +1177,45 @@ ngx_http_events_store_repeats_locked(ngx_http_events_store_t *store,
         }
 
         h = ngx_http_events_store_find_id_locked(sh, &ev->tenant, &ev->id);
+
+        if (h && hist
+            && h->seq <= ngx_http_events_journal_history(store->journal)->gone)
+        {
+            /* removed by retention: the id is free again */
+            continue;
+        }
+
+        if (h == NULL && hist) {
+            /* older than the ring: the index knows it */
+            ngx_memzero(&old, sizeof(ngx_http_events_event_t));
+
+            rc = ngx_http_events_history_find_locked(hist, &ev->tenant,
+                                                     &ev->id,
+                                                     sh->evicted_seq, pool,
+                                                     &old);
+            if (rc == NGX_ERROR) {
+                return NGX_HTTP_EVENTS_STORE_ERROR;
+            }
+
+            if (old.seq == 0) {
+                continue;
+            }
+
+            if (!old.client_id || ngx_memcmp(old.digest, ev->digest, 16) != 0)
+            {
+                sh->conflicts++;
+                *failed = i;
+                return NGX_HTTP_EVENTS_STORE_CONFLICT;
+            }
+
+            ev->stored = old.stored;
+            ev->seq = old.seq;
+            ev->time_ms = old.time_ms;
+            ev->repeat = 1;
+            sh->repeats++;
+            continue;
+        }
+
         if (h == NULL) {
             continue;
         }
@@ -1311,6 +1365,21 @@ ngx_http_events_store_answer(ngx_http_events_event_t *events, ngx_uint_t n,
     }
 
     return NGX_HTTP_EVENTS_STORE_OK;
+}
+
+
+/* the index, when this zone's journal has one this process can read */
+
+static ngx_http_events_history_t *
+ngx_http_events_store_history(ngx_http_events_store_t *store)
+{
+    if (store->journal == NULL
+        || !ngx_http_events_history_ready(store->journal->history))
+    {
+        return NULL;
+    }
+
+    return store->journal->history;
 }
 
 
@@ -1579,8 +1648,29 @@ ngx_http_events_store_copy_json(ngx_http_events_sh_t *sh, uint64_t off,
 }
 
 
+/*
+ * With history on disk the window is the journal's: the oldest event on
+ * disk, and "evicted" is what retention removed, not what left the ring.
+ */
+
 void
 ngx_http_events_store_window(ngx_http_events_store_t *store,
+    ngx_http_events_window_t *w)
+{
+    ngx_http_events_history_t  *hist;
+
+    ngx_http_events_store_ring_window(store, w);
+
+    hist = ngx_http_events_store_history(store);
+
+    if (hist) {
+        ngx_http_events_history_window(hist, w);
+    }
+}
+
+
+static void
+ngx_http_events_store_ring_window(ngx_http_events_store_t *store,
     ngx_http_events_window_t *w)
 {
     uint64_t                 i;
@@ -1762,7 +1852,11 @@ ngx_http_events_store_query(ngx_http_events_store_t *store,
     ngx_http_events_query_t *q, ngx_pool_t *pool,
     ngx_http_events_result_t *res)
 {
-    ngx_http_events_window_t  *w;
+    uint64_t                    ring;
+    ngx_int_t                   rc;
+    ngx_http_events_item_t     *item;
+    ngx_http_events_window_t   *w, rw;
+    ngx_http_events_history_t  *hist;
 
     if (ngx_array_init(&res->items, pool, q->limit + 1,
                        sizeof(ngx_http_events_item_t))
@@ -1778,7 +1872,14 @@ ngx_http_events_store_query(ngx_http_events_store_t *store,
     ngx_http_events_store_expire(store);
 
     w = &res->window;
-    ngx_http_events_store_window(store, w);
+    ngx_http_events_store_ring_window(store, w);
+
+    ring = w->evicted_seq;
+    hist = ngx_http_events_store_history(store);
+
+    if (hist) {
+        ngx_http_events_history_window(hist, w);
+    }
 
     if ((q->has_after && q->after < w->evicted_seq)
         || (q->before && q->before <= w->evicted_seq))
@@ -1787,11 +1888,57 @@ ngx_http_events_store_query(ngx_http_events_store_t *store,
         return NGX_OK;
     }
 
-    if (q->rid.len) {
-        return ngx_http_events_store_query_entity(store, q, pool, res);
+    /*
+     * The ring answers what it holds all of: ascending from a cursor
+     * inside it, descending until it runs out.  The rest is the disk's.
+     */
+
+    if (hist && ring > w->evicted_seq
+        && (q->desc ? q->before && q->before - 1 <= ring : q->after < ring))
+    {
+        return ngx_http_events_history_query(hist, q, pool, res);
     }
 
-    return ngx_http_events_store_query_scan(store, q, pool, res);
+    if (hist && q->after < w->evicted_seq) {
+        /* retention removed events the ring still holds */
+        q->after = w->evicted_seq;
+    }
+
+    rc = q->rid.len
+         ? ngx_http_events_store_query_entity(store, q, pool, res)
+         : ngx_http_events_store_query_scan(store, q, pool, res);
+
+    if (hist && q->desc) {
+        item = res->items.elts;
+
+        while (res->items.nelts
+               && item[res->items.nelts - 1].seq <= w->evicted_seq)
+        {
+            res->items.nelts--;
+            res->has_more = 0;
+            res->has_next = 0;
+        }
+    }
+
+    if (rc != NGX_OK || hist == NULL || !q->desc || res->has_more
+        || res->items.nelts == q->limit)
+    {
+        return rc;
+    }
+
+    ngx_http_events_store_ring_window(store, &rw);
+
+    if (rw.evicted_seq <= w->evicted_seq) {
+        return rc;
+    }
+
+    /* the ring ran out before the page was full: all of it from disk */
+
+    res->items.nelts = 0;
+    res->has_next = 0;
+    res->has_more = 0;
+
+    return ngx_http_events_history_query(hist, q, pool, res);
 }
 
 
@@ -2045,9 +2192,10 @@ ngx_http_events_store_query_entity(ngx_http_events_store_t *store,
 }
 
 
-ngx_int_t
-ngx_http_events_store_get(ngx_http_events_store_t *store, ngx_str_t *tenant,
-    ngx_str_t *id, ngx_pool_t *pool, ngx_str_t *json)
+static ngx_int_t
+ngx_http_events_store_ring_get(ngx_http_events_store_t *store,
+    ngx_str_t *tenant, ngx_str_t *id, uint64_t gone, ngx_pool_t *pool,
+    ngx_str_t *json)
 {
     uint32_t                 hash;
     uint64_t                 link, head;
@@ -2078,6 +2226,11 @@ ngx_http_events_store_get(ngx_http_events_store_t *store, ngx_str_t *tenant,
             && ngx_http_events_store_str_eq(tenant, c.tenant.data, c.tenant.len)
             && ngx_http_events_store_str_eq(id, c.id.data, c.id.len))
         {
+            if (c.h.seq <= gone) {
+                /* retention removed it from disk; the ring follows */
+                return NGX_ABORT;
+            }
+
             return ngx_http_events_store_copy_json(sh, link - 1, &c, pool,
                                                    json);
         }
@@ -2090,6 +2243,33 @@ ngx_http_events_store_get(ngx_http_events_store_t *store, ngx_str_t *tenant,
 
 
 ngx_int_t
+ngx_http_events_store_get(ngx_http_events_store_t *store, ngx_str_t *tenant,
+    ngx_str_t *id, ngx_pool_t *pool, ngx_str_t *json)
+{
+    ngx_int_t                   rc;
+    ngx_http_events_history_t  *hist;
+
+    hist = ngx_http_events_store_history(store);
+
+    rc = ngx_http_events_store_ring_get(store, tenant, id,
+                                        hist ? ngx_http_events_journal_history(
+                                                   store->journal)->gone
+                                             : 0,
+                                        pool, json);
+
+    if (rc == NGX_ABORT) {
+        return NGX_DECLINED;
+    }
+
+    if (rc == NGX_DECLINED && hist) {
+        return ngx_http_events_history_get(hist, tenant, id, pool, json);
+    }
+
+    return rc;
+}
+
+
+ngx_int_t
 ngx_http_events_store_types(ngx_http_events_store_t *store, ngx_str_t *tenant,
     ngx_pool_t *pool, ngx_array_t *types)
 {
@@ -2097,11 +2277,19 @@ ngx_http_events_store_types(ngx_http_events_store_t *store, ngx_str_t *tenant,
     ngx_int_t                     rc;
     ngx_rbtree_node_t            *node, *root, *sentinel;
     ngx_http_events_sh_t         *sh;
+    ngx_http_events_history_t    *hist;
     ngx_http_events_type_info_t  *ti;
     ngx_http_events_type_node_t  *tn;
 
     sh = store->sh;
     rc = NGX_OK;
+
+    hist = ngx_http_events_store_history(store);
+
+    if (hist) {
+        /* the catalog of everything retained, not of the ring */
+        return ngx_http_events_history_types(hist, tenant, pool, types);
+    }
 
     ngx_shmtx_lock(&store->shpool->mutex);
 
@@ -2203,6 +2391,14 @@ ngx_http_events_store_stats(ngx_http_events_store_t *store,
     st->journal_replayed = sh->journal.replayed;
     st->journal_cut = sh->journal.cut;
 
+    st->history_ready = sh->journal.history.ready ? 1 : 0;
+    st->history_indexed = sh->journal.history.indexed;
+    st->history_removed = sh->journal.history.removed;
+    st->history_gone = sh->journal.history.gone;
+    st->history_rebuilds = sh->journal.history.rebuilds;
+    st->history_build_ms = sh->journal.history.rebuild_ms;
+    st->history_errors = sh->journal.history.errors;
+
     if (st->journal_fsync_age < 0 && sh->journal.fsync_ms) {
         /* the wall clock went back */
         st->journal_fsync_age = 0;
@@ -2247,6 +2443,7 @@ ngx_http_events_store_next(ngx_http_events_store_t *store,
     ngx_http_events_copy_t     c;
     ngx_http_events_slot_t     slot;
     ngx_http_events_record_t  *h;
+    ngx_http_events_history_t *hist;
 
     sh = store->sh;
     *last = after;
@@ -2258,9 +2455,38 @@ ngx_http_events_store_next(ngx_http_events_store_t *store,
         return NGX_DONE;
     }
 
-    if (after < sh->evicted_seq
-        || ngx_http_events_store_seek(sh, after, &pos) != NGX_OK)
+    hist = ngx_http_events_store_history(store);
+
+    if (hist
+        && after < ngx_http_events_journal_history(store->journal)->gone)
     {
+        return NGX_DECLINED;
+    }
+
+    if (after < sh->evicted_seq) {
+        if (hist == NULL) {
+            return NGX_DECLINED;
+        }
+
+        /* older than the ring: from disk, until the ring has it */
+
+        rc = ngx_http_events_history_next(hist, q, after, head, budget,
+                                          scratch, item, last);
+
+        if (rc != NGX_DONE || *last >= head) {
+            return rc;
+        }
+
+        /* what the index has not reached yet is the ring's */
+
+        after = *last;
+
+        if (after < sh->evicted_seq) {
+            return NGX_AGAIN;
+        }
+    }
+
+    if (ngx_http_events_store_seek(sh, after, &pos) != NGX_OK) {
         return NGX_DECLINED;
     }
 

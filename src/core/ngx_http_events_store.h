@@ -94,6 +94,11 @@ typedef struct {
     uint64_t                    seq;
     uint64_t                    time_ms;
     ngx_str_t                   stored;         /* the envelope, as stored */
+
+    /* where the journal wrote its record, for the history index */
+    uint64_t                    jsegment;
+    uint64_t                    joffset;
+    uint32_t                    jlen;
 } ngx_http_events_event_t;
 
 
@@ -206,6 +211,14 @@ typedef struct {
     uint64_t                    journal_replay_ms;
     uint64_t                    journal_replayed;
     uint64_t                    journal_cut;
+
+    unsigned                    history_ready:1;
+    uint64_t                    history_indexed;    /* up to this seq */
+    uint64_t                    history_removed;    /* by retention */
+    uint64_t                    history_gone;
+    uint64_t                    history_rebuilds;
+    uint64_t                    history_build_ms;
+    uint64_t                    history_errors;
 
     ngx_uint_t                  nworkers;
     ngx_http_events_worker_stat_t  workers[NGX_HTTP_EVENTS_MAX_WORKERS];

@@ -1154,28 +1154,28 @@ ngx_http_events_api_list_body(ngx_http_request_t *r,
     ngx_http_events_query_t *q, ngx_http_events_result_t *res,
     ngx_uint_t empty)
 {
-    u_char                  *p, *body;
-    size_t                   len;
-    ngx_str_t                head;
-    ngx_uint_t               i;
-    ngx_http_events_item_t  *items;
+    u_char                    *p;
+    size_t                     len;
+    ngx_str_t                  head;
+    ngx_uint_t                 i;
+    ngx_http_events_buf_t      b;
+    ngx_http_events_item_t    *items;
     ngx_http_events_window_t  *w;
 
     w = &res->window;
     items = res->items.elts;
 
-    len = sizeof("{\"data\":[],\"has_more\":false,\"next\":,\"head\":\"\","
-                 "\"oldest\":\"\"}")
-          + 3 * (NGX_HTTP_EVENTS_CURSOR_LEN + 2);
+    len = 128 + 3 * NGX_HTTP_EVENTS_CURSOR_LEN;
 
     for (i = 0; i < res->items.nelts; i++) {
         len += items[i].json.len + 1;
     }
 
-    body = ngx_pnalloc(r->pool, len);
-    head.data = ngx_pnalloc(r->pool, NGX_HTTP_EVENTS_CURSOR_LEN);
+    /* one allocation in the common case: the events' size is known */
+    ngx_http_events_buf_init(&b, r->pool, len);
 
-    if (body == NULL || head.data == NULL) {
+    head.data = ngx_pnalloc(r->pool, NGX_HTTP_EVENTS_CURSOR_LEN);
+    if (head.data == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -1183,40 +1183,49 @@ ngx_http_events_api_list_body(ngx_http_request_t *r,
                                             w->epoch, w->head_seq)
                - head.data;
 
-    p = ngx_cpymem(body, "{\"data\":[", sizeof("{\"data\":[") - 1);
+    ngx_http_events_buf_literal(&b, "{\"data\":[");
 
     for (i = 0; i < res->items.nelts; i++) {
         if (i) {
-            *p++ = ',';
+            ngx_http_events_buf_literal(&b, ",");
         }
 
-        p = ngx_cpymem(p, items[i].json.data, items[i].json.len);
+        ngx_http_events_buf_add(&b, items[i].json.data, items[i].json.len);
     }
 
-    p = ngx_sprintf(p, "],\"has_more\":%s,\"next\":",
-                    res->has_more ? "true" : "false");
+    ngx_http_events_buf_printf(&b, "],\"has_more\":%s,\"next\":",
+                               res->has_more ? "true" : "false");
 
-    if (res->has_next) {
+    p = ngx_http_events_buf_reserve(&b, NGX_HTTP_EVENTS_CURSOR_LEN + 2);
+
+    if (p && res->has_next) {
         *p++ = '"';
         p = ngx_http_events_cursor_write(q->cursor_key, p, w->epoch,
                                          res->next);
         *p++ = '"';
+        b.pos = p;
 
     } else {
-        p = ngx_cpymem(p, "null", 4);
+        ngx_http_events_buf_literal(&b, "null");
     }
 
     if (empty) {
-        p = ngx_cpymem(p, ",\"head\":null,\"oldest\":\"",
-                       sizeof(",\"head\":null,\"oldest\":\"") - 1);
+        ngx_http_events_buf_literal(&b, ",\"head\":null,\"oldest\":\"");
 
     } else {
-        p = ngx_sprintf(p, ",\"head\":\"%V\",\"oldest\":\"", &head);
+        ngx_http_events_buf_printf(&b, ",\"head\":\"%V\",\"oldest\":\"",
+                                   &head);
     }
 
-    p = ngx_http_events_cursor_write(q->cursor_key, p, w->epoch,
-                                     w->evicted_seq);
-    p = ngx_cpymem(p, "\"}", 2);
+    p = ngx_http_events_buf_reserve(&b, NGX_HTTP_EVENTS_CURSOR_LEN + 2);
+
+    if (p) {
+        p = ngx_http_events_cursor_write(q->cursor_key, p, w->epoch,
+                                         w->evicted_seq);
+        *p++ = '"';
+        *p++ = '}';
+        b.pos = p;
+    }
 
     if (!empty
         && ngx_http_events_http_add_header(r, "Events-Head", &head) != NGX_OK)
@@ -1228,9 +1237,7 @@ ngx_http_events_api_list_body(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_http_events_http_send(r, NGX_HTTP_OK,
-                                     &ngx_http_events_http_json_type,
-                                     body, p - body);
+    return ngx_http_events_http_send_buf(r, NGX_HTTP_OK, NULL, &b);
 }
 
 
@@ -1426,11 +1433,10 @@ ngx_http_events_api_get(ngx_http_request_t *r, ngx_str_t *tenant,
 static ngx_int_t
 ngx_http_events_api_types(ngx_http_request_t *r, ngx_str_t *tenant)
 {
-    u_char                       *p, *body;
-    size_t                        len;
     ngx_int_t                     rc;
     ngx_uint_t                    i, n;
     ngx_array_t                   types;
+    ngx_http_events_buf_t         b;
     ngx_http_events_error_t       err;
     ngx_http_events_claims_t     *claims;
     ngx_http_events_store_t      *store;
@@ -1482,34 +1488,25 @@ ngx_http_events_api_types(ngx_http_request_t *r, ngx_str_t *tenant)
     ngx_qsort(ti, types.nelts, sizeof(ngx_http_events_type_info_t),
               ngx_http_events_api_type_cmp);
 
-    len = sizeof("{\"data\":[]}");
+    ngx_http_events_buf_init(&b, r->pool, 64 * (types.nelts + 1));
+    ngx_http_events_buf_literal(&b, "{\"data\":[");
 
     for (i = 0; i < types.nelts; i++) {
-        len += sizeof("{\"type\":\"\",\"count\":,\"lastTimestamp\":\"\"},")
-               + ti[i].type.len + NGX_INT64_LEN
-               + NGX_HTTP_EVENTS_TIMESTAMP_LEN;
+        if (i) {
+            ngx_http_events_buf_literal(&b, ",");
+        }
+
+        ngx_http_events_buf_literal(&b, "{\"type\":");
+        ngx_http_events_buf_str(&b, ti[i].type.data, ti[i].type.len);
+        ngx_http_events_buf_printf(&b, ",\"count\":%uL,\"lastTimestamp\":",
+                                   ti[i].count);
+        ngx_http_events_buf_time(&b, ti[i].last_ms);
+        ngx_http_events_buf_literal(&b, "}");
     }
 
-    body = ngx_pnalloc(r->pool, len);
-    if (body == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+    ngx_http_events_buf_literal(&b, "]}");
 
-    p = ngx_cpymem(body, "{\"data\":[", sizeof("{\"data\":[") - 1);
-
-    for (i = 0; i < types.nelts; i++) {
-        p = ngx_sprintf(p, "%s{\"type\":\"%V\",\"count\":%uL,"
-                        "\"lastTimestamp\":\"", i ? "," : "",
-                        &ti[i].type, ti[i].count);
-        p = ngx_http_events_time_write(p, ti[i].last_ms);
-        p = ngx_cpymem(p, "\"}", 2);
-    }
-
-    p = ngx_cpymem(p, "]}", 2);
-
-    return ngx_http_events_http_send(r, NGX_HTTP_OK,
-                                     &ngx_http_events_http_json_type,
-                                     body, p - body);
+    return ngx_http_events_http_send_buf(r, NGX_HTTP_OK, NULL, &b);
 }
 
 

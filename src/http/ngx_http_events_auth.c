@@ -20,6 +20,7 @@
 #include "ngx_http_events_module.h"
 #include "ngx_http_events_auth.h"
 #include "ngx_http_events_http.h"
+#include "ngx_http_events_jwk.h"
 
 
 static ngx_int_t ngx_http_events_auth_authenticate(ngx_http_request_t *r);
@@ -304,18 +305,17 @@ ngx_http_events_auth_variable(ngx_http_request_t *r,
 }
 
 
-/* events_auth_jwt_key FILE [kid=ID]: an HS256 secret, the file's bytes */
+/*
+ * events_auth_jwt_key FILE [kid=ID]: an HS256 secret, a PEM public key
+ * or a JWKS; ngx_http_events_jwk_load() tells which and reads the keys.
+ */
 
 char *
 ngx_http_events_auth_jwt_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_events_loc_conf_t *elcf = conf;
 
-    ssize_t                     n;
-    ngx_fd_t                    fd;
-    ngx_str_t                  *value, path;
-    ngx_file_info_t             fi;
-    ngx_http_events_jwt_key_t  *key;
+    ngx_str_t  *value, path, kid;
 
     value = cf->args->elts;
 
@@ -327,12 +327,7 @@ ngx_http_events_auth_jwt_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
     }
 
-    key = ngx_array_push(elcf->jwt_keys);
-    if (key == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    ngx_str_null(&key->kid);
+    ngx_str_null(&kid);
 
     if (cf->args->nelts == 3) {
         if (ngx_strncmp(value[2].data, "kid=", 4) != 0 || value[2].len == 4) {
@@ -341,62 +336,11 @@ ngx_http_events_auth_jwt_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             return NGX_CONF_ERROR;
         }
 
-        key->kid.data = value[2].data + 4;
-        key->kid.len = value[2].len - 4;
+        kid.data = value[2].data + 4;
+        kid.len = value[2].len - 4;
     }
 
     path = value[1];
 
-    if (ngx_conf_full_name(cf->cycle, &path, 1) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
-
-    fd = ngx_open_file(path.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-    if (fd == NGX_INVALID_FILE) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           ngx_open_file_n " \"%s\" failed", path.data);
-        return NGX_CONF_ERROR;
-    }
-
-    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR
-        || ngx_file_size(&fi) == 0 || ngx_file_size(&fi) > 4096)
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "the key file \"%s\" must hold 1 to 4096 bytes",
-                           path.data);
-        (void) ngx_close_file(fd);
-        return NGX_CONF_ERROR;
-    }
-
-    key->secret.data = ngx_pnalloc(cf->pool, ngx_file_size(&fi));
-    if (key->secret.data == NULL) {
-        (void) ngx_close_file(fd);
-        return NGX_CONF_ERROR;
-    }
-
-    n = ngx_read_fd(fd, key->secret.data, ngx_file_size(&fi));
-    (void) ngx_close_file(fd);
-
-    if (n != ngx_file_size(&fi)) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           "could not read the key file \"%s\"", path.data);
-        return NGX_CONF_ERROR;
-    }
-
-    /* a key written with echo ends with a newline that is not the key's */
-    while (n && (key->secret.data[n - 1] == '\n'
-                 || key->secret.data[n - 1] == '\r'))
-    {
-        n--;
-    }
-
-    if (n == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "the key file \"%s\" is empty", path.data);
-        return NGX_CONF_ERROR;
-    }
-
-    key->secret.len = n;
-
-    return NGX_CONF_OK;
+    return ngx_http_events_jwk_load(cf, elcf->jwt_keys, &path, &kid);
 }

@@ -462,10 +462,19 @@ ngx_http_events_status_journal_json(ngx_http_events_buf_t *b,
 
     ngx_http_events_buf_printf(b, ",\"fsyncs\":%uL,\"errors\":%uL,"
                                "\"replayMs\":%uL,\"replayed\":%uL,"
-                               "\"cutBytes\":%uL}",
+                               "\"cutBytes\":%uL,",
                                st->journal_fsyncs, st->journal_errors,
                                st->journal_replay_ms, st->journal_replayed,
                                st->journal_cut);
+
+    ngx_http_events_buf_printf(b, "\"history\":{\"ready\":%s,"
+                               "\"indexed\":%uL,\"removed\":%uL,"
+                               "\"gone\":%uL,\"rebuilds\":%uL,"
+                               "\"buildMs\":%uL,\"errors\":%uL}}",
+                               st->history_ready ? "true" : "false",
+                               st->history_indexed, st->history_removed,
+                               st->history_gone, st->history_rebuilds,
+                               st->history_build_ms, st->history_errors);
 }
 
 

@@ -102,6 +102,8 @@ static ngx_int_t ngx_http_events_stream_flush(
 static off_t ngx_http_events_stream_unsent(ngx_http_events_stream_ctx_t *ctx);
 static void ngx_http_events_stream_release(ngx_http_events_stream_ctx_t *ctx);
 static void ngx_http_events_stream_pump(ngx_http_events_stream_ctx_t *ctx);
+static ngx_int_t ngx_http_events_stream_frame(
+    ngx_http_events_stream_ctx_t *ctx, off_t unsent);
 static void ngx_http_events_stream_finish(ngx_http_events_stream_ctx_t *ctx,
     char *comment);
 static void ngx_http_events_stream_cut(ngx_http_events_stream_ctx_t *ctx);
@@ -813,15 +815,10 @@ ngx_http_events_stream_release(ngx_http_events_stream_ctx_t *ctx)
 static void
 ngx_http_events_stream_pump(ngx_http_events_stream_ctx_t *ctx)
 {
-    off_t                    unsent;
-    size_t                   framed;
-    uint64_t                 last;
-    ngx_int_t                rc;
-    ngx_uint_t               looks, streamed;
-    ngx_connection_t        *c;
-    ngx_http_request_t      *r;
-    ngx_http_events_ipc_t   *ipc;
-    ngx_http_events_item_t   item;
+    off_t                unsent;
+    ngx_int_t            rc;
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
 
     if (ctx->done) {
         return;
@@ -829,7 +826,6 @@ ngx_http_events_stream_pump(ngx_http_events_stream_ctx_t *ctx)
 
     r = ctx->request;
     c = r->connection;
-    ipc = ngx_http_events_ipc();
 
     if (ngx_http_events_store_epoch(ctx->store) != ctx->epoch) {
         /* a cluster's log began again: this cursor means nothing now */
@@ -861,55 +857,8 @@ ngx_http_events_stream_pump(ngx_http_events_stream_ctx_t *ctx)
     }
 
     ctx->stalled = 0;
-    streamed = 0;
-    framed = 0;
-    rc = NGX_DONE;
 
-    /*
-     * A turn frames at most NGX_HTTP_EVENTS_STREAM_TURN bytes: a stream
-     * far behind then holds little memory, and it goes on in the next
-     * turn of the event loop, after other streams and requests had theirs.
-     */
-
-    for (looks = 0; looks < NGX_HTTP_EVENTS_STREAM_LOOKS; looks++) {
-
-        rc = ngx_http_events_store_next(ctx->store, &ctx->filter,
-                                        ctx->cursor,
-                                        NGX_HTTP_EVENTS_STREAM_BUDGET,
-                                        &ipc->scratch, &item, &last);
-
-        ctx->cursor = ngx_max(ctx->cursor, last);
-
-        if (rc == NGX_OK) {
-            if (ngx_http_events_stream_event(ctx, &item) != NGX_OK) {
-                ngx_http_finalize_request(r, NGX_ERROR);
-                return;
-            }
-
-            streamed++;
-            ctx->replayed += ctx->replaying;
-            unsent += item.json.len;
-            framed += item.json.len;
-
-            if (unsent >= (off_t) ctx->max_buffer) {
-                break;
-            }
-
-            if (framed >= NGX_HTTP_EVENTS_STREAM_TURN) {
-                rc = NGX_AGAIN;
-                break;
-            }
-
-            looks--;
-            continue;
-        }
-
-        if (rc != NGX_AGAIN) {
-            break;
-        }
-    }
-
-    ngx_http_events_store_count(ctx->store, streamed, 0);
+    rc = ngx_http_events_stream_frame(ctx, unsent);
 
     if (rc == NGX_DECLINED) {
         /* the window moved past this stream: it resumes from the head */
@@ -950,6 +899,76 @@ ngx_http_events_stream_pump(ngx_http_events_stream_ctx_t *ctx)
     if (ngx_http_events_stream_flush(ctx) != NGX_OK) {
         ngx_http_finalize_request(r, NGX_ERROR);
     }
+}
+
+
+/*
+ * The events after the cursor, framed.  A turn frames at most
+ * NGX_HTTP_EVENTS_STREAM_TURN bytes: a stream far behind then holds
+ * little memory, and it goes on in the next turn of the event loop,
+ * after other streams and requests had theirs.  NGX_AGAIN: more to go;
+ * NGX_DECLINED: the window moved past the cursor; NGX_ERROR; else done
+ * for now.
+ */
+
+static ngx_int_t
+ngx_http_events_stream_frame(ngx_http_events_stream_ctx_t *ctx,
+    off_t unsent)
+{
+    size_t                   framed;
+    uint64_t                 last;
+    ngx_int_t                rc;
+    ngx_uint_t               looks, streamed;
+    ngx_http_events_ipc_t   *ipc;
+    ngx_http_events_item_t   item;
+
+    ipc = ngx_http_events_ipc();
+
+    streamed = 0;
+    framed = 0;
+    rc = NGX_DONE;
+
+    for (looks = 0; looks < NGX_HTTP_EVENTS_STREAM_LOOKS; looks++) {
+
+        rc = ngx_http_events_store_next(ctx->store, &ctx->filter,
+                                        ctx->cursor,
+                                        NGX_HTTP_EVENTS_STREAM_BUDGET,
+                                        &ipc->scratch, &item, &last);
+
+        ctx->cursor = ngx_max(ctx->cursor, last);
+
+        if (rc == NGX_OK) {
+            if (ngx_http_events_stream_event(ctx, &item) != NGX_OK) {
+                rc = NGX_ERROR;
+                break;
+            }
+
+            streamed++;
+            ctx->replayed += ctx->replaying;
+            unsent += item.json.len;
+            framed += item.json.len;
+
+            if (unsent >= (off_t) ctx->max_buffer) {
+                break;
+            }
+
+            if (framed >= NGX_HTTP_EVENTS_STREAM_TURN) {
+                rc = NGX_AGAIN;
+                break;
+            }
+
+            looks--;
+            continue;
+        }
+
+        if (rc != NGX_AGAIN) {
+            break;
+        }
+    }
+
+    ngx_http_events_store_count(ctx->store, streamed, 0);
+
+    return rc;
 }
 
 

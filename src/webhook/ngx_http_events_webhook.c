@@ -110,6 +110,9 @@ ngx_http_events_webhook_init_zone(ngx_http_events_store_t *store,
 
     rc = NGX_OK;
 
+    /* a new zone: what the last run left on disk, beside the journal */
+    (void) ngx_http_events_webhook_state_load(store, ngx_cycle->log);
+
     ngx_shmtx_lock(&store->shpool->mutex);
 
     wh = ngx_http_events_webhook_shm(store);
@@ -119,12 +122,6 @@ ngx_http_events_webhook_init_zone(ngx_http_events_store_t *store,
                       "events zone \"%V\": no memory for webhooks",
                       &store->name);
         return NGX_ERROR;
-    }
-
-    /* a new zone: what the last run left on disk, beside the journal */
-    if (!wh->loaded) {
-        wh->loaded = 1;
-        (void) ngx_http_events_webhook_state_load(store, wh, ngx_cycle->log);
     }
 
     for (q = ngx_queue_head(&wh->endpoints);

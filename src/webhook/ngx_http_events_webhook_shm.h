@@ -433,7 +433,7 @@ void ngx_http_events_webhook_state_save_changed(ngx_http_events_store_t *store);
 ngx_int_t ngx_http_events_webhook_state_save_init(ngx_cycle_t *cycle,
     ngx_http_events_store_t *store);
 ngx_int_t ngx_http_events_webhook_state_load(ngx_http_events_store_t *store,
-    ngx_http_events_webhook_sh_t *wh, ngx_log_t *log);
+    ngx_log_t *log);
 
 /* ngx_http_events_webhook_api.c: the management API */
 ngx_int_t ngx_http_events_webhook_api_handler(ngx_http_request_t *r);

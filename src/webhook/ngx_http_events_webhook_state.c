@@ -567,27 +567,40 @@ ngx_http_events_webhook_state_b64(u_char *p, u_char *s, size_t len)
 /*
  * Master, once, when the zone is new: the state file back into the
  * zone.  A file that cannot be read is logged and skipped (a start is
- * never refused for it); an endpoint that does not fit is logged.
+ * never refused for it); an endpoint that does not fit is logged.  The
+ * file is parsed before the zone is locked, and put into it under the
+ * lock, where nothing is allocated but zone memory.
  */
 
 ngx_int_t
 ngx_http_events_webhook_state_load(ngx_http_events_store_t *store,
-    ngx_http_events_webhook_sh_t *wh, ngx_log_t *log)
+    ngx_log_t *log)
 {
-    size_t        i;
-    json_t       *root, *eps, *o;
-    ngx_uint_t    n;
-    json_error_t  jerr;
-    u_char        path[NGX_MAX_PATH];
+    size_t                         i;
+    json_t                        *root, *eps, *o;
+    ngx_uint_t                     n, loaded;
+    json_error_t                   jerr;
+    ngx_http_events_webhook_sh_t  *wh;
+    u_char                         path[NGX_MAX_PATH];
 
-    if (ngx_http_events_webhook_state_path(store, "webhooks.state", path,
-                                           sizeof(path))
-        != NGX_OK)
-    {
-        return NGX_DECLINED;
+    /* once per zone: a reload keeps the zone and what it holds */
+    ngx_shmtx_lock(&store->shpool->mutex);
+
+    wh = ngx_http_events_webhook_shm(store);
+    loaded = (wh == NULL || wh->loaded);
+
+    if (!loaded) {
+        wh->loaded = 1;
     }
 
-    if (access((char *) path, F_OK) == -1) {
+    ngx_shmtx_unlock(&store->shpool->mutex);
+
+    if (loaded
+        || ngx_http_events_webhook_state_path(store, "webhooks.state", path,
+                                              sizeof(path))
+           != NGX_OK
+        || access((char *) path, F_OK) == -1)
+    {
         return NGX_DECLINED;
     }
 
@@ -604,14 +617,19 @@ ngx_http_events_webhook_state_load(ngx_http_events_store_t *store,
     eps = json_object_get(root, "endpoints");
     n = 0;
 
+    ngx_shmtx_lock(&store->shpool->mutex);
+
     json_array_foreach(eps, i, o) {
-        if (ngx_http_events_webhook_state_endpoint(store, wh, o,
-                                                   log) == NGX_OK) {
+        if (ngx_http_events_webhook_state_endpoint(store, wh, o, log)
+            == NGX_OK)
+        {
             n++;
         }
     }
 
     ngx_http_events_webhook_state_positions(store, wh, root, log);
+
+    ngx_shmtx_unlock(&store->shpool->mutex);
 
     json_decref(root);
 

@@ -7,14 +7,21 @@
 /*
  * libFuzzer target for the token verifier (src/ngx_http_events_jwt.c).
  *
+ * The keys: two HS256 secrets (one with kid "k2"), and the public
+ * halves of the RSA (kid "r"), P-256 (kid "e") and Ed25519 (no kid)
+ * private keys below, which seeds in seeds/jwt/ were signed with.
+ *
  * The first byte picks a mode:
- *   even: the rest is a token as a client would send it; whatever is
- *         accepted must carry a real HS256 signature by one of the keys,
+ *   bit 0 clear: the rest is a token as a client would send it; whatever
+ *         is accepted must carry a real signature by one of the keys,
  *         in base64url without "=" padding;
- *   odd:  the rest is "header JSON \n payload JSON", which the harness
- *         signs with the first key, so the claims parser is reached; an
- *         accepted token must have said alg HS256, and its claims must
- *         be what the verifier promises (tenant, patterns, exp).
+ *   bit 0 set: the rest is "header JSON \n payload JSON", which the
+ *         harness signs, so the claims parser is reached: bits 1-2 pick
+ *         the signer (HS256 secret, RSA, P-256, Ed25519 key), and bit 3
+ *         signs with HS256 using that key's public PEM as the secret, the
+ *         confusion attack, which must never be accepted.  An accepted
+ *         token's claims must be what the verifier promises (tenant,
+ *         patterns, exp).
  */
 
 
@@ -25,6 +32,10 @@
 #include <stdlib.h>
 #include <openssl/hmac.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ec.h>
+#include <openssl/bn.h>
+#include <openssl/err.h>
 
 #include "ngx_http_events_jwt.h"
 #include "ngx_http_events_match.h"
@@ -47,6 +58,199 @@
 
 static ngx_str_t  fz_key1 = ngx_string("s3cret-one");
 static ngx_str_t  fz_key2 = ngx_string("another-secret");
+
+
+/* test keys, made for this harness only */
+
+static const char  fz_rsa_pem[] =
+    "-----BEGIN PRIVATE KEY-----\n"
+    "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQDuui9L7aXAa+bI\n"
+    "Kxb84JM19UmlUDV+Fg/4pKPf5NatKw1L3nqDijUOMQCKoqMm+6pvIePCHxxaw1f6\n"
+    "v7Ocb0VT9wHBGn9gViXNx+AmQwYTd6NxEJAkee6cPV4PH5FFKGF8aw0vyJVbfEnY\n"
+    "be16yBtuMpeV9c4EiesDg/6XS8yO2RNa8hM8VK2+TRxNBqd1V+hc9HYmBJcpp4JS\n"
+    "srR/Bb2kWBEV0vB1CWetEQZi8fvhiJlFe320EvtMuTKmU8VJKhxvahmDcl8UvbCg\n"
+    "pPlGHFfWUW5UvydRmFnNrmzAS2kLUqMTczjwE1ohtGwu9H7YzqR4QAyNx4is0Nv+\n"
+    "L94I+YDvAgMBAAECggEAYnR18h4SOIAnv1EKG4OxItVFKMEiNpx5vMWF8l5J7UQu\n"
+    "qSYZp+tVg0NRYlu95uNvAINdD9/NzV74B2mNdUxsrrrVxeKcOsp8r9gpiQ4mUNwM\n"
+    "E6LNl8WT02r5wkn2GywSvIHX/+d9NaxWNkTr5rHlojaKTuX/r96DhsEmvBYeSKDR\n"
+    "Rq+wm7vjO5nIXvAhZ2s02G8Ukp9FZWiAFKYbBZpSI0W3IHv6LTsv0zT4f7lrkE0k\n"
+    "lCxWLXn4LsxSFac5cnP0N9M0uD9jrClsvBqPgGFeG0pB7s9F0LGaC1+4y3wyvEep\n"
+    "gLKQZ5ll3cx8nFfgL8ewZG5JhFrxorwyyaTPVkKvCQKBgQD8WKBeLThnUAawIW/D\n"
+    "+2yzklUtjT7Q0z2no7MIvorVSIujJ0O6l2jJSzRa7Ag6LNM17TnE7gkO/uGohWSf\n"
+    "Wdt/W8R1j2ZkkhBlidItRZAPDtCJ+G5i9JfB47KOnBBcZpmD1bsKKJAF4QzlqZEj\n"
+    "+ZhavQ6svM4/qYz5SN2T1L6dxwKBgQDyLxO1eMUGLSO5We7xFOFz7B5qHUtXaRtA\n"
+    "IGKDgWzZhUfCMWrqBozdiM5Ri41fspb3f9uYzyFHOk/M07viAO4B75lqxQi3ZSE0\n"
+    "0RKXUBYEy9aFiA6+sLA6+HaWkXv6o2v5YBwbHXCvUHRH5uWsPqSnIN4Xjpfe/ypk\n"
+    "ksOJLK0jmQKBgHRJfzWHDzwE0+AsuG2PGqux3pDMS0s+XWY4eNOpwx7AfKDmAj8l\n"
+    "cQN6JZlUtgHhEEAEnx+SNhhz+peHSTRp203YgzNNrvjfmrDAD1wPd3CI+i7qjiwJ\n"
+    "3TlbbbhsUNnT6iCnyLbItH4RFLltJ9Z1OfFuuCmAJGeQAcgK/RkX6/OXAoGBAKwj\n"
+    "VgjovHH1Z6z5BWMKCm2Q6NVX2RNaO+pKmnsKZUn+99BJu8p3uWxFLxC69lOM5s0o\n"
+    "bfehUfAEvG/EF4k+S+3IVe2T+uwPz5hw+pveaqgiEmp7GK/len2P2QqQgeTWf4qT\n"
+    "C6ciN9QEhYIN1jWlmPbJ39IyojP4fjNaNe2seawRAoGAJb5m7teMRfUgpJW5y4EL\n"
+    "bbyD1+Zr0t7oOJll4mNyEYHYrtAPvoPAKHhv9GG3xU5aE/79XurmNIK2LBYVEiz2\n"
+    "/m4Z+tJIgttSkXwHFGNbwurcGHcmvmeGuR7eO0xf8EtFVR9op94n/fmEBebhk+4N\n"
+    "003PgGlTWC3OAlZgfGOAKaA=\n"
+    "-----END PRIVATE KEY-----\n";
+
+static const char  fz_ec_pem[] =
+    "-----BEGIN PRIVATE KEY-----\n"
+    "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgFCThLf5LTCBD+Qe6\n"
+    "a1M9MSkCNlDX5djOm18hxPPomkmhRANCAATMblhtOGpAmghVSopTCtynrBEp7zZP\n"
+    "9yi+g/A7n0Io60Oq2bPfnsbBaatmJac2Oxp9MC9NVfxZodpOflKS7+J6\n"
+    "-----END PRIVATE KEY-----\n";
+
+static const char  fz_ed_pem[] =
+    "-----BEGIN PRIVATE KEY-----\n"
+    "MC4CAQAwBQYDK2VwBCIEIFtcpmrVPse+1NrDyOjGBD5xwPu41DsCc0THEIXxnBga\n"
+    "-----END PRIVATE KEY-----\n";
+
+
+static EVP_PKEY  *fz_pkeys[4];      /* by NGX_HTTP_EVENTS_JWT_* */
+static ngx_str_t  fz_pubs[4];       /* their public PEMs */
+
+
+static void
+fz_load_keys(void)
+{
+    BIO         *bio;
+    ngx_uint_t   i;
+    const char  *pems[4] = { NULL, fz_rsa_pem, fz_ec_pem, fz_ed_pem };
+
+    for (i = 1; i < 4; i++) {
+        bio = BIO_new_mem_buf(pems[i], -1);
+        fz_pkeys[i] = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+        BIO_free(bio);
+
+        bio = BIO_new(BIO_s_mem());
+        if (fz_pkeys[i] == NULL || bio == NULL
+            || PEM_write_bio_PUBKEY(bio, fz_pkeys[i]) != 1)
+        {
+            abort();
+        }
+
+        fz_pubs[i].len = BIO_get_mem_data(bio, (char **) &fz_pubs[i].data);
+        fz_pubs[i].data = (u_char *) strndup((char *) fz_pubs[i].data,
+                                             fz_pubs[i].len);
+        BIO_free(bio);
+    }
+}
+
+
+/* a JOSE signature made with a private key, into sig (>= 512 bytes) */
+
+static size_t
+fz_pkey_sign(ngx_uint_t alg, u_char *in, size_t len, u_char *sig)
+{
+    int                  n;
+    size_t               siglen;
+    EVP_MD_CTX          *md;
+    ECDSA_SIG           *es;
+    const BIGNUM        *r, *s;
+    const unsigned char *p;
+    u_char               der[256];
+
+    md = EVP_MD_CTX_new();
+    siglen = 512;
+
+    if (alg == NGX_HTTP_EVENTS_JWT_ES256) {
+        siglen = sizeof(der);
+        if (EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, fz_pkeys[alg])
+            != 1
+            || EVP_DigestSign(md, der, &siglen, in, len) != 1)
+        {
+            abort();
+        }
+
+        p = der;
+        es = d2i_ECDSA_SIG(NULL, &p, (long) siglen);
+        if (es == NULL) {
+            abort();
+        }
+
+        ECDSA_SIG_get0(es, &r, &s);
+        n = BN_bn2binpad(r, sig, 32) + BN_bn2binpad(s, sig + 32, 32);
+        ECDSA_SIG_free(es);
+        EVP_MD_CTX_free(md);
+
+        return (size_t) n;
+    }
+
+    if (EVP_DigestSignInit(md, NULL,
+                           alg == NGX_HTTP_EVENTS_JWT_EDDSA ? NULL
+                                                            : EVP_sha256(),
+                           NULL, fz_pkeys[alg])
+        != 1
+        || EVP_DigestSign(md, sig, &siglen, in, len) != 1)
+    {
+        abort();
+    }
+
+    EVP_MD_CTX_free(md);
+
+    return siglen;
+}
+
+
+/* whether the token's signature is right for a key of any alg */
+
+static ngx_uint_t
+fz_signed_by_pkey(ngx_str_t *token, ngx_pool_t *pool)
+{
+    u_char      *dot, *der, *p;
+    int          n;
+    ngx_str_t    sig, raw;
+    ngx_uint_t   i, ok;
+    EVP_MD_CTX  *md;
+    ECDSA_SIG   *es;
+
+    dot = (u_char *) memrchr(token->data, '.', token->len);
+    if (dot == NULL) {
+        return 0;
+    }
+
+    sig.data = dot + 1;
+    sig.len = token->data + token->len - sig.data;
+
+    raw.data = ngx_pnalloc(pool, sig.len + 4);
+    if (raw.data == NULL || ngx_decode_base64url(&raw, &sig) != NGX_OK) {
+        return 0;
+    }
+
+    ok = 0;
+
+    for (i = 1; i < 4 && !ok; i++) {
+        sig = raw;
+
+        if (i == NGX_HTTP_EVENTS_JWT_ES256) {
+            if (raw.len != 64) {
+                continue;
+            }
+
+            es = ECDSA_SIG_new();
+            ECDSA_SIG_set0(es, BN_bin2bn(raw.data, 32, NULL),
+                           BN_bin2bn(raw.data + 32, 32, NULL));
+            der = ngx_pnalloc(pool, 128);
+            p = der;
+            n = i2d_ECDSA_SIG(es, &p);
+            ECDSA_SIG_free(es);
+            sig.data = der;
+            sig.len = n;
+        }
+
+        md = EVP_MD_CTX_new();
+        ok = EVP_DigestVerifyInit(md, NULL,
+                                  i == NGX_HTTP_EVENTS_JWT_EDDSA
+                                  ? NULL : EVP_sha256(), NULL, fz_pkeys[i])
+             == 1
+             && EVP_DigestVerify(md, sig.data, sig.len, token->data,
+                                 dot - token->data) == 1;
+        EVP_MD_CTX_free(md);
+    }
+
+    ERR_clear_error();
+
+    return ok;
+}
 
 
 static ngx_uint_t
@@ -78,10 +282,11 @@ fz_signed_by(ngx_str_t *token, ngx_str_t *key, ngx_pool_t *pool)
 
 
 static void
-fz_sign(ngx_pool_t *pool, const uint8_t *data, size_t size, ngx_str_t *token)
+fz_sign(ngx_pool_t *pool, const uint8_t *data, size_t size, ngx_str_t *token,
+    ngx_uint_t signer, ngx_uint_t confused)
 {
     u_char        *nl, *p;
-    u_char         mac[EVP_MAX_MD_SIZE];
+    u_char         mac[512];
     ngx_str_t      h, pl, src, dst;
     unsigned int   len;
 
@@ -92,7 +297,7 @@ fz_sign(ngx_pool_t *pool, const uint8_t *data, size_t size, ngx_str_t *token)
     pl.data = nl ? nl + 1 : (u_char *) "";
     pl.len = nl ? size - h.len - 1 : 0;
 
-    token->data = ngx_pnalloc(pool, 2 * (size + 64));
+    token->data = ngx_pnalloc(pool, 2 * (size + 64) + 1024);
     if (token->data == NULL) {
         abort();
     }
@@ -108,8 +313,17 @@ fz_sign(ngx_pool_t *pool, const uint8_t *data, size_t size, ngx_str_t *token)
     ngx_encode_base64url(&dst, &pl);
     p += dst.len;
 
-    HMAC(EVP_sha256(), fz_key1.data, (int) fz_key1.len, token->data,
-         p - token->data, mac, &len);
+    if (confused) {
+        HMAC(EVP_sha256(), fz_pubs[signer].data, (int) fz_pubs[signer].len,
+             token->data, p - token->data, mac, &len);
+
+    } else if (signer == NGX_HTTP_EVENTS_JWT_HS256) {
+        HMAC(EVP_sha256(), fz_key1.data, (int) fz_key1.len, token->data,
+             p - token->data, mac, &len);
+
+    } else {
+        len = fz_pkey_sign(signer, token->data, p - token->data, mac);
+    }
 
     *p++ = '.';
 
@@ -127,20 +341,26 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     ngx_int_t                   rc;
-    ngx_uint_t                  i, mode;
+    ngx_uint_t                  i, mode, signer, confused;
     ngx_str_t                   token;
     ngx_pool_t                 *pool;
     ngx_array_t                *keys, karr;
     ngx_http_events_error_t     err;
     ngx_http_events_claims_t    claims;
-    ngx_http_events_jwt_key_t  *k, kv[2];
+    ngx_http_events_jwt_key_t  *k, kv[5];
     ngx_http_events_jwt_conf_t  conf;
 
     if (size == 0) {
         return 0;
     }
 
+    if (fz_pkeys[1] == NULL) {
+        fz_load_keys();
+    }
+
     mode = data[0] & 1;
+    signer = (data[0] >> 1) & 3;
+    confused = (data[0] >> 3) & 1 && signer != NGX_HTTP_EVENTS_JWT_HS256;
     data++;
     size--;
 
@@ -151,16 +371,24 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     /* the verifier only reads elts and nelts */
     k = kv;
-    ngx_str_null(&k[0].kid);
+    ngx_memzero(kv, sizeof(kv));
     k[0].secret = fz_key1;
     ngx_str_set(&k[1].kid, "k2");
     k[1].secret = fz_key2;
+    ngx_str_set(&k[2].kid, "r");
+    k[2].alg = NGX_HTTP_EVENTS_JWT_RS256;
+    k[2].pkey = fz_pkeys[NGX_HTTP_EVENTS_JWT_RS256];
+    ngx_str_set(&k[3].kid, "e");
+    k[3].alg = NGX_HTTP_EVENTS_JWT_ES256;
+    k[3].pkey = fz_pkeys[NGX_HTTP_EVENTS_JWT_ES256];
+    k[4].alg = NGX_HTTP_EVENTS_JWT_EDDSA;
+    k[4].pkey = fz_pkeys[NGX_HTTP_EVENTS_JWT_EDDSA];
 
     keys = &karr;
     keys->elts = kv;
-    keys->nelts = 2;
+    keys->nelts = 5;
     keys->size = sizeof(ngx_http_events_jwt_key_t);
-    keys->nalloc = 2;
+    keys->nalloc = 5;
     keys->pool = pool;
 
     ngx_memzero(&conf, sizeof(ngx_http_events_jwt_conf_t));
@@ -169,7 +397,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     conf.now = FZ_NOW;
 
     if (mode) {
-        fz_sign(pool, data, size, &token);
+        fz_sign(pool, data, size, &token, signer, confused);
 
     } else {
         /* an exact-size copy, so that over-reads show */
@@ -182,6 +410,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     rc = ngx_http_events_jwt_verify(&conf, &token, pool, &claims, &err);
 
+    /* FZ_VERBOSE=1 build/fuzz/fuzz_jwt SEED: what the verifier said */
+    if (getenv("FZ_VERBOSE")) {
+        fprintf(stderr, "fuzz_jwt: %s%.*s\n", rc == NGX_OK ? "accepted" : "",
+                rc == NGX_OK ? 0 : (int) err.message_len, err.message);
+    }
+
     if (rc != NGX_OK) {
         fz_check(err.status == 401, "status %lu", (unsigned long) err.status);
         fz_check(err.code != NULL, "no code");
@@ -189,8 +423,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                  "message not UTF-8");
 
     } else {
+        fz_check(!(mode && confused),
+                 "accepted, signed with a public key as HMAC secret: %.*s",
+                 (int) token.len, token.data);
         fz_check(fz_signed_by(&token, &fz_key1, pool)
-                 || fz_signed_by(&token, &fz_key2, pool),
+                 || fz_signed_by(&token, &fz_key2, pool)
+                 || fz_signed_by_pkey(&token, pool),
                  "accepted without a valid signature: %.*s",
                  (int) token.len, token.data);
         fz_check(memchr(token.data, '=', token.len) == NULL,

@@ -1,0 +1,154 @@
+
+/*
+ * Copyright (C) ngx_http_events_module authors
+ */
+
+
+#ifndef _NGX_HTTP_EVENTS_HISTORY_H_INCLUDED_
+#define _NGX_HTTP_EVENTS_HISTORY_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+#include <lmdb.h>
+
+#include "ngx_http_events_store.h"
+
+
+#define NGX_HTTP_EVENTS_HISTORY_FDS     64
+#define NGX_HTTP_EVENTS_HISTORY_NEXT    64
+
+
+/* the index's state in the zone, beside the journal's */
+typedef struct {
+    uint64_t                    indexed;        /* up to this seq */
+    uint64_t                    gone;           /* newest seq removed */
+    uint64_t                    cleaned;        /* index entries removed */
+    uint64_t                    first_segment;  /* oldest kept */
+    uint64_t                    errors;
+    uint64_t                    rebuilds;
+    uint64_t                    rebuild_ms;
+    uint64_t                    removed;        /* by retention, ever */
+    ngx_uint_t                  ready;          /* reads may use it */
+} ngx_http_events_history_sh_t;
+
+
+/* an event read back from its segment */
+typedef struct {
+    uint64_t                    seq;
+    uint64_t                    time_ms;
+    ngx_str_t                   tenant;
+    ngx_str_t                   id;
+    ngx_str_t                   type;
+    ngx_str_t                   rtype;
+    ngx_str_t                   rid;
+    ngx_str_t                   source;
+    ngx_str_t                   json;
+    ngx_uint_t                  action;
+    u_char                      digest[16];
+    unsigned                    client_id:1;
+} ngx_http_events_history_rec_t;
+
+
+/* the value of a seq entry: where the record is */
+typedef struct {
+    uint64_t                    segment;
+    uint64_t                    offset;
+    uint64_t                    time_ms;
+    uint32_t                    len;
+    uint32_t                    tenant;
+} ngx_http_events_history_loc_t;
+
+
+typedef struct {
+    uint64_t                    first;
+    ngx_fd_t                    fd;
+    ngx_uint_t                  used;
+} ngx_http_events_history_fd_t;
+
+
+/* this process's handle on the index */
+typedef struct {
+    ngx_str_t                   file;           /* PATH/index.mdb */
+    size_t                      map_size;
+    ngx_msec_t                  max_age;        /* 0: none */
+    ngx_http_events_journal_t  *journal;
+
+    MDB_env                    *env;
+    MDB_txn                    *rtxn;           /* reset between reads */
+    MDB_txn                    *wtxn;           /* under the zone lock */
+    MDB_cursor                 *vcur;           /* the master's check */
+    int                         vrc;            /* where vcur is */
+    MDB_dbi                     seq;
+    MDB_dbi                     tenant;
+    MDB_dbi                     type;
+    MDB_dbi                     entity;
+    MDB_dbi                     id;
+    MDB_dbi                     time;
+    MDB_dbi                     catalog;
+    MDB_dbi                     tenants;
+    MDB_dbi                     meta;
+
+    u_char                     *buf;            /* one record read back */
+    size_t                      size;
+    ngx_uint_t                  clock;          /* of the fd cache */
+    ngx_msec_t                  logged;
+    ngx_http_events_history_fd_t  fds[NGX_HTTP_EVENTS_HISTORY_FDS];
+
+    /* next(): the candidates of the last walk, for the calls after it */
+    void                       *nq;
+    uint64_t                    nkey;
+    uint64_t                    nafter;
+    uint64_t                    nend;           /* walked up to here */
+    ngx_uint_t                  nn;
+    ngx_uint_t                  ni;
+    uint64_t                    nseqs[NGX_HTTP_EVENTS_HISTORY_NEXT];
+    ngx_http_events_history_loc_t  nlocs[NGX_HTTP_EVENTS_HISTORY_NEXT];
+
+    /* the master's rebuild */
+    uint64_t                    indexed;
+    uint64_t                    wseg;           /* where the walk ended */
+    uint64_t                    woff;
+    uint64_t                    batch;
+    uint64_t                    verified;
+    ngx_uint_t                  rebuild;
+    ngx_msec_t                  start;
+    ngx_event_t                 tick;           /* worker 0's indexer */
+} ngx_http_events_history_t;
+
+
+ngx_int_t ngx_http_events_history_conf(ngx_conf_t *cf,
+    ngx_http_events_journal_t *j, ngx_str_t *value);
+
+ngx_int_t ngx_http_events_history_replay_done(ngx_http_events_history_t *h,
+    uint64_t last_seq, ngx_log_t *log);
+
+ngx_int_t ngx_http_events_history_init_process(ngx_http_events_history_t *h,
+    ngx_cycle_t *cycle);
+void ngx_http_events_history_exit_process(ngx_http_events_history_t *h);
+
+ngx_int_t ngx_http_events_history_find_locked(ngx_http_events_history_t *h,
+    ngx_str_t *tenant, ngx_str_t *id, uint64_t need, ngx_pool_t *pool,
+    ngx_http_events_event_t *found);
+ngx_int_t ngx_http_events_history_catchup(ngx_http_events_history_t *h);
+
+ngx_uint_t ngx_http_events_history_ready(ngx_http_events_history_t *h);
+void ngx_http_events_history_window(ngx_http_events_history_t *h,
+    ngx_http_events_window_t *w);
+ngx_int_t ngx_http_events_history_query(ngx_http_events_history_t *h,
+    ngx_http_events_query_t *q, ngx_pool_t *pool,
+    ngx_http_events_result_t *res);
+ngx_int_t ngx_http_events_history_get(ngx_http_events_history_t *h,
+    ngx_str_t *tenant, ngx_str_t *id, ngx_pool_t *pool, ngx_str_t *json);
+ngx_int_t ngx_http_events_history_types(ngx_http_events_history_t *h,
+    ngx_str_t *tenant, ngx_pool_t *pool, ngx_array_t *types);
+ngx_int_t ngx_http_events_history_next(ngx_http_events_history_t *h,
+    ngx_http_events_query_t *q, uint64_t after, uint64_t head,
+    ngx_uint_t budget, ngx_http_events_scratch_t *scratch,
+    ngx_http_events_item_t *item, uint64_t *last);
+void ngx_http_events_history_sweep(ngx_http_events_history_t *h,
+    uint64_t now_ms, uint64_t *cleaned);
+
+
+#endif /* _NGX_HTTP_EVENTS_HISTORY_H_INCLUDED_ */

@@ -1,0 +1,712 @@
+
+/*
+ * Copyright (C) ngx_http_events_module authors
+ */
+
+
+/*
+ * Token keys, read at configuration load (so a reload reads them again):
+ * a file holds an HS256 secret, a PEM public key, or a JWKS.  What the
+ * file holds decides the key's type, and the type decides the one alg
+ * the key verifies: a PEM or JWKS key is never an HMAC secret.
+ *
+ *   "-----BEGIN PUBLIC KEY-----"  RSA (>= 2048 bits) -> RS256,
+ *                                 EC P-256 -> ES256, Ed25519 -> EdDSA
+ *   "{"                           a JWKS, {"keys": [...]}: kty RSA, EC
+ *                                 (P-256), OKP (Ed25519); each key's own
+ *                                 kid; keys for other uses or algs are
+ *                                 skipped, a malformed key is refused
+ *   anything else                 an HS256 secret, the file's bytes
+ *
+ * The EVP_PKEYs live as long as the configuration's pool.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/err.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/param_build.h>
+#include <jansson.h>
+
+#include "ngx_http_events_jwt.h"
+#include "ngx_http_events_jwk.h"
+
+
+#define NGX_HTTP_EVENTS_JWK_MAX_FILE    65536
+#define NGX_HTTP_EVENTS_JWK_MAX_SECRET  4096
+
+
+static ngx_int_t ngx_http_events_jwk_read(ngx_conf_t *cf, ngx_str_t *path,
+    ngx_str_t *data);
+static char *ngx_http_events_jwk_pem(ngx_conf_t *cf, ngx_str_t *path,
+    ngx_str_t *data, ngx_http_events_jwt_key_t *key);
+static char *ngx_http_events_jwk_set(ngx_conf_t *cf, ngx_str_t *path,
+    ngx_str_t *data, ngx_array_t *keys);
+static char *ngx_http_events_jwk_entry(ngx_conf_t *cf, json_t *jwk,
+    ngx_http_events_jwt_key_t *key);
+static EVP_PKEY *ngx_http_events_jwk_rsa(ngx_conf_t *cf, json_t *jwk,
+    char **error);
+static EVP_PKEY *ngx_http_events_jwk_ec(ngx_conf_t *cf, json_t *jwk,
+    char **error);
+static EVP_PKEY *ngx_http_events_jwk_okp(ngx_conf_t *cf, json_t *jwk,
+    char **error);
+static ngx_int_t ngx_http_events_jwk_bytes(ngx_conf_t *cf, json_t *jwk,
+    const char *name, size_t len, ngx_str_t *out);
+static EVP_PKEY *ngx_http_events_jwk_fromdata(const char *type,
+    OSSL_PARAM_BLD *bld);
+static char *ngx_http_events_jwk_alg(EVP_PKEY *pkey, ngx_uint_t *alg);
+static ngx_int_t ngx_http_events_jwk_keep(ngx_conf_t *cf, EVP_PKEY *pkey);
+static void ngx_http_events_jwk_free(void *data);
+static const char *ngx_http_events_jwk_ssl_error(void);
+
+
+/* events_auth_jwt_key FILE [kid=ID]: the keys the file holds */
+
+char *
+ngx_http_events_jwk_load(ngx_conf_t *cf, ngx_array_t *keys, ngx_str_t *path,
+    ngx_str_t *kid)
+{
+    char                       *rv;
+    u_char                     *p, *last;
+    ngx_str_t                   data;
+    ngx_http_events_jwt_key_t  *key;
+
+    if (ngx_conf_full_name(cf->cycle, path, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_events_jwk_read(cf, path, &data) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    p = data.data;
+    last = data.data + data.len;
+
+    while (p < last && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
+    {
+        p++;
+    }
+
+    if (last - p > 0 && *p == '{') {
+        if (kid->len) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"kid=\" does not apply to the JWKS \"%V\": "
+                               "its keys name their own kid", path);
+            return NGX_CONF_ERROR;
+        }
+
+        return ngx_http_events_jwk_set(cf, path, &data, keys);
+    }
+
+    key = ngx_array_push(keys);
+    if (key == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(key, sizeof(ngx_http_events_jwt_key_t));
+    key->kid = *kid;
+
+    if (last - p >= 11 && ngx_strncmp(p, "-----BEGIN ", 11) == 0) {
+        rv = ngx_http_events_jwk_pem(cf, path, &data, key);
+        if (rv != NGX_CONF_OK) {
+            keys->nelts--;
+        }
+
+        return rv;
+    }
+
+    /* an HS256 secret; a key written with echo ends with a newline */
+
+    key->alg = NGX_HTTP_EVENTS_JWT_HS256;
+
+    while (data.len && (data.data[data.len - 1] == '\n'
+                        || data.data[data.len - 1] == '\r'))
+    {
+        data.len--;
+    }
+
+    if (data.len == 0 || data.len > NGX_HTTP_EVENTS_JWK_MAX_SECRET) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "the HS256 secret in \"%V\" must hold 1 to %d "
+                           "bytes", path, NGX_HTTP_EVENTS_JWK_MAX_SECRET);
+        keys->nelts--;
+        return NGX_CONF_ERROR;
+    }
+
+    key->secret = data;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_events_jwk_read(ngx_conf_t *cf, ngx_str_t *path, ngx_str_t *data)
+{
+    ssize_t          n;
+    ngx_fd_t         fd;
+    ngx_file_info_t  fi;
+
+    fd = ngx_open_file(path->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_open_file_n " \"%V\" failed", path);
+        return NGX_ERROR;
+    }
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR
+        || ngx_file_size(&fi) == 0
+        || ngx_file_size(&fi) > NGX_HTTP_EVENTS_JWK_MAX_FILE)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "the key file \"%V\" must hold 1 to %d bytes",
+                           path, NGX_HTTP_EVENTS_JWK_MAX_FILE);
+        (void) ngx_close_file(fd);
+        return NGX_ERROR;
+    }
+
+    data->data = ngx_pnalloc(cf->pool, ngx_file_size(&fi));
+    if (data->data == NULL) {
+        (void) ngx_close_file(fd);
+        return NGX_ERROR;
+    }
+
+    n = ngx_read_fd(fd, data->data, ngx_file_size(&fi));
+    (void) ngx_close_file(fd);
+
+    if (n != ngx_file_size(&fi)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "could not read the key file \"%V\"", path);
+        return NGX_ERROR;
+    }
+
+    data->len = n;
+
+    return NGX_OK;
+}
+
+
+static char *
+ngx_http_events_jwk_pem(ngx_conf_t *cf, ngx_str_t *path, ngx_str_t *data,
+    ngx_http_events_jwt_key_t *key)
+{
+    BIO       *bio;
+    char      *error;
+    EVP_PKEY  *pkey;
+
+    if (ngx_strlcasestrn(data->data, data->data + data->len,
+                         (u_char *) "PRIVATE KEY", 11 - 1)
+        != NULL)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "the key file \"%V\" holds a private key; give "
+                           "nginx the public key (openssl pkey -pubout)",
+                           path);
+        return NGX_CONF_ERROR;
+    }
+
+    bio = BIO_new_mem_buf(data->data, (int) data->len);
+    if (bio == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    pkey = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
+    BIO_free(bio);
+
+    if (pkey == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "the key file \"%V\" is not a PEM public key "
+                           "(\"BEGIN PUBLIC KEY\"): %s",
+                           path, ngx_http_events_jwk_ssl_error());
+        return NGX_CONF_ERROR;
+    }
+
+    error = ngx_http_events_jwk_alg(pkey, &key->alg);
+
+    if (error) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "the key in \"%V\" cannot verify tokens: %s",
+                           path, error);
+        EVP_PKEY_free(pkey);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_events_jwk_keep(cf, pkey) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    key->pkey = pkey;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_events_jwk_set(ngx_conf_t *cf, ngx_str_t *path, ngx_str_t *data,
+    ngx_array_t *keys)
+{
+    char                       *error;
+    size_t                      i;
+    json_t                     *root, *list, *jwk, *kid;
+    ngx_uint_t                  used;
+    json_error_t                jerr;
+    ngx_http_events_jwt_key_t  *key;
+
+    root = json_loadb((char *) data->data, data->len, JSON_REJECT_DUPLICATES,
+                      &jerr);
+    if (root == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "the JWKS \"%V\" is not JSON: %s at line %d",
+                           path, jerr.text, jerr.line);
+        return NGX_CONF_ERROR;
+    }
+
+    list = json_object_get(root, "keys");
+
+    if (!json_is_array(list)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "the JWKS \"%V\" has no \"keys\" list", path);
+        json_decref(root);
+        return NGX_CONF_ERROR;
+    }
+
+    used = 0;
+
+    json_array_foreach(list, i, jwk) {
+
+        key = ngx_array_push(keys);
+        if (key == NULL) {
+            json_decref(root);
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memzero(key, sizeof(ngx_http_events_jwt_key_t));
+
+        error = ngx_http_events_jwk_entry(cf, jwk, key);
+
+        if (error == NGX_CONF_OK) {
+            used++;
+            continue;
+        }
+
+        keys->nelts--;
+
+        if (error == NGX_CONF_ERROR) {
+            json_decref(root);
+            return NGX_CONF_ERROR;
+        }
+
+        if (*error == '\0') {
+            /* a key for another use or alg: not ours to check */
+            continue;
+        }
+
+        kid = json_is_object(jwk) ? json_object_get(jwk, "kid") : NULL;
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "the JWKS \"%V\": key %uz%s%s%s: %s", path, i,
+                           json_is_string(kid) ? " (kid \"" : "",
+                           json_is_string(kid) ? json_string_value(kid) : "",
+                           json_is_string(kid) ? "\")" : "", error);
+        json_decref(root);
+        return NGX_CONF_ERROR;
+    }
+
+    json_decref(root);
+
+    if (used == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "the JWKS \"%V\" has no signing key of type RSA, "
+                           "EC P-256 or OKP Ed25519", path);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * NGX_CONF_OK: the key is in *key; "": a key to skip (another use, an
+ * alg or a type not verified here); NGX_CONF_ERROR: out of memory;
+ * otherwise what is wrong with it.
+ */
+
+static char *
+ngx_http_events_jwk_entry(ngx_conf_t *cf, json_t *jwk,
+    ngx_http_events_jwt_key_t *key)
+{
+    char        *error;
+    json_t      *kty, *use, *alg, *kid;
+    EVP_PKEY    *pkey;
+    ngx_uint_t   a;
+
+    if (!json_is_object(jwk)) {
+        return "not an object";
+    }
+
+    kty = json_object_get(jwk, "kty");
+    use = json_object_get(jwk, "use");
+    alg = json_object_get(jwk, "alg");
+    kid = json_object_get(jwk, "kid");
+
+    if (!json_is_string(kty)) {
+        return "no \"kty\"";
+    }
+
+    if (use && (!json_is_string(use)
+                || ngx_strcmp(json_string_value(use), "sig") != 0))
+    {
+        return "";
+    }
+
+    if (kid && !json_is_string(kid)) {
+        return "\"kid\" is not a string";
+    }
+
+    if (alg && !json_is_string(alg)) {
+        return "\"alg\" is not a string";
+    }
+
+    error = NULL;
+
+    if (ngx_strcmp(json_string_value(kty), "RSA") == 0) {
+        pkey = ngx_http_events_jwk_rsa(cf, jwk, &error);
+
+    } else if (ngx_strcmp(json_string_value(kty), "EC") == 0) {
+        pkey = ngx_http_events_jwk_ec(cf, jwk, &error);
+
+    } else if (ngx_strcmp(json_string_value(kty), "OKP") == 0) {
+        pkey = ngx_http_events_jwk_okp(cf, jwk, &error);
+
+    } else {
+        return "";
+    }
+
+    if (pkey == NULL) {
+        return error;
+    }
+
+    error = ngx_http_events_jwk_alg(pkey, &a);
+
+    if (error == NULL && alg
+        && ngx_strcmp(json_string_value(alg),
+                      ngx_http_events_jwt_alg_name(a)) != 0)
+    {
+        /* e.g. an RSA key for PS256 or RSA-OAEP: not an RS256 key */
+        error = "";
+    }
+
+    if (error) {
+        EVP_PKEY_free(pkey);
+        return error;
+    }
+
+    if (ngx_http_events_jwk_keep(cf, pkey) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    key->alg = a;
+    key->pkey = pkey;
+
+    if (kid) {
+        key->kid.len = json_string_length(kid);
+        key->kid.data = ngx_pnalloc(cf->pool, key->kid.len + 1);
+        if (key->kid.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memcpy(key->kid.data, json_string_value(kid), key->kid.len);
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static EVP_PKEY *
+ngx_http_events_jwk_rsa(ngx_conf_t *cf, json_t *jwk, char **error)
+{
+    BIGNUM          *n, *e;
+    EVP_PKEY        *pkey;
+    ngx_str_t        nb, eb;
+    OSSL_PARAM_BLD  *bld;
+
+    if (ngx_http_events_jwk_bytes(cf, jwk, "n", 0, &nb) != NGX_OK
+        || ngx_http_events_jwk_bytes(cf, jwk, "e", 0, &eb) != NGX_OK)
+    {
+        *error = "\"n\" and \"e\" must be base64url";
+        return NULL;
+    }
+
+    n = BN_bin2bn(nb.data, (int) nb.len, NULL);
+    e = BN_bin2bn(eb.data, (int) eb.len, NULL);
+    bld = OSSL_PARAM_BLD_new();
+    pkey = NULL;
+
+    if (n && e && bld
+        && OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n)
+        && OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e))
+    {
+        pkey = ngx_http_events_jwk_fromdata("RSA", bld);
+    }
+
+    OSSL_PARAM_BLD_free(bld);
+    BN_free(n);
+    BN_free(e);
+
+    if (pkey == NULL) {
+        *error = "not an RSA public key";
+    }
+
+    return pkey;
+}
+
+
+static EVP_PKEY *
+ngx_http_events_jwk_ec(ngx_conf_t *cf, json_t *jwk, char **error)
+{
+    int              ok;
+    json_t          *crv;
+    EVP_PKEY        *pkey;
+    ngx_str_t        x, y;
+    EVP_PKEY_CTX    *ctx;
+    OSSL_PARAM_BLD  *bld;
+    u_char           point[65];
+
+    crv = json_object_get(jwk, "crv");
+
+    if (!json_is_string(crv) || ngx_strcmp(json_string_value(crv), "P-256"))
+    {
+        /* P-384, P-521: ES384 and ES512, not verified here */
+        *error = "";
+        return NULL;
+    }
+
+    if (ngx_http_events_jwk_bytes(cf, jwk, "x", 32, &x) != NGX_OK
+        || ngx_http_events_jwk_bytes(cf, jwk, "y", 32, &y) != NGX_OK)
+    {
+        *error = "\"x\" and \"y\" must be 32 bytes in base64url";
+        return NULL;
+    }
+
+    /* an uncompressed point, as SEC 1 writes it */
+    point[0] = 0x04;
+    ngx_memcpy(point + 1, x.data, 32);
+    ngx_memcpy(point + 33, y.data, 32);
+
+    bld = OSSL_PARAM_BLD_new();
+    pkey = NULL;
+
+    if (bld
+        && OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME,
+                                           "prime256v1", 0)
+        && OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY,
+                                            point, sizeof(point)))
+    {
+        pkey = ngx_http_events_jwk_fromdata("EC", bld);
+    }
+
+    OSSL_PARAM_BLD_free(bld);
+
+    if (pkey) {
+        ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
+        ok = ctx && EVP_PKEY_public_check(ctx) == 1;
+        EVP_PKEY_CTX_free(ctx);
+
+        if (!ok) {
+            EVP_PKEY_free(pkey);
+            pkey = NULL;
+        }
+    }
+
+    if (pkey == NULL) {
+        ERR_clear_error();
+        *error = "not a point of P-256";
+    }
+
+    return pkey;
+}
+
+
+static EVP_PKEY *
+ngx_http_events_jwk_okp(ngx_conf_t *cf, json_t *jwk, char **error)
+{
+    json_t          *crv;
+    EVP_PKEY        *pkey;
+    ngx_str_t        x;
+    OSSL_PARAM_BLD  *bld;
+
+    crv = json_object_get(jwk, "crv");
+
+    if (!json_is_string(crv)
+        || ngx_strcmp(json_string_value(crv), "Ed25519") != 0)
+    {
+        /* Ed448, X25519 (not a signing key) */
+        *error = "";
+        return NULL;
+    }
+
+    if (ngx_http_events_jwk_bytes(cf, jwk, "x", 32, &x) != NGX_OK) {
+        *error = "\"x\" must be 32 bytes in base64url";
+        return NULL;
+    }
+
+    bld = OSSL_PARAM_BLD_new();
+    pkey = NULL;
+
+    if (bld
+        && OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY,
+                                            x.data, x.len))
+    {
+        pkey = ngx_http_events_jwk_fromdata("ED25519", bld);
+    }
+
+    OSSL_PARAM_BLD_free(bld);
+
+    if (pkey == NULL) {
+        *error = "not an Ed25519 public key";
+    }
+
+    return pkey;
+}
+
+
+/* a base64url member, "len" bytes long unless len is 0 */
+
+static ngx_int_t
+ngx_http_events_jwk_bytes(ngx_conf_t *cf, json_t *jwk, const char *name,
+    size_t len, ngx_str_t *out)
+{
+    json_t     *v;
+    ngx_str_t   src;
+
+    v = json_object_get(jwk, name);
+
+    if (!json_is_string(v) || json_string_length(v) == 0) {
+        return NGX_ERROR;
+    }
+
+    src.data = (u_char *) json_string_value(v);
+    src.len = json_string_length(v);
+
+    if (ngx_strlchr(src.data, src.data + src.len, '=') != NULL) {
+        return NGX_ERROR;
+    }
+
+    out->data = ngx_pnalloc(cf->pool, ngx_base64_decoded_length(src.len) + 1);
+    if (out->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_decode_base64url(out, &src) != NGX_OK
+        || out->len == 0 || (len && out->len != len))
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static EVP_PKEY *
+ngx_http_events_jwk_fromdata(const char *type, OSSL_PARAM_BLD *bld)
+{
+    EVP_PKEY      *pkey;
+    OSSL_PARAM    *params;
+    EVP_PKEY_CTX  *ctx;
+
+    pkey = NULL;
+    params = OSSL_PARAM_BLD_to_param(bld);
+    ctx = EVP_PKEY_CTX_new_from_name(NULL, type, NULL);
+
+    if (params == NULL || ctx == NULL
+        || EVP_PKEY_fromdata_init(ctx) != 1
+        || EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) != 1)
+    {
+        pkey = NULL;
+        ERR_clear_error();
+    }
+
+    EVP_PKEY_CTX_free(ctx);
+    OSSL_PARAM_free(params);
+
+    return pkey;
+}
+
+
+/* the alg a key verifies, or why it verifies none */
+
+static char *
+ngx_http_events_jwk_alg(EVP_PKEY *pkey, ngx_uint_t *alg)
+{
+    size_t  len;
+    char    group[64];
+
+    if (EVP_PKEY_is_a(pkey, "RSA")) {
+        if (EVP_PKEY_get_bits(pkey) < 2048) {
+            return "an RSA key must have 2048 bits or more";
+        }
+
+        *alg = NGX_HTTP_EVENTS_JWT_RS256;
+        return NULL;
+    }
+
+    if (EVP_PKEY_is_a(pkey, "EC")) {
+        if (EVP_PKEY_get_group_name(pkey, group, sizeof(group), &len) != 1
+            || ngx_strcmp(group, "prime256v1") != 0)
+        {
+            ERR_clear_error();
+            return "an EC key must be on P-256 (ES256)";
+        }
+
+        *alg = NGX_HTTP_EVENTS_JWT_ES256;
+        return NULL;
+    }
+
+    if (EVP_PKEY_is_a(pkey, "ED25519")) {
+        *alg = NGX_HTTP_EVENTS_JWT_EDDSA;
+        return NULL;
+    }
+
+    return "the key type is not RSA, EC P-256 or Ed25519";
+}
+
+
+static ngx_int_t
+ngx_http_events_jwk_keep(ngx_conf_t *cf, EVP_PKEY *pkey)
+{
+    ngx_pool_cleanup_t  *cln;
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        EVP_PKEY_free(pkey);
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_http_events_jwk_free;
+    cln->data = pkey;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_events_jwk_free(void *data)
+{
+    EVP_PKEY_free(data);
+}
+
+
+static const char *
+ngx_http_events_jwk_ssl_error(void)
+{
+    const char  *reason;
+
+    reason = ERR_reason_error_string(ERR_peek_last_error());
+    ERR_clear_error();
+
+    return reason ? reason : "unknown error";
+}

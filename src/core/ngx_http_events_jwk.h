@@ -1,0 +1,19 @@
+
+/*
+ * Copyright (C) ngx_http_events_module authors
+ */
+
+
+#ifndef _NGX_HTTP_EVENTS_JWK_H_INCLUDED_
+#define _NGX_HTTP_EVENTS_JWK_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+
+char *ngx_http_events_jwk_load(ngx_conf_t *cf, ngx_array_t *keys,
+    ngx_str_t *path, ngx_str_t *kid);
+
+
+#endif /* _NGX_HTTP_EVENTS_JWK_H_INCLUDED_ */
