@@ -38,7 +38,8 @@ DESTDIR     ?=
 RUN_DEBS  := nginx nginx-dev libjansson-dev libssl-dev libpcre2-dev \
              zlib1g-dev gcc make
 TEST_DEBS := $(RUN_DEBS) perl libasan8 clang libclang-rt-14-dev wrk openssl \
-             libnginx-mod-nchan debhelper dpkg-dev fakeroot chromium
+             libnginx-mod-nchan debhelper dpkg-dev fakeroot chromium \
+             prometheus
 DEBS      ?= $(TEST_DEBS)
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

@@ -1715,6 +1715,7 @@ ngx_http_events_journal_sync(ngx_http_events_journal_t *j, uint64_t end)
 
         ngx_shmtx_lock(mutex);
         jsh->errors++;
+        jsh->unsynced = 1;
         ngx_shmtx_unlock(mutex);
 
         return NGX_ERROR;
@@ -1728,6 +1729,7 @@ ngx_http_events_journal_sync(ngx_http_events_journal_t *j, uint64_t end)
 
     jsh->fsync_ms = ngx_http_events_journal_now();
     jsh->fsyncs++;
+    jsh->unsynced = 0;
 
     ngx_shmtx_unlock(mutex);
 
@@ -2131,6 +2133,7 @@ ngx_http_events_journal_synced(ngx_event_t *ev)
 
     if (j->sync_err) {
         jsh->errors++;
+        jsh->unsynced = 1;
         rc = NGX_ERROR;
 
     } else {
@@ -2140,6 +2143,7 @@ ngx_http_events_journal_synced(ngx_event_t *ev)
 
         jsh->fsync_ms = ngx_http_events_journal_now();
         jsh->fsyncs++;
+        jsh->unsynced = 0;
         rc = NGX_OK;
     }
 
