@@ -122,7 +122,8 @@ for (1 .. 10) {
 }
 is_deeply([keys %seen], ["200 $ready"], 'ready again, on every worker');
 like($t->get('/events-status?format=prometheus')->{body},
-    qr/^events_journal_refusing\{zone="main"\} 0$/m, 'Prometheus: not refusing');
+    qr/^events_journal_refusing\{zone="main"\} 0$/m,
+    'Prometheus: not refusing');
 is($t->get('/events-status')->{json}{journal}{refusing}, JSON::PP::false,
     'status: not refusing');
 cmp_ok($t->get('/events-status')->{json}{journal}{errors}, '>=', 1,
