@@ -31,13 +31,6 @@
 #define NGX_HTTP_EVENTS_WH_VERSION  "0.4"
 
 
-/* the fake connection's log context: nginx's, then the attempt's */
-typedef struct {
-    ngx_http_log_ctx_t               http;      /* first: nginx reads it */
-    ngx_http_events_webhook_job_t   *job;
-} ngx_http_events_webhook_delivery_log_ctx_t;
-
-
 static ngx_int_t ngx_http_events_webhook_delivery_vet(
     ngx_http_events_webhook_job_t *job);
 static void ngx_http_events_webhook_delivery_resolved(ngx_resolver_ctx_t *ctx);
@@ -56,8 +49,6 @@ static ngx_int_t ngx_http_events_webhook_delivery_header(ngx_http_request_t *r,
 static ngx_int_t ngx_http_events_webhook_delivery_answered(
     ngx_http_request_t *r, void *data, ngx_int_t rc);
 static void ngx_http_events_webhook_delivery_finished(ngx_http_request_t *r);
-static u_char *ngx_http_events_webhook_delivery_log(ngx_log_t *log,
-    u_char *buf, size_t len);
 static void ngx_http_events_webhook_delivery_fail(
     ngx_http_events_webhook_job_t *job, ngx_uint_t error, const char *fmt, ...);
 static ngx_int_t ngx_http_events_webhook_delivery_body_filter(
@@ -433,15 +424,13 @@ ngx_http_events_webhook_delivery_request(ngx_http_events_webhook_job_t *job)
     ngx_chain_t                 *cl;
     ngx_connection_t            *c;
     ngx_http_request_t          *r, *sr;
+    ngx_http_log_ctx_t          *lctx;
     ngx_http_events_ctx_t       *ctx;
     ngx_http_connection_t       *hc;
     ngx_http_post_subrequest_t  *ps;
 
-    ngx_http_events_webhook_delivery_log_ctx_t  *lctx;
-
     log = ngx_palloc(job->pool, sizeof(ngx_log_t));
-    lctx = ngx_pcalloc(job->pool,
-                       sizeof(ngx_http_events_webhook_delivery_log_ctx_t));
+    lctx = ngx_pcalloc(job->pool, sizeof(ngx_http_log_ctx_t));
     hc = ngx_pcalloc(job->pool, sizeof(ngx_http_connection_t));
 
     if (log == NULL || lctx == NULL || hc == NULL) {
@@ -450,10 +439,8 @@ ngx_http_events_webhook_delivery_request(ngx_http_events_webhook_job_t *job)
 
     *log = *ngx_cycle->log;
     log->data = lctx;
-    log->handler = ngx_http_events_webhook_delivery_log;
+    log->handler = NULL;
     log->action = "sending a webhook";
-
-    lctx->job = job;
 
     hc->conf_ctx = job->ctx;
 
@@ -474,7 +461,7 @@ ngx_http_events_webhook_delivery_request(ngx_http_events_webhook_job_t *job)
     c->number = ngx_atomic_fetch_add(ngx_connection_counter, 1);
     c->data = hc;
 
-    lctx->http.connection = c;
+    lctx->connection = c;
 
     r = ngx_http_create_request(c);
     if (r == NULL) {
@@ -788,33 +775,6 @@ ngx_http_events_webhook_delivery_sign(u_char *secret, size_t secret_len,
 
 
 /*
- * Every message logged for the attempt passes here (the proxy's upstream
- * connection shares the fake connection's log).  One logged while nginx
- * is "SSL handshaking to upstream", its action for the upstream's TLS
- * since 0.8, is a TLS failure: a certificate that does not verify or
- * match, or a handshake the endpoint refused.  Nothing is added to the
- * line; failures nginx logs below the error log's level are not seen
- * and stay E_CONNECT.
- */
-
-static u_char *
-ngx_http_events_webhook_delivery_log(ngx_log_t *log, u_char *buf, size_t len)
-{
-    ngx_http_events_webhook_delivery_log_ctx_t  *lctx;
-
-    lctx = log->data;
-
-    if (log->action
-        && ngx_strncmp(log->action, "SSL handshaking", 15) == 0)
-    {
-        lctx->job->tls_failed = 1;
-    }
-
-    return buf;
-}
-
-
-/*
  * The subrequest is done.  Only note what came back: the fake request
  * is freed from its own write handler, once nginx has left this frame.
  */
@@ -841,14 +801,6 @@ ngx_http_events_webhook_delivery_answered(ngx_http_request_t *r, void *data,
             job->error = NGX_HTTP_EVENTS_E_TIMEOUT;
             job->detail_len = ngx_sprintf(job->detail,
                                           "no answer within the timeout")
-                              - job->detail;
-
-        } else if (job->tls_failed) {
-            job->error = NGX_HTTP_EVENTS_E_TLS;
-            job->detail_len = ngx_sprintf(job->detail,
-                                          "the TLS handshake failed "
-                                          "(certificate or protocol), see "
-                                          "error.log")
                               - job->detail;
 
         } else {

@@ -341,7 +341,6 @@ struct ngx_http_events_webhook_job_s {
     uint64_t                         retry_after_ms;
     unsigned                         https:1;
     unsigned                         answered:1;
-    unsigned                         tls_failed:1;   /* logged in TLS */
     unsigned                         disable:1;  /* webhook-delivery: disable */
     unsigned                         abort:1;        /* ...: abort-message */
     u_char                          *excerpt;
