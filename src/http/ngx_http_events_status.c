@@ -14,7 +14,11 @@
  * file knows no feature.  Everything goes through the bounded builder:
  * the size of the page depends on the number of workers and on names
  * the configuration chose, so no estimate is trusted.  Names are escaped
- * for each format.
+ * for each format, and the Prometheus text is what promtool accepts:
+ * base units, one TYPE per family, per-worker series by slot.
+ *
+ * "?ready" asks another question of the same location: whether the zone
+ * takes writes, 200 or 503 with the reason, for load balancers.
  */
 
 
