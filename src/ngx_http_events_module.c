@@ -965,6 +965,9 @@ ngx_http_events_init_module(ngx_cycle_t *cycle)
 static ngx_int_t
 ngx_http_events_init_process(ngx_cycle_t *cycle)
 {
+    ngx_uint_t                    i;
+    ngx_shm_zone_t              **zones;
+    ngx_core_conf_t              *ccf;
     ngx_http_events_main_conf_t  *emcf;
 
     if (ngx_http_events_ipc_init_process(cycle) != NGX_OK
@@ -974,6 +977,20 @@ ngx_http_events_init_process(ngx_cycle_t *cycle)
     }
 
     emcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_events_module);
+
+    if (emcf != NULL
+        && (ngx_process == NGX_PROCESS_WORKER
+            || ngx_process == NGX_PROCESS_SINGLE))
+    {
+        ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx,
+                                               ngx_core_module);
+        zones = emcf->zones.elts;
+
+        for (i = 0; i < emcf->zones.nelts; i++) {
+            ngx_http_events_store_worker_start(zones[i]->data,
+                                               ccf->worker_processes);
+        }
+    }
 
     if (emcf != NULL
         && ngx_http_events_journal_init_process(cycle, emcf->journals)

@@ -67,8 +67,12 @@ like($p->{headers}{'content-type'}, qr{^text/plain; version=0\.0\.4},
 like($p->{body}, qr/^# TYPE events_stored_total counter$/m, 'TYPE line');
 like($p->{body}, qr/^events_stored_total\{zone="main"\} 3$/m, 'stored');
 like($p->{body}, qr/^events_newest_seq\{zone="main"\} 3$/m, 'newest');
-like($p->{body}, qr/^events_published_total\{zone="main",pid="\d+"\} \d+$/m,
-    'per worker');
+like($p->{body},
+    qr/^events_published_total\{zone="main",worker="[01]"\} \d+$/m,
+    'per worker slot');
+like($p->{body},
+    qr/^events_worker_info\{zone="main",worker="0",pid="\d+"\} 1$/m,
+    'the slot\'s pid');
 
 $p = $t->get('/events-status', headers => { Accept => 'text/plain' });
 like($p->{body}, qr/^events_stored_total/m, 'prometheus by Accept');

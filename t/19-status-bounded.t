@@ -48,7 +48,7 @@ EOF
 
 # one Prometheus sample line: name{zone="...",label="..."} number
 my $sample = qr/^[a-z_]+\{zone="(?:[^"\\\n]|\\[\\"n])*"
-                (?:,[a-z]+="(?:[^"\\\n]|\\[\\"n])*")?\}\ [0-9]+(?:\.[0-9]+)?$/x;
+                (?:,[a-z]+="(?:[^"\\\n]|\\[\\"n])*")*\}\ [0-9]+(?:\.[0-9]+)?$/x;
 
 sub prometheus_ok {
     my ($body, $name) = @_;
@@ -56,6 +56,16 @@ sub prometheus_ok {
         split /\n/, $body;
     ok(!@bad && $body =~ /\n\z/, "$name: every line parses")
         or diag(join "\n", @bad[0 .. ($#bad > 4 ? 4 : $#bad)]);
+
+    # and Prometheus's own linter, where installed (make deps)
+    return unless -x '/usr/bin/promtool';
+    my $file = "/tmp/events-metrics-$$.txt";
+    open my $fh, '>', $file or die "$file: $!";
+    print $fh $body;
+    close $fh;
+    my $out = `/usr/bin/promtool check metrics < $file 2>&1`;
+    unlink $file;
+    ok($? == 0 && $out eq '', "$name: promtool check metrics") or diag($out);
 }
 
 # more workers than the zone has slots: refused, not folded onto slot 0
@@ -103,7 +113,7 @@ like($r->{body}, qr/^events_stored_total\{zone="z{54}we\\"ird"\} $stored$/m,
 my $len = length $r->{body};
 cmp_ok($len, '>', 30000, "the whole page ($len bytes)");
 like($r->{body},
-    qr/^events_wakeups_total\{zone="z{54}we\\"ird",pid="\d+"\} \d+\n\z/m,
+    qr/^events_wakeups_total\{zone="z{54}we\\"ird",worker="63"\} \d+\n\z/m,
     'ends with the last worker of the last metric');
 
 $r = $t->get('/odd-status');

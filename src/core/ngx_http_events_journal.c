@@ -1840,6 +1840,7 @@ ngx_http_events_journal_sync(ngx_http_events_journal_t *j, uint64_t end)
 
         ngx_shmtx_lock(mutex);
         jsh->errors++;
+        jsh->unsynced = 1;
         ngx_shmtx_unlock(mutex);
 
         return NGX_ERROR;
@@ -1853,6 +1854,7 @@ ngx_http_events_journal_sync(ngx_http_events_journal_t *j, uint64_t end)
 
     jsh->fsync_ms = ngx_http_events_journal_now();
     jsh->fsyncs++;
+    jsh->unsynced = 0;
 
     ngx_shmtx_unlock(mutex);
 
@@ -2402,6 +2404,7 @@ ngx_http_events_journal_synced(ngx_event_t *ev)
 
     if (j->sync_err) {
         jsh->errors++;
+        jsh->unsynced = 1;
         rc = NGX_ERROR;
 
     } else {
@@ -2411,6 +2414,7 @@ ngx_http_events_journal_synced(ngx_event_t *ev)
 
         jsh->fsync_ms = ngx_http_events_journal_now();
         jsh->fsyncs++;
+        jsh->unsynced = 0;
         rc = NGX_OK;
     }
 

@@ -79,6 +79,8 @@ struct ngx_http_events_journal_sh_s {
     uint64_t                    cut;            /* bytes cut at start */
     ngx_pid_t                   writer;         /* a write under way */
     ngx_http_events_history_sh_t  history;
+    unsigned                    refusing:1;     /* the last write failed */
+    unsigned                    unsynced:1;     /* the last fsync failed */
 };
 
 

@@ -1127,11 +1127,18 @@ ngx_http_events_store_append_nosync(ngx_http_events_store_t *store,
                                                 events, n, jbuf, &jend)
            != NGX_OK)
     {
+        /* readiness says so until a write succeeds */
+        sh->journal.refusing = 1;
+
         ngx_http_events_store_uncatalog_locked(store, events, n);
 
         *failed = 0;
         rc = NGX_HTTP_EVENTS_STORE_JOURNAL_FAILED;
         goto done;
+    }
+
+    if (store->journal && seq != sh->last_seq) {
+        sh->journal.refusing = 0;
     }
 
     ngx_http_events_store_publish_locked(store, events, n, seq, now);
@@ -1328,8 +1335,8 @@ ngx_http_events_store_publish_locked(ngx_http_events_store_t *store,
 
     ngx_memory_barrier();
 
+    /* the pid is the slot's worker's, written at its start */
     w = ngx_worker < NGX_HTTP_EVENTS_MAX_WORKERS ? ngx_worker : 0;
-    sh->workers[w].pid = ngx_pid;
     sh->workers[w].published += seq - sh->last_seq;
     sh->stored += seq - sh->last_seq;
 
@@ -2390,6 +2397,8 @@ ngx_http_events_store_stats(ngx_http_events_store_t *store,
     st->journal_replay_ms = sh->journal.replay_ms;
     st->journal_replayed = sh->journal.replayed;
     st->journal_cut = sh->journal.cut;
+    st->journal_refusing = sh->journal.refusing;
+    st->journal_unsynced = sh->journal.unsynced;
 
     st->history_ready = sh->journal.history.ready ? 1 : 0;
     st->history_indexed = sh->journal.history.indexed;
@@ -2408,6 +2417,7 @@ ngx_http_events_store_stats(ngx_http_events_store_t *store,
 
     for (i = 0; i < NGX_HTTP_EVENTS_MAX_WORKERS; i++) {
         if (sh->workers[i].pid) {
+            st->slots[st->nworkers] = i;
             st->workers[st->nworkers++] = sh->workers[i];
         }
     }
@@ -2418,6 +2428,42 @@ ngx_http_events_store_stats(ngx_http_events_store_t *store,
 
     st->head_seq = w.head_seq;
     st->oldest_seq = w.oldest_seq;
+}
+
+
+/*
+ * A worker takes its slot when it starts, so that the page lists every
+ * worker from start and names the slot's current pid: an old worker
+ * still finishing its streams after a reload counts into the same slot
+ * but no longer names it.  The first worker forgets the slots that a
+ * configuration with fewer workers no longer has.
+ */
+
+void
+ngx_http_events_store_worker_start(ngx_http_events_store_t *store,
+    ngx_uint_t workers)
+{
+    ngx_uint_t             i;
+    ngx_http_events_sh_t  *sh;
+
+    if (ngx_worker >= NGX_HTTP_EVENTS_MAX_WORKERS) {
+        return;
+    }
+
+    sh = store->sh;
+
+    ngx_shmtx_lock(&store->shpool->mutex);
+
+    sh->workers[ngx_worker].pid = ngx_pid;
+    sh->workers[ngx_worker].starts++;
+
+    if (ngx_worker == 0) {
+        for (i = workers; i < NGX_HTTP_EVENTS_MAX_WORKERS; i++) {
+            sh->workers[i].pid = 0;
+        }
+    }
+
+    ngx_shmtx_unlock(&store->shpool->mutex);
 }
 
 
@@ -2571,7 +2617,6 @@ ngx_http_events_store_subscribe(ngx_http_events_store_t *store,
 
     w = ngx_worker < NGX_HTTP_EVENTS_MAX_WORKERS ? ngx_worker : 0;
 
-    store->sh->workers[w].pid = ngx_pid;
     (void) ngx_atomic_fetch_add(&store->sh->workers[w].subscribers, delta);
 }
 
@@ -2596,7 +2641,6 @@ ngx_http_events_store_dispatching(ngx_http_events_store_t *store,
 
     w = ngx_worker < NGX_HTTP_EVENTS_MAX_WORKERS ? ngx_worker : 0;
 
-    store->sh->workers[w].pid = ngx_pid;
     store->sh->workers[w].dispatching = on;
 }
 

@@ -172,8 +172,14 @@ typedef struct {
 } ngx_http_events_type_info_t;
 
 
+/*
+ * A worker slot's counters: cumulative per slot since the zone was
+ * created, across reloads and crashes; pid is the worker now in the slot,
+ * written when it starts, and starts counts the workers that took it.
+ */
 typedef struct {
     ngx_pid_t                   pid;
+    ngx_atomic_t                starts;
     uint64_t                    published;
     ngx_atomic_t                subscribers;
     ngx_atomic_t                pending;        /* its doorbell rang */
@@ -211,8 +217,10 @@ typedef struct {
     uint64_t                    journal_replay_ms;
     uint64_t                    journal_replayed;
     uint64_t                    journal_cut;
+    ngx_uint_t                  journal_refusing;   /* last write failed */
+    ngx_uint_t                  journal_unsynced;   /* last fsync failed */
 
-    unsigned                    history_ready:1;
+    ngx_uint_t                  history_ready;
     uint64_t                    history_indexed;    /* up to this seq */
     uint64_t                    history_removed;    /* by retention */
     uint64_t                    history_gone;
@@ -221,6 +229,7 @@ typedef struct {
     uint64_t                    history_errors;
 
     ngx_uint_t                  nworkers;
+    ngx_uint_t                  slots[NGX_HTTP_EVENTS_MAX_WORKERS];
     ngx_http_events_worker_stat_t  workers[NGX_HTTP_EVENTS_MAX_WORKERS];
 } ngx_http_events_stats_t;
 
@@ -346,6 +355,8 @@ void ngx_http_events_store_unring(ngx_http_events_store_t *store,
 void ngx_http_events_store_count(ngx_http_events_store_t *store,
     ngx_uint_t streamed, ngx_uint_t lagging);
 void ngx_http_events_store_woken(ngx_http_events_store_t *store);
+void ngx_http_events_store_worker_start(ngx_http_events_store_t *store,
+    ngx_uint_t workers);
 
 void **ngx_http_events_store_wh_slot(ngx_http_events_store_t *store);
 uint64_t ngx_http_events_store_head(ngx_http_events_store_t *store);

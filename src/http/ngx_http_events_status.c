@@ -14,7 +14,11 @@
  * file knows no feature.  Everything goes through the bounded builder:
  * the size of the page depends on the number of workers and on names
  * the configuration chose, so no estimate is trusted.  Names are escaped
- * for each format.
+ * for each format, and the Prometheus text is what promtool accepts:
+ * base units, one TYPE per family, per-worker series by slot.
+ *
+ * "?ready" asks another question of the same location: whether the zone
+ * takes writes, 200 or 503 with the reason, for load balancers.
  */
 
 
@@ -46,6 +50,7 @@ typedef struct {
 #define NGX_HTTP_EVENTS_STAT_ATOMIC     1
 #define NGX_HTTP_EVENTS_STAT_SECONDS    2       /* uint64_t ms */
 #define NGX_HTTP_EVENTS_STAT_AGE        3       /* int64_t ms, -1: none */
+#define NGX_HTTP_EVENTS_STAT_UINT       4       /* ngx_uint_t */
 
 
 #define ngx_http_events_stat(field, type)                                     \
@@ -56,6 +61,9 @@ typedef struct {
 
 
 static ngx_uint_t ngx_http_events_status_prometheus(ngx_http_request_t *r);
+static ngx_uint_t ngx_http_events_status_ready_asked(ngx_http_request_t *r);
+static ngx_int_t ngx_http_events_status_ready(ngx_http_request_t *r,
+    ngx_http_events_store_t *store, ngx_http_events_stats_t *st);
 static void ngx_http_events_status_json(ngx_http_events_buf_t *b,
     ngx_http_events_store_t *store, ngx_http_events_stats_t *st);
 static void ngx_http_events_status_workers_json(ngx_http_events_buf_t *b,
@@ -142,6 +150,14 @@ static ngx_http_events_status_zone_metric_t
       "Bytes of ring in use.",
       ngx_http_events_stat(ring_used, U64) },
 
+    { "events_ring_slots", "gauge",
+      "Slots of the ring's index: the most events it can hold.",
+      ngx_http_events_stat(capacity, U64) },
+
+    { "events_zone_bytes", "gauge",
+      "Bytes of the shared memory zone.",
+      ngx_http_events_stat(zone_size, U64) },
+
     { NULL, NULL, NULL, 0, 0 }
 };
 
@@ -177,6 +193,46 @@ static ngx_http_events_status_zone_metric_t
       "Events read back from the journal at start.",
       ngx_http_events_stat(journal_replayed, U64) },
 
+    { "events_journal_cut_bytes", "gauge",
+      "Bytes of a torn tail cut from the journal at start.",
+      ngx_http_events_stat(journal_cut, U64) },
+
+    { "events_journal_refusing", "gauge",
+      "1 while the journal refuses writes: the last one failed.",
+      ngx_http_events_stat(journal_refusing, UINT) },
+
+    { "events_journal_unsynced", "gauge",
+      "1 while the journal's last fsync failed.",
+      ngx_http_events_stat(journal_unsynced, UINT) },
+
+    { "events_history_ready", "gauge",
+      "1 while the history index answers reads beyond the ring.",
+      ngx_http_events_stat(history_ready, UINT) },
+
+    { "events_history_indexed_seq", "gauge",
+      "The newest seq the history index holds.",
+      ngx_http_events_stat(history_indexed, U64) },
+
+    { "events_history_removed_total", "counter",
+      "Events removed from the history index by retention.",
+      ngx_http_events_stat(history_removed, U64) },
+
+    { "events_history_gone_seq", "gauge",
+      "The newest seq retention removed from disk.",
+      ngx_http_events_stat(history_gone, U64) },
+
+    { "events_history_rebuilds_total", "counter",
+      "Times the history index was rebuilt from the segments.",
+      ngx_http_events_stat(history_rebuilds, U64) },
+
+    { "events_history_build_seconds", "gauge",
+      "Time the last check or build of the index took.",
+      ngx_http_events_stat(history_build_ms, SECONDS) },
+
+    { "events_history_errors_total", "counter",
+      "Index writes or reads that failed.",
+      ngx_http_events_stat(history_errors, U64) },
+
     { NULL, NULL, NULL, 0, 0 }
 };
 
@@ -196,11 +252,11 @@ static ngx_http_events_status_worker_metric_t
     ngx_http_events_status_worker_metrics[] = {
 
     { "subscribers", "events_stream_subscribers", "gauge",
-      "Open streams, by worker.",
+      "Open streams, by worker slot.",
       offsetof(ngx_http_events_worker_stat_t, subscribers) },
 
     { "streamed", "events_streamed_total", "counter",
-      "Events written to streams, by worker.",
+      "Events written to streams, by worker slot.",
       offsetof(ngx_http_events_worker_stat_t, streamed) },
 
     { "lagging", "events_stream_lagging_total", "counter",
@@ -208,7 +264,8 @@ static ngx_http_events_status_worker_metric_t
       offsetof(ngx_http_events_worker_stat_t, lagging) },
 
     { "wakeups", "events_wakeups_total", "counter",
-      "Doorbells answered: news from another worker.",
+      "Wake-ups: times the worker was told of events another worker "
+      "stored, to write them to its streams or webhooks.",
       offsetof(ngx_http_events_worker_stat_t, wakeups) },
 
     { NULL, NULL, NULL, NULL, 0 }
@@ -262,6 +319,10 @@ ngx_http_events_status_handler(ngx_http_request_t *r)
     }
 
     ngx_http_events_store_stats(store, st);
+
+    if (ngx_http_events_status_ready_asked(r)) {
+        return ngx_http_events_status_ready(r, store, st);
+    }
 
     text = ngx_http_events_status_prometheus(r);
     sec = emcf->sections ? emcf->sections->elts : NULL;
@@ -350,6 +411,97 @@ ngx_http_events_status_prometheus(ngx_http_request_t *r)
 }
 
 
+/* "?ready", or "ready=" among other arguments */
+
+static ngx_uint_t
+ngx_http_events_status_ready_asked(ngx_http_request_t *r)
+{
+    u_char     *p, *last;
+    ngx_str_t   value;
+
+    if (ngx_http_arg(r, (u_char *) "ready", 5, &value) == NGX_OK) {
+        return 1;
+    }
+
+    /* ngx_http_arg() wants a "=": a bare "ready" argument is looked for */
+
+    p = r->args.data;
+    last = p + r->args.len;
+
+    while (p < last) {
+        if (last - p >= 5 && ngx_strncmp(p, "ready", 5) == 0
+            && (p + 5 == last || p[5] == '&'))
+        {
+            return 1;
+        }
+
+        p = ngx_strlchr(p, last, '&');
+
+        if (p == NULL) {
+            break;
+        }
+
+        p++;
+    }
+
+    return 0;
+}
+
+
+/*
+ * Readiness, for load balancers: 200 while the zone takes writes, 503
+ * with the reason while it cannot.  The zone's memory is there once a
+ * worker runs; the journal is what fails in practice (a full disk, an
+ * I/O error): its last write or fsync failed, and writes are refused
+ * until one succeeds.  Either format asks the same question.
+ */
+
+static ngx_int_t
+ngx_http_events_status_ready(ngx_http_request_t *r,
+    ngx_http_events_store_t *store, ngx_http_events_stats_t *st)
+{
+    ngx_uint_t              status;
+    const char             *reason, *detail;
+    ngx_http_events_buf_t   b;
+
+    reason = NULL;
+    detail = NULL;
+
+    if (st->journal && st->journal_refusing) {
+        reason = "journal_refusing_writes";
+        detail = "the journal's last write failed (a full disk?), events "
+                 "are refused until a write succeeds; see error.log";
+
+    } else if (st->journal && st->journal_unsynced) {
+        reason = "journal_fsync_failed";
+        detail = "the journal's last fsync failed, events are not known "
+                 "to be on disk; see error.log";
+    }
+
+    status = reason ? NGX_HTTP_SERVICE_UNAVAILABLE : NGX_HTTP_OK;
+
+    ngx_http_events_buf_init(&b, r->pool, 512);
+
+    ngx_http_events_buf_literal(&b, "{\"zone\":");
+    ngx_http_events_buf_str(&b, store->name.data, store->name.len);
+    ngx_http_events_buf_printf(&b, ",\"ready\":%s,\"journal\":%s",
+                               reason ? "false" : "true",
+                               st->journal == 0 ? "null"
+                               : reason ? "\"failing\"" : "\"ok\"");
+
+    if (reason) {
+        ngx_http_events_buf_printf(&b, ",\"reason\":\"%s\","
+                                   "\"detail\":\"%s\"", reason, detail);
+    }
+
+    ngx_http_events_buf_literal(&b, "}");
+
+    r->headers_out.last_modified_time = -1;
+
+    return ngx_http_events_http_send_buf(r, status, NULL, &b);
+}
+
+
 /* the zone's object, left open for the sections */
 
 static void
@@ -410,8 +562,11 @@ ngx_http_events_status_workers_json(ngx_http_events_buf_t *b,
     for (i = 0; i < st->nworkers; i++) {
         w = (u_char *) &st->workers[i];
 
-        ngx_http_events_buf_printf(b, "%s{\"pid\":%P,\"published\":%uL",
-                                   i ? "," : "", st->workers[i].pid,
+        ngx_http_events_buf_printf(b, "%s{\"worker\":%ui,\"pid\":%P,"
+                                   "\"starts\":%uA,\"published\":%uL",
+                                   i ? "," : "", st->slots[i],
+                                   st->workers[i].pid,
+                                   st->workers[i].starts,
                                    st->workers[i].published);
 
         for (m = 0; wm[m].json; m++) {
@@ -462,10 +617,13 @@ ngx_http_events_status_journal_json(ngx_http_events_buf_t *b,
 
     ngx_http_events_buf_printf(b, ",\"fsyncs\":%uL,\"errors\":%uL,"
                                "\"replayMs\":%uL,\"replayed\":%uL,"
-                               "\"cutBytes\":%uL,",
+                               "\"cutBytes\":%uL,\"refusing\":%s,"
+                               "\"unsynced\":%s,",
                                st->journal_fsyncs, st->journal_errors,
                                st->journal_replay_ms, st->journal_replayed,
-                               st->journal_cut);
+                               st->journal_cut,
+                               st->journal_refusing ? "true" : "false",
+                               st->journal_unsynced ? "true" : "false");
 
     ngx_http_events_buf_printf(b, "\"history\":{\"ready\":%s,"
                                "\"indexed\":%uL,\"removed\":%uL,"
@@ -567,36 +725,69 @@ ngx_http_events_status_table(ngx_http_events_buf_t *b,
             value = (uint64_t) age;
             break;
 
+        case NGX_HTTP_EVENTS_STAT_UINT:
+            value = *(ngx_uint_t *) f;
+            break;
+
         default:
             value = *(uint64_t *) f;
         }
 
         ngx_http_events_status_help(b, m->name, m->kind, m->help);
         ngx_http_events_status_sample(b, store, m->name, NULL, NULL, value,
-                                      m->type >= NGX_HTTP_EVENTS_STAT_SECONDS);
+                                      m->type == NGX_HTTP_EVENTS_STAT_SECONDS
+                                      || m->type == NGX_HTTP_EVENTS_STAT_AGE);
     }
 }
 
+
+/*
+ * Per-worker metrics carry the worker's slot, stable across reloads, not
+ * its pid: the counters are cumulative per slot, and a pid label would
+ * start a new series at every reload with the old worker's count.  The
+ * slot's current pid is in events_worker_info, the usual info metric.
+ */
 
 static void
 ngx_http_events_status_workers_text(ngx_http_events_buf_t *b,
     ngx_http_events_store_t *store, ngx_http_events_stats_t *st)
 {
     u_char                                  *w, buf[NGX_INT64_LEN];
-    ngx_str_t                                pid;
+    ngx_str_t                                slot;
     ngx_uint_t                               i, m;
     ngx_http_events_status_worker_metric_t  *wm;
 
-    ngx_http_events_status_help(b, "events_published_total", "counter",
-                                "Events stored, by the worker that stored "
-                                "them.");
-
-    pid.data = buf;
+    ngx_http_events_status_help(b, "events_worker_info", "gauge",
+                                "The worker now in each slot: its pid.");
 
     for (i = 0; i < st->nworkers; i++) {
-        pid.len = ngx_sprintf(buf, "%P", st->workers[i].pid) - buf;
+        ngx_http_events_buf_literal(b, "events_worker_info{zone=");
+        ngx_http_events_buf_label(b, store->name.data, store->name.len);
+        ngx_http_events_buf_printf(b, ",worker=\"%ui\",pid=\"%P\"} 1\n",
+                                   st->slots[i], st->workers[i].pid);
+    }
+
+    ngx_http_events_status_help(b, "events_worker_starts_total", "counter",
+                                "Workers started in the slot: 1, and one "
+                                "more at each reload or respawn.");
+
+    slot.data = buf;
+
+    for (i = 0; i < st->nworkers; i++) {
+        slot.len = ngx_sprintf(buf, "%ui", st->slots[i]) - buf;
+        ngx_http_events_status_sample(b, store, "events_worker_starts_total",
+                                      "worker", &slot,
+                                      st->workers[i].starts, 0);
+    }
+
+    ngx_http_events_status_help(b, "events_published_total", "counter",
+                                "Events stored, by the worker slot that "
+                                "stored them.");
+
+    for (i = 0; i < st->nworkers; i++) {
+        slot.len = ngx_sprintf(buf, "%ui", st->slots[i]) - buf;
         ngx_http_events_status_sample(b, store, "events_published_total",
-                                      "pid", &pid,
+                                      "worker", &slot,
                                       st->workers[i].published, 0);
     }
 
@@ -607,8 +798,9 @@ ngx_http_events_status_workers_text(ngx_http_events_buf_t *b,
 
         for (i = 0; i < st->nworkers; i++) {
             w = (u_char *) &st->workers[i];
-            pid.len = ngx_sprintf(buf, "%P", st->workers[i].pid) - buf;
-            ngx_http_events_status_sample(b, store, wm[m].name, "pid", &pid,
+            slot.len = ngx_sprintf(buf, "%ui", st->slots[i]) - buf;
+            ngx_http_events_status_sample(b, store, wm[m].name, "worker",
+                                    &slot,
                                     *(ngx_atomic_uint_t *) (w + wm[m].offset),
                                     0);
         }

@@ -65,9 +65,6 @@ static ngx_http_events_webhook_status_metric_t
     { "events_webhook_in_flight", "gauge",
       "Attempts in flight.", ngx_http_events_webhook_stat(inflight) },
 
-    { "events_webhook_oldest_pending_age_ms", "gauge",
-      "Age of the oldest delivery not done.",
-      ngx_http_events_webhook_stat(oldest_pending_ms) },
 
     { "events_webhook_delivered_total", "counter",
       "Deliveries that succeeded.", ngx_http_events_webhook_stat(ok) },
@@ -78,6 +75,10 @@ static ngx_http_events_webhook_status_metric_t
     { "events_webhook_expired_total", "counter",
       "Deliveries whose event left the ring.",
       ngx_http_events_webhook_stat(expired) },
+
+    { "events_webhook_aborted_total", "counter",
+      "Deliveries abandoned: the endpoint was deleted or disabled.",
+      ngx_http_events_webhook_stat(aborted) },
 
     { "events_webhook_attempts_total", "counter",
       "Attempts made.", ngx_http_events_webhook_stat(attempts) },
@@ -154,6 +155,14 @@ ngx_http_events_webhook_status_text(ngx_http_events_buf_t *b,
         ngx_http_events_status_metric(b, store, m->name, m->kind, m->help,
                                 *(uint64_t *) ((u_char *) &ws + m->offset));
     }
+
+    /* seconds, the base unit, from the milliseconds of the JSON */
+    ngx_http_events_status_help(b, "events_webhook_oldest_pending_age_seconds",
+                                "gauge",
+                                "Age of the oldest delivery not done.");
+    ngx_http_events_status_sample(b, store,
+                                  "events_webhook_oldest_pending_age_seconds",
+                                  NULL, NULL, ws.oldest_pending_ms, 1);
 
     /* a pid, not a counter */
     ngx_http_events_status_metric(b, store, "events_webhook_dispatcher_pid",
