@@ -19,7 +19,7 @@ my $mnt = $t->testdir . '/full';
 mkdir $mnt or die "mkdir $mnt: $!";
 
 my $root = $> == 0
-    && system('mount', '-t', 'tmpfs', '-o', 'size=64k,mode=0755', 'tmpfs',
+    && system('mount', '-t', 'tmpfs', '-o', 'size=256k,mode=0755', 'tmpfs',
               $mnt) == 0;
 my $mounted = $root;
 END { system('umount', $mnt) if $mounted && $mnt; }

@@ -443,22 +443,8 @@ ngx_http_events_webhook_api_route(ngx_http_request_t *r,
 done:
 
     if (allow) {
-        ngx_str_t  value;
-
-        ngx_http_discard_request_body(r);
-
-        value.data = (u_char *) allow;
-        value.len = ngx_strlen(allow);
-
         rt->answered = 1;
-
-        if (ngx_http_events_http_add_header(r, "Allow", &value) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        return ngx_http_events_webhook_api_fail(r, 405, "method_not_allowed",
-                                                NULL, "this endpoint allows %s",
-                                                allow);
+        return ngx_http_events_http_not_allowed(r, (char *) allow);
     }
 
     return NGX_OK;
