@@ -311,7 +311,7 @@ COMPAT_FLAGS := --with-compat --with-threads --with-debug --with-pcre-jit \
     --with-http_ssl_module --with-http_auth_request_module \
     --with-http_realip_module --with-http_v2_module \
     --with-http_stub_status_module --with-http_slice_module \
-    --with-http_dav_module
+    --with-http_dav_module --with-http_sub_module
 
 compat:
 	@test -f $(NGINX_SRC)/src/core/nginx.h || \

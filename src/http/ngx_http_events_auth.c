@@ -219,9 +219,9 @@ ngx_http_events_auth_token(ngx_http_request_t *r, ngx_str_t *token,
         name = elcf->auth_cookie;
 
 #if (nginx_version >= 1023000)
-        /* 1.23.0 keeps headers of one name in a list and returns it */
-        if (ngx_http_parse_multi_header_lines(r, r->headers_in.cookie, &name,
-                                              token)
+        /* 1.23.0 keeps cookies in a list, split at ";" by this */
+        if (ngx_http_parse_cookie_lines(r, r->headers_in.cookie, &name,
+                                        token)
             != NULL)
         {
             return NGX_OK;
