@@ -373,6 +373,11 @@ ngx_http_events_history_replay_done(ngx_http_events_history_t *h,
 
     hsh = ngx_http_events_journal_history(h->journal);
 
+    if (!h->added) {
+        /* a start: the journal holds every event the zone does */
+        hsh->base = 0;
+    }
+
     for (i = 0; i < NGX_HTTP_EVENTS_HISTORY_FDS; i++) {
         h->fds[i].fd = NGX_INVALID_FILE;
         h->fds[i].used = 0;
@@ -400,7 +405,8 @@ ngx_http_events_history_replay_done(ngx_http_events_history_t *h,
     h->rebuild = 0;
 
     if (ngx_file_info(h->file.data, &fi) == NGX_FILE_ERROR) {
-        why = "it is missing";
+        why = h->added ? "the journal was added by a reload"
+                       : "it is missing";
         h->rebuild = 1;
     }
 
@@ -525,6 +531,89 @@ ngx_http_events_history_replay_done(ngx_http_events_history_t *h,
                   h->rebuild ? " (rebuilt)" : "", hsh->rebuild_ms);
 
     return NGX_OK;
+}
+
+
+/*
+ * The master, at a reload that adds a journal to a running zone: its
+ * index is built at once (it is empty: the journal starts a segment of
+ * its own), so that reads go to disk without a restart.  The events
+ * before it are the ring's only: "base" becomes the newest of them when
+ * the first segment is written, and reads take what the ring has lost
+ * of them as removed.  A directory that already holds segments (of an
+ * earlier life of this journal) is indexed at the next start.
+ */
+
+ngx_int_t
+ngx_http_events_history_added(ngx_http_events_history_t *h, uint64_t head,
+    ngx_log_t *log)
+{
+    ngx_int_t                      rc;
+    ngx_pool_t                    *pool;
+    ngx_array_t                    segs;
+    ngx_http_events_history_sh_t  *hsh;
+
+    hsh = ngx_http_events_journal_history(h->journal);
+
+    pool = ngx_create_pool(4096, log);
+    if (pool == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_events_journal_segments(h->journal, pool, &segs, log);
+    ngx_destroy_pool(pool);
+
+    if (rc != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (segs.nelts) {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "events zone \"%V\": the journal added by a reload "
+                      "finds segments of an earlier one in \"%V\"; reads "
+                      "beyond the ring wait for the next start",
+                      &h->journal->zone, &h->journal->path);
+        return NGX_OK;
+    }
+
+    /* a stale index of an earlier life: its journal is gone */
+    ngx_http_events_history_remove(h, log);
+
+    hsh->base = NGX_HTTP_EVENTS_HISTORY_PENDING;
+    h->added = 1;
+
+    rc = ngx_http_events_history_replay_done(h, head, log);
+
+    h->added = 0;
+
+    /* nothing before this head will be indexed: readers need not wait */
+    if (hsh->ready && hsh->indexed < head) {
+        hsh->indexed = head;
+    }
+
+    return rc;
+}
+
+
+/*
+ * The newest seq reads take as removed: what retention removed, and of
+ * the events from before a journal added by a reload, those the ring no
+ * longer has.
+ */
+
+uint64_t
+ngx_http_events_history_gone(ngx_http_events_history_t *h,
+    uint64_t ring_evicted)
+{
+    uint64_t                       base, gone;
+    ngx_http_events_history_sh_t  *hsh;
+
+    hsh = ngx_http_events_journal_history(h->journal);
+
+    gone = hsh->gone;
+    base = hsh->base;
+
+    return ngx_max(gone, ngx_min(base, ring_evicted));
 }
 
 
@@ -1793,18 +1882,15 @@ void
 ngx_http_events_history_window(ngx_http_events_history_t *h,
     ngx_http_events_window_t *w)
 {
-    u_char                         key[8];
-    MDB_val                        k, v;
-    uint64_t                       seq, ring;
-    MDB_cursor                    *cur;
-    ngx_http_events_history_sh_t  *hsh;
-
-    hsh = ngx_http_events_journal_history(h->journal);
+    u_char        key[8];
+    MDB_val       k, v;
+    uint64_t      seq, ring;
+    MDB_cursor   *cur;
 
     /* not indexed yet, the oldest is the ring's */
     ring = w->oldest_seq;
 
-    w->evicted_seq = hsh->gone;
+    w->evicted_seq = ngx_http_events_history_gone(h, w->evicted_seq);
     ngx_memory_barrier();
 
     if (ngx_http_events_history_rtxn(h) != NGX_OK) {

@@ -30,8 +30,13 @@ typedef struct {
     uint64_t                    rebuilds;
     uint64_t                    rebuild_ms;
     uint64_t                    removed;        /* by retention, ever */
+    uint64_t                    base;           /* newest never journaled */
     ngx_uint_t                  ready;          /* reads may use it */
 } ngx_http_events_history_sh_t;
+
+
+/* base of a journal added by a reload, before its first segment */
+#define NGX_HTTP_EVENTS_HISTORY_PENDING  ((uint64_t) -1)
 
 
 /* an event read back from its segment */
@@ -113,6 +118,7 @@ typedef struct {
     uint64_t                    batch;
     uint64_t                    verified;
     ngx_uint_t                  rebuild;
+    ngx_uint_t                  added;          /* by a reload */
     ngx_msec_t                  start;
     ngx_event_t                 tick;           /* worker 0's indexer */
 } ngx_http_events_history_t;
@@ -123,6 +129,8 @@ ngx_int_t ngx_http_events_history_conf(ngx_conf_t *cf,
 
 ngx_int_t ngx_http_events_history_replay_done(ngx_http_events_history_t *h,
     uint64_t last_seq, ngx_log_t *log);
+ngx_int_t ngx_http_events_history_added(ngx_http_events_history_t *h,
+    uint64_t head, ngx_log_t *log);
 
 ngx_int_t ngx_http_events_history_init_process(ngx_http_events_history_t *h,
     ngx_cycle_t *cycle);
@@ -134,6 +142,8 @@ ngx_int_t ngx_http_events_history_find_locked(ngx_http_events_history_t *h,
 ngx_int_t ngx_http_events_history_catchup(ngx_http_events_history_t *h);
 
 ngx_uint_t ngx_http_events_history_ready(ngx_http_events_history_t *h);
+uint64_t ngx_http_events_history_gone(ngx_http_events_history_t *h,
+    uint64_t ring_evicted);
 void ngx_http_events_history_window(ngx_http_events_history_t *h,
     ngx_http_events_window_t *w);
 ngx_int_t ngx_http_events_history_query(ngx_http_events_history_t *h,

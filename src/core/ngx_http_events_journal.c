@@ -433,10 +433,16 @@ ngx_http_events_journal_init_zone(ngx_http_events_journal_t *j,
             jsh->closed_bytes = 0;
             jsh->gen++;
 
-            /* no index for it until a start builds one */
             ngx_memzero(&jsh->history, sizeof(ngx_http_events_history_sh_t));
 
             ngx_shmtx_unlock(&j->store->shpool->mutex);
+
+            if (!ngx_test_config) {
+                /* its index, empty, so that reads use it from now on */
+                return ngx_http_events_history_added(
+                           j->history, ngx_http_events_store_head(j->store),
+                           log);
+            }
         }
 
         return NGX_OK;
@@ -1688,6 +1694,11 @@ ngx_http_events_journal_rotate_locked(ngx_http_events_journal_t *j,
 
     if (j->fsync != NGX_HTTP_EVENTS_FSYNC_OFF) {
         jsh->synced = jsh->written;
+    }
+
+    if (jsh->history.base == NGX_HTTP_EVENTS_HISTORY_PENDING) {
+        /* added by a reload: the events before this one are not here */
+        jsh->history.base = first - 1;
     }
 
     jsh->segment = first;

@@ -40,7 +40,7 @@
 
 
 #define NGX_HTTP_EVENTS_MAGIC       0x45564e54      /* "EVNT" */
-#define NGX_HTTP_EVENTS_VERSION     5
+#define NGX_HTTP_EVENTS_VERSION     6
 
 /* an index slot for every this many bytes of ring */
 #define NGX_HTTP_EVENTS_SLOT_BYTES  256
@@ -2503,9 +2503,7 @@ ngx_http_events_store_next(ngx_http_events_store_t *store,
 
     hist = ngx_http_events_store_history(store);
 
-    if (hist
-        && after < ngx_http_events_journal_history(store->journal)->gone)
-    {
+    if (hist && after < ngx_http_events_history_gone(hist, sh->evicted_seq)) {
         return NGX_DECLINED;
     }
 
