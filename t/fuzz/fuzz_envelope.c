@@ -70,6 +70,7 @@ static void fz_check_envelope(ngx_http_events_envelope_t *env, json_t *obj,
     ngx_http_events_event_t *ev);
 static ngx_uint_t fz_str_is(json_t *v, ngx_str_t *s);
 static json_t *fz_get(json_t *obj, const char *key);
+static size_t fz_payload_extra(json_t *sent, json_t *back);
 
 
 static ngx_http_events_id_rng_t  fz_rng;
@@ -348,14 +349,15 @@ fz_check_envelope(ngx_http_events_envelope_t *env, json_t *obj,
     /* the payload: the action, and data and changes as sent */
 
     payload = fz_get(back, "payload");
-    fz_check(json_is_object(payload) && json_object_size(payload) == 3,
+    opay = json_object_get(obj, "payload");
+    fz_check(json_is_object(payload)
+             && json_object_size(payload)
+                == 3 + fz_payload_extra(opay, payload),
              "payload: %.*s", (int) len, buf);
 
     fz_check(fz_str_is(json_object_get(payload, "action"),
                        &actions[ev->action]),
              "payload.action: %.*s", (int) len, buf);
-
-    opay = json_object_get(obj, "payload");
 
     orig = json_is_object(opay) ? json_object_get(opay, "data") : NULL;
     v = json_object_get(payload, "data");
@@ -384,6 +386,52 @@ fz_str_is(json_t *v, ngx_str_t *s)
            && json_string_length(v) == s->len
            && (s->len == 0
                || memcmp(json_string_value(v), s->data, s->len) == 0);
+}
+
+
+/*
+ * The payload's keys other than action, data and changes: each must
+ * come back equal, and after those three, in the order sent.
+ */
+
+static size_t
+fz_payload_extra(json_t *sent, json_t *back)
+{
+    size_t       n, i;
+    json_t      *v;
+    const char  *key, *bkey;
+    void        *it;
+
+    if (!json_is_object(sent)) {
+        return 0;
+    }
+
+    n = 0;
+    it = json_object_iter(back);
+
+    for (i = 0; i < 3 && it; i++) {
+        it = json_object_iter_next(back, it);
+    }
+
+    json_object_foreach(sent, key, v) {
+        if (strcmp(key, "action") == 0 || strcmp(key, "data") == 0
+            || strcmp(key, "changes") == 0)
+        {
+            continue;
+        }
+
+        fz_check(it != NULL, "payload.%s missing", key);
+
+        bkey = json_object_iter_key(it);
+        fz_check(strcmp(bkey, key) == 0 && json_equal(v,
+                                              json_object_iter_value(it)),
+                 "payload.%s not kept as sent", key);
+
+        it = json_object_iter_next(back, it);
+        n++;
+    }
+
+    return n;
 }
 
 
