@@ -71,6 +71,7 @@ static void fz_check_envelope(ngx_http_events_envelope_t *env, json_t *obj,
 static ngx_uint_t fz_str_is(json_t *v, ngx_str_t *s);
 static json_t *fz_get(json_t *obj, const char *key);
 static size_t fz_payload_extra(json_t *sent, json_t *back);
+static void fz_meta(json_t *meta, u_char *buf, size_t len);
 
 
 static ngx_http_events_id_rng_t  fz_rng;
@@ -374,6 +375,8 @@ fz_check_envelope(ngx_http_events_envelope_t *env, json_t *obj,
     fz_check(orig ? json_equal(v, orig) : json_is_null(v),
              "metadata: %.*s", (int) len, buf);
 
+    fz_meta(orig, buf, len);
+
     json_decref(back);
     free(buf);
 }
@@ -432,6 +435,61 @@ fz_payload_extra(json_t *sent, json_t *back)
     }
 
     return n;
+}
+
+
+/*
+ * ?metadata.KEY=VALUE as the query parser makes it (the value escaped
+ * by the envelope's writer) finds each string value of the event's
+ * metadata in the stored envelope, and a changed value does not
+ */
+
+static void
+fz_meta(json_t *meta, u_char *buf, size_t len)
+{
+    u_char                         *esc;
+    size_t                          vlen;
+    json_t                         *v;
+    const char                     *key;
+    ngx_http_events_meta_filter_t   f;
+
+    if (!json_is_object(meta)) {
+        return;
+    }
+
+    json_object_foreach(meta, key, v) {
+        if (!json_is_string(v)
+            || ngx_http_events_match_meta_key_valid((u_char *) key,
+                                                    strlen(key))
+               != NGX_OK)
+        {
+            continue;
+        }
+
+        vlen = json_string_length(v);
+        esc = malloc(vlen * 6 + 2);
+        if (esc == NULL) {
+            abort();
+        }
+
+        f.key.data = (u_char *) key;
+        f.key.len = strlen(key);
+        f.value.data = esc;
+        f.value.len = ngx_http_events_json_escape(esc,
+                          (u_char *) json_string_value(v), vlen) - esc;
+
+        fz_check(ngx_http_events_match_metadata(&f, 1, buf, len),
+                 "metadata.%s not found: %.*s", key, (int) len, buf);
+
+        esc[f.value.len] = 'X';
+        f.value.len++;
+
+        fz_check(!ngx_http_events_match_metadata(&f, 1, buf, len),
+                 "metadata.%s matches another value: %.*s", key,
+                 (int) len, buf);
+
+        free(esc);
+    }
 }
 
 
