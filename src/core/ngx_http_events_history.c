@@ -2333,7 +2333,9 @@ ngx_http_events_history_match(ngx_http_events_query_t *q,
         return 0;
     }
 
-    return 1;
+    /* metadata is not indexed: checked on the envelope read from disk */
+    return ngx_http_events_match_metadata(q->meta, q->nmeta, r->json.data,
+                                          r->json.len);
 }
 
 
