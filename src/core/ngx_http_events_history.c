@@ -65,6 +65,7 @@
 #define NGX_HTTP_EVENTS_HISTORY_MERGE    32
 #define NGX_HTTP_EVENTS_HISTORY_SCAN     2000
 #define NGX_HTTP_EVENTS_HISTORY_TICK     10
+#define NGX_HTTP_EVENTS_HISTORY_READERS  64
 #define NGX_HTTP_EVENTS_HISTORY_KEY      (4 + NGX_HTTP_EVENTS_MAX_RTYPE + 1 \
                                           + NGX_HTTP_EVENTS_MAX_RID)
 
@@ -124,10 +125,12 @@ static ngx_int_t ngx_http_events_history_walk_segment(
 static ngx_int_t ngx_http_events_history_decode(u_char *p, size_t len,
     ngx_http_events_history_rec_t *r);
 static ngx_int_t ngx_http_events_history_read(ngx_http_events_history_t *h,
-    ngx_http_events_history_loc_t *loc, uint64_t seq,
-    ngx_http_events_history_rec_t *r);
+    ngx_http_events_history_rd_t *rd, ngx_http_events_history_loc_t *loc,
+    uint64_t seq, ngx_http_events_history_rec_t *r);
 static ngx_fd_t ngx_http_events_history_fd(ngx_http_events_history_t *h,
-    uint64_t segment);
+    ngx_http_events_history_rd_t *rd, uint64_t segment);
+static void ngx_http_events_history_rd_init(ngx_http_events_history_rd_t *rd);
+static void ngx_http_events_history_rd_close(ngx_http_events_history_rd_t *rd);
 static ngx_int_t ngx_http_events_history_loc(ngx_http_events_history_t *h,
     MDB_txn *txn, uint64_t seq, ngx_http_events_history_loc_t *loc);
 static ngx_int_t ngx_http_events_history_tenant(ngx_http_events_history_t *h,
@@ -149,11 +152,12 @@ static void ngx_http_events_history_tick(ngx_event_t *ev);
 static ngx_int_t ngx_http_events_history_fill(ngx_http_events_history_t *h,
     ngx_http_events_query_t *q, uint64_t after, uint64_t head);
 static uint64_t ngx_http_events_history_qkey(ngx_http_events_query_t *q);
-static ngx_int_t ngx_http_events_history_rtxn(ngx_http_events_history_t *h);
-static void ngx_http_events_history_rdone(ngx_http_events_history_t *h);
+static ngx_int_t ngx_http_events_history_rtxn(ngx_http_events_history_t *h,
+    ngx_http_events_history_rd_t *rd);
+static void ngx_http_events_history_rdone(ngx_http_events_history_rd_t *rd);
 static ngx_int_t ngx_http_events_history_plan(ngx_http_events_history_t *h,
-    ngx_http_events_query_t *q, uint64_t lo, uint64_t hi,
-    ngx_http_events_history_plan_t *pl);
+    ngx_http_events_history_rd_t *rd, ngx_http_events_query_t *q,
+    uint64_t lo, uint64_t hi, ngx_http_events_history_plan_t *pl);
 static ngx_int_t ngx_http_events_history_it_start(
     ngx_http_events_history_it_t *it, uint64_t lo, uint64_t hi,
     ngx_uint_t desc);
@@ -166,9 +170,9 @@ static void ngx_http_events_history_plan_close(
 static ngx_uint_t ngx_http_events_history_match(ngx_http_events_query_t *q,
     ngx_http_events_history_rec_t *r);
 static ngx_int_t ngx_http_events_history_candidate(
-    ngx_http_events_history_t *h, ngx_http_events_query_t *q,
-    ngx_http_events_history_plan_t *pl, uint64_t seq,
-    ngx_http_events_history_rec_t *r);
+    ngx_http_events_history_t *h, ngx_http_events_history_rd_t *rd,
+    ngx_http_events_query_t *q, ngx_http_events_history_plan_t *pl,
+    uint64_t seq, ngx_http_events_history_rec_t *r);
 static uint64_t ngx_http_events_history_pending(MDB_cursor *cur,
     uint32_t tenant, uint32_t type, uint64_t gone);
 static ngx_int_t ngx_http_events_history_clean(ngx_http_events_history_t *h,
@@ -176,6 +180,10 @@ static ngx_int_t ngx_http_events_history_clean(ngx_http_events_history_t *h,
 static ngx_int_t ngx_http_events_history_unindex(
     ngx_http_events_history_t *h, MDB_txn *txn, uint64_t seq,
     ngx_http_events_history_loc_t *loc);
+#if (NGX_THREADS)
+static void ngx_http_events_history_thread(void *data, ngx_log_t *log);
+static void ngx_http_events_history_thread_done(ngx_event_t *ev);
+#endif
 static ngx_inline void ngx_http_events_history_be64(u_char *p, uint64_t v);
 static ngx_inline uint64_t ngx_http_events_history_get64(u_char *p);
 static ngx_inline void ngx_http_events_history_be32(u_char *p, uint32_t v);
@@ -225,7 +233,56 @@ ngx_http_events_history_conf(ngx_conf_t *cf, ngx_http_events_journal_t *j,
         return NGX_OK;
     }
 
+    if (ngx_strncmp(value->data, "thread_pool=", 12) == 0) {
+        s.data = value->data + 12;
+        s.len = value->len - 12;
+
+        if (s.len == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid thread_pool \"%V\"", value);
+            return NGX_ERROR;
+        }
+
+        if (s.len == 3 && ngx_strncmp(s.data, "off", 3) == 0) {
+            h->no_threads = 1;
+            return NGX_OK;
+        }
+
+#if !(NGX_THREADS)
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\": this nginx is built without threads",
+                           value);
+        return NGX_ERROR;
+#else
+        h->pool_name = s;
+        return NGX_OK;
+#endif
+    }
+
     return NGX_DECLINED;
+}
+
+
+/*
+ * Reads that touch the disk go to a thread pool, as "aio threads" reads
+ * do: the one named by thread_pool=, or nginx's default one.  Without
+ * threads they run in the worker, bounded per request.
+ */
+
+ngx_int_t
+ngx_http_events_history_conf_threads(ngx_conf_t *cf,
+    ngx_http_events_history_t *h)
+{
+#if (NGX_THREADS)
+    if (!h->no_threads
+        && ngx_thread_pool_add(cf, h->pool_name.len ? &h->pool_name : NULL)
+           == NULL)
+    {
+        return NGX_ERROR;
+    }
+#endif
+
+    return NGX_OK;
 }
 
 
@@ -305,25 +362,54 @@ failed:
 static void
 ngx_http_events_history_close(ngx_http_events_history_t *h)
 {
-    ngx_uint_t  i;
+    ngx_http_events_history_rd_t  *rd;
 
-    if (h->rtxn) {
-        mdb_txn_abort(h->rtxn);
-        h->rtxn = NULL;
+    ngx_http_events_history_rd_close(&h->rd);
+
+    for (rd = h->free; rd; rd = rd->next) {
+        ngx_http_events_history_rd_close(rd);
     }
 
     if (h->env) {
         mdb_env_close(h->env);
         h->env = NULL;
     }
+}
+
+
+static void
+ngx_http_events_history_rd_init(ngx_http_events_history_rd_t *rd)
+{
+    ngx_uint_t  i;
+
+    rd->txn = NULL;
 
     for (i = 0; i < NGX_HTTP_EVENTS_HISTORY_FDS; i++) {
-        if (h->fds[i].fd != NGX_INVALID_FILE && h->fds[i].used) {
-            (void) ngx_close_file(h->fds[i].fd);
+        rd->fds[i].fd = NGX_INVALID_FILE;
+        rd->fds[i].used = 0;
+    }
+}
+
+
+/* its transaction and descriptors; the buffer stays for the next use */
+
+static void
+ngx_http_events_history_rd_close(ngx_http_events_history_rd_t *rd)
+{
+    ngx_uint_t  i;
+
+    if (rd->txn) {
+        mdb_txn_abort(rd->txn);
+        rd->txn = NULL;
+    }
+
+    for (i = 0; i < NGX_HTTP_EVENTS_HISTORY_FDS; i++) {
+        if (rd->fds[i].fd != NGX_INVALID_FILE && rd->fds[i].used) {
+            (void) ngx_close_file(rd->fds[i].fd);
         }
 
-        h->fds[i].fd = NGX_INVALID_FILE;
-        h->fds[i].used = 0;
+        rd->fds[i].fd = NGX_INVALID_FILE;
+        rd->fds[i].used = 0;
     }
 }
 
@@ -361,7 +447,7 @@ ngx_http_events_history_replay_done(ngx_http_events_history_t *h,
     u_char                         *p, name[NGX_MAX_PATH];
     uint64_t                        first_segment;
     ngx_int_t                       rc;
-    ngx_uint_t                      i, level;
+    ngx_uint_t                      level;
     ngx_msec_t                      start;
     ngx_pool_t                     *pool;
     ngx_array_t                     segs;
@@ -378,10 +464,7 @@ ngx_http_events_history_replay_done(ngx_http_events_history_t *h,
         hsh->base = 0;
     }
 
-    for (i = 0; i < NGX_HTTP_EVENTS_HISTORY_FDS; i++) {
-        h->fds[i].fd = NGX_INVALID_FILE;
-        h->fds[i].used = 0;
-    }
+    ngx_http_events_history_rd_init(&h->rd);
 
     ngx_time_update();
     tp = ngx_timeofday();
@@ -1083,36 +1166,36 @@ ngx_http_events_history_decode(u_char *p, size_t len,
 
 static ngx_int_t
 ngx_http_events_history_read(ngx_http_events_history_t *h,
-    ngx_http_events_history_loc_t *loc, uint64_t seq,
-    ngx_http_events_history_rec_t *r)
+    ngx_http_events_history_rd_t *rd, ngx_http_events_history_loc_t *loc,
+    uint64_t seq, ngx_http_events_history_rec_t *r)
 {
     u_char    *p;
     ssize_t    n;
     ngx_fd_t   fd;
 
-    if (loc->len > h->size) {
+    if (loc->len > rd->size) {
         p = ngx_alloc(ngx_max(loc->len, 65536), ngx_cycle->log);
         if (p == NULL) {
             return NGX_ERROR;
         }
 
-        if (h->buf) {
-            ngx_free(h->buf);
+        if (rd->buf) {
+            ngx_free(rd->buf);
         }
 
-        h->buf = p;
-        h->size = ngx_max(loc->len, 65536);
+        rd->buf = p;
+        rd->size = ngx_max(loc->len, 65536);
     }
 
-    fd = ngx_http_events_history_fd(h, loc->segment);
+    fd = ngx_http_events_history_fd(h, rd, loc->segment);
     if (fd == NGX_INVALID_FILE) {
         return NGX_DECLINED;
     }
 
-    n = pread(fd, h->buf, loc->len, (off_t) loc->offset);
+    n = pread(fd, rd->buf, loc->len, (off_t) loc->offset);
 
     if (n != (ssize_t) loc->len
-        || ngx_http_events_history_decode(h->buf, loc->len, r) != NGX_OK
+        || ngx_http_events_history_decode(rd->buf, loc->len, r) != NGX_OK
         || r->seq != seq)
     {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
@@ -1129,7 +1212,8 @@ ngx_http_events_history_read(ngx_http_events_history_t *h,
 
 
 static ngx_fd_t
-ngx_http_events_history_fd(ngx_http_events_history_t *h, uint64_t segment)
+ngx_http_events_history_fd(ngx_http_events_history_t *h,
+    ngx_http_events_history_rd_t *rd, uint64_t segment)
 {
     u_char                         name[NGX_MAX_PATH];
     uint64_t                       oldest;
@@ -1138,10 +1222,10 @@ ngx_http_events_history_fd(ngx_http_events_history_t *h, uint64_t segment)
 
     oldest = ngx_http_events_journal_history(h->journal)->first_segment;
     victim = 0;
-    h->clock++;
+    rd->clock++;
 
     for (i = 0; i < NGX_HTTP_EVENTS_HISTORY_FDS; i++) {
-        f = &h->fds[i];
+        f = &rd->fds[i];
 
         if (f->used && f->first < oldest) {
             /* deleted by retention: let the disk have its space back */
@@ -1150,16 +1234,16 @@ ngx_http_events_history_fd(ngx_http_events_history_t *h, uint64_t segment)
         }
 
         if (f->used && f->first == segment) {
-            f->used = h->clock;
+            f->used = rd->clock;
             return f->fd;
         }
 
-        if (f->used < h->fds[victim].used) {
+        if (f->used < rd->fds[victim].used) {
             victim = i;
         }
     }
 
-    f = &h->fds[victim];
+    f = &rd->fds[victim];
 
     if (f->used) {
         (void) ngx_close_file(f->fd);
@@ -1174,7 +1258,7 @@ ngx_http_events_history_fd(ngx_http_events_history_t *h, uint64_t segment)
     }
 
     f->first = segment;
-    f->used = h->clock;
+    f->used = rd->clock;
 
     return f->fd;
 }
@@ -1464,16 +1548,27 @@ ngx_http_events_history_init_process(ngx_http_events_history_t *h,
     ngx_cycle_t *cycle)
 {
     int         dead;
-    ngx_uint_t  i;
+#if (NGX_THREADS)
+    ngx_str_t   name;
+#endif
 
-    for (i = 0; i < NGX_HTTP_EVENTS_HISTORY_FDS; i++) {
-        h->fds[i].fd = NGX_INVALID_FILE;
-        h->fds[i].used = 0;
-    }
+    ngx_http_events_history_rd_init(&h->rd);
 
     h->env = NULL;
-    h->rtxn = NULL;
     h->wtxn = NULL;
+    h->free = NULL;
+    h->readers = 0;
+
+#if (NGX_THREADS)
+    h->thread_pool = NULL;
+
+    if (!h->no_threads) {
+        ngx_str_set(&name, "default");
+
+        h->thread_pool = ngx_thread_pool_get(cycle, h->pool_name.len
+                                                    ? &h->pool_name : &name);
+    }
+#endif
 
     if (!ngx_http_events_journal_history(h->journal)->ready) {
         return NGX_OK;
@@ -1520,6 +1615,8 @@ ngx_http_events_history_tick(ngx_event_t *ev)
 void
 ngx_http_events_history_exit_process(ngx_http_events_history_t *h)
 {
+    ngx_http_events_history_rd_t  *rd;
+
     if (h->env) {
         if (ngx_http_events_journal_history(h->journal)->ready) {
             (void) ngx_http_events_history_catchup(h);
@@ -1530,10 +1627,22 @@ ngx_http_events_history_exit_process(ngx_http_events_history_t *h)
 
     ngx_http_events_history_close(h);
 
-    if (h->buf) {
-        ngx_free(h->buf);
-        h->buf = NULL;
-        h->size = 0;
+    if (h->rd.buf) {
+        ngx_free(h->rd.buf);
+        h->rd.buf = NULL;
+        h->rd.size = 0;
+    }
+
+    /* the thread pool has joined its threads: no reader is in use */
+    while (h->free) {
+        rd = h->free;
+        h->free = rd->next;
+
+        if (rd->buf) {
+            ngx_free(rd->buf);
+        }
+
+        ngx_free(rd);
     }
 }
 
@@ -1562,13 +1671,13 @@ ngx_http_events_history_find_locked(ngx_http_events_history_t *h,
         (void) ngx_http_events_history_catchup(h);
     }
 
-    if (ngx_http_events_history_rtxn(h) != NGX_OK) {
+    if (ngx_http_events_history_rtxn(h, &h->rd) != NGX_OK) {
         return NGX_DECLINED;
     }
 
     rc = NGX_DECLINED;
 
-    if (ngx_http_events_history_tenant(h, h->rtxn, tenant, 0, &tid)
+    if (ngx_http_events_history_tenant(h, h->rd.txn, tenant, 0, &tid)
         != NGX_OK)
     {
         goto done;
@@ -1579,7 +1688,7 @@ ngx_http_events_history_find_locked(ngx_http_events_history_t *h,
     k.mv_size = p - key;
     k.mv_data = key;
 
-    if (mdb_get(h->rtxn, h->id, &k, &v) != 0
+    if (mdb_get(h->rd.txn, h->id, &k, &v) != 0
         || v.mv_size != sizeof(ngx_http_events_history_idv_t))
     {
         goto done;
@@ -1588,12 +1697,12 @@ ngx_http_events_history_find_locked(ngx_http_events_history_t *h,
     ngx_memcpy(&idv, v.mv_data, sizeof(ngx_http_events_history_idv_t));
 
     if (idv.seq <= ngx_http_events_journal_history(h->journal)->gone
-        || ngx_http_events_history_loc(h, h->rtxn, idv.seq, &loc) != NGX_OK)
+        || ngx_http_events_history_loc(h, h->rd.txn, idv.seq, &loc) != NGX_OK)
     {
         goto done;
     }
 
-    rc = ngx_http_events_history_read(h, &loc, idv.seq, &r);
+    rc = ngx_http_events_history_read(h, &h->rd, &loc, idv.seq, &r);
     if (rc != NGX_OK) {
         rc = NGX_ERROR;
         goto done;
@@ -1616,7 +1725,7 @@ ngx_http_events_history_find_locked(ngx_http_events_history_t *h,
 
 done:
 
-    ngx_http_events_history_rdone(h);
+    ngx_http_events_history_rdone(&h->rd);
 
     return rc;
 }
@@ -1781,7 +1890,7 @@ ngx_http_events_history_next_record(ngx_http_events_history_t *h,
 
     for (i = 0; i < 64; i++) {
 
-        fd = *seg ? ngx_http_events_history_fd(h, *seg) : NGX_INVALID_FILE;
+        fd = *seg ? ngx_http_events_history_fd(h, &h->rd, *seg) : NGX_INVALID_FILE;
 
         if (fd != NGX_INVALID_FILE) {
             n = pread(fd, &rec, sizeof(ngx_http_events_journal_rec_t),
@@ -1808,7 +1917,7 @@ ngx_http_events_history_next_record(ngx_http_events_history_t *h,
                     return NGX_OK;
                 }
 
-                return ngx_http_events_history_read(h, loc, rec.seq, r)
+                return ngx_http_events_history_read(h, &h->rd, loc, rec.seq, r)
                        == NGX_OK ? NGX_OK : NGX_ERROR;
             }
 
@@ -1843,18 +1952,19 @@ ngx_http_events_history_ready(ngx_http_events_history_t *h)
 
 
 static ngx_int_t
-ngx_http_events_history_rtxn(ngx_http_events_history_t *h)
+ngx_http_events_history_rtxn(ngx_http_events_history_t *h,
+    ngx_http_events_history_rd_t *rd)
 {
     int  rc;
 
-    if (h->rtxn == NULL) {
-        rc = mdb_txn_begin(h->env, NULL, MDB_RDONLY, &h->rtxn);
+    if (rd->txn == NULL) {
+        rc = mdb_txn_begin(h->env, NULL, MDB_RDONLY, &rd->txn);
         if (rc != 0) {
-            h->rtxn = NULL;
+            rd->txn = NULL;
         }
 
     } else {
-        rc = mdb_txn_renew(h->rtxn);
+        rc = mdb_txn_renew(rd->txn);
     }
 
     if (rc != 0) {
@@ -1870,10 +1980,155 @@ ngx_http_events_history_rtxn(ngx_http_events_history_t *h)
 
 
 static void
-ngx_http_events_history_rdone(ngx_http_events_history_t *h)
+ngx_http_events_history_rdone(ngx_http_events_history_rd_t *rd)
 {
-    mdb_txn_reset(h->rtxn);
+    mdb_txn_reset(rd->txn);
 }
+
+
+ngx_uint_t
+ngx_http_events_history_threaded(ngx_http_events_history_t *h)
+{
+#if (NGX_THREADS)
+    return h->thread_pool != NULL;
+#else
+    return 0;
+#endif
+}
+
+
+/*
+ * A read that may touch the disk, in a thread: its own LMDB reader and
+ * descriptors (from this worker's free list), the indexer run first in
+ * the worker (it writes, and shares the worker's reader).  NGX_AGAIN:
+ * job->handler is called when it is done; NGX_DECLINED: no thread pool,
+ * or as many readers in threads as the cap: run it in the worker.
+ */
+
+ngx_int_t
+ngx_http_events_history_post(ngx_http_events_history_job_t *job)
+{
+#if (NGX_THREADS)
+    ngx_thread_task_t             *task;
+    ngx_http_events_history_t     *h;
+    ngx_http_events_history_rd_t  *rd;
+
+    h = job->history;
+
+    if (h->thread_pool == NULL) {
+        return NGX_DECLINED;
+    }
+
+    task = ngx_thread_task_alloc(job->pool, 0);
+    if (task == NULL) {
+        return NGX_ERROR;
+    }
+
+    rd = h->free;
+
+    if (rd) {
+        h->free = rd->next;
+
+    } else {
+        if (h->readers == NGX_HTTP_EVENTS_HISTORY_READERS) {
+            return NGX_DECLINED;
+        }
+
+        rd = ngx_calloc(sizeof(ngx_http_events_history_rd_t),
+                        ngx_cycle->log);
+        if (rd == NULL) {
+            return NGX_DECLINED;
+        }
+
+        ngx_http_events_history_rd_init(rd);
+        h->readers++;
+    }
+
+    (void) ngx_http_events_history_catchup(h);
+
+    job->rd = rd;
+
+    task->ctx = job;
+    task->handler = ngx_http_events_history_thread;
+    task->event.handler = ngx_http_events_history_thread_done;
+    task->event.data = job;
+    task->event.log = ngx_cycle->log;
+
+    if (ngx_thread_task_post(h->thread_pool, task) != NGX_OK) {
+        rd->next = h->free;
+        h->free = rd;
+        job->rd = NULL;
+        return NGX_ERROR;
+    }
+
+    (void) ngx_atomic_fetch_add(
+                  &ngx_http_events_journal_history(h->journal)->thread_reads,
+                  1);
+
+    return NGX_AGAIN;
+
+#else
+
+    return NGX_DECLINED;
+
+#endif
+}
+
+
+/* the same read in the worker, with its own reader */
+
+void
+ngx_http_events_history_run(ngx_http_events_history_job_t *job)
+{
+    if (job->query) {
+        job->rc = ngx_http_events_history_query(job->history, job->query,
+                                                job->pool, job->res);
+
+    } else {
+        job->rc = ngx_http_events_history_get(job->history, job->tenant,
+                                              job->id, job->pool,
+                                              &job->json);
+    }
+}
+
+
+#if (NGX_THREADS)
+
+static void
+ngx_http_events_history_thread(void *data, ngx_log_t *log)
+{
+    ngx_http_events_history_job_t  *job = data;
+
+    if (job->query) {
+        job->rc = ngx_http_events_history_query_rd(job->history, job->rd,
+                                                   job->query, job->pool,
+                                                   job->res);
+
+    } else {
+        job->rc = ngx_http_events_history_get_rd(job->history, job->rd,
+                                                 job->tenant, job->id,
+                                                 job->pool, &job->json);
+    }
+}
+
+
+static void
+ngx_http_events_history_thread_done(ngx_event_t *ev)
+{
+    ngx_http_events_history_job_t  *job = ev->data;
+
+    ngx_http_events_history_t  *h;
+
+    h = job->history;
+
+    job->rd->next = h->free;
+    h->free = job->rd;
+    job->rd = NULL;
+
+    job->handler(job);
+}
+
+#endif
 
 
 /* the oldest event on disk, and the newest removed */
@@ -1893,14 +2148,14 @@ ngx_http_events_history_window(ngx_http_events_history_t *h,
     w->evicted_seq = ngx_http_events_history_gone(h, w->evicted_seq);
     ngx_memory_barrier();
 
-    if (ngx_http_events_history_rtxn(h) != NGX_OK) {
+    if (ngx_http_events_history_rtxn(h, &h->rd) != NGX_OK) {
         w->oldest_seq = w->evicted_seq + 1;
         return;
     }
 
     w->oldest_seq = ring;
 
-    if (mdb_cursor_open(h->rtxn, h->seq, &cur) == 0) {
+    if (mdb_cursor_open(h->rd.txn, h->seq, &cur) == 0) {
         ngx_http_events_history_be64(key, w->evicted_seq + 1);
         k.mv_size = 8;
         k.mv_data = key;
@@ -1916,7 +2171,7 @@ ngx_http_events_history_window(ngx_http_events_history_t *h,
         mdb_cursor_close(cur);
     }
 
-    ngx_http_events_history_rdone(h);
+    ngx_http_events_history_rdone(&h->rd);
 }
 
 
@@ -1928,8 +2183,8 @@ ngx_http_events_history_window(ngx_http_events_history_t *h,
 
 static ngx_int_t
 ngx_http_events_history_plan(ngx_http_events_history_t *h,
-    ngx_http_events_query_t *q, uint64_t lo, uint64_t hi,
-    ngx_http_events_history_plan_t *pl)
+    ngx_http_events_history_rd_t *rd, ngx_http_events_query_t *q,
+    uint64_t lo, uint64_t hi, ngx_http_events_history_plan_t *pl)
 {
     u_char                          key[8], *p;
     MDB_val                         k, v;
@@ -1947,7 +2202,7 @@ ngx_http_events_history_plan(ngx_http_events_history_t *h,
     /* timestamps never go back: a time range is a seq range */
 
     if (q->since_ms >= 0 || q->until_ms >= 0) {
-        if (mdb_cursor_open(h->rtxn, h->time, &cur) != 0) {
+        if (mdb_cursor_open(rd->txn, h->time, &cur) != 0) {
             return NGX_ERROR;
         }
 
@@ -1992,7 +2247,7 @@ ngx_http_events_history_plan(ngx_http_events_history_t *h,
     }
 
     if (!q->any_tenant) {
-        if (ngx_http_events_history_tenant(h, h->rtxn, &q->tenant, 0, &tid)
+        if (ngx_http_events_history_tenant(h, rd->txn, &q->tenant, 0, &tid)
             != NGX_OK)
         {
             pl->empty = 1;
@@ -2012,7 +2267,7 @@ ngx_http_events_history_plan(ngx_http_events_history_t *h,
         it->k.mv_size = p - it->key;
         it->dup = 1;
 
-        if (mdb_cursor_open(h->rtxn, h->entity, &it->cur) != 0) {
+        if (mdb_cursor_open(rd->txn, h->entity, &it->cur) != 0) {
             return NGX_ERROR;
         }
 
@@ -2031,7 +2286,7 @@ ngx_http_events_history_plan(ngx_http_events_history_t *h,
     if (!q->any_tenant && !all) {
         /* the tenant's types that match, from the catalog */
 
-        if (mdb_cursor_open(h->rtxn, h->catalog, &cur) != 0) {
+        if (mdb_cursor_open(rd->txn, h->catalog, &cur) != 0) {
             return NGX_ERROR;
         }
 
@@ -2082,7 +2337,7 @@ ngx_http_events_history_plan(ngx_http_events_history_t *h,
             }
 
             for (i = 0; i < pl->n; i++) {
-                if (mdb_cursor_open(h->rtxn, h->type, &pl->it[i].cur) != 0) {
+                if (mdb_cursor_open(rd->txn, h->type, &pl->it[i].cur) != 0) {
                     pl->n = i;
                     return NGX_ERROR;
                 }
@@ -2101,14 +2356,14 @@ ngx_http_events_history_plan(ngx_http_events_history_t *h,
         it->k.mv_size = 4;
         it->dup = 1;
 
-        if (mdb_cursor_open(h->rtxn, h->tenant, &it->cur) != 0) {
+        if (mdb_cursor_open(rd->txn, h->tenant, &it->cur) != 0) {
             return NGX_ERROR;
         }
 
     } else {
         it->dup = 0;
 
-        if (mdb_cursor_open(h->rtxn, h->seq, &it->cur) != 0) {
+        if (mdb_cursor_open(rd->txn, h->seq, &it->cur) != 0) {
             return NGX_ERROR;
         }
     }
@@ -2343,13 +2598,14 @@ ngx_http_events_history_match(ngx_http_events_query_t *q,
 
 static ngx_int_t
 ngx_http_events_history_candidate(ngx_http_events_history_t *h,
-    ngx_http_events_query_t *q, ngx_http_events_history_plan_t *pl,
-    uint64_t seq, ngx_http_events_history_rec_t *r)
+    ngx_http_events_history_rd_t *rd, ngx_http_events_query_t *q,
+    ngx_http_events_history_plan_t *pl, uint64_t seq,
+    ngx_http_events_history_rec_t *r)
 {
     ngx_int_t                      rc;
     ngx_http_events_history_loc_t  loc;
 
-    if (ngx_http_events_history_loc(h, h->rtxn, seq, &loc) != NGX_OK) {
+    if (ngx_http_events_history_loc(h, rd->txn, seq, &loc) != NGX_OK) {
         return NGX_DECLINED;
     }
 
@@ -2357,7 +2613,7 @@ ngx_http_events_history_candidate(ngx_http_events_history_t *h,
         return NGX_DECLINED;
     }
 
-    rc = ngx_http_events_history_read(h, &loc, seq, r);
+    rc = ngx_http_events_history_read(h, rd, &loc, seq, r);
     if (rc != NGX_OK) {
         return rc;
     }
@@ -2379,6 +2635,22 @@ ngx_http_events_history_query(ngx_http_events_history_t *h,
     ngx_http_events_query_t *q, ngx_pool_t *pool,
     ngx_http_events_result_t *res)
 {
+    (void) ngx_atomic_fetch_add(
+                  &ngx_http_events_journal_history(h->journal)->worker_reads,
+                  1);
+    (void) ngx_http_events_history_catchup(h);
+
+    return ngx_http_events_history_query_rd(h, &h->rd, q, pool, res);
+}
+
+
+/* the page itself: in the worker, or in a thread with a reader of its own */
+
+ngx_int_t
+ngx_http_events_history_query_rd(ngx_http_events_history_t *h,
+    ngx_http_events_history_rd_t *rd, ngx_http_events_query_t *q,
+    ngx_pool_t *pool, ngx_http_events_result_t *res)
+{
     u_char                          *p;
     uint64_t                         lo, hi, head, last, seq, indexed;
     ngx_int_t                        rc;
@@ -2388,8 +2660,6 @@ ngx_http_events_history_query(ngx_http_events_history_t *h,
     ngx_http_events_history_plan_t   pl;
 
     head = res->window.head_seq;
-
-    (void) ngx_http_events_history_catchup(h);
     indexed = ngx_http_events_journal_history(h->journal)->indexed;
 
     lo = ngx_max(q->after, res->window.evicted_seq);
@@ -2405,11 +2675,11 @@ ngx_http_events_history_query(ngx_http_events_history_t *h,
 
     budget = ngx_min(q->scan_limit, NGX_HTTP_EVENTS_HISTORY_SCAN);
 
-    if (ngx_http_events_history_rtxn(h) != NGX_OK) {
+    if (ngx_http_events_history_rtxn(h, rd) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    rc = ngx_http_events_history_plan(h, q, lo, hi, &pl);
+    rc = ngx_http_events_history_plan(h, rd, q, lo, hi, &pl);
 
     for (scanned = 0; rc == NGX_OK; /* void */) {
 
@@ -2423,7 +2693,7 @@ ngx_http_events_history_query(ngx_http_events_history_t *h,
             break;
         }
 
-        rc = ngx_http_events_history_candidate(h, q, &pl, seq, &r);
+        rc = ngx_http_events_history_candidate(h, rd, q, &pl, seq, &r);
 
         if (rc == NGX_DECLINED) {
             last = seq;
@@ -2461,7 +2731,7 @@ ngx_http_events_history_query(ngx_http_events_history_t *h,
     }
 
     ngx_http_events_history_plan_close(&pl);
-    ngx_http_events_history_rdone(h);
+    ngx_http_events_history_rdone(rd);
 
     if (rc != NGX_OK) {
         return NGX_ERROR;
@@ -2490,6 +2760,20 @@ ngx_int_t
 ngx_http_events_history_get(ngx_http_events_history_t *h, ngx_str_t *tenant,
     ngx_str_t *id, ngx_pool_t *pool, ngx_str_t *json)
 {
+    (void) ngx_atomic_fetch_add(
+                  &ngx_http_events_journal_history(h->journal)->worker_reads,
+                  1);
+    (void) ngx_http_events_history_catchup(h);
+
+    return ngx_http_events_history_get_rd(h, &h->rd, tenant, id, pool, json);
+}
+
+
+ngx_int_t
+ngx_http_events_history_get_rd(ngx_http_events_history_t *h,
+    ngx_http_events_history_rd_t *rd, ngx_str_t *tenant, ngx_str_t *id,
+    ngx_pool_t *pool, ngx_str_t *json)
+{
     u_char                          key[4 + NGX_HTTP_EVENTS_MAX_ID], *p;
     MDB_val                         k, v;
     uint32_t                        tid;
@@ -2502,15 +2786,13 @@ ngx_http_events_history_get(ngx_http_events_history_t *h, ngx_str_t *tenant,
         return NGX_DECLINED;
     }
 
-    (void) ngx_http_events_history_catchup(h);
-
-    if (ngx_http_events_history_rtxn(h) != NGX_OK) {
+    if (ngx_http_events_history_rtxn(h, rd) != NGX_OK) {
         return NGX_ERROR;
     }
 
     rc = NGX_DECLINED;
 
-    if (ngx_http_events_history_tenant(h, h->rtxn, tenant, 0, &tid)
+    if (ngx_http_events_history_tenant(h, rd->txn, tenant, 0, &tid)
         != NGX_OK)
     {
         goto done;
@@ -2521,7 +2803,7 @@ ngx_http_events_history_get(ngx_http_events_history_t *h, ngx_str_t *tenant,
     k.mv_size = p - key;
     k.mv_data = key;
 
-    if (mdb_get(h->rtxn, h->id, &k, &v) != 0
+    if (mdb_get(rd->txn, h->id, &k, &v) != 0
         || v.mv_size != sizeof(ngx_http_events_history_idv_t))
     {
         goto done;
@@ -2531,13 +2813,13 @@ ngx_http_events_history_get(ngx_http_events_history_t *h, ngx_str_t *tenant,
 
     if (idv.seq <= ngx_http_events_journal_history(h->journal)->gone
         || idv.seq > ngx_http_events_store_head(h->journal->store)
-        || ngx_http_events_history_loc(h, h->rtxn, idv.seq, &loc) != NGX_OK
+        || ngx_http_events_history_loc(h, rd->txn, idv.seq, &loc) != NGX_OK
         || loc.tenant != tid)
     {
         goto done;
     }
 
-    rc = ngx_http_events_history_read(h, &loc, idv.seq, &r);
+    rc = ngx_http_events_history_read(h, rd, &loc, idv.seq, &r);
     if (rc != NGX_OK) {
         goto done;
     }
@@ -2554,7 +2836,7 @@ ngx_http_events_history_get(ngx_http_events_history_t *h, ngx_str_t *tenant,
 
 done:
 
-    ngx_http_events_history_rdone(h);
+    ngx_http_events_history_rdone(rd);
 
     return rc;
 }
@@ -2585,24 +2867,24 @@ ngx_http_events_history_types(ngx_http_events_history_t *h,
     gone = ngx_http_events_journal_history(h->journal)->gone;
     ngx_memory_barrier();
 
-    if (ngx_http_events_history_rtxn(h) != NGX_OK) {
+    if (ngx_http_events_history_rtxn(h, &h->rd) != NGX_OK) {
         return NGX_ERROR;
     }
 
     ret = NGX_OK;
 
-    if (ngx_http_events_history_tenant(h, h->rtxn, tenant, 0, &tid)
+    if (ngx_http_events_history_tenant(h, h->rd.txn, tenant, 0, &tid)
         != NGX_OK)
     {
         goto done;
     }
 
-    if (mdb_cursor_open(h->rtxn, h->catalog, &cur) != 0) {
+    if (mdb_cursor_open(h->rd.txn, h->catalog, &cur) != 0) {
         ret = NGX_ERROR;
         goto done;
     }
 
-    if (mdb_cursor_open(h->rtxn, h->type, &tcur) != 0) {
+    if (mdb_cursor_open(h->rd.txn, h->type, &tcur) != 0) {
         mdb_cursor_close(cur);
         ret = NGX_ERROR;
         goto done;
@@ -2658,7 +2940,7 @@ ngx_http_events_history_types(ngx_http_events_history_t *h,
 
 done:
 
-    ngx_http_events_history_rdone(h);
+    ngx_http_events_history_rdone(&h->rd);
 
     return ret;
 }
@@ -2771,7 +3053,7 @@ ngx_http_events_history_next(ngx_http_events_history_t *h,
         loc = &h->nlocs[h->ni];
         h->ni++;
 
-        rc = ngx_http_events_history_read(h, loc, seq, &r);
+        rc = ngx_http_events_history_read(h, &h->rd, loc, seq, &r);
 
         if (rc != NGX_OK) {
             if (seq <= hsh->gone) {
@@ -2847,7 +3129,7 @@ ngx_http_events_history_fill(ngx_http_events_history_t *h,
     h->ni = 0;
     h->nend = head;
 
-    if (ngx_http_events_history_rtxn(h) != NGX_OK) {
+    if (ngx_http_events_history_rtxn(h, &h->rd) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -2857,7 +3139,7 @@ ngx_http_events_history_fill(ngx_http_events_history_t *h,
     qa.since_ms = -1;
     qa.until_ms = -1;
 
-    rc = ngx_http_events_history_plan(h, &qa, after, head, &pl);
+    rc = ngx_http_events_history_plan(h, &h->rd, &qa, after, head, &pl);
 
     while (rc == NGX_OK && h->nn < NGX_HTTP_EVENTS_HISTORY_NEXT) {
 
@@ -2869,7 +3151,7 @@ ngx_http_events_history_fill(ngx_http_events_history_t *h,
 
         h->nend = seq;
 
-        if (ngx_http_events_history_loc(h, h->rtxn, seq, &h->nlocs[h->nn])
+        if (ngx_http_events_history_loc(h, h->rd.txn, seq, &h->nlocs[h->nn])
             != NGX_OK
             || (!q->any_tenant && h->nlocs[h->nn].tenant != pl.tenant))
         {
@@ -2880,7 +3162,7 @@ ngx_http_events_history_fill(ngx_http_events_history_t *h,
     }
 
     ngx_http_events_history_plan_close(&pl);
-    ngx_http_events_history_rdone(h);
+    ngx_http_events_history_rdone(&h->rd);
 
     if (rc != NGX_OK) {
         return NGX_ERROR;
@@ -2943,11 +3225,11 @@ ngx_http_events_history_sweep(ngx_http_events_history_t *h,
     gone = ngx_max(hsh->gone, *cleaned);
 
     if (h->max_age && now_ms > h->max_age
-        && ngx_http_events_history_rtxn(h) == NGX_OK)
+        && ngx_http_events_history_rtxn(h, &h->rd) == NGX_OK)
     {
         /* the newest event older than max_age */
 
-        if (mdb_cursor_open(h->rtxn, h->time, &cur) == 0) {
+        if (mdb_cursor_open(h->rd.txn, h->time, &cur) == 0) {
             ngx_http_events_history_be64(key, now_ms - h->max_age);
             k.mv_size = 8;
             k.mv_data = key;
@@ -2964,7 +3246,7 @@ ngx_http_events_history_sweep(ngx_http_events_history_t *h,
             mdb_cursor_close(cur);
 
             if (first > gone + 1
-                && mdb_cursor_open(h->rtxn, h->seq, &cur) == 0)
+                && mdb_cursor_open(h->rd.txn, h->seq, &cur) == 0)
             {
                 ngx_http_events_history_be64(key, first);
                 k.mv_size = 8;
@@ -2986,7 +3268,7 @@ ngx_http_events_history_sweep(ngx_http_events_history_t *h,
             }
         }
 
-        ngx_http_events_history_rdone(h);
+        ngx_http_events_history_rdone(&h->rd);
     }
 
     /* never past what the index has: its entries are what goes */
@@ -3157,7 +3439,7 @@ ngx_http_events_history_unindex(ngx_http_events_history_t *h, MDB_txn *txn,
     v.mv_data = sq;
     (void) mdb_del(txn, h->tenant, &k, &v);
 
-    if (ngx_http_events_history_read(h, loc, seq, &r) != NGX_OK) {
+    if (ngx_http_events_history_read(h, &h->rd, loc, seq, &r) != NGX_OK) {
         /* its keys are lost with it: only a rebuild drops the rest */
         return NGX_OK;
     }

@@ -214,6 +214,10 @@ ngx_http_events_journal_directive(ngx_conf_t *cf, ngx_command_t *cmd,
         }
     }
 
+    if (ngx_http_events_history_conf_threads(cf, j->history) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
 #if (NGX_THREADS)
     /* fsync=always syncs in nginx's default pool, as "aio threads" does */
     if (j->fsync == NGX_HTTP_EVENTS_FSYNC_ALWAYS
