@@ -65,7 +65,7 @@
 #define NGX_HTTP_EVENTS_HISTORY_MERGE    32
 #define NGX_HTTP_EVENTS_HISTORY_SCAN     2000
 #define NGX_HTTP_EVENTS_HISTORY_TICK     10
-#define NGX_HTTP_EVENTS_HISTORY_READERS  64
+#define NGX_HTTP_EVENTS_HISTORY_READERS  32
 #define NGX_HTTP_EVENTS_HISTORY_KEY      (4 + NGX_HTTP_EVENTS_MAX_RTYPE + 1 \
                                           + NGX_HTTP_EVENTS_MAX_RID)
 
@@ -303,7 +303,8 @@ ngx_http_events_history_open(ngx_http_events_history_t *h, ngx_log_t *log)
 
     (void) mdb_env_set_mapsize(h->env, h->map_size);
     (void) mdb_env_set_maxdbs(h->env, 16);
-    (void) mdb_env_set_maxreaders(h->env, 256);
+    /* every worker keeps up to 33 readers (its own, its threads') */
+    (void) mdb_env_set_maxreaders(h->env, 4096);
 
     rc = mdb_env_open(h->env, (char *) h->file.data,
                       MDB_NOSUBDIR|MDB_NOSYNC|MDB_NOTLS|MDB_NORDAHEAD, 0600);
