@@ -66,6 +66,7 @@
 #define NGX_HTTP_EVENTS_HISTORY_SCAN     2000
 #define NGX_HTTP_EVENTS_HISTORY_TICK     10
 #define NGX_HTTP_EVENTS_HISTORY_READERS  32
+#define NGX_HTTP_EVENTS_HISTORY_AHEAD    65536
 #define NGX_HTTP_EVENTS_HISTORY_KEY      (4 + NGX_HTTP_EVENTS_MAX_RTYPE + 1 \
                                           + NGX_HTTP_EVENTS_MAX_RID)
 
@@ -384,6 +385,9 @@ ngx_http_events_history_rd_init(ngx_http_events_history_rd_t *rd)
     ngx_uint_t  i;
 
     rd->txn = NULL;
+    rd->cseg = 0;
+    rd->clen = 0;
+    rd->cend = 0;
 
     for (i = 0; i < NGX_HTTP_EVENTS_HISTORY_FDS; i++) {
         rd->fds[i].fd = NGX_INVALID_FILE;
@@ -1163,7 +1167,15 @@ ngx_http_events_history_decode(u_char *p, size_t len,
 }
 
 
-/* one record from its segment, into this process's buffer */
+/*
+ * One record from its segment, into the reader's buffer.  A reader that
+ * goes through a segment in order (a stream catching up, a page of
+ * consecutive events) reads 64 KB at a time, and the records after this
+ * one come from the buffer: one pread() for about 60 of them instead of
+ * one each.  Records never change once written, so what the buffer holds
+ * stays right; a record that does not check out there (the tail of a
+ * write that failed and was written again) is read again from the file.
+ */
 
 static ngx_int_t
 ngx_http_events_history_read(ngx_http_events_history_t *h,
@@ -1171,11 +1183,33 @@ ngx_http_events_history_read(ngx_http_events_history_t *h,
     uint64_t seq, ngx_http_events_history_rec_t *r)
 {
     u_char    *p;
+    size_t     want;
     ssize_t    n;
     ngx_fd_t   fd;
 
-    if (loc->len > rd->size) {
-        p = ngx_alloc(ngx_max(loc->len, 65536), ngx_cycle->log);
+    if (rd->buf && rd->cseg == loc->segment && loc->offset >= rd->coff
+        && loc->offset + loc->len <= rd->coff + rd->clen)
+    {
+        p = rd->buf + (loc->offset - rd->coff);
+
+        if (ngx_http_events_history_decode(p, loc->len, r) == NGX_OK
+            && r->seq == seq)
+        {
+            rd->cend = loc->offset + loc->len;
+            return NGX_OK;
+        }
+    }
+
+    want = loc->len;
+
+    if (rd->cseg == loc->segment && rd->cend == loc->offset) {
+        /* in order: read ahead */
+        want = ngx_max(want, NGX_HTTP_EVENTS_HISTORY_AHEAD);
+    }
+
+    if (want > rd->size) {
+        p = ngx_alloc(ngx_max(want, NGX_HTTP_EVENTS_HISTORY_AHEAD),
+                      ngx_cycle->log);
         if (p == NULL) {
             return NGX_ERROR;
         }
@@ -1185,20 +1219,31 @@ ngx_http_events_history_read(ngx_http_events_history_t *h,
         }
 
         rd->buf = p;
-        rd->size = ngx_max(loc->len, 65536);
+        rd->size = ngx_max(want, NGX_HTTP_EVENTS_HISTORY_AHEAD);
     }
+
+    rd->clen = 0;
 
     fd = ngx_http_events_history_fd(h, rd, loc->segment);
     if (fd == NGX_INVALID_FILE) {
         return NGX_DECLINED;
     }
 
-    n = pread(fd, rd->buf, loc->len, (off_t) loc->offset);
+    n = pread(fd, rd->buf, want, (off_t) loc->offset);
 
-    if (n != (ssize_t) loc->len
+    if (n >= (ssize_t) loc->len) {
+        rd->cseg = loc->segment;
+        rd->coff = loc->offset;
+        rd->clen = n;
+        rd->cend = loc->offset + loc->len;
+    }
+
+    if (n < (ssize_t) loc->len
         || ngx_http_events_history_decode(rd->buf, loc->len, r) != NGX_OK
         || r->seq != seq)
     {
+        rd->clen = 0;
+
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                       "events zone \"%V\": history: event seq %uL is not "
                       "where the index says (segment %uL, offset %uL); "

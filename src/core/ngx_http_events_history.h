@@ -88,8 +88,12 @@ typedef struct ngx_http_events_history_rd_s  ngx_http_events_history_rd_t;
  */
 struct ngx_http_events_history_rd_s {
     MDB_txn                    *txn;            /* reset between reads */
-    u_char                     *buf;            /* one record read back */
+    u_char                     *buf;            /* records read back */
     size_t                      size;
+    uint64_t                    cseg;           /* what buf holds */
+    uint64_t                    coff;
+    size_t                      clen;
+    uint64_t                    cend;           /* the last record's end */
     ngx_uint_t                  clock;          /* of the fd cache */
     ngx_http_events_history_rd_t  *next;        /* free */
     ngx_http_events_history_fd_t  fds[NGX_HTTP_EVENTS_HISTORY_FDS];
