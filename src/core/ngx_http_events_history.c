@@ -2222,6 +2222,46 @@ ngx_http_events_history_window(ngx_http_events_history_t *h,
 
 
 /*
+ * The newest seq at or before a time, through the time table; -1: the
+ * newest indexed is.  A descending page up to a time older than the
+ * ring is the disk's at once, without a scan of the ring first.
+ */
+
+uint64_t
+ngx_http_events_history_until(ngx_http_events_history_t *h, uint64_t ms)
+{
+    u_char       key[8];
+    MDB_val      k, v;
+    uint64_t     seq;
+    MDB_cursor  *cur;
+
+    seq = (uint64_t) -1;
+
+    if (ngx_http_events_history_rtxn(h, &h->rd) != NGX_OK) {
+        return seq;
+    }
+
+    if (mdb_cursor_open(h->rd.txn, h->time, &cur) == 0) {
+        ngx_http_events_history_be64(key, ms + 1);
+        k.mv_size = 8;
+        k.mv_data = key;
+
+        if (mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) == 0
+            && v.mv_size == 8)
+        {
+            seq = ngx_http_events_history_get64(v.mv_data) - 1;
+        }
+
+        mdb_cursor_close(cur);
+    }
+
+    ngx_http_events_history_rdone(&h->rd);
+
+    return seq;
+}
+
+
+/*
  * A plan: which index to walk for a query, from "lo" (exclusive) to
  * "hi" (inclusive).  An entity, a handful of types, a tenant, or (a
  * webhook of every tenant) the seq table itself.

@@ -206,6 +206,8 @@ ngx_int_t ngx_http_events_history_post(ngx_http_events_history_job_t *job);
 void ngx_http_events_history_run(ngx_http_events_history_job_t *job);
 uint64_t ngx_http_events_history_gone(ngx_http_events_history_t *h,
     uint64_t ring_evicted);
+uint64_t ngx_http_events_history_until(ngx_http_events_history_t *h,
+    uint64_t ms);
 void ngx_http_events_history_window(ngx_http_events_history_t *h,
     ngx_http_events_window_t *w);
 ngx_int_t ngx_http_events_history_query(ngx_http_events_history_t *h,

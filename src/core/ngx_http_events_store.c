@@ -1967,7 +1967,11 @@ ngx_http_events_store_answer_query(ngx_http_events_store_t *store,
      */
 
     if (hist && ring > w->evicted_seq
-        && (q->desc ? q->before && q->before - 1 <= ring : q->after < ring))
+        && (q->desc ? (q->before && q->before - 1 <= ring)
+                      || (!q->before && q->until_ms >= 0
+                          && ngx_http_events_history_until(
+                                 hist, (uint64_t) q->until_ms) <= ring)
+                    : q->after < ring))
     {
         return ngx_http_events_store_disk_query(hist, q, pool, res);
     }
