@@ -388,6 +388,7 @@ ngx_http_events_history_rd_init(ngx_http_events_history_rd_t *rd)
     rd->cseg = 0;
     rd->clen = 0;
     rd->cend = 0;
+    rd->clast = 0;
 
     for (i = 0; i < NGX_HTTP_EVENTS_HISTORY_FDS; i++) {
         rd->fds[i].fd = NGX_INVALID_FILE;
@@ -1172,7 +1173,7 @@ ngx_http_events_history_decode(u_char *p, size_t len,
  * goes through a segment in order (a stream catching up, a page of
  * consecutive events) reads 64 KB at a time, and the records after this
  * one come from the buffer: one pread() for about 60 of them instead of
- * one each.  Records never change once written, so what the buffer holds
+ * one each; in reverse order (a descending page), the 64 KB before it.  Records never change once written, so what the buffer holds
  * stays right; a record that does not check out there (the tail of a
  * write that failed and was written again) is read again from the file.
  */
@@ -1185,26 +1186,38 @@ ngx_http_events_history_read(ngx_http_events_history_t *h,
     u_char    *p;
     size_t     want;
     ssize_t    n;
+    uint64_t   off, end;
     ngx_fd_t   fd;
 
+    end = loc->offset + loc->len;
+
     if (rd->buf && rd->cseg == loc->segment && loc->offset >= rd->coff
-        && loc->offset + loc->len <= rd->coff + rd->clen)
+        && end <= rd->coff + rd->clen)
     {
         p = rd->buf + (loc->offset - rd->coff);
 
         if (ngx_http_events_history_decode(p, loc->len, r) == NGX_OK
             && r->seq == seq)
         {
-            rd->cend = loc->offset + loc->len;
+            rd->cend = end;
+            rd->clast = loc->offset;
             return NGX_OK;
         }
     }
 
+    off = loc->offset;
     want = loc->len;
 
     if (rd->cseg == loc->segment && rd->cend == loc->offset) {
         /* in order: read ahead */
         want = ngx_max(want, NGX_HTTP_EVENTS_HISTORY_AHEAD);
+
+    } else if (rd->cseg == loc->segment && rd->clast == end) {
+        /* in reverse order (a descending page): read behind */
+        off = end > NGX_HTTP_EVENTS_HISTORY_AHEAD
+              ? end - NGX_HTTP_EVENTS_HISTORY_AHEAD : 0;
+        want = ngx_max(want, end - off);
+        off = end - want;
     }
 
     if (want > rd->size) {
@@ -1229,17 +1242,20 @@ ngx_http_events_history_read(ngx_http_events_history_t *h,
         return NGX_DECLINED;
     }
 
-    n = pread(fd, rd->buf, want, (off_t) loc->offset);
+    n = pread(fd, rd->buf, want, (off_t) off);
 
-    if (n >= (ssize_t) loc->len) {
+    if (n >= (ssize_t) (end - off)) {
         rd->cseg = loc->segment;
-        rd->coff = loc->offset;
+        rd->coff = off;
         rd->clen = n;
-        rd->cend = loc->offset + loc->len;
+        rd->cend = end;
+        rd->clast = loc->offset;
     }
 
-    if (n < (ssize_t) loc->len
-        || ngx_http_events_history_decode(rd->buf, loc->len, r) != NGX_OK
+    if (n < (ssize_t) (end - off)
+        || ngx_http_events_history_decode(rd->buf + (loc->offset - off),
+                                          loc->len, r)
+           != NGX_OK
         || r->seq != seq)
     {
         rd->clen = 0;

@@ -94,6 +94,7 @@ struct ngx_http_events_history_rd_s {
     uint64_t                    coff;
     size_t                      clen;
     uint64_t                    cend;           /* the last record's end */
+    uint64_t                    clast;          /* and its offset */
     ngx_uint_t                  clock;          /* of the fd cache */
     ngx_http_events_history_rd_t  *next;        /* free */
     ngx_http_events_history_fd_t  fds[NGX_HTTP_EVENTS_HISTORY_FDS];
