@@ -1,8 +1,11 @@
 #!/usr/bin/perl
 
 # History on disk, read in threads: a page or an event by id that only
-# the disk has is read in nginx's thread pool (thread_pool=NAME, or the
-# default pool), so that a cold disk stalls a thread, not the worker.
+# the disk has is read first in the worker from the page cache alone
+# (RWF_NOWAIT), and when the cache does not have it, in nginx's thread
+# pool (thread_pool=NAME, or the default pool), so that a cold disk
+# stalls a thread, not the worker.  The test drops the segments from the
+# page cache (sync, then dd iflag=nocache) to make the disk cold.
 # Two workers, readers paging through the whole history at once while
 # writers post, clients that hang up before the answer, a reload in the
 # middle of it all; then thread_pool=off reads in the worker, as before.
@@ -109,6 +112,14 @@ sub post_range {
 
 sub history { $t->get('/events-status')->{json}{journal}{history} }
 
+# the segments out of the page cache: written back, then dropped
+sub cold {
+    my @segs = glob $t->testdir . '/journal/*.evj';
+    system('sync', @segs) == 0 or die "sync: $?";
+    system('dd', "if=$_", 'of=/dev/null', 'iflag=nocache', 'count=0',
+        'status=none') for @segs;
+}
+
 ###########################################################################
 # bad parameters
 
@@ -135,19 +146,27 @@ my @seqs = post_range('e', 1, 10000);
 ok($t->get('/events-status')->{json}{events}{retained} < 5000,
     'the ring holds part of the 10000 events');
 
-my $h0 = history();
 is_deeply(walk('/events', 500), \@seqs, 'all of it, from disk and the ring');
-my $h1 = history();
-ok($h1->{threadReads} >= 10,
-    "the disk's pages were read in threads ($h1->{threadReads})");
-is($h1->{workerReads}, 0, 'none in a worker');
+my $h0 = history();
+ok($h0->{cacheReads} >= 10,
+    "just written, the disk's pages came from the page cache "
+    . "($h0->{cacheReads})");
+is($h0->{threadReads}, 0, 'none needed a thread');
 
+cold();
+is_deeply(walk('/events', 500), \@seqs, 'cold: all of it again');
+my $h1 = history();
+ok($h1->{threadReads} >= 1,
+    "cold pages were read in threads ($h1->{threadReads})");
+is($h1->{workerReads}, 0, 'none waited on the disk in a worker');
+
+cold();
 my $r = $t->get('/events/e-1');
-is($r->{status}, 200, 'the oldest event by id');
+is($r->{status}, 200, 'the oldest event by id, cold');
 is($r->{json}{seq}, $seqs[0], 'with its seq');
 is(history()->{threadReads}, $h1->{threadReads} + 1, 'read in a thread');
 $t->is_error($t->get('/events/e-nothere'), 404, 'not_found', undef,
-    'an unknown id, asked of the disk in a thread: 404');
+    'an unknown id, asked of the index: 404');
 is_deeply(walk('/events/doc/d-3?order=desc', 100),
     [ reverse map { $seqs[$_ - 1] } grep { $_ % 10 == 3 } 1 .. 10000 ],
     'entity history, newest first, in pages');
@@ -163,6 +182,7 @@ for my $k (1 .. 4) {
     if ($pid == 0) {
         my $out = '';
         for my $round (1 .. 3) {
+            cold() if $k % 2;
             my $got = eval { walk('/events', 300 + 100 * $k) };
             $out .= $got ? join(',', @{$got}[0 .. 9999]) . "\n"
                          : "error $@";
@@ -230,8 +250,10 @@ is(scalar @$all, 13000, 'after it: the 13000 events');
 my %dup;
 is(scalar(grep { $dup{$_}++ } @$all), 0, 'once each');
 my $h2 = history();
-ok($h2->{threadReads} > $h1->{threadReads} + 100,
+ok($h2->{threadReads} > $h1->{threadReads} + 1,
     "reads went on in threads ($h2->{threadReads})");
+ok($h2->{cacheReads} > $h1->{cacheReads} + 100,
+    "and from the page cache ($h2->{cacheReads})");
 
 $t->stop;
 unlike($t->error_log, qr/\[(?:alert|crit|emerg)\]/,

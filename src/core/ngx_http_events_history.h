@@ -35,6 +35,7 @@ typedef struct {
     uint64_t                    rebuild_ms;
     uint64_t                    removed;        /* by retention, ever */
     uint64_t                    base;           /* newest never journaled */
+    ngx_atomic_t                cache_reads;    /* from the page cache */
     ngx_atomic_t                thread_reads;   /* disk reads in a thread */
     ngx_atomic_t                worker_reads;   /* and in a worker */
     ngx_uint_t                  ready;          /* reads may use it */
@@ -95,6 +96,7 @@ struct ngx_http_events_history_rd_s {
     size_t                      clen;
     uint64_t                    cend;           /* the last record's end */
     uint64_t                    clast;          /* and its offset */
+    ngx_uint_t                  nowait;         /* NGX_AGAIN, not the disk */
     ngx_uint_t                  clock;          /* of the fd cache */
     ngx_http_events_history_rd_t  *next;        /* free */
     ngx_http_events_history_fd_t  fds[NGX_HTTP_EVENTS_HISTORY_FDS];

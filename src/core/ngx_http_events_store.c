@@ -2527,6 +2527,7 @@ ngx_http_events_store_stats(ngx_http_events_store_t *store,
     st->history_rebuilds = sh->journal.history.rebuilds;
     st->history_build_ms = sh->journal.history.rebuild_ms;
     st->history_errors = sh->journal.history.errors;
+    st->history_cache_reads = sh->journal.history.cache_reads;
     st->history_thread_reads = sh->journal.history.thread_reads;
     st->history_worker_reads = sh->journal.history.worker_reads;
 

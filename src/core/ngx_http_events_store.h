@@ -245,6 +245,7 @@ typedef struct {
     uint64_t                    history_rebuilds;
     uint64_t                    history_build_ms;
     uint64_t                    history_errors;
+    uint64_t                    history_cache_reads;
     uint64_t                    history_thread_reads;
     uint64_t                    history_worker_reads;
 

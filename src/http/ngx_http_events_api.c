@@ -1194,7 +1194,9 @@ ngx_http_events_api_read(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_http_events_history_run(job);
+    if (rc == NGX_DECLINED) {
+        ngx_http_events_history_run(job);
+    }
 
     if (q) {
         return job->rc == NGX_OK
