@@ -47,7 +47,7 @@ DEBS      ?= $(TEST_DEBS)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps deps-run run test test-asan bench bench-fanout \
-        bench-latency bench-webhooks bench-journal bench-history bench-cluster fuzz \
+        bench-latency bench-idle bench-webhooks bench-journal bench-history bench-cluster fuzz \
         fuzz-short clean \
         install deb nginx-poll check-openssl compat compat-src
 
@@ -161,6 +161,11 @@ bench-fanout: deps $(MODULE)
 bench-latency: deps $(MODULE)
 	BENCH_ROUNDS=5 BENCH_SUBSCRIBERS="1000 5000" BENCH_RATES="20 100" \
 	    BENCH_FLOOR=0 t/bench/fanout.sh
+
+# 100 000 idle streams: memory per stream beside nginx's floor, and one
+# event to all of them (BENCH_STREAMS=...)
+bench-idle: deps $(MODULE)
+	T_MODULE=$(MODULE) t/bench/idle.sh
 
 # webhook deliveries/s and latency to a loopback receiver, 1-100 endpoints
 bench-webhooks: deps $(MODULE)
