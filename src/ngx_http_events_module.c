@@ -27,6 +27,7 @@
 #include "ngx_http_events_validate.h"
 #include "ngx_http_events_webhook.h"
 #include "ngx_http_events_capture.h"
+#include "ngx_http_events_inbound.h"
 
 
 static ngx_int_t ngx_http_events_preconfiguration(ngx_conf_t *cf);
@@ -379,6 +380,13 @@ static ngx_command_t  ngx_http_events_commands[] = {
     { ngx_string("events_webhook_allow"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_events_webhook_conf_allow,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("events_inbound"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_2MORE,
+      ngx_http_events_inbound,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },

@@ -77,6 +77,7 @@ struct ngx_http_events_loc_conf_s {
     ngx_http_events_webhook_conf_t   *wh;
     ngx_http_events_capture_conf_t   *capture;
     ngx_http_events_validate_conf_t  *validate;
+    ngx_http_events_inbound_conf_t   *inbound;  /* events_inbound's */
 
     ngx_array_t                *cors;           /* ngx_str_t origins */
 

@@ -354,7 +354,6 @@ ngx_http_events_api_ingest(ngx_http_request_t *r, u_char *body, size_t len)
 {
     json_t                   *root;
     json_error_t              jerr;
-    ngx_pool_cleanup_t       *cln;
     ngx_http_events_error_t   err;
 
     ngx_memzero(&err, sizeof(ngx_http_events_error_t));
@@ -371,14 +370,46 @@ ngx_http_events_api_ingest(ngx_http_request_t *r, u_char *body, size_t len)
 
     /* the events point into root until stored, maybe after a hook */
 
-    cln = ngx_pool_cleanup_add(r->pool, 0);
-    if (cln == NULL) {
+    if (ngx_http_events_api_hold_json(r, root) != NGX_OK) {
         json_decref(root);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    return ngx_http_events_api_store(r, root, &err);
+}
+
+
+/* a JSON value kept as long as the request, then freed */
+
+ngx_int_t
+ngx_http_events_api_hold_json(ngx_http_request_t *r, json_t *v)
+{
+    ngx_pool_cleanup_t  *cln;
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
     cln->handler = ngx_http_events_json_cleanup;
-    cln->data = root;
+    cln->data = v;
+
+    return NGX_OK;
+}
+
+
+/*
+ * An event object made by another front of the store (inbound
+ * webhooks), held by the request: checked, hooked and stored exactly as
+ * the body of POST /events, and answered the same way.
+ */
+
+ngx_int_t
+ngx_http_events_api_ingest_json(ngx_http_request_t *r, json_t *root)
+{
+    ngx_http_events_error_t  err;
+
+    ngx_memzero(&err, sizeof(ngx_http_events_error_t));
 
     return ngx_http_events_api_store(r, root, &err);
 }
@@ -937,6 +968,14 @@ ngx_http_events_api_created(ngx_http_request_t *r,
     if (created) {
         /* streams hear of it after this answer has gone */
         ngx_http_events_ipc_notify(store);
+    }
+
+    if (!batch && elcf->prefix.len == 0) {
+        /* not an events_api location: no collection to point into */
+        return ngx_http_events_http_send(r, status,
+                                         &ngx_http_events_http_json_type,
+                                         events[0].stored.data,
+                                         events[0].stored.len);
     }
 
     if (!batch) {
