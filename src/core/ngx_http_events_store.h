@@ -279,6 +279,10 @@ typedef struct {
     void                      (*cancel)(void *handle);
     /* NGX_AGAIN: the ring is still catching up with the log */
     ngx_int_t                 (*ready)(void *data);
+    /* readiness: NGX_DECLINED with a reason and a detail, or NGX_OK */
+    ngx_int_t                 (*health)(void *data, ngx_pool_t *pool,
+                                        ngx_str_t *reason,
+                                        ngx_str_t *detail);
 } ngx_http_events_remote_t;
 
 
