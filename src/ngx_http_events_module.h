@@ -23,6 +23,7 @@ typedef struct {
     ngx_str_t                   tenant;         /* the request's */
     ngx_http_events_claims_t   *claims;         /* a valid token's */
     ngx_http_events_stream_ctx_t    *stream;
+    ngx_http_events_export_ctx_t    *export;    /* an NDJSON export's */
     ngx_http_events_webhook_job_t   *job;       /* a webhook attempt's */
     ngx_http_events_webhook_route_t  *route;    /* a webhooks API call's */
     ngx_http_events_capture_ctx_t   *capture;

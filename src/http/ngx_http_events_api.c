@@ -8,7 +8,8 @@
  * The REST API at an events_api location P:
  *
  *   POST P                 one event, or an array of them (all or nothing)
- *   GET  P                 the list, with filters and cursor paging
+ *   GET  P                 the list, with filters and cursor paging;
+ *                          with Accept: application/x-ndjson, an export
  *   GET  P/types           the type catalog of the window
  *   GET  P/{id}            one event
  *   GET  P/{type}/{id}     an entity's history, from its index
@@ -34,6 +35,7 @@
 #include "ngx_http_events_auth.h"
 #include "ngx_http_events_validate.h"
 #include "ngx_http_events_journal.h"
+#include "ngx_http_events_export.h"
 
 
 /* how often a POST waiting for an fsync says so, keeping its worker */
@@ -1081,6 +1083,18 @@ ngx_http_events_api_list(ngx_http_request_t *r, ngx_str_t *tenant,
                               q.has_after ? "after" : "before",
                               "the cursor is ahead of the store's head");
         return ngx_http_events_http_send_error(r, &err, NULL);
+    }
+
+    if (ngx_http_events_export_wanted(r)) {
+        if (q.has_after && q.after < w.evicted_seq) {
+            return ngx_http_events_api_gone(r, key, &w, "after",
+                                            "cursor_expired",
+                                            "the events after this cursor "
+                                            "have left the store; read "
+                                            "again from \"oldest\"");
+        }
+
+        return ngx_http_events_export_start(r, store, &q, &w);
     }
 
     if (ngx_http_events_store_query(store, &q, r->pool, &res) != NGX_OK) {
