@@ -28,6 +28,7 @@
 #include "ngx_http_events_webhook.h"
 #include "ngx_http_events_capture.h"
 #include "ngx_http_events_inbound.h"
+#include "ngx_http_events_capture_pre.h"
 
 
 static ngx_int_t ngx_http_events_preconfiguration(ngx_conf_t *cf);
@@ -419,6 +420,13 @@ static ngx_command_t  ngx_http_events_commands[] = {
       offsetof(ngx_http_events_capture_conf_t, max_body),
       &ngx_http_events_capture_size },
 
+    { ngx_string("events_capture_pre"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_http_events_capture_pre,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("events_validate"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_events_validate,
@@ -552,7 +560,9 @@ ngx_http_events_postconfiguration(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
-    if (ngx_http_events_capture_init(cf) != NGX_OK) {
+    if (ngx_http_events_capture_init(cf) != NGX_OK
+        || ngx_http_events_capture_pre_init(cf) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 

@@ -27,6 +27,7 @@ typedef struct {
     ngx_http_events_webhook_job_t   *job;       /* a webhook attempt's */
     ngx_http_events_webhook_route_t  *route;    /* a webhooks API call's */
     ngx_http_events_capture_ctx_t   *capture;
+    ngx_http_events_capture_pre_t   *pre;       /* a write before its hook */
     ngx_http_events_validate_ctx_t  *validate;  /* waiting for the hook */
     ngx_http_events_validation_t    *validation;  /* a hook's subrequest */
     ngx_int_t                   auth_rc;        /* 0: not checked yet */
