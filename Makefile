@@ -41,7 +41,7 @@ RUN_DEBS  := nginx nginx-dev libjansson-dev libssl-dev libpcre2-dev \
              zlib1g-dev liblmdb-dev libhiredis-dev gcc make
 TEST_DEBS := $(RUN_DEBS) perl libasan8 clang libclang-rt-14-dev wrk openssl \
              libnginx-mod-nchan redis-server debhelper dpkg-dev fakeroot \
-             chromium prometheus
+             chromium prometheus libnginx-mod-http-js
 DEBS      ?= $(TEST_DEBS)
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
