@@ -38,7 +38,7 @@ DESTDIR     ?=
 
 # what building and running need; testing adds the rest
 RUN_DEBS  := nginx nginx-dev libjansson-dev libssl-dev libpcre2-dev \
-             zlib1g-dev liblmdb-dev libhiredis-dev gcc make
+             zlib1g-dev liblmdb-dev libhiredis-dev libwslay-dev gcc make
 TEST_DEBS := $(RUN_DEBS) perl libasan8 clang libclang-rt-14-dev wrk openssl \
              libnginx-mod-nchan redis-server debhelper dpkg-dev fakeroot \
              chromium prometheus
