@@ -124,7 +124,8 @@ static char  *ngx_http_events_sse_ends[] = {
 ngx_int_t
 ngx_http_events_stream_handler(ngx_http_request_t *r)
 {
-    ngx_int_t                      rc, ws;
+    ngx_int_t                      rc;
+    ngx_uint_t                     ws;
     ngx_pool_cleanup_t            *cln;
     ngx_http_events_stream_ctx_t  *ctx;
 
@@ -136,11 +137,8 @@ ngx_http_events_stream_handler(ngx_http_request_t *r)
         return rc;
     }
 
-    /* NGX_DECLINED: an EventSource; NGX_OK: an upgrade; else answered */
-    ws = ngx_http_events_ws_handshake(r);
-
-    if (ws != NGX_OK && ws != NGX_DECLINED) {
-        return ws;
+    if (!ngx_http_events_ws_handshake(r, &ws, &rc)) {
+        return rc;
     }
 
     rc = ngx_http_discard_request_body(r);
@@ -153,8 +151,7 @@ ngx_http_events_stream_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ctx->proto = (ws == NGX_OK) ? &ngx_http_events_ws_proto
-                                : &ngx_http_events_sse_proto;
+    ctx->proto = ws ? &ngx_http_events_ws_proto : &ngx_http_events_sse_proto;
 
     if (!ngx_http_events_stream_accept(r, ctx, &rc)) {
         return rc;
@@ -268,6 +265,8 @@ ngx_http_events_stream_accept(ngx_http_request_t *r,
         return 0;
     }
 
+    ctx->retry = elcf->stream_retry;
+
     if (elcf->stream_max_subscribers
         && store->nsubscribers >= elcf->stream_max_subscribers)
     {
@@ -286,7 +285,6 @@ ngx_http_events_stream_accept(ngx_http_request_t *r,
 
     ctx->request = r;
     ctx->store = store;
-    ctx->retry = elcf->stream_retry;
     ctx->max_buffer = elcf->stream_max_buffer;
     ctx->heartbeat_ms = elcf->heartbeat;
     ctx->named = elcf->stream_event_field || ctx->filter.named;

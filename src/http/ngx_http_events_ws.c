@@ -58,6 +58,7 @@ struct ngx_http_events_ws_s {
 
     unsigned                        closing:1;
     unsigned                        pinged:1;
+    unsigned                        gone:1;     /* EOF or error reading */
 };
 
 
@@ -67,10 +68,10 @@ typedef struct {
 } ngx_http_events_ws_end_t;
 
 
-static ngx_int_t ngx_http_events_ws_refuse(ngx_http_request_t *r,
-    const char *message);
-static ngx_uint_t ngx_http_events_ws_token(ngx_table_elt_t *h,
-    const char *token);
+static ngx_uint_t ngx_http_events_ws_refuse(ngx_http_request_t *r,
+    ngx_int_t *rc, const char *message);
+static ngx_uint_t ngx_http_events_ws_token(ngx_http_request_t *r,
+    const char *name, const char *token);
 static ngx_int_t ngx_http_events_ws_open(ngx_http_events_stream_ctx_t *ctx);
 static ngx_int_t ngx_http_events_ws_accept(ngx_http_request_t *r,
     ngx_str_t *accept);
@@ -137,38 +138,41 @@ static u_char  ngx_http_events_ws_guid[] =
 
 
 /*
- * Whether the request upgrades, checked as RFC 6455 4.2.1 says.
- * NGX_DECLINED: no "Upgrade: websocket", an EventSource (HTTP/2 cannot
- * upgrade); NGX_OK: a valid handshake; else it was answered, a 400 that
- * says what is wrong or a 403 for an Origin that may not.
+ * Whether the request upgrades, checked as RFC 6455 4.2.1 says: without
+ * "Upgrade: websocket" it is an EventSource (HTTP/2 cannot upgrade).
+ * Whether the stream may go on; if not, it was answered with *rc: a 400
+ * that says what is wrong, or a 403 for an Origin that may not.
  */
 
-ngx_int_t
-ngx_http_events_ws_handshake(ngx_http_request_t *r)
+ngx_uint_t
+ngx_http_events_ws_handshake(ngx_http_request_t *r, ngx_uint_t *upgrade,
+    ngx_int_t *rc)
 {
     u_char                   key[NGX_HTTP_EVENTS_WS_KEY_LEN];
     ngx_str_t                value, decoded;
     ngx_table_elt_t         *h;
     ngx_http_events_error_t  err;
 
-    if (!ngx_http_events_ws_token(r->headers_in.upgrade, "websocket")) {
-        return NGX_DECLINED;
+    *upgrade = 0;
+
+    if (!ngx_http_events_ws_token(r, "Upgrade", "websocket")) {
+        return 1;
     }
 
 #if (NGX_HTTP_V2)
     if (r->stream) {
-        return NGX_DECLINED;
+        return 1;
     }
 #endif
 
     if (r->http_version != NGX_HTTP_VERSION_11) {
-        return ngx_http_events_ws_refuse(r, "a WebSocket handshake is "
+        return ngx_http_events_ws_refuse(r, rc, "a WebSocket handshake is "
                                          "an HTTP/1.1 request");
     }
 
-    if (!ngx_http_events_ws_token(r->headers_in.connection, "upgrade")) {
-        return ngx_http_events_ws_refuse(r, "a WebSocket handshake needs "
-                                         "\"Connection: Upgrade\"");
+    if (!ngx_http_events_ws_token(r, "Connection", "upgrade")) {
+        return ngx_http_events_ws_refuse(r, rc, "a WebSocket handshake "
+                                         "needs \"Connection: Upgrade\"");
     }
 
     h = ngx_http_events_http_header(r, "Sec-WebSocket-Version");
@@ -182,11 +186,12 @@ ngx_http_events_ws_handshake(ngx_http_request_t *r)
                                             &value)
             != NGX_OK)
         {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+            return 0;
         }
 
-        return ngx_http_events_ws_refuse(r, "Sec-WebSocket-Version must be "
-                                         "13");
+        return ngx_http_events_ws_refuse(r, rc, "Sec-WebSocket-Version "
+                                         "must be 13");
     }
 
     h = ngx_http_events_http_header(r, "Sec-WebSocket-Key");
@@ -198,8 +203,8 @@ ngx_http_events_ws_handshake(ngx_http_request_t *r)
         || ngx_decode_base64(&decoded, &h->value) != NGX_OK
         || decoded.len != 16)
     {
-        return ngx_http_events_ws_refuse(r, "Sec-WebSocket-Key must be 16 "
-                                         "bytes in base64");
+        return ngx_http_events_ws_refuse(r, rc, "Sec-WebSocket-Key must be "
+                                         "16 bytes in base64");
     }
 
     if (!ngx_http_events_cors_websocket(r)) {
@@ -208,15 +213,19 @@ ngx_http_events_ws_handshake(ngx_http_request_t *r)
                               NULL, "this Origin may not open a WebSocket "
                               "here (see events_cors)");
 
-        return ngx_http_events_http_send_error(r, &err, NULL);
+        *rc = ngx_http_events_http_send_error(r, &err, NULL);
+        return 0;
     }
 
-    return NGX_OK;
+    *upgrade = 1;
+
+    return 1;
 }
 
 
-static ngx_int_t
-ngx_http_events_ws_refuse(ngx_http_request_t *r, const char *message)
+static ngx_uint_t
+ngx_http_events_ws_refuse(ngx_http_request_t *r, ngx_int_t *rc,
+    const char *message)
 {
     ngx_http_events_error_t  err;
 
@@ -224,17 +233,24 @@ ngx_http_events_ws_refuse(ngx_http_request_t *r, const char *message)
     ngx_http_events_error(&err, 400, "invalid_handshake", NULL, NULL, NULL,
                           "%s", message);
 
-    return ngx_http_events_http_send_error(r, &err, NULL);
+    *rc = ngx_http_events_http_send_error(r, &err, NULL);
+
+    return 0;
 }
 
 
 /* a comma-separated header has this token, in any case */
 
 static ngx_uint_t
-ngx_http_events_ws_token(ngx_table_elt_t *h, const char *token)
+ngx_http_events_ws_token(ngx_http_request_t *r, const char *name,
+    const char *token)
 {
-    size_t   len;
-    u_char  *p, *last, *start, *end;
+    size_t            len;
+    u_char           *p, *last, *start, *end;
+    ngx_table_elt_t  *h;
+
+    /* looked up: nginx 1.22 keeps no pointer to Connection */
+    h = ngx_http_events_http_header(r, name);
 
     if (h == NULL) {
         return 0;
@@ -723,9 +739,14 @@ ngx_http_events_ws_reader(ngx_http_request_t *r)
     }
 
     if (wslay_event_recv(ctx->ws->wslay) != 0) {
-        /* gone without a close, or out of memory */
-        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, c->log, 0,
-                       "events: WebSocket client gone");
+
+        if (!ctx->ws->gone) {
+            /* a frame wslay cannot parse: its close, once, and the end */
+            ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                          "events: WebSocket protocol error");
+            (void) ngx_http_events_ws_flush(ctx);
+        }
+
         ngx_http_finalize_request(r, NGX_ERROR);
         return;
     }
@@ -820,6 +841,7 @@ ngx_http_events_ws_recv(wslay_event_context_ptr wslay, uint8_t *buf,
     }
 
     if (n == 0 || n == NGX_ERROR) {
+        ws->gone = 1;
         wslay_event_set_error(wslay, WSLAY_ERR_CALLBACK_FAILURE);
         return -1;
     }

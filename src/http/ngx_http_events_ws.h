@@ -15,7 +15,8 @@
 #include "ngx_http_events_stream.h"
 
 
-ngx_int_t ngx_http_events_ws_handshake(ngx_http_request_t *r);
+ngx_uint_t ngx_http_events_ws_handshake(ngx_http_request_t *r,
+    ngx_uint_t *upgrade, ngx_int_t *rc);
 
 
 extern ngx_http_events_stream_proto_t  ngx_http_events_ws_proto;
