@@ -51,6 +51,7 @@ cp "$MODULE" "$WORK/events.so"
 gcc -O2 -Wall -Wextra -o "$WORK/client" "$HERE/fanout_client.c" \
     || die "the client did not compile"
 
+USED_PORTS=" "
 SUB_PID=""
 PUB_PID=""
 cleanup() {
