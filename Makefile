@@ -11,6 +11,7 @@
 #   make test-asan  the suite against an AddressSanitizer build
 #   make bench      the ingest benchmark (t/bench), side by side with Nchan
 #   make bench-fanout  the SSE fan-out benchmark, side by side with Nchan
+#   make bench-ws   WebSocket against SSE streams, ours and Nchan's (< 60 s)
 #   make bench-webhooks  webhook deliveries/s and latency
 #   make bench-journal what each events_journal fsync mode costs at ingest
 #   make bench-history reads from 1 000 000 events on disk behind a small ring
@@ -38,7 +39,7 @@ DESTDIR     ?=
 
 # what building and running need; testing adds the rest
 RUN_DEBS  := nginx nginx-dev libjansson-dev libssl-dev libpcre2-dev \
-             zlib1g-dev liblmdb-dev libhiredis-dev gcc make
+             zlib1g-dev liblmdb-dev libhiredis-dev libwslay-dev gcc make
 TEST_DEBS := $(RUN_DEBS) perl libasan8 clang libclang-rt-14-dev wrk openssl \
              libnginx-mod-nchan redis-server debhelper dpkg-dev fakeroot \
              chromium prometheus libnginx-mod-http-js
@@ -46,8 +47,9 @@ DEBS      ?= $(TEST_DEBS)
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps deps-run run test test-asan bench bench-fanout \
-        bench-latency bench-idle bench-webhooks bench-journal bench-history bench-cluster fuzz \
+.PHONY: all deps deps-run run test test-asan bench bench-fanout bench-ws \
+        bench-latency bench-idle bench-webhooks bench-journal bench-history \
+        bench-cluster fuzz \
         fuzz-short clean \
         install deb nginx-poll check-openssl compat compat-src
 
@@ -155,6 +157,10 @@ bench: deps $(MODULE)
 # SSE fan-out beside Nchan: 100 to 10 000 streams, about 10 minutes
 bench-fanout: deps $(MODULE)
 	t/bench/fanout.sh
+
+# WebSocket against SSE, ours and Nchan's, 200 streams: under a minute
+bench-ws: deps $(MODULE)
+	T_MODULE=$(MODULE) t/bench/ws-fanout.sh
 
 # publish -> receive p99 beside Nchan, servers alternating over 5 rounds:
 # the median ratio and its spread (the tail is noisy; one run says little)
