@@ -24,7 +24,8 @@ NGINX_BIN   ?= /usr/sbin/nginx
 BUILD       := $(CURDIR)/build
 MODULE      := $(BUILD)/ngx_http_events_module.so
 ASAN_MODULE := $(BUILD)/asan/ngx_http_events_module.so
-SOURCES     := config $(wildcard src/*.[ch] src/*/*.[ch])
+SOURCES     := config config.make $(wildcard src/*.[ch] src/*/*.[ch]) \
+               $(wildcard clients/console/*) clients/js/events.js
 LIBASAN     := $(firstword $(wildcard /usr/lib/*-linux-gnu/libasan.so.8))
 PROVE_JOBS  ?= 2
 POLL_NGINX  := $(BUILD)/nginx-poll/objs/nginx
@@ -71,7 +72,7 @@ deps:
 	    $(SUDO) /usr/sbin/nginx -s quit 2>/dev/null || true; fi
 
 # nginx's configure writes objs/ next to the sources, so build in a copy.
-$(BUILD)/nginx/objs/Makefile: config | $(BUILD)
+$(BUILD)/nginx/objs/Makefile: config config.make | $(BUILD)
 	rm -rf $(BUILD)/nginx
 	cp -r $(NGINX_SRC) $(BUILD)/nginx
 	cd $(BUILD)/nginx && . ./conf_flags && \
@@ -84,7 +85,7 @@ $(MODULE): $(SOURCES) $(BUILD)/nginx/objs/Makefile
 	@# a new inode: an nginx running the old copy keeps its mapping
 	cp $(BUILD)/nginx/objs/ngx_http_events_module.so $@.tmp && mv $@.tmp $@
 
-$(BUILD)/asan/nginx/objs/Makefile: config | $(BUILD)
+$(BUILD)/asan/nginx/objs/Makefile: config config.make | $(BUILD)
 	rm -rf $(BUILD)/asan && mkdir -p $(BUILD)/asan
 	cp -r $(NGINX_SRC) $(BUILD)/asan/nginx
 	cd $(BUILD)/asan/nginx && . ./conf_flags && \
