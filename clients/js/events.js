@@ -626,6 +626,12 @@ export class EventsClient {
         return this.listen('ready', fn);
     }
 
+    // the token expires soon: the stream ends at its expiry and the
+    // client reconnects, asking a token function for a fresh one
+    onReauth(fn) {
+        return this.listen('reauth', fn);
+    }
+
     listen(what, fn) {
         this.listeners[what].push(fn);
         return () => {
