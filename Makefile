@@ -283,7 +283,8 @@ DEB_SRC := $(DEB_DIR)/libnginx-mod-http-events-$(VERSION)
 
 deb: deps
 	rm -rf $(DEB_DIR) && mkdir -p $(DEB_SRC)
-	git ls-files -z config src LICENSE | xargs -0 cp --parents -t $(DEB_SRC)
+	git ls-files -z config config.make src clients/console clients/js/events.js \
+	    LICENSE | xargs -0 cp --parents -t $(DEB_SRC)
 	cp -r packaging/debian $(DEB_SRC)/debian
 	printf '%s\n\n  * %s\n\n -- %s  %s\n' \
 	    "libnginx-mod-http-events ($(VERSION)) unstable; urgency=medium" \
@@ -303,6 +304,9 @@ NGX_INCS    := $(foreach d,src/core src/event src/event/modules src/os/unix \
                $(foreach d,$(sort $(dir $(wildcard src/*/*.h))) src,-I $(d))
 
 check-openssl: $(BUILD)/nginx/objs/Makefile
+	@# the console's files, generated into objs/ (config.make)
+	@$(MAKE) --no-print-directory -s -C $(BUILD)/nginx -f objs/Makefile \
+	    objs/ngx_http_events_console_files.h
 	@for f in $(filter %.c,$(SOURCES)); do \
 	    $(CC) -fsyntax-only $(OPENSSL_PRE) $(NGX_INCS) \
 	        -Werror=deprecated-declarations $$f || exit 1; \
