@@ -370,8 +370,10 @@ async function loadEndpoints() {
             const td = el('td');
             td.append(b);
             const s = w.stats || {};
-            tr.append(td, el('td', w.status), el('td', (w.events || []).join(', ')),
-                      el('td', s.ok ?? '', 'num'), el('td', s.failed ?? '', 'num'),
+            tr.append(td, el('td', w.status),
+                      el('td', (w.events || []).join(', ')),
+                      el('td', s.ok ?? '', 'num'),
+                      el('td', s.failed ?? '', 'num'),
                       el('td', s.pending ?? '', 'num'));
             tbody.append(tr);
         }
@@ -394,7 +396,8 @@ async function loadAttempts() {
     const base = conf.webhooks + '/' + encodeURIComponent(endpoint.id);
     try {
         const r = await rest.request('GET', base + '/deliveries?limit=50'
-            + (attemptsNext ? '&after=' + encodeURIComponent(attemptsNext) : ''));
+            + (attemptsNext ? '&after=' + encodeURIComponent(attemptsNext)
+                            : ''));
         const tbody = $('#attempts-rows tbody');
         for (const a of r.data) {
             const tr = el('tr');
@@ -402,13 +405,15 @@ async function loadAttempts() {
             b.type = 'button';
             b.setAttribute('aria-label', 'Resend ' + a.eventId);
             b.addEventListener('click', () => action(
-                base + '/deliveries/' + encodeURIComponent(a.eventId) + '/retry',
+                base + '/deliveries/' + encodeURIComponent(a.eventId)
+                     + '/retry',
                 undefined, 'Resent ' + a.eventId));
             const td = el('td');
             td.append(b);
             tr.append(el('td', when(a.startedAt)), el('td', a.eventId, 'id'),
                       el('td', a.type), el('td', a.trigger), el('td', a.result),
-                      el('td', a.httpStatus ?? ''), el('td', a.error ?? ''), td);
+                      el('td', a.httpStatus ?? ''), el('td', a.error ?? ''),
+                      td);
             tbody.append(tr);
         }
         attemptsNext = r.nextCursor;
@@ -421,7 +426,8 @@ async function loadAttempts() {
 
 async function action(url, body, done) {
     try {
-        const r = await rest.request('POST', url, body === undefined ? {} : body);
+        const r = await rest.request('POST', url,
+                                     body === undefined ? {} : body);
         say('');
         $('#endpoint-title').textContent = endpoint.url + ': ' + done
             + (r && r.queued !== undefined ? ' (' + r.queued + ' queued)' : '');
@@ -523,7 +529,10 @@ $('#auth').addEventListener('submit', (e) => {
     rest = client();
     startLive();
     const t = tabs.find((x) => x.getAttribute('aria-selected') === 'true');
-    onShow[t.getAttribute('aria-controls')] && onShow[t.getAttribute('aria-controls')]();
+    const show = onShow[t.getAttribute('aria-controls')];
+    if (show) {
+        show();
+    }
 });
 
 const onShow = {

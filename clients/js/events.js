@@ -539,9 +539,10 @@ class Feed {
                     continue;
                 }
                 this.client.error(e);
+                const d = backoff(attempt, this.retryMs,
+                                  this.client.opts.backoff);
                 await new Promise((ok) => {
-                    this.timer = setTimeout(ok, backoff(attempt, this.retryMs,
-                                                        this.client.opts.backoff));
+                    this.timer = setTimeout(ok, d);
                 });
             }
         }
@@ -805,7 +806,8 @@ export class EventsClient {
         let params = Object.assign({}, q);
 
         for (;;) {
-            const page = await this.request('GET', this.opts.api + query(params));
+            const page = await this.request('GET',
+                                            this.opts.api + query(params));
             yield page;
 
             if (!page.has_more || !page.next) {
@@ -824,7 +826,8 @@ export class EventsClient {
     }
 
     async get(id) {
-        return this.request('GET', this.opts.api + '/' + encodeURIComponent(id));
+        return this.request('GET',
+                            this.opts.api + '/' + encodeURIComponent(id));
     }
 
     async publish(events) {

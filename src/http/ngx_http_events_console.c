@@ -39,19 +39,19 @@
 
 
 typedef struct {
-    ngx_str_t                    name;
-    ngx_str_t                    type;
-    ngx_str_t                    body;
-    ngx_str_t                    etag;
+    ngx_str_t                        name;
+    ngx_str_t                        type;
+    ngx_str_t                        body;
+    ngx_str_t                        etag;
 } ngx_http_events_console_file_t;
 
 
 typedef struct {
-    ngx_str_t                    api;
-    ngx_str_t                    stream;
-    ngx_str_t                    webhooks;
-    ngx_str_t                    status;
-    ngx_http_events_console_file_t  *files;    /* NULL: no console here */
+    ngx_str_t                        api;
+    ngx_str_t                        stream;
+    ngx_str_t                        webhooks;         /* empty: off */
+    ngx_str_t                        status;           /* empty: off */
+    ngx_http_events_console_file_t  *files;            /* NULL: none */
 } ngx_http_events_console_loc_conf_t;
 
 
@@ -275,12 +275,13 @@ ngx_http_events_console_send(ngx_http_request_t *r,
 static ngx_int_t
 ngx_http_events_console_redirect(ngx_http_request_t *r)
 {
-    u_char  *p;
+    u_char           *p;
+    ngx_table_elt_t  *h;
 
     ngx_http_clear_location(r);
 
-    r->headers_out.location = ngx_list_push(&r->headers_out.headers);
-    if (r->headers_out.location == NULL) {
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -289,12 +290,14 @@ ngx_http_events_console_redirect(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    r->headers_out.location->hash = 1;
-    ngx_str_set(&r->headers_out.location->key, "Location");
-    r->headers_out.location->value.data = p;
+    h->hash = 1;
+    ngx_str_set(&h->key, "Location");
+    h->value.data = p;
     p = ngx_cpymem(p, r->uri.data, r->uri.len);
     *p++ = '/';
-    r->headers_out.location->value.len = p - r->headers_out.location->value.data;
+    h->value.len = p - h->value.data;
+
+    r->headers_out.location = h;
 
     return NGX_HTTP_MOVED_PERMANENTLY;
 }
@@ -365,8 +368,9 @@ ngx_http_events_console(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
     }
 
-    ccf->files = ngx_pcalloc(cf->pool, NGX_HTTP_EVENTS_CONSOLE_NFILES
-                                       * sizeof(ngx_http_events_console_file_t));
+    ccf->files = ngx_pcalloc(cf->pool,
+                             NGX_HTTP_EVENTS_CONSOLE_NFILES
+                             * sizeof(ngx_http_events_console_file_t));
     if (ccf->files == NULL) {
         return NGX_CONF_ERROR;
     }
