@@ -153,6 +153,7 @@ for my $sel ({ resourceId => 'w-1' }, { resourceId => 'w-2',
     my $what = $sel->{types} ? 'types' : 'entity';
     my $n = browser($t->port(1), 'watch', {
         headers => { 'X-Tenant' => 'acme' }, before => 100, after => 100,
+        limit => 20,
         %$sel });
     my $w = $n->until(sub { $_[0]{got} || $_[0]{failed} }, 90);
     ok($w && $w->{got}, "watch ($what): reported") or diag $n->output;

@@ -715,7 +715,8 @@ export class EventsClient {
             let next = null;
 
             for await (const page of this.list(Object.assign(
-                { limit: 1000 }, filter, pick(opts, ['since', 'action']))))
+                { limit: opts.limit || 1000 }, filter,
+                pick(opts, ['since', 'action']))))
             {
                 if (head === null) {
                     head = page.head;

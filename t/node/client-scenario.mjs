@@ -79,7 +79,8 @@ async function watch(C, a, say) {
     }
 
     const got = [];
-    const w = c.watch(sel, (ev) => got.push(ev));
+    // small pages: the writers add to the history while it is read
+    const w = c.watch(sel, (ev) => got.push(ev), { limit: a.limit });
     await w.ready;
     const atLive = written;
 
