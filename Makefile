@@ -15,6 +15,7 @@
 #   make bench-journal what each events_journal fsync mode costs at ingest
 #   make bench-history reads from 1 000 000 events on disk behind a small ring
 #   make bench-cluster three cluster nodes on one Redis beside Nchan-Redis
+#   make bench-client  events.js beside EventSource (npm, Chromium's own)
 #   make fuzz       a longer fuzzing run of the parsers
 
 SHELL       := /bin/bash
@@ -48,7 +49,8 @@ DEBS      ?= $(TEST_DEBS)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps deps-run run test test-asan bench bench-fanout \
-        bench-latency bench-webhooks bench-journal bench-history bench-cluster fuzz \
+        bench-latency bench-webhooks bench-journal bench-history bench-cluster \
+        bench-client fuzz \
         fuzz-short clean \
         install deb nginx-poll check-openssl compat compat-src
 
@@ -177,6 +179,9 @@ bench-journal: deps $(MODULE)
 # type, entity and GET-by-id latencies, SSE catch-up (BENCH_EVENTS=...)
 bench-history: deps $(MODULE)
 	T_MODULE=$(MODULE) perl t/bench/history.pl
+
+bench-client: deps $(MODULE) $(NODE_DEPS)
+	T_MODULE=$(MODULE) perl t/bench/client.pl
 # ingest through three cluster nodes and cross-node latency, beside one
 # node without cluster and three Nchan nodes on the same Redis
 bench-cluster: deps $(MODULE)
