@@ -311,7 +311,7 @@ class Feed {
             const headers = await this.client.headers(
                 { Accept: 'text/event-stream' });
             res = await this.client.opts.fetch(this.url(), {
-                headers, signal: ac.signal, cache: 'no-store',
+                headers, signal: ac.signal,
                 credentials: this.client.opts.credentials
             });
         } catch (e) {
