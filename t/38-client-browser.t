@@ -196,12 +196,15 @@ for my $transport ('fetch', 'eventsource') {
     $n->stop;
 }
 
-my $n = browser($t->port(2), 'denied', {});
-my $e = $n->until(sub { $_[0]{error} }, 30);
-is($e && $e->{status}, 401, 'no token: 401');
-is($e && $e->{error}, 'missing_token', 'no token: missing_token');
-ok($n->until(sub { ($_[0]{state} // '') eq 'closed' }, 10),
-   'no token: closed, not retried');
-$n->stop;
+for my $transport ('fetch', 'eventsource') {
+    my $n = browser($t->port(2), 'denied', { transport => $transport });
+    my $e = $n->until(sub { $_[0]{error} }, 30);
+    is($e && $e->{status}, 401, "no token, $transport: 401");
+    is($e && $e->{error}, 'missing_token',
+       "no token, $transport: missing_token");
+    ok($n->until(sub { ($_[0]{state} // '') eq 'closed' }, 10),
+       "no token, $transport: closed, not retried");
+    $n->stop;
+}
 
 $t->done;

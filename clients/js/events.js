@@ -381,16 +381,21 @@ class Feed {
                 return;
             }
 
-            const es = new ES(this.url(token ? { token } : {}), {
+            const url = this.url(token ? { token } : {});
+            const es = new ES(url, {
                 withCredentials: this.client.opts.credentials === 'include'
             });
+            let opened = false;
             this.es = es;
 
             const f = (name) => (m) => this.frame({
                 event: name, data: m.data, id: m.lastEventId
             });
 
-            es.onopen = () => this.setState('open');
+            es.onopen = () => {
+                opened = true;
+                this.setState('open');
+            };
             es.onmessage = f('message');
             es.addEventListener('reset', f('reset'));
             es.addEventListener('ready', f('ready'));
@@ -399,9 +404,43 @@ class Feed {
             es.onerror = () => {
                 es.close();
                 this.es = null;
-                this.lost(new Error('EventSource error'));
+                if (opened) {
+                    return this.lost(new Error('EventSource error'));
+                }
+                this.probe(url);
             };
         });
+    }
+
+    // EventSource hides why it was refused: where fetch can at least read
+    // a status, a refusal retrying cannot cure ends the stream
+    async probe(url) {
+        const fetch = this.client.opts.fetch;
+        let err = new Error('EventSource error');
+
+        if (fetch) {
+            const ac = new AbortController();
+            try {
+                const res = await fetch(url, {
+                    signal: ac.signal, credentials: this.client.opts.credentials
+                });
+                if (res.status !== 200) {
+                    let body = null;
+                    try {
+                        body = await res.json();
+                    } catch (e) { /* not JSON */ }
+                    err = new EventsError(res.status, body);
+                }
+                ac.abort();
+            } catch (e) { /* the network: retried */ }
+
+            if (FATAL[err.status] || err.status === 401) {
+                this.client.error(err);
+                return this.stop();
+            }
+        }
+
+        this.lost(err);
     }
 
     // a proxy may hold a dead connection open: heartbeats prove it alive
