@@ -8,7 +8,8 @@
  * The REST API at an events_api location P:
  *
  *   POST P                 one event, or an array of them (all or nothing)
- *   GET  P                 the list, with filters and cursor paging
+ *   GET  P                 the list, with filters and cursor paging;
+ *                          with Accept: application/x-ndjson, an export
  *   GET  P/types           the type catalog of the window
  *   GET  P/{id}            one event
  *   GET  P/{type}/{id}     an entity's history, from its index
@@ -38,6 +39,7 @@
 #include "ngx_http_events_validate.h"
 #include "ngx_http_events_journal.h"
 #include "ngx_http_events_history.h"
+#include "ngx_http_events_export.h"
 
 
 /* how often a POST waiting for an fsync says so, keeping its worker */
@@ -384,7 +386,6 @@ ngx_http_events_api_ingest(ngx_http_request_t *r, u_char *body, size_t len)
 {
     json_t                   *root;
     json_error_t              jerr;
-    ngx_pool_cleanup_t       *cln;
     ngx_http_events_error_t   err;
 
     ngx_memzero(&err, sizeof(ngx_http_events_error_t));
@@ -401,14 +402,46 @@ ngx_http_events_api_ingest(ngx_http_request_t *r, u_char *body, size_t len)
 
     /* the events point into root until stored, maybe after a hook */
 
-    cln = ngx_pool_cleanup_add(r->pool, 0);
-    if (cln == NULL) {
+    if (ngx_http_events_api_hold_json(r, root) != NGX_OK) {
         json_decref(root);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    return ngx_http_events_api_store(r, root, &err);
+}
+
+
+/* a JSON value kept as long as the request, then freed */
+
+ngx_int_t
+ngx_http_events_api_hold_json(ngx_http_request_t *r, json_t *v)
+{
+    ngx_pool_cleanup_t  *cln;
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
     cln->handler = ngx_http_events_json_cleanup;
-    cln->data = root;
+    cln->data = v;
+
+    return NGX_OK;
+}
+
+
+/*
+ * An event object made by another front of the store (inbound
+ * webhooks), held by the request: checked, hooked and stored exactly as
+ * the body of POST /events, and answered the same way.
+ */
+
+ngx_int_t
+ngx_http_events_api_ingest_json(ngx_http_request_t *r, json_t *root)
+{
+    ngx_http_events_error_t  err;
+
+    ngx_memzero(&err, sizeof(ngx_http_events_error_t));
 
     return ngx_http_events_api_store(r, root, &err);
 }
@@ -969,6 +1002,14 @@ ngx_http_events_api_created(ngx_http_request_t *r,
         ngx_http_events_ipc_notify(store);
     }
 
+    if (!batch && elcf->prefix.len == 0) {
+        /* not an events_api location: no collection to point into */
+        return ngx_http_events_http_send(r, status,
+                                         &ngx_http_events_http_json_type,
+                                         events[0].stored.data,
+                                         events[0].stored.len);
+    }
+
     if (!batch) {
         ev = &events[0];
 
@@ -1071,6 +1112,18 @@ ngx_http_events_api_list(ngx_http_request_t *r, ngx_str_t *tenant,
                               q.has_after ? "after" : "before",
                               "the cursor is ahead of the store's head");
         return ngx_http_events_http_send_error(r, &err, NULL);
+    }
+
+    if (ngx_http_events_export_wanted(r)) {
+        if (q.has_after && q.after < w.evicted_seq) {
+            return ngx_http_events_api_gone(r, key, &w, "after",
+                                            "cursor_expired",
+                                            "the events after this cursor "
+                                            "have left the store; read "
+                                            "again from \"oldest\"");
+        }
+
+        return ngx_http_events_export_start(r, store, &q, &w);
     }
 
     if (ngx_http_events_store_query_deferred(store, &q, r->pool, &res)
