@@ -184,6 +184,9 @@ static ngx_int_t ngx_http_events_history_candidate(
     uint64_t seq, ngx_http_events_history_rec_t *r);
 static ngx_int_t ngx_http_events_history_at(ngx_http_events_history_t *h,
     MDB_txn *txn, uint64_t ms, uint64_t *seq);
+static ngx_int_t ngx_http_events_history_catalog(MDB_cursor *cur,
+    u_char *tenant, ngx_uint_t first, ngx_str_t *name,
+    ngx_http_events_history_cat_t *cat);
 static uint64_t ngx_http_events_history_pending(MDB_cursor *cur,
     uint32_t tenant, uint32_t type, uint64_t gone);
 static ngx_int_t ngx_http_events_history_clean(ngx_http_events_history_t *h,
@@ -2416,14 +2419,14 @@ ngx_http_events_history_plan(ngx_http_events_history_t *h,
     uint64_t lo, uint64_t hi, ngx_http_events_history_plan_t *pl)
 {
     u_char                          key[8], *p;
-    MDB_val                         k, v;
-    uint32_t                        tid, type;
+    uint32_t                        tid;
     uint64_t                        seq;
     ngx_int_t                       rc;
     ngx_str_t                       name;
     ngx_uint_t                      i, all;
     MDB_cursor                     *cur;
     ngx_http_events_history_it_t   *it;
+    ngx_http_events_history_cat_t   cat;
 
     pl->n = 0;
     pl->desc = q->desc;
@@ -2507,37 +2510,24 @@ ngx_http_events_history_plan(ngx_http_events_history_t *h,
         }
 
         ngx_http_events_history_be32(key, tid);
-        k.mv_size = 4;
-        k.mv_data = key;
 
-        for (i = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-             i == 0;
-             i = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+        for (rc = ngx_http_events_history_catalog(cur, key, 1, &name, &cat);
+             rc != NGX_DONE;
+             rc = ngx_http_events_history_catalog(cur, key, 0, &name, &cat))
         {
-            if (k.mv_size < 4 || ngx_memcmp(k.mv_data, key, 4) != 0) {
-                break;
-            }
-
-            name.data = (u_char *) k.mv_data + 4;
-            name.len = k.mv_size - 4;
-
             if (!ngx_http_events_match_any(q->types, q->ntypes, &name)) {
                 continue;
             }
 
-            if (pl->n == NGX_HTTP_EVENTS_HISTORY_MERGE
-                || v.mv_size != sizeof(ngx_http_events_history_cat_t))
-            {
+            if (pl->n == NGX_HTTP_EVENTS_HISTORY_MERGE || rc != NGX_OK) {
                 /* too many to merge: the tenant's walk, filtered */
                 all = 1;
                 break;
             }
 
-            ngx_memcpy(&type, v.mv_data, 4);
-
             it = &pl->it[pl->n];
             ngx_http_events_history_be32(it->key, tid);
-            ngx_http_events_history_be32(it->key + 4, type);
+            ngx_http_events_history_be32(it->key + 4, cat.type);
             it->k.mv_size = 8;
             it->dup = 1;
             it->cur = NULL;
@@ -3064,12 +3054,11 @@ ngx_int_t
 ngx_http_events_history_types(ngx_http_events_history_t *h,
     ngx_str_t *tenant, ngx_pool_t *pool, ngx_array_t *types)
 {
-    int                             rc;
     u_char                          key[4], *p;
-    MDB_val                         k, v;
     uint32_t                        tid;
     uint64_t                        gone;
-    ngx_int_t                       ret;
+    ngx_int_t                       rc, ret;
+    ngx_str_t                       name;
     MDB_cursor                     *cur, *tcur;
     ngx_http_events_type_info_t    *ti;
     ngx_http_events_history_cat_t   cat;
@@ -3107,22 +3096,14 @@ ngx_http_events_history_types(ngx_http_events_history_t *h,
     }
 
     ngx_http_events_history_be32(key, tid);
-    k.mv_size = 4;
-    k.mv_data = key;
 
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-         rc == 0;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+    for (rc = ngx_http_events_history_catalog(cur, key, 1, &name, &cat);
+         rc != NGX_DONE;
+         rc = ngx_http_events_history_catalog(cur, key, 0, &name, &cat))
     {
-        if (k.mv_size < 4 || ngx_memcmp(k.mv_data, key, 4) != 0) {
-            break;
-        }
-
-        if (v.mv_size != sizeof(ngx_http_events_history_cat_t)) {
+        if (rc != NGX_OK) {
             continue;
         }
-
-        ngx_memcpy(&cat, v.mv_data, sizeof(ngx_http_events_history_cat_t));
 
         if (cat.count && gone) {
             cat.count -= ngx_min(cat.count,
@@ -3136,17 +3117,17 @@ ngx_http_events_history_types(ngx_http_events_history_t *h,
         }
 
         ti = ngx_array_push(types);
-        p = ngx_pnalloc(pool, k.mv_size - 4);
+        p = ngx_pnalloc(pool, name.len);
 
         if (ti == NULL || p == NULL) {
             ret = NGX_ERROR;
             break;
         }
 
-        ngx_memcpy(p, (u_char *) k.mv_data + 4, k.mv_size - 4);
+        ngx_memcpy(p, name.data, name.len);
 
         ti->type.data = p;
-        ti->type.len = k.mv_size - 4;
+        ti->type.len = name.len;
         ti->count = cat.count;
         ti->last_ms = cat.last_ms;
     }
@@ -3159,6 +3140,40 @@ done:
     ngx_http_events_history_rdone(&h->rd);
 
     return ret;
+}
+
+
+/*
+ * A tenant's entries of the catalog in order, "first" from the start:
+ * the type's name and its entry.  NGX_DECLINED: an entry of another
+ * size (the name is set); NGX_DONE: past the tenant's.
+ */
+
+static ngx_int_t
+ngx_http_events_history_catalog(MDB_cursor *cur, u_char *tenant,
+    ngx_uint_t first, ngx_str_t *name, ngx_http_events_history_cat_t *cat)
+{
+    MDB_val  k, v;
+
+    k.mv_size = 4;
+    k.mv_data = tenant;
+
+    if (mdb_cursor_get(cur, &k, &v, first ? MDB_SET_RANGE : MDB_NEXT) != 0
+        || k.mv_size < 4 || ngx_memcmp(k.mv_data, tenant, 4) != 0)
+    {
+        return NGX_DONE;
+    }
+
+    name->data = (u_char *) k.mv_data + 4;
+    name->len = k.mv_size - 4;
+
+    if (v.mv_size != sizeof(ngx_http_events_history_cat_t)) {
+        return NGX_DECLINED;
+    }
+
+    ngx_memcpy(cat, v.mv_data, sizeof(ngx_http_events_history_cat_t));
+
+    return NGX_OK;
 }
 
 
