@@ -85,6 +85,9 @@ static void ngx_http_events_webhook_dispatch_scan(
     ngx_http_events_scratch_t *scratch);
 static ngx_uint_t ngx_http_events_webhook_dispatch_reserve(
     ngx_http_events_store_t *store, ngx_uint_t n);
+static ngx_http_events_webhook_delivery_t *
+    ngx_http_events_webhook_dispatch_first(
+    ngx_http_events_webhook_endpoint_t *ep);
 static ngx_http_events_webhook_job_t *ngx_http_events_webhook_dispatch_take(
     ngx_http_events_store_t *store, ngx_http_events_webhook_endpoint_t *ep);
 static void ngx_http_events_webhook_dispatch_give(
@@ -810,6 +813,7 @@ ngx_http_events_webhook_dispatch_next(ngx_http_events_store_t *store,
     ngx_http_events_webhook_sh_t *wh, ngx_http_events_webhook_tenant_t *tn,
     uint64_t now)
 {
+    ngx_uint_t                           max;
     ngx_queue_t                         *q, *dq;
     ngx_http_events_webhook_job_t       *job;
     ngx_http_events_webhook_conf_t      *whcf;
@@ -824,25 +828,43 @@ ngx_http_events_webhook_dispatch_next(ngx_http_events_store_t *store,
     {
         ep = ngx_queue_data(q, ngx_http_events_webhook_endpoint_t, tqueue);
 
-        if (ep->disabled || ep->paused_until_ms > now
-            || ep->inflight >= whcf->endpoint_concurrency)
-        {
+        /* maxInFlight or the location's, within the global cap */
+        max = ep->ordered ? 1
+                          : ep->max_inflight ? ep->max_inflight
+                                             : whcf->endpoint_concurrency;
+
+        if (ep->disabled || ep->paused_until_ms > now || ep->inflight >= max) {
             continue;
         }
 
-        for (dq = ngx_queue_head(&ep->deliveries);
-             dq != ngx_queue_sentinel(&ep->deliveries);
-             dq = ngx_queue_next(dq))
-        {
-            d = ngx_queue_data(dq, ngx_http_events_webhook_delivery_t, queue);
+        if (ep->ordered) {
+            /* the lowest seq not done goes first, or nothing goes */
+            d = ngx_http_events_webhook_dispatch_first(ep);
 
-            if (d->state == NGX_HTTP_EVENTS_WH_QUEUED && d->next_ms <= now) {
-                break;
+            if (d == NULL || d->state != NGX_HTTP_EVENTS_WH_QUEUED
+                || d->next_ms > now)
+            {
+                continue;
             }
-        }
 
-        if (dq == ngx_queue_sentinel(&ep->deliveries)) {
-            continue;
+        } else {
+            for (dq = ngx_queue_head(&ep->deliveries);
+                 dq != ngx_queue_sentinel(&ep->deliveries);
+                 dq = ngx_queue_next(dq))
+            {
+                d = ngx_queue_data(dq, ngx_http_events_webhook_delivery_t,
+                                   queue);
+
+                if (d->state == NGX_HTTP_EVENTS_WH_QUEUED
+                    && d->next_ms <= now)
+                {
+                    break;
+                }
+            }
+
+            if (dq == ngx_queue_sentinel(&ep->deliveries)) {
+                continue;
+            }
         }
 
         /* rateLimit: a virtual schedule, one slot per 1/rate s */
@@ -881,6 +903,34 @@ ngx_http_events_webhook_dispatch_next(ngx_http_events_store_t *store,
     }
 
     return NULL;
+}
+
+
+/*
+ * An ordered endpoint's next delivery: the lowest seq in its queue,
+ * whatever its state (a replay may queue seqs below the live ones).
+ */
+
+static ngx_http_events_webhook_delivery_t *
+ngx_http_events_webhook_dispatch_first(ngx_http_events_webhook_endpoint_t *ep)
+{
+    ngx_queue_t                         *q;
+    ngx_http_events_webhook_delivery_t  *d, *first;
+
+    first = NULL;
+
+    for (q = ngx_queue_head(&ep->deliveries);
+         q != ngx_queue_sentinel(&ep->deliveries);
+         q = ngx_queue_next(q))
+    {
+        d = ngx_queue_data(q, ngx_http_events_webhook_delivery_t, queue);
+
+        if (first == NULL || d->seq < first->seq) {
+            first = d;
+        }
+    }
+
+    return first;
 }
 
 
@@ -1090,6 +1140,7 @@ ngx_http_events_webhook_dispatch_take(ngx_http_events_store_t *store,
     job->excerpt_size = ep->excerpt_size;
     job->done = ngx_http_events_webhook_dispatch_done;
     job->vet = !ep->is_static;
+    job->format = ep->format;
     job->handler = ep->is_handler;
     job->ctx = store->wh_ctx;
 

@@ -20,6 +20,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_events_store.h"
+#include "ngx_http_events_cloudevents.h"
 #include "ngx_http_events_webhook.h"
 
 
@@ -194,6 +195,9 @@ typedef struct {
     u_char                          disabled;       /* a reason, or 0 */
     u_char                          last_error;
     uint32_t                        rate_limit;     /* per second, 0: none */
+    u_char                          format;
+    u_char                          ordered;        /* one at a time */
+    uint32_t                        max_inflight;   /* 0: the location's */
     uint64_t                        tokens_ms;      /* the bucket, in time */
 
     uint64_t                        created_ms;
@@ -322,6 +326,8 @@ struct ngx_http_events_webhook_job_s {
     unsigned                         queued:1;      /* a delivery waits on it */
     unsigned                         handler:1;      /* url is a location */
     unsigned                         vet:1;          /* check the address */
+    ngx_uint_t                       format;
+    ngx_http_events_ce_t             ce;             /* format cloudevents */
 
     /* where it went and what came back */
     ngx_http_events_webhook_conf_t  *whcf;

@@ -403,7 +403,7 @@ ngx_http_events_webhook_state_size(ngx_http_events_webhook_sh_t *wh)
         size += 6 * (ep->id_len + ep->tenant_len + ep->blob_len)
                 + 4 * (4 + ep->npatterns + 2 * ep->nheaders)
                 + 2 * ngx_base64_encoded_length(NGX_HTTP_EVENTS_WH_MAX_SECRET)
-                + 256 + 16 * (NGX_INT64_LEN + 1)
+                + 256 + 20 * (NGX_INT64_LEN + 1)
                 + ep->nskips * (2 * NGX_INT64_LEN + 4)
                 + NGX_HTTP_EVENTS_WH_FAILED * (NGX_INT64_LEN + 1)
                 + ep->pending * (5 * NGX_INT64_LEN + 8);
@@ -495,6 +495,10 @@ ngx_http_events_webhook_state_text(ngx_http_events_store_t *store,
                         (int64_t) ep->last_failure_ms, (int64_t) ep->ok,
                         (int64_t) ep->failed, (int64_t) ep->expired,
                         (int64_t) ep->scan_seq);
+
+        /* format, ordered, maxInFlight: absent from older files */
+        p = ngx_sprintf(p, ",\"opts\":[%L,%L,%L]", (int64_t) ep->format,
+                        (int64_t) ep->ordered, (int64_t) ep->max_inflight);
 
         p = ngx_cpymem(p, ",\"skips\":[", 10);
 
@@ -777,7 +781,7 @@ ngx_http_events_webhook_state_endpoint(ngx_http_events_store_t *store,
     ngx_http_events_webhook_sh_t *wh, json_t *o, ngx_log_t *log)
 {
     json_t                              *nums;
-    json_int_t                           f[15];
+    json_int_t                           f[15], g[3];
     ngx_http_events_webhook_spec_t       spec;
     ngx_http_events_webhook_endpoint_t  *ep;
 
@@ -799,6 +803,21 @@ ngx_http_events_webhook_state_endpoint(ngx_http_events_store_t *store,
     spec.is_handler = f[2] ? 1 : 0;
     spec.enabled = f[3] ? 0 : 1;
     spec.rate_limit = (ngx_uint_t) f[4];
+
+    if (json_unpack(json_object_get(o, "opts"), "[III]", &g[0], &g[1],
+                    &g[2])
+        == 0)
+    {
+        if (g[0] < 0 || g[0] > NGX_HTTP_EVENTS_WH_CE_STRUCTURED
+            || g[2] < 0 || g[2] > NGX_HTTP_EVENTS_WH_MAX_INFLIGHT)
+        {
+            goto invalid;
+        }
+
+        spec.format = (ngx_uint_t) g[0];
+        spec.ordered = g[1] ? 1 : 0;
+        spec.max_inflight = (ngx_uint_t) g[2];
+    }
 
     ep = ngx_http_events_webhook_create_locked(store, wh, &spec, store->whcf);
     if (ep == NULL) {
