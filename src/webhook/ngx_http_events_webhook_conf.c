@@ -312,6 +312,43 @@ ngx_http_events_webhook_conf_static(ngx_conf_t *cf, ngx_command_t *cmd,
             continue;
         }
 
+        if (ngx_strncmp(value[i].data, "format=", 7) == 0) {
+            for (n = 0; ngx_http_events_webhook_formats[n]; n++) {
+                if (value[i].len - 7
+                    == ngx_strlen(ngx_http_events_webhook_formats[n])
+                    && ngx_strncmp(value[i].data + 7,
+                                   ngx_http_events_webhook_formats[n],
+                                   value[i].len - 7) == 0)
+                {
+                    break;
+                }
+            }
+
+            if (ngx_http_events_webhook_formats[n] == NULL) {
+                goto invalid;
+            }
+
+            spec->format = n;
+            continue;
+        }
+
+        if (value[i].len == 7
+            && ngx_strncmp(value[i].data, "ordered", 7) == 0)
+        {
+            spec->ordered = 1;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "max_in_flight=", 14) == 0) {
+            n = ngx_atoi(value[i].data + 14, value[i].len - 14);
+            if (n < 1 || n > NGX_HTTP_EVENTS_WH_MAX_INFLIGHT) {
+                goto invalid;
+            }
+
+            spec->max_inflight = n;
+            continue;
+        }
+
         if (ngx_strncmp(value[i].data, "header=", 7) == 0) {
             v.data = value[i].data + 7;
             v.len = value[i].len - 7;
