@@ -61,6 +61,7 @@ struct ngx_http_events_webhook_conf_s {
     ngx_uint_t                  max_endpoints;
     ngx_flag_t                  allow_private;
     ngx_flag_t                  https_only;
+    ngx_flag_t                  meta_events;
     ngx_array_t                *allow;          /* ngx_cidr_t */
     ngx_str_t                   location;       /* the internal one */
 };

@@ -1405,6 +1405,7 @@ static void
 ngx_http_events_webhook_dispatch_done(ngx_http_events_webhook_job_t *job)
 {
     u_char                               buf[NGX_HTTP_EVENTS_WH_ATTEMPT];
+    u_char                               disabled;
     uint64_t                             now;
     ngx_http_events_store_t             *store;
     ngx_http_events_webhook_sh_t        *wh;
@@ -1423,9 +1424,17 @@ ngx_http_events_webhook_dispatch_done(ngx_http_events_webhook_job_t *job)
     ep = ngx_http_events_webhook_find(wh, &job->tenant, &job->endpoint);
 
     if (ep) {
+        disabled = ep->disabled;
+
         ngx_http_events_webhook_dispatch_outcome(store, wh, ep, job, now, a);
         ngx_http_events_webhook_dispatch_log(ep, job, a);
         wh->version++;
+
+        if (!disabled && ep->disabled) {
+            job->meta_disabled = 1;
+            job->meta_reason = ep->disabled;
+            ep->meta_failed = 1;
+        }
     }
 
     wh->attempts++;
@@ -1443,6 +1452,12 @@ ngx_http_events_webhook_dispatch_done(ngx_http_events_webhook_job_t *job)
 
     if (store->wh_inflight) {
         store->wh_inflight--;
+    }
+
+    if (store->whcf->meta_events && !job->handler
+        && (job->meta_disabled || job->meta_exhausted || job->meta_recovered))
+    {
+        ngx_http_events_webhook_meta(job);
     }
 
     ngx_http_events_webhook_dispatch_give(job);
@@ -1472,6 +1487,12 @@ ngx_http_events_webhook_dispatch_outcome(ngx_http_events_store_t *store,
         ep->last_success_ms = now;
         ep->failing_since_ms = 0;
         a->result = NGX_HTTP_EVENTS_WH_SUCCEEDED;
+
+        if (ep->meta_failed) {
+            /* the first success after an exhausted delivery or a disable */
+            ep->meta_failed = 0;
+            job->meta_recovered = 1;
+        }
 
         if (d) {
             ngx_http_events_webhook_dequeue(store, ep, d);
@@ -1582,6 +1603,14 @@ ngx_http_events_webhook_dispatch_final(ngx_http_events_store_t *store,
 
     } else if (job->status == 410 || job->disable || d->attempts > nretry) {
         a->result = NGX_HTTP_EVENTS_WH_FAILED_FINAL;
+
+        /* a meta event's own failure makes no other: no chain */
+        if (!(job->type.len > 8
+              && ngx_strncmp(job->type.data, "webhook.", 8) == 0))
+        {
+            job->meta_exhausted = 1;
+            ep->meta_failed = 1;
+        }
 
     } else {
         return 0;

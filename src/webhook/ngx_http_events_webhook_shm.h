@@ -194,6 +194,7 @@ typedef struct {
     u_char                          seen;           /* static: still in conf */
     u_char                          disabled;       /* a reason, or 0 */
     u_char                          last_error;
+    u_char                          meta_failed;    /* recovered is due */
     uint32_t                        rate_limit;     /* per second, 0: none */
     u_char                          format;
     u_char                          ordered;        /* one at a time */
@@ -351,6 +352,12 @@ struct ngx_http_events_webhook_job_s {
     unsigned                         https:1;
     unsigned                         answered:1;
     unsigned                         tls_failed:1;   /* seen by the pool */
+
+    /* meta events this attempt caused, sent once the lock is released */
+    unsigned                         meta_disabled:1;
+    unsigned                         meta_exhausted:1;
+    unsigned                         meta_recovered:1;
+    ngx_uint_t                       meta_reason;    /* why disabled */
     unsigned                         disable:1;  /* webhook-delivery: disable */
     unsigned                         abort:1;        /* ...: abort-message */
     u_char                          *excerpt;
@@ -379,6 +386,10 @@ struct ngx_http_events_webhook_jobs_s {
     u_char                          *scan_mem;
     size_t                           scan_size;
 };
+
+
+/* ngx_http_events_webhook_meta.c */
+void ngx_http_events_webhook_meta(ngx_http_events_webhook_job_t *job);
 
 
 /* ngx_http_events_webhook.c: the endpoints, each call locks and unlocks */
