@@ -787,6 +787,11 @@ ngx_http_events_webhook_attempts(ngx_http_events_store_t *store,
         a = (ngx_http_events_webhook_attempt_t *)
                 (ep->log + (n % ep->log_size) * ep->log_entry);
 
+        if (a->n != n + 1) {
+            /* never written: the log was restored with fewer */
+            break;
+        }
+
         copy = ngx_array_push(out);
 
         /* the entry may be of another size, from before a reload */
