@@ -45,12 +45,13 @@ http {
 EOF
 $t->run;
 
-my $ready = '{"zone":"main","ready":true,"journal":"ok"}';
+my $ready = '{"zone":"main","ready":true,"journal":"ok","cluster":null}';
 
 my $r = $t->get('/bare-status?ready');
 is($r->{status}, 200, 'a zone without a journal: ready');
 like($r->{headers}{'content-type'}, qr{^application/json}, 'JSON');
-is($r->{body}, '{"zone":"bare","ready":true,"journal":null}', 'its body');
+is($r->{body}, '{"zone":"bare","ready":true,"journal":null,'
+    . '"cluster":null}', 'its body');
 
 $r = $t->get('/events-status?ready');
 is($r->{status}, 200, 'a zone with a journal: ready');
@@ -84,6 +85,7 @@ ok($ok > 10, "$ok events fit");
 $t->is_error($r, 503, 'journal_unavailable', undef, 'then the disk is full');
 
 my $failing = '{"zone":"main","ready":false,"journal":"failing",'
+    . '"cluster":null,'
     . '"reason":"journal_refusing_writes","detail":"the journal\'s last '
     . 'write failed (a full disk?), events are refused until a write '
     . 'succeeds; see error.log"}';

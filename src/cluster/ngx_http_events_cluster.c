@@ -135,6 +135,8 @@ static ngx_int_t ngx_http_events_cluster_epoch(redisReply *reply,
 static void ngx_http_events_cluster_tick(ngx_event_t *ev);
 static void ngx_http_events_cluster_tail_start(ngx_http_events_cluster_t *cl);
 static void ngx_http_events_cluster_tail_stop(ngx_http_events_cluster_t *cl);
+static void ngx_http_events_cluster_link(ngx_http_events_cluster_t *cl,
+    ngx_uint_t up, ngx_str_t *why);
 static void ngx_http_events_cluster_tail_ready(ngx_http_events_redis_t *rd);
 static void ngx_http_events_cluster_tail_lost(ngx_http_events_redis_t *rd);
 static void ngx_http_events_cluster_tail_epoch(void *data, redisReply *reply,
@@ -658,6 +660,7 @@ ngx_http_events_cluster_postconfiguration(ngx_conf_t *cf)
         cl->remote.append = ngx_http_events_cluster_append;
         cl->remote.cancel = ngx_http_events_cluster_cancel;
         cl->remote.ready = ngx_http_events_cluster_ready;
+        cl->remote.health = ngx_http_events_cluster_health;
 
         store->remote = &cl->remote;
     }
@@ -1478,6 +1481,8 @@ ngx_http_events_cluster_tail_start(ngx_http_events_cluster_t *cl)
     cl->tail.abandon = 1;
     cl->tailing = 1;
 
+    ngx_http_events_cluster_link(cl, 0, NULL);
+
     ngx_http_events_redis_connect(&cl->tail);
 }
 
@@ -1490,7 +1495,7 @@ ngx_http_events_cluster_tail_stop(ngx_http_events_cluster_t *cl)
     }
 
     cl->tailing = 0;
-    cl->sh->connected = 0;
+    ngx_http_events_cluster_link(cl, 0, NULL);
 
     if (cl->tail_wait.timer_set) {
         ngx_del_timer(&cl->tail_wait);
@@ -1511,7 +1516,7 @@ ngx_http_events_cluster_tail_ready(ngx_http_events_redis_t *rd)
     const char  *argv[5];
     u_char       secret[NGX_HTTP_EVENTS_CURSOR_SECRET];
 
-    cl->sh->connected = 1;
+    ngx_http_events_cluster_link(cl, 1, NULL);
 
     /*
      * A log without an epoch gets one now, before any append, so that
@@ -1565,8 +1570,43 @@ ngx_http_events_cluster_tail_lost(ngx_http_events_redis_t *rd)
 {
     ngx_http_events_cluster_t  *cl = rd->data;
 
-    cl->sh->connected = 0;
+    ngx_http_events_cluster_link(cl, 0, &rd->error);
     (void) ngx_atomic_fetch_add(&cl->sh->reconnects, 1);
+}
+
+
+/*
+ * The tailer's link to Redis, for readiness: since when it is up or
+ * down, and why it went down (the error is the tailer's, in its worker)
+ */
+
+static void
+ngx_http_events_cluster_link(ngx_http_events_cluster_t *cl, ngx_uint_t up,
+    ngx_str_t *why)
+{
+    ngx_http_events_cluster_sh_t  *sh;
+
+    sh = cl->sh;
+
+    ngx_shmtx_lock(&cl->shpool->mutex);
+
+    if (!up && sh->lease_pid != ngx_pid && sh->lease_pid != 0) {
+        /* a worker that gave up the lease: the new holder's link counts */
+        ngx_shmtx_unlock(&cl->shpool->mutex);
+        return;
+    }
+
+    if (sh->connected != up || sh->link_since == 0) {
+        sh->connected = up;
+        sh->link_since = ngx_current_msec;
+    }
+
+    if (why && why->len) {
+        sh->link_error_len = ngx_min(why->len, sizeof(sh->link_error));
+        ngx_memcpy(sh->link_error, why->data, sh->link_error_len);
+    }
+
+    ngx_shmtx_unlock(&cl->shpool->mutex);
 }
 
 

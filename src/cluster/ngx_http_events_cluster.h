@@ -29,6 +29,9 @@ typedef struct {
     uint64_t                    lag_ms;
 
     ngx_atomic_t                connected;
+    ngx_msec_t                  link_since;     /* connected changed */
+    size_t                      link_error_len;
+    u_char                      link_error[96]; /* why it was lost */
     ngx_atomic_t                caught_up;
     ngx_atomic_t                appended;
     ngx_atomic_t                repeats;
@@ -75,6 +78,8 @@ typedef struct {
 
 
 ngx_int_t ngx_http_events_cluster_status_register(ngx_conf_t *cf);
+ngx_int_t ngx_http_events_cluster_health(void *data, ngx_pool_t *pool,
+    ngx_str_t *reason, ngx_str_t *detail);
 
 
 extern ngx_module_t  ngx_http_events_cluster_module;

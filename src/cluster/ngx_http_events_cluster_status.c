@@ -189,3 +189,83 @@ ngx_http_events_cluster_status_text(ngx_http_events_buf_t *b,
     ngx_http_events_status_metric(b, store, "events_cluster_errors_total",
                   "counter", "Unexpected answers from Redis.", sh->errors);
 }
+
+
+/*
+ * Readiness: this node serves the cluster's log while one of its
+ * workers holds the tail lease, is alive, and is connected to Redis
+ * (then POSTs reach Redis too: the same address), and its ring has
+ * caught up.  A balancer takes a node out while its link is down.
+ */
+
+ngx_int_t
+ngx_http_events_cluster_health(void *data, ngx_pool_t *pool,
+    ngx_str_t *reason, ngx_str_t *detail)
+{
+    ngx_http_events_cluster_t  *cl = data;
+
+    u_char                        *p;
+    size_t                         len;
+    ngx_pid_t                      pid;
+    ngx_msec_t                     expires, since;
+    ngx_uint_t                     connected, caught_up, gone;
+    ngx_http_events_cluster_sh_t  *sh;
+    u_char                         error[96];
+
+    sh = cl->sh;
+
+    ngx_shmtx_lock(&cl->shpool->mutex);
+
+    pid = sh->lease_pid;
+    expires = sh->lease_expires;
+    connected = sh->connected;
+    caught_up = sh->caught_up;
+    since = sh->link_since;
+    len = sh->link_error_len;
+    ngx_memcpy(error, sh->link_error, len);
+
+    ngx_shmtx_unlock(&cl->shpool->mutex);
+
+    gone = pid == 0 || (ngx_msec_int_t) (ngx_current_msec - expires) > 0
+           || (kill(pid, 0) == -1 && ngx_errno == NGX_ESRCH);
+
+    if (!gone && connected && caught_up) {
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(pool, 256 + cl->redis.url.len + len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    detail->data = p;
+
+    if (gone) {
+        ngx_str_set(reason, "cluster_link_down");
+        p = ngx_sprintf(p, "no live worker of this node holds the tail "
+                        "lease of %V (another takes it within 3 s)",
+                        &cl->redis.url);
+
+    } else if (!connected) {
+        ngx_str_set(reason, "cluster_link_down");
+        p = ngx_sprintf(p, "the tailing worker %P has no connection to "
+                        "%V for %M ms", pid, &cl->redis.url,
+                        (ngx_msec_t) (ngx_current_msec - since));
+
+        if (len) {
+            p = ngx_sprintf(p, " (last error: %*s)", len, error);
+        }
+
+        p = ngx_sprintf(p, "; POSTs answer 503 cluster_unavailable");
+
+    } else {
+        ngx_str_set(reason, "cluster_catching_up");
+        p = ngx_sprintf(p, "this node reads the log from %V; reads answer "
+                        "503 cluster_catching_up until it has",
+                        &cl->redis.url);
+    }
+
+    detail->len = p - detail->data;
+
+    return NGX_DECLINED;
+}

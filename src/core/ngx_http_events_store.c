@@ -202,6 +202,8 @@ static ngx_int_t ngx_http_events_store_seek(ngx_http_events_sh_t *sh,
     uint64_t seq, uint64_t *pos);
 static ngx_uint_t ngx_http_events_store_match_query(ngx_http_events_query_t *q,
     ngx_http_events_copy_t *c);
+static ngx_uint_t ngx_http_events_store_match_meta(ngx_http_events_sh_t *sh,
+    uint64_t off, ngx_http_events_copy_t *c, ngx_http_events_query_t *q);
 static ngx_int_t ngx_http_events_store_query_scan(
     ngx_http_events_store_t *store, ngx_http_events_query_t *q,
     ngx_pool_t *pool, ngx_http_events_result_t *res);
@@ -1828,6 +1830,36 @@ ngx_http_events_store_match_query(ngx_http_events_query_t *q,
 }
 
 
+/*
+ * Metadata filters read the record's envelope where it lies in the
+ * ring, without a copy (a list may look at many that do not match); a
+ * record overwritten meanwhile does not match, and its next read says
+ * it is gone.
+ */
+
+static ngx_uint_t
+ngx_http_events_store_match_meta(ngx_http_events_sh_t *sh, uint64_t off,
+    ngx_http_events_copy_t *c, ngx_http_events_query_t *q)
+{
+    u_char                    *json;
+    ngx_uint_t                 match;
+    ngx_http_events_record_t  *h;
+
+    if (q->nmeta == 0) {
+        return 1;
+    }
+
+    h = ngx_http_events_store_record(sh, off);
+    json = (u_char *) h + sizeof(ngx_http_events_record_t)
+           + ngx_http_events_rec_keys_len(&c->h);
+
+    match = ngx_http_events_match_metadata(q->meta, q->nmeta, json,
+                                           c->h.json_len);
+
+    return match && ngx_http_events_store_valid(sh, off);
+}
+
+
 static ngx_int_t
 ngx_http_events_store_add_item(ngx_http_events_sh_t *sh, uint64_t off,
     ngx_http_events_copy_t *c, ngx_pool_t *pool,
@@ -2041,7 +2073,9 @@ ngx_http_events_store_query_scan(ngx_http_events_store_t *store,
             break;
         }
 
-        if (!ngx_http_events_store_match_query(q, &c)) {
+        if (!ngx_http_events_store_match_query(q, &c)
+            || !ngx_http_events_store_match_meta(sh, slot.off, &c, q))
+        {
             last = slot.seq;
             continue;
         }
@@ -2125,7 +2159,8 @@ ngx_http_events_store_query_entity(ngx_http_events_store_t *store,
 
         if (c.h.seq > head
             || c.h.entity_hash != hash
-            || !ngx_http_events_store_match_query(q, &c))
+            || !ngx_http_events_store_match_query(q, &c)
+            || !ngx_http_events_store_match_meta(sh, link - 1, &c, q))
         {
             goto next;
         }
@@ -2555,7 +2590,9 @@ ngx_http_events_store_next(ngx_http_events_store_t *store,
             return rc;
         }
 
-        if (!ngx_http_events_store_match_query(q, &c)) {
+        if (!ngx_http_events_store_match_query(q, &c)
+            || !ngx_http_events_store_match_meta(sh, slot.off, &c, q))
+        {
             *last = slot.seq;
             continue;
         }

@@ -111,6 +111,20 @@ typedef struct {
 } ngx_http_events_window_t;
 
 
+/*
+ * ?metadata.KEY=VALUE: key and value as the envelope writer escapes
+ * them, so that they compare with the stored bytes as they are
+ */
+#define NGX_HTTP_EVENTS_MAX_META_FILTERS  8
+#define NGX_HTTP_EVENTS_MAX_META_KEY      64
+#define NGX_HTTP_EVENTS_MAX_META_VALUE    256
+
+typedef struct {
+    ngx_str_t                   key;
+    ngx_str_t                   value;
+} ngx_http_events_meta_filter_t;
+
+
 typedef struct {
     ngx_http_events_cursor_key_t  *cursor_key;  /* after, before */
     ngx_str_t                   tenant;
@@ -120,6 +134,8 @@ typedef struct {
     ngx_str_t                   rid;
     ngx_str_t                   source;
     ngx_uint_t                  action;
+    ngx_http_events_meta_filter_t  *meta;
+    ngx_uint_t                  nmeta;
     int64_t                     since_ms;       /* -1: none */
     int64_t                     until_ms;       /* -1: none */
     uint64_t                    after;
@@ -264,6 +280,10 @@ typedef struct {
     void                      (*cancel)(void *handle);
     /* NGX_AGAIN: the ring is still catching up with the log */
     ngx_int_t                 (*ready)(void *data);
+    /* readiness: NGX_DECLINED with a reason and a detail, or NGX_OK */
+    ngx_int_t                 (*health)(void *data, ngx_pool_t *pool,
+                                        ngx_str_t *reason,
+                                        ngx_str_t *detail);
 } ngx_http_events_remote_t;
 
 

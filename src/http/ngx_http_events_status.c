@@ -453,45 +453,72 @@ ngx_http_events_status_ready_asked(ngx_http_request_t *r)
  * with the reason while it cannot.  The zone's memory is there once a
  * worker runs; the journal is what fails in practice (a full disk, an
  * I/O error): its last write or fsync failed, and writes are refused
- * until one succeeds.  Either format asks the same question.
+ * until one succeeds.  A cluster's zone also needs its link to the log
+ * (the remote says how it is).  Either format asks the same question.
  */
 
 static ngx_int_t
 ngx_http_events_status_ready(ngx_http_request_t *r,
     ngx_http_events_store_t *store, ngx_http_events_stats_t *st)
 {
+    ngx_int_t               cluster;
+    ngx_str_t               reason, detail, creason, cdetail;
     ngx_uint_t              status;
-    const char             *reason, *detail;
     ngx_http_events_buf_t   b;
 
-    reason = NULL;
-    detail = NULL;
+    ngx_str_null(&reason);
+    ngx_str_null(&detail);
 
     if (st->journal && st->journal_refusing) {
-        reason = "journal_refusing_writes";
-        detail = "the journal's last write failed (a full disk?), events "
-                 "are refused until a write succeeds; see error.log";
+        ngx_str_set(&reason, "journal_refusing_writes");
+        ngx_str_set(&detail, "the journal's last write failed (a full "
+                    "disk?), events are refused until a write succeeds; "
+                    "see error.log");
 
     } else if (st->journal && st->journal_unsynced) {
-        reason = "journal_fsync_failed";
-        detail = "the journal's last fsync failed, events are not known "
-                 "to be on disk; see error.log";
+        ngx_str_set(&reason, "journal_fsync_failed");
+        ngx_str_set(&detail, "the journal's last fsync failed, events are "
+                    "not known to be on disk; see error.log");
     }
 
-    status = reason ? NGX_HTTP_SERVICE_UNAVAILABLE : NGX_HTTP_OK;
+    /* a cluster's link: NGX_DONE stands for "not a cluster" */
+    cluster = NGX_DONE;
+
+    if (store->remote && store->remote->health) {
+        cluster = store->remote->health(store->remote->data, r->pool,
+                                        &creason, &cdetail);
+        if (cluster == NGX_ERROR) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (cluster == NGX_DECLINED && reason.len == 0) {
+            reason = creason;
+            detail = cdetail;
+        }
+    }
+
+    status = reason.len ? NGX_HTTP_SERVICE_UNAVAILABLE : NGX_HTTP_OK;
 
     ngx_http_events_buf_init(&b, r->pool, 512);
 
     ngx_http_events_buf_literal(&b, "{\"zone\":");
     ngx_http_events_buf_str(&b, store->name.data, store->name.len);
-    ngx_http_events_buf_printf(&b, ",\"ready\":%s,\"journal\":%s",
-                               reason ? "false" : "true",
+    ngx_http_events_buf_printf(&b, ",\"ready\":%s,\"journal\":%s,"
+                               "\"cluster\":%s",
+                               reason.len ? "false" : "true",
                                st->journal == 0 ? "null"
-                               : reason ? "\"failing\"" : "\"ok\"");
+                               : (st->journal_refusing
+                                  || st->journal_unsynced)
+                                 ? "\"failing\"" : "\"ok\"",
+                               cluster == NGX_DONE ? "null"
+                               : cluster == NGX_OK ? "\"ok\""
+                                                   : "\"failing\"");
 
-    if (reason) {
-        ngx_http_events_buf_printf(&b, ",\"reason\":\"%s\","
-                                   "\"detail\":\"%s\"", reason, detail);
+    if (reason.len) {
+        ngx_http_events_buf_literal(&b, ",\"reason\":");
+        ngx_http_events_buf_str(&b, reason.data, reason.len);
+        ngx_http_events_buf_literal(&b, ",\"detail\":");
+        ngx_http_events_buf_str(&b, detail.data, detail.len);
     }
 
     ngx_http_events_buf_literal(&b, "}");
