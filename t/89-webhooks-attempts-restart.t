@@ -50,10 +50,10 @@ http {
 EOF
 $t->run;
 
-# a long UTF-8 answer (cut at 256 on disk)
+# a long UTF-8 answer (cut at 256 on disk), a content type not UTF-8
 my $long = "x" . "\x{e9}" x 1500;    # the receiver sends it as UTF-8
 $rcv->script('/a', [ { status => 500, body => $long,
-    headers => { 'content-type' => 'text/plain; charset=utf-8' } },
+    headers => { 'content-type' => "text/plain; x=\xff" } },
     { status => 200, body => 'fine' } ]);
 my $a = $t->post_json('/webhooks', { url => $rcv->url('/a'), events => ['a.*'] })
     ->{json};
@@ -89,6 +89,8 @@ is(scalar @$before_a, 2, 'a: two attempts');
 my $before_b = log_of($b->{id});
 is(scalar @$before_b, 70, 'b: 70 attempts');
 is(length $before_a->[1]{responseExcerpt}, 1024, 'the excerpt as sent is 2k');
+like($before_a->[1]{responseContentType}, qr/^text\/plain; x=\x{fffd}?$/,
+    'a content type that is not UTF-8: made valid (JSON)');
 
 sleep 1.5;    # delivery progress reaches the state file within a second
 kill 'KILL', $t->master_pid, $t->worker_pids;

@@ -1747,8 +1747,10 @@ ngx_http_events_webhook_dispatch_log(ngx_http_events_webhook_endpoint_t *ep,
     a->detail_len = (u_char) job->detail_len;
     ngx_memcpy(a->detail, job->detail, job->detail_len);
 
-    a->ctype_len = (u_char) ngx_min(job->ctype.len, sizeof(a->ctype));
-    ngx_memcpy(a->ctype, job->ctype.data, a->ctype_len);
+    /* the receiver's bytes, shown as JSON: valid UTF-8 as the excerpt */
+    a->ctype_len = (u_char) ngx_http_events_webhook_dispatch_utf8(
+                                a->ctype, sizeof(a->ctype), job->ctype.data,
+                                job->ctype.len);
 
     a->excerpt_len = (uint16_t) ngx_http_events_webhook_dispatch_utf8(
                                     a->excerpt, ep->excerpt_size,
