@@ -149,6 +149,7 @@ typedef struct {
     unsigned                    any_tenant:1;
     unsigned                    has_after:1;
     unsigned                    named:1;
+    unsigned                    cloudevents:1;  /* streams: ?format= */
 } ngx_http_events_query_t;
 
 
