@@ -125,12 +125,6 @@ static void ngx_http_events_cluster_lost(ngx_http_events_redis_t *rd);
 static size_t ngx_http_events_cluster_rec_len(ngx_http_events_event_t *ev);
 static u_char *ngx_http_events_cluster_rec_write(u_char *p,
     ngx_http_events_event_t *ev);
-static ngx_int_t ngx_http_events_cluster_rec_read(u_char *p, size_t len,
-    ngx_http_events_event_t *ev);
-static ngx_int_t ngx_http_events_cluster_id(u_char *p, size_t len,
-    uint64_t *ms, uint64_t *seq);
-static ngx_int_t ngx_http_events_cluster_epoch(redisReply *reply,
-    uint64_t *epoch);
 
 static void ngx_http_events_cluster_tick(ngx_event_t *ev);
 static void ngx_http_events_cluster_tail_start(ngx_http_events_cluster_t *cl);
@@ -154,7 +148,8 @@ static void ngx_http_events_cluster_adopt(ngx_http_events_cluster_t *cl,
 
 /*
  * The append.  KEYS: the stream, the meta hash, then one key per event
- * with a client id.  ARGV: a new epoch in case the log has none, max
+ * (its id: a client's is checked, every one is kept for reads by id).
+ * ARGV: a new epoch in case the log has none, max
  * length, retention in ms, the number of events, then per event: the
  * index of its id key (0: none), its digest, its record.  Answers
  * {epoch, "conflict", index} or {epoch, "ok", then per event: "n" (new)
@@ -617,6 +612,7 @@ ngx_http_events_cluster_postconfiguration(ngx_conf_t *cf)
     SHA1(ngx_http_events_cluster_script.data,
          ngx_http_events_cluster_script.len, sha);
     ngx_hex_dump(ngx_http_events_cluster_sha, sha, SHA_DIGEST_LENGTH);
+    ngx_http_events_cluster_read_postconfiguration();
 
     if (cmcf->clusters.nelts
         && ngx_http_events_cluster_status_register(cf) != NGX_OK)
@@ -661,6 +657,9 @@ ngx_http_events_cluster_postconfiguration(ngx_conf_t *cf)
         cl->remote.cancel = ngx_http_events_cluster_cancel;
         cl->remote.ready = ngx_http_events_cluster_ready;
         cl->remote.health = ngx_http_events_cluster_health;
+        cl->remote.query = ngx_http_events_cluster_read_query;
+        cl->remote.get = ngx_http_events_cluster_read_get;
+        cl->remote.cancel_read = ngx_http_events_cluster_read_cancel;
 
         store->remote = &cl->remote;
     }
@@ -702,6 +701,8 @@ ngx_http_events_cluster_init_process(ngx_cycle_t *cycle)
 
         cl->rd.data = cl;
         cl->rd.lost = ngx_http_events_cluster_lost;
+
+        ngx_queue_init(&cl->reads);
 
         cl->tail_wait.handler = ngx_http_events_cluster_tail_again;
         cl->tail_wait.data = cl;
@@ -745,6 +746,7 @@ ngx_http_events_cluster_exit_process(ngx_cycle_t *cycle)
 
         ngx_http_events_cluster_tail_stop(cl);
         ngx_http_events_redis_close(&cl->rd);
+        ngx_http_events_cluster_read_free(cl);
 
         /* the next tailer need not wait for the lease to lapse */
         ngx_shmtx_lock(&cl->shpool->mutex);
@@ -777,9 +779,11 @@ ngx_http_events_cluster_append(void *data, ngx_http_events_event_t *events,
 
     nkeys = 2;
 
-    for (i = 0; i < n; i++) {
-        nkeys += events[i].client_id;
-    }
+    /*
+     * every id gets its key, a server's too: GET /events/{id} finds an
+     * event that left the ring through it
+     */
+    nkeys += n;
 
     op = ngx_pcalloc(pool, sizeof(ngx_http_events_cluster_op_t));
     argv = ngx_palloc(pool, (3 + nkeys + 4 + 3 * n) * sizeof(char *));
@@ -821,10 +825,6 @@ ngx_http_events_cluster_append(void *data, ngx_http_events_event_t *events,
     for (i = 0; i < n; i++) {
         ev = &events[i];
 
-        if (!ev->client_id) {
-            continue;
-        }
-
         argv[op->argc] = ngx_pnalloc(pool, cl->key_id.len + NGX_INT_T_LEN + 1
                                            + ev->tenant.len + ev->id.len);
         if (argv[op->argc] == NULL) {
@@ -865,7 +865,7 @@ ngx_http_events_cluster_append(void *data, ngx_http_events_event_t *events,
         ev = &events[i];
 
         argv[op->argc] = (const char *) p;
-        argvlen[op->argc] = ngx_sprintf(p, "%ui", ev->client_id ? ++k : 0)
+        argvlen[op->argc] = ngx_sprintf(p, "%ui", ++k)
                             - p;
         p += argvlen[op->argc++];
 
@@ -1295,7 +1295,7 @@ ngx_http_events_cluster_rec_write(u_char *p, ngx_http_events_event_t *ev)
 
 /* the event points into the record's bytes */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_events_cluster_rec_read(u_char *p, size_t len,
     ngx_http_events_event_t *ev)
 {
@@ -1359,7 +1359,7 @@ ngx_http_events_cluster_rec_read(u_char *p, size_t len,
 
 /* "<ms>-<seq>" */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_events_cluster_id(u_char *p, size_t len, uint64_t *ms,
     uint64_t *seq)
 {
@@ -1385,7 +1385,7 @@ ngx_http_events_cluster_id(u_char *p, size_t len, uint64_t *ms,
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_events_cluster_epoch(redisReply *reply, uint64_t *epoch)
 {
     ngx_int_t  hi, lo;

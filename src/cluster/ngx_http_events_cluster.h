@@ -74,8 +74,25 @@ typedef struct {
     ngx_event_t                 tick;
     ngx_event_t                 tail_wait;      /* after an error */
     ngx_uint_t                  tailing;
+    ngx_queue_t                 reads;          /* free read ops */
 } ngx_http_events_cluster_t;
 
+
+ngx_int_t ngx_http_events_cluster_rec_read(u_char *p, size_t len,
+    ngx_http_events_event_t *ev);
+ngx_int_t ngx_http_events_cluster_id(u_char *p, size_t len, uint64_t *ms,
+    uint64_t *seq);
+ngx_int_t ngx_http_events_cluster_epoch(redisReply *reply, uint64_t *epoch);
+
+void ngx_http_events_cluster_read_postconfiguration(void);
+void *ngx_http_events_cluster_read_query(void *data,
+    ngx_http_events_query_t *q, ngx_http_events_result_t *res,
+    ngx_pool_t *pool, ngx_http_events_remote_read_pt done, void *ctx);
+void *ngx_http_events_cluster_read_get(void *data, ngx_str_t *tenant,
+    ngx_str_t *id, ngx_str_t *json, ngx_pool_t *pool,
+    ngx_http_events_remote_read_pt done, void *ctx);
+void ngx_http_events_cluster_read_cancel(void *handle);
+void ngx_http_events_cluster_read_free(ngx_http_events_cluster_t *cl);
 
 ngx_int_t ngx_http_events_cluster_status_register(ngx_conf_t *cf);
 ngx_int_t ngx_http_events_cluster_health(void *data, ngx_pool_t *pool,

@@ -1828,6 +1828,52 @@ ngx_http_events_store_match_query(ngx_http_events_query_t *q,
 }
 
 
+/* the same filters on an event read from elsewhere (a cluster's log) */
+
+ngx_uint_t
+ngx_http_events_store_match(ngx_http_events_query_t *q,
+    ngx_http_events_event_t *ev)
+{
+    if (!q->any_tenant
+        && !ngx_http_events_store_str_eq(&q->tenant, ev->tenant.data,
+                                         ev->tenant.len))
+    {
+        return 0;
+    }
+
+    if (q->ntypes
+        && !ngx_http_events_match_any(q->types, q->ntypes, &ev->type))
+    {
+        return 0;
+    }
+
+    if ((q->rtype.len
+         && !ngx_http_events_store_str_eq(&q->rtype, ev->rtype.data,
+                                          ev->rtype.len))
+        || (q->rid.len
+            && !ngx_http_events_store_str_eq(&q->rid, ev->rid.data,
+                                             ev->rid.len))
+        || (q->source.len
+            && !ngx_http_events_store_str_eq(&q->source, ev->source.data,
+                                             ev->source.len)))
+    {
+        return 0;
+    }
+
+    if (q->action && q->action != ev->action) {
+        return 0;
+    }
+
+    if ((q->since_ms >= 0 && ev->time_ms < (uint64_t) q->since_ms)
+        || (q->until_ms >= 0 && ev->time_ms > (uint64_t) q->until_ms))
+    {
+        return 0;
+    }
+
+    return 1;
+}
+
+
 static ngx_int_t
 ngx_http_events_store_add_item(ngx_http_events_sh_t *sh, uint64_t off,
     ngx_http_events_copy_t *c, ngx_pool_t *pool,

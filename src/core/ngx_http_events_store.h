@@ -251,6 +251,15 @@ typedef void (*ngx_http_events_remote_done_pt)(void *ctx, ngx_int_t rc,
     ngx_uint_t failed);
 
 
+/*
+ * Reads of what the ring no longer holds, from the cluster's log.
+ * done() gets NGX_OK (query: res filled; get: json), NGX_DECLINED (get:
+ * no such event), NGX_BUSY (the log is unreachable) or NGX_ERROR.
+ */
+
+typedef void (*ngx_http_events_remote_read_pt)(void *ctx, ngx_int_t rc);
+
+
 typedef struct {
     void                       *data;
 
@@ -263,6 +272,23 @@ typedef struct {
     void                      (*cancel)(void *handle);
     /* NGX_AGAIN: the ring is still catching up with the log */
     ngx_int_t                 (*ready)(void *data);
+    /*
+     * a page of the list older than the ring: res->window holds the
+     * ring's on the call (the page stops at its head); a handle for
+     * cancel(), NULL: refused now
+     */
+    void                     *(*query)(void *data,
+                                       ngx_http_events_query_t *q,
+                                       ngx_http_events_result_t *res,
+                                       ngx_pool_t *pool,
+                                       ngx_http_events_remote_read_pt done,
+                                       void *ctx);
+    void                     *(*get)(void *data, ngx_str_t *tenant,
+                                     ngx_str_t *id, ngx_str_t *json,
+                                     ngx_pool_t *pool,
+                                     ngx_http_events_remote_read_pt done,
+                                     void *ctx);
+    void                      (*cancel_read)(void *handle);
     /* readiness: NGX_DECLINED with a reason and a detail, or NGX_OK */
     ngx_int_t                 (*health)(void *data, ngx_pool_t *pool,
                                         ngx_str_t *reason,
@@ -334,6 +360,8 @@ void ngx_http_events_store_window(ngx_http_events_store_t *store,
     ngx_http_events_window_t *w);
 ngx_int_t ngx_http_events_store_get(ngx_http_events_store_t *store,
     ngx_str_t *tenant, ngx_str_t *id, ngx_pool_t *pool, ngx_str_t *json);
+ngx_uint_t ngx_http_events_store_match(ngx_http_events_query_t *q,
+    ngx_http_events_event_t *ev);
 ngx_int_t ngx_http_events_store_query(ngx_http_events_store_t *store,
     ngx_http_events_query_t *q, ngx_pool_t *pool,
     ngx_http_events_result_t *res);
