@@ -47,7 +47,7 @@ DEBS      ?= $(TEST_DEBS)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps deps-run run test test-asan bench bench-fanout \
-        bench-webhooks bench-journal bench-history bench-cluster fuzz \
+        bench-latency bench-webhooks bench-journal bench-history bench-cluster fuzz \
         fuzz-short clean \
         install deb nginx-poll check-openssl compat compat-src
 
@@ -155,6 +155,12 @@ bench: deps $(MODULE)
 # SSE fan-out beside Nchan: 100 to 10 000 streams, about 10 minutes
 bench-fanout: deps $(MODULE)
 	t/bench/fanout.sh
+
+# publish -> receive p99 beside Nchan, servers alternating over 5 rounds:
+# the median ratio and its spread (the tail is noisy; one run says little)
+bench-latency: deps $(MODULE)
+	BENCH_ROUNDS=5 BENCH_SUBSCRIBERS="1000 5000" BENCH_RATES="20 100" \
+	    BENCH_FLOOR=0 t/bench/fanout.sh
 
 # webhook deliveries/s and latency to a loopback receiver, 1-100 endpoints
 bench-webhooks: deps $(MODULE)

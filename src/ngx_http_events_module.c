@@ -418,6 +418,13 @@ static ngx_command_t  ngx_http_events_commands[] = {
       0,
       NULL },
 
+    { ngx_string("events_webhook_keepalive"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      ngx_http_events_webhook_pool_conf,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("events_webhook_location"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_events_conf_slot,
@@ -572,6 +579,8 @@ ngx_http_events_create_main_conf(ngx_conf_t *cf)
     }
 
     emcf->retention = NGX_CONF_UNSET_MSEC;
+    emcf->wh_keepalive = NGX_CONF_UNSET_UINT;
+    emcf->wh_keepalive_timeout = NGX_CONF_UNSET_MSEC;
 
     return emcf;
 }

@@ -42,6 +42,9 @@ typedef struct {
     ngx_http_events_ipc_t      *ipc;            /* this process's */
     ngx_array_t                *sections;       /* status_section_t */
     ngx_array_t                *captured;       /* shm_zone_t *, capture's */
+    ngx_uint_t                  wh_keepalive;   /* idle connections */
+    ngx_msec_t                  wh_keepalive_timeout;
+    unsigned                    wh_pool:1;      /* its upstream is added */
 } ngx_http_events_main_conf_t;
 
 

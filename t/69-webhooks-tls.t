@@ -92,7 +92,7 @@ is($ok->{responseExcerpt}, "sni=tls.test host=tls.test:$port",
 
 my $bad = attempt("https://other.test:$port/hook", 'b.tls');
 is($bad->{result}, 'failed', 'a certificate for another name: failed');
-is($bad->{error}, 'E_CONNECT', 'E_CONNECT (TLS)');
+is($bad->{error}, 'E_TLS', 'E_TLS');
 $t->expect_log(qr/upstream SSL certificate does not match|certificate verify/);
 
 $t->done;

@@ -72,7 +72,7 @@ SKIP: {
             if `dpkg-query -W -f='\${Status}' $pkg 2>/dev/null`
                =~ /install ok installed/;
 
-        $out = `DEBIAN_FRONTEND=noninteractive dpkg -i $deb 2>&1`;
+        $out = dpkg("-i $deb");
         is($?, 0, 'dpkg -i installs it') or diag $out;
 
         ok(-l '/etc/nginx/modules-enabled/50-mod-http-events.conf',
@@ -88,7 +88,7 @@ SKIP: {
              'nginx -t of the system configuration loads the module')
             or diag $out;
 
-        $out = `DEBIAN_FRONTEND=noninteractive dpkg -P $pkg 2>&1`;
+        $out = dpkg("-P $pkg");
         is($?, 0, 'dpkg -P removes it') or diag $out;
 
         ok(!-e '/usr/lib/nginx/modules/ngx_http_events_module.so'
@@ -98,3 +98,18 @@ SKIP: {
 }
 
 done_testing();
+
+# dpkg does not wait for its lock: an apt-get elsewhere on the machine
+# would fail the test for nothing, so wait for it, bounded
+sub dpkg {
+    my ($args) = @_;
+    my $out;
+
+    for (1 .. 120) {
+        $out = `DEBIAN_FRONTEND=noninteractive dpkg $args 2>&1`;
+        return $out unless $? && $out =~ /lock was locked by another/;
+        sleep 1;
+    }
+
+    return $out;
+}

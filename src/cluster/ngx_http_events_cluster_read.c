@@ -190,7 +190,7 @@ ngx_http_events_cluster_read_query(void *data, ngx_http_events_query_t *q,
     /* without filters a page needs limit + 1 entries to know has_more */
     filtered = !q->any_tenant || q->ntypes || q->rtype.len || q->rid.len
                || q->source.len || q->action || q->since_ms >= 0
-               || q->until_ms >= 0;
+               || q->until_ms >= 0 || q->nmeta;
 
     op->count = q->limit + 1;
 
@@ -458,6 +458,7 @@ ngx_http_events_cluster_read_page(ngx_http_events_cluster_read_t *op,
 {
     size_t                     i;
     uint64_t                   oldest, gone, last, head, ms, seq;
+    ngx_str_t                  json;
     redisReply                *entries, *e;
     ngx_http_events_item_t    *item;
     ngx_http_events_query_t   *q;
@@ -520,10 +521,23 @@ ngx_http_events_cluster_read_page(ngx_http_events_cluster_read_t *op,
         ngx_memzero(&ev, sizeof(ngx_http_events_event_t));
 
         if (ngx_http_events_cluster_read_entry(op->cl, w->epoch, e, &ev)
-            != NGX_OK
-            || !ngx_http_events_store_match(q, &ev))
+            != NGX_OK)
         {
-            /* another program's entry, another epoch's, or filtered out */
+            /* another program's entry, or another epoch's */
+            last = seq;
+            continue;
+        }
+
+        /* the envelope first: metadata filters read it */
+        json.data = ngx_pnalloc(op->pool, ngx_http_events_store_json_len(&ev)
+                                          + ev.type.len);
+        if (json.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        json.len = ngx_http_events_store_json(json.data, &ev) - json.data;
+
+        if (!ngx_http_events_store_match(q, &ev, &json)) {
             last = seq;
             continue;
         }
@@ -541,17 +555,8 @@ ngx_http_events_cluster_read_page(ngx_http_events_cluster_read_t *op,
         ngx_memzero(item, sizeof(ngx_http_events_item_t));
 
         item->seq = seq;
-        item->json.data = ngx_pnalloc(op->pool,
-                                      ngx_http_events_store_json_len(&ev)
-                                      + ev.type.len);
-        if (item->json.data == NULL) {
-            return NGX_ERROR;
-        }
-
-        item->json.len = ngx_http_events_store_json(item->json.data, &ev)
-                         - item->json.data;
-
-        item->type.data = item->json.data + item->json.len;
+        item->json = json;
+        item->type.data = json.data + json.len;
         item->type.len = ev.type.len;
         ngx_memcpy(item->type.data, ev.type.data, ev.type.len);
 

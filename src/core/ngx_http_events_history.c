@@ -169,6 +169,8 @@ static ngx_int_t ngx_http_events_history_candidate(
     ngx_http_events_history_t *h, ngx_http_events_query_t *q,
     ngx_http_events_history_plan_t *pl, uint64_t seq,
     ngx_http_events_history_rec_t *r);
+static uint64_t ngx_http_events_history_pending(MDB_cursor *cur,
+    uint32_t tenant, uint32_t type, uint64_t gone);
 static ngx_int_t ngx_http_events_history_clean(ngx_http_events_history_t *h,
     ngx_http_events_history_sh_t *hsh, uint64_t gone);
 static ngx_int_t ngx_http_events_history_unindex(
@@ -2245,7 +2247,9 @@ ngx_http_events_history_match(ngx_http_events_query_t *q,
         return 0;
     }
 
-    return 1;
+    /* metadata is not indexed: checked on the envelope read from disk */
+    return ngx_http_events_match_metadata(q->meta, q->nmeta, r->json.data,
+                                          r->json.len);
 }
 
 
@@ -2480,10 +2484,20 @@ ngx_http_events_history_types(ngx_http_events_history_t *h,
     u_char                          key[4], *p;
     MDB_val                         k, v;
     uint32_t                        tid;
+    uint64_t                        gone;
     ngx_int_t                       ret;
-    MDB_cursor                     *cur;
+    MDB_cursor                     *cur, *tcur;
     ngx_http_events_type_info_t    *ti;
     ngx_http_events_history_cat_t   cat;
+
+    /*
+     * Retention moves "gone" first and removes index entries (and
+     * counts) after it, a batch per turn: the entries between are
+     * taken off here, so that the catalog says what lists say.
+     */
+
+    gone = ngx_http_events_journal_history(h->journal)->gone;
+    ngx_memory_barrier();
 
     if (ngx_http_events_history_rtxn(h) != NGX_OK) {
         return NGX_ERROR;
@@ -2498,6 +2512,12 @@ ngx_http_events_history_types(ngx_http_events_history_t *h,
     }
 
     if (mdb_cursor_open(h->rtxn, h->catalog, &cur) != 0) {
+        ret = NGX_ERROR;
+        goto done;
+    }
+
+    if (mdb_cursor_open(h->rtxn, h->type, &tcur) != 0) {
+        mdb_cursor_close(cur);
         ret = NGX_ERROR;
         goto done;
     }
@@ -2520,6 +2540,13 @@ ngx_http_events_history_types(ngx_http_events_history_t *h,
 
         ngx_memcpy(&cat, v.mv_data, sizeof(ngx_http_events_history_cat_t));
 
+        if (cat.count && gone) {
+            cat.count -= ngx_min(cat.count,
+                                 ngx_http_events_history_pending(tcur, tid,
+                                                                 cat.type,
+                                                                 gone));
+        }
+
         if (cat.count == 0) {
             continue;
         }
@@ -2540,6 +2567,7 @@ ngx_http_events_history_types(ngx_http_events_history_t *h,
         ti->last_ms = cat.last_ms;
     }
 
+    mdb_cursor_close(tcur);
     mdb_cursor_close(cur);
 
 done:
@@ -2547,6 +2575,39 @@ done:
     ngx_http_events_history_rdone(h);
 
     return ret;
+}
+
+
+/*
+ * How many of a type's entries retention removed but has not taken out
+ * of the index yet: its oldest seqs up to "gone".  One lookup when the
+ * sweep is done; at most its backlog otherwise, walked in packed pages.
+ */
+
+static uint64_t
+ngx_http_events_history_pending(MDB_cursor *cur, uint32_t tenant,
+    uint32_t type, uint64_t gone)
+{
+    int       rc;
+    u_char    key[8];
+    MDB_val   k, d;
+    uint64_t  n;
+
+    ngx_http_events_history_be32(key, tenant);
+    ngx_http_events_history_be32(key + 4, type);
+    k.mv_size = 8;
+    k.mv_data = key;
+    n = 0;
+
+    for (rc = mdb_cursor_get(cur, &k, &d, MDB_SET_KEY);
+         rc == 0 && d.mv_size == 8
+         && ngx_http_events_history_get64(d.mv_data) <= gone;
+         rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT_DUP))
+    {
+        n++;
+    }
+
+    return n;
 }
 
 

@@ -41,6 +41,7 @@ typedef struct {
     json_t                     *metadata;
     json_t                     *data;
     json_t                     *changes;
+    size_t                      extra_len;      /* other payload keys */
     ngx_uint_t                  action;
     ngx_str_t                   project_id;
     ngx_str_t                   occurred_at;
@@ -67,6 +68,8 @@ static ngx_int_t ngx_http_events_json_envelope(
 static ngx_int_t ngx_http_events_json_payload(
     ngx_http_events_envelope_t *env, ngx_http_events_fields_t *f,
     ngx_str_t *type, ngx_http_events_error_t *err);
+static ngx_uint_t ngx_http_events_json_payload_own(const char *key);
+static u_char *ngx_http_events_json_payload_extra(u_char *p, json_t *payload);
 static ngx_int_t ngx_http_events_json_string(ngx_http_events_envelope_t *env,
     json_t *v, const char *name, size_t max, ngx_uint_t (*ok)(u_char),
     ngx_str_t *s, ngx_http_events_error_t *err);
@@ -369,7 +372,7 @@ ngx_http_events_json_envelope(ngx_http_events_envelope_t *env,
           + 2 + ngx_http_events_json_escape_len(f->occurred_at.data,
                                                 f->occurred_at.len)
           + ngx_http_events_actions[f->action].len
-          + data_len + changes_len + meta_len + 16;
+          + data_len + changes_len + f->extra_len + meta_len + 16;
 
     if (len + NGX_INT64_LEN + NGX_HTTP_EVENTS_TIMESTAMP_LEN > env->max_size) {
         ngx_http_events_error(err, 413, "payload_too_large", NULL, NULL,
@@ -416,6 +419,7 @@ ngx_http_events_json_envelope(ngx_http_events_envelope_t *env,
     p = ngx_cpymem(p, ",\"changes\":", sizeof(",\"changes\":") - 1);
     p = f->changes ? ngx_http_events_json_write(p, f->changes)
                    : ngx_cpymem(p, "null", 4);
+    p = ngx_http_events_json_payload_extra(p, f->payload);
     p = ngx_cpymem(p, "},\"metadata\":", sizeof("},\"metadata\":") - 1);
     p = f->metadata ? ngx_http_events_json_write(p, f->metadata)
                     : ngx_cpymem(p, "null", 4);
@@ -521,12 +525,10 @@ ngx_http_events_json_payload(ngx_http_events_envelope_t *env,
                 f->changes = json_is_null(v) ? NULL : v;
 
             } else {
-                ngx_http_events_error(err, 400, "unknown_field", "field",
-                                      &env->prefix, "payload",
-                                      "unknown field \"payload.%s\"; "
-                                      "payload has action, data and "
-                                      "changes", key);
-                return NGX_ERROR;
+                /* ,"key":value, kept as sent after the three of ours */
+                f->extra_len += 4 + ngx_http_events_json_escape_len(
+                                        (u_char *) key, ngx_strlen(key))
+                                + ngx_http_events_json_size(v);
             }
         }
     }
@@ -581,6 +583,48 @@ ngx_http_events_json_payload(ngx_http_events_envelope_t *env,
     }
 
     return NGX_OK;
+}
+
+
+static ngx_uint_t
+ngx_http_events_json_payload_own(const char *key)
+{
+    return ngx_strcmp(key, "action") == 0 || ngx_strcmp(key, "data") == 0
+           || ngx_strcmp(key, "changes") == 0;
+}
+
+
+/*
+ * The payload's other keys, in the order they were sent (jansson keeps
+ * insertion order), after action, data and changes: a consumer that
+ * knows only those three still finds them first.
+ */
+
+static u_char *
+ngx_http_events_json_payload_extra(u_char *p, json_t *payload)
+{
+    json_t      *v;
+    const char  *key;
+
+    if (payload == NULL || !json_is_object(payload)) {
+        return p;
+    }
+
+    json_object_foreach(payload, key, v) {
+
+        if (ngx_http_events_json_payload_own(key)) {
+            continue;
+        }
+
+        *p++ = ',';
+        *p++ = '"';
+        p = ngx_http_events_json_escape(p, (u_char *) key, ngx_strlen(key));
+        *p++ = '"';
+        *p++ = ':';
+        p = ngx_http_events_json_write(p, v);
+    }
+
+    return p;
 }
 
 

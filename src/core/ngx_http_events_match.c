@@ -8,6 +8,14 @@
  * Event types are dot-separated segments of [a-z0-9_].  A pattern is
  * an exact type, "*" (everything), "*" as a whole inner segment (exactly
  * one segment), or a trailing ".*" or ".**" (any non-empty rest).
+ *
+ * Metadata filters are matched on the stored envelope's bytes, not on
+ * a parsed copy: the envelope is our writer's output (metadata its
+ * last key, strings escaped one way), so a walk over its top-level keys
+ * finds the metadata object, and a filter escaped the same way compares
+ * with memcmp.  The walk is bounded by the length it is given and
+ * safe on any bytes, so it may read a ring record that a writer is
+ * overwriting; the caller checks the record afterwards.
  */
 
 
@@ -16,6 +24,12 @@
 
 #include "ngx_http_events_match.h"
 #include "ngx_http_events_store.h"
+
+
+static u_char *ngx_http_events_match_skip(u_char *p, u_char *end);
+static u_char *ngx_http_events_match_string(u_char *p, u_char *end);
+static u_char *ngx_http_events_match_key(u_char *p, u_char *end,
+    ngx_str_t *key);
 
 
 static ngx_inline ngx_uint_t
@@ -293,4 +307,237 @@ ngx_http_events_match_pattern_covers(ngx_str_t *big, ngx_str_t *small)
             return 0;
         }
     }
+}
+
+
+/* metadata keys a filter may name: 1-64 of [A-Za-z0-9_.:-] */
+
+ngx_int_t
+ngx_http_events_match_meta_key_valid(u_char *p, size_t len)
+{
+    size_t  i;
+    u_char  ch;
+
+    if (len == 0 || len > NGX_HTTP_EVENTS_MAX_META_KEY) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < len; i++) {
+        ch = p[i];
+
+        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')
+            || (ch >= '0' && ch <= '9') || ch == '_' || ch == '.'
+            || ch == ':' || ch == '-')
+        {
+            continue;
+        }
+
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Every filter must find its key at the top of the envelope's metadata
+ * object with that value: a string equal to it, or a number, true or
+ * false written as it ("values as strings").  Objects, arrays and null
+ * never match.
+ */
+
+ngx_uint_t
+ngx_http_events_match_metadata(ngx_http_events_meta_filter_t *filters,
+    ngx_uint_t n, u_char *json, size_t len)
+{
+    u_char     *p, *end, *v, *next;
+    uint32_t    found;
+    ngx_str_t   key, value;
+    ngx_uint_t  i;
+
+    p = json;
+    end = json + len;
+
+    if (n == 0) {
+        return 1;
+    }
+
+    if (p == end || *p++ != '{') {
+        return 0;
+    }
+
+    /* the envelope's keys, up to "metadata" */
+
+    for ( ;; ) {
+        p = ngx_http_events_match_key(p, end, &key);
+        if (p == NULL) {
+            return 0;
+        }
+
+        if (key.len == sizeof("metadata") - 1
+            && ngx_strncmp(key.data, "metadata", key.len) == 0)
+        {
+            break;
+        }
+
+        p = ngx_http_events_match_skip(p, end);
+        if (p == NULL || p == end || *p++ != ',') {
+            return 0;
+        }
+    }
+
+    if (p == end || *p++ != '{') {
+        return 0;        /* null: no metadata */
+    }
+
+    found = 0;
+
+    while (p < end && *p != '}') {
+        p = ngx_http_events_match_key(p, end, &key);
+        if (p == NULL) {
+            return 0;
+        }
+
+        v = p;
+        next = ngx_http_events_match_skip(p, end);
+        if (next == NULL) {
+            return 0;
+        }
+
+        value.data = v;
+        value.len = next - v;
+
+        if (value.len && *v == '"') {
+            value.data++;
+            value.len -= 2;
+
+        } else if (value.len == 0 || *v == '{' || *v == '[' || *v == 'n') {
+            value.len = (size_t) -1;
+        }
+
+        for (i = 0; i < n; i++) {
+            if (filters[i].key.len == key.len
+                && ngx_memcmp(filters[i].key.data, key.data, key.len) == 0)
+            {
+                if (filters[i].value.len != value.len
+                    || ngx_memcmp(filters[i].value.data, value.data,
+                                  value.len)
+                       != 0)
+                {
+                    return 0;
+                }
+
+                found |= 1 << i;
+            }
+        }
+
+        p = next;
+
+        if (p < end && *p == ',') {
+            p++;
+        }
+    }
+
+    return found == (uint32_t) ((1 << n) - 1);
+}
+
+
+/* "key": at p; its bytes (still escaped) in *key, p after the colon */
+
+static u_char *
+ngx_http_events_match_key(u_char *p, u_char *end, ngx_str_t *key)
+{
+    u_char  *q;
+
+    if (p == end || *p != '"') {
+        return NULL;
+    }
+
+    q = ngx_http_events_match_string(p, end);
+    if (q == NULL || q == end || *q != ':') {
+        return NULL;
+    }
+
+    key->data = p + 1;
+    key->len = q - p - 2;
+
+    return q + 1;
+}
+
+
+/* past the string that starts at p */
+
+static u_char *
+ngx_http_events_match_string(u_char *p, u_char *end)
+{
+    for (p++; p < end; p++) {
+        if (*p == '\\') {
+            p++;
+            continue;
+        }
+
+        if (*p == '"') {
+            return p + 1;
+        }
+    }
+
+    return NULL;
+}
+
+
+/* past the compact JSON value at p (our writer's: no white space) */
+
+static u_char *
+ngx_http_events_match_skip(u_char *p, u_char *end)
+{
+    ngx_uint_t  depth;
+
+    depth = 0;
+
+    while (p < end) {
+        switch (*p) {
+
+        case '"':
+            p = ngx_http_events_match_string(p, end);
+            if (p == NULL) {
+                return NULL;
+            }
+
+            break;
+
+        case '{':
+        case '[':
+            depth++;
+            p++;
+            break;
+
+        case '}':
+        case ']':
+            if (depth == 0) {
+                return p;
+            }
+
+            depth--;
+            p++;
+            break;
+
+        case ',':
+            if (depth == 0) {
+                return p;
+            }
+
+            p++;
+            break;
+
+        default:
+            p++;
+        }
+
+        if (depth == 0 && p < end && (*p == ',' || *p == '}' || *p == ']'))
+        {
+            return p;
+        }
+    }
+
+    return depth ? NULL : p;
 }

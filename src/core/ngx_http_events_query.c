@@ -7,6 +7,7 @@
 /*
  * The list filters of GET /events, from the query string.  Every
  * parameter is known, given once, and checked; what is wrong is named.
+ * "metadata.KEY" is a family: one parameter per key, each key once.
  */
 
 
@@ -16,6 +17,7 @@
 #include "ngx_http_events_query.h"
 #include "ngx_http_events_cursor.h"
 #include "ngx_http_events_match.h"
+#include "ngx_http_events_json.h"
 
 
 typedef ngx_int_t (*ngx_http_events_param_pt)(ngx_http_events_query_t *q,
@@ -59,6 +61,14 @@ static ngx_int_t ngx_http_events_query_param_token(ngx_http_events_query_t *q,
     ngx_str_t *value, ngx_pool_t *pool, ngx_http_events_error_t *err);
 static ngx_int_t ngx_http_events_query_key_string(ngx_str_t *value, size_t max,
     ngx_uint_t rid);
+static ngx_int_t ngx_http_events_query_meta(ngx_http_events_query_t *q,
+    ngx_str_t *name, ngx_str_t *value, ngx_pool_t *pool,
+    ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_query_meta_name(
+    ngx_http_events_error_t *err, ngx_str_t *name);
+static ngx_int_t ngx_http_events_query_unescape(ngx_str_t *value,
+    u_char *eq, u_char *amp, ngx_pool_t *pool,
+    ngx_http_events_error_t *err);
 
 
 #define L  NGX_HTTP_EVENTS_QUERY_LIST
@@ -91,7 +101,7 @@ ngx_http_events_query_parse(ngx_str_t *args, ngx_uint_t mode,
     ngx_http_events_cursor_key_t *key, ngx_pool_t *pool,
     ngx_http_events_query_t *q, ngx_http_events_error_t *err)
 {
-    u_char                   *p, *end, *amp, *eq, *src, *dst;
+    u_char                   *p, *end, *amp, *eq;
     uint32_t                  seen;
     ngx_str_t                 name, value;
     ngx_uint_t                i, order_set;
@@ -122,6 +132,21 @@ ngx_http_events_query_parse(ngx_str_t *args, ngx_uint_t mode,
 
         name.data = p;
         name.len = (eq ? eq : amp) - p;
+
+        if (name.len >= sizeof("metadata.") - 1
+            && ngx_strncmp(name.data, "metadata.", sizeof("metadata.") - 1)
+               == 0)
+        {
+            if (ngx_http_events_query_unescape(&value, eq, amp, pool, err)
+                != NGX_OK
+                || ngx_http_events_query_meta(q, &name, &value, pool, err)
+                   != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+            continue;
+        }
 
         param = NULL;
 
@@ -157,19 +182,10 @@ ngx_http_events_query_parse(ngx_str_t *args, ngx_uint_t mode,
 
         seen |= 1 << i;
 
-        ngx_str_set(&value, "");
-
-        if (eq) {
-            value.data = ngx_pnalloc(pool, amp - eq);
-            if (value.data == NULL) {
-                err->status = 0;
-                return NGX_ERROR;
-            }
-
-            src = eq + 1;
-            dst = value.data;
-            ngx_unescape_uri(&dst, &src, amp - eq - 1, 0);
-            value.len = dst - value.data;
+        if (ngx_http_events_query_unescape(&value, eq, amp, pool, err)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
         }
 
         if (param->handler == ngx_http_events_query_param_order) {
@@ -212,6 +228,134 @@ ngx_http_events_query_parse(ngx_str_t *args, ngx_uint_t mode,
     }
 
     return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_events_query_unescape(ngx_str_t *value, u_char *eq, u_char *amp,
+    ngx_pool_t *pool, ngx_http_events_error_t *err)
+{
+    u_char  *src, *dst;
+
+    ngx_str_set(value, "");
+
+    if (eq == NULL) {
+        return NGX_OK;
+    }
+
+    value->data = ngx_pnalloc(pool, amp - eq);
+    if (value->data == NULL) {
+        err->status = 0;
+        return NGX_ERROR;
+    }
+
+    src = eq + 1;
+    dst = value->data;
+    ngx_unescape_uri(&dst, &src, amp - eq - 1, 0);
+    value->len = dst - value->data;
+
+    return NGX_OK;
+}
+
+
+/*
+ * metadata.KEY=VALUE: exact match of one metadata key; the value is
+ * kept escaped as the envelope writer escapes strings
+ */
+
+static ngx_int_t
+ngx_http_events_query_meta(ngx_http_events_query_t *q, ngx_str_t *name,
+    ngx_str_t *value, ngx_pool_t *pool, ngx_http_events_error_t *err)
+{
+    u_char                         *p;
+    size_t                          i, n;
+    ngx_str_t                       key;
+    ngx_uint_t                      k;
+    ngx_http_events_meta_filter_t  *f;
+
+    key.data = name->data + sizeof("metadata.") - 1;
+    key.len = name->len - (sizeof("metadata.") - 1);
+
+    if (ngx_http_events_match_meta_key_valid(key.data, key.len) != NGX_OK) {
+        ngx_http_events_error(err, 400, "invalid_parameter", "param", NULL,
+                              NULL, "a metadata filter is "
+                              "metadata.KEY=VALUE, KEY 1-%d characters of "
+                              "[A-Za-z0-9_.:-]",
+                              NGX_HTTP_EVENTS_MAX_META_KEY);
+        return ngx_http_events_query_meta_name(err, name);
+    }
+
+    for (i = 0; i < value->len; i += n) {
+        n = ngx_http_events_json_utf8_len(value->data + i, value->len - i);
+        if (n == 0 || (n == 1 && value->data[i] < 0x20)) {
+            break;
+        }
+    }
+
+    if (value->len == 0 || value->len > NGX_HTTP_EVENTS_MAX_META_VALUE
+        || i < value->len)
+    {
+        ngx_http_events_error(err, 400, "invalid_parameter", "param", NULL,
+                              NULL, "\"%V\" must be 1-%d bytes of printable "
+                              "UTF-8", name, NGX_HTTP_EVENTS_MAX_META_VALUE);
+        return ngx_http_events_query_meta_name(err, name);
+    }
+
+    for (k = 0; k < q->nmeta; k++) {
+        if (q->meta[k].key.len == key.len
+            && ngx_memcmp(q->meta[k].key.data, key.data, key.len) == 0)
+        {
+            ngx_http_events_error(err, 400, "invalid_parameter", "param",
+                                  NULL, NULL, "\"%V\" is given more than "
+                                  "once", name);
+            return ngx_http_events_query_meta_name(err, name);
+        }
+    }
+
+    if (q->nmeta == NGX_HTTP_EVENTS_MAX_META_FILTERS) {
+        ngx_http_events_error(err, 400, "invalid_parameter", "param", NULL,
+                              NULL, "at most %d metadata filters",
+                              NGX_HTTP_EVENTS_MAX_META_FILTERS);
+        return ngx_http_events_query_meta_name(err, name);
+    }
+
+    if (q->meta == NULL) {
+        q->meta = ngx_palloc(pool, NGX_HTTP_EVENTS_MAX_META_FILTERS
+                                   * sizeof(ngx_http_events_meta_filter_t));
+        if (q->meta == NULL) {
+            err->status = 0;
+            return NGX_ERROR;
+        }
+    }
+
+    p = ngx_pnalloc(pool, ngx_http_events_json_escape_len(value->data,
+                                                           value->len));
+    if (p == NULL) {
+        err->status = 0;
+        return NGX_ERROR;
+    }
+
+    f = &q->meta[q->nmeta++];
+    f->key = key;
+    f->value.data = p;
+    f->value.len = ngx_http_events_json_escape(p, value->data, value->len)
+                   - p;
+
+    return NGX_OK;
+}
+
+
+/* the parameter as sent names the error: ERROR, for "return" */
+
+static ngx_int_t
+ngx_http_events_query_meta_name(ngx_http_events_error_t *err,
+    ngx_str_t *name)
+{
+    err->name_len = ngx_min(name->len, sizeof(err->name));
+    ngx_memcpy(err->name, name->data, err->name_len);
+    ngx_http_events_error_name(err);
+
+    return NGX_ERROR;
 }
 
 

@@ -202,6 +202,8 @@ static ngx_int_t ngx_http_events_store_seek(ngx_http_events_sh_t *sh,
     uint64_t seq, uint64_t *pos);
 static ngx_uint_t ngx_http_events_store_match_query(ngx_http_events_query_t *q,
     ngx_http_events_copy_t *c);
+static ngx_uint_t ngx_http_events_store_match_meta(ngx_http_events_sh_t *sh,
+    uint64_t off, ngx_http_events_copy_t *c, ngx_http_events_query_t *q);
 static ngx_int_t ngx_http_events_store_query_scan(
     ngx_http_events_store_t *store, ngx_http_events_query_t *q,
     ngx_pool_t *pool, ngx_http_events_result_t *res);
@@ -1828,11 +1830,14 @@ ngx_http_events_store_match_query(ngx_http_events_query_t *q,
 }
 
 
-/* the same filters on an event read from elsewhere (a cluster's log) */
+/*
+ * The same filters on an event read from elsewhere (a cluster's log);
+ * json is its whole envelope, for metadata filters.
+ */
 
 ngx_uint_t
 ngx_http_events_store_match(ngx_http_events_query_t *q,
-    ngx_http_events_event_t *ev)
+    ngx_http_events_event_t *ev, ngx_str_t *json)
 {
     if (!q->any_tenant
         && !ngx_http_events_store_str_eq(&q->tenant, ev->tenant.data,
@@ -1870,7 +1875,39 @@ ngx_http_events_store_match(ngx_http_events_query_t *q,
         return 0;
     }
 
-    return 1;
+    return q->nmeta == 0
+           || ngx_http_events_match_metadata(q->meta, q->nmeta, json->data,
+                                             json->len);
+}
+
+
+/*
+ * Metadata filters read the record's envelope where it lies in the
+ * ring, without a copy (a list may look at many that do not match); a
+ * record overwritten meanwhile does not match, and its next read says
+ * it is gone.
+ */
+
+static ngx_uint_t
+ngx_http_events_store_match_meta(ngx_http_events_sh_t *sh, uint64_t off,
+    ngx_http_events_copy_t *c, ngx_http_events_query_t *q)
+{
+    u_char                    *json;
+    ngx_uint_t                 match;
+    ngx_http_events_record_t  *h;
+
+    if (q->nmeta == 0) {
+        return 1;
+    }
+
+    h = ngx_http_events_store_record(sh, off);
+    json = (u_char *) h + sizeof(ngx_http_events_record_t)
+           + ngx_http_events_rec_keys_len(&c->h);
+
+    match = ngx_http_events_match_metadata(q->meta, q->nmeta, json,
+                                           c->h.json_len);
+
+    return match && ngx_http_events_store_valid(sh, off);
 }
 
 
@@ -2087,7 +2124,9 @@ ngx_http_events_store_query_scan(ngx_http_events_store_t *store,
             break;
         }
 
-        if (!ngx_http_events_store_match_query(q, &c)) {
+        if (!ngx_http_events_store_match_query(q, &c)
+            || !ngx_http_events_store_match_meta(sh, slot.off, &c, q))
+        {
             last = slot.seq;
             continue;
         }
@@ -2171,7 +2210,8 @@ ngx_http_events_store_query_entity(ngx_http_events_store_t *store,
 
         if (c.h.seq > head
             || c.h.entity_hash != hash
-            || !ngx_http_events_store_match_query(q, &c))
+            || !ngx_http_events_store_match_query(q, &c)
+            || !ngx_http_events_store_match_meta(sh, link - 1, &c, q))
         {
             goto next;
         }
@@ -2601,7 +2641,9 @@ ngx_http_events_store_next(ngx_http_events_store_t *store,
             return rc;
         }
 
-        if (!ngx_http_events_store_match_query(q, &c)) {
+        if (!ngx_http_events_store_match_query(q, &c)
+            || !ngx_http_events_store_match_meta(sh, slot.off, &c, q))
+        {
             *last = slot.seq;
             continue;
         }

@@ -111,6 +111,20 @@ typedef struct {
 } ngx_http_events_window_t;
 
 
+/*
+ * ?metadata.KEY=VALUE: key and value as the envelope writer escapes
+ * them, so that they compare with the stored bytes as they are
+ */
+#define NGX_HTTP_EVENTS_MAX_META_FILTERS  8
+#define NGX_HTTP_EVENTS_MAX_META_KEY      64
+#define NGX_HTTP_EVENTS_MAX_META_VALUE    256
+
+typedef struct {
+    ngx_str_t                   key;
+    ngx_str_t                   value;
+} ngx_http_events_meta_filter_t;
+
+
 typedef struct {
     ngx_http_events_cursor_key_t  *cursor_key;  /* after, before */
     ngx_str_t                   tenant;
@@ -120,6 +134,8 @@ typedef struct {
     ngx_str_t                   rid;
     ngx_str_t                   source;
     ngx_uint_t                  action;
+    ngx_http_events_meta_filter_t  *meta;
+    ngx_uint_t                  nmeta;
     int64_t                     since_ms;       /* -1: none */
     int64_t                     until_ms;       /* -1: none */
     uint64_t                    after;
@@ -361,7 +377,7 @@ void ngx_http_events_store_window(ngx_http_events_store_t *store,
 ngx_int_t ngx_http_events_store_get(ngx_http_events_store_t *store,
     ngx_str_t *tenant, ngx_str_t *id, ngx_pool_t *pool, ngx_str_t *json);
 ngx_uint_t ngx_http_events_store_match(ngx_http_events_query_t *q,
-    ngx_http_events_event_t *ev);
+    ngx_http_events_event_t *ev, ngx_str_t *json);
 ngx_int_t ngx_http_events_store_query(ngx_http_events_store_t *store,
     ngx_http_events_query_t *q, ngx_pool_t *pool,
     ngx_http_events_result_t *res);

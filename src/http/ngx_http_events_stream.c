@@ -78,6 +78,7 @@ struct ngx_http_events_stream_ctx_s {
     unsigned                    named:1;
     unsigned                    stalled:1;
     unsigned                    done:1;
+    unsigned                    overloaded:1;
 };
 
 
@@ -104,6 +105,8 @@ static u_char *ngx_http_events_stream_cursor(
 static ngx_int_t ngx_http_events_stream_reset(
     ngx_http_events_stream_ctx_t *ctx, const char *reason);
 static ngx_int_t ngx_http_events_stream_ready(
+    ngx_http_events_stream_ctx_t *ctx);
+static ngx_int_t ngx_http_events_stream_overloaded(
     ngx_http_events_stream_ctx_t *ctx);
 static ngx_int_t ngx_http_events_stream_flush(
     ngx_http_events_stream_ctx_t *ctx);
@@ -179,6 +182,16 @@ ngx_http_events_stream_handler(ngx_http_request_t *r)
 
     if (rc == NGX_ERROR || rc > NGX_OK) {
         return rc;
+    }
+
+    if (ctx->overloaded) {
+        if (ngx_http_events_stream_overloaded(ctx) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        r->main->count++;
+        ngx_http_events_stream_finish(ctx, NULL);
+        return NGX_DONE;
     }
 
     if (ngx_http_events_stream_start(ctx) != NGX_OK) {
@@ -273,11 +286,8 @@ ngx_http_events_stream_accept(ngx_http_request_t *r,
                       "events: %ui streams on zone \"%V\" in this worker, "
                       "stream refused", store->nsubscribers, &store->name);
 
-        *rc = ngx_http_events_stream_refuse(r, 503, "too_many_subscribers",
-                                            "this server holds as many "
-                                            "streams as it may; retry "
-                                            "later");
-        return 0;
+        /* a 503 would make an EventSource give up for good */
+        ctx->overloaded = 1;
     }
 
     ctx->request = r;
@@ -718,6 +728,37 @@ ngx_http_events_stream_ready(ngx_http_events_stream_ctx_t *ctx)
                     ctx->replayed);
     p = ngx_http_events_cursor_write(ctx->key, p, ctx->epoch, ctx->cursor);
     p = ngx_cpymem(p, "\"}\n\n", 4);
+
+    return ngx_http_events_stream_append(ctx, buf, p - buf);
+}
+
+
+/*
+ * Refused at a limit, a stream is still a 200 EventSource: a retry
+ * somewhere in [retry, 2 * retry), so that refused browsers do not come
+ * back all at once, and a reset that says why.  No "id:": the client
+ * keeps its own cursor and resumes from it once it gets in.
+ */
+
+static ngx_int_t
+ngx_http_events_stream_overloaded(ngx_http_events_stream_ctx_t *ctx)
+{
+    u_char                      *p;
+    u_char                       buf[sizeof("retry: \n\nevent: reset\ndata: "
+                                            "{\"reason\":\"overloaded\","
+                                            "\"retry\":}\n\n")
+                                     + 2 * NGX_INT_T_LEN];
+    ngx_msec_t                   retry;
+    ngx_http_events_loc_conf_t  *elcf;
+
+    elcf = ngx_http_get_module_loc_conf(ctx->request, ngx_http_events_module);
+
+    retry = elcf->stream_retry
+            + (ngx_msec_t) ngx_random() % (elcf->stream_retry + 1);
+
+    p = ngx_sprintf(buf, "retry: %M\n\nevent: reset\ndata: "
+                    "{\"reason\":\"overloaded\",\"retry\":%M}\n\n",
+                    retry, retry);
 
     return ngx_http_events_stream_append(ctx, buf, p - buf);
 }

@@ -155,6 +155,13 @@ ngx_int_t ngx_http_events_webhook_conf_init_module(ngx_cycle_t *cycle);
 /* ngx_http_events_webhook_delivery.c */
 ngx_int_t ngx_http_events_webhook_delivery_add_variables(ngx_conf_t *cf);
 
+/* ngx_http_events_webhook_pool.c: reused connections */
+#define NGX_HTTP_EVENTS_WH_POOL  "events-webhook-pinned"
+
+ngx_int_t ngx_http_events_webhook_pool_add(ngx_conf_t *cf);
+char *ngx_http_events_webhook_pool_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
 extern const char  *ngx_http_events_webhook_errors[];
 
 

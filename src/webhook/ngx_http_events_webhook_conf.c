@@ -183,6 +183,14 @@ ngx_http_events_webhook_conf_webhooks(ngx_conf_t *cf, ngx_command_t *cmd,
     bind->ctx = cf->ctx;
     bind->elcf = elcf;
 
+    if (!emcf->wh_pool) {
+        if (ngx_http_events_webhook_pool_add(cf) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+
+        emcf->wh_pool = 1;
+    }
+
     return NGX_CONF_OK;
 }
 

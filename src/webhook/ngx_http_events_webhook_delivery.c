@@ -196,9 +196,27 @@ ngx_http_events_webhook_delivery_vet(ngx_http_events_webhook_job_t *job)
     job->uri = u.uri;
     job->https = (skip == 8);
 
+    literal = (ngx_parse_addr(job->pool, &addr, host.data, host.len)
+               == NGX_OK);
+
     if (!job->vet) {
-        /* nginx.conf endpoints are trusted like a proxy_pass */
-        job->pinned = job->url;
+        /*
+         * nginx.conf endpoints are trusted like a proxy_pass; a literal
+         * address reuses connections, a name is the proxy's to resolve
+         */
+
+        if (!literal) {
+            job->pinned = job->url;
+            return ngx_http_events_webhook_delivery_request(job);
+        }
+
+        if (ngx_http_events_webhook_delivery_pin(job, addr.sockaddr,
+                                                 addr.socklen)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
         return ngx_http_events_webhook_delivery_request(job);
     }
 
@@ -208,9 +226,6 @@ ngx_http_events_webhook_delivery_vet(ngx_http_events_webhook_job_t *job)
                                               "events_webhook_https_only");
         return NGX_OK;
     }
-
-    literal = (ngx_parse_addr(job->pool, &addr, host.data, host.len)
-               == NGX_OK);
 
     if (literal
         && ngx_http_events_webhook_delivery_addr_blocked(addr.sockaddr,
@@ -329,37 +344,44 @@ ngx_http_events_webhook_delivery_resolved(ngx_resolver_ctx_t *ctx)
 }
 
 
-/* the URL again, with the vetted address in place of the name */
+/*
+ * The vetted address is what the delivery connects to; the URL names
+ * the upstream whose balancer gives it (ngx_http_events_webhook_pool.c)
+ */
 
 static ngx_int_t
 ngx_http_events_webhook_delivery_pin(ngx_http_events_webhook_job_t *job,
     struct sockaddr *sa, socklen_t socklen)
 {
     u_char  *p;
-    u_char   text[NGX_SOCKADDR_STRLEN];
-    size_t   len;
 
-    len = ngx_sock_ntop(sa, socklen, text, NGX_SOCKADDR_STRLEN, 0);
+    if (socklen > sizeof(ngx_sockaddr_t)) {
+        return NGX_ERROR;
+    }
 
-    p = ngx_pnalloc(job->pool, sizeof("https://[]:65535") + len
+    ngx_memcpy(&job->sockaddr, sa, socklen);
+    job->socklen = socklen;
+
+    p = ngx_pnalloc(job->pool, NGX_SOCKADDR_STRLEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_inet_set_port(&job->sockaddr.sockaddr, (in_port_t) job->port);
+
+    job->peer_name.data = p;
+    job->peer_name.len = ngx_sock_ntop(&job->sockaddr.sockaddr, socklen, p,
+                                       NGX_SOCKADDR_STRLEN, 1);
+
+    p = ngx_pnalloc(job->pool, sizeof("https://" NGX_HTTP_EVENTS_WH_POOL)
                                + job->uri.len);
     if (p == NULL) {
         return NGX_ERROR;
     }
 
     job->pinned.data = p;
-
-    p = ngx_sprintf(p, job->https ? "https://" : "http://");
-
-    if (sa->sa_family == AF_INET6) {
-        p = ngx_sprintf(p, "[%*s]", len, text);
-
-    } else {
-        p = ngx_cpymem(p, text, len);
-    }
-
-    p = ngx_sprintf(p, ":%ui%V", job->port, &job->uri);
-
+    p = ngx_sprintf(p, "%s://" NGX_HTTP_EVENTS_WH_POOL "%V",
+                    job->https ? "https" : "http", &job->uri);
     job->pinned.len = p - job->pinned.data;
 
     return NGX_OK;
@@ -802,6 +824,13 @@ ngx_http_events_webhook_delivery_answered(ngx_http_request_t *r, void *data,
             job->detail_len = ngx_sprintf(job->detail,
                                           "no answer within the timeout")
                               - job->detail;
+
+        } else if (job->tls_failed) {
+            job->error = NGX_HTTP_EVENTS_E_TLS;
+            job->detail_len = ngx_sprintf(job->detail,
+                                          "the TLS handshake or the "
+                                          "certificate check failed, see "
+                                          "error.log") - job->detail;
 
         } else {
             job->error = NGX_HTTP_EVENTS_E_CONNECT;

@@ -329,6 +329,9 @@ struct ngx_http_events_webhook_job_s {
     ngx_str_t                        uri;
     ngx_uint_t                       port;
     ngx_str_t                        pinned;         /* $events_webhook_url */
+    ngx_sockaddr_t                   sockaddr;       /* the pinned address */
+    socklen_t                        socklen;        /* 0: not pinned */
+    ngx_str_t                        peer_name;      /* its text */
     ngx_str_t                        host;           /* $events_webhook_host */
     ngx_str_t                        server_name;
     ngx_msec_t                       started;
@@ -341,6 +344,7 @@ struct ngx_http_events_webhook_job_s {
     uint64_t                         retry_after_ms;
     unsigned                         https:1;
     unsigned                         answered:1;
+    unsigned                         tls_failed:1;   /* seen by the pool */
     unsigned                         disable:1;  /* webhook-delivery: disable */
     unsigned                         abort:1;        /* ...: abort-message */
     u_char                          *excerpt;

@@ -60,6 +60,12 @@
 #                        during that phase and print the hottest symbols
 #   BENCH_PERF_CALLGRAPH perf's --call-graph (default fp; nginx has no frame
 #                        pointers, "dwarf" finds callers but costs more)
+#   BENCH_ROUNDS         rounds per subscriber count (default 1): each round
+#                        runs every rate on ours, then on Nchan, so that the
+#                        servers alternate and noise falls on both; with 2 or
+#                        more, a table gives per-round p99 ratios (ours /
+#                        Nchan) with their median, min and max; the other
+#                        tables show the last round
 #   BENCH_KEEP=1         keep the temp directory (configs, logs, outputs)
 #
 # Exit status: 0 when the run completed and ours lost, skipped and
@@ -97,6 +103,7 @@ SERVERS=${BENCH_SERVERS:-"ours nchan"}
 PERF_AT=${BENCH_PERF:-}
 FLOOR=${BENCH_FLOOR:-1}
 PERF_CG=${BENCH_PERF_CALLGRAPH:-fp}
+ROUNDS=${BENCH_ROUNDS:-1}
 CLIENT_SRC=$HERE/fanout_client.c
 
 die() {
@@ -104,7 +111,7 @@ die() {
     exit 2
 }
 
-for v in DURATION PUB_GRACE PUB_CONNS RATE_CONNS BODY_BYTES DRAIN_IDLE_MS DRAIN_MAX MAX_RSS_MB; do
+for v in DURATION PUB_GRACE PUB_CONNS RATE_CONNS BODY_BYTES DRAIN_IDLE_MS DRAIN_MAX MAX_RSS_MB ROUNDS; do
     [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a whole number > 0, not '${!v}'"
 done
 ((PUB_CONNS <= 64 && RATE_CONNS <= 64)) || die "BENCH_PUB_CONNS and BENCH_RATE_CONNS must be at most 64"
@@ -575,7 +582,7 @@ echo "client: ${CC_CMD[*]}"
 echo "settings: rates '$RATES', ${DURATION}s each, publisher connections: $RATE_CONNS at a fixed rate, $PUB_CONNS at max; ${BODY_BYTES}-byte bodies, drain: ${DRAIN_IDLE_MS} ms idle or ${DRAIN_MAX}s at most"
 echo
 
-declare -A FLOOR_B
+declare -A FLOOR_B ROUND_P99 ROUND_ACC
 for n in $RUN_N; do
     if [[ $FLOOR == 1 ]]; then
         # nginx's own cost of a request in flight, before any module runs
@@ -619,8 +626,9 @@ for n in $RUN_N; do
         BASE[$kind]=$(rss_anon "$kind")
     done
 
+    for ((round = 1; round <= ROUNDS; round++)); do
     for kind in $SERVERS; do
-        echo "== $kind, N=$n: ${CMD_START[$kind/$n]}"
+        echo "== $kind, N=$n, round $round of $ROUNDS: ${CMD_START[$kind/$n]}"
         sub_start "$kind" "$n"
         opened=$(kv open "$SUB_READY")
         echo "streams: $SUB_READY; the server counts: $(server_subscribers "$kind")"
@@ -723,6 +731,8 @@ for n in $RUN_N; do
             lagging=$((lag1 - lag0))
             [[ $kind == ours ]] || lagging=-
             RES[$kind/$n/$rate]="deliv=$deliv p50=$p50 p99=$p99 missing=$missing gaps=$gaps dup=$dup seqgap=$seqgap closed=$closed published=$ok srv_cpu=$srv_cpu us_per_k=$us_per_k peak_rss=$PEAK_RSS"
+            ROUND_P99[$kind/$n/$rate/$round]=$p99
+            ROUND_ACC[$kind/$n/$rate/$round]=$ok
             printf '%-6s %8s %7s %9s %8s %8s %8s %8s %9s %5s %4s %6s %6s %7s %6s %7s %7s %7s %7s %s\n' \
                 "$rate" "$ok" "$pubrate" "$deliv" "$p50" "$p90" "$p99" "$pmax" \
                 "$missing" "$gaps" "$dup" "$seqgap" "$closed" "$lagging" "$(kv foreign "$R_LINE")" \
@@ -771,6 +781,7 @@ for n in $RUN_N; do
         done
         [[ -n $SUB_PID ]] && sub_stop
         echo
+    done
     done
 
     for kind in $SERVERS; do
@@ -856,6 +867,46 @@ echo " are queueing delays of a different amount of work than the other server's
 echo " latency in ms, publish -> receive; miss = deliveries not received by the end of the drain;"
 echo " us/1k = worker CPU microseconds per 1000 deliveries, i.e. ns per delivery)"
 echo
+
+# per round: the p99 ratio of the two servers in that round, then the
+# median and spread of those ratios (one noisy round moves the median
+# little, and the spread says how far to trust it)
+if ((ROUNDS > 1)) && [[ $SERVERS == "ours nchan" ]]; then
+    echo "== publish -> receive p99 over $ROUNDS alternating rounds (ms; ratio = ours / Nchan per round)"
+    printf '%-6s %-5s | %-40s | %-40s | %6s %6s %6s %s\n' N rate "p99 ours by round" \
+        "p99 nchan by round" median min max note
+    for n in $RUN_N; do
+        for rate in $RATES; do
+            [[ $rate == max ]] && continue
+            os="" cs="" rs="" note=""
+            for ((round = 1; round <= ROUNDS; round++)); do
+                o=${ROUND_P99[ours/$n/$rate/$round]:--}
+                c=${ROUND_P99[nchan/$n/$rate/$round]:--}
+                os+="$o " cs+="$c "
+                r=$(ratio "$o" "$c")
+                [[ $r != - ]] && rs+="$r "
+                for k in ours nchan; do
+                    a=${ROUND_ACC[$k/$n/$rate/$round]:--}
+                    if [[ $a != - ]] && ((a * 10 < 9 * rate * DURATION)); then
+                        note="overloaded in some round (accepted < 90% of offered)"
+                    fi
+                done
+            done
+            if [[ -n $rs ]]; then
+                # shellcheck disable=SC2086
+                read -r med lo hi < <(printf '%s\n' $rs | sort -g | awk '
+                    { v[NR] = $1 }
+                    END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2;
+                          printf "%.2f %.2f %.2f\n", m, v[1], v[NR] }')
+            else
+                med=- lo=- hi=-
+            fi
+            printf '%-6s %-5s | %-40s | %-40s | %6s %6s %6s %s\n' "$n" "$rate" \
+                "$os" "$cs" "$med" "$lo" "$hi" "$note"
+        done
+    done
+    echo
+fi
 
 echo "== worker memory per idle subscriber (RssAnon of both workers, after one event)"
 printf '%-6s | %10s %10s %6s | %14s %14s | %s\n' N "B/sub us" "B/sub nch" ratio "at connect us" "at connect nch" "nginx floor B/request"

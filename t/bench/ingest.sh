@@ -2,7 +2,10 @@
 #
 # Ingest benchmark: POST one ~300-byte JSON event per request into
 # ngx_http_events_module and, side by side, into Nchan's publisher
-# (Debian's libnginx-mod-nchan), both under the same stock nginx.
+# (Debian's libnginx-mod-nchan) and into stock nginx answering
+# "return 201" to the same POST (the ceiling: nginx's own cost of a
+# request with that body), all under the same nginx binary.  Then ours
+# again with batches of BENCH_BATCH events per POST.
 #
 #   t/bench/ingest.sh            (make bench runs it after building)
 #
@@ -19,6 +22,9 @@
 #   BENCH_CONNECTIONS connection counts (default "1 16"; wrk gets -t1 for
 #                     1 connection, -t2 otherwise)
 #   BENCH_BODY_BYTES  body size (default 300)
+#   BENCH_BATCH       events per POST in the batch runs (default 100, 0
+#                     to skip them); ours only, at the largest connection
+#                     count, BENCH_ROUNDS times
 #   BENCH_STRICT=1    count non-2xx with a wrk response() hook instead of
 #                     wrk's status error counter (which counts >= 400 only)
 #   BENCH_KEEP=1      keep the temp directory (configs, logs, wrk output)
@@ -48,6 +54,8 @@ WARMUP=${BENCH_WARMUP:-1}
 CONNECTIONS=${BENCH_CONNECTIONS:-"1 16"}
 export BENCH_BODY_BYTES=${BENCH_BODY_BYTES:-300}
 export BENCH_STRICT=${BENCH_STRICT:-0}
+BATCH=${BENCH_BATCH:-100}
+KINDS="ours nchan ceiling"
 LUA=$HERE/post.lua
 
 die() {
@@ -55,7 +63,7 @@ die() {
     exit 2
 }
 
-for v in DURATION ROUNDS WARMUP BENCH_BODY_BYTES; do
+for v in DURATION ROUNDS WARMUP BENCH_BODY_BYTES BATCH; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number, not '${!v}'"
 done
 ((DURATION > 0 && ROUNDS > 0)) || die "BENCH_SECONDS and BENCH_ROUNDS must be > 0"
@@ -114,7 +122,7 @@ write_conf() {
     {
         if [[ $kind == ours ]]; then
             echo "load_module $MODULE;"
-        else
+        elif [[ $kind == nchan ]]; then
             echo "load_module $NCHAN;"
         fi
         cat <<EOF
@@ -147,6 +155,20 @@ EOF
 
         location = /events-status {
             events_status bench;
+        }
+    }
+}
+EOF
+        elif [[ $kind == ceiling ]]; then
+            cat <<EOF
+
+    # stock nginx: reads (discards) the same body and answers 201
+    server {
+        listen 127.0.0.1:$port;
+        client_body_buffer_size 16k;
+
+        location = /events {
+            return 201;
         }
     }
 }
@@ -209,11 +231,11 @@ head_seq() {
 run_wrk() {
     local kind=$1 c=$2 secs=$3 log=$4 t=2 url line kv
     ((c == 1)) && t=1
-    if [[ $kind == ours ]]; then
-        url=http://127.0.0.1:$PORT_ours/events
-    else
-        url=http://127.0.0.1:$PORT_nchan/pub
-    fi
+    case $kind in
+        ours) url=http://127.0.0.1:$PORT_ours/events ;;
+        nchan) url=http://127.0.0.1:$PORT_nchan/pub ;;
+        ceiling) url=http://127.0.0.1:$PORT_ceiling/events ;;
+    esac
     WRK_CMD=(wrk "-t$t" "-c$c" "-d${secs}s" -s "$LUA" "$url")
     CMD_WRK["$kind/$c"]=$(printf '%q ' "${WRK_CMD[@]}")
     # in the background so that a signal reaches the trap at once and the
@@ -246,6 +268,7 @@ median() {
 
 start ours
 start nchan
+start ceiling
 
 echo "== machine"
 echo "nproc: $(nproc)"
@@ -261,10 +284,12 @@ echo
 echo "== servers"
 echo "ours:  ${CMD_START[ours]}  (port $PORT_ours)"
 echo "nchan: ${CMD_START[nchan]}  (port $PORT_nchan)"
-echo "-- $DIR_ours/nginx.conf"
-sed 's/^/    /' "$DIR_ours/nginx.conf"
-echo "-- $DIR_nchan/nginx.conf"
-sed 's/^/    /' "$DIR_nchan/nginx.conf"
+echo "ceiling: ${CMD_START[ceiling]}  (port $PORT_ceiling)"
+for kind in $KINDS; do
+    dir=DIR_$kind
+    echo "-- ${!dir}/nginx.conf"
+    sed 's/^/    /' "${!dir}/nginx.conf"
+done
 echo
 
 FAILED=0
@@ -289,8 +314,12 @@ check_crash() {
 
 # one POST each before anything else: a wrong status here would make
 # every number below meaningless
-for kind in ours nchan; do
-    if [[ $kind == ours ]]; then path=/events; port=$PORT_ours; else path=/pub; port=$PORT_nchan; fi
+for kind in $KINDS; do
+    case $kind in
+        ours) path=/events; port=$PORT_ours ;;
+        nchan) path=/pub; port=$PORT_nchan ;;
+        ceiling) path=/events; port=$PORT_ceiling ;;
+    esac
     status=$(curl -sS -o "$WORK/probe-$kind.out" -w '%{http_code}' --max-time 10 \
         -X POST -H 'Content-Type: application/json' \
         --data-binary '{"type":"ticket.updated","resourceId":"ticket-123","payload":{"data":{"probe":true}}}' \
@@ -305,7 +334,7 @@ for kind in ours nchan; do
 done
 
 if ((WARMUP > 0)); then
-    for kind in ours nchan; do
+    for kind in $KINDS; do
         run_wrk "$kind" 16 "$WARMUP" "$WORK/warmup-$kind.log"
         check_crash "$kind" "the warm-up"
     done
@@ -320,7 +349,7 @@ printf '%-5s %-5s %-6s %12s %9s %9s %9s %8s %12s %12s %s\n' \
     round conns server requests events/s p50_us p99_us non2xx seq_delta "delta-req" check
 for ((r = 1; r <= ROUNDS; r++)); do
     for c in $CONNECTIONS; do
-        for kind in ours nchan; do
+        for kind in $KINDS; do
             log=$WORK/wrk-$kind-c$c-r$r.log
             if [[ $kind == ours ]]; then
                 before=$(head_seq)
@@ -365,11 +394,49 @@ for ((r = 1; r <= ROUNDS; r++)); do
 done
 echo
 
+# batches: ours only (Nchan and the ceiling have no batch); the seq
+# must advance by BATCH per request answered
+BATCH_RATES=""
+if ((BATCH > 1)); then
+    c=${CONNECTIONS##* }
+    echo "== batch runs: $BATCH events per POST, $c connections"
+    printf '%-5s %12s %9s %9s %9s %8s %12s %s\n' \
+        round requests events/s p50_us p99_us non2xx seq_delta check
+    for ((r = 1; r <= ROUNDS; r++)); do
+        before=$(head_seq)
+        BENCH_BATCH=$BATCH run_wrk ours "$c" "$DURATION" \
+            "$WORK/wrk-batch-c$c-r$r.log"
+        CMD_BATCH="BENCH_BATCH=$BATCH ${CMD_WRK[ours/$c]}"
+        check_crash ours "batch round $r"
+        after=$(head_seq)
+        rate=$(awk -v n="$R_requests" -v b="$BATCH" -v us="$R_duration_us" \
+            'BEGIN { printf "%.1f", n * b / (us / 1e6) }')
+        BATCH_RATES+="$rate "
+        check=ok
+        if ((R_non2xx != 0)); then
+            check="non-2xx"
+            fail "batch round $r: $R_non2xx non-2xx responses"
+        fi
+        delta=$((after - before))
+        # in flight when wrk stops: stored, not counted, one per connection
+        if ((before < 0 || after < 0 || delta < R_requests * BATCH
+             || delta > (R_requests + c) * BATCH)); then
+            check="seq-mismatch"
+            fail "batch round $r: seq advanced $delta, wrk counted $R_requests requests of $BATCH"
+        fi
+        printf '%-5s %12s %9s %9s %9s %8s %12s %s\n' "$r" "$R_requests" \
+            "$rate" "$R_lat_p50_us" "$R_lat_p99_us" "$R_non2xx" "$delta" "$check"
+    done
+    echo
+fi
+
 echo "== commands"
 for c in $CONNECTIONS; do
-    echo "ours  c=$c: ${CMD_WRK[ours/$c]}"
-    echo "nchan c=$c: ${CMD_WRK[nchan/$c]}"
+    for kind in $KINDS; do
+        printf '%-7s c=%s: %s\n' "$kind" "$c" "${CMD_WRK[$kind/$c]}"
+    done
 done
+[[ -n ${CMD_BATCH:-} ]] && echo "batch:     $CMD_BATCH"
 echo
 
 echo "== ours: /events-status after the runs"
@@ -377,7 +444,7 @@ curl -sS --max-time 10 "http://127.0.0.1:$PORT_ours/events-status" || true
 echo
 echo
 
-for kind in ours nchan; do
+for kind in $KINDS; do
     if grep -qE '\[(warn|error|crit|alert|emerg)\]' "$WORK/$kind/error.log"; then
         echo "== $kind error log (warn and above)"
         grep -E '\[(warn|error|crit|alert|emerg)\]' "$WORK/$kind/error.log" | tail -20 | sed 's/^/    /'
@@ -385,16 +452,30 @@ for kind in ours nchan; do
     fi
 done
 
-echo "== ingest, events/s, median of $ROUNDS round(s) of ${DURATION}s, ${R_body_bytes:-$BENCH_BODY_BYTES}-byte body"
-printf '%-12s %14s %14s %12s\n' connections ours nchan ours/nchan
+echo "== ingest, events/s, median of $ROUNDS round(s) of ${DURATION}s, ${BENCH_BODY_BYTES}-byte events"
+ratio() {
+    awk -v o="$1" -v n="$2" 'BEGIN { if (n > 0) printf "%.2f", o / n; else print "-" }'
+}
+printf '%-12s %12s %12s %12s %11s %13s\n' connections ours nchan ceiling \
+    ours/nchan ours/ceiling
 for c in $CONNECTIONS; do
     # shellcheck disable=SC2086
     o=$(median ${RATES[ours/$c]})
     # shellcheck disable=SC2086
     n=$(median ${RATES[nchan/$c]})
-    ratio=$(awk -v o="$o" -v n="$n" 'BEGIN { if (n > 0) printf "%.2f", o / n; else print "-" }')
-    printf '%-12s %14s %14s %12s\n' "$c" "$o" "$n" "$ratio"
+    # shellcheck disable=SC2086
+    x=$(median ${RATES[ceiling/$c]})
+    printf '%-12s %12s %12s %12s %11s %13s\n' "$c" "$o" "$n" "$x" \
+        "$(ratio "$o" "$n")" "$(ratio "$o" "$x")"
 done
+if [[ -n $BATCH_RATES ]]; then
+    c=${CONNECTIONS##* }
+    # shellcheck disable=SC2086
+    b=$(median $BATCH_RATES)
+    # shellcheck disable=SC2086
+    o=$(median ${RATES[ours/$c]})
+    echo "batch of $BATCH at $c connections: $b events/s, $(ratio "$b" "$o")x single-event ingest"
+fi
 echo "loadavg at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 if ((FAILED)); then

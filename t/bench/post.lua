@@ -1,7 +1,9 @@
 -- wrk script for t/bench/ingest.sh: POST one ~300-byte JSON event per
 -- request, identical bytes for every target (the URL picks the target).
 --
---   BENCH_BODY_BYTES  size of the body (default 300)
+--   BENCH_BODY_BYTES  size of one event (default 300)
+--   BENCH_BATCH       events per POST (default 1: one object; N > 1: a
+--                     JSON array of N such events, one request)
 --   BENCH_STRICT=1    count every status outside 2xx through a response()
 --                     hook; without it the count is wrk's own status error
 --                     counter, which only counts statuses >= 400 (the hook
@@ -19,8 +21,17 @@ local tail = '"}}}'
 local pad  = size - #head - #tail
 if pad < 0 then pad = 0 end
 
+local event = head .. string.rep("x", pad) .. tail
+local batch = tonumber(os.getenv("BENCH_BATCH") or "") or 1
+
 wrk.method = "POST"
-wrk.body   = head .. string.rep("x", pad) .. tail
+if batch > 1 then
+   local events = {}
+   for i = 1, batch do events[i] = event end
+   wrk.body = "[" .. table.concat(events, ",") .. "]"
+else
+   wrk.body = event
+end
 wrk.headers["Content-Type"] = "application/json"
 
 local strict  = os.getenv("BENCH_STRICT") == "1"

@@ -10,7 +10,8 @@
 #
 # Environment: BENCH_DELIVERIES (per run, default 20000), BENCH_ENDPOINTS
 # (default "1 10 100"), BENCH_CONCURRENCY (events_webhook_concurrency,
-# default 64), BENCH_ENDPOINT_CONCURRENCY (default 4).
+# default 64), BENCH_ENDPOINT_CONCURRENCY (default 4), BENCH_TLS=1 (the
+# receiver speaks https with a certificate the proxy verifies).
 #
 # No peer publishes such a figure; the comparison is with the 5000/s
 # target of the issue.  Only 127.0.0.1 is used.
@@ -30,8 +31,27 @@ my $deliveries = $ENV{BENCH_DELIVERIES} // 20000;
 my @counts = split ' ', ($ENV{BENCH_ENDPOINTS} // '1 10 100');
 my $conc = $ENV{BENCH_CONCURRENCY} // 64;
 my $econc = $ENV{BENCH_ENDPOINT_CONCURRENCY} // 4;
+my $tls = $ENV{BENCH_TLS};
 
 my $t = EventsTest->new;
+my $dir = $t->testdir;
+my ($scheme, $ssl, $listen_ssl) = ('http', '', '');
+
+if ($tls) {
+    system("openssl req -x509 -newkey rsa:2048 -nodes -keyout $dir/tls.key"
+        . " -out $dir/tls.crt -days 1 -subj /CN=localhost"
+        . " -addext subjectAltName=DNS:localhost 2>/dev/null") == 0
+        or die "openssl cannot make a certificate";
+    chmod 0644, "$dir/tls.key";
+    ($scheme, $listen_ssl) = ('https', ' ssl');
+    $ssl = "proxy_ssl_verify on;\n"
+        . "            proxy_ssl_name localhost;\n"
+        . "            proxy_ssl_server_name on;\n"
+        . "            proxy_ssl_trusted_certificate $dir/tls.crt;";
+    $listen_ssl .= ";\n        ssl_certificate $dir/tls.crt;\n"
+        . "        ssl_certificate_key $dir/tls.key";
+}
+
 $t->write_config(<<"EOF");
 %%GLOBALS%%
 http {
@@ -61,11 +81,14 @@ http {
             internal;
             proxy_pass \$events_webhook_url;
             proxy_set_header Host \$events_webhook_host;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            $ssl
         }
     }
 
     server {
-        listen 127.0.0.1:%%PORT_2%%;
+        listen 127.0.0.1:%%PORT_2%%$listen_ssl;
         location / {
             access_log %%TESTDIR%%/hook.log hook buffer=64k flush=100ms;
             return 200 ok;
@@ -86,7 +109,7 @@ for my $n (@counts) {
     my $type = "bench$n.x";
     for my $i (1 .. $n) {
         my $r = $t->post_json('/webhooks', {
-            url => "http://127.0.0.1:$rport/r$n/$i", events => ["bench$n.*"] });
+            url => "$scheme://127.0.0.1:$rport/r$n/$i", events => ["bench$n.*"] });
         die "create: $r->{body}" unless $r->{status} == 201;
     }
 
@@ -133,9 +156,9 @@ for my $n (@counts) {
     @lat = sort { $a <=> $b } @lat;
     my $got = @lat;
     my $secs = $last - $start;
-    push @report, sprintf('%s%3d endpoints: %6d deliveries in %5.2fs = %6.0f/s,'
+    push @report, sprintf('%s%s%3d endpoints: %6d deliveries in %5.2fs = %6.0f/s,'
         . ' latency p50 %6.1f ms, p95 %6.1f ms, failed %d',
-        $paced ? "paced ${paced}ms, " : '', $n, $got, $secs, $got / $secs, $lat[int($got * 0.5)],
+        $tls ? 'tls, ' : '', $paced ? "paced ${paced}ms, " : '', $n, $got, $secs, $got / $secs, $lat[int($got * 0.5)],
         $lat[int($got * 0.95)], $st->{failed});
     $report[-1] .= ', worker RssAnon ' . join('/', map { rss($_) }
         $t->worker_pids) . ' kB';

@@ -70,6 +70,8 @@ static void fz_check_envelope(ngx_http_events_envelope_t *env, json_t *obj,
     ngx_http_events_event_t *ev);
 static ngx_uint_t fz_str_is(json_t *v, ngx_str_t *s);
 static json_t *fz_get(json_t *obj, const char *key);
+static size_t fz_payload_extra(json_t *sent, json_t *back);
+static void fz_meta(json_t *meta, u_char *buf, size_t len);
 
 
 static ngx_http_events_id_rng_t  fz_rng;
@@ -348,14 +350,15 @@ fz_check_envelope(ngx_http_events_envelope_t *env, json_t *obj,
     /* the payload: the action, and data and changes as sent */
 
     payload = fz_get(back, "payload");
-    fz_check(json_is_object(payload) && json_object_size(payload) == 3,
+    opay = json_object_get(obj, "payload");
+    fz_check(json_is_object(payload)
+             && json_object_size(payload)
+                == 3 + fz_payload_extra(opay, payload),
              "payload: %.*s", (int) len, buf);
 
     fz_check(fz_str_is(json_object_get(payload, "action"),
                        &actions[ev->action]),
              "payload.action: %.*s", (int) len, buf);
-
-    opay = json_object_get(obj, "payload");
 
     orig = json_is_object(opay) ? json_object_get(opay, "data") : NULL;
     v = json_object_get(payload, "data");
@@ -372,6 +375,8 @@ fz_check_envelope(ngx_http_events_envelope_t *env, json_t *obj,
     fz_check(orig ? json_equal(v, orig) : json_is_null(v),
              "metadata: %.*s", (int) len, buf);
 
+    fz_meta(orig, buf, len);
+
     json_decref(back);
     free(buf);
 }
@@ -384,6 +389,107 @@ fz_str_is(json_t *v, ngx_str_t *s)
            && json_string_length(v) == s->len
            && (s->len == 0
                || memcmp(json_string_value(v), s->data, s->len) == 0);
+}
+
+
+/*
+ * The payload's keys other than action, data and changes: each must
+ * come back equal, and after those three, in the order sent.
+ */
+
+static size_t
+fz_payload_extra(json_t *sent, json_t *back)
+{
+    size_t       n, i;
+    json_t      *v;
+    const char  *key, *bkey;
+    void        *it;
+
+    if (!json_is_object(sent)) {
+        return 0;
+    }
+
+    n = 0;
+    it = json_object_iter(back);
+
+    for (i = 0; i < 3 && it; i++) {
+        it = json_object_iter_next(back, it);
+    }
+
+    json_object_foreach(sent, key, v) {
+        if (strcmp(key, "action") == 0 || strcmp(key, "data") == 0
+            || strcmp(key, "changes") == 0)
+        {
+            continue;
+        }
+
+        fz_check(it != NULL, "payload.%s missing", key);
+
+        bkey = json_object_iter_key(it);
+        fz_check(strcmp(bkey, key) == 0 && json_equal(v,
+                                              json_object_iter_value(it)),
+                 "payload.%s not kept as sent", key);
+
+        it = json_object_iter_next(back, it);
+        n++;
+    }
+
+    return n;
+}
+
+
+/*
+ * ?metadata.KEY=VALUE as the query parser makes it (the value escaped
+ * by the envelope's writer) finds each string value of the event's
+ * metadata in the stored envelope, and a changed value does not
+ */
+
+static void
+fz_meta(json_t *meta, u_char *buf, size_t len)
+{
+    u_char                         *esc;
+    size_t                          vlen;
+    json_t                         *v;
+    const char                     *key;
+    ngx_http_events_meta_filter_t   f;
+
+    if (!json_is_object(meta)) {
+        return;
+    }
+
+    json_object_foreach(meta, key, v) {
+        if (!json_is_string(v)
+            || ngx_http_events_match_meta_key_valid((u_char *) key,
+                                                    strlen(key))
+               != NGX_OK)
+        {
+            continue;
+        }
+
+        vlen = json_string_length(v);
+        esc = malloc(vlen * 6 + 2);
+        if (esc == NULL) {
+            abort();
+        }
+
+        f.key.data = (u_char *) key;
+        f.key.len = strlen(key);
+        f.value.data = esc;
+        f.value.len = ngx_http_events_json_escape(esc,
+                          (u_char *) json_string_value(v), vlen) - esc;
+
+        fz_check(ngx_http_events_match_metadata(&f, 1, buf, len),
+                 "metadata.%s not found: %.*s", key, (int) len, buf);
+
+        esc[f.value.len] = 'X';
+        f.value.len++;
+
+        fz_check(!ngx_http_events_match_metadata(&f, 1, buf, len),
+                 "metadata.%s matches another value: %.*s", key,
+                 (int) len, buf);
+
+        free(esc);
+    }
 }
 
 

@@ -156,6 +156,24 @@ fz_query_mode(u_char *p, size_t len, ngx_uint_t mode)
     fz_check(q.rtype.len <= 64 && q.rid.len <= 128 && q.source.len <= 128,
              "key lengths");
 
+    /*
+     * metadata filters: valid keys, and the matcher safe on any bytes
+     * (it reads ring records a writer may be overwriting): the input
+     * itself as an "envelope", in a copy of exactly its length
+     */
+    fz_check(q.nmeta <= NGX_HTTP_EVENTS_MAX_META_FILTERS, "nmeta %lu",
+             (unsigned long) q.nmeta);
+
+    for (i = 0; i < q.nmeta; i++) {
+        fz_check(ngx_http_events_match_meta_key_valid(q.meta[i].key.data,
+                                                      q.meta[i].key.len)
+                 == NGX_OK, "meta[%lu] key", (unsigned long) i);
+    }
+
+    if (q.nmeta) {
+        (void) ngx_http_events_match_metadata(q.meta, q.nmeta, p, len);
+    }
+
 #ifdef NGX_HTTP_EVENTS_QUERY_STREAM
     if (mode == NGX_HTTP_EVENTS_QUERY_STREAM) {
         /* a stream takes no window or paging parameters */

@@ -440,7 +440,10 @@ sub worker_pids {
         next unless defined $ppid && $ppid == $master && $state ne 'Z';
         push @pids, $pid if _slurp("/proc/$pid/cmdline") =~ /worker process/;
     }
-    return sort { $a <=> $b } @pids;
+    # sorted into an array: "sort" in scalar context is undefined,
+    # and callers compare the count
+    my @sorted = sort { $a <=> $b } @pids;
+    return @sorted;
 }
 
 sub _master_alive {
