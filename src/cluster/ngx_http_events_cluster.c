@@ -310,6 +310,8 @@ ngx_http_events_cluster(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_str_set(&cl->prefix, "events");
     ngx_str_set(&cl->max_len, "0");
     ngx_str_set(&cl->retention, "0");
+    cl->wh_lease = 30000;
+    cl->wh_done = 24 * 3600 * 1000;
 
     rv = ngx_http_events_redis_parse_url(cf, &value[2], &cl->redis);
     if (rv != NGX_CONF_OK) {
@@ -470,6 +472,22 @@ ngx_http_events_cluster_param(ngx_conf_t *cf, ngx_http_events_cluster_t *cl,
 
         cl->retention.len = ngx_sprintf(cl->retention.data, "%M", ms)
                             - cl->retention.data;
+
+        /* an ended delivery is remembered as long as the log is */
+        cl->wh_done = ms;
+        return NGX_CONF_OK;
+    }
+
+    if (v->len > 14 && ngx_strncmp(v->data, "webhook_lease=", 14) == 0) {
+        s.data = v->data + 14;
+        s.len = v->len - 14;
+
+        ms = ngx_parse_time(&s, 0);
+        if (ms == (ngx_msec_t) NGX_ERROR || ms == 0) {
+            goto invalid;
+        }
+
+        cl->wh_lease = ms;
         return NGX_CONF_OK;
     }
 
@@ -613,6 +631,7 @@ ngx_http_events_cluster_postconfiguration(ngx_conf_t *cf)
          ngx_http_events_cluster_script.len, sha);
     ngx_hex_dump(ngx_http_events_cluster_sha, sha, SHA_DIGEST_LENGTH);
     ngx_http_events_cluster_read_postconfiguration();
+    ngx_http_events_cluster_webhook_postconfiguration();
 
     if (cmcf->clusters.nelts
         && ngx_http_events_cluster_status_register(cf) != NGX_OK)
@@ -660,6 +679,8 @@ ngx_http_events_cluster_postconfiguration(ngx_conf_t *cf)
         cl->remote.query = ngx_http_events_cluster_read_query;
         cl->remote.get = ngx_http_events_cluster_read_get;
         cl->remote.cancel_read = ngx_http_events_cluster_read_cancel;
+        cl->remote.claim = ngx_http_events_cluster_webhook_claim;
+        cl->remote.settle = ngx_http_events_cluster_webhook_settle;
 
         store->remote = &cl->remote;
     }
@@ -704,6 +725,10 @@ ngx_http_events_cluster_init_process(ngx_cycle_t *cycle)
 
         ngx_queue_init(&cl->reads);
 
+        if (ngx_http_events_cluster_webhook_init(cl) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
         cl->tail_wait.handler = ngx_http_events_cluster_tail_again;
         cl->tail_wait.data = cl;
         cl->tail_wait.log = cycle->log;
@@ -747,6 +772,7 @@ ngx_http_events_cluster_exit_process(ngx_cycle_t *cycle)
         ngx_http_events_cluster_tail_stop(cl);
         ngx_http_events_redis_close(&cl->rd);
         ngx_http_events_cluster_read_free(cl);
+        ngx_http_events_cluster_webhook_free(cl);
 
         /* the next tailer need not wait for the lease to lapse */
         ngx_shmtx_lock(&cl->shpool->mutex);

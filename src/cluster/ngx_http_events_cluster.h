@@ -42,6 +42,9 @@ typedef struct {
     ngx_atomic_t                resets;
     ngx_atomic_t                reconnects;
     ngx_atomic_t                errors;
+    ngx_atomic_t                wh_claimed;     /* deliveries this node took */
+    ngx_atomic_t                wh_taken;       /* held by another node */
+    ngx_atomic_t                wh_elsewhere;   /* ended by another node */
 } ngx_http_events_cluster_sh_t;
 
 
@@ -64,6 +67,8 @@ typedef struct {
     ngx_str_t                   wait;
     ngx_str_t                   wait_ms;
     ngx_str_t                   trusted;        /* rediss:// */
+    ngx_msec_t                  wh_lease;       /* a webhook claim's */
+    ngx_msec_t                  wh_done;        /* an ended one's mark */
 
     ngx_http_events_remote_t    remote;
 
@@ -75,6 +80,9 @@ typedef struct {
     ngx_event_t                 tail_wait;      /* after an error */
     ngx_uint_t                  tailing;
     ngx_queue_t                 reads;          /* free read ops */
+    ngx_queue_t                 claims;         /* free claim ops */
+    ngx_str_t                   token;          /* this worker's claims */
+    u_char                      token_buf[32 + NGX_INT64_LEN];
 } ngx_http_events_cluster_t;
 
 
@@ -93,6 +101,15 @@ void *ngx_http_events_cluster_read_get(void *data, ngx_str_t *tenant,
     ngx_http_events_remote_read_pt done, void *ctx);
 void ngx_http_events_cluster_read_cancel(void *handle);
 void ngx_http_events_cluster_read_free(ngx_http_events_cluster_t *cl);
+
+void ngx_http_events_cluster_webhook_postconfiguration(void);
+ngx_int_t ngx_http_events_cluster_webhook_init(ngx_http_events_cluster_t *cl);
+void ngx_http_events_cluster_webhook_free(ngx_http_events_cluster_t *cl);
+ngx_int_t ngx_http_events_cluster_webhook_claim(void *data,
+    ngx_str_t *tenant, ngx_str_t *endpoint, uint64_t seq,
+    ngx_http_events_remote_claim_pt done, void *ctx);
+void ngx_http_events_cluster_webhook_settle(void *data, ngx_str_t *tenant,
+    ngx_str_t *endpoint, uint64_t seq, ngx_int_t how, ngx_msec_t keep);
 
 ngx_int_t ngx_http_events_cluster_status_register(ngx_conf_t *cf);
 ngx_int_t ngx_http_events_cluster_health(void *data, ngx_pool_t *pool,

@@ -276,6 +276,19 @@ typedef void (*ngx_http_events_remote_done_pt)(void *ctx, ngx_int_t rc,
 typedef void (*ngx_http_events_remote_read_pt)(void *ctx, ngx_int_t rc);
 
 
+/*
+ * Webhooks once per cluster: a delivery (endpoint, seq) is claimed
+ * before each attempt.  done() gets NGX_OK (this node attempts it),
+ * NGX_DONE (another node ended it) or NGX_BUSY (another node holds it,
+ * or the log is unreachable: ask again in wait ms).  settle() after the
+ * attempt: NGX_OK (ended), NGX_AGAIN (retried: held keep ms more) or
+ * NGX_DECLINED (let go, for another node).
+ */
+
+typedef void (*ngx_http_events_remote_claim_pt)(void *ctx, ngx_int_t rc,
+    ngx_msec_t wait);
+
+
 typedef struct {
     void                       *data;
 
@@ -305,6 +318,13 @@ typedef struct {
                                      ngx_http_events_remote_read_pt done,
                                      void *ctx);
     void                      (*cancel_read)(void *handle);
+    ngx_int_t                 (*claim)(void *data, ngx_str_t *tenant,
+                                       ngx_str_t *endpoint, uint64_t seq,
+                                       ngx_http_events_remote_claim_pt done,
+                                       void *ctx);
+    void                      (*settle)(void *data, ngx_str_t *tenant,
+                                        ngx_str_t *endpoint, uint64_t seq,
+                                        ngx_int_t how, ngx_msec_t keep);
     /* readiness: NGX_DECLINED with a reason and a detail, or NGX_OK */
     ngx_int_t                 (*health)(void *data, ngx_pool_t *pool,
                                         ngx_str_t *reason,

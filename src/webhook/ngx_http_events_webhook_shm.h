@@ -320,6 +320,7 @@ struct ngx_http_events_webhook_job_s {
     uint32_t                         term;
     void                            *ctx;          /* the server it leaves by */
     unsigned                         queued:1;      /* a delivery waits on it */
+    unsigned                         claimed:1;     /* a cluster's: ours */
     unsigned                         handler:1;      /* url is a location */
     unsigned                         vet:1;          /* check the address */
 

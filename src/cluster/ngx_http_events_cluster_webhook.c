@@ -1,0 +1,407 @@
+
+/*
+ * Copyright (C) ngx_http_events_module authors
+ */
+
+
+/*
+ * Webhooks once per cluster: every node's dispatcher finds the same
+ * deliveries in its ring (the same events, the same static endpoints),
+ * and each claims a delivery in Redis before an attempt.  The claim is
+ * a key with a lease (SET PX, in one script with the check for a
+ * delivery already ended): one node at a time attempts it, the others
+ * ask again later.  After an attempt the claimer ends the delivery for
+ * everyone (a "done" key, kept as long as retention=, else a day), or
+ * holds the claim until its next attempt plus the lease.  A node killed
+ * mid-delivery holds its claim until the lease lapses; then another
+ * node's dispatcher takes the delivery and sends it again with the same
+ * webhook-id (at least once).
+ *
+ * Keys: {prefix}:wh:c:<tenant length>:<tenant><endpoint>:<seq> (the
+ * claim, valued with the claimer's token) and {prefix}:wh:d:... (done).
+ * Ops come from a free list of the worker, so that a reply finds its op
+ * whatever became of the job it was for.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+
+#include "ngx_http_events_module.h"
+#include "ngx_http_events_store.h"
+#include "ngx_http_events_redis.h"
+#include "ngx_http_events_cluster.h"
+
+
+#define NGX_HTTP_EVENTS_CLUSTER_WH_BUF    768
+#define NGX_HTTP_EVENTS_CLUSTER_WH_DONE   (24 * 3600 * 1000)
+#define NGX_HTTP_EVENTS_CLUSTER_WH_AGAIN  1000   /* ask again at most */
+
+
+typedef struct {
+    ngx_queue_t                 queue;          /* the free list */
+    ngx_http_events_cluster_t  *cl;
+    ngx_http_events_remote_claim_pt  done;
+    void                       *ctx;
+    ngx_str_t                  *script;
+    u_char                     *sha;
+    int                         argc;
+    const char                 *argv[9];
+    size_t                      argvlen[9];
+    u_char                      buf[NGX_HTTP_EVENTS_CLUSTER_WH_BUF];
+    unsigned                    retried:1;
+} ngx_http_events_cluster_wh_t;
+
+
+static ngx_http_events_cluster_wh_t *ngx_http_events_cluster_webhook_op(
+    ngx_http_events_cluster_t *cl, ngx_str_t *tenant, ngx_str_t *endpoint,
+    uint64_t seq);
+static ngx_int_t ngx_http_events_cluster_webhook_send(
+    ngx_http_events_cluster_wh_t *op);
+static void ngx_http_events_cluster_webhook_reply(void *data,
+    redisReply *reply, ngx_http_events_redis_cmd_t *cmd);
+
+
+/*
+ * KEYS: done, claim.  ARGV: the token, the lease.  Answers {"done"},
+ * {"taken", its ms left} or {"mine"}.
+ */
+
+static ngx_str_t  ngx_http_events_cluster_webhook_claim_lua = ngx_string(
+"if redis.call('EXISTS', KEYS[1]) == 1 then return {'done', 0} end\n"
+"local c = redis.call('GET', KEYS[2])\n"
+"if c and c ~= ARGV[1] then\n"
+"  return {'taken', redis.call('PTTL', KEYS[2])}\n"
+"end\n"
+"redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])\n"
+"return {'mine', 0}\n");
+
+
+/*
+ * KEYS: done, claim.  ARGV: the token, "d" (ended), "k" (keep) or "r"
+ * (release), ms.  Only the claimer's token settles.
+ */
+
+static ngx_str_t  ngx_http_events_cluster_webhook_settle_lua = ngx_string(
+"local c = redis.call('GET', KEYS[2])\n"
+"if c and c ~= ARGV[1] then return 0 end\n"
+"if ARGV[2] == 'd' then\n"
+"  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])\n"
+"  redis.call('DEL', KEYS[2])\n"
+"elseif ARGV[2] == 'k' then\n"
+"  redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[3])\n"
+"else\n"
+"  redis.call('DEL', KEYS[2])\n"
+"end\n"
+"return 1\n");
+
+
+static u_char  ngx_http_events_cluster_webhook_claim_sha[SHA_DIGEST_LENGTH * 2];
+static u_char  ngx_http_events_cluster_webhook_settle_sha[
+                   SHA_DIGEST_LENGTH * 2];
+
+
+void
+ngx_http_events_cluster_webhook_postconfiguration(void)
+{
+    u_char  sha[SHA_DIGEST_LENGTH];
+
+    SHA1(ngx_http_events_cluster_webhook_claim_lua.data,
+         ngx_http_events_cluster_webhook_claim_lua.len, sha);
+    ngx_hex_dump(ngx_http_events_cluster_webhook_claim_sha, sha,
+                 SHA_DIGEST_LENGTH);
+
+    SHA1(ngx_http_events_cluster_webhook_settle_lua.data,
+         ngx_http_events_cluster_webhook_settle_lua.len, sha);
+    ngx_hex_dump(ngx_http_events_cluster_webhook_settle_sha, sha,
+                 SHA_DIGEST_LENGTH);
+}
+
+
+/* a token of this worker, for its claims */
+
+ngx_int_t
+ngx_http_events_cluster_webhook_init(ngx_http_events_cluster_t *cl)
+{
+    u_char  rnd[8];
+
+    ngx_queue_init(&cl->claims);
+
+    if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+        return NGX_ERROR;
+    }
+
+    cl->token.data = cl->token_buf;
+    cl->token.len = ngx_sprintf(ngx_hex_dump(cl->token_buf, rnd,
+                                             sizeof(rnd)),
+                                ":%P", ngx_pid)
+                    - cl->token_buf;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_events_cluster_webhook_free(ngx_http_events_cluster_t *cl)
+{
+    ngx_queue_t  *q;
+
+    if (cl->claims.next == NULL) {
+        return;
+    }
+
+    while (!ngx_queue_empty(&cl->claims)) {
+        q = ngx_queue_head(&cl->claims);
+        ngx_queue_remove(q);
+        ngx_free(ngx_queue_data(q, ngx_http_events_cluster_wh_t, queue));
+    }
+}
+
+
+ngx_int_t
+ngx_http_events_cluster_webhook_claim(void *data, ngx_str_t *tenant,
+    ngx_str_t *endpoint, uint64_t seq, ngx_http_events_remote_claim_pt done,
+    void *ctx)
+{
+    ngx_http_events_cluster_t  *cl = data;
+
+    u_char                        *p;
+    ngx_http_events_cluster_wh_t  *op;
+
+    op = ngx_http_events_cluster_webhook_op(cl, tenant, endpoint, seq);
+    if (op == NULL) {
+        return NGX_ERROR;
+    }
+
+    op->done = done;
+    op->ctx = ctx;
+    op->script = &ngx_http_events_cluster_webhook_claim_lua;
+    op->sha = ngx_http_events_cluster_webhook_claim_sha;
+
+    p = (u_char *) op->argv[4] + op->argvlen[4];
+
+    op->argv[5] = (const char *) cl->token.data;
+    op->argvlen[5] = cl->token.len;
+    op->argv[6] = (const char *) p;
+    op->argvlen[6] = ngx_sprintf(p, "%M", cl->wh_lease) - p;
+    op->argc = 7;
+
+    if (ngx_http_events_cluster_webhook_send(op) != NGX_OK) {
+        ngx_queue_insert_head(&cl->claims, &op->queue);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_events_cluster_webhook_settle(void *data, ngx_str_t *tenant,
+    ngx_str_t *endpoint, uint64_t seq, ngx_int_t how, ngx_msec_t keep)
+{
+    ngx_http_events_cluster_t  *cl = data;
+
+    u_char                        *p;
+    ngx_msec_t                     ms;
+    ngx_http_events_cluster_wh_t  *op;
+
+    op = ngx_http_events_cluster_webhook_op(cl, tenant, endpoint, seq);
+    if (op == NULL) {
+        return;
+    }
+
+    op->script = &ngx_http_events_cluster_webhook_settle_lua;
+    op->sha = ngx_http_events_cluster_webhook_settle_sha;
+
+    if (how == NGX_OK) {
+        op->argv[6] = "d";
+        ms = cl->wh_done;
+
+    } else if (how == NGX_AGAIN) {
+        op->argv[6] = "k";
+        ms = keep + cl->wh_lease;
+
+    } else {
+        op->argv[6] = "r";
+        ms = 0;
+    }
+
+    p = (u_char *) op->argv[4] + op->argvlen[4];
+
+    op->argv[5] = (const char *) cl->token.data;
+    op->argvlen[5] = cl->token.len;
+    op->argvlen[6] = 1;
+    op->argv[7] = (const char *) p;
+    op->argvlen[7] = ngx_sprintf(p, "%M", ngx_max(ms, 1)) - p;
+    op->argc = 8;
+
+    if (ngx_http_events_cluster_webhook_send(op) != NGX_OK) {
+        /* the claim lapses with its lease; done is not known then */
+        ngx_queue_insert_head(&cl->claims, &op->queue);
+    }
+}
+
+
+/* an op with its two keys: done, claim */
+
+static ngx_http_events_cluster_wh_t *
+ngx_http_events_cluster_webhook_op(ngx_http_events_cluster_t *cl,
+    ngx_str_t *tenant, ngx_str_t *endpoint, uint64_t seq)
+{
+    u_char                        *p;
+    size_t                         len;
+    ngx_queue_t                   *q;
+    ngx_http_events_cluster_wh_t  *op;
+
+    len = cl->prefix.len + sizeof("{}:wh:c::") + 2 * NGX_INT64_LEN
+          + tenant->len + endpoint->len;
+
+    if (2 * len + 2 * NGX_INT64_LEN > NGX_HTTP_EVENTS_CLUSTER_WH_BUF) {
+        return NULL;
+    }
+
+    if (!ngx_queue_empty(&cl->claims)) {
+        q = ngx_queue_head(&cl->claims);
+        ngx_queue_remove(q);
+        op = ngx_queue_data(q, ngx_http_events_cluster_wh_t, queue);
+
+    } else {
+        op = ngx_alloc(sizeof(ngx_http_events_cluster_wh_t), cl->log);
+        if (op == NULL) {
+            return NULL;
+        }
+    }
+
+    ngx_memzero(op, offsetof(ngx_http_events_cluster_wh_t, buf));
+
+    op->cl = cl;
+
+    p = op->buf;
+
+    op->argv[2] = "2";
+    op->argvlen[2] = 1;
+
+    op->argv[3] = (const char *) p;
+    p = ngx_sprintf(p, "{%V}:wh:d:%uz:%V%V:%uL", &cl->prefix, tenant->len,
+                    tenant, endpoint, seq);
+    op->argvlen[3] = p - op->buf;
+
+    op->argv[4] = (const char *) p;
+    p = ngx_sprintf(p, "{%V}:wh:c:%uz:%V%V:%uL", &cl->prefix, tenant->len,
+                    tenant, endpoint, seq);
+    op->argvlen[4] = p - (u_char *) op->argv[4];
+
+    return op;
+}
+
+
+static ngx_int_t
+ngx_http_events_cluster_webhook_send(ngx_http_events_cluster_wh_t *op)
+{
+    if (op->retried) {
+        op->argv[0] = "EVAL";
+        op->argvlen[0] = 4;
+        op->argv[1] = (const char *) op->script->data;
+        op->argvlen[1] = op->script->len;
+
+    } else {
+        op->argv[0] = "EVALSHA";
+        op->argvlen[0] = 7;
+        op->argv[1] = (const char *) op->sha;
+        op->argvlen[1] = SHA_DIGEST_LENGTH * 2;
+    }
+
+    if (ngx_http_events_redis_send(&op->cl->rd, op->argc, op->argv,
+                                   op->argvlen,
+                                   ngx_http_events_cluster_webhook_reply, op)
+        == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_events_cluster_webhook_reply(void *data, redisReply *reply,
+    ngx_http_events_redis_cmd_t *cmd)
+{
+    ngx_http_events_cluster_wh_t  *op = data;
+
+    void                             *ctx;
+    ngx_int_t                         rc;
+    ngx_msec_t                        wait;
+    redisReply                      **el;
+    ngx_http_events_cluster_t        *cl;
+    ngx_http_events_remote_claim_pt   done;
+
+    cl = op->cl;
+    rc = NGX_BUSY;
+    wait = NGX_HTTP_EVENTS_CLUSTER_WH_AGAIN;
+
+    if (reply && ngx_http_events_redis_is_error(reply, "NOSCRIPT")
+        && !op->retried)
+    {
+        op->retried = 1;
+
+        if (ngx_http_events_cluster_webhook_send(op) == NGX_OK) {
+            return;
+        }
+
+        reply = NULL;
+    }
+
+    if (reply && reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, cl->log, 0,
+                      "events_cluster: redis %V refused a webhook claim: "
+                      "%*s", &cl->redis.url,
+                      (size_t) ngx_min(reply->len, 200), reply->str);
+        (void) ngx_atomic_fetch_add(&cl->sh->errors, 1);
+
+    } else if (reply && op->done) {
+        el = reply->element;
+
+        if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2
+            || el[0]->type != REDIS_REPLY_STRING
+            || el[1]->type != REDIS_REPLY_INTEGER)
+        {
+            ngx_log_error(NGX_LOG_ERR, cl->log, 0,
+                          "events_cluster: redis %V answered a webhook "
+                          "claim with an unexpected shape", &cl->redis.url);
+            (void) ngx_atomic_fetch_add(&cl->sh->errors, 1);
+
+        } else if (el[0]->len == 4 && ngx_strncmp(el[0]->str, "mine", 4) == 0)
+        {
+            rc = NGX_OK;
+            (void) ngx_atomic_fetch_add(&cl->sh->wh_claimed, 1);
+
+        } else if (el[0]->len == 4
+                   && ngx_strncmp(el[0]->str, "done", 4) == 0)
+        {
+            rc = NGX_DONE;
+            (void) ngx_atomic_fetch_add(&cl->sh->wh_elsewhere, 1);
+
+        } else {
+            (void) ngx_atomic_fetch_add(&cl->sh->wh_taken, 1);
+
+            if (el[1]->integer > 0) {
+                wait = ngx_min((ngx_msec_t) el[1]->integer + 1,
+                               NGX_HTTP_EVENTS_CLUSTER_WH_AGAIN);
+            }
+        }
+    }
+
+    done = op->done;
+    ctx = op->ctx;
+
+    ngx_queue_insert_head(&cl->claims, &op->queue);
+
+    if (done) {
+        done(ctx, rc, wait);
+    }
+}
