@@ -112,6 +112,65 @@ sleep 2.5;
 is_deeply([ map { "$_->{headers}{'webhook-id'} $_->{answer}" } @req ],
     [ 'r-1 503', 'r-1 200' ], 'a 503, then one retry, across the cluster');
 
+# endpoints made through the API: on every node, delivered once
+
+sub ep_on {
+    my ($t, $id, $cond) = @_;
+    my $r;
+    for (1 .. 100) {
+        $r = $t->get("/webhooks/$id");
+        return $r if $cond->($r);
+        sleep 0.1;
+    }
+    return $r;
+}
+
+$rcv->reset_log;
+my $made = $nodes[0]->req(POST => '/webhooks', json => {
+    url => $rcv->url('/api'), events => ['shop.*'], description => 'd1',
+    secret => 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw' });
+is($made->{status}, 201, 'an endpoint made through the API of node 0');
+my $eid = $made->{json}{id};
+for my $i (1, 2) {
+    my $r = ep_on($nodes[$i], $eid, sub { $_[0]{status} == 200 });
+    is($r->{status}, 200, "node $i has it");
+    is_deeply([ @{ $r->{json} }{qw(url description)} ],
+        [ $rcv->url('/api'), 'd1' ], "node $i: the same url, description");
+}
+for my $k (1 .. 20) {
+    $nodes[$k % 3]->post_json('/events', { id => "s-$k", type => 'shop.sold' });
+}
+$rcv->wait_requests('/api', 20, 20);
+sleep 2.5;
+@req = $rcv->requests('/api');
+is_deeply([ sort map { $_->{headers}{'webhook-id'} } @req ],
+    [ sort map { "s-$_" } 1 .. 20 ], 'an API endpoint: each event once');
+
+my $p = $nodes[1]->req(PATCH => "/webhooks/$eid",
+    json => { url => $rcv->url('/api2'), description => 'd2' });
+is($p->{status}, 200, 'changed through node 1');
+for my $i (0, 2) {
+    my $r = ep_on($nodes[$i], $eid,
+        sub { ($_[0]{json}{description} // '') eq 'd2' });
+    is($r->{json}{url}, $rcv->url('/api2'), "node $i has the change");
+}
+for my $k (1 .. 6) {
+    $nodes[$k % 3]->post_json('/events', { id => "t-$k", type => 'shop.sold' });
+}
+$rcv->wait_requests('/api2', 6, 20);
+sleep 2.5;
+is_deeply([ sort map { $_->{headers}{'webhook-id'} }
+    $rcv->requests('/api2') ], [ sort map { "t-$_" } 1 .. 6 ],
+    'to the new url, each event once');
+is(scalar($rcv->requests('/api')), 20, 'nothing more to the old one');
+
+is($nodes[2]->req(DELETE => "/webhooks/$eid")->{status}, 204,
+    'deleted through node 2');
+for my $i (0, 1) {
+    is(ep_on($nodes[$i], $eid, sub { $_[0]{status} == 404 })->{status},
+        404, "gone from node $i");
+}
+
 # the node that holds a delivery killed in the middle of it
 
 $rcv->reset_log;

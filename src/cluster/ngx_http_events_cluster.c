@@ -681,6 +681,7 @@ ngx_http_events_cluster_postconfiguration(ngx_conf_t *cf)
         cl->remote.cancel_read = ngx_http_events_cluster_read_cancel;
         cl->remote.claim = ngx_http_events_cluster_webhook_claim;
         cl->remote.settle = ngx_http_events_cluster_webhook_settle;
+        cl->remote.wh_publish = ngx_http_events_cluster_webhook_publish;
 
         store->remote = &cl->remote;
     }
@@ -1480,6 +1481,11 @@ ngx_http_events_cluster_tick(ngx_event_t *ev)
 
     } else if (!mine && cl->tailing) {
         ngx_http_events_cluster_tail_stop(cl);
+    }
+
+    if (mine && !ngx_exiting) {
+        /* the API's webhook endpoints of every node, when they changed */
+        ngx_http_events_cluster_webhook_poll(cl);
     }
 
     if (!ngx_exiting) {

@@ -83,6 +83,9 @@ typedef struct {
     ngx_queue_t                 claims;         /* free claim ops */
     ngx_str_t                   token;          /* this worker's claims */
     u_char                      token_buf[32 + NGX_INT64_LEN];
+    int64_t                     wh_ver;         /* endpoints applied */
+    int64_t                     wh_seen;        /* endpoints read */
+    ngx_uint_t                  wh_polling;
 } ngx_http_events_cluster_t;
 
 
@@ -108,6 +111,9 @@ void ngx_http_events_cluster_webhook_free(ngx_http_events_cluster_t *cl);
 ngx_int_t ngx_http_events_cluster_webhook_claim(void *data,
     ngx_str_t *tenant, ngx_str_t *endpoint, uint64_t seq,
     ngx_http_events_remote_claim_pt done, void *ctx);
+ngx_int_t ngx_http_events_cluster_webhook_publish(void *data,
+    ngx_str_t *tenant, ngx_str_t *id, ngx_str_t *text);
+void ngx_http_events_cluster_webhook_poll(ngx_http_events_cluster_t *cl);
 void ngx_http_events_cluster_webhook_settle(void *data, ngx_str_t *tenant,
     ngx_str_t *endpoint, uint64_t seq, ngx_int_t how, ngx_msec_t keep);
 

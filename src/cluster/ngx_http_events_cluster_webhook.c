@@ -19,6 +19,13 @@
  *
  * Keys: {prefix}:wh:c:<tenant length>:<tenant><endpoint>:<seq> (the
  * claim, valued with the claimer's token) and {prefix}:wh:d:... (done).
+ *
+ * Endpoints made through the API are published by the node that changed
+ * them into the hash {prefix}:wh:eps (field "<tenant length>:<tenant>
+ * <id>", the endpoint's text, or a tombstone) with a counter
+ * {prefix}:wh:ver; the
+ * worker that tails the log looks at the counter every tick and, when
+ * it moved, reads the hash and gives it to the zone's webhooks.
  * Ops come from a free list of the worker, so that a reply finds its op
  * whatever became of the job it was for.
  */
@@ -57,6 +64,12 @@ typedef struct {
 } ngx_http_events_cluster_wh_t;
 
 
+static void ngx_http_events_cluster_webhook_published(void *data,
+    redisReply *reply, ngx_http_events_redis_cmd_t *cmd);
+static void ngx_http_events_cluster_webhook_version(void *data,
+    redisReply *reply, ngx_http_events_redis_cmd_t *cmd);
+static void ngx_http_events_cluster_webhook_endpoints(void *data,
+    redisReply *reply, ngx_http_events_redis_cmd_t *cmd);
 static ngx_http_events_cluster_wh_t *ngx_http_events_cluster_webhook_op(
     ngx_http_events_cluster_t *cl, ngx_str_t *tenant, ngx_str_t *endpoint,
     uint64_t seq);
@@ -98,6 +111,13 @@ static ngx_str_t  ngx_http_events_cluster_webhook_settle_lua = ngx_string(
 "  redis.call('DEL', KEYS[2])\n"
 "end\n"
 "return 1\n");
+
+
+/* KEYS: the hash, the counter.  ARGV: the field, the text */
+
+static ngx_str_t  ngx_http_events_cluster_webhook_publish_lua = ngx_string(
+"redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])\n"
+"return redis.call('INCR', KEYS[2])\n");
 
 
 static u_char  ngx_http_events_cluster_webhook_claim_sha[SHA_DIGEST_LENGTH * 2];
@@ -404,4 +424,222 @@ ngx_http_events_cluster_webhook_reply(void *data, redisReply *reply,
     if (done) {
         done(ctx, rc, wait);
     }
+}
+
+
+/*
+ * An endpoint changed on this node: into the published set, with the
+ * script's text (the command is formatted now, so nothing of it needs
+ * to outlive the call)
+ */
+
+ngx_int_t
+ngx_http_events_cluster_webhook_publish(void *data, ngx_str_t *tenant,
+    ngx_str_t *id, ngx_str_t *text)
+{
+    ngx_http_events_cluster_t  *cl = data;
+
+    u_char      *p, *keys;
+    size_t       argvlen[7];
+    const char  *argv[7];
+
+    keys = ngx_alloc(3 * cl->prefix.len + 32 + NGX_INT_T_LEN + tenant->len
+                     + id->len, cl->log);
+    if (keys == NULL) {
+        return NGX_ERROR;
+    }
+
+    argv[0] = "EVAL";
+    argvlen[0] = 4;
+    argv[1] = (const char *) ngx_http_events_cluster_webhook_publish_lua.data;
+    argvlen[1] = ngx_http_events_cluster_webhook_publish_lua.len;
+    argv[2] = "2";
+    argvlen[2] = 1;
+
+    p = keys;
+    argv[3] = (const char *) p;
+    p = ngx_sprintf(p, "{%V}:wh:eps", &cl->prefix);
+    argvlen[3] = p - keys;
+
+    argv[4] = (const char *) p;
+    p = ngx_sprintf(p, "{%V}:wh:ver", &cl->prefix);
+    argvlen[4] = p - (u_char *) argv[4];
+
+    argv[5] = (const char *) p;
+    p = ngx_sprintf(p, "%uz:%V%V", tenant->len, tenant, id);
+    argvlen[5] = p - (u_char *) argv[5];
+
+    argv[6] = (const char *) text->data;
+    argvlen[6] = text->len;
+
+    if (ngx_http_events_redis_send(&cl->rd, 7, argv, argvlen,
+                                   ngx_http_events_cluster_webhook_published,
+                                   cl)
+        == NULL)
+    {
+        ngx_free(keys);
+        return NGX_ERROR;
+    }
+
+    ngx_free(keys);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_events_cluster_webhook_published(void *data, redisReply *reply,
+    ngx_http_events_redis_cmd_t *cmd)
+{
+    ngx_http_events_cluster_t  *cl = data;
+
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, cl->log, 0,
+                      "events_cluster: redis %V: a webhook endpoint's "
+                      "change was not shared: %*s", &cl->redis.url,
+                      (size_t) (reply ? ngx_min(reply->len, 200) : 11),
+                      reply ? reply->str : "no answer");
+        (void) ngx_atomic_fetch_add(&cl->sh->errors, 1);
+    }
+}
+
+
+/* the tailing worker, every tick: did the published set change? */
+
+void
+ngx_http_events_cluster_webhook_poll(ngx_http_events_cluster_t *cl)
+{
+    size_t                    argvlen[2];
+    const char               *argv[2];
+    u_char                    key[80];
+    ngx_http_events_store_t  *store;
+
+    store = cl->zone->data;
+
+    if (store->wh_apply == NULL || cl->wh_polling
+        || cl->prefix.len > sizeof(key) - 16)
+    {
+        return;
+    }
+
+    argv[0] = "GET";
+    argvlen[0] = 3;
+    argv[1] = (const char *) key;
+    argvlen[1] = ngx_sprintf(key, "{%V}:wh:ver", &cl->prefix) - key;
+
+    if (ngx_http_events_redis_send(&cl->rd, 2, argv, argvlen,
+                                   ngx_http_events_cluster_webhook_version,
+                                   cl)
+        != NULL)
+    {
+        cl->wh_polling = 1;
+    }
+}
+
+
+static void
+ngx_http_events_cluster_webhook_version(void *data, redisReply *reply,
+    ngx_http_events_redis_cmd_t *cmd)
+{
+    ngx_http_events_cluster_t  *cl = data;
+
+    size_t       argvlen[2];
+    int64_t      ver;
+    const char  *argv[2];
+    u_char       key[80];
+
+    cl->wh_polling = 0;
+
+    if (reply == NULL) {
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_NIL) {
+        ver = 0;
+
+    } else if (reply->type == REDIS_REPLY_STRING) {
+        ver = ngx_atoof((u_char *) reply->str, reply->len);
+
+    } else {
+        ver = -1;
+    }
+
+    if (ver < 0) {
+        ngx_log_error(NGX_LOG_ERR, cl->log, 0,
+                      "events_cluster: redis %V: {%V}:wh:ver is not a "
+                      "counter", &cl->redis.url, &cl->prefix);
+        (void) ngx_atomic_fetch_add(&cl->sh->errors, 1);
+        return;
+    }
+
+    if (ver == cl->wh_ver) {
+        return;
+    }
+
+    cl->wh_seen = ver;
+
+    argv[0] = "HGETALL";
+    argvlen[0] = 7;
+    argv[1] = (const char *) key;
+    argvlen[1] = ngx_sprintf(key, "{%V}:wh:eps", &cl->prefix) - key;
+
+    if (ngx_http_events_redis_send(&cl->rd, 2, argv, argvlen,
+                                   ngx_http_events_cluster_webhook_endpoints,
+                                   cl)
+        != NULL)
+    {
+        cl->wh_polling = 1;
+    }
+}
+
+
+static void
+ngx_http_events_cluster_webhook_endpoints(void *data, redisReply *reply,
+    ngx_http_events_redis_cmd_t *cmd)
+{
+    ngx_http_events_cluster_t  *cl = data;
+
+    size_t                    i;
+    ngx_str_t                *texts;
+    ngx_uint_t                n;
+    ngx_pool_t               *pool;
+    ngx_http_events_store_t  *store;
+
+    cl->wh_polling = 0;
+    store = cl->zone->data;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements % 2)
+    {
+        return;
+    }
+
+    pool = ngx_create_pool(4096, cl->log);
+    if (pool == NULL) {
+        return;
+    }
+
+    texts = ngx_palloc(pool, (reply->elements / 2 + 1) * sizeof(ngx_str_t));
+    if (texts == NULL) {
+        ngx_destroy_pool(pool);
+        return;
+    }
+
+    n = 0;
+
+    for (i = 1; i < reply->elements; i += 2) {
+        if (reply->element[i]->type != REDIS_REPLY_STRING) {
+            continue;
+        }
+
+        texts[n].data = (u_char *) reply->element[i]->str;
+        texts[n].len = reply->element[i]->len;
+        n++;
+    }
+
+    if (store->wh_apply(store, texts, n, pool) == NGX_OK) {
+        cl->wh_ver = cl->wh_seen;
+    }
+
+    ngx_destroy_pool(pool);
 }

@@ -325,6 +325,12 @@ typedef struct {
     void                      (*settle)(void *data, ngx_str_t *tenant,
                                         ngx_str_t *endpoint, uint64_t seq,
                                         ngx_int_t how, ngx_msec_t keep);
+    /*
+     * an endpoint made, changed or deleted by the API, as text for every
+     * node; NGX_ERROR: it cannot go now
+     */
+    ngx_int_t                 (*wh_publish)(void *data, ngx_str_t *tenant,
+                                            ngx_str_t *id, ngx_str_t *text);
     /* readiness: NGX_DECLINED with a reason and a detail, or NGX_OK */
     ngx_int_t                 (*health)(void *data, ngx_pool_t *pool,
                                         ngx_str_t *reason,
@@ -359,6 +365,10 @@ struct ngx_http_events_store_s {
     ngx_msec_t                  wh_saved;       /* state last written */
     ngx_thread_task_t          *wh_task;
     ngx_http_events_webhook_jobs_t  *wh_jobs;   /* this process's */
+    /* a cluster's: every node's API endpoints, as published, to apply */
+    ngx_int_t                 (*wh_apply)(ngx_http_events_store_t *store,
+                                          ngx_str_t *texts, ngx_uint_t n,
+                                          ngx_pool_t *pool);
     unsigned                    wh_writing:1;   /* the task is out */
     unsigned                    wh_owner:1;
 };

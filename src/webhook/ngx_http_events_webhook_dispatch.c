@@ -183,6 +183,9 @@ ngx_http_events_webhook_dispatch_init_process(ngx_cycle_t *cycle)
             continue;
         }
 
+        /* a cluster's: the API endpoints of every node come here */
+        store->wh_apply = ngx_http_events_webhook_share_apply;
+
         store->wh_tick.handler = ngx_http_events_webhook_dispatch_tick;
         store->wh_tick.data = store;
         store->wh_tick.log = cycle->log;

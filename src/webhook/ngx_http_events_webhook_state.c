@@ -39,10 +39,6 @@ static size_t ngx_http_events_webhook_state_size(
 static u_char *ngx_http_events_webhook_state_text(
     ngx_http_events_store_t *store, ngx_http_events_webhook_sh_t *wh,
     u_char *p);
-static u_char *ngx_http_events_webhook_state_str(u_char *p, u_char *s,
-    size_t len);
-static u_char *ngx_http_events_webhook_state_b64(u_char *p, u_char *s,
-    size_t len);
 static void ngx_http_events_webhook_state_positions(
     ngx_http_events_store_t *store, ngx_http_events_webhook_sh_t *wh,
     json_t *root, ngx_log_t *log);
@@ -51,13 +47,9 @@ static void ngx_http_events_webhook_state_clamp(ngx_http_events_store_t *store,
 static ngx_int_t ngx_http_events_webhook_state_endpoint(
     ngx_http_events_store_t *store, ngx_http_events_webhook_sh_t *wh, json_t *o,
     ngx_log_t *log);
-static ngx_int_t ngx_http_events_webhook_state_spec(json_t *o,
-    ngx_http_events_webhook_spec_t *spec);
 static void ngx_http_events_webhook_state_history(
     ngx_http_events_store_t *store, ngx_http_events_webhook_endpoint_t *ep,
     json_t *o, ngx_str_t *id, ngx_log_t *log);
-static ngx_int_t ngx_http_events_webhook_state_unb64(json_t *v, u_char *out,
-    size_t *len);
 static ngx_int_t ngx_http_events_webhook_state_path(
     ngx_http_events_store_t *store, const char *name, u_char *buf, size_t size);
 
@@ -535,7 +527,7 @@ ngx_http_events_webhook_state_text(ngx_http_events_store_t *store,
 }
 
 
-static u_char *
+u_char *
 ngx_http_events_webhook_state_str(u_char *p, u_char *s, size_t len)
 {
     *p++ = '"';
@@ -546,7 +538,7 @@ ngx_http_events_webhook_state_str(u_char *p, u_char *s, size_t len)
 }
 
 
-static u_char *
+u_char *
 ngx_http_events_webhook_state_b64(u_char *p, u_char *s, size_t len)
 {
     ngx_str_t  src, dst;
@@ -838,7 +830,7 @@ invalid:
 
 /* an endpoint's strings and secrets, pointing into the JSON */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_events_webhook_state_spec(json_t *o,
     ngx_http_events_webhook_spec_t *spec)
 {
@@ -985,7 +977,7 @@ ngx_http_events_webhook_state_history(ngx_http_events_store_t *store,
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_events_webhook_state_unb64(json_t *v, u_char *out, size_t *len)
 {
     u_char     buf[ngx_base64_decoded_length(
