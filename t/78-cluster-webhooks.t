@@ -101,6 +101,20 @@ ok(scalar(grep { $_ > 0 } @claimed) >= 2,
 is(scalar(grep { ($_->{answer} // '') ne '200' } @req), 0,
     'every answer 200');
 
+# the attempt log is the cluster's: every node lists every attempt
+for my $i (0 .. 2) {
+    my $log;
+    for (1 .. 50) {
+        $log = $nodes[$i]->get('/webhooks/orders/deliveries?limit=100')
+            ->{json}{data} // [];
+        last if @$log >= 60;
+        sleep 0.1;
+    }
+    is_deeply([ sort map { $_->{eventId} } @$log ],
+        [ sort map { "o-$_" } 1 .. 60 ],
+        "node $i: the attempt log has the 60 attempts of all nodes");
+}
+
 # a retried delivery stays with its claimer: 503, then 200
 
 $rcv->reset_log;

@@ -584,6 +584,13 @@ ngx_http_events_cluster_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         return NGX_ERROR;
     }
 
+    /* this node, among the nodes that write webhook attempts to Redis */
+    while (cl->sh->node == 0) {
+        if (RAND_bytes((u_char *) &cl->sh->node, sizeof(uint64_t)) != 1) {
+            return NGX_ERROR;
+        }
+    }
+
     shpool->data = cl->sh;
 
     return NGX_OK;
@@ -682,6 +689,7 @@ ngx_http_events_cluster_postconfiguration(ngx_conf_t *cf)
         cl->remote.claim = ngx_http_events_cluster_webhook_claim;
         cl->remote.settle = ngx_http_events_cluster_webhook_settle;
         cl->remote.wh_publish = ngx_http_events_cluster_webhook_publish;
+        cl->remote.wh_attempt = ngx_http_events_cluster_webhook_attempt;
 
         store->remote = &cl->remote;
     }

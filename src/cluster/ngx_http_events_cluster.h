@@ -45,6 +45,10 @@ typedef struct {
     ngx_atomic_t                wh_claimed;     /* deliveries this node took */
     ngx_atomic_t                wh_taken;       /* held by another node */
     ngx_atomic_t                wh_elsewhere;   /* ended by another node */
+
+    uint64_t                    node;           /* this node, in Redis */
+    uint64_t                    att_ms;         /* attempts imported to */
+    uint64_t                    att_seq;
 } ngx_http_events_cluster_sh_t;
 
 
@@ -86,6 +90,7 @@ typedef struct {
     int64_t                     wh_ver;         /* endpoints applied */
     int64_t                     wh_seen;        /* endpoints read */
     ngx_uint_t                  wh_polling;
+    ngx_uint_t                  att_polling;
 } ngx_http_events_cluster_t;
 
 
@@ -114,6 +119,8 @@ ngx_int_t ngx_http_events_cluster_webhook_claim(void *data,
 ngx_int_t ngx_http_events_cluster_webhook_publish(void *data,
     ngx_str_t *tenant, ngx_str_t *id, ngx_str_t *text);
 void ngx_http_events_cluster_webhook_poll(ngx_http_events_cluster_t *cl);
+void ngx_http_events_cluster_webhook_attempt(void *data, ngx_str_t *tenant,
+    ngx_str_t *id, u_char *rec, size_t len);
 void ngx_http_events_cluster_webhook_settle(void *data, ngx_str_t *tenant,
     ngx_str_t *endpoint, uint64_t seq, ngx_int_t how, ngx_msec_t keep);
 

@@ -26,6 +26,11 @@
  * {prefix}:wh:ver; the
  * worker that tails the log looks at the counter every tick and, when
  * it moved, reads the hash and gives it to the zone's webhooks.
+ *
+ * Attempts go to the stream {prefix}:wh:att (capped at some 10000), each
+ * with the node that made it; the tailing worker reads what came since
+ * it last looked and gives the other nodes' attempts to the zone's
+ * attempt logs.  A node starts with the attempts made after it did.
  * Ops come from a free list of the worker, so that a reply finds its op
  * whatever became of the job it was for.
  */
@@ -69,6 +74,10 @@ static void ngx_http_events_cluster_webhook_published(void *data,
 static void ngx_http_events_cluster_webhook_version(void *data,
     redisReply *reply, ngx_http_events_redis_cmd_t *cmd);
 static void ngx_http_events_cluster_webhook_endpoints(void *data,
+    redisReply *reply, ngx_http_events_redis_cmd_t *cmd);
+static void ngx_http_events_cluster_webhook_attempts_read(
+    ngx_http_events_cluster_t *cl);
+static void ngx_http_events_cluster_webhook_attempts(void *data,
     redisReply *reply, ngx_http_events_redis_cmd_t *cmd);
 static ngx_http_events_cluster_wh_t *ngx_http_events_cluster_webhook_op(
     ngx_http_events_cluster_t *cl, ngx_str_t *tenant, ngx_str_t *endpoint,
@@ -496,7 +505,7 @@ ngx_http_events_cluster_webhook_published(void *data, redisReply *reply,
     if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
         ngx_log_error(NGX_LOG_ERR, cl->log, 0,
                       "events_cluster: redis %V: a webhook endpoint's "
-                      "change was not shared: %*s", &cl->redis.url,
+                      "change or attempt was not shared: %*s", &cl->redis.url,
                       (size_t) (reply ? ngx_min(reply->len, 200) : 11),
                       reply ? reply->str : "no answer");
         (void) ngx_atomic_fetch_add(&cl->sh->errors, 1);
@@ -516,9 +525,13 @@ ngx_http_events_cluster_webhook_poll(ngx_http_events_cluster_t *cl)
 
     store = cl->zone->data;
 
-    if (store->wh_apply == NULL || cl->wh_polling
-        || cl->prefix.len > sizeof(key) - 16)
-    {
+    if (store->wh_apply == NULL || cl->prefix.len > sizeof(key) - 16) {
+        return;
+    }
+
+    ngx_http_events_cluster_webhook_attempts_read(cl);
+
+    if (cl->wh_polling) {
         return;
     }
 
@@ -642,4 +655,182 @@ ngx_http_events_cluster_webhook_endpoints(void *data, redisReply *reply,
     }
 
     ngx_destroy_pool(pool);
+}
+
+
+/* an attempt made here: for the other nodes' logs */
+
+void
+ngx_http_events_cluster_webhook_attempt(void *data, ngx_str_t *tenant,
+    ngx_str_t *id, u_char *rec, size_t len)
+{
+    ngx_http_events_cluster_t  *cl = data;
+
+    u_char      *p, *keys;
+    size_t       argvlen[12];
+    const char  *argv[12];
+
+    keys = ngx_alloc(cl->prefix.len + 64 + NGX_INT_T_LEN + tenant->len
+                     + id->len + NGX_INT64_LEN, cl->log);
+    if (keys == NULL) {
+        return;
+    }
+
+    p = keys;
+
+    argv[0] = "XADD";
+    argvlen[0] = 4;
+    argv[1] = (const char *) p;
+    p = ngx_sprintf(p, "{%V}:wh:att", &cl->prefix);
+    argvlen[1] = p - keys;
+    argv[2] = "MAXLEN";
+    argvlen[2] = 6;
+    argv[3] = "~";
+    argvlen[3] = 1;
+    argv[4] = "10000";
+    argvlen[4] = 5;
+    argv[5] = "*";
+    argvlen[5] = 1;
+    argv[6] = "o";
+    argvlen[6] = 1;
+    argv[7] = (const char *) p;
+    p = ngx_sprintf(p, "%016uxL", cl->sh->node);
+    argvlen[7] = 16;
+    argv[8] = "k";
+    argvlen[8] = 1;
+    argv[9] = (const char *) p;
+    p = ngx_sprintf(p, "%uz:%V%V", tenant->len, tenant, id);
+    argvlen[9] = p - (u_char *) argv[9];
+    argv[10] = "r";
+    argvlen[10] = 1;
+    argv[11] = (const char *) rec;
+    argvlen[11] = len;
+
+    (void) ngx_http_events_redis_send(&cl->rd, 12, argv, argvlen,
+                                      ngx_http_events_cluster_webhook_published,
+                                      cl);
+    ngx_free(keys);
+}
+
+
+static void
+ngx_http_events_cluster_webhook_attempts_read(ngx_http_events_cluster_t *cl)
+{
+    u_char       *p, key[80], from[2 * NGX_INT64_LEN + 4];
+    size_t        argvlen[6];
+    ngx_time_t   *tp;
+    const char   *argv[6];
+
+    if (cl->att_polling) {
+        return;
+    }
+
+    if (cl->sh->att_ms == 0) {
+        /* a node starts with the attempts made after it did */
+        tp = ngx_timeofday();
+        cl->sh->att_ms = (uint64_t) tp->sec * 1000 + tp->msec;
+        cl->sh->att_seq = 0;
+    }
+
+    argv[0] = "XRANGE";
+    argvlen[0] = 6;
+    argv[1] = (const char *) key;
+    argvlen[1] = ngx_sprintf(key, "{%V}:wh:att", &cl->prefix) - key;
+    argv[2] = (const char *) from;
+    p = ngx_sprintf(from, "(%uL-%uL", cl->sh->att_ms, cl->sh->att_seq);
+    argvlen[2] = p - from;
+    argv[3] = "+";
+    argvlen[3] = 1;
+    argv[4] = "COUNT";
+    argvlen[4] = 5;
+    argv[5] = "500";
+    argvlen[5] = 3;
+
+    if (ngx_http_events_redis_send(&cl->rd, 6, argv, argvlen,
+                                   ngx_http_events_cluster_webhook_attempts,
+                                   cl)
+        != NULL)
+    {
+        cl->att_polling = 1;
+    }
+}
+
+
+/* [[id, [o, node, k, key, r, record]], ...] */
+
+static void
+ngx_http_events_cluster_webhook_attempts(void *data, redisReply *reply,
+    ngx_http_events_redis_cmd_t *cmd)
+{
+    ngx_http_events_cluster_t  *cl = data;
+
+    u_char                   *p, *colon, node[16];
+    size_t                    i;
+    uint64_t                  ms, seq;
+    ngx_int_t                 tlen;
+    ngx_str_t                 tenant, id;
+    redisReply               *e, **f;
+    ngx_http_events_store_t  *store;
+
+    cl->att_polling = 0;
+    store = cl->zone->data;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
+        return;
+    }
+
+    (void) ngx_sprintf(node, "%016uxL", cl->sh->node);
+
+    for (i = 0; i < reply->elements; i++) {
+        e = reply->element[i];
+
+        if (e->type != REDIS_REPLY_ARRAY || e->elements != 2
+            || e->element[0]->type != REDIS_REPLY_STRING
+            || ngx_http_events_cluster_id((u_char *) e->element[0]->str,
+                                          e->element[0]->len, &ms, &seq)
+               != NGX_OK)
+        {
+            return;
+        }
+
+        cl->sh->att_ms = ms;
+        cl->sh->att_seq = seq;
+
+        f = e->element[1]->element;
+
+        if (e->element[1]->type != REDIS_REPLY_ARRAY
+            || e->element[1]->elements != 6
+            || f[1]->type != REDIS_REPLY_STRING || f[1]->len != 16
+            || f[3]->type != REDIS_REPLY_STRING
+            || f[5]->type != REDIS_REPLY_STRING
+            || ngx_memcmp(f[1]->str, node, 16) == 0)
+        {
+            /* this node's own, or not one of ours */
+            continue;
+        }
+
+        /* "<tenant length>:<tenant><id>" */
+        p = (u_char *) f[3]->str;
+        colon = ngx_strlchr(p, p + f[3]->len, ':');
+
+        if (colon == NULL) {
+            continue;
+        }
+
+        tlen = ngx_atoi(p, colon - p);
+
+        if (tlen == NGX_ERROR
+            || (size_t) tlen > f[3]->len - (colon + 1 - p))
+        {
+            continue;
+        }
+
+        tenant.data = colon + 1;
+        tenant.len = tlen;
+        id.data = tenant.data + tlen;
+        id.len = p + f[3]->len - id.data;
+
+        store->wh_attempt_apply(store, &tenant, &id, (u_char *) f[5]->str,
+                                f[5]->len);
+    }
 }

@@ -331,6 +331,10 @@ typedef struct {
      */
     ngx_int_t                 (*wh_publish)(void *data, ngx_str_t *tenant,
                                             ngx_str_t *id, ngx_str_t *text);
+    /* an attempt's record, for the attempt log of every node */
+    void                      (*wh_attempt)(void *data, ngx_str_t *tenant,
+                                            ngx_str_t *id, u_char *rec,
+                                            size_t len);
     /* readiness: NGX_DECLINED with a reason and a detail, or NGX_OK */
     ngx_int_t                 (*health)(void *data, ngx_pool_t *pool,
                                         ngx_str_t *reason,
@@ -369,6 +373,10 @@ struct ngx_http_events_store_s {
     ngx_int_t                 (*wh_apply)(ngx_http_events_store_t *store,
                                           ngx_str_t *texts, ngx_uint_t n,
                                           ngx_pool_t *pool);
+    void                      (*wh_attempt_apply)(
+                                  ngx_http_events_store_t *store,
+                                  ngx_str_t *tenant, ngx_str_t *id,
+                                  u_char *rec, size_t len);
     unsigned                    wh_writing:1;   /* the task is out */
     unsigned                    wh_owner:1;
 };

@@ -185,6 +185,7 @@ ngx_http_events_webhook_dispatch_init_process(ngx_cycle_t *cycle)
 
         /* a cluster's: the API endpoints of every node come here */
         store->wh_apply = ngx_http_events_webhook_share_apply;
+        store->wh_attempt_apply = ngx_http_events_webhook_share_attempt;
 
         store->wh_tick.handler = ngx_http_events_webhook_dispatch_tick;
         store->wh_tick.data = store;
@@ -1506,6 +1507,7 @@ ngx_http_events_webhook_dispatch_done(ngx_http_events_webhook_job_t *job)
 {
     u_char                               buf[NGX_HTTP_EVENTS_WH_ATTEMPT];
     uint64_t                             now;
+    ngx_str_t                            shared;
     ngx_http_events_store_t             *store;
     ngx_http_events_webhook_sh_t        *wh;
     ngx_http_events_webhook_attempt_t   *a;
@@ -1517,6 +1519,16 @@ ngx_http_events_webhook_dispatch_done(ngx_http_events_webhook_job_t *job)
     a = (ngx_http_events_webhook_attempt_t *) buf;
     ngx_memzero(a, sizeof(ngx_http_events_webhook_attempt_t));
 
+    /* a cluster's: the attempt's record for the other nodes' logs */
+    shared.len = 0;
+    shared.data = NULL;
+
+    if (store->remote && store->remote->wh_attempt && job->pool) {
+        shared.data = ngx_pnalloc(job->pool,
+                          offsetof(ngx_http_events_webhook_attempt_t, excerpt)
+                          + job->excerpt_size + 8);
+    }
+
     ngx_shmtx_lock(&store->shpool->mutex);
 
     wh = store->wh;
@@ -1526,6 +1538,18 @@ ngx_http_events_webhook_dispatch_done(ngx_http_events_webhook_job_t *job)
         ngx_http_events_webhook_dispatch_outcome(store, wh, ep, job, now, a);
         ngx_http_events_webhook_dispatch_log(ep, job, a);
         wh->version++;
+
+        if (shared.data && ep->log_size
+            && ep->log_entry <= offsetof(ngx_http_events_webhook_attempt_t,
+                                         excerpt)
+                                + job->excerpt_size + 8)
+        {
+            shared.len = ep->log_entry;
+            ngx_memcpy(shared.data,
+                       ep->log + ((ep->log_next - 1) % ep->log_size)
+                                 * ep->log_entry,
+                       shared.len);
+        }
     }
 
     wh->attempts++;
@@ -1535,6 +1559,11 @@ ngx_http_events_webhook_dispatch_done(ngx_http_events_webhook_job_t *job)
 
     if (job->claimed) {
         ngx_http_events_webhook_dispatch_settle(job, ep != NULL, a, now);
+    }
+
+    if (shared.len) {
+        store->remote->wh_attempt(store->remote->data, &job->tenant,
+                                  &job->endpoint, shared.data, shared.len);
     }
 
     if (job->error != NGX_HTTP_EVENTS_E_NONE) {

@@ -18,6 +18,12 @@
  *
  * The text is the state file's form of an endpoint (ngx_http_events_
  * webhook_state.c), less the delivery history, which stays each node's.
+ *
+ * The attempt log is shared the same way: each node's attempt records
+ * go to the cluster and come back into the other nodes' logs, so the
+ * attempts of an endpoint on any node are those of every node.  The
+ * record is this build's struct (the nodes of a cluster run one version
+ * of the module with one events_webhook_log_excerpt).
  */
 
 
@@ -375,4 +381,32 @@ ngx_http_events_webhook_share_one(ngx_http_events_store_t *store,
     ngx_http_events_webhook_enable(store, ep, sh->n[1] ? 0 : 1, now);
 
     ep->updated_ms = (uint64_t) sh->n[3];
+}
+
+
+/* another node's attempt, into this node's log of the endpoint */
+
+void
+ngx_http_events_webhook_share_attempt(ngx_http_events_store_t *store,
+    ngx_str_t *tenant, ngx_str_t *id, u_char *rec, size_t len)
+{
+    ngx_http_events_webhook_sh_t        *wh;
+    ngx_http_events_webhook_attempt_t   *a;
+    ngx_http_events_webhook_endpoint_t  *ep;
+
+    ngx_shmtx_lock(&store->shpool->mutex);
+
+    wh = ngx_http_events_webhook_shm(store);
+    ep = wh ? ngx_http_events_webhook_find(wh, tenant, id) : NULL;
+
+    if (ep && ep->log_size && len == ep->log_entry) {
+        a = (ngx_http_events_webhook_attempt_t *)
+                (ep->log + (ep->log_next % ep->log_size) * ep->log_entry);
+
+        ngx_memcpy(a, rec, len);
+        a->n = ++ep->log_next;
+        wh->version++;
+    }
+
+    ngx_shmtx_unlock(&store->shpool->mutex);
 }

@@ -463,6 +463,8 @@ ngx_int_t ngx_http_events_webhook_share_publish(
     ngx_pool_t *pool);
 ngx_int_t ngx_http_events_webhook_share_apply(ngx_http_events_store_t *store,
     ngx_str_t *texts, ngx_uint_t n, ngx_pool_t *pool);
+void ngx_http_events_webhook_share_attempt(ngx_http_events_store_t *store,
+    ngx_str_t *tenant, ngx_str_t *id, u_char *rec, size_t len);
 
 /* ngx_http_events_webhook_api.c: the management API */
 ngx_int_t ngx_http_events_webhook_api_handler(ngx_http_request_t *r);
