@@ -94,8 +94,22 @@ typedef struct {
 } ngx_http_events_cluster_t;
 
 
+size_t ngx_http_events_cluster_rec_len(ngx_http_events_event_t *ev);
+u_char *ngx_http_events_cluster_rec_write(u_char *p,
+    ngx_http_events_event_t *ev);
 ngx_int_t ngx_http_events_cluster_rec_read(u_char *p, size_t len,
     ngx_http_events_event_t *ev);
+
+/* ngx_http_events_cluster_append.c */
+void ngx_http_events_cluster_append_postconfiguration(void);
+void *ngx_http_events_cluster_append(void *data,
+    ngx_http_events_event_t *events, ngx_uint_t n, ngx_pool_t *pool,
+    ngx_http_events_remote_done_pt done, void *ctx);
+void ngx_http_events_cluster_cancel(void *handle);
+
+/* ngx_http_events_cluster_tail.c */
+void ngx_http_events_cluster_tail_start(ngx_http_events_cluster_t *cl);
+void ngx_http_events_cluster_tail_stop(ngx_http_events_cluster_t *cl);
 ngx_int_t ngx_http_events_cluster_id(u_char *p, size_t len, uint64_t *ms,
     uint64_t *seq);
 ngx_int_t ngx_http_events_cluster_epoch(redisReply *reply, uint64_t *epoch);
