@@ -437,6 +437,8 @@ sub_start() {
     fi
     SUB_RUN=$((SUB_RUN + 1))
     SUB_OUT=$WORK/sub-$kind-$n-$SUB_RUN.out
+    # past one source address's ports: 127.0.0.1 to 127.0.0.K
+    ((n > 20000)) && args+=(-A $(( (n + 19999) / 20000 )))
     SUB_CMD=("$CLIENT" sub -p "$port" -u "$path" -n "$n" "${args[@]}" -P 256 -T 120)
     CMD_SUB[$kind/$n]=$(printf '%q ' "${SUB_CMD[@]}")
     "${SUB_CMD[@]}" < "$CTL" > "$SUB_OUT" 2> "${SUB_OUT%.out}.err" &
@@ -582,7 +584,7 @@ echo "client: ${CC_CMD[*]}"
 echo "settings: rates '$RATES', ${DURATION}s each, publisher connections: $RATE_CONNS at a fixed rate, $PUB_CONNS at max; ${BODY_BYTES}-byte bodies, drain: ${DRAIN_IDLE_MS} ms idle or ${DRAIN_MAX}s at most"
 echo
 
-declare -A FLOOR_B ROUND_P99 ROUND_ACC
+declare -A FLOOR_B ROUND_P99 ROUND_ACC PROBE
 for n in $RUN_N; do
     if [[ $FLOOR == 1 ]]; then
         # nginx's own cost of a request in flight, before any module runs
@@ -648,6 +650,10 @@ for n in $RUN_N; do
         sub_end "$kind" "$PHASE" 1 || true
         if [[ -z $R_LINE || $(kv missing "$R_LINE") != 0 ]]; then
             fail "$kind N=$n: the probe event did not reach every stream: ${R_LINE:-$ABORT}"
+        else
+            # the first event to every idle stream: how long the last waited
+            PROBE[$kind/$n]="p50=$(ms "$(kv lat_p50_us "$R_LINE")") max=$(ms "$(kv lat_max_us "$R_LINE")")"
+            echo "probe event to $opened idle streams: publish -> receive p50 $(kv p50 "${PROBE[$kind/$n]}") ms, last stream $(kv max "${PROBE[$kind/$n]}") ms"
         fi
         sleep 1
         rss_idle=$(rss_anon "$kind")

@@ -2,6 +2,7 @@
  * Fan-out benchmark client for t/bench/fanout.sh: one process, two modes.
  *
  *   fanout_client sub -p PORT -u PATH -n N [-s] [-x] [-P PARALLEL] [-T SECS]
+ *                     [-A ADDRS]
  *
  *     Holds N Server-Sent Events streams on 127.0.0.1:PORT with one epoll
  *     loop (non-blocking sockets; chunked or raw bodies).  Parses frames
@@ -11,6 +12,9 @@
  *     counter) and, with -s, "seq" (the server's position, which must go
  *     up by exactly 1 per event on every stream: nothing missed, nothing
  *     twice).  -P bounds the connects in flight, -T the set-up time.
+ *     -A spreads the streams over ADDRS source addresses, 127.0.0.1 to
+ *     127.0.0.ADDRS (one source address has about 28 000 ports for one
+ *     destination: 100 000 streams need at least 4).
  *     -x only holds N requests whose headers never end (no blank line):
  *     what nginx itself spends on a request in flight, for comparison.
  *     Prints "READY ..." once every stream answered (or failed).
@@ -125,10 +129,13 @@ set_nonblock(int fd)
 }
 
 
-/* a non-blocking connect to 127.0.0.1:port; -1 on an immediate failure */
+/*
+ * a non-blocking connect to 127.0.0.1:port from 127.0.0.src (0: the
+ * kernel's choice); -1 on an immediate failure
+ */
 
 static int
-open_conn(int port)
+open_conn(int port, int src)
 {
     int                 fd, one = 1;
     struct sockaddr_in  sin;
@@ -139,6 +146,22 @@ open_conn(int port)
     }
 
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+
+    if (src > 0) {
+        /* the port is picked at connect(), per destination */
+#ifdef IP_BIND_ADDRESS_NO_PORT
+        setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one,
+                   sizeof(one));
+#endif
+        memset(&sin, 0, sizeof(sin));
+        sin.sin_family = AF_INET;
+        sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK + (uint32_t) src - 1);
+
+        if (bind(fd, (struct sockaddr *) &sin, sizeof(sin)) < 0) {
+            close(fd);
+            return -1;
+        }
+    }
 
     memset(&sin, 0, sizeof(sin));
     sin.sin_family = AF_INET;
@@ -232,6 +255,8 @@ static struct {
     int        hold;
     int        parallel;
     int        setup_secs;
+    int        addrs;           /* source addresses, 0: one, the kernel's */
+    int        started;         /* streams started, for the address */
 
     int        ep;
     sub_t     *subs;
@@ -594,7 +619,7 @@ sub_start(sub_t *c)
 {
     struct epoll_event  ev;
 
-    c->fd = open_conn(S.port);
+    c->fd = open_conn(S.port, S.addrs ? 1 + S.started++ % S.addrs : 0);
     if (c->fd < 0) {
         c->state = S_CLOSED;
         S.failed++;
@@ -1122,7 +1147,7 @@ pub_connect(pubc_t *c)
 {
     struct epoll_event  ev;
 
-    c->fd = open_conn(P.port);
+    c->fd = open_conn(P.port, 0);
     if (c->fd < 0) {
         c->state = P_DOWN;
         return -1;
@@ -1566,7 +1591,7 @@ usage(void)
 {
     fprintf(stderr,
             "usage: fanout_client sub -p PORT -u PATH -n N [-s] [-x] [-P PAR]"
-            " [-T SECS]\n"
+            " [-T SECS] [-A ADDRS]\n"
             "       fanout_client pub -p PORT -u PATH -r RATE -d SECS"
             " -c CONNS -g PHASE [-b BYTES] [-j] [-G GRACE]\n");
     exit(2);
@@ -1590,7 +1615,7 @@ main(int argc, char **argv)
         S.setup_secs = 120;
 
         optind = 2;
-        while ((o = getopt(argc, argv, "p:u:n:sxP:T:")) != -1) {
+        while ((o = getopt(argc, argv, "p:u:n:sxP:T:A:")) != -1) {
             switch (o) {
             case 'p': S.port = atoi(optarg); break;
             case 'u': S.path = optarg; break;
@@ -1599,11 +1624,14 @@ main(int argc, char **argv)
             case 'x': S.hold = 1; break;
             case 'P': S.parallel = atoi(optarg); break;
             case 'T': S.setup_secs = atoi(optarg); break;
+            case 'A': S.addrs = atoi(optarg); break;
             default: usage();
             }
         }
 
-        if (S.port <= 0 || S.path == NULL || S.n <= 0 || S.parallel <= 0) {
+        if (S.port <= 0 || S.path == NULL || S.n <= 0 || S.parallel <= 0
+            || S.addrs < 0 || S.addrs > 254)
+        {
             usage();
         }
 
