@@ -187,16 +187,25 @@ ngx_http_events_cluster_read_query(void *data, ngx_http_events_query_t *q,
     op->script = &ngx_http_events_cluster_read_range;
     op->sha = ngx_http_events_cluster_read_range_sha;
 
-    /* without filters a page needs limit + 1 entries to know has_more */
-    filtered = !q->any_tenant || q->ntypes || q->rtype.len || q->rid.len
-               || q->source.len || q->action || q->since_ms >= 0
-               || q->until_ms >= 0 || q->nmeta;
+    /*
+     * without filters a page needs limit + 1 entries to know has_more;
+     * a tenant's page a few times that (other tenants' events pass by);
+     * with filters, up to the scan limit
+     */
+    filtered = q->ntypes || q->rtype.len || q->rid.len || q->source.len
+               || q->action || q->since_ms >= 0 || q->until_ms >= 0
+               || q->nmeta;
 
     op->count = q->limit + 1;
 
     if (filtered) {
         op->count = ngx_max(op->count,
                             ngx_min(q->scan_limit,
+                                    NGX_HTTP_EVENTS_CLUSTER_READ_COUNT));
+
+    } else if (!q->any_tenant) {
+        op->count = ngx_min(ngx_max(4 * op->count, 100),
+                            ngx_max(op->count,
                                     NGX_HTTP_EVENTS_CLUSTER_READ_COUNT));
     }
 
