@@ -627,6 +627,11 @@ ngx_http_events_ws_flush(ngx_http_events_stream_ctx_t *ctx)
         ngx_del_timer(wev);
     }
 
+    /* with level-triggered events: not woken for nothing to write */
+    if (ngx_handle_write_event(wev, 0) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     /* all out: an idle stream holds no buffer */
     if (ws->start && ngx_pfree(r->pool, ws->start) == NGX_OK) {
         ws->start = NULL;
