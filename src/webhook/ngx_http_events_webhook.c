@@ -34,17 +34,6 @@ static ngx_http_events_webhook_tenant_t *ngx_http_events_webhook_tenant(
     ngx_str_t *tenant);
 static ngx_http_events_webhook_endpoint_t *ngx_http_events_webhook_locate(
     ngx_http_events_store_t *store, ngx_str_t *tenant, ngx_str_t *id);
-static ngx_int_t ngx_http_events_webhook_set(ngx_http_events_store_t *store,
-    ngx_http_events_webhook_endpoint_t *ep,
-    ngx_http_events_webhook_spec_t *spec);
-static void ngx_http_events_webhook_merge(
-    ngx_http_events_webhook_endpoint_t *ep,
-    ngx_http_events_webhook_spec_t *spec,
-    ngx_http_events_webhook_spec_t *merged);
-static void ngx_http_events_webhook_enable(ngx_http_events_store_t *store,
-    ngx_http_events_webhook_endpoint_t *ep, ngx_uint_t enabled, uint64_t now);
-static void ngx_http_events_webhook_free(ngx_http_events_store_t *store,
-    ngx_http_events_webhook_sh_t *wh, ngx_http_events_webhook_endpoint_t *ep);
 static size_t ngx_http_events_webhook_view_size(
     ngx_http_events_webhook_endpoint_t *ep);
 static void ngx_http_events_webhook_view(ngx_http_events_webhook_endpoint_t *ep,
@@ -434,7 +423,7 @@ done:
 
 /* what a PATCH leaves out stays as it is */
 
-static void
+void
 ngx_http_events_webhook_merge(ngx_http_events_webhook_endpoint_t *ep,
     ngx_http_events_webhook_spec_t *spec,
     ngx_http_events_webhook_spec_t *merged)
@@ -482,10 +471,14 @@ ngx_http_events_webhook_merge(ngx_http_events_webhook_endpoint_t *ep,
     }
 
     merged->rate_limit = spec->set_rate ? spec->rate_limit : ep->rate_limit;
+    merged->format = spec->set_format ? spec->format : ep->format;
+    merged->ordered = spec->set_ordered ? spec->ordered : ep->ordered;
+    merged->max_inflight = spec->set_max_inflight ? spec->max_inflight
+                                                  : ep->max_inflight;
 }
 
 
-static void
+void
 ngx_http_events_webhook_enable(ngx_http_events_store_t *store,
     ngx_http_events_webhook_endpoint_t *ep, ngx_uint_t enabled, uint64_t now)
 {
@@ -782,6 +775,11 @@ ngx_http_events_webhook_attempts(ngx_http_events_store_t *store,
 
         a = (ngx_http_events_webhook_attempt_t *)
                 (ep->log + (n % ep->log_size) * ep->log_entry);
+
+        if (a->n != n + 1) {
+            /* never written: the log was restored with fewer */
+            break;
+        }
 
         copy = ngx_array_push(out);
 
@@ -1114,7 +1112,7 @@ ngx_http_events_webhook_put(u_char *start, u_char *p, ngx_str_t *s,
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_events_webhook_set(ngx_http_events_store_t *store,
     ngx_http_events_webhook_endpoint_t *ep,
     ngx_http_events_webhook_spec_t *spec)
@@ -1158,6 +1156,9 @@ ngx_http_events_webhook_set(ngx_http_events_store_t *store,
     ep->npatterns = (u_char) spec->npatterns;
     ep->nheaders = (u_char) spec->nheaders;
     ep->rate_limit = (uint32_t) spec->rate_limit;
+    ep->format = (u_char) spec->format;
+    ep->ordered = spec->ordered;
+    ep->max_inflight = (uint32_t) spec->max_inflight;
 
     if (ep->blob) {
         ngx_slab_free_locked(store->shpool, ep->blob);
@@ -1170,7 +1171,7 @@ ngx_http_events_webhook_set(ngx_http_events_store_t *store,
 }
 
 
-static void
+void
 ngx_http_events_webhook_free(ngx_http_events_store_t *store,
     ngx_http_events_webhook_sh_t *wh, ngx_http_events_webhook_endpoint_t *ep)
 {
@@ -1272,6 +1273,9 @@ ngx_http_events_webhook_view(ngx_http_events_webhook_endpoint_t *ep,
     }
 
     spec->rate_limit = ep->rate_limit;
+    spec->format = ep->format;
+    spec->ordered = ep->ordered;
+    spec->max_inflight = ep->max_inflight;
     spec->is_static = ep->is_static;
     spec->is_handler = ep->is_handler;
     spec->enabled = !ep->disabled;

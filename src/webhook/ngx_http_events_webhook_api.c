@@ -151,6 +151,8 @@ static void ngx_http_events_webhook_api_view_json(ngx_http_events_buf_t *o,
     ngx_http_events_webhook_view_t *v);
 static void ngx_http_events_webhook_api_attempt_json(ngx_http_events_buf_t *o,
     ngx_http_events_webhook_attempt_t *a);
+static void ngx_http_events_webhook_api_share(ngx_http_request_t *r,
+    ngx_http_events_store_t *store, ngx_http_events_webhook_route_t *rt);
 static ngx_int_t ngx_http_events_webhook_api_fail(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, const char *field, const char *fmt,
     ...);
@@ -206,6 +208,12 @@ static ngx_int_t ngx_http_events_webhook_api_field_format(
 static ngx_int_t ngx_http_events_webhook_api_field_headers(
     ngx_http_request_t *r, json_t *v, ngx_http_events_webhook_spec_t *spec,
     ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_webhook_api_field_ordered(
+    ngx_http_request_t *r, json_t *v, ngx_http_events_webhook_spec_t *spec,
+    ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_webhook_api_field_inflight(
+    ngx_http_request_t *r, json_t *v, ngx_http_events_webhook_spec_t *spec,
+    ngx_http_events_error_t *err);
 
 
 static ngx_http_events_webhook_field_t  ngx_http_events_webhook_fields[] = {
@@ -218,6 +226,9 @@ static ngx_http_events_webhook_field_t  ngx_http_events_webhook_fields[] = {
     { "rateLimit", JSON_INTEGER, 1, ngx_http_events_webhook_api_field_rate },
     { "format", JSON_STRING, 0, ngx_http_events_webhook_api_field_format },
     { "headers", JSON_OBJECT, 0, ngx_http_events_webhook_api_field_headers },
+    { "ordered", JSON_TRUE, 0, ngx_http_events_webhook_api_field_ordered },
+    { "maxInFlight", JSON_INTEGER, 1,
+      ngx_http_events_webhook_api_field_inflight },
     { NULL, JSON_NULL, 0, NULL }
 };
 
@@ -547,6 +558,7 @@ ngx_http_events_webhook_api_run(ngx_http_request_t *r,
 
             if (rc == NGX_HTTP_EVENTS_WEBHOOK_OK) {
                 (void) ngx_http_events_webhook_state_save(store);
+                ngx_http_events_webhook_api_share(r, store, rt);
                 r->headers_out.status = NGX_HTTP_NO_CONTENT;
                 r->header_only = 1;
                 r->headers_out.content_length_n = 0;
@@ -701,6 +713,19 @@ ngx_http_events_webhook_api_create(ngx_http_request_t *r,
 
     rt->id = spec->id;
 
+    /* a cluster's: on every node, or not at all */
+    if (ngx_http_events_webhook_share_publish(store, &rt->tenant, &spec->id,
+                                              r->pool)
+        != NGX_OK)
+    {
+        (void) ngx_http_events_webhook_delete(store, &rt->tenant, &spec->id);
+        return ngx_http_events_webhook_api_fail(r, 503, "cluster_unavailable",
+                                                NULL,
+                                                "the cluster's log cannot be "
+                                                "reached; nothing was "
+                                                "created");
+    }
+
     /* the secret is shown now and on rotation, never again */
     src.data = spec->secret;
     src.len = spec->secret_len;
@@ -809,6 +834,7 @@ ngx_http_events_webhook_api_patch(ngx_http_request_t *r,
     }
 
     (void) ngx_http_events_webhook_state_save(store);
+    ngx_http_events_webhook_api_share(r, store, rt);
 
     return ngx_http_events_webhook_api_get(r, rt, NGX_HTTP_OK, NULL);
 }
@@ -1017,11 +1043,60 @@ static ngx_int_t
 ngx_http_events_webhook_api_field_format(ngx_http_request_t *r, json_t *v,
     ngx_http_events_webhook_spec_t *spec, ngx_http_events_error_t *err)
 {
-    if (ngx_strcmp(json_string_value(v), "envelope") != 0) {
+    ngx_uint_t   i;
+    const char  *s;
+
+    s = json_string_value(v);
+
+    for (i = 0; ngx_http_events_webhook_formats[i]; i++) {
+        if (ngx_strcmp(s, ngx_http_events_webhook_formats[i]) == 0) {
+            spec->format = i;
+            spec->set_format = 1;
+            return NGX_OK;
+        }
+    }
+
+    ngx_http_events_error(err, 400, "invalid_field", "field", NULL,
+                          "format", "format is \"envelope\", \"cloudevents\" "
+                          "or \"cloudevents-structured\"");
+    return NGX_ERROR;
+}
+
+
+static ngx_int_t
+ngx_http_events_webhook_api_field_ordered(ngx_http_request_t *r, json_t *v,
+    ngx_http_events_webhook_spec_t *spec, ngx_http_events_error_t *err)
+{
+    spec->ordered = json_is_true(v);
+    spec->set_ordered = 1;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_events_webhook_api_field_inflight(ngx_http_request_t *r, json_t *v,
+    ngx_http_events_webhook_spec_t *spec, ngx_http_events_error_t *err)
+{
+    json_int_t  n;
+
+    spec->set_max_inflight = 1;
+
+    if (json_is_null(v)) {
+        spec->max_inflight = 0;
+        return NGX_OK;
+    }
+
+    n = json_integer_value(v);
+
+    if (n < 1 || n > NGX_HTTP_EVENTS_WH_MAX_INFLIGHT) {
         ngx_http_events_error(err, 400, "invalid_field", "field", NULL,
-                              "format", "the only format is \"envelope\"");
+                              "maxInFlight", "maxInFlight is attempts in "
+                              "flight at once, 1-1000, or null");
         return NGX_ERROR;
     }
+
+    spec->max_inflight = (ngx_uint_t) n;
 
     return NGX_OK;
 }
@@ -1949,6 +2024,7 @@ ngx_http_events_webhook_api_rotate(ngx_http_request_t *r,
     }
 
     (void) ngx_http_events_webhook_state_save(store);
+    ngx_http_events_webhook_api_share(r, store, rt);
 
     src.data = secret;
     src.len = len;
@@ -2572,8 +2648,21 @@ ngx_http_events_webhook_api_view_json(ngx_http_events_buf_t *o,
     b64.data = hint;
     ngx_encode_base64(&b64, &src);
 
-    ngx_http_events_buf_printf(o, "},\"format\":\"envelope\",\"static\":%s,"
-                               "\"handler\":%s,\"secretHint\":",
+    ngx_http_events_buf_printf(o, "},\"format\":\"%s\",\"ordered\":%s,"
+                               "\"maxInFlight\":",
+                               ngx_http_events_webhook_formats[
+                                   v->spec.format],
+                               v->spec.ordered ? "true" : "false");
+
+    if (v->spec.max_inflight) {
+        ngx_http_events_buf_printf(o, "%ui", v->spec.max_inflight);
+
+    } else {
+        ngx_http_events_buf_printf(o, "null");
+    }
+
+    ngx_http_events_buf_printf(o, ",\"static\":%s,\"handler\":%s,"
+                               "\"secretHint\":",
                                v->spec.is_static ? "true" : "false",
                                v->spec.is_handler ? "true" : "false");
 
@@ -2674,6 +2763,27 @@ ngx_http_events_webhook_api_unknown(ngx_http_request_t *r,
     return ngx_http_events_webhook_api_fail(r, 404, "not_found", NULL,
                                             "no webhook endpoint \"%V\"",
                                             &rt->id);
+}
+
+
+/*
+ * A cluster's: a change made here goes to every node.  Redis out of
+ * reach, the change stands here and other nodes do not learn it: said
+ * in the log (a create is refused instead, see api_create()).
+ */
+
+static void
+ngx_http_events_webhook_api_share(ngx_http_request_t *r,
+    ngx_http_events_store_t *store, ngx_http_events_webhook_route_t *rt)
+{
+    if (ngx_http_events_webhook_share_publish(store, &rt->tenant, &rt->id,
+                                              r->pool)
+        != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "events webhook \"%V\": the change could not be "
+                      "shared with the cluster's other nodes", &rt->id);
+    }
 }
 
 

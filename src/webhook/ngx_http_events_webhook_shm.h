@@ -18,8 +18,10 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
+#include <jansson.h>
 
 #include "ngx_http_events_store.h"
+#include "ngx_http_events_cloudevents.h"
 #include "ngx_http_events_webhook.h"
 
 
@@ -193,7 +195,11 @@ typedef struct {
     u_char                          seen;           /* static: still in conf */
     u_char                          disabled;       /* a reason, or 0 */
     u_char                          last_error;
+    u_char                          meta_failed;    /* recovered is due */
     uint32_t                        rate_limit;     /* per second, 0: none */
+    u_char                          format;
+    u_char                          ordered;        /* one at a time */
+    uint32_t                        max_inflight;   /* 0: the location's */
     uint64_t                        tokens_ms;      /* the bucket, in time */
 
     uint64_t                        created_ms;
@@ -320,8 +326,11 @@ struct ngx_http_events_webhook_job_s {
     uint32_t                         term;
     void                            *ctx;          /* the server it leaves by */
     unsigned                         queued:1;      /* a delivery waits on it */
+    unsigned                         claimed:1;     /* a cluster's: ours */
     unsigned                         handler:1;      /* url is a location */
     unsigned                         vet:1;          /* check the address */
+    ngx_uint_t                       format;
+    ngx_http_events_ce_t             ce;             /* format cloudevents */
 
     /* where it went and what came back */
     ngx_http_events_webhook_conf_t  *whcf;
@@ -345,6 +354,12 @@ struct ngx_http_events_webhook_job_s {
     unsigned                         https:1;
     unsigned                         answered:1;
     unsigned                         tls_failed:1;   /* seen by the pool */
+
+    /* meta events this attempt caused, sent once the lock is released */
+    unsigned                         meta_disabled:1;
+    unsigned                         meta_exhausted:1;
+    unsigned                         meta_recovered:1;
+    ngx_uint_t                       meta_reason;    /* why disabled */
     unsigned                         disable:1;  /* webhook-delivery: disable */
     unsigned                         abort:1;        /* ...: abort-message */
     u_char                          *excerpt;
@@ -373,6 +388,10 @@ struct ngx_http_events_webhook_jobs_s {
     u_char                          *scan_mem;
     size_t                           scan_size;
 };
+
+
+/* ngx_http_events_webhook_meta.c */
+void ngx_http_events_webhook_meta(ngx_http_events_webhook_job_t *job);
 
 
 /* ngx_http_events_webhook.c: the endpoints, each call locks and unlocks */
@@ -425,6 +444,16 @@ void ngx_http_events_webhook_dequeue(ngx_http_events_store_t *store,
     ngx_http_events_webhook_delivery_t *d);
 void ngx_http_events_webhook_disable(ngx_http_events_webhook_endpoint_t *ep,
     ngx_uint_t reason, uint64_t now);
+ngx_int_t ngx_http_events_webhook_set(ngx_http_events_store_t *store,
+    ngx_http_events_webhook_endpoint_t *ep,
+    ngx_http_events_webhook_spec_t *spec);
+void ngx_http_events_webhook_merge(ngx_http_events_webhook_endpoint_t *ep,
+    ngx_http_events_webhook_spec_t *spec,
+    ngx_http_events_webhook_spec_t *merged);
+void ngx_http_events_webhook_enable(ngx_http_events_store_t *store,
+    ngx_http_events_webhook_endpoint_t *ep, ngx_uint_t enabled, uint64_t now);
+void ngx_http_events_webhook_free(ngx_http_events_store_t *store,
+    ngx_http_events_webhook_sh_t *wh, ngx_http_events_webhook_endpoint_t *ep);
 
 /* ngx_http_events_webhook_dispatch.c: the dispatcher */
 ngx_http_events_webhook_rc_e ngx_http_events_webhook_dispatch_send_now(
@@ -438,6 +467,21 @@ ngx_int_t ngx_http_events_webhook_state_save_init(ngx_cycle_t *cycle,
     ngx_http_events_store_t *store);
 ngx_int_t ngx_http_events_webhook_state_load(ngx_http_events_store_t *store,
     ngx_log_t *log);
+u_char *ngx_http_events_webhook_state_str(u_char *p, u_char *s, size_t len);
+u_char *ngx_http_events_webhook_state_b64(u_char *p, u_char *s, size_t len);
+ngx_int_t ngx_http_events_webhook_state_unb64(json_t *v, u_char *out,
+    size_t *len);
+ngx_int_t ngx_http_events_webhook_state_spec(json_t *o,
+    ngx_http_events_webhook_spec_t *spec);
+
+/* ngx_http_events_webhook_share.c: API endpoints on every cluster node */
+ngx_int_t ngx_http_events_webhook_share_publish(
+    ngx_http_events_store_t *store, ngx_str_t *tenant, ngx_str_t *id,
+    ngx_pool_t *pool);
+ngx_int_t ngx_http_events_webhook_share_apply(ngx_http_events_store_t *store,
+    ngx_str_t *texts, ngx_uint_t n, ngx_pool_t *pool);
+void ngx_http_events_webhook_share_attempt(ngx_http_events_store_t *store,
+    ngx_str_t *tenant, ngx_str_t *id, u_char *rec, size_t len);
 
 /* ngx_http_events_webhook_api.c: the management API */
 ngx_int_t ngx_http_events_webhook_api_handler(ngx_http_request_t *r);
