@@ -46,6 +46,9 @@ my %check = (
         is($s->next_event(timeout => 2)->{json}{resourceId}, 'ticket-123',
             'quickstart: the stream');
         $s->close;
+        $r = $t->get('/console/');
+        like($r->{body}, qr/<meta name="events-config"/,
+             'quickstart: the console');
     },
 
     'capture.conf' => sub {
