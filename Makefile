@@ -11,7 +11,7 @@
 #   make test-asan  the suite against an AddressSanitizer build
 #   make bench      the ingest benchmark (t/bench), side by side with Nchan
 #   make bench-fanout  the SSE fan-out benchmark, side by side with Nchan
-#   make bench-webhooks  webhook deliveries/s and latency
+#   make bench-webhooks  webhook deliveries/s and latency, plain and TLS
 #   make bench-journal what each events_journal fsync mode costs at ingest
 #   make bench-history reads from 1 000 000 events on disk behind a small ring
 #   make bench-cluster three cluster nodes on one Redis beside Nchan-Redis
@@ -167,6 +167,8 @@ bench-webhooks: deps $(MODULE)
 	T_MODULE=$(MODULE) perl t/bench/webhooks.pl
 	T_MODULE=$(MODULE) BENCH_PACED=5 BENCH_DELIVERIES=1000 \
 	    BENCH_ENDPOINTS="1 10" perl t/bench/webhooks.pl
+	T_MODULE=$(MODULE) BENCH_TLS=1 BENCH_DELIVERIES=5000 \
+	    BENCH_ENDPOINTS="1 100" perl t/bench/webhooks.pl
 
 # ingest without a journal and with each fsync mode, as ratios
 bench-journal: deps $(MODULE)
