@@ -213,7 +213,8 @@ FUZZ_SRC     := src/core/ngx_http_events_json.c \
                 src/core/ngx_http_events_jwt.c \
                 src/core/ngx_http_events_time.c \
                 src/core/ngx_http_events_id.c \
-                src/core/ngx_http_events_error.c
+                src/core/ngx_http_events_error.c \
+                src/core/ngx_http_events_cloudevents.c
 FUZZ_CFLAGS  := -g -O1 -fno-omit-frame-pointer \
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
     -I src -I src/core -I $(NGINX_SRC)/src/core -I $(NGINX_SRC)/src/event \
