@@ -1837,6 +1837,57 @@ ngx_http_events_store_match_query(ngx_http_events_query_t *q,
 
 
 /*
+ * The same filters on an event read from elsewhere (a cluster's log);
+ * json is its whole envelope, for metadata filters.
+ */
+
+ngx_uint_t
+ngx_http_events_store_match(ngx_http_events_query_t *q,
+    ngx_http_events_event_t *ev, ngx_str_t *json)
+{
+    if (!q->any_tenant
+        && !ngx_http_events_store_str_eq(&q->tenant, ev->tenant.data,
+                                         ev->tenant.len))
+    {
+        return 0;
+    }
+
+    if (q->ntypes
+        && !ngx_http_events_match_any(q->types, q->ntypes, &ev->type))
+    {
+        return 0;
+    }
+
+    if ((q->rtype.len
+         && !ngx_http_events_store_str_eq(&q->rtype, ev->rtype.data,
+                                          ev->rtype.len))
+        || (q->rid.len
+            && !ngx_http_events_store_str_eq(&q->rid, ev->rid.data,
+                                             ev->rid.len))
+        || (q->source.len
+            && !ngx_http_events_store_str_eq(&q->source, ev->source.data,
+                                             ev->source.len)))
+    {
+        return 0;
+    }
+
+    if (q->action && q->action != ev->action) {
+        return 0;
+    }
+
+    if ((q->since_ms >= 0 && ev->time_ms < (uint64_t) q->since_ms)
+        || (q->until_ms >= 0 && ev->time_ms > (uint64_t) q->until_ms))
+    {
+        return 0;
+    }
+
+    return q->nmeta == 0
+           || ngx_http_events_match_metadata(q->meta, q->nmeta, json->data,
+                                             json->len);
+}
+
+
+/*
  * Metadata filters read the record's envelope where it lies in the
  * ring, without a copy (a list may look at many that do not match); a
  * record overwritten meanwhile does not match, and its next read says
