@@ -11,10 +11,12 @@
 #   make test-asan  the suite against an AddressSanitizer build
 #   make bench      the ingest benchmark (t/bench), side by side with Nchan
 #   make bench-fanout  the SSE fan-out benchmark, side by side with Nchan
+#   make bench-ws   WebSocket against SSE streams, ours and Nchan's (< 60 s)
 #   make bench-webhooks  webhook deliveries/s and latency
 #   make bench-journal what each events_journal fsync mode costs at ingest
 #   make bench-history reads from 1 000 000 events on disk behind a small ring
 #   make bench-cluster three cluster nodes on one Redis beside Nchan-Redis
+#   make bench-client  events.js beside EventSource (npm, Chromium's own)
 #   make fuzz       a longer fuzzing run of the parsers
 
 SHELL       := /bin/bash
@@ -24,7 +26,8 @@ NGINX_BIN   ?= /usr/sbin/nginx
 BUILD       := $(CURDIR)/build
 MODULE      := $(BUILD)/ngx_http_events_module.so
 ASAN_MODULE := $(BUILD)/asan/ngx_http_events_module.so
-SOURCES     := config $(wildcard src/*.[ch] src/*/*.[ch])
+SOURCES     := config config.make $(wildcard src/*.[ch] src/*/*.[ch]) \
+               $(wildcard clients/console/*) clients/js/events.js
 LIBASAN     := $(firstword $(wildcard /usr/lib/*-linux-gnu/libasan.so.8))
 PROVE_JOBS  ?= 2
 POLL_NGINX  := $(BUILD)/nginx-poll/objs/nginx
@@ -38,16 +41,17 @@ DESTDIR     ?=
 
 # what building and running need; testing adds the rest
 RUN_DEBS  := nginx nginx-dev libjansson-dev libssl-dev libpcre2-dev \
-             zlib1g-dev liblmdb-dev libhiredis-dev gcc make
+             zlib1g-dev liblmdb-dev libhiredis-dev libwslay-dev gcc make
 TEST_DEBS := $(RUN_DEBS) perl libasan8 clang libclang-rt-14-dev wrk openssl \
              libnginx-mod-nchan redis-server debhelper dpkg-dev fakeroot \
-             chromium prometheus
+             chromium prometheus libnginx-mod-http-js
 DEBS      ?= $(TEST_DEBS)
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps deps-run run test test-asan bench bench-fanout \
-        bench-latency bench-webhooks bench-journal bench-history bench-cluster fuzz \
+.PHONY: all deps deps-run run test test-asan bench bench-fanout bench-ws \
+        bench-latency bench-idle bench-webhooks bench-journal bench-history \
+        bench-cluster bench-client fuzz \
         fuzz-short clean \
         install deb nginx-poll check-openssl compat compat-src
 
@@ -71,7 +75,7 @@ deps:
 	    $(SUDO) /usr/sbin/nginx -s quit 2>/dev/null || true; fi
 
 # nginx's configure writes objs/ next to the sources, so build in a copy.
-$(BUILD)/nginx/objs/Makefile: config | $(BUILD)
+$(BUILD)/nginx/objs/Makefile: config config.make | $(BUILD)
 	rm -rf $(BUILD)/nginx
 	cp -r $(NGINX_SRC) $(BUILD)/nginx
 	cd $(BUILD)/nginx && . ./conf_flags && \
@@ -84,7 +88,7 @@ $(MODULE): $(SOURCES) $(BUILD)/nginx/objs/Makefile
 	@# a new inode: an nginx running the old copy keeps its mapping
 	cp $(BUILD)/nginx/objs/ngx_http_events_module.so $@.tmp && mv $@.tmp $@
 
-$(BUILD)/asan/nginx/objs/Makefile: config | $(BUILD)
+$(BUILD)/asan/nginx/objs/Makefile: config config.make | $(BUILD)
 	rm -rf $(BUILD)/asan && mkdir -p $(BUILD)/asan
 	cp -r $(NGINX_SRC) $(BUILD)/asan/nginx
 	cd $(BUILD)/asan/nginx && . ./conf_flags && \
@@ -156,11 +160,20 @@ bench: deps $(MODULE)
 bench-fanout: deps $(MODULE)
 	t/bench/fanout.sh
 
+# WebSocket against SSE, ours and Nchan's, 200 streams: under a minute
+bench-ws: deps $(MODULE)
+	T_MODULE=$(MODULE) t/bench/ws-fanout.sh
+
 # publish -> receive p99 beside Nchan, servers alternating over 5 rounds:
 # the median ratio and its spread (the tail is noisy; one run says little)
 bench-latency: deps $(MODULE)
 	BENCH_ROUNDS=5 BENCH_SUBSCRIBERS="1000 5000" BENCH_RATES="20 100" \
 	    BENCH_FLOOR=0 t/bench/fanout.sh
+
+# 100 000 idle streams: memory per stream beside nginx's floor, and one
+# event to all of them (BENCH_STREAMS=...)
+bench-idle: deps $(MODULE)
+	T_MODULE=$(MODULE) t/bench/idle.sh
 
 # webhook deliveries/s and latency to a loopback receiver, 1-100 endpoints
 bench-webhooks: deps $(MODULE)
@@ -176,6 +189,9 @@ bench-journal: deps $(MODULE)
 # type, entity and GET-by-id latencies, SSE catch-up (BENCH_EVENTS=...)
 bench-history: deps $(MODULE)
 	T_MODULE=$(MODULE) perl t/bench/history.pl
+
+bench-client: deps $(MODULE) $(NODE_DEPS)
+	T_MODULE=$(MODULE) perl t/bench/client.pl
 # ingest through three cluster nodes and cross-node latency, beside one
 # node without cluster and three Nchan nodes on the same Redis
 bench-cluster: deps $(MODULE)
@@ -282,7 +298,8 @@ DEB_SRC := $(DEB_DIR)/libnginx-mod-http-events-$(VERSION)
 
 deb: deps
 	rm -rf $(DEB_DIR) && mkdir -p $(DEB_SRC)
-	git ls-files -z config src LICENSE | xargs -0 cp --parents -t $(DEB_SRC)
+	git ls-files -z config config.make src clients/console clients/js/events.js \
+	    LICENSE | xargs -0 cp --parents -t $(DEB_SRC)
 	cp -r packaging/debian $(DEB_SRC)/debian
 	printf '%s\n\n  * %s\n\n -- %s  %s\n' \
 	    "libnginx-mod-http-events ($(VERSION)) unstable; urgency=medium" \
@@ -302,6 +319,9 @@ NGX_INCS    := $(foreach d,src/core src/event src/event/modules src/os/unix \
                $(foreach d,$(sort $(dir $(wildcard src/*/*.h))) src,-I $(d))
 
 check-openssl: $(BUILD)/nginx/objs/Makefile
+	@# the console's files, generated into objs/ (config.make)
+	@$(MAKE) --no-print-directory -s -C $(BUILD)/nginx -f objs/Makefile \
+	    objs/ngx_http_events_console_files.h
 	@for f in $(filter %.c,$(SOURCES)); do \
 	    $(CC) -fsyntax-only $(OPENSSL_PRE) $(NGX_INCS) \
 	        -Werror=deprecated-declarations $$f || exit 1; \

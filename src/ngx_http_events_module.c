@@ -27,6 +27,8 @@
 #include "ngx_http_events_validate.h"
 #include "ngx_http_events_webhook.h"
 #include "ngx_http_events_capture.h"
+#include "ngx_http_events_inbound.h"
+#include "ngx_http_events_capture_pre.h"
 
 
 static ngx_int_t ngx_http_events_preconfiguration(ngx_conf_t *cf);
@@ -383,6 +385,13 @@ static ngx_command_t  ngx_http_events_commands[] = {
       0,
       NULL },
 
+    { ngx_string("events_inbound"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_2MORE,
+      ngx_http_events_inbound,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("events_capture"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_events_capture,
@@ -410,6 +419,13 @@ static ngx_command_t  ngx_http_events_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_events_capture_conf_t, max_body),
       &ngx_http_events_capture_size },
+
+    { ngx_string("events_capture_pre"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_http_events_capture_pre,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
 
     { ngx_string("events_validate"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
@@ -544,7 +560,9 @@ ngx_http_events_postconfiguration(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
-    if (ngx_http_events_capture_init(cf) != NGX_OK) {
+    if (ngx_http_events_capture_init(cf) != NGX_OK
+        || ngx_http_events_capture_pre_init(cf) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 

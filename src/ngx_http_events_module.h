@@ -23,9 +23,11 @@ typedef struct {
     ngx_str_t                   tenant;         /* the request's */
     ngx_http_events_claims_t   *claims;         /* a valid token's */
     ngx_http_events_stream_ctx_t    *stream;
+    ngx_http_events_export_ctx_t    *export;    /* an NDJSON export's */
     ngx_http_events_webhook_job_t   *job;       /* a webhook attempt's */
     ngx_http_events_webhook_route_t  *route;    /* a webhooks API call's */
     ngx_http_events_capture_ctx_t   *capture;
+    ngx_http_events_capture_pre_t   *pre;       /* a write before its hook */
     ngx_http_events_validate_ctx_t  *validate;  /* waiting for the hook */
     ngx_http_events_validation_t    *validation;  /* a hook's subrequest */
     ngx_int_t                   auth_rc;        /* 0: not checked yet */
@@ -80,6 +82,7 @@ struct ngx_http_events_loc_conf_s {
     ngx_http_events_webhook_conf_t   *wh;
     ngx_http_events_capture_conf_t   *capture;
     ngx_http_events_validate_conf_t  *validate;
+    ngx_http_events_inbound_conf_t   *inbound;  /* events_inbound's */
 
     ngx_array_t                *cors;           /* ngx_str_t origins */
 

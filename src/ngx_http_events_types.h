@@ -39,6 +39,10 @@ typedef struct ngx_http_events_loc_conf_s    ngx_http_events_loc_conf_t;
 /* http/ */
 typedef struct ngx_http_events_stream_ctx_s  ngx_http_events_stream_ctx_t;
                                                     /* stream.c */
+typedef struct ngx_http_events_export_ctx_s   ngx_http_events_export_ctx_t;
+typedef struct ngx_http_events_capture_pre_s  ngx_http_events_capture_pre_t;
+typedef struct ngx_http_events_inbound_conf_s
+    ngx_http_events_inbound_conf_t;
 typedef struct ngx_http_events_validate_conf_s
     ngx_http_events_validate_conf_t;                /* validate.h */
 typedef struct ngx_http_events_validate_ctx_s

@@ -13,6 +13,8 @@ use Digest::SHA qw(hmac_sha256);
 use MIME::Base64 qw(encode_base64url);
 use EventsTest;
 use EventsTest::SSE;
+use EventsTest::Backend;
+use Time::HiRes qw(sleep time);
 
 my $dir = "$EventsTest::REPO/conf-examples";
 opendir(my $dh, $dir) or die "$dir: $!";
@@ -44,6 +46,9 @@ my %check = (
         is($s->next_event(timeout => 2)->{json}{resourceId}, 'ticket-123',
             'quickstart: the stream');
         $s->close;
+        $r = $t->get('/console/');
+        like($r->{body}, qr/<meta name="events-config"/,
+             'quickstart: the console');
     },
 
     'capture.conf' => sub {
@@ -143,6 +148,54 @@ my %check = (
             'webhooks: status');
     },
 
+    'functions.conf' => sub {
+        my ($t) = @_;
+        # the prompt API the hook calls: a stub that records what it got
+        my $api = EventsTest::Backend->start($t, 2);
+        my %acme = (headers => { 'X-Tenant' => 'acme' });
+
+        my $r = $t->post_json('/events', { type => 'ticket.created',
+            resourceId => 't-1', payload => { data => {
+                title => 'Printer on fire' } } }, %acme);
+        is($r->{status}, 201, 'functions: ticket.created');
+        my $cause = $r->{json}{id};
+
+        my ($follow, $deadline) = (undef, time + 15);
+        while (!$follow && time < $deadline) {
+            ($follow) = @{ $t->get('/events?types=ticket.triaged', %acme)
+                ->{json}{data} };
+            sleep 0.1 unless $follow;
+        }
+        ok($follow, 'functions: onTicketCreated published ticket.triaged');
+        is($follow && $follow->{id}, "$cause:triaged",
+            'functions: its id derived from the cause\'s');
+        is($follow && $follow->{payload}{data}{priority}, 'high',
+            'functions: the function\'s decision');
+        is($follow && $follow->{metadata}{causedBy}, $cause,
+            'functions: caused by');
+        is($follow && $follow->{resourceId}, 't-1',
+            'functions: about the same ticket');
+
+        $r = $t->post_json('/events', { type => 'message.created',
+            metadata => { actorId => 'u-42' },
+            payload => { data => { text => 'The printer is on fire' } } },
+            %acme);
+        my @calls;
+        $deadline = time + 15;
+        while (!@calls && time < $deadline) {
+            @calls = grep { m{^POST /v1/prompt } } $api->log;
+            sleep 0.1 unless @calls;
+        }
+        is(scalar @calls, 1, 'functions: the prompt hook called the API');
+        my ($body) = ($calls[0] // '') =~ m{^POST /v1/prompt \S+ (.*)$};
+        my $sent = eval { decode_json($body) } // {};
+        is($sent->{prompt}, 'Summarize this message from u-42: The printer '
+            . 'is on fire', 'functions: with the templated prompt');
+        is($sent->{metadata}{event}, $r->{json}{id},
+            'functions: naming the event');
+        $api->stop;
+    },
+
     'jwt.conf' => sub {
         my ($t) = @_;
         my $json = JSON::PP->new->canonical;
@@ -169,7 +222,14 @@ my %check = (
 );
 
 # files an example expects beside it
-my %files = ('jwt.conf' => { 'events-jwt.key' => "example-secret\n" });
+sub example_file {
+    open(my $fh, '<', "$dir/$_[0]") or die "$_[0]: $!";
+    local $/;
+    return <$fh>;
+}
+
+my %files = ('jwt.conf' => { 'events-jwt.key' => "example-secret\n" },
+    'functions.conf' => { 'functions.js' => example_file('functions.js') });
 
 for my $file (@files) {
     open(my $fh, '<', "$dir/$file") or die "$file: $!";
@@ -179,7 +239,11 @@ for my $file (@files) {
     ok($conf =~ /127\.0\.0\.1:8080/, "$file listens on 127.0.0.1:8080");
 
     # the harness owns the process-level lines; the rest is as written
-    $conf =~ s/^\s*(load_module|worker_processes|pid|error_log)\b[^;]*;\n//mg;
+    # (other modules an example loads stay, first: before any block)
+    $conf =~ s/^\s*load_module\s+\S*ngx_http_events_module\.so;\n//mg;
+    my $modules = join '', $conf =~ /^(\s*load_module\b[^;]*;\n)/mg;
+    $conf =~ s/^\s*load_module\b[^;]*;\n//mg;
+    $conf =~ s/^\s*(worker_processes|pid|error_log)\b[^;]*;\n//mg;
     $conf =~ s/^events\s*\{[^}]*\}\n//m;
     $conf =~ s/127\.0\.0\.1:8080/127.0.0.1:%%PORT%%/g;
     $conf =~ s/127\.0\.0\.1:8081/127.0.0.1:%%PORT_2%%/g;
@@ -189,7 +253,7 @@ for my $file (@files) {
     chmod 0777, $t->testdir . '/logs';
     my $extra = $files{$file} // {};
     $t->write_file($_, $extra->{$_}) for keys %$extra;
-    $t->write_config("%%GLOBALS%%\n$conf");
+    $t->write_config("$modules%%GLOBALS%%\n$conf");
     $t->run;
 
     ok($t->get('/')->{status}, "$file answers");

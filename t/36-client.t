@@ -22,7 +22,7 @@ plan skip_all => 'no node' unless `node --version 2>/dev/null` =~ /^v(\d+)/
                                    && $1 >= 18;
 
 # the unit tests
-my $unit = `cd $REPO/clients/js && node --test test/ 2>&1`;
+my $unit = `cd $REPO/clients/js && node --test --test-reporter=tap test/events.test.js 2>&1`;
 my ($pass) = $unit =~ /^# pass (\d+)/m;
 my ($fail) = $unit =~ /^# fail (\d+)/m;
 ok($? == 0 && $pass && !$fail, "node --test clients/js: $pass passed")
@@ -203,7 +203,7 @@ for my $sel ({ resourceId => 'w-1' }, { resourceId => 'w-2',
     my $what = $sel->{types} ? 'types' : 'entity';
     $n = EventsNode->start(@node, 'watch', $json->encode({
         base => $base, headers => { 'X-Tenant' => 'acme' },
-        before => 100, after => 100, %$sel }));
+        before => 100, after => 100, limit => 20, %$sel }));
     my $w = $n->until(sub { $_[0]{got} || $_[0]{failed} }, 60);
     ok($w && $w->{got}, "watch ($what): reported") or diag $n->output;
     $w //= { got => [], want => [1] };

@@ -311,7 +311,7 @@ class Feed {
             const headers = await this.client.headers(
                 { Accept: 'text/event-stream' });
             res = await this.client.opts.fetch(this.url(), {
-                headers, signal: ac.signal, cache: 'no-store',
+                headers, signal: ac.signal,
                 credentials: this.client.opts.credentials
             });
         } catch (e) {
@@ -381,16 +381,21 @@ class Feed {
                 return;
             }
 
-            const es = new ES(this.url(token ? { token } : {}), {
+            const url = this.url(token ? { token } : {});
+            const es = new ES(url, {
                 withCredentials: this.client.opts.credentials === 'include'
             });
+            let opened = false;
             this.es = es;
 
             const f = (name) => (m) => this.frame({
                 event: name, data: m.data, id: m.lastEventId
             });
 
-            es.onopen = () => this.setState('open');
+            es.onopen = () => {
+                opened = true;
+                this.setState('open');
+            };
             es.onmessage = f('message');
             es.addEventListener('reset', f('reset'));
             es.addEventListener('ready', f('ready'));
@@ -399,9 +404,43 @@ class Feed {
             es.onerror = () => {
                 es.close();
                 this.es = null;
-                this.lost(new Error('EventSource error'));
+                if (opened) {
+                    return this.lost(new Error('EventSource error'));
+                }
+                this.probe(url);
             };
         });
+    }
+
+    // EventSource hides why it was refused: where fetch can at least read
+    // a status, a refusal retrying cannot cure ends the stream
+    async probe(url) {
+        const fetch = this.client.opts.fetch;
+        let err = new Error('EventSource error');
+
+        if (fetch) {
+            const ac = new AbortController();
+            try {
+                const res = await fetch(url, {
+                    signal: ac.signal, credentials: this.client.opts.credentials
+                });
+                if (res.status !== 200) {
+                    let body = null;
+                    try {
+                        body = await res.json();
+                    } catch (e) { /* not JSON */ }
+                    err = new EventsError(res.status, body);
+                }
+                ac.abort();
+            } catch (e) { /* the network: retried */ }
+
+            if (FATAL[err.status] || err.status === 401) {
+                this.client.error(err);
+                return this.stop();
+            }
+        }
+
+        this.lost(err);
     }
 
     // a proxy may hold a dead connection open: heartbeats prove it alive
@@ -539,9 +578,10 @@ class Feed {
                     continue;
                 }
                 this.client.error(e);
+                const d = backoff(attempt, this.retryMs,
+                                  this.client.opts.backoff);
                 await new Promise((ok) => {
-                    this.timer = setTimeout(ok, backoff(attempt, this.retryMs,
-                                                        this.client.opts.backoff));
+                    this.timer = setTimeout(ok, d);
                 });
             }
         }
@@ -626,6 +666,12 @@ export class EventsClient {
         return this.listen('ready', fn);
     }
 
+    // the token expires soon: the stream ends at its expiry and the
+    // client reconnects, asking a token function for a fresh one
+    onReauth(fn) {
+        return this.listen('reauth', fn);
+    }
+
     listen(what, fn) {
         this.listeners[what].push(fn);
         return () => {
@@ -708,7 +754,8 @@ export class EventsClient {
             let next = null;
 
             for await (const page of this.list(Object.assign(
-                { limit: 1000 }, filter, pick(opts, ['since', 'action']))))
+                { limit: opts.limit || 1000 }, filter,
+                pick(opts, ['since', 'action']))))
             {
                 if (head === null) {
                     head = page.head;
@@ -799,7 +846,8 @@ export class EventsClient {
         let params = Object.assign({}, q);
 
         for (;;) {
-            const page = await this.request('GET', this.opts.api + query(params));
+            const page = await this.request('GET',
+                                            this.opts.api + query(params));
             yield page;
 
             if (!page.has_more || !page.next) {
@@ -818,7 +866,8 @@ export class EventsClient {
     }
 
     async get(id) {
-        return this.request('GET', this.opts.api + '/' + encodeURIComponent(id));
+        return this.request('GET',
+                            this.opts.api + '/' + encodeURIComponent(id));
     }
 
     async publish(events) {

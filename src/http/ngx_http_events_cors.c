@@ -19,6 +19,10 @@
  * send credentials (cookies, Authorization); "*" never allows them and
  * answers "*".  Other origins get no CORS header at all, which a browser
  * reads as a refusal.
+ *
+ * A browser opens a WebSocket to any origin, with its cookies, and
+ * leaves it to the server to look at Origin: the stream's WebSocket
+ * asks ngx_http_events_cors_websocket() the same question CORS asks.
  */
 
 
@@ -42,8 +46,6 @@ static ngx_str_t *ngx_http_events_cors_allowed(ngx_http_request_t *r,
 static char *ngx_http_events_cors_methods(ngx_http_events_loc_conf_t *elcf);
 static ngx_int_t ngx_http_events_cors_origin(ngx_http_request_t *r,
     ngx_str_t *origin, ngx_uint_t credentials);
-static ngx_table_elt_t *ngx_http_events_cors_header(ngx_http_request_t *r,
-    const char *name);
 
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
@@ -157,7 +159,7 @@ ngx_http_events_cors_preflight(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    if (ngx_http_events_cors_header(r, "Access-Control-Request-Method")
+    if (ngx_http_events_http_header(r, "Access-Control-Request-Method")
         == NULL)
     {
         /* a plain OPTIONS: the location answers it as it would */
@@ -187,7 +189,7 @@ ngx_http_events_cors_preflight(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    h = ngx_http_events_cors_header(r, "Access-Control-Request-Headers");
+    h = ngx_http_events_http_header(r, "Access-Control-Request-Headers");
 
     if (h && h->value.len
         && ngx_http_events_http_add_header(r, "Access-Control-Allow-Headers",
@@ -261,7 +263,7 @@ ngx_http_events_cors_allowed(ngx_http_request_t *r,
     ngx_uint_t        i;
     ngx_table_elt_t  *origin;
 
-    origin = ngx_http_events_cors_header(r, "Origin");
+    origin = ngx_http_events_http_header(r, "Origin");
 
     if (origin == NULL || origin->value.len == 0) {
         return NULL;
@@ -357,34 +359,45 @@ ngx_http_events_cors_origin(ngx_http_request_t *r, ngx_str_t *origin,
 }
 
 
-static ngx_table_elt_t *
-ngx_http_events_cors_header(ngx_http_request_t *r, const char *name)
+/*
+ * Whether a WebSocket upgrade's Origin may open a stream: none sent (not
+ * a browser), the page's own host, or one events_cors allows; "*" does
+ * not allow credentials, so only to a request without cookies.
+ */
+
+ngx_uint_t
+ngx_http_events_cors_websocket(ngx_http_request_t *r)
 {
-    size_t            len;
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
+    u_char                      *p, *last;
+    ngx_uint_t                   credentials;
+    ngx_table_elt_t             *origin, *host;
+    ngx_http_events_loc_conf_t  *elcf;
 
-    len = ngx_strlen(name);
-    part = &r->headers_in.headers.part;
-    h = part->elts;
+    origin = ngx_http_events_http_header(r, "Origin");
 
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                return NULL;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == len
-            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
-        {
-            return &h[i];
-        }
+    if (origin == NULL) {
+        return 1;
     }
+
+    host = r->headers_in.host;
+    p = origin->value.data;
+    last = p + origin->value.len;
+
+    p = ngx_strlcasestrn(p, last, (u_char *) "://", 3 - 1);
+
+    if (p && host && (size_t) (last - p - 3) == host->value.len
+        && ngx_strncasecmp(p + 3, host->value.data, host->value.len) == 0)
+    {
+        return 1;
+    }
+
+    elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
+
+    if (elcf->cors == NULL
+        || ngx_http_events_cors_allowed(r, elcf, &credentials) == NULL)
+    {
+        return 0;
+    }
+
+    return credentials || ngx_http_events_http_header(r, "Cookie") == NULL;
 }

@@ -15,6 +15,7 @@
 
 char *ngx_http_events_cors(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_http_events_cors_init(ngx_conf_t *cf);
+ngx_uint_t ngx_http_events_cors_websocket(ngx_http_request_t *r);
 
 
 #endif /* _NGX_HTTP_EVENTS_CORS_H_INCLUDED_ */

@@ -178,6 +178,41 @@ ngx_http_events_http_add_header(ngx_http_request_t *r, char *name,
     return NGX_OK;
 }
 
+/* a request header by name, case-insensitively; NULL: not sent */
+
+ngx_table_elt_t *
+ngx_http_events_http_header(ngx_http_request_t *r, const char *name)
+{
+    size_t            len;
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    len = ngx_strlen(name);
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NULL;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == len
+            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
+        {
+            return &h[i];
+        }
+    }
+}
+
+
 ngx_int_t
 ngx_http_events_http_send_error(ngx_http_request_t *r,
     ngx_http_events_error_t *err, ngx_str_t *extra)

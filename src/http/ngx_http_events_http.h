@@ -28,6 +28,8 @@ ngx_int_t ngx_http_events_http_not_found(ngx_http_request_t *r,
     const char *message);
 ngx_int_t ngx_http_events_http_add_header(ngx_http_request_t *r, char *name,
     ngx_str_t *value);
+ngx_table_elt_t *ngx_http_events_http_header(ngx_http_request_t *r,
+    const char *name);
 ngx_int_t ngx_http_events_http_read_body(ngx_http_request_t *r,
     ngx_str_t *body);
 ngx_uint_t ngx_http_events_http_is_json(ngx_http_request_t *r);

@@ -233,6 +233,18 @@ static ngx_http_events_status_zone_metric_t
       "Index writes or reads that failed.",
       ngx_http_events_stat(history_errors, U64) },
 
+    { "events_history_cache_reads_total", "counter",
+      "Reads from disk answered in a worker from the page cache.",
+      ngx_http_events_stat(history_cache_reads, U64) },
+
+    { "events_history_thread_reads_total", "counter",
+      "Reads from disk (a page, an event by id) run in a thread.",
+      ngx_http_events_stat(history_thread_reads, U64) },
+
+    { "events_history_worker_reads_total", "counter",
+      "Reads from disk run in a worker (no thread pool, or all busy).",
+      ngx_http_events_stat(history_worker_reads, U64) },
+
     { NULL, NULL, NULL, 0, 0 }
 };
 
@@ -655,11 +667,16 @@ ngx_http_events_status_journal_json(ngx_http_events_buf_t *b,
     ngx_http_events_buf_printf(b, "\"history\":{\"ready\":%s,"
                                "\"indexed\":%uL,\"removed\":%uL,"
                                "\"gone\":%uL,\"rebuilds\":%uL,"
-                               "\"buildMs\":%uL,\"errors\":%uL}}",
+                               "\"buildMs\":%uL,\"errors\":%uL,"
+                               "\"cacheReads\":%uL,\"threadReads\":%uL,"
+                               "\"workerReads\":%uL}}",
                                st->history_ready ? "true" : "false",
                                st->history_indexed, st->history_removed,
                                st->history_gone, st->history_rebuilds,
-                               st->history_build_ms, st->history_errors);
+                               st->history_build_ms, st->history_errors,
+                               st->history_cache_reads,
+                               st->history_thread_reads,
+                               st->history_worker_reads);
 }
 
 

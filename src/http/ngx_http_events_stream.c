@@ -14,6 +14,10 @@
  * back whenever the client has taken everything, so an idle stream
  * holds none; a client that stops reading is cut off once its unsent
  * output passes events_stream_max_buffer.
+ *
+ * The same location takes WebSocket upgrades (ngx_http_events_ws.c):
+ * everything here but the framing and the writing is shared, and those
+ * go through the stream's proto, the SSE one below or the WebSocket one.
  */
 
 
@@ -29,6 +33,7 @@
 #include "ngx_http_events_query.h"
 #include "ngx_http_events_cursor.h"
 #include "ngx_http_events_auth.h"
+#include "ngx_http_events_ws.h"
 
 
 #define NGX_HTTP_EVENTS_STREAM_BUF      16384
@@ -38,48 +43,6 @@
 #define NGX_HTTP_EVENTS_STREAM_WAKE     64      /* streams woken per turn */
 #define NGX_HTTP_EVENTS_STREAM_BACKFILL 100     /* a cluster's log: a page */
 #define NGX_HTTP_EVENTS_STREAM_RETRY    1000    /* the log did not answer */
-
-
-struct ngx_http_events_stream_ctx_s {
-    ngx_http_request_t         *request;
-    ngx_http_events_store_t    *store;
-    ngx_http_events_cursor_key_t  *key;
-    ngx_queue_t                 queue;
-    ngx_http_events_query_t     filter;
-
-    uint64_t                    cursor;         /* sent or passed over */
-    uint64_t                    epoch;          /* the cursor's */
-    uint64_t                    replay_until;
-    ngx_uint_t                  replayed;
-    size_t                      max_buffer;
-    ngx_msec_t                  heartbeat_ms;
-
-    ngx_chain_t                *free;
-    ngx_chain_t                *busy;
-    ngx_chain_t                *out;
-    ngx_chain_t               **last;
-    ngx_chain_t                *tail;
-    off_t                       stalled_sent;
-
-    ngx_event_t                 heartbeat;
-    ngx_event_t                 lifetime;
-    ngx_event_t                 resume;
-    ngx_event_t                 expiry;         /* the token's */
-    time_t                      exp;
-
-    /* a page of a cluster's log, for what the ring no longer holds */
-    void                       *backfill;
-    ngx_pool_t                 *backfill_pool;
-    ngx_http_events_query_t     backfill_q;
-    ngx_http_events_result_t    backfill_res;
-
-    unsigned                    queued:1;
-    unsigned                    replaying:1;
-    unsigned                    named:1;
-    unsigned                    stalled:1;
-    unsigned                    done:1;
-    unsigned                    overloaded:1;
-};
 
 
 static void ngx_http_events_stream_event_init(
@@ -93,26 +56,14 @@ static ngx_int_t ngx_http_events_stream_refuse(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, const char *message);
 static ngx_int_t ngx_http_events_stream_start(
     ngx_http_events_stream_ctx_t *ctx);
-static ngx_int_t ngx_http_events_stream_headers(ngx_http_request_t *r);
 static ngx_str_t *ngx_http_events_stream_last_id(ngx_http_request_t *r,
     ngx_http_events_query_t *q);
-static ngx_int_t ngx_http_events_stream_append(
-    ngx_http_events_stream_ctx_t *ctx, u_char *data, size_t len);
-static ngx_int_t ngx_http_events_stream_event(
-    ngx_http_events_stream_ctx_t *ctx, ngx_http_events_item_t *item);
-static u_char *ngx_http_events_stream_cursor(
-    ngx_http_events_stream_ctx_t *ctx, uint64_t seq);
 static ngx_int_t ngx_http_events_stream_reset(
     ngx_http_events_stream_ctx_t *ctx, const char *reason);
 static ngx_int_t ngx_http_events_stream_ready(
     ngx_http_events_stream_ctx_t *ctx);
 static ngx_int_t ngx_http_events_stream_overloaded(
     ngx_http_events_stream_ctx_t *ctx);
-static ngx_int_t ngx_http_events_stream_flush(
-    ngx_http_events_stream_ctx_t *ctx);
-static off_t ngx_http_events_stream_unsent(ngx_http_events_stream_ctx_t *ctx);
-static void ngx_http_events_stream_release(ngx_http_events_stream_ctx_t *ctx);
-static void ngx_http_events_stream_pump(ngx_http_events_stream_ctx_t *ctx);
 static ngx_int_t ngx_http_events_stream_backfill(
     ngx_http_events_stream_ctx_t *ctx);
 static void ngx_http_events_stream_backfilled(void *data, ngx_int_t rc);
@@ -121,9 +72,8 @@ static void ngx_http_events_stream_backfill_end(
 static ngx_int_t ngx_http_events_stream_frame(
     ngx_http_events_stream_ctx_t *ctx, off_t unsent);
 static void ngx_http_events_stream_finish(ngx_http_events_stream_ctx_t *ctx,
-    char *comment);
+    ngx_uint_t why);
 static void ngx_http_events_stream_cut(ngx_http_events_stream_ctx_t *ctx);
-static void ngx_http_events_stream_writer(ngx_http_request_t *r);
 static void ngx_http_events_stream_heartbeat(ngx_event_t *ev);
 static void ngx_http_events_stream_lifetime(ngx_event_t *ev);
 static void ngx_http_events_stream_resume(ngx_event_t *ev);
@@ -138,11 +88,51 @@ static void ngx_http_events_stream_unsubscribe(
     ngx_http_events_stream_ctx_t *ctx);
 static void ngx_http_events_stream_cleanup(void *data);
 
+static ngx_int_t ngx_http_events_sse_open(ngx_http_events_stream_ctx_t *ctx);
+static ngx_int_t ngx_http_events_sse_append(ngx_http_events_stream_ctx_t *ctx,
+    u_char *data, size_t len);
+static ngx_int_t ngx_http_events_sse_event(ngx_http_events_stream_ctx_t *ctx,
+    ngx_http_events_item_t *item);
+static ngx_int_t ngx_http_events_sse_control(
+    ngx_http_events_stream_ctx_t *ctx, const char *name, u_char *id,
+    u_char *json, size_t len);
+static ngx_int_t ngx_http_events_sse_heartbeat(
+    ngx_http_events_stream_ctx_t *ctx);
+static ngx_int_t ngx_http_events_sse_flush(ngx_http_events_stream_ctx_t *ctx);
+static off_t ngx_http_events_sse_unsent(ngx_http_events_stream_ctx_t *ctx);
+static void ngx_http_events_sse_release(ngx_http_events_stream_ctx_t *ctx);
+static void ngx_http_events_sse_end(ngx_http_events_stream_ctx_t *ctx,
+    ngx_uint_t why);
+static void ngx_http_events_sse_writer(ngx_http_request_t *r);
+
+
+static ngx_http_events_stream_proto_t  ngx_http_events_sse_proto = {
+    ngx_http_events_sse_open,
+    ngx_http_events_sse_event,
+    ngx_http_events_sse_control,
+    ngx_http_events_sse_heartbeat,
+    ngx_http_events_sse_flush,
+    ngx_http_events_sse_unsent,
+    ngx_http_events_sse_end
+};
+
+
+/* the last comment of an SSE stream, by why it ends */
+static char  *ngx_http_events_sse_ends[] = {
+    NULL,                                           /* reset */
+    NULL,                                           /* lagging */
+    NULL,                                           /* overloaded */
+    ": server restarting, reconnect\n\n",
+    ": lifetime over, reconnect\n\n",
+    ": token expired, reconnect with a new one\n\n"
+};
+
 
 ngx_int_t
 ngx_http_events_stream_handler(ngx_http_request_t *r)
 {
     ngx_int_t                      rc;
+    ngx_uint_t                     ws;
     ngx_pool_cleanup_t            *cln;
     ngx_http_events_stream_ctx_t  *ctx;
 
@@ -151,6 +141,10 @@ ngx_http_events_stream_handler(ngx_http_request_t *r)
     }
 
     if (!ngx_http_events_auth_access(r, &rc)) {
+        return rc;
+    }
+
+    if (!ngx_http_events_ws_handshake(r, &ws, &rc)) {
         return rc;
     }
 
@@ -163,6 +157,8 @@ ngx_http_events_stream_handler(ngx_http_request_t *r)
     if (ctx == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    ctx->proto = ws ? &ngx_http_events_ws_proto : &ngx_http_events_sse_proto;
 
     if (!ngx_http_events_stream_accept(r, ctx, &rc)) {
         return rc;
@@ -178,7 +174,7 @@ ngx_http_events_stream_handler(ngx_http_request_t *r)
     cln->handler = ngx_http_events_stream_cleanup;
     cln->data = ctx;
 
-    rc = ngx_http_events_stream_headers(r);
+    rc = ctx->proto->open(ctx);
 
     if (rc == NGX_ERROR || rc > NGX_OK) {
         return rc;
@@ -190,7 +186,8 @@ ngx_http_events_stream_handler(ngx_http_request_t *r)
         }
 
         r->main->count++;
-        ngx_http_events_stream_finish(ctx, NULL);
+        ngx_http_events_stream_finish(ctx,
+                                      NGX_HTTP_EVENTS_STREAM_END_OVERLOADED);
         return NGX_DONE;
     }
 
@@ -204,18 +201,14 @@ ngx_http_events_stream_handler(ngx_http_request_t *r)
         /*
          * the headers came after this worker began a graceful shutdown
          * and closed its streams: end this one as they were ended, with
-         * the retry hint start() wrote, rather than subscribe a stream
+         * the retry hint open() wrote, rather than subscribe a stream
          * no one will close
          */
-        ngx_http_events_stream_finish(ctx, ": server restarting, "
-                                      "reconnect\n\n");
+        ngx_http_events_stream_finish(ctx, NGX_HTTP_EVENTS_STREAM_END_RESTART);
         return NGX_DONE;
     }
 
     ngx_http_events_stream_subscribe(ctx);
-
-    r->read_event_handler = ngx_http_test_reading;
-    r->write_event_handler = ngx_http_events_stream_writer;
 
     ngx_http_events_stream_pump(ctx);
 
@@ -279,6 +272,8 @@ ngx_http_events_stream_accept(ngx_http_request_t *r,
         return 0;
     }
 
+    ctx->retry = elcf->stream_retry;
+
     if (elcf->stream_max_subscribers
         && store->nsubscribers >= elcf->stream_max_subscribers)
     {
@@ -286,8 +281,13 @@ ngx_http_events_stream_accept(ngx_http_request_t *r,
                       "events: %ui streams on zone \"%V\" in this worker, "
                       "stream refused", store->nsubscribers, &store->name);
 
-        /* a 503 would make an EventSource give up for good */
+        /*
+         * a 503 would make an EventSource give up for good; a retry in
+         * [retry, 2 * retry) so that the refused do not come back at once
+         */
         ctx->overloaded = 1;
+        ctx->retry = elcf->stream_retry
+                     + (ngx_msec_t) ngx_random() % (elcf->stream_retry + 1);
     }
 
     ctx->request = r;
@@ -429,10 +429,18 @@ ngx_http_events_stream_refuse(ngx_http_request_t *r, ngx_uint_t status,
 }
 
 
+/* the SSE head, the retry hint first, and the connection's handlers */
+
 static ngx_int_t
-ngx_http_events_stream_headers(ngx_http_request_t *r)
+ngx_http_events_sse_open(ngx_http_events_stream_ctx_t *ctx)
 {
-    ngx_str_t  value;
+    u_char               buf[sizeof("retry: \n\n") + NGX_INT_T_LEN];
+    ngx_int_t            rc;
+    ngx_str_t            value;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+    ctx->last = &ctx->out;
 
     r->headers_out.status = NGX_HTTP_OK;
     r->headers_out.content_length_n = -1;
@@ -460,7 +468,19 @@ ngx_http_events_stream_headers(ngx_http_request_t *r)
     r->gzip_ok = 0;
 #endif
 
-    return ngx_http_send_header(r);
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK) {
+        return rc;
+    }
+
+    r->read_event_handler = ngx_http_test_reading;
+    r->write_event_handler = ngx_http_events_sse_writer;
+
+    return ngx_http_events_sse_append(ctx, buf,
+                                      ngx_sprintf(buf, "retry: %M\n\n",
+                                                  ctx->retry)
+                                      - buf);
 }
 
 
@@ -473,25 +493,13 @@ ngx_http_events_stream_headers(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_events_stream_start(ngx_http_events_stream_ctx_t *ctx)
 {
-    u_char                      buf[sizeof("retry: \n\n") + NGX_INT_T_LEN];
-    uint64_t                    epoch, seq;
-    ngx_str_t                  *last;
-    const char                 *reason;
-    ngx_http_request_t         *r;
-    ngx_http_events_window_t    w;
-    ngx_http_events_loc_conf_t  *elcf;
+    uint64_t                   epoch, seq;
+    ngx_str_t                 *last;
+    const char                *reason;
+    ngx_http_request_t        *r;
+    ngx_http_events_window_t   w;
 
     r = ctx->request;
-    elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
-
-    if (ngx_http_events_stream_append(ctx, buf,
-                                      ngx_sprintf(buf, "retry: %M\n\n",
-                                                  elcf->stream_retry)
-                                      - buf)
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
 
     ngx_http_events_store_window(ctx->store, &w);
 
@@ -579,10 +587,10 @@ ngx_http_events_stream_last_id(ngx_http_request_t *r,
 }
 
 
-/* frames */
+/* SSE frames */
 
 static ngx_int_t
-ngx_http_events_stream_append(ngx_http_events_stream_ctx_t *ctx,
+ngx_http_events_sse_append(ngx_http_events_stream_ctx_t *ctx,
     u_char *data, size_t len)
 {
     size_t               n;
@@ -640,7 +648,7 @@ ngx_http_events_stream_append(ngx_http_events_stream_ctx_t *ctx,
 
 
 static ngx_int_t
-ngx_http_events_stream_event(ngx_http_events_stream_ctx_t *ctx,
+ngx_http_events_sse_event(ngx_http_events_stream_ctx_t *ctx,
     ngx_http_events_item_t *item)
 {
     u_char  *p;
@@ -658,12 +666,10 @@ ngx_http_events_stream_event(ngx_http_events_stream_ctx_t *ctx,
                    NGX_HTTP_EVENTS_CURSOR_LEN);
     p = ngx_cpymem(p, "\ndata: ", 7);
 
-    if (ngx_http_events_stream_append(ctx, head, p - head) != NGX_OK
-        || ngx_http_events_stream_append(ctx, item->json.data,
-                                         item->json.len)
+    if (ngx_http_events_sse_append(ctx, head, p - head) != NGX_OK
+        || ngx_http_events_sse_append(ctx, item->json.data, item->json.len)
            != NGX_OK
-        || ngx_http_events_stream_append(ctx, (u_char *) "\n\n", 2)
-           != NGX_OK)
+        || ngx_http_events_sse_append(ctx, (u_char *) "\n\n", 2) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -672,9 +678,48 @@ ngx_http_events_stream_event(ngx_http_events_stream_ctx_t *ctx,
 }
 
 
+/* control frames are always named: they never reach onmessage */
+
+static ngx_int_t
+ngx_http_events_sse_control(ngx_http_events_stream_ctx_t *ctx,
+    const char *name, u_char *id, u_char *json, size_t len)
+{
+    u_char  *p;
+    u_char   head[sizeof("event: \nid: \ndata: ") + NGX_HTTP_EVENTS_MAX_TYPE
+                  + NGX_HTTP_EVENTS_CURSOR_LEN];
+
+    p = ngx_sprintf(head, "event: %s\n", name);
+
+    if (id) {
+        p = ngx_cpymem(p, "id: ", 4);
+        p = ngx_cpymem(p, id, NGX_HTTP_EVENTS_CURSOR_LEN);
+        *p++ = '\n';
+    }
+
+    p = ngx_cpymem(p, "data: ", 6);
+
+    if (ngx_http_events_sse_append(ctx, head, p - head) != NGX_OK
+        || ngx_http_events_sse_append(ctx, json, len) != NGX_OK
+        || ngx_http_events_sse_append(ctx, (u_char *) "\n\n", 2) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_events_sse_heartbeat(ngx_http_events_stream_ctx_t *ctx)
+{
+    return ngx_http_events_sse_append(ctx, (u_char *) ": heartbeat\n\n",
+                                      sizeof(": heartbeat\n\n") - 1);
+}
+
+
 /* a wake frames the same event for many streams: its cursor once */
 
-static u_char *
+u_char *
 ngx_http_events_stream_cursor(ngx_http_events_stream_ctx_t *ctx,
     uint64_t seq)
 {
@@ -693,28 +738,31 @@ ngx_http_events_stream_cursor(ngx_http_events_stream_ctx_t *ctx,
 }
 
 
+/* "id:" the head, so that an EventSource's next reconnect does not loop */
+
 static ngx_int_t
 ngx_http_events_stream_reset(ngx_http_events_stream_ctx_t *ctx,
     const char *reason)
 {
     u_char                    *p;
     u_char                     buf[256];
+    u_char                     head[NGX_HTTP_EVENTS_CURSOR_LEN];
     ngx_http_events_window_t   w;
 
     ngx_http_events_store_window(ctx->store, &w);
 
-    p = ngx_cpymem(buf, "event: reset\nid: ", sizeof("event: reset\nid: ") - 1);
-    p = ngx_http_events_cursor_write(ctx->key, p, w.epoch, w.head_seq);
-    p = ngx_sprintf(p, "\ndata: {\"reason\":\"%s\",\"oldest\":\"", reason);
+    p = ngx_sprintf(buf, "{\"reason\":\"%s\",\"oldest\":\"", reason);
     p = ngx_http_events_cursor_write(ctx->key, p, w.epoch, w.evicted_seq);
     p = ngx_cpymem(p, "\",\"head\":\"", sizeof("\",\"head\":\"") - 1);
     p = ngx_http_events_cursor_write(ctx->key, p, w.epoch, w.head_seq);
-    p = ngx_cpymem(p, "\"}\n\n", 4);
+    p = ngx_cpymem(p, "\"}", 2);
+
+    (void) ngx_http_events_cursor_write(ctx->key, head, w.epoch, w.head_seq);
 
     ctx->cursor = w.head_seq;
     ctx->epoch = w.epoch;
 
-    return ngx_http_events_stream_append(ctx, buf, p - buf);
+    return ctx->proto->control(ctx, "reset", head, buf, p - buf);
 }
 
 
@@ -724,50 +772,39 @@ ngx_http_events_stream_ready(ngx_http_events_stream_ctx_t *ctx)
     u_char  *p;
     u_char   buf[128];
 
-    p = ngx_sprintf(buf, "event: ready\ndata: {\"replayed\":%ui,\"head\":\"",
-                    ctx->replayed);
+    p = ngx_sprintf(buf, "{\"replayed\":%ui,\"head\":\"", ctx->replayed);
     p = ngx_http_events_cursor_write(ctx->key, p, ctx->epoch, ctx->cursor);
-    p = ngx_cpymem(p, "\"}\n\n", 4);
+    p = ngx_cpymem(p, "\"}", 2);
 
-    return ngx_http_events_stream_append(ctx, buf, p - buf);
+    return ctx->proto->control(ctx, "ready", NULL, buf, p - buf);
 }
 
 
 /*
- * Refused at a limit, a stream is still a 200 EventSource: a retry
- * somewhere in [retry, 2 * retry), so that refused browsers do not come
- * back all at once, and a reset that says why.  No "id:": the client
- * keeps its own cursor and resumes from it once it gets in.
+ * Refused at a limit, a stream still opens (a 200 EventSource, a 101
+ * WebSocket): a jittered retry, set in accept(), and a reset that says
+ * why.  No "id:": the client keeps its own cursor and resumes from it
+ * once it gets in.
  */
 
 static ngx_int_t
 ngx_http_events_stream_overloaded(ngx_http_events_stream_ctx_t *ctx)
 {
-    u_char                      *p;
-    u_char                       buf[sizeof("retry: \n\nevent: reset\ndata: "
-                                            "{\"reason\":\"overloaded\","
-                                            "\"retry\":}\n\n")
-                                     + 2 * NGX_INT_T_LEN];
-    ngx_msec_t                   retry;
-    ngx_http_events_loc_conf_t  *elcf;
+    u_char  *p;
+    u_char   buf[sizeof("{\"reason\":\"overloaded\",\"retry\":}")
+                 + NGX_INT_T_LEN];
 
-    elcf = ngx_http_get_module_loc_conf(ctx->request, ngx_http_events_module);
+    p = ngx_sprintf(buf, "{\"reason\":\"overloaded\",\"retry\":%M}",
+                    ctx->retry);
 
-    retry = elcf->stream_retry
-            + (ngx_msec_t) ngx_random() % (elcf->stream_retry + 1);
-
-    p = ngx_sprintf(buf, "retry: %M\n\nevent: reset\ndata: "
-                    "{\"reason\":\"overloaded\",\"retry\":%M}\n\n",
-                    retry, retry);
-
-    return ngx_http_events_stream_append(ctx, buf, p - buf);
+    return ctx->proto->control(ctx, "reset", NULL, buf, p - buf);
 }
 
 
 /* output */
 
 static off_t
-ngx_http_events_stream_unsent(ngx_http_events_stream_ctx_t *ctx)
+ngx_http_events_sse_unsent(ngx_http_events_stream_ctx_t *ctx)
 {
     off_t         n;
     ngx_chain_t  *cl;
@@ -786,8 +823,25 @@ ngx_http_events_stream_unsent(ngx_http_events_stream_ctx_t *ctx)
 }
 
 
-static ngx_int_t
+/* a heartbeat after this long without output */
+
+ngx_int_t
 ngx_http_events_stream_flush(ngx_http_events_stream_ctx_t *ctx)
+{
+    if (ctx->proto->flush(ctx) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (!ctx->done && !ngx_exiting) {
+        ngx_add_timer(&ctx->heartbeat, ctx->heartbeat_ms);
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_events_sse_flush(ngx_http_events_stream_ctx_t *ctx)
 {
     ngx_int_t                  rc;
     ngx_event_t               *wev;
@@ -836,11 +890,7 @@ ngx_http_events_stream_flush(ngx_http_events_stream_ctx_t *ctx)
             ngx_del_timer(wev);
         }
 
-        ngx_http_events_stream_release(ctx);
-    }
-
-    if (!ctx->done && !ngx_exiting) {
-        ngx_add_timer(&ctx->heartbeat, ctx->heartbeat_ms);
+        ngx_http_events_sse_release(ctx);
     }
 
     return NGX_OK;
@@ -850,7 +900,7 @@ ngx_http_events_stream_flush(ngx_http_events_stream_ctx_t *ctx)
 /* the client took everything: give the buffers' memory back */
 
 static void
-ngx_http_events_stream_release(ngx_http_events_stream_ctx_t *ctx)
+ngx_http_events_sse_release(ngx_http_events_stream_ctx_t *ctx)
 {
     ngx_buf_t    *b;
     ngx_chain_t  *cl;
@@ -868,7 +918,7 @@ ngx_http_events_stream_release(ngx_http_events_stream_ctx_t *ctx)
 }
 
 
-static void
+void
 ngx_http_events_stream_pump(ngx_http_events_stream_ctx_t *ctx)
 {
     off_t                unsent;
@@ -894,11 +944,11 @@ ngx_http_events_stream_pump(ngx_http_events_stream_ctx_t *ctx)
             return;
         }
 
-        ngx_http_events_stream_finish(ctx, NULL);
+        ngx_http_events_stream_finish(ctx, NGX_HTTP_EVENTS_STREAM_END_RESET);
         return;
     }
 
-    unsent = ngx_http_events_stream_unsent(ctx);
+    unsent = ctx->proto->unsent(ctx);
 
     if (unsent >= (off_t) ctx->max_buffer) {
         if (ctx->stalled && c->sent == ctx->stalled_sent) {
@@ -952,7 +1002,8 @@ ngx_http_events_stream_pump(ngx_http_events_stream_ctx_t *ctx)
             return;
         }
 
-        ngx_http_events_stream_finish(ctx, NULL);
+        ngx_http_events_stream_finish(ctx,
+                                      NGX_HTTP_EVENTS_STREAM_END_LAGGING);
         return;
     }
 
@@ -1083,7 +1134,7 @@ ngx_http_events_stream_backfilled(void *data, ngx_int_t rc)
         items = res->items.elts;
 
         for (i = 0; i < res->items.nelts; i++) {
-            if (ngx_http_events_stream_event(ctx, &items[i]) != NGX_OK) {
+            if (ctx->proto->event(ctx, &items[i]) != NGX_OK) {
                 ngx_http_events_stream_backfill_end(ctx);
                 ngx_http_finalize_request(r, NGX_ERROR);
                 ngx_http_run_posted_requests(c);
@@ -1158,7 +1209,7 @@ ngx_http_events_stream_frame(ngx_http_events_stream_ctx_t *ctx,
         ctx->cursor = ngx_max(ctx->cursor, last);
 
         if (rc == NGX_OK) {
-            if (ngx_http_events_stream_event(ctx, &item) != NGX_OK) {
+            if (ctx->proto->event(ctx, &item) != NGX_OK) {
                 rc = NGX_ERROR;
                 break;
             }
@@ -1203,7 +1254,7 @@ ngx_http_events_stream_cut(ngx_http_events_stream_ctx_t *ctx)
 
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "events: stream cut, the client does not read "
-                  "(%O bytes unsent)", ngx_http_events_stream_unsent(ctx));
+                  "(%O bytes unsent)", ctx->proto->unsent(ctx));
 
     ngx_http_events_store_count(ctx->store, 0, 1);
     ngx_http_events_stream_unsubscribe(ctx);
@@ -1215,27 +1266,37 @@ ngx_http_events_stream_cut(ngx_http_events_stream_ctx_t *ctx)
 }
 
 
-/* a clean end: the last frame, the end of the chunked body */
+/* a clean end: off the list, then the proto's last frames */
 
 static void
 ngx_http_events_stream_finish(ngx_http_events_stream_ctx_t *ctx,
-    char *comment)
+    ngx_uint_t why)
 {
-    ngx_int_t            rc;
-    ngx_http_request_t  *r;
-
     if (ctx->done) {
         return;
     }
 
-    r = ctx->request;
-    ctx->done = 1;
+    ngx_http_events_stream_detach(ctx);
 
-    ngx_http_events_stream_unsubscribe(ctx);
+    ctx->proto->end(ctx, why);
+}
+
+
+/* the last comment, the end of the chunked body */
+
+static void
+ngx_http_events_sse_end(ngx_http_events_stream_ctx_t *ctx, ngx_uint_t why)
+{
+    char                *comment;
+    ngx_int_t            rc;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+    comment = ngx_http_events_sse_ends[why];
 
     if (comment
-        && ngx_http_events_stream_append(ctx, (u_char *) comment,
-                                         ngx_strlen(comment))
+        && ngx_http_events_sse_append(ctx, (u_char *) comment,
+                                      ngx_strlen(comment))
            != NGX_OK)
     {
         ngx_http_finalize_request(r, NGX_ERROR);
@@ -1254,7 +1315,7 @@ ngx_http_events_stream_finish(ngx_http_events_stream_ctx_t *ctx,
 
 
 static void
-ngx_http_events_stream_writer(ngx_http_request_t *r)
+ngx_http_events_sse_writer(ngx_http_request_t *r)
 {
     ngx_event_t                   *wev;
     ngx_connection_t              *c;
@@ -1300,9 +1361,7 @@ ngx_http_events_stream_heartbeat(ngx_event_t *ev)
         return;
     }
 
-    if (ngx_http_events_stream_append(ctx, (u_char *) ": heartbeat\n\n",
-                                      sizeof(": heartbeat\n\n") - 1)
-        != NGX_OK
+    if (ctx->proto->heartbeat(ctx) != NGX_OK
         || ngx_http_events_stream_flush(ctx) != NGX_OK)
     {
         ngx_http_finalize_request(ctx->request, NGX_ERROR);
@@ -1321,7 +1380,7 @@ ngx_http_events_stream_lifetime(ngx_event_t *ev)
     ctx = ev->data;
     c = ctx->request->connection;
 
-    ngx_http_events_stream_finish(ctx, ": lifetime over, reconnect\n\n");
+    ngx_http_events_stream_finish(ctx, NGX_HTTP_EVENTS_STREAM_END_LIFETIME);
     ngx_http_run_posted_requests(c);
 }
 
@@ -1342,15 +1401,15 @@ ngx_http_events_stream_expiry(ngx_event_t *ev)
     }
 
     if (ngx_time() >= ctx->exp) {
-        ngx_http_events_stream_finish(ctx, ": token expired, reconnect "
-                                      "with a new one\n\n");
+        ngx_http_events_stream_finish(ctx,
+                                      NGX_HTTP_EVENTS_STREAM_END_EXPIRED);
         ngx_http_run_posted_requests(c);
         return;
     }
 
-    p = ngx_sprintf(buf, "event: reauth\ndata: {\"exp\":%T}\n\n", ctx->exp);
+    p = ngx_sprintf(buf, "{\"exp\":%T}", ctx->exp);
 
-    if (ngx_http_events_stream_append(ctx, buf, p - buf) != NGX_OK
+    if (ctx->proto->control(ctx, "reauth", NULL, buf, p - buf) != NGX_OK
         || ngx_http_events_stream_flush(ctx) != NGX_OK)
     {
         ngx_http_finalize_request(ctx->request, NGX_ERROR);
@@ -1481,11 +1540,21 @@ ngx_http_events_stream_close_all(ngx_cycle_t *cycle)
             }
 
             /* finish() unlinks it, whatever happens to the request */
-            ngx_http_events_stream_finish(ctx, ": server restarting, "
-                                          "reconnect\n\n");
+            ngx_http_events_stream_finish(ctx,
+                                          NGX_HTTP_EVENTS_STREAM_END_RESTART);
             ngx_http_run_posted_requests(c);
         }
     }
+}
+
+
+/* done with: no more frames, the stream's own or the proto's end */
+
+void
+ngx_http_events_stream_detach(ngx_http_events_stream_ctx_t *ctx)
+{
+    ctx->done = 1;
+    ngx_http_events_stream_unsubscribe(ctx);
 }
 
 

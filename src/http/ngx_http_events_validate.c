@@ -47,6 +47,9 @@ struct ngx_http_events_validate_ctx_s {
 
 static ngx_int_t ngx_http_events_validate_start(ngx_http_request_t *r,
     ngx_http_events_validation_t *v, ngx_uint_t background);
+static ngx_int_t ngx_http_events_validate_subrequest(ngx_http_request_t *r,
+    ngx_http_events_validation_t *v, ngx_str_t *uri, ngx_buf_t *b,
+    ngx_uint_t flags);
 static ngx_int_t ngx_http_events_validate_headers(ngx_http_request_t *sr,
     size_t len);
 static ngx_int_t ngx_http_events_validate_done(ngx_http_request_t *sr,
@@ -314,13 +317,8 @@ ngx_http_events_validate_start(ngx_http_request_t *r,
     u_char                      *p;
     size_t                       len;
     ngx_buf_t                   *b;
-    ngx_chain_t                 *cl;
-    ngx_http_request_t          *sr;
-    ngx_http_events_ctx_t       *sctx;
     ngx_http_events_event_t     *ev;
-    ngx_http_request_body_t     *rb;
     ngx_http_events_loc_conf_t  *elcf;
-    ngx_http_post_subrequest_t  *ps;
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
     ev = v->ev;
@@ -335,12 +333,7 @@ ngx_http_events_validate_start(ngx_http_request_t *r,
     }
 
     b = ngx_calloc_buf(r->pool);
-    cl = ngx_alloc_chain_link(r->pool);
-    rb = ngx_pcalloc(r->pool, sizeof(ngx_http_request_body_t));
-    ps = ngx_palloc(r->pool, sizeof(ngx_http_post_subrequest_t));
-    sctx = ngx_pcalloc(r->pool, sizeof(ngx_http_events_ctx_t));
-
-    if (b == NULL || cl == NULL || rb == NULL || ps == NULL || sctx == NULL) {
+    if (b == NULL) {
         return NGX_ERROR;
     }
 
@@ -360,6 +353,64 @@ ngx_http_events_validate_start(ngx_http_request_t *r,
     b->last_buf = 1;
     b->last_in_chain = 1;
 
+    return ngx_http_events_validate_subrequest(r, v, &elcf->validate->uri,
+                                               b,
+                                               background
+                                               ? NGX_HTTP_SUBREQUEST_BACKGROUND
+                                               : NGX_HTTP_SUBREQUEST_WAITED);
+}
+
+
+/*
+ * Any body to a hook location, answered into v (for events_capture_pre
+ * too): the request waits for it (NGX_HTTP_SUBREQUEST_WAITED) or not
+ */
+
+ngx_int_t
+ngx_http_events_validate_ask(ngx_http_request_t *r,
+    ngx_http_events_validation_t *v, ngx_str_t *uri, u_char *body,
+    size_t len)
+{
+    ngx_buf_t  *b;
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->pos = body;
+    b->last = body + len;
+    b->start = b->pos;
+    b->end = b->last;
+    b->memory = 1;
+    b->last_buf = 1;
+    b->last_in_chain = 1;
+
+    return ngx_http_events_validate_subrequest(r, v, uri, b,
+                                               NGX_HTTP_SUBREQUEST_WAITED);
+}
+
+
+static ngx_int_t
+ngx_http_events_validate_subrequest(ngx_http_request_t *r,
+    ngx_http_events_validation_t *v, ngx_str_t *uri, ngx_buf_t *b,
+    ngx_uint_t flags)
+{
+    ngx_chain_t                 *cl;
+    ngx_http_request_t          *sr;
+    ngx_http_events_ctx_t       *sctx;
+    ngx_http_request_body_t     *rb;
+    ngx_http_post_subrequest_t  *ps;
+
+    cl = ngx_alloc_chain_link(r->pool);
+    rb = ngx_pcalloc(r->pool, sizeof(ngx_http_request_body_t));
+    ps = ngx_palloc(r->pool, sizeof(ngx_http_post_subrequest_t));
+    sctx = ngx_pcalloc(r->pool, sizeof(ngx_http_events_ctx_t));
+
+    if (cl == NULL || rb == NULL || ps == NULL || sctx == NULL) {
+        return NGX_ERROR;
+    }
+
     cl->buf = b;
     cl->next = NULL;
 
@@ -372,11 +423,7 @@ ngx_http_events_validate_start(ngx_http_request_t *r,
     v->main = r;
     v->whole = 1;
 
-    if (ngx_http_subrequest(r, &elcf->validate->uri, NULL, &sr, ps,
-                            background ? NGX_HTTP_SUBREQUEST_BACKGROUND
-                                       : NGX_HTTP_SUBREQUEST_WAITED)
-        != NGX_OK)
-    {
+    if (ngx_http_subrequest(r, uri, NULL, &sr, ps, flags) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -499,6 +546,7 @@ ngx_http_events_validate_done(ngx_http_request_t *sr, void *data,
 
     type = &sr->headers_out.content_type;
     p = type->data;
+    v->type = *type;
 
     v->json = p && type->len >= 16
               && ngx_strncasecmp(p, (u_char *) "application/json", 16) == 0

@@ -42,6 +42,7 @@ struct ngx_http_events_validation_s {
     ngx_uint_t                  status;         /* the hook's; 0: none */
     u_char                     *body;
     size_t                      len;
+    ngx_str_t                   type;           /* the answer's */
     unsigned                    json:1;
     unsigned                    whole:1;        /* all of the body kept */
     unsigned                    done:1;
@@ -62,6 +63,9 @@ ngx_int_t ngx_http_events_validate_background(ngx_http_request_t *r,
     ngx_http_events_validation_t *v);
 ngx_int_t ngx_http_events_validate_verdict(ngx_http_request_t *r,
     ngx_http_events_validation_t *v);
+ngx_int_t ngx_http_events_validate_ask(ngx_http_request_t *r,
+    ngx_http_events_validation_t *v, ngx_str_t *uri, u_char *body,
+    size_t len);
 
 char *ngx_http_events_validate(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);

@@ -1,8 +1,8 @@
 /*
  * Fan-out benchmark client for t/bench/fanout.sh: one process, two modes.
  *
- *   fanout_client sub -p PORT -u PATH -n N [-s] [-x] [-P PARALLEL] [-T SECS]
- *                     [-A ADDRS]
+ *   fanout_client sub -p PORT -u PATH -n N [-s] [-x] [-w] [-P PARALLEL]
+ *                     [-T SECS] [-A ADDRS]
  *
  *     Holds N Server-Sent Events streams on 127.0.0.1:PORT with one epoll
  *     loop (non-blocking sockets; chunked or raw bodies).  Parses frames
@@ -15,6 +15,9 @@
  *     -A spreads the streams over ADDRS source addresses, 127.0.0.1 to
  *     127.0.0.ADDRS (one source address has about 28 000 ports for one
  *     destination: 100 000 streams need at least 4).
+ *     -w opens WebSockets instead (RFC 6455 handshake, a 101): a text
+ *     frame is an event unless it is a {"control":...} message; pings
+ *     are answered.
  *     -x only holds N requests whose headers never end (no blank line):
  *     what nginx itself spends on a request in flight, for comparison.
  *     Prints "READY ..." once every stream answered (or failed).
@@ -253,6 +256,7 @@ static struct {
     int        n;
     int        check_seq;
     int        hold;
+    int        ws;
     int        parallel;
     int        setup_secs;
     int        addrs;           /* source addresses, 0: one, the kernel's */
@@ -296,6 +300,7 @@ static struct {
 
 
 static void sub_close(sub_t *c, int counted);
+static void event(sub_t *c, const char *f, const char *d, const char *end);
 
 
 static void
@@ -352,8 +357,7 @@ hist_pct(double q)
 static void
 frame(sub_t *c, const char *f, size_t len)
 {
-    int64_t      pt, ph, pc, pn, seq;
-    const char  *d, *end, *after;
+    const char  *d, *end;
 
     if (len == 0) {
         return;
@@ -383,6 +387,18 @@ frame(sub_t *c, const char *f, size_t len)
         S.ctrl++;
         return;
     }
+
+    event(c, f, d, end);
+}
+
+
+/* an event's JSON, from f (its frame) to end, its data from d */
+
+static void
+event(sub_t *c, const char *f, const char *d, const char *end)
+{
+    int64_t      pt, ph, pc, pn, seq;
+    const char  *after;
 
     if (find_int(d, end, "\"pt\":", 5, &pt, &after) != 0
         || find_int(after, end, "\"ph\":", 5, &ph, &after) != 0
@@ -526,6 +542,118 @@ sse_feed(sub_t *c, const char *p, size_t n)
 }
 
 
+/* a server's WebSocket frames (never masked); -1: closed */
+
+static int
+ws_frame(sub_t *c, const unsigned char *b, size_t len, size_t *used)
+{
+    size_t         hl, pl;
+    unsigned char  pong[2 + 4 + 125];
+    const char    *p;
+
+    if (len < 2) {
+        return 0;
+    }
+
+    pl = b[1] & 0x7f;
+    hl = 2;
+
+    if (pl == 126) {
+        if (len < 4) {
+            return 0;
+        }
+        pl = (size_t) b[2] << 8 | b[3];
+        hl = 4;
+
+    } else if (pl == 127) {
+        if (len < 10) {
+            return 0;
+        }
+        pl = 0;
+        for (hl = 2; hl < 10; hl++) {
+            pl = pl << 8 | b[hl];
+        }
+    }
+
+    if (len < hl + pl) {
+        return 0;
+    }
+
+    *used = hl + pl;
+    p = (const char *) b + hl;
+
+    switch (b[0] & 0x0f) {
+
+    case 0x1:
+        if (pl >= 11 && memcmp(p, "{\"control\":", 11) == 0) {
+            if (memmem(p, pl, "\"control\":\"reset\"", 18)) {
+                S.resets++;
+            }
+            S.ctrl++;
+
+        } else {
+            event(c, p, p, p + pl);
+        }
+        break;
+
+    case 0x8:
+        return -1;
+
+    case 0x9:
+        /* a pong with the ping's payload, masked with a zero key */
+        if (pl <= 125) {
+            pong[0] = 0x8a;
+            pong[1] = (unsigned char) (0x80 | pl);
+            memset(pong + 2, 0, 4);
+            memcpy(pong + 6, p, pl);
+            if (write(c->fd, pong, 6 + pl) != (ssize_t) (6 + pl)) {
+                return -1;
+            }
+        }
+        S.ctrl++;
+        break;
+
+    default:
+        S.ctrl++;
+    }
+
+    return 1;
+}
+
+
+static int
+ws_feed(sub_t *c, const char *p, size_t n)
+{
+    int     rc;
+    size_t  used, off;
+
+    if (frame_append(c, p, n) != 0) {
+        return -1;
+    }
+
+    off = 0;
+
+    for ( ;; ) {
+        rc = ws_frame(c, (const unsigned char *) c->fbuf + off,
+                      c->flen - off, &used);
+        if (rc < 0) {
+            return -1;
+        }
+        if (rc == 0) {
+            break;
+        }
+        off += used;
+    }
+
+    if (off) {
+        memmove(c->fbuf, c->fbuf + off, c->flen - off);
+        c->flen -= (uint32_t) off;
+    }
+
+    return 0;
+}
+
+
 /* body bytes as read: de-chunked in place, then framed; -1: stream over */
 
 static int
@@ -534,6 +662,10 @@ body(sub_t *c, char *p, size_t n)
     char    *r, *w, *end, ch;
     size_t   k;
     int      v;
+
+    if (S.ws) {
+        return ws_feed(c, p, n);
+    }
 
     if (!c->chunked) {
         return sse_feed(c, p, n);
@@ -677,7 +809,9 @@ sub_headers_done(sub_t *c, size_t hend)
     h = c->hdr;
     h[hend - 1] = '\0';
 
-    if (strncmp(h, "HTTP/1.", 7) != 0 || strncmp(h + 8, " 200", 4) != 0) {
+    if (strncmp(h, "HTTP/1.", 7) != 0
+        || strncmp(h + 8, S.ws ? " 101" : " 200", 4) != 0)
+    {
         fprintf(stderr, "fanout_client: stream answered: %.60s\n", h);
         sub_close(c, 0);
         return;
@@ -989,12 +1123,26 @@ run_sub(void)
         die("malloc");
     }
 
-    S.reqlen = (size_t) snprintf(S.req, sizeof(S.req),
-                                 "GET %s HTTP/1.1\r\n"
-                                 "Host: 127.0.0.1:%d\r\n"
-                                 "Accept: text/event-stream\r\n"
-                                 "Cache-Control: no-cache\r\n"
-                                 "%s", S.path, S.port, S.hold ? "" : "\r\n");
+    if (S.ws) {
+        S.reqlen = (size_t) snprintf(S.req, sizeof(S.req),
+                                     "GET %s HTTP/1.1\r\n"
+                                     "Host: 127.0.0.1:%d\r\n"
+                                     "Upgrade: websocket\r\n"
+                                     "Connection: Upgrade\r\n"
+                                     "Sec-WebSocket-Key: "
+                                     "dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                                     "Sec-WebSocket-Version: 13\r\n\r\n",
+                                     S.path, S.port);
+
+    } else {
+        S.reqlen = (size_t) snprintf(S.req, sizeof(S.req),
+                                     "GET %s HTTP/1.1\r\n"
+                                     "Host: 127.0.0.1:%d\r\n"
+                                     "Accept: text/event-stream\r\n"
+                                     "Cache-Control: no-cache\r\n"
+                                     "%s", S.path, S.port,
+                                     S.hold ? "" : "\r\n");
+    }
 
     S.ep = epoll_create1(EPOLL_CLOEXEC);
     if (S.ep < 0) {
@@ -1590,8 +1738,8 @@ static void
 usage(void)
 {
     fprintf(stderr,
-            "usage: fanout_client sub -p PORT -u PATH -n N [-s] [-x] [-P PAR]"
-            " [-T SECS] [-A ADDRS]\n"
+            "usage: fanout_client sub -p PORT -u PATH -n N [-s] [-x] [-w]"
+            " [-P PAR] [-T SECS] [-A ADDRS]\n"
             "       fanout_client pub -p PORT -u PATH -r RATE -d SECS"
             " -c CONNS -g PHASE [-b BYTES] [-j] [-G GRACE]\n");
     exit(2);
@@ -1615,13 +1763,14 @@ main(int argc, char **argv)
         S.setup_secs = 120;
 
         optind = 2;
-        while ((o = getopt(argc, argv, "p:u:n:sxP:T:A:")) != -1) {
+        while ((o = getopt(argc, argv, "p:u:n:sxwP:T:A:")) != -1) {
             switch (o) {
             case 'p': S.port = atoi(optarg); break;
             case 'u': S.path = optarg; break;
             case 'n': S.n = atoi(optarg); break;
             case 's': S.check_seq = 1; break;
             case 'x': S.hold = 1; break;
+            case 'w': S.ws = 1; break;
             case 'P': S.parallel = atoi(optarg); break;
             case 'T': S.setup_secs = atoi(optarg); break;
             case 'A': S.addrs = atoi(optarg); break;

@@ -7,7 +7,7 @@
 #
 #   - p50/p99 of a page of 100 by cursor at random places in the history
 #   - of a page of 100 of a type that is 1 in 10 000 events
-#   - of an entity's history (100 events per entity)
+#   - of an entity's history (100 events per entity, N/100 entities)
 #   - of GET /events/{id} at random
 #   - the SSE catch-up rate from lastEventId=earliest to "ready"
 #
@@ -16,7 +16,7 @@
 # overhead.  The ingest ratio to no journal is t/bench/journal.sh's.
 #
 #   BENCH_EVENTS=200000 perl t/bench/history.pl
-#   T_MODULE=... BENCH_SAMPLES=300 BENCH_KEEP=1
+#   T_MODULE=... BENCH_SAMPLES=300 BENCH_KEEP=1 BENCH_RESTARTS=0
 
 use strict;
 use warnings;
@@ -31,6 +31,8 @@ my $N = $ENV{BENCH_EVENTS} // 1_000_000;
 my $SAMPLES = $ENV{BENCH_SAMPLES} // 300;
 my $CLIENTS = 4;
 my $BATCH = 500;
+# 100 events per entity, spread over the whole history, whatever N
+my $ENTITIES = $N >= 200 ? int($N / 100) : 1;
 
 $ENV{T_KEEP} = 1 if $ENV{BENCH_KEEP};
 
@@ -70,7 +72,7 @@ sub event_json {
     my $type = $i % 10000 == 5000 ? 'bench.rare' : 'bench.common';
     return sprintf('{"id":"b-%d","type":"%s","resourceType":"item",'
         . '"resourceId":"e-%d","payload":{"data":{"i":%d,"pad":"%s"}}}',
-        $i, $type, $i % 10000, $i, $pad);
+        $i, $type, $i % $ENTITIES, $i, $pad);
 }
 
 # one request on its own connection, the answer unparsed
@@ -182,7 +184,7 @@ timed('page of 100 after a cursor (disk)', sub {
 timed('page of 100, 1 in 10000 type',
     sub { '/events?types=bench.rare&limit=100&since=' . disk_time() });
 timed('entity history (100 events)',
-    sub { '/events/item/e-' . int(rand(10000)) . '?limit=100' });
+    sub { '/events/item/e-' . int(rand($ENTITIES)) . '?limit=100' });
 timed('GET /events/{id}',
     sub { '/events/b-' . (1 + int(rand($N))) });
 timed('page of 100 from the ring',
@@ -210,7 +212,10 @@ printf "SSE catch-up from earliest: %d events in %.1f s = %.0f events/s\n",
     $events, $catchup, $events / $catchup;
 
 # a restart checks the index against the segments; without it, rebuilds
-for my $case ('restart (index checked)', 'restart without index.mdb') {
+# (BENCH_RESTARTS=0 skips both, for short runs)
+for my $case ($ENV{BENCH_RESTARTS} // 1
+              ? ('restart (index checked)', 'restart without index.mdb') : ())
+{
     $t->stop;
     unlink "$jdir/index.mdb" if $case =~ /without/;
     my $log = length $t->error_log;

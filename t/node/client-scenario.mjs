@@ -12,10 +12,15 @@
 const sleep = (ms) => new Promise((ok) => setTimeout(ok, ms));
 
 function client(C, a) {
+    let used = 0;
+    const tokens = a.tokens;
+
     return new C({
         api: a.base + '/events',
         stream: a.base + '/events/stream',
-        token: a.token || null,
+        // a list: the next one each time the client asks
+        token: tokens ? async () => tokens[Math.min(used++, tokens.length - 1)]
+                      : a.token || null,
         headers: a.headers || {},
         transport: a.transport || 'auto',
         lastEventId: a.lastEventId || null,
@@ -32,6 +37,7 @@ async function follow(C, a, say) {
     c.onConnectionChange((state) => say({ state }));
     c.onReset((r) => say({ reset: r.reason, resync: r.resync }));
     c.onReady((r) => say({ ready: r.replayed }));
+    c.onReauth((r) => say({ reauth: r.exp }));
     c.onError((e) => say({ error: String(e), status: e.status || 0,
                            code: e.code || null }));
     c.onAny((ev) => {
@@ -73,7 +79,8 @@ async function watch(C, a, say) {
     }
 
     const got = [];
-    const w = c.watch(sel, (ev) => got.push(ev));
+    // small pages: the writers add to the history while it is read
+    const w = c.watch(sel, (ev) => got.push(ev), { limit: a.limit });
     await w.ready;
     const atLive = written;
 

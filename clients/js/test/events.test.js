@@ -118,6 +118,13 @@ test('backoff: doubles, capped, jittered, never under the hint', () => {
 
 // a fetch that answers from a script: each stream request takes the next
 // step; REST requests are answered by rest(url)
+// Response.json() came after Node 18.0
+function json(body, status = 200) {
+    return new Response(JSON.stringify(body), {
+        status, headers: { 'Content-Type': 'application/json' }
+    });
+}
+
 function scripted(steps, rest) {
     const calls = [];
     const f = async (url, init) => {
@@ -125,8 +132,7 @@ function scripted(steps, rest) {
 
         if (!url.startsWith('/events/stream')) {
             const r = rest(url);
-            return Array.isArray(r) ? Response.json(r[1], { status: r[0] })
-                                    : Response.json(r, { status: 200 });
+            return Array.isArray(r) ? json(r[1], r[0]) : json(r);
         }
 
         const step = steps.shift();
@@ -305,15 +311,12 @@ test('list, publish: pages and errors', async () => {
         if (init.method === 'POST') {
             const body = JSON.parse(init.body);
             if (body.type === 'bad') {
-                return Response.json({ error: { status: 400,
-                                                code: 'invalid_field',
-                                                field: 'type' } },
-                                     { status: 400 });
+                return json({ error: { status: 400, code: 'invalid_field',
+                                       field: 'type' } }, 400);
             }
-            return Response.json(Array.isArray(body) ? { data: body } : body,
-                                 { status: 201 });
+            return json(Array.isArray(body) ? { data: body } : body, 201);
         }
-        return Response.json(pages[url]);
+        return json(pages[url]);
     };
     const c = new EventsClient({ fetch: f });
     const seqs = [];

@@ -1,0 +1,962 @@
+
+/*
+ * Copyright (C) ngx_http_events_module authors
+ */
+
+
+/*
+ * Inbound webhooks: "events_inbound ZONE github|stripe|standard|hmac
+ * secret=..." makes a location a receiver for a third party's webhooks.
+ * The body is read whole (nginx's body reading: memory or temp file),
+ * the sender's signature is checked on its exact bytes the way the
+ * sender documents it, and only then is the body parsed: a request
+ * with a bad or stale signature is 401 and touches nothing.  A good
+ * one becomes an event through the same path as POST /events (envelope
+ * checks, events_validate, journal, cluster), so it is stored, streamed
+ * and delivered like any other:
+ *
+ *     type      github.<X-GitHub-Event>, stripe.<body.type>,
+ *               webhook.<body.type> (standard, hmac), or type=
+ *     id        X-GitHub-Delivery, body.id (Stripe), webhook-id, or id=:
+ *               a redelivery is an idempotent repeat (200)
+ *     payload   {"data": the sender's body}: its own "action" or
+ *               "changes" keys never meet ours
+ *     metadata  {"inbound": "github"}
+ *
+ * Signatures are compared in constant time; timestamps (Stripe,
+ * Standard Webhooks) must be within tolerance= of now, both ways.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <openssl/crypto.h>
+
+#include "ngx_http_events_module.h"
+#include "ngx_http_events_http.h"
+#include "ngx_http_events_api.h"
+#include "ngx_http_events_json.h"
+#include "ngx_http_events_hmac.h"
+#include "ngx_http_events_id.h"
+#include "ngx_http_events_match.h"
+#include "ngx_http_events_inbound.h"
+
+
+#define NGX_HTTP_EVENTS_INBOUND_TOLERANCE  300
+
+
+static ngx_int_t ngx_http_events_inbound_handler(ngx_http_request_t *r);
+static void ngx_http_events_inbound_body(ngx_http_request_t *r);
+static ngx_int_t ngx_http_events_inbound_event(ngx_http_request_t *r,
+    ngx_str_t *body);
+static ngx_int_t ngx_http_events_inbound_verify(ngx_http_request_t *r,
+    ngx_http_events_inbound_conf_t *ic, ngx_str_t *body,
+    ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_inbound_github(ngx_http_request_t *r,
+    ngx_http_events_inbound_conf_t *ic, ngx_str_t *body,
+    ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_inbound_stripe(ngx_http_request_t *r,
+    ngx_http_events_inbound_conf_t *ic, ngx_str_t *body,
+    ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_inbound_standard(ngx_http_request_t *r,
+    ngx_http_events_inbound_conf_t *ic, ngx_str_t *body,
+    ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_inbound_hmac(ngx_http_request_t *r,
+    ngx_http_events_inbound_conf_t *ic, ngx_str_t *body,
+    ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_inbound_fresh(ngx_str_t *ts,
+    time_t tolerance, ngx_http_events_error_t *err);
+static ngx_uint_t ngx_http_events_inbound_hex_eq(u_char *mac, u_char *hex,
+    size_t len);
+static ngx_uint_t ngx_http_events_inbound_b64_eq(u_char *mac, u_char *b64,
+    size_t len);
+static ngx_int_t ngx_http_events_inbound_mismatch(
+    ngx_http_events_error_t *err);
+static ngx_table_elt_t *ngx_http_events_inbound_header(ngx_http_request_t *r,
+    const char *name);
+static ngx_int_t ngx_http_events_inbound_names(ngx_http_request_t *r,
+    ngx_http_events_inbound_conf_t *ic, json_t *body, ngx_str_t *type,
+    ngx_str_t *id, ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_inbound_value(ngx_http_request_t *r,
+    ngx_http_complex_value_t *cv, ngx_str_t *v);
+
+
+static ngx_str_t  ngx_http_events_inbound_kinds[] = {
+    ngx_null_string,
+    ngx_string("github"),
+    ngx_string("stripe"),
+    ngx_string("standard"),
+    ngx_string("hmac")
+};
+
+
+/* events_inbound ZONE KIND secret=S [type=] [id=] [header=] [tolerance=] */
+
+char *
+ngx_http_events_inbound(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_events_loc_conf_t *elcf = conf;
+
+    u_char                            *p;
+    ngx_str_t                         *value, s, secret;
+    ngx_uint_t                         i, k;
+    ngx_http_core_loc_conf_t          *clcf;
+    ngx_http_events_inbound_conf_t    *ic;
+    ngx_http_compile_complex_value_t   ccv;
+
+    if (elcf->api_zone) {
+        return "is duplicate, or beside events_api";
+    }
+
+    ic = ngx_pcalloc(cf->pool, sizeof(ngx_http_events_inbound_conf_t));
+    if (ic == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    for (k = 1; k < sizeof(ngx_http_events_inbound_kinds)
+                    / sizeof(ngx_str_t); k++)
+    {
+        if (value[2].len == ngx_http_events_inbound_kinds[k].len
+            && ngx_strncmp(value[2].data, ngx_http_events_inbound_kinds[k].data,
+                           value[2].len) == 0)
+        {
+            ic->kind = k;
+            ic->name = ngx_http_events_inbound_kinds[k];
+        }
+    }
+
+    if (ic->kind == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "unknown sender \"%V\": "
+                           "github, stripe, standard or hmac", &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_str_null(&secret);
+    ngx_str_set(&ic->header, "X-Signature");
+    ic->tolerance = NGX_HTTP_EVENTS_INBOUND_TOLERANCE;
+
+    for (i = 3; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "secret=", 7) == 0) {
+            secret.data = value[i].data + 7;
+            secret.len = value[i].len - 7;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "header=", 7) == 0
+            && value[i].len > 7 && ic->kind == NGX_HTTP_EVENTS_INBOUND_HMAC)
+        {
+            ic->header.data = value[i].data + 7;
+            ic->header.len = value[i].len - 7;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "tolerance=", 10) == 0) {
+            s.data = value[i].data + 10;
+            s.len = value[i].len - 10;
+
+            ic->tolerance = ngx_parse_time(&s, 1);
+            if (ic->tolerance == (time_t) NGX_ERROR || ic->tolerance == 0) {
+                return "has an invalid \"tolerance=\"";
+            }
+
+            continue;
+        }
+
+        if ((ngx_strncmp(value[i].data, "type=", 5) == 0 && value[i].len > 5)
+            || (ngx_strncmp(value[i].data, "id=", 3) == 0 && value[i].len > 3))
+        {
+            p = ngx_strlchr(value[i].data, value[i].data + value[i].len, '=');
+            s.data = p + 1;
+            s.len = value[i].data + value[i].len - s.data;
+
+            ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+            ccv.cf = cf;
+            ccv.value = &s;
+            ccv.complex_value = ngx_palloc(cf->pool,
+                                           sizeof(ngx_http_complex_value_t));
+            if (ccv.complex_value == NULL
+                || ngx_http_compile_complex_value(&ccv) != NGX_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
+            if (value[i].data[0] == 't') {
+                ic->type = ccv.complex_value;
+
+            } else {
+                ic->id = ccv.complex_value;
+            }
+
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\"", &value[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (secret.len == 0) {
+        return "needs \"secret=\"";
+    }
+
+    ic->key = secret;
+
+    if (ic->kind == NGX_HTTP_EVENTS_INBOUND_STANDARD) {
+        /* whsec_ + base64 of the key's bytes */
+        if (secret.len <= 6 || ngx_strncmp(secret.data, "whsec_", 6) != 0) {
+            return "needs a \"secret=whsec_...\" for standard webhooks";
+        }
+
+        s.data = secret.data + 6;
+        s.len = secret.len - 6;
+
+        ic->key.data = ngx_pnalloc(cf->pool, ngx_base64_decoded_length(s.len));
+        if (ic->key.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        if (ngx_decode_base64(&ic->key, &s) != NGX_OK || ic->key.len == 0) {
+            return "has a \"secret=whsec_...\" that is not base64";
+        }
+    }
+
+    elcf->api_zone = ngx_shared_memory_add(cf, &value[1], 0,
+                                           &ngx_http_events_module);
+    if (elcf->api_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    elcf->inbound = ic;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_events_inbound_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_events_inbound_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                    rc;
+    ngx_str_t                    tenant;
+    ngx_http_events_ctx_t       *ctx;
+    ngx_http_events_error_t      err;
+    ngx_http_events_loc_conf_t  *elcf;
+
+    elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
+
+    if (r->method != NGX_HTTP_POST) {
+        return ngx_http_events_http_not_allowed(r, "POST");
+    }
+
+    rc = ngx_http_events_get_tenant(r, &tenant);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        ngx_http_discard_request_body(r);
+        ngx_http_events_error(&err, 400, "invalid_tenant", NULL, NULL, NULL,
+                              "the request's tenant must be 1-64 "
+                              "characters of [A-Za-z0-9_.:-]");
+        return ngx_http_events_http_send_error(r, &err, NULL);
+    }
+
+    if (!ngx_http_events_http_is_json(r)) {
+        ngx_http_discard_request_body(r);
+        ngx_http_events_error(&err, 415, "unsupported_media_type", NULL,
+                              NULL, NULL, "inbound webhooks take JSON "
+                              "bodies: set the sender's content type to "
+                              "application/json");
+        return ngx_http_events_http_send_error(r, &err, NULL);
+    }
+
+    if (r->headers_in.content_length_n > (off_t) elcf->max_event_size) {
+        ngx_http_discard_request_body(r);
+        ngx_http_events_error(&err, 413, "payload_too_large", NULL, NULL,
+                              NULL, "the body may be at most %uz bytes",
+                              elcf->max_event_size);
+        return ngx_http_events_http_send_error(r, &err, NULL);
+    }
+
+    ctx = ngx_http_events_ctx(r);
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->tenant = tenant;
+
+    r->request_body_in_single_buf = 1;
+    r->request_body_in_clean_file = 1;
+    r->request_body_file_log_level = 0;
+
+    rc = ngx_http_read_client_request_body(r, ngx_http_events_inbound_body);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_events_inbound_body(ngx_http_request_t *r)
+{
+    ngx_int_t                    rc;
+    ngx_str_t                    body;
+    ngx_http_events_error_t      err;
+    ngx_http_events_loc_conf_t  *elcf;
+
+    elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
+
+    rc = ngx_http_events_http_read_body(r, &body);
+
+    if (rc == NGX_ERROR) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    if (rc == NGX_DECLINED || body.len > elcf->max_event_size) {
+        /* chunked, so no Content-Length said it before */
+        ngx_http_events_error(&err, 413, "payload_too_large", NULL, NULL,
+                              NULL, "the body may be at most %uz bytes",
+                              elcf->max_event_size);
+        ngx_http_finalize_request(r,
+                                  ngx_http_events_http_send_error(r, &err,
+                                                                  NULL));
+        return;
+    }
+
+    ngx_http_finalize_request(r, ngx_http_events_inbound_event(r, &body));
+}
+
+
+/* verified, then parsed, then named, then stored as POST /events does */
+
+static ngx_int_t
+ngx_http_events_inbound_event(ngx_http_request_t *r, ngx_str_t *body)
+{
+    json_t                          *root, *obj, *v;
+    ngx_int_t                        rc;
+    ngx_str_t                        type, id;
+    json_error_t                     jerr;
+    ngx_http_events_error_t          err;
+    ngx_http_events_loc_conf_t      *elcf;
+    ngx_http_events_inbound_conf_t  *ic;
+
+    elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
+    ic = elcf->inbound;
+
+    ngx_memzero(&err, sizeof(ngx_http_events_error_t));
+
+    if (ngx_http_events_inbound_verify(r, ic, body, &err) != NGX_OK) {
+        if (err.status == 0) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "events inbound %V: %*s", &ic->name, err.message_len,
+                      err.message);
+
+        return ngx_http_events_http_send_error(r, &err, NULL);
+    }
+
+    root = json_loadb((char *) body->data, body->len,
+                      JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+
+    if (root == NULL) {
+        ngx_http_events_error(&err, 400, "invalid_json", NULL, NULL, NULL,
+                              "malformed JSON at line %d, column %d: %s",
+                              jerr.line, jerr.column, jerr.text);
+        return ngx_http_events_http_send_error(r, &err, NULL);
+    }
+
+    /* the object built below holds root: one cleanup frees both */
+
+    obj = json_object();
+
+    if (obj == NULL
+        || ngx_http_events_api_hold_json(r, obj) != NGX_OK)
+    {
+        json_decref(obj);
+        json_decref(root);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    v = json_object();
+
+    if (v == NULL || json_object_set_new(obj, "payload", v) != 0
+        || json_object_set_new(v, "data", root) != 0)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (!json_is_object(root)) {
+        ngx_http_events_error(&err, 400, "invalid_body", NULL, NULL, NULL,
+                              "the body must be a JSON object");
+        return ngx_http_events_http_send_error(r, &err, NULL);
+    }
+
+    rc = ngx_http_events_inbound_names(r, ic, root, &type, &id, &err);
+
+    if (rc != NGX_OK) {
+        return err.status ? ngx_http_events_http_send_error(r, &err, NULL)
+                          : NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    v = json_object();
+
+    if (json_object_set_new(obj, "type",
+                            json_stringn((char *) type.data, type.len))
+        != 0
+        || (id.len
+            && json_object_set_new(obj, "id",
+                                   json_stringn((char *) id.data, id.len))
+               != 0)
+        || (elcf->source == NULL
+            && json_object_set_new(obj, "source",
+                                   json_stringn((char *) ic->name.data,
+                                                ic->name.len))
+               != 0)
+        || v == NULL
+        || json_object_set_new(obj, "metadata", v) != 0
+        || json_object_set_new(v, "inbound",
+                               json_stringn((char *) ic->name.data,
+                                            ic->name.len))
+           != 0)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_events_api_ingest_json(r, obj);
+}
+
+
+static ngx_int_t
+ngx_http_events_inbound_verify(ngx_http_request_t *r,
+    ngx_http_events_inbound_conf_t *ic, ngx_str_t *body,
+    ngx_http_events_error_t *err)
+{
+    switch (ic->kind) {
+
+    case NGX_HTTP_EVENTS_INBOUND_GITHUB:
+        return ngx_http_events_inbound_github(r, ic, body, err);
+
+    case NGX_HTTP_EVENTS_INBOUND_STRIPE:
+        return ngx_http_events_inbound_stripe(r, ic, body, err);
+
+    case NGX_HTTP_EVENTS_INBOUND_STANDARD:
+        return ngx_http_events_inbound_standard(r, ic, body, err);
+
+    default: /* NGX_HTTP_EVENTS_INBOUND_HMAC */
+        return ngx_http_events_inbound_hmac(r, ic, body, err);
+    }
+}
+
+
+/* X-Hub-Signature-256: sha256=<hex of HMAC-SHA256(secret, body)> */
+
+static ngx_int_t
+ngx_http_events_inbound_github(ngx_http_request_t *r,
+    ngx_http_events_inbound_conf_t *ic, ngx_str_t *body,
+    ngx_http_events_error_t *err)
+{
+    ngx_table_elt_t  *h;
+    u_char            mac[NGX_HTTP_EVENTS_HMAC_SHA256_LEN];
+
+    h = ngx_http_events_inbound_header(r, "X-Hub-Signature-256");
+
+    if (h == NULL) {
+        ngx_http_events_error(err, 401, "invalid_signature", NULL, NULL,
+                              NULL, "the X-Hub-Signature-256 header is "
+                              "missing");
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_events_hmac_sha256(ic->key.data, ic->key.len, body, 1, mac)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (h->value.len != 7 + 2 * NGX_HTTP_EVENTS_HMAC_SHA256_LEN
+        || ngx_strncmp(h->value.data, "sha256=", 7) != 0
+        || !ngx_http_events_inbound_hex_eq(mac, h->value.data + 7,
+                                           h->value.len - 7))
+    {
+        return ngx_http_events_inbound_mismatch(err);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Stripe-Signature: t=<unix>,v1=<hex of HMAC-SHA256(secret, "t.body")>,
+ * with more v1= during a secret's rotation; other schemes are ignored
+ */
+
+static ngx_int_t
+ngx_http_events_inbound_stripe(ngx_http_request_t *r,
+    ngx_http_events_inbound_conf_t *ic, ngx_str_t *body,
+    ngx_http_events_error_t *err)
+{
+    u_char           *p, *end, *comma;
+    ngx_str_t         ts, parts[3], item;
+    ngx_uint_t        nsig, ok;
+    ngx_table_elt_t  *h;
+    u_char            mac[NGX_HTTP_EVENTS_HMAC_SHA256_LEN];
+
+    h = ngx_http_events_inbound_header(r, "Stripe-Signature");
+
+    if (h == NULL) {
+        ngx_http_events_error(err, 401, "invalid_signature", NULL, NULL,
+                              NULL, "the Stripe-Signature header is missing");
+        return NGX_ERROR;
+    }
+
+    ngx_str_null(&ts);
+
+    p = h->value.data;
+    end = p + h->value.len;
+
+    for ( /* void */ ; p < end; p = comma + 1) {
+        comma = ngx_strlchr(p, end, ',');
+        if (comma == NULL) {
+            comma = end;
+        }
+
+        if (comma - p > 2 && p[0] == 't' && p[1] == '=') {
+            ts.data = p + 2;
+            ts.len = comma - p - 2;
+        }
+    }
+
+    if (ts.len == 0) {
+        ngx_http_events_error(err, 401, "invalid_signature", NULL, NULL,
+                              NULL, "the Stripe-Signature header has no "
+                              "timestamp (t=)");
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_events_inbound_fresh(&ts, ic->tolerance, err) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    parts[0] = ts;
+    ngx_str_set(&parts[1], ".");
+    parts[2] = *body;
+
+    if (ngx_http_events_hmac_sha256(ic->key.data, ic->key.len, parts, 3, mac)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    nsig = 0;
+    ok = 0;
+
+    for (p = h->value.data; p < end; p = comma + 1) {
+        comma = ngx_strlchr(p, end, ',');
+        if (comma == NULL) {
+            comma = end;
+        }
+
+        if (comma - p < 3 || ngx_strncmp(p, "v1=", 3) != 0) {
+            continue;
+        }
+
+        item.data = p + 3;
+        item.len = comma - item.data;
+        nsig++;
+
+        if (item.len == 2 * NGX_HTTP_EVENTS_HMAC_SHA256_LEN
+            && ngx_http_events_inbound_hex_eq(mac, item.data, item.len))
+        {
+            ok = 1;
+        }
+    }
+
+    if (nsig == 0) {
+        ngx_http_events_error(err, 401, "invalid_signature", NULL, NULL,
+                              NULL, "the Stripe-Signature header has no "
+                              "v1= signature");
+        return NGX_ERROR;
+    }
+
+    return ok ? NGX_OK : ngx_http_events_inbound_mismatch(err);
+}
+
+
+/*
+ * Standard Webhooks: webhook-signature holds "v1,<base64 of
+ * HMAC-SHA256(key, "id.timestamp.body")>" items separated by spaces
+ */
+
+static ngx_int_t
+ngx_http_events_inbound_standard(ngx_http_request_t *r,
+    ngx_http_events_inbound_conf_t *ic, ngx_str_t *body,
+    ngx_http_events_error_t *err)
+{
+    u_char           *p, *end, *sp;
+    ngx_str_t         parts[5];
+    ngx_uint_t        ok;
+    ngx_table_elt_t  *id, *ts, *sig;
+    u_char            mac[NGX_HTTP_EVENTS_HMAC_SHA256_LEN];
+
+    id = ngx_http_events_inbound_header(r, "webhook-id");
+    ts = ngx_http_events_inbound_header(r, "webhook-timestamp");
+    sig = ngx_http_events_inbound_header(r, "webhook-signature");
+
+    if (id == NULL || ts == NULL || sig == NULL) {
+        ngx_http_events_error(err, 401, "invalid_signature", NULL, NULL,
+                              NULL, "the %s header is missing",
+                              id == NULL ? "webhook-id"
+                              : ts == NULL ? "webhook-timestamp"
+                              : "webhook-signature");
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_events_inbound_fresh(&ts->value, ic->tolerance, err)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    parts[0] = id->value;
+    ngx_str_set(&parts[1], ".");
+    parts[2] = ts->value;
+    ngx_str_set(&parts[3], ".");
+    parts[4] = *body;
+
+    if (ngx_http_events_hmac_sha256(ic->key.data, ic->key.len, parts, 5, mac)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ok = 0;
+    p = sig->value.data;
+    end = p + sig->value.len;
+
+    while (p < end) {
+        sp = ngx_strlchr(p, end, ' ');
+        if (sp == NULL) {
+            sp = end;
+        }
+
+        if (sp - p > 3 && ngx_strncmp(p, "v1,", 3) == 0
+            && ngx_http_events_inbound_b64_eq(mac, p + 3, sp - p - 3))
+        {
+            ok = 1;
+        }
+
+        p = sp + 1;
+    }
+
+    return ok ? NGX_OK : ngx_http_events_inbound_mismatch(err);
+}
+
+
+/* header=NAME (X-Signature): hex or base64 of HMAC-SHA256(secret, body) */
+
+static ngx_int_t
+ngx_http_events_inbound_hmac(ngx_http_request_t *r,
+    ngx_http_events_inbound_conf_t *ic, ngx_str_t *body,
+    ngx_http_events_error_t *err)
+{
+    u_char           *p;
+    size_t            len;
+    ngx_table_elt_t  *h;
+    u_char            name[128];
+    u_char            mac[NGX_HTTP_EVENTS_HMAC_SHA256_LEN];
+
+    ngx_cpystrn(name, ic->header.data, ngx_min(ic->header.len + 1,
+                                               sizeof(name)));
+
+    h = ngx_http_events_inbound_header(r, (char *) name);
+
+    if (h == NULL) {
+        ngx_http_events_error(err, 401, "invalid_signature", NULL, NULL,
+                              NULL, "the %V header is missing", &ic->header);
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_events_hmac_sha256(ic->key.data, ic->key.len, body, 1, mac)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    p = h->value.data;
+    len = h->value.len;
+
+    if (len > 7 && ngx_strncasecmp(p, (u_char *) "sha256=", 7) == 0) {
+        p += 7;
+        len -= 7;
+    }
+
+    if ((len == 2 * NGX_HTTP_EVENTS_HMAC_SHA256_LEN
+         && ngx_http_events_inbound_hex_eq(mac, p, len))
+        || ngx_http_events_inbound_b64_eq(mac, p, len))
+    {
+        return NGX_OK;
+    }
+
+    return ngx_http_events_inbound_mismatch(err);
+}
+
+
+/* a timestamp within tolerance of now, either way (a clock may be ahead) */
+
+static ngx_int_t
+ngx_http_events_inbound_fresh(ngx_str_t *ts, time_t tolerance,
+    ngx_http_events_error_t *err)
+{
+    time_t  t, now, d;
+
+    t = (ts->len && ts->len <= 12) ? ngx_atotm(ts->data, ts->len) : NGX_ERROR;
+
+    if (t == (time_t) NGX_ERROR) {
+        ngx_http_events_error(err, 401, "invalid_signature", NULL, NULL,
+                              NULL, "the signature's timestamp is not a "
+                              "number of seconds");
+        return NGX_ERROR;
+    }
+
+    now = ngx_time();
+    d = t > now ? t - now : now - t;
+
+    if (d > tolerance) {
+        ngx_http_events_error(err, 401, "invalid_signature", NULL, NULL,
+                              NULL, "the signature's timestamp is %T s "
+                              "away from now; at most %T s are allowed",
+                              d, tolerance);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_events_inbound_mismatch(ngx_http_events_error_t *err)
+{
+    ngx_http_events_error(err, 401, "invalid_signature", NULL, NULL, NULL,
+                          "the signature does not match the body");
+    return NGX_ERROR;
+}
+
+
+/* hex, either case, against the MAC's bytes, in constant time */
+
+static ngx_uint_t
+ngx_http_events_inbound_hex_eq(u_char *mac, u_char *hex, size_t len)
+{
+    size_t  i;
+    u_char  lower[2 * NGX_HTTP_EVENTS_HMAC_SHA256_LEN];
+    u_char  want[2 * NGX_HTTP_EVENTS_HMAC_SHA256_LEN];
+
+    if (len != sizeof(want)) {
+        return 0;
+    }
+
+    ngx_hex_dump(want, mac, NGX_HTTP_EVENTS_HMAC_SHA256_LEN);
+
+    for (i = 0; i < len; i++) {
+        lower[i] = ngx_tolower(hex[i]);
+    }
+
+    return CRYPTO_memcmp(want, lower, len) == 0;
+}
+
+
+static ngx_uint_t
+ngx_http_events_inbound_b64_eq(u_char *mac, u_char *b64, size_t len)
+{
+    ngx_str_t  src, dst;
+    u_char     want[ngx_base64_encoded_length(NGX_HTTP_EVENTS_HMAC_SHA256_LEN)];
+
+    src.data = mac;
+    src.len = NGX_HTTP_EVENTS_HMAC_SHA256_LEN;
+    dst.data = want;
+
+    ngx_encode_base64(&dst, &src);
+
+    return len == dst.len && CRYPTO_memcmp(want, b64, len) == 0;
+}
+
+
+static ngx_table_elt_t *
+ngx_http_events_inbound_header(ngx_http_request_t *r, const char *name)
+{
+    size_t            len;
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    len = ngx_strlen(name);
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NULL;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == len
+            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
+        {
+            return &h[i];
+        }
+    }
+}
+
+
+/*
+ * The event's type and id: type= and id= when configured, else the
+ * sender's own names for them.  An id is optional (hmac without id=):
+ * then the store makes one and a redelivery is a new event.
+ */
+
+static ngx_int_t
+ngx_http_events_inbound_names(ngx_http_request_t *r,
+    ngx_http_events_inbound_conf_t *ic, json_t *body, ngx_str_t *type,
+    ngx_str_t *id, ngx_http_events_error_t *err)
+{
+    u_char           *p;
+    json_t           *v;
+    ngx_str_t         sender, prefix;
+    ngx_table_elt_t  *h;
+
+    ngx_str_null(&sender);
+    ngx_str_null(id);
+
+    if (ic->kind == NGX_HTTP_EVENTS_INBOUND_GITHUB) {
+        ngx_str_set(&prefix, "github");
+
+        h = ngx_http_events_inbound_header(r, "X-GitHub-Event");
+        if (h) {
+            sender = h->value;
+        }
+
+        h = ngx_http_events_inbound_header(r, "X-GitHub-Delivery");
+        if (h) {
+            *id = h->value;
+        }
+
+    } else {
+        if (ic->kind == NGX_HTTP_EVENTS_INBOUND_STRIPE) {
+            ngx_str_set(&prefix, "stripe");
+
+            v = json_object_get(body, "id");
+            if (json_is_string(v)) {
+                id->data = (u_char *) json_string_value(v);
+                id->len = json_string_length(v);
+            }
+
+        } else {
+            ngx_str_set(&prefix, "webhook");
+
+            h = ngx_http_events_inbound_header(r, "webhook-id");
+            if (h && ic->kind == NGX_HTTP_EVENTS_INBOUND_STANDARD) {
+                *id = h->value;
+            }
+        }
+
+        v = json_object_get(body, "type");
+        if (json_is_string(v)) {
+            sender.data = (u_char *) json_string_value(v);
+            sender.len = json_string_length(v);
+        }
+    }
+
+    if (ic->id && ngx_http_events_inbound_value(r, ic->id, id) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_str_null(type);
+
+    if (ic->type && ngx_http_events_inbound_value(r, ic->type, type)
+                    != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (type->len) {
+        /* type= named it */
+
+    } else if (sender.len == 0) {
+        ngx_http_events_error(err, 400, "invalid_body", NULL, NULL, NULL,
+                              "the sender did not name the event's type "
+                              "(%s); set type= in events_inbound",
+                              ic->kind == NGX_HTTP_EVENTS_INBOUND_GITHUB
+                              ? "X-GitHub-Event" : "the body's \"type\"");
+        return NGX_ERROR;
+
+    } else {
+        type->len = prefix.len + 1 + sender.len;
+        type->data = ngx_pnalloc(r->pool, type->len);
+        if (type->data == NULL) {
+            return NGX_ERROR;
+        }
+
+        p = ngx_cpymem(type->data, prefix.data, prefix.len);
+        *p++ = '.';
+        ngx_memcpy(p, sender.data, sender.len);
+    }
+
+    if (ngx_http_events_match_type_valid(type->data, type->len) != NGX_OK) {
+        ngx_http_events_error(err, 400, "invalid_type", NULL, NULL, NULL,
+                              "the event's type \"%*s\" is not a type: "
+                              "dot-separated segments of [a-z0-9_], 1-128 "
+                              "characters", ngx_min(type->len, 128),
+                              type->data);
+        return NGX_ERROR;
+    }
+
+    if (id->len && ngx_http_events_id_valid(id->data, id->len) != NGX_OK) {
+        ngx_http_events_error(err, 400, "invalid_id", NULL, NULL, NULL,
+                              "the sender's delivery id \"%*s\" is not an "
+                              "event id: 1-128 characters of "
+                              "[A-Za-z0-9_:-]", ngx_min(id->len, 128),
+                              id->data);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_events_inbound_value(ngx_http_request_t *r,
+    ngx_http_complex_value_t *cv, ngx_str_t *v)
+{
+    ngx_str_t  s;
+
+    if (ngx_http_complex_value(r, cv, &s) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    /* an empty value leaves the sender's */
+    if (s.len) {
+        *v = s;
+    }
+
+    return NGX_OK;
+}

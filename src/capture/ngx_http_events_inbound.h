@@ -1,0 +1,39 @@
+
+/*
+ * Copyright (C) ngx_http_events_module authors
+ */
+
+
+#ifndef _NGX_HTTP_EVENTS_INBOUND_H_INCLUDED_
+#define _NGX_HTTP_EVENTS_INBOUND_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_events_types.h"
+
+
+#define NGX_HTTP_EVENTS_INBOUND_GITHUB    1
+#define NGX_HTTP_EVENTS_INBOUND_STRIPE    2
+#define NGX_HTTP_EVENTS_INBOUND_STANDARD  3
+#define NGX_HTTP_EVENTS_INBOUND_HMAC      4
+
+
+struct ngx_http_events_inbound_conf_s {
+    ngx_uint_t                  kind;
+    ngx_str_t                   name;           /* "github", ... */
+    ngx_str_t                   key;            /* the HMAC key's bytes */
+    ngx_str_t                   header;         /* hmac: the signature's */
+    ngx_http_complex_value_t   *type;           /* NULL: the sender's */
+    ngx_http_complex_value_t   *id;             /* NULL: the sender's */
+    time_t                      tolerance;      /* stripe, standard */
+};
+
+
+char *ngx_http_events_inbound(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+
+#endif /* _NGX_HTTP_EVENTS_INBOUND_H_INCLUDED_ */

@@ -1,0 +1,366 @@
+#!/usr/bin/perl
+
+# events_inbound: third-party webhooks in, verified the way each sender
+# signs them (GitHub X-Hub-Signature-256, Stripe Stripe-Signature with
+# its timestamp tolerance, Standard Webhooks, a generic HMAC header),
+# stored as events with the sender's delivery id, so that a redelivery
+# is a repeat.  Bad or stale signatures: 401, nothing stored.  The
+# signatures are made here as the senders document them: Perl's
+# Digest::SHA, and openssl dgst for one of them.
+
+use strict;
+use warnings;
+
+use lib 't/lib';
+use Test::More;
+use JSON::PP;
+use Digest::SHA qw(hmac_sha256_hex hmac_sha256_base64);
+use MIME::Base64 qw(decode_base64 encode_base64);
+use EventsTest;
+use EventsTest::Webhook qw(sign);
+
+my $t = EventsTest->new;
+
+$t->write_config(<<'EOF2');
+%%GLOBALS%%
+http {
+    %%HTTP_GLOBALS%%
+
+    events_zone main 8m;
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        events_tenant $http_x_tenant;
+        client_body_buffer_size 1k;
+
+        location /events { events_api main; }
+
+        location = /in/github {
+            events_tenant acme;
+            events_inbound main github secret=gh-s3cret;
+        }
+
+        location = /in/github-docs {
+            events_inbound main github "secret=It's a Secret to Everybody";
+        }
+
+        location = /in/small {
+            events_max_event_size 1k;
+            events_inbound main github secret=gh-s3cret;
+        }
+
+        location = /in/stripe {
+            events_tenant shop;
+            events_inbound main stripe secret=whsec_stripe_test_123;
+        }
+
+        location = /in/standard {
+            events_inbound main standard
+                secret=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw;
+        }
+
+        location = /in/shop {
+            events_source shopify;
+            events_inbound main hmac secret=plain-key header=X-Shop-Hmac
+                type=shop.order.paid id=$http_x_shop_delivery
+                tolerance=1m;
+        }
+    }
+}
+EOF2
+
+$t->run;
+
+my $JSON = JSON::PP->new->canonical->allow_nonref;
+
+sub count {
+    my ($tenant) = @_;
+    my $r = $t->get('/events?limit=1000',
+        headers => { $tenant ? ('X-Tenant' => $tenant) : () });
+    return scalar @{ $r->{json}{data} };
+}
+
+sub in {
+    my ($path, $body, %h) = @_;
+    return $t->req(POST => $path, body => $body,
+        headers => { 'Content-Type' => 'application/json', %h });
+}
+
+# the error envelope, keys in the module's order
+sub error_body {
+    my ($status, $code, $message) = @_;
+    return "$status {\"error\":{\"status\":$status,\"code\":\"$code\","
+        . '"message":' . $JSON->encode($message) . '}}';
+}
+
+sub error_is {
+    my ($r, $status, $code, $message, $name) = @_;
+    is($r->{status} . ' ' . $r->{body}, error_body($status, $code, $message),
+        $name);
+}
+
+###########################################################################
+# GitHub: X-Hub-Signature-256 = sha256=HMAC-SHA256 hex of the body
+
+my $gh = '{"action":"opened","number":7,"changes":{"title":{"from":"x"}},'
+    . '"pull_request":{"title":"Fix the printer"}}';
+my $delivery = '72d3162e-cc78-11e3-81ab-4c9367dc0958';
+my %gh = ('X-GitHub-Event' => 'pull_request',
+    'X-GitHub-Delivery' => $delivery,
+    'X-Hub-Signature-256' => 'sha256=' . hmac_sha256_hex($gh, 'gh-s3cret'));
+
+my $r = in('/in/github', $gh, %gh);
+is($r->{status}, 201, 'github: a good delivery is stored') or diag $r->{body};
+my $ev = $r->{json};
+is($ev->{type}, 'github.pull_request', 'github: type from X-GitHub-Event');
+is($ev->{id}, $delivery, 'github: id from X-GitHub-Delivery');
+is($ev->{tenantId}, 'acme', 'github: the location\'s events_tenant');
+is($ev->{source}, 'github', 'github: source');
+is_deeply($ev->{metadata}, { inbound => 'github' }, 'github: metadata');
+is($JSON->encode($ev->{payload}{data}), $JSON->encode(decode_json($gh)),
+    'github: the body is payload.data, its own action and changes kept');
+is($ev->{payload}{action}, 'occurred', 'github: our action');
+ok(!exists $r->{headers}{location}, 'no Location: not a collection');
+
+my $again = in('/in/github', $gh, %gh);
+is($again->{status}, 200, 'github: a redelivery is a repeat (200)');
+is($again->{body}, $r->{body}, 'github: with the stored event');
+is(count('acme'), 1, 'github: one event stored');
+
+my $stored = $t->get("/events/$delivery", headers => { 'X-Tenant' => 'acme' });
+is($stored->{body}, $r->{body}, 'github: readable in the tenant\'s log');
+
+# GitHub's documented vector: "Hello, World!" with "It's a Secret to
+# Everybody" signs as 757107ea...; verified, then refused as not JSON
+$r = in('/in/github-docs', 'Hello, World!', 'X-GitHub-Event' => 'ping',
+    'X-Hub-Signature-256' => 'sha256=757107ea0eb2509fc211221cce984b8a'
+        . '37570b6d7586c22c46f4379c8b043e17');
+error_is($r, 400, 'invalid_json', 'malformed JSON at line 1, column 5: '
+    . "invalid token near 'Hello'",
+    'github: the documented vector verifies; the body is not JSON');
+is(hmac_sha256_hex('Hello, World!', "It's a Secret to Everybody"),
+    '757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17',
+    'the documented vector, in Perl');
+
+my $before = count('acme');
+
+error_is(in('/in/github', $gh, %gh, 'X-Hub-Signature-256' => 'sha256='
+    . hmac_sha256_hex($gh . ' ', 'gh-s3cret')), 401, 'invalid_signature',
+    'the signature does not match the body', 'github: a bad signature');
+error_is(in('/in/github', $gh, %gh, 'X-Hub-Signature-256' => 'sha256='
+    . hmac_sha256_hex($gh, 'other')), 401, 'invalid_signature',
+    'the signature does not match the body', 'github: another secret');
+error_is(in('/in/github', $gh, %gh, 'X-Hub-Signature-256' =>
+    hmac_sha256_hex($gh, 'gh-s3cret')), 401, 'invalid_signature',
+    'the signature does not match the body', 'github: no sha256= prefix');
+my %nosig = %gh;
+delete $nosig{'X-Hub-Signature-256'};
+error_is(in('/in/github', $gh, %nosig), 401, 'invalid_signature',
+    'the X-Hub-Signature-256 header is missing', 'github: no signature');
+my %noev = %gh;
+delete $noev{'X-GitHub-Event'};
+error_is(in('/in/github', $gh, %noev), 400, 'invalid_body',
+    'the sender did not name the event\'s type (X-GitHub-Event); set '
+    . 'type= in events_inbound', 'github: no event header');
+my $bad = '{"zen":"x"}';
+error_is(in('/in/github', $bad, %gh, 'X-GitHub-Event' => 'Bad-Event',
+    'X-Hub-Signature-256' => 'sha256=' . hmac_sha256_hex($bad, 'gh-s3cret')),
+    400, 'invalid_type', 'the event\'s type "github.Bad-Event" is not a '
+    . 'type: dot-separated segments of [a-z0-9_], 1-128 characters',
+    'github: an event name that is not a type segment');
+error_is(in('/in/github', '[1,2]', %gh, 'X-Hub-Signature-256' => 'sha256='
+    . hmac_sha256_hex('[1,2]', 'gh-s3cret')), 400, 'invalid_body',
+    'the body must be a JSON object', 'github: not an object');
+error_is($t->req(POST => '/in/github', body => "payload=$gh", headers => {
+    'Content-Type' => 'application/x-www-form-urlencoded', %gh }), 415,
+    'unsupported_media_type', 'inbound webhooks take JSON bodies: set the '
+    . 'sender\'s content type to application/json',
+    'github: a form-encoded delivery');
+my $big = '{"pad":"' . ('x' x 1100) . '"}';
+error_is(in('/in/small', $big, %gh, 'X-Hub-Signature-256' => 'sha256='
+    . hmac_sha256_hex($big, 'gh-s3cret')), 413, 'payload_too_large',
+    'the body may be at most 1024 bytes', 'github: larger than '
+    . 'events_max_event_size');
+$r = $t->req(GET => '/in/github');
+is($r->{status}, 405, 'GET: 405');
+is($r->{headers}{allow}, 'POST', 'Allow: POST');
+is(count('acme'), $before, 'nothing stored by any of these');
+
+# a body in a temp file (larger than client_body_buffer_size)
+my $mid = '{"pad":"' . ('y' x 3000) . '"}';
+$r = in('/in/github', $mid, 'X-GitHub-Event' => 'push',
+    'X-GitHub-Delivery' => 'd-file',
+    'X-Hub-Signature-256' => 'sha256=' . hmac_sha256_hex($mid, 'gh-s3cret'));
+is($r->{status}, 201, 'github: a body nginx kept in a temp file')
+    or diag $r->{body};
+
+###########################################################################
+# Stripe: Stripe-Signature: t=TS,v1=hex HMAC-SHA256 of "TS.body", with
+# the whole secret (whsec_ included) as the key; made with openssl here
+
+sub openssl_hmac_hex {
+    my ($key, $data) = @_;
+    my $f = $t->write_file('stripe-payload', $data);
+    my $out = `openssl dgst -sha256 -hmac '$key' -r '$f'`;
+    die "openssl: $?" if $?;
+    return (split ' ', $out)[0];
+}
+
+my $st = '{"id":"evt_1NsX","object":"event","type":"payment_intent.'
+    . 'succeeded","data":{"object":{"id":"pi_1","amount":2000}}}';
+my $now = time;
+my $v1 = openssl_hmac_hex('whsec_stripe_test_123', "$now.$st");
+is($v1, hmac_sha256_hex("$now.$st", 'whsec_stripe_test_123'),
+    'stripe: openssl and Digest::SHA agree');
+
+$r = in('/in/stripe', $st, 'Stripe-Signature' => "t=$now,v1=$v1,v0=abc");
+is($r->{status}, 201, 'stripe: a good event') or diag $r->{body};
+is($r->{json}{type}, 'stripe.payment_intent.succeeded',
+    'stripe: type from the body');
+is($r->{json}{id}, 'evt_1NsX', 'stripe: the event id');
+is($r->{json}{tenantId}, 'shop', 'stripe: tenant');
+
+my $later = $now + 2;
+$r = in('/in/stripe', $st, 'Stripe-Signature' => "t=$later,v1="
+    . ('0' x 64) . ',v1=' . hmac_sha256_hex("$later.$st",
+        'whsec_stripe_test_123'));
+is($r->{status}, 200, 'stripe: a retry, signed anew, one of two v1 good:'
+    . ' a repeat');
+
+$before = count('shop');
+my $old = time - 3600;
+$r = in('/in/stripe', $st, 'Stripe-Signature' => "t=$old,v1="
+    . hmac_sha256_hex("$old.$st", 'whsec_stripe_test_123'));
+my $age = time - $old;
+ok(grep({ $r->{status} . ' ' . $r->{body} eq error_body(401,
+    'invalid_signature', "the signature's timestamp is $_ s away from "
+        . "now; at most 300 s are allowed") } ($age - 1, $age)),
+    'stripe: a stale signature (an hour old): 401') or diag $r->{body};
+my $future = time + 3600;
+$r = in('/in/stripe', $st, 'Stripe-Signature' => "t=$future,v1="
+    . hmac_sha256_hex("$future.$st", 'whsec_stripe_test_123'));
+is($r->{status}, 401, 'stripe: an hour ahead: 401');
+error_is(in('/in/stripe', $st, 'Stripe-Signature' => "t=$now,v1="
+    . hmac_sha256_hex("$now.$st", 'whsec_other')), 401,
+    'invalid_signature', 'the signature does not match the body',
+    'stripe: another secret');
+error_is(in('/in/stripe', $st, 'Stripe-Signature' => "v1=$v1"), 401,
+    'invalid_signature', 'the Stripe-Signature header has no timestamp (t=)',
+    'stripe: no timestamp');
+error_is(in('/in/stripe', $st, 'Stripe-Signature' => "t=$now,v0=$v1"), 401,
+    'invalid_signature', 'the Stripe-Signature header has no v1= signature',
+    'stripe: no v1');
+error_is(in('/in/stripe', $st, 'Stripe-Signature' => "t=abc,v1=$v1"), 401,
+    'invalid_signature', 'the signature\'s timestamp is not a number of '
+    . 'seconds', 'stripe: a timestamp that is not a number');
+error_is(in('/in/stripe', $st), 401, 'invalid_signature',
+    'the Stripe-Signature header is missing', 'stripe: no header');
+is(count('shop'), $before, 'stripe: nothing stored by these');
+
+###########################################################################
+# Standard Webhooks: webhook-id, webhook-timestamp, webhook-signature
+# v1,base64 HMAC-SHA256 of "id.timestamp.body" with the secret's bytes
+
+my $sw_secret = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
+my $sw = '{"type":"invoice.paid","timestamp":"2026-12-03T08:00:00Z",'
+    . '"data":{"invoice":"in_1"}}';
+$now = time;
+my %sw = ('webhook-id' => 'msg_2KWPBgLlAfxdpx2AI54pPJ85f4W',
+    'webhook-timestamp' => $now,
+    'webhook-signature' => sign($sw_secret, 'msg_2KWPBgLlAfxdpx2AI54pPJ85f4W',
+        $now, $sw));
+like($sw{'webhook-signature'}, qr/^v1,[A-Za-z0-9+\/]{43}=$/,
+    'standard: a v1 signature');
+is($sw{'webhook-signature'}, 'v1,' . hmac_sha256_base64(
+    "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W.$now.$sw",
+    decode_base64('MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw')) . '=',
+    'standard: as the spec computes it');
+
+$r = in('/in/standard', $sw, %sw);
+is($r->{status}, 201, 'standard: stored') or diag $r->{body};
+is($r->{json}{type}, 'webhook.invoice.paid', 'standard: type');
+is($r->{json}{id}, 'msg_2KWPBgLlAfxdpx2AI54pPJ85f4W', 'standard: webhook-id');
+is($r->{json}{tenantId}, undef, 'standard: the default tenant');
+
+# a replay: same message, signed again later, two signatures (rotation)
+my $ts2 = $now + 1;
+$r = in('/in/standard', $sw, %sw, 'webhook-timestamp' => $ts2,
+    'webhook-signature' => 'v1,' . encode_base64('x' x 32, '') . ' '
+        . sign($sw_secret, $sw{'webhook-id'}, $ts2, $sw));
+is($r->{status}, 200, 'standard: a replayed message is a repeat');
+
+$before = count();
+error_is(in('/in/standard', $sw, %sw, 'webhook-id' => 'msg_other'), 401,
+    'invalid_signature', 'the signature does not match the body',
+    'standard: the id is signed');
+my $stale = time - 600;
+$r = in('/in/standard', $sw, %sw, 'webhook-timestamp' => $stale,
+    'webhook-signature' => sign($sw_secret, $sw{'webhook-id'}, $stale, $sw));
+is($r->{status}, 401, 'standard: a stale timestamp');
+like($r->{body}, qr/"message":"the signature's timestamp is 60[01] s away/,
+    'standard: says how far');
+my %nots = %sw;
+delete $nots{'webhook-timestamp'};
+error_is(in('/in/standard', $sw, %nots), 401, 'invalid_signature',
+    'the webhook-timestamp header is missing', 'standard: no timestamp');
+is(count(), $before, 'standard: nothing stored by these');
+
+###########################################################################
+# Generic HMAC: a named header, hex (sha256= optional) or base64; the
+# type and id from the configuration
+
+my $shop = '{"order":"o-9","total":"12.50"}';
+$r = in('/in/shop', $shop, 'X-Shop-Delivery' => 'sh-1',
+    'X-Shop-Hmac' => hmac_sha256_base64($shop, 'plain-key') . '=');
+is($r->{status}, 201, 'hmac: base64') or diag $r->{body};
+is($r->{json}{type}, 'shop.order.paid', 'hmac: type=');
+is($r->{json}{id}, 'sh-1', 'hmac: id= from a variable');
+is($r->{json}{source}, 'shopify', 'hmac: events_source wins');
+$r = in('/in/shop', $shop, 'X-Shop-Delivery' => 'sh-1',
+    'X-Shop-Hmac' => 'sha256=' . uc hmac_sha256_hex($shop, 'plain-key'));
+is($r->{status}, 200, 'hmac: hex (any case, sha256=): the same delivery');
+$r = in('/in/shop', $shop,
+    'X-Shop-Hmac' => hmac_sha256_hex($shop, 'plain-key'));
+is($r->{status}, 201, 'hmac: without a delivery id: a new event');
+like($r->{json}{id}, qr/^evt_/, 'hmac: a server id');
+error_is(in('/in/shop', $shop, 'X-Shop-Hmac' => 'nope'), 401,
+    'invalid_signature', 'the signature does not match the body',
+    'hmac: bad');
+error_is(in('/in/shop', $shop), 401, 'invalid_signature',
+    'the X-Shop-Hmac header is missing', 'hmac: missing');
+error_is(in('/in/shop', $shop, 'X-Shop-Delivery' => 'bad id!',
+    'X-Shop-Hmac' => hmac_sha256_hex($shop, 'plain-key')), 400, 'invalid_id',
+    'the sender\'s delivery id "bad id!" is not an event id: 1-128 '
+    . 'characters of [A-Za-z0-9_:-]', 'hmac: an id that is not an event id');
+
+###########################################################################
+# Configuration
+
+for my $bad (['events_inbound main gitlab secret=x;',
+              'unknown sender "gitlab": github, stripe, standard or hmac'],
+             ['events_inbound main github;', 'needs "secret="'],
+             ['events_inbound main standard secret=abc;',
+              'needs a "secret=whsec_..." for standard webhooks'],
+             ['events_inbound main github secret=x colour=red;',
+              'invalid parameter "colour=red"'],
+             ['events_inbound main github secret=x; events_api main;',
+              'is duplicate'])
+{
+    my $c = EventsTest->new;
+    $c->write_config(<<"EOF3");
+%%GLOBALS%%
+http {
+    %%HTTP_GLOBALS%%
+    events_zone main 1m;
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        location /in { $bad->[0] }
+    }
+}
+EOF3
+    my ($ok, $out) = $c->_test_config;
+    ok(!$ok, "nginx -t refuses: $bad->[0]");
+    like($out, qr/\Q$bad->[1]\E/, "nginx -t: $bad->[1]");
+}
+
+$t->done;

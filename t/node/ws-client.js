@@ -1,0 +1,150 @@
+// A real WebSocket client (the ws npm package) for the tests.
+//
+//   node ws-client.js follow URL OUT WANT TIMEOUT [reconnect]
+//     writes one JSON line per open, event ({cursor, seq, type}), control
+//     message, ping and close to OUT; exits 0 once it has WANT events,
+//     2 at TIMEOUT ms.  With "reconnect" it comes back after a close, as
+//     a browser page would, with ?lastEventId= its last cursor.
+//
+//   node ws-client.js proto URL API
+//     runs the protocol checks (pings both ways, a fragmented message, a
+//     binary one, the close handshake, oversize and invalid UTF-8
+//     messages) and prints their results as one JSON object; API is the
+//     events_api URL it posts to.
+
+'use strict';
+
+const fs = require('fs');
+const WebSocket = require('ws');
+
+const [mode, url, ...rest] = process.argv.slice(2);
+
+function follow(out, want, timeout, reconnect) {
+    const log = (o) => fs.appendFileSync(out, JSON.stringify(o) + '\n');
+    let events = 0;
+    let cursor = null;
+
+    function connect() {
+        const u = new URL(url);
+        if (cursor) {
+            u.searchParams.set('lastEventId', cursor);
+        }
+        const ws = new WebSocket(u.href);
+
+        ws.on('open', () => log({ open: true }));
+        ws.on('ping', () => log({ ping: true }));
+        ws.on('error', (e) => log({ error: String(e.message || e) }));
+        ws.on('message', (data, binary) => {
+            const m = JSON.parse(String(data));
+            if (binary) {
+                log({ binary: true });
+            }
+            if (m.control) {
+                log(m);
+                return;
+            }
+            cursor = m.cursor;
+            log({ cursor: m.cursor, seq: m.seq, type: m.type,
+                  tenantId: m.tenantId });
+            if (++events >= want) {
+                ws.close(1000);
+                setTimeout(() => process.exit(0), 100);
+            }
+        });
+        ws.on('close', (code, reason) => {
+            log({ close: code, reason: String(reason) });
+            if (reconnect && events < want) {
+                setTimeout(connect, 200);
+            }
+        });
+    }
+
+    connect();
+    setTimeout(() => process.exit(2), timeout);
+}
+
+function open(u) {
+    return new Promise((resolve, reject) => {
+        const ws = new WebSocket(u || url);
+        ws.closed = new Promise((r) => ws.on('close',
+            (code, reason) => r({ code, reason: String(reason) })));
+        ws.messages = [];
+        ws.on('message', (d) => ws.messages.push(JSON.parse(String(d))));
+        ws.on('open', () => resolve(ws));
+        ws.on('error', reject);
+    });
+}
+
+const wait = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function within(p, ms, what) {
+    return Promise.race([p, wait(ms).then(() => ({ timeout: what }))]);
+}
+
+async function post(api, type) {
+    const r = await fetch(api, { method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ type }) });
+    return (await r.json()).seq;
+}
+
+async function arrives(ws, seq, ms) {
+    for (let t = 0; t < ms; t += 20) {
+        if (ws.messages.some((m) => m.seq === seq)) {
+            return true;
+        }
+        await wait(20);
+    }
+    return false;
+}
+
+async function proto(api) {
+    const res = {};
+    let ws = await open();
+
+    const pong = within(new Promise((r) =>
+        ws.once('pong', (d) => r(String(d)))), 2000, 'pong');
+    ws.ping('hello');
+    res.pong = await pong;
+
+    res.serverPing = await within(new Promise((r) =>
+        ws.once('ping', () => r(true))), 3000, 'ping');
+
+    ws.send('{"a":', { fin: false });
+    ws.send('1}', { fin: true });
+    res.fragmented = await arrives(ws, await post(api, 'proto.frag'), 2000);
+
+    ws.send(Buffer.from([1, 2, 3]), { binary: true });
+    res.binary = await arrives(ws, await post(api, 'proto.bin'), 2000);
+
+    ws.close(1000, 'bye');
+    res.close = await within(ws.closed, 3000, 'close');
+
+    ws = await open();
+    ws.send('x'.repeat(5000));
+    res.oversize = await within(ws.closed, 3000, 'oversize');
+
+    ws = await open();
+    ws.send('y'.repeat(3000), { fin: false });
+    ws.send('y'.repeat(3000), { fin: true });
+    res.oversizeFragmented = await within(ws.closed, 3000, 'fragments');
+
+    ws = await open();
+    ws.send(Buffer.from([0x7b, 0xc3, 0x28, 0x7d]), { binary: false });
+    res.badUtf8 = await within(ws.closed, 3000, 'utf8');
+
+    process.stdout.write(JSON.stringify(res) + '\n');
+    process.exit(0);
+}
+
+if (mode === 'follow') {
+    follow(rest[0], Number(rest[1]), Number(rest[2]), rest[3] === 'reconnect');
+} else if (mode === 'proto') {
+    proto(rest[0]).catch((e) => {
+        process.stdout.write(JSON.stringify({ error: String(e) }) + '\n');
+        process.exit(3);
+    });
+} else {
+    process.stderr.write('usage: ws-client.js follow|proto URL ...\n');
+    process.exit(64);
+}
