@@ -434,6 +434,13 @@ static ngx_command_t  ngx_http_events_commands[] = {
       0,
       NULL },
 
+    { ngx_string("events_webhook_meta_events"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_http_events_conf_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_events_webhook_conf_t, meta_events),
+      &ngx_http_events_wh_flag },
+
     { ngx_string("events_webhook_keepalive"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
       ngx_http_events_webhook_pool_conf,

@@ -59,6 +59,8 @@ static ngx_int_t ngx_http_events_query_param_named(ngx_http_events_query_t *q,
     ngx_str_t *value, ngx_pool_t *pool, ngx_http_events_error_t *err);
 static ngx_int_t ngx_http_events_query_param_token(ngx_http_events_query_t *q,
     ngx_str_t *value, ngx_pool_t *pool, ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_query_param_format(ngx_http_events_query_t *q,
+    ngx_str_t *value, ngx_pool_t *pool, ngx_http_events_error_t *err);
 static ngx_int_t ngx_http_events_query_key_string(ngx_str_t *value, size_t max,
     ngx_uint_t rid);
 static ngx_int_t ngx_http_events_query_meta(ngx_http_events_query_t *q,
@@ -88,6 +90,7 @@ static ngx_http_events_param_t  ngx_http_events_params[] = {
     { ngx_string("order"), ngx_http_events_query_param_order, L },
     { ngx_string("lastEventId"), ngx_http_events_query_param_last, S },
     { ngx_string("named"), ngx_http_events_query_param_named, S },
+    { ngx_string("format"), ngx_http_events_query_param_format, S },
     { ngx_string("token"), ngx_http_events_query_param_token, L|S },
     { ngx_null_string, NULL, 0 }
 };
@@ -655,6 +658,31 @@ ngx_http_events_query_param_named(ngx_http_events_query_t *q, ngx_str_t *value,
 
     ngx_http_events_error(err, 400, "invalid_parameter", "param", NULL,
                           "named", "\"named\" must be 0 or 1");
+    return NGX_ERROR;
+}
+
+
+/* a stream's data: our envelope, or a structured CloudEvent */
+
+static ngx_int_t
+ngx_http_events_query_param_format(ngx_http_events_query_t *q,
+    ngx_str_t *value, ngx_pool_t *pool, ngx_http_events_error_t *err)
+{
+    if (value->len == 8 && ngx_strncmp(value->data, "envelope", 8) == 0) {
+        q->cloudevents = 0;
+        return NGX_OK;
+    }
+
+    if (value->len == 11
+        && ngx_strncmp(value->data, "cloudevents", 11) == 0)
+    {
+        q->cloudevents = 1;
+        return NGX_OK;
+    }
+
+    ngx_http_events_error(err, 400, "invalid_parameter", "param", NULL,
+                          "format", "\"format\" must be envelope or "
+                          "cloudevents");
     return NGX_ERROR;
 }
 

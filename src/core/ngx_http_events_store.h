@@ -149,6 +149,7 @@ typedef struct {
     unsigned                    any_tenant:1;
     unsigned                    has_after:1;
     unsigned                    named:1;
+    unsigned                    cloudevents:1;  /* streams: ?format= */
 } ngx_http_events_query_t;
 
 
@@ -419,10 +420,10 @@ void ngx_http_events_store_window(ngx_http_events_store_t *store,
     ngx_http_events_window_t *w);
 ngx_int_t ngx_http_events_store_get(ngx_http_events_store_t *store,
     ngx_str_t *tenant, ngx_str_t *id, ngx_pool_t *pool, ngx_str_t *json);
-ngx_uint_t ngx_http_events_store_match(ngx_http_events_query_t *q,
-    ngx_http_events_event_t *ev, ngx_str_t *json);
 ngx_int_t ngx_http_events_store_get_ring(ngx_http_events_store_t *store,
     ngx_str_t *tenant, ngx_str_t *id, ngx_pool_t *pool, ngx_str_t *json);
+ngx_uint_t ngx_http_events_store_match(ngx_http_events_query_t *q,
+    ngx_http_events_event_t *ev, ngx_str_t *json);
 ngx_int_t ngx_http_events_store_query(ngx_http_events_store_t *store,
     ngx_http_events_query_t *q, ngx_pool_t *pool,
     ngx_http_events_result_t *res);

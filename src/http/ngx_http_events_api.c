@@ -91,7 +91,7 @@ typedef struct {
     ngx_http_events_result_t           res;
     ngx_str_t                          json;
     void                              *handle;
-} ngx_http_events_api_remote_read_t;
+} ngx_http_events_api_fetch_t;
 
 
 static ngx_int_t ngx_http_events_api_collection(ngx_http_request_t *r,
@@ -158,12 +158,12 @@ static ngx_int_t ngx_http_events_api_get(ngx_http_request_t *r,
     ngx_str_t *tenant, ngx_str_t *id);
 static ngx_int_t ngx_http_events_api_get_answer(ngx_http_request_t *r,
     ngx_int_t rc, ngx_str_t *json);
-static ngx_int_t ngx_http_events_api_remote_read(ngx_http_request_t *r,
+static ngx_int_t ngx_http_events_api_fetch(ngx_http_request_t *r,
     ngx_http_events_store_t *store, ngx_http_events_query_t *q,
     ngx_http_events_window_t *w, ngx_str_t *tenant, ngx_str_t *id);
-static void ngx_http_events_api_remote_listed(void *data, ngx_int_t rc);
-static void ngx_http_events_api_remote_got(void *data, ngx_int_t rc);
-static void ngx_http_events_api_remote_read_cleanup(void *data);
+static void ngx_http_events_api_fetched_list(void *data, ngx_int_t rc);
+static void ngx_http_events_api_fetched_event(void *data, ngx_int_t rc);
+static void ngx_http_events_api_fetch_cleanup(void *data);
 static ngx_int_t ngx_http_events_api_types(ngx_http_request_t *r,
     ngx_str_t *tenant);
 static ngx_uint_t ngx_http_events_api_visible(ngx_http_request_t *r,
@@ -1137,14 +1137,6 @@ ngx_http_events_api_list(ngx_http_request_t *r, ngx_str_t *tenant,
         return ngx_http_events_http_send_error(r, &err, NULL);
     }
 
-    /* a cluster's log holds what left the ring: the page from there */
-    if (store->remote && !ngx_http_events_export_wanted(r)
-        && (q.desc ? q.before && q.before - 1 <= w.evicted_seq
-                   : q.after < w.evicted_seq))
-    {
-        return ngx_http_events_api_remote_read(r, store, &q, &w, NULL, NULL);
-    }
-
     if (ngx_http_events_export_wanted(r)) {
         if (q.has_after && q.after < w.evicted_seq) {
             return ngx_http_events_api_gone(r, key, &w, "after",
@@ -1155,6 +1147,14 @@ ngx_http_events_api_list(ngx_http_request_t *r, ngx_str_t *tenant,
         }
 
         return ngx_http_events_export_start(r, store, &q, &w);
+    }
+
+    /* a cluster's log holds what left the ring: the page from there */
+    if (store->remote
+        && (q.desc ? q.before && q.before - 1 <= w.evicted_seq
+                   : q.after < w.evicted_seq))
+    {
+        return ngx_http_events_api_fetch(r, store, &q, &w, NULL, NULL);
     }
 
     if (ngx_http_events_store_query_deferred(store, &q, r->pool, &res)
@@ -1173,8 +1173,8 @@ ngx_http_events_api_list(ngx_http_request_t *r, ngx_str_t *tenant,
                 && res.window.evicted_seq)))
     {
         /* the ring moved on meanwhile, or ran out before the page did */
-        return ngx_http_events_api_remote_read(r, store, &q, &res.window,
-                                               NULL, NULL);
+        return ngx_http_events_api_fetch(r, store, &q, &res.window, NULL,
+                                         NULL);
     }
 
     return ngx_http_events_api_list_answer(r, store, &q, &res);
@@ -1736,9 +1736,8 @@ ngx_http_events_api_get(ngx_http_request_t *r, ngx_str_t *tenant,
     }
 
     if (rc == NGX_DECLINED && store->remote) {
-        /* a cluster's log may still have what left the ring */
-        return ngx_http_events_api_remote_read(r, store, NULL, NULL, tenant,
-                                               id);
+        /* a cluster's log holds what left the ring */
+        return ngx_http_events_api_fetch(r, store, NULL, NULL, tenant, id);
     }
 
     return ngx_http_events_api_get_answer(r, rc, &json);
@@ -1773,14 +1772,14 @@ ngx_http_events_api_get_answer(ngx_http_request_t *r, ngx_int_t rc,
  */
 
 static ngx_int_t
-ngx_http_events_api_remote_read(ngx_http_request_t *r,
+ngx_http_events_api_fetch(ngx_http_request_t *r,
     ngx_http_events_store_t *store, ngx_http_events_query_t *q,
     ngx_http_events_window_t *w, ngx_str_t *tenant, ngx_str_t *id)
 {
     ngx_http_cleanup_t          *cln;
-    ngx_http_events_api_remote_read_t  *ar;
+    ngx_http_events_api_fetch_t  *ar;
 
-    ar = ngx_pcalloc(r->pool, sizeof(ngx_http_events_api_remote_read_t));
+    ar = ngx_pcalloc(r->pool, sizeof(ngx_http_events_api_fetch_t));
     cln = ngx_http_cleanup_add(r, 0);
     if (ar == NULL || cln == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -1794,19 +1793,19 @@ ngx_http_events_api_remote_read(ngx_http_request_t *r,
         ar->res.window = *w;
         ar->handle = store->remote->query(store->remote->data, &ar->q,
                                           &ar->res, r->pool,
-                                          ngx_http_events_api_remote_listed, ar);
+                                          ngx_http_events_api_fetched_list, ar);
 
     } else {
         ar->handle = store->remote->get(store->remote->data, tenant, id,
                                         &ar->json, r->pool,
-                                        ngx_http_events_api_remote_got, ar);
+                                        ngx_http_events_api_fetched_event, ar);
     }
 
     if (ar->handle == NULL) {
         return ngx_http_events_api_unavailable(r, NGX_DECLINED);
     }
 
-    cln->handler = ngx_http_events_api_remote_read_cleanup;
+    cln->handler = ngx_http_events_api_fetch_cleanup;
     cln->data = ar;
 
     r->main->count++;
@@ -1816,9 +1815,9 @@ ngx_http_events_api_remote_read(ngx_http_request_t *r,
 
 
 static void
-ngx_http_events_api_remote_listed(void *data, ngx_int_t rc)
+ngx_http_events_api_fetched_list(void *data, ngx_int_t rc)
 {
-    ngx_http_events_api_remote_read_t  *ar = data;
+    ngx_http_events_api_fetch_t  *ar = data;
 
     ngx_connection_t    *c;
     ngx_http_request_t  *r;
@@ -1843,9 +1842,9 @@ ngx_http_events_api_remote_listed(void *data, ngx_int_t rc)
 
 
 static void
-ngx_http_events_api_remote_got(void *data, ngx_int_t rc)
+ngx_http_events_api_fetched_event(void *data, ngx_int_t rc)
 {
-    ngx_http_events_api_remote_read_t  *ar = data;
+    ngx_http_events_api_fetch_t  *ar = data;
 
     ngx_connection_t    *c;
     ngx_http_request_t  *r;
@@ -1875,9 +1874,9 @@ ngx_http_events_api_remote_got(void *data, ngx_int_t rc)
 
 
 static void
-ngx_http_events_api_remote_read_cleanup(void *data)
+ngx_http_events_api_fetch_cleanup(void *data)
 {
-    ngx_http_events_api_remote_read_t  *ar = data;
+    ngx_http_events_api_fetch_t  *ar = data;
 
     if (ar->handle) {
         ar->store->remote->cancel_read(ar->handle);

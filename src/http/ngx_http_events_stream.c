@@ -34,6 +34,7 @@
 #include "ngx_http_events_cursor.h"
 #include "ngx_http_events_auth.h"
 #include "ngx_http_events_ws.h"
+#include "ngx_http_events_cloudevents.h"
 
 
 #define NGX_HTTP_EVENTS_STREAM_BUF      16384
@@ -93,6 +94,9 @@ static ngx_int_t ngx_http_events_sse_append(ngx_http_events_stream_ctx_t *ctx,
     u_char *data, size_t len);
 static ngx_int_t ngx_http_events_sse_event(ngx_http_events_stream_ctx_t *ctx,
     ngx_http_events_item_t *item);
+static ngx_int_t ngx_http_events_sse_cloudevent(
+    ngx_http_events_stream_ctx_t *ctx, ngx_http_events_item_t *item,
+    u_char *head, u_char *last);
 static ngx_int_t ngx_http_events_sse_control(
     ngx_http_events_stream_ctx_t *ctx, const char *name, u_char *id,
     u_char *json, size_t len);
@@ -666,10 +670,48 @@ ngx_http_events_sse_event(ngx_http_events_stream_ctx_t *ctx,
                    NGX_HTTP_EVENTS_CURSOR_LEN);
     p = ngx_cpymem(p, "\ndata: ", 7);
 
+    if (ctx->filter.cloudevents) {
+        return ngx_http_events_sse_cloudevent(ctx, item, head, p);
+    }
+
     if (ngx_http_events_sse_append(ctx, head, p - head) != NGX_OK
         || ngx_http_events_sse_append(ctx, item->json.data, item->json.len)
            != NGX_OK
         || ngx_http_events_sse_append(ctx, (u_char *) "\n\n", 2) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * ?format=cloudevents: the event as structured CloudEvents JSON, its
+ * attributes built on the stack, the envelope as its data
+ */
+
+static ngx_int_t
+ngx_http_events_sse_cloudevent(ngx_http_events_stream_ctx_t *ctx,
+    ngx_http_events_item_t *item, u_char *head, u_char *last)
+{
+    u_char                *p;
+    ngx_http_events_ce_t   ce;
+    u_char                 attrs[NGX_HTTP_EVENTS_CE_HEAD];
+
+    if (ngx_http_events_ce_parse(&item->json, &ce) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
+                      "events: event %uL cannot be a CloudEvent", item->seq);
+        return NGX_ERROR;
+    }
+
+    p = ngx_http_events_ce_head(attrs, &ce);
+
+    if (ngx_http_events_sse_append(ctx, head, last - head) != NGX_OK
+        || ngx_http_events_sse_append(ctx, attrs, p - attrs) != NGX_OK
+        || ngx_http_events_sse_append(ctx, item->json.data, item->json.len)
+           != NGX_OK
+        || ngx_http_events_sse_append(ctx, (u_char *) "}\n\n", 3) != NGX_OK)
     {
         return NGX_ERROR;
     }

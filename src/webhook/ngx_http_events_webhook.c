@@ -471,6 +471,10 @@ ngx_http_events_webhook_merge(ngx_http_events_webhook_endpoint_t *ep,
     }
 
     merged->rate_limit = spec->set_rate ? spec->rate_limit : ep->rate_limit;
+    merged->format = spec->set_format ? spec->format : ep->format;
+    merged->ordered = spec->set_ordered ? spec->ordered : ep->ordered;
+    merged->max_inflight = spec->set_max_inflight ? spec->max_inflight
+                                                  : ep->max_inflight;
 }
 
 
@@ -771,6 +775,11 @@ ngx_http_events_webhook_attempts(ngx_http_events_store_t *store,
 
         a = (ngx_http_events_webhook_attempt_t *)
                 (ep->log + (n % ep->log_size) * ep->log_entry);
+
+        if (a->n != n + 1) {
+            /* never written: the log was restored with fewer */
+            break;
+        }
 
         copy = ngx_array_push(out);
 
@@ -1147,6 +1156,9 @@ ngx_http_events_webhook_set(ngx_http_events_store_t *store,
     ep->npatterns = (u_char) spec->npatterns;
     ep->nheaders = (u_char) spec->nheaders;
     ep->rate_limit = (uint32_t) spec->rate_limit;
+    ep->format = (u_char) spec->format;
+    ep->ordered = spec->ordered;
+    ep->max_inflight = (uint32_t) spec->max_inflight;
 
     if (ep->blob) {
         ngx_slab_free_locked(store->shpool, ep->blob);
@@ -1261,6 +1273,9 @@ ngx_http_events_webhook_view(ngx_http_events_webhook_endpoint_t *ep,
     }
 
     spec->rate_limit = ep->rate_limit;
+    spec->format = ep->format;
+    spec->ordered = ep->ordered;
+    spec->max_inflight = ep->max_inflight;
     spec->is_static = ep->is_static;
     spec->is_handler = ep->is_handler;
     spec->enabled = !ep->disabled;

@@ -26,6 +26,12 @@
 #define NGX_HTTP_EVENTS_WH_MAX_PATTERNS     16
 #define NGX_HTTP_EVENTS_WH_MAX_HEADERS      16
 #define NGX_HTTP_EVENTS_WH_MAX_SECRET       64
+#define NGX_HTTP_EVENTS_WH_MAX_INFLIGHT     1000
+
+/* an endpoint's format: what its deliveries' bodies and headers are */
+#define NGX_HTTP_EVENTS_WH_ENVELOPE         0
+#define NGX_HTTP_EVENTS_WH_CE_BINARY        1   /* "cloudevents" */
+#define NGX_HTTP_EVENTS_WH_CE_STRUCTURED    2
 
 /* error codes of the attempt log */
 #define NGX_HTTP_EVENTS_E_NONE              0
@@ -55,6 +61,7 @@ struct ngx_http_events_webhook_conf_s {
     ngx_uint_t                  max_endpoints;
     ngx_flag_t                  allow_private;
     ngx_flag_t                  https_only;
+    ngx_flag_t                  meta_events;
     ngx_array_t                *allow;          /* ngx_cidr_t */
     ngx_str_t                   location;       /* the internal one */
 };
@@ -76,6 +83,8 @@ typedef struct {
     size_t                      secret_len;
     size_t                      previous_len;
     ngx_uint_t                  rate_limit;
+    ngx_uint_t                  format;
+    ngx_uint_t                  max_inflight;   /* 0: the location's */
     void                       *ctx;            /* a handler's server */
 
     unsigned                    is_static:1;
@@ -87,6 +96,10 @@ typedef struct {
     unsigned                    set_headers:1;
     unsigned                    set_enabled:1;
     unsigned                    set_rate:1;
+    unsigned                    ordered:1;
+    unsigned                    set_format:1;
+    unsigned                    set_ordered:1;
+    unsigned                    set_max_inflight:1;
 } ngx_http_events_webhook_spec_t;
 
 
@@ -163,6 +176,7 @@ char *ngx_http_events_webhook_pool_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
 extern const char  *ngx_http_events_webhook_errors[];
+extern const char  *ngx_http_events_webhook_formats[];
 
 
 #endif /* _NGX_HTTP_EVENTS_WEBHOOK_H_INCLUDED_ */

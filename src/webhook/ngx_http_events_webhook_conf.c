@@ -52,6 +52,7 @@ ngx_http_events_webhook_conf_init(ngx_http_events_webhook_conf_t *whcf)
     whcf->max_endpoints = NGX_CONF_UNSET_UINT;
     whcf->allow_private = NGX_CONF_UNSET;
     whcf->https_only = NGX_CONF_UNSET;
+    whcf->meta_events = NGX_CONF_UNSET;
     whcf->allow = NGX_CONF_UNSET_PTR;
 }
 
@@ -99,6 +100,7 @@ ngx_http_events_webhook_conf_merge(ngx_conf_t *cf,
     ngx_conf_merge_uint_value(conf->max_endpoints, prev->max_endpoints, 100);
     ngx_conf_merge_value(conf->allow_private, prev->allow_private, 0);
     ngx_conf_merge_value(conf->https_only, prev->https_only, 0);
+    ngx_conf_merge_value(conf->meta_events, prev->meta_events, 0);
     ngx_conf_merge_ptr_value(conf->allow, prev->allow, NULL);
     ngx_conf_merge_str_value(conf->location, prev->location,
                              "/_events_webhook");
@@ -309,6 +311,43 @@ ngx_http_events_webhook_conf_static(ngx_conf_t *cf, ngx_command_t *cmd,
             }
 
             spec->rate_limit = n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "format=", 7) == 0) {
+            for (n = 0; ngx_http_events_webhook_formats[n]; n++) {
+                if (value[i].len - 7
+                    == ngx_strlen(ngx_http_events_webhook_formats[n])
+                    && ngx_strncmp(value[i].data + 7,
+                                   ngx_http_events_webhook_formats[n],
+                                   value[i].len - 7) == 0)
+                {
+                    break;
+                }
+            }
+
+            if (ngx_http_events_webhook_formats[n] == NULL) {
+                goto invalid;
+            }
+
+            spec->format = n;
+            continue;
+        }
+
+        if (value[i].len == 7
+            && ngx_strncmp(value[i].data, "ordered", 7) == 0)
+        {
+            spec->ordered = 1;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "max_in_flight=", 14) == 0) {
+            n = ngx_atoi(value[i].data + 14, value[i].len - 14);
+            if (n < 1 || n > NGX_HTTP_EVENTS_WH_MAX_INFLIGHT) {
+                goto invalid;
+            }
+
+            spec->max_inflight = n;
             continue;
         }
 

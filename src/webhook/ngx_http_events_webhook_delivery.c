@@ -21,6 +21,7 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
+#include <jansson.h>
 
 
 #include "ngx_http_events_module.h"
@@ -33,6 +34,10 @@
 
 static ngx_int_t ngx_http_events_webhook_delivery_vet(
     ngx_http_events_webhook_job_t *job);
+static ngx_int_t ngx_http_events_webhook_delivery_cloudevent(
+    ngx_http_events_webhook_job_t *job);
+static ngx_int_t ngx_http_events_webhook_delivery_ce_headers(
+    ngx_http_events_webhook_job_t *job, ngx_http_request_t *r);
 static void ngx_http_events_webhook_delivery_resolved(ngx_resolver_ctx_t *ctx);
 static ngx_int_t ngx_http_events_webhook_delivery_pin(
     ngx_http_events_webhook_job_t *job, struct sockaddr *sa, socklen_t socklen);
@@ -59,6 +64,11 @@ static ngx_uint_t ngx_http_events_webhook_delivery_v4_blocked(in_addr_t a);
 
 
 static ngx_http_output_body_filter_pt  ngx_http_next_body_filter;
+
+
+const char  *ngx_http_events_webhook_formats[] = {
+    "envelope", "cloudevents", "cloudevents-structured", NULL
+};
 
 
 const char  *ngx_http_events_webhook_errors[] = {
@@ -107,10 +117,54 @@ ngx_http_events_webhook_delivery_send(ngx_http_events_webhook_job_t *job)
         }
     }
 
+    if (job->format != NGX_HTTP_EVENTS_WH_ENVELOPE && !job->handler
+        && ngx_http_events_webhook_delivery_cloudevent(job) != NGX_OK)
+    {
+        ngx_http_events_webhook_delivery_fail(job, NGX_HTTP_EVENTS_E_INTERNAL,
+                                              "cannot map the event to a "
+                                              "CloudEvent");
+        return;
+    }
+
     if (ngx_http_events_webhook_delivery_vet(job) != NGX_OK) {
         ngx_http_events_webhook_delivery_fail(job, NGX_HTTP_EVENTS_E_INTERNAL,
                                               "cannot create the subrequest");
     }
+}
+
+
+/*
+ * CloudEvents: the attributes from the envelope; in structured mode the
+ * body becomes the event, which is what is signed
+ */
+
+static ngx_int_t
+ngx_http_events_webhook_delivery_cloudevent(ngx_http_events_webhook_job_t *job)
+{
+    u_char  *p, *body;
+
+    if (ngx_http_events_ce_parse(&job->body, &job->ce) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (job->format == NGX_HTTP_EVENTS_WH_CE_BINARY) {
+        return NGX_OK;
+    }
+
+    body = ngx_pnalloc(job->pool, NGX_HTTP_EVENTS_CE_HEAD + job->body.len
+                                  + 1);
+    if (body == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_http_events_ce_head(body, &job->ce);
+    p = ngx_cpymem(p, job->body.data, job->body.len);
+    *p++ = '}';
+
+    job->body.data = body;
+    job->body.len = p - body;
+
+    return NGX_OK;
 }
 
 
@@ -602,7 +656,12 @@ ngx_http_events_webhook_delivery_headers(ngx_http_events_webhook_job_t *job,
 
     ts = ngx_time();
 
-    ngx_str_set(&v, "application/json");
+    if (job->format == NGX_HTTP_EVENTS_WH_CE_STRUCTURED && !job->handler) {
+        ngx_str_set(&v, "application/cloudevents+json; charset=utf-8");
+
+    } else {
+        ngx_str_set(&v, "application/json");
+    }
     if (ngx_http_events_webhook_delivery_header(r, "content-type", NULL,
                                                 &v) != NGX_OK) {
         return NGX_ERROR;
@@ -702,8 +761,23 @@ unsigned_headers:
         return NGX_ERROR;
     }
 
+    if (job->format == NGX_HTTP_EVENTS_WH_CE_BINARY && !job->handler
+        && ngx_http_events_webhook_delivery_ce_headers(job, r) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     /* custom headers never override ours (the API refuses them too) */
     for (i = 0; i < job->nheaders; i++) {
+
+        if (job->format == NGX_HTTP_EVENTS_WH_CE_BINARY
+            && job->hnames[i].len > 3
+            && ngx_strncasecmp(job->hnames[i].data, (u_char *) "ce-", 3)
+               == 0)
+        {
+            continue;
+        }
+
         for (j = 0; ours[j]; j++) {
             if (job->hnames[i].len == ngx_strlen(ours[j])
                 && ngx_strncasecmp(job->hnames[i].data, (u_char *) ours[j],
@@ -725,6 +799,121 @@ unsigned_headers:
         }
     }
 
+    return NGX_OK;
+}
+
+
+/*
+ * Binary mode: each attribute a ce-* header, its value decoded from
+ * JSON and percent-encoded as the HTTP binding says (space, '"', '%'
+ * and all but printable ASCII)
+ */
+
+static ngx_int_t
+ngx_http_events_webhook_delivery_ce_headers(ngx_http_events_webhook_job_t *job,
+    ngx_http_request_t *r)
+{
+    u_char       *p;
+    size_t        len;
+    json_t       *j;
+    ngx_str_t     v, source;
+    ngx_uint_t    i;
+    const char   *s;
+
+    static u_char  hex[] = "0123456789ABCDEF";
+
+    struct {
+        char       *name;
+        ngx_str_t  *token;
+    }  attrs[] = {
+        { "ce-id", &job->ce.id },
+        { "ce-source", &source },
+        { "ce-type", &job->ce.type },
+        { "ce-time", &job->ce.time },
+        { "ce-subject", &job->ce.subject },
+        { "ce-tenantid", &job->ce.tenant },
+    };
+
+    ngx_str_set(&v, "1.0");
+    if (ngx_http_events_webhook_delivery_header(r, "ce-specversion", NULL, &v)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    /* the URI-reference, as a JSON string for the loop below */
+    p = ngx_pnalloc(r->pool, 3 * 1024 + sizeof("\"/events\""));
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    source.data = p;
+    *p++ = '"';
+    p = ngx_http_events_ce_source(p, &job->ce);
+    *p++ = '"';
+    source.len = p - source.data;
+
+    for (i = 0; i < sizeof(attrs) / sizeof(attrs[0]); i++) {
+
+        if (attrs[i].token->len == 0) {
+            continue;
+        }
+
+        j = json_loadb((char *) attrs[i].token->data, attrs[i].token->len,
+                       JSON_DECODE_ANY, NULL);
+
+        if (j == NULL || !json_is_string(j)) {
+            json_decref(j);
+            return NGX_ERROR;
+        }
+
+        s = json_string_value(j);
+        len = json_string_length(j);
+
+        p = ngx_pnalloc(r->pool, len * 3);
+        if (p == NULL) {
+            json_decref(j);
+            return NGX_ERROR;
+        }
+
+        v.data = p;
+
+        while (len--) {
+            if ((u_char) *s <= 0x20 || (u_char) *s >= 0x7f || *s == '"'
+                || *s == '%')
+            {
+                *p++ = '%';
+                *p++ = hex[(u_char) *s >> 4];
+                *p++ = hex[(u_char) *s & 0xf];
+
+            } else {
+                *p++ = *s;
+            }
+
+            s++;
+        }
+
+        v.len = p - v.data;
+        json_decref(j);
+
+        if (ngx_http_events_webhook_delivery_header(r, attrs[i].name, NULL,
+                                                    &v)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (job->ce.seq.len) {
+        if (ngx_http_events_webhook_delivery_header(r, "ce-seq", NULL,
+                                                    &job->ce.seq)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    /* datacontenttype is the Content-Type in this mode */
     return NGX_OK;
 }
 

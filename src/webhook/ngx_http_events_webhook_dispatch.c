@@ -91,6 +91,9 @@ static void ngx_http_events_webhook_dispatch_scan(
     ngx_http_events_scratch_t *scratch);
 static ngx_uint_t ngx_http_events_webhook_dispatch_reserve(
     ngx_http_events_store_t *store, ngx_uint_t n);
+static ngx_http_events_webhook_delivery_t *
+    ngx_http_events_webhook_dispatch_first(
+    ngx_http_events_webhook_endpoint_t *ep);
 static ngx_http_events_webhook_job_t *ngx_http_events_webhook_dispatch_take(
     ngx_http_events_store_t *store, ngx_http_events_webhook_endpoint_t *ep);
 static void ngx_http_events_webhook_dispatch_give(
@@ -827,6 +830,7 @@ ngx_http_events_webhook_dispatch_next(ngx_http_events_store_t *store,
     ngx_http_events_webhook_sh_t *wh, ngx_http_events_webhook_tenant_t *tn,
     uint64_t now)
 {
+    ngx_uint_t                           max;
     ngx_queue_t                         *q, *dq;
     ngx_http_events_webhook_job_t       *job;
     ngx_http_events_webhook_conf_t      *whcf;
@@ -841,25 +845,43 @@ ngx_http_events_webhook_dispatch_next(ngx_http_events_store_t *store,
     {
         ep = ngx_queue_data(q, ngx_http_events_webhook_endpoint_t, tqueue);
 
-        if (ep->disabled || ep->paused_until_ms > now
-            || ep->inflight >= whcf->endpoint_concurrency)
-        {
+        /* maxInFlight or the location's, within the global cap */
+        max = ep->ordered ? 1
+                          : ep->max_inflight ? ep->max_inflight
+                                             : whcf->endpoint_concurrency;
+
+        if (ep->disabled || ep->paused_until_ms > now || ep->inflight >= max) {
             continue;
         }
 
-        for (dq = ngx_queue_head(&ep->deliveries);
-             dq != ngx_queue_sentinel(&ep->deliveries);
-             dq = ngx_queue_next(dq))
-        {
-            d = ngx_queue_data(dq, ngx_http_events_webhook_delivery_t, queue);
+        if (ep->ordered) {
+            /* the lowest seq not done goes first, or nothing goes */
+            d = ngx_http_events_webhook_dispatch_first(ep);
 
-            if (d->state == NGX_HTTP_EVENTS_WH_QUEUED && d->next_ms <= now) {
-                break;
+            if (d == NULL || d->state != NGX_HTTP_EVENTS_WH_QUEUED
+                || d->next_ms > now)
+            {
+                continue;
             }
-        }
 
-        if (dq == ngx_queue_sentinel(&ep->deliveries)) {
-            continue;
+        } else {
+            for (dq = ngx_queue_head(&ep->deliveries);
+                 dq != ngx_queue_sentinel(&ep->deliveries);
+                 dq = ngx_queue_next(dq))
+            {
+                d = ngx_queue_data(dq, ngx_http_events_webhook_delivery_t,
+                                   queue);
+
+                if (d->state == NGX_HTTP_EVENTS_WH_QUEUED
+                    && d->next_ms <= now)
+                {
+                    break;
+                }
+            }
+
+            if (dq == ngx_queue_sentinel(&ep->deliveries)) {
+                continue;
+            }
         }
 
         /* rateLimit: a virtual schedule, one slot per 1/rate s */
@@ -898,6 +920,34 @@ ngx_http_events_webhook_dispatch_next(ngx_http_events_store_t *store,
     }
 
     return NULL;
+}
+
+
+/*
+ * An ordered endpoint's next delivery: the lowest seq in its queue,
+ * whatever its state (a replay may queue seqs below the live ones).
+ */
+
+static ngx_http_events_webhook_delivery_t *
+ngx_http_events_webhook_dispatch_first(ngx_http_events_webhook_endpoint_t *ep)
+{
+    ngx_queue_t                         *q;
+    ngx_http_events_webhook_delivery_t  *d, *first;
+
+    first = NULL;
+
+    for (q = ngx_queue_head(&ep->deliveries);
+         q != ngx_queue_sentinel(&ep->deliveries);
+         q = ngx_queue_next(q))
+    {
+        d = ngx_queue_data(q, ngx_http_events_webhook_delivery_t, queue);
+
+        if (first == NULL || d->seq < first->seq) {
+            first = d;
+        }
+    }
+
+    return first;
 }
 
 
@@ -1107,6 +1157,7 @@ ngx_http_events_webhook_dispatch_take(ngx_http_events_store_t *store,
     job->excerpt_size = ep->excerpt_size;
     job->done = ngx_http_events_webhook_dispatch_done;
     job->vet = !ep->is_static;
+    job->format = ep->format;
     job->handler = ep->is_handler;
     job->ctx = store->wh_ctx;
 
@@ -1506,6 +1557,7 @@ static void
 ngx_http_events_webhook_dispatch_done(ngx_http_events_webhook_job_t *job)
 {
     u_char                               buf[NGX_HTTP_EVENTS_WH_ATTEMPT];
+    u_char                               disabled;
     uint64_t                             now;
     ngx_str_t                            shared;
     ngx_http_events_store_t             *store;
@@ -1535,9 +1587,17 @@ ngx_http_events_webhook_dispatch_done(ngx_http_events_webhook_job_t *job)
     ep = ngx_http_events_webhook_find(wh, &job->tenant, &job->endpoint);
 
     if (ep) {
+        disabled = ep->disabled;
+
         ngx_http_events_webhook_dispatch_outcome(store, wh, ep, job, now, a);
         ngx_http_events_webhook_dispatch_log(ep, job, a);
         wh->version++;
+
+        if (!disabled && ep->disabled) {
+            job->meta_disabled = 1;
+            job->meta_reason = ep->disabled;
+            ep->meta_failed = 1;
+        }
 
         if (shared.data && ep->log_size
             && ep->log_entry <= offsetof(ngx_http_events_webhook_attempt_t,
@@ -1578,6 +1638,12 @@ ngx_http_events_webhook_dispatch_done(ngx_http_events_webhook_job_t *job)
         store->wh_inflight--;
     }
 
+    if (store->whcf->meta_events && !job->handler
+        && (job->meta_disabled || job->meta_exhausted || job->meta_recovered))
+    {
+        ngx_http_events_webhook_meta(job);
+    }
+
     ngx_http_events_webhook_dispatch_give(job);
 
     /* a slot is free: more may be due */
@@ -1605,6 +1671,12 @@ ngx_http_events_webhook_dispatch_outcome(ngx_http_events_store_t *store,
         ep->last_success_ms = now;
         ep->failing_since_ms = 0;
         a->result = NGX_HTTP_EVENTS_WH_SUCCEEDED;
+
+        if (ep->meta_failed) {
+            /* the first success after an exhausted delivery or a disable */
+            ep->meta_failed = 0;
+            job->meta_recovered = 1;
+        }
 
         if (d) {
             ngx_http_events_webhook_dequeue(store, ep, d);
@@ -1715,6 +1787,14 @@ ngx_http_events_webhook_dispatch_final(ngx_http_events_store_t *store,
 
     } else if (job->status == 410 || job->disable || d->attempts > nretry) {
         a->result = NGX_HTTP_EVENTS_WH_FAILED_FINAL;
+
+        /* a meta event's own failure makes no other: no chain */
+        if (!(job->type.len > 8
+              && ngx_strncmp(job->type.data, "webhook.", 8) == 0))
+        {
+            job->meta_exhausted = 1;
+            ep->meta_failed = 1;
+        }
 
     } else {
         return 0;
@@ -1851,8 +1931,10 @@ ngx_http_events_webhook_dispatch_log(ngx_http_events_webhook_endpoint_t *ep,
     a->detail_len = (u_char) job->detail_len;
     ngx_memcpy(a->detail, job->detail, job->detail_len);
 
-    a->ctype_len = (u_char) ngx_min(job->ctype.len, sizeof(a->ctype));
-    ngx_memcpy(a->ctype, job->ctype.data, a->ctype_len);
+    /* the receiver's bytes, shown as JSON: valid UTF-8 as the excerpt */
+    a->ctype_len = (u_char) ngx_http_events_webhook_dispatch_utf8(
+                                a->ctype, sizeof(a->ctype), job->ctype.data,
+                                job->ctype.len);
 
     a->excerpt_len = (uint16_t) ngx_http_events_webhook_dispatch_utf8(
                                     a->excerpt, ep->excerpt_size,

@@ -21,6 +21,7 @@
 #include <jansson.h>
 
 #include "ngx_http_events_store.h"
+#include "ngx_http_events_cloudevents.h"
 #include "ngx_http_events_webhook.h"
 
 
@@ -194,7 +195,11 @@ typedef struct {
     u_char                          seen;           /* static: still in conf */
     u_char                          disabled;       /* a reason, or 0 */
     u_char                          last_error;
+    u_char                          meta_failed;    /* recovered is due */
     uint32_t                        rate_limit;     /* per second, 0: none */
+    u_char                          format;
+    u_char                          ordered;        /* one at a time */
+    uint32_t                        max_inflight;   /* 0: the location's */
     uint64_t                        tokens_ms;      /* the bucket, in time */
 
     uint64_t                        created_ms;
@@ -324,6 +329,8 @@ struct ngx_http_events_webhook_job_s {
     unsigned                         claimed:1;     /* a cluster's: ours */
     unsigned                         handler:1;      /* url is a location */
     unsigned                         vet:1;          /* check the address */
+    ngx_uint_t                       format;
+    ngx_http_events_ce_t             ce;             /* format cloudevents */
 
     /* where it went and what came back */
     ngx_http_events_webhook_conf_t  *whcf;
@@ -347,6 +354,12 @@ struct ngx_http_events_webhook_job_s {
     unsigned                         https:1;
     unsigned                         answered:1;
     unsigned                         tls_failed:1;   /* seen by the pool */
+
+    /* meta events this attempt caused, sent once the lock is released */
+    unsigned                         meta_disabled:1;
+    unsigned                         meta_exhausted:1;
+    unsigned                         meta_recovered:1;
+    ngx_uint_t                       meta_reason;    /* why disabled */
     unsigned                         disable:1;  /* webhook-delivery: disable */
     unsigned                         abort:1;        /* ...: abort-message */
     u_char                          *excerpt;
@@ -375,6 +388,10 @@ struct ngx_http_events_webhook_jobs_s {
     u_char                          *scan_mem;
     size_t                           scan_size;
 };
+
+
+/* ngx_http_events_webhook_meta.c */
+void ngx_http_events_webhook_meta(ngx_http_events_webhook_job_t *job);
 
 
 /* ngx_http_events_webhook.c: the endpoints, each call locks and unlocks */

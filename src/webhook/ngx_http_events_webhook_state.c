@@ -33,6 +33,10 @@
 
 #define NGX_HTTP_EVENTS_WH_STATE_VERSION  1
 
+/* the attempt log on disk: the newest attempts, their excerpts cut */
+#define NGX_HTTP_EVENTS_WH_STATE_LOG      64
+#define NGX_HTTP_EVENTS_WH_STATE_EXCERPT  256
+
 
 static size_t ngx_http_events_webhook_state_size(
     ngx_http_events_webhook_sh_t *wh);
@@ -50,6 +54,12 @@ static ngx_int_t ngx_http_events_webhook_state_endpoint(
 static void ngx_http_events_webhook_state_history(
     ngx_http_events_store_t *store, ngx_http_events_webhook_endpoint_t *ep,
     json_t *o, ngx_str_t *id, ngx_log_t *log);
+static u_char *ngx_http_events_webhook_state_log(u_char *p,
+    ngx_http_events_webhook_endpoint_t *ep);
+static void ngx_http_events_webhook_state_attempts(
+    ngx_http_events_webhook_endpoint_t *ep, json_t *log);
+static size_t ngx_http_events_webhook_state_bytes(json_t *v, u_char *to,
+    size_t max);
 static ngx_int_t ngx_http_events_webhook_state_path(
     ngx_http_events_store_t *store, const char *name, u_char *buf, size_t size);
 
@@ -395,10 +405,19 @@ ngx_http_events_webhook_state_size(ngx_http_events_webhook_sh_t *wh)
         size += 6 * (ep->id_len + ep->tenant_len + ep->blob_len)
                 + 4 * (4 + ep->npatterns + 2 * ep->nheaders)
                 + 2 * ngx_base64_encoded_length(NGX_HTTP_EVENTS_WH_MAX_SECRET)
-                + 256 + 16 * (NGX_INT64_LEN + 1)
+                + 256 + 20 * (NGX_INT64_LEN + 1)
                 + ep->nskips * (2 * NGX_INT64_LEN + 4)
                 + NGX_HTTP_EVENTS_WH_FAILED * (NGX_INT64_LEN + 1)
-                + ep->pending * (5 * NGX_INT64_LEN + 8);
+                + ep->pending * (5 * NGX_INT64_LEN + 8)
+                + ngx_min(ep->log_size, NGX_HTTP_EVENTS_WH_STATE_LOG)
+                  * (12 * (NGX_INT64_LEN + 1)
+                     + 6 * (26 + NGX_HTTP_EVENTS_MAX_ID
+                            + NGX_HTTP_EVENTS_MAX_TYPE)
+                     + ngx_base64_encoded_length(96)
+                     + ngx_base64_encoded_length(64)
+                     + ngx_base64_encoded_length(
+                           NGX_HTTP_EVENTS_WH_STATE_EXCERPT)
+                     + 32);
     }
 
     return size;
@@ -488,6 +507,10 @@ ngx_http_events_webhook_state_text(ngx_http_events_store_t *store,
                         (int64_t) ep->failed, (int64_t) ep->expired,
                         (int64_t) ep->scan_seq);
 
+        /* format, ordered, maxInFlight: absent from older files */
+        p = ngx_sprintf(p, ",\"opts\":[%L,%L,%L]", (int64_t) ep->format,
+                        (int64_t) ep->ordered, (int64_t) ep->max_inflight);
+
         p = ngx_cpymem(p, ",\"skips\":[", 10);
 
         for (i = 0; i < ep->nskips; i++) {
@@ -520,6 +543,8 @@ ngx_http_events_webhook_state_text(ngx_http_events_store_t *store,
                             (int64_t) d->trigger);
         }
 
+        p = ngx_cpymem(p, "],\"log\":[", 9);
+        p = ngx_http_events_webhook_state_log(p, ep);
         p = ngx_cpymem(p, "]}", 2);
     }
 
@@ -769,7 +794,7 @@ ngx_http_events_webhook_state_endpoint(ngx_http_events_store_t *store,
     ngx_http_events_webhook_sh_t *wh, json_t *o, ngx_log_t *log)
 {
     json_t                              *nums;
-    json_int_t                           f[15];
+    json_int_t                           f[15], g[3];
     ngx_http_events_webhook_spec_t       spec;
     ngx_http_events_webhook_endpoint_t  *ep;
 
@@ -791,6 +816,21 @@ ngx_http_events_webhook_state_endpoint(ngx_http_events_store_t *store,
     spec.is_handler = f[2] ? 1 : 0;
     spec.enabled = f[3] ? 0 : 1;
     spec.rate_limit = (ngx_uint_t) f[4];
+
+    if (json_unpack(json_object_get(o, "opts"), "[III]", &g[0], &g[1],
+                    &g[2])
+        == 0)
+    {
+        if (g[0] < 0 || g[0] > NGX_HTTP_EVENTS_WH_CE_STRUCTURED
+            || g[2] < 0 || g[2] > NGX_HTTP_EVENTS_WH_MAX_INFLIGHT)
+        {
+            goto invalid;
+        }
+
+        spec.format = (ngx_uint_t) g[0];
+        spec.ordered = g[1] ? 1 : 0;
+        spec.max_inflight = (ngx_uint_t) g[2];
+    }
 
     ep = ngx_http_events_webhook_create_locked(store, wh, &spec, store->whcf);
     if (ep == NULL) {
@@ -967,6 +1007,8 @@ ngx_http_events_webhook_state_history(ngx_http_events_store_t *store,
         dl->next_ms = (uint64_t) d[2];
     }
 
+    ngx_http_events_webhook_state_attempts(ep, json_object_get(o, "log"));
+
     if (lost) {
         ngx_log_error(NGX_LOG_WARN, log, 0,
                       "events zone \"%V\": %ui deliveries of webhook "
@@ -974,6 +1016,175 @@ ngx_http_events_webhook_state_history(ngx_http_events_store_t *store,
                       "scanned again from seq %uL", &store->name, lost,
                       id, ep->scan_seq);
     }
+}
+
+
+/*
+ * The newest attempts of the log, oldest first; the binary parts (the
+ * answer's content type and excerpt, the detail) in base64, so the
+ * file stays valid JSON whatever a receiver sent.
+ */
+
+static u_char *
+ngx_http_events_webhook_state_log(u_char *p,
+    ngx_http_events_webhook_endpoint_t *ep)
+{
+    size_t                              len;
+    uint64_t                            n, oldest;
+    ngx_http_events_webhook_attempt_t  *a;
+
+    if (ep->log_size == 0) {
+        return p;
+    }
+
+    oldest = ep->log_next > ep->log_size ? ep->log_next - ep->log_size : 0;
+    if (ep->log_next - oldest > NGX_HTTP_EVENTS_WH_STATE_LOG) {
+        oldest = ep->log_next - NGX_HTTP_EVENTS_WH_STATE_LOG;
+    }
+
+    for (n = oldest; n < ep->log_next; n++) {
+        a = (ngx_http_events_webhook_attempt_t *)
+                (ep->log + (n % ep->log_size) * ep->log_entry);
+
+        /* cut on a character's start: the excerpt is valid UTF-8 */
+        len = ngx_min(a->excerpt_len, NGX_HTTP_EVENTS_WH_STATE_EXCERPT);
+
+        while (len && len < a->excerpt_len
+               && (a->excerpt[len] & 0xc0) == 0x80)
+        {
+            len--;
+        }
+
+        p = ngx_sprintf(p, "%s[%L,%L,%L,%L,%L,%L,%L,%L,%L,%L,%L,",
+                        n == oldest ? "" : ",",
+                        (int64_t) a->n, (int64_t) a->seq,
+                        (int64_t) a->started_ms, (int64_t) a->next_ms,
+                        (int64_t) a->retry_after_ms,
+                        (int64_t) a->duration_ms, (int64_t) a->http_status,
+                        (int64_t) a->attempt, (int64_t) a->trigger,
+                        (int64_t) a->result, (int64_t) a->error);
+        p = ngx_http_events_webhook_state_str(p, a->aid, 26);
+        *p++ = ',';
+        p = ngx_http_events_webhook_state_str(p, a->event_id,
+                                              a->event_id_len);
+        *p++ = ',';
+        p = ngx_http_events_webhook_state_str(p, a->type, a->type_len);
+        *p++ = ',';
+        p = ngx_http_events_webhook_state_b64(p, a->detail, a->detail_len);
+        *p++ = ',';
+        p = ngx_http_events_webhook_state_b64(p, a->ctype, a->ctype_len);
+        *p++ = ',';
+        p = ngx_http_events_webhook_state_b64(p, a->excerpt, len);
+        *p++ = ']';
+    }
+
+    return p;
+}
+
+
+/* the attempts back into the log, each in its slot by its number */
+
+static void
+ngx_http_events_webhook_state_attempts(ngx_http_events_webhook_endpoint_t *ep,
+    json_t *log)
+{
+    size_t                              i;
+    json_t                             *v, *detail, *ctype, *excerpt;
+    json_int_t                          f[11];
+    const char                         *aid, *id, *type;
+    ngx_http_events_webhook_attempt_t  *a;
+
+    if (ep->log_size == 0 || !json_is_array(log)) {
+        return;
+    }
+
+    json_array_foreach(log, i, v) {
+        if (json_unpack(v, "[IIIIIIIIIIIsssooo]", &f[0], &f[1], &f[2],
+                        &f[3], &f[4], &f[5], &f[6], &f[7], &f[8], &f[9],
+                        &f[10], &aid, &id, &type, &detail, &ctype, &excerpt)
+            != 0
+            || f[0] < 1 || ngx_strlen(aid) != 26
+            || ngx_strlen(id) > NGX_HTTP_EVENTS_MAX_ID
+            || ngx_strlen(type) > NGX_HTTP_EVENTS_MAX_TYPE
+            || f[10] < 0 || f[10] >= NGX_HTTP_EVENTS_E_MAX)
+        {
+            continue;
+        }
+
+        a = (ngx_http_events_webhook_attempt_t *)
+                (ep->log + ((uint64_t) (f[0] - 1) % ep->log_size)
+                           * ep->log_entry);
+
+        ngx_memzero(a, offsetof(ngx_http_events_webhook_attempt_t, excerpt));
+
+        a->n = (uint64_t) f[0];
+        a->seq = (uint64_t) f[1];
+        a->started_ms = (uint64_t) f[2];
+        a->next_ms = (uint64_t) f[3];
+        a->retry_after_ms = (uint64_t) f[4];
+        a->duration_ms = (uint32_t) f[5];
+        a->http_status = (uint16_t) f[6];
+        a->attempt = (u_char) f[7];
+        a->trigger = (u_char) f[8];
+        a->result = (u_char) f[9];
+        a->error = (u_char) f[10];
+        ngx_memcpy(a->aid, aid, 26);
+
+        a->event_id_len = (u_char) ngx_strlen(id);
+        ngx_memcpy(a->event_id, id, a->event_id_len);
+        a->type_len = (u_char) ngx_strlen(type);
+        ngx_memcpy(a->type, type, a->type_len);
+
+        /* the excerpt cut to this log's size, as dispatch_log would */
+        a->detail_len = (u_char) ngx_http_events_webhook_state_bytes(detail,
+                                                  a->detail,
+                                                  sizeof(a->detail));
+        a->ctype_len = (u_char) ngx_http_events_webhook_state_bytes(ctype,
+                                                  a->ctype,
+                                                  sizeof(a->ctype));
+        a->excerpt_len = (uint16_t) ngx_http_events_webhook_state_bytes(
+                                                  excerpt, a->excerpt,
+                                                  ep->excerpt_size);
+
+        ep->log_next = ngx_max(ep->log_next, a->n);
+    }
+}
+
+
+/* base64 bytes of the log into at most max, cut on a UTF-8 start */
+
+static size_t
+ngx_http_events_webhook_state_bytes(json_t *v, u_char *to, size_t max)
+{
+    size_t     len;
+    ngx_str_t  src, dst;
+    u_char     buf[ngx_base64_decoded_length(ngx_base64_encoded_length(
+                   NGX_HTTP_EVENTS_WH_STATE_EXCERPT)) + 4];
+
+    if (!json_is_string(v)
+        || json_string_length(v)
+           > ngx_base64_encoded_length(NGX_HTTP_EVENTS_WH_STATE_EXCERPT))
+    {
+        return 0;
+    }
+
+    src.data = (u_char *) json_string_value(v);
+    src.len = json_string_length(v);
+    dst.data = buf;
+
+    if (ngx_decode_base64(&dst, &src) != NGX_OK) {
+        return 0;
+    }
+
+    len = ngx_min(dst.len, max);
+
+    while (len && len < dst.len && (buf[len] & 0xc0) == 0x80) {
+        len--;
+    }
+
+    ngx_memcpy(to, buf, len);
+
+    return len;
 }
 
 
