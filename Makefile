@@ -12,7 +12,7 @@
 #   make bench      the ingest benchmark (t/bench), side by side with Nchan
 #   make bench-fanout  the SSE fan-out benchmark, side by side with Nchan
 #   make bench-ws   WebSocket against SSE streams, ours and Nchan's (< 60 s)
-#   make bench-webhooks  webhook deliveries/s and latency
+#   make bench-webhooks  webhook deliveries/s and latency, plain and TLS
 #   make bench-journal what each events_journal fsync mode costs at ingest
 #   make bench-history reads from 1 000 000 events on disk behind a small ring
 #   make bench-cluster three cluster nodes on one Redis beside Nchan-Redis
@@ -180,6 +180,8 @@ bench-webhooks: deps $(MODULE)
 	T_MODULE=$(MODULE) perl t/bench/webhooks.pl
 	T_MODULE=$(MODULE) BENCH_PACED=5 BENCH_DELIVERIES=1000 \
 	    BENCH_ENDPOINTS="1 10" perl t/bench/webhooks.pl
+	T_MODULE=$(MODULE) BENCH_TLS=1 BENCH_DELIVERIES=5000 \
+	    BENCH_ENDPOINTS="1 100" perl t/bench/webhooks.pl
 
 # ingest without a journal and with each fsync mode, as ratios
 bench-journal: deps $(MODULE)
@@ -211,7 +213,8 @@ FUZZ_SRC     := src/core/ngx_http_events_json.c \
                 src/core/ngx_http_events_jwt.c \
                 src/core/ngx_http_events_time.c \
                 src/core/ngx_http_events_id.c \
-                src/core/ngx_http_events_error.c
+                src/core/ngx_http_events_error.c \
+                src/core/ngx_http_events_cloudevents.c
 FUZZ_CFLAGS  := -g -O1 -fno-omit-frame-pointer \
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
     -I src -I src/core -I $(NGINX_SRC)/src/core -I $(NGINX_SRC)/src/event \

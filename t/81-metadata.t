@@ -25,6 +25,7 @@ http {
 
     events_zone main 1m;
     events_journal main %%TESTDIR%%/journal fsync=off segment_size=2m;
+    events_zone idx 8m;
 
     server {
         listen 127.0.0.1:%%PORT%%;
@@ -33,6 +34,11 @@ http {
 
         location = /events/stream { events_stream main; }
         location /events { events_api main; }
+
+        location /idx {
+            events_api idx;
+            events_scan_limit 50;
+        }
 
         location /api/ {
             events_capture auto zone=main;
@@ -165,6 +171,43 @@ is_deeply(ids('metadata.actorId=u-1'), [qw(m1 m3 m5)],
     'by actor, from the history on disk');
 is_deeply(ids('metadata.actorId=rare'), [qw(h7 h1007 h2007)],
     'a rare actor across disk and ring');
+
+###########################################################################
+# metadata.actorId is indexed (in memory): a page finds an actor's
+# events among many others without scanning them; another key is scanned,
+# events_scan_limit at a time
+
+my @idx;
+for my $i (1 .. 1000) {
+    push @idx, { type => 'idx.made', metadata => {
+        actorId => ($i % 400 == 123 ? 'needle' : "hay-$i"),
+        other => ($i % 400 == 123 ? 'needle' : 'hay') } };
+}
+for my $k (0 .. 9) {
+    my $r = $t->post_json('/idx', [ @idx[$k * 100 .. $k * 100 + 99] ]);
+    die "POST idx: $r->{status}" unless $r->{status} == 201;
+}
+my $found = $t->get("/idx?metadata.actorId=needle&limit=10")->{json};
+is(scalar @{ $found->{data} }, 3, 'by actorId: every match in one page');
+ok(!$found->{has_more}, 'and nothing more');
+is_deeply([ map { $_->{metadata}{other} } @{ $found->{data} } ],
+    [ ('needle') x 3 ], 'the right ones');
+my $desc = $t->get('/idx?metadata.actorId=needle&order=desc&limit=2')->{json};
+is(scalar @{ $desc->{data} }, 2, 'descending, paged');
+ok($desc->{has_more}, 'has_more');
+my $rest = $t->get("/idx?metadata.actorId=needle&before=$desc->{next}")
+    ->{json};
+is(scalar @{ $rest->{data} }, 1, 'the next page: the last one');
+my $scan = $t->get('/idx?metadata.other=needle&limit=10')->{json};
+ok($scan->{has_more} && @{ $scan->{data} } < 3,
+    'another key is scanned: a page stops at events_scan_limit');
+is_deeply([ map { $_->{metadata}{actorId} }
+    @{ $t->get('/idx?metadata.actorId=needle&metadata.other=needle')
+        ->{json}{data} } ], [ ('needle') x 3 ],
+    'the index, and another filter on what it finds');
+is(scalar @{ $t->get('/idx?metadata.actorId=needle', headers =>
+    { 'X-Tenant' => 'other' })->{json}{data} }, 0,
+    'the index is per tenant');
 
 ###########################################################################
 # Bad filters: 400, exact bodies

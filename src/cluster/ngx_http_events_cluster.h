@@ -42,6 +42,13 @@ typedef struct {
     ngx_atomic_t                resets;
     ngx_atomic_t                reconnects;
     ngx_atomic_t                errors;
+    ngx_atomic_t                wh_claimed;     /* deliveries this node took */
+    ngx_atomic_t                wh_taken;       /* held by another node */
+    ngx_atomic_t                wh_elsewhere;   /* ended by another node */
+
+    uint64_t                    node;           /* this node, in Redis */
+    uint64_t                    att_ms;         /* attempts imported to */
+    uint64_t                    att_seq;
 } ngx_http_events_cluster_sh_t;
 
 
@@ -64,6 +71,8 @@ typedef struct {
     ngx_str_t                   wait;
     ngx_str_t                   wait_ms;
     ngx_str_t                   trusted;        /* rediss:// */
+    ngx_msec_t                  wh_lease;       /* a webhook claim's */
+    ngx_msec_t                  wh_done;        /* an ended one's mark */
 
     ngx_http_events_remote_t    remote;
 
@@ -74,8 +83,60 @@ typedef struct {
     ngx_event_t                 tick;
     ngx_event_t                 tail_wait;      /* after an error */
     ngx_uint_t                  tailing;
+    ngx_queue_t                 reads;          /* free read ops */
+    ngx_queue_t                 claims;         /* free claim ops */
+    ngx_str_t                   token;          /* this worker's claims */
+    u_char                      token_buf[32 + NGX_INT64_LEN];
+    int64_t                     wh_ver;         /* endpoints applied */
+    int64_t                     wh_seen;        /* endpoints read */
+    ngx_uint_t                  wh_polling;
+    ngx_uint_t                  att_polling;
 } ngx_http_events_cluster_t;
 
+
+size_t ngx_http_events_cluster_rec_len(ngx_http_events_event_t *ev);
+u_char *ngx_http_events_cluster_rec_write(u_char *p,
+    ngx_http_events_event_t *ev);
+ngx_int_t ngx_http_events_cluster_rec_read(u_char *p, size_t len,
+    ngx_http_events_event_t *ev);
+
+/* ngx_http_events_cluster_append.c */
+void ngx_http_events_cluster_append_postconfiguration(void);
+void *ngx_http_events_cluster_append(void *data,
+    ngx_http_events_event_t *events, ngx_uint_t n, ngx_pool_t *pool,
+    ngx_http_events_remote_done_pt done, void *ctx);
+void ngx_http_events_cluster_cancel(void *handle);
+
+/* ngx_http_events_cluster_tail.c */
+void ngx_http_events_cluster_tail_start(ngx_http_events_cluster_t *cl);
+void ngx_http_events_cluster_tail_stop(ngx_http_events_cluster_t *cl);
+ngx_int_t ngx_http_events_cluster_id(u_char *p, size_t len, uint64_t *ms,
+    uint64_t *seq);
+ngx_int_t ngx_http_events_cluster_epoch(redisReply *reply, uint64_t *epoch);
+
+void ngx_http_events_cluster_read_postconfiguration(void);
+void *ngx_http_events_cluster_read_query(void *data,
+    ngx_http_events_query_t *q, ngx_http_events_result_t *res,
+    ngx_pool_t *pool, ngx_http_events_remote_read_pt done, void *ctx);
+void *ngx_http_events_cluster_read_get(void *data, ngx_str_t *tenant,
+    ngx_str_t *id, ngx_str_t *json, ngx_pool_t *pool,
+    ngx_http_events_remote_read_pt done, void *ctx);
+void ngx_http_events_cluster_read_cancel(void *handle);
+void ngx_http_events_cluster_read_free(ngx_http_events_cluster_t *cl);
+
+void ngx_http_events_cluster_webhook_postconfiguration(void);
+ngx_int_t ngx_http_events_cluster_webhook_init(ngx_http_events_cluster_t *cl);
+void ngx_http_events_cluster_webhook_free(ngx_http_events_cluster_t *cl);
+ngx_int_t ngx_http_events_cluster_webhook_claim(void *data,
+    ngx_str_t *tenant, ngx_str_t *endpoint, uint64_t seq,
+    ngx_http_events_remote_claim_pt done, void *ctx);
+ngx_int_t ngx_http_events_cluster_webhook_publish(void *data,
+    ngx_str_t *tenant, ngx_str_t *id, ngx_str_t *text);
+void ngx_http_events_cluster_webhook_poll(ngx_http_events_cluster_t *cl);
+void ngx_http_events_cluster_webhook_attempt(void *data, ngx_str_t *tenant,
+    ngx_str_t *id, u_char *rec, size_t len);
+void ngx_http_events_cluster_webhook_settle(void *data, ngx_str_t *tenant,
+    ngx_str_t *endpoint, uint64_t seq, ngx_int_t how, ngx_msec_t keep);
 
 ngx_int_t ngx_http_events_cluster_status_register(ngx_conf_t *cf);
 ngx_int_t ngx_http_events_cluster_health(void *data, ngx_pool_t *pool,

@@ -111,7 +111,9 @@ ngx_http_events_cluster_status_json(ngx_http_events_buf_t *b,
                     "\"conflicts\":%uA,\"unavailable\":%uA,"
                     "\"unreplicated\":%uA,"
                     "\"tailed\":%uA,\"epochResets\":%uA,"
-                    "\"reconnects\":%uA,\"errors\":%uA}",
+                    "\"reconnects\":%uA,\"errors\":%uA,"
+                    "\"webhooks\":{\"claimed\":%uA,\"heldElsewhere\":%uA,"
+                    "\"endedElsewhere\":%uA}}",
                     sh->connected ? "true" : "false",
                     sh->caught_up ? "true" : "false",
                     cs.epoch, cs.last_seq, cs.head_seq,
@@ -119,7 +121,8 @@ ngx_http_events_cluster_status_json(ngx_http_events_buf_t *b,
                     sh->appended, sh->repeats, sh->conflicts,
                     sh->unavailable, sh->unreplicated, sh->tailed,
                     sh->resets,
-                    sh->reconnects, sh->errors);
+                    sh->reconnects, sh->errors, sh->wh_claimed,
+                    sh->wh_taken, sh->wh_elsewhere);
 }
 
 
@@ -188,6 +191,18 @@ ngx_http_events_cluster_status_text(ngx_http_events_buf_t *b,
                   "Connections to Redis lost.", sh->reconnects);
     ngx_http_events_status_metric(b, store, "events_cluster_errors_total",
                   "counter", "Unexpected answers from Redis.", sh->errors);
+    ngx_http_events_status_metric(b, store,
+                  "events_cluster_webhook_claims_total", "counter",
+                  "Webhook deliveries this node claimed to attempt.",
+                  sh->wh_claimed);
+    ngx_http_events_status_metric(b, store,
+                  "events_cluster_webhook_held_elsewhere_total", "counter",
+                  "Webhook claims found held by another node.",
+                  sh->wh_taken);
+    ngx_http_events_status_metric(b, store,
+                  "events_cluster_webhook_ended_elsewhere_total", "counter",
+                  "Webhook deliveries another node had ended.",
+                  sh->wh_elsewhere);
 }
 
 

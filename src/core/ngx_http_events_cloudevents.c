@@ -28,6 +28,7 @@
 static u_char *ngx_http_events_ce_skip(u_char *p, u_char *last);
 static void ngx_http_events_ce_member(u_char *key, size_t len, char *name,
     ngx_str_t *value, ngx_str_t *to);
+static ngx_uint_t ngx_http_events_ce_hex(u_char c);
 
 
 /* the members the mapping uses; a missing id or type is not an event */
@@ -125,6 +126,21 @@ ngx_http_events_ce_member(u_char *key, size_t len, char *name,
     if (len == ngx_strlen(name) && ngx_strncmp(key, name, len) == 0) {
         *to = *value;
     }
+}
+
+
+/* a hex digit of a \uXXXX escape the store wrote (so a valid one) */
+
+static ngx_uint_t
+ngx_http_events_ce_hex(u_char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+
+    c |= 0x20;
+
+    return (c >= 'a' && c <= 'f') ? c - 'a' + 10 : 0;
 }
 
 
@@ -245,16 +261,23 @@ ngx_http_events_ce_source(u_char *p, ngx_http_events_ce_t *ce)
                 u = 0;
 
                 for (i = 0; i < 4 && s < last; i++, s++) {
-                    u = u * 16 + (ngx_hextoi(s, 1) & 0xf);
+                    u = u * 16 + ngx_http_events_ce_hex(*s);
                 }
 
                 /* a surrogate pair: the low half follows as \uDCxx */
                 if (u >= 0xd800 && u <= 0xdbff && last - s >= 6
                     && s[0] == '\\' && s[1] == 'u')
                 {
-                    lo = ngx_hextoi(s + 2, 4);
-                    s += 6;
-                    u = 0x10000 + ((u - 0xd800) << 10) + (lo - 0xdc00);
+                    lo = 0;
+
+                    for (i = 2; i < 6; i++) {
+                        lo = lo * 16 + ngx_http_events_ce_hex(s[i]);
+                    }
+
+                    if (lo >= 0xdc00 && lo <= 0xdfff) {
+                        s += 6;
+                        u = 0x10000 + ((u - 0xd800) << 10) + (lo - 0xdc00);
+                    }
                 }
 
                 if (u < 0x80) {

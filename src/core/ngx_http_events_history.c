@@ -182,6 +182,11 @@ static ngx_int_t ngx_http_events_history_candidate(
     ngx_http_events_history_t *h, ngx_http_events_history_rd_t *rd,
     ngx_http_events_query_t *q, ngx_http_events_history_plan_t *pl,
     uint64_t seq, ngx_http_events_history_rec_t *r);
+static ngx_int_t ngx_http_events_history_at(ngx_http_events_history_t *h,
+    MDB_txn *txn, uint64_t ms, uint64_t *seq);
+static ngx_int_t ngx_http_events_history_catalog(MDB_cursor *cur,
+    u_char *tenant, ngx_uint_t first, ngx_str_t *name,
+    ngx_http_events_history_cat_t *cat);
 static uint64_t ngx_http_events_history_pending(MDB_cursor *cur,
     uint32_t tenant, uint32_t type, uint64_t gone);
 static ngx_int_t ngx_http_events_history_clean(ngx_http_events_history_t *h,
@@ -1183,8 +1188,9 @@ ngx_http_events_history_decode(u_char *p, size_t len,
  * goes through a segment in order (a stream catching up, a page of
  * consecutive events) reads 64 KB at a time, and the records after this
  * one come from the buffer: one pread() for about 60 of them instead of
- * one each; in reverse order (a descending page), the 64 KB before it.  Records never change once written, so what the buffer holds
- * stays right; a record that does not check out there (the tail of a
+ * one each; in reverse order (a descending page), the 64 KB before it.
+ * Records never change once written, so what the buffer holds stays
+ * right; a record that does not check out there (the tail of a
  * write that failed and was written again) is read again from the file.
  */
 
@@ -1982,7 +1988,8 @@ ngx_http_events_history_next_record(ngx_http_events_history_t *h,
 
     for (i = 0; i < 64; i++) {
 
-        fd = *seg ? ngx_http_events_history_fd(h, &h->rd, *seg) : NGX_INVALID_FILE;
+        fd = *seg ? ngx_http_events_history_fd(h, &h->rd, *seg)
+                  : NGX_INVALID_FILE;
 
         if (fd != NGX_INVALID_FILE) {
             n = pread(fd, &rec, sizeof(ngx_http_events_journal_rec_t),
@@ -2341,34 +2348,62 @@ ngx_http_events_history_window(ngx_http_events_history_t *h,
 uint64_t
 ngx_http_events_history_until(ngx_http_events_history_t *h, uint64_t ms)
 {
-    u_char       key[8];
-    MDB_val      k, v;
-    uint64_t     seq;
-    MDB_cursor  *cur;
-
-    seq = (uint64_t) -1;
+    uint64_t  seq;
 
     if (ngx_http_events_history_rtxn(h, &h->rd) != NGX_OK) {
-        return seq;
+        return (uint64_t) -1;
     }
 
-    if (mdb_cursor_open(h->rd.txn, h->time, &cur) == 0) {
-        ngx_http_events_history_be64(key, ms + 1);
-        k.mv_size = 8;
-        k.mv_data = key;
+    if (ngx_http_events_history_at(h, h->rd.txn, ms + 1, &seq) == NGX_OK) {
+        seq--;
 
-        if (mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) == 0
-            && v.mv_size == 8)
-        {
-            seq = ngx_http_events_history_get64(v.mv_data) - 1;
-        }
-
-        mdb_cursor_close(cur);
+    } else {
+        seq = (uint64_t) -1;
     }
 
     ngx_http_events_history_rdone(&h->rd);
 
     return seq;
+}
+
+
+/*
+ * The first seq at or after a time, through the time table (times never
+ * go back, so a time is a place in seq order).  NGX_DECLINED: none.
+ */
+
+static ngx_int_t
+ngx_http_events_history_at(ngx_http_events_history_t *h, MDB_txn *txn,
+    uint64_t ms, uint64_t *seq)
+{
+    int          rc;
+    u_char       key[8];
+    MDB_val      k, v;
+    MDB_cursor  *cur;
+
+    if (mdb_cursor_open(txn, h->time, &cur) != 0) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_events_history_be64(key, ms);
+    k.mv_size = 8;
+    k.mv_data = key;
+
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+
+    mdb_cursor_close(cur);
+
+    if (rc == MDB_NOTFOUND) {
+        return NGX_DECLINED;
+    }
+
+    if (rc != 0 || v.mv_size != 8) {
+        return NGX_ERROR;
+    }
+
+    *seq = ngx_http_events_history_get64(v.mv_data);
+
+    return NGX_OK;
 }
 
 
@@ -2384,12 +2419,14 @@ ngx_http_events_history_plan(ngx_http_events_history_t *h,
     uint64_t lo, uint64_t hi, ngx_http_events_history_plan_t *pl)
 {
     u_char                          key[8], *p;
-    MDB_val                         k, v;
-    uint32_t                        tid, type;
+    uint32_t                        tid;
+    uint64_t                        seq;
+    ngx_int_t                       rc;
     ngx_str_t                       name;
     ngx_uint_t                      i, all;
     MDB_cursor                     *cur;
     ngx_http_events_history_it_t   *it;
+    ngx_http_events_history_cat_t   cat;
 
     pl->n = 0;
     pl->desc = q->desc;
@@ -2398,41 +2435,26 @@ ngx_http_events_history_plan(ngx_http_events_history_t *h,
 
     /* timestamps never go back: a time range is a seq range */
 
-    if (q->since_ms >= 0 || q->until_ms >= 0) {
-        if (mdb_cursor_open(rd->txn, h->time, &cur) != 0) {
+    if (q->since_ms >= 0) {
+        rc = ngx_http_events_history_at(h, rd->txn, (uint64_t) q->since_ms,
+                                        &seq);
+        if (rc == NGX_ERROR) {
             return NGX_ERROR;
         }
 
-        k.mv_size = 8;
-        k.mv_data = key;
+        lo = (rc == NGX_OK) ? ngx_max(lo, seq - 1) : hi;
+    }
 
-        if (q->since_ms >= 0) {
-            ngx_http_events_history_be64(key, (uint64_t) q->since_ms);
-
-            if (mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) == 0
-                && v.mv_size == 8)
-            {
-                lo = ngx_max(lo, ngx_http_events_history_get64(v.mv_data)
-                                 - 1);
-
-            } else {
-                lo = hi;
-            }
+    if (q->until_ms >= 0) {
+        rc = ngx_http_events_history_at(h, rd->txn,
+                                        (uint64_t) q->until_ms + 1, &seq);
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
         }
 
-        if (q->until_ms >= 0) {
-            ngx_http_events_history_be64(key, (uint64_t) q->until_ms + 1);
-            k.mv_data = key;
-
-            if (mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) == 0
-                && v.mv_size == 8)
-            {
-                hi = ngx_min(hi, ngx_http_events_history_get64(v.mv_data)
-                                 - 1);
-            }
+        if (rc == NGX_OK) {
+            hi = ngx_min(hi, seq - 1);
         }
-
-        mdb_cursor_close(cur);
     }
 
     pl->lo = lo;
@@ -2488,37 +2510,24 @@ ngx_http_events_history_plan(ngx_http_events_history_t *h,
         }
 
         ngx_http_events_history_be32(key, tid);
-        k.mv_size = 4;
-        k.mv_data = key;
 
-        for (i = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-             i == 0;
-             i = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+        for (rc = ngx_http_events_history_catalog(cur, key, 1, &name, &cat);
+             rc != NGX_DONE;
+             rc = ngx_http_events_history_catalog(cur, key, 0, &name, &cat))
         {
-            if (k.mv_size < 4 || ngx_memcmp(k.mv_data, key, 4) != 0) {
-                break;
-            }
-
-            name.data = (u_char *) k.mv_data + 4;
-            name.len = k.mv_size - 4;
-
             if (!ngx_http_events_match_any(q->types, q->ntypes, &name)) {
                 continue;
             }
 
-            if (pl->n == NGX_HTTP_EVENTS_HISTORY_MERGE
-                || v.mv_size != sizeof(ngx_http_events_history_cat_t))
-            {
+            if (pl->n == NGX_HTTP_EVENTS_HISTORY_MERGE || rc != NGX_OK) {
                 /* too many to merge: the tenant's walk, filtered */
                 all = 1;
                 break;
             }
 
-            ngx_memcpy(&type, v.mv_data, 4);
-
             it = &pl->it[pl->n];
             ngx_http_events_history_be32(it->key, tid);
-            ngx_http_events_history_be32(it->key + 4, type);
+            ngx_http_events_history_be32(it->key + 4, cat.type);
             it->k.mv_size = 8;
             it->dup = 1;
             it->cur = NULL;
@@ -3045,12 +3054,11 @@ ngx_int_t
 ngx_http_events_history_types(ngx_http_events_history_t *h,
     ngx_str_t *tenant, ngx_pool_t *pool, ngx_array_t *types)
 {
-    int                             rc;
     u_char                          key[4], *p;
-    MDB_val                         k, v;
     uint32_t                        tid;
     uint64_t                        gone;
-    ngx_int_t                       ret;
+    ngx_int_t                       rc, ret;
+    ngx_str_t                       name;
     MDB_cursor                     *cur, *tcur;
     ngx_http_events_type_info_t    *ti;
     ngx_http_events_history_cat_t   cat;
@@ -3088,22 +3096,14 @@ ngx_http_events_history_types(ngx_http_events_history_t *h,
     }
 
     ngx_http_events_history_be32(key, tid);
-    k.mv_size = 4;
-    k.mv_data = key;
 
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-         rc == 0;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+    for (rc = ngx_http_events_history_catalog(cur, key, 1, &name, &cat);
+         rc != NGX_DONE;
+         rc = ngx_http_events_history_catalog(cur, key, 0, &name, &cat))
     {
-        if (k.mv_size < 4 || ngx_memcmp(k.mv_data, key, 4) != 0) {
-            break;
-        }
-
-        if (v.mv_size != sizeof(ngx_http_events_history_cat_t)) {
+        if (rc != NGX_OK) {
             continue;
         }
-
-        ngx_memcpy(&cat, v.mv_data, sizeof(ngx_http_events_history_cat_t));
 
         if (cat.count && gone) {
             cat.count -= ngx_min(cat.count,
@@ -3117,17 +3117,17 @@ ngx_http_events_history_types(ngx_http_events_history_t *h,
         }
 
         ti = ngx_array_push(types);
-        p = ngx_pnalloc(pool, k.mv_size - 4);
+        p = ngx_pnalloc(pool, name.len);
 
         if (ti == NULL || p == NULL) {
             ret = NGX_ERROR;
             break;
         }
 
-        ngx_memcpy(p, (u_char *) k.mv_data + 4, k.mv_size - 4);
+        ngx_memcpy(p, name.data, name.len);
 
         ti->type.data = p;
-        ti->type.len = k.mv_size - 4;
+        ti->type.len = name.len;
         ti->count = cat.count;
         ti->last_ms = cat.last_ms;
     }
@@ -3140,6 +3140,40 @@ done:
     ngx_http_events_history_rdone(&h->rd);
 
     return ret;
+}
+
+
+/*
+ * A tenant's entries of the catalog in order, "first" from the start:
+ * the type's name and its entry.  NGX_DECLINED: an entry of another
+ * size (the name is set); NGX_DONE: past the tenant's.
+ */
+
+static ngx_int_t
+ngx_http_events_history_catalog(MDB_cursor *cur, u_char *tenant,
+    ngx_uint_t first, ngx_str_t *name, ngx_http_events_history_cat_t *cat)
+{
+    MDB_val  k, v;
+
+    k.mv_size = 4;
+    k.mv_data = tenant;
+
+    if (mdb_cursor_get(cur, &k, &v, first ? MDB_SET_RANGE : MDB_NEXT) != 0
+        || k.mv_size < 4 || ngx_memcmp(k.mv_data, tenant, 4) != 0)
+    {
+        return NGX_DONE;
+    }
+
+    name->data = (u_char *) k.mv_data + 4;
+    name->len = k.mv_size - 4;
+
+    if (v.mv_size != sizeof(ngx_http_events_history_cat_t)) {
+        return NGX_DECLINED;
+    }
+
+    ngx_memcpy(cat, v.mv_data, sizeof(ngx_http_events_history_cat_t));
+
+    return NGX_OK;
 }
 
 
@@ -3415,6 +3449,7 @@ ngx_http_events_history_sweep(ngx_http_events_history_t *h,
     u_char                         key[8];
     MDB_val                        k, v;
     uint64_t                       gone, first;
+    ngx_int_t                      rc;
     MDB_cursor                    *cur;
     ngx_http_events_history_sh_t  *hsh;
 
@@ -3426,43 +3461,31 @@ ngx_http_events_history_sweep(ngx_http_events_history_t *h,
     {
         /* the newest event older than max_age */
 
-        if (mdb_cursor_open(h->rd.txn, h->time, &cur) == 0) {
-            ngx_http_events_history_be64(key, now_ms - h->max_age);
+        rc = ngx_http_events_history_at(h, h->rd.txn, now_ms - h->max_age,
+                                        &first);
+
+        if (rc == NGX_DECLINED) {
+            first = ngx_http_events_store_head(h->journal->store) + 1;
+        }
+
+        if (rc != NGX_ERROR && first > gone + 1
+            && mdb_cursor_open(h->rd.txn, h->seq, &cur) == 0)
+        {
+            ngx_http_events_history_be64(key, first);
             k.mv_size = 8;
             k.mv_data = key;
 
-            if (mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) == 0
-                && v.mv_size == 8)
-            {
-                first = ngx_http_events_history_get64(v.mv_data);
-
-            } else {
-                first = ngx_http_events_store_head(h->journal->store) + 1;
-            }
-
-            mdb_cursor_close(cur);
-
-            if (first > gone + 1
-                && mdb_cursor_open(h->rd.txn, h->seq, &cur) == 0)
-            {
-                ngx_http_events_history_be64(key, first);
-                k.mv_size = 8;
-                k.mv_data = key;
-
-                if (mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) == 0) {
-                    if (mdb_cursor_get(cur, &k, &v, MDB_PREV) == 0) {
-                        gone = ngx_max(gone,
-                                       ngx_http_events_history_get64(
-                                           k.mv_data));
-                    }
-
-                } else if (mdb_cursor_get(cur, &k, &v, MDB_LAST) == 0) {
+            if (mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) == 0) {
+                if (mdb_cursor_get(cur, &k, &v, MDB_PREV) == 0) {
                     gone = ngx_max(gone,
                                    ngx_http_events_history_get64(k.mv_data));
                 }
 
-                mdb_cursor_close(cur);
+            } else if (mdb_cursor_get(cur, &k, &v, MDB_LAST) == 0) {
+                gone = ngx_max(gone, ngx_http_events_history_get64(k.mv_data));
             }
+
+            mdb_cursor_close(cur);
         }
 
         ngx_http_events_history_rdone(&h->rd);

@@ -30,6 +30,9 @@ static u_char *ngx_http_events_match_skip(u_char *p, u_char *end);
 static u_char *ngx_http_events_match_string(u_char *p, u_char *end);
 static u_char *ngx_http_events_match_key(u_char *p, u_char *end,
     ngx_str_t *key);
+static u_char *ngx_http_events_match_meta_object(u_char *p, u_char *end);
+static u_char *ngx_http_events_match_meta_next(u_char *p, u_char *end,
+    ngx_str_t *key, ngx_str_t *value);
 
 
 static ngx_inline ngx_uint_t
@@ -350,70 +353,25 @@ ngx_uint_t
 ngx_http_events_match_metadata(ngx_http_events_meta_filter_t *filters,
     ngx_uint_t n, u_char *json, size_t len)
 {
-    u_char     *p, *end, *v, *next;
-    uint32_t    found;
-    ngx_str_t   key, value;
-    ngx_uint_t  i;
-
-    p = json;
-    end = json + len;
+    u_char      *p, *end;
+    uint32_t     found;
+    ngx_str_t    key, value;
+    ngx_uint_t   i;
 
     if (n == 0) {
         return 1;
     }
 
-    if (p == end || *p++ != '{') {
+    end = json + len;
+
+    p = ngx_http_events_match_meta_object(json, end);
+    if (p == NULL) {
         return 0;
-    }
-
-    /* the envelope's keys, up to "metadata" */
-
-    for ( ;; ) {
-        p = ngx_http_events_match_key(p, end, &key);
-        if (p == NULL) {
-            return 0;
-        }
-
-        if (key.len == sizeof("metadata") - 1
-            && ngx_strncmp(key.data, "metadata", key.len) == 0)
-        {
-            break;
-        }
-
-        p = ngx_http_events_match_skip(p, end);
-        if (p == NULL || p == end || *p++ != ',') {
-            return 0;
-        }
-    }
-
-    if (p == end || *p++ != '{') {
-        return 0;        /* null: no metadata */
     }
 
     found = 0;
 
-    while (p < end && *p != '}') {
-        p = ngx_http_events_match_key(p, end, &key);
-        if (p == NULL) {
-            return 0;
-        }
-
-        v = p;
-        next = ngx_http_events_match_skip(p, end);
-        if (next == NULL) {
-            return 0;
-        }
-
-        value.data = v;
-        value.len = next - v;
-
-        if (value.len && *v == '"') {
-            value.data++;
-            value.len -= 2;
-
-        } else if (value.len == 0 || *v == '{' || *v == '[' || *v == 'n') {
-            value.len = (size_t) -1;
-        }
+    while ((p = ngx_http_events_match_meta_next(p, end, &key, &value))) {
 
         for (i = 0; i < n; i++) {
             if (filters[i].key.len == key.len
@@ -430,15 +388,126 @@ ngx_http_events_match_metadata(ngx_http_events_meta_filter_t *filters,
                 found |= 1 << i;
             }
         }
-
-        p = next;
-
-        if (p < end && *p == ',') {
-            p++;
-        }
     }
 
     return found == (uint32_t) ((1 << n) - 1);
+}
+
+
+/*
+ * The value of one top-level metadata key, as a filter compares it (a
+ * string's escaped bytes, a scalar's text): what the store's index of
+ * the actor hashes.  NGX_DECLINED: no such key, or not a scalar.
+ */
+
+ngx_int_t
+ngx_http_events_match_meta_value(u_char *json, size_t len, ngx_str_t *name,
+    ngx_str_t *value)
+{
+    u_char     *p, *end;
+    ngx_str_t   key;
+
+    end = json + len;
+
+    p = ngx_http_events_match_meta_object(json, end);
+    if (p == NULL) {
+        return NGX_DECLINED;
+    }
+
+    while ((p = ngx_http_events_match_meta_next(p, end, &key, value))) {
+        if (key.len == name->len
+            && ngx_memcmp(key.data, name->data, key.len) == 0)
+        {
+            return value->len == (size_t) -1 ? NGX_DECLINED : NGX_OK;
+        }
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/* past the "{" of the envelope's metadata object, or NULL */
+
+static u_char *
+ngx_http_events_match_meta_object(u_char *p, u_char *end)
+{
+    ngx_str_t  key;
+
+    if (p == end || *p++ != '{') {
+        return NULL;
+    }
+
+    /* the envelope's keys, up to "metadata" */
+
+    for ( ;; ) {
+        p = ngx_http_events_match_key(p, end, &key);
+        if (p == NULL) {
+            return NULL;
+        }
+
+        if (key.len == sizeof("metadata") - 1
+            && ngx_strncmp(key.data, "metadata", key.len) == 0)
+        {
+            break;
+        }
+
+        p = ngx_http_events_match_skip(p, end);
+        if (p == NULL || p == end || *p++ != ',') {
+            return NULL;
+        }
+    }
+
+    if (p == end || *p++ != '{') {
+        return NULL;        /* null: no metadata */
+    }
+
+    return p;
+}
+
+
+/*
+ * The next key of the metadata object at p and its value: a string's
+ * bytes inside its quotes, a scalar's text, or length -1 for an object,
+ * an array or null; NULL at the object's end
+ */
+
+static u_char *
+ngx_http_events_match_meta_next(u_char *p, u_char *end, ngx_str_t *key,
+    ngx_str_t *value)
+{
+    u_char  *v, *next;
+
+    if (p >= end || *p == '}') {
+        return NULL;
+    }
+
+    p = ngx_http_events_match_key(p, end, key);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    v = p;
+    next = ngx_http_events_match_skip(p, end);
+    if (next == NULL) {
+        return NULL;
+    }
+
+    value->data = v;
+    value->len = next - v;
+
+    if (value->len && *v == '"') {
+        value->data++;
+        value->len -= 2;
+
+    } else if (value->len == 0 || *v == '{' || *v == '[' || *v == 'n') {
+        value->len = (size_t) -1;
+    }
+
+    if (next < end && *next == ',') {
+        next++;
+    }
+
+    return next;
 }
 
 

@@ -40,7 +40,7 @@
 
 
 #define NGX_HTTP_EVENTS_MAGIC       0x45564e54      /* "EVNT" */
-#define NGX_HTTP_EVENTS_VERSION     6
+#define NGX_HTTP_EVENTS_VERSION     7
 
 /* an index slot for every this many bytes of ring */
 #define NGX_HTTP_EVENTS_SLOT_BYTES  256
@@ -53,10 +53,12 @@ typedef struct {
     uint64_t                    time_ms;
     uint64_t                    prev_id;        /* offset + 1, or 0 */
     uint64_t                    prev_entity;    /* offset + 1, or 0 */
+    uint64_t                    prev_actor;     /* offset + 1, or 0 */
     uint32_t                    size;
     uint32_t                    json_len;
     uint32_t                    id_hash;
     uint32_t                    entity_hash;
+    uint32_t                    actor_hash;     /* of metadata.actorId */
     u_char                      digest[16];
     uint16_t                    tenant_len;
     uint16_t                    id_len;
@@ -66,6 +68,7 @@ typedef struct {
     uint16_t                    source_len;
     u_char                      action;
     u_char                      client_id;
+    u_char                      actor;          /* has metadata.actorId */
 } ngx_http_events_record_t;
 
 
@@ -109,6 +112,8 @@ struct ngx_http_events_sh_s {
     uint64_t                   *id_buckets;
     uint64_t                   *entity_buckets;
     uint64_t                    bucket_mask;
+    uint64_t                   *actor_buckets;
+    uint64_t                    actor_mask;
 
     volatile uint64_t           head;
     volatile uint64_t           tail;
@@ -202,6 +207,9 @@ static ngx_int_t ngx_http_events_store_seek(ngx_http_events_sh_t *sh,
     uint64_t seq, uint64_t *pos);
 static ngx_uint_t ngx_http_events_store_match_query(ngx_http_events_query_t *q,
     ngx_http_events_copy_t *c);
+static ngx_str_t  ngx_http_events_store_actor_key = ngx_string("actorId");
+
+
 static ngx_uint_t ngx_http_events_store_match_meta(ngx_http_events_sh_t *sh,
     uint64_t off, ngx_http_events_copy_t *c, ngx_http_events_query_t *q);
 static ngx_int_t ngx_http_events_store_query_scan(
@@ -209,7 +217,9 @@ static ngx_int_t ngx_http_events_store_query_scan(
     ngx_pool_t *pool, ngx_http_events_result_t *res);
 static ngx_int_t ngx_http_events_store_query_entity(
     ngx_http_events_store_t *store, ngx_http_events_query_t *q,
-    ngx_pool_t *pool, ngx_http_events_result_t *res);
+    ngx_pool_t *pool, ngx_http_events_result_t *res, ngx_uint_t actor);
+static ngx_http_events_meta_filter_t *ngx_http_events_store_actor_filter(
+    ngx_http_events_query_t *q);
 static ngx_int_t ngx_http_events_store_add_item(ngx_http_events_sh_t *sh,
     uint64_t off, ngx_http_events_copy_t *c, ngx_pool_t *pool,
     ngx_http_events_result_t *res);
@@ -374,8 +384,14 @@ ngx_http_events_store_layout(ngx_shm_zone_t *shm_zone,
     sh->entity_buckets = ngx_slab_calloc(shpool,
                                          nbuckets * sizeof(uint64_t));
 
+    /* actors are fewer than entities: a quarter of the buckets */
+    sh->actor_mask = (nbuckets >= 4 ? nbuckets / 4 : 1) - 1;
+    sh->actor_buckets = ngx_slab_calloc(shpool,
+                                        (sh->actor_mask + 1)
+                                        * sizeof(uint64_t));
+
     if (sh->ring == NULL || sh->slots == NULL || sh->id_buckets == NULL
-        || sh->entity_buckets == NULL)
+        || sh->entity_buckets == NULL || sh->actor_buckets == NULL)
     {
         ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
                       "events zone \"%V\" is too small",
@@ -930,6 +946,7 @@ ngx_http_events_store_write_locked(ngx_http_events_store_t *store,
     u_char                    *p, *json;
     size_t                     need, pad;
     uint64_t                   off, *bucket;
+    ngx_str_t                  actor;
     ngx_http_events_sh_t      *sh;
     ngx_http_events_slot_t    *slot;
     ngx_http_events_record_t  *h;
@@ -997,6 +1014,22 @@ ngx_http_events_store_write_locked(ngx_http_events_store_t *store,
         h->prev_entity = *bucket;
     }
 
+    /*
+     * the actor index: a walk over the envelope just written, as long
+     * as the copy it follows; every path in (POST, capture, replay,
+     * a cluster's tailer) comes through here
+     */
+    if (ngx_http_events_match_meta_value(json, h->json_len,
+                                         &ngx_http_events_store_actor_key,
+                                         &actor)
+        == NGX_OK)
+    {
+        h->actor = 1;
+        h->actor_hash = ngx_http_events_store_hash2(&ev->tenant, &actor);
+        bucket = &sh->actor_buckets[h->actor_hash & sh->actor_mask];
+        h->prev_actor = *bucket;
+    }
+
     slot = &sh->slots[sh->slot_head % sh->nslots];
     slot->seq = ev->seq;
     slot->off = off;
@@ -1008,6 +1041,10 @@ ngx_http_events_store_write_locked(ngx_http_events_store_t *store,
 
     if (ev->rid.len) {
         sh->entity_buckets[h->entity_hash & sh->bucket_mask] = off + 1;
+    }
+
+    if (h->actor) {
+        sh->actor_buckets[h->actor_hash & sh->actor_mask] = off + 1;
     }
 
     sh->head = off + need;
@@ -1837,6 +1874,57 @@ ngx_http_events_store_match_query(ngx_http_events_query_t *q,
 
 
 /*
+ * The same filters on an event read from elsewhere (a cluster's log);
+ * json is its whole envelope, for metadata filters.
+ */
+
+ngx_uint_t
+ngx_http_events_store_match(ngx_http_events_query_t *q,
+    ngx_http_events_event_t *ev, ngx_str_t *json)
+{
+    if (!q->any_tenant
+        && !ngx_http_events_store_str_eq(&q->tenant, ev->tenant.data,
+                                         ev->tenant.len))
+    {
+        return 0;
+    }
+
+    if (q->ntypes
+        && !ngx_http_events_match_any(q->types, q->ntypes, &ev->type))
+    {
+        return 0;
+    }
+
+    if ((q->rtype.len
+         && !ngx_http_events_store_str_eq(&q->rtype, ev->rtype.data,
+                                          ev->rtype.len))
+        || (q->rid.len
+            && !ngx_http_events_store_str_eq(&q->rid, ev->rid.data,
+                                             ev->rid.len))
+        || (q->source.len
+            && !ngx_http_events_store_str_eq(&q->source, ev->source.data,
+                                             ev->source.len)))
+    {
+        return 0;
+    }
+
+    if (q->action && q->action != ev->action) {
+        return 0;
+    }
+
+    if ((q->since_ms >= 0 && ev->time_ms < (uint64_t) q->since_ms)
+        || (q->until_ms >= 0 && ev->time_ms > (uint64_t) q->until_ms))
+    {
+        return 0;
+    }
+
+    return q->nmeta == 0
+           || ngx_http_events_match_metadata(q->meta, q->nmeta, json->data,
+                                             json->len);
+}
+
+
+/*
  * Metadata filters read the record's envelope where it lies in the
  * ring, without a copy (a list may look at many that do not match); a
  * record overwritten meanwhile does not match, and its next read says
@@ -1981,9 +2069,15 @@ ngx_http_events_store_answer_query(ngx_http_events_store_t *store,
         q->after = w->evicted_seq;
     }
 
-    rc = q->rid.len
-         ? ngx_http_events_store_query_entity(store, q, pool, res)
-         : ngx_http_events_store_query_scan(store, q, pool, res);
+    if (q->rid.len) {
+        rc = ngx_http_events_store_query_entity(store, q, pool, res, 0);
+
+    } else if (ngx_http_events_store_actor_filter(q) != NULL) {
+        rc = ngx_http_events_store_query_entity(store, q, pool, res, 1);
+
+    } else {
+        rc = ngx_http_events_store_query_scan(store, q, pool, res);
+    }
 
     if (hist && q->desc) {
         item = res->items.elts;
@@ -2167,22 +2261,46 @@ ngx_http_events_store_query_scan(ngx_http_events_store_t *store,
 }
 
 
+/* ?metadata.actorId=...: the filter the actor index answers */
+
+static ngx_http_events_meta_filter_t *
+ngx_http_events_store_actor_filter(ngx_http_events_query_t *q)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < q->nmeta; i++) {
+        if (q->meta[i].key.len == ngx_http_events_store_actor_key.len
+            && ngx_memcmp(q->meta[i].key.data,
+                          ngx_http_events_store_actor_key.data,
+                          q->meta[i].key.len)
+               == 0)
+        {
+            return &q->meta[i];
+        }
+    }
+
+    return NULL;
+}
+
+
 /*
  * Entity history follows the entity chain from the newest record down,
- * so ascending pages keep the oldest "limit + 1" matches seen.
+ * so ascending pages keep the oldest "limit + 1" matches seen.  An
+ * actor's events (metadata.actorId) follow theirs the same way.
  */
 
 static ngx_int_t
 ngx_http_events_store_query_entity(ngx_http_events_store_t *store,
     ngx_http_events_query_t *q, ngx_pool_t *pool,
-    ngx_http_events_result_t *res)
+    ngx_http_events_result_t *res, ngx_uint_t actor)
 {
-    uint32_t                 hash;
-    uint64_t                 link, head, *offs, *seqs;
-    ngx_int_t                rc;
-    ngx_uint_t               n, i, j, k, cap, steps;
-    ngx_http_events_sh_t    *sh;
-    ngx_http_events_copy_t   c;
+    uint32_t                        hash;
+    uint64_t                        link, head, *offs, *seqs;
+    ngx_int_t                       rc;
+    ngx_uint_t                      n, i, j, k, cap, steps;
+    ngx_http_events_sh_t           *sh;
+    ngx_http_events_copy_t          c;
+    ngx_http_events_meta_filter_t  *f;
 
     sh = store->sh;
     head = res->window.head_seq;
@@ -2195,8 +2313,15 @@ ngx_http_events_store_query_entity(ngx_http_events_store_t *store,
 
     seqs = offs + cap;
 
-    hash = ngx_http_events_store_hash3(&q->tenant, &q->rtype, &q->rid);
-    link = sh->entity_buckets[hash & sh->bucket_mask];
+    if (actor) {
+        f = ngx_http_events_store_actor_filter(q);
+        hash = ngx_http_events_store_hash2(&q->tenant, &f->value);
+        link = sh->actor_buckets[hash & sh->actor_mask];
+
+    } else {
+        hash = ngx_http_events_store_hash3(&q->tenant, &q->rtype, &q->rid);
+        link = sh->entity_buckets[hash & sh->bucket_mask];
+    }
 
     n = 0;
 
@@ -2212,7 +2337,8 @@ ngx_http_events_store_query_entity(ngx_http_events_store_t *store,
         }
 
         if (c.h.seq > head
-            || c.h.entity_hash != hash
+            || (actor ? !c.h.actor || c.h.actor_hash != hash
+                      : c.h.entity_hash != hash)
             || !ngx_http_events_store_match_query(q, &c)
             || !ngx_http_events_store_match_meta(sh, link - 1, &c, q))
         {
@@ -2244,7 +2370,7 @@ ngx_http_events_store_query_entity(ngx_http_events_store_t *store,
 
     next:
 
-        link = c.h.prev_entity;
+        link = actor ? c.h.prev_actor : c.h.prev_entity;
     }
 
     k = ngx_min(n, cap);

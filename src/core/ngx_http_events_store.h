@@ -273,6 +273,28 @@ typedef void (*ngx_http_events_remote_done_pt)(void *ctx, ngx_int_t rc,
     ngx_uint_t failed);
 
 
+/*
+ * Reads of what the ring no longer holds, from the cluster's log.
+ * done() gets NGX_OK (query: res filled; get: json), NGX_DECLINED (get:
+ * no such event), NGX_BUSY (the log is unreachable) or NGX_ERROR.
+ */
+
+typedef void (*ngx_http_events_remote_read_pt)(void *ctx, ngx_int_t rc);
+
+
+/*
+ * Webhooks once per cluster: a delivery (endpoint, seq) is claimed
+ * before each attempt.  done() gets NGX_OK (this node attempts it),
+ * NGX_DONE (another node ended it) or NGX_BUSY (another node holds it,
+ * or the log is unreachable: ask again in wait ms).  settle() after the
+ * attempt: NGX_OK (ended), NGX_AGAIN (retried: held keep ms more) or
+ * NGX_DECLINED (let go, for another node).
+ */
+
+typedef void (*ngx_http_events_remote_claim_pt)(void *ctx, ngx_int_t rc,
+    ngx_msec_t wait);
+
+
 typedef struct {
     void                       *data;
 
@@ -285,6 +307,40 @@ typedef struct {
     void                      (*cancel)(void *handle);
     /* NGX_AGAIN: the ring is still catching up with the log */
     ngx_int_t                 (*ready)(void *data);
+    /*
+     * a page of the list older than the ring: res->window holds the
+     * ring's on the call (the page stops at its head); a handle for
+     * cancel(), NULL: refused now
+     */
+    void                     *(*query)(void *data,
+                                       ngx_http_events_query_t *q,
+                                       ngx_http_events_result_t *res,
+                                       ngx_pool_t *pool,
+                                       ngx_http_events_remote_read_pt done,
+                                       void *ctx);
+    void                     *(*get)(void *data, ngx_str_t *tenant,
+                                     ngx_str_t *id, ngx_str_t *json,
+                                     ngx_pool_t *pool,
+                                     ngx_http_events_remote_read_pt done,
+                                     void *ctx);
+    void                      (*cancel_read)(void *handle);
+    ngx_int_t                 (*claim)(void *data, ngx_str_t *tenant,
+                                       ngx_str_t *endpoint, uint64_t seq,
+                                       ngx_http_events_remote_claim_pt done,
+                                       void *ctx);
+    void                      (*settle)(void *data, ngx_str_t *tenant,
+                                        ngx_str_t *endpoint, uint64_t seq,
+                                        ngx_int_t how, ngx_msec_t keep);
+    /*
+     * an endpoint made, changed or deleted by the API, as text for every
+     * node; NGX_ERROR: it cannot go now
+     */
+    ngx_int_t                 (*wh_publish)(void *data, ngx_str_t *tenant,
+                                            ngx_str_t *id, ngx_str_t *text);
+    /* an attempt's record, for the attempt log of every node */
+    void                      (*wh_attempt)(void *data, ngx_str_t *tenant,
+                                            ngx_str_t *id, u_char *rec,
+                                            size_t len);
     /* readiness: NGX_DECLINED with a reason and a detail, or NGX_OK */
     ngx_int_t                 (*health)(void *data, ngx_pool_t *pool,
                                         ngx_str_t *reason,
@@ -319,6 +375,14 @@ struct ngx_http_events_store_s {
     ngx_msec_t                  wh_saved;       /* state last written */
     ngx_thread_task_t          *wh_task;
     ngx_http_events_webhook_jobs_t  *wh_jobs;   /* this process's */
+    /* a cluster's: every node's API endpoints, as published, to apply */
+    ngx_int_t                 (*wh_apply)(ngx_http_events_store_t *store,
+                                          ngx_str_t *texts, ngx_uint_t n,
+                                          ngx_pool_t *pool);
+    void                      (*wh_attempt_apply)(
+                                  ngx_http_events_store_t *store,
+                                  ngx_str_t *tenant, ngx_str_t *id,
+                                  u_char *rec, size_t len);
     unsigned                    wh_writing:1;   /* the task is out */
     unsigned                    wh_owner:1;
 };
@@ -358,6 +422,8 @@ ngx_int_t ngx_http_events_store_get(ngx_http_events_store_t *store,
     ngx_str_t *tenant, ngx_str_t *id, ngx_pool_t *pool, ngx_str_t *json);
 ngx_int_t ngx_http_events_store_get_ring(ngx_http_events_store_t *store,
     ngx_str_t *tenant, ngx_str_t *id, ngx_pool_t *pool, ngx_str_t *json);
+ngx_uint_t ngx_http_events_store_match(ngx_http_events_query_t *q,
+    ngx_http_events_event_t *ev, ngx_str_t *json);
 ngx_int_t ngx_http_events_store_query(ngx_http_events_store_t *store,
     ngx_http_events_query_t *q, ngx_pool_t *pool,
     ngx_http_events_result_t *res);

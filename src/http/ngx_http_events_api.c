@@ -83,6 +83,17 @@ typedef struct {
 } ngx_http_events_api_remote_t;
 
 
+/* a read of a cluster's log, for what the ring no longer holds */
+typedef struct {
+    ngx_http_request_t                *request;
+    ngx_http_events_store_t           *store;
+    ngx_http_events_query_t            q;
+    ngx_http_events_result_t           res;
+    ngx_str_t                          json;
+    void                              *handle;
+} ngx_http_events_api_fetch_t;
+
+
 static ngx_int_t ngx_http_events_api_collection(ngx_http_request_t *r,
     ngx_str_t *tenant);
 static void ngx_http_events_api_hold(ngx_event_t *ev);
@@ -147,6 +158,12 @@ static ngx_int_t ngx_http_events_api_get(ngx_http_request_t *r,
     ngx_str_t *tenant, ngx_str_t *id);
 static ngx_int_t ngx_http_events_api_get_answer(ngx_http_request_t *r,
     ngx_int_t rc, ngx_str_t *json);
+static ngx_int_t ngx_http_events_api_fetch(ngx_http_request_t *r,
+    ngx_http_events_store_t *store, ngx_http_events_query_t *q,
+    ngx_http_events_window_t *w, ngx_str_t *tenant, ngx_str_t *id);
+static void ngx_http_events_api_fetched_list(void *data, ngx_int_t rc);
+static void ngx_http_events_api_fetched_event(void *data, ngx_int_t rc);
+static void ngx_http_events_api_fetch_cleanup(void *data);
 static ngx_int_t ngx_http_events_api_types(ngx_http_request_t *r,
     ngx_str_t *tenant);
 static ngx_uint_t ngx_http_events_api_visible(ngx_http_request_t *r,
@@ -825,6 +842,12 @@ ngx_http_events_api_unavailable(ngx_http_request_t *r, ngx_int_t rc)
                               "them in time; a retry with the same ids is "
                               "safe");
 
+    } else if (rc == NGX_DECLINED) {
+        ngx_http_events_error(&err, 503, "cluster_unavailable", NULL, NULL,
+                              NULL, "what this node's ring no longer holds "
+                              "is read from the cluster's log, which "
+                              "cannot be reached");
+
     } else {
         ngx_http_events_error(&err, 503, "cluster_unavailable", NULL, NULL,
                               NULL, "the cluster's log cannot be reached; "
@@ -1126,6 +1149,14 @@ ngx_http_events_api_list(ngx_http_request_t *r, ngx_str_t *tenant,
         return ngx_http_events_export_start(r, store, &q, &w);
     }
 
+    /* a cluster's log holds what left the ring: the page from there */
+    if (store->remote
+        && (q.desc ? q.before && q.before - 1 <= w.evicted_seq
+                   : q.after < w.evicted_seq))
+    {
+        return ngx_http_events_api_fetch(r, store, &q, &w, NULL, NULL);
+    }
+
     if (ngx_http_events_store_query_deferred(store, &q, r->pool, &res)
         != NGX_OK)
     {
@@ -1134,6 +1165,16 @@ ngx_http_events_api_list(ngx_http_request_t *r, ngx_str_t *tenant,
 
     if (res.disk) {
         return ngx_http_events_api_read(r, store, &q, &res, NULL, NULL);
+    }
+
+    if (store->remote
+        && (res.expired
+            || (q.desc && !res.has_more && res.items.nelts < q.limit
+                && res.window.evicted_seq)))
+    {
+        /* the ring moved on meanwhile, or ran out before the page did */
+        return ngx_http_events_api_fetch(r, store, &q, &res.window, NULL,
+                                         NULL);
     }
 
     return ngx_http_events_api_list_answer(r, store, &q, &res);
@@ -1694,6 +1735,11 @@ ngx_http_events_api_get(ngx_http_request_t *r, ngx_str_t *tenant,
         return ngx_http_events_api_read(r, store, NULL, NULL, tenant, id);
     }
 
+    if (rc == NGX_DECLINED && store->remote) {
+        /* a cluster's log holds what left the ring */
+        return ngx_http_events_api_fetch(r, store, NULL, NULL, tenant, id);
+    }
+
     return ngx_http_events_api_get_answer(r, rc, &json);
 }
 
@@ -1716,6 +1762,126 @@ ngx_http_events_api_get_answer(ngx_http_request_t *r, ngx_int_t rc,
     return ngx_http_events_http_send(r, NGX_HTTP_OK,
                                      &ngx_http_events_http_json_type,
                                      json->data, json->len);
+}
+
+
+/*
+ * A cluster's node reads what its ring no longer holds from the log: a
+ * page of the list (q), or one event (id).  The request waits for Redis
+ * as a POST does.
+ */
+
+static ngx_int_t
+ngx_http_events_api_fetch(ngx_http_request_t *r,
+    ngx_http_events_store_t *store, ngx_http_events_query_t *q,
+    ngx_http_events_window_t *w, ngx_str_t *tenant, ngx_str_t *id)
+{
+    ngx_http_cleanup_t          *cln;
+    ngx_http_events_api_fetch_t  *ar;
+
+    ar = ngx_pcalloc(r->pool, sizeof(ngx_http_events_api_fetch_t));
+    cln = ngx_http_cleanup_add(r, 0);
+    if (ar == NULL || cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ar->request = r;
+    ar->store = store;
+
+    if (q) {
+        ar->q = *q;
+        ar->res.window = *w;
+        ar->handle = store->remote->query(store->remote->data, &ar->q,
+                                          &ar->res, r->pool,
+                                          ngx_http_events_api_fetched_list, ar);
+
+    } else {
+        ar->handle = store->remote->get(store->remote->data, tenant, id,
+                                        &ar->json, r->pool,
+                                        ngx_http_events_api_fetched_event, ar);
+    }
+
+    if (ar->handle == NULL) {
+        return ngx_http_events_api_unavailable(r, NGX_DECLINED);
+    }
+
+    cln->handler = ngx_http_events_api_fetch_cleanup;
+    cln->data = ar;
+
+    r->main->count++;
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_events_api_fetched_list(void *data, ngx_int_t rc)
+{
+    ngx_http_events_api_fetch_t  *ar = data;
+
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = ar->request;
+    c = r->connection;
+    ar->handle = NULL;
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_events_api_list_answer(r, ar->store, &ar->q, &ar->res);
+
+    } else if (rc == NGX_BUSY) {
+        rc = ngx_http_events_api_unavailable(r, NGX_DECLINED);
+
+    } else {
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_events_api_fetched_event(void *data, ngx_int_t rc)
+{
+    ngx_http_events_api_fetch_t  *ar = data;
+
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = ar->request;
+    c = r->connection;
+    ar->handle = NULL;
+
+    if (rc == NGX_OK && ngx_http_events_api_visible(r, &ar->json)) {
+        rc = ngx_http_events_http_send(r, NGX_HTTP_OK,
+                                       &ngx_http_events_http_json_type,
+                                       ar->json.data, ar->json.len);
+
+    } else if (rc == NGX_OK || rc == NGX_DECLINED) {
+        rc = ngx_http_events_http_not_found(r, "no event with this id");
+
+    } else if (rc == NGX_BUSY) {
+        rc = ngx_http_events_api_unavailable(r, NGX_DECLINED);
+
+    } else {
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_events_api_fetch_cleanup(void *data)
+{
+    ngx_http_events_api_fetch_t  *ar = data;
+
+    if (ar->handle) {
+        ar->store->remote->cancel_read(ar->handle);
+        ar->handle = NULL;
+    }
 }
 
 

@@ -42,6 +42,8 @@
 #define NGX_HTTP_EVENTS_STREAM_LOOKS    64      /* looks per turn */
 #define NGX_HTTP_EVENTS_STREAM_TURN     65536   /* bytes framed per turn */
 #define NGX_HTTP_EVENTS_STREAM_WAKE     64      /* streams woken per turn */
+#define NGX_HTTP_EVENTS_STREAM_BACKFILL 100     /* a cluster's log: a page */
+#define NGX_HTTP_EVENTS_STREAM_RETRY    1000    /* the log did not answer */
 
 
 static void ngx_http_events_stream_event_init(
@@ -62,6 +64,11 @@ static ngx_int_t ngx_http_events_stream_reset(
 static ngx_int_t ngx_http_events_stream_ready(
     ngx_http_events_stream_ctx_t *ctx);
 static ngx_int_t ngx_http_events_stream_overloaded(
+    ngx_http_events_stream_ctx_t *ctx);
+static ngx_int_t ngx_http_events_stream_backfill(
+    ngx_http_events_stream_ctx_t *ctx);
+static void ngx_http_events_stream_backfilled(void *data, ngx_int_t rc);
+static void ngx_http_events_stream_backfill_end(
     ngx_http_events_stream_ctx_t *ctx);
 static ngx_int_t ngx_http_events_stream_frame(
     ngx_http_events_stream_ctx_t *ctx, off_t unsent);
@@ -512,7 +519,8 @@ ngx_http_events_stream_start(ngx_http_events_stream_ctx_t *ctx)
     reason = NULL;
 
     if (last->len == 8 && ngx_strncmp(last->data, "earliest", 8) == 0) {
-        seq = w.evicted_seq;
+        /* a cluster's log holds what left the ring */
+        seq = ctx->store->remote ? 0 : w.evicted_seq;
 
     } else if (ngx_http_events_cursor_parse(ctx->key, last->data, last->len,
                                             &epoch, &seq)
@@ -523,7 +531,8 @@ ngx_http_events_stream_start(ngx_http_events_stream_ctx_t *ctx)
     } else if (epoch != w.epoch) {
         reason = "epoch_changed";
 
-    } else if (seq < w.evicted_seq) {
+    } else if (seq < w.evicted_seq && ctx->store->remote == NULL) {
+        /* a cluster's log answers for itself, when the stream reads it */
         reason = "cursor_expired";
 
     } else if (seq > w.head_seq) {
@@ -997,6 +1006,29 @@ ngx_http_events_stream_pump(ngx_http_events_stream_ctx_t *ctx)
 
     ctx->stalled = 0;
 
+    if (ctx->backfill) {
+        /* a page of the cluster's log is on its way */
+        return;
+    }
+
+    if (ctx->store->remote) {
+        rc = ngx_http_events_stream_backfill(ctx);
+
+        if (rc == NGX_ERROR) {
+            ngx_http_finalize_request(r, NGX_ERROR);
+            return;
+        }
+
+        if (rc == NGX_DONE) {
+            /* what was framed goes now, the page when it comes */
+            if (ngx_http_events_stream_flush(ctx) != NGX_OK) {
+                ngx_http_finalize_request(r, NGX_ERROR);
+            }
+
+            return;
+        }
+    }
+
     rc = ngx_http_events_stream_frame(ctx, unsent);
 
     if (rc == NGX_DECLINED) {
@@ -1038,6 +1070,147 @@ ngx_http_events_stream_pump(ngx_http_events_stream_ctx_t *ctx)
 
     if (ngx_http_events_stream_flush(ctx) != NGX_OK) {
         ngx_http_finalize_request(r, NGX_ERROR);
+    }
+}
+
+
+/*
+ * A cluster's node: a stream whose cursor is older than the ring (a
+ * resume by Last-Event-ID or "earliest", or one that fell behind) reads
+ * the cluster's log a page at a time until the ring has the rest.
+ * NGX_DONE: a page is on its way (or the log is retried later); NGX_OK:
+ * the ring has what comes next.
+ */
+
+static ngx_int_t
+ngx_http_events_stream_backfill(ngx_http_events_stream_ctx_t *ctx)
+{
+    ngx_http_events_store_t   *store;
+    ngx_http_events_window_t   w;
+
+    store = ctx->store;
+
+    ngx_http_events_store_window(store, &w);
+
+    if (ctx->cursor >= w.evicted_seq) {
+        return NGX_OK;
+    }
+
+    if (ctx->resume.timer_set) {
+        /* the log did not answer: not again before the timer */
+        return NGX_DONE;
+    }
+
+    ctx->backfill_pool = ngx_create_pool(4096, ctx->request->connection->log);
+    if (ctx->backfill_pool == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->backfill_q = ctx->filter;
+    ctx->backfill_q.after = ctx->cursor;
+    ctx->backfill_q.has_after = 1;
+    ctx->backfill_q.desc = 0;
+    ctx->backfill_q.before = 0;
+    ctx->backfill_q.limit = NGX_HTTP_EVENTS_STREAM_BACKFILL;
+
+    ngx_memzero(&ctx->backfill_res, sizeof(ngx_http_events_result_t));
+    ctx->backfill_res.window = w;
+
+    ctx->backfill = store->remote->query(store->remote->data,
+                                         &ctx->backfill_q,
+                                         &ctx->backfill_res,
+                                         ctx->backfill_pool,
+                                         ngx_http_events_stream_backfilled,
+                                         ctx);
+
+    if (ctx->backfill == NULL) {
+        ngx_http_events_stream_backfill_end(ctx);
+        ngx_add_timer(&ctx->resume, NGX_HTTP_EVENTS_STREAM_RETRY);
+    }
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_events_stream_backfilled(void *data, ngx_int_t rc)
+{
+    ngx_http_events_stream_ctx_t  *ctx = data;
+
+    ngx_uint_t                 i;
+    ngx_connection_t          *c;
+    ngx_http_request_t        *r;
+    ngx_http_events_item_t    *items;
+    ngx_http_events_result_t  *res;
+
+    r = ctx->request;
+    c = r->connection;
+    res = &ctx->backfill_res;
+
+    ctx->backfill = NULL;
+
+    if (rc != NGX_OK) {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "events: the cluster's log did not answer a stream's "
+                      "read of zone \"%V\", retried", &ctx->store->name);
+
+        ngx_http_events_stream_backfill_end(ctx);
+        ngx_add_timer(&ctx->resume, NGX_HTTP_EVENTS_STREAM_RETRY);
+        return;
+    }
+
+    if (res->expired) {
+        ngx_http_events_stream_backfill_end(ctx);
+
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "events: stream resumes from the head: "
+                      "cursor_expired");
+
+        if (ngx_http_events_stream_reset(ctx, "cursor_expired") != NGX_OK) {
+            ngx_http_finalize_request(r, NGX_ERROR);
+            ngx_http_run_posted_requests(c);
+            return;
+        }
+
+    } else {
+        items = res->items.elts;
+
+        for (i = 0; i < res->items.nelts; i++) {
+            if (ctx->proto->event(ctx, &items[i]) != NGX_OK) {
+                ngx_http_events_stream_backfill_end(ctx);
+                ngx_http_finalize_request(r, NGX_ERROR);
+                ngx_http_run_posted_requests(c);
+                return;
+            }
+
+            ctx->cursor = items[i].seq;
+            ctx->replayed += ctx->replaying;
+        }
+
+        if (res->has_next) {
+            ctx->cursor = ngx_max(ctx->cursor, res->next);
+        }
+
+        ngx_http_events_store_count(ctx->store, res->items.nelts, 0);
+        ngx_http_events_stream_backfill_end(ctx);
+    }
+
+    ngx_http_events_stream_pump(ctx);
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_events_stream_backfill_end(ngx_http_events_stream_ctx_t *ctx)
+{
+    if (ctx->backfill) {
+        ctx->store->remote->cancel_read(ctx->backfill);
+        ctx->backfill = NULL;
+    }
+
+    if (ctx->backfill_pool) {
+        ngx_destroy_pool(ctx->backfill_pool);
+        ctx->backfill_pool = NULL;
     }
 }
 
@@ -1454,6 +1627,12 @@ ngx_http_events_stream_unsubscribe(ngx_http_events_stream_ctx_t *ctx)
     if (ctx->resume.posted) {
         ngx_delete_posted_event(&ctx->resume);
     }
+
+    if (ctx->resume.timer_set) {
+        ngx_del_timer(&ctx->resume);
+    }
+
+    ngx_http_events_stream_backfill_end(ctx);
 }
 
 

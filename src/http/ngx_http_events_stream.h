@@ -82,6 +82,12 @@ struct ngx_http_events_stream_ctx_s {
     ngx_event_t                 expiry;         /* the token's */
     time_t                      exp;
 
+    /* a page of a cluster's log, for what the ring no longer holds */
+    void                       *backfill;
+    ngx_pool_t                 *backfill_pool;
+    ngx_http_events_query_t     backfill_q;
+    ngx_http_events_result_t    backfill_res;
+
     unsigned                    queued:1;
     unsigned                    replaying:1;
     unsigned                    named:1;

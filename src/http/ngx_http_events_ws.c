@@ -40,7 +40,7 @@
 #include "ngx_http_events_ws.h"
 
 
-#define NGX_HTTP_EVENTS_WS_BUF         16384    /* output per write */
+#define NGX_HTTP_EVENTS_WS_BUF         65536    /* output per write */
 #define NGX_HTTP_EVENTS_WS_MAX_MSG     4096     /* a client's message */
 #define NGX_HTTP_EVENTS_WS_CLOSE_WAIT  2000     /* for the client's close */
 #define NGX_HTTP_EVENTS_WS_KEY_LEN     24       /* 16 bytes in base64 */
@@ -625,6 +625,11 @@ ngx_http_events_ws_flush(ngx_http_events_stream_ctx_t *ctx)
 
     if (wev->timer_set) {
         ngx_del_timer(wev);
+    }
+
+    /* with level-triggered events: not woken for nothing to write */
+    if (ngx_handle_write_event(wev, 0) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     /* all out: an idle stream holds no buffer */

@@ -34,17 +34,6 @@ static ngx_http_events_webhook_tenant_t *ngx_http_events_webhook_tenant(
     ngx_str_t *tenant);
 static ngx_http_events_webhook_endpoint_t *ngx_http_events_webhook_locate(
     ngx_http_events_store_t *store, ngx_str_t *tenant, ngx_str_t *id);
-static ngx_int_t ngx_http_events_webhook_set(ngx_http_events_store_t *store,
-    ngx_http_events_webhook_endpoint_t *ep,
-    ngx_http_events_webhook_spec_t *spec);
-static void ngx_http_events_webhook_merge(
-    ngx_http_events_webhook_endpoint_t *ep,
-    ngx_http_events_webhook_spec_t *spec,
-    ngx_http_events_webhook_spec_t *merged);
-static void ngx_http_events_webhook_enable(ngx_http_events_store_t *store,
-    ngx_http_events_webhook_endpoint_t *ep, ngx_uint_t enabled, uint64_t now);
-static void ngx_http_events_webhook_free(ngx_http_events_store_t *store,
-    ngx_http_events_webhook_sh_t *wh, ngx_http_events_webhook_endpoint_t *ep);
 static size_t ngx_http_events_webhook_view_size(
     ngx_http_events_webhook_endpoint_t *ep);
 static void ngx_http_events_webhook_view(ngx_http_events_webhook_endpoint_t *ep,
@@ -434,7 +423,7 @@ done:
 
 /* what a PATCH leaves out stays as it is */
 
-static void
+void
 ngx_http_events_webhook_merge(ngx_http_events_webhook_endpoint_t *ep,
     ngx_http_events_webhook_spec_t *spec,
     ngx_http_events_webhook_spec_t *merged)
@@ -489,7 +478,7 @@ ngx_http_events_webhook_merge(ngx_http_events_webhook_endpoint_t *ep,
 }
 
 
-static void
+void
 ngx_http_events_webhook_enable(ngx_http_events_store_t *store,
     ngx_http_events_webhook_endpoint_t *ep, ngx_uint_t enabled, uint64_t now)
 {
@@ -1123,7 +1112,7 @@ ngx_http_events_webhook_put(u_char *start, u_char *p, ngx_str_t *s,
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_events_webhook_set(ngx_http_events_store_t *store,
     ngx_http_events_webhook_endpoint_t *ep,
     ngx_http_events_webhook_spec_t *spec)
@@ -1182,7 +1171,7 @@ ngx_http_events_webhook_set(ngx_http_events_store_t *store,
 }
 
 
-static void
+void
 ngx_http_events_webhook_free(ngx_http_events_store_t *store,
     ngx_http_events_webhook_sh_t *wh, ngx_http_events_webhook_endpoint_t *ep)
 {

@@ -151,6 +151,8 @@ static void ngx_http_events_webhook_api_view_json(ngx_http_events_buf_t *o,
     ngx_http_events_webhook_view_t *v);
 static void ngx_http_events_webhook_api_attempt_json(ngx_http_events_buf_t *o,
     ngx_http_events_webhook_attempt_t *a);
+static void ngx_http_events_webhook_api_share(ngx_http_request_t *r,
+    ngx_http_events_store_t *store, ngx_http_events_webhook_route_t *rt);
 static ngx_int_t ngx_http_events_webhook_api_fail(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, const char *field, const char *fmt,
     ...);
@@ -556,6 +558,7 @@ ngx_http_events_webhook_api_run(ngx_http_request_t *r,
 
             if (rc == NGX_HTTP_EVENTS_WEBHOOK_OK) {
                 (void) ngx_http_events_webhook_state_save(store);
+                ngx_http_events_webhook_api_share(r, store, rt);
                 r->headers_out.status = NGX_HTTP_NO_CONTENT;
                 r->header_only = 1;
                 r->headers_out.content_length_n = 0;
@@ -710,6 +713,19 @@ ngx_http_events_webhook_api_create(ngx_http_request_t *r,
 
     rt->id = spec->id;
 
+    /* a cluster's: on every node, or not at all */
+    if (ngx_http_events_webhook_share_publish(store, &rt->tenant, &spec->id,
+                                              r->pool)
+        != NGX_OK)
+    {
+        (void) ngx_http_events_webhook_delete(store, &rt->tenant, &spec->id);
+        return ngx_http_events_webhook_api_fail(r, 503, "cluster_unavailable",
+                                                NULL,
+                                                "the cluster's log cannot be "
+                                                "reached; nothing was "
+                                                "created");
+    }
+
     /* the secret is shown now and on rotation, never again */
     src.data = spec->secret;
     src.len = spec->secret_len;
@@ -818,6 +834,7 @@ ngx_http_events_webhook_api_patch(ngx_http_request_t *r,
     }
 
     (void) ngx_http_events_webhook_state_save(store);
+    ngx_http_events_webhook_api_share(r, store, rt);
 
     return ngx_http_events_webhook_api_get(r, rt, NGX_HTTP_OK, NULL);
 }
@@ -2007,6 +2024,7 @@ ngx_http_events_webhook_api_rotate(ngx_http_request_t *r,
     }
 
     (void) ngx_http_events_webhook_state_save(store);
+    ngx_http_events_webhook_api_share(r, store, rt);
 
     src.data = secret;
     src.len = len;
@@ -2745,6 +2763,27 @@ ngx_http_events_webhook_api_unknown(ngx_http_request_t *r,
     return ngx_http_events_webhook_api_fail(r, 404, "not_found", NULL,
                                             "no webhook endpoint \"%V\"",
                                             &rt->id);
+}
+
+
+/*
+ * A cluster's: a change made here goes to every node.  Redis out of
+ * reach, the change stands here and other nodes do not learn it: said
+ * in the log (a create is refused instead, see api_create()).
+ */
+
+static void
+ngx_http_events_webhook_api_share(ngx_http_request_t *r,
+    ngx_http_events_store_t *store, ngx_http_events_webhook_route_t *rt)
+{
+    if (ngx_http_events_webhook_share_publish(store, &rt->tenant, &rt->id,
+                                              r->pool)
+        != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "events webhook \"%V\": the change could not be "
+                      "shared with the cluster's other nodes", &rt->id);
+    }
 }
 
 

@@ -13,6 +13,11 @@
  * takes over when it expires or its owner is gone, with a new term, and
  * sends again whatever the old term had in flight (at least once).
  * New events wake it through the doorbell streams use.
+ *
+ * On a cluster's zone every node's dispatcher finds the same deliveries:
+ * each delivery is claimed through the zone's remote before an attempt
+ * (one node at a time attempts it), deferred while another node holds
+ * it, dropped when another node ended it, and settled after the attempt.
  */
 
 
@@ -32,6 +37,7 @@
 #define NGX_HTTP_EVENTS_WH_LEASE        2000
 #define NGX_HTTP_EVENTS_WH_SCAN         4096    /* records per endpoint scan */
 #define NGX_HTTP_EVENTS_WH_MAX_PAUSE    (10 * 3600 * 1000)
+#define NGX_HTTP_EVENTS_WH_CLAIM_AGAIN  1000    /* a cluster's log: away */
 
 
 /* what the dispatcher copies out of an endpoint to scan the ring */
@@ -96,6 +102,13 @@ static ngx_int_t ngx_http_events_webhook_dispatch_pool(
     ngx_http_events_webhook_job_t *job);
 static void ngx_http_events_webhook_dispatch_start(
     ngx_http_events_webhook_job_t *job);
+static void ngx_http_events_webhook_dispatch_claimed(void *ctx, ngx_int_t rc,
+    ngx_msec_t wait);
+static void ngx_http_events_webhook_dispatch_defer(
+    ngx_http_events_webhook_job_t *job, ngx_msec_t wait, ngx_uint_t ended);
+static void ngx_http_events_webhook_dispatch_settle(
+    ngx_http_events_webhook_job_t *job, ngx_uint_t found,
+    ngx_http_events_webhook_attempt_t *a, uint64_t now);
 static void *ngx_http_events_webhook_dispatch_handler_ctx(
     ngx_http_events_store_t *store, ngx_http_events_webhook_endpoint_t *ep);
 static void ngx_http_events_webhook_dispatch_done(
@@ -172,6 +185,10 @@ ngx_http_events_webhook_dispatch_init_process(ngx_cycle_t *cycle)
         if (store->whcf == NULL) {
             continue;
         }
+
+        /* a cluster's: the API endpoints of every node come here */
+        store->wh_apply = ngx_http_events_webhook_share_apply;
+        store->wh_attempt_apply = ngx_http_events_webhook_share_attempt;
 
         store->wh_tick.handler = ngx_http_events_webhook_dispatch_tick;
         store->wh_tick.data = store;
@@ -1341,8 +1358,27 @@ ngx_http_events_webhook_dispatch_start(ngx_http_events_webhook_job_t *job)
     ngx_http_events_ipc_t     *ipc;
     ngx_http_events_item_t     item;
     ngx_http_events_query_t    q;
+    ngx_http_events_store_t   *store;
 
     ipc = ngx_http_events_ipc();
+    store = job->store;
+
+    if (job->queued && !job->claimed && store->remote
+        && store->remote->claim)
+    {
+        /* a cluster's: this node attempts it only with the claim */
+        if (store->remote->claim(store->remote->data, &job->tenant,
+                                 &job->endpoint, job->seq,
+                                 ngx_http_events_webhook_dispatch_claimed,
+                                 job)
+            != NGX_OK)
+        {
+            ngx_http_events_webhook_dispatch_defer(job,
+                                  NGX_HTTP_EVENTS_WH_CLAIM_AGAIN, 0);
+        }
+
+        return;
+    }
 
     if (ngx_http_events_webhook_dispatch_pool(job) != NGX_OK) {
         job->started_ms = ngx_http_events_webhook_now();
@@ -1399,6 +1435,122 @@ ngx_http_events_webhook_dispatch_start(ngx_http_events_webhook_job_t *job)
 }
 
 
+/* a cluster's claim answered */
+
+static void
+ngx_http_events_webhook_dispatch_claimed(void *ctx, ngx_int_t rc,
+    ngx_msec_t wait)
+{
+    ngx_http_events_webhook_job_t  *job = ctx;
+
+    if (rc == NGX_OK) {
+        job->claimed = 1;
+        ngx_http_events_webhook_dispatch_start(job);
+        return;
+    }
+
+    ngx_http_events_webhook_dispatch_defer(job, wait, rc == NGX_DONE);
+}
+
+
+/*
+ * Not attempted here: another node holds the delivery (it is due again
+ * in wait ms, its attempt not counted), or ended it (it goes).
+ */
+
+static void
+ngx_http_events_webhook_dispatch_defer(ngx_http_events_webhook_job_t *job,
+    ngx_msec_t wait, ngx_uint_t ended)
+{
+    ngx_queue_t                         *q;
+    ngx_http_events_store_t             *store;
+    ngx_http_events_webhook_sh_t        *wh;
+    ngx_http_events_webhook_endpoint_t  *ep;
+    ngx_http_events_webhook_delivery_t  *d;
+
+    store = job->store;
+
+    ngx_shmtx_lock(&store->shpool->mutex);
+
+    wh = store->wh;
+    ep = ngx_http_events_webhook_find(wh, &job->tenant, &job->endpoint);
+
+    for (q = ep ? ngx_queue_head(&ep->deliveries) : NULL;
+         q && q != ngx_queue_sentinel(&ep->deliveries);
+         q = ngx_queue_next(q))
+    {
+        d = ngx_queue_data(q, ngx_http_events_webhook_delivery_t, queue);
+
+        if (d->seq != job->seq || d->state != NGX_HTTP_EVENTS_WH_INFLIGHT
+            || d->term != job->term)
+        {
+            continue;
+        }
+
+        if (ended) {
+            ngx_http_events_webhook_dequeue(store, ep, d);
+            wh->version++;
+            break;
+        }
+
+        d->state = NGX_HTTP_EVENTS_WH_QUEUED;
+        d->next_ms = ngx_http_events_webhook_now() + wait;
+
+        if (d->attempts) {
+            d->attempts--;
+        }
+
+        if (ep->inflight) {
+            ep->inflight--;
+        }
+
+        break;
+    }
+
+    ngx_shmtx_unlock(&store->shpool->mutex);
+
+    if (store->wh_inflight) {
+        store->wh_inflight--;
+    }
+
+    ngx_http_events_webhook_dispatch_give(job);
+
+    if (ended) {
+        ngx_http_events_webhook_dispatch_wake(store);
+    }
+}
+
+
+/* after this node's attempt: ended for every node, held, or let go */
+
+static void
+ngx_http_events_webhook_dispatch_settle(ngx_http_events_webhook_job_t *job,
+    ngx_uint_t found, ngx_http_events_webhook_attempt_t *a, uint64_t now)
+{
+    ngx_int_t                 how;
+    ngx_msec_t                keep;
+    ngx_http_events_store_t  *store;
+
+    store = job->store;
+    keep = 0;
+
+    if (!found || a->result == NGX_HTTP_EVENTS_WH_EXPIRED) {
+        /* not this node's to end: another's ring may still have it */
+        how = NGX_DECLINED;
+
+    } else if (a->result == NGX_HTTP_EVENTS_WH_RETRYING) {
+        how = NGX_AGAIN;
+        keep = a->next_ms > now ? (ngx_msec_t) (a->next_ms - now) : 0;
+
+    } else {
+        how = NGX_OK;
+    }
+
+    store->remote->settle(store->remote->data, &job->tenant, &job->endpoint,
+                          job->seq, how, keep);
+}
+
+
 /* an attempt is over: log it, then retry, finish or give up */
 
 static void
@@ -1407,6 +1559,7 @@ ngx_http_events_webhook_dispatch_done(ngx_http_events_webhook_job_t *job)
     u_char                               buf[NGX_HTTP_EVENTS_WH_ATTEMPT];
     u_char                               disabled;
     uint64_t                             now;
+    ngx_str_t                            shared;
     ngx_http_events_store_t             *store;
     ngx_http_events_webhook_sh_t        *wh;
     ngx_http_events_webhook_attempt_t   *a;
@@ -1417,6 +1570,16 @@ ngx_http_events_webhook_dispatch_done(ngx_http_events_webhook_job_t *job)
 
     a = (ngx_http_events_webhook_attempt_t *) buf;
     ngx_memzero(a, sizeof(ngx_http_events_webhook_attempt_t));
+
+    /* a cluster's: the attempt's record for the other nodes' logs */
+    shared.len = 0;
+    shared.data = NULL;
+
+    if (store->remote && store->remote->wh_attempt && job->pool) {
+        shared.data = ngx_pnalloc(job->pool,
+                          offsetof(ngx_http_events_webhook_attempt_t, excerpt)
+                          + job->excerpt_size + 8);
+    }
 
     ngx_shmtx_lock(&store->shpool->mutex);
 
@@ -1435,12 +1598,33 @@ ngx_http_events_webhook_dispatch_done(ngx_http_events_webhook_job_t *job)
             job->meta_reason = ep->disabled;
             ep->meta_failed = 1;
         }
+
+        if (shared.data && ep->log_size
+            && ep->log_entry <= offsetof(ngx_http_events_webhook_attempt_t,
+                                         excerpt)
+                                + job->excerpt_size + 8)
+        {
+            shared.len = ep->log_entry;
+            ngx_memcpy(shared.data,
+                       ep->log + ((ep->log_next - 1) % ep->log_size)
+                                 * ep->log_entry,
+                       shared.len);
+        }
     }
 
     wh->attempts++;
     wh->errors[job->error]++;
 
     ngx_shmtx_unlock(&store->shpool->mutex);
+
+    if (job->claimed) {
+        ngx_http_events_webhook_dispatch_settle(job, ep != NULL, a, now);
+    }
+
+    if (shared.len) {
+        store->remote->wh_attempt(store->remote->data, &job->tenant,
+                                  &job->endpoint, shared.data, shared.len);
+    }
 
     if (job->error != NGX_HTTP_EVENTS_E_NONE) {
         ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,

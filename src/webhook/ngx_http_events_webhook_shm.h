@@ -18,6 +18,7 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
+#include <jansson.h>
 
 #include "ngx_http_events_store.h"
 #include "ngx_http_events_cloudevents.h"
@@ -325,6 +326,7 @@ struct ngx_http_events_webhook_job_s {
     uint32_t                         term;
     void                            *ctx;          /* the server it leaves by */
     unsigned                         queued:1;      /* a delivery waits on it */
+    unsigned                         claimed:1;     /* a cluster's: ours */
     unsigned                         handler:1;      /* url is a location */
     unsigned                         vet:1;          /* check the address */
     ngx_uint_t                       format;
@@ -442,6 +444,16 @@ void ngx_http_events_webhook_dequeue(ngx_http_events_store_t *store,
     ngx_http_events_webhook_delivery_t *d);
 void ngx_http_events_webhook_disable(ngx_http_events_webhook_endpoint_t *ep,
     ngx_uint_t reason, uint64_t now);
+ngx_int_t ngx_http_events_webhook_set(ngx_http_events_store_t *store,
+    ngx_http_events_webhook_endpoint_t *ep,
+    ngx_http_events_webhook_spec_t *spec);
+void ngx_http_events_webhook_merge(ngx_http_events_webhook_endpoint_t *ep,
+    ngx_http_events_webhook_spec_t *spec,
+    ngx_http_events_webhook_spec_t *merged);
+void ngx_http_events_webhook_enable(ngx_http_events_store_t *store,
+    ngx_http_events_webhook_endpoint_t *ep, ngx_uint_t enabled, uint64_t now);
+void ngx_http_events_webhook_free(ngx_http_events_store_t *store,
+    ngx_http_events_webhook_sh_t *wh, ngx_http_events_webhook_endpoint_t *ep);
 
 /* ngx_http_events_webhook_dispatch.c: the dispatcher */
 ngx_http_events_webhook_rc_e ngx_http_events_webhook_dispatch_send_now(
@@ -455,6 +467,21 @@ ngx_int_t ngx_http_events_webhook_state_save_init(ngx_cycle_t *cycle,
     ngx_http_events_store_t *store);
 ngx_int_t ngx_http_events_webhook_state_load(ngx_http_events_store_t *store,
     ngx_log_t *log);
+u_char *ngx_http_events_webhook_state_str(u_char *p, u_char *s, size_t len);
+u_char *ngx_http_events_webhook_state_b64(u_char *p, u_char *s, size_t len);
+ngx_int_t ngx_http_events_webhook_state_unb64(json_t *v, u_char *out,
+    size_t *len);
+ngx_int_t ngx_http_events_webhook_state_spec(json_t *o,
+    ngx_http_events_webhook_spec_t *spec);
+
+/* ngx_http_events_webhook_share.c: API endpoints on every cluster node */
+ngx_int_t ngx_http_events_webhook_share_publish(
+    ngx_http_events_store_t *store, ngx_str_t *tenant, ngx_str_t *id,
+    ngx_pool_t *pool);
+ngx_int_t ngx_http_events_webhook_share_apply(ngx_http_events_store_t *store,
+    ngx_str_t *texts, ngx_uint_t n, ngx_pool_t *pool);
+void ngx_http_events_webhook_share_attempt(ngx_http_events_store_t *store,
+    ngx_str_t *tenant, ngx_str_t *id, u_char *rec, size_t len);
 
 /* ngx_http_events_webhook_api.c: the management API */
 ngx_int_t ngx_http_events_webhook_api_handler(ngx_http_request_t *r);

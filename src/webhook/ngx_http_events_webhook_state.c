@@ -43,10 +43,6 @@ static size_t ngx_http_events_webhook_state_size(
 static u_char *ngx_http_events_webhook_state_text(
     ngx_http_events_store_t *store, ngx_http_events_webhook_sh_t *wh,
     u_char *p);
-static u_char *ngx_http_events_webhook_state_str(u_char *p, u_char *s,
-    size_t len);
-static u_char *ngx_http_events_webhook_state_b64(u_char *p, u_char *s,
-    size_t len);
 static void ngx_http_events_webhook_state_positions(
     ngx_http_events_store_t *store, ngx_http_events_webhook_sh_t *wh,
     json_t *root, ngx_log_t *log);
@@ -55,8 +51,6 @@ static void ngx_http_events_webhook_state_clamp(ngx_http_events_store_t *store,
 static ngx_int_t ngx_http_events_webhook_state_endpoint(
     ngx_http_events_store_t *store, ngx_http_events_webhook_sh_t *wh, json_t *o,
     ngx_log_t *log);
-static ngx_int_t ngx_http_events_webhook_state_spec(json_t *o,
-    ngx_http_events_webhook_spec_t *spec);
 static void ngx_http_events_webhook_state_history(
     ngx_http_events_store_t *store, ngx_http_events_webhook_endpoint_t *ep,
     json_t *o, ngx_str_t *id, ngx_log_t *log);
@@ -66,8 +60,6 @@ static void ngx_http_events_webhook_state_attempts(
     ngx_http_events_webhook_endpoint_t *ep, json_t *log);
 static size_t ngx_http_events_webhook_state_bytes(json_t *v, u_char *to,
     size_t max);
-static ngx_int_t ngx_http_events_webhook_state_unb64(json_t *v, u_char *out,
-    size_t *len);
 static ngx_int_t ngx_http_events_webhook_state_path(
     ngx_http_events_store_t *store, const char *name, u_char *buf, size_t size);
 
@@ -560,7 +552,7 @@ ngx_http_events_webhook_state_text(ngx_http_events_store_t *store,
 }
 
 
-static u_char *
+u_char *
 ngx_http_events_webhook_state_str(u_char *p, u_char *s, size_t len)
 {
     *p++ = '"';
@@ -571,7 +563,7 @@ ngx_http_events_webhook_state_str(u_char *p, u_char *s, size_t len)
 }
 
 
-static u_char *
+u_char *
 ngx_http_events_webhook_state_b64(u_char *p, u_char *s, size_t len)
 {
     ngx_str_t  src, dst;
@@ -878,7 +870,7 @@ invalid:
 
 /* an endpoint's strings and secrets, pointing into the JSON */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_events_webhook_state_spec(json_t *o,
     ngx_http_events_webhook_spec_t *spec)
 {
@@ -1196,7 +1188,7 @@ ngx_http_events_webhook_state_bytes(json_t *v, u_char *to, size_t max)
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_events_webhook_state_unb64(json_t *v, u_char *out, size_t *len)
 {
     u_char     buf[ngx_base64_decoded_length(

@@ -190,6 +190,11 @@ timed('GET /events/{id}',
 timed('page of 100 from the ring',
     sub { '/events?limit=100&order=desc' });
 
+my $hs = $t->get('/events-status')->{json}{journal}{history};
+printf "reads from disk: %d from the page cache in the worker, %d in "
+    . "threads, %d in the worker\n", $hs->{cacheReads} // 0,
+    $hs->{threadReads} // 0, $hs->{workerReads} // 0;
+
 # SSE catch-up from the start: count events until "ready"
 my $sock = IO::Socket::IP->new(PeerAddr => '127.0.0.1', PeerPort => $t->port,
     Proto => 'tcp') or die "connect: $!";

@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <ctype.h>
 
 #include <jansson.h>
 
@@ -42,6 +43,7 @@
 #include "ngx_http_events_cursor.h"
 #include "ngx_http_events_id.h"
 #include "ngx_http_events_match.h"
+#include "ngx_http_events_cloudevents.h"
 
 #include "fuzz_utf8.h"
 
@@ -72,6 +74,7 @@ static ngx_uint_t fz_str_is(json_t *v, ngx_str_t *s);
 static json_t *fz_get(json_t *obj, const char *key);
 static size_t fz_payload_extra(json_t *sent, json_t *back);
 static void fz_meta(json_t *meta, u_char *buf, size_t len);
+static void fz_cloudevent(u_char *buf, size_t len, json_t *back);
 
 
 static ngx_http_events_id_rng_t  fz_rng;
@@ -376,9 +379,115 @@ fz_check_envelope(ngx_http_events_envelope_t *env, json_t *obj,
              "metadata: %.*s", (int) len, buf);
 
     fz_meta(orig, buf, len);
+    fz_cloudevent(buf, len, back);
 
     json_decref(back);
     free(buf);
+}
+
+
+/*
+ * The envelope as a structured CloudEvent (ngx_http_events_cloudevents.c):
+ * the head fits its bound, the whole parses, id, type and subject are the
+ * envelope's, data is the envelope, and source is a URI-reference that
+ * percent-decodes to the envelope's source.
+ */
+
+static void
+fz_cloudevent(u_char *buf, size_t len, json_t *back)
+{
+    u_char                *ce_buf, *p, *d, *dec;
+    char                   hex[3];
+    size_t                 n;
+    json_t                *ce, *v, *src;
+    ngx_str_t              env;
+    json_error_t           jerr;
+    ngx_http_events_ce_t   attrs;
+
+    env.data = buf;
+    env.len = len;
+
+    fz_check(ngx_http_events_ce_parse(&env, &attrs) == NGX_OK,
+             "ce_parse refused: %.*s", (int) len, buf);
+
+    ce_buf = malloc(NGX_HTTP_EVENTS_CE_HEAD + len + 1);
+    if (ce_buf == NULL) {
+        abort();
+    }
+
+    p = ngx_http_events_ce_head(ce_buf, &attrs);
+    fz_check((size_t) (p - ce_buf) <= NGX_HTTP_EVENTS_CE_HEAD,
+             "ce head of %zu bytes", (size_t) (p - ce_buf));
+    p = ngx_cpymem(p, buf, len);
+    *p++ = '}';
+
+    ce = json_loadb((char *) ce_buf, p - ce_buf,
+                    JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
+    fz_check(ce != NULL && json_is_object(ce), "cloudevent does not parse: "
+             "%s: %.*s", jerr.text, (int) (p - ce_buf), ce_buf);
+
+    fz_check(json_equal(json_object_get(ce, "id"), fz_get(back, "id")),
+             "ce id: %.*s", (int) (p - ce_buf), ce_buf);
+    fz_check(json_equal(json_object_get(ce, "type"), fz_get(back, "type")),
+             "ce type: %.*s", (int) (p - ce_buf), ce_buf);
+    fz_check(json_equal(json_object_get(ce, "data"), back),
+             "ce data: %.*s", (int) (p - ce_buf), ce_buf);
+
+    v = json_object_get(ce, "subject");
+    src = fz_get(back, "resourceId");
+    fz_check(json_is_null(src) ? v == NULL : json_equal(v, src),
+             "ce subject: %.*s", (int) (p - ce_buf), ce_buf);
+
+    /* source: only URI characters, and it decodes to the envelope's */
+    v = json_object_get(ce, "source");
+    src = fz_get(back, "source");
+    fz_check(json_is_string(v), "ce source: %.*s", (int) (p - ce_buf),
+             ce_buf);
+
+    d = (u_char *) json_string_value(v);
+    n = json_string_length(v);
+    dec = malloc(n + 1);
+    if (dec == NULL) {
+        abort();
+    }
+
+    p = dec;
+
+    while (n) {
+        fz_check(*d > 0x20 && *d < 0x7f && *d != '"' && *d != '\\'
+                 && *d != '<' && *d != '>' && *d != '#' && *d != '['
+                 && *d != ']' && *d != '^' && *d != '`' && *d != '{'
+                 && *d != '|' && *d != '}', "ce source byte %02x", *d);
+
+        if (*d == '%') {
+            fz_check(n >= 3 && isxdigit(d[1]) && isxdigit(d[2]),
+                     "ce source: a bad escape");
+            hex[0] = d[1];
+            hex[1] = d[2];
+            hex[2] = '\0';
+            *p++ = (u_char) strtol(hex, NULL, 16);
+            d += 3;
+            n -= 3;
+            continue;
+        }
+
+        *p++ = *d++;
+        n--;
+    }
+
+    if (json_is_string(src)) {
+        fz_check((size_t) (p - dec) == json_string_length(src)
+                 && ngx_memcmp(dec, json_string_value(src), p - dec) == 0,
+                 "ce source does not decode to the envelope's");
+
+    } else {
+        fz_check(p - dec == 7 && ngx_memcmp(dec, "/events", 7) == 0,
+                 "ce source of a null one");
+    }
+
+    free(dec);
+    json_decref(ce);
+    free(ce_buf);
 }
 
 
