@@ -13,6 +13,7 @@ use warnings;
 use lib 't/lib';
 use Test::More;
 use Time::HiRes qw(sleep);
+use POSIX ();
 use EventsTest;
 use EventsTest::Daemon;
 use EventsTest::Redis;
@@ -59,7 +60,7 @@ http {
     %%HTTP_GLOBALS%%
 
     events_zone main 8m;
-    events_cluster main $url prefix=t74 timeout=2s;
+    events_cluster main $url prefix=t74 timeout=5s;
 
     server {
         listen 127.0.0.1:%%PORT%%;
@@ -124,6 +125,70 @@ is(scalar(grep { $_ == 200 } @dup), 5, 'and five 200s');
 my $moved = grep { $_->error_log =~ /events_cluster: redis \S+: the keys moved to 127\.0\.0\.1:\d+/ }
     @nodes;
 ok($moved >= 2, "nodes given another master followed MOVED ($moved)");
+
+# the log's slot moves to another master while the nodes POST: TRYAGAIN
+# and ASK answers are retried, then MOVED is followed; nothing is lost
+
+sub id_of { (split ' ', $_[0]->cli('CLUSTER', 'MYID') // '')[0] // '' }
+
+my ($src) = grep { ($_->cli('CLUSTER', 'COUNTKEYSINSLOT', $slot) // 0) > 0 }
+    @masters;
+ok($src, 'the master that holds the log');
+my ($dst) = grep { $_ != $src } @masters;
+
+my $mig = fork // die "fork: $!";
+if ($mig == 0) {
+    sleep 0.3;
+    $dst->cli('CLUSTER', 'SETSLOT', $slot, 'IMPORTING', id_of($src));
+    $src->cli('CLUSTER', 'SETSLOT', $slot, 'MIGRATING', id_of($dst));
+    # in two halves, so that POSTs meet both TRYAGAIN and ASK
+    for (1 .. 20) {
+        my @keys = grep { length } split /\n/,
+            ($src->cli('CLUSTER', 'GETKEYSINSLOT', $slot, 1000) // '');
+        last unless @keys;
+        my @half = @keys > 1 ? @keys[0 .. $#keys / 2] : @keys;
+        $src->cli('MIGRATE', '127.0.0.1', $dst->port, '', 0, 5000,
+            'KEYS', @half);
+        sleep 0.1;
+    }
+    $_->cli('CLUSTER', 'SETSLOT', $slot, 'NODE', id_of($dst)) for @masters;
+    POSIX::_exit(0);
+}
+
+my @during = $nodes[0]->parallel(n => 3, code => sub {
+    my ($i) = @_;
+    my @r;
+    for my $k (1 .. 25) {
+        my $r = $nodes[$i]->post_json('/events', { id => "m-$i-$k",
+            type => 'c.m' }, timeout => 10);
+        push @r, [ "m-$i-$k", $r->{status} ];
+        sleep 0.03;
+    }
+    return \@r;
+});
+waitpid($mig, 0);
+my @m = map { @{ $_ // [] } } @during;
+is(scalar @m, 75, 'every POST during the migration answered');
+my @ok = grep { $_->[1] == 201 } @m;
+is(scalar @ok, 75, 'all 201: retried through TRYAGAIN and ASK')
+    or diag(join ' ', map { $_->[1] } @m);
+is($dst->cli('CLUSTER', 'COUNTKEYSINSLOT', $slot) > 0 ? 1 : 0, 1,
+    'the log is on the other master now');
+
+my $after = $nodes[1]->post_json('/events', { id => 'after-move',
+    type => 'c.m' });
+is($after->{status}, 201, 'a POST after the move');
+for my $t (@nodes) {
+    my %have;
+    for (1 .. 200) {
+        %have = map { $_->{id} => 1 }
+            @{ $t->get('/events?limit=1000')->{json}{data} // [] };
+        last if $have{'after-move'};
+        sleep 0.05;
+    }
+    is(scalar(grep { !$have{ $_->[0] } } @ok), 0,
+        'a node lists every acknowledged event');
+}
 
 for my $t (@nodes[0, 1]) {
     $t->stop;

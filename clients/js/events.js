@@ -273,7 +273,7 @@ class Feed {
             this.abort.abort();
         }
         if (this.es) {
-            this.es.close();
+            this.es.close();        /* an EventSource or a WebSocket */
         }
         this.setState('closed');
     }
@@ -295,6 +295,10 @@ class Feed {
 
         this.delivered = false;
         this.opened = Date.now();
+
+        if (this.client.opts.transport === 'websocket') {
+            return this.connectWebSocket();
+        }
 
         if (this.client.opts.transport === 'eventsource'
             || (this.client.opts.transport !== 'fetch' && !canStream()))
@@ -412,6 +416,75 @@ class Feed {
         });
     }
 
+    // the same stream over a WebSocket: one JSON message per event (its
+    // cursor first), control messages {"control": "reset" | "ready" |
+    // "reauth", ...}; the close code says nothing we need: every end is
+    // a reconnect from our place, after the reset's retry when refused
+    connectWebSocket() {
+        const WS = this.client.opts.WebSocket
+                   || (typeof WebSocket === 'function' ? WebSocket : null);
+
+        if (WS === null) {
+            this.client.error(new Error('no WebSocket'));
+            return this.stop();
+        }
+
+        Promise.resolve(this.client.token()).then((token) => {
+            if (this.stopped) {
+                return;
+            }
+
+            const http = this.url(token ? { token } : {});
+            const base = typeof location === 'object' ? location.href
+                                                       : undefined;
+            const url = new URL(http, base);
+            url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+
+            const ws = new WS(url.href);
+            let opened = false;
+            this.es = ws;
+
+            ws.onopen = () => {
+                opened = true;
+                this.setState('open');
+            };
+            ws.onmessage = (m) => this.message(m.data);
+            ws.onclose = () => {
+                this.es = null;
+                if (opened) {
+                    return this.lost(null);
+                }
+                this.probe(new URL(http, base).href);
+            };
+        });
+    }
+
+    message(text) {
+        let m;
+
+        try {
+            m = JSON.parse(text);
+        } catch (e) {
+            return this.client.error(new Error('bad message: ' + text));
+        }
+
+        if (m.control === undefined) {
+            const cursor = m.cursor;
+            delete m.cursor;
+            return this.frame({ event: 'message', data: m, id: cursor });
+        }
+
+        if (m.control === 'reset' && m.retry > 0) {
+            this.retryMs = m.retry;
+        }
+
+        const c = m.control;
+        delete m.control;
+        this.frame({ event: c, data: m,
+                     id: c === 'reset' && m.reason !== 'overloaded'
+                         ? m.head : '' });
+    }
+
     // EventSource hides why it was refused: where fetch can at least read
     // a status, a refusal retrying cannot cure ends the stream
     async probe(url) {
@@ -472,10 +545,12 @@ class Feed {
     }
 
     frame(f) {
-        let data;
+        let data = f.data;
 
         try {
-            data = JSON.parse(f.data);
+            if (typeof data === 'string') {
+                data = JSON.parse(data);
+            }
         } catch (e) {
             return this.client.error(new Error('bad frame: ' + f.data));
         }
@@ -608,7 +683,7 @@ export class EventsClient {
             token: null,
             headers: {},
             credentials: 'same-origin',
-            transport: 'auto',          /* 'fetch', 'eventsource' */
+            transport: 'auto',      /* 'fetch', 'eventsource', 'websocket' */
             retry: 3000,                /* until the server says "retry:" */
             backoff: { max: 30000, jitter: 0.5 },
             idleTimeout: 45000,         /* 2 heartbeats (20 s) and some */

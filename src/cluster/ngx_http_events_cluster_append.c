@@ -44,6 +44,8 @@ typedef struct {
     ngx_int_t                   rc;             /* the script's, for WAIT */
     ngx_uint_t                  failed;
     ngx_uint_t                  stale_waits;    /* WAITs to pass over */
+    ngx_event_t                 again;          /* a slot migrating */
+    ngx_msec_t                  started;
     unsigned                    retried:1;
     unsigned                    no_wait:1;      /* WAIT could not go */
 } ngx_http_events_cluster_op_t;
@@ -61,6 +63,7 @@ static ngx_int_t ngx_http_events_cluster_answer(
     ngx_http_events_cluster_op_t *op, redisReply *reply, ngx_uint_t *failed);
 static ngx_int_t ngx_http_events_cluster_stored(ngx_pool_t *pool,
     ngx_http_events_event_t *ev, redisReply *rec);
+static void ngx_http_events_cluster_again(ngx_event_t *ev);
 
 
 /*
@@ -197,6 +200,10 @@ ngx_http_events_cluster_append(void *data, ngx_http_events_event_t *events,
     op->ctx = ctx;
     op->argv = argv;
     op->argvlen = argvlen;
+    op->started = ngx_current_msec;
+    op->again.handler = ngx_http_events_cluster_again;
+    op->again.data = op;
+    op->again.log = cl->log;
 
     argv[0] = "EVALSHA";
     argvlen[0] = 7;
@@ -296,6 +303,10 @@ ngx_http_events_cluster_cancel(void *handle)
 
     /* the script may still run: its reply is dropped */
     op->done = NULL;
+
+    if (op->again.timer_set) {
+        ngx_del_timer(&op->again);
+    }
 }
 
 
@@ -388,6 +399,23 @@ ngx_http_events_cluster_appended(void *data, redisReply *reply,
         return;
     }
 
+    if ((ngx_http_events_redis_is_error(reply, "TRYAGAIN")
+         || ngx_http_events_redis_is_error(reply, "ASK "))
+        && ngx_current_msec - op->started < cl->redis.timeout)
+    {
+        /*
+         * A Redis Cluster moves the log's slot: the script did not run;
+         * it goes again shortly, until the slot has moved (then MOVED
+         * takes the connection there) or the timeout passed
+         */
+        if (cl->wait.len && !op->no_wait) {
+            op->stale_waits++;
+        }
+
+        ngx_add_timer(&op->again, 50);
+        return;
+    }
+
     rc = ngx_http_events_cluster_answer(op, reply, &failed);
 
     if (rc == NGX_ERROR) {
@@ -409,6 +437,24 @@ ngx_http_events_cluster_appended(void *data, redisReply *reply,
     }
 
     ngx_http_events_cluster_finish(op, rc, failed);
+}
+
+
+static void
+ngx_http_events_cluster_again(ngx_event_t *ev)
+{
+    ngx_http_events_cluster_op_t  *op = ev->data;
+
+    if (op->done == NULL) {
+        return;
+    }
+
+    op->no_wait = 0;
+
+    if (ngx_http_events_cluster_send(op) != NGX_OK) {
+        (void) ngx_atomic_fetch_add(&op->cl->sh->unavailable, 1);
+        ngx_http_events_cluster_finish(op, NGX_BUSY, 0);
+    }
 }
 
 

@@ -439,7 +439,8 @@ ngx_http_events_cluster_webhook_reply(void *data, redisReply *reply,
 /*
  * An endpoint changed on this node: into the published set, with the
  * script's text (the command is formatted now, so nothing of it needs
- * to outlive the call)
+ * to outlive the call).  Refused while the node's tailer has no link to
+ * Redis; a link lost after this is only logged, by the reply.
  */
 
 ngx_int_t
@@ -451,6 +452,11 @@ ngx_http_events_cluster_webhook_publish(void *data, ngx_str_t *tenant,
     u_char      *p, *keys;
     size_t       argvlen[7];
     const char  *argv[7];
+
+    if (!cl->sh->connected) {
+        /* the node's link to Redis is down: the change would not go */
+        return NGX_ERROR;
+    }
 
     keys = ngx_alloc(3 * cl->prefix.len + 32 + NGX_INT_T_LEN + tenant->len
                      + id->len, cl->log);

@@ -336,3 +336,51 @@ test('list, publish: pages and errors', async () => {
                          { name: 'EventsError', status: 400,
                            code: 'invalid_field' });
 });
+
+test('websocket: events, controls, resume, overloaded', async () => {
+    const urls = [];
+    const scripts = [
+        [{ cursor: 'c1', id: 'e1', seq: 1, type: 'a.b' },
+         { control: 'ready', replayed: 1, head: 'c1' },
+         { control: 'reset', reason: 'overloaded', retry: 5 }],
+        [{ cursor: 'c2', id: 'e2', seq: 2, type: 'a.b' },
+         { cursor: 'c1', id: 'e1', seq: 1, type: 'a.b' },
+         { control: 'reset', reason: 'lagging', oldest: 'o', head: 'h9' }],
+        [{ cursor: 'c3', id: 'e3', seq: 3, type: 'a.c' }]
+    ];
+    class FakeWS {
+        constructor(url) {
+            urls.push(url);
+            const script = scripts.shift();
+            setTimeout(() => {
+                this.onopen();
+                for (const m of script) {
+                    this.onmessage({ data: JSON.stringify(m) });
+                }
+                if (scripts.length) {
+                    this.onclose({ code: 1000 });
+                }
+            }, 1);
+        }
+        close() {}
+    }
+    const f = async () => json({ data: [], has_more: false, next: 'c2' });
+    const c = new EventsClient({ transport: 'websocket', WebSocket: FakeWS,
+                                 fetch: f, stream: 'https://h.example/s',
+                                 token: 't', backoff: { max: 10 } });
+    const got = [];
+    const ready = [];
+    const resets = [];
+    c.onReady((r) => ready.push(r.replayed));
+    c.onReset((r) => resets.push(r.reason));
+    c.onAny((e) => got.push(e));
+    await until(() => got.length === 3);
+    assert.deepEqual(got.map((e) => e.seq), [1, 2, 3]);
+    assert.equal(got[0].cursor, undefined, 'the cursor is not the event\'s');
+    assert.deepEqual(urls, ['wss://h.example/s?token=t',
+                            'wss://h.example/s?token=t&lastEventId=c1',
+                            'wss://h.example/s?token=t&lastEventId=h9']);
+    assert.deepEqual(ready, [1]);
+    assert.deepEqual(resets, ['overloaded', 'lagging']);
+    c.close();
+});
