@@ -375,6 +375,7 @@ ngx_http_events_journal_bind(ngx_conf_t *cf, ngx_array_t *journals,
 
     jp = journals->elts;
     zp = zones->elts;
+    store = NULL;   /* -fsanitize=undefined: "may be used uninitialized" */
 
     for (i = 0; i < journals->nelts; i++) {
 
