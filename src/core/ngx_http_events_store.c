@@ -1110,7 +1110,9 @@ static ngx_int_t
 ngx_http_events_store_reindex(ngx_shm_zone_t *shm_zone,
     ngx_http_events_store_t *store)
 {
+    u_char                     buf[NGX_HTTP_EVENTS_MAX_META_KEY];
     uint64_t                   i, off, n;
+    ngx_str_t                  old;
     ngx_slab_pool_t           *shpool;
     ngx_http_events_sh_t      *sh;
     ngx_http_events_record_t  *h;
@@ -1128,11 +1130,8 @@ ngx_http_events_store_reindex(ngx_shm_zone_t *shm_zone,
 
     ngx_shmtx_lock(&shpool->mutex);
 
-    ngx_log_error(NGX_LOG_NOTICE, shm_zone->shm.log, 0,
-                  "events zone \"%V\": metadata_index changes from "
-                  "\"%*s\" to \"%V\", %uL events indexed again",
-                  &shm_zone->shm.name, sh->actor_key_len, sh->actor_key,
-                  &store->index_key, sh->slot_head - sh->slot_tail);
+    old.len = sh->actor_key_len;
+    old.data = ngx_cpymem(buf, sh->actor_key, old.len) - old.len;
 
     sh->actor_key_len = 0;
     ngx_memory_barrier();
@@ -1161,8 +1160,10 @@ ngx_http_events_store_reindex(ngx_shm_zone_t *shm_zone,
     ngx_shmtx_unlock(&shpool->mutex);
 
     ngx_log_error(NGX_LOG_NOTICE, shm_zone->shm.log, 0,
-                  "events zone \"%V\": %uL events have \"%V\"",
-                  &shm_zone->shm.name, n, &store->index_key);
+                  "events zone \"%V\": metadata_index changes from "
+                  "\"%V\" to \"%V\": %uL events indexed again, %uL "
+                  "with the key", &shm_zone->shm.name, &old,
+                  &store->index_key, sh->slot_head - sh->slot_tail, n);
 
     return NGX_OK;
 }
