@@ -13,7 +13,9 @@
  *   - two chained hash indexes, id -> record and entity -> records,
  *     whose links live in the records and always point to older records,
  *     so that eviction (always the oldest) never has to unlink anything:
- *     a walk stops at the first offset below the tail;
+ *     a walk stops at the first offset below the tail; a third one, by
+ *     (tenant, value) of one metadata key (events_zone metadata_index=,
+ *     actorId unless set), is chained the same way;
  *   - the type catalog, an rbtree of (tenant, type) -> count, last time.
  *
  * Writers hold shpool->mutex (the only lock the master releases when a
