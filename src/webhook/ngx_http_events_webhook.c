@@ -26,6 +26,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_events_store.h"
+#include "ngx_http_events_json.h"
 #include "ngx_http_events_webhook_shm.h"
 
 
@@ -421,6 +422,72 @@ done:
 }
 
 
+/* a metadata filter's value: 1-256 bytes of printable UTF-8, as lists */
+
+ngx_int_t
+ngx_http_events_webhook_meta_value_valid(ngx_str_t *value)
+{
+    size_t  i, n;
+
+    if (value->len == 0 || value->len > NGX_HTTP_EVENTS_MAX_META_VALUE) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < value->len; i += n) {
+        n = ngx_http_events_json_utf8_len(value->data + i, value->len - i);
+        if (n == 0 || (n == 1 && value->data[i] < 0x20)) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * An endpoint's metadata filters as a query takes them: the values
+ * escaped as the envelope writer escapes strings
+ */
+
+ngx_int_t
+ngx_http_events_webhook_meta_filters(ngx_http_events_webhook_spec_t *spec,
+    ngx_pool_t *pool, ngx_http_events_query_t *q)
+{
+    u_char      *p;
+    ngx_uint_t   i;
+
+    q->nmeta = spec->nmeta;
+
+    if (spec->nmeta == 0) {
+        return NGX_OK;
+    }
+
+    q->meta = ngx_palloc(pool, spec->nmeta
+                               * sizeof(ngx_http_events_meta_filter_t));
+    if (q->meta == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < spec->nmeta; i++) {
+        p = ngx_pnalloc(pool,
+                        ngx_http_events_json_escape_len(spec->mvalues[i].data,
+                                                        spec->mvalues[i].len));
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        q->meta[i].key = spec->mkeys[i];
+        q->meta[i].value.data = p;
+        q->meta[i].value.len = ngx_http_events_json_escape(p,
+                                                  spec->mvalues[i].data,
+                                                  spec->mvalues[i].len)
+                               - p;
+    }
+
+    return NGX_OK;
+}
+
+
 /* what a PATCH leaves out stays as it is */
 
 void
@@ -467,6 +534,22 @@ ngx_http_events_webhook_merge(ngx_http_events_webhook_endpoint_t *ep,
                                                             &ep->hnames[i]);
             merged->hvalues[i] = ngx_http_events_webhook_str(ep,
                                                            &ep->hvalues[i]);
+        }
+    }
+
+    if (spec->set_meta) {
+        merged->nmeta = spec->nmeta;
+        for (i = 0; i < spec->nmeta; i++) {
+            merged->mkeys[i] = spec->mkeys[i];
+            merged->mvalues[i] = spec->mvalues[i];
+        }
+
+    } else {
+        merged->nmeta = ep->nmeta;
+        for (i = 0; i < ep->nmeta; i++) {
+            merged->mkeys[i] = ngx_http_events_webhook_str(ep, &ep->mkeys[i]);
+            merged->mvalues[i] = ngx_http_events_webhook_str(ep,
+                                                           &ep->mvalues[i]);
         }
     }
 
@@ -1131,6 +1214,10 @@ ngx_http_events_webhook_set(ngx_http_events_store_t *store,
         len += spec->hnames[i].len + spec->hvalues[i].len;
     }
 
+    for (i = 0; i < spec->nmeta; i++) {
+        len += spec->mkeys[i].len + spec->mvalues[i].len;
+    }
+
     blob = ngx_slab_alloc_locked(store->shpool, len ? len : 1);
     if (blob == NULL) {
         return NGX_ERROR;
@@ -1153,8 +1240,16 @@ ngx_http_events_webhook_set(ngx_http_events_store_t *store,
                                         &ep->hvalues[i]);
     }
 
+    for (i = 0; i < spec->nmeta; i++) {
+        p = ngx_http_events_webhook_put(blob, p, &spec->mkeys[i],
+                                        &ep->mkeys[i]);
+        p = ngx_http_events_webhook_put(blob, p, &spec->mvalues[i],
+                                        &ep->mvalues[i]);
+    }
+
     ep->npatterns = (u_char) spec->npatterns;
     ep->nheaders = (u_char) spec->nheaders;
+    ep->nmeta = (u_char) spec->nmeta;
     ep->rate_limit = (uint32_t) spec->rate_limit;
     ep->format = (u_char) spec->format;
     ep->ordered = spec->ordered;
@@ -1261,6 +1356,15 @@ ngx_http_events_webhook_view(ngx_http_events_webhook_endpoint_t *ep,
         spec->hnames[i].len = ep->hnames[i].len;
         spec->hvalues[i].data = blob + ep->hvalues[i].off;
         spec->hvalues[i].len = ep->hvalues[i].len;
+    }
+
+    spec->nmeta = ep->nmeta;
+
+    for (i = 0; i < ep->nmeta; i++) {
+        spec->mkeys[i].data = blob + ep->mkeys[i].off;
+        spec->mkeys[i].len = ep->mkeys[i].len;
+        spec->mvalues[i].data = blob + ep->mvalues[i].off;
+        spec->mvalues[i].len = ep->mvalues[i].len;
     }
 
     ngx_memcpy(spec->secret, ep->secret, ep->secret_len);

@@ -78,6 +78,12 @@ typedef struct {
     ngx_str_t                   hvalues[NGX_HTTP_EVENTS_WH_MAX_HEADERS];
     ngx_uint_t                  npatterns;
     ngx_uint_t                  nheaders;
+
+    /* "metadata": exact values, as sent (not escaped) */
+    ngx_str_t                   mkeys[NGX_HTTP_EVENTS_MAX_META_FILTERS];
+    ngx_str_t                   mvalues[NGX_HTTP_EVENTS_MAX_META_FILTERS];
+    ngx_uint_t                  nmeta;
+
     u_char                      secret[NGX_HTTP_EVENTS_WH_MAX_SECRET];
     u_char                      previous[NGX_HTTP_EVENTS_WH_MAX_SECRET];
     size_t                      secret_len;
@@ -100,6 +106,7 @@ typedef struct {
     unsigned                    set_format:1;
     unsigned                    set_ordered:1;
     unsigned                    set_max_inflight:1;
+    unsigned                    set_meta:1;
 } ngx_http_events_webhook_spec_t;
 
 

@@ -205,6 +205,9 @@ static ngx_int_t ngx_http_events_webhook_api_field_rate(
 static ngx_int_t ngx_http_events_webhook_api_field_format(
     ngx_http_request_t *r, json_t *v, ngx_http_events_webhook_spec_t *spec,
     ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_webhook_api_field_metadata(
+    ngx_http_request_t *r, json_t *v, ngx_http_events_webhook_spec_t *spec,
+    ngx_http_events_error_t *err);
 static ngx_int_t ngx_http_events_webhook_api_field_headers(
     ngx_http_request_t *r, json_t *v, ngx_http_events_webhook_spec_t *spec,
     ngx_http_events_error_t *err);
@@ -226,6 +229,8 @@ static ngx_http_events_webhook_field_t  ngx_http_events_webhook_fields[] = {
     { "rateLimit", JSON_INTEGER, 1, ngx_http_events_webhook_api_field_rate },
     { "format", JSON_STRING, 0, ngx_http_events_webhook_api_field_format },
     { "headers", JSON_OBJECT, 0, ngx_http_events_webhook_api_field_headers },
+    { "metadata", JSON_OBJECT, 0,
+      ngx_http_events_webhook_api_field_metadata },
     { "ordered", JSON_TRUE, 0, ngx_http_events_webhook_api_field_ordered },
     { "maxInFlight", JSON_INTEGER, 1,
       ngx_http_events_webhook_api_field_inflight },
@@ -1097,6 +1102,71 @@ ngx_http_events_webhook_api_field_inflight(ngx_http_request_t *r, json_t *v,
     }
 
     spec->max_inflight = (ngx_uint_t) n;
+
+    return NGX_OK;
+}
+
+
+/*
+ * "metadata": {"KEY": "VALUE", ...}: events whose metadata has every
+ * KEY with that VALUE, by the rules of ?metadata.KEY=VALUE on lists;
+ * {} takes the filters away
+ */
+
+static ngx_int_t
+ngx_http_events_webhook_api_field_metadata(ngx_http_request_t *r, json_t *v,
+    ngx_http_events_webhook_spec_t *spec, ngx_http_events_error_t *err)
+{
+    json_t      *item;
+    ngx_str_t    key, value;
+    ngx_uint_t   n;
+    const char  *mkey;
+
+    if (json_object_size(v) > NGX_HTTP_EVENTS_MAX_META_FILTERS) {
+        ngx_http_events_error(err, 400, "invalid_field", "field", NULL,
+                              "metadata", "at most %d metadata filters",
+                              NGX_HTTP_EVENTS_MAX_META_FILTERS);
+        return NGX_ERROR;
+    }
+
+    n = 0;
+
+    json_object_foreach(v, mkey, item) {
+        key.data = (u_char *) mkey;
+        key.len = ngx_strlen(mkey);
+
+        if (ngx_http_events_match_meta_key_valid(key.data, key.len)
+            != NGX_OK)
+        {
+            ngx_http_events_error(err, 400, "invalid_field", "field", NULL,
+                                  "metadata", "metadata keys are 1-%d "
+                                  "characters of [A-Za-z0-9_.:-]",
+                                  NGX_HTTP_EVENTS_MAX_META_KEY);
+            return NGX_ERROR;
+        }
+
+        if (json_is_string(item)) {
+            value.data = (u_char *) json_string_value(item);
+            value.len = json_string_length(item);
+        }
+
+        if (!json_is_string(item)
+            || ngx_http_events_webhook_meta_value_valid(&value) != NGX_OK)
+        {
+            ngx_http_events_error(err, 400, "invalid_field", "field", NULL,
+                                  "metadata", "metadata \"%s\" must be a "
+                                  "string of 1-%d bytes of printable UTF-8",
+                                  mkey, NGX_HTTP_EVENTS_MAX_META_VALUE);
+            return NGX_ERROR;
+        }
+
+        spec->mkeys[n] = key;
+        spec->mvalues[n] = value;
+        n++;
+    }
+
+    spec->nmeta = n;
+    spec->set_meta = 1;
 
     return NGX_OK;
 }
@@ -2333,6 +2403,12 @@ ngx_http_events_webhook_api_replay_count(ngx_http_request_t *r,
     q.since_ms = -1;
     q.until_ms = -1;
 
+    if (ngx_http_events_webhook_meta_filters(&view->spec, r->pool, &q)
+        != NGX_OK)
+    {
+        return;
+    }
+
     last = rg->after;
     final = rg->after;
 
@@ -2484,6 +2560,7 @@ ngx_http_events_webhook_api_event(ngx_http_request_t *r,
 {
     json_t                          *root, *v;
     ngx_int_t                        rc;
+    ngx_http_events_query_t          q;
     ngx_http_events_store_t         *store;
     ngx_http_events_webhook_view_t   view;
     ngx_http_events_loc_conf_t      *elcf;
@@ -2546,6 +2623,22 @@ ngx_http_events_webhook_api_event(ngx_http_request_t *r,
         goto not_found;
     }
 
+    if (view.spec.nmeta) {
+        ngx_memzero(&q, sizeof(ngx_http_events_query_t));
+
+        if (ngx_http_events_webhook_meta_filters(&view.spec, r->pool, &q)
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (!ngx_http_events_match_metadata(q.meta, q.nmeta, json->data,
+                                            json->len))
+        {
+            goto not_found;
+        }
+    }
+
     return NGX_OK;
 
 not_found:
@@ -2604,7 +2697,18 @@ ngx_http_events_webhook_api_view_json(ngx_http_events_buf_t *o,
                                 v->spec.patterns[i].len);
     }
 
-    ngx_http_events_buf_printf(o, "],\"description\":");
+    ngx_http_events_buf_printf(o, "],\"metadata\":{");
+
+    for (i = 0; i < v->spec.nmeta; i++) {
+        ngx_http_events_buf_printf(o, i ? "," : "");
+        ngx_http_events_buf_str(o, v->spec.mkeys[i].data,
+                                v->spec.mkeys[i].len);
+        ngx_http_events_buf_printf(o, ":");
+        ngx_http_events_buf_str(o, v->spec.mvalues[i].data,
+                                v->spec.mvalues[i].len);
+    }
+
+    ngx_http_events_buf_printf(o, "},\"description\":");
     ngx_http_events_buf_str(o, v->spec.description.data,
                             v->spec.description.len);
 

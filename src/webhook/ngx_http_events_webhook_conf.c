@@ -29,6 +29,8 @@ static ngx_int_t ngx_http_events_webhook_conf_id(ngx_conf_t *cf,
     ngx_http_events_webhook_spec_t *spec, char *prefix);
 static ngx_int_t ngx_http_events_webhook_conf_param(ngx_str_t *value,
     ngx_http_events_webhook_spec_t *spec, ngx_uint_t any_tenant);
+static ngx_int_t ngx_http_events_webhook_conf_meta(ngx_str_t *value,
+    ngx_http_events_webhook_spec_t *spec);
 static ngx_http_core_loc_conf_t *ngx_http_events_webhook_conf_location(
     ngx_http_conf_ctx_t *ctx, ngx_str_t *uri);
 
@@ -819,7 +821,53 @@ ngx_http_events_webhook_conf_param(ngx_str_t *value,
                ? NGX_OK : NGX_ERROR;
     }
 
+    if (ngx_strncmp(value->data, "metadata.", 9) == 0) {
+        return ngx_http_events_webhook_conf_meta(value, spec);
+    }
+
     return NGX_DECLINED;
+}
+
+
+/* metadata.KEY=VALUE: the rules of ?metadata.KEY=VALUE on lists */
+
+static ngx_int_t
+ngx_http_events_webhook_conf_meta(ngx_str_t *value,
+    ngx_http_events_webhook_spec_t *spec)
+{
+    u_char      *eq;
+    ngx_str_t    key, val;
+    ngx_uint_t   i;
+
+    eq = ngx_strlchr(value->data, value->data + value->len, '=');
+    if (eq == NULL || spec->nmeta == NGX_HTTP_EVENTS_MAX_META_FILTERS) {
+        return NGX_ERROR;
+    }
+
+    key.data = value->data + 9;
+    key.len = eq - key.data;
+    val.data = eq + 1;
+    val.len = value->data + value->len - val.data;
+
+    if (ngx_http_events_match_meta_key_valid(key.data, key.len) != NGX_OK
+        || ngx_http_events_webhook_meta_value_valid(&val) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < spec->nmeta; i++) {
+        if (spec->mkeys[i].len == key.len
+            && ngx_strncmp(spec->mkeys[i].data, key.data, key.len) == 0)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    spec->mkeys[spec->nmeta] = key;
+    spec->mvalues[spec->nmeta] = val;
+    spec->nmeta++;
+
+    return NGX_OK;
 }
 
 

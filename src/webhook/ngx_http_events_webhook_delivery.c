@@ -15,6 +15,10 @@
  * that location's resolver and every address is checked against the
  * private ranges; the request then goes to the vetted address, so a
  * second resolution cannot rebind it (Host and SNI keep the name).
+ * An nginx.conf endpoint's host is resolved the same way, unchecked,
+ * when the location has a resolver, so that it too goes through our
+ * balancer (reused connections, E_TLS); without one the proxy resolves
+ * it on connections of its own.
  */
 
 
@@ -34,6 +38,8 @@
 
 static ngx_int_t ngx_http_events_webhook_delivery_vet(
     ngx_http_events_webhook_job_t *job);
+static ngx_int_t ngx_http_events_webhook_delivery_resolve(
+    ngx_http_events_webhook_job_t *job, ngx_str_t *host);
 static ngx_int_t ngx_http_events_webhook_delivery_cloudevent(
     ngx_http_events_webhook_job_t *job);
 static ngx_int_t ngx_http_events_webhook_delivery_ce_headers(
@@ -179,9 +185,6 @@ ngx_http_events_webhook_delivery_vet(ngx_http_events_webhook_job_t *job)
     ngx_url_t                  u;
     ngx_str_t                  host;
     ngx_addr_t                 addr;
-    ngx_resolver_ctx_t        *rctx, temp;
-    ngx_http_conf_ctx_t       *hctx;
-    ngx_http_core_loc_conf_t  *clcf;
 
     if (job->handler) {
         /* a local handler: a location of this nginx, no address */
@@ -255,13 +258,12 @@ ngx_http_events_webhook_delivery_vet(ngx_http_events_webhook_job_t *job)
 
     if (!job->vet) {
         /*
-         * nginx.conf endpoints are trusted like a proxy_pass; a literal
-         * address reuses connections, a name is the proxy's to resolve
+         * nginx.conf endpoints are trusted like a proxy_pass: a literal
+         * address is pinned as it is, a name once resolved
          */
 
         if (!literal) {
-            job->pinned = job->url;
-            return ngx_http_events_webhook_delivery_request(job);
+            return ngx_http_events_webhook_delivery_resolve(job, &host);
         }
 
         if (ngx_http_events_webhook_delivery_pin(job, addr.sockaddr,
@@ -304,12 +306,31 @@ ngx_http_events_webhook_delivery_vet(ngx_http_events_webhook_job_t *job)
         return ngx_http_events_webhook_delivery_request(job);
     }
 
+    return ngx_http_events_webhook_delivery_resolve(job, &host);
+}
+
+
+/*
+ * A host name, resolved with the resolver of the events_webhooks
+ * location.  Without one, an nginx.conf endpoint's URL goes to the
+ * proxy as it is (it resolves the name itself, as any proxy_pass with
+ * variables does), and an API endpoint cannot be vetted: E_DNS.
+ */
+
+static ngx_int_t
+ngx_http_events_webhook_delivery_resolve(ngx_http_events_webhook_job_t *job,
+    ngx_str_t *host)
+{
+    ngx_resolver_ctx_t        *rctx, temp;
+    ngx_http_conf_ctx_t       *hctx;
+    ngx_http_core_loc_conf_t  *clcf;
+
     hctx = job->ctx;
 
     clcf = hctx->loc_conf[ngx_http_core_module.ctx_index];
 
     ngx_memzero(&temp, sizeof(ngx_resolver_ctx_t));
-    temp.name = host;
+    temp.name = *host;
 
     rctx = ngx_resolve_start(clcf->resolver, &temp);
 
@@ -318,14 +339,20 @@ ngx_http_events_webhook_delivery_vet(ngx_http_events_webhook_job_t *job)
     }
 
     if (rctx == NGX_NO_RESOLVER) {
+
+        if (!job->vet) {
+            job->pinned = job->url;
+            return ngx_http_events_webhook_delivery_request(job);
+        }
+
         ngx_http_events_webhook_delivery_fail(job, NGX_HTTP_EVENTS_E_DNS,
                                               "no resolver defined to resolve "
                                               "%V (add \"resolver\" beside "
-                                              "events_webhooks)", &host);
+                                              "events_webhooks)", host);
         return NGX_OK;
     }
 
-    rctx->name = host;
+    rctx->name = *host;
     rctx->handler = ngx_http_events_webhook_delivery_resolved;
     rctx->data = job;
     rctx->timeout = clcf->resolver_timeout;
@@ -333,7 +360,7 @@ ngx_http_events_webhook_delivery_vet(ngx_http_events_webhook_job_t *job)
     if (ngx_resolve_name(rctx) != NGX_OK) {
         /* the context is freed by ngx_resolve_name on failure */
         ngx_http_events_webhook_delivery_fail(job, NGX_HTTP_EVENTS_E_DNS,
-                                              "cannot resolve %V", &host);
+                                              "cannot resolve %V", host);
         return NGX_OK;
     }
 
@@ -360,7 +387,8 @@ ngx_http_events_webhook_delivery_resolved(ngx_resolver_ctx_t *ctx)
         return;
     }
 
-    for (i = 0; i < ctx->naddrs; i++) {
+    /* nginx.conf endpoints are not checked: the operator's own */
+    for (i = 0; job->vet && i < ctx->naddrs; i++) {
         sa = ctx->addrs[i].sockaddr;
 
         if (ngx_http_events_webhook_delivery_addr_blocked(sa, job->whcf)) {
@@ -368,7 +396,7 @@ ngx_http_events_webhook_delivery_resolved(ngx_resolver_ctx_t *ctx)
         }
     }
 
-    if (i < ctx->naddrs) {
+    if (job->vet && i < ctx->naddrs) {
         ngx_http_events_webhook_delivery_fail(job, NGX_HTTP_EVENTS_E_BLOCKED_IP,
                                               "%V resolves to a private "
                                               "address (see "

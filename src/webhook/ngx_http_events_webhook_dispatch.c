@@ -27,6 +27,7 @@
 
 #include "ngx_http_events_module.h"
 #include "ngx_http_events_store.h"
+#include "ngx_http_events_json.h"
 #include "ngx_http_events_webhook_shm.h"
 #include "ngx_http_events_cursor.h"
 #include "ngx_http_events_id.h"
@@ -562,8 +563,19 @@ static size_t
 ngx_http_events_webhook_dispatch_copy_size(
     ngx_http_events_webhook_endpoint_t *ep)
 {
-    return ngx_align(ep->npatterns * sizeof(ngx_str_t) + ep->blob_len
-                     + ep->id_len + ep->tenant_len, sizeof(void *));
+    size_t      len;
+    ngx_uint_t  j;
+
+    len = ep->npatterns * sizeof(ngx_str_t)
+          + ep->nmeta * sizeof(ngx_http_events_meta_filter_t)
+          + ep->blob_len + ep->id_len + ep->tenant_len;
+
+    for (j = 0; j < ep->nmeta; j++) {
+        len += ngx_http_events_json_escape_len(ep->blob + ep->mvalues[j].off,
+                                               ep->mvalues[j].len);
+    }
+
+    return ngx_align(len, sizeof(void *));
 }
 
 
@@ -574,16 +586,22 @@ ngx_http_events_webhook_dispatch_copy_one(
     ngx_http_events_webhook_endpoint_t *ep,
     ngx_http_events_webhook_scan_t *sc, u_char *p)
 {
-    u_char      *blob, *next;
+    u_char      *blob, *next, *value;
     ngx_uint_t   j;
 
     next = p + ngx_http_events_webhook_dispatch_copy_size(ep);
 
     ngx_memzero(sc, offsetof(ngx_http_events_webhook_scan_t, seqs));
 
-    /* the patterns, then the blob they point into, the id, the tenant */
+    /*
+     * the patterns and metadata filters, then the blob they point into,
+     * the id, the tenant, and the filters' values escaped as the
+     * envelope writer escapes them, as a query compares them
+     */
     sc->q.types = (ngx_str_t *) p;
-    blob = p + ep->npatterns * sizeof(ngx_str_t);
+    sc->q.meta = (ngx_http_events_meta_filter_t *)
+                     (p + ep->npatterns * sizeof(ngx_str_t));
+    blob = (u_char *) (sc->q.meta + ep->nmeta);
     ngx_memcpy(blob, ep->blob, ep->blob_len);
 
     for (j = 0; j < ep->npatterns; j++) {
@@ -598,6 +616,20 @@ ngx_http_events_webhook_dispatch_copy_one(
     sc->q.tenant.data = sc->id.data + ep->id_len;
     sc->q.tenant.len = ep->tenant_len;
     ngx_memcpy(sc->q.tenant.data, ep->tenant, ep->tenant_len);
+
+    value = sc->q.tenant.data + ep->tenant_len;
+
+    for (j = 0; j < ep->nmeta; j++) {
+        sc->q.meta[j].key.data = blob + ep->mkeys[j].off;
+        sc->q.meta[j].key.len = ep->mkeys[j].len;
+        sc->q.meta[j].value.data = value;
+        value = ngx_http_events_json_escape(value,
+                                            blob + ep->mvalues[j].off,
+                                            ep->mvalues[j].len);
+        sc->q.meta[j].value.len = value - sc->q.meta[j].value.data;
+    }
+
+    sc->q.nmeta = ep->nmeta;
 
     sc->q.any_tenant = (ep->tenant_len == 1 && ep->tenant[0] == '*');
     sc->q.ntypes = ep->npatterns;

@@ -148,7 +148,8 @@ static size_t
 ngx_http_events_webhook_share_size(ngx_http_events_webhook_endpoint_t *ep)
 {
     return 6 * (ep->id_len + ep->tenant_len + ep->blob_len)
-           + 4 * (4 + ep->npatterns + 2 * ep->nheaders)
+           + 4 * (4 + ep->npatterns + 2 * ep->nheaders + 2 * ep->nmeta)
+           + sizeof(",\"metadata\":[]")
            + 2 * ngx_base64_encoded_length(NGX_HTTP_EVENTS_WH_MAX_SECRET)
            + 256 + 5 * (NGX_INT64_LEN + 1);
 }
@@ -190,6 +191,18 @@ ngx_http_events_webhook_share_text(ngx_http_events_webhook_endpoint_t *ep,
         p = ngx_http_events_webhook_state_str(p,
                                               ep->blob + ep->hvalues[i].off,
                                               ep->hvalues[i].len);
+    }
+
+    p = ngx_cpymem(p, "],\"metadata\":[", 14);
+
+    for (i = 0; i < ep->nmeta; i++) {
+        p = ngx_cpymem(p, ",", i ? 1 : 0);
+        p = ngx_http_events_webhook_state_str(p, ep->blob + ep->mkeys[i].off,
+                                              ep->mkeys[i].len);
+        *p++ = ',';
+        p = ngx_http_events_webhook_state_str(p,
+                                              ep->blob + ep->mvalues[i].off,
+                                              ep->mvalues[i].len);
     }
 
     p = ngx_cpymem(p, "],\"secret\":", 11);
@@ -360,6 +373,7 @@ ngx_http_events_webhook_share_one(ngx_http_events_store_t *store,
     spec->set_patterns = 1;
     spec->set_description = 1;
     spec->set_headers = 1;
+    spec->set_meta = 1;
     spec->set_rate = 1;
     spec->rate_limit = (ngx_uint_t) sh->n[2];
 

@@ -173,7 +173,10 @@ typedef struct {
     u_char                          id_len;
     u_char                          tenant_len;
 
-    /* url, description, patterns and headers live in one slab block */
+    /*
+     * url, description, patterns, headers and metadata filters live in
+     * one slab block
+     */
     u_char                         *blob;
     size_t                          blob_len;
     ngx_http_events_webhook_str_t   url;
@@ -181,8 +184,11 @@ typedef struct {
     ngx_http_events_webhook_str_t   patterns[NGX_HTTP_EVENTS_WH_MAX_PATTERNS];
     ngx_http_events_webhook_str_t   hnames[NGX_HTTP_EVENTS_WH_MAX_HEADERS];
     ngx_http_events_webhook_str_t   hvalues[NGX_HTTP_EVENTS_WH_MAX_HEADERS];
+    ngx_http_events_webhook_str_t   mkeys[NGX_HTTP_EVENTS_MAX_META_FILTERS];
+    ngx_http_events_webhook_str_t   mvalues[NGX_HTTP_EVENTS_MAX_META_FILTERS];
     u_char                          npatterns;
     u_char                          nheaders;
+    u_char                          nmeta;
 
     u_char                          secret[NGX_HTTP_EVENTS_WH_MAX_SECRET];
     u_char                          previous[NGX_HTTP_EVENTS_WH_MAX_SECRET];
@@ -444,6 +450,10 @@ void ngx_http_events_webhook_dequeue(ngx_http_events_store_t *store,
     ngx_http_events_webhook_delivery_t *d);
 void ngx_http_events_webhook_disable(ngx_http_events_webhook_endpoint_t *ep,
     ngx_uint_t reason, uint64_t now);
+ngx_int_t ngx_http_events_webhook_meta_value_valid(ngx_str_t *value);
+ngx_int_t ngx_http_events_webhook_meta_filters(
+    ngx_http_events_webhook_spec_t *spec, ngx_pool_t *pool,
+    ngx_http_events_query_t *q);
 ngx_int_t ngx_http_events_webhook_set(ngx_http_events_store_t *store,
     ngx_http_events_webhook_endpoint_t *ep,
     ngx_http_events_webhook_spec_t *spec);

@@ -403,7 +403,8 @@ ngx_http_events_webhook_state_size(ngx_http_events_webhook_sh_t *wh)
 
         /* every byte of the strings escaped as \u00XX, quotes, commas */
         size += 6 * (ep->id_len + ep->tenant_len + ep->blob_len)
-                + 4 * (4 + ep->npatterns + 2 * ep->nheaders)
+                + 4 * (4 + ep->npatterns + 2 * ep->nheaders + 2 * ep->nmeta)
+                + sizeof(",\"metadata\":[]")
                 + 2 * ngx_base64_encoded_length(NGX_HTTP_EVENTS_WH_MAX_SECRET)
                 + 256 + 20 * (NGX_INT64_LEN + 1)
                 + ep->nskips * (2 * NGX_INT64_LEN + 4)
@@ -485,6 +486,19 @@ ngx_http_events_webhook_state_text(ngx_http_events_store_t *store,
             p = ngx_http_events_webhook_state_str(p,
                                           ep->blob + ep->hvalues[i].off,
                                           ep->hvalues[i].len);
+        }
+
+        p = ngx_cpymem(p, "],\"metadata\":[", 14);
+
+        for (i = 0; i < ep->nmeta; i++) {
+            p = ngx_cpymem(p, ",", i ? 1 : 0);
+            p = ngx_http_events_webhook_state_str(p,
+                                          ep->blob + ep->mkeys[i].off,
+                                          ep->mkeys[i].len);
+            *p++ = ',';
+            p = ngx_http_events_webhook_state_str(p,
+                                          ep->blob + ep->mvalues[i].off,
+                                          ep->mvalues[i].len);
         }
 
         p = ngx_cpymem(p, "],\"secret\":", 11);
@@ -927,6 +941,25 @@ ngx_http_events_webhook_state_spec(json_t *o,
             spec->hvalues[i / 2].data = (u_char *) json_string_value(v);
             spec->hvalues[i / 2].len = json_string_length(v);
             spec->nheaders = i / 2 + 1;
+        }
+    }
+
+    /* none in a file of a version without them */
+    a = json_object_get(o, "metadata");
+
+    json_array_foreach(a, i, v) {
+        if (i / 2 == NGX_HTTP_EVENTS_MAX_META_FILTERS || !json_is_string(v)) {
+            return NGX_ERROR;
+        }
+
+        if (i % 2 == 0) {
+            spec->mkeys[i / 2].data = (u_char *) json_string_value(v);
+            spec->mkeys[i / 2].len = json_string_length(v);
+
+        } else {
+            spec->mvalues[i / 2].data = (u_char *) json_string_value(v);
+            spec->mvalues[i / 2].len = json_string_length(v);
+            spec->nmeta = i / 2 + 1;
         }
     }
 
