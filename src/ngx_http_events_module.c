@@ -106,7 +106,7 @@ static ngx_conf_num_bounds_t  ngx_http_events_subscribers_bounds = {
 static ngx_command_t  ngx_http_events_commands[] = {
 
     { ngx_string("events_zone"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE23,
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2|NGX_CONF_TAKE3|NGX_CONF_TAKE4,
       ngx_http_events_zone,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
@@ -780,7 +780,7 @@ ngx_http_events_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 }
 
 
-/* events_zone NAME SIZE [retention=TIME] */
+/* events_zone NAME SIZE [retention=TIME] [metadata_index=KEY] */
 
 static char *
 ngx_http_events_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
@@ -788,13 +788,16 @@ ngx_http_events_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_events_main_conf_t  *emcf = conf;
 
     ssize_t                   size;
-    ngx_str_t                *value, s;
+    ngx_str_t                *value, s, key;
+    ngx_uint_t                i, indexed;
     ngx_msec_t                retention;
     ngx_shm_zone_t           *shm_zone, **zp;
     ngx_http_events_store_t  *store;
 
     value = cf->args->elts;
     retention = NGX_CONF_UNSET_MSEC;
+    indexed = 0;
+    ngx_str_set(&key, "actorId");
 
     size = ngx_parse_size(&value[2]);
 
@@ -811,22 +814,50 @@ ngx_http_events_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    if (cf->args->nelts == 4) {
-        if (ngx_strncmp(value[3].data, "retention=", 10) != 0) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid parameter \"%V\"", &value[3]);
-            return NGX_CONF_ERROR;
+    for (i = 3; i < cf->args->nelts; i++) {
+
+        if (value[i].len >= 10
+            && ngx_strncmp(value[i].data, "retention=", 10) == 0
+            && retention == NGX_CONF_UNSET_MSEC)
+        {
+            s.data = value[i].data + 10;
+            s.len = value[i].len - 10;
+
+            retention = ngx_parse_time(&s, 0);
+            if (retention == (ngx_msec_t) NGX_ERROR) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid retention \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
         }
 
-        s.data = value[3].data + 10;
-        s.len = value[3].len - 10;
+        /* the key of ?metadata.KEY=, indexed: the same syntax */
+        if (value[i].len >= 15
+            && ngx_strncmp(value[i].data, "metadata_index=", 15) == 0
+            && !indexed)
+        {
+            indexed = 1;
+            key.data = value[i].data + 15;
+            key.len = value[i].len - 15;
 
-        retention = ngx_parse_time(&s, 0);
-        if (retention == (ngx_msec_t) NGX_ERROR) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid retention \"%V\"", &value[3]);
-            return NGX_CONF_ERROR;
+            if (ngx_http_events_match_meta_key_valid(key.data, key.len)
+                != NGX_OK)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid metadata_index \"%V\": a key "
+                                   "of 1-%d characters of [A-Za-z0-9_.:-]",
+                                   &value[i], NGX_HTTP_EVENTS_MAX_META_KEY);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
         }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\"", &value[i]);
+        return NGX_CONF_ERROR;
     }
 
     shm_zone = ngx_shared_memory_add(cf, &value[1], size,
@@ -848,6 +879,7 @@ ngx_http_events_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     store->name = value[1];
     store->retention = retention;
+    store->index_key = key;
     ngx_queue_init(&store->subscribers);
 
     shm_zone->init = ngx_http_events_store_init_zone;

@@ -13,7 +13,9 @@
  *   - two chained hash indexes, id -> record and entity -> records,
  *     whose links live in the records and always point to older records,
  *     so that eviction (always the oldest) never has to unlink anything:
- *     a walk stops at the first offset below the tail;
+ *     a walk stops at the first offset below the tail; a third one, by
+ *     (tenant, value) of one metadata key (events_zone metadata_index=,
+ *     actorId unless set), is chained the same way;
  *   - the type catalog, an rbtree of (tenant, type) -> count, last time.
  *
  * Writers hold shpool->mutex (the only lock the master releases when a
@@ -40,7 +42,7 @@
 
 
 #define NGX_HTTP_EVENTS_MAGIC       0x45564e54      /* "EVNT" */
-#define NGX_HTTP_EVENTS_VERSION     7
+#define NGX_HTTP_EVENTS_VERSION     8
 
 /* an index slot for every this many bytes of ring */
 #define NGX_HTTP_EVENTS_SLOT_BYTES  256
@@ -58,7 +60,7 @@ typedef struct {
     uint32_t                    json_len;
     uint32_t                    id_hash;
     uint32_t                    entity_hash;
-    uint32_t                    actor_hash;     /* of metadata.actorId */
+    uint32_t                    actor_hash;     /* of the indexed key */
     u_char                      digest[16];
     uint16_t                    tenant_len;
     uint16_t                    id_len;
@@ -68,7 +70,7 @@ typedef struct {
     uint16_t                    source_len;
     u_char                      action;
     u_char                      client_id;
-    u_char                      actor;          /* has metadata.actorId */
+    u_char                      actor;          /* has the indexed key */
 } ngx_http_events_record_t;
 
 
@@ -114,6 +116,9 @@ struct ngx_http_events_sh_s {
     uint64_t                    bucket_mask;
     uint64_t                   *actor_buckets;
     uint64_t                    actor_mask;
+    /* metadata_index=: the key the actor buckets hash, set under lock */
+    size_t                      actor_key_len;
+    u_char                      actor_key[NGX_HTTP_EVENTS_MAX_META_KEY];
 
     volatile uint64_t           head;
     volatile uint64_t           tail;
@@ -207,7 +212,10 @@ static ngx_int_t ngx_http_events_store_seek(ngx_http_events_sh_t *sh,
     uint64_t seq, uint64_t *pos);
 static ngx_uint_t ngx_http_events_store_match_query(ngx_http_events_query_t *q,
     ngx_http_events_copy_t *c);
-static ngx_str_t  ngx_http_events_store_actor_key = ngx_string("actorId");
+static ngx_int_t ngx_http_events_store_reindex(ngx_shm_zone_t *shm_zone,
+    ngx_http_events_store_t *store);
+static void ngx_http_events_store_index_locked(ngx_http_events_sh_t *sh,
+    uint64_t off, ngx_str_t *key);
 
 
 static ngx_uint_t ngx_http_events_store_match_meta(ngx_http_events_sh_t *sh,
@@ -217,9 +225,10 @@ static ngx_int_t ngx_http_events_store_query_scan(
     ngx_pool_t *pool, ngx_http_events_result_t *res);
 static ngx_int_t ngx_http_events_store_query_entity(
     ngx_http_events_store_t *store, ngx_http_events_query_t *q,
-    ngx_pool_t *pool, ngx_http_events_result_t *res, ngx_uint_t actor);
+    ngx_pool_t *pool, ngx_http_events_result_t *res,
+    ngx_http_events_meta_filter_t *f);
 static ngx_http_events_meta_filter_t *ngx_http_events_store_actor_filter(
-    ngx_http_events_query_t *q);
+    ngx_http_events_sh_t *sh, ngx_http_events_query_t *q);
 static ngx_int_t ngx_http_events_store_add_item(ngx_http_events_sh_t *sh,
     uint64_t off, ngx_http_events_copy_t *c, ngx_pool_t *pool,
     ngx_http_events_result_t *res);
@@ -283,6 +292,10 @@ ngx_http_events_store_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         store->sh = sh;
         store->shpool = ostore->shpool;
         store->epoch = sh->epoch;
+
+        if (ngx_http_events_store_reindex(shm_zone, store) != NGX_OK) {
+            return NGX_ERROR;
+        }
 
         if (store->journal) {
             return ngx_http_events_journal_init_zone(store->journal,
@@ -354,9 +367,11 @@ static ngx_int_t
 ngx_http_events_store_layout(ngx_shm_zone_t *shm_zone,
     ngx_http_events_sh_t *sh)
 {
-    uint64_t          size, ring, nslots, nbuckets;
-    ngx_slab_pool_t  *shpool;
+    uint64_t                  size, ring, nslots, nbuckets;
+    ngx_slab_pool_t          *shpool;
+    ngx_http_events_store_t  *store;
 
+    store = shm_zone->data;
     shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
     size = shm_zone->shm.size;
 
@@ -408,6 +423,9 @@ ngx_http_events_store_layout(ngx_shm_zone_t *shm_zone,
     sh->ring_size = ring;
     sh->nslots = nslots;
     sh->bucket_mask = nbuckets - 1;
+
+    sh->actor_key_len = store->index_key.len;
+    ngx_memcpy(sh->actor_key, store->index_key.data, store->index_key.len);
 
     do {
         if (RAND_bytes((u_char *) &sh->epoch, sizeof(uint64_t)) != 1) {
@@ -946,7 +964,7 @@ ngx_http_events_store_write_locked(ngx_http_events_store_t *store,
     u_char                    *p, *json;
     size_t                     need, pad;
     uint64_t                   off, *bucket;
-    ngx_str_t                  actor;
+    ngx_str_t                  key;
     ngx_http_events_sh_t      *sh;
     ngx_http_events_slot_t    *slot;
     ngx_http_events_record_t  *h;
@@ -1015,20 +1033,13 @@ ngx_http_events_store_write_locked(ngx_http_events_store_t *store,
     }
 
     /*
-     * the actor index: a walk over the envelope just written, as long
-     * as the copy it follows; every path in (POST, capture, replay,
-     * a cluster's tailer) comes through here
+     * the actor index: every path in (POST, capture, replay, a
+     * cluster's tailer) comes through here
      */
-    if (ngx_http_events_match_meta_value(json, h->json_len,
-                                         &ngx_http_events_store_actor_key,
-                                         &actor)
-        == NGX_OK)
-    {
-        h->actor = 1;
-        h->actor_hash = ngx_http_events_store_hash2(&ev->tenant, &actor);
-        bucket = &sh->actor_buckets[h->actor_hash & sh->actor_mask];
-        h->prev_actor = *bucket;
-    }
+    key.data = sh->actor_key;
+    key.len = sh->actor_key_len;
+
+    ngx_http_events_store_index_locked(sh, off, &key);
 
     slot = &sh->slots[sh->slot_head % sh->nslots];
     slot->seq = ev->seq;
@@ -1049,6 +1060,114 @@ ngx_http_events_store_write_locked(ngx_http_events_store_t *store,
 
     sh->head = off + need;
     sh->slot_head++;
+}
+
+
+/*
+ * The metadata index of one record (metadata_index=, "actorId" unless
+ * set): a walk over its envelope, as long as the copy it follows.  The
+ * key is in the hash, so that a chain left from another key never
+ * matches.  The caller publishes the bucket.
+ */
+
+static void
+ngx_http_events_store_index_locked(ngx_http_events_sh_t *sh, uint64_t off,
+    ngx_str_t *key)
+{
+    u_char                    *json;
+    ngx_str_t                  value, tenant;
+    ngx_http_events_record_t  *h;
+
+    h = ngx_http_events_store_record(sh, off);
+
+    h->actor = 0;
+    h->prev_actor = 0;
+
+    json = ngx_http_events_rec_json(h);
+
+    if (ngx_http_events_match_meta_value(json, h->json_len, key, &value)
+        != NGX_OK)
+    {
+        return;
+    }
+
+    tenant.data = ngx_http_events_rec_tenant(h);
+    tenant.len = h->tenant_len;
+
+    h->actor = 1;
+    h->actor_hash = ngx_http_events_store_hash3(&tenant, key, &value);
+    h->prev_actor = sh->actor_buckets[h->actor_hash & sh->actor_mask];
+}
+
+
+/*
+ * A reload that changes metadata_index= (the master, under the lock the
+ * old workers write under): the buckets are cleared and every record in
+ * the ring hashed again, oldest first, so that the chains keep pointing
+ * to older records.  A query that walks a chain meanwhile, without the
+ * lock, may miss matches; it never reads outside the ring.
+ */
+
+static ngx_int_t
+ngx_http_events_store_reindex(ngx_shm_zone_t *shm_zone,
+    ngx_http_events_store_t *store)
+{
+    u_char                     buf[NGX_HTTP_EVENTS_MAX_META_KEY];
+    uint64_t                   i, off, n;
+    ngx_str_t                  old;
+    ngx_slab_pool_t           *shpool;
+    ngx_http_events_sh_t      *sh;
+    ngx_http_events_record_t  *h;
+
+    sh = store->sh;
+    shpool = store->shpool;
+
+    if (sh->actor_key_len == store->index_key.len
+        && ngx_memcmp(sh->actor_key, store->index_key.data,
+                      store->index_key.len)
+           == 0)
+    {
+        return NGX_OK;
+    }
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    old.len = sh->actor_key_len;
+    old.data = ngx_cpymem(buf, sh->actor_key, old.len) - old.len;
+
+    sh->actor_key_len = 0;
+    ngx_memory_barrier();
+
+    ngx_memzero(sh->actor_buckets, (sh->actor_mask + 1) * sizeof(uint64_t));
+    ngx_memcpy(sh->actor_key, store->index_key.data, store->index_key.len);
+
+    n = 0;
+
+    for (i = sh->slot_tail; i < sh->slot_head; i++) {
+        off = sh->slots[i % sh->nslots].off;
+
+        ngx_http_events_store_index_locked(sh, off, &store->index_key);
+
+        h = ngx_http_events_store_record(sh, off);
+
+        if (h->actor) {
+            sh->actor_buckets[h->actor_hash & sh->actor_mask] = off + 1;
+            n++;
+        }
+    }
+
+    ngx_memory_barrier();
+    sh->actor_key_len = store->index_key.len;
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    ngx_log_error(NGX_LOG_NOTICE, shm_zone->shm.log, 0,
+                  "events zone \"%V\": metadata_index changes from "
+                  "\"%V\" to \"%V\": %uL events indexed again, %uL "
+                  "with the key", &shm_zone->shm.name, &old,
+                  &store->index_key, sh->slot_head - sh->slot_tail, n);
+
+    return NGX_OK;
 }
 
 
@@ -2012,11 +2131,12 @@ ngx_http_events_store_answer_query(ngx_http_events_store_t *store,
     ngx_http_events_query_t *q, ngx_pool_t *pool,
     ngx_http_events_result_t *res)
 {
-    uint64_t                    ring;
-    ngx_int_t                   rc;
-    ngx_http_events_item_t     *item;
-    ngx_http_events_window_t   *w, rw;
-    ngx_http_events_history_t  *hist;
+    uint64_t                        ring;
+    ngx_int_t                       rc;
+    ngx_http_events_item_t         *item;
+    ngx_http_events_window_t       *w, rw;
+    ngx_http_events_history_t      *hist;
+    ngx_http_events_meta_filter_t  *f;
 
     if (ngx_array_init(&res->items, pool, q->limit + 1,
                        sizeof(ngx_http_events_item_t))
@@ -2069,11 +2189,11 @@ ngx_http_events_store_answer_query(ngx_http_events_store_t *store,
         q->after = w->evicted_seq;
     }
 
-    if (q->rid.len) {
-        rc = ngx_http_events_store_query_entity(store, q, pool, res, 0);
+    f = q->rid.len ? NULL
+                   : ngx_http_events_store_actor_filter(store->sh, q);
 
-    } else if (ngx_http_events_store_actor_filter(q) != NULL) {
-        rc = ngx_http_events_store_query_entity(store, q, pool, res, 1);
+    if (q->rid.len || f) {
+        rc = ngx_http_events_store_query_entity(store, q, pool, res, f);
 
     } else {
         rc = ngx_http_events_store_query_scan(store, q, pool, res);
@@ -2261,19 +2381,26 @@ ngx_http_events_store_query_scan(ngx_http_events_store_t *store,
 }
 
 
-/* ?metadata.actorId=...: the filter the actor index answers */
+/*
+ * ?metadata.KEY=... on the key of metadata_index=: the filter the actor
+ * index answers.  The key is read without the lock: a reload that
+ * changes it zeroes its length first, and the chains carry the key in
+ * their hashes, so a query that reads it then scans or finds less.
+ */
 
 static ngx_http_events_meta_filter_t *
-ngx_http_events_store_actor_filter(ngx_http_events_query_t *q)
+ngx_http_events_store_actor_filter(ngx_http_events_sh_t *sh,
+    ngx_http_events_query_t *q)
 {
+    size_t      len;
     ngx_uint_t  i;
 
+    len = sh->actor_key_len;
+
     for (i = 0; i < q->nmeta; i++) {
-        if (q->meta[i].key.len == ngx_http_events_store_actor_key.len
-            && ngx_memcmp(q->meta[i].key.data,
-                          ngx_http_events_store_actor_key.data,
-                          q->meta[i].key.len)
-               == 0)
+        if (len != 0
+            && q->meta[i].key.len == len
+            && ngx_memcmp(q->meta[i].key.data, sh->actor_key, len) == 0)
         {
             return &q->meta[i];
         }
@@ -2285,22 +2412,22 @@ ngx_http_events_store_actor_filter(ngx_http_events_query_t *q)
 
 /*
  * Entity history follows the entity chain from the newest record down,
- * so ascending pages keep the oldest "limit + 1" matches seen.  An
- * actor's events (metadata.actorId) follow theirs the same way.
+ * so ascending pages keep the oldest "limit + 1" matches seen.  The
+ * events of one value of the indexed metadata key (f) follow theirs the
+ * same way.
  */
 
 static ngx_int_t
 ngx_http_events_store_query_entity(ngx_http_events_store_t *store,
     ngx_http_events_query_t *q, ngx_pool_t *pool,
-    ngx_http_events_result_t *res, ngx_uint_t actor)
+    ngx_http_events_result_t *res, ngx_http_events_meta_filter_t *f)
 {
     uint32_t                        hash;
     uint64_t                        link, head, *offs, *seqs;
     ngx_int_t                       rc;
-    ngx_uint_t                      n, i, j, k, cap, steps;
+    ngx_uint_t                      n, i, j, k, cap, steps, actor;
     ngx_http_events_sh_t           *sh;
     ngx_http_events_copy_t          c;
-    ngx_http_events_meta_filter_t  *f;
 
     sh = store->sh;
     head = res->window.head_seq;
@@ -2313,9 +2440,10 @@ ngx_http_events_store_query_entity(ngx_http_events_store_t *store,
 
     seqs = offs + cap;
 
+    actor = (f != NULL);
+
     if (actor) {
-        f = ngx_http_events_store_actor_filter(q);
-        hash = ngx_http_events_store_hash2(&q->tenant, &f->value);
+        hash = ngx_http_events_store_hash3(&q->tenant, &f->key, &f->value);
         link = sh->actor_buckets[hash & sh->actor_mask];
 
     } else {

@@ -353,6 +353,7 @@ struct ngx_http_events_store_s {
     ngx_slab_pool_t            *shpool;
     ngx_str_t                   name;
     ngx_msec_t                  retention;
+    ngx_str_t                   index_key;      /* metadata_index= */
     uint64_t                    epoch;
     ngx_http_events_journal_t  *journal;        /* NULL: none */
     ngx_http_events_remote_t   *remote;         /* NULL: not a cluster */
