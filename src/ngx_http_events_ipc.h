@@ -15,6 +15,7 @@
 #include "ngx_http_events_store.h"
 #include "ngx_http_events_cursor.h"
 #include "ngx_http_events_id.h"
+#include "ngx_http_events_cloudevents.h"
 
 
 /* how many consumers may register for each kind of news */
@@ -41,6 +42,12 @@ struct ngx_http_events_ipc_s {
     uint64_t                    cursor_seq;
     uint64_t                    cursor_epoch;
     u_char                      cursor[NGX_HTTP_EVENTS_CURSOR_LEN];
+
+    /* and its CloudEvents attributes, for ?format=cloudevents streams */
+    uint64_t                    ce_seq;
+    uint64_t                    ce_epoch;
+    size_t                      ce_len;         /* 0: none yet */
+    u_char                      ce_head[NGX_HTTP_EVENTS_CE_HEAD];
 
     /* the consumers, registered at init_process */
     ngx_http_events_ipc_wake_pt      wake[NGX_HTTP_EVENTS_IPC_HANDLERS];

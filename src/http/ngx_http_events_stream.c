@@ -687,28 +687,39 @@ ngx_http_events_sse_event(ngx_http_events_stream_ctx_t *ctx,
 
 
 /*
- * ?format=cloudevents: the event as structured CloudEvents JSON, its
- * attributes built on the stack, the envelope as its data
+ * ?format=cloudevents: the event as structured CloudEvents JSON, the
+ * envelope as its data; the attributes are built once per event for
+ * all the streams a wake frames it for, as the cursor is
  */
 
 static ngx_int_t
 ngx_http_events_sse_cloudevent(ngx_http_events_stream_ctx_t *ctx,
     ngx_http_events_item_t *item, u_char *head, u_char *last)
 {
-    u_char                *p;
-    ngx_http_events_ce_t   ce;
-    u_char                 attrs[NGX_HTTP_EVENTS_CE_HEAD];
+    ngx_http_events_ce_t    ce;
+    ngx_http_events_ipc_t  *ipc;
 
-    if (ngx_http_events_ce_parse(&item->json, &ce) != NGX_OK) {
-        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
-                      "events: event %uL cannot be a CloudEvent", item->seq);
-        return NGX_ERROR;
+    ipc = ngx_http_events_ipc();
+
+    if (ipc->ce_len == 0 || ipc->ce_seq != item->seq
+        || ipc->ce_epoch != ctx->epoch)
+    {
+        if (ngx_http_events_ce_parse(&item->json, &ce) != NGX_OK) {
+            ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
+                          "events: event %uL cannot be a CloudEvent",
+                          item->seq);
+            return NGX_ERROR;
+        }
+
+        ipc->ce_len = ngx_http_events_ce_head(ipc->ce_head, &ce)
+                      - ipc->ce_head;
+        ipc->ce_seq = item->seq;
+        ipc->ce_epoch = ctx->epoch;
     }
 
-    p = ngx_http_events_ce_head(attrs, &ce);
-
     if (ngx_http_events_sse_append(ctx, head, last - head) != NGX_OK
-        || ngx_http_events_sse_append(ctx, attrs, p - attrs) != NGX_OK
+        || ngx_http_events_sse_append(ctx, ipc->ce_head, ipc->ce_len)
+           != NGX_OK
         || ngx_http_events_sse_append(ctx, item->json.data, item->json.len)
            != NGX_OK
         || ngx_http_events_sse_append(ctx, (u_char *) "}\n\n", 3) != NGX_OK)
