@@ -40,7 +40,7 @@ CONNECTIONS=${BENCH_CONNECTIONS:-"1 16"}
 export BENCH_BODY_BYTES=300
 export BENCH_STRICT=1
 LUA=$HERE/post.lua
-MODES="none off interval always"
+MODES=${BENCH_MODES:-"none off interval always"}
 
 die() {
     echo "journal.sh: $*" >&2
