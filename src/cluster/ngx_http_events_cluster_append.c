@@ -80,7 +80,8 @@ static void ngx_http_events_cluster_again(ngx_event_t *ev);
  * holds: so the script trims the stream itself, exactly (XTRIM MINID to
  * the entry after the last one it read), taking each trimmed event off
  * its type's count, before it adds the new ones, at most 1000 a run.
- * Every new entry carries "g", the last seq trimmed so far: a node's
+ * Every new entry carries "g", the last seq trimmed so far (by this
+ * script, or by hand: the stream's first entry says so too): a node's
  * "oldest" is the log's as of its head.  The tenant and the type come
  * from the record's header (ngx_http_events_cluster_rec_write()).
  */
@@ -162,7 +163,13 @@ static ngx_str_t  ngx_http_events_cluster_script = ngx_string(
 "  trim(redis.call('XRANGE', KEYS[1], '-',\n"
 "                  string.format('(%d-0', ms - ret), 'COUNT', 1000))\n"
 "end\n"
-"local gone = redis.call('HGET', KEYS[2], 'gone') or '0'\n"
+"local gone = tonumber(redis.call('HGET', KEYS[2], 'gone') or 0)\n"
+"local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]\n"
+"if first then\n"
+"  gone = math.max(gone, tonumber(string.match(first[1], '%-(%d+)$')) - 1)\n"
+"else\n"
+"  gone = math.max(gone, seq)\n"
+"end\n"
 "local out = {epoch, 'ok'}\n"
 "for i = 1, n do\n"
 "  if found[i] then\n"
@@ -176,7 +183,7 @@ static ngx_str_t  ngx_http_events_cluster_script = ngx_string(
 "    seq = seq + 1\n"
 "    local id = string.format('%d-%d', ms, seq)\n"
 "    redis.call('XADD', KEYS[1], id, 'e', epoch, 'r', ARGV[4 + 3 * i],\n"
-"               'g', gone)\n"
+"               'g', string.format('%d', gone))\n"
 "    bump(ARGV[4 + 3 * i], 1, ms)\n"
 "    local k = tonumber(ARGV[2 + 3 * i])\n"
 "    if k > 0 then\n"

@@ -372,6 +372,7 @@ struct ngx_http_events_store_s {
     /* this worker's streams on the zone */
     ngx_queue_t                 subscribers;
     ngx_uint_t                  nsubscribers;
+    ngx_queue_t                 exports;        /* NDJSON, this worker's */
     ngx_uint_t                  wake_left;      /* streams this wake owes */
     ngx_event_t                 wake_more;      /* posted: the rest */
 
