@@ -82,13 +82,14 @@ struct ngx_http_events_export_ctx_s {
 
     /* a page from a cluster's log */
     void                       *handle;         /* its read, in flight */
-    ngx_pool_t                 *page_pool;
+    ngx_pool_t                 *page_pool;      /* reset for each page */
     ngx_http_events_query_t     page_q;
     ngx_http_events_result_t    page;
     ngx_uint_t                  page_i;         /* its next line */
 
     ngx_queue_t                 queue;          /* store->exports */
     ngx_msec_t                  deadline;       /* closing: the drain's */
+    unsigned                    paging:1;       /* a page is out */
     unsigned                    queued:1;
     unsigned                    closing:1;
     unsigned                    resumed:1;      /* the last line is in */
@@ -318,7 +319,10 @@ ngx_http_events_export_cleanup(void *data)
         ctx->handle = NULL;
     }
 
-    ngx_http_events_export_page_free(ctx);
+    if (ctx->page_pool) {
+        ngx_destroy_pool(ctx->page_pool);
+        ctx->page_pool = NULL;
+    }
 }
 
 
@@ -400,7 +404,7 @@ ngx_http_events_export_run(ngx_http_events_export_ctx_t *ctx)
         return;
     }
 
-    if (ctx->page_pool) {
+    if (ctx->paging) {
         rc = ngx_http_events_export_page(ctx);
 
         if (rc == NGX_AGAIN) {
@@ -791,7 +795,7 @@ ngx_http_events_export_close(ngx_http_events_export_ctx_t *ctx)
         /* everything up to seq is in the buffers */
         seq = ctx->cursor;
 
-        if (ctx->page_pool) {
+        if (ctx->paging) {
             items = ctx->page.items.elts;
             seq = ctx->page_i ? items[ctx->page_i - 1].seq : ctx->cursor;
             ngx_http_events_export_page_free(ctx);
@@ -882,11 +886,15 @@ ngx_http_events_export_fetch(ngx_http_events_export_ctx_t *ctx,
 {
     ngx_http_events_query_t  *q;
 
-    ctx->page_pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE,
-                                     ctx->request->connection->log);
     if (ctx->page_pool == NULL) {
-        return NGX_ERROR;
+        ctx->page_pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE,
+                                         ctx->request->connection->log);
+        if (ctx->page_pool == NULL) {
+            return NGX_ERROR;
+        }
     }
+
+    ctx->paging = 1;
 
     q = &ctx->page_q;
     *q = ctx->q;
@@ -986,11 +994,13 @@ ngx_http_events_export_page(ngx_http_events_export_ctx_t *ctx)
 }
 
 
+/* done with the page: its pool is reset for the next one, not freed */
+
 static void
 ngx_http_events_export_page_free(ngx_http_events_export_ctx_t *ctx)
 {
-    if (ctx->page_pool) {
-        ngx_destroy_pool(ctx->page_pool);
-        ctx->page_pool = NULL;
+    if (ctx->paging) {
+        ngx_reset_pool(ctx->page_pool);
+        ctx->paging = 0;
     }
 }
