@@ -386,6 +386,18 @@ $r = $nodes[1]->get('/events/types');
 $nodes[1]->is_error($r, 503, 'cluster_unavailable', undef,
     'Redis down: the catalog is 503');
 is($r->{headers}{'retry-after'}, '1', 'with Retry-After: 1');
+$r = $nodes[2]->get('/events', headers => \%nd);
+is("$r->{status} $r->{body}", '503 {"error":{"status":503,'
+    . '"code":"cluster_unavailable","message":"what this node\'s ring no '
+    . 'longer holds is read from the cluster\'s log, which cannot be '
+    . 'reached"}}', 'Redis down: an export that needs it is 503 before '
+    . 'anything is sent, exact body');
+is($r->{headers}{'retry-after'}, '1', 'with Retry-After: 1');
+my $head_cur = $nodes[2]->get('/events?order=desc&limit=2')->{json}{next};
+$r = $nodes[2]->get("/events?after=$head_cur", headers => \%nd);
+is($r->{status}, 200, 'an export the ring can answer goes on: 200');
+is_deeply([ map { $_->{seq} } lines($r) ], [ $keep[-1] ],
+    'with its events');
 $redis->start;
 
 for my $n (@nodes[1, 2]) {

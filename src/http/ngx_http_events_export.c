@@ -90,6 +90,7 @@ struct ngx_http_events_export_ctx_s {
     ngx_queue_t                 queue;          /* store->exports */
     ngx_msec_t                  deadline;       /* closing: the drain's */
     unsigned                    paging:1;       /* a page is out */
+    unsigned                    deferred:1;     /* the 200 waits for it */
     unsigned                    queued:1;
     unsigned                    closing:1;
     unsigned                    resumed:1;      /* the last line is in */
@@ -97,6 +98,9 @@ struct ngx_http_events_export_ctx_s {
 };
 
 
+static ngx_int_t ngx_http_events_export_begin(
+    ngx_http_events_export_ctx_t *ctx);
+static ngx_int_t ngx_http_events_export_unavailable(ngx_http_request_t *r);
 static void ngx_http_events_export_write(ngx_http_request_t *r);
 static void ngx_http_events_export_run(ngx_http_events_export_ctx_t *ctx);
 static ngx_int_t ngx_http_events_export_line(
@@ -214,6 +218,60 @@ ngx_http_events_export_start(ngx_http_request_t *r,
     cln->handler = ngx_http_events_export_cleanup;
     cln->data = ctx;
 
+    if (store->remote && r->method != NGX_HTTP_HEAD && !ngx_exiting
+        && ctx->cursor < w->evicted_seq)
+    {
+        /*
+         * the first page from the cluster's log before the 200: a log
+         * that cannot be read is a 503 now, not a cut export
+         */
+        if (ngx_http_events_export_fetch(ctx, w) != NGX_OK) {
+            return ngx_http_events_export_unavailable(r);
+        }
+
+        ctx->deferred = 1;
+        r->main->count++;
+        r->write_event_handler = ngx_http_request_empty_handler;
+
+        ngx_queue_insert_tail(&store->exports, &ctx->queue);
+        ctx->queued = 1;
+
+        return NGX_DONE;
+    }
+
+    rc = ngx_http_events_export_begin(ctx);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    r->main->count++;
+
+    ngx_queue_insert_tail(&store->exports, &ctx->queue);
+    ctx->queued = 1;
+
+    if (ngx_exiting) {
+        /* after this worker's exports were ended: this one ends too */
+        ctx->closing = 1;
+        ctx->deadline = ngx_current_msec + NGX_HTTP_EVENTS_EXPORT_DRAIN;
+    }
+
+    ngx_http_events_export_run(ctx);
+
+    return NGX_DONE;
+}
+
+
+/* the 200 and its headers; the body follows on write events */
+
+static ngx_int_t
+ngx_http_events_export_begin(ngx_http_events_export_ctx_t *ctx)
+{
+    ngx_int_t            rc;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+
     r->headers_out.status = NGX_HTTP_OK;
     r->headers_out.content_length_n = -1;
     r->headers_out.content_type = ngx_http_events_export_type;
@@ -230,21 +288,32 @@ ngx_http_events_export_start(ngx_http_request_t *r,
         return rc;
     }
 
-    r->main->count++;
     r->write_event_handler = ngx_http_events_export_write;
 
-    ngx_queue_insert_tail(&store->exports, &ctx->queue);
-    ctx->queued = 1;
+    return NGX_OK;
+}
 
-    if (ngx_exiting) {
-        /* after this worker's exports were ended: this one ends too */
-        ctx->closing = 1;
-        ctx->deadline = ngx_current_msec + NGX_HTTP_EVENTS_EXPORT_DRAIN;
+
+static ngx_int_t
+ngx_http_events_export_unavailable(ngx_http_request_t *r)
+{
+    ngx_str_t                retry;
+    ngx_http_events_error_t  err;
+
+    ngx_str_set(&retry, "1");
+
+    if (ngx_http_events_http_add_header(r, "Retry-After", &retry)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_http_events_export_run(ctx);
+    ngx_http_events_error(&err, 503, "cluster_unavailable", NULL, NULL, NULL,
+                          "what this node's ring no longer holds is read "
+                          "from the cluster's log, which cannot be "
+                          "reached");
 
-    return NGX_DONE;
+    return ngx_http_events_http_send_error(r, &err, NULL);
 }
 
 
@@ -265,9 +334,11 @@ ngx_http_events_export_init_process(ngx_cycle_t *cycle)
 static void
 ngx_http_events_export_close_all(ngx_cycle_t *cycle)
 {
+    ngx_int_t                      rc;
     ngx_uint_t                     i;
-    ngx_queue_t                   *q;
+    ngx_queue_t                   *q, *next;
     ngx_shm_zone_t               **zones;
+    ngx_connection_t              *c;
     ngx_http_events_store_t       *store;
     ngx_http_events_main_conf_t   *emcf;
     ngx_http_events_export_ctx_t  *ctx;
@@ -278,10 +349,12 @@ ngx_http_events_export_close_all(ngx_cycle_t *cycle)
     for (i = 0; i < emcf->zones.nelts; i++) {
         store = zones[i]->data;
 
+        /* a request finalized here leaves the list: its next, first */
         for (q = ngx_queue_head(&store->exports);
              q != ngx_queue_sentinel(&store->exports);
-             q = ngx_queue_next(q))
+             q = next)
         {
+            next = ngx_queue_next(q);
             ctx = ngx_queue_data(q, ngx_http_events_export_ctx_t, queue);
 
             if (ctx->closing) {
@@ -295,6 +368,19 @@ ngx_http_events_export_close_all(ngx_cycle_t *cycle)
                 store->remote->cancel_read(ctx->handle);
                 ctx->handle = NULL;
                 ngx_http_events_export_page_free(ctx);
+            }
+
+            if (ctx->deferred) {
+                /* no 200 yet: it goes, then where to resume */
+                ctx->deferred = 0;
+                rc = ngx_http_events_export_begin(ctx);
+
+                if (rc != NGX_OK) {
+                    c = ctx->request->connection;
+                    ngx_http_finalize_request(ctx->request, rc);
+                    ngx_http_run_posted_requests(c);
+                    continue;
+                }
             }
 
             ngx_post_event(ctx->request->connection->write,
@@ -431,6 +517,11 @@ ngx_http_events_export_run(ngx_http_events_export_ctx_t *ctx)
             if (ctx->cursor < w.evicted_seq) {
                 /* what left the ring: from the cluster's log */
                 if (ngx_http_events_export_fetch(ctx, &w) != NGX_OK) {
+                    ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                                  "events: export cut after %uL events, "
+                                  "the cluster's log cannot be read",
+                                  ctx->exported);
+                    c->error = 1;
                     ngx_http_finalize_request(r, NGX_ERROR);
                 }
 
@@ -914,12 +1005,8 @@ ngx_http_events_export_fetch(ngx_http_events_export_ctx_t *ctx,
                                             ngx_http_events_export_fetched,
                                             ctx);
     if (ctx->handle == NULL) {
-        ngx_log_error(NGX_LOG_INFO, ctx->request->connection->log, 0,
-                      "events: export cut after %uL events, the cluster's "
-                      "log cannot be read", ctx->exported);
         ngx_http_events_export_page_free(ctx);
-        ctx->request->connection->error = 1;
-        return NGX_ERROR;
+        return NGX_DECLINED;
     }
 
     return NGX_OK;
@@ -937,6 +1024,28 @@ ngx_http_events_export_fetched(void *data, ngx_int_t rc)
     r = ctx->request;
     c = r->connection;
     ctx->handle = NULL;
+
+    if (ctx->deferred) {
+        ctx->deferred = 0;
+
+        if (rc != NGX_OK) {
+            ngx_http_events_export_page_free(ctx);
+            rc = rc == NGX_BUSY ? ngx_http_events_export_unavailable(r)
+                                : NGX_HTTP_INTERNAL_SERVER_ERROR;
+            ngx_http_finalize_request(r, rc);
+            ngx_http_run_posted_requests(c);
+            return;
+        }
+
+        rc = ngx_http_events_export_begin(ctx);
+
+        if (rc != NGX_OK) {
+            ngx_http_events_export_page_free(ctx);
+            ngx_http_finalize_request(r, rc);
+            ngx_http_run_posted_requests(c);
+            return;
+        }
+    }
 
     if (rc != NGX_OK || ctx->page.expired) {
         ngx_log_error(NGX_LOG_INFO, c->log, 0,
