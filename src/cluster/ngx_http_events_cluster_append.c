@@ -81,9 +81,10 @@ static void ngx_http_events_cluster_again(ngx_event_t *ev);
  * the entry after the last one it read), taking each trimmed event off
  * its type's count: by age once a run, by length before an XADD that
  * would pass max_len by 1% (room()), at most 1000 entries a time.
- * Every new entry carries "g", the last seq trimmed so far (by this
- * script, or by hand: the stream's first entry says so too): a node's
- * "oldest" is the log's as of its head.  The tenant and the type come
+ * Every new entry carries "g", the last seq trimmed so far (the seq
+ * before the stream's first entry: the stream holds every seq after
+ * it, however it was trimmed): a node's "oldest" is the log's as of
+ * its head.  The tenant and the type come
  * from the record's header (ngx_http_events_cluster_rec_write()).
  */
 
@@ -123,7 +124,6 @@ static ngx_str_t  ngx_http_events_cluster_script = ngx_string(
 "  local m, s = string.match(es[#es][1], '^(%d+)%-(%d+)$')\n"
 "  redis.call('XTRIM', KEYS[1], 'MINID',\n"
 "             string.format('%s-%d', m, tonumber(s) + 1))\n"
-"  redis.call('HSET', KEYS[2], 'gone', s)\n"
 "  xlen = xlen - #es\n"
 "  gone = math.max(gone, tonumber(s))\n"
 "end\n"
@@ -160,13 +160,12 @@ static ngx_str_t  ngx_http_events_cluster_script = ngx_string(
 "local seq = tonumber(redis.call('HGET', KEYS[2], 'seq') or 0)\n"
 "local maxlen = tonumber(ARGV[2])\n"
 "local ret = tonumber(ARGV[3])\n"
-"xlen = redis.call('XLEN', KEYS[1])\n"
-"gone = tonumber(redis.call('HGET', KEYS[2], 'gone') or 0)\n"
+"if maxlen > 0 then xlen = redis.call('XLEN', KEYS[1]) end\n"
 "local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]\n"
 "if first then\n"
-"  gone = math.max(gone, tonumber(string.match(first[1], '%-(%d+)$')) - 1)\n"
+"  gone = tonumber(string.match(first[1], '%-(%d+)$')) - 1\n"
 "else\n"
-"  gone = math.max(gone, seq)\n"
+"  gone = seq\n"
 "end\n"
 "if ret > 0 then\n"
 "  trim(redis.call('XRANGE', KEYS[1], '-',\n"
