@@ -10,6 +10,14 @@
  * parses; the writer is ours, so that numbers come back as they were
  * sent (shortest form that reads back the same) and the output lands
  * in one pool buffer.
+ *
+ * A request's body is parsed into its pool: jansson's allocator is
+ * pointed at the pool for the length of the parse only, and what it
+ * frees meanwhile (the lexer's buffers as they grow) is left to the
+ * pool.  Such a tree is never freed piecewise (no json_decref): it goes
+ * with the pool, and whoever holds it only reads it.  This saves the
+ * malloc and free of every node and the walk that frees them, about a
+ * tenth of a POST's instructions.
  */
 
 
@@ -82,6 +90,12 @@ static ngx_int_t ngx_http_events_json_digest(json_t *obj, u_char *digest);
 static u_char *ngx_http_events_json_str(u_char *p, ngx_str_t *s);
 static size_t ngx_http_events_json_real(double d, u_char *buf);
 static ngx_uint_t ngx_http_events_json_action(ngx_str_t *s);
+static void *ngx_http_events_json_palloc(size_t size);
+static void ngx_http_events_json_pfree(void *p);
+
+
+/* the pool a parse allocates from: set only during the parse */
+static ngx_pool_t  *ngx_http_events_json_pool;
 
 
 static ngx_str_t  ngx_http_events_actions[] = {
@@ -99,6 +113,49 @@ void
 ngx_http_events_json_cleanup(void *data)
 {
     json_decref(data);
+}
+
+
+/*
+ * json_loadb() into pool.  jansson's allocator is process-wide, so it
+ * is given back at once; only this worker's thread parses (nginx's
+ * thread pools here never call jansson).
+ */
+
+json_t *
+ngx_http_events_json_load_pool(ngx_pool_t *pool, u_char *data, size_t len,
+    size_t flags, json_error_t *error)
+{
+    json_t               *root;
+    json_free_t           free_fn;
+    json_malloc_t         malloc_fn;
+
+    json_get_alloc_funcs(&malloc_fn, &free_fn);
+
+    ngx_http_events_json_pool = pool;
+    json_set_alloc_funcs(ngx_http_events_json_palloc,
+                         ngx_http_events_json_pfree);
+
+    root = json_loadb((char *) data, len, flags, error);
+
+    json_set_alloc_funcs(malloc_fn, free_fn);
+    ngx_http_events_json_pool = NULL;
+
+    return root;
+}
+
+
+static void *
+ngx_http_events_json_palloc(size_t size)
+{
+    return ngx_palloc(ngx_http_events_json_pool, size);
+}
+
+
+static void
+ngx_http_events_json_pfree(void *p)
+{
+    /* the pool's: freed with it */
 }
 
 
