@@ -478,6 +478,7 @@ ngx_http_events_json_envelope(ngx_http_events_envelope_t *env,
                    : ngx_cpymem(p, "null", 4);
     p = ngx_http_events_json_payload_extra(p, f->payload);
     p = ngx_cpymem(p, "},\"metadata\":", sizeof("},\"metadata\":") - 1);
+    ev->meta_at = p - ev->json;
     p = f->metadata ? ngx_http_events_json_write(p, f->metadata)
                     : ngx_cpymem(p, "null", 4);
     *p++ = '}';
