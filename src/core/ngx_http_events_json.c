@@ -469,8 +469,11 @@ ngx_http_events_json_envelope(ngx_http_events_envelope_t *env,
 
     p = ngx_cpymem(p, "\",\"occurredAt\":", sizeof("\",\"occurredAt\":") - 1);
     p = ngx_http_events_json_str(p, &f->occurred_at);
-    p = ngx_sprintf(p, ",\"payload\":{\"action\":\"%V\",\"data\":",
-                    &ngx_http_events_actions[f->action]);
+    p = ngx_cpymem(p, ",\"payload\":{\"action\":\"",
+                   sizeof(",\"payload\":{\"action\":\"") - 1);
+    p = ngx_cpymem(p, ngx_http_events_actions[f->action].data,
+                   ngx_http_events_actions[f->action].len);
+    p = ngx_cpymem(p, "\",\"data\":", sizeof("\",\"data\":") - 1);
     p = f->data ? ngx_http_events_json_write(p, f->data)
                 : ngx_cpymem(p, "null", 4);
     p = ngx_cpymem(p, ",\"changes\":", sizeof(",\"changes\":") - 1);
@@ -879,6 +882,24 @@ ngx_http_events_json_str(u_char *p, ngx_str_t *s)
 }
 
 
+/*
+ * What escaping adds to a byte: 1 for " and \ and the control
+ * characters with a short form (\n and friends), 5 for the other
+ * control characters (\u00XX), 0 for the rest.  Strings are escaped
+ * twice per event (its length, then its bytes), most bytes need
+ * nothing: a lookup per byte, and runs copied at once.
+ */
+
+static const u_char  ngx_http_events_json_extra[256] = {
+    5, 5, 5, 5, 5, 5, 5, 5, 1, 1, 1, 5, 1, 1, 5, 5,     /* \b \t \n \f \r */
+    5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5,
+    0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,     /* " */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,     /* \ */
+};
+
+
 size_t
 ngx_http_events_json_escape_len(u_char *s, size_t len)
 {
@@ -887,14 +908,7 @@ ngx_http_events_json_escape_len(u_char *s, size_t len)
     n = len;
 
     for (i = 0; i < len; i++) {
-        if (s[i] == '"' || s[i] == '\\') {
-            n++;
-
-        } else if (s[i] < 0x20) {
-            /* \n and friends take 2 bytes, the rest \u00XX 6 */
-            n += (s[i] == '\n' || s[i] == '\r' || s[i] == '\t'
-                  || s[i] == '\b' || s[i] == '\f') ? 1 : 5;
-        }
+        n += ngx_http_events_json_extra[s[i]];
     }
 
     return n;
@@ -904,11 +918,22 @@ ngx_http_events_json_escape_len(u_char *s, size_t len)
 u_char *
 ngx_http_events_json_escape(u_char *p, u_char *s, size_t len)
 {
-    size_t             i;
+    size_t             i, run;
     u_char             ch;
     static const char  hex[] = "0123456789abcdef";
 
     for (i = 0; i < len; i++) {
+
+        for (run = i; i < len && ngx_http_events_json_extra[s[i]] == 0; i++) {
+            /* void */
+        }
+
+        p = ngx_cpymem(p, s + run, i - run);
+
+        if (i == len) {
+            break;
+        }
+
         ch = s[i];
 
         if (ch == '"' || ch == '\\') {
@@ -931,9 +956,6 @@ ngx_http_events_json_escape(u_char *p, u_char *s, size_t len)
                 *p++ = hex[ch >> 4];
                 *p++ = hex[ch & 0xf];
             }
-
-        } else {
-            *p++ = ch;
         }
     }
 

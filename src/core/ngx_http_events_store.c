@@ -949,8 +949,20 @@ ngx_http_events_store_record_size(ngx_http_events_event_t *ev)
 static u_char *
 ngx_http_events_store_write_json(u_char *p, ngx_http_events_event_t *ev)
 {
+    u_char    *d, digits[NGX_INT64_LEN];
+    uint64_t   n;
+
+    /* the seq in decimal, as ngx_sprintf("%uL") without its parsing */
+    d = digits + NGX_INT64_LEN;
+    n = ev->seq;
+
+    do {
+        *--d = (u_char) ('0' + n % 10);
+        n /= 10;
+    } while (n);
+
     p = ngx_cpymem(p, ev->json, ev->seq_at);
-    p = ngx_sprintf(p, "%uL", ev->seq);
+    p = ngx_cpymem(p, d, digits + NGX_INT64_LEN - d);
     p = ngx_cpymem(p, ev->json + ev->seq_at, ev->ts_at - ev->seq_at);
     p = ngx_http_events_time_write(p, ev->time_ms);
     p = ngx_cpymem(p, ev->json + ev->ts_at, ev->json_len - ev->ts_at);
