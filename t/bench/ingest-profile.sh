@@ -7,7 +7,9 @@
 #   1. PROFILE_WARMUP single-event POSTs, not counted (the first POSTs
 #      grow pools, the ring's indexes, the id generator's state);
 #   2. PROFILE_POSTS POSTs of one 300-byte event (post.lua's event);
-#   3. PROFILE_BATCHES POSTs of PROFILE_BATCH such events in an array.
+#   3. PROFILE_BATCHES POSTs of PROFILE_BATCH such events in an array;
+#   4. the same as 1. and 2. against stock nginx answering "return 201"
+#      (the ceiling of t/bench/ingest.sh): nginx's own cost of the POST.
 #
 # Phases 2 and 3 are counted separately (callgrind_control zeroes and
 # dumps the counters between them); it prints the instructions per POST,
@@ -78,16 +80,24 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 USED_PORTS=" "
-free_port
-PORT=$FREE_PORT
 
-cat > "$WORK/nginx.conf" <<CONF
-load_module $WORK/module.so;
+# start KIND DIR: nginx under callgrind in DIR, our module's API
+# ("ours") or stock nginx answering "return 201" to the same POST
+# ("ceiling"); sets PORT and VG_PID
+start() {
+    local kind=$1 dir=$2 i
+    mkdir -p "$dir"
+    free_port
+    PORT=$FREE_PORT
+
+    {
+        [[ $kind == ours ]] && echo "load_module $WORK/module.so;"
+        cat <<CONF
 master_process off;
 daemon off;
 worker_processes 1;
-pid $WORK/nginx.pid;
-error_log $WORK/error.log warn;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
 
 events {
     worker_connections 64;
@@ -96,11 +106,14 @@ events {
 http {
     access_log off;
     keepalive_requests 1000000;
-    client_body_temp_path $WORK/client_body_temp;
-    proxy_temp_path $WORK/proxy_temp;
-    fastcgi_temp_path $WORK/fastcgi_temp;
-    uwsgi_temp_path $WORK/uwsgi_temp;
-    scgi_temp_path $WORK/scgi_temp;
+    client_body_temp_path $dir/client_body_temp;
+    proxy_temp_path $dir/proxy_temp;
+    fastcgi_temp_path $dir/fastcgi_temp;
+    uwsgi_temp_path $dir/uwsgi_temp;
+    scgi_temp_path $dir/scgi_temp;
+CONF
+        if [[ $kind == ours ]]; then
+            cat <<CONF
 
     events_zone bench 256m;
 
@@ -114,18 +127,43 @@ http {
     }
 }
 CONF
+        else
+            cat <<CONF
 
-valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out" \
-    "$NGINX" -p "$WORK/" -c "$WORK/nginx.conf" -e "$WORK/error.log" \
-    > "$WORK/valgrind.log" 2>&1 &
-VG_PID=$!
+    server {
+        listen 127.0.0.1:$PORT;
+        client_body_buffer_size 16k;
 
-for ((i = 0; i < 600; i++)); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
-    kill -0 "$VG_PID" 2>/dev/null || { cat "$WORK/valgrind.log" "$WORK/error.log" >&2; die "nginx did not start"; }
-    sleep 0.1
-done
-((i < 600)) || die "nginx did not listen on $PORT within 60 s"
+        location = /events {
+            return 201;
+        }
+    }
+}
+CONF
+        fi
+    } > "$dir/nginx.conf"
+
+    valgrind --tool=callgrind --callgrind-out-file="$dir/callgrind.out" \
+        "$NGINX" -p "$dir/" -c "$dir/nginx.conf" -e "$dir/error.log" \
+        > "$dir/valgrind.log" 2>&1 &
+    VG_PID=$!
+
+    for ((i = 0; i < 600; i++)); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && return 0
+        if ! kill -0 "$VG_PID" 2>/dev/null; then
+            cat "$dir/valgrind.log" "$dir/error.log" >&2
+            die "nginx ($kind) did not start"
+        fi
+        sleep 0.1
+    done
+    die "nginx ($kind) did not listen on $PORT within 60 s"
+}
+
+stop() {
+    kill -TERM "$VG_PID" 2>/dev/null || true
+    wait "$VG_PID" 2>/dev/null || true
+    VG_PID=""
+}
 
 client() {
     perl "$HERE/ingest-profile.pl" "$PORT" "$@" || die "the client failed"
@@ -138,15 +176,28 @@ control() {
         || { cat "$WORK/control.log" >&2; die "callgrind_control $* failed"; }
 }
 
+start ours "$WORK"
 client "$WARMUP" 1
 control -z
 client "$POSTS" 1
 control --dump=single
 client "$BATCHES" "$BATCH"
 control --dump=batch
+stop
 
 [[ -f $WORK/callgrind.out.1 && -f $WORK/callgrind.out.2 ]] \
     || die "expected two callgrind dumps in $WORK"
+
+# the ceiling: the same POSTs, stock nginx
+start ceiling "$WORK/ceiling"
+client "$WARMUP" 1
+control -z
+client "$POSTS" 1
+control --dump=ceiling
+stop
+
+[[ -f $WORK/ceiling/callgrind.out.1 ]] \
+    || die "expected a callgrind dump in $WORK/ceiling"
 
 # total Ir of a dump: its "totals:" or "summary:" line
 total() {
@@ -245,5 +296,20 @@ echo
 report "single events, $POSTS POSTs" "$WORK/callgrind.out.1" "$POSTS" POST
 report "batches of $BATCH, $BATCHES POSTs" "$WORK/callgrind.out.2" \
     "$((BATCHES * BATCH))" "batched event"
+ours=$(total "$WORK/callgrind.out.1")
+batched=$(total "$WORK/callgrind.out.2")
+ceiling=$(total "$WORK/ceiling/callgrind.out.1")
+echo "== stock nginx, return 201 to the same POST: $ceiling instructions / $POSTS = $(awk -v a="$ceiling" -v b="$POSTS" 'BEGIN { printf "%.0f", a / b }') per POST"
+echo
+echo "== summary (user space; the kernel's share is not counted)"
+awk -v o="$ours" -v b="$batched" -v c="$ceiling" -v n="$POSTS" \
+    -v m="$((BATCHES * BATCH))" 'BEGIN {
+        printf "instructions per POST:           %8.0f\n", o / n
+        printf "instructions per batched event:  %8.0f\n", b / m
+        printf "stock nginx per POST (ceiling):  %8.0f\n", c / n
+        printf "ours / ceiling, per POST:        %8.1fx\n", o / c
+        printf "single / batched, per event:     %8.2fx\n", (o / n) / (b / m)
+    }'
+echo
 echo "(instructions per POST or per batched event, self cost; ??? are"
 echo "functions of libraries without symbols: install their -dbgsym)"
