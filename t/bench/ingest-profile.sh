@@ -79,6 +79,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# shellcheck disable=SC2034  # free_port in lib.sh reads and extends it
 USED_PORTS=" "
 
 # start KIND DIR: nginx under callgrind in DIR, our module's API
