@@ -117,7 +117,7 @@ ngx_http_events_json_cleanup(void *data)
 
 
 /*
- * json_loadb() into pool.  jansson's allocator is process-wide, so it
+ * json_loadb() into a pool.  jansson's allocator is process-wide, so it
  * is given back at once; only this worker's thread parses (nginx's
  * thread pools here never call jansson).
  */
@@ -126,9 +126,9 @@ json_t *
 ngx_http_events_json_load_pool(ngx_pool_t *pool, u_char *data, size_t len,
     size_t flags, json_error_t *error)
 {
-    json_t               *root;
-    json_free_t           free_fn;
-    json_malloc_t         malloc_fn;
+    json_t         *root;
+    json_free_t     free_fn;
+    json_malloc_t   malloc_fn;
 
     json_get_alloc_funcs(&malloc_fn, &free_fn);
 
