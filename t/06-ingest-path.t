@@ -105,10 +105,11 @@ like($r->{body}, qr/"seq":$seqs[-1],"type"/, 'seq written as a number');
 # Numbers come back as they were sent
 
 $r = post_raw('/events', '{"type":"num.test","payload":{"data":{"i":-42,'
-    . '"big":9007199254740993,"r":1.5,"one":1.0,"e":1e2,"z":0,'
+    . '"big":9007199254740993,"max":9223372036854775807,'
+    . '"min":-9223372036854775808,"r":1.5,"one":1.0,"e":1e2,"z":0,'
     . '"t":true,"f":false,"n":null,"a":[1,[2,{}],[]]}}}');
 is($r->{status}, 201, 'numbers: created');
-like($r->{body}, qr/"data":\{"i":-42,"big":9007199254740993,"r":1\.5,"one":1\.0,"e":100\.0,"z":0,"t":true,"f":false,"n":null,"a":\[1,\[2,\{\}\],\[\]\]\}/,
+like($r->{body}, qr/"data":\{"i":-42,"big":9007199254740993,"max":9223372036854775807,"min":-9223372036854775808,"r":1\.5,"one":1\.0,"e":100\.0,"z":0,"t":true,"f":false,"n":null,"a":\[1,\[2,\{\}\],\[\]\]\}/,
     'numbers: as sent, reals stay reals');
 
 ###########################################################################

@@ -89,6 +89,7 @@ static ngx_uint_t ngx_http_events_json_rid_char(u_char ch);
 static ngx_int_t ngx_http_events_json_digest(json_t *obj, u_char *digest);
 static u_char *ngx_http_events_json_str(u_char *p, ngx_str_t *s);
 static size_t ngx_http_events_json_real(double d, u_char *buf);
+static u_char *ngx_http_events_json_int(u_char *p, json_int_t i);
 static ngx_uint_t ngx_http_events_json_action(ngx_str_t *s);
 static void *ngx_http_events_json_palloc(size_t size);
 static void ngx_http_events_json_pfree(void *p);
@@ -967,6 +968,32 @@ ngx_http_events_json_escape(u_char *p, u_char *s, size_t len)
 }
 
 
+/* ngx_sprintf("%L") without its format parsing: numbers are written twice */
+
+static u_char *
+ngx_http_events_json_int(u_char *p, json_int_t i)
+{
+    u_char    *d, digits[NGX_INT64_LEN];
+    uint64_t   n;
+
+    /* the magnitude, INT64_MIN included */
+    n = i < 0 ? (uint64_t) -(i + 1) + 1 : (uint64_t) i;
+
+    d = digits + NGX_INT64_LEN;
+
+    do {
+        *--d = (u_char) ('0' + n % 10);
+        n /= 10;
+    } while (n);
+
+    if (i < 0) {
+        *p++ = '-';
+    }
+
+    return ngx_cpymem(p, d, digits + NGX_INT64_LEN - d);
+}
+
+
 /* the shortest decimal that reads back as the same double */
 
 static size_t
@@ -1037,7 +1064,7 @@ ngx_http_events_json_size(json_t *v)
                        json_string_length(v));
 
     case JSON_INTEGER:
-        return ngx_sprintf(buf, "%L", (int64_t) json_integer_value(v)) - buf;
+        return ngx_http_events_json_int(buf, json_integer_value(v)) - buf;
 
     case JSON_REAL:
         return ngx_http_events_json_real(json_real_value(v), buf);
@@ -1105,7 +1132,7 @@ ngx_http_events_json_write(u_char *p, json_t *v)
         return p;
 
     case JSON_INTEGER:
-        return ngx_sprintf(p, "%L", (int64_t) json_integer_value(v));
+        return ngx_http_events_json_int(p, json_integer_value(v));
 
     case JSON_REAL:
         return p + ngx_http_events_json_real(json_real_value(v), p);
