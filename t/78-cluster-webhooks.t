@@ -36,7 +36,7 @@ http {
 
     events_zone main 4m;
     events_cluster main $url prefix=t78 timeout=2s connect_timeout=500ms
-                   webhook_lease=5s;
+                   webhook_lease=2s;
 
     events_webhook main id=orders url=$hook events=order.*
         secret=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw;

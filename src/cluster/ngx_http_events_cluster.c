@@ -530,6 +530,7 @@ ngx_http_events_cluster_postconfiguration(ngx_conf_t *cf)
         cl->remote.get = ngx_http_events_cluster_read_get;
         cl->remote.cancel_read = ngx_http_events_cluster_read_cancel;
         cl->remote.claim = ngx_http_events_cluster_webhook_claim;
+        cl->remote.held = ngx_http_events_cluster_webhook_held;
         cl->remote.settle = ngx_http_events_cluster_webhook_settle;
         cl->remote.wh_publish = ngx_http_events_cluster_webhook_publish;
         cl->remote.wh_attempt = ngx_http_events_cluster_webhook_attempt;

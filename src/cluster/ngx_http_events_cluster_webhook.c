@@ -55,17 +55,23 @@
 
 
 typedef struct {
-    ngx_queue_t                 queue;          /* the free list */
+    ngx_queue_t                 queue;          /* free, or held */
     ngx_http_events_cluster_t  *cl;
     ngx_http_events_remote_claim_pt  done;
     void                       *ctx;
     ngx_str_t                  *script;
     u_char                     *sha;
+    ngx_event_t                 renew;          /* a held claim's timer */
+    ngx_msec_t                  sent;           /* the last claim or renew */
+    ngx_msec_t                  confirmed;      /* held from then on */
     int                         argc;
     const char                 *argv[9];
     size_t                      argvlen[9];
-    u_char                      buf[NGX_HTTP_EVENTS_CLUSTER_WH_BUF];
     unsigned                    retried:1;
+    unsigned                    held:1;         /* an attempt runs on it */
+    unsigned                    renewing:1;     /* a renewal is out */
+    unsigned                    lost:1;
+    u_char                      buf[NGX_HTTP_EVENTS_CLUSTER_WH_BUF];
 } ngx_http_events_cluster_wh_t;
 
 
@@ -79,13 +85,22 @@ static void ngx_http_events_cluster_webhook_attempts_read(
     ngx_http_events_cluster_t *cl);
 static void ngx_http_events_cluster_webhook_attempts(void *data,
     redisReply *reply, ngx_http_events_redis_cmd_t *cmd);
+static ngx_http_events_cluster_wh_t *ngx_http_events_cluster_webhook_get(
+    ngx_http_events_cluster_t *cl);
 static ngx_http_events_cluster_wh_t *ngx_http_events_cluster_webhook_op(
     ngx_http_events_cluster_t *cl, ngx_str_t *tenant, ngx_str_t *endpoint,
     uint64_t seq);
 static ngx_int_t ngx_http_events_cluster_webhook_send(
-    ngx_http_events_cluster_wh_t *op);
+    ngx_http_events_cluster_wh_t *op, ngx_http_events_redis_pt handler);
 static void ngx_http_events_cluster_webhook_reply(void *data,
     redisReply *reply, ngx_http_events_redis_cmd_t *cmd);
+static void ngx_http_events_cluster_webhook_hold(
+    ngx_http_events_cluster_wh_t *op);
+static void ngx_http_events_cluster_webhook_renew(ngx_event_t *ev);
+static void ngx_http_events_cluster_webhook_renewed(void *data,
+    redisReply *reply, ngx_http_events_redis_cmd_t *cmd);
+static void ngx_http_events_cluster_webhook_put(
+    ngx_http_events_cluster_wh_t *op);
 
 
 /*
@@ -122,6 +137,17 @@ static ngx_str_t  ngx_http_events_cluster_webhook_settle_lua = ngx_string(
 "return 1\n");
 
 
+/*
+ * KEYS: done, claim.  ARGV: the token, the lease.  Extends the claim
+ * only for the token that holds it: 1, or 0 (lost).
+ */
+
+static ngx_str_t  ngx_http_events_cluster_webhook_renew_lua = ngx_string(
+"if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end\n"
+"redis.call('PEXPIRE', KEYS[2], ARGV[2])\n"
+"return 1\n");
+
+
 /* KEYS: the hash, the counter.  ARGV: the field, the text */
 
 static ngx_str_t  ngx_http_events_cluster_webhook_publish_lua = ngx_string(
@@ -131,6 +157,8 @@ static ngx_str_t  ngx_http_events_cluster_webhook_publish_lua = ngx_string(
 
 static u_char  ngx_http_events_cluster_webhook_claim_sha[SHA_DIGEST_LENGTH * 2];
 static u_char  ngx_http_events_cluster_webhook_settle_sha[
+                   SHA_DIGEST_LENGTH * 2];
+static u_char  ngx_http_events_cluster_webhook_renew_sha[
                    SHA_DIGEST_LENGTH * 2];
 
 
@@ -148,6 +176,11 @@ ngx_http_events_cluster_webhook_postconfiguration(void)
          ngx_http_events_cluster_webhook_settle_lua.len, sha);
     ngx_hex_dump(ngx_http_events_cluster_webhook_settle_sha, sha,
                  SHA_DIGEST_LENGTH);
+
+    SHA1(ngx_http_events_cluster_webhook_renew_lua.data,
+         ngx_http_events_cluster_webhook_renew_lua.len, sha);
+    ngx_hex_dump(ngx_http_events_cluster_webhook_renew_sha, sha,
+                 SHA_DIGEST_LENGTH);
 }
 
 
@@ -159,6 +192,7 @@ ngx_http_events_cluster_webhook_init(ngx_http_events_cluster_t *cl)
     u_char  rnd[8];
 
     ngx_queue_init(&cl->claims);
+    ngx_queue_init(&cl->held);
 
     if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
         return NGX_ERROR;
@@ -177,10 +211,23 @@ ngx_http_events_cluster_webhook_init(ngx_http_events_cluster_t *cl)
 void
 ngx_http_events_cluster_webhook_free(ngx_http_events_cluster_t *cl)
 {
-    ngx_queue_t  *q;
+    ngx_queue_t                   *q;
+    ngx_http_events_cluster_wh_t  *op;
 
     if (cl->claims.next == NULL) {
         return;
+    }
+
+    while (!ngx_queue_empty(&cl->held)) {
+        q = ngx_queue_head(&cl->held);
+        ngx_queue_remove(q);
+        op = ngx_queue_data(q, ngx_http_events_cluster_wh_t, queue);
+
+        if (op->renew.timer_set) {
+            ngx_del_timer(&op->renew);
+        }
+
+        ngx_free(op);
     }
 
     while (!ngx_queue_empty(&cl->claims)) {
@@ -219,7 +266,10 @@ ngx_http_events_cluster_webhook_claim(void *data, ngx_str_t *tenant,
     op->argvlen[6] = ngx_sprintf(p, "%M", cl->wh_lease) - p;
     op->argc = 7;
 
-    if (ngx_http_events_cluster_webhook_send(op) != NGX_OK) {
+    if (ngx_http_events_cluster_webhook_send(op,
+                                         ngx_http_events_cluster_webhook_reply)
+        != NGX_OK)
+    {
         ngx_queue_insert_head(&cl->claims, &op->queue);
         return NGX_ERROR;
     }
@@ -228,17 +278,66 @@ ngx_http_events_cluster_webhook_claim(void *data, ngx_str_t *tenant,
 }
 
 
+/* NGX_OK: the claim is still this node's, as far as it knows */
+
+ngx_int_t
+ngx_http_events_cluster_webhook_held(void *data, void *hold)
+{
+    ngx_http_events_cluster_t  *cl = data;
+
+    ngx_http_events_cluster_wh_t  *op = hold;
+
+    if (op->lost || ngx_current_msec - op->confirmed >= cl->wh_lease) {
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * After the attempt on a held claim: its renewal stops, and the claim
+ * is settled with the held op's keys, unless it was lost (then it is
+ * another node's to settle, and how is not looked at).
+ */
+
 void
-ngx_http_events_cluster_webhook_settle(void *data, ngx_str_t *tenant,
-    ngx_str_t *endpoint, uint64_t seq, ngx_int_t how, ngx_msec_t keep)
+ngx_http_events_cluster_webhook_settle(void *data, void *hold,
+    ngx_int_t how, ngx_msec_t keep)
 {
     ngx_http_events_cluster_t  *cl = data;
 
     u_char                        *p;
+    ngx_int_t                      held;
     ngx_msec_t                     ms;
-    ngx_http_events_cluster_wh_t  *op;
+    ngx_http_events_cluster_wh_t  *op, *h;
 
-    op = ngx_http_events_cluster_webhook_op(cl, tenant, endpoint, seq);
+    h = hold;
+    held = ngx_http_events_cluster_webhook_held(cl, h);
+
+    h->held = 0;
+    ngx_queue_remove(&h->queue);
+
+    if (h->renew.timer_set) {
+        ngx_del_timer(&h->renew);
+    }
+
+    op = (held == NGX_OK) ? ngx_http_events_cluster_webhook_get(cl) : NULL;
+
+    if (op) {
+        /* the keys, done and claim, as the hold has them */
+        p = ngx_cpymem(op->buf, h->buf, h->argvlen[3] + h->argvlen[4]);
+
+        op->argv[2] = "2";
+        op->argvlen[2] = 1;
+        op->argv[3] = (const char *) op->buf;
+        op->argvlen[3] = h->argvlen[3];
+        op->argv[4] = (const char *) op->buf + h->argvlen[3];
+        op->argvlen[4] = h->argvlen[4];
+    }
+
+    ngx_http_events_cluster_webhook_put(h);
+
     if (op == NULL) {
         return;
     }
@@ -259,8 +358,6 @@ ngx_http_events_cluster_webhook_settle(void *data, ngx_str_t *tenant,
         ms = 0;
     }
 
-    p = (u_char *) op->argv[4] + op->argvlen[4];
-
     op->argv[5] = (const char *) cl->token.data;
     op->argvlen[5] = cl->token.len;
     op->argvlen[6] = 1;
@@ -268,30 +365,23 @@ ngx_http_events_cluster_webhook_settle(void *data, ngx_str_t *tenant,
     op->argvlen[7] = ngx_sprintf(p, "%M", ngx_max(ms, 1)) - p;
     op->argc = 8;
 
-    if (ngx_http_events_cluster_webhook_send(op) != NGX_OK) {
+    if (ngx_http_events_cluster_webhook_send(op,
+                                         ngx_http_events_cluster_webhook_reply)
+        != NGX_OK)
+    {
         /* the claim lapses with its lease; done is not known then */
         ngx_queue_insert_head(&cl->claims, &op->queue);
     }
 }
 
 
-/* an op with its two keys: done, claim */
+/* an op of the free list, or a new one */
 
 static ngx_http_events_cluster_wh_t *
-ngx_http_events_cluster_webhook_op(ngx_http_events_cluster_t *cl,
-    ngx_str_t *tenant, ngx_str_t *endpoint, uint64_t seq)
+ngx_http_events_cluster_webhook_get(ngx_http_events_cluster_t *cl)
 {
-    u_char                        *p;
-    size_t                         len;
     ngx_queue_t                   *q;
     ngx_http_events_cluster_wh_t  *op;
-
-    len = cl->prefix.len + sizeof("{}:wh:c::") + 2 * NGX_INT64_LEN
-          + tenant->len + endpoint->len;
-
-    if (2 * len + 2 * NGX_INT64_LEN > NGX_HTTP_EVENTS_CLUSTER_WH_BUF) {
-        return NULL;
-    }
 
     if (!ngx_queue_empty(&cl->claims)) {
         q = ngx_queue_head(&cl->claims);
@@ -308,6 +398,32 @@ ngx_http_events_cluster_webhook_op(ngx_http_events_cluster_t *cl,
     ngx_memzero(op, offsetof(ngx_http_events_cluster_wh_t, buf));
 
     op->cl = cl;
+
+    return op;
+}
+
+
+/* an op with its two keys: done, claim */
+
+static ngx_http_events_cluster_wh_t *
+ngx_http_events_cluster_webhook_op(ngx_http_events_cluster_t *cl,
+    ngx_str_t *tenant, ngx_str_t *endpoint, uint64_t seq)
+{
+    u_char                        *p;
+    size_t                         len;
+    ngx_http_events_cluster_wh_t  *op;
+
+    len = cl->prefix.len + sizeof("{}:wh:c::") + 2 * NGX_INT64_LEN
+          + tenant->len + endpoint->len;
+
+    if (2 * len + 2 * NGX_INT64_LEN > NGX_HTTP_EVENTS_CLUSTER_WH_BUF) {
+        return NULL;
+    }
+
+    op = ngx_http_events_cluster_webhook_get(cl);
+    if (op == NULL) {
+        return NULL;
+    }
 
     p = op->buf;
 
@@ -329,7 +445,8 @@ ngx_http_events_cluster_webhook_op(ngx_http_events_cluster_t *cl,
 
 
 static ngx_int_t
-ngx_http_events_cluster_webhook_send(ngx_http_events_cluster_wh_t *op)
+ngx_http_events_cluster_webhook_send(ngx_http_events_cluster_wh_t *op,
+    ngx_http_events_redis_pt handler)
 {
     if (op->retried) {
         op->argv[0] = "EVAL";
@@ -344,9 +461,10 @@ ngx_http_events_cluster_webhook_send(ngx_http_events_cluster_wh_t *op)
         op->argvlen[1] = SHA_DIGEST_LENGTH * 2;
     }
 
+    op->sent = ngx_current_msec;
+
     if (ngx_http_events_redis_send(&op->cl->rd, op->argc, op->argv,
-                                   op->argvlen,
-                                   ngx_http_events_cluster_webhook_reply, op)
+                                   op->argvlen, handler, op)
         == NULL)
     {
         return NGX_ERROR;
@@ -362,7 +480,7 @@ ngx_http_events_cluster_webhook_reply(void *data, redisReply *reply,
 {
     ngx_http_events_cluster_wh_t  *op = data;
 
-    void                             *ctx;
+    void                             *ctx, *hold;
     ngx_int_t                         rc;
     ngx_msec_t                        wait;
     redisReply                      **el;
@@ -372,13 +490,17 @@ ngx_http_events_cluster_webhook_reply(void *data, redisReply *reply,
     cl = op->cl;
     rc = NGX_BUSY;
     wait = NGX_HTTP_EVENTS_CLUSTER_WH_AGAIN;
+    hold = NULL;
 
     if (reply && ngx_http_events_redis_is_error(reply, "NOSCRIPT")
         && !op->retried)
     {
         op->retried = 1;
 
-        if (ngx_http_events_cluster_webhook_send(op) == NGX_OK) {
+        if (ngx_http_events_cluster_webhook_send(op,
+                                         ngx_http_events_cluster_webhook_reply)
+            == NGX_OK)
+        {
             return;
         }
 
@@ -407,6 +529,7 @@ ngx_http_events_cluster_webhook_reply(void *data, redisReply *reply,
         } else if (el[0]->len == 4 && ngx_strncmp(el[0]->str, "mine", 4) == 0)
         {
             rc = NGX_OK;
+            hold = op;
             (void) ngx_atomic_fetch_add(&cl->sh->wh_claimed, 1);
 
         } else if (el[0]->len == 4
@@ -428,11 +551,157 @@ ngx_http_events_cluster_webhook_reply(void *data, redisReply *reply,
     done = op->done;
     ctx = op->ctx;
 
-    ngx_queue_insert_head(&cl->claims, &op->queue);
+    if (hold) {
+        /* the attempt runs on it: renewed until it is settled */
+        ngx_http_events_cluster_webhook_hold(op);
+
+    } else {
+        ngx_queue_insert_head(&cl->claims, &op->queue);
+    }
 
     if (done) {
-        done(ctx, rc, wait);
+        done(ctx, rc, wait, hold);
     }
+}
+
+
+static void
+ngx_http_events_cluster_webhook_hold(ngx_http_events_cluster_wh_t *op)
+{
+    ngx_http_events_cluster_t  *cl;
+
+    cl = op->cl;
+
+    op->held = 1;
+    op->confirmed = op->sent;
+    op->done = NULL;
+
+    /* the same keys and arguments, the renewing script */
+    op->script = &ngx_http_events_cluster_webhook_renew_lua;
+    op->sha = ngx_http_events_cluster_webhook_renew_sha;
+    op->retried = 0;
+
+    op->renew.handler = ngx_http_events_cluster_webhook_renew;
+    op->renew.data = op;
+    op->renew.log = cl->log;
+    op->renew.cancelable = 1;
+
+    ngx_queue_insert_head(&cl->held, &op->queue);
+
+    ngx_add_timer(&op->renew, ngx_max(cl->wh_lease / 3, 1));
+}
+
+
+/*
+ * Every third of the lease while the attempt runs.  Also when the
+ * worker exits gracefully: the attempt in flight still needs its
+ * claim, and the timer, cancelable, does not hold the exit back.
+ */
+
+static void
+ngx_http_events_cluster_webhook_renew(ngx_event_t *ev)
+{
+    ngx_http_events_cluster_wh_t  *op = ev->data;
+
+    ngx_http_events_cluster_t  *cl;
+
+    cl = op->cl;
+
+    if (op->lost) {
+        return;
+    }
+
+    if (!op->renewing) {
+        op->retried = 0;
+
+        if (ngx_http_events_cluster_webhook_send(op,
+                                     ngx_http_events_cluster_webhook_renewed)
+            == NGX_OK)
+        {
+            op->renewing = 1;
+        }
+    }
+
+    ngx_add_timer(&op->renew, ngx_max(cl->wh_lease / 3, 1));
+}
+
+
+static void
+ngx_http_events_cluster_webhook_renewed(void *data, redisReply *reply,
+    ngx_http_events_redis_cmd_t *cmd)
+{
+    ngx_http_events_cluster_wh_t  *op = data;
+
+    ngx_http_events_cluster_t  *cl;
+
+    cl = op->cl;
+
+    if (op->held && reply && !op->retried
+        && ngx_http_events_redis_is_error(reply, "NOSCRIPT"))
+    {
+        op->retried = 1;
+
+        if (ngx_http_events_cluster_webhook_send(op,
+                                     ngx_http_events_cluster_webhook_renewed)
+            == NGX_OK)
+        {
+            return;
+        }
+
+        reply = NULL;
+    }
+
+    op->renewing = 0;
+
+    if (!op->held) {
+        /* settled meanwhile */
+        ngx_http_events_cluster_webhook_put(op);
+        return;
+    }
+
+    if (reply == NULL) {
+        /* Redis away: no renewal this time; a lease without one is lost */
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 1) {
+        op->confirmed = op->sent;
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_INTEGER) {
+        op->lost = 1;
+
+        if (op->renew.timer_set) {
+            ngx_del_timer(&op->renew);
+        }
+
+        ngx_log_error(NGX_LOG_WARN, cl->log, 0,
+                      "events_cluster: the webhook claim %*s was lost "
+                      "while its attempt ran", op->argvlen[4], op->argv[4]);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, cl->log, 0,
+                  "events_cluster: redis %V refused to renew a webhook "
+                  "claim: %*s", &cl->redis.url,
+                  (size_t) (reply->type == REDIS_REPLY_ERROR
+                            ? ngx_min(reply->len, 200) : 0),
+                  reply->str);
+    (void) ngx_atomic_fetch_add(&cl->sh->errors, 1);
+}
+
+
+/* a held op settled: to the free list once no renewal is out */
+
+static void
+ngx_http_events_cluster_webhook_put(ngx_http_events_cluster_wh_t *op)
+{
+    if (op->held || op->renewing) {
+        return;
+    }
+
+    ngx_queue_insert_head(&op->cl->claims, &op->queue);
 }
 
 

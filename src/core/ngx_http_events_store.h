@@ -284,15 +284,18 @@ typedef void (*ngx_http_events_remote_read_pt)(void *ctx, ngx_int_t rc);
 
 /*
  * Webhooks once per cluster: a delivery (endpoint, seq) is claimed
- * before each attempt.  done() gets NGX_OK (this node attempts it),
- * NGX_DONE (another node ended it) or NGX_BUSY (another node holds it,
- * or the log is unreachable: ask again in wait ms).  settle() after the
- * attempt: NGX_OK (ended), NGX_AGAIN (retried: held keep ms more) or
- * NGX_DECLINED (let go, for another node).
+ * before each attempt.  done() gets NGX_OK (this node attempts it, with
+ * hold: the claim, renewed until settle()), NGX_DONE (another node ended
+ * it) or NGX_BUSY (another node holds it, or the log is unreachable: ask
+ * again in wait ms).  held() after the attempt: NGX_OK, or NGX_DECLINED
+ * (the claim was lost meanwhile: the result is not this node's to
+ * record).  settle() then, always: NGX_OK (ended), NGX_AGAIN (retried:
+ * held keep ms more) or NGX_DECLINED (let go, for another node); nothing
+ * for a lost claim.
  */
 
 typedef void (*ngx_http_events_remote_claim_pt)(void *ctx, ngx_int_t rc,
-    ngx_msec_t wait);
+    ngx_msec_t wait, void *hold);
 
 
 typedef struct {
@@ -328,8 +331,8 @@ typedef struct {
                                        ngx_str_t *endpoint, uint64_t seq,
                                        ngx_http_events_remote_claim_pt done,
                                        void *ctx);
-    void                      (*settle)(void *data, ngx_str_t *tenant,
-                                        ngx_str_t *endpoint, uint64_t seq,
+    ngx_int_t                 (*held)(void *data, void *hold);
+    void                      (*settle)(void *data, void *hold,
                                         ngx_int_t how, ngx_msec_t keep);
     /*
      * an endpoint made, changed or deleted by the API, as text for every

@@ -104,9 +104,11 @@ static ngx_int_t ngx_http_events_webhook_dispatch_pool(
 static void ngx_http_events_webhook_dispatch_start(
     ngx_http_events_webhook_job_t *job);
 static void ngx_http_events_webhook_dispatch_claimed(void *ctx, ngx_int_t rc,
-    ngx_msec_t wait);
+    ngx_msec_t wait, void *hold);
 static void ngx_http_events_webhook_dispatch_defer(
     ngx_http_events_webhook_job_t *job, ngx_msec_t wait, ngx_uint_t ended);
+static void ngx_http_events_webhook_dispatch_lost(
+    ngx_http_events_webhook_job_t *job);
 static void ngx_http_events_webhook_dispatch_settle(
     ngx_http_events_webhook_job_t *job, ngx_uint_t found,
     ngx_http_events_webhook_attempt_t *a, uint64_t now);
@@ -1471,12 +1473,13 @@ ngx_http_events_webhook_dispatch_start(ngx_http_events_webhook_job_t *job)
 
 static void
 ngx_http_events_webhook_dispatch_claimed(void *ctx, ngx_int_t rc,
-    ngx_msec_t wait)
+    ngx_msec_t wait, void *hold)
 {
     ngx_http_events_webhook_job_t  *job = ctx;
 
     if (rc == NGX_OK) {
         job->claimed = 1;
+        job->hold = hold;
         ngx_http_events_webhook_dispatch_start(job);
         return;
     }
@@ -1553,6 +1556,37 @@ ngx_http_events_webhook_dispatch_defer(ngx_http_events_webhook_job_t *job,
 }
 
 
+/*
+ * The claim was lost while the attempt ran (longer than the lease, and
+ * Redis let it lapse or another node took it): another node may have
+ * sent it too and owns its outcome now.  Nothing of the result is
+ * recorded here (not the endpoint's state, not the attempt log, not the
+ * delivery's count); the delivery is claimed again soon, and dropped if
+ * the other node ended it.
+ */
+
+static void
+ngx_http_events_webhook_dispatch_lost(ngx_http_events_webhook_job_t *job)
+{
+    ngx_http_events_store_t  *store;
+
+    store = job->store;
+
+    ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                  "events webhook \"%V\": the cluster's claim of event %uL "
+                  "lapsed during its attempt (%s); its result is left to "
+                  "the node that holds the delivery now", &job->endpoint,
+                  job->seq, job->error ? "failed" : "succeeded");
+
+    store->remote->settle(store->remote->data, job->hold, NGX_DECLINED, 0);
+    job->claimed = 0;
+    job->hold = NULL;
+
+    ngx_http_events_webhook_dispatch_defer(job,
+                                           NGX_HTTP_EVENTS_WH_CLAIM_AGAIN, 0);
+}
+
+
 /* after this node's attempt: ended for every node, held, or let go */
 
 static void
@@ -1578,8 +1612,7 @@ ngx_http_events_webhook_dispatch_settle(ngx_http_events_webhook_job_t *job,
         how = NGX_OK;
     }
 
-    store->remote->settle(store->remote->data, &job->tenant, &job->endpoint,
-                          job->seq, how, keep);
+    store->remote->settle(store->remote->data, job->hold, how, keep);
 }
 
 
@@ -1599,6 +1632,13 @@ ngx_http_events_webhook_dispatch_done(ngx_http_events_webhook_job_t *job)
 
     store = job->store;
     now = ngx_http_events_webhook_now();
+
+    if (job->claimed
+        && store->remote->held(store->remote->data, job->hold) != NGX_OK)
+    {
+        ngx_http_events_webhook_dispatch_lost(job);
+        return;
+    }
 
     a = (ngx_http_events_webhook_attempt_t *) buf;
     ngx_memzero(a, sizeof(ngx_http_events_webhook_attempt_t));

@@ -331,6 +331,7 @@ struct ngx_http_events_webhook_job_s {
     ngx_uint_t                       trigger;
     uint32_t                         term;
     void                            *ctx;          /* the server it leaves by */
+    void                            *hold;          /* a cluster's claim */
     unsigned                         queued:1;      /* a delivery waits on it */
     unsigned                         claimed:1;     /* a cluster's: ours */
     unsigned                         handler:1;      /* url is a location */
