@@ -16,8 +16,9 @@
  * unless it changed here since.  Static
  * endpoints and handlers are each node's configuration, never touched.
  *
- * The text is the state file's form of an endpoint (ngx_http_events_
- * webhook_state.c), less the delivery history, which stays each node's.
+ * The text is the state file's form of an endpoint, written by the same
+ * ngx_http_events_webhook_state_spec_text(), with its own numbers in
+ * place of the delivery history, which stays each node's.
  *
  * The attempt log is shared the same way: each node's attempt records
  * go to the cluster and come back into the other nodes' logs, so the
@@ -147,11 +148,8 @@ ngx_http_events_webhook_share_gone(ngx_http_events_store_t *store,
 static size_t
 ngx_http_events_webhook_share_size(ngx_http_events_webhook_endpoint_t *ep)
 {
-    return 6 * (ep->id_len + ep->tenant_len + ep->blob_len)
-           + 4 * (4 + ep->npatterns + 2 * ep->nheaders + 2 * ep->nmeta)
-           + sizeof(",\"metadata\":[]")
-           + 2 * ngx_base64_encoded_length(NGX_HTTP_EVENTS_WH_MAX_SECRET)
-           + 256 + 5 * (NGX_INT64_LEN + 1);
+    return ngx_http_events_webhook_state_spec_size(ep)
+           + sizeof(",\"n\":[,,,,]}") + 5 * NGX_INT64_LEN;
 }
 
 
@@ -159,56 +157,7 @@ static u_char *
 ngx_http_events_webhook_share_text(ngx_http_events_webhook_endpoint_t *ep,
     u_char *p)
 {
-    ngx_uint_t  i;
-
-    p = ngx_cpymem(p, "{\"id\":", 6);
-    p = ngx_http_events_webhook_state_str(p, ep->id, ep->id_len);
-    p = ngx_cpymem(p, ",\"tenant\":", 10);
-    p = ngx_http_events_webhook_state_str(p, ep->tenant, ep->tenant_len);
-    p = ngx_cpymem(p, ",\"url\":", 7);
-    p = ngx_http_events_webhook_state_str(p, ep->blob + ep->url.off,
-                                          ep->url.len);
-    p = ngx_cpymem(p, ",\"description\":", 15);
-    p = ngx_http_events_webhook_state_str(p, ep->blob + ep->description.off,
-                                          ep->description.len);
-
-    p = ngx_cpymem(p, ",\"events\":[", 11);
-
-    for (i = 0; i < ep->npatterns; i++) {
-        p = ngx_cpymem(p, ",", i ? 1 : 0);
-        p = ngx_http_events_webhook_state_str(p,
-                                          ep->blob + ep->patterns[i].off,
-                                          ep->patterns[i].len);
-    }
-
-    p = ngx_cpymem(p, "],\"headers\":[", 13);
-
-    for (i = 0; i < ep->nheaders; i++) {
-        p = ngx_cpymem(p, ",", i ? 1 : 0);
-        p = ngx_http_events_webhook_state_str(p, ep->blob + ep->hnames[i].off,
-                                              ep->hnames[i].len);
-        *p++ = ',';
-        p = ngx_http_events_webhook_state_str(p,
-                                              ep->blob + ep->hvalues[i].off,
-                                              ep->hvalues[i].len);
-    }
-
-    p = ngx_cpymem(p, "],\"metadata\":[", 14);
-
-    for (i = 0; i < ep->nmeta; i++) {
-        p = ngx_cpymem(p, ",", i ? 1 : 0);
-        p = ngx_http_events_webhook_state_str(p, ep->blob + ep->mkeys[i].off,
-                                              ep->mkeys[i].len);
-        *p++ = ',';
-        p = ngx_http_events_webhook_state_str(p,
-                                              ep->blob + ep->mvalues[i].off,
-                                              ep->mvalues[i].len);
-    }
-
-    p = ngx_cpymem(p, "],\"secret\":", 11);
-    p = ngx_http_events_webhook_state_b64(p, ep->secret, ep->secret_len);
-    p = ngx_cpymem(p, ",\"previous\":", 12);
-    p = ngx_http_events_webhook_state_b64(p, ep->previous, ep->previous_len);
+    p = ngx_http_events_webhook_state_spec_text(p, ep);
 
     /*
      * previous expires, manually disabled, rate, updated, and where its

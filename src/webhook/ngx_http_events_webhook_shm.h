@@ -484,6 +484,10 @@ ngx_int_t ngx_http_events_webhook_state_unb64(json_t *v, u_char *out,
     size_t *len);
 ngx_int_t ngx_http_events_webhook_state_spec(json_t *o,
     ngx_http_events_webhook_spec_t *spec);
+size_t ngx_http_events_webhook_state_spec_size(
+    ngx_http_events_webhook_endpoint_t *ep);
+u_char *ngx_http_events_webhook_state_spec_text(u_char *p,
+    ngx_http_events_webhook_endpoint_t *ep);
 
 /* ngx_http_events_webhook_share.c: API endpoints on every cluster node */
 ngx_int_t ngx_http_events_webhook_share_publish(
