@@ -534,6 +534,7 @@ ngx_http_events_cluster_postconfiguration(ngx_conf_t *cf)
         cl->remote.settle = ngx_http_events_cluster_webhook_settle;
         cl->remote.wh_publish = ngx_http_events_cluster_webhook_publish;
         cl->remote.wh_attempt = ngx_http_events_cluster_webhook_attempt;
+        cl->remote.wh_state = ngx_http_events_cluster_webhook_state;
 
         store->remote = &cl->remote;
     }

@@ -90,6 +90,8 @@ typedef struct {
     u_char                      token_buf[32 + NGX_INT64_LEN];
     int64_t                     wh_ver;         /* endpoints applied */
     int64_t                     wh_seen;        /* endpoints read */
+    int64_t                     st_ver;         /* failure states applied */
+    int64_t                     st_seen;        /* failure states read */
     ngx_uint_t                  wh_polling;
     ngx_uint_t                  att_polling;
 } ngx_http_events_cluster_t;
@@ -132,6 +134,8 @@ ngx_int_t ngx_http_events_cluster_webhook_claim(void *data,
     ngx_str_t *tenant, ngx_str_t *endpoint, uint64_t seq,
     ngx_http_events_remote_claim_pt done, void *ctx);
 ngx_int_t ngx_http_events_cluster_webhook_publish(void *data,
+    ngx_str_t *tenant, ngx_str_t *id, ngx_str_t *text);
+ngx_int_t ngx_http_events_cluster_webhook_state(void *data,
     ngx_str_t *tenant, ngx_str_t *id, ngx_str_t *text);
 void ngx_http_events_cluster_webhook_poll(ngx_http_events_cluster_t *cl);
 void ngx_http_events_cluster_webhook_attempt(void *data, ngx_str_t *tenant,

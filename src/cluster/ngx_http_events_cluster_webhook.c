@@ -79,8 +79,19 @@ static void ngx_http_events_cluster_webhook_published(void *data,
     redisReply *reply, ngx_http_events_redis_cmd_t *cmd);
 static void ngx_http_events_cluster_webhook_version(void *data,
     redisReply *reply, ngx_http_events_redis_cmd_t *cmd);
+static ngx_int_t ngx_http_events_cluster_webhook_set(
+    ngx_http_events_cluster_t *cl, const char *hash, const char *ver,
+    ngx_str_t *tenant, ngx_str_t *id, ngx_str_t *text);
+static ngx_int_t ngx_http_events_cluster_webhook_read(
+    ngx_http_events_cluster_t *cl, const char *hash,
+    ngx_http_events_redis_pt handler);
 static void ngx_http_events_cluster_webhook_endpoints(void *data,
     redisReply *reply, ngx_http_events_redis_cmd_t *cmd);
+static void ngx_http_events_cluster_webhook_states(void *data,
+    redisReply *reply, ngx_http_events_redis_cmd_t *cmd);
+static ngx_int_t ngx_http_events_cluster_webhook_texts(
+    ngx_http_events_cluster_t *cl, redisReply *reply,
+    ngx_http_events_store_apply_pt apply);
 static void ngx_http_events_cluster_webhook_attempts_read(
     ngx_http_events_cluster_t *cl);
 static void ngx_http_events_cluster_webhook_attempts(void *data,
@@ -716,8 +727,29 @@ ngx_int_t
 ngx_http_events_cluster_webhook_publish(void *data, ngx_str_t *tenant,
     ngx_str_t *id, ngx_str_t *text)
 {
-    ngx_http_events_cluster_t  *cl = data;
+    return ngx_http_events_cluster_webhook_set(data, "eps", "ver", tenant,
+                                               id, text);
+}
 
+
+/* an endpoint's failure state changed on this node: for every node */
+
+ngx_int_t
+ngx_http_events_cluster_webhook_state(void *data, ngx_str_t *tenant,
+    ngx_str_t *id, ngx_str_t *text)
+{
+    return ngx_http_events_cluster_webhook_set(data, "st", "stv", tenant,
+                                               id, text);
+}
+
+
+/* into the hash {prefix}:wh:HASH, and the counter {prefix}:wh:VER moves */
+
+static ngx_int_t
+ngx_http_events_cluster_webhook_set(ngx_http_events_cluster_t *cl,
+    const char *hash, const char *ver, ngx_str_t *tenant, ngx_str_t *id,
+    ngx_str_t *text)
+{
     u_char      *p, *keys;
     size_t       argvlen[7];
     const char  *argv[7];
@@ -742,11 +774,11 @@ ngx_http_events_cluster_webhook_publish(void *data, ngx_str_t *tenant,
 
     p = keys;
     argv[3] = (const char *) p;
-    p = ngx_sprintf(p, "{%V}:wh:eps", &cl->prefix);
+    p = ngx_sprintf(p, "{%V}:wh:%s", &cl->prefix, hash);
     argvlen[3] = p - keys;
 
     argv[4] = (const char *) p;
-    p = ngx_sprintf(p, "{%V}:wh:ver", &cl->prefix);
+    p = ngx_sprintf(p, "{%V}:wh:%s", &cl->prefix, ver);
     argvlen[4] = p - (u_char *) argv[4];
 
     argv[5] = (const char *) p;
@@ -788,19 +820,23 @@ ngx_http_events_cluster_webhook_published(void *data, redisReply *reply,
 }
 
 
-/* the tailing worker, every tick: did the published set change? */
+/*
+ * The tailing worker, every tick: did the published endpoints or
+ * failure states change?  Both counters in one MGET.
+ */
 
 void
 ngx_http_events_cluster_webhook_poll(ngx_http_events_cluster_t *cl)
 {
-    size_t                    argvlen[2];
-    const char               *argv[2];
-    u_char                    key[80];
+    u_char                   *p;
+    size_t                    argvlen[3];
+    const char               *argv[3];
+    u_char                    keys[160];
     ngx_http_events_store_t  *store;
 
     store = cl->zone->data;
 
-    if (store->wh_apply == NULL || cl->prefix.len > sizeof(key) - 16) {
+    if (store->wh_apply == NULL || cl->prefix.len > sizeof(keys) / 2 - 16) {
         return;
     }
 
@@ -810,12 +846,15 @@ ngx_http_events_cluster_webhook_poll(ngx_http_events_cluster_t *cl)
         return;
     }
 
-    argv[0] = "GET";
-    argvlen[0] = 3;
-    argv[1] = (const char *) key;
-    argvlen[1] = ngx_sprintf(key, "{%V}:wh:ver", &cl->prefix) - key;
+    argv[0] = "MGET";
+    argvlen[0] = 4;
+    argv[1] = (const char *) keys;
+    p = ngx_sprintf(keys, "{%V}:wh:ver", &cl->prefix);
+    argvlen[1] = p - keys;
+    argv[2] = (const char *) p;
+    argvlen[2] = ngx_sprintf(p, "{%V}:wh:stv", &cl->prefix) - p;
 
-    if (ngx_http_events_redis_send(&cl->rd, 2, argv, argvlen,
+    if (ngx_http_events_redis_send(&cl->rd, 3, argv, argvlen,
                                    ngx_http_events_cluster_webhook_version,
                                    cl)
         != NULL)
@@ -831,10 +870,9 @@ ngx_http_events_cluster_webhook_version(void *data, redisReply *reply,
 {
     ngx_http_events_cluster_t  *cl = data;
 
-    size_t       argvlen[2];
-    int64_t      ver;
-    const char  *argv[2];
-    u_char       key[80];
+    size_t       i;
+    int64_t      ver[2];
+    redisReply  *v;
 
     cl->wh_polling = 0;
 
@@ -842,42 +880,80 @@ ngx_http_events_cluster_webhook_version(void *data, redisReply *reply,
         return;
     }
 
-    if (reply->type == REDIS_REPLY_NIL) {
-        ver = 0;
+    for (i = 0; i < 2; i++) {
+        v = (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2)
+            ? reply->element[i] : NULL;
 
-    } else if (reply->type == REDIS_REPLY_STRING) {
-        ver = ngx_atoof((u_char *) reply->str, reply->len);
+        if (v && v->type == REDIS_REPLY_NIL) {
+            ver[i] = 0;
 
-    } else {
-        ver = -1;
+        } else if (v && v->type == REDIS_REPLY_STRING) {
+            ver[i] = ngx_atoof((u_char *) v->str, v->len);
+
+        } else {
+            ver[i] = -1;
+        }
+
+        if (ver[i] < 0) {
+            ngx_log_error(NGX_LOG_ERR, cl->log, 0,
+                          "events_cluster: redis %V: {%V}:wh:ver or "
+                          "{%V}:wh:stv is not a counter", &cl->redis.url,
+                          &cl->prefix, &cl->prefix);
+            (void) ngx_atomic_fetch_add(&cl->sh->errors, 1);
+            return;
+        }
     }
 
-    if (ver < 0) {
-        ngx_log_error(NGX_LOG_ERR, cl->log, 0,
-                      "events_cluster: redis %V: {%V}:wh:ver is not a "
-                      "counter", &cl->redis.url, &cl->prefix);
-        (void) ngx_atomic_fetch_add(&cl->sh->errors, 1);
-        return;
+    /*
+     * Endpoints first, on the same connection: the states that follow
+     * find the endpoints they are for.  New endpoints take the states
+     * again.
+     */
+
+    if (ver[0] != cl->wh_ver) {
+        cl->wh_seen = ver[0];
+
+        if (ngx_http_events_cluster_webhook_read(cl, "eps",
+                                     ngx_http_events_cluster_webhook_endpoints)
+            != NGX_OK)
+        {
+            return;
+        }
+
+        cl->st_ver = -1;
     }
 
-    if (ver == cl->wh_ver) {
-        return;
-    }
+    if (ver[1] != cl->st_ver) {
+        cl->st_seen = ver[1];
 
-    cl->wh_seen = ver;
+        (void) ngx_http_events_cluster_webhook_read(cl, "st",
+                                     ngx_http_events_cluster_webhook_states);
+    }
+}
+
+
+static ngx_int_t
+ngx_http_events_cluster_webhook_read(ngx_http_events_cluster_t *cl,
+    const char *hash, ngx_http_events_redis_pt handler)
+{
+    size_t       argvlen[2];
+    const char  *argv[2];
+    u_char       key[80];
 
     argv[0] = "HGETALL";
     argvlen[0] = 7;
     argv[1] = (const char *) key;
-    argvlen[1] = ngx_sprintf(key, "{%V}:wh:eps", &cl->prefix) - key;
+    argvlen[1] = ngx_sprintf(key, "{%V}:wh:%s", &cl->prefix, hash) - key;
 
-    if (ngx_http_events_redis_send(&cl->rd, 2, argv, argvlen,
-                                   ngx_http_events_cluster_webhook_endpoints,
-                                   cl)
-        != NULL)
+    if (ngx_http_events_redis_send(&cl->rd, 2, argv, argvlen, handler, cl)
+        == NULL)
     {
-        cl->wh_polling = 1;
+        return NGX_ERROR;
     }
+
+    cl->wh_polling++;
+
+    return NGX_OK;
 }
 
 
@@ -887,30 +963,66 @@ ngx_http_events_cluster_webhook_endpoints(void *data, redisReply *reply,
 {
     ngx_http_events_cluster_t  *cl = data;
 
+    ngx_http_events_store_t  *store;
+
+    cl->wh_polling--;
+    store = cl->zone->data;
+
+    if (ngx_http_events_cluster_webhook_texts(cl, reply, store->wh_apply)
+        == NGX_OK)
+    {
+        cl->wh_ver = cl->wh_seen;
+    }
+}
+
+
+static void
+ngx_http_events_cluster_webhook_states(void *data, redisReply *reply,
+    ngx_http_events_redis_cmd_t *cmd)
+{
+    ngx_http_events_cluster_t  *cl = data;
+
+    ngx_http_events_store_t  *store;
+
+    cl->wh_polling--;
+    store = cl->zone->data;
+
+    if (ngx_http_events_cluster_webhook_texts(cl, reply,
+                                              store->wh_state_apply)
+        == NGX_OK)
+    {
+        cl->st_ver = cl->st_seen;
+    }
+}
+
+
+/* HGETALL's values, to the zone's webhooks */
+
+static ngx_int_t
+ngx_http_events_cluster_webhook_texts(ngx_http_events_cluster_t *cl,
+    redisReply *reply, ngx_http_events_store_apply_pt apply)
+{
     size_t                    i;
+    ngx_int_t                 rc;
     ngx_str_t                *texts;
     ngx_uint_t                n;
     ngx_pool_t               *pool;
-    ngx_http_events_store_t  *store;
-
-    cl->wh_polling = 0;
-    store = cl->zone->data;
 
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
         || reply->elements % 2)
     {
-        return;
+        return NGX_ERROR;
     }
 
     pool = ngx_create_pool(4096, cl->log);
     if (pool == NULL) {
-        return;
+        return NGX_ERROR;
     }
 
     texts = ngx_palloc(pool, (reply->elements / 2 + 1) * sizeof(ngx_str_t));
     if (texts == NULL) {
         ngx_destroy_pool(pool);
-        return;
+        return NGX_ERROR;
     }
 
     n = 0;
@@ -925,11 +1037,11 @@ ngx_http_events_cluster_webhook_endpoints(void *data, redisReply *reply,
         n++;
     }
 
-    if (store->wh_apply(store, texts, n, pool) == NGX_OK) {
-        cl->wh_ver = cl->wh_seen;
-    }
+    rc = apply(cl->zone->data, texts, n, pool);
 
     ngx_destroy_pool(pool);
+
+    return rc;
 }
 
 

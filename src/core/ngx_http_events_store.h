@@ -298,6 +298,13 @@ typedef void (*ngx_http_events_remote_claim_pt)(void *ctx, ngx_int_t rc,
     ngx_msec_t wait, void *hold);
 
 
+/* texts published by the nodes of a cluster, into the zone */
+
+typedef ngx_int_t (*ngx_http_events_store_apply_pt)(
+    ngx_http_events_store_t *store, ngx_str_t *texts, ngx_uint_t n,
+    ngx_pool_t *pool);
+
+
 typedef struct {
     void                       *data;
 
@@ -340,6 +347,9 @@ typedef struct {
      */
     ngx_int_t                 (*wh_publish)(void *data, ngx_str_t *tenant,
                                             ngx_str_t *id, ngx_str_t *text);
+    /* an endpoint's failure state, as text for every node */
+    ngx_int_t                 (*wh_state)(void *data, ngx_str_t *tenant,
+                                          ngx_str_t *id, ngx_str_t *text);
     /* an attempt's record, for the attempt log of every node */
     void                      (*wh_attempt)(void *data, ngx_str_t *tenant,
                                             ngx_str_t *id, u_char *rec,
@@ -379,10 +389,12 @@ struct ngx_http_events_store_s {
     ngx_msec_t                  wh_saved;       /* state last written */
     ngx_thread_task_t          *wh_task;
     ngx_http_events_webhook_jobs_t  *wh_jobs;   /* this process's */
-    /* a cluster's: every node's API endpoints, as published, to apply */
-    ngx_int_t                 (*wh_apply)(ngx_http_events_store_t *store,
-                                          ngx_str_t *texts, ngx_uint_t n,
-                                          ngx_pool_t *pool);
+    /*
+     * a cluster's: every node's API endpoints, and every endpoint's
+     * failure state, as published, to apply
+     */
+    ngx_http_events_store_apply_pt  wh_apply;
+    ngx_http_events_store_apply_pt  wh_state_apply;
     void                      (*wh_attempt_apply)(
                                   ngx_http_events_store_t *store,
                                   ngx_str_t *tenant, ngx_str_t *id,
