@@ -6,6 +6,13 @@
 # An attempt longer than the lease (webhook_lease=2s, a receiver that
 # holds each request 5 s): the claim is renewed while the attempt runs,
 # so no other node sends the delivery too: each event once.
+#
+# An endpoint's failure state is the cluster's: a static endpoint that
+# answers 410 is disabled on every node; an API endpoint failing on one
+# node is failing since the same time on all, disabled for failing on
+# all (events_webhook_disable_after), enabled again through any node;
+# a 429 pause holds on every node.  An API endpoint's format travels with
+# it.
 
 use strict;
 use warnings;
@@ -16,6 +23,7 @@ use Time::HiRes qw(time sleep);
 use EventsTest;
 use EventsTest::Redis;
 use EventsTest::Receiver;
+use JSON::PP;
 
 plan(skip_all => 'redis-server not installed (make deps)')
     unless EventsTest::Redis->available;
@@ -24,6 +32,7 @@ my $redis = EventsTest::Redis->new;
 my $url = $redis->url;
 my $rcv = EventsTest::Receiver->new(name => 'slow');
 my $hook = $rcv->url('/hook');
+my $static = $rcv->url('/static');
 
 sub node {
     my $t = EventsTest->new(workers => 2);
@@ -38,12 +47,15 @@ http {
 
     events_webhook main id=slow url=$hook events=order.*
         secret=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw;
+    events_webhook main id=st url=$static events=static.*
+        secret=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw;
 
     server {
         listen 127.0.0.1:%%PORT%%;
 
         events_webhook_allow 127.0.0.1/32;
         events_webhook_retry 1s 1s;
+        events_webhook_disable_after 1s;
 
         location /events { events_api main; }
         location /webhooks { events_webhooks main; }
@@ -107,6 +119,107 @@ for my $i (0 .. 2) {
         [ map { "l-$_ succeeded" } 1 .. 4 ],
         "node $i: one attempt per event, succeeded");
 }
+
+# a static endpoint that answers 410: disabled on every node
+
+sub ep_all {
+    my ($id, $cond) = @_;
+    my @r;
+    for my $t (@nodes) {
+        my $r;
+        for (1 .. 100) {
+            $r = $t->get("/webhooks/$id");
+            last if $r->{json} && $cond->($r->{json});
+            sleep 0.1;
+        }
+        push @r, $r->{json} // {};
+    }
+    return @r;
+}
+
+sub same {
+    my ($field, @eps) = @_;
+    my %v = map { ($_->{$field} // 'null') => 1 } @eps;
+    return join(' ', sort keys %v);
+}
+
+$rcv->script('/static', { status => 410 });
+$nodes[0]->post_json('/events', { id => 'g-1', type => 'static.gone' });
+is(scalar $rcv->wait_requests('/static', 1, 15), 1, 'static: 410 once');
+
+my @eps = ep_all('st', sub { ($_[0]{status} // '') eq 'disabled' });
+is_deeply([ map { "$_->{status} " . ($_->{disabledReason} // '-') } @eps ],
+    [ ('disabled gone') x 3 ], 'static: disabled (gone) on every node');
+my $at = same('disabledAt', @eps);
+ok($at ne 'null' && $at !~ / /,
+    "static: disabled at the same time on every node ($at)");
+
+$nodes[1]->post_json('/events', { id => 'g-2', type => 'static.gone' });
+$nodes[2]->post_json('/events', { id => 'g-3', type => 'static.gone' });
+sleep 2.5;
+is(scalar $rcv->requests('/static'), 1,
+    'static: no node sends to it any more');
+
+# an API endpoint failing on one node: failing, then disabled, on all
+
+$rcv->script('/api', { status => 503 });
+my $made = $nodes[0]->req(POST => '/webhooks', json => {
+    url => $rcv->url('/api'), events => ['api.*'], format => 'cloudevents',
+    secret => 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw' });
+is($made->{status}, 201, 'an API endpoint made on node 0');
+my $eid = $made->{json}{id} // 'none';
+
+@eps = ep_all($eid, sub { defined $_[0]{format} });
+is_deeply([ map { $_->{format} // '' } @eps ], [ ('cloudevents') x 3 ],
+    'its format on every node');
+
+$nodes[1]->post_json('/events', { id => 'f-1', type => 'api.fail' });
+$rcv->wait_requests('/api', 1, 15);
+@eps = ep_all($eid, sub { defined $_[0]{failingSince} });
+my $since = same('failingSince', @eps);
+ok($since ne 'null' && $since !~ / /,
+    "failing since the same time on every node ($since)");
+
+@eps = ep_all($eid, sub { ($_[0]{status} // '') eq 'disabled' });
+is_deeply([ map { "$_->{status} " . ($_->{disabledReason} // '-') } @eps ],
+    [ ('disabled failing') x 3 ],
+    'disabled for failing (3 attempts over 2 s) on every node');
+is(scalar $rcv->requests('/api'), 3, 'three attempts, one node\'s');
+@eps = ep_all($eid, sub { ($_[0]{stats}{failed} // 0) == 1 });
+is_deeply([ map { "$_->{stats}{failed} $_->{lastError}" } map {
+        { %$_, lastError => $_->{stats}{lastError} // '-' } } @eps ],
+    [ ('1 E_HTTP') x 3 ], 'every node counts the failed delivery')
+    or diag explain [ map { $_->{stats} } @eps ];
+
+$nodes[0]->post_json('/events', { id => 'f-2', type => 'api.fail' });
+sleep 2;
+is(scalar $rcv->requests('/api'), 3, 'disabled: nothing sent by any node');
+
+# enabled again through another node: on every node, delivered once
+
+$rcv->script('/api', { status => 200 });
+$rcv->reset_log;
+is($nodes[2]->req(PATCH => "/webhooks/$eid", json => { enabled => JSON::PP::true })
+    ->{status}, 200, 'enabled through node 2');
+@eps = ep_all($eid, sub { ($_[0]{status} // '') eq 'enabled' });
+is_deeply([ map { "$_->{status} " . ($_->{failingSince} // 'null') } @eps ],
+    [ ('enabled null') x 3 ], 'enabled, not failing, on every node');
+sleep 1;
+$nodes[1]->post_json('/events', { id => 'f-3', type => 'api.ok' });
+$rcv->wait_requests('/api', 1, 15);
+sleep 2;
+is_deeply([ map { $_->{headers}{'ce-id'} // $_->{headers}{'webhook-id'} }
+    $rcv->requests('/api') ], ['f-3'], 'the next event once');
+
+# a 429 with Retry-After: the endpoint paused on every node
+
+$rcv->script('/api', { status => 429, headers => { 'retry-after' => 30 } });
+$nodes[2]->post_json('/events', { id => 'p-1', type => 'api.pause' });
+$rcv->wait_requests('/api', 2, 15);
+@eps = ep_all($eid, sub { defined $_[0]{pausedUntil} });
+my $until = same('pausedUntil', @eps);
+ok($until ne 'null' && $until !~ / /,
+    "paused until the same time on every node ($until)");
 
 for my $t (@nodes[0 .. 1]) {
     $t->stop;

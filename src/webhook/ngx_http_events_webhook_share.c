@@ -548,13 +548,18 @@ static void
 ngx_http_events_webhook_share_count(ngx_http_events_webhook_endpoint_t *ep,
     ngx_http_events_webhook_attempt_t *a)
 {
+    uint64_t  ended;
+
+    /* when its node's dispatcher took the answer, as it counts it */
+    ended = a->started_ms + a->duration_ms;
+
     ep->attempts++;
 
     switch (a->result) {
 
     case NGX_HTTP_EVENTS_WH_SUCCEEDED:
         ep->ok++;
-        ep->last_success_ms = ngx_max(ep->last_success_ms, a->started_ms);
+        ep->last_success_ms = ngx_max(ep->last_success_ms, ended);
         return;
 
     case NGX_HTTP_EVENTS_WH_EXPIRED:
@@ -570,8 +575,8 @@ ngx_http_events_webhook_share_count(ngx_http_events_webhook_endpoint_t *ep,
         break;
     }
 
-    if (a->started_ms >= ep->last_failure_ms) {
-        ep->last_failure_ms = a->started_ms;
+    if (ended >= ep->last_failure_ms) {
+        ep->last_failure_ms = ended;
         ep->last_error = a->error;
     }
 }
