@@ -5,7 +5,9 @@
 #
 # An attempt longer than the lease (webhook_lease=2s, a receiver that
 # holds each request 5 s): the claim is renewed while the attempt runs,
-# so no other node sends the delivery too: each event once.
+# so no other node sends the delivery too: each event once.  A claim
+# lost during its attempt: the attempt's result is not recorded by its
+# node, which leaves the delivery to the node that holds it.
 #
 # An endpoint's failure state is the cluster's: a static endpoint that
 # answers 410 is disabled on every node; an API endpoint failing on one
@@ -119,6 +121,45 @@ for my $i (0 .. 2) {
         [ map { "l-$_ succeeded" } 1 .. 4 ],
         "node $i: one attempt per event, succeeded");
 }
+
+# a claim lost while its attempt runs (another node's token put in its
+# place, as if the lease had lapsed and another node took it): its node
+# does not record the result, and leaves the delivery to the holder,
+# which ends it
+
+$rcv->reset_log;
+my $r = $nodes[0]->post_json('/events', { id => 'x-1', type => 'order.lost' });
+my $seq = $r->{json}{seq} // 0;
+$rcv->wait_requests('/hook', 1, 15);
+my ($ckey) = split /\n/, $redis->cli('KEYS', "{t98}:wh:c:*slow:$seq") // '';
+ok($ckey, "the claim of seq $seq is in Redis");
+is($redis->cli('SET', $ckey, 'another:1', 'PX', 60000), 'OK',
+    'another node takes it');
+sleep 6;    # the attempt ends; its node claims it again: taken
+is($redis->cli('SET', "{t98}:wh:d:" . substr($ckey, length '{t98}:wh:c:'),
+    'another:1'), 'OK', 'the other node ends it');
+sleep 2;
+is(scalar $rcv->requests('/hook'), 1, 'sent once: not again by its node');
+my @lost = grep { $_->error_log =~ /lapsed during its attempt \(succeeded\)/ }
+    @nodes;
+is(scalar @lost, 1, 'its node says the claim lapsed during the attempt');
+for my $i (0 .. 2) {
+    my $log = $nodes[$i]->get('/webhooks/slow/deliveries?limit=100')
+        ->{json}{data} // [];
+    is(scalar(grep { $_->{eventId} eq 'x-1' } @$log), 0,
+        "node $i: the attempt is not in the log as this cluster's");
+}
+my @pending = map {
+    my $t = $_;
+    my $p;
+    for (1 .. 30) {
+        $p = $t->get('/webhooks/slow')->{json}{stats}{pending} // -1;
+        last if $p == 0;
+        sleep 0.1;
+    }
+    $p;
+} @nodes;
+is_deeply(\@pending, [ 0, 0, 0 ], 'ended elsewhere: no node keeps it');
 
 # a static endpoint that answers 410: disabled on every node
 
