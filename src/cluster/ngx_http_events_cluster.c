@@ -18,7 +18,8 @@
  *   _append.c   POSTs: one Lua script per batch, pipelined
  *   _tail.c     the tailer: XREAD BLOCK into the ring, epochs
  *   _read.c     reads older than the ring, from the stream
- *   _webhook.c  webhooks once per cluster: claims, shared endpoints
+ *   _webhook.c  webhooks once per cluster: claims (renewed), shared
+ *               endpoints, failure states and attempts
  *   _status.c   the status section and readiness
  *
  * Keys of one log share the hash tag {prefix}.  Where the tail resumes,

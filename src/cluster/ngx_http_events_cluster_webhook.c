@@ -25,7 +25,10 @@
  * <id>", the endpoint's text, or a tombstone) with a counter
  * {prefix}:wh:ver; the
  * worker that tails the log looks at the counter every tick and, when
- * it moved, reads the hash and gives it to the zone's webhooks.
+ * it moved, reads the hash and gives it to the zone's webhooks.  An
+ * endpoint's failure state goes the same way, through {prefix}:wh:st and
+ * {prefix}:wh:stv (both counters in one MGET), from the node where an
+ * attempt changed it.
  *
  * Attempts go to the stream {prefix}:wh:att (capped at some 10000), each
  * with the node that made it; the tailing worker reads what came since
