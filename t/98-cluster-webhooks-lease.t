@@ -77,6 +77,30 @@ EOF
     return $t;
 }
 
+# a lease renewed every third of it needs a few round trips to Redis
+
+{
+    my $t = EventsTest->new;
+    $t->write_config(<<"EOF");
+%%GLOBALS%%
+http {
+    %%HTTP_GLOBALS%%
+
+    events_zone main 1m;
+    events_cluster main $url prefix=t98x webhook_lease=500ms;
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        location /events { events_api main; }
+    }
+}
+EOF
+    my ($ok, $out) = $t->_test_config;
+    like($ok ? '' : $out,
+        qr/\[emerg\].*events_cluster: "webhook_lease=500ms" is shorter than 1s in \S+nginx\.conf:\d+/,
+        'nginx -t: webhook_lease= under 1s');
+}
+
 my @nodes = map { node() } 1 .. 3;
 
 sub cluster { ($_[0]->get('/events-status')->{json} // {})->{cluster} // {} }

@@ -334,6 +334,14 @@ ngx_http_events_cluster_param(ngx_conf_t *cf, ngx_http_events_cluster_t *cl,
             goto invalid;
         }
 
+        /* renewed every third of it: a few round trips to Redis at least */
+        if (ms < 1000) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "events_cluster: \"%V\" is shorter than "
+                               "1s", v);
+            return NGX_CONF_ERROR;
+        }
+
         cl->wh_lease = ms;
         return NGX_CONF_OK;
     }
