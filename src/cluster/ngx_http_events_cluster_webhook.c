@@ -106,6 +106,9 @@ static ngx_http_events_cluster_wh_t *ngx_http_events_cluster_webhook_op(
     uint64_t seq);
 static ngx_int_t ngx_http_events_cluster_webhook_send(
     ngx_http_events_cluster_wh_t *op, ngx_http_events_redis_pt handler);
+static ngx_uint_t ngx_http_events_cluster_webhook_again(
+    ngx_http_events_cluster_wh_t *op, redisReply **reply,
+    ngx_http_events_redis_pt handler);
 static void ngx_http_events_cluster_webhook_reply(void *data,
     redisReply *reply, ngx_http_events_redis_cmd_t *cmd);
 static void ngx_http_events_cluster_webhook_hold(
@@ -488,6 +491,33 @@ ngx_http_events_cluster_webhook_send(ngx_http_events_cluster_wh_t *op,
 }
 
 
+/*
+ * NOSCRIPT: once more with the script's text (EVAL loads it).  1: sent
+ * again; 0: go on with the reply (NULL if it could not be sent).
+ */
+
+static ngx_uint_t
+ngx_http_events_cluster_webhook_again(ngx_http_events_cluster_wh_t *op,
+    redisReply **reply, ngx_http_events_redis_pt handler)
+{
+    if (*reply == NULL || op->retried
+        || !ngx_http_events_redis_is_error(*reply, "NOSCRIPT"))
+    {
+        return 0;
+    }
+
+    op->retried = 1;
+
+    if (ngx_http_events_cluster_webhook_send(op, handler) == NGX_OK) {
+        return 1;
+    }
+
+    *reply = NULL;
+
+    return 0;
+}
+
+
 static void
 ngx_http_events_cluster_webhook_reply(void *data, redisReply *reply,
     ngx_http_events_redis_cmd_t *cmd)
@@ -506,19 +536,10 @@ ngx_http_events_cluster_webhook_reply(void *data, redisReply *reply,
     wait = NGX_HTTP_EVENTS_CLUSTER_WH_AGAIN;
     hold = NULL;
 
-    if (reply && ngx_http_events_redis_is_error(reply, "NOSCRIPT")
-        && !op->retried)
+    if (ngx_http_events_cluster_webhook_again(op, &reply,
+                                         ngx_http_events_cluster_webhook_reply))
     {
-        op->retried = 1;
-
-        if (ngx_http_events_cluster_webhook_send(op,
-                                         ngx_http_events_cluster_webhook_reply)
-            == NGX_OK)
-        {
-            return;
-        }
-
-        reply = NULL;
+        return;
     }
 
     if (reply && reply->type == REDIS_REPLY_ERROR) {
@@ -650,19 +671,11 @@ ngx_http_events_cluster_webhook_renewed(void *data, redisReply *reply,
 
     cl = op->cl;
 
-    if (op->held && reply && !op->retried
-        && ngx_http_events_redis_is_error(reply, "NOSCRIPT"))
+    if (op->held
+        && ngx_http_events_cluster_webhook_again(op, &reply,
+                                     ngx_http_events_cluster_webhook_renewed))
     {
-        op->retried = 1;
-
-        if (ngx_http_events_cluster_webhook_send(op,
-                                     ngx_http_events_cluster_webhook_renewed)
-            == NGX_OK)
-        {
-            return;
-        }
-
-        reply = NULL;
+        return;
     }
 
     op->renewing = 0;
