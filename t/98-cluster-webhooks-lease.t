@@ -121,6 +121,9 @@ for my $k (1 .. 4) {
 
 my @req = $rcv->wait_requests('/hook', 4, 20);
 is(scalar @req, 4, 'the 4 deliveries reached the receiver');
+
+# the renewals meet NOSCRIPT: they send the script's text
+is($redis->cli('SCRIPT', 'FLUSH'), 'OK', 'Redis forgets its scripts');
 sleep 8;    # a lapsed lease would have let another node send them again
 @req = $rcv->requests('/hook');
 my %by_id;
