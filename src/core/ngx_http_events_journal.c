@@ -24,9 +24,11 @@
  * segment being written is recorded in the zone, and a worker reopens
  * when it changed.  With fsync=always the request waits, outside the
  * lock, for an fdatasync() that covers its bytes, run in a thread so
- * that the worker goes on; the requests that wrote meanwhile share the
- * next one, and the zone knows how far the file is durable, so a
- * request covered by another worker's sync does not wait at all.
+ * that the worker goes on.  The group commit is the zone's: one sync
+ * at a time, whichever worker runs it, covers what all of them wrote
+ * before it started; the zone knows how far the file is durable, and
+ * the workers whose requests a sync covered are rung (see "fsync=always
+ * without blocking the worker" below).
  *
  * The master replays the journal when it creates the zone (a start, or
  * a reload that resized the zone); a reused zone already has it all.
@@ -51,7 +53,7 @@
 #define NGX_HTTP_EVENTS_JOURNAL_SEGMENT  (64 * 1024 * 1024)
 #define NGX_HTTP_EVENTS_JOURNAL_SWEEP    1000
 #define NGX_HTTP_EVENTS_JOURNAL_FOLLOW   10     /* ms: another's sync */
-#define NGX_HTTP_EVENTS_JOURNAL_GATHER   1      /* ms: the commit delay */
+#define NGX_HTTP_EVENTS_JOURNAL_GATHER   1      /* ms: commit delay, most */
 
 
 typedef struct {
@@ -2351,7 +2353,9 @@ ngx_http_events_journal_now(void)
  * worker starts the next one at once if anybody waits for bytes written
  * meanwhile, and rings the doorbells of the workers that wait, which
  * answer what "synced" now covers.  So the writers of all workers share
- * each sync, and while one runs the next group gathers.
+ * each sync, and while one runs the next group gathers.  The next sync
+ * may wait a little for the writers the last one answered ("gather",
+ * see ngx_http_events_journal_synced()).
  *
  * A worker waiting on another's sync also looks on a short timer: a
  * doorbell rings only the workers of the ringer's cycle (not those of
