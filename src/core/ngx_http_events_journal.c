@@ -54,6 +54,7 @@
 #define NGX_HTTP_EVENTS_JOURNAL_SWEEP    1000
 #define NGX_HTTP_EVENTS_JOURNAL_FOLLOW   10     /* ms: another's sync */
 #define NGX_HTTP_EVENTS_JOURNAL_GATHER   1      /* ms: commit delay, most */
+#define NGX_HTTP_EVENTS_JOURNAL_SKIP     8      /* syncs without, on a miss */
 
 
 typedef struct {
@@ -2518,7 +2519,17 @@ ngx_http_events_journal_claim_locked(ngx_http_events_journal_t *j,
     jsh->sync_upto = jsh->written;
     jsh->last_writes = jsh->sync_writes;
     jsh->sync_writes = jsh->writes;
-    jsh->gather = 0;
+
+    if (jsh->gather) {
+        if ((jsh->writes - jsh->gather_from) * 4
+            < (jsh->gather - jsh->gather_from) * 3)
+        {
+            /* most did not come in time: no delay for the next few */
+            jsh->gather_skip = NGX_HTTP_EVENTS_JOURNAL_SKIP;
+        }
+
+        jsh->gather = 0;
+    }
 
     j->sync_fd = fd;
     j->sync_upto = jsh->written;
@@ -2779,10 +2790,16 @@ ngx_http_events_journal_synced(ngx_event_t *ev)
      * that waits for its answer before its next event): the next sync
      * waits until as many more writes came as this one covered, for at
      * most half of what this sync took (PostgreSQL's commit_delay), so
-     * that one sync carries both groups, not each its own.
+     * that one sync carries both groups, not each its own.  When they
+     * do not come in time (a busy machine, clients that do not write
+     * again), the delay only idles the disk: the next few go without.
      */
 
-    if (!j->sync_err) {
+    if (jsh->gather_skip) {
+        jsh->gather_skip--;
+
+    } else if (!j->sync_err) {
+        jsh->gather_from = jsh->writes;
         jsh->gather = jsh->writes + (jsh->sync_writes - jsh->last_writes);
         jsh->gather_us = ngx_http_events_journal_us()
                          + ngx_min(j->sync_us / 2,

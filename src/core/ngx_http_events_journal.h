@@ -80,8 +80,10 @@ struct ngx_http_events_journal_sh_s {
     uint64_t                    writes;         /* fsync=always's */
     uint64_t                    sync_writes;    /* when it was started */
     uint64_t                    last_writes;    /* the one before */
+    uint64_t                    gather_from;    /* writes when it was set */
     uint64_t                    gather;         /* start at these writes */
     uint64_t                    gather_us;      /* or at this time */
+    uint64_t                    gather_skip;    /* syncs left without */
     uint64_t                    sync_upto;      /* the sync under way */
     uint64_t                    fail_from;      /* a failed sync's bytes */
     uint64_t                    fail_upto;
