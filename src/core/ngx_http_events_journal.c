@@ -24,9 +24,9 @@
  * segment being written is recorded in the zone, and a worker reopens
  * when it changed.  With fsync=always the request waits, outside the
  * lock, for an fdatasync() that covers its bytes, run in a thread so
- * that the worker goes on.  The group commit is the zone's: one sync
- * at a time, whichever worker runs it, covers what all of them wrote
- * before it started; the zone knows how far the file is durable, and
+ * that the worker goes on.  The group commit is the zone's: a sync,
+ * whichever worker runs it, covers what all of them wrote before it
+ * started; the zone knows how far the file is durable, and
  * the workers whose requests a sync covered are rung (see "fsync=always
  * without blocking the worker" below).
  *
@@ -147,6 +147,8 @@ static ngx_int_t ngx_http_events_journal_durable_locked(
 static ngx_int_t ngx_http_events_journal_claim_locked(
     ngx_http_events_journal_t *j, ngx_http_events_journal_sh_t *jsh,
     ngx_uint_t force);
+static void ngx_http_events_journal_release_locked(
+    ngx_http_events_journal_sh_t *jsh);
 static ngx_int_t ngx_http_events_journal_post(ngx_http_events_journal_t *j);
 static void ngx_http_events_journal_follow(ngx_http_events_journal_t *j,
     ngx_int_t rc);
@@ -2034,9 +2036,7 @@ ngx_http_events_journal_exit_process(ngx_array_t *journals)
 
             ngx_shmtx_lock(&j->store->shpool->mutex);
 
-            if (jsh->sync_pid == ngx_pid) {
-                jsh->sync_pid = 0;
-            }
+            ngx_http_events_journal_release_locked(jsh);
 
             ngx_shmtx_unlock(&j->store->shpool->mutex);
         }
@@ -2346,17 +2346,19 @@ ngx_http_events_journal_now(void)
 
 
 /*
- * fsync=always without blocking the worker, one group commit for the
- * zone: at most one fdatasync() is under way, in a thread of the worker
- * that started it ("sync_pid"), and it covers every byte written before
- * it started, whoever wrote them.  A request whose records are not
- * durable yet waits in its worker's queue.  When the sync ends, its
- * worker starts the next one at once if anybody waits for bytes written
+ * fsync=always without blocking the worker, group commit for the
+ * zone: a sync is an fdatasync() in a thread of the worker that started
+ * it ("sync_pid"), and it covers every byte written before it started,
+ * whoever wrote them.  At most two are under way (a disk flushes
+ * concurrent syncs together), the second started once the first is
+ * half done, so that each carries a group.  A request whose records
+ * are not durable yet waits in its worker's queue.  When a sync ends,
+ * its worker starts the next one if anybody waits for bytes written
  * meanwhile, and rings the doorbells of the workers that wait, which
  * answer what "synced" now covers.  So the writers of all workers share
- * each sync, and while one runs the next group gathers.  The next sync
- * may wait a little for the writers the last one answered ("gather",
- * see ngx_http_events_journal_synced()).
+ * each sync.  With none under way, the next sync may wait a little for
+ * the writers the last one answered ("gather", see
+ * ngx_http_events_journal_synced()).
  *
  * A worker waiting on another's sync also looks on a short timer: a
  * doorbell rings only the workers of the ringer's cycle (not those of
@@ -2441,9 +2443,7 @@ ngx_http_events_journal_wake(ngx_http_events_store_t *store)
 
     j = store->journal;
 
-    if (j == NULL || j->task == NULL || j->syncing
-        || ngx_queue_empty(&j->waiting))
-    {
+    if (j == NULL || j->task == NULL || ngx_queue_empty(&j->waiting)) {
         return;
     }
 
@@ -2469,18 +2469,35 @@ ngx_http_events_journal_durable_locked(ngx_http_events_journal_sh_t *jsh,
 
 
 /*
- * Under the lock: become the zone's syncer for everything written so
- * far (NGX_OK: post the task once unlocked), or ask to be rung when the
- * sync under way ends (NGX_BUSY).
+ * Under the lock: start a sync of everything written so far (NGX_OK:
+ * post the task once unlocked), or ask to be rung when a sync under
+ * way ends (NGX_BUSY: two are; NGX_AGAIN: not yet, arm the timer).
+ * "force": the timer's, which ends a delay.
  */
 
 static ngx_int_t
 ngx_http_events_journal_claim_locked(ngx_http_events_journal_t *j,
     ngx_http_events_journal_sh_t *jsh, ngx_uint_t force)
 {
-    ngx_fd_t  fd;
+    uint64_t    young;
+    ngx_fd_t    fd;
+    ngx_uint_t  i, slot, busy;
 
-    if (jsh->sync_pid != 0) {
+    slot = NGX_HTTP_EVENTS_JOURNAL_DEPTH;
+    busy = 0;
+    young = 0;
+
+    for (i = 0; i < NGX_HTTP_EVENTS_JOURNAL_DEPTH; i++) {
+        if (jsh->sync_pid[i] == 0) {
+            slot = ngx_min(slot, i);
+            continue;
+        }
+
+        busy++;
+        young = ngx_max(young, jsh->sync_start[i]);
+    }
+
+    if (slot == NGX_HTTP_EVENTS_JOURNAL_DEPTH) {
         if (ngx_worker < NGX_HTTP_EVENTS_MAX_WORKERS) {
             jsh->ring[ngx_worker] = 1;
         }
@@ -2488,8 +2505,17 @@ ngx_http_events_journal_claim_locked(ngx_http_events_journal_t *j,
         return NGX_BUSY;
     }
 
-    if (!force && jsh->writes < jsh->gather
-        && ngx_http_events_journal_us() < jsh->gather_us)
+    /*
+     * A disk flushes concurrent syncs together (here 2 in flight gave
+     * several times the syncs of 1): a second sync overlaps the one
+     * under way, once that is half done, so that each carries a group;
+     * with none under way, the commit delay below.
+     */
+
+    if (!force
+        && ((busy && ngx_http_events_journal_us() < young + jsh->sync_us / 2)
+            || (!busy && jsh->writes < jsh->gather
+                && ngx_http_events_journal_us() < jsh->gather_us)))
     {
         /* whoever starts it rings us when it ends */
         if (ngx_worker < NGX_HTTP_EVENTS_MAX_WORKERS) {
@@ -2515,8 +2541,8 @@ ngx_http_events_journal_claim_locked(ngx_http_events_journal_t *j,
     }
 
     /* every byte before this is in this segment or in synced ones */
-    jsh->sync_pid = ngx_pid;
-    jsh->sync_upto = jsh->written;
+    jsh->sync_pid[slot] = ngx_pid;
+    jsh->sync_start[slot] = ngx_http_events_journal_us();
     jsh->last_writes = jsh->sync_writes;
     jsh->sync_writes = jsh->writes;
 
@@ -2540,6 +2566,21 @@ ngx_http_events_journal_claim_locked(ngx_http_events_journal_t *j,
 }
 
 
+/* this process's sync is over, or will not be seen to end */
+
+static void
+ngx_http_events_journal_release_locked(ngx_http_events_journal_sh_t *jsh)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < NGX_HTTP_EVENTS_JOURNAL_DEPTH; i++) {
+        if (jsh->sync_pid[i] == ngx_pid) {
+            jsh->sync_pid[i] = 0;
+        }
+    }
+}
+
+
 /* the claimed sync to the thread pool; if it cannot go, nobody syncs */
 
 static ngx_int_t
@@ -2559,9 +2600,7 @@ ngx_http_events_journal_post(ngx_http_events_journal_t *j)
 
     ngx_shmtx_lock(&j->store->shpool->mutex);
 
-    if (jsh->sync_pid == ngx_pid) {
-        jsh->sync_pid = 0;
-    }
+    ngx_http_events_journal_release_locked(jsh);
 
     jsh->errors++;
 
@@ -2604,9 +2643,9 @@ ngx_http_events_journal_follow_handler(ngx_event_t *ev)
 
 /*
  * Answer this worker's waiters that "synced" covers now, and if some
- * are left and no sync is under way, start one.  "probe": from the
- * timer, so the syncer may have died; see if its process is still
- * there (not on every wake: kill() is a system call under the lock).
+ * are left, start a sync if one may start.  "probe": from the timer,
+ * so a syncer may have died; see if its process is still there (not
+ * on every wake: kill() is a system call under the lock).
  */
 
 static void
@@ -2615,7 +2654,7 @@ ngx_http_events_journal_check(ngx_http_events_journal_t *j, ngx_uint_t probe)
     uint64_t                           synced, fail_from, fail_upto;
     ngx_int_t                          rc;
     ngx_pid_t                          pid;
-    ngx_uint_t                         left;
+    ngx_uint_t                         i, left;
     ngx_queue_t                       *q;
     ngx_http_events_journal_sh_t      *jsh;
     ngx_http_events_journal_waiter_t  *w;
@@ -2627,11 +2666,13 @@ ngx_http_events_journal_check(ngx_http_events_journal_t *j, ngx_uint_t probe)
 
     ngx_shmtx_lock(&j->store->shpool->mutex);
 
-    if (probe && jsh->sync_pid != 0 && jsh->sync_pid != ngx_pid
-        && kill(jsh->sync_pid, 0) == -1 && ngx_errno == NGX_ESRCH)
-    {
-        pid = jsh->sync_pid;
-        jsh->sync_pid = 0;
+    for (i = 0; probe && i < NGX_HTTP_EVENTS_JOURNAL_DEPTH; i++) {
+        if (jsh->sync_pid[i] != 0 && jsh->sync_pid[i] != ngx_pid
+            && kill(jsh->sync_pid[i], 0) == -1 && ngx_errno == NGX_ESRCH)
+        {
+            pid = jsh->sync_pid[i];
+            jsh->sync_pid[i] = 0;
+        }
     }
 
     synced = jsh->synced;
@@ -2652,7 +2693,7 @@ ngx_http_events_journal_check(ngx_http_events_journal_t *j, ngx_uint_t probe)
         }
     }
 
-    if (left) {
+    if (left && !j->syncing) {
         rc = ngx_http_events_journal_claim_locked(j, jsh, probe);
     }
 
@@ -2748,14 +2789,14 @@ ngx_http_events_journal_synced(ngx_event_t *ev)
             jsh->synced = j->sync_upto;
         }
 
+        jsh->sync_us = j->sync_us;
+
         jsh->fsync_ms = ngx_http_events_journal_now();
         jsh->fsyncs++;
         jsh->unsynced = 0;
     }
 
-    if (jsh->sync_pid == ngx_pid) {
-        jsh->sync_pid = 0;
-    }
+    ngx_http_events_journal_release_locked(jsh);
 
     for (i = 0; i < NGX_HTTP_EVENTS_MAX_WORKERS; i++) {
         ring[i] = jsh->ring[i];

@@ -26,6 +26,9 @@
 /* the kind byte of a record; other kinds (webhook state) may follow */
 #define NGX_HTTP_EVENTS_JOURNAL_EVENT   1
 
+/* fsync=always: at most this many syncs under way in a zone */
+#define NGX_HTTP_EVENTS_JOURNAL_DEPTH    2
+
 #define NGX_HTTP_EVENTS_JOURNAL_RECORD   0xe5
 #define NGX_HTTP_EVENTS_JOURNAL_HDR_SIZE 32
 
@@ -84,10 +87,12 @@ struct ngx_http_events_journal_sh_s {
     uint64_t                    gather;         /* start at these writes */
     uint64_t                    gather_us;      /* or at this time */
     uint64_t                    gather_skip;    /* syncs left without */
-    uint64_t                    sync_upto;      /* the sync under way */
+    uint64_t                    sync_us;        /* the last one took */
+    uint64_t                    sync_start[NGX_HTTP_EVENTS_JOURNAL_DEPTH];
     uint64_t                    fail_from;      /* a failed sync's bytes */
     uint64_t                    fail_upto;
-    ngx_pid_t                   sync_pid;       /* syncing; 0: nobody */
+    ngx_pid_t                   sync_pid[NGX_HTTP_EVENTS_JOURNAL_DEPTH];
+                                                /* syncing; 0: free */
     ngx_pid_t                   writer;         /* a write under way */
     u_char                      ring[NGX_HTTP_EVENTS_MAX_WORKERS];
                                                 /* waits: ring it */
