@@ -21,6 +21,11 @@
 #include "ngx_http_events_http.h"
 
 
+static void ngx_http_events_http_body_read(ngx_http_request_t *r);
+static ngx_int_t ngx_http_events_http_too_large(ngx_http_request_t *r,
+    size_t max);
+
+
 ngx_str_t  ngx_http_events_http_json_type = ngx_string("application/json");
 
 
@@ -45,6 +50,86 @@ ngx_http_events_http_is_json(ngx_http_request_t *r)
 
     return len == 16 || p[16] == ';' || p[16] == ' ';
 }
+
+/*
+ * The body of a POST, at most max bytes, in one buffer, to handler(r,
+ * data, len), whose answer finalizes the request; larger is 413, before
+ * reading when Content-Length says so, else once the body is read.
+ */
+
+ngx_int_t
+ngx_http_events_http_body(ngx_http_request_t *r, size_t max,
+    ngx_http_events_http_body_pt handler)
+{
+    ngx_int_t               rc;
+    ngx_http_events_ctx_t  *ctx;
+
+    if (r->headers_in.content_length_n > (off_t) max) {
+        ngx_http_discard_request_body(r);
+        return ngx_http_events_http_too_large(r, max);
+    }
+
+    /* for the body handler, later */
+    ctx = ngx_http_events_ctx(r);
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->body_max = max;
+    ctx->body_handler = handler;
+
+    r->request_body_in_single_buf = 1;
+    r->request_body_in_clean_file = 1;
+    r->request_body_file_log_level = 0;
+
+    rc = ngx_http_read_client_request_body(r, ngx_http_events_http_body_read);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    return NGX_DONE;
+}
+
+static void
+ngx_http_events_http_body_read(ngx_http_request_t *r)
+{
+    ngx_int_t               rc;
+    ngx_str_t               body;
+    ngx_http_events_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_events_module);
+
+    rc = ngx_http_events_http_read_body(r, &body);
+
+    if (rc == NGX_ERROR) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    if (rc == NGX_DECLINED || body.len > ctx->body_max) {
+        /* chunked, so no Content-Length said it before */
+        ngx_http_finalize_request(r,
+                                  ngx_http_events_http_too_large(r,
+                                                             ctx->body_max));
+        return;
+    }
+
+    ngx_http_finalize_request(r, ctx->body_handler(r, body.data, body.len));
+}
+
+static ngx_int_t
+ngx_http_events_http_too_large(ngx_http_request_t *r, size_t max)
+{
+    ngx_http_events_error_t  err;
+
+    ngx_http_events_error(&err, 413, "payload_too_large", NULL, NULL, NULL,
+                          "the body may be at most %uz bytes", max);
+
+    return ngx_http_events_http_send_error(r, &err, NULL);
+}
+
+/* the body in one buffer, wherever nginx kept it */
 
 ngx_int_t
 ngx_http_events_http_read_body(ngx_http_request_t *r, ngx_str_t *body)
