@@ -33,6 +33,7 @@ typedef struct {
     ngx_int_t                   auth_rc;        /* 0: not checked yet */
     ngx_http_events_error_t    *auth_err;
     size_t                      body_max;       /* a body being read */
+    const char                 *body_too_large;
     ngx_int_t                 (*body_handler)(ngx_http_request_t *r,
                                               u_char *data, size_t len);
                                     /* ngx_http_events_http_body_pt */

@@ -282,7 +282,7 @@ ngx_http_events_inbound_handler(ngx_http_request_t *r)
 
     ctx->tenant = tenant;
 
-    return ngx_http_events_http_body(r, elcf->max_event_size,
+    return ngx_http_events_http_body(r, elcf->max_event_size, NULL,
                                      ngx_http_events_inbound_event);
 }
 

@@ -346,7 +346,7 @@ ngx_http_events_api_post(ngx_http_request_t *r)
         return ngx_http_events_http_send_error(r, &err, NULL);
     }
 
-    return ngx_http_events_http_body(r, elcf->max_body_size,
+    return ngx_http_events_http_body(r, elcf->max_body_size, NULL,
                                      ngx_http_events_api_ingest);
 }
 

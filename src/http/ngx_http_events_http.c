@@ -23,7 +23,7 @@
 
 static void ngx_http_events_http_body_read(ngx_http_request_t *r);
 static ngx_int_t ngx_http_events_http_too_large(ngx_http_request_t *r,
-    size_t max);
+    size_t max, const char *message);
 
 
 ngx_str_t  ngx_http_events_http_json_type = ngx_string("application/json");
@@ -53,20 +53,21 @@ ngx_http_events_http_is_json(ngx_http_request_t *r)
 
 /*
  * The body of a POST, at most max bytes, in one buffer, to handler(r,
- * data, len), whose answer finalizes the request; larger is 413, before
- * reading when Content-Length says so, else once the body is read.
+ * data, len), whose answer finalizes the request.  Larger is 413, before
+ * reading when Content-Length says so, else once the body is read; its
+ * message is too_large, or NULL: the limit.
  */
 
 ngx_int_t
 ngx_http_events_http_body(ngx_http_request_t *r, size_t max,
-    ngx_http_events_http_body_pt handler)
+    const char *too_large, ngx_http_events_http_body_pt handler)
 {
     ngx_int_t               rc;
     ngx_http_events_ctx_t  *ctx;
 
     if (r->headers_in.content_length_n > (off_t) max) {
         ngx_http_discard_request_body(r);
-        return ngx_http_events_http_too_large(r, max);
+        return ngx_http_events_http_too_large(r, max, too_large);
     }
 
     /* for the body handler, later */
@@ -76,6 +77,7 @@ ngx_http_events_http_body(ngx_http_request_t *r, size_t max,
     }
 
     ctx->body_max = max;
+    ctx->body_too_large = too_large;
     ctx->body_handler = handler;
 
     r->request_body_in_single_buf = 1;
@@ -110,8 +112,8 @@ ngx_http_events_http_body_read(ngx_http_request_t *r)
     if (rc == NGX_DECLINED || body.len > ctx->body_max) {
         /* chunked, so no Content-Length said it before */
         ngx_http_finalize_request(r,
-                                  ngx_http_events_http_too_large(r,
-                                                             ctx->body_max));
+                           ngx_http_events_http_too_large(r, ctx->body_max,
+                                                       ctx->body_too_large));
         return;
     }
 
@@ -119,12 +121,19 @@ ngx_http_events_http_body_read(ngx_http_request_t *r)
 }
 
 static ngx_int_t
-ngx_http_events_http_too_large(ngx_http_request_t *r, size_t max)
+ngx_http_events_http_too_large(ngx_http_request_t *r, size_t max,
+    const char *message)
 {
     ngx_http_events_error_t  err;
 
-    ngx_http_events_error(&err, 413, "payload_too_large", NULL, NULL, NULL,
-                          "the body may be at most %uz bytes", max);
+    if (message) {
+        ngx_http_events_error(&err, 413, "payload_too_large", NULL, NULL,
+                              NULL, "%s", message);
+
+    } else {
+        ngx_http_events_error(&err, 413, "payload_too_large", NULL, NULL,
+                              NULL, "the body may be at most %uz bytes", max);
+    }
 
     return ngx_http_events_http_send_error(r, &err, NULL);
 }

@@ -38,7 +38,7 @@ ngx_table_elt_t *ngx_http_events_http_header(ngx_http_request_t *r,
 ngx_int_t ngx_http_events_http_read_body(ngx_http_request_t *r,
     ngx_str_t *body);
 ngx_int_t ngx_http_events_http_body(ngx_http_request_t *r, size_t max,
-    ngx_http_events_http_body_pt handler);
+    const char *too_large, ngx_http_events_http_body_pt handler);
 ngx_uint_t ngx_http_events_http_is_json(ngx_http_request_t *r);
 
 
