@@ -5,9 +5,9 @@
 
 
 /*
- * The request/response toolkit every endpoint answers with: the body in
- * one buffer, headers, the JSON error envelope of the contract, 404 and
- * 405 with Allow.  Endpoints (REST, streams, status, webhooks, capture)
+ * The request/response toolkit every endpoint answers with: a POST's
+ * body whole in one buffer (413 beyond its limit), headers, the JSON
+ * error envelope of the contract, 404 and 405 with Allow.  Endpoints (REST, streams, status, webhooks, capture)
  * sit above it; it knows none of them.
  */
 
