@@ -364,6 +364,7 @@ ngx_http_events_http_release_header(ngx_http_request_t *r, ngx_str_t **strs,
     ngx_uint_t n)
 {
     u_char                     *old, *end, *new;
+    size_t                      size;
     ngx_uint_t                  i;
     ngx_buf_t                  *b;
     ngx_list_part_t            *part;
@@ -472,11 +473,16 @@ ngx_http_events_http_release_header(ngx_http_request_t *r, ngx_str_t **strs,
         ngx_http_events_http_move_str(*strs[i]);
     }
 
+    size = b->end - b->start;
+
     (void) ngx_pfree(c->pool, old);
 
-    /* as ngx_http_set_keepalive() leaves it: a new one when it is read */
+    /*
+     * as ngx_http_set_keepalive() leaves it: no memory, and a keep-alive
+     * request after the stream gets a new one of end - start bytes
+     */
     b->start = NULL;
-    b->end = NULL;
+    b->end = (u_char *) (uintptr_t) size;
     b->pos = NULL;
     b->last = NULL;
 
