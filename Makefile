@@ -51,8 +51,8 @@ DEBS      ?= $(TEST_DEBS)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps deps-run run test test-asan bench bench-fanout bench-ws \
-        bench-latency bench-idle bench-delivery bench-webhooks bench-journal bench-history \
-        bench-cluster bench-client fuzz \
+        bench-latency bench-idle bench-delivery bench-webhooks bench-journal \
+        bench-history bench-cluster bench-client fuzz \
         fuzz-short clean \
         install deb nginx-poll check-openssl compat compat-src
 
