@@ -44,16 +44,19 @@
 #define NGX_HTTP_EVENTS_STREAM_WAKE     64      /* streams woken per turn */
 #define NGX_HTTP_EVENTS_STREAM_BACKFILL 100     /* a cluster's log: a page */
 #define NGX_HTTP_EVENTS_STREAM_RETRY    1000    /* the log did not answer */
-#define NGX_HTTP_EVENTS_STREAM_FRAMES   8       /* SSE frames a worker keeps */
+#define NGX_HTTP_EVENTS_STREAM_FRAMES   256     /* SSE frames a worker keeps */
 #define NGX_HTTP_EVENTS_STREAM_FRAME_MAX  65536 /* a larger one: not kept */
+#define NGX_HTTP_EVENTS_STREAM_FRAMES_MAX 4194304 /* all of them, bytes */
 #define NGX_HTTP_EVENTS_STREAM_SPARE    16      /* output buffers kept */
 
 
 /*
  * An event's SSE frame, built once for all the streams a wake sends it
  * to (chunk header included).  Linked: a stream with no filter but its
- * tenant whose cursor is in [after, seq) has this event next, and does
- * not look in the ring for it.
+ * tenant whose cursor is "after" has this event next, and does not look
+ * in the ring for it.  A turn frames up to NGX_HTTP_EVENTS_STREAM_TURN
+ * bytes for one stream before the next stream's turn: the worker keeps
+ * enough frames for that many small events.
  */
 
 typedef struct {
@@ -76,6 +79,9 @@ typedef struct {
 
 struct ngx_http_events_stream_cache_s {
     ngx_http_events_stream_frame_t  frames[NGX_HTTP_EVENTS_STREAM_FRAMES];
+    /* by "after": the frame that comes next */
+    ngx_http_events_stream_frame_t *next[NGX_HTTP_EVENTS_STREAM_FRAMES];
+    size_t                      bytes;
     u_char                     *spare[NGX_HTTP_EVENTS_STREAM_SPARE];
     ngx_uint_t                  nspare;
 };
@@ -958,7 +964,7 @@ ngx_http_events_sse_keep(ngx_http_events_stream_ctx_t *ctx,
 {
     u_char      *p;
     u_char       chunk[NGX_SIZE_T_LEN + 2];
-    size_t       size, total, clen;
+    size_t       size, total, clen, alloc;
     ngx_uint_t   i;
 
     size = 0;
@@ -978,9 +984,18 @@ ngx_http_events_sse_keep(ngx_http_events_stream_ctx_t *ctx,
     }
 
     f->len = 0;
+    f->linked = 0;
 
     if (f->size < total) {
-        p = ngx_alloc(ngx_max(total, 1024), ngx_cycle->log);
+        alloc = ngx_max(total, 512);
+
+        if (ctx->cache->bytes - f->size + alloc
+            > NGX_HTTP_EVENTS_STREAM_FRAMES_MAX)
+        {
+            return NGX_DECLINED;
+        }
+
+        p = ngx_alloc(alloc, ngx_cycle->log);
         if (p == NULL) {
             return NGX_DECLINED;
         }
@@ -989,8 +1004,9 @@ ngx_http_events_sse_keep(ngx_http_events_stream_ctx_t *ctx,
             ngx_free(f->data);
         }
 
+        ctx->cache->bytes += alloc - f->size;
         f->data = p;
-        f->size = ngx_max(total, 1024);
+        f->size = alloc;
     }
 
     p = ngx_cpymem(f->data, chunk, clen);
@@ -1008,7 +1024,6 @@ ngx_http_events_sse_keep(ngx_http_events_stream_ctx_t *ctx,
     f->epoch = ctx->epoch;
     f->seq = seq;
     f->flags = ngx_http_events_sse_flags(ctx);
-    f->linked = 0;
 
     return NGX_OK;
 }
@@ -1035,6 +1050,8 @@ ngx_http_events_sse_link(ngx_http_events_stream_ctx_t *ctx, uint64_t after,
     f->tenant_len = ctx->filter.tenant.len;
     ngx_memcpy(f->tenant, ctx->filter.tenant.data, f->tenant_len);
     f->linked = 1;
+
+    ctx->cache->next[after % NGX_HTTP_EVENTS_STREAM_FRAMES] = f;
 }
 
 
@@ -1043,24 +1060,18 @@ ngx_http_events_sse_link(ngx_http_events_stream_ctx_t *ctx, uint64_t after,
 static ngx_http_events_stream_frame_t *
 ngx_http_events_sse_cached(ngx_http_events_stream_ctx_t *ctx)
 {
-    ngx_uint_t                       i, flags;
     ngx_http_events_stream_frame_t  *f;
 
-    flags = ngx_http_events_sse_flags(ctx);
+    f = ctx->cache->next[ctx->cursor % NGX_HTTP_EVENTS_STREAM_FRAMES];
 
-    for (i = 0; i < NGX_HTTP_EVENTS_STREAM_FRAMES; i++) {
-        f = &ctx->cache->frames[i];
-
-        if (f->linked && f->after <= ctx->cursor && ctx->cursor < f->seq
-            && f->store == ctx->store && f->epoch == ctx->epoch
-            && f->flags == flags
-            && f->any_tenant == ctx->filter.any_tenant
-            && f->tenant_len == ctx->filter.tenant.len
-            && ngx_memcmp(f->tenant, ctx->filter.tenant.data, f->tenant_len)
-               == 0)
-        {
-            return f;
-        }
+    if (f && f->linked && f->after == ctx->cursor
+        && f->store == ctx->store && f->epoch == ctx->epoch
+        && f->flags == ngx_http_events_sse_flags(ctx)
+        && f->any_tenant == ctx->filter.any_tenant
+        && f->tenant_len == ctx->filter.tenant.len
+        && ngx_memcmp(f->tenant, ctx->filter.tenant.data, f->tenant_len) == 0)
+    {
+        return f;
     }
 
     return NULL;

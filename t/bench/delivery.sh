@@ -15,7 +15,9 @@
 #   T_MODULE       our module (default build/ngx_http_events_module.so)
 #   NGINX_BIN      nginx binary (default /usr/sbin/nginx)
 #   BENCH_STREAMS  streams (default 2000)
-#   BENCH_EVENTS   events (default 20)
+#   BENCH_EVENTS   events (default 20), published 2 a second
+#   BENCH_BURST=1  publish for BENCH_EVENTS / 10 seconds as fast as 4
+#                  connections are answered instead: many events per wake
 #   BENCH_FORMAT   query string of the streams (default none: plain SSE;
 #                  e.g. "format=cloudevents", or "ws" for WebSockets)
 #   BENCH_KEEP=1   keep the temp directory
@@ -140,9 +142,16 @@ run() {
     echo "PHASE 1" >&9
     sleep 1
     ON_HOOK
-    "$CLIENT" pub -p "$PORT" -u /events -r 2 -d $(((K + 1) / 2)) -c 1 -g 1 \
-        > "$dir/pub.out" 2>&1 || true
-    echo "END $K 5000 120000" >&9
+    if [[ ${BENCH_BURST:-0} == 1 ]]; then
+        "$CLIENT" pub -p "$PORT" -u /events -r 0 -d $(((K + 9) / 10)) -c 4 \
+            -g 1 > "$dir/pub.out" 2>&1 || true
+    else
+        "$CLIENT" pub -p "$PORT" -u /events -r 2 -d $(((K + 1) / 2)) -c 1 \
+            -g 1 > "$dir/pub.out" 2>&1 || true
+    fi
+    [[ $(grep -o ' ok=[0-9]*' "$dir/pub.out") =~ ok=([0-9]+) ]] \
+        || die "publisher: $(cat "$dir/pub.out")"
+    echo "END ${BASH_REMATCH[1]} 5000 120000" >&9
     for ((i = 0; i < 1300; i++)); do
         grep -q '^RESULT ' "$dir/sub.out" && break
         sleep 0.1
@@ -166,7 +175,7 @@ run() {
 
 check() {
     local what=$1 published
-    [[ $OUT_PUB =~ sent=([0-9]+) ]] || die "$what: publisher: $OUT_PUB"
+    [[ $OUT_PUB =~ \ ok=([0-9]+) ]] || die "$what: publisher: $OUT_PUB"
     published=${BASH_REMATCH[1]}
     if ! [[ $OUT_RESULT =~ \ missing=0\  && $OUT_RESULT =~ seq_gaps=0\  \
             && $OUT_RESULT =~ seq_dups=0 ]]; then
@@ -177,7 +186,7 @@ check() {
 }
 
 FAILED=0
-echo "streams: $N; events: $K; format: ${FORMAT:-plain SSE}"
+echo "streams: $N; events: $K$( ((${BENCH_BURST:-0})) && echo ' (bursts)'); format: ${FORMAT:-plain SSE}"
 
 # 1. instructions: callgrind, instrumentation on only around the events
 ON_HOOK() { callgrind_control -i on "$NGX_PID" > /dev/null 2>&1; }
