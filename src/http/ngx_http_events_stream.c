@@ -576,10 +576,11 @@ ngx_http_events_stream_refuse(ngx_http_request_t *r, ngx_uint_t status,
 static ngx_int_t
 ngx_http_events_sse_open(ngx_http_events_stream_ctx_t *ctx)
 {
-    u_char               buf[sizeof("retry: \n\n") + NGX_INT_T_LEN];
-    ngx_int_t            rc;
-    ngx_str_t            value, part;
-    ngx_http_request_t  *r;
+    u_char                     buf[sizeof("retry: \n\n") + NGX_INT_T_LEN];
+    ngx_int_t                  rc;
+    ngx_str_t                  value, part;
+    ngx_http_request_t        *r;
+    ngx_http_core_loc_conf_t  *clcf;
 
     r = ctx->request;
     ctx->last = &ctx->out;
@@ -618,6 +619,17 @@ ngx_http_events_sse_open(ngx_http_events_stream_ctx_t *ctx)
 
     r->read_event_handler = ngx_http_test_reading;
     r->write_event_handler = ngx_http_events_sse_writer;
+
+    /*
+     * nginx turns Nagle off only for keep-alive connections: a frame
+     * written while the client has not acknowledged the previous one
+     * would wait for its delayed ACK, up to 40 ms
+     */
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    if (clcf->tcp_nodelay && ngx_tcp_nodelay(r->connection) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     /*
      * the frames skip the body filters for the write filter (nothing
