@@ -27,6 +27,7 @@ typedef struct {
     uint64_t                    last_ms;
     uint64_t                    head_seq;
     uint64_t                    lag_ms;
+    uint64_t                    gone;           /* the log's, trimmed */
 
     ngx_atomic_t                connected;
     ngx_msec_t                  link_since;     /* connected changed */
@@ -65,6 +66,7 @@ typedef struct {
     ngx_str_t                   key_log;
     ngx_str_t                   key_meta;
     ngx_str_t                   key_id;         /* ids' keys start so */
+    ngx_str_t                   key_types;      /* tenants' catalogs */
     ngx_str_t                   max_len;        /* "0": no limit */
     ngx_str_t                   retention;      /* ms; "0": no limit */
     ngx_uint_t                  wait_n;         /* wait=: replicas */
@@ -85,10 +87,13 @@ typedef struct {
     ngx_uint_t                  tailing;
     ngx_queue_t                 reads;          /* free read ops */
     ngx_queue_t                 claims;         /* free claim ops */
+    ngx_queue_t                 held;           /* claims being renewed */
     ngx_str_t                   token;          /* this worker's claims */
     u_char                      token_buf[32 + NGX_INT64_LEN];
     int64_t                     wh_ver;         /* endpoints applied */
     int64_t                     wh_seen;        /* endpoints read */
+    int64_t                     st_ver;         /* failure states applied */
+    int64_t                     st_seen;        /* failure states read */
     ngx_uint_t                  wh_polling;
     ngx_uint_t                  att_polling;
 } ngx_http_events_cluster_t;
@@ -113,6 +118,7 @@ void ngx_http_events_cluster_tail_stop(ngx_http_events_cluster_t *cl);
 ngx_int_t ngx_http_events_cluster_id(u_char *p, size_t len, uint64_t *ms,
     uint64_t *seq);
 ngx_int_t ngx_http_events_cluster_epoch(redisReply *reply, uint64_t *epoch);
+ngx_int_t ngx_http_events_cluster_fields(redisReply *fields, uint64_t *gone);
 
 void ngx_http_events_cluster_read_postconfiguration(void);
 void *ngx_http_events_cluster_read_query(void *data,
@@ -121,6 +127,10 @@ void *ngx_http_events_cluster_read_query(void *data,
 void *ngx_http_events_cluster_read_get(void *data, ngx_str_t *tenant,
     ngx_str_t *id, ngx_str_t *json, ngx_pool_t *pool,
     ngx_http_events_remote_read_pt done, void *ctx);
+void *ngx_http_events_cluster_read_types(void *data, ngx_str_t *tenant,
+    ngx_array_t *types, ngx_pool_t *pool,
+    ngx_http_events_remote_read_pt done, void *ctx);
+uint64_t ngx_http_events_cluster_read_gone(void *data);
 void ngx_http_events_cluster_read_cancel(void *handle);
 void ngx_http_events_cluster_read_free(ngx_http_events_cluster_t *cl);
 
@@ -132,11 +142,14 @@ ngx_int_t ngx_http_events_cluster_webhook_claim(void *data,
     ngx_http_events_remote_claim_pt done, void *ctx);
 ngx_int_t ngx_http_events_cluster_webhook_publish(void *data,
     ngx_str_t *tenant, ngx_str_t *id, ngx_str_t *text);
+ngx_int_t ngx_http_events_cluster_webhook_state(void *data,
+    ngx_str_t *tenant, ngx_str_t *id, ngx_str_t *text);
 void ngx_http_events_cluster_webhook_poll(ngx_http_events_cluster_t *cl);
 void ngx_http_events_cluster_webhook_attempt(void *data, ngx_str_t *tenant,
     ngx_str_t *id, u_char *rec, size_t len);
-void ngx_http_events_cluster_webhook_settle(void *data, ngx_str_t *tenant,
-    ngx_str_t *endpoint, uint64_t seq, ngx_int_t how, ngx_msec_t keep);
+ngx_int_t ngx_http_events_cluster_webhook_held(void *data, void *hold);
+void ngx_http_events_cluster_webhook_settle(void *data, void *hold,
+    ngx_int_t how, ngx_msec_t keep);
 
 ngx_int_t ngx_http_events_cluster_status_register(ngx_conf_t *cf);
 ngx_int_t ngx_http_events_cluster_health(void *data, ngx_pool_t *pool,
