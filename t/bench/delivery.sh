@@ -112,24 +112,37 @@ EOF
 
 # run TOOL...: nginx under TOOL, N streams, K events; sets OUT_RESULT
 run() {
-    local dir=$WORK/$1 i line url=/events/stream ws=""
+    local dir=$WORK/$1 i line url=/events/stream ws="" seqflag attempt up
     shift
     USED_PORTS=" "
-    free_port
-    PORT=$FREE_PORT
-    write_conf "$dir" "$PORT"
-    "$@" "$NGINX" -p "$dir/" -c "$dir/nginx.conf" -e "$dir/error.log" \
-        > "$dir/tool.out" 2>&1 &
-    NGX_PID=$!
-    for ((i = 0; i < 600; i++)); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
-        kill -0 "$NGX_PID" 2>/dev/null || die "nginx did not start: $(tail -5 "$dir/tool.out")"
-        sleep 0.1
+    # a port a client's connection took meanwhile: another one
+    for ((attempt = 1; attempt <= 5; attempt++)); do
+        free_port
+        PORT=$FREE_PORT
+        write_conf "$dir" "$PORT"
+        "$@" "$NGINX" -p "$dir/" -c "$dir/nginx.conf" -e "$dir/error.log" \
+            > "$dir/tool.out" 2>&1 &
+        NGX_PID=$!
+        up=0
+        for ((i = 0; i < 600; i++)); do
+            (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && { up=1; break; }
+            kill -0 "$NGX_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        ((up)) && break
+        wait "$NGX_PID" 2>/dev/null || true
+        NGX_PID=""
+        grep -q 'Address already in use' "$dir/tool.out" \
+            || die "nginx did not start: $(tail -5 "$dir/tool.out")"
     done
+    ((up)) || die "no free port for nginx"
     [[ $FORMAT == ws ]] && ws=-w
     [[ -n $FORMAT && $FORMAT != ws ]] && url="$url?$FORMAT"
     mkfifo "$dir/ctl"
-    "$CLIENT" sub -p "$PORT" -u "$url" -n "$N" -s $ws -P 16 -T 300 \
+    # CloudEvents carry seq as a string, which the client cannot check
+    seqflag=-s
+    [[ $FORMAT == *cloudevents* ]] && seqflag=""
+    "$CLIENT" sub -p "$PORT" -u "$url" -n "$N" $seqflag $ws -P 16 -T 300 \
         < "$dir/ctl" > "$dir/sub.out" 2> "$dir/sub.err" &
     SUB_PID=$!
     exec 9> "$dir/ctl"
