@@ -70,9 +70,11 @@ SUB_PID=""
 stop_all() {
     local rc=$?
     trap - EXIT INT TERM
-    [[ -n $SUB_PID ]] && kill -TERM "$SUB_PID" 2>/dev/null || true
-    [[ -n $NGX_PID ]] && kill -TERM "$NGX_PID" 2>/dev/null || true
-    [[ -n $NGX_PID ]] && wait "$NGX_PID" 2>/dev/null || true
+    if [[ -n $SUB_PID ]]; then kill -TERM "$SUB_PID" 2>/dev/null || true; fi
+    if [[ -n $NGX_PID ]]; then
+        kill -TERM "$NGX_PID" 2>/dev/null || true
+        wait "$NGX_PID" 2>/dev/null || true
+    fi
     if [[ ${BENCH_KEEP:-0} == 1 ]]; then echo "kept: $WORK"; else rm -rf "$WORK"; fi
     exit "$rc"
 }
