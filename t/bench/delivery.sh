@@ -114,7 +114,7 @@ EOF
 
 # run TOOL...: nginx under TOOL, N streams, K events; sets OUT_RESULT
 run() {
-    local dir=$WORK/$1 i line url=/events/stream ws="" seqflag attempt up
+    local dir=$WORK/$1 i url=/events/stream ws="" seqflag attempt up
     shift
     USED_PORTS=" "
     # a port a client's connection took meanwhile: another one
