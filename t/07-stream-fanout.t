@@ -67,6 +67,17 @@ http {
         location = /pad {
             return 204;
         }
+
+        location = /mirrored/stream {
+            events_stream main;
+            mirror /mirror;
+            access_log %%TESTDIR%%/streams.log streams;
+        }
+
+        location = /mirror {
+            internal;
+            proxy_pass http://127.0.0.1:%%PORT%%/pad$is_args$args;
+        }
     }
 }
 EOF
@@ -174,6 +185,29 @@ is(scalar @log, 1, 'the access log has the stream');
 is($log[0], 'GET /events/stream?types=ticket.* HTTP/1.1|the-first-stream|'
     . 'acme|ticket.*|127.0.0.1', 'with its own request line and headers')
     or diag($log[0]);
+
+# a stream with a subrequest keeps its buffer: the mirror's copies of
+# the request's strings still point into it
+my $m = stream('/events/stream', %acme);
+my $mirrored = stream('/mirrored/stream?types=mirror.*', %acme,
+    'User-Agent' => 'the-mirrored-stream');
+is(wait_subscribers(2), 2, 'a mirrored stream');
+for my $i (1 .. 10) {
+    $t->get('/pad?types=' . ('m' x 200), headers => { 'User-Agent' => 'w' x 400 });
+}
+my $mseq = post('mirror.one');
+is_deeply(seqs($mirrored, 1), [ $mseq ], 'it gets its events');
+$mirrored->close;
+$m->close;
+is(wait_subscribers(0), 0, 'and is let go');
+@log = grep { /the-mirrored-stream/ } split /\n/, $t->read_file('streams.log');
+is($log[0], 'GET /mirrored/stream?types=mirror.* HTTP/1.1|the-mirrored-stream|'
+    . 'acme|mirror.*|127.0.0.1', 'its access log line')
+    or diag($log[0]);
+my @mirrors = grep { m{"GET /pad\?types=mirror\.\* HTTP/1\.0" 204 0 "-" "the-mirrored-stream"$} }
+    split /\n/, $t->read_file('access.log');
+is(scalar @mirrors, 1, 'the mirror went out with its query and headers')
+    or diag($t->read_file('access.log'));
 
 ###########################################################################
 # One event, many streams, two workers: each gets its own frames

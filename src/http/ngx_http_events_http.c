@@ -347,7 +347,8 @@ ngx_http_events_http_send(ngx_http_request_t *r, ngx_uint_t status,
  * error logs read at the end) and the caller's strs are moved along,
  * and the buffer is freed; the keepalive path allocates a new one if
  * the connection outlives the stream.  Only an HTTP/1 request whose
- * headers fit that buffer, with nothing read after them and no body.
+ * headers fit that buffer, with nothing read after them, no body and
+ * no subrequest; called before the caller takes a reference.
  * NGX_OK: released; NGX_DECLINED: nothing to gain, nothing changed.
  */
 
@@ -377,7 +378,13 @@ ngx_http_events_http_release_header(ngx_http_request_t *r, ngx_str_t **strs,
     c = r->connection;
     b = r->header_in;
 
-    if (r != r->main || r->http_version > NGX_HTTP_VERSION_11
+    /*
+     * no subrequest either (mirror, or one in the background): its copies
+     * of the request's strings would not be moved
+     */
+
+    if (r != r->main || r->count != 1 || r->postponed
+        || r->http_version > NGX_HTTP_VERSION_11
         || b == NULL || b != c->buffer || b->start == NULL
         || b->pos != b->last || r->discard_body
         || r->headers_in.content_length_n > 0 || r->headers_in.chunked)

@@ -261,6 +261,8 @@ ngx_http_events_stream_handler(ngx_http_request_t *r)
         return NGX_ERROR;
     }
 
+    ngx_http_events_stream_release(ctx);
+
     r->main->count++;
 
     if (ngx_exiting) {
@@ -273,8 +275,6 @@ ngx_http_events_stream_handler(ngx_http_request_t *r)
         ngx_http_events_stream_finish(ctx, NGX_HTTP_EVENTS_STREAM_END_RESTART);
         return NGX_DONE;
     }
-
-    ngx_http_events_stream_release(ctx);
 
     ngx_http_events_stream_subscribe(ctx);
 
