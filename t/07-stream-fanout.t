@@ -193,7 +193,8 @@ my $mirrored = stream('/mirrored/stream?types=mirror.*', %acme,
     'User-Agent' => 'the-mirrored-stream');
 is(wait_subscribers(2), 2, 'a mirrored stream');
 for my $i (1 .. 10) {
-    $t->get('/pad?types=' . ('m' x 200), headers => { 'User-Agent' => 'w' x 400 });
+    $t->get('/pad?types=' . ('m' x 200),
+        headers => { 'User-Agent' => 'w' x 400 });
 }
 my $mseq = post('mirror.one');
 is_deeply(seqs($mirrored, 1), [ $mseq ], 'it gets its events');
@@ -204,7 +205,9 @@ is(wait_subscribers(0), 0, 'and is let go');
 is($log[0], 'GET /mirrored/stream?types=mirror.* HTTP/1.1|the-mirrored-stream|'
     . 'acme|mirror.*|127.0.0.1', 'its access log line')
     or diag($log[0]);
-my @mirrors = grep { m{"GET /pad\?types=mirror\.\* HTTP/1\.0" 204 0 "-" "the-mirrored-stream"$} }
+my @mirrors = grep {
+    m{"GET /pad\?types=mirror\.\* HTTP/1\.0" 204 0 "-" "the-mirrored-stream"$}
+}
     split /\n/, $t->read_file('access.log');
 is(scalar @mirrors, 1, 'the mirror went out with its query and headers')
     or diag($t->read_file('access.log'));
