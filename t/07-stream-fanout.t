@@ -3,8 +3,9 @@
 # Streams as 0.12.0 serves them: a stream gives back its header buffer
 # once it starts (the request line, the headers and the filters that
 # point into them live on: the access log, the tenant and the types say
-# so after other connections reused that memory), and an event is framed
-# once per wake for all the streams it goes to (plain, named, CloudEvents,
+# so after other connections reused that memory; a mirrored stream
+# keeps it, for its subrequest's sake), and an event is framed once per
+# wake for all the streams it goes to (plain, named, CloudEvents,
 # filtered, other tenants, HTTP/1.0 without chunks: each gets its own
 # bytes), once each and in order over many streams on both workers.
 # Then what a released stream must still do: heartbeats, resume with
