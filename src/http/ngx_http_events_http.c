@@ -5,11 +5,12 @@
 
 
 /*
- * The request/response toolkit every endpoint answers with: the body in
- * one buffer, headers, the JSON error envelope of the contract, 404 and
- * 405 with Allow.  Endpoints (REST, streams, status, webhooks, capture)
- * sit above it; it knows none of them.  And, for a request that stays
- * for hours, giving back its header buffer.
+ * The request/response toolkit every endpoint answers with: a POST's
+ * body whole in one buffer (413 beyond its limit), headers, the JSON
+ * error envelope of the contract, 404 and 405 with Allow.  Endpoints
+ * (REST, streams, status, webhooks, capture) sit above it; it knows none
+ * of them.  And, for a request that stays for hours, giving back its
+ * header buffer.
  */
 
 
@@ -22,6 +23,9 @@
 #include "ngx_http_events_http.h"
 
 
+static void ngx_http_events_http_body_read(ngx_http_request_t *r);
+static ngx_int_t ngx_http_events_http_too_large(ngx_http_request_t *r,
+    size_t max, const char *message);
 static u_char *ngx_http_events_http_room(ngx_pool_t *pool, size_t size);
 
 
@@ -49,6 +53,95 @@ ngx_http_events_http_is_json(ngx_http_request_t *r)
 
     return len == 16 || p[16] == ';' || p[16] == ' ';
 }
+
+/*
+ * The body of a POST, at most max bytes, in one buffer, to handler(r,
+ * data, len), whose answer finalizes the request.  Larger is 413, before
+ * reading when Content-Length says so, else once the body is read; its
+ * message is too_large, or NULL: the limit.
+ */
+
+ngx_int_t
+ngx_http_events_http_body(ngx_http_request_t *r, size_t max,
+    const char *too_large, ngx_http_events_http_body_pt handler)
+{
+    ngx_int_t               rc;
+    ngx_http_events_ctx_t  *ctx;
+
+    if (r->headers_in.content_length_n > (off_t) max) {
+        ngx_http_discard_request_body(r);
+        return ngx_http_events_http_too_large(r, max, too_large);
+    }
+
+    /* for the body handler, later */
+    ctx = ngx_http_events_ctx(r);
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->body_max = max;
+    ctx->body_too_large = too_large;
+    ctx->body_handler = handler;
+
+    r->request_body_in_single_buf = 1;
+    r->request_body_in_clean_file = 1;
+    r->request_body_file_log_level = 0;
+
+    rc = ngx_http_read_client_request_body(r, ngx_http_events_http_body_read);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    return NGX_DONE;
+}
+
+static void
+ngx_http_events_http_body_read(ngx_http_request_t *r)
+{
+    ngx_int_t               rc;
+    ngx_str_t               body;
+    ngx_http_events_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_events_module);
+
+    rc = ngx_http_events_http_read_body(r, &body);
+
+    if (rc == NGX_ERROR) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    if (rc == NGX_DECLINED || body.len > ctx->body_max) {
+        /* chunked, so no Content-Length said it before */
+        ngx_http_finalize_request(r,
+                           ngx_http_events_http_too_large(r, ctx->body_max,
+                                                       ctx->body_too_large));
+        return;
+    }
+
+    ngx_http_finalize_request(r, ctx->body_handler(r, body.data, body.len));
+}
+
+static ngx_int_t
+ngx_http_events_http_too_large(ngx_http_request_t *r, size_t max,
+    const char *message)
+{
+    ngx_http_events_error_t  err;
+
+    if (message) {
+        ngx_http_events_error(&err, 413, "payload_too_large", NULL, NULL,
+                              NULL, "%s", message);
+
+    } else {
+        ngx_http_events_error(&err, 413, "payload_too_large", NULL, NULL,
+                              NULL, "the body may be at most %uz bytes", max);
+    }
+
+    return ngx_http_events_http_send_error(r, &err, NULL);
+}
+
+/* the body in one buffer, wherever nginx kept it */
 
 ngx_int_t
 ngx_http_events_http_read_body(ngx_http_request_t *r, ngx_str_t *body)
