@@ -40,6 +40,8 @@ ngx_int_t ngx_http_events_http_read_body(ngx_http_request_t *r,
 ngx_int_t ngx_http_events_http_body(ngx_http_request_t *r, size_t max,
     const char *too_large, ngx_http_events_http_body_pt handler);
 ngx_uint_t ngx_http_events_http_is_json(ngx_http_request_t *r);
+ngx_int_t ngx_http_events_http_release_header(ngx_http_request_t *r,
+    ngx_str_t **strs, ngx_uint_t n);
 
 
 extern ngx_str_t  ngx_http_events_http_json_type;
