@@ -49,6 +49,10 @@ typedef struct {
     uint64_t                    node;           /* this node, in Redis */
     uint64_t                    att_ms;         /* attempts imported to */
     uint64_t                    att_seq;
+
+    ngx_atomic_t                asks;           /* ASK redirects followed */
+    ngx_atomic_t                scripts;        /* append scripts run */
+    ngx_atomic_t                posts;          /* appends (POSTs) in them */
 } ngx_http_events_cluster_sh_t;
 
 

@@ -404,9 +404,11 @@ ngx_http_events_cluster_appended(void *data, redisReply *reply,
         && ngx_current_msec - op->started < cl->redis.timeout)
     {
         /*
-         * A Redis Cluster moves the log's slot: the script did not run;
-         * it goes again shortly, until the slot has moved (then MOVED
-         * takes the connection there) or the timeout passed
+         * A Redis Cluster moves the log's slot: the script did not run.
+         * Its keys are split between the two nodes, or the ids' keys are
+         * new (TRYAGAIN on both sides, ASK followed or not): it goes
+         * again shortly, until the slot has moved (then MOVED takes the
+         * connection there) or the timeout passed
          */
         if (cl->wait.len && !op->no_wait) {
             op->stale_waits++;

@@ -96,6 +96,11 @@ struct ngx_http_events_redis_s {
     u_char                      moved_name[NGX_SOCKADDR_STRLEN];
     ngx_uint_t                  moves;          /* in a row */
 
+    /* ASK: one command to the importing node, on a connection of its own */
+    ngx_http_events_redis_t    *ask;
+    ngx_http_events_redis_t    *parent;         /* of an ASK connection */
+    ngx_atomic_t               *asks;           /* counted there if set */
+
     ngx_uint_t                  connects;
     ngx_uint_t                  failures;
     ngx_uint_t                  redirects;
