@@ -84,6 +84,11 @@ typedef struct {
     ngx_log_t                  *log;
     ngx_http_events_redis_t     rd;             /* appends */
     ngx_http_events_redis_t     tail;           /* XREAD BLOCK */
+    ngx_queue_t                 folding;        /* appends of this turn */
+    ngx_uint_t                  fold_ops;
+    ngx_uint_t                  fold_events;
+    size_t                      fold_size;
+    ngx_event_t                 fold;           /* posted: one script */
     ngx_event_t                 tick;
     ngx_event_t                 tail_wait;      /* after an error */
     ngx_uint_t                  tailing;

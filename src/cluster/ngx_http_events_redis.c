@@ -522,6 +522,25 @@ ngx_http_events_redis_hello_done(void *data, redisReply *reply,
 }
 
 
+/* whether a command sent now would be queued (NGX_OK) or refused */
+
+ngx_int_t
+ngx_http_events_redis_usable(ngx_http_events_redis_t *rd)
+{
+    if (rd->state == NGX_HTTP_EVENTS_REDIS_IDLE) {
+        ngx_http_events_redis_connect(rd);
+    }
+
+    if (rd->state != NGX_HTTP_EVENTS_REDIS_CONNECTING
+        && rd->state != NGX_HTTP_EVENTS_REDIS_READY)
+    {
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
 /*
  * Queue a command.  NULL: it cannot be sent now (the connection is in
  * its backoff, or nginx quits); the handler is not called then.

@@ -122,6 +122,7 @@ void ngx_http_events_redis_connect(ngx_http_events_redis_t *rd);
 ngx_http_events_redis_cmd_t *ngx_http_events_redis_send(
     ngx_http_events_redis_t *rd, int argc, const char **argv,
     const size_t *argvlen, ngx_http_events_redis_pt handler, void *data);
+ngx_int_t ngx_http_events_redis_usable(ngx_http_events_redis_t *rd);
 void ngx_http_events_redis_close(ngx_http_events_redis_t *rd);
 ngx_uint_t ngx_http_events_redis_is_error(redisReply *reply,
     const char *prefix);
