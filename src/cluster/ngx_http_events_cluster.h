@@ -89,6 +89,7 @@ typedef struct {
     ngx_uint_t                  fold_events;
     size_t                      fold_size;
     ngx_event_t                 fold;           /* posted: one script */
+    ngx_uint_t                  fold_busy;      /* a script in flight */
     ngx_event_t                 tick;
     ngx_event_t                 tail_wait;      /* after an error */
     ngx_uint_t                  tailing;

@@ -14,8 +14,11 @@
  * records the ids; a conflict refuses that POST only.  Each POST is
  * answered after Redis answered, from what the script assigned to it;
  * nothing is written to the local ring by this path (the tailer brings
- * it).  Scripts of one worker share its connection, pipelined; wait=N
- * sends WAIT right behind the script.
+ * it).  While a worker's script is in flight its next appends wait
+ * for the answer (at most one round trip), then go together: under
+ * load, a script takes what came in during the previous one (group
+ * commit).  Scripts of one worker share its connection, pipelined;
+ * wait=N sends WAIT right behind the script.
  *
  * A fold lives in a pool of its own, with copies of what it sends, so
  * that a request that ends early (its op cancelled) leaves it whole:
@@ -78,6 +81,7 @@ struct ngx_http_events_cluster_fold_s {
     ngx_msec_t                  started;
     unsigned                    retried:1;
     unsigned                    no_wait:1;      /* WAIT could not go */
+    unsigned                    holds:1;        /* the worker's in flight */
 };
 
 
@@ -272,7 +276,7 @@ ngx_http_events_cluster_append(void *data, ngx_http_events_event_t *events,
     cl->fold_events += n;
     cl->fold_size += size;
 
-    if (!cl->fold.posted) {
+    if (!cl->fold_busy && !cl->fold.posted) {
         ngx_post_event(&cl->fold, &ngx_posted_events);
     }
 
@@ -375,6 +379,12 @@ ngx_http_events_cluster_fold(ngx_event_t *ev)
     if (ngx_http_events_cluster_send(f) != NGX_OK) {
         (void) ngx_atomic_fetch_add(&cl->sh->unavailable, f->live);
         ngx_http_events_cluster_fail_all(f, NGX_BUSY);
+        return;
+    }
+
+    if (!cl->fold_busy) {
+        cl->fold_busy = 1;
+        f->holds = 1;
     }
 }
 
@@ -603,6 +613,16 @@ ngx_http_events_cluster_appended(void *data, redisReply *reply,
 
     cl = f->cl;
     f->replies--;
+
+    if (f->holds) {
+        /* what came meanwhile goes now */
+        f->holds = 0;
+        cl->fold_busy = 0;
+
+        if (cl->fold_ops && !cl->fold.posted) {
+            ngx_post_event(&cl->fold, &ngx_posted_events);
+        }
+    }
 
     if (f->live == 0) {
         ngx_http_events_cluster_fold_free(f);
