@@ -9,6 +9,11 @@
 # window reads the whole log through ASK; POSTs meanwhile (a script
 # whose keys are split is TRYAGAIN on both sides) are retried until the
 # slot's move ends, and are all 201, one order on every node.
+#
+# First, on a plain Redis: concurrent POSTs reaching a worker together
+# go in one append script (Redis's commandstats count the runs), each
+# still answered for itself: 201, 200 for a repeat, 409 for a conflict,
+# in the same script.
 
 use strict;
 use warnings;
@@ -17,12 +22,141 @@ use lib 't/lib';
 use Test::More;
 use Time::HiRes qw(sleep time);
 use POSIX ();
+use IO::Socket::INET;
+use IO::Select;
+use JSON::PP;
 use EventsTest;
 use EventsTest::Daemon;
 use EventsTest::Redis;
 
 plan(skip_all => 'redis-server not installed (make deps)')
     unless EventsTest::Redis->available;
+
+# ---------------------------------------------------------------------
+# folding: the POSTs of a turn, one script
+
+sub script_calls {
+    my ($redis) = @_;
+    my $n = 0;
+    for (split /\r?\n/, $redis->cli('INFO', 'commandstats') // '') {
+        $n += $1 if /^cmdstat_eval(?:sha)?:calls=(\d+)/;
+    }
+    return $n;
+}
+
+# write every request on its own connection, then read every answer
+sub together {
+    my ($t, @bodies) = @_;
+    my $port = $t->port;
+    my @socks = map {
+        IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port", Blocking => 1)
+            // die "connect: $!"
+    } @bodies;
+    my @req = map {
+        my $b = JSON::PP->new->canonical->encode($_);
+        "POST /events HTTP/1.1\r\nHost: 127.0.0.1:$port\r\n"
+        . "Connection: close\r\nContent-Type: application/json\r\n"
+        . 'Content-Length: ' . length($b) . "\r\n\r\n$b"
+    } @bodies;
+    syswrite($socks[$_], $req[$_]) for 0 .. $#socks;
+    my @out;
+    for my $s (@socks) {
+        my $buf = '';
+        my $sel = IO::Select->new($s);
+        my $deadline = time + 10;
+        while (time < $deadline && $sel->can_read(1)) {
+            my $n = sysread($s, $buf, 65536, length $buf);
+            last unless $n;
+        }
+        my ($status) = $buf =~ m{^HTTP/1\.1 (\d+)};
+        my ($body) = $buf =~ /\r\n\r\n(.*)\z/s;
+        my $json = eval { decode_json($body // '') };
+        push @out, { status => $status // 0, json => $json };
+    }
+    return @out;
+}
+
+{
+    my $redis = EventsTest::Redis->new;
+    my $t = EventsTest->new(workers => 2);
+    my $url = $redis->url;
+    $t->write_config(<<"EOF");
+%%GLOBALS%%
+http {
+    %%HTTP_GLOBALS%%
+
+    events_zone main 8m;
+    events_cluster main $url prefix=t96f;
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+
+        location /events { events_api main; }
+        location = /events-status { events_status main; }
+    }
+}
+EOF
+    $t->run;
+    for (1 .. 200) {
+        last if $t->get('/events')->{status} == 200;
+        sleep 0.05;
+    }
+
+    # the script is loaded; the ids "dup" and "taken" exist
+    is($t->post_json('/events', { id => 'taken', type => 'f.a',
+        payload => { data => { v => 1 } } })->{status}, 201, 'a first POST');
+
+    my $before = script_calls($redis);
+    my $st0 = $t->get('/events-status')->{json}{cluster};
+
+    my @bodies = map { { type => 'f.x', resourceId => "r-$_" } } 1 .. 12;
+    push @bodies, { id => 'dup', type => 'f.d', payload => { data => { v => 1 } } };
+    push @bodies, { id => 'dup', type => 'f.d', payload => { data => { v => 1 } } };
+    push @bodies, { id => 'taken', type => 'f.a', payload => { data => { v => 2 } } };
+    push @bodies, [ { id => 'b-ok', type => 'f.b' },
+                    { id => 'taken', type => 'f.a', payload => { data => { v => 3 } } } ];
+    my @r = together($t, @bodies);
+
+    my $calls = script_calls($redis) - $before;
+    my $st = $t->get('/events-status')->{json}{cluster};
+
+    is(scalar(grep { $_->{status} == 201 } @r[0 .. 11]), 12,
+        'twelve new events: 201');
+    is(join(' ', sort map { $_->{status} } @r[12, 13]), '200 201',
+        'one id posted twice at once: 201 and 200');
+    is($r[12]{json}{seq} // -1,
+        $r[13]{json}{seq} // -2,
+        'with the same seq');
+    is($r[14]{status}, 409, 'an id with another body: 409');
+    is($r[15]{status}, 409, 'a batch with such an id: 409');
+    is($r[15]{json}{error}{field} // '',
+        '[1].id', 'naming its item') or diag(explain $r[15]{json});
+
+    is($st->{appendPosts} - $st0->{appendPosts}, 16,
+        'sixteen POSTs went to Redis');
+    is($st->{appendScripts} - $st0->{appendScripts}, $calls,
+        'in as many scripts as Redis ran');
+    ok($calls < 16, "fewer scripts than POSTs ($calls for 16)");
+
+    my $list = [];
+    for (1 .. 100) {
+        $list = $t->get('/events?limit=100')->{json}{data} // [];
+        last if @$list >= 14;
+        sleep 0.05;
+    }
+    is(scalar @$list, 14, 'fourteen events stored: nothing of the 409s');
+    is_deeply([ map { $_->{seq} } @$list ], [ 1 .. 14 ], 'seqs 1..14');
+    ok(!grep({ $_->{id} eq 'b-ok' } @$list),
+        'the refused batch left nothing');
+
+    $t->stop;
+    my @bad = grep { /\[(?:alert|crit|emerg)\]/ } split /\n/, $t->error_log;
+    ok(!@bad, 'no alert, crit or emerg');
+    $redis->stop;
+}
+
+# ---------------------------------------------------------------------
+# ASK
 
 my (@masters, @hold);
 for (1 .. 3) {
