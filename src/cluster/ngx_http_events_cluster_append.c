@@ -81,6 +81,8 @@ struct ngx_http_events_cluster_fold_s {
     ngx_msec_t                  started;
     unsigned                    retried:1;
     unsigned                    no_wait:1;      /* WAIT could not go */
+    unsigned                    wait_due:1;     /* its WAIT not answered */
+    unsigned                    answered:1;     /* the script answered */
     unsigned                    holds:1;        /* the worker's in flight */
 };
 
@@ -595,6 +597,7 @@ ngx_http_events_cluster_send(ngx_http_events_cluster_fold_t *f)
 
     } else {
         f->replies++;
+        f->wait_due = 1;
     }
 
     return NGX_OK;
@@ -645,8 +648,9 @@ ngx_http_events_cluster_appended(void *data, redisReply *reply,
         f->argv[1] = (const char *) ngx_http_events_cluster_script.data;
         f->argvlen[1] = ngx_http_events_cluster_script.len;
 
-        if (cl->wait.len && !f->no_wait) {
+        if (f->wait_due) {
             /* the WAIT sent behind the refused script answers first */
+            f->wait_due = 0;
             f->stale_waits++;
         }
 
@@ -672,7 +676,8 @@ ngx_http_events_cluster_appended(void *data, redisReply *reply,
          * again shortly, until the slot has moved (then MOVED takes the
          * connection there) or the timeout passed
          */
-        if (cl->wait.len && !f->no_wait) {
+        if (f->wait_due) {
+            f->wait_due = 0;
             f->stale_waits++;
         }
 
@@ -689,6 +694,8 @@ ngx_http_events_cluster_appended(void *data, redisReply *reply,
         return;
     }
 
+    f->answered = 1;
+
     /* conflicts are answered now; the stored wait for WAIT, if any */
 
     for (i = 0; i < f->nops; i++) {
@@ -697,7 +704,13 @@ ngx_http_events_cluster_appended(void *data, redisReply *reply,
         }
 
         if (f->ops[i]->rc == NGX_OK && cl->wait.len) {
-            if (f->no_wait) {
+            if (!f->wait_due) {
+                /*
+                 * WAIT could not go, or the script went on to another
+                 * node (ASK) and WAIT, on this connection, answered for
+                 * this node: no replica confirmed it
+                 */
+                (void) ngx_atomic_fetch_add(&cl->sh->unreplicated, 1);
                 ngx_http_events_cluster_finish(f, i, NGX_ABORT, 0);
             }
 
@@ -750,11 +763,15 @@ ngx_http_events_cluster_waited(void *data, redisReply *reply,
 
     if (f->stale_waits) {
         f->stale_waits--;
+        ngx_http_events_cluster_fold_free(f);
+        return;
+    }
 
-        if (f->live == 0) {
-            ngx_http_events_cluster_fold_free(f);
-        }
+    f->wait_due = 0;
 
+    if (!f->answered) {
+        /* the script went on to another node (ASK): not its WAIT */
+        ngx_http_events_cluster_fold_free(f);
         return;
     }
 
