@@ -19,6 +19,7 @@
 #include "ngx_http_events_api.h"
 #include "ngx_http_events_status.h"
 #include "ngx_http_events_stream.h"
+#include "ngx_http_events_export.h"
 #include "ngx_http_events_ipc.h"
 #include "ngx_http_events_auth.h"
 #include "ngx_http_events_cors.h"
@@ -881,6 +882,7 @@ ngx_http_events_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     store->retention = retention;
     store->index_key = key;
     ngx_queue_init(&store->subscribers);
+    ngx_queue_init(&store->exports);
 
     shm_zone->init = ngx_http_events_store_init_zone;
     shm_zone->data = store;
@@ -1037,7 +1039,8 @@ ngx_http_events_init_process(ngx_cycle_t *cycle)
     ngx_http_events_main_conf_t  *emcf;
 
     if (ngx_http_events_ipc_init_process(cycle) != NGX_OK
-        || ngx_http_events_stream_init_process(cycle) != NGX_OK)
+        || ngx_http_events_stream_init_process(cycle) != NGX_OK
+        || ngx_http_events_export_init_process(cycle) != NGX_OK)
     {
         return NGX_ERROR;
     }

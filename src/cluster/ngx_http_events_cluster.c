@@ -382,7 +382,7 @@ ngx_http_events_cluster_keys(ngx_conf_t *cf, ngx_http_events_cluster_t *cl)
 
     len = cl->prefix.len + 2 + sizeof(":meta") - 1;
 
-    p = ngx_pnalloc(cf->pool, 3 * len);
+    p = ngx_pnalloc(cf->pool, 4 * len);
     if (p == NULL) {
         return NGX_ERROR;
     }
@@ -398,6 +398,10 @@ ngx_http_events_cluster_keys(ngx_conf_t *cf, ngx_http_events_cluster_t *cl)
     cl->key_id.data = p;
     p = ngx_sprintf(p, "{%V}:id:", &cl->prefix);
     cl->key_id.len = p - cl->key_id.data;
+
+    cl->key_types.data = p;
+    p = ngx_sprintf(p, "{%V}:ty:", &cl->prefix);
+    cl->key_types.len = p - cl->key_types.data;
 
     return NGX_OK;
 }
@@ -529,6 +533,8 @@ ngx_http_events_cluster_postconfiguration(ngx_conf_t *cf)
         cl->remote.query = ngx_http_events_cluster_read_query;
         cl->remote.get = ngx_http_events_cluster_read_get;
         cl->remote.cancel_read = ngx_http_events_cluster_read_cancel;
+        cl->remote.types = ngx_http_events_cluster_read_types;
+        cl->remote.gone = ngx_http_events_cluster_read_gone;
         cl->remote.claim = ngx_http_events_cluster_webhook_claim;
         cl->remote.settle = ngx_http_events_cluster_webhook_settle;
         cl->remote.wh_publish = ngx_http_events_cluster_webhook_publish;
@@ -818,6 +824,51 @@ ngx_http_events_cluster_epoch(redisReply *reply, uint64_t *epoch)
     *epoch = (uint64_t) hi << 32 | (uint64_t) lo;
 
     return *epoch ? NGX_OK : NGX_ERROR;
+}
+
+
+/*
+ * An entry's fields: [e, epoch, r, record], then [g, the last seq the
+ * log had trimmed when the entry was added] from 0.12.0 on.  NGX_OK:
+ * *gone is set; NGX_DECLINED: an older entry without it; NGX_ERROR:
+ * another shape.
+ */
+
+ngx_int_t
+ngx_http_events_cluster_fields(redisReply *fields, uint64_t *gone)
+{
+    off_t         n;
+    redisReply  **f;
+
+    if (fields->type != REDIS_REPLY_ARRAY
+        || (fields->elements != 4 && fields->elements != 6))
+    {
+        return NGX_ERROR;
+    }
+
+    f = fields->element;
+
+    if (f[1]->type != REDIS_REPLY_STRING || f[3]->type != REDIS_REPLY_STRING)
+    {
+        return NGX_ERROR;
+    }
+
+    if (fields->elements == 4) {
+        return NGX_DECLINED;
+    }
+
+    if (f[5]->type != REDIS_REPLY_STRING) {
+        return NGX_ERROR;
+    }
+
+    n = ngx_atoof((u_char *) f[5]->str, f[5]->len);
+    if (n == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    *gone = (uint64_t) n;
+
+    return NGX_OK;
 }
 
 

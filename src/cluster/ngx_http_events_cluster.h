@@ -27,6 +27,7 @@ typedef struct {
     uint64_t                    last_ms;
     uint64_t                    head_seq;
     uint64_t                    lag_ms;
+    uint64_t                    gone;           /* the log's, trimmed */
 
     ngx_atomic_t                connected;
     ngx_msec_t                  link_since;     /* connected changed */
@@ -69,6 +70,7 @@ typedef struct {
     ngx_str_t                   key_log;
     ngx_str_t                   key_meta;
     ngx_str_t                   key_id;         /* ids' keys start so */
+    ngx_str_t                   key_types;      /* tenants' catalogs */
     ngx_str_t                   max_len;        /* "0": no limit */
     ngx_str_t                   retention;      /* ms; "0": no limit */
     ngx_uint_t                  wait_n;         /* wait=: replicas */
@@ -123,6 +125,7 @@ void ngx_http_events_cluster_tail_stop(ngx_http_events_cluster_t *cl);
 ngx_int_t ngx_http_events_cluster_id(u_char *p, size_t len, uint64_t *ms,
     uint64_t *seq);
 ngx_int_t ngx_http_events_cluster_epoch(redisReply *reply, uint64_t *epoch);
+ngx_int_t ngx_http_events_cluster_fields(redisReply *fields, uint64_t *gone);
 
 void ngx_http_events_cluster_read_postconfiguration(void);
 void *ngx_http_events_cluster_read_query(void *data,
@@ -131,6 +134,10 @@ void *ngx_http_events_cluster_read_query(void *data,
 void *ngx_http_events_cluster_read_get(void *data, ngx_str_t *tenant,
     ngx_str_t *id, ngx_str_t *json, ngx_pool_t *pool,
     ngx_http_events_remote_read_pt done, void *ctx);
+void *ngx_http_events_cluster_read_types(void *data, ngx_str_t *tenant,
+    ngx_array_t *types, ngx_pool_t *pool,
+    ngx_http_events_remote_read_pt done, void *ctx);
+uint64_t ngx_http_events_cluster_read_gone(void *data);
 void ngx_http_events_cluster_read_cancel(void *handle);
 void ngx_http_events_cluster_read_free(ngx_http_events_cluster_t *cl);
 

@@ -122,16 +122,73 @@ static void ngx_http_events_cluster_again(ngx_event_t *ev);
  * then per POST: "conflict", index | "ok", then per event: "n" (new) or
  * "r" (a repeat), its stream id, and a repeat's stored record}.  A POST
  * sees the ids of those before it in the same run.
+ *
+ * The catalog.  Each tenant's types are a hash "{prefix}:ty:<tenant
+ * length>:<tenant>", type -> "<count> <last ms>", of what the stream
+ * holds: so the script trims the stream itself, exactly (XTRIM MINID to
+ * the entry after the last one it read), taking each trimmed event off
+ * its type's count: by age once a run, by length before an XADD that
+ * would pass max_len by 1% (room()), at most 1000 entries a time.
+ * Every new entry carries "g", the last seq trimmed so far (the seq
+ * before the stream's first entry: the stream holds every seq after
+ * it, however it was trimmed): a node's "oldest" is the log's as of
+ * its head.  The tenant and the type come
+ * from the record's header (ngx_http_events_cluster_rec_write()).
  */
 
 static ngx_str_t  ngx_http_events_cluster_script = ngx_string(
+"local base = string.sub(KEYS[1], 1, -4) .. 'ty:'\n"
+"local acc = {}\n"
+"local function bump(rec, d, ms)\n"
+"  if type(rec) ~= 'string' or #rec < 43 then return end\n"
+"  local b = {string.byte(rec, 28, 33)}\n"
+"  local tl, il = b[1] + b[2] * 256, b[3] + b[4] * 256\n"
+"  local yl = b[5] + b[6] * 256\n"
+"  local k = base .. tl .. ':' .. string.sub(rec, 44, 43 + tl)\n"
+"  local ty = string.sub(rec, 44 + tl + il, 43 + tl + il + yl)\n"
+"  local a = acc[k .. '\\0' .. ty]\n"
+"  if not a then a = {k, ty, 0, 0}; acc[k .. '\\0' .. ty] = a end\n"
+"  a[3] = a[3] + d\n"
+"  if ms > a[4] then a[4] = ms end\n"
+"end\n"
+"local function flush()\n"
+"  for _, a in pairs(acc) do\n"
+"    local v = redis.call('HGET', a[1], a[2])\n"
+"    local c, l = 0, 0\n"
+"    if v then\n"
+"      local sc, sl = string.match(v, '^(%d+) (%d+)$')\n"
+"      c, l = tonumber(sc or 0), tonumber(sl or 0)\n"
+"    end\n"
+"    c = c + a[3]\n"
+"    if a[4] > l then l = a[4] end\n"
+"    if c > 0 then redis.call('HSET', a[1], a[2], c .. ' ' .. l)\n"
+"    elseif v then redis.call('HDEL', a[1], a[2]) end\n"
+"  end\n"
+"end\n"
+"local xlen, gone = 0, 0\n"
+"local function trim(es)\n"
+"  if #es == 0 then return end\n"
+"  for _, e in ipairs(es) do bump(e[2][4], -1, 0) end\n"
+"  local m, s = string.match(es[#es][1], '^(%d+)%-(%d+)$')\n"
+"  redis.call('XTRIM', KEYS[1], 'MINID',\n"
+"             string.format('%s-%d', m, tonumber(s) + 1))\n"
+"  xlen = xlen - #es\n"
+"  gone = math.max(gone, tonumber(s))\n"
+"end\n"
+"local function room(maxlen)\n"
+"  if maxlen > 0 and xlen >= maxlen + math.floor(maxlen / 100) then\n"
+"    trim(redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT',\n"
+"                    math.min(xlen + 1 - maxlen, 1000)))\n"
+"  end\n"
+"  xlen = xlen + 1\n"
+"end\n"
 "local epoch = redis.call('HGET', KEYS[2], 'epoch')\n"
 "if not epoch then\n"
 "  epoch = ARGV[1]\n"
 "  redis.call('HSET', KEYS[2], 'epoch', epoch, 'seq', 0, 'ms', 0)\n"
 "end\n"
 "local g = tonumber(ARGV[5])\n"
-"local base = 5 + g\n"
+"local av = 5 + g\n"
 "local t = redis.call('TIME')\n"
 "local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
 "local last = tonumber(redis.call('HGET', KEYS[2], 'ms') or 0)\n"
@@ -139,6 +196,17 @@ static ngx_str_t  ngx_http_events_cluster_script = ngx_string(
 "local seq = tonumber(redis.call('HGET', KEYS[2], 'seq') or 0)\n"
 "local maxlen = tonumber(ARGV[2])\n"
 "local ret = tonumber(ARGV[3])\n"
+"if maxlen > 0 then xlen = redis.call('XLEN', KEYS[1]) end\n"
+"local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]\n"
+"if first then\n"
+"  gone = tonumber(string.match(first[1], '%-(%d+)$')) - 1\n"
+"else\n"
+"  gone = seq\n"
+"end\n"
+"if ret > 0 then\n"
+"  trim(redis.call('XRANGE', KEYS[1], '-',\n"
+"                  string.format('(%d-0', ms - ret), 'COUNT', 1000))\n"
+"end\n"
 "local out = {epoch}\n"
 "local x = 0\n"
 "for j = 1, g do\n"
@@ -148,7 +216,7 @@ static ngx_str_t  ngx_http_events_cluster_script = ngx_string(
 "  for i = 1, m do\n"
 "    local v = redis.call('GET', KEYS[2 + x + i])\n"
 "    if v then\n"
-"      if string.sub(v, 1, 32) ~= ARGV[base + 2 * (x + i) - 1] then\n"
+"      if string.sub(v, 1, 32) ~= ARGV[av + 2 * (x + i) - 1] then\n"
 "        bad = i - 1\n"
 "        break\n"
 "      end\n"
@@ -172,14 +240,11 @@ static ngx_str_t  ngx_http_events_cluster_script = ngx_string(
 "      else\n"
 "        seq = seq + 1\n"
 "        local id = string.format('%d-%d', ms, seq)\n"
-"        if maxlen > 0 then\n"
-"          redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, id,\n"
-"                     'e', epoch, 'r', ARGV[base + 2 * k])\n"
-"        else\n"
-"          redis.call('XADD', KEYS[1], id, 'e', epoch,\n"
-"                     'r', ARGV[base + 2 * k])\n"
-"        end\n"
-"        local v = ARGV[base + 2 * k - 1] .. ' ' .. id\n"
+"        room(maxlen)\n"
+"        redis.call('XADD', KEYS[1], id, 'e', epoch,\n"
+"                   'r', ARGV[av + 2 * k], 'g', string.format('%d', gone))\n"
+"        bump(ARGV[av + 2 * k], 1, ms)\n"
+"        local v = ARGV[av + 2 * k - 1] .. ' ' .. id\n"
 "        if ret > 0 then\n"
 "          redis.call('SET', KEYS[2 + k], v, 'PX', ret)\n"
 "        else\n"
@@ -194,10 +259,7 @@ static ngx_str_t  ngx_http_events_cluster_script = ngx_string(
 "  x = x + m\n"
 "end\n"
 "redis.call('HSET', KEYS[2], 'seq', seq, 'ms', ms)\n"
-"if ret > 0 then\n"
-"  redis.call('XTRIM', KEYS[1], 'MINID', '~',\n"
-"             string.format('%d-0', ms - ret))\n"
-"end\n"
+"flush()\n"
 "return out\n");
 
 

@@ -21,6 +21,9 @@
  * retention), then reads the page from there.  What the stream no longer
  * holds (trimmed by max_len= or retention=) is what answers 410.
  *
+ * A tenant's type catalog is a hash the append script keeps
+ * (ngx_http_events_cluster_append.c): one HGETALL, no script.
+ *
  * A read op outlives a request that ended early: ops come from a free
  * list of the worker, so a reply for a cancelled read finds its op.
  */
@@ -51,6 +54,7 @@ typedef struct {
     ngx_http_events_query_t    *q;
     ngx_http_events_result_t   *res;
     ngx_str_t                  *json;
+    ngx_array_t                *types;          /* a catalog's */
     ngx_pool_t                 *pool;
     ngx_http_events_remote_read_pt  done;
     void                       *ctx;
@@ -76,6 +80,8 @@ static void ngx_http_events_cluster_read_reply(void *data, redisReply *reply,
 static ngx_int_t ngx_http_events_cluster_read_page(
     ngx_http_events_cluster_read_t *op, redisReply *reply);
 static ngx_int_t ngx_http_events_cluster_read_one(
+    ngx_http_events_cluster_read_t *op, redisReply *reply);
+static ngx_int_t ngx_http_events_cluster_read_catalog(
     ngx_http_events_cluster_read_t *op, redisReply *reply);
 static ngx_int_t ngx_http_events_cluster_read_entry(
     ngx_http_events_cluster_t *cl, uint64_t epoch, redisReply *entry,
@@ -283,6 +289,58 @@ ngx_http_events_cluster_read_get(void *data, ngx_str_t *tenant,
 }
 
 
+void *
+ngx_http_events_cluster_read_types(void *data, ngx_str_t *tenant,
+    ngx_array_t *types, ngx_pool_t *pool,
+    ngx_http_events_remote_read_pt done, void *ctx)
+{
+    ngx_http_events_cluster_t  *cl = data;
+
+    u_char                          *p;
+    ngx_http_events_cluster_read_t  *op;
+
+    if (cl->key_types.len + NGX_INT_T_LEN + 1 + tenant->len
+        > NGX_HTTP_EVENTS_CLUSTER_READ_BUF)
+    {
+        return NULL;
+    }
+
+    op = ngx_http_events_cluster_read_op(cl, pool, done, ctx);
+    if (op == NULL) {
+        return NULL;
+    }
+
+    op->types = types;
+
+    /* the key the append script keeps: prefix, tenant's length, tenant */
+    p = op->buf;
+
+    op->argv[3] = "HGETALL";
+    op->argvlen[3] = 7;
+    op->argv[4] = (const char *) p;
+    op->argvlen[4] = ngx_sprintf(p, "%V%uz:%V", &cl->key_types,
+                                 tenant->len, tenant)
+                     - p;
+    op->argc = 5;
+
+    if (ngx_http_events_cluster_read_send(op) != NGX_OK) {
+        ngx_queue_insert_head(&cl->reads, &op->queue);
+        return NULL;
+    }
+
+    return op;
+}
+
+
+uint64_t
+ngx_http_events_cluster_read_gone(void *data)
+{
+    ngx_http_events_cluster_t  *cl = data;
+
+    return cl->sh->gone;
+}
+
+
 void
 ngx_http_events_cluster_read_cancel(void *handle)
 {
@@ -348,6 +406,22 @@ ngx_http_events_cluster_read_send(ngx_http_events_cluster_read_t *op)
     ngx_http_events_cluster_t  *cl;
 
     cl = op->cl;
+
+    if (op->script == NULL) {
+        /* a plain command in argv[3..] */
+        if (ngx_http_events_redis_send(&cl->rd, op->argc - 3, &op->argv[3],
+                                       &op->argvlen[3],
+                                       ngx_http_events_cluster_read_reply,
+                                       op)
+            == NULL)
+        {
+            return NGX_ERROR;
+        }
+
+        op->busy = 1;
+
+        return NGX_OK;
+    }
 
     if (op->retried) {
         op->argv[0] = "EVAL";
@@ -422,7 +496,8 @@ ngx_http_events_cluster_read_reply(void *data, redisReply *reply,
     }
 
     rc = op->q ? ngx_http_events_cluster_read_page(op, reply)
-               : ngx_http_events_cluster_read_one(op, reply);
+         : op->types ? ngx_http_events_cluster_read_catalog(op, reply)
+         : ngx_http_events_cluster_read_one(op, reply);
 
     if (rc == NGX_ABORT) {
         ngx_log_error(NGX_LOG_ERR, cl->log, 0,
@@ -635,28 +710,91 @@ ngx_http_events_cluster_read_one(ngx_http_events_cluster_read_t *op,
 }
 
 
-/* [id, [e, epoch, r, record]] of this epoch: the event, into the reply */
+/* type -> "<count> <last ms>" pairs: the catalog, in the op's pool */
+
+static ngx_int_t
+ngx_http_events_cluster_read_catalog(ngx_http_events_cluster_read_t *op,
+    redisReply *reply)
+{
+    u_char                       *sp, *end;
+    size_t                        i;
+    off_t                         count, ms;
+    redisReply                   *k, *v;
+    ngx_http_events_type_info_t  *ti;
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements % 2) {
+        return NGX_ABORT;
+    }
+
+    for (i = 0; i < reply->elements; i += 2) {
+        k = reply->element[i];
+        v = reply->element[i + 1];
+
+        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING
+            || k->len == 0 || k->len > NGX_HTTP_EVENTS_MAX_TYPE)
+        {
+            return NGX_ABORT;
+        }
+
+        end = (u_char *) v->str + v->len;
+        sp = ngx_strlchr((u_char *) v->str, end, ' ');
+
+        if (sp == NULL) {
+            return NGX_ABORT;
+        }
+
+        count = ngx_atoof((u_char *) v->str, sp - (u_char *) v->str);
+        ms = ngx_atoof(sp + 1, end - sp - 1);
+
+        if (count == NGX_ERROR || ms == NGX_ERROR) {
+            return NGX_ABORT;
+        }
+
+        if (count == 0) {
+            continue;
+        }
+
+        ti = ngx_array_push(op->types);
+        if (ti == NULL) {
+            return NGX_ERROR;
+        }
+
+        ti->type.data = ngx_pnalloc(op->pool, k->len);
+        if (ti->type.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(ti->type.data, k->str, k->len);
+        ti->type.len = k->len;
+        ti->count = (uint64_t) count;
+        ti->last_ms = (uint64_t) ms;
+    }
+
+    return NGX_OK;
+}
+
+
+/* [id, [e, epoch, r, record, ...]] of this epoch: the event */
 
 static ngx_int_t
 ngx_http_events_cluster_read_entry(ngx_http_events_cluster_t *cl,
     uint64_t epoch, redisReply *entry, ngx_http_events_event_t *ev)
 {
-    uint64_t     ms, seq, e;
+    uint64_t     ms, seq, e, gone;
     redisReply  **f;
 
     if (ngx_http_events_cluster_id((u_char *) entry->element[0]->str,
                                    entry->element[0]->len, &ms, &seq)
         != NGX_OK
-        || entry->element[1]->type != REDIS_REPLY_ARRAY
-        || entry->element[1]->elements != 4)
+        || ngx_http_events_cluster_fields(entry->element[1], &gone)
+           == NGX_ERROR)
     {
         return NGX_DECLINED;
     }
 
     f = entry->element[1]->element;
 
-    if (f[1]->type != REDIS_REPLY_STRING || f[3]->type != REDIS_REPLY_STRING
-        || ngx_http_events_cluster_epoch(f[1], &e) != NGX_OK
+    if (ngx_http_events_cluster_epoch(f[1], &e) != NGX_OK
         || e != epoch || seq == 0
         || ngx_http_events_cluster_rec_read((u_char *) f[3]->str, f[3]->len,
                                             ev)

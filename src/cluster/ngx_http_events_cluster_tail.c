@@ -444,7 +444,7 @@ static ngx_int_t
 ngx_http_events_cluster_import(ngx_http_events_cluster_t *cl,
     redisReply *entry, ngx_uint_t *restart)
 {
-    uint64_t                       ms, seq, epoch, now;
+    uint64_t                       ms, seq, epoch, now, gone;
     ngx_int_t                      rc;
     ngx_time_t                    *tp;
     redisReply                   **f;
@@ -466,11 +466,9 @@ ngx_http_events_cluster_import(ngx_http_events_cluster_t *cl,
     }
 
     f = entry->element[1]->element;
+    gone = sh->gone;
 
-    if (entry->element[1]->type != REDIS_REPLY_ARRAY
-        || entry->element[1]->elements != 4
-        || f[1]->type != REDIS_REPLY_STRING
-        || f[3]->type != REDIS_REPLY_STRING
+    if (ngx_http_events_cluster_fields(entry->element[1], &gone) == NGX_ERROR
         || ngx_http_events_cluster_epoch(f[1], &epoch) != NGX_OK)
     {
         goto foreign;
@@ -534,6 +532,11 @@ done:
         sh->head_seq = seq;
     }
 
+    if (gone < seq) {
+        /* what the log had trimmed when it took this entry */
+        sh->gone = gone;
+    }
+
     tp = ngx_timeofday();
     now = (uint64_t) tp->sec * 1000 + tp->msec;
     sh->lag_ms = now > ms ? now - ms : 0;
@@ -569,6 +572,7 @@ ngx_http_events_cluster_adopt(ngx_http_events_cluster_t *cl, uint64_t epoch,
     sh->last_seq = 0;
     sh->last_ms = 0;
     sh->head_seq = 0;
+    sh->gone = 0;
     sh->caught_up = 0;
 
     ngx_shmtx_unlock(&cl->shpool->mutex);

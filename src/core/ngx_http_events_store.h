@@ -324,6 +324,16 @@ typedef struct {
                                      ngx_http_events_remote_read_pt done,
                                      void *ctx);
     void                      (*cancel_read)(void *handle);
+    /*
+     * the tenant's type catalog over the log (type_info_t into types);
+     * a handle for cancel_read(), NULL: refused now
+     */
+    void                     *(*types)(void *data, ngx_str_t *tenant,
+                                       ngx_array_t *types, ngx_pool_t *pool,
+                                       ngx_http_events_remote_read_pt done,
+                                       void *ctx);
+    /* the last seq the log had trimmed, as of the ring's head */
+    uint64_t                  (*gone)(void *data);
     ngx_int_t                 (*claim)(void *data, ngx_str_t *tenant,
                                        ngx_str_t *endpoint, uint64_t seq,
                                        ngx_http_events_remote_claim_pt done,
@@ -362,6 +372,7 @@ struct ngx_http_events_store_s {
     /* this worker's streams on the zone */
     ngx_queue_t                 subscribers;
     ngx_uint_t                  nsubscribers;
+    ngx_queue_t                 exports;        /* NDJSON, this worker's */
     ngx_uint_t                  wake_left;      /* streams this wake owes */
     ngx_event_t                 wake_more;      /* posted: the rest */
 

@@ -90,6 +90,7 @@ typedef struct {
     ngx_http_events_query_t            q;
     ngx_http_events_result_t           res;
     ngx_str_t                          json;
+    ngx_array_t                        types;
     void                              *handle;
 } ngx_http_events_api_fetch_t;
 
@@ -166,6 +167,13 @@ static void ngx_http_events_api_fetched_event(void *data, ngx_int_t rc);
 static void ngx_http_events_api_fetch_cleanup(void *data);
 static ngx_int_t ngx_http_events_api_types(ngx_http_request_t *r,
     ngx_str_t *tenant);
+static ngx_int_t ngx_http_events_api_types_fetch(ngx_http_request_t *r,
+    ngx_http_events_store_t *store, ngx_str_t *tenant);
+static void ngx_http_events_api_types_fetched(void *data, ngx_int_t rc);
+static ngx_int_t ngx_http_events_api_types_answer(ngx_http_request_t *r,
+    ngx_array_t *types);
+static void ngx_http_events_api_oldest(ngx_http_events_store_t *store,
+    ngx_http_events_window_t *w);
 static ngx_uint_t ngx_http_events_api_visible(ngx_http_request_t *r,
     ngx_str_t *json);
 static int ngx_libc_cdecl ngx_http_events_api_type_cmp(const void *one,
@@ -1120,6 +1128,8 @@ ngx_http_events_api_list(ngx_http_request_t *r, ngx_str_t *tenant,
     if ((q.has_after && q.after_epoch != w.epoch)
         || (q.before && q.before_epoch != w.epoch))
     {
+        ngx_http_events_api_oldest(store, &w);
+
         return ngx_http_events_api_gone(r, key, &w,
                                         q.has_after ? "after" : "before",
                                         "epoch_changed",
@@ -1138,6 +1148,9 @@ ngx_http_events_api_list(ngx_http_request_t *r, ngx_str_t *tenant,
     }
 
     if (ngx_http_events_export_wanted(r)) {
+        /* a cluster's export reads what left the ring from the log */
+        ngx_http_events_api_oldest(store, &w);
+
         if (q.has_after && q.after < w.evicted_seq) {
             return ngx_http_events_api_gone(r, key, &w, "after",
                                             "cursor_expired",
@@ -1187,6 +1200,8 @@ ngx_http_events_api_list_answer(ngx_http_request_t *r,
     ngx_http_events_result_t *res)
 {
     ngx_uint_t  empty;
+
+    ngx_http_events_api_oldest(store, &res->window);
 
     if (res->expired) {
         return ngx_http_events_api_gone(r, q->cursor_key, &res->window,
@@ -1889,14 +1904,10 @@ static ngx_int_t
 ngx_http_events_api_types(ngx_http_request_t *r, ngx_str_t *tenant)
 {
     ngx_int_t                     rc;
-    ngx_uint_t                    i, n;
     ngx_array_t                   types;
-    ngx_http_events_buf_t         b;
     ngx_http_events_error_t       err;
-    ngx_http_events_claims_t     *claims;
     ngx_http_events_store_t      *store;
     ngx_http_events_loc_conf_t   *elcf;
-    ngx_http_events_type_info_t  *ti;
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
     store = elcf->api_zone->data;
@@ -1912,6 +1923,11 @@ ngx_http_events_api_types(ngx_http_request_t *r, ngx_str_t *tenant)
         return ngx_http_events_http_send_error(r, &err, NULL);
     }
 
+    if (store->remote) {
+        /* the catalog of the cluster's log, kept in Redis */
+        return ngx_http_events_api_types_fetch(r, store, tenant);
+    }
+
     if (ngx_array_init(&types, r->pool, 16,
                        sizeof(ngx_http_events_type_info_t))
         != NGX_OK)
@@ -1925,11 +1941,91 @@ ngx_http_events_api_types(ngx_http_request_t *r, ngx_str_t *tenant)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ti = types.elts;
+    return ngx_http_events_api_types_answer(r, &types);
+}
+
+
+static ngx_int_t
+ngx_http_events_api_types_fetch(ngx_http_request_t *r,
+    ngx_http_events_store_t *store, ngx_str_t *tenant)
+{
+    ngx_http_cleanup_t           *cln;
+    ngx_http_events_api_fetch_t  *ar;
+
+    ar = ngx_pcalloc(r->pool, sizeof(ngx_http_events_api_fetch_t));
+    cln = ngx_http_cleanup_add(r, 0);
+    if (ar == NULL || cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_array_init(&ar->types, r->pool, 16,
+                       sizeof(ngx_http_events_type_info_t))
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ar->request = r;
+    ar->store = store;
+    ar->handle = store->remote->types(store->remote->data, tenant,
+                                      &ar->types, r->pool,
+                                      ngx_http_events_api_types_fetched, ar);
+
+    if (ar->handle == NULL) {
+        return ngx_http_events_api_unavailable(r, NGX_DECLINED);
+    }
+
+    cln->handler = ngx_http_events_api_fetch_cleanup;
+    cln->data = ar;
+
+    r->main->count++;
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_events_api_types_fetched(void *data, ngx_int_t rc)
+{
+    ngx_http_events_api_fetch_t  *ar = data;
+
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = ar->request;
+    c = r->connection;
+    ar->handle = NULL;
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_events_api_types_answer(r, &ar->types);
+
+    } else if (rc == NGX_BUSY) {
+        rc = ngx_http_events_api_unavailable(r, NGX_DECLINED);
+
+    } else {
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+
+/* the catalog, cut to the token's grant, by type */
+
+static ngx_int_t
+ngx_http_events_api_types_answer(ngx_http_request_t *r, ngx_array_t *types)
+{
+    ngx_uint_t                    i, n;
+    ngx_http_events_buf_t         b;
+    ngx_http_events_claims_t     *claims;
+    ngx_http_events_type_info_t  *ti;
+
+    ti = types->elts;
     claims = ngx_http_events_auth_claims(r);
 
     if (claims) {
-        for (i = 0, n = 0; i < types.nelts; i++) {
+        for (i = 0, n = 0; i < types->nelts; i++) {
             if (ngx_http_events_jwt_granted(claims->subscribe,
                                             claims->nsubscribe, &ti[i].type))
             {
@@ -1937,16 +2033,16 @@ ngx_http_events_api_types(ngx_http_request_t *r, ngx_str_t *tenant)
             }
         }
 
-        types.nelts = n;
+        types->nelts = n;
     }
 
-    ngx_qsort(ti, types.nelts, sizeof(ngx_http_events_type_info_t),
+    ngx_qsort(ti, types->nelts, sizeof(ngx_http_events_type_info_t),
               ngx_http_events_api_type_cmp);
 
-    ngx_http_events_buf_init(&b, r->pool, 64 * (types.nelts + 1));
+    ngx_http_events_buf_init(&b, r->pool, 64 * (types->nelts + 1));
     ngx_http_events_buf_literal(&b, "{\"data\":[");
 
-    for (i = 0; i < types.nelts; i++) {
+    for (i = 0; i < types->nelts; i++) {
         if (i) {
             ngx_http_events_buf_literal(&b, ",");
         }
@@ -1962,6 +2058,23 @@ ngx_http_events_api_types(ngx_http_request_t *r, ngx_str_t *tenant)
     ngx_http_events_buf_literal(&b, "]}");
 
     return ngx_http_events_http_send_buf(r, NGX_HTTP_OK, NULL, &b);
+}
+
+
+/*
+ * What a list calls "oldest": the ring's start on one machine; in a
+ * cluster, where the log's retention left it as of the ring's head, so
+ * that every node says the same, however large its ring.
+ */
+
+static void
+ngx_http_events_api_oldest(ngx_http_events_store_t *store,
+    ngx_http_events_window_t *w)
+{
+    if (store->remote) {
+        w->evicted_seq = ngx_min(store->remote->gone(store->remote->data),
+                                 w->head_seq);
+    }
 }
 
 

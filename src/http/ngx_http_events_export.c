@@ -21,10 +21,26 @@
  * events before it lets other requests run.  A slow reader costs the
  * worker those buffers, not the size of the export.
  *
+ * A cluster's zone: what left the node's ring is read from the log in
+ * Redis a page (NGX_HTTP_EVENTS_EXPORT_PAGE events) at a time, as the
+ * list reads it (remote->query()), into a pool of the page's own that
+ * goes when its lines have; then the ring takes over.  A page's lines
+ * go through the same buffers, so a slow reader holds back the next
+ * read from Redis as it holds back the ring.
+ *
  * Once the 200 has gone nothing can be said in an error: if retention
- * removes events under a slow export, the connection is closed before
- * the chunked body's end, so the client sees a truncated export (and
- * the last seq it has), never a silently shortened one.
+ * removes events under a slow export (or Redis is lost in the middle of
+ * one), the connection is closed before the chunked body's end, so the
+ * client sees a truncated export (and the last seq it has), never a
+ * silently shortened one.
+ *
+ * A graceful shutdown (reload, quit) ends every export of the worker
+ * at a line boundary: no event after those already in its buffers, then
+ * one more line, {"has_more":true,"next":CURSOR}, where to resume with
+ * "after", and the body's end.  The reader gets
+ * NGX_HTTP_EVENTS_EXPORT_DRAIN ms to take what is buffered; after that
+ * the connection is closed (a truncated body), so an old worker never
+ * waits on a slow reader for longer.
  */
 
 
@@ -34,6 +50,7 @@
 
 #include "ngx_http_events_module.h"
 #include "ngx_http_events_store.h"
+#include "ngx_http_events_cursor.h"
 #include "ngx_http_events_http.h"
 #include "ngx_http_events_ipc.h"
 #include "ngx_http_events_export.h"
@@ -43,6 +60,8 @@
 #define NGX_HTTP_EVENTS_EXPORT_BUFS    4
 #define NGX_HTTP_EVENTS_EXPORT_TURN    512
 #define NGX_HTTP_EVENTS_EXPORT_BUDGET  1024
+#define NGX_HTTP_EVENTS_EXPORT_PAGE    100
+#define NGX_HTTP_EVENTS_EXPORT_DRAIN   5000
 
 
 struct ngx_http_events_export_ctx_s {
@@ -59,9 +78,29 @@ struct ngx_http_events_export_ctx_s {
     ngx_str_t                   pending;        /* a line with no room */
     size_t                      pending_size;
     uint64_t                    exported;
+    uint64_t                    epoch;
+
+    /* a page from a cluster's log */
+    void                       *handle;         /* its read, in flight */
+    ngx_pool_t                 *page_pool;      /* reset for each page */
+    ngx_http_events_query_t     page_q;
+    ngx_http_events_result_t    page;
+    ngx_uint_t                  page_i;         /* its next line */
+
+    ngx_queue_t                 queue;          /* store->exports */
+    ngx_msec_t                  deadline;       /* closing: the drain's */
+    unsigned                    paging:1;       /* a page is out */
+    unsigned                    deferred:1;     /* the 200 waits for it */
+    unsigned                    queued:1;
+    unsigned                    closing:1;
+    unsigned                    resumed:1;      /* the last line is in */
+    unsigned                    ended:1;        /* last_buf went */
 };
 
 
+static ngx_int_t ngx_http_events_export_begin(
+    ngx_http_events_export_ctx_t *ctx);
+static ngx_int_t ngx_http_events_export_unavailable(ngx_http_request_t *r);
 static void ngx_http_events_export_write(ngx_http_request_t *r);
 static void ngx_http_events_export_run(ngx_http_events_export_ctx_t *ctx);
 static ngx_int_t ngx_http_events_export_line(
@@ -74,6 +113,16 @@ static void ngx_http_events_export_wait(ngx_http_events_export_ctx_t *ctx);
 static ngx_int_t ngx_http_events_export_send(
     ngx_http_events_export_ctx_t *ctx, ngx_chain_t *out);
 static void ngx_http_events_export_finish(ngx_http_events_export_ctx_t *ctx);
+static ngx_int_t ngx_http_events_export_fetch(
+    ngx_http_events_export_ctx_t *ctx, ngx_http_events_window_t *w);
+static void ngx_http_events_export_fetched(void *data, ngx_int_t rc);
+static ngx_int_t ngx_http_events_export_page(
+    ngx_http_events_export_ctx_t *ctx);
+static void ngx_http_events_export_page_free(
+    ngx_http_events_export_ctx_t *ctx);
+static void ngx_http_events_export_close(ngx_http_events_export_ctx_t *ctx);
+static void ngx_http_events_export_close_all(ngx_cycle_t *cycle);
+static void ngx_http_events_export_cleanup(void *data);
 
 
 static ngx_str_t  ngx_http_events_export_type =
@@ -133,6 +182,7 @@ ngx_http_events_export_start(ngx_http_request_t *r,
     ngx_str_t                      v;
     const char                    *param;
     ngx_http_events_ctx_t         *ectx;
+    ngx_pool_cleanup_t            *cln;
     ngx_http_events_error_t        err;
     ngx_http_events_export_ctx_t  *ctx;
 
@@ -151,7 +201,8 @@ ngx_http_events_export_start(ngx_http_request_t *r,
 
     ectx = ngx_http_events_ctx(r);
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_events_export_ctx_t));
-    if (ectx == NULL || ctx == NULL) {
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (ectx == NULL || ctx == NULL || cln == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -162,6 +213,64 @@ ngx_http_events_export_start(ngx_http_request_t *r,
     ctx->q = *q;
     ctx->cursor = q->has_after ? q->after : 0;
     ctx->head = w->head_seq;
+    ctx->epoch = w->epoch;
+
+    cln->handler = ngx_http_events_export_cleanup;
+    cln->data = ctx;
+
+    if (store->remote && r->method != NGX_HTTP_HEAD && !ngx_exiting
+        && ctx->cursor < w->evicted_seq)
+    {
+        /*
+         * the first page from the cluster's log before the 200: a log
+         * that cannot be read is a 503 now, not a cut export
+         */
+        if (ngx_http_events_export_fetch(ctx, w) != NGX_OK) {
+            return ngx_http_events_export_unavailable(r);
+        }
+
+        ctx->deferred = 1;
+        r->main->count++;
+        r->write_event_handler = ngx_http_request_empty_handler;
+
+        ngx_queue_insert_tail(&store->exports, &ctx->queue);
+        ctx->queued = 1;
+
+        return NGX_DONE;
+    }
+
+    rc = ngx_http_events_export_begin(ctx);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    r->main->count++;
+
+    ngx_queue_insert_tail(&store->exports, &ctx->queue);
+    ctx->queued = 1;
+
+    if (ngx_exiting) {
+        /* after this worker's exports were ended: this one ends too */
+        ctx->closing = 1;
+        ctx->deadline = ngx_current_msec + NGX_HTTP_EVENTS_EXPORT_DRAIN;
+    }
+
+    ngx_http_events_export_run(ctx);
+
+    return NGX_DONE;
+}
+
+
+/* the 200 and its headers; the body follows on write events */
+
+static ngx_int_t
+ngx_http_events_export_begin(ngx_http_events_export_ctx_t *ctx)
+{
+    ngx_int_t            rc;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
 
     r->headers_out.status = NGX_HTTP_OK;
     r->headers_out.content_length_n = -1;
@@ -179,12 +288,127 @@ ngx_http_events_export_start(ngx_http_request_t *r,
         return rc;
     }
 
-    r->main->count++;
     r->write_event_handler = ngx_http_events_export_write;
 
-    ngx_http_events_export_run(ctx);
+    return NGX_OK;
+}
 
-    return NGX_DONE;
+
+static ngx_int_t
+ngx_http_events_export_unavailable(ngx_http_request_t *r)
+{
+    ngx_str_t                retry;
+    ngx_http_events_error_t  err;
+
+    ngx_str_set(&retry, "1");
+
+    if (ngx_http_events_http_add_header(r, "Retry-After", &retry)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_http_events_error(&err, 503, "cluster_unavailable", NULL, NULL, NULL,
+                          "what this node's ring no longer holds is read "
+                          "from the cluster's log, which cannot be "
+                          "reached");
+
+    return ngx_http_events_http_send_error(r, &err, NULL);
+}
+
+
+ngx_int_t
+ngx_http_events_export_init_process(ngx_cycle_t *cycle)
+{
+    return ngx_http_events_ipc_on_shutdown(cycle,
+                                           ngx_http_events_export_close_all);
+}
+
+
+/*
+ * Graceful shutdown: each export ends at a line boundary with where to
+ * resume, on its next write event (a read from Redis in flight is let
+ * go: its page is read again by the resumed export).
+ */
+
+static void
+ngx_http_events_export_close_all(ngx_cycle_t *cycle)
+{
+    ngx_int_t                      rc;
+    ngx_uint_t                     i;
+    ngx_queue_t                   *q, *next;
+    ngx_shm_zone_t               **zones;
+    ngx_connection_t              *c;
+    ngx_http_events_store_t       *store;
+    ngx_http_events_main_conf_t   *emcf;
+    ngx_http_events_export_ctx_t  *ctx;
+
+    emcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_events_module);
+    zones = emcf->zones.elts;
+
+    for (i = 0; i < emcf->zones.nelts; i++) {
+        store = zones[i]->data;
+
+        /* a request finalized here leaves the list: its next, first */
+        for (q = ngx_queue_head(&store->exports);
+             q != ngx_queue_sentinel(&store->exports);
+             q = next)
+        {
+            next = ngx_queue_next(q);
+            ctx = ngx_queue_data(q, ngx_http_events_export_ctx_t, queue);
+
+            if (ctx->closing) {
+                continue;
+            }
+
+            ctx->closing = 1;
+            ctx->deadline = ngx_current_msec + NGX_HTTP_EVENTS_EXPORT_DRAIN;
+
+            if (ctx->handle) {
+                store->remote->cancel_read(ctx->handle);
+                ctx->handle = NULL;
+                ngx_http_events_export_page_free(ctx);
+            }
+
+            if (ctx->deferred) {
+                /* no 200 yet: it goes, then where to resume */
+                ctx->deferred = 0;
+                rc = ngx_http_events_export_begin(ctx);
+
+                if (rc != NGX_OK) {
+                    c = ctx->request->connection;
+                    ngx_http_finalize_request(ctx->request, rc);
+                    ngx_http_run_posted_requests(c);
+                    continue;
+                }
+            }
+
+            ngx_post_event(ctx->request->connection->write,
+                           &ngx_posted_events);
+        }
+    }
+}
+
+
+static void
+ngx_http_events_export_cleanup(void *data)
+{
+    ngx_http_events_export_ctx_t  *ctx = data;
+
+    if (ctx->queued) {
+        ngx_queue_remove(&ctx->queue);
+        ctx->queued = 0;
+    }
+
+    if (ctx->handle) {
+        ctx->store->remote->cancel_read(ctx->handle);
+        ctx->handle = NULL;
+    }
+
+    if (ctx->page_pool) {
+        ngx_destroy_pool(ctx->page_pool);
+        ctx->page_pool = NULL;
+    }
 }
 
 
@@ -201,7 +425,10 @@ ngx_http_events_export_write(ngx_http_request_t *r)
 
     if (wev->timedout) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, NGX_ETIMEDOUT,
-                      "events: export timed out after %uL events",
+                      ctx->closing ? "events: export cut at shutdown after "
+                                     "%uL events, the reader took too long"
+                                   : "events: export timed out after %uL "
+                                     "events",
                       ctx->exported);
         r->connection->timedout = 1;
         ngx_http_finalize_request(r, NGX_ERROR);
@@ -231,10 +458,16 @@ ngx_http_events_export_run(ngx_http_events_export_ctx_t *ctx)
     ngx_http_request_t        *r;
     ngx_http_events_ipc_t     *ipc;
     ngx_http_events_item_t     item;
+    ngx_http_events_window_t   w;
 
     r = ctx->request;
     c = r->connection;
     ipc = ngx_http_events_ipc();
+
+    if (ctx->handle) {
+        /* a page is on its way from Redis: its reply goes on */
+        return;
+    }
 
     if (ctx->pending.len) {
         rc = ngx_http_events_export_line(ctx, &ctx->pending);
@@ -252,11 +485,48 @@ ngx_http_events_export_run(ngx_http_events_export_ctx_t *ctx)
         ctx->pending.len = 0;
     }
 
+    if (ctx->closing) {
+        ngx_http_events_export_close(ctx);
+        return;
+    }
+
+    if (ctx->paging) {
+        rc = ngx_http_events_export_page(ctx);
+
+        if (rc == NGX_AGAIN) {
+            ngx_http_events_export_wait(ctx);
+            return;
+        }
+
+        if (rc != NGX_OK) {
+            ngx_http_finalize_request(r, NGX_ERROR);
+            return;
+        }
+    }
+
     for (n = 0; n < NGX_HTTP_EVENTS_EXPORT_TURN; /* void */) {
 
         if (ctx->cursor >= ctx->head) {
             ngx_http_events_export_finish(ctx);
             return;
+        }
+
+        if (ctx->store->remote) {
+            ngx_http_events_store_window(ctx->store, &w);
+
+            if (ctx->cursor < w.evicted_seq) {
+                /* what left the ring: from the cluster's log */
+                if (ngx_http_events_export_fetch(ctx, &w) != NGX_OK) {
+                    ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                                  "events: export cut after %uL events, "
+                                  "the cluster's log cannot be read",
+                                  ctx->exported);
+                    c->error = 1;
+                    ngx_http_finalize_request(r, NGX_ERROR);
+                }
+
+                return;
+            }
         }
 
         rc = ngx_http_events_store_next(ctx->store, &ctx->q, ctx->cursor,
@@ -298,6 +568,11 @@ ngx_http_events_export_run(ngx_http_events_export_ctx_t *ctx)
         if (rc == NGX_AGAIN) {
             /* the budget of looks ran out: a turn for the others */
             break;
+        }
+
+        if (rc == NGX_DECLINED && ctx->store->remote) {
+            /* the ring moved on under the export: the log has it */
+            continue;
         }
 
         if (rc == NGX_DECLINED) {
@@ -469,7 +744,17 @@ ngx_http_events_export_wait(ngx_http_events_export_ctx_t *ctx)
     c = r->connection;
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
 
-    if (!c->write->timer_set) {
+    if (ctx->closing) {
+        /* the old worker waits for the reader that long, no longer */
+        if (c->write->timer_set) {
+            ngx_del_timer(c->write);
+        }
+
+        ngx_add_timer(c->write, (ngx_msec_int_t) (ctx->deadline
+                                                  - ngx_current_msec) > 0
+                                ? ctx->deadline - ngx_current_msec : 1);
+
+    } else if (!c->write->timer_set) {
         ngx_add_timer(c->write, clcf->send_timeout);
     }
 
@@ -542,6 +827,11 @@ ngx_http_events_export_finish(ngx_http_events_export_ctx_t *ctx)
 
     r = ctx->request;
 
+    if (ctx->queued) {
+        ngx_queue_remove(&ctx->queue);
+        ctx->queued = 0;
+    }
+
     b = ngx_calloc_buf(r->pool);
     if (b == NULL) {
         ngx_http_finalize_request(r, NGX_ERROR);
@@ -563,4 +853,263 @@ ngx_http_events_export_finish(ngx_http_events_export_ctx_t *ctx)
 
     /* nginx's writer sends what is left, then the request ends */
     ngx_http_finalize_request(r, NGX_OK);
+}
+
+
+/*
+ * Shutdown: no more events; the line that says where to resume, once
+ * a buffer has room for it, then the end, which the reader has until
+ * the deadline to take (the export's own wait, not nginx's writer and
+ * its send_timeout).
+ */
+
+static void
+ngx_http_events_export_close(ngx_http_events_export_ctx_t *ctx)
+{
+    u_char                         *p;
+    uint64_t                        seq;
+    ngx_int_t                       rc;
+    ngx_str_t                       line;
+    ngx_buf_t                      *b;
+    ngx_chain_t                     out;
+    ngx_connection_t               *c;
+    ngx_http_request_t             *r;
+    ngx_http_events_item_t         *items;
+    u_char                          buf[sizeof("{\"has_more\":true,"
+                                               "\"next\":\"\"}")
+                                        + NGX_HTTP_EVENTS_CURSOR_LEN];
+
+    r = ctx->request;
+    c = r->connection;
+
+    if (!ctx->resumed) {
+        /* everything up to seq is in the buffers */
+        seq = ctx->cursor;
+
+        if (ctx->paging) {
+            items = ctx->page.items.elts;
+            seq = ctx->page_i ? items[ctx->page_i - 1].seq : ctx->cursor;
+            ngx_http_events_export_page_free(ctx);
+
+        } else if (ctx->cursor >= ctx->head) {
+            /* nothing was left: an export that ends as any other */
+            ctx->resumed = 1;
+            goto end;
+        }
+
+        p = ngx_cpymem(buf, "{\"has_more\":true,\"next\":\"",
+                       sizeof("{\"has_more\":true,\"next\":\"") - 1);
+        p = ngx_http_events_cursor_write(ctx->q.cursor_key, p, ctx->epoch,
+                                         seq);
+        p = ngx_cpymem(p, "\"}", 2);
+
+        line.data = buf;
+        line.len = p - buf;
+
+        rc = ngx_http_events_export_line(ctx, &line);
+
+        if (rc == NGX_ERROR) {
+            ngx_http_finalize_request(r, NGX_ERROR);
+            return;
+        }
+
+        ctx->resumed = 1;
+
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "events: export ends at shutdown after %uL events, "
+                      "to resume after seq %uL", ctx->exported, seq);
+
+        if (rc == NGX_AGAIN) {
+            /* kept aside, as any line: it goes when the socket drains */
+            ngx_http_events_export_wait(ctx);
+            return;
+        }
+    }
+
+end:
+
+    if (!ctx->ended) {
+        b = ngx_calloc_buf(r->pool);
+        if (b == NULL) {
+            ngx_http_finalize_request(r, NGX_ERROR);
+            return;
+        }
+
+        b->last_buf = 1;
+        b->last_in_chain = 1;
+
+        out.buf = b;
+        out.next = NULL;
+
+        if (ngx_http_events_export_send(ctx, &out) != NGX_OK) {
+            ngx_http_finalize_request(r, NGX_ERROR);
+            return;
+        }
+
+        ctx->ended = 1;
+    }
+
+    if (c->buffered || r->buffered || ctx->busy) {
+        ngx_http_events_export_wait(ctx);
+        return;
+    }
+
+    if (ctx->queued) {
+        ngx_queue_remove(&ctx->queue);
+        ctx->queued = 0;
+    }
+
+    r->write_event_handler = ngx_http_request_empty_handler;
+
+    ngx_http_finalize_request(r, NGX_OK);
+}
+
+
+/*
+ * A page of what left the ring, from the cluster's log, after the
+ * cursor and up to the ring's head (or the export's end), into a pool
+ * of its own.
+ */
+
+static ngx_int_t
+ngx_http_events_export_fetch(ngx_http_events_export_ctx_t *ctx,
+    ngx_http_events_window_t *w)
+{
+    ngx_http_events_query_t  *q;
+
+    if (ctx->page_pool == NULL) {
+        ctx->page_pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE,
+                                         ctx->request->connection->log);
+        if (ctx->page_pool == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    ctx->paging = 1;
+
+    q = &ctx->page_q;
+    *q = ctx->q;
+    q->desc = 0;
+    q->before = 0;
+    q->after = ctx->cursor;
+    q->has_after = ctx->q.has_after || ctx->cursor != 0;
+    q->limit = NGX_HTTP_EVENTS_EXPORT_PAGE;
+
+    ngx_memzero(&ctx->page, sizeof(ngx_http_events_result_t));
+    ctx->page.window = *w;
+    ctx->page.window.head_seq = ngx_min(w->head_seq, ctx->head);
+    ctx->page_i = 0;
+
+    ctx->handle = ctx->store->remote->query(ctx->store->remote->data, q,
+                                            &ctx->page, ctx->page_pool,
+                                            ngx_http_events_export_fetched,
+                                            ctx);
+    if (ctx->handle == NULL) {
+        ngx_http_events_export_page_free(ctx);
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_events_export_fetched(void *data, ngx_int_t rc)
+{
+    ngx_http_events_export_ctx_t  *ctx = data;
+
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+    c = r->connection;
+    ctx->handle = NULL;
+
+    if (ctx->deferred) {
+        ctx->deferred = 0;
+
+        if (rc != NGX_OK) {
+            ngx_http_events_export_page_free(ctx);
+            rc = rc == NGX_BUSY ? ngx_http_events_export_unavailable(r)
+                                : NGX_HTTP_INTERNAL_SERVER_ERROR;
+            ngx_http_finalize_request(r, rc);
+            ngx_http_run_posted_requests(c);
+            return;
+        }
+
+        rc = ngx_http_events_export_begin(ctx);
+
+        if (rc != NGX_OK) {
+            ngx_http_events_export_page_free(ctx);
+            ngx_http_finalize_request(r, rc);
+            ngx_http_run_posted_requests(c);
+            return;
+        }
+    }
+
+    if (rc != NGX_OK || ctx->page.expired) {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "events: export cut after %uL events, %s after seq "
+                      "%uL", ctx->exported,
+                      rc == NGX_OK ? "retention removed the events"
+                                   : "the cluster's log could not be read",
+                      ctx->cursor);
+        ngx_http_events_export_page_free(ctx);
+        c->error = 1;
+        ngx_http_finalize_request(r, NGX_ERROR);
+        ngx_http_run_posted_requests(c);
+        return;
+    }
+
+    ngx_http_events_export_run(ctx);
+    ngx_http_run_posted_requests(c);
+}
+
+
+/*
+ * The page's lines from where the last call stopped; NGX_OK: all out,
+ * the cursor moves past the page, which goes.
+ */
+
+static ngx_int_t
+ngx_http_events_export_page(ngx_http_events_export_ctx_t *ctx)
+{
+    ngx_int_t                rc;
+    ngx_http_events_item_t  *items;
+
+    items = ctx->page.items.elts;
+
+    while (ctx->page_i < ctx->page.items.nelts) {
+        rc = ngx_http_events_export_line(ctx, &items[ctx->page_i].json);
+
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        ctx->page_i++;
+        ctx->exported++;
+
+        if (rc == NGX_AGAIN) {
+            return NGX_AGAIN;
+        }
+    }
+
+    /* the log's page said where to go on, past what it looked at */
+    ctx->cursor = ngx_max(ctx->cursor, ctx->page.next);
+
+    ngx_http_events_export_page_free(ctx);
+
+    return NGX_OK;
+}
+
+
+/* done with the page: its pool is reset for the next one, not freed */
+
+static void
+ngx_http_events_export_page_free(ngx_http_events_export_ctx_t *ctx)
+{
+    if (ctx->paging) {
+        ngx_reset_pool(ctx->page_pool);
+        ctx->paging = 0;
+    }
 }
