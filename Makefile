@@ -10,6 +10,8 @@
 #                   as a dynamic and as a static module
 #   make test-asan  the suite against an AddressSanitizer build
 #   make bench      the ingest benchmark (t/bench), side by side with Nchan
+#   make bench-ingest-profile  instructions per POST and per batched event
+#                   (callgrind, load-independent), and where they go
 #   make bench-fanout  the SSE fan-out benchmark, side by side with Nchan
 #   make bench-ws   WebSocket against SSE streams, ours and Nchan's (< 60 s)
 #   make bench-webhooks  webhook deliveries/s and latency, plain and TLS
@@ -50,7 +52,7 @@ DEBS      ?= $(TEST_DEBS)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps deps-run run test test-asan bench bench-fanout bench-ws \
-        bench-latency bench-idle bench-webhooks bench-journal bench-history \
+        bench-ingest-profile bench-latency bench-idle bench-webhooks bench-journal bench-history \
         bench-cluster bench-client fuzz \
         fuzz-short clean \
         install deb nginx-poll check-openssl compat compat-src
@@ -155,6 +157,12 @@ $(POLL_NGINX):
 
 bench: deps $(MODULE)
 	t/bench/ingest.sh
+
+# instructions per POST and per batched event, counted with callgrind in
+# one nginx process: comparable across runs on a busy box (~1 minute)
+bench-ingest-profile: $(MODULE)
+	@command -v valgrind >/dev/null || $(MAKE) deps DEBS=valgrind
+	T_MODULE=$(MODULE) t/bench/ingest-profile.sh
 
 # SSE fan-out beside Nchan: 100 to 10 000 streams, about 10 minutes
 bench-fanout: deps $(MODULE)

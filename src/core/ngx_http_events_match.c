@@ -31,6 +31,8 @@ static u_char *ngx_http_events_match_string(u_char *p, u_char *end);
 static u_char *ngx_http_events_match_key(u_char *p, u_char *end,
     ngx_str_t *key);
 static u_char *ngx_http_events_match_meta_object(u_char *p, u_char *end);
+static ngx_int_t ngx_http_events_match_meta_keys(u_char *p, u_char *end,
+    ngx_str_t *name, ngx_str_t *value);
 static u_char *ngx_http_events_match_meta_next(u_char *p, u_char *end,
     ngx_str_t *key, ngx_str_t *value);
 
@@ -404,8 +406,7 @@ ngx_int_t
 ngx_http_events_match_meta_value(u_char *json, size_t len, ngx_str_t *name,
     ngx_str_t *value)
 {
-    u_char     *p, *end;
-    ngx_str_t   key;
+    u_char  *p, *end;
 
     end = json + len;
 
@@ -413,6 +414,35 @@ ngx_http_events_match_meta_value(u_char *json, size_t len, ngx_str_t *name,
     if (p == NULL) {
         return NGX_DECLINED;
     }
+
+    return ngx_http_events_match_meta_keys(p, end, name, value);
+}
+
+
+/*
+ * The same from the envelope's metadata value at p ("{" or null), for
+ * a writer that knows where it put it: no walk over the payload.
+ */
+
+ngx_int_t
+ngx_http_events_match_meta_in(u_char *p, u_char *end, ngx_str_t *name,
+    ngx_str_t *value)
+{
+    if (p == end || *p++ != '{') {
+        return NGX_DECLINED;        /* null: no metadata */
+    }
+
+    return ngx_http_events_match_meta_keys(p, end, name, value);
+}
+
+
+/* the keys of the metadata object from past its "{" */
+
+static ngx_int_t
+ngx_http_events_match_meta_keys(u_char *p, u_char *end, ngx_str_t *name,
+    ngx_str_t *value)
+{
+    ngx_str_t  key;
 
     while ((p = ngx_http_events_match_meta_next(p, end, &key, value))) {
         if (key.len == name->len

@@ -26,6 +26,8 @@ ngx_int_t ngx_http_events_match_meta_key_valid(u_char *p, size_t len);
 ngx_uint_t ngx_http_events_match_metadata(
     ngx_http_events_meta_filter_t *filters, ngx_uint_t n, u_char *json,
     size_t len);
+ngx_int_t ngx_http_events_match_meta_in(u_char *p, u_char *end,
+    ngx_str_t *name, ngx_str_t *value);
 ngx_int_t ngx_http_events_match_meta_value(u_char *json, size_t len,
     ngx_str_t *name, ngx_str_t *value);
 

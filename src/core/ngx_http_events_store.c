@@ -194,6 +194,8 @@ static void ngx_http_events_store_type_insert(ngx_rbtree_node_t *temp,
 static void ngx_http_events_store_evict_locked(ngx_http_events_store_t *store);
 static void ngx_http_events_store_expire_locked(ngx_http_events_store_t *store,
     uint64_t now);
+static void ngx_http_events_store_actor(ngx_http_events_store_t *store,
+    ngx_http_events_event_t *ev);
 static void ngx_http_events_store_write_locked(ngx_http_events_store_t *store,
     ngx_http_events_event_t *ev);
 static size_t ngx_http_events_store_record_size(ngx_http_events_event_t *ev);
@@ -947,8 +949,20 @@ ngx_http_events_store_record_size(ngx_http_events_event_t *ev)
 static u_char *
 ngx_http_events_store_write_json(u_char *p, ngx_http_events_event_t *ev)
 {
+    u_char    *d, digits[NGX_INT64_LEN];
+    uint64_t   n;
+
+    /* the seq in decimal, as ngx_sprintf("%uL") without its parsing */
+    d = digits + NGX_INT64_LEN;
+    n = ev->seq;
+
+    do {
+        *--d = (u_char) ('0' + n % 10);
+        n /= 10;
+    } while (n);
+
     p = ngx_cpymem(p, ev->json, ev->seq_at);
-    p = ngx_sprintf(p, "%uL", ev->seq);
+    p = ngx_cpymem(p, d, digits + NGX_INT64_LEN - d);
     p = ngx_cpymem(p, ev->json + ev->seq_at, ev->ts_at - ev->seq_at);
     p = ngx_http_events_time_write(p, ev->time_ms);
     p = ngx_cpymem(p, ev->json + ev->ts_at, ev->json_len - ev->ts_at);
@@ -1034,12 +1048,25 @@ ngx_http_events_store_write_locked(ngx_http_events_store_t *store,
 
     /*
      * the actor index: every path in (POST, capture, replay, a
-     * cluster's tailer) comes through here
+     * cluster's tailer) comes through here; found before the lock when
+     * the event knew where its metadata is and the zone's key is still
+     * this worker's (a reload may have changed it meanwhile)
      */
     key.data = sh->actor_key;
     key.len = sh->actor_key_len;
 
-    ngx_http_events_store_index_locked(sh, off, &key);
+    if (ev->actor_known && key.len == store->index_key.len
+        && ngx_memcmp(key.data, store->index_key.data, key.len) == 0)
+    {
+        h->actor = ev->actor;
+        h->actor_hash = ev->actor_hash;
+        h->prev_actor = ev->actor
+                        ? sh->actor_buckets[h->actor_hash & sh->actor_mask]
+                        : 0;
+
+    } else {
+        ngx_http_events_store_index_locked(sh, off, &key);
+    }
 
     slot = &sh->slots[sh->slot_head % sh->nslots];
     slot->seq = ev->seq;
@@ -1097,6 +1124,40 @@ ngx_http_events_store_index_locked(ngx_http_events_sh_t *sh, uint64_t off,
     h->actor = 1;
     h->actor_hash = ngx_http_events_store_hash3(&tenant, key, &value);
     h->prev_actor = sh->actor_buckets[h->actor_hash & sh->actor_mask];
+}
+
+
+/*
+ * The same for an event on its way in, before the lock: from where the
+ * envelope writer put the metadata, with this worker's key.
+ */
+
+static void
+ngx_http_events_store_actor(ngx_http_events_store_t *store,
+    ngx_http_events_event_t *ev)
+{
+    ngx_str_t  value;
+
+    ev->actor_known = 0;
+    ev->actor = 0;
+
+    if (ev->meta_at == 0 || ev->meta_at >= ev->json_len) {
+        return;
+    }
+
+    ev->actor_known = 1;
+
+    if (ngx_http_events_match_meta_in(ev->json + ev->meta_at,
+                                      ev->json + ev->json_len,
+                                      &store->index_key, &value)
+        != NGX_OK)
+    {
+        return;
+    }
+
+    ev->actor = 1;
+    ev->actor_hash = ngx_http_events_store_hash3(&ev->tenant,
+                                                 &store->index_key, &value);
 }
 
 
@@ -1238,6 +1299,8 @@ ngx_http_events_store_append_nosync(ngx_http_events_store_t *store,
         if (store->journal) {
             jlen += ngx_http_events_journal_size(&events[i]);
         }
+
+        ngx_http_events_store_actor(store, &events[i]);
     }
 
     if (total > ngx_http_events_store_max_record(store)) {

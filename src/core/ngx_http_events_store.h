@@ -87,9 +87,18 @@ typedef struct {
     size_t                      json_len;
     size_t                      seq_at;
     size_t                      ts_at;
+    size_t                      meta_at;        /* metadata's value, or 0 */
 
     unsigned                    client_id:1;
     unsigned                    repeat:1;
+
+    /*
+     * the metadata index, found before the lock (from meta_at): whether
+     * the event has the key store->index_key, and its hash
+     */
+    unsigned                    actor_known:1;
+    unsigned                    actor:1;
+    uint32_t                    actor_hash;
 
     uint64_t                    seq;
     uint64_t                    time_ms;

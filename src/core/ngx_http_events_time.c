@@ -20,6 +20,7 @@
 
 
 static ngx_int_t ngx_http_events_time_days(ngx_int_t year, ngx_int_t month);
+static u_char *ngx_http_events_time_two(u_char *p, ngx_uint_t n);
 
 
 uint64_t
@@ -33,17 +34,54 @@ ngx_http_events_time_now_ms(void)
 }
 
 
+/*
+ * "%4d-%02d-%02dT%02d:%02d:%02d.%03uLZ" digit by digit: every stored
+ * event gets one (twice: the ring's copy and the answer), and
+ * ngx_sprintf() with seven arguments was a tenth of the store's time
+ */
+
 u_char *
 ngx_http_events_time_write(u_char *p, uint64_t ms)
 {
-    ngx_tm_t  tm;
+    ngx_uint_t  year, frac;
+    ngx_tm_t    tm;
 
     ngx_gmtime((time_t) (ms / 1000), &tm);
 
-    return ngx_sprintf(p, "%4d-%02d-%02dT%02d:%02d:%02d.%03uLZ",
-                       tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
-                       tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec,
-                       ms % 1000);
+    year = tm.ngx_tm_year;
+    frac = ms % 1000;
+
+    *p++ = (u_char) ('0' + year / 1000 % 10);
+    *p++ = (u_char) ('0' + year / 100 % 10);
+    *p++ = (u_char) ('0' + year / 10 % 10);
+    *p++ = (u_char) ('0' + year % 10);
+    *p++ = '-';
+    p = ngx_http_events_time_two(p, tm.ngx_tm_mon);
+    *p++ = '-';
+    p = ngx_http_events_time_two(p, tm.ngx_tm_mday);
+    *p++ = 'T';
+    p = ngx_http_events_time_two(p, tm.ngx_tm_hour);
+    *p++ = ':';
+    p = ngx_http_events_time_two(p, tm.ngx_tm_min);
+    *p++ = ':';
+    p = ngx_http_events_time_two(p, tm.ngx_tm_sec);
+    *p++ = '.';
+    *p++ = (u_char) ('0' + frac / 100);
+    *p++ = (u_char) ('0' + frac / 10 % 10);
+    *p++ = (u_char) ('0' + frac % 10);
+    *p++ = 'Z';
+
+    return p;
+}
+
+
+static u_char *
+ngx_http_events_time_two(u_char *p, ngx_uint_t n)
+{
+    *p++ = (u_char) ('0' + n / 10 % 10);
+    *p++ = (u_char) ('0' + n % 10);
+
+    return p;
 }
 
 

@@ -415,21 +415,20 @@ ngx_http_events_api_ingest(ngx_http_request_t *r, u_char *body, size_t len)
 
     ngx_memzero(&err, sizeof(ngx_http_events_error_t));
 
-    root = json_loadb((char *) body, len,
-                      JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+    /*
+     * in the request's pool, which the events point into until stored,
+     * maybe after a hook; nothing on this path changes the tree
+     */
+
+    root = ngx_http_events_json_load_pool(r->pool, body, len,
+                                          JSON_REJECT_DUPLICATES
+                                          | JSON_DECODE_ANY, &jerr);
 
     if (root == NULL) {
         ngx_http_events_error(&err, 400, "invalid_json", NULL, NULL, NULL,
                               "malformed JSON at line %d, column %d: %s",
                               jerr.line, jerr.column, jerr.text);
         return ngx_http_events_http_send_error(r, &err, NULL);
-    }
-
-    /* the events point into root until stored, maybe after a hook */
-
-    if (ngx_http_events_api_hold_json(r, root) != NGX_OK) {
-        json_decref(root);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     return ngx_http_events_api_store(r, root, &err);

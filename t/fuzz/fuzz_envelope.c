@@ -116,15 +116,18 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
 
-    root = json_loadb((const char *) data, json_len, JSON_REJECT_DUPLICATES,
-                      &jerr);
-    if (root == NULL) {
-        return 0;
-    }
-
     env.pool = ngx_create_pool(4096, NULL);
     if (env.pool == NULL) {
         abort();
+    }
+
+    /* as POST /events parses: into the pool, the tree going with it */
+    root = ngx_http_events_json_load_pool(env.pool, (u_char *) data,
+                                          json_len, JSON_REJECT_DUPLICATES,
+                                          &jerr);
+    if (root == NULL) {
+        ngx_destroy_pool(env.pool);
+        return 0;
     }
 
     if (json_is_array(root)) {
@@ -146,12 +149,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fz_event(&env, root);
     }
 
-    ngx_destroy_pool(env.pool);
-
     /* after the events, so that a wrong size shows in the event path */
     fz_size_write(root);
 
-    json_decref(root);
+    ngx_destroy_pool(env.pool);
 
     return 0;
 }
