@@ -6,7 +6,8 @@
 # source answers ASK for them (checked here with redis-cli), and the
 # module sends ASKING and the command to the importing node, once,
 # without changing where its connections go.  A node started in that
-# window reads the whole log through ASK; POSTs meanwhile (a script
+# window reads the whole log through ASK, and a page older than a
+# node's ring is read from Redis through ASK; POSTs meanwhile (a script
 # whose keys are split is TRYAGAIN on both sides) are retried until the
 # slot's move ends, and are all 201, one order on every node.
 #
@@ -197,7 +198,7 @@ sub node {
 http {
     %%HTTP_GLOBALS%%
 
-    events_zone main 8m;
+    events_zone main 256k;
     events_cluster main $url prefix=t96 timeout=8s;
 
     server {
@@ -214,24 +215,33 @@ EOF
 
 sub status { $_[0]->get('/events-status')->{json}{cluster} // {} }
 
-sub wait_list {
+# more events than the node's ring holds
+my $N = 1500;
+my $na = node();
+my $bad = 0;
+for my $b (0 .. $N / 100 - 1) {
+    my @batch = map { { id => 'b-' . ($b * 100 + $_), type => 'c.b',
+        payload => { data => { pad => 'x' x 100 } } } } 1 .. 100;
+    $bad++ unless $na->post_json('/events', \@batch)->{status} == 201;
+}
+is($bad, 0, "$N events before the migration");
+
+sub tailed {
     my ($t, $n) = @_;
-    my $ev = [];
+    my $s = {};
     for (1 .. 300) {
-        my $r = $t->get('/events?limit=1000');
-        $ev = $r->{json}{data} // [] if $r->{status} == 200;
-        last if @$ev >= $n;
+        $s = $t->get('/events-status')->{json} // {};
+        last if ($s->{cluster}{lastSeq} // 0) >= $n
+            && $t->get('/events?limit=1')->{status} == 200;
         sleep 0.05;
     }
-    return $ev;
+    return $s;
 }
 
-my $na = node();
-my @st = map { $na->post_json('/events', { id => "b-$_", type => 'c.b' })
-    ->{status} } 1 .. 20;
-is(scalar(grep { $_ == 201 } @st), 20, '20 POSTs before the migration');
-is(scalar @{ wait_list($na, 20) }, 20, 'the node lists them');
-is(status($na)->{asks}, 0, 'no ASK yet');
+my $s = tailed($na, $N);
+is($s->{cluster}{lastSeq}, $N, 'the node tailed them');
+cmp_ok($s->{events}{oldestSeq}, '>', 1, 'its ring holds only the newest');
+is($s->{cluster}{asks}, 0, 'no ASK yet');
 
 my ($src) = grep { ($_->cli('CLUSTER', 'COUNTKEYSINSLOT', $slot) // 0) > 0 }
     @masters;
@@ -264,11 +274,18 @@ if ($posts == 0) {
     POSIX::_exit(0);
 }
 
+# a page older than the ring: from Redis, through ASK
+my $page = $na->get('/events?limit=5');
+is($page->{status}, 200, 'a page older than the ring, mid-migration');
+is(join(' ', map { $_->{seq} } @{ $page->{json}{data} // [] }),
+    '1 2 3 4 5', 'read from Redis (ASK)');
+
 # a node started now reads the whole log through ASK
 my $nb = node();
-my $listed = wait_list($nb, 20);
+my $sb = tailed($nb, $N);
 my $took = time - $t0;
-is(scalar @$listed, 20, 'a node started mid-migration read the log (ASK)');
+is($sb->{cluster}{lastSeq}, $N,
+    'a node started mid-migration read the log (ASK)');
 ok(($src->cli('CLUSTER', 'COUNTKEYSINSLOT', $slot) // 0) > 0,
     'the slot was still migrating then');
 my $asks = status($nb)->{asks} // 0;
@@ -295,14 +312,19 @@ ok((status($na)->{asks} // 0) > 0, 'the POSTing node followed ASK too');
 
 is($nb->post_json('/events', { id => 'after', type => 'c.m' })->{status},
     201, 'a POST after the move');
-my $la = wait_list($na, 31);
-my $lb = wait_list($nb, 31);
-is(scalar @$la, 31, 'every event on the first node');
+my $total = $N + 11;
+tailed($_, $total) for $na, $nb;
+my $la = $na->get('/events?order=desc&limit=50')->{json}{data} // [];
+my $lb = $nb->get('/events?order=desc&limit=50')->{json}{data} // [];
+is(scalar @$la, 50, 'the newest on the first node');
 is_deeply([ map { $_->{id} } @$lb ], [ map { $_->{id} } @$la ],
     'one order on both');
-is_deeply([ map { $_->{seq} } @$la ], [ 1 .. 31 ],
-    'seqs 1..31: none lost, none twice')
+is_deeply([ map { $_->{seq} } @$la ], [ reverse $total - 49 .. $total ],
+    "seqs up to $total: none lost, none twice")
     or diag(join ' ', map { $_->{seq} } @$la);
+my %have = map { $_->{id} => 1 } @$la;
+is(scalar(grep { $have{"m-$_"} } 1 .. 10), 10,
+    'the POSTs made during the migration are there');
 
 $nb->stop;
 my @bad = grep { /\[(?:alert|crit|emerg)\]/ } split /\n/, $nb->error_log;
