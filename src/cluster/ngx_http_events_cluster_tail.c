@@ -388,20 +388,25 @@ ngx_http_events_cluster_tailed(void *data, redisReply *reply,
         imported++;
     }
 
+    if (restart) {
+        ngx_http_events_cluster_tail_ready(&cl->tail);
+
+    } else {
+        if (entries->elements < NGX_HTTP_EVENTS_CLUSTER_COUNT) {
+            cl->sh->caught_up = 1;
+        }
+
+        /*
+         * the next XREAD is queued before the doorbell: its flush is
+         * posted ahead of this worker's own fan-out, so Redis holds the
+         * next read while the streams here are written
+         */
+        ngx_http_events_cluster_tail_read(cl);
+    }
+
     if (imported) {
         ngx_http_events_ipc_notify(cl->zone->data);
     }
-
-    if (restart) {
-        ngx_http_events_cluster_tail_ready(&cl->tail);
-        return;
-    }
-
-    if (entries->elements < NGX_HTTP_EVENTS_CLUSTER_COUNT) {
-        cl->sh->caught_up = 1;
-    }
-
-    ngx_http_events_cluster_tail_read(cl);
 
     return;
 

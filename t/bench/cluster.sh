@@ -364,7 +364,13 @@ latency() {
     echo "$kind: $pub" >> "$WORK/details.log"
     echo "$kind node 2: $line1" >> "$WORK/details.log"
     echo "$kind node 3: $line2" >> "$WORK/details.log"
-    local kv
+    local kv v
+    # the worse node's figures, for the ratio below
+    for v in p50 p99; do
+        printf -v "LAT_${v}_$kind" '%s' "$(for kv in line1 line2; do
+            sed -n "s/.* lat_${v}_us=\([0-9-]*\).*/\1/p" <<< "${!kv}"
+        done | sort -n | tail -1)"
+    done
     for kv in line1 line2; do
         printf '%-8s %-7s %9s %9s %9s %7s %7s %7s\n' "$kind" \
             "node $([[ $kv == line1 ]] && echo 2 || echo 3)" \
@@ -382,5 +388,11 @@ printf '%-8s %-7s %9s %9s %9s %7s %7s %7s\n' "server" "streams" "count" \
     "p50 us" "p99 us" "missing" "dup" "posted"
 latency ours
 latency nchan
+# the goal: ours no slower than Nchan's (the worse node of each)
+awk -v a="${LAT_p50_ours:-}" -v b="${LAT_p50_nchan:-}" \
+    -v c="${LAT_p99_ours:-}" -v d="${LAT_p99_nchan:-}" 'BEGIN {
+    if (a > 0 && b > 0 && c > 0 && d > 0)
+        printf "cross-node ours / Nchan-Redis: p50 %.2fx, p99 %.2fx\n",
+               a / b, c / d }'
 echo
 echo "details: $WORK/details.log$([[ ${BENCH_KEEP:-0} == 1 ]] || echo " (BENCH_KEEP=1 keeps it)")"

@@ -1,0 +1,178 @@
+#!/usr/bin/perl
+
+# Cluster mode, the cross-node path: an event POSTed on one node reaches
+# the streams of another as soon as Redis has it, not at the end of the
+# tailer's XREAD BLOCK (1 s) or a timer; the tailer neither polls nor
+# waits for a COUNT: one XREAD per event at a low rate, plus one per
+# BLOCK that ends empty.  Streams on both workers of the node are woken
+# (the tailer's own and the other by its doorbell).
+
+use strict;
+use warnings;
+
+use lib 't/lib';
+use Test::More;
+use Time::HiRes qw(time sleep);
+use EventsTest;
+use EventsTest::Redis;
+use EventsTest::SSE;
+
+plan(skip_all => 'redis-server not installed (make deps)')
+    unless EventsTest::Redis->available;
+
+my $redis = EventsTest::Redis->new;
+my $url = $redis->url;
+
+sub node {
+    my $t = EventsTest->new(workers => 2);
+    $t->write_config(<<"EOF");
+%%GLOBALS%%
+http {
+    %%HTTP_GLOBALS%%
+
+    events_zone main 16m;
+    events_cluster main $url prefix=t99 timeout=2s connect_timeout=1s;
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+
+        location /events/stream {
+            events_stream main;
+            events_heartbeat 10s;
+        }
+
+        location /events {
+            events_api main;
+        }
+
+        location = /events-status {
+            events_status main;
+        }
+    }
+}
+EOF
+    $t->run;
+    return $t;
+}
+
+my ($pub, $sub) = map { node() } 1 .. 2;
+
+for my $t ($pub, $sub) {
+    for (1 .. 100) {
+        my $st = $t->get('/events-status')->{json};
+        last if $st && $st->{cluster} && $st->{cluster}{caughtUp};
+        sleep 0.05;
+    }
+}
+
+# streams on the other node: enough that both of its workers hold some
+my @streams = map { EventsTest::SSE->open($sub, '/events/stream',
+    timeout => 5) } 1 .. 8;
+is($_->status, 200, 'a stream on the other node') for @streams;
+
+# which worker holds each stream: the server side of its connection
+sub holder {
+    my ($sock) = @_;
+    my $port = $sock->sockport;
+    my $inode;
+    open(my $fh, '<', '/proc/net/tcp') or return 0;
+    while (my $line = <$fh>) {
+        my @f = split ' ', $line;
+        next unless @f > 9 && $f[2] =~ /:([0-9A-F]{4})$/;
+        if (hex($1) == $port && $f[1] =~ /:([0-9A-F]{4})$/
+            && hex($1) == $sub->port)
+        {
+            $inode = $f[9];
+        }
+    }
+    close $fh;
+    return 0 unless $inode;
+    for my $pid ($sub->worker_pids) {
+        for my $fd (glob("/proc/$pid/fd/*")) {
+            my $l = readlink($fd) // '';
+            return $pid if $l eq "socket:[$inode]";
+        }
+    }
+    return 0;
+}
+
+my %held;
+$held{ holder($_->{sock}) }++ for @streams;
+my $tailer = $sub->get('/events-status')->{json}{cluster}{tailerPid};
+note('streams per worker: '
+    . join(', ', map { "$_=$held{$_}" } sort keys %held)
+    . "; the tailer is $tailer");
+
+is($redis->cli('CONFIG', 'RESETSTAT'), 'OK', 'redis: counters reset');
+
+my $n = 20;
+my $t0 = time;
+my (@delays, $late, $order);
+$order = 1;
+
+for my $k (1 .. $n) {
+    my $r = $pub->post_json('/events', { type => 'tick.sent',
+        resourceType => 'tick', resourceId => "t-$k" });
+    my $acked = time;
+    is($r->{status}, 201, "POST $k on the first node") or next;
+
+    for my $s (@streams) {
+        my $e = $s->next_event(timeout => 3);
+        my $seq = $e && $e->{json} ? $e->{json}{seq} // 0 : 0;
+        unless ($seq == $r->{json}{seq}) {
+            $order = 0;
+            next;
+        }
+        push @delays, time - $acked;
+    }
+
+    # one at a time, well apart: each is a batch of one for the tailer
+    sleep 0.1;
+}
+
+my $elapsed = time - $t0;
+
+ok($order, 'every stream on the other node got every event, in order');
+is(scalar @delays, $n * @streams, 'all of them');
+
+my @sorted = sort { $a <=> $b } @delays;
+my $median = $sorted[int(@sorted / 2)] // 99;
+my $bound = $pub->scale(0.25);
+note(sprintf 'after the 201: median %.1f ms, max %.1f ms',
+    $median * 1000, ($sorted[-1] // 99) * 1000);
+
+SKIP: {
+    my @others = grep { $_ && $_ != $tailer } keys %held;
+    skip 'the node accepted every stream in the tailing worker', 1
+        unless @others;
+    ok($order, "streams of the other worker ($others[0]) got them too, "
+        . 'woken by the doorbell');
+}
+
+# a tailer that waited for its BLOCK (1 s) or a timer would be ~0.5 s
+cmp_ok($median, '<', $bound,
+    'the other node delivers as soon as Redis has the event');
+
+# two tailers, one per node: an XREAD per event each, plus one per empty
+# BLOCK; a tailer that polled or re-read in a loop would show far more
+my $stats = $redis->cli('INFO', 'commandstats') // '';
+my ($xreads) = $stats =~ /cmdstat_xread:calls=(\d+)/;
+$xreads //= 0;
+my $most = 2 * ($n + int($elapsed) + 2);
+cmp_ok($xreads, '>=', $n, "XREADs: at least one per event ($xreads)");
+cmp_ok($xreads, '<=', $most, "XREADs: no more than one per event and "
+    . "per BLOCK that ends empty (at most $most)");
+
+# the status: the other node's tailer took each event, no error
+my $st = $sub->get('/events-status')->{json}{cluster};
+is($st->{errors}, 0, 'status: no errors on the other node');
+cmp_ok($st->{tailed}, '>=', $n, 'status: the tailer took every event');
+
+$_->close for @streams;
+
+$pub->stop;
+my @bad = grep { /\[(?:alert|crit|emerg)\]/ } split /\n/, $pub->error_log;
+ok(!@bad, 'no alert, crit or emerg in the first node\'s error.log')
+    or diag(join "\n", @bad[0 .. ($#bad < 9 ? $#bad : 9)]);
+
+$sub->done;
