@@ -42,7 +42,7 @@ PREFIX      ?= /usr
 DESTDIR     ?=
 
 # what building and running need; testing adds the rest
-RUN_DEBS  := nginx nginx-dev libjansson-dev libssl-dev libpcre2-dev \
+RUN_DEBS  := nginx nginx-dev libjansson-dev libyajl-dev libssl-dev libpcre2-dev \
              zlib1g-dev liblmdb-dev libhiredis-dev libwslay-dev gcc make
 TEST_DEBS := $(RUN_DEBS) perl libasan8 clang libclang-rt-14-dev wrk openssl \
              libnginx-mod-nchan redis-server debhelper dpkg-dev fakeroot \
@@ -247,7 +247,7 @@ $(BUILD)/fuzz/fuzz_%: t/fuzz/fuzz_%.c t/fuzz/ngx_stubs.c t/fuzz/fuzz_utf8.h \
         $(SOURCES) | $(FUZZ_CONF)
 	mkdir -p $(BUILD)/fuzz
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< t/fuzz/ngx_stubs.c $(FUZZ_SRC) \
-	    -ljansson -lcrypto
+	    -ljansson -lyajl -lcrypto
 
 # Each target from a fresh copy of the seeds, for a bounded time; a crash,
 # a leak or a failed invariant fails the target (the input is left as
