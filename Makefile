@@ -213,7 +213,7 @@ bench-cluster: deps $(MODULE)
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 300
 FUZZ_SHORT   ?= 20
-FUZZ_TARGETS := envelope query jwt
+FUZZ_TARGETS := envelope query jwt parse
 FUZZ_SRC     := src/core/ngx_http_events_json.c \
                 src/core/ngx_http_events_cursor.c \
                 src/core/ngx_http_events_match.c \

@@ -109,6 +109,16 @@ malformed(ev("\"a\tb\""), 1, 41, 'invalid character inside string',
     'raw tab in a string');
 malformed(ev('/* c */ 1'), 1, 39, 'probable comment found in input text, '
     . 'comments are not enabled', 'comment');
+malformed('true"', 1, 5, 'trailing garbage',
+    'a token begun after the value, never ended');
+malformed('{"type":"a.b"} "x', 1, 16, 'trailing garbage',
+    'a string begun after the value, never ended');
+malformed("{\"type\":\"a.b\"}\0", 1, 15, 'trailing garbage',
+    'a NUL byte after the value');
+malformed("\f{\"type\":\"a.b\"}", 1, 1, 'invalid character U+000C',
+    'a form feed is no JSON blank');
+malformed("{\"type\":\"a.b\",\x0b\"x\":1}", 1, 15,
+    'invalid character U+000B', 'nor a vertical tab');
 malformed("{\n  \"type\": \"a.b\",\n  \"payload\": }", 3, 14,
     'unallowed token at this point in JSON text', 'line and column');
 malformed("{\"type\":\"a.b\",\"n\":\"\xc3\xa9\xc3\xa9\", x}", 1, 25,

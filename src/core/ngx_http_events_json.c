@@ -62,6 +62,7 @@ typedef struct {
     size_t                      error_at;
     ngx_uint_t                  completing;     /* yajl_complete_parse() */
     ngx_uint_t                  duplicate;      /* the error is ps->key's */
+    size_t                      root_end;       /* where the value ends */
     json_t                     *stack[NGX_HTTP_EVENTS_JSON_DEPTH];
 } ngx_http_events_json_parse_t;
 
@@ -144,6 +145,8 @@ static int ngx_http_events_json_on_end(void *ctx);
 static int ngx_http_events_json_on_start_array(void *ctx);
 static int ngx_http_events_json_text_check(ngx_http_events_json_parse_t *ps,
     u_char *s, size_t len);
+static ngx_uint_t ngx_http_events_json_hex4(u_char *p);
+static u_char *ngx_http_events_json_ff_vt(u_char *p, size_t len);
 static u_char *ngx_http_events_json_raw_start(ngx_http_events_json_parse_t *ps,
     u_char *quote);
 static int ngx_http_events_json_fail(ngx_http_events_json_parse_t *ps,
@@ -200,6 +203,7 @@ json_t *
 ngx_http_events_json_load_pool(ngx_pool_t *pool, u_char *data, size_t len,
     json_error_t *error)
 {
+    u_char                         *p;
     size_t                          at;
     json_free_t                     free_fn;
     yajl_status                     rc;
@@ -256,6 +260,35 @@ ngx_http_events_json_load_pool(ngx_pool_t *pool, u_char *data, size_t len,
 
     json_set_alloc_funcs(malloc_fn, free_fn);
     ngx_http_events_json_pool = NULL;
+
+    if (rc == yajl_status_ok) {
+        /*
+         * YAJL takes a token begun after the value and never ended
+         * ('true"') for one to be continued: only blanks may follow
+         */
+
+        for (p = data + ps->root_end; p < data + len; p++) {
+            if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
+                ps->error = "trailing garbage";
+                ps->error_at = p - data + 1;
+                rc = yajl_status_error;
+                break;
+            }
+        }
+    }
+
+    if (rc == yajl_status_ok) {
+        /* YAJL's blanks include \f and \v, JSON's do not */
+
+        p = ngx_http_events_json_ff_vt(data, len);
+
+        if (p) {
+            ps->error = (*p == '\f') ? "invalid character U+000C"
+                                     : "invalid character U+000B";
+            ps->error_at = p - data + 1;
+            rc = yajl_status_error;
+        }
+    }
 
     if (rc != yajl_status_ok) {
         ngx_http_events_json_parse_error(ps, at, error);
@@ -351,6 +384,8 @@ ngx_http_events_json_add(ngx_http_events_json_parse_t *ps, json_t *v)
 
     if (ps->depth == 0) {
         ps->root = v;
+        ps->root_end = ps->completing ? (size_t) (ps->end - ps->start)
+                                      : yajl_get_bytes_consumed(ps->yajl);
         return 1;
     }
 
@@ -544,7 +579,9 @@ ngx_http_events_json_on_end(void *ctx)
 {
     ngx_http_events_json_parse_t  *ps = ctx;
 
-    ps->depth--;
+    if (--ps->depth == 0) {
+        ps->root_end = yajl_get_bytes_consumed(ps->yajl);
+    }
 
     return 1;
 }
@@ -571,7 +608,7 @@ ngx_http_events_json_text_check(ngx_http_events_json_parse_t *ps, u_char *s,
     u_char      *p, *last;
     size_t       n;
     uint64_t     w;
-    ngx_uint_t   i, cp, lo, escaped;
+    ngx_uint_t   cp, lo, escaped;
 
     escaped = (s < ps->start || s >= ps->end);
 
@@ -608,10 +645,7 @@ ngx_http_events_json_text_check(ngx_http_events_json_parse_t *ps, u_char *s,
                 continue;
             }
 
-            for (cp = 0, i = 2; i < 6; i++) {
-                cp = (cp << 4) | ngx_hextoi(p + i, 1);
-            }
-
+            cp = ngx_http_events_json_hex4(p + 2);
             p += 6;
 
             if (cp == 0) {
@@ -628,9 +662,7 @@ ngx_http_events_json_text_check(ngx_http_events_json_parse_t *ps, u_char *s,
                     goto surrogate;
                 }
 
-                for (lo = 0, i = 2; i < 6; i++) {
-                    lo = (lo << 4) | ngx_hextoi(p + i, 1);
-                }
+                lo = ngx_http_events_json_hex4(p + 2);
 
                 if (lo < 0xdc00 || lo > 0xdfff) {
                     goto surrogate;
@@ -656,6 +688,64 @@ surrogate:
 
     return ngx_http_events_json_fail(ps, "invalid \\u escape: "
                                      "a lone UTF-16 surrogate", 0);
+}
+
+
+/*
+ * The first \f or \v byte, eight bytes at a time: never valid, as
+ * blanks or (raw) in strings, where YAJL refuses them already
+ */
+
+static u_char *
+ngx_http_events_json_ff_vt(u_char *p, size_t len)
+{
+    u_char    *last;
+    uint64_t   w, x, y;
+
+#define ngx_http_events_json_zero_byte(v)                                    \
+    (((v) - 0x0101010101010101ULL) & ~(v) & 0x8080808080808080ULL)
+
+    last = p + len;
+
+    for ( /* void */ ; last - p >= 8; p += 8) {
+        ngx_memcpy(&w, p, 8);
+
+        x = w ^ 0x0b0b0b0b0b0b0b0bULL;
+        y = w ^ 0x0c0c0c0c0c0c0c0cULL;
+
+        if (ngx_http_events_json_zero_byte(x)
+            | ngx_http_events_json_zero_byte(y))
+        {
+            break;
+        }
+    }
+
+#undef ngx_http_events_json_zero_byte
+
+    for ( /* void */ ; p < last; p++) {
+        if (*p == '\f' || *p == '\v') {
+            return p;
+        }
+    }
+
+    return NULL;
+}
+
+
+/* the 4 hex digits of a \u escape, which YAJL's lexer checked */
+
+static ngx_uint_t
+ngx_http_events_json_hex4(u_char *p)
+{
+    u_char      c;
+    ngx_uint_t  i, v;
+
+    for (v = 0, i = 0; i < 4; i++) {
+        c = p[i] | 0x20;
+        v = (v << 4) | (c >= 'a' ? c - 'a' + 10 : c - '0');
+    }
+
+    return v;
 }
 
 
@@ -786,9 +876,16 @@ ngx_http_events_json_parse_error(ngx_http_events_json_parse_t *ps,
             }
         }
 
-        p = ngx_snprintf((u_char *) error->text, sizeof(error->text) - 1,
-                         "duplicate object key \"%*s%s\"", len, ps->key,
-                         len < ps->key_len ? "..." : "");
+        /* 22 + 64 + 4 bytes: within error->text */
+        p = ngx_cpymem((u_char *) error->text, "duplicate object key \"",
+                       sizeof("duplicate object key \"") - 1);
+        p = ngx_cpymem(p, ps->key, len);
+
+        if (len < ps->key_len) {
+            p = ngx_cpymem(p, "...", 3);
+        }
+
+        *p++ = '"';
         *p = '\0';
 
     } else {
