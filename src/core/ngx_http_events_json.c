@@ -608,31 +608,45 @@ ngx_http_events_json_text_check(ngx_http_events_json_parse_t *ps, u_char *s,
     u_char      *p, *last;
     size_t       n;
     uint64_t     w;
-    ngx_uint_t   cp, lo, escaped;
+    ngx_uint_t   cp, lo;
 
-    escaped = (s < ps->start || s >= ps->end);
-
-    if (!escaped) {
+    if (s >= ps->start && s < ps->end) {
         p = s;
         last = s + len;
 
-    } else {
-        /* the closing quote is the last byte YAJL took */
-        last = ps->start + yajl_get_bytes_consumed(ps->yajl) - 1;
-        p = ngx_http_events_json_raw_start(ps, last);
+        /* no escapes: ASCII eight bytes at a time, UTF-8 checked */
+
+        for ( ;; ) {
+            for ( /* void */ ; last - p >= 8; p += 8) {
+                ngx_memcpy(&w, p, 8);
+
+                if (w & 0x8080808080808080ULL) {
+                    break;
+                }
+            }
+
+            while (p < last && *p < 0x80) {
+                p++;
+            }
+
+            if (p == last) {
+                return 1;
+            }
+
+            n = ngx_http_events_json_utf8_len(p, last - p);
+            if (n == 0) {
+                return ngx_http_events_json_fail(ps, "invalid UTF-8", 0);
+            }
+
+            p += n;
+        }
     }
 
+    /* the closing quote is the last byte YAJL took */
+    last = ps->start + yajl_get_bytes_consumed(ps->yajl) - 1;
+    p = ngx_http_events_json_raw_start(ps, last);
+
     while (p < last) {
-
-        /* ASCII eight bytes at a time (no backslash without escapes) */
-        if (!escaped && last - p >= 8) {
-            ngx_memcpy(&w, p, 8);
-
-            if ((w & 0x8080808080808080ULL) == 0) {
-                p += 8;
-                continue;
-            }
-        }
 
         if (*p < 0x80 && *p != '\\') {
             p++;
@@ -699,28 +713,29 @@ surrogate:
 static u_char *
 ngx_http_events_json_ff_vt(u_char *p, size_t len)
 {
-    u_char    *last;
-    uint64_t   w, x, y;
-
-#define ngx_http_events_json_zero_byte(v)                                    \
-    (((v) - 0x0101010101010101ULL) & ~(v) & 0x8080808080808080ULL)
+    u_char      *last;
+    uint64_t     w;
+    ngx_uint_t   i;
 
     last = p + len;
+
+    /* a word with no byte below 0x20 has none of them */
 
     for ( /* void */ ; last - p >= 8; p += 8) {
         ngx_memcpy(&w, p, 8);
 
-        x = w ^ 0x0b0b0b0b0b0b0b0bULL;
-        y = w ^ 0x0c0c0c0c0c0c0c0cULL;
-
-        if (ngx_http_events_json_zero_byte(x)
-            | ngx_http_events_json_zero_byte(y))
+        if (((w - 0x2020202020202020ULL) & ~w & 0x8080808080808080ULL)
+            == 0)
         {
-            break;
+            continue;
+        }
+
+        for (i = 0; i < 8; i++) {
+            if (p[i] == '\f' || p[i] == '\v') {
+                return p + i;
+            }
         }
     }
-
-#undef ngx_http_events_json_zero_byte
 
     for ( /* void */ ; p < last; p++) {
         if (*p == '\f' || *p == '\v') {
