@@ -14,6 +14,7 @@
 #                   (callgrind, load-independent), and where they go
 #   make bench-fanout  the SSE fan-out benchmark, side by side with Nchan
 #   make bench-ws   WebSocket against SSE streams, ours and Nchan's (< 60 s)
+#   make bench-delivery  instructions and syscalls per SSE delivery (callgrind)
 #   make bench-webhooks  webhook deliveries/s and latency, plain and TLS
 #   make bench-journal what each events_journal fsync mode costs at ingest
 #   make bench-history reads from 1 000 000 events on disk behind a small ring
@@ -52,8 +53,9 @@ DEBS      ?= $(TEST_DEBS)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps deps-run run test test-asan bench bench-fanout bench-ws \
-        bench-ingest-profile bench-latency bench-idle bench-webhooks bench-journal bench-history \
-        bench-cluster bench-client fuzz \
+        bench-ingest-profile bench-latency bench-idle bench-delivery \
+        bench-webhooks bench-journal bench-history bench-cluster bench-client \
+        fuzz \
         fuzz-short clean \
         install deb nginx-poll check-openssl compat compat-src
 
@@ -182,6 +184,11 @@ bench-latency: deps $(MODULE)
 # event to all of them (BENCH_STREAMS=...)
 bench-idle: deps $(MODULE)
 	T_MODULE=$(MODULE) t/bench/idle.sh
+
+# what one SSE delivery costs, load-independently: instructions under
+# callgrind and syscalls under strace, one process, 2 000 streams
+bench-delivery: deps $(MODULE)
+	T_MODULE=$(MODULE) t/bench/delivery.sh
 
 # webhook deliveries/s and latency to a loopback receiver, 1-100 endpoints
 bench-webhooks: deps $(MODULE)

@@ -54,6 +54,8 @@ struct ngx_http_events_ipc_s {
     ngx_http_events_ipc_shutdown_pt  shutdown[NGX_HTTP_EVENTS_IPC_HANDLERS];
     ngx_uint_t                       nwake;
     ngx_uint_t                       nshutdown;
+
+    void                       *streams;        /* the streams' own */
 };
 
 

@@ -32,6 +32,11 @@ typedef struct {
     ngx_http_events_validation_t    *validation;  /* a hook's subrequest */
     ngx_int_t                   auth_rc;        /* 0: not checked yet */
     ngx_http_events_error_t    *auth_err;
+    /* a body being read by ngx_http_events_http_body() */
+    size_t                      body_max;
+    const char                 *body_too_large;
+    ngx_int_t                 (*body_handler)(ngx_http_request_t *r,
+                                              u_char *data, size_t len);
 } ngx_http_events_ctx_t;
 
 

@@ -48,9 +48,8 @@
 
 
 static ngx_int_t ngx_http_events_inbound_handler(ngx_http_request_t *r);
-static void ngx_http_events_inbound_body(ngx_http_request_t *r);
 static ngx_int_t ngx_http_events_inbound_event(ngx_http_request_t *r,
-    ngx_str_t *body);
+    u_char *data, size_t len);
 static ngx_int_t ngx_http_events_inbound_verify(ngx_http_request_t *r,
     ngx_http_events_inbound_conf_t *ic, ngx_str_t *body,
     ngx_http_events_error_t *err);
@@ -74,8 +73,6 @@ static ngx_uint_t ngx_http_events_inbound_b64_eq(u_char *mac, u_char *b64,
     size_t len);
 static ngx_int_t ngx_http_events_inbound_mismatch(
     ngx_http_events_error_t *err);
-static ngx_table_elt_t *ngx_http_events_inbound_header(ngx_http_request_t *r,
-    const char *name);
 static ngx_int_t ngx_http_events_inbound_names(ngx_http_request_t *r,
     ngx_http_events_inbound_conf_t *ic, json_t *body, ngx_str_t *type,
     ngx_str_t *id, ngx_http_events_error_t *err);
@@ -278,14 +275,6 @@ ngx_http_events_inbound_handler(ngx_http_request_t *r)
         return ngx_http_events_http_send_error(r, &err, NULL);
     }
 
-    if (r->headers_in.content_length_n > (off_t) elcf->max_event_size) {
-        ngx_http_discard_request_body(r);
-        ngx_http_events_error(&err, 413, "payload_too_large", NULL, NULL,
-                              NULL, "the body may be at most %uz bytes",
-                              elcf->max_event_size);
-        return ngx_http_events_http_send_error(r, &err, NULL);
-    }
-
     ctx = ngx_http_events_ctx(r);
     if (ctx == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -293,60 +282,19 @@ ngx_http_events_inbound_handler(ngx_http_request_t *r)
 
     ctx->tenant = tenant;
 
-    r->request_body_in_single_buf = 1;
-    r->request_body_in_clean_file = 1;
-    r->request_body_file_log_level = 0;
-
-    rc = ngx_http_read_client_request_body(r, ngx_http_events_inbound_body);
-
-    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
-        return rc;
-    }
-
-    return NGX_DONE;
-}
-
-
-static void
-ngx_http_events_inbound_body(ngx_http_request_t *r)
-{
-    ngx_int_t                    rc;
-    ngx_str_t                    body;
-    ngx_http_events_error_t      err;
-    ngx_http_events_loc_conf_t  *elcf;
-
-    elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
-
-    rc = ngx_http_events_http_read_body(r, &body);
-
-    if (rc == NGX_ERROR) {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
-    }
-
-    if (rc == NGX_DECLINED || body.len > elcf->max_event_size) {
-        /* chunked, so no Content-Length said it before */
-        ngx_http_events_error(&err, 413, "payload_too_large", NULL, NULL,
-                              NULL, "the body may be at most %uz bytes",
-                              elcf->max_event_size);
-        ngx_http_finalize_request(r,
-                                  ngx_http_events_http_send_error(r, &err,
-                                                                  NULL));
-        return;
-    }
-
-    ngx_http_finalize_request(r, ngx_http_events_inbound_event(r, &body));
+    return ngx_http_events_http_body(r, elcf->max_event_size, NULL,
+                                     ngx_http_events_inbound_event);
 }
 
 
 /* verified, then parsed, then named, then stored as POST /events does */
 
 static ngx_int_t
-ngx_http_events_inbound_event(ngx_http_request_t *r, ngx_str_t *body)
+ngx_http_events_inbound_event(ngx_http_request_t *r, u_char *data, size_t len)
 {
     json_t                          *root, *obj, *v;
     ngx_int_t                        rc;
-    ngx_str_t                        type, id;
+    ngx_str_t                        type, id, body;
     json_error_t                     jerr;
     ngx_http_events_error_t          err;
     ngx_http_events_loc_conf_t      *elcf;
@@ -355,9 +303,12 @@ ngx_http_events_inbound_event(ngx_http_request_t *r, ngx_str_t *body)
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
     ic = elcf->inbound;
 
+    body.data = data;
+    body.len = len;
+
     ngx_memzero(&err, sizeof(ngx_http_events_error_t));
 
-    if (ngx_http_events_inbound_verify(r, ic, body, &err) != NGX_OK) {
+    if (ngx_http_events_inbound_verify(r, ic, &body, &err) != NGX_OK) {
         if (err.status == 0) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
@@ -369,7 +320,7 @@ ngx_http_events_inbound_event(ngx_http_request_t *r, ngx_str_t *body)
         return ngx_http_events_http_send_error(r, &err, NULL);
     }
 
-    root = json_loadb((char *) body->data, body->len,
+    root = json_loadb((char *) data, len,
                       JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
 
     if (root == NULL) {
@@ -472,7 +423,7 @@ ngx_http_events_inbound_github(ngx_http_request_t *r,
     ngx_table_elt_t  *h;
     u_char            mac[NGX_HTTP_EVENTS_HMAC_SHA256_LEN];
 
-    h = ngx_http_events_inbound_header(r, "X-Hub-Signature-256");
+    h = ngx_http_events_http_header(r, "X-Hub-Signature-256");
 
     if (h == NULL) {
         ngx_http_events_error(err, 401, "invalid_signature", NULL, NULL,
@@ -515,7 +466,7 @@ ngx_http_events_inbound_stripe(ngx_http_request_t *r,
     ngx_table_elt_t  *h;
     u_char            mac[NGX_HTTP_EVENTS_HMAC_SHA256_LEN];
 
-    h = ngx_http_events_inbound_header(r, "Stripe-Signature");
+    h = ngx_http_events_http_header(r, "Stripe-Signature");
 
     if (h == NULL) {
         ngx_http_events_error(err, 401, "invalid_signature", NULL, NULL,
@@ -612,9 +563,9 @@ ngx_http_events_inbound_standard(ngx_http_request_t *r,
     ngx_table_elt_t  *id, *ts, *sig;
     u_char            mac[NGX_HTTP_EVENTS_HMAC_SHA256_LEN];
 
-    id = ngx_http_events_inbound_header(r, "webhook-id");
-    ts = ngx_http_events_inbound_header(r, "webhook-timestamp");
-    sig = ngx_http_events_inbound_header(r, "webhook-signature");
+    id = ngx_http_events_http_header(r, "webhook-id");
+    ts = ngx_http_events_http_header(r, "webhook-timestamp");
+    sig = ngx_http_events_http_header(r, "webhook-signature");
 
     if (id == NULL || ts == NULL || sig == NULL) {
         ngx_http_events_error(err, 401, "invalid_signature", NULL, NULL,
@@ -682,7 +633,7 @@ ngx_http_events_inbound_hmac(ngx_http_request_t *r,
     ngx_cpystrn(name, ic->header.data, ngx_min(ic->header.len + 1,
                                                sizeof(name)));
 
-    h = ngx_http_events_inbound_header(r, (char *) name);
+    h = ngx_http_events_http_header(r, (char *) name);
 
     if (h == NULL) {
         ngx_http_events_error(err, 401, "invalid_signature", NULL, NULL,
@@ -795,39 +746,6 @@ ngx_http_events_inbound_b64_eq(u_char *mac, u_char *b64, size_t len)
 }
 
 
-static ngx_table_elt_t *
-ngx_http_events_inbound_header(ngx_http_request_t *r, const char *name)
-{
-    size_t            len;
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
-
-    len = ngx_strlen(name);
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                return NULL;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == len
-            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
-        {
-            return &h[i];
-        }
-    }
-}
-
-
 /*
  * The event's type and id: type= and id= when configured, else the
  * sender's own names for them.  An id is optional (hmac without id=):
@@ -850,12 +768,12 @@ ngx_http_events_inbound_names(ngx_http_request_t *r,
     if (ic->kind == NGX_HTTP_EVENTS_INBOUND_GITHUB) {
         ngx_str_set(&prefix, "github");
 
-        h = ngx_http_events_inbound_header(r, "X-GitHub-Event");
+        h = ngx_http_events_http_header(r, "X-GitHub-Event");
         if (h) {
             sender = h->value;
         }
 
-        h = ngx_http_events_inbound_header(r, "X-GitHub-Delivery");
+        h = ngx_http_events_http_header(r, "X-GitHub-Delivery");
         if (h) {
             *id = h->value;
         }
@@ -873,7 +791,7 @@ ngx_http_events_inbound_names(ngx_http_request_t *r,
         } else {
             ngx_str_set(&prefix, "webhook");
 
-            h = ngx_http_events_inbound_header(r, "webhook-id");
+            h = ngx_http_events_http_header(r, "webhook-id");
             if (h && ic->kind == NGX_HTTP_EVENTS_INBOUND_STANDARD) {
                 *id = h->value;
             }

@@ -18,7 +18,8 @@
  *   _append.c   POSTs: one Lua script per batch, pipelined
  *   _tail.c     the tailer: XREAD BLOCK into the ring, epochs
  *   _read.c     reads older than the ring, from the stream
- *   _webhook.c  webhooks once per cluster: claims, shared endpoints
+ *   _webhook.c  webhooks once per cluster: claims (renewed), shared
+ *               endpoints, failure states and attempts
  *   _status.c   the status section and readiness
  *
  * Keys of one log share the hash tag {prefix}.  Where the tail resumes,
@@ -333,6 +334,14 @@ ngx_http_events_cluster_param(ngx_conf_t *cf, ngx_http_events_cluster_t *cl,
             goto invalid;
         }
 
+        /* renewed every third of it: a few round trips to Redis at least */
+        if (ms < 1000) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "events_cluster: \"%V\" is shorter than "
+                               "1s", v);
+            return NGX_CONF_ERROR;
+        }
+
         cl->wh_lease = ms;
         return NGX_CONF_OK;
     }
@@ -536,9 +545,11 @@ ngx_http_events_cluster_postconfiguration(ngx_conf_t *cf)
         cl->remote.types = ngx_http_events_cluster_read_types;
         cl->remote.gone = ngx_http_events_cluster_read_gone;
         cl->remote.claim = ngx_http_events_cluster_webhook_claim;
+        cl->remote.held = ngx_http_events_cluster_webhook_held;
         cl->remote.settle = ngx_http_events_cluster_webhook_settle;
         cl->remote.wh_publish = ngx_http_events_cluster_webhook_publish;
         cl->remote.wh_attempt = ngx_http_events_cluster_webhook_attempt;
+        cl->remote.wh_state = ngx_http_events_cluster_webhook_state;
 
         store->remote = &cl->remote;
     }

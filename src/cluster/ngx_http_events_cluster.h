@@ -87,10 +87,13 @@ typedef struct {
     ngx_uint_t                  tailing;
     ngx_queue_t                 reads;          /* free read ops */
     ngx_queue_t                 claims;         /* free claim ops */
+    ngx_queue_t                 held;           /* claims being renewed */
     ngx_str_t                   token;          /* this worker's claims */
     u_char                      token_buf[32 + NGX_INT64_LEN];
     int64_t                     wh_ver;         /* endpoints applied */
     int64_t                     wh_seen;        /* endpoints read */
+    int64_t                     st_ver;         /* failure states applied */
+    int64_t                     st_seen;        /* failure states read */
     ngx_uint_t                  wh_polling;
     ngx_uint_t                  att_polling;
 } ngx_http_events_cluster_t;
@@ -139,11 +142,14 @@ ngx_int_t ngx_http_events_cluster_webhook_claim(void *data,
     ngx_http_events_remote_claim_pt done, void *ctx);
 ngx_int_t ngx_http_events_cluster_webhook_publish(void *data,
     ngx_str_t *tenant, ngx_str_t *id, ngx_str_t *text);
+ngx_int_t ngx_http_events_cluster_webhook_state(void *data,
+    ngx_str_t *tenant, ngx_str_t *id, ngx_str_t *text);
 void ngx_http_events_cluster_webhook_poll(ngx_http_events_cluster_t *cl);
 void ngx_http_events_cluster_webhook_attempt(void *data, ngx_str_t *tenant,
     ngx_str_t *id, u_char *rec, size_t len);
-void ngx_http_events_cluster_webhook_settle(void *data, ngx_str_t *tenant,
-    ngx_str_t *endpoint, uint64_t seq, ngx_int_t how, ngx_msec_t keep);
+ngx_int_t ngx_http_events_cluster_webhook_held(void *data, void *hold);
+void ngx_http_events_cluster_webhook_settle(void *data, void *hold,
+    ngx_int_t how, ngx_msec_t keep);
 
 ngx_int_t ngx_http_events_cluster_status_register(ngx_conf_t *cf);
 ngx_int_t ngx_http_events_cluster_health(void *data, ngx_pool_t *pool,

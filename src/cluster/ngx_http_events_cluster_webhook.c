@@ -25,7 +25,10 @@
  * <id>", the endpoint's text, or a tombstone) with a counter
  * {prefix}:wh:ver; the
  * worker that tails the log looks at the counter every tick and, when
- * it moved, reads the hash and gives it to the zone's webhooks.
+ * it moved, reads the hash and gives it to the zone's webhooks.  An
+ * endpoint's failure state goes the same way, through {prefix}:wh:st and
+ * {prefix}:wh:stv (both counters in one MGET), from the node where an
+ * attempt changed it.
  *
  * Attempts go to the stream {prefix}:wh:att (capped at some 10000), each
  * with the node that made it; the tailing worker reads what came since
@@ -55,17 +58,23 @@
 
 
 typedef struct {
-    ngx_queue_t                 queue;          /* the free list */
+    ngx_queue_t                 queue;          /* free, or held */
     ngx_http_events_cluster_t  *cl;
     ngx_http_events_remote_claim_pt  done;
     void                       *ctx;
     ngx_str_t                  *script;
     u_char                     *sha;
+    ngx_event_t                 renew;          /* a held claim's timer */
+    ngx_msec_t                  sent;           /* the last claim or renew */
+    ngx_msec_t                  confirmed;      /* held from then on */
     int                         argc;
     const char                 *argv[9];
     size_t                      argvlen[9];
-    u_char                      buf[NGX_HTTP_EVENTS_CLUSTER_WH_BUF];
     unsigned                    retried:1;
+    unsigned                    held:1;         /* an attempt runs on it */
+    unsigned                    renewing:1;     /* a renewal is out */
+    unsigned                    lost:1;
+    u_char                      buf[NGX_HTTP_EVENTS_CLUSTER_WH_BUF];
 } ngx_http_events_cluster_wh_t;
 
 
@@ -73,19 +82,42 @@ static void ngx_http_events_cluster_webhook_published(void *data,
     redisReply *reply, ngx_http_events_redis_cmd_t *cmd);
 static void ngx_http_events_cluster_webhook_version(void *data,
     redisReply *reply, ngx_http_events_redis_cmd_t *cmd);
+static ngx_int_t ngx_http_events_cluster_webhook_set(
+    ngx_http_events_cluster_t *cl, const char *hash, const char *ver,
+    ngx_str_t *tenant, ngx_str_t *id, ngx_str_t *text);
+static ngx_int_t ngx_http_events_cluster_webhook_read(
+    ngx_http_events_cluster_t *cl, const char *hash,
+    ngx_http_events_redis_pt handler);
 static void ngx_http_events_cluster_webhook_endpoints(void *data,
     redisReply *reply, ngx_http_events_redis_cmd_t *cmd);
+static void ngx_http_events_cluster_webhook_states(void *data,
+    redisReply *reply, ngx_http_events_redis_cmd_t *cmd);
+static ngx_int_t ngx_http_events_cluster_webhook_texts(
+    ngx_http_events_cluster_t *cl, redisReply *reply,
+    ngx_http_events_store_apply_pt apply);
 static void ngx_http_events_cluster_webhook_attempts_read(
     ngx_http_events_cluster_t *cl);
 static void ngx_http_events_cluster_webhook_attempts(void *data,
     redisReply *reply, ngx_http_events_redis_cmd_t *cmd);
+static ngx_http_events_cluster_wh_t *ngx_http_events_cluster_webhook_get(
+    ngx_http_events_cluster_t *cl);
 static ngx_http_events_cluster_wh_t *ngx_http_events_cluster_webhook_op(
     ngx_http_events_cluster_t *cl, ngx_str_t *tenant, ngx_str_t *endpoint,
     uint64_t seq);
 static ngx_int_t ngx_http_events_cluster_webhook_send(
-    ngx_http_events_cluster_wh_t *op);
+    ngx_http_events_cluster_wh_t *op, ngx_http_events_redis_pt handler);
+static ngx_uint_t ngx_http_events_cluster_webhook_again(
+    ngx_http_events_cluster_wh_t *op, redisReply **reply,
+    ngx_http_events_redis_pt handler);
 static void ngx_http_events_cluster_webhook_reply(void *data,
     redisReply *reply, ngx_http_events_redis_cmd_t *cmd);
+static void ngx_http_events_cluster_webhook_hold(
+    ngx_http_events_cluster_wh_t *op);
+static void ngx_http_events_cluster_webhook_renew(ngx_event_t *ev);
+static void ngx_http_events_cluster_webhook_renewed(void *data,
+    redisReply *reply, ngx_http_events_redis_cmd_t *cmd);
+static void ngx_http_events_cluster_webhook_put(
+    ngx_http_events_cluster_wh_t *op);
 
 
 /*
@@ -122,6 +154,17 @@ static ngx_str_t  ngx_http_events_cluster_webhook_settle_lua = ngx_string(
 "return 1\n");
 
 
+/*
+ * KEYS: done, claim.  ARGV: the token, the lease.  Extends the claim
+ * only for the token that holds it: 1, or 0 (lost).
+ */
+
+static ngx_str_t  ngx_http_events_cluster_webhook_renew_lua = ngx_string(
+"if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end\n"
+"redis.call('PEXPIRE', KEYS[2], ARGV[2])\n"
+"return 1\n");
+
+
 /* KEYS: the hash, the counter.  ARGV: the field, the text */
 
 static ngx_str_t  ngx_http_events_cluster_webhook_publish_lua = ngx_string(
@@ -131,6 +174,8 @@ static ngx_str_t  ngx_http_events_cluster_webhook_publish_lua = ngx_string(
 
 static u_char  ngx_http_events_cluster_webhook_claim_sha[SHA_DIGEST_LENGTH * 2];
 static u_char  ngx_http_events_cluster_webhook_settle_sha[
+                   SHA_DIGEST_LENGTH * 2];
+static u_char  ngx_http_events_cluster_webhook_renew_sha[
                    SHA_DIGEST_LENGTH * 2];
 
 
@@ -148,6 +193,11 @@ ngx_http_events_cluster_webhook_postconfiguration(void)
          ngx_http_events_cluster_webhook_settle_lua.len, sha);
     ngx_hex_dump(ngx_http_events_cluster_webhook_settle_sha, sha,
                  SHA_DIGEST_LENGTH);
+
+    SHA1(ngx_http_events_cluster_webhook_renew_lua.data,
+         ngx_http_events_cluster_webhook_renew_lua.len, sha);
+    ngx_hex_dump(ngx_http_events_cluster_webhook_renew_sha, sha,
+                 SHA_DIGEST_LENGTH);
 }
 
 
@@ -159,6 +209,7 @@ ngx_http_events_cluster_webhook_init(ngx_http_events_cluster_t *cl)
     u_char  rnd[8];
 
     ngx_queue_init(&cl->claims);
+    ngx_queue_init(&cl->held);
 
     if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
         return NGX_ERROR;
@@ -177,10 +228,23 @@ ngx_http_events_cluster_webhook_init(ngx_http_events_cluster_t *cl)
 void
 ngx_http_events_cluster_webhook_free(ngx_http_events_cluster_t *cl)
 {
-    ngx_queue_t  *q;
+    ngx_queue_t                   *q;
+    ngx_http_events_cluster_wh_t  *op;
 
     if (cl->claims.next == NULL) {
         return;
+    }
+
+    while (!ngx_queue_empty(&cl->held)) {
+        q = ngx_queue_head(&cl->held);
+        ngx_queue_remove(q);
+        op = ngx_queue_data(q, ngx_http_events_cluster_wh_t, queue);
+
+        if (op->renew.timer_set) {
+            ngx_del_timer(&op->renew);
+        }
+
+        ngx_free(op);
     }
 
     while (!ngx_queue_empty(&cl->claims)) {
@@ -219,7 +283,10 @@ ngx_http_events_cluster_webhook_claim(void *data, ngx_str_t *tenant,
     op->argvlen[6] = ngx_sprintf(p, "%M", cl->wh_lease) - p;
     op->argc = 7;
 
-    if (ngx_http_events_cluster_webhook_send(op) != NGX_OK) {
+    if (ngx_http_events_cluster_webhook_send(op,
+                                         ngx_http_events_cluster_webhook_reply)
+        != NGX_OK)
+    {
         ngx_queue_insert_head(&cl->claims, &op->queue);
         return NGX_ERROR;
     }
@@ -228,17 +295,66 @@ ngx_http_events_cluster_webhook_claim(void *data, ngx_str_t *tenant,
 }
 
 
+/* NGX_OK: the claim is still this node's, as far as it knows */
+
+ngx_int_t
+ngx_http_events_cluster_webhook_held(void *data, void *hold)
+{
+    ngx_http_events_cluster_t  *cl = data;
+
+    ngx_http_events_cluster_wh_t  *op = hold;
+
+    if (op->lost || ngx_current_msec - op->confirmed >= cl->wh_lease) {
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * After the attempt on a held claim: its renewal stops, and the claim
+ * is settled with the held op's keys, unless it was lost (then it is
+ * another node's to settle, and how is not looked at).
+ */
+
 void
-ngx_http_events_cluster_webhook_settle(void *data, ngx_str_t *tenant,
-    ngx_str_t *endpoint, uint64_t seq, ngx_int_t how, ngx_msec_t keep)
+ngx_http_events_cluster_webhook_settle(void *data, void *hold,
+    ngx_int_t how, ngx_msec_t keep)
 {
     ngx_http_events_cluster_t  *cl = data;
 
     u_char                        *p;
+    ngx_int_t                      held;
     ngx_msec_t                     ms;
-    ngx_http_events_cluster_wh_t  *op;
+    ngx_http_events_cluster_wh_t  *op, *h;
 
-    op = ngx_http_events_cluster_webhook_op(cl, tenant, endpoint, seq);
+    h = hold;
+    held = ngx_http_events_cluster_webhook_held(cl, h);
+
+    h->held = 0;
+    ngx_queue_remove(&h->queue);
+
+    if (h->renew.timer_set) {
+        ngx_del_timer(&h->renew);
+    }
+
+    op = (held == NGX_OK) ? ngx_http_events_cluster_webhook_get(cl) : NULL;
+
+    if (op) {
+        /* the keys, done and claim, as the hold has them */
+        p = ngx_cpymem(op->buf, h->buf, h->argvlen[3] + h->argvlen[4]);
+
+        op->argv[2] = "2";
+        op->argvlen[2] = 1;
+        op->argv[3] = (const char *) op->buf;
+        op->argvlen[3] = h->argvlen[3];
+        op->argv[4] = (const char *) op->buf + h->argvlen[3];
+        op->argvlen[4] = h->argvlen[4];
+    }
+
+    ngx_http_events_cluster_webhook_put(h);
+
     if (op == NULL) {
         return;
     }
@@ -259,8 +375,6 @@ ngx_http_events_cluster_webhook_settle(void *data, ngx_str_t *tenant,
         ms = 0;
     }
 
-    p = (u_char *) op->argv[4] + op->argvlen[4];
-
     op->argv[5] = (const char *) cl->token.data;
     op->argvlen[5] = cl->token.len;
     op->argvlen[6] = 1;
@@ -268,30 +382,23 @@ ngx_http_events_cluster_webhook_settle(void *data, ngx_str_t *tenant,
     op->argvlen[7] = ngx_sprintf(p, "%M", ngx_max(ms, 1)) - p;
     op->argc = 8;
 
-    if (ngx_http_events_cluster_webhook_send(op) != NGX_OK) {
+    if (ngx_http_events_cluster_webhook_send(op,
+                                         ngx_http_events_cluster_webhook_reply)
+        != NGX_OK)
+    {
         /* the claim lapses with its lease; done is not known then */
         ngx_queue_insert_head(&cl->claims, &op->queue);
     }
 }
 
 
-/* an op with its two keys: done, claim */
+/* an op of the free list, or a new one */
 
 static ngx_http_events_cluster_wh_t *
-ngx_http_events_cluster_webhook_op(ngx_http_events_cluster_t *cl,
-    ngx_str_t *tenant, ngx_str_t *endpoint, uint64_t seq)
+ngx_http_events_cluster_webhook_get(ngx_http_events_cluster_t *cl)
 {
-    u_char                        *p;
-    size_t                         len;
     ngx_queue_t                   *q;
     ngx_http_events_cluster_wh_t  *op;
-
-    len = cl->prefix.len + sizeof("{}:wh:c::") + 2 * NGX_INT64_LEN
-          + tenant->len + endpoint->len;
-
-    if (2 * len + 2 * NGX_INT64_LEN > NGX_HTTP_EVENTS_CLUSTER_WH_BUF) {
-        return NULL;
-    }
 
     if (!ngx_queue_empty(&cl->claims)) {
         q = ngx_queue_head(&cl->claims);
@@ -308,6 +415,32 @@ ngx_http_events_cluster_webhook_op(ngx_http_events_cluster_t *cl,
     ngx_memzero(op, offsetof(ngx_http_events_cluster_wh_t, buf));
 
     op->cl = cl;
+
+    return op;
+}
+
+
+/* an op with its two keys: done, claim */
+
+static ngx_http_events_cluster_wh_t *
+ngx_http_events_cluster_webhook_op(ngx_http_events_cluster_t *cl,
+    ngx_str_t *tenant, ngx_str_t *endpoint, uint64_t seq)
+{
+    u_char                        *p;
+    size_t                         len;
+    ngx_http_events_cluster_wh_t  *op;
+
+    len = cl->prefix.len + sizeof("{}:wh:c::") + 2 * NGX_INT64_LEN
+          + tenant->len + endpoint->len;
+
+    if (2 * len + 2 * NGX_INT64_LEN > NGX_HTTP_EVENTS_CLUSTER_WH_BUF) {
+        return NULL;
+    }
+
+    op = ngx_http_events_cluster_webhook_get(cl);
+    if (op == NULL) {
+        return NULL;
+    }
 
     p = op->buf;
 
@@ -329,7 +462,8 @@ ngx_http_events_cluster_webhook_op(ngx_http_events_cluster_t *cl,
 
 
 static ngx_int_t
-ngx_http_events_cluster_webhook_send(ngx_http_events_cluster_wh_t *op)
+ngx_http_events_cluster_webhook_send(ngx_http_events_cluster_wh_t *op,
+    ngx_http_events_redis_pt handler)
 {
     if (op->retried) {
         op->argv[0] = "EVAL";
@@ -344,9 +478,10 @@ ngx_http_events_cluster_webhook_send(ngx_http_events_cluster_wh_t *op)
         op->argvlen[1] = SHA_DIGEST_LENGTH * 2;
     }
 
+    op->sent = ngx_current_msec;
+
     if (ngx_http_events_redis_send(&op->cl->rd, op->argc, op->argv,
-                                   op->argvlen,
-                                   ngx_http_events_cluster_webhook_reply, op)
+                                   op->argvlen, handler, op)
         == NULL)
     {
         return NGX_ERROR;
@@ -356,13 +491,40 @@ ngx_http_events_cluster_webhook_send(ngx_http_events_cluster_wh_t *op)
 }
 
 
+/*
+ * NOSCRIPT: once more with the script's text (EVAL loads it).  1: sent
+ * again; 0: go on with the reply (NULL if it could not be sent).
+ */
+
+static ngx_uint_t
+ngx_http_events_cluster_webhook_again(ngx_http_events_cluster_wh_t *op,
+    redisReply **reply, ngx_http_events_redis_pt handler)
+{
+    if (*reply == NULL || op->retried
+        || !ngx_http_events_redis_is_error(*reply, "NOSCRIPT"))
+    {
+        return 0;
+    }
+
+    op->retried = 1;
+
+    if (ngx_http_events_cluster_webhook_send(op, handler) == NGX_OK) {
+        return 1;
+    }
+
+    *reply = NULL;
+
+    return 0;
+}
+
+
 static void
 ngx_http_events_cluster_webhook_reply(void *data, redisReply *reply,
     ngx_http_events_redis_cmd_t *cmd)
 {
     ngx_http_events_cluster_wh_t  *op = data;
 
-    void                             *ctx;
+    void                             *ctx, *hold;
     ngx_int_t                         rc;
     ngx_msec_t                        wait;
     redisReply                      **el;
@@ -372,17 +534,12 @@ ngx_http_events_cluster_webhook_reply(void *data, redisReply *reply,
     cl = op->cl;
     rc = NGX_BUSY;
     wait = NGX_HTTP_EVENTS_CLUSTER_WH_AGAIN;
+    hold = NULL;
 
-    if (reply && ngx_http_events_redis_is_error(reply, "NOSCRIPT")
-        && !op->retried)
+    if (ngx_http_events_cluster_webhook_again(op, &reply,
+                                         ngx_http_events_cluster_webhook_reply))
     {
-        op->retried = 1;
-
-        if (ngx_http_events_cluster_webhook_send(op) == NGX_OK) {
-            return;
-        }
-
-        reply = NULL;
+        return;
     }
 
     if (reply && reply->type == REDIS_REPLY_ERROR) {
@@ -407,6 +564,7 @@ ngx_http_events_cluster_webhook_reply(void *data, redisReply *reply,
         } else if (el[0]->len == 4 && ngx_strncmp(el[0]->str, "mine", 4) == 0)
         {
             rc = NGX_OK;
+            hold = op;
             (void) ngx_atomic_fetch_add(&cl->sh->wh_claimed, 1);
 
         } else if (el[0]->len == 4
@@ -428,11 +586,149 @@ ngx_http_events_cluster_webhook_reply(void *data, redisReply *reply,
     done = op->done;
     ctx = op->ctx;
 
-    ngx_queue_insert_head(&cl->claims, &op->queue);
+    if (hold) {
+        /* the attempt runs on it: renewed until it is settled */
+        ngx_http_events_cluster_webhook_hold(op);
+
+    } else {
+        ngx_queue_insert_head(&cl->claims, &op->queue);
+    }
 
     if (done) {
-        done(ctx, rc, wait);
+        done(ctx, rc, wait, hold);
     }
+}
+
+
+static void
+ngx_http_events_cluster_webhook_hold(ngx_http_events_cluster_wh_t *op)
+{
+    ngx_http_events_cluster_t  *cl;
+
+    cl = op->cl;
+
+    op->held = 1;
+    op->confirmed = op->sent;
+    op->done = NULL;
+
+    /* the same keys and arguments, the renewing script */
+    op->script = &ngx_http_events_cluster_webhook_renew_lua;
+    op->sha = ngx_http_events_cluster_webhook_renew_sha;
+    op->retried = 0;
+
+    op->renew.handler = ngx_http_events_cluster_webhook_renew;
+    op->renew.data = op;
+    op->renew.log = cl->log;
+    op->renew.cancelable = 1;
+
+    ngx_queue_insert_head(&cl->held, &op->queue);
+
+    ngx_add_timer(&op->renew, ngx_max(cl->wh_lease / 3, 1));
+}
+
+
+/*
+ * Every third of the lease while the attempt runs.  Also when the
+ * worker exits gracefully: the attempt in flight still needs its
+ * claim, and the timer, cancelable, does not hold the exit back.
+ */
+
+static void
+ngx_http_events_cluster_webhook_renew(ngx_event_t *ev)
+{
+    ngx_http_events_cluster_wh_t  *op = ev->data;
+
+    ngx_http_events_cluster_t  *cl;
+
+    cl = op->cl;
+
+    if (op->lost) {
+        return;
+    }
+
+    if (!op->renewing) {
+        op->retried = 0;
+
+        if (ngx_http_events_cluster_webhook_send(op,
+                                     ngx_http_events_cluster_webhook_renewed)
+            == NGX_OK)
+        {
+            op->renewing = 1;
+        }
+    }
+
+    ngx_add_timer(&op->renew, ngx_max(cl->wh_lease / 3, 1));
+}
+
+
+static void
+ngx_http_events_cluster_webhook_renewed(void *data, redisReply *reply,
+    ngx_http_events_redis_cmd_t *cmd)
+{
+    ngx_http_events_cluster_wh_t  *op = data;
+
+    ngx_http_events_cluster_t  *cl;
+
+    cl = op->cl;
+
+    if (op->held
+        && ngx_http_events_cluster_webhook_again(op, &reply,
+                                     ngx_http_events_cluster_webhook_renewed))
+    {
+        return;
+    }
+
+    op->renewing = 0;
+
+    if (!op->held) {
+        /* settled meanwhile */
+        ngx_http_events_cluster_webhook_put(op);
+        return;
+    }
+
+    if (reply == NULL) {
+        /* Redis away: no renewal this time; a lease without one is lost */
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 1) {
+        op->confirmed = op->sent;
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_INTEGER) {
+        op->lost = 1;
+
+        if (op->renew.timer_set) {
+            ngx_del_timer(&op->renew);
+        }
+
+        ngx_log_error(NGX_LOG_WARN, cl->log, 0,
+                      "events_cluster: the webhook claim %*s was lost "
+                      "while its attempt ran", op->argvlen[4], op->argv[4]);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, cl->log, 0,
+                  "events_cluster: redis %V refused to renew a webhook "
+                  "claim: %*s", &cl->redis.url,
+                  (size_t) (reply->type == REDIS_REPLY_ERROR
+                            ? ngx_min(reply->len, 200) : 0),
+                  reply->str);
+    (void) ngx_atomic_fetch_add(&cl->sh->errors, 1);
+}
+
+
+/* a held op settled: to the free list once no renewal is out */
+
+static void
+ngx_http_events_cluster_webhook_put(ngx_http_events_cluster_wh_t *op)
+{
+    if (op->held || op->renewing) {
+        return;
+    }
+
+    ngx_queue_insert_head(&op->cl->claims, &op->queue);
 }
 
 
@@ -447,8 +743,29 @@ ngx_int_t
 ngx_http_events_cluster_webhook_publish(void *data, ngx_str_t *tenant,
     ngx_str_t *id, ngx_str_t *text)
 {
-    ngx_http_events_cluster_t  *cl = data;
+    return ngx_http_events_cluster_webhook_set(data, "eps", "ver", tenant,
+                                               id, text);
+}
 
+
+/* an endpoint's failure state changed on this node: for every node */
+
+ngx_int_t
+ngx_http_events_cluster_webhook_state(void *data, ngx_str_t *tenant,
+    ngx_str_t *id, ngx_str_t *text)
+{
+    return ngx_http_events_cluster_webhook_set(data, "st", "stv", tenant,
+                                               id, text);
+}
+
+
+/* into the hash {prefix}:wh:HASH, and the counter {prefix}:wh:VER moves */
+
+static ngx_int_t
+ngx_http_events_cluster_webhook_set(ngx_http_events_cluster_t *cl,
+    const char *hash, const char *ver, ngx_str_t *tenant, ngx_str_t *id,
+    ngx_str_t *text)
+{
     u_char      *p, *keys;
     size_t       argvlen[7];
     const char  *argv[7];
@@ -473,11 +790,11 @@ ngx_http_events_cluster_webhook_publish(void *data, ngx_str_t *tenant,
 
     p = keys;
     argv[3] = (const char *) p;
-    p = ngx_sprintf(p, "{%V}:wh:eps", &cl->prefix);
+    p = ngx_sprintf(p, "{%V}:wh:%s", &cl->prefix, hash);
     argvlen[3] = p - keys;
 
     argv[4] = (const char *) p;
-    p = ngx_sprintf(p, "{%V}:wh:ver", &cl->prefix);
+    p = ngx_sprintf(p, "{%V}:wh:%s", &cl->prefix, ver);
     argvlen[4] = p - (u_char *) argv[4];
 
     argv[5] = (const char *) p;
@@ -519,19 +836,23 @@ ngx_http_events_cluster_webhook_published(void *data, redisReply *reply,
 }
 
 
-/* the tailing worker, every tick: did the published set change? */
+/*
+ * The tailing worker, every tick: did the published endpoints or
+ * failure states change?  Both counters in one MGET.
+ */
 
 void
 ngx_http_events_cluster_webhook_poll(ngx_http_events_cluster_t *cl)
 {
-    size_t                    argvlen[2];
-    const char               *argv[2];
-    u_char                    key[80];
+    u_char                   *p;
+    size_t                    argvlen[3];
+    const char               *argv[3];
+    u_char                    keys[160];
     ngx_http_events_store_t  *store;
 
     store = cl->zone->data;
 
-    if (store->wh_apply == NULL || cl->prefix.len > sizeof(key) - 16) {
+    if (store->wh_apply == NULL || cl->prefix.len > sizeof(keys) / 2 - 16) {
         return;
     }
 
@@ -541,12 +862,15 @@ ngx_http_events_cluster_webhook_poll(ngx_http_events_cluster_t *cl)
         return;
     }
 
-    argv[0] = "GET";
-    argvlen[0] = 3;
-    argv[1] = (const char *) key;
-    argvlen[1] = ngx_sprintf(key, "{%V}:wh:ver", &cl->prefix) - key;
+    argv[0] = "MGET";
+    argvlen[0] = 4;
+    argv[1] = (const char *) keys;
+    p = ngx_sprintf(keys, "{%V}:wh:ver", &cl->prefix);
+    argvlen[1] = p - keys;
+    argv[2] = (const char *) p;
+    argvlen[2] = ngx_sprintf(p, "{%V}:wh:stv", &cl->prefix) - p;
 
-    if (ngx_http_events_redis_send(&cl->rd, 2, argv, argvlen,
+    if (ngx_http_events_redis_send(&cl->rd, 3, argv, argvlen,
                                    ngx_http_events_cluster_webhook_version,
                                    cl)
         != NULL)
@@ -562,10 +886,9 @@ ngx_http_events_cluster_webhook_version(void *data, redisReply *reply,
 {
     ngx_http_events_cluster_t  *cl = data;
 
-    size_t       argvlen[2];
-    int64_t      ver;
-    const char  *argv[2];
-    u_char       key[80];
+    size_t       i;
+    int64_t      ver[2];
+    redisReply  *v;
 
     cl->wh_polling = 0;
 
@@ -573,42 +896,80 @@ ngx_http_events_cluster_webhook_version(void *data, redisReply *reply,
         return;
     }
 
-    if (reply->type == REDIS_REPLY_NIL) {
-        ver = 0;
+    for (i = 0; i < 2; i++) {
+        v = (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2)
+            ? reply->element[i] : NULL;
 
-    } else if (reply->type == REDIS_REPLY_STRING) {
-        ver = ngx_atoof((u_char *) reply->str, reply->len);
+        if (v && v->type == REDIS_REPLY_NIL) {
+            ver[i] = 0;
 
-    } else {
-        ver = -1;
+        } else if (v && v->type == REDIS_REPLY_STRING) {
+            ver[i] = ngx_atoof((u_char *) v->str, v->len);
+
+        } else {
+            ver[i] = -1;
+        }
+
+        if (ver[i] < 0) {
+            ngx_log_error(NGX_LOG_ERR, cl->log, 0,
+                          "events_cluster: redis %V: {%V}:wh:ver or "
+                          "{%V}:wh:stv is not a counter", &cl->redis.url,
+                          &cl->prefix, &cl->prefix);
+            (void) ngx_atomic_fetch_add(&cl->sh->errors, 1);
+            return;
+        }
     }
 
-    if (ver < 0) {
-        ngx_log_error(NGX_LOG_ERR, cl->log, 0,
-                      "events_cluster: redis %V: {%V}:wh:ver is not a "
-                      "counter", &cl->redis.url, &cl->prefix);
-        (void) ngx_atomic_fetch_add(&cl->sh->errors, 1);
-        return;
+    /*
+     * Endpoints first, on the same connection: the states that follow
+     * find the endpoints they are for.  New endpoints take the states
+     * again.
+     */
+
+    if (ver[0] != cl->wh_ver) {
+        cl->wh_seen = ver[0];
+
+        if (ngx_http_events_cluster_webhook_read(cl, "eps",
+                                     ngx_http_events_cluster_webhook_endpoints)
+            != NGX_OK)
+        {
+            return;
+        }
+
+        cl->st_ver = -1;
     }
 
-    if (ver == cl->wh_ver) {
-        return;
-    }
+    if (ver[1] != cl->st_ver) {
+        cl->st_seen = ver[1];
 
-    cl->wh_seen = ver;
+        (void) ngx_http_events_cluster_webhook_read(cl, "st",
+                                     ngx_http_events_cluster_webhook_states);
+    }
+}
+
+
+static ngx_int_t
+ngx_http_events_cluster_webhook_read(ngx_http_events_cluster_t *cl,
+    const char *hash, ngx_http_events_redis_pt handler)
+{
+    size_t       argvlen[2];
+    const char  *argv[2];
+    u_char       key[80];
 
     argv[0] = "HGETALL";
     argvlen[0] = 7;
     argv[1] = (const char *) key;
-    argvlen[1] = ngx_sprintf(key, "{%V}:wh:eps", &cl->prefix) - key;
+    argvlen[1] = ngx_sprintf(key, "{%V}:wh:%s", &cl->prefix, hash) - key;
 
-    if (ngx_http_events_redis_send(&cl->rd, 2, argv, argvlen,
-                                   ngx_http_events_cluster_webhook_endpoints,
-                                   cl)
-        != NULL)
+    if (ngx_http_events_redis_send(&cl->rd, 2, argv, argvlen, handler, cl)
+        == NULL)
     {
-        cl->wh_polling = 1;
+        return NGX_ERROR;
     }
+
+    cl->wh_polling++;
+
+    return NGX_OK;
 }
 
 
@@ -618,30 +979,66 @@ ngx_http_events_cluster_webhook_endpoints(void *data, redisReply *reply,
 {
     ngx_http_events_cluster_t  *cl = data;
 
+    ngx_http_events_store_t  *store;
+
+    cl->wh_polling--;
+    store = cl->zone->data;
+
+    if (ngx_http_events_cluster_webhook_texts(cl, reply, store->wh_apply)
+        == NGX_OK)
+    {
+        cl->wh_ver = cl->wh_seen;
+    }
+}
+
+
+static void
+ngx_http_events_cluster_webhook_states(void *data, redisReply *reply,
+    ngx_http_events_redis_cmd_t *cmd)
+{
+    ngx_http_events_cluster_t  *cl = data;
+
+    ngx_http_events_store_t  *store;
+
+    cl->wh_polling--;
+    store = cl->zone->data;
+
+    if (ngx_http_events_cluster_webhook_texts(cl, reply,
+                                              store->wh_state_apply)
+        == NGX_OK)
+    {
+        cl->st_ver = cl->st_seen;
+    }
+}
+
+
+/* HGETALL's values, to the zone's webhooks */
+
+static ngx_int_t
+ngx_http_events_cluster_webhook_texts(ngx_http_events_cluster_t *cl,
+    redisReply *reply, ngx_http_events_store_apply_pt apply)
+{
     size_t                    i;
+    ngx_int_t                 rc;
     ngx_str_t                *texts;
     ngx_uint_t                n;
     ngx_pool_t               *pool;
-    ngx_http_events_store_t  *store;
-
-    cl->wh_polling = 0;
-    store = cl->zone->data;
 
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
         || reply->elements % 2)
     {
-        return;
+        return NGX_ERROR;
     }
 
     pool = ngx_create_pool(4096, cl->log);
     if (pool == NULL) {
-        return;
+        return NGX_ERROR;
     }
 
     texts = ngx_palloc(pool, (reply->elements / 2 + 1) * sizeof(ngx_str_t));
     if (texts == NULL) {
         ngx_destroy_pool(pool);
-        return;
+        return NGX_ERROR;
     }
 
     n = 0;
@@ -656,11 +1053,11 @@ ngx_http_events_cluster_webhook_endpoints(void *data, redisReply *reply,
         n++;
     }
 
-    if (store->wh_apply(store, texts, n, pool) == NGX_OK) {
-        cl->wh_ver = cl->wh_seen;
-    }
+    rc = apply(cl->zone->data, texts, n, pool);
 
     ngx_destroy_pool(pool);
+
+    return rc;
 }
 
 

@@ -293,15 +293,25 @@ typedef void (*ngx_http_events_remote_read_pt)(void *ctx, ngx_int_t rc);
 
 /*
  * Webhooks once per cluster: a delivery (endpoint, seq) is claimed
- * before each attempt.  done() gets NGX_OK (this node attempts it),
- * NGX_DONE (another node ended it) or NGX_BUSY (another node holds it,
- * or the log is unreachable: ask again in wait ms).  settle() after the
- * attempt: NGX_OK (ended), NGX_AGAIN (retried: held keep ms more) or
- * NGX_DECLINED (let go, for another node).
+ * before each attempt.  done() gets NGX_OK (this node attempts it, with
+ * hold: the claim, renewed until settle()), NGX_DONE (another node ended
+ * it) or NGX_BUSY (another node holds it, or the log is unreachable: ask
+ * again in wait ms).  held() after the attempt: NGX_OK, or NGX_DECLINED
+ * (the claim was lost meanwhile: the result is not this node's to
+ * record).  settle() then, always: NGX_OK (ended), NGX_AGAIN (retried:
+ * held keep ms more) or NGX_DECLINED (let go, for another node); nothing
+ * for a lost claim.
  */
 
 typedef void (*ngx_http_events_remote_claim_pt)(void *ctx, ngx_int_t rc,
-    ngx_msec_t wait);
+    ngx_msec_t wait, void *hold);
+
+
+/* texts published by the nodes of a cluster, into the zone */
+
+typedef ngx_int_t (*ngx_http_events_store_apply_pt)(
+    ngx_http_events_store_t *store, ngx_str_t *texts, ngx_uint_t n,
+    ngx_pool_t *pool);
 
 
 typedef struct {
@@ -347,8 +357,8 @@ typedef struct {
                                        ngx_str_t *endpoint, uint64_t seq,
                                        ngx_http_events_remote_claim_pt done,
                                        void *ctx);
-    void                      (*settle)(void *data, ngx_str_t *tenant,
-                                        ngx_str_t *endpoint, uint64_t seq,
+    ngx_int_t                 (*held)(void *data, void *hold);
+    void                      (*settle)(void *data, void *hold,
                                         ngx_int_t how, ngx_msec_t keep);
     /*
      * an endpoint made, changed or deleted by the API, as text for every
@@ -356,6 +366,9 @@ typedef struct {
      */
     ngx_int_t                 (*wh_publish)(void *data, ngx_str_t *tenant,
                                             ngx_str_t *id, ngx_str_t *text);
+    /* an endpoint's failure state, as text for every node */
+    ngx_int_t                 (*wh_state)(void *data, ngx_str_t *tenant,
+                                          ngx_str_t *id, ngx_str_t *text);
     /* an attempt's record, for the attempt log of every node */
     void                      (*wh_attempt)(void *data, ngx_str_t *tenant,
                                             ngx_str_t *id, u_char *rec,
@@ -396,10 +409,12 @@ struct ngx_http_events_store_s {
     ngx_msec_t                  wh_saved;       /* state last written */
     ngx_thread_task_t          *wh_task;
     ngx_http_events_webhook_jobs_t  *wh_jobs;   /* this process's */
-    /* a cluster's: every node's API endpoints, as published, to apply */
-    ngx_int_t                 (*wh_apply)(ngx_http_events_store_t *store,
-                                          ngx_str_t *texts, ngx_uint_t n,
-                                          ngx_pool_t *pool);
+    /*
+     * a cluster's: every node's API endpoints, and every endpoint's
+     * failure state, as published, to apply
+     */
+    ngx_http_events_store_apply_pt  wh_apply;
+    ngx_http_events_store_apply_pt  wh_state_apply;
     void                      (*wh_attempt_apply)(
                                   ngx_http_events_store_t *store,
                                   ngx_str_t *tenant, ngx_str_t *id,

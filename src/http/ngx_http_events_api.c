@@ -99,7 +99,6 @@ static ngx_int_t ngx_http_events_api_collection(ngx_http_request_t *r,
     ngx_str_t *tenant);
 static void ngx_http_events_api_hold(ngx_event_t *ev);
 static ngx_int_t ngx_http_events_api_post(ngx_http_request_t *r);
-static void ngx_http_events_api_body(ngx_http_request_t *r);
 static ngx_int_t ngx_http_events_api_ingest(ngx_http_request_t *r,
     u_char *body, size_t len);
 static ngx_uint_t ngx_http_events_api_events(ngx_http_request_t *r,
@@ -334,7 +333,6 @@ ngx_http_events_api_collection(ngx_http_request_t *r, ngx_str_t *tenant)
 static ngx_int_t
 ngx_http_events_api_post(ngx_http_request_t *r)
 {
-    ngx_int_t                    rc;
     ngx_http_events_error_t      err;
     ngx_http_events_loc_conf_t  *elcf;
 
@@ -348,63 +346,12 @@ ngx_http_events_api_post(ngx_http_request_t *r)
         return ngx_http_events_http_send_error(r, &err, NULL);
     }
 
-    if (r->headers_in.content_length_n > (off_t) elcf->max_body_size) {
-        ngx_http_discard_request_body(r);
-        ngx_http_events_error(&err, 413, "payload_too_large", NULL, NULL,
-                              NULL, "the body may be at most %uz bytes",
-                              elcf->max_body_size);
-        return ngx_http_events_http_send_error(r, &err, NULL);
-    }
-
-    r->request_body_in_single_buf = 1;
-    r->request_body_in_clean_file = 1;
-    r->request_body_file_log_level = 0;
-
-    rc = ngx_http_read_client_request_body(r, ngx_http_events_api_body);
-
-    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
-        return rc;
-    }
-
-    return NGX_DONE;
+    return ngx_http_events_http_body(r, elcf->max_body_size, NULL,
+                                     ngx_http_events_api_ingest);
 }
 
 
-static void
-ngx_http_events_api_body(ngx_http_request_t *r)
-{
-    ngx_int_t                    rc;
-    ngx_str_t                    body;
-    ngx_http_events_error_t      err;
-    ngx_http_events_loc_conf_t  *elcf;
-
-    elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
-
-    rc = ngx_http_events_http_read_body(r, &body);
-
-    if (rc == NGX_ERROR) {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
-    }
-
-    if (rc == NGX_DECLINED) {
-        ngx_http_events_error(&err, 413, "payload_too_large", NULL, NULL,
-                              NULL, "the body may be at most %uz bytes",
-                              elcf->max_body_size);
-        ngx_http_finalize_request(r,
-                                  ngx_http_events_http_send_error(r, &err,
-                                                                  NULL));
-        return;
-    }
-
-    ngx_http_finalize_request(r,
-                              ngx_http_events_api_ingest(r, body.data,
-                                                         body.len));
-}
-
-
-/* the body in one buffer, wherever nginx kept it */
-
+/* the body of a POST, whole */
 
 static ngx_int_t
 ngx_http_events_api_ingest(ngx_http_request_t *r, u_char *body, size_t len)

@@ -16,6 +16,11 @@
 #include "ngx_http_events_buf.h"
 
 
+/* what a whole body goes to; it returns what finalizes the request */
+typedef ngx_int_t (*ngx_http_events_http_body_pt)(ngx_http_request_t *r,
+    u_char *data, size_t len);
+
+
 ngx_int_t ngx_http_events_http_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *type, u_char *data, size_t len);
 ngx_int_t ngx_http_events_http_send_buf(ngx_http_request_t *r,
@@ -32,7 +37,11 @@ ngx_table_elt_t *ngx_http_events_http_header(ngx_http_request_t *r,
     const char *name);
 ngx_int_t ngx_http_events_http_read_body(ngx_http_request_t *r,
     ngx_str_t *body);
+ngx_int_t ngx_http_events_http_body(ngx_http_request_t *r, size_t max,
+    const char *too_large, ngx_http_events_http_body_pt handler);
 ngx_uint_t ngx_http_events_http_is_json(ngx_http_request_t *r);
+ngx_int_t ngx_http_events_http_release_header(ngx_http_request_t *r,
+    ngx_str_t **strs, ngx_uint_t n);
 
 
 extern ngx_str_t  ngx_http_events_http_json_type;

@@ -44,6 +44,47 @@
 #define NGX_HTTP_EVENTS_STREAM_WAKE     64      /* streams woken per turn */
 #define NGX_HTTP_EVENTS_STREAM_BACKFILL 100     /* a cluster's log: a page */
 #define NGX_HTTP_EVENTS_STREAM_RETRY    1000    /* the log did not answer */
+#define NGX_HTTP_EVENTS_STREAM_FRAMES   256     /* SSE frames a worker keeps */
+#define NGX_HTTP_EVENTS_STREAM_FRAME_MAX  65536 /* a larger one: not kept */
+#define NGX_HTTP_EVENTS_STREAM_FRAMES_MAX 4194304 /* all of them, bytes */
+#define NGX_HTTP_EVENTS_STREAM_SPARE    16      /* output buffers kept */
+
+
+/*
+ * An event's SSE frame, built once for all the streams a wake sends it
+ * to (chunk header included).  Linked: a stream with no filter but its
+ * tenant whose cursor is "after" has this event next, and does not look
+ * in the ring for it.  A turn frames up to NGX_HTTP_EVENTS_STREAM_TURN
+ * bytes for one stream before the next stream's turn: the worker keeps
+ * enough frames for that many small events.
+ */
+
+typedef struct {
+    ngx_http_events_store_t    *store;
+    uint64_t                    epoch;
+    uint64_t                    seq;
+    uint64_t                    after;
+    ngx_uint_t                  flags;
+    u_char                     *data;
+    size_t                      len;            /* 0: none */
+    size_t                      size;
+    size_t                      tenant_len;
+    unsigned                    linked:1;
+    unsigned                    any_tenant:1;
+    u_char                      tenant[NGX_HTTP_EVENTS_MAX_TENANT];
+} ngx_http_events_stream_frame_t;
+
+
+/* a worker's, for its streams */
+
+struct ngx_http_events_stream_cache_s {
+    ngx_http_events_stream_frame_t  frames[NGX_HTTP_EVENTS_STREAM_FRAMES];
+    /* by "after": the frame that comes next */
+    ngx_http_events_stream_frame_t *next[NGX_HTTP_EVENTS_STREAM_FRAMES];
+    size_t                      bytes;
+    u_char                     *spare[NGX_HTTP_EVENTS_STREAM_SPARE];
+    ngx_uint_t                  nspare;
+};
 
 
 static void ngx_http_events_stream_event_init(
@@ -51,6 +92,8 @@ static void ngx_http_events_stream_event_init(
     ngx_event_handler_pt handler);
 static ngx_uint_t ngx_http_events_stream_accept(ngx_http_request_t *r,
     ngx_http_events_stream_ctx_t *ctx, ngx_int_t *rc);
+static void ngx_http_events_stream_release(
+    ngx_http_events_stream_ctx_t *ctx);
 static void ngx_http_events_stream_subscribe(
     ngx_http_events_stream_ctx_t *ctx);
 static ngx_int_t ngx_http_events_stream_refuse(ngx_http_request_t *r,
@@ -92,11 +135,28 @@ static void ngx_http_events_stream_cleanup(void *data);
 static ngx_int_t ngx_http_events_sse_open(ngx_http_events_stream_ctx_t *ctx);
 static ngx_int_t ngx_http_events_sse_append(ngx_http_events_stream_ctx_t *ctx,
     u_char *data, size_t len);
+static ngx_int_t ngx_http_events_sse_frame(ngx_http_events_stream_ctx_t *ctx,
+    ngx_str_t *parts, ngx_uint_t n);
+static ngx_uint_t ngx_http_events_sse_flags(ngx_http_events_stream_ctx_t *ctx);
+static ngx_int_t ngx_http_events_sse_keep(ngx_http_events_stream_ctx_t *ctx,
+    ngx_http_events_stream_frame_t *f, uint64_t seq, ngx_str_t *parts,
+    ngx_uint_t n);
+static void ngx_http_events_sse_link(ngx_http_events_stream_ctx_t *ctx,
+    uint64_t after, uint64_t seq);
+static ngx_http_events_stream_frame_t *ngx_http_events_sse_cached(
+    ngx_http_events_stream_ctx_t *ctx);
+static u_char *ngx_http_events_sse_buf(ngx_http_events_stream_cache_t *cache,
+    ngx_log_t *log);
+static void ngx_http_events_sse_unbuf(ngx_http_events_stream_cache_t *cache,
+    u_char *p);
+static void ngx_http_events_sse_unbuf_chain(
+    ngx_http_events_stream_cache_t *cache, ngx_chain_t *cl);
+static void ngx_http_events_stream_cache_cleanup(void *data);
 static ngx_int_t ngx_http_events_sse_event(ngx_http_events_stream_ctx_t *ctx,
     ngx_http_events_item_t *item);
 static ngx_int_t ngx_http_events_sse_cloudevent(
     ngx_http_events_stream_ctx_t *ctx, ngx_http_events_item_t *item,
-    u_char *head, u_char *last);
+    ngx_str_t *attrs);
 static ngx_int_t ngx_http_events_sse_control(
     ngx_http_events_stream_ctx_t *ctx, const char *name, u_char *id,
     u_char *json, size_t len);
@@ -163,6 +223,8 @@ ngx_http_events_stream_handler(ngx_http_request_t *r)
     }
 
     ctx->proto = ws ? &ngx_http_events_ws_proto : &ngx_http_events_sse_proto;
+    ctx->cache = ngx_http_events_ipc() ? ngx_http_events_ipc()->streams
+                                       : NULL;
 
     if (!ngx_http_events_stream_accept(r, ctx, &rc)) {
         return rc;
@@ -199,6 +261,8 @@ ngx_http_events_stream_handler(ngx_http_request_t *r)
         return NGX_ERROR;
     }
 
+    ngx_http_events_stream_release(ctx);
+
     r->main->count++;
 
     if (ngx_exiting) {
@@ -221,6 +285,48 @@ ngx_http_events_stream_handler(ngx_http_request_t *r)
 
 
 /*
+ * Past its headers a stream needs none of its header buffer: nearly a
+ * tenth of what an idle stream holds goes back (the bytes it used move
+ * into the request's pool, with the filters that point into them)
+ */
+
+static void
+ngx_http_events_stream_release(ngx_http_events_stream_ctx_t *ctx)
+{
+    ngx_str_t                *strs[5 + NGX_HTTP_EVENTS_MAX_PATTERNS
+                                   + 2 * NGX_HTTP_EVENTS_MAX_META_FILTERS];
+    ngx_uint_t                i, n;
+    ngx_http_events_query_t  *q;
+
+    q = &ctx->filter;
+
+    if (q->ntypes > NGX_HTTP_EVENTS_MAX_PATTERNS
+        || q->nmeta > NGX_HTTP_EVENTS_MAX_META_FILTERS)
+    {
+        return;
+    }
+
+    n = 0;
+    strs[n++] = &q->tenant;
+    strs[n++] = &q->rtype;
+    strs[n++] = &q->rid;
+    strs[n++] = &q->source;
+    strs[n++] = &q->last_event_id;
+
+    for (i = 0; i < q->ntypes; i++) {
+        strs[n++] = &q->types[i];
+    }
+
+    for (i = 0; i < q->nmeta; i++) {
+        strs[n++] = &q->meta[i].key;
+        strs[n++] = &q->meta[i].value;
+    }
+
+    (void) ngx_http_events_http_release_header(ctx->request, strs, n);
+}
+
+
+/*
  * Before it is an EventSource, a bad request may be a 4xx: the tenant,
  * the filters, the token's grant and the worker's room for one more.
  * NGX_OK: the stream may start, ctx is set up; else it was answered.
@@ -232,6 +338,7 @@ ngx_http_events_stream_accept(ngx_http_request_t *r,
 {
     ngx_int_t                    trc;
     ngx_http_events_error_t      err;
+    ngx_http_events_query_t     *q;
     ngx_http_events_store_t     *store;
     ngx_http_events_loc_conf_t  *elcf;
 
@@ -275,6 +382,14 @@ ngx_http_events_stream_accept(ngx_http_request_t *r,
     if (!ngx_http_events_stream_grants(r, ctx, rc)) {
         return 0;
     }
+
+    q = &ctx->filter;
+
+    /* what comes next for it is what comes next for its tenant */
+    ctx->plain = q->ntypes == 0 && q->rtype.len == 0 && q->rid.len == 0
+                 && q->source.len == 0 && q->action == 0 && q->nmeta == 0
+                 && q->since_ms < 0 && q->until_ms < 0
+                 && q->tenant.len <= NGX_HTTP_EVENTS_MAX_TENANT;
 
     ctx->retry = elcf->stream_retry;
 
@@ -355,6 +470,29 @@ ngx_http_events_stream_subscribe(ngx_http_events_stream_ctx_t *ctx)
 ngx_int_t
 ngx_http_events_stream_init_process(ngx_cycle_t *cycle)
 {
+    ngx_pool_cleanup_t              *cln;
+    ngx_http_events_ipc_t           *ipc;
+    ngx_http_events_stream_cache_t  *cache;
+
+    ipc = ngx_http_events_ipc();
+
+    if (ipc && ipc->streams == NULL) {
+        cln = ngx_pool_cleanup_add(cycle->pool, 0);
+        if (cln == NULL) {
+            return NGX_ERROR;
+        }
+
+        cache = ngx_pcalloc(cycle->pool,
+                            sizeof(ngx_http_events_stream_cache_t));
+        if (cache == NULL) {
+            return NGX_ERROR;
+        }
+
+        cln->handler = ngx_http_events_stream_cache_cleanup;
+        cln->data = cache;
+        ipc->streams = cache;
+    }
+
     if (ngx_http_events_ipc_on_wake(cycle, ngx_http_events_stream_wake)
         != NGX_OK)
     {
@@ -438,10 +576,11 @@ ngx_http_events_stream_refuse(ngx_http_request_t *r, ngx_uint_t status,
 static ngx_int_t
 ngx_http_events_sse_open(ngx_http_events_stream_ctx_t *ctx)
 {
-    u_char               buf[sizeof("retry: \n\n") + NGX_INT_T_LEN];
-    ngx_int_t            rc;
-    ngx_str_t            value;
-    ngx_http_request_t  *r;
+    u_char                     buf[sizeof("retry: \n\n") + NGX_INT_T_LEN];
+    ngx_int_t                  rc;
+    ngx_str_t                  value, part;
+    ngx_http_request_t        *r;
+    ngx_http_core_loc_conf_t  *clcf;
 
     r = ctx->request;
     ctx->last = &ctx->out;
@@ -481,10 +620,29 @@ ngx_http_events_sse_open(ngx_http_events_stream_ctx_t *ctx)
     r->read_event_handler = ngx_http_test_reading;
     r->write_event_handler = ngx_http_events_sse_writer;
 
-    return ngx_http_events_sse_append(ctx, buf,
-                                      ngx_sprintf(buf, "retry: %M\n\n",
-                                                  ctx->retry)
-                                      - buf);
+    /*
+     * nginx turns Nagle off only for keep-alive connections: a frame
+     * written while the client has not acknowledged the previous one
+     * would wait for its delayed ACK, up to 40 ms
+     */
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    if (clcf->tcp_nodelay && ngx_tcp_nodelay(r->connection) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    /*
+     * the frames skip the body filters for the write filter (nothing
+     * there is for a stream: gzip is off, there are no subrequests),
+     * each one a chunk of its own when chunked; only the last chunk
+     * goes through the chunked filter, at the end
+     */
+    ctx->chunked = r->chunked;
+
+    part.data = buf;
+    part.len = ngx_sprintf(buf, "retry: %M\n\n", ctx->retry) - buf;
+
+    return ngx_http_events_sse_frame(ctx, &part, 1);
 }
 
 
@@ -619,7 +777,8 @@ ngx_http_events_sse_append(ngx_http_events_stream_ctx_t *ctx,
             end = b->end;
 
             if (start == NULL) {
-                start = ngx_palloc(r->pool, NGX_HTTP_EVENTS_STREAM_BUF);
+                start = ngx_http_events_sse_buf(ctx->cache,
+                                                r->connection->log);
                 if (start == NULL) {
                     return NGX_ERROR;
                 }
@@ -651,13 +810,72 @@ ngx_http_events_sse_append(ngx_http_events_stream_ctx_t *ctx,
 }
 
 
+/* one frame of several parts, a chunk of its own if chunked */
+
+static ngx_int_t
+ngx_http_events_sse_frame(ngx_http_events_stream_ctx_t *ctx,
+    ngx_str_t *parts, ngx_uint_t n)
+{
+    u_char      *p;
+    u_char       chunk[NGX_SIZE_T_LEN + 2];
+    size_t       size;
+    ngx_uint_t   i;
+
+    if (ctx->chunked) {
+        size = 0;
+
+        for (i = 0; i < n; i++) {
+            size += parts[i].len;
+        }
+
+        p = ngx_sprintf(chunk, "%xz" CRLF, size);
+
+        if (ngx_http_events_sse_append(ctx, chunk, p - chunk) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    for (i = 0; i < n; i++) {
+        if (ngx_http_events_sse_append(ctx, parts[i].data, parts[i].len)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (ctx->chunked) {
+        return ngx_http_events_sse_append(ctx, (u_char *) CRLF, 2);
+    }
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_http_events_sse_event(ngx_http_events_stream_ctx_t *ctx,
     ngx_http_events_item_t *item)
 {
-    u_char  *p;
-    u_char   head[sizeof("event: \nid: \ndata: ") + NGX_HTTP_EVENTS_MAX_TYPE
-                  + NGX_HTTP_EVENTS_CURSOR_LEN];
+    u_char                          *p;
+    u_char                           head[sizeof("event: \nid: \ndata: ")
+                                          + NGX_HTTP_EVENTS_MAX_TYPE
+                                          + NGX_HTTP_EVENTS_CURSOR_LEN];
+    ngx_str_t                        parts[4];
+    ngx_uint_t                       n;
+    ngx_http_events_stream_frame_t  *f;
+
+    f = NULL;
+
+    if (ctx->cache) {
+        /* another stream of this wake may have framed it already */
+        f = &ctx->cache->frames[item->seq % NGX_HTTP_EVENTS_STREAM_FRAMES];
+
+        if (f->len && f->seq == item->seq && f->store == ctx->store
+            && f->epoch == ctx->epoch
+            && f->flags == ngx_http_events_sse_flags(ctx))
+        {
+            return ngx_http_events_sse_append(ctx, f->data, f->len);
+        }
+    }
 
     p = head;
 
@@ -670,19 +888,35 @@ ngx_http_events_sse_event(ngx_http_events_stream_ctx_t *ctx,
                    NGX_HTTP_EVENTS_CURSOR_LEN);
     p = ngx_cpymem(p, "\ndata: ", 7);
 
+    parts[0].data = head;
+    parts[0].len = p - head;
+    n = 1;
+
     if (ctx->filter.cloudevents) {
-        return ngx_http_events_sse_cloudevent(ctx, item, head, p);
+        if (ngx_http_events_sse_cloudevent(ctx, item, &parts[n++])
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
     }
 
-    if (ngx_http_events_sse_append(ctx, head, p - head) != NGX_OK
-        || ngx_http_events_sse_append(ctx, item->json.data, item->json.len)
-           != NGX_OK
-        || ngx_http_events_sse_append(ctx, (u_char *) "\n\n", 2) != NGX_OK)
+    parts[n++] = item->json;
+
+    if (ctx->filter.cloudevents) {
+        ngx_str_set(&parts[n], "}\n\n");
+
+    } else {
+        ngx_str_set(&parts[n], "\n\n");
+    }
+
+    n++;
+
+    if (f && ngx_http_events_sse_keep(ctx, f, item->seq, parts, n) == NGX_OK)
     {
-        return NGX_ERROR;
+        return ngx_http_events_sse_append(ctx, f->data, f->len);
     }
 
-    return NGX_OK;
+    return ngx_http_events_sse_frame(ctx, parts, n);
 }
 
 
@@ -694,7 +928,7 @@ ngx_http_events_sse_event(ngx_http_events_stream_ctx_t *ctx,
 
 static ngx_int_t
 ngx_http_events_sse_cloudevent(ngx_http_events_stream_ctx_t *ctx,
-    ngx_http_events_item_t *item, u_char *head, u_char *last)
+    ngx_http_events_item_t *item, ngx_str_t *attrs)
 {
     ngx_http_events_ce_t    ce;
     ngx_http_events_ipc_t  *ipc;
@@ -717,17 +951,205 @@ ngx_http_events_sse_cloudevent(ngx_http_events_stream_ctx_t *ctx,
         ipc->ce_epoch = ctx->epoch;
     }
 
-    if (ngx_http_events_sse_append(ctx, head, last - head) != NGX_OK
-        || ngx_http_events_sse_append(ctx, ipc->ce_head, ipc->ce_len)
-           != NGX_OK
-        || ngx_http_events_sse_append(ctx, item->json.data, item->json.len)
-           != NGX_OK
-        || ngx_http_events_sse_append(ctx, (u_char *) "}\n\n", 3) != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
+    attrs->data = ipc->ce_head;
+    attrs->len = ipc->ce_len;
 
     return NGX_OK;
+}
+
+
+/* what an SSE frame's bytes depend on besides the event */
+
+static ngx_uint_t
+ngx_http_events_sse_flags(ngx_http_events_stream_ctx_t *ctx)
+{
+    return ctx->named | ctx->filter.cloudevents << 1 | ctx->chunked << 2;
+}
+
+
+/* the frame, built into the worker's cache: NGX_DECLINED if not kept */
+
+static ngx_int_t
+ngx_http_events_sse_keep(ngx_http_events_stream_ctx_t *ctx,
+    ngx_http_events_stream_frame_t *f, uint64_t seq, ngx_str_t *parts,
+    ngx_uint_t n)
+{
+    u_char      *p;
+    u_char       chunk[NGX_SIZE_T_LEN + 2];
+    size_t       size, total, clen, alloc;
+    ngx_uint_t   i;
+
+    size = 0;
+
+    for (i = 0; i < n; i++) {
+        size += parts[i].len;
+    }
+
+    clen = ctx->chunked ? (size_t) (ngx_sprintf(chunk, "%xz" CRLF, size)
+                                    - chunk)
+                        : 0;
+
+    total = clen + size + (ctx->chunked ? 2 : 0);
+
+    if (total > NGX_HTTP_EVENTS_STREAM_FRAME_MAX) {
+        return NGX_DECLINED;
+    }
+
+    f->len = 0;
+    f->linked = 0;
+
+    if (f->size < total) {
+        alloc = ngx_max(total, 512);
+
+        if (ctx->cache->bytes - f->size + alloc
+            > NGX_HTTP_EVENTS_STREAM_FRAMES_MAX)
+        {
+            return NGX_DECLINED;
+        }
+
+        p = ngx_alloc(alloc, ngx_cycle->log);
+        if (p == NULL) {
+            return NGX_DECLINED;
+        }
+
+        if (f->data) {
+            ngx_free(f->data);
+        }
+
+        ctx->cache->bytes += alloc - f->size;
+        f->data = p;
+        f->size = alloc;
+    }
+
+    p = ngx_cpymem(f->data, chunk, clen);
+
+    for (i = 0; i < n; i++) {
+        p = ngx_cpymem(p, parts[i].data, parts[i].len);
+    }
+
+    if (ctx->chunked) {
+        *p++ = CR; *p++ = LF;
+    }
+
+    f->len = p - f->data;
+    f->store = ctx->store;
+    f->epoch = ctx->epoch;
+    f->seq = seq;
+    f->flags = ngx_http_events_sse_flags(ctx);
+
+    return NGX_OK;
+}
+
+
+/* the ring said seq comes next after "after" for this stream's tenant */
+
+static void
+ngx_http_events_sse_link(ngx_http_events_stream_ctx_t *ctx, uint64_t after,
+    uint64_t seq)
+{
+    ngx_http_events_stream_frame_t  *f;
+
+    f = &ctx->cache->frames[seq % NGX_HTTP_EVENTS_STREAM_FRAMES];
+
+    if (f->len == 0 || f->seq != seq || f->store != ctx->store
+        || f->epoch != ctx->epoch || f->flags != ngx_http_events_sse_flags(ctx))
+    {
+        return;
+    }
+
+    f->after = after;
+    f->any_tenant = ctx->filter.any_tenant;
+    f->tenant_len = ctx->filter.tenant.len;
+    ngx_memcpy(f->tenant, ctx->filter.tenant.data, f->tenant_len);
+    f->linked = 1;
+
+    ctx->cache->next[after % NGX_HTTP_EVENTS_STREAM_FRAMES] = f;
+}
+
+
+/* the next frame of a plain stream, if a stream before it had it */
+
+static ngx_http_events_stream_frame_t *
+ngx_http_events_sse_cached(ngx_http_events_stream_ctx_t *ctx)
+{
+    ngx_http_events_stream_frame_t  *f;
+
+    f = ctx->cache->next[ctx->cursor % NGX_HTTP_EVENTS_STREAM_FRAMES];
+
+    if (f && f->linked && f->after == ctx->cursor
+        && f->store == ctx->store && f->epoch == ctx->epoch
+        && f->flags == ngx_http_events_sse_flags(ctx)
+        && f->any_tenant == ctx->filter.any_tenant
+        && f->tenant_len == ctx->filter.tenant.len
+        && ngx_memcmp(f->tenant, ctx->filter.tenant.data, f->tenant_len) == 0)
+    {
+        return f;
+    }
+
+    return NULL;
+}
+
+
+/* the worker keeps a few output buffers for the next stream's frames */
+
+static u_char *
+ngx_http_events_sse_buf(ngx_http_events_stream_cache_t *cache,
+    ngx_log_t *log)
+{
+    if (cache && cache->nspare) {
+        return cache->spare[--cache->nspare];
+    }
+
+    return ngx_alloc(NGX_HTTP_EVENTS_STREAM_BUF, log);
+}
+
+
+static void
+ngx_http_events_sse_unbuf(ngx_http_events_stream_cache_t *cache, u_char *p)
+{
+    if (cache && cache->nspare < NGX_HTTP_EVENTS_STREAM_SPARE) {
+        cache->spare[cache->nspare++] = p;
+        return;
+    }
+
+    ngx_free(p);
+}
+
+
+static void
+ngx_http_events_sse_unbuf_chain(ngx_http_events_stream_cache_t *cache,
+    ngx_chain_t *cl)
+{
+    for ( /* void */ ; cl; cl = cl->next) {
+        if (cl->buf->start) {
+            ngx_http_events_sse_unbuf(cache, cl->buf->start);
+            cl->buf->start = NULL;
+            cl->buf->end = NULL;
+            cl->buf->pos = NULL;
+            cl->buf->last = NULL;
+        }
+    }
+}
+
+
+static void
+ngx_http_events_stream_cache_cleanup(void *data)
+{
+    ngx_http_events_stream_cache_t  *cache = data;
+
+    ngx_uint_t  i;
+
+    for (i = 0; i < NGX_HTTP_EVENTS_STREAM_FRAMES; i++) {
+        if (cache->frames[i].data) {
+            ngx_free(cache->frames[i].data);
+        }
+    }
+
+    while (cache->nspare) {
+        ngx_free(cache->spare[--cache->nspare]);
+    }
+
+    ngx_memzero(cache, sizeof(ngx_http_events_stream_cache_t));
 }
 
 
@@ -737,9 +1159,11 @@ static ngx_int_t
 ngx_http_events_sse_control(ngx_http_events_stream_ctx_t *ctx,
     const char *name, u_char *id, u_char *json, size_t len)
 {
-    u_char  *p;
-    u_char   head[sizeof("event: \nid: \ndata: ") + NGX_HTTP_EVENTS_MAX_TYPE
-                  + NGX_HTTP_EVENTS_CURSOR_LEN];
+    u_char     *p;
+    u_char      head[sizeof("event: \nid: \ndata: ")
+                     + NGX_HTTP_EVENTS_MAX_TYPE
+                     + NGX_HTTP_EVENTS_CURSOR_LEN];
+    ngx_str_t   parts[3];
 
     p = ngx_sprintf(head, "event: %s\n", name);
 
@@ -751,22 +1175,22 @@ ngx_http_events_sse_control(ngx_http_events_stream_ctx_t *ctx,
 
     p = ngx_cpymem(p, "data: ", 6);
 
-    if (ngx_http_events_sse_append(ctx, head, p - head) != NGX_OK
-        || ngx_http_events_sse_append(ctx, json, len) != NGX_OK
-        || ngx_http_events_sse_append(ctx, (u_char *) "\n\n", 2) != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
+    parts[0].data = head;
+    parts[0].len = p - head;
+    parts[1].data = json;
+    parts[1].len = len;
+    ngx_str_set(&parts[2], "\n\n");
 
-    return NGX_OK;
+    return ngx_http_events_sse_frame(ctx, parts, 3);
 }
 
 
 static ngx_int_t
 ngx_http_events_sse_heartbeat(ngx_http_events_stream_ctx_t *ctx)
 {
-    return ngx_http_events_sse_append(ctx, (u_char *) ": heartbeat\n\n",
-                                      sizeof(": heartbeat\n\n") - 1);
+    ngx_str_t  part = ngx_string(": heartbeat\n\n");
+
+    return ngx_http_events_sse_frame(ctx, &part, 1);
 }
 
 
@@ -876,7 +1300,12 @@ ngx_http_events_sse_unsent(ngx_http_events_stream_ctx_t *ctx)
 }
 
 
-/* a heartbeat after this long without output */
+/*
+ * A heartbeat after this long without output.  The timer is not moved
+ * at every flush (a delete and an insert in the timer tree per
+ * delivery): the flush only notes when, and the timer, when it fires
+ * early, waits for the rest.
+ */
 
 ngx_int_t
 ngx_http_events_stream_flush(ngx_http_events_stream_ctx_t *ctx)
@@ -886,7 +1315,11 @@ ngx_http_events_stream_flush(ngx_http_events_stream_ctx_t *ctx)
     }
 
     if (!ctx->done && !ngx_exiting) {
-        ngx_add_timer(&ctx->heartbeat, ctx->heartbeat_ms);
+        ctx->flushed = ngx_current_msec;
+
+        if (!ctx->heartbeat.timer_set) {
+            ngx_add_timer(&ctx->heartbeat, ctx->heartbeat_ms);
+        }
     }
 
     return NGX_OK;
@@ -915,7 +1348,7 @@ ngx_http_events_sse_flush(ngx_http_events_stream_ctx_t *ctx)
         ctx->tail->buf->flush = 1;
     }
 
-    rc = ngx_http_output_filter(r, ctx->out);
+    rc = ngx_http_write_filter(r, ctx->out);
 
     ngx_chain_update_chains(r->pool, &ctx->free, &ctx->busy, &ctx->out,
                             (ngx_buf_tag_t) &ngx_http_events_module);
@@ -955,19 +1388,7 @@ ngx_http_events_sse_flush(ngx_http_events_stream_ctx_t *ctx)
 static void
 ngx_http_events_sse_release(ngx_http_events_stream_ctx_t *ctx)
 {
-    ngx_buf_t    *b;
-    ngx_chain_t  *cl;
-
-    for (cl = ctx->free; cl; cl = cl->next) {
-        b = cl->buf;
-
-        if (b->start && ngx_pfree(ctx->request->pool, b->start) == NGX_OK) {
-            b->start = NULL;
-            b->end = NULL;
-            b->pos = NULL;
-            b->last = NULL;
-        }
-    }
+    ngx_http_events_sse_unbuf_chain(ctx->cache, ctx->free);
 }
 
 
@@ -1239,12 +1660,13 @@ static ngx_int_t
 ngx_http_events_stream_frame(ngx_http_events_stream_ctx_t *ctx,
     off_t unsent)
 {
-    size_t                   framed;
-    uint64_t                 last;
-    ngx_int_t                rc;
-    ngx_uint_t               looks, streamed;
-    ngx_http_events_ipc_t   *ipc;
-    ngx_http_events_item_t   item;
+    size_t                           framed, len;
+    uint64_t                         last, after;
+    ngx_int_t                        rc;
+    ngx_uint_t                       looks, streamed, cached;
+    ngx_http_events_ipc_t           *ipc;
+    ngx_http_events_item_t           item;
+    ngx_http_events_stream_frame_t  *f;
 
     ipc = ngx_http_events_ipc();
 
@@ -1252,25 +1674,53 @@ ngx_http_events_stream_frame(ngx_http_events_stream_ctx_t *ctx,
     framed = 0;
     rc = NGX_DONE;
 
+    /* a plain SSE stream may take the frames another stream had */
+    cached = ctx->plain && ctx->cache
+             && ctx->proto == &ngx_http_events_sse_proto;
+
     for (looks = 0; looks < NGX_HTTP_EVENTS_STREAM_LOOKS; looks++) {
 
-        rc = ngx_http_events_store_next(ctx->store, &ctx->filter,
-                                        ctx->cursor,
-                                        NGX_HTTP_EVENTS_STREAM_BUDGET,
-                                        &ipc->scratch, &item, &last);
+        f = cached ? ngx_http_events_sse_cached(ctx) : NULL;
 
-        ctx->cursor = ngx_max(ctx->cursor, last);
-
-        if (rc == NGX_OK) {
-            if (ctx->proto->event(ctx, &item) != NGX_OK) {
+        if (f) {
+            if (ngx_http_events_sse_append(ctx, f->data, f->len) != NGX_OK) {
                 rc = NGX_ERROR;
                 break;
             }
 
+            ctx->cursor = f->seq;
+            len = f->len;
+            rc = NGX_OK;
+
+        } else {
+            after = ctx->cursor;
+
+            rc = ngx_http_events_store_next(ctx->store, &ctx->filter,
+                                            ctx->cursor,
+                                            NGX_HTTP_EVENTS_STREAM_BUDGET,
+                                            &ipc->scratch, &item, &last);
+
+            ctx->cursor = ngx_max(ctx->cursor, last);
+
+            if (rc == NGX_OK) {
+                if (ctx->proto->event(ctx, &item) != NGX_OK) {
+                    rc = NGX_ERROR;
+                    break;
+                }
+
+                if (cached) {
+                    ngx_http_events_sse_link(ctx, after, item.seq);
+                }
+
+                len = item.json.len;
+            }
+        }
+
+        if (rc == NGX_OK) {
             streamed++;
             ctx->replayed += ctx->replaying;
-            unsent += item.json.len;
-            framed += item.json.len;
+            unsent += len;
+            framed += len;
 
             if (unsent >= (off_t) ctx->max_buffer) {
                 break;
@@ -1342,16 +1792,16 @@ ngx_http_events_sse_end(ngx_http_events_stream_ctx_t *ctx, ngx_uint_t why)
 {
     char                *comment;
     ngx_int_t            rc;
+    ngx_str_t            part;
     ngx_http_request_t  *r;
 
     r = ctx->request;
     comment = ngx_http_events_sse_ends[why];
 
-    if (comment
-        && ngx_http_events_sse_append(ctx, (u_char *) comment,
-                                      ngx_strlen(comment))
-           != NGX_OK)
-    {
+    part.data = (u_char *) comment;
+    part.len = comment ? ngx_strlen(comment) : 0;
+
+    if (comment && ngx_http_events_sse_frame(ctx, &part, 1) != NGX_OK) {
         ngx_http_finalize_request(r, NGX_ERROR);
         return;
     }
@@ -1404,6 +1854,7 @@ ngx_http_events_sse_writer(ngx_http_request_t *r)
 static void
 ngx_http_events_stream_heartbeat(ngx_event_t *ev)
 {
+    ngx_msec_t                     elapsed;
     ngx_connection_t              *c;
     ngx_http_events_stream_ctx_t  *ctx;
 
@@ -1411,6 +1862,14 @@ ngx_http_events_stream_heartbeat(ngx_event_t *ev)
     c = ctx->request->connection;
 
     if (ctx->done || ctx->stalled) {
+        return;
+    }
+
+    elapsed = ngx_current_msec - ctx->flushed;
+
+    if (elapsed < ctx->heartbeat_ms) {
+        /* there was output meanwhile */
+        ngx_add_timer(ev, ctx->heartbeat_ms - elapsed);
         return;
     }
 
@@ -1655,4 +2114,9 @@ ngx_http_events_stream_cleanup(void *data)
     /* unsubscribe() also deletes the stream's timers and posted event */
     ctx->done = 1;
     ngx_http_events_stream_unsubscribe(ctx);
+
+    /* nothing is written after this: the buffers go back to the worker */
+    ngx_http_events_sse_unbuf_chain(ctx->cache, ctx->free);
+    ngx_http_events_sse_unbuf_chain(ctx->cache, ctx->busy);
+    ngx_http_events_sse_unbuf_chain(ctx->cache, ctx->out);
 }

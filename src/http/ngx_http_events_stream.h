@@ -28,6 +28,9 @@
 
 typedef struct ngx_http_events_ws_s  ngx_http_events_ws_t;
 
+/* a worker's SSE frames and spare output buffers (stream.c) */
+typedef struct ngx_http_events_stream_cache_s  ngx_http_events_stream_cache_t;
+
 
 /*
  * How a stream's frames reach the client: Server-Sent Events or a
@@ -60,6 +63,7 @@ struct ngx_http_events_stream_ctx_s {
     ngx_http_events_query_t     filter;
     ngx_http_events_stream_proto_t  *proto;
     ngx_http_events_ws_t       *ws;
+    ngx_http_events_stream_cache_t  *cache;
 
     uint64_t                    cursor;         /* sent or passed over */
     uint64_t                    epoch;          /* the cursor's */
@@ -67,6 +71,7 @@ struct ngx_http_events_stream_ctx_s {
     ngx_uint_t                  replayed;
     size_t                      max_buffer;
     ngx_msec_t                  heartbeat_ms;
+    ngx_msec_t                  flushed;        /* when output last went */
     ngx_msec_t                  retry;
 
     ngx_chain_t                *free;           /* SSE output */
@@ -94,6 +99,8 @@ struct ngx_http_events_stream_ctx_s {
     unsigned                    stalled:1;
     unsigned                    done:1;
     unsigned                    overloaded:1;
+    unsigned                    chunked:1;      /* SSE: frames are chunks */
+    unsigned                    plain:1;        /* no filter but a tenant */
 };
 
 

@@ -101,7 +101,8 @@ typedef struct {
 
 static ngx_int_t ngx_http_events_webhook_api_route(ngx_http_request_t *r,
     ngx_http_events_webhook_route_t *rt);
-static void ngx_http_events_webhook_api_body(ngx_http_request_t *r);
+static ngx_int_t ngx_http_events_webhook_api_body(ngx_http_request_t *r,
+    u_char *data, size_t len);
 static ngx_int_t ngx_http_events_webhook_api_run(ngx_http_request_t *r,
     ngx_http_events_webhook_route_t *rt, ngx_str_t *body);
 static ngx_int_t ngx_http_events_webhook_api_create(ngx_http_request_t *r,
@@ -270,6 +271,7 @@ ngx_http_events_webhook_api_handler(ngx_http_request_t *r)
 {
     ngx_int_t                         rc;
     ngx_http_events_ctx_t            *ctx;
+    ngx_http_events_loc_conf_t       *elcf;
     ngx_http_events_webhook_route_t  *rt;
 
     if (!ngx_http_events_auth_access(r, &rc)) {
@@ -322,17 +324,11 @@ ngx_http_events_webhook_api_handler(ngx_http_request_t *r)
 
     ctx->route = rt;
 
-    r->request_body_in_single_buf = 1;
-    r->request_body_in_clean_file = 1;
-    r->request_body_file_log_level = 0;
+    elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
 
-    rc = ngx_http_read_client_request_body(r, ngx_http_events_webhook_api_body);
-
-    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
-        return rc;
-    }
-
-    return NGX_DONE;
+    return ngx_http_events_http_body(r, elcf->max_body_size,
+                                     "the body is too large",
+                                     ngx_http_events_webhook_api_body);
 }
 
 
@@ -475,31 +471,19 @@ not_found:
 }
 
 
-static void
-ngx_http_events_webhook_api_body(ngx_http_request_t *r)
+static ngx_int_t
+ngx_http_events_webhook_api_body(ngx_http_request_t *r, u_char *data,
+    size_t len)
 {
-    ngx_int_t               rc;
     ngx_str_t               body;
     ngx_http_events_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_events_module);
 
-    rc = ngx_http_events_http_read_body(r, &body);
+    body.data = data;
+    body.len = len;
 
-    if (rc == NGX_ERROR) {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
-    }
-
-    if (rc == NGX_DECLINED) {
-        ngx_http_finalize_request(r,
-            ngx_http_events_webhook_api_fail(r, 413, "payload_too_large", NULL,
-                                             "the body is too large"));
-        return;
-    }
-
-    ngx_http_finalize_request(r, ngx_http_events_webhook_api_run(r, ctx->route,
-                                                                 &body));
+    return ngx_http_events_webhook_api_run(r, ctx->route, &body);
 }
 
 

@@ -104,9 +104,14 @@ static ngx_int_t ngx_http_events_webhook_dispatch_pool(
 static void ngx_http_events_webhook_dispatch_start(
     ngx_http_events_webhook_job_t *job);
 static void ngx_http_events_webhook_dispatch_claimed(void *ctx, ngx_int_t rc,
-    ngx_msec_t wait);
+    ngx_msec_t wait, void *hold);
 static void ngx_http_events_webhook_dispatch_defer(
     ngx_http_events_webhook_job_t *job, ngx_msec_t wait, ngx_uint_t ended);
+static void ngx_http_events_webhook_dispatch_lost(
+    ngx_http_events_webhook_job_t *job);
+static void ngx_http_events_webhook_dispatch_fstate(
+    ngx_http_events_webhook_endpoint_t *ep,
+    ngx_http_events_webhook_fstate_t *st);
 static void ngx_http_events_webhook_dispatch_settle(
     ngx_http_events_webhook_job_t *job, ngx_uint_t found,
     ngx_http_events_webhook_attempt_t *a, uint64_t now);
@@ -189,6 +194,7 @@ ngx_http_events_webhook_dispatch_init_process(ngx_cycle_t *cycle)
 
         /* a cluster's: the API endpoints of every node come here */
         store->wh_apply = ngx_http_events_webhook_share_apply;
+        store->wh_state_apply = ngx_http_events_webhook_share_state_apply;
         store->wh_attempt_apply = ngx_http_events_webhook_share_attempt;
 
         store->wh_tick.handler = ngx_http_events_webhook_dispatch_tick;
@@ -1471,12 +1477,13 @@ ngx_http_events_webhook_dispatch_start(ngx_http_events_webhook_job_t *job)
 
 static void
 ngx_http_events_webhook_dispatch_claimed(void *ctx, ngx_int_t rc,
-    ngx_msec_t wait)
+    ngx_msec_t wait, void *hold)
 {
     ngx_http_events_webhook_job_t  *job = ctx;
 
     if (rc == NGX_OK) {
         job->claimed = 1;
+        job->hold = hold;
         ngx_http_events_webhook_dispatch_start(job);
         return;
     }
@@ -1553,6 +1560,37 @@ ngx_http_events_webhook_dispatch_defer(ngx_http_events_webhook_job_t *job,
 }
 
 
+/*
+ * The claim was lost while the attempt ran (longer than the lease, and
+ * Redis let it lapse or another node took it): another node may have
+ * sent it too and owns its outcome now.  Nothing of the result is
+ * recorded here (not the endpoint's state, not the attempt log, not the
+ * delivery's count); the delivery is claimed again soon, and dropped if
+ * the other node ended it.
+ */
+
+static void
+ngx_http_events_webhook_dispatch_lost(ngx_http_events_webhook_job_t *job)
+{
+    ngx_http_events_store_t  *store;
+
+    store = job->store;
+
+    ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                  "events webhook \"%V\": the cluster's claim of event %uL "
+                  "lapsed during its attempt (%s); its result is left to "
+                  "the node that holds the delivery now", &job->endpoint,
+                  job->seq, job->error ? "failed" : "succeeded");
+
+    store->remote->settle(store->remote->data, job->hold, NGX_DECLINED, 0);
+    job->claimed = 0;
+    job->hold = NULL;
+
+    ngx_http_events_webhook_dispatch_defer(job,
+                                           NGX_HTTP_EVENTS_WH_CLAIM_AGAIN, 0);
+}
+
+
 /* after this node's attempt: ended for every node, held, or let go */
 
 static void
@@ -1578,8 +1616,7 @@ ngx_http_events_webhook_dispatch_settle(ngx_http_events_webhook_job_t *job,
         how = NGX_OK;
     }
 
-    store->remote->settle(store->remote->data, &job->tenant, &job->endpoint,
-                          job->seq, how, keep);
+    store->remote->settle(store->remote->data, job->hold, how, keep);
 }
 
 
@@ -1592,13 +1629,22 @@ ngx_http_events_webhook_dispatch_done(ngx_http_events_webhook_job_t *job)
     u_char                               disabled;
     uint64_t                             now;
     ngx_str_t                            shared;
+    ngx_uint_t                           changed;
     ngx_http_events_store_t             *store;
+    ngx_http_events_webhook_fstate_t     before, after;
     ngx_http_events_webhook_sh_t        *wh;
     ngx_http_events_webhook_attempt_t   *a;
     ngx_http_events_webhook_endpoint_t  *ep;
 
     store = job->store;
     now = ngx_http_events_webhook_now();
+
+    if (job->claimed
+        && store->remote->held(store->remote->data, job->hold) != NGX_OK)
+    {
+        ngx_http_events_webhook_dispatch_lost(job);
+        return;
+    }
 
     a = (ngx_http_events_webhook_attempt_t *) buf;
     ngx_memzero(a, sizeof(ngx_http_events_webhook_attempt_t));
@@ -1618,12 +1664,19 @@ ngx_http_events_webhook_dispatch_done(ngx_http_events_webhook_job_t *job)
     wh = store->wh;
     ep = ngx_http_events_webhook_find(wh, &job->tenant, &job->endpoint);
 
+    changed = 0;
+
     if (ep) {
         disabled = ep->disabled;
+        ngx_http_events_webhook_dispatch_fstate(ep, &before);
 
         ngx_http_events_webhook_dispatch_outcome(store, wh, ep, job, now, a);
         ngx_http_events_webhook_dispatch_log(ep, job, a);
         wh->version++;
+
+        ngx_http_events_webhook_dispatch_fstate(ep, &after);
+        changed = ngx_memcmp(&before, &after,
+                             sizeof(ngx_http_events_webhook_fstate_t));
 
         if (!disabled && ep->disabled) {
             job->meta_disabled = 1;
@@ -1658,6 +1711,13 @@ ngx_http_events_webhook_dispatch_done(ngx_http_events_webhook_job_t *job)
                                   &job->endpoint, shared.data, shared.len);
     }
 
+    if (changed && job->pool) {
+        /* a cluster's: every node takes the endpoint's new state */
+        ngx_http_events_webhook_share_state(store, &job->tenant,
+                                            &job->endpoint, &after,
+                                            job->pool);
+    }
+
     if (job->error != NGX_HTTP_EVENTS_E_NONE) {
         ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
                       "events webhook \"%V\": attempt %ui of event %uL "
@@ -1680,6 +1740,21 @@ ngx_http_events_webhook_dispatch_done(ngx_http_events_webhook_job_t *job)
 
     /* a slot is free: more may be due */
     ngx_http_events_webhook_dispatch_wake(store);
+}
+
+
+/* the part of an endpoint's state the nodes of a cluster share */
+
+static void
+ngx_http_events_webhook_dispatch_fstate(ngx_http_events_webhook_endpoint_t *ep,
+    ngx_http_events_webhook_fstate_t *st)
+{
+    ngx_memzero(st, sizeof(ngx_http_events_webhook_fstate_t));
+
+    st->disabled = ep->disabled;
+    st->disabled_ms = ep->disabled_ms;
+    st->failing_since_ms = ep->failing_since_ms;
+    st->paused_until_ms = ep->paused_until_ms;
 }
 
 

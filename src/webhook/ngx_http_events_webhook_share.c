@@ -16,8 +16,15 @@
  * unless it changed here since.  Static
  * endpoints and handlers are each node's configuration, never touched.
  *
- * The text is the state file's form of an endpoint (ngx_http_events_
- * webhook_state.c), less the delivery history, which stays each node's.
+ * The text is the state file's form of an endpoint, written by the same
+ * ngx_http_events_webhook_state_spec_text(), with its own numbers in
+ * place of the delivery history, which stays each node's.
+ *
+ * An endpoint's failure state (disabled, failing since, paused until)
+ * is shared too, static endpoints' included: the node where it changed
+ * publishes it, and every node merges what was published into its own
+ * (ngx_http_events_webhook_share_state_apply()), so an endpoint
+ * disabled after failing on one node is disabled on all.
  *
  * The attempt log is shared the same way: each node's attempt records
  * go to the cluster and come back into the other nodes' logs, so the
@@ -54,6 +61,11 @@ static u_char *ngx_http_events_webhook_share_text(
     ngx_http_events_webhook_endpoint_t *ep, u_char *p);
 static void ngx_http_events_webhook_share_one(ngx_http_events_store_t *store,
     ngx_http_events_webhook_sh_t *wh, ngx_http_events_webhook_shared_t *sh);
+static void ngx_http_events_webhook_share_count(
+    ngx_http_events_webhook_endpoint_t *ep,
+    ngx_http_events_webhook_attempt_t *a);
+static void ngx_http_events_webhook_share_state_one(
+    ngx_http_events_webhook_sh_t *wh, ngx_http_events_webhook_fstate_t *st);
 
 
 ngx_int_t
@@ -147,11 +159,8 @@ ngx_http_events_webhook_share_gone(ngx_http_events_store_t *store,
 static size_t
 ngx_http_events_webhook_share_size(ngx_http_events_webhook_endpoint_t *ep)
 {
-    return 6 * (ep->id_len + ep->tenant_len + ep->blob_len)
-           + 4 * (4 + ep->npatterns + 2 * ep->nheaders + 2 * ep->nmeta)
-           + sizeof(",\"metadata\":[]")
-           + 2 * ngx_base64_encoded_length(NGX_HTTP_EVENTS_WH_MAX_SECRET)
-           + 256 + 5 * (NGX_INT64_LEN + 1);
+    return ngx_http_events_webhook_state_spec_size(ep)
+           + sizeof(",\"n\":[,,,,]}") + 5 * NGX_INT64_LEN;
 }
 
 
@@ -159,56 +168,7 @@ static u_char *
 ngx_http_events_webhook_share_text(ngx_http_events_webhook_endpoint_t *ep,
     u_char *p)
 {
-    ngx_uint_t  i;
-
-    p = ngx_cpymem(p, "{\"id\":", 6);
-    p = ngx_http_events_webhook_state_str(p, ep->id, ep->id_len);
-    p = ngx_cpymem(p, ",\"tenant\":", 10);
-    p = ngx_http_events_webhook_state_str(p, ep->tenant, ep->tenant_len);
-    p = ngx_cpymem(p, ",\"url\":", 7);
-    p = ngx_http_events_webhook_state_str(p, ep->blob + ep->url.off,
-                                          ep->url.len);
-    p = ngx_cpymem(p, ",\"description\":", 15);
-    p = ngx_http_events_webhook_state_str(p, ep->blob + ep->description.off,
-                                          ep->description.len);
-
-    p = ngx_cpymem(p, ",\"events\":[", 11);
-
-    for (i = 0; i < ep->npatterns; i++) {
-        p = ngx_cpymem(p, ",", i ? 1 : 0);
-        p = ngx_http_events_webhook_state_str(p,
-                                          ep->blob + ep->patterns[i].off,
-                                          ep->patterns[i].len);
-    }
-
-    p = ngx_cpymem(p, "],\"headers\":[", 13);
-
-    for (i = 0; i < ep->nheaders; i++) {
-        p = ngx_cpymem(p, ",", i ? 1 : 0);
-        p = ngx_http_events_webhook_state_str(p, ep->blob + ep->hnames[i].off,
-                                              ep->hnames[i].len);
-        *p++ = ',';
-        p = ngx_http_events_webhook_state_str(p,
-                                              ep->blob + ep->hvalues[i].off,
-                                              ep->hvalues[i].len);
-    }
-
-    p = ngx_cpymem(p, "],\"metadata\":[", 14);
-
-    for (i = 0; i < ep->nmeta; i++) {
-        p = ngx_cpymem(p, ",", i ? 1 : 0);
-        p = ngx_http_events_webhook_state_str(p, ep->blob + ep->mkeys[i].off,
-                                              ep->mkeys[i].len);
-        *p++ = ',';
-        p = ngx_http_events_webhook_state_str(p,
-                                              ep->blob + ep->mvalues[i].off,
-                                              ep->mvalues[i].len);
-    }
-
-    p = ngx_cpymem(p, "],\"secret\":", 11);
-    p = ngx_http_events_webhook_state_b64(p, ep->secret, ep->secret_len);
-    p = ngx_cpymem(p, ",\"previous\":", 12);
-    p = ngx_http_events_webhook_state_b64(p, ep->previous, ep->previous_len);
+    p = ngx_http_events_webhook_state_spec_text(p, ep);
 
     /*
      * previous expires, manually disabled, rate, updated, and where its
@@ -392,9 +352,233 @@ ngx_http_events_webhook_share_one(ngx_http_events_store_t *store,
     ep->previous_len = (u_char) spec->previous_len;
     ep->previous_expires_ms = (uint64_t) sh->n[0];
 
-    ngx_http_events_webhook_enable(store, ep, sh->n[1] ? 0 : 1, now);
+    /* a disable for failing here since the change stays */
+    if (sh->n[1] || ep->disabled == NGX_HTTP_EVENTS_WH_MANUALLY
+        || ep->disabled_ms <= (uint64_t) sh->n[3])
+    {
+        ngx_http_events_webhook_enable(store, ep, sh->n[1] ? 0 : 1, now);
+    }
 
     ep->updated_ms = (uint64_t) sh->n[3];
+}
+
+
+/*
+ * An endpoint's failure state changed here (an attempt failed or
+ * succeeded after failures, the receiver asked for a pause, the endpoint
+ * was disabled): for every node.  Values from under the lock, sent
+ * outside it.
+ */
+
+void
+ngx_http_events_webhook_share_state(ngx_http_events_store_t *store,
+    ngx_str_t *tenant, ngx_str_t *id, ngx_http_events_webhook_fstate_t *st,
+    ngx_pool_t *pool)
+{
+    u_char     *p;
+    ngx_str_t   text;
+
+    if (store->remote == NULL || store->remote->wh_state == NULL) {
+        return;
+    }
+
+    p = ngx_pnalloc(pool, 6 * (tenant->len + id->len) + 64
+                          + 5 * (NGX_INT64_LEN + 1));
+    if (p == NULL) {
+        return;
+    }
+
+    text.data = p;
+    p = ngx_cpymem(p, "{\"id\":", 6);
+    p = ngx_http_events_webhook_state_str(p, id->data, id->len);
+    p = ngx_cpymem(p, ",\"tenant\":", 10);
+    p = ngx_http_events_webhook_state_str(p, tenant->data, tenant->len);
+    p = ngx_sprintf(p, ",\"s\":[%L,%L,%L,%L,%L]}", (int64_t) st->disabled,
+                    (int64_t) st->disabled_ms, (int64_t) st->failing_since_ms,
+                    (int64_t) st->paused_until_ms,
+                    (int64_t) ngx_http_events_webhook_now());
+    text.len = p - text.data;
+
+    if (store->remote->wh_state(store->remote->data, tenant, id, &text)
+        != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "events webhook \"%V\": its failure state was not "
+                      "shared with the cluster (Redis is away)", id);
+    }
+}
+
+
+/*
+ * Every endpoint's failure state, as last published by any node.  A
+ * state older than the endpoint's last change through the API (or its
+ * configuration on this node) is passed over: an enable made since
+ * ends what it said.  Otherwise it is merged, the same whatever the
+ * order and however often it comes: a disable is taken (only the API
+ * enables), failing since the earliest time unless this node saw a
+ * success since, failing no more unless this node saw a failure since,
+ * paused until the latest time.
+ */
+
+ngx_int_t
+ngx_http_events_webhook_share_state_apply(ngx_http_events_store_t *store,
+    ngx_str_t *texts, ngx_uint_t n, ngx_pool_t *pool)
+{
+    json_t                              *json;
+    ngx_str_t                            id, tenant;
+    json_int_t                           v[5];
+    ngx_uint_t                           i, k;
+    json_error_t                         err;
+    ngx_http_events_webhook_sh_t        *wh;
+    ngx_http_events_webhook_fstate_t    *all;
+
+    all = ngx_pcalloc(pool, (n + 1) * sizeof(ngx_http_events_webhook_fstate_t));
+    if (all == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0, k = 0; i < n; i++) {
+        json = json_loadb((char *) texts[i].data, texts[i].len, 0, &err);
+
+        if (json == NULL
+            || json_unpack(json, "{s:s%,s:s%,s:[IIIII]}",
+                           "id", &id.data, &id.len,
+                           "tenant", &tenant.data, &tenant.len,
+                           "s", &v[0], &v[1], &v[2], &v[3], &v[4])
+               != 0
+            || id.len > NGX_HTTP_EVENTS_WH_MAX_ID
+            || tenant.len > NGX_HTTP_EVENTS_MAX_TENANT
+            || v[0] < 0 || v[0] > NGX_HTTP_EVENTS_WH_MANUALLY)
+        {
+            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                          "events zone \"%V\": a shared webhook failure "
+                          "state that cannot be read, skipped",
+                          &store->name);
+
+            if (json) {
+                json_decref(json);
+            }
+
+            continue;
+        }
+
+        all[k].id.data = ngx_pstrdup(pool, &id);
+        all[k].id.len = id.len;
+        all[k].tenant.data = ngx_pstrdup(pool, &tenant);
+        all[k].tenant.len = tenant.len;
+        all[k].disabled = (ngx_uint_t) v[0];
+        all[k].disabled_ms = (uint64_t) v[1];
+        all[k].failing_since_ms = (uint64_t) v[2];
+        all[k].paused_until_ms = (uint64_t) v[3];
+        all[k].stamp_ms = (uint64_t) v[4];
+
+        json_decref(json);
+
+        if ((id.len && all[k].id.data == NULL)
+            || (tenant.len && all[k].tenant.data == NULL))
+        {
+            return NGX_ERROR;
+        }
+
+        k++;
+    }
+
+    ngx_shmtx_lock(&store->shpool->mutex);
+
+    wh = ngx_http_events_webhook_shm(store);
+
+    for (i = 0; wh && i < k; i++) {
+        ngx_http_events_webhook_share_state_one(wh, &all[i]);
+    }
+
+    if (wh) {
+        wh->version++;
+    }
+
+    ngx_shmtx_unlock(&store->shpool->mutex);
+
+    return wh ? NGX_OK : NGX_ERROR;
+}
+
+
+static void
+ngx_http_events_webhook_share_state_one(ngx_http_events_webhook_sh_t *wh,
+    ngx_http_events_webhook_fstate_t *st)
+{
+    ngx_http_events_webhook_endpoint_t  *ep;
+
+    ep = ngx_http_events_webhook_find(wh, &st->tenant, &st->id);
+
+    if (ep == NULL || ep->is_handler || st->stamp_ms <= ep->updated_ms) {
+        return;
+    }
+
+    if (st->disabled && !ep->disabled) {
+        ep->disabled = (u_char) st->disabled;
+        ep->disabled_ms = st->disabled_ms;
+
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "events webhook \"%V\" disabled on another node",
+                      &st->id);
+    }
+
+    if (st->failing_since_ms) {
+        if (st->stamp_ms > ep->last_success_ms
+            && (ep->failing_since_ms == 0
+                || st->failing_since_ms < ep->failing_since_ms))
+        {
+            ep->failing_since_ms = st->failing_since_ms;
+        }
+
+    } else if (st->stamp_ms > ep->last_failure_ms) {
+        ep->failing_since_ms = 0;
+    }
+
+    ep->paused_until_ms = ngx_max(ep->paused_until_ms, st->paused_until_ms);
+}
+
+
+/*
+ * Another node's attempt in the endpoint's stats, as dispatch_outcome()
+ * counts this node's: so "ok", "failed", "expired" and the last times
+ * and error are the cluster's (since this node started).
+ */
+
+static void
+ngx_http_events_webhook_share_count(ngx_http_events_webhook_endpoint_t *ep,
+    ngx_http_events_webhook_attempt_t *a)
+{
+    uint64_t  ended;
+
+    /* when its node's dispatcher took the answer, as it counts it */
+    ended = a->started_ms + a->duration_ms;
+
+    ep->attempts++;
+
+    switch (a->result) {
+
+    case NGX_HTTP_EVENTS_WH_SUCCEEDED:
+        ep->ok++;
+        ep->last_success_ms = ngx_max(ep->last_success_ms, ended);
+        return;
+
+    case NGX_HTTP_EVENTS_WH_EXPIRED:
+        ep->expired++;
+        return;
+
+    case NGX_HTTP_EVENTS_WH_FAILED_FINAL:
+    case NGX_HTTP_EVENTS_WH_ABORTED:
+        ep->failed++;
+        break;
+
+    default:
+        break;
+    }
+
+    if (ended >= ep->last_failure_ms) {
+        ep->last_failure_ms = ended;
+        ep->last_error = a->error;
+    }
 }
 
 
@@ -420,6 +604,9 @@ ngx_http_events_webhook_share_attempt(ngx_http_events_store_t *store,
         ngx_memcpy(a, rec, len);
         a->n = ++ep->log_next;
         wh->version++;
+
+        /* the endpoint's counters and last times: every node's attempts */
+        ngx_http_events_webhook_share_count(ep, a);
     }
 
     ngx_shmtx_unlock(&store->shpool->mutex);

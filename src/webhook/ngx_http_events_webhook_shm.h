@@ -303,6 +303,19 @@ typedef struct {
 } ngx_http_events_webhook_view_t;
 
 
+/* an endpoint's failure state, as the nodes of a cluster share it */
+
+typedef struct {
+    ngx_str_t                        id;
+    ngx_str_t                        tenant;
+    ngx_uint_t                       disabled;       /* the reason, or 0 */
+    uint64_t                         disabled_ms;
+    uint64_t                         failing_since_ms;
+    uint64_t                         paused_until_ms;
+    uint64_t                         stamp_ms;       /* when it was so */
+} ngx_http_events_webhook_fstate_t;
+
+
 /* one attempt, everything it needs copied out of the zone */
 
 struct ngx_http_events_webhook_job_s {
@@ -331,6 +344,7 @@ struct ngx_http_events_webhook_job_s {
     ngx_uint_t                       trigger;
     uint32_t                         term;
     void                            *ctx;          /* the server it leaves by */
+    void                            *hold;          /* a cluster's claim */
     unsigned                         queued:1;      /* a delivery waits on it */
     unsigned                         claimed:1;     /* a cluster's: ours */
     unsigned                         handler:1;      /* url is a location */
@@ -483,6 +497,10 @@ ngx_int_t ngx_http_events_webhook_state_unb64(json_t *v, u_char *out,
     size_t *len);
 ngx_int_t ngx_http_events_webhook_state_spec(json_t *o,
     ngx_http_events_webhook_spec_t *spec);
+size_t ngx_http_events_webhook_state_spec_size(
+    ngx_http_events_webhook_endpoint_t *ep);
+u_char *ngx_http_events_webhook_state_spec_text(u_char *p,
+    ngx_http_events_webhook_endpoint_t *ep);
 
 /* ngx_http_events_webhook_share.c: API endpoints on every cluster node */
 ngx_int_t ngx_http_events_webhook_share_publish(
@@ -490,6 +508,12 @@ ngx_int_t ngx_http_events_webhook_share_publish(
     ngx_pool_t *pool);
 ngx_int_t ngx_http_events_webhook_share_apply(ngx_http_events_store_t *store,
     ngx_str_t *texts, ngx_uint_t n, ngx_pool_t *pool);
+void ngx_http_events_webhook_share_state(ngx_http_events_store_t *store,
+    ngx_str_t *tenant, ngx_str_t *id, ngx_http_events_webhook_fstate_t *st,
+    ngx_pool_t *pool);
+ngx_int_t ngx_http_events_webhook_share_state_apply(
+    ngx_http_events_store_t *store, ngx_str_t *texts, ngx_uint_t n,
+    ngx_pool_t *pool);
 void ngx_http_events_webhook_share_attempt(ngx_http_events_store_t *store,
     ngx_str_t *tenant, ngx_str_t *id, u_char *rec, size_t len);
 

@@ -54,6 +54,9 @@ static ngx_int_t ngx_http_events_webhook_state_endpoint(
 static void ngx_http_events_webhook_state_history(
     ngx_http_events_store_t *store, ngx_http_events_webhook_endpoint_t *ep,
     json_t *o, ngx_str_t *id, ngx_log_t *log);
+static u_char *ngx_http_events_webhook_state_pairs(u_char *p,
+    ngx_http_events_webhook_endpoint_t *ep, ngx_http_events_webhook_str_t *k,
+    ngx_http_events_webhook_str_t *v, ngx_uint_t n);
 static u_char *ngx_http_events_webhook_state_log(u_char *p,
     ngx_http_events_webhook_endpoint_t *ep);
 static void ngx_http_events_webhook_state_attempts(
@@ -401,12 +404,8 @@ ngx_http_events_webhook_state_size(ngx_http_events_webhook_sh_t *wh)
     {
         ep = ngx_queue_data(q, ngx_http_events_webhook_endpoint_t, queue);
 
-        /* every byte of the strings escaped as \u00XX, quotes, commas */
-        size += 6 * (ep->id_len + ep->tenant_len + ep->blob_len)
-                + 4 * (4 + ep->npatterns + 2 * ep->nheaders + 2 * ep->nmeta)
-                + sizeof(",\"metadata\":[]")
-                + 2 * ngx_base64_encoded_length(NGX_HTTP_EVENTS_WH_MAX_SECRET)
-                + 256 + 20 * (NGX_INT64_LEN + 1)
+        size += ngx_http_events_webhook_state_spec_size(ep)
+                + 256 + 15 * (NGX_INT64_LEN + 1)
                 + ep->nskips * (2 * NGX_INT64_LEN + 4)
                 + NGX_HTTP_EVENTS_WH_FAILED * (NGX_INT64_LEN + 1)
                 + ep->pending * (5 * NGX_INT64_LEN + 8)
@@ -454,58 +453,7 @@ ngx_http_events_webhook_state_text(ngx_http_events_store_t *store,
             *p++ = ',';
         }
 
-        p = ngx_cpymem(p, "{\"id\":", 6);
-        p = ngx_http_events_webhook_state_str(p, ep->id, ep->id_len);
-        p = ngx_cpymem(p, ",\"tenant\":", 10);
-        p = ngx_http_events_webhook_state_str(p, ep->tenant, ep->tenant_len);
-        p = ngx_cpymem(p, ",\"url\":", 7);
-        p = ngx_http_events_webhook_state_str(p, ep->blob + ep->url.off,
-                                              ep->url.len);
-        p = ngx_cpymem(p, ",\"description\":", 15);
-        p = ngx_http_events_webhook_state_str(p,
-                                          ep->blob + ep->description.off,
-                                          ep->description.len);
-
-        p = ngx_cpymem(p, ",\"events\":[", 11);
-
-        for (i = 0; i < ep->npatterns; i++) {
-            p = ngx_cpymem(p, ",", i ? 1 : 0);
-            p = ngx_http_events_webhook_state_str(p,
-                                          ep->blob + ep->patterns[i].off,
-                                          ep->patterns[i].len);
-        }
-
-        p = ngx_cpymem(p, "],\"headers\":[", 13);
-
-        for (i = 0; i < ep->nheaders; i++) {
-            p = ngx_cpymem(p, ",", i ? 1 : 0);
-            p = ngx_http_events_webhook_state_str(p,
-                                          ep->blob + ep->hnames[i].off,
-                                          ep->hnames[i].len);
-            *p++ = ',';
-            p = ngx_http_events_webhook_state_str(p,
-                                          ep->blob + ep->hvalues[i].off,
-                                          ep->hvalues[i].len);
-        }
-
-        p = ngx_cpymem(p, "],\"metadata\":[", 14);
-
-        for (i = 0; i < ep->nmeta; i++) {
-            p = ngx_cpymem(p, ",", i ? 1 : 0);
-            p = ngx_http_events_webhook_state_str(p,
-                                          ep->blob + ep->mkeys[i].off,
-                                          ep->mkeys[i].len);
-            *p++ = ',';
-            p = ngx_http_events_webhook_state_str(p,
-                                          ep->blob + ep->mvalues[i].off,
-                                          ep->mvalues[i].len);
-        }
-
-        p = ngx_cpymem(p, "],\"secret\":", 11);
-        p = ngx_http_events_webhook_state_b64(p, ep->secret, ep->secret_len);
-        p = ngx_cpymem(p, ",\"previous\":", 12);
-        p = ngx_http_events_webhook_state_b64(p, ep->previous,
-                                              ep->previous_len);
+        p = ngx_http_events_webhook_state_spec_text(p, ep);
 
         /* signed, as the reader's json_int_t: -1 is "never expires" */
         p = ngx_sprintf(p, ",\"n\":[%L,%L,%L,%L,%L,%L,%L,%L,%L,%L,%L,%L,%L,"
@@ -520,10 +468,6 @@ ngx_http_events_webhook_state_text(ngx_http_events_store_t *store,
                         (int64_t) ep->last_failure_ms, (int64_t) ep->ok,
                         (int64_t) ep->failed, (int64_t) ep->expired,
                         (int64_t) ep->scan_seq);
-
-        /* format, ordered, maxInFlight: absent from older files */
-        p = ngx_sprintf(p, ",\"opts\":[%L,%L,%L]", (int64_t) ep->format,
-                        (int64_t) ep->ordered, (int64_t) ep->max_inflight);
 
         p = ngx_cpymem(p, ",\"skips\":[", 10);
 
@@ -563,6 +507,93 @@ ngx_http_events_webhook_state_text(ngx_http_events_store_t *store,
     }
 
     return ngx_cpymem(p, "]}", 2);
+}
+
+
+/*
+ * An endpoint's configuration and secrets: what both the state file
+ * and the cluster's copy of an endpoint (ngx_http_events_webhook_share.c)
+ * say of it, and ngx_http_events_webhook_state_spec() reads back.  The
+ * object is left open: each adds its own numbers, then "}".
+ */
+
+size_t
+ngx_http_events_webhook_state_spec_size(ngx_http_events_webhook_endpoint_t *ep)
+{
+    /* every byte of the strings escaped as \u00XX, quotes, commas */
+    return 6 * (ep->id_len + ep->tenant_len + ep->blob_len)
+           + 4 * (4 + ep->npatterns + 2 * ep->nheaders + 2 * ep->nmeta)
+           + sizeof("{\"id\":,\"tenant\":,\"url\":,\"description\":,"
+                    "\"events\":[],\"headers\":[],\"metadata\":[],"
+                    "\"secret\":,\"previous\":,\"opts\":[,,]")
+           + 2 * ngx_base64_encoded_length(NGX_HTTP_EVENTS_WH_MAX_SECRET)
+           + 3 * (NGX_INT64_LEN + 1);
+}
+
+
+u_char *
+ngx_http_events_webhook_state_spec_text(u_char *p,
+    ngx_http_events_webhook_endpoint_t *ep)
+{
+    ngx_uint_t  i;
+
+    p = ngx_cpymem(p, "{\"id\":", 6);
+    p = ngx_http_events_webhook_state_str(p, ep->id, ep->id_len);
+    p = ngx_cpymem(p, ",\"tenant\":", 10);
+    p = ngx_http_events_webhook_state_str(p, ep->tenant, ep->tenant_len);
+    p = ngx_cpymem(p, ",\"url\":", 7);
+    p = ngx_http_events_webhook_state_str(p, ep->blob + ep->url.off,
+                                          ep->url.len);
+    p = ngx_cpymem(p, ",\"description\":", 15);
+    p = ngx_http_events_webhook_state_str(p, ep->blob + ep->description.off,
+                                          ep->description.len);
+
+    p = ngx_cpymem(p, ",\"events\":[", 11);
+
+    for (i = 0; i < ep->npatterns; i++) {
+        p = ngx_cpymem(p, ",", i ? 1 : 0);
+        p = ngx_http_events_webhook_state_str(p,
+                                          ep->blob + ep->patterns[i].off,
+                                          ep->patterns[i].len);
+    }
+
+    p = ngx_cpymem(p, "],\"headers\":[", 13);
+    p = ngx_http_events_webhook_state_pairs(p, ep, ep->hnames, ep->hvalues,
+                                            ep->nheaders);
+    p = ngx_cpymem(p, "],\"metadata\":[", 14);
+    p = ngx_http_events_webhook_state_pairs(p, ep, ep->mkeys, ep->mvalues,
+                                            ep->nmeta);
+
+    p = ngx_cpymem(p, "],\"secret\":", 11);
+    p = ngx_http_events_webhook_state_b64(p, ep->secret, ep->secret_len);
+    p = ngx_cpymem(p, ",\"previous\":", 12);
+    p = ngx_http_events_webhook_state_b64(p, ep->previous, ep->previous_len);
+
+    /* format, ordered, maxInFlight: absent from older files */
+    return ngx_sprintf(p, ",\"opts\":[%L,%L,%L]", (int64_t) ep->format,
+                       (int64_t) ep->ordered, (int64_t) ep->max_inflight);
+}
+
+
+/* names and values, one after the other, as strings */
+
+static u_char *
+ngx_http_events_webhook_state_pairs(u_char *p,
+    ngx_http_events_webhook_endpoint_t *ep, ngx_http_events_webhook_str_t *k,
+    ngx_http_events_webhook_str_t *v, ngx_uint_t n)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < n; i++) {
+        p = ngx_cpymem(p, ",", i ? 1 : 0);
+        p = ngx_http_events_webhook_state_str(p, ep->blob + k[i].off,
+                                              k[i].len);
+        *p++ = ',';
+        p = ngx_http_events_webhook_state_str(p, ep->blob + v[i].off,
+                                              v[i].len);
+    }
+
+    return p;
 }
 
 
@@ -808,7 +839,7 @@ ngx_http_events_webhook_state_endpoint(ngx_http_events_store_t *store,
     ngx_http_events_webhook_sh_t *wh, json_t *o, ngx_log_t *log)
 {
     json_t                              *nums;
-    json_int_t                           f[15], g[3];
+    json_int_t                           f[15];
     ngx_http_events_webhook_spec_t       spec;
     ngx_http_events_webhook_endpoint_t  *ep;
 
@@ -830,21 +861,6 @@ ngx_http_events_webhook_state_endpoint(ngx_http_events_store_t *store,
     spec.is_handler = f[2] ? 1 : 0;
     spec.enabled = f[3] ? 0 : 1;
     spec.rate_limit = (ngx_uint_t) f[4];
-
-    if (json_unpack(json_object_get(o, "opts"), "[III]", &g[0], &g[1],
-                    &g[2])
-        == 0)
-    {
-        if (g[0] < 0 || g[0] > NGX_HTTP_EVENTS_WH_CE_STRUCTURED
-            || g[2] < 0 || g[2] > NGX_HTTP_EVENTS_WH_MAX_INFLIGHT)
-        {
-            goto invalid;
-        }
-
-        spec.format = (ngx_uint_t) g[0];
-        spec.ordered = g[1] ? 1 : 0;
-        spec.max_inflight = (ngx_uint_t) g[2];
-    }
 
     ep = ngx_http_events_webhook_create_locked(store, wh, &spec, store->whcf);
     if (ep == NULL) {
@@ -888,8 +904,9 @@ ngx_int_t
 ngx_http_events_webhook_state_spec(json_t *o,
     ngx_http_events_webhook_spec_t *spec)
 {
-    size_t   i;
-    json_t  *v, *a;
+    size_t       i;
+    json_t      *v, *a;
+    json_int_t   g[3];
 
     ngx_memzero(spec, sizeof(ngx_http_events_webhook_spec_t));
 
@@ -974,6 +991,24 @@ ngx_http_events_webhook_state_spec(json_t *o,
         return NGX_ERROR;
     }
 
+    /* format, ordered, maxInFlight: absent from older files */
+    if (json_unpack(json_object_get(o, "opts"), "[III]", &g[0], &g[1],
+                    &g[2])
+        == 0)
+    {
+        if (g[0] < 0 || g[0] > NGX_HTTP_EVENTS_WH_CE_STRUCTURED
+            || g[2] < 0 || g[2] > NGX_HTTP_EVENTS_WH_MAX_INFLIGHT)
+        {
+            return NGX_ERROR;
+        }
+
+        spec->format = (ngx_uint_t) g[0];
+        spec->ordered = g[1] ? 1 : 0;
+        spec->max_inflight = (ngx_uint_t) g[2];
+        spec->set_format = 1;
+        spec->set_ordered = 1;
+        spec->set_max_inflight = 1;
+    }
 
     return NGX_OK;
 }
