@@ -43,10 +43,14 @@
 
 #define NGX_HTTP_EVENTS_REAL_LEN    32
 #define NGX_HTTP_EVENTS_JSON_DEPTH  2048        /* jansson's bound */
+#define NGX_HTTP_EVENTS_JSON_STACK  32          /* then doubled in the pool */
 #define NGX_HTTP_EVENTS_JSON_KEY_SHOWN  64      /* of a duplicate key */
 
 
-/* a body being parsed: the containers open, the key waiting its value */
+/*
+ * A body being parsed (on the C stack): the containers open, the key
+ * waiting for its value
+ */
 
 typedef struct {
     ngx_pool_t                 *pool;
@@ -63,7 +67,9 @@ typedef struct {
     ngx_uint_t                  completing;     /* yajl_complete_parse() */
     ngx_uint_t                  duplicate;      /* the error is ps->key's */
     size_t                      root_end;       /* where the value ends */
-    json_t                     *stack[NGX_HTTP_EVENTS_JSON_DEPTH];
+    json_t                    **stack;
+    ngx_uint_t                  nalloc;
+    json_t                     *stack0[NGX_HTTP_EVENTS_JSON_STACK];
 } ngx_http_events_json_parse_t;
 
 
@@ -209,12 +215,9 @@ ngx_http_events_json_load_pool(ngx_pool_t *pool, u_char *data, size_t len,
     yajl_status                     rc;
     json_malloc_t                   malloc_fn;
     yajl_alloc_funcs                afs;
-    ngx_http_events_json_parse_t   *ps;
+    ngx_http_events_json_parse_t    parse, *ps;
 
-    ps = ngx_palloc(pool, sizeof(ngx_http_events_json_parse_t));
-    if (ps == NULL) {
-        return NULL;
-    }
+    ps = &parse;
 
     ps->pool = pool;
     ps->start = data;
@@ -224,6 +227,8 @@ ngx_http_events_json_load_pool(ngx_pool_t *pool, u_char *data, size_t len,
     ps->error = NULL;
     ps->completing = 0;
     ps->duplicate = 0;
+    ps->stack = ps->stack0;
+    ps->nalloc = NGX_HTTP_EVENTS_JSON_STACK;
 
     afs.malloc = ngx_http_events_json_yajl_alloc;
     afs.realloc = ngx_http_events_json_yajl_realloc;
@@ -422,8 +427,27 @@ ngx_http_events_json_add(ngx_http_events_json_parse_t *ps, json_t *v)
 static int
 ngx_http_events_json_open(ngx_http_events_json_parse_t *ps, json_t *v)
 {
-    if (ps->depth == NGX_HTTP_EVENTS_JSON_DEPTH) {
-        return ngx_http_events_json_fail(ps, "nested deeper than 2048", 0);
+    json_t  **stack;
+
+    if (ps->depth == ps->nalloc) {
+        if (ps->depth == NGX_HTTP_EVENTS_JSON_DEPTH) {
+            return ngx_http_events_json_fail(ps, "nested deeper than 2048",
+                                             0);
+        }
+
+        stack = ngx_palloc(ps->pool, 2 * ps->nalloc * sizeof(json_t *));
+        if (stack == NULL) {
+            return ngx_http_events_json_fail(ps, "out of memory", 0);
+        }
+
+        ngx_memcpy(stack, ps->stack, ps->depth * sizeof(json_t *));
+
+        if (ps->stack != ps->stack0) {
+            (void) ngx_pfree(ps->pool, ps->stack);
+        }
+
+        ps->stack = stack;
+        ps->nalloc *= 2;
     }
 
     if (!ngx_http_events_json_add(ps, v)) {
