@@ -229,6 +229,7 @@ ngx_http_events_json_load_pool(ngx_pool_t *pool, u_char *data, size_t len,
     ps->duplicate = 0;
     ps->stack = ps->stack0;
     ps->nalloc = NGX_HTTP_EVENTS_JSON_STACK;
+    ps->root_end = 0;
 
     afs.malloc = ngx_http_events_json_yajl_alloc;
     afs.realloc = ngx_http_events_json_yajl_realloc;
