@@ -6,15 +6,15 @@
 
 /*
  * The envelope: a client's event object is checked field by field and
- * turned into the stored envelope, keys in one fixed order.  jansson
- * parses; the writer is ours, so that numbers come back as they were
+ * turned into the stored envelope, keys in one fixed order.  The tree
+ * is jansson's; the writer is ours, so that numbers come back as they were
  * sent (shortest form that reads back the same) and the output lands
  * in one pool buffer.
  *
  * A request's body is parsed into its pool: jansson's allocator is
- * pointed at the pool for the length of the parse only, and what it
- * frees meanwhile is left to the pool, but for large blocks, given back
- * at once.  Such a tree is never freed piecewise (no json_decref): it
+ * pointed at the pool for the length of the parse only (its nodes cut
+ * from chunks of it), and what it frees meanwhile is left to the pool,
+ * but for large blocks, given back at once.  Such a tree is never freed piecewise (no json_decref): it
  * goes with the pool, and whoever holds it only reads it.
  *
  * The body is lexed by YAJL, a SAX parser, whose callbacks build the
@@ -44,6 +44,7 @@
 #define NGX_HTTP_EVENTS_REAL_LEN    32
 #define NGX_HTTP_EVENTS_JSON_DEPTH  2048        /* jansson's bound */
 #define NGX_HTTP_EVENTS_JSON_STACK  32          /* then doubled in the pool */
+#define NGX_HTTP_EVENTS_JSON_NODE   512         /* larger: from the pool */
 #define NGX_HTTP_EVENTS_JSON_KEY_SHOWN  64      /* of a duplicate key */
 
 
@@ -161,8 +162,14 @@ static void ngx_http_events_json_parse_error(ngx_http_events_json_parse_t *ps,
     size_t at, json_error_t *error);
 
 
-/* the pool a parse allocates from: set only during the parse */
+/*
+ * The pool a parse allocates from, set only during the parse, and the
+ * arena in it that jansson's nodes are cut from
+ */
 static ngx_pool_t  *ngx_http_events_json_pool;
+static u_char      *ngx_http_events_json_arena;
+static u_char      *ngx_http_events_json_arena_end;
+static size_t       ngx_http_events_json_chunk;
 
 
 static yajl_callbacks  ngx_http_events_json_callbacks = {
@@ -248,6 +255,12 @@ ngx_http_events_json_load_pool(ngx_pool_t *pool, u_char *data, size_t len,
     json_get_alloc_funcs(&malloc_fn, &free_fn);
 
     ngx_http_events_json_pool = pool;
+    ngx_http_events_json_arena = NULL;
+    ngx_http_events_json_arena_end = NULL;
+
+    /* a 300-byte event's tree takes some 2 KB */
+    ngx_http_events_json_chunk = ngx_max(1024, ngx_min(8 * len, 65536));
+
     json_set_alloc_funcs(ngx_http_events_json_palloc,
                          ngx_http_events_json_pfree);
 
@@ -266,6 +279,8 @@ ngx_http_events_json_load_pool(ngx_pool_t *pool, u_char *data, size_t len,
 
     json_set_alloc_funcs(malloc_fn, free_fn);
     ngx_http_events_json_pool = NULL;
+    ngx_http_events_json_arena = NULL;
+    ngx_http_events_json_arena_end = NULL;
 
     if (rc == yajl_status_ok) {
         /*
@@ -308,10 +323,44 @@ ngx_http_events_json_load_pool(ngx_pool_t *pool, u_char *data, size_t len,
 }
 
 
+/*
+ * jansson's nodes, some 30 for an event, are cut from chunks of the
+ * pool: ngx_palloc() walks the pool's blocks for each (the request's
+ * pool has many once a batch is parsed into it), this does not
+ */
+
 static void *
 ngx_http_events_json_palloc(size_t size)
 {
-    return ngx_palloc(ngx_http_events_json_pool, size);
+    u_char  *p;
+
+    size = ngx_align(size, NGX_ALIGNMENT);
+
+    if (size > NGX_HTTP_EVENTS_JSON_NODE) {
+        return ngx_palloc(ngx_http_events_json_pool, size);
+    }
+
+    if ((size_t) (ngx_http_events_json_arena_end - ngx_http_events_json_arena)
+        < size)
+    {
+        p = ngx_palloc(ngx_http_events_json_pool, ngx_http_events_json_chunk);
+        if (p == NULL) {
+            return NULL;
+        }
+
+        /*
+         * a chunk's first bytes are never a node's: ngx_pfree() of that
+         * node would free the whole chunk
+         */
+
+        ngx_http_events_json_arena = p + NGX_ALIGNMENT;
+        ngx_http_events_json_arena_end = p + ngx_http_events_json_chunk;
+    }
+
+    p = ngx_http_events_json_arena;
+    ngx_http_events_json_arena += size;
+
+    return p;
 }
 
 
