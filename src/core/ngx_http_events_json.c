@@ -7,15 +7,16 @@
 /*
  * The envelope: a client's event object is checked field by field and
  * turned into the stored envelope, keys in one fixed order.  The tree
- * is jansson's; the writer is ours, so that numbers come back as they were
- * sent (shortest form that reads back the same) and the output lands
- * in one pool buffer.
+ * is jansson's; the writer is ours, so that numbers come back as they
+ * were sent (shortest form that reads back the same) and the output
+ * lands in one pool buffer.
  *
  * A request's body is parsed into its pool: jansson's allocator is
  * pointed at the pool for the length of the parse only (its nodes cut
  * from chunks of it), and what it frees meanwhile is left to the pool,
- * but for large blocks, given back at once.  Such a tree is never freed piecewise (no json_decref): it
- * goes with the pool, and whoever holds it only reads it.
+ * but for large blocks, given back at once.  Such a tree is never
+ * freed piecewise (no json_decref): it goes with the pool, and whoever
+ * holds it only reads it.
  *
  * The body is lexed by YAJL, a SAX parser, whose callbacks build the
  * jansson tree: jansson's own lexer costs some 150 instructions a byte,
