@@ -294,6 +294,32 @@ ngx_http_events_ipc_notify(ngx_http_events_store_t *store)
 }
 
 
+/* one worker's doorbell, whatever it listens to: the journal's waiters */
+
+void
+ngx_http_events_ipc_ring(ngx_uint_t worker)
+{
+    uint64_t                one;
+    ngx_http_events_ipc_t  *ipc;
+
+    ipc = ngx_http_events_ipc();
+
+    if (ipc == NULL || worker >= ipc->ndoorbells) {
+        return;
+    }
+
+    one = 1;
+
+    if (write(ipc->doorbells[worker], &one, sizeof(uint64_t)) == -1
+        && ngx_errno != NGX_EAGAIN)
+    {
+        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, ngx_errno,
+                      "write() to the doorbell of worker %ui failed",
+                      worker);
+    }
+}
+
+
 static void
 ngx_http_events_ipc_doorbell(ngx_event_t *ev)
 {

@@ -63,6 +63,7 @@ ngx_int_t ngx_http_events_ipc_init_module(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_events_ipc_init_process(ngx_cycle_t *cycle);
 void ngx_http_events_ipc_exit_process(ngx_cycle_t *cycle);
 void ngx_http_events_ipc_notify(ngx_http_events_store_t *store);
+void ngx_http_events_ipc_ring(ngx_uint_t worker);
 ngx_http_events_ipc_t *ngx_http_events_ipc(void);
 ngx_int_t ngx_http_events_ipc_on_wake(ngx_cycle_t *cycle,
     ngx_http_events_ipc_wake_pt handler);

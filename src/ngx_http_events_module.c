@@ -1062,7 +1062,16 @@ ngx_http_events_init_process(ngx_cycle_t *cycle)
     }
 
     if (emcf != NULL
-        && ngx_http_events_journal_init_process(cycle, emcf->journals)
+        && ngx_http_events_journal_init_process(cycle, emcf->journals,
+                                                ngx_http_events_ipc_ring)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    /* fsync=always: a worker's sync may cover another's waiting bytes */
+    if (emcf != NULL && emcf->journals != NULL
+        && ngx_http_events_ipc_on_wake(cycle, ngx_http_events_journal_wake)
            != NGX_OK)
     {
         return NGX_ERROR;

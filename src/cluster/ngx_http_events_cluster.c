@@ -591,6 +591,7 @@ ngx_http_events_cluster_init_process(ngx_cycle_t *cycle)
 
         cl->rd.data = cl;
         cl->rd.lost = ngx_http_events_cluster_lost;
+        cl->rd.asks = &cl->sh->asks;
 
         ngx_queue_init(&cl->reads);
 

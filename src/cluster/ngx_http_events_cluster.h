@@ -50,6 +50,10 @@ typedef struct {
     uint64_t                    node;           /* this node, in Redis */
     uint64_t                    att_ms;         /* attempts imported to */
     uint64_t                    att_seq;
+
+    ngx_atomic_t                asks;           /* ASK redirects followed */
+    ngx_atomic_t                scripts;        /* append scripts run */
+    ngx_atomic_t                posts;          /* appends (POSTs) in them */
 } ngx_http_events_cluster_sh_t;
 
 
@@ -82,6 +86,12 @@ typedef struct {
     ngx_log_t                  *log;
     ngx_http_events_redis_t     rd;             /* appends */
     ngx_http_events_redis_t     tail;           /* XREAD BLOCK */
+    ngx_queue_t                 folding;        /* appends of this turn */
+    ngx_uint_t                  fold_ops;
+    ngx_uint_t                  fold_events;
+    size_t                      fold_size;
+    ngx_event_t                 fold;           /* posted: one script */
+    ngx_uint_t                  fold_busy;      /* a script in flight */
     ngx_event_t                 tick;
     ngx_event_t                 tail_wait;      /* after an error */
     ngx_uint_t                  tailing;

@@ -111,7 +111,8 @@ ngx_http_events_cluster_status_json(ngx_http_events_buf_t *b,
                     "\"conflicts\":%uA,\"unavailable\":%uA,"
                     "\"unreplicated\":%uA,"
                     "\"tailed\":%uA,\"epochResets\":%uA,"
-                    "\"reconnects\":%uA,\"errors\":%uA,"
+                    "\"reconnects\":%uA,\"errors\":%uA,\"asks\":%uA,"
+                    "\"appendScripts\":%uA,\"appendPosts\":%uA,"
                     "\"webhooks\":{\"claimed\":%uA,\"heldElsewhere\":%uA,"
                     "\"endedElsewhere\":%uA}}",
                     sh->connected ? "true" : "false",
@@ -121,7 +122,8 @@ ngx_http_events_cluster_status_json(ngx_http_events_buf_t *b,
                     sh->appended, sh->repeats, sh->conflicts,
                     sh->unavailable, sh->unreplicated, sh->tailed,
                     sh->resets,
-                    sh->reconnects, sh->errors, sh->wh_claimed,
+                    sh->reconnects, sh->errors, sh->asks, sh->scripts,
+                    sh->posts, sh->wh_claimed,
                     sh->wh_taken, sh->wh_elsewhere);
 }
 
@@ -191,6 +193,16 @@ ngx_http_events_cluster_status_text(ngx_http_events_buf_t *b,
                   "Connections to Redis lost.", sh->reconnects);
     ngx_http_events_status_metric(b, store, "events_cluster_errors_total",
                   "counter", "Unexpected answers from Redis.", sh->errors);
+    ngx_http_events_status_metric(b, store, "events_cluster_asks_total",
+                  "counter", "ASK redirects followed (a slot migrating).",
+                  sh->asks);
+    ngx_http_events_status_metric(b, store,
+                  "events_cluster_append_scripts_total", "counter",
+                  "Append scripts run in Redis (POSTs of a turn share "
+                  "one).", sh->scripts);
+    ngx_http_events_status_metric(b, store,
+                  "events_cluster_append_posts_total", "counter",
+                  "POSTs sent in those scripts.", sh->posts);
     ngx_http_events_status_metric(b, store,
                   "events_cluster_webhook_claims_total", "counter",
                   "Webhook deliveries this node claimed to attempt.",

@@ -71,6 +71,7 @@ ngx_http_events_cluster_tail_start(ngx_http_events_cluster_t *cl)
     cl->tail.ready = ngx_http_events_cluster_tail_ready;
     cl->tail.lost = ngx_http_events_cluster_tail_lost;
     cl->tail.extra = NGX_HTTP_EVENTS_CLUSTER_BLOCK;
+    cl->tail.asks = &cl->sh->asks;
     cl->tail.abandon = 1;
     cl->tailing = 1;
 

@@ -48,8 +48,14 @@ static ngx_int_t ngx_http_events_redis_queue(ngx_http_events_redis_t *rd,
     ngx_http_events_redis_cmd_t **cmdp);
 static ngx_int_t ngx_http_events_redis_out(ngx_http_events_redis_t *rd,
     char *buf, size_t len);
+static ngx_int_t ngx_http_events_redis_target(ngx_http_events_redis_t *rd,
+    redisReply *reply, size_t skip, struct sockaddr_in *sin);
 static ngx_int_t ngx_http_events_redis_moved(ngx_http_events_redis_t *rd,
     redisReply *reply);
+static ngx_int_t ngx_http_events_redis_ask(ngx_http_events_redis_t *rd,
+    redisReply *reply, ngx_http_events_redis_cmd_t *cmd);
+static void ngx_http_events_redis_aim(ngx_http_events_redis_t *rd,
+    struct sockaddr_in *sin);
 static void ngx_http_events_redis_switch(ngx_http_events_redis_t *rd);
 static void ngx_http_events_redis_flush(ngx_event_t *ev);
 static void ngx_http_events_redis_write(ngx_event_t *wev);
@@ -516,6 +522,25 @@ ngx_http_events_redis_hello_done(void *data, redisReply *reply,
 }
 
 
+/* whether a command sent now would be queued (NGX_OK) or refused */
+
+ngx_int_t
+ngx_http_events_redis_usable(ngx_http_events_redis_t *rd)
+{
+    if (rd->state == NGX_HTTP_EVENTS_REDIS_IDLE) {
+        ngx_http_events_redis_connect(rd);
+    }
+
+    if (rd->state != NGX_HTTP_EVENTS_REDIS_CONNECTING
+        && rd->state != NGX_HTTP_EVENTS_REDIS_READY)
+    {
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
 /*
  * Queue a command.  NULL: it cannot be sent now (the connection is in
  * its backoff, or nginx quits); the handler is not called then.
@@ -844,6 +869,22 @@ ngx_http_events_redis_read(ngx_event_t *rev)
                 continue;
             }
 
+            if (rd->parent == NULL
+                && ngx_http_events_redis_ask(rd, (redisReply *) reply, cmd)
+                   == NGX_OK)
+            {
+                /* the command went on to the importing node */
+                freeReplyObject(reply);
+
+                if (rd->state != NGX_HTTP_EVENTS_REDIS_READY
+                    && rd->state != NGX_HTTP_EVENTS_REDIS_CONNECTING)
+                {
+                    return;
+                }
+
+                continue;
+            }
+
             if (((redisReply *) reply)->type != REDIS_REPLY_ERROR) {
                 rd->moves = 0;
             }
@@ -900,9 +941,7 @@ ngx_http_events_redis_read(ngx_event_t *rev)
 static ngx_int_t
 ngx_http_events_redis_moved(ngx_http_events_redis_t *rd, redisReply *reply)
 {
-    u_char     *p, *last, *colon;
-    in_addr_t   inaddr;
-    ngx_int_t   port;
+    struct sockaddr_in  sin;
 
     if (!ngx_http_events_redis_is_error(reply, "MOVED ")
         || rd->moves >= 5)
@@ -910,7 +949,142 @@ ngx_http_events_redis_moved(ngx_http_events_redis_t *rd, redisReply *reply)
         return NGX_DECLINED;
     }
 
-    p = (u_char *) reply->str + 6;
+    if (ngx_http_events_redis_target(rd, reply, 6, &sin) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    if (!rd->redirect) {
+        ngx_http_events_redis_aim(rd, &sin);
+        rd->redirect = 1;
+        rd->moves++;
+        rd->redirects++;
+
+        ngx_log_error(NGX_LOG_INFO, rd->log, 0,
+                      "events_cluster: redis %V: the keys moved to %V",
+                      &rd->conf->url, &rd->moved.name);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * "-ASK <slot> <ip>:<port>": the log's slot is migrating and the keys of
+ * this command are already on the importing node.  The command goes
+ * there once, behind ASKING, on a connection kept for this; the slot
+ * map (where this connection goes) does not change, since the next
+ * command may still be served here.  A busy ASK connection to another
+ * node, or nginx quitting: the handler gets the ASK answer as it is.
+ */
+
+static ngx_int_t
+ngx_http_events_redis_ask(ngx_http_events_redis_t *rd, redisReply *reply,
+    ngx_http_events_redis_cmd_t *cmd)
+{
+    size_t                    argvlen[1];
+    const char               *argv[1];
+    struct sockaddr_in        sin;
+    ngx_http_events_redis_t  *ask;
+
+    if (!ngx_http_events_redis_is_error(reply, "ASK ") || ngx_exiting) {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_events_redis_target(rd, reply, 4, &sin) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    ask = rd->ask;
+
+    if (ask == NULL) {
+        ask = ngx_alloc(sizeof(ngx_http_events_redis_t), rd->log);
+        if (ask == NULL) {
+            return NGX_DECLINED;
+        }
+
+        ask->state = NGX_HTTP_EVENTS_REDIS_CLOSED;
+        rd->ask = ask;
+    }
+
+    if (ask->state != NGX_HTTP_EVENTS_REDIS_CLOSED
+        && ask->state != NGX_HTTP_EVENTS_REDIS_IDLE
+        && (ask->moved_sin.sin_addr.s_addr != sin.sin_addr.s_addr
+            || ask->moved_sin.sin_port != sin.sin_port))
+    {
+        if (ask->npending) {
+            return NGX_DECLINED;
+        }
+
+        /* another importing node: the idle connection goes */
+        ngx_http_events_redis_close(ask);
+    }
+
+    if (ask->state == NGX_HTTP_EVENTS_REDIS_CLOSED) {
+        if (ngx_http_events_redis_init(ask, rd->conf, rd->log) != NGX_OK) {
+            ngx_free(ask);
+            rd->ask = NULL;
+            return NGX_DECLINED;
+        }
+
+        ask->parent = rd;
+    }
+
+    ask->extra = rd->extra;
+    ask->abandon = rd->abandon;
+
+    if (ask->state == NGX_HTTP_EVENTS_REDIS_IDLE) {
+        ngx_http_events_redis_aim(ask, &sin);
+    }
+
+    argv[0] = "ASKING";
+    argvlen[0] = 6;
+
+    if (ngx_http_events_redis_queue(ask, 1, argv, argvlen, NULL, NULL, NULL)
+        != NGX_OK
+        || ngx_http_events_redis_out(ask, cmd->buf, cmd->len) != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    /* the command itself moves over, with its formatted bytes */
+    cmd->written = 0;
+    ngx_queue_insert_tail(&ask->pending, &cmd->queue);
+    ask->npending++;
+
+    rd->redirects++;
+
+    if (rd->asks) {
+        (void) ngx_atomic_fetch_add(rd->asks, 1);
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_EVENT, rd->log, 0,
+                   "events_cluster: redis %V: ASK, to %V",
+                   &rd->conf->url, &ask->moved.name);
+
+    if (ask->state == NGX_HTTP_EVENTS_REDIS_IDLE) {
+        ngx_http_events_redis_connect(ask);
+
+    } else if (ask->state == NGX_HTTP_EVENTS_REDIS_READY
+               && !ask->flush.posted)
+    {
+        ngx_post_event(&ask->flush, &ngx_posted_events);
+    }
+
+    return NGX_OK;
+}
+
+
+/* "<slot> <ip>:<port>" after the error's first word; IPv4 only */
+
+static ngx_int_t
+ngx_http_events_redis_target(ngx_http_events_redis_t *rd, redisReply *reply,
+    size_t skip, struct sockaddr_in *sin)
+{
+    u_char     *p, *last, *colon;
+    in_addr_t   inaddr;
+    ngx_int_t   port;
+
+    p = (u_char *) reply->str + skip;
     last = (u_char *) reply->str + reply->len;
 
     p = ngx_strlchr(p, last, ' ');
@@ -919,8 +1093,6 @@ ngx_http_events_redis_moved(ngx_http_events_redis_t *rd, redisReply *reply)
     }
 
     p++;
-
-    colon = NULL;
 
     for (colon = last - 1; colon > p && *colon != ':'; colon--) {
         /* void */
@@ -941,29 +1113,28 @@ ngx_http_events_redis_moved(ngx_http_events_redis_t *rd, redisReply *reply)
         return NGX_DECLINED;
     }
 
-    if (!rd->redirect) {
-        ngx_memzero(&rd->moved_sin, sizeof(struct sockaddr_in));
-        rd->moved_sin.sin_family = AF_INET;
-        rd->moved_sin.sin_addr.s_addr = inaddr;
-        rd->moved_sin.sin_port = htons((in_port_t) port);
-
-        rd->moved.sockaddr = (struct sockaddr *) &rd->moved_sin;
-        rd->moved.socklen = sizeof(struct sockaddr_in);
-        rd->moved.name.data = rd->moved_name;
-        rd->moved.name.len = ngx_sock_ntop(rd->moved.sockaddr,
-                                           rd->moved.socklen,
-                                           rd->moved_name,
-                                           NGX_SOCKADDR_STRLEN, 1);
-        rd->redirect = 1;
-        rd->moves++;
-        rd->redirects++;
-
-        ngx_log_error(NGX_LOG_INFO, rd->log, 0,
-                      "events_cluster: redis %V: the keys moved to %V",
-                      &rd->conf->url, &rd->moved.name);
-    }
+    ngx_memzero(sin, sizeof(struct sockaddr_in));
+    sin->sin_family = AF_INET;
+    sin->sin_addr.s_addr = inaddr;
+    sin->sin_port = htons((in_port_t) port);
 
     return NGX_OK;
+}
+
+
+/* where the next connection goes */
+
+static void
+ngx_http_events_redis_aim(ngx_http_events_redis_t *rd,
+    struct sockaddr_in *sin)
+{
+    rd->moved_sin = *sin;
+    rd->moved.sockaddr = (struct sockaddr *) &rd->moved_sin;
+    rd->moved.socklen = sizeof(struct sockaddr_in);
+    rd->moved.name.data = rd->moved_name;
+    rd->moved.name.len = ngx_sock_ntop(rd->moved.sockaddr,
+                                       rd->moved.socklen, rd->moved_name,
+                                       NGX_SOCKADDR_STRLEN, 1);
 }
 
 
@@ -1207,6 +1378,12 @@ ngx_http_events_redis_fail(ngx_http_events_redis_t *rd, const char *why)
         return;
     }
 
+    if (rd->parent) {
+        /* an ASK connection: made again by the next ASK, if any */
+        rd->state = NGX_HTTP_EVENTS_REDIS_IDLE;
+        return;
+    }
+
     rd->state = NGX_HTTP_EVENTS_REDIS_BACKOFF;
 
     /* a random half to a whole of the backoff */
@@ -1300,6 +1477,12 @@ ngx_http_events_redis_close(ngx_http_events_redis_t *rd)
 
     if (rd->retry.timer_set) {
         ngx_del_timer(&rd->retry);
+    }
+
+    if (rd->ask) {
+        ngx_http_events_redis_close(rd->ask);
+        ngx_free(rd->ask);
+        rd->ask = NULL;
     }
 
     ngx_http_events_redis_drop(rd);

@@ -96,6 +96,11 @@ struct ngx_http_events_redis_s {
     u_char                      moved_name[NGX_SOCKADDR_STRLEN];
     ngx_uint_t                  moves;          /* in a row */
 
+    /* ASK: one command to the importing node, on a connection of its own */
+    ngx_http_events_redis_t    *ask;
+    ngx_http_events_redis_t    *parent;         /* of an ASK connection */
+    ngx_atomic_t               *asks;           /* counted there if set */
+
     ngx_uint_t                  connects;
     ngx_uint_t                  failures;
     ngx_uint_t                  redirects;
@@ -117,6 +122,7 @@ void ngx_http_events_redis_connect(ngx_http_events_redis_t *rd);
 ngx_http_events_redis_cmd_t *ngx_http_events_redis_send(
     ngx_http_events_redis_t *rd, int argc, const char **argv,
     const size_t *argvlen, ngx_http_events_redis_pt handler, void *data);
+ngx_int_t ngx_http_events_redis_usable(ngx_http_events_redis_t *rd);
 void ngx_http_events_redis_close(ngx_http_events_redis_t *rd);
 ngx_uint_t ngx_http_events_redis_is_error(redisReply *reply,
     const char *prefix);

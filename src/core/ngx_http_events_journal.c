@@ -24,9 +24,11 @@
  * segment being written is recorded in the zone, and a worker reopens
  * when it changed.  With fsync=always the request waits, outside the
  * lock, for an fdatasync() that covers its bytes, run in a thread so
- * that the worker goes on; the requests that wrote meanwhile share the
- * next one, and the zone knows how far the file is durable, so a
- * request covered by another worker's sync does not wait at all.
+ * that the worker goes on.  The group commit is the zone's: a sync,
+ * whichever worker runs it, covers what all of them wrote before it
+ * started; the zone knows how far the file is durable, and
+ * the workers whose requests a sync covered are rung (see "fsync=always
+ * without blocking the worker" below).
  *
  * The master replays the journal when it creates the zone (a start, or
  * a reload that resized the zone); a reused zone already has it all.
@@ -50,6 +52,9 @@
 
 #define NGX_HTTP_EVENTS_JOURNAL_SEGMENT  (64 * 1024 * 1024)
 #define NGX_HTTP_EVENTS_JOURNAL_SWEEP    1000
+#define NGX_HTTP_EVENTS_JOURNAL_FOLLOW   10     /* ms: another's sync */
+#define NGX_HTTP_EVENTS_JOURNAL_GATHER   1      /* ms: commit delay, most */
+#define NGX_HTTP_EVENTS_JOURNAL_SKIP     8      /* syncs without, on a miss */
 
 
 typedef struct {
@@ -137,11 +142,24 @@ static ngx_int_t ngx_http_events_journal_fsync_locked(
 static void ngx_http_events_journal_sync_dir(ngx_http_events_journal_t *j);
 static void ngx_http_events_journal_sync_handler(ngx_event_t *ev);
 #if (NGX_THREADS)
-static ngx_int_t ngx_http_events_journal_start(ngx_http_events_journal_t *j);
+static ngx_int_t ngx_http_events_journal_durable_locked(
+    ngx_http_events_journal_sh_t *jsh, uint64_t end);
+static ngx_int_t ngx_http_events_journal_claim_locked(
+    ngx_http_events_journal_t *j, ngx_http_events_journal_sh_t *jsh,
+    ngx_uint_t force);
+static void ngx_http_events_journal_release_locked(
+    ngx_http_events_journal_sh_t *jsh);
+static ngx_int_t ngx_http_events_journal_post(ngx_http_events_journal_t *j);
+static void ngx_http_events_journal_follow(ngx_http_events_journal_t *j,
+    ngx_int_t rc);
+static void ngx_http_events_journal_follow_handler(ngx_event_t *ev);
+static void ngx_http_events_journal_check(ngx_http_events_journal_t *j,
+    ngx_uint_t probe);
 static void ngx_http_events_journal_fsync_thread(void *data, ngx_log_t *log);
+static uint64_t ngx_http_events_journal_us(void);
 static void ngx_http_events_journal_synced(ngx_event_t *ev);
 static void ngx_http_events_journal_answer(ngx_http_events_journal_t *j,
-    ngx_uint_t all, ngx_int_t rc);
+    uint64_t synced, uint64_t fail_from, uint64_t fail_upto, ngx_uint_t all);
 #endif
 static void ngx_http_events_journal_sweep_handler(ngx_event_t *ev);
 static void ngx_http_events_journal_sweep(ngx_http_events_journal_t *j);
@@ -1571,7 +1589,14 @@ ngx_http_events_journal_write_locked(ngx_http_events_journal_t *j,
         jsh->writer = 0;
         jsh->size += len;
         jsh->written += len;
-        *end = (j->fsync == NGX_HTTP_EVENTS_FSYNC_ALWAYS) ? jsh->written : 0;
+        if (j->fsync == NGX_HTTP_EVENTS_FSYNC_ALWAYS) {
+            *end = jsh->written;
+            jsh->writes++;
+
+        } else {
+            *end = 0;
+        }
+
         return NGX_OK;
     }
 
@@ -1885,7 +1910,7 @@ ngx_http_events_journal_sync(ngx_http_events_journal_t *j, uint64_t end)
 
 ngx_int_t
 ngx_http_events_journal_init_process(ngx_cycle_t *cycle,
-    ngx_array_t *journals)
+    ngx_array_t *journals, ngx_http_events_journal_ring_pt ring)
 {
     ngx_uint_t                   i;
     ngx_http_events_journal_t  **jp, *j;
@@ -1936,6 +1961,17 @@ ngx_http_events_journal_init_process(ngx_cycle_t *cycle,
                 j->task->event.handler = ngx_http_events_journal_synced;
                 j->task->event.data = j;
                 j->task->event.log = cycle->log;
+
+                j->ring = ring;
+                j->follow.handler = ngx_http_events_journal_follow_handler;
+                j->follow.log = cycle->log;
+                j->follow.data = j;
+                j->follow.cancelable = 1;
+
+                j->gather.handler = ngx_http_events_journal_follow_handler;
+                j->gather.log = cycle->log;
+                j->gather.data = j;
+                j->gather.cancelable = 1;
             }
         }
 #endif
@@ -1992,6 +2028,25 @@ ngx_http_events_journal_exit_process(ngx_array_t *journals)
             if (jsh->synced < written) {
                 (void) ngx_http_events_journal_sync(j, written);
             }
+        }
+
+        if (j->syncing) {
+            /* its end is not seen here: the others take over syncing */
+            jsh = ngx_http_events_store_journal(j->store);
+
+            ngx_shmtx_lock(&j->store->shpool->mutex);
+
+            ngx_http_events_journal_release_locked(jsh);
+
+            ngx_shmtx_unlock(&j->store->shpool->mutex);
+        }
+
+        if (j->follow.timer_set) {
+            ngx_del_timer(&j->follow);
+        }
+
+        if (j->gather.timer_set) {
+            ngx_del_timer(&j->gather);
         }
 
         if (j->fd != NGX_INVALID_FILE) {
@@ -2291,12 +2346,30 @@ ngx_http_events_journal_now(void)
 
 
 /*
- * fsync=always without blocking the worker: a request whose records
- * are not durable yet waits in this worker's queue while one thread
- * syncs; requests that wrote meanwhile are covered by the next sync,
- * all of them at once (group commit).  NGX_OK: durable already;
- * NGX_AGAIN: w->handler will be called; NGX_DECLINED: no thread pool,
- * sync in the worker; NGX_ERROR: the sync could not be started.
+ * fsync=always without blocking the worker, group commit for the
+ * zone: a sync is an fdatasync() in a thread of the worker that started
+ * it ("sync_pid"), and it covers every byte written before it started,
+ * whoever wrote them.  At most two are under way (a disk flushes
+ * concurrent syncs together), the second started once the first is
+ * half done, so that each carries a group.  A request whose records
+ * are not durable yet waits in its worker's queue.  When a sync ends,
+ * its worker starts the next one if anybody waits for bytes written
+ * meanwhile, and rings the doorbells of the workers that wait, which
+ * answer what "synced" now covers.  So the writers of all workers share
+ * each sync.  With none under way, the next sync may wait a little for
+ * the writers the last one answered ("gather", see
+ * ngx_http_events_journal_synced()).
+ *
+ * A worker waiting on another's sync also looks on a short timer: a
+ * doorbell rings only the workers of the ringer's cycle (not those of
+ * an older one in a reload), and a worker that dies syncing is found
+ * out by its pid and replaced.  A failed sync fails every request whose
+ * bytes it covered ("fail_from" to "fail_upto"), in any worker: a later
+ * sync that succeeds does not make them durable.
+ *
+ * NGX_OK: durable already; NGX_AGAIN: w->handler will be called;
+ * NGX_DECLINED: no thread pool, sync in the worker; NGX_ERROR: the
+ * sync could not be started, or failed.
  */
 
 ngx_int_t
@@ -2304,6 +2377,7 @@ ngx_http_events_journal_wait(ngx_http_events_journal_t *j,
     ngx_http_events_journal_waiter_t *w)
 {
 #if (NGX_THREADS)
+    ngx_int_t                      rc;
     ngx_http_events_journal_sh_t  *jsh;
 
     if (j->task == NULL) {
@@ -2314,21 +2388,30 @@ ngx_http_events_journal_wait(ngx_http_events_journal_t *j,
 
     ngx_shmtx_lock(&j->store->shpool->mutex);
 
-    if (jsh->synced >= w->end) {
+    rc = ngx_http_events_journal_durable_locked(jsh, w->end);
+
+    if (rc != NGX_AGAIN) {
         ngx_shmtx_unlock(&j->store->shpool->mutex);
-        return NGX_OK;
+        return rc;
     }
 
+    rc = j->syncing ? NGX_BUSY
+                    : ngx_http_events_journal_claim_locked(j, jsh, 0);
+
     ngx_shmtx_unlock(&j->store->shpool->mutex);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc == NGX_OK && ngx_http_events_journal_post(j) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     ngx_queue_insert_tail(&j->waiting, &w->queue);
     w->queued = 1;
 
-    if (!j->syncing && ngx_http_events_journal_start(j) != NGX_OK) {
-        ngx_queue_remove(&w->queue);
-        w->queued = 0;
-        return NGX_ERROR;
-    }
+    ngx_http_events_journal_follow(j, rc);
 
     return NGX_AGAIN;
 
@@ -2350,68 +2433,164 @@ ngx_http_events_journal_unwait(ngx_http_events_journal_waiter_t *w)
 }
 
 
+/* a doorbell rang (or a local publish): another worker's sync ended? */
+
+void
+ngx_http_events_journal_wake(ngx_http_events_store_t *store)
+{
+#if (NGX_THREADS)
+    ngx_http_events_journal_t  *j;
+
+    j = store->journal;
+
+    if (j == NULL || j->task == NULL || ngx_queue_empty(&j->waiting)) {
+        return;
+    }
+
+    ngx_http_events_journal_check(j, 0);
+#endif
+}
+
+
 #if (NGX_THREADS)
 
+/* under the lock: whether the bytes before "end" are durable */
+
 static ngx_int_t
-ngx_http_events_journal_start(ngx_http_events_journal_t *j)
+ngx_http_events_journal_durable_locked(ngx_http_events_journal_sh_t *jsh,
+    uint64_t end)
 {
-    ngx_fd_t                       fd;
-    ngx_http_events_journal_sh_t  *jsh;
-
-    jsh = ngx_http_events_store_journal(j->store);
-
-    ngx_shmtx_lock(&j->store->shpool->mutex);
-
-    if (ngx_http_events_journal_open_locked(j, jsh) != NGX_OK) {
-        jsh->errors++;
-        ngx_shmtx_unlock(&j->store->shpool->mutex);
+    if (end > jsh->fail_from && end <= jsh->fail_upto) {
         return NGX_ERROR;
     }
 
-    /* every byte before this is in this segment or in synced ones */
-    j->sync_upto = jsh->written;
+    return (end <= jsh->synced) ? NGX_OK : NGX_AGAIN;
+}
+
+
+/*
+ * Under the lock: start a sync of everything written so far (NGX_OK:
+ * post the task once unlocked), or ask to be rung when a sync under
+ * way ends (NGX_BUSY: two are; NGX_AGAIN: not yet, arm the timer).
+ * "force": the timer's, which ends a delay.
+ */
+
+static ngx_int_t
+ngx_http_events_journal_claim_locked(ngx_http_events_journal_t *j,
+    ngx_http_events_journal_sh_t *jsh, ngx_uint_t force)
+{
+    uint64_t    young;
+    ngx_fd_t    fd;
+    ngx_uint_t  i, slot, busy;
+
+    slot = NGX_HTTP_EVENTS_JOURNAL_DEPTH;
+    busy = 0;
+    young = 0;
+
+    for (i = 0; i < NGX_HTTP_EVENTS_JOURNAL_DEPTH; i++) {
+        if (jsh->sync_pid[i] == 0) {
+            slot = ngx_min(slot, i);
+            continue;
+        }
+
+        busy++;
+        young = ngx_max(young, jsh->sync_start[i]);
+    }
+
+    if (slot == NGX_HTTP_EVENTS_JOURNAL_DEPTH) {
+        if (ngx_worker < NGX_HTTP_EVENTS_MAX_WORKERS) {
+            jsh->ring[ngx_worker] = 1;
+        }
+
+        return NGX_BUSY;
+    }
+
+    /*
+     * A disk flushes concurrent syncs together (here 2 in flight gave
+     * several times the syncs of 1): a second sync overlaps the one
+     * under way, once that is half done, so that each carries a group;
+     * with none under way, the commit delay below.
+     */
+
+    if (!force
+        && ((busy && ngx_http_events_journal_us() < young + jsh->sync_us / 2)
+            || (!busy && jsh->writes < jsh->gather
+                && ngx_http_events_journal_us() < jsh->gather_us)))
+    {
+        /* whoever starts it rings us when it ends */
+        if (ngx_worker < NGX_HTTP_EVENTS_MAX_WORKERS) {
+            jsh->ring[ngx_worker] = 1;
+        }
+
+        return NGX_AGAIN;
+    }
+
+    if (ngx_http_events_journal_open_locked(j, jsh) != NGX_OK) {
+        jsh->errors++;
+        return NGX_ERROR;
+    }
 
     /* the thread's own: a rotation may close j->fd meanwhile */
     fd = dup(j->fd);
 
-    ngx_shmtx_unlock(&j->store->shpool->mutex);
-
     if (fd == -1) {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, ngx_errno,
                       "events zone \"%V\": dup() failed", &j->zone);
+        jsh->errors++;
         return NGX_ERROR;
+    }
+
+    /* every byte before this is in this segment or in synced ones */
+    jsh->sync_pid[slot] = ngx_pid;
+    jsh->sync_start[slot] = ngx_http_events_journal_us();
+    jsh->last_writes = jsh->sync_writes;
+    jsh->sync_writes = jsh->writes;
+
+    if (jsh->gather) {
+        if ((jsh->writes - jsh->gather_from) * 4
+            < (jsh->gather - jsh->gather_from) * 3)
+        {
+            /* most did not come in time: no delay for the next few */
+            jsh->gather_skip = NGX_HTTP_EVENTS_JOURNAL_SKIP;
+        }
+
+        jsh->gather = 0;
     }
 
     j->sync_fd = fd;
+    j->sync_upto = jsh->written;
     j->sync_err = 0;
-
-    if (ngx_thread_task_post(j->thread_pool, j->task) != NGX_OK) {
-        (void) close(fd);
-        return NGX_ERROR;
-    }
-
     j->syncing = 1;
 
     return NGX_OK;
 }
 
 
-static void
-ngx_http_events_journal_fsync_thread(void *data, ngx_log_t *log)
-{
-    ngx_http_events_journal_t  *j = data;
+/* this process's sync is over, or will not be seen to end */
 
-    j->sync_err = (fdatasync(j->sync_fd) == -1) ? ngx_errno : 0;
+static void
+ngx_http_events_journal_release_locked(ngx_http_events_journal_sh_t *jsh)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < NGX_HTTP_EVENTS_JOURNAL_DEPTH; i++) {
+        if (jsh->sync_pid[i] == ngx_pid) {
+            jsh->sync_pid[i] = 0;
+        }
+    }
 }
 
 
-static void
-ngx_http_events_journal_synced(ngx_event_t *ev)
-{
-    ngx_http_events_journal_t  *j = ev->data;
+/* the claimed sync to the thread pool; if it cannot go, nobody syncs */
 
-    ngx_int_t                      rc;
+static ngx_int_t
+ngx_http_events_journal_post(ngx_http_events_journal_t *j)
+{
     ngx_http_events_journal_sh_t  *jsh;
+
+    if (ngx_thread_task_post(j->thread_pool, j->task) == NGX_OK) {
+        return NGX_OK;
+    }
 
     jsh = ngx_http_events_store_journal(j->store);
 
@@ -2421,46 +2600,292 @@ ngx_http_events_journal_synced(ngx_event_t *ev)
 
     ngx_shmtx_lock(&j->store->shpool->mutex);
 
+    ngx_http_events_journal_release_locked(jsh);
+
+    jsh->errors++;
+
+    ngx_shmtx_unlock(&j->store->shpool->mutex);
+
+    return NGX_ERROR;
+}
+
+
+/* waiting on another worker's sync: look again soon, rung or not */
+
+static void
+ngx_http_events_journal_follow(ngx_http_events_journal_t *j, ngx_int_t rc)
+{
+    if (j->syncing || ngx_queue_empty(&j->waiting)) {
+        return;
+    }
+
+    if (rc == NGX_AGAIN && !j->gather.timer_set) {
+        /* the commit delay's bound */
+        ngx_add_timer(&j->gather, NGX_HTTP_EVENTS_JOURNAL_GATHER);
+    }
+
+    if (!j->follow.timer_set) {
+        ngx_add_timer(&j->follow, NGX_HTTP_EVENTS_JOURNAL_FOLLOW);
+    }
+}
+
+
+static void
+ngx_http_events_journal_follow_handler(ngx_event_t *ev)
+{
+    ngx_http_events_journal_t  *j = ev->data;
+
+    if (!j->syncing && !ngx_queue_empty(&j->waiting)) {
+        ngx_http_events_journal_check(j, 1);
+    }
+}
+
+
+/*
+ * Answer this worker's waiters that "synced" covers now, and if some
+ * are left, start a sync if one may start.  "probe": from the timer,
+ * so a syncer may have died; see if its process is still there (not
+ * on every wake: kill() is a system call under the lock).
+ */
+
+static void
+ngx_http_events_journal_check(ngx_http_events_journal_t *j, ngx_uint_t probe)
+{
+    uint64_t                           synced, fail_from, fail_upto;
+    ngx_int_t                          rc;
+    ngx_pid_t                          pid;
+    ngx_uint_t                         i, left;
+    ngx_queue_t                       *q;
+    ngx_http_events_journal_sh_t      *jsh;
+    ngx_http_events_journal_waiter_t  *w;
+
+    jsh = ngx_http_events_store_journal(j->store);
+    pid = 0;
+    rc = NGX_DECLINED;
+    left = 0;
+
+    ngx_shmtx_lock(&j->store->shpool->mutex);
+
+    for (i = 0; probe && i < NGX_HTTP_EVENTS_JOURNAL_DEPTH; i++) {
+        if (jsh->sync_pid[i] != 0 && jsh->sync_pid[i] != ngx_pid
+            && kill(jsh->sync_pid[i], 0) == -1 && ngx_errno == NGX_ESRCH)
+        {
+            pid = jsh->sync_pid[i];
+            jsh->sync_pid[i] = 0;
+        }
+    }
+
+    synced = jsh->synced;
+    fail_from = jsh->fail_from;
+    fail_upto = jsh->fail_upto;
+
+    for (q = ngx_queue_head(&j->waiting);
+         q != ngx_queue_sentinel(&j->waiting);
+         q = ngx_queue_next(q))
+    {
+        w = ngx_queue_data(q, ngx_http_events_journal_waiter_t, queue);
+
+        if (ngx_http_events_journal_durable_locked(jsh, w->end)
+            == NGX_AGAIN)
+        {
+            left = 1;
+            break;
+        }
+    }
+
+    if (left && !j->syncing) {
+        rc = ngx_http_events_journal_claim_locked(j, jsh, probe);
+    }
+
+    ngx_shmtx_unlock(&j->store->shpool->mutex);
+
+    if (pid) {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "events zone \"%V\": process %P died syncing the "
+                      "journal; this one syncs instead", &j->zone, pid);
+    }
+
+    if (rc == NGX_OK && ngx_http_events_journal_post(j) != NGX_OK) {
+        rc = NGX_ERROR;
+    }
+
+    ngx_http_events_journal_answer(j, synced, fail_from, fail_upto,
+                                   rc == NGX_ERROR);
+
+    ngx_http_events_journal_follow(j, rc);
+}
+
+
+static void
+ngx_http_events_journal_fsync_thread(void *data, ngx_log_t *log)
+{
+    ngx_http_events_journal_t  *j = data;
+
+    uint64_t  start;
+
+    start = ngx_http_events_journal_us();
+
+    j->sync_err = (fdatasync(j->sync_fd) == -1) ? ngx_errno : 0;
+
+    j->sync_us = ngx_http_events_journal_us() - start;
+}
+
+
+/* a monotonic clock finer than nginx's cached milliseconds */
+
+static uint64_t
+ngx_http_events_journal_us(void)
+{
+    struct timespec  ts;
+
+    (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+
+    return (uint64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+
+/* the thread's sync ended: record it, ring the others, start the next */
+
+static void
+ngx_http_events_journal_synced(ngx_event_t *ev)
+{
+    ngx_http_events_journal_t  *j = ev->data;
+
+    u_char                             ring[NGX_HTTP_EVENTS_MAX_WORKERS];
+    uint64_t                           synced, fail_from, fail_upto;
+    ngx_int_t                          rc;
+    ngx_uint_t                         i, n, left;
+    ngx_queue_t                       *q;
+    ngx_http_events_journal_sh_t      *jsh;
+    ngx_http_events_journal_waiter_t  *w;
+
+    jsh = ngx_http_events_store_journal(j->store);
+
+    (void) close(j->sync_fd);
+    j->sync_fd = NGX_INVALID_FILE;
+    j->syncing = 0;
+
+    n = 0;
+    left = 0;
+    rc = NGX_DECLINED;
+
+    ngx_shmtx_lock(&j->store->shpool->mutex);
+
     if (j->sync_err) {
         jsh->errors++;
         jsh->unsynced = 1;
-        rc = NGX_ERROR;
+
+        /* what this sync covered, and an earlier failure not yet passed */
+        if (jsh->fail_upto < jsh->synced) {
+            jsh->fail_from = jsh->synced;
+        }
+
+        if (jsh->fail_upto < j->sync_upto) {
+            jsh->fail_upto = j->sync_upto;
+        }
 
     } else {
         if (jsh->synced < j->sync_upto) {
             jsh->synced = j->sync_upto;
         }
 
+        jsh->sync_us = j->sync_us;
+
         jsh->fsync_ms = ngx_http_events_journal_now();
         jsh->fsyncs++;
         jsh->unsynced = 0;
-        rc = NGX_OK;
+    }
+
+    ngx_http_events_journal_release_locked(jsh);
+
+    for (i = 0; i < NGX_HTTP_EVENTS_MAX_WORKERS; i++) {
+        ring[i] = jsh->ring[i];
+
+        if (ring[i]) {
+            jsh->ring[i] = 0;
+            n++;
+        }
+    }
+
+    synced = jsh->synced;
+    fail_from = jsh->fail_from;
+    fail_upto = jsh->fail_upto;
+
+    for (q = ngx_queue_head(&j->waiting);
+         q != ngx_queue_sentinel(&j->waiting);
+         q = ngx_queue_next(q))
+    {
+        w = ngx_queue_data(q, ngx_http_events_journal_waiter_t, queue);
+
+        if (ngx_http_events_journal_durable_locked(jsh, w->end)
+            == NGX_AGAIN)
+        {
+            left = 1;
+            break;
+        }
+    }
+
+    /*
+     * Those who wrote while the disk was busy wait for one more sync.
+     * Those it answered now are likely to write again soon (a client
+     * that waits for its answer before its next event): the next sync
+     * waits until as many more writes came as this one covered, for at
+     * most half of what this sync took (PostgreSQL's commit_delay), so
+     * that one sync carries both groups, not each its own.  When they
+     * do not come in time (a busy machine, clients that do not write
+     * again), the delay only idles the disk: the next few go without.
+     */
+
+    if (jsh->gather_skip) {
+        jsh->gather_skip--;
+
+    } else if (!j->sync_err) {
+        jsh->gather_from = jsh->writes;
+        jsh->gather = jsh->writes + (jsh->sync_writes - jsh->last_writes);
+        jsh->gather_us = ngx_http_events_journal_us()
+                         + ngx_min(j->sync_us / 2,
+                                   NGX_HTTP_EVENTS_JOURNAL_GATHER * 1000);
+    }
+
+    if ((left || n) && jsh->written > jsh->synced) {
+        rc = ngx_http_events_journal_claim_locked(j, jsh, 0);
     }
 
     ngx_shmtx_unlock(&j->store->shpool->mutex);
 
-    if (rc != NGX_OK) {
+    for (i = 0; n && i < NGX_HTTP_EVENTS_MAX_WORKERS; i++) {
+        if (ring[i] && i != ngx_worker && j->ring) {
+            j->ring(i);
+        }
+    }
+
+    if (j->sync_err) {
         ngx_log_error(NGX_LOG_CRIT, ngx_cycle->log, j->sync_err,
                       "events zone \"%V\": fdatasync() of the journal "
                       "failed", &j->zone);
     }
 
-    ngx_http_events_journal_answer(j, 0, rc);
-
-    /* those who wrote while the disk was busy: one more sync for all */
-
-    if (!ngx_queue_empty(&j->waiting)
-        && ngx_http_events_journal_start(j) != NGX_OK)
-    {
-        ngx_http_events_journal_answer(j, 1, NGX_ERROR);
+    if (rc == NGX_OK && ngx_http_events_journal_post(j) != NGX_OK) {
+        rc = NGX_ERROR;
     }
+
+    ngx_http_events_journal_answer(j, synced, fail_from, fail_upto,
+                                   rc == NGX_ERROR);
+
+    ngx_http_events_journal_follow(j, rc);
 }
 
 
+/*
+ * Answer the waiters by what was read under the lock: durable (up to
+ * "synced"), failed (in the failed range), or all left with an error.
+ */
+
 static void
-ngx_http_events_journal_answer(ngx_http_events_journal_t *j, ngx_uint_t all,
-    ngx_int_t rc)
+ngx_http_events_journal_answer(ngx_http_events_journal_t *j, uint64_t synced,
+    uint64_t fail_from, uint64_t fail_upto, ngx_uint_t all)
 {
+    ngx_int_t                          rc;
     ngx_queue_t                       *q, *next;
     ngx_http_events_journal_waiter_t  *w;
 
@@ -2471,7 +2896,16 @@ ngx_http_events_journal_answer(ngx_http_events_journal_t *j, ngx_uint_t all,
         next = ngx_queue_next(q);
         w = ngx_queue_data(q, ngx_http_events_journal_waiter_t, queue);
 
-        if (!all && w->end > j->sync_upto) {
+        if (w->end > fail_from && w->end <= fail_upto) {
+            rc = NGX_ERROR;
+
+        } else if (w->end <= synced) {
+            rc = NGX_OK;
+
+        } else if (all) {
+            rc = NGX_ERROR;
+
+        } else {
             continue;
         }
 

@@ -26,6 +26,9 @@
 /* the kind byte of a record; other kinds (webhook state) may follow */
 #define NGX_HTTP_EVENTS_JOURNAL_EVENT   1
 
+/* fsync=always: at most this many syncs under way in a zone */
+#define NGX_HTTP_EVENTS_JOURNAL_DEPTH    2
+
 #define NGX_HTTP_EVENTS_JOURNAL_RECORD   0xe5
 #define NGX_HTTP_EVENTS_JOURNAL_HDR_SIZE 32
 
@@ -77,7 +80,22 @@ struct ngx_http_events_journal_sh_s {
     uint64_t                    replay_ms;
     uint64_t                    replayed;
     uint64_t                    cut;            /* bytes cut at start */
+    uint64_t                    writes;         /* fsync=always's */
+    uint64_t                    sync_writes;    /* when it was started */
+    uint64_t                    last_writes;    /* the one before */
+    uint64_t                    gather_from;    /* writes when it was set */
+    uint64_t                    gather;         /* start at these writes */
+    uint64_t                    gather_us;      /* or at this time */
+    uint64_t                    gather_skip;    /* syncs left without */
+    uint64_t                    sync_us;        /* the last one took */
+    uint64_t                    sync_start[NGX_HTTP_EVENTS_JOURNAL_DEPTH];
+    uint64_t                    fail_from;      /* a failed sync's bytes */
+    uint64_t                    fail_upto;
+    ngx_pid_t                   sync_pid[NGX_HTTP_EVENTS_JOURNAL_DEPTH];
+                                                /* syncing; 0: free */
     ngx_pid_t                   writer;         /* a write under way */
+    u_char                      ring[NGX_HTTP_EVENTS_MAX_WORKERS];
+                                                /* waits: ring it */
     ngx_http_events_history_sh_t  history;
     unsigned                    refusing:1;     /* the last write failed */
     unsigned                    unsynced:1;     /* the last fsync failed */
@@ -92,6 +110,10 @@ typedef struct {
     void                      (*handler)(void *data, ngx_int_t rc);
     unsigned                    queued:1;
 } ngx_http_events_journal_waiter_t;
+
+
+/* rings a worker's doorbell: its waiters' bytes may be durable now */
+typedef void (*ngx_http_events_journal_ring_pt)(ngx_uint_t worker);
 
 
 struct ngx_http_events_journal_s {
@@ -112,14 +134,18 @@ struct ngx_http_events_journal_s {
     ngx_event_t                 sync_timer;
     ngx_event_t                 sweep_timer;
 
-    /* fsync=always in a thread: one sync at a time, for all waiting */
+    /* fsync=always in a thread: one sync at a time in the zone */
     ngx_queue_t                 waiting;
+    ngx_event_t                 follow;         /* on another's sync */
+    ngx_event_t                 gather;         /* bounds the delay */
+    ngx_http_events_journal_ring_pt  ring;
 #if (NGX_THREADS)
     ngx_thread_pool_t          *thread_pool;
     ngx_thread_task_t          *task;
 #endif
     ngx_fd_t                    sync_fd;
     uint64_t                    sync_upto;
+    uint64_t                    sync_us;        /* the last one took */
     ngx_err_t                   sync_err;
     unsigned                    syncing:1;
     unsigned                    new_secret:1;   /* none on disk at start */
@@ -134,7 +160,7 @@ char *ngx_http_events_journal_bind(ngx_conf_t *cf, ngx_array_t *journals,
 ngx_int_t ngx_http_events_journal_init_zone(ngx_http_events_journal_t *j,
     ngx_log_t *log, ngx_uint_t reused);
 ngx_int_t ngx_http_events_journal_init_process(ngx_cycle_t *cycle,
-    ngx_array_t *journals);
+    ngx_array_t *journals, ngx_http_events_journal_ring_pt ring);
 void ngx_http_events_journal_exit_process(ngx_array_t *journals);
 
 size_t ngx_http_events_journal_size(ngx_http_events_event_t *ev);
@@ -146,6 +172,7 @@ ngx_int_t ngx_http_events_journal_sync(ngx_http_events_journal_t *j,
 ngx_int_t ngx_http_events_journal_wait(ngx_http_events_journal_t *j,
     ngx_http_events_journal_waiter_t *w);
 void ngx_http_events_journal_unwait(ngx_http_events_journal_waiter_t *w);
+void ngx_http_events_journal_wake(ngx_http_events_store_t *store);
 uint64_t ngx_http_events_journal_current(ngx_http_events_journal_t *j);
 uint64_t ngx_http_events_journal_after(ngx_http_events_journal_t *j,
     uint64_t first);

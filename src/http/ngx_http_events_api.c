@@ -72,26 +72,35 @@ typedef struct {
 } ngx_http_events_api_read_t;
 
 
-/* a POST whose events wait for a cluster's log */
+/*
+ * A request that waits for a cluster's log, first in the contexts
+ * below: the handle of the store's operation, cancelled if the request
+ * ends before its answer (a request ended early must not be answered)
+ */
 typedef struct {
     ngx_http_request_t                *request;
     ngx_http_events_store_t           *store;
+    void                              *handle;      /* NULL: none due */
+    void                             (*cancel)(void *handle);
+} ngx_http_events_api_await_t;
+
+
+/* a POST whose events wait for a cluster's log */
+typedef struct {
+    ngx_http_events_api_await_t        await;
     ngx_http_events_event_t           *events;
     ngx_uint_t                         n;
     ngx_uint_t                         batch;
-    void                              *handle;
 } ngx_http_events_api_remote_t;
 
 
 /* a read of a cluster's log, for what the ring no longer holds */
 typedef struct {
-    ngx_http_request_t                *request;
-    ngx_http_events_store_t           *store;
+    ngx_http_events_api_await_t        await;
     ngx_http_events_query_t            q;
     ngx_http_events_result_t           res;
     ngx_str_t                          json;
     ngx_array_t                        types;
-    void                              *handle;
 } ngx_http_events_api_fetch_t;
 
 
@@ -120,7 +129,15 @@ static ngx_int_t ngx_http_events_api_remote(ngx_http_request_t *r,
     ngx_uint_t n, ngx_uint_t batch);
 static void ngx_http_events_api_remoted(void *data, ngx_int_t rc,
     ngx_uint_t failed);
-static void ngx_http_events_api_remote_cleanup(void *data);
+static void *ngx_http_events_api_await_alloc(ngx_http_request_t *r,
+    ngx_http_events_store_t *store, size_t size, void (*cancel)(void *));
+static ngx_int_t ngx_http_events_api_await_start(
+    ngx_http_events_api_await_t *w, void *handle, ngx_int_t busy);
+static ngx_http_request_t *ngx_http_events_api_await_end(
+    ngx_http_events_api_await_t *w);
+static void ngx_http_events_api_await_finalize(ngx_http_request_t *r,
+    ngx_int_t rc);
+static void ngx_http_events_api_await_cleanup(void *data);
 static ngx_int_t ngx_http_events_api_unavailable(ngx_http_request_t *r,
     ngx_int_t rc);
 static ngx_int_t ngx_http_events_api_conflict(ngx_http_request_t *r,
@@ -163,7 +180,6 @@ static ngx_int_t ngx_http_events_api_fetch(ngx_http_request_t *r,
     ngx_http_events_window_t *w, ngx_str_t *tenant, ngx_str_t *id);
 static void ngx_http_events_api_fetched_list(void *data, ngx_int_t rc);
 static void ngx_http_events_api_fetched_event(void *data, ngx_int_t rc);
-static void ngx_http_events_api_fetch_cleanup(void *data);
 static ngx_int_t ngx_http_events_api_types(ngx_http_request_t *r,
     ngx_str_t *tenant);
 static ngx_int_t ngx_http_events_api_types_fetch(ngx_http_request_t *r,
@@ -682,36 +698,25 @@ ngx_http_events_api_remote(ngx_http_request_t *r,
     ngx_http_events_store_t *store, ngx_http_events_event_t *events,
     ngx_uint_t n, ngx_uint_t batch)
 {
-    ngx_http_cleanup_t            *cln;
     ngx_http_events_api_remote_t  *ar;
 
-    ar = ngx_pcalloc(r->pool, sizeof(ngx_http_events_api_remote_t));
-    cln = ngx_http_cleanup_add(r, 0);
-    if (ar == NULL || cln == NULL) {
+    ar = ngx_http_events_api_await_alloc(r, store,
+                                        sizeof(ngx_http_events_api_remote_t),
+                                        store->remote->cancel);
+    if (ar == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ar->request = r;
-    ar->store = store;
     ar->events = events;
     ar->n = n;
     ar->batch = batch;
 
-    ar->handle = store->remote->append(store->remote->data, events, n,
-                                       r->pool, ngx_http_events_api_remoted,
-                                       ar);
-    if (ar->handle == NULL) {
-        return ngx_http_events_api_unavailable(r, NGX_BUSY);
-    }
-
-    /* a request ended early must not be answered */
-    cln->handler = ngx_http_events_api_remote_cleanup;
-    cln->data = ar;
-
     /* the parsed body the events point into lives as long as r */
-    r->main->count++;
-
-    return NGX_DONE;
+    return ngx_http_events_api_await_start(&ar->await,
+               store->remote->append(store->remote->data, events, n,
+                                     r->pool, ngx_http_events_api_remoted,
+                                     ar),
+               NGX_BUSY);
 }
 
 
@@ -720,18 +725,15 @@ ngx_http_events_api_remoted(void *data, ngx_int_t rc, ngx_uint_t failed)
 {
     ngx_http_events_api_remote_t  *ar = data;
 
-    ngx_connection_t    *c;
     ngx_http_request_t  *r;
 
-    r = ar->request;
-    c = r->connection;
-    ar->handle = NULL;
+    r = ngx_http_events_api_await_end(&ar->await);
 
     switch (rc) {
 
     case NGX_OK:
-        rc = ngx_http_events_api_created(r, ar->store, ar->events, ar->n,
-                                         ar->batch);
+        rc = ngx_http_events_api_created(r, ar->await.store, ar->events,
+                                         ar->n, ar->batch);
         break;
 
     case NGX_DECLINED:
@@ -743,19 +745,88 @@ ngx_http_events_api_remoted(void *data, ngx_int_t rc, ngx_uint_t failed)
         break;
     }
 
+    ngx_http_events_api_await_finalize(r, rc);
+}
+
+
+/*
+ * The context of a request that waits for a cluster's log (size bytes,
+ * a wait first), with its cleanup; NULL: no memory
+ */
+
+static void *
+ngx_http_events_api_await_alloc(ngx_http_request_t *r,
+    ngx_http_events_store_t *store, size_t size, void (*cancel)(void *))
+{
+    ngx_http_cleanup_t          *cln;
+    ngx_http_events_api_await_t  *w;
+
+    w = ngx_pcalloc(r->pool, size);
+    cln = ngx_http_cleanup_add(r, 0);
+    if (w == NULL || cln == NULL) {
+        return NULL;
+    }
+
+    w->request = r;
+    w->store = store;
+    w->cancel = cancel;
+
+    /* nothing to cancel until the operation started */
+    cln->handler = ngx_http_events_api_await_cleanup;
+    cln->data = w;
+
+    return w;
+}
+
+
+/* the operation's handle; NULL: refused now, answered busy at once */
+
+static ngx_int_t
+ngx_http_events_api_await_start(ngx_http_events_api_await_t *w, void *handle,
+    ngx_int_t busy)
+{
+    if (handle == NULL) {
+        return ngx_http_events_api_unavailable(w->request, busy);
+    }
+
+    w->handle = handle;
+    w->request->main->count++;
+
+    return NGX_DONE;
+}
+
+
+/* the operation answered: nothing to cancel any more */
+
+static ngx_http_request_t *
+ngx_http_events_api_await_end(ngx_http_events_api_await_t *w)
+{
+    w->handle = NULL;
+
+    return w->request;
+}
+
+
+static void
+ngx_http_events_api_await_finalize(ngx_http_request_t *r, ngx_int_t rc)
+{
+    ngx_connection_t  *c;
+
+    c = r->connection;
+
     ngx_http_finalize_request(r, rc);
     ngx_http_run_posted_requests(c);
 }
 
 
 static void
-ngx_http_events_api_remote_cleanup(void *data)
+ngx_http_events_api_await_cleanup(void *data)
 {
-    ngx_http_events_api_remote_t  *ar = data;
+    ngx_http_events_api_await_t  *w = data;
 
-    if (ar->handle) {
-        ar->store->remote->cancel(ar->handle);
-        ar->handle = NULL;
+    if (w->handle) {
+        w->cancel(w->handle);
+        w->handle = NULL;
     }
 }
 
@@ -1735,41 +1806,30 @@ ngx_http_events_api_fetch(ngx_http_request_t *r,
     ngx_http_events_store_t *store, ngx_http_events_query_t *q,
     ngx_http_events_window_t *w, ngx_str_t *tenant, ngx_str_t *id)
 {
-    ngx_http_cleanup_t          *cln;
+    void                         *handle;
     ngx_http_events_api_fetch_t  *ar;
 
-    ar = ngx_pcalloc(r->pool, sizeof(ngx_http_events_api_fetch_t));
-    cln = ngx_http_cleanup_add(r, 0);
-    if (ar == NULL || cln == NULL) {
+    ar = ngx_http_events_api_await_alloc(r, store,
+                                        sizeof(ngx_http_events_api_fetch_t),
+                                        store->remote->cancel_read);
+    if (ar == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    ar->request = r;
-    ar->store = store;
 
     if (q) {
         ar->q = *q;
         ar->res.window = *w;
-        ar->handle = store->remote->query(store->remote->data, &ar->q,
-                                          &ar->res, r->pool,
-                                          ngx_http_events_api_fetched_list, ar);
+        handle = store->remote->query(store->remote->data, &ar->q, &ar->res,
+                                      r->pool,
+                                      ngx_http_events_api_fetched_list, ar);
 
     } else {
-        ar->handle = store->remote->get(store->remote->data, tenant, id,
-                                        &ar->json, r->pool,
-                                        ngx_http_events_api_fetched_event, ar);
+        handle = store->remote->get(store->remote->data, tenant, id,
+                                    &ar->json, r->pool,
+                                    ngx_http_events_api_fetched_event, ar);
     }
 
-    if (ar->handle == NULL) {
-        return ngx_http_events_api_unavailable(r, NGX_DECLINED);
-    }
-
-    cln->handler = ngx_http_events_api_fetch_cleanup;
-    cln->data = ar;
-
-    r->main->count++;
-
-    return NGX_DONE;
+    return ngx_http_events_api_await_start(&ar->await, handle, NGX_DECLINED);
 }
 
 
@@ -1778,15 +1838,13 @@ ngx_http_events_api_fetched_list(void *data, ngx_int_t rc)
 {
     ngx_http_events_api_fetch_t  *ar = data;
 
-    ngx_connection_t    *c;
     ngx_http_request_t  *r;
 
-    r = ar->request;
-    c = r->connection;
-    ar->handle = NULL;
+    r = ngx_http_events_api_await_end(&ar->await);
 
     if (rc == NGX_OK) {
-        rc = ngx_http_events_api_list_answer(r, ar->store, &ar->q, &ar->res);
+        rc = ngx_http_events_api_list_answer(r, ar->await.store, &ar->q,
+                                              &ar->res);
 
     } else if (rc == NGX_BUSY) {
         rc = ngx_http_events_api_unavailable(r, NGX_DECLINED);
@@ -1795,8 +1853,7 @@ ngx_http_events_api_fetched_list(void *data, ngx_int_t rc)
         rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_http_finalize_request(r, rc);
-    ngx_http_run_posted_requests(c);
+    ngx_http_events_api_await_finalize(r, rc);
 }
 
 
@@ -1805,12 +1862,9 @@ ngx_http_events_api_fetched_event(void *data, ngx_int_t rc)
 {
     ngx_http_events_api_fetch_t  *ar = data;
 
-    ngx_connection_t    *c;
     ngx_http_request_t  *r;
 
-    r = ar->request;
-    c = r->connection;
-    ar->handle = NULL;
+    r = ngx_http_events_api_await_end(&ar->await);
 
     if (rc == NGX_OK && ngx_http_events_api_visible(r, &ar->json)) {
         rc = ngx_http_events_http_send(r, NGX_HTTP_OK,
@@ -1827,20 +1881,7 @@ ngx_http_events_api_fetched_event(void *data, ngx_int_t rc)
         rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_http_finalize_request(r, rc);
-    ngx_http_run_posted_requests(c);
-}
-
-
-static void
-ngx_http_events_api_fetch_cleanup(void *data)
-{
-    ngx_http_events_api_fetch_t  *ar = data;
-
-    if (ar->handle) {
-        ar->store->remote->cancel_read(ar->handle);
-        ar->handle = NULL;
-    }
+    ngx_http_events_api_await_finalize(r, rc);
 }
 
 
@@ -1893,38 +1934,24 @@ static ngx_int_t
 ngx_http_events_api_types_fetch(ngx_http_request_t *r,
     ngx_http_events_store_t *store, ngx_str_t *tenant)
 {
-    ngx_http_cleanup_t           *cln;
     ngx_http_events_api_fetch_t  *ar;
 
-    ar = ngx_pcalloc(r->pool, sizeof(ngx_http_events_api_fetch_t));
-    cln = ngx_http_cleanup_add(r, 0);
-    if (ar == NULL || cln == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (ngx_array_init(&ar->types, r->pool, 16,
-                       sizeof(ngx_http_events_type_info_t))
-        != NGX_OK)
+    ar = ngx_http_events_api_await_alloc(r, store,
+                                        sizeof(ngx_http_events_api_fetch_t),
+                                        store->remote->cancel_read);
+    if (ar == NULL
+        || ngx_array_init(&ar->types, r->pool, 16,
+                          sizeof(ngx_http_events_type_info_t))
+           != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ar->request = r;
-    ar->store = store;
-    ar->handle = store->remote->types(store->remote->data, tenant,
-                                      &ar->types, r->pool,
-                                      ngx_http_events_api_types_fetched, ar);
-
-    if (ar->handle == NULL) {
-        return ngx_http_events_api_unavailable(r, NGX_DECLINED);
-    }
-
-    cln->handler = ngx_http_events_api_fetch_cleanup;
-    cln->data = ar;
-
-    r->main->count++;
-
-    return NGX_DONE;
+    return ngx_http_events_api_await_start(&ar->await,
+               store->remote->types(store->remote->data, tenant, &ar->types,
+                                    r->pool,
+                                    ngx_http_events_api_types_fetched, ar),
+               NGX_DECLINED);
 }
 
 
@@ -1933,12 +1960,9 @@ ngx_http_events_api_types_fetched(void *data, ngx_int_t rc)
 {
     ngx_http_events_api_fetch_t  *ar = data;
 
-    ngx_connection_t    *c;
     ngx_http_request_t  *r;
 
-    r = ar->request;
-    c = r->connection;
-    ar->handle = NULL;
+    r = ngx_http_events_api_await_end(&ar->await);
 
     if (rc == NGX_OK) {
         rc = ngx_http_events_api_types_answer(r, &ar->types);
@@ -1950,8 +1974,7 @@ ngx_http_events_api_types_fetched(void *data, ngx_int_t rc)
         rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_http_finalize_request(r, rc);
-    ngx_http_run_posted_requests(c);
+    ngx_http_events_api_await_finalize(r, rc);
 }
 
 

@@ -234,6 +234,37 @@ sum_rps() {
     echo "$rps $bad"
 }
 
+# the requests wrk made, summed over the logs given
+sum_requests() {
+    local f n=0
+    for f in "$@"; do
+        n=$((n + $(grep '^WRK_RESULT ' "$f" | tail -1 \
+            | sed 's/.* requests=\([0-9]*\).*/\1/')))
+    done
+    echo "$n"
+}
+
+# append scripts Redis ran so far (EVALSHA, and EVAL after a NOSCRIPT)
+script_calls() {
+    redis-cli -p "$REDIS_PORT" INFO commandstats \
+        | tr -d '\r' | awk -F'[=,:]' '
+            /^cmdstat_(evalsha|eval):/ { n += $3 } END { print n + 0 }'
+}
+
+# every command Redis ran so far (a script's own calls included)
+redis_calls() {
+    redis-cli -p "$REDIS_PORT" INFO commandstats \
+        | tr -d '\r' | awk -F'[=,:]' '
+            /^cmdstat_/ { n += $3 } END { print n + 0 }'
+}
+
+# microseconds Redis spent in them
+script_usec() {
+    redis-cli -p "$REDIS_PORT" INFO commandstats \
+        | tr -d '\r' | awk -F'[=,:]' '
+            /^cmdstat_(evalsha|eval):/ { n += $5 } END { print n + 0 }'
+}
+
 echo "== machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "redis: $(redis-server --version | cut -d' ' -f3), appendonly yes, appendfsync everysec"
 echo "nchan: $(dpkg-query -W -f='${Version}' libnginx-mod-nchan 2>/dev/null)"
@@ -246,12 +277,19 @@ wrk_run "http://127.0.0.1:$PORT_single/events" "$CONNS" "$WORK/wrk-single.log"
 wrk_wait
 read -r SINGLE SINGLE_BAD <<< "$(sum_rps "$WORK/wrk-single.log")"
 
+SCRIPTS0=$(script_calls)
+USEC0=$(script_usec)
+CALLS0=$(redis_calls)
 for n in 1 2 3; do
     port=PORT_ours$n
     wrk_run "http://127.0.0.1:${!port}/events" "$per" "$WORK/wrk-ours$n.log"
 done
 wrk_wait
 read -r OURS OURS_BAD <<< "$(sum_rps "$WORK"/wrk-ours[123].log)"
+SCRIPTS=$(( $(script_calls) - SCRIPTS0 ))
+USEC=$(( $(script_usec) - USEC0 ))
+CALLS=$(( $(redis_calls) - CALLS0 ))
+POSTS=$(sum_requests "$WORK"/wrk-ours[123].log)
 
 for n in 1 2 3; do
     port=PORT_nchan$n
@@ -266,6 +304,11 @@ printf '%-44s %10s %8s\n' "three nodes, events_cluster on Redis" "$OURS" "$OURS_
 printf '%-44s %10s %8s\n' "three Nchan nodes, Redis distributed" "$NCHANR" "$NCHAN_BAD"
 awk -v a="$OURS" -v b="$NCHANR" 'BEGIN { if (b > 0)
     printf "cluster / Nchan-Redis: %.2fx\n", a / b }'
+awk -v s="$SCRIPTS" -v p="$POSTS" -v u="$USEC" -v c="$CALLS" 'BEGIN {
+    if (p > 0)
+        printf "cluster: %d POSTs in %d append scripts (%.2f POSTs a " \
+            "script), %.1f Redis commands and %.1f us of scripts a POST\n",
+            p, s, p / (s > 0 ? s : 1), c / p, u / p }'
 echo
 
 # ---------------------------------------------------------------------

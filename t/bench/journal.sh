@@ -4,7 +4,9 @@
 # request (t/bench/post.lua) into four nginx instances that differ only
 # in their journal: none, fsync=off, fsync=interval (1s), fsync=always.
 # Rounds alternate the four, so noise hits all of them; the result is
-# each mode's events/s as a ratio to "none".
+# each mode's events/s as a ratio to "none", and for fsync=always how
+# many events each fdatasync() carried (the group commit), from the
+# zone's "fsyncs" counter and its seqs.
 #
 #   t/bench/journal.sh           (make bench-journal)
 #
@@ -14,6 +16,8 @@
 #   BENCH_SECONDS     seconds per wrk run (default 5)
 #   BENCH_ROUNDS      rounds (default 2)
 #   BENCH_CONNECTIONS connection counts (default "1 16")
+#   BENCH_MODES       journal modes to run (default "none off interval
+#                     always"); the ratios need "none"
 #   JOURNAL_DIR       where the journals go (default: the temp directory,
 #                     under $TMPDIR); the disk under it is what is measured
 #   BENCH_KEEP=1      keep the temp directory
@@ -40,7 +44,7 @@ CONNECTIONS=${BENCH_CONNECTIONS:-"1 16"}
 export BENCH_BODY_BYTES=300
 export BENCH_STRICT=1
 LUA=$HERE/post.lua
-MODES="none off interval always"
+MODES=${BENCH_MODES:-"none off interval always"}
 
 die() {
     echo "journal.sh: $*" >&2
@@ -136,15 +140,18 @@ EOF
     } > "$dir/nginx.conf"
 }
 
+# head_seq PORT -> "SEQ FSYNCS" (-1 when unknown)
 head_seq() {
-    local body
+    local body seq=-1 fsyncs=-1
     body=$(curl -sS --max-time 10 "http://127.0.0.1:$1/events-status") \
-        || { echo -1; return; }
+        || { echo "-1 -1"; return; }
     if [[ $body =~ \"newestSeq\":([0-9]+) ]]; then
-        echo "${BASH_REMATCH[1]}"
-    else
-        echo -1
+        seq=${BASH_REMATCH[1]}
     fi
+    if [[ $body =~ \"fsyncs\":([0-9]+) ]]; then
+        fsyncs=${BASH_REMATCH[1]}
+    fi
+    echo "$seq $fsyncs"
 }
 
 # run_wrk PORT CONNS SECONDS LOGFILE -> sets R_requests, R_duration_us, ...
@@ -185,17 +192,17 @@ sed 's/^/    /' "$DIR_always/nginx.conf"
 echo
 
 FAILED=0
-declare -A RATES
-printf '%-5s %-5s %-9s %10s %10s %9s %9s %7s %s\n' \
-    round conns journal requests events/s p50_us p99_us non2xx check
+declare -A RATES PER_FSYNC
+printf '%-5s %-5s %-9s %10s %10s %9s %9s %7s %9s %s\n' \
+    round conns journal requests events/s p50_us p99_us non2xx ev/fsync check
 for ((r = 1; r <= ROUNDS; r++)); do
     for c in $CONNECTIONS; do
         for mode in $MODES; do
             port_var=PORT_$mode
             port=${!port_var}
-            before=$(head_seq "$port")
+            read -r before fs_before < <(head_seq "$port")
             run_wrk "$port" "$c" "$DURATION" "$WORK/wrk-$mode-c$c-r$r.log"
-            after=$(head_seq "$port")
+            read -r after fs_after < <(head_seq "$port")
             rate=$(awk -v n="$R_requests" -v us="$R_duration_us" \
                 'BEGIN { printf "%.1f", n / (us / 1e6) }')
             RATES["$mode/$c"]+="$rate "
@@ -207,9 +214,18 @@ for ((r = 1; r <= ROUNDS; r++)); do
                 check="FAIL (non2xx $R_non2xx, seq delta - requests $delta)"
                 FAILED=1
             fi
-            printf '%-5s %-5s %-9s %10s %10s %9s %9s %7s %s\n' \
+            # events per fsync: how many requests each group commit carried
+            per=-
+            if [[ $mode != none ]] && ((fs_after > fs_before && before >= 0))
+            then
+                per=$(awk -v e=$((after - before)) \
+                    -v f=$((fs_after - fs_before)) \
+                    'BEGIN { printf "%.1f", e / f }')
+                PER_FSYNC["$mode/$c"]+="$per "
+            fi
+            printf '%-5s %-5s %-9s %10s %10s %9s %9s %7s %9s %s\n' \
                 "$r" "$c" "$mode" "$R_requests" "$rate" "$R_lat_p50_us" \
-                "$R_lat_p99_us" "$R_non2xx" "$check"
+                "$R_lat_p99_us" "$R_non2xx" "$per" "$check"
         done
     done
 done
@@ -220,19 +236,42 @@ curl -sS --max-time 10 "http://127.0.0.1:$PORT_always/events-status" \
 echo
 
 echo "== events/s, median of $ROUNDS round(s) of ${DURATION}s; ratio to no journal"
-printf '%-6s %12s %18s %18s %18s\n' conns none off interval always
+line=$(printf '%-6s' conns)
+for mode in $MODES; do
+    line+=$(printf ' %18s' "$mode")
+done
+echo "$line"
 for c in $CONNECTIONS; do
     # shellcheck disable=SC2086
-    base=$(median ${RATES[none/$c]})
-    line=$(printf '%-6s %12s' "$c" "$base")
-    for mode in off interval always; do
+    base=$(median ${RATES[none/$c]:-0})
+    line=$(printf '%-6s' "$c")
+    for mode in $MODES; do
         # shellcheck disable=SC2086
         m=$(median ${RATES[$mode/$c]})
-        line+=$(awk -v m="$m" -v b="$base" \
-            'BEGIN { printf " %10s (%.2fx)", m, (b > 0 ? m / b : 0) }')
+        if [[ $mode == none ]]; then
+            line+=$(printf ' %18s' "$m")
+        else
+            line+=$(awk -v m="$m" -v b="$base" \
+                'BEGIN { printf " %10s (%.2fx)", m, (b > 0 ? m / b : 0) }')
+        fi
     done
     echo "$line"
 done
+if [[ " $MODES " == *" always "* ]]; then
+    echo
+    echo "== fsync=always: ratio to no journal, events per fsync (median)"
+    for c in $CONNECTIONS; do
+        # shellcheck disable=SC2086
+        base=$(median ${RATES[none/$c]:-0})
+        # shellcheck disable=SC2086
+        m=$(median ${RATES[always/$c]})
+        # shellcheck disable=SC2086
+        per=$(median ${PER_FSYNC[always/$c]:-0})
+        awk -v c="$c" -v m="$m" -v b="$base" -v p="$per" 'BEGIN {
+            printf "connections %-4s fsync=always/none %s events per fsync %s\n",
+                   c, (b > 0 ? sprintf("%.2fx", m / b) : "n/a"), p }'
+    done
+fi
 echo "loadavg at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 for mode in $MODES; do
