@@ -43,7 +43,7 @@ PREFIX      ?= /usr
 DESTDIR     ?=
 
 # what building and running need; testing adds the rest
-RUN_DEBS  := nginx nginx-dev libjansson-dev libssl-dev libpcre2-dev \
+RUN_DEBS  := nginx nginx-dev libjansson-dev libyajl-dev libssl-dev libpcre2-dev \
              zlib1g-dev liblmdb-dev libhiredis-dev libwslay-dev gcc make
 TEST_DEBS := $(RUN_DEBS) perl libasan8 clang libclang-rt-14-dev wrk openssl \
              libnginx-mod-nchan redis-server debhelper dpkg-dev fakeroot \
@@ -220,7 +220,7 @@ bench-cluster: deps $(MODULE)
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 300
 FUZZ_SHORT   ?= 20
-FUZZ_TARGETS := envelope query jwt
+FUZZ_TARGETS := envelope query jwt parse
 FUZZ_SRC     := src/core/ngx_http_events_json.c \
                 src/core/ngx_http_events_cursor.c \
                 src/core/ngx_http_events_match.c \
@@ -254,7 +254,7 @@ $(BUILD)/fuzz/fuzz_%: t/fuzz/fuzz_%.c t/fuzz/ngx_stubs.c t/fuzz/fuzz_utf8.h \
         $(SOURCES) | $(FUZZ_CONF)
 	mkdir -p $(BUILD)/fuzz
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< t/fuzz/ngx_stubs.c $(FUZZ_SRC) \
-	    -ljansson -lcrypto
+	    -ljansson -lyajl -lcrypto
 
 # Each target from a fresh copy of the seeds, for a bounded time; a crash,
 # a leak or a failed invariant fails the target (the input is left as

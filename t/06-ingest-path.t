@@ -1,10 +1,11 @@
 #!/usr/bin/perl
 
 # The POST path as made cheaper in 0.12.0, byte for byte: the body parsed
-# into the request's pool (large bodies, batches, bad JSON, and jansson's
-# allocator given back: the idempotent path's digest allocates after the
-# parse), escaping by table, the seq and timestamp written digit by
-# digit, and the metadata index found before the zone's lock.
+# by YAJL (t/08 has its every error) into the request's pool (large
+# bodies, batches, bad JSON, and jansson's allocator given back: the
+# idempotent path's digest allocates after the parse), escaping by
+# table, the seq and timestamp written digit by digit, and the metadata
+# index found before the zone's lock.
 
 use strict;
 use warnings;
@@ -77,8 +78,8 @@ is($g->{body}, $r->{body}, 'the answer is the stored envelope');
 
 $r = post_raw('/events', '{"type":"esc.test","payload":{"data":"a\u0000"}}');
 is($r->{body}, '{"error":{"status":400,"code":"invalid_json","message":'
-    . '"malformed JSON at line 1, column 46: \\\\u0000 is not allowed '
-    . 'without JSON_ALLOW_NUL near \'\\"a\\\\u0000\\"\'"}}', 'NUL refused, the error byte for byte')
+    . '"malformed JSON at line 1, column 46: \\\\u0000 is not allowed"}}',
+    'NUL refused, the error byte for byte')
     or diag($r->{body});
 
 ###########################################################################
@@ -138,15 +139,14 @@ is_deeply([ map { $_->{payload}{data}{s} } @{ $r->{json}{data} } ],
 $r = post_raw('/events', '{"type":');
 is($r->{status}, 400, 'malformed: 400');
 is($r->{body}, '{"error":{"status":400,"code":"invalid_json","message":'
-    . '"malformed JSON at line 1, column 8: unexpected token near end of '
-    . 'file"}}',
+    . '"malformed JSON at line 1, column 8: unexpected end of input"}}',
     'malformed: the error, byte for byte')
     or diag($r->{body});
 
 $r = post_raw('/events', '{"type":"a.b","type":"c.d"}');
 is($r->{body}, '{"error":{"status":400,"code":"invalid_json","message":'
-    . '"malformed JSON at line 1, column 20: duplicate object key near '
-    . '\'\\"type\\"\'"}}',
+    . '"malformed JSON at line 1, column 20: duplicate object key '
+    . '\\"type\\""}}',
     'duplicate key: the error, byte for byte')
     or diag($r->{body});
 

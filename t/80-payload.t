@@ -185,9 +185,8 @@ is(error_body(post_raw('{"type":"a.b","payload":["format"]}')),
 is(error_body(post_raw('{"type":"a.b","payload":{"a":1,"a":2}}')),
     '400 {"error":{"status":400,"code":"invalid_json",'
     . '"message":"malformed JSON at line 1, column 34: duplicate object '
-    . 'key near \'\"a\"\'"}}',
-    'a duplicate free key: 400')
-    or diag 'the JSON error text is jansson\'s';
+    . 'key \"a\""}}',
+    'a duplicate free key: 400');
 is(error_body(post_raw('{"type":"a.b","payloads":{}}')),
     '400 {"error":{"status":400,"code":"unknown_field",'
     . '"message":"unknown field \"payloads\"; custom data belongs in '

@@ -20,7 +20,7 @@ use Test::More;
 my $root = abs_path(dirname(__FILE__) . '/..');
 my $dir = $ENV{T_FUZZ_DIR} // "$root/build/fuzz";
 my $seconds = $ENV{T_FUZZ_SECONDS} // 10;
-my @targets = qw(envelope query jwt);
+my @targets = qw(envelope query jwt parse);
 
 my @missing = grep { !-x "$dir/fuzz_$_" } @targets;
 # make test builds them and says so: there a missing target fails

@@ -383,9 +383,7 @@ ngx_http_events_api_ingest(ngx_http_request_t *r, u_char *body, size_t len)
      * maybe after a hook; nothing on this path changes the tree
      */
 
-    root = ngx_http_events_json_load_pool(r->pool, body, len,
-                                          JSON_REJECT_DUPLICATES
-                                          | JSON_DECODE_ANY, &jerr);
+    root = ngx_http_events_json_load_pool(r->pool, body, len, &jerr);
 
     if (root == NULL) {
         ngx_http_events_error(&err, 400, "invalid_json", NULL, NULL, NULL,

@@ -123,8 +123,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     /* as POST /events parses: into the pool, the tree going with it */
     root = ngx_http_events_json_load_pool(env.pool, (u_char *) data,
-                                          json_len, JSON_REJECT_DUPLICATES,
-                                          &jerr);
+                                          json_len, &jerr);
     if (root == NULL) {
         ngx_destroy_pool(env.pool);
         return 0;
