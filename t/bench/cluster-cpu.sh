@@ -1,0 +1,291 @@
+#!/usr/bin/env bash
+#
+# Where a cluster's CPU per event goes: one Redis (AOF, fsync every
+# second) and three nodes of ours with events_cluster, as in cluster.sh;
+# wrk POSTs to the nodes in NODES (default "1 2 3"; "1 2" leaves node 3
+# only tailing), then prints per process (each node's workers, Redis) the
+# CPU time per accepted event from /proc/PID/stat (utime+stime), and
+# Redis's INFO commandstats per event.  Optional: PERF=FILE records the
+# workers of node PERFNODE (default 2) with perf; STRACE=PREFIX counts
+# their syscalls (strace -c, slows them down).
+#
+# Environment: T_MODULE, NGINX_BIN, BENCH_SECONDS (10), BENCH_CONNECTIONS
+# (16).  Only 127.0.0.1.
+
+# shellcheck disable=SC2154
+
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
+ROOT=$(cd "$HERE/../.." && pwd)
+
+MODULE=${T_MODULE:-$ROOT/build/ngx_http_events_module.so}
+NGINX=${NGINX_BIN:-/usr/sbin/nginx}
+DURATION=${BENCH_SECONDS:-10}
+CONNS=${BENCH_CONNECTIONS:-16}
+STREAMS=${BENCH_STREAMS:-1000}
+RATE=${BENCH_RATE:-200}
+LUA=$HERE/post.lua
+export BENCH_BODY_BYTES=300
+
+die() {
+    echo "cluster.sh: $*" >&2
+    exit 2
+}
+
+[[ -x $NGINX ]] || die "no nginx at $NGINX"
+[[ -f $MODULE ]] || die "no module at $MODULE (run make first)"
+command -v wrk >/dev/null || die "wrk is not installed (make deps)"
+command -v redis-server >/dev/null || die "redis-server is not installed (make deps)"
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/events-bench-cluster.XXXXXX")
+chmod 755 "$WORK"
+
+MODULE_SRC=$MODULE
+MODULE=$WORK/ngx_http_events_module.so
+cp "$MODULE_SRC" "$MODULE"
+chmod 644 "$MODULE"
+
+
+STARTED=()
+BG_PIDS=()
+REDIS_PID=""
+USED_PORTS=" "
+
+stop_all() {
+    local rc=$? pid
+    trap - EXIT INT TERM
+    for pid in "${BG_PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    quit_servers cluster.sh 50 "${STARTED[@]}"
+    if [[ -n $REDIS_PID ]]; then
+        kill -TERM "$REDIS_PID" 2>/dev/null || true
+        wait "$REDIS_PID" 2>/dev/null || true
+    fi
+    if [[ ${BENCH_KEEP:-0} == 1 ]]; then
+        echo "kept: $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+    exit "$rc"
+}
+trap stop_all EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap '' PIPE
+
+# ---------------------------------------------------------------------
+
+free_port
+REDIS_PORT=$FREE_PORT
+mkdir -p "$WORK/redis"
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$WORK/redis" \
+    --daemonize no --appendonly yes --appendfsync everysec --save '' \
+    --logfile "$WORK/redis/redis.log" > /dev/null 2>&1 &
+REDIS_PID=$!
+for ((i = 0; i < 100; i++)); do
+    [[ $(redis-cli -p "$REDIS_PORT" PING 2>/dev/null) == PONG ]] && break
+    sleep 0.05
+done
+[[ $(redis-cli -p "$REDIS_PORT" PING 2>/dev/null) == PONG ]] \
+    || die "redis-server did not start"
+URL=redis://127.0.0.1:$REDIS_PORT
+
+# write_conf DIR PORT KIND
+write_conf() {
+    local dir=$1 port=$2 kind=$3 t
+    mkdir -p "$dir"
+    chmod 755 "$dir"
+    {
+        if [[ $kind == nchan ]]; then
+            echo "load_module $NCHAN;"
+        else
+            echo "load_module $MODULE;"
+        fi
+        cat <<EOF
+worker_processes 2;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+EOF
+        for t in client_body proxy fastcgi uwsgi scgi; do
+            echo "    ${t}_temp_path $dir/${t}_temp;"
+        done
+        case $kind in
+        nchan)
+            cat <<EOF
+    nchan_redis_url $URL;
+    nchan_use_redis on;
+    nchan_redis_storage_mode distributed;
+    server {
+        listen 127.0.0.1:$port backlog=4096;
+        location = /pub {
+            nchan_publisher;
+            nchan_channel_id bench;
+            nchan_message_buffer_length 1000;
+            nchan_message_timeout 1h;
+        }
+        location = /sub {
+            nchan_subscriber eventsource;
+            nchan_subscriber_first_message newest;
+            nchan_channel_id bench;
+            nchan_message_buffer_length 1000;
+            nchan_message_timeout 1h;
+        }
+    }
+}
+EOF
+            ;;
+        *)
+            echo "    events_zone bench 256m;"
+            [[ $kind == ours ]] && echo "    events_cluster bench $URL prefix=bench;"
+            cat <<EOF
+    server {
+        listen 127.0.0.1:$port backlog=4096;
+        client_body_buffer_size 16k;
+        location /events { events_api bench; }
+        location = /events/stream { events_stream bench; }
+        location = /events-status { events_status bench; }
+    }
+}
+EOF
+            ;;
+        esac
+    } > "$dir/nginx.conf"
+}
+
+declare -A CMD_START
+start() {
+    start_server cluster.sh "$1" "$WORK/$1" "$1" "${2:-$1}"
+}
+
+start ours1 ours
+start ours2 ours
+start ours3 ours
+
+# the cluster nodes read the log before they answer
+for n in 1 2 3; do
+    port=PORT_ours$n
+    for ((i = 0; i < 100; i++)); do
+        [[ $(curl -s -o /dev/null -w '%{http_code}' \
+            "http://127.0.0.1:${!port}/events") == 200 ]] && break
+        sleep 0.1
+    done
+done
+
+# wrk_run URL CONNS LOG (in the background; WRK_PIDS)
+WRK_PIDS=()
+wrk_run() {
+    local t=2
+    (($2 == 1)) && t=1
+    wrk "-t$t" "-c$2" "-d${DURATION}s" -s "$LUA" "$1" > "$3" 2>&1 &
+    WRK_PIDS+=($!)
+    BG_PIDS+=($!)
+}
+
+wrk_wait() {
+    local p
+    for p in "${WRK_PIDS[@]}"; do
+        wait "$p" || die "wrk failed"
+    done
+    WRK_PIDS=()
+}
+
+# the sum of requests/s and non-2xx of the logs given
+sum_rps() {
+    local f line rps=0 bad=0 req dur non
+    for f in "$@"; do
+        line=$(grep '^WRK_RESULT ' "$f" | tail -1)
+        [[ -n $line ]] || die "no WRK_RESULT in $f"
+        req=$(sed 's/.* requests=\([0-9]*\).*/\1/' <<< "$line")
+        dur=$(sed 's/.* duration_us=\([0-9]*\).*/\1/' <<< "$line")
+        non=$(sed 's/.* non2xx=\([0-9]*\).*/\1/' <<< "$line")
+        rps=$(awk -v a="$rps" -v r="$req" -v d="$dur" \
+            'BEGIN { printf "%.0f", a + r * 1e6 / d }')
+        bad=$((bad + non))
+    done
+    echo "$rps $bad"
+}
+
+# the requests wrk made, summed over the logs given
+sum_requests() {
+    local f n=0
+    for f in "$@"; do
+        n=$((n + $(grep '^WRK_RESULT ' "$f" | tail -1 \
+            | sed 's/.* requests=\([0-9]*\).*/\1/')))
+    done
+    echo "$n"
+}
+
+# append scripts Redis ran so far (EVALSHA, and EVAL after a NOSCRIPT)
+script_calls() {
+    redis-cli -p "$REDIS_PORT" INFO commandstats \
+        | tr -d '\r' | awk -F'[=,:]' '
+            /^cmdstat_(evalsha|eval):/ { n += $3 } END { print n + 0 }'
+}
+
+# every command Redis ran so far (a script's own calls included)
+redis_calls() {
+    redis-cli -p "$REDIS_PORT" INFO commandstats \
+        | tr -d '\r' | awk -F'[=,:]' '
+            /^cmdstat_/ { n += $3 } END { print n + 0 }'
+}
+
+# microseconds Redis spent in them
+script_usec() {
+    redis-cli -p "$REDIS_PORT" INFO commandstats \
+        | tr -d '\r' | awk -F'[=,:]' '
+            /^cmdstat_(evalsha|eval):/ { n += $5 } END { print n + 0 }'
+}
+
+
+cpu_of() { # pid -> utime+stime ticks
+    awk '{print $14 + $15}' /proc/$1/stat 2>/dev/null || echo 0
+}
+PIDS=()
+NAMES=()
+for n in 1 2 3; do
+    m=MASTER_ours$n
+    for w in $(pgrep -P ${!m}); do PIDS+=($w); NAMES+=("node$n-w$w"); done
+done
+PIDS+=($REDIS_PID); NAMES+=(redis)
+declare -A C0
+for p in "${PIDS[@]}"; do C0[$p]=$(cpu_of $p); done
+redis-cli -p $REDIS_PORT CONFIG RESETSTAT >/dev/null
+T0=$(awk '{print $1+$2+$3+$4+$5+$6+$7}' <(grep '^cpu ' /proc/stat | cut -d' ' -f3-))
+BUSY0=$(awk '{print $1+$2+$3+$6+$7}' <(grep '^cpu ' /proc/stat | cut -d' ' -f3-))
+per=$(( (CONNS + 2) / 3 ))
+if [[ -n ${PERF:-} ]]; then
+    m=MASTER_ours${PERFNODE:-2}
+    perf record -F 2000 -g -o $PERF -p "$(pgrep -P ${!m} | paste -sd,)" -- sleep $((DURATION - 1)) > /dev/null 2>&1 &
+fi
+if [[ -n ${STRACE:-} ]]; then
+    m=MASTER_ours${PERFNODE:-2}
+    for w in $(pgrep -P ${!m}); do
+        timeout $((DURATION - 1)) strace -c -f -o $STRACE.$w -p $w > /dev/null 2>&1 &
+    done
+fi
+for n in ${NODES:-1 2 3}; do
+    port=PORT_ours$n
+    wrk_run "http://127.0.0.1:${!port}/events" "$per" "$WORK/wrk-ours$n.log"
+done
+wrk_wait
+BUSY1=$(awk '{print $1+$2+$3+$6+$7}' <(grep '^cpu ' /proc/stat | cut -d' ' -f3-))
+read -r OURS OURS_BAD <<< "$(sum_rps "$WORK"/wrk-ours*.log)"
+POSTS=$(sum_requests "$WORK"/wrk-ours*.log)
+echo "load $(cut -d' ' -f1-3 /proc/loadavg) events/s $OURS bad $OURS_BAD posts $POSTS"
+tot=0
+for i in "${!PIDS[@]}"; do
+    p=${PIDS[$i]}; d=$(( $(cpu_of $p) - ${C0[$p]} ))
+    tot=$((tot + d))
+    awk -v n="${NAMES[$i]}" -v d=$d -v e=$POSTS 'BEGIN{printf "%-16s %6d ticks %7.2f us/event\n", n, d, d*1e4/e}'
+done
+awk -v d=$tot -v e=$POSTS 'BEGIN{printf "%-16s %6d ticks %7.2f us/event (servers)\n", "total", d, d*1e4/e}'
+awk -v d=$((BUSY1-BUSY0)) -v e=$POSTS 'BEGIN{printf "%-16s %6d ticks %7.2f us/event (whole box)\n", "box", d, d*1e4/e}'
+redis-cli -p $REDIS_PORT INFO commandstats | tr -d '\r' | grep cmdstat | awk -F'[=,:]' -v e=$POSTS '{printf "%-22s calls/event %6.2f  us/event %6.2f\n", $1, $3/e, $5/e}'
