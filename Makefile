@@ -222,6 +222,7 @@ FUZZ_SECONDS ?= 300
 FUZZ_SHORT   ?= 20
 FUZZ_TARGETS := envelope query jwt parse
 FUZZ_SRC     := src/core/ngx_http_events_json.c \
+                src/core/ngx_http_events_parse.c \
                 src/core/ngx_http_events_cursor.c \
                 src/core/ngx_http_events_match.c \
                 src/core/ngx_http_events_query.c \

@@ -37,7 +37,5 @@ u_char *ngx_http_events_json_escape(u_char *p, u_char *s, size_t len);
 size_t ngx_http_events_json_utf8_len(u_char *p, size_t len);
 
 void ngx_http_events_json_cleanup(void *data);
-json_t *ngx_http_events_json_load_pool(ngx_pool_t *pool, u_char *data,
-    size_t len, json_error_t *error);
 
 #endif /* _NGX_HTTP_EVENTS_JSON_H_INCLUDED_ */

@@ -31,6 +31,7 @@
 #include "ngx_http_events_buf.h"
 #include "ngx_http_events_api.h"
 #include "ngx_http_events_json.h"
+#include "ngx_http_events_parse.h"
 #include "ngx_http_events_query.h"
 #include "ngx_http_events_cursor.h"
 #include "ngx_http_events_id.h"
@@ -383,7 +384,7 @@ ngx_http_events_api_ingest(ngx_http_request_t *r, u_char *body, size_t len)
      * maybe after a hook; nothing on this path changes the tree
      */
 
-    root = ngx_http_events_json_load_pool(r->pool, body, len, &jerr);
+    root = ngx_http_events_parse_json(r->pool, body, len, &jerr);
 
     if (root == NULL) {
         ngx_http_events_error(&err, 400, "invalid_json", NULL, NULL, NULL,

@@ -216,7 +216,7 @@ annotate() {
 }
 
 # the steps of a POST, shown with what they call
-STEPS="ngx_http_events_api_body ngx_http_events_json_load_pool
+STEPS="ngx_http_events_api_body ngx_http_events_parse_json
 yajl_parse json_loadb ngx_http_events_api_store
 ngx_http_events_json_event ngx_http_events_validate_batch
 ngx_http_events_api_commit ngx_http_events_store_append_nosync

@@ -187,8 +187,11 @@ echo "nproc: $(nproc), kernel: $(uname -srm)"
 echo "journal filesystem: $(df -T "$JDIR" | awk 'NR == 2 { print $2 " on " $1 }')"
 echo "module: $MODULE_SRC, checkout $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 echo "loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "-- $DIR_always/nginx.conf"
-sed 's/^/    /' "$DIR_always/nginx.conf"
+# the config of the last mode (fsync=always's by default)
+last=${MODES##* }
+conf_dir=DIR_$last
+echo "-- ${!conf_dir}/nginx.conf"
+sed 's/^/    /' "${!conf_dir}/nginx.conf"
 echo
 
 FAILED=0
@@ -230,10 +233,12 @@ for ((r = 1; r <= ROUNDS; r++)); do
     done
 done
 echo
-echo "-- fsync=always status after the runs"
-curl -sS --max-time 10 "http://127.0.0.1:$PORT_always/events-status" \
-    | grep -o '"journal":{[^}]*}' || true
-echo
+if [[ " $MODES " == *" always "* ]]; then
+    echo "-- fsync=always status after the runs"
+    curl -sS --max-time 10 "http://127.0.0.1:$PORT_always/events-status" \
+        | grep -o '"journal":{[^}]*}' || true
+    echo
+fi
 
 echo "== events/s, median of $ROUNDS round(s) of ${DURATION}s; ratio to no journal"
 line=$(printf '%-6s' conns)

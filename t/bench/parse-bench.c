@@ -1,7 +1,7 @@
 /*
  * Instructions to parse one POST body: jansson's json_loadb() against
  * YAJL's SAX parser building the same jansson tree (the evaluation
- * before ngx_http_events_json_load_pool() moved to YAJL).  Both allocate
+ * before ngx_http_events_parse_json() moved to YAJL).  Both allocate
  * from a bump arena, as the request pool does; the YAJL tree is checked
  * equal to jansson's.  Not the module's code: a measuring program.
  *

@@ -40,6 +40,7 @@
 #include <jansson.h>
 
 #include "ngx_http_events_json.h"
+#include "ngx_http_events_parse.h"
 #include "ngx_http_events_cursor.h"
 #include "ngx_http_events_id.h"
 #include "ngx_http_events_match.h"
@@ -122,7 +123,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     /* as POST /events parses: into the pool, the tree going with it */
-    root = ngx_http_events_json_load_pool(env.pool, (u_char *) data,
+    root = ngx_http_events_parse_json(env.pool, (u_char *) data,
                                           json_len, &jerr);
     if (root == NULL) {
         ngx_destroy_pool(env.pool);

@@ -6,7 +6,7 @@
 
 /*
  * libFuzzer target: the body parser of POST /events
- * (ngx_http_events_json_load_pool(), YAJL building a jansson tree)
+ * (ngx_http_events_parse_json(), YAJL building a jansson tree)
  * against jansson's own json_loadb() with the flags the API had before
  * it: JSON_REJECT_DUPLICATES | JSON_DECODE_ANY.  Both must accept the
  * same bodies, and give equal trees; the error's line, column and text
@@ -28,6 +28,7 @@
 #include <jansson.h>
 
 #include "ngx_http_events_json.h"
+#include "ngx_http_events_parse.h"
 
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -46,7 +47,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     }
 
-    ours = ngx_http_events_json_load_pool(pool, (u_char *) data, size, &err);
+    ours = ngx_http_events_parse_json(pool, (u_char *) data, size, &err);
     ref = json_loadb((const char *) data, size,
                      JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &rerr);
 
