@@ -1,8 +1,9 @@
 # Sourced by cluster.sh and cluster-cpu.sh: the processes they start and
 # stop (a trap), one Redis with AOF on a free port ($URL), and the nginx
 # configs of a node (ours with or without events_cluster, or Nchan on the
-# same Redis).  Expects HERE, WORK, MODULE, NCHAN (for Nchan nodes) and
-# die() from the script, and lib.sh sourced.
+# same Redis), the wait for the cluster's nodes, and wrk and Redis
+# counters.  Expects HERE, WORK, MODULE, NCHAN (for Nchan nodes), LUA,
+# DURATION and die() from the script, and lib.sh sourced.
 
 # PORT_*, DIR_*, MASTER_* are assigned through printf -v
 # shellcheck shell=bash disable=SC2154
@@ -121,4 +122,82 @@ EOF
 declare -A CMD_START
 start() {
     start_server cluster.sh "$1" "$WORK/$1" "$1" "${2:-$1}"
+}
+
+# the cluster nodes read the log before they answer
+cluster_wait_nodes() {
+    local n i port
+    for n in 1 2 3; do
+        port=PORT_ours$n
+        for ((i = 0; i < 100; i++)); do
+            [[ $(curl -s -o /dev/null -w '%{http_code}' \
+                "http://127.0.0.1:${!port}/events") == 200 ]] && break
+            sleep 0.1
+        done
+    done
+}
+
+# wrk_run URL CONNS LOG (in the background; WRK_PIDS)
+WRK_PIDS=()
+wrk_run() {
+    local t=2
+    (($2 == 1)) && t=1
+    wrk "-t$t" "-c$2" "-d${DURATION}s" -s "$LUA" "$1" > "$3" 2>&1 &
+    WRK_PIDS+=($!)
+    BG_PIDS+=($!)
+}
+
+wrk_wait() {
+    local p
+    for p in "${WRK_PIDS[@]}"; do
+        wait "$p" || die "wrk failed"
+    done
+    WRK_PIDS=()
+}
+
+# the sum of requests/s and non-2xx of the logs given
+sum_rps() {
+    local f line rps=0 bad=0 req dur non
+    for f in "$@"; do
+        line=$(grep '^WRK_RESULT ' "$f" | tail -1)
+        [[ -n $line ]] || die "no WRK_RESULT in $f"
+        req=$(sed 's/.* requests=\([0-9]*\).*/\1/' <<< "$line")
+        dur=$(sed 's/.* duration_us=\([0-9]*\).*/\1/' <<< "$line")
+        non=$(sed 's/.* non2xx=\([0-9]*\).*/\1/' <<< "$line")
+        rps=$(awk -v a="$rps" -v r="$req" -v d="$dur" \
+            'BEGIN { printf "%.0f", a + r * 1e6 / d }')
+        bad=$((bad + non))
+    done
+    echo "$rps $bad"
+}
+
+# the requests wrk made, summed over the logs given
+sum_requests() {
+    local f n=0
+    for f in "$@"; do
+        n=$((n + $(grep '^WRK_RESULT ' "$f" | tail -1 \
+            | sed 's/.* requests=\([0-9]*\).*/\1/')))
+    done
+    echo "$n"
+}
+
+# append scripts Redis ran so far (EVALSHA, and EVAL after a NOSCRIPT)
+script_calls() {
+    redis-cli -p "$REDIS_PORT" INFO commandstats \
+        | tr -d '\r' | awk -F'[=,:]' '
+            /^cmdstat_(evalsha|eval):/ { n += $3 } END { print n + 0 }'
+}
+
+# every command Redis ran so far (a script's own calls included)
+redis_calls() {
+    redis-cli -p "$REDIS_PORT" INFO commandstats \
+        | tr -d '\r' | awk -F'[=,:]' '
+            /^cmdstat_/ { n += $3 } END { print n + 0 }'
+}
+
+# microseconds Redis spent in them
+script_usec() {
+    redis-cli -p "$REDIS_PORT" INFO commandstats \
+        | tr -d '\r' | awk -F'[=,:]' '
+            /^cmdstat_(evalsha|eval):/ { n += $5 } END { print n + 0 }'
 }
