@@ -51,7 +51,8 @@ for ((i = 0; i < 100; i++)); do
     sleep 0.05
 done
 [[ $(redis-cli -p "$REDIS_PORT" PING 2>/dev/null) == PONG ]] \
-    || die "redis-server did not start"
+    || die "redis-server did not start on port $REDIS_PORT:" \
+           "$(tail -3 "$WORK/redis/redis.log" 2>/dev/null)"
 URL=redis://127.0.0.1:$REDIS_PORT
 
 # write_conf DIR PORT KIND

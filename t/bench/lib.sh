@@ -6,7 +6,9 @@
 free_port() {
     local p i
     for ((i = 0; i < 200; i++)); do
-        p=$((20000 + RANDOM % 40000))
+        # below the kernel's ephemeral range (32768-60999): a port
+        # there may be some connection's local end, and bind() fails
+        p=$((20000 + RANDOM % 12000))
         [[ $USED_PORTS == *" $p "* ]] && continue
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
             USED_PORTS+="$p "
