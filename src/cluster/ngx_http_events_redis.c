@@ -70,6 +70,7 @@ static void ngx_http_events_redis_close_connection(ngx_connection_t *c);
 static void ngx_http_events_redis_fail(ngx_http_events_redis_t *rd,
     const char *why);
 static void ngx_http_events_redis_retry(ngx_event_t *ev);
+static void ngx_http_events_redis_quit(ngx_event_t *ev);
 static void ngx_http_events_redis_timer(ngx_http_events_redis_t *rd);
 static void ngx_http_events_redis_drop(ngx_http_events_redis_t *rd);
 
@@ -323,6 +324,10 @@ ngx_http_events_redis_init(ngx_http_events_redis_t *rd,
     rd->retry.data = rd;
     rd->retry.log = log;
     rd->retry.cancelable = 1;
+
+    rd->quit.handler = ngx_http_events_redis_quit;
+    rd->quit.data = rd;
+    rd->quit.log = log;
 
     rd->backoff = NGX_HTTP_EVENTS_REDIS_BACKOFF_MIN;
 
@@ -917,9 +922,13 @@ ngx_http_events_redis_read(ngx_event_t *rev)
         return;
     }
 
-    if (ngx_exiting && rd->npending == 0) {
-        ngx_http_events_redis_close(rd);
-        return;
+    if (ngx_exiting && rd->npending == 0 && !rd->quit.posted) {
+        /*
+         * Not at once: a reply's handler may have posted more for this
+         * turn (the appends that waited for this script), and they go
+         * on this connection, not answered 503 by a closed one
+         */
+        ngx_post_event(&rd->quit, &ngx_posted_events);
     }
 
     if (ngx_handle_read_event(rev, 0) != NGX_OK) {
@@ -1415,6 +1424,22 @@ ngx_http_events_redis_retry(ngx_event_t *ev)
 }
 
 
+/* a graceful shutdown, at the end of a turn: nothing more came, close */
+
+static void
+ngx_http_events_redis_quit(ngx_event_t *ev)
+{
+    ngx_http_events_redis_t  *rd = ev->data;
+
+    if (rd->npending == 0
+        && (rd->state == NGX_HTTP_EVENTS_REDIS_READY
+            || rd->state == NGX_HTTP_EVENTS_REDIS_CONNECTING))
+    {
+        ngx_http_events_redis_close(rd);
+    }
+}
+
+
 /* close the socket, answer every waiting command with NULL */
 
 static void
@@ -1477,6 +1502,10 @@ ngx_http_events_redis_close(ngx_http_events_redis_t *rd)
 
     if (rd->retry.timer_set) {
         ngx_del_timer(&rd->retry);
+    }
+
+    if (rd->quit.posted) {
+        ngx_delete_posted_event(&rd->quit);
     }
 
     if (rd->ask) {

@@ -80,6 +80,7 @@ struct ngx_http_events_redis_s {
     ngx_uint_t                  nwritten;       /* of them, on the wire */
 
     ngx_event_t                 flush;          /* posted: write out */
+    ngx_event_t                 quit;           /* posted: close, if idle */
     ngx_event_t                 retry;          /* backoff, then connect */
     ngx_msec_t                  backoff;
     ngx_msec_t                  extra;          /* XREAD BLOCK's wait */
