@@ -1,0 +1,248 @@
+#!/usr/bin/perl
+
+# A graceful shutdown while a POST waits for a slow fsync: the disk is
+# made slow on purpose (fdatasync() sleeps, from a library preloaded
+# into nginx, while a flag file names how long), so that the POST
+# certainly waits when nginx is told to quit.
+#
+# Without worker_shutdown_timeout the worker stays until the sync ended
+# and the POST has its 201, while an SSE stream open at the same time
+# ends at once, as at any shutdown.  With worker_shutdown_timeout
+# shorter than the sync, the worker gives up the request when it
+# expires (nginx's bound on a graceful shutdown: the client sees its
+# connection closed, and the event, written before, is in the journal),
+# without an alert.
+
+use strict;
+use warnings;
+
+use lib 't/lib';
+use Test::More;
+use IO::Select;
+use IO::Socket::IP;
+use Time::HiRes qw(sleep time);
+use EventsTest;
+
+my $t = EventsTest->new;
+
+plan(skip_all => 'the sanitizer run preloads its own library')
+    if $t->asan;
+
+my $dir = $t->testdir;
+my $flag = "$dir/slow-sync";
+
+# fdatasync() sleeps for the milliseconds the flag file holds, if any;
+# a fixed path: nginx clears its workers' environment
+$t->write_file('slow.c', <<"EOF");
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdio.h>
+#include <unistd.h>
+
+int
+fdatasync(int fd)
+{
+    static int (*real)(int);
+    FILE  *f;
+    int    ms = 0;
+
+    if (real == NULL) {
+        real = (int (*)(int)) dlsym(RTLD_NEXT, "fdatasync");
+    }
+
+    f = fopen("$flag", "r");
+    if (f != NULL) {
+        if (fscanf(f, "%d", &ms) != 1) {
+            ms = 0;
+        }
+        fclose(f);
+        usleep(ms * 1000);
+    }
+
+    return real(fd);
+}
+EOF
+
+system("cc -shared -fPIC -o $dir/slow.so $dir/slow.c -ldl 2>$dir/cc.log") == 0
+    or plan(skip_all => 'cannot build the preloaded library: '
+        . $t->read_file('cc.log'));
+
+$ENV{LD_PRELOAD} = "$dir/slow.so";
+
+sub config {
+    my ($extra) = @_;
+
+    $t->write_config(<<"EOF");
+%%GLOBALS%%
+$extra
+http {
+    %%HTTP_GLOBALS%%
+
+    events_zone main 16m;
+    events_journal main %%TESTDIR%%/journal fsync=always;
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+
+        location /events/stream {
+            events_stream main;
+        }
+
+        location /events {
+            events_api main;
+        }
+    }
+}
+EOF
+}
+
+mkdir "$dir/journal";
+chown $t->{uid}, $t->{gid}, "$dir/journal" if defined $t->{uid};
+
+sub connect_to {
+    my $s = IO::Socket::IP->new(PeerHost => '127.0.0.1',
+        PeerPort => $t->port(1), Proto => 'tcp', Timeout => 5)
+        or die "connect: $@";
+    return $s;
+}
+
+# Everything the peer sends until it closes, or the deadline; the time
+# it closed (undef: it did not)
+sub read_all {
+    my ($s, $seconds) = @_;
+    my ($bytes, $closed) = ('', undef);
+    my $sel = IO::Select->new($s);
+    my $end = time + $seconds;
+
+    while (time < $end) {
+        next unless $sel->can_read($end - time);
+        my $n = sysread($s, my $buf, 65536);
+        if (!$n) {
+            $closed = time;
+            last;
+        }
+        $bytes .= $buf;
+    }
+
+    return ($bytes, $closed);
+}
+
+sub post {
+    my ($id) = @_;
+    my $s = connect_to();
+    print {$s} $t->request_bytes('POST', '/events',
+        json => { id => $id, type => 't09.slow' });
+    return $s;
+}
+
+sub stream {
+    my $s = connect_to();
+    print {$s} $t->request_bytes('GET', '/events/stream');
+    my ($head) = read_some($s, 2);
+    return ($s, $head);
+}
+
+sub read_some {
+    my ($s, $seconds) = @_;
+    my $sel = IO::Select->new($s);
+    my $buf = '';
+    if ($sel->can_read($seconds)) {
+        sysread($s, $buf, 65536);
+    }
+    return $buf;
+}
+
+# the master exited (and was reaped) within $seconds
+sub exited {
+    my ($seconds) = @_;
+
+    return 0 unless $t->_reap($t->master_pid, $seconds);
+
+    $t->{pid} = undef;
+    return 1;
+}
+
+sub stored {
+    my ($id) = @_;
+    my $r = $t->get("/events/$id");
+    return $r->{status};
+}
+
+###########################################################################
+# No worker_shutdown_timeout: the POST is answered, the stream ends
+
+config('');
+$t->run;
+
+is($t->post_json('/events', { id => 'warm', type => 't09.slow' })->{status},
+    201, 'a POST before the disk is slow');
+
+my ($sse, $head) = stream();
+like($head, qr{^HTTP/1.1 200.*text/event-stream}s, 'a stream is open');
+
+$t->write_file('slow-sync', "1500\n");
+
+my $p = post('during-quit');
+sleep 0.4;                                      # it waits for the sync
+
+my $quit = time;
+kill 'QUIT', $t->master_pid;
+
+my (undef, $sse_closed) = read_all($sse, 5);
+ok(defined $sse_closed && $sse_closed - $quit < 1,
+    'the stream ended at once at the quit')
+    or diag(defined $sse_closed ? $sse_closed - $quit : 'not closed');
+
+my ($answer, $closed) = read_all($p, 10);
+like($answer, qr{^HTTP/1.1 201 }, 'the waiting POST answered 201');
+ok(defined $closed && $closed - $quit > 0.5,
+    'after the slow sync, not before')
+    or diag(defined $closed ? $closed - $quit : 'not closed');
+
+# the client closes too (else nginx's lingering close waits for it)
+close $p;
+close $sse;
+unlink $flag;
+
+my $answered = time;
+ok(exited(3), 'nginx exits once the POST is answered')
+    or diag('still there after ' . (time - $answered) . ' s');
+
+my @left = $t->error_log =~ /(open socket .* left in connection.*)/g;
+is(scalar @left, 0, 'no request left behind') or diag("@left");
+
+$t->run;
+is(stored('during-quit'), 200, 'the event answered is in the journal');
+
+###########################################################################
+# worker_shutdown_timeout shorter than the sync: it bounds the wait
+
+$t->stop;
+config('worker_shutdown_timeout 500ms;');
+$t->run;
+
+$t->write_file('slow-sync', "3000\n");
+
+$p = post('cut-by-timeout');
+sleep 0.4;
+
+$quit = time;
+kill 'QUIT', $t->master_pid;
+
+($answer, $closed) = read_all($p, 10);
+is($answer, '', 'worker_shutdown_timeout: no answer');
+ok(defined $closed && $closed - $quit < 2,
+    'the connection closed when worker_shutdown_timeout expired')
+    or diag(defined $closed ? $closed - $quit : 'not closed');
+
+close $p;
+unlink $flag;
+
+# the worker waits for its thread's fdatasync() before it exits
+ok(exited(5), 'nginx exits after the sync in its thread');
+
+$t->run;
+is(stored('cut-by-timeout'), 200,
+    'the event written before is in the journal');
+
+$t->done;
