@@ -749,6 +749,9 @@ ngx_http_events_cluster_appended(void *data, redisReply *reply,
         }
 
         ngx_add_timer(&f->again, 50);
+
+        /* a graceful shutdown keeps the connection for it */
+        ngx_http_events_redis_hold(&cl->rd);
         return;
     }
 
@@ -799,17 +802,24 @@ ngx_http_events_cluster_again(ngx_event_t *ev)
 {
     ngx_http_events_cluster_fold_t  *f = ev->data;
 
+    ngx_http_events_cluster_t  *cl;
+
+    cl = f->cl;
+
     if (f->live == 0) {
         ngx_http_events_cluster_fold_free(f);
-        return;
+
+    } else {
+        f->no_wait = 0;
+
+        if (ngx_http_events_cluster_send(f) != NGX_OK) {
+            (void) ngx_atomic_fetch_add(&cl->sh->unavailable, f->live);
+            ngx_http_events_cluster_fail_all(f, NGX_BUSY);
+        }
     }
 
-    f->no_wait = 0;
-
-    if (ngx_http_events_cluster_send(f) != NGX_OK) {
-        (void) ngx_atomic_fetch_add(&f->cl->sh->unavailable, f->live);
-        ngx_http_events_cluster_fail_all(f, NGX_BUSY);
-    }
+    /* once sent: a graceful shutdown closes when nothing more is due */
+    ngx_http_events_redis_release(&cl->rd);
 }
 
 

@@ -23,7 +23,10 @@
  *
  * The connection is marked idle so that a graceful shutdown reaches its
  * read handler (ngx_close_idle_connections); it closes then when no
- * command waits for a reply, else when the last reply came.
+ * command waits for a reply, else when the last reply came, at the end
+ * of that turn of the event loop: what the replies' handlers queued
+ * meanwhile (the appends that waited for a script) goes first, and a
+ * retry the owner has on a timer holds it too.
  */
 
 
@@ -547,6 +550,31 @@ ngx_http_events_redis_usable(ngx_http_events_redis_t *rd)
 
 
 /*
+ * A command the owner will send on a timer (a retry): a graceful
+ * shutdown keeps the connection for it, as for one waiting for a reply
+ */
+
+void
+ngx_http_events_redis_hold(ngx_http_events_redis_t *rd)
+{
+    rd->holds++;
+}
+
+
+void
+ngx_http_events_redis_release(ngx_http_events_redis_t *rd)
+{
+    rd->holds--;
+
+    if (ngx_exiting && rd->holds == 0 && rd->npending == 0
+        && !rd->quit.posted)
+    {
+        ngx_post_event(&rd->quit, &ngx_posted_events);
+    }
+}
+
+
+/*
  * Queue a command.  NULL: it cannot be sent now (the connection is in
  * its backoff, or nginx quits); the handler is not called then.
  */
@@ -796,7 +824,7 @@ ngx_http_events_redis_read(ngx_event_t *rev)
         /* a graceful shutdown: go now if nothing waits for an answer */
         c->close = 0;
 
-        if (rd->npending == 0 || rd->abandon) {
+        if ((rd->npending == 0 && rd->holds == 0) || rd->abandon) {
             ngx_http_events_redis_close(rd);
             return;
         }
@@ -1431,7 +1459,7 @@ ngx_http_events_redis_quit(ngx_event_t *ev)
 {
     ngx_http_events_redis_t  *rd = ev->data;
 
-    if (rd->npending == 0
+    if (rd->npending == 0 && rd->holds == 0
         && (rd->state == NGX_HTTP_EVENTS_REDIS_READY
             || rd->state == NGX_HTTP_EVENTS_REDIS_CONNECTING))
     {

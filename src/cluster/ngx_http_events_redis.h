@@ -81,6 +81,7 @@ struct ngx_http_events_redis_s {
 
     ngx_event_t                 flush;          /* posted: write out */
     ngx_event_t                 quit;           /* posted: close, if idle */
+    ngx_uint_t                  holds;          /* sends due on a timer */
     ngx_event_t                 retry;          /* backoff, then connect */
     ngx_msec_t                  backoff;
     ngx_msec_t                  extra;          /* XREAD BLOCK's wait */
@@ -120,6 +121,8 @@ char *ngx_http_events_redis_tls(ngx_conf_t *cf,
 ngx_int_t ngx_http_events_redis_init(ngx_http_events_redis_t *rd,
     ngx_http_events_redis_conf_t *conf, ngx_log_t *log);
 void ngx_http_events_redis_connect(ngx_http_events_redis_t *rd);
+void ngx_http_events_redis_hold(ngx_http_events_redis_t *rd);
+void ngx_http_events_redis_release(ngx_http_events_redis_t *rd);
 ngx_http_events_redis_cmd_t *ngx_http_events_redis_send(
     ngx_http_events_redis_t *rd, int argc, const char **argv,
     const size_t *argvlen, ngx_http_events_redis_pt handler, void *data);
