@@ -7,7 +7,10 @@
 # CPU time per accepted event from /proc/PID/stat (utime+stime), and
 # Redis's INFO commandstats per event.  Optional: PERF=FILE records the
 # workers of node PERFNODE (default 2) with perf; STRACE=PREFIX counts
-# their syscalls (strace -c, slows them down).
+# their syscalls (strace -c, slows them down); PERFSTAT=PREFIX counts the
+# context switches of all workers and of Redis (perf stat); KIND=nchan
+# runs the same for three Nchan nodes in Redis "distributed" mode;
+# BENCH_CLUSTER_ARGS adds parameters to events_cluster (tail_pace=0).
 #
 # Environment: T_MODULE, NGINX_BIN, BENCH_SECONDS (10), BENCH_CONNECTIONS
 # (16).  Only 127.0.0.1.
