@@ -15,6 +15,7 @@ use Test::More;
 use Time::HiRes qw(time sleep);
 use EventsTest;
 use EventsTest::Redis;
+use EventsTest::Cluster qw(node caught_up stop_ok);
 use EventsTest::SSE;
 
 plan(skip_all => 'redis-server not installed (make deps)')
@@ -23,47 +24,11 @@ plan(skip_all => 'redis-server not installed (make deps)')
 my $redis = EventsTest::Redis->new;
 my $url = $redis->url;
 
-sub node {
-    my $t = EventsTest->new(workers => 2);
-    $t->write_config(<<"EOF");
-%%GLOBALS%%
-http {
-    %%HTTP_GLOBALS%%
+my ($pub, $sub) = map { node($url, zone => '16m',
+    cluster => 'prefix=t99 timeout=2s connect_timeout=1s',
+    heartbeat => '10s') } 1 .. 2;
 
-    events_zone main 16m;
-    events_cluster main $url prefix=t99 timeout=2s connect_timeout=1s;
-
-    server {
-        listen 127.0.0.1:%%PORT%%;
-
-        location /events/stream {
-            events_stream main;
-            events_heartbeat 10s;
-        }
-
-        location /events {
-            events_api main;
-        }
-
-        location = /events-status {
-            events_status main;
-        }
-    }
-}
-EOF
-    $t->run;
-    return $t;
-}
-
-my ($pub, $sub) = map { node() } 1 .. 2;
-
-for my $t ($pub, $sub) {
-    for (1 .. 100) {
-        my $st = $t->get('/events-status')->{json};
-        last if $st && $st->{cluster} && $st->{cluster}{caughtUp};
-        sleep 0.05;
-    }
-}
+caught_up($_) for $pub, $sub;
 
 # streams on the other node: enough that both of its workers hold some
 my @streams = map { EventsTest::SSE->open($sub, '/events/stream',
@@ -170,9 +135,5 @@ cmp_ok($st->{tailed}, '>=', $n, 'status: the tailer took every event');
 
 $_->close for @streams;
 
-$pub->stop;
-my @bad = grep { /\[(?:alert|crit|emerg)\]/ } split /\n/, $pub->error_log;
-ok(!@bad, 'no alert, crit or emerg in the first node\'s error.log')
-    or diag(join "\n", @bad[0 .. ($#bad < 9 ? $#bad : 9)]);
-
+stop_ok($pub, 'no alert, crit or emerg in the first node\'s error.log');
 $sub->done;
