@@ -198,6 +198,18 @@ is($r->{headers}{'retry-after'}, '1', 'Retry-After: 1');
 ok(wait_for(sub { (status()->{errors} // 0) > $errors }),
     'status: errors counted');
 
+# a DNS that does not answer: connect_timeout covers the resolving too
+
+$dns->set('redis.test' => { a => ['127.0.0.2'], drop => 1 });
+ok(wait_for(sub {
+    $t->error_log =~ /"redis\.test" could not be resolved \(110: Operation timed out\)/
+}, 10), 'a silent DNS: the resolve timed out within connect_timeout');
+my $t0 = time;
+$r = $t->post_json('/events', { type => 'dns.silent' });
+$t->is_error($r, 503, 'cluster_unavailable', undef,
+    'a silent DNS: POST 503 cluster_unavailable');
+ok(time - $t0 < 2, sprintf('within the timeout (%.1f s)', time - $t0));
+
 # the name back: the node follows it again
 
 $r2->start;
@@ -209,4 +221,65 @@ ok(wait_for(sub {
     'the name back: POST 201');
 
 $sse->close;
+$t->stop;
+
+# rediss://: resolved at run time, the certificate is still checked
+# against the NAME of the URL (and SNI is the name), not the address
+
+my $dir = $t->testdir;
+
+sub openssl {
+    my $out = `openssl @_ 2>&1`;
+    die "openssl @_: $out" if $?;
+}
+
+openssl("req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=t92-ca"
+    . " -keyout $dir/ca.key -out $dir/ca.crt");
+openssl("req -newkey rsa:2048 -nodes -subj /CN=secure.test"
+    . " -keyout $dir/server.key -out $dir/server.csr");
+$t->write_file('san.ext', "subjectAltName=DNS:secure.test\n");
+openssl("x509 -req -in $dir/server.csr -CA $dir/ca.crt -CAkey $dir/ca.key"
+    . " -CAcreateserial -days 2 -extfile $dir/san.ext -out $dir/server.crt");
+chmod 0644, map { "$dir/$_" } qw(ca.crt server.crt server.key);
+
+my $tls = EventsTest::Redis->new(
+    tls => { cert => "$dir/server.crt", key => "$dir/server.key",
+             ca => "$dir/ca.crt" });
+my $tport = $tls->port;
+$dns->set('secure.test' => ['127.0.0.1'], 'other.test' => ['127.0.0.1']);
+
+sub tls_node {
+    my ($name) = @_;
+    my $n = EventsTest->new(workers => 2);
+    my $c = conf("rediss://$name:$tport", $dns->resolver);
+    $c =~ s/connect_timeout=500ms/connect_timeout=1s tls_trusted_certificate=$dir\/ca.crt/;
+    $n->write_config($c);
+    $n->run;
+    return $n;
+}
+
+my $s = tls_node('secure.test');
+$r = wait_for(sub {
+    my $r = $s->post_json('/events', { id => 'tls-1', type => 'dns.tls' });
+    return $r->{status} == 201 ? $r : undef;
+});
+ok($r, 'rediss:// by a resolved name: POST 201');
+is($tls->cli(qw(XLEN {t92}:log)), 1, 'the event is in the TLS Redis');
+ok(scalar(grep { $_->{type} eq 'A' } $dns->queries('secure.test')),
+    'the name was asked of the DNS');
+
+my $o = tls_node('other.test');
+$r = $o->post_json('/events', { type => 'dns.tls' });
+$o->is_error($r, 503, 'cluster_unavailable', undef,
+    'the same address under a name the certificate lacks: 503');
+ok(wait_for(sub { $o->error_log =~ /the certificate does not match "other\.test"/ }),
+    'error.log: checked against the name, not the address');
+is($tls->cli(qw(XLEN {t92}:log)), 1, 'nothing else was stored');
+
+for my $x ($s, $o) {
+    $x->stop;
+    my @bad = grep { /\[(?:alert|crit|emerg)\]/ } split /\n/, $x->error_log;
+    ok(!@bad, 'no alert, crit or emerg in a TLS node\'s error.log');
+}
+
 $t->done;
