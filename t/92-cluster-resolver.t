@@ -210,6 +210,11 @@ $t->is_error($r, 503, 'cluster_unavailable', undef,
     'a silent DNS: POST 503 cluster_unavailable');
 ok(time - $t0 < 2, sprintf('within the timeout (%.1f s)', time - $t0));
 
+# the old workers quit while they ask a silent DNS: nothing holds them
+$t0 = time;
+ok($t->reload(timeout => 10), 'a reload while the DNS is silent');
+ok(time - $t0 < 5, sprintf('the old workers left in %.1f s', time - $t0));
+
 # the name back: the node follows it again
 
 $r2->start;

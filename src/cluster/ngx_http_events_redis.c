@@ -531,6 +531,14 @@ ngx_http_events_redis_resolved(ngx_resolver_ctx_t *ctx)
     rd = ctx->data;
     rd->resolving = NULL;
 
+    if (ngx_exiting) {
+        /* no new connection while nginx quits: it would outlive it */
+        ngx_resolve_name_done(ctx);
+        rd->state = NGX_HTTP_EVENTS_REDIS_CLOSED;
+        ngx_http_events_redis_fail(rd, "nginx quits");
+        return;
+    }
+
     if (ctx->state || ctx->naddrs == 0) {
         p = ngx_snprintf(why, sizeof(why) - 1,
                          "\"%V\" could not be resolved (%i: %s)",
