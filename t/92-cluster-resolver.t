@@ -202,7 +202,8 @@ ok(wait_for(sub { (status()->{errors} // 0) > $errors }),
 
 $dns->set('redis.test' => { a => ['127.0.0.2'], drop => 1 });
 ok(wait_for(sub {
-    $t->error_log =~ /"redis\.test" could not be resolved \(110: Operation timed out\)/
+    $t->error_log
+        =~ /"redis\.test" could not be resolved \(110: Operation timed out\)/
 }, 10), 'a silent DNS: the resolve timed out within connect_timeout');
 my $t0 = time;
 $r = $t->post_json('/events', { type => 'dns.silent' });
@@ -257,7 +258,8 @@ sub tls_node {
     my ($name) = @_;
     my $n = EventsTest->new(workers => 2);
     my $c = conf("rediss://$name:$tport", $dns->resolver);
-    $c =~ s/connect_timeout=500ms/connect_timeout=1s tls_trusted_certificate=$dir\/ca.crt/;
+    $c =~ s{connect_timeout=500ms}
+           {connect_timeout=1s tls_trusted_certificate=$dir/ca.crt};
     $n->write_config($c);
     $n->run;
     return $n;
@@ -277,7 +279,8 @@ my $o = tls_node('other.test');
 $r = $o->post_json('/events', { type => 'dns.tls' });
 $o->is_error($r, 503, 'cluster_unavailable', undef,
     'the same address under a name the certificate lacks: 503');
-ok(wait_for(sub { $o->error_log =~ /the certificate does not match "other\.test"/ }),
+ok(wait_for(sub {
+    $o->error_log =~ /the certificate does not match "other\.test"/ }),
     'error.log: checked against the name, not the address');
 is($tls->cli(qw(XLEN {t92}:log)), 1, 'nothing else was stored');
 
