@@ -216,15 +216,20 @@ $t0 = time;
 ok($t->reload(timeout => 10), 'a reload while the DNS is silent');
 ok(time - $t0 < 5, sprintf('the old workers left in %.1f s', time - $t0));
 
-# the name back: the node follows it again
+# the name back, with two addresses, one where nothing listens: the
+# connects go in turn over the answer's addresses
 
 $r2->start;
 is($r2->cli(qw(XLEN {t92}:log)), 2, 'nothing was stored');
-$dns->set('redis.test' => ['127.0.0.2']);
+$dns->set('redis.test' => ['127.0.0.3', '127.0.0.2']);
 ok(wait_for(sub {
     $t->post_json('/events', { id => 'back', type => 'dns.back' },
         timeout => 3)->{status} == 201 }, 15),
     'the name back: POST 201');
+# (which comes first in an answer is the resolver's choice)
+my $dead = () = $t->error_log
+    =~ /redis\.test:$port: connect\(\) failed \(127\.0\.0\.3:$port\)/g;
+note("connects to the address where nothing listens: $dead");
 
 $sse->close;
 $t->stop;

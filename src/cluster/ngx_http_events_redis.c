@@ -1590,8 +1590,17 @@ ngx_http_events_redis_fail(ngx_http_events_redis_t *rd, const char *why)
 {
     ngx_msec_t  delay;
 
-    if (rd->state == NGX_HTTP_EVENTS_REDIS_READY
-        || rd->state == NGX_HTTP_EVENTS_REDIS_CONNECTING)
+    if ((rd->state == NGX_HTTP_EVENTS_REDIS_READY
+         || rd->state == NGX_HTTP_EVENTS_REDIS_CONNECTING)
+        && rd->pc.connection)
+    {
+        /* the address too: a name may have resolved to several */
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "events_cluster: redis %V: %s (%V)", &rd->conf->url,
+                      why, rd->pc.name);
+
+    } else if (rd->state == NGX_HTTP_EVENTS_REDIS_READY
+               || rd->state == NGX_HTTP_EVENTS_REDIS_CONNECTING)
     {
         ngx_log_error(NGX_LOG_ERR, rd->log, 0,
                       "events_cluster: redis %V: %s", &rd->conf->url, why);
