@@ -121,7 +121,8 @@ ngx_http_events_cluster_status_json(ngx_http_events_buf_t *b,
                     "\"tailerPid\":%P,\"appended\":%uA,\"repeats\":%uA,"
                     "\"conflicts\":%uA,\"unavailable\":%uA,"
                     "\"unreplicated\":%uA,"
-                    "\"tailed\":%uA,\"epochResets\":%uA,"
+                    "\"tailed\":%uA,\"tailReads\":%uA,"
+                    "\"epochResets\":%uA,"
                     "\"reconnects\":%uA,\"errors\":%uA,\"asks\":%uA,"
                     "\"appendScripts\":%uA,\"appendPosts\":%uA,"
                     "\"webhooks\":{\"claimed\":%uA,\"heldElsewhere\":%uA,"
@@ -132,7 +133,7 @@ ngx_http_events_cluster_status_json(ngx_http_events_buf_t *b,
                     cs.head_seq - cs.last_seq, cs.lag_ms, cs.tailer,
                     sh->appended, sh->repeats, sh->conflicts,
                     sh->unavailable, sh->unreplicated, sh->tailed,
-                    sh->resets,
+                    sh->tail_reads, sh->resets,
                     sh->reconnects, sh->errors, sh->asks, sh->scripts,
                     sh->posts, sh->wh_claimed,
                     sh->wh_taken, sh->wh_elsewhere);
@@ -196,6 +197,10 @@ ngx_http_events_cluster_status_text(ngx_http_events_buf_t *b,
     ngx_http_events_status_metric(b, store, "events_cluster_tailed_total",
                   "counter", "Events tailed from the log into the ring.",
                   sh->tailed);
+    ngx_http_events_status_metric(b, store,
+                  "events_cluster_tail_reads_total", "counter",
+                  "Reads of the log that brought events (tailed / reads: "
+                  "events a read).", sh->tail_reads);
     ngx_http_events_status_metric(b, store,
                   "events_cluster_epoch_resets_total", "counter",
                   "New epochs of the log adopted.", sh->resets);
