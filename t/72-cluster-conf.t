@@ -76,6 +76,13 @@ like(refused('events_cluster main redis://127.0.0.1 shards=3;') // '',
 like(refused('events_cluster main redis://127.0.0.1 timeout=soon;') // '',
     qr/\[emerg\].*events_cluster: invalid parameter "timeout=soon"/,
     'nginx -t: a bad timeout');
+like(refused('events_cluster main redis://127.0.0.1 tail_pace=2s;') // '',
+    qr/\[emerg\].*invalid parameter "tail_pace=2s"/,
+    'nginx -t: tail_pace over 1s');
+like(refused('events_cluster main redis://127.0.0.1 tail_pace=x;') // '',
+    qr/\[emerg\].*invalid parameter "tail_pace=x"/, 'nginx -t: tail_pace=x');
+ok(!defined refused('events_cluster main redis://127.0.0.1 tail_pace=0;'),
+    'nginx -t: tail_pace=0 (every read at once)');
 like(refused('events_cluster main redis://127.0.0.1 max_len=0;') // '',
     qr/\[emerg\].*invalid parameter "max_len=0"/, 'nginx -t: max_len=0');
 like(refused('events_cluster main redis://127.0.0.1 "prefix=a{b}";') // '',

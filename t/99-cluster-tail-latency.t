@@ -5,7 +5,9 @@
 # tailer's XREAD BLOCK (1 s) or a timer; the tailer neither polls nor
 # waits for a COUNT: one XREAD per event at a low rate, plus one per
 # BLOCK that ends empty.  Streams on both workers of the node are woken
-# (the tailer's own and the other by its doorbell).
+# (the tailer's own and the other by its doorbell).  A busy log is read
+# at the pace of tail_pace=: after a read that brought four or more
+# events, the next read waits that long; a read of fewer goes at once.
 
 use strict;
 use warnings;
@@ -15,6 +17,7 @@ use Test::More;
 use Time::HiRes qw(time sleep);
 use EventsTest;
 use EventsTest::Redis;
+use EventsTest::Cluster qw(node caught_up finish);
 use EventsTest::SSE;
 
 plan(skip_all => 'redis-server not installed (make deps)')
@@ -23,47 +26,17 @@ plan(skip_all => 'redis-server not installed (make deps)')
 my $redis = EventsTest::Redis->new;
 my $url = $redis->url;
 
-sub node {
-    my $t = EventsTest->new(workers => 2);
-    $t->write_config(<<"EOF");
-%%GLOBALS%%
-http {
-    %%HTTP_GLOBALS%%
-
-    events_zone main 16m;
-    events_cluster main $url prefix=t99 timeout=2s connect_timeout=1s;
-
-    server {
-        listen 127.0.0.1:%%PORT%%;
-
-        location /events/stream {
-            events_stream main;
-            events_heartbeat 10s;
-        }
-
-        location /events {
-            events_api main;
-        }
-
-        location = /events-status {
-            events_status main;
-        }
-    }
-}
-EOF
-    $t->run;
-    return $t;
+sub node99 {
+    my ($more) = @_;
+    return node($url, zone => '16m',
+        cluster => 'prefix=t99 timeout=2s connect_timeout=1s'
+            . ($more ? " $more" : ''),
+        heartbeat => '10s');
 }
 
-my ($pub, $sub) = map { node() } 1 .. 2;
+my ($pub, $sub) = map { node99() } 1 .. 2;
 
-for my $t ($pub, $sub) {
-    for (1 .. 100) {
-        my $st = $t->get('/events-status')->{json};
-        last if $st && $st->{cluster} && $st->{cluster}{caughtUp};
-        sleep 0.05;
-    }
-}
+caught_up($_) for $pub, $sub;
 
 # streams on the other node: enough that both of its workers hold some
 my @streams = map { EventsTest::SSE->open($sub, '/events/stream',
@@ -170,9 +143,72 @@ cmp_ok($st->{tailed}, '>=', $n, 'status: the tailer took every event');
 
 $_->close for @streams;
 
-$pub->stop;
-my @bad = grep { /\[(?:alert|crit|emerg)\]/ } split /\n/, $pub->error_log;
-ok(!@bad, 'no alert, crit or emerg in the first node\'s error.log')
-    or diag(join "\n", @bad[0 .. ($#bad < 9 ? $#bad : 9)]);
+# the pace: a third node that reads a busy log every 300 ms
+my $paced = node99('tail_pace=300ms');
+caught_up($paced);
+my $ps = EventsTest::SSE->open($paced, '/events/stream', timeout => 5);
+is($ps->status, 200, 'a stream on the paced node');
 
-$sub->done;
+sub batch {
+    my ($tag) = @_;
+    my $r = $pub->post_json('/events', [ map { { type => 'tick.sent',
+        resourceType => 'tick', resourceId => "$tag-$_" } } 1 .. 10 ]);
+    is($r->{status}, 201, "a batch of ten ($tag)");
+    return $r;
+}
+
+# returns when the last of these seqs arrived, or undef
+sub arrived {
+    my ($s, @seqs) = @_;
+    my %want = map { $_ => 1 } @seqs;
+    my $deadline = time + 5;
+    while (%want && time < $deadline) {
+        my $e = $s->next_event(timeout => $deadline - time) or last;
+        delete $want{ $e->{json}{seq} } if $e->{json};
+    }
+    return %want ? undef : time;
+}
+
+sub seqs { map { $_->{seq} } @{ $_[0]{json}{data} } }
+
+my $reads0 = $paced->get('/events-status')->{json}{cluster}{tailReads};
+my $ra = batch('a');
+my $ta = arrived($ps, seqs($ra));
+ok($ta, 'the first batch reaches the paced node');
+my $rb = batch('b');
+my $tb = arrived($ps, seqs($rb));
+ok($tb, 'the second batch too');
+note(sprintf 'the second batch came %.0f ms after the first',
+    (($tb // 0) - ($ta // 0)) * 1000);
+
+# the read that brought ten arms the pace: the next read is 300 ms on
+cmp_ok(($tb // 0) - ($ta // 0), '>=', 0.25,
+    'a busy log: the next read waits tail_pace');
+
+# a read of one does not: single events well apart come at once
+sleep 0.5;
+my @one;
+for my $k (1 .. 3) {
+    my $r = $pub->post_json('/events', { type => 'tick.sent',
+        resourceType => 'tick', resourceId => "one-$k" });
+    my $t0 = time;
+    my $t1 = arrived($ps, $r->{json}{seq});
+    push @one, defined $t1 ? $t1 - $t0 : 99;
+}
+@one = sort { $a <=> $b } @one;
+note(sprintf 'single events: %s ms', join(', ',
+    map { sprintf '%.0f', $_ * 1000 } @one));
+cmp_ok($one[1], '<', 0.2, 'a quiet log is read at once, not paced');
+
+my $st2 = $paced->get('/events-status')->{json}{cluster};
+cmp_ok($st2->{tailReads} - $reads0, '<=', 5,
+    'status: tailReads counts the reads that brought events ('
+    . ($st2->{tailReads} - $reads0) . ' for two batches and three)');
+cmp_ok($st2->{tailReads} - $reads0, '>=', 4,
+    'status: at least one read per batch and per single event');
+like($paced->get('/events-status?format=prometheus')->{body},
+    qr/^events_cluster_tail_reads_total\{[^}]*\} \d+$/m,
+    'prometheus: events_cluster_tail_reads_total');
+$ps->close;
+
+finish($paced, $pub, $sub);

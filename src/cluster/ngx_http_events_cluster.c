@@ -9,7 +9,8 @@
  *
  *   events_cluster ZONE redis://[user:password@]host:port[/db]
  *                  [prefix=NAME] [connect_timeout=T] [timeout=T]
- *                  [retention=T] [max_len=N] [wait=N] [webhook_lease=T];
+ *                  [retention=T] [max_len=N] [wait=N] [webhook_lease=T]
+ *                  [tail_pace=T];
  *
  * This file: the directive, the zones, the process lifecycle, the lease
  * that makes one worker per node the tailer, and the record an event is
@@ -159,6 +160,7 @@ ngx_http_events_cluster(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_str_set(&cl->retention, "0");
     cl->wh_lease = 30000;
     cl->wh_done = 24 * 3600 * 1000;
+    cl->tail_pace = 2;
 
     rv = ngx_http_events_redis_parse_url(cf, &value[2], &cl->redis);
     if (rv != NGX_CONF_OK) {
@@ -346,6 +348,19 @@ ngx_http_events_cluster_param(ngx_conf_t *cf, ngx_http_events_cluster_t *cl,
         return NGX_CONF_OK;
     }
 
+    if (v->len > 10 && ngx_strncmp(v->data, "tail_pace=", 10) == 0) {
+        s.data = v->data + 10;
+        s.len = v->len - 10;
+
+        ms = ngx_parse_time(&s, 0);
+        if (ms == (ngx_msec_t) NGX_ERROR || ms > 1000) {
+            goto invalid;
+        }
+
+        cl->tail_pace = ms;
+        return NGX_CONF_OK;
+    }
+
     if (v->len > 5 && ngx_strncmp(v->data, "wait=", 5) == 0) {
         n = ngx_atoi(v->data + 5, v->len - 5);
         if (n == NGX_ERROR || n == 0 || n > 64) {
@@ -428,13 +443,21 @@ ngx_http_events_cluster_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
     cl->shpool = shpool;
 
-    if (ocl) {
-        cl->sh = ocl->sh;
-        return NGX_OK;
-    }
+    if (ocl || shm_zone->shm.exists) {
+        cl->sh = ocl ? ocl->sh : shpool->data;
 
-    if (shm_zone->shm.exists) {
-        cl->sh = shpool->data;
+        /* the zone of another version of the module, kept by a reload */
+        if (cl->sh->magic != NGX_HTTP_EVENTS_CLUSTER_MAGIC
+            || cl->sh->layout != NGX_HTTP_EVENTS_CLUSTER_LAYOUT)
+        {
+            ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                          "zone \"%V\" has an incompatible layout (this "
+                          "module writes %d); restart nginx instead of "
+                          "reloading", &shm_zone->shm.name,
+                          NGX_HTTP_EVENTS_CLUSTER_LAYOUT);
+            return NGX_ERROR;
+        }
+
         return NGX_OK;
     }
 
@@ -442,6 +465,9 @@ ngx_http_events_cluster_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     if (cl->sh == NULL) {
         return NGX_ERROR;
     }
+
+    cl->sh->magic = NGX_HTTP_EVENTS_CLUSTER_MAGIC;
+    cl->sh->layout = NGX_HTTP_EVENTS_CLUSTER_LAYOUT;
 
     /* this node, among the nodes that write webhook attempts to Redis */
     while (cl->sh->node == 0) {
@@ -484,6 +510,7 @@ ngx_http_events_cluster_postconfiguration(ngx_conf_t *cf)
 {
     ngx_uint_t                            i, k;
     ngx_http_events_store_t              *store;
+    ngx_http_core_loc_conf_t             *clcf;
     ngx_http_events_cluster_t           **clp, *cl;
     ngx_http_events_main_conf_t          *emcf;
     ngx_http_events_cluster_main_conf_t  *cmcf;
@@ -491,6 +518,9 @@ ngx_http_events_cluster_postconfiguration(ngx_conf_t *cf)
     cmcf = ngx_http_conf_get_module_main_conf(cf,
                                               ngx_http_events_cluster_module);
     emcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_events_module);
+
+    /* http{}'s resolver, as proxy_pass with variables uses it */
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
 
     ngx_http_events_cluster_append_postconfiguration();
     ngx_http_events_cluster_read_postconfiguration();
@@ -507,6 +537,12 @@ ngx_http_events_cluster_postconfiguration(ngx_conf_t *cf)
     for (i = 0; i < cmcf->clusters.nelts; i++) {
         cl = clp[i];
         store = cl->zone->data;
+
+        if (ngx_http_events_redis_resolver(cf, &cl->redis, clcf->resolver)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
 
         if (store == NULL) {
             ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
@@ -592,6 +628,7 @@ ngx_http_events_cluster_init_process(ngx_cycle_t *cycle)
         cl->rd.data = cl;
         cl->rd.lost = ngx_http_events_cluster_lost;
         cl->rd.asks = &cl->sh->asks;
+        cl->rd.errors = &cl->sh->errors;
 
         ngx_queue_init(&cl->reads);
 

@@ -16,8 +16,15 @@
 #include "ngx_http_events_redis.h"
 
 
+/* the layout of that zone: a reload that changes it is a restart */
+#define NGX_HTTP_EVENTS_CLUSTER_MAGIC    0x31434545     /* "EECl" */
+#define NGX_HTTP_EVENTS_CLUSTER_LAYOUT   2
+
+
 /* a cluster's state in its own zone, events_cluster:ZONE */
 typedef struct {
+    uint32_t                    magic;
+    uint32_t                    layout;
     ngx_pid_t                   lease_pid;
     ngx_msec_t                  lease_expires;
     uint64_t                    term;
@@ -54,6 +61,7 @@ typedef struct {
     ngx_atomic_t                asks;           /* ASK redirects followed */
     ngx_atomic_t                scripts;        /* append scripts run */
     ngx_atomic_t                posts;          /* appends (POSTs) in them */
+    ngx_atomic_t                tail_reads;     /* XREADs that brought any */
 } ngx_http_events_cluster_sh_t;
 
 
@@ -79,6 +87,7 @@ typedef struct {
     ngx_str_t                   trusted;        /* rediss:// */
     ngx_msec_t                  wh_lease;       /* a webhook claim's */
     ngx_msec_t                  wh_done;        /* an ended one's mark */
+    ngx_msec_t                  tail_pace;      /* 0: read at once */
 
     ngx_http_events_remote_t    remote;
 
@@ -94,6 +103,7 @@ typedef struct {
     ngx_uint_t                  fold_busy;      /* a script in flight */
     ngx_event_t                 tick;
     ngx_event_t                 tail_wait;      /* after an error */
+    ngx_event_t                 tail_next;      /* a busy log: gather */
     ngx_uint_t                  tailing;
     ngx_queue_t                 reads;          /* free read ops */
     ngx_queue_t                 claims;         /* free claim ops */

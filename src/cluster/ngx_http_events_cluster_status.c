@@ -104,13 +104,25 @@ ngx_http_events_cluster_status_json(ngx_http_events_buf_t *b,
     ngx_http_events_buf_literal(b, ",\"prefix\":");
     ngx_http_events_buf_str(b, cl->prefix.data, cl->prefix.len);
 
+    /* where this worker's connection went: the host's name can move */
+    ngx_http_events_buf_literal(b, ",\"address\":");
+
+    if (cl->rd.state == NGX_HTTP_EVENTS_REDIS_READY && cl->rd.pc.name) {
+        ngx_http_events_buf_str(b, cl->rd.pc.name->data,
+                                cl->rd.pc.name->len);
+
+    } else {
+        ngx_http_events_buf_literal(b, "null");
+    }
+
     ngx_http_events_buf_printf(b, ",\"connected\":%s,\"caughtUp\":%s,"
                     "\"epoch\":\"%016uxL\",\"lastSeq\":%uL,"
                     "\"headSeq\":%uL,\"lagEvents\":%uL,\"lagMs\":%uL,"
                     "\"tailerPid\":%P,\"appended\":%uA,\"repeats\":%uA,"
                     "\"conflicts\":%uA,\"unavailable\":%uA,"
                     "\"unreplicated\":%uA,"
-                    "\"tailed\":%uA,\"epochResets\":%uA,"
+                    "\"tailed\":%uA,\"tailReads\":%uA,"
+                    "\"epochResets\":%uA,"
                     "\"reconnects\":%uA,\"errors\":%uA,\"asks\":%uA,"
                     "\"appendScripts\":%uA,\"appendPosts\":%uA,"
                     "\"webhooks\":{\"claimed\":%uA,\"heldElsewhere\":%uA,"
@@ -121,7 +133,7 @@ ngx_http_events_cluster_status_json(ngx_http_events_buf_t *b,
                     cs.head_seq - cs.last_seq, cs.lag_ms, cs.tailer,
                     sh->appended, sh->repeats, sh->conflicts,
                     sh->unavailable, sh->unreplicated, sh->tailed,
-                    sh->resets,
+                    sh->tail_reads, sh->resets,
                     sh->reconnects, sh->errors, sh->asks, sh->scripts,
                     sh->posts, sh->wh_claimed,
                     sh->wh_taken, sh->wh_elsewhere);
@@ -186,13 +198,18 @@ ngx_http_events_cluster_status_text(ngx_http_events_buf_t *b,
                   "counter", "Events tailed from the log into the ring.",
                   sh->tailed);
     ngx_http_events_status_metric(b, store,
+                  "events_cluster_tail_reads_total", "counter",
+                  "Reads of the log that brought events (tailed / reads: "
+                  "events a read).", sh->tail_reads);
+    ngx_http_events_status_metric(b, store,
                   "events_cluster_epoch_resets_total", "counter",
                   "New epochs of the log adopted.", sh->resets);
     ngx_http_events_status_metric(b, store,
                   "events_cluster_reconnects_total", "counter",
                   "Connections to Redis lost.", sh->reconnects);
     ngx_http_events_status_metric(b, store, "events_cluster_errors_total",
-                  "counter", "Unexpected answers from Redis.", sh->errors);
+                  "counter", "Unexpected answers from Redis, and names "
+                  "not resolved.", sh->errors);
     ngx_http_events_status_metric(b, store, "events_cluster_asks_total",
                   "counter", "ASK redirects followed (a slot migrating).",
                   sh->asks);

@@ -19,6 +19,13 @@
  * from the start of the stream, so that cursors of the old epoch get
  * reset epoch_changed.  The tailer's link, up or down and why, is kept
  * in the cluster's zone for readiness.
+ *
+ * Pace.  Every node reads every event, so at a high rate the tail's cost
+ * is its round trips: a wakeup and a read here, a reply written by
+ * Redis, for the few events one round trip brings.  After a read that
+ * brought NGX_HTTP_EVENTS_CLUSTER_BUSY or more, the next one waits
+ * tail_pace= (2 ms by default): a few times more events a read, at most
+ * that much later.  A quiet log is read at once, as before.
  */
 
 
@@ -38,6 +45,9 @@
 #define NGX_HTTP_EVENTS_CLUSTER_BLOCK    1000
 #define NGX_HTTP_EVENTS_CLUSTER_COUNT    512
 
+/* a read that brought this many: the log is busy, the next one waits */
+#define NGX_HTTP_EVENTS_CLUSTER_BUSY     4
+
 
 static void ngx_http_events_cluster_link(ngx_http_events_cluster_t *cl,
     ngx_uint_t up, ngx_str_t *why);
@@ -48,6 +58,7 @@ static void ngx_http_events_cluster_tail_epoch(void *data, redisReply *reply,
 static void ngx_http_events_cluster_tail_read(ngx_http_events_cluster_t *cl);
 static void ngx_http_events_cluster_tail_later(ngx_http_events_cluster_t *cl);
 static void ngx_http_events_cluster_tail_again(ngx_event_t *ev);
+static void ngx_http_events_cluster_tail_paced(ngx_event_t *ev);
 static void ngx_http_events_cluster_tailed(void *data, redisReply *reply,
     ngx_http_events_redis_cmd_t *cmd);
 static ngx_int_t ngx_http_events_cluster_import(
@@ -72,6 +83,7 @@ ngx_http_events_cluster_tail_start(ngx_http_events_cluster_t *cl)
     cl->tail.lost = ngx_http_events_cluster_tail_lost;
     cl->tail.extra = NGX_HTTP_EVENTS_CLUSTER_BLOCK;
     cl->tail.asks = &cl->sh->asks;
+    cl->tail.errors = &cl->sh->errors;
     cl->tail.abandon = 1;
     cl->tailing = 1;
 
@@ -80,6 +92,11 @@ ngx_http_events_cluster_tail_start(ngx_http_events_cluster_t *cl)
     cl->tail_wait.data = cl;
     cl->tail_wait.log = cl->log;
     cl->tail_wait.cancelable = 1;
+
+    cl->tail_next.handler = ngx_http_events_cluster_tail_paced;
+    cl->tail_next.data = cl;
+    cl->tail_next.log = cl->log;
+    cl->tail_next.cancelable = 1;
 
     ngx_http_events_cluster_link(cl, 0, NULL);
 
@@ -101,6 +118,10 @@ ngx_http_events_cluster_tail_stop(ngx_http_events_cluster_t *cl)
         ngx_del_timer(&cl->tail_wait);
     }
 
+    if (cl->tail_next.timer_set) {
+        ngx_del_timer(&cl->tail_next);
+    }
+
     ngx_http_events_redis_close(&cl->tail);
 }
 
@@ -117,6 +138,11 @@ ngx_http_events_cluster_tail_ready(ngx_http_events_redis_t *rd)
     u_char       secret[NGX_HTTP_EVENTS_CURSOR_SECRET];
 
     ngx_http_events_cluster_link(cl, 1, NULL);
+
+    if (cl->tail_next.timer_set) {
+        /* a read paced on the connection before: this one reads */
+        ngx_del_timer(&cl->tail_next);
+    }
 
     /*
      * A log without an epoch gets one now, before any append, so that
@@ -397,14 +423,26 @@ ngx_http_events_cluster_tailed(void *data, redisReply *reply,
         }
 
         /*
-         * the next XREAD is queued before the doorbell: its flush is
+         * The next XREAD is queued before the doorbell: its flush is
          * posted ahead of this worker's own fan-out, so Redis holds the
-         * next read while the streams here are written
+         * next read while the streams here are written.  A busy log
+         * (a read brought several) is read tail_pace later instead: the
+         * events of that while come in one reply, for one wakeup here
+         * and one write in Redis, not one per round trip.
          */
-        ngx_http_events_cluster_tail_read(cl);
+        if (cl->tail_pace
+            && imported >= NGX_HTTP_EVENTS_CLUSTER_BUSY
+            && entries->elements < NGX_HTTP_EVENTS_CLUSTER_COUNT)
+        {
+            ngx_add_timer(&cl->tail_next, cl->tail_pace);
+
+        } else {
+            ngx_http_events_cluster_tail_read(cl);
+        }
     }
 
     if (imported) {
+        (void) ngx_atomic_fetch_add(&cl->sh->tail_reads, 1);
         ngx_http_events_ipc_notify(cl->zone->data);
     }
 
@@ -439,6 +477,17 @@ ngx_http_events_cluster_tail_again(ngx_event_t *ev)
 
     if (cl->tailing && cl->tail.state == NGX_HTTP_EVENTS_REDIS_READY) {
         ngx_http_events_cluster_tail_ready(&cl->tail);
+    }
+}
+
+
+static void
+ngx_http_events_cluster_tail_paced(ngx_event_t *ev)
+{
+    ngx_http_events_cluster_t  *cl = ev->data;
+
+    if (cl->tailing && cl->tail.state == NGX_HTTP_EVENTS_REDIS_READY) {
+        ngx_http_events_cluster_tail_read(cl);
     }
 }
 

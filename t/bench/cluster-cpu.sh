@@ -7,7 +7,10 @@
 # CPU time per accepted event from /proc/PID/stat (utime+stime), and
 # Redis's INFO commandstats per event.  Optional: PERF=FILE records the
 # workers of node PERFNODE (default 2) with perf; STRACE=PREFIX counts
-# their syscalls (strace -c, slows them down).
+# their syscalls (strace -c, slows them down); PERFSTAT=PREFIX counts the
+# context switches of all workers and of Redis (perf stat); KIND=nchan
+# runs the same for three Nchan nodes in Redis "distributed" mode;
+# BENCH_CLUSTER_ARGS adds parameters to events_cluster (tail_pace=0).
 #
 # Environment: T_MODULE, NGINX_BIN, BENCH_SECONDS (10), BENCH_CONNECTIONS
 # (16).  Only 127.0.0.1.
@@ -50,11 +53,23 @@ chmod 644 "$MODULE"
 # shellcheck source=cluster-lib.sh
 . "$HERE/cluster-lib.sh"
 
-start ours1 ours
-start ours2 ours
-start ours3 ours
-
-cluster_wait_nodes
+# KIND=nchan: the same for three Nchan nodes in Redis "distributed" mode
+# (what cluster.sh compares with); their POSTs go to /pub
+KIND=${KIND:-ours}
+NCHAN=${NCHAN_MODULE:-/usr/lib/nginx/modules/ngx_nchan_module.so}
+if [[ $KIND == nchan ]]; then
+    start ours1 nchan
+    start ours2 nchan
+    start ours3 nchan
+    sleep 1
+    WHERE=pub
+else
+    start ours1 ours
+    start ours2 ours
+    start ours3 ours
+    cluster_wait_nodes
+    WHERE=events
+fi
 
 
 cpu_of() { # pid -> utime+stime ticks
@@ -83,9 +98,15 @@ if [[ -n ${STRACE:-} ]]; then
         timeout $((DURATION - 1)) strace -c -f -o $STRACE.$w -p $w > /dev/null 2>&1 &
     done
 fi
+if [[ -n ${PERFSTAT:-} ]]; then
+    w=""
+    for n in 1 2 3; do m=MASTER_ours$n; w+="$(pgrep -P ${!m} | paste -sd,),"; done
+    perf stat -e instructions,context-switches -p "${w%,}" -o "$PERFSTAT.nginx" -- sleep $((DURATION - 1)) > /dev/null 2>&1 &
+    perf stat -e instructions,context-switches -p "$REDIS_PID" -o "$PERFSTAT.redis" -- sleep $((DURATION - 1)) > /dev/null 2>&1 &
+fi
 for n in ${NODES:-1 2 3}; do
     port=PORT_ours$n
-    wrk_run "http://127.0.0.1:${!port}/events" "$per" "$WORK/wrk-ours$n.log"
+    wrk_run "http://127.0.0.1:${!port}/$WHERE" "$per" "$WORK/wrk-ours$n.log"
 done
 wrk_wait
 BUSY1=$(awk '{print $1+$2+$3+$6+$7}' <(grep '^cpu ' /proc/stat | cut -d' ' -f3-))

@@ -4,6 +4,7 @@
 # same Redis), the wait for the cluster's nodes, and wrk and Redis
 # counters.  Expects HERE, WORK, MODULE, NCHAN (for Nchan nodes), LUA,
 # DURATION and die() from the script, and lib.sh sourced.
+# BENCH_CLUSTER_ARGS: more parameters of events_cluster (tail_pace=0).
 
 # PORT_*, DIR_*, MASTER_* are assigned through printf -v
 # shellcheck shell=bash disable=SC2154
@@ -104,7 +105,8 @@ EOF
             ;;
         *)
             echo "    events_zone bench 256m;"
-            [[ $kind == ours ]] && echo "    events_cluster bench $URL prefix=bench;"
+            [[ $kind == ours ]] && echo "    events_cluster bench $URL" \
+                "prefix=bench ${BENCH_CLUSTER_ARGS:-};"
             cat <<EOF
     server {
         listen 127.0.0.1:$port backlog=4096;
@@ -180,6 +182,11 @@ sum_requests() {
             | sed 's/.* requests=\([0-9]*\).*/\1/')))
     done
     echo "$n"
+}
+
+# Redis's CPU so far, in clock ticks (utime + stime of its process)
+redis_ticks() {
+    awk '{ print $14 + $15 }' "/proc/$REDIS_PID/stat" 2>/dev/null || echo 0
 }
 
 # append scripts Redis ran so far (EVALSHA, and EVAL after a NOSCRIPT)
