@@ -1,9 +1,9 @@
 #!/usr/bin/perl
 
-# A graceful shutdown while a POST waits for a slow fsync: the disk is
-# made slow on purpose (fdatasync() sleeps, from a library preloaded
-# into nginx, while a flag file names how long), so that the POST
-# certainly waits when nginx is told to quit.
+# A graceful shutdown while a request waits for a slow disk: the disk is
+# made slow on purpose (fdatasync() and pread() sleep, from a library
+# preloaded into nginx, while a flag file names how long), so that the
+# request certainly waits when nginx is told to quit.
 #
 # Without worker_shutdown_timeout the worker stays until the sync ended
 # and the POST has its 201, while an SSE stream open at the same time
@@ -11,7 +11,8 @@
 # shorter than the sync, the worker gives up the request when it
 # expires (nginx's bound on a graceful shutdown: the client sees its
 # connection closed, and the event, written before, is in the journal),
-# without an alert.
+# without an alert.  A GET by id of an event only the disk has, read in
+# a thread of the pool, is answered before its worker exits too.
 
 use strict;
 use warnings;
@@ -31,35 +32,86 @@ plan(skip_all => 'the sanitizer run preloads its own library')
 my $dir = $t->testdir;
 my $flag = "$dir/slow-sync";
 
-# fdatasync() sleeps for the milliseconds the flag file holds, if any;
-# a fixed path: nginx clears its workers' environment
+# fdatasync() sleeps for the milliseconds the file slow-sync holds, if
+# any; while slow-read holds a number, preadv2() says that the page
+# cache does not have the bytes (RWF_NOWAIT: a history read goes to a
+# thread) and pread() sleeps that long.  Fixed paths: nginx clears its
+# workers' environment.
 $t->write_file('slow.c', <<"EOF");
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <errno.h>
 #include <stdio.h>
+#include <sys/types.h>
+#include <sys/uio.h>
 #include <unistd.h>
+
+static int
+slow(const char *flag)
+{
+    FILE  *f;
+    int    ms = 0;
+
+    f = fopen(flag, "r");
+    if (f == NULL) {
+        return 0;
+    }
+
+    if (fscanf(f, "%d", &ms) != 1) {
+        ms = 0;
+    }
+
+    fclose(f);
+    return ms;
+}
 
 int
 fdatasync(int fd)
 {
     static int (*real)(int);
-    FILE  *f;
-    int    ms = 0;
 
     if (real == NULL) {
         real = (int (*)(int)) dlsym(RTLD_NEXT, "fdatasync");
     }
 
-    f = fopen("$flag", "r");
-    if (f != NULL) {
-        if (fscanf(f, "%d", &ms) != 1) {
-            ms = 0;
-        }
-        fclose(f);
-        usleep(ms * 1000);
-    }
+    usleep(slow("$dir/slow-sync") * 1000);
 
     return real(fd);
+}
+
+/* nginx builds with _FILE_OFFSET_BITS=64: the *64 names are called */
+
+ssize_t
+preadv64v2(int fd, const struct iovec *iov, int n, off_t off, int flags)
+{
+    static ssize_t (*real)(int, const struct iovec *, int, off_t, int);
+
+    if (real == NULL) {
+        real = (ssize_t (*)(int, const struct iovec *, int, off_t, int))
+               dlsym(RTLD_NEXT, "preadv64v2");
+    }
+
+    if ((flags & RWF_NOWAIT) && slow("$dir/slow-read")) {
+        errno = EAGAIN;
+        return -1;
+    }
+
+    return real(fd, iov, n, off, flags);
+}
+
+ssize_t
+pread64(int fd, void *buf, size_t len, off_t off)
+{
+    static ssize_t (*real)(int, void *, size_t, off_t);
+
+    if (real == NULL) {
+        real = (ssize_t (*)(int, void *, size_t, off_t))
+               dlsym(RTLD_NEXT, "pread64");
+    }
+
+    usleep(slow("$dir/slow-read") * 1000);
+
+    return real(fd, buf, len, off);
 }
 EOF
 
@@ -70,7 +122,9 @@ system("cc -shared -fPIC -o $dir/slow.so $dir/slow.c -ldl 2>$dir/cc.log") == 0
 $ENV{LD_PRELOAD} = "$dir/slow.so";
 
 sub config {
-    my ($extra) = @_;
+    my ($extra, $size) = @_;
+
+    $size //= '16m';
 
     $t->write_config(<<"EOF");
 %%GLOBALS%%
@@ -78,11 +132,16 @@ $extra
 http {
     %%HTTP_GLOBALS%%
 
-    events_zone main 16m;
+    events_zone main $size;
     events_journal main %%TESTDIR%%/journal fsync=always;
 
     server {
         listen 127.0.0.1:%%PORT%%;
+        client_max_body_size 4m;
+
+        location = /events-status {
+            events_status main;
+        }
 
         location /events/stream {
             events_stream main;
@@ -244,5 +303,53 @@ ok(exited(5), 'nginx exits after the sync in its thread');
 $t->run;
 is(stored('cut-by-timeout'), 200,
     'the event written before is in the journal');
+
+###########################################################################
+# A GET by id that only the disk has, read in a thread: the same
+
+$t->stop;
+config('', '1m');
+$t->run;
+
+for my $b (0 .. 19) {
+    my @batch = map { { id => "old-$_", type => 't09.old',
+        payload => { data => { pad => 'x' x 200 } } } }
+        $b * 500 + 1 .. $b * 500 + 500;
+    my $r = $t->post_json('/events', \@batch);
+    die "POST: $r->{status} $r->{body}" unless $r->{status} == 201;
+}
+
+ok($t->get('/events-status')->{json}{events}{retained} < 5000,
+    'the ring holds part of the 10000 events');
+
+my $before = $t->get('/events-status')->{json}{journal}{history};
+
+$t->write_file('slow-read', "1500\n");
+
+my $g = connect_to();
+print {$g} $t->request_bytes('GET', '/events/old-1');
+sleep 0.4;                                      # its thread reads
+
+is($t->get('/events-status')->{json}{journal}{history}{threadReads},
+    $before->{threadReads} + 1, 'the read is in a thread');
+
+$quit = time;
+kill 'QUIT', $t->master_pid;
+
+($answer, $closed) = read_all($g, 10);
+like($answer, qr{^HTTP/1.1 200 .*"id":"old-1"}s,
+    'the read answered 200 with the event');
+ok(defined $closed && $closed - $quit > 0.5,
+    'after the slow read, not before')
+    or diag(defined $closed ? $closed - $quit : 'not closed');
+
+close $g;
+unlink "$dir/slow-read";
+
+$answered = time;
+ok(exited(3), 'nginx exits once the read is answered')
+    or diag('still there after ' . (time - $answered) . ' s');
+
+$t->run;
 
 $t->done;
