@@ -276,11 +276,18 @@ http {
         location /events {
             events_api main;
         }
+
+        location = /ready {
+            events_status main;
+        }
     }
 }
 EOF
 
     $c->run;
+
+    # the node answers POSTs once it has caught up with the log
+    $c->_wait_until(10, sub { $c->get('/ready?ready')->{status} == 200 });
 
     scenario($c, 'cluster');
     $c->stop;

@@ -28,7 +28,9 @@
  * command waits for a reply, else when the last reply came, at the end
  * of that turn of the event loop: what the replies' handlers queued
  * meanwhile (the appends that waited for a script) goes first, and a
- * retry the owner has on a timer holds it too.
+ * retry the owner has on a timer holds it too.  A request the worker
+ * still answers after that (it was being read at the quit) connects
+ * again; a connection lost while nginx quits is not made again.
  */
 
 
@@ -81,6 +83,7 @@ static void ngx_http_events_redis_fail(ngx_http_events_redis_t *rd,
     const char *why);
 static void ngx_http_events_redis_retry(ngx_event_t *ev);
 static void ngx_http_events_redis_quit(ngx_event_t *ev);
+static void ngx_http_events_redis_rest(ngx_http_events_redis_t *rd);
 static void ngx_http_events_redis_timer(ngx_http_events_redis_t *rd);
 static void ngx_http_events_redis_drop(ngx_http_events_redis_t *rd);
 
@@ -464,7 +467,8 @@ ngx_http_events_redis_connect(ngx_http_events_redis_t *rd)
 {
     ngx_addr_t  *addr;
 
-    if (rd->state != NGX_HTTP_EVENTS_REDIS_IDLE || ngx_exiting) {
+    /* also while nginx quits: for the requests it still answers */
+    if (rd->state != NGX_HTTP_EVENTS_REDIS_IDLE) {
         return;
     }
 
@@ -539,8 +543,8 @@ ngx_http_events_redis_resolved(ngx_resolver_ctx_t *ctx)
     rd = ctx->data;
     rd->resolving = NULL;
 
-    if (ngx_exiting) {
-        /* no new connection while nginx quits: it would outlive it */
+    if (ngx_exiting && rd->npending == 0) {
+        /* no new connection while nginx quits, unless a command waits */
         ngx_resolve_name_done(ctx);
         rd->state = NGX_HTTP_EVENTS_REDIS_CLOSED;
         ngx_http_events_redis_fail(rd, "nginx quits");
@@ -1061,8 +1065,13 @@ ngx_http_events_redis_read(ngx_event_t *rev)
         /* a graceful shutdown: go now if nothing waits for an answer */
         c->close = 0;
 
-        if ((rd->npending == 0 && rd->holds == 0) || rd->abandon) {
+        if (rd->abandon) {
             ngx_http_events_redis_close(rd);
+            return;
+        }
+
+        if (rd->npending == 0 && rd->holds == 0) {
+            ngx_http_events_redis_rest(rd);
             return;
         }
     }
@@ -1709,8 +1718,31 @@ ngx_http_events_redis_quit(ngx_event_t *ev)
         && (rd->state == NGX_HTTP_EVENTS_REDIS_READY
             || rd->state == NGX_HTTP_EVENTS_REDIS_CONNECTING))
     {
-        ngx_http_events_redis_close(rd);
+        if (rd->abandon) {
+            ngx_http_events_redis_close(rd);
+
+        } else {
+            ngx_http_events_redis_rest(rd);
+        }
     }
+}
+
+
+/*
+ * Closed while nginx quits, nothing due: a request the worker still
+ * answers may connect again (one that was being read at the quit)
+ */
+
+static void
+ngx_http_events_redis_rest(ngx_http_events_redis_t *rd)
+{
+    if (rd->quit.posted) {
+        ngx_delete_posted_event(&rd->quit);
+    }
+
+    ngx_http_events_redis_drop(rd);
+
+    rd->state = NGX_HTTP_EVENTS_REDIS_IDLE;
 }
 
 
