@@ -23,6 +23,11 @@
 # that came during the previous script's round trip wait for that one
 # to end; a worker quitting must send them rather than close its
 # connection to Redis and answer them 503.
+#
+# Then, on each, a POST sent after the quit on a connection accepted
+# before it (waiting for its first request, so not idle): the old
+# worker reads it, and answers it 201 (a cluster's node after it closed
+# its idle Redis connection at the quit: it connects again).
 
 use strict;
 use warnings;
@@ -226,6 +231,63 @@ sub scenario {
     is(scalar keys %stored,
         @{ $reload->{created} } + @{ $quit->{created} },
         "$name: stored exactly the events answered 201");
+
+    late($t, $name);
+}
+
+# A POST that arrives after the quit, on a connection accepted before
+# (not idle: it waits for its first request): the old worker reads it
+# and must answer it, in a cluster after it closed its idle connection
+# to Redis at the quit.
+
+sub late {
+    my ($t, $name) = @_;
+    my $id = "$name-late";
+
+    # Redis's connection is made and quiet
+    is($t->post_json('/events', { id => "$id-0", type => 't09.late' })
+        ->{status}, 201, "$name late: a POST before");
+
+    my $s = IO::Socket::IP->new(PeerHost => '127.0.0.1',
+        PeerPort => $t->port(1), Proto => 'tcp', Timeout => 5)
+        or die "connect: $@";
+    sleep 0.3;
+
+    kill 'QUIT', $t->master_pid;
+    sleep 0.5;
+
+    local $SIG{PIPE} = 'IGNORE';
+    print {$s} $t->request_bytes('POST', '/events',
+        json => { id => $id, type => 't09.late' });
+
+    my $reader = EventsTest::Reader->new(method => 'POST');
+    my $sel = IO::Select->new($s);
+    my $end = time + 10;
+    while (time < $end && !$reader->complete) {
+        next unless $sel->can_read(1);
+        my $n = sysread($s, my $buf, 65536);
+        if (!$n) {
+            $reader->eof;
+            last;
+        }
+        $reader->feed($buf);
+    }
+    my $r = $reader->result;
+    close $s;
+
+    $t->stop;
+    $t->run;
+
+    is($r->{status}, 201, "$name late: the POST read after the quit: 201")
+        or diag($r->{error} // "$r->{status} $r->{body}");
+
+    my $g = $t->get("/events/$id");
+    for (1 .. 100) {
+        last if $g->{status} != 503;            # a node catching up
+        sleep 0.1;
+        $g = $t->get("/events/$id");
+    }
+    is($g->{status}, 200, "$name late: and stored");
 }
 
 my $t = EventsTest->new;
@@ -255,7 +317,7 @@ $t->run;
 scenario($t, 'journal');
 
 SKIP: {
-    skip 'redis-server not installed (make deps)', 12
+    skip 'redis-server not installed (make deps)', 15
         unless EventsTest::Redis->available;
 
     my $redis = EventsTest::Redis->new;
