@@ -358,23 +358,13 @@ is(wait_subscribers(0), 0, 'all closed');
 # events_stream_release_header off keeps the buffer: a stream holds about
 # 1 KB more (client_header_buffer_size) than one that gives it back
 
-sub rss_anon {
-    my $kb = 0;
-    for my $pid ($t->worker_pids) {
-        open(my $fh, '<', "/proc/$pid/status") or next;
-        while (<$fh>) {
-            $kb += $1 if /^RssAnon:\s+(\d+)/;
-        }
-    }
-    return $kb;
-}
 
 sub grown {
     my ($path, $n, $held) = @_;
-    my $before = rss_anon();
+    my $before = $t->rss_anon;
     push @$held, stream($path, %acme) for 1 .. $n;
     wait_subscribers(scalar @$held);
-    return (rss_anon() - $before) * 1024 / $n;
+    return ($t->rss_anon - $before) * 1024 / $n;
 }
 
 my @held;

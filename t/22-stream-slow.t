@@ -46,20 +46,10 @@ EOF
 
 $t->run;
 
-sub rss_anon {
-    my $kb = 0;
-    for my $pid ($t->worker_pids) {
-        open(my $fh, '<', "/proc/$pid/status") or next;
-        while (<$fh>) {
-            $kb += $1 if /^RssAnon:\s+(\d+)/;
-        }
-    }
-    return $kb;
-}
 
 sub status { $t->get('/events-status')->{json} }
 
-my $rss0 = rss_anon();
+my $rss0 = $t->rss_anon;
 
 # the one that stops reading: headers, then nothing
 my $stuck = EventsTest::SSE->open($t, '/events/stream', decode => 0);
@@ -107,7 +97,7 @@ my $st = status()->{streams};
 cmp_ok($st->{lagging}, '>=', 1, 'the stream that did not read was cut');
 is($st->{subscribers}, 0, 'and let go');
 
-my $grew = rss_anon() - $rss0;
+my $grew = $t->rss_anon - $rss0;
 SKIP: {
     # ASan keeps freed memory in quarantine: its RSS says nothing of ours
     skip 'memory is measured without ASan', 1 if $t->asan;

@@ -196,17 +196,7 @@ my $lag0 = status()->{streams}{lagging};
 my $stuck = EventsTest::WS->open($t, '/events/stream?types=bulk.*');
 is($stuck->status, 101, 'a WebSocket that will not be read');
 
-sub rss_anon {
-    my $kb = 0;
-    for my $pid ($t->worker_pids) {
-        open(my $fh, '<', "/proc/$pid/status") or next;
-        while (<$fh>) {
-            $kb += $1 if /^RssAnon:\s+(\d+)/;
-        }
-    }
-    return $kb;
-}
-my $rss0 = rss_anon();
+my $rss0 = $t->rss_anon;
 
 my ($batches, $each, $size) = (20, 100, 10000);
 my $total = $batches * $each;
@@ -246,7 +236,7 @@ $deadline = time + $t->scale(5);
 sleep 0.1 while status()->{streams}{lagging} == $lag0 && time < $deadline;
 cmp_ok(status()->{streams}{lagging}, '>', $lag0,
     'the one that did not read was cut off');
-my $grew = rss_anon() - $rss0;
+my $grew = $t->rss_anon - $rss0;
 SKIP: {
     skip 'memory is measured without ASan', 1 if $t->asan;
     cmp_ok($grew, '<', 24 * 1024,

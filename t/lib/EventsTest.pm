@@ -446,6 +446,16 @@ sub worker_pids {
     return @sorted;
 }
 
+# the workers' anonymous resident memory (RssAnon), summed, in kB
+sub rss_anon {
+    my ($self) = @_;
+    my $kb = 0;
+    for my $pid ($self->worker_pids) {
+        $kb += $1 if _slurp("/proc/$pid/status") =~ /^RssAnon:\s+(\d+)/m;
+    }
+    return $kb;
+}
+
 sub _master_alive {
     my ($self) = @_;
     my $pid = $self->{pid} or return 0;
@@ -1040,6 +1050,7 @@ when a test failed, T_NGINX nginx binary (default /usr/sbin/nginx).
                          waits for pid file, port(1) and all workers
   $t->try_run($reason)   same, but nginx -t failure: skip_all
   $t->master_pid         $t->worker_pids (sorted)
+  $t->rss_anon           the workers' RssAnon summed, kB
   $t->reload             true when all workers were replaced
   $t->stop               QUIT, TERM, KILL; idempotent
   $t->restart            stop + run on the same dir
