@@ -196,6 +196,19 @@ my $skips = () = join('', map { $_->error_log } @nodes)
     =~ /entry \d+-\d+ of \{t71\}:log was not written by this module; skipped/g;
 is($skips, 3, 'each node logged it once');
 
+# a POST that finds no log makes the new epoch: a fresh one every time
+# (a worker keeps its candidate only until a log took it)
+my %epochs;
+for my $k (1 .. 6) {
+    $redis->cli('FLUSHALL');
+    $r = $nodes[1]->post_json('/events', { type => "again.$k" });
+    is($r->{status}, 201, "flushed $k: a POST");
+    my $e = $redis->cli('HGET', '{t71}:meta', 'epoch') // '';
+    $epochs{$e}++;
+}
+is(scalar keys %epochs, 6, 'six flushes, six epochs: '
+    . join(' ', sort keys %epochs));
+
 # Redis gone for good: POST 503 at once, reads of the ring go on
 $redis->stop;
 my $t0 = time;

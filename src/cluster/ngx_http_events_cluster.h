@@ -101,6 +101,7 @@ typedef struct {
     size_t                      fold_size;
     ngx_event_t                 fold;           /* posted: one script */
     ngx_uint_t                  fold_busy;      /* a script in flight */
+    u_char                      candidate[16];  /* a new epoch, in hex */
     ngx_event_t                 tick;
     ngx_event_t                 tail_wait;      /* after an error */
     ngx_event_t                 tail_next;      /* a busy log: gather */

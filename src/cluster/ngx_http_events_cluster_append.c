@@ -538,16 +538,26 @@ ngx_http_events_cluster_fold_args(ngx_http_events_cluster_fold_t *f,
         }
     }
 
-    /* a fresh epoch for a log that has none: never the one it had */
-    do {
-        if (RAND_bytes((u_char *) &candidate, sizeof(uint64_t)) != 1) {
-            return NGX_ERROR;
-        }
-    } while (candidate == 0);
+    /*
+     * A fresh epoch for a log that has none: never the one it had.  It
+     * is drawn again only once a script may have taken it (its answer
+     * said so, or none came): a draw from OpenSSL's DRBG costs more than
+     * the rest of a script's arguments.
+     */
+
+    if (cl->candidate[0] == '\0') {
+        do {
+            if (RAND_bytes((u_char *) &candidate, sizeof(uint64_t)) != 1) {
+                return NGX_ERROR;
+            }
+        } while (candidate == 0);
+
+        (void) ngx_sprintf(cl->candidate, "%016uxL", candidate);
+    }
 
     argv[f->argc] = (const char *) p;
-    argvlen[f->argc++] = ngx_sprintf(p, "%016uxL", candidate) - p;
-    p += 16;
+    argvlen[f->argc++] = sizeof(cl->candidate);
+    p = ngx_cpymem(p, cl->candidate, sizeof(cl->candidate));
 
     argv[f->argc] = (const char *) cl->max_len.data;
     argvlen[f->argc++] = cl->max_len.len;
@@ -910,6 +920,9 @@ ngx_http_events_cluster_fail_all(ngx_http_events_cluster_fold_t *f,
 {
     ngx_uint_t  i;
 
+    /* the script may have run and made the candidate the log's epoch */
+    f->cl->candidate[0] = '\0';
+
     for (i = 0; i < f->nops; i++) {
         if (f->ops[i]) {
             ngx_http_events_cluster_finish(f, i, rc, 0);
@@ -974,6 +987,15 @@ ngx_http_events_cluster_answer(ngx_http_events_cluster_fold_t *f,
 
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 1) {
         goto invalid;
+    }
+
+    if (reply->element[0]->type != REDIS_REPLY_STRING
+        || (reply->element[0]->len == sizeof(cl->candidate)
+            && ngx_strncmp(reply->element[0]->str, cl->candidate,
+                           sizeof(cl->candidate)) == 0))
+    {
+        /* the log took it: the next new epoch must be another */
+        cl->candidate[0] = '\0';
     }
 
     pos = 1;
