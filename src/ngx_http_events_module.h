@@ -74,6 +74,7 @@ struct ngx_http_events_loc_conf_s {
     size_t                      stream_max_buffer;
     ngx_uint_t                  stream_max_subscribers;
     ngx_flag_t                  stream_event_field;
+    ngx_flag_t                  stream_release_header;
 
     ngx_flag_t                  auth;
     ngx_array_t                *jwt_keys;

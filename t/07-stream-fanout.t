@@ -47,6 +47,11 @@ http {
             access_log %%TESTDIR%%/streams.log streams;
         }
 
+        location = /kept/stream {
+            events_stream main;
+            events_stream_release_header off;
+        }
+
         location = /named/stream {
             events_stream main;
             events_stream_event_field on;
@@ -347,6 +352,40 @@ my @ws = map { /"seq":(\d+)/ ? $1 : () } map { $_->{payload} // '' }
 is_deeply(\@ws, [ @last[0, 2] ], 'the WebSocket: its tenant, in order');
 $s->close;
 $ws->close;
+is(wait_subscribers(0), 0, 'all closed');
+
+###########################################################################
+# events_stream_release_header off keeps the buffer: a stream holds about
+# 1 KB more (client_header_buffer_size) than one that gives it back
+
+sub rss_anon {
+    my $kb = 0;
+    for my $pid ($t->worker_pids) {
+        open(my $fh, '<', "/proc/$pid/status") or next;
+        while (<$fh>) {
+            $kb += $1 if /^RssAnon:\s+(\d+)/;
+        }
+    }
+    return $kb;
+}
+
+sub grown {
+    my ($path, $n, $held) = @_;
+    my $before = rss_anon();
+    push @$held, stream($path, %acme) for 1 .. $n;
+    wait_subscribers(scalar @$held);
+    return (rss_anon() - $before) * 1024 / $n;
+}
+
+my @held;
+grown('/events/stream', 50, \@held);                 # warm the heaps
+my $released = grown('/events/stream', 300, \@held);
+my $kept = grown('/kept/stream', 300, \@held);
+note(sprintf 'per stream: %.0f B released, %.0f B kept', $released, $kept);
+cmp_ok($kept - $released, '>=', 512,
+    'a stream keeps its header buffer with events_stream_release_header off');
+$_->close for @held;
+is(wait_subscribers(0), 0, 'and they are let go');
 
 $t->done;
 

@@ -12,6 +12,7 @@ use lib 't/lib';
 use Test::More;
 use EventsTest;
 use EventsTest::Redis;
+use EventsTest::Cluster qw(node wait_list caught_up finish);
 use EventsTest::SSE;
 
 plan(skip_all => 'redis-server not installed (make deps)')
@@ -20,75 +21,19 @@ plan(skip_all => 'redis-server not installed (make deps)')
 my $redis = EventsTest::Redis->new;
 my $url = $redis->url;
 
-sub node {
-    my $t = EventsTest->new(workers => 2);
-    $t->write_config(<<"EOF");
-%%GLOBALS%%
-http {
-    %%HTTP_GLOBALS%%
-
-    events_zone main 16m;
-    events_cluster main $url prefix=t70 timeout=1s connect_timeout=1s;
-
-    server {
-        listen 127.0.0.1:%%PORT%%;
-
-        location /events/stream {
-            events_stream main;
-            events_heartbeat 500ms;
-        }
-
-        location /events {
-            events_api main;
-        }
-
-        location = /events-status {
-            events_status main;
-        }
-    }
-}
-EOF
-    $t->run;
-    return $t;
-}
-
-my @nodes = map { node() } 1 .. 3;
+my @nodes = map { node($url, zone => '16m',
+    cluster => 'prefix=t70 timeout=1s connect_timeout=1s',
+    heartbeat => '500ms') } 1 .. 3;
 
 # every node's ring follows the log: wait until each has n events
-sub list_all {
-    my ($t) = @_;
-    my (@all, $after);
-    for (1 .. 100) {
-        my $q = '/events?limit=1000' . ($after ? "&after=$after" : '');
-        my $r = $t->get($q)->{json} // {};
-        push @all, @{ $r->{data} // [] };
-        last unless $r->{has_more};
-        $after = $r->{next};
-    }
-    return @all;
-}
-
 sub wait_count {
     my ($t, $n) = @_;
-    my @ev;
-    for (1 .. 200) {
-        @ev = list_all($t);
-        return @ev if @ev >= $n;
-        select undef, undef, undef, 0.05;
-    }
-    return @ev;
+    return wait_list($t, sub { @_ >= $n });
 }
 
 # status: the cluster section; every node has taken the log's epoch
-my $st;
-for my $t (@nodes) {
-    for (1 .. 100) {
-        $st = $t->get('/events-status')->{json};
-        last if $st->{cluster} && $st->{cluster}{caughtUp};
-        select undef, undef, undef, 0.05;
-    }
-}
-$st = $nodes[0]->get('/events-status')->{json};
+caught_up($_) for @nodes;
+my $st = $nodes[0]->get('/events-status')->{json};
 is($st->{cluster}{url}, $url, 'status: the URL');
 is($st->{cluster}{prefix}, 't70', 'status: the prefix');
 ok($st->{cluster}{connected}, 'status: the tailer is connected');
@@ -238,17 +183,3 @@ is_deeply(\@again, [ wait_count($nodes[0], 62) ], 'and agrees with node 0');
 
 $_->close for @streams;
 finish(@nodes);
-
-# stop every node; the last one's done() ends the test
-sub finish {
-    my (@t) = @_;
-    my $last = pop @t;
-    for my $t (@t) {
-        $t->stop;
-        my @bad = grep { /\[(?:alert|crit|emerg)\]/ } split /\n/,
-            $t->error_log;
-        ok(!@bad, 'no alert, crit or emerg in a node\'s error.log')
-            or diag(join "\n", @bad[0 .. ($#bad < 9 ? $#bad : 9)]);
-    }
-    $last->done;
-}

@@ -17,6 +17,8 @@ use POSIX qw(WNOHANG);
 use Time::HiRes qw(time sleep);
 use EventsTest;
 use EventsTest::Redis;
+use EventsTest::Cluster qw(node list_all wait_list cluster_status caught_up
+    finish);
 use EventsTest::SSE;
 
 plan(skip_all => 'redis-server not installed (make deps)')
@@ -25,85 +27,16 @@ plan(skip_all => 'redis-server not installed (make deps)')
 my $redis = EventsTest::Redis->new;
 my $url = $redis->url;
 
-sub node {
-    my $t = EventsTest->new(workers => 2);
-    $t->write_config(<<"EOF");
-%%GLOBALS%%
-http {
-    %%HTTP_GLOBALS%%
-
-    events_zone main 16m;
-    events_cluster main $url prefix=t71 timeout=1s connect_timeout=500ms;
-
-    server {
-        listen 127.0.0.1:%%PORT%%;
-
-        location /events/stream {
-            events_stream main;
-            events_heartbeat 300ms;
-        }
-
-        location /events {
-            events_api main;
-        }
-
-        location = /events-status {
-            events_status main;
-        }
-    }
-}
-EOF
-    # Redis down: each failed connect and refused POST is an [error]
-    $t->run;
-    return $t;
-}
-
-sub status {
-    my ($t) = @_;
-    return ($t->get('/events-status')->{json} // {})->{cluster} // {};
-}
-
-sub caught_up {
-    my ($t) = @_;
-    for (1 .. 200) {
-        return 1 if status($t)->{caughtUp};
-        sleep 0.05;
-    }
-    return 0;
-}
-
-sub list_all {
-    my ($t) = @_;
-    my (@all, $after);
-    for (1 .. 100) {
-        my $q = '/events?limit=1000' . ($after ? "&after=$after" : '');
-        my $r = $t->get($q);
-        return () unless $r->{status} == 200;
-        push @all, @{ $r->{json}{data} };
-        last unless $r->{json}{has_more};
-        $after = $r->{json}{next};
-    }
-    return @all;
-}
-
-sub wait_list {
-    my ($t, $cond) = @_;
-    my @ev;
-    for (1 .. 200) {
-        @ev = list_all($t);
-        return @ev if $cond->(@ev);
-        sleep 0.05;
-    }
-    return @ev;
-}
-
-my @nodes = map { node() } 1 .. 3;
+# Redis down: each failed connect and refused POST is an [error]
+my @nodes = map { node($url, zone => '16m',
+    cluster => 'prefix=t71 timeout=1s connect_timeout=500ms',
+    heartbeat => '300ms') } 1 .. 3;
 ok(caught_up($_), 'a node caught up with the log') for @nodes;
 
 my @streams = map { EventsTest::SSE->open($_, '/events/stream') } @nodes;
 is($_->status, 200, 'a stream') for @streams;
 
-my $epoch = status($nodes[0])->{epoch};
+my $epoch = cluster_status($nodes[0])->{epoch};
 
 # the load: 3 clients, one per node, 60 POSTs each with client ids (a
 # retry is safe), while Redis is stopped for a second in the middle
@@ -178,7 +111,7 @@ for my $i (0 .. 2) {
 my @list = list_all($nodes[0]);
 is_deeply([ wait_list($nodes[2], sub { @_ >= @list }) ], \@list,
     'lists agree after the outage');
-is(status($nodes[0])->{epoch}, $epoch,
+is(cluster_status($nodes[0])->{epoch}, $epoch,
     'Redis restarted with its data: the same epoch');
 
 # the streams stayed open through the outage and missed nothing
@@ -207,7 +140,7 @@ is_deeply([ list_all($nodes[2]) ], \@full,
     'the restarted node lists what the others list');
 
 # the worker that tails killed: another one takes the lease
-my $tailer = status($nodes[1])->{tailerPid};
+my $tailer = cluster_status($nodes[1])->{tailerPid};
 ok((grep { $_ == $tailer } $nodes[1]->worker_pids), 'a worker tails');
 $nodes[1]->expect_log(qr/exited on signal 9/);
 kill 'KILL', $tailer;
@@ -216,11 +149,13 @@ my $killed_seq = $nodes[0]->post_json('/events', { id => 'after-kill',
 # (GET by id would answer from Redis: the tailer's progress is the proof)
 my $seen = 0;
 for (1 .. 200) {
-    last if $seen = (status($nodes[1])->{lastSeq} // 0) >= $killed_seq;
+    last if $seen
+        = (cluster_status($nodes[1])->{lastSeq} // 0) >= $killed_seq;
     sleep 0.05;
 }
 ok($seen, 'the node still follows the log after its tailer was killed');
-isnt(status($nodes[1])->{tailerPid}, $tailer, 'another worker tails');
+isnt(cluster_status($nodes[1])->{tailerPid}, $tailer,
+    'another worker tails');
 
 # Redis flushed: a new log, a new epoch; every stream is told
 $_->close for @streams;
@@ -234,10 +169,10 @@ for my $i (0 .. 2) {
         "stream on node $i: reset epoch_changed");
 }
 for (1 .. 100) {
-    last if status($nodes[0])->{epoch} ne $epoch;
+    last if cluster_status($nodes[0])->{epoch} ne $epoch;
     sleep 0.05;
 }
-isnt(status($nodes[0])->{epoch}, $epoch, 'status: a new epoch');
+isnt(cluster_status($nodes[0])->{epoch}, $epoch, 'status: a new epoch');
 
 $r = $nodes[1]->post_json('/events', { type => 'fresh.start' });
 is($r->{json}{seq}, 1, 'seqs start again');
@@ -272,19 +207,3 @@ is($nodes[0]->get('/events')->{status}, 200, 'reads go on');
 
 $_->close for @streams;
 finish(@nodes);
-
-sub finish {
-    my (@t) = @_;
-    my $last = pop @t;
-    for my $t (@t) {
-        $t->stop;
-        my @bad = grep {
-            my $l = $_;
-            /\[(?:alert|crit|emerg)\]/
-                && !grep { $l =~ $_ } @{ $t->{expected} };
-        } split /\n/, $t->error_log;
-        ok(!@bad, 'no alert, crit or emerg in a node\'s error.log')
-            or diag(join "\n", @bad[0 .. ($#bad < 9 ? $#bad : 9)]);
-    }
-    $last->done;
-}

@@ -13,6 +13,7 @@ use Test::More;
 use Time::HiRes qw(sleep time);
 use EventsTest;
 use EventsTest::Redis;
+use EventsTest::Cluster qw(node readable);
 
 plan(skip_all => 'redis-server not installed (make deps)')
     unless EventsTest::Redis->available;
@@ -32,30 +33,9 @@ sub linked {
 
 ok(linked(), 'the replica follows the primary');
 
-my $t = EventsTest->new;
 my $url = $primary->url;
-$t->write_config(<<"EOF");
-%%GLOBALS%%
-http {
-    %%HTTP_GLOBALS%%
-
-    events_zone main 4m;
-    events_cluster main $url prefix=t73 wait=1 timeout=1s;
-
-    server {
-        listen 127.0.0.1:%%PORT%%;
-
-        location /events { events_api main; }
-        location = /events-status { events_status main; }
-    }
-}
-EOF
-$t->run;
-
-for (1 .. 100) {
-    last if $t->get('/events')->{status} == 200;
-    sleep 0.05;
-}
+my $t = node($url, cluster => 'prefix=t73 wait=1 timeout=1s');
+readable($t);
 
 my $r = $t->post_json('/events', { id => 'w-1', type => 'order.paid' });
 is($r->{status}, 201, 'wait=1 with a replica: 201');
@@ -95,10 +75,7 @@ like($t->error_log, qr/0 replicas of 1 confirmed an append in time/,
 
 # wait= out of range
 for my $bad ('wait=0', 'wait=65', 'wait=x') {
-    my $c = EventsTest->new;
-    $c->write_config("%%GLOBALS%%\nhttp {\n    %%HTTP_GLOBALS%%\n"
-        . "    events_zone main 4m;\n"
-        . "    events_cluster main $url $bad;\n}\n");
+    my $c = node($url, cluster => $bad, run => 0);
     my ($ok, $out) = $c->_test_config;
     like($ok ? '' : $out, qr/\[emerg\].*invalid parameter "\Q$bad\E"/,
         "nginx -t: $bad");

@@ -15,73 +15,21 @@ use Test::More;
 use Time::HiRes qw(sleep);
 use POSIX ();
 use EventsTest;
-use EventsTest::Daemon;
 use EventsTest::Redis;
+use EventsTest::Cluster qw(node readable finish redis_cluster id_of);
 
 plan(skip_all => 'redis-server not installed (make deps)')
     unless EventsTest::Redis->available;
 
-# the cluster bus of each master on a port of its own, held like the rest
-my (@masters, @hold);
-for (1 .. 3) {
-    my (undef, $udp, $bus) = EventsTest::Daemon::reserve_port();
-    push @hold, $udp;
-    undef $udp;
-    push @masters, EventsTest::Redis->new(args => [ '--cluster-enabled',
-        'yes', '--cluster-config-file', 'nodes.conf', '--cluster-port',
-        $bus, '--cluster-node-timeout', '5000' ]);
-}
-@hold = ();
-
-my $cmd = "$EventsTest::Redis::CLI --cluster create "
-    . join(' ', map { '127.0.0.1:' . $_->port } @masters)
-    . ' --cluster-replicas 0 --cluster-yes 2>&1';
-my $create = `$cmd`;
-like($create, qr/All 16384 slots covered/, 'redis-cli --cluster create');
-
-my $ok = 0;
-for (1 .. 200) {
-    $ok = grep { ($_->cli('CLUSTER', 'INFO') // '') =~ /cluster_state:ok/ }
-        @masters;
-    last if $ok == 3;
-    sleep 0.05;
-}
-is($ok, 3, 'the Redis Cluster is up');
+my @masters = redis_cluster(3);
 
 my $slot = $masters[0]->cli('CLUSTER', 'KEYSLOT', '{t74}:log');
 ok($slot =~ /^\d+$/, "the log's slot: $slot");
 
-sub node {
-    my ($url) = @_;
-    my $t = EventsTest->new(workers => 2);
-    $t->write_config(<<"EOF");
-%%GLOBALS%%
-http {
-    %%HTTP_GLOBALS%%
+my @nodes = map { node($_->url, zone => '8m',
+    cluster => 'prefix=t74 timeout=5s') } @masters;
 
-    events_zone main 8m;
-    events_cluster main $url prefix=t74 timeout=5s;
-
-    server {
-        listen 127.0.0.1:%%PORT%%;
-
-        location /events { events_api main; }
-        location = /events-status { events_status main; }
-    }
-}
-EOF
-    $t->run;
-    return $t;
-}
-
-my @nodes = map { node($_->url) } @masters;
-
-for my $t (@nodes) {
-    for (1 .. 200) {
-        last if $t->get('/events')->{status} == 200;
-        sleep 0.05;
-    }
-}
+readable($_) for @nodes;
 is(scalar(grep { $_->get('/events')->{status} == 200 } @nodes), 3,
     'every node read the log');
 
@@ -128,8 +76,6 @@ ok($moved >= 2, "nodes given another master followed MOVED ($moved)");
 
 # the log's slot moves to another master while the nodes POST: TRYAGAIN
 # and ASK answers are retried, then MOVED is followed; nothing is lost
-
-sub id_of { (split ' ', $_[0]->cli('CLUSTER', 'MYID') // '')[0] // '' }
 
 my ($src) = grep { ($_->cli('CLUSTER', 'COUNTKEYSINSLOT', $slot) // 0) > 0 }
     @masters;
@@ -190,9 +136,4 @@ for my $t (@nodes) {
         'a node lists every acknowledged event');
 }
 
-for my $t (@nodes[0, 1]) {
-    $t->stop;
-    my @bad = grep { /\[(?:alert|crit|emerg)\]/ } split /\n/, $t->error_log;
-    ok(!@bad, 'no alert, crit or emerg in a node\'s error.log');
-}
-$nodes[2]->done;
+finish(@nodes);

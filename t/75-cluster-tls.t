@@ -14,6 +14,7 @@ use Test::More;
 use Time::HiRes qw(sleep);
 use EventsTest;
 use EventsTest::Redis;
+use EventsTest::Cluster qw(node readable finish);
 
 plan(skip_all => 'redis-server not installed (make deps)')
     unless EventsTest::Redis->available;
@@ -47,35 +48,14 @@ is($redis->cli('PING'), 'PONG', 'redis answers over TLS');
 
 my $port = $redis->port;
 
-sub node {
+sub tls_node {
     my ($url, $extra) = @_;
-    my $t = EventsTest->new;
-    $t->write_config(<<"EOF");
-%%GLOBALS%%
-http {
-    %%HTTP_GLOBALS%%
-
-    events_zone main 4m;
-    events_cluster main $url prefix=t75 timeout=1s $extra;
-
-    server {
-        listen 127.0.0.1:%%PORT%%;
-
-        location /events { events_api main; }
-        location = /events-status { events_status main; }
-    }
-}
-EOF
-    $t->run;
-    return $t;
+    return node($url, cluster => "prefix=t75 timeout=1s $extra");
 }
 
-my $t = node("rediss://localhost:$port",
+my $t = tls_node("rediss://localhost:$port",
     "tls_trusted_certificate=$dir/ca.crt");
-for (1 .. 100) {
-    last if $t->get('/events')->{status} == 200;
-    sleep 0.05;
-}
+readable($t);
 my $r = $t->post_json('/events', { id => 'tls-1', type => 'secure.thing' });
 is($r->{status}, 201, 'rediss://: POST 201');
 my $seen;
@@ -89,7 +69,7 @@ is($t->get('/events-status')->{json}{cluster}{url},
 is($redis->cli('XLEN', '{t75}:log'), 1, 'the event is in Redis');
 
 # a certificate from a CA this node does not trust
-my $u = node("rediss://localhost:$port",
+my $u = tls_node("rediss://localhost:$port",
     "tls_trusted_certificate=$dir/other.crt");
 $r = $u->post_json('/events', { type => 'secure.thing' });
 $u->is_error($r, 503, 'cluster_unavailable', undef,
@@ -99,7 +79,7 @@ like($u->error_log, qr/events_cluster: redis rediss:\/\/localhost:$port: certifi
     'error.log: the certificate is not trusted');
 
 # the right CA, but the certificate is not for the URL's host
-my $n = node("rediss://127.0.0.1:$port",
+my $n = tls_node("rediss://127.0.0.1:$port",
     "tls_trusted_certificate=$dir/ca.crt");
 $r = $n->post_json('/events', { type => 'secure.thing' });
 $n->is_error($r, 503, 'cluster_unavailable', undef,
@@ -110,24 +90,16 @@ like($n->error_log, qr/the certificate does not match "127\.0\.0\.1"/,
 is($redis->cli('XLEN', '{t75}:log'), 1, 'nothing else was stored');
 
 # nginx -t
-my $c = EventsTest->new;
-$c->write_config("%%GLOBALS%%\nhttp {\n    %%HTTP_GLOBALS%%\n"
-    . "    events_zone main 4m;\n    events_cluster main "
-    . "redis://127.0.0.1:$port tls_trusted_certificate=$dir/ca.crt;\n}\n");
+my $c = node("redis://127.0.0.1:$port",
+    cluster => "tls_trusted_certificate=$dir/ca.crt", run => 0);
 my ($ok, $out) = $c->_test_config;
 like($ok ? '' : $out,
     qr/\[emerg\].*"tls_trusted_certificate=\S+" needs a rediss:\/\/ URL/,
     'nginx -t: tls_trusted_certificate without rediss://');
-$c->write_config("%%GLOBALS%%\nhttp {\n    %%HTTP_GLOBALS%%\n"
-    . "    events_zone main 4m;\n    events_cluster main "
-    . "rediss://localhost:$port tls_trusted_certificate=$dir/none.crt;\n}\n");
+$c = node("rediss://localhost:$port",
+    cluster => "tls_trusted_certificate=$dir/none.crt", run => 0);
 ($ok, $out) = $c->_test_config;
 like($ok ? '' : $out, qr/\[emerg\].*none\.crt/,
     'nginx -t: a trusted certificate file that does not exist');
 
-for my $x ($u, $n) {
-    $x->stop;
-    my @bad = grep { /\[(?:alert|crit|emerg)\]/ } split /\n/, $x->error_log;
-    ok(!@bad, 'no alert, crit or emerg in a node\'s error.log');
-}
-$t->done;
+finish($u, $n, $t);

@@ -16,6 +16,7 @@ use JSON::PP;
 use Time::HiRes qw(time sleep);
 use EventsTest;
 use EventsTest::Redis;
+use EventsTest::Cluster qw(node stop_ok);
 
 plan(skip_all => 'redis-server not installed (make deps)')
     unless EventsTest::Redis->available;
@@ -24,37 +25,10 @@ my $redis = EventsTest::Redis->new;
 my $url = $redis->url;
 my $port = $redis->port;
 
-sub node {
-    my $t = EventsTest->new(workers => 2);
-    $t->write_config(<<"EOF");
-%%GLOBALS%%
-http {
-    %%HTTP_GLOBALS%%
-
-    events_zone main 4m;
-    events_cluster main $url prefix=t76 timeout=1s connect_timeout=500ms;
-
-    events_zone local 1m;
-
-    server {
-        listen 127.0.0.1:%%PORT%%;
-
-        location /events {
-            events_api main;
-        }
-
-        location = /ready {
-            events_status main;
-        }
-
-        location = /local-ready {
-            events_status local;
-        }
-    }
-}
-EOF
-    $t->run;
-    return $t;
+sub node76 {
+    return node($url, cluster => 'prefix=t76 timeout=1s connect_timeout=500ms',
+        http => 'events_zone local 1m;', status => '/ready',
+        locations => 'location = /local-ready { events_status local; }');
 }
 
 # readiness until it is what is wanted, or 10 s
@@ -71,7 +45,7 @@ sub ready_until {
 
 my $ok = '{"zone":"main","ready":true,"journal":null,"cluster":"ok"}';
 
-my $n1 = node();
+my $n1 = node76();
 my $r = ready_until($n1, 200);
 is($r->{status}, 200, 'Redis up: ready');
 is($r->{body}, $ok, 'its body: "cluster":"ok"');
@@ -113,7 +87,7 @@ is_deeply(\%seen, { 503 => 8 }, 'every request, on either worker: 503');
 
 # a node started while Redis is down is not ready either
 
-my $n2 = node();
+my $n2 = node76();
 $r = $n2->get('/ready?ready');
 is($r->{status}, 503, 'a node started with Redis down: 503');
 is((eval { decode_json($r->{body}) } // {})->{reason}, 'cluster_link_down',
@@ -150,19 +124,5 @@ $redis->stop;
 $r = ready_until($n2, 503);
 is($r->{status}, 503, 'Redis gone: not ready');
 
-$n2->done_node;
+stop_ok($n2, 'no alert, crit or emerg in the node\'s log');
 $n1->done;
-
-package EventsTest;
-
-# stop a node and check its log, without done_testing
-sub done_node {
-    my ($self) = @_;
-    $self->stop;
-    my @bad = grep {
-        my $l = $_;
-        /\[(?:alert|crit|emerg)\]/ && !grep { $l =~ $_ } @{ $self->{expected} };
-    } split /\n/, $self->error_log;
-    Test::More::ok(!@bad, 'no alert, crit or emerg in the node\'s log')
-        or Test::More::diag(join "\n", @bad);
-}

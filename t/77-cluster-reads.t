@@ -17,6 +17,7 @@ use Test::More;
 use Time::HiRes qw(time sleep);
 use EventsTest;
 use EventsTest::Redis;
+use EventsTest::Cluster qw(node pages tailed finish);
 use EventsTest::SSE;
 
 plan(skip_all => 'redis-server not installed (make deps)')
@@ -26,39 +27,9 @@ my $redis = EventsTest::Redis->new;
 my $url = $redis->url;
 my $N = 3000;
 
-sub node {
-    my $t = EventsTest->new(workers => 2);
-    $t->write_config(<<"EOF");
-%%GLOBALS%%
-http {
-    %%HTTP_GLOBALS%%
-
-    events_zone main 256k;
-    events_cluster main $url prefix=t77 timeout=2s connect_timeout=500ms;
-
-    server {
-        listen 127.0.0.1:%%PORT%%;
-
-        location /events/stream {
-            events_stream main;
-            events_heartbeat 300ms;
-        }
-
-        location /events {
-            events_api main;
-        }
-
-        location = /events-status {
-            events_status main;
-        }
-    }
-}
-EOF
-    $t->run;
-    return $t;
-}
-
-my @nodes = map { node() } 1 .. 3;
+my @nodes = map { node($url, zone => '256k',
+    cluster => 'prefix=t77 timeout=2s connect_timeout=500ms',
+    heartbeat => '300ms') } 1 .. 3;
 
 # the events: a few with server-made ids first, then client ids, in
 # batches spread over the nodes
@@ -90,38 +61,15 @@ my @want_ids = (@server_ids, map { "e-$_" } 6 .. $N);
 sub status { ($_[0]->get('/events-status')->{json} // {}) }
 
 for my $i (0 .. 2) {
-    my $s;
-    for (1 .. 400) {
-        $s = status($nodes[$i]);
-        last if ($s->{cluster}{lastSeq} // 0) == $N;
-        sleep 0.05;
-    }
+    my $s = tailed($nodes[$i], $N);
     is($s->{cluster}{lastSeq}, $N, "node $i tailed every event");
     cmp_ok($s->{events}{oldestSeq}, '>', 1000,
         "node $i: its ring holds only the newest (from "
         . "$s->{events}{oldestSeq})");
 }
 
-# every page of a list, following "next"
-sub pages {
-    my ($t, $q, $limit) = @_;
-    my (@all, $cursor, @statuses);
-    my $sep = $q =~ /\?/ ? '&' : '?';
-    for (1 .. 10000) {
-        my $r = $t->get("$q${sep}limit=$limit"
-            . ($cursor ? ($q =~ /order=desc/ ? "&before=$cursor"
-                                             : "&after=$cursor") : ''));
-        push @statuses, $r->{status};
-        last unless $r->{status} == 200;
-        push @all, @{ $r->{json}{data} };
-        last unless $r->{json}{has_more};
-        $cursor = $r->{json}{next};
-    }
-    return (\@all, \@statuses);
-}
-
 for my $i (0 .. 2) {
-    my ($all, $st) = pages($nodes[$i], '/events', 100);
+    my ($all, $st) = pages($nodes[$i], '/events', limit => 100);
     is(scalar(grep { $_ != 200 } @$st), 0, "node $i: every page 200");
     is_deeply([ map { $_->{id} } @$all ], \@want_ids,
         "node $i: ascending pages of 100, every id once, in order");
@@ -129,32 +77,33 @@ for my $i (0 .. 2) {
         "node $i: seqs 1..$N");
 }
 
-my ($asc) = pages($nodes[0], '/events', 1000);
+my ($asc) = pages($nodes[0], '/events', limit => 1000);
 for my $i (0 .. 2) {
-    my ($desc) = pages($nodes[$i], '/events?order=desc', 250);
+    my ($desc) = pages($nodes[$i], '/events?order=desc', limit => 250);
     is_deeply([ map { $_->{id} } @$desc ], [ reverse @want_ids ],
         "node $i: descending pages of 250, the same in reverse");
 }
-my ($desc7) = pages($nodes[1], '/events?order=desc', 7);
+my ($desc7) = pages($nodes[1], '/events?order=desc', limit => 7);
 is_deeply([ map { $_->{seq} } @$desc7 ], [ reverse 1 .. $N ],
     'descending pages of 7, across the ring\'s end');
 
 # the same bodies on every node, from Redis or from the ring
-my ($asc2) = pages($nodes[2], '/events', 1000);
+my ($asc2) = pages($nodes[2], '/events', limit => 1000);
 is_deeply($asc2, $asc, 'node 2 lists exactly what node 0 lists');
 
 # filters on what came back: a type, and an entity's history
 my @paid = grep { $_->{type} eq 'order.paid' } @$asc;
 for my $i (0 .. 2) {
-    my ($got) = pages($nodes[$i], '/events?types=order.paid', 50);
+    my ($got) = pages($nodes[$i], '/events?types=order.paid', limit => 50);
     is_deeply([ map { $_->{seq} } @$got ], [ map { $_->{seq} } @paid ],
         "node $i: types=order.paid, " . scalar(@paid) . " events");
 }
 my @o3 = grep { ($_->{resourceId} // '') eq 'o-3' } @$asc;
-my ($hist) = pages($nodes[1], '/events/order/o-3', 40);
+my ($hist) = pages($nodes[1], '/events/order/o-3', limit => 40);
 is_deeply([ map { $_->{seq} } @$hist ], [ map { $_->{seq} } @o3 ],
     'entity history, ascending: ' . scalar(@o3) . ' events');
-my ($rhist) = pages($nodes[2], '/events/order/o-3?order=desc', 40);
+my ($rhist) = pages($nodes[2], '/events/order/o-3?order=desc',
+    limit => 40);
 is_deeply([ map { $_->{seq} } @$rhist ], [ reverse map { $_->{seq} } @o3 ],
     'entity history, descending');
 
@@ -226,7 +175,7 @@ my $s3 = EventsTest::SSE->open($nodes[0], '/events/stream',
 is_deeply([ stream_seqs($s3, 1) ], [ 'reset' ],
     'a stream resumed at 500: reset');
 $s3->close;
-my ($left) = pages($nodes[2], '/events', 500);
+my ($left) = pages($nodes[2], '/events', limit => 500);
 is_deeply([ map { $_->{seq} } @$left ], [ 1001 .. $N ],
     'from the start: what Redis keeps, 1001..');
 is($nodes[0]->get('/events/e-7')->{status}, 404,
@@ -244,13 +193,4 @@ is_deeply([ map { $_->{seq} } @{ $r->{json}{data} } ],
     [ reverse $N - 9 .. $N ], 'its events');
 $redis->start;
 
-for my $t (@nodes[1, 2]) {
-    $t->stop;
-    my @bad = grep {
-        my $l = $_;
-        /\[(?:alert|crit|emerg)\]/ && !grep { $l =~ $_ } @{ $t->{expected} };
-    } split /\n/, $t->error_log;
-    ok(!@bad, 'no alert, crit or emerg in a node\'s error.log')
-        or diag(join "\n", @bad[0 .. ($#bad < 9 ? $#bad : 9)]);
-}
-$nodes[0]->done;
+finish(@nodes[1, 2, 0]);

@@ -17,6 +17,7 @@ use Test::More;
 use Time::HiRes qw(time sleep);
 use EventsTest;
 use EventsTest::Redis;
+use EventsTest::Cluster qw(node cluster_status caught_up finish);
 use EventsTest::Receiver;
 
 plan(skip_all => 'redis-server not installed (make deps)')
@@ -27,51 +28,13 @@ my $url = $redis->url;
 my $rcv = EventsTest::Receiver->new(name => 'hooks');
 my $hook = $rcv->url('/hook');
 
-sub node {
-    my $t = EventsTest->new(workers => 2);
-    $t->write_config(<<"EOF");
-%%GLOBALS%%
-http {
-    %%HTTP_GLOBALS%%
+my @nodes = map { node($url, zone => '4m',
+    cluster => 'prefix=t78 timeout=2s connect_timeout=500ms webhook_lease=2s',
+    http => "events_webhook main id=orders url=$hook events=order.*
+        secret=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw;",
+    server => 'events_webhook_retry 1s 1s;', webhooks => '10s') } 1 .. 3;
 
-    events_zone main 4m;
-    events_cluster main $url prefix=t78 timeout=2s connect_timeout=500ms
-                   webhook_lease=2s;
-
-    events_webhook main id=orders url=$hook events=order.*
-        secret=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw;
-
-    server {
-        listen 127.0.0.1:%%PORT%%;
-
-        events_webhook_allow 127.0.0.1/32;
-        events_webhook_retry 1s 1s;
-
-        location /events { events_api main; }
-        location /webhooks { events_webhooks main; }
-        location = /events-status { events_status main; }
-
-        location = /_events_webhook {
-            internal;
-            proxy_pass \$events_webhook_url;
-            proxy_set_header Host \$events_webhook_host;
-            proxy_connect_timeout 2s;
-            proxy_read_timeout 10s;
-        }
-    }
-}
-EOF
-    $t->run;
-    return $t;
-}
-
-my @nodes = map { node() } 1 .. 3;
-
-sub cluster { ($_[0]->get('/events-status')->{json} // {})->{cluster} // {} }
-
-for my $t (@nodes) {
-    for (1 .. 200) { last if cluster($t)->{caughtUp}; sleep 0.05 }
-}
+caught_up($_) for @nodes;
 
 # 60 events spread over the nodes: each reaches the receiver once
 
@@ -92,7 +55,7 @@ is_deeply([ sort keys %by_id ], [ sort map { "o-$_" } 1 .. 60 ],
     'every event, and only the matching ones');
 is(scalar(grep { $_ != 1 } values %by_id), 0, 'each exactly once');
 
-my @claimed = map { cluster($_)->{webhooks}{claimed} // 0 } @nodes;
+my @claimed = map { cluster_status($_)->{webhooks}{claimed} // 0 } @nodes;
 my $sum = 0;
 $sum += $_ for @claimed;
 is($sum, 60, "claims across the nodes: 60 (@claimed)");
@@ -189,13 +152,14 @@ for my $i (0, 1) {
 
 $rcv->reset_log;
 $rcv->script('/hook', [ { status => 200, delay => 5 }, { status => 200 } ]);
-my @before = map { cluster($_)->{webhooks}{claimed} // 0 } @nodes;
+my @before = map { cluster_status($_)->{webhooks}{claimed} // 0 } @nodes;
 $nodes[2]->post_json('/events', { id => 'k-1', type => 'order.killed' });
 @req = $rcv->wait_requests('/hook', 1, 15);
 is(scalar @req, 1, 'the delivery reached the receiver, which holds it');
 
 my ($victim) = grep {
-    (cluster($nodes[$_])->{webhooks}{claimed} // 0) > $before[$_] } 0 .. 2;
+    (cluster_status($nodes[$_])->{webhooks}{claimed} // 0) > $before[$_]
+} 0 .. 2;
 ok(defined $victim, 'the node that claimed it is known');
 $victim //= 0;
 
@@ -227,14 +191,4 @@ sleep 2.5;
 is_deeply([ sort map { $_->{headers}{'webhook-id'} } @req ],
     [ sort map { "a-$_" } 1 .. 10 ], 'after the kill: each event once');
 
-for my $i (@alive[0 .. $#alive - 1]) {
-    my $t = $nodes[$i];
-    $t->stop;
-    my @bad = grep {
-        my $l = $_;
-        /\[(?:alert|crit|emerg)\]/ && !grep { $l =~ $_ } @{ $t->{expected} };
-    } split /\n/, $t->error_log;
-    ok(!@bad, 'no alert, crit or emerg in a node\'s error.log')
-        or diag(join "\n", @bad[0 .. ($#bad < 9 ? $#bad : 9)]);
-}
-$nodes[ $alive[-1] ]->done;
+finish(@nodes[@alive]);

@@ -13,6 +13,7 @@ use Test::More;
 use Time::HiRes qw(time sleep);
 use EventsTest;
 use EventsTest::Redis;
+use EventsTest::Cluster qw(node tailed);
 use EventsTest::SSE;
 
 plan(skip_all => 'redis-server not installed (make deps)')
@@ -22,52 +23,24 @@ my $redis = EventsTest::Redis->new;
 my $url = $redis->url;
 my $N = 1500;
 
-my $t = EventsTest->new(workers => 2);
-$t->write_config(<<"EOF");
-%%GLOBALS%%
-http {
-    %%HTTP_GLOBALS%%
-
-    events_zone main 256k;
-    events_cluster main $url prefix=t79 timeout=1s connect_timeout=300ms;
-
-    events_zone hooks 2m;
-    events_cluster hooks $url prefix=t79h timeout=1s connect_timeout=300ms;
-
-    server {
-        listen 127.0.0.1:%%PORT%%;
-
-        events_webhook_allow 127.0.0.1/32;
-
-        location /events/stream {
-            events_stream main;
-            events_heartbeat 200ms;
-        }
-
-        location /events { events_api main; }
-        location /webhooks { events_webhooks hooks; }
-        location = /events-status { events_status main; }
-
+my $t = node($url, zone => '256k',
+    cluster => 'prefix=t79 timeout=1s connect_timeout=300ms',
+    http => "events_zone hooks 2m;
+        events_cluster hooks $url prefix=t79h timeout=1s
+            connect_timeout=300ms;",
+    server => 'events_webhook_allow 127.0.0.1/32;', heartbeat => '200ms',
+    locations => 'location /webhooks { events_webhooks hooks; }
         location = /_events_webhook {
             internal;
-            proxy_pass \$events_webhook_url;
-        }
-    }
-}
-EOF
-$t->run;
+            proxy_pass $events_webhook_url;
+        }');
 
 for (my $n = 0; $n < $N; ) {
     my @b;
     push @b, { id => 'e-' . ++$n, type => 'a.b' } while @b < 50 && $n < $N;
     $t->post_json('/events', \@b);
 }
-my $st;
-for (1 .. 200) {
-    $st = $t->get('/events-status')->{json};
-    last if ($st->{cluster}{lastSeq} // 0) == $N;
-    sleep 0.05;
-}
+my $st = tailed($t, $N);
 cmp_ok($st->{events}{oldestSeq}, '>', 100, 'the ring lost the oldest');
 
 my $at10 = $t->get('/events?limit=10')->{json}{next};

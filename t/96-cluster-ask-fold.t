@@ -27,8 +27,9 @@ use IO::Socket::INET;
 use IO::Select;
 use JSON::PP;
 use EventsTest;
-use EventsTest::Daemon;
 use EventsTest::Redis;
+use EventsTest::Cluster qw(node readable status_until cluster_status
+    stop_ok redis_cluster id_of);
 
 plan(skip_all => 'redis-server not installed (make deps)')
     unless EventsTest::Redis->available;
@@ -79,29 +80,8 @@ sub together {
 
 {
     my $redis = EventsTest::Redis->new;
-    my $t = EventsTest->new(workers => 2);
-    my $url = $redis->url;
-    $t->write_config(<<"EOF");
-%%GLOBALS%%
-http {
-    %%HTTP_GLOBALS%%
-
-    events_zone main 8m;
-    events_cluster main $url prefix=t96f;
-
-    server {
-        listen 127.0.0.1:%%PORT%%;
-
-        location /events { events_api main; }
-        location = /events-status { events_status main; }
-    }
-}
-EOF
-    $t->run;
-    for (1 .. 200) {
-        last if $t->get('/events')->{status} == 200;
-        sleep 0.05;
-    }
+    my $t = node($redis->url, zone => '8m', cluster => 'prefix=t96f');
+    readable($t);
 
     # the script is loaded; the ids "dup" and "taken" exist
     is($t->post_json('/events', { id => 'taken', type => 'f.a',
@@ -150,74 +130,26 @@ EOF
     ok(!grep({ $_->{id} eq 'b-ok' } @$list),
         'the refused batch left nothing');
 
-    $t->stop;
-    my @bad = grep { /\[(?:alert|crit|emerg)\]/ } split /\n/, $t->error_log;
-    ok(!@bad, 'no alert, crit or emerg');
+    stop_ok($t, 'no alert, crit or emerg');
     $redis->stop;
 }
 
 # ---------------------------------------------------------------------
 # ASK
 
-my (@masters, @hold);
-for (1 .. 3) {
-    my (undef, $udp, $bus) = EventsTest::Daemon::reserve_port();
-    push @hold, $udp;
-    undef $udp;
-    push @masters, EventsTest::Redis->new(args => [ '--cluster-enabled',
-        'yes', '--cluster-config-file', 'nodes.conf', '--cluster-port',
-        $bus, '--cluster-node-timeout', '5000' ]);
-}
-@hold = ();
-
-my $cmd = "$EventsTest::Redis::CLI --cluster create "
-    . join(' ', map { '127.0.0.1:' . $_->port } @masters)
-    . ' --cluster-replicas 0 --cluster-yes 2>&1';
-my $create = `$cmd`;
-like($create, qr/All 16384 slots covered/, 'redis-cli --cluster create');
-
-my $ok = 0;
-for (1 .. 200) {
-    $ok = grep { ($_->cli('CLUSTER', 'INFO') // '') =~ /cluster_state:ok/ }
-        @masters;
-    last if $ok == 3;
-    sleep 0.05;
-}
-is($ok, 3, 'the Redis Cluster is up');
+my @masters = redis_cluster(3);
 
 my $slot = $masters[0]->cli('CLUSTER', 'KEYSLOT', '{t96}:log');
 ok($slot =~ /^\d+$/, "the log's slot: $slot");
 
-sub id_of { (split ' ', $_[0]->cli('CLUSTER', 'MYID') // '')[0] // '' }
-
-sub node {
-    my $t = EventsTest->new(workers => 2);
-    my $url = $masters[0]->url;
-    $t->write_config(<<"EOF");
-%%GLOBALS%%
-http {
-    %%HTTP_GLOBALS%%
-
-    events_zone main 256k;
-    events_cluster main $url prefix=t96 timeout=8s;
-
-    server {
-        listen 127.0.0.1:%%PORT%%;
-
-        location /events { events_api main; }
-        location = /events-status { events_status main; }
-    }
+sub ask_node {
+    return node($masters[0]->url, zone => '256k',
+        cluster => 'prefix=t96 timeout=8s');
 }
-EOF
-    $t->run;
-    return $t;
-}
-
-sub status { $_[0]->get('/events-status')->{json}{cluster} // {} }
 
 # more events than the node's ring holds
 my $N = 1500;
-my $na = node();
+my $na = ask_node();
 my $bad = 0;
 for my $b (0 .. $N / 100 - 1) {
     my @batch = map { { id => 'b-' . ($b * 100 + $_), type => 'c.b',
@@ -226,19 +158,14 @@ for my $b (0 .. $N / 100 - 1) {
 }
 is($bad, 0, "$N events before the migration");
 
-sub tailed {
+# tailed, and ready to read
+sub tailed_ready {
     my ($t, $n) = @_;
-    my $s = {};
-    for (1 .. 300) {
-        $s = $t->get('/events-status')->{json} // {};
-        last if ($s->{cluster}{lastSeq} // 0) >= $n
-            && $t->get('/events?limit=1')->{status} == 200;
-        sleep 0.05;
-    }
-    return $s;
+    return status_until($t, sub { ($_[0]{cluster}{lastSeq} // 0) >= $n
+        && $t->get('/events?limit=1')->{status} == 200 }, 300);
 }
 
-my $s = tailed($na, $N);
+my $s = tailed_ready($na, $N);
 is($s->{cluster}{lastSeq}, $N, 'the node tailed them');
 cmp_ok($s->{events}{oldestSeq}, '>', 1, 'its ring holds only the newest');
 is($s->{cluster}{asks}, 0, 'no ASK yet');
@@ -281,14 +208,14 @@ is(join(' ', map { $_->{seq} } @{ $page->{json}{data} // [] }),
     '1 2 3 4 5', 'read from Redis (ASK)');
 
 # a node started now reads the whole log through ASK
-my $nb = node();
-my $sb = tailed($nb, $N);
+my $nb = ask_node();
+my $sb = tailed_ready($nb, $N);
 my $took = time - $t0;
 is($sb->{cluster}{lastSeq}, $N,
     'a node started mid-migration read the log (ASK)');
 ok(($src->cli('CLUSTER', 'COUNTKEYSINSLOT', $slot) // 0) > 0,
     'the slot was still migrating then');
-my $asks = status($nb)->{asks} // 0;
+my $asks = cluster_status($nb)->{asks} // 0;
 ok($asks > 0, "its status counts the ASKs it followed ($asks)");
 ok($took < 6, sprintf('within the window (%.1f s)', $took));
 like($nb->get('/events-status?format=prometheus')->{body} // '',
@@ -308,12 +235,13 @@ waitpid($posts, 0);
 my @during = split ' ', ($na->read_file('during') // '');
 is(scalar @during, 10, 'every POST during the migration answered');
 is(scalar(grep { $_ == 201 } @during), 10, 'all 201') or diag("@during");
-ok((status($na)->{asks} // 0) > 0, 'the POSTing node followed ASK too');
+ok((cluster_status($na)->{asks} // 0) > 0,
+    'the POSTing node followed ASK too');
 
 is($nb->post_json('/events', { id => 'after', type => 'c.m' })->{status},
     201, 'a POST after the move');
 my $total = $N + 11;
-tailed($_, $total) for $na, $nb;
+tailed_ready($_, $total) for $na, $nb;
 my $la = $na->get('/events?order=desc&limit=50')->{json}{data} // [];
 my $lb = $nb->get('/events?order=desc&limit=50')->{json}{data} // [];
 is(scalar @$la, 50, 'the newest on the first node');
@@ -326,7 +254,5 @@ my %have = map { $_->{id} => 1 } @$la;
 is(scalar(grep { $have{"m-$_"} } 1 .. 10), 10,
     'the POSTs made during the migration are there');
 
-$nb->stop;
-my @bad = grep { /\[(?:alert|crit|emerg)\]/ } split /\n/, $nb->error_log;
-ok(!@bad, 'no alert, crit or emerg on the second node');
+stop_ok($nb, 'no alert, crit or emerg on the second node');
 $na->done;

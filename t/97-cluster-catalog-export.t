@@ -22,6 +22,7 @@ use Socket qw(SOL_SOCKET SO_RCVBUF);
 use Time::HiRes qw(time sleep);
 use EventsTest;
 use EventsTest::Redis;
+use EventsTest::Cluster qw(node pages tailed finish);
 
 plan(skip_all => 'redis-server not installed (make deps)')
     unless EventsTest::Redis->available;
@@ -32,49 +33,18 @@ my $MAX = 2000;
 my $N = 3000;
 my %nd = (Accept => 'application/x-ndjson');
 
-sub node {
-    my $t = EventsTest->new(workers => 2);
-    $t->write_config(<<"EOF");
-%%GLOBALS%%
-http {
-    %%HTTP_GLOBALS%%
-
-    events_zone main 256k;
-    events_cluster main $url prefix=t97 timeout=2s connect_timeout=500ms
-                   max_len=$MAX;
-
-    server {
-        listen 127.0.0.1:%%PORT%% sndbuf=16k;
-        events_tenant \$http_x_tenant;
-
-        location /events {
-            events_api main;
-        }
-
-        location = /events-status {
-            events_status main;
-        }
-    }
-}
-EOF
-    $t->run;
-    return $t;
-}
-
-my @nodes = map { node() } 1 .. 3;
+my @nodes = map { node($url, zone => '256k',
+    cluster => "prefix=t97 timeout=2s connect_timeout=500ms max_len=$MAX",
+    listen => 'sndbuf=16k', server => 'events_tenant $http_x_tenant;') }
+    1 .. 3;
 
 sub status { ($_[0]->get('/events-status')->{json} // {}) }
 
-sub tailed {
+sub all_tailed {
     my ($n) = @_;
     for my $i (0 .. 2) {
-        my $s;
-        for (1 .. 400) {
-            $s = status($nodes[$i]);
-            last if ($s->{cluster}{lastSeq} // 0) == $n;
-            sleep 0.05;
-        }
-        is($s->{cluster}{lastSeq}, $n, "node $i tailed every event ($n)");
+        is(tailed($nodes[$i], $n)->{cluster}{lastSeq}, $n,
+            "node $i tailed every event ($n)");
     }
 }
 
@@ -113,7 +83,7 @@ sub post_all {
 }
 
 ok(post_all($N), "$N events posted in batches over three nodes, all 201");
-tailed($N);
+all_tailed($N);
 
 for my $i (0 .. 2) {
     cmp_ok(status($nodes[$i])->{events}{oldestSeq}, '>', 2000,
@@ -145,28 +115,13 @@ sub expected_catalog {
     return [ map { { type => $_, %{ $c{$_} } } } sort keys %c ];
 }
 
-sub pages {
-    my ($t, $q, %h) = @_;
-    my (@all, @st);
-    my $cursor = delete $h{after};
-    for (1 .. 1000) {
-        my $r = $t->get("$q?limit=500"
-            . ($cursor ? "&after=$cursor" : ''), headers => \%h);
-        push @st, $r->{status};
-        last unless $r->{status} == 200;
-        push @all, @{ $r->{json}{data} };
-        last unless $r->{json}{has_more};
-        $cursor = $r->{json}{next};
-    }
-    return (\@all, \@st);
-}
-
 sub check_catalogs {
     my ($what) = @_;
     my $gone = gone();
     for my $tenant ('', 'acme') {
         my %h = $tenant ? ('X-Tenant' => $tenant) : ();
-        my ($list) = pages($nodes[1], '/events', %h);
+        my ($list) = pages($nodes[1], '/events', limit => 500,
+            headers => \%h);
         my %times = map { $_->{id} => $_->{timestamp} } @$list;
         my $want = expected_catalog($tenant, $gone, \%times);
         my $name = $tenant || 'the default tenant';
@@ -199,7 +154,8 @@ for my $i (0 .. 2) {
 is(scalar(keys %{ { map { $_ => 1 } @oldest } }), 1,
     'oldest: the same on every node');
 for my $i (0 .. 2) {
-    my ($got, $st) = pages($nodes[$i], '/events', after => $oldest[$i]);
+    my ($got) = pages($nodes[$i], '/events', limit => 500,
+        after => $oldest[$i]);
     is_deeply([ map { $_->{seq} } @$got ], \@keep,
         "node $i: after=oldest lists every event Redis keeps, "
         . 'from Redis then the ring');
@@ -271,7 +227,7 @@ is("$r->{status} $r->{body}", '400 {"error":{"status":400,'
 # More events trim more: the catalogs follow, every node alike
 
 ok(post_all($N + 600), '600 more events');
-tailed($N + 600);
+all_tailed($N + 600);
 $N += 600;
 cmp_ok(gone(), '>', $gone, 'Redis trimmed further');
 check_catalogs('after more trimming');
@@ -405,13 +361,4 @@ is_deeply([ map { $_->{seq} } lines($r) ], [ $keep[-1] ],
     'with its events');
 $redis->start;
 
-for my $n (@nodes[1, 2]) {
-    $n->stop;
-    my @bad = grep {
-        my $l = $_;
-        /\[(?:alert|crit|emerg)\]/ && !grep { $l =~ $_ } @{ $n->{expected} };
-    } split /\n/, $n->error_log;
-    ok(!@bad, 'no alert, crit or emerg in a node\'s error.log')
-        or diag(join "\n", @bad[0 .. ($#bad < 9 ? $#bad : 9)]);
-}
-$t->done;
+finish(@nodes[1, 2], $t);

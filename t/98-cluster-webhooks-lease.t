@@ -24,6 +24,7 @@ use Test::More;
 use Time::HiRes qw(time sleep);
 use EventsTest;
 use EventsTest::Redis;
+use EventsTest::Cluster qw(node cluster_status caught_up finish);
 use EventsTest::Receiver;
 use JSON::PP;
 
@@ -36,78 +37,27 @@ my $rcv = EventsTest::Receiver->new(name => 'slow');
 my $hook = $rcv->url('/hook');
 my $static = $rcv->url('/static');
 
-sub node {
-    my $t = EventsTest->new(workers => 2);
-    $t->write_config(<<"EOF");
-%%GLOBALS%%
-http {
-    %%HTTP_GLOBALS%%
-
-    events_zone main 4m;
-    events_cluster main $url prefix=t98 timeout=2s connect_timeout=500ms
-                   webhook_lease=2s;
-
-    events_webhook main id=slow url=$hook events=order.*
-        secret=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw;
-    events_webhook main id=st url=$static events=static.*
-        secret=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw;
-
-    server {
-        listen 127.0.0.1:%%PORT%%;
-
-        events_webhook_allow 127.0.0.1/32;
-        events_webhook_retry 1s 1s;
-        events_webhook_disable_after 1s;
-
-        location /events { events_api main; }
-        location /webhooks { events_webhooks main; }
-        location = /events-status { events_status main; }
-
-        location = /_events_webhook {
-            internal;
-            proxy_pass \$events_webhook_url;
-            proxy_set_header Host \$events_webhook_host;
-            proxy_connect_timeout 2s;
-            proxy_read_timeout 20s;
-        }
-    }
-}
-EOF
-    $t->run;
-    return $t;
-}
-
 # a lease renewed every third of it needs a few round trips to Redis
 
 {
-    my $t = EventsTest->new;
-    $t->write_config(<<"EOF");
-%%GLOBALS%%
-http {
-    %%HTTP_GLOBALS%%
-
-    events_zone main 1m;
-    events_cluster main $url prefix=t98x webhook_lease=500ms;
-
-    server {
-        listen 127.0.0.1:%%PORT%%;
-        location /events { events_api main; }
-    }
-}
-EOF
+    my $t = node($url, zone => '1m',
+        cluster => 'prefix=t98x webhook_lease=500ms', run => 0);
     my ($ok, $out) = $t->_test_config;
     like($ok ? '' : $out,
         qr/\[emerg\].*events_cluster: "webhook_lease=500ms" is shorter than 1s in \S+nginx\.conf:\d+/,
         'nginx -t: webhook_lease= under 1s');
 }
 
-my @nodes = map { node() } 1 .. 3;
+my @nodes = map { node($url, zone => '4m',
+    cluster => 'prefix=t98 timeout=2s connect_timeout=500ms webhook_lease=2s',
+    http => "events_webhook main id=slow url=$hook events=order.*
+        secret=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw;
+    events_webhook main id=st url=$static events=static.*
+        secret=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw;",
+    server => 'events_webhook_retry 1s 1s;
+        events_webhook_disable_after 1s;', webhooks => '20s') } 1 .. 3;
 
-sub cluster { ($_[0]->get('/events-status')->{json} // {})->{cluster} // {} }
-
-for my $t (@nodes) {
-    for (1 .. 200) { last if cluster($t)->{caughtUp}; sleep 0.05 }
-}
+caught_up($_) for @nodes;
 
 # each request held 5 s: two and a half leases
 
@@ -132,7 +82,7 @@ is_deeply(\%by_id, { map { ("l-$_" => 1) } 1 .. 4 },
     'each event once, though each attempt outlived the lease twice');
 
 my $claimed = 0;
-$claimed += cluster($_)->{webhooks}{claimed} // 0 for @nodes;
+$claimed += cluster_status($_)->{webhooks}{claimed} // 0 for @nodes;
 is($claimed, 4, 'one claim per delivery across the cluster');
 
 # every node's attempt log: one successful attempt each
@@ -289,13 +239,4 @@ my $until = same('pausedUntil', @eps);
 ok($until ne 'null' && $until !~ / /,
     "paused until the same time on every node ($until)");
 
-for my $t (@nodes[0 .. 1]) {
-    $t->stop;
-    my @bad = grep {
-        my $l = $_;
-        /\[(?:alert|crit|emerg)\]/ && !grep { $l =~ $_ } @{ $t->{expected} };
-    } split /\n/, $t->error_log;
-    ok(!@bad, 'no alert, crit or emerg in a node\'s error.log')
-        or diag(join "\n", @bad[0 .. ($#bad < 9 ? $#bad : 9)]);
-}
-$nodes[2]->done;
+finish(@nodes);

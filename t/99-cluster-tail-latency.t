@@ -17,6 +17,7 @@ use Test::More;
 use Time::HiRes qw(time sleep);
 use EventsTest;
 use EventsTest::Redis;
+use EventsTest::Cluster qw(node caught_up finish);
 use EventsTest::SSE;
 
 plan(skip_all => 'redis-server not installed (make deps)')
@@ -25,50 +26,17 @@ plan(skip_all => 'redis-server not installed (make deps)')
 my $redis = EventsTest::Redis->new;
 my $url = $redis->url;
 
-sub node {
+sub node99 {
     my ($more) = @_;
-    $more //= '';
-    my $t = EventsTest->new(workers => 2);
-    $t->write_config(<<"EOF");
-%%GLOBALS%%
-http {
-    %%HTTP_GLOBALS%%
-
-    events_zone main 16m;
-    events_cluster main $url prefix=t99 timeout=2s connect_timeout=1s
-                   $more;
-
-    server {
-        listen 127.0.0.1:%%PORT%%;
-
-        location /events/stream {
-            events_stream main;
-            events_heartbeat 10s;
-        }
-
-        location /events {
-            events_api main;
-        }
-
-        location = /events-status {
-            events_status main;
-        }
-    }
-}
-EOF
-    $t->run;
-    return $t;
+    return node($url, zone => '16m',
+        cluster => 'prefix=t99 timeout=2s connect_timeout=1s'
+            . ($more ? " $more" : ''),
+        heartbeat => '10s');
 }
 
-my ($pub, $sub) = map { node() } 1 .. 2;
+my ($pub, $sub) = map { node99() } 1 .. 2;
 
-for my $t ($pub, $sub) {
-    for (1 .. 100) {
-        my $st = $t->get('/events-status')->{json};
-        last if $st && $st->{cluster} && $st->{cluster}{caughtUp};
-        sleep 0.05;
-    }
-}
+caught_up($_) for $pub, $sub;
 
 # streams on the other node: enough that both of its workers hold some
 my @streams = map { EventsTest::SSE->open($sub, '/events/stream',
@@ -176,12 +144,8 @@ cmp_ok($st->{tailed}, '>=', $n, 'status: the tailer took every event');
 $_->close for @streams;
 
 # the pace: a third node that reads a busy log every 300 ms
-my $paced = node('tail_pace=300ms');
-for (1 .. 100) {
-    my $st = $paced->get('/events-status')->{json};
-    last if $st && $st->{cluster} && $st->{cluster}{caughtUp};
-    sleep 0.05;
-}
+my $paced = node99('tail_pace=300ms');
+caught_up($paced);
 my $ps = EventsTest::SSE->open($paced, '/events/stream', timeout => 5);
 is($ps->status, 200, 'a stream on the paced node');
 
@@ -247,12 +211,4 @@ like($paced->get('/events-status?format=prometheus')->{body},
     'prometheus: events_cluster_tail_reads_total');
 $ps->close;
 
-for my $t ($paced, $pub) {
-    $t->stop;
-    my @bad = grep { /\[(?:alert|crit|emerg)\]/ } split /\n/, $t->error_log;
-    ok(!@bad, 'no alert, crit or emerg in a node\'s error.log')
-        or diag(join "\n", @bad[0 .. ($#bad < 9 ? $#bad : 9)]);
-}
-
-
-$sub->done;
+finish($paced, $pub, $sub);

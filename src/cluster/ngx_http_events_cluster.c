@@ -510,6 +510,7 @@ ngx_http_events_cluster_postconfiguration(ngx_conf_t *cf)
 {
     ngx_uint_t                            i, k;
     ngx_http_events_store_t              *store;
+    ngx_http_core_loc_conf_t             *clcf;
     ngx_http_events_cluster_t           **clp, *cl;
     ngx_http_events_main_conf_t          *emcf;
     ngx_http_events_cluster_main_conf_t  *cmcf;
@@ -517,6 +518,9 @@ ngx_http_events_cluster_postconfiguration(ngx_conf_t *cf)
     cmcf = ngx_http_conf_get_module_main_conf(cf,
                                               ngx_http_events_cluster_module);
     emcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_events_module);
+
+    /* http{}'s resolver, as proxy_pass with variables uses it */
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
 
     ngx_http_events_cluster_append_postconfiguration();
     ngx_http_events_cluster_read_postconfiguration();
@@ -533,6 +537,12 @@ ngx_http_events_cluster_postconfiguration(ngx_conf_t *cf)
     for (i = 0; i < cmcf->clusters.nelts; i++) {
         cl = clp[i];
         store = cl->zone->data;
+
+        if (ngx_http_events_redis_resolver(cf, &cl->redis, clcf->resolver)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
 
         if (store == NULL) {
             ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
@@ -618,6 +628,7 @@ ngx_http_events_cluster_init_process(ngx_cycle_t *cycle)
         cl->rd.data = cl;
         cl->rd.lost = ngx_http_events_cluster_lost;
         cl->rd.asks = &cl->sh->asks;
+        cl->rd.errors = &cl->sh->errors;
 
         ngx_queue_init(&cl->reads);
 

@@ -104,6 +104,17 @@ ngx_http_events_cluster_status_json(ngx_http_events_buf_t *b,
     ngx_http_events_buf_literal(b, ",\"prefix\":");
     ngx_http_events_buf_str(b, cl->prefix.data, cl->prefix.len);
 
+    /* where this worker's connection went: the host's name can move */
+    ngx_http_events_buf_literal(b, ",\"address\":");
+
+    if (cl->rd.state == NGX_HTTP_EVENTS_REDIS_READY && cl->rd.pc.name) {
+        ngx_http_events_buf_str(b, cl->rd.pc.name->data,
+                                cl->rd.pc.name->len);
+
+    } else {
+        ngx_http_events_buf_literal(b, "null");
+    }
+
     ngx_http_events_buf_printf(b, ",\"connected\":%s,\"caughtUp\":%s,"
                     "\"epoch\":\"%016uxL\",\"lastSeq\":%uL,"
                     "\"headSeq\":%uL,\"lagEvents\":%uL,\"lagMs\":%uL,"
@@ -197,7 +208,8 @@ ngx_http_events_cluster_status_text(ngx_http_events_buf_t *b,
                   "events_cluster_reconnects_total", "counter",
                   "Connections to Redis lost.", sh->reconnects);
     ngx_http_events_status_metric(b, store, "events_cluster_errors_total",
-                  "counter", "Unexpected answers from Redis.", sh->errors);
+                  "counter", "Unexpected answers from Redis, and names "
+                  "not resolved.", sh->errors);
     ngx_http_events_status_metric(b, store, "events_cluster_asks_total",
                   "counter", "ASK redirects followed (a slot migrating).",
                   sh->asks);

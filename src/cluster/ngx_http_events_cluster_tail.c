@@ -83,6 +83,7 @@ ngx_http_events_cluster_tail_start(ngx_http_events_cluster_t *cl)
     cl->tail.lost = ngx_http_events_cluster_tail_lost;
     cl->tail.extra = NGX_HTTP_EVENTS_CLUSTER_BLOCK;
     cl->tail.asks = &cl->sh->asks;
+    cl->tail.errors = &cl->sh->errors;
     cl->tail.abandon = 1;
     cl->tailing = 1;
 

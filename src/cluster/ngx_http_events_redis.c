@@ -9,7 +9,9 @@
  * only: redisFormatCommandArgv() builds a command, a redisReader parses
  * the replies from the bytes read here.  The socket, its timers and the
  * event loop are nginx's (ngx_event_connect_peer), so nothing blocks a
- * worker.  The address is resolved when the configuration is read.
+ * worker.  A host name is resolved by nginx's resolver (the one of
+ * http{}) before each connect, so that a Redis whose name moves is
+ * followed; without a resolver, when the configuration is read.
  *
  * Commands queued during one turn of the event loop go out in one write
  * (the flush is a posted event), and their replies come back in order:
@@ -39,6 +41,11 @@
 #define NGX_HTTP_EVENTS_REDIS_BACKOFF_MAX  2000
 
 
+static ngx_int_t ngx_http_events_redis_valid_name(ngx_str_t *host);
+static void ngx_http_events_redis_resolve(ngx_http_events_redis_t *rd);
+static void ngx_http_events_redis_resolved(ngx_resolver_ctx_t *ctx);
+static void ngx_http_events_redis_peer(ngx_http_events_redis_t *rd,
+    ngx_addr_t *addr, ngx_msec_t timeout);
 static ngx_int_t ngx_http_events_redis_hello(ngx_http_events_redis_t *rd);
 static void ngx_http_events_redis_hello_done(void *data, redisReply *reply,
     ngx_http_events_redis_cmd_t *cmd);
@@ -181,6 +188,7 @@ ngx_http_events_redis_parse_url(ngx_conf_t *cf, ngx_str_t *value,
     u.url.data = p;
     u.url.len = last - p;
     u.default_port = 6379;
+    u.no_resolve = 1;
 
     if (ngx_parse_url(cf->pool, &u) != NGX_OK) {
         if (u.err) {
@@ -192,14 +200,38 @@ ngx_http_events_redis_parse_url(ngx_conf_t *cf, ngx_str_t *value,
         return NGX_CONF_ERROR;
     }
 
-    if (u.naddrs == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "events_cluster: host not found in \"%V\"",
-                           &u.url);
-        return NGX_CONF_ERROR;
+    conf->named = 0;
+
+    if (u.naddrs == 0
+        && ngx_inet_addr(u.host.data, u.host.len) != INADDR_NONE)
+    {
+        /* an IPv4 address: no DNS is asked */
+        if (ngx_inet_resolve_host(cf->pool, &u) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+
+    } else if (u.naddrs == 0) {
+
+        /*
+         * A name: resolved by the resolver of http{} at each connect, or
+         * without one when the configuration is read (postconfiguration
+         * knows which), so it must at least be a name
+         */
+
+        if (ngx_http_events_redis_valid_name(&u.host) != NGX_OK) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "events_cluster: invalid host name in "
+                               "\"%V\"", &u.url);
+            return NGX_CONF_ERROR;
+        }
+
+        conf->named = 1;
+        conf->conf_file = cf->conf_file->file.name;
+        conf->conf_line = cf->conf_file->line;
     }
 
     conf->host = u.host;
+    conf->hostport = u.url;
     conf->port = u.port;
     conf->addrs = u.addrs;
     conf->naddrs = u.naddrs;
@@ -231,6 +263,90 @@ ngx_http_events_redis_parse_url(ngx_conf_t *cf, ngx_str_t *value,
     conf->url.len = p - conf->url.data;
 
     return NGX_CONF_OK;
+}
+
+
+/* letters, digits, "-" and "_" in dot-separated labels of 1-63 */
+
+static ngx_int_t
+ngx_http_events_redis_valid_name(ngx_str_t *host)
+{
+    u_char      ch;
+    size_t      label;
+    ngx_uint_t  i;
+
+    if (host->len == 0 || host->len > 253) {
+        return NGX_DECLINED;
+    }
+
+    label = 0;
+
+    for (i = 0; i < host->len; i++) {
+        ch = host->data[i];
+
+        if (ch == '.') {
+            if (label == 0) {
+                return NGX_DECLINED;
+            }
+
+            label = 0;
+            continue;
+        }
+
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')
+              || (ch >= '0' && ch <= '9') || ch == '-' || ch == '_'))
+        {
+            return NGX_DECLINED;
+        }
+
+        if (++label > 63) {
+            return NGX_DECLINED;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Every directive is read: a name is resolved at run time when http{}
+ * has a resolver (as proxy_pass with variables), else now, as before.
+ */
+
+ngx_int_t
+ngx_http_events_redis_resolver(ngx_conf_t *cf,
+    ngx_http_events_redis_conf_t *conf, ngx_resolver_t *resolver)
+{
+    ngx_url_t  u;
+
+    if (!conf->named) {
+        return NGX_OK;
+    }
+
+    if (resolver && resolver->connections.nelts) {
+        conf->resolver = resolver;
+        return NGX_OK;
+    }
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+
+    u.url = conf->hostport;
+    u.host = conf->host;
+    u.port = conf->port;
+
+    if (ngx_inet_resolve_host(cf->pool, &u) != NGX_OK || u.naddrs == 0) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "events_cluster: host not found in \"%V\" (without "
+                      "a \"resolver\" in http{}, the name is resolved "
+                      "when the configuration is read) in %V:%ui",
+                      &conf->hostport, &conf->conf_file, conf->conf_line);
+        return NGX_ERROR;
+    }
+
+    conf->addrs = u.addrs;
+    conf->naddrs = u.naddrs;
+
+    return NGX_OK;
 }
 
 
@@ -330,27 +446,148 @@ ngx_http_events_redis_init(ngx_http_events_redis_t *rd,
 }
 
 
+/*
+ * Every connection to Redis is made here: to where a Redis Cluster
+ * sent us, else to the configured host, in turn over its addresses
+ */
+
 void
 ngx_http_events_redis_connect(ngx_http_events_redis_t *rd)
 {
-    ngx_int_t                     rc;
-    ngx_addr_t                   *addr;
-    ngx_queue_t                   rest, *q;
-    ngx_connection_t             *c;
-    ngx_http_events_redis_cmd_t  *cmd;
+    ngx_addr_t  *addr;
 
     if (rd->state != NGX_HTTP_EVENTS_REDIS_IDLE || ngx_exiting) {
         return;
     }
 
+    rd->connects++;
+
     if (rd->moved.sockaddr) {
         addr = &rd->moved;
 
+    } else if (rd->conf->resolver) {
+        ngx_http_events_redis_resolve(rd);
+        return;
+
     } else {
-        addr = &rd->conf->addrs[rd->connects % rd->conf->naddrs];
+        addr = &rd->conf->addrs[(rd->connects - 1) % rd->conf->naddrs];
     }
 
-    rd->connects++;
+    ngx_http_events_redis_peer(rd, addr, rd->conf->connect_timeout);
+}
+
+
+/*
+ * The name is asked of nginx's resolver (its cache keeps an answer for
+ * its valid= time); commands wait meanwhile as during a connect, and
+ * connect_timeout covers the two
+ */
+
+static void
+ngx_http_events_redis_resolve(ngx_http_events_redis_t *rd)
+{
+    ngx_resolver_ctx_t  *ctx, temp;
+
+    rd->state = NGX_HTTP_EVENTS_REDIS_CONNECTING;
+    rd->resolve_start = ngx_current_msec;
+
+    ngx_memzero(&temp, sizeof(ngx_resolver_ctx_t));
+    temp.name = rd->conf->host;
+
+    ctx = ngx_resolve_start(rd->conf->resolver, &temp);
+
+    if (ctx == NULL || ctx == NGX_NO_RESOLVER) {
+        ngx_http_events_redis_fail(rd, "cannot start resolving");
+        return;
+    }
+
+    ctx->name = rd->conf->host;
+    ctx->handler = ngx_http_events_redis_resolved;
+    ctx->data = rd;
+    ctx->timeout = rd->conf->connect_timeout;
+    ctx->cancelable = 1;
+
+    rd->resolving = ctx;
+
+    /* the handler may run before this returns: an answer in the cache */
+
+    if (ngx_resolve_name(ctx) != NGX_OK) {
+        /* the context is freed by ngx_resolve_name on failure */
+        rd->resolving = NULL;
+        ngx_http_events_redis_fail(rd, "cannot resolve");
+    }
+}
+
+
+static void
+ngx_http_events_redis_resolved(ngx_resolver_ctx_t *ctx)
+{
+    u_char                   *p;
+    ngx_msec_t                spent, timeout;
+    ngx_resolver_addr_t      *addr;
+    ngx_http_events_redis_t  *rd;
+    u_char                    why[128];
+
+    rd = ctx->data;
+    rd->resolving = NULL;
+
+    if (ngx_exiting) {
+        /* no new connection while nginx quits: it would outlive it */
+        ngx_resolve_name_done(ctx);
+        rd->state = NGX_HTTP_EVENTS_REDIS_CLOSED;
+        ngx_http_events_redis_fail(rd, "nginx quits");
+        return;
+    }
+
+    if (ctx->state || ctx->naddrs == 0) {
+        p = ngx_snprintf(why, sizeof(why) - 1,
+                         "\"%V\" could not be resolved (%i: %s)",
+                         &ctx->name, ctx->state,
+                         ctx->state ? ngx_resolver_strerror(ctx->state)
+                                    : "no address");
+        *p = '\0';
+
+        ngx_resolve_name_done(ctx);
+
+        if (rd->errors) {
+            (void) ngx_atomic_fetch_add(rd->errors, 1);
+        }
+
+        ngx_http_events_redis_fail(rd, (char *) why);
+        return;
+    }
+
+    /* in turn over the answer's addresses, as over configured ones */
+
+    addr = &ctx->addrs[(rd->connects - 1) % ctx->naddrs];
+
+    ngx_memcpy(&rd->peer_sa, addr->sockaddr, addr->socklen);
+    rd->peer.sockaddr = &rd->peer_sa.sockaddr;
+    rd->peer.socklen = addr->socklen;
+    ngx_inet_set_port(rd->peer.sockaddr, rd->conf->port);
+
+    rd->peer.name.data = rd->peer_name;
+    rd->peer.name.len = ngx_sock_ntop(rd->peer.sockaddr, rd->peer.socklen,
+                                      rd->peer_name, NGX_SOCKADDR_STRLEN, 1);
+
+    ngx_resolve_name_done(ctx);
+
+    spent = ngx_current_msec - rd->resolve_start;
+    timeout = rd->conf->connect_timeout;
+    timeout = spent < timeout ? timeout - spent : 1;
+
+    ngx_http_events_redis_peer(rd, &rd->peer, timeout);
+}
+
+
+static void
+ngx_http_events_redis_peer(ngx_http_events_redis_t *rd, ngx_addr_t *addr,
+    ngx_msec_t timeout)
+{
+    ngx_int_t                     rc;
+    ngx_queue_t                   rest, *q;
+    ngx_connection_t             *c;
+    ngx_http_events_redis_cmd_t  *cmd;
 
     ngx_memzero(&rd->pc, sizeof(ngx_peer_connection_t));
 
@@ -414,7 +651,7 @@ ngx_http_events_redis_connect(ngx_http_events_redis_t *rd)
     }
 
     if (rc == NGX_AGAIN) {
-        ngx_add_timer(c->write, rd->conf->connect_timeout);
+        ngx_add_timer(c->write, timeout);
         return;
     }
 
@@ -1353,8 +1590,17 @@ ngx_http_events_redis_fail(ngx_http_events_redis_t *rd, const char *why)
 {
     ngx_msec_t  delay;
 
-    if (rd->state == NGX_HTTP_EVENTS_REDIS_READY
-        || rd->state == NGX_HTTP_EVENTS_REDIS_CONNECTING)
+    if ((rd->state == NGX_HTTP_EVENTS_REDIS_READY
+         || rd->state == NGX_HTTP_EVENTS_REDIS_CONNECTING)
+        && rd->pc.connection)
+    {
+        /* the address too: a name may have resolved to several */
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "events_cluster: redis %V: %s (%V)", &rd->conf->url,
+                      why, rd->pc.name);
+
+    } else if (rd->state == NGX_HTTP_EVENTS_REDIS_READY
+               || rd->state == NGX_HTTP_EVENTS_REDIS_CONNECTING)
     {
         ngx_log_error(NGX_LOG_ERR, rd->log, 0,
                       "events_cluster: redis %V: %s", &rd->conf->url, why);
@@ -1422,6 +1668,11 @@ ngx_http_events_redis_drop(ngx_http_events_redis_t *rd)
 {
     ngx_queue_t                  *q;
     ngx_http_events_redis_cmd_t  *cmd;
+
+    if (rd->resolving) {
+        ngx_resolve_name_done(rd->resolving);
+        rd->resolving = NULL;
+    }
 
     if (rd->pc.connection) {
         ngx_http_events_redis_close_connection(rd->pc.connection);

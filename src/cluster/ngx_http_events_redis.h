@@ -36,8 +36,12 @@ typedef struct {
     ngx_str_t                   url;            /* without the password */
     ngx_str_t                   host;
     in_port_t                   port;
-    ngx_addr_t                 *addrs;
+    ngx_addr_t                 *addrs;          /* read with the conf */
     ngx_uint_t                  naddrs;
+    ngx_resolver_t             *resolver;       /* or a name, at run time */
+    ngx_str_t                   hostport;       /* as in the URL */
+    ngx_str_t                   conf_file;      /* where the URL is */
+    ngx_uint_t                  conf_line;
     ngx_str_t                   user;
     ngx_str_t                   password;
     ngx_int_t                   db;             /* -1: not given */
@@ -48,6 +52,7 @@ typedef struct {
     u_char                     *sni;            /* NULL: an address */
 #endif
     unsigned                    tls:1;
+    unsigned                    named:1;        /* the host is a name */
 } ngx_http_events_redis_conf_t;
 
 
@@ -101,6 +106,14 @@ struct ngx_http_events_redis_s {
     ngx_http_events_redis_t    *parent;         /* of an ASK connection */
     ngx_atomic_t               *asks;           /* counted there if set */
 
+    /* the host's name, resolved at each connect (conf->resolver) */
+    ngx_resolver_ctx_t         *resolving;
+    ngx_msec_t                  resolve_start;
+    ngx_addr_t                  peer;
+    ngx_sockaddr_t              peer_sa;
+    u_char                      peer_name[NGX_SOCKADDR_STRLEN];
+    ngx_atomic_t               *errors;         /* counted there if set */
+
     ngx_uint_t                  connects;
     ngx_uint_t                  failures;
     ngx_uint_t                  redirects;
@@ -116,6 +129,8 @@ char *ngx_http_events_redis_parse_url(ngx_conf_t *cf, ngx_str_t *value,
     ngx_http_events_redis_conf_t *conf);
 char *ngx_http_events_redis_tls(ngx_conf_t *cf,
     ngx_http_events_redis_conf_t *conf, ngx_str_t *trusted);
+ngx_int_t ngx_http_events_redis_resolver(ngx_conf_t *cf,
+    ngx_http_events_redis_conf_t *conf, ngx_resolver_t *resolver);
 ngx_int_t ngx_http_events_redis_init(ngx_http_events_redis_t *rd,
     ngx_http_events_redis_conf_t *conf, ngx_log_t *log);
 void ngx_http_events_redis_connect(ngx_http_events_redis_t *rd);

@@ -198,6 +198,7 @@ ngx_http_events_stream_handler(ngx_http_request_t *r)
     ngx_int_t                      rc;
     ngx_uint_t                     ws;
     ngx_pool_cleanup_t            *cln;
+    ngx_http_events_loc_conf_t    *elcf;
     ngx_http_events_stream_ctx_t  *ctx;
 
     if (r->method != NGX_HTTP_GET) {
@@ -261,7 +262,11 @@ ngx_http_events_stream_handler(ngx_http_request_t *r)
         return NGX_ERROR;
     }
 
-    ngx_http_events_stream_release(ctx);
+    elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
+
+    if (elcf->stream_release_header) {
+        ngx_http_events_stream_release(ctx);
+    }
 
     r->main->count++;
 
@@ -287,7 +292,9 @@ ngx_http_events_stream_handler(ngx_http_request_t *r)
 /*
  * Past its headers a stream needs none of its header buffer: nearly a
  * tenth of what an idle stream holds goes back (the bytes it used move
- * into the request's pool, with the filters that point into them)
+ * into the request's pool, with the filters that point into them).
+ * nginx's own pointers into the buffer are moved; a third-party module's
+ * are not, hence events_stream_release_header off.
  */
 
 static void

@@ -184,6 +184,11 @@ sum_requests() {
     echo "$n"
 }
 
+# Redis's CPU so far, in clock ticks (utime + stime of its process)
+redis_ticks() {
+    awk '{ print $14 + $15 }' "/proc/$REDIS_PID/stat" 2>/dev/null || echo 0
+}
+
 # append scripts Redis ran so far (EVALSHA, and EVAL after a NOSCRIPT)
 script_calls() {
     redis-cli -p "$REDIS_PORT" INFO commandstats \

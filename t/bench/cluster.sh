@@ -94,6 +94,7 @@ read -r SINGLE SINGLE_BAD <<< "$(sum_rps "$WORK/wrk-single.log")"
 SCRIPTS0=$(script_calls)
 USEC0=$(script_usec)
 CALLS0=$(redis_calls)
+TICKS0=$(redis_ticks)
 for n in 1 2 3; do
     port=PORT_ours$n
     wrk_run "http://127.0.0.1:${!port}/events" "$per" "$WORK/wrk-ours$n.log"
@@ -104,13 +105,17 @@ SCRIPTS=$(( $(script_calls) - SCRIPTS0 ))
 USEC=$(( $(script_usec) - USEC0 ))
 CALLS=$(( $(redis_calls) - CALLS0 ))
 POSTS=$(sum_requests "$WORK"/wrk-ours[123].log)
+TICKS_OURS=$(( $(redis_ticks) - TICKS0 ))
 
+TICKS0=$(redis_ticks)
 for n in 1 2 3; do
     port=PORT_nchan$n
     wrk_run "http://127.0.0.1:${!port}/pub" "$per" "$WORK/wrk-nchan$n.log"
 done
 wrk_wait
 read -r NCHANR NCHAN_BAD <<< "$(sum_rps "$WORK"/wrk-nchan[123].log)"
+TICKS_NCHAN=$(( $(redis_ticks) - TICKS0 ))
+NCHAN_POSTS=$(sum_requests "$WORK"/wrk-nchan[123].log)
 
 printf '%-44s %10s %8s\n' "server" "events/s" "non-2xx"
 printf '%-44s %10s %8s\n' "one node, no cluster (memory)" "$SINGLE" "$SINGLE_BAD"
@@ -123,6 +128,16 @@ awk -v s="$SCRIPTS" -v p="$POSTS" -v u="$USEC" -v c="$CALLS" 'BEGIN {
         printf "cluster: %d POSTs in %d append scripts (%.2f POSTs a " \
             "script), %.1f Redis commands and %.1f us of scripts a POST\n",
             p, s, p / (s > 0 ? s : 1), c / p, u / p }'
+# Redis is one thread: its CPU per event is the ingest ceiling of a
+# cluster whose Redis has a core of its own (not so on this box, where
+# the nodes, wrk and Redis share the cores)
+awk -v a="$TICKS_OURS" -v p="$POSTS" -v b="$TICKS_NCHAN" -v q="$NCHAN_POSTS" \
+    -v hz="$(getconf CLK_TCK)" 'BEGIN {
+    if (p > 0 && q > 0 && a > 0 && b > 0) {
+        x = a * 1e6 / hz / p; y = b * 1e6 / hz / q
+        printf "Redis CPU per event: cluster %.1f us, Nchan-Redis %.1f us; " \
+            "Redis-bound ceiling cluster / Nchan-Redis: %.2fx\n", x, y, y / x
+    } }'
 echo
 
 # ---------------------------------------------------------------------

@@ -11,6 +11,10 @@ package EventsTest::Redis;
 #   $redis->crash;                  # SIGKILL
 #   EventsTest::Redis->new(tls => { cert => F, key => F, ca => F })
 #                                   # TLS only, on the same port
+#   EventsTest::Redis->new(bind => '127.0.0.2', port => $other->port)
+#                                   # another loopback address: a DNS
+#                                   # name (A records carry no port)
+#                                   # can move between the two
 #
 # The port is held the way EventsTest::port() holds one (a UDP socket of
 # the same number), so test files running in parallel cannot take it,
@@ -33,8 +37,12 @@ sub available { -x $SERVER && -x $CLI }
 
 sub new {
     my ($class, %o) = @_;
-    my (undef, $udp, $port) = EventsTest::Daemon::reserve_port();
+    # a given port is held by the Redis on 127.0.0.1 it is taken from
+    my ($udp, $port) = (undef, $o{port});
+    (undef, $udp, $port) = EventsTest::Daemon::reserve_port()
+        unless defined $port;
     my $self = bless {
+        bind  => $o{bind} // '127.0.0.1',
         dir   => tempdir('events-redis-XXXXXXXX', TMPDIR => 1,
                      CLEANUP => !$ENV{T_KEEP}),
         port  => $port,
@@ -53,7 +61,7 @@ sub dir { $_[0]{dir} }
 sub url {
     my ($self) = @_;
     return $self->{tls} ? "rediss://localhost:$self->{port}"
-                        : "redis://127.0.0.1:$self->{port}";
+                        : "redis://$self->{bind}:$self->{port}";
 }
 sub pid { $_[0]{pid} }
 
@@ -72,7 +80,7 @@ sub start {
             '--tls-ca-cert-file', $tls->{ca}, '--tls-auth-clients', 'no')
             : ('--port', $self->{port});
         { no warnings "exec"; exec { $SERVER } $SERVER, @port,
-            '--bind', '127.0.0.1', '--dir', $self->{dir},
+            '--bind', $self->{bind}, '--dir', $self->{dir},
             '--daemonize', 'no', '--appendonly', 'yes',
             '--appendfsync', 'always', '--save', '',
             '--logfile', "$self->{dir}/redis.log",
@@ -99,7 +107,7 @@ sub cli {
     unless ($pid) {
         open(STDERR, '>', '/dev/null');
         { no warnings 'exec';
-          exec { $CLI } $CLI, '-h', '127.0.0.1', '-p', $self->{port},
+          exec { $CLI } $CLI, '-h', $self->{bind}, '-p', $self->{port},
               ($self->{tls} ? ('--tls', '--cacert', $self->{tls}{ca}) : ()),
               @args; }
         POSIX::_exit(127);
