@@ -76,16 +76,24 @@ sub delivered_ids {
     return \%seen;
 }
 
+# Until every id is delivered, for as long as deliveries keep coming:
+# how many a second depends on the machine's load (each request is a
+# fork of the receiver), so the bound is on a stall, $stall seconds
+# without one more id (a lost event), and 120 s in all.
 sub wait_all {
-    my ($path, $ids, $secs) = @_;
-    my $end = time + $secs;
-    my $seen;
-    while (time < $end) {
+    my ($path, $ids, $stall) = @_;
+    my $end = time + $t->scale(120);
+    my ($seen, $left, $fewer, $progress) = ({}, scalar @$ids, undef, time);
+    while (1) {
         $seen = delivered_ids($path);
-        return (0, $seen) unless grep { !$seen->{$_} } @$ids;
+        $left = grep { !$seen->{$_} } @$ids;
+        return (0, $seen) unless $left;
+        ($fewer, $progress) = ($left, time)
+            if !defined $fewer || $left < $fewer;
+        last if time - $progress > $t->scale($stall) || time > $end;
         sleep 0.5;
     }
-    return (scalar(grep { !$seen->{$_} } @$ids), $seen);
+    return ($left, $seen);
 }
 
 # one dispatcher, shown on the status page
@@ -103,7 +111,7 @@ my $victim = status()->{dispatcherPid};
 kill 'KILL', $victim;
 $t->expect_log(qr/worker process $victim exited on signal 9/);
 push @ids, publish_batch('k.x', 100, 'b');
-my ($missing, $seen) = wait_all('/k', \@ids, 30);
+my ($missing, $seen) = wait_all('/k', \@ids, 15);
 is($missing, 0, 'every event delivered after the dispatcher was killed');
 my $new = status()->{dispatcherPid};
 ok($new && $new != $victim, "another worker took over ($victim -> $new)");
@@ -114,7 +122,7 @@ $rcv->reset_log;
 sleep 0.2;
 ok($t->reload, 'reloaded');
 push @ids, publish_batch('k.x', 100, 'd');
-($missing) = wait_all('/k', \@ids, 30);
+($missing) = wait_all('/k', \@ids, 15);
 is($missing, 0, 'every event delivered across the reload');
 my %now = map { $_ => 1 } $t->worker_pids;
 ok($now{ status()->{dispatcherPid} }, 'a new worker dispatches');

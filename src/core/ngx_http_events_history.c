@@ -3064,6 +3064,15 @@ ngx_http_events_history_types(ngx_http_events_history_t *h,
     ngx_http_events_history_cat_t   cat;
 
     /*
+     * Like every read of the index, the indexer first: worker 0 runs it
+     * only every few milliseconds, and a catalog read between its turns
+     * would miss the events a client was just answered 201 for.  It
+     * reads no record: not one of the status page's reads.
+     */
+
+    (void) ngx_http_events_history_catchup(h);
+
+    /*
      * Retention moves "gone" first and removes index entries (and
      * counts) after it, a batch per turn: the entries between are
      * taken off here, so that the catalog says what lists say.
