@@ -372,8 +372,12 @@ grown('/events/stream', 50, \@held);                 # warm the heaps
 my $released = grown('/events/stream', 300, \@held);
 my $kept = grown('/kept/stream', 300, \@held);
 note(sprintf 'per stream: %.0f B released, %.0f B kept', $released, $kept);
-cmp_ok($kept - $released, '>=', 512,
-    'a stream keeps its header buffer with events_stream_release_header off');
+SKIP: {
+    # ASan's allocator holds freed memory back (its quarantine)
+    skip 'memory is measured without ASan', 1 if $t->asan;
+    cmp_ok($kept - $released, '>=', 512, 'a stream keeps its header '
+        . 'buffer with events_stream_release_header off');
+}
 $_->close for @held;
 is(wait_subscribers(0), 0, 'and they are let go');
 
