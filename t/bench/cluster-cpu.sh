@@ -22,41 +22,14 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lib.sh
 . "$HERE/lib.sh"
-ROOT=$(cd "$HERE/../.." && pwd)
-
-MODULE=${T_MODULE:-$ROOT/build/ngx_http_events_module.so}
-NGINX=${NGINX_BIN:-/usr/sbin/nginx}
-DURATION=${BENCH_SECONDS:-10}
-CONNS=${BENCH_CONNECTIONS:-16}
-LUA=$HERE/post.lua
-export BENCH_BODY_BYTES=300
-
-die() {
-    echo "cluster.sh: $*" >&2
-    exit 2
-}
-
-[[ -x $NGINX ]] || die "no nginx at $NGINX"
-[[ -f $MODULE ]] || die "no module at $MODULE (run make first)"
-command -v wrk >/dev/null || die "wrk is not installed (make deps)"
-command -v redis-server >/dev/null || die "redis-server is not installed (make deps)"
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/events-bench-cluster.XXXXXX")
-chmod 755 "$WORK"
-
-MODULE_SRC=$MODULE
-MODULE=$WORK/ngx_http_events_module.so
-cp "$MODULE_SRC" "$MODULE"
-chmod 644 "$MODULE"
-
+# KIND=nchan: the same for three Nchan nodes in Redis "distributed" mode
+# (what cluster.sh compares with); their POSTs go to /pub
+KIND=${KIND:-ours}
+if [[ $KIND == nchan ]]; then NEED_NCHAN=1; fi
 
 # shellcheck source=cluster-lib.sh
 . "$HERE/cluster-lib.sh"
 
-# KIND=nchan: the same for three Nchan nodes in Redis "distributed" mode
-# (what cluster.sh compares with); their POSTs go to /pub
-KIND=${KIND:-ours}
-NCHAN=${NCHAN_MODULE:-/usr/lib/nginx/modules/ngx_nchan_module.so}
 if [[ $KIND == nchan ]]; then
     start ours1 nchan
     start ours2 nchan
@@ -72,9 +45,6 @@ else
 fi
 
 
-cpu_of() { # pid -> utime+stime ticks
-    awk '{print $14 + $15}' /proc/$1/stat 2>/dev/null || echo 0
-}
 PIDS=()
 NAMES=()
 for n in 1 2 3; do
@@ -83,7 +53,7 @@ for n in 1 2 3; do
 done
 PIDS+=($REDIS_PID); NAMES+=(redis)
 declare -A C0
-for p in "${PIDS[@]}"; do C0[$p]=$(cpu_of $p); done
+for p in "${PIDS[@]}"; do C0[$p]=$(proc_ticks $p); done
 redis-cli -p $REDIS_PORT CONFIG RESETSTAT >/dev/null
 T0=$(awk '{print $1+$2+$3+$4+$5+$6+$7}' <(grep '^cpu ' /proc/stat | cut -d' ' -f3-))
 BUSY0=$(awk '{print $1+$2+$3+$6+$7}' <(grep '^cpu ' /proc/stat | cut -d' ' -f3-))
@@ -115,7 +85,7 @@ POSTS=$(sum_requests "$WORK"/wrk-ours*.log)
 echo "load $(cut -d' ' -f1-3 /proc/loadavg) events/s $OURS bad $OURS_BAD posts $POSTS"
 tot=0
 for i in "${!PIDS[@]}"; do
-    p=${PIDS[$i]}; d=$(( $(cpu_of $p) - ${C0[$p]} ))
+    p=${PIDS[$i]}; d=$(( $(proc_ticks $p) - ${C0[$p]} ))
     tot=$((tot + d))
     awk -v n="${NAMES[$i]}" -v d=$d -v e=$POSTS 'BEGIN{printf "%-16s %6d ticks %7.2f us/event\n", n, d, d*1e4/e}'
 done

@@ -1,13 +1,45 @@
-# Sourced by cluster.sh and cluster-cpu.sh: the processes they start and
-# stop (a trap), one Redis with AOF on a free port ($URL), and the nginx
-# configs of a node (ours with or without events_cluster, or Nchan on the
-# same Redis), the wait for the cluster's nodes, and wrk and Redis
-# counters.  Expects HERE, WORK, MODULE, NCHAN (for Nchan nodes), LUA,
-# DURATION and die() from the script, and lib.sh sourced.
+# Sourced by cluster.sh and cluster-cpu.sh: their settings and checks, a
+# temp directory ($WORK) with a copy of the module, the processes they
+# start and stop (a trap), one Redis with AOF on a free port ($URL), and
+# the nginx configs of a node (ours with or without events_cluster, or
+# Nchan on the same Redis), the wait for the cluster's nodes, and wrk and
+# Redis counters.  Expects HERE and lib.sh sourced; NEED_NCHAN=1 when
+# the script runs Nchan nodes.
 # BENCH_CLUSTER_ARGS: more parameters of events_cluster (tail_pace=0).
 
 # PORT_*, DIR_*, MASTER_* are assigned through printf -v
 # shellcheck shell=bash disable=SC2154
+
+ROOT=$(cd "$HERE/../.." && pwd)
+MODULE=${T_MODULE:-$ROOT/build/ngx_http_events_module.so}
+NGINX=${NGINX_BIN:-/usr/sbin/nginx}
+NCHAN=${NCHAN_MODULE:-/usr/lib/nginx/modules/ngx_nchan_module.so}
+DURATION=${BENCH_SECONDS:-10}
+CONNS=${BENCH_CONNECTIONS:-16}
+LUA=$HERE/post.lua
+export BENCH_BODY_BYTES=300
+
+die() {
+    echo "$(basename "$0"): $*" >&2
+    exit 2
+}
+
+[[ -x $NGINX ]] || die "no nginx at $NGINX"
+[[ -f $MODULE ]] || die "no module at $MODULE (run make first)"
+if [[ ${NEED_NCHAN:-0} == 1 ]]; then
+    [[ -f $NCHAN ]] || die "no Nchan at $NCHAN (make deps)"
+fi
+command -v wrk >/dev/null || die "wrk is not installed (make deps)"
+command -v redis-server >/dev/null \
+    || die "redis-server is not installed (make deps)"
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/events-bench-cluster.XXXXXX")
+chmod 755 "$WORK"
+
+# a copy the nginx workers can read whatever the checkout's permissions
+cp "$MODULE" "$WORK/ngx_http_events_module.so"
+MODULE=$WORK/ngx_http_events_module.so
+chmod 644 "$MODULE"
 
 STARTED=()
 BG_PIDS=()
@@ -184,9 +216,13 @@ sum_requests() {
     echo "$n"
 }
 
-# Redis's CPU so far, in clock ticks (utime + stime of its process)
+# a process's CPU so far, in clock ticks (utime + stime)
+proc_ticks() {
+    awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
 redis_ticks() {
-    awk '{ print $14 + $15 }' "/proc/$REDIS_PID/stat" 2>/dev/null || echo 0
+    proc_ticks "$REDIS_PID"
 }
 
 # append scripts Redis ran so far (EVALSHA, and EVAL after a NOSCRIPT)

@@ -31,43 +31,16 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lib.sh
 . "$HERE/lib.sh"
-ROOT=$(cd "$HERE/../.." && pwd)
-
-MODULE=${T_MODULE:-$ROOT/build/ngx_http_events_module.so}
-NGINX=${NGINX_BIN:-/usr/sbin/nginx}
-NCHAN=${NCHAN_MODULE:-/usr/lib/nginx/modules/ngx_nchan_module.so}
-DURATION=${BENCH_SECONDS:-10}
-CONNS=${BENCH_CONNECTIONS:-16}
 STREAMS=${BENCH_STREAMS:-1000}
 RATE=${BENCH_RATE:-200}
-LUA=$HERE/post.lua
-export BENCH_BODY_BYTES=300
+NEED_NCHAN=1
 
-die() {
-    echo "cluster.sh: $*" >&2
-    exit 2
-}
-
-[[ -x $NGINX ]] || die "no nginx at $NGINX"
-[[ -f $MODULE ]] || die "no module at $MODULE (run make first)"
-[[ -f $NCHAN ]] || die "no Nchan at $NCHAN (make deps)"
-command -v wrk >/dev/null || die "wrk is not installed (make deps)"
-command -v redis-server >/dev/null || die "redis-server is not installed (make deps)"
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/events-bench-cluster.XXXXXX")
-chmod 755 "$WORK"
-
-MODULE_SRC=$MODULE
-MODULE=$WORK/ngx_http_events_module.so
-cp "$MODULE_SRC" "$MODULE"
-chmod 644 "$MODULE"
+# shellcheck source=cluster-lib.sh
+. "$HERE/cluster-lib.sh"
 
 CLIENT=$WORK/fanout_client
 gcc -O2 -g -Wall -Wextra -o "$CLIENT" "$HERE/fanout_client.c" \
     || die "the client did not compile"
-
-# shellcheck source=cluster-lib.sh
-. "$HERE/cluster-lib.sh"
 
 start single
 start ours1 ours
