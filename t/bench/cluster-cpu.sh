@@ -55,7 +55,6 @@ PIDS+=($REDIS_PID); NAMES+=(redis)
 declare -A C0
 for p in "${PIDS[@]}"; do C0[$p]=$(proc_ticks $p); done
 redis-cli -p $REDIS_PORT CONFIG RESETSTAT >/dev/null
-T0=$(awk '{print $1+$2+$3+$4+$5+$6+$7}' <(grep '^cpu ' /proc/stat | cut -d' ' -f3-))
 BUSY0=$(awk '{print $1+$2+$3+$6+$7}' <(grep '^cpu ' /proc/stat | cut -d' ' -f3-))
 per=$(( (CONNS + 2) / 3 ))
 if [[ -n ${PERF:-} ]]; then
