@@ -9,7 +9,9 @@
 # workers of node PERFNODE (default 2) with perf; STRACE=PREFIX counts
 # their syscalls (strace -c, slows them down); PERFSTAT=PREFIX counts the
 # context switches of all workers and of Redis (perf stat); KIND=nchan
-# runs the same for three Nchan nodes in Redis "distributed" mode;
+# runs the same for three Nchan nodes in Redis "distributed" mode, and
+# KIND=single for one node of ours without events_cluster (every
+# connection on it: what a POST costs a worker without Redis);
 # BENCH_CLUSTER_ARGS adds parameters to events_cluster (tail_pace=0).
 #
 # Environment: T_MODULE, NGINX_BIN, BENCH_SECONDS (10), BENCH_CONNECTIONS
@@ -25,6 +27,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # KIND=nchan: the same for three Nchan nodes in Redis "distributed" mode
 # (what cluster.sh compares with); their POSTs go to /pub
 KIND=${KIND:-ours}
+ALL="1 2 3"
 if [[ $KIND == nchan ]]; then NEED_NCHAN=1; fi
 
 # shellcheck source=cluster-lib.sh
@@ -36,6 +39,12 @@ if [[ $KIND == nchan ]]; then
     start ours3 nchan
     sleep 1
     WHERE=pub
+elif [[ $KIND == single ]]; then
+    start ours1 single
+    sleep 1
+    WHERE=events
+    NODES=1
+    ALL=1
 else
     start ours1 ours
     start ours2 ours
@@ -47,7 +56,7 @@ fi
 
 PIDS=()
 NAMES=()
-for n in 1 2 3; do
+for n in $ALL; do
     m=MASTER_ours$n
     for w in $(pgrep -P ${!m}); do PIDS+=($w); NAMES+=("node$n-w$w"); done
 done
@@ -57,6 +66,7 @@ for p in "${PIDS[@]}"; do C0[$p]=$(proc_ticks $p); done
 redis-cli -p $REDIS_PORT CONFIG RESETSTAT >/dev/null
 BUSY0=$(awk '{print $1+$2+$3+$6+$7}' <(grep '^cpu ' /proc/stat | cut -d' ' -f3-))
 per=$(( (CONNS + 2) / 3 ))
+[[ $KIND == single ]] && per=$CONNS
 if [[ -n ${PERF:-} ]]; then
     m=MASTER_ours${PERFNODE:-2}
     perf record -F 2000 -g -o $PERF -p "$(pgrep -P ${!m} | paste -sd,)" -- sleep $((DURATION - 1)) > /dev/null 2>&1 &
@@ -69,7 +79,7 @@ if [[ -n ${STRACE:-} ]]; then
 fi
 if [[ -n ${PERFSTAT:-} ]]; then
     w=""
-    for n in 1 2 3; do m=MASTER_ours$n; w+="$(pgrep -P ${!m} | paste -sd,),"; done
+    for n in $ALL; do m=MASTER_ours$n; w+="$(pgrep -P ${!m} | paste -sd,),"; done
     perf stat -e instructions,context-switches -p "${w%,}" -o "$PERFSTAT.nginx" -- sleep $((DURATION - 1)) > /dev/null 2>&1 &
     perf stat -e instructions,context-switches -p "$REDIS_PID" -o "$PERFSTAT.redis" -- sleep $((DURATION - 1)) > /dev/null 2>&1 &
 fi
