@@ -1,28 +1,19 @@
-# Sourced by cluster.sh and cluster-cpu.sh: their settings and checks, a
-# temp directory ($WORK) with a copy of the module, the processes they
-# start and stop (a trap), one Redis with AOF on a free port ($URL), and
-# the nginx configs of a node (ours with or without events_cluster, or
-# Nchan on the same Redis), the wait for the cluster's nodes, and wrk and
-# Redis counters.  Expects HERE and lib.sh sourced; NEED_NCHAN=1 when
-# the script runs Nchan nodes.
+# Sourced by cluster.sh and cluster-cpu.sh after lib.sh: their settings
+# and checks, a temp directory ($WORK) with a copy of the module, the
+# processes they start and stop (a trap), one Redis with AOF on a free
+# port ($URL), and the nginx configs of a node (ours with or without
+# events_cluster, or Nchan on the same Redis), the wait for the
+# cluster's nodes, and wrk and Redis counters.  NEED_NCHAN=1 when the
+# script runs Nchan nodes.
 # BENCH_CLUSTER_ARGS: more parameters of events_cluster (tail_pace=0).
 
 # PORT_*, DIR_*, MASTER_* are assigned through printf -v
 # shellcheck shell=bash disable=SC2154
 
-ROOT=$(cd "$HERE/../.." && pwd)
-MODULE=${T_MODULE:-$ROOT/build/ngx_http_events_module.so}
-NGINX=${NGINX_BIN:-/usr/sbin/nginx}
-NCHAN=${NCHAN_MODULE:-/usr/lib/nginx/modules/ngx_nchan_module.so}
 DURATION=${BENCH_SECONDS:-10}
 CONNS=${BENCH_CONNECTIONS:-16}
 LUA=$HERE/post.lua
 export BENCH_BODY_BYTES=300
-
-die() {
-    echo "$(basename "$0"): $*" >&2
-    exit 2
-}
 
 [[ -x $NGINX ]] || die "no nginx at $NGINX"
 [[ -f $MODULE ]] || die "no module at $MODULE (run make first)"

@@ -33,19 +33,9 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lib.sh
 . "$HERE/lib.sh"
-ROOT=$(cd "$HERE/../.." && pwd)
-
-MODULE=${T_MODULE:-$ROOT/build/ngx_http_events_module.so}
-case $MODULE in /*) ;; *) MODULE=$PWD/$MODULE ;; esac
-NGINX=${NGINX_BIN:-/usr/sbin/nginx}
 N=${BENCH_STREAMS:-2000}
 K=${BENCH_EVENTS:-20}
 FORMAT=${BENCH_FORMAT:-}
-
-die() {
-    echo "delivery.sh: $*" >&2
-    exit 2
-}
 
 for v in N K; do
     [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a whole number > 0"

@@ -83,12 +83,6 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lib.sh
 . "$HERE/lib.sh"
-ROOT=$(cd "$HERE/../.." && pwd)
-
-MODULE=${T_MODULE:-$ROOT/build/ngx_http_events_module.so}
-case $MODULE in /*) ;; *) MODULE=$PWD/$MODULE ;; esac
-NGINX=${NGINX_BIN:-/usr/sbin/nginx}
-NCHAN=${NCHAN_MODULE:-/usr/lib/nginx/modules/ngx_nchan_module.so}
 SUBSCRIBERS=${BENCH_SUBSCRIBERS:-"100 1000 5000 10000"}
 RATES=${BENCH_RATES:-"10 100 1000 max"}
 DURATION=${BENCH_SECONDS:-5}
@@ -105,11 +99,6 @@ FLOOR=${BENCH_FLOOR:-1}
 PERF_CG=${BENCH_PERF_CALLGRAPH:-fp}
 ROUNDS=${BENCH_ROUNDS:-1}
 CLIENT_SRC=$HERE/fanout_client.c
-
-die() {
-    echo "fanout.sh: $*" >&2
-    exit 2
-}
 
 for v in DURATION PUB_GRACE PUB_CONNS RATE_CONNS BODY_BYTES DRAIN_IDLE_MS DRAIN_MAX MAX_RSS_MB ROUNDS; do
     [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a whole number > 0, not '${!v}'"

@@ -41,11 +41,6 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lib.sh
 . "$HERE/lib.sh"
-ROOT=$(cd "$HERE/../.." && pwd)
-
-MODULE=${T_MODULE:-$ROOT/build/ngx_http_events_module.so}
-case $MODULE in /*) ;; *) MODULE=$PWD/$MODULE ;; esac
-NGINX=${NGINX_BIN:-/usr/sbin/nginx}
 N=${BENCH_STREAMS:-100000}
 FD_HARD=$(ulimit -Hn)
 [[ $FD_HARD == unlimited ]] && FD_HARD=1048576
@@ -55,11 +50,6 @@ PER_WORKER=$((FD_HARD - 500))
 WORKERS=${BENCH_WORKERS:-$(( (N * 105 / 100 + PER_WORKER - 1) / PER_WORKER ))}
 ((WORKERS < 2)) && WORKERS=2
 CLIENTS=$(( (N + PER_CLIENT - 1) / PER_CLIENT ))
-
-die() {
-    echo "idle.sh: $*" >&2
-    exit 2
-}
 
 for v in N PER_CLIENT WORKERS; do
     [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a whole number > 0, not '${!v}'"

@@ -31,21 +31,11 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lib.sh
 . "$HERE/lib.sh"
-ROOT=$(cd "$HERE/../.." && pwd)
-
-MODULE=${T_MODULE:-$ROOT/build/ngx_http_events_module.so}
-case $MODULE in /*) ;; *) MODULE=$PWD/$MODULE ;; esac
-NGINX=${NGINX_BIN:-/usr/sbin/nginx}
 POSTS=${PROFILE_POSTS:-2000}
 BATCHES=${PROFILE_BATCHES:-50}
 BATCH=${PROFILE_BATCH:-100}
 WARMUP=${PROFILE_WARMUP:-200}
 TOP=${PROFILE_TOP:-25}
-
-die() {
-    echo "ingest-profile.sh: $*" >&2
-    exit 2
-}
 
 for v in POSTS BATCHES BATCH WARMUP TOP; do
     [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a whole number > 0"

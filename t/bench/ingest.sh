@@ -42,12 +42,6 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lib.sh
 . "$HERE/lib.sh"
-ROOT=$(cd "$HERE/../.." && pwd)
-
-MODULE=${T_MODULE:-$ROOT/build/ngx_http_events_module.so}
-case $MODULE in /*) ;; *) MODULE=$PWD/$MODULE ;; esac
-NGINX=${NGINX_BIN:-/usr/sbin/nginx}
-NCHAN=${NCHAN_MODULE:-/usr/lib/nginx/modules/ngx_nchan_module.so}
 DURATION=${BENCH_SECONDS:-10}
 ROUNDS=${BENCH_ROUNDS:-2}
 WARMUP=${BENCH_WARMUP:-1}
@@ -57,11 +51,6 @@ export BENCH_STRICT=${BENCH_STRICT:-0}
 BATCH=${BENCH_BATCH:-100}
 KINDS="ours nchan ceiling"
 LUA=$HERE/post.lua
-
-die() {
-    echo "ingest.sh: $*" >&2
-    exit 2
-}
 
 for v in DURATION ROUNDS WARMUP BENCH_BODY_BYTES BATCH; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number, not '${!v}'"

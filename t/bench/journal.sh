@@ -33,11 +33,6 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lib.sh
 . "$HERE/lib.sh"
-ROOT=$(cd "$HERE/../.." && pwd)
-
-MODULE=${T_MODULE:-$ROOT/build/ngx_http_events_module.so}
-case $MODULE in /*) ;; *) MODULE=$PWD/$MODULE ;; esac
-NGINX=${NGINX_BIN:-/usr/sbin/nginx}
 DURATION=${BENCH_SECONDS:-5}
 ROUNDS=${BENCH_ROUNDS:-2}
 CONNECTIONS=${BENCH_CONNECTIONS:-"1 16"}
@@ -45,11 +40,6 @@ export BENCH_BODY_BYTES=300
 export BENCH_STRICT=1
 LUA=$HERE/post.lua
 MODES=${BENCH_MODES:-"none off interval always"}
-
-die() {
-    echo "journal.sh: $*" >&2
-    exit 2
-}
 
 [[ $DURATION =~ ^[1-9][0-9]*$ ]] || die "BENCH_SECONDS must be > 0"
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS must be > 0"

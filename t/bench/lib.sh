@@ -1,5 +1,20 @@
-# Shared by the benchmarks in t/bench: free loopback ports and waiting
-# for a server to listen.  Sourced, not run; the caller defines die().
+# Shared by the benchmarks in t/bench: the paths every one of them uses
+# (ROOT, MODULE, NGINX, NCHAN, from T_MODULE, NGINX_BIN, NCHAN_MODULE),
+# die(), free loopback ports and waiting for a server to listen.
+# Sourced, not run, after the caller has set HERE.
+
+ROOT=$(cd "$HERE/../.." && pwd)
+MODULE=${T_MODULE:-$ROOT/build/ngx_http_events_module.so}
+case $MODULE in /*) ;; *) MODULE=$PWD/$MODULE ;; esac
+NGINX=${NGINX_BIN:-/usr/sbin/nginx}
+# shellcheck disable=SC2034  # for the scripts that run Nchan
+NCHAN=${NCHAN_MODULE:-/usr/lib/nginx/modules/ngx_nchan_module.so}
+
+# die MESSAGE: a setup that failed (exit status 2)
+die() {
+    echo "$(basename "$0"): $*" >&2
+    exit 2
+}
 
 # free_port: sets FREE_PORT to a loopback port nothing listens on and
 # that this run has not handed out before (kept in USED_PORTS).

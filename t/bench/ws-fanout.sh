@@ -25,23 +25,12 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(cd "$HERE/../.." && pwd)
-MODULE=${T_MODULE:-$ROOT/build/ngx_http_events_module.so}
-case $MODULE in /*) ;; *) MODULE=$PWD/$MODULE ;; esac
-NGINX=${NGINX_BIN:-/usr/sbin/nginx}
-NCHAN=${NCHAN_MODULE:-/usr/lib/nginx/modules/ngx_nchan_module.so}
 N=${BENCH_SUBSCRIBERS:-200}
 SECS=${BENCH_SECONDS:-5}
 CONNS=${BENCH_PUB_CONNS:-4}
 
-die() {
-    echo "ws-fanout.sh: $*" >&2
-    exit 2
-}
-
 # shellcheck source=t/bench/lib.sh
 . "$HERE/lib.sh"
-
 [[ -f $MODULE ]] || die "no module at $MODULE (make first)"
 [[ -f $NCHAN ]] || die "no Nchan at $NCHAN (apt-get install libnginx-mod-nchan)"
 
