@@ -59,6 +59,7 @@ keypair('p384', '-algorithm EC -pkeyopt ec_paramgen_curve:P-384');
 keypair('p384b', '-algorithm EC -pkeyopt ec_paramgen_curve:P-384');
 keypair('p521', '-algorithm EC -pkeyopt ec_paramgen_curve:P-521');
 keypair('k256', '-algorithm EC -pkeyopt ec_paramgen_curve:secp256k1');
+keypair('pss', '-algorithm RSA-PSS -pkeyopt rsa_keygen_bits:2048');
 
 $t->write_file('hs.key', "s3cret-one\n");
 
@@ -284,6 +285,13 @@ http {
             events_auth_jwt_key %%TESTDIR%%/rsa.pub;
             events_auth_jwt_key %%TESTDIR%%/rsa.pub kid=p alg=PS256;
             events_auth_jwt_key %%TESTDIR%%/rsa2.pub alg=PS384 kid=q;
+        }
+
+        # one file twice, no kid: the token's alg picks the line
+        location /rsa-twice/events {
+            events_api main;
+            events_auth_jwt_key %%TESTDIR%%/rsa.pub;
+            events_auth_jwt_key %%TESTDIR%%/rsa.pub alg=PS256;
         }
     }
 }
@@ -519,6 +527,14 @@ refused('/rsa-both/events', jwt(alg => 'RS256', key => 'rsa', kid => 'p'),
 refused('/rsa-both/events', jwt(alg => 'PS384', key => 'rsa', kid => 'q'),
     "the token's signature is wrong", 'side by side: kid q, another key');
 
+is(status_of('/rsa-twice/events', jwt(alg => 'RS256', key => 'rsa')), 200,
+    'one file twice: RS256');
+is(status_of('/rsa-twice/events', jwt(alg => 'PS256', key => 'rsa')), 200,
+    'one file twice: PS256');
+refused('/rsa-twice/events', jwt(alg => 'RS256', key => 'rsa',
+    header_alg => 'PS256'), "the token's signature is wrong",
+    'one file twice: an RS256 signature as PS256');
+
 # JWKS keys with "alg", and without it the type's default
 for my $c ([ 'PS256', 'rsa', 'ps1' ], [ 'RS512', 'rsa', 'rs5' ],
     [ 'RS256', 'rsa2', 'rd' ], [ 'ES384', 'p384', 'e384' ],
@@ -593,6 +609,8 @@ bad_file(slurp("$dir/rsa1024.pub"), 'an RSA key must have 2048 bits or more',
     'a 1024-bit RSA key');
 bad_file(slurp("$dir/k256.pub"), 'an EC key must be on P-256, P-384 or '
     . 'P-521', 'a secp256k1 key');
+bad_file(slurp("$dir/pss.pub"), 'the key type is not RSA, EC or Ed25519',
+    'an RSASSA-PSS key', ' alg=PS256');
 bad_file('{"keys": [', 'is not JSON', 'a JWKS that is not JSON');
 bad_file('{"kty": "RSA"}', 'has no "keys" list', 'a JWK, not a JWKS');
 bad_file('{"keys": [{"kty":"oct","k":"AAAA"}]}', 'has no signing key of type',
