@@ -436,8 +436,9 @@ fz_sign(ngx_pool_t *pool, const uint8_t *data, size_t size, ngx_str_t *token,
     p += dst.len;
 
     if (confused) {
-        HMAC(second ? EVP_sha512() : EVP_sha256(), fz_pubs[signer].data, (int) fz_pubs[signer].len,
-             token->data, p - token->data, mac, &len);
+        HMAC(second ? EVP_sha512() : EVP_sha256(), fz_pubs[signer].data,
+             (int) fz_pubs[signer].len, token->data, p - token->data, mac,
+             &len);
 
     } else if (fz_alg(signer)->hmac) {
         HMAC(fz_alg(signer)->md(), fz_key1.data, (int) fz_key1.len,
