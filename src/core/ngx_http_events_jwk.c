@@ -551,7 +551,7 @@ ngx_http_events_jwk_ec(ngx_conf_t *cf, json_t *jwk, char **error)
     EVP_PKEY_CTX                     *ctx;
     OSSL_PARAM_BLD                   *bld;
     const ngx_http_events_jwt_alg_t  *def;
-    u_char                            point[1 + 2 * 66];
+    u_char                            point[1 + 2 * 66];    /* P-521 */
 
     crv = json_object_get(jwk, "crv");
     def = NULL;
