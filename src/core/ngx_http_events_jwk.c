@@ -6,17 +6,24 @@
 
 /*
  * Token keys, read at configuration load (so a reload reads them again):
- * a file holds an HS256 secret, a PEM public key, or a JWKS.  What the
+ * a file holds an HMAC secret, a PEM public key, or a JWKS.  What the
  * file holds decides the key's type, and the type decides the one alg
- * the key verifies: a PEM or JWKS key is never an HMAC secret.
+ * the key verifies, or the few it may be told to verify (alg=, a JWK's
+ * "alg"): a PEM or JWKS key is never an HMAC secret, and an alg that
+ * does not fit the key's type fails the configuration.
  *
- *   "-----BEGIN PUBLIC KEY-----"  RSA (>= 2048 bits) -> RS256,
- *                                 EC P-256 -> ES256, Ed25519 -> EdDSA
+ *   "-----BEGIN PUBLIC KEY-----"  RSA (>= 2048 bits) -> RS256, or alg=
+ *                                 RS384, RS512, PS256, PS384, PS512;
+ *                                 EC: the curve decides, P-256 -> ES256,
+ *                                 P-384 -> ES384, P-521 -> ES512;
+ *                                 Ed25519 -> EdDSA
  *   "{"                           a JWKS, {"keys": [...]}: kty RSA, EC
- *                                 (P-256), OKP (Ed25519); each key's own
+ *                                 (those curves), OKP (Ed25519), as
+ *                                 above, "alg" for alg=; each key's own
  *                                 kid; keys for other uses or algs are
  *                                 skipped, a malformed key is refused
- *   anything else                 an HS256 secret, the file's bytes
+ *   anything else                 an HMAC secret, the file's bytes:
+ *                                 HS256, or alg= HS384, HS512
  *
  * The EVP_PKEYs live as long as the configuration's pool.
  */
@@ -39,12 +46,18 @@
 
 #define NGX_HTTP_EVENTS_JWK_MAX_FILE    65536
 #define NGX_HTTP_EVENTS_JWK_MAX_SECRET  4096
+#define NGX_HTTP_EVENTS_JWK_MAX_TEXT    256
+
+/* no alg= nor "alg": the key type's own */
+#define NGX_HTTP_EVENTS_JWK_DEFAULT     NGX_HTTP_EVENTS_JWT_NALGS
 
 
 static ngx_int_t ngx_http_events_jwk_read(ngx_conf_t *cf, ngx_str_t *path,
     ngx_str_t *data);
+static char *ngx_http_events_jwk_secret(ngx_conf_t *cf, ngx_str_t *path,
+    ngx_str_t *data, ngx_uint_t want, ngx_http_events_jwt_key_t *key);
 static char *ngx_http_events_jwk_pem(ngx_conf_t *cf, ngx_str_t *path,
-    ngx_str_t *data, ngx_http_events_jwt_key_t *key);
+    ngx_str_t *data, ngx_uint_t want, ngx_http_events_jwt_key_t *key);
 static char *ngx_http_events_jwk_set(ngx_conf_t *cf, ngx_str_t *path,
     ngx_str_t *data, ngx_array_t *keys);
 static char *ngx_http_events_jwk_entry(ngx_conf_t *cf, json_t *jwk,
@@ -59,25 +72,48 @@ static ngx_int_t ngx_http_events_jwk_bytes(ngx_conf_t *cf, json_t *jwk,
     const char *name, size_t len, ngx_str_t *out);
 static EVP_PKEY *ngx_http_events_jwk_fromdata(const char *type,
     OSSL_PARAM_BLD *bld);
-static char *ngx_http_events_jwk_alg(EVP_PKEY *pkey, ngx_uint_t *alg);
+static char *ngx_http_events_jwk_alg(ngx_conf_t *cf, EVP_PKEY *pkey,
+    ngx_uint_t want, const char *what, ngx_uint_t *alg);
+static char *ngx_http_events_jwk_misfit(ngx_conf_t *cf, const char *what,
+    ngx_uint_t want, const char *key, const char *algs);
+static char *ngx_http_events_jwk_text(ngx_conf_t *cf, const char *fmt, ...);
 static ngx_int_t ngx_http_events_jwk_keep(ngx_conf_t *cf, EVP_PKEY *pkey);
 static void ngx_http_events_jwk_free(void *data);
 static const char *ngx_http_events_jwk_ssl_error(void);
 
 
-/* events_auth_jwt_key FILE [kid=ID]: the keys the file holds */
+/* events_auth_jwt_key FILE [kid=ID] [alg=ALG]: the keys the file holds */
 
 char *
 ngx_http_events_jwk_load(ngx_conf_t *cf, ngx_array_t *keys, ngx_str_t *path,
-    ngx_str_t *kid)
+    ngx_str_t *kid, ngx_str_t *alg)
 {
     char                       *rv;
     u_char                     *p, *last;
+    ngx_int_t                   a;
     ngx_str_t                   data;
+    ngx_uint_t                  want;
     ngx_http_events_jwt_key_t  *key;
 
     if (ngx_conf_full_name(cf->cycle, path, 1) != NGX_OK) {
         return NGX_CONF_ERROR;
+    }
+
+    want = NGX_HTTP_EVENTS_JWK_DEFAULT;
+
+    if (alg->len) {
+        a = ngx_http_events_jwt_alg_find(alg->data, alg->len);
+
+        if (a == NGX_ERROR) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "unknown alg \"%V\" for the key file \"%V\"; "
+                               "known: HS256, HS384, HS512, RS256, RS384, "
+                               "RS512, PS256, PS384, PS512, ES256, ES384, "
+                               "ES512, EdDSA", alg, path);
+            return NGX_CONF_ERROR;
+        }
+
+        want = a;
     }
 
     if (ngx_http_events_jwk_read(cf, path, &data) != NGX_OK) {
@@ -93,10 +129,12 @@ ngx_http_events_jwk_load(ngx_conf_t *cf, ngx_array_t *keys, ngx_str_t *path,
     }
 
     if (last - p > 0 && *p == '{') {
-        if (kid->len) {
+        if (kid->len || alg->len) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "\"kid=\" does not apply to the JWKS \"%V\": "
-                               "its keys name their own kid", path);
+                               "\"%s=\" does not apply to the JWKS \"%V\": "
+                               "its keys name their own %s",
+                               kid->len ? "kid" : "alg", path,
+                               kid->len ? "kid" : "alg");
             return NGX_CONF_ERROR;
         }
 
@@ -112,33 +150,57 @@ ngx_http_events_jwk_load(ngx_conf_t *cf, ngx_array_t *keys, ngx_str_t *path,
     key->kid = *kid;
 
     if (last - p >= 11 && ngx_strncmp(p, "-----BEGIN ", 11) == 0) {
-        rv = ngx_http_events_jwk_pem(cf, path, &data, key);
-        if (rv != NGX_CONF_OK) {
-            keys->nelts--;
-        }
+        rv = ngx_http_events_jwk_pem(cf, path, &data, want, key);
 
-        return rv;
+    } else {
+        rv = ngx_http_events_jwk_secret(cf, path, &data, want, key);
     }
 
-    /* an HS256 secret; a key written with echo ends with a newline */
+    if (rv != NGX_CONF_OK) {
+        keys->nelts--;
+    }
 
+    return rv;
+}
+
+
+/* an HMAC secret; a key written with echo ends with a newline */
+
+static char *
+ngx_http_events_jwk_secret(ngx_conf_t *cf, ngx_str_t *path, ngx_str_t *data,
+    ngx_uint_t want, ngx_http_events_jwt_key_t *key)
+{
     key->alg = NGX_HTTP_EVENTS_JWT_HS256;
 
-    while (data.len && (data.data[data.len - 1] == '\n'
-                        || data.data[data.len - 1] == '\r'))
-    {
-        data.len--;
+    if (want != NGX_HTTP_EVENTS_JWK_DEFAULT) {
+        if (ngx_http_events_jwt_alg(want)->kind != NGX_HTTP_EVENTS_JWT_HMAC) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "the key in \"%V\" cannot verify tokens: "
+                               "alg=%s does not fit an HMAC secret (HS256, "
+                               "HS384 or HS512); a PEM public key starts "
+                               "with \"-----BEGIN \"", path,
+                               ngx_http_events_jwt_alg_name(want));
+            return NGX_CONF_ERROR;
+        }
+
+        key->alg = want;
     }
 
-    if (data.len == 0 || data.len > NGX_HTTP_EVENTS_JWK_MAX_SECRET) {
+    while (data->len && (data->data[data->len - 1] == '\n'
+                         || data->data[data->len - 1] == '\r'))
+    {
+        data->len--;
+    }
+
+    if (data->len == 0 || data->len > NGX_HTTP_EVENTS_JWK_MAX_SECRET) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "the HS256 secret in \"%V\" must hold 1 to %d "
-                           "bytes", path, NGX_HTTP_EVENTS_JWK_MAX_SECRET);
-        keys->nelts--;
+                           "the %s secret in \"%V\" must hold 1 to %d "
+                           "bytes", ngx_http_events_jwt_alg_name(key->alg),
+                           path, NGX_HTTP_EVENTS_JWK_MAX_SECRET);
         return NGX_CONF_ERROR;
     }
 
-    key->secret = data;
+    key->secret = *data;
 
     return NGX_CONF_OK;
 }
@@ -192,7 +254,7 @@ ngx_http_events_jwk_read(ngx_conf_t *cf, ngx_str_t *path, ngx_str_t *data)
 
 static char *
 ngx_http_events_jwk_pem(ngx_conf_t *cf, ngx_str_t *path, ngx_str_t *data,
-    ngx_http_events_jwt_key_t *key)
+    ngx_uint_t want, ngx_http_events_jwt_key_t *key)
 {
     BIO       *bio;
     char      *error;
@@ -225,7 +287,12 @@ ngx_http_events_jwk_pem(ngx_conf_t *cf, ngx_str_t *path, ngx_str_t *data,
         return NGX_CONF_ERROR;
     }
 
-    error = ngx_http_events_jwk_alg(pkey, &key->alg);
+    error = ngx_http_events_jwk_alg(cf, pkey, want, "alg=", &key->alg);
+
+    if (error == NGX_CONF_ERROR) {
+        EVP_PKEY_free(pkey);
+        return NGX_CONF_ERROR;
+    }
 
     if (error) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -321,7 +388,7 @@ ngx_http_events_jwk_set(ngx_conf_t *cf, ngx_str_t *path, ngx_str_t *data,
     if (used == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "the JWKS \"%V\" has no signing key of type RSA, "
-                           "EC P-256 or OKP Ed25519", path);
+                           "EC (P-256, P-384, P-521) or OKP Ed25519", path);
         return NGX_CONF_ERROR;
     }
 
@@ -342,7 +409,8 @@ ngx_http_events_jwk_entry(ngx_conf_t *cf, json_t *jwk,
     char        *error;
     json_t      *kty, *use, *alg, *kid;
     EVP_PKEY    *pkey;
-    ngx_uint_t   a;
+    ngx_int_t    found;
+    ngx_uint_t   a, want;
 
     if (!json_is_object(jwk)) {
         return "not an object";
@@ -371,6 +439,19 @@ ngx_http_events_jwk_entry(ngx_conf_t *cf, json_t *jwk,
         return "\"alg\" is not a string";
     }
 
+    want = NGX_HTTP_EVENTS_JWK_DEFAULT;
+
+    if (alg) {
+        found = ngx_http_events_jwt_alg_find((u_char *) json_string_value(alg),
+                                             json_string_length(alg));
+        if (found == NGX_ERROR) {
+            /* RSA-OAEP, ECDH-ES, ES256K...: a key for something else */
+            return "";
+        }
+
+        want = found;
+    }
+
     error = NULL;
 
     if (ngx_strcmp(json_string_value(kty), "RSA") == 0) {
@@ -390,15 +471,8 @@ ngx_http_events_jwk_entry(ngx_conf_t *cf, json_t *jwk,
         return error;
     }
 
-    error = ngx_http_events_jwk_alg(pkey, &a);
-
-    if (error == NULL && alg
-        && ngx_strcmp(json_string_value(alg),
-                      ngx_http_events_jwt_alg_name(a)) != 0)
-    {
-        /* e.g. an RSA key for PS256 or RSA-OAEP: not an RS256 key */
-        error = "";
-    }
+    /* a known alg that does not fit the key is a mistake, not a skip */
+    error = ngx_http_events_jwk_alg(cf, pkey, want, "\"alg\" ", &a);
 
     if (error) {
         EVP_PKEY_free(pkey);
@@ -468,43 +542,62 @@ ngx_http_events_jwk_rsa(ngx_conf_t *cf, json_t *jwk, char **error)
 static EVP_PKEY *
 ngx_http_events_jwk_ec(ngx_conf_t *cf, json_t *jwk, char **error)
 {
-    int              ok;
-    json_t          *crv;
-    EVP_PKEY        *pkey;
-    ngx_str_t        x, y;
-    EVP_PKEY_CTX    *ctx;
-    OSSL_PARAM_BLD  *bld;
-    u_char           point[65];
+    int                               ok;
+    size_t                            len;
+    json_t                           *crv;
+    EVP_PKEY                         *pkey;
+    ngx_str_t                         x, y;
+    ngx_uint_t                        a;
+    EVP_PKEY_CTX                     *ctx;
+    OSSL_PARAM_BLD                   *bld;
+    const ngx_http_events_jwt_alg_t  *def;
+    u_char                            point[1 + 2 * 66];    /* P-521 */
 
     crv = json_object_get(jwk, "crv");
+    def = NULL;
 
-    if (!json_is_string(crv) || ngx_strcmp(json_string_value(crv), "P-256"))
-    {
-        /* P-384, P-521: ES384 and ES512, not verified here */
+    for (a = 0; json_is_string(crv) && a < NGX_HTTP_EVENTS_JWT_NALGS; a++) {
+        def = ngx_http_events_jwt_alg(a);
+
+        if (def->kind == NGX_HTTP_EVENTS_JWT_ECDSA
+            && ngx_strcmp(json_string_value(crv), def->curve) == 0)
+        {
+            break;
+        }
+
+        def = NULL;
+    }
+
+    if (def == NULL) {
+        /* secp256k1 and the like: not verified here */
         *error = "";
         return NULL;
     }
 
-    if (ngx_http_events_jwk_bytes(cf, jwk, "x", 32, &x) != NGX_OK
-        || ngx_http_events_jwk_bytes(cf, jwk, "y", 32, &y) != NGX_OK)
+    /* a coordinate is as long as the order, half the signature */
+    len = def->siglen / 2;
+
+    if (ngx_http_events_jwk_bytes(cf, jwk, "x", len, &x) != NGX_OK
+        || ngx_http_events_jwk_bytes(cf, jwk, "y", len, &y) != NGX_OK)
     {
-        *error = "\"x\" and \"y\" must be 32 bytes in base64url";
+        *error = ngx_http_events_jwk_text(cf, "\"x\" and \"y\" must be %uz "
+                                          "bytes in base64url", len);
         return NULL;
     }
 
     /* an uncompressed point, as SEC 1 writes it */
     point[0] = 0x04;
-    ngx_memcpy(point + 1, x.data, 32);
-    ngx_memcpy(point + 33, y.data, 32);
+    ngx_memcpy(point + 1, x.data, len);
+    ngx_memcpy(point + 1 + len, y.data, len);
 
     bld = OSSL_PARAM_BLD_new();
     pkey = NULL;
 
     if (bld
         && OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME,
-                                           "prime256v1", 0)
+                                           def->group, 0)
         && OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY,
-                                            point, sizeof(point)))
+                                            point, 1 + 2 * len))
     {
         pkey = ngx_http_events_jwk_fromdata("EC", bld);
     }
@@ -524,7 +617,8 @@ ngx_http_events_jwk_ec(ngx_conf_t *cf, json_t *jwk, char **error)
 
     if (pkey == NULL) {
         ERR_clear_error();
-        *error = "not a point of P-256";
+        *error = ngx_http_events_jwk_text(cf, "not a point of %s",
+                                          def->curve);
     }
 
     return pkey;
@@ -637,41 +731,128 @@ ngx_http_events_jwk_fromdata(const char *type, OSSL_PARAM_BLD *bld)
 }
 
 
-/* the alg a key verifies, or why it verifies none */
+/*
+ * The alg a key verifies: the one its type fixes, or the one "want"
+ * names among those its type fits (NGX_HTTP_EVENTS_JWK_DEFAULT: the
+ * type's first); otherwise why it verifies none ("what" says where the
+ * alg was named: "alg=" or a JWK's "alg").
+ */
 
 static char *
-ngx_http_events_jwk_alg(EVP_PKEY *pkey, ngx_uint_t *alg)
+ngx_http_events_jwk_alg(ngx_conf_t *cf, EVP_PKEY *pkey, ngx_uint_t want,
+    const char *what, ngx_uint_t *alg)
 {
-    size_t  len;
-    char    group[64];
+    size_t                            len;
+    ngx_uint_t                        a, kind;
+    const ngx_http_events_jwt_alg_t  *def;
+    char                              group[64];
+
+    kind = (want == NGX_HTTP_EVENTS_JWK_DEFAULT)
+           ? NGX_HTTP_EVENTS_JWT_NALGS : ngx_http_events_jwt_alg(want)->kind;
 
     if (EVP_PKEY_is_a(pkey, "RSA")) {
         if (EVP_PKEY_get_bits(pkey) < 2048) {
             return "an RSA key must have 2048 bits or more";
         }
 
-        *alg = NGX_HTTP_EVENTS_JWT_RS256;
+        if (want == NGX_HTTP_EVENTS_JWK_DEFAULT) {
+            *alg = NGX_HTTP_EVENTS_JWT_RS256;
+            return NULL;
+        }
+
+        if (kind != NGX_HTTP_EVENTS_JWT_RSA
+            && kind != NGX_HTTP_EVENTS_JWT_PSS)
+        {
+            return ngx_http_events_jwk_misfit(cf, what, want, "an RSA key",
+                                              "RS256, RS384, RS512, PS256, "
+                                              "PS384 or PS512");
+        }
+
+        *alg = want;
         return NULL;
     }
 
     if (EVP_PKEY_is_a(pkey, "EC")) {
-        if (EVP_PKEY_get_group_name(pkey, group, sizeof(group), &len) != 1
-            || ngx_strcmp(group, "prime256v1") != 0)
-        {
+        if (EVP_PKEY_get_group_name(pkey, group, sizeof(group), &len) != 1) {
             ERR_clear_error();
-            return "an EC key must be on P-256 (ES256)";
+            group[0] = '\0';
         }
 
-        *alg = NGX_HTTP_EVENTS_JWT_ES256;
+        for (a = 0; a < NGX_HTTP_EVENTS_JWT_NALGS; a++) {
+            def = ngx_http_events_jwt_alg(a);
+
+            if (def->kind == NGX_HTTP_EVENTS_JWT_ECDSA
+                && ngx_strcmp(group, def->group) == 0)
+            {
+                break;
+            }
+        }
+
+        if (a == NGX_HTTP_EVENTS_JWT_NALGS) {
+            return "an EC key must be on P-256, P-384 or P-521";
+        }
+
+        if (want != NGX_HTTP_EVENTS_JWK_DEFAULT && want != a) {
+            return ngx_http_events_jwk_misfit(cf, what, want,
+                       ngx_http_events_jwk_text(cf, "an EC key on %s",
+                                                def->curve),
+                       def->name);
+        }
+
+        *alg = a;
         return NULL;
     }
 
     if (EVP_PKEY_is_a(pkey, "ED25519")) {
+        if (want != NGX_HTTP_EVENTS_JWK_DEFAULT
+            && want != NGX_HTTP_EVENTS_JWT_EDDSA)
+        {
+            return ngx_http_events_jwk_misfit(cf, what, want,
+                                              "an Ed25519 key", "EdDSA");
+        }
+
         *alg = NGX_HTTP_EVENTS_JWT_EDDSA;
         return NULL;
     }
 
-    return "the key type is not RSA, EC P-256 or Ed25519";
+    return "the key type is not RSA, EC or Ed25519";
+}
+
+
+static char *
+ngx_http_events_jwk_misfit(ngx_conf_t *cf, const char *what, ngx_uint_t want,
+    const char *key, const char *algs)
+{
+    if (key == NGX_CONF_ERROR) {
+        return NGX_CONF_ERROR;
+    }
+
+    return ngx_http_events_jwk_text(cf, "%s%s does not fit %s (%s)", what,
+                                    ngx_http_events_jwt_alg_name(want), key,
+                                    algs);
+}
+
+
+/* a message in the configuration's pool; NGX_CONF_ERROR: out of memory */
+
+static char *
+ngx_http_events_jwk_text(ngx_conf_t *cf, const char *fmt, ...)
+{
+    u_char   *p, *last;
+    va_list   args;
+
+    p = ngx_pnalloc(cf->pool, NGX_HTTP_EVENTS_JWK_MAX_TEXT);
+    if (p == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    va_start(args, fmt);
+    last = ngx_vslprintf(p, p + NGX_HTTP_EVENTS_JWK_MAX_TEXT - 1, fmt, args);
+    va_end(args);
+
+    *last = '\0';
+
+    return (char *) p;
 }
 
 

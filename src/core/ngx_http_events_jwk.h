@@ -13,7 +13,7 @@
 
 
 char *ngx_http_events_jwk_load(ngx_conf_t *cf, ngx_array_t *keys,
-    ngx_str_t *path, ngx_str_t *kid);
+    ngx_str_t *path, ngx_str_t *kid, ngx_str_t *alg);
 
 
 #endif /* _NGX_HTTP_EVENTS_JWK_H_INCLUDED_ */

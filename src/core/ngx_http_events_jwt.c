@@ -5,14 +5,18 @@
 
 
 /*
- * Built-in tokens: JWTs signed with HS256 by a shared secret, or with
- * RS256, ES256 (P-256) or EdDSA (Ed25519) by the holder of a private
- * key whose public half is configured (ngx_http_events_jwk.c loads it).
+ * Built-in tokens: JWTs signed with HS256, HS384 or HS512 by a shared
+ * secret, or by the holder of a private key whose public half is
+ * configured (ngx_http_events_jwk.c loads it): RS256, RS384, RS512
+ * (PKCS #1 v1.5), PS256, PS384, PS512 (RSASSA-PSS), ES256, ES384, ES512
+ * (P-256, P-384, P-521) or EdDSA (Ed25519), as RFC 7518 and 8037 say.
  *
- * Each key verifies one alg, the one of its type; a token is checked
- * only with keys of its alg and kid, so "none" and unknown algs match
- * nothing and a public key is never used as an HMAC secret.  An HMAC is
- * compared in constant time; "exp" is required.
+ * Each key verifies one alg, fixed when it is loaded; a token is
+ * checked only with keys of its alg and kid, so "none" and unknown algs
+ * match nothing, a public key is never used as an HMAC secret, and an
+ * RSA key verifies PKCS #1 v1.5 or PSS, never both (a PSS check of an
+ * RS token, or the reverse, is never made).  An HMAC is compared in
+ * constant time; "exp" is required.
  * The claims say the tenant (authoritative), the subject, and what the
  * bearer may publish and subscribe to, as type patterns.
  */
@@ -24,6 +28,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/rsa.h>
 #include <openssl/ec.h>
 #include <openssl/bn.h>
 #include <openssl/err.h>
@@ -32,9 +37,6 @@
 #include "ngx_http_events_jwt.h"
 #include "ngx_http_events_match.h"
 #include "ngx_http_events_store.h"
-
-
-#define NGX_HTTP_EVENTS_HS256_LEN   32
 
 
 static ngx_int_t ngx_http_events_jwt_segment(ngx_str_t *seg, ngx_pool_t *pool,
@@ -47,6 +49,8 @@ static ngx_int_t ngx_http_events_jwt_hmac(ngx_http_events_jwt_key_t *key,
     ngx_str_t *signed_part, ngx_str_t *raw);
 static ngx_int_t ngx_http_events_jwt_pkey(ngx_http_events_jwt_key_t *key,
     ngx_str_t *signed_part, ngx_str_t *raw, ngx_pool_t *pool);
+static ngx_int_t ngx_http_events_jwt_der(ngx_str_t *raw, ngx_pool_t *pool,
+    ngx_str_t *der);
 static ngx_int_t ngx_http_events_jwt_times(ngx_http_events_jwt_conf_t *conf,
     json_t *payload, ngx_http_events_claims_t *claims,
     ngx_http_events_error_t *err);
@@ -59,6 +63,31 @@ static ngx_int_t ngx_http_events_jwt_string(json_t *v, ngx_pool_t *pool,
     ngx_str_t *s);
 static void ngx_http_events_jwt_error(ngx_http_events_error_t *err,
     const char *code, const char *message);
+
+
+/*
+ * By NGX_HTTP_EVENTS_JWT_*.  An ECDSA signature is r || s, each as long
+ * as the curve's order (RFC 7518, 3.4).
+ */
+
+static const ngx_http_events_jwt_alg_t  ngx_http_events_jwt_algs[] = {
+    { "HS256", NGX_HTTP_EVENTS_JWT_HMAC, EVP_sha256, 32, NULL, NULL },
+    { "RS256", NGX_HTTP_EVENTS_JWT_RSA, EVP_sha256, 0, NULL, NULL },
+    { "ES256", NGX_HTTP_EVENTS_JWT_ECDSA, EVP_sha256, 64, "prime256v1",
+      "P-256" },
+    { "EdDSA", NGX_HTTP_EVENTS_JWT_OKP, NULL, 64, NULL, "Ed25519" },
+    { "HS384", NGX_HTTP_EVENTS_JWT_HMAC, EVP_sha384, 48, NULL, NULL },
+    { "HS512", NGX_HTTP_EVENTS_JWT_HMAC, EVP_sha512, 64, NULL, NULL },
+    { "RS384", NGX_HTTP_EVENTS_JWT_RSA, EVP_sha384, 0, NULL, NULL },
+    { "RS512", NGX_HTTP_EVENTS_JWT_RSA, EVP_sha512, 0, NULL, NULL },
+    { "PS256", NGX_HTTP_EVENTS_JWT_PSS, EVP_sha256, 0, NULL, NULL },
+    { "PS384", NGX_HTTP_EVENTS_JWT_PSS, EVP_sha384, 0, NULL, NULL },
+    { "PS512", NGX_HTTP_EVENTS_JWT_PSS, EVP_sha512, 0, NULL, NULL },
+    { "ES384", NGX_HTTP_EVENTS_JWT_ECDSA, EVP_sha384, 96, "secp384r1",
+      "P-384" },
+    { "ES512", NGX_HTTP_EVENTS_JWT_ECDSA, EVP_sha512, 132, "secp521r1",
+      "P-521" }
+};
 
 
 ngx_int_t
@@ -183,8 +212,9 @@ ngx_http_events_jwt_json(ngx_str_t *seg, ngx_pool_t *pool)
 
 /*
  * The token's alg picks the keys it may be checked with: only keys of
- * that type, so a public key is never taken for an HMAC secret (the
- * HS256-with-the-public-key attack) and "none" matches no key at all.
+ * that alg, so a public key is never taken for an HMAC secret (the
+ * HS256-with-the-public-key attack), an RSA key for PSS verifies no RS
+ * token nor the reverse, and "none" matches no key at all.
  */
 
 static ngx_int_t
@@ -192,31 +222,30 @@ ngx_http_events_jwt_signature(ngx_http_events_jwt_conf_t *conf,
     json_t *header, ngx_str_t *signed_part, ngx_str_t *sig, ngx_pool_t *pool,
     ngx_http_events_error_t *err)
 {
-    json_t                     *alg, *kid;
-    ngx_int_t                   rc;
-    ngx_str_t                   raw, want;
-    ngx_uint_t                  i, a, tried;
-    ngx_http_events_jwt_key_t  *keys;
+    json_t                           *alg, *kid;
+    ngx_int_t                         rc, a;
+    ngx_str_t                         raw, want;
+    ngx_uint_t                        i, tried;
+    ngx_http_events_jwt_key_t        *keys;
+    const ngx_http_events_jwt_alg_t  *def;
 
     alg = json_object_get(header, "alg");
 
-    for (a = NGX_HTTP_EVENTS_JWT_HS256; a <= NGX_HTTP_EVENTS_JWT_EDDSA; a++) {
-        if (json_is_string(alg)
-            && ngx_strcmp(json_string_value(alg),
-                          ngx_http_events_jwt_alg_name(a))
-               == 0)
-        {
-            break;
-        }
-    }
+    a = json_is_string(alg)
+        ? ngx_http_events_jwt_alg_find((u_char *) json_string_value(alg),
+                                       json_string_length(alg))
+        : NGX_ERROR;
 
-    if (a > NGX_HTTP_EVENTS_JWT_EDDSA) {
+    if (a == NGX_ERROR) {
         ngx_http_events_jwt_error(err, "invalid_token",
                                   "the token's alg is not allowed; this "
-                                  "server takes HS256, RS256, ES256 and "
-                                  "EdDSA");
+                                  "server takes HS256, HS384, HS512, "
+                                  "RS256, RS384, RS512, PS256, PS384, "
+                                  "PS512, ES256, ES384, ES512 and EdDSA");
         return NGX_ERROR;
     }
+
+    def = &ngx_http_events_jwt_algs[a];
 
     kid = json_object_get(header, "kid");
 
@@ -235,10 +264,7 @@ ngx_http_events_jwt_signature(ngx_http_events_jwt_conf_t *conf,
 
     if (ngx_http_events_jwt_segment(sig, pool, &raw) != NGX_OK
         || raw.len == 0
-        || (a == NGX_HTTP_EVENTS_JWT_HS256
-            && raw.len != NGX_HTTP_EVENTS_HS256_LEN)
-        || ((a == NGX_HTTP_EVENTS_JWT_ES256 || a == NGX_HTTP_EVENTS_JWT_EDDSA)
-            && raw.len != 64))
+        || (def->siglen && raw.len != def->siglen))
     {
         ngx_http_events_jwt_error(err, "invalid_token",
                                   "the token's signature is malformed");
@@ -252,7 +278,7 @@ ngx_http_events_jwt_signature(ngx_http_events_jwt_conf_t *conf,
 
         /* "kid": "" names a key; it is not the absence of a kid */
 
-        if (keys[i].alg != a
+        if (keys[i].alg != (ngx_uint_t) a
             || (kid != NULL) != (keys[i].kid.len != 0)
             || keys[i].kid.len != want.len
             || (want.len
@@ -263,7 +289,7 @@ ngx_http_events_jwt_signature(ngx_http_events_jwt_conf_t *conf,
 
         tried++;
 
-        rc = (a == NGX_HTTP_EVENTS_JWT_HS256)
+        rc = (def->kind == NGX_HTTP_EVENTS_JWT_HMAC)
              ? ngx_http_events_jwt_hmac(&keys[i], signed_part, &raw)
              : ngx_http_events_jwt_pkey(&keys[i], signed_part, &raw, pool);
 
@@ -294,16 +320,15 @@ ngx_http_events_jwt_hmac(ngx_http_events_jwt_key_t *key,
     unsigned int  len;
     u_char        mac[EVP_MAX_MD_SIZE];
 
-    if (HMAC(EVP_sha256(), key->secret.data, (int) key->secret.len,
-             signed_part->data, signed_part->len, mac, &len)
+    if (HMAC(ngx_http_events_jwt_algs[key->alg].md(), key->secret.data,
+             (int) key->secret.len, signed_part->data, signed_part->len,
+             mac, &len)
         == NULL)
     {
         return NGX_ERROR;
     }
 
-    if (len == NGX_HTTP_EVENTS_HS256_LEN && raw->len == len
-        && CRYPTO_memcmp(mac, raw->data, len) == 0)
-    {
+    if (raw->len == len && CRYPTO_memcmp(mac, raw->data, len) == 0) {
         return NGX_OK;
     }
 
@@ -312,68 +337,33 @@ ngx_http_events_jwt_hmac(ngx_http_events_jwt_key_t *key,
 
 
 /*
- * RS256 (PKCS #1 v1.5), ES256 and EdDSA through EVP_DigestVerify; JOSE
- * writes an ECDSA signature as r || s, 32 bytes each (RFC 7518, 3.4),
- * and OpenSSL takes DER, so it is rewritten first.  A signature OpenSSL
- * cannot parse is a wrong one, not a server error.
+ * Through EVP_DigestVerify; PSS with MGF1 of the token's hash and a salt
+ * as long as the hash (RFC 7518, 3.5), which OpenSSL then requires
+ * exactly.  A signature OpenSSL cannot parse is a wrong one, not a
+ * server error.
  */
 
 static ngx_int_t
 ngx_http_events_jwt_pkey(ngx_http_events_jwt_key_t *key,
     ngx_str_t *signed_part, ngx_str_t *raw, ngx_pool_t *pool)
 {
-    int            n;
-    BIGNUM        *r, *s;
-    u_char        *der, *p;
-    ngx_int_t      rc;
-    ngx_str_t      sig;
-    ECDSA_SIG     *es;
-    EVP_MD_CTX    *md;
-    const EVP_MD  *type;
+    ngx_int_t                         rc;
+    ngx_str_t                         sig;
+    EVP_MD_CTX                       *md;
+    EVP_PKEY_CTX                     *pctx;
+    const EVP_MD                     *type;
+    const ngx_http_events_jwt_alg_t  *def;
 
+    def = &ngx_http_events_jwt_algs[key->alg];
     sig = *raw;
 
-    if (key->alg == NGX_HTTP_EVENTS_JWT_ES256) {
-        es = ECDSA_SIG_new();
-        r = BN_bin2bn(raw->data, 32, NULL);
-        s = BN_bin2bn(raw->data + 32, 32, NULL);
-
-        if (es == NULL || r == NULL || s == NULL
-            || ECDSA_SIG_set0(es, r, s) != 1)
-        {
-            ECDSA_SIG_free(es);
-            BN_free(r);
-            BN_free(s);
-            return NGX_ERROR;
-        }
-
-        /* r and s belong to es now */
-
-        der = NULL;
-        n = i2d_ECDSA_SIG(es, NULL);
-
-        if (n > 0) {
-            der = ngx_pnalloc(pool, n);
-        }
-
-        if (der == NULL) {
-            ECDSA_SIG_free(es);
-            return NGX_ERROR;
-        }
-
-        p = der;
-        n = i2d_ECDSA_SIG(es, &p);
-        ECDSA_SIG_free(es);
-
-        if (n <= 0) {
-            return NGX_ERROR;
-        }
-
-        sig.data = der;
-        sig.len = n;
+    if (def->kind == NGX_HTTP_EVENTS_JWT_ECDSA
+        && ngx_http_events_jwt_der(raw, pool, &sig) != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
-    type = (key->alg == NGX_HTTP_EVENTS_JWT_EDDSA) ? NULL : EVP_sha256();
+    type = def->md ? def->md() : NULL;
 
     md = EVP_MD_CTX_new();
     if (md == NULL) {
@@ -381,8 +371,17 @@ ngx_http_events_jwt_pkey(ngx_http_events_jwt_key_t *key,
     }
 
     rc = NGX_DECLINED;
+    pctx = NULL;
 
-    if (EVP_DigestVerifyInit(md, NULL, type, NULL, key->pkey) != 1) {
+    if (EVP_DigestVerifyInit(md, &pctx, type, NULL, key->pkey) != 1
+        || (def->kind == NGX_HTTP_EVENTS_JWT_PSS
+            && (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING)
+                <= 0
+                || EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx,
+                                                    RSA_PSS_SALTLEN_DIGEST)
+                   <= 0
+                || EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, type) <= 0)))
+    {
         rc = NGX_ERROR;
 
     } else if (EVP_DigestVerify(md, sig.data, sig.len, signed_part->data,
@@ -398,6 +397,63 @@ ngx_http_events_jwt_pkey(ngx_http_events_jwt_key_t *key,
     ERR_clear_error();
 
     return rc;
+}
+
+
+/*
+ * JOSE writes an ECDSA signature as r || s, each as long as the curve's
+ * order (RFC 7518, 3.4), and OpenSSL takes DER: rewritten first.
+ */
+
+static ngx_int_t
+ngx_http_events_jwt_der(ngx_str_t *raw, ngx_pool_t *pool, ngx_str_t *der)
+{
+    int         n;
+    size_t      half;
+    BIGNUM     *r, *s;
+    u_char     *p;
+    ECDSA_SIG  *es;
+
+    half = raw->len / 2;
+
+    es = ECDSA_SIG_new();
+    r = BN_bin2bn(raw->data, (int) half, NULL);
+    s = BN_bin2bn(raw->data + half, (int) half, NULL);
+
+    if (es == NULL || r == NULL || s == NULL
+        || ECDSA_SIG_set0(es, r, s) != 1)
+    {
+        ECDSA_SIG_free(es);
+        BN_free(r);
+        BN_free(s);
+        return NGX_ERROR;
+    }
+
+    /* r and s belong to es now */
+
+    der->data = NULL;
+    n = i2d_ECDSA_SIG(es, NULL);
+
+    if (n > 0) {
+        der->data = ngx_pnalloc(pool, n);
+    }
+
+    if (der->data == NULL) {
+        ECDSA_SIG_free(es);
+        return NGX_ERROR;
+    }
+
+    p = der->data;
+    n = i2d_ECDSA_SIG(es, &p);
+    ECDSA_SIG_free(es);
+
+    if (n <= 0) {
+        return NGX_ERROR;
+    }
+
+    der->len = n;
+
+    return NGX_OK;
 }
 
 
@@ -607,15 +663,36 @@ ngx_http_events_jwt_error(ngx_http_events_error_t *err, const char *code,
 }
 
 
-static const char  *ngx_http_events_jwt_algs[] = {
-    "HS256", "RS256", "ES256", "EdDSA"
-};
-
-
 const char *
 ngx_http_events_jwt_alg_name(ngx_uint_t alg)
 {
-    return ngx_http_events_jwt_algs[alg];
+    return ngx_http_events_jwt_algs[alg].name;
+}
+
+
+const ngx_http_events_jwt_alg_t *
+ngx_http_events_jwt_alg(ngx_uint_t alg)
+{
+    return &ngx_http_events_jwt_algs[alg];
+}
+
+
+/* the alg of that name (case matters, RFC 7515, 4.1.1), or NGX_ERROR */
+
+ngx_int_t
+ngx_http_events_jwt_alg_find(u_char *name, size_t len)
+{
+    ngx_uint_t  a;
+
+    for (a = 0; a < NGX_HTTP_EVENTS_JWT_NALGS; a++) {
+        if (ngx_strlen(ngx_http_events_jwt_algs[a].name) == len
+            && ngx_strncmp(ngx_http_events_jwt_algs[a].name, name, len) == 0)
+        {
+            return a;
+        }
+    }
+
+    return NGX_ERROR;
 }
 
 

@@ -306,8 +306,9 @@ ngx_http_events_auth_variable(ngx_http_request_t *r,
 
 
 /*
- * events_auth_jwt_key FILE [kid=ID]: an HS256 secret, a PEM public key
- * or a JWKS; ngx_http_events_jwk_load() tells which and reads the keys.
+ * events_auth_jwt_key FILE [kid=ID] [alg=ALG]: an HMAC secret, a PEM
+ * public key or a JWKS; ngx_http_events_jwk_load() tells which, reads
+ * the keys and checks that alg= fits them.
  */
 
 char *
@@ -315,7 +316,8 @@ ngx_http_events_auth_jwt_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_events_loc_conf_t *elcf = conf;
 
-    ngx_str_t  *value, path, kid;
+    ngx_str_t   *value, path, kid, alg;
+    ngx_uint_t   i;
 
     value = cf->args->elts;
 
@@ -328,19 +330,32 @@ ngx_http_events_auth_jwt_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     ngx_str_null(&kid);
+    ngx_str_null(&alg);
 
-    if (cf->args->nelts == 3) {
-        if (ngx_strncmp(value[2].data, "kid=", 4) != 0 || value[2].len == 4) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid parameter \"%V\"", &value[2]);
-            return NGX_CONF_ERROR;
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "kid=", 4) == 0
+            && value[i].len > 4 && kid.len == 0)
+        {
+            kid.data = value[i].data + 4;
+            kid.len = value[i].len - 4;
+            continue;
         }
 
-        kid.data = value[2].data + 4;
-        kid.len = value[2].len - 4;
+        if (ngx_strncmp(value[i].data, "alg=", 4) == 0
+            && value[i].len > 4 && alg.len == 0)
+        {
+            alg.data = value[i].data + 4;
+            alg.len = value[i].len - 4;
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\"", &value[i]);
+        return NGX_CONF_ERROR;
     }
 
     path = value[1];
 
-    return ngx_http_events_jwk_load(cf, elcf->jwt_keys, &path, &kid);
+    return ngx_http_events_jwk_load(cf, elcf->jwt_keys, &path, &kid, &alg);
 }
