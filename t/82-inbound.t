@@ -95,10 +95,19 @@ http {
             events_inbound main hmac secret=k1 secret=k2 secret=k3
                 secret=k4 type=rot.hmac id=$http_x_delivery;
         }
+
+        location = /rot/file {
+            events_tenant rot;
+            add_header X-Secret $events_inbound_secret always;
+            events_inbound main github secret_file=old.secret
+                secret_file=%%TESTDIR%%/new.secret;
+        }
     }
 }
 EOF2
 
+$t->write_file('old.secret', "gh-old\n");
+$t->write_file('new.secret', "gh-new");
 $t->run;
 
 my $JSON = JSON::PP->new->canonical->allow_nonref;
@@ -505,19 +514,66 @@ is($r->{status} . ' ' . $r->{body}, $unknown_401,
 is(count('rot'), $before + 7,
     'rotation: one stripe, two standard, four hmac events more, none twice');
 
+# secret_file=: the secret is the file's line (a final newline is not
+# part of it), read again at a reload: the rotation done with files
+
+my $fsig = sub { ('X-GitHub-Event' => 'push', 'X-GitHub-Delivery' => $_[0],
+    'X-Hub-Signature-256' => 'sha256=' . hmac_sha256_hex($rb, $_[1])) };
+
+$r = in('/rot/file', $rb, $fsig->('rot-f-1', 'gh-old'));
+is($r->{status} . ' ' . ($r->{headers}{'x-secret'} // ''), '201 1',
+    'secret_file: the old secret, from a file with a newline');
+$r = in('/rot/file', $rb, $fsig->('rot-f-2', 'gh-new'));
+is($r->{status} . ' ' . ($r->{headers}{'x-secret'} // ''), '201 2',
+    'secret_file: the new secret, from a file without one');
+$r = in('/rot/file', $rb, $fsig->('rot-f-3', "gh-old\n"));
+is($r->{status} . ' ' . $r->{body}, $unknown_401,
+    'secret_file: the newline is not part of the secret');
+
+$t->write_file('old.secret', "gh-newer\r\n");
+ok($t->reload, 'secret_file: reload with a file changed');
+$r = in('/rot/file', $rb, $fsig->('rot-f-4', 'gh-newer'));
+is($r->{status} . ' ' . ($r->{headers}{'x-secret'} // ''), '201 1',
+    'secret_file: after the reload, the file\'s new secret');
+$r = in('/rot/file', $rb, $fsig->('rot-f-5', 'gh-old'));
+is($r->{status} . ' ' . $r->{body}, $unknown_401,
+    'secret_file: after the reload, the secret it held before: 401');
+
 ###########################################################################
 # Configuration
 
 for my $bad (['events_inbound main gitlab secret=x;',
               'unknown sender "gitlab": github, stripe, standard or hmac'],
-             ['events_inbound main github;', 'needs "secret="'],
+             ['events_inbound main github;',
+              'needs "secret=" or "secret_file="'],
              ['events_inbound main github secret=;',
               'has an empty "secret="'],
              ['events_inbound main github secret=old secret= secret=new;',
               'has an empty "secret="'],
              ['events_inbound main github secret=1 secret=2 secret=3 '
               . 'secret=4 secret=5;',
-              '[emerg] "events_inbound" takes at most 4 "secret=" in '],
+              '[emerg] "events_inbound" takes at most 4 secrets (secret= '
+              . 'and secret_file=) in '],
+             ['events_inbound main github secret=1 secret=2 secret=3 '
+              . 'secret_file=one.secret secret_file=one.secret;',
+              '[emerg] "events_inbound" takes at most 4 secrets (secret= '
+              . 'and secret_file=) in '],
+             ['events_inbound main github secret_file=;',
+              'has an empty "secret_file="'],
+             ['events_inbound main github secret_file=none.secret;',
+              '[emerg] open() "%%TESTDIR%%/none.secret" failed (2: No such '
+              . 'file or directory) in '],
+             ['events_inbound main github secret_file=empty.secret;',
+              '[emerg] the secret file "%%TESTDIR%%/empty.secret" is '
+              . 'empty in '],
+             ['events_inbound main github secret_file=two.secret;',
+              '[emerg] the secret file "%%TESTDIR%%/two.secret" holds more '
+              . 'than one line: one secret a file in '],
+             ['events_inbound main github secret_file=big.secret;',
+              '[emerg] the secret file "%%TESTDIR%%/big.secret" must be a '
+              . 'file of at most 4096 bytes in '],
+             ['events_inbound main standard secret_file=one.secret;',
+              'needs a "secret=whsec_..." for standard webhooks'],
              ['events_inbound main standard secret=whsec_b2xk '
               . 'secret=new;',
               'needs a "secret=whsec_..." for standard webhooks'],
@@ -540,9 +596,14 @@ http {
     }
 }
 EOF3
+    $c->write_file('one.secret', "s1\n");
+    $c->write_file('empty.secret', "\n");
+    $c->write_file('two.secret', "old\nnew\n");
+    $c->write_file('big.secret', 'x' x 4097);
     my ($ok, $out) = $c->_test_config;
+    my $want = $c->expand($bad->[1]);
     ok(!$ok, "nginx -t refuses: $bad->[0]");
-    like($out, qr/\Q$bad->[1]\E/, "nginx -t: $bad->[1]");
+    like($out, qr/\Q$want\E/, "nginx -t: $bad->[1]");
 }
 
 $t->done;

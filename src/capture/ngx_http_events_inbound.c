@@ -34,6 +34,8 @@
  * changes the answer nor how much is compared.  The set of secrets
  * that matched is kept for $events_inbound_secret ("1", "2", "1,2"):
  * an access log with it tells when the old secret is no longer used.
+ * secret_file= reads a secret from a file when the configuration is
+ * read, so nginx.conf need not hold it; a reload reads it again.
  */
 
 
@@ -54,6 +56,7 @@
 
 
 #define NGX_HTTP_EVENTS_INBOUND_TOLERANCE  300
+#define NGX_HTTP_EVENTS_INBOUND_FILE_MAX   4096
 #define NGX_HTTP_EVENTS_INBOUND_MACS                                        \
     (NGX_HTTP_EVENTS_INBOUND_SECRETS * NGX_HTTP_EVENTS_HMAC_SHA256_LEN)
 
@@ -62,6 +65,8 @@ typedef ngx_uint_t (*ngx_http_events_inbound_eq_pt)(u_char *mac,
     u_char *sig, size_t len);
 
 
+static ngx_int_t ngx_http_events_inbound_file(ngx_conf_t *cf,
+    ngx_str_t *path, ngx_str_t *secret);
 static char *ngx_http_events_inbound_key(ngx_conf_t *cf,
     ngx_http_events_inbound_conf_t *ic, ngx_str_t *secret, ngx_str_t *key);
 static ngx_int_t ngx_http_events_inbound_handler(ngx_http_request_t *r);
@@ -119,8 +124,8 @@ static ngx_str_t  ngx_http_events_inbound_secret_var =
 
 
 /*
- * events_inbound ZONE KIND secret=S [secret=S...] [type=] [id=] [header=]
- *     [tolerance=]
+ * events_inbound ZONE KIND secret=S|secret_file=PATH [secret=...]
+ *     [type=] [id=] [header=] [tolerance=]
  */
 
 char *
@@ -172,20 +177,40 @@ ngx_http_events_inbound(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     for (i = 3; i < cf->args->nelts; i++) {
 
-        if (ngx_strncmp(value[i].data, "secret=", 7) == 0) {
-            if (value[i].len == 7) {
-                return "has an empty \"secret=\"";
-            }
-
+        if (ngx_strncmp(value[i].data, "secret=", 7) == 0
+            || ngx_strncmp(value[i].data, "secret_file=", 12) == 0)
+        {
             if (n == NGX_HTTP_EVENTS_INBOUND_SECRETS) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                    "\"events_inbound\" takes at most %d "
-                                   "\"secret=\"", n);
+                                   "secrets (secret= and secret_file=)", n);
                 return NGX_CONF_ERROR;
             }
 
-            secrets[n].data = value[i].data + 7;
-            secrets[n++].len = value[i].len - 7;
+            if (value[i].data[6] == '=') {
+                if (value[i].len == 7) {
+                    return "has an empty \"secret=\"";
+                }
+
+                secrets[n].data = value[i].data + 7;
+                secrets[n].len = value[i].len - 7;
+
+            } else {
+                if (value[i].len == 12) {
+                    return "has an empty \"secret_file=\"";
+                }
+
+                s.data = value[i].data + 12;
+                s.len = value[i].len - 12;
+
+                if (ngx_http_events_inbound_file(cf, &s, &secrets[n])
+                    != NGX_OK)
+                {
+                    return NGX_CONF_ERROR;
+                }
+            }
+
+            n++;
             continue;
         }
 
@@ -243,7 +268,7 @@ ngx_http_events_inbound(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     if (n == 0) {
-        return "needs \"secret=\"";
+        return "needs \"secret=\" or \"secret_file=\"";
     }
 
     for (k = 0; k < n; k++) {
@@ -267,6 +292,86 @@ ngx_http_events_inbound(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     clcf->handler = ngx_http_events_inbound_handler;
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * secret_file=PATH: the file's one line (a final newline is not part of
+ * it), read at each start and reload like the rest of the configuration
+ */
+
+static ngx_int_t
+ngx_http_events_inbound_file(ngx_conf_t *cf, ngx_str_t *path,
+    ngx_str_t *secret)
+{
+    off_t            size;
+    ssize_t          n;
+    ngx_fd_t         fd;
+    ngx_file_info_t  fi;
+
+    if (ngx_conf_full_name(cf->cycle, path, 1) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    fd = ngx_open_file(path->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_open_file_n " \"%V\" failed", path);
+        return NGX_ERROR;
+    }
+
+    size = (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) ? -1 : ngx_file_size(&fi);
+
+    if (size < 0 || size > NGX_HTTP_EVENTS_INBOUND_FILE_MAX) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "the secret file \"%V\" "
+                           "must be a file of at most %d bytes", path,
+                           NGX_HTTP_EVENTS_INBOUND_FILE_MAX);
+        (void) ngx_close_file(fd);
+        return NGX_ERROR;
+    }
+
+    secret->data = ngx_pnalloc(cf->pool, (size_t) size + 1);
+    if (secret->data == NULL) {
+        (void) ngx_close_file(fd);
+        return NGX_ERROR;
+    }
+
+    n = ngx_read_fd(fd, secret->data, (size_t) size);
+    (void) ngx_close_file(fd);
+
+    if (n != size) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "could not read the secret file \"%V\"", path);
+        return NGX_ERROR;
+    }
+
+    secret->len = n;
+
+    while (secret->len && (secret->data[secret->len - 1] == '\n'
+                           || secret->data[secret->len - 1] == '\r'))
+    {
+        secret->len--;
+    }
+
+    if (secret->len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "the secret file \"%V\" is empty", path);
+        return NGX_ERROR;
+    }
+
+    /* two secrets in one file would be one secret with a newline in it */
+
+    if (ngx_strlchr(secret->data, secret->data + secret->len, '\n') != NULL
+        || ngx_strlchr(secret->data, secret->data + secret->len, '\r')
+           != NULL)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "the secret file \"%V\" "
+                           "holds more than one line: one secret a file",
+                           path);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
