@@ -182,7 +182,7 @@ ngx_http_events_inbound(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         {
             if (n == NGX_HTTP_EVENTS_INBOUND_SECRETS) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "\"events_inbound\" takes at most %d "
+                                   "\"events_inbound\" takes at most %ui "
                                    "secrets (secret= and secret_file=)", n);
                 return NGX_CONF_ERROR;
             }
@@ -486,6 +486,7 @@ ngx_http_events_inbound_event(ngx_http_request_t *r, u_char *data, size_t len)
     ngx_str_t                        type, id, body;
     ngx_uint_t                       matched;
     json_error_t                     jerr;
+    ngx_http_events_ctx_t           *ctx;
     ngx_http_events_error_t          err;
     ngx_http_events_loc_conf_t      *elcf;
     ngx_http_events_inbound_conf_t  *ic;
@@ -515,11 +516,15 @@ ngx_http_events_inbound_event(ngx_http_request_t *r, u_char *data, size_t len)
     }
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "events inbound %V: secrets matched 0x%xi",
+                   "events inbound %V: secrets matched 0x%xui",
                    &ic->name, matched);
 
-    /* the handler made the ctx before reading the body */
-    ngx_http_events_ctx(r)->inbound_secrets = matched;
+    ctx = ngx_http_events_ctx(r);
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->inbound_secrets = matched;
 
     root = json_loadb((char *) data, len,
                       JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
@@ -1151,7 +1156,7 @@ ngx_http_events_inbound_variable(ngx_http_request_t *r,
 
     v->len = p - v->data;
     v->valid = 1;
-    v->no_cacheable = 0;
+    v->no_cacheable = 1;
     v->not_found = 0;
 
     return NGX_OK;
