@@ -559,6 +559,10 @@ ngx_http_events_preconfiguration(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
+    if (ngx_http_events_inbound_add_variables(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_events_webhook_delivery_add_variables(cf);
 }
 

@@ -32,6 +32,7 @@ typedef struct {
     ngx_http_events_validation_t    *validation;  /* a hook's subrequest */
     ngx_int_t                   auth_rc;        /* 0: not checked yet */
     ngx_http_events_error_t    *auth_err;
+    ngx_uint_t                  inbound_secrets;  /* bits: which matched */
     /* a body being read by ngx_http_events_http_body() */
     size_t                      body_max;
     const char                 *body_too_large;

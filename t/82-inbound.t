@@ -6,7 +6,8 @@
 # stored as events with the sender's delivery id, so that a redelivery
 # is a repeat.  Bad or stale signatures: 401, nothing stored.  The
 # signatures are made here as the senders document them: Perl's
-# Digest::SHA, and openssl dgst for one of them.
+# Digest::SHA, and openssl dgst for one of them.  A rotation: several
+# secret= on a line, any may match, $events_inbound_secret says which.
 
 use strict;
 use warnings;
@@ -65,10 +66,48 @@ http {
                 type=shop.order.paid id=$http_x_shop_delivery
                 tolerance=1m;
         }
+
+        # rotations: the old secret first, the new beside it
+
+        location = /rot/github {
+            events_tenant rot;
+            add_header X-Secret $events_inbound_secret always;
+            events_inbound main github secret=gh-old secret=gh-new;
+        }
+
+        location = /rot/stripe {
+            events_tenant rot;
+            add_header X-Secret $events_inbound_secret always;
+            events_inbound main stripe secret=whsec_old secret=whsec_new;
+        }
+
+        location = /rot/standard {
+            events_tenant rot;
+            add_header X-Secret $events_inbound_secret always;
+            events_inbound main standard
+                secret=whsec_b2xkLW9sZC1vbGQtb2xkLW9sZA==
+                secret=whsec_bmV3LW5ldy1uZXctbmV3LW5ldw==;
+        }
+
+        location = /rot/hmac {
+            events_tenant rot;
+            add_header X-Secret $events_inbound_secret always;
+            events_inbound main hmac secret=k1 secret=k2 secret=k3
+                secret=k4 type=rot.hmac id=$http_x_delivery;
+        }
+
+        location = /rot/file {
+            events_tenant rot;
+            add_header X-Secret $events_inbound_secret always;
+            events_inbound main github secret_file=old.secret
+                secret_file=%%TESTDIR%%/new.secret;
+        }
     }
 }
 EOF2
 
+$t->write_file('old.secret', "gh-old\n");
+$t->write_file('new.secret', "gh-new");
 $t->run;
 
 my $JSON = JSON::PP->new->canonical->allow_nonref;
@@ -334,11 +373,210 @@ error_is(in('/in/shop', $shop, 'X-Shop-Delivery' => 'bad id!',
     . 'characters of [A-Za-z0-9_:-]', 'hmac: an id that is not an event id');
 
 ###########################################################################
+# Rotation: during a change of secret either is accepted, the event is
+# the same whichever matched, and $events_inbound_secret (here in the
+# X-Secret header) lists the secrets that matched, by position
+
+sub same_event {
+    my ($a, $b, $name) = @_;
+    my %a = %$a;
+    my %b = %$b;
+    delete @a{qw(id seq timestamp)};
+    delete @b{qw(id seq timestamp)};
+    is($JSON->encode(\%b), $JSON->encode(\%a), $name);
+}
+
+my $unknown_401 = error_body(401, 'invalid_signature',
+    'the signature does not match the body');
+
+# GitHub switches at once: either secret, one signature
+
+my %rg = ('X-GitHub-Event' => 'push');
+my $rb = '{"ref":"refs/heads/main"}';
+my $rsig = sub { 'sha256=' . hmac_sha256_hex($rb, $_[0]) };
+
+$r = in('/rot/github', $rb, %rg, 'X-GitHub-Delivery' => 'rot-gh-1',
+    'X-Hub-Signature-256' => $rsig->('gh-old'));
+is($r->{status}, 201, 'rotation, github: the old secret') or diag $r->{body};
+is($r->{headers}{'x-secret'}, '1', 'rotation, github: secret 1 matched');
+my $rold = $r;
+
+$r = in('/rot/github', $rb, %rg, 'X-GitHub-Delivery' => 'rot-gh-2',
+    'X-Hub-Signature-256' => $rsig->('gh-new'));
+is($r->{status}, 201, 'rotation, github: the new secret') or diag $r->{body};
+is($r->{headers}{'x-secret'}, '2', 'rotation, github: secret 2 matched');
+same_event($rold->{json}, $r->{json},
+    'rotation, github: the same event whichever secret matched');
+
+$r = in('/rot/github', $rb, %rg, 'X-GitHub-Delivery' => 'rot-gh-1',
+    'X-Hub-Signature-256' => $rsig->('gh-new'));
+is($r->{status} . ' ' . $r->{body}, '200 ' . $rold->{body},
+    'rotation, github: a redelivery signed with the new: the stored event');
+
+$before = count('rot');
+$r = in('/rot/github', $rb, %rg, 'X-GitHub-Delivery' => 'rot-gh-3',
+    'X-Hub-Signature-256' => $rsig->('gh-third'));
+is($r->{status} . ' ' . $r->{body}, $unknown_401,
+    'rotation, github: a third secret: 401');
+ok(!exists $r->{headers}{'x-secret'}, 'rotation, github: none matched');
+is(count('rot'), $before, 'rotation, github: nothing stored');
+
+# Stripe rolls: both signatures for a while, then the new one
+
+my $rs = '{"id":"evt_rot_1","object":"event","type":"charge.succeeded"}';
+my $rt = time;
+my $sv1 = sub { 'v1=' . hmac_sha256_hex("$rt.$rs", $_[0]) };
+
+$r = in('/rot/stripe', $rs, 'Stripe-Signature' => "t=$rt,"
+    . $sv1->('whsec_old'));
+is($r->{status}, 201, 'rotation, stripe: the old secret') or diag $r->{body};
+is($r->{headers}{'x-secret'}, '1', 'rotation, stripe: secret 1 matched');
+$rold = $r;
+
+$r = in('/rot/stripe', $rs, 'Stripe-Signature' => "t=$rt,"
+    . $sv1->('whsec_new'));
+is($r->{status} . ' ' . $r->{body}, '200 ' . $rold->{body},
+    'rotation, stripe: the new secret: the same event');
+is($r->{headers}{'x-secret'}, '2', 'rotation, stripe: secret 2 matched');
+
+$r = in('/rot/stripe', $rs, 'Stripe-Signature' => "t=$rt,"
+    . $sv1->('whsec_old') . ',' . $sv1->('whsec_new'));
+is($r->{status}, 200, 'rotation, stripe: signed with both (a roll)');
+is($r->{headers}{'x-secret'}, '1,2', 'rotation, stripe: both matched');
+
+$r = in('/rot/stripe', $rs, 'Stripe-Signature' => "t=$rt,"
+    . $sv1->('whsec_third') . ',' . $sv1->('whsec_new'));
+is($r->{status}, 200, 'rotation, stripe: only the second v1 matches');
+is($r->{headers}{'x-secret'}, '2', 'rotation, stripe: with secret 2');
+
+$r = in('/rot/stripe', $rs, 'Stripe-Signature' => "t=$rt,"
+    . $sv1->('whsec_third') . ',' . $sv1->('whsec_fourth'));
+is($r->{status} . ' ' . $r->{body}, $unknown_401,
+    'rotation, stripe: two v1 under unknown secrets: 401');
+ok(!exists $r->{headers}{'x-secret'}, 'rotation, stripe: none matched');
+
+# Standard Webhooks: several v1, signatures, space-separated
+
+my @sws = ('whsec_b2xkLW9sZC1vbGQtb2xkLW9sZA==',
+    'whsec_bmV3LW5ldy1uZXctbmV3LW5ldw==');
+my $third = 'whsec_dGhpcmQtdGhpcmQtdGhpcmQ=';
+my $rw = '{"type":"invoice.paid","data":{"n":1}}';
+$rt = time;
+my $swh = sub {
+    my ($id, @secrets) = @_;
+    return ('webhook-id' => $id, 'webhook-timestamp' => $rt,
+        'webhook-signature' => join(' ', map { sign($_, $id, $rt, $rw) }
+            @secrets));
+};
+
+$r = in('/rot/standard', $rw, $swh->('msg_rot_1', $sws[0]));
+is($r->{status}, 201, 'rotation, standard: the old secret')
+    or diag $r->{body};
+is($r->{headers}{'x-secret'}, '1', 'rotation, standard: secret 1 matched');
+$rold = $r;
+
+$r = in('/rot/standard', $rw, $swh->('msg_rot_2', $sws[1]));
+is($r->{status}, 201, 'rotation, standard: the new secret')
+    or diag $r->{body};
+is($r->{headers}{'x-secret'}, '2', 'rotation, standard: secret 2 matched');
+same_event($rold->{json}, $r->{json},
+    'rotation, standard: the same event whichever secret matched');
+
+$r = in('/rot/standard', $rw, $swh->('msg_rot_1', $third, $sws[1]));
+is($r->{status} . ' ' . $r->{body}, '200 ' . $rold->{body},
+    'rotation, standard: only the second signature matches: a repeat');
+is($r->{headers}{'x-secret'}, '2', 'rotation, standard: with secret 2');
+
+$r = in('/rot/standard', $rw, $swh->('msg_rot_1', @sws));
+is($r->{status}, 200, 'rotation, standard: signed with both');
+is($r->{headers}{'x-secret'}, '1,2', 'rotation, standard: both matched');
+
+$r = in('/rot/standard', $rw, $swh->('msg_rot_3', $third));
+is($r->{status} . ' ' . $r->{body}, $unknown_401,
+    'rotation, standard: a third secret: 401');
+ok(!exists $r->{headers}{'x-secret'}, 'rotation, standard: none matched');
+
+# plain HMAC, four secrets, hex or base64 under any of them
+
+my $rh = '{"n":1}';
+for my $k (1 .. 4) {
+    $r = in('/rot/hmac', $rh, 'X-Delivery' => "rot-h-$k",
+        'X-Signature' => $k % 2 ? hmac_sha256_hex($rh, "k$k")
+            : hmac_sha256_base64($rh, "k$k") . '=');
+    is($r->{status}, 201, "rotation, hmac: secret $k of 4")
+        or diag $r->{body};
+    is($r->{headers}{'x-secret'}, $k, "rotation, hmac: secret $k matched");
+}
+$r = in('/rot/hmac', $rh, 'X-Delivery' => 'rot-h-5',
+    'X-Signature' => hmac_sha256_hex($rh, 'k5'));
+is($r->{status} . ' ' . $r->{body}, $unknown_401,
+    'rotation, hmac: a fifth secret: 401');
+is(count('rot'), $before + 7,
+    'rotation: one stripe, two standard, four hmac events more, none twice');
+
+# secret_file=: the secret is the file's line (a final newline is not
+# part of it), read again at a reload: the rotation done with files
+
+my $fsig = sub { ('X-GitHub-Event' => 'push', 'X-GitHub-Delivery' => $_[0],
+    'X-Hub-Signature-256' => 'sha256=' . hmac_sha256_hex($rb, $_[1])) };
+
+$r = in('/rot/file', $rb, $fsig->('rot-f-1', 'gh-old'));
+is($r->{status} . ' ' . ($r->{headers}{'x-secret'} // ''), '201 1',
+    'secret_file: the old secret, from a file with a newline');
+$r = in('/rot/file', $rb, $fsig->('rot-f-2', 'gh-new'));
+is($r->{status} . ' ' . ($r->{headers}{'x-secret'} // ''), '201 2',
+    'secret_file: the new secret, from a file without one');
+$r = in('/rot/file', $rb, $fsig->('rot-f-3', "gh-old\n"));
+is($r->{status} . ' ' . $r->{body}, $unknown_401,
+    'secret_file: the newline is not part of the secret');
+
+$t->write_file('old.secret', "gh-newer\r\n");
+ok($t->reload, 'secret_file: reload with a file changed');
+$r = in('/rot/file', $rb, $fsig->('rot-f-4', 'gh-newer'));
+is($r->{status} . ' ' . ($r->{headers}{'x-secret'} // ''), '201 1',
+    'secret_file: after the reload, the file\'s new secret');
+$r = in('/rot/file', $rb, $fsig->('rot-f-5', 'gh-old'));
+is($r->{status} . ' ' . $r->{body}, $unknown_401,
+    'secret_file: after the reload, the secret it held before: 401');
+
+###########################################################################
 # Configuration
 
 for my $bad (['events_inbound main gitlab secret=x;',
               'unknown sender "gitlab": github, stripe, standard or hmac'],
-             ['events_inbound main github;', 'needs "secret="'],
+             ['events_inbound main github;',
+              'needs "secret=" or "secret_file="'],
+             ['events_inbound main github secret=;',
+              'has an empty "secret="'],
+             ['events_inbound main github secret=old secret= secret=new;',
+              'has an empty "secret="'],
+             ['events_inbound main github secret=1 secret=2 secret=3 '
+              . 'secret=4 secret=5;',
+              '[emerg] "events_inbound" takes at most 4 secrets (secret= '
+              . 'and secret_file=) in '],
+             ['events_inbound main github secret=1 secret=2 secret=3 '
+              . 'secret_file=one.secret secret_file=one.secret;',
+              '[emerg] "events_inbound" takes at most 4 secrets (secret= '
+              . 'and secret_file=) in '],
+             ['events_inbound main github secret_file=;',
+              'has an empty "secret_file="'],
+             ['events_inbound main github secret_file=none.secret;',
+              '[emerg] open() "%%TESTDIR%%/none.secret" failed (2: No such '
+              . 'file or directory) in '],
+             ['events_inbound main github secret_file=empty.secret;',
+              '[emerg] the secret file "%%TESTDIR%%/empty.secret" is '
+              . 'empty in '],
+             ['events_inbound main github secret_file=two.secret;',
+              '[emerg] the secret file "%%TESTDIR%%/two.secret" holds more '
+              . 'than one line: one secret a file in '],
+             ['events_inbound main github secret_file=big.secret;',
+              '[emerg] the secret file "%%TESTDIR%%/big.secret" must be a '
+              . 'file of at most 4096 bytes in '],
+             ['events_inbound main standard secret_file=one.secret;',
+              'needs a "secret=whsec_..." for standard webhooks'],
+             ['events_inbound main standard secret=whsec_b2xk '
+              . 'secret=new;',
+              'needs a "secret=whsec_..." for standard webhooks'],
              ['events_inbound main standard secret=abc;',
               'needs a "secret=whsec_..." for standard webhooks'],
              ['events_inbound main github secret=x colour=red;',
@@ -358,9 +596,14 @@ http {
     }
 }
 EOF3
+    $c->write_file('one.secret', "s1\n");
+    $c->write_file('empty.secret', "\n");
+    $c->write_file('two.secret', "old\nnew\n");
+    $c->write_file('big.secret', 'x' x 4097);
     my ($ok, $out) = $c->_test_config;
+    my $want = $c->expand($bad->[1]);
     ok(!$ok, "nginx -t refuses: $bad->[0]");
-    like($out, qr/\Q$bad->[1]\E/, "nginx -t: $bad->[1]");
+    like($out, qr/\Q$want\E/, "nginx -t: $bad->[1]");
 }
 
 $t->done;

@@ -25,6 +25,17 @@
  *
  * Signatures are compared in constant time; timestamps (Stripe,
  * Standard Webhooks) must be within tolerance= of now, both ways.
+ *
+ * A location may hold a few secrets (secret= repeated), so that a
+ * rotation overlaps: the new one is added beside the old, the sender
+ * switches, the old one is removed.  A delivery's MAC is computed under
+ * each secret and every signature it carries is compared with every
+ * MAC, none skipped once one matches, so which secret matched neither
+ * changes the answer nor how much is compared.  The set of secrets
+ * that matched is kept for $events_inbound_secret ("1", "2", "1,2"):
+ * an access log with it tells when the old secret is no longer used.
+ * secret_file= reads a secret from a file when the configuration is
+ * read, so nginx.conf need not hold it; a reload reads it again.
  */
 
 
@@ -45,28 +56,45 @@
 
 
 #define NGX_HTTP_EVENTS_INBOUND_TOLERANCE  300
+#define NGX_HTTP_EVENTS_INBOUND_FILE_MAX   4096
+#define NGX_HTTP_EVENTS_INBOUND_MACS                                        \
+    (NGX_HTTP_EVENTS_INBOUND_SECRETS * NGX_HTTP_EVENTS_HMAC_SHA256_LEN)
 
 
+typedef ngx_uint_t (*ngx_http_events_inbound_eq_pt)(u_char *mac,
+    u_char *sig, size_t len);
+
+
+static ngx_int_t ngx_http_events_inbound_file(ngx_conf_t *cf,
+    ngx_str_t *path, ngx_str_t *secret);
+static char *ngx_http_events_inbound_key(ngx_conf_t *cf,
+    ngx_http_events_inbound_conf_t *ic, ngx_str_t *secret, ngx_str_t *key);
 static ngx_int_t ngx_http_events_inbound_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_events_inbound_event(ngx_http_request_t *r,
     u_char *data, size_t len);
 static ngx_int_t ngx_http_events_inbound_verify(ngx_http_request_t *r,
     ngx_http_events_inbound_conf_t *ic, ngx_str_t *body,
-    ngx_http_events_error_t *err);
+    ngx_uint_t *matched, ngx_http_events_error_t *err);
 static ngx_int_t ngx_http_events_inbound_github(ngx_http_request_t *r,
     ngx_http_events_inbound_conf_t *ic, ngx_str_t *body,
-    ngx_http_events_error_t *err);
+    ngx_uint_t *matched, ngx_http_events_error_t *err);
 static ngx_int_t ngx_http_events_inbound_stripe(ngx_http_request_t *r,
     ngx_http_events_inbound_conf_t *ic, ngx_str_t *body,
-    ngx_http_events_error_t *err);
+    ngx_uint_t *matched, ngx_http_events_error_t *err);
 static ngx_int_t ngx_http_events_inbound_standard(ngx_http_request_t *r,
     ngx_http_events_inbound_conf_t *ic, ngx_str_t *body,
-    ngx_http_events_error_t *err);
+    ngx_uint_t *matched, ngx_http_events_error_t *err);
 static ngx_int_t ngx_http_events_inbound_hmac(ngx_http_request_t *r,
     ngx_http_events_inbound_conf_t *ic, ngx_str_t *body,
-    ngx_http_events_error_t *err);
+    ngx_uint_t *matched, ngx_http_events_error_t *err);
 static ngx_int_t ngx_http_events_inbound_fresh(ngx_str_t *ts,
     time_t tolerance, ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_inbound_macs(
+    ngx_http_events_inbound_conf_t *ic, ngx_str_t *parts, ngx_uint_t nparts,
+    u_char *macs);
+static ngx_uint_t ngx_http_events_inbound_any(
+    ngx_http_events_inbound_conf_t *ic, u_char *macs, u_char *sig,
+    size_t len, ngx_http_events_inbound_eq_pt eq);
 static ngx_uint_t ngx_http_events_inbound_hex_eq(u_char *mac, u_char *hex,
     size_t len);
 static ngx_uint_t ngx_http_events_inbound_b64_eq(u_char *mac, u_char *b64,
@@ -78,6 +106,8 @@ static ngx_int_t ngx_http_events_inbound_names(ngx_http_request_t *r,
     ngx_str_t *id, ngx_http_events_error_t *err);
 static ngx_int_t ngx_http_events_inbound_value(ngx_http_request_t *r,
     ngx_http_complex_value_t *cv, ngx_str_t *v);
+static ngx_int_t ngx_http_events_inbound_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
 
 
 static ngx_str_t  ngx_http_events_inbound_kinds[] = {
@@ -89,7 +119,14 @@ static ngx_str_t  ngx_http_events_inbound_kinds[] = {
 };
 
 
-/* events_inbound ZONE KIND secret=S [type=] [id=] [header=] [tolerance=] */
+static ngx_str_t  ngx_http_events_inbound_secret_var =
+    ngx_string("events_inbound_secret");
+
+
+/*
+ * events_inbound ZONE KIND secret=S|secret_file=PATH [secret=...]
+ *     [type=] [id=] [header=] [tolerance=]
+ */
 
 char *
 ngx_http_events_inbound(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
@@ -97,11 +134,13 @@ ngx_http_events_inbound(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_events_loc_conf_t *elcf = conf;
 
     u_char                            *p;
-    ngx_str_t                         *value, s, secret;
-    ngx_uint_t                         i, k;
+    char                              *rv;
+    ngx_str_t                         *value, s;
+    ngx_uint_t                         i, k, n;
     ngx_http_core_loc_conf_t          *clcf;
     ngx_http_events_inbound_conf_t    *ic;
     ngx_http_compile_complex_value_t   ccv;
+    ngx_str_t                          secrets[NGX_HTTP_EVENTS_INBOUND_SECRETS];
 
     if (elcf->api_zone) {
         return "is duplicate, or beside events_api";
@@ -132,15 +171,46 @@ ngx_http_events_inbound(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    ngx_str_null(&secret);
+    n = 0;
     ngx_str_set(&ic->header, "X-Signature");
     ic->tolerance = NGX_HTTP_EVENTS_INBOUND_TOLERANCE;
 
     for (i = 3; i < cf->args->nelts; i++) {
 
-        if (ngx_strncmp(value[i].data, "secret=", 7) == 0) {
-            secret.data = value[i].data + 7;
-            secret.len = value[i].len - 7;
+        if (ngx_strncmp(value[i].data, "secret=", 7) == 0
+            || ngx_strncmp(value[i].data, "secret_file=", 12) == 0)
+        {
+            if (n == NGX_HTTP_EVENTS_INBOUND_SECRETS) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "\"events_inbound\" takes at most %ui "
+                                   "secrets (secret= and secret_file=)", n);
+                return NGX_CONF_ERROR;
+            }
+
+            if (value[i].data[6] == '=') {
+                if (value[i].len == 7) {
+                    return "has an empty \"secret=\"";
+                }
+
+                secrets[n].data = value[i].data + 7;
+                secrets[n].len = value[i].len - 7;
+
+            } else {
+                if (value[i].len == 12) {
+                    return "has an empty \"secret_file=\"";
+                }
+
+                s.data = value[i].data + 12;
+                s.len = value[i].len - 12;
+
+                if (ngx_http_events_inbound_file(cf, &s, &secrets[n])
+                    != NGX_OK)
+                {
+                    return NGX_CONF_ERROR;
+                }
+            }
+
+            n++;
             continue;
         }
 
@@ -197,30 +267,18 @@ ngx_http_events_inbound(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    if (secret.len == 0) {
-        return "needs \"secret=\"";
+    if (n == 0) {
+        return "needs \"secret=\" or \"secret_file=\"";
     }
 
-    ic->key = secret;
-
-    if (ic->kind == NGX_HTTP_EVENTS_INBOUND_STANDARD) {
-        /* whsec_ + base64 of the key's bytes */
-        if (secret.len <= 6 || ngx_strncmp(secret.data, "whsec_", 6) != 0) {
-            return "needs a \"secret=whsec_...\" for standard webhooks";
-        }
-
-        s.data = secret.data + 6;
-        s.len = secret.len - 6;
-
-        ic->key.data = ngx_pnalloc(cf->pool, ngx_base64_decoded_length(s.len));
-        if (ic->key.data == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        if (ngx_decode_base64(&ic->key, &s) != NGX_OK || ic->key.len == 0) {
-            return "has a \"secret=whsec_...\" that is not base64";
+    for (k = 0; k < n; k++) {
+        rv = ngx_http_events_inbound_key(cf, ic, &secrets[k], &ic->keys[k]);
+        if (rv != NGX_CONF_OK) {
+            return rv;
         }
     }
+
+    ic->nkeys = n;
 
     elcf->api_zone = ngx_shared_memory_add(cf, &value[1], 0,
                                            &ngx_http_events_module);
@@ -234,6 +292,137 @@ ngx_http_events_inbound(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     clcf->handler = ngx_http_events_inbound_handler;
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * secret_file=PATH: the file's one line (a final newline is not part of
+ * it), read at each start and reload like the rest of the configuration
+ */
+
+static ngx_int_t
+ngx_http_events_inbound_file(ngx_conf_t *cf, ngx_str_t *path,
+    ngx_str_t *secret)
+{
+    off_t            size;
+    ssize_t          n;
+    ngx_fd_t         fd;
+    ngx_file_info_t  fi;
+
+    if (ngx_conf_full_name(cf->cycle, path, 1) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    fd = ngx_open_file(path->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_open_file_n " \"%V\" failed", path);
+        return NGX_ERROR;
+    }
+
+    size = (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) ? -1 : ngx_file_size(&fi);
+
+    if (size < 0 || size > NGX_HTTP_EVENTS_INBOUND_FILE_MAX) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "the secret file \"%V\" "
+                           "must be a file of at most %d bytes", path,
+                           NGX_HTTP_EVENTS_INBOUND_FILE_MAX);
+        (void) ngx_close_file(fd);
+        return NGX_ERROR;
+    }
+
+    secret->data = ngx_pnalloc(cf->pool, (size_t) size + 1);
+    if (secret->data == NULL) {
+        (void) ngx_close_file(fd);
+        return NGX_ERROR;
+    }
+
+    n = ngx_read_fd(fd, secret->data, (size_t) size);
+    (void) ngx_close_file(fd);
+
+    if (n != size) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "could not read the secret file \"%V\"", path);
+        return NGX_ERROR;
+    }
+
+    secret->len = n;
+
+    while (secret->len && (secret->data[secret->len - 1] == '\n'
+                           || secret->data[secret->len - 1] == '\r'))
+    {
+        secret->len--;
+    }
+
+    if (secret->len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "the secret file \"%V\" is empty", path);
+        return NGX_ERROR;
+    }
+
+    /* two secrets in one file would be one secret with a newline in it */
+
+    if (ngx_strlchr(secret->data, secret->data + secret->len, '\n') != NULL
+        || ngx_strlchr(secret->data, secret->data + secret->len, '\r')
+           != NULL)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "the secret file \"%V\" "
+                           "holds more than one line: one secret a file",
+                           path);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* the HMAC key of a secret: its text, or for standard the bytes after whsec_ */
+
+static char *
+ngx_http_events_inbound_key(ngx_conf_t *cf,
+    ngx_http_events_inbound_conf_t *ic, ngx_str_t *secret, ngx_str_t *key)
+{
+    ngx_str_t  s;
+
+    *key = *secret;
+
+    if (ic->kind != NGX_HTTP_EVENTS_INBOUND_STANDARD) {
+        return NGX_CONF_OK;
+    }
+
+    if (secret->len <= 6 || ngx_strncmp(secret->data, "whsec_", 6) != 0) {
+        return "needs a \"secret=whsec_...\" for standard webhooks";
+    }
+
+    s.data = secret->data + 6;
+    s.len = secret->len - 6;
+
+    key->data = ngx_pnalloc(cf->pool, ngx_base64_decoded_length(s.len));
+    if (key->data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_decode_base64(key, &s) != NGX_OK || key->len == 0) {
+        return "has a \"secret=whsec_...\" that is not base64";
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+ngx_int_t
+ngx_http_events_inbound_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var;
+
+    var = ngx_http_add_variable(cf, &ngx_http_events_inbound_secret_var,
+                                NGX_HTTP_VAR_NOCACHEABLE);
+    if (var == NULL) {
+        return NGX_ERROR;
+    }
+
+    var->get_handler = ngx_http_events_inbound_variable;
+
+    return NGX_OK;
 }
 
 
@@ -295,7 +484,9 @@ ngx_http_events_inbound_event(ngx_http_request_t *r, u_char *data, size_t len)
     json_t                          *root, *obj, *v;
     ngx_int_t                        rc;
     ngx_str_t                        type, id, body;
+    ngx_uint_t                       matched;
     json_error_t                     jerr;
+    ngx_http_events_ctx_t           *ctx;
     ngx_http_events_error_t          err;
     ngx_http_events_loc_conf_t      *elcf;
     ngx_http_events_inbound_conf_t  *ic;
@@ -308,7 +499,11 @@ ngx_http_events_inbound_event(ngx_http_request_t *r, u_char *data, size_t len)
 
     ngx_memzero(&err, sizeof(ngx_http_events_error_t));
 
-    if (ngx_http_events_inbound_verify(r, ic, &body, &err) != NGX_OK) {
+    matched = 0;
+
+    if (ngx_http_events_inbound_verify(r, ic, &body, &matched, &err)
+        != NGX_OK)
+    {
         if (err.status == 0) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
@@ -319,6 +514,17 @@ ngx_http_events_inbound_event(ngx_http_request_t *r, u_char *data, size_t len)
 
         return ngx_http_events_http_send_error(r, &err, NULL);
     }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "events inbound %V: secrets matched 0x%xui",
+                   &ic->name, matched);
+
+    ctx = ngx_http_events_ctx(r);
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->inbound_secrets = matched;
 
     root = json_loadb((char *) data, len,
                       JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
@@ -391,24 +597,26 @@ ngx_http_events_inbound_event(ngx_http_request_t *r, u_char *data, size_t len)
 }
 
 
+/* *matched: one bit for each secret a signature matched, 1 << (n - 1) */
+
 static ngx_int_t
 ngx_http_events_inbound_verify(ngx_http_request_t *r,
     ngx_http_events_inbound_conf_t *ic, ngx_str_t *body,
-    ngx_http_events_error_t *err)
+    ngx_uint_t *matched, ngx_http_events_error_t *err)
 {
     switch (ic->kind) {
 
     case NGX_HTTP_EVENTS_INBOUND_GITHUB:
-        return ngx_http_events_inbound_github(r, ic, body, err);
+        return ngx_http_events_inbound_github(r, ic, body, matched, err);
 
     case NGX_HTTP_EVENTS_INBOUND_STRIPE:
-        return ngx_http_events_inbound_stripe(r, ic, body, err);
+        return ngx_http_events_inbound_stripe(r, ic, body, matched, err);
 
     case NGX_HTTP_EVENTS_INBOUND_STANDARD:
-        return ngx_http_events_inbound_standard(r, ic, body, err);
+        return ngx_http_events_inbound_standard(r, ic, body, matched, err);
 
     default: /* NGX_HTTP_EVENTS_INBOUND_HMAC */
-        return ngx_http_events_inbound_hmac(r, ic, body, err);
+        return ngx_http_events_inbound_hmac(r, ic, body, matched, err);
     }
 }
 
@@ -418,10 +626,10 @@ ngx_http_events_inbound_verify(ngx_http_request_t *r,
 static ngx_int_t
 ngx_http_events_inbound_github(ngx_http_request_t *r,
     ngx_http_events_inbound_conf_t *ic, ngx_str_t *body,
-    ngx_http_events_error_t *err)
+    ngx_uint_t *matched, ngx_http_events_error_t *err)
 {
     ngx_table_elt_t  *h;
-    u_char            mac[NGX_HTTP_EVENTS_HMAC_SHA256_LEN];
+    u_char            macs[NGX_HTTP_EVENTS_INBOUND_MACS];
 
     h = ngx_http_events_http_header(r, "X-Hub-Signature-256");
 
@@ -432,21 +640,19 @@ ngx_http_events_inbound_github(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    if (ngx_http_events_hmac_sha256(ic->key.data, ic->key.len, body, 1, mac)
-        != NGX_OK)
-    {
+    if (ngx_http_events_inbound_macs(ic, body, 1, macs) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    if (h->value.len != 7 + 2 * NGX_HTTP_EVENTS_HMAC_SHA256_LEN
-        || ngx_strncmp(h->value.data, "sha256=", 7) != 0
-        || !ngx_http_events_inbound_hex_eq(mac, h->value.data + 7,
-                                           h->value.len - 7))
+    if (h->value.len == 7 + 2 * NGX_HTTP_EVENTS_HMAC_SHA256_LEN
+        && ngx_strncmp(h->value.data, "sha256=", 7) == 0)
     {
-        return ngx_http_events_inbound_mismatch(err);
+        *matched = ngx_http_events_inbound_any(ic, macs, h->value.data + 7,
+                                               h->value.len - 7,
+                                               ngx_http_events_inbound_hex_eq);
     }
 
-    return NGX_OK;
+    return *matched ? NGX_OK : ngx_http_events_inbound_mismatch(err);
 }
 
 
@@ -458,13 +664,13 @@ ngx_http_events_inbound_github(ngx_http_request_t *r,
 static ngx_int_t
 ngx_http_events_inbound_stripe(ngx_http_request_t *r,
     ngx_http_events_inbound_conf_t *ic, ngx_str_t *body,
-    ngx_http_events_error_t *err)
+    ngx_uint_t *matched, ngx_http_events_error_t *err)
 {
     u_char           *p, *end, *comma;
     ngx_str_t         ts, parts[3], item;
-    ngx_uint_t        nsig, ok;
+    ngx_uint_t        nsig;
     ngx_table_elt_t  *h;
-    u_char            mac[NGX_HTTP_EVENTS_HMAC_SHA256_LEN];
+    u_char            macs[NGX_HTTP_EVENTS_INBOUND_MACS];
 
     h = ngx_http_events_http_header(r, "Stripe-Signature");
 
@@ -506,14 +712,11 @@ ngx_http_events_inbound_stripe(ngx_http_request_t *r,
     ngx_str_set(&parts[1], ".");
     parts[2] = *body;
 
-    if (ngx_http_events_hmac_sha256(ic->key.data, ic->key.len, parts, 3, mac)
-        != NGX_OK)
-    {
+    if (ngx_http_events_inbound_macs(ic, parts, 3, macs) != NGX_OK) {
         return NGX_ERROR;
     }
 
     nsig = 0;
-    ok = 0;
 
     for (p = h->value.data; p < end; p = comma + 1) {
         comma = ngx_strlchr(p, end, ',');
@@ -529,11 +732,9 @@ ngx_http_events_inbound_stripe(ngx_http_request_t *r,
         item.len = comma - item.data;
         nsig++;
 
-        if (item.len == 2 * NGX_HTTP_EVENTS_HMAC_SHA256_LEN
-            && ngx_http_events_inbound_hex_eq(mac, item.data, item.len))
-        {
-            ok = 1;
-        }
+        *matched |= ngx_http_events_inbound_any(ic, macs, item.data,
+                                                item.len,
+                                                ngx_http_events_inbound_hex_eq);
     }
 
     if (nsig == 0) {
@@ -543,7 +744,7 @@ ngx_http_events_inbound_stripe(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    return ok ? NGX_OK : ngx_http_events_inbound_mismatch(err);
+    return *matched ? NGX_OK : ngx_http_events_inbound_mismatch(err);
 }
 
 
@@ -555,13 +756,12 @@ ngx_http_events_inbound_stripe(ngx_http_request_t *r,
 static ngx_int_t
 ngx_http_events_inbound_standard(ngx_http_request_t *r,
     ngx_http_events_inbound_conf_t *ic, ngx_str_t *body,
-    ngx_http_events_error_t *err)
+    ngx_uint_t *matched, ngx_http_events_error_t *err)
 {
     u_char           *p, *end, *sp;
     ngx_str_t         parts[5];
-    ngx_uint_t        ok;
     ngx_table_elt_t  *id, *ts, *sig;
-    u_char            mac[NGX_HTTP_EVENTS_HMAC_SHA256_LEN];
+    u_char            macs[NGX_HTTP_EVENTS_INBOUND_MACS];
 
     id = ngx_http_events_http_header(r, "webhook-id");
     ts = ngx_http_events_http_header(r, "webhook-timestamp");
@@ -588,13 +788,10 @@ ngx_http_events_inbound_standard(ngx_http_request_t *r,
     ngx_str_set(&parts[3], ".");
     parts[4] = *body;
 
-    if (ngx_http_events_hmac_sha256(ic->key.data, ic->key.len, parts, 5, mac)
-        != NGX_OK)
-    {
+    if (ngx_http_events_inbound_macs(ic, parts, 5, macs) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    ok = 0;
     p = sig->value.data;
     end = p + sig->value.len;
 
@@ -604,16 +801,16 @@ ngx_http_events_inbound_standard(ngx_http_request_t *r,
             sp = end;
         }
 
-        if (sp - p > 3 && ngx_strncmp(p, "v1,", 3) == 0
-            && ngx_http_events_inbound_b64_eq(mac, p + 3, sp - p - 3))
-        {
-            ok = 1;
+        if (sp - p > 3 && ngx_strncmp(p, "v1,", 3) == 0) {
+            *matched |= ngx_http_events_inbound_any(ic, macs, p + 3,
+                                                sp - p - 3,
+                                                ngx_http_events_inbound_b64_eq);
         }
 
         p = sp + 1;
     }
 
-    return ok ? NGX_OK : ngx_http_events_inbound_mismatch(err);
+    return *matched ? NGX_OK : ngx_http_events_inbound_mismatch(err);
 }
 
 
@@ -622,13 +819,13 @@ ngx_http_events_inbound_standard(ngx_http_request_t *r,
 static ngx_int_t
 ngx_http_events_inbound_hmac(ngx_http_request_t *r,
     ngx_http_events_inbound_conf_t *ic, ngx_str_t *body,
-    ngx_http_events_error_t *err)
+    ngx_uint_t *matched, ngx_http_events_error_t *err)
 {
     u_char           *p;
     size_t            len;
     ngx_table_elt_t  *h;
     u_char            name[128];
-    u_char            mac[NGX_HTTP_EVENTS_HMAC_SHA256_LEN];
+    u_char            macs[NGX_HTTP_EVENTS_INBOUND_MACS];
 
     ngx_cpystrn(name, ic->header.data, ngx_min(ic->header.len + 1,
                                                sizeof(name)));
@@ -641,9 +838,7 @@ ngx_http_events_inbound_hmac(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    if (ngx_http_events_hmac_sha256(ic->key.data, ic->key.len, body, 1, mac)
-        != NGX_OK)
-    {
+    if (ngx_http_events_inbound_macs(ic, body, 1, macs) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -655,14 +850,14 @@ ngx_http_events_inbound_hmac(ngx_http_request_t *r,
         len -= 7;
     }
 
-    if ((len == 2 * NGX_HTTP_EVENTS_HMAC_SHA256_LEN
-         && ngx_http_events_inbound_hex_eq(mac, p, len))
-        || ngx_http_events_inbound_b64_eq(mac, p, len))
-    {
-        return NGX_OK;
-    }
+    /* each comparison checks the length its encoding has */
 
-    return ngx_http_events_inbound_mismatch(err);
+    *matched = ngx_http_events_inbound_any(ic, macs, p, len,
+                                           ngx_http_events_inbound_hex_eq)
+               | ngx_http_events_inbound_any(ic, macs, p, len,
+                                             ngx_http_events_inbound_b64_eq);
+
+    return *matched ? NGX_OK : ngx_http_events_inbound_mismatch(err);
 }
 
 
@@ -704,6 +899,51 @@ ngx_http_events_inbound_mismatch(ngx_http_events_error_t *err)
     ngx_http_events_error(err, 401, "invalid_signature", NULL, NULL, NULL,
                           "the signature does not match the body");
     return NGX_ERROR;
+}
+
+
+/* the MAC of the signed parts under each secret, in the secrets' order */
+
+static ngx_int_t
+ngx_http_events_inbound_macs(ngx_http_events_inbound_conf_t *ic,
+    ngx_str_t *parts, ngx_uint_t nparts, u_char *macs)
+{
+    ngx_uint_t  k;
+
+    for (k = 0; k < ic->nkeys; k++) {
+        if (ngx_http_events_hmac_sha256(ic->keys[k].data, ic->keys[k].len,
+                                        parts, nparts,
+                                        macs
+                                        + k * NGX_HTTP_EVENTS_HMAC_SHA256_LEN)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The secrets a signature is the MAC under, a bit each: it is compared
+ * with every secret's MAC, a match does not stop the others
+ */
+
+static ngx_uint_t
+ngx_http_events_inbound_any(ngx_http_events_inbound_conf_t *ic,
+    u_char *macs, u_char *sig, size_t len, ngx_http_events_inbound_eq_pt eq)
+{
+    ngx_uint_t  k, matched;
+
+    matched = 0;
+
+    for (k = 0; k < ic->nkeys; k++) {
+        matched |= eq(macs + k * NGX_HTTP_EVENTS_HMAC_SHA256_LEN, sig, len)
+                   << k;
+    }
+
+    return matched;
 }
 
 
@@ -875,6 +1115,49 @@ ngx_http_events_inbound_value(ngx_http_request_t *r,
     if (s.len) {
         *v = s;
     }
+
+    return NGX_OK;
+}
+
+
+/* $events_inbound_secret: the secrets a delivery matched, "1", "2", "1,2" */
+
+static ngx_int_t
+ngx_http_events_inbound_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    u_char                 *p;
+    ngx_uint_t              k;
+    ngx_http_events_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_events_module);
+
+    if (ctx == NULL || ctx->inbound_secrets == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(r->pool, 2 * NGX_HTTP_EVENTS_INBOUND_SECRETS);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    v->data = p;
+
+    for (k = 0; k < NGX_HTTP_EVENTS_INBOUND_SECRETS; k++) {
+        if (ctx->inbound_secrets & ((ngx_uint_t) 1 << k)) {
+            if (p != v->data) {
+                *p++ = ',';
+            }
+
+            *p++ = (u_char) ('1' + k);
+        }
+    }
+
+    v->len = p - v->data;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
 
     return NGX_OK;
 }

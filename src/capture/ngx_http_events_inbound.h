@@ -20,11 +20,16 @@
 #define NGX_HTTP_EVENTS_INBOUND_STANDARD  3
 #define NGX_HTTP_EVENTS_INBOUND_HMAC      4
 
+/* secret= per location: the old and the new during a rotation, and spare */
+#define NGX_HTTP_EVENTS_INBOUND_SECRETS   4
+
 
 struct ngx_http_events_inbound_conf_s {
     ngx_uint_t                  kind;
+    ngx_uint_t                  nkeys;
     ngx_str_t                   name;           /* "github", ... */
-    ngx_str_t                   key;            /* the HMAC key's bytes */
+    /* the HMAC keys' bytes, in the order of the secret= parameters */
+    ngx_str_t                   keys[NGX_HTTP_EVENTS_INBOUND_SECRETS];
     ngx_str_t                   header;         /* hmac: the signature's */
     ngx_http_complex_value_t   *type;           /* NULL: the sender's */
     ngx_http_complex_value_t   *id;             /* NULL: the sender's */
@@ -34,6 +39,7 @@ struct ngx_http_events_inbound_conf_s {
 
 char *ngx_http_events_inbound(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+ngx_int_t ngx_http_events_inbound_add_variables(ngx_conf_t *cf);
 
 
 #endif /* _NGX_HTTP_EVENTS_INBOUND_H_INCLUDED_ */
