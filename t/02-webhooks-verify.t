@@ -186,6 +186,17 @@ like($v->{verification}{nextAttemptAt} // '', qr/^\d{4}-/,
 is($v->{stats}{pending}, 2, '... both events wait');
 is($v->{status}, 'enabled', '... the endpoint stays enabled');
 
+# a test ping or a resend would go around the handshake: refused
+my $nv_body = '{"error":{"status":409,"code":"not_verified","message":'
+    . '"the receiver has not answered the CloudEvents handshake yet '
+    . '(see \"verification\")"}}';
+$r = $t->req(POST => "/webhooks/$b->{id}/test");
+is($r->{status}, 409, 'pending: a test ping is 409');
+is($r->{body}, $nv_body, '... not_verified');
+$r = $t->req(POST => "/webhooks/$b->{id}/deliveries/$bids[0]/retry");
+is($r->{status}, 409, 'pending: a resend is 409');
+is($r->{body}, $nv_body, '... not_verified');
+
 $rcv->script('/b', { status => 200 });
 $v = ep_until($b->{id}, sub { ($_[0]{verification}{detail} // '')
     =~ /without/ });
@@ -212,6 +223,22 @@ is($v->{verification}{state}, 'verified', 'verified');
 is($v->{verification}{allowedRate}, undef, 'WebHook-Allowed-Rate *: none');
 ok($v->{verification}{attempts} >= 4, 'after '
     . $v->{verification}{attempts} . ' attempts');
+is($t->req(POST => "/webhooks/$b->{id}/test")->{status}, 202,
+    'verified: a test ping goes');
+@req = $rcv->wait_requests('/b', scalar($rcv->requests('/b')) + 1, 10);
+is($req[-1]{headers}{'x-events-type'}, 'webhook.test', '... and arrives');
+
+# an allowed rate that is no number fails the handshake
+$rcv->script('/e', { status => 200, headers => [
+    'WebHook-Allowed-Origin' => '*', 'WebHook-Allowed-Rate' => '1.5/s' ] });
+my $e = create(url => $rcv->url('/e'), verify => 'cloudevents',
+    events => ['x.e']);
+$v = ep_until($e->{id}, sub { $_[0]{verification}{error} });
+is($v->{verification}{detail}, 'WebHook-Allowed-Rate "1.5/s" is not a '
+    . 'number of requests a minute or "*"', 'a bad WebHook-Allowed-Rate: '
+    . 'the detail');
+is($v->{verification}{state}, 'pending', '... pending');
+is($t->req(DELETE => "/webhooks/$e->{id}")->{status}, 204, 'deleted');
 
 ###########################################################################
 # Given up: the schedule runs out, the endpoint is disabled, its events
@@ -238,7 +265,8 @@ like($t->error_log, qr/\[warn\].*"\Q$c->{id}\E" disabled \(verification\)/,
 
 $rcv->script('/c', { status => 200,
     headers => { 'WebHook-Allowed-Origin' => 'EVENTS.TEST' } });
-$r = $t->req(PATCH => "/webhooks/$c->{id}", json => { enabled => JSON::PP::true });
+$r = $t->req(PATCH => "/webhooks/$c->{id}",
+    json => { enabled => JSON::PP::true });
 is($r->{json}{verification}{state}, 'pending', 'enabled: pending again');
 is($r->{json}{verification}{attempts}, 0, '... from the start');
 @req = grep { $_->{method} eq 'POST' } $rcv->wait_requests('/c', 10, 10);

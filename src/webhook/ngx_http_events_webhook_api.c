@@ -218,6 +218,7 @@ static ngx_int_t ngx_http_events_webhook_api_field_ordered(
 static ngx_int_t ngx_http_events_webhook_api_field_inflight(
     ngx_http_request_t *r, json_t *v, ngx_http_events_webhook_spec_t *spec,
     ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_webhook_api_unverified(ngx_http_request_t *r);
 static ngx_int_t ngx_http_events_webhook_api_field_verify(
     ngx_http_request_t *r, json_t *v, ngx_http_events_webhook_spec_t *spec,
     ngx_http_events_error_t *err);
@@ -1073,6 +1074,21 @@ ngx_http_events_webhook_api_field_ordered(ngx_http_request_t *r, json_t *v,
 }
 
 
+/*
+ * A resend or a test ping of an endpoint whose receiver has not allowed
+ * us yet: sending it would bypass the handshake.
+ */
+
+static ngx_int_t
+ngx_http_events_webhook_api_unverified(ngx_http_request_t *r)
+{
+    return ngx_http_events_webhook_api_fail(r, 409, "not_verified", NULL,
+                                            "the receiver has not answered "
+                                            "the CloudEvents handshake yet "
+                                            "(see \"verification\")");
+}
+
+
 /* the CloudEvents handshake before the first delivery, or null: none */
 
 static ngx_int_t
@@ -1924,6 +1940,10 @@ ngx_http_events_webhook_api_retry(ngx_http_request_t *r,
         return ngx_http_events_webhook_api_unknown(r, rt);
     }
 
+    if (rc == NGX_HTTP_EVENTS_WEBHOOK_UNVERIFIED) {
+        return ngx_http_events_webhook_api_unverified(r);
+    }
+
     if (rc != NGX_HTTP_EVENTS_WEBHOOK_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -1999,6 +2019,10 @@ ngx_http_events_webhook_api_test(ngx_http_request_t *r,
 
     if (rc == NGX_HTTP_EVENTS_WEBHOOK_NOT_FOUND) {
         return ngx_http_events_webhook_api_unknown(r, rt);
+    }
+
+    if (rc == NGX_HTTP_EVENTS_WEBHOOK_UNVERIFIED) {
+        return ngx_http_events_webhook_api_unverified(r);
     }
 
     if (rc != NGX_HTTP_EVENTS_WEBHOOK_OK) {

@@ -1368,7 +1368,6 @@ ngx_http_events_webhook_delivery_allowed(ngx_http_events_webhook_job_t *job,
         job->allowed_rate = (ngx_uint_t) ngx_min(n, 0xffffffff);
     }
 
-    job->origin_ok = 1;
     job->error = NGX_HTTP_EVENTS_E_NONE;
 }
 

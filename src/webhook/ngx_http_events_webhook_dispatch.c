@@ -1400,6 +1400,14 @@ ngx_http_events_webhook_dispatch_send_now(ngx_http_events_store_t *store,
         wh = ngx_http_events_webhook_shm(store);
         ep = wh ? ngx_http_events_webhook_find(wh, tenant, id) : NULL;
 
+        if (ep && ep->verify
+            && ep->verify_state != NGX_HTTP_EVENTS_WH_VERIFY_OK)
+        {
+            /* a resend or a ping would go around the handshake */
+            ngx_shmtx_unlock(&store->shpool->mutex);
+            return NGX_HTTP_EVENTS_WEBHOOK_UNVERIFIED;
+        }
+
         if (ep) {
             found = 1;
             job = ngx_http_events_webhook_dispatch_take(store, ep);

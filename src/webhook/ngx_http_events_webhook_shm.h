@@ -88,6 +88,7 @@ typedef enum {
     NGX_HTTP_EVENTS_WEBHOOK_BUSY,           /* a replay is being queued */
     NGX_HTTP_EVENTS_WEBHOOK_NO_DELIVERY,    /* the event is not queued */
     NGX_HTTP_EVENTS_WEBHOOK_QUEUE_FULL,     /* no free delivery slot */
+    NGX_HTTP_EVENTS_WEBHOOK_UNVERIFIED,     /* the handshake did not pass */
     NGX_HTTP_EVENTS_WEBHOOK_ERROR           /* out of process memory */
 } ngx_http_events_webhook_rc_e;
 
@@ -385,7 +386,6 @@ struct ngx_http_events_webhook_job_s {
     unsigned                         handler:1;      /* url is a location */
     unsigned                         vet:1;          /* check the address */
     unsigned                         verify:1;       /* the handshake */
-    unsigned                         origin_ok:1;    /* ...it allows us */
     ngx_uint_t                       format;
     ngx_http_events_ce_t             ce;             /* format cloudevents */
     uint32_t                         verify_gen;
