@@ -239,6 +239,13 @@ static ngx_command_t  ngx_http_events_commands[] = {
       offsetof(ngx_http_events_loc_conf_t, stream_release_header),
       NULL },
 
+    { ngx_string("events_ws_deflate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_events_loc_conf_t, ws_deflate),
+      NULL },
+
     { ngx_string("events_auth"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
       ngx_conf_set_flag_slot,
@@ -702,6 +709,7 @@ ngx_http_events_create_loc_conf(ngx_conf_t *cf)
     elcf->stream_max_subscribers = NGX_CONF_UNSET_UINT;
     elcf->stream_event_field = NGX_CONF_UNSET;
     elcf->stream_release_header = NGX_CONF_UNSET;
+    elcf->ws_deflate = NGX_CONF_UNSET;
     elcf->auth = NGX_CONF_UNSET;
     elcf->auth_query_token = NGX_CONF_UNSET;
     elcf->auth_leeway = NGX_CONF_UNSET;
@@ -750,6 +758,7 @@ ngx_http_events_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                          0);
     ngx_conf_merge_value(conf->stream_release_header,
                          prev->stream_release_header, 1);
+    ngx_conf_merge_value(conf->ws_deflate, prev->ws_deflate, 1);
 
     ngx_conf_merge_value(conf->auth, prev->auth, 0);
     ngx_conf_merge_value(conf->auth_query_token, prev->auth_query_token, 0);

@@ -76,6 +76,7 @@ struct ngx_http_events_loc_conf_s {
     ngx_uint_t                  stream_max_subscribers;
     ngx_flag_t                  stream_event_field;
     ngx_flag_t                  stream_release_header;
+    ngx_flag_t                  ws_deflate;
 
     ngx_flag_t                  auth;
     ngx_array_t                *jwt_keys;

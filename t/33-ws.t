@@ -5,8 +5,12 @@
 # first) and control messages; bad handshakes are 400 with exact bodies,
 # a foreign Origin 403; frames a client must not send (unmasked, a long
 # ping) close 1002; a refusal at a limit is reset "overloaded" and close
-# 1013.  Then the ws npm package: pings both ways, fragmented, binary,
-# oversize and invalid UTF-8 messages, the close handshake, and resume.
+# 1013.  permessage-deflate (RFC 7692): the offers taken and declined,
+# the answer, compressed events (RSV1) that inflate to the same bytes,
+# a client's compressed messages taken, RSV1 where it may not be: 1002.
+# Then the ws npm package: pings both ways, fragmented, binary, oversize
+# and invalid UTF-8 messages, the close handshake, compressed messages,
+# and resume, with and without deflate, the same events.
 
 use strict;
 use warnings;
@@ -16,6 +20,7 @@ use Test::More;
 use JSON::PP;
 use POSIX qw(WNOHANG);
 use Time::HiRes qw(sleep time);
+use Compress::Raw::Zlib;
 use EventsTest;
 use EventsTest::WS;
 
@@ -54,6 +59,11 @@ http {
         location = /cors/stream {
             events_stream main;
             events_cors https://app.example;
+        }
+
+        location = /plain/stream {
+            events_stream main;
+            events_ws_deflate off;
         }
 
         location /events {
@@ -258,6 +268,142 @@ $ws->close;
 is(wait_subscribers(0), 0, 'a client gone without a close: unsubscribed');
 
 ###########################################################################
+# permessage-deflate (RFC 7692)
+
+my $ANSWER = 'permessage-deflate; server_no_context_takeover';
+
+sub inflate {
+    my ($bytes, $bits) = @_;
+    my $i = Compress::Raw::Zlib::Inflate->new(-WindowBits => -($bits // 15));
+    my $in = $bytes . "\x00\x00\xff\xff";
+    my $out = '';
+    my $st = $i->inflate($in, $out);
+    return ($st == Z_OK || $st == Z_STREAM_END) ? $out : undef;
+}
+
+sub offer {
+    my ($offer, $path) = @_;
+    return EventsTest::WS->open($t, $path // '/events/stream?types=zz.*',
+        headers => { 'Sec-WebSocket-Extensions' => $offer });
+}
+
+# the offers a browser and ws make, and others taken
+my @taken = (
+    [ 'permessage-deflate; client_max_window_bits', $ANSWER,
+        'as browsers offer it' ],
+    [ 'permessage-deflate', $ANSWER, 'bare' ],
+    [ 'permessage-deflate; server_no_context_takeover; '
+        . 'client_no_context_takeover; client_max_window_bits=9', $ANSWER,
+        'all but server_max_window_bits' ],
+    [ 'permessage-deflate; server_max_window_bits=10',
+        "$ANSWER; server_max_window_bits=10", 'server_max_window_bits=10' ],
+    [ 'permessage-deflate; server_max_window_bits="12"',
+        "$ANSWER; server_max_window_bits=12", 'a quoted value' ],
+    [ 'x-webkit-deflate-frame, PerMessage-Deflate ; server_max_window_bits=15',
+        "$ANSWER; server_max_window_bits=15",
+        'after another extension, in any case' ],
+    [ 'permessage-deflate; server_max_window_bits=16, permessage-deflate; '
+        . 'server_max_window_bits=9', "$ANSWER; server_max_window_bits=9",
+        'the first offer declined, the second taken' ],
+);
+for my $o (@taken) {
+    my ($offer, $answer, $name) = @$o;
+    my $w = offer($offer);
+    is($w->status, 101, "$name: 101");
+    is($w->headers->{'sec-websocket-extensions'}, $answer,
+        "$name: answered \"$answer\"");
+}
+
+# declined by not answering (7.1): the stream goes on without it
+for my $o (
+    [ 'permessage-deflate; server_max_window_bits=7', 'window 7' ],
+    [ 'permessage-deflate; server_max_window_bits=16', 'window 16' ],
+    [ 'permessage-deflate; server_max_window_bits=8',
+        'window 8 (zlib cannot make it raw)' ],
+    [ 'permessage-deflate; server_max_window_bits=010', 'a leading zero' ],
+    [ 'permessage-deflate; server_max_window_bits', 'window without value' ],
+    [ 'permessage-deflate; client_max_window_bits=16', 'client window 16' ],
+    [ 'permessage-deflate; client_no_context_takeover; '
+        . 'client_no_context_takeover', 'a repeated parameter' ],
+    [ 'permessage-deflate; server_no_context_takeover=1',
+        'a value where there is none' ],
+    [ 'permessage-deflate; mystery', 'an unknown parameter' ],
+    [ 'permessage-deflate; server_max_window_bits="10', 'an open quote' ],
+    [ 'x-webkit-deflate-frame', 'another extension only' ],
+)
+{
+    my ($offer, $name) = @$o;
+    my $w = offer($offer);
+    is($w->status, 101, "$name: 101");
+    ok(!exists $w->headers->{'sec-websocket-extensions'},
+        "$name: declined, not answered");
+}
+
+my $off = offer('permessage-deflate', '/plain/stream?types=zz.*');
+is($off->status, 101, 'events_ws_deflate off: 101');
+ok(!exists $off->headers->{'sec-websocket-extensions'},
+    'events_ws_deflate off: not answered');
+
+# the same event, compressed and not: the same bytes once inflated
+wait_subscribers(0);
+my $zz = '/events/stream?types=zz.*&lastEventId=earliest';
+my ($wz, $wz10, $wp) = (offer('permessage-deflate', $zz),
+    offer('permessage-deflate; server_max_window_bits=10', $zz),
+    EventsTest::WS->open($t, $zz));
+for my $w ($wz, $wz10, $wp) {
+    my $ready = $w->frame(3);
+    ok($ready && $ready->{rsv} == 0
+        && ($ready->{json}{control} // '') eq 'ready',
+        'ready: shorter than 128 bytes, not compressed');
+}
+my $ez = $t->post_json('/events', { type => 'zz.big',
+    payload => { data => { text => 'the quick brown fox ' x 20 } } });
+is($ez->{status}, 201, 'an event of 400 bytes and more');
+my ($fz, $f10, $fp) = ($wz->frame(3), $wz10->frame(3), $wp->frame(3));
+ok($fp && $fp->{rsv} == 0 && $fp->{json}{seq} == $ez->{json}{seq},
+    'without deflate: RSV clear, the event');
+ok($fz && $fz->{rsv} == 4 && $fz->{fin} && $fz->{opcode} == 1,
+    'with deflate: one text frame with RSV1');
+is($fz && inflate($fz->{payload}), $fp && $fp->{payload},
+    'inflated: the same bytes as without');
+cmp_ok(length($fz->{payload} // ''), '<', length($fp->{payload} // '') / 2,
+    'and half of them or less')
+    or diag(length($fz->{payload}) . ' of ' . length($fp->{payload})
+        . ": $fp->{payload}");
+ok($f10 && $f10->{rsv} == 4 && inflate($f10->{payload}, 10) eq $fp->{payload},
+    'server_max_window_bits=10: inflates with a 1 KB window');
+isnt(substr($fz->{payload} // '', -4), "\x00\x00\xff\xff",
+    'the trailing 00 00 ff ff is cut');
+
+# a client's compressed message: taken (and dropped), the stream goes on
+my $d = Compress::Raw::Zlib::Deflate->new(-WindowBits => -15,
+    -AppendOutput => 1);
+my $zipped = '';
+$d->deflate('{"hello":"' . ('x' x 300) . '"}', $zipped);
+$d->flush($zipped, Z_SYNC_FLUSH);
+ok($wz->send_frame(0x1, substr($zipped, 0, -4), rsv => 4),
+    'a compressed message from the client');
+my $e3 = post('zz.after');
+my $fa = $wz->frame(3);
+is($fa && $fa->{rsv} == 4 && $JSON->decode(inflate($fa->{payload}))->{seq},
+    $e3->{seq}, 'RSV1 on a message: the stream goes on')
+    or diag(explain($fa));
+
+# RSV1 on a control frame, RSV2 anywhere: close 1002, deflate or not
+$wz->send_frame(0x9, 'p', rsv => 4);
+@f = $wz->frames_until(sub { $_[0]{opcode} == 8 }, timeout => 3);
+is($f[-1] && $f[-1]{code}, 1002, 'RSV1 on a ping: close 1002');
+ok(!$f[-1] || $f[-1]{rsv} == 0, 'the close is not compressed');
+$wz10->send_frame(0x1, '{}', rsv => 2);
+@f = $wz10->frames_until(sub { $_[0]{opcode} == 8 }, timeout => 3);
+is($f[-1] && $f[-1]{code}, 1002, 'RSV2 with deflate: close 1002');
+$off = offer('permessage-deflate', '/plain/stream?types=zz.*');
+$off->send_frame(0x1, '{}', rsv => 4);
+@f = $off->frames_until(sub { $_[0]{opcode} == 8 }, timeout => 3);
+is($f[-1] && $f[-1]{code}, 1002, 'RSV1 where deflate was declined: close 1002');
+$wp->close;
+
+###########################################################################
 # A refusal at a limit: reset "overloaded", close 1013, exactly
 
 my (@held, @refused);
@@ -320,6 +466,12 @@ is($res->{oversizeFragmented} && $res->{oversizeFragmented}{code}, 1009,
     'ws: fragments past 4k: close 1009');
 is($res->{badUtf8} && $res->{badUtf8}{code}, 1007,
     'ws: invalid UTF-8 text: close 1007');
+is($res->{deflate}, 'permessage-deflate; server_no_context_takeover',
+    'ws with perMessageDeflate: the extension answered');
+is($res->{compressed}, JSON::PP::true,
+    'ws: a compressed message of 5k inflated, 30 bytes sent: taken');
+is($res->{compressedOversize} && $res->{compressedOversize}{code}, 1009,
+    'ws: one whose compressed bytes are past 4k: close 1009');
 
 # resume with ?lastEventId=, filters, tenant
 my $from = $t->get('/events?limit=1')->{json}{head};

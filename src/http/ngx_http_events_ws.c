@@ -23,6 +23,19 @@
  * queued only once every message before it is out.  Clients have
  * nothing to say but control frames; their messages are read, checked
  * and dropped.
+ *
+ * permessage-deflate (RFC 7692), with events_ws_deflate on: the answer
+ * always declares server_no_context_takeover, so each message is
+ * compressed on its own, from an empty window.  The compressed bytes of
+ * an envelope then depend on the envelope only: a worker keeps one zlib
+ * stream per window size (deflateReset between messages, never one per
+ * connection: that is 256 KB each), and a small memo of the last events
+ * it compressed, by seq, so a fan-out of one event to every stream of a
+ * worker compresses it once.  Short messages go as they are (RSV1
+ * clear, as 7692 allows per message).  A client's compressed messages
+ * are taken (wslay then allows RSV1 on data frames only, and leaves their
+ * UTF-8 alone) but never inflated: they are dropped as any other, and
+ * their 4 KB limit counts compressed bytes, so no inflation bomb.
  */
 
 
@@ -32,6 +45,7 @@
 #include <ngx_sha1.h>
 
 #include <wslay/wslay.h>
+#include <zlib.h>
 
 #include "ngx_http_events_module.h"
 #include "ngx_http_events_http.h"
@@ -45,6 +59,10 @@
 #define NGX_HTTP_EVENTS_WS_CLOSE_WAIT  2000     /* for the client's close */
 #define NGX_HTTP_EVENTS_WS_KEY_LEN     24       /* 16 bytes in base64 */
 
+#define NGX_HTTP_EVENTS_WS_DEFLATE_MIN 128      /* shorter: as it is */
+#define NGX_HTTP_EVENTS_WS_MEMO        16       /* events' slots, by seq */
+#define NGX_HTTP_EVENTS_WS_NO_MEMO     ((uint64_t) -1)
+
 
 struct ngx_http_events_ws_s {
     wslay_event_context_ptr         wslay;
@@ -55,6 +73,7 @@ struct ngx_http_events_ws_s {
     u_char                         *last;
 
     ngx_uint_t                      close;      /* why, once ending */
+    ngx_uint_t                      bits;       /* deflate's window, or 0 */
 
     unsigned                        closing:1;
     unsigned                        pinged:1;
@@ -68,6 +87,17 @@ typedef struct {
 } ngx_http_events_ws_end_t;
 
 
+/* a message compressed: the envelope, then what it became */
+typedef struct {
+    uint64_t                        seq;
+    ngx_uint_t                      bits;
+    size_t                          len;        /* the envelope's */
+    size_t                          out;        /* 0: sent as it is */
+    size_t                          size;
+    u_char                         *data;
+} ngx_http_events_ws_memo_t;
+
+
 static ngx_uint_t ngx_http_events_ws_refuse(ngx_http_request_t *r,
     ngx_int_t *rc, const char *message);
 static ngx_uint_t ngx_http_events_ws_token(ngx_http_request_t *r,
@@ -75,9 +105,24 @@ static ngx_uint_t ngx_http_events_ws_token(ngx_http_request_t *r,
 static ngx_int_t ngx_http_events_ws_open(ngx_http_events_stream_ctx_t *ctx);
 static ngx_int_t ngx_http_events_ws_accept(ngx_http_request_t *r,
     ngx_str_t *accept);
+static ngx_int_t ngx_http_events_ws_extensions(ngx_http_request_t *r,
+    ngx_http_events_ws_t *ws);
+static ngx_uint_t ngx_http_events_ws_offer(u_char **pos, u_char *last,
+    ngx_uint_t *bits);
+static u_char *ngx_http_events_ws_ows(u_char *p, u_char *last);
+static u_char *ngx_http_events_ws_tchars(u_char *p, u_char *last);
+static ngx_uint_t ngx_http_events_ws_window(ngx_str_t *value,
+    ngx_uint_t min);
 static u_char *ngx_http_events_ws_scratch(size_t len);
 static ngx_int_t ngx_http_events_ws_queue(ngx_http_events_ws_t *ws,
     uint8_t opcode, u_char *data, size_t len);
+static ngx_int_t ngx_http_events_ws_queue_rsv(ngx_http_events_ws_t *ws,
+    uint8_t opcode, u_char *data, size_t len, uint8_t rsv);
+static ngx_int_t ngx_http_events_ws_text(ngx_http_events_ws_t *ws,
+    u_char *data, size_t len, uint64_t seq);
+static ngx_http_events_ws_memo_t *ngx_http_events_ws_deflate(
+    ngx_uint_t bits, u_char *data, size_t len, uint64_t seq);
+static z_stream *ngx_http_events_ws_zstream(ngx_uint_t bits);
 static ngx_int_t ngx_http_events_ws_event(ngx_http_events_stream_ctx_t *ctx,
     ngx_http_events_item_t *item);
 static ngx_int_t ngx_http_events_ws_control(ngx_http_events_stream_ctx_t *ctx,
@@ -334,6 +379,10 @@ ngx_http_events_ws_open(ngx_http_events_stream_ctx_t *ctx)
         return NGX_ERROR;
     }
 
+    if (ngx_http_events_ws_extensions(r, ws) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     r->headers_out.status = NGX_HTTP_SWITCHING_PROTOCOLS;
     ngx_str_set(&r->headers_out.status_line, "101 Switching Protocols");
     r->headers_out.content_length_n = -1;
@@ -423,6 +472,297 @@ ngx_http_events_ws_accept(ngx_http_request_t *r, ngx_str_t *accept)
 
 
 /*
+ * permessage-deflate, if offered and events_ws_deflate is on: the first
+ * offer we can take (RFC 7692 5), every Sec-WebSocket-Extensions line
+ * read as one list.  An offer with a parameter unknown, repeated or out
+ * of its range is declined, as 7692 7.1 says, by not answering it; so is
+ * server_max_window_bits=8, which zlib cannot make as raw deflate.
+ */
+
+static ngx_int_t
+ngx_http_events_ws_extensions(ngx_http_request_t *r, ngx_http_events_ws_t *ws)
+{
+    u_char                      *p, *last;
+    ngx_str_t                    value;
+    ngx_uint_t                   i, bits;
+    ngx_list_part_t             *part;
+    ngx_table_elt_t             *h;
+    ngx_http_events_loc_conf_t  *elcf;
+
+    elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
+
+    if (!elcf->ws_deflate) {
+        return NGX_OK;
+    }
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NGX_OK;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len != sizeof("Sec-WebSocket-Extensions") - 1
+            || ngx_strncasecmp(h[i].key.data,
+                               (u_char *) "Sec-WebSocket-Extensions",
+                               sizeof("Sec-WebSocket-Extensions") - 1)
+               != 0)
+        {
+            continue;
+        }
+
+        p = h[i].value.data;
+        last = p + h[i].value.len;
+
+        while (p < last) {
+            if (ngx_http_events_ws_offer(&p, last, &bits)) {
+                goto accept;
+            }
+
+            if (p < last) {
+                p++;                    /* the comma */
+            }
+        }
+    }
+
+accept:
+
+    value.data = ngx_pnalloc(r->pool, sizeof("permessage-deflate; "
+                             "server_no_context_takeover; "
+                             "server_max_window_bits=15") - 1);
+    if (value.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(value.data, "permessage-deflate; "
+                   "server_no_context_takeover",
+                   sizeof("permessage-deflate; "
+                          "server_no_context_takeover") - 1);
+
+    if (bits) {
+        /* the client's limit on our window: taken, so answered (7.1.2.1) */
+        p = ngx_sprintf(p, "; server_max_window_bits=%ui", bits);
+    }
+
+    value.len = p - value.data;
+
+    if (ngx_http_events_http_add_header(r, "Sec-WebSocket-Extensions",
+                                        &value)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ws->bits = bits ? bits : MAX_WBITS;
+
+    wslay_event_config_set_allowed_rsv_bits(ws->wslay, WSLAY_RSV1_BIT);
+
+    return NGX_OK;
+}
+
+
+/*
+ * One offer: name *(";" param ["=" (token | quoted-string)]), up to the
+ * comma that ends it (*pos is left there).  Whether it is a
+ * permessage-deflate we take; *bits: its server_max_window_bits, or 0.
+ * A line that does not parse ends its own reading, its offers declined.
+ */
+
+static ngx_uint_t
+ngx_http_events_ws_offer(u_char **pos, u_char *last, ngx_uint_t *bits)
+{
+    u_char      *p, *start;
+    size_t       len;
+    ngx_str_t    value;
+    ngx_uint_t   ok, seen, param;
+
+    static ngx_str_t  params[] = {
+        ngx_string("server_no_context_takeover"),
+        ngx_string("client_no_context_takeover"),
+        ngx_string("server_max_window_bits"),
+        ngx_string("client_max_window_bits"),
+        ngx_null_string
+    };
+
+    *bits = 0;
+    seen = 0;
+
+    p = ngx_http_events_ws_ows(*pos, last);
+    start = p;
+    p = ngx_http_events_ws_tchars(p, last);
+    len = p - start;
+
+    if (len == 0) {
+        goto invalid;
+    }
+
+    ok = (len == sizeof("permessage-deflate") - 1
+          && ngx_strncasecmp(start, (u_char *) "permessage-deflate", len)
+             == 0);
+
+    for ( ;; ) {
+        p = ngx_http_events_ws_ows(p, last);
+
+        if (p == last || *p == ',') {
+            break;
+        }
+
+        if (*p++ != ';') {
+            goto invalid;
+        }
+
+        p = ngx_http_events_ws_ows(p, last);
+        start = p;
+        p = ngx_http_events_ws_tchars(p, last);
+        len = p - start;
+
+        if (len == 0) {
+            goto invalid;
+        }
+
+        p = ngx_http_events_ws_ows(p, last);
+
+        value.data = NULL;
+        value.len = 0;
+
+        if (p < last && *p == '=') {
+            p = ngx_http_events_ws_ows(p + 1, last);
+
+            if (p < last && *p == '"') {
+                value.data = ++p;
+
+                while (p < last && *p != '"') {
+                    p += (*p == '\\') ? 2 : 1;
+                }
+
+                if (p >= last) {
+                    goto invalid;
+                }
+
+                value.len = p++ - value.data;
+
+            } else {
+                value.data = p;
+                p = ngx_http_events_ws_tchars(p, last);
+                value.len = p - value.data;
+
+                if (value.len == 0) {
+                    goto invalid;
+                }
+            }
+        }
+
+        for (param = 0; params[param].len; param++) {
+            if (params[param].len == len
+                && ngx_strncasecmp(params[param].data, start, len) == 0)
+            {
+                break;
+            }
+        }
+
+        if (params[param].len == 0 || (seen & (1 << param))) {
+            /* unknown or repeated: this offer is declined */
+            ok = 0;
+            continue;
+        }
+
+        seen |= 1 << param;
+
+        switch (param) {
+
+        case 0: /* server_no_context_takeover */
+        case 1: /* client_no_context_takeover */
+            if (value.data) {
+                ok = 0;
+            }
+            break;
+
+        case 2: /* server_max_window_bits */
+            *bits = value.data ? ngx_http_events_ws_window(&value, 9) : 0;
+            if (*bits == 0) {
+                ok = 0;
+            }
+            break;
+
+        default: /* client_max_window_bits: ours to say, we do not */
+            if (value.data && ngx_http_events_ws_window(&value, 8) == 0) {
+                ok = 0;
+            }
+        }
+    }
+
+    *pos = p;
+
+    return ok;
+
+invalid:
+
+    *pos = last;
+
+    return 0;
+}
+
+
+static u_char *
+ngx_http_events_ws_ows(u_char *p, u_char *last)
+{
+    while (p < last && (*p == ' ' || *p == '\t')) {
+        p++;
+    }
+
+    return p;
+}
+
+
+/* RFC 7230's tchar */
+
+static u_char *
+ngx_http_events_ws_tchars(u_char *p, u_char *last)
+{
+    while (p < last
+           && ((*p >= '0' && *p <= '9')
+               || ((*p | 0x20) >= 'a' && (*p | 0x20) <= 'z')
+               || ngx_strlchr((u_char *) "!#$%&'*+-.^_`|~",
+                              (u_char *) "!#$%&'*+-.^_`|~" + 15, *p)
+                  != NULL))
+    {
+        p++;
+    }
+
+    return p;
+}
+
+
+/* a window's bits: decimal, no leading zero, min..15 (7692 7.1.2); or 0 */
+
+static ngx_uint_t
+ngx_http_events_ws_window(ngx_str_t *value, ngx_uint_t min)
+{
+    ngx_int_t  n;
+
+    if (value->len == 0 || value->len > 2 || value->data[0] == '0') {
+        return 0;
+    }
+
+    n = ngx_atoi(value->data, value->len);
+
+    if (n == NGX_ERROR || n < (ngx_int_t) min || n > MAX_WBITS) {
+        return 0;
+    }
+
+    return (ngx_uint_t) n;
+}
+
+
+/*
  * The worker's room to lay out one message (wslay copies it when it is
  * queued): grown to the largest envelope seen, never shrunk.
  */
@@ -459,6 +799,15 @@ static ngx_int_t
 ngx_http_events_ws_queue(ngx_http_events_ws_t *ws, uint8_t opcode,
     u_char *data, size_t len)
 {
+    return ngx_http_events_ws_queue_rsv(ws, opcode, data, len,
+                                        WSLAY_RSV_NONE);
+}
+
+
+static ngx_int_t
+ngx_http_events_ws_queue_rsv(ngx_http_events_ws_t *ws, uint8_t opcode,
+    u_char *data, size_t len, uint8_t rsv)
+{
     int                     rv;
     struct wslay_event_msg  msg;
 
@@ -466,7 +815,8 @@ ngx_http_events_ws_queue(ngx_http_events_ws_t *ws, uint8_t opcode,
     msg.msg = data;
     msg.msg_length = len;
 
-    rv = wslay_event_queue_msg(ws->wslay, &msg);
+    /* wslay sets RSV1 on the first frame only, and refuses it on control */
+    rv = wslay_event_queue_msg_ex(ws->wslay, &msg, rsv);
 
     if (rv == WSLAY_ERR_NO_MORE_MSG) {
         /* closing: the client resumes from its last cursor */
@@ -500,7 +850,7 @@ ngx_http_events_ws_event(ngx_http_events_stream_ctx_t *ctx,
     p = ngx_cpymem(p, "\",", 2);
     p = ngx_cpymem(p, item->json.data + 1, item->json.len - 1);
 
-    return ngx_http_events_ws_queue(ctx->ws, WSLAY_TEXT_FRAME, buf, p - buf);
+    return ngx_http_events_ws_text(ctx->ws, buf, p - buf, item->seq);
 }
 
 
@@ -521,7 +871,169 @@ ngx_http_events_ws_control(ngx_http_events_stream_ctx_t *ctx,
     p = ngx_sprintf(buf, "{\"control\":\"%s\",", name);
     p = ngx_cpymem(p, json + 1, len - 1);
 
-    return ngx_http_events_ws_queue(ctx->ws, WSLAY_TEXT_FRAME, buf, p - buf);
+    return ngx_http_events_ws_text(ctx->ws, buf, p - buf,
+                                   NGX_HTTP_EVENTS_WS_NO_MEMO);
+}
+
+
+/*
+ * A text message, compressed if deflate was agreed and it is worth it.
+ * seq: the event's, by which the memo may have it already.
+ */
+
+static ngx_int_t
+ngx_http_events_ws_text(ngx_http_events_ws_t *ws, u_char *data, size_t len,
+    uint64_t seq)
+{
+    ngx_http_events_ws_memo_t  *m;
+
+    if (ws->bits == 0 || len < NGX_HTTP_EVENTS_WS_DEFLATE_MIN) {
+        return ngx_http_events_ws_queue(ws, WSLAY_TEXT_FRAME, data, len);
+    }
+
+    m = ngx_http_events_ws_deflate(ws->bits, data, len, seq);
+
+    if (m == NULL || m->out == 0) {
+        /* no memory, or it would not be shorter: as it is */
+        return ngx_http_events_ws_queue(ws, WSLAY_TEXT_FRAME, data, len);
+    }
+
+    return ngx_http_events_ws_queue_rsv(ws, WSLAY_TEXT_FRAME, m->data + len,
+                                        m->out, WSLAY_RSV1_BIT);
+}
+
+
+/*
+ * The message compressed alone (server_no_context_takeover), its
+ * trailing 00 00 ff ff cut (7692 7.2.1); the same envelope of the same
+ * seq at the same window, compressed for another stream, is taken as it
+ * is.  Slot NGX_HTTP_EVENTS_WS_MEMO is for messages that are not events.
+ */
+
+static ngx_http_events_ws_memo_t *
+ngx_http_events_ws_deflate(ngx_uint_t bits, u_char *data, size_t len,
+    uint64_t seq)
+{
+    u_char                     *p;
+    size_t                      size, out;
+    z_stream                   *z;
+    ngx_http_events_ws_memo_t  *m;
+
+    static ngx_http_events_ws_memo_t  memo[NGX_HTTP_EVENTS_WS_MEMO + 1];
+
+    if (seq == NGX_HTTP_EVENTS_WS_NO_MEMO) {
+        m = &memo[NGX_HTTP_EVENTS_WS_MEMO];
+
+    } else {
+        m = &memo[seq % NGX_HTTP_EVENTS_WS_MEMO];
+
+        if (m->data && m->seq == seq && m->bits == bits && m->len == len
+            && ngx_memcmp(m->data, data, len) == 0)
+        {
+            return m;
+        }
+    }
+
+    z = ngx_http_events_ws_zstream(bits);
+    if (z == NULL) {
+        return NULL;
+    }
+
+    /* a sync flush's empty block may add 5 bytes, its bit padding 1 */
+    size = len + deflateBound(z, len) + 16;
+
+    if (size > m->size) {
+        size = ngx_max(size, 4096);
+
+        p = ngx_alloc(size, ngx_cycle->log);
+        if (p == NULL) {
+            return NULL;
+        }
+
+        if (m->data) {
+            ngx_free(m->data);
+        }
+
+        m->data = p;
+        m->size = size;
+    }
+
+    /* invalid until it is whole */
+    m->len = 0;
+
+    ngx_memcpy(m->data, data, len);
+
+    if (deflateReset(z) != Z_OK) {
+        return NULL;
+    }
+
+    z->next_in = data;
+    z->avail_in = len;
+    z->next_out = m->data + len;
+    z->avail_out = m->size - len;
+
+    if (deflate(z, Z_SYNC_FLUSH) != Z_OK || z->avail_in || !z->avail_out) {
+        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
+                      "events: deflate() of a WebSocket message failed");
+        return NULL;
+    }
+
+    out = m->size - len - z->avail_out;
+
+    if (out < 4 || ngx_memcmp(m->data + len + out - 4, "\0\0\xff\xff", 4)
+                   != 0)
+    {
+        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
+                      "events: deflate() did not end a WebSocket message "
+                      "with a sync flush");
+        return NULL;
+    }
+
+    out -= 4;
+
+    m->seq = seq;
+    m->bits = bits;
+    m->len = len;
+    m->out = out < len ? out : 0;
+
+    return m;
+}
+
+
+/*
+ * The worker's zlib stream for a window, made on first use and kept:
+ * one per window size, never one per connection.
+ */
+
+static z_stream *
+ngx_http_events_ws_zstream(ngx_uint_t bits)
+{
+    z_stream         *z;
+
+    static z_stream  *zs[MAX_WBITS + 1];
+
+    if (zs[bits]) {
+        return zs[bits];
+    }
+
+    z = ngx_calloc(sizeof(z_stream), ngx_cycle->log);
+    if (z == NULL) {
+        return NULL;
+    }
+
+    if (deflateInit2(z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, - (int) bits, 8,
+                     Z_DEFAULT_STRATEGY)
+        != Z_OK)
+    {
+        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
+                      "events: deflateInit2(%ui) failed", bits);
+        ngx_free(z);
+        return NULL;
+    }
+
+    zs[bits] = z;
+
+    return z;
 }
 
 

@@ -1,16 +1,19 @@
 // A real WebSocket client (the ws npm package) for the tests.
 //
 //   node ws-client.js follow URL OUT WANT TIMEOUT [reconnect]
-//     writes one JSON line per open, event ({cursor, seq, type}), control
-//     message, ping and close to OUT; exits 0 once it has WANT events,
-//     2 at TIMEOUT ms.  With "reconnect" it comes back after a close, as
-//     a browser page would, with ?lastEventId= its last cursor.
+//     writes one JSON line per open (with the extensions agreed), event
+//     ({cursor, seq, type}), control message, ping and close to OUT;
+//     exits 0 once it has WANT events, 2 at TIMEOUT ms.  With "reconnect"
+//     it comes back after a close, as a browser page would, with
+//     ?lastEventId= its last cursor.  It offers permessage-deflate, as ws
+//     does by default, unless WS_DEFLATE=0.
 //
 //   node ws-client.js proto URL API
 //     runs the protocol checks (pings both ways, a fragmented message, a
 //     binary one, the close handshake, oversize and invalid UTF-8
-//     messages) and prints their results as one JSON object; API is the
-//     events_api URL it posts to.
+//     messages; those without deflate, then compressed messages of a
+//     client with it) and prints their results as one JSON object; API
+//     is the events_api URL it posts to.
 
 'use strict';
 
@@ -18,6 +21,7 @@ const fs = require('fs');
 const WebSocket = require('ws');
 
 const [mode, url, ...rest] = process.argv.slice(2);
+const deflate = process.env.WS_DEFLATE !== '0';
 
 function follow(out, want, timeout, reconnect) {
     const log = (o) => fs.appendFileSync(out, JSON.stringify(o) + '\n');
@@ -29,9 +33,13 @@ function follow(out, want, timeout, reconnect) {
         if (cursor) {
             u.searchParams.set('lastEventId', cursor);
         }
-        const ws = new WebSocket(u.href);
+        const ws = new WebSocket(u.href, { perMessageDeflate: deflate });
 
-        ws.on('open', () => log({ open: true }));
+        let ext = null;
+
+        ws.on('upgrade', (res) =>
+            (ext = res.headers['sec-websocket-extensions'] || null));
+        ws.on('open', () => log({ open: true, extensions: ext }));
         ws.on('ping', () => log({ ping: true }));
         ws.on('error', (e) => log({ error: String(e.message || e) }));
         ws.on('message', (data, binary) => {
@@ -63,9 +71,12 @@ function follow(out, want, timeout, reconnect) {
     setTimeout(() => process.exit(2), timeout);
 }
 
-function open(u) {
+function open(u, deflate) {
     return new Promise((resolve, reject) => {
-        const ws = new WebSocket(u || url);
+        const ws = new WebSocket(u || url,
+            { perMessageDeflate: deflate ? { threshold: 0 } : false });
+        ws.on('upgrade', (res) =>
+            (ws.answered = res.headers['sec-websocket-extensions'] || null));
         ws.closed = new Promise((r) => ws.on('close',
             (code, reason) => r({ code, reason: String(reason) })));
         ws.messages = [];
@@ -132,6 +143,16 @@ async function proto(api) {
     ws = await open();
     ws.send(Buffer.from([0x7b, 0xc3, 0x28, 0x7d]), { binary: false });
     res.badUtf8 = await within(ws.closed, 3000, 'utf8');
+
+    // with permessage-deflate: what was agreed, and compressed messages
+    // taken (not inflated, dropped); their limit counts compressed bytes
+    ws = await open(undefined, true);
+    res.deflate = ws.answered;
+    ws.send('{"a":' + 'x'.repeat(5000) + '}', { compress: true });
+    res.compressed = await arrives(ws, await post(api, 'proto.zip'), 2000);
+    ws.send(require('crypto').randomBytes(6000).toString('base64'),
+        { compress: true });
+    res.compressedOversize = await within(ws.closed, 3000, 'zipped');
 
     process.stdout.write(JSON.stringify(res) + '\n');
     process.exit(0);
