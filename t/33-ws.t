@@ -272,14 +272,7 @@ is(wait_subscribers(0), 0, 'a client gone without a close: unsubscribed');
 
 my $ANSWER = 'permessage-deflate; server_no_context_takeover';
 
-sub inflate {
-    my ($bytes, $bits) = @_;
-    my $i = Compress::Raw::Zlib::Inflate->new(-WindowBits => -($bits // 15));
-    my $in = $bytes . "\x00\x00\xff\xff";
-    my $out = '';
-    my $st = $i->inflate($in, $out);
-    return ($st == Z_OK || $st == Z_STREAM_END) ? $out : undef;
-}
+sub inflate { EventsTest::WS::inflate(@_) }
 
 sub offer {
     my ($offer, $path) = @_;
@@ -364,15 +357,16 @@ ok($fp && $fp->{rsv} == 0 && $fp->{json}{seq} == $ez->{json}{seq},
     'without deflate: RSV clear, the event');
 ok($fz && $fz->{rsv} == 4 && $fz->{fin} && $fz->{opcode} == 1,
     'with deflate: one text frame with RSV1');
-is($fz && inflate($fz->{payload}), $fp && $fp->{payload},
+is($fz && inflate($fz->{deflated}), $fp && $fp->{payload},
     'inflated: the same bytes as without');
-cmp_ok(length($fz->{payload} // ''), '<', length($fp->{payload} // '') / 2,
+cmp_ok(length($fz->{deflated} // ''), '<', length($fp->{payload} // '') / 2,
     'and half of them or less')
-    or diag(length($fz->{payload}) . ' of ' . length($fp->{payload})
+    or diag(length($fz->{deflated}) . ' of ' . length($fp->{payload})
         . ": $fp->{payload}");
-ok($f10 && $f10->{rsv} == 4 && inflate($f10->{payload}, 10) eq $fp->{payload},
+ok($f10 && $f10->{rsv} == 4
+    && inflate($f10->{deflated}, 10) eq $fp->{payload},
     'server_max_window_bits=10: inflates with a 1 KB window');
-isnt(substr($fz->{payload} // '', -4), "\x00\x00\xff\xff",
+isnt(substr($fz->{deflated} // '', -4), "\x00\x00\xff\xff",
     'the trailing 00 00 ff ff is cut');
 
 # a client's compressed message: taken (and dropped), the stream goes on
@@ -385,8 +379,8 @@ ok($wz->send_frame(0x1, substr($zipped, 0, -4), rsv => 4),
     'a compressed message from the client');
 my $e3 = post('zz.after');
 my $fa = $wz->frame(3);
-is($fa && $fa->{rsv} == 4 && $JSON->decode(inflate($fa->{payload}))->{seq},
-    $e3->{seq}, 'RSV1 on a message: the stream goes on')
+is($fa && $fa->{rsv} == 4 && $fa->{json}{seq}, $e3->{seq},
+    'RSV1 on a message: the stream goes on')
     or diag(explain($fa));
 
 # RSV1 on a control frame, RSV2 anywhere: close 1002, deflate or not
@@ -514,6 +508,26 @@ is_deeply([ map { $_->{seq} } grep { $_->{seq} } @lines ], \@want,
     'replay then live, in order, its tenant and type only');
 ok((grep { $_->{control} && $_->{control} eq 'ready' } @lines) == 1,
     'one ready between');
+is((grep { $_->{open} } @lines)[0]{extensions},
+    'permessage-deflate; server_no_context_takeover',
+    'ws follow offered deflate (its default), it was agreed');
+
+# the same from the same cursor without deflate: the same events, bytes
+my $plain = $t->testdir . '/follow-plain.jsonl';
+{
+    local $ENV{WS_DEFLATE} = '0';
+    system('node', $client, 'follow',
+        "ws://127.0.0.1:$port/events/stream?types=rs.*&lastEventId=$from",
+        $plain, 3, 15000);
+}
+is($? >> 8, 0, 'ws follow without deflate: got its 3 events');
+my @plain = map { JSON::PP->new->decode($_) } do {
+    open(my $fh, '<', $plain) or die; <$fh> };
+is((grep { $_->{open} } @plain)[0]{extensions}, undef,
+    'no extension offered, none answered');
+my $ev = sub { [ map { $JSON->encode($_) } grep { $_->{seq} } @_ ] };
+is_deeply($ev->(@plain), $ev->(@lines),
+    'the same events, byte for byte (their SHA-1), as with deflate');
 $tf[0] = $tw->frame(2);
 is($tf[0] && $tf[0]{json}{seq}, undef, "the tenant's stream saw none of them");
 

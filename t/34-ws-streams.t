@@ -129,6 +129,45 @@ ok($all, 'each got the 5 events once, in order, and nothing else');
 $_->close for @subs;
 is(wait_subscribers(0), 0, 'closed, unsubscribed');
 
+# the same with permessage-deflate on half of them: each worker
+# compresses an event once (its memo), every stream gets the same bytes
+@subs = map { EventsTest::WS->open($t, '/events/stream?types=zfan.*',
+    headers => { 'Sec-WebSocket-Extensions' => $_ % 2
+        ? 'permessage-deflate; client_max_window_bits' : undef }) } 1 .. 12;
+is(wait_subscribers(12), 12, '12 subscribers, 6 with deflate');
+@holding = grep { $_->{subscribers} > 0 } @{ status()->{workers} };
+is(scalar @holding, 2, 'in both workers');
+@want = map { post("zfan.$_") } 1 .. 5;
+my (%plain, %zipped, $frames);
+for my $i (0 .. $#subs) {
+    my $deadline = time + $t->scale(5);
+    for (1 .. 5) {
+        my $f = $subs[$i]->frame(timeout => $deadline - time) or last;
+        $frames++;
+        my $seq = $f->{json} && $f->{json}{seq} or next;
+        if ($i % 2 == 0) {
+            push @{ $zipped{$seq} }, [ $f->{rsv}, $f->{deflated}, $f->{payload} ];
+        } else {
+            push @{ $plain{$seq} }, [ $f->{rsv}, $f->{payload} ];
+        }
+    }
+}
+is($frames, 60, 'each got 5 frames');
+is_deeply([ sort { $a <=> $b } keys %zipped ], \@want, 'the 5 events, deflated');
+my ($same, $rsv) = (1, 1);
+for my $seq (@want) {
+    my ($z, $p) = ($zipped{$seq} // [], $plain{$seq} // []);
+    $rsv &&= @$z == 6 && !grep({ $_->[0] != 4 } @$z)
+        && @$p == 6 && !grep({ $_->[0] != 0 } @$p);
+    $same &&= !grep({ $_->[1] ne $z->[0][1] || $_->[2] ne $p->[0][1] } @$z)
+        && !grep({ $_->[1] ne $p->[0][1] } @$p);
+}
+ok($rsv, 'RSV1 on each message of the 6 with deflate, on none of the others');
+ok($same, 'the same compressed bytes on every stream, and inflated the '
+    . 'same bytes as the others got');
+$_->close for @subs;
+is(wait_subscribers(0), 0, 'closed, unsubscribed');
+
 ###########################################################################
 # Reload: close 1001; the ws client comes back and misses nothing
 

@@ -2,7 +2,8 @@
 //
 //   node ws-client.js follow URL OUT WANT TIMEOUT [reconnect]
 //     writes one JSON line per open (with the extensions agreed), event
-//     ({cursor, seq, type}), control message, ping and close to OUT;
+//     ({cursor, seq, type, sha1 of the message as received, inflated}),
+//     control message, ping and close to OUT;
 //     exits 0 once it has WANT events, 2 at TIMEOUT ms.  With "reconnect"
 //     it comes back after a close, as a browser page would, with
 //     ?lastEventId= its last cursor.  It offers permessage-deflate, as ws
@@ -53,7 +54,8 @@ function follow(out, want, timeout, reconnect) {
             }
             cursor = m.cursor;
             log({ cursor: m.cursor, seq: m.seq, type: m.type,
-                  tenantId: m.tenantId });
+                  tenantId: m.tenantId, sha1: require('crypto')
+                      .createHash('sha1').update(data).digest('hex') });
             if (++events >= want) {
                 ws.close(1000);
                 setTimeout(() => process.exit(0), 100);

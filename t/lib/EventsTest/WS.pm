@@ -12,11 +12,14 @@ package EventsTest::WS;
 #
 # open() sends the RFC 6455 handshake (key => and headers => may
 # override or, with undef, drop any of its headers) and reads the answer
-# head; a non-101 answer's body is read to its end.
+# head; a non-101 answer's body is read to its end.  With
+# permessage-deflate answered, a message with RSV1 is inflated: its
+# payload is the message, {deflated} the bytes on the wire.
 
 use strict;
 use warnings;
 
+use Compress::Raw::Zlib;
 use IO::Select;
 use IO::Socket::IP;
 use JSON::PP;
@@ -64,6 +67,11 @@ sub open {
     for (@lines) {
         my ($n, $v) = /^([^:]+):\s*(.*)$/ or next;
         $self->{headers}{ lc $n } = $v;
+    }
+
+    my $ext = $self->{headers}{'sec-websocket-extensions'} // '';
+    if ($ext =~ /^permessage-deflate\b/) {
+        $self->{bits} = $ext =~ /server_max_window_bits=(\d+)/ ? $1 : 15;
     }
 
     if (($self->{status} // 0) != 101) {
@@ -154,12 +162,26 @@ sub _parse {
     my $f = { fin => ($b0 >> 7) & 1, rsv => ($b0 >> 4) & 7,
         opcode => $b0 & 0xf, masked => !!$masked, len => $len,
         payload => $payload };
+    if ($f->{rsv} & 4 && $self->{bits} && $f->{opcode} <= 2 && $f->{fin}) {
+        $f->{deflated} = $payload;
+        $f->{payload} = inflate($payload, $self->{bits});
+    }
     if ($f->{opcode} == 0x8 && $len >= 2) {
         $f->{code} = unpack('n', $payload);
         $f->{reason} = substr($payload, 2);
     }
-    $f->{json} = eval { $JSON->decode($payload) } if $f->{opcode} == 0x1;
+    $f->{json} = eval { $JSON->decode($f->{payload}) } if $f->{opcode} == 0x1;
     return $f;
+}
+
+# A message compressed alone (RFC 7692 7.2.2: its 00 00 ff ff put back).
+sub inflate {
+    my ($bytes, $bits) = @_;
+    my $i = Compress::Raw::Zlib::Inflate->new(-WindowBits => -($bits // 15));
+    my $in = $bytes . "\x00\x00\xff\xff";
+    my $out = '';
+    my $st = $i->inflate($in, $out);
+    return ($st == Z_OK || $st == Z_STREAM_END) ? $out : undef;
 }
 
 # The bytes of a client frame: masked (as a client must) unless told.
