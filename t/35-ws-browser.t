@@ -1,8 +1,9 @@
 #!/usr/bin/perl
 
-# In Debian's Chromium: a page's WebSocket gets every event once and in
-# order across nginx -s reload (close 1001, then it comes back with
-# ?lastEventId=); at a limit the page's WebSocket gets reset
+# In Debian's Chromium: a page's WebSocket, permessage-deflate agreed
+# (browsers offer it), gets every event once and in order across nginx
+# -s reload (close 1001, then it comes back with ?lastEventId=); with
+# events_ws_deflate off the same without the extension; at a limit the page's WebSocket gets reset
 # "overloaded" and close 1013, and its EventSource, answered 200 with a
 # reset instead of a 503, keeps coming back instead of giving up.
 
@@ -43,7 +44,7 @@ function connect() {
         u.searchParams.set('lastEventId', cursor);
     }
     const ws = new WebSocket(u);
-    ws.onopen = () => log.push({ open: true });
+    ws.onopen = () => log.push({ open: true, extensions: ws.extensions });
     ws.onmessage = (e) => {
         const m = JSON.parse(e.data);
         if (m.control) {
@@ -51,7 +52,8 @@ function connect() {
             return;
         }
         cursor = m.cursor;
-        log.push({ seq: m.seq });
+        log.push({ seq: m.seq, type: m.type, cursor: m.cursor,
+                   bytes: e.data.length });
     };
     ws.onclose = (e) => {
         log.push({ close: e.code, reason: e.reason });
@@ -97,6 +99,11 @@ http {
 
         location = /events/stream {
             events_stream main;
+        }
+
+        location = /plain/stream {
+            events_stream main;
+            events_ws_deflate off;
         }
 
         location = /capped/stream {
@@ -183,6 +190,22 @@ ok((grep { ($_->{close} // 0) == 1001
     'the reload: close 1001 "server restarting", as the browser saw it');
 cmp_ok(scalar(grep { $_->{open} } @$log), '>=', 2, 'it opened again');
 ok(!grep({ ($_->{control} // '') eq 'reset' } @$log), 'no reset on resume');
+my @opens = grep { $_->{open} } @$log;
+is_deeply([ map { $_->{extensions} } @opens ],
+    [ ('permessage-deflate; server_no_context_takeover') x @opens ],
+    'Chromium offered permessage-deflate, it was agreed, each time');
+my @deflated = grep { $_->{seq} } @$log;
+
+# the same events where deflate is off: no extension, the same messages
+$wait = browser('ws=/plain/stream%3Ftypes%3Dbr.*%26lastEventId%3Dearliest',
+    'log.filter((x) => x.seq).length >= 6', 30000);
+($code, $log) = $wait->();
+is($code, 0, 'events_ws_deflate off: the page got the 6 events')
+    or diag(explain($log));
+is((grep { $_->{open} } @$log)[0]{extensions}, '',
+    'events_ws_deflate off: no extension');
+is_deeply([ grep { $_->{seq} } @$log ], \@deflated,
+    'the same events, cursors and lengths, as with deflate');
 
 ###########################################################################
 # At a limit: WebSocket 1013, EventSource keeps retrying
