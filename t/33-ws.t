@@ -313,7 +313,7 @@ for my $o (
     [ 'permessage-deflate; server_max_window_bits=16', 'window 16' ],
     [ 'permessage-deflate; server_max_window_bits=8',
         'window 8 (zlib cannot make it raw)' ],
-    [ 'permessage-deflate; server_max_window_bits=010', 'a leading zero' ],
+    [ 'permessage-deflate; server_max_window_bits=09', 'a leading zero' ],
     [ 'permessage-deflate; server_max_window_bits', 'window without value' ],
     [ 'permessage-deflate; client_max_window_bits=16', 'client window 16' ],
     [ 'permessage-deflate; client_no_context_takeover; '
