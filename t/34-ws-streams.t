@@ -130,7 +130,7 @@ $_->close for @subs;
 is(wait_subscribers(0), 0, 'closed, unsubscribed');
 
 # the same with permessage-deflate on half of them: each worker
-# compresses an event once (its memo, 16 slots by seq: 20 events go
+# compresses an event once (its memo, 256 slots by seq: 300 events go
 # round it), every stream gets the same bytes
 @subs = map { EventsTest::WS->open($t, '/events/stream?types=zfan.*',
     headers => { 'Sec-WebSocket-Extensions' => $_ % 2
@@ -138,11 +138,13 @@ is(wait_subscribers(0), 0, 'closed, unsubscribed');
 is(wait_subscribers(12), 12, '12 subscribers, 6 with deflate');
 @holding = grep { $_->{subscribers} > 0 } @{ status()->{workers} };
 is(scalar @holding, 2, 'in both workers');
-@want = map { post("zfan.$_") } 1 .. 20;
+my $batch = $t->post_json('/events', [ map { { type => "zfan.$_" } } 1 .. 300 ]);
+is($batch->{status}, 201, '300 events in one POST');
+@want = map { $_->{seq} } @{ $batch->{json}{data} // [] };
 my (%plain, %zipped, $frames);
 for my $i (0 .. $#subs) {
-    my $deadline = time + $t->scale(5);
-    for (1 .. 20) {
+    my $deadline = time + $t->scale(10);
+    for (1 .. 300) {
         my $f = $subs[$i]->frame(timeout => $deadline - time) or last;
         $frames++;
         my $seq = $f->{json} && $f->{json}{seq} or next;
@@ -153,9 +155,9 @@ for my $i (0 .. $#subs) {
         }
     }
 }
-is($frames, 240, 'each got 20 frames');
+is($frames, 3600, 'each got 300 frames');
 is_deeply([ sort { $a <=> $b } keys %zipped ], \@want,
-    'the 20 events, deflated');
+    'the 300 events, deflated');
 my ($same, $rsv) = (1, 1);
 for my $seq (@want) {
     my ($z, $p) = ($zipped{$seq} // [], $plain{$seq} // []);

@@ -60,7 +60,9 @@
 #define NGX_HTTP_EVENTS_WS_KEY_LEN     24       /* 16 bytes in base64 */
 
 #define NGX_HTTP_EVENTS_WS_DEFLATE_MIN 128      /* shorter: as it is */
-#define NGX_HTTP_EVENTS_WS_MEMO        16       /* events' slots, by seq */
+#define NGX_HTTP_EVENTS_WS_MEMO        256      /* events' slots, by seq */
+#define NGX_HTTP_EVENTS_WS_MEMO_MAX    65536    /* a longer one: not kept */
+#define NGX_HTTP_EVENTS_WS_MEMO_BYTES  4194304  /* all slots, at most */
 #define NGX_HTTP_EVENTS_WS_NO_MEMO     ((uint64_t) -1)
 
 
@@ -907,7 +909,9 @@ ngx_http_events_ws_text(ngx_http_events_ws_t *ws, u_char *data, size_t len,
  * The message compressed alone (server_no_context_takeover), its
  * trailing 00 00 ff ff cut (7692 7.2.1); the same envelope of the same
  * seq at the same window, compressed for another stream, is taken as it
- * is.  Slot NGX_HTTP_EVENTS_WS_MEMO is for messages that are not events.
+ * is.  As many slots as SSE keeps frames (a burst framed stream after
+ * stream still finds its events), within NGX_HTTP_EVENTS_WS_MEMO_BYTES;
+ * slot NGX_HTTP_EVENTS_WS_MEMO is for messages that are not kept.
  */
 
 static ngx_http_events_ws_memo_t *
@@ -919,9 +923,12 @@ ngx_http_events_ws_deflate(ngx_uint_t bits, u_char *data, size_t len,
     z_stream                   *z;
     ngx_http_events_ws_memo_t  *m;
 
+    static size_t                     kept;
     static ngx_http_events_ws_memo_t  memo[NGX_HTTP_EVENTS_WS_MEMO + 1];
 
-    if (seq == NGX_HTTP_EVENTS_WS_NO_MEMO) {
+    if (seq == NGX_HTTP_EVENTS_WS_NO_MEMO
+        || len > NGX_HTTP_EVENTS_WS_MEMO_MAX)
+    {
         m = &memo[NGX_HTTP_EVENTS_WS_MEMO];
 
     } else {
@@ -942,9 +949,17 @@ ngx_http_events_ws_deflate(ngx_uint_t bits, u_char *data, size_t len,
     /* a sync flush's empty block may add 5 bytes, its bit padding 1 */
     size = len + deflateBound(z, len) + 16;
 
-    if (size > m->size) {
-        size = ngx_max(size, 4096);
+    size = ngx_align(size, 1024);
 
+    if (size > m->size && m != &memo[NGX_HTTP_EVENTS_WS_MEMO]
+        && kept - m->size + size > NGX_HTTP_EVENTS_WS_MEMO_BYTES)
+    {
+        /* the memo is full of large ones: this one is not kept */
+        m->len = 0;
+        m = &memo[NGX_HTTP_EVENTS_WS_MEMO];
+    }
+
+    if (size > m->size) {
         p = ngx_alloc(size, ngx_cycle->log);
         if (p == NULL) {
             return NULL;
@@ -952,6 +967,10 @@ ngx_http_events_ws_deflate(ngx_uint_t bits, u_char *data, size_t len,
 
         if (m->data) {
             ngx_free(m->data);
+        }
+
+        if (m != &memo[NGX_HTTP_EVENTS_WS_MEMO]) {
+            kept += size - m->size;
         }
 
         m->data = p;
