@@ -53,6 +53,7 @@ DEBS      ?= $(TEST_DEBS)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps deps-run run test test-asan bench bench-fanout bench-ws \
+        bench-ws-deflate \
         bench-ingest-profile bench-latency bench-idle bench-delivery \
         bench-webhooks bench-journal bench-history bench-cluster bench-client \
         fuzz \
@@ -173,6 +174,10 @@ bench-fanout: deps $(MODULE)
 # WebSocket against SSE, ours and Nchan's, 200 streams: under a minute
 bench-ws: deps $(MODULE)
 	T_MODULE=$(MODULE) t/bench/ws-fanout.sh
+
+# permessage-deflate: bytes on the wire, workers' CPU, 200 streams: seconds
+bench-ws-deflate: deps $(MODULE) $(NODE_DEPS)
+	BENCH_SUBSCRIBERS=200 T_MODULE=$(MODULE) perl t/bench/ws-deflate.pl
 
 # publish -> receive p99 beside Nchan, servers alternating over 5 rounds:
 # the median ratio and its spread (the tail is noisy; one run says little)

@@ -9,6 +9,12 @@
 //     ?lastEventId= its last cursor.  It offers permessage-deflate, as ws
 //     does by default, unless WS_DEFLATE=0.
 //
+//   node ws-client.js count URL N WANT TIMEOUT
+//     for t/bench/ws-deflate.pl: N connections (deflate unless
+//     WS_DEFLATE=0); prints {"open":N} once all are open, then, once
+//     each has WANT events, one line: events, bytes read off the sockets
+//     (their 101s too), the extensions agreed; exits 2 at TIMEOUT ms.
+//
 //   node ws-client.js proto URL API
 //     runs the protocol checks (pings both ways, a fragmented message, a
 //     binary one, the close handshake, oversize and invalid UTF-8
@@ -160,8 +166,48 @@ async function proto(api) {
     process.exit(0);
 }
 
+function count(n, want, timeout) {
+    let open = 0;
+    let done = 0;
+    let events = 0;
+    let bytes = 0;
+    let ext = null;
+
+    for (let i = 0; i < n; i++) {
+        const ws = new WebSocket(url, { perMessageDeflate: deflate });
+        let got = 0;
+
+        ws.on('upgrade', (res) =>
+            (ext = res.headers['sec-websocket-extensions'] || null));
+        ws.on('open', () => {
+            if (++open === n) {
+                process.stdout.write(JSON.stringify({ open }) + '\n');
+            }
+        });
+        ws.on('message', (data) => {
+            if (JSON.parse(String(data)).control) {
+                return;
+            }
+            events++;
+            if (++got === want) {
+                bytes += ws._socket.bytesRead;
+                ws.terminate();
+                if (++done === n) {
+                    process.stdout.write(JSON.stringify({ events, bytes,
+                        extensions: ext }) + '\n');
+                    process.exit(0);
+                }
+            }
+        });
+    }
+
+    setTimeout(() => process.exit(2), timeout);
+}
+
 if (mode === 'follow') {
     follow(rest[0], Number(rest[1]), Number(rest[2]), rest[3] === 'reconnect');
+} else if (mode === 'count') {
+    count(Number(rest[0]), Number(rest[1]), Number(rest[2]));
 } else if (mode === 'proto') {
     proto(rest[0]).catch((e) => {
         process.stdout.write(JSON.stringify({ error: String(e) }) + '\n');
