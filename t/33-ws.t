@@ -298,6 +298,7 @@ my @taken = (
     [ 'permessage-deflate; server_max_window_bits=16, permessage-deflate; '
         . 'server_max_window_bits=9', "$ANSWER; server_max_window_bits=9",
         'the first offer declined, the second taken' ],
+    [ ' , ,permessage-deflate ,', $ANSWER, 'empty elements of the list' ],
 );
 for my $o (@taken) {
     my ($offer, $answer, $name) = @$o;
@@ -323,6 +324,7 @@ for my $o (
     [ 'permessage-deflate; mystery', 'an unknown parameter' ],
     [ 'permessage-deflate; server_max_window_bits="10', 'an open quote' ],
     [ 'x-webkit-deflate-frame', 'another extension only' ],
+    [ ', permessage-deflate; server_max_window_bits=16 ,', 'empty elements' ],
 )
 {
     my ($offer, $name) = @$o;
@@ -394,7 +396,8 @@ is($f[-1] && $f[-1]{code}, 1002, 'RSV2 with deflate: close 1002');
 $off = offer('permessage-deflate', '/plain/stream?types=zz.*');
 $off->send_frame(0x1, '{}', rsv => 4);
 @f = $off->frames_until(sub { $_[0]{opcode} == 8 }, timeout => 3);
-is($f[-1] && $f[-1]{code}, 1002, 'RSV1 where deflate was declined: close 1002');
+is($f[-1] && $f[-1]{code}, 1002,
+    'RSV1 where deflate was declined: close 1002');
 $wp->close;
 
 ###########################################################################

@@ -138,7 +138,8 @@ is(wait_subscribers(0), 0, 'closed, unsubscribed');
 is(wait_subscribers(12), 12, '12 subscribers, 6 with deflate');
 @holding = grep { $_->{subscribers} > 0 } @{ status()->{workers} };
 is(scalar @holding, 2, 'in both workers');
-my $batch = $t->post_json('/events', [ map { { type => "zfan.$_" } } 1 .. 300 ]);
+my $batch = $t->post_json('/events',
+    [ map { { type => "zfan.$_" } } 1 .. 300 ]);
 is($batch->{status}, 201, '300 events in one POST');
 @want = map { $_->{seq} } @{ $batch->{json}{data} // [] };
 my (%plain, %zipped, $frames);
@@ -149,7 +150,8 @@ for my $i (0 .. $#subs) {
         $frames++;
         my $seq = $f->{json} && $f->{json}{seq} or next;
         if ($i % 2 == 0) {
-            push @{ $zipped{$seq} }, [ $f->{rsv}, $f->{deflated}, $f->{payload} ];
+            push @{ $zipped{$seq} },
+                [ $f->{rsv}, $f->{deflated}, $f->{payload} ];
         } else {
             push @{ $plain{$seq} }, [ $f->{rsv}, $f->{payload} ];
         }

@@ -3,9 +3,10 @@
 # In Debian's Chromium: a page's WebSocket, permessage-deflate agreed
 # (browsers offer it), gets every event once and in order across nginx
 # -s reload (close 1001, then it comes back with ?lastEventId=); with
-# events_ws_deflate off the same without the extension; at a limit the page's WebSocket gets reset
-# "overloaded" and close 1013, and its EventSource, answered 200 with a
-# reset instead of a 503, keeps coming back instead of giving up.
+# events_ws_deflate off the same without the extension; at a limit the
+# page's WebSocket gets reset "overloaded" and close 1013, and its
+# EventSource, answered 200 with a reset instead of a 503, keeps coming
+# back instead of giving up.
 
 use strict;
 use warnings;

@@ -524,13 +524,18 @@ ngx_http_events_ws_extensions(ngx_http_request_t *r, ngx_http_events_ws_t *ws)
         p = h[i].value.data;
         last = p + h[i].value.len;
 
-        while (p < last) {
-            if (ngx_http_events_ws_offer(&p, last, &bits)) {
-                goto accept;
+        for ( ;; ) {
+            /* empty elements of the list are allowed (RFC 7230 7) */
+            while (p < last && (*p == ' ' || *p == '\t' || *p == ',')) {
+                p++;
             }
 
-            if (p < last) {
-                p++;                    /* the comma */
+            if (p == last) {
+                break;
+            }
+
+            if (ngx_http_events_ws_offer(&p, last, &bits)) {
+                goto accept;
             }
         }
     }
