@@ -29,7 +29,7 @@
  * compressed on its own, from an empty window.  The compressed bytes of
  * an envelope then depend on the envelope only: a worker keeps one zlib
  * stream per window size (deflateReset between messages, never one per
- * connection: that is 256 KB each), and a small memo of the last events
+ * connection: that is 256 KB each), and a memo of the last 256 events
  * it compressed, by seq, so a fan-out of one event to every stream of a
  * worker compresses it once.  Short messages go as they are (RSV1
  * clear, as 7692 allows per message).  A client's compressed messages
