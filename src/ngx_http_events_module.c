@@ -255,7 +255,7 @@ static ngx_command_t  ngx_http_events_commands[] = {
       NULL },
 
     { ngx_string("events_auth_jwt_key_request"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE123,
       ngx_http_events_jwks_conf,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,

@@ -5,11 +5,14 @@
 
 
 /*
- * events_auth_jwt_key_request URI [valid=TIME]: token keys fetched from
- * an identity provider's JWKS, as auth_request asks: a subrequest from
- * the client's request to an internal location the operator writes
- * (proxy_pass to the jwks_uri, proxy_cache if wanted), its answer read
- * in memory (subrequest_output_buffer_size bounds the JWKS).
+ * events_auth_jwt_key_request URI [valid=TIME] [refetch=TIME]: token
+ * keys fetched from an identity provider's JWKS, as auth_request asks:
+ * a subrequest from the client's request to an internal location the
+ * operator writes (proxy_pass to the jwks_uri, proxy_cache if wanted).
+ * Its answer is taken by a body filter of ours, up to 64 KB (as a JWKS
+ * file), not by NGX_HTTP_SUBREQUEST_IN_MEMORY: an answer larger than
+ * subrequest_output_buffer_size would end the client's request there,
+ * where here it is only a failed fetch.
  *
  * Each worker keeps the last good JWKS of each directive in a pool of
  * its own, swapped whole when a fetch brings a good one.  Keys are used
@@ -17,19 +20,20 @@
  * swap is made nothing points into the old set, so it is freed there.
  *
  * The fetch happens in the preaccess phase (not access: "satisfy any"
- * would skip it once an allow matched), for a request whose token no
- * configured key can check and:
+ * would skip it once an allow matched), for a request with a token
+ * whose header names a known alg, and:
  *
  *   - no fetch has been made yet, or "valid" (10m) has passed since the
- *     last good one (30 s, or "valid" if shorter, after a failed one);
- *   - or its kid and alg are not among the fetched keys and the last
- *     fetch ended 30 s ago or more: a storm of unknown kids costs one
- *     fetch per worker per 30 s.
+ *     last good one ("refetch", 30s, or "valid" if shorter, after a
+ *     failed one);
+ *   - or no key (fetched or configured) fits its kid and alg, and the
+ *     last fetch ended "refetch" (30s) ago or more: a storm of unknown
+ *     kids costs one fetch per worker per 30 s.
  *
  * One fetch at a time per worker and directive: the requests that need
  * it meanwhile wait in a queue and are woken when it ends (posted write
- * events, as limit_req's delay is), except those whose key is in the
- * current set: they go on with it.  A request waits for one fetch at
+ * events, as limit_req's delay is), except those a key already fits:
+ * they go on with the current keys.  A request waits for one fetch at
  * most.  A failed fetch (not a 200, not a JWKS, too large, no answer)
  * keeps the previous keys; with none, ngx_http_events_auth.c answers
  * 503 keys_unavailable.
@@ -47,13 +51,14 @@
 
 
 #define NGX_HTTP_EVENTS_JWKS_VALID      600000      /* 10m */
-#define NGX_HTTP_EVENTS_JWKS_RETRY      30000       /* after a failure */
-#define NGX_HTTP_EVENTS_JWKS_KID        30000       /* an unknown kid */
+#define NGX_HTTP_EVENTS_JWKS_REFETCH    30000       /* 30s */
+#define NGX_HTTP_EVENTS_JWKS_MAX        65536       /* as a JWKS file */
 
 
 struct ngx_http_events_jwks_s {
     ngx_str_t                   uri;
     ngx_msec_t                  valid;
+    ngx_msec_t                  refetch;
 
     /* the rest is each worker's own */
     ngx_pool_t                 *pool;           /* the keys' */
@@ -71,8 +76,11 @@ struct ngx_http_events_jwks_wait_s {
     ngx_queue_t                 queue;
     ngx_http_request_t         *request;
     ngx_http_events_jwks_t     *jwks;
+    u_char                     *body;           /* its fetch's answer */
+    size_t                      len;
     unsigned                    queued:1;
     unsigned                    done:1;         /* a fetch ended for it */
+    unsigned                    too_large:1;
 };
 
 
@@ -86,12 +94,17 @@ static ngx_int_t ngx_http_events_jwks_fetch(ngx_http_request_t *r,
 static ngx_int_t ngx_http_events_jwks_done(ngx_http_request_t *sr,
     void *data, ngx_int_t rc);
 static void ngx_http_events_jwks_result(ngx_http_request_t *sr,
-    ngx_http_events_jwks_t *jwks, ngx_int_t rc);
+    ngx_http_events_jwks_wait_t *w, ngx_int_t rc);
 static void ngx_http_events_jwks_wake(ngx_http_events_jwks_t *jwks,
     ngx_uint_t done);
 static void ngx_http_events_jwks_resume(ngx_http_request_t *r);
 static void ngx_http_events_jwks_cleanup(void *data);
 static void ngx_http_events_jwks_free(void *data);
+static ngx_int_t ngx_http_events_jwks_body_filter(ngx_http_request_t *r,
+    ngx_chain_t *in);
+
+
+static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
 
 
 /* the keys to check tokens with, beside the configured ones; or NULL */
@@ -130,6 +143,9 @@ ngx_http_events_jwks_init(ngx_conf_t *cf)
     }
 
     *h = ngx_http_events_jwks_handler;
+
+    ngx_http_next_body_filter = ngx_http_top_body_filter;
+    ngx_http_top_body_filter = ngx_http_events_jwks_body_filter;
 
     return NGX_OK;
 }
@@ -204,9 +220,11 @@ ngx_http_events_jwks_handler(ngx_http_request_t *r)
 
 
 /*
- * Whether this request's token needs a fetch (or the one out): a token
- * that a configured key may check, or no token at all, needs none.
- * *known: a fetched key fits its kid and alg.
+ * Whether this request's token needs a fetch (or the one out); no
+ * token, or one no key could check, needs none.  The keys configured
+ * beside count as known (a kid they have fetches nothing more), but do
+ * not spare the first fetch nor the one after "valid": a token's kid
+ * and alg pick among all the keys.  *known: a key fits its kid and alg.
  */
 
 static ngx_uint_t
@@ -230,11 +248,9 @@ ngx_http_events_jwks_needed(ngx_http_request_t *r,
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
 
-    if (ngx_http_events_jwt_has_key(elcf->jwt_keys, alg, &kid, has_kid)) {
-        return 0;
-    }
-
-    *known = ngx_http_events_jwt_has_key(jwks->keys, alg, &kid, has_kid);
+    *known = ngx_http_events_jwt_has_key(jwks->keys, alg, &kid, has_kid)
+             || ngx_http_events_jwt_has_key(elcf->jwt_keys, alg, &kid,
+                                            has_kid);
 
     if (jwks->fetching || !jwks->tried) {
         return 1;
@@ -285,7 +301,7 @@ ngx_http_events_jwks_waiter(ngx_http_request_t *r,
 /*
  * A GET with none of the client's headers (its token and cookies are
  * not for the identity provider, its Content-Length not for a GET) and
- * no body; the answer kept in memory.
+ * no body; its answer taken by ngx_http_events_jwks_body_filter().
  */
 
 static ngx_int_t
@@ -293,26 +309,33 @@ ngx_http_events_jwks_fetch(ngx_http_request_t *r,
     ngx_http_events_jwks_wait_t *w)
 {
     ngx_http_request_t          *sr;
+    ngx_http_events_ctx_t       *sctx;
     ngx_http_request_body_t     *rb;
     ngx_http_post_subrequest_t  *ps;
 
     ps = ngx_palloc(r->pool, sizeof(ngx_http_post_subrequest_t));
     rb = ngx_pcalloc(r->pool, sizeof(ngx_http_request_body_t));
+    sctx = ngx_pcalloc(r->pool, sizeof(ngx_http_events_ctx_t));
 
-    if (ps == NULL || rb == NULL) {
+    if (ps == NULL || rb == NULL || sctx == NULL) {
         return NGX_ERROR;
     }
+
+    w->len = 0;
+    w->too_large = 0;
 
     ps->handler = ngx_http_events_jwks_done;
     ps->data = w;
 
     if (ngx_http_subrequest(r, &w->jwks->uri, NULL, &sr, ps,
-                            NGX_HTTP_SUBREQUEST_IN_MEMORY
-                            |NGX_HTTP_SUBREQUEST_WAITED)
+                            NGX_HTTP_SUBREQUEST_WAITED)
         != NGX_OK)
     {
         return NGX_ERROR;
     }
+
+    sctx->jwks = w;
+    ngx_http_set_ctx(sr, sctx, ngx_http_events_module);
 
     sr->method = NGX_HTTP_GET;
     sr->method_name = ngx_http_core_get_method;
@@ -359,7 +382,7 @@ ngx_http_events_jwks_done(ngx_http_request_t *sr, void *data, ngx_int_t rc)
     jwks->fetching = NULL;
     w->done = 1;
 
-    ngx_http_events_jwks_result(sr, jwks, rc);
+    ngx_http_events_jwks_result(sr, w, rc);
     ngx_http_events_jwks_wake(jwks, 1);
 
     return NGX_OK;
@@ -368,22 +391,22 @@ ngx_http_events_jwks_done(ngx_http_request_t *sr, void *data, ngx_int_t rc)
 
 static void
 ngx_http_events_jwks_result(ngx_http_request_t *sr,
-    ngx_http_events_jwks_t *jwks, ngx_int_t rc)
+    ngx_http_events_jwks_wait_t *w, ngx_int_t rc)
 {
-    char         *error, *what;
-    u_char        buf[NGX_INT_T_LEN + sizeof("status ")];
-    ngx_int_t     rv;
-    ngx_str_t     body;
-    ngx_pool_t   *pool;
-    ngx_array_t  *keys;
-    ngx_buf_t    *b;
+    char                    *error, *what;
+    u_char                   buf[NGX_INT_T_LEN + sizeof("status ")];
+    ngx_int_t                rv;
+    ngx_str_t                body;
+    ngx_pool_t              *pool;
+    ngx_array_t             *keys;
+    ngx_http_events_jwks_t  *jwks;
+
+    jwks = w->jwks;
 
     jwks->tried = 1;
-    jwks->kid_due = ngx_current_msec + NGX_HTTP_EVENTS_JWKS_KID;
-    jwks->due = ngx_current_msec + ngx_min(jwks->valid,
-                                           NGX_HTTP_EVENTS_JWKS_RETRY);
+    jwks->kid_due = ngx_current_msec + jwks->refetch;
+    jwks->due = ngx_current_msec + ngx_min(jwks->valid, jwks->refetch);
 
-    b = sr->out ? sr->out->buf : NULL;
     error = (char *) buf;
     pool = NULL;
 
@@ -396,13 +419,19 @@ ngx_http_events_jwks_result(ngx_http_request_t *sr,
         goto failed;
     }
 
-    if (b == NULL || b->last == b->pos) {
+    if (w->too_large) {
+        error = "an answer too large: more than 64 KB, or spooled "
+                "to disk";
+        goto failed;
+    }
+
+    if (w->len == 0) {
         error = "an empty answer";
         goto failed;
     }
 
-    body.data = b->pos;
-    body.len = b->last - b->pos;
+    body.data = w->body;
+    body.len = w->len;
 
     pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, ngx_cycle->log);
     keys = pool ? ngx_array_create(pool, 4,
@@ -527,7 +556,7 @@ ngx_http_events_jwks_cleanup(void *data)
 }
 
 
-/* events_auth_jwt_key_request URI [valid=TIME] */
+/* events_auth_jwt_key_request URI [valid=TIME] [refetch=TIME] */
 
 char *
 ngx_http_events_jwks_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
@@ -535,7 +564,7 @@ ngx_http_events_jwks_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_events_loc_conf_t *elcf = conf;
 
     ngx_str_t               *value, s;
-    ngx_int_t                valid;
+    ngx_int_t                valid, refetch, *t;
     ngx_uint_t               i;
     ngx_pool_cleanup_t      *cln;
     ngx_http_events_jwks_t  *jwks;
@@ -554,28 +583,34 @@ ngx_http_events_jwks_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     valid = NGX_HTTP_EVENTS_JWKS_VALID;
+    refetch = NGX_HTTP_EVENTS_JWKS_REFETCH;
 
     for (i = 2; i < cf->args->nelts; i++) {
 
         if (ngx_strncmp(value[i].data, "valid=", 6) == 0) {
             s.data = value[i].data + 6;
             s.len = value[i].len - 6;
+            t = &valid;
 
-            valid = ngx_parse_time(&s, 0);
+        } else if (ngx_strncmp(value[i].data, "refetch=", 8) == 0) {
+            s.data = value[i].data + 8;
+            s.len = value[i].len - 8;
+            t = &refetch;
 
-            if (valid == NGX_ERROR || valid == 0) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid \"%V\": \"valid=\" takes a "
-                                   "time more than 0", &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            continue;
+        } else {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\"", &value[i]);
+            return NGX_CONF_ERROR;
         }
 
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid parameter \"%V\"", &value[i]);
-        return NGX_CONF_ERROR;
+        *t = ngx_parse_time(&s, 0);
+
+        if (*t == NGX_ERROR || *t == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid \"%V\": it takes a time more "
+                               "than 0", &value[i]);
+            return NGX_CONF_ERROR;
+        }
     }
 
     jwks = ngx_pcalloc(cf->pool, sizeof(ngx_http_events_jwks_t));
@@ -587,6 +622,7 @@ ngx_http_events_jwks_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     jwks->uri = value[1];
     jwks->valid = valid;
+    jwks->refetch = refetch;
     ngx_queue_init(&jwks->waiting);
 
     cln->handler = ngx_http_events_jwks_free;
@@ -608,4 +644,66 @@ ngx_http_events_jwks_free(void *data)
         jwks->pool = NULL;
         jwks->keys = NULL;
     }
+}
+
+
+/* the answer to a fetch: kept for ngx_http_events_jwks_result() */
+
+static ngx_int_t
+ngx_http_events_jwks_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
+{
+    size_t                        n;
+    ngx_buf_t                    *b;
+    ngx_chain_t                  *cl;
+    ngx_http_events_ctx_t        *ctx;
+    ngx_http_events_jwks_wait_t  *w;
+
+    if (r == r->main) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_events_module);
+    w = ctx ? ctx->jwks : NULL;
+
+    if (w == NULL || w->request == r) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    for (cl = in; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (ngx_buf_in_memory(b)) {
+            n = b->last - b->pos;
+
+            if (n > NGX_HTTP_EVENTS_JWKS_MAX - w->len) {
+                w->too_large = 1;
+                n = 0;
+            }
+
+            if (n && w->body == NULL) {
+                w->body = ngx_pnalloc(w->request->pool,
+                                      NGX_HTTP_EVENTS_JWKS_MAX);
+                if (w->body == NULL) {
+                    return NGX_ERROR;
+                }
+            }
+
+            if (n) {
+                ngx_memcpy(w->body + w->len, b->pos, n);
+                w->len += n;
+            }
+
+            b->pos = b->last;
+
+        } else if (b->in_file && b->file_last > b->file_pos) {
+            /* spooled to disk: larger than the proxy buffers */
+            w->too_large = 1;
+        }
+
+        if (b->in_file) {
+            b->file_pos = b->file_last;
+        }
+    }
+
+    return NGX_OK;
 }
