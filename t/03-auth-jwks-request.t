@@ -115,6 +115,7 @@ $t->write_file('hs.key', "s3cret-one\n");
 
 jwks('rotate.json', jwk('ec1', 'a'));
 jwks('flip.json', jwk('ec1', 'a'));
+jwks('cached.json', jwk('ec1', 'a'));
 jwks('both.json', jwk('ec1', 'a'));
 idp_file('bad.json', '{"keys": [');
 my $one = jwk('ec1', 'k');
@@ -129,9 +130,18 @@ http {
     %%HTTP_GLOBALS%%
 
     events_zone main 4m;
+    proxy_cache_path %%TESTDIR%%/cache keys_zone=jwks:1m;
 
     server {
         listen 127.0.0.1:%%PORT%%;
+
+        location = /_cached {
+            internal;
+            proxy_pass http://127.0.0.1:%%PORT_2%%/cached.json;
+            proxy_cache jwks;
+            proxy_cache_valid 200 1h;
+            sendfile on;              # a cache hit passed as a file
+        }
 
         location = /_rotate {
             internal;
@@ -178,6 +188,12 @@ http {
             events_api main;
             events_auth on;
             events_auth_jwt_key_request /_rotate valid=1s;
+        }
+
+        location /cached/events {
+            events_api main;
+            events_auth on;
+            events_auth_jwt_key_request /_cached valid=500ms;
         }
 
         location /flip/events {
@@ -279,6 +295,17 @@ is($e && $e->{json}{seq}, $live->{json}{seq}, 'the stream gets it');
 $s->close;
 
 ###########################################################################
+# Through proxy_cache: fetched again after valid=500ms, from the cache
+
+for my $i (1 .. 6) {
+    is(status_of('/cached/events', $a1), 200, "proxy_cache: verified ($i)");
+    sleep 0.3;
+}
+is(fetches('cached.json'), 1, 'proxy_cache: the IdP asked once');
+ok(!grep({ /cached/ && /could not be fetched/ } split /\n/, $t->error_log),
+    'proxy_cache: no failed fetch (a cache hit is read from its file)');
+
+###########################################################################
 # A failed fetch keeps the keys fetched before
 
 my $f1 = jwt('ec1', 'a');
@@ -329,7 +356,7 @@ like($t->error_log, qr/\[warn\] .*the JWKS from "\/_bad" could not be fetched \(
     'the warning for a JWKS that is not JSON');
 like($t->error_log, qr/the JWKS from "\/_down" could not be fetched \(status 502\)/,
     'the warning for a refused connection');
-like($t->error_log, qr/the JWKS from "\/_big" could not be fetched \(an answer too large: more than 64 KB, or spooled to disk\)/,
+like($t->error_log, qr/the JWKS from "\/_big" could not be fetched \(an answer larger than 64 KB\)/,
     'the warning for a JWKS too large');
 $t->expect_log(qr/connect\(\) failed \(111: Connection refused\)/);
 $t->expect_log(qr/events: 503 keys_unavailable/);

@@ -81,6 +81,7 @@ struct ngx_http_events_jwks_wait_s {
     unsigned                    queued:1;
     unsigned                    done:1;         /* a fetch ended for it */
     unsigned                    too_large:1;
+    unsigned                    unreadable:1;
 };
 
 
@@ -323,6 +324,7 @@ ngx_http_events_jwks_fetch(ngx_http_request_t *r,
 
     w->len = 0;
     w->too_large = 0;
+    w->unreadable = 0;
 
     ps->handler = ngx_http_events_jwks_done;
     ps->data = w;
@@ -420,8 +422,12 @@ ngx_http_events_jwks_result(ngx_http_request_t *sr,
     }
 
     if (w->too_large) {
-        error = "an answer too large: more than 64 KB, or spooled "
-                "to disk";
+        error = "an answer larger than 64 KB";
+        goto failed;
+    }
+
+    if (w->unreadable) {
+        error = "its file could not be read";
         goto failed;
     }
 
@@ -675,30 +681,41 @@ ngx_http_events_jwks_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         if (ngx_buf_in_memory(b)) {
             n = b->last - b->pos;
 
-            if (n > NGX_HTTP_EVENTS_JWKS_MAX - w->len) {
-                w->too_large = 1;
-                n = 0;
-            }
+        } else if (b->in_file) {
+            /* a cache hit, or an answer spooled to a temporary file */
+            n = b->file_last - b->file_pos;
 
-            if (n && w->body == NULL) {
-                w->body = ngx_pnalloc(w->request->pool,
-                                      NGX_HTTP_EVENTS_JWKS_MAX);
-                if (w->body == NULL) {
-                    return NGX_ERROR;
-                }
-            }
-
-            if (n) {
-                ngx_memcpy(w->body + w->len, b->pos, n);
-                w->len += n;
-            }
-
-            b->pos = b->last;
-
-        } else if (b->in_file && b->file_last > b->file_pos) {
-            /* spooled to disk: larger than the proxy buffers */
-            w->too_large = 1;
+        } else {
+            continue;
         }
+
+        if (n > NGX_HTTP_EVENTS_JWKS_MAX - w->len) {
+            w->too_large = 1;
+            n = 0;
+        }
+
+        if (n && w->body == NULL) {
+            w->body = ngx_pnalloc(w->request->pool, NGX_HTTP_EVENTS_JWKS_MAX);
+            if (w->body == NULL) {
+                return NGX_ERROR;
+            }
+        }
+
+        if (n && ngx_buf_in_memory(b)) {
+            ngx_memcpy(w->body + w->len, b->pos, n);
+            w->len += n;
+
+        } else if (n) {
+            if (ngx_read_file(b->file, w->body + w->len, n, b->file_pos)
+                != (ssize_t) n)
+            {
+                w->unreadable = 1;
+            }
+
+            w->len += n;
+        }
+
+        b->pos = b->last;
 
         if (b->in_file) {
             b->file_pos = b->file_last;
