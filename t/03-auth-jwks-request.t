@@ -200,6 +200,7 @@ http {
             events_api main;
             events_auth on;
             events_auth_jwt_key_request /_flip valid=1s;
+            add_header X-Pid $pid;
         }
 
         location /both/events {
@@ -294,6 +295,27 @@ my $e = $s->next_event(timeout => 3);
 is($e && $e->{json}{seq}, $live->{json}{seq}, 'the stream gets it');
 $s->close;
 
+# a WebSocket handshake likewise, and refused with the old key
+sub ws_status {
+    my ($tok) = @_;
+    my $c = IO::Socket::IP->new(PeerAddr => '127.0.0.1',
+        PeerPort => $t->port(1), Proto => 'tcp') or die "connect: $!";
+    print $c "GET /events/stream HTTP/1.1\r\nHost: localhost\r\n"
+        . "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+        . "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        . "Sec-WebSocket-Version: 13\r\nAuthorization: Bearer $tok\r\n\r\n";
+    my $head = '';
+    my $sel = IO::Select->new($c);
+    while ($head !~ /\r\n\r\n/ && $sel->can_read(3)) {
+        sysread($c, my $buf, 4096) or last;
+        $head .= $buf;
+    }
+    close $c;
+    return ($head =~ m{^HTTP/1\.1 (\d+)})[0] // 0;
+}
+is(ws_status($b1), 101, 'a WebSocket handshake with a token by a fetched key');
+is(ws_status($a1), 401, 'a WebSocket handshake with the rotated-out key');
+
 ###########################################################################
 # Through proxy_cache: fetched again after valid=500ms, from the cache
 
@@ -308,14 +330,21 @@ ok(!grep({ /cached/ && /could not be fetched/ } split /\n/, $t->error_log),
 ###########################################################################
 # A failed fetch keeps the keys fetched before
 
+# keys are each worker's: until both workers have answered with them
 my $f1 = jwt('ec1', 'a');
-for my $i (1 .. 4) {
-    is(status_of('/flip/events', $f1), 200, "flip: fetched ($i)");
+my (%pids, @bad);
+for my $i (1 .. 100) {
+    my $r = $t->get('/flip/events', auth($f1));
+    push @bad, $r->{status} if $r->{status} != 200;
+    $pids{ $r->{headers}{'x-pid'} // '' } = 1;
+    last if keys %pids == 2;
 }
+is(scalar(keys %pids), 2, 'flip: both workers answered');
+is("@bad", '', 'flip: fetched, verified by both');
 
 idp_file('flip.json', 'not a JWKS');
 sleep 1.3;
-for my $i (1 .. 4) {
+for my $i (1 .. 8) {
     is(status_of('/flip/events', $f1), 200,
         "flip: the JWKS is not JSON now, the keys stay ($i)");
 }
@@ -324,7 +353,7 @@ like($t->error_log, qr/\[warn\] .*events: the JWKS from "\/_flip" could not be f
 
 unlink "$dir/idp/flip.json";
 sleep 1.3;
-for my $i (1 .. 4) {
+for my $i (1 .. 8) {
     is(status_of('/flip/events', $f1), 200,
         "flip: the JWKS is gone (404), the keys stay ($i)");
 }
@@ -469,7 +498,7 @@ http {
         location /kid/events {
             events_api main;
             events_auth on;
-            events_auth_jwt_key_request /_idp/kid.json refetch=2s;
+            events_auth_jwt_key_request /_idp/kid.json refetch=3s;
         }
 
         location /queue/events {
@@ -481,7 +510,7 @@ http {
         location /storm/events {
             events_api main;
             events_auth on;
-            events_auth_jwt_key_request /_idp/storm.json refetch=1s;
+            events_auth_jwt_key_request /_idp/storm.json refetch=3s;
         }
     }
 }
@@ -501,11 +530,11 @@ jwks('kid.json', jwk('ec1', 'k1'), jwk('ec2', 'k2'));
 my $k2 = jwt('ec2', 'k2');
 $r = $t1->get('/kid/events', auth($k2));
 like($r->{body}, qr/no key for the token's kid and alg/,
-    'kid k2 within refetch=2s of the last fetch: no key');
+    'kid k2 within refetch=3s of the last fetch: no key');
 is(fetches('kid.json'), 1, 'and no fetch');
-sleep 2.2;
+sleep 3.2;
 is($t1->get('/kid/events', auth($k2))->{status}, 200,
-    'kid k2 after refetch=2s: fetched again, verified');
+    'kid k2 after refetch=3s: fetched again, verified');
 is(fetches('kid.json'), 2, 'one more fetch');
 is($t1->get('/kid/events', auth($k1))->{status}, 200, 'kid k1 still');
 is(fetches('kid.json'), 2, 'no more fetches');
@@ -552,13 +581,13 @@ my @unknown = map { jwt('ec1', "unknown-$_") } 1 .. 50;
 is(scalar(grep { $_->[0] == 401
     && $_->[1] =~ /no key for the token's kid and alg/ } @res), 50,
     '50 unknown kids: 401 no key');
-is(fetches('storm.json'), 1, '50 unknown kids within refetch=1s: no fetch');
-sleep 1.2;
+is(fetches('storm.json'), 1, '50 unknown kids within refetch=3s: no fetch');
+sleep 3.2;
 @res = at_once('/storm/events', @unknown);
 is(scalar(grep { $_->[0] == 401
     && $_->[1] =~ /no key for the token's kid and alg/ } @res), 50,
-    '50 unknown kids after refetch=1s: 401 no key');
-is(fetches('storm.json'), 2, '50 unknown kids after refetch=1s: one fetch');
+    '50 unknown kids after refetch=3s: 401 no key');
+is(fetches('storm.json'), 2, '50 unknown kids after refetch=3s: one fetch');
 
 $t1->stop;
 ok(!grep({ /\[(?:alert|crit|emerg)\]/ } split /\n/, $t1->error_log),

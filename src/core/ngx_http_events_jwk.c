@@ -25,7 +25,10 @@
  *   anything else                 an HMAC secret, the file's bytes:
  *                                 HS256, or alg= HS384, HS512
  *
- * The EVP_PKEYs live as long as the configuration's pool.
+ * The EVP_PKEYs live as long as the configuration's pool.  A JWKS
+ * fetched at run time (events_auth_jwt_key_request) is read by the same
+ * ngx_http_events_jwk_set(), into a pool of its own that is freed with
+ * its keys when a newer JWKS replaces it.
  */
 
 
