@@ -477,10 +477,6 @@ ngx_http_events_jwks_result(ngx_http_request_t *sr,
 
 failed:
 
-    if (pool) {
-        ngx_destroy_pool(pool);
-    }
-
     /* the loader's words follow the JWKS's name */
     what = (error[0] == ' ' || error[0] == ':') ? "the JWKS" : "";
 
@@ -489,13 +485,19 @@ failed:
                       "events: the JWKS from \"%V\" could not be fetched "
                       "(%s%s); the keys fetched %T s ago stay in use",
                       &jwks->uri, what, error, ngx_time() - jwks->fetched);
-        return;
+
+    } else {
+        ngx_log_error(NGX_LOG_WARN, sr->connection->log, 0,
+                      "events: the JWKS from \"%V\" could not be fetched "
+                      "(%s%s); no fetched keys to check tokens with yet",
+                      &jwks->uri, what, error);
     }
 
-    ngx_log_error(NGX_LOG_WARN, sr->connection->log, 0,
-                  "events: the JWKS from \"%V\" could not be fetched "
-                  "(%s%s); no fetched keys to check tokens with yet",
-                  &jwks->uri, what, error);
+    /* the loader's words are in it */
+
+    if (pool) {
+        ngx_destroy_pool(pool);
+    }
 }
 
 
