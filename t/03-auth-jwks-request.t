@@ -130,6 +130,8 @@ http {
     %%HTTP_GLOBALS%%
 
     events_zone main 4m;
+    log_format idp '"$request" $status auth="$http_authorization" '
+                   'ua="$http_user_agent" cl="$http_content_length"';
     proxy_cache_path %%TESTDIR%%/cache keys_zone=jwks:1m;
 
     server {
@@ -239,7 +241,7 @@ http {
 
     server {
         listen 127.0.0.1:%%PORT_2%%;
-        access_log %%TESTDIR%%/idp.log;
+        access_log %%TESTDIR%%/idp.log idp;
         root %%TESTDIR%%/idp;
     }
 }
@@ -479,6 +481,7 @@ my $t1 = EventsTest->new(workers => 1);
 jwks('kid.json', jwk('ec1', 'k1'));
 jwks('queue.json', jwk('ec1', 'k1'));
 jwks('storm.json', jwk('ec1', 'k1'));
+jwks('post.json', jwk('ec1', 'k1'));
 
 my $conf1 = <<'EOF';
 %%GLOBALS%%
@@ -505,6 +508,12 @@ http {
             events_api main;
             events_auth on;
             events_auth_jwt_key_request /_idp/queue.json;
+        }
+
+        location /post/events {
+            events_api main;
+            events_auth on;
+            events_auth_jwt_key_request /_idp/post.json;
         }
 
         location /storm/events {
@@ -571,6 +580,16 @@ my @res = at_once('/queue/events', ($k1) x 20);
 is(scalar(grep { $_->[0] == 200 } @res), 20,
     '20 requests at once before any fetch: all verified');
 is(fetches('queue.json'), 1, 'by one fetch');
+
+# a POST waits for the fetch with its body unread; the fetch sends
+# neither the body nor the client's headers
+$r = $t1->post_json('/post/events', { type => 'ticket.first' },
+    headers => { Authorization => "Bearer $k1", 'User-Agent' => 'client/1' });
+is($r->{status}, 201, 'a publish as the first request: fetched, verified');
+is(fetches('post.json'), 1, 'a publish: one fetch');
+like($t->read_file('idp.log'),
+    qr{^"GET /post\.json HTTP/1\.0" 200 auth="-" ua="-" cl="-"$}m,
+    'the fetch: a GET without the client\'s token, User-Agent, length');
 
 # a storm of unknown kids: within refetch none fetches; after it the
 # first fetches and the others wait for that fetch
