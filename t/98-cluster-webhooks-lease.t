@@ -13,8 +13,8 @@
 # answers 410 is disabled on every node; an API endpoint failing on one
 # node is failing since the same time on all, disabled for failing on
 # all (events_webhook_disable_after), enabled again through any node;
-# a 429 pause holds on every node.  An API endpoint's format travels with
-# it.
+# a 429 pause holds on every node.  An API endpoint's format and its
+# "verify" travel with it (each node makes its own handshake).
 
 use strict;
 use warnings;
@@ -238,5 +238,30 @@ $rcv->wait_requests('/api', 2, 15);
 my $until = same('pausedUntil', @eps);
 ok($until ne 'null' && $until !~ / /,
     "paused until the same time on every node ($until)");
+
+# "verify": "cloudevents" travels with an API endpoint; each node makes
+# its own handshake, the delivery goes once
+
+$rcv->script('/ver', { status => 200,
+    headers => { 'WebHook-Allowed-Origin' => '*' } });
+$made = $nodes[0]->req(POST => '/webhooks', json => {
+    url => $rcv->url('/ver'), events => ['ver.*'], verify => 'cloudevents' });
+is($made->{status}, 201, 'an endpoint with verify made on node 0');
+my $vid = $made->{json}{id} // 'none';
+@eps = ep_all($vid, sub { ($_[0]{verification}{state} // '') eq 'verified' });
+is_deeply([ map { ($_->{verify} // '-') . ' '
+        . ($_->{verification}{state} // '-') } @eps ],
+    [ ('cloudevents verified') x 3 ], 'verify on every node, each verified');
+$nodes[1]->post_json('/events', { id => 'v-1', type => 'ver.x' });
+$rcv->wait_requests('/ver', 4, 15);
+sleep 1.5;
+my @ver = $rcv->requests('/ver');
+is(join(' ', sort map { $_->{method} } @ver), 'OPTIONS OPTIONS OPTIONS POST',
+    'three handshakes (one a node), the event once');
+is($nodes[2]->req(PATCH => "/webhooks/$vid", json => { verify => undef })
+    ->{status}, 200, 'verify null through node 2');
+@eps = ep_all($vid, sub { !defined $_[0]{verify} });
+is_deeply([ map { $_->{verify} // 'null' } @eps ], [ ('null') x 3 ],
+    'off on every node');
 
 finish(@nodes);

@@ -45,10 +45,12 @@ static ngx_int_t ngx_http_events_webhook_chunk(
     ngx_http_events_store_t *store, ngx_http_events_webhook_endpoint_t *ep);
 static void ngx_http_events_webhook_skip(ngx_http_events_webhook_endpoint_t *ep,
     uint64_t from, uint64_t to);
+static void ngx_http_events_webhook_verify_again(
+    ngx_http_events_webhook_endpoint_t *ep);
 
 
 static const char  *ngx_http_events_webhook_reasons[] = {
-    "", "gone", "receiver", "failing", "manual"
+    "", "gone", "receiver", "failing", "manual", "verification"
 };
 
 
@@ -558,6 +560,7 @@ ngx_http_events_webhook_merge(ngx_http_events_webhook_endpoint_t *ep,
     merged->ordered = spec->set_ordered ? spec->ordered : ep->ordered;
     merged->max_inflight = spec->set_max_inflight ? spec->max_inflight
                                                   : ep->max_inflight;
+    merged->verify = spec->set_verify ? spec->verify : ep->verify;
 }
 
 
@@ -576,6 +579,11 @@ ngx_http_events_webhook_enable(ngx_http_events_store_t *store,
         ep->disabled_ms = 0;
         ep->failing_since_ms = 0;
         ep->paused_until_ms = 0;
+
+        if (ep->verify && ep->verify_state != NGX_HTTP_EVENTS_WH_VERIFY_OK) {
+            /* a failed handshake is not given up on for good */
+            ngx_http_events_webhook_verify_again(ep);
+        }
 
         ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
                       "events webhook \"%*s\" enabled", ep->id_len, ep->id);
@@ -1247,6 +1255,18 @@ ngx_http_events_webhook_set(ngx_http_events_store_t *store,
                                         &ep->mvalues[i]);
     }
 
+    /* a new url, or the handshake just asked for: it is made (again) */
+    if (spec->verify
+        && (!ep->verify || ep->blob == NULL || spec->url.len != ep->url.len
+            || ngx_memcmp(spec->url.data, ep->blob + ep->url.off,
+                          spec->url.len)
+               != 0))
+    {
+        ngx_http_events_webhook_verify_again(ep);
+    }
+
+    ep->verify = (u_char) spec->verify;
+
     ep->npatterns = (u_char) spec->npatterns;
     ep->nheaders = (u_char) spec->nheaders;
     ep->nmeta = (u_char) spec->nmeta;
@@ -1380,6 +1400,7 @@ ngx_http_events_webhook_view(ngx_http_events_webhook_endpoint_t *ep,
     spec->format = ep->format;
     spec->ordered = ep->ordered;
     spec->max_inflight = ep->max_inflight;
+    spec->verify = ep->verify;
     spec->is_static = ep->is_static;
     spec->is_handler = ep->is_handler;
     spec->enabled = !ep->disabled;
@@ -1400,6 +1421,16 @@ ngx_http_events_webhook_view(ngx_http_events_webhook_endpoint_t *ep,
     view->pending = ep->pending;
     view->inflight = ep->inflight;
 
+    view->verify_state = ep->verify_state;
+    view->verify_attempts = ep->verify_attempts;
+    view->verify_error = ep->verify_error;
+    view->verify_status = ep->verify_status;
+    view->allowed_rate = ep->allowed_rate;
+    view->verify_at_ms = ep->verify_at_ms;
+    view->verify_next_ms = ep->verify_next_ms;
+    view->verify_detail_len = ep->verify_detail_len;
+    ngx_memcpy(view->verify_detail, ep->verify_detail, ep->verify_detail_len);
+
     for (q = ngx_queue_head(&ep->deliveries);
          q != ngx_queue_sentinel(&ep->deliveries);
          q = ngx_queue_next(q))
@@ -1416,6 +1447,26 @@ ngx_http_events_webhook_view(ngx_http_events_webhook_endpoint_t *ep,
     /* last: the url is what tells the caller the copy worked */
     spec->url.data = blob + ep->url.off;
     spec->url.len = ep->url.len;
+}
+
+
+/*
+ * The handshake is to be made from the start: its deliveries wait for
+ * it, and the answer of one still in flight is not taken (verify_gen).
+ */
+
+static void
+ngx_http_events_webhook_verify_again(ngx_http_events_webhook_endpoint_t *ep)
+{
+    ep->verify_gen++;
+    ep->verify_state = NGX_HTTP_EVENTS_WH_VERIFY_PENDING;
+    ep->verify_busy = 0;
+    ep->verify_error = 0;
+    ep->verify_attempts = 0;
+    ep->verify_status = 0;
+    ep->verify_next_ms = 0;
+    ep->verify_detail_len = 0;
+    ep->allowed_rate = 0;
 }
 
 

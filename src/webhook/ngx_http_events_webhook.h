@@ -33,6 +33,10 @@
 #define NGX_HTTP_EVENTS_WH_CE_BINARY        1   /* "cloudevents" */
 #define NGX_HTTP_EVENTS_WH_CE_STRUCTURED    2
 
+/* an endpoint's handshake before deliveries: none, or CloudEvents' */
+#define NGX_HTTP_EVENTS_WH_VERIFY_NONE      0
+#define NGX_HTTP_EVENTS_WH_VERIFY_CE        1   /* "cloudevents" */
+
 /* error codes of the attempt log */
 #define NGX_HTTP_EVENTS_E_NONE              0
 #define NGX_HTTP_EVENTS_E_DNS               1
@@ -91,6 +95,7 @@ typedef struct {
     ngx_uint_t                  rate_limit;
     ngx_uint_t                  format;
     ngx_uint_t                  max_inflight;   /* 0: the location's */
+    ngx_uint_t                  verify;         /* the handshake */
     void                       *ctx;            /* a handler's server */
 
     unsigned                    is_static:1;
@@ -107,6 +112,7 @@ typedef struct {
     unsigned                    set_ordered:1;
     unsigned                    set_max_inflight:1;
     unsigned                    set_meta:1;
+    unsigned                    set_verify:1;
 } ngx_http_events_webhook_spec_t;
 
 

@@ -218,6 +218,12 @@ static ngx_int_t ngx_http_events_webhook_api_field_ordered(
 static ngx_int_t ngx_http_events_webhook_api_field_inflight(
     ngx_http_request_t *r, json_t *v, ngx_http_events_webhook_spec_t *spec,
     ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_webhook_api_unverified(ngx_http_request_t *r);
+static ngx_int_t ngx_http_events_webhook_api_field_verify(
+    ngx_http_request_t *r, json_t *v, ngx_http_events_webhook_spec_t *spec,
+    ngx_http_events_error_t *err);
+static void ngx_http_events_webhook_api_verify_json(ngx_http_events_buf_t *o,
+    ngx_http_events_webhook_view_t *v);
 
 
 static ngx_http_events_webhook_field_t  ngx_http_events_webhook_fields[] = {
@@ -235,6 +241,7 @@ static ngx_http_events_webhook_field_t  ngx_http_events_webhook_fields[] = {
     { "ordered", JSON_TRUE, 0, ngx_http_events_webhook_api_field_ordered },
     { "maxInFlight", JSON_INTEGER, 1,
       ngx_http_events_webhook_api_field_inflight },
+    { "verify", JSON_STRING, 1, ngx_http_events_webhook_api_field_verify },
     { NULL, JSON_NULL, 0, NULL }
 };
 
@@ -262,7 +269,11 @@ static const char  *ngx_http_events_webhook_modes[] = {
 };
 
 static const char  *ngx_http_events_webhook_disabled[] = {
-    NULL, "gone", "receiver", "failing", "manual"
+    NULL, "gone", "receiver", "failing", "manual", "verification"
+};
+
+static const char  *ngx_http_events_webhook_verify_states[] = {
+    "pending", "verified", "failed"
 };
 
 
@@ -1060,6 +1071,45 @@ ngx_http_events_webhook_api_field_ordered(ngx_http_request_t *r, json_t *v,
     spec->set_ordered = 1;
 
     return NGX_OK;
+}
+
+
+/*
+ * A resend or a test ping of an endpoint whose receiver has not allowed
+ * us yet: sending it would bypass the handshake.
+ */
+
+static ngx_int_t
+ngx_http_events_webhook_api_unverified(ngx_http_request_t *r)
+{
+    return ngx_http_events_webhook_api_fail(r, 409, "not_verified", NULL,
+                                            "the receiver has not answered "
+                                            "the CloudEvents handshake yet "
+                                            "(see \"verification\")");
+}
+
+
+/* the CloudEvents handshake before the first delivery, or null: none */
+
+static ngx_int_t
+ngx_http_events_webhook_api_field_verify(ngx_http_request_t *r, json_t *v,
+    ngx_http_events_webhook_spec_t *spec, ngx_http_events_error_t *err)
+{
+    spec->set_verify = 1;
+
+    if (json_is_null(v)) {
+        spec->verify = NGX_HTTP_EVENTS_WH_VERIFY_NONE;
+        return NGX_OK;
+    }
+
+    if (ngx_strcmp(json_string_value(v), "cloudevents") == 0) {
+        spec->verify = NGX_HTTP_EVENTS_WH_VERIFY_CE;
+        return NGX_OK;
+    }
+
+    ngx_http_events_error(err, 400, "invalid_field", "field", NULL,
+                          "verify", "verify is \"cloudevents\" or null");
+    return NGX_ERROR;
 }
 
 
@@ -1890,6 +1940,10 @@ ngx_http_events_webhook_api_retry(ngx_http_request_t *r,
         return ngx_http_events_webhook_api_unknown(r, rt);
     }
 
+    if (rc == NGX_HTTP_EVENTS_WEBHOOK_UNVERIFIED) {
+        return ngx_http_events_webhook_api_unverified(r);
+    }
+
     if (rc != NGX_HTTP_EVENTS_WEBHOOK_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -1965,6 +2019,10 @@ ngx_http_events_webhook_api_test(ngx_http_request_t *r,
 
     if (rc == NGX_HTTP_EVENTS_WEBHOOK_NOT_FOUND) {
         return ngx_http_events_webhook_api_unknown(r, rt);
+    }
+
+    if (rc == NGX_HTTP_EVENTS_WEBHOOK_UNVERIFIED) {
+        return ngx_http_events_webhook_api_unverified(r);
     }
 
     if (rc != NGX_HTTP_EVENTS_WEBHOOK_OK) {
@@ -2749,6 +2807,8 @@ ngx_http_events_webhook_api_view_json(ngx_http_events_buf_t *o,
         ngx_http_events_buf_printf(o, "null");
     }
 
+    ngx_http_events_webhook_api_verify_json(o, v);
+
     ngx_http_events_buf_printf(o, ",\"static\":%s,\"handler\":%s,"
                                "\"secretHint\":",
                                v->spec.is_static ? "true" : "false",
@@ -2788,6 +2848,53 @@ ngx_http_events_webhook_api_view_json(ngx_http_events_buf_t *o,
 
     ngx_http_events_buf_printf(o, ",\"oldestPendingAgeMs\":%uL}}",
                                v->oldest_pending_ms);
+}
+
+
+/*
+ * "verify", and where its handshake is: "verification" is null for an
+ * endpoint without one
+ */
+
+static void
+ngx_http_events_webhook_api_verify_json(ngx_http_events_buf_t *o,
+    ngx_http_events_webhook_view_t *v)
+{
+    if (v->spec.verify == NGX_HTTP_EVENTS_WH_VERIFY_NONE) {
+        ngx_http_events_buf_printf(o, ",\"verify\":null,"
+                                   "\"verification\":null");
+        return;
+    }
+
+    ngx_http_events_buf_printf(o, ",\"verify\":\"cloudevents\","
+                               "\"verification\":{\"state\":\"%s\","
+                               "\"attempts\":%ui,\"at\":",
+                               ngx_http_events_webhook_verify_states[
+                                   v->verify_state],
+                               v->verify_attempts);
+    ngx_http_events_buf_time(o, v->verify_at_ms);
+
+    ngx_http_events_buf_printf(o, ",\"nextAttemptAt\":");
+    ngx_http_events_buf_time(o, v->verify_state
+                                == NGX_HTTP_EVENTS_WH_VERIFY_PENDING
+                                && !v->disabled ? v->verify_next_ms : 0);
+
+    if (v->verify_error) {
+        ngx_http_events_buf_printf(o, ",\"error\":\"%s\",\"detail\":",
+                             ngx_http_events_webhook_errors[v->verify_error]);
+        ngx_http_events_buf_str(o, v->verify_detail, v->verify_detail_len);
+
+    } else {
+        ngx_http_events_buf_printf(o, ",\"error\":null,\"detail\":null");
+    }
+
+    ngx_http_events_buf_printf(o, v->verify_status ? ",\"httpStatus\":%ui"
+                                                   : ",\"httpStatus\":null",
+                               v->verify_status);
+
+    ngx_http_events_buf_printf(o, v->allowed_rate ? ",\"allowedRate\":%ui}"
+                                                  : ",\"allowedRate\":null}",
+                               v->allowed_rate);
 }
 
 

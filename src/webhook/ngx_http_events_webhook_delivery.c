@@ -19,6 +19,11 @@
  * when the location has a resolver, so that it too goes through our
  * balancer (reused connections, E_TLS); without one the proxy resolves
  * it on connections of its own.
+ *
+ * An endpoint with "verify": "cloudevents" is first sent the CloudEvents
+ * abuse-protection handshake by the same path: an OPTIONS with
+ * WebHook-Request-Origin, whose answer must allow that origin (and may
+ * set a rate); the dispatcher holds its deliveries until it does.
  */
 
 
@@ -57,6 +62,12 @@ static ngx_int_t ngx_http_events_webhook_delivery_headers(
     ngx_http_events_webhook_job_t *job, ngx_http_request_t *r);
 static ngx_int_t ngx_http_events_webhook_delivery_header(ngx_http_request_t *r,
     char *name, ngx_str_t *key, ngx_str_t *value);
+static ngx_int_t ngx_http_events_webhook_delivery_verify_headers(
+    ngx_http_events_webhook_job_t *job, ngx_http_request_t *r);
+static ngx_int_t ngx_http_events_webhook_delivery_own_headers(
+    ngx_http_events_webhook_job_t *job, ngx_http_request_t *r);
+static void ngx_http_events_webhook_delivery_allowed(
+    ngx_http_events_webhook_job_t *job, ngx_http_request_t *r);
 static ngx_int_t ngx_http_events_webhook_delivery_answered(
     ngx_http_request_t *r, void *data, ngx_int_t rc);
 static void ngx_http_events_webhook_delivery_finished(ngx_http_request_t *r);
@@ -124,6 +135,7 @@ ngx_http_events_webhook_delivery_send(ngx_http_events_webhook_job_t *job)
     }
 
     if (job->format != NGX_HTTP_EVENTS_WH_ENVELOPE && !job->handler
+        && !job->verify
         && ngx_http_events_webhook_delivery_cloudevent(job) != NGX_OK)
     {
         ngx_http_events_webhook_delivery_fail(job, NGX_HTTP_EVENTS_E_INTERNAL,
@@ -583,8 +595,15 @@ ngx_http_events_webhook_delivery_request(ngx_http_events_webhook_job_t *job)
 
     ctx->job = job;
 
-    r->method = NGX_HTTP_POST;
-    ngx_str_set(&r->method_name, "POST");
+    if (job->verify) {
+        r->method = NGX_HTTP_OPTIONS;
+        ngx_str_set(&r->method_name, "OPTIONS");
+
+    } else {
+        r->method = NGX_HTTP_POST;
+        ngx_str_set(&r->method_name, "POST");
+    }
+
     r->http_version = NGX_HTTP_VERSION_11;
     ngx_str_set(&r->http_protocol, "HTTP/1.1");
     r->uri = job->handler ? job->url : job->whcf->location;
@@ -600,7 +619,10 @@ ngx_http_events_webhook_delivery_request(ngx_http_events_webhook_job_t *job)
         goto failed;
     }
 
-    if (ngx_http_events_webhook_delivery_headers(job, r) != NGX_OK) {
+    if ((job->verify ? ngx_http_events_webhook_delivery_verify_headers(job, r)
+                     : ngx_http_events_webhook_delivery_headers(job, r))
+        != NGX_OK)
+    {
         goto failed;
     }
 
@@ -620,8 +642,8 @@ ngx_http_events_webhook_delivery_request(ngx_http_events_webhook_job_t *job)
         goto failed;
     }
 
-    sr->method = NGX_HTTP_POST;
-    ngx_str_set(&sr->method_name, "POST");
+    sr->method = r->method;
+    sr->method_name = r->method_name;
 
     sr->request_body = ngx_pcalloc(r->pool, sizeof(ngx_http_request_body_t));
     b = ngx_calloc_buf(r->pool);
@@ -640,7 +662,9 @@ ngx_http_events_webhook_delivery_request(ngx_http_events_webhook_job_t *job)
 
     cl->buf = b;
     cl->next = NULL;
-    sr->request_body->bufs = cl;
+
+    /* the handshake has no body: "Content-Length: 0" */
+    sr->request_body->bufs = job->verify ? NULL : cl;
 
     ctx = ngx_http_events_ctx(sr);
     if (ctx == NULL) {
@@ -674,13 +698,6 @@ ngx_http_events_webhook_delivery_headers(ngx_http_events_webhook_job_t *job,
     u_char      *p;
     time_t       ts;
     ngx_str_t    v;
-    ngx_uint_t   i, j;
-
-    static char *ours[] = { "content-type", "user-agent", "webhook-id",
-                            "webhook-timestamp", "webhook-signature",
-                            "x-events-type", "x-events-seq",
-                            "x-events-attempt", "host", "content-length",
-                            "connection", "transfer-encoding", NULL };
 
     ts = ngx_time();
 
@@ -794,6 +811,106 @@ unsigned_headers:
     {
         return NGX_ERROR;
     }
+
+    return ngx_http_events_webhook_delivery_own_headers(job, r);
+}
+
+
+/*
+ * The handshake: WebHook-Request-Origin (and the rate the endpoint's
+ * rateLimit asks for, per minute), then the endpoint's own headers, so
+ * that a receiver that wants its credentials on every request gets them
+ */
+
+static ngx_int_t
+ngx_http_events_webhook_delivery_verify_headers(
+    ngx_http_events_webhook_job_t *job, ngx_http_request_t *r)
+{
+    u_char     *p;
+    ngx_str_t   v;
+
+    ngx_str_set(&v, "ngx_http_events/" NGX_HTTP_EVENTS_WH_VERSION);
+    if (ngx_http_events_webhook_delivery_header(r, "user-agent", NULL, &v)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_http_events_webhook_delivery_origin(job->ctx, &v);
+
+    if (ngx_http_events_webhook_delivery_header(r, "webhook-request-origin",
+                                                NULL, &v)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (job->rate_limit) {
+        p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        v.data = p;
+        v.len = ngx_sprintf(p, "%ui", job->rate_limit * 60) - p;
+
+        if (ngx_http_events_webhook_delivery_header(r, "webhook-request-rate",
+                                                    NULL, &v)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return ngx_http_events_webhook_delivery_own_headers(job, r);
+}
+
+
+/*
+ * WebHook-Request-Origin: the first server_name of the server that
+ * holds the events_webhooks location, or this machine's host name when
+ * it has none ("")
+ */
+
+void
+ngx_http_events_webhook_delivery_origin(void *ctx, ngx_str_t *origin)
+{
+    ngx_str_t                  *name;
+    ngx_http_conf_ctx_t        *hctx;
+    ngx_http_core_srv_conf_t   *cscf;
+
+    hctx = ctx;
+    cscf = hctx ? hctx->srv_conf[ngx_http_core_module.ctx_index] : NULL;
+
+    /* the first name, as nginx keeps it; a wildcard or a regex is none */
+    name = cscf ? &cscf->server_name : NULL;
+
+    if (name && name->len && name->data[0] != '*' && name->data[0] != '.'
+        && name->data[0] != '~' && name->data[name->len - 1] != '*')
+    {
+        *origin = *name;
+        return;
+    }
+
+    *origin = ngx_cycle->hostname;
+}
+
+
+/* the endpoint's own headers: never one of ours */
+
+static ngx_int_t
+ngx_http_events_webhook_delivery_own_headers(
+    ngx_http_events_webhook_job_t *job, ngx_http_request_t *r)
+{
+    ngx_uint_t  i, j;
+
+    static char *ours[] = { "content-type", "user-agent", "webhook-id",
+                            "webhook-timestamp", "webhook-signature",
+                            "x-events-type", "x-events-seq",
+                            "x-events-attempt", "host", "content-length",
+                            "connection", "transfer-encoding",
+                            "webhook-request-origin",
+                            "webhook-request-rate", NULL };
 
     /* custom headers never override ours (the API refuses them too) */
     for (i = 0; i < job->nheaders; i++) {
@@ -1134,7 +1251,10 @@ ngx_http_events_webhook_delivery_answered(ngx_http_request_t *r, void *data,
         }
     }
 
-    if (status >= 200 && status < 300) {
+    if (status >= 200 && status < 300 && job->verify) {
+        ngx_http_events_webhook_delivery_allowed(job, r);
+
+    } else if (status >= 200 && status < 300) {
         job->error = NGX_HTTP_EVENTS_E_NONE;
 
     } else if (status >= 300 && status < 400) {
@@ -1149,6 +1269,106 @@ ngx_http_events_webhook_delivery_answered(ngx_http_request_t *r, void *data,
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * A 2xx to the handshake: WebHook-Allowed-Origin must be our origin or
+ * "*"; WebHook-Allowed-Rate, when there, "*" or requests per minute.
+ * Anything else fails it as E_HTTP, with what was wrong in the detail.
+ */
+
+static void
+ngx_http_events_webhook_delivery_allowed(ngx_http_events_webhook_job_t *job,
+    ngx_http_request_t *r)
+{
+    ngx_int_t         n;
+    ngx_str_t         origin, *allowed, *rate;
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    allowed = NULL;
+    rate = NULL;
+
+    part = &r->headers_out.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].hash == 0 || h[i].key.len < 20) {
+            continue;
+        }
+
+        if (h[i].key.len == 22
+            && ngx_strncasecmp(h[i].key.data,
+                               (u_char *) "webhook-allowed-origin", 22) == 0)
+        {
+            allowed = &h[i].value;
+
+        } else if (h[i].key.len == 20
+                   && ngx_strncasecmp(h[i].key.data,
+                                      (u_char *) "webhook-allowed-rate", 20)
+                      == 0)
+        {
+            rate = &h[i].value;
+        }
+    }
+
+    job->error = NGX_HTTP_EVENTS_E_HTTP;
+    ngx_http_events_webhook_delivery_origin(job->ctx, &origin);
+
+    if (allowed == NULL) {
+        job->detail_len = ngx_snprintf(job->detail, sizeof(job->detail),
+                                       "%ui without WebHook-Allowed-Origin",
+                                       job->status)
+                          - job->detail;
+        return;
+    }
+
+    if (!(allowed->len == 1 && allowed->data[0] == '*')
+        && !(allowed->len == origin.len
+             && ngx_strncasecmp(allowed->data, origin.data, origin.len) == 0))
+    {
+        job->detail_len = ngx_snprintf(job->detail, sizeof(job->detail),
+                                       "WebHook-Allowed-Origin \"%*s\" is "
+                                       "not \"%V\"",
+                                       ngx_min(allowed->len, 32),
+                                       allowed->data, &origin)
+                          - job->detail;
+        return;
+    }
+
+    job->allowed_rate = 0;
+
+    if (rate && !(rate->len == 1 && rate->data[0] == '*')) {
+        n = ngx_atoi(rate->data, rate->len);
+
+        if (n <= 0) {
+            job->detail_len = ngx_snprintf(job->detail, sizeof(job->detail),
+                                           "WebHook-Allowed-Rate \"%*s\" is "
+                                           "not a number of requests a "
+                                           "minute or \"*\"",
+                                           ngx_min(rate->len, 16),
+                                           rate->data)
+                              - job->detail;
+            return;
+        }
+
+        job->allowed_rate = (ngx_uint_t) ngx_min(n, 0xffffffff);
+    }
+
+    job->error = NGX_HTTP_EVENTS_E_NONE;
 }
 
 

@@ -18,6 +18,13 @@
  * each delivery is claimed through the zone's remote before an attempt
  * (one node at a time attempts it), deferred while another node holds
  * it, dropped when another node ended it, and settled after the attempt.
+ *
+ * An endpoint with "verify": "cloudevents" gets the handshake first (a
+ * job of its own, no event): its deliveries are queued as usual but none
+ * is due until the receiver allowed us, and its allowed rate then limits
+ * them with rateLimit.  A failed handshake is retried on the retry
+ * schedule; when that runs out the endpoint is disabled ("verification"),
+ * its deliveries still queued.  Each node of a cluster makes its own.
  */
 
 
@@ -143,6 +150,17 @@ static void ngx_http_events_webhook_dispatch_retry(
 static void ngx_http_events_webhook_dispatch_log(
     ngx_http_events_webhook_endpoint_t *ep, ngx_http_events_webhook_job_t *job,
     ngx_http_events_webhook_attempt_t *a);
+static ngx_http_events_webhook_job_t *ngx_http_events_webhook_dispatch_verify(
+    ngx_http_events_store_t *store, ngx_http_events_webhook_sh_t *wh,
+    ngx_http_events_webhook_tenant_t *tn,
+    ngx_http_events_webhook_endpoint_t *ep);
+static void ngx_http_events_webhook_dispatch_verified(
+    ngx_http_events_webhook_job_t *job);
+static void ngx_http_events_webhook_dispatch_verify_outcome(
+    ngx_http_events_store_t *store, ngx_http_events_webhook_endpoint_t *ep,
+    ngx_http_events_webhook_job_t *job, uint64_t now);
+static ngx_msec_t ngx_http_events_webhook_dispatch_interval(
+    ngx_http_events_webhook_endpoint_t *ep);
 static size_t ngx_http_events_webhook_dispatch_utf8(u_char *dst, size_t size,
     u_char *src, size_t len);
 static ngx_msec_t ngx_http_events_webhook_dispatch_jitter(ngx_msec_t delay);
@@ -385,6 +403,7 @@ ngx_http_events_webhook_dispatch_lease(ngx_http_events_store_t *store)
         {
             ep = ngx_queue_data(q, ngx_http_events_webhook_endpoint_t, queue);
             ep->inflight = 0;
+            ep->verify_busy = 0;
 
             for (dq = ngx_queue_head(&ep->deliveries);
                  dq != ngx_queue_sentinel(&ep->deliveries);
@@ -868,6 +887,7 @@ ngx_http_events_webhook_dispatch_next(ngx_http_events_store_t *store,
     ngx_http_events_webhook_sh_t *wh, ngx_http_events_webhook_tenant_t *tn,
     uint64_t now)
 {
+    ngx_msec_t                           interval;
     ngx_uint_t                           max;
     ngx_queue_t                         *q, *dq;
     ngx_http_events_webhook_job_t       *job;
@@ -890,6 +910,15 @@ ngx_http_events_webhook_dispatch_next(ngx_http_events_store_t *store,
 
         if (ep->disabled || ep->paused_until_ms > now || ep->inflight >= max) {
             continue;
+        }
+
+        if (ep->verify && ep->verify_state != NGX_HTTP_EVENTS_WH_VERIFY_OK) {
+            /* no delivery before the receiver allowed us */
+            if (ep->verify_busy || ep->verify_next_ms > now) {
+                continue;
+            }
+
+            return ngx_http_events_webhook_dispatch_verify(store, wh, tn, ep);
         }
 
         if (ep->ordered) {
@@ -922,8 +951,13 @@ ngx_http_events_webhook_dispatch_next(ngx_http_events_store_t *store,
             }
         }
 
-        /* rateLimit: a virtual schedule, one slot per 1/rate s */
-        if (ep->rate_limit && ep->tokens_ms > now + 1000) {
+        /*
+         * rateLimit, or the rate the handshake allowed: a virtual
+         * schedule, one slot per interval, a second's worth ahead
+         */
+        interval = ngx_http_events_webhook_dispatch_interval(ep);
+
+        if (interval && ep->tokens_ms > now + 1000) {
             continue;
         }
 
@@ -932,9 +966,8 @@ ngx_http_events_webhook_dispatch_next(ngx_http_events_store_t *store,
             return NGX_CONF_ERROR;
         }
 
-        if (ep->rate_limit) {
-            ep->tokens_ms = ngx_max(ep->tokens_ms, now)
-                            + 1000 / ep->rate_limit;
+        if (interval) {
+            ep->tokens_ms = ngx_max(ep->tokens_ms, now) + interval;
         }
 
         d->state = NGX_HTTP_EVENTS_WH_INFLIGHT;
@@ -958,6 +991,58 @@ ngx_http_events_webhook_dispatch_next(ngx_http_events_store_t *store,
     }
 
     return NULL;
+}
+
+
+/* under the lock: the endpoint's handshake, as a job without an event */
+
+static ngx_http_events_webhook_job_t *
+ngx_http_events_webhook_dispatch_verify(ngx_http_events_store_t *store,
+    ngx_http_events_webhook_sh_t *wh, ngx_http_events_webhook_tenant_t *tn,
+    ngx_http_events_webhook_endpoint_t *ep)
+{
+    ngx_http_events_webhook_job_t  *job;
+
+    job = ngx_http_events_webhook_dispatch_take(store, ep);
+    if (job == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    job->verify = 1;
+    job->verify_gen = ep->verify_gen;
+    job->attempt = ep->verify_attempts + 1;
+    job->term = wh->term;
+
+    ep->verify_busy = 1;
+    ep->inflight++;
+    store->wh_inflight++;
+
+    ngx_queue_remove(&ep->tqueue);
+    ngx_queue_insert_tail(&tn->endpoints, &ep->tqueue);
+
+    return job;
+}
+
+
+/*
+ * Milliseconds between two deliveries: the slower of rateLimit (per
+ * second) and the handshake's WebHook-Allowed-Rate (per minute); 0: no
+ * limit
+ */
+
+static ngx_msec_t
+ngx_http_events_webhook_dispatch_interval(
+    ngx_http_events_webhook_endpoint_t *ep)
+{
+    ngx_msec_t  interval;
+
+    interval = ep->rate_limit ? 1000 / ep->rate_limit : 0;
+
+    if (ep->verify && ep->allowed_rate) {
+        interval = ngx_max(interval, 60000 / ep->allowed_rate);
+    }
+
+    return interval;
 }
 
 
@@ -1197,6 +1282,7 @@ ngx_http_events_webhook_dispatch_take(ngx_http_events_store_t *store,
     job->vet = !ep->is_static;
     job->format = ep->format;
     job->handler = ep->is_handler;
+    job->rate_limit = ep->rate_limit;
     job->ctx = store->wh_ctx;
 
     if (ep->is_handler) {
@@ -1314,6 +1400,14 @@ ngx_http_events_webhook_dispatch_send_now(ngx_http_events_store_t *store,
         wh = ngx_http_events_webhook_shm(store);
         ep = wh ? ngx_http_events_webhook_find(wh, tenant, id) : NULL;
 
+        if (ep && ep->verify
+            && ep->verify_state != NGX_HTTP_EVENTS_WH_VERIFY_OK)
+        {
+            /* a resend or a ping would go around the handshake */
+            ngx_shmtx_unlock(&store->shpool->mutex);
+            return NGX_HTTP_EVENTS_WEBHOOK_UNVERIFIED;
+        }
+
         if (ep) {
             found = 1;
             job = ngx_http_events_webhook_dispatch_take(store, ep);
@@ -1400,6 +1494,18 @@ ngx_http_events_webhook_dispatch_start(ngx_http_events_webhook_job_t *job)
 
     ipc = ngx_http_events_ipc();
     store = job->store;
+
+    if (job->verify) {
+        if (ngx_http_events_webhook_dispatch_pool(job) != NGX_OK) {
+            job->started_ms = ngx_http_events_webhook_now();
+            job->error = NGX_HTTP_EVENTS_E_INTERNAL;
+            ngx_http_events_webhook_dispatch_done(job);
+            return;
+        }
+
+        ngx_http_events_webhook_delivery_send(job);
+        return;
+    }
 
     if (job->queued && !job->claimed && store->remote
         && store->remote->claim)
@@ -1636,6 +1742,11 @@ ngx_http_events_webhook_dispatch_done(ngx_http_events_webhook_job_t *job)
     ngx_http_events_webhook_attempt_t   *a;
     ngx_http_events_webhook_endpoint_t  *ep;
 
+    if (job->verify) {
+        ngx_http_events_webhook_dispatch_verified(job);
+        return;
+    }
+
     store = job->store;
     now = ngx_http_events_webhook_now();
 
@@ -1740,6 +1851,145 @@ ngx_http_events_webhook_dispatch_done(ngx_http_events_webhook_job_t *job)
 
     /* a slot is free: more may be due */
     ngx_http_events_webhook_dispatch_wake(store);
+}
+
+
+/*
+ * A handshake is over.  Its answer is taken unless the endpoint went,
+ * or its url changed (a handshake of the new url is due then), or
+ * another dispatcher took over meanwhile (it sends one again).
+ */
+
+static void
+ngx_http_events_webhook_dispatch_verified(ngx_http_events_webhook_job_t *job)
+{
+    u_char                               disabled;
+    uint64_t                             now;
+    ngx_uint_t                           changed;
+    ngx_http_events_store_t             *store;
+    ngx_http_events_webhook_fstate_t     before, after;
+    ngx_http_events_webhook_sh_t        *wh;
+    ngx_http_events_webhook_endpoint_t  *ep;
+
+    store = job->store;
+    now = ngx_http_events_webhook_now();
+    changed = 0;
+
+    ngx_shmtx_lock(&store->shpool->mutex);
+
+    wh = store->wh;
+    ep = ngx_http_events_webhook_find(wh, &job->tenant, &job->endpoint);
+
+    if (ep && job->term == wh->term) {
+        if (ep->inflight) {
+            ep->inflight--;
+        }
+
+        if (ep->verify && ep->verify_busy
+            && ep->verify_gen == job->verify_gen)
+        {
+            disabled = ep->disabled;
+            ngx_http_events_webhook_dispatch_fstate(ep, &before);
+
+            ngx_http_events_webhook_dispatch_verify_outcome(store, ep, job,
+                                                            now);
+            wh->version++;
+
+            ngx_http_events_webhook_dispatch_fstate(ep, &after);
+            changed = ngx_memcmp(&before, &after,
+                                 sizeof(ngx_http_events_webhook_fstate_t));
+
+            if (!disabled && ep->disabled) {
+                job->meta_disabled = 1;
+                job->meta_reason = ep->disabled;
+                ep->meta_failed = 1;
+            }
+        }
+    }
+
+    ngx_shmtx_unlock(&store->shpool->mutex);
+
+    if (changed && job->pool) {
+        ngx_http_events_webhook_share_state(store, &job->tenant,
+                                            &job->endpoint, &after,
+                                            job->pool);
+    }
+
+    if (store->wh_inflight) {
+        store->wh_inflight--;
+    }
+
+    if (store->whcf->meta_events && job->meta_disabled) {
+        ngx_http_events_webhook_meta(job);
+    }
+
+    ngx_http_events_webhook_dispatch_give(job);
+
+    /* verified: its deliveries are due */
+    ngx_http_events_webhook_dispatch_wake(store);
+}
+
+
+/* under the lock: verified, or again later, or given up (disabled) */
+
+static void
+ngx_http_events_webhook_dispatch_verify_outcome(ngx_http_events_store_t *store,
+    ngx_http_events_webhook_endpoint_t *ep, ngx_http_events_webhook_job_t *job,
+    uint64_t now)
+{
+    u_char                          *p, *last;
+    ngx_uint_t                       nretry;
+    ngx_http_events_webhook_conf_t  *whcf;
+
+    whcf = store->whcf;
+
+    ep->verify_busy = 0;
+    ep->verify_attempts++;
+    ep->verify_at_ms = now;
+    ep->verify_status = (uint32_t) job->status;
+    ep->verify_error = (u_char) job->error;
+
+    /* the detail may quote the receiver's header: printable ASCII only */
+    last = ngx_cpymem(ep->verify_detail, job->detail,
+                      ngx_min(job->detail_len, sizeof(ep->verify_detail)));
+    ep->verify_detail_len = (u_char) (last - ep->verify_detail);
+
+    for (p = ep->verify_detail; p < last; p++) {
+        if (*p < 0x20 || *p >= 0x7f) {
+            *p = '?';
+        }
+    }
+
+    if (job->error == NGX_HTTP_EVENTS_E_NONE) {
+        ep->verify_state = NGX_HTTP_EVENTS_WH_VERIFY_OK;
+        ep->allowed_rate = (uint32_t) job->allowed_rate;
+        ep->verify_next_ms = 0;
+
+        ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                      "events webhook \"%V\" verified by its receiver "
+                      "(allowed rate %uD a minute, 0: any)", &job->endpoint,
+                      ep->allowed_rate);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                  "events webhook \"%V\": handshake %ui failed: %s %*s",
+                  &job->endpoint, job->attempt,
+                  ngx_http_events_webhook_errors[job->error],
+                  job->detail_len, job->detail);
+
+    nretry = whcf->retry ? whcf->retry->nelts : 0;
+
+    if (ep->verify_attempts > nretry) {
+        ep->verify_state = NGX_HTTP_EVENTS_WH_VERIFY_FAILED;
+        ep->verify_next_ms = 0;
+        ngx_http_events_webhook_disable(ep, NGX_HTTP_EVENTS_WH_UNVERIFIED,
+                                        now);
+        return;
+    }
+
+    ep->verify_next_ms = now + ngx_http_events_webhook_dispatch_jitter(
+                  ((ngx_msec_t *) whcf->retry->elts)[ep->verify_attempts - 1]);
 }
 
 

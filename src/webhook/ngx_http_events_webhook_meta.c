@@ -42,7 +42,7 @@ static json_t *ngx_http_events_webhook_meta_str(ngx_str_t *s);
 
 
 static const char  *ngx_http_events_webhook_meta_reasons[] = {
-    "", "gone", "receiver", "failing", "manual"
+    "", "gone", "receiver", "failing", "manual", "verification"
 };
 
 
@@ -80,7 +80,7 @@ ngx_http_events_webhook_meta(ngx_http_events_webhook_job_t *job)
                      "endpointId", ngx_http_events_webhook_meta_str(
                                        &job->endpoint),
                      "reason", ngx_http_events_webhook_meta_reasons[
-                                   job->meta_reason < 5 ? job->meta_reason
+                                   job->meta_reason < 6 ? job->meta_reason
                                                         : 0],
                      "lastError", ngx_http_events_webhook_errors[job->error],
                      "httpStatus", job->status ? json_integer(job->status)

@@ -448,7 +448,7 @@ ngx_http_events_webhook_share_state_apply(ngx_http_events_store_t *store,
                != 0
             || id.len > NGX_HTTP_EVENTS_WH_MAX_ID
             || tenant.len > NGX_HTTP_EVENTS_MAX_TENANT
-            || v[0] < 0 || v[0] > NGX_HTTP_EVENTS_WH_MANUALLY)
+            || v[0] < 0 || v[0] > NGX_HTTP_EVENTS_WH_UNVERIFIED)
         {
             ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                           "events zone \"%V\": a shared webhook failure "

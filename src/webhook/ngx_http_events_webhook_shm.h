@@ -70,6 +70,12 @@
 #define NGX_HTTP_EVENTS_WH_RECEIVER         2
 #define NGX_HTTP_EVENTS_WH_FAILING          3
 #define NGX_HTTP_EVENTS_WH_MANUALLY         4
+#define NGX_HTTP_EVENTS_WH_UNVERIFIED       5   /* the handshake failed */
+
+/* where an endpoint's handshake is (verify "cloudevents") */
+#define NGX_HTTP_EVENTS_WH_VERIFY_PENDING   0
+#define NGX_HTTP_EVENTS_WH_VERIFY_OK        1
+#define NGX_HTTP_EVENTS_WH_VERIFY_FAILED    2
 
 
 /* what a call on the zone's endpoints says, whatever the caller makes of it */
@@ -82,6 +88,7 @@ typedef enum {
     NGX_HTTP_EVENTS_WEBHOOK_BUSY,           /* a replay is being queued */
     NGX_HTTP_EVENTS_WEBHOOK_NO_DELIVERY,    /* the event is not queued */
     NGX_HTTP_EVENTS_WEBHOOK_QUEUE_FULL,     /* no free delivery slot */
+    NGX_HTTP_EVENTS_WEBHOOK_UNVERIFIED,     /* the handshake did not pass */
     NGX_HTTP_EVENTS_WEBHOOK_ERROR           /* out of process memory */
 } ngx_http_events_webhook_rc_e;
 
@@ -208,6 +215,24 @@ typedef struct {
     uint32_t                        max_inflight;   /* 0: the location's */
     uint64_t                        tokens_ms;      /* the bucket, in time */
 
+    /*
+     * The CloudEvents handshake: deliveries wait until it succeeded.
+     * A new url starts it again (verify_gen++), and the answer of a
+     * handshake sent before that is not taken.
+     */
+    u_char                          verify;
+    u_char                          verify_state;
+    u_char                          verify_busy;    /* one in flight */
+    u_char                          verify_error;
+    uint32_t                        verify_gen;
+    uint32_t                        verify_attempts;
+    uint32_t                        verify_status;  /* HTTP, 0: none */
+    uint32_t                        allowed_rate;   /* per minute, 0: none */
+    uint64_t                        verify_at_ms;   /* the last answer */
+    uint64_t                        verify_next_ms;
+    u_char                          verify_detail[96];
+    u_char                          verify_detail_len;
+
     uint64_t                        created_ms;
     uint64_t                        updated_ms;
     uint64_t                        disabled_ms;
@@ -300,6 +325,17 @@ typedef struct {
     uint64_t                        expired;
     uint64_t                        pending;
     uint64_t                        inflight;
+
+    /* the handshake */
+    ngx_uint_t                      verify_state;
+    ngx_uint_t                      verify_attempts;
+    ngx_uint_t                      verify_error;
+    ngx_uint_t                      verify_status;
+    ngx_uint_t                      allowed_rate;
+    uint64_t                        verify_at_ms;
+    uint64_t                        verify_next_ms;
+    u_char                          verify_detail[96];
+    size_t                          verify_detail_len;
 } ngx_http_events_webhook_view_t;
 
 
@@ -349,8 +385,12 @@ struct ngx_http_events_webhook_job_s {
     unsigned                         claimed:1;     /* a cluster's: ours */
     unsigned                         handler:1;      /* url is a location */
     unsigned                         vet:1;          /* check the address */
+    unsigned                         verify:1;       /* the handshake */
     ngx_uint_t                       format;
     ngx_http_events_ce_t             ce;             /* format cloudevents */
+    uint32_t                         verify_gen;
+    ngx_uint_t                       rate_limit;     /* per second, 0: none */
+    ngx_uint_t                       allowed_rate;   /* the answer's */
 
     /* where it went and what came back */
     ngx_http_events_webhook_conf_t  *whcf;
@@ -527,6 +567,7 @@ ngx_int_t ngx_http_events_webhook_delivery_sign(u_char *secret,
 ngx_int_t ngx_http_events_webhook_delivery_init_filter(ngx_conf_t *cf);
 ngx_uint_t ngx_http_events_webhook_delivery_addr_blocked(struct sockaddr *sa,
     ngx_http_events_webhook_conf_t *whcf);
+void ngx_http_events_webhook_delivery_origin(void *ctx, ngx_str_t *origin);
 
 
 #endif /* _NGX_HTTP_EVENTS_WEBHOOK_SHM_H_INCLUDED_ */

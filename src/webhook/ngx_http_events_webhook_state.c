@@ -525,9 +525,10 @@ ngx_http_events_webhook_state_spec_size(ngx_http_events_webhook_endpoint_t *ep)
            + 4 * (4 + ep->npatterns + 2 * ep->nheaders + 2 * ep->nmeta)
            + sizeof("{\"id\":,\"tenant\":,\"url\":,\"description\":,"
                     "\"events\":[],\"headers\":[],\"metadata\":[],"
-                    "\"secret\":,\"previous\":,\"opts\":[,,]")
+                    "\"secret\":,\"previous\":,\"opts\":[,,],"
+                    "\"verify\":")
            + 2 * ngx_base64_encoded_length(NGX_HTTP_EVENTS_WH_MAX_SECRET)
-           + 3 * (NGX_INT64_LEN + 1);
+           + 4 * (NGX_INT64_LEN + 1);
 }
 
 
@@ -569,9 +570,10 @@ ngx_http_events_webhook_state_spec_text(u_char *p,
     p = ngx_cpymem(p, ",\"previous\":", 12);
     p = ngx_http_events_webhook_state_b64(p, ep->previous, ep->previous_len);
 
-    /* format, ordered, maxInFlight: absent from older files */
-    return ngx_sprintf(p, ",\"opts\":[%L,%L,%L]", (int64_t) ep->format,
-                       (int64_t) ep->ordered, (int64_t) ep->max_inflight);
+    /* format, ordered, maxInFlight, verify: absent from older files */
+    return ngx_sprintf(p, ",\"opts\":[%L,%L,%L],\"verify\":%L",
+                       (int64_t) ep->format, (int64_t) ep->ordered,
+                       (int64_t) ep->max_inflight, (int64_t) ep->verify);
 }
 
 
@@ -1008,6 +1010,19 @@ ngx_http_events_webhook_state_spec(json_t *o,
         spec->set_format = 1;
         spec->set_ordered = 1;
         spec->set_max_inflight = 1;
+    }
+
+    v = json_object_get(o, "verify");
+
+    if (v) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0
+            || json_integer_value(v) > NGX_HTTP_EVENTS_WH_VERIFY_CE)
+        {
+            return NGX_ERROR;
+        }
+
+        spec->verify = (ngx_uint_t) json_integer_value(v);
+        spec->set_verify = 1;
     }
 
     return NGX_OK;
