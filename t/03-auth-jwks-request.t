@@ -482,6 +482,10 @@ jwks('kid.json', jwk('ec1', 'k1'));
 jwks('queue.json', jwk('ec1', 'k1'));
 jwks('storm.json', jwk('ec1', 'k1'));
 jwks('post.json', jwk('ec1', 'k1'));
+jwks('h2.json', jwk('ec1', 'k1'));
+openssl('req', '-x509', '-newkey', 'ec', '-pkeyopt',
+    'ec_paramgen_curve:P-256', '-nodes', '-keyout', $t1->testdir . '/cert.key', '-out',
+    $t1->testdir . '/cert.pem', '-days', '1', '-subj', '/CN=localhost');
 
 my $conf1 = <<'EOF';
 %%GLOBALS%%
@@ -522,10 +526,27 @@ http {
             events_auth_jwt_key_request /_idp/storm.json refetch=3s;
         }
     }
+
+    server {
+        listen 127.0.0.1:%%PORT_2%% ssl http2;
+        ssl_certificate %%TESTDIR%%/cert.pem;
+        ssl_certificate_key %%TESTDIR%%/cert.key;
+
+        location /_idp/ {
+            internal;
+            proxy_pass http://127.0.0.1:IDP/;
+        }
+
+        location /h2/events {
+            events_api main;
+            events_auth on;
+            events_auth_jwt_key_request /_idp/h2.json;
+        }
+    }
 }
 EOF
 my $idp = $t->port(2);
-$conf1 =~ s/IDP/$idp/;
+$conf1 =~ s/IDP/$idp/g;
 $t1->write_config($conf1);
 $t1->run;
 
@@ -607,6 +628,23 @@ is(scalar(grep { $_->[0] == 401
     && $_->[1] =~ /no key for the token's kid and alg/ } @res), 50,
     '50 unknown kids after refetch=3s: 401 no key');
 is(fetches('storm.json'), 2, '50 unknown kids after refetch=3s: one fetch');
+
+# HTTP/2 (over TLS: curl 7.88 multiplexes no prior-knowledge h2c):
+# streams of one connection wait for one fetch
+SKIP: {
+    my $v = qx{curl --version 2>/dev/null} // '';
+    skip 'no curl with HTTP/2', 2 unless $v =~ /\bHTTP2\b/;
+    my $url = 'https://127.0.0.1:' . $t1->port(2) . '/h2/events';
+    my $cmd = "curl -sk --http2 --parallel --parallel-max 10"
+        . " -H 'Authorization: Bearer $k1'"
+        . " -w '%{http_version} %{http_code}\\n'"
+        . join('', map { " -o /dev/null $url" } 1 .. 10);
+    my $out = qx{$cmd 2>&1};
+    my @codes = grep { /^2 200$/ } split /\n/, $out;
+    is(scalar @codes, 10, 'HTTP/2: 10 streams at once, all verified')
+        or diag($out);
+    is(fetches('h2.json'), 1, 'HTTP/2: by one fetch');
+}
 
 $t1->stop;
 ok(!grep({ /\[(?:alert|crit|emerg)\]/ } split /\n/, $t1->error_log),
