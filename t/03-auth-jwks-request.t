@@ -104,11 +104,20 @@ sub idp_file {
 
 sub jwks { idp_file($_[0], $json->encode({ keys => [ @_[1 .. $#_] ] })) }
 
-# how many times the IdP was asked for NAME
+# how many times the IdP was asked for NAME: its worker logs the fetch
+# after answering it, so the count is read once it holds for 0.3 s
 sub fetches {
     my ($name) = @_;
-    my $log = -e "$dir/idp.log" ? $t->read_file('idp.log') : '';
-    return scalar(() = $log =~ m{"GET /\Q$name\E }g);
+    my ($n, $same) = (-1, 0);
+    for (1 .. 30) {
+        my $log = -e "$dir/idp.log" ? $t->read_file('idp.log') : '';
+        my $now = () = $log =~ m{"GET /\Q$name\E }g;
+        $same = $now == $n ? $same + 1 : 0;
+        $n = $now;
+        last if $same == 3;
+        sleep 0.1;
+    }
+    return $n;
 }
 
 sub auth { (headers => { Authorization => "Bearer $_[0]" }) }
