@@ -386,6 +386,10 @@ async function loadEndpoints() {
             td.append(b);
             const s = w.stats || {};
             tr.dataset.id = w.id;
+            if (endpoint && endpoint.id === w.id) {
+                endpoint = w;           /* its status, its handshake */
+                showEndpoint();
+            }
             tr.append(td, el('td', w.status),
                       el('td', (w.events || []).join(', ')),
                       el('td', s.ok ?? '', 'num'),
@@ -535,7 +539,7 @@ function formFields(f) {
 
 function endpointFields(w) {
     return {
-        url: w.url, events: w.events, description: w.description || '',
+        url: w.url || '', events: w.events, description: w.description || '',
         format: w.format, rateLimit: w.rateLimit, maxInFlight: w.maxInFlight,
         verify: w.verify, ordered: w.ordered, enabled: w.status === 'enabled',
         metadata: w.metadata || {}
