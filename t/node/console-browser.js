@@ -427,14 +427,33 @@ async function manageWebhooks(browser) {
           && after.description === 'Edited hook' && same(after, verified),
           { sent, after });
 
+    // headers: written, they replace them all; "Remove the headers"
+    const edit = async (fill) => {
+        await page.click('#endpoint-edit');
+        await fill();
+        sent.length = 0;
+        await page.click('#wh-save');
+        await waitFor(page, () => document.querySelector('#wh-form').hidden);
+        return [sent.map((x) => x.body),
+                (await api('GET', '/webhooks/' + id)).json.headers];
+    };
+    let h = await edit(() => page.type(f('headers'), 'X-New: v2'));
+    check('manage: headers written replace them all', JSON.stringify(h)
+          === '[["{\\"headers\\":{\\"X-New\\":\\"v2\\"}}"],'
+              + '{"X-New":"(set)"}]', { h });
+    h = await edit(() => page.click(f('clearHeaders')));
+    check('manage: "Remove the headers" sends {}', JSON.stringify(h)
+          === '[["{\\"headers\\":{}}"],{}]', { h });
+
     // disable, enable
+    sent.length = 0;
     await page.click('#endpoint-toggle');
     const off = await until(async () => {
         const x = (await api('GET', '/webhooks/' + id)).json;
         return x.status === 'disabled' && x;
     }, 5000);
     check('manage: Disable', off && off.disabledReason === 'manual'
-          && sent[1].body === '{"enabled":false}'
+          && sent[0].body === '{"enabled":false}'
           && await waitFor(page, () => document.querySelector(
               '#endpoint-toggle').textContent === 'Enable'), { off });
     await page.click('#endpoint-toggle');
@@ -442,7 +461,7 @@ async function manageWebhooks(browser) {
         const x = (await api('GET', '/webhooks/' + id)).json;
         return x.status === 'enabled' && x;
     }, 5000);
-    check('manage: Enable', on && sent[2].body === '{"enabled":true}'
+    check('manage: Enable', on && sent[1].body === '{"enabled":true}'
           && await waitFor(page, () => document.querySelector(
               '#endpoint-toggle').textContent === 'Disable'));
 
@@ -458,7 +477,7 @@ async function manageWebhooks(browser) {
           secret2 !== secret1 && /^whsec_/.test(secret2)
           && rot.secretHint.slice(-4) === secret2.slice(-4)
           && rot.previousSecretExpiresAt === null
-          && sent[3].body === '{"graceSeconds":0}'
+          && sent[2].body === '{"graceSeconds":0}'
           && /no longer works/.test(await text(page, '#secret-info'))
           && /not shown again/.test(await text(page, '#secret')),
           { rot, info: await text(page, '#secret-info') });
