@@ -210,7 +210,7 @@ SKIP: {
             diag $l->{text};
         }
     }
-    cmp_ok(scalar @checks, '>=', 53, 'console: every check ran')
+    cmp_ok(scalar @checks, '>=', 54, 'console: every check ran')
         or diag $n->output;
     $n->stop;
 }

@@ -638,6 +638,8 @@ whForm.addEventListener('submit', async (e) => {
         openEndpoint(w, !!editing);
         if (w.secret) {
             showSecret(w.secret, 'The secret of ' + w.id + '.');
+        } else {
+            $('#endpoint-edit').focus();
         }
         loadEndpoints();
     } catch (x) {
@@ -649,6 +651,7 @@ $('#wh-new').addEventListener('click', () => openForm(null));
 $('#endpoint-edit').addEventListener('click', () => openForm(endpoint));
 $('#wh-cancel').addEventListener('click', () => {
     whForm.hidden = true;
+    (editing ? $('#endpoint-edit') : $('#wh-new')).focus();
 });
 
 // enable/disable, delete (confirmed on the page), rotate

@@ -415,6 +415,8 @@ async function manageWebhooks(browser) {
     await page.type(f('description'), 'Edited hook');
     await page.click('#wh-save');
     await waitFor(page, () => document.querySelector('#wh-form').hidden);
+    check('manage: saved, the focus is on "Edit"', await page.evaluate(() =>
+        document.activeElement.id === 'endpoint-edit'));
     const after = (await api('GET', '/webhooks/' + id)).json;
     const same = (a, b) => JSON.stringify(Object.assign({}, a, {
         description: 0, updatedAt: 0, stats: 0, verification: 0 }))
