@@ -22,6 +22,7 @@
 #include "ngx_http_events_export.h"
 #include "ngx_http_events_ipc.h"
 #include "ngx_http_events_auth.h"
+#include "ngx_http_events_jwks.h"
 #include "ngx_http_events_cors.h"
 #include "ngx_http_events_match.h"
 #include "ngx_http_events_journal.h"
@@ -256,6 +257,13 @@ static ngx_command_t  ngx_http_events_commands[] = {
     { ngx_string("events_auth_jwt_key"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE123,
       ngx_http_events_auth_jwt_key,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("events_auth_jwt_key_request"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE123,
+      ngx_http_events_jwks_conf,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -592,7 +600,9 @@ ngx_http_events_postconfiguration(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
-    if (ngx_http_events_cors_init(cf) != NGX_OK) {
+    if (ngx_http_events_cors_init(cf) != NGX_OK
+        || ngx_http_events_jwks_init(cf) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -692,6 +702,7 @@ ngx_http_events_create_loc_conf(ngx_conf_t *cf)
      *     elcf->status_zone = NULL;
      *     elcf->prefix = { 0, NULL };
      *     elcf->jwt_keys = NULL;
+     *     elcf->jwks = NULL;
      *     elcf->auth_cookie = { 0, NULL };
      *     elcf->auth_audience = { 0, NULL };
      *     elcf->auth_issuer = { 0, NULL };
@@ -772,16 +783,21 @@ ngx_http_events_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         conf->jwt_keys = prev->jwt_keys;
     }
 
+    if (conf->jwks == NULL) {
+        conf->jwks = prev->jwks;
+    }
+
     if (ngx_http_events_webhook_conf_merge(cf, prev->wh, conf->wh)
         != NGX_CONF_OK)
     {
         return NGX_CONF_ERROR;
     }
 
-    if (conf->auth && conf->jwt_keys == NULL) {
+    if (conf->auth && conf->jwt_keys == NULL && conf->jwks == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"events_auth on\" needs "
-                           "\"events_auth_jwt_key\"");
+                           "\"events_auth_jwt_key\" or "
+                           "\"events_auth_jwt_key_request\"");
         return NGX_CONF_ERROR;
     }
 

@@ -32,6 +32,7 @@ typedef struct {
     ngx_http_events_validation_t    *validation;  /* a hook's subrequest */
     ngx_int_t                   auth_rc;        /* 0: not checked yet */
     ngx_http_events_error_t    *auth_err;
+    ngx_http_events_jwks_wait_t     *jwks;      /* waiting for the keys */
     ngx_uint_t                  inbound_secrets;  /* bits: which matched */
     /* a body being read by ngx_http_events_http_body() */
     size_t                      body_max;
@@ -80,6 +81,7 @@ struct ngx_http_events_loc_conf_s {
 
     ngx_flag_t                  auth;
     ngx_array_t                *jwt_keys;
+    ngx_http_events_jwks_t     *jwks;           /* ..._jwt_key_request */
     ngx_str_t                   auth_cookie;
     ngx_flag_t                  auth_query_token;
     ngx_str_t                   auth_audience;

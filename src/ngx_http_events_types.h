@@ -49,6 +49,10 @@ typedef struct ngx_http_events_validate_ctx_s
     ngx_http_events_validate_ctx_t;                 /* validate.c */
 typedef struct ngx_http_events_validation_s  ngx_http_events_validation_t;
                                                     /* validate.h */
+typedef struct ngx_http_events_jwks_s        ngx_http_events_jwks_t;
+                                                    /* jwks.c */
+typedef struct ngx_http_events_jwks_wait_s   ngx_http_events_jwks_wait_t;
+                                                    /* jwks.c */
 
 /* webhook/ */
 typedef struct ngx_http_events_webhook_conf_s

@@ -352,10 +352,25 @@ async function loadTypes() {
 
 $('#types-refresh').addEventListener('click', loadTypes);
 
-// webhooks: endpoints, attempts, actions
+// webhooks: endpoints, attempts, actions; create, edit, delete, rotate.
+// The form checks nothing the server checks: what it sends is what was
+// typed, and the server's error (status, code, message, field) is shown
+// beside the form as it comes back.
 
 let endpoint = null;
 let attemptsNext = null;
+
+const whUrl = (w) => conf.webhooks + '/' + encodeURIComponent(w.id);
+
+function errText(e) {
+    const b = (e && e.body && e.body.error) || {};
+    if (!e || !e.status) {
+        return String(e && e.message || e);
+    }
+    return e.status + ' ' + (e.code || '') + ': ' + e.message
+        + (b.field ? ' (field: ' + b.field + ')' : '')
+        + (e.status === 401 ? ' Enter a token above.' : '');
+}
 
 async function loadEndpoints() {
     try {
@@ -364,12 +379,17 @@ async function loadEndpoints() {
         tbody.replaceChildren();
         for (const w of r.data) {
             const tr = el('tr');
-            const b = el('button', w.url);
+            const b = el('button', w.url || w.location);
             b.type = 'button';
             b.addEventListener('click', () => openEndpoint(w));
             const td = el('td');
             td.append(b);
             const s = w.stats || {};
+            tr.dataset.id = w.id;
+            if (endpoint && endpoint.id === w.id) {
+                endpoint = w;           /* its status, its handshake */
+                showEndpoint();
+            }
             tr.append(td, el('td', w.status),
                       el('td', (w.events || []).join(', ')),
                       el('td', s.ok ?? '', 'num'),
@@ -383,17 +403,49 @@ async function loadEndpoints() {
     }
 }
 
-function openEndpoint(w) {
+function openEndpoint(w, keepSecret) {
     endpoint = w;
     $('#endpoint').hidden = false;
-    $('#endpoint-title').textContent = w.url + ' (' + w.id + ')';
+    $('#delete-confirm').hidden = true;
+    $('#endpoint-error').textContent = '';
+    if (!keepSecret) {
+        hideSecret();
+    }
+    showEndpoint();
     $('#attempts-rows tbody').replaceChildren();
     attemptsNext = null;
     loadAttempts();
 }
 
+function showEndpoint() {
+    const w = endpoint;
+    const v = w.verification;
+    $('#endpoint-title').textContent = (w.url || w.location) + ' (' + w.id
+                                       + ')';
+    $('#endpoint-toggle').textContent = w.status === 'enabled' ? 'Disable'
+                                                               : 'Enable';
+    const dl = $('#endpoint-fields');
+    dl.replaceChildren();
+    for (const [k, x] of [
+        ['status', w.status + (w.disabledReason ? ' (' + w.disabledReason
+                                                  + ')' : '')],
+        ['description', w.description], ['format', w.format],
+        ['ordered', w.ordered], ['rateLimit', w.rateLimit],
+        ['maxInFlight', w.maxInFlight],
+        ['verify', w.verify && w.verify + (v ? ': ' + v.state : '')],
+        ['headers', Object.keys(w.headers || {}).join(', ')],
+        ['metadata', Object.entries(w.metadata || {})
+                         .map((m) => m.join('=')).join(', ')],
+        ['secret', w.secretHint], ['static', w.static || null]])
+    {
+        if (x !== null && x !== undefined && x !== '') {
+            dl.append(el('dt', k), el('dd', x));
+        }
+    }
+}
+
 async function loadAttempts() {
-    const base = conf.webhooks + '/' + encodeURIComponent(endpoint.id);
+    const base = whUrl(endpoint);
     try {
         const r = await rest.request('GET', base + '/deliveries?limit=50'
             + (attemptsNext ? '&after=' + encodeURIComponent(attemptsNext)
@@ -428,24 +480,271 @@ async function action(url, body, done) {
     try {
         const r = await rest.request('POST', url,
                                      body === undefined ? {} : body);
-        say('');
+        $('#endpoint-error').textContent = '';
         $('#endpoint-title').textContent = endpoint.url + ': ' + done
             + (r && r.queued !== undefined ? ' (' + r.queued + ' queued)' : '');
     } catch (e) {
-        fail(e);
+        $('#endpoint-error').textContent = errText(e);
     }
 }
 
 $('#webhooks-refresh').addEventListener('click', loadEndpoints);
 $('#attempts-more').addEventListener('click', loadAttempts);
 $('#endpoint-test').addEventListener('click', () => action(
-    conf.webhooks + '/' + encodeURIComponent(endpoint.id) + '/test',
-    undefined, 'test event sent'));
+    whUrl(endpoint) + '/test', undefined, 'test event sent'));
 $('#replay-form').addEventListener('submit', (e) => {
     e.preventDefault();
     const q = formQuery(e.target);
-    action(conf.webhooks + '/' + encodeURIComponent(endpoint.id) + '/replay',
+    action(whUrl(endpoint) + '/replay',
            { since: isoOf(q.since), mode: q.mode }, 'replay ' + q.mode);
+});
+
+// the form: one for create and edit; an edit sends only what changed
+
+const whForm = $('#wh-form');
+let editing = null;
+
+function num(s) {
+    s = s.trim();
+    return s === '' ? null : /^-?\d+$/.test(s) ? Number(s) : s;
+}
+
+function pairs(s, sep) {
+    const o = {};
+    for (const l of s.split('\n')) {
+        const i = l.indexOf(sep);
+        if (l.trim()) {
+            o[(i < 0 ? l : l.slice(0, i)).trim()] =
+                i < 0 ? '' : l.slice(i + 1).trim();
+        }
+    }
+    return o;
+}
+
+function formFields(f) {
+    return {
+        url: f.url.value.trim(),
+        events: f.events.value.split(',').map((x) => x.trim())
+                                         .filter(Boolean),
+        description: f.description.value,
+        format: f.format.value,
+        rateLimit: num(f.rateLimit.value),
+        maxInFlight: num(f.maxInFlight.value),
+        verify: f.verify.value || null,
+        ordered: f.ordered.checked,
+        enabled: f.enabled.checked,
+        metadata: pairs(f.metadata.value, '=')
+    };
+}
+
+function endpointFields(w) {
+    return {
+        url: w.url || '', events: w.events, description: w.description || '',
+        format: w.format, rateLimit: w.rateLimit, maxInFlight: w.maxInFlight,
+        verify: w.verify, ordered: w.ordered, enabled: w.status === 'enabled',
+        metadata: w.metadata || {}
+    };
+}
+
+function openForm(w) {
+    const f = whForm;
+    const v = w ? endpointFields(w) : null;
+    editing = w || null;
+    f.reset();
+    if (v) {
+        f.url.value = v.url;
+        f.events.value = v.events.join(', ');
+        f.description.value = v.description;
+        f.format.value = v.format;
+        f.rateLimit.value = v.rateLimit ?? '';
+        f.maxInFlight.value = v.maxInFlight ?? '';
+        f.verify.value = v.verify || '';
+        f.ordered.checked = v.ordered;
+        f.enabled.checked = v.enabled;
+        f.metadata.value = Object.entries(v.metadata)
+                                 .map((m) => m.join('=')).join('\n');
+    }
+    const names = w ? Object.keys(w.headers || {}) : [];
+    $('#wh-headers-now').hidden = !names.length;
+    $('#wh-headers-now').textContent = 'Headers now: ' + names.join(', ')
+        + ' (values are never shown). Leave the box empty to keep them;'
+        + ' what you write there replaces them all.';
+    $('#wh-clear').hidden = !names.length;
+    $('#wh-form-title').textContent = w ? 'Edit ' + w.id : 'New endpoint';
+    $('#wh-save').textContent = w ? 'Save changes' : 'Create';
+    formError(null);
+    f.hidden = false;
+    f.url.focus();
+}
+
+function formError(e) {
+    const field = e && e.body && e.body.error && e.body.error.field;
+    $('#wh-form-error').textContent = e ? errText(e) : '';
+    for (const c of whForm.elements) {
+        if (c.name && c.name === field) {
+            c.setAttribute('aria-invalid', 'true');
+        } else {
+            c.removeAttribute('aria-invalid');
+        }
+    }
+}
+
+function formBody() {
+    const f = whForm;
+    const now = formFields(f);
+    const headers = pairs(f.headers.value, ':');
+    const body = {};
+    if (!editing) {
+        for (const [k, x] of Object.entries(now)) {
+            if (x !== null && x !== ''
+                && !(k === 'metadata' && !Object.keys(x).length))
+            {
+                body[k] = x;
+            }
+        }
+        if (Object.keys(headers).length) {
+            body.headers = headers;
+        }
+        return body;
+    }
+    const was = endpointFields(editing);
+    for (const k of Object.keys(now)) {
+        if (JSON.stringify(now[k]) !== JSON.stringify(was[k])) {
+            body[k] = now[k];
+        }
+    }
+    if (f.clearHeaders.checked) {
+        body.headers = {};
+    } else if (Object.keys(headers).length) {
+        body.headers = headers;
+    }
+    return body;
+}
+
+whForm.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const body = formBody();
+    if (editing && !Object.keys(body).length) {
+        $('#wh-form-error').textContent = 'Nothing changed.';
+        return;
+    }
+    try {
+        const w = editing
+            ? await rest.request('PATCH', whUrl(editing), body)
+            : await rest.request('POST', conf.webhooks, body);
+        whForm.hidden = true;
+        $('#webhooks-info').textContent = (editing ? 'Saved ' : 'Created ')
+                                          + w.id + '.';
+        openEndpoint(w, !!editing);
+        if (w.secret) {
+            showSecret(w.secret, 'The secret of ' + w.id + '.');
+        } else {
+            $('#endpoint-edit').focus();
+        }
+        loadEndpoints();
+    } catch (x) {
+        formError(x);
+    }
+});
+
+$('#wh-new').addEventListener('click', () => openForm(null));
+$('#endpoint-edit').addEventListener('click', () => openForm(endpoint));
+$('#wh-cancel').addEventListener('click', () => {
+    whForm.hidden = true;
+    (editing ? $('#endpoint-edit') : $('#wh-new')).focus();
+});
+
+// enable/disable, delete (confirmed on the page), rotate
+
+async function patchEndpoint(body) {
+    try {
+        endpoint = await rest.request('PATCH', whUrl(endpoint), body);
+        $('#endpoint-error').textContent = '';
+        showEndpoint();
+        loadEndpoints();
+    } catch (e) {
+        $('#endpoint-error').textContent = errText(e);
+    }
+}
+
+$('#endpoint-toggle').addEventListener('click', () =>
+    patchEndpoint({ enabled: endpoint.status !== 'enabled' }));
+
+$('#endpoint-delete').addEventListener('click', () => {
+    $('#delete-q').textContent = 'Delete ' + (endpoint.url || endpoint.id)
+        + ' (' + endpoint.id + ') and its queued deliveries?';
+    $('#delete-confirm').hidden = false;
+    $('#delete-no').focus();
+});
+
+$('#delete-no').addEventListener('click', () => {
+    $('#delete-confirm').hidden = true;
+    $('#endpoint-delete').focus();
+});
+
+$('#delete-yes').addEventListener('click', async () => {
+    try {
+        await rest.request('DELETE', whUrl(endpoint));
+        $('#endpoint').hidden = true;
+        whForm.hidden = true;
+        $('#webhooks-info').textContent = 'Deleted ' + endpoint.id + '.';
+        endpoint = null;
+        hideSecret();
+        loadEndpoints();
+        $('#wh-new').focus();
+    } catch (e) {
+        $('#delete-confirm').hidden = true;
+        $('#endpoint-error').textContent = errText(e);
+    }
+});
+
+$('#endpoint-rotate').addEventListener('click', async () => {
+    const grace = num($('#rotate-grace').value);
+    try {
+        const r = await rest.request('POST', whUrl(endpoint) + '/rotate-secret',
+                                     grace === null ? {}
+                                                    : { graceSeconds: grace });
+        $('#endpoint-error').textContent = '';
+        showSecret(r.secret, r.previousExpiresAt
+            ? 'The previous secret is accepted until '
+              + when(r.previousExpiresAt) + '.'
+            : 'The previous secret no longer works.');
+        endpoint = await rest.request('GET', whUrl(endpoint));
+        showEndpoint();
+    } catch (e) {
+        $('#endpoint-error').textContent = errText(e);
+    }
+});
+
+// a secret is shown once, as the API gives it once
+
+function showSecret(secret, info) {
+    $('#secret-value').value = secret;
+    $('#secret-info').textContent = info;
+    $('#secret').hidden = false;
+    $('#secret-value').focus();
+    $('#secret-value').select();
+}
+
+function hideSecret() {
+    $('#secret-value').value = '';
+    $('#secret').hidden = true;
+}
+
+$('#secret-copy').addEventListener('click', async () => {
+    const v = $('#secret-value');
+    try {
+        await navigator.clipboard.writeText(v.value);
+    } catch (e) {
+        v.select();
+        document.execCommand('copy');
+    }
+    $('#secret-info').textContent = 'Copied. It is not shown again.';
+});
+
+$('#secret-done').addEventListener('click', () => {
+    hideSecret();
+    $('#endpoint-rotate').focus();
 });
 
 // status: counters, and events/s from "stored" between two polls

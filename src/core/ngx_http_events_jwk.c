@@ -25,7 +25,10 @@
  *   anything else                 an HMAC secret, the file's bytes:
  *                                 HS256, or alg= HS384, HS512
  *
- * The EVP_PKEYs live as long as the configuration's pool.
+ * The EVP_PKEYs live as long as the configuration's pool.  A JWKS
+ * fetched at run time (events_auth_jwt_key_request) is read by the same
+ * ngx_http_events_jwk_set(), into a pool of its own that is freed with
+ * its keys when a newer JWKS replaces it.
  */
 
 
@@ -58,26 +61,25 @@ static char *ngx_http_events_jwk_secret(ngx_conf_t *cf, ngx_str_t *path,
     ngx_str_t *data, ngx_uint_t want, ngx_http_events_jwt_key_t *key);
 static char *ngx_http_events_jwk_pem(ngx_conf_t *cf, ngx_str_t *path,
     ngx_str_t *data, ngx_uint_t want, ngx_http_events_jwt_key_t *key);
-static char *ngx_http_events_jwk_set(ngx_conf_t *cf, ngx_str_t *path,
-    ngx_str_t *data, ngx_array_t *keys);
-static char *ngx_http_events_jwk_entry(ngx_conf_t *cf, json_t *jwk,
+static char *ngx_http_events_jwk_entry(ngx_pool_t *pool, json_t *jwk,
     ngx_http_events_jwt_key_t *key);
-static EVP_PKEY *ngx_http_events_jwk_rsa(ngx_conf_t *cf, json_t *jwk,
+static EVP_PKEY *ngx_http_events_jwk_rsa(ngx_pool_t *pool, json_t *jwk,
     char **error);
-static EVP_PKEY *ngx_http_events_jwk_ec(ngx_conf_t *cf, json_t *jwk,
+static EVP_PKEY *ngx_http_events_jwk_ec(ngx_pool_t *pool, json_t *jwk,
     char **error);
-static EVP_PKEY *ngx_http_events_jwk_okp(ngx_conf_t *cf, json_t *jwk,
+static EVP_PKEY *ngx_http_events_jwk_okp(ngx_pool_t *pool, json_t *jwk,
     char **error);
-static ngx_int_t ngx_http_events_jwk_bytes(ngx_conf_t *cf, json_t *jwk,
+static ngx_int_t ngx_http_events_jwk_bytes(ngx_pool_t *pool, json_t *jwk,
     const char *name, size_t len, ngx_str_t *out);
 static EVP_PKEY *ngx_http_events_jwk_fromdata(const char *type,
     OSSL_PARAM_BLD *bld);
-static char *ngx_http_events_jwk_alg(ngx_conf_t *cf, EVP_PKEY *pkey,
+static char *ngx_http_events_jwk_alg(ngx_pool_t *pool, EVP_PKEY *pkey,
     ngx_uint_t want, const char *what, ngx_uint_t *alg);
-static char *ngx_http_events_jwk_misfit(ngx_conf_t *cf, const char *what,
+static char *ngx_http_events_jwk_misfit(ngx_pool_t *pool, const char *what,
     ngx_uint_t want, const char *key, const char *algs);
-static char *ngx_http_events_jwk_text(ngx_conf_t *cf, const char *fmt, ...);
-static ngx_int_t ngx_http_events_jwk_keep(ngx_conf_t *cf, EVP_PKEY *pkey);
+static char *ngx_http_events_jwk_text(ngx_pool_t *pool, const char *fmt,
+    ...);
+static ngx_int_t ngx_http_events_jwk_keep(ngx_pool_t *pool, EVP_PKEY *pkey);
 static void ngx_http_events_jwk_free(void *data);
 static const char *ngx_http_events_jwk_ssl_error(void);
 
@@ -88,9 +90,9 @@ char *
 ngx_http_events_jwk_load(ngx_conf_t *cf, ngx_array_t *keys, ngx_str_t *path,
     ngx_str_t *kid, ngx_str_t *alg)
 {
-    char                       *rv;
+    char                       *rv, *error;
     u_char                     *p, *last;
-    ngx_int_t                   a;
+    ngx_int_t                   a, rc;
     ngx_str_t                   data;
     ngx_uint_t                  want;
     ngx_http_events_jwt_key_t  *key;
@@ -138,7 +140,14 @@ ngx_http_events_jwk_load(ngx_conf_t *cf, ngx_array_t *keys, ngx_str_t *path,
             return NGX_CONF_ERROR;
         }
 
-        return ngx_http_events_jwk_set(cf, path, &data, keys);
+        rc = ngx_http_events_jwk_set(cf->pool, &data, keys, &error);
+
+        if (rc == NGX_DECLINED) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "the JWKS \"%V\"%s",
+                               path, error);
+        }
+
+        return (rc == NGX_OK) ? NGX_CONF_OK : NGX_CONF_ERROR;
     }
 
     key = ngx_array_push(keys);
@@ -287,7 +296,8 @@ ngx_http_events_jwk_pem(ngx_conf_t *cf, ngx_str_t *path, ngx_str_t *data,
         return NGX_CONF_ERROR;
     }
 
-    error = ngx_http_events_jwk_alg(cf, pkey, want, "alg=", &key->alg);
+    error = ngx_http_events_jwk_alg(cf->pool, pkey, want, "alg=",
+                                    &key->alg);
 
     if (error == NGX_CONF_ERROR) {
         EVP_PKEY_free(pkey);
@@ -302,7 +312,7 @@ ngx_http_events_jwk_pem(ngx_conf_t *cf, ngx_str_t *path, ngx_str_t *data,
         return NGX_CONF_ERROR;
     }
 
-    if (ngx_http_events_jwk_keep(cf, pkey) != NGX_OK) {
+    if (ngx_http_events_jwk_keep(cf->pool, pkey) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
@@ -312,11 +322,19 @@ ngx_http_events_jwk_pem(ngx_conf_t *cf, ngx_str_t *path, ngx_str_t *data,
 }
 
 
-static char *
-ngx_http_events_jwk_set(ngx_conf_t *cf, ngx_str_t *path, ngx_str_t *data,
-    ngx_array_t *keys)
+/*
+ * A JWKS's keys, pushed to "keys" and living in "pool" (the EVP_PKEYs
+ * are freed with it): a file's at configuration load, a fetched one's
+ * at run time (ngx_http_events_jwks.c).  NGX_DECLINED: *error says what
+ * is wrong, in words that follow the JWKS's name (" is not JSON: ...");
+ * NGX_ERROR: out of memory.
+ */
+
+ngx_int_t
+ngx_http_events_jwk_set(ngx_pool_t *pool, ngx_str_t *data,
+    ngx_array_t *keys, char **error)
 {
-    char                       *error;
+    char                       *e;
     size_t                      i;
     json_t                     *root, *list, *jwk, *kid;
     ngx_uint_t                  used;
@@ -326,19 +344,17 @@ ngx_http_events_jwk_set(ngx_conf_t *cf, ngx_str_t *path, ngx_str_t *data,
     root = json_loadb((char *) data->data, data->len, JSON_REJECT_DUPLICATES,
                       &jerr);
     if (root == NULL) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "the JWKS \"%V\" is not JSON: %s at line %d",
-                           path, jerr.text, jerr.line);
-        return NGX_CONF_ERROR;
+        *error = ngx_http_events_jwk_text(pool, " is not JSON: %s at line %d",
+                                          jerr.text, jerr.line);
+        return (*error == NGX_CONF_ERROR) ? NGX_ERROR : NGX_DECLINED;
     }
 
     list = json_object_get(root, "keys");
 
     if (!json_is_array(list)) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "the JWKS \"%V\" has no \"keys\" list", path);
+        *error = " has no \"keys\" list";
         json_decref(root);
-        return NGX_CONF_ERROR;
+        return NGX_DECLINED;
     }
 
     used = 0;
@@ -348,51 +364,49 @@ ngx_http_events_jwk_set(ngx_conf_t *cf, ngx_str_t *path, ngx_str_t *data,
         key = ngx_array_push(keys);
         if (key == NULL) {
             json_decref(root);
-            return NGX_CONF_ERROR;
+            return NGX_ERROR;
         }
 
         ngx_memzero(key, sizeof(ngx_http_events_jwt_key_t));
 
-        error = ngx_http_events_jwk_entry(cf, jwk, key);
+        e = ngx_http_events_jwk_entry(pool, jwk, key);
 
-        if (error == NGX_CONF_OK) {
+        if (e == NGX_CONF_OK) {
             used++;
             continue;
         }
 
         keys->nelts--;
 
-        if (error == NGX_CONF_ERROR) {
+        if (e == NGX_CONF_ERROR) {
             json_decref(root);
-            return NGX_CONF_ERROR;
+            return NGX_ERROR;
         }
 
-        if (*error == '\0') {
+        if (*e == '\0') {
             /* a key for another use or alg: not ours to check */
             continue;
         }
 
         kid = json_is_object(jwk) ? json_object_get(jwk, "kid") : NULL;
 
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "the JWKS \"%V\": key %uz%s%s%s: %s", path, i,
-                           json_is_string(kid) ? " (kid \"" : "",
-                           json_is_string(kid) ? json_string_value(kid) : "",
-                           json_is_string(kid) ? "\")" : "", error);
+        *error = ngx_http_events_jwk_text(pool, ": key %uz%s%s%s: %s", i,
+                     json_is_string(kid) ? " (kid \"" : "",
+                     json_is_string(kid) ? json_string_value(kid) : "",
+                     json_is_string(kid) ? "\")" : "", e);
         json_decref(root);
-        return NGX_CONF_ERROR;
+        return (*error == NGX_CONF_ERROR) ? NGX_ERROR : NGX_DECLINED;
     }
 
     json_decref(root);
 
     if (used == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "the JWKS \"%V\" has no signing key of type RSA, "
-                           "EC (P-256, P-384, P-521) or OKP Ed25519", path);
-        return NGX_CONF_ERROR;
+        *error = " has no signing key of type RSA, EC (P-256, P-384, "
+                 "P-521) or OKP Ed25519";
+        return NGX_DECLINED;
     }
 
-    return NGX_CONF_OK;
+    return NGX_OK;
 }
 
 
@@ -403,7 +417,7 @@ ngx_http_events_jwk_set(ngx_conf_t *cf, ngx_str_t *path, ngx_str_t *data,
  */
 
 static char *
-ngx_http_events_jwk_entry(ngx_conf_t *cf, json_t *jwk,
+ngx_http_events_jwk_entry(ngx_pool_t *pool, json_t *jwk,
     ngx_http_events_jwt_key_t *key)
 {
     char        *error;
@@ -455,13 +469,13 @@ ngx_http_events_jwk_entry(ngx_conf_t *cf, json_t *jwk,
     error = NULL;
 
     if (ngx_strcmp(json_string_value(kty), "RSA") == 0) {
-        pkey = ngx_http_events_jwk_rsa(cf, jwk, &error);
+        pkey = ngx_http_events_jwk_rsa(pool, jwk, &error);
 
     } else if (ngx_strcmp(json_string_value(kty), "EC") == 0) {
-        pkey = ngx_http_events_jwk_ec(cf, jwk, &error);
+        pkey = ngx_http_events_jwk_ec(pool, jwk, &error);
 
     } else if (ngx_strcmp(json_string_value(kty), "OKP") == 0) {
-        pkey = ngx_http_events_jwk_okp(cf, jwk, &error);
+        pkey = ngx_http_events_jwk_okp(pool, jwk, &error);
 
     } else {
         return "";
@@ -472,14 +486,14 @@ ngx_http_events_jwk_entry(ngx_conf_t *cf, json_t *jwk,
     }
 
     /* a known alg that does not fit the key is a mistake, not a skip */
-    error = ngx_http_events_jwk_alg(cf, pkey, want, "\"alg\" ", &a);
+    error = ngx_http_events_jwk_alg(pool, pkey, want, "\"alg\" ", &a);
 
     if (error) {
         EVP_PKEY_free(pkey);
         return error;
     }
 
-    if (ngx_http_events_jwk_keep(cf, pkey) != NGX_OK) {
+    if (ngx_http_events_jwk_keep(pool, pkey) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
@@ -488,7 +502,7 @@ ngx_http_events_jwk_entry(ngx_conf_t *cf, json_t *jwk,
 
     if (kid) {
         key->kid.len = json_string_length(kid);
-        key->kid.data = ngx_pnalloc(cf->pool, key->kid.len + 1);
+        key->kid.data = ngx_pnalloc(pool, key->kid.len + 1);
         if (key->kid.data == NULL) {
             return NGX_CONF_ERROR;
         }
@@ -501,15 +515,15 @@ ngx_http_events_jwk_entry(ngx_conf_t *cf, json_t *jwk,
 
 
 static EVP_PKEY *
-ngx_http_events_jwk_rsa(ngx_conf_t *cf, json_t *jwk, char **error)
+ngx_http_events_jwk_rsa(ngx_pool_t *pool, json_t *jwk, char **error)
 {
     BIGNUM          *n, *e;
     EVP_PKEY        *pkey;
     ngx_str_t        nb, eb;
     OSSL_PARAM_BLD  *bld;
 
-    if (ngx_http_events_jwk_bytes(cf, jwk, "n", 0, &nb) != NGX_OK
-        || ngx_http_events_jwk_bytes(cf, jwk, "e", 0, &eb) != NGX_OK)
+    if (ngx_http_events_jwk_bytes(pool, jwk, "n", 0, &nb) != NGX_OK
+        || ngx_http_events_jwk_bytes(pool, jwk, "e", 0, &eb) != NGX_OK)
     {
         *error = "\"n\" and \"e\" must be base64url";
         return NULL;
@@ -540,7 +554,7 @@ ngx_http_events_jwk_rsa(ngx_conf_t *cf, json_t *jwk, char **error)
 
 
 static EVP_PKEY *
-ngx_http_events_jwk_ec(ngx_conf_t *cf, json_t *jwk, char **error)
+ngx_http_events_jwk_ec(ngx_pool_t *pool, json_t *jwk, char **error)
 {
     int                               ok;
     size_t                            len;
@@ -577,10 +591,10 @@ ngx_http_events_jwk_ec(ngx_conf_t *cf, json_t *jwk, char **error)
     /* a coordinate is as long as the order, half the signature */
     len = def->siglen / 2;
 
-    if (ngx_http_events_jwk_bytes(cf, jwk, "x", len, &x) != NGX_OK
-        || ngx_http_events_jwk_bytes(cf, jwk, "y", len, &y) != NGX_OK)
+    if (ngx_http_events_jwk_bytes(pool, jwk, "x", len, &x) != NGX_OK
+        || ngx_http_events_jwk_bytes(pool, jwk, "y", len, &y) != NGX_OK)
     {
-        *error = ngx_http_events_jwk_text(cf, "\"x\" and \"y\" must be %uz "
+        *error = ngx_http_events_jwk_text(pool, "\"x\" and \"y\" must be %uz "
                                           "bytes in base64url", len);
         return NULL;
     }
@@ -617,7 +631,7 @@ ngx_http_events_jwk_ec(ngx_conf_t *cf, json_t *jwk, char **error)
 
     if (pkey == NULL) {
         ERR_clear_error();
-        *error = ngx_http_events_jwk_text(cf, "not a point of %s",
+        *error = ngx_http_events_jwk_text(pool, "not a point of %s",
                                           def->curve);
     }
 
@@ -626,7 +640,7 @@ ngx_http_events_jwk_ec(ngx_conf_t *cf, json_t *jwk, char **error)
 
 
 static EVP_PKEY *
-ngx_http_events_jwk_okp(ngx_conf_t *cf, json_t *jwk, char **error)
+ngx_http_events_jwk_okp(ngx_pool_t *pool, json_t *jwk, char **error)
 {
     json_t          *crv;
     EVP_PKEY        *pkey;
@@ -643,7 +657,7 @@ ngx_http_events_jwk_okp(ngx_conf_t *cf, json_t *jwk, char **error)
         return NULL;
     }
 
-    if (ngx_http_events_jwk_bytes(cf, jwk, "x", 32, &x) != NGX_OK) {
+    if (ngx_http_events_jwk_bytes(pool, jwk, "x", 32, &x) != NGX_OK) {
         *error = "\"x\" must be 32 bytes in base64url";
         return NULL;
     }
@@ -671,7 +685,7 @@ ngx_http_events_jwk_okp(ngx_conf_t *cf, json_t *jwk, char **error)
 /* a base64url member, "len" bytes long unless len is 0 */
 
 static ngx_int_t
-ngx_http_events_jwk_bytes(ngx_conf_t *cf, json_t *jwk, const char *name,
+ngx_http_events_jwk_bytes(ngx_pool_t *pool, json_t *jwk, const char *name,
     size_t len, ngx_str_t *out)
 {
     json_t     *v;
@@ -690,7 +704,7 @@ ngx_http_events_jwk_bytes(ngx_conf_t *cf, json_t *jwk, const char *name,
         return NGX_ERROR;
     }
 
-    out->data = ngx_pnalloc(cf->pool, ngx_base64_decoded_length(src.len) + 1);
+    out->data = ngx_pnalloc(pool, ngx_base64_decoded_length(src.len) + 1);
     if (out->data == NULL) {
         return NGX_ERROR;
     }
@@ -739,7 +753,7 @@ ngx_http_events_jwk_fromdata(const char *type, OSSL_PARAM_BLD *bld)
  */
 
 static char *
-ngx_http_events_jwk_alg(ngx_conf_t *cf, EVP_PKEY *pkey, ngx_uint_t want,
+ngx_http_events_jwk_alg(ngx_pool_t *pool, EVP_PKEY *pkey, ngx_uint_t want,
     const char *what, ngx_uint_t *alg)
 {
     size_t                            len;
@@ -763,7 +777,7 @@ ngx_http_events_jwk_alg(ngx_conf_t *cf, EVP_PKEY *pkey, ngx_uint_t want,
         if (kind != NGX_HTTP_EVENTS_JWT_RSA
             && kind != NGX_HTTP_EVENTS_JWT_PSS)
         {
-            return ngx_http_events_jwk_misfit(cf, what, want, "an RSA key",
+            return ngx_http_events_jwk_misfit(pool, what, want, "an RSA key",
                                               "RS256, RS384, RS512, PS256, "
                                               "PS384 or PS512");
         }
@@ -793,8 +807,8 @@ ngx_http_events_jwk_alg(ngx_conf_t *cf, EVP_PKEY *pkey, ngx_uint_t want,
         }
 
         if (want != NGX_HTTP_EVENTS_JWK_DEFAULT && want != a) {
-            return ngx_http_events_jwk_misfit(cf, what, want,
-                       ngx_http_events_jwk_text(cf, "an EC key on %s",
+            return ngx_http_events_jwk_misfit(pool, what, want,
+                       ngx_http_events_jwk_text(pool, "an EC key on %s",
                                                 def->curve),
                        def->name);
         }
@@ -807,7 +821,7 @@ ngx_http_events_jwk_alg(ngx_conf_t *cf, EVP_PKEY *pkey, ngx_uint_t want,
         if (want != NGX_HTTP_EVENTS_JWK_DEFAULT
             && want != NGX_HTTP_EVENTS_JWT_EDDSA)
         {
-            return ngx_http_events_jwk_misfit(cf, what, want,
+            return ngx_http_events_jwk_misfit(pool, what, want,
                                               "an Ed25519 key", "EdDSA");
         }
 
@@ -820,14 +834,14 @@ ngx_http_events_jwk_alg(ngx_conf_t *cf, EVP_PKEY *pkey, ngx_uint_t want,
 
 
 static char *
-ngx_http_events_jwk_misfit(ngx_conf_t *cf, const char *what, ngx_uint_t want,
+ngx_http_events_jwk_misfit(ngx_pool_t *pool, const char *what, ngx_uint_t want,
     const char *key, const char *algs)
 {
     if (key == NGX_CONF_ERROR) {
         return NGX_CONF_ERROR;
     }
 
-    return ngx_http_events_jwk_text(cf, "%s%s does not fit %s (%s)", what,
+    return ngx_http_events_jwk_text(pool, "%s%s does not fit %s (%s)", what,
                                     ngx_http_events_jwt_alg_name(want), key,
                                     algs);
 }
@@ -836,12 +850,12 @@ ngx_http_events_jwk_misfit(ngx_conf_t *cf, const char *what, ngx_uint_t want,
 /* a message in the configuration's pool; NGX_CONF_ERROR: out of memory */
 
 static char *
-ngx_http_events_jwk_text(ngx_conf_t *cf, const char *fmt, ...)
+ngx_http_events_jwk_text(ngx_pool_t *pool, const char *fmt, ...)
 {
     u_char   *p, *last;
     va_list   args;
 
-    p = ngx_pnalloc(cf->pool, NGX_HTTP_EVENTS_JWK_MAX_TEXT);
+    p = ngx_pnalloc(pool, NGX_HTTP_EVENTS_JWK_MAX_TEXT);
     if (p == NULL) {
         return NGX_CONF_ERROR;
     }
@@ -857,11 +871,11 @@ ngx_http_events_jwk_text(ngx_conf_t *cf, const char *fmt, ...)
 
 
 static ngx_int_t
-ngx_http_events_jwk_keep(ngx_conf_t *cf, EVP_PKEY *pkey)
+ngx_http_events_jwk_keep(ngx_pool_t *pool, EVP_PKEY *pkey)
 {
     ngx_pool_cleanup_t  *cln;
 
-    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    cln = ngx_pool_cleanup_add(pool, 0);
     if (cln == NULL) {
         EVP_PKEY_free(pkey);
         return NGX_ERROR;

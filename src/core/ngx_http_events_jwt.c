@@ -45,6 +45,8 @@ static json_t *ngx_http_events_jwt_json(ngx_str_t *seg, ngx_pool_t *pool);
 static ngx_int_t ngx_http_events_jwt_signature(
     ngx_http_events_jwt_conf_t *conf, json_t *header, ngx_str_t *signed_part,
     ngx_str_t *sig, ngx_pool_t *pool, ngx_http_events_error_t *err);
+static ngx_uint_t ngx_http_events_jwt_key_fits(ngx_http_events_jwt_key_t *key,
+    ngx_uint_t alg, ngx_str_t *kid, ngx_uint_t has_kid);
 static ngx_int_t ngx_http_events_jwt_hmac(ngx_http_events_jwt_key_t *key,
     ngx_str_t *signed_part, ngx_str_t *raw);
 static ngx_int_t ngx_http_events_jwt_pkey(ngx_http_events_jwt_key_t *key,
@@ -101,6 +103,7 @@ ngx_http_events_jwt_verify(ngx_http_events_jwt_conf_t *conf, ngx_str_t *token,
     ngx_str_t   h, p, sig, signed_part;
 
     ngx_memzero(claims, sizeof(ngx_http_events_claims_t));
+    conf->no_key = 0;
 
     if (token->len > NGX_HTTP_EVENTS_MAX_TOKEN) {
         ngx_http_events_jwt_error(err, "invalid_token",
@@ -225,8 +228,9 @@ ngx_http_events_jwt_signature(ngx_http_events_jwt_conf_t *conf,
     json_t                           *alg, *kid;
     ngx_int_t                         rc, a;
     ngx_str_t                         raw, want;
-    ngx_uint_t                        i, tried;
-    ngx_http_events_jwt_key_t        *keys;
+    ngx_uint_t                        i, set, tried;
+    ngx_array_t                      *keys;
+    ngx_http_events_jwt_key_t        *key;
     const ngx_http_events_jwt_alg_t  *def;
 
     alg = json_object_get(header, "alg");
@@ -271,43 +275,147 @@ ngx_http_events_jwt_signature(ngx_http_events_jwt_conf_t *conf,
         return NGX_ERROR;
     }
 
-    keys = conf->keys->elts;
     tried = 0;
 
-    for (i = 0; i < conf->keys->nelts; i++) {
+    /* the configured keys first, then a fetched JWKS's: any may verify */
 
-        /* "kid": "" names a key; it is not the absence of a kid */
+    for (set = 0; set < 2; set++) {
+        keys = set ? conf->fetched : conf->keys;
 
-        if (keys[i].alg != (ngx_uint_t) a
-            || (kid != NULL) != (keys[i].kid.len != 0)
-            || keys[i].kid.len != want.len
-            || (want.len
-                && ngx_strncmp(keys[i].kid.data, want.data, want.len) != 0))
-        {
+        if (keys == NULL) {
             continue;
         }
 
-        tried++;
+        key = keys->elts;
 
-        rc = (def->kind == NGX_HTTP_EVENTS_JWT_HMAC)
-             ? ngx_http_events_jwt_hmac(&keys[i], signed_part, &raw)
-             : ngx_http_events_jwt_pkey(&keys[i], signed_part, &raw, pool);
+        for (i = 0; i < keys->nelts; i++) {
 
-        if (rc == NGX_OK) {
-            return NGX_OK;
-        }
+            if (!ngx_http_events_jwt_key_fits(&key[i], a, &want, kid != NULL))
+            {
+                continue;
+            }
 
-        if (rc == NGX_ERROR) {
-            ngx_http_events_error(err, 0, "", NULL, NULL, NULL,
-                                  "signature check");
-            return NGX_ERROR;
+            tried++;
+
+            rc = (def->kind == NGX_HTTP_EVENTS_JWT_HMAC)
+                 ? ngx_http_events_jwt_hmac(&key[i], signed_part, &raw)
+                 : ngx_http_events_jwt_pkey(&key[i], signed_part, &raw, pool);
+
+            if (rc == NGX_OK) {
+                return NGX_OK;
+            }
+
+            if (rc == NGX_ERROR) {
+                ngx_http_events_error(err, 0, "", NULL, NULL, NULL,
+                                      "signature check");
+                return NGX_ERROR;
+            }
         }
     }
+
+    conf->no_key = (tried == 0);
 
     ngx_http_events_jwt_error(err, "invalid_token",
                               tried ? "the token's signature is wrong"
                                     : "no key for the token's kid and alg");
     return NGX_ERROR;
+}
+
+
+/* "kid": "" names a key; it is not the absence of a kid */
+
+static ngx_uint_t
+ngx_http_events_jwt_key_fits(ngx_http_events_jwt_key_t *key, ngx_uint_t alg,
+    ngx_str_t *kid, ngx_uint_t has_kid)
+{
+    return key->alg == alg
+           && has_kid == (key->kid.len != 0)
+           && key->kid.len == kid->len
+           && (kid->len == 0
+               || ngx_strncmp(key->kid.data, kid->data, kid->len) == 0);
+}
+
+
+/* whether a key of "keys" may check a token of that alg and kid */
+
+ngx_uint_t
+ngx_http_events_jwt_has_key(ngx_array_t *keys, ngx_uint_t alg, ngx_str_t *kid,
+    ngx_uint_t has_kid)
+{
+    ngx_uint_t                  i;
+    ngx_http_events_jwt_key_t  *key;
+
+    if (keys == NULL) {
+        return 0;
+    }
+
+    key = keys->elts;
+
+    for (i = 0; i < keys->nelts; i++) {
+        if (ngx_http_events_jwt_key_fits(&key[i], alg, kid, has_kid)) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/*
+ * A token's alg and kid, read before its keys are at hand (to know
+ * whether to fetch them); the kid is copied to the pool.  NGX_DECLINED:
+ * no JWT, or no alg known here: no key could check it anyway.
+ */
+
+ngx_int_t
+ngx_http_events_jwt_header(ngx_str_t *token, ngx_pool_t *pool,
+    ngx_uint_t *alg, ngx_str_t *kid, ngx_uint_t *has_kid)
+{
+    u_char     *dot;
+    json_t     *header, *a, *k;
+    ngx_int_t   rc, found;
+    ngx_str_t   h;
+
+    if (token->len > NGX_HTTP_EVENTS_MAX_TOKEN) {
+        return NGX_DECLINED;
+    }
+
+    dot = ngx_strlchr(token->data, token->data + token->len, '.');
+    if (dot == NULL || dot == token->data) {
+        return NGX_DECLINED;
+    }
+
+    h.data = token->data;
+    h.len = dot - token->data;
+
+    header = ngx_http_events_jwt_json(&h, pool);
+    if (header == NULL) {
+        return NGX_DECLINED;
+    }
+
+    rc = NGX_DECLINED;
+    a = json_object_get(header, "alg");
+    k = json_object_get(header, "kid");
+
+    found = json_is_string(a)
+            ? ngx_http_events_jwt_alg_find((u_char *) json_string_value(a),
+                                           json_string_length(a))
+            : NGX_ERROR;
+
+    if (found != NGX_ERROR && (k == NULL || json_is_string(k))) {
+        *alg = found;
+        *has_kid = (k != NULL);
+        ngx_str_null(kid);
+        rc = NGX_OK;
+
+        if (k && ngx_http_events_jwt_string(k, pool, kid) != NGX_OK) {
+            rc = NGX_ERROR;
+        }
+    }
+
+    json_decref(header);
+
+    return rc;
 }
 
 

@@ -81,17 +81,24 @@ struct ngx_http_events_claims_s {
 
 
 typedef struct {
-    ngx_array_t                *keys;           /* jwt_key_t */
+    ngx_array_t                *keys;           /* jwt_key_t, may be NULL */
+    ngx_array_t                *fetched;        /* a fetched JWKS's, too */
     ngx_str_t                   audience;
     ngx_str_t                   issuer;
     time_t                      leeway;
     time_t                      now;
+    unsigned                    no_key:1;       /* out: none had its kid */
 } ngx_http_events_jwt_conf_t;
 
 
 ngx_int_t ngx_http_events_jwt_verify(ngx_http_events_jwt_conf_t *conf,
     ngx_str_t *token, ngx_pool_t *pool, ngx_http_events_claims_t *claims,
     ngx_http_events_error_t *err);
+
+ngx_int_t ngx_http_events_jwt_header(ngx_str_t *token, ngx_pool_t *pool,
+    ngx_uint_t *alg, ngx_str_t *kid, ngx_uint_t *has_kid);
+ngx_uint_t ngx_http_events_jwt_has_key(ngx_array_t *keys, ngx_uint_t alg,
+    ngx_str_t *kid, ngx_uint_t has_kid);
 
 const char *ngx_http_events_jwt_alg_name(ngx_uint_t alg);
 const ngx_http_events_jwt_alg_t *ngx_http_events_jwt_alg(ngx_uint_t alg);

@@ -21,11 +21,10 @@
 #include "ngx_http_events_auth.h"
 #include "ngx_http_events_http.h"
 #include "ngx_http_events_jwk.h"
+#include "ngx_http_events_jwks.h"
 
 
 static ngx_int_t ngx_http_events_auth_authenticate(ngx_http_request_t *r);
-static ngx_int_t ngx_http_events_auth_token(ngx_http_request_t *r,
-    ngx_str_t *token, ngx_http_events_error_t *err);
 static ngx_int_t ngx_http_events_auth_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 
@@ -75,15 +74,36 @@ ngx_http_events_auth_access(ngx_http_request_t *r, ngx_int_t *rc)
 
     ngx_http_discard_request_body(r);
 
-    if (ngx_strcmp(ctx->auth_err->code, "missing_token") == 0) {
+    if (ctx->auth_err->status == NGX_HTTP_SERVICE_UNAVAILABLE) {
+        /* the server's fault: no WWW-Authenticate, a time to come back */
+        value.data = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
+        if (value.data == NULL) {
+            *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+            return 0;
+        }
+
+        value.len = ngx_sprintf(value.data, "%T",
+                                ngx_http_events_jwks_retry_after(elcf->jwks))
+                    - value.data;
+
+        if (ngx_http_events_http_add_header(r, "Retry-After", &value)
+            != NGX_OK)
+        {
+            *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+            return 0;
+        }
+
+    } else if (ngx_strcmp(ctx->auth_err->code, "missing_token") == 0) {
         ngx_str_set(&value, "Bearer realm=\"events\"");
 
     } else {
         ngx_str_set(&value, "Bearer realm=\"events\", error=\"invalid_token\"");
     }
 
-    if (ngx_http_events_http_add_header(r, "WWW-Authenticate",
-                                        &value) != NGX_OK) {
+    if (ctx->auth_err->status != NGX_HTTP_SERVICE_UNAVAILABLE
+        && ngx_http_events_http_add_header(r, "WWW-Authenticate", &value)
+           != NGX_OK)
+    {
         *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
         return 0;
     }
@@ -150,7 +170,7 @@ ngx_http_events_auth_authenticate(ngx_http_request_t *r)
 
     ctx->auth_rc = NGX_DECLINED;
 
-    if (elcf->jwt_keys == NULL) {
+    if (elcf->jwt_keys == NULL && elcf->jwks == NULL) {
         ngx_http_events_error(ctx->auth_err, 401, "missing_token", NULL, NULL,
                               NULL, "no token can be checked here");
         return NGX_DECLINED;
@@ -162,6 +182,7 @@ ngx_http_events_auth_authenticate(ngx_http_request_t *r)
     }
 
     jc.keys = elcf->jwt_keys;
+    jc.fetched = ngx_http_events_jwks_keys(elcf->jwks);
     jc.audience = elcf->auth_audience;
     jc.issuer = elcf->auth_issuer;
     jc.leeway = elcf->auth_leeway;
@@ -174,6 +195,15 @@ ngx_http_events_auth_authenticate(ngx_http_request_t *r)
         if (ctx->auth_err->status == 0) {
             ctx->auth_rc = NGX_ERROR;
             return NGX_ERROR;
+        }
+
+        if (jc.no_key && elcf->jwks && jc.fetched == NULL) {
+            /* the keys it may need could not be fetched */
+            ngx_http_events_error(ctx->auth_err, 503, "keys_unavailable",
+                                  NULL, NULL, NULL, "the keys to check "
+                                  "tokens could not be fetched; try again "
+                                  "later");
+            return NGX_DECLINED;
         }
 
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
@@ -189,7 +219,9 @@ ngx_http_events_auth_authenticate(ngx_http_request_t *r)
 }
 
 
-static ngx_int_t
+/* the request's token; NGX_DECLINED: *err says why there is none */
+
+ngx_int_t
 ngx_http_events_auth_token(ngx_http_request_t *r, ngx_str_t *token,
     ngx_http_events_error_t *err)
 {

@@ -17,6 +17,8 @@
 
 ngx_uint_t ngx_http_events_auth_access(ngx_http_request_t *r, ngx_int_t *rc);
 ngx_http_events_claims_t *ngx_http_events_auth_claims(ngx_http_request_t *r);
+ngx_int_t ngx_http_events_auth_token(ngx_http_request_t *r, ngx_str_t *token,
+    ngx_http_events_error_t *err);
 ngx_int_t ngx_http_events_auth_add_variables(ngx_conf_t *cf);
 char *ngx_http_events_auth_jwt_key(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);

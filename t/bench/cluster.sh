@@ -21,7 +21,9 @@
 #
 # Environment: T_MODULE, NGINX_BIN, NCHAN_MODULE, BENCH_SECONDS (10),
 # BENCH_CONNECTIONS (16), BENCH_STREAMS (1000), BENCH_RATE (200),
-# BENCH_KEEP=1 (keep the temp directory).  Only 127.0.0.1.
+# BENCH_SWEEP (none: "64 256" runs the ingest pair again at those
+# connection counts, one table row each), BENCH_KEEP=1 (keep the temp
+# directory).  Only 127.0.0.1.
 
 # PORT_*, DIR_*, MASTER_* are assigned through printf -v
 # shellcheck disable=SC2154
@@ -33,6 +35,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$HERE/lib.sh"
 STREAMS=${BENCH_STREAMS:-1000}
 RATE=${BENCH_RATE:-200}
+SWEEP=${BENCH_SWEEP:-}
 NEED_NCHAN=1
 
 # shellcheck source=cluster-lib.sh
@@ -58,37 +61,56 @@ echo "nchan: $(dpkg-query -W -f='${Version}' libnginx-mod-nchan 2>/dev/null)"
 echo
 
 echo "== ingest: ${DURATION}s of POSTs, $CONNS connections in all"
-per=$(( (CONNS + 2) / 3 ))
 
 wrk_run "http://127.0.0.1:$PORT_single/events" "$CONNS" "$WORK/wrk-single.log"
 wrk_wait
 read -r SINGLE SINGLE_BAD <<< "$(sum_rps "$WORK/wrk-single.log")"
 
-SCRIPTS0=$(script_calls)
-USEC0=$(script_usec)
-CALLS0=$(redis_calls)
-TICKS0=$(redis_ticks)
-for n in 1 2 3; do
-    port=PORT_ours$n
-    wrk_run "http://127.0.0.1:${!port}/events" "$per" "$WORK/wrk-ours$n.log"
-done
-wrk_wait
-read -r OURS OURS_BAD <<< "$(sum_rps "$WORK"/wrk-ours[123].log)"
-SCRIPTS=$(( $(script_calls) - SCRIPTS0 ))
-USEC=$(( $(script_usec) - USEC0 ))
-CALLS=$(( $(redis_calls) - CALLS0 ))
-POSTS=$(sum_requests "$WORK"/wrk-ours[123].log)
-TICKS_OURS=$(( $(redis_ticks) - TICKS0 ))
+# ingest_pair N: ours, then Nchan, with N connections in all (split over
+# the three nodes); sets OURS, NCHANR, their non-2xx, the POSTs, scripts
+# and Redis commands of ours, and Redis's CPU ticks during each
+ingest_pair() {
+    local per=$(( ($1 + 2) / 3 )) n port s0 u0 c0 t0
+    s0=$(script_calls)
+    u0=$(script_usec)
+    c0=$(redis_calls)
+    t0=$(redis_ticks)
+    for n in 1 2 3; do
+        port=PORT_ours$n
+        wrk_run "http://127.0.0.1:${!port}/events" "$per" \
+            "$WORK/wrk-ours$n.log"
+    done
+    wrk_wait
+    read -r OURS OURS_BAD <<< "$(sum_rps "$WORK"/wrk-ours[123].log)"
+    SCRIPTS=$(( $(script_calls) - s0 ))
+    USEC=$(( $(script_usec) - u0 ))
+    CALLS=$(( $(redis_calls) - c0 ))
+    POSTS=$(sum_requests "$WORK"/wrk-ours[123].log)
+    TICKS_OURS=$(( $(redis_ticks) - t0 ))
 
-TICKS0=$(redis_ticks)
-for n in 1 2 3; do
-    port=PORT_nchan$n
-    wrk_run "http://127.0.0.1:${!port}/pub" "$per" "$WORK/wrk-nchan$n.log"
-done
-wrk_wait
-read -r NCHANR NCHAN_BAD <<< "$(sum_rps "$WORK"/wrk-nchan[123].log)"
-TICKS_NCHAN=$(( $(redis_ticks) - TICKS0 ))
-NCHAN_POSTS=$(sum_requests "$WORK"/wrk-nchan[123].log)
+    t0=$(redis_ticks)
+    for n in 1 2 3; do
+        port=PORT_nchan$n
+        wrk_run "http://127.0.0.1:${!port}/pub" "$per" \
+            "$WORK/wrk-nchan$n.log"
+    done
+    wrk_wait
+    read -r NCHANR NCHAN_BAD <<< "$(sum_rps "$WORK"/wrk-nchan[123].log)"
+    TICKS_NCHAN=$(( $(redis_ticks) - t0 ))
+    NCHAN_POSTS=$(sum_requests "$WORK"/wrk-nchan[123].log)
+}
+
+# Redis CPU per event of ours and of Nchan, in us, and Nchan's / ours
+redis_per_event() {
+    awk -v a="$TICKS_OURS" -v p="$POSTS" -v b="$TICKS_NCHAN" \
+        -v q="$NCHAN_POSTS" -v hz="$(getconf CLK_TCK)" 'BEGIN {
+        if (p > 0 && q > 0 && a > 0 && b > 0) {
+            x = a * 1e6 / hz / p; y = b * 1e6 / hz / q
+            printf "%.1f %.1f %.2f\n", x, y, y / x
+        } else print "- - -" }'
+}
+
+ingest_pair "$CONNS"
 
 printf '%-44s %10s %8s\n' "server" "events/s" "non-2xx"
 printf '%-44s %10s %8s\n' "one node, no cluster (memory)" "$SINGLE" "$SINGLE_BAD"
@@ -104,13 +126,24 @@ awk -v s="$SCRIPTS" -v p="$POSTS" -v u="$USEC" -v c="$CALLS" 'BEGIN {
 # Redis is one thread: its CPU per event is the ingest ceiling of a
 # cluster whose Redis has a core of its own (not so on this box, where
 # the nodes, wrk and Redis share the cores)
-awk -v a="$TICKS_OURS" -v p="$POSTS" -v b="$TICKS_NCHAN" -v q="$NCHAN_POSTS" \
-    -v hz="$(getconf CLK_TCK)" 'BEGIN {
-    if (p > 0 && q > 0 && a > 0 && b > 0) {
-        x = a * 1e6 / hz / p; y = b * 1e6 / hz / q
-        printf "Redis CPU per event: cluster %.1f us, Nchan-Redis %.1f us; " \
-            "Redis-bound ceiling cluster / Nchan-Redis: %.2fx\n", x, y, y / x
-    } }'
+read -r RX RY RC <<< "$(redis_per_event)"
+echo "Redis CPU per event: cluster $RX us, Nchan-Redis $RY us;" \
+    "Redis-bound ceiling cluster / Nchan-Redis: ${RC}x"
+
+# BENCH_SWEEP="64 256": the same pair again with these connections
+if [[ -n $SWEEP ]]; then
+    echo
+    printf '%-11s %9s %9s %6s %8s %17s %8s\n' "connections" "ours" \
+        "Nchan" "ratio" "POSTs/sc" "Redis us ours/N" "ceiling"
+    for c in $SWEEP; do
+        ingest_pair "$c"
+        read -r RX RY RC <<< "$(redis_per_event)"
+        awk -v c="$c" -v a="$OURS" -v b="$NCHANR" -v s="$SCRIPTS" \
+            -v p="$POSTS" -v x="$RX" -v y="$RY" -v r="$RC" 'BEGIN {
+            printf "%-11s %9s %9s %5.2fx %8.2f %17s %7sx\n", c, a, b,
+                (b > 0 ? a / b : 0), p / (s > 0 ? s : 1), x " / " y, r }'
+    done
+fi
 echo
 
 # ---------------------------------------------------------------------

@@ -7,7 +7,9 @@
 'use strict';
 
 const crypto = require('crypto');
+const http = require('http');
 const puppeteer = require('puppeteer-core');
+const { Webhook } = require('standardwebhooks');
 
 const [base, tbase] = process.argv.slice(2);
 const say = (o) => process.stdout.write(JSON.stringify(o) + '\n');
@@ -220,6 +222,377 @@ async function tenantConsole(browser) {
     await page.close();
 }
 
+// a receiver: answers the CloudEvents handshake, keeps every request
+function receiver() {
+    const got = [];
+    const srv = http.createServer((req, res) => {
+        let body = '';
+        req.on('data', (c) => { body += c; });
+        req.on('end', () => {
+            got.push({ method: req.method, url: req.url,
+                       headers: req.headers, body });
+            res.writeHead(200, { 'WebHook-Allowed-Origin': '*' });
+            res.end();
+        });
+    });
+    return new Promise((ok) => srv.listen(0, '127.0.0.1', () =>
+        ok({ srv, got, url: 'http://127.0.0.1:' + srv.address().port })));
+}
+
+async function api(method, path, body, b = base,
+                   headers = { 'X-Tenant': 'acme' })
+{
+    const r = await fetch(b + path, {
+        method, body: body === undefined ? undefined : JSON.stringify(body),
+        headers: Object.assign({ 'Content-Type': 'application/json' }, headers)
+    });
+    return { status: r.status, json: r.status === 204 ? null : await r.json() };
+}
+
+// what the form shows for an error: the server's body, as it came
+const shown = (j, status) => status + ' ' + j.error.code + ': '
+    + j.error.message + (j.error.field ? ' (field: ' + j.error.field + ')'
+                                        : '');
+
+const text = (page, sel) => page.$eval(sel, (x) => x.textContent);
+
+async function until(fn, ms = 10000) {
+    for (const end = Date.now() + ms; Date.now() < end; await sleep(100)) {
+        const v = await fn();
+        if (v) {
+            return v;
+        }
+    }
+    return null;
+}
+
+async function manageWebhooks(browser) {
+    const rx = await receiver();
+    const page = await browser.newPage();
+    const problems = [];
+    const sent = [];
+    page.on('console', (m) => {
+        if (m.type() === 'error') {
+            problems.push(m.text());
+        }
+    });
+    page.on('pageerror', (e) => problems.push(String(e)));
+    page.on('request', (q) => {
+        if (/\/webhooks/.test(q.url()) && q.method() !== 'GET') {
+            sent.push({ method: q.method(), url: q.url(),
+                        body: q.postData() });
+        }
+    });
+    await browser.defaultBrowserContext().overridePermissions(base,
+        ['clipboard-read', 'clipboard-write', 'clipboard-sanitized-write']);
+
+    await page.goto(base + '/console/#webhooks');
+    await page.type('#tenant', 'acme');
+    await page.click('#auth button');
+    await waitFor(page, () => document.querySelectorAll('#webhooks-rows tbody tr').length >= 1);
+
+    // create: a bad url first, the server's 400 beside the form
+    await page.click('#wh-new');
+    check('manage: "New endpoint" opens the form, focus on the url',
+          await page.evaluate(() => !document.querySelector('#wh-form').hidden
+                              && document.activeElement.name === 'url'));
+    await page.type('#wh-form [name="url"]', 'ftp://nope.example/x');
+    await page.type('#wh-form [name="events"]', 'ticket.*');
+    await page.click('#wh-save');
+    const bad = await api('POST', '/webhooks',
+                          { url: 'ftp://nope.example/x', events: ['ticket.*'],
+                            format: 'envelope', ordered: false,
+                            enabled: true });
+    const want = shown(bad.json, bad.status);
+    check('manage: a bad url shows the server\'s 400 in the form',
+          bad.status === 400 && /field: url/.test(want)
+          && await waitFor(page, (w) =>
+              document.querySelector('#wh-form-error').textContent === w, want)
+          && await page.$eval('#wh-form [name="url"]',
+                              (x) => x.getAttribute('aria-invalid')) === 'true',
+          { want, got: await text(page, '#wh-form-error') });
+
+    // then every field
+    const f = (n) => '#wh-form [name="' + n + '"]';
+    await page.$eval(f('url'), (x) => { x.value = ''; });
+    await page.type(f('url'), rx.url + '/hook-a');
+    await page.$eval(f('events'), (x) => { x.value = ''; });
+    await page.type(f('events'), 'ticket.*, session.started');
+    await page.type(f('description'), 'Main hook');
+    await page.select(f('format'), 'cloudevents');
+    await page.type(f('rateLimit'), '5');
+    await page.type(f('maxInFlight'), '3');
+    await page.select(f('verify'), 'cloudevents');
+    await page.click(f('ordered'));
+    await page.type(f('headers'), 'X-Api-Key: k1\nX-Team: ops');
+    await page.type(f('metadata'), 'region=eu');
+    sent.length = 0;
+    await page.click('#wh-save');
+    const made = await waitFor(page, () =>
+        !document.querySelector('#secret').hidden
+        && /^whsec_/.test(document.querySelector('#secret-value').value));
+    const secret1 = await page.$eval('#secret-value', (x) => x.value);
+    const id = (/\((wh_[^)]+)\)/.exec(await text(page, '#endpoint-title'))
+                || [])[1];
+    check('manage: create sends every field as typed', made && id
+          && sent.length === 1 && sent[0].method === 'POST'
+          && sent[0].body === JSON.stringify({
+              url: rx.url + '/hook-a', events: ['ticket.*', 'session.started'],
+              description: 'Main hook', format: 'cloudevents', rateLimit: 5,
+              maxInFlight: 3, verify: 'cloudevents', ordered: true,
+              enabled: true, metadata: { region: 'eu' },
+              headers: { 'X-Api-Key': 'k1', 'X-Team': 'ops' } }),
+          { sent, id });
+    check('manage: the secret is shown once, with the warning',
+          /not shown again/.test(await text(page, '#secret'))
+          && await page.$eval('#wh-form', (x) => x.hidden));
+
+    const list = await api('GET', '/webhooks');
+    const w = list.json.data.find((x) => x.id === id) || {};
+    check('manage: GET /webhooks has it with exactly those fields',
+          w.url === rx.url + '/hook-a'
+          && JSON.stringify(w.events) === '["ticket.*","session.started"]'
+          && w.description === 'Main hook' && w.format === 'cloudevents'
+          && w.rateLimit === 5 && w.maxInFlight === 3
+          && w.verify === 'cloudevents' && w.verification
+          && /^(pending|verified)$/.test(w.verification.state)
+          && w.ordered === true
+          && w.status === 'enabled'
+          && JSON.stringify(w.headers) === '{"X-Api-Key":"(set)","X-Team":"(set)"}'
+          && JSON.stringify(w.metadata) === '{"region":"eu"}'
+          && w.secret === undefined
+          && w.secretHint.slice(-4) === secret1.slice(-4),
+          { w });
+    check('manage: the list shows it', await waitFor(page, (i) =>
+        !!document.querySelector('#webhooks-rows tr[data-id="' + i + '"]'), id));
+
+    // copy, then Done: gone from the page
+    await page.click('#secret-copy');
+    const clip = await page.evaluate(() => navigator.clipboard.readText()
+                                              .catch((e) => String(e)));
+    check('manage: Copy puts the secret on the clipboard', clip === secret1
+          && /Copied/.test(await text(page, '#secret-info')), { clip });
+    await page.click('#secret-done');
+    check('manage: Done takes the secret off the page', await page.evaluate(
+        (s) => document.querySelector('#secret').hidden
+               && document.querySelector('#secret-value').value === ''
+               && !document.documentElement.outerHTML.includes(s), secret1));
+
+    // an event: the handshake, then its delivery
+    await publish({ type: 'ticket.created', resourceId: 'wh-a',
+                    metadata: { region: 'eu' } });
+    const verified = await until(async () => {
+        const x = (await api('GET', '/webhooks/' + id)).json;
+        return x.verification && x.verification.state === 'verified'
+               && x.stats.ok === 1 && x;
+    });
+    check('manage: the receiver passes the handshake, gets the event',
+          verified && rx.got[0].method === 'OPTIONS'
+          && rx.got[0].headers['x-api-key'] === 'k1',
+          { got: rx.got.map((x) => x.method + ' ' + x.url) });
+
+    // edit: the form prefilled; PATCH has only the changed field
+    await page.click('#endpoint-edit');
+    const pre = await page.evaluate(() => {
+        const g = document.querySelector('#wh-form').elements;
+        return [g.url.value, g.events.value, g.description.value,
+                g.format.value, g.rateLimit.value, g.maxInFlight.value,
+                g.verify.value, g.ordered.checked, g.enabled.checked,
+                g.metadata.value, g.headers.value,
+                document.querySelector('#wh-headers-now').textContent];
+    });
+    check('manage: Edit prefills the form', JSON.stringify(pre.slice(0, 11))
+          === JSON.stringify([rx.url + '/hook-a', 'ticket.*, session.started',
+                              'Main hook', 'cloudevents', '5', '3',
+                              'cloudevents', true, true, 'region=eu', ''])
+          && /X-Api-Key, X-Team/.test(pre[11]), { pre });
+    sent.length = 0;
+    await page.click('#wh-save');
+    check('manage: nothing changed, nothing sent', await waitFor(page, () =>
+        document.querySelector('#wh-form-error').textContent
+            === 'Nothing changed.') && sent.length === 0);
+    await page.$eval(f('description'), (x) => { x.value = ''; });
+    await page.type(f('description'), 'Edited hook');
+    await page.click('#wh-save');
+    await waitFor(page, () => document.querySelector('#wh-form').hidden);
+    check('manage: saved, the focus is on "Edit"', await page.evaluate(() =>
+        document.activeElement.id === 'endpoint-edit'));
+    const after = (await api('GET', '/webhooks/' + id)).json;
+    const same = (a, b) => JSON.stringify(Object.assign({}, a, {
+        description: 0, updatedAt: 0, stats: 0, verification: 0 }))
+        === JSON.stringify(Object.assign({}, b, {
+        description: 0, updatedAt: 0, stats: 0, verification: 0 }));
+    check('manage: Edit sends PATCH with only that field, and only it '
+          + 'changes', sent.length === 1 && sent[0].method === 'PATCH'
+          && sent[0].url.endsWith('/webhooks/' + id)
+          && sent[0].body === '{"description":"Edited hook"}'
+          && after.description === 'Edited hook' && same(after, verified),
+          { sent, after });
+
+    // headers: written, they replace them all; "Remove the headers"
+    const edit = async (fill) => {
+        await page.click('#endpoint-edit');
+        await fill();
+        sent.length = 0;
+        await page.click('#wh-save');
+        await waitFor(page, () => document.querySelector('#wh-form').hidden);
+        return [sent.map((x) => x.body),
+                (await api('GET', '/webhooks/' + id)).json.headers];
+    };
+    let h = await edit(() => page.type(f('headers'), 'X-New: v2'));
+    check('manage: headers written replace them all', JSON.stringify(h)
+          === '[["{\\"headers\\":{\\"X-New\\":\\"v2\\"}}"],'
+              + '{"X-New":"(set)"}]', { h });
+    h = await edit(() => page.click(f('clearHeaders')));
+    check('manage: "Remove the headers" sends {}', JSON.stringify(h)
+          === '[["{\\"headers\\":{}}"],{}]', { h });
+
+    // disable, enable
+    sent.length = 0;
+    await page.click('#endpoint-toggle');
+    const off = await until(async () => {
+        const x = (await api('GET', '/webhooks/' + id)).json;
+        return x.status === 'disabled' && x;
+    }, 5000);
+    check('manage: Disable', off && off.disabledReason === 'manual'
+          && sent[0].body === '{"enabled":false}'
+          && await waitFor(page, () => document.querySelector(
+              '#endpoint-toggle').textContent === 'Enable'), { off });
+    await page.click('#endpoint-toggle');
+    const on = await until(async () => {
+        const x = (await api('GET', '/webhooks/' + id)).json;
+        return x.status === 'enabled' && x;
+    }, 5000);
+    check('manage: Enable', on && sent[1].body === '{"enabled":true}'
+          && await waitFor(page, () => document.querySelector(
+              '#endpoint-toggle').textContent === 'Disable'));
+
+    // rotate with no grace: the new secret signs, the old one no longer
+    await page.type('#rotate-grace', '0');
+    await page.click('#endpoint-rotate');
+    await waitFor(page, (s) => !document.querySelector('#secret').hidden
+        && /^whsec_/.test(document.querySelector('#secret-value').value)
+        && document.querySelector('#secret-value').value !== s, secret1);
+    const secret2 = await page.$eval('#secret-value', (x) => x.value);
+    const rot = (await api('GET', '/webhooks/' + id)).json;
+    check('manage: Rotate shows a new secret once; the API has rotated',
+          secret2 !== secret1 && /^whsec_/.test(secret2)
+          && rot.secretHint.slice(-4) === secret2.slice(-4)
+          && rot.previousSecretExpiresAt === null
+          && sent[2].body === '{"graceSeconds":0}'
+          && /no longer works/.test(await text(page, '#secret-info'))
+          && /not shown again/.test(await text(page, '#secret')),
+          { rot, info: await text(page, '#secret-info') });
+
+    const n = rx.got.length;
+    await page.click('#endpoint-test');
+    const ping = await until(() => rx.got.length > n
+                                   && rx.got[rx.got.length - 1]);
+    let ok2 = false;
+    let ok1 = false;
+    try {
+        ok2 = !!new Webhook(secret2).verify(ping.body, ping.headers);
+        ok1 = !!new Webhook(secret1).verify(ping.body, ping.headers);
+    } catch (e) {
+        /* ok1 stays false */
+    }
+    check('manage: a delivery after the rotation verifies with the new '
+          + 'secret, not the old', ping && ok2 && !ok1,
+          { ok1, ok2, headers: ping && ping.headers });
+
+    // delete: a confirm step on the page; Keep keeps it
+    await page.click('#endpoint-delete');
+    check('manage: Delete asks first, focus on "Keep it"', await page.evaluate(
+        () => !document.querySelector('#delete-confirm').hidden
+              && document.activeElement.id === 'delete-no'
+              && /queued deliveries/.test(
+                  document.querySelector('#delete-q').textContent)));
+    await page.click('#delete-no');
+    await sleep(200);
+    check('manage: "Keep it" keeps it',
+          (await api('GET', '/webhooks/' + id)).status === 200
+          && !sent.some((x) => x.method === 'DELETE'));
+    await page.click('#endpoint-delete');
+    await page.click('#delete-yes');
+    const gone = await until(async () =>
+        (await api('GET', '/webhooks/' + id)).status === 404, 5000);
+    check('manage: Delete removes it (GET is 404), and from the list',
+          gone && await waitFor(page, (i) =>
+              !document.querySelector('#webhooks-rows tr[data-id="' + i + '"]')
+              && document.querySelector('#endpoint').hidden
+              && /^Deleted /.test(
+                  document.querySelector('#webhooks-info').textContent), id));
+
+    // on a phone (the page reloads): the form fits
+    await page.setViewport({ width: 375, height: 700, isMobile: true,
+                             hasTouch: true });
+    await waitFor(page, () => !document.querySelector('#webhooks').hidden);
+    await page.click('#wh-new');
+    await sleep(100);
+    const wide = await page.evaluate(() => document.documentElement.scrollWidth);
+    check('manage: a phone: the form fits', wide <= 375
+          && await page.$eval('#wh-form', (x) => !x.hidden), { wide });
+
+    const unnamed = await page.evaluate(() =>
+        [...document.querySelectorAll('input, select, button, textarea')]
+            .filter((x) => !x.closest('label') && !x.textContent.trim()
+                           && !x.getAttribute('aria-label'))
+            .map((x) => x.outerHTML));
+    check('manage: every control has a label', unnamed.length === 0,
+          { unnamed });
+    // Chromium logs each answer >= 400 as an error: the one 400 is ours
+    const others = problems.filter((x) => !/status of 400 /.test(x));
+    check('manage: no error in the page but the bad url\'s 400',
+          others.length === 0 && problems.length === 1, { problems });
+    await page.close();
+    rx.srv.close();
+}
+
+// under events_auth: the token's grant bounds what it may create (403),
+// a bad token is 401; both shown in the form, the view goes on.  There
+// is no read-only scope for webhooks to test: any valid token of the
+// tenant manages the endpoints its "subscribe" grant covers.
+async function tokenWebhooks(browser) {
+    const page = await browser.newPage();
+    const token = jwt({ tenant: 'acme', subscribe: ['ticket.*'] });
+    await page.goto(tbase + '/wconsole/#webhooks');
+    await page.type('#token', token);
+    await page.click('#auth button');
+    await waitFor(page, () => document.querySelector('#conn').textContent === 'open');
+
+    const body = { url: 'http://127.0.0.1:9/x', events: ['session.*'],
+                   format: 'envelope', ordered: false, enabled: true };
+    const r = await api('POST', '/webhooks', body, tbase,
+                        { Authorization: 'Bearer ' + token });
+    const want = shown(r.json, r.status);
+    await page.click('#wh-new');
+    await page.type('#wh-form [name="url"]', body.url);
+    await page.type('#wh-form [name="events"]', 'session.*');
+    await page.click('#wh-save');
+    check('manage, token: a pattern outside the grant shows the 403',
+          r.status === 403 && await waitFor(page, (x) =>
+              document.querySelector('#wh-form-error').textContent === x, want),
+          { want, got: await text(page, '#wh-form-error') });
+
+    await page.$eval('#token', (x) => { x.value = 'not.a.token'; });
+    await page.click('#auth button');
+    await page.click('#wh-new');
+    await page.type('#wh-form [name="url"]', body.url);
+    await page.type('#wh-form [name="events"]', 'ticket.*');
+    await page.click('#wh-save');
+    check('manage, token: a bad token shows the 401, the view stays',
+          await waitFor(page, () => /^401 invalid_token: .*Enter a token above\.$/
+              .test(document.querySelector('#wh-form-error').textContent))
+          && await page.evaluate(() => !document.querySelector('#webhooks')
+                                        .hidden),
+          { got: await text(page, '#wh-form-error') });
+    const left = await api('GET', '/webhooks', undefined, tbase,
+                           { Authorization: 'Bearer ' + token });
+    check('manage, token: nothing was created', left.status === 200
+          && !left.json.data.some((x) => x.url === body.url));
+    await page.close();
+}
+
 async function tokenConsole(browser) {
     const page = await browser.newPage();
     await page.goto(tbase + '/console/');
@@ -260,7 +633,9 @@ async function tokenConsole(browser) {
 
     try {
         await tenantConsole(browser);
+        await manageWebhooks(browser);
         await tokenConsole(browser);
+        await tokenWebhooks(browser);
     } catch (e) {
         check('ran without exception', false, { error: String(e.stack || e) });
     } finally {
