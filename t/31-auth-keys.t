@@ -583,8 +583,32 @@ EOF
     my ($ok, $out) = $t2->_test_config;
     my @lines = split /\n/, $t2->read_file('nginx.conf');
     my ($line) = grep { $lines[$_ - 1] =~ /events_auth_jwt_key/ } 1 .. @lines;
-    return 'accepted' if $ok;
-    return $out =~ s/nginx\.conf:$line\b/nginx.conf:LINE/r;
+    $out =~ s/nginx\.conf:$line\b/nginx.conf:LINE/g;
+    return wantarray ? ($ok, $out) : $ok ? 'accepted' : $out;
+}
+
+# a secret shorter than its hash is taken, with a warning that says so
+for my $c ([ 'HS256', '', 31, 32 ], [ 'HS384', ' alg=HS384', 47, 48 ],
+           [ 'HS512', ' alg=HS512', 63, 64 ])
+{
+    my ($alg, $param, $short, $full) = @$c;
+    for my $len ($short, $full) {
+        my $f = "$dir/secret-$alg-$len";
+        open(my $fh, '>', $f) or die;
+        print $fh 's' x $len, "\n";
+        close $fh;
+        my ($ok, $out) = nginx_t($f, $param);
+        ok($ok, "nginx -t: a $len-byte $alg secret is taken");
+        my $warn = qq{nginx: [warn] the $alg secret in "$f" has $len bytes, }
+            . qq{fewer than the $full RFC 7518 asks for ("openssl rand }
+            . qq{-base64 $full" makes one) in };
+        if ($len < $full) {
+            like($out, qr/^\Q$warn\E\S+nginx\.conf:LINE$/m,
+                "nginx -t: a $len-byte $alg secret is warned of");
+        } else {
+            unlike($out, qr/\[warn\]/, "nginx -t: no warning at $len bytes");
+        }
+    }
 }
 
 sub bad_file {

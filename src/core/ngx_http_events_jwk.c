@@ -179,6 +179,8 @@ static char *
 ngx_http_events_jwk_secret(ngx_conf_t *cf, ngx_str_t *path, ngx_str_t *data,
     ngx_uint_t want, ngx_http_events_jwt_key_t *key)
 {
+    size_t  siglen;
+
     key->alg = NGX_HTTP_EVENTS_JWT_HS256;
 
     if (want != NGX_HTTP_EVENTS_JWK_DEFAULT) {
@@ -210,6 +212,18 @@ ngx_http_events_jwk_secret(ngx_conf_t *cf, ngx_str_t *path, ngx_str_t *data,
     }
 
     key->secret = *data;
+
+    siglen = ngx_http_events_jwt_alg(key->alg)->siglen;
+
+    if (data->len < siglen) {
+        /* allowed, as before, but a short secret is a guessable one */
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "the %s secret in \"%V\" has %uz bytes, fewer "
+                           "than the %uz RFC 7518 asks for (\"openssl rand "
+                           "-base64 %uz\" makes one)",
+                           ngx_http_events_jwt_alg_name(key->alg), path,
+                           data->len, siglen, siglen);
+    }
 
     return NGX_CONF_OK;
 }
