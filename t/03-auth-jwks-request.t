@@ -463,12 +463,8 @@ http {
     }
 }
 EOF
-    my ($ok, $out) = $t2->_test_config;
-    return 'accepted' if $ok;
-    my @lines = split /\n/, $t2->read_file('nginx.conf');
-    my ($line) = grep { $lines[$_ - 1] =~ /events_auth_jwt_key_request/ }
-        1 .. @lines;
-    return $out =~ s/nginx\.conf:$line\b/nginx.conf:LINE/r;
+    my ($ok, $out) = $t2->test_config_at(qr/events_auth_jwt_key_request/);
+    return $ok ? 'accepted' : $out;
 }
 
 sub emerg_is {

@@ -339,6 +339,17 @@ sub _test_config {
     return ($ok, _slurp($out));
 }
 
+# nginx -t, with "nginx.conf:N" of the first line matching $re (the
+# directive under test) written "nginx.conf:LINE"; returns (ok, output).
+sub test_config_at {
+    my ($self, $re) = @_;
+    my ($ok, $out) = $self->_test_config;
+    my @lines = split /\n/, $self->read_file('nginx.conf');
+    my ($line) = grep { $lines[$_ - 1] =~ $re } 1 .. @lines;
+    $out =~ s/nginx\.conf:$line\b/nginx.conf:LINE/g if $line;
+    return ($ok, $out);
+}
+
 sub run {
     my ($self) = @_;
     my ($ok, $out) = $self->_test_config;
