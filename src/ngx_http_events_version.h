@@ -9,7 +9,7 @@
 
 
 /* the one place the version is written: make deb and CHANGES read it */
-#define NGX_HTTP_EVENTS_VERSION         "0.14.0"
+#define NGX_HTTP_EVENTS_VERSION         "0.15.0"
 
 
 #endif /* _NGX_HTTP_EVENTS_VERSION_H_INCLUDED_ */
