@@ -6,8 +6,13 @@
 
 /*
  * A Redis client on nginx's own connections.  hiredis is the codec
- * only: redisFormatCommandArgv() builds a command, a redisReader parses
- * the replies from the bytes read here.  The socket, its timers and the
+ * only: redisFormatSdsCommandArgv() builds a command (its sdscatfmt()
+ * costs less than the sprintf() per argument of redisFormatCommandArgv),
+ * a redisReader parses the replies from the bytes read here.  The
+ * reader's objects come from a pool of the connection's own, emptied
+ * once a reply has been handled (handlers keep nothing of a reply), so
+ * that a reply of a thousand stream entries is not ten thousand
+ * malloc() and free() calls.  The socket, its timers and the
  * event loop are nginx's (ngx_event_connect_peer), so nothing blocks a
  * worker.  A host name is resolved by nginx's resolver (the one of
  * http{}) before each connect, so that a Redis whose name moves is
@@ -45,8 +50,27 @@
 #define NGX_HTTP_EVENTS_REDIS_BACKOFF_MIN  100
 #define NGX_HTTP_EVENTS_REDIS_BACKOFF_MAX  2000
 
+/* the replies' pool: its blocks, and above what it is made anew */
+#define NGX_HTTP_EVENTS_REDIS_REPLY_POOL   16384
+#define NGX_HTTP_EVENTS_REDIS_REPLY_KEEP   (256 * 1024)
+
+/* the reader's buffer kept when empty (hiredis's default is 16k) */
+#define NGX_HTTP_EVENTS_REDIS_READER_BUF   (1024 * 1024)
+
 
 static ngx_int_t ngx_http_events_redis_valid_name(ngx_str_t *host);
+static ngx_int_t ngx_http_events_redis_reader(ngx_http_events_redis_t *rd);
+static void ngx_http_events_redis_reply_done(ngx_http_events_redis_t *rd);
+static void *ngx_http_events_redis_reply_object(const redisReadTask *task,
+    int type, size_t size);
+static void *ngx_http_events_redis_reply_string(const redisReadTask *task,
+    char *str, size_t len);
+static void *ngx_http_events_redis_reply_array(const redisReadTask *task,
+    int elements);
+static void *ngx_http_events_redis_reply_integer(const redisReadTask *task,
+    long long value);
+static void *ngx_http_events_redis_reply_nil(const redisReadTask *task);
+static void ngx_http_events_redis_reply_free(void *reply);
 static void ngx_http_events_redis_resolve(ngx_http_events_redis_t *rd);
 static void ngx_http_events_redis_resolved(ngx_resolver_ctx_t *ctx);
 static void ngx_http_events_redis_peer(ngx_http_events_redis_t *rd,
@@ -429,8 +453,7 @@ ngx_http_events_redis_init(ngx_http_events_redis_t *rd,
     rd->conf = conf;
     rd->log = log;
 
-    rd->reader = redisReaderCreate();
-    if (rd->reader == NULL) {
+    if (ngx_http_events_redis_reader(rd) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -863,7 +886,7 @@ ngx_http_events_redis_queue(ngx_http_events_redis_t *rd, int argc,
     ngx_queue_t                  *q;
     ngx_http_events_redis_cmd_t  *cmd;
 
-    len = redisFormatCommandArgv(&s, argc, argv, argvlen);
+    len = redisFormatSdsCommandArgv(&s, argc, argv, argvlen);
     if (len < 0) {
         return NGX_ERROR;
     }
@@ -876,13 +899,13 @@ ngx_http_events_redis_queue(ngx_http_events_redis_t *rd, int argc,
     } else {
         cmd = ngx_alloc(sizeof(ngx_http_events_redis_cmd_t), rd->log);
         if (cmd == NULL) {
-            redisFreeCommand(s);
+            redisFreeSdsCommand(s);
             return NGX_ERROR;
         }
     }
 
     if (ngx_http_events_redis_out(rd, s, len) != NGX_OK) {
-        redisFreeCommand(s);
+        redisFreeSdsCommand(s);
         ngx_free(cmd);
         return NGX_ERROR;
     }
@@ -1124,7 +1147,7 @@ ngx_http_events_redis_read(ngx_event_t *rev)
             }
 
             if (ngx_queue_empty(&rd->pending)) {
-                freeReplyObject(reply);
+                ngx_http_events_redis_reply_done(rd);
                 ngx_http_events_redis_fail(rd, "an answer nobody asked for");
                 return;
             }
@@ -1144,7 +1167,7 @@ ngx_http_events_redis_read(ngx_event_t *rev)
             {
                 /* once every answer due here came: the other node */
                 ngx_queue_insert_tail(&rd->redo, q);
-                freeReplyObject(reply);
+                ngx_http_events_redis_reply_done(rd);
                 continue;
             }
 
@@ -1153,7 +1176,7 @@ ngx_http_events_redis_read(ngx_event_t *rev)
                    == NGX_OK)
             {
                 /* the command went on to the importing node */
-                freeReplyObject(reply);
+                ngx_http_events_redis_reply_done(rd);
 
                 if (rd->state != NGX_HTTP_EVENTS_REDIS_READY
                     && rd->state != NGX_HTTP_EVENTS_REDIS_CONNECTING)
@@ -1172,8 +1195,8 @@ ngx_http_events_redis_read(ngx_event_t *rev)
                 cmd->handler(cmd->data, reply, cmd);
             }
 
-            freeReplyObject(reply);
-            redisFreeCommand(cmd->buf);
+            ngx_http_events_redis_reply_done(rd);
+            redisFreeSdsCommand(cmd->buf);
             cmd->buf = NULL;
             ngx_queue_insert_head(&rd->free, q);
 
@@ -1437,9 +1460,7 @@ ngx_http_events_redis_switch(ngx_http_events_redis_t *rd)
         ngx_delete_posted_event(&rd->flush);
     }
 
-    redisReaderFree(rd->reader);
-    rd->reader = redisReaderCreate();
-    if (rd->reader == NULL) {
+    if (ngx_http_events_redis_reader(rd) != NGX_OK) {
         ngx_http_events_redis_fail(rd, "no memory");
         return;
     }
@@ -1774,8 +1795,7 @@ ngx_http_events_redis_drop(ngx_http_events_redis_t *rd)
 
     /* a reply cut in the middle must not prefix the next connection's */
     if (rd->reader) {
-        redisReaderFree(rd->reader);
-        rd->reader = redisReaderCreate();
+        (void) ngx_http_events_redis_reader(rd);
     }
 
     rd->state = NGX_HTTP_EVENTS_REDIS_CLOSED;
@@ -1796,7 +1816,7 @@ ngx_http_events_redis_drop(ngx_http_events_redis_t *rd)
             cmd->handler(cmd->data, NULL, cmd);
         }
 
-        redisFreeCommand(cmd->buf);
+        redisFreeSdsCommand(cmd->buf);
         cmd->buf = NULL;
         ngx_queue_insert_head(&rd->free, q);
     }
@@ -1844,7 +1864,192 @@ ngx_http_events_redis_close(ngx_http_events_redis_t *rd)
         rd->reader = NULL;
     }
 
+    if (rd->replies) {
+        ngx_destroy_pool(rd->replies);
+        rd->replies = NULL;
+    }
+
     rd->state = NGX_HTTP_EVENTS_REDIS_CLOSED;
+}
+
+
+/*
+ * The reader, made anew for each connection (a reply cut in the middle
+ * must not prefix the next one's).  Its objects are in the pool of the
+ * connection, made once: a handler may close the connection while it
+ * still reads its reply, whose objects stay until the reply is done.
+ */
+
+static redisReplyObjectFunctions  ngx_http_events_redis_reply_fns = {
+    ngx_http_events_redis_reply_string,
+    ngx_http_events_redis_reply_array,
+    ngx_http_events_redis_reply_integer,
+    ngx_http_events_redis_reply_nil,
+    ngx_http_events_redis_reply_free
+};
+
+
+static ngx_int_t
+ngx_http_events_redis_reader(ngx_http_events_redis_t *rd)
+{
+    redisReader  *reader;
+
+    if (rd->replies == NULL) {
+        rd->replies = ngx_create_pool(NGX_HTTP_EVENTS_REDIS_REPLY_POOL,
+                                      rd->log);
+        if (rd->replies == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    reader = redisReaderCreateWithFunctions(&ngx_http_events_redis_reply_fns);
+    if (reader == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* a tail's replies run to hundreds of kilobytes: no free() each */
+    reader->maxbuf = NGX_HTTP_EVENTS_REDIS_READER_BUF;
+    reader->privdata = rd;
+
+    if (rd->reader) {
+        redisReaderFree(rd->reader);
+    }
+
+    rd->reader = reader;
+
+    return NGX_OK;
+}
+
+
+/*
+ * A reply was handled: its objects go.  The reader holds none of the
+ * next reply yet (it returns a reply once whole, and is not asked for
+ * the next before this point).  A pool that grew large for a big reply
+ * is made anew rather than kept at that size.
+ */
+
+static void
+ngx_http_events_redis_reply_done(ngx_http_events_redis_t *rd)
+{
+    ngx_pool_t  *pool;
+
+    if (rd->reply_size > NGX_HTTP_EVENTS_REDIS_REPLY_KEEP) {
+        pool = ngx_create_pool(NGX_HTTP_EVENTS_REDIS_REPLY_POOL, rd->log);
+
+        if (pool) {
+            ngx_destroy_pool(rd->replies);
+            rd->replies = pool;
+            rd->reply_size = 0;
+            return;
+        }
+    }
+
+    ngx_reset_pool(rd->replies);
+    rd->reply_size = 0;
+}
+
+
+/*
+ * The type is the object's, not always the task's: "*-1" (an XREAD
+ * BLOCK that timed out) is a nil made by an array's task
+ */
+
+static void *
+ngx_http_events_redis_reply_object(const redisReadTask *task, int type,
+    size_t size)
+{
+    ngx_http_events_redis_t  *rd = task->privdata;
+
+    redisReply  *r, *parent;
+
+    r = ngx_pcalloc(rd->replies, sizeof(redisReply) + size);
+    if (r == NULL) {
+        return NULL;
+    }
+
+    rd->reply_size += sizeof(redisReply) + size;
+
+    r->type = type;
+
+    if (task->parent) {
+        parent = task->parent->obj;
+        parent->element[task->idx] = r;
+    }
+
+    return r;
+}
+
+
+static void *
+ngx_http_events_redis_reply_string(const redisReadTask *task, char *str,
+    size_t len)
+{
+    redisReply  *r;
+
+    r = ngx_http_events_redis_reply_object(task, task->type, len + 1);
+    if (r == NULL) {
+        return NULL;
+    }
+
+    /* the bytes follow the object; calloc'ed, so NUL-terminated */
+    r->str = (char *) (r + 1);
+    r->len = len;
+    ngx_memcpy(r->str, str, len);
+
+    return r;
+}
+
+
+static void *
+ngx_http_events_redis_reply_array(const redisReadTask *task, int elements)
+{
+    redisReply  *r;
+
+    r = ngx_http_events_redis_reply_object(task, REDIS_REPLY_ARRAY,
+                                           elements * sizeof(redisReply *));
+    if (r == NULL) {
+        return NULL;
+    }
+
+    if (elements > 0) {
+        r->element = (redisReply **) (r + 1);
+    }
+
+    r->elements = elements;
+
+    return r;
+}
+
+
+static void *
+ngx_http_events_redis_reply_integer(const redisReadTask *task,
+    long long value)
+{
+    redisReply  *r;
+
+    r = ngx_http_events_redis_reply_object(task, REDIS_REPLY_INTEGER, 0);
+    if (r == NULL) {
+        return NULL;
+    }
+
+    r->integer = value;
+
+    return r;
+}
+
+
+static void *
+ngx_http_events_redis_reply_nil(const redisReadTask *task)
+{
+    return ngx_http_events_redis_reply_object(task, REDIS_REPLY_NIL, 0);
+}
+
+
+/* the reader drops a reply it could not finish: the pool keeps it */
+
+static void
+ngx_http_events_redis_reply_free(void *reply)
+{
 }
 
 

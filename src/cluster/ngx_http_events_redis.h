@@ -71,6 +71,8 @@ struct ngx_http_events_redis_s {
     ngx_log_t                  *log;
     ngx_peer_connection_t       pc;
     redisReader                *reader;
+    ngx_pool_t                 *replies;        /* the reader's objects */
+    size_t                      reply_size;     /* in it since emptied */
 
     /* formatted commands not yet written */
     u_char                     *out;
