@@ -22,10 +22,14 @@ my $primary = EventsTest::Redis->new;
 my $replica = EventsTest::Redis->new(args => [ '--replicaof', '127.0.0.1',
     $primary->port ]);
 
+# linked both ways: the replica's link is up and the primary counts it
+# online (WAIT counts only those; under load the second comes later)
 sub linked {
     for (1 .. 200) {
         return 1 if ($replica->cli('INFO', 'replication') // '')
-            =~ /master_link_status:up/;
+            =~ /master_link_status:up/
+            && ($primary->cli('INFO', 'replication') // '')
+            =~ /^slave0:.*state=online/m;
         sleep 0.05;
     }
     return 0;
