@@ -569,14 +569,25 @@ ngx_http_events_match_key(u_char *p, u_char *end, ngx_str_t *key)
 static u_char *
 ngx_http_events_match_string(u_char *p, u_char *end)
 {
-    for (p++; p < end; p++) {
-        if (*p == '\\') {
-            p++;
-            continue;
+    u_char  *q, *b;
+
+    /*
+     * From quote to quote with memchr(): payloads are mostly long
+     * strings.  A quote after an odd run of backslashes is escaped; the
+     * run cannot reach back past p, which follows the string's start or
+     * a quote.
+     */
+
+    for (p++; p < end; p = q + 1) {
+        q = memchr(p, '"', end - p);
+        if (q == NULL) {
+            return NULL;
         }
 
-        if (*p == '"') {
-            return p + 1;
+        for (b = q; b > p && b[-1] == '\\'; b--) { /* void */ }
+
+        if (((q - b) & 1) == 0) {
+            return q + 1;
         }
     }
 
