@@ -3,8 +3,9 @@
 # events_zone ... metadata_index=KEY: the metadata key a zone indexes in
 # memory (actorId unless set).  A query on it finds every match in one
 # page; another key is scanned, events_scan_limit at a time.  A reload
-# that changes the key re-hashes the ring under the lock; bad values
-# fail nginx -t with the directive's line.
+# that changes the key re-hashes the ring under the lock; a restart
+# from the journal indexes what it reads back; bad values fail nginx -t
+# with the directive's line.
 
 use strict;
 use warnings;
@@ -115,6 +116,30 @@ is(() = $t->error_log =~ /metadata_index changes/g, 1,
 config('metadata_index=userId');
 ok($t->reload, 'reloaded back to userId');
 indexed('userId', 4, 'back to userId');
+
+###########################################################################
+# A restart with a journal: the events read back at start are indexed
+# as they were when posted (the replay's walk over each envelope)
+
+{
+    my $j = EventsTest->new;
+    (my $c = $conf) =~ s{KEYS}{metadata_index=userId;
+    events_journal idx %%TESTDIR%%/journal};
+    $j->write_config($c);
+    $j->run;
+    for my $k (0 .. 9) {
+        my $r = $j->post_json('/idx', [ @ev[$k * 100 .. $k * 100 + 99] ]);
+        die "POST idx: $r->{status}" unless $r->{status} == 201;
+    }
+    $j->stop;
+    $j->run;
+    my $r = $j->get('/idx?metadata.userId=needle&limit=10');
+    is_deeply([ map { $_->{metadata}{userId} } @{ $r->{json}{data} } ],
+        [ ('needle') x 3 ],
+        'after a restart from the journal: every match in one page');
+    ok(!$r->{json}{has_more}, 'after a restart from the journal: no more');
+    $j->stop;
+}
 
 ###########################################################################
 # Bad values: nginx -t fails with the directive's line

@@ -1128,30 +1128,33 @@ ngx_http_events_store_index_locked(ngx_http_events_sh_t *sh, uint64_t off,
 
 
 /*
- * The same for an event on its way in, before the lock: from where the
- * envelope writer put the metadata, with this worker's key.
+ * The same for an event on its way in, before the lock, with this
+ * worker's key: from where the envelope writer put the metadata, or by
+ * a walk over the envelope when that is not known (the journal's
+ * replay, a cluster's tailer).
  */
 
 static void
 ngx_http_events_store_actor(ngx_http_events_store_t *store,
     ngx_http_events_event_t *ev)
 {
+    ngx_int_t  rc;
     ngx_str_t  value;
 
-    ev->actor_known = 0;
+    ev->actor_known = 1;
     ev->actor = 0;
 
-    if (ev->meta_at == 0 || ev->meta_at >= ev->json_len) {
-        return;
+    if (ev->meta_at && ev->meta_at < ev->json_len) {
+        rc = ngx_http_events_match_meta_in(ev->json + ev->meta_at,
+                                           ev->json + ev->json_len,
+                                           &store->index_key, &value);
+
+    } else {
+        rc = ngx_http_events_match_meta_value(ev->json, ev->json_len,
+                                              &store->index_key, &value);
     }
 
-    ev->actor_known = 1;
-
-    if (ngx_http_events_match_meta_in(ev->json + ev->meta_at,
-                                      ev->json + ev->json_len,
-                                      &store->index_key, &value)
-        != NGX_OK)
-    {
+    if (rc != NGX_OK) {
         return;
     }
 
@@ -1639,6 +1642,9 @@ ngx_http_events_store_restore(ngx_http_events_store_t *store,
     }
 
     rc = NGX_HTTP_EVENTS_STORE_OK;
+
+    /* the metadata index's walk over the envelope, not under the lock */
+    ngx_http_events_store_actor(store, ev);
 
     ngx_shmtx_lock(&store->shpool->mutex);
 
