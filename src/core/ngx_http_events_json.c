@@ -72,18 +72,46 @@ static ngx_int_t ngx_http_events_json_payload(
 static ngx_uint_t ngx_http_events_json_payload_own(const char *key);
 static u_char *ngx_http_events_json_payload_extra(u_char *p, json_t *payload);
 static ngx_int_t ngx_http_events_json_string(ngx_http_events_envelope_t *env,
-    json_t *v, const char *name, size_t max, ngx_uint_t (*ok)(u_char),
-    ngx_str_t *s, ngx_http_events_error_t *err);
+    json_t *v, const char *name, size_t max, ngx_uint_t kind, ngx_str_t *s,
+    ngx_http_events_error_t *err);
 static ngx_uint_t ngx_http_events_json_text_char(u_char ch);
 static ngx_int_t ngx_http_events_json_text_valid(u_char *p, size_t len,
     size_t max);
-static ngx_uint_t ngx_http_events_json_rtype_char(u_char ch);
-static ngx_uint_t ngx_http_events_json_rid_char(u_char ch);
 static ngx_int_t ngx_http_events_json_digest(json_t *obj, u_char *digest);
 static u_char *ngx_http_events_json_str(u_char *p, ngx_str_t *s);
 static size_t ngx_http_events_json_real(double d, u_char *buf);
 static u_char *ngx_http_events_json_int(u_char *p, json_int_t i);
 static ngx_uint_t ngx_http_events_json_action(ngx_str_t *s);
+
+
+/*
+ * The bytes each kind of key field may hold, one lookup a byte: TEXT
+ * any but the control characters and DEL (UTF-8 is not checked, as
+ * before), RTYPE [A-Za-z0-9_-], RID those and ".:@"
+ */
+
+#define NGX_HTTP_EVENTS_JSON_TEXT   1
+#define NGX_HTTP_EVENTS_JSON_RTYPE  2
+#define NGX_HTTP_EVENTS_JSON_RID    4
+
+static const u_char  ngx_http_events_json_chars[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 7, 5, 1,
+    7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 5, 1, 1, 1, 1, 1,
+    5, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,
+    7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 1, 1, 1, 1, 7,
+    1, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,
+    7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 1, 1, 1, 1, 0,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+};
 
 
 static ngx_str_t  ngx_http_events_actions[] = {
@@ -281,25 +309,25 @@ ngx_http_events_json_keys(ngx_http_events_envelope_t *env,
 
     if (ngx_http_events_json_string(env, f->source, "source",
                                     NGX_HTTP_EVENTS_MAX_SOURCE,
-                                    ngx_http_events_json_text_char, &ev->source,
+                                    NGX_HTTP_EVENTS_JSON_TEXT, &ev->source,
                                     err)
         != NGX_OK
         || ngx_http_events_json_string(env, f->project, "projectId", 128,
-                                       ngx_http_events_json_text_char,
+                                       NGX_HTTP_EVENTS_JSON_TEXT,
                                        &f->project_id, err)
            != NGX_OK
         || ngx_http_events_json_string(env, f->rtype, "resourceType",
                                        NGX_HTTP_EVENTS_MAX_RTYPE,
-                                       ngx_http_events_json_rtype_char,
+                                       NGX_HTTP_EVENTS_JSON_RTYPE,
                                        &ev->rtype, err)
            != NGX_OK
         || ngx_http_events_json_string(env, f->rid, "resourceId",
                                        NGX_HTTP_EVENTS_MAX_RID,
-                                       ngx_http_events_json_rid_char, &ev->rid,
+                                       NGX_HTTP_EVENTS_JSON_RID, &ev->rid,
                                        err)
            != NGX_OK
         || ngx_http_events_json_string(env, f->occurred, "occurredAt", 64,
-                                       ngx_http_events_json_text_char,
+                                       NGX_HTTP_EVENTS_JSON_TEXT,
                                        &f->occurred_at, err)
            != NGX_OK)
     {
@@ -441,40 +469,69 @@ static ngx_int_t
 ngx_http_events_json_fields(ngx_http_events_envelope_t *env, json_t *obj,
     ngx_http_events_fields_t *f, ngx_http_events_error_t *err)
 {
-    json_t      *v;
-    const char  *key;
+    json_t      *v, **field;
+    const char  *key, *name;
 
     json_object_foreach(obj, key, v) {
 
-        if (ngx_strcmp(key, "id") == 0) {
-            f->id = v;
+        /*
+         * a key's first byte picks the one name it can be: one strcmp()
+         * a key, not up to a dozen
+         */
 
-        } else if (ngx_strcmp(key, "type") == 0) {
-            f->type = v;
+        switch (key[0]) {
 
-        } else if (ngx_strcmp(key, "source") == 0) {
-            f->source = v;
+        case 'i':
+            name = "id"; field = &f->id;
+            break;
 
-        } else if (ngx_strcmp(key, "tenantId") == 0) {
-            f->tenant = v;
+        case 't':
+            if (key[1] == 'y') {
+                name = "type"; field = &f->type;
 
-        } else if (ngx_strcmp(key, "projectId") == 0) {
-            f->project = v;
+            } else {
+                name = "tenantId"; field = &f->tenant;
+            }
 
-        } else if (ngx_strcmp(key, "resourceType") == 0) {
-            f->rtype = v;
+            break;
 
-        } else if (ngx_strcmp(key, "resourceId") == 0) {
-            f->rid = v;
+        case 's':
+            name = "source"; field = &f->source;
+            break;
 
-        } else if (ngx_strcmp(key, "occurredAt") == 0) {
-            f->occurred = v;
+        case 'p':
+            if (key[1] == 'r') {
+                name = "projectId"; field = &f->project;
 
-        } else if (ngx_strcmp(key, "payload") == 0) {
-            f->payload = v;
+            } else {
+                name = "payload"; field = &f->payload;
+            }
 
-        } else if (ngx_strcmp(key, "metadata") == 0) {
-            f->metadata = v;
+            break;
+
+        case 'r':
+            if (ngx_strcmp(key, "resourceId") == 0) {
+                f->rid = v;
+                continue;
+            }
+
+            name = "resourceType"; field = &f->rtype;
+            break;
+
+        case 'o':
+            name = "occurredAt"; field = &f->occurred;
+            break;
+
+        case 'm':
+            name = "metadata"; field = &f->metadata;
+            break;
+
+        default:
+            name = NULL; field = NULL;
+        }
+
+        if (field && ngx_strcmp(key, name) == 0) {
+            *field = v;
 
         } else if (ngx_strcmp(key, "seq") == 0
                    || ngx_strcmp(key, "timestamp") == 0)
@@ -521,13 +578,15 @@ ngx_http_events_json_payload(ngx_http_events_envelope_t *env,
 
         json_object_foreach(f->payload, key, v) {
 
-            if (ngx_strcmp(key, "action") == 0) {
+            /* the first byte first: most keys are none of the three */
+
+            if (key[0] == 'a' && ngx_strcmp(key, "action") == 0) {
                 action = v;
 
-            } else if (ngx_strcmp(key, "data") == 0) {
+            } else if (key[0] == 'd' && ngx_strcmp(key, "data") == 0) {
                 f->data = v;
 
-            } else if (ngx_strcmp(key, "changes") == 0) {
+            } else if (key[0] == 'c' && ngx_strcmp(key, "changes") == 0) {
                 f->changes = json_is_null(v) ? NULL : v;
 
             } else {
@@ -595,8 +654,9 @@ ngx_http_events_json_payload(ngx_http_events_envelope_t *env,
 static ngx_uint_t
 ngx_http_events_json_payload_own(const char *key)
 {
-    return ngx_strcmp(key, "action") == 0 || ngx_strcmp(key, "data") == 0
-           || ngx_strcmp(key, "changes") == 0;
+    return (key[0] == 'a' && ngx_strcmp(key, "action") == 0)
+           || (key[0] == 'd' && ngx_strcmp(key, "data") == 0)
+           || (key[0] == 'c' && ngx_strcmp(key, "changes") == 0);
 }
 
 
@@ -657,7 +717,7 @@ ngx_http_events_json_action(ngx_str_t *s)
 
 static ngx_int_t
 ngx_http_events_json_string(ngx_http_events_envelope_t *env, json_t *v,
-    const char *name, size_t max, ngx_uint_t (*ok)(u_char), ngx_str_t *s,
+    const char *name, size_t max, ngx_uint_t kind, ngx_str_t *s,
     ngx_http_events_error_t *err)
 {
     size_t  i;
@@ -686,7 +746,7 @@ ngx_http_events_json_string(ngx_http_events_envelope_t *env, json_t *v,
     }
 
     for (i = 0; i < s->len; i++) {
-        if (!ok(s->data[i])) {
+        if (!(ngx_http_events_json_chars[s->data[i]] & kind)) {
             ngx_http_events_error(err, 400, "invalid_field", "field",
                                   &env->prefix, name,
                                   "\"%s\" has a character it may not "
@@ -773,22 +833,6 @@ ngx_http_events_json_text_valid(u_char *p, size_t len, size_t max)
 }
 
 
-static ngx_uint_t
-ngx_http_events_json_rtype_char(u_char ch)
-{
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')
-           || (ch >= '0' && ch <= '9') || ch == '_' || ch == '-';
-}
-
-
-static ngx_uint_t
-ngx_http_events_json_rid_char(u_char ch)
-{
-    return ngx_http_events_json_rtype_char(ch)
-           || ch == '.' || ch == ':' || ch == '@';
-}
-
-
 /* the same body is the same object, whatever the order of its keys */
 
 static ngx_int_t
@@ -845,14 +889,53 @@ static const u_char  ngx_http_events_json_extra[256] = {
 };
 
 
+/*
+ * Whether eight bytes hold one that escaping changes: a byte below
+ * 0x20, a '"' or a '\\' (each test is exact for "is there one", even
+ * where its borrow marks a later byte too)
+ */
+
+#define NGX_HTTP_EVENTS_JSON_ONES   0x0101010101010101ULL
+#define NGX_HTTP_EVENTS_JSON_HIGHS  0x8080808080808080ULL
+
+static ngx_inline ngx_uint_t
+ngx_http_events_json_special8(u_char *s)
+{
+    uint64_t  w, q, b;
+
+    ngx_memcpy(&w, s, 8);
+
+    q = w ^ (NGX_HTTP_EVENTS_JSON_ONES * '"');
+    b = w ^ (NGX_HTTP_EVENTS_JSON_ONES * '\\');
+
+    return (((w - NGX_HTTP_EVENTS_JSON_ONES * 0x20) & ~w)
+            | ((q - NGX_HTTP_EVENTS_JSON_ONES) & ~q)
+            | ((b - NGX_HTTP_EVENTS_JSON_ONES) & ~b))
+           & NGX_HTTP_EVENTS_JSON_HIGHS
+           ? 1 : 0;
+}
+
+
 size_t
 ngx_http_events_json_escape_len(u_char *s, size_t len)
 {
-    size_t  n, i;
+    size_t  n, i, j;
 
     n = len;
 
-    for (i = 0; i < len; i++) {
+    /* eight bytes at a time; a word with a byte to escape byte by byte */
+
+    for (i = 0; len - i >= 8; i += 8) {
+        if (!ngx_http_events_json_special8(s + i)) {
+            continue;
+        }
+
+        for (j = i; j < i + 8; j++) {
+            n += ngx_http_events_json_extra[s[j]];
+        }
+    }
+
+    for ( /* void */ ; i < len; i++) {
         n += ngx_http_events_json_extra[s[i]];
     }
 
@@ -869,7 +952,18 @@ ngx_http_events_json_escape(u_char *p, u_char *s, size_t len)
 
     for (i = 0; i < len; i++) {
 
-        for (run = i; i < len && ngx_http_events_json_extra[s[i]] == 0; i++) {
+        /* the run to copy as it is: words, then the bytes to its end */
+
+        for (run = i;
+             len - i >= 8 && !ngx_http_events_json_special8(s + i);
+             i += 8)
+        {
+            /* void */
+        }
+
+        for ( /* void */ ; i < len && ngx_http_events_json_extra[s[i]] == 0;
+             i++)
+        {
             /* void */
         }
 
