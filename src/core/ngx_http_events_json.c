@@ -42,7 +42,6 @@ typedef struct {
     json_t                     *metadata;
     json_t                     *data;
     json_t                     *changes;
-    size_t                      extra_len;      /* other payload keys */
     ngx_uint_t                  action;
     ngx_str_t                   project_id;
     ngx_str_t                   occurred_at;
@@ -70,7 +69,15 @@ static ngx_int_t ngx_http_events_json_payload(
     ngx_http_events_envelope_t *env, ngx_http_events_fields_t *f,
     ngx_str_t *type, ngx_http_events_error_t *err);
 static ngx_uint_t ngx_http_events_json_payload_own(const char *key);
-static u_char *ngx_http_events_json_payload_extra(u_char *p, json_t *payload);
+static u_char *ngx_http_events_json_payload_extra(
+    ngx_http_events_envelope_t *env, u_char *p, json_t *payload);
+static u_char *ngx_http_events_json_put(ngx_http_events_envelope_t *env,
+    u_char *p, json_t *v);
+static u_char *ngx_http_events_json_put_key(ngx_http_events_envelope_t *env,
+    u_char *p, const char *key, ngx_uint_t comma);
+static u_char *ngx_http_events_json_room(ngx_http_events_envelope_t *env,
+    u_char *p, size_t need);
+static size_t ngx_http_events_json_escape_max(u_char *s, size_t len);
 static ngx_int_t ngx_http_events_json_string(ngx_http_events_envelope_t *env,
     json_t *v, const char *name, size_t max, ngx_uint_t kind, ngx_str_t *s,
     ngx_http_events_error_t *err);
@@ -379,12 +386,59 @@ ngx_http_events_json_envelope(ngx_http_events_envelope_t *env,
     ngx_http_events_fields_t *f, ngx_http_events_event_t *ev,
     ngx_http_events_error_t *err)
 {
-    u_char  *p;
-    size_t   len, data_len, changes_len, meta_len;
+    u_char  *p, *v;
+    size_t   len, data_len, changes_len, extra_len, meta_len;
 
-    data_len = f->data ? ngx_http_events_json_size(f->data) : 4;
-    changes_len = f->changes ? ngx_http_events_json_size(f->changes) : 4;
-    meta_len = f->metadata ? ngx_http_events_json_size(f->metadata) : 4;
+    /*
+     * The values as sent (data, changes, the payload's other keys,
+     * metadata) are written once, into the scratch, and their lengths
+     * read from it: the envelope's size and its limit as before, without
+     * a walk of the tree to size them and escaping twice
+     */
+
+    p = ngx_http_events_json_room(env, env->scratch, 4);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = f->data ? ngx_http_events_json_put(env, p, f->data)
+                : ngx_cpymem(p, "null", 4);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    data_len = p - env->scratch;
+
+    p = f->changes ? ngx_http_events_json_put(env, p, f->changes)
+                   : ngx_http_events_json_room(env, p, 4);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (f->changes == NULL) {
+        p = ngx_cpymem(p, "null", 4);
+    }
+
+    changes_len = p - env->scratch - data_len;
+
+    p = ngx_http_events_json_payload_extra(env, p, f->payload);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    extra_len = p - env->scratch - data_len - changes_len;
+
+    p = f->metadata ? ngx_http_events_json_put(env, p, f->metadata)
+                    : ngx_http_events_json_room(env, p, 4);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (f->metadata == NULL) {
+        p = ngx_cpymem(p, "null", 4);
+    }
+
+    meta_len = p - env->scratch - data_len - changes_len - extra_len;
 
     len = sizeof("{\"id\":,\"seq\":,\"type\":,\"source\":,\"tenantId\":,"
                  "\"projectId\":,\"resourceType\":,\"resourceId\":,"
@@ -402,7 +456,7 @@ ngx_http_events_json_envelope(ngx_http_events_envelope_t *env,
           + 2 + ngx_http_events_json_escape_len(f->occurred_at.data,
                                                 f->occurred_at.len)
           + ngx_http_events_actions[f->action].len
-          + data_len + changes_len + f->extra_len + meta_len + 16;
+          + data_len + changes_len + extra_len + meta_len + 16;
 
     if (len + NGX_INT64_LEN + NGX_HTTP_EVENTS_TIMESTAMP_LEN > env->max_size) {
         ngx_http_events_error(err, 413, "payload_too_large", NULL, NULL,
@@ -446,17 +500,16 @@ ngx_http_events_json_envelope(ngx_http_events_envelope_t *env,
                    sizeof(",\"payload\":{\"action\":\"") - 1);
     p = ngx_cpymem(p, ngx_http_events_actions[f->action].data,
                    ngx_http_events_actions[f->action].len);
+    v = env->scratch;
     p = ngx_cpymem(p, "\",\"data\":", sizeof("\",\"data\":") - 1);
-    p = f->data ? ngx_http_events_json_write(p, f->data)
-                : ngx_cpymem(p, "null", 4);
+    p = ngx_cpymem(p, v, data_len);
+    v += data_len;
     p = ngx_cpymem(p, ",\"changes\":", sizeof(",\"changes\":") - 1);
-    p = f->changes ? ngx_http_events_json_write(p, f->changes)
-                   : ngx_cpymem(p, "null", 4);
-    p = ngx_http_events_json_payload_extra(p, f->payload);
+    p = ngx_cpymem(p, v, changes_len + extra_len);
+    v += changes_len + extra_len;
     p = ngx_cpymem(p, "},\"metadata\":", sizeof("},\"metadata\":") - 1);
     ev->meta_at = p - ev->json;
-    p = f->metadata ? ngx_http_events_json_write(p, f->metadata)
-                    : ngx_cpymem(p, "null", 4);
+    p = ngx_cpymem(p, v, meta_len);
     *p++ = '}';
 
     ev->json_len = p - ev->json;
@@ -588,12 +641,6 @@ ngx_http_events_json_payload(ngx_http_events_envelope_t *env,
 
             } else if (key[0] == 'c' && ngx_strcmp(key, "changes") == 0) {
                 f->changes = json_is_null(v) ? NULL : v;
-
-            } else {
-                /* ,"key":value, kept as sent after the three of ours */
-                f->extra_len += 4 + ngx_http_events_json_escape_len(
-                                        (u_char *) key, ngx_strlen(key))
-                                + ngx_http_events_json_size(v);
             }
         }
     }
@@ -667,7 +714,8 @@ ngx_http_events_json_payload_own(const char *key)
  */
 
 static u_char *
-ngx_http_events_json_payload_extra(u_char *p, json_t *payload)
+ngx_http_events_json_payload_extra(ngx_http_events_envelope_t *env,
+    u_char *p, json_t *payload)
 {
     json_t      *v;
     const char  *key;
@@ -682,12 +730,15 @@ ngx_http_events_json_payload_extra(u_char *p, json_t *payload)
             continue;
         }
 
-        *p++ = ',';
-        *p++ = '"';
-        p = ngx_http_events_json_escape(p, (u_char *) key, ngx_strlen(key));
-        *p++ = '"';
-        *p++ = ':';
-        p = ngx_http_events_json_write(p, v);
+        p = ngx_http_events_json_put_key(env, p, key, 1);
+        if (p == NULL) {
+            return NULL;
+        }
+
+        p = ngx_http_events_json_put(env, p, v);
+        if (p == NULL) {
+            return NULL;
+        }
     }
 
     return p;
@@ -1058,6 +1109,216 @@ ngx_http_events_json_real(double d, u_char *buf)
     ngx_memcpy(buf, s, n);
 
     return n;
+}
+
+
+/*
+ * ngx_http_events_json_write() into the envelope's scratch, which grows
+ * as a value needs: each piece makes room for the most it can take
+ * first.  NULL: out of memory.
+ */
+
+static u_char *
+ngx_http_events_json_put(ngx_http_events_envelope_t *env, u_char *p,
+    json_t *v)
+{
+    size_t       i, n;
+    json_t      *item;
+    const char  *key;
+
+    switch (json_typeof(v)) {
+
+    case JSON_OBJECT:
+        p = ngx_http_events_json_room(env, p, 2);
+        if (p == NULL) {
+            return NULL;
+        }
+
+        *p++ = '{';
+        i = 0;
+
+        json_object_foreach(v, key, item) {
+            p = ngx_http_events_json_put_key(env, p, key, i++);
+            if (p == NULL) {
+                return NULL;
+            }
+
+            p = ngx_http_events_json_put(env, p, item);
+            if (p == NULL) {
+                return NULL;
+            }
+        }
+
+        p = ngx_http_events_json_room(env, p, 1);
+        if (p == NULL) {
+            return NULL;
+        }
+
+        *p++ = '}';
+        return p;
+
+    case JSON_ARRAY:
+        p = ngx_http_events_json_room(env, p, 2);
+        if (p == NULL) {
+            return NULL;
+        }
+
+        *p++ = '[';
+        n = json_array_size(v);
+
+        for (i = 0; i < n; i++) {
+            if (i) {
+                p = ngx_http_events_json_room(env, p, 1);
+                if (p == NULL) {
+                    return NULL;
+                }
+
+                *p++ = ',';
+            }
+
+            p = ngx_http_events_json_put(env, p, json_array_get(v, i));
+            if (p == NULL) {
+                return NULL;
+            }
+        }
+
+        p = ngx_http_events_json_room(env, p, 1);
+        if (p == NULL) {
+            return NULL;
+        }
+
+        *p++ = ']';
+        return p;
+
+    case JSON_STRING:
+        n = json_string_length(v);
+
+        p = ngx_http_events_json_room(env, p,
+                   2 + ngx_http_events_json_escape_max(
+                           (u_char *) json_string_value(v), n));
+        if (p == NULL) {
+            return NULL;
+        }
+
+        *p++ = '"';
+        p = ngx_http_events_json_escape(p, (u_char *) json_string_value(v), n);
+        *p++ = '"';
+        return p;
+
+    case JSON_INTEGER:
+        p = ngx_http_events_json_room(env, p, NGX_INT64_LEN);
+        if (p == NULL) {
+            return NULL;
+        }
+
+        return ngx_http_events_json_int(p, json_integer_value(v));
+
+    case JSON_REAL:
+        p = ngx_http_events_json_room(env, p, NGX_HTTP_EVENTS_REAL_LEN);
+        if (p == NULL) {
+            return NULL;
+        }
+
+        return p + ngx_http_events_json_real(json_real_value(v), p);
+
+    default:
+        p = ngx_http_events_json_room(env, p, 5);
+        if (p == NULL) {
+            return NULL;
+        }
+
+        return ngx_http_events_json_write(p, v);
+    }
+}
+
+
+/* "key": with a comma before it unless it is the object's first */
+
+static u_char *
+ngx_http_events_json_put_key(ngx_http_events_envelope_t *env, u_char *p,
+    const char *key, ngx_uint_t comma)
+{
+    size_t  len;
+
+    len = ngx_strlen(key);
+
+    p = ngx_http_events_json_room(env, p,
+               4 + ngx_http_events_json_escape_max((u_char *) key, len));
+    if (p == NULL) {
+        return NULL;
+    }
+
+    if (comma) {
+        *p++ = ',';
+    }
+
+    *p++ = '"';
+    p = ngx_http_events_json_escape(p, (u_char *) key, len);
+    *p++ = '"';
+    *p++ = ':';
+
+    return p;
+}
+
+
+/*
+ * At least need bytes free after p in the scratch, p moved with it if
+ * it had to grow (doubled, in the pool: the old one goes back if large)
+ */
+
+static u_char *
+ngx_http_events_json_room(ngx_http_events_envelope_t *env, u_char *p,
+    size_t need)
+{
+    u_char  *n;
+    size_t   size, used;
+
+    if (env->scratch && (size_t) (env->scratch_end - p) >= need) {
+        return p;
+    }
+
+    used = env->scratch ? (size_t) (p - env->scratch) : 0;
+    size = env->scratch ? (size_t) (env->scratch_end - env->scratch) * 2
+                        : 1024;
+
+    while (size < used + need) {
+        if (size > NGX_MAX_SIZE_T_VALUE / 2) {
+            return NULL;
+        }
+
+        size *= 2;
+    }
+
+    n = ngx_pnalloc(env->pool, size);
+    if (n == NULL) {
+        return NULL;
+    }
+
+    if (used) {
+        ngx_memcpy(n, env->scratch, used);
+    }
+
+    if (env->scratch) {
+        (void) ngx_pfree(env->pool, env->scratch);
+    }
+
+    env->scratch = n;
+    env->scratch_end = n + size;
+
+    return n + used;
+}
+
+
+/*
+ * The most escaping can make of a string: 6 bytes a byte (\u00XX), or
+ * for a long one its exact length, so that the scratch stays near the
+ * size of what is written in it
+ */
+
+static size_t
+ngx_http_events_json_escape_max(u_char *s, size_t len)
+{
+    return len <= 1024 ? 6 * len : ngx_http_events_json_escape_len(s, len);
 }
 
 
