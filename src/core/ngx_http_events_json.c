@@ -75,7 +75,9 @@ static u_char *ngx_http_events_json_put(ngx_http_events_envelope_t *env,
     u_char *p, json_t *v);
 static u_char *ngx_http_events_json_put_key(ngx_http_events_envelope_t *env,
     u_char *p, const char *key, ngx_uint_t comma);
-static u_char *ngx_http_events_json_room(ngx_http_events_envelope_t *env,
+static ngx_inline u_char *ngx_http_events_json_room(
+    ngx_http_events_envelope_t *env, u_char *p, size_t need);
+static u_char *ngx_http_events_json_grow(ngx_http_events_envelope_t *env,
     u_char *p, size_t need);
 static size_t ngx_http_events_json_escape_max(u_char *s, size_t len);
 static ngx_int_t ngx_http_events_json_string(ngx_http_events_envelope_t *env,
@@ -1266,16 +1268,24 @@ ngx_http_events_json_put_key(ngx_http_events_envelope_t *env, u_char *p,
  * it had to grow (doubled, in the pool: the old one goes back if large)
  */
 
-static u_char *
+static ngx_inline u_char *
 ngx_http_events_json_room(ngx_http_events_envelope_t *env, u_char *p,
+    size_t need)
+{
+    if (env->scratch && (size_t) (env->scratch_end - p) >= need) {
+        return p;
+    }
+
+    return ngx_http_events_json_grow(env, p, need);
+}
+
+
+static u_char *
+ngx_http_events_json_grow(ngx_http_events_envelope_t *env, u_char *p,
     size_t need)
 {
     u_char  *n;
     size_t   size, used;
-
-    if (env->scratch && (size_t) (env->scratch_end - p) >= need) {
-        return p;
-    }
 
     used = env->scratch ? (size_t) (p - env->scratch) : 0;
     size = env->scratch ? (size_t) (env->scratch_end - env->scratch) * 2
