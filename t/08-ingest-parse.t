@@ -119,6 +119,12 @@ malformed("\f{\"type\":\"a.b\"}", 1, 1, 'invalid character U+000C',
     'a form feed is no JSON blank');
 malformed("{\"type\":\"a.b\",\x0b\"x\":1}", 1, 15,
     'invalid character U+000B', 'nor a vertical tab');
+malformed("{\"type\":\"a.b\",\x0b\"x\":1,\f\"y\":2}", 1, 15,
+    'invalid character U+000B', 'the first of both: a vertical tab');
+malformed("[{\"type\":\"a.b\"},\f{\"type\":\"a.b\"}\x0b]", 1, 17,
+    'invalid character U+000C', 'the first of both: a form feed');
+malformed('[' . join(',', ('{"type":"a.b"}') x 300) . "\n\x0b]", 2, 1,
+    'invalid character U+000B', 'a vertical tab after 4 KB of a batch');
 malformed("{\n  \"type\": \"a.b\",\n  \"payload\": }", 3, 14,
     'unallowed token at this point in JSON text', 'line and column');
 malformed("{\"type\":\"a.b\",\"n\":\"\xc3\xa9\xc3\xa9\", x}", 1, 25,

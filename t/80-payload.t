@@ -197,6 +197,113 @@ is(post_raw('{"type":"a.b","payload":{"big":"' . ('x' x 600) . '"}}',
 like(post_raw('{"type":"a.b","payload":{"big":"' . ('x' x 600) . '"}}',
     '/small')->{body}, qr/"code":"payload_too_large"/, '413 body');
 
+###########################################################################
+# The envelope's values are written once and measured (0.15.0): the same
+# bytes as before, escapes included, and the same events_max_event_size
+# boundary, to the byte, for each part of the envelope
+
+# JSON as the module writes it: the short escapes, \u00xx for the other
+# control characters, everything else (UTF-8, DEL) as it is
+sub esc_out {
+    my ($v) = @_;
+    $v =~ s/(["\\])/\\$1/g;
+    $v =~ s/\n/\\n/g;
+    $v =~ s/\r/\\r/g;
+    $v =~ s/\t/\\t/g;
+    $v =~ s/\x08/\\b/g;
+    $v =~ s/\x0c/\\f/g;
+    $v =~ s/([\x00-\x1f])/sprintf('\\u%04x', ord $1)/ge;
+    return '"' . $v . '"';
+}
+
+# and as a client may send it: every control character as \u00XX
+sub esc_in {
+    my ($v) = @_;
+    $v =~ s/(["\\])/\\$1/g;
+    $v =~ s/([\x00-\x1f])/sprintf('\\u%04X', ord $1)/ge;
+    return '"' . $v . '"';
+}
+
+# a byte to escape at each offset of strings of 1 to 17 bytes (the
+# writer tests eight bytes at a time), each kind of such byte, and
+# strings past 1024 bytes with them at the ends of words
+my @specials = ('"', '\\', "\n", "\x01", "\x1f", "\x08", "\x0c", "\r",
+    "\t");
+my @strings;
+for my $len (1 .. 17) {
+    for my $at (0 .. $len - 1) {
+        my $sp = $specials[($len + $at) % @specials];
+        push @strings, ('a' x $at) . $sp . ('b' x ($len - $at - 1));
+    }
+}
+push @strings, ('x' x 1031) . "\"\x01" . ('y' x 7) . "\\",
+    ("\x7f" x 1030) . "caf\xc3\xa9\t", "\x1e" x 1100,
+    "caf\xc3\xa9 \x7f \xe2\x82\xac \xf0\x9f\x98\x80";
+
+my $data_in = '[' . join(',', map { esc_in($_) } @strings) . ']';
+my $data_out = '[' . join(',', map { esc_out($_) } @strings) . ']';
+my $key = "k\"\\\n\x01\xc3\xa9";
+
+$r = post_raw('{"type":"esc.test","payload":{"data":' . $data_in . ','
+    . esc_in($key) . ':' . esc_in("v\x02\"") . '},"metadata":{'
+    . esc_in($key) . ':' . esc_in("m\\\x1f") . '}}');
+is($r->{status}, 201, 'strings with escapes everywhere: 201')
+    or diag $r->{body};
+is(payload_bytes($r->{body}), '{"action":"occurred","data":' . $data_out
+    . ',"changes":null,' . esc_out($key) . ':' . esc_out("v\x02\"") . '}',
+    'the payload as written, escape for escape');
+my $meta_out = esc_out($key) . ':' . esc_out("m\\\x1f");
+like($r->{body}, qr/,"metadata":\{\Q$meta_out\E\}\}\z/,
+    'the metadata as written');
+
+# the largest N of a body made of N that /small (512 bytes) takes
+sub largest {
+    my ($mk) = @_;
+    my ($lo, $hi) = (0, 600);
+
+    return -1 if post_raw($mk->(0), '/small')->{status} != 201;
+
+    while ($lo < $hi) {
+        my $mid = int(($lo + $hi + 1) / 2);
+        my $st = post_raw($mk->($mid), '/small')->{status};
+        if ($st == 201) {
+            $lo = $mid;
+        } elsif ($st == 413) {
+            $hi = $mid - 1;
+        } else {
+            return "status $st at $mid";
+        }
+    }
+
+    return $lo;
+}
+
+my %limits = (
+    'data' => [ 212, sub { '{"type":"a.b","payload":{"data":"'
+        . ('x' x $_[0]) . '"}}' } ],
+    'data escaped' => [ 35, sub { '{"type":"a.b","payload":{"data":"'
+        . ('\u0001' x $_[0]) . '"}}' } ],
+    'data numbers' => [ 53, sub { '{"type":"a.b","payload":{"data":['
+        . join(',', ('1.5e0') x $_[0]) . ']}}' } ],
+    'a free key' => [ 197, sub { '{"type":"a.b","payload":{"k\u0002":"'
+        . ('x' x $_[0]) . '"}}' } ],
+    'changes' => [ 201, sub { '{"type":"a.updated","payload":{"changes":'
+        . '{"c":"' . ('x' x $_[0]) . '"}}}' } ],
+    'metadata' => [ 206, sub { '{"type":"a.b","metadata":{"m":"'
+        . ('x' x $_[0]) . '"}}' } ],
+    'all four' => [ 48, sub { my $x = 'x' x $_[0]; '{"type":"a.updated",'
+        . '"payload":{"data":"' . $x . '","changes":{"c":"' . $x . '"},'
+        . '"f":"' . $x . '"},"metadata":{"m":"' . $x . '"}}' } ],
+    'a batch item' => [ 212, sub { '[{"type":"a.b"},{"type":"a.b",'
+        . '"payload":{"data":"' . ('x' x $_[0]) . '"}}]' } ],
+);
+
+for my $name (sort keys %limits) {
+    my ($want, $mk) = @{ $limits{$name} };
+    is(largest($mk), $want, "events_max_event_size 512, $name: the "
+        . "largest taken is as before");
+}
+
 $s->close if $s->can('close');
 $rcv->stop;
 $backend->stop;

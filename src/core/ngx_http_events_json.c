@@ -42,7 +42,6 @@ typedef struct {
     json_t                     *metadata;
     json_t                     *data;
     json_t                     *changes;
-    size_t                      extra_len;      /* other payload keys */
     ngx_uint_t                  action;
     ngx_str_t                   project_id;
     ngx_str_t                   occurred_at;
@@ -70,20 +69,58 @@ static ngx_int_t ngx_http_events_json_payload(
     ngx_http_events_envelope_t *env, ngx_http_events_fields_t *f,
     ngx_str_t *type, ngx_http_events_error_t *err);
 static ngx_uint_t ngx_http_events_json_payload_own(const char *key);
-static u_char *ngx_http_events_json_payload_extra(u_char *p, json_t *payload);
+static u_char *ngx_http_events_json_payload_extra(
+    ngx_http_events_envelope_t *env, u_char *p, json_t *payload);
+static u_char *ngx_http_events_json_put(ngx_http_events_envelope_t *env,
+    u_char *p, json_t *v);
+static u_char *ngx_http_events_json_put_key(ngx_http_events_envelope_t *env,
+    u_char *p, const char *key, ngx_uint_t comma);
+static ngx_inline u_char *ngx_http_events_json_room(
+    ngx_http_events_envelope_t *env, u_char *p, size_t need);
+static u_char *ngx_http_events_json_grow(ngx_http_events_envelope_t *env,
+    u_char *p, size_t need);
+static size_t ngx_http_events_json_escape_max(u_char *s, size_t len);
 static ngx_int_t ngx_http_events_json_string(ngx_http_events_envelope_t *env,
-    json_t *v, const char *name, size_t max, ngx_uint_t (*ok)(u_char),
-    ngx_str_t *s, ngx_http_events_error_t *err);
+    json_t *v, const char *name, size_t max, ngx_uint_t kind, ngx_str_t *s,
+    ngx_http_events_error_t *err);
 static ngx_uint_t ngx_http_events_json_text_char(u_char ch);
 static ngx_int_t ngx_http_events_json_text_valid(u_char *p, size_t len,
     size_t max);
-static ngx_uint_t ngx_http_events_json_rtype_char(u_char ch);
-static ngx_uint_t ngx_http_events_json_rid_char(u_char ch);
 static ngx_int_t ngx_http_events_json_digest(json_t *obj, u_char *digest);
 static u_char *ngx_http_events_json_str(u_char *p, ngx_str_t *s);
 static size_t ngx_http_events_json_real(double d, u_char *buf);
 static u_char *ngx_http_events_json_int(u_char *p, json_int_t i);
 static ngx_uint_t ngx_http_events_json_action(ngx_str_t *s);
+
+
+/*
+ * The bytes each kind of key field may hold, one lookup a byte: TEXT
+ * any but the control characters and DEL (UTF-8 is not checked, as
+ * before), RTYPE [A-Za-z0-9_-], RID those and ".:@"
+ */
+
+#define NGX_HTTP_EVENTS_JSON_TEXT   1
+#define NGX_HTTP_EVENTS_JSON_RTYPE  2
+#define NGX_HTTP_EVENTS_JSON_RID    4
+
+static const u_char  ngx_http_events_json_chars[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 7, 5, 1,
+    7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 5, 1, 1, 1, 1, 1,
+    5, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,
+    7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 1, 1, 1, 1, 7,
+    1, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,
+    7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 1, 1, 1, 1, 0,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+};
 
 
 static ngx_str_t  ngx_http_events_actions[] = {
@@ -281,25 +318,25 @@ ngx_http_events_json_keys(ngx_http_events_envelope_t *env,
 
     if (ngx_http_events_json_string(env, f->source, "source",
                                     NGX_HTTP_EVENTS_MAX_SOURCE,
-                                    ngx_http_events_json_text_char, &ev->source,
+                                    NGX_HTTP_EVENTS_JSON_TEXT, &ev->source,
                                     err)
         != NGX_OK
         || ngx_http_events_json_string(env, f->project, "projectId", 128,
-                                       ngx_http_events_json_text_char,
+                                       NGX_HTTP_EVENTS_JSON_TEXT,
                                        &f->project_id, err)
            != NGX_OK
         || ngx_http_events_json_string(env, f->rtype, "resourceType",
                                        NGX_HTTP_EVENTS_MAX_RTYPE,
-                                       ngx_http_events_json_rtype_char,
+                                       NGX_HTTP_EVENTS_JSON_RTYPE,
                                        &ev->rtype, err)
            != NGX_OK
         || ngx_http_events_json_string(env, f->rid, "resourceId",
                                        NGX_HTTP_EVENTS_MAX_RID,
-                                       ngx_http_events_json_rid_char, &ev->rid,
+                                       NGX_HTTP_EVENTS_JSON_RID, &ev->rid,
                                        err)
            != NGX_OK
         || ngx_http_events_json_string(env, f->occurred, "occurredAt", 64,
-                                       ngx_http_events_json_text_char,
+                                       NGX_HTTP_EVENTS_JSON_TEXT,
                                        &f->occurred_at, err)
            != NGX_OK)
     {
@@ -351,12 +388,59 @@ ngx_http_events_json_envelope(ngx_http_events_envelope_t *env,
     ngx_http_events_fields_t *f, ngx_http_events_event_t *ev,
     ngx_http_events_error_t *err)
 {
-    u_char  *p;
-    size_t   len, data_len, changes_len, meta_len;
+    u_char  *p, *v;
+    size_t   len, data_len, changes_len, extra_len, meta_len;
 
-    data_len = f->data ? ngx_http_events_json_size(f->data) : 4;
-    changes_len = f->changes ? ngx_http_events_json_size(f->changes) : 4;
-    meta_len = f->metadata ? ngx_http_events_json_size(f->metadata) : 4;
+    /*
+     * The values as sent (data, changes, the payload's other keys,
+     * metadata) are written once, into the scratch, and their lengths
+     * read from it: the envelope's size and its limit as before, without
+     * a walk of the tree to size them and escaping twice
+     */
+
+    p = ngx_http_events_json_room(env, env->scratch, 4);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = f->data ? ngx_http_events_json_put(env, p, f->data)
+                : ngx_cpymem(p, "null", 4);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    data_len = p - env->scratch;
+
+    p = f->changes ? ngx_http_events_json_put(env, p, f->changes)
+                   : ngx_http_events_json_room(env, p, 4);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (f->changes == NULL) {
+        p = ngx_cpymem(p, "null", 4);
+    }
+
+    changes_len = p - env->scratch - data_len;
+
+    p = ngx_http_events_json_payload_extra(env, p, f->payload);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    extra_len = p - env->scratch - data_len - changes_len;
+
+    p = f->metadata ? ngx_http_events_json_put(env, p, f->metadata)
+                    : ngx_http_events_json_room(env, p, 4);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (f->metadata == NULL) {
+        p = ngx_cpymem(p, "null", 4);
+    }
+
+    meta_len = p - env->scratch - data_len - changes_len - extra_len;
 
     len = sizeof("{\"id\":,\"seq\":,\"type\":,\"source\":,\"tenantId\":,"
                  "\"projectId\":,\"resourceType\":,\"resourceId\":,"
@@ -374,7 +458,7 @@ ngx_http_events_json_envelope(ngx_http_events_envelope_t *env,
           + 2 + ngx_http_events_json_escape_len(f->occurred_at.data,
                                                 f->occurred_at.len)
           + ngx_http_events_actions[f->action].len
-          + data_len + changes_len + f->extra_len + meta_len + 16;
+          + data_len + changes_len + extra_len + meta_len + 16;
 
     if (len + NGX_INT64_LEN + NGX_HTTP_EVENTS_TIMESTAMP_LEN > env->max_size) {
         ngx_http_events_error(err, 413, "payload_too_large", NULL, NULL,
@@ -418,17 +502,16 @@ ngx_http_events_json_envelope(ngx_http_events_envelope_t *env,
                    sizeof(",\"payload\":{\"action\":\"") - 1);
     p = ngx_cpymem(p, ngx_http_events_actions[f->action].data,
                    ngx_http_events_actions[f->action].len);
+    v = env->scratch;
     p = ngx_cpymem(p, "\",\"data\":", sizeof("\",\"data\":") - 1);
-    p = f->data ? ngx_http_events_json_write(p, f->data)
-                : ngx_cpymem(p, "null", 4);
+    p = ngx_cpymem(p, v, data_len);
+    v += data_len;
     p = ngx_cpymem(p, ",\"changes\":", sizeof(",\"changes\":") - 1);
-    p = f->changes ? ngx_http_events_json_write(p, f->changes)
-                   : ngx_cpymem(p, "null", 4);
-    p = ngx_http_events_json_payload_extra(p, f->payload);
+    p = ngx_cpymem(p, v, changes_len + extra_len);
+    v += changes_len + extra_len;
     p = ngx_cpymem(p, "},\"metadata\":", sizeof("},\"metadata\":") - 1);
     ev->meta_at = p - ev->json;
-    p = f->metadata ? ngx_http_events_json_write(p, f->metadata)
-                    : ngx_cpymem(p, "null", 4);
+    p = ngx_cpymem(p, v, meta_len);
     *p++ = '}';
 
     ev->json_len = p - ev->json;
@@ -441,40 +524,69 @@ static ngx_int_t
 ngx_http_events_json_fields(ngx_http_events_envelope_t *env, json_t *obj,
     ngx_http_events_fields_t *f, ngx_http_events_error_t *err)
 {
-    json_t      *v;
-    const char  *key;
+    json_t      *v, **field;
+    const char  *key, *name;
 
     json_object_foreach(obj, key, v) {
 
-        if (ngx_strcmp(key, "id") == 0) {
-            f->id = v;
+        /*
+         * a key's first byte picks the one name it can be: one strcmp()
+         * a key, not up to a dozen
+         */
 
-        } else if (ngx_strcmp(key, "type") == 0) {
-            f->type = v;
+        switch (key[0]) {
 
-        } else if (ngx_strcmp(key, "source") == 0) {
-            f->source = v;
+        case 'i':
+            name = "id"; field = &f->id;
+            break;
 
-        } else if (ngx_strcmp(key, "tenantId") == 0) {
-            f->tenant = v;
+        case 't':
+            if (key[1] == 'y') {
+                name = "type"; field = &f->type;
 
-        } else if (ngx_strcmp(key, "projectId") == 0) {
-            f->project = v;
+            } else {
+                name = "tenantId"; field = &f->tenant;
+            }
 
-        } else if (ngx_strcmp(key, "resourceType") == 0) {
-            f->rtype = v;
+            break;
 
-        } else if (ngx_strcmp(key, "resourceId") == 0) {
-            f->rid = v;
+        case 's':
+            name = "source"; field = &f->source;
+            break;
 
-        } else if (ngx_strcmp(key, "occurredAt") == 0) {
-            f->occurred = v;
+        case 'p':
+            if (key[1] == 'r') {
+                name = "projectId"; field = &f->project;
 
-        } else if (ngx_strcmp(key, "payload") == 0) {
-            f->payload = v;
+            } else {
+                name = "payload"; field = &f->payload;
+            }
 
-        } else if (ngx_strcmp(key, "metadata") == 0) {
-            f->metadata = v;
+            break;
+
+        case 'r':
+            if (ngx_strcmp(key, "resourceId") == 0) {
+                f->rid = v;
+                continue;
+            }
+
+            name = "resourceType"; field = &f->rtype;
+            break;
+
+        case 'o':
+            name = "occurredAt"; field = &f->occurred;
+            break;
+
+        case 'm':
+            name = "metadata"; field = &f->metadata;
+            break;
+
+        default:
+            name = NULL; field = NULL;
+        }
+
+        if (field && ngx_strcmp(key, name) == 0) {
+            *field = v;
 
         } else if (ngx_strcmp(key, "seq") == 0
                    || ngx_strcmp(key, "timestamp") == 0)
@@ -521,20 +633,16 @@ ngx_http_events_json_payload(ngx_http_events_envelope_t *env,
 
         json_object_foreach(f->payload, key, v) {
 
-            if (ngx_strcmp(key, "action") == 0) {
+            /* the first byte first: most keys are none of the three */
+
+            if (key[0] == 'a' && ngx_strcmp(key, "action") == 0) {
                 action = v;
 
-            } else if (ngx_strcmp(key, "data") == 0) {
+            } else if (key[0] == 'd' && ngx_strcmp(key, "data") == 0) {
                 f->data = v;
 
-            } else if (ngx_strcmp(key, "changes") == 0) {
+            } else if (key[0] == 'c' && ngx_strcmp(key, "changes") == 0) {
                 f->changes = json_is_null(v) ? NULL : v;
-
-            } else {
-                /* ,"key":value, kept as sent after the three of ours */
-                f->extra_len += 4 + ngx_http_events_json_escape_len(
-                                        (u_char *) key, ngx_strlen(key))
-                                + ngx_http_events_json_size(v);
             }
         }
     }
@@ -595,8 +703,9 @@ ngx_http_events_json_payload(ngx_http_events_envelope_t *env,
 static ngx_uint_t
 ngx_http_events_json_payload_own(const char *key)
 {
-    return ngx_strcmp(key, "action") == 0 || ngx_strcmp(key, "data") == 0
-           || ngx_strcmp(key, "changes") == 0;
+    return (key[0] == 'a' && ngx_strcmp(key, "action") == 0)
+           || (key[0] == 'd' && ngx_strcmp(key, "data") == 0)
+           || (key[0] == 'c' && ngx_strcmp(key, "changes") == 0);
 }
 
 
@@ -607,7 +716,8 @@ ngx_http_events_json_payload_own(const char *key)
  */
 
 static u_char *
-ngx_http_events_json_payload_extra(u_char *p, json_t *payload)
+ngx_http_events_json_payload_extra(ngx_http_events_envelope_t *env,
+    u_char *p, json_t *payload)
 {
     json_t      *v;
     const char  *key;
@@ -622,12 +732,15 @@ ngx_http_events_json_payload_extra(u_char *p, json_t *payload)
             continue;
         }
 
-        *p++ = ',';
-        *p++ = '"';
-        p = ngx_http_events_json_escape(p, (u_char *) key, ngx_strlen(key));
-        *p++ = '"';
-        *p++ = ':';
-        p = ngx_http_events_json_write(p, v);
+        p = ngx_http_events_json_put_key(env, p, key, 1);
+        if (p == NULL) {
+            return NULL;
+        }
+
+        p = ngx_http_events_json_put(env, p, v);
+        if (p == NULL) {
+            return NULL;
+        }
     }
 
     return p;
@@ -657,7 +770,7 @@ ngx_http_events_json_action(ngx_str_t *s)
 
 static ngx_int_t
 ngx_http_events_json_string(ngx_http_events_envelope_t *env, json_t *v,
-    const char *name, size_t max, ngx_uint_t (*ok)(u_char), ngx_str_t *s,
+    const char *name, size_t max, ngx_uint_t kind, ngx_str_t *s,
     ngx_http_events_error_t *err)
 {
     size_t  i;
@@ -686,7 +799,7 @@ ngx_http_events_json_string(ngx_http_events_envelope_t *env, json_t *v,
     }
 
     for (i = 0; i < s->len; i++) {
-        if (!ok(s->data[i])) {
+        if (!(ngx_http_events_json_chars[s->data[i]] & kind)) {
             ngx_http_events_error(err, 400, "invalid_field", "field",
                                   &env->prefix, name,
                                   "\"%s\" has a character it may not "
@@ -773,22 +886,6 @@ ngx_http_events_json_text_valid(u_char *p, size_t len, size_t max)
 }
 
 
-static ngx_uint_t
-ngx_http_events_json_rtype_char(u_char ch)
-{
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')
-           || (ch >= '0' && ch <= '9') || ch == '_' || ch == '-';
-}
-
-
-static ngx_uint_t
-ngx_http_events_json_rid_char(u_char ch)
-{
-    return ngx_http_events_json_rtype_char(ch)
-           || ch == '.' || ch == ':' || ch == '@';
-}
-
-
 /* the same body is the same object, whatever the order of its keys */
 
 static ngx_int_t
@@ -845,14 +942,53 @@ static const u_char  ngx_http_events_json_extra[256] = {
 };
 
 
+/*
+ * Whether eight bytes hold one that escaping changes: a byte below
+ * 0x20, a '"' or a '\\' (each test is exact for "is there one", even
+ * where its borrow marks a later byte too)
+ */
+
+#define NGX_HTTP_EVENTS_JSON_ONES   0x0101010101010101ULL
+#define NGX_HTTP_EVENTS_JSON_HIGHS  0x8080808080808080ULL
+
+static ngx_inline ngx_uint_t
+ngx_http_events_json_special8(u_char *s)
+{
+    uint64_t  w, q, b;
+
+    ngx_memcpy(&w, s, 8);
+
+    q = w ^ (NGX_HTTP_EVENTS_JSON_ONES * '"');
+    b = w ^ (NGX_HTTP_EVENTS_JSON_ONES * '\\');
+
+    return (((w - NGX_HTTP_EVENTS_JSON_ONES * 0x20) & ~w)
+            | ((q - NGX_HTTP_EVENTS_JSON_ONES) & ~q)
+            | ((b - NGX_HTTP_EVENTS_JSON_ONES) & ~b))
+           & NGX_HTTP_EVENTS_JSON_HIGHS
+           ? 1 : 0;
+}
+
+
 size_t
 ngx_http_events_json_escape_len(u_char *s, size_t len)
 {
-    size_t  n, i;
+    size_t  n, i, j;
 
     n = len;
 
-    for (i = 0; i < len; i++) {
+    /* eight bytes at a time; a word with a byte to escape byte by byte */
+
+    for (i = 0; len - i >= 8; i += 8) {
+        if (!ngx_http_events_json_special8(s + i)) {
+            continue;
+        }
+
+        for (j = i; j < i + 8; j++) {
+            n += ngx_http_events_json_extra[s[j]];
+        }
+    }
+
+    for ( /* void */ ; i < len; i++) {
         n += ngx_http_events_json_extra[s[i]];
     }
 
@@ -869,7 +1005,18 @@ ngx_http_events_json_escape(u_char *p, u_char *s, size_t len)
 
     for (i = 0; i < len; i++) {
 
-        for (run = i; i < len && ngx_http_events_json_extra[s[i]] == 0; i++) {
+        /* the run to copy as it is: words, then the bytes to its end */
+
+        for (run = i;
+             len - i >= 8 && !ngx_http_events_json_special8(s + i);
+             i += 8)
+        {
+            /* void */
+        }
+
+        for ( /* void */ ; i < len && ngx_http_events_json_extra[s[i]] == 0;
+             i++)
+        {
             /* void */
         }
 
@@ -964,6 +1111,224 @@ ngx_http_events_json_real(double d, u_char *buf)
     ngx_memcpy(buf, s, n);
 
     return n;
+}
+
+
+/*
+ * ngx_http_events_json_write() into the envelope's scratch, which grows
+ * as a value needs: each piece makes room for the most it can take
+ * first.  NULL: out of memory.
+ */
+
+static u_char *
+ngx_http_events_json_put(ngx_http_events_envelope_t *env, u_char *p,
+    json_t *v)
+{
+    size_t       i, n;
+    json_t      *item;
+    const char  *key;
+
+    switch (json_typeof(v)) {
+
+    case JSON_OBJECT:
+        p = ngx_http_events_json_room(env, p, 2);
+        if (p == NULL) {
+            return NULL;
+        }
+
+        *p++ = '{';
+        i = 0;
+
+        json_object_foreach(v, key, item) {
+            p = ngx_http_events_json_put_key(env, p, key, i++);
+            if (p == NULL) {
+                return NULL;
+            }
+
+            p = ngx_http_events_json_put(env, p, item);
+            if (p == NULL) {
+                return NULL;
+            }
+        }
+
+        p = ngx_http_events_json_room(env, p, 1);
+        if (p == NULL) {
+            return NULL;
+        }
+
+        *p++ = '}';
+        return p;
+
+    case JSON_ARRAY:
+        p = ngx_http_events_json_room(env, p, 2);
+        if (p == NULL) {
+            return NULL;
+        }
+
+        *p++ = '[';
+        n = json_array_size(v);
+
+        for (i = 0; i < n; i++) {
+            if (i) {
+                p = ngx_http_events_json_room(env, p, 1);
+                if (p == NULL) {
+                    return NULL;
+                }
+
+                *p++ = ',';
+            }
+
+            p = ngx_http_events_json_put(env, p, json_array_get(v, i));
+            if (p == NULL) {
+                return NULL;
+            }
+        }
+
+        p = ngx_http_events_json_room(env, p, 1);
+        if (p == NULL) {
+            return NULL;
+        }
+
+        *p++ = ']';
+        return p;
+
+    case JSON_STRING:
+        n = json_string_length(v);
+
+        p = ngx_http_events_json_room(env, p,
+                   2 + ngx_http_events_json_escape_max(
+                           (u_char *) json_string_value(v), n));
+        if (p == NULL) {
+            return NULL;
+        }
+
+        *p++ = '"';
+        p = ngx_http_events_json_escape(p, (u_char *) json_string_value(v), n);
+        *p++ = '"';
+        return p;
+
+    case JSON_INTEGER:
+        p = ngx_http_events_json_room(env, p, NGX_INT64_LEN);
+        if (p == NULL) {
+            return NULL;
+        }
+
+        return ngx_http_events_json_int(p, json_integer_value(v));
+
+    case JSON_REAL:
+        p = ngx_http_events_json_room(env, p, NGX_HTTP_EVENTS_REAL_LEN);
+        if (p == NULL) {
+            return NULL;
+        }
+
+        return p + ngx_http_events_json_real(json_real_value(v), p);
+
+    default:
+        p = ngx_http_events_json_room(env, p, 5);
+        if (p == NULL) {
+            return NULL;
+        }
+
+        return ngx_http_events_json_write(p, v);
+    }
+}
+
+
+/* "key": with a comma before it unless it is the object's first */
+
+static u_char *
+ngx_http_events_json_put_key(ngx_http_events_envelope_t *env, u_char *p,
+    const char *key, ngx_uint_t comma)
+{
+    size_t  len;
+
+    len = ngx_strlen(key);
+
+    p = ngx_http_events_json_room(env, p,
+               4 + ngx_http_events_json_escape_max((u_char *) key, len));
+    if (p == NULL) {
+        return NULL;
+    }
+
+    if (comma) {
+        *p++ = ',';
+    }
+
+    *p++ = '"';
+    p = ngx_http_events_json_escape(p, (u_char *) key, len);
+    *p++ = '"';
+    *p++ = ':';
+
+    return p;
+}
+
+
+/*
+ * At least need bytes free after p in the scratch, p moved with it if
+ * it had to grow (doubled, in the pool: the old one goes back if large)
+ */
+
+static ngx_inline u_char *
+ngx_http_events_json_room(ngx_http_events_envelope_t *env, u_char *p,
+    size_t need)
+{
+    if (env->scratch && (size_t) (env->scratch_end - p) >= need) {
+        return p;
+    }
+
+    return ngx_http_events_json_grow(env, p, need);
+}
+
+
+static u_char *
+ngx_http_events_json_grow(ngx_http_events_envelope_t *env, u_char *p,
+    size_t need)
+{
+    u_char  *n;
+    size_t   size, used;
+
+    used = env->scratch ? (size_t) (p - env->scratch) : 0;
+    size = env->scratch ? (size_t) (env->scratch_end - env->scratch) * 2
+                        : 1024;
+
+    while (size < used + need) {
+        if (size > NGX_MAX_SIZE_T_VALUE / 2) {
+            return NULL;
+        }
+
+        size *= 2;
+    }
+
+    n = ngx_pnalloc(env->pool, size);
+    if (n == NULL) {
+        return NULL;
+    }
+
+    if (used) {
+        ngx_memcpy(n, env->scratch, used);
+    }
+
+    if (env->scratch) {
+        (void) ngx_pfree(env->pool, env->scratch);
+    }
+
+    env->scratch = n;
+    env->scratch_end = n + size;
+
+    return n + used;
+}
+
+
+/*
+ * The most escaping can make of a string: 6 bytes a byte (\u00XX), or
+ * for a long one its exact length, so that the scratch stays near the
+ * size of what is written in it
+ */
+
+static size_t
+ngx_http_events_json_escape_max(u_char *s, size_t len)
+{
+    return len <= 1024 ? 6 * len : ngx_http_events_json_escape_len(s, len);
 }
 
 

@@ -24,6 +24,10 @@ typedef struct {
     size_t                      max_size;
     ngx_pool_t                 *pool;
     ngx_http_events_id_rng_t   *rng;            /* for ids, may be NULL */
+
+    /* the values' scratch, in pool; zeroed by the caller, kept for a batch */
+    u_char                     *scratch;
+    u_char                     *scratch_end;
 } ngx_http_events_envelope_t;
 
 

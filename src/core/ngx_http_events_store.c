@@ -946,6 +946,17 @@ ngx_http_events_store_record_size(ngx_http_events_event_t *ev)
 }
 
 
+/*
+ * The timestamp last written, and its millisecond: an event's envelope
+ * is written two or three times (the journal, the ring, the answer) and
+ * a batch's events share their millisecond, so most are a copy.  Only
+ * this process's event loop writes envelopes (never a thread task).
+ */
+
+static uint64_t  ngx_http_events_store_ts_ms = (uint64_t) -1;
+static u_char    ngx_http_events_store_ts[NGX_HTTP_EVENTS_TIMESTAMP_LEN];
+
+
 static u_char *
 ngx_http_events_store_write_json(u_char *p, ngx_http_events_event_t *ev)
 {
@@ -964,7 +975,15 @@ ngx_http_events_store_write_json(u_char *p, ngx_http_events_event_t *ev)
     p = ngx_cpymem(p, ev->json, ev->seq_at);
     p = ngx_cpymem(p, d, digits + NGX_INT64_LEN - d);
     p = ngx_cpymem(p, ev->json + ev->seq_at, ev->ts_at - ev->seq_at);
-    p = ngx_http_events_time_write(p, ev->time_ms);
+
+    if (ev->time_ms != ngx_http_events_store_ts_ms) {
+        (void) ngx_http_events_time_write(ngx_http_events_store_ts,
+                                          ev->time_ms);
+        ngx_http_events_store_ts_ms = ev->time_ms;
+    }
+
+    p = ngx_cpymem(p, ngx_http_events_store_ts,
+                   NGX_HTTP_EVENTS_TIMESTAMP_LEN);
     p = ngx_cpymem(p, ev->json + ev->ts_at, ev->json_len - ev->ts_at);
 
     return p;
