@@ -13,6 +13,9 @@
 # connection closed, and the event, written before, is in the journal),
 # without an alert.  A GET by id of an event only the disk has, read in
 # a thread of the pool, is answered before its worker exits too.
+# The history's indexer reads the journal in a thread as well: while
+# its pread() stalls, the workers answer other requests at once, a page
+# that needs the index waits for it, and a quit waits for the thread.
 
 use strict;
 use warnings;

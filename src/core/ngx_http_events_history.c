@@ -28,13 +28,15 @@
  * checks it against every filter: the index picks, the record decides.
  *
  * Writer: an indexer that reads the segments from where it left off up
- * to the published head, one LMDB write transaction per batch (worker 0
- * every few milliseconds, and a reader that needs what it has not
- * reached yet, first), committed without fsync (MDB_NOSYNC): the index
- * is derived from the segments, and the master checks it against them
- * at every start, completing it, or rebuilding it when it is missing,
- * damaged, or does not match.  The POST's critical section does not
- * touch it.  Readers take no lock: a read transaction begun after the
+ * to the published head (in a thread of the pool, so that a stalled
+ * disk does not stall the worker), one LMDB write transaction per batch
+ * in the worker (worker 0 every few milliseconds, and a reader that
+ * needs what it has not reached yet, first: a read handed to a thread
+ * waits for it without blocking the loop), committed without fsync
+ * (MDB_NOSYNC): the index is derived from the segments, and the
+ * master checks it against them at every start, completing it, or
+ * rebuilding it when it is missing, damaged, or does not match.  The
+ * POST's critical section does not touch it.  Readers take no lock: a read transaction begun after the
  * indexer caught up with the head sees every event up to it.
  *
  * Retention: worker 0's sweep moves "gone" (events older than max_age,
