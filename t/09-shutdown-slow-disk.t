@@ -402,9 +402,12 @@ my $r = $t->post_json('/events', [ map { { id => "late-$_",
     type => 't09.late' } } 1 .. 3 ]);
 is($r->{status}, 201, 'three events posted while reads stall');
 
-# a page only the index answers (no cursor), that must see the three
+# a page only the index answers (no cursor), that must see the three,
+# and the type catalog (always the index's)
 my $page = connect_to();
 print {$page} $t->request_bytes('GET', '/events?types=t09.late');
+my $catalog = connect_to();
+print {$catalog} $t->request_bytes('GET', '/events/types');
 
 # other requests, every 100 ms for 2 s, while the indexer's read stalls
 my ($slowest, $answered_ok) = (0, 0);
@@ -435,6 +438,11 @@ $body =~ s/^[0-9a-f]+\r\n//mg if $answer =~ /chunked/i;
 my @ids = $body =~ /"id":"(late-\d)"/g;
 is("@ids", 'late-1 late-2 late-3', 'with the three events, in order');
 close $page;
+
+($answer) = read_all($catalog, 10);
+like($answer, qr{^HTTP/1.1 200 .*"type":"t09\.late","count":3\b}s,
+    'the catalog that waited for the index counts the three');
+close $catalog;
 
 ok(indexed_all(10), 'the index caught up');
 

@@ -36,8 +36,9 @@
  * (MDB_NOSYNC): the index is derived from the segments, and the
  * master checks it against them at every start, completing it, or
  * rebuilding it when it is missing, damaged, or does not match.  The
- * POST's critical section does not touch it.  Readers take no lock: a read transaction begun after the
- * indexer caught up with the head sees every event up to it.
+ * POST's critical section does not touch it.  Readers take no lock: a
+ * read transaction begun after the indexer caught up with the head sees
+ * every event up to it.
  *
  * Retention: worker 0's sweep moves "gone" (events older than max_age,
  * or in segments over max_size), removes their index entries a bounded
@@ -240,6 +241,9 @@ static ngx_int_t ngx_http_events_history_candidate(
     uint64_t seq, ngx_http_events_history_rec_t *r);
 static ngx_int_t ngx_http_events_history_at(ngx_http_events_history_t *h,
     MDB_txn *txn, uint64_t ms, uint64_t *seq);
+static ngx_int_t ngx_http_events_history_types_indexed(
+    ngx_http_events_history_t *h, ngx_str_t *tenant, ngx_pool_t *pool,
+    ngx_array_t *types);
 static ngx_int_t ngx_http_events_history_catalog(MDB_cursor *cur,
     u_char *tenant, ngx_uint_t first, ngx_str_t *name,
     ngx_http_events_history_cat_t *cat);
@@ -2460,7 +2464,8 @@ ngx_http_events_history_threaded(ngx_http_events_history_t *h)
 
 /*
  * A read that may touch the disk, in a thread: its own LMDB reader and
- * descriptors (from this worker's free list).  The index must have
+ * descriptors (from this worker's free list); the catalog reads the
+ * index only, and runs in the worker.  The index must have
  * every event published before it: if it has not, the read waits for
  * the indexer (in a thread too, see ngx_http_events_history_kick()),
  * and goes on when the index has reached the head it saw.  NGX_OK:
@@ -2519,6 +2524,14 @@ ngx_http_events_history_start(ngx_http_events_history_job_t *job)
     ngx_http_events_history_rd_t  *rd;
 
     h = job->history;
+
+    if (job->types) {
+        /* the index's pages only, no record: in the worker */
+        job->rc = ngx_http_events_history_types_indexed(h, job->tenant,
+                                                        job->pool,
+                                                        job->types);
+        return NGX_OK;
+    }
 
     if (ngx_http_events_history_cached(job) == NGX_OK) {
         return NGX_OK;
@@ -2818,6 +2831,13 @@ ngx_http_events_history_run(ngx_http_events_history_job_t *job)
 
     if (!ngx_http_events_history_threaded(h)) {
         (void) ngx_http_events_history_catchup(h);
+    }
+
+    if (job->types) {
+        job->rc = ngx_http_events_history_types_indexed(h, job->tenant,
+                                                        job->pool,
+                                                        job->types);
+        return;
     }
 
     (void) ngx_atomic_fetch_add(
@@ -3634,6 +3654,24 @@ ngx_int_t
 ngx_http_events_history_types(ngx_http_events_history_t *h,
     ngx_str_t *tenant, ngx_pool_t *pool, ngx_array_t *types)
 {
+    /*
+     * Like every read of the index, the indexer first: worker 0 runs it
+     * only every few milliseconds, and a catalog read between its turns
+     * would miss the events a client was just answered 201 for.  It
+     * reads no record: not one of the status page's reads.  (The API
+     * waits for the indexer in its thread instead: see post().)
+     */
+
+    (void) ngx_http_events_history_catchup(h);
+
+    return ngx_http_events_history_types_indexed(h, tenant, pool, types);
+}
+
+
+static ngx_int_t
+ngx_http_events_history_types_indexed(ngx_http_events_history_t *h,
+    ngx_str_t *tenant, ngx_pool_t *pool, ngx_array_t *types)
+{
     u_char                          key[4], *p;
     uint32_t                        tid;
     uint64_t                        gone;
@@ -3642,15 +3680,6 @@ ngx_http_events_history_types(ngx_http_events_history_t *h,
     MDB_cursor                     *cur, *tcur;
     ngx_http_events_type_info_t    *ti;
     ngx_http_events_history_cat_t   cat;
-
-    /*
-     * Like every read of the index, the indexer first: worker 0 runs it
-     * only every few milliseconds, and a catalog read between its turns
-     * would miss the events a client was just answered 201 for.  It
-     * reads no record: not one of the status page's reads.
-     */
-
-    (void) ngx_http_events_history_catchup(h);
 
     /*
      * Retention moves "gone" first and removes index entries (and
