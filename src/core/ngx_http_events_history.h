@@ -171,10 +171,10 @@ typedef struct {
  * A read that may touch the disk, handed to a thread: a page of a query
  * (query, res) or an event by id (tenant, id); or the type catalog
  * (tenant, types), which reads the index only and runs in the worker
- * once the index has the head.  Results are allocated
- * from "pool", which only the thread uses meanwhile; "handler" is called
- * in the worker when it is done, with "rc" set.  Before that it may wait
- * in "waiting" for the indexer (in a thread too) to reach "need".
+ * once the index has the head.  Results are allocated from "pool",
+ * which only the thread uses meanwhile; "handler" is called in the
+ * worker when it is done, with "rc" set.  Before that it may wait in
+ * "waiting" for the indexer (in a thread too) to reach "need".
  */
 struct ngx_http_events_history_job_s {
     ngx_http_events_history_t  *history;
