@@ -13,6 +13,9 @@
 # connection closed, and the event, written before, is in the journal),
 # without an alert.  A GET by id of an event only the disk has, read in
 # a thread of the pool, is answered before its worker exits too.
+# The history's indexer reads the journal in a thread as well: while
+# its pread() stalls, the workers answer other requests at once, a page
+# that needs the index waits for it, and a quit waits for the thread.
 
 use strict;
 use warnings;
@@ -122,9 +125,10 @@ system("cc -shared -fPIC -o $dir/slow.so $dir/slow.c -ldl 2>$dir/cc.log") == 0
 $ENV{LD_PRELOAD} = "$dir/slow.so";
 
 sub config {
-    my ($extra, $size) = @_;
+    my ($extra, $size, $listen) = @_;
 
     $size //= '16m';
+    $listen //= '';
 
     $t->write_config(<<"EOF");
 %%GLOBALS%%
@@ -136,7 +140,7 @@ http {
     events_journal main %%TESTDIR%%/journal fsync=always;
 
     server {
-        listen 127.0.0.1:%%PORT%%;
+        listen 127.0.0.1:%%PORT%%$listen;
         client_max_body_size 4m;
 
         location = /events-status {
@@ -364,5 +368,111 @@ ok(exited(3), 'nginx exits once the read is answered')
     or diag('still there after ' . (time - $answered) . ' s');
 
 $t->run;
+
+###########################################################################
+# The indexer reads the journal in a thread: while its pread() stalls,
+# worker 0 (which runs it every 10 ms) answers other requests at once,
+# a page that needs the index up to the head waits for it without
+# stalling its worker, and the index catches up with the right answers.
+# reuseport: each worker accepts its share of the connections, so a
+# stalled worker cannot hide behind the other one.
+
+$t->stop;
+config('', '1m', ' reuseport');
+$t->run;
+
+sub indexed_all {
+    my ($seconds) = @_;
+    for (1 .. $seconds * 10) {
+        my $st = $t->get('/events-status')->{json};
+        my $h = $st->{journal}{history};
+        return 1 if $h->{ready} && $h->{indexed} >= $st->{events}{newestSeq};
+        sleep 0.1;
+    }
+    return 0;
+}
+
+ok(indexed_all(20), 'the index has every event before the disk stalls');
+
+$before = $t->get('/events-status')->{json}{journal}{history};
+
+$t->write_file('slow-read', "1500\n");
+
+my $r = $t->post_json('/events', [ map { { id => "late-$_",
+    type => 't09.late' } } 1 .. 3 ]);
+is($r->{status}, 201, 'three events posted while reads stall');
+
+# a page only the index answers (no cursor), that must see the three,
+# and the type catalog (always the index's)
+my $page = connect_to();
+print {$page} $t->request_bytes('GET', '/events?types=t09.late');
+my $catalog = connect_to();
+print {$catalog} $t->request_bytes('GET', '/events/types');
+
+# other requests, every 100 ms for 2 s, while the indexer's read stalls
+my ($slowest, $answered_ok) = (0, 0);
+my $sampled = time;
+while (time - $sampled < 2) {
+    my $t0 = time;
+    my $st = $t->get('/events-status');
+    my $took = time - $t0;
+    $slowest = $took if $took > $slowest;
+    $answered_ok++ if $st->{status} == 200;
+    sleep 0.1;
+}
+
+ok($answered_ok >= 10, "status answered throughout ($answered_ok times)");
+ok($slowest < 0.5, 'no request waited for the stalled disk')
+    or diag(sprintf 'the slowest took %.2f s', $slowest);
+
+my $late = $t->get('/events-status')->{json};
+ok($late->{journal}{history}{indexed} < $late->{events}{newestSeq},
+    'the index was still behind meanwhile (its thread waits for the disk)');
+
+unlink "$dir/slow-read";
+
+($answer) = read_all($page, 10);
+like($answer, qr{^HTTP/1.1 200 }, 'the page that waited for the index: 200');
+my ($body) = $answer =~ /\r\n\r\n(.*)/s;
+$body =~ s/^[0-9a-f]+\r\n//mg if $answer =~ /chunked/i;
+my @ids = $body =~ /"id":"(late-\d)"/g;
+is("@ids", 'late-1 late-2 late-3', 'with the three events, in order');
+close $page;
+
+($answer) = read_all($catalog, 10);
+like($answer, qr{^HTTP/1.1 200 .*"type":"t09\.late","count":3\b}s,
+    'the catalog that waited for the index counts the three');
+close $catalog;
+
+ok(indexed_all(10), 'the index caught up');
+
+my ($cat) = grep { $_->{type} eq 't09.late' }
+    @{ $t->get('/events/types')->{json}{data} };
+is($cat && $cat->{count}, 3, 'the catalog counts the three');
+is(join(' ', map { $_->{id} }
+    @{ $t->get('/events?types=t09.late&order=desc')->{json}{data} }),
+    'late-3 late-2 late-1', 'a list from the index has them');
+is($t->get('/events-status')->{json}{journal}{history}{errors},
+    $before->{errors}, 'no indexing error');
+
+# a quit while the indexer's thread reads: the worker waits for it
+$t->write_file('slow-read', "1500\n");
+$r = $t->post_json('/events', [ map { { id => "quit-$_",
+    type => 't09.quit' } } 1 .. 2 ]);
+is($r->{status}, 201, 'two more events while reads stall');
+sleep 0.3;
+
+$quit = time;
+kill 'QUIT', $t->master_pid;
+sleep 1;
+unlink "$dir/slow-read";
+
+ok(exited(10), 'nginx exits after the indexer\'s thread read')
+    or diag('still there after ' . (time - $quit) . ' s');
+
+$t->run;
+($cat) = grep { $_->{type} eq 't09.quit' }
+    @{ $t->get('/events/types')->{json}{data} };
+is($cat && $cat->{count}, 2, 'after the restart the index has them');
 
 $t->done;

@@ -273,5 +273,18 @@ my $h = history();
 is($h->{threadReads}, 0, 'no read in a thread');
 ok($h->{workerReads} >= 7, "all in the worker ($h->{workerReads})");
 
+# the indexer runs in the worker too: the catalog counts each POST at once
+my @stale;
+for my $n (1 .. 10) {
+    $t->post_json('/events', { type => 't29.fresh' });
+    my ($c) = grep { $_->{type} eq 't29.fresh' }
+        @{ $t->get('/events/types')->{json}{data} };
+    push @stale, $n unless $c && $c->{count} == $n;
+}
+is("@stale", '', 'thread_pool=off: the catalog has every event at once');
+my $st = $t->get('/events-status')->{json};
+is($st->{journal}{history}{indexed}, $st->{events}{newestSeq},
+    'thread_pool=off: the index is up to the head');
+
 $t->done;
 

@@ -28,14 +28,17 @@
  * checks it against every filter: the index picks, the record decides.
  *
  * Writer: an indexer that reads the segments from where it left off up
- * to the published head, one LMDB write transaction per batch (worker 0
- * every few milliseconds, and a reader that needs what it has not
- * reached yet, first), committed without fsync (MDB_NOSYNC): the index
- * is derived from the segments, and the master checks it against them
- * at every start, completing it, or rebuilding it when it is missing,
- * damaged, or does not match.  The POST's critical section does not
- * touch it.  Readers take no lock: a read transaction begun after the
- * indexer caught up with the head sees every event up to it.
+ * to the published head (in a thread of the pool, so that a stalled
+ * disk does not stall the worker), one LMDB write transaction per batch
+ * in the worker (worker 0 every few milliseconds, and a reader that
+ * needs what it has not reached yet, first: a read handed to a thread
+ * waits for it without blocking the loop), committed without fsync
+ * (MDB_NOSYNC): the index is derived from the segments, and the
+ * master checks it against them at every start, completing it, or
+ * rebuilding it when it is missing, damaged, or does not match.  The
+ * POST's critical section does not touch it.  Readers take no lock: a
+ * read transaction begun after the indexer caught up with the head sees
+ * every event up to it.
  *
  * Retention: worker 0's sweep moves "gone" (events older than max_age,
  * or in segments over max_size), removes their index entries a bounded
@@ -68,6 +71,9 @@
 #define NGX_HTTP_EVENTS_HISTORY_TICK     10
 #define NGX_HTTP_EVENTS_HISTORY_READERS  32
 #define NGX_HTTP_EVENTS_HISTORY_AHEAD    65536
+#define NGX_HTTP_EVENTS_HISTORY_GATHER   1024
+#define NGX_HTTP_EVENTS_HISTORY_DATA     (1024 * 1024)
+#define NGX_HTTP_EVENTS_HISTORY_HOLD     10000
 
 #if (NGX_LINUX && defined RWF_NOWAIT)
 #define NGX_HTTP_EVENTS_HISTORY_NOWAIT  1
@@ -117,6 +123,44 @@ typedef struct {
 } ngx_http_events_history_plan_t;
 
 
+/* a record the indexer read back, for the worker to index */
+typedef struct {
+    ngx_http_events_history_rec_t  rec;
+    ngx_http_events_history_loc_t  loc;
+} ngx_http_events_history_ent_t;
+
+
+/*
+ * One batch of the indexer: the records from where the index left off
+ * up to "head", read from the segments (in a thread of the pool, or in
+ * the worker), then indexed in one write transaction in the worker.  It
+ * has a reader of its own (descriptors, a buffer): a thread never
+ * touches the worker's.  The records are copied to "data", so that the
+ * reader's buffer may move on.
+ */
+struct ngx_http_events_history_ix_s {
+    ngx_http_events_history_t     *history;
+    ngx_http_events_history_rd_t   rd;
+    uint64_t                       from;        /* indexed when it began */
+    uint64_t                       head;        /* read up to this seq */
+    uint64_t                       seg0;        /* where it began */
+    uint64_t                       off0;
+    uint64_t                       seg;         /* and where it ended */
+    uint64_t                       off;
+    ngx_http_events_history_ent_t *ents;
+    ngx_uint_t                     n;
+    u_char                        *data;
+    size_t                         size;
+    size_t                         used;
+    ngx_int_t                      rc;          /* of the reading */
+#if (NGX_THREADS)
+    ngx_thread_task_t              task;
+    ngx_event_t                    hold;
+#endif
+    unsigned                       busy:1;      /* in a thread now */
+};
+
+
 static ngx_int_t ngx_http_events_history_open(ngx_http_events_history_t *h,
     ngx_log_t *log);
 static void ngx_http_events_history_close(ngx_http_events_history_t *h);
@@ -154,8 +198,21 @@ static uint64_t ngx_http_events_history_get_meta(
     ngx_http_events_history_t *h, MDB_txn *txn, const char *name);
 static ngx_int_t ngx_http_events_history_add(ngx_http_events_history_t *h,
     MDB_txn *txn, ngx_http_events_event_t *ev);
+static ngx_http_events_history_ix_t *ngx_http_events_history_ix_create(
+    ngx_http_events_history_t *h);
+static void ngx_http_events_history_ix_free(ngx_http_events_history_ix_t *ix);
+static ngx_int_t ngx_http_events_history_begin(
+    ngx_http_events_history_ix_t *ix);
+static void ngx_http_events_history_gather(ngx_http_events_history_ix_t *ix);
+static void ngx_http_events_history_rebase(ngx_http_events_history_rec_t *r,
+    u_char *from, u_char *to);
+static ngx_int_t ngx_http_events_history_commit(
+    ngx_http_events_history_ix_t *ix);
+static ngx_int_t ngx_http_events_history_failed(ngx_http_events_history_t *h,
+    int rc, uint64_t seg, uint64_t off);
 static ngx_int_t ngx_http_events_history_next_record(
-    ngx_http_events_history_t *h, uint64_t *seg, uint64_t *off,
+    ngx_http_events_history_t *h, ngx_http_events_history_rd_t *rd,
+    uint64_t *seg, uint64_t *off,
     ngx_http_events_history_rec_t *r, ngx_http_events_history_loc_t *loc);
 static void ngx_http_events_history_tick(ngx_event_t *ev);
 static ngx_int_t ngx_http_events_history_fill(ngx_http_events_history_t *h,
@@ -184,6 +241,9 @@ static ngx_int_t ngx_http_events_history_candidate(
     uint64_t seq, ngx_http_events_history_rec_t *r);
 static ngx_int_t ngx_http_events_history_at(ngx_http_events_history_t *h,
     MDB_txn *txn, uint64_t ms, uint64_t *seq);
+static ngx_int_t ngx_http_events_history_types_indexed(
+    ngx_http_events_history_t *h, ngx_str_t *tenant, ngx_pool_t *pool,
+    ngx_array_t *types);
 static ngx_int_t ngx_http_events_history_catalog(MDB_cursor *cur,
     u_char *tenant, ngx_uint_t first, ngx_str_t *name,
     ngx_http_events_history_cat_t *cat);
@@ -199,6 +259,16 @@ static ngx_int_t ngx_http_events_history_cached(
     ngx_http_events_history_job_t *job);
 static void ngx_http_events_history_thread(void *data, ngx_log_t *log);
 static void ngx_http_events_history_thread_done(ngx_event_t *ev);
+static ngx_int_t ngx_http_events_history_start(
+    ngx_http_events_history_job_t *job);
+static void ngx_http_events_history_kick(ngx_http_events_history_t *h);
+static void ngx_http_events_history_ix_thread(void *data, ngx_log_t *log);
+static void ngx_http_events_history_ix_done(ngx_event_t *ev);
+static void ngx_http_events_history_ix_hold(ngx_event_t *ev);
+static void ngx_http_events_history_wake(ngx_http_events_history_t *h,
+    ngx_uint_t all);
+static void ngx_http_events_history_resume(
+    ngx_http_events_history_job_t *job);
 #endif
 static ngx_inline void ngx_http_events_history_be64(u_char *p, uint64_t v);
 static ngx_inline uint64_t ngx_http_events_history_get64(u_char *p);
@@ -1656,6 +1726,9 @@ ngx_http_events_history_init_process(ngx_http_events_history_t *h,
     h->wtxn = NULL;
     h->free = NULL;
     h->readers = 0;
+    h->ix = NULL;
+    h->tix = NULL;
+    ngx_queue_init(&h->waiting);
 
 #if (NGX_THREADS)
     h->thread_pool = NULL;
@@ -1679,6 +1752,20 @@ ngx_http_events_history_init_process(ngx_http_events_history_t *h,
     /* the read slots of processes killed while reading */
     (void) mdb_reader_check(h->env, &dead);
 
+    h->ix = ngx_http_events_history_ix_create(h);
+    if (h->ix == NULL) {
+        return NGX_ERROR;
+    }
+
+#if (NGX_THREADS)
+    if (h->thread_pool) {
+        h->tix = ngx_http_events_history_ix_create(h);
+        if (h->tix == NULL) {
+            return NGX_ERROR;
+        }
+    }
+#endif
+
     if (ngx_worker == 0) {
         h->tick.handler = ngx_http_events_history_tick;
         h->tick.log = cycle->log;
@@ -1691,6 +1778,8 @@ ngx_http_events_history_init_process(ngx_http_events_history_t *h,
 }
 
 
+/* worker 0's indexer: in a thread of the pool, or here without one */
+
 static void
 ngx_http_events_history_tick(ngx_event_t *ev)
 {
@@ -1701,7 +1790,16 @@ ngx_http_events_history_tick(ngx_event_t *ev)
     hsh = ngx_http_events_journal_history(h->journal);
 
     if (hsh->ready) {
+#if (NGX_THREADS)
+        if (h->tix) {
+            ngx_http_events_history_kick(h);
+
+        } else {
+            (void) ngx_http_events_history_catchup(h);
+        }
+#else
         (void) ngx_http_events_history_catchup(h);
+#endif
     }
 
     if (!ngx_exiting && !ngx_terminate && !ngx_quit) {
@@ -1715,12 +1813,28 @@ ngx_http_events_history_exit_process(ngx_http_events_history_t *h)
 {
     ngx_http_events_history_rd_t  *rd;
 
-    if (h->env) {
+    /*
+     * The thread pool has joined its threads: an indexer still "busy"
+     * (nginx terminated at once) has ended, and what it read is dropped;
+     * the worker's own indexer reads it again.
+     */
+
+    if (h->env && h->ix) {
         if (ngx_http_events_journal_history(h->journal)->ready) {
             (void) ngx_http_events_history_catchup(h);
         }
 
         (void) mdb_env_sync(h->env, 1);
+    }
+
+    if (h->ix) {
+        ngx_http_events_history_ix_free(h->ix);
+        h->ix = NULL;
+    }
+
+    if (h->tix) {
+        ngx_http_events_history_ix_free(h->tix);
+        h->tix = NULL;
     }
 
     ngx_http_events_history_close(h);
@@ -1831,119 +1945,370 @@ done:
 
 /*
  * The indexer: from where the index left off in the segments, the
- * records up to the head, in one write transaction.  Worker 0 runs it
- * every few milliseconds; a reader that needs what it has not reached
- * yet runs it first.  LMDB's writer lock makes one indexer at a time,
- * and the position is in the index itself, so none indexes twice.
+ * records up to the head.  Reading them (pread(), which a slow disk
+ * stalls) and indexing them (LMDB pages, in memory) are two steps: with
+ * a thread pool, worker 0 reads them in a thread every few milliseconds
+ * and indexes them in the worker when the thread is done, and a reader
+ * that needs what the index has not reached yet waits for that (see
+ * ngx_http_events_history_post()).  Here both steps run in the worker,
+ * a batch after another up to the head: without threads, and for the
+ * reads that cannot wait (the type catalog, the idempotency of a POST).
+ * The position is in the index itself and LMDB's writer lock makes one
+ * commit at a time, never held across a read of the disk: two indexers
+ * (two workers) that read the same records index them once.
  */
 
 ngx_int_t
 ngx_http_events_history_catchup(ngx_http_events_history_t *h)
 {
-    int                             rc;
-    MDB_txn                        *txn;
-    uint64_t                        head, indexed, seg, off;
-    ngx_int_t                       n;
-    ngx_uint_t                      added;
-    ngx_http_events_event_t         ev;
-    ngx_http_events_history_sh_t   *hsh;
-    ngx_http_events_history_rec_t   r;
-    ngx_http_events_history_loc_t   loc;
+    ngx_int_t                      rc;
+    ngx_uint_t                     total;
+    ngx_http_events_history_ix_t  *ix;
 
-    hsh = ngx_http_events_journal_history(h->journal);
-    head = ngx_http_events_store_head(h->journal->store);
+    ix = h->ix;
 
-    if (hsh->indexed >= head || h->env == NULL) {
+    if (ix == NULL) {
         return NGX_OK;
     }
 
-    seg = 0;
-    off = 0;
+    for (total = 0; total < NGX_HTTP_EVENTS_HISTORY_BATCH; total += ix->n) {
 
-    rc = mdb_txn_begin(h->env, NULL, 0, &txn);
-    if (rc != 0) {
-        goto failed;
+        rc = ngx_http_events_history_begin(ix);
+
+        if (rc == NGX_DONE) {
+            return NGX_OK;
+        }
+
+        if (rc != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        ngx_http_events_history_gather(ix);
+
+        if (ngx_http_events_history_commit(ix) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        if (ix->n == 0 && ix->seg == ix->seg0 && ix->off == ix->off0) {
+            /* nothing more to read now */
+            break;
+        }
     }
 
-    indexed = ngx_http_events_history_get_meta(h, txn, "indexed");
-    seg = ngx_http_events_history_get_meta(h, txn, "nseg");
-    off = ngx_http_events_history_get_meta(h, txn, "noff");
-    added = 0;
+    return NGX_OK;
+}
 
-    while (indexed < head && added < NGX_HTTP_EVENTS_HISTORY_BATCH) {
 
-        n = ngx_http_events_history_next_record(h, &seg, &off, &r, &loc);
+static ngx_http_events_history_ix_t *
+ngx_http_events_history_ix_create(ngx_http_events_history_t *h)
+{
+    ngx_http_events_history_ix_t  *ix;
+
+    ix = ngx_calloc(sizeof(ngx_http_events_history_ix_t), ngx_cycle->log);
+    if (ix == NULL) {
+        return NULL;
+    }
+
+    ix->ents = ngx_alloc(NGX_HTTP_EVENTS_HISTORY_GATHER
+                         * sizeof(ngx_http_events_history_ent_t),
+                         ngx_cycle->log);
+    ix->data = ngx_alloc(NGX_HTTP_EVENTS_HISTORY_DATA, ngx_cycle->log);
+
+    if (ix->ents == NULL || ix->data == NULL) {
+        ngx_http_events_history_ix_free(ix);
+        return NULL;
+    }
+
+    ix->size = NGX_HTTP_EVENTS_HISTORY_DATA;
+    ix->history = h;
+    ngx_http_events_history_rd_init(&ix->rd);
+
+    return ix;
+}
+
+
+static void
+ngx_http_events_history_ix_free(ngx_http_events_history_ix_t *ix)
+{
+    ngx_http_events_history_rd_close(&ix->rd);
+
+#if (NGX_THREADS)
+    if (ix->hold.timer_set) {
+        ngx_del_timer(&ix->hold);
+    }
+#endif
+
+    if (ix->rd.buf) {
+        ngx_free(ix->rd.buf);
+    }
+
+    if (ix->ents) {
+        ngx_free(ix->ents);
+    }
+
+    if (ix->data) {
+        ngx_free(ix->data);
+    }
+
+    ngx_free(ix);
+}
+
+
+/*
+ * Where the index left off, from a read transaction.  NGX_DONE: it has
+ * every published event.
+ */
+
+static ngx_int_t
+ngx_http_events_history_begin(ngx_http_events_history_ix_t *ix)
+{
+    ngx_http_events_history_t     *h;
+    ngx_http_events_history_sh_t  *hsh;
+
+    h = ix->history;
+    hsh = ngx_http_events_journal_history(h->journal);
+
+    ix->n = 0;
+    ix->head = ngx_http_events_store_head(h->journal->store);
+
+    if (hsh->indexed >= ix->head || h->env == NULL) {
+        return NGX_DONE;
+    }
+
+    if (ngx_http_events_history_rtxn(h, &ix->rd) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ix->from = ngx_http_events_history_get_meta(h, ix->rd.txn, "indexed");
+    ix->seg0 = ngx_http_events_history_get_meta(h, ix->rd.txn, "nseg");
+    ix->off0 = ngx_http_events_history_get_meta(h, ix->rd.txn, "noff");
+
+    ngx_http_events_history_rdone(&ix->rd);
+
+    ix->seg = ix->seg0;
+    ix->off = ix->off0;
+
+    if (ix->from >= ix->head) {
+        if (ix->from > hsh->indexed) {
+            hsh->indexed = ix->from;
+        }
+
+        return NGX_DONE;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The records after the position, up to the head, into the batch; it
+ * touches the journal's files and the zone's counters only, so that it
+ * may run in a thread.  ix->rc: NGX_ERROR, a record the journal
+ * published cannot be read back; NGX_ABORT, no memory.
+ */
+
+static void
+ngx_http_events_history_gather(ngx_http_events_history_ix_t *ix)
+{
+    u_char                         *p;
+    size_t                          len;
+    ngx_int_t                       n;
+    ngx_http_events_history_t      *h;
+    ngx_http_events_history_ent_t  *e;
+
+    h = ix->history;
+
+    ix->n = 0;
+    ix->used = 0;
+    ix->rc = NGX_OK;
+
+    while (ix->n < NGX_HTTP_EVENTS_HISTORY_GATHER) {
+
+        e = &ix->ents[ix->n];
+
+        n = ngx_http_events_history_next_record(h, &ix->rd, &ix->seg,
+                                                &ix->off, &e->rec, &e->loc);
 
         if (n == NGX_DONE) {
             break;
         }
 
         if (n != NGX_OK) {
-            rc = MDB_CORRUPTED;
-            mdb_txn_abort(txn);
-            goto failed;
+            ix->rc = NGX_ERROR;
+            break;
         }
 
-        if (r.seq > head) {
+        if (e->rec.seq > ix->head) {
             /* not published yet: the next round */
             break;
         }
 
-        off += loc.len;
+        len = e->loc.len;
 
-        if (r.seq <= indexed) {
+        if (e->rec.seq <= ix->from) {
+            ix->off += len;
+            continue;
+        }
+
+        if (ix->used + len > ix->size) {
+            if (ix->n) {
+                /* full: the next batch */
+                break;
+            }
+
+            /* one record larger than the batch */
+            p = ngx_alloc(len, ngx_cycle->log);
+            if (p == NULL) {
+                ix->rc = NGX_ABORT;
+                break;
+            }
+
+            ngx_free(ix->data);
+            ix->data = p;
+            ix->size = len;
+        }
+
+        /* next_record() left it whole in the reader's buffer */
+        p = ix->rd.buf + (e->loc.offset - ix->rd.coff);
+
+        ngx_memcpy(ix->data + ix->used, p, len);
+        ngx_http_events_history_rebase(&e->rec, p, ix->data + ix->used);
+
+        ix->used += len;
+        ix->off += len;
+        ix->n++;
+    }
+}
+
+
+static void
+ngx_http_events_history_rebase(ngx_http_events_history_rec_t *r,
+    u_char *from, u_char *to)
+{
+    r->tenant.data = to + (r->tenant.data - from);
+    r->id.data = to + (r->id.data - from);
+    r->type.data = to + (r->type.data - from);
+    r->rtype.data = to + (r->rtype.data - from);
+    r->rid.data = to + (r->rid.data - from);
+    r->source.data = to + (r->source.data - from);
+    r->json.data = to + (r->json.data - from);
+}
+
+
+/*
+ * The batch into the index, in one write transaction, in the worker.
+ * What another indexer added meanwhile (its position is further on) is
+ * not added again, and the position never goes back.
+ */
+
+static ngx_int_t
+ngx_http_events_history_commit(ngx_http_events_history_ix_t *ix)
+{
+    int                             rc;
+    MDB_txn                        *txn;
+    uint64_t                        indexed, last;
+    ngx_uint_t                      i, added;
+    ngx_http_events_event_t         ev;
+    ngx_http_events_history_t      *h;
+    ngx_http_events_history_ent_t  *e;
+    ngx_http_events_history_sh_t   *hsh;
+
+    h = ix->history;
+    hsh = ngx_http_events_journal_history(h->journal);
+
+    if (ix->rc == NGX_ERROR) {
+        return ngx_http_events_history_failed(h, MDB_CORRUPTED, ix->seg,
+                                              ix->off);
+    }
+
+    if (ix->rc == NGX_ABORT) {
+        return ngx_http_events_history_failed(h, ENOMEM, ix->seg, ix->off);
+    }
+
+    rc = mdb_txn_begin(h->env, NULL, 0, &txn);
+    if (rc != 0) {
+        return ngx_http_events_history_failed(h, rc, ix->seg, ix->off);
+    }
+
+    indexed = ngx_http_events_history_get_meta(h, txn, "indexed");
+    last = indexed;
+    added = 0;
+
+    for (i = 0; i < ix->n; i++) {
+        e = &ix->ents[i];
+
+        if (e->rec.seq <= indexed) {
             continue;
         }
 
         ngx_memzero(&ev, sizeof(ngx_http_events_event_t));
-        ev.seq = r.seq;
-        ev.time_ms = r.time_ms;
-        ev.tenant = r.tenant;
-        ev.id = r.id;
-        ev.type = r.type;
-        ev.rtype = r.rtype;
-        ev.rid = r.rid;
-        ev.source = r.source;
-        ev.action = r.action;
-        ev.client_id = r.client_id;
-        ngx_memcpy(ev.digest, r.digest, 16);
-        ev.jsegment = loc.segment;
-        ev.joffset = loc.offset;
-        ev.jlen = loc.len;
+        ev.seq = e->rec.seq;
+        ev.time_ms = e->rec.time_ms;
+        ev.tenant = e->rec.tenant;
+        ev.id = e->rec.id;
+        ev.type = e->rec.type;
+        ev.rtype = e->rec.rtype;
+        ev.rid = e->rec.rid;
+        ev.source = e->rec.source;
+        ev.action = e->rec.action;
+        ev.client_id = e->rec.client_id;
+        ngx_memcpy(ev.digest, e->rec.digest, 16);
+        ev.jsegment = e->loc.segment;
+        ev.joffset = e->loc.offset;
+        ev.jlen = e->loc.len;
 
         if (ngx_http_events_history_add(h, txn, &ev) != NGX_OK) {
-            rc = MDB_PROBLEM;
             mdb_txn_abort(txn);
-            goto failed;
+            return ngx_http_events_history_failed(h, MDB_PROBLEM, ix->seg,
+                                                  ix->off);
         }
 
-        indexed = r.seq;
+        last = e->rec.seq;
         added++;
     }
 
-    if (ngx_http_events_history_put_meta(h, txn, "indexed", indexed)
-        != NGX_OK
-        || ngx_http_events_history_put_meta(h, txn, "nseg", seg) != NGX_OK
-        || ngx_http_events_history_put_meta(h, txn, "noff", off) != NGX_OK)
+    if (added == 0
+        && (indexed != ix->from
+            || (ix->seg == ix->seg0 && ix->off == ix->off0)))
     {
-        rc = MDB_PROBLEM;
+        /* nothing new, or another indexer went further */
         mdb_txn_abort(txn);
-        goto failed;
+        goto done;
+    }
+
+    if (ngx_http_events_history_put_meta(h, txn, "indexed", last) != NGX_OK
+        || ngx_http_events_history_put_meta(h, txn, "nseg", ix->seg)
+           != NGX_OK
+        || ngx_http_events_history_put_meta(h, txn, "noff", ix->off)
+           != NGX_OK)
+    {
+        mdb_txn_abort(txn);
+        return ngx_http_events_history_failed(h, MDB_PROBLEM, ix->seg,
+                                              ix->off);
     }
 
     rc = mdb_txn_commit(txn);
     if (rc != 0) {
-        goto failed;
+        return ngx_http_events_history_failed(h, rc, ix->seg, ix->off);
     }
 
-    if (indexed > hsh->indexed) {
-        hsh->indexed = indexed;
+done:
+
+    if (last > hsh->indexed) {
+        hsh->indexed = last;
     }
 
     return NGX_OK;
+}
 
-failed:
 
+static ngx_int_t
+ngx_http_events_history_failed(ngx_http_events_history_t *h, int rc,
+    uint64_t seg, uint64_t off)
+{
+    ngx_http_events_history_sh_t  *hsh;
+
+    hsh = ngx_http_events_journal_history(h->journal);
     hsh->errors++;
 
     if (rc == MDB_CORRUPTED) {
@@ -1972,14 +2337,15 @@ failed:
 
 
 /*
- * The record at (*seg, *off), read whole; at the end of a closed
- * segment, on to the next one.  NGX_DONE: nothing more to read now.
+ * The record at (*seg, *off), read whole into rd's buffer; at the end
+ * of a closed segment, on to the next one.  NGX_DONE: nothing more to
+ * read now.
  */
 
 static ngx_int_t
 ngx_http_events_history_next_record(ngx_http_events_history_t *h,
-    uint64_t *seg, uint64_t *off, ngx_http_events_history_rec_t *r,
-    ngx_http_events_history_loc_t *loc)
+    ngx_http_events_history_rd_t *rd, uint64_t *seg, uint64_t *off,
+    ngx_http_events_history_rec_t *r, ngx_http_events_history_loc_t *loc)
 {
     ssize_t                         n;
     ngx_fd_t                        fd;
@@ -1988,7 +2354,7 @@ ngx_http_events_history_next_record(ngx_http_events_history_t *h,
 
     for (i = 0; i < 64; i++) {
 
-        fd = *seg ? ngx_http_events_history_fd(h, &h->rd, *seg)
+        fd = *seg ? ngx_http_events_history_fd(h, rd, *seg)
                   : NGX_INVALID_FILE;
 
         if (fd != NGX_INVALID_FILE) {
@@ -2016,7 +2382,7 @@ ngx_http_events_history_next_record(ngx_http_events_history_t *h,
                     return NGX_OK;
                 }
 
-                return ngx_http_events_history_read(h, &h->rd, loc, rec.seq, r)
+                return ngx_http_events_history_read(h, rd, loc, rec.seq, r)
                        == NGX_OK ? NGX_OK : NGX_ERROR;
             }
 
@@ -2098,20 +2464,22 @@ ngx_http_events_history_threaded(ngx_http_events_history_t *h)
 
 /*
  * A read that may touch the disk, in a thread: its own LMDB reader and
- * descriptors (from this worker's free list), the indexer run first in
- * the worker (it writes, and shares the worker's reader).  NGX_OK: done
- * at once from the page cache, job->rc set; NGX_AGAIN: job->handler is
- * called when it is done; NGX_DECLINED: no thread pool, or as many
- * readers in threads as the cap: run it in the worker.
+ * descriptors (from this worker's free list); the catalog reads the
+ * index only, and runs in the worker.  The index must have
+ * every event published before it: if it has not, the read waits for
+ * the indexer (in a thread too, see ngx_http_events_history_kick()),
+ * and goes on when the index has reached the head it saw.  NGX_OK:
+ * done at once from the page cache, job->rc set; NGX_AGAIN:
+ * job->handler is called when it is done; NGX_DECLINED: no thread
+ * pool, or as many readers in threads as the cap: run it in the worker.
  */
 
 ngx_int_t
 ngx_http_events_history_post(ngx_http_events_history_job_t *job)
 {
 #if (NGX_THREADS)
-    ngx_thread_task_t             *task;
-    ngx_http_events_history_t     *h;
-    ngx_http_events_history_rd_t  *rd;
+    uint64_t                    head;
+    ngx_http_events_history_t  *h;
 
     h = job->history;
 
@@ -2119,7 +2487,51 @@ ngx_http_events_history_post(ngx_http_events_history_job_t *job)
         return NGX_DECLINED;
     }
 
-    (void) ngx_http_events_history_catchup(h);
+    head = ngx_http_events_store_head(h->journal->store);
+
+    if (h->tix && ngx_http_events_journal_history(h->journal)->indexed < head)
+    {
+        ngx_http_events_history_kick(h);
+
+        if (h->tix->busy) {
+            job->need = head;
+            ngx_queue_insert_tail(&h->waiting, &job->queue);
+            return NGX_AGAIN;
+        }
+
+        /* indexed meanwhile (or here, if the thread could not have it) */
+    }
+
+    return ngx_http_events_history_start(job);
+
+#else
+
+    return NGX_DECLINED;
+
+#endif
+}
+
+
+#if (NGX_THREADS)
+
+/* the read itself, the index being up to date: from the cache, or posted */
+
+static ngx_int_t
+ngx_http_events_history_start(ngx_http_events_history_job_t *job)
+{
+    ngx_thread_task_t             *task;
+    ngx_http_events_history_t     *h;
+    ngx_http_events_history_rd_t  *rd;
+
+    h = job->history;
+
+    if (job->types) {
+        /* the index's pages only, no record: in the worker */
+        job->rc = ngx_http_events_history_types_indexed(h, job->tenant,
+                                                        job->pool,
+                                                        job->types);
+        return NGX_OK;
+    }
 
     if (ngx_http_events_history_cached(job) == NGX_OK) {
         return NGX_OK;
@@ -2170,13 +2582,179 @@ ngx_http_events_history_post(ngx_http_events_history_job_t *job)
                   1);
 
     return NGX_AGAIN;
+}
 
-#else
 
-    return NGX_DECLINED;
+/*
+ * The indexer's reading in a thread, one batch at a time per worker: a
+ * stalled disk stalls the thread, and the worker goes on.  The batch is
+ * the process's own memory, freed only at the worker's exit, after the
+ * thread pool has joined its threads; a non-cancelable timer keeps a
+ * worker that shuts down until the thread is done, as reads in threads
+ * do.  If the task cannot be posted, the batch is read in the worker.
+ */
+
+static void
+ngx_http_events_history_kick(ngx_http_events_history_t *h)
+{
+    ngx_int_t                      rc;
+    ngx_http_events_history_ix_t  *ix;
+
+    ix = h->tix;
+
+    if (ix->busy) {
+        return;
+    }
+
+    rc = ngx_http_events_history_begin(ix);
+
+    if (rc == NGX_OK) {
+        ngx_memzero(&ix->task, sizeof(ngx_thread_task_t));
+        ix->task.ctx = ix;
+        ix->task.handler = ngx_http_events_history_ix_thread;
+        ix->task.event.handler = ngx_http_events_history_ix_done;
+        ix->task.event.data = ix;
+        ix->task.event.log = ngx_cycle->log;
+
+        if (ngx_thread_task_post(h->thread_pool, &ix->task) == NGX_OK) {
+            ix->busy = 1;
+
+            ix->hold.handler = ngx_http_events_history_ix_hold;
+            ix->hold.data = ix;
+            ix->hold.log = ngx_cycle->log;
+            ngx_add_timer(&ix->hold, NGX_HTTP_EVENTS_HISTORY_HOLD);
+            return;
+        }
+
+        (void) ngx_http_events_history_catchup(h);
+    }
+
+    /* every read that waits may go on: as far as indexing went */
+    ngx_http_events_history_wake(h, 1);
+}
+
+
+static void
+ngx_http_events_history_ix_thread(void *data, ngx_log_t *log)
+{
+    ngx_http_events_history_ix_t  *ix = data;
+
+    ngx_http_events_history_gather(ix);
+}
+
+
+/*
+ * In the worker: the batch into the index, then the reads that waited
+ * for it; the next batch at once while the index is behind and a read
+ * waits (or after a full batch), else at worker 0's next tick.
+ */
+
+static void
+ngx_http_events_history_ix_done(ngx_event_t *ev)
+{
+    ngx_http_events_history_ix_t  *ix = ev->data;
+
+    ngx_uint_t                     more;
+    ngx_http_events_history_t     *h;
+
+    h = ix->history;
+    ix->busy = 0;
+
+    if (ix->hold.timer_set) {
+        ngx_del_timer(&ix->hold);
+    }
+
+    if (h->env == NULL) {
+        return;
+    }
+
+    more = ngx_http_events_history_commit(ix) == NGX_OK
+           && (ix->n || ix->seg != ix->seg0 || ix->off != ix->off0);
+
+    /* without progress, a read goes on with what is indexed, as before */
+    ngx_http_events_history_wake(h, !more);
+
+    if (more
+        && (!ngx_queue_empty(&h->waiting)
+            || (ix->n == NGX_HTTP_EVENTS_HISTORY_GATHER
+                && !ngx_exiting && !ngx_quit && !ngx_terminate)))
+    {
+        ngx_http_events_history_kick(h);
+    }
+}
+
+
+static void
+ngx_http_events_history_ix_hold(ngx_event_t *ev)
+{
+    ngx_log_error(NGX_LOG_WARN, ev->log, 0,
+                  "events: the history indexer still waits for its thread "
+                  "to read the journal");
+
+    ngx_add_timer(ev, NGX_HTTP_EVENTS_HISTORY_HOLD);
+}
+
+
+/* the reads that waited for the index, once it has their head (or all) */
+
+static void
+ngx_http_events_history_wake(ngx_http_events_history_t *h, ngx_uint_t all)
+{
+    uint64_t                        indexed;
+    ngx_queue_t                     ready, *q, *next;
+    ngx_http_events_history_job_t  *job;
+
+    indexed = ngx_http_events_journal_history(h->journal)->indexed;
+
+    ngx_queue_init(&ready);
+
+    for (q = ngx_queue_head(&h->waiting);
+         q != ngx_queue_sentinel(&h->waiting);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        job = ngx_queue_data(q, ngx_http_events_history_job_t, queue);
+
+        if (all || job->need <= indexed) {
+            ngx_queue_remove(q);
+            ngx_queue_insert_tail(&ready, q);
+        }
+    }
+
+    /* a handler may post another read meanwhile: it waits in "waiting" */
+
+    while (!ngx_queue_empty(&ready)) {
+        q = ngx_queue_head(&ready);
+        ngx_queue_remove(q);
+
+        job = ngx_queue_data(q, ngx_http_events_history_job_t, queue);
+        ngx_http_events_history_resume(job);
+    }
+}
+
+
+static void
+ngx_http_events_history_resume(ngx_http_events_history_job_t *job)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_http_events_history_start(job);
+
+    if (rc == NGX_AGAIN) {
+        return;
+    }
+
+    if (rc == NGX_DECLINED) {
+        ngx_http_events_history_run(job);
+
+    } else if (rc == NGX_ERROR) {
+        job->rc = NGX_ERROR;
+    }
+
+    job->handler(job);
+}
 
 #endif
-}
 
 
 #if (NGX_THREADS)
@@ -2239,19 +2817,41 @@ ngx_http_events_history_cached(ngx_http_events_history_job_t *job)
 #endif
 
 
-/* the same read in the worker, with its own reader */
+/*
+ * The same read in the worker, with its own reader.  With a thread
+ * pool, post() has seen the index up to the head already.
+ */
 
 void
 ngx_http_events_history_run(ngx_http_events_history_job_t *job)
 {
+    ngx_http_events_history_t  *h;
+
+    h = job->history;
+
+    if (!ngx_http_events_history_threaded(h)) {
+        (void) ngx_http_events_history_catchup(h);
+    }
+
+    if (job->types) {
+        job->rc = ngx_http_events_history_types_indexed(h, job->tenant,
+                                                        job->pool,
+                                                        job->types);
+        return;
+    }
+
+    (void) ngx_atomic_fetch_add(
+                  &ngx_http_events_journal_history(h->journal)->worker_reads,
+                  1);
+
     if (job->query) {
-        job->rc = ngx_http_events_history_query(job->history, job->query,
-                                                job->pool, job->res);
+        job->rc = ngx_http_events_history_query_rd(h, &h->rd, job->query,
+                                                   job->pool, job->res);
 
     } else {
-        job->rc = ngx_http_events_history_get(job->history, job->tenant,
-                                              job->id, job->pool,
-                                              &job->json);
+        job->rc = ngx_http_events_history_get_rd(h, &h->rd, job->tenant,
+                                                 job->id, job->pool,
+                                                 &job->json);
     }
 }
 
@@ -3054,6 +3654,24 @@ ngx_int_t
 ngx_http_events_history_types(ngx_http_events_history_t *h,
     ngx_str_t *tenant, ngx_pool_t *pool, ngx_array_t *types)
 {
+    /*
+     * Like every read of the index, the indexer first: worker 0 runs it
+     * only every few milliseconds, and a catalog read between its turns
+     * would miss the events a client was just answered 201 for.  It
+     * reads no record: not one of the status page's reads.  (The API
+     * waits for the indexer in its thread instead: see post().)
+     */
+
+    (void) ngx_http_events_history_catchup(h);
+
+    return ngx_http_events_history_types_indexed(h, tenant, pool, types);
+}
+
+
+static ngx_int_t
+ngx_http_events_history_types_indexed(ngx_http_events_history_t *h,
+    ngx_str_t *tenant, ngx_pool_t *pool, ngx_array_t *types)
+{
     u_char                          key[4], *p;
     uint32_t                        tid;
     uint64_t                        gone;
@@ -3062,15 +3680,6 @@ ngx_http_events_history_types(ngx_http_events_history_t *h,
     MDB_cursor                     *cur, *tcur;
     ngx_http_events_type_info_t    *ti;
     ngx_http_events_history_cat_t   cat;
-
-    /*
-     * Like every read of the index, the indexer first: worker 0 runs it
-     * only every few milliseconds, and a catalog read between its turns
-     * would miss the events a client was just answered 201 for.  It
-     * reads no record: not one of the status page's reads.
-     */
-
-    (void) ngx_http_events_history_catchup(h);
 
     /*
      * Retention moves "gone" first and removes index entries (and
@@ -3248,7 +3857,21 @@ ngx_http_events_history_next(ngx_http_events_history_t *h,
         return NGX_DECLINED;
     }
 
+#if (NGX_THREADS)
+    if (h->tix && hsh->indexed > after) {
+        /*
+         * What is indexed is read now, the rest after the indexer's
+         * next batch (in a thread) or from the ring: the caller goes
+         * on from the ring where the index stops, or comes back.
+         */
+        ngx_http_events_history_kick(h);
+
+    } else {
+        (void) ngx_http_events_history_catchup(h);
+    }
+#else
     (void) ngx_http_events_history_catchup(h);
+#endif
 
     /* up to what is indexed; NGX_DONE there hands over to the ring */
     indexed = hsh->indexed;

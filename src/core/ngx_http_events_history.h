@@ -104,6 +104,7 @@ struct ngx_http_events_history_rd_s {
 
 
 typedef struct ngx_http_events_history_job_s  ngx_http_events_history_job_t;
+typedef struct ngx_http_events_history_ix_s  ngx_http_events_history_ix_t;
 
 typedef void (*ngx_http_events_history_done_pt)(
     ngx_http_events_history_job_t *job);
@@ -132,6 +133,9 @@ typedef struct {
 
     ngx_http_events_history_rd_t   rd;          /* the worker's own */
     ngx_http_events_history_rd_t  *free;        /* for threads */
+    ngx_http_events_history_ix_t  *ix;          /* the indexer, here */
+    ngx_http_events_history_ix_t  *tix;         /* and in a thread */
+    ngx_queue_t                 waiting;        /* jobs, for the index */
     ngx_uint_t                  readers;        /* in threads, made */
     ngx_str_t                   pool_name;      /* thread_pool= */
     ngx_uint_t                  no_threads;     /* thread_pool=off */
@@ -165,9 +169,12 @@ typedef struct {
 
 /*
  * A read that may touch the disk, handed to a thread: a page of a query
- * (query, res) or an event by id (tenant, id).  Results are allocated
- * from "pool", which only the thread uses meanwhile; "handler" is called
- * in the worker when it is done, with "rc" set.
+ * (query, res) or an event by id (tenant, id); or the type catalog
+ * (tenant, types), which reads the index only and runs in the worker
+ * once the index has the head.  Results are allocated from "pool",
+ * which only the thread uses meanwhile; "handler" is called in the
+ * worker when it is done, with "rc" set.  Before that it may wait in
+ * "waiting" for the indexer (in a thread too) to reach "need".
  */
 struct ngx_http_events_history_job_s {
     ngx_http_events_history_t  *history;
@@ -176,11 +183,14 @@ struct ngx_http_events_history_job_s {
     ngx_http_events_result_t   *res;
     ngx_str_t                  *tenant;
     ngx_str_t                  *id;
+    ngx_array_t                *types;
     ngx_str_t                   json;
     ngx_pool_t                 *pool;
     ngx_int_t                   rc;
     ngx_http_events_history_done_pt  handler;
     void                       *data;
+    ngx_queue_t                 queue;          /* in waiting */
+    uint64_t                    need;           /* the head it waits for */
 };
 
 

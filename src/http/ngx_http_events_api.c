@@ -59,7 +59,7 @@ typedef struct {
 } ngx_http_events_api_wait_t;
 
 
-/* a GET whose answer is read from disk in a thread */
+/* a GET answered from disk in a thread (or after waiting for the index) */
 typedef struct {
     ngx_http_request_t                *request;
     ngx_http_events_store_t           *store;
@@ -70,6 +70,7 @@ typedef struct {
     ngx_http_events_result_t           res;
     ngx_str_t                          tenant;
     ngx_str_t                          id;
+    ngx_array_t                        types;
 } ngx_http_events_api_read_t;
 
 
@@ -1292,6 +1293,19 @@ ngx_http_events_api_read(ngx_http_request_t *r,
         job->query = &ar->q;
         job->res = &ar->res;
 
+    } else if (id == NULL) {
+        /* the catalog: it waits for the index to have the head */
+        if (ngx_array_init(&ar->types, pool, 16,
+                           sizeof(ngx_http_events_type_info_t))
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ar->tenant = *tenant;
+        job->tenant = &ar->tenant;
+        job->types = &ar->types;
+
     } else {
         ar->tenant = *tenant;
         ar->id = *id;
@@ -1326,6 +1340,12 @@ ngx_http_events_api_read(ngx_http_request_t *r,
     if (q) {
         return job->rc == NGX_OK
                ? ngx_http_events_api_list_answer(r, store, &ar->q, &ar->res)
+               : NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (job->types) {
+        return job->rc == NGX_OK
+               ? ngx_http_events_api_types_answer(r, &ar->types)
                : NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -1377,6 +1397,11 @@ ngx_http_events_api_read_done(ngx_http_events_history_job_t *job)
         rc = job->rc == NGX_OK
              ? ngx_http_events_api_list_answer(r, ar->store, &ar->q,
                                                &ar->res)
+             : NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+    } else if (job->types) {
+        rc = job->rc == NGX_OK
+             ? ngx_http_events_api_types_answer(r, &ar->types)
              : NGX_HTTP_INTERNAL_SERVER_ERROR;
 
     } else {
@@ -1912,6 +1937,13 @@ ngx_http_events_api_types(ngx_http_request_t *r, ngx_str_t *tenant)
     if (store->remote) {
         /* the catalog of the cluster's log, kept in Redis */
         return ngx_http_events_api_types_fetch(r, store, tenant);
+    }
+
+    if (store->journal
+        && ngx_http_events_history_ready(store->journal->history))
+    {
+        /* the index's catalog, once the index has every published event */
+        return ngx_http_events_api_read(r, store, NULL, NULL, tenant, NULL);
     }
 
     if (ngx_array_init(&types, r->pool, 16,
