@@ -2947,8 +2947,7 @@ ngx_http_events_journal_chain_locked(ngx_http_events_journal_t *j,
                                NGX_HTTP_EVENTS_JOURNAL_GATHER * 1000);
 
         if (now < half) {
-            *delay = half - now;
-            return NGX_AGAIN;
+            goto stop;
         }
     }
 
