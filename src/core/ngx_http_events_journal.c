@@ -2947,7 +2947,8 @@ ngx_http_events_journal_chain_locked(ngx_http_events_journal_t *j,
                                NGX_HTTP_EVENTS_JOURNAL_GATHER * 1000);
 
         if (now < half) {
-            goto stop;
+            *delay = half - now;
+            return NGX_AGAIN;
         }
     }
 
