@@ -147,8 +147,6 @@ static ngx_int_t ngx_http_events_journal_durable_locked(
 static ngx_int_t ngx_http_events_journal_claim_locked(
     ngx_http_events_journal_t *j, ngx_http_events_journal_sh_t *jsh,
     ngx_uint_t force);
-static void ngx_http_events_journal_start_locked(ngx_http_events_journal_t *j,
-    ngx_http_events_journal_sh_t *jsh, ngx_uint_t slot);
 static void ngx_http_events_journal_release_locked(
     ngx_http_events_journal_sh_t *jsh);
 static ngx_int_t ngx_http_events_journal_post(ngx_http_events_journal_t *j);
@@ -158,15 +156,6 @@ static void ngx_http_events_journal_follow_handler(ngx_event_t *ev);
 static void ngx_http_events_journal_check(ngx_http_events_journal_t *j,
     ngx_uint_t probe);
 static void ngx_http_events_journal_fsync_thread(void *data, ngx_log_t *log);
-static void ngx_http_events_journal_done_locked(ngx_http_events_journal_t *j,
-    ngx_http_events_journal_sh_t *jsh);
-static ngx_uint_t ngx_http_events_journal_rung_locked(
-    ngx_http_events_journal_sh_t *jsh, u_char *ring);
-static ngx_int_t ngx_http_events_journal_chain_locked(
-    ngx_http_events_journal_t *j, ngx_http_events_journal_sh_t *jsh,
-    uint64_t *delay);
-static void ngx_http_events_journal_gather_locked(
-    ngx_http_events_journal_t *j, ngx_http_events_journal_sh_t *jsh);
 static uint64_t ngx_http_events_journal_us(void);
 static void ngx_http_events_journal_synced(ngx_event_t *ev);
 static void ngx_http_events_journal_answer(ngx_http_events_journal_t *j,
@@ -2364,16 +2353,12 @@ ngx_http_events_journal_now(void)
  * concurrent syncs together), the second started once the first is
  * half done, so that each carries a group.  A request whose records
  * are not durable yet waits in its worker's queue.  When a sync ends,
- * its thread publishes "synced", starts the next one at once if bytes
- * were written meanwhile that no sync under way covers, and rings the
- * doorbells of the workers that wait (its own too), which answer what
- * "synced" now covers: the next sync does not wait for the worker's
- * event loop to see the end of the last one and hand it back to the
- * pool.  So the writers of all workers share each sync.  The thread
- * stops when nothing is left to sync (or a sync failed, the segment
- * changed, the worker exits); its worker then answers its own, and
- * the next sync may wait a little for the writers the last one answered
- * ("gather", see ngx_http_events_journal_gather_locked()).
+ * its worker starts the next one if anybody waits for bytes written
+ * meanwhile, and rings the doorbells of the workers that wait, which
+ * answer what "synced" now covers.  So the writers of all workers share
+ * each sync.  With none under way, the next sync may wait a little for
+ * the writers the last one answered ("gather", see
+ * ngx_http_events_journal_synced()).
  *
  * A worker waiting on another's sync also looks on a short timer: a
  * doorbell rings only the workers of the ringer's cycle (not those of
@@ -2410,16 +2395,8 @@ ngx_http_events_journal_wait(ngx_http_events_journal_t *j,
         return rc;
     }
 
-    if (j->syncing) {
-        /* this worker's thread rings it when its sync under way ends */
-        if (ngx_worker < NGX_HTTP_EVENTS_MAX_WORKERS) {
-            jsh->ring[ngx_worker] = 1;
-        }
-        rc = NGX_BUSY;
-
-    } else {
-        rc = ngx_http_events_journal_claim_locked(j, jsh, 0);
-    }
+    rc = j->syncing ? NGX_BUSY
+                    : ngx_http_events_journal_claim_locked(j, jsh, 0);
 
     ngx_shmtx_unlock(&j->store->shpool->mutex);
 
@@ -2563,6 +2540,12 @@ ngx_http_events_journal_claim_locked(ngx_http_events_journal_t *j,
         return NGX_ERROR;
     }
 
+    /* every byte before this is in this segment or in synced ones */
+    jsh->sync_pid[slot] = ngx_pid;
+    jsh->sync_start[slot] = ngx_http_events_journal_us();
+    jsh->last_writes = jsh->sync_writes;
+    jsh->sync_writes = jsh->writes;
+
     if (jsh->gather) {
         if ((jsh->writes - jsh->gather_from) * 4
             < (jsh->gather - jsh->gather_from) * 3)
@@ -2574,36 +2557,12 @@ ngx_http_events_journal_claim_locked(ngx_http_events_journal_t *j,
         jsh->gather = 0;
     }
 
-    ngx_http_events_journal_start_locked(j, jsh, slot);
-
     j->sync_fd = fd;
+    j->sync_upto = jsh->written;
+    j->sync_err = 0;
     j->syncing = 1;
 
     return NGX_OK;
-}
-
-
-/*
- * Under the lock: a sync of everything written so far starts in "slot",
- * in the worker's claim or as the next of its thread.  Every byte
- * before it is in this segment or in synced ones.
- */
-
-static void
-ngx_http_events_journal_start_locked(ngx_http_events_journal_t *j,
-    ngx_http_events_journal_sh_t *jsh, ngx_uint_t slot)
-{
-    jsh->sync_pid[slot] = ngx_pid;
-    jsh->sync_start[slot] = ngx_http_events_journal_us();
-    jsh->sync_upto[slot] = jsh->written;
-    jsh->last_writes = jsh->sync_writes;
-    jsh->sync_writes = jsh->writes;
-
-    j->sync_slot = slot;
-    j->sync_upto = jsh->written;
-    j->sync_segment = jsh->segment;
-    j->sync_gen = jsh->gen;
-    j->sync_err = 0;
 }
 
 
@@ -2734,13 +2693,7 @@ ngx_http_events_journal_check(ngx_http_events_journal_t *j, ngx_uint_t probe)
         }
     }
 
-    if (left && j->syncing) {
-        /* this worker's thread rings it when its sync under way ends */
-        if (ngx_worker < NGX_HTTP_EVENTS_MAX_WORKERS) {
-            jsh->ring[ngx_worker] = 1;
-        }
-
-    } else if (left) {
+    if (left && !j->syncing) {
         rc = ngx_http_events_journal_claim_locked(j, jsh, probe);
     }
 
@@ -2763,238 +2716,18 @@ ngx_http_events_journal_check(ngx_http_events_journal_t *j, ngx_uint_t probe)
 }
 
 
-/*
- * The thread: one fdatasync() after another while bytes are written that
- * no sync under way covers.  Each end is published and rung from here,
- * under the zone's lock (a pool thread may take it as the worker does:
- * the lock is the process's, and it is held only for a few lines).  The
- * task ends, and its worker's event handler runs, only when the chain
- * does.
- */
-
 static void
 ngx_http_events_journal_fsync_thread(void *data, ngx_log_t *log)
 {
     ngx_http_events_journal_t  *j = data;
 
-    u_char                         ring[NGX_HTTP_EVENTS_MAX_WORKERS];
-    uint64_t                       start, delay;
-    ngx_int_t                      rc;
-    ngx_uint_t                     i, n;
-    ngx_shmtx_t                   *mutex;
-    ngx_http_events_journal_sh_t  *jsh;
+    uint64_t  start;
 
-    jsh = ngx_http_events_store_journal(j->store);
-    mutex = &j->store->shpool->mutex;
+    start = ngx_http_events_journal_us();
 
-    do {
-        start = ngx_http_events_journal_us();
+    j->sync_err = (fdatasync(j->sync_fd) == -1) ? ngx_errno : 0;
 
-        j->sync_err = (fdatasync(j->sync_fd) == -1) ? ngx_errno : 0;
-
-        j->sync_us = ngx_http_events_journal_us() - start;
-
-        ngx_memzero(ring, NGX_HTTP_EVENTS_MAX_WORKERS);
-
-        ngx_shmtx_lock(mutex);
-
-        ngx_http_events_journal_done_locked(j, jsh);
-
-        for ( ;; ) {
-            rc = ngx_http_events_journal_chain_locked(j, jsh, &delay);
-
-            if (rc != NGX_AGAIN) {
-                break;
-            }
-
-            /* the other sync started a moment ago: stagger this one */
-            n = ngx_http_events_journal_rung_locked(jsh, ring);
-
-            ngx_shmtx_unlock(mutex);
-
-            for (i = 0; n && i < NGX_HTTP_EVENTS_MAX_WORKERS; i++) {
-                if (ring[i]) {
-                    ring[i] = 0;
-                    j->ring(i);
-                }
-            }
-
-            (void) usleep((useconds_t) delay);
-
-            ngx_shmtx_lock(mutex);
-        }
-
-        /* with the decision: who asks later finds a slot or is rung */
-        n = ngx_http_events_journal_rung_locked(jsh, ring);
-
-        ngx_shmtx_unlock(mutex);
-
-        for (i = 0; n && i < NGX_HTTP_EVENTS_MAX_WORKERS; i++) {
-            /* when the chain ends, the task's end answers this worker */
-            if (ring[i] && (i != ngx_worker || rc == NGX_OK)) {
-                j->ring(i);
-            }
-        }
-
-    } while (rc == NGX_OK);
-}
-
-
-/* under the lock: what the sync that ended made durable, or failed */
-
-static void
-ngx_http_events_journal_done_locked(ngx_http_events_journal_t *j,
-    ngx_http_events_journal_sh_t *jsh)
-{
-    struct timeval  tv;
-
-    if (j->sync_err) {
-        jsh->errors++;
-        jsh->unsynced = 1;
-
-        /* what this sync covered, and an earlier failure not yet passed */
-        if (jsh->fail_upto < jsh->synced) {
-            jsh->fail_from = jsh->synced;
-        }
-
-        if (jsh->fail_upto < j->sync_upto) {
-            jsh->fail_upto = j->sync_upto;
-        }
-
-        return;
-    }
-
-    if (jsh->synced < j->sync_upto) {
-        jsh->synced = j->sync_upto;
-    }
-
-    /* not ngx_time_update(): that is the worker's */
-    ngx_gettimeofday(&tv);
-
-    jsh->sync_us = j->sync_us;
-    jsh->fsync_ms = (uint64_t) tv.tv_sec * 1000 + tv.tv_usec / 1000;
-    jsh->fsyncs++;
-    jsh->unsynced = 0;
-}
-
-
-/* under the lock: the workers that asked to be rung, asked no more */
-
-static ngx_uint_t
-ngx_http_events_journal_rung_locked(ngx_http_events_journal_sh_t *jsh,
-    u_char *ring)
-{
-    ngx_uint_t  i, n;
-
-    n = 0;
-
-    for (i = 0; i < NGX_HTTP_EVENTS_MAX_WORKERS; i++) {
-        if (jsh->ring[i]) {
-            jsh->ring[i] = 0;
-            ring[i] = 1;
-        }
-
-        n += ring[i];
-    }
-
-    return n;
-}
-
-
-/*
- * Under the lock, in the thread: start the next sync in the same slot
- * (NGX_OK), or wait "delay" us first (NGX_AGAIN: the other sync under
- * way started less than half a sync ago, and one beside it now would
- * carry next to nothing), or end the chain (NGX_DECLINED: the slot is
- * free, and a worker claims the next sync as before).  Its descriptor
- * is on the segment of the first sync: a rotation ends the chain.
- */
-
-static ngx_int_t
-ngx_http_events_journal_chain_locked(ngx_http_events_journal_t *j,
-    ngx_http_events_journal_sh_t *jsh, uint64_t *delay)
-{
-    uint64_t    covered, young, now, half;
-    ngx_uint_t  i, busy;
-
-    if (j->sync_err || ngx_quit || ngx_terminate || ngx_exiting
-        || jsh->segment != j->sync_segment || jsh->gen != j->sync_gen)
-    {
-        goto stop;
-    }
-
-    covered = jsh->synced;
-    young = 0;
-    busy = 0;
-
-    for (i = 0; i < NGX_HTTP_EVENTS_JOURNAL_DEPTH; i++) {
-        if (i == j->sync_slot || jsh->sync_pid[i] == 0) {
-            continue;
-        }
-
-        busy = 1;
-        covered = ngx_max(covered, jsh->sync_upto[i]);
-        young = ngx_max(young, jsh->sync_start[i]);
-    }
-
-    if (jsh->written <= covered) {
-        goto stop;
-    }
-
-    if (busy) {
-        now = ngx_http_events_journal_us();
-        half = young + ngx_min(jsh->sync_us / 2,
-                               NGX_HTTP_EVENTS_JOURNAL_GATHER * 1000);
-
-        if (now < half) {
-            *delay = half - now;
-            return NGX_AGAIN;
-        }
-    }
-
-    ngx_http_events_journal_start_locked(j, jsh, j->sync_slot);
-
-    return NGX_OK;
-
-stop:
-
-    if (jsh->sync_pid[j->sync_slot] == ngx_pid) {
-        jsh->sync_pid[j->sync_slot] = 0;
-    }
-
-    if (!j->sync_err) {
-        ngx_http_events_journal_gather_locked(j, jsh);
-    }
-
-    return NGX_DECLINED;
-}
-
-
-/*
- * Under the lock, as a chain ends.  Those it answered last are likely to
- * write again soon (a client that waits for its answer before its next
- * event): the next sync a worker claims waits until as many more writes
- * came as the last one covered, for at most half of what it took
- * (PostgreSQL's commit_delay), so that one sync carries both groups, not
- * each its own.  When they do not come in time (a busy machine, clients
- * that do not write again), the delay only idles the disk: the next few
- * go without.
- */
-
-static void
-ngx_http_events_journal_gather_locked(ngx_http_events_journal_t *j,
-    ngx_http_events_journal_sh_t *jsh)
-{
-    if (jsh->gather_skip) {
-        jsh->gather_skip--;
-        return;
-    }
-
-    jsh->gather_from = jsh->writes;
-    jsh->gather = jsh->writes + (jsh->sync_writes - jsh->last_writes);
-    jsh->gather_us = ngx_http_events_journal_us()
-                     + ngx_min(j->sync_us / 2,
-                               NGX_HTTP_EVENTS_JOURNAL_GATHER * 1000);
+    j->sync_us = ngx_http_events_journal_us() - start;
 }
 
 
@@ -3011,19 +2744,120 @@ ngx_http_events_journal_us(void)
 }
 
 
-/*
- * The thread's chain ended (its last sync was published and rung there):
- * answer this worker's waiters, and start a sync if some are left.
- */
+/* the thread's sync ended: record it, ring the others, start the next */
 
 static void
 ngx_http_events_journal_synced(ngx_event_t *ev)
 {
     ngx_http_events_journal_t  *j = ev->data;
 
+    u_char                             ring[NGX_HTTP_EVENTS_MAX_WORKERS];
+    uint64_t                           synced, fail_from, fail_upto;
+    ngx_int_t                          rc;
+    ngx_uint_t                         i, n, left;
+    ngx_queue_t                       *q;
+    ngx_http_events_journal_sh_t      *jsh;
+    ngx_http_events_journal_waiter_t  *w;
+
+    jsh = ngx_http_events_store_journal(j->store);
+
     (void) close(j->sync_fd);
     j->sync_fd = NGX_INVALID_FILE;
     j->syncing = 0;
+
+    n = 0;
+    left = 0;
+    rc = NGX_DECLINED;
+
+    ngx_shmtx_lock(&j->store->shpool->mutex);
+
+    if (j->sync_err) {
+        jsh->errors++;
+        jsh->unsynced = 1;
+
+        /* what this sync covered, and an earlier failure not yet passed */
+        if (jsh->fail_upto < jsh->synced) {
+            jsh->fail_from = jsh->synced;
+        }
+
+        if (jsh->fail_upto < j->sync_upto) {
+            jsh->fail_upto = j->sync_upto;
+        }
+
+    } else {
+        if (jsh->synced < j->sync_upto) {
+            jsh->synced = j->sync_upto;
+        }
+
+        jsh->sync_us = j->sync_us;
+
+        jsh->fsync_ms = ngx_http_events_journal_now();
+        jsh->fsyncs++;
+        jsh->unsynced = 0;
+    }
+
+    ngx_http_events_journal_release_locked(jsh);
+
+    for (i = 0; i < NGX_HTTP_EVENTS_MAX_WORKERS; i++) {
+        ring[i] = jsh->ring[i];
+
+        if (ring[i]) {
+            jsh->ring[i] = 0;
+            n++;
+        }
+    }
+
+    synced = jsh->synced;
+    fail_from = jsh->fail_from;
+    fail_upto = jsh->fail_upto;
+
+    for (q = ngx_queue_head(&j->waiting);
+         q != ngx_queue_sentinel(&j->waiting);
+         q = ngx_queue_next(q))
+    {
+        w = ngx_queue_data(q, ngx_http_events_journal_waiter_t, queue);
+
+        if (ngx_http_events_journal_durable_locked(jsh, w->end)
+            == NGX_AGAIN)
+        {
+            left = 1;
+            break;
+        }
+    }
+
+    /*
+     * Those who wrote while the disk was busy wait for one more sync.
+     * Those it answered now are likely to write again soon (a client
+     * that waits for its answer before its next event): the next sync
+     * waits until as many more writes came as this one covered, for at
+     * most half of what this sync took (PostgreSQL's commit_delay), so
+     * that one sync carries both groups, not each its own.  When they
+     * do not come in time (a busy machine, clients that do not write
+     * again), the delay only idles the disk: the next few go without.
+     */
+
+    if (jsh->gather_skip) {
+        jsh->gather_skip--;
+
+    } else if (!j->sync_err) {
+        jsh->gather_from = jsh->writes;
+        jsh->gather = jsh->writes + (jsh->sync_writes - jsh->last_writes);
+        jsh->gather_us = ngx_http_events_journal_us()
+                         + ngx_min(j->sync_us / 2,
+                                   NGX_HTTP_EVENTS_JOURNAL_GATHER * 1000);
+    }
+
+    if ((left || n) && jsh->written > jsh->synced) {
+        rc = ngx_http_events_journal_claim_locked(j, jsh, 0);
+    }
+
+    ngx_shmtx_unlock(&j->store->shpool->mutex);
+
+    for (i = 0; n && i < NGX_HTTP_EVENTS_MAX_WORKERS; i++) {
+        if (ring[i] && i != ngx_worker && j->ring) {
+            j->ring(i);
+        }
+    }
 
     if (j->sync_err) {
         ngx_log_error(NGX_LOG_CRIT, ngx_cycle->log, j->sync_err,
@@ -3031,7 +2865,14 @@ ngx_http_events_journal_synced(ngx_event_t *ev)
                       "failed", &j->zone);
     }
 
-    ngx_http_events_journal_check(j, 0);
+    if (rc == NGX_OK && ngx_http_events_journal_post(j) != NGX_OK) {
+        rc = NGX_ERROR;
+    }
+
+    ngx_http_events_journal_answer(j, synced, fail_from, fail_upto,
+                                   rc == NGX_ERROR);
+
+    ngx_http_events_journal_follow(j, rc);
 }
 
 

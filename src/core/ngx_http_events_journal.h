@@ -89,8 +89,6 @@ struct ngx_http_events_journal_sh_s {
     uint64_t                    gather_skip;    /* syncs left without */
     uint64_t                    sync_us;        /* the last one took */
     uint64_t                    sync_start[NGX_HTTP_EVENTS_JOURNAL_DEPTH];
-    uint64_t                    sync_upto[NGX_HTTP_EVENTS_JOURNAL_DEPTH];
-                                                /* what each covers */
     uint64_t                    fail_from;      /* a failed sync's bytes */
     uint64_t                    fail_upto;
     ngx_pid_t                   sync_pid[NGX_HTTP_EVENTS_JOURNAL_DEPTH];
@@ -136,7 +134,7 @@ struct ngx_http_events_journal_s {
     ngx_event_t                 sync_timer;
     ngx_event_t                 sweep_timer;
 
-    /* fsync=always in a thread: its syncs, one after another */
+    /* fsync=always in a thread: one sync at a time in the zone */
     ngx_queue_t                 waiting;
     ngx_event_t                 follow;         /* on another's sync */
     ngx_event_t                 gather;         /* bounds the delay */
@@ -146,10 +144,7 @@ struct ngx_http_events_journal_s {
     ngx_thread_task_t          *task;
 #endif
     ngx_fd_t                    sync_fd;
-    ngx_uint_t                  sync_slot;
     uint64_t                    sync_upto;
-    uint64_t                    sync_segment;   /* sync_fd's */
-    uint64_t                    sync_gen;
     uint64_t                    sync_us;        /* the last one took */
     ngx_err_t                   sync_err;
     unsigned                    syncing:1;
