@@ -347,7 +347,8 @@ sub both_wrote {
         @{ $after->{workers} };
 }
 my $after_w = $t->get('/events-status')->{json};
-is(both_wrote($before_w, $after_w), 2, 'both workers answered some');
+is(both_wrote($before_w, $after_w), 2, 'both workers answered some')
+    or diag explain [ $before_w->{workers}, $after_w->{workers} ];
 
 # where each record ends in the segment, by seq
 my %end;
