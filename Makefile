@@ -11,7 +11,8 @@
 #   make test-asan  the suite against an AddressSanitizer build
 #   make bench      the ingest benchmark (t/bench), side by side with Nchan
 #   make bench-ingest-profile  instructions per POST and per batched event
-#                   (callgrind, load-independent), and where they go
+#                   (callgrind, load-independent), and where they go;
+#                   PROFILE_CLUSTER=1: a cluster node's, on a Redis of its own
 #   make bench-fanout  the SSE fan-out benchmark, side by side with Nchan
 #   make bench-ws   WebSocket against SSE streams, ours and Nchan's (< 60 s)
 #   make bench-delivery  instructions and syscalls per SSE delivery (callgrind)

@@ -22,6 +22,10 @@
 # PROFILE_BATCHES (50), PROFILE_BATCH (100), PROFILE_WARMUP (200),
 # PROFILE_TOP (25 functions), BENCH_BODY_BYTES (300), PROFILE_KEEP=1
 # keeps the temp directory (the callgrind files, for callgrind_annotate).
+# PROFILE_CLUSTER=1: the zone is a cluster's (events_cluster on a
+# redis-server started here, AOF off), so a POST is a script in Redis
+# and its event comes back through the tail, in the same process: one
+# round trip per POST, the most a cluster node's POST costs.
 #
 # User space only: the kernel's share (socket reads and writes) is not
 # counted.  Only 127.0.0.1 is used.
@@ -50,6 +54,7 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/events-profile.XXXXXX")
 chmod 755 "$WORK"
 cp "$MODULE" "$WORK/module.so"     # a rebuild must not pull it away
 VG_PID=""
+REDIS_PID=""
 
 cleanup() {
     local rc=$?
@@ -57,6 +62,10 @@ cleanup() {
     if [[ -n $VG_PID ]] && kill -0 "$VG_PID" 2>/dev/null; then
         kill -TERM "$VG_PID" 2>/dev/null || true
         wait "$VG_PID" 2>/dev/null || true
+    fi
+    if [[ -n $REDIS_PID ]]; then
+        kill -TERM "$REDIS_PID" 2>/dev/null || true
+        wait "$REDIS_PID" 2>/dev/null || true
     fi
     if [[ ${PROFILE_KEEP:-0} == 1 ]]; then
         echo "kept: $WORK"
@@ -71,6 +80,25 @@ trap 'exit 143' TERM
 
 # shellcheck disable=SC2034  # free_port in lib.sh reads and extends it
 USED_PORTS=" "
+
+CLUSTER_LINE=""
+if [[ ${PROFILE_CLUSTER:-0} == 1 ]]; then
+    command -v redis-server >/dev/null \
+        || die "redis-server is not installed (make deps)"
+    free_port
+    mkdir -p "$WORK/redis"
+    redis-server --port "$FREE_PORT" --bind 127.0.0.1 --dir "$WORK/redis" \
+        --daemonize no --appendonly no --save '' \
+        > "$WORK/redis/log" 2>&1 &
+    REDIS_PID=$!
+    for ((i = 0; i < 100; i++)); do
+        redis-cli -p "$FREE_PORT" ping 2>/dev/null | grep -q PONG && break
+        sleep 0.1
+    done
+    redis-cli -p "$FREE_PORT" ping 2>/dev/null | grep -q PONG \
+        || die "redis-server did not start on port $FREE_PORT"
+    CLUSTER_LINE="events_cluster bench redis://127.0.0.1:$FREE_PORT;"
+fi
 
 # start KIND DIR: nginx under callgrind in DIR, our module's API
 # ("ours") or stock nginx answering "return 201" to the same POST
@@ -107,6 +135,7 @@ CONF
             cat <<CONF
 
     events_zone bench 256m;
+    $CLUSTER_LINE
 
     server {
         listen 127.0.0.1:$PORT;
@@ -284,6 +313,7 @@ report() {
 echo "module: $MODULE (sha256 $(sha256sum "$MODULE" | cut -c1-16))"
 echo "checkout: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD -- src config 2>/dev/null || echo " + uncommitted changes in src/")"
 echo "body: ${BENCH_BODY_BYTES:-300}-byte events; $WARMUP POSTs of warm-up (not counted)"
+[[ -n $CLUSTER_LINE ]] && echo "cluster: $CLUSTER_LINE (POSTs one after the other, each tailed back)"
 echo
 report "single events, $POSTS POSTs" "$WORK/callgrind.out.1" "$POSTS" POST
 report "batches of $BATCH, $BATCHES POSTs" "$WORK/callgrind.out.2" \
