@@ -588,12 +588,14 @@ is($t1->get('/kid/events', auth($k1))->{status}, 200, 'kid k1 still');
 is(fetches('kid.json'), 2, 'no more fetches');
 
 # requests sent at once, none fetched yet: one fetch, all wait for it
-sub at_once {
-    my ($path, @tokens) = @_;
+sub at_once { at_once_on($t1, @_) }
+
+sub at_once_on {
+    my ($tx, $path, @tokens) = @_;
     my @socks;
     for my $tok (@tokens) {
         my $s = IO::Socket::IP->new(PeerAddr => '127.0.0.1',
-            PeerPort => $t1->port(1), Proto => 'tcp') or die "connect: $!";
+            PeerPort => $tx->port(1), Proto => 'tcp') or die "connect: $!";
         print $s "GET $path HTTP/1.1\r\nHost: localhost\r\n"
             . "Authorization: Bearer $tok\r\nConnection: close\r\n\r\n";
         push @socks, $s;
@@ -667,5 +669,170 @@ SKIP: {
 $t1->stop;
 ok(!grep({ /\[(?:alert|crit|emerg)\]/ } split /\n/, $t1->error_log),
     'one worker: no alert, crit or emerg in error.log');
+
+###########################################################################
+# Shared by the workers: one fetch serves both, a reload keeps it
+
+# the zone holds about 56 KB: a JWKS of 60-64 KB is fetched but does
+# not fit; and one that fits, each a line of the IdP's access log
+my @many = map { { %$one, kid => "m$_" } } 1 .. 400;
+my $fit = 0;
+for my $n (300 .. 400) {
+    jwks('over.json', jwk('ec1', 'k1'), @many[0 .. $n - 1]);
+    last if -s "$dir/idp/over.json" > 61440;
+}
+my $over = -s "$dir/idp/over.json";
+die "over.json: $over bytes" if $over <= 61440 || $over > 65536;
+jwks('every.json', jwk('ec1', 'k1'));
+jwks('kept.json', jwk('ec1', 'k1'));
+jwks('kept2.json', jwk('ec2', 'k2'));
+jwks('kids.json', jwk('ec1', 'k1'));
+
+my $t2 = EventsTest->new;
+
+sub conf2 {
+    my ($kept) = @_;
+    my $c = <<'EOF';
+%%GLOBALS%%
+http {
+    %%HTTP_GLOBALS%%
+
+    events_zone main 4m;
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        add_header X-Pid $pid always;
+
+        location /_idp/ {
+            internal;
+            proxy_pass http://127.0.0.1:IDP/;
+        }
+
+        location /every/events {
+            events_api main;
+            events_auth on;
+            events_auth_jwt_key_request /_idp/every.json valid=2s;
+        }
+
+        location /kept/events {
+            events_api main;
+            events_auth on;
+            events_auth_jwt_key_request KEPT valid=1h;
+        }
+
+        location /kids/events {
+            events_api main;
+            events_auth on;
+            events_auth_jwt_key_request /_idp/kids.json valid=1h refetch=2s;
+        }
+
+        location /over/events {
+            events_api main;
+            events_auth on;
+            events_auth_jwt_key_request /_idp/over.json valid=1h;
+        }
+    }
+}
+EOF
+    $c =~ s/IDP/$idp/g;
+    $c =~ s/KEPT/$kept/g;
+    return $c;
+}
+
+$t2->write_config(conf2('/_idp/kept.json'));
+$t2->run;
+
+# requests one after another, on fresh connections, until both workers
+# answered and at least $min were sent; the statuses seen, and the pids
+sub spread {
+    my ($path, $tok, $min) = @_;
+    my (%pids, %status);
+    for my $i (1 .. 300) {
+        my $r = $t2->get($path, auth($tok));
+        $status{ $r->{status} }++;
+        $pids{ $r->{headers}{'x-pid'} // '' }++;
+        last if $i >= $min && keys %pids >= 2;
+    }
+    return (join(',', sort keys %status), scalar keys %pids);
+}
+
+my @st = at_once_on($t2, '/every/events', ($k1) x 20);
+is(scalar(grep { $_->[0] == 200 } @st), 20,
+    'shared: 20 requests at once before any fetch: all verified');
+my ($codes, $workers) = spread('/every/events', $k1, 30);
+is($codes, '200', 'shared: then 30 more, all verified');
+is($workers, 2, 'shared: both workers answered');
+is(fetches('every.json'), 1, 'shared: one fetch for both workers');
+
+sleep 2.2;
+($codes, $workers) = spread('/every/events', $k1, 40);
+is("$codes $workers", '200 2', 'shared: after valid=2s, both verify');
+is(fetches('every.json'), 2, 'shared: one more fetch for both workers');
+
+# a reload keeps the document: the new workers fetch nothing within valid
+($codes, $workers) = spread('/kept/events', $k1, 10);
+is("$codes $workers", '200 2', 'kept: verified by both workers');
+is(fetches('kept.json'), 1, 'kept: one fetch');
+
+ok($t2->reload, 'kept: reloaded');
+($codes, $workers) = spread('/kept/events', $k1, 20);
+is("$codes $workers", '200 2', 'kept: verified by both new workers');
+is(fetches('kept.json'), 1, 'kept: no fetch after the reload');
+like($t2->error_log, qr/\[info\] .*events: the JWKS from "\/_idp\/kept\.json"(?#
+    ) fetched \d+ s ago, from shared memory, brings 1 keys/,
+    'kept: taken from shared memory');
+
+# another URI after a reload: fetched anew, nothing of the old one kept
+$t2->write_config(conf2('/_idp/kept2.json'));
+ok($t2->reload, 'kept2: reloaded with another URI');
+$r = $t2->get('/kept/events', auth(jwt('ec2', 'k2')));
+is($r->{status}, 200, 'kept2: a token by the new JWKS\'s key');
+($codes, $workers) = spread('/kept/events', $k1, 10);
+is("$codes $workers", '401 2',
+    'kept2: the old URI\'s key is used by neither worker');
+is(fetches('kept2.json'), 1, 'kept2: fetched once');
+is(fetches('kept.json'), 1, 'kept2: the old URI not fetched');
+
+# and back: the old URI's zone went with the reload before
+$t2->write_config(conf2('/_idp/kept.json'));
+ok($t2->reload, 'kept: reloaded with the first URI again');
+($codes, $workers) = spread('/kept/events', $k1, 10);
+is("$codes $workers", '200 2', 'kept again: verified by both workers');
+is(fetches('kept.json'), 2, 'kept again: fetched anew, once');
+
+# unknown kids: at most one refetch per refetch=2s, whichever worker
+($codes, $workers) = spread('/kids/events', $k1, 4);
+is($codes, '200', 'kids: fetched, verified');
+is(fetches('kids.json'), 1, 'kids: one fetch');
+sleep 2.2;
+my @kids = map { jwt('ec1', "nope-$_") } 1 .. 8;
+@st = at_once_on($t2, '/kids/events', (@kids) x 3);
+is(scalar(grep { $_->[0] == 401 } @st), 24,
+    'kids: 24 unknown kids at once after refetch=2s: 401');
+my %seen;
+for my $i (1 .. 30) {
+    my $r = $t2->get('/kids/events', auth($kids[$i % 8]));
+    $seen{ $r->{headers}{'x-pid'} // '' } = 1 if $r->{status} == 401;
+}
+is(scalar(keys %seen), 2, 'kids: and 30 more, refused by both workers');
+is(fetches('kids.json'), 2, 'kids: one refetch for both workers');
+
+# a JWKS the zone cannot hold: logged, each worker on its own
+my $over_error = 'events: the JWKS from "/_idp/over.json" (' . $over
+    . ' bytes) does not fit in the shared zone "events_jwks:/_idp/over.json"'
+    . ' (65536 bytes); each worker fetches it and keeps its keys on its own';
+($codes, $workers) = spread('/over/events', $k1, 20);
+is("$codes $workers", '200 2', "over ($over bytes): verified by both");
+my $nf = fetches('over.json');
+ok($nf >= 1 && $nf <= 2, "over: one fetch per worker at most ($nf)");
+like($t2->error_log, qr/\[error\] .*\Q$over_error\E/,
+    'over: the error names the JWKS, its size and the zone');
+($codes, $workers) = spread('/over/events', $k1, 20);
+is("$codes $workers", '200 2', 'over: still verified by both');
+is(fetches('over.json'), $nf, 'over: no more fetches within valid');
+
+$t2->stop;
+ok(!grep({ /\[(?:alert|crit|emerg)\]/ } split /\n/, $t2->error_log),
+    'shared: no alert, crit or emerg in error.log');
 
 $t->done;

@@ -14,10 +14,19 @@
  * subrequest_output_buffer_size would end the client's request there,
  * where here it is only a failed fetch.
  *
- * Each worker keeps the last good JWKS of each directive in a pool of
- * its own, swapped whole when a fetch brings a good one.  Keys are used
- * only inside ngx_http_events_jwt_verify(), which never waits: once the
- * swap is made nothing points into the old set, so it is freed there.
+ * The last good document is kept in a small zone of its own, named by
+ * the URI ("events_jwks:/_jwks", 64 KB), with its generation and when
+ * it was fetched, and the fetches' schedule: when the last one ended,
+ * whether it brought a JWKS, which worker's is out.  So one fetch
+ * serves every worker, and a reload keeps it (same name, same size):
+ * new workers verify at once from the kept document while it is within
+ * "valid".  A changed URI names another zone, which starts empty: keys
+ * are never taken from a document another URI brought.  EVP_PKEYs
+ * cannot live in shared memory: a worker that sees a newer generation
+ * copies the bytes out under the zone's mutex and parses them into a
+ * pool of its own, swapped whole.  Keys are used only inside
+ * ngx_http_events_jwt_verify(), which never waits: once the swap is
+ * made nothing points into the old set, so it is freed there.
  *
  * The fetch happens in the preaccess phase (not access: "satisfy any"
  * would skip it once an allow matched), for a request with a token
@@ -28,15 +37,25 @@
  *     failed one);
  *   - or no key (fetched or configured) fits its kid and alg, and the
  *     last fetch ended "refetch" (30s) ago or more: a storm of unknown
- *     kids costs one fetch per worker per 30 s.
+ *     kids costs one fetch per 30 s, whichever worker makes it.
  *
- * One fetch at a time per worker and directive: the requests that need
- * it meanwhile wait in a queue and are woken when it ends (posted write
- * events, as limit_req's delay is), except those a key already fits:
- * they go on with the current keys.  A request waits for one fetch at
- * most.  A failed fetch (not a 200, not a JWKS, too large, no answer)
- * keeps the previous keys; with none, ngx_http_events_auth.c answers
- * 503 keys_unavailable.
+ * One fetch at a time across the workers: the worker that finds none
+ * out claims it in the zone (its pid; a claim whose worker is gone, or
+ * older than 2 minutes, is taken over).  The requests that need it
+ * meanwhile wait in their worker's queue, except those a key already
+ * fits: they go on with the current keys.  They are woken when it ends:
+ * by the fetch's own end in its worker (posted write events, as
+ * limit_req's delay is), by a 20 ms timer that looks at the zone in the
+ * others (armed only while requests wait).  A request waits for one
+ * fetch at most.  A failed fetch (not a 200, not a JWKS, too large, no
+ * answer) keeps the previous keys; with none, ngx_http_events_auth.c
+ * answers 503 keys_unavailable.
+ *
+ * A document the zone cannot hold (about 56 KB, or less while the old
+ * one is still in it) is logged as an error and the zone's copy is
+ * dropped; then every worker fetches and keeps its keys on its own, as
+ * before 0.15.0, on a schedule of its own, until a fetch brings one
+ * that fits.
  */
 
 
@@ -53,22 +72,68 @@
 #define NGX_HTTP_EVENTS_JWKS_VALID      600000      /* 10m */
 #define NGX_HTTP_EVENTS_JWKS_REFETCH    30000       /* 30s */
 #define NGX_HTTP_EVENTS_JWKS_MAX        65536       /* as a JWKS file */
+#define NGX_HTTP_EVENTS_JWKS_ZONE       65536
+#define NGX_HTTP_EVENTS_JWKS_LEASE      120000      /* a claim's life */
+#define NGX_HTTP_EVENTS_JWKS_POLL       20          /* ms */
+
+#define NGX_HTTP_EVENTS_JWKS_MAGIC      0x736b776a  /* "jwks" */
+#define NGX_HTTP_EVENTS_JWKS_LAYOUT     1
+
+/* what a request does about the keys, ngx_http_events_jwks_decide() */
+#define NGX_HTTP_EVENTS_JWKS_GO         0
+#define NGX_HTTP_EVENTS_JWKS_FETCH      1
+#define NGX_HTTP_EVENTS_JWKS_WAIT       2           /* this worker's */
+#define NGX_HTTP_EVENTS_JWKS_WAIT_OTHER 3           /* another's fetch */
+
+
+/* the fetches' schedule: in the zone, or a worker's own (see above) */
+
+typedef struct {
+    ngx_msec_t                  ended;          /* the last fetch */
+    ngx_msec_t                  since;          /* the claim's */
+    ngx_pid_t                   fetching;       /* whose is out, or 0 */
+    unsigned                    tried:1;        /* a fetch has ended */
+    unsigned                    ok:1;           /* and brought a JWKS */
+} ngx_http_events_jwks_sched_t;
+
+
+typedef struct {
+    uint32_t                    magic;
+    uint32_t                    layout;
+    ngx_atomic_t                generation;     /* of doc, read unlocked */
+    u_char                     *doc;            /* the last good JWKS */
+    size_t                      len;
+    time_t                      fetched;
+    ngx_http_events_jwks_sched_t  sched;
+    unsigned                    too_large:1;    /* each worker on its own */
+} ngx_http_events_jwks_sh_t;
+
+
+typedef struct {
+    ngx_slab_pool_t            *shpool;
+    ngx_http_events_jwks_sh_t  *sh;
+} ngx_http_events_jwks_zone_t;
 
 
 struct ngx_http_events_jwks_s {
     ngx_str_t                   uri;
     ngx_msec_t                  valid;
     ngx_msec_t                  refetch;
+    ngx_shm_zone_t             *zone;
 
     /* the rest is each worker's own */
     ngx_pool_t                 *pool;           /* the keys' */
     ngx_array_t                *keys;           /* the last good JWKS's */
+    ngx_atomic_uint_t           generation;     /* the zone's, parsed */
     ngx_http_request_t         *fetching;       /* whose subrequest is out */
     ngx_queue_t                 waiting;        /* jwks_wait_t */
-    ngx_msec_t                  due;            /* the next fetch from then */
-    ngx_msec_t                  kid_due;        /* for an unknown kid */
+    ngx_event_t                 poll;           /* for another's fetch */
+    ngx_msec_t                  seen;           /* its sched.ended then */
+    ngx_msec_t                  due;            /* for Retry-After */
     time_t                      fetched;        /* when the keys came */
-    unsigned                    tried:1;        /* a fetch has ended */
+    ngx_http_events_jwks_sched_t  local;        /* the zone's too small */
+    unsigned                    shared:1;       /* the fetch out claimed
+                                                   in the zone */
 };
 
 
@@ -86,8 +151,13 @@ struct ngx_http_events_jwks_wait_s {
 
 
 static ngx_int_t ngx_http_events_jwks_handler(ngx_http_request_t *r);
-static ngx_uint_t ngx_http_events_jwks_needed(ngx_http_request_t *r,
+static ngx_int_t ngx_http_events_jwks_token(ngx_http_request_t *r,
     ngx_http_events_jwks_t *jwks, ngx_uint_t *known);
+static ngx_uint_t ngx_http_events_jwks_decide(ngx_http_events_jwks_t *jwks,
+    ngx_uint_t known);
+static ngx_uint_t ngx_http_events_jwks_stale(
+    ngx_http_events_jwks_sched_t *s);
+static void ngx_http_events_jwks_adopt(ngx_http_events_jwks_t *jwks);
 static ngx_http_events_jwks_wait_t *ngx_http_events_jwks_waiter(
     ngx_http_request_t *r, ngx_http_events_jwks_t *jwks);
 static ngx_int_t ngx_http_events_jwks_fetch(ngx_http_request_t *r,
@@ -96,10 +166,17 @@ static ngx_int_t ngx_http_events_jwks_done(ngx_http_request_t *sr,
     void *data, ngx_int_t rc);
 static void ngx_http_events_jwks_result(ngx_http_request_t *sr,
     ngx_http_events_jwks_wait_t *w, ngx_int_t rc);
+static void ngx_http_events_jwks_end(ngx_http_events_jwks_t *jwks,
+    ngx_str_t *doc, ngx_uint_t ended, ngx_log_t *log);
+static ngx_uint_t ngx_http_events_jwks_publish_locked(
+    ngx_http_events_jwks_zone_t *zone, ngx_str_t *doc);
 static void ngx_http_events_jwks_wake(ngx_http_events_jwks_t *jwks,
     ngx_uint_t done);
+static void ngx_http_events_jwks_poll(ngx_event_t *ev);
 static void ngx_http_events_jwks_resume(ngx_http_request_t *r);
 static void ngx_http_events_jwks_cleanup(void *data);
+static ngx_int_t ngx_http_events_jwks_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
 static void ngx_http_events_jwks_free(void *data);
 static ngx_int_t ngx_http_events_jwks_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
@@ -108,12 +185,22 @@ static ngx_int_t ngx_http_events_jwks_body_filter(ngx_http_request_t *r,
 static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
 
 
-/* the keys to check tokens with, beside the configured ones; or NULL */
+/*
+ * The keys to check tokens with, beside the configured ones; or NULL.
+ * A document another worker fetched is taken here too, so that
+ * $events_tenant read before the preaccess phase sees it.
+ */
 
 ngx_array_t *
 ngx_http_events_jwks_keys(ngx_http_events_jwks_t *jwks)
 {
-    return jwks ? jwks->keys : NULL;
+    if (jwks == NULL) {
+        return NULL;
+    }
+
+    ngx_http_events_jwks_adopt(jwks);
+
+    return jwks->keys;
 }
 
 
@@ -155,7 +242,7 @@ ngx_http_events_jwks_init(ngx_conf_t *cf)
 static ngx_int_t
 ngx_http_events_jwks_handler(ngx_http_request_t *r)
 {
-    ngx_uint_t                    known;
+    ngx_uint_t                    known, rc;
     ngx_http_events_ctx_t        *ctx;
     ngx_http_events_jwks_t       *jwks;
     ngx_http_events_jwks_wait_t  *w;
@@ -183,22 +270,21 @@ ngx_http_events_jwks_handler(ngx_http_request_t *r)
         return w->queued ? NGX_AGAIN : NGX_DECLINED;
     }
 
-    if (!ngx_http_events_jwks_needed(r, jwks, &known)) {
+    if (ngx_http_events_jwks_token(r, jwks, &known) != NGX_OK) {
         return NGX_DECLINED;
     }
 
-    if (jwks->fetching && known) {
-        /* a refetch is out; the current keys still do for this one */
+    rc = ngx_http_events_jwks_decide(jwks, known);
+
+    if (rc == NGX_HTTP_EVENTS_JWKS_GO) {
         return NGX_DECLINED;
     }
 
     w = ngx_http_events_jwks_waiter(r, jwks);
-    if (w == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
 
-    if (jwks->fetching == NULL) {
-        if (ngx_http_events_jwks_fetch(r, w) != NGX_OK) {
+    if (rc == NGX_HTTP_EVENTS_JWKS_FETCH) {
+        if (w == NULL || ngx_http_events_jwks_fetch(r, w) != NGX_OK) {
+            ngx_http_events_jwks_end(jwks, NULL, 0, r->connection->log);
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
@@ -206,12 +292,22 @@ ngx_http_events_jwks_handler(ngx_http_request_t *r)
         return NGX_AGAIN;
     }
 
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "events jwks: waiting for the fetch of \"%V\"",
-                   &jwks->uri);
+    if (w == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "events jwks: waiting for the fetch of \"%V\"%s",
+                   &jwks->uri, (rc == NGX_HTTP_EVENTS_JWKS_WAIT_OTHER)
+                               ? " by another worker" : "");
 
     w->queued = 1;
     ngx_queue_insert_tail(&jwks->waiting, &w->queue);
+
+    if (rc == NGX_HTTP_EVENTS_JWKS_WAIT_OTHER && !jwks->poll.timer_set) {
+        jwks->poll.log = ngx_cycle->log;
+        ngx_add_timer(&jwks->poll, NGX_HTTP_EVENTS_JWKS_POLL);
+    }
 
     r->read_event_handler = ngx_http_test_reading;
     r->write_event_handler = ngx_http_events_jwks_resume;
@@ -221,15 +317,16 @@ ngx_http_events_jwks_handler(ngx_http_request_t *r)
 
 
 /*
- * Whether this request's token needs a fetch (or the one out); no
- * token, or one no key could check, needs none.  The keys configured
- * beside count as known (a kid they have fetches nothing more), but do
- * not spare the first fetch nor the one after "valid": a token's kid
- * and alg pick among all the keys.  *known: a key fits its kid and alg.
+ * NGX_OK: the request has a token whose alg a key could check, and
+ * *known: a key fits its kid and alg.  No token, or one no key could
+ * check, needs no fetch (it is refused later, whatever the keys).  The
+ * keys configured beside count as known (a kid they have fetches
+ * nothing more), but do not spare the first fetch nor the one after
+ * "valid": a token's kid and alg pick among all the keys.
  */
 
-static ngx_uint_t
-ngx_http_events_jwks_needed(ngx_http_request_t *r,
+static ngx_int_t
+ngx_http_events_jwks_token(ngx_http_request_t *r,
     ngx_http_events_jwks_t *jwks, ngx_uint_t *known)
 {
     ngx_str_t                    token, kid;
@@ -243,9 +340,10 @@ ngx_http_events_jwks_needed(ngx_http_request_t *r,
         || ngx_http_events_jwt_header(&token, r->pool, &alg, &kid, &has_kid)
            != NGX_OK)
     {
-        /* refused later, whatever the keys */
-        return 0;
+        return NGX_DECLINED;
     }
+
+    ngx_http_events_jwks_adopt(jwks);
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_events_module);
 
@@ -253,16 +351,170 @@ ngx_http_events_jwks_needed(ngx_http_request_t *r,
              || ngx_http_events_jwt_has_key(elcf->jwt_keys, alg, &kid,
                                             has_kid);
 
-    if (jwks->fetching || !jwks->tried) {
+    return NGX_OK;
+}
+
+
+/*
+ * Under the zone's mutex, so that of the workers that find a fetch due
+ * at once only one claims it.  A fetch that ended since the keys were
+ * adopted leaves nothing due: the request goes on, and verifying takes
+ * that fetch's document (ngx_http_events_jwks_keys()).
+ */
+
+static ngx_uint_t
+ngx_http_events_jwks_decide(ngx_http_events_jwks_t *jwks, ngx_uint_t known)
+{
+    ngx_uint_t                     rc, due;
+    ngx_msec_t                     now;
+    ngx_http_events_jwks_zone_t   *zone;
+    ngx_http_events_jwks_sched_t  *s;
+
+    zone = jwks->zone->data;
+    now = ngx_current_msec;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    s = zone->sh->too_large ? &jwks->local : &zone->sh->sched;
+
+    jwks->due = s->tried ? s->ended + (s->ok ? jwks->valid
+                                      : ngx_min(jwks->valid, jwks->refetch))
+                         : now;
+
+    if (s->fetching && s != &jwks->local && ngx_http_events_jwks_stale(s)) {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "events: the fetch of the JWKS from \"%V\" by worker "
+                      "%P is given up; fetching it again", &jwks->uri,
+                      s->fetching);
+        s->fetching = 0;
+    }
+
+    due = !s->tried || (ngx_msec_int_t) (now - jwks->due) >= 0
+          || (!known
+              && (ngx_msec_int_t) (now - s->ended - jwks->refetch) >= 0);
+
+    if (jwks->fetching || s->fetching) {
+        /* a refetch is out; the current keys still do for this one */
+        rc = known ? NGX_HTTP_EVENTS_JWKS_GO
+                   : jwks->fetching ? NGX_HTTP_EVENTS_JWKS_WAIT
+                                    : NGX_HTTP_EVENTS_JWKS_WAIT_OTHER;
+        jwks->seen = s->ended;
+
+    } else if (due) {
+        s->fetching = ngx_pid;
+        s->since = now;
+        jwks->shared = (s != &jwks->local);
+        rc = NGX_HTTP_EVENTS_JWKS_FETCH;
+
+    } else {
+        rc = NGX_HTTP_EVENTS_JWKS_GO;
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    return rc;
+}
+
+
+/* a claim whose worker is gone (killed, crashed) or that is too old */
+
+static ngx_uint_t
+ngx_http_events_jwks_stale(ngx_http_events_jwks_sched_t *s)
+{
+    if ((ngx_msec_int_t) (ngx_current_msec - s->since)
+        > NGX_HTTP_EVENTS_JWKS_LEASE)
+    {
         return 1;
     }
 
-    if ((ngx_msec_int_t) (ngx_current_msec - jwks->due) >= 0) {
-        return 1;
+    return s->fetching != ngx_pid
+           && kill(s->fetching, 0) == -1 && ngx_errno == NGX_ESRCH;
+}
+
+
+/*
+ * A newer document in the zone: its bytes copied out under the mutex,
+ * parsed outside it into a pool of this worker's.  The generation is
+ * read unlocked: a stale read only puts the copy off to the next look.
+ */
+
+static void
+ngx_http_events_jwks_adopt(ngx_http_events_jwks_t *jwks)
+{
+    char                         *error;
+    ngx_str_t                     doc;
+    ngx_int_t                     rv;
+    ngx_pool_t                   *pool;
+    ngx_array_t                  *keys;
+    ngx_atomic_uint_t             generation;
+    time_t                        fetched;
+    ngx_http_events_jwks_zone_t  *zone;
+
+    zone = jwks->zone->data;
+
+    if (zone->sh->generation == jwks->generation) {
+        return;
     }
 
-    return !*known
-           && (ngx_msec_int_t) (ngx_current_msec - jwks->kid_due) >= 0;
+    pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, ngx_cycle->log);
+    if (pool == NULL) {
+        return;
+    }
+
+    ngx_str_null(&doc);
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    generation = zone->sh->generation;
+    fetched = zone->sh->fetched;
+
+    if (zone->sh->doc) {
+        doc.data = ngx_pnalloc(pool, zone->sh->len);
+
+        if (doc.data) {
+            doc.len = zone->sh->len;
+            ngx_memcpy(doc.data, zone->sh->doc, doc.len);
+        }
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    if (doc.len == 0) {
+        /* none there (or no memory to copy it): the keys held stay */
+        if (zone->sh->doc == NULL) {
+            jwks->generation = generation;
+        }
+
+        ngx_destroy_pool(pool);
+        return;
+    }
+
+    keys = ngx_array_create(pool, 4, sizeof(ngx_http_events_jwt_key_t));
+    rv = keys ? ngx_http_events_jwk_set(pool, &doc, keys, &error) : NGX_ERROR;
+
+    if (rv != NGX_OK) {
+        /* it was parsed by the worker that fetched it: only memory */
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "events: the JWKS from \"%V\" in shared memory "
+                      "could not be taken (%s)", &jwks->uri,
+                      rv == NGX_ERROR ? "out of memory" : error);
+        ngx_destroy_pool(pool);
+        return;
+    }
+
+    if (jwks->pool) {
+        ngx_destroy_pool(jwks->pool);
+    }
+
+    jwks->pool = pool;
+    jwks->keys = keys;
+    jwks->generation = generation;
+    jwks->fetched = fetched;
+
+    ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                  "events: the JWKS from \"%V\" fetched %T s ago, from "
+                  "shared memory, brings %ui keys", &jwks->uri,
+                  ngx_time() - fetched, keys->nelts);
 }
 
 
@@ -405,10 +657,6 @@ ngx_http_events_jwks_result(ngx_http_request_t *sr,
 
     jwks = w->jwks;
 
-    jwks->tried = 1;
-    jwks->kid_due = ngx_current_msec + jwks->refetch;
-    jwks->due = ngx_current_msec + ngx_min(jwks->valid, jwks->refetch);
-
     error = (char *) buf;
     pool = NULL;
 
@@ -468,14 +716,17 @@ ngx_http_events_jwks_result(ngx_http_request_t *sr,
     jwks->pool = pool;
     jwks->keys = keys;
     jwks->fetched = ngx_time();
-    jwks->due = ngx_current_msec + jwks->valid;
 
     ngx_log_error(NGX_LOG_INFO, sr->connection->log, 0,
                   "events: the JWKS from \"%V\" brings %ui keys",
                   &jwks->uri, keys->nelts);
+
+    ngx_http_events_jwks_end(jwks, &body, 1, sr->connection->log);
     return;
 
 failed:
+
+    ngx_http_events_jwks_end(jwks, NULL, 1, sr->connection->log);
 
     /* the loader's words follow the JWKS's name */
     what = (error[0] == ' ' || error[0] == ':') ? "the JWKS" : "";
@@ -502,6 +753,115 @@ failed:
 
 
 /*
+ * A fetch is over: its claim released; ended, the schedule says when
+ * and how (doc: the good JWKS it brought, put in the zone).  The worker's
+ * own schedule follows too, for when the zone cannot hold a document.
+ */
+
+static void
+ngx_http_events_jwks_end(ngx_http_events_jwks_t *jwks, ngx_str_t *doc,
+    ngx_uint_t ended, ngx_log_t *log)
+{
+    ngx_uint_t                     fits, i;
+    ngx_msec_t                     now;
+    ngx_http_events_jwks_zone_t   *zone;
+    ngx_http_events_jwks_sched_t  *s[2];
+
+    zone = jwks->zone->data;
+    now = ngx_current_msec;
+    fits = 0;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    if (doc) {
+        fits = ngx_http_events_jwks_publish_locked(zone, doc);
+    }
+
+    s[0] = &jwks->local;
+    s[1] = (jwks->shared || fits) ? &zone->sh->sched : NULL;
+
+    for (i = 0; i < 2 && s[i]; i++) {
+        if (ended) {
+            s[i]->ended = now;
+            s[i]->tried = 1;
+            s[i]->ok = (doc != NULL);
+        }
+
+        if (s[i]->fetching == ngx_pid && (i == 0 || jwks->shared)) {
+            s[i]->fetching = 0;
+        }
+    }
+
+    if (fits) {
+        /* this worker parsed it already */
+        jwks->generation = zone->sh->generation;
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    jwks->shared = 0;
+
+    if (ended) {
+        jwks->due = now + (doc ? jwks->valid
+                               : ngx_min(jwks->valid, jwks->refetch));
+    }
+
+    if (doc && !fits) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "events: the JWKS from \"%V\" (%uz bytes) does not "
+                      "fit in the shared zone \"%V\" (%uz bytes); each "
+                      "worker fetches it and keeps its keys on its own",
+                      &jwks->uri, doc->len, &jwks->zone->shm.name,
+                      jwks->zone->shm.size);
+    }
+}
+
+
+/*
+ * The old document is freed only if the new one does not fit beside
+ * it; one that fits in neither way leaves the zone without a document
+ * (never an older one than a worker holds) and the workers on their own.
+ */
+
+static ngx_uint_t
+ngx_http_events_jwks_publish_locked(ngx_http_events_jwks_zone_t *zone,
+    ngx_str_t *doc)
+{
+    u_char                     *p;
+    ngx_http_events_jwks_sh_t  *sh;
+
+    sh = zone->sh;
+
+    p = ngx_slab_alloc_locked(zone->shpool, doc->len);
+
+    if (sh->doc) {
+        ngx_slab_free_locked(zone->shpool, sh->doc);
+        sh->doc = NULL;
+        sh->len = 0;
+    }
+
+    if (p == NULL) {
+        p = ngx_slab_alloc_locked(zone->shpool, doc->len);
+    }
+
+    if (p) {
+        ngx_memcpy(p, doc->data, doc->len);
+        sh->doc = p;
+        sh->len = doc->len;
+        sh->fetched = ngx_time();
+    }
+
+    sh->too_large = (p == NULL);
+
+    ngx_memory_barrier();
+
+    sh->generation++;
+
+    return p != NULL;
+}
+
+
+/*
  * The waiters go on, each at its next turn of the event loop: done,
  * they verify with what is there now; not done (the fetch was given up
  * with its request), they look again, and one of them fetches.
@@ -523,6 +883,46 @@ ngx_http_events_jwks_wake(ngx_http_events_jwks_t *jwks, ngx_uint_t done)
 
         ngx_post_event(w->request->connection->write, &ngx_posted_events);
     }
+}
+
+
+/*
+ * Requests wait for another worker's fetch: has it ended (done), or
+ * been given up (they look again)?  Not cancelable: it runs only while
+ * requests wait, and a worker shutting down must still answer them; it
+ * lets them go on at once then, with the keys there are.
+ */
+
+static void
+ngx_http_events_jwks_poll(ngx_event_t *ev)
+{
+    ngx_uint_t                     ended, gone;
+    ngx_http_events_jwks_t        *jwks;
+    ngx_http_events_jwks_zone_t   *zone;
+    ngx_http_events_jwks_sched_t  *s;
+
+    jwks = ev->data;
+    zone = jwks->zone->data;
+
+    if (ngx_queue_empty(&jwks->waiting)) {
+        return;
+    }
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    s = zone->sh->too_large ? &jwks->local : &zone->sh->sched;
+
+    ended = (s->ended != jwks->seen);
+    gone = (s->fetching == 0 || ngx_http_events_jwks_stale(s));
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    if (ended || gone || ngx_exiting) {
+        ngx_http_events_jwks_wake(jwks, ended || ngx_exiting);
+        return;
+    }
+
+    ngx_add_timer(ev, NGX_HTTP_EVENTS_JWKS_POLL);
 }
 
 
@@ -559,6 +959,8 @@ ngx_http_events_jwks_cleanup(void *data)
 
     if (w->jwks->fetching == w->request) {
         w->jwks->fetching = NULL;
+        ngx_http_events_jwks_end(w->jwks, NULL, 0,
+                                 w->request->connection->log);
         ngx_http_events_jwks_wake(w->jwks, 0);
     }
 }
@@ -571,7 +973,7 @@ ngx_http_events_jwks_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_events_loc_conf_t *elcf = conf;
 
-    ngx_str_t               *value, s;
+    ngx_str_t               *value, s, name;
     ngx_int_t                valid, refetch, *t;
     ngx_uint_t               i;
     ngx_pool_cleanup_t      *cln;
@@ -633,12 +1035,104 @@ ngx_http_events_jwks_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     jwks->refetch = refetch;
     ngx_queue_init(&jwks->waiting);
 
+    jwks->poll.handler = ngx_http_events_jwks_poll;
+    jwks->poll.data = jwks;
+    jwks->poll.log = cf->log;
+
+    /* named by the URI: directives naming one URI share its document */
+
+    name.len = sizeof("events_jwks:") - 1 + value[1].len;
+    name.data = ngx_pnalloc(cf->pool, name.len);
+    if (name.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memcpy(ngx_cpymem(name.data, "events_jwks:",
+                          sizeof("events_jwks:") - 1),
+               value[1].data, value[1].len);
+
+    jwks->zone = ngx_shared_memory_add(cf, &name, NGX_HTTP_EVENTS_JWKS_ZONE,
+                                       &ngx_http_events_module);
+    if (jwks->zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (jwks->zone->data == NULL) {
+        jwks->zone->data = ngx_pcalloc(cf->pool,
+                                       sizeof(ngx_http_events_jwks_zone_t));
+        if (jwks->zone->data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        jwks->zone->init = ngx_http_events_jwks_init_zone;
+    }
+
     cln->handler = ngx_http_events_jwks_free;
     cln->data = jwks;
 
     elcf->jwks = jwks;
 
     return NGX_CONF_OK;
+}
+
+
+/* kept by a reload (same URI, same size): its document serves at once */
+
+static ngx_int_t
+ngx_http_events_jwks_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_http_events_jwks_zone_t  *ozone = data;
+
+    size_t                        len;
+    ngx_slab_pool_t              *shpool;
+    ngx_http_events_jwks_zone_t  *zone;
+
+    zone = shm_zone->data;
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+    zone->shpool = shpool;
+
+    if (ozone || shm_zone->shm.exists) {
+        zone->sh = ozone ? ozone->sh : shpool->data;
+
+        /* the zone of another version of the module, kept by a reload */
+        if (zone->sh->magic != NGX_HTTP_EVENTS_JWKS_MAGIC
+            || zone->sh->layout != NGX_HTTP_EVENTS_JWKS_LAYOUT)
+        {
+            ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                          "zone \"%V\" has an incompatible layout (this "
+                          "module writes %d); restart nginx instead of "
+                          "reloading", &shm_zone->shm.name,
+                          NGX_HTTP_EVENTS_JWKS_LAYOUT);
+            return NGX_ERROR;
+        }
+
+        return NGX_OK;
+    }
+
+    zone->sh = ngx_slab_calloc(shpool, sizeof(ngx_http_events_jwks_sh_t));
+    if (zone->sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    zone->sh->magic = NGX_HTTP_EVENTS_JWKS_MAGIC;
+    zone->sh->layout = NGX_HTTP_EVENTS_JWKS_LAYOUT;
+
+    shpool->data = zone->sh;
+
+    /* a document too large is said once, in our words */
+    shpool->log_nomem = 0;
+
+    len = sizeof(" in events_jwks zone \"\"") + shm_zone->shm.name.len;
+
+    shpool->log_ctx = ngx_slab_alloc(shpool, len);
+    if (shpool->log_ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(shpool->log_ctx, " in events_jwks zone \"%V\"%Z",
+                &shm_zone->shm.name);
+
+    return NGX_OK;
 }
 
 
