@@ -720,6 +720,11 @@ http {
             events_auth_jwt_key_request KEPT valid=1h;
         }
 
+        location = /tenant {
+            events_auth_jwt_key_request KEPT valid=1h;
+            return 200 "tenant=$events_tenant\n";
+        }
+
         location /kids/events {
             events_api main;
             events_auth on;
@@ -799,6 +804,20 @@ ok($t2->reload, 'kept: reloaded with the first URI again');
 ($codes, $workers) = spread('/kept/events', $k1, 10);
 is("$codes $workers", '200 2', 'kept again: verified by both workers');
 is(fetches('kept.json'), 2, 'kept again: fetched anew, once');
+
+# $events_tenant read by "return", before the preaccess phase: it never
+# fetches, but takes the document any worker fetched for that URI
+my (%tenant, %tpids);
+for my $i (1 .. 100) {
+    my $r = $t2->get('/tenant', auth($k1));
+    $tenant{"$r->{status} $r->{body}"}++;
+    $tpids{ $r->{headers}{'x-pid'} // '' } = 1;
+    last if $i >= 10 && keys %tpids == 2;
+}
+is(join('|', keys %tenant), "200 tenant=acme\n",
+    '$events_tenant before preaccess: the shared keys, in both workers');
+is(scalar(keys %tpids), 2, '$events_tenant: both workers answered');
+is(fetches('kept.json'), 2, '$events_tenant: no fetch');
 
 # unknown kids: at most one refetch per refetch=2s, whichever worker
 ($codes, $workers) = spread('/kids/events', $k1, 4);
