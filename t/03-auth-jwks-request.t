@@ -12,7 +12,11 @@
 # POST, HTTP/2 streams) waiting for one fetch, which carries none of the
 # client's headers; through proxy_cache; configured keys beside fetched
 # ones; an SSE stream and a WebSocket handshake; nginx -t errors of the
-# directive.  Two workers; the fetch counts on one.
+# directive.  Two workers; the fetch counts on one.  Then, with two
+# workers, the JWKS kept in shared memory: one fetch per "valid" for
+# both, none after a reload within it, anew for a URI changed by a
+# reload, one per "refetch" for unknown kids in both, $events_tenant
+# before the preaccess phase, and a JWKS the zone cannot hold.
 
 use strict;
 use warnings;
