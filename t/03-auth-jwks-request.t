@@ -448,6 +448,7 @@ like($r->{body}, qr/the token's signature is wrong/,
 sub nginx_t {
     my ($args, $extra) = @_;
     my $t2 = EventsTest->new;
+my $hang = $t2->port(2);
     $t2->write_config(<<"EOF");
 %%GLOBALS%%
 http {
@@ -693,6 +694,7 @@ jwks('kept2.json', jwk('ec2', 'k2'));
 jwks('kids.json', jwk('ec1', 'k1'));
 
 my $t2 = EventsTest->new;
+my $hang = $t2->port(2);
 
 sub conf2 {
     my ($kept) = @_;
@@ -724,6 +726,17 @@ http {
             events_auth_jwt_key_request KEPT valid=1h;
         }
 
+        location /_hang/ {
+            internal;
+            proxy_pass http://127.0.0.1:HANG/;
+        }
+
+        location /hang/events {
+            events_api main;
+            events_auth on;
+            events_auth_jwt_key_request /_hang/jwks.json valid=1h;
+        }
+
         location = /tenant {
             events_auth_jwt_key_request KEPT valid=1h;
             return 200 "tenant=$events_tenant\n";
@@ -745,6 +758,7 @@ http {
 EOF
     $c =~ s/IDP/$idp/g;
     $c =~ s/KEPT/$kept/g;
+    $c =~ s/HANG/$hang/g;
     return $c;
 }
 
@@ -854,8 +868,95 @@ like($t2->error_log, qr/\[error\] .*\Q$over_error\E/,
 is("$codes $workers", '200 2', 'over: still verified by both');
 is(fetches('over.json'), $nf, 'over: no more fetches within valid');
 
+# a fetch whose worker dies is taken over: the IdP holds the first
+# connection without answering, its worker is killed, and the next
+# request, in either worker, finds the claim's worker gone and fetches
+my $hang_body = $json->encode({ keys => [ jwk('ec1', 'k1') ] });
+my $hang_ls = IO::Socket::IP->new(LocalAddr => '127.0.0.1',
+    LocalPort => $hang, Listen => 16, ReuseAddr => 1) or die "listen: $!";
+my $hang_pid = fork // die "fork: $!";
+if ($hang_pid == 0) {
+    my (@held, $n);
+    while (my $c = $hang_ls->accept) {
+        open(my $lf, '>>', "$dir/hang.log") or die;
+        print $lf ++$n, "\n";
+        close $lf;
+        if ($n == 1) {
+            push @held, $c;
+            next;
+        }
+        my $head = '';
+        while ($head !~ /\r\n\r\n/) {
+            sysread($c, my $buf, 4096) or last;
+            $head .= $buf;
+        }
+        print $c "HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n"
+            . 'Content-Length: ' . length($hang_body) . "\r\n\r\n$hang_body";
+        close $c;
+    }
+    exit 0;
+}
+close $hang_ls;
+
+sub hang_fetches {
+    my $log = -e "$dir/hang.log" ? $t->read_file('hang.log') : '';
+    return scalar(() = $log =~ /\n/g);
+}
+
+# the worker whose connection to the IdP on port $hang is open
+sub fetching_worker {
+    my %inode;
+    open(my $fh, '<', '/proc/net/tcp') or return;
+    while (<$fh>) {
+        my @f = split;
+        $inode{ $f[9] } = 1
+            if ($f[2] // '') =~ /:([0-9A-F]{4})$/ && hex($1) == $hang
+            && $f[3] eq '01';
+    }
+    for my $pid ($t2->worker_pids) {
+        opendir(my $dh, "/proc/$pid/fd") or next;
+        for my $fd (readdir $dh) {
+            my $l = readlink("/proc/$pid/fd/$fd") // '';
+            return $pid if $l =~ /^socket:\[(\d+)\]$/ && $inode{$1};
+        }
+    }
+    return;
+}
+
+my $held = IO::Socket::IP->new(PeerAddr => '127.0.0.1',
+    PeerPort => $t2->port(1), Proto => 'tcp') or die "connect: $!";
+print $held "GET /hang/events HTTP/1.1\r\nHost: localhost\r\n"
+    . "Authorization: Bearer $k1\r\nConnection: close\r\n\r\n";
+my $victim;
+for (1 .. 100) {
+    last if hang_fetches() == 1 && ($victim = fetching_worker());
+    sleep 0.05;
+}
+ok($victim, 'hang: the IdP holds the fetch of one worker');
+kill 'KILL', $victim if $victim;
+$victim //= 0;
+for (1 .. 100) {
+    my @w = $t2->worker_pids;
+    last if @w == 2 && !grep { $_ == $victim } @w;
+    sleep 0.05;
+}
+my $t0 = time;
+($codes, $workers) = spread('/hang/events', $k1, 10);
+is("$codes $workers", '200 2', 'hang: verified by both workers after');
+ok(time - $t0 < 10, 'hang: without waiting for the claim to expire');
+is(hang_fetches(), 2, 'hang: one more fetch, for both workers');
+like($t2->error_log, qr/\[warn\] .*events: the fetch of the JWKS from (?#
+    )"\/_hang\/jwks\.json" by worker $victim is given up; fetching it again/,
+    'hang: the dead worker\'s fetch given up');
+close $held;
+kill 'KILL', $hang_pid;
+waitpid($hang_pid, 0);
+
 $t2->stop;
-ok(!grep({ /\[(?:alert|crit|emerg)\]/ } split /\n/, $t2->error_log),
-    'shared: no alert, crit or emerg in error.log');
+ok(!grep({ /\[(?:alert|crit|emerg)\]/
+    && !/worker process $victim exited on signal 9/ }
+    split /\n/, $t2->error_log),
+    'shared: no alert, crit or emerg in error.log but the kill');
+ok($t2->error_log !~ /Sanitizer/, 'shared: no sanitizer report');
 
 $t->done;
