@@ -155,6 +155,8 @@ static ngx_int_t ngx_http_events_jwks_token(ngx_http_request_t *r,
     ngx_http_events_jwks_t *jwks, ngx_uint_t *known);
 static ngx_uint_t ngx_http_events_jwks_decide(ngx_http_events_jwks_t *jwks,
     ngx_uint_t known);
+static ngx_msec_t ngx_http_events_jwks_due(ngx_http_events_jwks_t *jwks,
+    ngx_http_events_jwks_sched_t *s);
 static ngx_uint_t ngx_http_events_jwks_stale(
     ngx_http_events_jwks_sched_t *s);
 static void ngx_http_events_jwks_adopt(ngx_http_events_jwks_t *jwks);
@@ -183,6 +185,9 @@ static ngx_int_t ngx_http_events_jwks_body_filter(ngx_http_request_t *r,
 
 
 static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
+
+/* its address tags the zones: an events_zone of that name is refused */
+static ngx_str_t  ngx_http_events_jwks_tag = ngx_string("events_jwks");
 
 
 /*
@@ -377,9 +382,7 @@ ngx_http_events_jwks_decide(ngx_http_events_jwks_t *jwks, ngx_uint_t known)
 
     s = zone->sh->too_large ? &jwks->local : &zone->sh->sched;
 
-    jwks->due = s->tried ? s->ended + (s->ok ? jwks->valid
-                                      : ngx_min(jwks->valid, jwks->refetch))
-                         : now;
+    jwks->due = s->tried ? ngx_http_events_jwks_due(jwks, s) : now;
 
     if (s->fetching && s != &jwks->local && ngx_http_events_jwks_stale(s)) {
         ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
@@ -416,6 +419,17 @@ ngx_http_events_jwks_decide(ngx_http_events_jwks_t *jwks, ngx_uint_t known)
 }
 
 
+/* when the next fetch is due, after the last one */
+
+static ngx_msec_t
+ngx_http_events_jwks_due(ngx_http_events_jwks_t *jwks,
+    ngx_http_events_jwks_sched_t *s)
+{
+    return s->ended + (s->ok ? jwks->valid
+                             : ngx_min(jwks->valid, jwks->refetch));
+}
+
+
 /* a claim whose worker is gone (killed, crashed) or that is too old */
 
 static ngx_uint_t
@@ -448,6 +462,7 @@ ngx_http_events_jwks_adopt(ngx_http_events_jwks_t *jwks)
     ngx_array_t                  *keys;
     ngx_atomic_uint_t             generation;
     time_t                        fetched;
+    ngx_uint_t                    none;
     ngx_http_events_jwks_zone_t  *zone;
 
     zone = jwks->zone->data;
@@ -467,6 +482,7 @@ ngx_http_events_jwks_adopt(ngx_http_events_jwks_t *jwks)
 
     generation = zone->sh->generation;
     fetched = zone->sh->fetched;
+    none = (zone->sh->doc == NULL);
 
     if (zone->sh->doc) {
         doc.data = ngx_pnalloc(pool, zone->sh->len);
@@ -481,7 +497,7 @@ ngx_http_events_jwks_adopt(ngx_http_events_jwks_t *jwks)
 
     if (doc.len == 0) {
         /* none there (or no memory to copy it): the keys held stay */
-        if (zone->sh->doc == NULL) {
+        if (none) {
             jwks->generation = generation;
         }
 
@@ -802,8 +818,7 @@ ngx_http_events_jwks_end(ngx_http_events_jwks_t *jwks, ngx_str_t *doc,
     jwks->shared = 0;
 
     if (ended) {
-        jwks->due = now + (doc ? jwks->valid
-                               : ngx_min(jwks->valid, jwks->refetch));
+        jwks->due = ngx_http_events_jwks_due(jwks, &jwks->local);
     }
 
     if (doc && !fits) {
@@ -914,6 +929,11 @@ ngx_http_events_jwks_poll(ngx_event_t *ev)
 
     ended = (s->ended != jwks->seen);
     gone = (s->fetching == 0 || ngx_http_events_jwks_stale(s));
+
+    if (ended) {
+        /* for the Retry-After of a 503 after a failed fetch */
+        jwks->due = ngx_http_events_jwks_due(jwks, s);
+    }
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
@@ -1052,7 +1072,7 @@ ngx_http_events_jwks_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                value[1].data, value[1].len);
 
     jwks->zone = ngx_shared_memory_add(cf, &name, NGX_HTTP_EVENTS_JWKS_ZONE,
-                                       &ngx_http_events_module);
+                                       &ngx_http_events_jwks_tag);
     if (jwks->zone == NULL) {
         return NGX_CONF_ERROR;
     }
@@ -1140,6 +1160,10 @@ static void
 ngx_http_events_jwks_free(void *data)
 {
     ngx_http_events_jwks_t *jwks = data;
+
+    if (jwks->poll.timer_set) {
+        ngx_del_timer(&jwks->poll);
+    }
 
     if (jwks->pool) {
         ngx_destroy_pool(jwks->pool);
