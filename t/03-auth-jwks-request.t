@@ -16,7 +16,8 @@
 # workers, the JWKS kept in shared memory: one fetch per "valid" for
 # both, none after a reload within it, anew for a URI changed by a
 # reload, one per "refetch" for unknown kids in both, $events_tenant
-# before the preaccess phase, and a JWKS the zone cannot hold.
+# before the preaccess phase, a fetch whose worker was killed, and a
+# JWKS the zone cannot hold (each worker on its own until one fits).
 
 use strict;
 use warnings;
@@ -678,7 +679,7 @@ ok(!grep({ /\[(?:alert|crit|emerg)\]/ } split /\n/, $t1->error_log),
 ###########################################################################
 # Shared by the workers: one fetch serves both, a reload keeps it
 
-# the zone holds about 56 KB: a JWKS of 60-64 KB is fetched but does
+# the zone holds 52 KB: a JWKS of 60-64 KB is fetched but does
 # not fit; and one that fits, each a line of the IdP's access log
 my @many = map { { %$one, kid => "m$_" } } 1 .. 400;
 my $fit = 0;
@@ -717,7 +718,7 @@ http {
         location /every/events {
             events_api main;
             events_auth on;
-            events_auth_jwt_key_request /_idp/every.json valid=2s;
+            events_auth_jwt_key_request /_idp/every.json valid=3s;
         }
 
         location /kept/events {
@@ -745,7 +746,13 @@ http {
         location /kids/events {
             events_api main;
             events_auth on;
-            events_auth_jwt_key_request /_idp/kids.json valid=1h refetch=2s;
+            events_auth_jwt_key_request /_idp/kids.json valid=1h refetch=3s;
+        }
+
+        location /back/events {
+            events_api main;
+            events_auth on;
+            events_auth_jwt_key_request /_idp/back.json valid=3s;
         }
 
         location /over/events {
@@ -787,9 +794,9 @@ is($codes, '200', 'shared: then 30 more, all verified');
 is($workers, 2, 'shared: both workers answered');
 is(fetches('every.json'), 1, 'shared: one fetch for both workers');
 
-sleep 2.2;
+sleep 3.2;
 ($codes, $workers) = spread('/every/events', $k1, 40);
-is("$codes $workers", '200 2', 'shared: after valid=2s, both verify');
+is("$codes $workers", '200 2', 'shared: after valid=3s, both verify');
 is(fetches('every.json'), 2, 'shared: one more fetch for both workers');
 
 # a reload keeps the document: the new workers fetch nothing within valid
@@ -837,15 +844,15 @@ is(join('|', keys %tenant), "200 tenant=acme\n",
 is(scalar(keys %tpids), 2, '$events_tenant: both workers answered');
 is(fetches('kept.json'), 2, '$events_tenant: no fetch');
 
-# unknown kids: at most one refetch per refetch=2s, whichever worker
+# unknown kids: at most one refetch per refetch=3s, whichever worker
 ($codes, $workers) = spread('/kids/events', $k1, 4);
 is($codes, '200', 'kids: fetched, verified');
 is(fetches('kids.json'), 1, 'kids: one fetch');
-sleep 2.2;
+sleep 3.2;
 my @kids = map { jwt('ec1', "nope-$_") } 1 .. 8;
 @st = at_once_on($t2, '/kids/events', (@kids) x 3);
 is(scalar(grep { $_->[0] == 401 } @st), 24,
-    'kids: 24 unknown kids at once after refetch=2s: 401');
+    'kids: 24 unknown kids at once after refetch=3s: 401');
 my %seen;
 for my $i (1 .. 30) {
     my $r = $t2->get('/kids/events', auth($kids[$i % 8]));
@@ -951,6 +958,18 @@ like($t2->error_log, qr/\[warn\] .*events: the fetch of the JWKS from (?#
 close $held;
 kill 'KILL', $hang_pid;
 waitpid($hang_pid, 0);
+
+# and back to a JWKS that fits: shared again from its first fetch
+idp_file('back.json', $t->read_file('idp/over.json'));
+($codes, $workers) = spread('/back/events', $k1, 10);
+is("$codes $workers", '200 2', 'back: too large, verified by both');
+my $nb = fetches('back.json');
+ok($nb >= 1 && $nb <= 2, "back: one fetch per worker at most ($nb)");
+jwks('back.json', jwk('ec1', 'k1'));
+sleep 3.2;
+($codes, $workers) = spread('/back/events', $k1, 20);
+is("$codes $workers", '200 2', 'back: a JWKS that fits, verified by both');
+is(fetches('back.json'), $nb + 1, 'back: one fetch for both workers');
 
 $t2->stop;
 ok(!grep({ /\[(?:alert|crit|emerg)\]/

@@ -51,11 +51,11 @@
  * answer) keeps the previous keys; with none, ngx_http_events_auth.c
  * answers 503 keys_unavailable.
  *
- * A document the zone cannot hold (about 56 KB, or less while the old
- * one is still in it) is logged as an error and the zone's copy is
- * dropped; then every worker fetches and keeps its keys on its own, as
- * before 0.15.0, on a schedule of its own, until a fetch brings one
- * that fits.
+ * A document the zone cannot hold (over 52 KB: the old one is freed
+ * first when the new one does not fit beside it) is logged as an error
+ * and the zone's copy is dropped; then every worker fetches and keeps
+ * its keys on its own, as before 0.15.0, on a schedule of its own,
+ * until a fetch brings one that fits.
  */
 
 
