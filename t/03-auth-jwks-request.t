@@ -493,6 +493,11 @@ emerg_is(' /_jwks refetch=-1s', 'invalid "refetch=-1s": it takes a time '
 emerg_is(' /_jwks ttl=5m', 'invalid parameter "ttl=5m"', 'ttl=5m');
 emerg_is(' _jwks', 'the URI "_jwks" of "events_auth_jwt_key_request" must '
     . 'start with "/"', 'a relative URI');
+like(nginx_t(' /_jwks',
+    'location /events/s { events_stream events_jwks:/_jwks; }'),
+    qr/\[emerg\] the shared memory zone "events_jwks:\/_jwks" is already (?#
+    )declared for a different use in /,
+    'nginx -t: an events zone named as the JWKS\'s zone');
 like(nginx_t(' /_jwks', 'events_auth_jwt_key_request /_other;'),
     qr/\[emerg\] "events_auth_jwt_key_request" directive is duplicate in /,
     'nginx -t: twice in a location');
