@@ -802,6 +802,10 @@ for my $bad (['events_inbound main gitlab secret=x;',
               . 'name=hooks;',
               '[emerg] "events_inbound" "hooks" is already a name in zone '
               . '"main": set name= to tell the locations apart in '],
+             ['events_inbound main github secret=x; } location /'
+              . ('l' x 128) . ' { events_inbound main github secret=y;',
+              'needs a "name=" of 1-128 characters for the status page: '
+              . 'the location\'s name is longer'],
              ['events_inbound main github secret=x; } location /in { '
               . 'events_inbound main stripe secret=y;',
               '[emerg] "events_inbound" "/in" is already a name in zone '
