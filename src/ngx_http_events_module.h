@@ -50,6 +50,7 @@ typedef struct {
     ngx_array_t                *journals;       /* journal_t * */
     ngx_http_events_ipc_t      *ipc;            /* this process's */
     ngx_array_t                *sections;       /* status_section_t */
+    ngx_array_t                *inbound;        /* inbound_conf_t * */
     ngx_array_t                *captured;       /* shm_zone_t *, capture's */
     ngx_uint_t                  wh_keepalive;   /* idle connections */
     ngx_msec_t                  wh_keepalive_timeout;

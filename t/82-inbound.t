@@ -540,6 +540,216 @@ is($r->{status} . ' ' . $r->{body}, $unknown_401,
     'secret_file: after the reload, the secret it held before: 401');
 
 ###########################################################################
+# Counters on the status page: per location, its verified deliveries and
+# its 401s by reason; per secret (named by the first 8 hex digits of
+# SHA-256 of its text), the deliveries it verified.  Their own nginx, so
+# that nothing above is in the counts; two workers, each must count.
+
+my $promtool = '/usr/bin/promtool';
+my $s = EventsTest->new;
+
+my $counters_config = sub {
+    my ($gh_secrets) = @_;
+    return <<"EOF4";
+%%GLOBALS%%
+http {
+    %%HTTP_GLOBALS%%
+
+    events_zone main 1m;
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        events_tenant t1;
+        add_header X-Pid \$pid always;
+
+        location = /status { events_status main; }
+
+        location = /hooks/gh {
+            events_inbound main github $gh_secrets;
+        }
+
+        location = /hooks/stripe {
+            events_inbound main stripe secret=whsec_count name=stripe-in;
+        }
+    }
+}
+EOF4
+};
+
+$s->write_config($counters_config->('secret=gh-old secret=gh-new'));
+$s->run;
+
+sub fp { substr(Digest::SHA::sha256_hex($_[0]), 0, 8) }
+
+sub cin {
+    my ($path, $body, %h) = @_;
+    return $s->req(POST => $path, body => $body,
+        headers => { 'Content-Type' => 'application/json', %h });
+}
+
+my $cb = '{"zen":"Keep it logically awesome."}';
+my $cn = 0;
+my $gsig = sub {
+    my ($secret, $body) = @_;
+    $body //= $cb;
+    return ('X-GitHub-Event' => 'ping', 'X-GitHub-Delivery' => 'c-' . ++$cn,
+        'X-Hub-Signature-256' => 'sha256=' . hmac_sha256_hex($body, $secret));
+};
+
+# deliveries with a secret until both workers took some; how many
+my $deliver = sub {
+    my ($secret) = @_;
+    my (%pids, $n);
+    for (1 .. 60) {
+        my $r = cin('/hooks/gh', $cb, $gsig->($secret));
+        return (0, 0) unless $r->{status} == 201;
+        $n++;
+        $pids{ $r->{headers}{'x-pid'} } = 1;
+        last if keys %pids == 2 && $n >= 3;
+    }
+    return ($n, scalar keys %pids);
+};
+
+my ($n_old, $w_old) = $deliver->('gh-old');
+my ($n_new, $w_new) = $deliver->('gh-new');
+is("$w_old $w_new", '2 2', 'counters: deliveries with each secret reached '
+    . 'both workers');
+
+# verified, then 400 as not JSON: still a verified delivery
+$r = cin('/hooks/gh', 'not json', $gsig->('gh-old', 'not json'));
+is($r->{status}, 400, 'counters: a verified body that is not JSON: 400');
+$n_old++;
+
+error_is(cin('/hooks/gh', $cb, $gsig->('gh-other')), 401,
+    'invalid_signature', 'the signature does not match the body',
+    'counters: another secret: 401');
+error_is(cin('/hooks/gh', $cb . ' ', $gsig->('gh-new')), 401,
+    'invalid_signature', 'the signature does not match the body',
+    'counters: the new secret, another body: 401');
+my %nohdr = $gsig->('gh-new');
+delete $nohdr{'X-Hub-Signature-256'};
+error_is(cin('/hooks/gh', $cb, %nohdr), 401, 'invalid_signature',
+    'the X-Hub-Signature-256 header is missing',
+    'counters: no signature: 401');
+is(cin('/hooks/gh', $cb, $gsig->('gh-new'), 'Content-Type' => 'text/plain')
+    ->{status}, 415, 'counters: not JSON by its type: 415, not counted');
+
+my $cs = '{"id":"evt_c1","type":"charge.succeeded"}';
+my $ct = time;
+is(cin('/hooks/stripe', $cs, 'Stripe-Signature' => "t=$ct,v1="
+    . hmac_sha256_hex("$ct.$cs", 'whsec_count'))->{status}, 201,
+    'counters: stripe: a good event');
+$ct = time - 3600;
+is(cin('/hooks/stripe', $cs, 'Stripe-Signature' => "t=$ct,v1="
+    . hmac_sha256_hex("$ct.$cs", 'whsec_count'))->{status}, 401,
+    'counters: stripe: a stale one');
+is(cin('/hooks/stripe', $cs, 'Stripe-Signature' => "t=abc,v1=00")
+    ->{status}, 401, 'counters: stripe: a timestamp not a number');
+
+my $inbound = sub {
+    my ($old, $new, $mismatch, $malformed, $extra) = @_;
+    my @secrets = ({ position => 1, fingerprint => fp('gh-old'),
+                     verified => $old },
+                   { position => 2, fingerprint => fp('gh-new'),
+                     verified => $new });
+    @secrets = @$extra if $extra;
+    my $v = 0;
+    $v += $_->{verified} for @secrets;
+    return [
+        { name => '/hooks/gh', sender => 'github', verified => $v,
+          rejected => { malformed => $malformed, stale => 0,
+                        mismatch => $mismatch },
+          secrets => \@secrets },
+        { name => 'stripe-in', sender => 'stripe', verified => 1,
+          rejected => { malformed => 1, stale => 1, mismatch => 0 },
+          secrets => [ { position => 1, fingerprint => fp('whsec_count'),
+                         verified => 1 } ] } ];
+};
+
+my $st_json = $s->get('/status')->{json};
+is_deeply($st_json->{inbound}, $inbound->($n_old, $n_new, 2, 1),
+    "counters: JSON: $n_old with the old secret, $n_new with the new, "
+    . '2 mismatches, 1 malformed, stripe\'s stale')
+    or diag explain $st_json->{inbound};
+unlike($s->get('/status')->{body}, qr/gh-old|gh-new|whsec_count/,
+    'counters: no secret on the page');
+
+my $prom = $s->get('/status?format=prometheus')->{body};
+my ($fo, $fn, $fs) = (fp('gh-old'), fp('gh-new'), fp('whsec_count'));
+my $line = sub {
+    my ($name, $in, $label, $v) = @_;
+    return "$name\{zone=\"main\",inbound=\"$in\"$label\} $v";
+};
+my @want = (
+    $line->('events_inbound_verified_total', '/hooks/gh', '',
+        $n_old + $n_new),
+    $line->('events_inbound_verified_total', 'stripe-in', '', 1),
+    $line->('events_inbound_secret_verified_total', '/hooks/gh',
+        ",secret=\"$fo\"", $n_old),
+    $line->('events_inbound_secret_verified_total', '/hooks/gh',
+        ",secret=\"$fn\"", $n_new),
+    $line->('events_inbound_secret_verified_total', 'stripe-in',
+        ",secret=\"$fs\"", 1),
+    $line->('events_inbound_secret_info', '/hooks/gh',
+        ",secret=\"$fo\",position=\"1\"", 1),
+    $line->('events_inbound_secret_info', '/hooks/gh',
+        ",secret=\"$fn\",position=\"2\"", 1),
+    $line->('events_inbound_rejected_total', '/hooks/gh',
+        ',reason="mismatch"', 2),
+    $line->('events_inbound_rejected_total', '/hooks/gh',
+        ',reason="malformed"', 1),
+    $line->('events_inbound_rejected_total', '/hooks/gh',
+        ',reason="stale"', 0),
+    $line->('events_inbound_rejected_total', 'stripe-in',
+        ',reason="stale"', 1),
+    $line->('events_inbound_rejected_total', 'stripe-in',
+        ',reason="malformed"', 1),
+    '# TYPE events_inbound_secret_verified_total counter',
+    '# TYPE events_inbound_secret_info gauge',
+    '# TYPE events_inbound_rejected_total counter');
+for my $w (@want) {
+    like($prom, qr/^\Q$w\E$/m, "counters: prometheus: $w");
+}
+is(scalar(() = $prom =~ /^# TYPE events_inbound_verified_total /mg), 1,
+    'counters: prometheus: one TYPE for the family of two locations');
+
+SKIP: {
+    skip "no $promtool", 1 unless -x $promtool;
+    my $f = $s->write_file('metrics.txt', $prom);
+    my $out = `$promtool check metrics < '$f' 2>&1`;
+    is($? . $out, '0', 'counters: promtool check metrics');
+}
+
+ok($s->reload, 'counters: reload, the same secrets');
+is_deeply($s->get('/status')->{json}{inbound},
+    $inbound->($n_old, $n_new, 2, 1), 'counters: kept across the reload')
+    or diag explain $s->get('/status')->{json}{inbound};
+
+# the rotation's end: the old secret out, the new first, a newer beside
+$s->write_config($counters_config->('secret=gh-new secret=gh-newer'));
+ok($s->reload, 'counters: reload, the old secret removed');
+is(cin('/hooks/gh', $cb, $gsig->('gh-old'))->{status}, 401,
+    'counters: the old secret: 401 now');
+is(cin('/hooks/gh', $cb, $gsig->('gh-newer'))->{status}, 201,
+    'counters: the newer secret');
+$st_json = $s->get('/status')->{json}{inbound};
+my $gh_now = $st_json->[0];
+is_deeply($gh_now->{secrets},
+    [ { position => 1, fingerprint => fp('gh-new'), verified => $n_new },
+      { position => 2, fingerprint => fp('gh-newer'), verified => 1 } ],
+    'counters: the new secret keeps its count in its new position; the '
+    . 'newer starts at 0; the old one is gone from the page')
+    or diag explain $gh_now;
+is("$gh_now->{verified} $gh_now->{rejected}{mismatch}",
+    ($n_old + $n_new + 1) . ' 3',
+    'counters: the location\'s counts go on across the reload');
+
+$s->stop;
+unlike($s->error_log . $s->read_file('stderr.log'),
+    qr/\[(?:alert|crit|emerg)\]|Sanitizer/,
+    'counters: no alert, crit, emerg or sanitizer report');
+
+###########################################################################
 # Configuration
 
 for my $bad (['events_inbound main gitlab secret=x;',
@@ -582,7 +792,24 @@ for my $bad (['events_inbound main gitlab secret=x;',
              ['events_inbound main github secret=x colour=red;',
               'invalid parameter "colour=red"'],
              ['events_inbound main github secret=x; events_api main;',
-              'is duplicate'])
+              'is duplicate'],
+             ['events_inbound main github secret=x name=;',
+              'has an invalid "name=": 1-128 characters'],
+             ['events_inbound main github secret=x name=' . ('n' x 129)
+              . ';', 'has an invalid "name=": 1-128 characters'],
+             ['events_inbound main github secret=x name=hooks; } '
+              . 'location /in2 { events_inbound main stripe secret=y '
+              . 'name=hooks;',
+              '[emerg] "events_inbound" "hooks" is already a name in zone '
+              . '"main": set name= to tell the locations apart in '],
+             ['events_inbound main github secret=x; } location /'
+              . ('l' x 128) . ' { events_inbound main github secret=y;',
+              'needs a "name=" of 1-128 characters for the status page: '
+              . 'the location\'s name is longer'],
+             ['events_inbound main github secret=x; } location /in { '
+              . 'events_inbound main stripe secret=y;',
+              '[emerg] "events_inbound" "/in" is already a name in zone '
+              . '"main"'])
 {
     my $c = EventsTest->new;
     $c->write_config(<<"EOF3");

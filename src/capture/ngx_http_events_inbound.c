@@ -36,6 +36,18 @@
  * an access log with it tells when the old secret is no longer used.
  * secret_file= reads a secret from a file when the configuration is
  * read, so nginx.conf need not hold it; a reload reads it again.
+ *
+ * The zone counts, for the status page, each location's verified
+ * deliveries, its rejected ones by reason (malformed, stale, mismatch),
+ * and for each secret the deliveries it verified.  A secret is named by
+ * its fingerprint, the first 4 bytes of SHA-256 of its text, never by
+ * its position: the position changes as a rotation goes on, and a
+ * counter that followed it would count two secrets as one.  The
+ * counters are nodes in the zone's slab pool keyed by (location name,
+ * fingerprint), found or made by a worker on first use and never
+ * freed: a reload that keeps a secret keeps its count wherever it
+ * moved, a new secret starts at 0, and old workers that still drain
+ * count into nodes nothing takes from them.
  */
 
 
@@ -44,6 +56,7 @@
 #include <ngx_http.h>
 
 #include <openssl/crypto.h>
+#include <openssl/sha.h>
 
 #include "ngx_http_events_module.h"
 #include "ngx_http_events_http.h"
@@ -52,6 +65,9 @@
 #include "ngx_http_events_hmac.h"
 #include "ngx_http_events_id.h"
 #include "ngx_http_events_match.h"
+#include "ngx_http_events_store.h"
+#include "ngx_http_events_buf.h"
+#include "ngx_http_events_status.h"
 #include "ngx_http_events_inbound.h"
 
 
@@ -59,6 +75,24 @@
 #define NGX_HTTP_EVENTS_INBOUND_FILE_MAX   4096
 #define NGX_HTTP_EVENTS_INBOUND_MACS                                        \
     (NGX_HTTP_EVENTS_INBOUND_SECRETS * NGX_HTTP_EVENTS_HMAC_SHA256_LEN)
+
+/* a location node's counters; a secret's node has only the first */
+#define NGX_HTTP_EVENTS_INBOUND_VERIFIED   0
+#define NGX_HTTP_EVENTS_INBOUND_MALFORMED  1   /* no signature to check */
+#define NGX_HTTP_EVENTS_INBOUND_STALE      2   /* timestamp out of bounds */
+#define NGX_HTTP_EVENTS_INBOUND_MISMATCH   3   /* no secret's MAC */
+#define NGX_HTTP_EVENTS_INBOUND_NCOUNTS    4
+
+
+/* counters in the zone: a location's (secret == 0) or a secret's */
+struct ngx_http_events_inbound_node_s {
+    ngx_queue_t                 queue;
+    ngx_atomic_t                count[NGX_HTTP_EVENTS_INBOUND_NCOUNTS];
+    u_char                      secret;
+    u_char                      fp[NGX_HTTP_EVENTS_INBOUND_FP];
+    u_char                      len;
+    u_char                      name[NGX_HTTP_EVENTS_INBOUND_NAME];
+};
 
 
 typedef ngx_uint_t (*ngx_http_events_inbound_eq_pt)(u_char *mac,
@@ -108,6 +142,23 @@ static ngx_int_t ngx_http_events_inbound_value(ngx_http_request_t *r,
     ngx_http_complex_value_t *cv, ngx_str_t *v);
 static ngx_int_t ngx_http_events_inbound_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static char *ngx_http_events_inbound_label(ngx_conf_t *cf,
+    ngx_http_events_inbound_conf_t *ic, ngx_str_t *name);
+static void ngx_http_events_inbound_count(ngx_http_request_t *r,
+    ngx_http_events_inbound_conf_t *ic, ngx_int_t rc, ngx_uint_t matched);
+static ngx_int_t ngx_http_events_inbound_nodes(
+    ngx_http_events_inbound_conf_t *ic);
+static ngx_http_events_inbound_node_t *ngx_http_events_inbound_node(
+    ngx_slab_pool_t *shpool, ngx_queue_t *nodes, ngx_str_t *name,
+    u_char *fp);
+static void ngx_http_events_inbound_status_json(ngx_http_events_buf_t *b,
+    ngx_http_events_store_t *store);
+static void ngx_http_events_inbound_status_text(ngx_http_events_buf_t *b,
+    ngx_http_events_store_t *store);
+static void ngx_http_events_inbound_sample(ngx_http_events_buf_t *b,
+    ngx_http_events_store_t *store, const char *name,
+    ngx_http_events_inbound_conf_t *ic, const char *label, ngx_str_t *value,
+    const char *more);
 
 
 static ngx_str_t  ngx_http_events_inbound_kinds[] = {
@@ -123,9 +174,20 @@ static ngx_str_t  ngx_http_events_inbound_secret_var =
     ngx_string("events_inbound_secret");
 
 
+static const char  *ngx_http_events_inbound_reasons[] = {
+    NULL, "malformed", "stale", "mismatch"
+};
+
+
+static ngx_http_events_status_section_t  ngx_http_events_inbound_status = {
+    ngx_http_events_inbound_status_json,
+    ngx_http_events_inbound_status_text
+};
+
+
 /*
  * events_inbound ZONE KIND secret=S|secret_file=PATH [secret=...]
- *     [type=] [id=] [header=] [tolerance=]
+ *     [type=] [id=] [header=] [tolerance=] [name=]
  */
 
 char *
@@ -135,12 +197,13 @@ ngx_http_events_inbound(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     u_char                            *p;
     char                              *rv;
-    ngx_str_t                         *value, s;
+    ngx_str_t                         *value, s, name;
     ngx_uint_t                         i, k, n;
     ngx_http_core_loc_conf_t          *clcf;
     ngx_http_events_inbound_conf_t    *ic;
     ngx_http_compile_complex_value_t   ccv;
     ngx_str_t                          secrets[NGX_HTTP_EVENTS_INBOUND_SECRETS];
+    u_char                             macs[SHA256_DIGEST_LENGTH];
 
     if (elcf->api_zone) {
         return "is duplicate, or beside events_api";
@@ -172,6 +235,7 @@ ngx_http_events_inbound(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     n = 0;
+    ngx_str_null(&name);
     ngx_str_set(&ic->header, "X-Signature");
     ic->tolerance = NGX_HTTP_EVENTS_INBOUND_TOLERANCE;
 
@@ -210,6 +274,9 @@ ngx_http_events_inbound(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                 }
             }
 
+            SHA256(secrets[n].data, secrets[n].len, macs);
+            ngx_memcpy(ic->fp[n], macs, NGX_HTTP_EVENTS_INBOUND_FP);
+
             n++;
             continue;
         }
@@ -219,6 +286,17 @@ ngx_http_events_inbound(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         {
             ic->header.data = value[i].data + 7;
             ic->header.len = value[i].len - 7;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "name=", 5) == 0) {
+            name.data = value[i].data + 5;
+            name.len = value[i].len - 5;
+
+            if (name.len == 0 || name.len > NGX_HTTP_EVENTS_INBOUND_NAME) {
+                return "has an invalid \"name=\": 1-128 characters";
+            }
+
             continue;
         }
 
@@ -287,9 +365,72 @@ ngx_http_events_inbound(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     elcf->inbound = ic;
+    ic->zone = elcf->api_zone;
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     clcf->handler = ngx_http_events_inbound_handler;
+
+    return ngx_http_events_inbound_label(cf, ic, name.len ? &name
+                                                          : &clcf->name);
+}
+
+
+/*
+ * The location's label on the status page: name=, or the location's
+ * own; two locations of a zone may not share one, their counts would
+ * be one count
+ */
+
+static char *
+ngx_http_events_inbound_label(ngx_conf_t *cf,
+    ngx_http_events_inbound_conf_t *ic, ngx_str_t *name)
+{
+    ngx_uint_t                        i;
+    ngx_http_events_main_conf_t      *emcf;
+    ngx_http_events_inbound_conf_t  **all, **p;
+
+    if (name->len == 0 || name->len > NGX_HTTP_EVENTS_INBOUND_NAME) {
+        return "needs a \"name=\" of 1-128 characters for the status "
+               "page: the location's name is longer";
+    }
+
+    ic->label = *name;
+
+    emcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_events_module);
+
+    if (emcf->inbound == NULL) {
+        emcf->inbound = ngx_array_create(cf->pool, 4,
+                                    sizeof(ngx_http_events_inbound_conf_t *));
+        if (emcf->inbound == NULL
+            || ngx_http_events_status_register(cf,
+                                               &ngx_http_events_inbound_status)
+               != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    all = emcf->inbound->elts;
+
+    for (i = 0; i < emcf->inbound->nelts; i++) {
+        if (all[i]->zone == ic->zone && all[i]->label.len == name->len
+            && ngx_strncmp(all[i]->label.data, name->data, name->len) == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"events_inbound\" \"%V\" is already a "
+                               "name in zone \"%V\": set name= to tell "
+                               "the locations apart", name,
+                               &ic->zone->shm.name);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    p = ngx_array_push(emcf->inbound);
+    if (p == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *p = ic;
 
     return NGX_CONF_OK;
 }
@@ -501,13 +642,15 @@ ngx_http_events_inbound_event(ngx_http_request_t *r, u_char *data, size_t len)
 
     matched = 0;
 
-    if (ngx_http_events_inbound_verify(r, ic, &body, &matched, &err)
-        != NGX_OK)
-    {
-        if (err.status == 0) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
+    rc = ngx_http_events_inbound_verify(r, ic, &body, &matched, &err);
 
+    if (rc != NGX_OK && err.status == 0) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_http_events_inbound_count(r, ic, rc, matched);
+
+    if (rc != NGX_OK) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "events inbound %V: %*s", &ic->name, err.message_len,
                       err.message);
@@ -597,7 +740,12 @@ ngx_http_events_inbound_event(ngx_http_request_t *r, u_char *data, size_t len)
 }
 
 
-/* *matched: one bit for each secret a signature matched, 1 << (n - 1) */
+/*
+ * *matched: one bit for each secret a signature matched, 1 << (n - 1);
+ * a 401 is NGX_DECLINED (no secret matched), NGX_ABORT (a stale
+ * timestamp) or NGX_ERROR (nothing to check: a header missing or
+ * unreadable); NGX_ERROR without err->status is an internal error
+ */
 
 static ngx_int_t
 ngx_http_events_inbound_verify(ngx_http_request_t *r,
@@ -667,6 +815,7 @@ ngx_http_events_inbound_stripe(ngx_http_request_t *r,
     ngx_uint_t *matched, ngx_http_events_error_t *err)
 {
     u_char           *p, *end, *comma;
+    ngx_int_t         rc;
     ngx_str_t         ts, parts[3], item;
     ngx_uint_t        nsig;
     ngx_table_elt_t  *h;
@@ -704,8 +853,9 @@ ngx_http_events_inbound_stripe(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    if (ngx_http_events_inbound_fresh(&ts, ic->tolerance, err) != NGX_OK) {
-        return NGX_ERROR;
+    rc = ngx_http_events_inbound_fresh(&ts, ic->tolerance, err);
+    if (rc != NGX_OK) {
+        return rc;
     }
 
     parts[0] = ts;
@@ -759,6 +909,7 @@ ngx_http_events_inbound_standard(ngx_http_request_t *r,
     ngx_uint_t *matched, ngx_http_events_error_t *err)
 {
     u_char           *p, *end, *sp;
+    ngx_int_t         rc;
     ngx_str_t         parts[5];
     ngx_table_elt_t  *id, *ts, *sig;
     u_char            macs[NGX_HTTP_EVENTS_INBOUND_MACS];
@@ -776,10 +927,9 @@ ngx_http_events_inbound_standard(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    if (ngx_http_events_inbound_fresh(&ts->value, ic->tolerance, err)
-        != NGX_OK)
-    {
-        return NGX_ERROR;
+    rc = ngx_http_events_inbound_fresh(&ts->value, ic->tolerance, err);
+    if (rc != NGX_OK) {
+        return rc;
     }
 
     parts[0] = id->value;
@@ -861,7 +1011,10 @@ ngx_http_events_inbound_hmac(ngx_http_request_t *r,
 }
 
 
-/* a timestamp within tolerance of now, either way (a clock may be ahead) */
+/*
+ * a timestamp within tolerance of now, either way (a clock may be
+ * ahead); NGX_ABORT: a number, but stale
+ */
 
 static ngx_int_t
 ngx_http_events_inbound_fresh(ngx_str_t *ts, time_t tolerance,
@@ -886,7 +1039,7 @@ ngx_http_events_inbound_fresh(ngx_str_t *ts, time_t tolerance,
                               NULL, "the signature's timestamp is %T s "
                               "away from now; at most %T s are allowed",
                               d, tolerance);
-        return NGX_ERROR;
+        return NGX_ABORT;
     }
 
     return NGX_OK;
@@ -898,7 +1051,7 @@ ngx_http_events_inbound_mismatch(ngx_http_events_error_t *err)
 {
     ngx_http_events_error(err, 401, "invalid_signature", NULL, NULL, NULL,
                           "the signature does not match the body");
-    return NGX_ERROR;
+    return NGX_DECLINED;
 }
 
 
@@ -1160,4 +1313,340 @@ ngx_http_events_inbound_variable(ngx_http_request_t *r,
     v->not_found = 0;
 
     return NGX_OK;
+}
+
+
+/*
+ * A delivery's counts: verified and each secret it matched, or the
+ * reason it was refused.  Counters that cannot be had (the zone full)
+ * do not keep the delivery from its answer.
+ */
+
+static void
+ngx_http_events_inbound_count(ngx_http_request_t *r,
+    ngx_http_events_inbound_conf_t *ic, ngx_int_t rc, ngx_uint_t matched)
+{
+    ngx_uint_t  k, c;
+
+    if (ngx_http_events_inbound_nodes(ic) != NGX_OK) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "events inbound \"%V\": no memory in zone \"%V\" "
+                      "for its counters", &ic->label, &ic->zone->shm.name);
+        return;
+    }
+
+    if (rc != NGX_OK) {
+        c = (rc == NGX_DECLINED) ? NGX_HTTP_EVENTS_INBOUND_MISMATCH
+            : (rc == NGX_ABORT) ? NGX_HTTP_EVENTS_INBOUND_STALE
+                                : NGX_HTTP_EVENTS_INBOUND_MALFORMED;
+
+        (void) ngx_atomic_fetch_add(&ic->node->count[c], 1);
+        return;
+    }
+
+    (void) ngx_atomic_fetch_add(
+                 &ic->node->count[NGX_HTTP_EVENTS_INBOUND_VERIFIED], 1);
+
+    for (k = 0; k < ic->nkeys; k++) {
+        if (matched & ((ngx_uint_t) 1 << k)) {
+            (void) ngx_atomic_fetch_add(&ic->secrets[k]->count[0], 1);
+        }
+    }
+}
+
+
+/* this worker finds the location's nodes once, under the zone's lock */
+
+static ngx_int_t
+ngx_http_events_inbound_nodes(ngx_http_events_inbound_conf_t *ic)
+{
+    void                            **slot;
+    ngx_int_t                         rc;
+    ngx_uint_t                        k;
+    ngx_queue_t                      *nodes;
+    ngx_http_events_store_t          *store;
+    ngx_http_events_inbound_node_t   *node;
+
+    if (ic->node) {
+        return NGX_OK;
+    }
+
+    store = ic->zone->data;
+    rc = NGX_ERROR;
+
+    ngx_shmtx_lock(&store->shpool->mutex);
+
+    slot = ngx_http_events_store_inbound_slot(store);
+
+    if (*slot == NULL) {
+        nodes = ngx_slab_alloc_locked(store->shpool, sizeof(ngx_queue_t));
+        if (nodes == NULL) {
+            goto done;
+        }
+
+        ngx_queue_init(nodes);
+        *slot = nodes;
+    }
+
+    nodes = *slot;
+
+    for (k = 0; k < ic->nkeys; k++) {
+        node = ngx_http_events_inbound_node(store->shpool, nodes, &ic->label,
+                                            ic->fp[k]);
+        if (node == NULL) {
+            goto done;
+        }
+
+        ic->secrets[k] = node;
+    }
+
+    /* the location's last: it says the others are there */
+
+    node = ngx_http_events_inbound_node(store->shpool, nodes, &ic->label,
+                                        NULL);
+    if (node == NULL) {
+        goto done;
+    }
+
+    ic->node = node;
+    rc = NGX_OK;
+
+done:
+
+    ngx_shmtx_unlock(&store->shpool->mutex);
+
+    return rc;
+}
+
+
+/* a location's node (fp NULL) or one of its secrets', found or made */
+
+static ngx_http_events_inbound_node_t *
+ngx_http_events_inbound_node(ngx_slab_pool_t *shpool, ngx_queue_t *nodes,
+    ngx_str_t *name, u_char *fp)
+{
+    ngx_queue_t                     *q;
+    ngx_http_events_inbound_node_t  *node;
+
+    for (q = ngx_queue_head(nodes);
+         q != ngx_queue_sentinel(nodes);
+         q = ngx_queue_next(q))
+    {
+        node = ngx_queue_data(q, ngx_http_events_inbound_node_t, queue);
+
+        if (node->len == name->len
+            && ngx_memcmp(node->name, name->data, name->len) == 0
+            && node->secret == (fp != NULL)
+            && (fp == NULL
+                || ngx_memcmp(node->fp, fp, NGX_HTTP_EVENTS_INBOUND_FP) == 0))
+        {
+            return node;
+        }
+    }
+
+    node = ngx_slab_calloc_locked(shpool,
+                                  sizeof(ngx_http_events_inbound_node_t));
+    if (node == NULL) {
+        return NULL;
+    }
+
+    node->len = (u_char) name->len;
+    ngx_memcpy(node->name, name->data, name->len);
+
+    if (fp) {
+        node->secret = 1;
+        ngx_memcpy(node->fp, fp, NGX_HTTP_EVENTS_INBOUND_FP);
+    }
+
+    ngx_queue_insert_tail(nodes, &node->queue);
+
+    return node;
+}
+
+
+/*
+ * ,"inbound":[{"name":..,"sender":..,"verified":N,"rejected":{..},
+ * "secrets":[{"position":1,"fingerprint":"..","verified":N}]}]: the
+ * zone's locations in this configuration, in their order
+ */
+
+static void
+ngx_http_events_inbound_status_json(ngx_http_events_buf_t *b,
+    ngx_http_events_store_t *store)
+{
+    u_char                           fp[2 * NGX_HTTP_EVENTS_INBOUND_FP];
+    ngx_uint_t                       i, k, c, n;
+    ngx_http_events_main_conf_t     *emcf;
+    ngx_http_events_inbound_conf_t  *ic, **all;
+
+    emcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_events_module);
+    all = emcf->inbound->elts;
+    n = 0;
+
+    for (i = 0; i < emcf->inbound->nelts; i++) {
+        ic = all[i];
+
+        if (ic->zone->data != store
+            || ngx_http_events_inbound_nodes(ic) != NGX_OK)
+        {
+            continue;
+        }
+
+        ngx_http_events_buf_printf(b, "%s{\"name\":",
+                                   n++ ? "," : ",\"inbound\":[");
+        ngx_http_events_buf_str(b, ic->label.data, ic->label.len);
+        ngx_http_events_buf_printf(b, ",\"sender\":\"%V\",\"verified\":%uA,"
+                                   "\"rejected\":{", &ic->name,
+                    ic->node->count[NGX_HTTP_EVENTS_INBOUND_VERIFIED]);
+
+        for (c = 1; c < NGX_HTTP_EVENTS_INBOUND_NCOUNTS; c++) {
+            ngx_http_events_buf_printf(b, "%s\"%s\":%uA", c > 1 ? "," : "",
+                                       ngx_http_events_inbound_reasons[c],
+                                       ic->node->count[c]);
+        }
+
+        ngx_http_events_buf_literal(b, "},\"secrets\":[");
+
+        for (k = 0; k < ic->nkeys; k++) {
+            ngx_hex_dump(fp, ic->fp[k], NGX_HTTP_EVENTS_INBOUND_FP);
+            ngx_http_events_buf_printf(b, "%s{\"position\":%ui,"
+                                       "\"fingerprint\":\"%*s\","
+                                       "\"verified\":%uA}",
+                                       k ? "," : "", k + 1, sizeof(fp), fp,
+                                       ic->secrets[k]->count[0]);
+        }
+
+        ngx_http_events_buf_literal(b, "]}");
+    }
+
+    if (n) {
+        ngx_http_events_buf_literal(b, "]");
+    }
+}
+
+
+/*
+ * events_inbound_verified_total{zone,inbound}, by secret
+ * events_inbound_secret_verified_total{zone,inbound,secret}, the
+ * secrets' positions in events_inbound_secret_info, and
+ * events_inbound_rejected_total{zone,inbound,reason}
+ */
+
+static void
+ngx_http_events_inbound_status_text(ngx_http_events_buf_t *b,
+    ngx_http_events_store_t *store)
+{
+    u_char                           fp[2 * NGX_HTTP_EVENTS_INBOUND_FP];
+    u_char                           more[64];
+    ngx_str_t                        v;
+    ngx_uint_t                       i, k, c, m, n;
+    ngx_http_events_main_conf_t     *emcf;
+    ngx_http_events_inbound_conf_t  *ic, **all;
+
+    static const char  *names[] = {
+        "events_inbound_verified_total",
+        "events_inbound_secret_verified_total",
+        "events_inbound_secret_info",
+        "events_inbound_rejected_total"
+    };
+
+    static const char  *helps[] = {
+        "Inbound webhooks whose signature verified.",
+        "Inbound webhooks verified with the secret (its fingerprint).",
+        "The inbound location's secrets: their position in the directive.",
+        "Inbound webhooks refused with 401, by reason."
+    };
+
+    emcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_events_module);
+    all = emcf->inbound->elts;
+
+    /* one family at a time: its HELP and TYPE once, then its samples */
+
+    for (m = 0; m < 4; m++) {
+        n = 0;
+
+        for (i = 0; i < emcf->inbound->nelts; i++) {
+            ic = all[i];
+
+            if (ic->zone->data != store
+                || ngx_http_events_inbound_nodes(ic) != NGX_OK)
+            {
+                continue;
+            }
+
+            if (n++ == 0) {
+                ngx_http_events_status_help(b, names[m],
+                                            m == 2 ? "gauge" : "counter",
+                                            helps[m]);
+            }
+
+            if (m == 0) {
+                ngx_http_events_inbound_sample(b, store, names[m], ic, NULL,
+                                               NULL, NULL);
+                ngx_http_events_buf_printf(b, " %uA\n",
+                    ic->node->count[NGX_HTTP_EVENTS_INBOUND_VERIFIED]);
+                continue;
+            }
+
+            if (m == 3) {
+                for (c = 1; c < NGX_HTTP_EVENTS_INBOUND_NCOUNTS; c++) {
+                    v.data = (u_char *) ngx_http_events_inbound_reasons[c];
+                    v.len = ngx_strlen(v.data);
+                    ngx_http_events_inbound_sample(b, store, names[m], ic,
+                                                   "reason", &v, NULL);
+                    ngx_http_events_buf_printf(b, " %uA\n",
+                                               ic->node->count[c]);
+                }
+
+                continue;
+            }
+
+            for (k = 0; k < ic->nkeys; k++) {
+                ngx_hex_dump(fp, ic->fp[k], NGX_HTTP_EVENTS_INBOUND_FP);
+                v.data = fp;
+                v.len = sizeof(fp);
+
+                if (m == 1) {
+                    ngx_http_events_inbound_sample(b, store, names[m], ic,
+                                                   "secret", &v, NULL);
+                    ngx_http_events_buf_printf(b, " %uA\n",
+                                               ic->secrets[k]->count[0]);
+                    continue;
+                }
+
+                ngx_sprintf(more, ",position=\"%ui\"%Z", k + 1);
+                ngx_http_events_inbound_sample(b, store, names[m], ic,
+                                               "secret", &v, (char *) more);
+                ngx_http_events_buf_literal(b, " 1\n");
+            }
+        }
+    }
+}
+
+
+/* name{zone="..",inbound=".."[,label=".."][more]}, without the value */
+
+static void
+ngx_http_events_inbound_sample(ngx_http_events_buf_t *b,
+    ngx_http_events_store_t *store, const char *name,
+    ngx_http_events_inbound_conf_t *ic, const char *label, ngx_str_t *value,
+    const char *more)
+{
+    ngx_http_events_buf_printf(b, "%s{zone=", name);
+    ngx_http_events_buf_label(b, store->name.data, store->name.len);
+    ngx_http_events_buf_literal(b, ",inbound=");
+    ngx_http_events_buf_label(b, ic->label.data, ic->label.len);
+
+    if (label) {
+        ngx_http_events_buf_printf(b, ",%s=", label);
+        ngx_http_events_buf_label(b, value->data, value->len);
+    }
+
+    if (more) {
+        ngx_http_events_buf_printf(b, "%s", more);
+    }
+
+    ngx_http_events_buf_literal(b, "}");
 }

@@ -23,6 +23,16 @@
 /* secret= per location: the old and the new during a rotation, and spare */
 #define NGX_HTTP_EVENTS_INBOUND_SECRETS   4
 
+/* a location's name on the status page (name=, or the location's) */
+#define NGX_HTTP_EVENTS_INBOUND_NAME      128
+
+/* a secret's fingerprint: the first bytes of SHA-256 of its text */
+#define NGX_HTTP_EVENTS_INBOUND_FP        4
+
+
+typedef struct ngx_http_events_inbound_node_s
+    ngx_http_events_inbound_node_t;
+
 
 struct ngx_http_events_inbound_conf_s {
     ngx_uint_t                  kind;
@@ -34,6 +44,16 @@ struct ngx_http_events_inbound_conf_s {
     ngx_http_complex_value_t   *type;           /* NULL: the sender's */
     ngx_http_complex_value_t   *id;             /* NULL: the sender's */
     time_t                      tolerance;      /* stripe, standard */
+
+    /* the status page's: the zone, the label, each secret's fingerprint */
+    ngx_shm_zone_t             *zone;
+    ngx_str_t                   label;
+    u_char                      fp[NGX_HTTP_EVENTS_INBOUND_SECRETS]
+                                  [NGX_HTTP_EVENTS_INBOUND_FP];
+
+    /* this worker's pointers to the counters in the zone, found once */
+    ngx_http_events_inbound_node_t  *node;
+    ngx_http_events_inbound_node_t  *secrets[NGX_HTTP_EVENTS_INBOUND_SECRETS];
 };
 
 

@@ -42,7 +42,7 @@
 
 
 #define NGX_HTTP_EVENTS_MAGIC       0x45564e54      /* "EVNT" */
-#define NGX_HTTP_EVENTS_VERSION     10
+#define NGX_HTTP_EVENTS_VERSION     11
 
 /* an index slot for every this many bytes of ring */
 #define NGX_HTTP_EVENTS_SLOT_BYTES  256
@@ -150,6 +150,7 @@ struct ngx_http_events_sh_s {
     ngx_http_events_worker_stat_t  workers[NGX_HTTP_EVENTS_MAX_WORKERS];
 
     void                       *webhooks;       /* allocated on first use */
+    void                       *inbound;        /* allocated on first use */
 };
 
 
@@ -3250,6 +3251,15 @@ void **
 ngx_http_events_store_wh_slot(ngx_http_events_store_t *store)
 {
     return &store->sh->webhooks;
+}
+
+
+/* and the inbound webhooks' counters */
+
+void **
+ngx_http_events_store_inbound_slot(ngx_http_events_store_t *store)
+{
+    return &store->sh->inbound;
 }
 
 

@@ -492,6 +492,7 @@ void ngx_http_events_store_worker_start(ngx_http_events_store_t *store,
     ngx_uint_t workers);
 
 void **ngx_http_events_store_wh_slot(ngx_http_events_store_t *store);
+void **ngx_http_events_store_inbound_slot(ngx_http_events_store_t *store);
 uint64_t ngx_http_events_store_head(ngx_http_events_store_t *store);
 ngx_uint_t ngx_http_events_store_tenant_empty(ngx_http_events_store_t *store,
     ngx_str_t *tenant);
