@@ -9,7 +9,10 @@
 # endpoints: create (every field, and a bad url's 400 as the server
 # said it), edit (a PATCH of what changed), disable and enable, rotate
 # (the new secret once; a delivery verifies with it and not the old),
-# delete after a confirm step; under events_auth a 403 and a 401.
+# delete after a confirm step; under events_auth a 403 and a 401.  The
+# CloudEvents handshake in the endpoint view (verified, its allowed rate;
+# refused, pending with its error and next attempt; markup from the
+# receiver as text) and "verify" set and cleared by the form.
 
 use strict;
 use warnings;
@@ -76,6 +79,27 @@ http {
         location /console/ { events_console status=off webhooks=off; }
         location /webhooks { events_webhooks main; }
         location /wconsole/ { events_console status=off; }
+    }
+
+    # the CloudEvents handshake: a refused one is tried again after a
+    # minute, so it stays pending while the page looks at it
+    events_zone verify 4m;
+
+    server {
+        listen 127.0.0.1:%%PORT_4%%;
+
+        events_webhook_retry 60s 60s;
+
+        location = /events/stream { events_stream verify; }
+        location /events { events_api verify; }
+        location /webhooks { events_webhooks verify; }
+
+        location = /_events_webhook {
+            internal;
+            proxy_pass $events_webhook_url;
+        }
+
+        location /console/ { events_console status=off; }
     }
 }
 EOF2
@@ -198,7 +222,8 @@ SKIP: {
 
     my $n = EventsNode->start('node', "$REPO/t/node/console-browser.js",
                               "http://127.0.0.1:$port",
-                              "http://127.0.0.1:" . $t->port(3));
+                              "http://127.0.0.1:" . $t->port(3),
+                              "http://127.0.0.1:" . $t->port(4));
     my @checks;
     while (my $l = $n->until(sub { 1 }, 90)) {
         last if $l->{done};
@@ -210,7 +235,7 @@ SKIP: {
             diag $l->{text};
         }
     }
-    cmp_ok(scalar @checks, '>=', 54, 'console: every check ran')
+    cmp_ok(scalar @checks, '>=', 63, 'console: every check ran')
         or diag $n->output;
     $n->stop;
 }

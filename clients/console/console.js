@@ -419,24 +419,45 @@ function openEndpoint(w, keepSecret) {
 
 function showEndpoint() {
     const w = endpoint;
-    const v = w.verification;
+    const v = w.verification || {};
+    const s = w.stats || {};
+    const now = v.state === 'pending' && !v.nextAttemptAt;
     $('#endpoint-title').textContent = (w.url || w.location) + ' (' + w.id
                                        + ')';
     $('#endpoint-toggle').textContent = w.status === 'enabled' ? 'Disable'
                                                                : 'Enable';
     const dl = $('#endpoint-fields');
     dl.replaceChildren();
+    /* the handshake's detail may quote the receiver: text, as all here */
     for (const [k, x] of [
         ['status', w.status + (w.disabledReason ? ' (' + w.disabledReason
                                                   + ')' : '')],
         ['description', w.description], ['format', w.format],
         ['ordered', w.ordered], ['rateLimit', w.rateLimit],
-        ['maxInFlight', w.maxInFlight],
-        ['verify', w.verify && w.verify + (v ? ': ' + v.state : '')],
+        ['maxInFlight', w.maxInFlight], ['verify', w.verify],
+        ['handshake', v.state],
+        ['handshakes', v.attempts],
+        [v.state === 'verified' ? 'verified at' : 'last handshake',
+         when(v.at)],
+        ['next handshake', when(v.nextAttemptAt)
+         || (now ? (w.status === 'enabled' ? 'due now' : 'when enabled')
+                 : null)],
+        ['handshake error', v.error && v.error
+         + (v.httpStatus ? ' (HTTP ' + v.httpStatus + ')' : '')
+         + (v.detail ? ': ' + v.detail : '')],
+        ['allowed rate', v.allowedRate && v.allowedRate
+         + ' a minute (WebHook-Allowed-Rate)'],
         ['headers', Object.keys(w.headers || {}).join(', ')],
         ['metadata', Object.entries(w.metadata || {})
                          .map((m) => m.join('=')).join(', ')],
-        ['secret', w.secretHint], ['static', w.static || null]])
+        ['secret', w.secretHint], ['static', w.static || null],
+        ['delivered', s.ok], ['failed', s.failed], ['expired', s.expired],
+        ['pending', s.pending], ['in flight', s.inFlight],
+        ['last success', when(s.lastSuccessAt)],
+        ['last failure', when(s.lastFailureAt)],
+        ['last error', s.lastError],
+        ['oldest pending', s.pending ? s.oldestPendingAgeMs / 1000 + ' s'
+                                     : null]])
     {
         if (x !== null && x !== undefined && x !== '') {
             dl.append(el('dt', k), el('dd', x));

@@ -1,9 +1,10 @@
 // The console (events_console) in headless Chromium, used as a person
 // would: keyboard and clicks.  Prints one JSON line per check
 // ({check, ok, ...}) and {done: true} for t/37-console.t.
-//   node console-browser.js BASE TOKEN_BASE
+//   node console-browser.js BASE TOKEN_BASE VERIFY_BASE
 // BASE serves /console/ with X-Tenant tenancy and webhooks; TOKEN_BASE
-// serves it under events_auth (key "s3cret-one").
+// serves it under events_auth (key "s3cret-one"); VERIFY_BASE a zone
+// whose handshakes are retried after a minute (a pending one stays so).
 'use strict';
 
 const crypto = require('crypto');
@@ -11,7 +12,7 @@ const http = require('http');
 const puppeteer = require('puppeteer-core');
 const { Webhook } = require('standardwebhooks');
 
-const [base, tbase] = process.argv.slice(2);
+const [base, tbase, vbase] = process.argv.slice(2);
 const say = (o) => process.stdout.write(JSON.stringify(o) + '\n');
 const check = (name, ok, extra) => say(Object.assign({ check: name, ok: !!ok },
                                                      extra || {}));
@@ -621,6 +622,187 @@ async function tokenConsole(browser) {
     await page.close();
 }
 
+// the CloudEvents handshake in the endpoint view: one receiver allows
+// it (and a rate), one refuses it (403), one answers with markup in
+// WebHook-Allowed-Origin, which the server quotes in the detail; the
+// form turns "verify" on and off.  Everything compared with the API.
+async function verifyWebhooks(browser) {
+    const got = [];
+    const srv = http.createServer((req, res) => {
+        got.push(req.method + ' ' + req.url);
+        req.resume();
+        req.on('end', () => {
+            const h = req.method !== 'OPTIONS' ? {}
+                : req.url === '/ok' ? { 'WebHook-Allowed-Origin': '*',
+                                        'WebHook-Allowed-Rate': '120' }
+                : req.url === '/evil'
+                  ? { 'WebHook-Allowed-Origin': '<img src=x onerror=alert(1)>' }
+                : req.url === '/later' ? { 'WebHook-Allowed-Origin': '*' }
+                : null;
+            res.writeHead(h ? 200 : 403, h || {});
+            res.end();
+        });
+    });
+    const rurl = await new Promise((ok) => srv.listen(0, '127.0.0.1', () =>
+        ok('http://127.0.0.1:' + srv.address().port)));
+    const none = {};
+    const make = async (path, verify) => {
+        const r = await api('POST', '/webhooks',
+            Object.assign({ url: rurl + path, events: ['v.*'] },
+                          verify ? { verify } : {}), vbase, none);
+        if (r.status !== 201) {
+            check('verify: POST ' + path, false, r);
+        }
+        return r.json.id;
+    };
+    const ok = await make('/ok', 'cloudevents');
+    const no = await make('/no', 'cloudevents');
+    const evil = await make('/evil', 'cloudevents');
+    const later = await make('/later');
+    const ep = async (id) => (await api('GET', '/webhooks/' + id, undefined,
+                                        vbase, none)).json;
+    await publish({ type: 'v.one' }, vbase, {});
+    const settled = await until(async () => {
+        const a = await ep(ok);
+        const b = await ep(no);
+        const c = await ep(evil);
+        return a.verification.state === 'verified' && a.stats.ok === 1
+               && b.verification.attempts === 1 && c.verification.error
+               && (await ep(later)).stats.ok === 1;
+    }, 15000);
+    check('verify: the handshakes were made', settled, { got });
+
+    const page = await browser.newPage();
+    const problems = [];
+    const sent = [];
+    page.on('console', (m) => {
+        if (m.type() === 'error') {
+            problems.push(m.text());
+        }
+    });
+    page.on('pageerror', (e) => problems.push(String(e)));
+    page.on('dialog', (d) => {
+        problems.push('dialog: ' + d.message());
+        d.dismiss();
+    });
+    page.on('request', (q) => {
+        if (/\/webhooks/.test(q.url()) && q.method() !== 'GET') {
+            sent.push(q.method() + ' ' + q.postData());
+        }
+    });
+    await page.goto(vbase + '/console/#webhooks');
+    await waitFor(page, () =>
+        document.querySelectorAll('#webhooks-rows tbody tr').length === 4);
+
+    const view = async (id) => {
+        await page.click('#webhooks-rows tr[data-id="' + id + '"] button');
+        await waitFor(page, (i) => document.querySelector('#endpoint-title')
+                                       .textContent.includes(i), id);
+        return page.$$eval('#endpoint-fields dt', (dts) =>
+            Object.fromEntries(dts.map((d) => [d.textContent,
+                                               d.nextElementSibling
+                                                .textContent])));
+    };
+    const local = (ts) => page.evaluate((x) => new Date(x).toLocaleString(),
+                                        ts);
+    const pick = (o, keys) => JSON.stringify(keys.map((k) => o[k]));
+
+    let w = await ep(ok);
+    let d = await view(ok);
+    check('verify: a verified endpoint shows its handshake and stats',
+          pick(d, ['verify', 'handshake', 'handshakes', 'verified at',
+                   'allowed rate', 'handshake error', 'next handshake',
+                   'delivered', 'failed', 'pending', 'last success',
+                   'last error'])
+          === JSON.stringify(['cloudevents', 'verified', '1',
+                              await local(w.verification.at),
+                              '120 a minute (WebHook-Allowed-Rate)',
+                              undefined, undefined, '1', '0', '0',
+                              await local(w.stats.lastSuccessAt), undefined])
+          && w.verification.allowedRate === 120, { d, w });
+
+    w = await ep(no);
+    d = await view(no);
+    check('verify: a refused handshake shows pending, attempts, the error '
+          + 'and the next one',
+          pick(d, ['handshake', 'handshakes', 'last handshake',
+                   'next handshake', 'handshake error', 'delivered',
+                   'pending'])
+          === JSON.stringify(['pending', '1', await local(w.verification.at),
+                              await local(w.verification.nextAttemptAt),
+                              'E_HTTP (HTTP 403): the endpoint answered 403',
+                              '0', '1'])
+          && w.verification.detail === 'the endpoint answered 403'
+          && w.verification.nextAttemptAt && /^\d+(\.\d+)? s$/.test(
+              d['oldest pending']), { d, w });
+
+    await page.click('#endpoint-toggle');
+    const offd = await waitFor(page, () => /status\s*disabled \(manual\)/
+        .test(document.querySelector('#endpoint-fields').textContent));
+    d = await page.$$eval('#endpoint-fields dt', (dts) =>
+        Object.fromEntries(dts.map((x) => [x.textContent,
+                                           x.nextElementSibling.textContent])));
+    w = await ep(no);
+    check('verify: disabled, the next handshake is "when enabled"', offd
+          && d['next handshake'] === 'when enabled'
+          && w.verification.state === 'pending'
+          && w.verification.nextAttemptAt === null, { d, w });
+
+    w = await ep(evil);
+    d = await view(evil);
+    const markup = await page.evaluate(() => document.querySelectorAll(
+        '#endpoint img, #endpoint-fields dd *').length);
+    check('verify: markup in the receiver\'s answer is shown as text',
+          w.verification.detail.includes('"<img src=x onerror=alert(1)>"')
+          && d['handshake error'] === 'E_HTTP (HTTP 200): '
+                                      + w.verification.detail
+          && markup === 0, { d, w, markup });
+
+    // the form: verify on (PATCH of it alone), then off (null)
+    const edit = async (value) => {
+        await page.click('#webhooks-rows tr[data-id="' + later + '"] button');
+        await page.click('#endpoint-edit');
+        await page.select('#wh-form [name="verify"]', value);
+        sent.length = 0;
+        await page.click('#wh-save');
+        await waitFor(page, () => document.querySelector('#wh-form').hidden);
+        return sent.slice();
+    };
+    const before = await ep(later);
+    let s = await edit('cloudevents');
+    await publish({ type: 'v.two' }, vbase, {});
+    w = await until(async () => {
+        const x = await ep(later);
+        return x.verification && x.verification.state === 'verified'
+               && x.stats.ok === 2 && x;
+    });
+    check('verify: the form turns it on with a PATCH of verify alone',
+          before.verify === null && before.verification === null
+          && JSON.stringify(s) === '["PATCH {\\"verify\\":\\"cloudevents\\"}"]'
+          && w && w.verify === 'cloudevents'
+          && got.filter((x) => x === 'OPTIONS /later').length === 1,
+          { s, w, got });
+    await page.click('#webhooks-refresh');
+    check('verify: ... and the view shows it verified', await waitFor(page,
+        () => /handshake\s*verified/.test(
+            document.querySelector('#endpoint-fields').textContent)));
+
+    s = await edit('');
+    w = await ep(later);
+    d = await page.$$eval('#endpoint-fields dt', (x) =>
+        x.map((e) => e.textContent));
+    check('verify: the form turns it off with {"verify": null}',
+          JSON.stringify(s) === '["PATCH {\\"verify\\":null}"]'
+          && w.verify === null && w.verification === null
+          && !d.includes('verify') && !d.includes('handshake')
+          && d.includes('delivered'), { s, w, d });
+
+    check('verify: no error in the page', problems.length === 0,
+          { problems });
+    await page.close();
+    srv.close();
+}
+
 (async () => {
     const browser = await puppeteer.launch({
         executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
@@ -636,6 +818,7 @@ async function tokenConsole(browser) {
         await manageWebhooks(browser);
         await tokenConsole(browser);
         await tokenWebhooks(browser);
+        await verifyWebhooks(browser);
     } catch (e) {
         check('ran without exception', false, { error: String(e.stack || e) });
     } finally {
