@@ -39,10 +39,11 @@
  *
  * The zone counts, for the status page, each location's verified
  * deliveries, its rejected ones by reason (malformed, stale, mismatch),
- * and for each secret the deliveries it verified.  A secret is named by
- * its fingerprint, the first 4 bytes of SHA-256 of its text, never by
- * its position: the position changes as a rotation goes on, and a
- * counter that followed it would count two secrets as one.  The
+ * for hmac with replay= the replays (below), and for each secret the
+ * deliveries it verified.  A secret is named by its fingerprint, the
+ * first 4 bytes of SHA-256 of its text, never by its position: the
+ * position changes as a rotation goes on, and a counter that followed
+ * it would count two secrets as one.  The
  * counters are nodes in the zone's slab pool keyed by (location name,
  * fingerprint), found or made by a worker on first use and never
  * freed: a reload that keeps a secret keeps its count wherever it
