@@ -750,6 +750,211 @@ unlike($s->error_log . $s->read_file('stderr.log'),
     'counters: no alert, crit, emerg or sanitizer report');
 
 ###########################################################################
+# Replays: a generic HMAC signs the body alone, so without a delivery id
+# the same body, signed, is remembered for replay= (1h) in the zone; a
+# replay gets the first delivery's event id and is answered as its
+# repeat: 200 and the stored event, nothing new.  Its own nginx, two
+# workers: the ring is in the zone, so either worker knows the other's.
+
+my $p = EventsTest->new;
+
+my $replay_config = sub {
+    my ($size) = @_;
+    return <<"EOF5";
+%%GLOBALS%%
+http {
+    %%HTTP_GLOBALS%%
+
+    events_zone main 1m;
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        events_tenant t1;
+        add_header X-Pid \$pid always;
+
+        location = /status { events_status main; }
+        location /events { events_api main; }
+
+        location = /plain {
+            events_inbound main hmac secret=pk-old secret=pk-new
+                type=plain.hit $size;
+        }
+
+        location = /short {
+            events_inbound main hmac secret=pk type=short.hit replay=2s;
+        }
+
+        location = /off {
+            events_inbound main hmac secret=pk type=off.hit replay=off;
+        }
+
+        location = /ids {
+            events_inbound main hmac secret=pk type=ids.hit
+                id=\$http_x_delivery;
+        }
+
+        location = /gh {
+            events_inbound main github secret=pk;
+        }
+    }
+}
+EOF5
+};
+
+$p->write_config($replay_config->(''));
+$p->run;
+
+sub pin {
+    my ($path, $body, %h) = @_;
+    return $p->req(POST => $path, body => $body,
+        headers => { 'Content-Type' => 'application/json', %h });
+}
+
+sub pcount {
+    my ($type) = @_;
+    my $r = $p->get("/events?types=$type&limit=1000");
+    return scalar @{ $r->{json}{data} };
+}
+
+my $pb = '{"order":"o-1","total":"9.99"}';
+my $psig = sub { ('X-Signature' => hmac_sha256_hex($_[1] // $pb, $_[0])) };
+
+my $first = pin('/plain', $pb, $psig->('pk-old'));
+is($first->{status}, 201, 'replay: the first delivery is stored')
+    or diag $first->{body};
+like($first->{json}{id}, qr/^evt_/, 'replay: a server id');
+
+# the same signed delivery again until both workers answered one
+my (%ppids, @pst, $pn);
+for (1 .. 40) {
+    my $r = pin('/plain', $pb, $psig->('pk-old'));
+    push @pst, $r->{status} . ' ' . $r->{body};
+    $pn++;
+    $ppids{ $r->{headers}{'x-pid'} } = 1;
+    last if keys %ppids == 2 && $pn >= 3;
+}
+is(scalar keys %ppids, 2, 'replay: the replays reached both workers');
+is_deeply([ grep { $_ ne "200 $first->{body}" } @pst ], [],
+    "replay: each of $pn replays: 200 and the stored event");
+is(pcount('plain.hit'), 1, 'replay: one event stored');
+
+# the same body is the same delivery whichever secret signed it, and in
+# whichever encoding
+$r = pin('/plain', $pb, $psig->('pk-new'));
+is($r->{status} . ' ' . $r->{body}, "200 $first->{body}",
+    'replay: signed with the other secret: the same delivery');
+$r = pin('/plain', $pb, 'X-Signature' => 'sha256='
+    . uc hmac_sha256_hex($pb, 'pk-old'));
+is($r->{status} . ' ' . $r->{body}, "200 $first->{body}",
+    'replay: hex in capitals with sha256=: the same delivery');
+$pn += 2;
+
+# another body, validly signed, is another delivery
+my $pb2 = '{"order":"o-2","total":"9.99"}';
+$r = pin('/plain', $pb2, $psig->('pk-old', $pb2));
+is($r->{status}, 201, 'replay: another body: a new event');
+isnt($r->{json}{id}, $first->{json}{id}, 'replay: with its own id');
+my $second = $r;
+is(pcount('plain.hit'), 2, 'replay: two events stored');
+
+# a bad signature is refused before the ring is asked
+is(pin('/plain', $pb, 'X-Signature' => hmac_sha256_hex($pb, 'pk-x'))
+    ->{status}, 401, 'replay: a bad signature is still 401');
+
+# replay=off: the old behaviour, each delivery a new event
+is(pin('/off', $pb, $psig->('pk'))->{status}, 201, 'replay=off: stored');
+is(pin('/off', $pb, $psig->('pk'))->{status}, 201,
+    'replay=off: the same delivery again: a new event');
+is(pcount('off.hit'), 2, 'replay=off: two events');
+
+# with a delivery id the id decides, as before; without one, the ring
+$r = pin('/ids', $pb, $psig->('pk'), 'X-Delivery' => 'd-1');
+is($r->{status}, 201, 'replay, id=: stored under its id');
+is(pin('/ids', $pb, $psig->('pk'), 'X-Delivery' => 'd-1')->{status}, 200,
+    'replay, id=: the same id: a repeat');
+is(pin('/ids', $pb, $psig->('pk'), 'X-Delivery' => 'd-2')->{status}, 201,
+    'replay, id=: another id: a new event, as before');
+my $noid = pin('/ids', $pb, $psig->('pk'));
+is($noid->{status}, 201, 'replay, id= empty: the first without an id');
+$r = pin('/ids', $pb, $psig->('pk'));
+is($r->{status} . ' ' . $r->{body}, "200 $noid->{body}",
+    'replay, id= empty: its replay is its repeat');
+is(pcount('ids.hit'), 3, 'replay, id=: three events');
+
+# github sends a delivery id (unsigned): no ring, the id decides
+my %pg = ('X-GitHub-Event' => 'ping',
+    'X-Hub-Signature-256' => 'sha256=' . hmac_sha256_hex($pb, 'pk'));
+is(pin('/gh', $pb, %pg, 'X-GitHub-Delivery' => 'g-1')->{status}, 201,
+    'replay: github keeps its delivery id');
+is(pin('/gh', $pb, %pg, 'X-GitHub-Delivery' => 'g-2')->{status}, 201,
+    'replay: github: another delivery id is another event (no ring)');
+
+# after the window the same body is a new delivery
+my $short = pin('/short', $pb, $psig->('pk'));
+is($short->{status}, 201, 'replay=2s: stored');
+$r = pin('/short', $pb, $psig->('pk'));
+is($r->{status} . ' ' . $r->{body}, "200 $short->{body}",
+    'replay=2s: within the window: the stored event');
+sleep 3;
+$r = pin('/short', $pb, $psig->('pk'));
+is($r->{status}, 201, 'replay=2s: after the window: a new event');
+isnt($r->{json}{id}, $short->{json}{id}, 'replay=2s: with a new id');
+is(pcount('short.hit'), 2, 'replay=2s: two events');
+
+# the counters: replayed beside verified, for hmac with a ring only
+my $pst = $p->get('/status')->{json}{inbound};
+my %pin = map { $_->{name} => $_ } @$pst;
+is("$pin{'/plain'}{verified} $pin{'/plain'}{replayed}",
+    ($pn + 2) . " $pn", "replay: status: /plain verified and replayed $pn")
+    or diag explain $pst;
+is($pin{'/short'}{replayed}, 1, 'replay: status: /short replayed 1');
+is($pin{'/ids'}{replayed}, 1, 'replay: status: /ids replayed 1');
+ok(!exists $pin{'/off'}{replayed} && !exists $pin{'/gh'}{replayed},
+    'replay: status: no replayed count without a ring');
+$prom = $p->get('/status?format=prometheus')->{body};
+like($prom,
+    qr/^events_inbound_replayed_total\{zone="main",inbound="\/plain"\} $pn$/m,
+    'replay: prometheus: events_inbound_replayed_total');
+like($prom, qr/^# TYPE events_inbound_replayed_total counter$/m,
+    'replay: prometheus: its TYPE');
+unlike($prom, qr/^events_inbound_replayed_total\{[^}]*"\/off"/m,
+    'replay: prometheus: not for replay=off');
+
+# a reload keeps the ring; another replay_size= starts a new one
+ok($p->reload, 'replay: reload');
+$r = pin('/plain', $pb2, $psig->('pk-new', $pb2));
+is($r->{status} . ' ' . $r->{body}, "200 $second->{body}",
+    'replay: after a reload, still remembered');
+$p->write_config($replay_config->('replay_size=16'));
+ok($p->reload, 'replay: reload with replay_size=16');
+$r = pin('/plain', $pb2, $psig->('pk-new', $pb2));
+is($r->{status}, 201, 'replay: a new ring (replay_size= changed): '
+    . 'the body is new to it');
+
+# a ring of 16: the 17th delivery overwrites the oldest
+my @ring;
+for my $i (1 .. 17) {
+    my $b = "{\"n\":$i}";
+    push @ring, pin('/plain', $b, $psig->('pk-old', $b));
+}
+is(join(' ', map { $_->{status} } @ring), join(' ', ('201') x 17),
+    'replay_size=16: 17 new deliveries');
+$r = pin('/plain', '{"n":17}', $psig->('pk-old', '{"n":17}'));
+is($r->{status} . ' ' . $r->{body}, "200 $ring[16]{body}",
+    'replay_size=16: the newest is remembered');
+$r = pin('/plain', '{"n":2}', $psig->('pk-old', '{"n":2}'));
+is($r->{status} . ' ' . $r->{body}, "200 $ring[1]{body}",
+    'replay_size=16: the second is remembered');
+$r = pin('/plain', '{"n":1}', $psig->('pk-old', '{"n":1}'));
+is($r->{status}, 201, 'replay_size=16: the first was overwritten: a new '
+    . 'event');
+
+$p->stop;
+unlike($p->error_log . $p->read_file('stderr.log'),
+    qr/\[(?:alert|crit|emerg)\]|Sanitizer/,
+    'replay: no alert, crit, emerg or sanitizer report');
+
+###########################################################################
 # Configuration
 
 for my $bad (['events_inbound main gitlab secret=x;',
@@ -806,6 +1011,24 @@ for my $bad (['events_inbound main gitlab secret=x;',
               . ('l' x 128) . ' { events_inbound main github secret=y;',
               'needs a "name=" of 1-128 characters for the status page: '
               . 'the location\'s name is longer'],
+             ['events_inbound main github secret=x replay=1m;',
+              '[emerg] "replay=1m" is for hmac: github deliveries carry an '
+              . 'id, which makes a replay a repeat in '],
+             ['events_inbound main stripe secret=x replay_size=64;',
+              '[emerg] "replay_size=64" is for hmac: stripe deliveries '
+              . 'carry an id, which makes a replay a repeat in '],
+             ['events_inbound main hmac secret=x replay=;',
+              'has an invalid "replay=": a time or off'],
+             ['events_inbound main hmac secret=x replay=0;',
+              'has an invalid "replay=": a time or off'],
+             ['events_inbound main hmac secret=x replay=soon;',
+              'has an invalid "replay=": a time or off'],
+             ['events_inbound main hmac secret=x replay_size=15;',
+              'has an invalid "replay_size=": 16-65536'],
+             ['events_inbound main hmac secret=x replay_size=65537;',
+              'has an invalid "replay_size=": 16-65536'],
+             ['events_inbound main hmac secret=x replay_size=many;',
+              'has an invalid "replay_size=": 16-65536'],
              ['events_inbound main github secret=x; } location /in { '
               . 'events_inbound main stripe secret=y;',
               '[emerg] "events_inbound" "/in" is already a name in zone '

@@ -39,15 +39,35 @@
  *
  * The zone counts, for the status page, each location's verified
  * deliveries, its rejected ones by reason (malformed, stale, mismatch),
- * and for each secret the deliveries it verified.  A secret is named by
- * its fingerprint, the first 4 bytes of SHA-256 of its text, never by
- * its position: the position changes as a rotation goes on, and a
- * counter that followed it would count two secrets as one.  The
+ * for hmac with replay= the replays (below), and for each secret the
+ * deliveries it verified.  A secret is named by its fingerprint, the
+ * first 4 bytes of SHA-256 of its text, never by its position: the
+ * position changes as a rotation goes on, and a counter that followed
+ * it would count two secrets as one.  The
  * counters are nodes in the zone's slab pool keyed by (location name,
  * fingerprint), found or made by a worker on first use and never
  * freed: a reload that keeps a secret keeps its count wherever it
  * moved, a new secret starts at 0, and old workers that still drain
  * count into nodes nothing takes from them.
+ *
+ * A generic HMAC signs the body alone: no timestamp, and without id=
+ * no delivery id, so a captured delivery, or a sender's retry, would
+ * be a new event each time it is sent.  Such deliveries are
+ * remembered for replay= (1h) in a ring of replay_size= (256)
+ * entries in the zone (56 bytes and a bucket each), made on the first
+ * such delivery and hung off the location's counter node: the
+ * first 16 bytes of the body's MAC under the first secret (so the
+ * same body whichever secret signed it), when it is forgotten, and an
+ * event id made here for it.  A replay gets that id, so the store
+ * answers it as the repeat it is (200, the stored event), and two
+ * workers that take a replay at once agree on the id: one stores, the
+ * other repeats.  A hash of the ring's entries, bucketed by the MAC's
+ * first bytes (which no one without the secret can choose), keeps a
+ * look-up O(1); the ring's oldest entry is overwritten when it is
+ * full, so more than replay_size= deliveries within replay= shorten
+ * the window.  The other senders' deliveries carry an id, which is
+ * their idempotency: Stripe and Standard Webhooks sign it with a
+ * timestamp; GitHub's X-GitHub-Delivery is not signed.
  */
 
 
@@ -68,11 +88,16 @@
 #include "ngx_http_events_store.h"
 #include "ngx_http_events_buf.h"
 #include "ngx_http_events_status.h"
+#include "ngx_http_events_ipc.h"
 #include "ngx_http_events_inbound.h"
 
 
 #define NGX_HTTP_EVENTS_INBOUND_TOLERANCE  300
 #define NGX_HTTP_EVENTS_INBOUND_FILE_MAX   4096
+#define NGX_HTTP_EVENTS_INBOUND_REPLAY     3600
+#define NGX_HTTP_EVENTS_INBOUND_RING       256
+#define NGX_HTTP_EVENTS_INBOUND_RING_MAX   65536
+#define NGX_HTTP_EVENTS_INBOUND_KEY        16
 #define NGX_HTTP_EVENTS_INBOUND_MACS                                        \
     (NGX_HTTP_EVENTS_INBOUND_SECRETS * NGX_HTTP_EVENTS_HMAC_SHA256_LEN)
 
@@ -81,17 +106,37 @@
 #define NGX_HTTP_EVENTS_INBOUND_MALFORMED  1   /* no signature to check */
 #define NGX_HTTP_EVENTS_INBOUND_STALE      2   /* timestamp out of bounds */
 #define NGX_HTTP_EVENTS_INBOUND_MISMATCH   3   /* no secret's MAC */
-#define NGX_HTTP_EVENTS_INBOUND_NCOUNTS    4
+#define NGX_HTTP_EVENTS_INBOUND_REPLAYED   4   /* verified, seen before */
+#define NGX_HTTP_EVENTS_INBOUND_NCOUNTS    5
 
 
 /* counters in the zone: a location's (secret == 0) or a secret's */
 struct ngx_http_events_inbound_node_s {
     ngx_queue_t                 queue;
     ngx_atomic_t                count[NGX_HTTP_EVENTS_INBOUND_NCOUNTS];
+    ngx_http_events_inbound_ring_t  *ring;      /* a location's, replay= */
     u_char                      secret;
     u_char                      fp[NGX_HTTP_EVENTS_INBOUND_FP];
     u_char                      len;
     u_char                      name[NGX_HTTP_EVENTS_INBOUND_NAME];
+};
+
+
+/* a delivery remembered: its MAC's first bytes, until when, its event */
+typedef struct {
+    u_char                      key[NGX_HTTP_EVENTS_INBOUND_KEY];
+    uint32_t                    expires;        /* 0: never used */
+    uint32_t                    next;           /* in its bucket, + 1 */
+    u_char                      id[NGX_HTTP_EVENTS_ID_LEN];
+} ngx_http_events_inbound_seen_t;
+
+
+/* in the zone: size entries, written in turn at head, and their buckets */
+struct ngx_http_events_inbound_ring_s {
+    ngx_uint_t                        size;
+    ngx_uint_t                        head;
+    uint32_t                         *buckets;  /* first entry + 1 */
+    ngx_http_events_inbound_seen_t   *seen;
 };
 
 
@@ -108,7 +153,7 @@ static ngx_int_t ngx_http_events_inbound_event(ngx_http_request_t *r,
     u_char *data, size_t len);
 static ngx_int_t ngx_http_events_inbound_verify(ngx_http_request_t *r,
     ngx_http_events_inbound_conf_t *ic, ngx_str_t *body,
-    ngx_uint_t *matched, ngx_http_events_error_t *err);
+    ngx_uint_t *matched, u_char *key, ngx_http_events_error_t *err);
 static ngx_int_t ngx_http_events_inbound_github(ngx_http_request_t *r,
     ngx_http_events_inbound_conf_t *ic, ngx_str_t *body,
     ngx_uint_t *matched, ngx_http_events_error_t *err);
@@ -120,7 +165,15 @@ static ngx_int_t ngx_http_events_inbound_standard(ngx_http_request_t *r,
     ngx_uint_t *matched, ngx_http_events_error_t *err);
 static ngx_int_t ngx_http_events_inbound_hmac(ngx_http_request_t *r,
     ngx_http_events_inbound_conf_t *ic, ngx_str_t *body,
-    ngx_uint_t *matched, ngx_http_events_error_t *err);
+    ngx_uint_t *matched, u_char *key, ngx_http_events_error_t *err);
+static ngx_int_t ngx_http_events_inbound_replay(ngx_http_request_t *r,
+    ngx_http_events_inbound_conf_t *ic, u_char *key, ngx_str_t *id);
+static ngx_uint_t ngx_http_events_inbound_seen_locked(
+    ngx_http_events_inbound_ring_t *ring, u_char *key, u_char *id,
+    uint32_t expires);
+static ngx_http_events_inbound_ring_t *ngx_http_events_inbound_ring_locked(
+    ngx_slab_pool_t *shpool, ngx_http_events_inbound_node_t *node,
+    ngx_uint_t size);
 static ngx_int_t ngx_http_events_inbound_fresh(ngx_str_t *ts,
     time_t tolerance, ngx_http_events_error_t *err);
 static ngx_int_t ngx_http_events_inbound_macs(
@@ -238,6 +291,9 @@ ngx_http_events_inbound(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_str_null(&name);
     ngx_str_set(&ic->header, "X-Signature");
     ic->tolerance = NGX_HTTP_EVENTS_INBOUND_TOLERANCE;
+    ic->replay_size = NGX_HTTP_EVENTS_INBOUND_RING;
+    ic->replay = (ic->kind == NGX_HTTP_EVENTS_INBOUND_HMAC)
+                 ? NGX_HTTP_EVENTS_INBOUND_REPLAY : 0;
 
     for (i = 3; i < cf->args->nelts; i++) {
 
@@ -307,6 +363,48 @@ ngx_http_events_inbound(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             ic->tolerance = ngx_parse_time(&s, 1);
             if (ic->tolerance == (time_t) NGX_ERROR || ic->tolerance == 0) {
                 return "has an invalid \"tolerance=\"";
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "replay=", 7) == 0
+            || ngx_strncmp(value[i].data, "replay_size=", 12) == 0)
+        {
+            if (ic->kind != NGX_HTTP_EVENTS_INBOUND_HMAC) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"%V\" is for "
+                                   "hmac: %V deliveries carry an id, which "
+                                   "makes a replay a repeat", &value[i],
+                                   &ic->name);
+                return NGX_CONF_ERROR;
+            }
+
+            if (value[i].data[6] == '=') {
+                s.data = value[i].data + 7;
+                s.len = value[i].len - 7;
+
+                if (s.len == 3 && ngx_strncmp(s.data, "off", 3) == 0) {
+                    ic->replay = 0;
+                    continue;
+                }
+
+                ic->replay = ngx_parse_time(&s, 1);
+                if (ic->replay == (time_t) NGX_ERROR || ic->replay == 0) {
+                    return "has an invalid \"replay=\": a time or off";
+                }
+
+                continue;
+            }
+
+            s.data = value[i].data + 12;
+            s.len = value[i].len - 12;
+
+            ic->replay_size = ngx_atoi(s.data, s.len);
+            if (ic->replay_size == (ngx_uint_t) NGX_ERROR
+                || ic->replay_size < 16
+                || ic->replay_size > NGX_HTTP_EVENTS_INBOUND_RING_MAX)
+            {
+                return "has an invalid \"replay_size=\": 16-65536";
             }
 
             continue;
@@ -627,6 +725,7 @@ ngx_http_events_inbound_event(ngx_http_request_t *r, u_char *data, size_t len)
     ngx_str_t                        type, id, body;
     ngx_uint_t                       matched;
     json_error_t                     jerr;
+    u_char                           key[NGX_HTTP_EVENTS_INBOUND_KEY];
     ngx_http_events_ctx_t           *ctx;
     ngx_http_events_error_t          err;
     ngx_http_events_loc_conf_t      *elcf;
@@ -642,7 +741,7 @@ ngx_http_events_inbound_event(ngx_http_request_t *r, u_char *data, size_t len)
 
     matched = 0;
 
-    rc = ngx_http_events_inbound_verify(r, ic, &body, &matched, &err);
+    rc = ngx_http_events_inbound_verify(r, ic, &body, &matched, key, &err);
 
     if (rc != NGX_OK && err.status == 0) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -712,6 +811,12 @@ ngx_http_events_inbound_event(ngx_http_request_t *r, u_char *data, size_t len)
                           : NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    if (id.len == 0 && ic->replay
+        && ngx_http_events_inbound_replay(r, ic, key, &id) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     v = json_object();
 
     if (json_object_set_new(obj, "type",
@@ -750,7 +855,7 @@ ngx_http_events_inbound_event(ngx_http_request_t *r, u_char *data, size_t len)
 static ngx_int_t
 ngx_http_events_inbound_verify(ngx_http_request_t *r,
     ngx_http_events_inbound_conf_t *ic, ngx_str_t *body,
-    ngx_uint_t *matched, ngx_http_events_error_t *err)
+    ngx_uint_t *matched, u_char *key, ngx_http_events_error_t *err)
 {
     switch (ic->kind) {
 
@@ -764,7 +869,7 @@ ngx_http_events_inbound_verify(ngx_http_request_t *r,
         return ngx_http_events_inbound_standard(r, ic, body, matched, err);
 
     default: /* NGX_HTTP_EVENTS_INBOUND_HMAC */
-        return ngx_http_events_inbound_hmac(r, ic, body, matched, err);
+        return ngx_http_events_inbound_hmac(r, ic, body, matched, key, err);
     }
 }
 
@@ -964,12 +1069,15 @@ ngx_http_events_inbound_standard(ngx_http_request_t *r,
 }
 
 
-/* header=NAME (X-Signature): hex or base64 of HMAC-SHA256(secret, body) */
+/*
+ * header=NAME (X-Signature): hex or base64 of HMAC-SHA256(secret, body);
+ * key: the replay cache's, the first bytes of the first secret's MAC
+ */
 
 static ngx_int_t
 ngx_http_events_inbound_hmac(ngx_http_request_t *r,
     ngx_http_events_inbound_conf_t *ic, ngx_str_t *body,
-    ngx_uint_t *matched, ngx_http_events_error_t *err)
+    ngx_uint_t *matched, u_char *key, ngx_http_events_error_t *err)
 {
     u_char           *p;
     size_t            len;
@@ -991,6 +1099,8 @@ ngx_http_events_inbound_hmac(ngx_http_request_t *r,
     if (ngx_http_events_inbound_macs(ic, body, 1, macs) != NGX_OK) {
         return NGX_ERROR;
     }
+
+    ngx_memcpy(key, macs, NGX_HTTP_EVENTS_INBOUND_KEY);
 
     p = h->value.data;
     len = h->value.len;
@@ -1273,6 +1383,144 @@ ngx_http_events_inbound_value(ngx_http_request_t *r,
 }
 
 
+/*
+ * An hmac delivery without an id: the id of the event its MAC made
+ * within replay=, or a new one, remembered.  The id is made before the
+ * lock, so that nothing under it can fail.  Without the zone's memory
+ * for the ring the delivery goes on, unremembered and warned of: the
+ * sender is not made to retry for what it cannot change.
+ */
+
+static ngx_int_t
+ngx_http_events_inbound_replay(ngx_http_request_t *r,
+    ngx_http_events_inbound_conf_t *ic, u_char *key, ngx_str_t *id)
+{
+    u_char                   *p;
+    ngx_uint_t                replayed;
+    ngx_time_t               *tp;
+    ngx_http_events_ipc_t    *ipc;
+    ngx_http_events_store_t  *store;
+
+    p = ngx_pnalloc(r->pool, NGX_HTTP_EVENTS_ID_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    tp = ngx_timeofday();
+    ipc = ngx_http_events_ipc();
+
+    if (ngx_http_events_id_generate(p, (uint64_t) tp->sec * 1000 + tp->msec,
+                                    ipc ? &ipc->rng : NULL)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    id->data = p;
+    id->len = NGX_HTTP_EVENTS_ID_LEN;
+
+    /* without its counters' node the delivery was warned of */
+
+    if (ngx_http_events_inbound_nodes(ic) != NGX_OK) {
+        return NGX_OK;
+    }
+
+    store = ic->zone->data;
+    replayed = 0;
+
+    ngx_shmtx_lock(&store->shpool->mutex);
+
+    if (ic->ring == NULL) {
+        ic->ring = ngx_http_events_inbound_ring_locked(store->shpool,
+                                                       ic->node,
+                                                       ic->replay_size);
+    }
+
+    if (ic->ring) {
+        replayed = ngx_http_events_inbound_seen_locked(ic->ring, key, p,
+                                                (uint32_t) (ngx_time()
+                                                            + ic->replay));
+    }
+
+    ngx_shmtx_unlock(&store->shpool->mutex);
+
+    if (ic->ring == NULL) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "events inbound \"%V\": no memory in zone \"%V\" "
+                      "for its replay cache: a replay is a new event",
+                      &ic->label, &ic->zone->shm.name);
+        return NGX_OK;
+    }
+
+    if (replayed) {
+        (void) ngx_atomic_fetch_add(
+                     &ic->node->count[NGX_HTTP_EVENTS_INBOUND_REPLAYED], 1);
+
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "events inbound %V: a replay of %*s", &ic->name,
+                      id->len, id->data);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Whether the key is in the ring and not expired: then id becomes its
+ * event's id.  If not, the key and id take the ring's oldest entry,
+ * which leaves its bucket first, until expires.
+ */
+
+static ngx_uint_t
+ngx_http_events_inbound_seen_locked(ngx_http_events_inbound_ring_t *ring,
+    u_char *key, u_char *id, uint32_t expires)
+{
+    uint32_t                        *b, *pp, i, now;
+    ngx_http_events_inbound_seen_t  *seen;
+
+    now = (uint32_t) ngx_time();
+    b = &ring->buckets[ngx_hash_key(key, NGX_HTTP_EVENTS_INBOUND_KEY)
+                       % ring->size];
+
+    for (i = *b; i; i = seen->next) {
+        seen = &ring->seen[i - 1];
+
+        if (seen->expires > now
+            && ngx_memcmp(seen->key, key, NGX_HTTP_EVENTS_INBOUND_KEY) == 0)
+        {
+            ngx_memcpy(id, seen->id, NGX_HTTP_EVENTS_ID_LEN);
+            return 1;
+        }
+    }
+
+    seen = &ring->seen[ring->head];
+
+    if (seen->expires) {
+        pp = &ring->buckets[ngx_hash_key(seen->key,
+                                         NGX_HTTP_EVENTS_INBOUND_KEY)
+                            % ring->size];
+
+        while (*pp && *pp != ring->head + 1) {
+            pp = &ring->seen[*pp - 1].next;
+        }
+
+        if (*pp) {
+            *pp = seen->next;
+        }
+    }
+
+    ngx_memcpy(seen->key, key, NGX_HTTP_EVENTS_INBOUND_KEY);
+    ngx_memcpy(seen->id, id, NGX_HTTP_EVENTS_ID_LEN);
+    seen->expires = expires;
+    seen->next = *b;
+    *b = (uint32_t) ring->head + 1;
+
+    ring->head = (ring->head + 1) % ring->size;
+
+    return 0;
+}
+
+
 /* $events_inbound_secret: the secrets a delivery matched, "1", "2", "1,2" */
 
 static ngx_int_t
@@ -1419,6 +1667,42 @@ done:
 }
 
 
+/*
+ * The location's ring, made on its first delivery without an id.  A
+ * reload keeps it, and what it remembers, unless replay_size= changed:
+ * then a new one, the old one left to old workers still using it.
+ */
+
+static ngx_http_events_inbound_ring_t *
+ngx_http_events_inbound_ring_locked(ngx_slab_pool_t *shpool,
+    ngx_http_events_inbound_node_t *node, ngx_uint_t size)
+{
+    ngx_http_events_inbound_ring_t  *ring;
+
+    if (node->ring && node->ring->size == size) {
+        return node->ring;
+    }
+
+    ring = ngx_slab_calloc_locked(shpool,
+                                  sizeof(ngx_http_events_inbound_ring_t)
+                                  + size * sizeof(uint32_t)
+                                  + size
+                                    * sizeof(ngx_http_events_inbound_seen_t));
+    if (ring == NULL) {
+        return NULL;
+    }
+
+    ring->size = size;
+    ring->buckets = (uint32_t *) (ring + 1);
+    ring->seen = (ngx_http_events_inbound_seen_t *)
+                     ngx_align_ptr(ring->buckets + size, sizeof(uint32_t));
+
+    node->ring = ring;
+
+    return ring;
+}
+
+
 /* a location's node (fp NULL) or one of its secrets', found or made */
 
 static ngx_http_events_inbound_node_t *
@@ -1496,11 +1780,18 @@ ngx_http_events_inbound_status_json(ngx_http_events_buf_t *b,
         ngx_http_events_buf_printf(b, "%s{\"name\":",
                                    n++ ? "," : ",\"inbound\":[");
         ngx_http_events_buf_str(b, ic->label.data, ic->label.len);
-        ngx_http_events_buf_printf(b, ",\"sender\":\"%V\",\"verified\":%uA,"
-                                   "\"rejected\":{", &ic->name,
+        ngx_http_events_buf_printf(b, ",\"sender\":\"%V\",\"verified\":%uA,",
+                                   &ic->name,
                     ic->node->count[NGX_HTTP_EVENTS_INBOUND_VERIFIED]);
 
-        for (c = 1; c < NGX_HTTP_EVENTS_INBOUND_NCOUNTS; c++) {
+        if (ic->replay) {
+            ngx_http_events_buf_printf(b, "\"replayed\":%uA,",
+                    ic->node->count[NGX_HTTP_EVENTS_INBOUND_REPLAYED]);
+        }
+
+        ngx_http_events_buf_literal(b, "\"rejected\":{");
+
+        for (c = 1; c <= NGX_HTTP_EVENTS_INBOUND_MISMATCH; c++) {
             ngx_http_events_buf_printf(b, "%s\"%s\":%uA", c > 1 ? "," : "",
                                        ngx_http_events_inbound_reasons[c],
                                        ic->node->count[c]);
@@ -1530,7 +1821,8 @@ ngx_http_events_inbound_status_json(ngx_http_events_buf_t *b,
  * events_inbound_verified_total{zone,inbound}, by secret
  * events_inbound_secret_verified_total{zone,inbound,secret}, the
  * secrets' positions in events_inbound_secret_info, and
- * events_inbound_rejected_total{zone,inbound,reason}
+ * events_inbound_rejected_total{zone,inbound,reason}, and for hmac
+ * with replay= events_inbound_replayed_total{zone,inbound}
  */
 
 static void
@@ -1548,14 +1840,16 @@ ngx_http_events_inbound_status_text(ngx_http_events_buf_t *b,
         "events_inbound_verified_total",
         "events_inbound_secret_verified_total",
         "events_inbound_secret_info",
-        "events_inbound_rejected_total"
+        "events_inbound_rejected_total",
+        "events_inbound_replayed_total"
     };
 
     static const char  *helps[] = {
         "Inbound webhooks whose signature verified.",
         "Inbound webhooks verified with the secret (its fingerprint).",
         "The inbound location's secrets: their position in the directive.",
-        "Inbound webhooks refused with 401, by reason."
+        "Inbound webhooks refused with 401, by reason.",
+        "Inbound webhooks (hmac, no id) seen before within replay=."
     };
 
     emcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
@@ -1564,13 +1858,14 @@ ngx_http_events_inbound_status_text(ngx_http_events_buf_t *b,
 
     /* one family at a time: its HELP and TYPE once, then its samples */
 
-    for (m = 0; m < 4; m++) {
+    for (m = 0; m < 5; m++) {
         n = 0;
 
         for (i = 0; i < emcf->inbound->nelts; i++) {
             ic = all[i];
 
             if (ic->zone->data != store
+                || (m == 4 && ic->replay == 0)
                 || ngx_http_events_inbound_nodes(ic) != NGX_OK)
             {
                 continue;
@@ -1582,16 +1877,17 @@ ngx_http_events_inbound_status_text(ngx_http_events_buf_t *b,
                                             helps[m]);
             }
 
-            if (m == 0) {
+            if (m == 0 || m == 4) {
                 ngx_http_events_inbound_sample(b, store, names[m], ic, NULL,
                                                NULL, NULL);
                 ngx_http_events_buf_printf(b, " %uA\n",
-                    ic->node->count[NGX_HTTP_EVENTS_INBOUND_VERIFIED]);
+                    ic->node->count[m ? NGX_HTTP_EVENTS_INBOUND_REPLAYED
+                                      : NGX_HTTP_EVENTS_INBOUND_VERIFIED]);
                 continue;
             }
 
             if (m == 3) {
-                for (c = 1; c < NGX_HTTP_EVENTS_INBOUND_NCOUNTS; c++) {
+                for (c = 1; c <= NGX_HTTP_EVENTS_INBOUND_MISMATCH; c++) {
                     v.data = (u_char *) ngx_http_events_inbound_reasons[c];
                     v.len = ngx_strlen(v.data);
                     ngx_http_events_inbound_sample(b, store, names[m], ic,

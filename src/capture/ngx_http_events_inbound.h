@@ -32,6 +32,8 @@
 
 typedef struct ngx_http_events_inbound_node_s
     ngx_http_events_inbound_node_t;
+typedef struct ngx_http_events_inbound_ring_s
+    ngx_http_events_inbound_ring_t;
 
 
 struct ngx_http_events_inbound_conf_s {
@@ -44,6 +46,8 @@ struct ngx_http_events_inbound_conf_s {
     ngx_http_complex_value_t   *type;           /* NULL: the sender's */
     ngx_http_complex_value_t   *id;             /* NULL: the sender's */
     time_t                      tolerance;      /* stripe, standard */
+    time_t                      replay;         /* hmac; 0: off */
+    ngx_uint_t                  replay_size;    /* entries remembered */
 
     /* the status page's: the zone, the label, each secret's fingerprint */
     ngx_shm_zone_t             *zone;
@@ -54,6 +58,7 @@ struct ngx_http_events_inbound_conf_s {
     /* this worker's pointers to the counters in the zone, found once */
     ngx_http_events_inbound_node_t  *node;
     ngx_http_events_inbound_node_t  *secrets[NGX_HTTP_EVENTS_INBOUND_SECRETS];
+    ngx_http_events_inbound_ring_t  *ring;
 };
 
 
