@@ -1933,6 +1933,11 @@ ngx_http_events_redis_reply_done(ngx_http_events_redis_t *rd)
 {
     ngx_pool_t  *pool;
 
+    if (rd->replies == NULL) {
+        /* closed for good (ngx_http_events_redis_close()): nothing kept */
+        return;
+    }
+
     if (rd->reply_size > NGX_HTTP_EVENTS_REDIS_REPLY_KEEP) {
         pool = ngx_create_pool(NGX_HTTP_EVENTS_REDIS_REPLY_POOL, rd->log);
 
