@@ -232,7 +232,8 @@ my $s_head = $t->get('/small/events?order=desc&limit=1')->{json}{data}[0]{seq};
     # it) starts at the oldest event it holds
     $r = $t->get('/small/events', headers => \%nd);
     my @got = map { $_->{seq} } lines($r);
-    my $newest = $t->get('/small/events?order=desc&limit=1')->{json}{data}[0]{seq};
+    my $newest = $t->get('/small/events?order=desc&limit=1')
+        ->{json}{data}[0]{seq};
     ok($r->{chunked} && !$r->{error}, 'a wrapped ring\'s export: a whole body');
     is_deeply(\@got, [ $gone_to + 1 .. $newest ],
         'a wrapped ring\'s export: from the oldest it holds to its head');
