@@ -5,7 +5,9 @@
 # "after" to resume; the parameters of pages refused.  Then 100 000
 # events, most of them only in the history on disk, to a reader that
 # reads slowly from a small socket buffer: all arrive, in order, and
-# the serving worker's heap (RssAnon) stays bounded.
+# the serving worker's heap (RssAnon) stays bounded.  An export whose
+# next events the ring dropped while its reader was slow ends with a
+# line that says so and where to resume, and a proper end of the body.
 
 use strict;
 use warnings;
@@ -26,6 +28,7 @@ http {
     %%HTTP_GLOBALS%%
 
     events_zone main 8m;
+    events_zone small 1m;
     events_journal main %%TESTDIR%%/journal fsync=off segment_size=16m;
 
     server {
@@ -36,6 +39,7 @@ http {
         events_max_event_size 256k;
 
         location /events { events_api main; }
+        location /small/events { events_api small; }
         location = /status { events_status main; }
     }
 }
@@ -135,6 +139,105 @@ for my $size (10, 100_000, 20, 150_000, 30) {
 $r = export('', 'X-Tenant' => 'big');
 ok($r->{body} eq join("", map { "$_\n" } @big),
     'lines larger than a buffer, between small ones');
+
+###########################################################################
+# The ring drops what a slow export was to read next: a clean end that
+# says so (reason "cursor_expired") and where to go on, past the gap
+
+sub post_small {
+    my ($n, $from) = @_;
+    my $pad = 'q' x 900;
+    for (my $i = 0; $i < $n; $i += 100) {
+        my $body = '[' . join(',', map { '{"type":"small.one","payload":'
+            . '{"data":{"i":' . ($from + $i + $_) . ',"pad":"' . $pad
+            . '"}}}' } 1 .. 100) . ']';
+        my $p = $t->req(POST => '/small/events', body => $body,
+            headers => { 'Content-Type' => 'application/json' });
+        die "POST: $p->{status} $p->{body}" unless $p->{status} == 201;
+    }
+}
+
+sub dechunk {
+    my ($raw) = @_;
+    my ($head, $body) = split /\r\n\r\n/, $raw, 2;
+    my ($plain, $ended) = ('', 0);
+    while ($body =~ /\G([0-9a-fA-F]+)\r\n/gc) {
+        my $len = hex $1;
+        if ($len == 0) { $ended = 1; last }
+        last if length($body) < pos($body) + $len + 2;
+        $plain .= substr($body, pos($body), $len);
+        pos($body) += $len + 2;
+    }
+    return ($head, $plain, $ended && $body =~ /\r\n0\r\n\r\n\z/);
+}
+
+post_small(700, 0);
+my $s_oldest = $t->get('/small/events?limit=1')->{json}{data}[0]{seq};
+my $s_head = $t->get('/small/events?order=desc&limit=1')->{json}{data}[0]{seq};
+
+{
+    my $sock = IO::Socket::IP->new(PeerHost => '127.0.0.1',
+        PeerPort => $t->port, Proto => 'tcp') or die "connect: $@";
+    setsockopt($sock, SOL_SOCKET, SO_RCVBUF, 16384);
+    print $sock "GET /small/events HTTP/1.1\r\nHost: x\r\nAccept: "
+        . "application/x-ndjson\r\nConnection: close\r\n\r\n";
+    my $raw = '';
+    sysread($sock, $raw, 2048);
+    sleep 1;                            # the export's buffers fill, it waits
+
+    # 1.5 MB more into a 1m zone: what the export was to read next goes
+    post_small(1500, 700);
+    my $gone_to = $t->get('/small/events?limit=1')->{json}{data}[0]{seq} - 1;
+
+    setsockopt($sock, SOL_SOCKET, SO_RCVBUF, 1 << 20);
+    $sock->blocking(0);
+    my $start = time;
+    while (time - $start < 20) {
+        my $n = sysread($sock, my $buf, 65536);
+        last if defined $n && $n == 0;
+        if (defined $n) { $raw .= $buf } else { sleep 0.01 }
+    }
+    close $sock;
+
+    my ($head, $plain, $ended) = dechunk($raw);
+    like($head, qr{^HTTP/1\.1 200 }, 'retention under a slow export: 200');
+    ok($ended, 'its chunked body ends properly, not cut');
+    my @l = split /\n/, $plain;
+    my $last = decode_json(pop(@l) // 'null');
+    is_deeply([ sort keys %{ $last // {} } ], [ 'has_more', 'next', 'reason' ],
+        'the last line: has_more, next and a reason') or diag(explain($last));
+    is($last->{reason}, 'cursor_expired', 'reason: cursor_expired');
+    ok($last->{has_more}, 'has_more: true');
+    my @seqs = map { decode_json($_)->{seq} } @l;
+    cmp_ok(scalar @seqs, '>', 0, 'some events came first ('
+        . scalar(@seqs) . ')');
+    is_deeply(\@seqs, [ $s_oldest .. $s_oldest + $#seqs ],
+        'from the oldest, in order, none missing before the end');
+    cmp_ok($seqs[-1] // 0, '<', $s_head, 'it ended before the export\'s head');
+
+    # "next" is past the gap: after it, the oldest event the ring has
+    my $r = $t->get("/small/events?after=$last->{next}&limit=1");
+    is($r->{status}, 200, '"next" is a cursor the ring still takes');
+    is($r->{json}{data}[0]{seq}, $gone_to + 1,
+        'after "next": the oldest event retained (the gap was skipped)');
+    cmp_ok($gone_to, '>', $seqs[-1] // 0, 'and events were skipped: '
+        . (($gone_to) - ($seqs[-1] // 0)) . ' of them');
+    my $logged = qr/\[warn\].*events: export ends early after \d+ events, /
+        . qr/retention removed the events it was to read, to resume after /
+        . qr/seq $gone_to \("cursor_expired", the events before it are /
+        . qr/skipped\)/;
+    like($t->error_log, qr/$logged/, 'logged at warn, with the reason');
+
+    # without "after", an export of a ring that wrapped (no journal on
+    # it) starts at the oldest event it holds
+    $r = $t->get('/small/events', headers => \%nd);
+    my @got = map { $_->{seq} } lines($r);
+    my $newest = $t->get('/small/events?order=desc&limit=1')
+        ->{json}{data}[0]{seq};
+    ok($r->{chunked} && !$r->{error}, 'a wrapped ring\'s export: a whole body');
+    is_deeply(\@got, [ $gone_to + 1 .. $newest ],
+        'a wrapped ring\'s export: from the oldest it holds to its head');
+}
 
 ###########################################################################
 # 100 000 events, most from disk, to a slow reader

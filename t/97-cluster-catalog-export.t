@@ -9,7 +9,8 @@
 # ring: complete and in order.  A graceful reload in the middle of a
 # slow export ends it with a line that says where to resume, and the
 # old worker exits within the drain's bound; a reader that takes
-# nothing is cut when the bound passes.
+# nothing is cut when the bound passes.  Redis lost in the middle of an
+# export ends it the same way, with the reason "cluster_unavailable".
 
 use strict;
 use warnings;
@@ -360,5 +361,52 @@ is($r->{status}, 200, 'an export the ring can answer goes on: 200');
 is_deeply([ map { $_->{seq} } lines($r) ], [ $keep[-1] ],
     'with its events');
 $redis->start;
+
+###########################################################################
+# Redis lost in the middle of an export: the body ends properly with a
+# line that says why and where to resume; resumed once Redis is back,
+# the rest, with no gap and no repeat
+
+sub reads_log {
+    my ($node) = @_;
+    my $deadline = time + 20;
+    while (time < $deadline) {
+        return 1 if $node->get('/events/types')->{status} == 200;
+        sleep 0.2;
+    }
+    return 0;
+}
+
+my $n1 = $nodes[1];
+ok(reads_log($n1), 'Redis back: node 1 reads the log again');
+($sock, $raw) = slow_export($n1);
+sleep 1;                # it waits for the reader, in what only Redis holds
+$redis->stop;
+$raw = drain($sock, $raw, 15);
+close $sock;
+($head, $plain, $ended) = dechunk($raw);
+like($head, qr{^HTTP/1\.1 200 }, 'Redis lost under an export: 200');
+ok($ended, 'its chunked body ends properly, not cut');
+@l = split /\n/, $plain;
+$last = decode_json(pop(@l) // 'null');
+is_deeply([ sort keys %{ $last // {} } ], [ 'has_more', 'next', 'reason' ],
+    'the last line: has_more, next and a reason') or diag(explain($last));
+is($last->{reason}, 'cluster_unavailable', 'reason: cluster_unavailable');
+@first = map { decode_json($_)->{seq} } @l;
+cmp_ok(scalar @first, '<', scalar @keep, 'it ended early ('
+    . scalar(@first) . ' events)');
+is_deeply(\@first, [ @keep[0 .. $#first] ], 'what came, in order');
+my $logged = qr/\[info\].*events: export ends early after \d+ /
+    . qr/events, the cluster's log cannot be read, to resume after seq /
+    . qr/\d+ \("cluster_unavailable"\)/;
+like($n1->error_log, qr/$logged/, 'logged, with the reason');
+
+$redis->start;
+ok(reads_log($n1), 'Redis back again');
+$r = $n1->get("/events?after=$last->{next}", headers => \%nd);
+is($r->{status}, 200, 'resumed at "next": 200');
+@rest = map { $_->{seq} } lines($r);
+is_deeply([ @first, @rest ], \@keep,
+    'resumed at "next": the rest, no gap, no repeat');
 
 finish(@nodes[1, 2], $t);

@@ -28,11 +28,14 @@
  * go through the same buffers, so a slow reader holds back the next
  * read from Redis as it holds back the ring.
  *
- * Once the 200 has gone nothing can be said in an error: if retention
- * removes events under a slow export (or Redis is lost in the middle of
- * one), the connection is closed before the chunked body's end, so the
- * client sees a truncated export (and the last seq it has), never a
- * silently shortened one.
+ * Once the 200 has gone nothing can be said in an error, so an export
+ * that cannot go on ends as one at a shutdown does (below), with a
+ * reason in its last line: "cluster_unavailable" when a cluster's log
+ * cannot be read (resume from "next": no gap), "cursor_expired" when
+ * retention removed the events it was about to read ("next" is past
+ * them: they are skipped, and the line is how the client learns it).
+ * A client tells such an end from a truncated body, and neither from a
+ * silently shortened export.
  *
  * A graceful shutdown (reload, quit) ends every export of the worker
  * at a line boundary: no event after those already in its buffers, then
@@ -89,10 +92,13 @@ struct ngx_http_events_export_ctx_s {
 
     ngx_queue_t                 queue;          /* store->exports */
     ngx_msec_t                  deadline;       /* closing: the drain's */
+    uint64_t                    stop_seq;       /* stopped: resume after */
+    const char                 *reason;         /* stopped: why */
     unsigned                    paging:1;       /* a page is out */
     unsigned                    deferred:1;     /* the 200 waits for it */
     unsigned                    queued:1;
     unsigned                    closing:1;
+    unsigned                    stopped:1;      /* cannot go on: ends */
     unsigned                    resumed:1;      /* the last line is in */
     unsigned                    ended:1;        /* last_buf went */
 };
@@ -120,6 +126,8 @@ static ngx_int_t ngx_http_events_export_page(
     ngx_http_events_export_ctx_t *ctx);
 static void ngx_http_events_export_page_free(
     ngx_http_events_export_ctx_t *ctx);
+static void ngx_http_events_export_stop(ngx_http_events_export_ctx_t *ctx,
+    const char *reason, uint64_t seq);
 static void ngx_http_events_export_close(ngx_http_events_export_ctx_t *ctx);
 static void ngx_http_events_export_close_all(ngx_cycle_t *cycle);
 static void ngx_http_events_export_cleanup(void *data);
@@ -212,6 +220,14 @@ ngx_http_events_export_start(ngx_http_request_t *r,
     ctx->store = store;
     ctx->q = *q;
     ctx->cursor = q->has_after ? q->after : 0;
+
+    if (!q->has_after && store->remote == NULL) {
+        /*
+         * from the oldest retained: a ring that wrapped (and has no
+         * journal) no longer holds seq 1, nor what came after it
+         */
+        ctx->cursor = w->evicted_seq;
+    }
     ctx->head = w->head_seq;
     ctx->epoch = w->epoch;
 
@@ -485,7 +501,7 @@ ngx_http_events_export_run(ngx_http_events_export_ctx_t *ctx)
         ctx->pending.len = 0;
     }
 
-    if (ctx->closing) {
+    if (ctx->closing || ctx->stopped) {
         ngx_http_events_export_close(ctx);
         return;
     }
@@ -516,12 +532,13 @@ ngx_http_events_export_run(ngx_http_events_export_ctx_t *ctx)
 
             if (ctx->cursor < w.evicted_seq) {
                 /* what left the ring: from the cluster's log */
-                if (ngx_http_events_export_fetch(ctx, &w) != NGX_OK) {
-                    ngx_log_error(NGX_LOG_INFO, c->log, 0,
-                                  "events: export cut after %uL events, "
-                                  "the cluster's log cannot be read",
-                                  ctx->exported);
-                    c->error = 1;
+                rc = ngx_http_events_export_fetch(ctx, &w);
+
+                if (rc == NGX_DECLINED) {
+                    ngx_http_events_export_stop(ctx, "cluster_unavailable",
+                                                ctx->cursor);
+
+                } else if (rc != NGX_OK) {
                     ngx_http_finalize_request(r, NGX_ERROR);
                 }
 
@@ -576,10 +593,11 @@ ngx_http_events_export_run(ngx_http_events_export_ctx_t *ctx)
         }
 
         if (rc == NGX_DECLINED) {
-            ngx_log_error(NGX_LOG_INFO, c->log, 0,
-                          "events: export cut after %uL events, retention "
-                          "removed the events after seq %uL",
-                          ctx->exported, ctx->cursor);
+            /* retention removed what came next: go on past it, said so */
+            ngx_http_events_store_window(ctx->store, &w);
+            ngx_http_events_export_stop(ctx, "cursor_expired",
+                                        ngx_max(ctx->cursor, w.evicted_seq));
+            return;
         }
 
         c->error = 1;
@@ -857,6 +875,41 @@ ngx_http_events_export_finish(ngx_http_events_export_ctx_t *ctx)
 
 
 /*
+ * The export cannot go on: it ends as at a shutdown, with the reason
+ * in its last line and "next" at seq, and the reader has send_timeout
+ * per write to take it, as any line (not the shutdown's drain).
+ */
+
+static void
+ngx_http_events_export_stop(ngx_http_events_export_ctx_t *ctx,
+    const char *reason, uint64_t seq)
+{
+    ngx_uint_t           level, skipped;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+
+    /* events the client will not get are a warning; a pause, not */
+    skipped = ngx_strcmp(reason, "cursor_expired") == 0;
+    level = skipped ? NGX_LOG_WARN : NGX_LOG_INFO;
+
+    ngx_log_error(level, r->connection->log, 0,
+                  "events: export ends early after %uL events, %s, to "
+                  "resume after seq %uL (\"%s\"%s)", ctx->exported,
+                  skipped ? "retention removed the events it was to read"
+                          : "the cluster's log cannot be read",
+                  seq, reason,
+                  skipped ? ", the events before it are skipped" : "");
+
+    ctx->stopped = 1;
+    ctx->stop_seq = seq;
+    ctx->reason = reason;
+
+    ngx_http_events_export_close(ctx);
+}
+
+
+/*
  * Shutdown: no more events; the line that says where to resume, once
  * a buffer has room for it, then the end, which the reader has until
  * the deadline to take (the export's own wait, not nginx's writer and
@@ -876,7 +929,8 @@ ngx_http_events_export_close(ngx_http_events_export_ctx_t *ctx)
     ngx_http_request_t             *r;
     ngx_http_events_item_t         *items;
     u_char                          buf[sizeof("{\"has_more\":true,"
-                                               "\"next\":\"\"}")
+                                               "\"next\":\"\",\"reason\":"
+                                               "\"cluster_unavailable\"}")
                                         + NGX_HTTP_EVENTS_CURSOR_LEN];
 
     r = ctx->request;
@@ -886,7 +940,10 @@ ngx_http_events_export_close(ngx_http_events_export_ctx_t *ctx)
         /* everything up to seq is in the buffers */
         seq = ctx->cursor;
 
-        if (ctx->paging) {
+        if (ctx->stopped) {
+            seq = ctx->stop_seq;
+
+        } else if (ctx->paging) {
             items = ctx->page.items.elts;
             seq = ctx->page_i ? items[ctx->page_i - 1].seq : ctx->cursor;
             ngx_http_events_export_page_free(ctx);
@@ -901,7 +958,13 @@ ngx_http_events_export_close(ngx_http_events_export_ctx_t *ctx)
                        sizeof("{\"has_more\":true,\"next\":\"") - 1);
         p = ngx_http_events_cursor_write(ctx->q.cursor_key, p, ctx->epoch,
                                          seq);
-        p = ngx_cpymem(p, "\"}", 2);
+        *p++ = '"';
+
+        if (ctx->reason) {
+            p = ngx_sprintf(p, ",\"reason\":\"%s\"", ctx->reason);
+        }
+
+        *p++ = '}';
 
         line.data = buf;
         line.len = p - buf;
@@ -915,9 +978,12 @@ ngx_http_events_export_close(ngx_http_events_export_ctx_t *ctx)
 
         ctx->resumed = 1;
 
-        ngx_log_error(NGX_LOG_INFO, c->log, 0,
-                      "events: export ends at shutdown after %uL events, "
-                      "to resume after seq %uL", ctx->exported, seq);
+        if (!ctx->stopped) {
+            ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                          "events: export ends at shutdown after %uL "
+                          "events, to resume after seq %uL",
+                          ctx->exported, seq);
+        }
 
         if (rc == NGX_AGAIN) {
             /* kept aside, as any line: it goes when the socket drains */
@@ -1048,15 +1114,20 @@ ngx_http_events_export_fetched(void *data, ngx_int_t rc)
     }
 
     if (rc != NGX_OK || ctx->page.expired) {
-        ngx_log_error(NGX_LOG_INFO, c->log, 0,
-                      "events: export cut after %uL events, %s after seq "
-                      "%uL", ctx->exported,
-                      rc == NGX_OK ? "retention removed the events"
-                                   : "the cluster's log could not be read",
-                      ctx->cursor);
         ngx_http_events_export_page_free(ctx);
-        c->error = 1;
-        ngx_http_finalize_request(r, NGX_ERROR);
+
+        if (rc != NGX_OK) {
+            /* nothing of the page went: the same page, when resumed */
+            ngx_http_events_export_stop(ctx, "cluster_unavailable",
+                                        ctx->cursor);
+
+        } else {
+            /* the log trimmed what came next: past it, said so */
+            ngx_http_events_export_stop(ctx, "cursor_expired",
+                                        ngx_max(ctx->cursor,
+                                            ctx->page.window.evicted_seq));
+        }
+
         ngx_http_run_posted_requests(c);
         return;
     }
