@@ -456,6 +456,8 @@ static void
 ngx_http_events_jwks_adopt(ngx_http_events_jwks_t *jwks)
 {
     char                         *error;
+    size_t                        size;
+    u_char                       *buf;
     ngx_str_t                     doc;
     ngx_int_t                     rv;
     ngx_pool_t                   *pool;
@@ -478,25 +480,34 @@ ngx_http_events_jwks_adopt(ngx_http_events_jwks_t *jwks)
 
     ngx_str_null(&doc);
 
+    /*
+     * The room for the copy is taken before the lock (no malloc() with
+     * the zone's mutex held), as large as the document was when looked
+     * at; one published meanwhile that is larger is taken next time.
+     */
+
+    size = zone->sh->len;
+    buf = size ? ngx_pnalloc(pool, size) : NULL;
+
     ngx_shmtx_lock(&zone->shpool->mutex);
 
     generation = zone->sh->generation;
     fetched = zone->sh->fetched;
     none = (zone->sh->doc == NULL);
 
-    if (zone->sh->doc) {
-        doc.data = ngx_pnalloc(pool, zone->sh->len);
-
-        if (doc.data) {
-            doc.len = zone->sh->len;
-            ngx_memcpy(doc.data, zone->sh->doc, doc.len);
-        }
+    if (zone->sh->doc && buf && zone->sh->len <= size) {
+        doc.data = buf;
+        doc.len = zone->sh->len;
+        ngx_memcpy(doc.data, zone->sh->doc, doc.len);
     }
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
     if (doc.len == 0) {
-        /* none there (or no memory to copy it): the keys held stay */
+        /*
+         * none there, or not copied (no memory, or it grew since it was
+         * looked at: taken at a later request): the keys held stay
+         */
         if (none) {
             jwks->generation = generation;
         }
