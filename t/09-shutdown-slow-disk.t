@@ -16,6 +16,10 @@
 # The history's indexer reads the journal in a thread as well: while
 # its pread() stalls, the workers answer other requests at once, a page
 # that needs the index waits for it, and a quit waits for the thread.
+# The idempotency check of a client id older than the ring reads the
+# disk before the zone's lock: while its pread() stalls, the other
+# worker stores events at once, and an id the ring lost meanwhile is
+# looked up again (a repeat, not a second event).
 
 use strict;
 use warnings;
@@ -24,6 +28,7 @@ use lib 't/lib';
 use Test::More;
 use IO::Select;
 use IO::Socket::IP;
+use JSON::PP;
 use Time::HiRes qw(sleep time);
 use EventsTest;
 
@@ -125,10 +130,11 @@ system("cc -shared -fPIC -o $dir/slow.so $dir/slow.c -ldl 2>$dir/cc.log") == 0
 $ENV{LD_PRELOAD} = "$dir/slow.so";
 
 sub config {
-    my ($extra, $size, $listen) = @_;
+    my ($extra, $size, $listen, $server) = @_;
 
     $size //= '16m';
     $listen //= '';
+    $server //= '';
 
     $t->write_config(<<"EOF");
 %%GLOBALS%%
@@ -142,6 +148,7 @@ http {
     server {
         listen 127.0.0.1:%%PORT%%$listen;
         client_max_body_size 4m;
+        $server
 
         location = /events-status {
             events_status main;
@@ -474,5 +481,119 @@ $t->run;
 ($cat) = grep { $_->{type} eq 't09.quit' }
     @{ $t->get('/events/types')->{json}{data} };
 is($cat && $cat->{count}, 2, 'after the restart the index has them');
+
+###########################################################################
+# The idempotency check of a client id older than the ring reads its
+# record from disk in the worker, before the zone's lock: while that
+# pread() stalls, the other worker stores events at once (before, it
+# waited for the lock).  No reuseport: the stalled worker accepts
+# nothing, the other one takes every new connection.  The batch also
+# carries an id that another POST stores, and pushes out of the ring,
+# after the stalled worker looked it up: the lock finds the ring gone
+# past that lookup and it is looked up again, a repeat (200, its seq),
+# not a second event.
+
+# (bodies in memory: a body in a temporary file is read back with pread)
+$t->stop;
+config('', '1m', '', 'client_body_buffer_size 4m;');
+$t->run;
+
+ok(indexed_all(20), 'the index has every event, before the disk stalls');
+
+sub ring_lost {
+    my ($seq) = @_;
+    my $ev = $t->get('/events-status')->{json}{events};
+    return $ev->{newestSeq} - $ev->{retained} >= $seq;
+}
+
+# old-3000: not read back yet, by either worker
+ok(ring_lost(3100), 'the ring no longer has old-3000');
+
+my $twin = { id => 'twin-1', type => 't09.twin' };
+my $old_body = { id => 'old-3000', type => 't09.old',
+    payload => { data => { pad => 'x' x 200 } } };
+
+$t->write_file('slow-read', "3000\n");
+
+my $stalled = time;
+my $w = connect_to();
+print {$w} $t->request_bytes('POST', '/events',
+    json => [ $twin, $old_body ]);
+sleep 0.3;                              # it reads old-3000's record
+
+my $t0 = time;
+$r = $t->post_json('/events', $twin);
+my $took = time - $t0;
+is($r->{status}, 201, 'the other worker stores twin-1 meanwhile');
+ok($took < 0.5, 'at once, not after the stalled check')
+    or diag(sprintf 'it took %.2f s', $took);
+my $twin_seq = $r->{json}{seq};
+
+# the other worker, every POST at once, until the ring lost twin-1
+my ($bulk, $bulk_slowest) = (0, 0);
+while (!ring_lost($twin_seq) && $bulk < 40) {
+    my @batch = map { { type => 't09.bulk',
+        payload => { data => { pad => 'y' x 200 } } } } 1 .. 500;
+    $t0 = time;
+    $r = $t->post_json('/events', \@batch);
+    $took = time - $t0;
+    $bulk_slowest = $took if $took > $bulk_slowest;
+    die "POST: $r->{status} $r->{body}" unless $r->{status} == 201;
+    $bulk++;
+}
+ok(ring_lost($twin_seq), "$bulk batches pushed twin-1 out of the ring");
+ok($bulk_slowest < 0.5, 'each answered at once')
+    or diag(sprintf 'the slowest took %.2f s', $bulk_slowest);
+ok(time - $stalled < 2.7, 'all while the check still waited for the disk')
+    or diag(sprintf '%.2f s after the stalled POST', time - $stalled);
+
+unlink "$dir/slow-read";
+
+($answer) = read_all($w, 15);
+close $w;
+like($answer, qr{^HTTP/1.1 200 }, 'the stalled batch: 200, both repeats');
+($body) = $answer =~ /\r\n\r\n(.*)/s;
+$body =~ s/^[0-9a-f]+\r\n//mg if $answer =~ /chunked/i;
+my $stalled_data = eval { JSON::PP->new->decode($body)->{data} } // [];
+my %seq_of = map { $_->{id} => $_->{seq} } @$stalled_data;
+is($seq_of{'twin-1'}, $twin_seq,
+    'twin-1 is the event the other worker stored (looked up again)');
+is($seq_of{'old-3000'}, $t->get('/events/old-3000')->{json}{seq},
+    'old-3000 is its stored event');
+
+my $twins = $t->get('/events?types=t09.twin')->{json}{data};
+is(scalar @$twins, 1, 'one twin-1 event, not two');
+
+# the semantics, with the check before the lock: another body under an
+# old id is a 409, and a batch with it stores nothing
+my $before_seq = $t->get('/events-status')->{json}{events}{newestSeq};
+my $old2 = { id => 'old-2', type => 't09.old',
+    payload => { data => { pad => 'z' x 200 } } };
+$t->is_error($t->post_json('/events', $old2), 409, 'conflict', 'id',
+    'another body under an old id: 409');
+$t->is_error($t->post_json('/events',
+    [ { id => 'fresh-1', type => 't09.fresh' }, $old2 ]), 409, 'conflict',
+    '[1].id', 'a batch with it: 409');
+is($t->get('/events/fresh-1')->{status}, 404, 'and nothing of it stored');
+is($t->get('/events-status')->{json}{events}{newestSeq}, $before_seq,
+    'no seq taken');
+
+# one new client id posted at once on both workers: one event
+my @pairs;
+for my $k (1 .. 20) {
+    my $ev = { id => "pair-$k", type => 't09.pair' };
+    push @pairs, [ map { my $s = connect_to();
+        print {$s} $t->request_bytes('POST', '/events', json => $ev); $s }
+        1 .. 2 ];
+}
+my $pairs_ok = 0;
+for my $k (1 .. 20) {
+    my @got = map { my ($ans) = read_all($_, 10); close $_; $ans }
+        @{ $pairs[$k - 1] };
+    my @st = sort map { /^HTTP\/1.1 (\d+)/ ? $1 : 0 } @got;
+    my %seqs = map { /"seq":(\d+)/ ? ($1 => 1) : () } @got;
+    $pairs_ok++ if "@st" eq '200 201' && keys %seqs == 1;
+}
+is($pairs_ok, 20, 'a client id posted twice at once: 201 and 200, one seq');
 
 $t->done;

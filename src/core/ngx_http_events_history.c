@@ -1860,30 +1860,54 @@ ngx_http_events_history_exit_process(ngx_http_events_history_t *h)
 
 
 /*
- * Idempotency beyond the ring, with the zone's mutex held: a client id
- * the index knows, with its stored envelope read back.  NGX_DECLINED:
- * unknown (or removed by retention).
+ * Idempotency beyond the ring, before the zone's mutex is taken (so that
+ * the disk this may wait for stalls this worker only): what the index
+ * has under a client id.  The index is first brought up to "evicted",
+ * the ring's evicted seq as the caller read it, and *upto is set to the
+ * seq up to which this lookup saw every indexed event; the caller, under
+ * the lock, trusts an answer for an id the ring does not have only while
+ * the ring has not evicted past *upto.  NGX_OK: found, its stored
+ * envelope read back; NGX_AGAIN: found, but newer than "evicted" (the
+ * ring had it: the record is not read); NGX_DECLINED: unknown (or
+ * removed by retention).
  */
 
 ngx_int_t
-ngx_http_events_history_find_locked(ngx_http_events_history_t *h,
-    ngx_str_t *tenant, ngx_str_t *id, uint64_t need, ngx_pool_t *pool,
-    ngx_http_events_event_t *found)
+ngx_http_events_history_find(ngx_http_events_history_t *h,
+    ngx_str_t *tenant, ngx_str_t *id, uint64_t evicted, ngx_pool_t *pool,
+    ngx_http_events_event_t *found, uint64_t *upto)
 {
     u_char                          key[4 + NGX_HTTP_EVENTS_MAX_ID], *p;
     MDB_val                         k, v;
     uint32_t                        tid;
     ngx_int_t                       rc;
+    ngx_uint_t                      failed;
     ngx_http_events_history_rec_t   r;
     ngx_http_events_history_loc_t   loc;
     ngx_http_events_history_idv_t   idv;
+    ngx_http_events_history_sh_t   *hsh;
+
+    hsh = ngx_http_events_journal_history(h->journal);
+    failed = 0;
 
     /* what the ring has not kept must be on disk before it is asked */
-    if (ngx_http_events_journal_history(h->journal)->indexed < need) {
-        (void) ngx_http_events_history_catchup(h);
+    if (hsh->indexed < evicted
+        && ngx_http_events_history_catchup(h) != NGX_OK)
+    {
+        /* as reads do: on with what is indexed, not retried for it */
+        failed = 1;
     }
 
+    /*
+     * "indexed" moves on after the commit that indexed up to it: a read
+     * transaction begun after it was read sees every event up to it
+     */
+    *upto = failed ? (uint64_t) -1 : hsh->indexed;
+    ngx_memory_barrier();
+
     if (ngx_http_events_history_rtxn(h, &h->rd) != NGX_OK) {
+        /* as before: an index that cannot be read does not know the id */
+        *upto = (uint64_t) -1;
         return NGX_DECLINED;
     }
 
@@ -1908,9 +1932,21 @@ ngx_http_events_history_find_locked(ngx_http_events_history_t *h,
 
     ngx_memcpy(&idv, v.mv_data, sizeof(ngx_http_events_history_idv_t));
 
-    if (idv.seq <= ngx_http_events_journal_history(h->journal)->gone
-        || ngx_http_events_history_loc(h, h->rd.txn, idv.seq, &loc) != NGX_OK)
-    {
+    if (idv.seq <= hsh->gone) {
+        goto done;
+    }
+
+    found->seq = idv.seq;
+    found->client_id = idv.client_id;
+    ngx_memcpy(found->digest, idv.digest, 16);
+
+    if (idv.seq > evicted) {
+        rc = NGX_AGAIN;
+        goto done;
+    }
+
+    if (ngx_http_events_history_loc(h, h->rd.txn, idv.seq, &loc) != NGX_OK) {
+        found->seq = 0;
         goto done;
     }
 
@@ -1928,10 +1964,7 @@ ngx_http_events_history_find_locked(ngx_http_events_history_t *h,
 
     ngx_memcpy(p, r.json.data, r.json.len);
 
-    found->seq = idv.seq;
     found->time_ms = loc.time_ms;
-    found->client_id = idv.client_id;
-    ngx_memcpy(found->digest, idv.digest, 16);
     found->stored.data = p;
     found->stored.len = r.json.len;
 

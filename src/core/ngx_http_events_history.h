@@ -208,9 +208,9 @@ ngx_int_t ngx_http_events_history_init_process(ngx_http_events_history_t *h,
     ngx_cycle_t *cycle);
 void ngx_http_events_history_exit_process(ngx_http_events_history_t *h);
 
-ngx_int_t ngx_http_events_history_find_locked(ngx_http_events_history_t *h,
-    ngx_str_t *tenant, ngx_str_t *id, uint64_t need, ngx_pool_t *pool,
-    ngx_http_events_event_t *found);
+ngx_int_t ngx_http_events_history_find(ngx_http_events_history_t *h,
+    ngx_str_t *tenant, ngx_str_t *id, uint64_t evicted, ngx_pool_t *pool,
+    ngx_http_events_event_t *found, uint64_t *upto);
 ngx_int_t ngx_http_events_history_catchup(ngx_http_events_history_t *h);
 
 ngx_uint_t ngx_http_events_history_ready(ngx_http_events_history_t *h);

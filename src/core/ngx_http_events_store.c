@@ -49,6 +49,9 @@
 
 #define NGX_HTTP_EVENTS_RETRIES     8
 
+/* lookups of client ids in the index before the lock, at most */
+#define NGX_HTTP_EVENTS_LOOKUPS     8
+
 
 typedef struct {
     uint64_t                    seq;
@@ -78,6 +81,14 @@ typedef struct {
     uint64_t                    seq;
     uint64_t                    off;
 } ngx_http_events_slot_t;
+
+
+/* what the history index said of a client id, before the lock */
+typedef struct {
+    ngx_http_events_event_t     old;
+    uint64_t                    upto;           /* it had every seq to it */
+    ngx_int_t                   rc;             /* NGX_DONE: not asked */
+} ngx_http_events_store_lookup_t;
 
 
 typedef struct {
@@ -249,9 +260,13 @@ static ngx_int_t ngx_http_events_store_disk_query(
     ngx_pool_t *pool, ngx_http_events_result_t *res);
 static void ngx_http_events_store_ring_window(ngx_http_events_store_t *store,
     ngx_http_events_window_t *w);
+static ngx_int_t ngx_http_events_store_lookup(ngx_http_events_store_t *store,
+    ngx_http_events_event_t *events, ngx_uint_t n, ngx_pool_t *pool,
+    ngx_http_events_store_lookup_t *lk);
 static ngx_http_events_store_rc_e ngx_http_events_store_repeats_locked(
     ngx_http_events_store_t *store, ngx_http_events_event_t *events,
-    ngx_uint_t n, ngx_pool_t *pool, ngx_uint_t *failed);
+    ngx_uint_t n, ngx_pool_t *pool, ngx_http_events_store_lookup_t *lk,
+    ngx_uint_t *failed);
 static ngx_http_events_store_rc_e ngx_http_events_store_catalog_locked(
     ngx_http_events_store_t *store, ngx_http_events_event_t *events,
     ngx_uint_t n, ngx_uint_t *failed);
@@ -1286,6 +1301,12 @@ ngx_http_events_store_append(ngx_http_events_store_t *store,
  * Under the lock, first everything that can fail (repeats, the catalog,
  * the journal), so that a batch is all or nothing; then the records,
  * which cannot fail.  The answer is built outside the lock.
+ *
+ * Client ids the ring may no longer have are looked up in the history
+ * index before the lock (the lookup may read the disk, which must not
+ * hold every worker's writes); if the ring evicted past what a lookup
+ * saw before the lock is taken, the lock is let go and the ids looked
+ * up again, NGX_HTTP_EVENTS_LOOKUPS times at most.
  */
 
 ngx_http_events_store_rc_e
@@ -1293,12 +1314,13 @@ ngx_http_events_store_append_nosync(ngx_http_events_store_t *store,
     ngx_http_events_event_t *events, ngx_uint_t n, ngx_pool_t *pool,
     ngx_uint_t *failed, uint64_t *upto)
 {
-    u_char                      *jbuf;
-    size_t                       total, jlen;
-    uint64_t                     now, seq, jend;
-    ngx_uint_t                   i;
-    ngx_http_events_sh_t        *sh;
-    ngx_http_events_store_rc_e   rc;
+    u_char                          *jbuf;
+    size_t                           total, jlen;
+    uint64_t                         now, seq, jend;
+    ngx_uint_t                       i, ids, tries;
+    ngx_http_events_sh_t            *sh;
+    ngx_http_events_store_rc_e       rc;
+    ngx_http_events_store_lookup_t  *lk;
 
     sh = store->sh;
     *upto = 0;
@@ -1315,6 +1337,8 @@ ngx_http_events_store_append_nosync(ngx_http_events_store_t *store,
     jlen = 0;
     jbuf = NULL;
     jend = 0;
+    ids = 0;
+    lk = NULL;
 
     for (i = 0; i < n; i++) {
         total += ngx_http_events_store_record_size(&events[i]);
@@ -1324,6 +1348,8 @@ ngx_http_events_store_append_nosync(ngx_http_events_store_t *store,
         }
 
         ngx_http_events_store_actor(store, &events[i]);
+
+        ids += events[i].client_id;
     }
 
     if (total > ngx_http_events_store_max_record(store)) {
@@ -1338,17 +1364,55 @@ ngx_http_events_store_append_nosync(ngx_http_events_store_t *store,
         }
     }
 
-    ngx_shmtx_lock(&store->shpool->mutex);
+    if (ids && store->journal) {
+        lk = ngx_palloc(pool, n * sizeof(ngx_http_events_store_lookup_t));
+        if (lk == NULL) {
+            return NGX_HTTP_EVENTS_STORE_ERROR;
+        }
 
-    now = ngx_http_events_time_now_ms();
-    if (now < sh->last_ms) {
-        /* the wall clock went back: timestamps never do */
-        now = sh->last_ms;
+        for (i = 0; i < n; i++) {
+            lk[i].rc = NGX_DONE;
+        }
     }
 
-    ngx_http_events_store_expire_locked(store, now);
+    for (tries = 1; /* void */; tries++) {
 
-    rc = ngx_http_events_store_repeats_locked(store, events, n, pool, failed);
+        if (lk && ngx_http_events_store_lookup(store, events, n, pool, lk)
+                  != NGX_OK)
+        {
+            return NGX_HTTP_EVENTS_STORE_ERROR;
+        }
+
+        ngx_shmtx_lock(&store->shpool->mutex);
+
+        now = ngx_http_events_time_now_ms();
+        if (now < sh->last_ms) {
+            /* the wall clock went back: timestamps never do */
+            now = sh->last_ms;
+        }
+
+        ngx_http_events_store_expire_locked(store, now);
+
+        rc = ngx_http_events_store_repeats_locked(store, events, n, pool, lk,
+                                                  failed);
+
+        if (rc != NGX_HTTP_EVENTS_STORE_BUSY) {
+            break;
+        }
+
+        /* the ring evicted past what a lookup saw: look again */
+
+        ngx_shmtx_unlock(&store->shpool->mutex);
+
+        if (tries == NGX_HTTP_EVENTS_LOOKUPS) {
+            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                          "events zone \"%V\": the ring evicted past the "
+                          "history index %d times while client ids were "
+                          "looked up in it; events refused",
+                          &store->name, NGX_HTTP_EVENTS_LOOKUPS);
+            return NGX_HTTP_EVENTS_STORE_BUSY;
+        }
+    }
 
     if (rc == NGX_HTTP_EVENTS_STORE_OK) {
         rc = ngx_http_events_store_catalog_locked(store, events, n, failed);
@@ -1407,23 +1471,75 @@ done:
 }
 
 
-/* ids a client sent before: the same body is a repeat, another a conflict */
+/*
+ * Client ids in the history index, before the zone's lock, each time
+ * anew.  The ring's evicted seq is read first: the index is brought up
+ * to it, and a record is read back only for an id the ring had lost.
+ */
+
+static ngx_int_t
+ngx_http_events_store_lookup(ngx_http_events_store_t *store,
+    ngx_http_events_event_t *events, ngx_uint_t n, ngx_pool_t *pool,
+    ngx_http_events_store_lookup_t *lk)
+{
+    uint64_t                    evicted;
+    ngx_uint_t                  i;
+    ngx_http_events_history_t  *hist;
+
+    hist = ngx_http_events_store_history(store);
+
+    if (hist == NULL) {
+        return NGX_OK;
+    }
+
+    evicted = store->sh->evicted_seq;
+    ngx_memory_barrier();
+
+    for (i = 0; i < n; i++) {
+        if (!events[i].client_id) {
+            continue;
+        }
+
+        ngx_memzero(&lk[i].old, sizeof(ngx_http_events_event_t));
+
+        lk[i].rc = ngx_http_events_history_find(hist, &events[i].tenant,
+                                                &events[i].id, evicted, pool,
+                                                &lk[i].old, &lk[i].upto);
+        if (lk[i].rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Ids a client sent before: the same body is a repeat, another a
+ * conflict.  An id the ring does not have is what the lookup before the
+ * lock found, if the ring has not evicted past what the lookup saw
+ * since; else NGX_HTTP_EVENTS_STORE_BUSY: look again.
+ */
 
 static ngx_http_events_store_rc_e
 ngx_http_events_store_repeats_locked(ngx_http_events_store_t *store,
     ngx_http_events_event_t *events, ngx_uint_t n, ngx_pool_t *pool,
-    ngx_uint_t *failed)
+    ngx_http_events_store_lookup_t *lk, ngx_uint_t *failed)
 {
     u_char                      *p;
-    ngx_int_t                    rc;
-    ngx_uint_t                   i;
+    uint64_t                     gone;
+    ngx_uint_t                   i, repeats;
     ngx_http_events_sh_t        *sh;
-    ngx_http_events_event_t     *ev, old;
+    ngx_http_events_event_t     *ev, *old;
     ngx_http_events_record_t    *h;
     ngx_http_events_history_t   *hist;
+    ngx_http_events_store_rc_e   rc;
 
     sh = store->sh;
     hist = ngx_http_events_store_history(store);
+    gone = hist ? ngx_http_events_journal_history(store->journal)->gone : 0;
+    repeats = 0;
+    rc = NGX_HTTP_EVENTS_STORE_OK;
 
     for (i = 0; i < n; i++) {
         ev = &events[i];
@@ -1435,41 +1551,45 @@ ngx_http_events_store_repeats_locked(ngx_http_events_store_t *store,
 
         h = ngx_http_events_store_find_id_locked(sh, &ev->tenant, &ev->id);
 
-        if (h && hist
-            && h->seq <= ngx_http_events_journal_history(store->journal)->gone)
-        {
+        if (h && hist && h->seq <= gone) {
             /* removed by retention: the id is free again */
             continue;
         }
 
         if (h == NULL && hist) {
-            /* older than the ring: the index knows it */
-            ngx_memzero(&old, sizeof(ngx_http_events_event_t));
+            /* older than the ring: the index knew it, or it is new */
 
-            rc = ngx_http_events_history_find_locked(hist, &ev->tenant,
-                                                     &ev->id,
-                                                     sh->evicted_seq, pool,
-                                                     &old);
-            if (rc == NGX_ERROR) {
-                return NGX_HTTP_EVENTS_STORE_ERROR;
+            old = lk ? &lk[i].old : NULL;
+
+            if (old == NULL || lk[i].rc == NGX_DONE || lk[i].rc == NGX_AGAIN
+                || ((lk[i].rc == NGX_DECLINED || old->seq <= gone)
+                    && sh->evicted_seq > lk[i].upto))
+            {
+                /*
+                 * not asked; or found newer than the ring's tail then,
+                 * and evicted since; or not found (or removed) while the
+                 * ring has lost events the lookup did not see
+                 */
+                return NGX_HTTP_EVENTS_STORE_BUSY;
             }
 
-            if (old.seq == 0) {
+            if (lk[i].rc != NGX_OK || old->seq <= gone) {
                 continue;
             }
 
-            if (!old.client_id || ngx_memcmp(old.digest, ev->digest, 16) != 0)
+            if (!old->client_id || ngx_memcmp(old->digest, ev->digest, 16) != 0)
             {
                 sh->conflicts++;
                 *failed = i;
-                return NGX_HTTP_EVENTS_STORE_CONFLICT;
+                rc = NGX_HTTP_EVENTS_STORE_CONFLICT;
+                break;
             }
 
-            ev->stored = old.stored;
-            ev->seq = old.seq;
-            ev->time_ms = old.time_ms;
+            ev->stored = old->stored;
+            ev->seq = old->seq;
+            ev->time_ms = old->time_ms;
             ev->repeat = 1;
-            sh->repeats++;
+            repeats++;
             continue;
         }
 
@@ -1480,12 +1600,14 @@ ngx_http_events_store_repeats_locked(ngx_http_events_store_t *store,
         if (!h->client_id || ngx_memcmp(h->digest, ev->digest, 16) != 0) {
             sh->conflicts++;
             *failed = i;
-            return NGX_HTTP_EVENTS_STORE_CONFLICT;
+            rc = NGX_HTTP_EVENTS_STORE_CONFLICT;
+            break;
         }
 
         p = ngx_pnalloc(pool, h->json_len);
         if (p == NULL) {
-            return NGX_HTTP_EVENTS_STORE_ERROR;
+            rc = NGX_HTTP_EVENTS_STORE_ERROR;
+            break;
         }
 
         ngx_memcpy(p, ngx_http_events_rec_json(h), h->json_len);
@@ -1495,10 +1617,13 @@ ngx_http_events_store_repeats_locked(ngx_http_events_store_t *store,
         ev->seq = h->seq;
         ev->time_ms = h->time_ms;
         ev->repeat = 1;
-        sh->repeats++;
+        repeats++;
     }
 
-    return NGX_HTTP_EVENTS_STORE_OK;
+    /* counted once, not at each look again */
+    sh->repeats += repeats;
+
+    return rc;
 }
 
 

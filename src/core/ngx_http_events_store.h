@@ -53,7 +53,8 @@ typedef enum {
     NGX_HTTP_EVENTS_STORE_JOURNAL_FAILED,   /* nothing written or stored */
     NGX_HTTP_EVENTS_STORE_JOURNAL_UNSYNCED, /* stored; its fsync failed */
     NGX_HTTP_EVENTS_STORE_STALE,            /* restore: seq not after head */
-    NGX_HTTP_EVENTS_STORE_REMOTE            /* a cluster's: its tailer's */
+    NGX_HTTP_EVENTS_STORE_REMOTE,           /* a cluster's: its tailer's */
+    NGX_HTTP_EVENTS_STORE_BUSY              /* ids: the ring kept moving */
 } ngx_http_events_store_rc_e;
 
 
