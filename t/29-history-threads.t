@@ -160,11 +160,23 @@ ok($h1->{threadReads} >= 1,
     "cold pages were read in threads ($h1->{threadReads})");
 is($h1->{workerReads}, 0, 'none waited on the disk in a worker');
 
-cold();
-my $r = $t->get('/events/e-1');
-is($r->{status}, 200, 'the oldest event by id, cold');
-is($r->{json}{seq}, $seqs[0], 'with its seq');
-is(history()->{threadReads}, $h1->{threadReads} + 1, 'read in a thread');
+# the page cache's drop is advice (a page read meanwhile stays, and is
+# then read from the cache): the oldest events by id, each after a drop,
+# until one was cold; one thread read for it, none in the worker
+my ($r, $before, $after, $tries);
+for my $i (1 .. 5) {
+    $tries = $i;
+    $before = history();
+    cold();
+    $r = $t->get("/events/e-$i");
+    $after = history();
+    last unless $r->{status} == 200 && $r->{json}{seq} == $seqs[$i - 1];
+    last if $after->{threadReads} > $before->{threadReads};
+}
+is($r->{status}, 200, "an old event by id, cold (try $tries)");
+is($r->{json}{seq}, $seqs[$tries - 1], 'with its seq');
+is($after->{threadReads}, $before->{threadReads} + 1, 'read in a thread');
+is($after->{workerReads}, 0, 'not in the worker');
 $t->is_error($t->get('/events/e-nothere'), 404, 'not_found', undef,
     'an unknown id, asked of the index: 404');
 is_deeply(walk('/events/doc/d-3?order=desc', 100),
